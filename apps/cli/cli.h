@@ -1,0 +1,58 @@
+/*
+ * cli.h — shared pieces of the `sipp` command-line tool: option parsing (flags and SIPP_* env
+ * vars), model resolution against the models directory, loading with a progress bar, output.
+ * The CLI uses only the public API in sipp.h (plus jansson for --json output).
+ */
+#ifndef SIPP_CLI_H
+#define SIPP_CLI_H
+
+#include "sipp.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
+
+typedef enum cli_need { NEED_GENERATE, NEED_CHAT, NEED_EMBED } cli_need;
+
+typedef struct cli_options {
+    const char *model;
+    const char *system;
+    const char *grammar_file;
+    const char *json_schema_file;
+    const char *context_key;
+    const char *stops[SIPP_MAX_STOP_STRINGS];
+    size_t n_stop;
+    sipp_text_params text;
+    sipp_local_params local;
+    bool normalize;
+    bool json;
+    bool stats;
+    const char *input; /* the positional TEXT */
+} cli_options;
+
+/* Parses argv for a text or embed subcommand. Returns CLI_OK, or CLI_USAGE after printing
+ * an error (or help, with *exit_now set and CLI_OK). */
+int cli_parse(int argc, char **argv, const char *cmd, const char *usage, cli_options *o,
+              bool *exit_now);
+
+/* Resolves a model name: an existing path, a file in the models directory (with or without
+ * .gguf), or with name NULL the first model there that can do `need`. Writes into buf. */
+int cli_resolve_model(const char *name, cli_need need, char *buf, size_t cap);
+/* The models directory: $SIPP_MODELS_DIR or ${XDG_CACHE_HOME:-~/.cache}/sipp/models. */
+void cli_models_dir(char *buf, size_t cap);
+
+/* Creates a client and loads `o->model` as endpoint "local", with a progress bar on a TTY. */
+int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep);
+
+/* Prints "sipp: error: <msg>" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Reads a whole file into a malloc'd string, or NULL with an error printed. */
+char *cli_read_file(const char *path);
+
+int cmd_generate(int argc, char **argv, bool chat);
+int cmd_embed(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_models(int argc, char **argv);
+
+#endif

@@ -1,0 +1,145 @@
+/*
+ * cmd_generate.c — `sipp query` and `sipp chat`: stream the answer to stdout, or print one
+ * JSON object with --json.
+ */
+#include "cli.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char query_usage[] =
+    "usage: sipp query [options] PROMPT\n"
+    "\n"
+    "Complete a raw prompt (no chat template) and stream the text to stdout.\n"
+    "\n"
+    "model:\n"
+    "  -m, --model NAME|PATH     GGUF file, or a name in the models directory   [SIPP_MODEL]\n"
+    "                            (default: the first model there that fits)\n"
+    "  --ctx-size N              context tokens per sequence (0 = model's, max 4096) [SIPP_CTX_SIZE]\n"
+    "  --threads N               CPU threads (0 = all cores)                   [SIPP_THREADS]\n"
+    "  --batch-size N            tokens per llama.cpp step (default 512)       [SIPP_BATCH_SIZE]\n"
+    "  --gpu-layers N            layers on the GPU, -1 = all (GPU builds)      [SIPP_GPU_LAYERS]\n"
+    "sampling:\n"
+    "  -n, --max-tokens N        tokens to generate, >= 1 (default 256)        [SIPP_MAX_TOKENS]\n"
+    "  --temperature T           0 = greedy (default 0.8)                      [SIPP_TEMPERATURE]\n"
+    "  --top-k K                 0 = off (default 40)                          [SIPP_TOP_K]\n"
+    "  --top-p P                 in [0,1], 1 = off (default 0.95)              [SIPP_TOP_P]\n"
+    "  --min-p P                 in [0,1], 0 = off (default 0.05)              [SIPP_MIN_P]\n"
+    "  --repeat-penalty R        1 = off (default 1.0)                         [SIPP_REPEAT_PENALTY]\n"
+    "  --seed N                  sampler seed (default random)                 [SIPP_SEED]\n"
+    "  --stop TEXT               stop before TEXT; repeatable (up to 16)\n"
+    "  --grammar-file FILE       constrain output with a GBNF grammar\n"
+    "  --json-schema-file FILE   constrain output to a JSON schema\n"
+    "  --context-key KEY         workflow key for KV-cache reuse\n"
+    "output:\n"
+    "  --json                    print one JSON object: text, finish_reason, usage, stats\n"
+    "  --stats                   print timings to stderr after the answer\n"
+    "  -h, --help                show this help\n";
+
+static const char chat_usage[] =
+    "usage: sipp chat [options] MESSAGE\n"
+    "\n"
+    "Answer MESSAGE as the user turn, rendered with the model's own chat template (Jinja\n"
+    "templates included), and stream the reply to stdout. Options as `sipp query --help`, plus:\n"
+    "  --system TEXT             a system message before MESSAGE\n";
+
+static void on_tokens(const char *text, size_t len, uint32_t n_tokens, void *ud) {
+    (void)n_tokens;
+    (void)ud;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+}
+
+static json_t *stats_json(const sipp_response *r) {
+    const sipp_stats *s = &r->stats;
+    return json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "queue_ms", s->queue_ms, "ttft_ms",
+                     s->ttft_ms, "prefill_ms", s->prefill_ms, "decode_ms", s->decode_ms,
+                     "prefill_tokens_per_s", s->prefill_tok_s, "decode_tokens_per_s",
+                     s->decode_tok_s, "total_ms", s->total_ms);
+}
+
+static void print_json(const sipp_response *r) {
+    json_t *o = json_pack("{s:s%,s:s,s:{s:i,s:i,s:i},s:o}", "text", r->text, r->text_len,
+                          "finish_reason", sipp_finish_reason_name(r->finish_reason), "usage",
+                          "input_tokens", (json_int_t)r->usage.input_tokens, "output_tokens",
+                          (json_int_t)r->usage.output_tokens, "total_tokens",
+                          (json_int_t)r->usage.total_tokens, "stats", stats_json(r));
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    if (s) puts(s);
+    free(s);
+    json_decref(o);
+}
+
+static void print_stats(const sipp_response *r) {
+    fprintf(stderr,
+            "\n[%u prompt + %u generated tokens | queue %.1f ms | ttft %.1f ms | prefill %.0f tok/s"
+            " | decode %.0f tok/s | total %.1f ms | finish %s]\n",
+            r->usage.input_tokens, r->usage.output_tokens, r->stats.queue_ms, r->stats.ttft_ms,
+            r->stats.prefill_tok_s, r->stats.decode_tok_s, r->stats.total_ms,
+            sipp_finish_reason_name(r->finish_reason));
+}
+
+int cmd_generate(int argc, char **argv, bool chat) {
+    const char *cmd = chat ? "chat" : "query";
+    cli_options o;
+    bool exit_now;
+    int rc = cli_parse(argc, argv, cmd, chat ? chat_usage : query_usage, &o, &exit_now);
+    if (rc != CLI_OK || exit_now) return rc;
+
+    char *grammar = NULL, *schema = NULL;
+    if (o.grammar_file && !(grammar = cli_read_file(o.grammar_file))) return CLI_FAILED;
+    if (o.json_schema_file && !(schema = cli_read_file(o.json_schema_file))) {
+        free(grammar);
+        return CLI_FAILED;
+    }
+    o.text.grammar = grammar;
+    o.text.json_schema = schema;
+    if (!o.json) o.text.on_tokens = on_tokens;
+
+    char model[4096];
+    sipp_client *client = NULL;
+    sipp_endpoint *ep = NULL;
+    rc = cli_resolve_model(o.model, chat ? NEED_CHAT : NEED_GENERATE, model, sizeof model);
+    if (rc == CLI_OK) {
+        o.model = model;
+        rc = cli_open(&o, &client, &ep);
+    }
+    sipp_run *run = NULL;
+    sipp_error err = sipp_error_default();
+    if (rc == CLI_OK) {
+        sipp_status st;
+        if (chat) {
+            sipp_message msgs[2];
+            size_t n = 0;
+            if (o.system) msgs[n++] = (sipp_message){"system", o.system};
+            msgs[n++] = (sipp_message){"user", o.input};
+            st = sipp_chat(ep, msgs, n, &o.text, &run, &err);
+        } else {
+            st = sipp_query(ep, o.input, &o.text, &run, &err);
+        }
+        if (st != SIPP_OK) {
+            cli_error("%s", err.message);
+            rc = CLI_FAILED;
+        }
+    }
+    if (rc == CLI_OK) {
+        const sipp_response *r = NULL;
+        sipp_run_wait(run, &r, &err);
+        if (r->status != SIPP_OK) {
+            if (!o.json && r->text_len) putchar('\n');
+            cli_error("%s", r->error_message[0] ? r->error_message : sipp_status_str(r->status));
+            rc = CLI_FAILED;
+        } else if (o.json) {
+            print_json(r);
+        } else {
+            putchar('\n');
+            if (o.stats) print_stats(r);
+        }
+    }
+    sipp_run_free(run);
+    sipp_client_free(client);
+    free(grammar);
+    free(schema);
+    return rc;
+}

@@ -1,0 +1,339 @@
+/*
+ * options.c — option parsing shared by query, chat and embed; model resolution; loading.
+ *
+ * Precedence: command-line flag > SIPP_* environment variable > library default.
+ */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void cli_error(const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    for (char *p = msg; *p; p++)
+        if (*p == '\n') *p = ' ';
+    fprintf(stderr, "sipp: error: %s\n", msg);
+}
+
+char *cli_read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_error("cannot read '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (len + 1 == cap) {
+            char *b2 = cap < (64u << 20) ? realloc(buf, cap * 2) : NULL;
+            if (!b2) {
+                free(buf);
+                buf = NULL;
+                cli_error("'%s' is too large", path);
+                break;
+            }
+            buf = b2;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf) buf[len] = '\0';
+    return buf;
+}
+
+/* ---- numbers ----------------------------------------------------------------------------- */
+
+static bool parse_long(const char *opt, const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        cli_error("%s expects an integer in [%ld, %ld], got '%s'", opt, lo, hi, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool parse_float(const char *opt, const char *s, float *out) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end) {
+        cli_error("%s expects a number, got '%s'", opt, s);
+        return false;
+    }
+    *out = v; /* range checks (NaN, negative...) are the library's: one set of rules */
+    return true;
+}
+
+/* ---- options ----------------------------------------------------------------------------- */
+
+enum {
+    OPT_MODEL = 'm', OPT_HELP = 'h', OPT_MAX_TOKENS = 'n',
+    OPT_TEMPERATURE = 1000, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_SEED,
+    OPT_STOP, OPT_SYSTEM, OPT_GRAMMAR_FILE, OPT_JSON_SCHEMA_FILE, OPT_THREADS, OPT_CTX_SIZE,
+    OPT_BATCH_SIZE, OPT_GPU_LAYERS, OPT_CONTEXT_KEY, OPT_JSON, OPT_STATS, OPT_NO_NORMALIZE,
+};
+
+static const struct option long_opts[] = {
+    {"model", required_argument, 0, OPT_MODEL},
+    {"max-tokens", required_argument, 0, OPT_MAX_TOKENS},
+    {"temperature", required_argument, 0, OPT_TEMPERATURE},
+    {"top-k", required_argument, 0, OPT_TOP_K},
+    {"top-p", required_argument, 0, OPT_TOP_P},
+    {"min-p", required_argument, 0, OPT_MIN_P},
+    {"repeat-penalty", required_argument, 0, OPT_REPEAT_PENALTY},
+    {"seed", required_argument, 0, OPT_SEED},
+    {"stop", required_argument, 0, OPT_STOP},
+    {"system", required_argument, 0, OPT_SYSTEM},
+    {"grammar-file", required_argument, 0, OPT_GRAMMAR_FILE},
+    {"json-schema-file", required_argument, 0, OPT_JSON_SCHEMA_FILE},
+    {"threads", required_argument, 0, OPT_THREADS},
+    {"ctx-size", required_argument, 0, OPT_CTX_SIZE},
+    {"batch-size", required_argument, 0, OPT_BATCH_SIZE},
+    {"gpu-layers", required_argument, 0, OPT_GPU_LAYERS},
+    {"context-key", required_argument, 0, OPT_CONTEXT_KEY},
+    {"json", no_argument, 0, OPT_JSON},
+    {"stats", no_argument, 0, OPT_STATS},
+    {"no-normalize", no_argument, 0, OPT_NO_NORMALIZE},
+    {"help", no_argument, 0, OPT_HELP},
+    {0, 0, 0, 0},
+};
+
+/* Environment variables mirror the flags: SIPP_<FLAG> with dashes as underscores. */
+static const struct {
+    const char *env;
+    int opt;
+} env_opts[] = {
+    {"SIPP_MODEL", OPT_MODEL},           {"SIPP_MAX_TOKENS", OPT_MAX_TOKENS},
+    {"SIPP_TEMPERATURE", OPT_TEMPERATURE}, {"SIPP_TOP_K", OPT_TOP_K},
+    {"SIPP_TOP_P", OPT_TOP_P},           {"SIPP_MIN_P", OPT_MIN_P},
+    {"SIPP_REPEAT_PENALTY", OPT_REPEAT_PENALTY}, {"SIPP_SEED", OPT_SEED},
+    {"SIPP_THREADS", OPT_THREADS},       {"SIPP_CTX_SIZE", OPT_CTX_SIZE},
+    {"SIPP_BATCH_SIZE", OPT_BATCH_SIZE}, {"SIPP_GPU_LAYERS", OPT_GPU_LAYERS},
+};
+
+static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name) {
+    long v;
+    switch (opt) {
+    case OPT_MODEL: o->model = arg; return true;
+    case OPT_MAX_TOKENS:
+        if (!parse_long(name, arg, 0, INT_MAX, &v)) return false;
+        o->text.max_tokens = (uint32_t)v;
+        return true;
+    case OPT_TEMPERATURE: return parse_float(name, arg, &o->text.temperature);
+    case OPT_TOP_K:
+        if (!parse_long(name, arg, 0, INT_MAX, &v)) return false;
+        o->text.top_k = (int32_t)v;
+        return true;
+    case OPT_TOP_P: return parse_float(name, arg, &o->text.top_p);
+    case OPT_MIN_P: return parse_float(name, arg, &o->text.min_p);
+    case OPT_REPEAT_PENALTY: return parse_float(name, arg, &o->text.repeat_penalty);
+    case OPT_SEED:
+        if (!parse_long(name, arg, 0, UINT32_MAX, &v)) return false;
+        o->text.seed = (uint32_t)v;
+        return true;
+    case OPT_STOP:
+        if (o->n_stop >= SIPP_MAX_STOP_STRINGS) {
+            cli_error("at most %d --stop strings", SIPP_MAX_STOP_STRINGS);
+            return false;
+        }
+        o->stops[o->n_stop++] = arg;
+        return true;
+    case OPT_SYSTEM: o->system = arg; return true;
+    case OPT_GRAMMAR_FILE: o->grammar_file = arg; return true;
+    case OPT_JSON_SCHEMA_FILE: o->json_schema_file = arg; return true;
+    case OPT_THREADS:
+        if (!parse_long(name, arg, 0, 1024, &v)) return false;
+        o->local.n_threads = (int32_t)v;
+        return true;
+    case OPT_CTX_SIZE:
+        if (!parse_long(name, arg, 0, 1 << 20, &v)) return false;
+        o->local.n_ctx = (uint32_t)v;
+        return true;
+    case OPT_BATCH_SIZE:
+        if (!parse_long(name, arg, 0, 1 << 16, &v)) return false;
+        o->local.n_batch = (uint32_t)v;
+        return true;
+    case OPT_GPU_LAYERS:
+        if (!parse_long(name, arg, -1, 100000, &v)) return false;
+        o->local.n_gpu_layers = (int32_t)v;
+        return true;
+    case OPT_CONTEXT_KEY: o->context_key = arg; return true;
+    case OPT_JSON: o->json = true; return true;
+    case OPT_STATS: o->stats = true; return true;
+    case OPT_NO_NORMALIZE: o->normalize = false; return true;
+    }
+    return false;
+}
+
+static const char *opt_name(int c) {
+    for (const struct option *lo = long_opts; lo->name; lo++)
+        if (lo->val == c) return lo->name;
+    return "?";
+}
+
+int cli_parse(int argc, char **argv, const char *cmd, const char *usage, cli_options *o,
+              bool *exit_now) {
+    memset(o, 0, sizeof *o);
+    o->text = sipp_text_params_default();
+    o->local = sipp_local_params_default();
+    o->normalize = true;
+    *exit_now = false;
+    for (size_t i = 0; i < sizeof env_opts / sizeof env_opts[0]; i++) {
+        const char *v = getenv(env_opts[i].env);
+        if (v && *v && !apply_opt(o, env_opts[i].opt, v, env_opts[i].env)) return CLI_USAGE;
+    }
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "m:n:h", long_opts, NULL)) != -1) {
+        if (c == OPT_HELP) {
+            fputs(usage, stdout);
+            *exit_now = true;
+            return CLI_OK;
+        }
+        if (c == '?' || c == ':') {
+            const char *bad = argv[optind - 1];
+            cli_error("%s: unknown option or missing value near '%s' (see sipp %s --help)", cmd,
+                      bad ? bad : "?", cmd);
+            return CLI_USAGE;
+        }
+        char name[48];
+        snprintf(name, sizeof name, "--%s", opt_name(c));
+        if (!apply_opt(o, c, optarg, name)) return CLI_USAGE;
+    }
+    if (optind < argc) o->input = argv[optind++];
+    if (optind < argc) {
+        cli_error("%s: one TEXT argument expected; quote it (extra: '%s')", cmd, argv[optind]);
+        return CLI_USAGE;
+    }
+    if (!o->input) {
+        cli_error("%s: TEXT is required (see sipp %s --help)", cmd, cmd);
+        return CLI_USAGE;
+    }
+    o->text.stop = o->stops;
+    o->text.n_stop = o->n_stop;
+    o->text.context_key = o->context_key;
+    return CLI_OK;
+}
+
+/* ---- models ------------------------------------------------------------------------------ */
+
+void cli_models_dir(char *buf, size_t cap) {
+    const char *d = getenv("SIPP_MODELS_DIR");
+    if (d && *d) {
+        snprintf(buf, cap, "%s", d);
+        return;
+    }
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    if (xdg && *xdg) {
+        snprintf(buf, cap, "%s/sipp/models", xdg);
+        return;
+    }
+    const char *home = getenv("HOME");
+    snprintf(buf, cap, "%s/.cache/sipp/models", home ? home : ".");
+}
+
+static bool is_file(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool fits(const char *path, cli_need need) {
+    sipp_endpoint_info in = sipp_endpoint_info_default();
+    if (sipp_model_inspect(path, &in, NULL, NULL) != SIPP_OK) return false;
+    return need == NEED_CHAT ? in.can_chat : need == NEED_EMBED ? in.can_embed : in.can_generate;
+}
+
+int cli_resolve_model(const char *name, cli_need need, char *buf, size_t cap) {
+    char dir[PATH_MAX];
+    cli_models_dir(dir, sizeof dir);
+    if (name) {
+        if (is_file(name) || strchr(name, '/')) {
+            snprintf(buf, cap, "%s", name);
+            return CLI_OK;
+        }
+        snprintf(buf, cap, "%s/%s", dir, name);
+        if (is_file(buf)) return CLI_OK;
+        snprintf(buf, cap, "%s/%s.gguf", dir, name);
+        if (is_file(buf)) return CLI_OK;
+        snprintf(buf, cap, "%s", name); /* let the library report it as not found */
+        return CLI_OK;
+    }
+    DIR *d = opendir(dir);
+    char *names[256];
+    size_t n = 0;
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) && n < 256) {
+            size_t l = strlen(de->d_name);
+            if (l > 5 && strcmp(de->d_name + l - 5, ".gguf") == 0) names[n++] = strdup(de->d_name);
+        }
+        closedir(d);
+    }
+    qsort(names, n, sizeof names[0], cmp_str);
+    int rc = CLI_FAILED;
+    for (size_t i = 0; i < n; i++) {
+        if (rc != CLI_OK) {
+            snprintf(buf, cap, "%s/%s", dir, names[i]);
+            if (fits(buf, need)) rc = CLI_OK;
+        }
+        free(names[i]);
+    }
+    if (rc != CLI_OK)
+        cli_error("no model given and none in %s can %s; pass --model PATH or set SIPP_MODEL",
+                  dir, need == NEED_CHAT ? "chat" : need == NEED_EMBED ? "embed" : "generate");
+    return rc;
+}
+
+/* ---- loading ----------------------------------------------------------------------------- */
+
+static bool progress_bar(float p, void *ud) {
+    (void)ud;
+    int width = 30, filled = (int)(p * (float)width + 0.5f);
+    if (filled > width) filled = width;
+    fprintf(stderr, "\rloading [%.*s%*s] %3d%%", filled, "##############################",
+            width - filled, "", (int)(p * 100.0f + 0.5f));
+    if (p >= 1.0f) fputs("\r\033[K", stderr);
+    fflush(stderr);
+    return true;
+}
+
+int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep) {
+    sipp_error err = sipp_error_default();
+    if (sipp_client_new(NULL, client, &err) != SIPP_OK) {
+        cli_error("%s", err.message);
+        return CLI_FAILED;
+    }
+    o->local.model_path = o->model;
+    if (isatty(STDERR_FILENO)) o->local.progress = progress_bar;
+    if (sipp_client_add_local(*client, "local", &o->local, ep, &err) != SIPP_OK) {
+        if (isatty(STDERR_FILENO)) fputs("\r\033[K", stderr);
+        cli_error("%s", err.message);
+        sipp_client_free(*client);
+        *client = NULL;
+        return CLI_FAILED;
+    }
+    return CLI_OK;
+}

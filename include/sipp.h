@@ -1,0 +1,407 @@
+/*
+ * sipp.h — the public C API of Sipp, a local-first runtime for hybrid AI applications.
+ *
+ * An application creates one sipp_client, registers endpoints on it (today: a local GGUF model
+ * run by Sipp's engine on llama.cpp) and calls sipp_query(), sipp_chat() or sipp_embed() against
+ * the endpoint it picked. Each call returns a sipp_run: tokens stream through a callback or a
+ * pull iterator, sipp_run_wait() returns the final sipp_response, sipp_run_cancel() stops it.
+ * Sipp never moves a request to another endpoint on its own.
+ *
+ * Conventions used throughout:
+ *  - Every function that can fail returns a sipp_status (SIPP_OK = 0) and takes an optional
+ *    caller-owned `sipp_error *err` as its last argument, filled on failure (may be NULL).
+ *  - Plain-data structs start with `uint32_t struct_size`; fill them with the matching
+ *    `*_default()` function so fields can be appended in later versions without breaking callers.
+ *  - `sipp_X_free(NULL)` is a no-op.
+ *  - Strings are UTF-8, NUL-terminated unless a length is given.
+ *
+ * This header includes only <stddef.h>, <stdint.h> and <stdbool.h>: no dependency types leak.
+ */
+#ifndef SIPP_H
+#define SIPP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SIPP_BUILDING_LIBRARY) && defined(__GNUC__)
+#define SIPP_API __attribute__((visibility("default")))
+#else
+#define SIPP_API
+#endif
+
+#define SIPP_VERSION_MAJOR 0
+#define SIPP_VERSION_MINOR 1
+#define SIPP_VERSION_PATCH 0
+#define SIPP_VERSION_STRING "0.1.0"
+
+/** Returns the library version as "MAJOR.MINOR.PATCH". Static string. Thread-safety: any thread.
+ *  Since 0.1. */
+SIPP_API const char *sipp_version(void);
+
+/* ============================================================================================
+ * Status and errors
+ * ========================================================================================== */
+
+/*
+ * The stable status table: X(NAME, number, short_name, description). Numbers are never reused;
+ * new statuses are appended.
+ */
+#define SIPP_STATUS_TABLE(X)                                                                        \
+    X(OK, 0, "ok", "success")                                                                       \
+    X(INVALID_ARGUMENT, 1, "invalid_argument", "an argument or option is invalid")                  \
+    X(NOT_FOUND, 2, "not_found", "the named file, model or endpoint does not exist")                \
+    X(UNSUPPORTED, 3, "unsupported", "the endpoint or model cannot do this operation")              \
+    X(MODEL_INVALID, 4, "model_invalid", "the file is not a valid or loadable model")               \
+    X(OUT_OF_MEMORY, 5, "out_of_memory", "memory could not be allocated")                          \
+    X(BUSY, 6, "busy", "too many requests are queued or running")                                  \
+    X(CANCELLED, 7, "cancelled", "the run was cancelled")                                          \
+    X(DEADLINE, 8, "deadline_exceeded", "the run did not finish before its deadline")              \
+    X(CONTEXT_OVERFLOW, 9, "context_overflow", "the prompt does not fit the context")              \
+    X(IO, 10, "io_error", "a file could not be read or written")                                   \
+    X(INTERNAL, 11, "internal", "an internal error occurred")                                      \
+    X(CLOSED, 12, "closed", "the client or endpoint was closed")                                   \
+    X(TIMEOUT, 13, "timeout", "the wait timed out; the run goes on")
+
+/** Status codes. SIPP_OK is 0, errors are positive. */
+typedef enum sipp_status {
+#define SIPP_STATUS_ENUM_(name, num, short_name, desc) SIPP_##name = num,
+    SIPP_STATUS_TABLE(SIPP_STATUS_ENUM_)
+#undef SIPP_STATUS_ENUM_
+} sipp_status;
+
+/** Short stable name of a status ("invalid_argument"), or "unknown". Static string. Since 0.1. */
+SIPP_API const char *sipp_status_name(sipp_status status);
+/** Human description of a status. Static string. Since 0.1. */
+SIPP_API const char *sipp_status_str(sipp_status status);
+
+#define SIPP_ERROR_MESSAGE_CAP 256
+
+/**
+ * Error details, owned by the caller. Initialise with sipp_error_default() (or zero it and set
+ * struct_size). Filled by a failing call: `code` repeats the returned status, `subcode` carries an
+ * errno or HTTP status when one applies (else 0), `message` is a one-line explanation.
+ */
+typedef struct sipp_error {
+    uint32_t struct_size;
+    sipp_status code;
+    int32_t subcode;
+    char message[SIPP_ERROR_MESSAGE_CAP];
+} sipp_error;
+
+/** Returns an empty sipp_error with struct_size set. Since 0.1. */
+SIPP_API sipp_error sipp_error_default(void);
+
+/** Frees memory that Sipp handed to the caller with "free with sipp_free()". NULL is a no-op. */
+SIPP_API void sipp_free(void *ptr);
+
+/* ============================================================================================
+ * Client and endpoints
+ * ========================================================================================== */
+
+typedef struct sipp_client sipp_client;
+/** A registered endpoint. Owned by its client; valid until removed or the client is freed. */
+typedef struct sipp_endpoint sipp_endpoint;
+
+/** Log levels for sipp_client_params.log_level. Messages from llama.cpp are included. */
+typedef enum sipp_log_level {
+    SIPP_LOG_NONE = 0,
+    SIPP_LOG_ERROR = 1,
+    SIPP_LOG_WARN = 2,
+    SIPP_LOG_INFO = 3,
+    SIPP_LOG_DEBUG = 4,
+} sipp_log_level;
+
+typedef struct sipp_client_params {
+    uint32_t struct_size;
+    /** Messages at or above this level go to stderr. Default SIPP_LOG_ERROR; the environment
+     *  variable SIPP_LOG (none|error|warn|info|debug) overrides the default. */
+    sipp_log_level log_level;
+} sipp_client_params;
+
+/** Default client parameters. Since 0.1. */
+SIPP_API sipp_client_params sipp_client_params_default(void);
+
+/**
+ * Creates a client.
+ * @param params  may be NULL for defaults.
+ * @param out     receives the client; free it with sipp_client_free().
+ * Thread-safety: any thread. Since 0.1.
+ */
+SIPP_API sipp_status sipp_client_new(const sipp_client_params *params, sipp_client **out,
+                                     sipp_error *err);
+
+/**
+ * Frees a client: cancels every outstanding run of every endpoint (each still gets its terminal
+ * state), stops engine threads and unloads models. Runs must still be freed with sipp_run_free().
+ * Thread-safety: no other call on this client may be in progress or follow. Since 0.1.
+ */
+SIPP_API void sipp_client_free(sipp_client *client);
+
+/** Called from the loading thread with progress in [0, 1]. Return false to abort the load. */
+typedef bool (*sipp_load_progress_fn)(float progress, void *user_data);
+
+/** A local GGUF model run by Sipp's engine. */
+typedef struct sipp_local_params {
+    uint32_t struct_size;
+    /** Path to the GGUF file (the first shard for split models). Required. Copied. */
+    const char *model_path;
+    /** Context size in tokens per sequence. 0 = the model's training context, capped at 4096. */
+    uint32_t n_ctx;
+    /** Threads for decoding and prompt processing. 0 = one per physical core guess. */
+    int32_t n_threads;
+    /** Largest number of tokens submitted to llama.cpp in one step. 0 = 512. */
+    uint32_t n_batch;
+    /** Layers to offload to the GPU when the build has a GPU backend; -1 = all, 0 = none. */
+    int32_t n_gpu_layers;
+    /** Sequences decoded together. 0 = 4. */
+    uint32_t n_parallel;
+    /** Optional load progress callback (called on the thread of sipp_client_add_local()). */
+    sipp_load_progress_fn progress;
+    void *progress_user_data;
+} sipp_local_params;
+
+/** Default local-endpoint parameters (model_path NULL). Since 0.1. */
+SIPP_API sipp_local_params sipp_local_params_default(void);
+
+/**
+ * Registers a local model endpoint under `id` and loads the model (blocking).
+ * Re-adding an existing id replaces that endpoint (its runs are cancelled).
+ * @param out  optional; receives the endpoint, owned by the client.
+ * Errors: NOT_FOUND (no such file), MODEL_INVALID (not a GGUF, truncated, absurd header, or
+ * llama.cpp refused it), INVALID_ARGUMENT.
+ * Thread-safety: calls on one client are serialised internally. Since 0.1.
+ */
+SIPP_API sipp_status sipp_client_add_local(sipp_client *client, const char *id,
+                                           const sipp_local_params *params, sipp_endpoint **out,
+                                           sipp_error *err);
+
+/** Looks an endpoint up by id; NULL if none. Thread-safety: any thread. Since 0.1. */
+SIPP_API sipp_endpoint *sipp_client_endpoint(sipp_client *client, const char *id);
+
+/** Removes an endpoint: cancels its runs and unloads its model. Since 0.1. */
+SIPP_API sipp_status sipp_client_remove(sipp_client *client, const char *id, sipp_error *err);
+
+/** What an endpoint can do. */
+typedef struct sipp_endpoint_info {
+    uint32_t struct_size;
+    bool can_generate;   /**< query works (decoder model) */
+    bool can_chat;       /**< the model carries a chat template */
+    bool can_embed;      /**< embed works */
+    uint32_t n_ctx;      /**< context per sequence */
+    uint32_t n_ctx_train;
+    uint32_t n_embd;     /**< embedding dimension */
+    uint32_t n_parallel;
+    uint64_t n_params;
+    uint64_t size_bytes;
+    char architecture[64];
+    char description[128]; /**< llama.cpp's model description, e.g. "llama 1B Q4_K - Medium" */
+} sipp_endpoint_info;
+
+/** Fills `out` (caller-owned, struct_size set by sipp_endpoint_info_default()). Since 0.1. */
+SIPP_API sipp_endpoint_info sipp_endpoint_info_default(void);
+SIPP_API sipp_status sipp_endpoint_get_info(const sipp_endpoint *ep, sipp_endpoint_info *out,
+                                            sipp_error *err);
+
+/* ============================================================================================
+ * Requests
+ * ========================================================================================== */
+
+#define SIPP_MAX_STOP_STRINGS 16
+
+/**
+ * Called with a batch of newly generated text: complete UTF-8, never containing end-of-generation
+ * text or any part of a matched stop string. `n_tokens` is the number of tokens the batch covers.
+ * Called on the thread that calls sipp_run_wait() (see there).
+ */
+typedef void (*sipp_token_fn)(const char *text, size_t len, uint32_t n_tokens, void *user_data);
+
+/** Options of query and chat. Fill with sipp_text_params_default(). */
+typedef struct sipp_text_params {
+    uint32_t struct_size;
+    /** Maximum tokens to generate; must be >= 1. Default 256. */
+    uint32_t max_tokens;
+    /** Sampling temperature >= 0; 0 = greedy. Default 0.8. */
+    float temperature;
+    /** Top-k; 0 = off. Default 40. */
+    int32_t top_k;
+    /** Nucleus sampling in [0, 1]; 1 = off. Default 0.95. */
+    float top_p;
+    /** Min-p in [0, 1]; 0 = off. Default 0.05. */
+    float min_p;
+    /** Repetition penalty > 0; 1 = off. Default 1.0. */
+    float repeat_penalty;
+    /** Sampler seed; 0xFFFFFFFF = random. Default 0xFFFFFFFF. */
+    uint32_t seed;
+    /** Stop strings (not copied: valid until the call returns, which copies them). */
+    const char *const *stop;
+    size_t n_stop;
+    /** Local-only: a workflow key for KV-cache reuse (accepted; reuse arrives with the KV cache). */
+    const char *context_key;
+    /** Local-only: a GBNF grammar constraining the output. */
+    const char *grammar;
+    /** Local-only: a JSON schema, converted to a grammar with llama.cpp's converter. An
+     *  unenforceable schema is an INVALID_ARGUMENT error. Exclusive with `grammar`. */
+    const char *json_schema;
+    /** Optional streaming callback. */
+    sipp_token_fn on_tokens;
+    void *user_data;
+} sipp_text_params;
+
+SIPP_API sipp_text_params sipp_text_params_default(void);
+
+/** A chat message. Roles: "system", "user", "assistant". */
+typedef struct sipp_message {
+    const char *role;
+    const char *content;
+} sipp_message;
+
+/** Options of embed. */
+typedef struct sipp_embed_params {
+    uint32_t struct_size;
+    /** L2-normalise the vector. Default true. */
+    bool normalize;
+} sipp_embed_params;
+
+SIPP_API sipp_embed_params sipp_embed_params_default(void);
+
+typedef struct sipp_run sipp_run;
+
+/**
+ * Starts a raw completion of `prompt` (no template).
+ * @param params  may be NULL for defaults; copied (strings included) before return.
+ * @param out     receives the run; free it with sipp_run_free().
+ * If this returns an error, no run exists and no callback is ever called.
+ * Errors: INVALID_ARGUMENT (empty prompt, max_tokens 0, temperature NaN or < 0, top_p or min_p
+ * outside [0, 1], bad grammar or schema), UNSUPPORTED (model cannot generate), BUSY.
+ * Thread-safety: any thread. Since 0.1.
+ */
+SIPP_API sipp_status sipp_query(sipp_endpoint *ep, const char *prompt,
+                                const sipp_text_params *params, sipp_run **out, sipp_error *err);
+
+/**
+ * Starts a chat: `messages` are rendered with the model's own chat template (Jinja included) and
+ * a generation prompt is appended. Errors as sipp_query(), plus UNSUPPORTED when the model has
+ * no chat template and INVALID_ARGUMENT for no messages or an unknown role. Since 0.1.
+ */
+SIPP_API sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_messages,
+                               const sipp_text_params *params, sipp_run **out, sipp_error *err);
+
+/**
+ * Starts an embedding of `text`. Pooling comes from the model (mean when it declares none).
+ * Errors: INVALID_ARGUMENT (empty text), UNSUPPORTED (the model cannot embed), CONTEXT_OVERFLOW.
+ * Since 0.1.
+ */
+SIPP_API sipp_status sipp_embed(sipp_endpoint *ep, const char *text,
+                                const sipp_embed_params *params, sipp_run **out, sipp_error *err);
+
+/* ============================================================================================
+ * Runs and responses
+ * ========================================================================================== */
+
+typedef enum sipp_finish_reason {
+    SIPP_FINISH_NONE = 0,   /**< not finished, or finished with an error */
+    SIPP_FINISH_STOP = 1,   /**< end-of-generation token or a stop string */
+    SIPP_FINISH_LENGTH = 2, /**< max_tokens or the context filled */
+    SIPP_FINISH_CANCELLED = 3,
+} sipp_finish_reason;
+
+/** "stop", "length", "cancelled" or "none". Static string. */
+SIPP_API const char *sipp_finish_reason_name(sipp_finish_reason reason);
+
+typedef struct sipp_usage {
+    uint32_t struct_size;
+    uint32_t input_tokens;
+    uint32_t output_tokens;
+    uint32_t total_tokens;
+} sipp_usage;
+
+/** Per-request timings in milliseconds and rates in tokens per second. */
+typedef struct sipp_stats {
+    uint32_t struct_size;
+    double queue_ms;     /**< submit until the engine took the request */
+    double ttft_ms;      /**< submit until the first generated token */
+    double prefill_ms;   /**< prompt processing */
+    double decode_ms;    /**< first token until the last */
+    double prefill_tok_s;
+    double decode_tok_s;
+    double total_ms;     /**< submit until the end */
+} sipp_stats;
+
+/** The final result of a run. Owned by the run; valid until sipp_run_free(). */
+typedef struct sipp_response {
+    uint32_t struct_size;
+    sipp_status status;           /**< SIPP_OK, or why the run failed */
+    char error_message[SIPP_ERROR_MESSAGE_CAP];
+    const char *text;             /**< generated text (query/chat), "" otherwise */
+    size_t text_len;
+    sipp_finish_reason finish_reason;
+    const float *embedding;       /**< embed only, else NULL */
+    uint32_t n_embd;
+    bool normalized;
+    sipp_usage usage;
+    sipp_stats stats;
+} sipp_response;
+
+/**
+ * Waits for the run to end and returns its response. If the run has an on_tokens callback, it
+ * is called on this thread with each batch of text that arrives until the end (text that arrived
+ * before this call, or was already pulled with sipp_run_next(), is not repeated).
+ * @param out  receives a pointer valid until sipp_run_free().
+ * Returns SIPP_OK once the run ended (the response's own status tells how).
+ * Thread-safety: one waiter per run. Since 0.1.
+ */
+SIPP_API sipp_status sipp_run_wait(sipp_run *run, const sipp_response **out, sipp_error *err);
+
+/** A batch of text from sipp_run_next(). `text` is owned by the run, valid until the next
+ *  sipp_run_next(), sipp_run_wait() or sipp_run_free() on it. */
+typedef struct sipp_token_batch {
+    uint32_t struct_size;
+    const char *text;
+    size_t len;
+    uint32_t n_tokens;
+    bool done; /**< true once the run ended and all text was delivered */
+} sipp_token_batch;
+
+/**
+ * Pull iterator: waits up to `timeout_ms` (-1 forever, 0 poll) for new text. On SIPP_OK, `out`
+ * holds the text since the last pull (possibly empty with done set). SIPP_TIMEOUT when nothing
+ * arrived in time; the run goes on. Thread-safety: one consumer per run. Since 0.1.
+ */
+SIPP_API sipp_status sipp_run_next(sipp_run *run, int timeout_ms, sipp_token_batch *out,
+                                   sipp_error *err);
+
+/**
+ * Asks the run to stop. Takes effect within one engine tick; the run ends with finish reason
+ * `cancelled` (and status SIPP_OK) unless it had already ended. Thread-safety: any thread.
+ * Since 0.1.
+ */
+SIPP_API void sipp_run_cancel(sipp_run *run);
+
+/** True once the run ended. Thread-safety: any thread. Since 0.1. */
+SIPP_API bool sipp_run_done(const sipp_run *run);
+
+/** Cancels the run if still going, waits for its end and frees it. NULL is a no-op. Since 0.1. */
+SIPP_API void sipp_run_free(sipp_run *run);
+
+/* ============================================================================================
+ * Model inspection (no endpoint needed)
+ * ========================================================================================== */
+
+/**
+ * Reads a model's metadata without loading its weights: fills `info` and, when non-NULL,
+ * `*chat_template_out` with the model's chat template (free with sipp_free(); NULL if none).
+ * Since 0.1.
+ */
+SIPP_API sipp_status sipp_model_inspect(const char *path, sipp_endpoint_info *info,
+                                        char **chat_template_out, sipp_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SIPP_H */

@@ -1,0 +1,236 @@
+/*
+ * client.c — sipp_client: a registry of endpoints, and the request entry points that validate
+ * what is common to every endpoint kind before handing the request to the endpoint.
+ *
+ * Today every endpoint is local (an engine); gateway and provider endpoints plug in here as
+ * further kinds. The registry is guarded by one mutex; requests on an endpoint do not take it.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "../common/common_int.h"
+#include "../engine/engine_int.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum endpoint_kind { ENDPOINT_LOCAL } endpoint_kind;
+
+struct sipp_endpoint {
+    struct sipp_endpoint *next;
+    char *id;
+    endpoint_kind kind;
+    sipp__engine *engine;
+};
+
+struct sipp_client {
+    pthread_mutex_t mu;
+    sipp_endpoint *endpoints;
+};
+
+sipp_client_params sipp_client_params_default(void) {
+    sipp_client_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.log_level = SIPP_LOG_ERROR;
+    return p;
+}
+
+sipp_local_params sipp_local_params_default(void) {
+    sipp_local_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.n_gpu_layers = -1;
+    return p;
+}
+
+sipp_text_params sipp_text_params_default(void) {
+    sipp_text_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.max_tokens = 256;
+    p.temperature = 0.8f;
+    p.top_k = 40;
+    p.top_p = 0.95f;
+    p.min_p = 0.05f;
+    p.repeat_penalty = 1.0f;
+    p.seed = 0xFFFFFFFFu;
+    return p;
+}
+
+sipp_embed_params sipp_embed_params_default(void) {
+    sipp_embed_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.normalize = true;
+    return p;
+}
+
+sipp_status sipp_client_new(const sipp_client_params *params, sipp_client **out,
+                            sipp_error *err) {
+    if (!out) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "out is required");
+    *out = NULL;
+    sipp_client_params p = sipp_client_params_default();
+    if (params) {
+        if (params->struct_size < sizeof p)
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "client params: struct_size too small");
+        p = *params;
+        /* An explicit level wins over SIPP_LOG only when it differs from the default. */
+        if (p.log_level != SIPP_LOG_ERROR) sipp__log_set_level(p.log_level);
+    }
+    sipp_client *c = calloc(1, sizeof *c);
+    if (!c) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    pthread_mutex_init(&c->mu, NULL);
+    *out = c;
+    return SIPP_OK;
+}
+
+static void endpoint_free(sipp_endpoint *ep) {
+    if (!ep) return;
+    sipp__engine_close(ep->engine);
+    free(ep->id);
+    free(ep);
+}
+
+void sipp_client_free(sipp_client *c) {
+    if (!c) return;
+    sipp_endpoint *ep = c->endpoints;
+    while (ep) {
+        sipp_endpoint *next = ep->next;
+        endpoint_free(ep);
+        ep = next;
+    }
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+/* Unlinks the endpoint `id` and returns it (NULL if none). Under c->mu. */
+static sipp_endpoint *unlink_locked(sipp_client *c, const char *id) {
+    for (sipp_endpoint **pp = &c->endpoints; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->id, id) == 0) {
+            sipp_endpoint *ep = *pp;
+            *pp = ep->next;
+            return ep;
+        }
+    }
+    return NULL;
+}
+
+sipp_status sipp_client_add_local(sipp_client *c, const char *id, const sipp_local_params *params,
+                                  sipp_endpoint **out, sipp_error *err) {
+    if (out) *out = NULL;
+    if (!c || !id || !id[0])
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "client and a non-empty id are required");
+    sipp_endpoint *ep = calloc(1, sizeof *ep);
+    if (!ep || !(ep->id = sipp__strdup(id))) {
+        free(ep);
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    }
+    ep->kind = ENDPOINT_LOCAL;
+    /* Load outside the registry lock: loading can take long. */
+    sipp_status st = sipp__engine_open(params, &ep->engine, err);
+    if (st != SIPP_OK) {
+        free(ep->id);
+        free(ep);
+        return st;
+    }
+    pthread_mutex_lock(&c->mu);
+    sipp_endpoint *old = unlink_locked(c, id);
+    ep->next = c->endpoints;
+    c->endpoints = ep;
+    pthread_mutex_unlock(&c->mu);
+    endpoint_free(old);
+    if (out) *out = ep;
+    return SIPP_OK;
+}
+
+sipp_endpoint *sipp_client_endpoint(sipp_client *c, const char *id) {
+    if (!c || !id) return NULL;
+    pthread_mutex_lock(&c->mu);
+    sipp_endpoint *ep = c->endpoints;
+    while (ep && strcmp(ep->id, id) != 0) ep = ep->next;
+    pthread_mutex_unlock(&c->mu);
+    return ep;
+}
+
+sipp_status sipp_client_remove(sipp_client *c, const char *id, sipp_error *err) {
+    if (!c || !id) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "client and id are required");
+    pthread_mutex_lock(&c->mu);
+    sipp_endpoint *ep = unlink_locked(c, id);
+    pthread_mutex_unlock(&c->mu);
+    if (!ep) return sipp__fail(err, SIPP_NOT_FOUND, 0, "no endpoint '%s'", id);
+    endpoint_free(ep);
+    return SIPP_OK;
+}
+
+sipp_status sipp_endpoint_get_info(const sipp_endpoint *ep, sipp_endpoint_info *out,
+                                   sipp_error *err) {
+    if (!ep || !out || out->struct_size < sizeof *out)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "endpoint and an info from sipp_endpoint_info_default() are required");
+    sipp__engine_get_info(ep->engine, out);
+    return SIPP_OK;
+}
+
+/* ---- requests ---------------------------------------------------------------------------- */
+
+static sipp_status check_request(sipp_endpoint *ep, sipp_run **out, sipp_error *err) {
+    if (!out) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "out is required");
+    *out = NULL;
+    if (!ep) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "endpoint is required");
+    return SIPP_OK;
+}
+
+sipp_status sipp_query(sipp_endpoint *ep, const char *prompt, const sipp_text_params *params,
+                       sipp_run **out, sipp_error *err) {
+    sipp_status st = check_request(ep, out, err);
+    if (st != SIPP_OK) return st;
+    if (!prompt || !prompt[0])
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "query: the prompt is empty");
+    sipp_text_params p = params ? *params : sipp_text_params_default();
+    return sipp__engine_submit_text(ep->engine, prompt, &p, out, err);
+}
+
+static bool known_role(const char *role) {
+    return role && (strcmp(role, "system") == 0 || strcmp(role, "user") == 0 ||
+                    strcmp(role, "assistant") == 0);
+}
+
+sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_messages,
+                      const sipp_text_params *params, sipp_run **out, sipp_error *err) {
+    sipp_status st = check_request(ep, out, err);
+    if (st != SIPP_OK) return st;
+    if (!messages || n_messages == 0)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "chat: no messages");
+    for (size_t i = 0; i < n_messages; i++) {
+        if (!known_role(messages[i].role))
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                              "chat: message %zu has unknown role '%s' (system, user or assistant)",
+                              i, messages[i].role ? messages[i].role : "(null)");
+        if (!messages[i].content)
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "chat: message %zu has no content", i);
+    }
+    sipp_text_params p = params ? *params : sipp_text_params_default();
+    st = sipp__text_params_check(&p, err);
+    if (st != SIPP_OK) return st;
+    char *prompt = NULL;
+    st = sipp__engine_render_chat(ep->engine, messages, n_messages, &prompt, err);
+    if (st != SIPP_OK) return st;
+    st = sipp__engine_submit_text(ep->engine, prompt, &p, out, err);
+    free(prompt);
+    return st;
+}
+
+sipp_status sipp_embed(sipp_endpoint *ep, const char *text, const sipp_embed_params *params,
+                       sipp_run **out, sipp_error *err) {
+    sipp_status st = check_request(ep, out, err);
+    if (st != SIPP_OK) return st;
+    if (!text || !text[0])
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "embed: the text is empty");
+    sipp_embed_params p = sipp_embed_params_default();
+    if (params) {
+        if (params->struct_size < sizeof p)
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "embed params: struct_size too small");
+        p = *params;
+    }
+    return sipp__engine_submit_embed(ep->engine, text, &p, out, err);
+}

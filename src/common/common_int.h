@@ -1,0 +1,109 @@
+/*
+ * common_int.h — internal helpers shared by every module: error filling, time, bounded byte
+ * buffers, UTF-8 and stop-string scanning, and the run channel that carries a request's stream
+ * and response from a producer (an engine, later an HTTP client) to the caller.
+ *
+ * Dependencies point one way: common knows nothing of engine, client or llama.cpp.
+ */
+#ifndef SIPP_COMMON_INT_H
+#define SIPP_COMMON_INT_H
+
+#include "sipp.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SIPP__INTERNAL __attribute__((visibility("hidden")))
+
+/* ---- errors ------------------------------------------------------------------------------ */
+
+/* Fills `err` (may be NULL) and returns `code`, so callers can `return sipp__fail(...)`. */
+sipp_status sipp__fail(sipp_error *err, sipp_status code, int subcode, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Copies a formatted one-line message into a fixed buffer (newlines become spaces). */
+void sipp__format_message(char *dst, size_t cap, const char *fmt, va_list ap);
+
+/* ---- logging ----------------------------------------------------------------------------- */
+
+void sipp__log_set_level(sipp_log_level level);
+sipp_log_level sipp__log_level(void);
+void sipp__log(sipp_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parses "none|error|warn|info|debug"; returns false for anything else. */
+bool sipp__log_level_parse(const char *s, sipp_log_level *out);
+
+/* ---- time -------------------------------------------------------------------------------- */
+
+/* Monotonic clock in milliseconds. */
+double sipp__now_ms(void);
+
+/* ---- bounded byte buffer ----------------------------------------------------------------- */
+
+/* A growable byte buffer that never grows past `max` (curl's dynbuf). Always NUL-terminated. */
+typedef struct sipp__buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t max;
+} sipp__buf;
+
+void sipp__buf_init(sipp__buf *b, size_t max);
+/* Returns SIPP_OUT_OF_MEMORY when the allocation fails or `max` would be exceeded. */
+sipp_status sipp__buf_append(sipp__buf *b, const void *data, size_t len);
+void sipp__buf_reset(sipp__buf *b);
+void sipp__buf_free(sipp__buf *b);
+
+char *sipp__strdup(const char *s);
+
+/* ---- text: UTF-8 and stop strings -------------------------------------------------------- */
+
+/* Length of the longest prefix of `s` that does not end inside an incomplete UTF-8 sequence.
+ * Invalid bytes count as complete (they are passed through, never held forever). */
+size_t sipp__utf8_complete_len(const char *s, size_t len);
+
+/* Result of scanning not-yet-emitted text against the stop strings. */
+typedef struct sipp__stop_scan {
+    bool matched;      /* a stop string occurs in the text */
+    size_t emit_len;   /* bytes safe to emit now (up to the match when matched) */
+} sipp__stop_scan;
+
+/* Scans `text` (the held-back tail plus new text): on a match, emit_len is the offset of the
+ * earliest match; otherwise everything except the longest suffix that could still begin a stop
+ * string, and except an incomplete trailing UTF-8 sequence. */
+sipp__stop_scan sipp__stop_scan_text(const char *const *stops, size_t n_stops, const char *text,
+                                     size_t len);
+
+/* ---- option validation ------------------------------------------------------------------- */
+
+/* Validates text params; fills err naming the field on failure. */
+sipp_status sipp__text_params_check(const sipp_text_params *p, sipp_error *err);
+
+/* ---- run channel (run.c) ----------------------------------------------------------------- */
+
+/* Upper bound of text waiting for the consumer; a producer that sees sipp__run_backlog() at or
+ * above it pauses that run (others go on). */
+#define SIPP__RUN_BACKLOG_CAP (256u * 1024u)
+/* Upper bound of a response's text. */
+#define SIPP__RUN_TEXT_MAX (64u * 1024u * 1024u)
+
+/* Called (from any thread, without run locks held) when the consumer cancels a run, so the
+ * producer can wake up and act within one tick. */
+typedef void (*sipp__run_wake_fn)(void *producer);
+
+/* Creates a run with two references: the caller's (dropped by sipp_run_free) and the
+ * producer's (dropped by sipp__run_finish). */
+sipp_run *sipp__run_new(sipp_token_fn on_tokens, void *user_data);
+void sipp__run_set_waker(sipp_run *run, sipp__run_wake_fn wake, void *producer);
+/* Producer side. push_text appends generated text for the stream and the response. */
+sipp_status sipp__run_push_text(sipp_run *run, const char *text, size_t len, uint32_t n_tokens);
+size_t sipp__run_backlog(sipp_run *run);
+bool sipp__run_cancel_requested(const sipp_run *run);
+/* Embedding result: takes ownership of `vec` (malloc'd, n floats). */
+void sipp__run_set_embedding(sipp_run *run, float *vec, uint32_t n, bool normalized);
+/* Ends the run: status and message (message may be NULL on success), finish reason, usage,
+ * stats. After this call the producer must not touch `run`. */
+void sipp__run_finish(sipp_run *run, sipp_status status, const char *message,
+                      sipp_finish_reason reason, const sipp_usage *usage, const sipp_stats *stats);
+
+#endif

@@ -1,0 +1,260 @@
+/*
+ * run.c — the run channel: one request's stream and final response, shared by a producer (the
+ * engine thread of a local endpoint; later HTTP clients) and the caller.
+ *
+ * Ownership: a run starts with two references. The caller drops its own in sipp_run_free(); the
+ * producer drops its own in sipp__run_finish(), after which it never touches the run. Whoever
+ * drops the last reference frees it.
+ *
+ * Streaming never blocks the producer: text goes into `pending` under the lock and the consumer
+ * takes it by swapping buffers. Callbacks run on the consumer's thread (sipp_run_wait), never on
+ * the engine thread. The producer reads the backlog to pause a run whose consumer lags.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "common_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct sipp_run {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;
+
+    /* producer → consumer, under mu */
+    sipp__buf pending;         /* text not yet taken by the consumer */
+    uint32_t pending_tokens;
+    bool done;
+    sipp__buf text;            /* the response's full text */
+    float *embedding;
+    sipp_response resp;
+
+    /* consumer-only */
+    sipp__buf delivered;       /* the batch last handed out by sipp_run_next */
+    bool delivered_done;
+    sipp_token_fn on_tokens;
+    void *user_data;
+
+    atomic_bool cancel;
+    sipp__run_wake_fn wake;
+    void *producer;
+};
+
+sipp_run *sipp__run_new(sipp_token_fn on_tokens, void *user_data) {
+    sipp_run *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    r->refs = 2;
+    sipp__buf_init(&r->pending, SIPP__RUN_TEXT_MAX);
+    sipp__buf_init(&r->text, SIPP__RUN_TEXT_MAX);
+    sipp__buf_init(&r->delivered, SIPP__RUN_TEXT_MAX);
+    r->on_tokens = on_tokens;
+    r->user_data = user_data;
+    atomic_init(&r->cancel, false);
+    r->resp.struct_size = sizeof r->resp;
+    r->resp.usage.struct_size = sizeof r->resp.usage;
+    r->resp.stats.struct_size = sizeof r->resp.stats;
+    r->resp.text = "";
+    return r;
+}
+
+static void run_release(sipp_run *r) {
+    pthread_mutex_lock(&r->mu);
+    int left = --r->refs;
+    pthread_mutex_unlock(&r->mu);
+    if (left > 0) return;
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    sipp__buf_free(&r->pending);
+    sipp__buf_free(&r->text);
+    sipp__buf_free(&r->delivered);
+    free(r->embedding);
+    free(r);
+}
+
+void sipp__run_set_waker(sipp_run *run, sipp__run_wake_fn wake, void *producer) {
+    pthread_mutex_lock(&run->mu);
+    run->wake = wake;
+    run->producer = producer;
+    pthread_mutex_unlock(&run->mu);
+}
+
+/* ---- producer side ----------------------------------------------------------------------- */
+
+sipp_status sipp__run_push_text(sipp_run *r, const char *text, size_t len, uint32_t n_tokens) {
+    pthread_mutex_lock(&r->mu);
+    sipp_status st = sipp__buf_append(&r->text, text, len);
+    if (st == SIPP_OK) st = sipp__buf_append(&r->pending, text, len);
+    if (st == SIPP_OK) r->pending_tokens += n_tokens;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return st;
+}
+
+size_t sipp__run_backlog(sipp_run *r) {
+    pthread_mutex_lock(&r->mu);
+    size_t n = r->pending.len;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+bool sipp__run_cancel_requested(const sipp_run *r) {
+    return atomic_load(&((sipp_run *)r)->cancel);
+}
+
+void sipp__run_set_embedding(sipp_run *r, float *vec, uint32_t n, bool normalized) {
+    pthread_mutex_lock(&r->mu);
+    free(r->embedding);
+    r->embedding = vec;
+    r->resp.embedding = vec;
+    r->resp.n_embd = n;
+    r->resp.normalized = normalized;
+    pthread_mutex_unlock(&r->mu);
+}
+
+void sipp__run_finish(sipp_run *r, sipp_status status, const char *message,
+                      sipp_finish_reason reason, const sipp_usage *usage,
+                      const sipp_stats *stats) {
+    pthread_mutex_lock(&r->mu);
+    r->resp.status = status;
+    if (message) {
+        strncpy(r->resp.error_message, message, sizeof r->resp.error_message - 1);
+        r->resp.error_message[sizeof r->resp.error_message - 1] = '\0';
+    }
+    r->resp.finish_reason = reason;
+    if (usage) {
+        r->resp.usage = *usage;
+        r->resp.usage.struct_size = sizeof r->resp.usage;
+    }
+    if (stats) {
+        r->resp.stats = *stats;
+        r->resp.stats.struct_size = sizeof r->resp.stats;
+    }
+    r->resp.text = r->text.data ? r->text.data : "";
+    r->resp.text_len = r->text.len;
+    r->done = true;
+    r->wake = NULL; /* the producer may go away now */
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    run_release(r);
+}
+
+/* ---- consumer side ----------------------------------------------------------------------- */
+
+/* Waits under r->mu until pending text, the end, or the deadline (abs_ms < 0: forever). */
+static bool wait_locked(sipp_run *r, double abs_ms) {
+    while (r->pending.len == 0 && !r->done) {
+        if (abs_ms < 0) {
+            pthread_cond_wait(&r->cv, &r->mu);
+            continue;
+        }
+        double left = abs_ms - sipp__now_ms();
+        if (left <= 0) return false;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        long long ns = (long long)ts.tv_nsec + (long long)(left * 1e6);
+        ts.tv_sec += (time_t)(ns / 1000000000LL);
+        ts.tv_nsec = (long)(ns % 1000000000LL);
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT &&
+            r->pending.len == 0 && !r->done)
+            return false;
+    }
+    return true;
+}
+
+/* Moves pending text into `delivered` (swap, no copy). Under r->mu. */
+static uint32_t take_pending_locked(sipp_run *r) {
+    sipp__buf tmp = r->delivered;
+    r->delivered = r->pending;
+    r->pending = tmp;
+    sipp__buf_reset(&r->pending);
+    uint32_t n = r->pending_tokens;
+    r->pending_tokens = 0;
+    return n;
+}
+
+sipp_status sipp_run_next(sipp_run *r, int timeout_ms, sipp_token_batch *out, sipp_error *err) {
+    if (!r || !out) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "run and out are required");
+    double deadline = timeout_ms < 0 ? -1.0 : sipp__now_ms() + timeout_ms;
+    pthread_mutex_lock(&r->mu);
+    if (!wait_locked(r, deadline)) {
+        pthread_mutex_unlock(&r->mu);
+        return sipp__fail(err, SIPP_TIMEOUT, 0, "no tokens within %d ms", timeout_ms);
+    }
+    uint32_t n = take_pending_locked(r);
+    bool done = r->done;
+    pthread_mutex_unlock(&r->mu);
+    out->struct_size = sizeof *out;
+    out->text = r->delivered.data ? r->delivered.data : "";
+    out->len = r->delivered.len;
+    out->n_tokens = n;
+    out->done = done;
+    return SIPP_OK;
+}
+
+sipp_status sipp_run_wait(sipp_run *r, const sipp_response **out, sipp_error *err) {
+    if (!r) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "run is required");
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        wait_locked(r, -1.0);
+        if (r->pending.len > 0) {
+            uint32_t n = take_pending_locked(r);
+            if (r->on_tokens) {
+                pthread_mutex_unlock(&r->mu);
+                r->on_tokens(r->delivered.data, r->delivered.len, n, r->user_data);
+                pthread_mutex_lock(&r->mu);
+            }
+            continue;
+        }
+        if (r->done) break;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (out) *out = &r->resp;
+    return SIPP_OK;
+}
+
+void sipp_run_cancel(sipp_run *r) {
+    if (!r) return;
+    if (atomic_exchange(&r->cancel, true)) return;
+    pthread_mutex_lock(&r->mu);
+    sipp__run_wake_fn wake = r->wake;
+    void *producer = r->producer;
+    pthread_mutex_unlock(&r->mu);
+    /* Producers outlive every run they have not finished (see sipp_client_free). */
+    if (wake) wake(producer);
+}
+
+bool sipp_run_done(const sipp_run *r) {
+    sipp_run *m = (sipp_run *)r;
+    pthread_mutex_lock(&m->mu);
+    bool d = m->done;
+    pthread_mutex_unlock(&m->mu);
+    return d;
+}
+
+void sipp_run_free(sipp_run *r) {
+    if (!r) return;
+    sipp_run_cancel(r);
+    pthread_mutex_lock(&r->mu);
+    while (!r->done) pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+    run_release(r);
+}
+
+const char *sipp_finish_reason_name(sipp_finish_reason reason) {
+    switch (reason) {
+    case SIPP_FINISH_STOP: return "stop";
+    case SIPP_FINISH_LENGTH: return "length";
+    case SIPP_FINISH_CANCELLED: return "cancelled";
+    default: return "none";
+    }
+}

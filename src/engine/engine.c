@@ -1,0 +1,879 @@
+/*
+ * engine.c — a loaded model and its engine thread.
+ *
+ * Threads: callers run sipp__engine_submit_* on their own thread: they tokenize, build the
+ * sampler chain and validate there (so errors are synchronous), then append a job to the queue.
+ * The engine thread owns the llama_context, every slot and every sampler once submitted.
+ *
+ * Each tick the engine thread:
+ *   1. admits queued jobs into free slots (FIFO; embeddings run at once on a reserved sequence),
+ *   2. drops cancelled sequences,
+ *   3. builds one llama_batch: the next token of every decoding sequence first, then prompt
+ *      chunks of prefilling sequences, shared round-robin within the tick's token budget,
+ *   4. decodes it, samples one token per sequence with logits, and streams text to the runs.
+ * Slots and the batch are allocated once at open; a tick allocates nothing on the heap.
+ *
+ * Sequence ids: slot i uses seq i (0 <= i < n_parallel); seq n_parallel is for embeddings.
+ * The KV cache is not unified, so each sequence has its own n_ctx cells.
+ */
+#define _GNU_SOURCE
+#include "engine_int.h"
+#include "llama_bridge.h"
+
+#include "llama.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_N_CTX_CAP 4096
+#define DEFAULT_N_BATCH 512
+#define DEFAULT_N_PARALLEL 4
+#define PENALTY_LAST_N 64
+#define MAX_QUEUED 1024
+
+/* ============================================================================================
+ * Jobs and slots
+ * ========================================================================================== */
+
+typedef enum job_kind { JOB_TEXT, JOB_EMBED } job_kind;
+
+typedef struct job {
+    struct job *next;
+    job_kind kind;
+    sipp_run *run;
+    llama_token *tokens; /* the prompt */
+    int32_t n_tokens;
+    struct llama_sampler *sampler; /* text jobs; owned */
+    uint32_t max_tokens;
+    char *stop[SIPP_MAX_STOP_STRINGS];
+    size_t n_stop;
+    bool normalize; /* embed jobs */
+    double t_submit;
+} job;
+
+typedef enum slot_state { SLOT_FREE, SLOT_PREFILL, SLOT_DECODE } slot_state;
+
+typedef struct slot {
+    llama_seq_id seq;
+    slot_state state;
+    job *job;
+    int32_t n_past;      /* tokens of this sequence in the KV cache */
+    int32_t n_prefilled; /* prompt tokens submitted so far */
+    uint32_t n_generated;
+    llama_token next;    /* sampled, decoded next tick */
+    int32_t i_batch;     /* row of this slot's logits in the current batch, -1 if none */
+    int32_t n_in_batch;  /* tokens this slot put in the current batch */
+    sipp__buf held;      /* generated text not emitted yet (stop-string / UTF-8 hold-back) */
+    uint32_t held_tokens;
+    double t_start, t_prefilled, t_first, t_last;
+} slot;
+
+struct sipp__engine {
+    struct llama_model *model;
+    struct llama_context *ctx;
+    const struct llama_vocab *vocab;
+    sipp__chat_templates *templates; /* NULL when the model has none */
+    pthread_mutex_t templates_mu;
+
+    sipp_endpoint_info info;
+    uint32_t n_ctx_seq;
+    uint32_t n_batch;
+    uint32_t n_parallel;
+    bool embed_only; /* non-causal encoder: embeddings only */
+    bool add_bos_text;
+
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards the queue, `stopping` and `woken` */
+    pthread_cond_t cv;
+    job *queue_head, *queue_tail;
+    size_t n_queued;
+    bool stopping;
+    bool woken;
+
+    /* engine-thread only */
+    slot *slots;
+    struct llama_batch batch;
+    uint32_t rr; /* round-robin start for prefill sharing */
+    char piece[512];
+};
+
+static void job_free(job *j) {
+    if (!j) return;
+    free(j->tokens);
+    if (j->sampler) llama_sampler_free(j->sampler);
+    for (size_t i = 0; i < j->n_stop; i++) free(j->stop[i]);
+    free(j);
+}
+
+/* ============================================================================================
+ * llama.cpp logging
+ * ========================================================================================== */
+
+static void llama_log_cb(enum ggml_log_level level, const char *text, void *ud) {
+    (void)ud;
+    sipp_log_level l = level == GGML_LOG_LEVEL_ERROR  ? SIPP_LOG_ERROR
+                       : level == GGML_LOG_LEVEL_WARN ? SIPP_LOG_WARN
+                       : level == GGML_LOG_LEVEL_INFO ? SIPP_LOG_INFO
+                                                      : SIPP_LOG_DEBUG;
+    if (level == GGML_LOG_LEVEL_CONT) l = SIPP_LOG_DEBUG;
+    if (l <= sipp__log_level()) fputs(text, stderr);
+}
+
+static pthread_once_t llama_once = PTHREAD_ONCE_INIT;
+static void llama_init(void) {
+    llama_log_set(llama_log_cb, NULL);
+    llama_backend_init();
+}
+void sipp__llama_init_once(void) { pthread_once(&llama_once, llama_init); }
+
+/* ============================================================================================
+ * Loading
+ * ========================================================================================== */
+
+static bool load_progress(float p, void *ud) {
+    const sipp_local_params *lp = ud;
+    return lp->progress ? lp->progress(p, lp->progress_user_data) : true;
+}
+
+/* Reads "<arch>.<suffix>" metadata as a string; returns false when absent. */
+static bool arch_meta(const struct llama_model *m, const char *arch, const char *suffix,
+                      char *buf, size_t cap) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return llama_model_meta_val_str(m, key, buf, cap) >= 0;
+}
+
+static void fill_info(sipp__engine *e) {
+    sipp_endpoint_info *in = &e->info;
+    *in = sipp_endpoint_info_default();
+    llama_model_meta_val_str(e->model, "general.architecture", in->architecture,
+                             sizeof in->architecture);
+    llama_model_desc(e->model, in->description, sizeof in->description);
+    in->n_ctx_train = (uint32_t)llama_model_n_ctx_train(e->model);
+    in->n_embd = (uint32_t)llama_model_n_embd(e->model);
+    in->n_params = llama_model_n_params(e->model);
+    in->size_bytes = llama_model_size(e->model);
+}
+
+/* Decides the embedding-only flag and the pooling to use from model metadata. */
+static enum llama_pooling_type model_pooling(const struct llama_model *m, const char *arch,
+                                             bool *embed_only, bool *can_embed) {
+    char buf[32];
+    *embed_only = !llama_model_has_decoder(m) ||
+                  (arch_meta(m, arch, "attention.causal", buf, sizeof buf) &&
+                   strcmp(buf, "false") == 0);
+    *can_embed = !llama_model_is_recurrent(m) && !llama_model_is_hybrid(m);
+    enum llama_pooling_type pool = LLAMA_POOLING_TYPE_MEAN;
+    if (arch_meta(m, arch, "pooling_type", buf, sizeof buf)) {
+        int v = atoi(buf);
+        if (v == LLAMA_POOLING_TYPE_RANK) *can_embed = false; /* a reranker scores, it does not embed */
+        if (v > LLAMA_POOLING_TYPE_NONE) pool = (enum llama_pooling_type)v;
+    }
+    return pool;
+}
+
+static void *engine_main(void *arg);
+
+sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, sipp_error *err) {
+    *out = NULL;
+    if (!p || p->struct_size < sizeof(sipp_local_params))
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "local params missing or struct_size too small");
+    if (!p->model_path || !p->model_path[0])
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "model_path is required");
+    if (p->n_parallel > 64)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "n_parallel must be at most 64 (got %u)",
+                          p->n_parallel);
+    if (p->n_ctx > (1u << 20))
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "n_ctx %u is too large", p->n_ctx);
+    if (p->n_threads < 0)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "n_threads must be >= 0");
+    sipp_status st = sipp__gguf_precheck(p->model_path, err);
+    if (st != SIPP_OK) return st;
+
+    sipp__llama_init_once();
+    sipp__engine *e = calloc(1, sizeof *e);
+    if (!e) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    pthread_mutex_init(&e->templates_mu, NULL);
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+
+    struct llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = p->n_gpu_layers;
+    mp.progress_callback = load_progress;
+    mp.progress_callback_user_data = (void *)p;
+    e->model = llama_model_load_from_file(p->model_path, mp);
+    if (!e->model) {
+        st = sipp__fail(err, SIPP_MODEL_INVALID, 0,
+                        "llama.cpp could not load '%s' (corrupt, truncated or unsupported model; "
+                        "SIPP_LOG=warn shows why)",
+                        p->model_path);
+        goto fail;
+    }
+    e->vocab = llama_model_get_vocab(e->model);
+    fill_info(e);
+
+    bool can_embed = false;
+    enum llama_pooling_type pool =
+        model_pooling(e->model, e->info.architecture, &e->embed_only, &can_embed);
+
+    e->n_parallel = p->n_parallel ? p->n_parallel : DEFAULT_N_PARALLEL;
+    e->n_batch = p->n_batch ? p->n_batch : DEFAULT_N_BATCH;
+    uint32_t n_ctx = p->n_ctx;
+    if (n_ctx == 0) {
+        n_ctx = e->info.n_ctx_train ? e->info.n_ctx_train : DEFAULT_N_CTX_CAP;
+        if (n_ctx > DEFAULT_N_CTX_CAP) n_ctx = DEFAULT_N_CTX_CAP;
+    }
+    uint32_t n_seq = e->n_parallel + 1;
+    int32_t threads = p->n_threads;
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (int32_t)(n > 16 ? 16 : n) : 4;
+    }
+
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = n_ctx * n_seq;
+    cp.n_batch = e->n_batch;
+    cp.n_ubatch = e->n_batch;
+    cp.n_seq_max = n_seq;
+    cp.n_threads = threads;
+    cp.n_threads_batch = threads;
+    cp.kv_unified = false;
+    cp.pooling_type = can_embed ? pool : LLAMA_POOLING_TYPE_UNSPECIFIED;
+    cp.embeddings = e->embed_only;
+    cp.no_perf = true;
+    e->ctx = llama_init_from_model(e->model, cp);
+    if (!e->ctx) {
+        st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0,
+                        "llama.cpp could not create a context of %u tokens x %u sequences for '%s'",
+                        n_ctx, n_seq, p->model_path);
+        goto fail;
+    }
+    e->n_ctx_seq = llama_n_ctx_seq(e->ctx);
+
+    e->info.n_ctx = e->n_ctx_seq;
+    e->info.n_parallel = e->n_parallel;
+    e->info.can_generate = !e->embed_only;
+    e->info.can_embed = can_embed;
+    if (!e->embed_only) {
+        char msg[SIPP_ERROR_MESSAGE_CAP] = "";
+        e->templates = sipp__chat_templates_new(e->model, msg, sizeof msg);
+        e->info.can_chat = e->templates != NULL;
+        if (!e->templates && llama_model_chat_template(e->model, NULL))
+            sipp__log(SIPP_LOG_WARN, "%s", msg);
+    }
+
+    e->slots = calloc(e->n_parallel, sizeof *e->slots);
+    if (!e->slots) {
+        st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        goto fail;
+    }
+    for (uint32_t i = 0; i < e->n_parallel; i++) {
+        e->slots[i].seq = (llama_seq_id)i;
+        sipp__buf_init(&e->slots[i].held, SIPP__RUN_TEXT_MAX);
+    }
+    e->batch = llama_batch_init((int32_t)e->n_batch, 0, 1);
+
+    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+        st = sipp__fail(err, SIPP_INTERNAL, errno, "cannot start the engine thread");
+        goto fail;
+    }
+    *out = e;
+    return SIPP_OK;
+
+fail:
+    if (e->slots) {
+        for (uint32_t i = 0; i < e->n_parallel; i++) sipp__buf_free(&e->slots[i].held);
+        llama_batch_free(e->batch);
+        free(e->slots);
+    }
+    sipp__chat_templates_free(e->templates);
+    if (e->ctx) llama_free(e->ctx);
+    if (e->model) llama_model_free(e->model);
+    pthread_mutex_destroy(&e->templates_mu);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e);
+    return st;
+}
+
+void sipp__engine_close(sipp__engine *e) {
+    if (!e) return;
+    pthread_mutex_lock(&e->mu);
+    e->stopping = true;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->thread, NULL);
+    for (uint32_t i = 0; i < e->n_parallel; i++) sipp__buf_free(&e->slots[i].held);
+    free(e->slots);
+    llama_batch_free(e->batch);
+    sipp__chat_templates_free(e->templates);
+    llama_free(e->ctx);
+    llama_model_free(e->model);
+    pthread_mutex_destroy(&e->templates_mu);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e);
+}
+
+void sipp__engine_get_info(const sipp__engine *e, sipp_endpoint_info *out) {
+    uint32_t size = out->struct_size;
+    *out = e->info;
+    out->struct_size = size;
+}
+
+/* ============================================================================================
+ * Submission (caller threads)
+ * ========================================================================================== */
+
+static void engine_wake(void *producer) {
+    sipp__engine *e = producer;
+    pthread_mutex_lock(&e->mu);
+    e->woken = true;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Tokenizes `text` into a malloc'd array. */
+static sipp_status tokenize(sipp__engine *e, const char *text, llama_token **out, int32_t *n_out,
+                            sipp_error *err) {
+    size_t len = strlen(text);
+    if (len > (size_t)INT32_MAX / 2)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "input of %zu bytes is too long", len);
+    int32_t cap = (int32_t)len + 8;
+    llama_token *toks = malloc((size_t)cap * sizeof *toks);
+    if (!toks) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    int32_t n = llama_tokenize(e->vocab, text, (int32_t)len, toks, cap, true, true);
+    if (n < 0) {
+        cap = -n;
+        llama_token *t2 = realloc(toks, (size_t)cap * sizeof *toks);
+        if (!t2) {
+            free(toks);
+            return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        }
+        toks = t2;
+        n = llama_tokenize(e->vocab, text, (int32_t)len, toks, cap, true, true);
+    }
+    if (n <= 0) {
+        free(toks);
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "the input produced no tokens");
+    }
+    *out = toks;
+    *n_out = n;
+    return SIPP_OK;
+}
+
+static struct llama_sampler *build_sampler(sipp__engine *e, const sipp_text_params *p,
+                                           const char *grammar, sipp_error *err) {
+    struct llama_sampler_chain_params cp = llama_sampler_chain_default_params();
+    cp.no_perf = true;
+    struct llama_sampler *chain = llama_sampler_chain_init(cp);
+    if (grammar) {
+        struct llama_sampler *g = llama_sampler_init_grammar(e->vocab, grammar, "root");
+        if (!g) {
+            llama_sampler_free(chain);
+            sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                       "the grammar does not parse (GBNF with a 'root' rule expected)");
+            return NULL;
+        }
+        llama_sampler_chain_add(chain, g);
+    }
+    if (p->repeat_penalty != 1.0f)
+        llama_sampler_chain_add(chain,
+                                llama_sampler_init_penalties(llama_vocab_n_tokens(e->vocab), PENALTY_LAST_N, p->repeat_penalty,
+                                                             0.0f, 0.0f));
+    if (p->temperature <= 0.0f) {
+        llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+    } else {
+        if (p->top_k > 0) llama_sampler_chain_add(chain, llama_sampler_init_top_k(p->top_k));
+        if (p->top_p < 1.0f) llama_sampler_chain_add(chain, llama_sampler_init_top_p(p->top_p, 1));
+        if (p->min_p > 0.0f) llama_sampler_chain_add(chain, llama_sampler_init_min_p(p->min_p, 1));
+        llama_sampler_chain_add(chain, llama_sampler_init_temp(p->temperature));
+        llama_sampler_chain_add(chain, llama_sampler_init_dist(p->seed));
+    }
+    return chain;
+}
+
+/* Appends a job and wakes the engine; BUSY when the queue is full. Takes ownership of j. */
+static sipp_status enqueue(sipp__engine *e, job *j, sipp_error *err) {
+    pthread_mutex_lock(&e->mu);
+    if (e->stopping) {
+        pthread_mutex_unlock(&e->mu);
+        return sipp__fail(err, SIPP_CLOSED, 0, "the endpoint is closing");
+    }
+    if (e->n_queued >= MAX_QUEUED) {
+        pthread_mutex_unlock(&e->mu);
+        return sipp__fail(err, SIPP_BUSY, 0, "%d requests are already queued", MAX_QUEUED);
+    }
+    if (e->queue_tail)
+        e->queue_tail->next = j;
+    else
+        e->queue_head = j;
+    e->queue_tail = j;
+    e->n_queued++;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return SIPP_OK;
+}
+
+static sipp_status finish_submit(sipp__engine *e, job *j, sipp_token_fn cb, void *ud,
+                                 sipp_run **out, sipp_error *err) {
+    j->run = sipp__run_new(cb, ud);
+    if (!j->run) {
+        job_free(j);
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    }
+    sipp__run_set_waker(j->run, engine_wake, e);
+    sipp_run *run = j->run;
+    j->t_submit = sipp__now_ms();
+    sipp_status st = enqueue(e, j, err);
+    if (st != SIPP_OK) {
+        /* No callback will ever run: finish and drop both references. */
+        j->run = NULL;
+        job_free(j);
+        sipp__run_finish(run, st, NULL, SIPP_FINISH_NONE, NULL, NULL);
+        sipp_run_free(run);
+        return st;
+    }
+    *out = run;
+    return SIPP_OK;
+}
+
+sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
+                                     const sipp_text_params *p, sipp_run **out, sipp_error *err) {
+    if (e->embed_only)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "query/chat: '%s' is an embedding model and cannot generate text",
+                          e->info.architecture);
+    sipp_status st = sipp__text_params_check(p, err);
+    if (st != SIPP_OK) return st;
+
+    char *schema_grammar = NULL;
+    if (p->json_schema) {
+        char msg[SIPP_ERROR_MESSAGE_CAP];
+        if (sipp__json_schema_to_grammar(p->json_schema, &schema_grammar, msg, sizeof msg) != 0)
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "json_schema: %s", msg);
+    }
+    job *j = calloc(1, sizeof *j);
+    if (!j) {
+        free(schema_grammar);
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    }
+    j->kind = JOB_TEXT;
+    j->max_tokens = p->max_tokens;
+    st = tokenize(e, prompt, &j->tokens, &j->n_tokens, err);
+    if (st == SIPP_OK && (uint32_t)j->n_tokens >= e->n_ctx_seq)
+        st = sipp__fail(err, SIPP_CONTEXT_OVERFLOW, 0,
+                        "the prompt has %d tokens but the context holds %u (prompt plus at least "
+                        "one generated token)",
+                        j->n_tokens, e->n_ctx_seq);
+    if (st == SIPP_OK) {
+        j->sampler = build_sampler(e, p, schema_grammar ? schema_grammar : p->grammar, err);
+        if (!j->sampler) st = err ? err->code : SIPP_INVALID_ARGUMENT;
+    }
+    free(schema_grammar);
+    for (size_t i = 0; st == SIPP_OK && i < p->n_stop; i++) {
+        j->stop[i] = sipp__strdup(p->stop[i]);
+        if (!j->stop[i]) st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        j->n_stop = i + 1;
+    }
+    if (st != SIPP_OK) {
+        job_free(j);
+        return st;
+    }
+    return finish_submit(e, j, p->on_tokens, p->user_data, out, err);
+}
+
+sipp_status sipp__engine_render_chat(sipp__engine *e, const sipp_message *messages, size_t n,
+                                     char **out, sipp_error *err) {
+    if (!e->templates)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "chat: the model has no chat template; use query for raw prompts");
+    char msg[SIPP_ERROR_MESSAGE_CAP];
+    pthread_mutex_lock(&e->templates_mu);
+    int rc = sipp__chat_render(e->templates, messages, n, out, msg, sizeof msg);
+    pthread_mutex_unlock(&e->templates_mu);
+    if (rc != 0) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "%s", msg);
+    return SIPP_OK;
+}
+
+sipp_status sipp__engine_submit_embed(sipp__engine *e, const char *text,
+                                      const sipp_embed_params *p, sipp_run **out,
+                                      sipp_error *err) {
+    if (!e->info.can_embed)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0, "embed: the model '%s' cannot produce embeddings",
+                          e->info.architecture);
+    job *j = calloc(1, sizeof *j);
+    if (!j) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    j->kind = JOB_EMBED;
+    j->normalize = p->normalize;
+    sipp_status st = tokenize(e, text, &j->tokens, &j->n_tokens, err);
+    if (st == SIPP_OK && ((uint32_t)j->n_tokens > e->n_batch || (uint32_t)j->n_tokens > e->n_ctx_seq))
+        st = sipp__fail(err, SIPP_CONTEXT_OVERFLOW, 0,
+                        "the input has %d tokens but one embedding batch holds %u",
+                        j->n_tokens, e->n_batch < e->n_ctx_seq ? e->n_batch : e->n_ctx_seq);
+    if (st != SIPP_OK) {
+        job_free(j);
+        return st;
+    }
+    return finish_submit(e, j, NULL, NULL, out, err);
+}
+
+/* ============================================================================================
+ * Engine thread: finishing runs
+ * ========================================================================================== */
+
+static void finish_job(job *j, sipp_status st, const char *msg, sipp_finish_reason reason,
+                       const sipp_usage *usage, const sipp_stats *stats) {
+    sipp_run *run = j->run;
+    j->run = NULL;
+    job_free(j);
+    sipp__run_finish(run, st, msg, reason, usage, stats);
+}
+
+static void slot_finish(sipp__engine *e, slot *s, sipp_status st, const char *msg,
+                        sipp_finish_reason reason) {
+    double now = sipp__now_ms();
+    job *j = s->job;
+    sipp_usage u = {sizeof u, (uint32_t)j->n_tokens, s->n_generated,
+                    (uint32_t)j->n_tokens + s->n_generated};
+    sipp_stats stt = {.struct_size = sizeof stt};
+    stt.queue_ms = s->t_start - j->t_submit;
+    stt.total_ms = now - j->t_submit;
+    double pf_end = s->t_prefilled > 0 ? s->t_prefilled : now;
+    stt.prefill_ms = pf_end - s->t_start;
+    if (stt.prefill_ms > 0 && s->t_prefilled > 0)
+        stt.prefill_tok_s = j->n_tokens / (stt.prefill_ms / 1e3);
+    if (s->t_first > 0) {
+        stt.ttft_ms = s->t_first - j->t_submit;
+        stt.decode_ms = s->t_last - s->t_first;
+        if (stt.decode_ms > 0 && s->n_generated > 1)
+            stt.decode_tok_s = (s->n_generated - 1) / (stt.decode_ms / 1e3);
+    }
+    llama_memory_seq_rm(llama_get_memory(e->ctx), s->seq, -1, -1);
+    s->job = NULL;
+    s->state = SLOT_FREE;
+    sipp__buf_reset(&s->held);
+    s->held_tokens = 0;
+    finish_job(j, st, msg, reason, &u, &stt);
+}
+
+/* Pushes the first `len` bytes of held text to the run; the rest stays held. Tokens count
+ * towards the batch that first carries their text. */
+static void emit_held(slot *s, size_t len) {
+    if (len == 0) return;
+    sipp__run_push_text(s->job->run, s->held.data, len, s->held_tokens);
+    s->held_tokens = 0;
+    memmove(s->held.data, s->held.data + len, s->held.len - len + 1);
+    s->held.len -= len;
+}
+
+/* Flushes held text at the end of a run, dropping an incomplete trailing UTF-8 sequence. */
+static void flush_held(slot *s) {
+    emit_held(s, sipp__utf8_complete_len(s->held.data ? s->held.data : "", s->held.len));
+}
+
+/* Processes a sampled token: stream its text, or finish on EOG, stop string, or limits. */
+static void slot_accept(sipp__engine *e, slot *s, llama_token tok) {
+    double now = sipp__now_ms();
+    if (s->n_generated == 0) s->t_first = now;
+    s->t_last = now;
+    s->n_generated++;
+    job *j = s->job;
+    if (llama_vocab_is_eog(e->vocab, tok)) {
+        flush_held(s);
+        slot_finish(e, s, SIPP_OK, NULL, SIPP_FINISH_STOP);
+        return;
+    }
+    int32_t n = llama_token_to_piece(e->vocab, tok, e->piece, sizeof e->piece, 0, false);
+    if (n < 0) n = 0; /* a piece longer than the buffer: no real vocab has one */
+    if (sipp__buf_append(&s->held, e->piece, (size_t)n) != SIPP_OK) {
+        slot_finish(e, s, SIPP_OUT_OF_MEMORY, "generated text exceeds the response limit",
+                    SIPP_FINISH_NONE);
+        return;
+    }
+    s->held_tokens++;
+    sipp__stop_scan sc = sipp__stop_scan_text((const char *const *)j->stop, j->n_stop,
+                                              s->held.data, s->held.len);
+    emit_held(s, sc.emit_len);
+    if (sc.matched) {
+        slot_finish(e, s, SIPP_OK, NULL, SIPP_FINISH_STOP);
+        return;
+    }
+    if (s->n_generated >= j->max_tokens || (uint32_t)s->n_past + 1 >= e->n_ctx_seq) {
+        flush_held(s);
+        slot_finish(e, s, SIPP_OK, NULL, SIPP_FINISH_LENGTH);
+        return;
+    }
+    s->next = tok;
+    s->state = SLOT_DECODE;
+}
+
+/* ============================================================================================
+ * Engine thread: embeddings
+ * ========================================================================================== */
+
+static void run_embed(sipp__engine *e, job *j) {
+    double t0 = sipp__now_ms();
+    if (sipp__run_cancel_requested(j->run)) {
+        finish_job(j, SIPP_OK, NULL, SIPP_FINISH_CANCELLED, NULL, NULL);
+        return;
+    }
+    llama_seq_id seq = (llama_seq_id)e->n_parallel;
+    struct llama_batch *b = &e->batch;
+    b->n_tokens = 0;
+    for (int32_t i = 0; i < j->n_tokens; i++) {
+        b->token[i] = j->tokens[i];
+        b->pos[i] = i;
+        b->n_seq_id[i] = 1;
+        b->seq_id[i][0] = seq;
+        b->logits[i] = 1;
+    }
+    b->n_tokens = j->n_tokens;
+    if (!e->embed_only) llama_set_embeddings(e->ctx, true);
+    int rc = e->embed_only && llama_model_has_encoder(e->model) ? llama_encode(e->ctx, *b)
+                                                                : llama_decode(e->ctx, *b);
+    const float *v = rc == 0 ? llama_get_embeddings_seq(e->ctx, seq) : NULL;
+    uint32_t n = e->info.n_embd;
+    float *vec = v ? malloc(n * sizeof *vec) : NULL;
+    if (vec) {
+        double norm = 0;
+        for (uint32_t i = 0; i < n; i++) norm += (double)v[i] * v[i];
+        norm = sqrt(norm);
+        for (uint32_t i = 0; i < n; i++)
+            vec[i] = j->normalize && norm > 0 ? (float)(v[i] / norm) : v[i];
+    }
+    if (!e->embed_only) llama_set_embeddings(e->ctx, false);
+    llama_memory_t mem = llama_get_memory(e->ctx);
+    if (mem) llama_memory_seq_rm(mem, seq, -1, -1);
+    b->n_tokens = 0;
+
+    if (!vec) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "embedding failed (llama.cpp returned %d)", rc);
+        finish_job(j, rc == 0 ? SIPP_OUT_OF_MEMORY : SIPP_INTERNAL, msg, SIPP_FINISH_NONE, NULL,
+                   NULL);
+        return;
+    }
+    double t1 = sipp__now_ms();
+    sipp_usage u = {sizeof u, (uint32_t)j->n_tokens, 0, (uint32_t)j->n_tokens};
+    sipp_stats st = {.struct_size = sizeof st};
+    st.queue_ms = t0 - j->t_submit;
+    st.prefill_ms = t1 - t0;
+    st.prefill_tok_s = st.prefill_ms > 0 ? j->n_tokens / (st.prefill_ms / 1e3) : 0;
+    st.total_ms = t1 - j->t_submit;
+    sipp__run_set_embedding(j->run, vec, n, j->normalize);
+    finish_job(j, SIPP_OK, NULL, SIPP_FINISH_STOP, &u, &st);
+}
+
+/* ============================================================================================
+ * Engine thread: the tick
+ * ========================================================================================== */
+
+static void batch_add(struct llama_batch *b, llama_token tok, llama_pos pos, llama_seq_id seq,
+                      bool logits) {
+    int32_t i = b->n_tokens++;
+    b->token[i] = tok;
+    b->pos[i] = pos;
+    b->n_seq_id[i] = 1;
+    b->seq_id[i][0] = seq;
+    b->logits[i] = logits;
+}
+
+/* Builds and decodes one batch. Returns false when there was nothing to decode. */
+static bool tick(sipp__engine *e) {
+    struct llama_batch *b = &e->batch;
+    b->n_tokens = 0;
+    uint32_t n_prefilling = 0;
+
+    for (uint32_t i = 0; i < e->n_parallel; i++) {
+        slot *s = &e->slots[i];
+        s->i_batch = -1;
+        s->n_in_batch = 0;
+        if (s->state == SLOT_FREE) continue;
+        if (sipp__run_cancel_requested(s->job->run)) {
+            flush_held(s);
+            slot_finish(e, s, SIPP_OK, NULL, SIPP_FINISH_CANCELLED);
+            continue;
+        }
+        if (s->state == SLOT_PREFILL) {
+            n_prefilling++;
+            continue;
+        }
+        /* Decode first: every ready sequence contributes its next token, unless its consumer
+         * lags (the run's backlog is full): that sequence pauses, the others go on. */
+        if (sipp__run_backlog(s->job->run) >= SIPP__RUN_BACKLOG_CAP) continue;
+        s->i_batch = b->n_tokens;
+        s->n_in_batch = 1;
+        batch_add(b, s->next, s->n_past, s->seq, true);
+    }
+
+    /* Prefill: the rest of the budget, shared round-robin among prefilling sequences. */
+    uint32_t budget = e->n_batch - (uint32_t)b->n_tokens;
+    for (uint32_t k = 0, seen = 0; k < e->n_parallel && seen < n_prefilling && budget > 0; k++) {
+        slot *s = &e->slots[(e->rr + k) % e->n_parallel];
+        if (s->state != SLOT_PREFILL) continue;
+        uint32_t share = budget / (n_prefilling - seen);
+        if (share == 0) share = 1;
+        seen++;
+        uint32_t left = (uint32_t)(s->job->n_tokens - s->n_prefilled);
+        uint32_t take = left < share ? left : share;
+        if (s->n_prefilled == 0) s->t_start = s->t_start > 0 ? s->t_start : sipp__now_ms();
+        for (uint32_t t = 0; t < take; t++) {
+            int32_t pos = s->n_prefilled + (int32_t)t;
+            bool last = (uint32_t)pos == (uint32_t)s->job->n_tokens - 1;
+            if (last) s->i_batch = b->n_tokens;
+            batch_add(b, s->job->tokens[pos], pos, s->seq, last);
+        }
+        s->n_in_batch = (int32_t)take;
+        budget -= take;
+    }
+    e->rr = (e->rr + 1) % e->n_parallel;
+    if (b->n_tokens == 0) return false;
+
+    int rc = llama_decode(e->ctx, *b);
+    if (rc != 0) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "llama_decode failed (%d)", rc);
+        for (uint32_t i = 0; i < e->n_parallel; i++) {
+            slot *s = &e->slots[i];
+            if (s->state != SLOT_FREE && s->n_in_batch > 0)
+                slot_finish(e, s, SIPP_INTERNAL, msg, SIPP_FINISH_NONE);
+        }
+        return true;
+    }
+    double now = sipp__now_ms();
+    for (uint32_t i = 0; i < e->n_parallel; i++) {
+        slot *s = &e->slots[i];
+        if (s->state == SLOT_FREE || s->n_in_batch == 0) continue;
+        s->n_past += s->n_in_batch;
+        if (s->state == SLOT_PREFILL) {
+            s->n_prefilled += s->n_in_batch;
+            if (s->n_prefilled < s->job->n_tokens) continue;
+            s->t_prefilled = now;
+        }
+        llama_token tok = llama_sampler_sample(s->job->sampler, e->ctx, s->i_batch);
+        slot_accept(e, s, tok);
+    }
+    return true;
+}
+
+/* ============================================================================================
+ * Engine thread: main loop
+ * ========================================================================================== */
+
+static slot *free_slot(sipp__engine *e) {
+    for (uint32_t i = 0; i < e->n_parallel; i++)
+        if (e->slots[i].state == SLOT_FREE) return &e->slots[i];
+    return NULL;
+}
+
+static bool any_active(const sipp__engine *e) {
+    for (uint32_t i = 0; i < e->n_parallel; i++)
+        if (e->slots[i].state != SLOT_FREE) return true;
+    return false;
+}
+
+/* Takes the queue head if it can start now (FIFO: a waiting text job blocks later ones). */
+static job *pop_startable(sipp__engine *e) {
+    job *j = e->queue_head;
+    if (!j) return NULL;
+    if (j->kind == JOB_TEXT && !sipp__run_cancel_requested(j->run) && !free_slot(e)) return NULL;
+    e->queue_head = j->next;
+    if (!e->queue_head) e->queue_tail = NULL;
+    e->n_queued--;
+    j->next = NULL;
+    return j;
+}
+
+static void start_job(sipp__engine *e, job *j) {
+    if (sipp__run_cancel_requested(j->run)) {
+        finish_job(j, SIPP_OK, NULL, SIPP_FINISH_CANCELLED, NULL, NULL);
+        return;
+    }
+    if (j->kind == JOB_EMBED) {
+        run_embed(e, j);
+        return;
+    }
+    slot *s = free_slot(e);
+    s->job = j;
+    s->state = SLOT_PREFILL;
+    s->n_past = 0;
+    s->n_prefilled = 0;
+    s->n_generated = 0;
+    s->t_start = sipp__now_ms();
+    s->t_prefilled = s->t_first = s->t_last = 0;
+    llama_memory_seq_rm(llama_get_memory(e->ctx), s->seq, -1, -1);
+}
+
+static void drain_all(sipp__engine *e) {
+    for (uint32_t i = 0; i < e->n_parallel; i++) {
+        slot *s = &e->slots[i];
+        if (s->state == SLOT_FREE) continue;
+        flush_held(s);
+        slot_finish(e, s, SIPP_OK, NULL, SIPP_FINISH_CANCELLED);
+    }
+    pthread_mutex_lock(&e->mu);
+    job *j = e->queue_head;
+    e->queue_head = e->queue_tail = NULL;
+    e->n_queued = 0;
+    pthread_mutex_unlock(&e->mu);
+    while (j) {
+        job *next = j->next;
+        finish_job(j, SIPP_OK, NULL, SIPP_FINISH_CANCELLED, NULL, NULL);
+        j = next;
+    }
+}
+
+static void *engine_main(void *arg) {
+    sipp__engine *e = arg;
+    bool idle = false;
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        if (idle) {
+            if (!any_active(e)) {
+                while (!e->stopping && !e->queue_head && !e->woken)
+                    pthread_cond_wait(&e->cv, &e->mu);
+            } else if (!e->stopping && !e->queue_head && !e->woken) {
+                /* Every active sequence is paused on a slow consumer: poll gently. */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 2 * 1000 * 1000;
+                if (ts.tv_nsec >= 1000000000L) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+            }
+        }
+        e->woken = false;
+        if (e->stopping) {
+            pthread_mutex_unlock(&e->mu);
+            break;
+        }
+        job *j;
+        while ((j = pop_startable(e)) != NULL) {
+            pthread_mutex_unlock(&e->mu);
+            start_job(e, j);
+            pthread_mutex_lock(&e->mu);
+        }
+        pthread_mutex_unlock(&e->mu);
+        idle = !tick(e);
+    }
+    drain_all(e);
+    return NULL;
+}
+
+sipp_endpoint_info sipp_endpoint_info_default(void) {
+    sipp_endpoint_info in;
+    memset(&in, 0, sizeof in);
+    in.struct_size = sizeof in;
+    return in;
+}

@@ -1,0 +1,44 @@
+/*
+ * engine_int.h — the local engine: one loaded GGUF model, one engine thread that owns all
+ * llama.cpp state for it, and a tick-based scheduler that batches every running sequence.
+ *
+ * Callers (the client module) talk to an engine only through these functions; they build and
+ * validate requests on their own thread (template rendering, tokenization, sampler set-up) and
+ * hand them over through the engine's queue. Only src/engine includes llama.cpp headers.
+ */
+#ifndef SIPP_ENGINE_INT_H
+#define SIPP_ENGINE_INT_H
+
+#include "../common/common_int.h"
+
+typedef struct sipp__engine sipp__engine;
+
+/* Loads the model and starts the engine thread. */
+sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, sipp_error *err);
+/* Cancels everything queued or running (each run gets its terminal state), joins the engine
+ * thread and frees the model. NULL is a no-op. */
+void sipp__engine_close(sipp__engine *e);
+
+void sipp__engine_get_info(const sipp__engine *e, sipp_endpoint_info *out);
+
+/* Submits a completion of `prompt` (already templated for chat). */
+sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
+                                     const sipp_text_params *p, sipp_run **out, sipp_error *err);
+/* Renders chat messages with the model's template. *out freed with free(). */
+sipp_status sipp__engine_render_chat(sipp__engine *e, const sipp_message *messages, size_t n,
+                                     char **out, sipp_error *err);
+sipp_status sipp__engine_submit_embed(sipp__engine *e, const char *text,
+                                      const sipp_embed_params *p, sipp_run **out,
+                                      sipp_error *err);
+
+/* Cheap checks of a GGUF file's header before llama.cpp reads it (gguf_check.c): magic,
+ * version, and tensor/metadata counts that the file size can hold. */
+sipp_status sipp__gguf_precheck(const char *path, sipp_error *err);
+/* The same checks on bytes in memory (used by the file check and by the fuzz target). */
+sipp_status sipp__gguf_precheck_bytes(const unsigned char *data, size_t len, uint64_t file_size,
+                                      sipp_error *err);
+
+/* Routes llama.cpp's log through Sipp's log level. Idempotent. */
+void sipp__llama_init_once(void);
+
+#endif
