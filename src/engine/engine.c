@@ -14,7 +14,8 @@
  * Slots and the batch are allocated once at open; a tick allocates nothing on the heap.
  *
  * Sequence ids: slot i uses seq i (0 <= i < n_parallel); seq n_parallel is for embeddings.
- * The KV cache is not unified, so each sequence has its own n_ctx cells.
+ * An embedding-only model has no slots and one sequence (id 0). The KV cache is not unified,
+ * so each sequence has its own n_ctx cells.
  */
 #define _GNU_SOURCE
 #include "engine_int.h"
@@ -231,6 +232,8 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
         n_ctx = e->info.n_ctx_train ? e->info.n_ctx_train : DEFAULT_N_CTX_CAP;
         if (n_ctx > DEFAULT_N_CTX_CAP) n_ctx = DEFAULT_N_CTX_CAP;
     }
+    /* Embedding-only models generate nothing: no slots, one sequence for embeddings. */
+    if (e->embed_only) e->n_parallel = 0;
     uint32_t n_seq = e->n_parallel + 1;
     int32_t threads = p->n_threads;
     if (threads == 0) {
@@ -270,7 +273,7 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
             sipp__log(SIPP_LOG_WARN, "%s", msg);
     }
 
-    e->slots = calloc(e->n_parallel, sizeof *e->slots);
+    e->slots = calloc(e->n_parallel ? e->n_parallel : 1, sizeof *e->slots);
     if (!e->slots) {
         st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
         goto fail;
@@ -735,7 +738,7 @@ static bool tick(sipp__engine *e) {
         s->n_in_batch = (int32_t)take;
         budget -= take;
     }
-    e->rr = (e->rr + 1) % e->n_parallel;
+    e->rr = e->n_parallel ? (e->rr + 1) % e->n_parallel : 0;
     if (b->n_tokens == 0) return false;
 
     int rc = llama_decode(e->ctx, *b);

@@ -1,0 +1,106 @@
+"""The `sipp` CLI end to end: streamed answers, --json shapes, env vars, errors, help."""
+import json
+import math
+
+import pytest
+
+from conftest import CHAT_MODEL, STORY_MODEL
+
+
+def test_chat_json_has_text_finish_reason_usage_and_stats(sipp):
+    r = sipp("chat", "--json", "--temperature", "0", "-m", str(CHAT_MODEL), "Do you like to play outside?")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out) == {"text", "finish_reason", "usage", "stats"}
+    assert out["text"].strip()
+    assert out["finish_reason"] in ("stop", "length")
+    u = out["usage"]
+    assert u["total_tokens"] == u["input_tokens"] + u["output_tokens"]
+    assert u["input_tokens"] > 0 and u["output_tokens"] > 0
+    assert out["stats"]["ttft_ms"] > 0
+
+
+def test_chat_streams_the_same_text_as_json(sipp):
+    args = ["--temperature", "0", "-m", str(CHAT_MODEL), "Do you like to play outside?"]
+    streamed = sipp("chat", *args)
+    as_json = sipp("chat", "--json", *args)
+    assert streamed.returncode == 0 and as_json.returncode == 0
+    assert streamed.stdout == json.loads(as_json.stdout)["text"] + "\n"
+
+
+def test_default_model_comes_from_the_models_dir(sipp):
+    # No --model: chat picks the first model that has a chat template.
+    r = sipp("chat", "--json", "--temperature", "0", "-n", "8", "Hello")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["usage"]["output_tokens"] > 0
+
+
+def test_max_tokens_gives_finish_reason_length(sipp):
+    r = sipp("query", "--json", "--temperature", "0", "-n", "3", "-m", str(STORY_MODEL), "Once upon a time")
+    out = json.loads(r.stdout)
+    assert out["finish_reason"] == "length"
+    assert out["usage"]["output_tokens"] == 3
+
+
+def test_env_vars_set_options_and_flags_win(sipp):
+    env = {"SIPP_MODEL": str(STORY_MODEL), "SIPP_MAX_TOKENS": "2", "SIPP_TEMPERATURE": "0"}
+    r = sipp("query", "--json", "Once upon a time", env=env)
+    assert json.loads(r.stdout)["usage"]["output_tokens"] == 2
+    r = sipp("query", "--json", "-n", "4", "Once upon a time", env=env)
+    assert json.loads(r.stdout)["usage"]["output_tokens"] == 4
+
+
+def test_stop_string(sipp):
+    r = sipp("query", "--json", "--temperature", "0", "-m", str(STORY_MODEL), "--stop", ".", "Once upon a time")
+    out = json.loads(r.stdout)
+    assert out["finish_reason"] == "stop"
+    assert "." not in out["text"]
+
+
+def test_embed_json(sipp):
+    r = sipp("embed", "--json", "-m", str(CHAT_MODEL), "hello world")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["dims"] == 128 == len(out["embedding"])
+    assert out["normalized"] is True
+    assert math.isclose(math.sqrt(sum(x * x for x in out["embedding"])), 1.0, rel_tol=1e-4)
+
+
+def test_info_and_models(sipp):
+    r = sipp("info", "--json", str(CHAT_MODEL))
+    info = json.loads(r.stdout)
+    assert info["architecture"] == "gpt2"
+    assert info["capabilities"] == {"query": True, "chat": True, "embed": True}
+    assert "Bot:" in info["chat_template"]
+    r = sipp("models", "--json")
+    names = {m["name"]: m for m in json.loads(r.stdout)}
+    assert set(names) == {CHAT_MODEL.name, STORY_MODEL.name}
+    assert names[STORY_MODEL.name]["capabilities"]["chat"] is False
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["query", "--model", "not-a-model.gguf", "x"], "not-a-model.gguf"),
+    (["query", "-m", str(STORY_MODEL), "--temperature", "nan", "x"], "temperature"),
+    (["query", "-m", str(STORY_MODEL), "-n", "0", "x"], "max_tokens"),
+    (["query", "-m", str(STORY_MODEL), "--top-p", "2", "x"], "top_p"),
+    (["query", "-m", str(STORY_MODEL), ""], "empty"),
+    (["chat", "-m", str(STORY_MODEL), "hi"], "chat template"),
+    (["query", "--bogus", "x"], "unknown option"),
+    (["query", "-m", str(STORY_MODEL)], "TEXT is required"),
+    (["frobnicate"], "unknown command"),
+])
+def test_errors_exit_non_zero_with_one_line(sipp, args, needle):
+    r = sipp(*args)
+    assert r.returncode != 0
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("sipp: error:")
+    assert needle in lines[0]
+
+
+@pytest.mark.parametrize("cmd", ["query", "chat", "embed", "info", "models"])
+def test_help_on_every_subcommand(sipp, cmd):
+    r = sipp(cmd, "--help")
+    assert r.returncode == 0
+    assert r.stdout.startswith(f"usage: sipp {cmd}")

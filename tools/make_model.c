@@ -1,0 +1,326 @@
+/*
+ * make_model.c — `sipp-make-model`: writes random-weight GGUF models of real shapes for tests
+ * and benchmarks, so that nothing is downloaded. The tokenizer (every `tokenizer.*` key) is
+ * copied from one of the vocab-only GGUFs that ship in the llama.cpp source (models/).
+ *
+ * Weights are uniform random with a small scale (so activations stay finite), norms are ones.
+ * Tensors are generated, quantized and written one at a time: memory use is one tensor, not
+ * the model, so the 8B shape fits in RAM. Quantization uses ggml's own quantizers.
+ *
+ * Shapes (llama-style decoders, plus a BERT-style encoder):
+ *   llama-135m  SmolLM2-135M dims with the GPT-2 vocab       (~135M params)
+ *   llama-0.5b  Qwen2.5-0.5B dims with the GPT-2 vocab       (~0.45B)
+ *   llama-1b    Llama-3.2-1B dims with the Llama-3 BPE vocab (~1.2B)
+ *   llama-8b    Llama-3.1-8B dims with the Llama-3 BPE vocab (~8B)
+ *   bert-small  bge-small dims with the BERT (bge) vocab     (~33M), mean pooling
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "ggml.h"
+#include "gguf.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct shape {
+    const char *name;
+    const char *arch;
+    const char *vocab_file; /* in llama.cpp's models/ */
+    int n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx;
+    int tied; /* output projection shares token_embd (no output.weight), as in the original */
+} shape;
+
+static const shape shapes[] = {
+    {"llama-135m", "llama", "ggml-vocab-gpt-2.gguf", 576, 30, 9, 3, 1536, 8192, 1},
+    {"llama-0.5b", "llama", "ggml-vocab-gpt-2.gguf", 896, 24, 14, 2, 4864, 32768, 1},
+    {"llama-1b", "llama", "ggml-vocab-llama-bpe.gguf", 2048, 16, 32, 8, 8192, 131072, 1},
+    {"llama-8b", "llama", "ggml-vocab-llama-bpe.gguf", 4096, 32, 32, 8, 14336, 131072, 0},
+    {"bert-small", "bert", "ggml-vocab-bert-bge.gguf", 384, 12, 12, 12, 1536, 512, 0},
+};
+
+typedef enum wtype { W_F16, W_Q8_0, W_Q4_K_M } wtype;
+
+/* llama.cpp's LLAMA_FTYPE values for general.file_type */
+static const uint32_t ftype_ids[] = {1, 7, 15};
+static const char *const wtype_names[] = {"f16", "q8_0", "q4_k_m"};
+
+/* ---- random numbers (xorshift64*, deterministic per seed) ------------------------------- */
+
+static uint64_t rng_state;
+static float rng_uniform(void) { /* in [-1, 1) */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    uint64_t r = rng_state * 2685821657736338717ULL;
+    return (float)((r >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+/* ---- tensor plan -------------------------------------------------------------------------- */
+
+typedef enum fill { FILL_RANDOM, FILL_ONES, FILL_ZEROS } fill;
+
+typedef struct tensor_plan {
+    char name[64];
+    int64_t ne0, ne1; /* ne1 == 1 for vectors */
+    enum ggml_type type;
+    fill fill;
+} tensor_plan;
+
+#define MAX_TENSORS 1024
+static tensor_plan plan[MAX_TENSORS];
+static int n_plan;
+
+/* Picks the stored type of a 2-D weight: the requested one when the row length allows it,
+ * else Q8_0 or F16 (as llama-quantize falls back). */
+static enum ggml_type weight_type(wtype w, const char *name, int64_t ne0) {
+    enum ggml_type t = w == W_F16 ? GGML_TYPE_F16 : w == W_Q8_0 ? GGML_TYPE_Q8_0 : GGML_TYPE_Q4_K;
+    if (w == W_Q4_K_M && (strstr(name, "attn_v") || strstr(name, "ffn_down") ||
+                          strcmp(name, "output.weight") == 0))
+        t = GGML_TYPE_Q6_K; /* Q4_K_M keeps these at higher precision */
+    if (ne0 % ggml_blck_size(t) != 0) t = ne0 % 32 == 0 ? GGML_TYPE_Q8_0 : GGML_TYPE_F16;
+    return t;
+}
+
+static void add(const char *name, int64_t ne0, int64_t ne1, enum ggml_type type, fill f) {
+    tensor_plan *p = &plan[n_plan++];
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ne0 = ne0;
+    p->ne1 = ne1;
+    p->type = type;
+    p->fill = f;
+}
+
+static void add_weight(wtype w, const char *name, int64_t ne0, int64_t ne1) {
+    add(name, ne0, ne1, weight_type(w, name, ne0), FILL_RANDOM);
+}
+
+static void add_layer(wtype w, int i, const char *suffix, int64_t ne0, int64_t ne1) {
+    char name[64];
+    snprintf(name, sizeof name, "blk.%d.%s", i, suffix);
+    if (ne1 == 1)
+        add(name, ne0, 1, GGML_TYPE_F32, strstr(suffix, "bias") ? FILL_ZEROS : FILL_ONES);
+    else
+        add_weight(w, name, ne0, ne1);
+}
+
+static void plan_llama(const shape *s, wtype w, int64_t n_vocab) {
+    int64_t kv = (int64_t)s->n_embd / s->n_head * s->n_head_kv;
+    add_weight(w, "token_embd.weight", s->n_embd, n_vocab);
+    for (int i = 0; i < s->n_layer; i++) {
+        add_layer(w, i, "attn_norm.weight", s->n_embd, 1);
+        add_layer(w, i, "attn_q.weight", s->n_embd, s->n_embd);
+        add_layer(w, i, "attn_k.weight", s->n_embd, kv);
+        add_layer(w, i, "attn_v.weight", s->n_embd, kv);
+        add_layer(w, i, "attn_output.weight", s->n_embd, s->n_embd);
+        add_layer(w, i, "ffn_norm.weight", s->n_embd, 1);
+        add_layer(w, i, "ffn_gate.weight", s->n_embd, s->n_ff);
+        add_layer(w, i, "ffn_up.weight", s->n_embd, s->n_ff);
+        add_layer(w, i, "ffn_down.weight", s->n_ff, s->n_embd);
+    }
+    add("output_norm.weight", s->n_embd, 1, GGML_TYPE_F32, FILL_ONES);
+    if (!s->tied) add_weight(w, "output.weight", s->n_embd, n_vocab);
+}
+
+static void plan_bert(const shape *s, wtype w, int64_t n_vocab) {
+    add_weight(w, "token_embd.weight", s->n_embd, n_vocab);
+    add("token_types.weight", s->n_embd, 2, GGML_TYPE_F32, FILL_RANDOM);
+    add("position_embd.weight", s->n_embd, s->n_ctx, GGML_TYPE_F32, FILL_RANDOM);
+    add("token_embd_norm.weight", s->n_embd, 1, GGML_TYPE_F32, FILL_ONES);
+    add("token_embd_norm.bias", s->n_embd, 1, GGML_TYPE_F32, FILL_ZEROS);
+    for (int i = 0; i < s->n_layer; i++) {
+        const char *mats[] = {"attn_q", "attn_k", "attn_v", "attn_output"};
+        for (int m = 0; m < 4; m++) {
+            char n[48];
+            snprintf(n, sizeof n, "%s.weight", mats[m]);
+            add_layer(w, i, n, s->n_embd, s->n_embd);
+            snprintf(n, sizeof n, "%s.bias", mats[m]);
+            add_layer(w, i, n, s->n_embd, 1);
+        }
+        add_layer(w, i, "attn_output_norm.weight", s->n_embd, 1);
+        add_layer(w, i, "attn_output_norm.bias", s->n_embd, 1);
+        add_layer(w, i, "ffn_up.weight", s->n_embd, s->n_ff);
+        add_layer(w, i, "ffn_up.bias", s->n_ff, 1);
+        add_layer(w, i, "ffn_down.weight", s->n_ff, s->n_embd);
+        add_layer(w, i, "ffn_down.bias", s->n_embd, 1);
+        add_layer(w, i, "layer_output_norm.weight", s->n_embd, 1);
+        add_layer(w, i, "layer_output_norm.bias", s->n_embd, 1);
+    }
+}
+
+/* ---- writing ------------------------------------------------------------------------------ */
+
+static void set_arch_u32(struct gguf_context *g, const char *arch, const char *key, uint32_t v) {
+    char k[128];
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    gguf_set_val_u32(g, k, v);
+}
+
+static int write_tensor(FILE *f, const tensor_plan *p, size_t alignment) {
+    size_t n = (size_t)(p->ne0 * p->ne1);
+    float *src = malloc(n * sizeof *src);
+    size_t bytes = ggml_row_size(p->type, p->ne0) * (size_t)p->ne1;
+    void *dst = p->type == GGML_TYPE_F32 ? (void *)src : malloc(bytes);
+    if (!src || !dst) return -1;
+    float scale = 0.02f;
+    for (size_t i = 0; i < n; i++)
+        src[i] = p->fill == FILL_ONES ? 1.0f : p->fill == FILL_ZEROS ? 0.0f : scale * rng_uniform();
+    if (p->type == GGML_TYPE_F16)
+        ggml_fp32_to_fp16_row(src, dst, (int64_t)n);
+    else if (p->type != GGML_TYPE_F32)
+        ggml_quantize_chunk(p->type, src, dst, 0, p->ne1, p->ne0, NULL);
+    int rc = fwrite(dst, 1, bytes, f) == bytes ? 0 : -1;
+    static const char zeros[64] = {0};
+    size_t pad = (alignment - bytes % alignment) % alignment;
+    if (rc == 0 && pad && fwrite(zeros, 1, pad, f) != pad) rc = -1;
+    if (dst != src) free(dst);
+    free(src);
+    return rc;
+}
+
+static const char usage[] =
+    "usage: sipp-make-model --shape NAME [--type f16|q8_0|q4_k_m] [--seed N]\n"
+    "                       [--vocab-dir DIR] --out FILE.gguf\n"
+    "\n"
+    "Write a random-weight GGUF of a real model shape for tests and benchmarks.\n"
+    "shapes: llama-135m llama-0.5b llama-1b llama-8b bert-small\n"
+    "--vocab-dir: llama.cpp's models/ folder with the vocab-only GGUFs (default $SIPP_LLAMA_SRC/models)\n";
+
+int main(int argc, char **argv) {
+    const char *shape_name = NULL, *out = NULL, *vocab_dir = getenv("SIPP_LLAMA_SRC");
+    char vocab_default[4096];
+    if (vocab_dir) {
+        snprintf(vocab_default, sizeof vocab_default, "%s/models", vocab_dir);
+        vocab_dir = vocab_default;
+    }
+    wtype w = W_Q8_0;
+    uint64_t seed = 42;
+    static const struct option opts[] = {
+        {"shape", required_argument, 0, 's'}, {"type", required_argument, 0, 't'},
+        {"seed", required_argument, 0, 'r'},  {"vocab-dir", required_argument, 0, 'v'},
+        {"out", required_argument, 0, 'o'},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': shape_name = optarg; break;
+        case 'o': out = optarg; break;
+        case 'v': vocab_dir = optarg; break;
+        case 'r': seed = strtoull(optarg, NULL, 10); break;
+        case 't':
+            for (w = 0; w < 3 && strcmp(optarg, wtype_names[w]) != 0; w++) {
+            }
+            if (w == 3) {
+                fprintf(stderr, "sipp-make-model: error: unknown --type '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    const shape *s = NULL;
+    for (size_t i = 0; shape_name && i < sizeof shapes / sizeof shapes[0]; i++)
+        if (strcmp(shapes[i].name, shape_name) == 0) s = &shapes[i];
+    if (!s || !out || !vocab_dir) {
+        fprintf(stderr, "sipp-make-model: error: %s\n",
+                !s ? "--shape is missing or unknown" : !out ? "--out is required"
+                                                         : "--vocab-dir (or SIPP_LLAMA_SRC) is required");
+        return 2;
+    }
+    rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
+
+    char vocab_path[8192];
+    snprintf(vocab_path, sizeof vocab_path, "%s/%s", vocab_dir, s->vocab_file);
+    struct gguf_init_params vp = {.no_alloc = true, .ctx = NULL};
+    struct gguf_context *vocab = gguf_init_from_file(vocab_path, vp);
+    if (!vocab) {
+        fprintf(stderr, "sipp-make-model: error: cannot read vocab '%s'\n", vocab_path);
+        return 1;
+    }
+    int64_t tok_key = gguf_find_key(vocab, "tokenizer.ggml.tokens");
+    int64_t n_vocab = tok_key >= 0 ? (int64_t)gguf_get_arr_n(vocab, tok_key) : 0;
+    if (n_vocab <= 0) {
+        fprintf(stderr, "sipp-make-model: error: '%s' has no tokenizer.ggml.tokens\n", vocab_path);
+        return 1;
+    }
+
+    struct gguf_context *g = gguf_init_empty();
+    gguf_set_kv(g, vocab); /* the tokenizer, and the vocab file's general.* keys (overwritten) */
+    gguf_set_val_str(g, "general.architecture", s->arch);
+    char name[128];
+    snprintf(name, sizeof name, "sipp random %s %s", s->name, wtype_names[w]);
+    gguf_set_val_str(g, "general.name", name);
+    gguf_set_val_u32(g, "general.file_type", ftype_ids[w]);
+    gguf_set_val_u32(g, "general.quantization_version", GGML_QNT_VERSION);
+    set_arch_u32(g, s->arch, "context_length", (uint32_t)s->n_ctx);
+    set_arch_u32(g, s->arch, "embedding_length", (uint32_t)s->n_embd);
+    set_arch_u32(g, s->arch, "block_count", (uint32_t)s->n_layer);
+    set_arch_u32(g, s->arch, "feed_forward_length", (uint32_t)s->n_ff);
+    set_arch_u32(g, s->arch, "attention.head_count", (uint32_t)s->n_head);
+    char k[128];
+    if (strcmp(s->arch, "llama") == 0) {
+        set_arch_u32(g, s->arch, "attention.head_count_kv", (uint32_t)s->n_head_kv);
+        set_arch_u32(g, s->arch, "rope.dimension_count", (uint32_t)(s->n_embd / s->n_head));
+        set_arch_u32(g, s->arch, "vocab_size", (uint32_t)n_vocab);
+        snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", s->arch);
+        gguf_set_val_f32(g, k, 1e-5f);
+        snprintf(k, sizeof k, "%s.rope.freq_base", s->arch);
+        gguf_set_val_f32(g, k, 10000.0f);
+        plan_llama(s, w, n_vocab);
+    } else {
+        snprintf(k, sizeof k, "%s.attention.layer_norm_epsilon", s->arch);
+        gguf_set_val_f32(g, k, 1e-12f);
+        snprintf(k, sizeof k, "%s.attention.causal", s->arch);
+        gguf_set_val_bool(g, k, false);
+        set_arch_u32(g, s->arch, "pooling_type", 1); /* mean */
+        plan_bert(s, w, n_vocab);
+    }
+
+    /* Tensor infos: a no_alloc ggml context holds their shapes, gguf computes the offsets. */
+    struct ggml_init_params ip = {.mem_size = (size_t)n_plan * ggml_tensor_overhead() + 1024,
+                                  .mem_buffer = NULL, .no_alloc = true};
+    struct ggml_context *meta = ggml_init(ip);
+    for (int i = 0; i < n_plan; i++) {
+        struct ggml_tensor *t = plan[i].ne1 == 1
+                                    ? ggml_new_tensor_1d(meta, plan[i].type, plan[i].ne0)
+                                    : ggml_new_tensor_2d(meta, plan[i].type, plan[i].ne0, plan[i].ne1);
+        ggml_set_name(t, plan[i].name);
+        gguf_add_tensor(g, t);
+    }
+
+    char tmp[8192];
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        fprintf(stderr, "sipp-make-model: error: cannot write '%s': %s\n", tmp, strerror(errno));
+        return 1;
+    }
+    size_t meta_size = gguf_get_meta_size(g);
+    void *meta_buf = malloc(meta_size);
+    gguf_get_meta_data(g, meta_buf);
+    int rc = fwrite(meta_buf, 1, meta_size, f) == meta_size ? 0 : -1;
+    free(meta_buf);
+    size_t alignment = gguf_get_alignment(g);
+    uint64_t n_params = 0;
+    for (int i = 0; rc == 0 && i < n_plan; i++) {
+        rc = write_tensor(f, &plan[i], alignment);
+        n_params += (uint64_t)(plan[i].ne0 * plan[i].ne1);
+    }
+    if (fclose(f) != 0) rc = -1;
+    if (rc == 0 && rename(tmp, out) != 0) rc = -1;
+    if (rc != 0) {
+        remove(tmp);
+        fprintf(stderr, "sipp-make-model: error: writing '%s' failed\n", out);
+    } else {
+        fprintf(stderr, "sipp-make-model: wrote %s (%s, %.1fM params, %s, vocab %lld)\n", out,
+                s->name, (double)n_params / 1e6, wtype_names[w], (long long)n_vocab);
+    }
+    ggml_free(meta);
+    gguf_free(g);
+    gguf_free(vocab);
+    return rc == 0 ? 0 : 1;
+}
