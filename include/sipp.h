@@ -163,6 +163,20 @@ typedef struct sipp_local_params {
     /** Optional load progress callback (called on the thread of sipp_client_add_local()). */
     sipp_load_progress_fn progress;
     void *progress_user_data;
+    /** Requests admitted into sequences at once; 0 = n_parallel (and never more). Since 0.1. */
+    uint32_t max_running;
+    /** Requests waiting for a sequence; past it, requests fail at once with SIPP_BUSY.
+     *  0 = 256. Since 0.1. */
+    uint32_t max_queued;
+    /** Tokens decoded per engine tick (decode tokens first, prompt chunks fill the rest);
+     *  0 = n_batch. Since 0.1. */
+    uint32_t tick_budget;
+    /** Most prompt tokens one request prefills per tick, so a long prompt delays other
+     *  sequences' next token by at most one chunk; 0 = the default (see docs/engine.md). */
+    uint32_t prefill_chunk;
+    /** Generated text a run holds for a consumer that does not read; when it is reached the
+     *  run's sequence pauses (others go on) until the consumer reads. 0 = 256 KiB. */
+    uint32_t stream_buffer_bytes;
 } sipp_local_params;
 
 /** Default local-endpoint parameters (model_path NULL). Since 0.1. */
@@ -201,6 +215,27 @@ typedef struct sipp_endpoint_info {
     char architecture[64];
     char description[128]; /**< llama.cpp's model description, e.g. "llama 1B Q4_K - Medium" */
 } sipp_endpoint_info;
+
+/** Engine counters of an endpoint since it was added. */
+typedef struct sipp_engine_stats {
+    uint32_t struct_size;
+    uint32_t running;          /**< requests in sequences now */
+    uint32_t queued;           /**< requests waiting for a sequence now */
+    uint64_t completed;        /**< runs ended with status OK (cancelled ones included) */
+    uint64_t cancelled;
+    uint64_t failed;           /**< runs ended with an error status */
+    uint64_t rejected_busy;    /**< submissions refused with SIPP_BUSY */
+    uint64_t prompt_tokens;    /**< prompt tokens computed */
+    uint64_t generated_tokens;
+    uint64_t ticks;            /**< llama_decode calls of the scheduler */
+    uint64_t batch_tokens;     /**< tokens over all ticks */
+    double batch_fill;         /**< batch_tokens / (ticks * tick_budget), in [0, 1] */
+} sipp_engine_stats;
+
+SIPP_API sipp_engine_stats sipp_engine_stats_default(void);
+/** Reads the engine counters of an endpoint. Thread-safety: any thread. Since 0.1. */
+SIPP_API sipp_status sipp_endpoint_get_stats(const sipp_endpoint *ep, sipp_engine_stats *out,
+                                             sipp_error *err);
 
 /** Fills `out` (caller-owned, struct_size set by sipp_endpoint_info_default()). Since 0.1. */
 SIPP_API sipp_endpoint_info sipp_endpoint_info_default(void);
@@ -250,6 +285,9 @@ typedef struct sipp_text_params {
     /** Optional streaming callback. */
     sipp_token_fn on_tokens;
     void *user_data;
+    /** Deadline in milliseconds from submission; 0 = none. A run past it ends with status
+     *  SIPP_DEADLINE (the text so far is kept). Since 0.1. */
+    uint32_t timeout_ms;
 } sipp_text_params;
 
 SIPP_API sipp_text_params sipp_text_params_default(void);
@@ -330,6 +368,9 @@ typedef struct sipp_stats {
     double prefill_tok_s;
     double decode_tok_s;
     double total_ms;     /**< submit until the end */
+    double itl_avg_ms;   /**< mean time between generated tokens */
+    double itl_p99_ms;   /**< 99th percentile of the time between generated tokens */
+    uint32_t prefill_tokens; /**< prompt tokens computed for this request */
 } sipp_stats;
 
 /** The final result of a run. Owned by the run; valid until sipp_run_free(). */

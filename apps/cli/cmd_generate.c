@@ -53,10 +53,12 @@ static void on_tokens(const char *text, size_t len, uint32_t n_tokens, void *ud)
 
 static json_t *stats_json(const sipp_response *r) {
     const sipp_stats *s = &r->stats;
-    return json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "queue_ms", s->queue_ms, "ttft_ms",
-                     s->ttft_ms, "prefill_ms", s->prefill_ms, "decode_ms", s->decode_ms,
-                     "prefill_tokens_per_s", s->prefill_tok_s, "decode_tokens_per_s",
-                     s->decode_tok_s, "total_ms", s->total_ms);
+    return json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:i}", "queue_ms", s->queue_ms,
+                     "ttft_ms", s->ttft_ms, "prefill_ms", s->prefill_ms, "decode_ms",
+                     s->decode_ms, "prefill_tokens_per_s", s->prefill_tok_s,
+                     "decode_tokens_per_s", s->decode_tok_s, "total_ms", s->total_ms,
+                     "itl_avg_ms", s->itl_avg_ms, "itl_p99_ms", s->itl_p99_ms, "prefill_tokens",
+                     (json_int_t)s->prefill_tokens);
 }
 
 static void print_json(const sipp_response *r) {
@@ -71,13 +73,26 @@ static void print_json(const sipp_response *r) {
     json_decref(o);
 }
 
-static void print_stats(const sipp_response *r) {
+static void print_stats(const sipp_response *r, const sipp_endpoint *ep) {
+    const sipp_stats *s = &r->stats;
     fprintf(stderr,
-            "\n[%u prompt + %u generated tokens | queue %.1f ms | ttft %.1f ms | prefill %.0f tok/s"
-            " | decode %.0f tok/s | total %.1f ms | finish %s]\n",
-            r->usage.input_tokens, r->usage.output_tokens, r->stats.queue_ms, r->stats.ttft_ms,
-            r->stats.prefill_tok_s, r->stats.decode_tok_s, r->stats.total_ms,
-            sipp_finish_reason_name(r->finish_reason));
+            "\nrequest: %u prompt + %u generated tokens, finish %s\n"
+            "  queue %.2f ms | ttft %.2f ms | prefill %.2f ms (%.0f tok/s) | decode %.2f ms "
+            "(%.0f tok/s)\n"
+            "  inter-token latency avg %.2f ms, p99 %.2f ms | total %.2f ms\n",
+            r->usage.input_tokens, r->usage.output_tokens,
+            sipp_finish_reason_name(r->finish_reason), s->queue_ms, s->ttft_ms, s->prefill_ms,
+            s->prefill_tok_s, s->decode_ms, s->decode_tok_s, s->itl_avg_ms, s->itl_p99_ms,
+            s->total_ms);
+    sipp_engine_stats es = sipp_engine_stats_default();
+    if (sipp_endpoint_get_stats(ep, &es, NULL) == SIPP_OK)
+        fprintf(stderr,
+                "engine: %u running, %u queued, %llu completed, %llu failed | %llu prompt + %llu "
+                "generated tokens | %llu ticks, batch fill %.1f%%\n",
+                es.running, es.queued, (unsigned long long)es.completed,
+                (unsigned long long)es.failed, (unsigned long long)es.prompt_tokens,
+                (unsigned long long)es.generated_tokens, (unsigned long long)es.ticks,
+                100.0 * es.batch_fill);
 }
 
 int cmd_generate(int argc, char **argv, bool chat) {
@@ -134,7 +149,7 @@ int cmd_generate(int argc, char **argv, bool chat) {
             print_json(r);
         } else {
             putchar('\n');
-            if (o.stats) print_stats(r);
+            if (o.stats) print_stats(r, ep);
         }
     }
     sipp_run_free(run);

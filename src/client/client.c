@@ -171,6 +171,15 @@ sipp_status sipp_endpoint_get_info(const sipp_endpoint *ep, sipp_endpoint_info *
     return SIPP_OK;
 }
 
+sipp_status sipp_endpoint_get_stats(const sipp_endpoint *ep, sipp_engine_stats *out,
+                                    sipp_error *err) {
+    if (!ep || !out || out->struct_size < sizeof *out)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "endpoint and stats from sipp_engine_stats_default() are required");
+    sipp__engine_get_stats(ep->engine, out);
+    return SIPP_OK;
+}
+
 /* ---- requests ---------------------------------------------------------------------------- */
 
 static sipp_status check_request(sipp_endpoint *ep, sipp_run **out, sipp_error *err) {

@@ -36,8 +36,10 @@
 #define DEFAULT_N_CTX_CAP 4096
 #define DEFAULT_N_BATCH 512
 #define DEFAULT_N_PARALLEL 4
+#define DEFAULT_MAX_QUEUED 256
+#define DEFAULT_PREFILL_CHUNK 256
+#define DEFAULT_STREAM_BUFFER (256u * 1024u)
 #define PENALTY_LAST_N 64
-#define MAX_QUEUED 1024
 
 /* ============================================================================================
  * Jobs and slots
@@ -57,6 +59,8 @@ typedef struct job {
     size_t n_stop;
     bool normalize; /* embed jobs */
     double t_submit;
+    double deadline; /* absolute, sipp__now_ms() clock; 0 = none */
+    uint32_t timeout_ms;
 } job;
 
 typedef enum slot_state { SLOT_FREE, SLOT_PREFILL, SLOT_DECODE } slot_state;
@@ -74,6 +78,8 @@ typedef struct slot {
     sipp__buf held;      /* generated text not emitted yet (stop-string / UTF-8 hold-back) */
     uint32_t held_tokens;
     double t_start, t_prefilled, t_first, t_last;
+    float *gaps;         /* inter-token gaps in ms, n_ctx_seq capacity, allocated at open */
+    uint32_t n_gaps;
 } slot;
 
 struct sipp__engine {
@@ -87,6 +93,11 @@ struct sipp__engine {
     uint32_t n_ctx_seq;
     uint32_t n_batch;
     uint32_t n_parallel;
+    uint32_t max_running;
+    uint32_t max_queued;
+    uint32_t tick_budget;
+    uint32_t prefill_chunk;
+    uint32_t stream_cap;
     bool embed_only; /* non-causal encoder: embeddings only */
     bool add_bos_text;
 
@@ -98,11 +109,16 @@ struct sipp__engine {
     bool stopping;
     bool woken;
 
+    pthread_mutex_t stats_mu; /* guards `stats`; the engine thread publishes once per tick */
+    sipp_engine_stats stats;
+
     /* engine-thread only */
     slot *slots;
     struct llama_batch batch;
     uint32_t rr; /* round-robin start for prefill sharing */
+    uint32_t n_running;
     char piece[512];
+    float *gap_scratch; /* n_ctx_seq floats, for the p99 of one request */
 };
 
 static void job_free(job *j) {
@@ -204,7 +220,9 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
     if (!e) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     pthread_mutex_init(&e->templates_mu, NULL);
     pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->stats_mu, NULL);
     pthread_cond_init(&e->cv, NULL);
+    e->stats = sipp_engine_stats_default();
 
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = p->n_gpu_layers;
@@ -227,6 +245,12 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
 
     e->n_parallel = p->n_parallel ? p->n_parallel : DEFAULT_N_PARALLEL;
     e->n_batch = p->n_batch ? p->n_batch : DEFAULT_N_BATCH;
+    e->max_running = p->max_running && p->max_running < e->n_parallel ? p->max_running
+                                                                       : e->n_parallel;
+    e->max_queued = p->max_queued ? p->max_queued : DEFAULT_MAX_QUEUED;
+    e->tick_budget = p->tick_budget && p->tick_budget < e->n_batch ? p->tick_budget : e->n_batch;
+    e->prefill_chunk = p->prefill_chunk ? p->prefill_chunk : DEFAULT_PREFILL_CHUNK;
+    e->stream_cap = p->stream_buffer_bytes ? p->stream_buffer_bytes : DEFAULT_STREAM_BUFFER;
     uint32_t n_ctx = p->n_ctx;
     if (n_ctx == 0) {
         n_ctx = e->info.n_ctx_train ? e->info.n_ctx_train : DEFAULT_N_CTX_CAP;
@@ -281,6 +305,16 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
     for (uint32_t i = 0; i < e->n_parallel; i++) {
         e->slots[i].seq = (llama_seq_id)i;
         sipp__buf_init(&e->slots[i].held, SIPP__RUN_TEXT_MAX);
+        e->slots[i].gaps = malloc(e->n_ctx_seq * sizeof(float));
+        if (!e->slots[i].gaps) {
+            st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+            goto fail;
+        }
+    }
+    e->gap_scratch = malloc(e->n_ctx_seq * sizeof(float));
+    if (!e->gap_scratch) {
+        st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        goto fail;
     }
     e->batch = llama_batch_init((int32_t)e->n_batch, 0, 1);
 
@@ -293,15 +327,20 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
 
 fail:
     if (e->slots) {
-        for (uint32_t i = 0; i < e->n_parallel; i++) sipp__buf_free(&e->slots[i].held);
-        llama_batch_free(e->batch);
+        for (uint32_t i = 0; i < e->n_parallel; i++) {
+            sipp__buf_free(&e->slots[i].held);
+            free(e->slots[i].gaps);
+        }
+        if (e->batch.token) llama_batch_free(e->batch);
         free(e->slots);
     }
+    free(e->gap_scratch);
     sipp__chat_templates_free(e->templates);
     if (e->ctx) llama_free(e->ctx);
     if (e->model) llama_model_free(e->model);
     pthread_mutex_destroy(&e->templates_mu);
     pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->stats_mu);
     pthread_cond_destroy(&e->cv);
     free(e);
     return st;
@@ -314,14 +353,19 @@ void sipp__engine_close(sipp__engine *e) {
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->thread, NULL);
-    for (uint32_t i = 0; i < e->n_parallel; i++) sipp__buf_free(&e->slots[i].held);
+    for (uint32_t i = 0; i < e->n_parallel; i++) {
+        sipp__buf_free(&e->slots[i].held);
+        free(e->slots[i].gaps);
+    }
     free(e->slots);
+    free(e->gap_scratch);
     llama_batch_free(e->batch);
     sipp__chat_templates_free(e->templates);
     llama_free(e->ctx);
     llama_model_free(e->model);
     pthread_mutex_destroy(&e->templates_mu);
     pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->stats_mu);
     pthread_cond_destroy(&e->cv);
     free(e);
 }
@@ -411,9 +455,14 @@ static sipp_status enqueue(sipp__engine *e, job *j, sipp_error *err) {
         pthread_mutex_unlock(&e->mu);
         return sipp__fail(err, SIPP_CLOSED, 0, "the endpoint is closing");
     }
-    if (e->n_queued >= MAX_QUEUED) {
+    if (e->n_queued >= e->max_queued) {
         pthread_mutex_unlock(&e->mu);
-        return sipp__fail(err, SIPP_BUSY, 0, "%d requests are already queued", MAX_QUEUED);
+        pthread_mutex_lock(&e->stats_mu);
+        e->stats.rejected_busy++;
+        pthread_mutex_unlock(&e->stats_mu);
+        return sipp__fail(err, SIPP_BUSY, 0,
+                          "busy: %u requests are already waiting (max_queued); retry later",
+                          e->max_queued);
     }
     if (e->queue_tail)
         e->queue_tail->next = j;
@@ -436,6 +485,7 @@ static sipp_status finish_submit(sipp__engine *e, job *j, sipp_token_fn cb, void
     sipp__run_set_waker(j->run, engine_wake, e);
     sipp_run *run = j->run;
     j->t_submit = sipp__now_ms();
+    if (j->timeout_ms) j->deadline = j->t_submit + j->timeout_ms;
     sipp_status st = enqueue(e, j, err);
     if (st != SIPP_OK) {
         /* No callback will ever run: finish and drop both references. */
@@ -471,6 +521,7 @@ sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
     }
     j->kind = JOB_TEXT;
     j->max_tokens = p->max_tokens;
+    j->timeout_ms = p->timeout_ms;
     st = tokenize(e, prompt, &j->tokens, &j->n_tokens, err);
     if (st == SIPP_OK && (uint32_t)j->n_tokens >= e->n_ctx_seq)
         st = sipp__fail(err, SIPP_CONTEXT_OVERFLOW, 0,
@@ -530,42 +581,73 @@ sipp_status sipp__engine_submit_embed(sipp__engine *e, const char *text,
 }
 
 /* ============================================================================================
- * Engine thread: finishing runs
+ * Engine thread: finishing runs and counting
  * ========================================================================================== */
 
-static void finish_job(job *j, sipp_status st, const char *msg, sipp_finish_reason reason,
-                       const sipp_usage *usage, const sipp_stats *stats) {
+/* Ends a job's run and counts it. Every job ends here exactly once. */
+static void finish_job(sipp__engine *e, job *j, sipp_status st, const char *msg,
+                       sipp_finish_reason reason, const sipp_usage *usage,
+                       const sipp_stats *stats) {
+    pthread_mutex_lock(&e->stats_mu);
+    if (st != SIPP_OK)
+        e->stats.failed++;
+    else
+        e->stats.completed++;
+    if (reason == SIPP_FINISH_CANCELLED) e->stats.cancelled++;
+    pthread_mutex_unlock(&e->stats_mu);
     sipp_run *run = j->run;
     j->run = NULL;
     job_free(j);
     sipp__run_finish(run, st, msg, reason, usage, stats);
 }
 
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Fills per-request stats from the slot's timestamps and inter-token gaps. */
+static void slot_stats(sipp__engine *e, const slot *s, double now, sipp_stats *out) {
+    const job *j = s->job;
+    *out = (sipp_stats){.struct_size = sizeof *out};
+    out->queue_ms = s->t_start - j->t_submit;
+    out->total_ms = now - j->t_submit;
+    out->prefill_tokens = (uint32_t)s->n_prefilled;
+    double pf_end = s->t_prefilled > 0 ? s->t_prefilled : now;
+    out->prefill_ms = pf_end - s->t_start;
+    if (out->prefill_ms > 0 && s->t_prefilled > 0)
+        out->prefill_tok_s = s->n_prefilled / (out->prefill_ms / 1e3);
+    if (s->t_first > 0) {
+        out->ttft_ms = s->t_first - j->t_submit;
+        out->decode_ms = s->t_last - s->t_first;
+        if (out->decode_ms > 0 && s->n_generated > 1)
+            out->decode_tok_s = (s->n_generated - 1) / (out->decode_ms / 1e3);
+    }
+    if (s->n_gaps > 0) {
+        double sum = 0;
+        for (uint32_t i = 0; i < s->n_gaps; i++) sum += s->gaps[i];
+        out->itl_avg_ms = sum / s->n_gaps;
+        memcpy(e->gap_scratch, s->gaps, s->n_gaps * sizeof(float));
+        qsort(e->gap_scratch, s->n_gaps, sizeof(float), cmp_float);
+        uint32_t k = (uint32_t)ceil(0.99 * s->n_gaps) - 1;
+        out->itl_p99_ms = e->gap_scratch[k < s->n_gaps ? k : s->n_gaps - 1];
+    }
+}
+
 static void slot_finish(sipp__engine *e, slot *s, sipp_status st, const char *msg,
                         sipp_finish_reason reason) {
-    double now = sipp__now_ms();
     job *j = s->job;
     sipp_usage u = {sizeof u, (uint32_t)j->n_tokens, s->n_generated,
                     (uint32_t)j->n_tokens + s->n_generated};
-    sipp_stats stt = {.struct_size = sizeof stt};
-    stt.queue_ms = s->t_start - j->t_submit;
-    stt.total_ms = now - j->t_submit;
-    double pf_end = s->t_prefilled > 0 ? s->t_prefilled : now;
-    stt.prefill_ms = pf_end - s->t_start;
-    if (stt.prefill_ms > 0 && s->t_prefilled > 0)
-        stt.prefill_tok_s = j->n_tokens / (stt.prefill_ms / 1e3);
-    if (s->t_first > 0) {
-        stt.ttft_ms = s->t_first - j->t_submit;
-        stt.decode_ms = s->t_last - s->t_first;
-        if (stt.decode_ms > 0 && s->n_generated > 1)
-            stt.decode_tok_s = (s->n_generated - 1) / (stt.decode_ms / 1e3);
-    }
+    sipp_stats stt;
+    slot_stats(e, s, sipp__now_ms(), &stt);
     llama_memory_seq_rm(llama_get_memory(e->ctx), s->seq, -1, -1);
     s->job = NULL;
     s->state = SLOT_FREE;
     sipp__buf_reset(&s->held);
     s->held_tokens = 0;
-    finish_job(j, st, msg, reason, &u, &stt);
+    e->n_running--;
+    finish_job(e, j, st, msg, reason, &u, &stt);
 }
 
 /* Pushes the first `len` bytes of held text to the run; the rest stays held. Tokens count
@@ -584,9 +666,11 @@ static void flush_held(slot *s) {
 }
 
 /* Processes a sampled token: stream its text, or finish on EOG, stop string, or limits. */
-static void slot_accept(sipp__engine *e, slot *s, llama_token tok) {
-    double now = sipp__now_ms();
-    if (s->n_generated == 0) s->t_first = now;
+static void slot_accept(sipp__engine *e, slot *s, llama_token tok, double now) {
+    if (s->n_generated == 0)
+        s->t_first = now;
+    else if (s->n_gaps < e->n_ctx_seq)
+        s->gaps[s->n_gaps++] = (float)(now - s->t_last);
     s->t_last = now;
     s->n_generated++;
     job *j = s->job;
@@ -625,10 +709,6 @@ static void slot_accept(sipp__engine *e, slot *s, llama_token tok) {
 
 static void run_embed(sipp__engine *e, job *j) {
     double t0 = sipp__now_ms();
-    if (sipp__run_cancel_requested(j->run)) {
-        finish_job(j, SIPP_OK, NULL, SIPP_FINISH_CANCELLED, NULL, NULL);
-        return;
-    }
     llama_seq_id seq = (llama_seq_id)e->n_parallel;
     struct llama_batch *b = &e->batch;
     b->n_tokens = 0;
@@ -661,8 +741,8 @@ static void run_embed(sipp__engine *e, job *j) {
     if (!vec) {
         char msg[96];
         snprintf(msg, sizeof msg, "embedding failed (llama.cpp returned %d)", rc);
-        finish_job(j, rc == 0 ? SIPP_OUT_OF_MEMORY : SIPP_INTERNAL, msg, SIPP_FINISH_NONE, NULL,
-                   NULL);
+        finish_job(e, j, rc == 0 ? SIPP_OUT_OF_MEMORY : SIPP_INTERNAL, msg, SIPP_FINISH_NONE,
+                   NULL, NULL);
         return;
     }
     double t1 = sipp__now_ms();
@@ -671,9 +751,13 @@ static void run_embed(sipp__engine *e, job *j) {
     st.queue_ms = t0 - j->t_submit;
     st.prefill_ms = t1 - t0;
     st.prefill_tok_s = st.prefill_ms > 0 ? j->n_tokens / (st.prefill_ms / 1e3) : 0;
+    st.prefill_tokens = (uint32_t)j->n_tokens;
     st.total_ms = t1 - j->t_submit;
+    pthread_mutex_lock(&e->stats_mu);
+    e->stats.prompt_tokens += (uint64_t)j->n_tokens;
+    pthread_mutex_unlock(&e->stats_mu);
     sipp__run_set_embedding(j->run, vec, n, j->normalize);
-    finish_job(j, SIPP_OK, NULL, SIPP_FINISH_STOP, &u, &st);
+    finish_job(e, j, SIPP_OK, NULL, SIPP_FINISH_STOP, &u, &st);
 }
 
 /* ============================================================================================
@@ -690,48 +774,63 @@ static void batch_add(struct llama_batch *b, llama_token tok, llama_pos pos, lla
     b->logits[i] = logits;
 }
 
+static void deadline_message(const job *j, char *buf, size_t cap) {
+    snprintf(buf, cap, "deadline of %u ms exceeded", j->timeout_ms);
+}
+
+/* Ends sequences that were cancelled or ran past their deadline. */
+static void reap_slots(sipp__engine *e, double now) {
+    for (uint32_t i = 0; i < e->n_parallel; i++) {
+        slot *s = &e->slots[i];
+        if (s->state == SLOT_FREE) continue;
+        if (sipp__run_cancel_requested(s->job->run)) {
+            flush_held(s);
+            slot_finish(e, s, SIPP_OK, NULL, SIPP_FINISH_CANCELLED);
+        } else if (s->job->deadline > 0 && now >= s->job->deadline) {
+            char msg[64];
+            deadline_message(s->job, msg, sizeof msg);
+            flush_held(s);
+            slot_finish(e, s, SIPP_DEADLINE, msg, SIPP_FINISH_NONE);
+        }
+    }
+}
+
 /* Builds and decodes one batch. Returns false when there was nothing to decode. */
 static bool tick(sipp__engine *e) {
     struct llama_batch *b = &e->batch;
     b->n_tokens = 0;
     uint32_t n_prefilling = 0;
+    reap_slots(e, sipp__now_ms());
 
+    /* Decode first: every ready sequence contributes its next token, unless its consumer
+     * lags (its run holds stream_cap bytes unread): that sequence pauses, the others go on. */
     for (uint32_t i = 0; i < e->n_parallel; i++) {
         slot *s = &e->slots[i];
         s->i_batch = -1;
         s->n_in_batch = 0;
-        if (s->state == SLOT_FREE) continue;
-        if (sipp__run_cancel_requested(s->job->run)) {
-            flush_held(s);
-            slot_finish(e, s, SIPP_OK, NULL, SIPP_FINISH_CANCELLED);
-            continue;
-        }
-        if (s->state == SLOT_PREFILL) {
-            n_prefilling++;
-            continue;
-        }
-        /* Decode first: every ready sequence contributes its next token, unless its consumer
-         * lags (the run's backlog is full): that sequence pauses, the others go on. */
-        if (sipp__run_backlog(s->job->run) >= SIPP__RUN_BACKLOG_CAP) continue;
+        if (s->state == SLOT_PREFILL) n_prefilling++;
+        if (s->state != SLOT_DECODE) continue;
+        if (sipp__run_backlog(s->job->run) >= e->stream_cap) continue;
         s->i_batch = b->n_tokens;
         s->n_in_batch = 1;
         batch_add(b, s->next, s->n_past, s->seq, true);
     }
 
-    /* Prefill: the rest of the budget, shared round-robin among prefilling sequences. */
-    uint32_t budget = e->n_batch - (uint32_t)b->n_tokens;
+    /* Prefill: the rest of the budget, shared round-robin among prefilling sequences, at most
+     * prefill_chunk tokens each, so a long prompt delays decoding by at most one chunk. */
+    uint32_t budget = e->tick_budget > (uint32_t)b->n_tokens ? e->tick_budget - (uint32_t)b->n_tokens : 0;
     for (uint32_t k = 0, seen = 0; k < e->n_parallel && seen < n_prefilling && budget > 0; k++) {
         slot *s = &e->slots[(e->rr + k) % e->n_parallel];
         if (s->state != SLOT_PREFILL) continue;
         uint32_t share = budget / (n_prefilling - seen);
         if (share == 0) share = 1;
+        if (share > e->prefill_chunk) share = e->prefill_chunk;
         seen++;
         uint32_t left = (uint32_t)(s->job->n_tokens - s->n_prefilled);
         uint32_t take = left < share ? left : share;
-        if (s->n_prefilled == 0) s->t_start = s->t_start > 0 ? s->t_start : sipp__now_ms();
         for (uint32_t t = 0; t < take; t++) {
             int32_t pos = s->n_prefilled + (int32_t)t;
-            bool last = (uint32_t)pos == (uint32_t)s->job->n_tokens - 1;
+            bool last = pos == s->job->n_tokens - 1;
             if (last) s->i_batch = b->n_tokens;
             batch_add(b, s->job->tokens[pos], pos, s->seq, last);
         }
@@ -753,23 +852,32 @@ static bool tick(sipp__engine *e) {
         return true;
     }
     double now = sipp__now_ms();
+    uint32_t n_prompt = 0, n_generated = 0;
     for (uint32_t i = 0; i < e->n_parallel; i++) {
         slot *s = &e->slots[i];
         if (s->state == SLOT_FREE || s->n_in_batch == 0) continue;
         s->n_past += s->n_in_batch;
         if (s->state == SLOT_PREFILL) {
             s->n_prefilled += s->n_in_batch;
+            n_prompt += (uint32_t)s->n_in_batch;
             if (s->n_prefilled < s->job->n_tokens) continue;
             s->t_prefilled = now;
         }
         llama_token tok = llama_sampler_sample(s->job->sampler, e->ctx, s->i_batch);
-        slot_accept(e, s, tok);
+        n_generated++;
+        slot_accept(e, s, tok, now);
     }
+    pthread_mutex_lock(&e->stats_mu);
+    e->stats.ticks++;
+    e->stats.batch_tokens += (uint64_t)b->n_tokens;
+    e->stats.prompt_tokens += n_prompt;
+    e->stats.generated_tokens += n_generated;
+    pthread_mutex_unlock(&e->stats_mu);
     return true;
 }
 
 /* ============================================================================================
- * Engine thread: main loop
+ * Engine thread: admission and the main loop
  * ========================================================================================== */
 
 static slot *free_slot(sipp__engine *e) {
@@ -778,17 +886,29 @@ static slot *free_slot(sipp__engine *e) {
     return NULL;
 }
 
-static bool any_active(const sipp__engine *e) {
-    for (uint32_t i = 0; i < e->n_parallel; i++)
-        if (e->slots[i].state != SLOT_FREE) return true;
-    return false;
+/* Unlinks queued jobs that were cancelled or are past their deadline into *out. Under e->mu. */
+static void reap_queue_locked(sipp__engine *e, double now, job **out) {
+    for (job **pp = &e->queue_head, *prev = NULL; *pp;) {
+        job *j = *pp;
+        if (sipp__run_cancel_requested(j->run) || (j->deadline > 0 && now >= j->deadline)) {
+            *pp = j->next;
+            if (e->queue_tail == j) e->queue_tail = prev;
+            e->n_queued--;
+            j->next = *out;
+            *out = j;
+        } else {
+            prev = j;
+            pp = &j->next;
+        }
+    }
 }
 
-/* Takes the queue head if it can start now (FIFO: a waiting text job blocks later ones). */
-static job *pop_startable(sipp__engine *e) {
+/* Takes the queue head if it can start now, counting `reserved` text jobs already taken this
+ * round (FIFO: a waiting text job blocks later ones). Under e->mu. */
+static job *pop_startable(sipp__engine *e, uint32_t reserved) {
     job *j = e->queue_head;
     if (!j) return NULL;
-    if (j->kind == JOB_TEXT && !sipp__run_cancel_requested(j->run) && !free_slot(e)) return NULL;
+    if (j->kind == JOB_TEXT && e->n_running + reserved >= e->max_running) return NULL;
     e->queue_head = j->next;
     if (!e->queue_head) e->queue_tail = NULL;
     e->n_queued--;
@@ -797,10 +917,6 @@ static job *pop_startable(sipp__engine *e) {
 }
 
 static void start_job(sipp__engine *e, job *j) {
-    if (sipp__run_cancel_requested(j->run)) {
-        finish_job(j, SIPP_OK, NULL, SIPP_FINISH_CANCELLED, NULL, NULL);
-        return;
-    }
     if (j->kind == JOB_EMBED) {
         run_embed(e, j);
         return;
@@ -811,9 +927,22 @@ static void start_job(sipp__engine *e, job *j) {
     s->n_past = 0;
     s->n_prefilled = 0;
     s->n_generated = 0;
+    s->n_gaps = 0;
     s->t_start = sipp__now_ms();
     s->t_prefilled = s->t_first = s->t_last = 0;
+    e->n_running++;
     llama_memory_seq_rm(llama_get_memory(e->ctx), s->seq, -1, -1);
+}
+
+/* Ends a reaped queued job: cancelled, or past its deadline. */
+static void end_reaped(sipp__engine *e, job *j) {
+    if (sipp__run_cancel_requested(j->run)) {
+        finish_job(e, j, SIPP_OK, NULL, SIPP_FINISH_CANCELLED, NULL, NULL);
+    } else {
+        char msg[64];
+        deadline_message(j, msg, sizeof msg);
+        finish_job(e, j, SIPP_DEADLINE, msg, SIPP_FINISH_NONE, NULL, NULL);
+    }
 }
 
 static void drain_all(sipp__engine *e) {
@@ -830,9 +959,27 @@ static void drain_all(sipp__engine *e) {
     pthread_mutex_unlock(&e->mu);
     while (j) {
         job *next = j->next;
-        finish_job(j, SIPP_OK, NULL, SIPP_FINISH_CANCELLED, NULL, NULL);
+        finish_job(e, j, SIPP_OK, NULL, SIPP_FINISH_CANCELLED, NULL, NULL);
         j = next;
     }
+}
+
+/* Sleeps until there is work. With every active sequence paused on a slow consumer, or
+ * queued deadlines to watch, it polls gently instead. Under e->mu. */
+static void wait_for_work_locked(sipp__engine *e) {
+    if (e->stopping || e->woken) return;
+    if (e->n_running == 0 && !e->queue_head) {
+        pthread_cond_wait(&e->cv, &e->mu);
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 2 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&e->cv, &e->mu, &ts);
 }
 
 static void *engine_main(void *arg) {
@@ -840,38 +987,67 @@ static void *engine_main(void *arg) {
     bool idle = false;
     for (;;) {
         pthread_mutex_lock(&e->mu);
-        if (idle) {
-            if (!any_active(e)) {
-                while (!e->stopping && !e->queue_head && !e->woken)
-                    pthread_cond_wait(&e->cv, &e->mu);
-            } else if (!e->stopping && !e->queue_head && !e->woken) {
-                /* Every active sequence is paused on a slow consumer: poll gently. */
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 2 * 1000 * 1000;
-                if (ts.tv_nsec >= 1000000000L) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000L;
-                }
-                pthread_cond_timedwait(&e->cv, &e->mu, &ts);
-            }
-        }
+        if (idle) wait_for_work_locked(e);
         e->woken = false;
         if (e->stopping) {
             pthread_mutex_unlock(&e->mu);
             break;
         }
+        job *reaped = NULL;
+        if (e->queue_head) reap_queue_locked(e, sipp__now_ms(), &reaped);
+        job *start = NULL, **tail = &start;
         job *j;
-        while ((j = pop_startable(e)) != NULL) {
-            pthread_mutex_unlock(&e->mu);
-            start_job(e, j);
-            pthread_mutex_lock(&e->mu);
+        uint32_t reserved = 0;
+        while ((j = pop_startable(e, reserved)) != NULL) {
+            reserved += j->kind == JOB_TEXT;
+            *tail = j;
+            tail = &j->next;
         }
         pthread_mutex_unlock(&e->mu);
+
+        while (reaped) {
+            job *next = reaped->next;
+            end_reaped(e, reaped);
+            reaped = next;
+        }
+        while (start) {
+            job *next = start->next;
+            start->next = NULL;
+            start_job(e, start);
+            start = next;
+        }
+        pthread_mutex_lock(&e->stats_mu);
+        e->stats.running = e->n_running;
+        pthread_mutex_unlock(&e->stats_mu);
         idle = !tick(e);
     }
     drain_all(e);
     return NULL;
+}
+
+/* ============================================================================================
+ * Stats (any thread)
+ * ========================================================================================== */
+
+void sipp__engine_get_stats(sipp__engine *e, sipp_engine_stats *out) {
+    uint32_t size = out->struct_size;
+    pthread_mutex_lock(&e->stats_mu);
+    *out = e->stats;
+    pthread_mutex_unlock(&e->stats_mu);
+    pthread_mutex_lock(&e->mu);
+    out->queued = (uint32_t)e->n_queued;
+    pthread_mutex_unlock(&e->mu);
+    out->batch_fill = out->ticks ? (double)out->batch_tokens /
+                                       ((double)out->ticks * (double)e->tick_budget)
+                                 : 0.0;
+    out->struct_size = size;
+}
+
+sipp_engine_stats sipp_engine_stats_default(void) {
+    sipp_engine_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    return s;
 }
 
 sipp_endpoint_info sipp_endpoint_info_default(void) {

@@ -20,6 +20,7 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
 void sipp__engine_close(sipp__engine *e);
 
 void sipp__engine_get_info(const sipp__engine *e, sipp_endpoint_info *out);
+void sipp__engine_get_stats(sipp__engine *e, sipp_engine_stats *out);
 
 /* Submits a completion of `prompt` (already templated for chat). */
 sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,

@@ -1,0 +1,379 @@
+/*
+ * test_engine.c — the scheduler under concurrency: batched output equals sequential output,
+ * cancellation in every phase frees the sequence, admission limits answer `busy`, deadlines
+ * end runs, a stalled consumer pauses only its own sequence, engine counters add up, and
+ * 1,000 requests with cancellations leave nothing behind (run under ASan and TSan).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "helpers.h"
+
+#include <pthread.h>
+#include <time.h>
+
+/* A grammar that never completes: the model can never end the run by itself. */
+#define ENDLESS "root ::= [a-z ] root"
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static sipp_client *new_client(void) {
+    sipp_client *c = NULL;
+    assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+    return c;
+}
+
+static sipp_endpoint *add_with(sipp_client *c, const char *path, sipp_local_params lp) {
+    lp.model_path = path;
+    lp.n_threads = 2;
+    sipp_endpoint *ep = NULL;
+    sipp_error err = sipp_error_default();
+    if (sipp_client_add_local(c, "m", &lp, &ep, &err) != SIPP_OK) fail_msg("%s", err.message);
+    return ep;
+}
+
+static const sipp_response *wait_run(sipp_run *run) {
+    const sipp_response *r = NULL;
+    assert_int_equal(sipp_run_wait(run, &r, NULL), SIPP_OK);
+    return r;
+}
+
+/* ---- batched equals sequential ----------------------------------------------------------- */
+
+static const char *const prompts[] = {
+    "Once upon a time",
+    "The little dog ran to the park and",
+    "Tom and Sue were friends. One day, Tom said",
+    "There was a big red ball in the garden. The girl",
+};
+
+static void batched_equals_sequential(void **state) {
+    (void)state;
+    sipp_client *c = new_client();
+    sipp_local_params lp = sipp_local_params_default();
+    lp.n_parallel = 4;
+    lp.prefill_chunk = 4; /* prompts span several ticks, so arrivals interleave with decoding */
+    sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
+    sipp_text_params p = greedy(48);
+
+    char *alone[4];
+    for (int i = 0; i < 4; i++) alone[i] = query_text(ep, prompts[i], &p, NULL);
+
+    for (int round = 0; round < 3; round++) {
+        sipp_run *runs[4];
+        for (int i = 0; i < 4; i++) {
+            assert_int_equal(sipp_query(ep, prompts[i], &p, &runs[i], NULL), SIPP_OK);
+            sleep_ms(round); /* staggered arrivals: 0, 1, 2 ms apart */
+        }
+        for (int i = 0; i < 4; i++) {
+            const sipp_response *r = wait_run(runs[i]);
+            assert_int_equal(r->status, SIPP_OK);
+            if (strcmp(r->text, alone[i]) != 0)
+                fail_msg("round %d prompt %d: batched '%s' != alone '%s'", round, i, r->text,
+                         alone[i]);
+            sipp_run_free(runs[i]);
+        }
+    }
+    sipp_engine_stats es = sipp_engine_stats_default();
+    assert_int_equal(sipp_endpoint_get_stats(ep, &es, NULL), SIPP_OK);
+    assert_int_equal(es.completed, 16);
+    assert_int_equal(es.failed, 0);
+    /* concurrent rounds put more than one token per tick into the batch */
+    assert_true(es.batch_tokens > es.ticks);
+    for (int i = 0; i < 4; i++) free(alone[i]);
+    sipp_client_free(c);
+}
+
+/* ---- cancellation in every phase --------------------------------------------------------- */
+
+static void cancel_while_queued(void **state) {
+    (void)state;
+    sipp_client *c = new_client();
+    sipp_local_params lp = sipp_local_params_default();
+    lp.n_parallel = 1;
+    sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
+    sipp_text_params endless = greedy(100000);
+    endless.grammar = ENDLESS;
+    sipp_run *busy_run, *queued;
+    assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &busy_run, NULL), SIPP_OK);
+    sipp_text_params p = greedy(8);
+    assert_int_equal(sipp_query(ep, "Once upon a time", &p, &queued, NULL), SIPP_OK);
+    sleep_ms(20);
+    assert_false(sipp_run_done(queued)); /* waiting behind the endless run */
+    sipp_run_cancel(queued);
+    const sipp_response *r = wait_run(queued);
+    assert_int_equal(r->finish_reason, SIPP_FINISH_CANCELLED);
+    assert_int_equal(r->usage.output_tokens, 0);
+    assert_false(sipp_run_done(busy_run)); /* the running one is undisturbed */
+    sipp_run_free(queued);
+    sipp_run_cancel(busy_run);
+    assert_int_equal(wait_run(busy_run)->finish_reason, SIPP_FINISH_CANCELLED);
+    sipp_run_free(busy_run);
+    /* the only sequence is free again */
+    sipp_response r2;
+    free(query_text(ep, "Once upon a time", &p, &r2));
+    assert_int_equal(r2.finish_reason, SIPP_FINISH_LENGTH);
+    sipp_client_free(c);
+}
+
+static void cancel_during_prefill(void **state) {
+    (void)state;
+    sipp_client *c = new_client();
+    sipp_local_params lp = sipp_local_params_default();
+    lp.n_parallel = 1;
+    lp.prefill_chunk = 1; /* one prompt token per tick: a long prefill */
+    sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
+    char prompt[4000] = "";
+    for (int i = 0; i < 150; i++) strcat(prompt, "the dog ");
+    sipp_text_params p = greedy(8);
+    sipp_run *run;
+    assert_int_equal(sipp_query(ep, prompt, &p, &run, NULL), SIPP_OK);
+    sleep_ms(5);
+    sipp_run_cancel(run);
+    const sipp_response *r = wait_run(run);
+    assert_int_equal(r->finish_reason, SIPP_FINISH_CANCELLED);
+    assert_int_equal(r->usage.output_tokens, 0); /* it never reached decoding */
+    assert_true(r->stats.prefill_tokens < r->usage.input_tokens);
+    sipp_run_free(run);
+    sipp_response r2;
+    free(query_text(ep, "Once upon a time", &p, &r2));
+    assert_int_equal(r2.finish_reason, SIPP_FINISH_LENGTH);
+    sipp_client_free(c);
+}
+
+static void cancel_during_decode(void **state) {
+    (void)state;
+    sipp_client *c = new_client();
+    sipp_local_params lp = sipp_local_params_default();
+    lp.n_parallel = 1;
+    sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
+    sipp_text_params endless = greedy(100000);
+    endless.grammar = ENDLESS;
+    sipp_run *run;
+    assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &run, NULL), SIPP_OK);
+    sipp_token_batch b;
+    assert_int_equal(sipp_run_next(run, -1, &b, NULL), SIPP_OK); /* it is decoding */
+    sipp_run_cancel(run);
+    const sipp_response *r = wait_run(run);
+    assert_int_equal(r->finish_reason, SIPP_FINISH_CANCELLED);
+    assert_true(r->usage.output_tokens > 0);
+    sipp_run_free(run);
+    sipp_text_params p = greedy(4);
+    sipp_response r2;
+    free(query_text(ep, "Once upon a time", &p, &r2));
+    assert_int_equal(r2.finish_reason, SIPP_FINISH_LENGTH);
+    sipp_client_free(c);
+}
+
+static void closing_the_client_ends_every_run(void **state) {
+    (void)state;
+    sipp_client *c = new_client();
+    sipp_local_params lp = sipp_local_params_default();
+    lp.n_parallel = 2;
+    sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
+    sipp_text_params endless = greedy(100000);
+    endless.grammar = ENDLESS;
+    sipp_run *runs[5];
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &runs[i], NULL), SIPP_OK);
+    sleep_ms(10);
+    sipp_client_free(c);
+    for (int i = 0; i < 5; i++) {
+        assert_true(sipp_run_done(runs[i]));
+        assert_int_equal(wait_run(runs[i])->finish_reason, SIPP_FINISH_CANCELLED);
+        sipp_run_free(runs[i]);
+    }
+}
+
+/* ---- admission, deadlines, slow consumers ------------------------------------------------ */
+
+static void overload_answers_busy_at_once(void **state) {
+    (void)state;
+    sipp_client *c = new_client();
+    sipp_local_params lp = sipp_local_params_default();
+    lp.n_parallel = 1;
+    lp.max_queued = 1;
+    sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
+    sipp_text_params endless = greedy(100000);
+    endless.grammar = ENDLESS;
+    sipp_run *running, *queued, *third = NULL;
+    assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &running, NULL), SIPP_OK);
+    sipp_token_batch b;
+    assert_int_equal(sipp_run_next(running, -1, &b, NULL), SIPP_OK); /* admitted */
+    assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &queued, NULL), SIPP_OK);
+    sipp_error err = sipp_error_default();
+    assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &third, &err), SIPP_BUSY);
+    assert_null(third);
+    assert_non_null(strstr(err.message, "busy"));
+    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_int_equal(es.rejected_busy, 1);
+    assert_int_equal(es.running, 1);
+    assert_int_equal(es.queued, 1);
+    sipp_run_free(queued);
+    sipp_run_free(running);
+    sipp_client_free(c);
+}
+
+static void deadline_ends_running_and_queued_runs(void **state) {
+    (void)state;
+    sipp_client *c = new_client();
+    sipp_local_params lp = sipp_local_params_default();
+    lp.n_parallel = 1;
+    sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
+    sipp_text_params endless = greedy(100000);
+    endless.grammar = ENDLESS;
+    endless.timeout_ms = 100;
+    sipp_run *running, *queued;
+    assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &running, NULL), SIPP_OK);
+    sipp_text_params q = greedy(8);
+    q.timeout_ms = 50;
+    assert_int_equal(sipp_query(ep, "Once upon a time", &q, &queued, NULL), SIPP_OK);
+    const sipp_response *r = wait_run(queued);
+    assert_int_equal(r->status, SIPP_DEADLINE);
+    assert_non_null(strstr(r->error_message, "deadline of 50 ms"));
+    r = wait_run(running);
+    assert_int_equal(r->status, SIPP_DEADLINE);
+    assert_true(r->text_len > 0); /* the text so far is kept */
+    assert_true(r->stats.total_ms >= 100);
+    sipp_run_free(queued);
+    sipp_run_free(running);
+    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_int_equal(es.failed, 2);
+    sipp_client_free(c);
+}
+
+static void stalled_consumer_pauses_only_its_run(void **state) {
+    (void)state;
+    sipp_client *c = new_client();
+    sipp_local_params lp = sipp_local_params_default();
+    lp.n_parallel = 2;
+    lp.stream_buffer_bytes = 64;
+    sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
+    sipp_text_params endless = greedy(2000);
+    endless.grammar = ENDLESS;
+    sipp_run *stalled, *other;
+    assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &stalled, NULL), SIPP_OK);
+    sipp_text_params p = greedy(200);
+    assert_int_equal(sipp_query(ep, "Once upon a time", &p, &other, NULL), SIPP_OK);
+    /* nobody reads `stalled`: `other` still completes */
+    const sipp_response *r = wait_run(other);
+    assert_int_equal(r->status, SIPP_OK);
+    assert_true(r->usage.output_tokens > 0);
+    sleep_ms(20);
+    assert_false(sipp_run_done(stalled));
+    sipp_token_batch b;
+    assert_int_equal(sipp_run_next(stalled, 0, &b, NULL), SIPP_OK);
+    assert_true(b.len >= 64 && b.len < 64 + 64); /* paused at the cap (plus one piece) */
+    /* reading resumes it; it then runs to its token limit */
+    size_t total = b.len;
+    do {
+        assert_int_equal(sipp_run_next(stalled, -1, &b, NULL), SIPP_OK);
+        total += b.len;
+    } while (!b.done);
+    r = wait_run(stalled);
+    assert_int_equal(r->finish_reason, SIPP_FINISH_LENGTH);
+    assert_int_equal(r->usage.output_tokens, 2000);
+    assert_int_equal(total, r->text_len);
+    sipp_run_free(stalled);
+    sipp_run_free(other);
+    sipp_client_free(c);
+}
+
+static void stats_carry_inter_token_latency(void **state) {
+    (void)state;
+    sipp_client *c = new_client();
+    sipp_endpoint *ep = add_with(c, STORY_MODEL, sipp_local_params_default());
+    sipp_text_params p = greedy(32);
+    sipp_response r;
+    free(query_text(ep, "Once upon a time", &p, &r));
+    assert_int_equal(r.usage.output_tokens, 32);
+    assert_true(r.stats.itl_avg_ms > 0);
+    assert_true(r.stats.itl_p99_ms >= r.stats.itl_avg_ms * 0.5);
+    assert_true(r.stats.prefill_tokens == r.usage.input_tokens);
+    assert_true(r.stats.ttft_ms <= r.stats.total_ms);
+    sipp_client_free(c);
+}
+
+/* ---- 1,000 requests with cancellations, from several threads ----------------------------- */
+
+typedef struct worker {
+    sipp_endpoint *ep;
+    int id;
+    int cancelled, finished, busy;
+} worker;
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    for (int i = 0; i < 250; i++) {
+        sipp_text_params p = greedy(6);
+        p.temperature = (i % 2) ? 0.7f : 0.0f;
+        p.seed = (uint32_t)(w->id * 1000 + i);
+        sipp_run *run = NULL;
+        sipp_status st = sipp_query(w->ep, prompts[i % 4], &p, &run, NULL);
+        if (st == SIPP_BUSY) {
+            w->busy++;
+            continue;
+        }
+        if (st != SIPP_OK) return (void *)1;
+        if (i % 3 == 0) sipp_run_cancel(run);
+        const sipp_response *r = NULL;
+        sipp_run_wait(run, &r, NULL);
+        if (r->status != SIPP_OK) return (void *)1;
+        if (r->finish_reason == SIPP_FINISH_CANCELLED)
+            w->cancelled++;
+        else
+            w->finished++;
+        sipp_run_free(run);
+    }
+    return NULL;
+}
+
+static void thousand_requests_with_cancellations(void **state) {
+    (void)state;
+    sipp_client *c = new_client();
+    sipp_local_params lp = sipp_local_params_default();
+    lp.n_parallel = 4;
+    sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
+    pthread_t th[4];
+    worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (worker){ep, i, 0, 0, 0};
+        pthread_create(&th[i], NULL, worker_main, &w[i]);
+    }
+    int cancelled = 0, finished = 0;
+    for (int i = 0; i < 4; i++) {
+        void *ret;
+        pthread_join(th[i], &ret);
+        assert_null(ret);
+        cancelled += w[i].cancelled;
+        finished += w[i].finished;
+        assert_int_equal(w[i].busy, 0);
+    }
+    assert_int_equal(cancelled + finished, 1000);
+    assert_true(cancelled > 0);
+    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_int_equal(es.completed, 1000);
+    assert_int_equal(es.cancelled, (uint64_t)cancelled);
+    assert_int_equal(es.running, 0);
+    sipp_client_free(c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(batched_equals_sequential),
+        cmocka_unit_test(cancel_while_queued),
+        cmocka_unit_test(cancel_during_prefill),
+        cmocka_unit_test(cancel_during_decode),
+        cmocka_unit_test(closing_the_client_ends_every_run),
+        cmocka_unit_test(overload_answers_busy_at_once),
+        cmocka_unit_test(deadline_ends_running_and_queued_runs),
+        cmocka_unit_test(stalled_consumer_pauses_only_its_run),
+        cmocka_unit_test(stats_carry_inter_token_latency),
+        cmocka_unit_test(thousand_requests_with_cancellations),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
