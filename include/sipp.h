@@ -288,6 +288,9 @@ typedef struct sipp_text_params {
     /** Deadline in milliseconds from submission; 0 = none. A run past it ends with status
      *  SIPP_DEADLINE (the text so far is kept). Since 0.1. */
     uint32_t timeout_ms;
+    /** Local-only: never sample an end-of-generation token, so the run always produces
+     *  max_tokens (benchmarks; llama-server's `ignore_eos`). Since 0.1. */
+    bool ignore_eos;
 } sipp_text_params;
 
 SIPP_API sipp_text_params sipp_text_params_default(void);

@@ -119,6 +119,8 @@ struct sipp__engine {
     uint32_t n_running;
     char piece[512];
     float *gap_scratch; /* n_ctx_seq floats, for the p99 of one request */
+    llama_logit_bias *eog_bias; /* -inf for every end-of-generation token (ignore_eos) */
+    int32_t n_eog;
 };
 
 static void job_free(job *j) {
@@ -317,6 +319,15 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
         goto fail;
     }
     e->batch = llama_batch_init((int32_t)e->n_batch, 0, 1);
+    int32_t n_vocab = llama_vocab_n_tokens(e->vocab);
+    for (int32_t t = 0; t < n_vocab; t++) e->n_eog += llama_vocab_is_eog(e->vocab, t);
+    e->eog_bias = calloc((size_t)(e->n_eog ? e->n_eog : 1), sizeof *e->eog_bias);
+    if (!e->eog_bias) {
+        st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        goto fail;
+    }
+    for (int32_t t = 0, k = 0; t < n_vocab; t++)
+        if (llama_vocab_is_eog(e->vocab, t)) e->eog_bias[k++] = (llama_logit_bias){t, -INFINITY};
 
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         st = sipp__fail(err, SIPP_INTERNAL, errno, "cannot start the engine thread");
@@ -335,6 +346,7 @@ fail:
         free(e->slots);
     }
     free(e->gap_scratch);
+    free(e->eog_bias);
     sipp__chat_templates_free(e->templates);
     if (e->ctx) llama_free(e->ctx);
     if (e->model) llama_model_free(e->model);
@@ -359,6 +371,7 @@ void sipp__engine_close(sipp__engine *e) {
     }
     free(e->slots);
     free(e->gap_scratch);
+    free(e->eog_bias);
     llama_batch_free(e->batch);
     sipp__chat_templates_free(e->templates);
     llama_free(e->ctx);
@@ -432,6 +445,9 @@ static struct llama_sampler *build_sampler(sipp__engine *e, const sipp_text_para
         }
         llama_sampler_chain_add(chain, g);
     }
+    if (p->ignore_eos && e->n_eog > 0)
+        llama_sampler_chain_add(chain, llama_sampler_init_logit_bias(llama_vocab_n_tokens(e->vocab),
+                                                                     e->n_eog, e->eog_bias));
     if (p->repeat_penalty != 1.0f)
         llama_sampler_chain_add(chain,
                                 llama_sampler_init_penalties(llama_vocab_n_tokens(e->vocab), PENALTY_LAST_N, p->repeat_penalty,
@@ -816,15 +832,18 @@ static bool tick(sipp__engine *e) {
         batch_add(b, s->next, s->n_past, s->seq, true);
     }
 
-    /* Prefill: the rest of the budget, shared round-robin among prefilling sequences, at most
-     * prefill_chunk tokens each, so a long prompt delays decoding by at most one chunk. */
-    uint32_t budget = e->tick_budget > (uint32_t)b->n_tokens ? e->tick_budget - (uint32_t)b->n_tokens : 0;
+    /* Prefill: the rest of the budget, shared round-robin among prefilling sequences. While
+     * other sequences decode, each prompt takes at most prefill_chunk tokens per tick, so it
+     * delays their next token by at most one chunk; with nobody decoding it takes the budget. */
+    uint32_t n_decoding = (uint32_t)b->n_tokens;
+    uint32_t chunk = n_decoding > 0 ? e->prefill_chunk : e->tick_budget;
+    uint32_t budget = e->tick_budget > n_decoding ? e->tick_budget - n_decoding : 0;
     for (uint32_t k = 0, seen = 0; k < e->n_parallel && seen < n_prefilling && budget > 0; k++) {
         slot *s = &e->slots[(e->rr + k) % e->n_parallel];
         if (s->state != SLOT_PREFILL) continue;
         uint32_t share = budget / (n_prefilling - seen);
         if (share == 0) share = 1;
-        if (share > e->prefill_chunk) share = e->prefill_chunk;
+        if (share > chunk) share = chunk;
         seen++;
         uint32_t left = (uint32_t)(s->job->n_tokens - s->n_prefilled);
         uint32_t take = left < share ? left : share;

@@ -122,7 +122,7 @@ static void cancel_during_prefill(void **state) {
     sipp_client *c = new_client();
     sipp_local_params lp = sipp_local_params_default();
     lp.n_parallel = 1;
-    lp.prefill_chunk = 1; /* one prompt token per tick: a long prefill */
+    lp.tick_budget = 1; /* one prompt token per tick: a long prefill */
     sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
     char prompt[4000] = "";
     for (int i = 0; i < 150; i++) strcat(prompt, "the dog ");

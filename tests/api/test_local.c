@@ -76,6 +76,21 @@ static void chat_renders_the_jinja_template(void **state) {
     sipp_run_free(run);
 }
 
+static void ignore_eos_generates_to_max_tokens(void **state) {
+    fixture *f = *state;
+    sipp_text_params p = greedy(40);
+    sipp_response r;
+    char *t = query_text(f->chat, "User: hi\nBot:", &p, &r);
+    assert_int_equal(r.finish_reason, SIPP_FINISH_STOP); /* the model ends its turn early */
+    assert_true(r.usage.output_tokens < 40);
+    free(t);
+    p.ignore_eos = true;
+    t = query_text(f->chat, "User: hi\nBot:", &p, &r);
+    assert_int_equal(r.finish_reason, SIPP_FINISH_LENGTH);
+    assert_int_equal(r.usage.output_tokens, 40);
+    free(t);
+}
+
 static void stop_string_ends_the_run_before_it(void **state) {
     fixture *f = *state;
     sipp_text_params p = greedy(64);
@@ -308,6 +323,7 @@ int main(void) {
         cmocka_unit_test(greedy_query_is_deterministic),
         cmocka_unit_test(finish_reason_length_at_max_tokens),
         cmocka_unit_test(chat_renders_the_jinja_template),
+        cmocka_unit_test(ignore_eos_generates_to_max_tokens),
         cmocka_unit_test(stop_string_ends_the_run_before_it),
         cmocka_unit_test(streaming_callback_delivers_the_whole_text),
         cmocka_unit_test(pull_iterator_delivers_the_whole_text),

@@ -1,0 +1,577 @@
+/*
+ * bench_engine.c — `sipp-bench-engine`: the local engine against llama-server from the same
+ * llama.cpp build, on the same model, threads and slot count, measured in the same run.
+ *
+ * Scenarios (each prints Sipp, llama-server and the ratio):
+ *   single  one stream: TTFT of a 512-token prompt and decode tok/s over 128 tokens
+ *   mixed   4 streams decoding while a 2,048-token prompt arrives: p50/p99 inter-token latency
+ *           of the 4 streams during that prefill, and total tokens/s over the scenario
+ *   burst   16 concurrent short requests: total generated tokens/s
+ *
+ * Sipp is driven in-process through the public API; llama-server over HTTP on loopback with
+ * streaming, `cache_prompt: false` and `ignore_eos` (both sides generate exactly n tokens).
+ * Token times are taken where a consumer sees them: when sipp_run_next returns, when an SSE
+ * event arrives.
+ */
+#define _GNU_SOURCE
+#include "sipp.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static pid_t g_server_pid; /* the running llama-server, killed on every exit path */
+
+static void die(const char *msg) {
+    fprintf(stderr, "sipp-bench-engine: error: %s\n", msg);
+    if (g_server_pid > 0) {
+        kill(g_server_pid, SIGKILL);
+        waitpid(g_server_pid, NULL, 0);
+    }
+    exit(1);
+}
+
+/* ---- settings ----------------------------------------------------------------------------- */
+
+static const char *g_model, *g_server_bin = "build/bin/llama-server";
+static int g_threads = 0, g_port = 18411, g_gpu_layers = 0, g_reps = 3;
+static uint32_t g_prefill_chunk = 0;
+static const char *g_scenarios = "single,mixed,burst";
+
+/* ---- prompts: one common English word per token in GPT-2 and Llama-3 BPE vocabs ----------- */
+
+static const char *const words[] = {
+    "the", "cat", "sat", "on", "mat", "and", "dog", "ran", "to", "park", "with", "ball",
+    "red", "big", "small", "house", "tree", "bird", "sun", "day", "night", "man", "woman",
+    "boy", "girl", "book", "car", "road", "water", "fire", "city", "world", "king", "game",
+    "food", "door", "room", "hand", "head", "time", "year", "light", "music", "story", "friend",
+    "school", "money", "river", "mountain", "ship", "horse", "garden", "window", "letter",
+};
+
+/* Prompt tokens per word for this model's tokenizer, measured once at start. */
+static double g_tokens_per_word = 1.0;
+
+/* A prompt of about n_tokens tokens: words in a seed-dependent order (so no two requests
+ * share a long prefix). */
+static char *make_prompt(int n_tokens, unsigned seed) {
+    int n = (int)(n_tokens / g_tokens_per_word);
+    if (n < 1) n = 1;
+    size_t cap = (size_t)n * 12 + 16, len = 0;
+    char *s = malloc(cap);
+    unsigned x = seed * 2654435761u + 12345u;
+    len += (size_t)snprintf(s, cap, "Once");
+    for (int i = 1; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        len += (size_t)snprintf(s + len, cap - len, " %s",
+                                words[(x >> 16) % (sizeof words / sizeof words[0])]);
+    }
+    return s;
+}
+
+/* ---- one stream's measurements -------------------------------------------------------------- */
+
+typedef struct stream {
+    /* request */
+    char *prompt;
+    int n_predict;
+    double start_at; /* absolute ms; the driver sleeps until then */
+    struct stream **wait_for; /* and then until each of these has decoded 8 tokens */
+    int n_wait_for;
+    /* result */
+    double t_submit, t_first, t_end;
+    double *tok_t; /* arrival time of each token */
+    int n_tok, n_prompt;
+    bool ok;
+} stream;
+
+static void stream_init(stream *s, char *prompt, int n_predict) {
+    memset(s, 0, sizeof *s);
+    s->prompt = prompt;
+    s->n_predict = n_predict;
+    s->tok_t = calloc((size_t)n_predict + 8, sizeof(double));
+}
+
+static void stream_record(stream *s, double t, int n) {
+    if (s->t_first == 0 && n > 0) s->t_first = t;
+    for (int i = 0; i < n && s->n_tok < s->n_predict + 8; i++) {
+        s->tok_t[s->n_tok] = t;
+        __atomic_store_n(&s->n_tok, s->n_tok + 1, __ATOMIC_RELEASE);
+    }
+}
+
+static void sleep_until(double t) {
+    double d = t - now_ms();
+    if (d > 0) {
+        struct timespec ts = {(time_t)(d / 1e3), (long)(fmod(d, 1e3) * 1e6)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Sleeps until s->start_at, then until every stream in s->wait_for is decoding. */
+static void wait_to_start(stream *s) {
+    sleep_until(s->start_at);
+    for (int i = 0; i < s->n_wait_for; i++)
+        while (__atomic_load_n(&s->wait_for[i]->n_tok, __ATOMIC_ACQUIRE) < 8)
+            sleep_until(now_ms() + 0.5);
+}
+
+/* ---- Sipp driver ------------------------------------------------------------------------------ */
+
+static sipp_endpoint *g_ep;
+static int g_n_ctx_train = 1 << 30; /* the model's training context, read at calibration */
+
+static void *sipp_stream(void *arg) {
+    stream *s = arg;
+    wait_to_start(s);
+    sipp_text_params p = sipp_text_params_default();
+    p.temperature = 0;
+    p.max_tokens = (uint32_t)s->n_predict;
+    p.ignore_eos = true;
+    sipp_run *run = NULL;
+    s->t_submit = now_ms();
+    sipp_error err = sipp_error_default();
+    if (sipp_query(g_ep, s->prompt, &p, &run, &err) != SIPP_OK) {
+        fprintf(stderr, "sipp: %s\n", err.message);
+        return NULL;
+    }
+    sipp_token_batch b;
+    do {
+        if (sipp_run_next(run, -1, &b, NULL) != SIPP_OK) break;
+        stream_record(s, now_ms(), (int)b.n_tokens);
+    } while (!b.done);
+    s->t_end = now_ms();
+    const sipp_response *r;
+    sipp_run_wait(run, &r, NULL);
+    s->n_prompt = (int)r->usage.input_tokens;
+    /* tokens whose text was empty were counted in later batches; use the engine's count */
+    s->ok = r->status == SIPP_OK && (int)r->usage.output_tokens == s->n_predict;
+    sipp_run_free(run);
+    return NULL;
+}
+
+/* ---- llama-server driver ---------------------------------------------------------------------- */
+
+typedef struct http_ctx {
+    stream *s;
+    char line[1 << 16];
+    size_t len;
+} http_ctx;
+
+static void sse_line(http_ctx *h, const char *line) {
+    if (strncmp(line, "data: ", 6) != 0) return;
+    json_t *j = json_loads(line + 6, 0, NULL);
+    if (!j) return;
+    double t = now_ms();
+    if (json_is_true(json_object_get(j, "stop"))) {
+        json_t *tm = json_object_get(j, "timings");
+        h->s->n_prompt = (int)json_integer_value(json_object_get(tm, "prompt_n"));
+        h->s->ok = (int)json_integer_value(json_object_get(tm, "predicted_n")) == h->s->n_predict;
+    } else if (json_object_get(j, "content")) {
+        stream_record(h->s, t, 1);
+    }
+    json_decref(j);
+}
+
+static size_t on_http_data(char *data, size_t size, size_t nmemb, void *ud) {
+    http_ctx *h = ud;
+    size_t n = size * nmemb;
+    for (size_t i = 0; i < n; i++) {
+        if (data[i] == '\n') {
+            h->line[h->len] = '\0';
+            sse_line(h, h->line);
+            h->len = 0;
+        } else if (h->len + 1 < sizeof h->line) {
+            h->line[h->len++] = data[i];
+        }
+    }
+    return n;
+}
+
+static void *server_stream(void *arg) {
+    stream *s = arg;
+    wait_to_start(s);
+    json_t *body = json_pack("{s:s,s:i,s:f,s:b,s:b,s:b}", "prompt", s->prompt, "n_predict",
+                             s->n_predict, "temperature", 0.0, "ignore_eos", 1, "stream", 1,
+                             "cache_prompt", 0);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/completion", g_port);
+    http_ctx *h = calloc(1, sizeof *h);
+    h->s = s;
+    CURL *c = curl_easy_init();
+    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, text);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_http_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, h);
+    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+    s->t_submit = now_ms();
+    CURLcode rc = curl_easy_perform(c);
+    s->t_end = now_ms();
+    if (rc != CURLE_OK) {
+        fprintf(stderr, "llama-server: %s\n", curl_easy_strerror(rc));
+        s->ok = false;
+    }
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(c);
+    free(text);
+    free(h);
+    return NULL;
+}
+
+/* HTTP status of a GET, or 0 when nothing answers. */
+static long http_status(const char *url) {
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
+    long code = 0;
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(c);
+    return code;
+}
+
+static pid_t start_server(int n_parallel, uint32_t n_ctx) {
+    char np[16], ctx[16], th[16], port[16], ngl[16];
+    snprintf(np, sizeof np, "%d", n_parallel);
+    snprintf(ctx, sizeof ctx, "%u", n_ctx * (uint32_t)n_parallel);
+    snprintf(th, sizeof th, "%d", g_threads);
+    snprintf(port, sizeof port, "%d", g_port);
+    snprintf(ngl, sizeof ngl, "%d", g_gpu_layers);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/health", g_port);
+    if (http_status(url) != 0) die("something already answers on the benchmark port (--port)");
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, STDOUT_FILENO);
+        if (!getenv("BENCH_SERVER_LOG")) dup2(devnull, STDERR_FILENO);
+        execl(g_server_bin, g_server_bin, "-m", g_model, "--host", "127.0.0.1", "--port", port,
+              "-t", th, "-tb", th, "-np", np, "-c", ctx, "-ngl", ngl, "--no-webui", "--log-disable",
+              (char *)NULL);
+        _exit(127);
+    }
+    g_server_pid = pid;
+    for (int i = 0; i < 600; i++) {
+        if (http_status(url) == 200) return pid;
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) die("llama-server exited during start-up");
+        usleep(100 * 1000);
+    }
+    kill(pid, SIGKILL);
+    die("llama-server did not become healthy in 60 s");
+    return -1;
+}
+
+static void stop_server(pid_t pid) {
+    g_server_pid = 0;
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 50; i++) {
+        if (waitpid(pid, NULL, WNOHANG) == pid) return;
+        usleep(100 * 1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* ---- running a set of streams on one side ------------------------------------------------------ */
+
+typedef enum side { SIDE_SIPP, SIDE_SERVER } side;
+
+static void run_streams(side sd, stream *ss, int n) {
+    pthread_t th[64];
+    for (int i = 0; i < n; i++)
+        pthread_create(&th[i], NULL, sd == SIDE_SIPP ? sipp_stream : server_stream, &ss[i]);
+    for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < n; i++)
+        if (!ss[i].ok) die(sd == SIDE_SIPP ? "a Sipp stream failed" : "a llama-server stream failed");
+}
+
+static void open_sipp(sipp_client **c, int n_parallel, uint32_t n_ctx) {
+    sipp_local_params lp = sipp_local_params_default();
+    lp.model_path = g_model;
+    lp.n_threads = g_threads;
+    lp.n_parallel = (uint32_t)n_parallel;
+    lp.n_ctx = n_ctx;
+    lp.n_gpu_layers = g_gpu_layers;
+    lp.prefill_chunk = g_prefill_chunk;
+    sipp_error err = sipp_error_default();
+    if (sipp_client_new(NULL, c, &err) != SIPP_OK ||
+        sipp_client_add_local(*c, "m", &lp, &g_ep, &err) != SIPP_OK)
+        die(err.message);
+}
+
+/* Measures tokens per word with one Sipp query of a 400-word prompt. */
+static void calibrate_prompt_length(void) {
+    sipp_client *c = NULL;
+    open_sipp(&c, 1, 4096);
+    char *prompt = make_prompt(400, 1);
+    sipp_text_params p = sipp_text_params_default();
+    p.max_tokens = 1;
+    sipp_run *run = NULL;
+    sipp_error err = sipp_error_default();
+    if (sipp_query(g_ep, prompt, &p, &run, &err) != SIPP_OK) die(err.message);
+    const sipp_response *r;
+    sipp_run_wait(run, &r, NULL);
+    g_tokens_per_word = r->usage.input_tokens / 400.0;
+    sipp_endpoint_info info = sipp_endpoint_info_default();
+    if (sipp_endpoint_get_info(g_ep, &info, NULL) == SIPP_OK && info.n_ctx_train > 0)
+        g_n_ctx_train = (int)info.n_ctx_train;
+    sipp_run_free(run);
+    sipp_client_free(c);
+    free(prompt);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double percentile(double *v, int n, double p) {
+    if (n == 0) return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    int k = (int)ceil(p * n) - 1;
+    return v[k < 0 ? 0 : k >= n ? n - 1 : k];
+}
+
+static double median_of(double a[], int n) {
+    double v[16];
+    memcpy(v, a, (size_t)n * sizeof *v);
+    return percentile(v, n, 0.5);
+}
+
+static void row(const char *what, double sipp, double server, bool lower_is_better) {
+    double ratio = server > 0 ? sipp / server : 0;
+    printf("| %-44s | %10.2f | %12.2f | %6.2fx %s |\n", what, sipp, server, ratio,
+           lower_is_better ? "(lower is better)" : "(higher is better)");
+}
+
+/* ---- scenarios ------------------------------------------------------------------------------------ */
+
+static void scenario_single(void) {
+    const int n_prompt = 512, n_gen = 128;
+    double ttft[2][16], tps[2][16];
+    int np[2] = {0, 0};
+    for (int sd = 0; sd < 2; sd++) {
+        sipp_client *c = NULL;
+        pid_t pid = 0;
+        if (sd == SIDE_SIPP)
+            open_sipp(&c, 1, 4096);
+        else
+            pid = start_server(1, 4096);
+        for (int r = 0; r <= g_reps; r++) { /* rep 0 warms up */
+            stream s;
+            stream_init(&s, make_prompt(n_prompt, (unsigned)(r + 1) * 7919u), n_gen);
+            run_streams((side)sd, &s, 1);
+            if (r > 0) {
+                ttft[sd][r - 1] = s.t_first - s.t_submit;
+                tps[sd][r - 1] = (s.n_tok - 1) / ((s.tok_t[s.n_tok - 1] - s.t_first) / 1e3);
+            }
+            np[sd] = s.n_prompt;
+            free(s.prompt);
+            free(s.tok_t);
+        }
+        if (c) sipp_client_free(c);
+        if (pid) stop_server(pid);
+    }
+    printf("\n### single stream (%d-token prompt as tokenized: sipp %d, server %d; %d generated; "
+           "median of %d)\n\n", n_prompt, np[0], np[1], n_gen, g_reps);
+    printf("| metric | sipp | llama-server | ratio |\n|---|---|---|---|\n");
+    row("decode tok/s", median_of(tps[0], g_reps), median_of(tps[1], g_reps), false);
+    row("TTFT ms", median_of(ttft[0], g_reps), median_of(ttft[1], g_reps), true);
+}
+
+/* One run of the mixed scenario on one side: fills the metrics of rep `r`. */
+typedef struct mixed_metrics {
+    double p50, p99, tput, long_ttft;
+    int n_gaps;
+} mixed_metrics;
+
+static mixed_metrics mixed_once(side sd, int n_streams, int n_gen, int n_long, int long_gen,
+                                unsigned seed) {
+    stream ss[8];
+    double t0 = now_ms() + 50;
+    for (int i = 0; i < n_streams; i++) {
+        stream_init(&ss[i], make_prompt(32, seed + (unsigned)i + 11), n_gen);
+        ss[i].start_at = t0;
+    }
+    /* the long prompt arrives once every stream is decoding */
+    stream *decoding[8];
+    for (int i = 0; i < n_streams; i++) decoding[i] = &ss[i];
+    stream_init(&ss[n_streams], make_prompt(n_long, seed + 4242), long_gen);
+    ss[n_streams].start_at = t0;
+    ss[n_streams].wait_for = decoding;
+    ss[n_streams].n_wait_for = n_streams;
+    run_streams(sd, ss, n_streams + 1);
+
+    stream *lg = &ss[n_streams];
+    double w0 = lg->t_submit, w1 = lg->t_first;
+    double *gaps = malloc(sizeof(double) * (size_t)n_streams * (size_t)n_gen);
+    int n_gaps = 0;
+    double t_start = 1e300, t_end = 0;
+    long total_tokens = 0;
+    for (int i = 0; i <= n_streams; i++) {
+        stream *s = &ss[i];
+        if (s->t_submit < t_start) t_start = s->t_submit;
+        if (s->t_end > t_end) t_end = s->t_end;
+        total_tokens += s->n_tok + s->n_prompt;
+        if (i == n_streams) continue;
+        /* gaps that overlap the long prompt's prefill window */
+        for (int k = 1; k < s->n_tok; k++)
+            if (s->tok_t[k] > w0 && s->tok_t[k - 1] < w1) gaps[n_gaps++] = s->tok_t[k] - s->tok_t[k - 1];
+    }
+    mixed_metrics m;
+    m.n_gaps = n_gaps;
+    m.p50 = percentile(gaps, n_gaps, 0.50);
+    m.p99 = percentile(gaps, n_gaps, 0.99);
+    m.tput = total_tokens / ((t_end - t_start) / 1e3);
+    m.long_ttft = lg->t_first - lg->t_submit;
+    free(gaps);
+    for (int i = 0; i <= n_streams; i++) {
+        free(ss[i].prompt);
+        free(ss[i].tok_t);
+    }
+    return m;
+}
+
+static void scenario_mixed(void) {
+    const int n_streams = 4, n_gen = 256, long_gen = 8;
+    /* a 2,048-token prompt, or what the model's context allows (llama-server caps slots there) */
+    const int n_long = g_n_ctx_train - 300 < 2048 ? g_n_ctx_train - 300 : 2048;
+    double p50[2][16], p99[2][16], tput[2][16], ttft[2][16];
+    int n_gaps[2] = {0, 0};
+    for (int sd = 0; sd < 2; sd++) {
+        sipp_client *c = NULL;
+        pid_t pid = 0;
+        if (sd == SIDE_SIPP)
+            open_sipp(&c, n_streams + 1, 4096);
+        else
+            pid = start_server(n_streams + 1, 4096);
+        stream w; /* warm-up */
+        stream_init(&w, make_prompt(64, 99), 8);
+        run_streams((side)sd, &w, 1);
+        free(w.prompt);
+        free(w.tok_t);
+        for (int r = 0; r < g_reps; r++) {
+            mixed_metrics m = mixed_once((side)sd, n_streams, n_gen, n_long, long_gen,
+                                         (unsigned)r * 1000u);
+            p50[sd][r] = m.p50;
+            p99[sd][r] = m.p99;
+            tput[sd][r] = m.tput;
+            ttft[sd][r] = m.long_ttft;
+            n_gaps[sd] += m.n_gaps;
+        }
+        if (c) sipp_client_free(c);
+        if (pid) stop_server(pid);
+    }
+    printf("\n### mixed: %d streams decoding while a %d-token prompt arrives (%d slots; median of "
+           "%d; inter-token gaps inside the prefill window: sipp %d, server %d)\n\n",
+           n_streams, n_long, n_streams + 1, g_reps, n_gaps[0], n_gaps[1]);
+    printf("| metric | sipp | llama-server | ratio |\n|---|---|---|---|\n");
+    row("p50 inter-token latency during prefill, ms", median_of(p50[0], g_reps), median_of(p50[1], g_reps), true);
+    row("p99 inter-token latency during prefill, ms", median_of(p99[0], g_reps), median_of(p99[1], g_reps), true);
+    row("total tokens/s (prompt + generated)", median_of(tput[0], g_reps), median_of(tput[1], g_reps), false);
+    row("TTFT of the long prompt, ms", median_of(ttft[0], g_reps), median_of(ttft[1], g_reps), true);
+}
+
+static void scenario_burst(void) {
+    const int n = 16, n_gen = 64;
+    double tput[2][16];
+    for (int sd = 0; sd < 2; sd++) {
+        sipp_client *c = NULL;
+        pid_t pid = 0;
+        if (sd == SIDE_SIPP)
+            open_sipp(&c, n, 1024);
+        else
+            pid = start_server(n, 1024);
+        stream w;
+        stream_init(&w, make_prompt(32, 99), 8);
+        run_streams((side)sd, &w, 1);
+        free(w.prompt);
+        free(w.tok_t);
+        for (int r = 0; r < g_reps; r++) {
+            stream ss[16];
+            double t0 = now_ms() + 20;
+            for (int i = 0; i < n; i++) {
+                stream_init(&ss[i], make_prompt(32, (unsigned)(r * 100 + i) + 101), n_gen);
+                ss[i].start_at = t0;
+            }
+            run_streams((side)sd, ss, n);
+            double t_start = 1e300, t_end = 0;
+            long gen = 0;
+            for (int i = 0; i < n; i++) {
+                if (ss[i].t_submit < t_start) t_start = ss[i].t_submit;
+                if (ss[i].t_end > t_end) t_end = ss[i].t_end;
+                gen += ss[i].n_tok;
+                free(ss[i].prompt);
+                free(ss[i].tok_t);
+            }
+            tput[sd][r] = gen / ((t_end - t_start) / 1e3);
+        }
+        if (c) sipp_client_free(c);
+        if (pid) stop_server(pid);
+    }
+    printf("\n### burst: %d concurrent requests (32-token prompts, %d generated each, %d slots; "
+           "median of %d)\n\n", n, n_gen, n, g_reps);
+    printf("| metric | sipp | llama-server | ratio |\n|---|---|---|---|\n");
+    row("generated tokens/s", median_of(tput[0], g_reps), median_of(tput[1], g_reps), false);
+}
+
+static const char usage[] =
+    "usage: sipp-bench-engine --model FILE [--threads N] [--gpu-layers N] [--reps N]\n"
+    "                         [--scenarios single,mixed,burst] [--prefill-chunk N]\n"
+    "                         [--server PATH] [--port N]\n"
+    "\n"
+    "Runs Sipp's engine and llama-server (same llama.cpp build) on the same model, threads and\n"
+    "slots in one run and prints a Markdown table of each side and their ratio.\n";
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (!v) die("every option takes a value (see --help)");
+        if (!strcmp(a, "--model")) g_model = v;
+        else if (!strcmp(a, "--threads")) g_threads = atoi(v);
+        else if (!strcmp(a, "--gpu-layers")) g_gpu_layers = atoi(v);
+        else if (!strcmp(a, "--reps")) g_reps = atoi(v);
+        else if (!strcmp(a, "--scenarios")) g_scenarios = v;
+        else if (!strcmp(a, "--prefill-chunk")) g_prefill_chunk = (uint32_t)atoi(v);
+        else if (!strcmp(a, "--server")) g_server_bin = v;
+        else if (!strcmp(a, "--port")) g_port = atoi(v);
+        else die("unknown option (see --help)");
+        i++;
+    }
+    if (!g_model) die("--model is required");
+    if (g_reps < 1 || g_reps > 16) die("--reps must be in [1, 16]");
+    if (g_threads <= 0) g_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    calibrate_prompt_length();
+    printf("model %s | threads %d | gpu layers %d | prefill chunk %s\n", g_model, g_threads,
+           g_gpu_layers, g_prefill_chunk ? "custom" : "default");
+    if (strstr(g_scenarios, "single")) scenario_single();
+    if (strstr(g_scenarios, "mixed")) scenario_mixed();
+    if (strstr(g_scenarios, "burst")) scenario_burst();
+    curl_global_cleanup();
+    return 0;
+}

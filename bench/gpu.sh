@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# bench/gpu.sh: the engine benchmark on a CUDA machine that has no network (the `device`
+# machine of this workplace). What it needs travels in .device/ (ignored by git):
+#   .device/gitRelease.bundle   llama/gitRelease.bundle from node-llama-cpp (scripts/deps.env)
+#   .device/debs/*.deb          Debian packages of jansson, libcurl and pkgconf, used only for
+#                               what the machine lacks
+#
+#   bench/gpu.sh build          scripts/setup --cuda --no-apt (llama.cpp + Sipp, no tests)
+#   bench/gpu.sh run [SHAPE]    make a random SHAPE model (default llama-1b q4_k_m) and run
+#                               sipp-bench-engine on the GPU; results go to $OUT if set
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+deps=/tmp/sipp-deps
+export SIPP_CACHE_DIR=/tmp/sipp-cache  # outside the tree: carried paths are replaced each call
+export SIPP_LLAMA_BUNDLE=$root/.device/gitRelease.bundle
+
+bring_deps() {
+  [ -d "$deps/lib" ] && return 0
+  mkdir -p "$deps/root" "$deps/lib"
+  for f in .device/debs/*.deb; do
+    if command -v dpkg >/dev/null; then dpkg -x "$f" "$deps/root"
+    else (cd "$deps" && ar x "$root/$f" data.tar.xz && tar -xJf data.tar.xz -C root && rm data.tar.xz); fi
+  done
+  # Only the shared libraries this machine lacks are made visible.
+  for so in "$deps"/root/usr/lib/x86_64-linux-gnu/*.so.* "$deps"/root/lib/x86_64-linux-gnu/*.so.*; do
+    [ -e "$so" ] || continue
+    n=$(basename "$so")
+    ldconfig -p | grep -q " $n " || ln -sf "$so" "$deps/lib/$n"
+  done
+}
+
+bring_deps
+export LD_LIBRARY_PATH=$deps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export PATH=$PATH:$deps/root/usr/bin
+export PKG_CONFIG_SYSROOT_DIR=$deps/root
+export PKG_CONFIG_LIBDIR=$deps/root/usr/lib/x86_64-linux-gnu/pkgconfig:$deps/root/usr/share/pkgconfig
+
+case "${1:-}" in
+  build)
+    nvidia-smi -L || true
+    SIPP_CMAKE_ARGS="-DSIPP_BUILD_TESTS=OFF" SIPP_BUILD_TYPE=Release scripts/setup --cuda --no-apt
+    ;;
+  run)
+    shape=${2:-llama-1b}
+    model=/tmp/sipp-$shape-q4_k_m.gguf
+    src=$(ls -d "$SIPP_CACHE_DIR"/llama.cpp/src-*)
+    [ -f "$model" ] || SIPP_LLAMA_SRC=$src build/bin/sipp-make-model --shape "$shape" --type q4_k_m --out "$model"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    build/bin/sipp-bench-engine --model "$model" --gpu-layers 999 --threads 8 \
+      --scenarios "${BENCH_SCENARIOS:-single,mixed}" --reps 5 | tee "${OUT:-/tmp}/bench-gpu-$shape.md"
+    ;;
+  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
