@@ -177,7 +177,24 @@ typedef struct sipp_local_params {
     /** Generated text a run holds for a consumer that does not read; when it is reached the
      *  run's sequence pauses (others go on) until the consumer reads. 0 = 256 KiB. */
     uint32_t stream_buffer_bytes;
+    /** When a sequence fills its context: false (default) ends the run with finish reason
+     *  `length`; true keeps the first n_keep tokens, drops the older half of the rest and goes
+     *  on (not for recurrent or hybrid models). Since 0.1. */
+    bool context_shift;
+    /** Tokens kept at the start when the context shifts (0 = 0; capped at half the context). */
+    uint32_t n_keep;
+    /** RAM budget of prefix snapshots of evicted sequences, in bytes. 0 = 256 MiB;
+     *  SIPP_CACHE_DISABLED turns snapshots off. Since 0.1. */
+    uint64_t cache_ram_bytes;
+    /** Directory of the disk tier of prefix snapshots (survives restarts); NULL = none. Copied.
+     *  Since 0.1. */
+    const char *cache_dir;
+    /** Disk budget of the snapshot directory in bytes. 0 = 4 GiB. Since 0.1. */
+    uint64_t cache_disk_bytes;
 } sipp_local_params;
+
+/** Value of sipp_local_params.cache_ram_bytes that turns prefix snapshots off. */
+#define SIPP_CACHE_DISABLED UINT64_MAX
 
 /** Default local-endpoint parameters (model_path NULL). Since 0.1. */
 SIPP_API sipp_local_params sipp_local_params_default(void);
@@ -230,6 +247,11 @@ typedef struct sipp_engine_stats {
     uint64_t ticks;            /**< llama_decode calls of the scheduler */
     uint64_t batch_tokens;     /**< tokens over all ticks */
     double batch_fill;         /**< batch_tokens / (ticks * tick_budget), in [0, 1] */
+    uint64_t cache_hits;       /**< keyed requests that reused a prefix (live or snapshot) */
+    uint64_t cache_misses;     /**< keyed requests that computed everything */
+    uint64_t cache_evictions;  /**< warm sequences given to another key */
+    uint64_t cache_ram_bytes;  /**< snapshot bytes in RAM */
+    uint64_t cache_disk_bytes; /**< snapshot bytes on disk */
 } sipp_engine_stats;
 
 SIPP_API sipp_engine_stats sipp_engine_stats_default(void);
@@ -275,8 +297,12 @@ typedef struct sipp_text_params {
     /** Stop strings (not copied: valid until the call returns, which copies them). */
     const char *const *stop;
     size_t n_stop;
-    /** Local-only: a workflow key for KV-cache reuse (accepted; reuse arrives with the KV cache). */
+    /** Local-only: names a workflow (a document, a conversation). Its sequence stays warm after
+     *  the run; a later request with the same key (and scope) computes only what is new. */
     const char *context_key;
+    /** Local-only: the caller identity that scopes context_key (a gateway sets one per caller);
+     *  state is never shared across scopes. NULL = "". Since 0.1. */
+    const char *cache_scope;
     /** Local-only: a GBNF grammar constraining the output. */
     const char *grammar;
     /** Local-only: a JSON schema, converted to a grammar with llama.cpp's converter. An
@@ -361,6 +387,16 @@ typedef struct sipp_usage {
     uint32_t total_tokens;
 } sipp_usage;
 
+/** Where a request's prompt prefix came from. */
+typedef enum sipp_cache_source {
+    SIPP_CACHE_NONE = 0,     /**< computed from scratch */
+    SIPP_CACHE_LIVE = 1,     /**< reused from the key's resident sequence */
+    SIPP_CACHE_SNAPSHOT = 2, /**< restored from a prefix snapshot (RAM or disk) */
+} sipp_cache_source;
+
+/** "none", "live" or "snapshot". Static string. */
+SIPP_API const char *sipp_cache_source_name(sipp_cache_source source);
+
 /** Per-request timings in milliseconds and rates in tokens per second. */
 typedef struct sipp_stats {
     uint32_t struct_size;
@@ -374,6 +410,8 @@ typedef struct sipp_stats {
     double itl_avg_ms;   /**< mean time between generated tokens */
     double itl_p99_ms;   /**< 99th percentile of the time between generated tokens */
     uint32_t prefill_tokens; /**< prompt tokens computed for this request */
+    sipp_cache_source cache_source;
+    uint32_t cached_tokens;  /**< prompt tokens reused instead of computed */
 } sipp_stats;
 
 /** The final result of a run. Owned by the run; valid until sipp_run_free(). */

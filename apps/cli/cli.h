@@ -21,6 +21,7 @@ typedef struct cli_options {
     const char *grammar_file;
     const char *json_schema_file;
     const char *context_key;
+    const char *cache_dir;
     const char *stops[SIPP_MAX_STOP_STRINGS];
     size_t n_stop;
     sipp_text_params text;

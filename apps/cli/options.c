@@ -89,6 +89,7 @@ enum {
     OPT_TEMPERATURE = 1000, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_SEED,
     OPT_STOP, OPT_SYSTEM, OPT_GRAMMAR_FILE, OPT_JSON_SCHEMA_FILE, OPT_THREADS, OPT_CTX_SIZE,
     OPT_BATCH_SIZE, OPT_GPU_LAYERS, OPT_CONTEXT_KEY, OPT_JSON, OPT_STATS, OPT_NO_NORMALIZE,
+    OPT_CACHE_DIR, OPT_CONTEXT_SHIFT,
 };
 
 static const struct option long_opts[] = {
@@ -109,6 +110,8 @@ static const struct option long_opts[] = {
     {"batch-size", required_argument, 0, OPT_BATCH_SIZE},
     {"gpu-layers", required_argument, 0, OPT_GPU_LAYERS},
     {"context-key", required_argument, 0, OPT_CONTEXT_KEY},
+    {"cache-dir", required_argument, 0, OPT_CACHE_DIR},
+    {"context-shift", no_argument, 0, OPT_CONTEXT_SHIFT},
     {"json", no_argument, 0, OPT_JSON},
     {"stats", no_argument, 0, OPT_STATS},
     {"no-normalize", no_argument, 0, OPT_NO_NORMALIZE},
@@ -127,6 +130,7 @@ static const struct {
     {"SIPP_REPEAT_PENALTY", OPT_REPEAT_PENALTY}, {"SIPP_SEED", OPT_SEED},
     {"SIPP_THREADS", OPT_THREADS},       {"SIPP_CTX_SIZE", OPT_CTX_SIZE},
     {"SIPP_BATCH_SIZE", OPT_BATCH_SIZE}, {"SIPP_GPU_LAYERS", OPT_GPU_LAYERS},
+    {"SIPP_CACHE_DIR", OPT_CACHE_DIR},
 };
 
 static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name) {
@@ -176,6 +180,8 @@ static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name
         o->local.n_gpu_layers = (int32_t)v;
         return true;
     case OPT_CONTEXT_KEY: o->context_key = arg; return true;
+    case OPT_CACHE_DIR: o->local.cache_dir = arg; return true;
+    case OPT_CONTEXT_SHIFT: o->local.context_shift = true; return true;
     case OPT_JSON: o->json = true; return true;
     case OPT_STATS: o->stats = true; return true;
     case OPT_NO_NORMALIZE: o->normalize = false; return true;

@@ -56,6 +56,15 @@ void sipp__buf_free(sipp__buf *b);
 
 char *sipp__strdup(const char *s);
 
+/* ---- hashing (hash.c, OpenSSL libcrypto) ----------------------------------------------- */
+
+typedef struct sipp__sha256 sipp__sha256;
+/* Returns NULL when out of memory. sipp__sha256_end frees the context. */
+sipp__sha256 *sipp__sha256_begin(void);
+void sipp__sha256_update(sipp__sha256 *h, const void *data, size_t len);
+void sipp__sha256_end(sipp__sha256 *h, uint8_t out[32]);
+bool sipp__sha256_once(const void *data, size_t len, uint8_t out[32]);
+
 /* ---- text: UTF-8 and stop strings -------------------------------------------------------- */
 
 /* Length of the longest prefix of `s` that does not end inside an incomplete UTF-8 sequence.

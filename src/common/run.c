@@ -258,3 +258,11 @@ const char *sipp_finish_reason_name(sipp_finish_reason reason) {
     default: return "none";
     }
 }
+
+const char *sipp_cache_source_name(sipp_cache_source source) {
+    switch (source) {
+    case SIPP_CACHE_LIVE: return "live";
+    case SIPP_CACHE_SNAPSHOT: return "snapshot";
+    default: return "none";
+    }
+}

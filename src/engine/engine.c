@@ -13,12 +13,18 @@
  *   4. decodes it, samples one token per sequence with logits, and streams text to the runs.
  * Slots and the batch are allocated once at open; a tick allocates nothing on the heap.
  *
+ * KV cache as runtime state: a request with a context key leaves its sequence warm under the
+ * (scoped) key; the next request on the key reuses the longest common prefix. Admission takes the
+ * key's warm sequence, else an empty one, else evicts the least recently used warm one (its
+ * state goes to the snapshot store, kvstore.c, from which a later request can restore it).
+ *
  * Sequence ids: slot i uses seq i (0 <= i < n_parallel); seq n_parallel is for embeddings.
  * An embedding-only model has no slots and one sequence (id 0). The KV cache is not unified,
  * so each sequence has its own n_ctx cells.
  */
 #define _GNU_SOURCE
 #include "engine_int.h"
+#include "kvstore.h"
 #include "llama_bridge.h"
 
 #include "llama.h"
@@ -39,6 +45,8 @@
 #define DEFAULT_MAX_QUEUED 256
 #define DEFAULT_PREFILL_CHUNK 256
 #define DEFAULT_STREAM_BUFFER (256u * 1024u)
+#define DEFAULT_CACHE_RAM ((uint64_t)256 << 20)
+#define DEFAULT_CACHE_DISK ((uint64_t)4 << 30)
 #define PENALTY_LAST_N 64
 
 /* ============================================================================================
@@ -61,6 +69,10 @@ typedef struct job {
     double t_submit;
     double deadline; /* absolute, sipp__now_ms() clock; 0 = none */
     uint32_t timeout_ms;
+    char *key;       /* scoped context key ("<scope length>:<scope><key>"), NULL if none */
+    size_t key_len;
+    sipp_cache_source cache_source;
+    uint32_t cached_tokens;
 } job;
 
 typedef enum slot_state { SLOT_FREE, SLOT_PREFILL, SLOT_DECODE } slot_state;
@@ -80,6 +92,12 @@ typedef struct slot {
     double t_start, t_prefilled, t_first, t_last;
     float *gaps;         /* inter-token gaps in ms, n_ctx_seq capacity, allocated at open */
     uint32_t n_gaps;
+    /* KV state: cached[0, n_past) are the tokens in this sequence's cache. While the slot is
+     * free, a non-NULL key means it is warm (resident for that key). */
+    llama_token *cached; /* n_ctx_seq capacity, allocated at open */
+    char *key;
+    size_t key_len;
+    double last_used;
 } slot;
 
 struct sipp__engine {
@@ -121,10 +139,15 @@ struct sipp__engine {
     float *gap_scratch; /* n_ctx_seq floats, for the p99 of one request */
     llama_logit_bias *eog_bias; /* -inf for every end-of-generation token (ignore_eos) */
     int32_t n_eog;
+    bool partial_reuse; /* false for recurrent/hybrid models: exact continuations only */
+    bool context_shift;
+    uint32_t n_keep;
+    sipp__kvstore *kv;  /* prefix snapshots; NULL when disabled */
 };
 
 static void job_free(job *j) {
     if (!j) return;
+    free(j->key);
     free(j->tokens);
     if (j->sampler) llama_sampler_free(j->sampler);
     for (size_t i = 0; i < j->n_stop; i++) free(j->stop[i]);
@@ -199,6 +222,32 @@ static enum llama_pooling_type model_pooling(const struct llama_model *m, const 
 }
 
 static void *engine_main(void *arg);
+
+/* Frees everything an engine holds (any subset, after a failed open too). The engine thread
+ * must not be running. */
+static void engine_release(sipp__engine *e) {
+    if (e->slots) {
+        for (uint32_t i = 0; i < e->n_parallel; i++) {
+            sipp__buf_free(&e->slots[i].held);
+            free(e->slots[i].gaps);
+            free(e->slots[i].cached);
+            free(e->slots[i].key);
+        }
+        free(e->slots);
+    }
+    if (e->batch.token) llama_batch_free(e->batch);
+    free(e->gap_scratch);
+    free(e->eog_bias);
+    sipp__kvstore_free(e->kv); /* writes RAM-only snapshots to the disk tier */
+    sipp__chat_templates_free(e->templates);
+    if (e->ctx) llama_free(e->ctx);
+    if (e->model) llama_model_free(e->model);
+    pthread_mutex_destroy(&e->templates_mu);
+    pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->stats_mu);
+    pthread_cond_destroy(&e->cv);
+    free(e);
+}
 
 sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, sipp_error *err) {
     *out = NULL;
@@ -308,7 +357,8 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
         e->slots[i].seq = (llama_seq_id)i;
         sipp__buf_init(&e->slots[i].held, SIPP__RUN_TEXT_MAX);
         e->slots[i].gaps = malloc(e->n_ctx_seq * sizeof(float));
-        if (!e->slots[i].gaps) {
+        e->slots[i].cached = malloc(e->n_ctx_seq * sizeof(llama_token));
+        if (!e->slots[i].gaps || !e->slots[i].cached) {
             st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
             goto fail;
         }
@@ -329,6 +379,21 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
     for (int32_t t = 0, k = 0; t < n_vocab; t++)
         if (llama_vocab_is_eog(e->vocab, t)) e->eog_bias[k++] = (llama_logit_bias){t, -INFINITY};
 
+    e->partial_reuse = !llama_model_is_recurrent(e->model) && !llama_model_is_hybrid(e->model);
+    e->context_shift = p->context_shift && e->partial_reuse;
+    e->n_keep = p->n_keep < e->n_ctx_seq / 2 ? p->n_keep : e->n_ctx_seq / 2;
+    if (p->cache_ram_bytes != SIPP_CACHE_DISABLED && !e->embed_only) {
+        sipp__kv_compat compat = {.type_k = (uint32_t)cp.type_k, .type_v = (uint32_t)cp.type_v,
+                                  .n_ctx = e->n_ctx_seq};
+        st = sipp__model_fingerprint(p->model_path, compat.fingerprint, err);
+        if (st == SIPP_OK)
+            st = sipp__kvstore_new(&compat, p->cache_ram_bytes ? p->cache_ram_bytes : DEFAULT_CACHE_RAM,
+                                   p->cache_dir, p->cache_disk_bytes ? p->cache_disk_bytes
+                                                                     : DEFAULT_CACHE_DISK,
+                                   &e->kv, err);
+        if (st != SIPP_OK) goto fail;
+    }
+
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         st = sipp__fail(err, SIPP_INTERNAL, errno, "cannot start the engine thread");
         goto fail;
@@ -337,24 +402,7 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
     return SIPP_OK;
 
 fail:
-    if (e->slots) {
-        for (uint32_t i = 0; i < e->n_parallel; i++) {
-            sipp__buf_free(&e->slots[i].held);
-            free(e->slots[i].gaps);
-        }
-        if (e->batch.token) llama_batch_free(e->batch);
-        free(e->slots);
-    }
-    free(e->gap_scratch);
-    free(e->eog_bias);
-    sipp__chat_templates_free(e->templates);
-    if (e->ctx) llama_free(e->ctx);
-    if (e->model) llama_model_free(e->model);
-    pthread_mutex_destroy(&e->templates_mu);
-    pthread_mutex_destroy(&e->mu);
-    pthread_mutex_destroy(&e->stats_mu);
-    pthread_cond_destroy(&e->cv);
-    free(e);
+    engine_release(e);
     return st;
 }
 
@@ -365,22 +413,7 @@ void sipp__engine_close(sipp__engine *e) {
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->thread, NULL);
-    for (uint32_t i = 0; i < e->n_parallel; i++) {
-        sipp__buf_free(&e->slots[i].held);
-        free(e->slots[i].gaps);
-    }
-    free(e->slots);
-    free(e->gap_scratch);
-    free(e->eog_bias);
-    llama_batch_free(e->batch);
-    sipp__chat_templates_free(e->templates);
-    llama_free(e->ctx);
-    llama_model_free(e->model);
-    pthread_mutex_destroy(&e->templates_mu);
-    pthread_mutex_destroy(&e->mu);
-    pthread_mutex_destroy(&e->stats_mu);
-    pthread_cond_destroy(&e->cv);
-    free(e);
+    engine_release(e);
 }
 
 void sipp__engine_get_info(const sipp__engine *e, sipp_endpoint_info *out) {
@@ -538,6 +571,18 @@ sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
     j->kind = JOB_TEXT;
     j->max_tokens = p->max_tokens;
     j->timeout_ms = p->timeout_ms;
+    if (p->context_key) {
+        /* The scope's length goes first, so no (scope, key) pair can collide with another. */
+        const char *scope = p->cache_scope ? p->cache_scope : "";
+        int n = asprintf(&j->key, "%zu:%s%s", strlen(scope), scope, p->context_key);
+        if (n < 0) {
+            j->key = NULL;
+            job_free(j);
+            free(schema_grammar);
+            return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        }
+        j->key_len = (size_t)n;
+    }
     st = tokenize(e, prompt, &j->tokens, &j->n_tokens, err);
     if (st == SIPP_OK && (uint32_t)j->n_tokens >= e->n_ctx_seq)
         st = sipp__fail(err, SIPP_CONTEXT_OVERFLOW, 0,
@@ -605,6 +650,7 @@ static void finish_job(sipp__engine *e, job *j, sipp_status st, const char *msg,
                        sipp_finish_reason reason, const sipp_usage *usage,
                        const sipp_stats *stats) {
     pthread_mutex_lock(&e->stats_mu);
+    e->stats.running = e->n_running; /* published before the caller can see the run end */
     if (st != SIPP_OK)
         e->stats.failed++;
     else
@@ -628,11 +674,13 @@ static void slot_stats(sipp__engine *e, const slot *s, double now, sipp_stats *o
     *out = (sipp_stats){.struct_size = sizeof *out};
     out->queue_ms = s->t_start - j->t_submit;
     out->total_ms = now - j->t_submit;
-    out->prefill_tokens = (uint32_t)s->n_prefilled;
+    out->prefill_tokens = (uint32_t)s->n_prefilled - j->cached_tokens;
+    out->cache_source = j->cache_source;
+    out->cached_tokens = j->cached_tokens;
     double pf_end = s->t_prefilled > 0 ? s->t_prefilled : now;
     out->prefill_ms = pf_end - s->t_start;
     if (out->prefill_ms > 0 && s->t_prefilled > 0)
-        out->prefill_tok_s = s->n_prefilled / (out->prefill_ms / 1e3);
+        out->prefill_tok_s = out->prefill_tokens / (out->prefill_ms / 1e3);
     if (s->t_first > 0) {
         out->ttft_ms = s->t_first - j->t_submit;
         out->decode_ms = s->t_last - s->t_first;
@@ -650,14 +698,129 @@ static void slot_stats(sipp__engine *e, const slot *s, double now, sipp_stats *o
     }
 }
 
+/* ---- KV state of slots ------------------------------------------------------------------ */
+
+/* Empties a slot's sequence and forgets its key. */
+static void slot_clear(sipp__engine *e, slot *s) {
+    llama_memory_seq_rm(llama_get_memory(e->ctx), s->seq, -1, -1);
+    s->n_past = 0;
+    free(s->key);
+    s->key = NULL;
+    s->key_len = 0;
+}
+
+/* Saves a warm slot's state as a prefix snapshot (when the store is on). */
+static void slot_snapshot(sipp__engine *e, slot *s) {
+    if (!e->kv || !s->key || s->n_past <= 0) return;
+    size_t size = llama_state_seq_get_size(e->ctx, s->seq);
+    uint8_t *buf = size ? malloc(size) : NULL;
+    if (!buf) return;
+    size_t got = llama_state_seq_get_data(e->ctx, buf, size, s->seq);
+    if (got == 0) {
+        free(buf);
+        return;
+    }
+    sipp__kvstore_put(e->kv, s->key, s->key_len, s->cached, (uint32_t)s->n_past, buf, got);
+}
+
+static bool same_key(const slot *s, const job *j) {
+    return s->key && j->key && s->key_len == j->key_len && memcmp(s->key, j->key, j->key_len) == 0;
+}
+
+/* Picks the sequence for a text job: the key's warm one (most recent), else an empty one,
+ * else the least recently used warm one. There is always one: fewer than n_parallel run. */
+static slot *pick_slot(sipp__engine *e, const job *j) {
+    slot *warm = NULL, *empty = NULL, *lru = NULL;
+    for (uint32_t i = 0; i < e->n_parallel; i++) {
+        slot *s = &e->slots[i];
+        if (s->state != SLOT_FREE) continue;
+        if (same_key(s, j) && (!warm || s->last_used > warm->last_used)) warm = s;
+        if (!s->key && !empty) empty = s;
+        if (s->key && (!lru || s->last_used < lru->last_used)) lru = s;
+    }
+    return warm ? warm : empty ? empty : lru;
+}
+
+static uint32_t common_prefix(const llama_token *a, uint32_t na, const llama_token *b, uint32_t nb) {
+    uint32_t n = na < nb ? na : nb, i = 0;
+    while (i < n && a[i] == b[i]) i++;
+    return i;
+}
+
+/* Prepares a picked slot for job j: reuses the live prefix of the key's sequence or restores
+ * a snapshot, else starts empty. Sets n_past to the reused length and counts hit or miss. */
+static void slot_prepare_cache(sipp__engine *e, slot *s, job *j) {
+    llama_memory_t mem = llama_get_memory(e->ctx);
+    uint32_t n_prompt = (uint32_t)j->n_tokens, reuse = 0;
+    /* At least the last prompt token is computed again: its logits start the generation. */
+    uint32_t max_reuse = n_prompt - 1;
+    if (same_key(s, j)) {
+        reuse = common_prefix(s->cached, (uint32_t)s->n_past, j->tokens, n_prompt);
+        if (reuse > max_reuse) reuse = max_reuse;
+        bool exact = reuse == (uint32_t)s->n_past; /* the cache is a prefix of the prompt */
+        if (reuse > 0 && (exact || e->partial_reuse) &&
+            llama_memory_seq_rm(mem, s->seq, (llama_pos)reuse, -1)) {
+            j->cache_source = SIPP_CACHE_LIVE;
+        } else {
+            reuse = 0;
+        }
+    } else if (s->key) { /* another key's warm sequence: evict it, keep a snapshot */
+        slot_snapshot(e, s);
+        pthread_mutex_lock(&e->stats_mu);
+        e->stats.cache_evictions++;
+        pthread_mutex_unlock(&e->stats_mu);
+    }
+    if (reuse == 0) {
+        slot_clear(e, s);
+        uint32_t n_common = 0;
+        const sipp__kv_entry *snap =
+            j->key && e->kv ? sipp__kvstore_find(e->kv, j->key, j->key_len, j->tokens, n_prompt,
+                                                 !e->partial_reuse, &n_common)
+                            : NULL;
+        uint32_t n_snap = snap ? sipp__kv_entry_tokens(snap) : 0;
+        uint32_t want = n_common < max_reuse ? n_common : max_reuse;
+        const uint8_t *state;
+        size_t state_len;
+        /* Restore, then cut the state back to the common prefix (whole-state models only take a
+         * snapshot they can continue exactly). */
+        if (want > 0 && (e->partial_reuse || want == n_snap) &&
+            sipp__kvstore_load(e->kv, snap, &state, &state_len, NULL) == SIPP_OK &&
+            llama_state_seq_set_data(e->ctx, state, state_len, s->seq) > 0) {
+            reuse = want;
+            if (reuse < n_snap && !llama_memory_seq_rm(mem, s->seq, (llama_pos)reuse, -1)) reuse = 0;
+            if (reuse > 0) j->cache_source = SIPP_CACHE_SNAPSHOT;
+            else slot_clear(e, s);
+        }
+    }
+    if (reuse > 0) memcpy(s->cached, j->tokens, reuse * sizeof(llama_token));
+    s->n_past = (int32_t)reuse;
+    j->cached_tokens = reuse;
+    if (j->key) {
+        pthread_mutex_lock(&e->stats_mu);
+        if (reuse > 0) e->stats.cache_hits++;
+        else e->stats.cache_misses++;
+        pthread_mutex_unlock(&e->stats_mu);
+    }
+}
+
 static void slot_finish(sipp__engine *e, slot *s, sipp_status st, const char *msg,
                         sipp_finish_reason reason) {
     job *j = s->job;
     sipp_usage u = {sizeof u, (uint32_t)j->n_tokens, s->n_generated,
                     (uint32_t)j->n_tokens + s->n_generated};
     sipp_stats stt;
-    slot_stats(e, s, sipp__now_ms(), &stt);
-    llama_memory_seq_rm(llama_get_memory(e->ctx), s->seq, -1, -1);
+    double now = sipp__now_ms();
+    slot_stats(e, s, now, &stt);
+    if (j->key && st != SIPP_INTERNAL) {
+        /* Stay warm under the key: the next request on it continues from cached[0, n_past). */
+        free(s->key);
+        s->key = j->key;
+        s->key_len = j->key_len;
+        j->key = NULL;
+        s->last_used = now;
+    } else {
+        slot_clear(e, s);
+    }
     s->job = NULL;
     s->state = SLOT_FREE;
     sipp__buf_reset(&s->held);
@@ -679,6 +842,18 @@ static void emit_held(slot *s, size_t len) {
 /* Flushes held text at the end of a run, dropping an incomplete trailing UTF-8 sequence. */
 static void flush_held(slot *s) {
     emit_held(s, sipp__utf8_complete_len(s->held.data ? s->held.data : "", s->held.len));
+}
+
+/* Makes room in a full sequence: keeps the first n_keep tokens, drops the older half of the
+ * rest and moves the newer half down (llama.cpp shifts the positions of its cache). */
+static void slot_shift(sipp__engine *e, slot *s) {
+    int32_t keep = (int32_t)e->n_keep, discard = (s->n_past - keep) / 2;
+    llama_memory_t mem = llama_get_memory(e->ctx);
+    llama_memory_seq_rm(mem, s->seq, keep, keep + discard);
+    llama_memory_seq_add(mem, s->seq, keep + discard, s->n_past, -discard);
+    memmove(s->cached + keep, s->cached + keep + discard,
+            (size_t)(s->n_past - keep - discard) * sizeof(llama_token));
+    s->n_past -= discard;
 }
 
 /* Processes a sampled token: stream its text, or finish on EOG, stop string, or limits. */
@@ -710,11 +885,13 @@ static void slot_accept(sipp__engine *e, slot *s, llama_token tok, double now) {
         slot_finish(e, s, SIPP_OK, NULL, SIPP_FINISH_STOP);
         return;
     }
-    if (s->n_generated >= j->max_tokens || (uint32_t)s->n_past + 1 >= e->n_ctx_seq) {
+    bool context_full = (uint32_t)s->n_past + 1 >= e->n_ctx_seq;
+    if (s->n_generated >= j->max_tokens || (context_full && !e->context_shift)) {
         flush_held(s);
         slot_finish(e, s, SIPP_OK, NULL, SIPP_FINISH_LENGTH);
         return;
     }
+    if (context_full) slot_shift(e, s);
     s->next = tok;
     s->state = SLOT_DECODE;
 }
@@ -829,6 +1006,7 @@ static bool tick(sipp__engine *e) {
         if (sipp__run_backlog(s->job->run) >= e->stream_cap) continue;
         s->i_batch = b->n_tokens;
         s->n_in_batch = 1;
+        s->cached[s->n_past] = s->next;
         batch_add(b, s->next, s->n_past, s->seq, true);
     }
 
@@ -851,6 +1029,7 @@ static bool tick(sipp__engine *e) {
             int32_t pos = s->n_prefilled + (int32_t)t;
             bool last = pos == s->job->n_tokens - 1;
             if (last) s->i_batch = b->n_tokens;
+            s->cached[pos] = s->job->tokens[pos];
             batch_add(b, s->job->tokens[pos], pos, s->seq, last);
         }
         s->n_in_batch = (int32_t)take;
@@ -899,12 +1078,6 @@ static bool tick(sipp__engine *e) {
  * Engine thread: admission and the main loop
  * ========================================================================================== */
 
-static slot *free_slot(sipp__engine *e) {
-    for (uint32_t i = 0; i < e->n_parallel; i++)
-        if (e->slots[i].state == SLOT_FREE) return &e->slots[i];
-    return NULL;
-}
-
 /* Unlinks queued jobs that were cancelled or are past their deadline into *out. Under e->mu. */
 static void reap_queue_locked(sipp__engine *e, double now, job **out) {
     for (job **pp = &e->queue_head, *prev = NULL; *pp;) {
@@ -940,17 +1113,16 @@ static void start_job(sipp__engine *e, job *j) {
         run_embed(e, j);
         return;
     }
-    slot *s = free_slot(e);
+    slot *s = pick_slot(e, j);
+    s->t_start = sipp__now_ms();
+    slot_prepare_cache(e, s, j);
     s->job = j;
     s->state = SLOT_PREFILL;
-    s->n_past = 0;
-    s->n_prefilled = 0;
+    s->n_prefilled = s->n_past;
     s->n_generated = 0;
     s->n_gaps = 0;
-    s->t_start = sipp__now_ms();
     s->t_prefilled = s->t_first = s->t_last = 0;
     e->n_running++;
-    llama_memory_seq_rm(llama_get_memory(e->ctx), s->seq, -1, -1);
 }
 
 /* Ends a reaped queued job: cancelled, or past its deadline. */
@@ -964,6 +1136,8 @@ static void end_reaped(sipp__engine *e, job *j) {
     }
 }
 
+/* At shutdown: ends every run, and keeps the state of warm sequences as snapshots (the
+ * store writes them to its disk tier when it is freed). */
 static void drain_all(sipp__engine *e) {
     for (uint32_t i = 0; i < e->n_parallel; i++) {
         slot *s = &e->slots[i];
@@ -971,6 +1145,7 @@ static void drain_all(sipp__engine *e) {
         flush_held(s);
         slot_finish(e, s, SIPP_OK, NULL, SIPP_FINISH_CANCELLED);
     }
+    for (uint32_t i = 0; i < e->n_parallel; i++) slot_snapshot(e, &e->slots[i]);
     pthread_mutex_lock(&e->mu);
     job *j = e->queue_head;
     e->queue_head = e->queue_tail = NULL;
@@ -1037,6 +1212,7 @@ static void *engine_main(void *arg) {
         }
         pthread_mutex_lock(&e->stats_mu);
         e->stats.running = e->n_running;
+        sipp__kvstore_usage(e->kv, &e->stats.cache_ram_bytes, &e->stats.cache_disk_bytes);
         pthread_mutex_unlock(&e->stats_mu);
         idle = !tick(e);
     }

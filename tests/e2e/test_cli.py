@@ -104,3 +104,20 @@ def test_help_on_every_subcommand(sipp, cmd):
     r = sipp(cmd, "--help")
     assert r.returncode == 0
     assert r.stdout.startswith(f"usage: sipp {cmd}")
+
+
+def test_two_processes_share_a_prefix_through_the_disk_tier(sipp, tmp_path):
+    base = "Once upon a time there was a little girl named Lily. She loved to play outside"
+    args = ["query", "--json", "--temperature", "0", "-n", "8", "-m", str(STORY_MODEL),
+            "--context-key", "doc", "--cache-dir", str(tmp_path / "kv")]
+    first = json.loads(sipp(*args, base + " and 1").stdout)
+    assert first["stats"]["cache_source"] == "none"
+    assert first["stats"]["prefill_tokens"] == first["usage"]["input_tokens"]
+    r = sipp(*args, base + " and 2")
+    assert r.returncode == 0, r.stderr
+    second = json.loads(r.stdout)
+    assert second["stats"]["cache_source"] == "snapshot"
+    assert second["stats"]["cached_tokens"] > 20
+    assert second["stats"]["cached_tokens"] + second["stats"]["prefill_tokens"] == second["usage"]["input_tokens"]
+    uncached = json.loads(sipp(*args[:-4], base + " and 2").stdout)
+    assert second["text"] == uncached["text"]

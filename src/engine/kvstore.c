@@ -1,0 +1,501 @@
+/*
+ * kvstore.c — prefix snapshots in RAM and on disk (see kvstore.h for the contract and the file
+ * layout). Engine-thread only.
+ *
+ * Both tiers are one list of entries, most recently used first. An entry has its state in RAM,
+ * a file on disk, or both. Budgets: `ram_used` counts RAM state bytes, `disk_used` counts file
+ * sizes; past a budget the least recently used entries leave that tier (RAM entries move to
+ * disk when there is a directory).
+ */
+#define _GNU_SOURCE
+#include "kvstore.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char KV_MAGIC[8] = {'S', 'I', 'P', 'P', 'K', 'V', 'S', '\0'};
+
+struct sipp__kv_entry {
+    struct sipp__kv_entry *prev, *next; /* LRU list, most recent first */
+    char *scope;
+    uint32_t scope_len;
+    int32_t *tokens;
+    uint32_t n_tokens;
+    uint8_t *state; /* NULL when the entry lives on disk only */
+    size_t state_len;
+    char *path;     /* NULL when the entry is in RAM only */
+    uint64_t file_len;
+};
+
+struct sipp__kvstore {
+    sipp__kv_compat compat;
+    uint64_t ram_budget, disk_budget;
+    uint64_t ram_used, disk_used;
+    char *dir;
+    sipp__kv_entry *head, *tail;
+    uint8_t *load_buf; /* the bytes of the last disk load */
+};
+
+/* ============================================================================================
+ * File format
+ * ========================================================================================== */
+
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+static void wr32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void wr64(uint8_t *p, uint64_t v) {
+    wr32(p, (uint32_t)v);
+    wr32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* Header offsets */
+enum {
+    H_MAGIC = 0, H_VERSION = 8, H_FINGERPRINT = 12, H_TYPE_K = 44, H_TYPE_V = 48, H_N_CTX = 52,
+    H_SCOPE_LEN = 56, H_N_TOKENS = 60, H_STATE_LEN = 64, H_CHECKSUM = 72, H_END = 104,
+};
+_Static_assert(H_END == SIPP__KV_HEADER_LEN, "header length");
+
+sipp_status sipp__kv_header_parse(const uint8_t *d, size_t len, uint64_t file_len,
+                                  sipp__kv_file *out, sipp_error *err) {
+    if (len < H_END) return sipp__fail(err, SIPP_IO, 0, "snapshot: truncated header");
+    if (memcmp(d + H_MAGIC, KV_MAGIC, 8) != 0)
+        return sipp__fail(err, SIPP_IO, 0, "snapshot: bad magic");
+    uint32_t version = rd32(d + H_VERSION);
+    if (version != SIPP__KV_FILE_VERSION)
+        return sipp__fail(err, SIPP_IO, 0, "snapshot: unsupported version %u", version);
+    memset(out, 0, sizeof *out);
+    memcpy(out->compat.fingerprint, d + H_FINGERPRINT, 32);
+    out->compat.type_k = rd32(d + H_TYPE_K);
+    out->compat.type_v = rd32(d + H_TYPE_V);
+    out->compat.n_ctx = rd32(d + H_N_CTX);
+    out->scope_len = rd32(d + H_SCOPE_LEN);
+    out->n_tokens = rd32(d + H_N_TOKENS);
+    out->state_len = rd64(d + H_STATE_LEN);
+    if (file_len > SIPP__KV_FILE_MAX)
+        return sipp__fail(err, SIPP_IO, 0, "snapshot: file too large");
+    uint64_t need = (uint64_t)H_END + out->scope_len + (uint64_t)out->n_tokens * 4 + out->state_len;
+    if (out->scope_len > (1u << 20) || out->n_tokens > (1u << 24) ||
+        out->state_len > SIPP__KV_FILE_MAX || need != file_len)
+        return sipp__fail(err, SIPP_IO, 0, "snapshot: lengths do not match the file");
+    if (out->n_tokens == 0 || out->state_len == 0)
+        return sipp__fail(err, SIPP_IO, 0, "snapshot: empty");
+    return SIPP_OK;
+}
+
+sipp_status sipp__kv_file_parse(const uint8_t *d, size_t len, const sipp__kv_compat *want,
+                                sipp__kv_file *out, sipp_error *err) {
+    sipp_status st = sipp__kv_header_parse(d, len, len, out, err);
+    if (st != SIPP_OK) return st;
+    uint8_t sum[32];
+    if (!sipp__sha256_once(d + H_END, len - H_END, sum))
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "snapshot: out of memory");
+    if (memcmp(sum, d + H_CHECKSUM, 32) != 0)
+        return sipp__fail(err, SIPP_IO, 0, "snapshot: checksum mismatch (corrupt file)");
+    if (want && memcmp(want, &out->compat, sizeof *want) != 0)
+        return sipp__fail(err, SIPP_IO, 0, "snapshot: made for another model or context");
+    out->scope = (const char *)(d + H_END);
+    out->tokens = (const int32_t *)(const void *)(d + H_END + out->scope_len);
+    out->state = d + H_END + out->scope_len + (size_t)out->n_tokens * 4;
+    return SIPP_OK;
+}
+
+/* ============================================================================================
+ * Entries and the LRU list
+ * ========================================================================================== */
+
+static void list_unlink(sipp__kvstore *s, sipp__kv_entry *e) {
+    if (e->prev) e->prev->next = e->next; else s->head = e->next;
+    if (e->next) e->next->prev = e->prev; else s->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void list_push_front(sipp__kvstore *s, sipp__kv_entry *e) {
+    e->prev = NULL;
+    e->next = s->head;
+    if (s->head) s->head->prev = e; else s->tail = e;
+    s->head = e;
+}
+
+static void entry_drop_ram(sipp__kvstore *s, sipp__kv_entry *e) {
+    if (!e->state) return;
+    s->ram_used -= e->state_len;
+    free(e->state);
+    e->state = NULL;
+}
+
+static void entry_drop_file(sipp__kvstore *s, sipp__kv_entry *e) {
+    if (!e->path) return;
+    unlink(e->path);
+    s->disk_used -= e->file_len;
+    free(e->path);
+    e->path = NULL;
+    e->file_len = 0;
+}
+
+static void entry_free(sipp__kvstore *s, sipp__kv_entry *e) {
+    list_unlink(s, e);
+    entry_drop_ram(s, e);
+    if (e->path) { /* forget, keep the file: it stays valid for a later process */
+        s->disk_used -= e->file_len;
+        free(e->path);
+    }
+    free(e->scope);
+    free(e->tokens);
+    free(e);
+}
+
+static bool same_key(const sipp__kv_entry *e, const char *scope, size_t scope_len,
+                     const int32_t *tokens, uint32_t n) {
+    return e->scope_len == scope_len && e->n_tokens == n &&
+           memcmp(e->scope, scope, scope_len) == 0 && memcmp(e->tokens, tokens, n * 4u) == 0;
+}
+
+/* ============================================================================================
+ * Disk tier
+ * ========================================================================================== */
+
+static char *entry_path(const sipp__kvstore *s, const char *scope, size_t scope_len,
+                        const int32_t *tokens, uint32_t n) {
+    sipp__sha256 *h = sipp__sha256_begin();
+    if (!h) return NULL;
+    sipp__sha256_update(h, s->compat.fingerprint, 32);
+    uint8_t lens[8];
+    wr32(lens, (uint32_t)scope_len);
+    wr32(lens + 4, n);
+    sipp__sha256_update(h, lens, 8);
+    sipp__sha256_update(h, scope, scope_len);
+    sipp__sha256_update(h, tokens, n * 4u);
+    uint8_t sum[32];
+    sipp__sha256_end(h, sum);
+    /* The name is a hash: nothing a caller puts in a key can leave the directory. */
+    char hex[65];
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+    char *p = NULL;
+    if (asprintf(&p, "%s/%s.kv", s->dir, hex) < 0) return NULL;
+    return p;
+}
+
+static bool write_all(int fd, const void *data, size_t len) {
+    const uint8_t *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* Writes the entry's RAM state to its file (temp + fsync + rename). */
+static bool entry_write_file(sipp__kvstore *s, sipp__kv_entry *e) {
+    if (!s->dir || !e->state || e->path) return e->path != NULL;
+    char *path = entry_path(s, e->scope, e->scope_len, e->tokens, e->n_tokens);
+    if (!path) return false;
+    uint8_t hdr[H_END];
+    memset(hdr, 0, sizeof hdr);
+    memcpy(hdr + H_MAGIC, KV_MAGIC, 8);
+    wr32(hdr + H_VERSION, SIPP__KV_FILE_VERSION);
+    memcpy(hdr + H_FINGERPRINT, s->compat.fingerprint, 32);
+    wr32(hdr + H_TYPE_K, s->compat.type_k);
+    wr32(hdr + H_TYPE_V, s->compat.type_v);
+    wr32(hdr + H_N_CTX, s->compat.n_ctx);
+    wr32(hdr + H_SCOPE_LEN, e->scope_len);
+    wr32(hdr + H_N_TOKENS, e->n_tokens);
+    wr64(hdr + H_STATE_LEN, e->state_len);
+    sipp__sha256 *h = sipp__sha256_begin();
+    if (!h) {
+        free(path);
+        return false;
+    }
+    sipp__sha256_update(h, e->scope, e->scope_len);
+    sipp__sha256_update(h, e->tokens, e->n_tokens * 4u);
+    sipp__sha256_update(h, e->state, e->state_len);
+    sipp__sha256_end(h, hdr + H_CHECKSUM);
+
+    char *tmp = NULL;
+    if (asprintf(&tmp, "%s.tmp.%d", path, (int)getpid()) < 0) {
+        free(path);
+        return false;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write_all(fd, hdr, sizeof hdr) && write_all(fd, e->scope, e->scope_len) &&
+              write_all(fd, e->tokens, e->n_tokens * 4u) && write_all(fd, e->state, e->state_len) &&
+              fsync(fd) == 0;
+    if (fd >= 0) close(fd);
+    ok = ok && rename(tmp, path) == 0;
+    if (!ok) {
+        unlink(tmp);
+        free(path);
+        sipp__log(SIPP_LOG_WARN, "snapshot: cannot write to %s: %s", s->dir, strerror(errno));
+    } else {
+        e->path = path;
+        e->file_len = sizeof hdr + e->scope_len + e->n_tokens * 4u + e->state_len;
+        s->disk_used += e->file_len;
+    }
+    free(tmp);
+    return ok;
+}
+
+/* Removes least-recently-used files until the disk tier fits its budget. */
+static void enforce_disk_budget(sipp__kvstore *s) {
+    for (sipp__kv_entry *e = s->tail; e && s->disk_used > s->disk_budget;) {
+        sipp__kv_entry *prev = e->prev;
+        if (e->path) {
+            entry_drop_file(s, e);
+            if (!e->state) entry_free(s, e);
+        }
+        e = prev;
+    }
+}
+
+/* Moves least-recently-used RAM states out until the RAM tier fits (to disk when possible). */
+static void enforce_ram_budget(sipp__kvstore *s) {
+    for (sipp__kv_entry *e = s->tail; e && s->ram_used > s->ram_budget;) {
+        sipp__kv_entry *prev = e->prev;
+        if (e->state) {
+            if (s->dir) entry_write_file(s, e);
+            entry_drop_ram(s, e);
+            if (!e->path) entry_free(s, e);
+        }
+        e = prev;
+    }
+    enforce_disk_budget(s);
+}
+
+/* Reads a file's header and its scope and tokens into a new disk-only entry. */
+static sipp__kv_entry *index_file(sipp__kvstore *s, const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    uint8_t hdr[H_END];
+    sipp__kv_file f;
+    sipp__kv_entry *e = NULL;
+    if (fstat(fd, &st) == 0 && pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr &&
+        sipp__kv_header_parse(hdr, sizeof hdr, (uint64_t)st.st_size, &f, NULL) == SIPP_OK &&
+        memcmp(&f.compat, &s->compat, sizeof f.compat) == 0) {
+        e = calloc(1, sizeof *e);
+        if (e) {
+            e->scope_len = f.scope_len;
+            e->n_tokens = f.n_tokens;
+            e->scope = malloc(f.scope_len + 1);
+            e->tokens = malloc((size_t)f.n_tokens * 4);
+            e->path = strdup(path);
+            e->file_len = (uint64_t)st.st_size;
+            if (!e->scope || !e->tokens || !e->path ||
+                pread(fd, e->scope, f.scope_len, H_END) != (ssize_t)f.scope_len ||
+                pread(fd, e->tokens, (size_t)f.n_tokens * 4, (off_t)H_END + f.scope_len) !=
+                    (ssize_t)((size_t)f.n_tokens * 4)) {
+                free(e->scope);
+                free(e->tokens);
+                free(e->path);
+                free(e);
+                e = NULL;
+            }
+        }
+    }
+    close(fd);
+    return e;
+}
+
+/* ============================================================================================
+ * Store
+ * ========================================================================================== */
+
+sipp_status sipp__kvstore_new(const sipp__kv_compat *compat, uint64_t ram_budget, const char *dir,
+                              uint64_t disk_budget, sipp__kvstore **out, sipp_error *err) {
+    sipp__kvstore *s = calloc(1, sizeof *s);
+    if (!s) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    s->compat = *compat;
+    s->ram_budget = ram_budget;
+    s->disk_budget = disk_budget;
+    if (dir && dir[0]) {
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            free(s);
+            return sipp__fail(err, SIPP_IO, errno, "cache directory '%s': %s", dir, strerror(errno));
+        }
+        s->dir = strdup(dir);
+        DIR *d = opendir(dir);
+        if (!s->dir || !d) {
+            if (d) closedir(d);
+            free(s->dir);
+            free(s);
+            return sipp__fail(err, SIPP_IO, errno, "cache directory '%s': %s", dir, strerror(errno));
+        }
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            size_t l = strlen(de->d_name);
+            char *path = NULL;
+            if (l < 4 || strcmp(de->d_name + l - 3, ".kv") != 0) continue;
+            if (asprintf(&path, "%s/%s", dir, de->d_name) < 0) continue;
+            sipp__kv_entry *e = index_file(s, path);
+            free(path);
+            if (!e) continue; /* foreign, torn or corrupt: ignored, recomputed on demand */
+            list_push_front(s, e);
+            s->disk_used += e->file_len;
+        }
+        closedir(d);
+        enforce_disk_budget(s);
+    }
+    *out = s;
+    return SIPP_OK;
+}
+
+void sipp__kvstore_free(sipp__kvstore *s) {
+    if (!s) return;
+    while (s->head) {
+        sipp__kv_entry *e = s->head;
+        if (s->dir && e->state && !e->path && s->disk_used + e->state_len <= s->disk_budget)
+            entry_write_file(s, e);
+        entry_free(s, e);
+    }
+    free(s->load_buf);
+    free(s->dir);
+    free(s);
+}
+
+void sipp__kvstore_put(sipp__kvstore *s, const char *scope, size_t scope_len,
+                       const int32_t *tokens, uint32_t n_tokens, uint8_t *state,
+                       size_t state_len) {
+    for (sipp__kv_entry *e = s->head; e; e = e->next) {
+        if (same_key(e, scope, scope_len, tokens, n_tokens)) {
+            entry_free(s, e); /* a file of the same name is rewritten below when needed */
+            break;
+        }
+    }
+    sipp__kv_entry *e = calloc(1, sizeof *e);
+    if (!e || state_len > s->ram_budget || !(e->scope = malloc(scope_len + 1)) ||
+        !(e->tokens = malloc((size_t)n_tokens * 4))) {
+        if (e) {
+            free(e->scope);
+            free(e);
+        }
+        free(state);
+        return;
+    }
+    memcpy(e->scope, scope, scope_len);
+    e->scope_len = (uint32_t)scope_len;
+    memcpy(e->tokens, tokens, (size_t)n_tokens * 4);
+    e->n_tokens = n_tokens;
+    e->state = state;
+    e->state_len = state_len;
+    s->ram_used += state_len;
+    list_push_front(s, e);
+    enforce_ram_budget(s);
+}
+
+const sipp__kv_entry *sipp__kvstore_find(sipp__kvstore *s, const char *scope, size_t scope_len,
+                                         const int32_t *prompt, uint32_t n_prompt, bool whole,
+                                         uint32_t *n_common) {
+    sipp__kv_entry *best = NULL;
+    uint32_t best_n = 0;
+    for (sipp__kv_entry *e = s->head; e; e = e->next) {
+        if (e->scope_len != scope_len || memcmp(e->scope, scope, scope_len) != 0) continue;
+        uint32_t n = e->n_tokens < n_prompt ? e->n_tokens : n_prompt, k = 0;
+        while (k < n && e->tokens[k] == prompt[k]) k++;
+        if (whole && k < e->n_tokens) continue;
+        if (k > best_n) {
+            best = e;
+            best_n = k;
+        }
+    }
+    if (best) { /* used: most recent now */
+        list_unlink(s, best);
+        list_push_front(s, best);
+    }
+    *n_common = best_n;
+    return best;
+}
+
+uint32_t sipp__kv_entry_tokens(const sipp__kv_entry *e) { return e->n_tokens; }
+
+sipp_status sipp__kvstore_load(sipp__kvstore *s, const sipp__kv_entry *ce, const uint8_t **state,
+                               size_t *state_len, sipp_error *err) {
+    sipp__kv_entry *e = (sipp__kv_entry *)ce;
+    if (e->state) {
+        *state = e->state;
+        *state_len = e->state_len;
+        return SIPP_OK;
+    }
+    free(s->load_buf);
+    s->load_buf = NULL;
+    sipp_status st = SIPP_IO;
+    int fd = open(e->path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd >= 0 && fstat(fd, &sb) == 0 && (uint64_t)sb.st_size == e->file_len &&
+        e->file_len <= SIPP__KV_FILE_MAX && (s->load_buf = malloc(e->file_len)) != NULL &&
+        pread(fd, s->load_buf, e->file_len, 0) == (ssize_t)e->file_len) {
+        sipp__kv_file f;
+        st = sipp__kv_file_parse(s->load_buf, e->file_len, &s->compat, &f, err);
+        if (st == SIPP_OK &&
+            (f.scope_len != e->scope_len || memcmp(f.scope, e->scope, e->scope_len) != 0 ||
+             f.n_tokens != e->n_tokens || memcmp(f.tokens, e->tokens, e->n_tokens * 4u) != 0))
+            st = sipp__fail(err, SIPP_IO, 0, "snapshot: file changed since it was indexed");
+        if (st == SIPP_OK) {
+            *state = f.state;
+            *state_len = (size_t)f.state_len;
+        }
+    } else {
+        sipp__fail(err, SIPP_IO, errno, "snapshot: cannot read %s", e->path);
+    }
+    if (fd >= 0) close(fd);
+    if (st != SIPP_OK) {
+        sipp__log(SIPP_LOG_WARN, "ignoring snapshot %s: %s", e->path, err ? err->message : "");
+        entry_drop_file(s, e);
+        entry_free(s, e);
+    }
+    return st;
+}
+
+void sipp__kvstore_usage(const sipp__kvstore *s, uint64_t *ram_bytes, uint64_t *disk_bytes) {
+    *ram_bytes = s ? s->ram_used : 0;
+    *disk_bytes = s ? s->disk_used : 0;
+}
+
+/* ============================================================================================
+ * Model fingerprint
+ * ========================================================================================== */
+
+sipp_status sipp__model_fingerprint(const char *path, uint8_t out[32], sipp_error *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0) close(fd);
+        return sipp__fail(err, SIPP_IO, errno, "cannot read model '%s': %s", path, strerror(errno));
+    }
+    enum { HEAD = 8 << 20, BLOCK = 64 << 10, N_BLOCKS = 64 };
+    uint8_t *buf = malloc(HEAD);
+    sipp__sha256 *h = buf ? sipp__sha256_begin() : NULL;
+    if (!h) {
+        free(buf);
+        close(fd);
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    }
+    uint8_t size_le[8];
+    wr64(size_le, (uint64_t)st.st_size);
+    sipp__sha256_update(h, size_le, 8);
+    ssize_t n = pread(fd, buf, HEAD, 0);
+    if (n > 0) sipp__sha256_update(h, buf, (size_t)n);
+    if ((uint64_t)st.st_size > HEAD) {
+        uint64_t rest = (uint64_t)st.st_size - HEAD;
+        for (int i = 0; i < N_BLOCKS; i++) {
+            off_t off = (off_t)(HEAD + rest / N_BLOCKS * (uint64_t)i);
+            n = pread(fd, buf, BLOCK, off);
+            if (n > 0) sipp__sha256_update(h, buf, (size_t)n);
+        }
+    }
+    sipp__sha256_end(h, out);
+    free(buf);
+    close(fd);
+    return SIPP_OK;
+}

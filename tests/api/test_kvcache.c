@@ -1,0 +1,277 @@
+/*
+ * test_kvcache.c — the KV cache as runtime state: warm follow-ups compute only what is new and
+ * answer as an uncached run would; LRU eviction with more keys than sequences; snapshot restore
+ * after eviction, and in a new client from the disk tier; corrupted, truncated and foreign
+ * snapshot files are rejected and the answer is still right; scopes never share state; two
+ * requests on one key at once both complete; context shift.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "helpers.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BASE "Once upon a time there was a little girl named Lily. She loved to play outside"
+
+static char tmpdir[256];
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/sipp-kvcache-XXXXXX");
+    assert_non_null(mkdtemp(tmpdir));
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static sipp_client *open_model(const char *path, uint32_t n_parallel, const char *cache_dir,
+                               sipp_endpoint **ep) {
+    sipp_client *c = NULL;
+    assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+    sipp_local_params lp = sipp_local_params_default();
+    lp.model_path = path;
+    lp.n_threads = 2;
+    lp.n_parallel = n_parallel;
+    lp.cache_dir = cache_dir;
+    sipp_error err = sipp_error_default();
+    if (sipp_client_add_local(c, "m", &lp, ep, &err) != SIPP_OK) fail_msg("%s", err.message);
+    return c;
+}
+
+/* Runs a greedy query on `key` (NULL for none) and returns its response copy and text. */
+static char *ask(sipp_endpoint *ep, const char *key, const char *scope, const char *prompt,
+                 sipp_response *r) {
+    sipp_text_params p = greedy(8);
+    p.context_key = key;
+    p.cache_scope = scope;
+    return query_text(ep, prompt, &p, r);
+}
+
+static void expect_same_as_uncached(sipp_endpoint *ep, const char *prompt, const char *text) {
+    sipp_response r;
+    char *fresh = ask(ep, NULL, NULL, prompt, &r);
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_NONE);
+    assert_string_equal(text, fresh);
+    free(fresh);
+}
+
+static void warm_follow_up_computes_only_the_new_tokens(void **state) {
+    (void)state;
+    sipp_endpoint *ep;
+    sipp_client *c = open_model(STORY_MODEL, 1, NULL, &ep);
+    sipp_response r1, r2;
+    free(ask(ep, "doc", NULL, BASE " and the sun", &r1));
+    assert_int_equal(r1.stats.cache_source, SIPP_CACHE_NONE);
+    assert_int_equal(r1.stats.prefill_tokens, r1.usage.input_tokens);
+
+    const char *follow = BASE " and the sun. Then she went home to see her mom";
+    char *t2 = ask(ep, "doc", NULL, follow, &r2);
+    assert_int_equal(r2.stats.cache_source, SIPP_CACHE_LIVE);
+    assert_true(r2.stats.cached_tokens >= r1.usage.input_tokens - 1);
+    assert_int_equal(r2.stats.cached_tokens + r2.stats.prefill_tokens, r2.usage.input_tokens);
+    assert_true(r2.stats.prefill_tokens < r2.usage.input_tokens / 2);
+    expect_same_as_uncached(ep, follow, t2);
+    free(t2);
+
+    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_int_equal(es.cache_hits, 1);
+    assert_int_equal(es.cache_misses, 1);
+    sipp_client_free(c);
+}
+
+static void lru_eviction_and_snapshot_restore(void **state) {
+    (void)state;
+    sipp_endpoint *ep;
+    sipp_client *c = open_model(STORY_MODEL, 2, NULL, &ep);
+    sipp_response r;
+    const char *prompts[] = {BASE " with a ball", BASE " with a dog", BASE " with a cat"};
+    const char *keys[] = {"A", "B", "C"};
+    for (int i = 0; i < 3; i++) free(ask(ep, keys[i], NULL, prompts[i], &r));
+    /* 3 keys, 2 sequences: A (least recently used) was evicted when C came */
+    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_int_equal(es.cache_evictions, 1);
+    assert_true(es.cache_ram_bytes > 0);
+    /* B and C are resident */
+    free(ask(ep, "B", NULL, prompts[1], &r));
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_LIVE);
+    free(ask(ep, "C", NULL, prompts[2], &r));
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_LIVE);
+    /* A comes back from its snapshot, and answers as an uncached run */
+    char *t = ask(ep, "A", NULL, prompts[0], &r);
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_SNAPSHOT);
+    assert_true(r.stats.cached_tokens > 0);
+    expect_same_as_uncached(ep, prompts[0], t);
+    free(t);
+    sipp_client_free(c);
+}
+
+static void scopes_never_share_state(void **state) {
+    (void)state;
+    sipp_endpoint *ep;
+    sipp_client *c = open_model(STORY_MODEL, 2, NULL, &ep);
+    sipp_response r;
+    free(ask(ep, "doc", "alice", BASE, &r));
+    free(ask(ep, "doc", "bob", BASE, &r));
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_NONE);
+    free(ask(ep, "doc", "alice", BASE, &r));
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_LIVE);
+    sipp_client_free(c);
+}
+
+/* Lists the snapshot files of the cache directory into names (returns the count). */
+static int list_snapshots(char names[][512], int cap) {
+    DIR *d = opendir(tmpdir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < cap) {
+        size_t l = strlen(de->d_name);
+        if (l > 3 && strcmp(de->d_name + l - 3, ".kv") == 0)
+            snprintf(names[n++], 512, "%s/%s", tmpdir, de->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+static void disk_tier_survives_a_restart_and_rejects_bad_files(void **state) {
+    (void)state;
+    const char *follow = BASE " and the sun. Then she ran home";
+    sipp_endpoint *ep;
+    sipp_response r;
+    /* process 1: leaves its warm sequence on disk when it closes */
+    sipp_client *c = open_model(STORY_MODEL, 1, tmpdir, &ep);
+    free(ask(ep, "doc", NULL, BASE " and the sun", &r));
+    sipp_client_free(c);
+    char files[8][512];
+    assert_int_equal(list_snapshots(files, 8), 1);
+
+    /* process 2: restores from disk */
+    c = open_model(STORY_MODEL, 1, tmpdir, &ep);
+    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    char *t = ask(ep, "doc", NULL, follow, &r);
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_SNAPSHOT);
+    assert_true(r.stats.cached_tokens > 10);
+    expect_same_as_uncached(ep, follow, t);
+    sipp_client_free(c);
+
+    /* a corrupted byte in the state of every snapshot: rejected by the checksum, recomputed,
+     * same answer */
+    int n = list_snapshots(files, 8);
+    assert_true(n >= 1);
+    for (int i = 0; i < n; i++) {
+        struct stat st;
+        assert_int_equal(stat(files[i], &st), 0);
+        FILE *f = fopen(files[i], "r+b");
+        assert_non_null(f);
+        fseek(f, st.st_size - 10, SEEK_SET);
+        int ch = fgetc(f);
+        fseek(f, st.st_size - 10, SEEK_SET);
+        fputc(ch ^ 0x5a, f);
+        fclose(f);
+    }
+    c = open_model(STORY_MODEL, 1, tmpdir, &ep);
+    char *t2 = ask(ep, "doc", NULL, follow, &r);
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_NONE);
+    assert_string_equal(t, t2);
+    free(t2);
+    sipp_client_free(c); /* writes a fresh snapshot */
+
+    /* a truncated file: ignored when indexed */
+    n = list_snapshots(files, 8);
+    assert_true(n >= 1);
+    for (int i = 0; i < n; i++) assert_int_equal(truncate(files[i], 150), 0);
+    c = open_model(STORY_MODEL, 1, tmpdir, &ep);
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_int_equal(es.cache_disk_bytes, 0);
+    t2 = ask(ep, "doc", NULL, follow, &r);
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_NONE);
+    assert_string_equal(t, t2);
+    free(t2);
+    sipp_client_free(c);
+
+    /* a snapshot of another model: never restored */
+    c = open_model(CHAT_MODEL, 1, tmpdir, &ep);
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_int_equal(es.cache_disk_bytes, 0); /* the story model's files are foreign here */
+    free(ask(ep, "doc", NULL, follow, &r));
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_NONE);
+    sipp_client_free(c);
+    free(t);
+}
+
+static void concurrent_requests_on_one_key_both_complete(void **state) {
+    (void)state;
+    sipp_endpoint *ep;
+    sipp_client *c = open_model(STORY_MODEL, 2, NULL, &ep);
+    sipp_response r;
+    free(ask(ep, "shared", NULL, BASE, &r)); /* the key is warm */
+    const char *prompts[2] = {BASE " and a dog", BASE " and a cat"};
+    sipp_run *runs[2];
+    sipp_text_params p = greedy(24);
+    p.context_key = "shared";
+    for (int i = 0; i < 2; i++) assert_int_equal(sipp_query(ep, prompts[i], &p, &runs[i], NULL), SIPP_OK);
+    int live = 0, none = 0;
+    for (int i = 0; i < 2; i++) {
+        const sipp_response *rr = NULL;
+        sipp_run_wait(runs[i], &rr, NULL);
+        assert_int_equal(rr->status, SIPP_OK);
+        live += rr->stats.cache_source == SIPP_CACHE_LIVE;
+        none += rr->stats.cache_source == SIPP_CACHE_NONE;
+        sipp_text_params g = greedy(24);
+        char *fresh = query_text(ep, prompts[i], &g, NULL);
+        assert_string_equal(rr->text, fresh); /* both answer as uncached runs */
+        free(fresh);
+        sipp_run_free(runs[i]);
+    }
+    /* the first took the warm sequence; the second did not wait: it computed in another one */
+    assert_int_equal(live, 1);
+    assert_int_equal(none, 1);
+    sipp_client_free(c);
+}
+
+static void context_shift_keeps_generating(void **state) {
+    (void)state;
+    /* the chat model's context holds 256 tokens per sequence */
+    for (int shift = 0; shift < 2; shift++) {
+        sipp_client *c = NULL;
+        assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+        sipp_local_params lp = sipp_local_params_default();
+        lp.model_path = CHAT_MODEL;
+        lp.n_parallel = 1;
+        lp.context_shift = shift;
+        lp.n_keep = 4;
+        sipp_endpoint *ep = NULL;
+        assert_int_equal(sipp_client_add_local(c, "m", &lp, &ep, NULL), SIPP_OK);
+        sipp_text_params p = greedy(400);
+        p.ignore_eos = true;
+        sipp_response r;
+        free(query_text(ep, "User: tell me a long story\nBot:", &p, &r));
+        assert_int_equal(r.finish_reason, SIPP_FINISH_LENGTH);
+        if (shift)
+            assert_int_equal(r.usage.output_tokens, 400);
+        else
+            assert_true(r.usage.output_tokens < 256);
+        sipp_client_free(c);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(warm_follow_up_computes_only_the_new_tokens),
+        cmocka_unit_test(lru_eviction_and_snapshot_restore),
+        cmocka_unit_test(scopes_never_share_state),
+        cmocka_unit_test(disk_tier_survives_a_restart_and_rejects_bad_files),
+        cmocka_unit_test(concurrent_requests_on_one_key_both_complete),
+        cmocka_unit_test(context_shift_keeps_generating),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
