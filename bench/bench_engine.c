@@ -7,6 +7,11 @@
  *   mixed   4 streams decoding while a 2,048-token prompt arrives: p50/p99 inter-token latency
  *           of the 4 streams during that prefill, and total tokens/s over the scenario
  *   burst   16 concurrent short requests: total generated tokens/s
+ *   warm    follow-up TTFT on a warm context key with a 2,048-token shared prefix, vs cold
+ *   rotate  16 conversations rotating over 4 sequences, 10 turns each: p50/p99 TTFT
+ *   restart first-turn TTFT after a restart with the disk tier, vs cold (Sipp only)
+ * The last three turn prompt reuse on: Sipp's context keys and snapshots, llama-server's
+ * cache_prompt with its host-memory prompt cache (on by default).
  *
  * Sipp is driven in-process through the public API; llama-server over HTTP on loopback with
  * streaming, `cache_prompt: false` and `ignore_eos` (both sides generate exactly n tokens).
@@ -51,7 +56,7 @@ static void die(const char *msg) {
 static const char *g_model, *g_server_bin = "build/bin/llama-server";
 static int g_threads = 0, g_port = 18411, g_gpu_layers = 0, g_reps = 3;
 static uint32_t g_prefill_chunk = 0;
-static const char *g_scenarios = "single,mixed,burst";
+static const char *g_scenarios = "single,mixed,burst,warm,rotate,restart";
 
 /* ---- prompts: one common English word per token in GPT-2 and Llama-3 BPE vocabs ----------- */
 
@@ -90,6 +95,7 @@ typedef struct stream {
     char *prompt;
     int n_predict;
     double start_at; /* absolute ms; the driver sleeps until then */
+    const char *key;   /* Sipp: context key (NULL: none); llama-server: cache_prompt on */
     struct stream **wait_for; /* and then until each of these has decoded 8 tokens */
     int n_wait_for;
     /* result */
@@ -142,6 +148,7 @@ static void *sipp_stream(void *arg) {
     p.temperature = 0;
     p.max_tokens = (uint32_t)s->n_predict;
     p.ignore_eos = true;
+    p.context_key = s->key;
     sipp_run *run = NULL;
     s->t_submit = now_ms();
     sipp_error err = sipp_error_default();
@@ -207,7 +214,7 @@ static void *server_stream(void *arg) {
     wait_to_start(s);
     json_t *body = json_pack("{s:s,s:i,s:f,s:b,s:b,s:b}", "prompt", s->prompt, "n_predict",
                              s->n_predict, "temperature", 0.0, "ignore_eos", 1, "stream", 1,
-                             "cache_prompt", 0);
+                             "cache_prompt", s->key != NULL);
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     char url[64];
@@ -305,6 +312,8 @@ static void run_streams(side sd, stream *ss, int n) {
         if (!ss[i].ok) die(sd == SIDE_SIPP ? "a Sipp stream failed" : "a llama-server stream failed");
 }
 
+static const char *g_cache_dir; /* disk tier for the next open_sipp, NULL for none */
+
 static void open_sipp(sipp_client **c, int n_parallel, uint32_t n_ctx) {
     sipp_local_params lp = sipp_local_params_default();
     lp.model_path = g_model;
@@ -313,6 +322,7 @@ static void open_sipp(sipp_client **c, int n_parallel, uint32_t n_ctx) {
     lp.n_ctx = n_ctx;
     lp.n_gpu_layers = g_gpu_layers;
     lp.prefill_chunk = g_prefill_chunk;
+    lp.cache_dir = g_cache_dir;
     sipp_error err = sipp_error_default();
     if (sipp_client_new(NULL, c, &err) != SIPP_OK ||
         sipp_client_add_local(*c, "m", &lp, &g_ep, &err) != SIPP_OK)
@@ -535,9 +545,138 @@ static void scenario_burst(void) {
     row("generated tokens/s", median_of(tput[0], g_reps), median_of(tput[1], g_reps), false);
 }
 
+/* One request on `sd` and its TTFT in ms. */
+static double ttft_of(side sd, char *prompt, const char *key, int n_gen) {
+    stream s;
+    stream_init(&s, prompt, n_gen);
+    s.key = key;
+    run_streams(sd, &s, 1);
+    double t = s.t_first - s.t_submit;
+    free(s.tok_t);
+    return t;
+}
+
+/* Appends n words (seeded) to a prompt: the new part of a follow-up. */
+static char *extend(const char *prompt, int n_tokens, unsigned seed) {
+    char *more = make_prompt(n_tokens, seed);
+    char *out = NULL;
+    if (asprintf(&out, "%s %s", prompt, more) < 0) die("out of memory");
+    free(more);
+    return out;
+}
+
+static void scenario_warm(void) {
+    const int n_prefix = g_n_ctx_train - 300 < 2048 ? g_n_ctx_train - 300 : 2048;
+    double cold[2][16], warm[2][16];
+    for (int sd = 0; sd < 2; sd++) {
+        sipp_client *c = NULL;
+        pid_t pid = 0;
+        if (sd == SIDE_SIPP) open_sipp(&c, 1, 4096);
+        else pid = start_server(1, 4096);
+        for (int r = 0; r < g_reps; r++) {
+            char key[32];
+            snprintf(key, sizeof key, "doc-%d", r);
+            char *prefix = make_prompt(n_prefix, (unsigned)r * 31u + 5u);
+            char *follow = extend(prefix, 32, (unsigned)r + 77u);
+            cold[sd][r] = ttft_of((side)sd, prefix, key, 8);
+            warm[sd][r] = ttft_of((side)sd, follow, key, 8);
+            free(prefix);
+            free(follow);
+        }
+        if (c) sipp_client_free(c);
+        if (pid) stop_server(pid);
+    }
+    printf("\n### warm: follow-up on a key with a %d-token shared prefix (+32 new tokens; 1 slot; "
+           "median of %d)\n\n", n_prefix, g_reps);
+    printf("| metric | sipp | llama-server | ratio |\n|---|---|---|---|\n");
+    double sc = median_of(cold[0], g_reps), sw = median_of(warm[0], g_reps);
+    double lc = median_of(cold[1], g_reps), lw = median_of(warm[1], g_reps);
+    row("cold TTFT ms", sc, lc, true);
+    row("warm follow-up TTFT ms", sw, lw, true);
+    printf("| %-44s | %9.3fx | %11.3fx | (target <= 0.1x) |\n", "warm / cold", sw / sc, lw / lc);
+}
+
+static void scenario_rotate(void) {
+    enum { N_CONV = 16, N_SEQ = 4, N_TURNS = 10 };
+    const int n_system = 256, n_turn = 32, n_gen = 16;
+    double ttft[2][N_CONV * N_TURNS];
+    for (int sd = 0; sd < 2; sd++) {
+        sipp_client *c = NULL;
+        pid_t pid = 0;
+        if (sd == SIDE_SIPP) open_sipp(&c, N_SEQ, 2048);
+        else pid = start_server(N_SEQ, 2048);
+        char *conv[N_CONV];
+        char keys[N_CONV][16];
+        for (int k = 0; k < N_CONV; k++) {
+            conv[k] = make_prompt(n_system, 1000u + (unsigned)k);
+            snprintf(keys[k], sizeof keys[k], "conv-%d", k);
+        }
+        int n = 0;
+        for (int t = 0; t < N_TURNS; t++)
+            for (int k = 0; k < N_CONV; k++) {
+                char *next = extend(conv[k], n_turn, (unsigned)(t * 100 + k));
+                free(conv[k]);
+                conv[k] = next;
+                ttft[sd][n++] = ttft_of((side)sd, conv[k], keys[k], n_gen);
+            }
+        for (int k = 0; k < N_CONV; k++) free(conv[k]);
+        if (c) sipp_client_free(c);
+        if (pid) stop_server(pid);
+    }
+    int n = N_CONV * N_TURNS;
+    if (getenv("BENCH_DUMP"))
+        for (int i = 0; i < n; i++)
+            fprintf(stderr, "rotate turn %d conv %d: sipp %.1f ms, server %.1f ms\n", i / N_CONV,
+                    i % N_CONV, ttft[0][i], ttft[1][i]);
+    printf("\n### rotate: %d conversations over %d sequences, %d turns each (%d-token start, +%d "
+           "tokens a turn, %d generated)\n\n", N_CONV, N_SEQ, N_TURNS, n_system, n_turn, n_gen);
+    printf("| metric | sipp | llama-server | ratio |\n|---|---|---|---|\n");
+    double a[N_CONV * N_TURNS], b[N_CONV * N_TURNS];
+    memcpy(a, ttft[0], sizeof a);
+    memcpy(b, ttft[1], sizeof b);
+    row("p50 TTFT ms", percentile(a, n, 0.5), percentile(b, n, 0.5), true);
+    row("p99 TTFT ms", percentile(ttft[0], n, 0.99), percentile(ttft[1], n, 0.99), true);
+}
+
+static void scenario_restart(void) {
+    const int n_prefix = g_n_ctx_train - 300 < 2048 ? g_n_ctx_train - 300 : 2048;
+    char dir[] = "/tmp/sipp-bench-kv-XXXXXX";
+    if (!mkdtemp(dir)) die("mkdtemp failed");
+    double cold[16], restored[16];
+    for (int r = 0; r < g_reps; r++) {
+        char key[32];
+        snprintf(key, sizeof key, "doc-%d", r);
+        char *prefix = make_prompt(n_prefix, (unsigned)r * 17u + 3u);
+        char *follow = extend(prefix, 32, (unsigned)r + 55u);
+        sipp_client *c = NULL;
+        g_cache_dir = dir;
+        open_sipp(&c, 1, 4096);
+        ttft_of(SIDE_SIPP, prefix, key, 8);
+        sipp_client_free(c); /* the warm sequence goes to the disk tier */
+        open_sipp(&c, 1, 4096); /* a new engine: empty RAM, the directory indexed afresh */
+        restored[r] = ttft_of(SIDE_SIPP, follow, key, 8);
+        char *other = extend(prefix, 32, (unsigned)r + 99u);
+        cold[r] = ttft_of(SIDE_SIPP, other, NULL, 8);
+        sipp_client_free(c);
+        g_cache_dir = NULL;
+        free(prefix);
+        free(follow);
+        free(other);
+    }
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    double rc = median_of(restored, g_reps), cc = median_of(cold, g_reps);
+    printf("\n### restart: first turn after a restart, disk tier vs cold (%d-token prefix, Sipp only; "
+           "median of %d)\n\n", n_prefix, g_reps);
+    printf("| metric | sipp |\n|---|---|\n| cold TTFT ms | %.2f |\n| restored TTFT ms | %.2f |\n"
+           "| restored / cold (target <= 0.2x) | %.3fx |\n", cc, rc, rc / cc);
+}
+
 static const char usage[] =
     "usage: sipp-bench-engine --model FILE [--threads N] [--gpu-layers N] [--reps N]\n"
-    "                         [--scenarios single,mixed,burst] [--prefill-chunk N]\n"
+    "                         [--scenarios single,mixed,burst,warm,rotate,restart]\n"
+    "                         [--prefill-chunk N]\n"
     "                         [--server PATH] [--port N]\n"
     "\n"
     "Runs Sipp's engine and llama-server (same llama.cpp build) on the same model, threads and\n"
@@ -572,6 +711,9 @@ int main(int argc, char **argv) {
     if (strstr(g_scenarios, "single")) scenario_single();
     if (strstr(g_scenarios, "mixed")) scenario_mixed();
     if (strstr(g_scenarios, "burst")) scenario_burst();
+    if (strstr(g_scenarios, "warm")) scenario_warm();
+    if (strstr(g_scenarios, "rotate")) scenario_rotate();
+    if (strstr(g_scenarios, "restart")) scenario_restart();
     curl_global_cleanup();
     return 0;
 }

@@ -183,7 +183,7 @@ typedef struct sipp_local_params {
     bool context_shift;
     /** Tokens kept at the start when the context shifts (0 = 0; capped at half the context). */
     uint32_t n_keep;
-    /** RAM budget of prefix snapshots of evicted sequences, in bytes. 0 = 256 MiB;
+    /** RAM budget of prefix snapshots of evicted sequences, in bytes. 0 = 1 GiB;
      *  SIPP_CACHE_DISABLED turns snapshots off. Since 0.1. */
     uint64_t cache_ram_bytes;
     /** Directory of the disk tier of prefix snapshots (survives restarts); NULL = none. Copied.

@@ -45,7 +45,7 @@
 #define DEFAULT_MAX_QUEUED 256
 #define DEFAULT_PREFILL_CHUNK 256
 #define DEFAULT_STREAM_BUFFER (256u * 1024u)
-#define DEFAULT_CACHE_RAM ((uint64_t)256 << 20)
+#define DEFAULT_CACHE_RAM ((uint64_t)1 << 30)
 #define DEFAULT_CACHE_DISK ((uint64_t)4 << 30)
 #define PENALTY_LAST_N 64
 

@@ -154,12 +154,6 @@ static void entry_free(sipp__kvstore *s, sipp__kv_entry *e) {
     free(e);
 }
 
-static bool same_key(const sipp__kv_entry *e, const char *scope, size_t scope_len,
-                     const int32_t *tokens, uint32_t n) {
-    return e->scope_len == scope_len && e->n_tokens == n &&
-           memcmp(e->scope, scope, scope_len) == 0 && memcmp(e->tokens, tokens, n * 4u) == 0;
-}
-
 /* ============================================================================================
  * Disk tier
  * ========================================================================================== */
@@ -367,11 +361,16 @@ void sipp__kvstore_free(sipp__kvstore *s) {
 void sipp__kvstore_put(sipp__kvstore *s, const char *scope, size_t scope_len,
                        const int32_t *tokens, uint32_t n_tokens, uint8_t *state,
                        size_t state_len) {
-    for (sipp__kv_entry *e = s->head; e; e = e->next) {
-        if (same_key(e, scope, scope_len, tokens, n_tokens)) {
-            entry_free(s, e); /* a file of the same name is rewritten below when needed */
-            break;
+    /* An entry of the same scope whose tokens are a prefix of the new ones is superseded: any
+     * prompt shares at least as long a prefix with the new entry. Drop it (and its file). */
+    for (sipp__kv_entry *e = s->head; e;) {
+        sipp__kv_entry *next = e->next;
+        if (e->scope_len == scope_len && memcmp(e->scope, scope, scope_len) == 0 &&
+            e->n_tokens <= n_tokens && memcmp(e->tokens, tokens, e->n_tokens * 4u) == 0) {
+            if (e->n_tokens < n_tokens) entry_drop_file(s, e); /* same tokens: same file name */
+            entry_free(s, e);
         }
+        e = next;
     }
     sipp__kv_entry *e = calloc(1, sizeof *e);
     if (!e || state_len > s->ram_budget || !(e->scope = malloc(scope_len + 1)) ||
