@@ -33,6 +33,30 @@ static sipp_endpoint *add_with(sipp_client *c, const char *path, sipp_local_para
     return ep;
 }
 
+/* Options of a run that only ends when cancelled, past its deadline, or at max_tokens. */
+static sipp_text_params endless_params(uint32_t max_tokens) {
+    sipp_text_params p = greedy(max_tokens);
+    p.grammar = ENDLESS;
+    return p;
+}
+
+/* An endpoint of the story model with one sequence (and the given tick budget, 0 = default). */
+static sipp_endpoint *one_sequence(sipp_client *c, uint32_t tick_budget) {
+    sipp_local_params lp = sipp_local_params_default();
+    lp.n_parallel = 1;
+    lp.tick_budget = tick_budget;
+    return add_with(c, STORY_MODEL, lp);
+}
+
+/* The sequence a cancelled run held is free: a following request runs to its token limit. */
+static void assert_next_request_completes(sipp_endpoint *ep) {
+    sipp_text_params p = greedy(4);
+    sipp_response r;
+    free(query_text(ep, "Once upon a time", &p, &r));
+    assert_int_equal(r.finish_reason, SIPP_FINISH_LENGTH);
+    assert_int_equal(r.usage.output_tokens, 4);
+}
+
 static const sipp_response *wait_run(sipp_run *run) {
     const sipp_response *r = NULL;
     assert_int_equal(sipp_run_wait(run, &r, NULL), SIPP_OK);
@@ -90,11 +114,8 @@ static void batched_equals_sequential(void **state) {
 static void cancel_while_queued(void **state) {
     (void)state;
     sipp_client *c = new_client();
-    sipp_local_params lp = sipp_local_params_default();
-    lp.n_parallel = 1;
-    sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
-    sipp_text_params endless = greedy(100000);
-    endless.grammar = ENDLESS;
+    sipp_endpoint *ep = one_sequence(c, 0);
+    sipp_text_params endless = endless_params(100000);
     sipp_run *busy_run, *queued;
     assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &busy_run, NULL), SIPP_OK);
     sipp_text_params p = greedy(8);
@@ -110,20 +131,14 @@ static void cancel_while_queued(void **state) {
     sipp_run_cancel(busy_run);
     assert_int_equal(wait_run(busy_run)->finish_reason, SIPP_FINISH_CANCELLED);
     sipp_run_free(busy_run);
-    /* the only sequence is free again */
-    sipp_response r2;
-    free(query_text(ep, "Once upon a time", &p, &r2));
-    assert_int_equal(r2.finish_reason, SIPP_FINISH_LENGTH);
+    assert_next_request_completes(ep);
     sipp_client_free(c);
 }
 
 static void cancel_during_prefill(void **state) {
     (void)state;
     sipp_client *c = new_client();
-    sipp_local_params lp = sipp_local_params_default();
-    lp.n_parallel = 1;
-    lp.tick_budget = 1; /* one prompt token per tick: a long prefill */
-    sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
+    sipp_endpoint *ep = one_sequence(c, 1); /* one prompt token per tick: a long prefill */
     char prompt[4000] = "";
     for (int i = 0; i < 150; i++) strcat(prompt, "the dog ");
     sipp_text_params p = greedy(8);
@@ -136,20 +151,15 @@ static void cancel_during_prefill(void **state) {
     assert_int_equal(r->usage.output_tokens, 0); /* it never reached decoding */
     assert_true(r->stats.prefill_tokens < r->usage.input_tokens);
     sipp_run_free(run);
-    sipp_response r2;
-    free(query_text(ep, "Once upon a time", &p, &r2));
-    assert_int_equal(r2.finish_reason, SIPP_FINISH_LENGTH);
+    assert_next_request_completes(ep);
     sipp_client_free(c);
 }
 
 static void cancel_during_decode(void **state) {
     (void)state;
     sipp_client *c = new_client();
-    sipp_local_params lp = sipp_local_params_default();
-    lp.n_parallel = 1;
-    sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
-    sipp_text_params endless = greedy(100000);
-    endless.grammar = ENDLESS;
+    sipp_endpoint *ep = one_sequence(c, 0);
+    sipp_text_params endless = endless_params(100000);
     sipp_run *run;
     assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &run, NULL), SIPP_OK);
     sipp_token_batch b;
@@ -159,10 +169,7 @@ static void cancel_during_decode(void **state) {
     assert_int_equal(r->finish_reason, SIPP_FINISH_CANCELLED);
     assert_true(r->usage.output_tokens > 0);
     sipp_run_free(run);
-    sipp_text_params p = greedy(4);
-    sipp_response r2;
-    free(query_text(ep, "Once upon a time", &p, &r2));
-    assert_int_equal(r2.finish_reason, SIPP_FINISH_LENGTH);
+    assert_next_request_completes(ep);
     sipp_client_free(c);
 }
 
@@ -172,8 +179,7 @@ static void closing_the_client_ends_every_run(void **state) {
     sipp_local_params lp = sipp_local_params_default();
     lp.n_parallel = 2;
     sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
-    sipp_text_params endless = greedy(100000);
-    endless.grammar = ENDLESS;
+    sipp_text_params endless = endless_params(100000);
     sipp_run *runs[5];
     for (int i = 0; i < 5; i++)
         assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &runs[i], NULL), SIPP_OK);
@@ -195,8 +201,7 @@ static void overload_answers_busy_at_once(void **state) {
     lp.n_parallel = 1;
     lp.max_queued = 1;
     sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
-    sipp_text_params endless = greedy(100000);
-    endless.grammar = ENDLESS;
+    sipp_text_params endless = endless_params(100000);
     sipp_run *running, *queued, *third = NULL;
     assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &running, NULL), SIPP_OK);
     sipp_token_batch b;
@@ -222,8 +227,7 @@ static void deadline_ends_running_and_queued_runs(void **state) {
     sipp_local_params lp = sipp_local_params_default();
     lp.n_parallel = 1;
     sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
-    sipp_text_params endless = greedy(100000);
-    endless.grammar = ENDLESS;
+    sipp_text_params endless = endless_params(100000);
     endless.timeout_ms = 100;
     sipp_run *running, *queued;
     assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &running, NULL), SIPP_OK);
@@ -252,8 +256,7 @@ static void stalled_consumer_pauses_only_its_run(void **state) {
     lp.n_parallel = 2;
     lp.stream_buffer_bytes = 64;
     sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
-    sipp_text_params endless = greedy(2000);
-    endless.grammar = ENDLESS;
+    sipp_text_params endless = endless_params(2000);
     sipp_run *stalled, *other;
     assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &stalled, NULL), SIPP_OK);
     sipp_text_params p = greedy(200);
