@@ -5,6 +5,7 @@
 #   .device/debs/*.deb          Debian packages of jansson, libcurl and pkgconf, used only for
 #                               what the machine lacks
 #
+#   bench/gpu.sh prepare        (here, after scripts/setup) fill .device/ and git-ignore it
 #   bench/gpu.sh build          scripts/setup --cuda --no-apt (llama.cpp + Sipp, no tests)
 #   bench/gpu.sh run [SHAPE]    make a random SHAPE model (default llama-1b q4_k_m) and run
 #                               sipp-bench-engine on the GPU; results go to $OUT if set
@@ -14,6 +15,21 @@ cd "$root"
 deps=/tmp/sipp-deps
 export SIPP_CACHE_DIR=/tmp/sipp-cache  # outside the tree: carried paths are replaced each call
 export SIPP_LLAMA_BUNDLE=$root/.device/gitRelease.bundle
+
+if [ "${1:-}" = prepare ]; then
+  . scripts/deps.env
+  mkdir -p .device/debs .git/info
+  grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
+  tar -xzf "${XDG_CACHE_HOME:-$HOME/.cache}/sipp/npm/node-llama-cpp-$NODE_LLAMA_CPP_VERSION.tgz" \
+    -O package/llama/gitRelease.bundle > .device/gitRelease.bundle
+  (cd .device/debs && apt-get download -q pkgconf pkgconf-bin libpkgconf3 pkg-config libjansson4 \
+    libjansson-dev libcurl4 libcurl4-openssl-dev libssl-dev libssl3 libnghttp2-14 libpsl5 librtmp1 \
+    libssh2-1 libbrotli1 libldap-2.5-0 libsasl2-2 libsasl2-modules-db libidn2-0 libunistring2 \
+    libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0 libkeyutils1 libcom-err2 libgnutls30 \
+    libhogweed6 libnettle8 libp11-kit0 libtasn1-6 libffi8 libdb5.3 libzstd1 2>&1 | grep -v '^W:' || true)
+  du -sh .device
+  exit 0
+fi
 
 bring_deps() {
   [ -d "$deps/lib" ] && return 0
