@@ -65,7 +65,16 @@ SIPP_API const char *sipp_version(void);
     X(IO, 10, "io_error", "a file could not be read or written")                                   \
     X(INTERNAL, 11, "internal", "an internal error occurred")                                      \
     X(CLOSED, 12, "closed", "the client or endpoint was closed")                                   \
-    X(TIMEOUT, 13, "timeout", "the wait timed out; the run goes on")
+    X(TIMEOUT, 13, "timeout", "the wait timed out; the run goes on")                               \
+    X(AUTHENTICATION, 14, "authentication", "the remote peer rejected the credentials")            \
+    X(AUTHORIZATION, 15, "authorization", "the credentials may not use this model or route")       \
+    X(RATE_LIMITED, 16, "rate_limited", "the remote peer's rate limit was hit; retry later")      \
+    X(QUOTA, 17, "quota_exceeded", "the account's quota or budget is used up")                    \
+    X(MODEL_NOT_FOUND, 18, "model_not_found", "the remote peer does not know the model")          \
+    X(OVERLOADED, 19, "overloaded", "the remote peer is overloaded or unavailable")               \
+    X(UPSTREAM, 20, "upstream_error", "the remote peer failed or answered something invalid")     \
+    X(TRANSPORT, 21, "transport", "the connection failed or broke")                               \
+    X(UPSTREAM_TIMEOUT, 22, "upstream_timeout", "the remote request timed out")
 
 /** Status codes. SIPP_OK is 0, errors are positive. */
 typedef enum sipp_status {
@@ -210,6 +219,45 @@ SIPP_API sipp_local_params sipp_local_params_default(void);
 SIPP_API sipp_status sipp_client_add_local(sipp_client *client, const char *id,
                                            const sipp_local_params *params, sipp_endpoint **out,
                                            sipp_error *err);
+
+/** Cloud or OpenAI-compatible providers. */
+typedef enum sipp_provider_kind {
+    SIPP_PROVIDER_OPENAI = 1,            /**< api.openai.com (or base_url) */
+    SIPP_PROVIDER_OPENAI_COMPATIBLE = 2, /**< any OpenAI-shaped server: vLLM, llama-server, Ollama... */
+} sipp_provider_kind;
+
+/** A provider endpoint. Strings are copied. */
+typedef struct sipp_provider_params {
+    uint32_t struct_size;
+    sipp_provider_kind kind;
+    /** The provider's model name. Required. */
+    const char *model;
+    /** Base URL including the API version path, e.g. "https://api.openai.com/v1" (the default for
+     *  SIPP_PROVIDER_OPENAI; required for openai_compatible). https unless loopback; no
+     *  userinfo, query or fragment. */
+    const char *base_url;
+    /** The API key, or NULL to read it from the environment variable api_key_env (default
+     *  OPENAI_API_KEY for openai; none for openai_compatible). Never appears in errors or logs. */
+    const char *api_key;
+    const char *api_key_env;
+    /** Timeouts in ms: connecting, the whole request, and silence within a stream. 0 = 10 s,
+     *  none, 60 s. */
+    uint32_t connect_timeout_ms;
+    uint32_t request_timeout_ms;
+    uint32_t idle_timeout_ms;
+} sipp_provider_params;
+
+SIPP_API sipp_provider_params sipp_provider_params_default(void);
+
+/**
+ * Registers a provider endpoint under `id` (replacing an endpoint of that id). Nothing is sent
+ * until the first request. Options of the local engine (context_key, cache_scope, grammar,
+ * json_schema, ignore_eos, and top_k/min_p/repeat_penalty changed from their defaults) are
+ * rejected with INVALID_ARGUMENT naming the field. Since 0.1.
+ */
+SIPP_API sipp_status sipp_client_add_provider(sipp_client *client, const char *id,
+                                              const sipp_provider_params *params,
+                                              sipp_endpoint **out, sipp_error *err);
 
 /** Looks an endpoint up by id; NULL if none. Thread-safety: any thread. Since 0.1. */
 SIPP_API sipp_endpoint *sipp_client_endpoint(sipp_client *client, const char *id);
@@ -427,6 +475,11 @@ typedef struct sipp_response {
     bool normalized;
     sipp_usage usage;
     sipp_stats stats;
+    /** Remote endpoints: the HTTP status of the answer (0 for local), the peer's retry-after in
+     *  seconds when it sent one, and the request id it echoed or made (may be ""). */
+    uint32_t http_status;
+    uint32_t retry_after_s;
+    char request_id[64];
 } sipp_response;
 
 /**

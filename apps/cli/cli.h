@@ -22,6 +22,10 @@ typedef struct cli_options {
     const char *json_schema_file;
     const char *context_key;
     const char *cache_dir;
+    const char *provider;      /* "openai" | "openai_compatible": a provider endpoint instead */
+    const char *base_url;
+    const char *remote_model;
+    const char *api_key_env;
     const char *stops[SIPP_MAX_STOP_STRINGS];
     size_t n_stop;
     sipp_text_params text;

@@ -15,6 +15,7 @@ static const char usage[] =
     "  -m, --model NAME|PATH     GGUF file, or a name in the models directory   [SIPP_MODEL]\n"
     "  --ctx-size N, --threads N, --batch-size N, --gpu-layers N   as in `sipp query --help`\n"
     "  --no-normalize            return the raw pooled vector\n"
+    "  --provider P --base-url URL --remote-model NAME [--api-key-env VAR]   a provider instead\n"
     "  --json                    print {\"embedding\": [...], \"dims\": N, \"normalized\": bool}\n"
     "  --stats                   print timings to stderr\n"
     "  -h, --help                show this help\n";
@@ -27,9 +28,9 @@ int cmd_embed(int argc, char **argv) {
     char model[4096];
     sipp_client *client = NULL;
     sipp_endpoint *ep = NULL;
-    rc = cli_resolve_model(o.model, NEED_EMBED, model, sizeof model);
+    rc = o.provider ? CLI_OK : cli_resolve_model(o.model, NEED_EMBED, model, sizeof model);
     if (rc == CLI_OK) {
-        o.model = model;
+        if (!o.provider) o.model = model;
         rc = cli_open(&o, &client, &ep);
     }
     sipp_run *run = NULL;

@@ -34,6 +34,11 @@ static const char query_usage[] =
     "  --context-key KEY         workflow key: a later request on KEY computes only what is new\n"
     "  --cache-dir DIR           disk tier of prefix snapshots (survives restarts) [SIPP_CACHE_DIR]\n"
     "  --context-shift           when the context fills, drop old tokens and go on\n"
+    "remote (instead of --model):\n"
+    "  --provider openai|openai_compatible   run on a provider endpoint\n"
+    "  --base-url URL            e.g. http://127.0.0.1:8080/v1 (default for openai: its API)\n"
+    "  --remote-model NAME       the provider's model name\n"
+    "  --api-key-env VAR         env var holding the API key (openai: OPENAI_API_KEY)\n"
     "output:\n"
     "  --json                    print one JSON object: text, finish_reason, usage, stats\n"
     "  --stats                   print timings to stderr after the answer\n"
@@ -121,9 +126,9 @@ int cmd_generate(int argc, char **argv, bool chat) {
     char model[4096];
     sipp_client *client = NULL;
     sipp_endpoint *ep = NULL;
-    rc = cli_resolve_model(o.model, chat ? NEED_CHAT : NEED_GENERATE, model, sizeof model);
+    rc = o.provider ? CLI_OK : cli_resolve_model(o.model, chat ? NEED_CHAT : NEED_GENERATE, model, sizeof model);
     if (rc == CLI_OK) {
-        o.model = model;
+        if (!o.provider) o.model = model;
         rc = cli_open(&o, &client, &ep);
     }
     sipp_run *run = NULL;

@@ -89,7 +89,7 @@ enum {
     OPT_TEMPERATURE = 1000, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_SEED,
     OPT_STOP, OPT_SYSTEM, OPT_GRAMMAR_FILE, OPT_JSON_SCHEMA_FILE, OPT_THREADS, OPT_CTX_SIZE,
     OPT_BATCH_SIZE, OPT_GPU_LAYERS, OPT_CONTEXT_KEY, OPT_JSON, OPT_STATS, OPT_NO_NORMALIZE,
-    OPT_CACHE_DIR, OPT_CONTEXT_SHIFT,
+    OPT_CACHE_DIR, OPT_CONTEXT_SHIFT, OPT_PROVIDER, OPT_BASE_URL, OPT_REMOTE_MODEL, OPT_API_KEY_ENV,
 };
 
 static const struct option long_opts[] = {
@@ -112,6 +112,10 @@ static const struct option long_opts[] = {
     {"context-key", required_argument, 0, OPT_CONTEXT_KEY},
     {"cache-dir", required_argument, 0, OPT_CACHE_DIR},
     {"context-shift", no_argument, 0, OPT_CONTEXT_SHIFT},
+    {"provider", required_argument, 0, OPT_PROVIDER},
+    {"base-url", required_argument, 0, OPT_BASE_URL},
+    {"remote-model", required_argument, 0, OPT_REMOTE_MODEL},
+    {"api-key-env", required_argument, 0, OPT_API_KEY_ENV},
     {"json", no_argument, 0, OPT_JSON},
     {"stats", no_argument, 0, OPT_STATS},
     {"no-normalize", no_argument, 0, OPT_NO_NORMALIZE},
@@ -182,6 +186,16 @@ static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name
     case OPT_CONTEXT_KEY: o->context_key = arg; return true;
     case OPT_CACHE_DIR: o->local.cache_dir = arg; return true;
     case OPT_CONTEXT_SHIFT: o->local.context_shift = true; return true;
+    case OPT_PROVIDER:
+        if (strcmp(arg, "openai") != 0 && strcmp(arg, "openai_compatible") != 0) {
+            cli_error("%s must be openai or openai_compatible, got '%s'", name, arg);
+            return false;
+        }
+        o->provider = arg;
+        return true;
+    case OPT_BASE_URL: o->base_url = arg; return true;
+    case OPT_REMOTE_MODEL: o->remote_model = arg; return true;
+    case OPT_API_KEY_ENV: o->api_key_env = arg; return true;
     case OPT_JSON: o->json = true; return true;
     case OPT_STATS: o->stats = true; return true;
     case OPT_NO_NORMALIZE: o->normalize = false; return true;
@@ -331,6 +345,21 @@ int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep) {
     if (sipp_client_new(NULL, client, &err) != SIPP_OK) {
         cli_error("%s", err.message);
         return CLI_FAILED;
+    }
+    if (o->provider) {
+        sipp_provider_params pp = sipp_provider_params_default();
+        pp.kind = strcmp(o->provider, "openai") == 0 ? SIPP_PROVIDER_OPENAI
+                                                     : SIPP_PROVIDER_OPENAI_COMPATIBLE;
+        pp.model = o->remote_model;
+        pp.base_url = o->base_url;
+        pp.api_key_env = o->api_key_env;
+        if (sipp_client_add_provider(*client, "remote", &pp, ep, &err) != SIPP_OK) {
+            cli_error("%s", err.message);
+            sipp_client_free(*client);
+            *client = NULL;
+            return CLI_FAILED;
+        }
+        return CLI_OK;
     }
     o->local.model_path = o->model;
     if (isatty(STDERR_FILENO)) o->local.progress = progress_bar;

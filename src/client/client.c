@@ -2,29 +2,34 @@
  * client.c — sipp_client: a registry of endpoints, and the request entry points that validate
  * what is common to every endpoint kind before handing the request to the endpoint.
  *
- * Today every endpoint is local (an engine); gateway and provider endpoints plug in here as
- * further kinds. The registry is guarded by one mutex; requests on an endpoint do not take it.
+ * Endpoint kinds: local (an engine) and provider (an adapter over the client's HTTP transfer
+ * thread, created with the first remote endpoint). The registry is guarded by one mutex;
+ * requests on an endpoint do not take it.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "../common/common_int.h"
 #include "../engine/engine_int.h"
+#include "../providers/providers_int.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum endpoint_kind { ENDPOINT_LOCAL } endpoint_kind;
+typedef enum endpoint_kind { ENDPOINT_LOCAL, ENDPOINT_PROVIDER } endpoint_kind;
 
 struct sipp_endpoint {
     struct sipp_endpoint *next;
     char *id;
     endpoint_kind kind;
-    sipp__engine *engine;
+    sipp__engine *engine;     /* local */
+    sipp__provider *provider; /* provider */
 };
 
 struct sipp_client {
     pthread_mutex_t mu;
     sipp_endpoint *endpoints;
+    sipp__http *http; /* the transfer thread of remote endpoints; NULL until the first one */
 };
 
 sipp_client_params sipp_client_params_default(void) {
@@ -87,6 +92,7 @@ sipp_status sipp_client_new(const sipp_client_params *params, sipp_client **out,
 static void endpoint_free(sipp_endpoint *ep) {
     if (!ep) return;
     sipp__engine_close(ep->engine);
+    sipp__provider_free(ep->provider);
     free(ep->id);
     free(ep);
 }
@@ -99,6 +105,7 @@ void sipp_client_free(sipp_client *c) {
         endpoint_free(ep);
         ep = next;
     }
+    sipp__http_free(c->http); /* after the endpoints: their runs end on its thread */
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -115,30 +122,63 @@ static sipp_endpoint *unlink_locked(sipp_client *c, const char *id) {
     return NULL;
 }
 
+/* Links a built endpoint under its id, replacing (and freeing) an older one. */
+static void register_endpoint(sipp_client *c, sipp_endpoint *ep) {
+    pthread_mutex_lock(&c->mu);
+    sipp_endpoint *old = unlink_locked(c, ep->id);
+    ep->next = c->endpoints;
+    c->endpoints = ep;
+    pthread_mutex_unlock(&c->mu);
+    endpoint_free(old);
+}
+
+static sipp_endpoint *endpoint_alloc(const char *id, endpoint_kind kind) {
+    sipp_endpoint *ep = calloc(1, sizeof *ep);
+    if (ep && !(ep->id = sipp__strdup(id))) {
+        free(ep);
+        return NULL;
+    }
+    if (ep) ep->kind = kind;
+    return ep;
+}
+
 sipp_status sipp_client_add_local(sipp_client *c, const char *id, const sipp_local_params *params,
                                   sipp_endpoint **out, sipp_error *err) {
     if (out) *out = NULL;
     if (!c || !id || !id[0])
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "client and a non-empty id are required");
-    sipp_endpoint *ep = calloc(1, sizeof *ep);
-    if (!ep || !(ep->id = sipp__strdup(id))) {
-        free(ep);
-        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
-    }
-    ep->kind = ENDPOINT_LOCAL;
+    sipp_endpoint *ep = endpoint_alloc(id, ENDPOINT_LOCAL);
+    if (!ep) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     /* Load outside the registry lock: loading can take long. */
     sipp_status st = sipp__engine_open(params, &ep->engine, err);
     if (st != SIPP_OK) {
-        free(ep->id);
-        free(ep);
+        endpoint_free(ep);
         return st;
     }
+    register_endpoint(c, ep);
+    if (out) *out = ep;
+    return SIPP_OK;
+}
+
+sipp_status sipp_client_add_provider(sipp_client *c, const char *id,
+                                     const sipp_provider_params *params, sipp_endpoint **out,
+                                     sipp_error *err) {
+    if (out) *out = NULL;
+    if (!c || !id || !id[0])
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "client and a non-empty id are required");
     pthread_mutex_lock(&c->mu);
-    sipp_endpoint *old = unlink_locked(c, id);
-    ep->next = c->endpoints;
-    c->endpoints = ep;
+    sipp_status st = c->http ? SIPP_OK : sipp__http_new(&c->http, err);
+    sipp__http *http = c->http;
     pthread_mutex_unlock(&c->mu);
-    endpoint_free(old);
+    if (st != SIPP_OK) return st;
+    sipp_endpoint *ep = endpoint_alloc(id, ENDPOINT_PROVIDER);
+    if (!ep) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    st = sipp__provider_new(params, http, &ep->provider, err);
+    if (st != SIPP_OK) {
+        endpoint_free(ep);
+        return st;
+    }
+    register_endpoint(c, ep);
     if (out) *out = ep;
     return SIPP_OK;
 }
@@ -167,7 +207,16 @@ sipp_status sipp_endpoint_get_info(const sipp_endpoint *ep, sipp_endpoint_info *
     if (!ep || !out || out->struct_size < sizeof *out)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "endpoint and an info from sipp_endpoint_info_default() are required");
-    sipp__engine_get_info(ep->engine, out);
+    if (ep->kind == ENDPOINT_LOCAL) {
+        sipp__engine_get_info(ep->engine, out);
+    } else {
+        sipp_endpoint_info in = sipp_endpoint_info_default();
+        in.can_generate = in.can_chat = in.can_embed = true; /* the provider decides per model */
+        snprintf(in.architecture, sizeof in.architecture, "remote");
+        uint32_t size = out->struct_size;
+        *out = in;
+        out->struct_size = size;
+    }
     return SIPP_OK;
 }
 
@@ -176,6 +225,8 @@ sipp_status sipp_endpoint_get_stats(const sipp_endpoint *ep, sipp_engine_stats *
     if (!ep || !out || out->struct_size < sizeof *out)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "endpoint and stats from sipp_engine_stats_default() are required");
+    if (ep->kind != ENDPOINT_LOCAL)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0, "engine stats exist only for local endpoints");
     sipp__engine_get_stats(ep->engine, out);
     return SIPP_OK;
 }
@@ -196,6 +247,11 @@ sipp_status sipp_query(sipp_endpoint *ep, const char *prompt, const sipp_text_pa
     if (!prompt || !prompt[0])
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "query: the prompt is empty");
     sipp_text_params p = params ? *params : sipp_text_params_default();
+    if (ep->kind == ENDPOINT_PROVIDER) {
+        st = sipp__text_params_check(&p, err);
+        if (st != SIPP_OK) return st;
+        return sipp__provider_submit_text(ep->provider, prompt, NULL, 0, &p, out, err);
+    }
     return sipp__engine_submit_text(ep->engine, prompt, &p, out, err);
 }
 
@@ -221,6 +277,8 @@ sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_
     sipp_text_params p = params ? *params : sipp_text_params_default();
     st = sipp__text_params_check(&p, err);
     if (st != SIPP_OK) return st;
+    if (ep->kind == ENDPOINT_PROVIDER)
+        return sipp__provider_submit_text(ep->provider, NULL, messages, n_messages, &p, out, err);
     char *prompt = NULL;
     st = sipp__engine_render_chat(ep->engine, messages, n_messages, &prompt, err);
     if (st != SIPP_OK) return st;
@@ -241,5 +299,6 @@ sipp_status sipp_embed(sipp_endpoint *ep, const char *text, const sipp_embed_par
             return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "embed params: struct_size too small");
         p = *params;
     }
+    if (ep->kind == ENDPOINT_PROVIDER) return sipp__provider_submit_embed(ep->provider, text, &p, out, err);
     return sipp__engine_submit_embed(ep->engine, text, &p, out, err);
 }

@@ -121,6 +121,18 @@ void sipp__run_set_embedding(sipp_run *r, float *vec, uint32_t n, bool normalize
     pthread_mutex_unlock(&r->mu);
 }
 
+void sipp__run_set_remote(sipp_run *r, uint32_t http_status, uint32_t retry_after_s,
+                          const char *request_id) {
+    pthread_mutex_lock(&r->mu);
+    r->resp.http_status = http_status;
+    r->resp.retry_after_s = retry_after_s;
+    if (request_id) {
+        strncpy(r->resp.request_id, request_id, sizeof r->resp.request_id - 1);
+        r->resp.request_id[sizeof r->resp.request_id - 1] = '\0';
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
 void sipp__run_finish(sipp_run *r, sipp_status status, const char *message,
                       sipp_finish_reason reason, const sipp_usage *usage,
                       const sipp_stats *stats) {

@@ -46,4 +46,53 @@ sipp_status sipp__sse_feed(sipp__sse *p, const char *chunk, size_t len, sipp__ss
 bool sipp__sse_pending(const sipp__sse *p);
 void sipp__sse_free(sipp__sse *p);
 
+/* ---- HTTP client (http_client.c): one transfer thread per sipp_client over libcurl multi --- */
+
+/* Largest error body read from a peer. */
+#define SIPP__HTTP_ERROR_BODY_MAX (1u << 20)
+
+typedef struct sipp__http sipp__http;
+typedef struct sipp__http_xfer sipp__http_xfer;
+
+/* Callbacks run on the transfer thread; they must not block. */
+typedef struct sipp__http_handlers {
+    /* The response status line arrived (before any body byte). */
+    void (*on_status)(long status, void *ud);
+    /* A response header ("name", "value" without CRLF). */
+    void (*on_header)(const char *name, size_t name_len, const char *value, size_t value_len,
+                      void *ud);
+    /* Body bytes; return false to abort the transfer (it then ends with SIPP_CANCELLED). */
+    bool (*on_body)(const char *data, size_t len, void *ud);
+    /* Polled on the transfer thread after every wake-up: true aborts the transfer (its
+     * connection is closed) and it ends with SIPP_CANCELLED. */
+    bool (*should_abort)(void *ud);
+    /* The end, exactly once: SIPP_OK (any HTTP status), SIPP_CANCELLED, SIPP_TIMEOUT (connect,
+     * whole-request or idle), or SIPP_IO (transport) with a message without secrets. After it
+     * returns the transfer is gone. */
+    void (*on_done)(sipp_status st, const char *message, void *ud);
+} sipp__http_handlers;
+
+typedef struct sipp__http_request {
+    const char *method;        /* "GET" or "POST" */
+    const char *url;           /* validated with sipp__http_url_check() */
+    const char *const *headers; /* "Name: value" lines */
+    size_t n_headers;
+    const char *body;          /* may be NULL */
+    size_t body_len;
+    uint32_t connect_timeout_ms, total_timeout_ms, idle_timeout_ms; /* 0 = none */
+} sipp__http_request;
+
+sipp_status sipp__http_new(sipp__http **out, sipp_error *err);
+/* Cancels every transfer (each gets on_done), joins the thread. */
+void sipp__http_free(sipp__http *h);
+/* Starts a transfer; copies everything in `req`. After SIPP_OK, on_done runs exactly once. */
+sipp_status sipp__http_start(sipp__http *h, const sipp__http_request *req,
+                             const sipp__http_handlers *handlers, void *ud, sipp_error *err);
+/* Wakes the transfer thread so it polls should_abort now (any thread). */
+void sipp__http_wake(sipp__http *h);
+
+/* Checks a base URL: http or https only, https unless the host is loopback, no userinfo,
+ * query or fragment. */
+sipp_status sipp__http_url_check(const char *url, sipp_error *err);
+
 #endif
