@@ -110,6 +110,9 @@ size_t sipp__run_backlog(sipp_run *run);
 bool sipp__run_cancel_requested(const sipp_run *run);
 /* Embedding result: takes ownership of `vec` (malloc'd, n floats). */
 void sipp__run_set_embedding(sipp_run *run, float *vec, uint32_t n, bool normalized);
+/* For a submission that failed after sipp__run_new: ends the run and drops both references, so
+ * the caller never sees it and no callback runs. */
+void sipp__run_discard(sipp_run *run, sipp_status st);
 /* Remote endpoints: HTTP status, retry-after seconds and request id of the answer. */
 void sipp__run_set_remote(sipp_run *run, uint32_t http_status, uint32_t retry_after_s,
                           const char *request_id);

@@ -160,6 +160,11 @@ void sipp__run_finish(sipp_run *r, sipp_status status, const char *message,
     run_release(r);
 }
 
+void sipp__run_discard(sipp_run *r, sipp_status st) {
+    sipp__run_finish(r, st, NULL, SIPP_FINISH_NONE, NULL, NULL);
+    sipp_run_free(r);
+}
+
 /* ---- consumer side ----------------------------------------------------------------------- */
 
 /* Waits under r->mu until pending text, the end, or the deadline (abs_ms < 0: forever). */

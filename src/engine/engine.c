@@ -540,8 +540,7 @@ static sipp_status finish_submit(sipp__engine *e, job *j, sipp_token_fn cb, void
         /* No callback will ever run: finish and drop both references. */
         j->run = NULL;
         job_free(j);
-        sipp__run_finish(run, st, NULL, SIPP_FINISH_NONE, NULL, NULL);
-        sipp_run_free(run);
+        sipp__run_discard(run, st);
         return st;
     }
     *out = run;

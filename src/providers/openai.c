@@ -426,8 +426,7 @@ static sipp_status start(sipp__provider *pv, op op, bool normalize, const char *
         if (rr->next) rr->next->prev = rr->prev;
         pthread_mutex_unlock(&pv->mu);
         remote_free(rr);
-        sipp__run_finish(run, st, NULL, SIPP_FINISH_NONE, NULL, NULL);
-        sipp_run_free(run);
+        sipp__run_discard(run, st);
         return st;
     }
     *out = run;
