@@ -26,6 +26,7 @@ typedef struct cli_options {
     const char *base_url;
     const char *remote_model;
     const char *api_key_env;
+    uint32_t request_timeout_ms, idle_timeout_ms;
     const char *stops[SIPP_MAX_STOP_STRINGS];
     size_t n_stop;
     sipp_text_params text;

@@ -39,6 +39,8 @@ static const char query_usage[] =
     "  --base-url URL            e.g. http://127.0.0.1:8080/v1 (default for openai: its API)\n"
     "  --remote-model NAME       the provider's model name\n"
     "  --api-key-env VAR         env var holding the API key (openai: OPENAI_API_KEY)\n"
+    "  --request-timeout-ms N    whole-request limit (default none)\n"
+    "  --idle-timeout-ms N       limit of silence within a stream (default 60000)\n"
     "output:\n"
     "  --json                    print one JSON object: text, finish_reason, usage, stats\n"
     "  --stats                   print timings to stderr after the answer\n"

@@ -90,6 +90,7 @@ enum {
     OPT_STOP, OPT_SYSTEM, OPT_GRAMMAR_FILE, OPT_JSON_SCHEMA_FILE, OPT_THREADS, OPT_CTX_SIZE,
     OPT_BATCH_SIZE, OPT_GPU_LAYERS, OPT_CONTEXT_KEY, OPT_JSON, OPT_STATS, OPT_NO_NORMALIZE,
     OPT_CACHE_DIR, OPT_CONTEXT_SHIFT, OPT_PROVIDER, OPT_BASE_URL, OPT_REMOTE_MODEL, OPT_API_KEY_ENV,
+    OPT_REQUEST_TIMEOUT, OPT_IDLE_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -116,6 +117,8 @@ static const struct option long_opts[] = {
     {"base-url", required_argument, 0, OPT_BASE_URL},
     {"remote-model", required_argument, 0, OPT_REMOTE_MODEL},
     {"api-key-env", required_argument, 0, OPT_API_KEY_ENV},
+    {"request-timeout-ms", required_argument, 0, OPT_REQUEST_TIMEOUT},
+    {"idle-timeout-ms", required_argument, 0, OPT_IDLE_TIMEOUT},
     {"json", no_argument, 0, OPT_JSON},
     {"stats", no_argument, 0, OPT_STATS},
     {"no-normalize", no_argument, 0, OPT_NO_NORMALIZE},
@@ -196,6 +199,14 @@ static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name
     case OPT_BASE_URL: o->base_url = arg; return true;
     case OPT_REMOTE_MODEL: o->remote_model = arg; return true;
     case OPT_API_KEY_ENV: o->api_key_env = arg; return true;
+    case OPT_REQUEST_TIMEOUT:
+        if (!parse_long(name, arg, 0, INT_MAX, &v)) return false;
+        o->request_timeout_ms = (uint32_t)v;
+        return true;
+    case OPT_IDLE_TIMEOUT:
+        if (!parse_long(name, arg, 0, INT_MAX, &v)) return false;
+        o->idle_timeout_ms = (uint32_t)v;
+        return true;
     case OPT_JSON: o->json = true; return true;
     case OPT_STATS: o->stats = true; return true;
     case OPT_NO_NORMALIZE: o->normalize = false; return true;
@@ -353,6 +364,8 @@ int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep) {
         pp.model = o->remote_model;
         pp.base_url = o->base_url;
         pp.api_key_env = o->api_key_env;
+        pp.request_timeout_ms = o->request_timeout_ms;
+        pp.idle_timeout_ms = o->idle_timeout_ms;
         if (sipp_client_add_provider(*client, "remote", &pp, ep, &err) != SIPP_OK) {
             cli_error("%s", err.message);
             sipp_client_free(*client);

@@ -317,9 +317,10 @@ static void finish_http_error(remote_run *rr) {
     const char *code = json_string_value(json_object_get(e, "code"));
     const char *type = json_string_value(json_object_get(e, "type"));
     sipp_status st = sipp__provider_classify(rr->status, code, type);
-    char full[SIPP_ERROR_MESSAGE_CAP];
-    snprintf(full, sizeof full, "provider answered %ld (%s): %s", rr->status, sipp_status_name(st),
-             msg ? msg : "(no message)");
+    char full[SIPP_ERROR_MESSAGE_CAP], retry[48] = "";
+    if (rr->retry_after) snprintf(retry, sizeof retry, " (retry after %u s)", rr->retry_after);
+    snprintf(full, sizeof full, "provider answered %ld (%s)%s: %.180s", rr->status,
+             sipp_status_name(st), retry, msg ? msg : "(no message)");
     json_decref(j);
     remote_finish(rr, st, full, SIPP_FINISH_NONE);
 }
