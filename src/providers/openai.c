@@ -296,7 +296,12 @@ static bool h_body(const char *data, size_t len, void *ud) {
         /* error bodies are capped; what is beyond the cap is dropped, not an error */
         size_t room = rr->body.max - rr->body.len;
         sipp__buf_append(&rr->body, data, len < room ? len : room);
-        return rr->op == OP_EMBED && rr->status < 400 ? rr->body.len < rr->body.max : true;
+        if (rr->op == OP_EMBED && rr->status < 400 && len > room) { /* an answer must be whole */
+            snprintf(rr->stream_error, sizeof rr->stream_error,
+                     "the provider's embeddings answer exceeds %zu bytes", rr->body.max);
+            return false;
+        }
+        return true;
     }
     sipp_error err = sipp_error_default();
     sipp_status st = sipp__sse_feed(&rr->sse, data, len, on_event, rr, &err);
