@@ -49,28 +49,6 @@ sipp_local_params sipp_local_params_default(void) {
     return p;
 }
 
-sipp_text_params sipp_text_params_default(void) {
-    sipp_text_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.max_tokens = 256;
-    p.temperature = 0.8f;
-    p.top_k = 40;
-    p.top_p = 0.95f;
-    p.min_p = 0.05f;
-    p.repeat_penalty = 1.0f;
-    p.seed = 0xFFFFFFFFu;
-    return p;
-}
-
-sipp_embed_params sipp_embed_params_default(void) {
-    sipp_embed_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.normalize = true;
-    return p;
-}
-
 sipp_status sipp_client_new(const sipp_client_params *params, sipp_client **out,
                             sipp_error *err) {
     if (!out) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "out is required");
