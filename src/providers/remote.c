@@ -428,14 +428,15 @@ static void finish_http_error(sipp__remote_run *rr) {
     const char *msg = NULL, *code = NULL;
     sipp_status st = rr->rm->dialect->read_error(rr->status, j, &msg, &code);
     if (code) snprintf(rr->error_code, sizeof rr->error_code, "%s", code);
-    char full[SIPP_ERROR_MESSAGE_CAP], retry[48] = "", code_note[80] = "";
+    char retry[48] = "", code_note[64] = "";
     if (rr->retry_after) snprintf(retry, sizeof retry, " (retry after %u s)", rr->retry_after);
     if (code && strcmp(code, sipp_status_name(st)) != 0)
         snprintf(code_note, sizeof code_note, " [%.48s]", code);
-    snprintf(full, sizeof full, "%s answered %ld (%s)%s: %.160s%s", rr->rm->dialect->name,
-             rr->status, sipp_status_name(st), retry, msg ? msg : "(no message)", code_note);
+    sipp_error full = sipp_error_default(); /* formats and truncates to the message cap */
+    sipp__fail(&full, st, 0, "%s answered %ld (%s)%s: %.160s%s", rr->rm->dialect->name,
+               rr->status, sipp_status_name(st), retry, msg ? msg : "(no message)", code_note);
     json_decref(j);
-    remote_finish(rr, st, full, SIPP_FINISH_NONE);
+    remote_finish(rr, st, full.message, SIPP_FINISH_NONE);
 }
 
 static void finish_embedding(sipp__remote_run *rr) {
