@@ -20,12 +20,13 @@ static sipp_status build_chat(const sipp__remote *rm, const sipp_message *messag
                           "stream", 1);
     json_t *msgs = json_array();
     sipp__buf system;
-    sipp__buf_init(&system, SIZE_MAX);
+    sipp__buf_init(&system, 64u << 20); /* the request body is capped by the peer anyway */
     sipp_status st = b && msgs ? SIPP_OK : sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     for (size_t i = 0; st == SIPP_OK && i < n_messages; i++) {
         if (strcmp(messages[i].role, "system") == 0) {
-            if (system.len) sipp__buf_append(&system, "\n\n", 2);
-            sipp__buf_append(&system, messages[i].content, strlen(messages[i].content));
+            if ((system.len && sipp__buf_append(&system, "\n\n", 2) != SIPP_OK) ||
+                sipp__buf_append(&system, messages[i].content, strlen(messages[i].content)) != SIPP_OK)
+                st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "chat: the system prompt exceeds 64 MiB");
             continue;
         }
         json_t *m = json_pack("{s:s,s:s}", "role", messages[i].role, "content", messages[i].content);
