@@ -282,6 +282,8 @@ static bool parse_runtime(ctx *c, const sipp__toml_node *t, sipp__gw_runtime *rt
             rt->has_n_gpu_layers = true;
         } else if (strcmp(n->key, "context_shift") == 0) {
             if (!get_bool(c, n, path, &rt->context_shift)) return false;
+        } else if (strcmp(n->key, "ignore_eos") == 0) {
+            if (!get_bool(c, n, path, &rt->ignore_eos)) return false;
         } else if (strcmp(n->key, "cache") == 0) {
             if (!get_bool(c, n, path, &rt->cache)) return false;
         } else if (strcmp(n->key, "cache_ram_bytes") == 0) {

@@ -65,6 +65,7 @@ typedef struct sipp__gw_runtime {
     int32_t n_gpu_layers; /* from `backend` unless set: cpu = 0, else -1 */
     bool has_n_gpu_layers;
     bool context_shift;
+    bool ignore_eos;      /* never sample end-of-generation (benchmarks, tests) */
     bool cache;           /* false = snapshots off */
     uint64_t cache_ram_bytes, cache_disk_bytes;
     char *cache_dir;

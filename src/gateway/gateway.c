@@ -458,6 +458,7 @@ static sipp_status submit_text(gw_req *r, sipp_error *err) {
          * by the caller's name (the engine keys KV state by scope + key). */
         tp.cache_scope = caller_name(r);
         tp.context_key = "gateway";
+        tp.ignore_eos = t->cfg->runtime.ignore_eos;
     }
     return c->op == GW_OP_CHAT ? sipp_chat(t->ep, c->messages, c->n_messages, &tp, &r->run, err)
                                : sipp_query(t->ep, c->prompt, &tp, &r->run, err);

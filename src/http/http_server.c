@@ -389,6 +389,12 @@ void sipp__httpd_stream(sipp__httpd_req *r, int status, const sipp__httpd_header
         release(ctx, false);
         return;
     }
+    /* A bounded kernel buffer per stream: a reader that stops reading stalls the writes soon,
+     * so the idle timeout can cut it (the run's own buffer bounds the rest). */
+    if (r->cr && r->cr->fd >= 0) {
+        int sndbuf = 64 * 1024;
+        setsockopt(r->cr->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    }
     st->req = r;
     st->pull = pull;
     st->release = release;
