@@ -7,6 +7,7 @@ streaming), auth and per-caller target lists, CORS, 413, framing, slowloris, rat
 cancellation proved by the engine counters in /metrics, and SIGTERM draining."""
 import json
 import os
+import pathlib
 import signal
 import socket
 import subprocess
@@ -617,3 +618,12 @@ def test_sigterm_drains(tmp_path):
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", g.port), timeout=1).recv(1)
     g.stop()
+
+
+def test_example_configs_check():
+    examples = sorted((pathlib.Path(__file__).parents[2] / "examples" / "gateway").glob("*.toml"))
+    assert len(examples) == 3
+    for f in examples:
+        r = subprocess.run([str(GATEWAY), "check", "--config", str(f)], capture_output=True,
+                           text=True, env={})
+        assert r.returncode == 0, (f, r.stderr)
