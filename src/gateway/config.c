@@ -1,0 +1,746 @@
+/*
+ * config.c — loads the gateway's TOML configuration into sipp__gw_config (config.h).
+ *
+ * The text goes through toml_shim.cpp (toml11) into a generic tree; this file walks the tree
+ * with one rule per key: unknown keys, wrong types and out-of-range values are errors of the
+ * form "LINE: key 'x' ...". After the walk, whole-config checks run (binds differ, routes,
+ * duplicate routes / targets / callers, token target lists that name unknown targets, CIDRs).
+ * Nothing here reads the environment or touches a model: `sipp-gateway check` relies on that.
+ * On any error the partly filled config is freed, so callers see either all of it or nothing.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "config.h"
+
+#include "policy.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const char *const sipp__gw_route_keys[SIPP__GW_N_ROUTES] = {
+    "query",  "chat",    "embed",  "chat_completions", "completions", "embeddings",
+    "models", "healthz", "readyz", "metrics",          "admin",
+};
+const char *const sipp__gw_route_defaults[SIPP__GW_N_ROUTES] = {
+    "/v1/query",  "/v1/chat", "/v1/embed", "/v1/chat/completions", "/v1/completions",
+    "/v1/embeddings", "/v1/models", "/healthz", "/readyz", "/metrics", "/admin/",
+};
+
+const char *sipp__gw_target_type_name(sipp__gw_target_type t) {
+    switch (t) {
+    case SIPP__GW_LOCAL: return "local";
+    case SIPP__GW_OPENAI: return "openai";
+    case SIPP__GW_OPENAI_COMPATIBLE: return "openai_compatible";
+    case SIPP__GW_ANTHROPIC: return "anthropic";
+    }
+    return "unknown";
+}
+
+/* ---- error plumbing ------------------------------------------------------------------------ */
+
+typedef struct ctx {
+    char *err;
+    size_t cap;
+    bool failed;
+} ctx;
+
+__attribute__((format(printf, 3, 4))) static bool fail(ctx *c, int line, const char *fmt, ...) {
+    if (c->failed) return false;
+    c->failed = true;
+    if (!c->err || c->cap == 0) return false;
+    int n = 0;
+    if (line > 0) n = snprintf(c->err, c->cap, "line %d: ", line);
+    if (n < 0 || (size_t)n >= c->cap) return false;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err + n, c->cap - (size_t)n, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static const char *kind_name(sipp__toml_kind k) {
+    switch (k) {
+    case SIPP__TOML_TABLE: return "a table";
+    case SIPP__TOML_ARRAY: return "an array";
+    case SIPP__TOML_STRING: return "a string";
+    case SIPP__TOML_INT: return "an integer";
+    case SIPP__TOML_FLOAT: return "a float";
+    case SIPP__TOML_BOOL: return "a boolean";
+    default: return "a date or time";
+    }
+}
+
+/* ---- typed getters: each checks the node's kind and range, names the key on failure ------ */
+
+static bool want(ctx *c, const sipp__toml_node *n, const char *path, sipp__toml_kind k,
+                 const char *what) {
+    if (n->kind == k) return true;
+    return fail(c, n->line, "key '%s' must be %s, not %s", path, what, kind_name(n->kind));
+}
+
+static bool get_str(ctx *c, const sipp__toml_node *n, const char *path, char **out) {
+    if (!want(c, n, path, SIPP__TOML_STRING, "a string")) return false;
+    if (n->str[0] == '\0') return fail(c, n->line, "key '%s' must not be empty", path);
+    if (strlen(n->str) > 4096) return fail(c, n->line, "key '%s' is too long", path);
+    free(*out);
+    *out = strdup(n->str);
+    return *out ? true : fail(c, n->line, "out of memory");
+}
+
+static bool get_u64(ctx *c, const sipp__toml_node *n, const char *path, uint64_t lo, uint64_t hi,
+                    uint64_t *out) {
+    if (!want(c, n, path, SIPP__TOML_INT, "an integer")) return false;
+    if (n->i < 0 || (uint64_t)n->i < lo || (uint64_t)n->i > hi)
+        return fail(c, n->line, "key '%s' must be between %llu and %llu", path,
+                    (unsigned long long)lo, (unsigned long long)hi);
+    *out = (uint64_t)n->i;
+    return true;
+}
+
+static bool get_u32(ctx *c, const sipp__toml_node *n, const char *path, uint32_t lo, uint32_t hi,
+                    uint32_t *out) {
+    uint64_t v = 0;
+    if (!get_u64(c, n, path, lo, hi, &v)) return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+static bool get_bool(ctx *c, const sipp__toml_node *n, const char *path, bool *out) {
+    if (!want(c, n, path, SIPP__TOML_BOOL, "a boolean")) return false;
+    *out = n->b;
+    return true;
+}
+
+static void free_strv(char **v, size_t n) {
+    for (size_t i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+/* An array of non-empty strings. */
+static bool get_strv(ctx *c, const sipp__toml_node *n, const char *path, char ***out,
+                     size_t *n_out) {
+    if (!want(c, n, path, SIPP__TOML_ARRAY, "an array of strings")) return false;
+    if (n->n_items > 4096) return fail(c, n->line, "key '%s' has too many entries", path);
+    char **v = calloc(n->n_items + 1, sizeof *v);
+    if (!v) return fail(c, n->line, "out of memory");
+    for (size_t i = 0; i < n->n_items; i++) {
+        const sipp__toml_node *it = &n->items[i];
+        if (it->kind != SIPP__TOML_STRING || it->str[0] == '\0') {
+            free_strv(v, i);
+            return fail(c, it->line, "key '%s' must be an array of non-empty strings", path);
+        }
+        v[i] = strdup(it->str);
+        if (!v[i]) {
+            free_strv(v, i);
+            return fail(c, n->line, "out of memory");
+        }
+    }
+    free_strv(*out, *n_out);
+    *out = v;
+    *n_out = n->n_items;
+    return true;
+}
+
+static bool unknown(ctx *c, const sipp__toml_node *n, const char *where) {
+    return fail(c, n->line, "unknown key '%s%s%s'", where, *where ? "." : "", n->key);
+}
+
+/* ---- sections ------------------------------------------------------------------------------ */
+
+static bool parse_routes(ctx *c, const sipp__toml_node *t, sipp__gw_config *cfg, int *lines) {
+    if (!want(c, t, "routes", SIPP__TOML_TABLE, "a table")) return false;
+    for (size_t i = 0; i < t->n_items; i++) {
+        const sipp__toml_node *n = &t->items[i];
+        size_t r = 0;
+        while (r < SIPP__GW_N_ROUTES && strcmp(n->key, sipp__gw_route_keys[r]) != 0) r++;
+        if (r == SIPP__GW_N_ROUTES) return unknown(c, n, "routes");
+        char path[64];
+        snprintf(path, sizeof path, "routes.%s", n->key);
+        if (!get_str(c, n, path, &cfg->routes[r])) return false;
+        lines[r] = n->line;
+    }
+    return true;
+}
+
+static bool parse_security(ctx *c, const sipp__toml_node *t, sipp__gw_config *cfg) {
+    if (!want(c, t, "security", SIPP__TOML_TABLE, "a table")) return false;
+    for (size_t i = 0; i < t->n_items; i++) {
+        const sipp__toml_node *n = &t->items[i];
+        if (strcmp(n->key, "client_ip") == 0) {
+            if (!want(c, n, "security.client_ip", SIPP__TOML_TABLE, "a table")) return false;
+            for (size_t j = 0; j < n->n_items; j++) {
+                const sipp__toml_node *m = &n->items[j];
+                if (strcmp(m->key, "source") == 0) {
+                    if (!want(c, m, "security.client_ip.source", SIPP__TOML_STRING, "a string"))
+                        return false;
+                    if (strcmp(m->str, "peer") == 0) cfg->client_ip_source = SIPP__GW_IP_PEER;
+                    else if (strcmp(m->str, "x_forwarded_for") == 0)
+                        cfg->client_ip_source = SIPP__GW_IP_X_FORWARDED_FOR;
+                    else if (strcmp(m->str, "x_real_ip") == 0)
+                        cfg->client_ip_source = SIPP__GW_IP_X_REAL_IP;
+                    else
+                        return fail(c, m->line,
+                                    "key 'security.client_ip.source' must be peer, "
+                                    "x_forwarded_for or x_real_ip");
+                } else if (strcmp(m->key, "trusted_proxy_cidrs") == 0) {
+                    if (!get_strv(c, m, "security.client_ip.trusted_proxy_cidrs",
+                                  &cfg->trusted_proxy_cidrs, &cfg->n_trusted_proxy_cidrs))
+                        return false;
+                    for (size_t k = 0; k < cfg->n_trusted_proxy_cidrs; k++) {
+                        sipp__gw_cidr cidr;
+                        if (!sipp__gw_cidr_parse(cfg->trusted_proxy_cidrs[k], &cidr))
+                            return fail(c, m->line,
+                                        "key 'security.client_ip.trusted_proxy_cidrs': '%s' is "
+                                        "not an address or CIDR range",
+                                        cfg->trusted_proxy_cidrs[k]);
+                    }
+                } else {
+                    return unknown(c, m, "security.client_ip");
+                }
+            }
+        } else if (strcmp(n->key, "rate_limit") == 0) {
+            if (!want(c, n, "security.rate_limit", SIPP__TOML_TABLE, "a table")) return false;
+            for (size_t j = 0; j < n->n_items; j++) {
+                const sipp__toml_node *m = &n->items[j];
+                bool ok;
+                if (strcmp(m->key, "enabled") == 0)
+                    ok = get_bool(c, m, "security.rate_limit.enabled", &cfg->rate_limit_enabled);
+                else if (strcmp(m->key, "requests_per_minute") == 0)
+                    ok = get_u32(c, m, "security.rate_limit.requests_per_minute", 1, 10000000,
+                                 &cfg->rate_limit_rpm);
+                else if (strcmp(m->key, "burst") == 0)
+                    ok = get_u32(c, m, "security.rate_limit.burst", 1, 10000000,
+                                 &cfg->rate_limit_burst);
+                else if (strcmp(m->key, "tokens_per_minute") == 0)
+                    ok = get_u32(c, m, "security.rate_limit.tokens_per_minute", 1, 1000000000,
+                                 &cfg->rate_limit_tpm);
+                else
+                    return unknown(c, m, "security.rate_limit");
+                if (!ok) return false;
+            }
+        } else if (strcmp(n->key, "ip_blocklist") == 0) {
+            if (!get_strv(c, n, "security.ip_blocklist", &cfg->ip_blocklist, &cfg->n_ip_blocklist))
+                return false;
+            for (size_t k = 0; k < cfg->n_ip_blocklist; k++) {
+                sipp__gw_cidr cidr;
+                if (!sipp__gw_cidr_parse(cfg->ip_blocklist[k], &cidr))
+                    return fail(c, n->line,
+                                "key 'security.ip_blocklist': '%s' is not an address or CIDR range",
+                                cfg->ip_blocklist[k]);
+            }
+        } else {
+            return unknown(c, n, "security");
+        }
+    }
+    return true;
+}
+
+static bool parse_runtime(ctx *c, const sipp__toml_node *t, sipp__gw_runtime *rt) {
+    if (!want(c, t, "targets.runtime", SIPP__TOML_TABLE, "a table")) return false;
+    struct {
+        const char *key;
+        uint32_t *dst;
+        uint32_t lo, hi;
+    } u32s[] = {
+        {"n_ctx", &rt->n_ctx, 0, 1u << 24},
+        {"n_batch", &rt->n_batch, 0, 1u << 20},
+        {"n_parallel", &rt->n_parallel, 0, 256},
+        {"max_running", &rt->max_running, 0, 256},
+        {"max_queued", &rt->max_queued, 0, 1u << 20},
+        {"tick_budget", &rt->tick_budget, 0, 1u << 20},
+        {"prefill_chunk", &rt->prefill_chunk, 0, 1u << 20},
+        {"stream_buffer_bytes", &rt->stream_buffer_bytes, 0, 1u << 30},
+        {"n_keep", &rt->n_keep, 0, 1u << 24},
+    };
+    for (size_t i = 0; i < t->n_items; i++) {
+        const sipp__toml_node *n = &t->items[i];
+        char path[96];
+        snprintf(path, sizeof path, "targets.runtime.%s", n->key);
+        bool done = false, ok = true;
+        for (size_t k = 0; k < sizeof u32s / sizeof u32s[0] && !done; k++)
+            if (strcmp(n->key, u32s[k].key) == 0) {
+                ok = get_u32(c, n, path, u32s[k].lo, u32s[k].hi, u32s[k].dst);
+                done = true;
+            }
+        if (done) {
+            if (!ok) return false;
+            continue;
+        }
+        uint64_t v = 0;
+        if (strcmp(n->key, "n_threads") == 0) {
+            if (!get_u64(c, n, path, 0, 1024, &v)) return false;
+            rt->n_threads = (int32_t)v;
+        } else if (strcmp(n->key, "n_gpu_layers") == 0) {
+            if (!want(c, n, path, SIPP__TOML_INT, "an integer")) return false;
+            if (n->i < -1 || n->i > 100000)
+                return fail(c, n->line, "key '%s' must be -1 (all) or between 0 and 100000", path);
+            rt->n_gpu_layers = (int32_t)n->i;
+            rt->has_n_gpu_layers = true;
+        } else if (strcmp(n->key, "context_shift") == 0) {
+            if (!get_bool(c, n, path, &rt->context_shift)) return false;
+        } else if (strcmp(n->key, "ignore_eos") == 0) {
+            if (!get_bool(c, n, path, &rt->ignore_eos)) return false;
+        } else if (strcmp(n->key, "cache") == 0) {
+            if (!get_bool(c, n, path, &rt->cache)) return false;
+        } else if (strcmp(n->key, "cache_ram_bytes") == 0) {
+            if (!get_u64(c, n, path, 0, UINT64_MAX / 2, &rt->cache_ram_bytes)) return false;
+        } else if (strcmp(n->key, "cache_disk_bytes") == 0) {
+            if (!get_u64(c, n, path, 0, UINT64_MAX / 2, &rt->cache_disk_bytes)) return false;
+        } else if (strcmp(n->key, "cache_dir") == 0) {
+            if (!get_str(c, n, path, &rt->cache_dir)) return false;
+        } else {
+            return unknown(c, n, "targets.runtime");
+        }
+    }
+    return true;
+}
+
+static void target_free(sipp__gw_target *t) {
+    free(t->name);
+    free(t->model);
+    free(t->backend);
+    free(t->api_key_env);
+    free(t->token_env);
+    free(t->base_url);
+    free(t->version);
+    free(t->runtime.cache_dir);
+}
+
+/* Which keys each target type takes (beyond name and type). */
+static bool key_allowed(sipp__gw_target_type type, const char *key) {
+    static const char *const local[] = {"model", "backend", "runtime", NULL};
+    static const char *const openai[] = {"model", "api_key_env", "base_url", "timeout_seconds", NULL};
+    static const char *const compat[] = {"model", "base_url", "token_env", "timeout_seconds", NULL};
+    static const char *const anthropic[] = {"model", "api_key_env", "base_url", "version",
+                                            "timeout_seconds", NULL};
+    const char *const *list = type == SIPP__GW_LOCAL    ? local
+                              : type == SIPP__GW_OPENAI ? openai
+                              : type == SIPP__GW_OPENAI_COMPATIBLE ? compat
+                                                                   : anthropic;
+    for (; *list; list++)
+        if (strcmp(*list, key) == 0) return true;
+    return false;
+}
+
+static bool valid_name(const char *s) {
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '"' || *p == '\\') return false;
+    return true;
+}
+
+static bool valid_env_name(const char *s) {
+    if (!(*s == '_' || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z'))) return false;
+    for (const char *p = s; *p; p++)
+        if (!(*p == '_' || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+              (*p >= '0' && *p <= '9')))
+            return false;
+    return true;
+}
+
+static bool parse_target(ctx *c, const sipp__toml_node *t, sipp__gw_target *out) {
+    out->line = t->line;
+    out->runtime.cache = true;
+    if (!want(c, t, "targets", SIPP__TOML_TABLE, "a table ([[targets]])")) return false;
+    const sipp__toml_node *type = NULL, *name = NULL;
+    for (size_t i = 0; i < t->n_items; i++) {
+        if (strcmp(t->items[i].key, "type") == 0) type = &t->items[i];
+        if (strcmp(t->items[i].key, "name") == 0) name = &t->items[i];
+    }
+    if (!name) return fail(c, t->line, "a [[targets]] entry has no 'name'");
+    if (!get_str(c, name, "targets.name", &out->name)) return false;
+    if (!valid_name(out->name) || strlen(out->name) > 128)
+        return fail(c, name->line, "key 'targets.name': '%s' must be at most 128 printable "
+                    "characters without spaces or quotes", out->name);
+    if (!type) return fail(c, t->line, "target '%s' has no 'type'", out->name);
+    if (!want(c, type, "targets.type", SIPP__TOML_STRING, "a string")) return false;
+    if (strcmp(type->str, "local") == 0) out->type = SIPP__GW_LOCAL;
+    else if (strcmp(type->str, "openai") == 0) out->type = SIPP__GW_OPENAI;
+    else if (strcmp(type->str, "openai_compatible") == 0) out->type = SIPP__GW_OPENAI_COMPATIBLE;
+    else if (strcmp(type->str, "anthropic") == 0) out->type = SIPP__GW_ANTHROPIC;
+    else
+        return fail(c, type->line,
+                    "key 'targets.type' must be local, openai, openai_compatible or anthropic");
+    for (size_t i = 0; i < t->n_items; i++) {
+        const sipp__toml_node *n = &t->items[i];
+        if (n == type || n == name) continue;
+        char path[96];
+        snprintf(path, sizeof path, "targets.%s", n->key);
+        if (!key_allowed(out->type, n->key))
+            return fail(c, n->line, "unknown key '%s' for a target of type %s", path,
+                        sipp__gw_target_type_name(out->type));
+        bool ok = true;
+        if (strcmp(n->key, "model") == 0) ok = get_str(c, n, path, &out->model);
+        else if (strcmp(n->key, "backend") == 0) {
+            ok = get_str(c, n, path, &out->backend);
+            if (ok && strcmp(out->backend, "auto") != 0 && strcmp(out->backend, "cpu") != 0 &&
+                strcmp(out->backend, "cuda") != 0 && strcmp(out->backend, "vulkan") != 0)
+                return fail(c, n->line, "key 'targets.backend' must be auto, cpu, cuda or vulkan");
+        } else if (strcmp(n->key, "api_key_env") == 0) ok = get_str(c, n, path, &out->api_key_env);
+        else if (strcmp(n->key, "token_env") == 0) ok = get_str(c, n, path, &out->token_env);
+        else if (strcmp(n->key, "base_url") == 0) {
+            ok = get_str(c, n, path, &out->base_url);
+            if (ok && strncmp(out->base_url, "http://", 7) != 0 &&
+                strncmp(out->base_url, "https://", 8) != 0)
+                return fail(c, n->line, "key 'targets.base_url' must be an http:// or https:// URL");
+        } else if (strcmp(n->key, "version") == 0) ok = get_str(c, n, path, &out->version);
+        else if (strcmp(n->key, "timeout_seconds") == 0)
+            ok = get_u32(c, n, path, 1, 86400, &out->timeout_seconds);
+        else if (strcmp(n->key, "runtime") == 0) ok = parse_runtime(c, n, &out->runtime);
+        if (!ok) return false;
+    }
+    if (!out->model) return fail(c, t->line, "target '%s' needs 'model'", out->name);
+    if ((out->type == SIPP__GW_OPENAI || out->type == SIPP__GW_ANTHROPIC) && !out->api_key_env)
+        return fail(c, t->line, "target '%s' needs 'api_key_env'", out->name);
+    if (out->type == SIPP__GW_OPENAI_COMPATIBLE && !out->base_url)
+        return fail(c, t->line, "target '%s' needs 'base_url'", out->name);
+    const char *env = out->api_key_env ? out->api_key_env : out->token_env;
+    if (env && !valid_env_name(env))
+        return fail(c, t->line, "target '%s': '%s' is not an environment variable name", out->name,
+                    env);
+    if (out->type == SIPP__GW_LOCAL) {
+        if (!out->backend) out->backend = strdup("auto");
+        if (!out->backend) return fail(c, t->line, "out of memory");
+        if (!out->runtime.has_n_gpu_layers)
+            out->runtime.n_gpu_layers = strcmp(out->backend, "cpu") == 0 ? 0 : -1;
+    }
+    return true;
+}
+
+static bool parse_token(ctx *c, const sipp__toml_node *t, sipp__gw_token *out) {
+    out->line = t->line;
+    if (!want(c, t, "tokens", SIPP__TOML_TABLE, "a table ([[tokens]])")) return false;
+    for (size_t i = 0; i < t->n_items; i++) {
+        const sipp__toml_node *n = &t->items[i];
+        char path[96];
+        snprintf(path, sizeof path, "tokens.%s", n->key);
+        bool ok;
+        if (strcmp(n->key, "env") == 0) {
+            ok = get_str(c, n, path, &out->env);
+            if (ok && !valid_env_name(out->env))
+                return fail(c, n->line, "key 'tokens.env': '%s' is not an environment variable name",
+                            out->env);
+        } else if (strcmp(n->key, "caller") == 0) {
+            ok = get_str(c, n, path, &out->caller);
+            if (ok && (!valid_name(out->caller) || strlen(out->caller) > 128))
+                return fail(c, n->line, "key 'tokens.caller' must be at most 128 printable "
+                            "characters without spaces or quotes");
+        } else if (strcmp(n->key, "targets") == 0)
+            ok = get_strv(c, n, path, &out->targets, &out->n_targets);
+        else if (strcmp(n->key, "requests_per_minute") == 0)
+            ok = get_u32(c, n, path, 1, 10000000, &out->requests_per_minute);
+        else if (strcmp(n->key, "tokens_per_minute") == 0)
+            ok = get_u32(c, n, path, 1, 1000000000, &out->tokens_per_minute);
+        else if (strcmp(n->key, "max_concurrent") == 0)
+            ok = get_u32(c, n, path, 1, 100000, &out->max_concurrent);
+        else
+            return unknown(c, n, "tokens");
+        if (!ok) return false;
+    }
+    if (!out->env) return fail(c, t->line, "a [[tokens]] entry needs 'env'");
+    if (!out->caller) return fail(c, t->line, "a [[tokens]] entry needs 'caller'");
+    return true;
+}
+
+/* "host:port" or "[v6]:port" with a numeric port 1..65535 and a literal address. */
+static bool bind_ok(const char *s) {
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s) return false;
+    char host[64];
+    size_t hl = (size_t)(colon - s);
+    if (s[0] == '[') {
+        if (hl < 3 || s[hl - 1] != ']') return false;
+        s++;
+        hl -= 2;
+    }
+    if (hl >= sizeof host) return false;
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    sipp__gw_ip ip;
+    if (!sipp__gw_ip_parse(host, &ip)) return false;
+    char *end;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    return errno == 0 && *end == '\0' && colon[1] != '\0' && port >= 1 && port <= 65535 &&
+           colon[1] != '+' && colon[1] != '-';
+}
+
+static bool validate(ctx *c, sipp__gw_config *cfg, const int *route_lines, int pub_line,
+                     int mgmt_line) {
+    if (!bind_ok(cfg->public_bind))
+        return fail(c, pub_line, "key 'public_bind': '%s' is not HOST:PORT with a literal address",
+                    cfg->public_bind);
+    if (!bind_ok(cfg->management_bind))
+        return fail(c, mgmt_line,
+                    "key 'management_bind': '%s' is not HOST:PORT with a literal address",
+                    cfg->management_bind);
+    if (strcmp(cfg->public_bind, cfg->management_bind) == 0)
+        return fail(c, mgmt_line, "public_bind and management_bind must differ (both are %s)",
+                    cfg->public_bind);
+    for (size_t r = 0; r < SIPP__GW_N_ROUTES; r++) {
+        const char *p = cfg->routes[r];
+        if (p[0] != '/')
+            return fail(c, route_lines[r], "key 'routes.%s' must start with '/'",
+                        sipp__gw_route_keys[r]);
+        for (const char *q = p; *q; q++)
+            if (*q == '?' || *q == '#' || (unsigned char)*q <= 0x20 || *q == 0x7f)
+                return fail(c, route_lines[r],
+                            "key 'routes.%s' must not contain '?', '#', spaces or control "
+                            "characters",
+                            sipp__gw_route_keys[r]);
+        for (size_t s = 0; s < r; s++)
+            if (strcmp(cfg->routes[s], p) == 0)
+                return fail(c, route_lines[r] ? route_lines[r] : route_lines[s],
+                            "duplicate route '%s' (routes.%s and routes.%s)", p,
+                            sipp__gw_route_keys[s], sipp__gw_route_keys[r]);
+    }
+    for (size_t i = 0; i < cfg->n_allowed_origins; i++) {
+        const char *o = cfg->allowed_origins[i];
+        if ((strncmp(o, "http://", 7) != 0 && strncmp(o, "https://", 8) != 0) ||
+            o[strlen(o) - 1] == '/' || strchr(o, '*'))
+            return fail(c, 0,
+                        "allowed_origins: '%s' must be an exact origin like https://app.example "
+                        "(scheme and host, no path, no wildcard)",
+                        o);
+    }
+    for (size_t i = 0; i < cfg->n_targets; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->targets[i].name, cfg->targets[j].name) == 0)
+                return fail(c, cfg->targets[i].line, "duplicate target '%s' (first at line %d)",
+                            cfg->targets[i].name, cfg->targets[j].line);
+    for (size_t i = 0; i < cfg->n_tokens; i++) {
+        sipp__gw_token *t = &cfg->tokens[i];
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(t->caller, cfg->tokens[j].caller) == 0)
+                return fail(c, t->line, "duplicate caller '%s' (first at line %d)", t->caller,
+                            cfg->tokens[j].line);
+            if (strcmp(t->env, cfg->tokens[j].env) == 0)
+                return fail(c, t->line, "tokens of '%s' and '%s' read the same env var '%s'",
+                            cfg->tokens[j].caller, t->caller, t->env);
+        }
+        for (size_t k = 0; k < t->n_targets; k++) {
+            bool found = false;
+            for (size_t j = 0; j < cfg->n_targets && !found; j++)
+                found = strcmp(cfg->targets[j].name, t->targets[k]) == 0;
+            if (!found)
+                return fail(c, t->line, "caller '%s' lists unknown target '%s'", t->caller,
+                            t->targets[k]);
+        }
+    }
+    if (cfg->admin_password_env && !valid_env_name(cfg->admin_password_env))
+        return fail(c, 0, "admin_password_env: '%s' is not an environment variable name",
+                    cfg->admin_password_env);
+    if (cfg->n_targets == 0) return fail(c, 0, "no [[targets]]: the gateway would serve nothing");
+    return true;
+}
+
+/* A cheap guard before toml11, whose parser recurses: bracket nesting outside strings and
+ * comments must stay under SIPP__TOML_MAX_DEPTH. */
+static bool nesting_ok(const char *s, size_t len) {
+    int depth = 0;
+    char quote = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (quote) {
+            if (ch == '\\' && quote == '"' && i + 1 < len) i++;
+            else if (ch == quote || ch == '\n') quote = 0;
+            continue;
+        }
+        if (ch == '"' || ch == '\'') quote = ch;
+        else if (ch == '#') {
+            while (i < len && s[i] != '\n') i++;
+        } else if (ch == '[' || ch == '{') {
+            if (++depth > SIPP__TOML_MAX_DEPTH) return false;
+        } else if ((ch == ']' || ch == '}') && depth > 0)
+            depth--;
+    }
+    return true;
+}
+
+static char *dup_default(const char *s, ctx *c) {
+    char *p = strdup(s);
+    if (!p) fail(c, 0, "out of memory");
+    return p;
+}
+
+int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__gw_config *cfg,
+                          char *errbuf, size_t errcap) {
+    ctx c = {errbuf, errcap, false};
+    memset(cfg, 0, sizeof *cfg);
+    if (errbuf && errcap) errbuf[0] = '\0';
+    if (len > SIPP__GW_CONFIG_MAX_BYTES) {
+        fail(&c, 0, "the configuration is larger than %u bytes", SIPP__GW_CONFIG_MAX_BYTES);
+        return -1;
+    }
+    if (memchr(text, '\0', len)) {
+        fail(&c, 0, "the configuration contains a NUL byte");
+        return -1;
+    }
+    if (!nesting_ok(text, len)) {
+        fail(&c, 0, "the configuration nests brackets deeper than %d", SIPP__TOML_MAX_DEPTH);
+        return -1;
+    }
+    sipp__toml_node *root = NULL;
+    char perr[512];
+    if (sipp__toml_parse(text, len, name, &root, perr, sizeof perr) != 0) {
+        fail(&c, 0, "not valid TOML: %s", perr);
+        return -1;
+    }
+    cfg->max_request_bytes = 1048576;
+    cfg->sse_heartbeat_seconds = 15;
+    cfg->header_timeout_seconds = 10;
+    cfg->body_timeout_seconds = 30;
+    cfg->idle_timeout_seconds = 30;
+    cfg->max_header_bytes = 16384;
+    cfg->max_json_depth = 32;
+    cfg->max_connections = 512;
+    cfg->shutdown_grace_seconds = 10;
+    int route_lines[SIPP__GW_N_ROUTES] = {0};
+    int pub_line = 0, mgmt_line = 0;
+
+    bool ok = true;
+    for (size_t i = 0; ok && i < root->n_items; i++) {
+        const sipp__toml_node *n = &root->items[i];
+        const char *k = n->key;
+        if (strcmp(k, "public_bind") == 0) {
+            ok = get_str(&c, n, k, &cfg->public_bind);
+            pub_line = n->line;
+        } else if (strcmp(k, "management_bind") == 0) {
+            ok = get_str(&c, n, k, &cfg->management_bind);
+            mgmt_line = n->line;
+        } else if (strcmp(k, "max_request_bytes") == 0)
+            ok = get_u64(&c, n, k, 1024, 1u << 30, &cfg->max_request_bytes);
+        else if (strcmp(k, "allowed_origins") == 0)
+            ok = get_strv(&c, n, k, &cfg->allowed_origins, &cfg->n_allowed_origins);
+        else if (strcmp(k, "admin_password_env") == 0)
+            ok = get_str(&c, n, k, &cfg->admin_password_env);
+        else if (strcmp(k, "max_concurrent_requests") == 0)
+            ok = get_u32(&c, n, k, 1, 100000, &cfg->max_concurrent_requests);
+        else if (strcmp(k, "sse_heartbeat_seconds") == 0)
+            ok = get_u32(&c, n, k, 1, 3600, &cfg->sse_heartbeat_seconds);
+        else if (strcmp(k, "header_timeout_seconds") == 0)
+            ok = get_u32(&c, n, k, 1, 3600, &cfg->header_timeout_seconds);
+        else if (strcmp(k, "body_timeout_seconds") == 0)
+            ok = get_u32(&c, n, k, 1, 3600, &cfg->body_timeout_seconds);
+        else if (strcmp(k, "idle_timeout_seconds") == 0)
+            ok = get_u32(&c, n, k, 1, 3600, &cfg->idle_timeout_seconds);
+        else if (strcmp(k, "max_header_bytes") == 0)
+            ok = get_u32(&c, n, k, 1024, 1u << 20, &cfg->max_header_bytes);
+        else if (strcmp(k, "max_json_depth") == 0)
+            ok = get_u32(&c, n, k, 2, 256, &cfg->max_json_depth);
+        else if (strcmp(k, "max_connections") == 0)
+            ok = get_u32(&c, n, k, 1, 65536, &cfg->max_connections);
+        else if (strcmp(k, "shutdown_grace_seconds") == 0)
+            ok = get_u32(&c, n, k, 1, 3600, &cfg->shutdown_grace_seconds);
+        else if (strcmp(k, "routes") == 0)
+            ok = parse_routes(&c, n, cfg, route_lines);
+        else if (strcmp(k, "security") == 0)
+            ok = parse_security(&c, n, cfg);
+        else if (strcmp(k, "redis") == 0) {
+            ok = want(&c, n, "redis", SIPP__TOML_TABLE, "a table");
+            for (size_t j = 0; ok && j < n->n_items; j++) {
+                const sipp__toml_node *m = &n->items[j];
+                if (strcmp(m->key, "url") != 0) ok = unknown(&c, m, "redis");
+                else ok = get_str(&c, m, "redis.url", &cfg->redis_url);
+                if (ok && strncmp(cfg->redis_url, "redis://", 8) != 0 &&
+                    strncmp(cfg->redis_url, "unix://", 7) != 0)
+                    ok = fail(&c, m->line, "key 'redis.url' must start with redis:// or unix://");
+            }
+        } else if (strcmp(k, "targets") == 0 || strcmp(k, "tokens") == 0) {
+            bool targets = k[1] == 'a';
+            ok = want(&c, n, k, SIPP__TOML_ARRAY, targets ? "an array of tables ([[targets]])"
+                                                          : "an array of tables ([[tokens]])");
+            if (!ok) break;
+            if (n->n_items > 1024) {
+                ok = fail(&c, n->line, "too many [[%s]] entries (at most 1024)", k);
+                break;
+            }
+            if (targets) {
+                cfg->targets = calloc(n->n_items + 1, sizeof *cfg->targets);
+                ok = cfg->targets ? true : fail(&c, n->line, "out of memory");
+                for (size_t j = 0; ok && j < n->n_items; j++) {
+                    cfg->n_targets = j + 1;
+                    ok = parse_target(&c, &n->items[j], &cfg->targets[j]);
+                }
+            } else {
+                cfg->tokens = calloc(n->n_items + 1, sizeof *cfg->tokens);
+                ok = cfg->tokens ? true : fail(&c, n->line, "out of memory");
+                for (size_t j = 0; ok && j < n->n_items; j++) {
+                    cfg->n_tokens = j + 1;
+                    ok = parse_token(&c, &n->items[j], &cfg->tokens[j]);
+                }
+            }
+        } else {
+            ok = unknown(&c, n, "");
+        }
+    }
+    sipp__toml_free(root);
+    if (ok && !cfg->public_bind) ok = (cfg->public_bind = dup_default("127.0.0.1:8080", &c)) != NULL;
+    if (ok && !cfg->management_bind)
+        ok = (cfg->management_bind = dup_default("127.0.0.1:9090", &c)) != NULL;
+    for (size_t r = 0; ok && r < SIPP__GW_N_ROUTES; r++)
+        if (!cfg->routes[r]) ok = (cfg->routes[r] = dup_default(sipp__gw_route_defaults[r], &c)) != NULL;
+    if (ok && cfg->rate_limit_enabled && cfg->rate_limit_rpm == 0 && cfg->rate_limit_tpm == 0)
+        ok = fail(&c, 0, "[security.rate_limit] is enabled but sets neither requests_per_minute "
+                  "nor tokens_per_minute");
+    if (ok) ok = validate(&c, cfg, route_lines, pub_line, mgmt_line);
+    if (!ok) {
+        if (!c.failed) fail(&c, 0, "invalid configuration");
+        sipp__gw_config_free(cfg);
+        return -1;
+    }
+    return 0;
+}
+
+int sipp__gw_config_load(const char *path, sipp__gw_config *cfg, char *errbuf, size_t errcap) {
+    memset(cfg, 0, sizeof *cfg);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(errbuf, errcap, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t cap = SIPP__GW_CONFIG_MAX_BYTES + 1;
+    char *buf = malloc(cap);
+    if (!buf) {
+        fclose(f);
+        snprintf(errbuf, errcap, "out of memory");
+        return -1;
+    }
+    size_t n = fread(buf, 1, cap, f);
+    bool err = ferror(f);
+    fclose(f);
+    if (err) {
+        free(buf);
+        snprintf(errbuf, errcap, "%s: read error", path);
+        return -1;
+    }
+    char msg[512];
+    int rc = sipp__gw_config_parse(buf, n, path, cfg, msg, sizeof msg);
+    free(buf);
+    if (rc != 0) snprintf(errbuf, errcap, "%s: %s", path, msg);
+    return rc;
+}
+
+void sipp__gw_config_free(sipp__gw_config *cfg) {
+    if (!cfg) return;
+    free(cfg->public_bind);
+    free(cfg->management_bind);
+    free_strv(cfg->allowed_origins, cfg->n_allowed_origins);
+    free(cfg->admin_password_env);
+    for (size_t r = 0; r < SIPP__GW_N_ROUTES; r++) free(cfg->routes[r]);
+    free_strv(cfg->trusted_proxy_cidrs, cfg->n_trusted_proxy_cidrs);
+    free_strv(cfg->ip_blocklist, cfg->n_ip_blocklist);
+    free(cfg->redis_url);
+    for (size_t i = 0; i < cfg->n_targets; i++) target_free(&cfg->targets[i]);
+    free(cfg->targets);
+    for (size_t i = 0; i < cfg->n_tokens; i++) {
+        free(cfg->tokens[i].env);
+        free(cfg->tokens[i].caller);
+        free_strv(cfg->tokens[i].targets, cfg->tokens[i].n_targets);
+    }
+    free(cfg->tokens);
+    memset(cfg, 0, sizeof *cfg);
+}

@@ -1,0 +1,175 @@
+/*
+ * config.h — the gateway's configuration as plain C structs, and the loader that fills them from
+ * TOML (docs/gateway.md lists every key). The TOML text is parsed by toml11 in toml_shim.cpp into
+ * a generic tree (sipp__toml_node); config.c walks that tree, rejects unknown keys and wrong
+ * types naming the key and its line, applies defaults and validates the whole (binds differ,
+ * routes, duplicates, ranges). Loading never reads a secret: tokens and keys are env var names.
+ */
+#ifndef SIPP_GATEWAY_CONFIG_H
+#define SIPP_GATEWAY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- the generic TOML tree (toml_shim.cpp) --------------------------------------------- */
+
+#define SIPP__TOML_MAX_DEPTH 32
+
+typedef enum sipp__toml_kind {
+    SIPP__TOML_TABLE,
+    SIPP__TOML_ARRAY,
+    SIPP__TOML_STRING,
+    SIPP__TOML_INT,
+    SIPP__TOML_FLOAT,
+    SIPP__TOML_BOOL,
+    SIPP__TOML_OTHER, /* dates and times */
+} sipp__toml_kind;
+
+typedef struct sipp__toml_node {
+    sipp__toml_kind kind;
+    char *key;  /* the key in its table; NULL for array items and the root */
+    int line;   /* 1-based line of the value */
+    char *str;
+    int64_t i;
+    double f;
+    bool b;
+    struct sipp__toml_node *items; /* table entries (ordered by line) or array items */
+    size_t n_items;
+} sipp__toml_node;
+
+/* Parses `text` (need not be NUL-terminated). Returns 0 and a tree freed with sipp__toml_free,
+ * or -1 with a one-line message in errbuf. */
+int sipp__toml_parse(const char *text, size_t len, const char *name, sipp__toml_node **out,
+                     char *errbuf, size_t errcap);
+void sipp__toml_free(sipp__toml_node *root);
+
+/* ---- the configuration ----------------------------------------------------------------- */
+
+typedef enum sipp__gw_target_type {
+    SIPP__GW_LOCAL,
+    SIPP__GW_OPENAI,
+    SIPP__GW_OPENAI_COMPATIBLE,
+    SIPP__GW_ANTHROPIC,
+} sipp__gw_target_type;
+
+/* [targets.runtime]: the engine settings of a local target (sipp_local_params; 0 = default). */
+typedef struct sipp__gw_runtime {
+    uint32_t n_ctx, n_batch, n_parallel, max_running, max_queued, tick_budget, prefill_chunk;
+    uint32_t stream_buffer_bytes, n_keep;
+    int32_t n_threads;
+    int32_t n_gpu_layers; /* from `backend` unless set: cpu = 0, else -1 */
+    bool has_n_gpu_layers;
+    bool context_shift;
+    bool ignore_eos;      /* never sample end-of-generation (benchmarks, tests) */
+    bool cache;           /* false = snapshots off */
+    uint64_t cache_ram_bytes, cache_disk_bytes;
+    char *cache_dir;
+} sipp__gw_runtime;
+
+typedef struct sipp__gw_target {
+    char *name;
+    sipp__gw_target_type type;
+    char *model;       /* GGUF path (local) or the provider's model name */
+    char *backend;     /* local: auto|cpu|cuda|vulkan */
+    char *api_key_env; /* openai, anthropic */
+    char *token_env;   /* openai_compatible (optional) */
+    char *base_url;
+    char *version;     /* anthropic */
+    uint32_t timeout_seconds; /* 0 = the client's default */
+    sipp__gw_runtime runtime;
+    int line;
+} sipp__gw_target;
+
+typedef struct sipp__gw_token {
+    char *env;
+    char *caller;
+    char **targets;   /* empty = all */
+    size_t n_targets;
+    uint32_t requests_per_minute, tokens_per_minute, max_concurrent; /* 0 = no limit */
+    int line;
+} sipp__gw_token;
+
+typedef enum sipp__gw_ip_source {
+    SIPP__GW_IP_PEER,
+    SIPP__GW_IP_X_FORWARDED_FOR,
+    SIPP__GW_IP_X_REAL_IP,
+} sipp__gw_ip_source;
+
+/* Route slots; the order is the [routes] key order of docs/gateway.md. */
+typedef enum sipp__gw_route {
+    SIPP__GW_R_QUERY,
+    SIPP__GW_R_CHAT,
+    SIPP__GW_R_EMBED,
+    SIPP__GW_R_CHAT_COMPLETIONS,
+    SIPP__GW_R_COMPLETIONS,
+    SIPP__GW_R_EMBEDDINGS,
+    SIPP__GW_R_MODELS,
+    SIPP__GW_R_HEALTHZ,
+    SIPP__GW_R_READYZ,
+    SIPP__GW_R_METRICS,
+    SIPP__GW_R_ADMIN,
+    SIPP__GW_N_ROUTES
+} sipp__gw_route;
+
+/* The TOML key and default path of each route. */
+extern const char *const sipp__gw_route_keys[SIPP__GW_N_ROUTES];
+extern const char *const sipp__gw_route_defaults[SIPP__GW_N_ROUTES];
+
+typedef struct sipp__gw_config {
+    char *public_bind;
+    char *management_bind;
+    uint64_t max_request_bytes;
+    char **allowed_origins;
+    size_t n_allowed_origins;
+    char *admin_password_env;
+    uint32_t max_concurrent_requests; /* 0 = no limit */
+    uint32_t sse_heartbeat_seconds;
+    uint32_t header_timeout_seconds;  /* request line + headers must arrive within this */
+    uint32_t body_timeout_seconds;    /* ... and the body within this after the headers */
+    uint32_t idle_timeout_seconds;    /* no progress (read or write) for this long: closed */
+    uint32_t max_header_bytes;
+    uint32_t max_json_depth;
+    uint32_t max_connections;
+    uint32_t shutdown_grace_seconds;
+    char *routes[SIPP__GW_N_ROUTES];
+
+    /* [security] */
+    sipp__gw_ip_source client_ip_source;
+    char **trusted_proxy_cidrs;
+    size_t n_trusted_proxy_cidrs;
+    char **ip_blocklist;
+    size_t n_ip_blocklist;
+    bool rate_limit_enabled;
+    uint32_t rate_limit_rpm, rate_limit_burst, rate_limit_tpm;
+
+    char *redis_url;
+
+    sipp__gw_target *targets;
+    size_t n_targets;
+    sipp__gw_token *tokens;
+    size_t n_tokens;
+} sipp__gw_config;
+
+#define SIPP__GW_CONFIG_MAX_BYTES (1u << 20)
+
+/* Parses and validates TOML text. On success returns 0 and fills *cfg (free with
+ * sipp__gw_config_free); on failure returns -1 with "LINE: message" or a whole-file message in
+ * errbuf and leaves *cfg empty. Never reads the environment. */
+int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__gw_config *cfg,
+                          char *errbuf, size_t errcap);
+/* Reads the file (at most SIPP__GW_CONFIG_MAX_BYTES) and parses it. */
+int sipp__gw_config_load(const char *path, sipp__gw_config *cfg, char *errbuf, size_t errcap);
+void sipp__gw_config_free(sipp__gw_config *cfg);
+
+const char *sipp__gw_target_type_name(sipp__gw_target_type t);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

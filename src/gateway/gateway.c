@@ -1,0 +1,1233 @@
+/*
+ * gateway.c — the gateway's pipeline and lifecycle (gateway.h).
+ *
+ * Every public request goes through the phases in the protocol's order, each one a function
+ * that either passes or answers with an error:
+ *
+ *   blocklist -> rate limit (client IP) -> auth (bearer; then the caller's own limits) ->
+ *   decode (413, framing, JSON depth, shape) -> authorize (caller's target list) ->
+ *   resolve (target) -> validate (ranges, unknown and local-only keys, capability) ->
+ *   admission (global and per-caller concurrency) -> execute -> stream -> log
+ *
+ * A request runs on its connection's thread (see src/http/http_server.c for the threading
+ * model). Finite requests wait on their run there in 20 ms slices, watching for a client
+ * hang-up and shutdown; streams hand a pull function to the HTTP layer which does the same
+ * between events. Whatever ends a request (answer sent, client gone, idle timeout, shutdown)
+ * reaches finish(), which releases the admission permit, charges tokens to the rate limits,
+ * records metrics and writes the log line, exactly once.
+ *
+ * Secrets: bearer secrets are read from their env vars once at start and kept only as SHA-256
+ * digests (compared in constant time); provider keys are read by libsipp. No secret is ever
+ * logged, echoed or rendered.
+ */
+#define _GNU_SOURCE
+#include "gateway_int.h"
+
+#include <math.h>
+#include <openssl/sha.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- codes ----------------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    int status;
+    const char *openai_type;
+} CODES[GW_N_CODES] = {
+    [GW_OK] = {"ok", 200, ""},
+    [GW_BLOCKED] = {"blocked", 403, "permission_error"},
+    [GW_RATE_LIMITED] = {"rate_limited", 429, "rate_limit_error"},
+    [GW_AUTHENTICATION] = {"authentication", 401, "authentication_error"},
+    [GW_INVALID_JSON] = {"invalid_json", 400, "invalid_request_error"},
+    [GW_AUTHORIZATION] = {"authorization", 403, "permission_error"},
+    [GW_RESOLUTION] = {"resolution", 404, "not_found_error"},
+    [GW_ADMISSION] = {"admission", 429, "rate_limit_error"},
+    [GW_INVALID_REQUEST] = {"invalidrequest", 400, "invalid_request_error"},
+    [GW_EXECUTION] = {"execution", 500, "server_error"},
+    [GW_CANCELLED] = {"cancelled", 408, "timeout_error"},
+    [GW_PAYLOAD_TOO_LARGE] = {"payload_too_large", 413, "invalid_request_error"},
+    [GW_METHOD_NOT_ALLOWED] = {"method_not_allowed", 405, "invalid_request_error"},
+    [GW_NOT_FOUND] = {"not_found", 404, "not_found_error"},
+    [GW_UNAVAILABLE] = {"unavailable", 503, "unavailable_error"},
+};
+
+const char *sipp__gw_code_name(gw_code c) { return c < GW_N_CODES ? CODES[c].name : "internal"; }
+int sipp__gw_code_status(gw_code c) { return c < GW_N_CODES ? CODES[c].status : 500; }
+
+double sipp__gw_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- logging --------------------------------------------------------------------------------- */
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void sipp__gw_log(const char *level, const char *msg, void *extra) {
+    json_t *line = json_object();
+    if (!line) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[96];
+    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    json_object_set_new(line, "ts", json_string(when));
+    json_object_set_new(line, "level", json_string(level));
+    json_object_set_new(line, "msg", json_string(msg));
+    if (extra) json_object_update(line, (json_t *)extra);
+    char *s = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(line);
+    if (!s) return;
+    pthread_mutex_lock(&log_mu);
+    fputs(s, stderr);
+    fputc('\n', stderr);
+    fflush(stderr);
+    pthread_mutex_unlock(&log_mu);
+    free(s);
+}
+
+/* ---- the request context --------------------------------------------------------------------- */
+
+typedef struct gw_req {
+    sipp__gw *gw;
+    sipp__httpd_req *http;
+    gw_profile prof;
+    gw_op op;
+    double t0;
+    char id[72];
+    char client_ip[64];
+    char origin[256]; /* the Origin when it is allowed, else "" */
+    char method[16];
+    char path[256]; /* copies: the HTTP request is gone when a stream is released */
+    int caller; /* index into gw->callers, -1 = anonymous (no [[tokens]]) */
+    int target; /* index into gw->targets, -1 = none resolved */
+    json_t *root;
+    gw_call call;
+    bool permit;
+    bool counted; /* in gw->in_flight */
+    int status;
+    gw_code code;
+    uint32_t retry_after;
+    uint64_t in_tok, out_tok;
+    /* execution */
+    sipp_run *run;
+    double first_token, last_token;
+    uint32_t sequence;
+    bool client_gone, shutdown_cut;
+    /* streaming */
+    char *out;
+    size_t out_len, out_off, out_cap;
+    double last_write;
+    bool ended; /* the terminal event is queued */
+    bool role_sent;
+    long created;
+} gw_req;
+
+static const char *caller_name(const gw_req *r) {
+    return r->caller >= 0 ? r->gw->callers[r->caller].cfg->caller : "anonymous";
+}
+
+static void make_request_id(gw_req *r) {
+    const char *in = sipp__httpd_header_get(r->http, "x-request-id");
+    if (in) {
+        size_t n = strlen(in);
+        bool ok = n > 0 && n <= 64;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (unsigned char)in[i] > 0x20 && (unsigned char)in[i] < 0x7f && in[i] != '"' &&
+                 in[i] != '\\';
+        if (ok) {
+            memcpy(r->id, in, n + 1);
+            return;
+        }
+    }
+    uint8_t b[12];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+        static atomic_ulong seq;
+        unsigned long x = atomic_fetch_add(&seq, 1) ^ (unsigned long)(r->t0 * 1e6);
+        memcpy(b, &x, sizeof x < sizeof b ? sizeof x : sizeof b);
+    }
+    char *p = r->id + sprintf(r->id, "req-");
+    for (size_t i = 0; i < sizeof b; i++) p += sprintf(p, "%02x", b[i]);
+}
+
+/* ---- answers ----------------------------------------------------------------------------------- */
+
+/* Common headers: request id and CORS. Returns how many were written to h (room for 8). */
+static size_t base_headers(gw_req *r, sipp__httpd_header *h, const char *ctype, char *retry) {
+    size_t n = 0;
+    h[n++] = (sipp__httpd_header){"content-type", ctype};
+    h[n++] = (sipp__httpd_header){"x-request-id", r->id};
+    if (r->origin[0]) {
+        h[n++] = (sipp__httpd_header){"access-control-allow-origin", r->origin};
+        h[n++] = (sipp__httpd_header){"vary", "Origin"};
+        h[n++] = (sipp__httpd_header){"access-control-expose-headers", "x-request-id, retry-after"};
+    }
+    if (r->retry_after) {
+        snprintf(retry, 16, "%u", r->retry_after);
+        h[n++] = (sipp__httpd_header){"retry-after", retry};
+    }
+    return n;
+}
+
+static void respond_json(gw_req *r, int status, json_t *body) {
+    char *s = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(body);
+    sipp__httpd_header h[10];
+    char retry[16];
+    size_t n = base_headers(r, h, "application/json", retry);
+    r->status = status;
+    if (!s) {
+        static const char oom[] = "{\"error\":{\"code\":\"execution\",\"message\":\"out of memory\"}}";
+        sipp__httpd_respond(r->http, 500, h, n, oom, sizeof oom - 1);
+        r->status = 500;
+        return;
+    }
+    sipp__httpd_respond(r->http, status, h, n, s, strlen(s));
+    free(s);
+}
+
+/* Answers with an error in the envelope of the request's profile. Returns false, so phases can
+ * `return fail_with(...)`. */
+__attribute__((format(printf, 4, 5))) static bool fail_with(gw_req *r, gw_code code,
+                                                           const char *param, const char *fmt,
+                                                           ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->code = code;
+    json_t *err;
+    if (r->prof == GW_PROFILE_OPENAI)
+        err = json_pack("{s:s, s:s, s:o, s:s}", "message", msg, "type", CODES[code].openai_type,
+                        "param", param && *param ? json_string(param) : json_null(), "code",
+                        CODES[code].name);
+    else
+        err = json_pack("{s:s, s:s}", "code", CODES[code].name, "message", msg);
+    respond_json(r, CODES[code].status, json_pack("{s:o}", "error", err));
+    return false;
+}
+
+/* ---- finish: permits, limits, metrics, log ---------------------------------------------------- */
+
+static void finish(gw_req *r) {
+    sipp__gw *gw = r->gw;
+    double t = sipp__gw_now();
+    if (r->permit) sipp__gw_admission_release(&gw->admission, r->caller >= 0 ? (size_t)r->caller
+                                                                             : SIZE_MAX);
+    uint64_t total = r->in_tok + r->out_tok;
+    if (total) {
+        if (gw->cfg.rate_limit_enabled && gw->cfg.rate_limit_tpm) {
+            char key[96];
+            snprintf(key, sizeof key, "ip:%s", r->client_ip);
+            sipp__gw_limiter_charge(gw->limiter, key,
+                                    (sipp__gw_rate){gw->cfg.rate_limit_tpm, 0}, total, t);
+        }
+        if (r->caller >= 0 && gw->callers[r->caller].cfg->tokens_per_minute) {
+            char key[160];
+            snprintf(key, sizeof key, "caller:%s", caller_name(r));
+            sipp__gw_limiter_charge(gw->limiter, key,
+                                    (sipp__gw_rate){gw->callers[r->caller].cfg->tokens_per_minute, 0},
+                                    total, t);
+        }
+    }
+    if (r->op != GW_N_OPS) {
+        sipp__gw_metrics_request(gw->metrics, r->op, r->target, r->status, r->code, r->in_tok,
+                                 r->out_tok);
+        if (r->target >= 0 && r->status == 200) sipp__gw_metrics_observe_e2e(gw->metrics, r->target, t - r->t0);
+    }
+    json_t *x = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:f, s:I, s:I, s:b}",
+                          "request_id", r->id, "client_ip", r->client_ip, "caller", caller_name(r),
+                          "method", r->method, "path", r->path, "operation",
+                          r->op < GW_N_OPS ? sipp__gw_op_name(r->op) : "",
+                          "target", r->target >= 0 ? gw->targets[r->target].cfg->name : "",
+                          "status", r->status, "code", CODES[r->code].name, "latency_ms",
+                          (t - r->t0) * 1000.0, "input_tokens", (json_int_t)r->in_tok,
+                          "output_tokens", (json_int_t)r->out_tok, "stream", r->call.stream);
+    if (x && r->client_gone) json_object_set_new(x, "client_gone", json_true());
+    sipp__gw_log(r->status >= 500 ? "error" : "info", "request", x);
+    json_decref(x);
+    if (r->run) sipp_run_free(r->run); /* cancels a run still going */
+    json_decref(r->root);
+    free(r->call.messages);
+    free(r->call.inputs);
+    free(r->out);
+    if (r->counted) atomic_fetch_sub(&gw->in_flight, 1);
+    free(r);
+}
+
+/* ---- phases ------------------------------------------------------------------------------------ */
+
+typedef struct route_info {
+    gw_profile prof;
+    gw_op op;
+    const char *method;
+} route_info;
+
+static bool match_route(sipp__gw *gw, const char *path, route_info *out) {
+    static const route_info by_slot[] = {
+        [SIPP__GW_R_QUERY] = {GW_PROFILE_SIPP, GW_OP_QUERY, "POST"},
+        [SIPP__GW_R_CHAT] = {GW_PROFILE_SIPP, GW_OP_CHAT, "POST"},
+        [SIPP__GW_R_EMBED] = {GW_PROFILE_SIPP, GW_OP_EMBED, "POST"},
+        [SIPP__GW_R_CHAT_COMPLETIONS] = {GW_PROFILE_OPENAI, GW_OP_CHAT, "POST"},
+        [SIPP__GW_R_COMPLETIONS] = {GW_PROFILE_OPENAI, GW_OP_QUERY, "POST"},
+        [SIPP__GW_R_EMBEDDINGS] = {GW_PROFILE_OPENAI, GW_OP_EMBED, "POST"},
+        [SIPP__GW_R_MODELS] = {GW_PROFILE_OPENAI, GW_OP_MODELS, "GET"},
+    };
+    for (size_t s = 0; s <= SIPP__GW_R_MODELS; s++)
+        if (strcmp(gw->cfg.routes[s], path) == 0) {
+            *out = by_slot[s];
+            return true;
+        }
+    return false;
+}
+
+static bool phase_blocklist(gw_req *r, const sipp__gw_ip *ip) {
+    if (sipp__gw_cidr_list_match(r->gw->blocklist, r->gw->n_blocklist, ip))
+        return fail_with(r, GW_BLOCKED, NULL, "the client address is blocked");
+    return true;
+}
+
+static bool phase_rate_limit_ip(gw_req *r) {
+    sipp__gw_config *c = &r->gw->cfg;
+    if (!c->rate_limit_enabled) return true;
+    char key[96];
+    snprintf(key, sizeof key, "ip:%s", r->client_ip);
+    uint32_t wait = 0;
+    if (!sipp__gw_limiter_take(r->gw->limiter, key,
+                               (sipp__gw_rate){c->rate_limit_rpm, c->rate_limit_burst},
+                               (sipp__gw_rate){c->rate_limit_tpm, 0}, sipp__gw_now(), &wait)) {
+        r->retry_after = wait;
+        return fail_with(r, GW_RATE_LIMITED, NULL,
+                         "rate limit of this client address reached; retry in %u s", wait);
+    }
+    return true;
+}
+
+static bool phase_auth(gw_req *r) {
+    sipp__gw *gw = r->gw;
+    if (gw->n_callers == 0) return true; /* no [[tokens]]: an open gateway */
+    const char *h = sipp__httpd_header_get(r->http, "authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return fail_with(r, GW_AUTHENTICATION, NULL, "missing 'Authorization: Bearer' header");
+    const char *tok = h + 7;
+    while (*tok == ' ') tok++;
+    uint8_t d[32];
+    SHA256((const unsigned char *)tok, strlen(tok), d);
+    int found = -1;
+    for (size_t i = 0; i < gw->n_callers; i++) /* every digest is compared: no early exit */
+        if (sipp__gw_digest_equal(d, gw->callers[i].digest)) found = (int)i;
+    if (found < 0) return fail_with(r, GW_AUTHENTICATION, NULL, "unknown bearer token");
+    r->caller = found;
+    const sipp__gw_token *t = gw->callers[found].cfg;
+    if (t->requests_per_minute || t->tokens_per_minute) {
+        char key[160];
+        snprintf(key, sizeof key, "caller:%s", t->caller);
+        uint32_t wait = 0;
+        if (!sipp__gw_limiter_take(gw->limiter, key, (sipp__gw_rate){t->requests_per_minute, 0},
+                                   (sipp__gw_rate){t->tokens_per_minute, 0}, sipp__gw_now(),
+                                   &wait)) {
+            r->retry_after = wait;
+            return fail_with(r, GW_RATE_LIMITED, NULL,
+                             "rate limit of caller '%s' reached; retry in %u s", t->caller, wait);
+        }
+    }
+    return true;
+}
+
+static bool phase_decode(gw_req *r) {
+    const char *why;
+    int rej = sipp__httpd_rejected(r->http, &why);
+    if (rej == 413)
+        return fail_with(r, GW_PAYLOAD_TOO_LARGE, NULL, "the request body is larger than %llu bytes",
+                         (unsigned long long)r->gw->cfg.max_request_bytes);
+    if (rej) return fail_with(r, GW_INVALID_JSON, NULL, "%s", why);
+    size_t len;
+    const char *body = sipp__httpd_body(r->http, &len);
+    if (sipp__gw_json_depth(body, len, r->gw->cfg.max_json_depth) > r->gw->cfg.max_json_depth)
+        return fail_with(r, GW_INVALID_JSON, NULL, "the JSON nests deeper than %u levels",
+                         r->gw->cfg.max_json_depth);
+    json_error_t je;
+    r->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!r->root)
+        return fail_with(r, GW_INVALID_JSON, NULL, "the body is not valid JSON: %s (line %d)",
+                         je.text, je.line);
+    char msg[256], param[64];
+    if (!sipp__gw_decode(r->prof, r->op, r->root, &r->call, msg, sizeof msg, param, sizeof param))
+        return fail_with(r, GW_INVALID_JSON, param, "%s", msg);
+    return true;
+}
+
+static bool caller_may_use(const gw_req *r, const char *target) {
+    if (r->caller < 0) return true;
+    const sipp__gw_token *t = r->gw->callers[r->caller].cfg;
+    if (t->n_targets == 0) return true;
+    for (size_t i = 0; i < t->n_targets; i++)
+        if (strcmp(t->targets[i], target) == 0) return true;
+    return false;
+}
+
+static bool phase_authorize(gw_req *r) {
+    if (!caller_may_use(r, r->call.model))
+        return fail_with(r, GW_AUTHORIZATION, "model", "caller '%s' may not use target '%.128s'",
+                         caller_name(r), r->call.model);
+    return true;
+}
+
+static bool phase_resolve(gw_req *r) {
+    sipp__gw *gw = r->gw;
+    for (size_t i = 0; i < gw->n_targets; i++)
+        if (strcmp(gw->targets[i].cfg->name, r->call.model) == 0) {
+            int st = atomic_load(&gw->targets[i].state);
+            r->target = (int)i;
+            if (st == GW_TARGET_LOADING) {
+                r->retry_after = 1;
+                return fail_with(r, GW_UNAVAILABLE, "model", "target '%s' is still loading",
+                                 gw->targets[i].cfg->name);
+            }
+            if (st == GW_TARGET_FAILED)
+                return fail_with(r, GW_EXECUTION, "model", "target '%s' failed to load",
+                                 gw->targets[i].cfg->name);
+            return true;
+        }
+    return fail_with(r, GW_RESOLUTION, "model", "unknown target '%.128s'", r->call.model);
+}
+
+static bool phase_validate(gw_req *r) {
+    gw_call *c = &r->call;
+    if (c->invalid[0]) return fail_with(r, GW_INVALID_REQUEST, c->invalid_param, "%s", c->invalid);
+    gw_target *t = &r->gw->targets[r->target];
+    if (c->op == GW_OP_EMBED && !t->can_embed)
+        return fail_with(r, GW_INVALID_REQUEST, "model", "target '%s' cannot embed", t->cfg->name);
+    if (c->op == GW_OP_QUERY && !t->can_generate)
+        return fail_with(r, GW_INVALID_REQUEST, "model", "target '%s' cannot generate text",
+                         t->cfg->name);
+    if (c->op == GW_OP_CHAT && !t->can_chat)
+        return fail_with(r, GW_INVALID_REQUEST, "model", "target '%s' has no chat template",
+                         t->cfg->name);
+    return true;
+}
+
+static bool phase_admission(gw_req *r) {
+    if (!sipp__gw_admission_acquire(&r->gw->admission,
+                                    r->caller >= 0 ? (size_t)r->caller : SIZE_MAX)) {
+        r->retry_after = 1;
+        return fail_with(r, GW_ADMISSION, NULL, "too many requests in flight; retry shortly");
+    }
+    r->permit = true;
+    return true;
+}
+
+/* ---- execution --------------------------------------------------------------------------------- */
+
+/* Maps a submission or run failure. */
+static gw_code code_for_status(sipp_status st) {
+    switch (st) {
+    case SIPP_INVALID_ARGUMENT:
+    case SIPP_UNSUPPORTED:
+    case SIPP_CONTEXT_OVERFLOW: return GW_INVALID_REQUEST;
+    case SIPP_BUSY: return GW_ADMISSION;
+    case SIPP_CANCELLED:
+    case SIPP_DEADLINE: return GW_CANCELLED;
+    default: return GW_EXECUTION;
+    }
+}
+
+static sipp_status submit_text(gw_req *r, sipp_error *err) {
+    gw_target *t = &r->gw->targets[r->target];
+    gw_call *c = &r->call;
+    sipp_text_params tp = sipp_text_params_default();
+    if (c->has_max_tokens) tp.max_tokens = c->max_tokens > 1000000 ? 1000000 : (uint32_t)c->max_tokens;
+    if (c->has_temperature) tp.temperature = (float)c->temperature;
+    if (c->has_top_p) tp.top_p = (float)c->top_p;
+    tp.stop = c->stop;
+    tp.n_stop = c->n_stop;
+    if (t->cfg->type == SIPP__GW_LOCAL) {
+        /* Prefix reuse per caller, never across callers: one workflow key per caller, scoped
+         * by the caller's name (the engine keys KV state by scope + key). */
+        tp.cache_scope = caller_name(r);
+        tp.context_key = "gateway";
+        tp.ignore_eos = t->cfg->runtime.ignore_eos;
+    }
+    return c->op == GW_OP_CHAT ? sipp_chat(t->ep, c->messages, c->n_messages, &tp, &r->run, err)
+                               : sipp_query(t->ep, c->prompt, &tp, &r->run, err);
+}
+
+/* Pulls what the run produced within ~20 ms. Returns the batch (text may be empty). Records
+ * TTFT and inter-token gaps. */
+static sipp_status pull_batch(gw_req *r, sipp_token_batch *b) {
+    *b = (sipp_token_batch){.struct_size = sizeof *b};
+    sipp_status st = sipp_run_next(r->run, 20, b, NULL);
+    if (st == SIPP_OK && b->n_tokens > 0) {
+        double t = sipp__gw_now();
+        if (r->first_token == 0) {
+            r->first_token = t;
+            sipp__gw_metrics_observe_ttft(r->gw->metrics, r->target, t - r->t0);
+        } else {
+            sipp__gw_metrics_observe_itl(r->gw->metrics, r->target, t - r->last_token);
+        }
+        r->last_token = t;
+    }
+    return st;
+}
+
+static void account(gw_req *r, const sipp_response *resp) {
+    r->in_tok += resp->usage.input_tokens;
+    r->out_tok += resp->usage.output_tokens;
+    if (resp->stats.queue_ms > 0)
+        sipp__gw_metrics_observe_queue(r->gw->metrics, r->target, resp->stats.queue_ms / 1000.0);
+}
+
+static json_t *usage_json(const gw_req *r, bool openai) {
+    if (openai)
+        return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)r->in_tok,
+                         "completion_tokens", (json_int_t)r->out_tok, "total_tokens",
+                         (json_int_t)(r->in_tok + r->out_tok));
+    return json_pack("{s:I, s:I, s:I}", "input_tokens", (json_int_t)r->in_tok, "output_tokens",
+                     (json_int_t)r->out_tok, "total_tokens", (json_int_t)(r->in_tok + r->out_tok));
+}
+
+static const char *finish_name(sipp_finish_reason f) {
+    return f == SIPP_FINISH_LENGTH ? "length" : f == SIPP_FINISH_CANCELLED ? "cancelled" : "stop";
+}
+
+static void execute_finite_text(gw_req *r) {
+    sipp_error err = sipp_error_default();
+    sipp_status st = submit_text(r, &err);
+    if (st != SIPP_OK) {
+        fail_with(r, code_for_status(st), NULL, "%s", err.message);
+        return;
+    }
+    sipp_token_batch b;
+    for (;;) {
+        if (pull_batch(r, &b) == SIPP_OK && b.done) break;
+        if (sipp__httpd_peer_closed(r->http)) {
+            r->client_gone = true;
+            sipp_run_cancel(r->run);
+        } else if (atomic_load(&r->gw->shutting_down) && !r->shutdown_cut) {
+            r->shutdown_cut = true;
+            sipp_run_cancel(r->run);
+        }
+    }
+    const sipp_response *resp;
+    sipp_run_wait(r->run, &resp, NULL);
+    account(r, resp);
+    if (resp->status != SIPP_OK) {
+        fail_with(r, code_for_status(resp->status), NULL, "%s", resp->error_message);
+        return;
+    }
+    if (resp->finish_reason == SIPP_FINISH_CANCELLED) {
+        fail_with(r, GW_CANCELLED, NULL, r->shutdown_cut ? "the gateway is shutting down"
+                                                         : "the run was cancelled");
+        return;
+    }
+    const char *model = r->gw->targets[r->target].cfg->name;
+    json_t *body;
+    if (r->prof == GW_PROFILE_SIPP) {
+        body = json_pack("{s:s, s:s, s:s%, s:s, s:o}", "id", r->id, "model", model, "text",
+                         resp->text, resp->text_len, "finish_reason",
+                         finish_name(resp->finish_reason), "usage", usage_json(r, false));
+    } else if (r->op == GW_OP_CHAT) {
+        char id[96];
+        snprintf(id, sizeof id, "chatcmpl-%s", r->id);
+        body = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s%}, s:n, s:s}], s:o}", "id", id,
+                         "object", "chat.completion", "created", (json_int_t)time(NULL), "model",
+                         model, "choices", "index", 0, "message", "role", "assistant", "content",
+                         resp->text, resp->text_len, "logprobs", "finish_reason",
+                         finish_name(resp->finish_reason), "usage", usage_json(r, true));
+    } else {
+        char id[96];
+        snprintf(id, sizeof id, "cmpl-%s", r->id);
+        body = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:s%, s:n, s:s}], s:o}", "id", id, "object",
+                         "text_completion", "created", (json_int_t)time(NULL), "model", model,
+                         "choices", "index", 0, "text", resp->text, resp->text_len, "logprobs",
+                         "finish_reason", finish_name(resp->finish_reason), "usage",
+                         usage_json(r, true));
+    }
+    if (!body) {
+        fail_with(r, GW_EXECUTION, NULL, "the answer could not be encoded (invalid UTF-8?)");
+        return;
+    }
+    respond_json(r, 200, body);
+}
+
+static char *base64_floats(const float *v, size_t n) {
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t len = n * 4;
+    const uint8_t *in = (const uint8_t *)v; /* little-endian hosts: OpenAI's wire order */
+    char *out = malloc((len + 2) / 3 * 4 + 1), *p = out;
+    if (!out) return NULL;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t x = (uint32_t)in[i] << 16;
+        if (i + 1 < len) x |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < len) x |= in[i + 2];
+        *p++ = tbl[(x >> 18) & 63];
+        *p++ = tbl[(x >> 12) & 63];
+        *p++ = i + 1 < len ? tbl[(x >> 6) & 63] : '=';
+        *p++ = i + 2 < len ? tbl[x & 63] : '=';
+    }
+    *p = '\0';
+    return out;
+}
+
+static void execute_embed(gw_req *r) {
+    gw_target *t = &r->gw->targets[r->target];
+    json_t *data = json_array();
+    json_t *single = NULL;
+    for (size_t i = 0; i < r->call.n_inputs; i++) {
+        sipp_error err = sipp_error_default();
+        sipp_run *run = NULL;
+        sipp_status st = sipp_embed(t->ep, r->call.inputs[i], NULL, &run, &err);
+        if (st != SIPP_OK) {
+            json_decref(data);
+            fail_with(r, code_for_status(st), "input", "%s", err.message);
+            return;
+        }
+        const sipp_response *resp;
+        r->run = run;
+        while (!sipp_run_done(run)) {
+            sipp_token_batch b = {.struct_size = sizeof b};
+            if (sipp_run_next(run, 20, &b, NULL) == SIPP_OK && b.done) break;
+            if (sipp__httpd_peer_closed(r->http)) {
+                r->client_gone = true;
+                sipp_run_cancel(run);
+            } else if (atomic_load(&r->gw->shutting_down)) {
+                r->shutdown_cut = true;
+                sipp_run_cancel(run);
+            }
+        }
+        sipp_run_wait(run, &resp, NULL);
+        account(r, resp);
+        if (resp->status != SIPP_OK || !resp->embedding) {
+            json_decref(data);
+            fail_with(r, resp->status != SIPP_OK ? code_for_status(resp->status) : GW_CANCELLED,
+                      NULL, "%s", resp->status != SIPP_OK ? resp->error_message : "cancelled");
+            return;
+        }
+        json_t *vec;
+        if (r->call.base64) {
+            char *b64 = base64_floats(resp->embedding, resp->n_embd);
+            vec = b64 ? json_string(b64) : NULL;
+            free(b64);
+        } else {
+            vec = json_array();
+            for (uint32_t k = 0; vec && k < resp->n_embd; k++)
+                json_array_append_new(vec, json_real(resp->embedding[k]));
+        }
+        if (r->prof == GW_PROFILE_SIPP) single = vec;
+        else
+            json_array_append_new(data, json_pack("{s:s, s:I, s:o}", "object", "embedding", "index",
+                                                  (json_int_t)i, "embedding", vec));
+        sipp_run_free(run);
+        r->run = NULL;
+    }
+    json_t *body;
+    if (r->prof == GW_PROFILE_SIPP) {
+        json_decref(data);
+        body = json_pack("{s:s, s:s, s:o, s:o}", "id", r->id, "model", t->cfg->name, "embedding",
+                         single, "usage", usage_json(r, false));
+    } else {
+        body = json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data, "model",
+                         t->cfg->name, "usage", "prompt_tokens", (json_int_t)r->in_tok,
+                         "total_tokens", (json_int_t)r->in_tok);
+    }
+    respond_json(r, 200, body);
+}
+
+/* ---- streaming --------------------------------------------------------------------------------- */
+
+static bool out_append(gw_req *r, const char *s, size_t n) {
+    if (r->out_len + n > r->out_cap) {
+        size_t cap = r->out_cap ? r->out_cap * 2 : 4096;
+        while (cap < r->out_len + n) cap *= 2;
+        char *p = realloc(r->out, cap);
+        if (!p) return false;
+        r->out = p;
+        r->out_cap = cap;
+    }
+    memcpy(r->out + r->out_len, s, n);
+    r->out_len += n;
+    return true;
+}
+
+/* Appends one SSE frame: `event: NAME\n` (Sipp profile) then `data: JSON\n\n`. Takes `data`. */
+static void frame(gw_req *r, const char *event, json_t *data) {
+    char *s = data ? json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(data);
+    if (!s) return;
+    if (event) {
+        out_append(r, "event: ", 7);
+        out_append(r, event, strlen(event));
+        out_append(r, "\n", 1);
+    }
+    out_append(r, "data: ", 6);
+    out_append(r, s, strlen(s));
+    out_append(r, "\n\n", 2);
+    free(s);
+}
+
+static json_t *openai_chunk(gw_req *r, json_t *choice) {
+    char id[96];
+    snprintf(id, sizeof id, r->op == GW_OP_CHAT ? "chatcmpl-%s" : "cmpl-%s", r->id);
+    return json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", id, "object",
+                     r->op == GW_OP_CHAT ? "chat.completion.chunk" : "text_completion", "created",
+                     (json_int_t)r->created, "model", r->gw->targets[r->target].cfg->name,
+                     "choices", choice ? json_pack("[o]", choice) : json_array());
+}
+
+static void emit_text(gw_req *r, const char *text, size_t len, uint32_t n_tokens) {
+    if (r->prof == GW_PROFILE_SIPP) {
+        frame(r, "token", json_pack("{s:s%, s:I}", "text", text, len, "sequence",
+                                    (json_int_t)r->sequence));
+    } else if (r->op == GW_OP_CHAT) {
+        json_t *delta = r->role_sent ? json_pack("{s:s%}", "content", text, len)
+                                     : json_pack("{s:s, s:s%}", "role", "assistant", "content",
+                                                 text, len);
+        r->role_sent = true;
+        frame(r, NULL, openai_chunk(r, json_pack("{s:i, s:o, s:n, s:n}", "index", 0, "delta", delta,
+                                                 "logprobs", "finish_reason")));
+    } else {
+        frame(r, NULL, openai_chunk(r, json_pack("{s:i, s:s%, s:n, s:n}", "index", 0, "text", text,
+                                                 len, "logprobs", "finish_reason")));
+    }
+    r->sequence += n_tokens;
+}
+
+static void emit_error(gw_req *r, gw_code code, const char *msg) {
+    r->code = code;
+    if (r->prof == GW_PROFILE_SIPP)
+        frame(r, "error", json_pack("{s:{s:s, s:s}}", "error", "code", CODES[code].name, "message",
+                                    msg));
+    else
+        frame(r, NULL, json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", msg, "type",
+                                 CODES[code].openai_type, "param", "code", CODES[code].name));
+    r->ended = true;
+}
+
+static void emit_end(gw_req *r) {
+    const sipp_response *resp;
+    sipp_run_wait(r->run, &resp, NULL);
+    account(r, resp);
+    r->ended = true;
+    if (resp->status != SIPP_OK) {
+        emit_error(r, code_for_status(resp->status), resp->error_message);
+        return;
+    }
+    if (r->shutdown_cut) {
+        emit_error(r, GW_CANCELLED, "the gateway is shutting down");
+        return;
+    }
+    bool local = r->gw->targets[r->target].cfg->type == SIPP__GW_LOCAL;
+    const char *fin = finish_name(resp->finish_reason);
+    if (r->prof == GW_PROFILE_SIPP) {
+        if (local || r->in_tok + r->out_tok > 0) frame(r, "usage", usage_json(r, false));
+        frame(r, "done", json_pack("{s:s}", "finish_reason", fin));
+        return;
+    }
+    if (strcmp(fin, "cancelled") == 0) fin = "stop";
+    json_t *choice;
+    if (r->op == GW_OP_CHAT)
+        choice = json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "delta",
+                           r->role_sent ? json_object()
+                                        : json_pack("{s:s, s:s}", "role", "assistant", "content", ""),
+                           "logprobs", "finish_reason", fin);
+    else
+        choice = json_pack("{s:i, s:s, s:n, s:s}", "index", 0, "text", "", "logprobs",
+                           "finish_reason", fin);
+    frame(r, NULL, openai_chunk(r, choice));
+    if (r->call.include_usage) {
+        json_t *chunk = openai_chunk(r, NULL);
+        json_object_set_new(chunk, "usage", usage_json(r, true));
+        frame(r, NULL, chunk);
+    }
+    out_append(r, "data: [DONE]\n\n", 14);
+}
+
+/* The HTTP layer's pull function: returns buffered bytes, or waits (20 ms slices) for the run,
+ * a heartbeat deadline, a hang-up or shutdown. */
+static long stream_pull(void *ctx, sipp__httpd_req *http, char *buf, size_t cap) {
+    gw_req *r = ctx;
+    r->http = http;
+    for (;;) {
+        if (r->out_off < r->out_len) {
+            size_t n = r->out_len - r->out_off;
+            if (n > cap) n = cap;
+            memcpy(buf, r->out + r->out_off, n);
+            r->out_off += n;
+            if (r->out_off == r->out_len) r->out_off = r->out_len = 0;
+            r->last_write = sipp__gw_now();
+            return (long)n;
+        }
+        if (r->ended) return 0;
+        if (sipp__httpd_peer_closed(http)) {
+            r->client_gone = true;
+            sipp_run_cancel(r->run);
+            return -1;
+        }
+        if (atomic_load(&r->gw->shutting_down) && !r->shutdown_cut) {
+            r->shutdown_cut = true;
+            sipp_run_cancel(r->run);
+        }
+        sipp_token_batch b;
+        if (pull_batch(r, &b) == SIPP_OK) {
+            if (b.len) emit_text(r, b.text, b.len, b.n_tokens);
+            if (b.done) emit_end(r);
+        }
+        if (r->out_len == 0 &&
+            sipp__gw_now() - r->last_write >= r->gw->cfg.sse_heartbeat_seconds)
+            out_append(r, ": ping\n\n", 8);
+    }
+}
+
+static void stream_release(void *ctx, bool completed) {
+    gw_req *r = ctx;
+    if (!completed && !r->client_gone) r->client_gone = true; /* idle timeout or write error */
+    if (r->run && !sipp_run_done(r->run)) sipp_run_cancel(r->run);
+    if (!completed && r->code == GW_OK) r->code = GW_CANCELLED;
+    finish(r);
+}
+
+static void execute_stream(gw_req *r) {
+    sipp_error err = sipp_error_default();
+    sipp_status st = submit_text(r, &err);
+    if (st != SIPP_OK) {
+        fail_with(r, code_for_status(st), NULL, "%s", err.message);
+        finish(r);
+        return;
+    }
+    r->created = (long)time(NULL);
+    r->last_write = sipp__gw_now();
+    r->status = 200;
+    sipp__httpd_header h[12];
+    char retry[16];
+    size_t n = base_headers(r, h, "text/event-stream", retry);
+    h[n++] = (sipp__httpd_header){"cache-control", "no-cache"};
+    h[n++] = (sipp__httpd_header){"x-accel-buffering", "no"};
+    sipp__httpd_stream(r->http, 200, h, n, stream_pull, stream_release, r);
+}
+
+/* ---- /v1/models ---------------------------------------------------------------------------------- */
+
+static void answer_models(gw_req *r) {
+    json_t *data = json_array();
+    for (size_t i = 0; i < r->gw->n_targets; i++) {
+        const sipp__gw_target *t = r->gw->targets[i].cfg;
+        if (!caller_may_use(r, t->name)) continue;
+        json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s, s:s}", "id", t->name, "object",
+                                              "model", "created", (json_int_t)0, "owned_by", "sipp",
+                                              "type", sipp__gw_target_type_name(t->type)));
+    }
+    respond_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+}
+
+/* ---- the public listener ------------------------------------------------------------------------- */
+
+static const char *allowed_origin(sipp__gw *gw, const char *origin) {
+    if (!origin) return NULL;
+    for (size_t i = 0; i < gw->cfg.n_allowed_origins; i++)
+        if (strcmp(gw->cfg.allowed_origins[i], origin) == 0) return gw->cfg.allowed_origins[i];
+    return NULL;
+}
+
+static void handle_public(sipp__httpd_req *http, void *ud) {
+    sipp__gw *gw = ud;
+    gw_req *r = calloc(1, sizeof *r);
+    if (!r) return; /* the HTTP layer answers 500 */
+    r->gw = gw;
+    r->http = http;
+    r->t0 = sipp__gw_now();
+    r->caller = -1;
+    r->target = -1;
+    r->op = GW_N_OPS;
+    r->status = 200;
+    snprintf(r->method, sizeof r->method, "%s", sipp__httpd_method(http));
+    snprintf(r->path, sizeof r->path, "%s", sipp__httpd_path(http));
+    for (char *p = r->path; *p; p++) /* logged and quoted in messages: printable ASCII only */
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) *p = '?';
+    for (char *p = r->method; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) *p = '?';
+    atomic_fetch_add(&gw->in_flight, 1);
+    r->counted = true;
+    make_request_id(r);
+
+    sipp__gw_ip peer, client;
+    if (!sipp__gw_ip_parse(sipp__httpd_peer(http), &peer)) memset(&peer, 0, sizeof peer);
+    const char *fwd = gw->cfg.client_ip_source == SIPP__GW_IP_X_FORWARDED_FOR
+                          ? sipp__httpd_header_get(http, "x-forwarded-for")
+                      : gw->cfg.client_ip_source == SIPP__GW_IP_X_REAL_IP
+                          ? sipp__httpd_header_get(http, "x-real-ip")
+                          : NULL;
+    client = sipp__gw_client_ip(&peer, fwd, gw->cfg.client_ip_source == SIPP__GW_IP_X_FORWARDED_FOR,
+                                gw->trusted, gw->n_trusted);
+    sipp__gw_ip_format(&client, r->client_ip, sizeof r->client_ip);
+    const char *origin = allowed_origin(gw, sipp__httpd_header_get(http, "origin"));
+    if (origin) snprintf(r->origin, sizeof r->origin, "%s", origin);
+
+    route_info ri;
+    bool known = match_route(gw, sipp__httpd_path(http), &ri);
+    if (known) {
+        r->prof = ri.prof;
+        r->op = ri.op;
+    }
+    if (!phase_blocklist(r, &client)) goto done;
+    if (strcmp(r->method, "OPTIONS") == 0 &&
+        sipp__httpd_header_get(http, "access-control-request-method")) {
+        if (!origin) {
+            fail_with(r, GW_AUTHORIZATION, NULL, "this origin is not in allowed_origins");
+            goto done;
+        }
+        sipp__httpd_header h[] = {
+            {"access-control-allow-origin", origin},
+            {"vary", "Origin"},
+            {"access-control-allow-methods", "GET, POST, OPTIONS"},
+            {"access-control-allow-headers", "authorization, content-type, x-request-id"},
+            {"access-control-max-age", "600"},
+            {"x-request-id", r->id},
+        };
+        r->status = 204;
+        sipp__httpd_respond(http, 204, h, sizeof h / sizeof h[0], "", 0);
+        goto done;
+    }
+    if (!known) {
+        fail_with(r, GW_NOT_FOUND, NULL, "no route %.200s", r->path);
+        goto done;
+    }
+    if (strcmp(r->method, ri.method) != 0) {
+        fail_with(r, GW_METHOD_NOT_ALLOWED, NULL, "%.200s takes %s", r->path, ri.method);
+        goto done;
+    }
+    if (atomic_load(&gw->shutting_down)) {
+        r->retry_after = 1;
+        fail_with(r, GW_UNAVAILABLE, NULL, "the gateway is shutting down");
+        goto done;
+    }
+    if (!phase_rate_limit_ip(r) || !phase_auth(r)) goto done;
+    if (r->op == GW_OP_MODELS) {
+        answer_models(r);
+        goto done;
+    }
+    if (!phase_decode(r) || !phase_authorize(r) || !phase_resolve(r) || !phase_validate(r) ||
+        !phase_admission(r))
+        goto done;
+    if (r->op == GW_OP_EMBED) execute_embed(r);
+    else if (r->call.stream) {
+        execute_stream(r); /* finish() runs when the stream is released */
+        return;
+    } else
+        execute_finite_text(r);
+done:
+    finish(r);
+}
+
+/* ---- the management listener --------------------------------------------------------------------- */
+
+static void handle_mgmt(sipp__httpd_req *http, void *ud) {
+    sipp__gw *gw = ud;
+    const char *path = sipp__httpd_path(http);
+    const char *method = sipp__httpd_method(http);
+    sipp__httpd_header text = {"content-type", "text/plain; charset=utf-8"};
+    int slot = -1;
+    for (int s = SIPP__GW_R_HEALTHZ; s <= SIPP__GW_R_METRICS; s++)
+        if (strcmp(gw->cfg.routes[s], path) == 0) slot = s;
+    if (slot < 0) {
+        static const char nf[] = "{\"error\":{\"code\":\"not_found\",\"message\":\"no such route\"}}";
+        sipp__httpd_header j = {"content-type", "application/json"};
+        sipp__httpd_respond(http, 404, &j, 1, nf, sizeof nf - 1);
+        return;
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        static const char na[] =
+            "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"use GET\"}}";
+        sipp__httpd_header j[] = {{"content-type", "application/json"}, {"allow", "GET"}};
+        sipp__httpd_respond(http, 405, j, 2, na, sizeof na - 1);
+        return;
+    }
+    if (slot == SIPP__GW_R_HEALTHZ) {
+        sipp__httpd_respond(http, 200, &text, 1, "ok", 2);
+    } else if (slot == SIPP__GW_R_READYZ) {
+        bool loading = false, failed = false;
+        for (size_t i = 0; i < gw->n_targets; i++) {
+            int st = atomic_load(&gw->targets[i].state);
+            loading |= st == GW_TARGET_LOADING;
+            failed |= st == GW_TARGET_FAILED;
+        }
+        if (atomic_load(&gw->shutting_down))
+            sipp__httpd_respond(http, 503, &text, 1, "shutting down", 13);
+        else if (loading)
+            sipp__httpd_respond(http, 503, &text, 1, "loading", 7);
+        else if (failed)
+            sipp__httpd_respond(http, 503, &text, 1, "a target failed to load", 23);
+        else
+            sipp__httpd_respond(http, 200, &text, 1, "ready", 5);
+    } else {
+        char *s = sipp__gw_metrics_render(gw->metrics, gw);
+        sipp__httpd_header h = {"content-type", "text/plain; version=0.0.4; charset=utf-8"};
+        if (s) sipp__httpd_respond(http, 200, &h, 1, s, strlen(s));
+        else sipp__httpd_respond(http, 500, &text, 1, "out of memory", 13);
+        free(s);
+    }
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------------ */
+
+bool sipp__gw_target_stats(sipp__gw *gw, size_t i, sipp_engine_stats *out) {
+    if (i >= gw->n_targets || gw->targets[i].cfg->type != SIPP__GW_LOCAL ||
+        atomic_load(&gw->targets[i].state) != GW_TARGET_READY)
+        return false;
+    *out = sipp_engine_stats_default();
+    return sipp_endpoint_get_stats(gw->targets[i].ep, out, NULL) == SIPP_OK;
+}
+
+static void set_caps(gw_target *t) {
+    sipp_endpoint_info info = sipp_endpoint_info_default();
+    if (sipp_endpoint_get_info(t->ep, &info, NULL) == SIPP_OK) {
+        t->can_generate = info.can_generate;
+        t->can_chat = info.can_chat;
+        t->can_embed = info.can_embed;
+    }
+}
+
+static void *loader_main(void *arg) {
+    sipp__gw *gw = arg;
+    for (size_t i = 0; i < gw->n_targets; i++) {
+        gw_target *t = &gw->targets[i];
+        if (t->cfg->type != SIPP__GW_LOCAL) continue;
+        const sipp__gw_runtime *rt = &t->cfg->runtime;
+        sipp_local_params lp = sipp_local_params_default();
+        lp.model_path = t->cfg->model;
+        lp.n_ctx = rt->n_ctx;
+        lp.n_batch = rt->n_batch;
+        lp.n_parallel = rt->n_parallel;
+        lp.n_threads = rt->n_threads;
+        lp.n_gpu_layers = rt->n_gpu_layers;
+        lp.max_running = rt->max_running;
+        lp.max_queued = rt->max_queued;
+        lp.tick_budget = rt->tick_budget;
+        lp.prefill_chunk = rt->prefill_chunk;
+        lp.stream_buffer_bytes = rt->stream_buffer_bytes;
+        lp.context_shift = rt->context_shift;
+        lp.n_keep = rt->n_keep;
+        lp.cache_ram_bytes = rt->cache ? rt->cache_ram_bytes : SIPP_CACHE_DISABLED;
+        lp.cache_dir = rt->cache_dir;
+        lp.cache_disk_bytes = rt->cache_disk_bytes;
+        sipp_error err = sipp_error_default();
+        double t0 = sipp__gw_now();
+        if (atomic_load(&gw->shutting_down)) break;
+        if (sipp_client_add_local(gw->client, t->cfg->name, &lp, &t->ep, &err) != SIPP_OK) {
+            json_t *x = json_pack("{s:s, s:s}", "target", t->cfg->name, "error", err.message);
+            sipp__gw_log("error", "target failed to load", x);
+            json_decref(x);
+            atomic_store(&t->state, GW_TARGET_FAILED);
+            continue;
+        }
+        set_caps(t);
+        atomic_store(&t->state, GW_TARGET_READY);
+        json_t *x = json_pack("{s:s, s:f}", "target", t->cfg->name, "load_ms",
+                              (sipp__gw_now() - t0) * 1000.0);
+        sipp__gw_log("info", "target ready", x);
+        json_decref(x);
+    }
+    return NULL;
+}
+
+/* Registers a provider target (synchronously: nothing is sent until the first request). */
+static int add_provider(sipp__gw *gw, gw_target *t, char *errbuf, size_t errcap) {
+    sipp_provider_params pp = sipp_provider_params_default();
+    switch (t->cfg->type) {
+    case SIPP__GW_OPENAI:
+        pp.kind = SIPP_PROVIDER_OPENAI;
+        pp.api_key_env = t->cfg->api_key_env;
+        break;
+    case SIPP__GW_OPENAI_COMPATIBLE:
+        pp.kind = SIPP_PROVIDER_OPENAI_COMPATIBLE;
+        pp.api_key_env = t->cfg->token_env; /* NULL: no key */
+        break;
+    case SIPP__GW_ANTHROPIC:
+        /* LEAD: wire SIPP_PROVIDER_ANTHROPIC here once libsipp has it (kind, api_key_env,
+         * base_url, and t->cfg->version as the anthropic-version header), then drop this
+         * refusal. Config validation already accepts and checks anthropic targets. */
+        snprintf(errbuf, errcap,
+                 "target '%s': anthropic targets are validated but cannot be served yet "
+                 "(libsipp has no Anthropic provider in this build)",
+                 t->cfg->name);
+        return -1;
+    default: snprintf(errbuf, errcap, "target '%s': not a provider", t->cfg->name); return -1;
+    }
+    pp.model = t->cfg->model;
+    pp.base_url = t->cfg->base_url;
+    if (t->cfg->timeout_seconds) pp.request_timeout_ms = t->cfg->timeout_seconds * 1000u;
+    sipp_error err = sipp_error_default();
+    if (sipp_client_add_provider(gw->client, t->cfg->name, &pp, &t->ep, &err) != SIPP_OK) {
+        snprintf(errbuf, errcap, "target '%s': %s", t->cfg->name, err.message);
+        return -1;
+    }
+    set_caps(t);
+    atomic_store(&t->state, GW_TARGET_READY);
+    return 0;
+}
+
+static int parse_cidrs(char **in, size_t n, sipp__gw_cidr **out) {
+    *out = calloc(n + 1, sizeof **out);
+    if (!*out) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!sipp__gw_cidr_parse(in[i], &(*out)[i])) return -1;
+    return 0;
+}
+
+int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errcap) {
+    *out = NULL;
+    if (cfg->redis_url) {
+        snprintf(errbuf, errcap, "[redis] url is set, but Redis-shared limits are not supported "
+                 "yet: remove it to keep limits in memory");
+        return -1;
+    }
+    sipp__gw *gw = calloc(1, sizeof *gw);
+    if (!gw) {
+        snprintf(errbuf, errcap, "out of memory");
+        return -1;
+    }
+    gw->cfg = *cfg;
+    memset(cfg, 0, sizeof *cfg);
+    sipp__gw_config *c = &gw->cfg;
+    *out = gw;
+
+    /* bearer secrets: read once, kept only as digests */
+    gw->n_callers = c->n_tokens;
+    gw->callers = calloc(c->n_tokens + 1, sizeof *gw->callers);
+    uint32_t *caller_max = calloc(c->n_tokens + 1, sizeof *caller_max);
+    if (!gw->callers || !caller_max) {
+        free(caller_max);
+        snprintf(errbuf, errcap, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < c->n_tokens; i++) {
+        const char *secret = getenv(c->tokens[i].env);
+        if (!secret || !*secret) {
+            free(caller_max);
+            snprintf(errbuf, errcap, "caller '%s': the environment variable %s is not set",
+                     c->tokens[i].caller, c->tokens[i].env);
+            return -1;
+        }
+        gw->callers[i].cfg = &c->tokens[i];
+        SHA256((const unsigned char *)secret, strlen(secret), gw->callers[i].digest);
+        caller_max[i] = c->tokens[i].max_concurrent;
+    }
+    int arc = sipp__gw_admission_init(&gw->admission, c->max_concurrent_requests, caller_max,
+                                      c->n_tokens);
+    free(caller_max);
+    gw->limiter = sipp__gw_limiter_new(100000);
+    gw->metrics = sipp__gw_metrics_new(c->n_targets);
+    if (arc != 0 || !gw->limiter || !gw->metrics ||
+        parse_cidrs(c->trusted_proxy_cidrs, c->n_trusted_proxy_cidrs, &gw->trusted) != 0 ||
+        parse_cidrs(c->ip_blocklist, c->n_ip_blocklist, &gw->blocklist) != 0) {
+        snprintf(errbuf, errcap, "out of memory");
+        return -1;
+    }
+    gw->n_trusted = c->n_trusted_proxy_cidrs;
+    gw->n_blocklist = c->n_ip_blocklist;
+
+    sipp_client_params cp = sipp_client_params_default();
+    sipp_error err = sipp_error_default();
+    if (sipp_client_new(&cp, &gw->client, &err) != SIPP_OK) {
+        snprintf(errbuf, errcap, "%s", err.message);
+        return -1;
+    }
+    gw->n_targets = c->n_targets;
+    gw->targets = calloc(c->n_targets + 1, sizeof *gw->targets);
+    if (!gw->targets) {
+        snprintf(errbuf, errcap, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < c->n_targets; i++) {
+        gw->targets[i].cfg = &c->targets[i];
+        atomic_init(&gw->targets[i].state, GW_TARGET_LOADING);
+        if (c->targets[i].type != SIPP__GW_LOCAL && add_provider(gw, &gw->targets[i], errbuf, errcap) != 0)
+            return -1;
+    }
+
+    sipp__httpd_params hp = {
+        .header_timeout_s = c->header_timeout_seconds,
+        .body_timeout_s = c->body_timeout_seconds,
+        .idle_timeout_s = c->idle_timeout_seconds,
+        .max_header_bytes = c->max_header_bytes,
+        .max_body_bytes = c->max_request_bytes,
+        .max_connections = c->max_connections,
+    };
+    char herr[256];
+    hp.bind = c->public_bind;
+    hp.handler = handle_public;
+    hp.user_data = gw;
+    gw->public_srv = sipp__httpd_start(&hp, herr, sizeof herr);
+    if (!gw->public_srv) {
+        snprintf(errbuf, errcap, "public listener: %s", herr);
+        return -1;
+    }
+    hp.bind = c->management_bind;
+    hp.handler = handle_mgmt;
+    hp.max_body_bytes = 4096;
+    hp.max_connections = 64;
+    gw->mgmt_srv = sipp__httpd_start(&hp, herr, sizeof herr);
+    if (!gw->mgmt_srv) {
+        snprintf(errbuf, errcap, "management listener: %s", herr);
+        return -1;
+    }
+    if (pthread_create(&gw->loader, NULL, loader_main, gw) != 0) {
+        snprintf(errbuf, errcap, "cannot start the loader thread");
+        return -1;
+    }
+    gw->loader_started = true;
+    json_t *x = json_pack("{s:s, s:s, s:I, s:I}", "public", c->public_bind, "management",
+                          c->management_bind, "targets", (json_int_t)c->n_targets, "callers",
+                          (json_int_t)c->n_tokens);
+    sipp__gw_log("info", "listening", x);
+    json_decref(x);
+    return 0;
+}
+
+void sipp__gw_shutdown(sipp__gw *gw) {
+    if (!gw || atomic_exchange(&gw->shutting_down, true)) return;
+    sipp__gw_log("info", "shutting down", NULL);
+    sipp__httpd_quiesce(gw->public_srv);
+    double deadline = sipp__gw_now() + gw->cfg.shutdown_grace_seconds;
+    while (atomic_load(&gw->in_flight) > 0 && sipp__gw_now() < deadline) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    struct timespec ts = {0, 50 * 1000000L}; /* let the last answers leave their sockets */
+    nanosleep(&ts, NULL);
+    json_t *x = json_pack("{s:I}", "unfinished", (json_int_t)atomic_load(&gw->in_flight));
+    sipp__gw_log("info", "drained", x);
+    json_decref(x);
+}
+
+void sipp__gw_free(sipp__gw *gw) {
+    if (!gw) return;
+    atomic_store(&gw->shutting_down, true);
+    if (gw->loader_started) pthread_join(gw->loader, NULL);
+    sipp__httpd_stop(gw->public_srv);
+    sipp__httpd_stop(gw->mgmt_srv);
+    sipp_client_free(gw->client);
+    if (gw->callers) sipp__gw_admission_destroy(&gw->admission);
+    sipp__gw_limiter_free(gw->limiter);
+    sipp__gw_metrics_free(gw->metrics);
+    free(gw->trusted);
+    free(gw->blocklist);
+    free(gw->targets);
+    if (gw->callers) {
+        explicit_bzero(gw->callers, sizeof *gw->callers * gw->n_callers);
+        free(gw->callers);
+    }
+    sipp__gw_config_free(&gw->cfg);
+    free(gw);
+}

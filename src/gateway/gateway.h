@@ -1,0 +1,32 @@
+/*
+ * gateway.h — sipp-gateway as a library: the policy and operations boundary in front of local
+ * models and providers (docs/gateway.md, ../shared/docs/gateway-protocol.md). apps/gateway is a
+ * thin shell over this header: it loads the config, calls sipp__gw_new, waits for a signal and
+ * calls sipp__gw_shutdown.
+ */
+#ifndef SIPP_GATEWAY_H
+#define SIPP_GATEWAY_H
+
+#include "config.h"
+
+#include <stddef.h>
+
+typedef struct sipp__gw sipp__gw;
+
+/* Reads the secrets named by the config (token env vars, provider keys), creates the libsipp
+ * client, starts both listeners and starts loading local targets in the background (/readyz is
+ * 503 until they are loaded). Takes ownership of *cfg (it is emptied). On failure returns -1
+ * with a message that names env vars but never shows a secret. */
+int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errcap);
+
+/* Graceful shutdown: stops accepting, ends open streams with a terminal `error` event and
+ * cancels their runs, waits up to shutdown_grace_seconds for requests to finish, then closes
+ * both listeners. */
+void sipp__gw_shutdown(sipp__gw *gw);
+void sipp__gw_free(sipp__gw *gw);
+
+/* Writes one JSON log line to stderr: {"ts", "level", "msg", ...extra}. `extra` may be NULL;
+ * it is a jansson object (json_t *) whose keys are copied into the line. */
+void sipp__gw_log(const char *level, const char *msg, void *extra);
+
+#endif

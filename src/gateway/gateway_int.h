@@ -1,0 +1,139 @@
+/*
+ * gateway_int.h — shared pieces of the gateway's files: the gateway object, the per-request
+ * context that flows through the pipeline phases, the profile codecs (profiles.c) and the
+ * metrics registry (metrics.c).
+ */
+#ifndef SIPP_GATEWAY_INT_H
+#define SIPP_GATEWAY_INT_H
+
+#include "../http/http_server.h"
+#include "config.h"
+#include "gateway.h"
+#include "policy.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <sipp.h>
+#include <stdatomic.h>
+
+/* ---- operations and profiles ------------------------------------------------------------- */
+
+typedef enum gw_op { GW_OP_QUERY, GW_OP_CHAT, GW_OP_EMBED, GW_OP_MODELS, GW_N_OPS } gw_op;
+typedef enum gw_profile { GW_PROFILE_SIPP, GW_PROFILE_OPENAI } gw_profile;
+
+const char *sipp__gw_op_name(gw_op op);
+
+/* The error codes of the protocol's table (plus `not_found`, `method_not_allowed`,
+ * `payload_too_large`, `unavailable` and `internal`). */
+typedef enum gw_code {
+    GW_OK,
+    GW_BLOCKED,
+    GW_RATE_LIMITED,
+    GW_AUTHENTICATION,
+    GW_INVALID_JSON,
+    GW_AUTHORIZATION,
+    GW_RESOLUTION,
+    GW_ADMISSION,
+    GW_INVALID_REQUEST,
+    GW_EXECUTION,
+    GW_CANCELLED,
+    GW_PAYLOAD_TOO_LARGE,
+    GW_METHOD_NOT_ALLOWED,
+    GW_NOT_FOUND,
+    GW_UNAVAILABLE,
+    GW_N_CODES
+} gw_code;
+
+const char *sipp__gw_code_name(gw_code c);
+int sipp__gw_code_status(gw_code c);
+
+/* ---- targets and callers ----------------------------------------------------------------- */
+
+enum { GW_TARGET_LOADING, GW_TARGET_READY, GW_TARGET_FAILED };
+
+typedef struct gw_target {
+    const sipp__gw_target *cfg;
+    sipp_endpoint *ep;  /* set once ready */
+    atomic_int state;
+    bool can_generate, can_chat, can_embed;
+} gw_target;
+
+typedef struct gw_caller {
+    const sipp__gw_token *cfg;
+    uint8_t digest[32]; /* SHA-256 of the bearer secret */
+} gw_caller;
+
+/* ---- the decoded request: one shape for both profiles ------------------------------------ */
+
+typedef struct gw_call {
+    gw_op op;
+    const char *model;
+    const char *prompt;
+    sipp_message *messages;
+    size_t n_messages;
+    const char **inputs; /* embed: one or more texts */
+    size_t n_inputs;
+    bool input_is_array;
+    bool has_max_tokens, has_temperature, has_top_p;
+    json_int_t max_tokens;
+    double temperature, top_p;
+    const char *stop[SIPP_MAX_STOP_STRINGS];
+    size_t n_stop;
+    bool stream;
+    bool include_usage;
+    bool base64; /* OpenAI embeddings: encoding_format base64 */
+    /* a validation failure found while decoding, reported in the validate phase (after
+     * authorize and resolve, so it reveals nothing to a caller who may not use the target) */
+    char invalid[200];
+    char invalid_param[64];
+} gw_call;
+
+/* Decodes a body of the given profile and operation. Returns false with a message (and the
+ * offending parameter when there is one) for 400 invalid_json. Strings in `call` point into
+ * `root`. */
+bool sipp__gw_decode(gw_profile prof, gw_op op, json_t *root, gw_call *call, char *msg,
+                     size_t cap, char *param, size_t pcap);
+/* Depth of nested arrays/objects in JSON text, stopping early past `limit`. */
+unsigned sipp__gw_json_depth(const char *s, size_t len, unsigned limit);
+
+/* ---- metrics ------------------------------------------------------------------------------ */
+
+typedef struct gw_metrics gw_metrics;
+gw_metrics *sipp__gw_metrics_new(size_t n_targets);
+void sipp__gw_metrics_free(gw_metrics *m);
+/* target: index or -1 (none resolved). */
+void sipp__gw_metrics_request(gw_metrics *m, gw_op op, int target, int status, gw_code code,
+                              uint64_t in_tokens, uint64_t out_tokens);
+void sipp__gw_metrics_observe_ttft(gw_metrics *m, int target, double seconds);
+void sipp__gw_metrics_observe_itl(gw_metrics *m, int target, double seconds);
+void sipp__gw_metrics_observe_e2e(gw_metrics *m, int target, double seconds);
+void sipp__gw_metrics_observe_queue(gw_metrics *m, int target, double seconds);
+/* Appends the Prometheus text of everything to `out` (jansson-free, a growable string). */
+char *sipp__gw_metrics_render(gw_metrics *m, sipp__gw *gw);
+
+/* ---- the gateway ------------------------------------------------------------------------- */
+
+struct sipp__gw {
+    sipp__gw_config cfg;
+    sipp_client *client;
+    gw_target *targets;
+    size_t n_targets;
+    gw_caller *callers;
+    size_t n_callers;
+    sipp__gw_cidr *trusted, *blocklist;
+    size_t n_trusted, n_blocklist;
+    sipp__gw_limiter *limiter;
+    sipp__gw_admission admission;
+    gw_metrics *metrics;
+    sipp__httpd *public_srv, *mgmt_srv;
+    pthread_t loader;
+    bool loader_started;
+    atomic_bool shutting_down;
+    atomic_uint in_flight; /* requests inside the pipeline or streaming */
+};
+
+double sipp__gw_now(void);
+/* Thread-safe read of a target's engine counters for /metrics. */
+bool sipp__gw_target_stats(sipp__gw *gw, size_t i, sipp_engine_stats *out);
+
+#endif

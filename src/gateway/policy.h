@@ -1,0 +1,96 @@
+/*
+ * policy.h — the gateway's pure policy logic, no I/O and no threads of its own: IP addresses and
+ * CIDR ranges (client IP, trusted proxies, blocklist), the token-bucket rate limiter keyed by
+ * client IP or caller (requests and tokens per minute), and the admission counters
+ * (global and per-caller concurrency). Unit-tested in tests/unit/test_gw_policy.c.
+ *
+ * The limiter keeps its state in memory behind one mutex. Its interface (take/charge by key)
+ * is what a Redis-backed store would implement for [redis] url (not yet supported).
+ */
+#ifndef SIPP_GATEWAY_POLICY_H
+#define SIPP_GATEWAY_POLICY_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- addresses --------------------------------------------------------------------------- */
+
+/* An IPv4 address is kept as its IPv4-mapped IPv6 form, so one comparison covers both. */
+typedef struct sipp__gw_ip {
+    uint8_t b[16];
+} sipp__gw_ip;
+
+typedef struct sipp__gw_cidr {
+    sipp__gw_ip net;
+    unsigned prefix; /* 0..128 over the 16-byte form */
+} sipp__gw_cidr;
+
+/* Parses "1.2.3.4" or "::1" (no brackets, no port, no zone). */
+bool sipp__gw_ip_parse(const char *s, sipp__gw_ip *out);
+/* Parses "10.0.0.0/8", "fd00::/8" or a single address (a full-length prefix). Host bits past
+ * the prefix must be zero. */
+bool sipp__gw_cidr_parse(const char *s, sipp__gw_cidr *out);
+bool sipp__gw_cidr_match(const sipp__gw_cidr *c, const sipp__gw_ip *ip);
+bool sipp__gw_cidr_list_match(const sipp__gw_cidr *list, size_t n, const sipp__gw_ip *ip);
+/* Writes the address in its usual text form (IPv4 dotted for mapped addresses). */
+void sipp__gw_ip_format(const sipp__gw_ip *ip, char *buf, size_t cap);
+
+/* Picks the client IP. `peer` is the TCP peer; `header` the X-Forwarded-For or X-Real-IP
+ * value (may be NULL). The header is believed only when the peer is a trusted proxy; for
+ * X-Forwarded-For the rightmost address that is not itself a trusted proxy is the client. An
+ * unparsable header falls back to the peer. */
+sipp__gw_ip sipp__gw_client_ip(const sipp__gw_ip *peer, const char *header, bool is_xff,
+                               const sipp__gw_cidr *trusted, size_t n_trusted);
+
+/* ---- constant-time comparison ------------------------------------------------------------ */
+
+/* Compares two 32-byte digests in time independent of their content. */
+bool sipp__gw_digest_equal(const uint8_t a[32], const uint8_t b[32]);
+
+/* ---- rate limits ------------------------------------------------------------------------- */
+
+/* One limit: `per_minute` units refill evenly over a minute up to `burst` (0 = per_minute). */
+typedef struct sipp__gw_rate {
+    uint32_t per_minute; /* 0 = unlimited */
+    uint32_t burst;
+} sipp__gw_rate;
+
+typedef struct sipp__gw_limiter sipp__gw_limiter;
+
+/* `max_keys` bounds memory: past it, keys idle long enough to be full again are dropped first,
+ * then the least recently used. */
+sipp__gw_limiter *sipp__gw_limiter_new(size_t max_keys);
+void sipp__gw_limiter_free(sipp__gw_limiter *l);
+
+/* Request check for `key` at time now_s (seconds, monotonic): needs one request unit under
+ * `req` and a token level above zero under `tok` (tokens are charged after the fact, so the
+ * level may go negative: a caller that burnt many tokens waits until it refills). Takes the
+ * request unit on success. On refusal returns false with *retry_after_s >= 1. */
+bool sipp__gw_limiter_take(sipp__gw_limiter *l, const char *key, sipp__gw_rate req,
+                           sipp__gw_rate tok, double now_s, uint32_t *retry_after_s);
+/* Charges `tokens` used by a finished request to `key`'s token bucket. */
+void sipp__gw_limiter_charge(sipp__gw_limiter *l, const char *key, sipp__gw_rate tok,
+                             uint64_t tokens, double now_s);
+size_t sipp__gw_limiter_size(sipp__gw_limiter *l);
+
+/* ---- admission --------------------------------------------------------------------------- */
+
+/* Global and per-caller in-flight counters. Callers are indexed 0..n_callers-1. */
+typedef struct sipp__gw_admission {
+    pthread_mutex_t mu;
+    uint32_t global_max, global_active;
+    uint32_t *caller_max, *caller_active;
+    size_t n_callers;
+} sipp__gw_admission;
+
+int sipp__gw_admission_init(sipp__gw_admission *a, uint32_t global_max, const uint32_t *caller_max,
+                            size_t n_callers);
+void sipp__gw_admission_destroy(sipp__gw_admission *a);
+/* Takes a permit for `caller` (or SIZE_MAX for none); false when a limit is full. */
+bool sipp__gw_admission_acquire(sipp__gw_admission *a, size_t caller);
+void sipp__gw_admission_release(sipp__gw_admission *a, size_t caller);
+uint32_t sipp__gw_admission_active(sipp__gw_admission *a);
+
+#endif

@@ -1,0 +1,336 @@
+/*
+ * profiles.c — decoding request bodies of the two public profiles into one gw_call.
+ *
+ * Sipp profile (/v1/query, /v1/chat, /v1/embed) and OpenAI profile (/v1/completions,
+ * /v1/chat/completions, /v1/embeddings). Two kinds of failure, kept apart because the protocol
+ * orders them differently: a body that is not the expected shape (not an object, a missing or
+ * mistyped field, an unknown role) fails here at once (400 invalid_json); an unknown or
+ * local-only key or a value out of range is recorded in call->invalid and reported later, in
+ * the validate phase after authorize and resolve (400 invalidrequest). Key names quoted in
+ * messages are cut to 40 bytes so a message never carries much of the caller's input.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "gateway_int.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *sipp__gw_op_name(gw_op op) {
+    switch (op) {
+    case GW_OP_QUERY: return "query";
+    case GW_OP_CHAT: return "chat";
+    case GW_OP_EMBED: return "embed";
+    case GW_OP_MODELS: return "models";
+    default: return "unknown";
+    }
+}
+
+unsigned sipp__gw_json_depth(const char *s, size_t len, unsigned limit) {
+    unsigned depth = 0, max = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = false;
+            continue;
+        }
+        if (c == '"') in_str = true;
+        else if (c == '[' || c == '{') {
+            if (++depth > max) max = depth;
+            if (max > limit) return max;
+        } else if ((c == ']' || c == '}') && depth > 0)
+            depth--;
+    }
+    return max;
+}
+
+__attribute__((format(printf, 3, 4))) static bool bad(char *msg, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, cap, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+__attribute__((format(printf, 3, 4))) static void invalid(gw_call *c, const char *param,
+                                                          const char *fmt, ...) {
+    if (c->invalid[0]) return; /* the first one wins */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->invalid, sizeof c->invalid, fmt, ap);
+    va_end(ap);
+    snprintf(c->invalid_param, sizeof c->invalid_param, "%.40s", param ? param : "");
+}
+
+static bool is_local_only(const char *k) {
+    static const char *const keys[] = {"context_key", "contextKey", "grammar", "json_schema",
+                                       "jsonSchema",  "sampling",   "media",   "normalize",
+                                       "local",       NULL};
+    for (const char *const *p = keys; *p; p++)
+        if (strcmp(*p, k) == 0) return true;
+    return false;
+}
+
+static bool role_ok(const char *r) {
+    return strcmp(r, "system") == 0 || strcmp(r, "user") == 0 || strcmp(r, "assistant") == 0;
+}
+
+/* Shared option fields. Returns 1 when `key` was one of them (0 = not an option, -1 = bad
+ * type, msg set). */
+static int option(gw_call *c, const char *key, json_t *v, char *msg, size_t cap, char *param,
+                  size_t pcap, bool openai) {
+    bool null = json_is_null(v);
+    if (strcmp(key, "max_tokens") == 0 || (openai && strcmp(key, "max_completion_tokens") == 0)) {
+        if (null) return 1;
+        if (!json_is_integer(v)) {
+            snprintf(param, pcap, "%s", key);
+            return bad(msg, cap, "field '%s' must be an integer or null", key) ? 1 : -1;
+        }
+        c->has_max_tokens = true;
+        c->max_tokens = json_integer_value(v);
+        if (c->max_tokens <= 0) invalid(c, key, "'%s' must be greater than 0", key);
+        return 1;
+    }
+    if (strcmp(key, "temperature") == 0 || strcmp(key, "top_p") == 0) {
+        if (null) return 1;
+        if (!json_is_number(v)) {
+            snprintf(param, pcap, "%s", key);
+            return bad(msg, cap, "field '%s' must be a number or null", key) ? 1 : -1;
+        }
+        double x = json_number_value(v);
+        if (key[0] == 't' && key[1] == 'e') {
+            c->has_temperature = true;
+            c->temperature = x;
+            if (!isfinite(x) || x < 0) invalid(c, key, "'temperature' must be finite and >= 0");
+        } else {
+            c->has_top_p = true;
+            c->top_p = x;
+            if (!isfinite(x) || x < 0 || x > 1) invalid(c, key, "'top_p' must be in [0, 1]");
+        }
+        return 1;
+    }
+    if (strcmp(key, "stop") == 0) {
+        if (null) return 1;
+        if (openai && json_is_string(v)) {
+            c->stop[0] = json_string_value(v);
+            c->n_stop = 1;
+            return 1;
+        }
+        if (!json_is_array(v)) {
+            snprintf(param, pcap, "stop");
+            return bad(msg, cap, "field 'stop' must be an array of strings") ? 1 : -1;
+        }
+        size_t i;
+        json_t *s;
+        json_array_foreach(v, i, s) {
+            if (!json_is_string(s)) {
+                snprintf(param, pcap, "stop");
+                return bad(msg, cap, "field 'stop' must be an array of strings") ? 1 : -1;
+            }
+            if (i >= SIPP_MAX_STOP_STRINGS) {
+                invalid(c, "stop", "at most %d stop strings", SIPP_MAX_STOP_STRINGS);
+                return 1;
+            }
+            if (json_string_length(s) == 0) invalid(c, "stop", "stop strings must not be empty");
+            c->stop[i] = json_string_value(s);
+            c->n_stop = i + 1;
+        }
+        return 1;
+    }
+    if (strcmp(key, "stream") == 0) {
+        if (openai && null) return 1;
+        if (!json_is_boolean(v)) {
+            snprintf(param, pcap, "stream");
+            return bad(msg, cap, "field 'stream' must be a boolean") ? 1 : -1;
+        }
+        c->stream = json_is_true(v);
+        return 1;
+    }
+    return 0;
+}
+
+static bool text_of(json_t *content, const char **out) {
+    if (json_is_string(content)) {
+        *out = json_string_value(content);
+        return true;
+    }
+    return false;
+}
+
+static bool decode_messages(gw_call *c, json_t *v, bool openai, char *msg, size_t cap,
+                            char *param, size_t pcap) {
+    snprintf(param, pcap, "messages");
+    if (!json_is_array(v) || json_array_size(v) == 0)
+        return bad(msg, cap, "field 'messages' must be a non-empty array");
+    if (json_array_size(v) > 4096) return bad(msg, cap, "field 'messages' has too many entries");
+    c->n_messages = json_array_size(v);
+    c->messages = calloc(c->n_messages, sizeof *c->messages);
+    if (!c->messages) return bad(msg, cap, "out of memory");
+    size_t i;
+    json_t *m;
+    json_array_foreach(v, i, m) {
+        if (!json_is_object(m)) return bad(msg, cap, "messages[%zu] must be an object", i);
+        json_t *role = json_object_get(m, "role"), *content = json_object_get(m, "content");
+        if (!json_is_string(role)) return bad(msg, cap, "messages[%zu].role must be a string", i);
+        const char *r = json_string_value(role);
+        if (openai && strcmp(r, "developer") == 0) r = "system";
+        if (!role_ok(r))
+            return bad(msg, cap, "messages[%zu].role must be system, user or assistant", i);
+        const char *text = NULL;
+        if (!text_of(content, &text) && openai && json_is_array(content) &&
+            json_array_size(content) == 1) {
+            /* OpenAI content parts: only a single text part */
+            json_t *part = json_array_get(content, 0);
+            json_t *type = json_object_get(part, "type");
+            if (json_is_string(type) && strcmp(json_string_value(type), "text") == 0)
+                text_of(json_object_get(part, "text"), &text);
+        }
+        if (!text) return bad(msg, cap, "messages[%zu].content must be a string", i);
+        c->messages[i].role = r;
+        c->messages[i].content = text;
+        const char *k;
+        json_t *x;
+        json_object_foreach(m, k, x) {
+            if (strcmp(k, "role") == 0 || strcmp(k, "content") == 0) continue;
+            if (openai && strcmp(k, "name") == 0) continue;
+            invalid(c, "messages", "unknown field 'messages[%zu].%.40s'", i, k);
+        }
+    }
+    param[0] = '\0';
+    return true;
+}
+
+static bool decode_sipp(gw_op op, json_t *root, gw_call *c, char *msg, size_t cap, char *param,
+                        size_t pcap) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(root, k, v) {
+        if (strcmp(k, "model") == 0) {
+            if (!json_is_string(v)) return bad(msg, cap, "field 'model' must be a string");
+            c->model = json_string_value(v);
+        } else if (op == GW_OP_QUERY && strcmp(k, "prompt") == 0) {
+            if (!json_is_string(v)) return bad(msg, cap, "field 'prompt' must be a string");
+            c->prompt = json_string_value(v);
+        } else if (op == GW_OP_CHAT && strcmp(k, "messages") == 0) {
+            if (!decode_messages(c, v, false, msg, cap, param, pcap)) return false;
+        } else if (op == GW_OP_EMBED && strcmp(k, "input") == 0) {
+            if (!json_is_string(v)) return bad(msg, cap, "field 'input' must be a string");
+            c->inputs = calloc(1, sizeof *c->inputs);
+            if (!c->inputs) return bad(msg, cap, "out of memory");
+            c->inputs[0] = json_string_value(v);
+            c->n_inputs = 1;
+        } else if (is_local_only(k)) {
+            invalid(c, k, "field '%s' is local-only: the gateway does not let clients steer "
+                    "server KV state or local sampling", k);
+        } else {
+            int r = op == GW_OP_EMBED ? 0 : option(c, k, v, msg, cap, param, pcap, false);
+            if (r < 0) return false;
+            if (r == 0) invalid(c, k, "unknown field '%.40s'", k);
+        }
+    }
+    if (!c->model) return bad(msg, cap, "missing field 'model'");
+    if (op == GW_OP_QUERY && !c->prompt) return bad(msg, cap, "missing field 'prompt'");
+    if (op == GW_OP_CHAT && !c->messages) return bad(msg, cap, "missing field 'messages'");
+    if (op == GW_OP_EMBED && !c->inputs) return bad(msg, cap, "missing field 'input'");
+    return true;
+}
+
+static bool decode_openai(gw_op op, json_t *root, gw_call *c, char *msg, size_t cap, char *param,
+                          size_t pcap) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(root, k, v) {
+        bool null = json_is_null(v);
+        if (strcmp(k, "model") == 0) {
+            if (!json_is_string(v)) return bad(msg, cap, "field 'model' must be a string");
+            c->model = json_string_value(v);
+        } else if (op == GW_OP_CHAT && strcmp(k, "messages") == 0) {
+            if (!decode_messages(c, v, true, msg, cap, param, pcap)) return false;
+        } else if (op == GW_OP_QUERY && strcmp(k, "prompt") == 0) {
+            if (json_is_array(v) && json_array_size(v) == 1 &&
+                json_is_string(json_array_get(v, 0)))
+                v = json_array_get(v, 0);
+            if (!json_is_string(v)) {
+                snprintf(param, pcap, "prompt");
+                return bad(msg, cap, "field 'prompt' must be a string (or an array of one)");
+            }
+            c->prompt = json_string_value(v);
+        } else if (op == GW_OP_EMBED && strcmp(k, "input") == 0) {
+            snprintf(param, pcap, "input");
+            size_t n = json_is_array(v) ? json_array_size(v) : 1;
+            if (json_is_array(v) && (n == 0 || n > 2048))
+                return bad(msg, cap, "field 'input' must hold 1 to 2048 strings");
+            c->inputs = calloc(n, sizeof *c->inputs);
+            if (!c->inputs) return bad(msg, cap, "out of memory");
+            if (json_is_string(v)) {
+                c->inputs[0] = json_string_value(v);
+            } else if (json_is_array(v)) {
+                c->input_is_array = true;
+                for (size_t i = 0; i < n; i++) {
+                    json_t *s = json_array_get(v, i);
+                    if (!json_is_string(s))
+                        return bad(msg, cap, "field 'input' must be a string or an array of "
+                                   "strings");
+                    c->inputs[i] = json_string_value(s);
+                }
+            } else {
+                return bad(msg, cap, "field 'input' must be a string or an array of strings");
+            }
+            c->n_inputs = n;
+            param[0] = '\0';
+        } else if (op == GW_OP_EMBED && strcmp(k, "encoding_format") == 0) {
+            if (null) continue;
+            if (!json_is_string(v)) return bad(msg, cap, "field 'encoding_format' must be a string");
+            const char *f = json_string_value(v);
+            if (strcmp(f, "base64") == 0) c->base64 = true;
+            else if (strcmp(f, "float") != 0)
+                invalid(c, k, "'encoding_format' must be float or base64");
+        } else if (op != GW_OP_EMBED && strcmp(k, "stream_options") == 0) {
+            if (null) continue;
+            if (!json_is_object(v)) return bad(msg, cap, "field 'stream_options' must be an object");
+            const char *k2;
+            json_t *v2;
+            json_object_foreach(v, k2, v2) {
+                if (strcmp(k2, "include_usage") == 0 && json_is_boolean(v2))
+                    c->include_usage = json_is_true(v2);
+                else
+                    invalid(c, "stream_options", "unsupported field 'stream_options.%.40s'", k2);
+            }
+        } else if (strcmp(k, "user") == 0) {
+            if (!null && !json_is_string(v)) return bad(msg, cap, "field 'user' must be a string");
+        } else if (op != GW_OP_EMBED && strcmp(k, "n") == 0) {
+            if (!null && !(json_is_integer(v) && json_integer_value(v) == 1))
+                invalid(c, k, "only n = 1 is supported");
+        } else if (op != GW_OP_EMBED &&
+                   (strcmp(k, "presence_penalty") == 0 || strcmp(k, "frequency_penalty") == 0)) {
+            if (!null && !(json_is_number(v) && json_number_value(v) == 0))
+                invalid(c, k, "'%s' is not supported (only 0)", k);
+        } else if (op != GW_OP_EMBED && (strcmp(k, "logprobs") == 0 || strcmp(k, "echo") == 0)) {
+            if (!null && !json_is_false(v)) invalid(c, k, "'%s' is not supported", k);
+        } else if (is_local_only(k)) {
+            invalid(c, k, "field '%s' is local-only: the gateway does not let clients steer "
+                    "server KV state or local sampling", k);
+        } else {
+            int r = op == GW_OP_EMBED ? 0 : option(c, k, v, msg, cap, param, pcap, true);
+            if (r < 0) return false;
+            if (r == 0) invalid(c, k, "unsupported parameter '%.40s'", k);
+        }
+    }
+    if (!c->model) return bad(msg, cap, "missing field 'model'");
+    if (op == GW_OP_QUERY && !c->prompt) return bad(msg, cap, "missing field 'prompt'");
+    if (op == GW_OP_CHAT && !c->messages) return bad(msg, cap, "missing field 'messages'");
+    if (op == GW_OP_EMBED && !c->inputs) return bad(msg, cap, "missing field 'input'");
+    return true;
+}
+
+bool sipp__gw_decode(gw_profile prof, gw_op op, json_t *root, gw_call *call, char *msg,
+                     size_t cap, char *param, size_t pcap) {
+    call->op = op;
+    if (param && pcap) param[0] = '\0';
+    if (!json_is_object(root)) return bad(msg, cap, "the body must be a JSON object");
+    return prof == GW_PROFILE_SIPP ? decode_sipp(op, root, call, msg, cap, param, pcap)
+                                   : decode_openai(op, root, call, msg, cap, param, pcap);
+}

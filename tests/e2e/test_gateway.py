@@ -1,0 +1,629 @@
+"""sipp-gateway end to end: the real binary on loopback ports, real sockets, the tiny real
+models as local targets, a real llama-server as an openai_compatible provider target.
+
+Covers the protocol's status table in its order of checks, both profiles (finite and
+streaming), auth and per-caller target lists, CORS, 413, framing, slowloris, rate limits
+(requests and tokens, per IP and per caller), concurrency 429, disconnect and slow-reader
+cancellation proved by the engine counters in /metrics, and SIGTERM draining."""
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import CHAT_MODEL
+from fault_server import FaultServer
+from gateway_util import (GATEWAY, Gateway, Stream, error_of, local_target, prom_ok,
+                          story_target)
+from test_provider import start_llama_server
+
+SECRET_A = "sk-alice-7f3a9c1e5b2d4f60"
+SECRET_B = "sk-bob-0e1d2c3b4a596877"
+TOKENS = f"""
+[[tokens]]
+env = "TOK_ALICE"
+caller = "alice"
+
+[[tokens]]
+env = "TOK_BOB"
+caller = "bob"
+targets = ["story"]
+"""
+ENV = {"TOK_ALICE": SECRET_A, "TOK_BOB": SECRET_B}
+ALICE = """
+[[tokens]]
+env = "TOK_ALICE"
+caller = "alice"
+"""
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory):
+    """One gateway for the read-mostly tests: two local targets, two callers, CORS, a
+    blocklist and a per-IP limit keyed by X-Forwarded-For from the loopback proxy."""
+    g = Gateway(tmp_path_factory.mktemp("gw"), local_target() + story_target() + TOKENS + """
+[security]
+ip_blocklist = ["203.0.113.0/24"]
+[security.client_ip]
+source = "x_forwarded_for"
+trusted_proxy_cidrs = ["127.0.0.1"]
+[security.rate_limit]
+enabled = true
+requests_per_minute = 6
+burst = 3
+""", top='max_request_bytes = 4096\nallowed_origins = ["https://app.example"]\n', env=ENV)
+    yield g
+    assert g.stop() == 0  # a clean drain (and, under ASan, no leak at exit)
+
+
+def ip(n):
+    """A distinct client address per test, so the per-IP limit of one does not touch another."""
+    return {"x-forwarded-for": f"198.51.100.{n}"}
+
+
+# ---- check ---------------------------------------------------------------------------------
+
+def test_check_validates_without_secrets(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text(local_target(model="/does/not/exist.gguf") + story_target() + TOKENS + """
+[[targets]]
+name = "claude"
+type = "anthropic"
+model = "claude-x"
+api_key_env = "NOT_SET_ANYWHERE"
+""")
+    r = subprocess.run([str(GATEWAY), "check", "--config", str(good)], capture_output=True,
+                       text=True, env={})
+    assert r.returncode == 0, r.stderr
+    assert "ok (3 targets, 2 callers" in r.stdout
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(local_target() + "\n[routes]\nquery = \"/v1/chat\"\n")
+    r = subprocess.run([str(GATEWAY), "check", "--config", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 1 and "duplicate route '/v1/chat'" in r.stderr
+
+    bad.write_text("\n\nverbose = true\n" + local_target())
+    r = subprocess.run([str(GATEWAY), "check", "--config", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 1 and "line 3: unknown key 'verbose'" in r.stderr
+
+    r = subprocess.run([str(GATEWAY), "check"], capture_output=True, text=True)
+    assert r.returncode == 2 and "usage" in r.stderr
+
+
+def test_serve_refuses_missing_secret_and_redis(tmp_path):
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(local_target() + story_target() + TOKENS)
+    r = subprocess.run([str(GATEWAY), "serve", "--config", str(cfg)], capture_output=True,
+                       text=True, env={"TOK_ALICE": SECRET_A}, timeout=30)
+    assert r.returncode == 1
+    assert "caller 'bob': the environment variable TOK_BOB is not set" in r.stderr
+    assert SECRET_A not in r.stderr
+    cfg.write_text(local_target() + '[redis]\nurl = "redis://127.0.0.1:1"\n')
+    r = subprocess.run([str(GATEWAY), "serve", "--config", str(cfg)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1 and "not supported yet" in r.stderr
+
+
+# ---- the status table, in the order of checks ----------------------------------------------
+
+def test_order_of_checks(gw):
+    chat = "/v1/chat"
+    good = {"model": "local", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+    # blocklist first: even without a token and with a broken body
+    st, _, b = gw.post(chat, "{", headers={"x-forwarded-for": "203.0.113.9"})
+    assert (st, error_of(b)) == (403, "blocked")
+    # then the per-IP rate limit (burst 3), before auth
+    for _ in range(3):
+        st, _, b = gw.post(chat, "{", headers=ip(10))
+        assert (st, error_of(b)) == (401, "authentication")
+    st, h, b = gw.post(chat, "{", headers=ip(10))
+    assert (st, error_of(b)) == (429, "rate_limited")
+    assert int(h["retry-after"]) >= 1
+    # auth
+    st, _, b = gw.post(chat, good, token="sk-wrong", headers=ip(11))
+    assert (st, error_of(b)) == (401, "authentication")
+    st, _, b = gw.post(chat, good, headers={**ip(11), "authorization": "Basic eDp5"})
+    assert (st, error_of(b)) == (401, "authentication")
+    # decode: not JSON, missing field, mistyped field, unknown role
+    st, _, b = gw.post(chat, "{not json", token=SECRET_A, headers=ip(12))
+    assert (st, error_of(b)) == (400, "invalid_json")
+    st, _, b = gw.post(chat, {"model": "local"}, token=SECRET_A, headers=ip(12))
+    assert (st, error_of(b)) == (400, "invalid_json") and "messages" in b["error"]["message"]
+    st, _, b = gw.post(chat, {**good, "max_tokens": "two"}, token=SECRET_A, headers=ip(13))
+    assert (st, error_of(b)) == (400, "invalid_json")
+    st, _, b = gw.post(chat, {**good, "messages": [{"role": "wizard", "content": "x"}]},
+                       token=SECRET_A, headers=ip(13))
+    assert (st, error_of(b)) == (400, "invalid_json")
+    # authorize before resolve: bob may use only "story"; an unknown target is 403 for him ...
+    st, _, b = gw.post(chat, {**good, "model": "nope", "bogus": 1}, token=SECRET_B, headers=ip(14))
+    assert (st, error_of(b)) == (403, "authorization")
+    st, _, b = gw.post(chat, good, token=SECRET_B, headers=ip(14))
+    assert (st, error_of(b)) == (403, "authorization")
+    # ... and 404 for alice, who may use all
+    st, _, b = gw.post(chat, {**good, "model": "nope"}, token=SECRET_A, headers=ip(15))
+    assert (st, error_of(b)) == (404, "resolution")
+    # validation after resolve
+    st, _, b = gw.post(chat, {**good, "max_tokens": 0}, token=SECRET_A, headers=ip(15))
+    assert (st, error_of(b)) == (400, "invalidrequest")
+    st, _, b = gw.post(chat, {**good, "temperature": -1}, token=SECRET_A, headers=ip(16))
+    assert (st, error_of(b)) == (400, "invalidrequest")
+    st, _, b = gw.post(chat, {**good, "top_p": 1.5}, token=SECRET_A, headers=ip(16))
+    assert (st, error_of(b)) == (400, "invalidrequest")
+    for key in ("grammar", "context_key", "contextKey", "json_schema", "local", "frobnicate"):
+        st, _, b = gw.post(chat, {**good, key: "x"}, token=SECRET_A, headers=ip(17 + len(key)))
+        assert (st, error_of(b)) == (400, "invalidrequest"), key
+        assert f"'{key}'" in b["error"]["message"]
+    # unsupported operation: stories260K has no chat template
+    st, _, b = gw.post(chat, {**good, "model": "story"}, token=SECRET_A, headers=ip(30))
+    assert (st, error_of(b)) == (400, "invalidrequest")
+    # and finally it runs
+    st, h, b = gw.post(chat, good, token=SECRET_A, headers=ip(31))
+    assert st == 200, b
+    assert set(b) == {"id", "model", "text", "finish_reason", "usage"}
+    assert b["model"] == "local" and b["finish_reason"] in ("stop", "length")
+    assert b["usage"]["total_tokens"] == b["usage"]["input_tokens"] + b["usage"]["output_tokens"]
+
+
+def test_routes_methods_and_envelopes(gw):
+    st, _, b = gw.request("GET", "/v1/nothing", headers=ip(40))
+    assert st == 404 and error_of(json.loads(b)) == "not_found"
+    st, _, b = gw.request("GET", "/v1/chat", headers=ip(40))
+    assert st == 405 and error_of(json.loads(b)) == "method_not_allowed"
+    # management routes are never served on the public listener
+    st, _, _ = gw.request("GET", "/metrics", headers=ip(41))
+    assert st == 404
+    st, _, body = gw.mgmt("GET", "/healthz")
+    assert (st, body) == (200, "ok")
+    st, _, body = gw.mgmt("GET", "/readyz")
+    assert (st, body) == (200, "ready")
+
+
+def test_request_id_echoed_or_generated(gw):
+    body = {"model": "local", "prompt": "Once", "max_tokens": 2}
+    st, h, b = gw.post("/v1/query", body, token=SECRET_A, headers={**ip(42), "x-request-id": "trace-123"})
+    assert st == 200 and h["x-request-id"] == "trace-123" and b["id"] == "trace-123"
+    st, h, b = gw.post("/v1/query", body, token=SECRET_A, headers=ip(42))
+    assert st == 200 and h["x-request-id"].startswith("req-") and b["id"] == h["x-request-id"]
+    st, h, b = gw.post("/v1/query", {}, headers=ip(43))
+    assert st == 401 and h["x-request-id"].startswith("req-")
+
+
+def test_payload_too_large_in_envelope(gw):
+    big = {"model": "local", "prompt": "x" * 5000}
+    st, h, b = gw.post("/v1/query", big, token=SECRET_A, headers=ip(44))
+    assert st == 413 and error_of(b) == "payload_too_large"
+    assert h["content-type"] == "application/json"
+    # undeclared length (chunked): refused the same way
+    c = gw.conn()
+    c.putrequest("POST", "/v1/query")
+    for k, v in {"authorization": "Bearer " + SECRET_A, "transfer-encoding": "chunked",
+                 "content-type": "application/json", **ip(45)}.items():
+        c.putheader(k, v)
+    c.endheaders()
+    data = json.dumps(big).encode()
+    for i in range(0, len(data), 1000):
+        part = data[i:i + 1000]
+        c.send(b"%x\r\n%s\r\n" % (len(part), part))
+    c.send(b"0\r\n\r\n")
+    r = c.getresponse()
+    assert r.status == 413 and error_of(json.loads(r.read())) == "payload_too_large"
+    c.close()
+
+
+def raw(gw, data, wait=5.0):
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=wait)
+    s.sendall(data)
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except socket.timeout:
+        pass
+    s.close()
+    return out
+
+
+def test_conflicting_framing_rejected(gw):
+    body = b'{"model":"local","prompt":"x"}'
+    req = (b"POST /v1/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + SECRET_A.encode() +
+           b"\r\nX-Forwarded-For: 198.51.100.46\r\nContent-Length: %d\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n" % len(body) + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+    out = raw(gw, req)
+    assert out.startswith(b"HTTP/1.1 400"), out[:200]
+    req = (b"POST /v1/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + SECRET_A.encode() +
+           b"\r\nX-Forwarded-For: 198.51.100.46\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nabcdefg")
+    assert raw(gw, req).startswith(b"HTTP/1.1 400")
+    # oversized headers are refused, not buffered
+    req = b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n"
+    out = raw(gw, req)
+    assert out == b"" or out.split(b" ")[1] in (b"400", b"413", b"431"), out[:100]
+
+
+def test_json_depth_cap(gw):
+    deep = '{"model":"local","prompt":"x","stop":' + "[" * 100 + "]" * 100 + "}"
+    st, _, b = gw.post("/v1/query", deep, token=SECRET_A, headers=ip(47))
+    assert (st, error_of(b)) == (400, "invalid_json") and "deeper" in b["error"]["message"]
+    st, _, b = gw.post("/v1/query", '{"model":"local","model":"story","prompt":"x"}',
+                       token=SECRET_A, headers=ip(47))
+    assert (st, error_of(b)) == (400, "invalid_json")
+
+
+# ---- Sipp profile ----------------------------------------------------------------------------
+
+def test_sipp_query_and_embed(gw):
+    st, _, b = gw.post("/v1/query", {"model": "story", "prompt": "Once upon a time",
+                                     "max_tokens": 3, "temperature": 0}, token=SECRET_B, headers=ip(50))
+    assert st == 200 and b["finish_reason"] == "length" and b["usage"]["output_tokens"] == 3
+    st, _, b = gw.post("/v1/embed", {"model": "local", "input": "hello world"}, token=SECRET_A,
+                       headers=ip(51))
+    assert st == 200, b
+    assert len(b["embedding"]) > 8 and all(isinstance(x, float) for x in b["embedding"])
+    assert b["usage"]["input_tokens"] > 0
+    st, _, b = gw.post("/v1/embed", {"model": "local", "input": "x", "stream": True},
+                       token=SECRET_A, headers=ip(51))
+    assert (st, error_of(b)) == (400, "invalidrequest")  # embed never streams
+
+
+def test_sipp_stream(gw):
+    s = Stream(gw, "/v1/query", {"model": "story", "prompt": "Once upon a time", "max_tokens": 6,
+                                 "temperature": 0, "stream": True}, token=SECRET_B,
+               headers={**ip(52), "x-request-id": "stream-1"})
+    assert s.status == 200
+    assert s.headers["content-type"] == "text/event-stream"
+    assert s.headers["cache-control"] == "no-cache"
+    assert s.headers["x-accel-buffering"] == "no"
+    assert s.headers["x-request-id"] == "stream-1"
+    frames = [(e, json.loads(d)) for e, d, c in s.frames() if e]
+    s.close()
+    names = [e for e, _ in frames]
+    assert names[-2:] == ["usage", "done"] and set(names[:-2]) == {"token"}
+    seq = 0
+    for e, d in frames[:-2]:
+        assert d["sequence"] == seq
+        seq += 1  # at least one token per batch
+        seq = max(seq, d["sequence"] + 1)
+    assert frames[-1][1] == {"finish_reason": "length"}
+    assert frames[-2][1]["output_tokens"] == 6
+    # the streamed text is the finite answer (greedy)
+    st, _, b = gw.post("/v1/query", {"model": "story", "prompt": "Once upon a time", "max_tokens": 6,
+                                     "temperature": 0}, token=SECRET_B, headers=ip(53))
+    assert "".join(d["text"] for e, d in frames if e == "token") == b["text"]
+
+
+# ---- OpenAI profile --------------------------------------------------------------------------
+
+def test_openai_shapes(gw):
+    st, _, b = gw.request("GET", "/v1/models", token=SECRET_B, headers=ip(60))
+    models = json.loads(b)
+    assert st == 200 and models["object"] == "list"
+    assert [m["id"] for m in models["data"]] == ["story"]  # only what bob may use
+    st, _, b = gw.request("GET", "/v1/models", token=SECRET_A, headers=ip(60))
+    assert [m["id"] for m in json.loads(b)["data"]] == ["local", "story"]
+
+    st, _, b = gw.post("/v1/chat/completions", {"model": "local", "max_tokens": 3,
+                       "messages": [{"role": "user", "content": "Hi"}]}, token=SECRET_A, headers=ip(61))
+    assert st == 200 and b["object"] == "chat.completion"
+    assert b["choices"][0]["message"]["role"] == "assistant"
+    assert b["usage"]["completion_tokens"] <= 3
+    st, _, b = gw.post("/v1/completions", {"model": "story", "prompt": "Once", "max_tokens": 2},
+                       token=SECRET_A, headers=ip(62))
+    assert st == 200 and b["object"] == "text_completion" and b["choices"][0]["finish_reason"] == "length"
+    st, _, b = gw.post("/v1/embeddings", {"model": "local", "input": ["a", "b c"]}, token=SECRET_A,
+                       headers=ip(63))
+    assert st == 200 and [d["index"] for d in b["data"]] == [0, 1]
+    assert b["usage"]["prompt_tokens"] > 0
+    # errors use OpenAI's shape
+    st, _, b = gw.post("/v1/chat/completions", {"model": "local", "messages": [], "n": 2},
+                       token=SECRET_A, headers=ip(64))
+    assert st == 400 and set(b["error"]) == {"message", "type", "param", "code"}
+    assert b["error"]["type"] == "invalid_request_error" and b["error"]["param"] == "messages"
+    st, _, b = gw.post("/v1/chat/completions", {"model": "local", "n": 3,
+                       "messages": [{"role": "user", "content": "x"}]}, token=SECRET_A, headers=ip(64))
+    assert st == 400 and b["error"]["code"] == "invalidrequest" and b["error"]["param"] == "n"
+    st, _, b = gw.post("/v1/chat/completions", {}, headers=ip(65))
+    assert st == 401 and b["error"]["type"] == "authentication_error"
+
+
+def test_openai_stream(gw):
+    s = Stream(gw, "/v1/chat/completions", {"model": "local", "max_tokens": 4, "stream": True,
+               "stream_options": {"include_usage": True},
+               "messages": [{"role": "user", "content": "Hi"}]}, token=SECRET_A, headers=ip(66))
+    assert s.status == 200
+    datas = [d for e, d, c in s.frames() if d is not None]
+    s.close()
+    assert datas[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in datas[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert len({c["id"] for c in chunks}) == 1 and len({c["created"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-2]["choices"][0]["finish_reason"] in ("stop", "length")
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] <= 4
+
+
+# ---- CORS -------------------------------------------------------------------------------------
+
+def test_cors(gw):
+    pre = {"origin": "https://app.example", "access-control-request-method": "POST",
+           "access-control-request-headers": "authorization, content-type", **ip(70)}
+    st, h, _ = gw.request("OPTIONS", "/v1/chat", headers=pre)
+    assert st == 204
+    assert h["access-control-allow-origin"] == "https://app.example"
+    assert "authorization" in h["access-control-allow-headers"]
+    assert "x-request-id" in h["access-control-allow-headers"]
+    assert "access-control-allow-credentials" not in h
+    st, h, _ = gw.request("OPTIONS", "/v1/chat", headers={**pre, "origin": "https://evil.example"})
+    assert st == 403 and "access-control-allow-origin" not in h
+    st, h, _ = gw.post("/v1/query", {"model": "story", "prompt": "a", "max_tokens": 1},
+                       token=SECRET_A, headers={"origin": "https://app.example", **ip(71)})
+    assert st == 200 and h["access-control-allow-origin"] == "https://app.example"
+    st, h, _ = gw.post("/v1/query", {"model": "story", "prompt": "a", "max_tokens": 1},
+                       token=SECRET_A, headers={"origin": "https://app.example.evil", **ip(71)})
+    assert st == 200 and "access-control-allow-origin" not in h
+
+
+# ---- metrics and logs -------------------------------------------------------------------------
+
+def test_metrics_and_logs(gw):
+    gw.post("/v1/query", {"model": "story", "prompt": "a", "max_tokens": 2}, token=SECRET_A, headers=ip(72))
+    text = gw.metrics()
+    types = prom_ok(text)
+    for name in ("sipp_time_to_first_token_seconds", "sipp_inter_token_latency_seconds",
+                 "sipp_e2e_request_seconds", "sipp_queue_wait_seconds"):
+        assert types[name] == "histogram"
+    assert types["sipp_requests_total"] == "counter" and types["sipp_requests_active"] == "gauge"
+    assert gw.metric("sipp_requests_total", operation="query", target="story", status="2xx") >= 1
+    assert gw.metric("sipp_errors_total", operation="chat", target="", code="authentication") >= 1
+    assert gw.metric("sipp_engine_generated_tokens_total", target="story") >= 2
+    assert gw.metric("sipp_target_ready", target="local", type="local") == 1
+    logs = gw.logs()
+    reqs = [l for l in logs if l["msg"] == "request"]
+    assert reqs and {"request_id", "caller", "target", "status", "latency_ms", "input_tokens",
+                     "output_tokens"} <= set(reqs[-1])
+    raw_log = gw.log_path.read_text()
+    assert SECRET_A not in raw_log and SECRET_B not in raw_log
+
+
+# ---- limits -----------------------------------------------------------------------------------
+
+def test_per_caller_request_and_token_limits(tmp_path):
+    g = Gateway(tmp_path, story_target() + """
+[[tokens]]
+env = "TOK_ALICE"
+caller = "alice"
+requests_per_minute = 2
+
+[[tokens]]
+env = "TOK_BOB"
+caller = "bob"
+tokens_per_minute = 30
+""", env=ENV)
+    try:
+        q = {"model": "story", "prompt": "Once upon a time", "max_tokens": 2}
+        assert g.post("/v1/query", q, token=SECRET_A)[0] == 200
+        assert g.post("/v1/query", q, token=SECRET_A)[0] == 200
+        st, h, b = g.post("/v1/query", q, token=SECRET_A)
+        assert (st, error_of(b)) == (429, "rate_limited") and int(h["retry-after"]) >= 1
+        # bob: few requests, many tokens. One request that burns ~45 tokens empties his budget.
+        st, _, b = g.post("/v1/query", {**q, "max_tokens": 40}, token=SECRET_B)
+        assert st == 200 and b["usage"]["total_tokens"] > 30
+        st, h, b = g.post("/v1/query", q, token=SECRET_B)
+        assert (st, error_of(b)) == (429, "rate_limited") and int(h["retry-after"]) >= 1
+        # another caller is not affected
+        assert g.post("/v1/query", q, token=SECRET_A)[0] == 429  # alice's own limit still holds
+    finally:
+        g.stop()
+
+
+def test_concurrency_limit_and_disconnect_cancels(tmp_path):
+    """max_concurrent_requests = 1: a second request while a stream runs gets 429 admission.
+    Closing the stream cancels the engine run (engine counters) and frees the permit."""
+    g = Gateway(tmp_path, local_target(n_parallel=2, ignore_eos=True) + ALICE, top="max_concurrent_requests = 1\n",
+                env=ENV)
+    try:
+        s = Stream(g, "/v1/query", {"model": "local", "prompt": "Once upon a time",
+                                    "max_tokens": 100000, "stream": True}, token=SECRET_A)
+        frames = s.frames()
+        for _ in range(3):
+            e, d, _ = next(frames)
+            assert e == "token"
+        st, h, b = g.post("/v1/query", {"model": "local", "prompt": "x", "max_tokens": 1}, token=SECRET_A)
+        assert (st, error_of(b)) == (429, "admission") and "retry-after" in h
+        assert g.metric("sipp_engine_running", target="local") == 1
+        assert g.metric("sipp_requests_active") == 1
+        before = g.metric("sipp_engine_cancelled_total", target="local")
+        s.close()
+        assert g.wait_metric("sipp_engine_cancelled_total", lambda v: v == before + 1,
+                             target="local") == before + 1
+        assert g.wait_metric("sipp_engine_running", lambda v: v == 0, target="local") == 0
+        assert g.wait_metric("sipp_requests_active", lambda v: v == 0) == 0
+        # the engine stopped generating
+        gen = g.metric("sipp_engine_generated_tokens_total", target="local")
+        time.sleep(0.3)
+        assert g.metric("sipp_engine_generated_tokens_total", target="local") == gen
+        # and the permit is free again
+        st, _, b = g.post("/v1/query", {"model": "local", "prompt": "x", "max_tokens": 1}, token=SECRET_A)
+        assert st == 200, b
+        # a finite request whose client goes away is cancelled too
+        c = g.conn()
+        c.request("POST", "/v1/query", body=json.dumps({"model": "local", "prompt": "Once",
+                  "max_tokens": 100000}), headers={"authorization": "Bearer " + SECRET_A})
+        assert g.wait_metric("sipp_engine_running", lambda v: v == 1, target="local") == 1
+        c.sock.shutdown(socket.SHUT_RDWR)
+        c.close()
+        assert g.wait_metric("sipp_engine_cancelled_total", lambda v: v == before + 2,
+                             target="local") == before + 2
+        assert g.wait_metric("sipp_requests_active", lambda v: v == 0) == 0
+    finally:
+        g.stop()
+
+
+def test_slow_reader_is_cut_and_engine_goes_on(tmp_path):
+    """A client that stops reading: the run's buffer fills and pauses only its own sequence,
+    another request still completes, and the idle timeout cancels the stuck run."""
+    g = Gateway(tmp_path, local_target(n_parallel=2, stream_buffer_bytes=4096, ignore_eos=True) + ALICE,
+                top="idle_timeout_seconds = 2\n", env=ENV)
+    try:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", g.port))
+        body = json.dumps({"model": "local", "prompt": "Once upon a time", "max_tokens": 100000,
+                           "stream": True}).encode()
+        s.sendall(b"POST /v1/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + SECRET_A.encode()
+                  + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        # never read: the socket buffers fill, then the run's buffer, then the sequence pauses
+        assert g.wait_metric("sipp_engine_running", lambda v: v == 1, target="local") == 1
+        st, _, b = g.post("/v1/query", {"model": "local", "prompt": "Hi", "max_tokens": 4}, token=SECRET_A)
+        assert st == 200, b
+        before = g.metric("sipp_engine_cancelled_total", target="local")
+        assert g.wait_metric("sipp_engine_cancelled_total", lambda v: v >= before + 1, timeout=15,
+                             target="local") >= before + 1
+        assert g.wait_metric("sipp_requests_active", lambda v: v == 0) == 0
+        s.close()
+    finally:
+        g.stop()
+
+
+def test_slowloris_closed_by_header_deadline(tmp_path):
+    g = Gateway(tmp_path, story_target(), top="header_timeout_seconds = 1\nidle_timeout_seconds = 30\n")
+    try:
+        s = socket.create_connection(("127.0.0.1", g.port), timeout=10)
+        s.sendall(b"POST /v1/query HTTP/1.1\r\nHost: x\r\n")
+        t0 = time.time()
+        closed = False
+        while time.time() - t0 < 6:
+            try:
+                s.sendall(b"X")  # one header byte at a time keeps MHD's idle timer alive
+                s.settimeout(0.3)
+                if s.recv(1024) == b"":
+                    closed = True
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = True
+                break
+        assert closed and time.time() - t0 < 4
+        s.close()
+        # the server is still fine
+        st, _, b = g.post("/v1/query", {"model": "story", "prompt": "a", "max_tokens": 1})
+        assert st == 200, b  # no [[tokens]]: an open gateway
+    finally:
+        g.stop()
+
+
+# ---- providers --------------------------------------------------------------------------------
+
+def test_provider_target_llama_server(tmp_path):
+    proc, url = start_llama_server()
+    try:
+        g = Gateway(tmp_path, f"""
+[[targets]]
+name = "remote"
+type = "openai_compatible"
+model = "any"
+base_url = "{url}"
+timeout_seconds = 60
+
+[[targets]]
+name = "down"
+type = "openai_compatible"
+model = "any"
+base_url = "http://127.0.0.1:1/v1"
+""")
+        try:
+            msg = [{"role": "user", "content": "Hi"}]
+            st, _, b = g.post("/v1/chat", {"model": "remote", "messages": msg, "max_tokens": 4})
+            assert st == 200 and b["usage"]["output_tokens"] > 0, b
+            s = Stream(g, "/v1/chat/completions", {"model": "remote", "messages": msg,
+                       "max_tokens": 4, "stream": True})
+            datas = [d for e, d, c in s.frames() if d is not None]
+            s.close()
+            assert datas[-1] == "[DONE]" and len(datas) >= 3
+            # local-only sampling never reaches a provider: refused at the gateway
+            st, _, b = g.post("/v1/chat", {"model": "remote", "messages": msg, "grammar": "x"})
+            assert (st, error_of(b)) == (400, "invalidrequest")
+            # engine / provider failure
+            st, _, b = g.post("/v1/chat", {"model": "down", "messages": msg, "max_tokens": 2})
+            assert (st, error_of(b)) == (500, "execution")
+            s = Stream(g, "/v1/chat", {"model": "down", "messages": msg, "stream": True})
+            frames = [(e, d) for e, d, c in s.frames() if e]
+            assert frames[-1][0] == "error" and json.loads(frames[-1][1])["error"]["code"] == "execution"
+            s.close()
+        finally:
+            g.stop()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_heartbeat_while_upstream_is_silent(tmp_path):
+    fs = FaultServer()
+    try:
+        g = Gateway(tmp_path, f"""
+[[targets]]
+name = "slow"
+type = "openai_compatible"
+model = "any"
+base_url = "{fs.url('stalls')}"
+""", top="sse_heartbeat_seconds = 1\n")
+        try:
+            s = Stream(g, "/v1/chat", {"model": "slow", "stream": True,
+                                       "messages": [{"role": "user", "content": "x"}]})
+            t0, pings, tokens = time.time(), 0, 0
+            for e, d, comment in s.frames():
+                if comment == ": ping":
+                    pings += 1
+                elif e == "token":
+                    tokens += 1
+                if pings >= 2 or time.time() - t0 > 5:
+                    break
+            assert tokens == 1 and pings >= 2 and time.time() - t0 < 4
+            s.close()
+            assert g.wait_metric("sipp_requests_active", lambda v: v == 0) == 0
+        finally:
+            g.stop()
+    finally:
+        fs.close()
+
+
+# ---- shutdown ---------------------------------------------------------------------------------
+
+def test_sigterm_drains(tmp_path):
+    g = Gateway(tmp_path, local_target(ignore_eos=True), top="shutdown_grace_seconds = 5\n")
+    s = Stream(g, "/v1/chat", {"model": "local", "max_tokens": 100000, "stream": True,
+                               "messages": [{"role": "user", "content": "Tell me a story"}]})
+    frames = s.frames()
+    assert next(frames)[0] == "token"
+    c = g.conn()
+    c.request("POST", "/v1/query", body=json.dumps({"model": "local", "prompt": "Once",
+              "max_tokens": 100000}))
+    assert g.wait_metric("sipp_engine_running", lambda v: v == 2, target="local") == 2
+    t0 = time.time()
+    g.proc.send_signal(signal.SIGTERM)
+    last = None
+    for e, d, _ in frames:
+        if e:
+            last = (e, d)
+    assert last[0] == "error" and json.loads(last[1])["error"]["code"] == "cancelled"
+    r = c.getresponse()
+    assert r.status == 408 and error_of(json.loads(r.read())) == "cancelled"
+    assert g.proc.wait(timeout=10) == 0 and time.time() - t0 < 5
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", g.port), timeout=1).recv(1)
+    g.stop()
+
+
+def test_example_configs_check():
+    examples = sorted((pathlib.Path(__file__).parents[2] / "examples" / "gateway").glob("*.toml"))
+    assert len(examples) == 3
+    for f in examples:
+        r = subprocess.run([str(GATEWAY), "check", "--config", str(f)], capture_output=True,
+                           text=True, env={})
+        assert r.returncode == 0, (f, r.stderr)

@@ -1,0 +1,176 @@
+/*
+ * test_gw_config.c — the gateway's config loader (src/gateway/config.c + toml_shim.cpp): good
+ * configs fill the structs with defaults, every kind of mistake is refused with a message that
+ * names the key and its line.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define TARGET "[[targets]]\nname = \"t\"\ntype = \"local\"\nmodel = \"m.gguf\"\n"
+
+static char err[512];
+
+static int parse(const char *text, sipp__gw_config *cfg) {
+    return sipp__gw_config_parse(text, strlen(text), "test.toml", cfg, err, sizeof err);
+}
+
+/* Expects a failure whose message contains `needle`. */
+static void refused(const char *text, const char *needle) {
+    sipp__gw_config cfg;
+    err[0] = '\0';
+    int rc = parse(text, &cfg);
+    if (rc == 0 || !strstr(err, needle)) {
+        fprintf(stderr, "input:\n%s\nrc=%d err='%s' (wanted '%s')\n", text, rc, err, needle);
+        fail();
+    }
+}
+
+static void test_full_config(void **state) {
+    (void)state;
+    const char *text =
+        "public_bind = \"127.0.0.1:8081\"\n"
+        "management_bind = \"[::1]:9091\"\n"
+        "max_request_bytes = 2048\n"
+        "allowed_origins = [\"https://app.example\"]\n"
+        "max_concurrent_requests = 8\n"
+        "sse_heartbeat_seconds = 5\n"
+        "[routes]\nquery = \"/q\"\n"
+        "[security.client_ip]\nsource = \"x_forwarded_for\"\ntrusted_proxy_cidrs = [\"10.0.0.0/8\"]\n"
+        "[security.rate_limit]\nenabled = true\nrequests_per_minute = 60\nburst = 10\n"
+        "[[targets]]\nname = \"local\"\ntype = \"local\"\nmodel = \"m.gguf\"\nbackend = \"cpu\"\n"
+        "[targets.runtime]\nn_ctx = 512\nn_parallel = 2\ncache = false\n"
+        "[[targets]]\nname = \"gpt\"\ntype = \"openai\"\nmodel = \"gpt-4o-mini\"\napi_key_env = \"OPENAI_API_KEY\"\n"
+        "[[targets]]\nname = \"claude\"\ntype = \"anthropic\"\nmodel = \"c\"\napi_key_env = \"ANTHROPIC_API_KEY\"\nversion = \"2023-06-01\"\n"
+        "[[tokens]]\nenv = \"TOK_A\"\ncaller = \"alice\"\ntargets = [\"local\"]\nrequests_per_minute = 5\ntokens_per_minute = 100\nmax_concurrent = 2\n";
+    sipp__gw_config cfg;
+    assert_int_equal(parse(text, &cfg), 0);
+    assert_string_equal(cfg.public_bind, "127.0.0.1:8081");
+    assert_string_equal(cfg.management_bind, "[::1]:9091");
+    assert_int_equal(cfg.max_request_bytes, 2048);
+    assert_int_equal(cfg.n_allowed_origins, 1);
+    assert_string_equal(cfg.routes[SIPP__GW_R_QUERY], "/q");
+    assert_string_equal(cfg.routes[SIPP__GW_R_CHAT], "/v1/chat");
+    assert_int_equal(cfg.client_ip_source, SIPP__GW_IP_X_FORWARDED_FOR);
+    assert_true(cfg.rate_limit_enabled);
+    assert_int_equal(cfg.rate_limit_burst, 10);
+    assert_int_equal(cfg.n_targets, 3);
+    assert_int_equal(cfg.targets[0].runtime.n_ctx, 512);
+    assert_int_equal(cfg.targets[0].runtime.n_gpu_layers, 0); /* backend cpu */
+    assert_false(cfg.targets[0].runtime.cache);
+    assert_int_equal(cfg.targets[2].type, SIPP__GW_ANTHROPIC);
+    assert_int_equal(cfg.n_tokens, 1);
+    assert_int_equal(cfg.tokens[0].n_targets, 1);
+    assert_int_equal(cfg.tokens[0].max_concurrent, 2);
+    sipp__gw_config_free(&cfg);
+}
+
+static void test_defaults(void **state) {
+    (void)state;
+    sipp__gw_config cfg;
+    assert_int_equal(parse(TARGET, &cfg), 0);
+    assert_string_equal(cfg.public_bind, "127.0.0.1:8080");
+    assert_string_equal(cfg.management_bind, "127.0.0.1:9090");
+    assert_int_equal(cfg.max_request_bytes, 1048576);
+    assert_int_equal(cfg.sse_heartbeat_seconds, 15);
+    assert_string_equal(cfg.routes[SIPP__GW_R_CHAT_COMPLETIONS], "/v1/chat/completions");
+    assert_string_equal(cfg.targets[0].backend, "auto");
+    assert_int_equal(cfg.targets[0].runtime.n_gpu_layers, -1);
+    assert_true(cfg.targets[0].runtime.cache);
+    sipp__gw_config_free(&cfg);
+}
+
+static void test_unknown_keys_name_key_and_line(void **state) {
+    (void)state;
+    refused("colour = 1\n" TARGET, "line 1: unknown key 'colour'");
+    refused(TARGET "speed = 3\n", "line 5: unknown key 'targets.speed' for a target of type local");
+    refused(TARGET "[targets.runtime]\nn_ctxx = 3\n", "line 6: unknown key 'targets.runtime.n_ctxx'");
+    refused(TARGET "[routes]\nquerry = \"/q\"\n", "unknown key 'routes.querry'");
+    refused(TARGET "[security.rate_limit]\nrpm = 1\n", "unknown key 'security.rate_limit.rpm'");
+    refused(TARGET "[[tokens]]\nenv = \"A\"\ncaller = \"a\"\nrole = \"x\"\n", "unknown key 'tokens.role'");
+    refused(TARGET "[redis]\nhost = \"x\"\n", "unknown key 'redis.host'");
+    /* a key of another target type */
+    refused("[[targets]]\nname = \"t\"\ntype = \"openai_compatible\"\nmodel = \"m\"\nbase_url = \"http://x\"\napi_key_env = \"K\"\n",
+            "unknown key 'targets.api_key_env' for a target of type openai_compatible");
+}
+
+static void test_types_and_ranges(void **state) {
+    (void)state;
+    refused("max_request_bytes = \"big\"\n" TARGET, "key 'max_request_bytes' must be an integer, not a string");
+    refused("max_request_bytes = 10\n" TARGET, "key 'max_request_bytes' must be between");
+    refused("sse_heartbeat_seconds = -1\n" TARGET, "sse_heartbeat_seconds");
+    refused("allowed_origins = \"https://a\"\n" TARGET, "must be an array of strings");
+    refused("allowed_origins = [\"*\"]\n" TARGET, "exact origin");
+    refused("allowed_origins = [\"https://a.example/\"]\n" TARGET, "exact origin");
+    refused(TARGET "[targets.runtime]\nn_parallel = 100000\n", "targets.runtime.n_parallel");
+    refused(TARGET "backend = \"tpu\"\n", "auto, cpu, cuda or vulkan");
+    refused("[[targets]]\nname = \"t\"\ntype = \"mystery\"\nmodel = \"m\"\n", "key 'targets.type' must be");
+    refused("[security.client_ip]\nsource = \"header\"\n" TARGET, "peer, x_forwarded_for or x_real_ip");
+    refused("[security.client_ip]\ntrusted_proxy_cidrs = [\"10.0.0.1/8\"]\n" TARGET, "not an address or CIDR");
+    refused("[security]\nip_blocklist = [\"banana\"]\n" TARGET, "not an address or CIDR");
+    refused("[security.rate_limit]\nenabled = true\n" TARGET, "sets neither");
+    refused("[redis]\nurl = \"http://x\"\n" TARGET, "redis://");
+    refused("t = 1979-05-27T07:32:00Z\n" TARGET, "unknown key 't'");
+}
+
+static void test_whole_config_rules(void **state) {
+    (void)state;
+    refused("public_bind = \"127.0.0.1:9000\"\nmanagement_bind = \"127.0.0.1:9000\"\n" TARGET, "must differ");
+    refused("public_bind = \"localhost:9000\"\n" TARGET, "literal address");
+    refused("public_bind = \"127.0.0.1:99999\"\n" TARGET, "public_bind");
+    refused("[routes]\nquery = \"v1/q\"\n" TARGET, "key 'routes.query' must start with '/'");
+    refused("[routes]\nquery = \"/q?x=1\"\n" TARGET, "must not contain '?', '#'");
+    refused("[routes]\nquery = \"/q#f\"\n" TARGET, "must not contain '?', '#'");
+    refused("[routes]\nquery = \"/v1/chat\"\n" TARGET, "duplicate route '/v1/chat'");
+    refused("[routes]\nmetrics = \"/v1/models\"\n" TARGET, "duplicate route");
+    refused(TARGET TARGET, "duplicate target 't'");
+    refused(TARGET "[[tokens]]\nenv = \"A\"\ncaller = \"a\"\n[[tokens]]\nenv = \"B\"\ncaller = \"a\"\n", "duplicate caller 'a'");
+    refused(TARGET "[[tokens]]\nenv = \"A\"\ncaller = \"a\"\n[[tokens]]\nenv = \"A\"\ncaller = \"b\"\n", "same env var");
+    refused(TARGET "[[tokens]]\nenv = \"A\"\ncaller = \"a\"\ntargets = [\"nope\"]\n", "unknown target 'nope'");
+    refused(TARGET "[[tokens]]\nenv = \"NOT-AN-ENV\"\ncaller = \"a\"\n", "not an environment variable name");
+    refused(TARGET "[[tokens]]\ncaller = \"a\"\n", "needs 'env'");
+    refused("[[targets]]\nname = \"g\"\ntype = \"openai\"\nmodel = \"m\"\n", "needs 'api_key_env'");
+    refused("[[targets]]\nname = \"g\"\ntype = \"openai_compatible\"\nmodel = \"m\"\n", "needs 'base_url'");
+    refused("[[targets]]\nname = \"g\"\ntype = \"local\"\n", "needs 'model'");
+    refused("[[targets]]\ntype = \"local\"\nmodel = \"m\"\n", "no 'name'");
+    refused("public_bind = \"127.0.0.1:1\"\n", "no [[targets]]");
+}
+
+static void test_bad_toml(void **state) {
+    (void)state;
+    refused("a = \n", "not valid TOML");
+    refused("[[targets]\n", "not valid TOML");
+    refused("x = [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
+            "nests brackets deeper");
+    char nul[] = "a = 1\n\0b = 2\n";
+    sipp__gw_config cfg;
+    assert_int_equal(sipp__gw_config_parse(nul, sizeof nul - 1, "t", &cfg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "NUL"));
+}
+
+static void test_load_missing_file(void **state) {
+    (void)state;
+    sipp__gw_config cfg;
+    assert_int_equal(sipp__gw_config_load("/nonexistent/gw.toml", &cfg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "/nonexistent/gw.toml"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_unknown_keys_name_key_and_line),
+        cmocka_unit_test(test_types_and_ranges),
+        cmocka_unit_test(test_whole_config_rules),
+        cmocka_unit_test(test_bad_toml),
+        cmocka_unit_test(test_load_missing_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
