@@ -439,6 +439,10 @@ typedef struct sipp_text_params {
      *  stop_sequences): such a key is INVALID_ARGUMENT naming it. Local endpoints reject it.
      *  Since 0.1. */
     const char *extra_json;
+    /** Remote-only: sent as the `x-request-id` header so the peer's logs and the caller's
+     *  agree (a gateway passes its own request id on this way). Printable ASCII, at most 128
+     *  bytes; NULL = none. Local endpoints ignore it. Since 0.1. */
+    const char *request_id;
 } sipp_text_params;
 
 SIPP_API sipp_text_params sipp_text_params_default(void);
@@ -457,6 +461,8 @@ typedef struct sipp_embed_params {
     /** Remote-only: endpoint-specific options merged into the request body, as for
      *  sipp_text_params.extra_json (e.g. {"dimensions": 256} for OpenAI). Since 0.1. */
     const char *extra_json;
+    /** Remote-only: the `x-request-id` to send, as for sipp_text_params.request_id. Since 0.1. */
+    const char *request_id;
 } sipp_embed_params;
 
 SIPP_API sipp_embed_params sipp_embed_params_default(void);

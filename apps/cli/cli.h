@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
+enum { CLI_MAX_HEADERS = 16 };
 
 typedef enum cli_need { NEED_GENERATE, NEED_CHAT, NEED_EMBED } cli_need;
 
@@ -26,6 +27,8 @@ typedef struct cli_options {
     const char *gateway;       /* a Sipp gateway's base URL: a gateway endpoint */
     const char *target;        /* the gateway's target name */
     const char *token_env;     /* the variable holding the gateway token */
+    const char *headers[CLI_MAX_HEADERS];   /* --header "Name: value" lines of a remote endpoint */
+    size_t n_headers;
     const char *base_url;
     const char *remote_model;
     const char *api_key_env;

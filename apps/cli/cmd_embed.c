@@ -18,6 +18,7 @@ static const char usage[] =
     "  --provider P --base-url URL --remote-model NAME [--api-key-env VAR]   a provider instead\n"
     "  --gateway URL --target NAME [--token-env VAR]   a Sipp gateway instead\n"
     "  --extra-json JSON         extra request fields for the remote API\n"
+    "  --header 'Name: value', --request-id ID   as in `sipp query --help`\n"
     "  --json                    print {\"embedding\": [...], \"dims\": N, \"normalized\": bool}\n"
     "  --stats                   print timings to stderr\n"
     "  -h, --help                show this help\n";
@@ -41,6 +42,7 @@ int cmd_embed(int argc, char **argv) {
         sipp_embed_params p = sipp_embed_params_default();
         p.normalize = o.normalize;
         p.extra_json = o.text.extra_json;
+        p.request_id = o.text.request_id;
         if (sipp_embed(ep, o.input, &p, &run, &err) != SIPP_OK) {
             cli_error("%s", err.message);
             rc = CLI_FAILED;

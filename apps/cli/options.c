@@ -107,6 +107,7 @@ enum {
     OPT_BATCH_SIZE, OPT_GPU_LAYERS, OPT_CONTEXT_KEY, OPT_JSON, OPT_STATS, OPT_NO_NORMALIZE,
     OPT_CACHE_DIR, OPT_CONTEXT_SHIFT, OPT_PROVIDER, OPT_BASE_URL, OPT_REMOTE_MODEL, OPT_API_KEY_ENV,
     OPT_REQUEST_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_GATEWAY, OPT_TARGET, OPT_TOKEN_ENV, OPT_EXTRA_JSON,
+    OPT_HEADER, OPT_REQUEST_ID,
 };
 
 static const struct option long_opts[] = {
@@ -139,6 +140,8 @@ static const struct option long_opts[] = {
     {"target", required_argument, 0, OPT_TARGET},
     {"token-env", required_argument, 0, OPT_TOKEN_ENV},
     {"extra-json", required_argument, 0, OPT_EXTRA_JSON},
+    {"header", required_argument, 0, OPT_HEADER},
+    {"request-id", required_argument, 0, OPT_REQUEST_ID},
     {"json", no_argument, 0, OPT_JSON},
     {"stats", no_argument, 0, OPT_STATS},
     {"no-normalize", no_argument, 0, OPT_NO_NORMALIZE},
@@ -232,6 +235,14 @@ static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name
     case OPT_TARGET: o->target = arg; return true;
     case OPT_TOKEN_ENV: o->token_env = arg; return true;
     case OPT_EXTRA_JSON: o->text.extra_json = arg; return true;
+    case OPT_HEADER:
+        if (o->n_headers >= CLI_MAX_HEADERS) {
+            cli_error("at most %d --header lines", CLI_MAX_HEADERS);
+            return false;
+        }
+        o->headers[o->n_headers++] = arg;
+        return true;
+    case OPT_REQUEST_ID: o->text.request_id = arg; return true;
     case OPT_JSON: o->json = true; return true;
     case OPT_STATS: o->stats = true; return true;
     case OPT_NO_NORMALIZE: o->normalize = false; return true;
@@ -286,6 +297,10 @@ int cli_parse(int argc, char **argv, const char *cmd, const char *usage, cli_opt
     }
     if (o->provider && o->gateway) {
         cli_error("%s: --provider and --gateway are exclusive: pick one endpoint", cmd);
+        return CLI_USAGE;
+    }
+    if (o->n_headers && !cli_is_remote(o)) {
+        cli_error("%s: --header is for --provider or --gateway endpoints", cmd);
         return CLI_USAGE;
     }
     if (o->gateway && !o->target) {
@@ -406,6 +421,8 @@ int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep) {
             pp.api_key_env = o->api_key_env;
             pp.request_timeout_ms = o->request_timeout_ms;
             pp.idle_timeout_ms = o->idle_timeout_ms;
+            pp.headers = o->headers;
+            pp.n_headers = o->n_headers;
             st = sipp_client_add_provider(*client, "remote", &pp, ep, &err);
         } else {
             sipp_gateway_params gp = sipp_gateway_params_default();
@@ -417,6 +434,8 @@ int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep) {
             if (!o->token_env && !getenv(env)) gp.auth = SIPP_GATEWAY_AUTH_NONE;
             gp.request_timeout_ms = o->request_timeout_ms;
             gp.idle_timeout_ms = o->idle_timeout_ms;
+            gp.headers = o->headers;
+            gp.n_headers = o->n_headers;
             st = sipp_client_add_gateway(*client, "remote", &gp, ep, &err);
         }
         if (st != SIPP_OK) {

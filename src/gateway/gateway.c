@@ -453,6 +453,7 @@ static sipp_status submit_text(gw_req *r, sipp_error *err) {
     if (c->has_top_p) tp.top_p = (float)c->top_p;
     tp.stop = c->stop;
     tp.n_stop = c->n_stop;
+    tp.request_id = r->id; /* providers get the same x-request-id as the caller */
     if (t->cfg->type == SIPP__GW_LOCAL) {
         /* Prefix reuse per caller, never across callers: one workflow key per caller, scoped
          * by the caller's name (the engine keys KV state by scope + key). */
@@ -585,10 +586,12 @@ static void execute_embed(gw_req *r) {
     gw_target *t = &r->gw->targets[r->target];
     json_t *data = json_array();
     json_t *single = NULL;
+    sipp_embed_params ep = sipp_embed_params_default();
+    ep.request_id = r->id;
     for (size_t i = 0; i < r->call.n_inputs; i++) {
         sipp_error err = sipp_error_default();
         sipp_run *run = NULL;
-        sipp_status st = sipp_embed(t->ep, r->call.inputs[i], NULL, &run, &err);
+        sipp_status st = sipp_embed(t->ep, r->call.inputs[i], &ep, &run, &err);
         if (st != SIPP_OK) {
             json_decref(data);
             fail_with(r, code_for_status(st), "input", "%s", err.message);
@@ -1054,14 +1057,10 @@ static int add_provider(sipp__gw *gw, gw_target *t, char *errbuf, size_t errcap)
         pp.api_key_env = t->cfg->token_env; /* NULL: no key */
         break;
     case SIPP__GW_ANTHROPIC:
-        /* LEAD: wire SIPP_PROVIDER_ANTHROPIC here once libsipp has it (kind, api_key_env,
-         * base_url, and t->cfg->version as the anthropic-version header), then drop this
-         * refusal. Config validation already accepts and checks anthropic targets. */
-        snprintf(errbuf, errcap,
-                 "target '%s': anthropic targets are validated but cannot be served yet "
-                 "(libsipp has no Anthropic provider in this build)",
-                 t->cfg->name);
-        return -1;
+        pp.kind = SIPP_PROVIDER_ANTHROPIC;
+        pp.api_key_env = t->cfg->api_key_env;
+        pp.version = t->cfg->version; /* NULL: the library's default */
+        break;
     default: snprintf(errbuf, errcap, "target '%s': not a provider", t->cfg->name); return -1;
     }
     pp.model = t->cfg->model;

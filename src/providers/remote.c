@@ -549,17 +549,24 @@ static sipp_status merge_extra(const sipp__remote *rm, json_t *body, const char 
 
 /* Starts `body` (JSON, taken) at `path` as a remote run. */
 static sipp_status start(sipp__remote *rm, sipp__remote_op op, bool normalize, const char *path,
-                         json_t *body, sipp_token_fn cb, void *cb_ud, sipp_run **out,
-                         sipp_error *err) {
+                         json_t *body, const char *request_id, sipp_token_fn cb, void *cb_ud,
+                         sipp_run **out, sipp_error *err) {
+    if (request_id && (!request_id[0] || strlen(request_id) > 128 || !header_value_ok(request_id))) {
+        json_decref(body);
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "request_id must be 1 to 128 printable characters");
+    }
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
-    char *url = NULL;
+    char *url = NULL, *id_header = NULL;
     sipp__remote_run *rr = calloc(1, sizeof *rr);
-    const char **headers = calloc(rm->n_headers + 2, sizeof *headers);
-    if (!text || !rr || !headers || asprintf(&url, "%s%s", rm->base_url, path) < 0) {
+    const char **headers = calloc(rm->n_headers + 3, sizeof *headers);
+    if (!text || !rr || !headers || asprintf(&url, "%s%s", rm->base_url, path) < 0 ||
+        (request_id && asprintf(&id_header, "x-request-id: %s", request_id) < 0)) {
         free(text);
         free(rr);
         free(headers);
+        free(url);
         return oom(err);
     }
     rr->rm = rm;
@@ -571,6 +578,7 @@ static sipp_status start(sipp__remote *rm, sipp__remote_op op, bool normalize, c
     if (!rr->run) {
         free(text);
         free(url);
+        free(id_header);
         free(headers);
         remote_run_free(rr);
         return oom(err);
@@ -578,8 +586,10 @@ static sipp_status start(sipp__remote *rm, sipp__remote_op op, bool normalize, c
     sipp__run_set_waker(rr->run, run_wake, rm->http);
     headers[0] = "Content-Type: application/json";
     headers[1] = op == SIPP__OP_EMBED ? "Accept: application/json" : "Accept: text/event-stream";
-    for (size_t i = 0; i < rm->n_headers; i++) headers[2 + i] = rm->headers[i];
-    sipp__http_request req = {"POST", url, headers, rm->n_headers + 2, text, strlen(text),
+    size_t n_headers = 2;
+    for (size_t i = 0; i < rm->n_headers; i++) headers[n_headers++] = rm->headers[i];
+    if (id_header) headers[n_headers++] = id_header;
+    sipp__http_request req = {"POST", url, headers, n_headers, text, strlen(text),
                               rm->connect_ms, rm->total_ms, rm->idle_ms};
     sipp__http_handlers h = {h_status, h_header, h_body, h_abort, h_done};
     rr->t_submit = sipp__now_ms();
@@ -592,6 +602,7 @@ static sipp_status start(sipp__remote *rm, sipp__remote_op op, bool normalize, c
     sipp_status st = sipp__http_start(rm->http, &req, &h, rr, err);
     free(text);
     free(url);
+    free(id_header);
     free(headers);
     if (st != SIPP_OK) { /* no callback will run: end it here */
         live_unlink(rm, rr);
@@ -624,8 +635,8 @@ sipp_status sipp__remote_submit_text(sipp__remote *rm, const char *prompt,
         json_decref(body);
         return st;
     }
-    return start(rm, messages ? SIPP__OP_CHAT : SIPP__OP_QUERY, false, path, body, p->on_tokens,
-                 p->user_data, out, err);
+    return start(rm, messages ? SIPP__OP_CHAT : SIPP__OP_QUERY, false, path, body, p->request_id,
+                 p->on_tokens, p->user_data, out, err);
 }
 
 sipp_status sipp__remote_submit_embed(sipp__remote *rm, const char *text,
@@ -643,5 +654,6 @@ sipp_status sipp__remote_submit_embed(sipp__remote *rm, const char *text,
         json_decref(body);
         return st;
     }
-    return start(rm, SIPP__OP_EMBED, p->normalize, path, body, NULL, NULL, out, err);
+    return start(rm, SIPP__OP_EMBED, p->normalize, path, body, p->request_id, NULL, NULL, out,
+                 err);
 }
