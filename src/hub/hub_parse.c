@@ -86,7 +86,10 @@ sipp_status sipp__hub_ref_parse(const char *s, sipp__hub_ref *out, sipp_error *e
     const char *slash2 = strchr(rest, '/');
     const char *colon = strchr(rest, ':');
     size_t rl = slash2 ? (size_t)(slash2 - rest) : colon ? (size_t)(colon - rest) : strlen(rest);
-    if (!name_ok(s, ol) || !name_ok(rest, rl))
+    /* an owner that reads as a hub host would not survive a round trip through its name */
+    bool host_owner = (ol == 5 && strncasecmp(s, "hf.co", 5) == 0) ||
+                      (ol == 14 && strncasecmp(s, "huggingface.co", 14) == 0);
+    if (host_owner || !name_ok(s, ol) || !name_ok(rest, rl))
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "'%.*s' is not a hub repo name (OWNER/REPO: letters, digits, '-', '_', '.')",
                           (int)(ol + 1 + rl) > 200 ? 200 : (int)(ol + 1 + rl), s);
