@@ -285,13 +285,16 @@ static sipp_status http_fail(hub_ctx *c, long status, const sipp__buf *body, con
 typedef struct api_read {
     sipp__buf body;
     hub_ctx *c;
+    bool too_big;
 } api_read;
 
 static bool api_abort(void *ud) { return ctx_abort(((api_read *)ud)->c); }
 
 static bool api_body(const char *data, size_t len, void *ud) {
     api_read *r = ud;
-    return sipp__buf_append(&r->body, data, len) == SIPP_OK;
+    if (sipp__buf_append(&r->body, data, len) == SIPP_OK) return true;
+    r->too_big = true;
+    return false;
 }
 
 /* Link: <https://hub/api/...?cursor=...>; rel="next" */
@@ -326,7 +329,7 @@ static sipp_status api_get(hub_ctx *c, const char *url, const char *what, sipp__
     c->next_page[0] = '\0';
     long status = 0;
     sipp_status st = sipp__http_get_run(&g, &status, err);
-    if (st == SIPP_CANCELLED && r.body.len >= SIPP__HUB_JSON_MAX - 1)
+    if (st == SIPP_CANCELLED && r.too_big)
         st = sipp__fail(err, SIPP_UPSTREAM, 0, "the hub's answer for %s is over %u MiB", what,
                         SIPP__HUB_JSON_MAX >> 20);
     if (st == SIPP_OK && (status < 200 || status >= 300)) st = http_fail(c, status, &ebody, what, err);
