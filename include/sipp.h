@@ -12,6 +12,8 @@
  *    caller-owned `sipp_error *err` as its last argument, filled on failure (may be NULL).
  *  - Plain-data structs start with `uint32_t struct_size`; fill them with the matching
  *    `*_default()` function so fields can be appended in later versions without breaking callers.
+ *    A parameter struct whose struct_size is smaller than this header's (a caller built against
+ *    an older version) is accepted: the fields it lacks take their defaults.
  *  - `sipp_X_free(NULL)` is a no-op.
  *  - Strings are UTF-8, NUL-terminated unless a length is given.
  *
@@ -224,6 +226,7 @@ SIPP_API sipp_status sipp_client_add_local(sipp_client *client, const char *id,
 typedef enum sipp_provider_kind {
     SIPP_PROVIDER_OPENAI = 1,            /**< api.openai.com (or base_url) */
     SIPP_PROVIDER_OPENAI_COMPATIBLE = 2, /**< any OpenAI-shaped server: vLLM, llama-server, Ollama... */
+    SIPP_PROVIDER_ANTHROPIC = 3,         /**< Anthropic's messages API (chat only). Since 0.1. */
 } sipp_provider_kind;
 
 /** A provider endpoint. Strings are copied. */
@@ -245,19 +248,83 @@ typedef struct sipp_provider_params {
     uint32_t connect_timeout_ms;
     uint32_t request_timeout_ms;
     uint32_t idle_timeout_ms;
+    /** Anthropic only: the `anthropic-version` header; NULL = "2023-06-01". Since 0.1. */
+    const char *version;
+    /** Static headers sent with every request, as "Name: value" lines (copied). Names that the
+     *  adapter sets itself (Authorization, x-api-key, anthropic-version, Content-Type) are
+     *  rejected. Values are treated as secrets. Since 0.1. */
+    const char *const *headers;
+    size_t n_headers;
 } sipp_provider_params;
 
 SIPP_API sipp_provider_params sipp_provider_params_default(void);
 
 /**
  * Registers a provider endpoint under `id` (replacing an endpoint of that id). Nothing is sent
- * until the first request. Options of the local engine (context_key, cache_scope, grammar,
- * json_schema, ignore_eos, and top_k/min_p/repeat_penalty changed from their defaults) are
- * rejected with INVALID_ARGUMENT naming the field. Since 0.1.
+ * until the first request.
+ * - openai / openai_compatible: query -> {base}/completions, chat -> {base}/chat/completions,
+ *   embed -> {base}/embeddings. The key goes in `Authorization: Bearer`.
+ * - anthropic: chat -> {base}/messages (base default "https://api.anthropic.com/v1"; key from
+ *   api_key or api_key_env, default ANTHROPIC_API_KEY, sent as `x-api-key`). System messages
+ *   become the `system` field. query (raw completion) and embed do not exist there: they fail up
+ *   front with UNSUPPORTED. top_p is sent only when changed from its default.
+ * Options of the local engine (context_key, cache_scope, grammar, json_schema, ignore_eos, and
+ * top_k/min_p/repeat_penalty changed from their defaults) are rejected with INVALID_ARGUMENT
+ * naming the field. Since 0.1.
  */
 SIPP_API sipp_status sipp_client_add_provider(sipp_client *client, const char *id,
                                               const sipp_provider_params *params,
                                               sipp_endpoint **out, sipp_error *err);
+
+/** How a gateway endpoint authenticates. */
+typedef enum sipp_gateway_auth {
+    SIPP_GATEWAY_AUTH_NONE = 0,   /**< no credentials */
+    SIPP_GATEWAY_AUTH_BEARER = 1, /**< `Authorization: Bearer <token>` (the default) */
+    SIPP_GATEWAY_AUTH_HEADER = 2, /**< `<auth_header>: <token>` (a proxy in front of the gateway) */
+} sipp_gateway_auth;
+
+/** A Sipp gateway endpoint (../docs/gateway-protocol.md, Sipp profile). Strings are copied. */
+typedef struct sipp_gateway_params {
+    uint32_t struct_size;
+    /** The gateway's public listener, e.g. "https://gw.example.com" (routes /v1/query, /v1/chat,
+     *  /v1/embed are appended). https unless loopback; no userinfo, query or fragment. Required. */
+    const char *base_url;
+    /** The gateway's target name (its `[[targets]] name`). Required. */
+    const char *target;
+    sipp_gateway_auth auth;
+    /** The token, or NULL to read it from the environment variable token_env (default
+     *  SIPP_GATEWAY_TOKEN). Required unless auth is NONE. Never appears in errors or logs. */
+    const char *token;
+    const char *token_env;
+    /** The header name of SIPP_GATEWAY_AUTH_HEADER, e.g. "X-Api-Key". */
+    const char *auth_header;
+    /** Static headers sent with every request, "Name: value" lines (copied, treated as
+     *  secrets). */
+    const char *const *headers;
+    size_t n_headers;
+    /** Timeouts in ms: connecting, the whole request, silence within a stream (the gateway
+     *  sends a heartbeat every 15 s by default). 0 = 10 s, none, 60 s. */
+    uint32_t connect_timeout_ms;
+    uint32_t request_timeout_ms;
+    uint32_t idle_timeout_ms;
+} sipp_gateway_params;
+
+/** Default gateway parameters (auth BEARER from SIPP_GATEWAY_TOKEN). Since 0.1. */
+SIPP_API sipp_gateway_params sipp_gateway_params_default(void);
+
+/**
+ * Registers a Sipp gateway endpoint under `id` (replacing an endpoint of that id). Nothing is
+ * sent until the first request. Requests stream as SSE (`token`, `usage`, `done`, `error`
+ * events); error envelopes become statuses: authentication -> AUTHENTICATION, authorization and
+ * blocked -> AUTHORIZATION, rate_limited -> RATE_LIMITED (with retry_after_s), admission ->
+ * BUSY, resolution -> MODEL_NOT_FOUND, invalid_json / invalidrequest / payload_too_large ->
+ * INVALID_ARGUMENT, execution -> UPSTREAM, cancelled -> CANCELLED; the response keeps the HTTP
+ * status and the envelope's code (sipp_response.error_code). An incoming x-request-id is kept in
+ * sipp_response.request_id. Local-only options are rejected as for providers. Since 0.1.
+ */
+SIPP_API sipp_status sipp_client_add_gateway(sipp_client *client, const char *id,
+                                             const sipp_gateway_params *params,
+                                             sipp_endpoint **out, sipp_error *err);
 
 /** Looks an endpoint up by id; NULL if none. Thread-safety: any thread. Since 0.1. */
 SIPP_API sipp_endpoint *sipp_client_endpoint(sipp_client *client, const char *id);
@@ -365,6 +432,13 @@ typedef struct sipp_text_params {
     /** Local-only: never sample an end-of-generation token, so the run always produces
      *  max_tokens (benchmarks; llama-server's `ignore_eos`). Since 0.1. */
     bool ignore_eos;
+    /** Remote-only: a JSON object of endpoint-specific options merged into the request body
+     *  (e.g. {"presence_penalty": 0.5} for OpenAI, {"metadata": {...}} for Anthropic). It may not
+     *  set a field Sipp types itself (model, prompt, messages, max_tokens, temperature, top_p,
+     *  stop, stream, input, and the adapter's own: stream_options, seed, system,
+     *  stop_sequences): such a key is INVALID_ARGUMENT naming it. Local endpoints reject it.
+     *  Since 0.1. */
+    const char *extra_json;
 } sipp_text_params;
 
 SIPP_API sipp_text_params sipp_text_params_default(void);
@@ -380,6 +454,9 @@ typedef struct sipp_embed_params {
     uint32_t struct_size;
     /** L2-normalise the vector. Default true. */
     bool normalize;
+    /** Remote-only: endpoint-specific options merged into the request body, as for
+     *  sipp_text_params.extra_json (e.g. {"dimensions": 256} for OpenAI). Since 0.1. */
+    const char *extra_json;
 } sipp_embed_params;
 
 SIPP_API sipp_embed_params sipp_embed_params_default(void);
@@ -480,6 +557,9 @@ typedef struct sipp_response {
     uint32_t http_status;
     uint32_t retry_after_s;
     char request_id[64];
+    /** Remote endpoints: the peer's error code when it sent one (a gateway envelope's `code`
+     *  such as "admission", an OpenAI `code`/`type`, an Anthropic error `type`), else "". */
+    char error_code[48];
 } sipp_response;
 
 /**

@@ -22,7 +22,10 @@ typedef struct cli_options {
     const char *json_schema_file;
     const char *context_key;
     const char *cache_dir;
-    const char *provider;      /* "openai" | "openai_compatible": a provider endpoint instead */
+    const char *provider;      /* "openai" | "openai_compatible" | "anthropic": a provider */
+    const char *gateway;       /* a Sipp gateway's base URL: a gateway endpoint */
+    const char *target;        /* the gateway's target name */
+    const char *token_env;     /* the variable holding the gateway token */
     const char *base_url;
     const char *remote_model;
     const char *api_key_env;
@@ -36,6 +39,9 @@ typedef struct cli_options {
     bool stats;
     const char *input; /* the positional TEXT */
 } cli_options;
+
+/* True when the options name a provider or gateway endpoint instead of a local model. */
+static inline bool cli_is_remote(const cli_options *o) { return o->provider || o->gateway; }
 
 /* Parses argv for a text or embed subcommand. Returns CLI_OK, or CLI_USAGE after printing
  * an error (or help, with *exit_now set and CLI_OK). */
@@ -54,11 +60,18 @@ void cli_models_dir(char *buf, size_t cap);
 bool cli_hub_lookup(const char *name, char *buf, size_t cap, int *rc);
 int cli_hub_first(cli_need need, char *buf, size_t cap);
 
-/* Creates a client and loads `o->model` as endpoint "local", with a progress bar on a TTY. */
+/* Creates a client and registers the endpoint the options name: a provider, a gateway, or
+ * `o->model` loaded as a local endpoint (with a progress bar on a TTY). */
 int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep);
 
 /* Prints "sipp: error: <msg>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints a JSON value (taken) as one compact line on stdout. */
+struct json_t;
+void cli_print_json(struct json_t *o);
+/* --json on failure: {"error": {"status", "message", "http_status", "code", "request_id",
+ * "retry_after_s"}} on stdout, so scripts see the same fields as the API. */
+void cli_print_error_json(const sipp_response *r);
 /* Reads a whole file into a malloc'd string, or NULL with an error printed. */
 char *cli_read_file(const char *path);
 

@@ -16,6 +16,8 @@ static const char usage[] =
     "  --ctx-size N, --threads N, --batch-size N, --gpu-layers N   as in `sipp query --help`\n"
     "  --no-normalize            return the raw pooled vector\n"
     "  --provider P --base-url URL --remote-model NAME [--api-key-env VAR]   a provider instead\n"
+    "  --gateway URL --target NAME [--token-env VAR]   a Sipp gateway instead\n"
+    "  --extra-json JSON         extra request fields for the remote API\n"
     "  --json                    print {\"embedding\": [...], \"dims\": N, \"normalized\": bool}\n"
     "  --stats                   print timings to stderr\n"
     "  -h, --help                show this help\n";
@@ -28,9 +30,9 @@ int cmd_embed(int argc, char **argv) {
     char model[4096];
     sipp_client *client = NULL;
     sipp_endpoint *ep = NULL;
-    rc = o.provider ? CLI_OK : cli_resolve_model(o.model, NEED_EMBED, model, sizeof model);
+    rc = cli_is_remote(&o) ? CLI_OK : cli_resolve_model(o.model, NEED_EMBED, model, sizeof model);
     if (rc == CLI_OK) {
-        if (!o.provider) o.model = model;
+        if (!cli_is_remote(&o)) o.model = model;
         rc = cli_open(&o, &client, &ep);
     }
     sipp_run *run = NULL;
@@ -38,6 +40,7 @@ int cmd_embed(int argc, char **argv) {
     if (rc == CLI_OK) {
         sipp_embed_params p = sipp_embed_params_default();
         p.normalize = o.normalize;
+        p.extra_json = o.text.extra_json;
         if (sipp_embed(ep, o.input, &p, &run, &err) != SIPP_OK) {
             cli_error("%s", err.message);
             rc = CLI_FAILED;
@@ -48,6 +51,7 @@ int cmd_embed(int argc, char **argv) {
         sipp_run_wait(run, &r, &err);
         if (r->status != SIPP_OK || !r->embedding) {
             cli_error("%s", r->error_message[0] ? r->error_message : sipp_status_str(r->status));
+            if (o.json) cli_print_error_json(r);
             rc = CLI_FAILED;
         } else if (o.json) {
             json_t *arr = json_array();

@@ -35,10 +35,17 @@ static const char query_usage[] =
     "  --cache-dir DIR           disk tier of prefix snapshots (survives restarts) [SIPP_CACHE_DIR]\n"
     "  --context-shift           when the context fills, drop old tokens and go on\n"
     "remote (instead of --model):\n"
-    "  --provider openai|openai_compatible   run on a provider endpoint\n"
-    "  --base-url URL            e.g. http://127.0.0.1:8080/v1 (default for openai: its API)\n"
+    "  --provider openai|openai_compatible|anthropic   run on a provider endpoint\n"
+    "  --base-url URL            e.g. http://127.0.0.1:8080/v1 (openai, anthropic: their API)\n"
     "  --remote-model NAME       the provider's model name\n"
-    "  --api-key-env VAR         env var holding the API key (openai: OPENAI_API_KEY)\n"
+    "  --api-key-env VAR         env var holding the API key (default OPENAI_API_KEY,\n"
+    "                            ANTHROPIC_API_KEY; none for openai_compatible)\n"
+    "  --gateway URL             run on a Sipp gateway, e.g. http://127.0.0.1:8080\n"
+    "  --target NAME             the gateway's target\n"
+    "  --token-env VAR           env var holding the gateway's bearer token\n"
+    "                            (default SIPP_GATEWAY_TOKEN; unset = no token)\n"
+    "  --extra-json JSON         extra request fields for the remote API, e.g.\n"
+    "                            '{\"presence_penalty\":0.5}' (typed fields are refused)\n"
     "  --request-timeout-ms N    whole-request limit (default none)\n"
     "  --idle-timeout-ms N       limit of silence within a stream (default 60000)\n"
     "output:\n"
@@ -73,15 +80,13 @@ static json_t *stats_json(const sipp_response *r) {
 }
 
 static void print_json(const sipp_response *r) {
-    json_t *o = json_pack("{s:s%,s:s,s:{s:i,s:i,s:i},s:o}", "text", r->text, r->text_len,
+    json_t *o = json_pack("{s:s%,s:s,s:{s:i,s:i,s:i},s:o,s:s}", "text", r->text, r->text_len,
                           "finish_reason", sipp_finish_reason_name(r->finish_reason), "usage",
                           "input_tokens", (json_int_t)r->usage.input_tokens, "output_tokens",
                           (json_int_t)r->usage.output_tokens, "total_tokens",
-                          (json_int_t)r->usage.total_tokens, "stats", stats_json(r));
-    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-    if (s) puts(s);
-    free(s);
-    json_decref(o);
+                          (json_int_t)r->usage.total_tokens, "stats", stats_json(r),
+                          "request_id", r->request_id);
+    cli_print_json(o);
 }
 
 static void print_stats(const sipp_response *r, const sipp_endpoint *ep) {
@@ -128,9 +133,9 @@ int cmd_generate(int argc, char **argv, bool chat) {
     char model[4096];
     sipp_client *client = NULL;
     sipp_endpoint *ep = NULL;
-    rc = o.provider ? CLI_OK : cli_resolve_model(o.model, chat ? NEED_CHAT : NEED_GENERATE, model, sizeof model);
+    rc = cli_is_remote(&o) ? CLI_OK : cli_resolve_model(o.model, chat ? NEED_CHAT : NEED_GENERATE, model, sizeof model);
     if (rc == CLI_OK) {
-        if (!o.provider) o.model = model;
+        if (!cli_is_remote(&o)) o.model = model;
         rc = cli_open(&o, &client, &ep);
     }
     sipp_run *run = NULL;
@@ -157,6 +162,7 @@ int cmd_generate(int argc, char **argv, bool chat) {
         if (r->status != SIPP_OK) {
             if (!o.json && r->text_len) putchar('\n');
             cli_error("%s", r->error_message[0] ? r->error_message : sipp_status_str(r->status));
+            if (o.json) cli_print_error_json(r);
             rc = CLI_FAILED;
         } else if (o.json) {
             print_json(r);

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -26,6 +27,21 @@ void cli_error(const char *fmt, ...) {
     for (char *p = msg; *p; p++)
         if (*p == '\n') *p = ' ';
     fprintf(stderr, "sipp: error: %s\n", msg);
+}
+
+void cli_print_json(json_t *o) {
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    if (s) puts(s);
+    free(s);
+    json_decref(o);
+}
+
+void cli_print_error_json(const sipp_response *r) {
+    cli_print_json(json_pack("{s:{s:s,s:s,s:i,s:s,s:s,s:i}}", "error", "status",
+                             sipp_status_name(r->status), "message", r->error_message,
+                             "http_status", (json_int_t)r->http_status, "code", r->error_code,
+                             "request_id", r->request_id, "retry_after_s",
+                             (json_int_t)r->retry_after_s));
 }
 
 char *cli_read_file(const char *path) {
@@ -90,7 +106,7 @@ enum {
     OPT_STOP, OPT_SYSTEM, OPT_GRAMMAR_FILE, OPT_JSON_SCHEMA_FILE, OPT_THREADS, OPT_CTX_SIZE,
     OPT_BATCH_SIZE, OPT_GPU_LAYERS, OPT_CONTEXT_KEY, OPT_JSON, OPT_STATS, OPT_NO_NORMALIZE,
     OPT_CACHE_DIR, OPT_CONTEXT_SHIFT, OPT_PROVIDER, OPT_BASE_URL, OPT_REMOTE_MODEL, OPT_API_KEY_ENV,
-    OPT_REQUEST_TIMEOUT, OPT_IDLE_TIMEOUT,
+    OPT_REQUEST_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_GATEWAY, OPT_TARGET, OPT_TOKEN_ENV, OPT_EXTRA_JSON,
 };
 
 static const struct option long_opts[] = {
@@ -119,6 +135,10 @@ static const struct option long_opts[] = {
     {"api-key-env", required_argument, 0, OPT_API_KEY_ENV},
     {"request-timeout-ms", required_argument, 0, OPT_REQUEST_TIMEOUT},
     {"idle-timeout-ms", required_argument, 0, OPT_IDLE_TIMEOUT},
+    {"gateway", required_argument, 0, OPT_GATEWAY},
+    {"target", required_argument, 0, OPT_TARGET},
+    {"token-env", required_argument, 0, OPT_TOKEN_ENV},
+    {"extra-json", required_argument, 0, OPT_EXTRA_JSON},
     {"json", no_argument, 0, OPT_JSON},
     {"stats", no_argument, 0, OPT_STATS},
     {"no-normalize", no_argument, 0, OPT_NO_NORMALIZE},
@@ -190,8 +210,9 @@ static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name
     case OPT_CACHE_DIR: o->local.cache_dir = arg; return true;
     case OPT_CONTEXT_SHIFT: o->local.context_shift = true; return true;
     case OPT_PROVIDER:
-        if (strcmp(arg, "openai") != 0 && strcmp(arg, "openai_compatible") != 0) {
-            cli_error("%s must be openai or openai_compatible, got '%s'", name, arg);
+        if (strcmp(arg, "openai") != 0 && strcmp(arg, "openai_compatible") != 0 &&
+            strcmp(arg, "anthropic") != 0) {
+            cli_error("%s must be openai, openai_compatible or anthropic, got '%s'", name, arg);
             return false;
         }
         o->provider = arg;
@@ -207,6 +228,10 @@ static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name
         if (!parse_long(name, arg, 0, INT_MAX, &v)) return false;
         o->idle_timeout_ms = (uint32_t)v;
         return true;
+    case OPT_GATEWAY: o->gateway = arg; return true;
+    case OPT_TARGET: o->target = arg; return true;
+    case OPT_TOKEN_ENV: o->token_env = arg; return true;
+    case OPT_EXTRA_JSON: o->text.extra_json = arg; return true;
     case OPT_JSON: o->json = true; return true;
     case OPT_STATS: o->stats = true; return true;
     case OPT_NO_NORMALIZE: o->normalize = false; return true;
@@ -257,6 +282,18 @@ int cli_parse(int argc, char **argv, const char *cmd, const char *usage, cli_opt
     }
     if (!o->input) {
         cli_error("%s: TEXT is required (see sipp %s --help)", cmd, cmd);
+        return CLI_USAGE;
+    }
+    if (o->provider && o->gateway) {
+        cli_error("%s: --provider and --gateway are exclusive: pick one endpoint", cmd);
+        return CLI_USAGE;
+    }
+    if (o->gateway && !o->target) {
+        cli_error("%s: --gateway needs --target NAME (the gateway's target)", cmd);
+        return CLI_USAGE;
+    }
+    if (o->provider && !o->remote_model) {
+        cli_error("%s: --provider needs --remote-model NAME", cmd);
         return CLI_USAGE;
     }
     o->text.stop = o->stops;
@@ -360,16 +397,32 @@ int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep) {
         cli_error("%s", err.message);
         return CLI_FAILED;
     }
-    if (o->provider) {
-        sipp_provider_params pp = sipp_provider_params_default();
-        pp.kind = strcmp(o->provider, "openai") == 0 ? SIPP_PROVIDER_OPENAI
-                                                     : SIPP_PROVIDER_OPENAI_COMPATIBLE;
-        pp.model = o->remote_model;
-        pp.base_url = o->base_url;
-        pp.api_key_env = o->api_key_env;
-        pp.request_timeout_ms = o->request_timeout_ms;
-        pp.idle_timeout_ms = o->idle_timeout_ms;
-        if (sipp_client_add_provider(*client, "remote", &pp, ep, &err) != SIPP_OK) {
+    if (o->provider || o->gateway) {
+        sipp_status st;
+        if (o->provider) {
+            sipp_provider_params pp = sipp_provider_params_default();
+            pp.kind = strcmp(o->provider, "openai") == 0      ? SIPP_PROVIDER_OPENAI
+                      : strcmp(o->provider, "anthropic") == 0 ? SIPP_PROVIDER_ANTHROPIC
+                                                              : SIPP_PROVIDER_OPENAI_COMPATIBLE;
+            pp.model = o->remote_model;
+            pp.base_url = o->base_url;
+            pp.api_key_env = o->api_key_env;
+            pp.request_timeout_ms = o->request_timeout_ms;
+            pp.idle_timeout_ms = o->idle_timeout_ms;
+            st = sipp_client_add_provider(*client, "remote", &pp, ep, &err);
+        } else {
+            sipp_gateway_params gp = sipp_gateway_params_default();
+            gp.base_url = o->gateway;
+            gp.target = o->target;
+            /* no --token-env and no SIPP_GATEWAY_TOKEN: an open gateway */
+            const char *env = o->token_env ? o->token_env : "SIPP_GATEWAY_TOKEN";
+            gp.token_env = env;
+            if (!o->token_env && !getenv(env)) gp.auth = SIPP_GATEWAY_AUTH_NONE;
+            gp.request_timeout_ms = o->request_timeout_ms;
+            gp.idle_timeout_ms = o->idle_timeout_ms;
+            st = sipp_client_add_gateway(*client, "remote", &gp, ep, &err);
+        }
+        if (st != SIPP_OK) {
             cli_error("%s", err.message);
             sipp_client_free(*client);
             *client = NULL;

@@ -2,8 +2,8 @@
  * client.c — sipp_client: a registry of endpoints, and the request entry points that validate
  * what is common to every endpoint kind before handing the request to the endpoint.
  *
- * Endpoint kinds: local (an engine) and provider (an adapter over the client's HTTP transfer
- * thread, created with the first remote endpoint). The registry is guarded by one mutex;
+ * Endpoint kinds: local (an engine) and remote (a provider or a Sipp gateway: src/providers,
+ * over the client's HTTP transfer thread, created with the first remote endpoint). The registry is guarded by one mutex;
  * requests on an endpoint do not take it.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -12,18 +12,19 @@
 #include "../providers/providers_int.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum endpoint_kind { ENDPOINT_LOCAL, ENDPOINT_PROVIDER } endpoint_kind;
+typedef enum endpoint_kind { ENDPOINT_LOCAL, ENDPOINT_REMOTE } endpoint_kind;
 
 struct sipp_endpoint {
     struct sipp_endpoint *next;
     char *id;
     endpoint_kind kind;
     sipp__engine *engine;     /* local */
-    sipp__provider *provider; /* provider */
+    sipp__remote *remote;     /* provider or gateway */
 };
 
 struct sipp_client {
@@ -45,28 +46,6 @@ sipp_local_params sipp_local_params_default(void) {
     memset(&p, 0, sizeof p);
     p.struct_size = sizeof p;
     p.n_gpu_layers = -1;
-    return p;
-}
-
-sipp_text_params sipp_text_params_default(void) {
-    sipp_text_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.max_tokens = 256;
-    p.temperature = 0.8f;
-    p.top_k = 40;
-    p.top_p = 0.95f;
-    p.min_p = 0.05f;
-    p.repeat_penalty = 1.0f;
-    p.seed = 0xFFFFFFFFu;
-    return p;
-}
-
-sipp_embed_params sipp_embed_params_default(void) {
-    sipp_embed_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.normalize = true;
     return p;
 }
 
@@ -92,7 +71,7 @@ sipp_status sipp_client_new(const sipp_client_params *params, sipp_client **out,
 static void endpoint_free(sipp_endpoint *ep) {
     if (!ep) return;
     sipp__engine_close(ep->engine);
-    sipp__provider_free(ep->provider);
+    sipp__remote_free(ep->remote);
     free(ep->id);
     free(ep);
 }
@@ -160,9 +139,11 @@ sipp_status sipp_client_add_local(sipp_client *c, const char *id, const sipp_loc
     return SIPP_OK;
 }
 
-sipp_status sipp_client_add_provider(sipp_client *c, const char *id,
-                                     const sipp_provider_params *params, sipp_endpoint **out,
-                                     sipp_error *err) {
+/* Registers a remote endpoint built by `make` over the client's transfer thread. */
+static sipp_status add_remote(sipp_client *c, const char *id, const void *params,
+                              sipp_status (*make)(const void *, sipp__http *, sipp__remote **,
+                                                  sipp_error *),
+                              sipp_endpoint **out, sipp_error *err) {
     if (out) *out = NULL;
     if (!c || !id || !id[0])
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "client and a non-empty id are required");
@@ -171,9 +152,9 @@ sipp_status sipp_client_add_provider(sipp_client *c, const char *id,
     sipp__http *http = c->http;
     pthread_mutex_unlock(&c->mu);
     if (st != SIPP_OK) return st;
-    sipp_endpoint *ep = endpoint_alloc(id, ENDPOINT_PROVIDER);
+    sipp_endpoint *ep = endpoint_alloc(id, ENDPOINT_REMOTE);
     if (!ep) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
-    st = sipp__provider_new(params, http, &ep->provider, err);
+    st = make(params, http, &ep->remote, err);
     if (st != SIPP_OK) {
         endpoint_free(ep);
         return st;
@@ -181,6 +162,28 @@ sipp_status sipp_client_add_provider(sipp_client *c, const char *id,
     register_endpoint(c, ep);
     if (out) *out = ep;
     return SIPP_OK;
+}
+
+static sipp_status make_provider(const void *p, sipp__http *http, sipp__remote **out,
+                                 sipp_error *err) {
+    return sipp__remote_new_provider(p, http, out, err);
+}
+
+static sipp_status make_gateway(const void *p, sipp__http *http, sipp__remote **out,
+                                sipp_error *err) {
+    return sipp__remote_new_gateway(p, http, out, err);
+}
+
+sipp_status sipp_client_add_provider(sipp_client *c, const char *id,
+                                     const sipp_provider_params *params, sipp_endpoint **out,
+                                     sipp_error *err) {
+    return add_remote(c, id, params, make_provider, out, err);
+}
+
+sipp_status sipp_client_add_gateway(sipp_client *c, const char *id,
+                                    const sipp_gateway_params *params, sipp_endpoint **out,
+                                    sipp_error *err) {
+    return add_remote(c, id, params, make_gateway, out, err);
 }
 
 sipp_endpoint *sipp_client_endpoint(sipp_client *c, const char *id) {
@@ -211,7 +214,7 @@ sipp_status sipp_endpoint_get_info(const sipp_endpoint *ep, sipp_endpoint_info *
         sipp__engine_get_info(ep->engine, out);
     } else {
         sipp_endpoint_info in = sipp_endpoint_info_default();
-        in.can_generate = in.can_chat = in.can_embed = true; /* the provider decides per model */
+        in.can_generate = in.can_chat = in.can_embed = true; /* the peer decides per model */
         snprintf(in.architecture, sizeof in.architecture, "remote");
         uint32_t size = out->struct_size;
         *out = in;
@@ -240,18 +243,32 @@ static sipp_status check_request(sipp_endpoint *ep, sipp_run **out, sipp_error *
     return SIPP_OK;
 }
 
+/* The caller's text params over the defaults (older, smaller structs accepted), checked. */
+static sipp_status text_params_in(const sipp_endpoint *ep, const sipp_text_params *params,
+                                  sipp_text_params *p, sipp_error *err) {
+    *p = sipp_text_params_default();
+    if (params) {
+        sipp_status st = sipp__params_in(p, sizeof *p, params,
+                                         offsetof(sipp_text_params, extra_json), "text params", err);
+        if (st != SIPP_OK) return st;
+    }
+    if (ep->kind == ENDPOINT_LOCAL && p->extra_json)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "extra_json is for remote endpoints; a local endpoint has typed options only");
+    return sipp__text_params_check(p, err);
+}
+
 sipp_status sipp_query(sipp_endpoint *ep, const char *prompt, const sipp_text_params *params,
                        sipp_run **out, sipp_error *err) {
     sipp_status st = check_request(ep, out, err);
     if (st != SIPP_OK) return st;
     if (!prompt || !prompt[0])
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "query: the prompt is empty");
-    sipp_text_params p = params ? *params : sipp_text_params_default();
-    if (ep->kind == ENDPOINT_PROVIDER) {
-        st = sipp__text_params_check(&p, err);
-        if (st != SIPP_OK) return st;
-        return sipp__provider_submit_text(ep->provider, prompt, NULL, 0, &p, out, err);
-    }
+    sipp_text_params p;
+    st = text_params_in(ep, params, &p, err);
+    if (st != SIPP_OK) return st;
+    if (ep->kind == ENDPOINT_REMOTE)
+        return sipp__remote_submit_text(ep->remote, prompt, NULL, 0, &p, out, err);
     return sipp__engine_submit_text(ep->engine, prompt, &p, out, err);
 }
 
@@ -274,11 +291,11 @@ sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_
         if (!messages[i].content)
             return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "chat: message %zu has no content", i);
     }
-    sipp_text_params p = params ? *params : sipp_text_params_default();
-    st = sipp__text_params_check(&p, err);
+    sipp_text_params p;
+    st = text_params_in(ep, params, &p, err);
     if (st != SIPP_OK) return st;
-    if (ep->kind == ENDPOINT_PROVIDER)
-        return sipp__provider_submit_text(ep->provider, NULL, messages, n_messages, &p, out, err);
+    if (ep->kind == ENDPOINT_REMOTE)
+        return sipp__remote_submit_text(ep->remote, NULL, messages, n_messages, &p, out, err);
     char *prompt = NULL;
     st = sipp__engine_render_chat(ep->engine, messages, n_messages, &prompt, err);
     if (st != SIPP_OK) return st;
@@ -295,10 +312,13 @@ sipp_status sipp_embed(sipp_endpoint *ep, const char *text, const sipp_embed_par
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "embed: the text is empty");
     sipp_embed_params p = sipp_embed_params_default();
     if (params) {
-        if (params->struct_size < sizeof p)
-            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "embed params: struct_size too small");
-        p = *params;
+        st = sipp__params_in(&p, sizeof p, params, offsetof(sipp_embed_params, extra_json),
+                             "embed params", err);
+        if (st != SIPP_OK) return st;
     }
-    if (ep->kind == ENDPOINT_PROVIDER) return sipp__provider_submit_embed(ep->provider, text, &p, out, err);
+    if (ep->kind == ENDPOINT_REMOTE) return sipp__remote_submit_embed(ep->remote, text, &p, out, err);
+    if (p.extra_json)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "extra_json is for remote endpoints; a local endpoint has typed options only");
     return sipp__engine_submit_embed(ep->engine, text, &p, out, err);
 }

@@ -88,6 +88,13 @@ sipp__stop_scan sipp__stop_scan_text(const char *const *stops, size_t n_stops, c
 /* Validates text params; fills err naming the field on failure. */
 sipp_status sipp__text_params_check(const sipp_text_params *p, sipp_error *err);
 
+/* Copies a caller's parameter struct over `dst` (already filled with defaults, `full` bytes):
+ * the first struct_size bytes when the caller's header was older and smaller, so appended
+ * fields keep their defaults; dst->struct_size becomes `full`. A struct_size below `min` (the
+ * first released size) is INVALID_ARGUMENT naming `what`. */
+sipp_status sipp__params_in(void *dst, size_t full, const void *src, size_t min, const char *what,
+                            sipp_error *err);
+
 /* ---- run channel (run.c) ----------------------------------------------------------------- */
 
 /* Upper bound of text waiting for the consumer; a producer that sees sipp__run_backlog() at or
@@ -113,9 +120,10 @@ void sipp__run_set_embedding(sipp_run *run, float *vec, uint32_t n, bool normali
 /* For a submission that failed after sipp__run_new: ends the run and drops both references, so
  * the caller never sees it and no callback runs. */
 void sipp__run_discard(sipp_run *run, sipp_status st);
-/* Remote endpoints: HTTP status, retry-after seconds and request id of the answer. */
+/* Remote endpoints: HTTP status, retry-after seconds, request id and the peer's error code of
+ * the answer (strings may be NULL). */
 void sipp__run_set_remote(sipp_run *run, uint32_t http_status, uint32_t retry_after_s,
-                          const char *request_id);
+                          const char *request_id, const char *error_code);
 /* Ends the run: status and message (message may be NULL on success), finish reason, usage,
  * stats. After this call the producer must not touch `run`. */
 void sipp__run_finish(sipp_run *run, sipp_status status, const char *message,

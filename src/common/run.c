@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -122,14 +123,14 @@ void sipp__run_set_embedding(sipp_run *r, float *vec, uint32_t n, bool normalize
 }
 
 void sipp__run_set_remote(sipp_run *r, uint32_t http_status, uint32_t retry_after_s,
-                          const char *request_id) {
+                          const char *request_id, const char *error_code) {
     pthread_mutex_lock(&r->mu);
     r->resp.http_status = http_status;
     r->resp.retry_after_s = retry_after_s;
-    if (request_id) {
-        strncpy(r->resp.request_id, request_id, sizeof r->resp.request_id - 1);
-        r->resp.request_id[sizeof r->resp.request_id - 1] = '\0';
-    }
+    if (request_id)
+        snprintf(r->resp.request_id, sizeof r->resp.request_id, "%s", request_id);
+    if (error_code)
+        snprintf(r->resp.error_code, sizeof r->resp.error_code, "%s", error_code);
     pthread_mutex_unlock(&r->mu);
 }
 

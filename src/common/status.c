@@ -107,3 +107,16 @@ double sipp__now_ms(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
+
+sipp_status sipp__params_in(void *dst, size_t full, const void *src, size_t min, const char *what,
+                            sipp_error *err) {
+    uint32_t size;
+    memcpy(&size, src, sizeof size); /* every params struct starts with uint32_t struct_size */
+    if (size < min)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "%s: struct_size %u is too small (fill it with the *_default() function)",
+                          what, size);
+    memcpy(dst, src, size < full ? size : full);
+    memcpy(dst, &(uint32_t){(uint32_t)full}, sizeof(uint32_t));
+    return SIPP_OK;
+}

@@ -1,7 +1,16 @@
 /*
- * providers_int.h — provider adapters: requests to remote model APIs over the HTTP layer,
- * answering through the same run channel as the local engine. Today: OpenAI and any
- * OpenAI-compatible server (openai.c).
+ * providers_int.h — remote endpoints: requests to a model API over the HTTP layer, answering
+ * through the same run channel as the local engine.
+ *
+ * remote.c is the one core every remote endpoint shares: the endpoint (base URL, headers,
+ * timeouts, its live runs), starting a transfer, decoding the SSE stream, capped error bodies,
+ * finishing each run exactly once. A dialect is the wire format on top of it, one file each:
+ *   openai.c          OpenAI and any OpenAI-compatible server (vLLM, llama-server, Ollama...)
+ *   anthropic.c       Anthropic's messages API
+ *   gateway_client.c  a Sipp gateway (../shared/docs/gateway-protocol.md, Sipp profile)
+ *
+ * Secrets: credentials and static headers go only into request headers; no message built here
+ * contains a header, and peer error messages are copied only from the JSON error body.
  */
 #ifndef SIPP_PROVIDERS_INT_H
 #define SIPP_PROVIDERS_INT_H
@@ -9,26 +18,119 @@
 #include "../common/common_int.h"
 #include "../http/http_int.h"
 
-typedef struct sipp__provider sipp__provider;
+#include <jansson.h>
+#include <pthread.h>
 
-/* Validates the params (URL rules, model, key) and keeps copies. `http` outlives the provider. */
-sipp_status sipp__provider_new(const sipp_provider_params *p, sipp__http *http,
-                               sipp__provider **out, sipp_error *err);
-/* Cancels the provider's runs, waits until each has ended, frees it. */
-void sipp__provider_free(sipp__provider *pv);
+typedef struct sipp__remote sipp__remote;
+typedef struct sipp__dialect sipp__dialect;
 
-/* `messages` NULL: a completion of `prompt`; else a chat. */
-sipp_status sipp__provider_submit_text(sipp__provider *pv, const char *prompt,
-                                       const sipp_message *messages, size_t n_messages,
-                                       const sipp_text_params *p, sipp_run **out, sipp_error *err);
-sipp_status sipp__provider_submit_embed(sipp__provider *pv, const char *text,
-                                        const sipp_embed_params *p, sipp_run **out,
-                                        sipp_error *err);
+typedef enum sipp__remote_op { SIPP__OP_QUERY, SIPP__OP_CHAT, SIPP__OP_EMBED } sipp__remote_op;
 
-/* Maps an HTTP error status (and the error code/type strings of the body, may be NULL) to a
- * status: 401 authentication, 403 authorization, 404 model_not_found, 429 rate_limited (or
- * quota when the code says so), 400/422 invalid_argument, 408/504 upstream_timeout,
- * 503/529 overloaded, other 5xx upstream_error. */
+/* One request in flight. Owned by the HTTP transfer thread from start to its end; the dialect's
+ * callbacks run on that thread. */
+typedef struct sipp__remote_run {
+    struct sipp__remote_run *prev, *next; /* the endpoint's live list */
+    sipp__remote *rm;
+    sipp_run *run;
+    sipp__remote_op op;
+    bool normalize;
+    long status;
+    uint32_t retry_after;
+    char request_id[64];
+    sipp__sse sse;
+    sipp__buf body;      /* error body (status >= 400) or a non-streamed answer */
+    bool done_seen;      /* the stream's own end marker arrived */
+    sipp_finish_reason reason;
+    sipp_usage usage;
+    uint32_t n_chunks;
+    /* A failure the dialect saw in the stream: its status (0 = SIPP_UPSTREAM), message, and the
+     * peer's error code when it named one. */
+    sipp_status stream_status;
+    char stream_error[SIPP_ERROR_MESSAGE_CAP];
+    char error_code[48];
+    double t_submit, t_first, t_last;
+} sipp__remote_run;
+
+/* The wire format of a remote endpoint. */
+struct sipp__dialect {
+    const char *name;       /* in messages: "provider", "gateway" */
+    const char *end_marker; /* what ends a stream, for messages: "[DONE] or a finish reason" */
+    /* Builds a text request: `messages` NULL = a query of `prompt`. Sets *path (static, appended
+     * to the base URL) and *body (new reference). A NULL build_query means query is
+     * unsupported. */
+    sipp_status (*build_query)(const sipp__remote *rm, const char *prompt,
+                               const sipp_text_params *p, const char **path, json_t **body,
+                               sipp_error *err);
+    sipp_status (*build_chat)(const sipp__remote *rm, const sipp_message *messages,
+                              size_t n_messages, const sipp_text_params *p, const char **path,
+                              json_t **body, sipp_error *err);
+    /* NULL = embed is unsupported. */
+    sipp_status (*build_embed)(const sipp__remote *rm, const char *text, const char **path,
+                               json_t **body, sipp_error *err);
+    /* One SSE event: push text with sipp__remote_push_text, record usage, finish reason and
+     * done_seen; return false after filling stream_error (and stream_status) to fail the run. */
+    bool (*on_event)(sipp__remote_run *rr, const sipp__sse_event *ev);
+    /* An error answer: its status and, from the JSON body (may be NULL), the peer's message and
+     * code (pointers into `body`, may stay NULL). */
+    sipp_status (*read_error)(long http_status, json_t *body, const char **message,
+                              const char **code);
+    /* A non-streamed embeddings answer: the vector (malloc'd) and usage. */
+    sipp_status (*read_embedding)(sipp__remote_run *rr, json_t *body, float **vec, uint32_t *n,
+                                  sipp_error *err);
+    /* Body keys that extra_json may not set, NULL-terminated (beyond the common typed ones). */
+    const char *const *own_fields;
+};
+
+extern const sipp__dialect sipp__dialect_openai;
+extern const sipp__dialect sipp__dialect_anthropic;
+extern const sipp__dialect sipp__dialect_gateway;
+
+/* What a remote endpoint is made of; built by sipp__remote_new_provider/_gateway. */
+struct sipp__remote {
+    const sipp__dialect *dialect;
+    char *model;     /* the provider's model, or the gateway's target name */
+    char *base_url;  /* without a trailing slash */
+    char *version;   /* anthropic-version; NULL for others */
+    char **headers;  /* "Name: value" lines sent with every request (credentials included) */
+    size_t n_headers;
+    uint32_t connect_ms, total_ms, idle_ms;
+    sipp__http *http;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sipp__remote_run *live; /* runs not yet finished, guarded by mu */
+};
+
+/* Validates the params (URL rules, model, credentials from the environment) and keeps copies.
+ * `http` outlives the endpoint. */
+sipp_status sipp__remote_new_provider(const sipp_provider_params *p, sipp__http *http,
+                                      sipp__remote **out, sipp_error *err);
+sipp_status sipp__remote_new_gateway(const sipp_gateway_params *p, sipp__http *http,
+                                     sipp__remote **out, sipp_error *err);
+/* Cancels the endpoint's runs, waits until each has ended, frees it (secrets wiped). */
+void sipp__remote_free(sipp__remote *rm);
+
+/* `messages` NULL: a query of `prompt`; else a chat. `p` was checked by the caller. */
+sipp_status sipp__remote_submit_text(sipp__remote *rm, const char *prompt,
+                                     const sipp_message *messages, size_t n_messages,
+                                     const sipp_text_params *p, sipp_run **out, sipp_error *err);
+sipp_status sipp__remote_submit_embed(sipp__remote *rm, const char *text,
+                                      const sipp_embed_params *p, sipp_run **out,
+                                      sipp_error *err);
+
+/* For dialects: hands generated text to the run, timing the first and last chunk. */
+void sipp__remote_push_text(sipp__remote_run *rr, const char *text, size_t len,
+                            uint32_t n_tokens);
+/* For dialects: fails the stream with `st` and a message (printf-style). Returns false. */
+bool sipp__remote_stream_fail(sipp__remote_run *rr, sipp_status st, const char *code,
+                              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Maps an HTTP error status (and the peer's error code/type strings, may be NULL) to a status:
+ * 401 authentication, 403 authorization, 404 model_not_found, 429 rate_limited (or quota when
+ * the code says so), 400/413/422 invalid_argument, 408/504 upstream_timeout, 503/529
+ * overloaded, other 5xx upstream_error. */
 sipp_status sipp__provider_classify(long http_status, const char *code, const char *type);
+
+/* Shared by the OpenAI-shaped and Anthropic dialects: a JSON array of the stop strings. */
+json_t *sipp__remote_stop_array(const sipp_text_params *p);
 
 #endif

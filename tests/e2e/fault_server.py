@@ -1,5 +1,9 @@
-"""A scripted OpenAI-shaped server on loopback for the faults a real peer cannot produce on
-demand. The scenario is the first path segment: http://127.0.0.1:PORT/<scenario>/v1/...
+"""A scripted server on loopback for what a real peer cannot produce on demand, in three
+dialects chosen by the route: OpenAI-shaped (/v1/completions, /v1/chat/completions,
+/v1/embeddings), Anthropic-shaped (/v1/messages: there is no Anthropic peer to run here) and
+the Sipp gateway protocol (/v1/query, /v1/chat, /v1/embed: for faults our real gateway never
+produces). The scenario is the first path segment: http://127.0.0.1:PORT/<scenario>/v1/...
+Every request's headers and JSON body are recorded in `seen`.
 Only for tests: it answers from a fixed script and never reads beyond the request body."""
 import http.server
 import json
@@ -31,11 +35,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
 
+    def _events(self, events):
+        """Writes named SSE events [(name, obj)] after a 200 stream header."""
+        self._stream_start()
+        for name, obj in events:
+            self.wfile.write(f"event: {name}\ndata: {json.dumps(obj)}\n\n".encode())
+            self.wfile.flush()
+
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
-        self.rfile.read(n)
+        raw = self.rfile.read(n)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
         self.server.seen_auth.append(self.headers.get("Authorization", ""))
+        self.server.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
         scenario = self.path.strip("/").split("/")[0]
+        if self.path.endswith("/v1/messages"):
+            return self._anthropic(scenario)
+        if self.path.split("/")[-2:-1] == ["v1"] and self.path.split("/")[-1] in ("query", "chat", "embed"):
+            return self._gateway(scenario, self.path.split("/")[-1])
         err = {"error": {"message": "scripted failure", "type": "test", "code": None}}
         if scenario == "unauthorized":
             self._json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})
@@ -84,18 +104,109 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._json(404, {"error": {"message": "no such scenario"}})
 
 
+    # ---- Anthropic messages API --------------------------------------------------------------
+    def _anthropic(self, scenario):
+        def error(status, etype, msg, headers=()):
+            self._json(status, {"type": "error", "error": {"type": etype, "message": msg}},
+                       [("request-id", "req_ant_1")] + list(headers))
+        start = ("message_start", {"type": "message_start", "message": {
+            "id": "msg_1", "type": "message", "role": "assistant", "content": [],
+            "usage": {"input_tokens": 12, "output_tokens": 1}}})
+        block = ("content_block_start", {"type": "content_block_start", "index": 0,
+                                         "content_block": {"type": "text", "text": ""}})
+
+        def delta(text):
+            return ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                            "delta": {"type": "text_delta", "text": text}})
+        if scenario == "ok":
+            self._events([start, block, ("ping", {"type": "ping"}), delta("Hel"), delta("lo"),
+                          ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                          ("message_delta", {"type": "message_delta",
+                                             "delta": {"stop_reason": "max_tokens", "stop_sequence": None},
+                                             "usage": {"output_tokens": 2}}),
+                          ("message_stop", {"type": "message_stop"})])
+        elif scenario == "unauthorized":
+            error(401, "authentication_error", "invalid x-api-key")
+        elif scenario == "rate_limited":
+            error(429, "rate_limit_error", "Number of requests has exceeded your rate limit",
+                  [("retry-after", "9")])
+        elif scenario == "overloaded":
+            error(529, "overloaded_error", "Overloaded")
+        elif scenario == "billing":
+            error(400, "billing_error", "Your credit balance is too low")
+        elif scenario == "midstream_error":
+            self._events([start, block, delta("Hel"),
+                          ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})])
+        elif scenario == "no_done":
+            self._events([start, block, delta("Hel")])
+        else:
+            error(404, "not_found_error", "no such scenario")
+
+    # ---- Sipp gateway protocol ----------------------------------------------------------------
+    CODES = {"blocked": 403, "rate_limited": 429, "authentication": 401, "invalid_json": 400,
+             "authorization": 403, "resolution": 404, "admission": 429, "invalidrequest": 400,
+             "execution": 500, "cancelled": 408, "payload_too_large": 413,
+             "method_not_allowed": 405, "not_found": 404}
+
+    def _gateway(self, scenario, op):
+        rid = self.headers.get("x-request-id") or "gw-req-1"
+        if scenario.startswith("code_"):
+            code = scenario[5:]
+            headers = [("x-request-id", rid)] + ([("retry-after", "3")] if self.CODES[code] == 429 else [])
+            return self._json(self.CODES[code], {"error": {"code": code, "message": f"scripted {code}"}}, headers)
+        if op == "embed":
+            if scenario == "ok":
+                return self._json(200, {"id": rid, "model": "t", "embedding": [3.0, 4.0],
+                                        "usage": {"input_tokens": 2, "output_tokens": 0, "total_tokens": 2}},
+                                  [("x-request-id", rid)])
+            return self._json(200, {"id": rid, "model": "t", "embedding": ["x"]})
+        tok = lambda t, i: ("token", {"text": t, "sequence": i})
+        if scenario == "ok":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("x-request-id", rid)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b": ping\n\n")
+            for name, obj in [tok("Hel", 0), tok("lo", 1),
+                              ("usage", {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7}),
+                              ("done", {"finish_reason": "length"})]:
+                self.wfile.write(f"event: {name}\ndata: {json.dumps(obj)}\n\n".encode())
+        elif scenario == "midstream_error":
+            self._events([tok("Hel", 0), ("error", {"error": {"code": "execution", "message": "engine failed"}})])
+        elif scenario == "no_done":
+            self._events([tok("Hel", 0)])
+        elif scenario == "huge_event":
+            self._stream_start()
+            self.wfile.write(b"event: token\ndata: " + b"y" * (2 << 20) + b"\n\n")
+        elif scenario == "huge_error":
+            data = b'{"error": {"code": "execution", "message": "' + b"x" * (5 << 20) + b'"}}'
+            self.send_response(500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        else:
+            self._json(404, {"error": {"code": "not_found", "message": "no such scenario"}})
+
+
 class FaultServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), Handler)
         self.seen_auth = []
+        self.seen = []
         self.stopping = False
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, scenario):
         return f"http://127.0.0.1:{self.server_address[1]}/{scenario}/v1"
+
+    def root(self, scenario):
+        """A gateway base URL (the client appends /v1/...)."""
+        return f"http://127.0.0.1:{self.server_address[1]}/{scenario}"
 
     def close(self):
         self.stopping = True

@@ -7,11 +7,12 @@ import pytest
 from conftest import CHAT_MODEL, STORY_MODEL
 
 
-def test_chat_json_has_text_finish_reason_usage_and_stats(sipp):
+def test_chat_json_has_text_finish_reason_usage_stats_and_request_id(sipp):
     r = sipp("chat", "--json", "--temperature", "0", "-m", str(CHAT_MODEL), "Do you like to play outside?")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert set(out) == {"text", "finish_reason", "usage", "stats"}
+    assert set(out) == {"text", "finish_reason", "usage", "stats", "request_id"}
+    assert out["request_id"] == ""  # local runs have no remote request id
     assert out["text"].strip()
     assert out["finish_reason"] in ("stop", "length")
     u = out["usage"]

@@ -1,0 +1,142 @@
+/*
+ * anthropic.c — the Anthropic dialect: POST {base}/messages with `x-api-key` and
+ * `anthropic-version` headers (set by remote.c), streamed as named SSE events:
+ *   message_start {message: {usage: {input_tokens}}}, content_block_delta {delta: {text}},
+ *   message_delta {delta: {stop_reason}, usage: {output_tokens}}, message_stop, ping, error.
+ * System messages become the top-level `system` string. There is no raw completion and no
+ * embeddings API: query and embed fail up front (remote.c sees the NULL builders).
+ */
+#include "providers_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static sipp_status build_chat(const sipp__remote *rm, const sipp_message *messages,
+                              size_t n_messages, const sipp_text_params *p, const char **path,
+                              json_t **body, sipp_error *err) {
+    json_t *b = json_pack("{s:s,s:I,s:f,s:b}", "model", rm->model, "max_tokens",
+                          (json_int_t)p->max_tokens, "temperature", (double)p->temperature,
+                          "stream", 1);
+    json_t *msgs = json_array();
+    sipp__buf system;
+    sipp__buf_init(&system, SIZE_MAX);
+    sipp_status st = b && msgs ? SIPP_OK : sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    for (size_t i = 0; st == SIPP_OK && i < n_messages; i++) {
+        if (strcmp(messages[i].role, "system") == 0) {
+            if (system.len) sipp__buf_append(&system, "\n\n", 2);
+            sipp__buf_append(&system, messages[i].content, strlen(messages[i].content));
+            continue;
+        }
+        json_t *m = json_pack("{s:s,s:s}", "role", messages[i].role, "content", messages[i].content);
+        if (!m)
+            st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "chat: message %zu is not valid UTF-8", i);
+        else
+            json_array_append_new(msgs, m);
+    }
+    if (st == SIPP_OK && json_array_size(msgs) == 0)
+        st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                        "chat: Anthropic needs a user message besides the system prompt");
+    if (st == SIPP_OK && system.len) {
+        json_t *s = json_stringn(system.data, system.len);
+        if (!s) st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "chat: the system prompt is not valid UTF-8");
+        else json_object_set_new(b, "system", s);
+    }
+    sipp__buf_free(&system);
+    /* Newer models refuse temperature and top_p together: send top_p only when asked for. */
+    if (st == SIPP_OK && p->top_p != sipp_text_params_default().top_p)
+        json_object_set_new(b, "top_p", json_real(p->top_p));
+    if (st == SIPP_OK && p->n_stop) {
+        json_t *stops = sipp__remote_stop_array(p);
+        if (!stops) st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "a stop string is not valid UTF-8");
+        else json_object_set_new(b, "stop_sequences", stops);
+    }
+    if (st != SIPP_OK) {
+        json_decref(b);
+        json_decref(msgs);
+        return st;
+    }
+    json_object_set_new(b, "messages", msgs);
+    *path = "/messages";
+    *body = b;
+    return SIPP_OK;
+}
+
+static sipp_finish_reason map_stop_reason(const char *s) {
+    if (strcmp(s, "max_tokens") == 0 || strcmp(s, "model_context_window_exceeded") == 0)
+        return SIPP_FINISH_LENGTH;
+    return SIPP_FINISH_STOP; /* end_turn, stop_sequence, tool_use, refusal, pause_turn */
+}
+
+/* Anthropic's error types, with the HTTP status each stands for. */
+static long status_of_type(const char *type) {
+    static const struct { const char *type; long status; } map[] = {
+        {"invalid_request_error", 400}, {"authentication_error", 401}, {"billing_error", 402},
+        {"permission_error", 403},      {"not_found_error", 404},      {"request_too_large", 413},
+        {"rate_limit_error", 429},      {"api_error", 500},            {"overloaded_error", 529},
+    };
+    for (size_t i = 0; type && i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(type, map[i].type) == 0) return map[i].status;
+    return 500;
+}
+
+static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
+    const char *name = ev->event;
+    if (strcmp(name, "ping") == 0) return true;
+    json_error_t je;
+    json_t *j = json_loadb(ev->data, ev->data_len, 0, &je);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return sipp__remote_stream_fail(rr, SIPP_UPSTREAM, NULL,
+                                        "the stream carried invalid JSON: %s", je.text);
+    }
+    /* The `type` field repeats the event name; servers behind proxies sometimes drop `event:`. */
+    const char *type = json_string_value(json_object_get(j, "type"));
+    if (!name[0] && type) name = type;
+    bool ok = true;
+    if (strcmp(name, "message_start") == 0) {
+        json_t *u = json_object_get(json_object_get(j, "message"), "usage");
+        rr->usage.input_tokens = (uint32_t)json_integer_value(json_object_get(u, "input_tokens"));
+    } else if (strcmp(name, "content_block_delta") == 0) {
+        json_t *t = json_object_get(json_object_get(j, "delta"), "text");
+        sipp__remote_push_text(rr, json_string_value(t), json_string_length(t), 1);
+    } else if (strcmp(name, "message_delta") == 0) {
+        const char *sr = json_string_value(json_object_get(json_object_get(j, "delta"), "stop_reason"));
+        if (sr) rr->reason = map_stop_reason(sr);
+        json_t *out = json_object_get(json_object_get(j, "usage"), "output_tokens");
+        if (json_is_integer(out)) rr->usage.output_tokens = (uint32_t)json_integer_value(out);
+    } else if (strcmp(name, "message_stop") == 0) {
+        rr->done_seen = true;
+    } else if (strcmp(name, "error") == 0) {
+        json_t *e = json_object_get(j, "error");
+        const char *etype = json_string_value(json_object_get(e, "type"));
+        const char *m = json_string_value(json_object_get(e, "message"));
+        ok = sipp__remote_stream_fail(rr, sipp__provider_classify(status_of_type(etype), NULL, etype),
+                                      etype, "the provider failed mid-stream: %s",
+                                      m ? m : "(no message)");
+    } /* content_block_start/stop and unknown events carry nothing we need */
+    json_decref(j);
+    return ok;
+}
+
+/* {"type": "error", "error": {"type": "rate_limit_error", "message": "..."}} */
+static sipp_status read_error(long http_status, json_t *j, const char **message, const char **code) {
+    json_t *e = json_object_get(j, "error");
+    *message = json_string_value(json_object_get(e, "message"));
+    *code = json_string_value(json_object_get(e, "type"));
+    return sipp__provider_classify(http_status, NULL, *code);
+}
+
+static const char *const own_fields[] = {"system", "stop_sequences", NULL};
+
+const sipp__dialect sipp__dialect_anthropic = {
+    .name = "provider",
+    .end_marker = "message_stop",
+    .build_query = NULL, /* no raw completion API */
+    .build_chat = build_chat,
+    .build_embed = NULL, /* no embeddings API */
+    .on_event = on_event,
+    .read_error = read_error,
+    .read_embedding = NULL,
+    .own_fields = own_fields,
+};

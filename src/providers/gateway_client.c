@@ -1,0 +1,194 @@
+/*
+ * gateway_client.c — the dialect of a Sipp gateway endpoint: the Sipp profile of
+ * ../shared/docs/gateway-protocol.md. POST {base}/v1/query, /v1/chat (always streamed:
+ * `token` {text, sequence}, `usage`, `done` {finish_reason}, `error` {error: {code, message}},
+ * `: ping` heartbeats) and /v1/embed (a finite JSON answer). Errors outside a stream are the
+ * envelope {"error": {"code", "message"}}; each code maps to one status (sipp.h,
+ * sipp_client_add_gateway) and is kept in sipp_response.error_code.
+ */
+#include "providers_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The protocol's error codes and the status each becomes. */
+static const struct { const char *code; sipp_status status; } code_map[] = {
+    {"blocked", SIPP_AUTHORIZATION},
+    {"rate_limited", SIPP_RATE_LIMITED},
+    {"authentication", SIPP_AUTHENTICATION},
+    {"invalid_json", SIPP_INVALID_ARGUMENT},
+    {"authorization", SIPP_AUTHORIZATION},
+    {"resolution", SIPP_MODEL_NOT_FOUND},
+    {"admission", SIPP_BUSY},
+    {"invalidrequest", SIPP_INVALID_ARGUMENT},
+    {"execution", SIPP_UPSTREAM},
+    {"cancelled", SIPP_CANCELLED},
+    {"payload_too_large", SIPP_INVALID_ARGUMENT},
+    {"method_not_allowed", SIPP_UPSTREAM},
+    {"not_found", SIPP_UPSTREAM},
+};
+
+static sipp_status status_of_code(const char *code, long http_status) {
+    for (size_t i = 0; code && i < sizeof code_map / sizeof code_map[0]; i++)
+        if (strcmp(code, code_map[i].code) == 0) return code_map[i].status;
+    return sipp__provider_classify(http_status ? http_status : 500, NULL, NULL);
+}
+
+static sipp_status text_body(const sipp__remote *rm, const sipp_text_params *p, json_t **out,
+                             sipp_error *err) {
+    json_t *b = json_pack("{s:s,s:I,s:f,s:f,s:b}", "model", rm->model, "max_tokens",
+                          (json_int_t)p->max_tokens, "temperature", (double)p->temperature,
+                          "top_p", (double)p->top_p, "stream", 1);
+    if (!b) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    if (p->n_stop) {
+        json_t *stops = sipp__remote_stop_array(p);
+        if (!stops) {
+            json_decref(b);
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "a stop string is not valid UTF-8");
+        }
+        json_object_set_new(b, "stop", stops);
+    }
+    *out = b;
+    return SIPP_OK;
+}
+
+static sipp_status build_query(const sipp__remote *rm, const char *prompt,
+                               const sipp_text_params *p, const char **path, json_t **body,
+                               sipp_error *err) {
+    if (p->seed != 0xFFFFFFFFu)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "seed is not part of the gateway protocol; a gateway endpoint cannot honour it");
+    json_t *jp = json_string(prompt);
+    if (!jp) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "query: the prompt is not valid UTF-8");
+    sipp_status st = text_body(rm, p, body, err);
+    if (st != SIPP_OK) {
+        json_decref(jp);
+        return st;
+    }
+    json_object_set_new(*body, "prompt", jp);
+    *path = "/v1/query";
+    return SIPP_OK;
+}
+
+static sipp_status build_chat(const sipp__remote *rm, const sipp_message *messages,
+                              size_t n_messages, const sipp_text_params *p, const char **path,
+                              json_t **body, sipp_error *err) {
+    if (p->seed != 0xFFFFFFFFu)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "seed is not part of the gateway protocol; a gateway endpoint cannot honour it");
+    json_t *msgs = json_array();
+    if (!msgs) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    for (size_t i = 0; i < n_messages; i++) {
+        json_t *m = json_pack("{s:s,s:s}", "role", messages[i].role, "content", messages[i].content);
+        if (!m) {
+            json_decref(msgs);
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "chat: message %zu is not valid UTF-8", i);
+        }
+        json_array_append_new(msgs, m);
+    }
+    sipp_status st = text_body(rm, p, body, err);
+    if (st != SIPP_OK) {
+        json_decref(msgs);
+        return st;
+    }
+    json_object_set_new(*body, "messages", msgs);
+    *path = "/v1/chat";
+    return SIPP_OK;
+}
+
+static sipp_status build_embed(const sipp__remote *rm, const char *text, const char **path,
+                               json_t **body, sipp_error *err) {
+    json_t *b = json_pack("{s:s,s:s}", "model", rm->model, "input", text);
+    if (!b) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "embed: the text is not valid UTF-8");
+    *path = "/v1/embed";
+    *body = b;
+    return SIPP_OK;
+}
+
+static void read_usage(sipp__remote_run *rr, json_t *u) {
+    if (!json_is_object(u)) return;
+    rr->usage.input_tokens = (uint32_t)json_integer_value(json_object_get(u, "input_tokens"));
+    rr->usage.output_tokens = (uint32_t)json_integer_value(json_object_get(u, "output_tokens"));
+    rr->usage.total_tokens = (uint32_t)json_integer_value(json_object_get(u, "total_tokens"));
+}
+
+static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
+    json_error_t je;
+    json_t *j = json_loadb(ev->data, ev->data_len, 0, &je);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return sipp__remote_stream_fail(rr, SIPP_UPSTREAM, NULL,
+                                        "the gateway's stream carried invalid JSON: %s", je.text);
+    }
+    bool ok = true;
+    if (rr->done_seen) {
+        ok = sipp__remote_stream_fail(rr, SIPP_UPSTREAM, NULL,
+                                      "the gateway sent an event after done");
+    } else if (strcmp(ev->event, "token") == 0) {
+        json_t *t = json_object_get(j, "text");
+        if (!json_is_string(t))
+            ok = sipp__remote_stream_fail(rr, SIPP_UPSTREAM, NULL,
+                                          "the gateway sent a token event without text");
+        else
+            sipp__remote_push_text(rr, json_string_value(t), json_string_length(t), 1);
+    } else if (strcmp(ev->event, "usage") == 0) {
+        read_usage(rr, j);
+    } else if (strcmp(ev->event, "done") == 0) {
+        const char *fr = json_string_value(json_object_get(j, "finish_reason"));
+        rr->reason = !fr                               ? SIPP_FINISH_STOP
+                     : strcmp(fr, "length") == 0      ? SIPP_FINISH_LENGTH
+                     : strcmp(fr, "cancelled") == 0   ? SIPP_FINISH_CANCELLED
+                                                      : SIPP_FINISH_STOP;
+        rr->done_seen = true;
+    } else if (strcmp(ev->event, "error") == 0) {
+        json_t *e = json_object_get(j, "error");
+        const char *code = json_string_value(json_object_get(e, "code"));
+        const char *m = json_string_value(json_object_get(e, "message"));
+        ok = sipp__remote_stream_fail(rr, status_of_code(code, 500), code,
+                                      "the gateway failed mid-stream (%s): %s",
+                                      code ? code : "no code", m ? m : "(no message)");
+    } /* unknown events are skipped: the protocol may grow */
+    json_decref(j);
+    return ok;
+}
+
+static sipp_status read_error(long http_status, json_t *j, const char **message, const char **code) {
+    json_t *e = json_object_get(j, "error");
+    *message = json_string_value(json_object_get(e, "message"));
+    *code = json_string_value(json_object_get(e, "code"));
+    return status_of_code(*code, http_status);
+}
+
+/* {"id", "model", "embedding": [number], "usage"?} */
+static sipp_status read_embedding(sipp__remote_run *rr, json_t *j, float **vec, uint32_t *n,
+                                  sipp_error *err) {
+    json_t *v = json_object_get(j, "embedding");
+    size_t len = json_array_size(v);
+    float *out = len ? malloc(len * sizeof *out) : NULL;
+    if (!out) return sipp__fail(err, SIPP_UPSTREAM, 0, "the gateway's embed answer has no vector");
+    for (size_t i = 0; i < len; i++) {
+        json_t *x = json_array_get(v, i);
+        if (!json_is_number(x)) {
+            free(out);
+            return sipp__fail(err, SIPP_UPSTREAM, 0, "the gateway's embedding has a non-number");
+        }
+        out[i] = (float)json_number_value(x);
+    }
+    read_usage(rr, json_object_get(j, "usage"));
+    *vec = out;
+    *n = (uint32_t)len;
+    return SIPP_OK;
+}
+
+const sipp__dialect sipp__dialect_gateway = {
+    .name = "gateway",
+    .end_marker = "a done event",
+    .build_query = build_query,
+    .build_chat = build_chat,
+    .build_embed = build_embed,
+    .on_event = on_event,
+    .read_error = read_error,
+    .read_embedding = read_embedding,
+    .own_fields = NULL,
+};

@@ -1,0 +1,647 @@
+/*
+ * remote.c — the core shared by every remote endpoint (providers and Sipp gateways).
+ *
+ * An endpoint holds its base URL, the header lines of every request (credentials included),
+ * timeouts and the list of its live runs. Each request is one sipp__remote_run owned by the HTTP
+ * transfer thread from start to on_done: it feeds the run channel as SSE events arrive (through
+ * the endpoint's dialect) and finishes the run exactly once. Removing the endpoint cancels its
+ * live runs and waits for their end, so no callback ever sees a freed endpoint.
+ *
+ * Request bodies: the dialect builds the typed part; extra_json is merged on top and may not
+ * set a typed field. Local-engine options are rejected before anything is sent.
+ */
+#define _GNU_SOURCE
+#include "providers_int.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define DEFAULT_CONNECT_MS 10000u
+#define DEFAULT_IDLE_MS 60000u
+#define EMBED_BODY_MAX (64u << 20)
+#define MAX_STATIC_HEADERS 32
+#define ANTHROPIC_DEFAULT_VERSION "2023-06-01"
+
+/* ============================================================================================
+ * Error classification (shared by the dialects)
+ * ========================================================================================== */
+
+static bool has(const char *s, const char *needle) { return s && strstr(s, needle); }
+
+sipp_status sipp__provider_classify(long http_status, const char *code, const char *type) {
+    if (has(code, "insufficient_quota") || has(type, "insufficient_quota") ||
+        has(code, "billing") || has(type, "billing"))
+        return SIPP_QUOTA;
+    switch (http_status) {
+    case 400: case 413: case 422: return SIPP_INVALID_ARGUMENT;
+    case 401: return SIPP_AUTHENTICATION;
+    case 402: return SIPP_QUOTA;
+    case 403: return SIPP_AUTHORIZATION;
+    case 404: return SIPP_MODEL_NOT_FOUND;
+    case 408: case 504: return SIPP_UPSTREAM_TIMEOUT;
+    case 429: return SIPP_RATE_LIMITED;
+    case 503: case 529: return SIPP_OVERLOADED;
+    default: return http_status >= 500 ? SIPP_UPSTREAM : SIPP_INVALID_ARGUMENT;
+    }
+}
+
+/* ============================================================================================
+ * Endpoints
+ * ========================================================================================== */
+
+sipp_provider_params sipp_provider_params_default(void) {
+    sipp_provider_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.kind = SIPP_PROVIDER_OPENAI_COMPATIBLE;
+    return p;
+}
+
+sipp_gateway_params sipp_gateway_params_default(void) {
+    sipp_gateway_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.auth = SIPP_GATEWAY_AUTH_BEARER;
+    return p;
+}
+
+static void wipe_free(char *s) {
+    if (!s) return;
+    volatile char *v = s; /* secrets should not linger in freed memory */
+    for (size_t i = 0; v[i]; i++) v[i] = 0;
+    free(s);
+}
+
+void sipp__remote_free(sipp__remote *rm) {
+    if (!rm) return;
+    /* Cancel every live run, then wait until the transfer thread has ended each. A run leaves
+     * the list (under mu) before it is finished, so each one here is still alive. */
+    pthread_mutex_lock(&rm->mu);
+    for (sipp__remote_run *rr = rm->live; rr; rr = rr->next) sipp_run_cancel(rr->run);
+    while (rm->live) pthread_cond_wait(&rm->cv, &rm->mu);
+    pthread_mutex_unlock(&rm->mu);
+    for (size_t i = 0; i < rm->n_headers; i++) wipe_free(rm->headers[i]);
+    free(rm->headers);
+    free(rm->model);
+    free(rm->base_url);
+    free(rm->version);
+    pthread_mutex_destroy(&rm->mu);
+    pthread_cond_destroy(&rm->cv);
+    free(rm);
+}
+
+static sipp_status oom(sipp_error *err) { return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory"); }
+
+/* Appends one header line (formatted) to the endpoint. */
+static sipp_status add_header(sipp__remote *rm, sipp_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static sipp_status add_header(sipp__remote *rm, sipp_error *err, const char *fmt, ...) {
+    char **grown = realloc(rm->headers, (rm->n_headers + 1) * sizeof *grown);
+    if (!grown) return oom(err);
+    rm->headers = grown;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&rm->headers[rm->n_headers], fmt, ap);
+    va_end(ap);
+    if (n < 0) return oom(err);
+    rm->n_headers++;
+    return SIPP_OK;
+}
+
+static bool is_token_char(unsigned char c) {
+    return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* A header value must not break the header block: no CR, LF or NUL-like controls. */
+static bool header_value_ok(const char *v) {
+    for (const unsigned char *u = (const unsigned char *)v; *u; u++)
+        if ((*u < 0x20 && *u != '\t') || *u == 0x7f) return false;
+    return true;
+}
+
+/* Checks "Name: value" static headers and adds them; `reserved` names (NULL-terminated) are the
+ * adapter's own. Messages name the header, never its value. */
+static sipp_status add_static_headers(sipp__remote *rm, const char *const *headers, size_t n,
+                                      const char *const *reserved, sipp_error *err) {
+    if (n && !headers) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "n_headers is %zu but headers is NULL", n);
+    if (n > MAX_STATIC_HEADERS)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "at most %d static headers (got %zu)",
+                          MAX_STATIC_HEADERS, n);
+    for (size_t i = 0; i < n; i++) {
+        const char *h = headers[i];
+        const char *colon = h ? strchr(h, ':') : NULL;
+        size_t name_len = colon ? (size_t)(colon - h) : 0;
+        bool name_ok = name_len > 0;
+        for (size_t k = 0; k < name_len && name_ok; k++) name_ok = is_token_char((unsigned char)h[k]);
+        if (!name_ok)
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                              "static header %zu is not a \"Name: value\" line", i);
+        const char *value = colon + 1;
+        while (*value == ' ' || *value == '\t') value++;
+        if (!header_value_ok(value))
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                              "static header %.*s has a control character in its value",
+                              (int)name_len, h);
+        for (const char *const *r = reserved; *r; r++)
+            if (strlen(*r) == name_len && strncasecmp(*r, h, name_len) == 0)
+                return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                                  "static header %s is set by Sipp itself", *r);
+        sipp_status st = add_header(rm, err, "%.*s: %s", (int)name_len, h, value);
+        if (st != SIPP_OK) return st;
+    }
+    return SIPP_OK;
+}
+
+/* The part of endpoint creation every kind shares. */
+static sipp_status remote_alloc(const sipp__dialect *d, const char *model, const char *base,
+                                uint32_t connect_ms, uint32_t total_ms, uint32_t idle_ms,
+                                sipp__http *http, sipp__remote **out, sipp_error *err) {
+    sipp_status st = sipp__http_url_check(base, err);
+    if (st != SIPP_OK) return st;
+    sipp__remote *rm = calloc(1, sizeof *rm);
+    if (!rm) return oom(err);
+    rm->dialect = d;
+    rm->model = sipp__strdup(model);
+    rm->base_url = sipp__strdup(base);
+    pthread_mutex_init(&rm->mu, NULL);
+    pthread_cond_init(&rm->cv, NULL);
+    if (!rm->model || !rm->base_url) {
+        sipp__remote_free(rm);
+        return oom(err);
+    }
+    size_t l = strlen(rm->base_url);
+    while (l > 0 && rm->base_url[l - 1] == '/') rm->base_url[--l] = '\0';
+    rm->connect_ms = connect_ms ? connect_ms : DEFAULT_CONNECT_MS;
+    rm->total_ms = total_ms;
+    rm->idle_ms = idle_ms ? idle_ms : DEFAULT_IDLE_MS;
+    rm->http = http;
+    *out = rm;
+    return SIPP_OK;
+}
+
+/* The secret from `value`, else from the variable `env`; NULL when neither is set. */
+static const char *secret_from(const char *value, const char *env) {
+    if (value) return value;
+    const char *v = env ? getenv(env) : NULL;
+    return v && v[0] ? v : NULL;
+}
+
+sipp_status sipp__remote_new_provider(const sipp_provider_params *params, sipp__http *http,
+                                      sipp__remote **out, sipp_error *err) {
+    if (!params) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "provider params are required");
+    sipp_provider_params p = sipp_provider_params_default();
+    sipp_status st = sipp__params_in(&p, sizeof p, params,
+                                     offsetof(sipp_provider_params, version), "provider params", err);
+    if (st != SIPP_OK) return st;
+    const sipp__dialect *d;
+    const char *base = p.base_url, *env = p.api_key_env;
+    switch (p.kind) {
+    case SIPP_PROVIDER_OPENAI:
+        d = &sipp__dialect_openai;
+        if (!base) base = "https://api.openai.com/v1";
+        if (!env) env = "OPENAI_API_KEY";
+        break;
+    case SIPP_PROVIDER_OPENAI_COMPATIBLE:
+        d = &sipp__dialect_openai;
+        if (!base)
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                              "provider openai_compatible: base_url is required");
+        break;
+    case SIPP_PROVIDER_ANTHROPIC:
+        d = &sipp__dialect_anthropic;
+        if (!base) base = "https://api.anthropic.com/v1";
+        if (!env) env = "ANTHROPIC_API_KEY";
+        break;
+    default:
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0, "unknown provider kind %d", (int)p.kind);
+    }
+    if (!p.model || !p.model[0])
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "provider: model is required");
+    const char *key = secret_from(p.api_key, env);
+    if (!key && (p.api_key_env || p.kind != SIPP_PROVIDER_OPENAI_COMPATIBLE))
+        return sipp__fail(err, SIPP_AUTHENTICATION, 0,
+                          "provider: no API key: the variable %s is not set (or pass api_key)", env);
+    if (key && !header_value_ok(key))
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "provider: the API key has a control character");
+    if (p.version && (!p.version[0] || !header_value_ok(p.version)))
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "provider: version is empty or malformed");
+    sipp__remote *rm = NULL;
+    st = remote_alloc(d, p.model, base, p.connect_timeout_ms, p.request_timeout_ms,
+                      p.idle_timeout_ms, http, &rm, err);
+    if (st != SIPP_OK) return st;
+    static const char *const reserved[] = {"Authorization", "x-api-key", "anthropic-version",
+                                           "Content-Type", "Accept", "Content-Length", NULL};
+    if (p.kind == SIPP_PROVIDER_ANTHROPIC) {
+        rm->version = sipp__strdup(p.version ? p.version : ANTHROPIC_DEFAULT_VERSION);
+        st = rm->version ? add_header(rm, err, "anthropic-version: %s", rm->version) : oom(err);
+        if (st == SIPP_OK) st = add_header(rm, err, "x-api-key: %s", key);
+    } else if (key) {
+        st = add_header(rm, err, "Authorization: Bearer %s", key);
+    }
+    if (st == SIPP_OK) st = add_static_headers(rm, p.headers, p.n_headers, reserved, err);
+    if (st != SIPP_OK) {
+        sipp__remote_free(rm);
+        return st;
+    }
+    *out = rm;
+    return SIPP_OK;
+}
+
+sipp_status sipp__remote_new_gateway(const sipp_gateway_params *params, sipp__http *http,
+                                     sipp__remote **out, sipp_error *err) {
+    if (!params) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "gateway params are required");
+    sipp_gateway_params p = sipp_gateway_params_default();
+    sipp_status st = sipp__params_in(&p, sizeof p, params, sizeof p, "gateway params", err);
+    if (st != SIPP_OK) return st;
+    if (!p.base_url) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "gateway: base_url is required");
+    if (!p.target || !p.target[0])
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "gateway: target is required");
+    const char *env = p.token_env ? p.token_env : "SIPP_GATEWAY_TOKEN";
+    const char *token = NULL;
+    if (p.auth != SIPP_GATEWAY_AUTH_NONE) {
+        if (p.auth != SIPP_GATEWAY_AUTH_BEARER && p.auth != SIPP_GATEWAY_AUTH_HEADER)
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "gateway: unknown auth %d", (int)p.auth);
+        token = secret_from(p.token, env);
+        if (!token)
+            return sipp__fail(err, SIPP_AUTHENTICATION, 0,
+                              "gateway: no token: the variable %s is not set (or pass token)", env);
+        if (!header_value_ok(token))
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "gateway: the token has a control character");
+    }
+    bool name_ok = p.auth != SIPP_GATEWAY_AUTH_HEADER || (p.auth_header && p.auth_header[0]);
+    for (const char *c = p.auth_header; name_ok && c && *c; c++) name_ok = is_token_char((unsigned char)*c);
+    if (!name_ok)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "gateway: auth HEADER needs a valid auth_header name");
+    sipp__remote *rm = NULL;
+    st = remote_alloc(&sipp__dialect_gateway, p.target, p.base_url, p.connect_timeout_ms,
+                      p.request_timeout_ms, p.idle_timeout_ms, http, &rm, err);
+    if (st != SIPP_OK) return st;
+    static const char *const reserved[] = {"Authorization", "Content-Type", "Accept",
+                                           "Content-Length", NULL};
+    if (p.auth == SIPP_GATEWAY_AUTH_BEARER)
+        st = add_header(rm, err, "Authorization: Bearer %s", token);
+    else if (p.auth == SIPP_GATEWAY_AUTH_HEADER)
+        st = add_header(rm, err, "%s: %s", p.auth_header, token);
+    if (st == SIPP_OK) st = add_static_headers(rm, p.headers, p.n_headers, reserved, err);
+    if (st != SIPP_OK) {
+        sipp__remote_free(rm);
+        return st;
+    }
+    *out = rm;
+    return SIPP_OK;
+}
+
+/* ============================================================================================
+ * Runs
+ * ========================================================================================== */
+
+static void remote_run_free(sipp__remote_run *rr) {
+    sipp__sse_free(&rr->sse);
+    sipp__buf_free(&rr->body);
+    free(rr);
+}
+
+static void live_unlink(sipp__remote *rm, sipp__remote_run *rr) {
+    pthread_mutex_lock(&rm->mu);
+    if (rr->prev) rr->prev->next = rr->next; else rm->live = rr->next;
+    if (rr->next) rr->next->prev = rr->prev;
+    pthread_cond_broadcast(&rm->cv);
+    pthread_mutex_unlock(&rm->mu);
+}
+
+/* Finishes the run, leaves the endpoint's live list and frees the remote run. */
+static void remote_finish(sipp__remote_run *rr, sipp_status st, const char *msg,
+                          sipp_finish_reason reason) {
+    double now = sipp__now_ms();
+    sipp_stats stats = {.struct_size = sizeof stats};
+    stats.total_ms = now - rr->t_submit;
+    if (rr->t_first > 0) {
+        stats.ttft_ms = rr->t_first - rr->t_submit;
+        stats.decode_ms = rr->t_last - rr->t_first;
+        if (rr->usage.output_tokens > 1 && stats.decode_ms > 0)
+            stats.decode_tok_s = (rr->usage.output_tokens - 1) / (stats.decode_ms / 1e3);
+    }
+    sipp__run_set_remote(rr->run, (uint32_t)rr->status, rr->retry_after, rr->request_id,
+                         rr->error_code);
+    sipp_run *run = rr->run;
+    sipp_usage usage = rr->usage;
+    usage.struct_size = sizeof usage;
+    if (!usage.total_tokens) usage.total_tokens = usage.input_tokens + usage.output_tokens;
+    live_unlink(rr->rm, rr); /* rm is not touched after this */
+    remote_run_free(rr);
+    sipp__run_finish(run, st, msg, reason, &usage, &stats);
+}
+
+void sipp__remote_push_text(sipp__remote_run *rr, const char *text, size_t len, uint32_t n_tokens) {
+    if (len == 0) return;
+    double now = sipp__now_ms();
+    if (rr->t_first == 0) rr->t_first = now;
+    rr->t_last = now;
+    rr->n_chunks++;
+    sipp__run_push_text(rr->run, text, len, n_tokens);
+}
+
+bool sipp__remote_stream_fail(sipp__remote_run *rr, sipp_status st, const char *code,
+                              const char *fmt, ...) {
+    rr->stream_status = st;
+    if (code) snprintf(rr->error_code, sizeof rr->error_code, "%s", code);
+    va_list ap;
+    va_start(ap, fmt);
+    sipp__format_message(rr->stream_error, sizeof rr->stream_error, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+json_t *sipp__remote_stop_array(const sipp_text_params *p) {
+    json_t *stops = json_array();
+    for (size_t i = 0; stops && i < p->n_stop; i++) {
+        json_t *s = json_string(p->stop[i]);
+        if (!s) { /* not UTF-8 */
+            json_decref(stops);
+            return NULL;
+        }
+        json_array_append_new(stops, s);
+    }
+    return stops;
+}
+
+static bool on_sse(const sipp__sse_event *ev, void *ud) {
+    sipp__remote_run *rr = ud;
+    return rr->rm->dialect->on_event(rr, ev);
+}
+
+/* ---- HTTP handlers (transfer thread) ------------------------------------------------------- */
+
+static void h_status(long status, void *ud) { ((sipp__remote_run *)ud)->status = status; }
+
+static void h_header(const char *name, size_t nl, const char *value, size_t vl, void *ud) {
+    sipp__remote_run *rr = ud;
+    /* x-request-id (OpenAI-shaped servers, gateways) or request-id (Anthropic) */
+    if ((nl == 12 && strncasecmp(name, "x-request-id", 12) == 0) ||
+        (nl == 10 && strncasecmp(name, "request-id", 10) == 0 && !rr->request_id[0])) {
+        size_t n = vl < sizeof rr->request_id - 1 ? vl : sizeof rr->request_id - 1;
+        memcpy(rr->request_id, value, n);
+        rr->request_id[n] = '\0';
+    } else if (nl == 11 && strncasecmp(name, "retry-after", 11) == 0) {
+        char buf[32];
+        size_t n = vl < sizeof buf - 1 ? vl : sizeof buf - 1;
+        memcpy(buf, value, n);
+        buf[n] = '\0';
+        rr->retry_after = (uint32_t)strtoul(buf, NULL, 10);
+    }
+}
+
+static bool h_body(const char *data, size_t len, void *ud) {
+    sipp__remote_run *rr = ud;
+    if (rr->status >= 400 || rr->op == SIPP__OP_EMBED) {
+        /* error bodies are capped; what is beyond the cap is dropped, not an error */
+        size_t room = rr->body.max - rr->body.len;
+        sipp__buf_append(&rr->body, data, len < room ? len : room);
+        if (rr->op == SIPP__OP_EMBED && rr->status < 400 && len > room) /* an answer must be whole */
+            return sipp__remote_stream_fail(rr, SIPP_UPSTREAM, NULL,
+                                            "the %s's embeddings answer exceeds %zu bytes",
+                                            rr->rm->dialect->name, rr->body.max);
+        return true;
+    }
+    sipp_error err = sipp_error_default();
+    sipp_status st = sipp__sse_feed(&rr->sse, data, len, on_sse, rr, &err);
+    if (st == SIPP_OUT_OF_MEMORY)
+        return sipp__remote_stream_fail(rr, SIPP_UPSTREAM, NULL, "%s", err.message);
+    return st == SIPP_OK;
+}
+
+static bool h_abort(void *ud) { return sipp__run_cancel_requested(((sipp__remote_run *)ud)->run); }
+
+static json_t *load_body(const sipp__remote_run *rr) {
+    return json_loadb(rr->body.data ? rr->body.data : "", rr->body.len, 0, NULL);
+}
+
+/* The error of a >= 400 answer, from its JSON body when it has one. */
+static void finish_http_error(sipp__remote_run *rr) {
+    json_t *j = load_body(rr);
+    const char *msg = NULL, *code = NULL;
+    sipp_status st = rr->rm->dialect->read_error(rr->status, j, &msg, &code);
+    if (code) snprintf(rr->error_code, sizeof rr->error_code, "%s", code);
+    char retry[48] = "", code_note[64] = "";
+    if (rr->retry_after) snprintf(retry, sizeof retry, " (retry after %u s)", rr->retry_after);
+    if (code && strcmp(code, sipp_status_name(st)) != 0)
+        snprintf(code_note, sizeof code_note, " [%.48s]", code);
+    sipp_error full = sipp_error_default(); /* formats and truncates to the message cap */
+    sipp__fail(&full, st, 0, "%s answered %ld (%s)%s: %.160s%s", rr->rm->dialect->name,
+               rr->status, sipp_status_name(st), retry, msg ? msg : "(no message)", code_note);
+    json_decref(j);
+    remote_finish(rr, st, full.message, SIPP_FINISH_NONE);
+}
+
+static void finish_embedding(sipp__remote_run *rr) {
+    json_t *j = load_body(rr);
+    float *vec = NULL;
+    uint32_t n = 0;
+    sipp_error err = sipp_error_default();
+    sipp_status st = rr->rm->dialect->read_embedding(rr, j, &vec, &n, &err);
+    json_decref(j);
+    if (st != SIPP_OK) {
+        remote_finish(rr, st, err.message, SIPP_FINISH_NONE);
+        return;
+    }
+    if (rr->normalize) {
+        double norm = 0;
+        for (uint32_t i = 0; i < n; i++) norm += (double)vec[i] * vec[i];
+        norm = sqrt(norm);
+        if (norm > 0)
+            for (uint32_t i = 0; i < n; i++) vec[i] = (float)(vec[i] / norm);
+    }
+    sipp__run_set_embedding(rr->run, vec, n, rr->normalize);
+    remote_finish(rr, SIPP_OK, NULL, SIPP_FINISH_STOP);
+}
+
+static void h_done(sipp_status st, const char *message, void *ud) {
+    sipp__remote_run *rr = ud;
+    const char *who = rr->rm->dialect->name;
+    char msg[SIPP_ERROR_MESSAGE_CAP];
+    if (st == SIPP_CANCELLED && sipp__run_cancel_requested(rr->run)) {
+        remote_finish(rr, SIPP_OK, NULL, SIPP_FINISH_CANCELLED);
+    } else if (rr->stream_error[0]) {
+        snprintf(msg, sizeof msg, "%s", rr->stream_error);
+        remote_finish(rr, rr->stream_status ? rr->stream_status : SIPP_UPSTREAM, msg,
+                      SIPP_FINISH_NONE);
+    } else if (st == SIPP_TIMEOUT) {
+        remote_finish(rr, SIPP_UPSTREAM_TIMEOUT, message, SIPP_FINISH_NONE);
+    } else if (st != SIPP_OK) {
+        remote_finish(rr, SIPP_TRANSPORT, message, SIPP_FINISH_NONE);
+    } else if (rr->status >= 400) {
+        finish_http_error(rr);
+    } else if (rr->status < 200 || rr->status >= 300) {
+        snprintf(msg, sizeof msg, "unexpected HTTP status %ld from the %s", rr->status, who);
+        remote_finish(rr, SIPP_UPSTREAM, msg, SIPP_FINISH_NONE);
+    } else if (rr->op == SIPP__OP_EMBED) {
+        finish_embedding(rr);
+    } else if (!rr->done_seen) {
+        snprintf(msg, sizeof msg, "the %s's stream ended without %s", who,
+                 rr->rm->dialect->end_marker);
+        remote_finish(rr, SIPP_UPSTREAM, msg, SIPP_FINISH_NONE);
+    } else {
+        if (!rr->usage.output_tokens) rr->usage.output_tokens = rr->n_chunks;
+        remote_finish(rr, SIPP_OK, NULL, rr->reason ? rr->reason : SIPP_FINISH_STOP);
+    }
+}
+
+static void run_wake(void *producer) { sipp__http_wake(producer); }
+
+/* ---- building and starting requests -------------------------------------------------------- */
+
+/* Rejects options of the local engine, naming the field. */
+static sipp_status reject_local_only(const sipp__remote *rm, const sipp_text_params *p,
+                                     sipp_error *err) {
+    sipp_text_params d = sipp_text_params_default();
+    const char *field = p->context_key ? "context_key"
+                        : p->cache_scope ? "cache_scope"
+                        : p->grammar ? "grammar"
+                        : p->json_schema ? "json_schema"
+                        : p->ignore_eos ? "ignore_eos"
+                        : p->top_k != d.top_k ? "top_k"
+                        : p->min_p != d.min_p ? "min_p"
+                        : p->repeat_penalty != d.repeat_penalty ? "repeat_penalty"
+                                                                : NULL;
+    if (field)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "%s is an option of local endpoints; a %s endpoint cannot honour it",
+                          field, rm->dialect->name);
+    return SIPP_OK;
+}
+
+/* Merges extra_json (a JSON object) into `body`; a key naming a typed field is an error. */
+static sipp_status merge_extra(const sipp__remote *rm, json_t *body, const char *extra,
+                               sipp_error *err) {
+    if (!extra) return SIPP_OK;
+    static const char *const typed[] = {"model", "prompt", "messages", "max_tokens", "temperature",
+                                        "top_p", "stop", "stream", "input", NULL};
+    json_error_t je;
+    json_t *x = json_loads(extra, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(x)) {
+        json_decref(x);
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "extra_json must be a JSON object (%s)", x ? "not an object" : je.text);
+    }
+    const char *key;
+    json_t *v;
+    sipp_status st = SIPP_OK;
+    json_object_foreach(x, key, v) {
+        for (const char *const *t = typed; *t && st == SIPP_OK; t++)
+            if (strcmp(key, *t) == 0) st = SIPP_INVALID_ARGUMENT;
+        for (const char *const *t = rm->dialect->own_fields; t && *t && st == SIPP_OK; t++)
+            if (strcmp(key, *t) == 0) st = SIPP_INVALID_ARGUMENT;
+        if (st != SIPP_OK) {
+            sipp__fail(err, st, 0, "extra_json may not set \"%.64s\": it is a typed field", key);
+            break;
+        }
+        json_object_set(body, key, v);
+    }
+    json_decref(x);
+    return st;
+}
+
+/* Starts `body` (JSON, taken) at `path` as a remote run. */
+static sipp_status start(sipp__remote *rm, sipp__remote_op op, bool normalize, const char *path,
+                         json_t *body, sipp_token_fn cb, void *cb_ud, sipp_run **out,
+                         sipp_error *err) {
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    char *url = NULL;
+    sipp__remote_run *rr = calloc(1, sizeof *rr);
+    const char **headers = calloc(rm->n_headers + 2, sizeof *headers);
+    if (!text || !rr || !headers || asprintf(&url, "%s%s", rm->base_url, path) < 0) {
+        free(text);
+        free(rr);
+        free(headers);
+        return oom(err);
+    }
+    rr->rm = rm;
+    rr->op = op;
+    rr->normalize = normalize;
+    sipp__sse_init(&rr->sse, SIPP__SSE_EVENT_MAX);
+    sipp__buf_init(&rr->body, op == SIPP__OP_EMBED ? EMBED_BODY_MAX : SIPP__HTTP_ERROR_BODY_MAX);
+    rr->run = sipp__run_new(cb, cb_ud);
+    if (!rr->run) {
+        free(text);
+        free(url);
+        free(headers);
+        remote_run_free(rr);
+        return oom(err);
+    }
+    sipp__run_set_waker(rr->run, run_wake, rm->http);
+    headers[0] = "Content-Type: application/json";
+    headers[1] = op == SIPP__OP_EMBED ? "Accept: application/json" : "Accept: text/event-stream";
+    for (size_t i = 0; i < rm->n_headers; i++) headers[2 + i] = rm->headers[i];
+    sipp__http_request req = {"POST", url, headers, rm->n_headers + 2, text, strlen(text),
+                              rm->connect_ms, rm->total_ms, rm->idle_ms};
+    sipp__http_handlers h = {h_status, h_header, h_body, h_abort, h_done};
+    rr->t_submit = sipp__now_ms();
+    pthread_mutex_lock(&rm->mu);
+    rr->next = rm->live;
+    if (rm->live) rm->live->prev = rr;
+    rm->live = rr;
+    pthread_mutex_unlock(&rm->mu);
+    sipp_run *run = rr->run;
+    sipp_status st = sipp__http_start(rm->http, &req, &h, rr, err);
+    free(text);
+    free(url);
+    free(headers);
+    if (st != SIPP_OK) { /* no callback will run: end it here */
+        live_unlink(rm, rr);
+        remote_run_free(rr);
+        sipp__run_discard(run, st);
+        return st;
+    }
+    *out = run;
+    return SIPP_OK;
+}
+
+sipp_status sipp__remote_submit_text(sipp__remote *rm, const char *prompt,
+                                     const sipp_message *messages, size_t n_messages,
+                                     const sipp_text_params *p, sipp_run **out, sipp_error *err) {
+    sipp_status st = reject_local_only(rm, p, err);
+    if (st != SIPP_OK) return st;
+    const sipp__dialect *d = rm->dialect;
+    const char *path = NULL;
+    json_t *body = NULL;
+    if (messages) {
+        st = d->build_chat(rm, messages, n_messages, p, &path, &body, err);
+    } else if (!d->build_query) {
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "query: this %s has no raw completion API; use chat", d->name);
+    } else {
+        st = d->build_query(rm, prompt, p, &path, &body, err);
+    }
+    if (st == SIPP_OK) st = merge_extra(rm, body, p->extra_json, err);
+    if (st != SIPP_OK) {
+        json_decref(body);
+        return st;
+    }
+    return start(rm, messages ? SIPP__OP_CHAT : SIPP__OP_QUERY, false, path, body, p->on_tokens,
+                 p->user_data, out, err);
+}
+
+sipp_status sipp__remote_submit_embed(sipp__remote *rm, const char *text,
+                                      const sipp_embed_params *p, sipp_run **out,
+                                      sipp_error *err) {
+    const sipp__dialect *d = rm->dialect;
+    if (!d->build_embed)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0, "embed: this %s has no embeddings API",
+                          d->name);
+    const char *path = NULL;
+    json_t *body = NULL;
+    sipp_status st = d->build_embed(rm, text, &path, &body, err);
+    if (st == SIPP_OK) st = merge_extra(rm, body, p->extra_json, err);
+    if (st != SIPP_OK) {
+        json_decref(body);
+        return st;
+    }
+    return start(rm, SIPP__OP_EMBED, p->normalize, path, body, NULL, NULL, out, err);
+}
