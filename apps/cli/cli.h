@@ -57,6 +57,12 @@ int cli_resolve_model(const char *name, cli_need need, char *buf, size_t cap);
 /* The models directory: $SIPP_MODELS_DIR or ${XDG_CACHE_HOME:-~/.cache}/sipp/models. */
 void cli_models_dir(char *buf, size_t cap);
 
+/* Pulled models (hub.c). cli_hub_lookup: false when `name` is not a hub name (OWNER/REPO...);
+ * else true with *rc set and, on CLI_OK, the model's path in buf (an error is printed when it
+ * was not pulled). cli_hub_first: the first complete pulled model that can do `need`. */
+bool cli_hub_lookup(const char *name, char *buf, size_t cap, int *rc);
+int cli_hub_first(cli_need need, char *buf, size_t cap);
+
 /* Creates a client and registers the endpoint the options name: a provider, a gateway, or
  * `o->model` loaded as a local endpoint (with a progress bar on a TTY). */
 int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep);
@@ -76,5 +82,7 @@ int cmd_generate(int argc, char **argv, bool chat);
 int cmd_embed(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_models(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
 
 #endif

@@ -40,7 +40,7 @@ int cmd_info(int argc, char **argv) {
         return CLI_USAGE;
     }
     char path[4096];
-    cli_resolve_model(name, NEED_GENERATE, path, sizeof path);
+    if (cli_resolve_model(name, NEED_GENERATE, path, sizeof path) != CLI_OK) return CLI_FAILED;
     sipp_endpoint_info in = sipp_endpoint_info_default();
     char *tmpl = NULL;
     sipp_error err = sipp_error_default();

@@ -1,8 +1,12 @@
 /*
- * cmd_models.c — `sipp models`: list the GGUF models in the models directory.
+ * cmd_models.c — `sipp models`: list the GGUF models in the models directory: the .gguf files
+ * in it, then the models pulled into its hub/ store (by name, see src/hub), with size,
+ * architecture, quantization and capabilities.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
+
+#include "hub/hub_int.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -12,8 +16,9 @@
 static const char usage[] =
     "usage: sipp models [--json]\n"
     "\n"
-    "List the models in the models directory ($SIPP_MODELS_DIR, default ~/.cache/sipp/models)\n"
-    "with size, architecture and capabilities.\n";
+    "List the models in the models directory ($SIPP_MODELS_DIR, default ~/.cache/sipp/models):\n"
+    "its .gguf files and the models pulled with `sipp pull` (listed by the name that runs them:\n"
+    "--model OWNER/REPO:QUANT), with size, architecture, quantization and capabilities.\n";
 
 static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -46,35 +51,61 @@ int cmd_models(int argc, char **argv) {
         closedir(d);
     }
     qsort(names, n, sizeof names[0], cmp_str);
+    sipp__hub_item *pulled = NULL;
+    size_t n_pulled = 0;
+    sipp_error herr = sipp_error_default();
+    if (sipp__hub_list(dir, &pulled, &n_pulled, &herr) != SIPP_OK)
+        cli_error("models: the store of pulled models: %s", herr.message);
     json_t *arr = json ? json_array() : NULL;
     if (!json) {
         printf("models in %s\n", dir);
-        if (n == 0) printf("  (none: copy a .gguf file here or pass --model PATH)\n");
-        else printf("  %-48s %10s  %-10s %s\n", "NAME", "SIZE", "ARCH", "CAPABILITIES");
+        if (n + n_pulled == 0)
+            printf("  (none: sipp pull OWNER/REPO[:QUANT], copy a .gguf file here, or pass --model PATH)\n");
+        else
+            printf("  %-52s %10s  %-10s %-8s %s\n", "NAME", "SIZE", "ARCH", "QUANT", "CAPABILITIES");
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n + n_pulled; i++) {
+        bool hub = i >= n;
+        const sipp__hub_item *it = hub ? &pulled[i - n] : NULL;
         char path[8192];
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (hub) snprintf(path, sizeof path, "%s", it->path);
+        else snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        const char *name = hub ? it->name : names[i];
         sipp_endpoint_info in = sipp_endpoint_info_default();
         sipp_error err = sipp_error_default();
-        bool ok = sipp_model_inspect(path, &in, NULL, &err) == SIPP_OK;
+        bool ok = false;
+        if (hub && !it->complete)
+            snprintf(err.message, sizeof err.message, "files missing; pull it again");
+        else
+            ok = sipp_model_inspect(path, &in, NULL, &err) == SIPP_OK;
+        uint64_t size = hub ? it->bytes : in.size_bytes;
+        char quant[32] = "";
+        if (ok) sipp__model_quant_name(path, quant, sizeof quant);
         if (json) {
-            json_array_append_new(
-                arr, ok ? json_pack("{s:s,s:s,s:I,s:s,s:{s:b,s:b,s:b}}", "name", names[i], "path",
-                                    path, "size_bytes", (json_int_t)in.size_bytes, "architecture",
-                                    in.architecture, "capabilities", "query", in.can_generate,
-                                    "chat", in.can_chat, "embed", in.can_embed)
-                        : json_pack("{s:s,s:s,s:s}", "name", names[i], "path", path, "error",
-                                    err.message));
+            json_t *o = ok ? json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:{s:b,s:b,s:b}}", "name", name,
+                                       "source", hub ? "hub" : "local", "path", path, "size_bytes",
+                                       (json_int_t)size, "architecture", in.architecture,
+                                       "quantization", quant, "capabilities", "query",
+                                       in.can_generate, "chat", in.can_chat, "embed", in.can_embed)
+                           : json_pack("{s:s,s:s,s:s,s:s}", "name", name, "source",
+                                       hub ? "hub" : "local", "path", path, "error", err.message);
+            if (o && hub) {
+                json_object_set_new(o, "files", json_integer((json_int_t)it->n_files));
+                json_object_set_new(o, "commit", json_string(it->commit));
+                json_object_set_new(o, "mmproj", it->mmproj ? json_string(it->mmproj) : json_null());
+            }
+            json_array_append_new(arr, o);
         } else if (ok) {
-            printf("  %-48s %8.1f M  %-10s %s%s%s\n", names[i], (double)in.size_bytes / 1048576.0,
-                   in.architecture, in.can_generate ? "query " : "", in.can_chat ? "chat " : "",
-                   in.can_embed ? "embed" : "");
+            printf("  %-52s %8.1f M  %-10s %-8s %s%s%s%s\n", name, (double)size / 1048576.0,
+                   in.architecture, quant[0] ? quant : "-", in.can_generate ? "query " : "",
+                   in.can_chat ? "chat " : "", in.can_embed ? "embed " : "",
+                   hub && it->mmproj ? "(+mmproj)" : "");
         } else {
-            printf("  %-48s (unreadable: %s)\n", names[i], err.message);
+            printf("  %-52s (unreadable: %s)\n", name, err.message);
         }
-        free(names[i]);
+        if (!hub) free(names[i]);
     }
+    sipp__hub_list_free(pulled, n_pulled);
     if (json) {
         char *s = json_dumps(arr, JSON_INDENT(2));
         if (s) puts(s);

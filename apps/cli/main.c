@@ -15,10 +15,13 @@ static const char usage[] =
     "  chat    answer a message, rendered with the model's own chat template\n"
     "  embed   print the embedding vector of a text\n"
     "  info    show a model's metadata, capabilities and chat template\n"
-    "  models  list the models in the models directory\n"
+    "  models  list the models in the models directory, pulled ones included\n"
+    "  pull    download a model from a Hugging Face-style hub (OWNER/REPO[:QUANT])\n"
+    "  rm      remove a pulled model (or a file of the models directory)\n"
     "\n"
     "`sipp <command> --help` shows each command's options.\n"
-    "Models are looked up by path or in $SIPP_MODELS_DIR (default ~/.cache/sipp/models).\n";
+    "Models are looked up by path, by pulled name (OWNER/REPO[:QUANT]) or in $SIPP_MODELS_DIR\n"
+    "(default ~/.cache/sipp/models).\n";
 
 int main(int argc, char **argv) {
     if (argc < 2) {
@@ -39,6 +42,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "embed") == 0) return cmd_embed(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "models") == 0) return cmd_models(argc - 1, argv + 1);
+    if (strcmp(cmd, "pull") == 0) return cmd_pull(argc - 1, argv + 1);
+    if (strcmp(cmd, "rm") == 0) return cmd_rm(argc - 1, argv + 1);
     cli_error("unknown command '%s' (see sipp --help)", cmd);
     return CLI_USAGE;
 }

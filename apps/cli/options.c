@@ -353,6 +353,8 @@ int cli_resolve_model(const char *name, cli_need need, char *buf, size_t cap) {
     char dir[PATH_MAX];
     cli_models_dir(dir, sizeof dir);
     if (name) {
+        int hub_rc; /* a pulled name: OWNER/REPO[:QUANT] or OWNER/REPO/FILE.gguf (hub.c) */
+        if (!is_file(name) && cli_hub_lookup(name, buf, cap, &hub_rc)) return hub_rc;
         if (is_file(name) || strchr(name, '/')) {
             snprintf(buf, cap, "%s", name);
             return CLI_OK;
@@ -384,9 +386,10 @@ int cli_resolve_model(const char *name, cli_need need, char *buf, size_t cap) {
         }
         free(names[i]);
     }
+    if (rc != CLI_OK) rc = cli_hub_first(need, buf, cap); /* then the pulled ones (hub.c) */
     if (rc != CLI_OK)
-        cli_error("no model given and none in %s can %s; pass --model PATH or set SIPP_MODEL",
-                  dir, need == NEED_CHAT ? "chat" : need == NEED_EMBED ? "embed" : "generate");
+        cli_error("no model given and none in %s can %s; pass --model PATH, set SIPP_MODEL, "
+                  "or pull one (sipp pull OWNER/REPO[:QUANT])", dir, need == NEED_CHAT ? "chat" : need == NEED_EMBED ? "embed" : "generate");
     return rc;
 }
 

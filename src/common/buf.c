@@ -21,7 +21,7 @@ sipp_status sipp__buf_append(sipp__buf *b, const void *data, size_t len) {
     if (need > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap < need) cap *= 2;
-        if (b->max < SIZE_MAX && cap > b->max + 1) cap = b->max + 1;
+        if (b->max < SIZE_MAX && cap > b->max + 1) cap = b->max + 1; /* max + 1 may wrap */
         char *p = realloc(b->data, cap);
         if (!p) return SIPP_OUT_OF_MEMORY;
         b->data = p;

@@ -35,6 +35,9 @@ sipp_status sipp__engine_submit_embed(sipp__engine *e, const char *text,
 /* Cheap checks of a GGUF file's header before llama.cpp reads it (gguf_check.c): magic,
  * version, and tensor/metadata counts that the file size can hold. */
 sipp_status sipp__gguf_precheck(const char *path, sipp_error *err);
+/* model.c: the quantization of a GGUF (general.file_type, else its dominant weight type), e.g.
+ * "Q4_K_M", into buf; "" when unknown. */
+void sipp__model_quant_name(const char *path, char *buf, size_t cap);
 /* The same checks on bytes in memory (used by the file check and by the fuzz target). */
 sipp_status sipp__gguf_precheck_bytes(const unsigned char *data, size_t len, uint64_t file_size,
                                       sipp_error *err);

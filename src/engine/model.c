@@ -89,3 +89,49 @@ sipp_status sipp_model_inspect(const char *path, sipp_endpoint_info *info, char 
     info->struct_size = size;
     return st;
 }
+
+/* ---- quantization of a file (for `sipp models`) -------------------------------------------- */
+
+/* general.file_type values (llama_ftype) and the names llama-quantize gives them. */
+static const struct {
+    uint32_t ftype;
+    const char *name;
+} ftype_names[] = {
+    {0, "F32"},      {1, "F16"},      {2, "Q4_0"},     {3, "Q4_1"},     {7, "Q8_0"},
+    {8, "Q5_0"},     {9, "Q5_1"},     {10, "Q2_K"},    {11, "Q3_K_S"},  {12, "Q3_K_M"},
+    {13, "Q3_K_L"},  {14, "Q4_K_S"},  {15, "Q4_K_M"},  {16, "Q5_K_S"},  {17, "Q5_K_M"},
+    {18, "Q6_K"},    {19, "IQ2_XXS"}, {20, "IQ2_XS"},  {21, "Q2_K_S"},  {22, "IQ3_XS"},
+    {23, "IQ3_XXS"}, {24, "IQ1_S"},   {25, "IQ4_NL"},  {26, "IQ3_S"},   {27, "IQ3_M"},
+    {28, "IQ2_S"},   {29, "IQ2_M"},   {30, "IQ4_XS"},  {31, "IQ1_M"},   {32, "BF16"},
+    {36, "TQ1_0"},   {37, "TQ2_0"},   {38, "MXFP4_MOE"},
+};
+
+void sipp__model_quant_name(const char *path, char *buf, size_t cap) {
+    buf[0] = '\0';
+    if (sipp__gguf_precheck(path, NULL) != SIPP_OK) return;
+    struct ggml_context *meta = NULL;
+    struct gguf_init_params gp = {.no_alloc = true, .ctx = &meta};
+    struct gguf_context *g = gguf_init_from_file(path, gp);
+    if (!g) return;
+    int64_t id = gguf_find_key(g, "general.file_type");
+    if (id >= 0 && gguf_get_kv_type(g, id) == GGUF_TYPE_UINT32) {
+        uint32_t ft = gguf_get_val_u32(g, id);
+        for (size_t i = 0; i < sizeof ftype_names / sizeof ftype_names[0]; i++)
+            if (ftype_names[i].ftype == ft) snprintf(buf, cap, "%s", ftype_names[i].name);
+    }
+    if (!buf[0]) { /* no file type: the type holding most bytes among 2-D weights */
+        size_t bytes[GGML_TYPE_COUNT] = {0};
+        for (struct ggml_tensor *t = ggml_get_first_tensor(meta); t; t = ggml_get_next_tensor(meta, t))
+            if (ggml_n_dims(t) >= 2 && (int)t->type < GGML_TYPE_COUNT) bytes[t->type] += ggml_nbytes(t);
+        int best = -1;
+        for (int i = 0; i < GGML_TYPE_COUNT; i++)
+            if (bytes[i] && (best < 0 || bytes[i] > bytes[best])) best = i;
+        if (best >= 0) {
+            snprintf(buf, cap, "%s", ggml_type_name((enum ggml_type)best));
+            for (char *p = buf; *p; p++)
+                if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
+        }
+    }
+    ggml_free(meta);
+    gguf_free(g);
+}

@@ -48,6 +48,10 @@ static bool is_loopback(const char *host) {
 }
 
 sipp_status sipp__http_url_check(const char *url, sipp_error *err) {
+    return sipp__http_url_check_ex(url, 0, err);
+}
+
+sipp_status sipp__http_url_check_ex(const char *url, unsigned flags, sipp_error *err) {
     pthread_once(&curl_once, curl_init);
     if (!url || !url[0]) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "a base URL is required");
     CURLU *u = curl_url();
@@ -67,7 +71,7 @@ sipp_status sipp__http_url_check(const char *url, sipp_error *err) {
         else if (user)
             st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                             "the URL must not carry credentials (userinfo); use the API key setting");
-        else if (query || fragment)
+        else if (fragment || (query && !(flags & SIPP__URL_ALLOW_QUERY)))
             st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "the URL must not have a query or fragment");
         else if (strcmp(scheme, "http") == 0 && (!host || !is_loopback(host)))
             st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,

@@ -94,5 +94,46 @@ void sipp__http_wake(sipp__http *h);
 /* Checks a base URL: http or https only, https unless the host is loopback, no userinfo,
  * query or fragment. */
 sipp_status sipp__http_url_check(const char *url, sipp_error *err);
+/* The same check with options: SIPP__URL_ALLOW_QUERY accepts a query (a download URL a hub
+ * redirects to carries its signature there). */
+#define SIPP__URL_ALLOW_QUERY 1u
+sipp_status sipp__http_url_check_ex(const char *url, unsigned flags, sipp_error *err);
+
+/* ---- blocking transfers (http_fetch.c): the hub client of `sipp pull` ------------------- */
+
+/* Largest error body kept from a failed fetch. */
+#define SIPP__HTTP_FETCH_ERROR_MAX (64u * 1024u)
+
+/* One GET, run on the calling thread. Redirects are followed by hand (at most max_redirects):
+ * each target must pass sipp__http_url_check_ex(.., SIPP__URL_ALLOW_QUERY), and `auth_header`
+ * goes only to hops on the origin (scheme, host, port) of `url`, never to a CDN it redirects
+ * to. Headers of every hop reach on_header; only a final 2xx body reaches on_body; the body of
+ * a final error status is kept (up to SIPP__HTTP_FETCH_ERROR_MAX) in `error_body`. */
+typedef struct sipp__http_get {
+    const char *url;               /* checked with sipp__http_url_check_ex() by the caller */
+    const char *auth_header;       /* "Authorization: Bearer ..." or NULL; never logged */
+    const char *const *headers;    /* other "Name: value" lines, sent on every hop */
+    size_t n_headers;
+    uint64_t range_from;           /* > 0: ask for the bytes from this offset (Range) */
+    uint32_t connect_timeout_ms;   /* 0 = curl's default */
+    uint32_t idle_timeout_ms;      /* no byte for this long ends the transfer; 0 = never */
+    uint32_t max_redirects;
+    /* The status line of each hop (hop: 0 for the first response, 1 after a redirect...). */
+    void (*on_status)(int hop, long status, void *ud);
+    /* Each header of each hop. */
+    void (*on_header)(int hop, const char *name, size_t name_len, const char *value,
+                      size_t value_len, void *ud);
+    /* Bytes of a final 2xx body; return false to stop (the fetch ends with SIPP_CANCELLED). */
+    bool (*on_body)(const char *data, size_t len, void *ud);
+    /* Polled about once a second and between writes; true stops with SIPP_CANCELLED. */
+    bool (*should_abort)(void *ud);
+    void *ud;
+    sipp__buf *error_body;         /* may be NULL; initialised by the caller */
+} sipp__http_get;
+
+/* Runs the GET. SIPP_OK means a response arrived: *status is its HTTP status (any). Errors:
+ * SIPP_INVALID_ARGUMENT (a redirect to a refused URL, too many redirects), SIPP_TIMEOUT,
+ * SIPP_CANCELLED, SIPP_TRANSPORT (connection), SIPP_OUT_OF_MEMORY. Messages carry no header. */
+sipp_status sipp__http_get_run(const sipp__http_get *req, long *status, sipp_error *err);
 
 #endif
