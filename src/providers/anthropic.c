@@ -18,22 +18,16 @@ static sipp_status build_chat(const sipp__remote *rm, const sipp_message *messag
     json_t *b = json_pack("{s:s,s:I,s:f,s:b}", "model", rm->model, "max_tokens",
                           (json_int_t)p->max_tokens, "temperature", (double)p->temperature,
                           "stream", 1);
-    json_t *msgs = json_array();
+    json_t *msgs = NULL;
     sipp__buf system;
     sipp__buf_init(&system, 64u << 20); /* the request body is capped by the peer anyway */
-    sipp_status st = b && msgs ? SIPP_OK : sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    sipp_status st = b ? sipp__remote_messages(messages, n_messages, true, &msgs, err)
+                       : sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     for (size_t i = 0; st == SIPP_OK && i < n_messages; i++) {
-        if (strcmp(messages[i].role, "system") == 0) {
-            if ((system.len && sipp__buf_append(&system, "\n\n", 2) != SIPP_OK) ||
-                sipp__buf_append(&system, messages[i].content, strlen(messages[i].content)) != SIPP_OK)
-                st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "chat: the system prompt exceeds 64 MiB");
-            continue;
-        }
-        json_t *m = json_pack("{s:s,s:s}", "role", messages[i].role, "content", messages[i].content);
-        if (!m)
-            st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "chat: message %zu is not valid UTF-8", i);
-        else
-            json_array_append_new(msgs, m);
+        if (strcmp(messages[i].role, "system") != 0) continue;
+        if ((system.len && sipp__buf_append(&system, "\n\n", 2) != SIPP_OK) ||
+            sipp__buf_append(&system, messages[i].content, strlen(messages[i].content)) != SIPP_OK)
+            st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "chat: the system prompt exceeds 64 MiB");
     }
     if (st == SIPP_OK && json_array_size(msgs) == 0)
         st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
@@ -84,13 +78,8 @@ static long status_of_type(const char *type) {
 static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
     const char *name = ev->event;
     if (strcmp(name, "ping") == 0) return true;
-    json_error_t je;
-    json_t *j = json_loadb(ev->data, ev->data_len, 0, &je);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        return sipp__remote_stream_fail(rr, SIPP_UPSTREAM, NULL,
-                                        "the stream carried invalid JSON: %s", je.text);
-    }
+    json_t *j = sipp__remote_event_json(rr, ev);
+    if (!j) return false;
     /* The `type` field repeats the event name; servers behind proxies sometimes drop `event:`. */
     const char *type = json_string_value(json_object_get(j, "type"));
     if (!name[0] && type) name = type;

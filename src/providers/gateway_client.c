@@ -53,48 +53,29 @@ static sipp_status text_body(const sipp__remote *rm, const sipp_text_params *p, 
     return SIPP_OK;
 }
 
-static sipp_status build_query(const sipp__remote *rm, const char *prompt,
-                               const sipp_text_params *p, const char **path, json_t **body,
-                               sipp_error *err) {
+static sipp_status build_text(const sipp__remote *rm, const char *prompt,
+                              const sipp_message *messages, size_t n, const sipp_text_params *p,
+                              json_t **body, sipp_error *err) {
     if (p->seed != 0xFFFFFFFFu)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "seed is not part of the gateway protocol; a gateway endpoint cannot honour it");
-    json_t *jp = json_string(prompt);
-    if (!jp) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "query: the prompt is not valid UTF-8");
     sipp_status st = text_body(rm, p, body, err);
-    if (st != SIPP_OK) {
-        json_decref(jp);
-        return st;
-    }
-    json_object_set_new(*body, "prompt", jp);
+    if (st == SIPP_OK) st = sipp__remote_add_input(*body, prompt, messages, n, err);
+    return st;
+}
+
+static sipp_status build_query(const sipp__remote *rm, const char *prompt,
+                               const sipp_text_params *p, const char **path, json_t **body,
+                               sipp_error *err) {
     *path = "/v1/query";
-    return SIPP_OK;
+    return build_text(rm, prompt, NULL, 0, p, body, err);
 }
 
 static sipp_status build_chat(const sipp__remote *rm, const sipp_message *messages,
                               size_t n_messages, const sipp_text_params *p, const char **path,
                               json_t **body, sipp_error *err) {
-    if (p->seed != 0xFFFFFFFFu)
-        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
-                          "seed is not part of the gateway protocol; a gateway endpoint cannot honour it");
-    json_t *msgs = json_array();
-    if (!msgs) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
-    for (size_t i = 0; i < n_messages; i++) {
-        json_t *m = json_pack("{s:s,s:s}", "role", messages[i].role, "content", messages[i].content);
-        if (!m) {
-            json_decref(msgs);
-            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "chat: message %zu is not valid UTF-8", i);
-        }
-        json_array_append_new(msgs, m);
-    }
-    sipp_status st = text_body(rm, p, body, err);
-    if (st != SIPP_OK) {
-        json_decref(msgs);
-        return st;
-    }
-    json_object_set_new(*body, "messages", msgs);
     *path = "/v1/chat";
-    return SIPP_OK;
+    return build_text(rm, NULL, messages, n_messages, p, body, err);
 }
 
 static sipp_status build_embed(const sipp__remote *rm, const char *text, const char **path,
@@ -114,13 +95,8 @@ static void read_usage(sipp__remote_run *rr, json_t *u) {
 }
 
 static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
-    json_error_t je;
-    json_t *j = json_loadb(ev->data, ev->data_len, 0, &je);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        return sipp__remote_stream_fail(rr, SIPP_UPSTREAM, NULL,
-                                        "the gateway's stream carried invalid JSON: %s", je.text);
-    }
+    json_t *j = sipp__remote_event_json(rr, ev);
+    if (!j) return false;
     bool ok = true;
     if (rr->done_seen) {
         ok = sipp__remote_stream_fail(rr, SIPP_UPSTREAM, NULL,

@@ -130,7 +130,17 @@ bool sipp__remote_stream_fail(sipp__remote_run *rr, sipp_status st, const char *
  * overloaded, other 5xx upstream_error. */
 sipp_status sipp__provider_classify(long http_status, const char *code, const char *type);
 
-/* Shared by the OpenAI-shaped and Anthropic dialects: a JSON array of the stop strings. */
+/* For dialects: a JSON array of the stop strings (NULL when one is not UTF-8). */
 json_t *sipp__remote_stop_array(const sipp_text_params *p);
+/* For dialects: [{"role", "content"}] of the messages (skipping role "system" when
+ * `skip_system`), as a new reference in *out. */
+sipp_status sipp__remote_messages(const sipp_message *messages, size_t n, bool skip_system,
+                                  json_t **out, sipp_error *err);
+/* For dialects: adds "prompt" (messages NULL) or "messages" to `body`, taking `body` on error. */
+sipp_status sipp__remote_add_input(json_t *body, const char *prompt, const sipp_message *messages,
+                                   size_t n, sipp_error *err);
+/* For dialects: the event's data as a JSON object (new reference), or NULL after failing the
+ * stream with the parse error. */
+json_t *sipp__remote_event_json(sipp__remote_run *rr, const sipp__sse_event *ev);
 
 #endif

@@ -371,6 +371,49 @@ json_t *sipp__remote_stop_array(const sipp_text_params *p) {
     return stops;
 }
 
+sipp_status sipp__remote_messages(const sipp_message *messages, size_t n, bool skip_system,
+                                  json_t **out, sipp_error *err) {
+    json_t *msgs = json_array();
+    if (!msgs) return oom(err);
+    for (size_t i = 0; i < n; i++) {
+        if (skip_system && strcmp(messages[i].role, "system") == 0) continue;
+        json_t *m = json_pack("{s:s,s:s}", "role", messages[i].role, "content", messages[i].content);
+        if (!m) {
+            json_decref(msgs);
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "chat: message %zu is not valid UTF-8", i);
+        }
+        json_array_append_new(msgs, m);
+    }
+    *out = msgs;
+    return SIPP_OK;
+}
+
+sipp_status sipp__remote_add_input(json_t *body, const char *prompt, const sipp_message *messages,
+                                   size_t n, sipp_error *err) {
+    json_t *v = NULL;
+    sipp_status st = SIPP_OK;
+    if (messages)
+        st = sipp__remote_messages(messages, n, false, &v, err);
+    else if (!(v = json_string(prompt)))
+        st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "query: the prompt is not valid UTF-8");
+    if (st != SIPP_OK) {
+        json_decref(body);
+        return st;
+    }
+    json_object_set_new(body, messages ? "messages" : "prompt", v);
+    return SIPP_OK;
+}
+
+json_t *sipp__remote_event_json(sipp__remote_run *rr, const sipp__sse_event *ev) {
+    json_error_t je;
+    json_t *j = json_loadb(ev->data, ev->data_len, 0, &je);
+    if (json_is_object(j)) return j;
+    json_decref(j);
+    sipp__remote_stream_fail(rr, SIPP_UPSTREAM, NULL, "the %s's stream carried invalid JSON: %s",
+                             rr->rm->dialect->name, je.text);
+    return NULL;
+}
+
 static bool on_sse(const sipp__sse_event *ev, void *ud) {
     sipp__remote_run *rr = ud;
     return rr->rm->dialect->on_event(rr, ev);
