@@ -48,8 +48,8 @@ export class Host {
       }
     } catch (e) {
       const err = e as Error;
-      if ('reqId' in m) this.post({ type: 'reply', reqId: m.reqId, error: { status: (err as any).status ?? 'ERROR', message: err.message ?? String(e) } });
-      else if (m.type === 'run') this.post({ type: 'runError', runId: m.runId, error: { status: 'ERROR', message: err.message } });
+      if ('reqId' in m) this.post({ type: 'reply', reqId: m.reqId, error: { status: (err as any).status ?? 'internal', message: err.message ?? String(e) } });
+      else if (m.type === 'run') this.post({ type: 'runError', runId: m.runId, error: { status: 'internal', message: err.message } });
     }
   }
 
@@ -85,7 +85,7 @@ export class Host {
   private async load(m: Extract<HostRequest, { type: 'load' }>) {
     const mod = this.mod;
     if (!mod) throw new Error('the runtime is not initialised');
-    if (this.models.has(m.endpoint)) throw Object.assign(new Error(`endpoint '${m.endpoint}' is already loaded`), { status: 'INVALID_ARGUMENT' });
+    if (this.models.has(m.endpoint)) throw Object.assign(new Error(`endpoint '${m.endpoint}' is already loaded`), { status: 'invalid_argument' });
     const ac = new AbortController();
     this.aborts.set(m.reqId, ac);
     try {
@@ -138,9 +138,7 @@ export class Host {
   }
 
   private statusName(): string {
-    const names = ['OK', 'INVALID_ARGUMENT', 'OUT_OF_MEMORY', 'MODEL_INVALID', 'UNSUPPORTED'];
-    const c = this.mod._sippw_last_status();
-    return names[c] ?? `STATUS_${c}`;
+    return this.mod.UTF8ToString(this.mod._sippw_last_status());
   }
 
   private dropDir(dir: string, mount: boolean) {
@@ -253,7 +251,7 @@ export class Host {
   private finishRun(id: number, r: RunState) {
     const mod = this.mod;
     const json = mod._sippw_run_response(r.ptr);
-    const resp = json ? JSON.parse(mod.UTF8ToString(json)) : { status: 'INTERNAL', errorMessage: 'no response' };
+    const resp = json ? JSON.parse(mod.UTF8ToString(json)) : { status: 'internal', errorMessage: 'no response' };
     const lenp = mod._malloc(4);
     const tp = mod._sippw_run_text(r.ptr, lenp);
     const tlen = new DataView(mod.HEAPU8.buffer).getUint32(lenp, true);

@@ -7,8 +7,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -22,6 +22,8 @@ const modelsDir = process.env.SIPP_TEST_MODELS_DIR ?? join(repo, '..', 'shared',
 const outDir = process.env.SIPP_TEST_OUT ?? join(webDir, 'test-results');
 const STORY = 'stories260K.gguf';
 const CHAT = 'tinystories-instruct-3m-soda-chat-Q4_0.gguf';
+const llamaSrc = process.env.SIPP_LLAMA_SRC ?? join(process.env.SIPP_CACHE_DIR ?? join(homedir(), '.cache', 'sipp'),
+  'llama.cpp', `src-${/NODE_LLAMA_CPP_VERSION=(\S+)/.exec(readFileSync(join(repo, 'scripts', 'deps.env'), 'utf8'))[1]}`);
 const hasMt = existsSync(join(webDir, 'dist', 'wasm', 'sipp-mt.wasm'));
 
 function native(args) {
@@ -37,7 +39,7 @@ before(async () => {
   // A random-weight model larger than the test's shard threshold (the sharding path).
   bigModel = join(tmp, 'random-135m.gguf');
   execFileSync(join(binDir, 'sipp-make-model'), ['--shape', 'llama-135m', '--type', 'q4_k_m', '--out', bigModel],
-    { stdio: 'ignore', env: process.env });
+    { stdio: 'ignore', env: { ...process.env, SIPP_LLAMA_SRC: llamaSrc } });
   const extraFiles = { 'random-135m.gguf': bigModel };
   plain = await startStatic({ webDir, modelsDirs: [modelsDir], extraFiles });
   isolated = await startStatic({ webDir, modelsDirs: [modelsDir], extraFiles, isolated: true });

@@ -28,7 +28,7 @@
 static sipp_error last_error;
 
 EXPORT const char *sippw_last_error(void) { return last_error.message; }
-EXPORT int sippw_last_status(void) { return (int)last_error.code; }
+EXPORT const char *sippw_last_status(void) { return sipp_status_name(last_error.code); }
 
 EXPORT int sippw_threaded(void) {
 #ifdef SIPP_ENGINE_MANUAL
