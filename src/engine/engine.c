@@ -227,6 +227,8 @@ static enum llama_pooling_type model_pooling(const struct llama_model *m, const 
 
 #ifndef SIPP_ENGINE_MANUAL
 static void *engine_main(void *arg);
+#else
+static void drain_all(sipp__engine *e);
 #endif
 
 /* Frees everything an engine holds (any subset, after a failed open too). The engine thread
