@@ -18,6 +18,10 @@
  * key's warm sequence, else an empty one, else evicts the least recently used warm one (its
  * state goes to the snapshot store, kvstore.c, from which a later request can restore it).
  *
+ * Manual mode (SIPP_ENGINE_MANUAL, the single-thread WebAssembly build): no engine thread is
+ * started; the host calls sipp__engine_step() to run one round (admission + one tick) on its own
+ * thread, which then is the engine thread. Native builds never define it.
+ *
  * Sequence ids: slot i uses seq i (0 <= i < n_parallel); seq n_parallel is for embeddings.
  * An embedding-only model has no slots and one sequence (id 0). The KV cache is not unified,
  * so each sequence has its own n_ctx cells.
@@ -221,7 +225,11 @@ static enum llama_pooling_type model_pooling(const struct llama_model *m, const 
     return pool;
 }
 
+#ifndef SIPP_ENGINE_MANUAL
 static void *engine_main(void *arg);
+#else
+static void drain_all(sipp__engine *e);
+#endif
 
 /* Frees everything an engine holds (any subset, after a failed open too). The engine thread
  * must not be running. */
@@ -277,6 +285,9 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
 
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = p->n_gpu_layers;
+#ifdef __EMSCRIPTEN__
+    mp.load_mode = LLAMA_LOAD_MODE_NONE; /* browser file systems cannot mmap: read into the heap */
+#endif
     mp.progress_callback = load_progress;
     mp.progress_callback_user_data = (void *)p;
     e->model = llama_model_load_from_file(p->model_path, mp);
@@ -394,10 +405,12 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
         if (st != SIPP_OK) goto fail;
     }
 
+#ifndef SIPP_ENGINE_MANUAL
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         st = sipp__fail(err, SIPP_INTERNAL, errno, "cannot start the engine thread");
         goto fail;
     }
+#endif
     *out = e;
     return SIPP_OK;
 
@@ -412,7 +425,11 @@ void sipp__engine_close(sipp__engine *e) {
     e->stopping = true;
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
+#ifndef SIPP_ENGINE_MANUAL
     pthread_join(e->thread, NULL);
+#else
+    drain_all(e); /* manual mode: the caller's thread is the engine thread */
+#endif
     engine_release(e);
 }
 
@@ -1157,6 +1174,7 @@ static void drain_all(sipp__engine *e) {
     }
 }
 
+#ifndef SIPP_ENGINE_MANUAL
 /* Sleeps until there is work. With every active sequence paused on a slow consumer, or
  * queued deadlines to watch, it polls gently instead. Under e->mu. */
 static void wait_for_work_locked(sipp__engine *e) {
@@ -1174,50 +1192,67 @@ static void wait_for_work_locked(sipp__engine *e) {
     }
     pthread_cond_timedwait(&e->cv, &e->mu, &ts);
 }
+#endif
 
+/* One round of the engine loop: ends reaped queued jobs, admits what can start, runs one tick.
+ * Returns false when the tick had nothing to decode (the caller may sleep). */
+static bool engine_round(sipp__engine *e) {
+    pthread_mutex_lock(&e->mu);
+    e->woken = false;
+    job *reaped = NULL;
+    if (e->queue_head) reap_queue_locked(e, sipp__now_ms(), &reaped);
+    job *start = NULL, **tail = &start;
+    job *j;
+    uint32_t reserved = 0;
+    while ((j = pop_startable(e, reserved)) != NULL) {
+        reserved += j->kind == JOB_TEXT;
+        *tail = j;
+        tail = &j->next;
+    }
+    pthread_mutex_unlock(&e->mu);
+
+    while (reaped) {
+        job *next = reaped->next;
+        end_reaped(e, reaped);
+        reaped = next;
+    }
+    while (start) {
+        job *next = start->next;
+        start->next = NULL;
+        start_job(e, start);
+        start = next;
+    }
+    pthread_mutex_lock(&e->stats_mu);
+    e->stats.running = e->n_running;
+    sipp__kvstore_usage(e->kv, &e->stats.cache_ram_bytes, &e->stats.cache_disk_bytes);
+    pthread_mutex_unlock(&e->stats_mu);
+    return tick(e);
+}
+
+#ifndef SIPP_ENGINE_MANUAL
 static void *engine_main(void *arg) {
     sipp__engine *e = arg;
     bool idle = false;
     for (;;) {
         pthread_mutex_lock(&e->mu);
         if (idle) wait_for_work_locked(e);
-        e->woken = false;
-        if (e->stopping) {
-            pthread_mutex_unlock(&e->mu);
-            break;
-        }
-        job *reaped = NULL;
-        if (e->queue_head) reap_queue_locked(e, sipp__now_ms(), &reaped);
-        job *start = NULL, **tail = &start;
-        job *j;
-        uint32_t reserved = 0;
-        while ((j = pop_startable(e, reserved)) != NULL) {
-            reserved += j->kind == JOB_TEXT;
-            *tail = j;
-            tail = &j->next;
-        }
+        bool stopping = e->stopping;
         pthread_mutex_unlock(&e->mu);
-
-        while (reaped) {
-            job *next = reaped->next;
-            end_reaped(e, reaped);
-            reaped = next;
-        }
-        while (start) {
-            job *next = start->next;
-            start->next = NULL;
-            start_job(e, start);
-            start = next;
-        }
-        pthread_mutex_lock(&e->stats_mu);
-        e->stats.running = e->n_running;
-        sipp__kvstore_usage(e->kv, &e->stats.cache_ram_bytes, &e->stats.cache_disk_bytes);
-        pthread_mutex_unlock(&e->stats_mu);
-        idle = !tick(e);
+        if (stopping) break;
+        idle = !engine_round(e);
     }
     drain_all(e);
     return NULL;
 }
+#else
+bool sipp__engine_step(sipp__engine *e) {
+    engine_round(e);
+    pthread_mutex_lock(&e->mu);
+    bool more = e->queue_head != NULL || e->n_running > 0;
+    pthread_mutex_unlock(&e->mu);
+    return more;
+}
+#endif
 
 /* ============================================================================================
  * Stats (any thread)

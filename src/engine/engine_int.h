@@ -32,6 +32,14 @@ sipp_status sipp__engine_submit_embed(sipp__engine *e, const char *text,
                                       const sipp_embed_params *p, sipp_run **out,
                                       sipp_error *err);
 
+#ifdef SIPP_ENGINE_MANUAL
+/* Manual mode (single-thread WebAssembly): sipp__engine_open starts no thread; the host calls
+ * this to run one engine round (admission, one tick) on its thread. Returns true while work is
+ * queued or running (call again), false when idle. Never call it concurrently with submission
+ * from another thread. */
+bool sipp__engine_step(sipp__engine *e);
+#endif
+
 /* Cheap checks of a GGUF file's header before llama.cpp reads it (gguf_check.c): magic,
  * version, and tensor/metadata counts that the file size can hold. */
 sipp_status sipp__gguf_precheck(const char *path, sipp_error *err);

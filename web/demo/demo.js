@@ -1,0 +1,71 @@
+// The demo: one chat, local (the default tiny model in a Web Worker) or through a gateway,
+// switched with one control; shows TTFT and tok/s of every answer.
+import { SippClient } from '../dist/sipp.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const modelUrl = params.get('model') ?? '/models/tinystories-instruct-3m-soda-chat-Q4_0.gguf';
+const client = new SippClient({ wasmBaseUrl: new URL('../dist/wasm/', import.meta.url).href,
+                                workerUrl: new URL('../dist/sipp-worker.js', import.meta.url).href });
+const history = [];
+let current = null;
+
+function add(role, text) {
+  const d = document.createElement('div');
+  d.className = `msg ${role}`;
+  d.textContent = text;
+  $('log').appendChild(d);
+  return d;
+}
+
+async function start() {
+  $('status').textContent = 'loading the local model…';
+  const info = await client.add('local', { kind: 'local', source: modelUrl, nCtx: 1024,
+    onProgress: (e) => { $('status').textContent = `${e.phase} ${(e.loaded / 1e6).toFixed(1)} MB`; } });
+  const b = await client.backend();
+  $('status').textContent = `ready: ${info.description} (${info.loadedFrom}, ${info.runtime.threads === 'mt' ? info.runtime.nThreads + ' threads' : 'single thread'}; ${b.reason})`;
+}
+
+$('endpoint').onchange = () => $('gateway').classList.toggle('on', $('endpoint').value === 'gateway');
+$('gwConnect').onclick = async () => {
+  try {
+    await client.remove('gateway');
+    const token = $('gwToken').value;
+    await client.add('gateway', { kind: 'gateway', baseUrl: $('gwUrl').value, target: $('gwTarget').value,
+      authentication: token ? { kind: 'bearer', token } : { kind: 'none' } });
+    $('status').textContent = 'gateway connected';
+  } catch (e) { $('status').textContent = e.message; }
+};
+
+async function send() {
+  const text = $('prompt').value.trim();
+  if (!text || current) return;
+  $('prompt').value = '';
+  add('user', text);
+  history.push({ role: 'user', content: text });
+  const out = add('assistant', '');
+  const t0 = performance.now();
+  let first = 0;
+  current = client.chat(history, { endpoint: $('endpoint').value, maxTokens: 128, temperature: 0.7 });
+  try {
+    for await (const piece of current.tokens) {
+      if (!first) first = performance.now();
+      out.textContent += piece;
+    }
+    const r = await current.response;
+    if (r.status !== 'ok') out.textContent += ` [${r.status}: ${r.errorMessage}]`;
+    history.push({ role: 'assistant', content: r.text });
+    const t1 = performance.now();
+    const n = r.usage.outputTokens;
+    const tps = n > 1 && first ? (n - 1) / ((t1 - first) / 1000) : 0;
+    $('metrics').textContent = `TTFT ${(first ? first - t0 : 0).toFixed(0)} ms · ${tps.toFixed(1)} tok/s · ${n} tokens · ${r.finishReason}`;
+  } catch (e) {
+    out.textContent = `error: ${e.message}`;
+  } finally {
+    current = null;
+  }
+}
+$('send').onclick = send;
+$('prompt').onkeydown = (e) => { if (e.key === 'Enter') send(); };
+$('stop').onclick = () => current?.cancel();
+start().catch((e) => { $('status').textContent = `error: ${e.message}`; });

@@ -1,0 +1,280 @@
+// SippClient: the page-side API. Local endpoints run in the host (a Web Worker by default,
+// see host.ts); gateway endpoints run here with fetch (gateway.ts). Both return the same Run.
+
+import { GatewayEndpoint } from './gateway.js';
+import { Host } from './host.js';
+import type { HostEvent, HostRequest, LoadSource } from './protocol.js';
+import type {
+  BackendReport, EmbedOptions, EndpointInfo, EndpointSpec, LocalModel, Message, ProgressEvent,
+  RequestOptions, Run, SippClientOptions, SippResponse,
+} from './types.js';
+import { SippError } from './types.js';
+
+const GiB = 1024 * 1024 * 1024;
+
+/** An async queue of text batches that ends when the run ends. */
+class TokenStream implements AsyncIterable<string> {
+  private items: string[] = [];
+  private ended = false;
+  private waiter: (() => void) | null = null;
+  push(t: string) { this.items.push(t); this.wake(); }
+  end() { this.ended = true; this.wake(); }
+  private wake() { const w = this.waiter; this.waiter = null; w?.(); }
+  async *[Symbol.asyncIterator](): AsyncIterator<string> {
+    for (;;) {
+      if (this.items.length) { yield this.items.shift()!; continue; }
+      if (this.ended) return;
+      await new Promise<void>((ok) => { this.waiter = ok; });
+    }
+  }
+}
+
+interface PendingRun { stream: TokenStream; resolve: (r: SippResponse) => void; reject: (e: Error) => void }
+
+/** Which artifact the page can run: the pthread one needs cross-origin isolation. */
+export function pickVariant(want: 'auto' | 'st' | 'mt' = 'auto'): 'st' | 'mt' {
+  const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true &&
+    typeof SharedArrayBuffer !== 'undefined';
+  if (want === 'mt' && !isolated) throw new SippError('unsupported', 'the pthread runtime needs a cross-origin isolated page (COOP/COEP headers)');
+  if (want === 'st') return 'st';
+  return isolated ? 'mt' : 'st';
+}
+
+/** Reports the WebGPU adapter and the backend that will run: the CPU until a WebGPU
+ *  inference path exists. */
+export async function detectBackend(want: 'cpu' | 'webgpu' | 'auto' = 'auto'): Promise<BackendReport> {
+  let webgpu: BackendReport['webgpu'] = null;
+  const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<any> } }).gpu;
+  if (gpu) {
+    try {
+      const a = await gpu.requestAdapter();
+      if (a) {
+        const info = a.info ?? (a.requestAdapterInfo ? await a.requestAdapterInfo() : {});
+        webgpu = { vendor: info.vendor ?? '', architecture: info.architecture ?? '',
+                   shaderF16: a.features?.has?.('shader-f16') ?? false, isFallback: !!(a.isFallbackAdapter ?? info.isFallbackAdapter) };
+      }
+    } catch { /* no adapter */ }
+  }
+  const noPath = 'Sipp has no WebGPU inference path yet (ggml\'s WebGPU backend needs a newer emscripten than the build uses)';
+  if (want === 'webgpu') throw new SippError('unsupported', `backend 'webgpu': ${noPath}`);
+  const reason = want === 'cpu' ? 'backend cpu requested'
+    : webgpu ? `WebGPU adapter found (${webgpu.vendor || 'unknown vendor'}${webgpu.architecture ? ' ' + webgpu.architecture : ''}${webgpu.shaderF16 ? ', shader-f16' : ', no shader-f16'}), but ${noPath}: using the CPU`
+    : `no WebGPU adapter; using the CPU`;
+  return { selected: 'cpu', reason, webgpu };
+}
+
+export class SippClient {
+  private opts: Required<Pick<SippClientOptions, 'mode' | 'backend' | 'threads' | 'shardThresholdBytes' | 'shardSizeBytes'>> & SippClientOptions;
+  private worker: Worker | null = null;
+  private host: Host | null = null;
+  private ready: Promise<{ variant: 'st' | 'mt'; nThreads: number }> | null = null;
+  private nextId = 1;
+  private replies = new Map<number, { ok: (v: any) => void; fail: (e: Error) => void; progress?: (e: ProgressEvent) => void }>();
+  private runs = new Map<number, PendingRun>();
+  private endpoints = new Map<string, { kind: 'local'; info: EndpointInfo } | { kind: 'gateway'; gw: GatewayEndpoint; info: EndpointInfo }>();
+  private backendReport: Promise<BackendReport> | null = null;
+
+  constructor(options: SippClientOptions = {}) {
+    this.opts = {
+      mode: 'worker', backend: 'cpu', threads: 'auto',
+      shardThresholdBytes: 2 * GiB, shardSizeBytes: 512 * 1024 * 1024, ...options,
+    };
+    if (this.opts.shardSizeBytes < 1024 * 1024) throw new SippError('invalid_argument', 'shardSizeBytes must be at least 1 MiB');
+  }
+
+  /** The backend decision ('auto' reports the WebGPU adapter). */
+  backend(): Promise<BackendReport> {
+    this.backendReport ??= detectBackend(this.opts.backend);
+    return this.backendReport;
+  }
+
+  private base(): string {
+    return this.opts.wasmBaseUrl ?? new URL('./wasm/', import.meta.url).href;
+  }
+
+  private send(m: HostRequest) {
+    if (this.worker) this.worker.postMessage(m);
+    else void this.host!.handle(m);
+  }
+
+  private onEvent = (e: HostEvent) => {
+    switch (e.type) {
+      case 'reply': {
+        const r = this.replies.get(e.reqId);
+        if (!r) return;
+        this.replies.delete(e.reqId);
+        if (e.error) r.fail(new SippError(e.error.status, e.error.message));
+        else r.ok(e.value);
+        return;
+      }
+      case 'progress': this.replies.get(e.reqId)?.progress?.({ endpoint: '', phase: e.phase, loaded: e.loaded, total: e.total }); return;
+      case 'started': return;
+      case 'runError': {
+        const r = this.runs.get(e.runId);
+        if (!r) return;
+        this.runs.delete(e.runId);
+        r.stream.end();
+        r.reject(new SippError(e.error.status, e.error.message));
+        return;
+      }
+      case 'tokens': this.runs.get(e.runId)?.stream.push(e.text); return;
+      case 'done': {
+        const r = this.runs.get(e.runId);
+        if (!r) return;
+        this.runs.delete(e.runId);
+        r.stream.end();
+        r.resolve(e.response);
+      }
+    }
+  };
+
+  private request<T>(m: Record<string, unknown> & { type: string }, progress?: (e: ProgressEvent) => void): Promise<T> & { reqId: number } {
+    const reqId = this.nextId++;
+    const p = new Promise<T>((ok, fail) => {
+      this.replies.set(reqId, { ok, fail, progress });
+      this.send({ ...m, reqId } as HostRequest);
+    }) as Promise<T> & { reqId: number };
+    p.reqId = reqId;
+    return p;
+  }
+
+  /** Starts the runtime (worker and wasm); add() calls it. */
+  start(): Promise<{ variant: 'st' | 'mt'; nThreads: number }> {
+    if (this.ready) return this.ready;
+    const variant = pickVariant(this.opts.threads);
+    if (this.opts.mode === 'worker') {
+      const url = this.opts.workerUrl ?? new URL('./sipp-worker.js', import.meta.url).href;
+      this.worker = new Worker(url);
+      this.worker.onmessage = (e) => this.onEvent(e.data as HostEvent);
+    } else {
+      this.host = new Host((e) => queueMicrotask(() => this.onEvent(e)), true);
+    }
+    const hc = (globalThis.navigator?.hardwareConcurrency ?? 4) || 4;
+    const nThreads = this.opts.nThreads ?? Math.min(hc, 4);
+    this.ready = this.request({ type: 'init', wasmBaseUrl: this.base(), variant, nThreads });
+    return this.ready;
+  }
+
+  /** Registers an endpoint. Local: downloads (or finds in OPFS) and loads the model. */
+  async add(id: string, spec: EndpointSpec): Promise<EndpointInfo> {
+    if (typeof id !== 'string' || !id) throw new SippError('invalid_argument', 'endpoint id is required');
+    if (this.endpoints.has(id)) throw new SippError('invalid_argument', `endpoint '${id}' already exists`);
+    if (spec.kind === 'gateway') {
+      const gw = new GatewayEndpoint(spec);
+      const info: EndpointInfo = { kind: 'gateway', canGenerate: true, canChat: true, canEmbed: true };
+      this.endpoints.set(id, { kind: 'gateway', gw, info });
+      return info;
+    }
+    if (spec.kind !== 'local') throw new SippError('invalid_argument', "endpoint kind must be 'local' or 'gateway'");
+    const backend = await this.backend();
+    const rt = await this.start();
+    let source: LoadSource;
+    const s = spec.source;
+    if (typeof s === 'string') source = { kind: 'url', url: new URL(s, globalThis.location?.href).href };
+    else if (Array.isArray(s)) {
+      if (!s.length || s.some((u) => typeof u !== 'string')) throw new SippError('invalid_argument', 'shard source must be a non-empty list of URLs');
+      source = { kind: 'shards', urls: s.map((u) => new URL(u, globalThis.location?.href).href) };
+    } else if (s instanceof Blob) source = { kind: 'blob', blob: s };
+    else throw new SippError('invalid_argument', 'local source must be a URL, a File or a list of shard URLs');
+    const progress = (e: ProgressEvent) => {
+      const ev = { ...e, endpoint: id };
+      spec.onProgress?.(ev);
+      this.opts.onProgress?.(ev);
+    };
+    const p = this.request<any>({
+      type: 'load', endpoint: id, source, cache: spec.cache !== false, nCtx: spec.nCtx,
+      nParallel: spec.nParallel, shardThresholdBytes: this.opts.shardThresholdBytes,
+      shardSizeBytes: this.opts.shardSizeBytes,
+    }, progress);
+    const onAbort = () => this.send({ type: 'abortLoad', loadReq: p.reqId });
+    spec.signal?.addEventListener('abort', onAbort, { once: true });
+    let v: any;
+    try { v = await p; } finally { spec.signal?.removeEventListener('abort', onAbort); }
+    const info: EndpointInfo = {
+      kind: 'local', architecture: v.architecture, description: v.description, nCtx: v.nCtx,
+      nEmbd: v.nEmbd, nParams: v.nParams, sizeBytes: v.sizeBytes, canGenerate: v.canGenerate,
+      canChat: v.canChat, canEmbed: v.canEmbed, cacheId: v.cacheId, loadedFrom: v.loadedFrom,
+      shards: v.shards,
+      runtime: { threads: rt.variant, nThreads: rt.nThreads, backend: 'cpu', backendReason: backend.reason },
+    };
+    this.endpoints.set(id, { kind: 'local', info });
+    return info;
+  }
+
+  info(id: string): EndpointInfo | undefined { return this.endpoints.get(id)?.info; }
+
+  async remove(id: string): Promise<void> {
+    const ep = this.endpoints.get(id);
+    if (!ep) return;
+    this.endpoints.delete(id);
+    if (ep.kind === 'local') await this.request({ type: 'unload', endpoint: id });
+  }
+
+  async listLocal(): Promise<LocalModel[]> {
+    await this.start();
+    return this.request({ type: 'listLocal' });
+  }
+
+  async removeLocal(id: string): Promise<boolean> {
+    await this.start();
+    return this.request({ type: 'removeLocal', id });
+  }
+
+  query(prompt: string, options: RequestOptions = {}): Run { return this.submit('query', prompt, options); }
+  chat(messages: Message[], options: RequestOptions = {}): Run { return this.submit('chat', messages, options); }
+  embed(text: string, options: EmbedOptions = {}): Run { return this.submit('embed', text, options); }
+
+  private pick(name?: string) {
+    if (name != null) {
+      const ep = this.endpoints.get(name);
+      if (!ep) throw new SippError('not_found', `no endpoint '${name}'`);
+      return [name, ep] as const;
+    }
+    const first = this.endpoints.entries().next();
+    if (first.done) throw new SippError('not_found', 'no endpoint: add() one first');
+    return first.value;
+  }
+
+  private submit(kind: 'query' | 'chat' | 'embed', input: unknown, o: RequestOptions & EmbedOptions): Run {
+    const stream = new TokenStream();
+    let cancel = () => {};
+    const response = (async (): Promise<SippResponse> => {
+      const [name, ep] = this.pick(o.endpoint);
+      if (kind === 'chat' && (!Array.isArray(input) || !input.length)) throw new SippError('invalid_argument', 'chat: no messages');
+      if (kind !== 'chat' && (typeof input !== 'string' || !input)) throw new SippError('invalid_argument', `${kind}: the ${kind === 'embed' ? 'text' : 'prompt'} is empty`);
+      if (ep.kind === 'gateway') {
+        const ac = new AbortController();
+        cancel = () => ac.abort();
+        if (o.signal?.aborted) ac.abort();
+        o.signal?.addEventListener('abort', cancel, { once: true });
+        try {
+          const body = kind === 'embed' ? { model: ep.gw.target, input } : ep.gw.body(kind, input as string, o, true);
+          return await ep.gw.run(kind, body, ac.signal, (t) => stream.push(t));
+        } finally {
+          o.signal?.removeEventListener('abort', cancel);
+          stream.end();
+        }
+      }
+      const runId = this.nextId++;
+      const opts: Record<string, unknown> = { ...o };
+      delete opts.signal;
+      delete opts.endpoint;
+      const p = new Promise<SippResponse>((resolve, reject) => this.runs.set(runId, { stream, resolve, reject }));
+      cancel = () => this.send({ type: 'cancel', runId });
+      if (o.signal?.aborted) queueMicrotask(cancel);
+      o.signal?.addEventListener('abort', cancel, { once: true });
+      this.send({ type: 'run', runId, endpoint: name, kind, input, opts });
+      try { return await p; } finally { o.signal?.removeEventListener('abort', cancel); }
+    })();
+    response.catch(() => stream.end());
+    return { response, tokens: stream, cancel: () => cancel() };
+  }
+
+  /** Ends the worker; every run in flight ends. */
+  close() {
+    this.worker?.terminate();
+    this.worker = null;
+    for (const r of this.runs.values()) { r.stream.end(); r.reject(new SippError('closed', 'the client was closed')); }
+    this.runs.clear();
+  }
+}

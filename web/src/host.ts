@@ -1,0 +1,298 @@
+// The engine host: owns the wasm module, the loaded models and their runs. It runs in the Web
+// Worker (worker.ts) or, in main-thread mode, on the page; the client talks to it only through
+// messages (protocol.ts), so both modes behave alike.
+//
+// Driving the engine: the single-thread artifact has no engine thread, so the host calls
+// sippw_step() (one admission + one decode tick) in slices of a few milliseconds, polls every
+// run after each step and yields to the event loop between slices so that cancel messages get
+// through. The pthread artifact's engine thread runs by itself; the host only polls.
+
+import type { HostRequest, HostEvent } from './protocol.js';
+import { findBySource, listLocal, removeLocal, storeFile, storeShards, storeUrl } from './store.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type Module = any;
+
+const SLICE_MS = 8;
+
+interface Model { ptr: number; dir: string; mount: boolean }
+interface RunState { ptr: number; model: Model; kind: string; cancelled: boolean }
+
+export class Host {
+  private mod: Module | null = null;
+  private variant: 'st' | 'mt' = 'st';
+  private nThreads = 1;
+  private models = new Map<string, Model>();
+  private runs = new Map<number, RunState>();
+  private pumping = false;
+  private batch = 0; // sippw_batch scratch in the heap
+  private aborts = new Map<number, AbortController>();
+
+  constructor(private post: (e: HostEvent) => void, private mainThread: boolean) {}
+
+  async handle(m: HostRequest): Promise<void> {
+    try {
+      switch (m.type) {
+        case 'init': return this.reply(m.reqId, await this.init(m.wasmBaseUrl, m.variant, m.nThreads));
+        case 'load': return this.reply(m.reqId, await this.load(m));
+        case 'unload': return this.reply(m.reqId, this.unload(m.endpoint));
+        case 'listLocal': return this.reply(m.reqId, await listLocal());
+        case 'removeLocal': return this.reply(m.reqId, await removeLocal(m.id));
+        case 'abortLoad': this.aborts.get(m.loadReq)?.abort(); return;
+        case 'run': return this.startRun(m);
+        case 'cancel': {
+          const r = this.runs.get(m.runId);
+          if (r && !r.cancelled) { r.cancelled = true; this.mod._sippw_run_cancel(r.ptr); this.pump(); }
+          return;
+        }
+      }
+    } catch (e) {
+      const err = e as Error;
+      if ('reqId' in m) this.post({ type: 'reply', reqId: m.reqId, error: { status: (err as any).status ?? 'internal', message: err.message ?? String(e) } });
+      else if (m.type === 'run') this.post({ type: 'runError', runId: m.runId, error: { status: 'internal', message: err.message } });
+    }
+  }
+
+  private reply(reqId: number, value: unknown) { this.post({ type: 'reply', reqId, value }); }
+
+  private async init(base: string, variant: 'st' | 'mt', nThreads: number) {
+    if (this.mod) return { variant: this.variant, nThreads: this.nThreads };
+    const url = new URL(`sipp-${variant}.js`, base).href;
+    const g = globalThis as any;
+    if (typeof g.importScripts === 'function') g.importScripts(url);
+    else await new Promise<void>((ok, fail) => {
+      const s = document.createElement('script');
+      s.src = url; s.onload = () => ok(); s.onerror = () => fail(new Error(`cannot load ${url}`));
+      document.head.appendChild(s);
+    });
+    this.mod = await g.createSippModule({
+      locateFile: (p: string) => new URL(p, base).href,
+      mainScriptUrlOrBlob: url,
+      print: () => {},
+      printErr: (s: string) => console.warn('[sipp]', s),
+    });
+    this.variant = variant;
+    this.nThreads = variant === 'mt' ? Math.max(1, nThreads) : 1;
+    this.batch = this.mod._malloc(16);
+    this.mod.FS.mkdir('/models');
+    return { variant, nThreads: this.nThreads };
+  }
+
+  private progress(reqId: number, phase: 'download' | 'store' | 'load', loaded: number, total: number) {
+    this.post({ type: 'progress', reqId, phase, loaded, total });
+  }
+
+  private async load(m: Extract<HostRequest, { type: 'load' }>) {
+    const mod = this.mod;
+    if (!mod) throw new Error('the runtime is not initialised');
+    if (this.models.has(m.endpoint)) throw Object.assign(new Error(`endpoint '${m.endpoint}' is already loaded`), { status: 'invalid_argument' });
+    const ac = new AbortController();
+    this.aborts.set(m.reqId, ac);
+    try {
+      const opts = {
+        shardThresholdBytes: m.shardThresholdBytes, shardSizeBytes: m.shardSizeBytes,
+        progress: (p: 'download' | 'store', n: number, t: number) => this.progress(m.reqId, p, n, t),
+        signal: ac.signal,
+      };
+      let stored: { meta: any; files: File[] } | null = null;
+      let loadedFrom: 'network' | 'opfs' | 'file' = 'opfs';
+      const src = m.source;
+      if (src.kind === 'url' || src.kind === 'shards') {
+        const key = src.kind === 'url' ? src.url : src.urls.join('\n');
+        stored = m.cache ? await findBySource(key) : null;
+        if (!stored) {
+          loadedFrom = 'network';
+          stored = src.kind === 'url' ? await storeUrl(src.url, opts) : await storeShards(src.urls, opts);
+        }
+      } else {
+        loadedFrom = 'file';
+        stored = await storeFile(src.blob, opts);
+      }
+      const dir = `/models/${m.endpoint.replace(/[^A-Za-z0-9_.-]/g, '_')}-${Date.now()}`;
+      let mount = false;
+      if (!this.mainThread) {
+        // WORKERFS reads slices of the OPFS files straight into the heap (FileReaderSync).
+        mod.FS.mkdir(dir);
+        mod.FS.mount(mod.WORKERFS, { files: stored.files }, dir);
+        mount = true;
+      } else {
+        mod.FS.mkdir(dir);
+        for (const f of stored.files) mod.FS.writeFile(`${dir}/${f.name}`, new Uint8Array(await f.arrayBuffer()));
+      }
+      this.progress(m.reqId, 'load', 0, stored.meta.bytes);
+      const path = `${dir}/${stored.files[0].name}`;
+      const ptr = mod.ccall('sippw_open', 'number', ['string', 'number', 'number', 'number', 'number'],
+        [path, m.nCtx ?? 0, this.nThreads, m.nParallel ?? 1, 0]);
+      if (!ptr) {
+        this.dropDir(dir, mount);
+        throw Object.assign(new Error(mod.UTF8ToString(mod._sippw_last_error())), { status: this.statusName() });
+      }
+      this.progress(m.reqId, 'load', stored.meta.bytes, stored.meta.bytes);
+      this.models.set(m.endpoint, { ptr, dir, mount });
+      const info = JSON.parse(mod.UTF8ToString(mod._sippw_info(ptr)));
+      return { ...info, cacheId: stored.meta.id, loadedFrom, shards: stored.files.length,
+               threads: this.variant, nThreads: this.nThreads };
+    } finally {
+      this.aborts.delete(m.reqId);
+    }
+  }
+
+  private statusName(): string {
+    return this.mod.UTF8ToString(this.mod._sippw_last_status());
+  }
+
+  private dropDir(dir: string, mount: boolean) {
+    const FS = this.mod.FS;
+    try {
+      if (mount) FS.unmount(dir);
+      else for (const n of FS.readdir(dir)) if (n !== '.' && n !== '..') FS.unlink(`${dir}/${n}`);
+      FS.rmdir(dir);
+    } catch { /* best effort */ }
+  }
+
+  private unload(endpoint: string) {
+    const md = this.models.get(endpoint);
+    if (!md) return false;
+    for (const [id, r] of this.runs) if (r.model === md) { this.finishRun(id, r); }
+    this.mod._sippw_close(md.ptr);
+    this.dropDir(md.dir, md.mount);
+    this.models.delete(endpoint);
+    return true;
+  }
+
+  // ---- runs --------------------------------------------------------------------------------
+
+  private cstr(s: string): number {
+    const n = this.mod.lengthBytesUTF8(s) + 1;
+    const p = this.mod._malloc(n);
+    this.mod.stringToUTF8(s, p, n);
+    return p;
+  }
+
+  private packed(list: string[]): number {
+    const enc = new TextEncoder();
+    const parts = list.map((s) => enc.encode(s));
+    const n = parts.reduce((a, b) => a + b.byteLength + 1, 0);
+    const p = this.mod._malloc(Math.max(1, n));
+    let o = p;
+    for (const b of parts) { this.mod.HEAPU8.set(b, o); o += b.byteLength; this.mod.HEAPU8[o++] = 0; }
+    return p;
+  }
+
+  private startRun(m: Extract<HostRequest, { type: 'run' }>) {
+    const mod = this.mod;
+    const md = this.models.get(m.endpoint);
+    if (!md) throw new Error(`no local endpoint '${m.endpoint}'`);
+    const frees: number[] = [];
+    const keep = (p: number) => { frees.push(p); return p; };
+    let ptr = 0;
+    try {
+      if (m.kind === 'embed') {
+        ptr = mod._sippw_embed(md.ptr, keep(this.cstr(m.input as string)), m.opts.normalize === false ? 0 : 1);
+      } else {
+        const o = m.opts;
+        const opts = keep(mod._malloc(56));
+        const dv = new DataView(mod.HEAPU8.buffer);
+        const stop = o.stop ?? [];
+        const str = (s: string | undefined) => (s == null ? 0 : keep(this.cstr(s)));
+        dv.setUint32(opts + 0, o.maxTokens ?? 256, true);
+        dv.setFloat32(opts + 4, o.temperature ?? 0.8, true);
+        dv.setInt32(opts + 8, o.topK ?? 40, true);
+        dv.setFloat32(opts + 12, o.topP ?? 0.95, true);
+        dv.setFloat32(opts + 16, o.minP ?? 0.05, true);
+        dv.setFloat32(opts + 20, o.repeatPenalty ?? 1.0, true);
+        dv.setUint32(opts + 24, o.seed ?? 0xffffffff, true);
+        dv.setUint32(opts + 28, o.timeoutMs ?? 0, true);
+        dv.setUint32(opts + 32, o.ignoreEos ? 1 : 0, true);
+        dv.setUint32(opts + 36, stop.length, true);
+        dv.setUint32(opts + 40, stop.length ? keep(this.packed(stop)) : 0, true);
+        dv.setUint32(opts + 44, str(o.grammar), true);
+        dv.setUint32(opts + 48, str(o.jsonSchema), true);
+        dv.setUint32(opts + 52, str(o.contextKey), true);
+        if (m.kind === 'query') {
+          ptr = mod._sippw_query(md.ptr, keep(this.cstr(m.input as string)), opts);
+        } else {
+          const msgs = m.input as { role: string; content: string }[];
+          const flat = msgs.flatMap((x) => [String(x.role), String(x.content)]);
+          ptr = mod._sippw_chat(md.ptr, keep(this.packed(flat)), msgs.length, opts);
+        }
+      }
+    } finally {
+      for (const p of frees) mod._free(p);
+    }
+    if (!ptr) {
+      this.post({ type: 'runError', runId: m.runId,
+                  error: { status: this.statusName(), message: mod.UTF8ToString(mod._sippw_last_error()) } });
+      return;
+    }
+    this.runs.set(m.runId, { ptr, model: md, kind: m.kind, cancelled: false });
+    this.post({ type: 'started', runId: m.runId });
+    this.pump();
+  }
+
+  /** Takes what a run produced; returns true once it ended (and was reported and freed). */
+  private poll(id: number, r: RunState, timeoutMs: number): boolean {
+    const mod = this.mod;
+    const rc = mod._sippw_run_next(r.ptr, timeoutMs, this.batch);
+    if (rc !== 1) return false;
+    const dv = new DataView(mod.HEAPU8.buffer);
+    const len = dv.getUint32(this.batch + 4, true);
+    const textPtr = dv.getUint32(this.batch, true);
+    const nTok = dv.getUint32(this.batch + 8, true);
+    const done = dv.getUint32(this.batch + 12, true) !== 0;
+    if (len > 0) {
+      const text = new TextDecoder().decode(mod.HEAPU8.slice(textPtr, textPtr + len));
+      this.post({ type: 'tokens', runId: id, text, nTokens: nTok });
+    }
+    if (done) { this.finishRun(id, r); return true; }
+    return false;
+  }
+
+  private finishRun(id: number, r: RunState) {
+    const mod = this.mod;
+    const json = mod._sippw_run_response(r.ptr);
+    const resp = json ? JSON.parse(mod.UTF8ToString(json)) : { status: 'internal', errorMessage: 'no response' };
+    const lenp = mod._malloc(4);
+    const tp = mod._sippw_run_text(r.ptr, lenp);
+    const tlen = new DataView(mod.HEAPU8.buffer).getUint32(lenp, true);
+    mod._free(lenp);
+    resp.text = tp ? new TextDecoder().decode(mod.HEAPU8.slice(tp, tp + tlen)) : '';
+    if (r.kind === 'embed' && resp.nEmbd > 0) {
+      const ep = mod._sippw_run_embedding(r.ptr);
+      if (ep) resp.embedding = new Float32Array(mod.HEAPU8.slice(ep, ep + 4 * resp.nEmbd).buffer);
+    }
+    mod._sippw_run_free(r.ptr);
+    this.runs.delete(id);
+    this.post({ type: 'done', runId: id, response: resp });
+  }
+
+  /** Drives the engines and polls the runs until none is left. */
+  private async pump() {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.runs.size) {
+        const t0 = performance.now();
+        do {
+          if (this.variant === 'st') {
+            for (const md of new Set([...this.runs.values()].map((r) => r.model))) this.mod._sippw_step(md.ptr);
+          }
+          const wait = this.variant === 'mt' ? 2 : 0;
+          for (const [id, r] of [...this.runs]) this.poll(id, r, wait);
+        } while (this.runs.size && performance.now() - t0 < SLICE_MS);
+        await yieldToEventLoop();
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+}
+
+/** Resolves on the next turn of the event loop (no 4 ms clamp as with nested setTimeout). */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((ok) => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => { ch.port1.close(); ok(); };
+    ch.port2.postMessage(0);
+  });
+}

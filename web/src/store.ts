@@ -1,0 +1,219 @@
+// The OPFS model cache. Layout: /sipp-models/<id>/meta.json plus the model file(s). An entry
+// is only used once meta.json exists (written last), so a download cut short is never loaded.
+// Ids are stable: SHA-256 of the URL and its ETag (or length + Last-Modified) for URLs, of the
+// URL list for shards, and of the size plus the first and last MiB of content for files.
+
+import type { LocalModel } from './types.js';
+import { planShards, readGgufHeader, shardName, writeShard } from './gguf.js';
+
+const ROOT = 'sipp-models';
+
+export interface StoreProgress { (phase: 'download' | 'store', loaded: number, total: number): void }
+
+async function rootDir(): Promise<FileSystemDirectoryHandle> {
+  const opfs = await navigator.storage.getDirectory();
+  return opfs.getDirectoryHandle(ROOT, { create: true });
+}
+
+export async function sha256Hex(data: BufferSource | string): Promise<string> {
+  const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+  const d = await crypto.subtle.digest('SHA-256', bytes);
+  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, '0')).join('').slice(0, 32);
+}
+
+async function readMeta(dir: FileSystemDirectoryHandle): Promise<LocalModel | null> {
+  try {
+    const f = await (await dir.getFileHandle('meta.json')).getFile();
+    return JSON.parse(await f.text()) as LocalModel;
+  } catch {
+    return null;
+  }
+}
+
+export async function listLocal(): Promise<LocalModel[]> {
+  const root = await rootDir();
+  const out: LocalModel[] = [];
+  // @ts-ignore: entries() is in every browser with OPFS, not yet in TypeScript's DOM lib
+  for await (const [, handle] of root.entries()) {
+    if (handle.kind !== 'directory') continue;
+    const m = await readMeta(handle as FileSystemDirectoryHandle);
+    if (m) out.push(m);
+  }
+  return out;
+}
+
+export async function removeLocal(id: string): Promise<boolean> {
+  if (!/^[0-9a-f]{32}$/.test(id)) return false;
+  const root = await rootDir();
+  try {
+    await root.removeEntry(id, { recursive: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The cached entry for `source` (a URL or a shard list), if complete. */
+export async function findBySource(source: string): Promise<{ meta: LocalModel; files: File[] } | null> {
+  const root = await rootDir();
+  // @ts-ignore: see listLocal
+  for await (const [, handle] of root.entries()) {
+    if (handle.kind !== 'directory') continue;
+    const m = await readMeta(handle as FileSystemDirectoryHandle);
+    if (m && m.source === source) return { meta: m, files: await openFiles(handle, m) };
+  }
+  return null;
+}
+
+export async function findById(id: string): Promise<{ meta: LocalModel; files: File[] } | null> {
+  const root = await rootDir();
+  try {
+    const dir = await root.getDirectoryHandle(id);
+    const m = await readMeta(dir);
+    return m ? { meta: m, files: await openFiles(dir, m) } : null;
+  } catch {
+    return null;
+  }
+}
+
+async function openFiles(dir: FileSystemDirectoryHandle, m: LocalModel): Promise<File[]> {
+  return Promise.all(m.files.map(async (n) => (await dir.getFileHandle(n)).getFile()));
+}
+
+export interface StoreOptions {
+  shardThresholdBytes: number;
+  shardSizeBytes: number;
+  progress: StoreProgress;
+  signal?: AbortSignal;
+}
+
+async function writeStream(dir: FileSystemDirectoryHandle, name: string,
+                           body: ReadableStream<Uint8Array>, total: number,
+                           progress: StoreProgress, signal?: AbortSignal): Promise<number> {
+  const w = await (await dir.getFileHandle(name, { create: true })).createWritable();
+  let n = 0;
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      if (signal?.aborted) throw signal.reason ?? new DOMException('aborted', 'AbortError');
+      const { done, value } = await reader.read();
+      if (done) break;
+      await w.write(value as Uint8Array<ArrayBuffer>);
+      n += value.byteLength;
+      progress('download', n, total);
+    }
+    await w.close();
+  } catch (e) {
+    await w.abort().catch(() => {});
+    throw e;
+  }
+  return n;
+}
+
+/** Splits `file` into shards in `dir` when it is above the threshold; returns the file names. */
+async function maybeShard(dir: FileSystemDirectoryHandle, name: string, opts: StoreOptions): Promise<string[]> {
+  const file = await (await dir.getFileHandle(name)).getFile();
+  if (file.size <= opts.shardThresholdBytes) return [name];
+  const h = await readGgufHeader(file);
+  const plan = planShards(h, opts.shardSizeBytes);
+  const names: string[] = [];
+  let done = 0;
+  for (let i = 0; i < plan.count; i++) {
+    const sn = shardName('model', i, plan.count);
+    const w = await (await dir.getFileHandle(sn, { create: true })).createWritable();
+    await writeShard(file, h, plan, i, async (chunk) => {
+      await w.write(chunk as Uint8Array<ArrayBuffer>);
+      done += chunk.byteLength;
+      opts.progress('store', done, file.size);
+    });
+    await w.close();
+    names.push(sn);
+  }
+  await dir.removeEntry(name);
+  return names;
+}
+
+async function finish(dir: FileSystemDirectoryHandle, meta: LocalModel): Promise<File[]> {
+  const w = await (await dir.getFileHandle('meta.json', { create: true })).createWritable();
+  await w.write(JSON.stringify(meta));
+  await w.close();
+  return openFiles(dir, meta);
+}
+
+async function freshDir(id: string): Promise<FileSystemDirectoryHandle> {
+  const root = await rootDir();
+  await root.removeEntry(id, { recursive: true }).catch(() => {});
+  return root.getDirectoryHandle(id, { create: true });
+}
+
+/** Downloads `url` into OPFS (sharding it when large). */
+export async function storeUrl(url: string, opts: StoreOptions): Promise<{ meta: LocalModel; files: File[] }> {
+  const res = await fetch(url, { signal: opts.signal, credentials: 'same-origin' });
+  if (!res.ok || !res.body) throw new Error(`model download failed: HTTP ${res.status}`);
+  const etag = res.headers.get('etag') ??
+    `${res.headers.get('content-length') ?? ''}/${res.headers.get('last-modified') ?? ''}`;
+  const total = Number(res.headers.get('content-length') ?? 0);
+  const id = await sha256Hex(`${url}\n${etag}`);
+  const dir = await freshDir(id);
+  const bytes = await writeStream(dir, 'download.part', res.body, total, opts.progress, opts.signal);
+  const files = await maybeShard(dir, 'download.part', opts);
+  if (files.length === 1) {
+    // @ts-ignore: FileSystemHandle.move() is in Chromium, not yet in TypeScript's DOM lib
+    await (await dir.getFileHandle('download.part')).move('model.gguf');
+    files[0] = 'model.gguf';
+  }
+  const meta = { id, source: url, etag, bytes, files, storedAt: new Date().toISOString() };
+  return { meta, files: await finish(dir, meta) };
+}
+
+/** Downloads pre-split shards (already GGUF shards, named by llama.cpp's convention). */
+export async function storeShards(urls: string[], opts: StoreOptions): Promise<{ meta: LocalModel; files: File[] }> {
+  const source = urls.join('\n');
+  const id = await sha256Hex(source);
+  const dir = await freshDir(id);
+  let bytes = 0;
+  const files: string[] = [];
+  for (let i = 0; i < urls.length; i++) {
+    const res = await fetch(urls[i], { signal: opts.signal, credentials: 'same-origin' });
+    if (!res.ok || !res.body) throw new Error(`shard ${i + 1} download failed: HTTP ${res.status}`);
+    const name = shardName('model', i, urls.length);
+    const base = bytes;
+    bytes += await writeStream(dir, name, res.body, 0,
+      (p, n) => opts.progress(p, base + n, 0), opts.signal);
+    files.push(name);
+  }
+  const meta = { id, source, etag: '', bytes, files, storedAt: new Date().toISOString() };
+  return { meta, files: await finish(dir, meta) };
+}
+
+/** Fingerprint of a File: its size and first and last MiB (hashing gigabytes would take
+ *  longer than loading them). */
+export async function fileId(file: Blob): Promise<string> {
+  const mib = 1024 * 1024;
+  const head = new Uint8Array(await file.slice(0, mib).arrayBuffer());
+  const tail = new Uint8Array(await file.slice(Math.max(0, file.size - mib)).arrayBuffer());
+  const buf = new Uint8Array(head.byteLength + tail.byteLength + 16);
+  buf.set(new TextEncoder().encode(String(file.size).padStart(16, '0')), 0);
+  buf.set(head, 16);
+  buf.set(tail, 16 + head.byteLength);
+  return sha256Hex(buf);
+}
+
+/** Copies a File into OPFS (sharding it when large). */
+export async function storeFile(file: Blob, opts: StoreOptions): Promise<{ meta: LocalModel; files: File[] }> {
+  const id = await fileId(file);
+  const source = `file:${id}`;
+  const existing = await findBySource(source);
+  if (existing) return existing;
+  const dir = await freshDir(id);
+  const bytes = await writeStream(dir, 'download.part', file.stream(), file.size,
+    (_p, n, t) => opts.progress('store', n, t), opts.signal);
+  const files = await maybeShard(dir, 'download.part', opts);
+  if (files.length === 1) {
+    // @ts-ignore: see storeUrl
+    await (await dir.getFileHandle('download.part')).move('model.gguf');
+    files[0] = 'model.gguf';
+  }
+  const meta = { id, source, etag: '', bytes, files, storedAt: new Date().toISOString() };
+  return { meta, files: await finish(dir, meta) };
+}

@@ -1,0 +1,197 @@
+// Public types of @sipp/web. The shapes follow the C API (include/sipp.h): a request returns a
+// run whose `response` settles once, whose `tokens` stream the text, and which can be cancelled.
+
+export type Backend = 'cpu' | 'webgpu' | 'auto';
+
+export interface SippClientOptions {
+  /** Where the wasm artifacts (sipp-st.js/.wasm, sipp-mt.js/.wasm) are served. Default: the
+   *  `wasm/` folder beside this module. */
+  wasmBaseUrl?: string;
+  /** Where the worker script is served. Default: `sipp-worker.js` beside this module. */
+  workerUrl?: string;
+  /** Run inference in a Web Worker (default) or on the page's own thread. */
+  mode?: 'worker' | 'main-thread';
+  /** 'cpu' (default), 'webgpu' or 'auto'. There is no WebGPU inference path yet: 'auto' reports
+   *  the adapter and picks the CPU, saying why; 'webgpu' fails with that reason. */
+  backend?: Backend;
+  /** 'auto' (default): the pthread artifact when the page is cross-origin isolated, else the
+   *  single-thread one. 'st' or 'mt' force one ('mt' fails without isolation). */
+  threads?: 'auto' | 'st' | 'mt';
+  /** Compute threads of the pthread artifact. Default: min(hardwareConcurrency, 4). */
+  nThreads?: number;
+  /** Files above this size are split into GGUF shards before loading. Default 2 GiB. */
+  shardThresholdBytes?: number;
+  /** Largest shard. Default 512 MiB. */
+  shardSizeBytes?: number;
+  /** Load progress of every local endpoint. */
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+export interface ProgressEvent {
+  endpoint: string;
+  phase: 'download' | 'store' | 'load';
+  /** Bytes done in this phase (load: 0..total as a fraction of the model). */
+  loaded: number;
+  /** Bytes of this phase, 0 when unknown. */
+  total: number;
+}
+
+export type LocalSource = string | File | Blob | string[];
+
+export interface LocalEndpointSpec {
+  kind: 'local';
+  /** A URL, a File/Blob, or the URLs of a model's GGUF shards (in order). */
+  source: LocalSource;
+  /** Context size per sequence; 0 = the model's, capped at 4096. */
+  nCtx?: number;
+  /** Parallel sequences (default 1 in the browser). */
+  nParallel?: number;
+  /** Keep the downloaded file in OPFS (default true). */
+  cache?: boolean;
+  onProgress?: (event: ProgressEvent) => void;
+  signal?: AbortSignal;
+}
+
+export type Authentication =
+  | { kind: 'none' }
+  | { kind: 'bearer'; token: string | (() => string | Promise<string>) }
+  | { kind: 'header'; name: string; value: string | (() => string | Promise<string>) };
+
+export interface GatewayEndpointSpec {
+  kind: 'gateway';
+  /** The gateway's base URL (absolute; no userinfo, query or fragment; http only for
+   *  loopback hosts). Routes are appended: /v1/query, /v1/chat, /v1/embed. */
+  baseUrl: string;
+  /** The gateway target name (the request's `model`). */
+  target: string;
+  authentication?: Authentication;
+  /** Per-request time limit in milliseconds; 0 = none. */
+  timeoutMs?: number;
+}
+
+export type EndpointSpec = LocalEndpointSpec | GatewayEndpointSpec;
+
+export interface Message {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface RequestOptions {
+  /** The endpoint id given to add(); default: the only (or first) endpoint. */
+  endpoint?: string;
+  maxTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repeatPenalty?: number;
+  seed?: number;
+  stop?: string[];
+  signal?: AbortSignal;
+  /** Local only: keeps the sequence warm for a later request with the same key. */
+  contextKey?: string;
+  /** Local only: a GBNF grammar. */
+  grammar?: string;
+  /** Local only: a JSON schema converted to a grammar. */
+  jsonSchema?: string;
+  /** Deadline in milliseconds; 0 = none. */
+  timeoutMs?: number;
+  /** Local only: never stop at end-of-generation (benchmarks). */
+  ignoreEos?: boolean;
+}
+
+export interface EmbedOptions {
+  endpoint?: string;
+  normalize?: boolean;
+  signal?: AbortSignal;
+}
+
+export type FinishReason = 'stop' | 'length' | 'cancelled' | 'none';
+
+export interface Usage {
+  inputTokens: number;
+  outputTokens: number;
+  totalTokens: number;
+}
+
+export interface Stats {
+  queueMs: number;
+  ttftMs: number;
+  prefillMs: number;
+  decodeMs: number;
+  prefillTokS: number;
+  decodeTokS: number;
+  totalMs: number;
+  itlAvgMs: number;
+  itlP99Ms: number;
+  prefillTokens: number;
+  cacheSource: string;
+  cachedTokens: number;
+}
+
+/** The final result of a run (sipp_response). `status` is 'OK' or why the run failed. */
+export interface SippResponse {
+  status: string;
+  errorMessage: string;
+  text: string;
+  finishReason: FinishReason;
+  embedding?: Float32Array;
+  usage: Usage;
+  stats?: Stats;
+  /** Gateway endpoints: HTTP status, retry-after seconds, request id, error code. */
+  httpStatus?: number;
+  retryAfterS?: number;
+  requestId?: string;
+  errorCode?: string;
+}
+
+/** A request in flight. `response` rejects only when the request could not start (bad input,
+ *  unknown endpoint); a run that fails later resolves with status != 'OK', as in C. A
+ *  cancelled run resolves with finishReason 'cancelled'. */
+export interface Run {
+  response: Promise<SippResponse>;
+  tokens: AsyncIterable<string>;
+  cancel(): void;
+}
+
+export interface EndpointInfo {
+  kind: 'local' | 'gateway';
+  architecture?: string;
+  description?: string;
+  nCtx?: number;
+  nEmbd?: number;
+  nParams?: number;
+  sizeBytes?: number;
+  canGenerate: boolean;
+  canChat: boolean;
+  canEmbed: boolean;
+  /** Local: which artifact runs it, and where the model came from. */
+  runtime?: { threads: 'st' | 'mt'; nThreads: number; backend: 'cpu'; backendReason: string };
+  cacheId?: string;
+  loadedFrom?: 'network' | 'opfs' | 'file';
+  shards?: number;
+}
+
+export interface LocalModel {
+  id: string;
+  source: string;
+  etag: string;
+  bytes: number;
+  files: string[];
+  storedAt: string;
+}
+
+export interface BackendReport {
+  selected: 'cpu';
+  reason: string;
+  webgpu: null | { vendor: string; architecture: string; shaderF16: boolean; isFallback: boolean };
+}
+
+export class SippError extends Error {
+  status: string;
+  constructor(status: string, message: string) {
+    super(message);
+    this.name = 'SippError';
+    this.status = status;
+  }
+}

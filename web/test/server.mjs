@@ -1,0 +1,59 @@
+// Static pages for the browser tests on 127.0.0.1: web/dist, web/demo, web/test/pages and the
+// models directory (/models/NAME, with ETag). Every request is logged so tests can assert what
+// went over the network. `isolated` adds COOP/COEP (a cross-origin isolated page).
+import { createServer } from 'node:http';
+import { createReadStream, statSync } from 'node:fs';
+import { extname, join, normalize, resolve } from 'node:path';
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript',
+  '.wasm': 'application/wasm', '.map': 'application/json', '.css': 'text/css',
+  '.gguf': 'application/octet-stream', '.json': 'application/json', '.png': 'image/png',
+};
+
+export async function startStatic({ webDir, modelsDirs, isolated = false, extraFiles = {} }) {
+  const log = [];
+  const roots = {
+    '/dist/': join(webDir, 'dist'), '/demo/': join(webDir, 'demo'), '/test/': join(webDir, 'test', 'pages'),
+    '/node_modules/': join(webDir, 'node_modules'),
+  };
+  const server = createServer((req, res) => {
+    const url = new URL(req.url, 'http://x');
+    log.push(`${req.method} ${url.pathname}`);
+    if (isolated) {
+      res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
+      res.setHeader('Cross-Origin-Embedder-Policy', 'require-corp');
+    }
+    res.setHeader('Cache-Control', 'no-store');
+    let file = null;
+    if (url.pathname.startsWith('/models/')) {
+      const name = decodeURIComponent(url.pathname.slice(8));
+      if (extraFiles[name]) file = extraFiles[name];
+      else for (const d of modelsDirs) {
+        const f = join(d, name);
+        if (!name.includes('/') && safeStat(f)) { file = f; break; }
+      }
+    } else {
+      for (const [prefix, dir] of Object.entries(roots)) {
+        if (!url.pathname.startsWith(prefix)) continue;
+        const f = normalize(join(dir, decodeURIComponent(url.pathname.slice(prefix.length))));
+        if (f.startsWith(resolve(dir))) file = f;
+      }
+    }
+    const st = file && safeStat(file);
+    if (!st || !st.isFile()) { res.writeHead(404); res.end('not found'); return; }
+    res.writeHead(200, {
+      'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
+      'Content-Length': st.size, ETag: `"${st.size}-${st.mtimeMs}"`,
+    });
+    if (req.method === 'HEAD') { res.end(); return; }
+    createReadStream(file).pipe(res);
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  return { origin, log, close: () => new Promise((ok) => { server.closeAllConnections(); server.close(ok); }) };
+}
+
+function safeStat(f) {
+  try { return statSync(f); } catch { return null; }
+}

@@ -1,0 +1,368 @@
+/*
+ * sipp_wasm.c — the C side of the browser host: a thin, flat ABI over Sipp's local engine for
+ * the JavaScript worker (web/src/worker.ts), exported from the wasm module as sippw_*.
+ *
+ * It talks to the engine directly (engine_int.h), not through sipp_client: the wasm build has
+ * no remote endpoints (the browser's gateway client is JavaScript) and so no libcurl. Requests
+ * take the same validation and the same sampler chain as the native library, so the same
+ * prompt at temperature 0 gives the same text.
+ *
+ * Threads: in the single-thread artifact (SIPP_ENGINE_MANUAL) the engine has no thread; the
+ * worker calls sippw_step() until it returns 0, polling its runs in between. In the pthread
+ * artifact the engine thread runs by itself and sippw_step() only reports whether work is left.
+ *
+ * Strings passed in are NUL-terminated UTF-8 owned by the caller for the duration of the call.
+ * Lists (stop strings, chat messages) come packed: consecutive NUL-terminated strings.
+ * Errors: a call that fails returns 0/NULL and leaves its message in sippw_last_error().
+ */
+#include "../../src/common/common_int.h"
+#include "../../src/engine/engine_int.h"
+
+#include <emscripten/emscripten.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXPORT EMSCRIPTEN_KEEPALIVE
+
+static sipp_error last_error;
+
+EXPORT const char *sippw_last_error(void) { return last_error.message; }
+EXPORT const char *sippw_last_status(void) { return sipp_status_name(last_error.code); }
+
+EXPORT int sippw_threaded(void) {
+#ifdef SIPP_ENGINE_MANUAL
+    return 0;
+#else
+    return 1;
+#endif
+}
+
+EXPORT void sippw_set_log_level(int level) { sipp__log_set_level((sipp_log_level)level); }
+
+/* ---- small JSON writer (the answers the worker parses) ------------------------------------ */
+
+typedef struct jw {
+    sipp__buf b;
+    bool ok;
+} jw;
+
+static void jw_raw(jw *w, const char *s) {
+    if (w->ok && sipp__buf_append(&w->b, s, strlen(s)) != SIPP_OK) w->ok = false;
+}
+
+static void jw_fmt(jw *w, const char *fmt, double v) {
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, fmt, v);
+    jw_raw(w, tmp);
+}
+
+static void jw_str(jw *w, const char *s) {
+    jw_raw(w, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char tmp[8];
+        if (*p == '"' || *p == '\\') {
+            tmp[0] = '\\';
+            tmp[1] = (char)*p;
+            tmp[2] = 0;
+        } else if (*p < 0x20) {
+            snprintf(tmp, sizeof tmp, "\\u%04x", *p);
+        } else {
+            tmp[0] = (char)*p;
+            tmp[1] = 0;
+        }
+        jw_raw(w, tmp);
+    }
+    jw_raw(w, "\"");
+}
+
+static char json_out[8192];
+
+/* Copies the writer's text into the static answer buffer (valid until the next call). */
+static const char *jw_finish(jw *w) {
+    if (!w->ok || w->b.len >= sizeof json_out) {
+        sipp__buf_free(&w->b);
+        return "{\"error\":\"out of memory\"}";
+    }
+    memcpy(json_out, w->b.data, w->b.len);
+    json_out[w->b.len] = 0;
+    sipp__buf_free(&w->b);
+    return json_out;
+}
+
+/* ---- engines ------------------------------------------------------------------------------ */
+
+/* Loads `path` (a file in the module's file system: the worker mounts the OPFS file or the
+ * downloaded blob there; the first shard of a split model). n_threads 0 = engine default. */
+EXPORT sipp__engine *sippw_open(const char *path, uint32_t n_ctx, int32_t n_threads,
+                                uint32_t n_parallel, uint32_t n_batch) {
+    last_error = sipp_error_default();
+    sipp_local_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.model_path = path;
+    p.n_ctx = n_ctx;
+    p.n_threads = n_threads;
+    p.n_parallel = n_parallel;
+    p.n_batch = n_batch;
+    p.cache_ram_bytes = SIPP_CACHE_DISABLED; /* no snapshot store in the browser (yet) */
+#ifdef SIPP_ENGINE_MANUAL
+    p.n_threads = 1; /* no threads at all in this artifact */
+#endif
+    sipp__engine *e = NULL;
+    if (sipp__engine_open(&p, &e, &last_error) != SIPP_OK) return NULL;
+    return e;
+}
+
+EXPORT void sippw_close(sipp__engine *e) { sipp__engine_close(e); }
+
+/* The endpoint's info as JSON. */
+EXPORT const char *sippw_info(sipp__engine *e) {
+    sipp_endpoint_info in = sipp_endpoint_info_default();
+    sipp__engine_get_info(e, &in);
+    jw w = {.ok = true};
+    sipp__buf_init(&w.b, sizeof json_out);
+    jw_raw(&w, "{\"architecture\":");
+    jw_str(&w, in.architecture);
+    jw_raw(&w, ",\"description\":");
+    jw_str(&w, in.description);
+    jw_fmt(&w, ",\"nCtx\":%.0f", in.n_ctx);
+    jw_fmt(&w, ",\"nCtxTrain\":%.0f", in.n_ctx_train);
+    jw_fmt(&w, ",\"nEmbd\":%.0f", in.n_embd);
+    jw_fmt(&w, ",\"nParams\":%.0f", (double)in.n_params);
+    jw_fmt(&w, ",\"sizeBytes\":%.0f", (double)in.size_bytes);
+    jw_fmt(&w, ",\"nParallel\":%.0f", in.n_parallel);
+    jw_raw(&w, in.can_generate ? ",\"canGenerate\":true" : ",\"canGenerate\":false");
+    jw_raw(&w, in.can_chat ? ",\"canChat\":true" : ",\"canChat\":false");
+    jw_raw(&w, in.can_embed ? ",\"canEmbed\":true}" : ",\"canEmbed\":false}");
+    return jw_finish(&w);
+}
+
+/* Runs one engine round in the single-thread artifact; returns 1 while work is left. The
+ * pthread artifact's engine runs by itself: always 0. */
+EXPORT int sippw_step(sipp__engine *e) {
+#ifdef SIPP_ENGINE_MANUAL
+    return sipp__engine_step(e) ? 1 : 0;
+#else
+    (void)e;
+    return 0;
+#endif
+}
+
+/* ---- requests ----------------------------------------------------------------------------- */
+
+typedef struct sippw_text_opts {
+    uint32_t max_tokens;
+    float temperature;
+    int32_t top_k;
+    float top_p;
+    float min_p;
+    float repeat_penalty;
+    uint32_t seed;
+    uint32_t timeout_ms;
+    uint32_t ignore_eos;
+    uint32_t n_stop;
+    const char *stop;        /* n_stop packed strings */
+    const char *grammar;     /* NULL = none */
+    const char *json_schema; /* NULL = none */
+    const char *context_key; /* NULL = none */
+} sippw_text_opts;
+
+/* Fills sipp_text_params from the worker's options; stop points into `stops`. */
+static void text_params(const sippw_text_opts *o, sipp_text_params *p, const char **stops) {
+    *p = sipp_text_params_default();
+    p->max_tokens = o->max_tokens;
+    p->temperature = o->temperature;
+    p->top_k = o->top_k;
+    p->top_p = o->top_p;
+    p->min_p = o->min_p;
+    p->repeat_penalty = o->repeat_penalty;
+    p->seed = o->seed;
+    p->timeout_ms = o->timeout_ms;
+    p->ignore_eos = o->ignore_eos != 0;
+    p->grammar = o->grammar;
+    p->json_schema = o->json_schema;
+    p->context_key = o->context_key;
+    size_t n = o->n_stop < SIPP_MAX_STOP_STRINGS ? o->n_stop : SIPP_MAX_STOP_STRINGS;
+    const char *s = o->stop;
+    for (size_t i = 0; i < n && s; i++) {
+        stops[i] = s;
+        s += strlen(s) + 1;
+    }
+    p->stop = stops;
+    p->n_stop = o->stop ? n : 0;
+}
+
+EXPORT sipp_run *sippw_query(sipp__engine *e, const char *prompt, const sippw_text_opts *o) {
+    last_error = sipp_error_default();
+    if (!prompt || !prompt[0]) {
+        sipp__fail(&last_error, SIPP_INVALID_ARGUMENT, 0, "query: the prompt is empty");
+        return NULL;
+    }
+    if (o->n_stop > SIPP_MAX_STOP_STRINGS) {
+        sipp__fail(&last_error, SIPP_INVALID_ARGUMENT, 0, "at most %d stop strings",
+                   SIPP_MAX_STOP_STRINGS);
+        return NULL;
+    }
+    const char *stops[SIPP_MAX_STOP_STRINGS];
+    sipp_text_params p;
+    text_params(o, &p, stops);
+    sipp_run *run = NULL;
+    if (sipp__engine_submit_text(e, prompt, &p, &run, &last_error) != SIPP_OK) return NULL;
+    return run;
+}
+
+/* `messages`: n_messages pairs of packed strings, role then content. */
+EXPORT sipp_run *sippw_chat(sipp__engine *e, const char *messages, uint32_t n_messages,
+                            const sippw_text_opts *o) {
+    last_error = sipp_error_default();
+    if (n_messages == 0 || n_messages > 4096) {
+        sipp__fail(&last_error, SIPP_INVALID_ARGUMENT, 0, "chat: %s",
+                   n_messages ? "too many messages" : "no messages");
+        return NULL;
+    }
+    if (o->n_stop > SIPP_MAX_STOP_STRINGS) {
+        sipp__fail(&last_error, SIPP_INVALID_ARGUMENT, 0, "at most %d stop strings",
+                   SIPP_MAX_STOP_STRINGS);
+        return NULL;
+    }
+    sipp_message *msgs = calloc(n_messages, sizeof *msgs);
+    if (!msgs) {
+        sipp__fail(&last_error, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        return NULL;
+    }
+    const char *s = messages;
+    for (uint32_t i = 0; i < n_messages; i++) {
+        msgs[i].role = s;
+        s += strlen(s) + 1;
+        msgs[i].content = s;
+        s += strlen(s) + 1;
+        const char *r = msgs[i].role;
+        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0) {
+            sipp__fail(&last_error, SIPP_INVALID_ARGUMENT, 0,
+                       "chat: message %u has unknown role '%s' (system, user or assistant)", i, r);
+            free(msgs);
+            return NULL;
+        }
+    }
+    char *prompt = NULL;
+    sipp_run *run = NULL;
+    if (sipp__engine_render_chat(e, msgs, n_messages, &prompt, &last_error) == SIPP_OK) {
+        const char *stops[SIPP_MAX_STOP_STRINGS];
+        sipp_text_params p;
+        text_params(o, &p, stops);
+        if (sipp__engine_submit_text(e, prompt, &p, &run, &last_error) != SIPP_OK) run = NULL;
+    }
+    free(prompt);
+    free(msgs);
+    return run;
+}
+
+EXPORT sipp_run *sippw_embed(sipp__engine *e, const char *text, int normalize) {
+    last_error = sipp_error_default();
+    if (!text || !text[0]) {
+        sipp__fail(&last_error, SIPP_INVALID_ARGUMENT, 0, "embed: the text is empty");
+        return NULL;
+    }
+    sipp_embed_params p = sipp_embed_params_default();
+    p.normalize = normalize != 0;
+    sipp_run *run = NULL;
+    if (sipp__engine_submit_embed(e, text, &p, &run, &last_error) != SIPP_OK) return NULL;
+    return run;
+}
+
+/* ---- runs --------------------------------------------------------------------------------- */
+
+typedef struct sippw_batch {
+    const char *text;
+    uint32_t len;
+    uint32_t n_tokens;
+    uint32_t done;
+} sippw_batch;
+
+/* Takes the text that arrived since the last call. Returns 1 with *out filled, 0 when nothing
+ * arrived within timeout_ms (0 = poll; the pthread artifact may wait), -1 on error. */
+EXPORT int sippw_run_next(sipp_run *run, int timeout_ms, sippw_batch *out) {
+    sipp_token_batch b = {.struct_size = sizeof b};
+    sipp_status st = sipp_run_next(run, timeout_ms, &b, &last_error);
+    if (st == SIPP_TIMEOUT) return 0;
+    if (st != SIPP_OK) return -1;
+    out->text = b.text;
+    out->len = (uint32_t)b.len;
+    out->n_tokens = b.n_tokens;
+    out->done = b.done;
+    return 1;
+}
+
+EXPORT void sippw_run_cancel(sipp_run *run) { sipp_run_cancel(run); }
+EXPORT void sippw_run_free(sipp_run *run) { sipp_run_free(run); }
+
+/* The final response as JSON (call once the run is done: it does not block then). The
+ * embedding stays in the run: sippw_run_embedding(). */
+EXPORT const char *sippw_run_response(sipp_run *run) {
+    const sipp_response *r = NULL;
+    if (sipp_run_wait(run, &r, &last_error) != SIPP_OK || !r) return NULL;
+    const sipp_stats *s = &r->stats;
+    jw w = {.ok = true};
+    sipp__buf_init(&w.b, sizeof json_out);
+    jw_raw(&w, "{\"status\":");
+    jw_str(&w, sipp_status_name(r->status));
+    jw_raw(&w, ",\"errorMessage\":");
+    jw_str(&w, r->error_message);
+    jw_raw(&w, ",\"finishReason\":");
+    jw_str(&w, sipp_finish_reason_name(r->finish_reason));
+    jw_fmt(&w, ",\"nEmbd\":%.0f", r->n_embd);
+    jw_raw(&w, r->normalized ? ",\"normalized\":true" : ",\"normalized\":false");
+    jw_fmt(&w, ",\"usage\":{\"inputTokens\":%.0f", r->usage.input_tokens);
+    jw_fmt(&w, ",\"outputTokens\":%.0f", r->usage.output_tokens);
+    jw_fmt(&w, ",\"totalTokens\":%.0f}", r->usage.total_tokens);
+    jw_fmt(&w, ",\"stats\":{\"queueMs\":%.3f", s->queue_ms);
+    jw_fmt(&w, ",\"ttftMs\":%.3f", s->ttft_ms);
+    jw_fmt(&w, ",\"prefillMs\":%.3f", s->prefill_ms);
+    jw_fmt(&w, ",\"decodeMs\":%.3f", s->decode_ms);
+    jw_fmt(&w, ",\"prefillTokS\":%.3f", s->prefill_tok_s);
+    jw_fmt(&w, ",\"decodeTokS\":%.3f", s->decode_tok_s);
+    jw_fmt(&w, ",\"totalMs\":%.3f", s->total_ms);
+    jw_fmt(&w, ",\"itlAvgMs\":%.3f", s->itl_avg_ms);
+    jw_fmt(&w, ",\"itlP99Ms\":%.3f", s->itl_p99_ms);
+    jw_fmt(&w, ",\"prefillTokens\":%.0f", s->prefill_tokens);
+    jw_raw(&w, ",\"cacheSource\":");
+    jw_str(&w, sipp_cache_source_name(s->cache_source));
+    jw_fmt(&w, ",\"cachedTokens\":%.0f}}", s->cached_tokens);
+    return jw_finish(&w);
+}
+
+/* The response text (valid until sippw_run_free); length in *len. */
+EXPORT const char *sippw_run_text(sipp_run *run, uint32_t *len) {
+    const sipp_response *r = NULL;
+    if (sipp_run_wait(run, &r, &last_error) != SIPP_OK || !r) return NULL;
+    *len = (uint32_t)r->text_len;
+    return r->text;
+}
+
+EXPORT const float *sippw_run_embedding(sipp_run *run) {
+    const sipp_response *r = NULL;
+    if (sipp_run_wait(run, &r, &last_error) != SIPP_OK || !r) return NULL;
+    return r->embedding;
+}
+
+/* ---- SHA-256 ------------------------------------------------------------------------------ */
+/* The native library hashes with OpenSSL for model fingerprints and KV snapshots; the browser
+ * build has no snapshot store (sippw_open disables it), so nothing here ever hashes. These keep
+ * the link whole and fail safely should that change. */
+sipp__sha256 *sipp__sha256_begin(void) { return NULL; }
+void sipp__sha256_update(sipp__sha256 *h, const void *data, size_t len) {
+    (void)h;
+    (void)data;
+    (void)len;
+}
+void sipp__sha256_end(sipp__sha256 *h, uint8_t out[32]) {
+    (void)h;
+    memset(out, 0, 32);
+}
+bool sipp__sha256_once(const void *data, size_t len, uint8_t out[32]) {
+    (void)data;
+    (void)len;
+    memset(out, 0, 32);
+    return false;
+}
