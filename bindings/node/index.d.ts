@@ -1,0 +1,206 @@
+// Types of the Sipp Node binding (lib/index.js). Reference: docs/bindings.md.
+
+/** Status names of sipp.h. */
+export type SippErrorKind =
+  | 'invalid_argument' | 'not_found' | 'unsupported' | 'model_invalid' | 'out_of_memory' | 'busy'
+  | 'cancelled' | 'deadline_exceeded' | 'context_overflow' | 'io_error' | 'internal' | 'closed'
+  | 'timeout' | 'authentication' | 'authorization' | 'rate_limited' | 'quota_exceeded'
+  | 'model_not_found' | 'overloaded' | 'upstream_error' | 'transport' | 'upstream_timeout';
+
+/** A failed call or run. */
+export class SippError extends Error {
+  readonly name: 'SippError';
+  /** The status name of sipp.h. */
+  readonly kind: SippErrorKind;
+  /** The status number of sipp.h. */
+  readonly status: number;
+  /** The HTTP status of a remote answer, or the subcode of a local error (0: none). */
+  readonly code: number;
+  /** The remote peer's request id, or "". */
+  readonly requestId: string;
+  /** Seconds the peer asked to wait (rate limits), when it said. */
+  readonly retryAfterS?: number;
+}
+
+export interface TextOptions {
+  maxTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repeatPenalty?: number;
+  seed?: number;
+  stop?: string | string[];
+  contextKey?: string;
+  cacheScope?: string;
+  grammar?: string;
+  jsonSchema?: string | object;
+  timeoutMs?: number;
+  ignoreEos?: boolean;
+  /** Aborting it cancels the run (the response then has finishReason 'cancelled'). */
+  signal?: AbortSignal;
+}
+
+export interface EmbedOptions {
+  normalize?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface LocalOptions {
+  nCtx?: number;
+  nThreads?: number;
+  nBatch?: number;
+  nGpuLayers?: number;
+  nParallel?: number;
+  maxRunning?: number;
+  maxQueued?: number;
+  tickBudget?: number;
+  prefillChunk?: number;
+  streamBufferBytes?: number;
+  contextShift?: boolean;
+  nKeep?: number;
+  cacheRamBytes?: number;
+  cacheDir?: string;
+  cacheDiskBytes?: number;
+}
+
+export interface ProviderOptions {
+  provider?: 'openai' | 'openai_compatible';
+  model: string;
+  baseUrl?: string;
+  apiKey?: string;
+  apiKeyEnv?: string;
+  connectTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  idleTimeoutMs?: number;
+}
+
+export type EndpointDescriptor =
+  | ({ kind: 'local'; id: string; modelPath: string } & LocalOptions)
+  | ({ kind: 'provider'; id: string } & ProviderOptions);
+
+export interface Message {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface TokenBatch {
+  text: string;
+  nTokens: number;
+}
+
+export interface Usage {
+  inputTokens: number;
+  outputTokens: number;
+  totalTokens: number;
+}
+
+export interface Stats {
+  queueMs: number;
+  ttftMs: number;
+  prefillMs: number;
+  decodeMs: number;
+  prefillTokS: number;
+  decodeTokS: number;
+  totalMs: number;
+  itlAvgMs: number;
+  itlP99Ms: number;
+  prefillTokens: number;
+  cacheSource: 'none' | 'live' | 'snapshot';
+  cachedTokens: number;
+}
+
+export interface Response {
+  text: string;
+  finishReason: 'stop' | 'length' | 'cancelled' | 'none';
+  usage: Usage;
+  stats: Stats;
+  /** embed only */
+  embedding: Float32Array | null;
+  normalized: boolean;
+  /** remote endpoints: the HTTP status (0 for local) and the peer's request id */
+  httpStatus: number;
+  requestId: string;
+}
+
+export interface EndpointInfo {
+  canGenerate: boolean;
+  canChat: boolean;
+  canEmbed: boolean;
+  nCtx: number;
+  nCtxTrain: number;
+  nEmbd: number;
+  nParallel: number;
+  nParams: number;
+  sizeBytes: number;
+  architecture: string;
+  description: string;
+}
+
+export interface EngineStats {
+  running: number;
+  queued: number;
+  completed: number;
+  cancelled: number;
+  failed: number;
+  rejectedBusy: number;
+  promptTokens: number;
+  generatedTokens: number;
+  ticks: number;
+  batchTokens: number;
+  batchFill: number;
+  cacheHits: number;
+  cacheMisses: number;
+  cacheEvictions: number;
+  cacheRamBytes: number;
+  cacheDiskBytes: number;
+}
+
+/** One request. Iterate it for token batches; await `response` for the end. */
+export class Run implements AsyncIterable<TokenBatch> {
+  readonly endpoint: Endpoint;
+  /** Resolves at the end; rejects with SippError if the run failed. Reading it makes the run
+   *  read to its end (batches not yet iterated stay available). */
+  readonly response: Promise<Response>;
+  /** True once the end of the run has reached JS. */
+  readonly done: boolean;
+  result(): Promise<Response>;
+  /** Stops the run (any time); it ends with finishReason 'cancelled' and the text so far. */
+  cancel(): void;
+  /** Leaving a for-await loop early cancels the run. */
+  [Symbol.asyncIterator](): AsyncIterator<TokenBatch>;
+}
+
+export class Endpoint {
+  readonly client: Client;
+  readonly id: string;
+  readonly kind: 'local' | 'provider';
+  /** True once removed, replaced or its client closed. */
+  readonly closed: boolean;
+  query(prompt: string, options?: TextOptions): Run;
+  chat(messages: string | Message[], options?: TextOptions): Run;
+  embed(text: string, options?: EmbedOptions): Run;
+  info(): EndpointInfo;
+  stats(): EngineStats;
+}
+
+export class Client {
+  constructor(options?: { logLevel?: 'none' | 'error' | 'warn' | 'info' | 'debug' });
+  /** Registers an endpoint; a local model loads off the JS thread. Re-adding an id replaces it. */
+  add(descriptor: EndpointDescriptor): Promise<Endpoint>;
+  addLocal(id: string, modelPath: string, options?: LocalOptions): Promise<Endpoint>;
+  addProvider(id: string, options: ProviderOptions): Promise<Endpoint>;
+  endpoint(id: string): Endpoint | undefined;
+  remove(id: string): void;
+  query(endpoint: Endpoint | string, prompt: string, options?: TextOptions): Run;
+  chat(endpoint: Endpoint | string, messages: string | Message[], options?: TextOptions): Run;
+  embed(endpoint: Endpoint | string, text: string, options?: EmbedOptions): Run;
+  /** Cancels every run, stops the engines and frees the client; runs stay readable. */
+  close(): void;
+}
+
+/** The version of the loaded libsipp. */
+export function version(): string;
+
+/** Live native runs and glibc's malloc heap in use (-1 where unknown): for leak checks. */
+export function diagnostics(): { liveRuns: number; liveHandles: number; heapBytes: number };

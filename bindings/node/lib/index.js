@@ -1,0 +1,379 @@
+'use strict';
+// Sipp for Node: the idiomatic layer over the N-API addon (src/addon.c), itself a thin layer over
+// include/sipp.h. Reference: docs/bindings.md. Types: index.d.ts.
+//
+// Nothing here blocks the JS thread on inference: model loads run as async work and each run's
+// stream is read by a native pump thread that hands batches over through a threadsafe function.
+
+const fs = require('fs');
+const path = require('path');
+
+function loadAddon() {
+  const candidates = [
+    process.env.SIPP_NODE_ADDON,
+    path.join(__dirname, '..', '..', '..', 'build', 'lib', 'sipp.node'), // scripts/setup's build
+    path.join(__dirname, '..', 'build', 'Release', 'sipp.node'), // node-gyp
+  ].filter(Boolean);
+  for (const p of candidates) {
+    if (fs.existsSync(p)) return require(p);
+  }
+  throw new Error(`sipp: the native addon was not found (tried ${candidates.join(', ')}); ` +
+    'build it with scripts/setup or set SIPP_NODE_ADDON');
+}
+
+const native = loadAddon();
+
+/** A failed call or run. kind: the status name of sipp.h; code: HTTP status or subcode. */
+class SippError extends Error {
+  constructor(kind, message, status = -1, code = 0, requestId = '') {
+    super(message || kind);
+    this.name = 'SippError';
+    this.kind = kind;
+    this.status = status;
+    this.code = code;
+    this.requestId = requestId;
+  }
+}
+
+const STATUS = native.statusNames(); // index = status number
+const statusOf = (kind) => STATUS.indexOf(kind);
+const sippError = (kind, message) => new SippError(kind, message, statusOf(kind));
+
+// Runs some JS code waits on (an iterator step, `response`): kept reachable while their pump
+// works, since the addon holds only a weak reference to them.
+const active = new Set();
+// A run nobody can reach any more is abandoned: cancelled, drained and freed by the addon.
+const registry = new FinalizationRegistry((h) => native.runPull(h, null, 2));
+
+native.init(SippError, (run, kind, a, b) => run._deliver(kind, a, b));
+
+const MODE_NEXT = 0;
+const MODE_DRAIN = 1;
+
+/** One request: async-iterate it for token batches, await `response` for the end. */
+class Run {
+  #h;
+  #queue = [];
+  #waiters = [];
+  #ended = false;
+  #draining = false;
+  #error = null;
+  #errorSeen = false;
+  #response = null;
+  #settle = null;
+  #responsePromise = null;
+  #signal = null;
+  #onAbort = null;
+
+  constructor(h, endpoint, signal) {
+    this.#h = h;
+    this.endpoint = endpoint;
+    registry.register(this, h, this);
+    if (signal) {
+      if (signal.aborted) {
+        this.cancel();
+      } else {
+        this.#signal = signal;
+        this.#onAbort = () => this.cancel();
+        signal.addEventListener('abort', this.#onAbort, { once: true });
+      }
+    }
+  }
+
+  /** Asks the run to stop; it ends with finishReason 'cancelled' and the text so far. */
+  cancel() {
+    native.runCancel(this.#h);
+  }
+
+  /** True once the end of the run has reached JS. */
+  get done() {
+    return this.#ended;
+  }
+
+  /** The response (a Promise). Reading it makes the run read to its end; batches not yet
+   *  iterated stay available to an iterator. Rejects with SippError if the run failed. */
+  get response() {
+    if (!this.#responsePromise) {
+      this.#responsePromise = new Promise((resolve, reject) => {
+        this.#settle = { resolve, reject };
+      });
+      if (this.#ended) {
+        this.#settleResponse();
+      } else {
+        this.#draining = true;
+        active.add(this);
+        native.runPull(this.#h, this, MODE_DRAIN);
+      }
+    }
+    return this.#responsePromise;
+  }
+
+  /** Same as `response`. */
+  result() {
+    return this.response;
+  }
+
+  [Symbol.asyncIterator]() {
+    return {
+      next: () => this.#next(),
+      return: () => {
+        // leaving a for-await loop early stops the run, as with a ReadableStream
+        if (!this.#ended) {
+          this.cancel();
+          this.#draining = true;
+          active.add(this);
+          native.runPull(this.#h, this, MODE_DRAIN);
+        }
+        return Promise.resolve({ value: undefined, done: true });
+      },
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
+  }
+
+  #next() {
+    if (this.#queue.length > 0) return Promise.resolve({ value: this.#queue.shift(), done: false });
+    if (this.#ended) {
+      if (this.#error && !this.#errorSeen) {
+        this.#errorSeen = true;
+        return Promise.reject(this.#error);
+      }
+      return Promise.resolve({ value: undefined, done: true });
+    }
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ resolve, reject });
+      active.add(this);
+      native.runPull(this.#h, this, MODE_NEXT);
+    });
+  }
+
+  // Called by the addon on the JS thread.
+  _deliver(kind, a, b) {
+    if (kind === 'batch') {
+      const batch = { text: a, nTokens: b };
+      const w = this.#waiters.shift();
+      if (w) w.resolve({ value: batch, done: false });
+      else this.#queue.push(batch);
+    } else {
+      this.#ended = true;
+      this.#response = a;
+      this.#error = b;
+      for (const w of this.#waiters.splice(0)) {
+        if (this.#error && !this.#errorSeen && this.#queue.length === 0) {
+          this.#errorSeen = true;
+          w.reject(this.#error);
+        } else {
+          w.resolve({ value: undefined, done: true });
+        }
+      }
+      if (this.#settle) this.#settleResponse();
+      if (this.#signal) this.#signal.removeEventListener('abort', this.#onAbort);
+      this.#signal = null;
+      registry.unregister(this);
+    }
+    if (this.#ended || (this.#waiters.length === 0 && !this.#draining)) {
+      active.delete(this);
+      if (!this.#ended) native.runIdle(this.#h);
+    }
+  }
+
+  #settleResponse() {
+    if (this.#error) {
+      this.#errorSeen = true;
+      this.#settle.reject(this.#error);
+    } else {
+      this.#settle.resolve(this.#response);
+    }
+  }
+}
+
+/** A registered endpoint; dead once removed, replaced or its client closed. */
+class Endpoint {
+  #h;
+
+  constructor(client, id, kind, h) {
+    this.client = client;
+    this.id = id;
+    this.kind = kind;
+    this.#h = h;
+  }
+
+  get closed() {
+    return this.#h === null;
+  }
+
+  _kill() {
+    this.#h = null;
+  }
+
+  _revive(h) {
+    this.#h = h;
+  }
+
+  _handle() {
+    if (this.#h === null) {
+      throw sippError('closed', `endpoint '${this.id}' was removed, replaced or its client closed`);
+    }
+    return this.#h;
+  }
+
+  /** Starts a raw completion. Option errors throw here (no run exists then). */
+  query(prompt, options = {}) {
+    return new Run(native.query(this._handle(), prompt, textOptions(options)), this, options.signal);
+  }
+
+  /** Starts a chat: a string (one user message) or [{role, content}]. */
+  chat(messages, options = {}) {
+    if (typeof messages === 'string') messages = [{ role: 'user', content: messages }];
+    return new Run(native.chat(this._handle(), messages, textOptions(options)), this, options.signal);
+  }
+
+  /** Starts an embedding; `(await run.response).embedding` is a Float32Array. */
+  embed(text, options = {}) {
+    const { normalize = true, signal, ...rest } = options;
+    const unknown = Object.keys(rest);
+    if (unknown.length) throw new TypeError(`unknown option '${unknown[0]}'`);
+    if (typeof normalize !== 'boolean') throw new TypeError('normalize must be a boolean');
+    return new Run(native.embed(this._handle(), text, normalize), this, signal);
+  }
+
+  info() {
+    return native.endpointInfo(this._handle());
+  }
+
+  stats() {
+    return native.endpointStats(this._handle());
+  }
+}
+
+function textOptions(options) {
+  if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+  if (options.jsonSchema !== undefined && typeof options.jsonSchema !== 'string') {
+    return { ...options, jsonSchema: JSON.stringify(options.jsonSchema) };
+  }
+  return options;
+}
+
+const LOG_LEVELS = { none: 0, error: 1, warn: 2, info: 3, debug: 4 };
+const PROVIDER_KINDS = { openai: 1, openai_compatible: 2 };
+
+/** A registry of endpoints (sipp_client). */
+class Client {
+  #h;
+  #endpoints = new Map();
+  #adding = new Set();
+  #closed = false;
+
+  constructor(options = {}) {
+    const { logLevel } = options;
+    if (logLevel !== undefined && !(logLevel in LOG_LEVELS)) {
+      throw sippError('invalid_argument', `logLevel must be one of ${Object.keys(LOG_LEVELS).join(', ')}`);
+    }
+    this.#h = native.clientNew(logLevel === undefined ? -1 : LOG_LEVELS[logLevel]);
+  }
+
+  #check(id) {
+    if (this.#closed) throw sippError('closed', 'the client is closed');
+    if (typeof id !== 'string' || id === '') throw new TypeError('id must be a non-empty string');
+    if (this.#adding.has(id)) throw sippError('busy', `endpoint '${id}' is being added`);
+  }
+
+  /**
+   * Registers an endpoint and resolves to it:
+   *   {kind: 'local', id, modelPath, ...local options}  (loads on a worker thread)
+   *   {kind: 'provider', id, provider, model, baseUrl, apiKey, apiKeyEnv, ...timeouts}
+   * Adding an id again replaces that endpoint (its runs are cancelled).
+   */
+  async add(descriptor) {
+    if (descriptor === null || typeof descriptor !== 'object') throw new TypeError('add() takes a descriptor object');
+    const { kind, id, ...rest } = descriptor;
+    if (kind === 'local') return this.addLocal(id, rest.modelPath, rest);
+    if (kind === 'provider') return this.addProvider(id, rest);
+    throw sippError('invalid_argument', `unknown endpoint kind '${kind}' (local or provider)`);
+  }
+
+  /** Registers a local GGUF model; the load runs off the JS thread. */
+  async addLocal(id, modelPath, options = {}) {
+    this.#check(id);
+    const old = this.#endpoints.get(id);
+    const oldHandle = old && !old.closed ? old._handle() : null;
+    if (old) old._kill(); // the library frees it at the end of the load, on the worker
+    this.#adding.add(id);
+    try {
+      const h = await native.addLocal(this.#h, id, { ...options, modelPath });
+      const ep = new Endpoint(this, id, 'local', h);
+      this.#endpoints.set(id, ep);
+      return ep;
+    } catch (e) {
+      if (old && oldHandle && !this.#closed) old._revive(oldHandle); // a failed add replaces nothing
+      throw e;
+    } finally {
+      this.#adding.delete(id);
+    }
+  }
+
+  /** Registers a provider endpoint (provider: 'openai' or 'openai_compatible'). */
+  async addProvider(id, options = {}) {
+    this.#check(id);
+    const { provider = 'openai_compatible', ...rest } = options;
+    if (!(provider in PROVIDER_KINDS)) {
+      throw sippError('invalid_argument', `provider must be one of ${Object.keys(PROVIDER_KINDS).join(', ')}`);
+    }
+    const h = native.addProvider(this.#h, id, PROVIDER_KINDS[provider], rest);
+    const old = this.#endpoints.get(id);
+    if (old) old._kill();
+    const ep = new Endpoint(this, id, 'provider', h);
+    this.#endpoints.set(id, ep);
+    return ep;
+  }
+
+  /** The endpoint registered under `id`, or undefined. */
+  endpoint(id) {
+    return this.#endpoints.get(id);
+  }
+
+  /** Removes an endpoint: cancels its runs and unloads its model. */
+  remove(id) {
+    this.#check(id);
+    native.remove(this.#h, id);
+    const ep = this.#endpoints.get(id);
+    if (ep) ep._kill();
+    this.#endpoints.delete(id);
+  }
+
+  #resolve(endpoint) {
+    if (endpoint instanceof Endpoint) return endpoint;
+    const ep = this.#endpoints.get(endpoint);
+    if (!ep) throw sippError('not_found', `no endpoint '${endpoint}'`);
+    return ep;
+  }
+
+  query(endpoint, prompt, options) {
+    return this.#resolve(endpoint).query(prompt, options);
+  }
+
+  chat(endpoint, messages, options) {
+    return this.#resolve(endpoint).chat(messages, options);
+  }
+
+  embed(endpoint, text, options) {
+    return this.#resolve(endpoint).embed(text, options);
+  }
+
+  /** Cancels every run, stops the engines, frees the client. Runs stay readable. */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const ep of this.#endpoints.values()) ep._kill();
+    this.#endpoints.clear();
+    native.clientClose(this.#h);
+  }
+}
+
+module.exports = {
+  Client, Endpoint, Run, SippError,
+  version: () => native.version(),
+  /** Live native runs and glibc's malloc heap in use: for leak checks. */
+  diagnostics: () => native.diag(),
+};

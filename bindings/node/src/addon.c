@@ -1,0 +1,1112 @@
+/*
+ * addon.c — the N-API addon of the Node binding: a thin layer over include/sipp.h. lib/index.js
+ * builds the idiomatic API (Client, Endpoint, Run, SippError) on these functions.
+ *
+ * Threads: nothing here blocks the JS thread on inference. sipp_client_add_local (a model load)
+ * runs as napi async work. A run's stream is read by a pump thread of its own, started on the
+ * first demand: each demand from JS makes it pull one batch with sipp_run_next(-1); drain mode
+ * makes it pull to the end. Items reach JS through a threadsafe function whose callback is the
+ * module's one dispatch function, with only a weak reference to the JS run object, so a run
+ * nobody reads can be collected (lib/index.js then abandons it: cancel, drain, free).
+ *
+ * Ownership of a run_h: two references, the JS external and the pump. Without a pump, the
+ * external's finalizer frees the sipp_run; with one, the threadsafe function's finalizer (on the
+ * JS thread, after the pump released it) joins the pump and frees the sipp_run. sipp_run_free is
+ * never called while the pump may be inside sipp_run_next.
+ */
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <sipp.h>
+
+#include <math.h>
+#if defined(__GLIBC__) || defined(__linux__)
+#include <malloc.h>
+#endif
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Live objects, for the leak tests (diag()). */
+static atomic_int live_runs;    /* sipp_run not yet freed */
+static atomic_int live_handles; /* run_h not yet freed */
+
+/* ---- module state and helpers -------------------------------------------------------------- */
+
+typedef struct module_state {
+    napi_ref error_class; /* SippError of lib/index.js */
+    napi_ref dispatch;    /* (run, kind, text, nTokens, response|error) of lib/index.js */
+} module_state;
+
+#define CHECK(call)                                                                              \
+    do {                                                                                         \
+        if ((call) != napi_ok) goto fail;                                                        \
+    } while (0)
+
+static module_state *state_of(napi_env env) {
+    module_state *st = NULL;
+    napi_get_instance_data(env, (void **)&st);
+    return st;
+}
+
+/* Builds SippError(kind, message, status, code, requestId) (falls back to a plain Error). */
+static napi_value make_error(napi_env env, int status, const char *message, int code,
+                             const char *request_id) {
+    napi_value args[5], cls, out = NULL;
+    napi_create_string_utf8(env, sipp_status_name((sipp_status)status), NAPI_AUTO_LENGTH, &args[0]);
+    napi_create_string_utf8(env, message ? message : "", NAPI_AUTO_LENGTH, &args[1]);
+    napi_create_int32(env, status, &args[2]);
+    napi_create_int32(env, code, &args[3]);
+    napi_create_string_utf8(env, request_id ? request_id : "", NAPI_AUTO_LENGTH, &args[4]);
+    module_state *st = state_of(env);
+    if (st && st->error_class && napi_get_reference_value(env, st->error_class, &cls) == napi_ok &&
+        napi_new_instance(env, cls, 5, args, &out) == napi_ok)
+        return out;
+    napi_create_error(env, NULL, args[1], &out);
+    return out;
+}
+
+static void throw_sipp(napi_env env, int status, const sipp_error *err) {
+    napi_throw(env, make_error(env, status, err->message, err->subcode, ""));
+}
+
+static sipp_error new_error(void) {
+    sipp_error e;
+    memset(&e, 0, sizeof e);
+    e.struct_size = sizeof e;
+    return e;
+}
+
+/* A NUL-terminated copy of a JS string (malloc; NULL and a TypeError thrown on failure). */
+static char *get_string(napi_env env, napi_value v, const char *what) {
+    size_t len;
+    if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s must be a string", what);
+        napi_throw_type_error(env, NULL, msg);
+        return NULL;
+    }
+    char *s = malloc(len + 1);
+    if (!s) {
+        napi_throw_error(env, NULL, "out of memory");
+        return NULL;
+    }
+    napi_get_value_string_utf8(env, v, s, len + 1, &len);
+    if (strlen(s) != len) {
+        free(s);
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s contains a NUL character", what);
+        napi_throw_type_error(env, NULL, msg);
+        return NULL;
+    }
+    return s;
+}
+
+static void *get_external(napi_env env, napi_value v) {
+    void *p = NULL;
+    if (napi_get_value_external(env, v, &p) != napi_ok || !p)
+        napi_throw_type_error(env, NULL, "not a sipp handle");
+    return p;
+}
+
+/* ---- options: one table per params struct ------------------------------------------------------
+ * A field appended to sipp.h becomes a JS option by adding one line to its table. */
+
+typedef enum { F_U32, F_I32, F_F32, F_U64, F_BOOL, F_STR } field_type;
+typedef struct field_def {
+    const char *js_name;
+    field_type type;
+    size_t offset;
+} field_def;
+
+#define FIELD(st, js, type, c) {js, type, offsetof(st, c)}
+
+static const field_def text_fields[] = {
+    FIELD(sipp_text_params, "maxTokens", F_U32, max_tokens),
+    FIELD(sipp_text_params, "temperature", F_F32, temperature),
+    FIELD(sipp_text_params, "topK", F_I32, top_k),
+    FIELD(sipp_text_params, "topP", F_F32, top_p),
+    FIELD(sipp_text_params, "minP", F_F32, min_p),
+    FIELD(sipp_text_params, "repeatPenalty", F_F32, repeat_penalty),
+    FIELD(sipp_text_params, "seed", F_U32, seed),
+    FIELD(sipp_text_params, "contextKey", F_STR, context_key),
+    FIELD(sipp_text_params, "cacheScope", F_STR, cache_scope),
+    FIELD(sipp_text_params, "grammar", F_STR, grammar),
+    FIELD(sipp_text_params, "jsonSchema", F_STR, json_schema),
+    FIELD(sipp_text_params, "timeoutMs", F_U32, timeout_ms),
+    FIELD(sipp_text_params, "ignoreEos", F_BOOL, ignore_eos),
+    {NULL, 0, 0}};
+
+static const field_def local_fields[] = {
+    FIELD(sipp_local_params, "modelPath", F_STR, model_path),
+    FIELD(sipp_local_params, "nCtx", F_U32, n_ctx),
+    FIELD(sipp_local_params, "nThreads", F_I32, n_threads),
+    FIELD(sipp_local_params, "nBatch", F_U32, n_batch),
+    FIELD(sipp_local_params, "nGpuLayers", F_I32, n_gpu_layers),
+    FIELD(sipp_local_params, "nParallel", F_U32, n_parallel),
+    FIELD(sipp_local_params, "maxRunning", F_U32, max_running),
+    FIELD(sipp_local_params, "maxQueued", F_U32, max_queued),
+    FIELD(sipp_local_params, "tickBudget", F_U32, tick_budget),
+    FIELD(sipp_local_params, "prefillChunk", F_U32, prefill_chunk),
+    FIELD(sipp_local_params, "streamBufferBytes", F_U32, stream_buffer_bytes),
+    FIELD(sipp_local_params, "contextShift", F_BOOL, context_shift),
+    FIELD(sipp_local_params, "nKeep", F_U32, n_keep),
+    FIELD(sipp_local_params, "cacheRamBytes", F_U64, cache_ram_bytes),
+    FIELD(sipp_local_params, "cacheDir", F_STR, cache_dir),
+    FIELD(sipp_local_params, "cacheDiskBytes", F_U64, cache_disk_bytes),
+    {NULL, 0, 0}};
+
+static const field_def provider_fields[] = {
+    FIELD(sipp_provider_params, "model", F_STR, model),
+    FIELD(sipp_provider_params, "baseUrl", F_STR, base_url),
+    FIELD(sipp_provider_params, "apiKey", F_STR, api_key),
+    FIELD(sipp_provider_params, "apiKeyEnv", F_STR, api_key_env),
+    FIELD(sipp_provider_params, "connectTimeoutMs", F_U32, connect_timeout_ms),
+    FIELD(sipp_provider_params, "requestTimeoutMs", F_U32, request_timeout_ms),
+    FIELD(sipp_provider_params, "idleTimeoutMs", F_U32, idle_timeout_ms),
+    {NULL, 0, 0}};
+
+/* Strings made for one call; freed after it. */
+typedef struct strings {
+    char *items[48];
+    int n;
+} strings;
+
+static void strings_free(strings *s) {
+    for (int i = 0; i < s->n; i++) free(s->items[i]);
+    s->n = 0;
+}
+
+static bool set_field(napi_env env, void *base, const field_def *f, napi_value v, strings *keep) {
+    char msg[160];
+    char *dst = (char *)base + f->offset;
+    if (f->type == F_STR) {
+        if (keep->n >= (int)(sizeof keep->items / sizeof keep->items[0])) {
+            napi_throw_error(env, NULL, "too many string options");
+            return false;
+        }
+        char *s = get_string(env, v, f->js_name);
+        if (!s) return false;
+        keep->items[keep->n++] = s;
+        memcpy(dst, &s, sizeof s);
+        return true;
+    }
+    if (f->type == F_BOOL) {
+        bool b;
+        if (napi_get_value_bool(env, v, &b) != napi_ok) {
+            snprintf(msg, sizeof msg, "%s must be a boolean", f->js_name);
+            napi_throw_type_error(env, NULL, msg);
+            return false;
+        }
+        memcpy(dst, &b, sizeof b);
+        return true;
+    }
+    double d;
+    if (napi_get_value_double(env, v, &d) != napi_ok) {
+        snprintf(msg, sizeof msg, "%s must be a number", f->js_name);
+        napi_throw_type_error(env, NULL, msg);
+        return false;
+    }
+    if (f->type == F_F32) {
+        float x = (float)d; /* NaN and ranges: the library checks and names the field */
+        memcpy(dst, &x, sizeof x);
+        return true;
+    }
+    double lo = f->type == F_I32 ? -2147483648.0 : 0.0;
+    double hi = f->type == F_I32 ? 2147483647.0 : f->type == F_U32 ? 4294967295.0 : 9007199254740991.0;
+    if (!(d == floor(d)) || d < lo || d > hi) {
+        snprintf(msg, sizeof msg, "%s must be an integer in [%.0f, %.0f]", f->js_name, lo, hi);
+        napi_throw_range_error(env, NULL, msg);
+        return false;
+    }
+    if (f->type == F_U32) {
+        uint32_t x = (uint32_t)d;
+        memcpy(dst, &x, sizeof x);
+    } else if (f->type == F_I32) {
+        int32_t x = (int32_t)d;
+        memcpy(dst, &x, sizeof x);
+    } else {
+        uint64_t x = (uint64_t)d;
+        memcpy(dst, &x, sizeof x);
+    }
+    return true;
+}
+
+/* Fills `base` from the own properties of `obj` (undefined skipped); `extra` names keys the
+ * caller handles itself. Unknown keys are a TypeError. */
+static bool fill_from(napi_env env, napi_value obj, void *base, const field_def *fields,
+                      const char *const *extra, strings *keep) {
+    napi_valuetype t;
+    if (napi_typeof(env, obj, &t) != napi_ok) return false;
+    if (t == napi_undefined || t == napi_null) return true;
+    if (t != napi_object) {
+        napi_throw_type_error(env, NULL, "options must be an object");
+        return false;
+    }
+    napi_value keys;
+    uint32_t n;
+    if (napi_get_property_names(env, obj, &keys) != napi_ok ||
+        napi_get_array_length(env, keys, &n) != napi_ok)
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        napi_value k, v;
+        char name[64];
+        size_t len;
+        napi_get_element(env, keys, i, &k);
+        if (napi_get_value_string_utf8(env, k, name, sizeof name, &len) != napi_ok) continue;
+        napi_get_property(env, obj, k, &v);
+        napi_valuetype vt;
+        napi_typeof(env, v, &vt);
+        bool is_extra = false;
+        for (const char *const *e = extra; e && *e; e++) is_extra |= strcmp(*e, name) == 0;
+        if (is_extra) continue;
+        const field_def *f = fields;
+        while (f->js_name && strcmp(f->js_name, name) != 0) f++;
+        if (!f->js_name) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "unknown option '%s'", name);
+            napi_throw_type_error(env, NULL, msg);
+            return false;
+        }
+        if (vt == napi_undefined) continue;
+        if (!set_field(env, base, f, v, keep)) return false;
+    }
+    return true;
+}
+
+static napi_value undefined(napi_env env) {
+    napi_value u;
+    napi_get_undefined(env, &u);
+    return u;
+}
+
+/* ---- client ------------------------------------------------------------------------------------ */
+
+typedef struct client_h {
+    sipp_client *client;
+    int pending_adds; /* loads on worker threads; the free waits for them */
+    bool closed;      /* the C client is freed, or will be once the loads are done */
+    bool finalized;   /* the JS external is gone: the last load frees this struct */
+} client_h;
+
+static void client_finalize(napi_env env, void *data, void *hint) {
+    (void)env, (void)hint;
+    client_h *c = data;
+    c->closed = true;
+    if (c->pending_adds == 0) {
+        sipp_client_free(c->client);
+        free(c);
+    } else {
+        c->finalized = true; /* a load in flight still uses it: its completion frees */
+    }
+}
+
+static napi_value js_client_new(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1], out;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    sipp_client_params p = sipp_client_params_default();
+    p.struct_size = sizeof p;
+    int32_t level = -1;
+    if (argc > 0) napi_get_value_int32(env, argv[0], &level);
+    if (level >= 0) p.log_level = (sipp_log_level)level;
+    client_h *c = calloc(1, sizeof *c);
+    if (!c) return napi_throw_error(env, NULL, "out of memory"), NULL;
+    sipp_error err = new_error();
+    sipp_status st = sipp_client_new(&p, &c->client, &err);
+    if (st != SIPP_OK) {
+        free(c);
+        throw_sipp(env, st, &err);
+        return NULL;
+    }
+    CHECK(napi_create_external(env, c, client_finalize, NULL, &out));
+    return out;
+fail:
+    return NULL;
+}
+
+/* Frees the C client now (the external keeps an empty shell). JS guarantees no call follows. */
+static napi_value js_client_close(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    client_h *c = get_external(env, argv[0]);
+    if (!c || c->closed) return undefined(env);
+    c->closed = true;
+    if (c->pending_adds == 0) {
+        sipp_client_free(c->client);
+        c->client = NULL;
+    }
+    return undefined(env);
+fail:
+    return NULL;
+}
+
+typedef struct add_work {
+    client_h *c;
+    char *id;
+    sipp_local_params params;
+    strings keep;
+    sipp_endpoint *ep;
+    sipp_status status;
+    sipp_error err;
+    napi_deferred deferred;
+    napi_async_work work;
+} add_work;
+
+static void add_execute(napi_env env, void *data) {
+    (void)env;
+    add_work *w = data;
+    w->status = sipp_client_add_local(w->c->client, w->id, &w->params, &w->ep, &w->err);
+}
+
+static void add_complete(napi_env env, napi_status status, void *data) {
+    add_work *w = data;
+    client_h *c = w->c;
+    c->pending_adds--;
+    napi_value v;
+    if (status != napi_ok) {
+        napi_reject_deferred(env, w->deferred, make_error(env, SIPP_CANCELLED, "model load was cancelled", 0, ""));
+    } else if (w->status != SIPP_OK) {
+        napi_reject_deferred(env, w->deferred, make_error(env, w->status, w->err.message, w->err.subcode, ""));
+    } else if (c->closed) {
+        napi_reject_deferred(env, w->deferred, make_error(env, SIPP_CLOSED, "the client was closed during the load", 0, ""));
+    } else {
+        napi_create_external(env, w->ep, NULL, NULL, &v);
+        napi_resolve_deferred(env, w->deferred, v);
+    }
+    if (c->closed && c->pending_adds == 0) {
+        sipp_client_free(c->client);
+        c->client = NULL;
+        if (c->finalized) free(c);
+    }
+    napi_delete_async_work(env, w->work);
+    strings_free(&w->keep);
+    free(w->id);
+    free(w);
+}
+
+/* addLocal(client, id, options) -> Promise<endpoint external>; the load runs on a worker. */
+static napi_value js_add_local(napi_env env, napi_callback_info info) {
+    size_t argc = 3;
+    napi_value argv[3], promise, name;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    client_h *c = get_external(env, argv[0]);
+    if (!c) return NULL;
+    add_work *w = calloc(1, sizeof *w);
+    if (!w) return napi_throw_error(env, NULL, "out of memory"), NULL;
+    w->c = c;
+    w->err = new_error();
+    w->params = sipp_local_params_default();
+    w->params.struct_size = sizeof w->params;
+    if (!(w->id = get_string(env, argv[1], "id")) ||
+        !fill_from(env, argv[2], &w->params, local_fields, NULL, &w->keep)) {
+        strings_free(&w->keep);
+        free(w->id);
+        free(w);
+        return NULL;
+    }
+    CHECK(napi_create_promise(env, &w->deferred, &promise));
+    CHECK(napi_create_string_utf8(env, "sipp.addLocal", NAPI_AUTO_LENGTH, &name));
+    CHECK(napi_create_async_work(env, NULL, name, add_execute, add_complete, w, &w->work));
+    CHECK(napi_queue_async_work(env, w->work));
+    c->pending_adds++;
+    return promise;
+fail:
+    return NULL;
+}
+
+/* addProvider(client, id, kind, options) -> endpoint external (nothing is sent yet). */
+static napi_value js_add_provider(napi_env env, napi_callback_info info) {
+    size_t argc = 4;
+    napi_value argv[4], out = NULL;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    client_h *c = get_external(env, argv[0]);
+    if (!c) return NULL;
+    sipp_provider_params p = sipp_provider_params_default();
+    p.struct_size = sizeof p;
+    int32_t kind;
+    CHECK(napi_get_value_int32(env, argv[2], &kind));
+    p.kind = (sipp_provider_kind)kind;
+    strings keep = {.n = 0};
+    char *id = get_string(env, argv[1], "id");
+    if (id && fill_from(env, argv[3], &p, provider_fields, NULL, &keep)) {
+        sipp_endpoint *ep;
+        sipp_error err = new_error();
+        sipp_status st = sipp_client_add_provider(c->client, id, &p, &ep, &err);
+        if (st != SIPP_OK) throw_sipp(env, st, &err);
+        else napi_create_external(env, ep, NULL, NULL, &out);
+    }
+    strings_free(&keep);
+    free(id);
+    return out;
+fail:
+    return NULL;
+}
+
+static napi_value js_remove(napi_env env, napi_callback_info info) {
+    size_t argc = 2;
+    napi_value argv[2];
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    client_h *c = get_external(env, argv[0]);
+    char *id = c ? get_string(env, argv[1], "id") : NULL;
+    if (!id) return NULL;
+    sipp_error err = new_error();
+    sipp_status st = sipp_client_remove(c->client, id, &err);
+    free(id);
+    if (st != SIPP_OK) throw_sipp(env, st, &err);
+    return undefined(env);
+fail:
+    return NULL;
+}
+
+/* ---- endpoint info and stats --------------------------------------------------------------------- */
+
+static void set_num(napi_env env, napi_value obj, const char *key, double v) {
+    napi_value x;
+    napi_create_double(env, v, &x);
+    napi_set_named_property(env, obj, key, x);
+}
+
+static void set_bool(napi_env env, napi_value obj, const char *key, bool v) {
+    napi_value x;
+    napi_get_boolean(env, v, &x);
+    napi_set_named_property(env, obj, key, x);
+}
+
+static void set_str(napi_env env, napi_value obj, const char *key, const char *s, size_t len) {
+    napi_value x;
+    napi_create_string_utf8(env, s, len, &x);
+    napi_set_named_property(env, obj, key, x);
+}
+
+static napi_value js_endpoint_info(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1], o;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    sipp_endpoint *ep = get_external(env, argv[0]);
+    if (!ep) return NULL;
+    sipp_endpoint_info in = sipp_endpoint_info_default();
+    in.struct_size = sizeof in;
+    sipp_error err = new_error();
+    sipp_status st = sipp_endpoint_get_info(ep, &in, &err);
+    if (st != SIPP_OK) return throw_sipp(env, st, &err), NULL;
+    CHECK(napi_create_object(env, &o));
+    set_bool(env, o, "canGenerate", in.can_generate);
+    set_bool(env, o, "canChat", in.can_chat);
+    set_bool(env, o, "canEmbed", in.can_embed);
+    set_num(env, o, "nCtx", in.n_ctx);
+    set_num(env, o, "nCtxTrain", in.n_ctx_train);
+    set_num(env, o, "nEmbd", in.n_embd);
+    set_num(env, o, "nParallel", in.n_parallel);
+    set_num(env, o, "nParams", (double)in.n_params);
+    set_num(env, o, "sizeBytes", (double)in.size_bytes);
+    set_str(env, o, "architecture", in.architecture, NAPI_AUTO_LENGTH);
+    set_str(env, o, "description", in.description, NAPI_AUTO_LENGTH);
+    return o;
+fail:
+    return NULL;
+}
+
+static napi_value js_endpoint_stats(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1], o;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    sipp_endpoint *ep = get_external(env, argv[0]);
+    if (!ep) return NULL;
+    sipp_engine_stats s = sipp_engine_stats_default();
+    s.struct_size = sizeof s;
+    sipp_error err = new_error();
+    sipp_status st = sipp_endpoint_get_stats(ep, &s, &err);
+    if (st != SIPP_OK) return throw_sipp(env, st, &err), NULL;
+    CHECK(napi_create_object(env, &o));
+    set_num(env, o, "running", s.running);
+    set_num(env, o, "queued", s.queued);
+    set_num(env, o, "completed", (double)s.completed);
+    set_num(env, o, "cancelled", (double)s.cancelled);
+    set_num(env, o, "failed", (double)s.failed);
+    set_num(env, o, "rejectedBusy", (double)s.rejected_busy);
+    set_num(env, o, "promptTokens", (double)s.prompt_tokens);
+    set_num(env, o, "generatedTokens", (double)s.generated_tokens);
+    set_num(env, o, "ticks", (double)s.ticks);
+    set_num(env, o, "batchTokens", (double)s.batch_tokens);
+    set_num(env, o, "batchFill", s.batch_fill);
+    set_num(env, o, "cacheHits", (double)s.cache_hits);
+    set_num(env, o, "cacheMisses", (double)s.cache_misses);
+    set_num(env, o, "cacheEvictions", (double)s.cache_evictions);
+    set_num(env, o, "cacheRamBytes", (double)s.cache_ram_bytes);
+    set_num(env, o, "cacheDiskBytes", (double)s.cache_disk_bytes);
+    return o;
+fail:
+    return NULL;
+}
+
+/* ---- runs ----------------------------------------------------------------------------------------- */
+
+enum { ITEM_BATCH, ITEM_END };
+
+/* What the pump hands to the JS thread: a batch, or the end (with a copy of the response). */
+typedef struct item {
+    int kind;
+    char *text;
+    size_t len;
+    uint32_t n_tokens;
+    sipp_response resp; /* ITEM_END: scalars copied; text and embedding below */
+    float *embedding;
+    sipp_status next_status; /* sipp_run_next failing (not expected) */
+    char next_message[SIPP_ERROR_MESSAGE_CAP];
+} item;
+
+typedef struct run_h {
+    sipp_run *run;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int demand;   /* batches JS asked for */
+    bool drain;   /* pull to the end without asking */
+    bool stop;    /* the JS side is gone: exit */
+    bool started; /* the pump exists */
+    pthread_t thread;
+    napi_threadsafe_function tsfn;
+    napi_ref js_run; /* weak: the JS Run object */
+    int refs;        /* the external and the pump, under mu */
+} run_h;
+
+static void run_h_release(run_h *r) {
+    pthread_mutex_lock(&r->mu);
+    int left = --r->refs;
+    pthread_mutex_unlock(&r->mu);
+    if (left > 0) return;
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+    atomic_fetch_sub(&live_handles, 1);
+}
+
+static void item_free(item *it) {
+    if (!it) return;
+    free(it->text);
+    free(it->embedding);
+    free(it);
+}
+
+static void *pump_main(void *arg) {
+    run_h *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        while (!r->stop && !r->drain && r->demand == 0) pthread_cond_wait(&r->cv, &r->mu);
+        bool stop = r->stop;
+        if (r->demand > 0) r->demand--;
+        pthread_mutex_unlock(&r->mu);
+        if (stop) break;
+        sipp_token_batch b;
+        memset(&b, 0, sizeof b);
+        b.struct_size = sizeof b;
+        sipp_error err = new_error();
+        item *it = calloc(1, sizeof *it);
+        if (!it) break;
+        sipp_status st = sipp_run_next(r->run, -1, &b, &err);
+        if (st != SIPP_OK) {
+            it->kind = ITEM_END;
+            it->next_status = st;
+            memcpy(it->next_message, err.message, sizeof it->next_message);
+        } else if (!b.done) {
+            it->kind = ITEM_BATCH;
+            it->len = b.len;
+            it->n_tokens = b.n_tokens;
+            it->text = malloc(b.len + 1);
+            if (it->text) memcpy(it->text, b.text, b.len);
+        } else {
+            /* the last text may come with done: send it as a batch first */
+            if (b.len > 0) {
+                item *last = calloc(1, sizeof *last);
+                if (last && (last->text = malloc(b.len + 1))) {
+                    memcpy(last->text, b.text, b.len);
+                    last->len = b.len;
+                    last->n_tokens = b.n_tokens;
+                    last->kind = ITEM_BATCH;
+                    if (napi_call_threadsafe_function(r->tsfn, last, napi_tsfn_blocking) != napi_ok)
+                        item_free(last);
+                } else {
+                    item_free(last);
+                }
+            }
+            const sipp_response *resp;
+            sipp_run_wait(r->run, &resp, NULL); /* ended: returns at once */
+            it->kind = ITEM_END;
+            it->resp = *resp;
+            it->resp.struct_size = sizeof it->resp;
+            it->text = malloc(resp->text_len + 1);
+            if (it->text) memcpy(it->text, resp->text, resp->text_len);
+            it->len = it->text ? resp->text_len : 0;
+            if (resp->embedding && resp->n_embd) {
+                it->embedding = malloc(sizeof(float) * resp->n_embd);
+                if (it->embedding) memcpy(it->embedding, resp->embedding, sizeof(float) * resp->n_embd);
+            }
+        }
+        bool end = it->kind == ITEM_END;
+        if (it->text == NULL && it->len > 0) it->len = 0;
+        if (napi_call_threadsafe_function(r->tsfn, it, napi_tsfn_blocking) != napi_ok) {
+            item_free(it);
+            break;
+        }
+        if (end) break;
+    }
+    napi_release_threadsafe_function(r->tsfn, napi_tsfn_release);
+    return NULL;
+}
+
+static napi_value response_object(napi_env env, const item *it) {
+    napi_value o, usage, stats;
+    napi_create_object(env, &o);
+    set_str(env, o, "text", it->text ? it->text : "", it->len);
+    const char *fr = sipp_finish_reason_name(it->resp.finish_reason);
+    set_str(env, o, "finishReason", fr, NAPI_AUTO_LENGTH);
+    napi_create_object(env, &usage);
+    set_num(env, usage, "inputTokens", it->resp.usage.input_tokens);
+    set_num(env, usage, "outputTokens", it->resp.usage.output_tokens);
+    set_num(env, usage, "totalTokens", it->resp.usage.total_tokens);
+    napi_set_named_property(env, o, "usage", usage);
+    const sipp_stats *s = &it->resp.stats;
+    napi_create_object(env, &stats);
+    set_num(env, stats, "queueMs", s->queue_ms);
+    set_num(env, stats, "ttftMs", s->ttft_ms);
+    set_num(env, stats, "prefillMs", s->prefill_ms);
+    set_num(env, stats, "decodeMs", s->decode_ms);
+    set_num(env, stats, "prefillTokS", s->prefill_tok_s);
+    set_num(env, stats, "decodeTokS", s->decode_tok_s);
+    set_num(env, stats, "totalMs", s->total_ms);
+    set_num(env, stats, "itlAvgMs", s->itl_avg_ms);
+    set_num(env, stats, "itlP99Ms", s->itl_p99_ms);
+    set_num(env, stats, "prefillTokens", s->prefill_tokens);
+    set_str(env, stats, "cacheSource", sipp_cache_source_name(s->cache_source), NAPI_AUTO_LENGTH);
+    set_num(env, stats, "cachedTokens", s->cached_tokens);
+    napi_set_named_property(env, o, "stats", stats);
+    napi_value emb;
+    if (it->embedding) {
+        napi_value ab;
+        void *data;
+        size_t bytes = sizeof(float) * it->resp.n_embd;
+        napi_create_arraybuffer(env, bytes, &data, &ab);
+        memcpy(data, it->embedding, bytes);
+        napi_create_typedarray(env, napi_float32_array, it->resp.n_embd, ab, 0, &emb);
+    } else {
+        napi_get_null(env, &emb);
+    }
+    napi_set_named_property(env, o, "embedding", emb);
+    set_bool(env, o, "normalized", it->resp.normalized);
+    set_num(env, o, "httpStatus", it->resp.http_status);
+    set_str(env, o, "requestId", it->resp.request_id, NAPI_AUTO_LENGTH);
+    return o;
+}
+
+/* On the JS thread: dispatch(run, "batch", text, nTokens) or dispatch(run, "end", response, error). */
+static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
+    run_h *r = context;
+    item *it = data;
+    if (!env || !it) {
+        item_free(it);
+        return;
+    }
+    napi_value target = NULL;
+    if (r->js_run) napi_get_reference_value(env, r->js_run, &target);
+    if (target) {
+        napi_value args[5], recv;
+        napi_get_undefined(env, &recv);
+        args[0] = target;
+        if (it->kind == ITEM_BATCH) {
+            napi_create_string_utf8(env, "batch", NAPI_AUTO_LENGTH, &args[1]);
+            napi_create_string_utf8(env, it->text ? it->text : "", it->len, &args[2]);
+            napi_create_uint32(env, it->n_tokens, &args[3]);
+            napi_get_undefined(env, &args[4]);
+        } else {
+            napi_create_string_utf8(env, "end", NAPI_AUTO_LENGTH, &args[1]);
+            if (it->next_status != SIPP_OK) {
+                napi_get_null(env, &args[2]);
+                args[3] = make_error(env, it->next_status, it->next_message, 0, "");
+            } else if (it->resp.status != SIPP_OK) {
+                napi_get_null(env, &args[2]);
+                args[3] = make_error(env, it->resp.status, it->resp.error_message,
+                                     (int)it->resp.http_status, it->resp.request_id);
+                napi_value ra;
+                napi_create_uint32(env, it->resp.retry_after_s, &ra);
+                napi_set_named_property(env, args[3], "retryAfterS", ra);
+            } else {
+                args[2] = response_object(env, it);
+                napi_get_null(env, &args[3]);
+            }
+            napi_get_undefined(env, &args[4]);
+        }
+        napi_call_function(env, recv, js_cb, 5, args, NULL);
+    }
+    item_free(it);
+}
+
+/* The pump is gone (it released the function): join it and free the C run. JS thread. */
+static void tsfn_finalize(napi_env env, void *data, void *hint) {
+    (void)hint;
+    run_h *r = data;
+    pthread_join(r->thread, NULL);
+    sipp_run_free(r->run);
+    atomic_fetch_sub(&live_runs, 1);
+    r->run = NULL;
+    if (r->js_run) {
+        napi_delete_reference(env, r->js_run);
+        r->js_run = NULL;
+    }
+    run_h_release(r);
+}
+
+static void run_finalize(napi_env env, void *data, void *hint) {
+    (void)env, (void)hint;
+    run_h *r = data;
+    pthread_mutex_lock(&r->mu);
+    bool started = r->started;
+    r->stop = true;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (started) {
+        sipp_run_cancel(r->run); /* nobody can read it any more; the pump exits */
+    } else {
+        sipp_run_free(r->run);
+        atomic_fetch_sub(&live_runs, 1);
+        r->run = NULL;
+    }
+    run_h_release(r);
+}
+
+static napi_value wrap_run(napi_env env, sipp_run *run) {
+    run_h *r = calloc(1, sizeof *r);
+    napi_value out;
+    if (!r) {
+        sipp_run_free(run);
+        napi_throw_error(env, NULL, "out of memory");
+        return NULL;
+    }
+    r->run = run;
+    r->refs = 1;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    if (napi_create_external(env, r, run_finalize, NULL, &out) != napi_ok) {
+        sipp_run_free(run);
+        pthread_mutex_destroy(&r->mu);
+        pthread_cond_destroy(&r->cv);
+        free(r);
+        return NULL;
+    }
+    atomic_fetch_add(&live_runs, 1);
+    atomic_fetch_add(&live_handles, 1);
+    return out;
+}
+
+/* Starts the pump of a run if needed: the JS Run object receives the items. */
+static bool ensure_pump(napi_env env, run_h *r, napi_value js_run) {
+    if (r->started) return true;
+    module_state *st = state_of(env);
+    napi_value dispatch, name;
+    if (!st || !st->dispatch || napi_get_reference_value(env, st->dispatch, &dispatch) != napi_ok)
+        return napi_throw_error(env, NULL, "sipp: module not initialised"), false;
+    napi_create_string_utf8(env, "sipp.run", NAPI_AUTO_LENGTH, &name);
+    if (napi_create_reference(env, js_run, 0, &r->js_run) != napi_ok) return false;
+    if (napi_create_threadsafe_function(env, dispatch, NULL, name, 0, 1, r, tsfn_finalize, r,
+                                        call_js, &r->tsfn) != napi_ok)
+        return false;
+    r->refs++; /* the pump's */
+    if (pthread_create(&r->thread, NULL, pump_main, r) != 0) {
+        r->refs--;
+        napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort);
+        napi_throw_error(env, NULL, "sipp: cannot start a thread");
+        return false;
+    }
+    r->started = true;
+    return true;
+}
+
+/* runPull(run, jsRun, mode): mode 0 = one more batch, 1 = drain to the end, 2 = abandon
+ * (cancel, then drain so the pump finishes and frees). ref: whether node should stay alive. */
+static napi_value js_run_pull(napi_env env, napi_callback_info info) {
+    size_t argc = 3;
+    napi_value argv[3];
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    run_h *r = get_external(env, argv[0]);
+    int32_t mode = 0;
+    if (!r) return NULL;
+    CHECK(napi_get_value_int32(env, argv[2], &mode));
+    if (!r->run) return undefined(env);
+    if (mode == 2) {
+        sipp_run_cancel(r->run);
+        if (!r->started) return undefined(env); /* the external's finalizer frees it */
+    }
+    if (!ensure_pump(env, r, argv[1])) return NULL;
+    pthread_mutex_lock(&r->mu);
+    if (mode == 0) r->demand++;
+    else r->drain = true;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    /* keep node alive while JS waits on this run; an abandoned run does not */
+    if (mode == 2) napi_unref_threadsafe_function(env, r->tsfn);
+    else napi_ref_threadsafe_function(env, r->tsfn);
+    return undefined(env);
+fail:
+    return NULL;
+}
+
+/* runIdle(run): nothing waits on the run now; node may exit while its pump sleeps. */
+static napi_value js_run_idle(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    run_h *r = get_external(env, argv[0]);
+    if (r && r->started && r->run) napi_unref_threadsafe_function(env, r->tsfn);
+    return undefined(env);
+fail:
+    return NULL;
+}
+
+static napi_value js_run_cancel(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    run_h *r = get_external(env, argv[0]);
+    if (r && r->run) sipp_run_cancel(r->run);
+    return undefined(env);
+fail:
+    return NULL;
+}
+
+/* ---- requests ------------------------------------------------------------------------------------ */
+
+static const char *const text_extra[] = {"stop", "signal", NULL};
+
+/* Fills text params from options (stop strings included); strings go to `keep`. */
+static bool text_params_from(napi_env env, napi_value opts, sipp_text_params *p, strings *keep,
+                             const char **stops) {
+    *p = sipp_text_params_default();
+    p->struct_size = sizeof *p;
+    if (!fill_from(env, opts, p, text_fields, text_extra, keep)) return false;
+    napi_valuetype t;
+    napi_typeof(env, opts, &t);
+    if (t != napi_object) return true;
+    bool has;
+    napi_value stop;
+    napi_has_named_property(env, opts, "stop", &has);
+    if (!has) return true;
+    napi_get_named_property(env, opts, "stop", &stop);
+    napi_typeof(env, stop, &t);
+    if (t == napi_undefined) return true;
+    bool is_array;
+    napi_is_array(env, stop, &is_array);
+    uint32_t n = 1;
+    if (is_array) napi_get_array_length(env, stop, &n);
+    if (n > SIPP_MAX_STOP_STRINGS + 1) n = SIPP_MAX_STOP_STRINGS + 1; /* the library refuses */
+    for (uint32_t i = 0; i < n; i++) {
+        napi_value s = stop;
+        if (is_array) napi_get_element(env, stop, i, &s);
+        if (keep->n >= (int)(sizeof keep->items / sizeof keep->items[0])) return false;
+        char *str = get_string(env, s, "stop");
+        if (!str) return false;
+        keep->items[keep->n++] = str;
+        stops[i] = str;
+    }
+    p->stop = stops;
+    p->n_stop = n;
+    return true;
+}
+
+static napi_value finish_submit(napi_env env, sipp_status st, sipp_error *err, sipp_run *run) {
+    if (st != SIPP_OK) {
+        throw_sipp(env, st, err);
+        return NULL;
+    }
+    return wrap_run(env, run);
+}
+
+/* query(endpoint, prompt, options) -> run external */
+static napi_value js_query(napi_env env, napi_callback_info info) {
+    size_t argc = 3;
+    napi_value argv[3], out = NULL;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    sipp_endpoint *ep = get_external(env, argv[0]);
+    if (!ep) return NULL;
+    strings keep = {.n = 0};
+    const char *stops[SIPP_MAX_STOP_STRINGS + 1];
+    sipp_text_params p;
+    char *prompt = get_string(env, argv[1], "prompt");
+    if (prompt && text_params_from(env, argv[2], &p, &keep, stops)) {
+        sipp_run *run = NULL;
+        sipp_error err = new_error();
+        sipp_status st = sipp_query(ep, prompt, &p, &run, &err);
+        out = finish_submit(env, st, &err, run);
+    }
+    free(prompt);
+    strings_free(&keep);
+    return out;
+fail:
+    return NULL;
+}
+
+/* chat(endpoint, [{role, content}], options) -> run external */
+static napi_value js_chat(napi_env env, napi_callback_info info) {
+    size_t argc = 3;
+    napi_value argv[3], out = NULL;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    sipp_endpoint *ep = get_external(env, argv[0]);
+    if (!ep) return NULL;
+    bool is_array;
+    uint32_t n = 0;
+    napi_is_array(env, argv[1], &is_array);
+    if (!is_array) return napi_throw_type_error(env, NULL, "messages must be an array"), NULL;
+    napi_get_array_length(env, argv[1], &n);
+    sipp_message *msgs = calloc(n ? n : 1, sizeof *msgs);
+    char **owned = calloc(2 * (size_t)(n ? n : 1), sizeof *owned);
+    strings keep = {.n = 0};
+    bool ok = msgs && owned;
+    for (uint32_t i = 0; ok && i < n; i++) {
+        napi_value m, role, content;
+        napi_get_element(env, argv[1], i, &m);
+        ok = napi_get_named_property(env, m, "role", &role) == napi_ok &&
+             napi_get_named_property(env, m, "content", &content) == napi_ok &&
+             (owned[2 * i] = get_string(env, role, "message role")) != NULL &&
+             (owned[2 * i + 1] = get_string(env, content, "message content")) != NULL;
+        if (ok) {
+            msgs[i].role = owned[2 * i];
+            msgs[i].content = owned[2 * i + 1];
+        }
+    }
+    const char *stops[SIPP_MAX_STOP_STRINGS + 1];
+    sipp_text_params p;
+    if (ok && text_params_from(env, argv[2], &p, &keep, stops)) {
+        sipp_run *run = NULL;
+        sipp_error err = new_error();
+        sipp_status st = sipp_chat(ep, msgs, n, &p, &run, &err);
+        out = finish_submit(env, st, &err, run);
+    }
+    for (uint32_t i = 0; owned && i < 2 * n; i++) free(owned[i]);
+    free(owned);
+    free(msgs);
+    strings_free(&keep);
+    return out;
+fail:
+    return NULL;
+}
+
+/* embed(endpoint, text, normalize) -> run external */
+static napi_value js_embed(napi_env env, napi_callback_info info) {
+    size_t argc = 3;
+    napi_value argv[3], out = NULL;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    sipp_endpoint *ep = get_external(env, argv[0]);
+    if (!ep) return NULL;
+    sipp_embed_params p = sipp_embed_params_default();
+    p.struct_size = sizeof p;
+    bool normalize = true;
+    napi_get_value_bool(env, argv[2], &normalize);
+    p.normalize = normalize;
+    char *text = get_string(env, argv[1], "text");
+    if (text) {
+        sipp_run *run = NULL;
+        sipp_error err = new_error();
+        sipp_status st = sipp_embed(ep, text, &p, &run, &err);
+        out = finish_submit(env, st, &err, run);
+    }
+    free(text);
+    return out;
+fail:
+    return NULL;
+}
+
+/* ---- module -------------------------------------------------------------------------------------- */
+
+static void state_finalize(napi_env env, void *data, void *hint) {
+    (void)hint;
+    module_state *st = data;
+    if (st->error_class) napi_delete_reference(env, st->error_class);
+    if (st->dispatch) napi_delete_reference(env, st->dispatch);
+    free(st);
+}
+
+/* init(SippError, dispatch): lib/index.js hands over its error class and run dispatcher. */
+static napi_value js_init(napi_env env, napi_callback_info info) {
+    size_t argc = 2;
+    napi_value argv[2];
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    module_state *st = state_of(env);
+    if (!st) return NULL;
+    if (st->error_class) napi_delete_reference(env, st->error_class);
+    if (st->dispatch) napi_delete_reference(env, st->dispatch);
+    CHECK(napi_create_reference(env, argv[0], 1, &st->error_class));
+    CHECK(napi_create_reference(env, argv[1], 1, &st->dispatch));
+    return undefined(env);
+fail:
+    return NULL;
+}
+
+/* diag() -> {liveRuns, liveHandles, heapBytes}: for the leak tests. heapBytes is glibc's
+ * malloc heap in use (all arenas), -1 elsewhere. */
+static napi_value js_diag(napi_env env, napi_callback_info info) {
+    (void)info;
+    napi_value o;
+    napi_create_object(env, &o);
+    set_num(env, o, "liveRuns", atomic_load(&live_runs));
+    set_num(env, o, "liveHandles", atomic_load(&live_handles));
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    struct mallinfo2 mi = mallinfo2();
+    set_num(env, o, "heapBytes", (double)mi.uordblks);
+#else
+    set_num(env, o, "heapBytes", -1);
+#endif
+    return o;
+}
+
+static napi_value js_version(napi_env env, napi_callback_info info) {
+    (void)info;
+    napi_value v;
+    napi_create_string_utf8(env, sipp_version(), NAPI_AUTO_LENGTH, &v);
+    return v;
+}
+
+static napi_value js_status_names(napi_env env, napi_callback_info info) {
+    (void)info;
+    napi_value arr;
+    napi_create_array(env, &arr);
+    for (int i = 0; i < 64; i++) {
+        const char *n = sipp_status_name((sipp_status)i);
+        if (strcmp(n, "unknown") == 0) break;
+        napi_value s;
+        napi_create_string_utf8(env, n, NAPI_AUTO_LENGTH, &s);
+        napi_set_element(env, arr, (uint32_t)i, s);
+    }
+    return arr;
+}
+
+NAPI_MODULE_INIT() {
+    module_state *st = calloc(1, sizeof *st);
+    if (!st || napi_set_instance_data(env, st, state_finalize, NULL) != napi_ok) return NULL;
+    napi_property_descriptor props[] = {
+#define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default, NULL}
+        FN("init", js_init),
+        FN("version", js_version),
+        FN("diag", js_diag),
+        FN("statusNames", js_status_names),
+        FN("clientNew", js_client_new),
+        FN("clientClose", js_client_close),
+        FN("addLocal", js_add_local),
+        FN("addProvider", js_add_provider),
+        FN("remove", js_remove),
+        FN("endpointInfo", js_endpoint_info),
+        FN("endpointStats", js_endpoint_stats),
+        FN("query", js_query),
+        FN("chat", js_chat),
+        FN("embed", js_embed),
+        FN("runPull", js_run_pull),
+        FN("runIdle", js_run_idle),
+        FN("runCancel", js_run_cancel),
+#undef FN
+    };
+    if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
+        return NULL;
+    return exports;
+}

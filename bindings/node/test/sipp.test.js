@@ -1,0 +1,326 @@
+'use strict';
+// The Node binding against the real library and the tiny models: node --test --expose-gc
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const path = require('node:path');
+const http = require('node:http');
+const net = require('node:net');
+const { spawn, execFileSync } = require('node:child_process');
+
+const { Client, SippError, version, diagnostics } = require('..');
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const MODELS = process.env.SIPP_TEST_MODELS_DIR || path.join(ROOT, '..', 'shared', 'models');
+const CHAT_MODEL = path.join(MODELS, 'tinystories-instruct-3m-soda-chat-Q4_0.gguf');
+const STORY_MODEL = path.join(MODELS, 'stories260K.gguf');
+const LLAMA_SERVER = process.env.SIPP_LLAMA_SERVER || path.join(ROOT, 'build', 'bin', 'llama-server');
+const GREEDY = { temperature: 0 };
+
+let client;
+test.before(async () => {
+  client = new Client();
+  await client.add({ kind: 'local', id: 'chat', modelPath: CHAT_MODEL, nCtx: 256, nThreads: 1 });
+  await client.addLocal('story', STORY_MODEL, { nCtx: 256, nThreads: 1 });
+  // runs that go on until cancelled: the context shifts instead of filling up
+  await client.addLocal('long', STORY_MODEL, { nCtx: 128, nThreads: 1, contextShift: true });
+});
+test.after(() => client.close());
+
+async function collect(run) {
+  const batches = [];
+  for await (const b of run) batches.push(b);
+  return batches;
+}
+
+async function rejects(promiseOrFn, kind) {
+  let err;
+  try {
+    await (typeof promiseOrFn === 'function' ? promiseOrFn() : promiseOrFn);
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err instanceof SippError, `expected a SippError, got ${err}`);
+  assert.equal(err.kind, kind);
+  return err;
+}
+
+test('version', () => assert.match(version(), /^\d+\.\d+\.\d+$/));
+
+test('query on the story model is deterministic when greedy', async () => {
+  const a = await client.query('story', 'Once upon a time', { maxTokens: 24, ...GREEDY }).response;
+  const b = await client.query('story', 'Once upon a time', { maxTokens: 24, ...GREEDY }).response;
+  assert.ok(a.text.trim().length > 0);
+  assert.equal(a.text, b.text);
+  assert.equal(a.usage.totalTokens, a.usage.inputTokens + a.usage.outputTokens);
+  assert.ok(['stop', 'length'].includes(a.finishReason));
+  assert.ok(a.stats.totalMs > 0);
+});
+
+test('chat streams batches that add up to the text', async () => {
+  const run = client.chat('chat', [{ role: 'user', content: 'Do you like to play outside?' }], { maxTokens: 32, ...GREEDY });
+  const batches = await collect(run);
+  const r = await run.response;
+  assert.ok(batches.length >= 2);
+  assert.equal(batches.map((b) => b.text).join(''), r.text);
+  const n = batches.reduce((s, b) => s + b.nTokens, 0);
+  assert.ok(n <= r.usage.outputTokens && n >= r.usage.outputTokens - 1); // EOS has no text
+  assert.equal(r.finishReason, 'stop');
+  // a string is one user message
+  assert.equal((await client.chat('chat', 'Do you like to play outside?', { maxTokens: 32, ...GREEDY }).response).text, r.text);
+});
+
+test('response first, iteration after: batches are still there', async () => {
+  const run = client.query('story', 'Once upon a time', { maxTokens: 16, ...GREEDY });
+  const r = await run.response;
+  const batches = await collect(run);
+  assert.equal(batches.map((b) => b.text).join(''), r.text);
+});
+
+test('embed returns a normalised Float32Array', async () => {
+  const r = await client.embed('chat', 'hello world').response;
+  assert.ok(r.embedding instanceof Float32Array);
+  assert.equal(r.embedding.length, client.endpoint('chat').info().nEmbd);
+  assert.ok(r.normalized);
+  const norm = r.embedding.reduce((s, x) => s + x * x, 0);
+  assert.ok(Math.abs(norm - 1) < 1e-4);
+  const raw = await client.embed('chat', 'hello world', { normalize: false }).response;
+  assert.equal(raw.normalized, false);
+});
+
+test('info and stats', async () => {
+  const ep = client.endpoint('chat');
+  assert.equal(ep.info().architecture, 'gpt2');
+  assert.equal(client.endpoint('story').info().canChat, false);
+  const before = ep.stats().completed;
+  await ep.query('Hi', { maxTokens: 2 }).response;
+  assert.equal(ep.stats().completed, before + 1);
+});
+
+test('cancel mid-stream', async () => {
+  const run = client.query('long', 'Once upon a time', { maxTokens: 100000, ignoreEos: true });
+  const got = [];
+  for await (const b of run) {
+    got.push(b.text);
+    if (got.length === 3) run.cancel();
+  }
+  const r = await run.response;
+  assert.equal(r.finishReason, 'cancelled');
+  assert.ok(r.text.startsWith(got.slice(0, 3).join('')));
+  assert.ok(r.usage.outputTokens < 100000);
+});
+
+test('an AbortSignal cancels the run', async () => {
+  const ac = new AbortController();
+  const run = client.query('long', 'Once upon a time', { maxTokens: 100000, ignoreEos: true, signal: ac.signal });
+  setTimeout(() => ac.abort(), 200);
+  assert.equal((await run.response).finishReason, 'cancelled');
+  const pre = AbortSignal.abort();
+  const r2 = await client.query('long', 'Once upon a time', { maxTokens: 100000, ignoreEos: true, signal: pre }).response;
+  assert.equal(r2.finishReason, 'cancelled');
+});
+
+test('leaving a for-await loop early cancels the run', async () => {
+  const run = client.query('long', 'Once upon a time', { maxTokens: 100000, ignoreEos: true });
+  for await (const b of run) {
+    assert.ok(b.text.length >= 0);
+    break;
+  }
+  assert.equal((await run.response).finishReason, 'cancelled');
+});
+
+test('inference never blocks the JS thread', async () => {
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 5);
+  try {
+    const c = new Client();
+    const t0 = ticks;
+    await c.addLocal('m', CHAT_MODEL, { nThreads: 1 }); // the load runs on a worker
+    const run = c.query('m', 'Once upon a time', { maxTokens: 200, ignoreEos: true });
+    const seen = [];
+    for await (const b of run) seen.push(ticks);
+    await run.response;
+    c.close();
+    assert.ok(ticks - t0 > 3, `only ${ticks - t0} timer ticks during load and generation`);
+    assert.ok(seen[seen.length - 1] > seen[0], 'the timer ran while tokens streamed');
+  } finally {
+    clearInterval(timer);
+  }
+});
+
+test('submission errors throw a SippError with kind and message', async () => {
+  let e = await rejects(() => client.query('story', ''), 'invalid_argument');
+  assert.equal(e.status, 1);
+  assert.match(e.message, /empty/);
+  e = await rejects(() => client.chat('story', 'Hello'), 'unsupported'); // no chat template
+  e = await rejects(() => client.query('story', 'x', { temperature: NaN }), 'invalid_argument');
+  assert.match(e.message, /temperature/);
+  e = await rejects(() => client.chat('chat', [{ role: 'robot', content: 'hi' }]), 'invalid_argument');
+  assert.match(e.message, /robot/);
+  await rejects(() => client.query('nope', 'x'), 'not_found');
+  assert.throws(() => client.query('story', 'x', { maxToken: 3 }), TypeError); // misspelt
+  assert.throws(() => client.query('story', 'x', { maxTokens: -1 }), RangeError);
+  assert.throws(() => client.query('story', 'x', { maxTokens: '3' }), TypeError);
+  assert.throws(() => client.query('story', 'a\0b'), TypeError);
+});
+
+test('a failed run rejects its iteration and its response', async () => {
+  const run = client.query('long', 'Once upon a time', { maxTokens: 100000, ignoreEos: true, timeoutMs: 100 });
+  const e = await rejects(collect(run), 'deadline_exceeded');
+  assert.equal(e.status, 8);
+  assert.equal(await run.response.catch((x) => x), e);
+});
+
+test('a missing model is not_found', async () => {
+  const c = new Client();
+  const e = await rejects(c.addLocal('x', '/nonexistent/model.gguf'), 'not_found');
+  assert.match(e.message, /model\.gguf/);
+  assert.equal(c.endpoint('x'), undefined);
+  c.close();
+});
+
+test('closed client, removed and replaced endpoints', async () => {
+  const c = new Client();
+  const old = await c.addLocal('m', STORY_MODEL);
+  const load = c.addLocal('m', STORY_MODEL);
+  await rejects(() => old.query('x'), 'closed'); // dead from the start of the replacing load
+  await rejects(() => c.addLocal('m', STORY_MODEL), 'busy');
+  const ep = await load;
+  const run = ep.query('Once upon a time', { maxTokens: 100000, ignoreEos: true });
+  c.close(); // cancels the run, which stays readable
+  assert.equal((await run.response).finishReason, 'cancelled');
+  await rejects(() => ep.query('x'), 'closed');
+  const c2 = new Client();
+  const t = await c2.addLocal('t', STORY_MODEL);
+  c2.remove('t');
+  await rejects(() => t.query('x'), 'closed');
+  assert.throws(() => c2.remove('t'), (e) => e.kind === 'not_found');
+  c2.close();
+});
+
+test('many runs at once', async () => {
+  const runs = Array.from({ length: 8 }, () => client.query('story', 'Once upon a time', { maxTokens: 16, ...GREEDY }));
+  const texts = await Promise.all(runs.map((r) => r.response.then((x) => x.text)));
+  assert.equal(new Set(texts).size, 1);
+});
+
+// ---- a provider endpoint against a real llama-server ---------------------------------------
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startLlamaServer(...extra) {
+  const port = await freePort();
+  const proc = spawn(LLAMA_SERVER, ['-m', CHAT_MODEL, '--host', '127.0.0.1', '--port', String(port), '-np', '2',
+    '-c', '512', '-t', '1', '--no-webui', '--embeddings', '--pooling', 'mean', ...extra], { stdio: 'ignore' });
+  const deadline = Date.now() + 60000;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      http.get(`http://127.0.0.1:${port}/health`, (res) => { res.resume(); resolve(res.statusCode === 200); })
+        .on('error', () => resolve(false));
+    });
+    if (ok) break;
+    if (Date.now() > deadline || proc.exitCode !== null) {
+      proc.kill();
+      throw new Error('llama-server did not start');
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { proc, url: `http://127.0.0.1:${port}/v1` };
+}
+
+test('provider endpoint against llama-server', async () => {
+  const { proc, url } = await startLlamaServer('--api-key', 'peer-secret-4242');
+  const c = new Client();
+  try {
+    process.env.SIPP_TEST_PEER_KEY = 'peer-secret-4242';
+    const remote = await c.add({ kind: 'provider', id: 'remote', provider: 'openai_compatible', baseUrl: url, model: 'tiny', apiKeyEnv: 'SIPP_TEST_PEER_KEY' });
+    const run = remote.chat('Do you like to play outside?', { maxTokens: 24, ...GREEDY });
+    const batches = await collect(run);
+    const r = await run.response;
+    const local = await client.chat('chat', 'Do you like to play outside?', { maxTokens: 24, ...GREEDY }).response;
+    assert.equal(r.text, local.text);
+    assert.equal(batches.map((b) => b.text).join(''), r.text);
+    assert.equal(r.httpStatus, 200);
+    assert.equal((await remote.embed('hello').response).embedding.length, 128);
+
+    const bad = await c.addProvider('bad', { baseUrl: url, model: 'tiny', apiKey: 'sk-wrong-key-0000' });
+    const e = await rejects(bad.chat('hi', { maxTokens: 4 }).response, 'authentication');
+    assert.equal(e.code, 401);
+    assert.ok(!e.message.includes('sk-wrong-key-0000'));
+    await rejects(() => c.addProvider('x', { baseUrl: 'http://example.com/v1', model: 'm' }), 'invalid_argument');
+    const g = await rejects(() => bad.query('x', { grammar: 'root ::= "a"' }), 'invalid_argument');
+    assert.match(g.message, /grammar/);
+  } finally {
+    c.close();
+    proc.kill();
+  }
+});
+
+// ---- memory ---------------------------------------------------------------------------------
+
+// A run read once and dropped: once collected, the addon cancels, drains and frees it.
+async function abandonOne() {
+  await (async () => {
+    const r = client.query('long', 'Once upon a time', { maxTokens: 100000, ignoreEos: true });
+    await r[Symbol.asyncIterator]().next();
+  })();
+  global.gc();
+  await new Promise((r) => setTimeout(r, 10)); // FinalizationRegistry callbacks come later
+}
+
+test('a dropped run is cancelled and freed once collected', async () => {
+  const before = diagnostics().liveRuns;
+  for (let i = 0; i < 6; i++) await abandonOne(); // more than the endpoint's 4 sequences
+  // collection and FinalizationRegistry callbacks come when V8 decides: allow a loaded machine time
+  for (let k = 0; k < 100 && diagnostics().liveRuns > before; k++) {
+    global.gc();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(diagnostics().liveRuns, before);
+});
+
+test('200 runs do not grow the process', async () => {
+  // RSS alone moves by a few MiB in V8 and malloc arenas whatever we do (measured: +0.1 to
+  // +1.8 MiB per 200 rounds without a leak, +1 to +3.8 MiB with every run leaked), so the
+  // precise checks are the native run count and glibc's heap in use; RSS gets a loose bound.
+  assert.ok(global.gc, 'run with --expose-gc');
+  async function rounds(n) {
+    for (let i = 0; i < n; i++) {
+      const run = client.chat('chat', 'Hello!', { maxTokens: 16, ...GREEDY });
+      for await (const b of run) assert.ok(b.nTokens >= 1);
+      await run.response;
+      await client.query('story', 'Once upon a time', { maxTokens: 32 }).response;
+      await client.embed('chat', 'hello world').response;
+      if (i % 20 === 0) await abandonOne();
+    }
+    for (let k = 0; k < 3; k++) {
+      await new Promise((r) => setTimeout(r, 50));
+      global.gc();
+    }
+  }
+  await rounds(200); // warm-up: V8 tiers, malloc arenas of the pump threads, stack caches
+  const before = process.memoryUsage().rss;
+  const heapBefore = diagnostics().heapBytes;
+  await rounds(200);
+  const grownKiB = Math.round((process.memoryUsage().rss - before) / 1024);
+  const d = diagnostics();
+  const heapGrownKiB = Math.round((d.heapBytes - heapBefore) / 1024);
+  assert.ok(d.liveRuns <= 2, `${d.liveRuns} native runs still alive`);
+  assert.ok(heapGrownKiB < 256, `the C heap grew by ${heapGrownKiB} KiB over 200 rounds`);
+  assert.ok(grownKiB < 4096, `RSS grew by ${grownKiB} KiB over 200 rounds`);
+});
+
+// ---- the README example -------------------------------------------------------------------
+
+test('the quick-start example runs', () => {
+  const out = execFileSync(process.execPath, [path.join(__dirname, '..', 'examples', 'quickstart.js')], {
+    env: { ...process.env, SIPP_MODEL: CHAT_MODEL }, encoding: 'utf8', timeout: 120000,
+  });
+  assert.match(out, /finish: (stop|length)/);
+});

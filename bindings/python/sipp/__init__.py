@@ -1,0 +1,745 @@
+"""Sipp for Python: a thin layer over libsipp's C API (include/sipp.h), loaded with ctypes.
+
+    import sipp
+    with sipp.Client() as client:
+        chat = client.add_local("chat", "model.gguf")
+        with chat.chat("Hello!", max_tokens=32) as run:
+            for piece in run:                 # token batches as they arrive (str)
+                print(piece, end="", flush=True)
+            print(run.result().finish_reason)
+
+Threads: a Client, its Endpoints and a Run's cancel() may be used from any thread. A Run has
+one consumer at a time (iteration, result()); the binding serialises the C calls of one run.
+Blocking calls release the GIL. `async for` and `await run` run the blocking waits on a worker
+thread of the run's own, never on the event loop.
+
+The reference is docs/bindings.md.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ctypes
+import math
+import os
+import threading
+from dataclasses import dataclass
+from typing import (Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, Optional,
+                    Sequence, TypedDict, Union)
+
+try:  # Python 3.11+
+    from typing import Unpack
+except ImportError:  # pragma: no cover - older Pythons only lose the precise kwargs typing
+    Unpack = None  # type: ignore
+
+from . import _ffi
+
+__all__ = ["Client", "Endpoint", "Run", "Response", "Usage", "Stats", "EndpointInfo",
+           "EngineStats", "TokenBatch", "SippError", "InvalidArgumentError", "TextOptions",
+           "version"]
+
+# The wait slice of blocking pulls: short enough that Ctrl-C and close() are noticed quickly.
+_SLICE_MS = 200
+
+
+def version() -> str:
+    """The version of the loaded libsipp, "MAJOR.MINOR.PATCH"."""
+    return _ffi.sipp_version().decode()
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+
+class SippError(Exception):
+    """A failed Sipp call or run.
+
+    kind:       the status name of sipp.h ("invalid_argument", "not_found", "rate_limited", ...)
+    status:     the status number
+    code:       the HTTP status of a remote answer, or the errno/subcode of a local error (0: none)
+    request_id: the remote peer's request id when there was one, else ""
+    message:    one line of detail (never a secret)
+    """
+
+    def __init__(self, kind: str, message: str, *, status: int = -1, code: int = 0,
+                 request_id: str = "", retry_after_s: int = 0) -> None:
+        super().__init__(f"{kind}: {message}" if message else kind)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.retry_after_s = retry_after_s
+
+    @staticmethod
+    def _make(status: int, message: str, **kw: Any) -> "SippError":
+        cls = InvalidArgumentError if status == _ffi.INVALID_ARGUMENT else SippError
+        return cls(_ffi.status_name(status), message, status=status, **kw)
+
+
+class InvalidArgumentError(SippError, ValueError):
+    """kind "invalid_argument": an argument or option was refused (also a ValueError)."""
+
+
+def _invalid(message: str) -> InvalidArgumentError:
+    return InvalidArgumentError("invalid_argument", message, status=_ffi.INVALID_ARGUMENT)
+
+
+def _check(status: int, err: _ffi.Error) -> None:
+    if status != _ffi.OK:
+        raise SippError._make(status, err.message.decode("utf-8", "replace"), code=err.subcode)
+
+
+# ---- results ---------------------------------------------------------------------------------
+
+
+class TokenBatch(str):
+    """A batch of generated text: a str, plus how many tokens it covers (`n_tokens`)."""
+
+    n_tokens: int
+
+    def __new__(cls, text: str, n_tokens: int) -> "TokenBatch":
+        s = super().__new__(cls, text)
+        s.n_tokens = n_tokens
+        return s
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Per-request timings (ms) and rates (tokens/s); see sipp_stats in sipp.h."""
+    queue_ms: float
+    ttft_ms: float
+    prefill_ms: float
+    decode_ms: float
+    prefill_tok_s: float
+    decode_tok_s: float
+    total_ms: float
+    itl_avg_ms: float
+    itl_p99_ms: float
+    prefill_tokens: int
+    cache_source: str
+    cached_tokens: int
+
+
+@dataclass(frozen=True)
+class Response:
+    """The end of a successful run (a failed one raises SippError instead)."""
+    text: str
+    finish_reason: str  # "stop", "length" or "cancelled"
+    usage: Usage
+    stats: Stats
+    embedding: Optional[list[float]] = None  # embed only
+    normalized: bool = False
+    http_status: int = 0  # remote endpoints
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    can_generate: bool
+    can_chat: bool
+    can_embed: bool
+    n_ctx: int
+    n_ctx_train: int
+    n_embd: int
+    n_parallel: int
+    n_params: int
+    size_bytes: int
+    architecture: str
+    description: str
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    running: int
+    queued: int
+    completed: int
+    cancelled: int
+    failed: int
+    rejected_busy: int
+    prompt_tokens: int
+    generated_tokens: int
+    ticks: int
+    batch_tokens: int
+    batch_fill: float
+    cache_hits: int
+    cache_misses: int
+    cache_evictions: int
+    cache_ram_bytes: int
+    cache_disk_bytes: int
+
+
+def _plain(struct: ctypes.Structure, cls: type, **override: Any) -> Any:
+    """Builds the dataclass `cls` from the same-named fields of a ctypes struct."""
+    vals = {}
+    for name in cls.__dataclass_fields__:
+        if name in override:
+            vals[name] = override[name]
+            continue
+        v = getattr(struct, name)
+        vals[name] = v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+    return cls(**vals)
+
+
+# ---- options ---------------------------------------------------------------------------------
+
+
+class TextOptions(TypedDict, total=False):
+    """Options of query and chat (sipp_text_params). Anything left out keeps the C default."""
+    max_tokens: int
+    temperature: float
+    top_k: int
+    top_p: float
+    min_p: float
+    repeat_penalty: float
+    seed: int
+    stop: Sequence[str]
+    context_key: str
+    cache_scope: str
+    grammar: str
+    json_schema: Union[str, Mapping[str, Any]]
+    timeout_ms: int
+    ignore_eos: bool
+
+
+# Fields a caller may not set by keyword: the binding owns them.
+_PRIVATE_FIELDS = {"struct_size", "stop", "n_stop", "on_tokens", "user_data", "progress",
+                   "progress_user_data", "kind"}
+
+
+def _fill(struct: ctypes.Structure, options: Mapping[str, Any], keep: list, what: str) -> None:
+    """Sets fields of a params struct from keyword options, checked against the C field types.
+
+    Any field of the mirror is accepted by its sipp.h name, so a field appended to sipp.h and to
+    the mirror is usable at once. Strings are encoded and kept alive in `keep` until the call.
+    """
+    types = dict(struct._fields_)
+    for name, value in options.items():
+        if value is None:
+            continue
+        ctype = types.get(name)
+        if ctype is None or name in _PRIVATE_FIELDS:
+            raise TypeError(f"{what}: unknown option '{name}'")
+        if ctype is ctypes.c_char_p:
+            if not isinstance(value, (str, os.PathLike)):
+                raise TypeError(f"{what}: '{name}' must be a string")
+            b = os.fsencode(value) if isinstance(value, os.PathLike) else value.encode()
+            if b"\0" in b:
+                raise _invalid(f"{what}: '{name}' contains a NUL character")
+            keep.append(b)
+            setattr(struct, name, b)
+        elif ctype is ctypes.c_bool:
+            if not isinstance(value, bool):
+                raise TypeError(f"{what}: '{name}' must be a bool")
+            setattr(struct, name, value)
+        elif ctype in (ctypes.c_float, ctypes.c_double):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{what}: '{name}' must be a number")
+            setattr(struct, name, float(value))  # NaN and ranges: the library checks
+        else:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{what}: '{name}' must be an int")
+            bits = ctypes.sizeof(ctype) * 8
+            signed = ctype(-1).value == -1
+            lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+            if not lo <= value <= hi:
+                raise _invalid(f"{what}: '{name}' = {value} is outside [{lo}, {hi}]")
+            setattr(struct, name, value)
+
+
+def _text_params(options: Mapping[str, Any], keep: list) -> _ffi.TextParams:
+    p = _ffi.sipp_text_params_default().value
+    p.struct_size = ctypes.sizeof(_ffi.TextParams)
+    opts = dict(options)
+    stop = opts.pop("stop", None)
+    if isinstance(opts.get("json_schema"), Mapping):
+        import json
+        opts["json_schema"] = json.dumps(opts["json_schema"])
+    _fill(p, opts, keep, "text options")
+    if stop is not None:
+        if isinstance(stop, str):
+            stop = [stop]
+        enc = [s.encode() for s in stop]
+        arr = (ctypes.c_char_p * max(1, len(enc)))(*enc)
+        keep.extend([enc, arr])
+        p.stop = ctypes.cast(arr, ctypes.POINTER(ctypes.c_char_p))
+        p.n_stop = len(enc)
+    return p
+
+
+MessageLike = Union[Mapping[str, str], Sequence[str]]
+
+
+def _messages(messages: Union[str, Iterable[MessageLike]], keep: list):
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    items = []
+    for m in messages:
+        if isinstance(m, Mapping):
+            role, content = m.get("role"), m.get("content")
+        else:
+            role, content = m
+        if not isinstance(role, str) or not isinstance(content, str):
+            raise TypeError("chat: each message needs a str role and a str content")
+        items.append((role.encode(), content.encode()))
+    keep.append(items)
+    arr = (_ffi.Message * max(1, len(items)))(*items)
+    keep.append(arr)
+    return arr, len(items)
+
+
+# ---- runs ------------------------------------------------------------------------------------
+
+
+class Run:
+    """One request: iterate it for token batches, then `result()`; or `await run` in asyncio.
+
+    Iteration and result() consume the run's stream: each piece of text is delivered once,
+    whichever way it is read. A run that failed raises SippError from the iteration (at its end)
+    and from result(). `cancel()` works from any thread; the run then ends with finish reason
+    "cancelled" and the text so far. `close()` (or leaving a `with` block) cancels a run still
+    going and frees it.
+    """
+
+    def __init__(self, raw: int, owner: "Endpoint") -> None:
+        self._raw: Optional[int] = raw
+        self._owner = owner  # keeps the client (and so the endpoint) alive while the run is
+        self._lock = threading.Lock()  # one C consumer call at a time; close waits for it
+        self._response: Optional[Response] = None
+        self._error: Optional[SippError] = None
+        self._finished = False
+        self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
+
+    # -- blocking --
+
+    def _pull(self, timeout_ms: int) -> Optional[TokenBatch]:
+        """One sipp_run_next. Returns a batch ('' when done), None on timeout."""
+        with self._lock:
+            if self._finished or self._raw is None:
+                self._finished = True
+                return TokenBatch("", 0)
+            out = _ffi.TokenBatchOut()
+            out.value.struct_size = ctypes.sizeof(_ffi.TokenBatch)
+            err = _ffi.new_error()
+            st = _ffi.sipp_run_next(self._raw, timeout_ms, ctypes.byref(out), ctypes.byref(err))
+            if st == _ffi.TIMEOUT:
+                return None
+            _check(st, err)
+            b = out.value
+            text = ctypes.string_at(b.text, b.len).decode("utf-8", "replace") if b.len else ""
+            if b.done:
+                self._finish_locked()
+            return TokenBatch(text, b.n_tokens)
+
+    def _finish_locked(self) -> None:
+        """Copies the response of an ended run (under self._lock)."""
+        if self._response is not None or self._error is not None:
+            self._finished = True
+            return
+        resp_p = ctypes.POINTER(_ffi.Response)()
+        err = _ffi.new_error()
+        _check(_ffi.sipp_run_wait(self._raw, ctypes.byref(resp_p), ctypes.byref(err)), err)
+        r = resp_p.contents
+        self._finished = True
+        request_id = r.request_id.decode("utf-8", "replace")
+        if r.status != _ffi.OK:
+            self._error = SippError._make(r.status, r.error_message.decode("utf-8", "replace"),
+                                          code=r.http_status, request_id=request_id,
+                                          retry_after_s=r.retry_after_s)
+            return
+        text = ctypes.string_at(r.text, r.text_len).decode("utf-8", "replace") if r.text_len else ""
+        emb = r.embedding[:r.n_embd] if r.embedding else None
+        self._response = Response(
+            text=text, finish_reason=_ffi.FINISH_REASONS.get(r.finish_reason, "none"),
+            usage=_plain(r.usage, Usage),
+            stats=_plain(r.stats, Stats,
+                         cache_source=_ffi.CACHE_SOURCES.get(r.stats.cache_source, "none")),
+            embedding=emb, normalized=bool(r.normalized), http_status=r.http_status,
+            request_id=request_id)
+
+    def _outcome(self) -> Response:
+        if self._error is not None:
+            raise self._error
+        if self._response is None:
+            raise SippError("closed", "the run was closed before it ended", status=12)
+        return self._response
+
+    def __iter__(self) -> Iterator[TokenBatch]:
+        while True:
+            b = self._pull(_SLICE_MS)
+            if b is None:
+                continue
+            if b:
+                yield b
+            if self._finished:
+                break
+        if self._error is not None:
+            raise self._error
+
+    def result(self, timeout: Optional[float] = None) -> Response:
+        """Waits for the end (reading the rest of the stream) and returns the response.
+        Raises SippError if the run failed, TimeoutError after `timeout` seconds (the run goes on).
+        """
+        deadline = None if timeout is None else _now() + timeout
+        while not self._finished:
+            left = _SLICE_MS if deadline is None else min(_SLICE_MS, (deadline - _now()) * 1000)
+            if left <= 0:
+                raise TimeoutError("the run did not end in time")
+            self._pull(max(0, int(math.ceil(left))))
+        return self._outcome()
+
+    def cancel(self) -> None:
+        """Asks the run to stop (any thread). It ends within one engine tick."""
+        raw = self._raw
+        if raw is not None:
+            _ffi.sipp_run_cancel(raw)
+
+    @property
+    def done(self) -> bool:
+        """True once the run has ended (it may still hold text not yet read)."""
+        with self._lock:
+            return self._finished or self._raw is None or bool(_ffi.sipp_run_done(self._raw))
+
+    def close(self) -> None:
+        """Cancels the run if still going and frees it. Idempotent."""
+        self.cancel()
+        with self._lock:
+            raw, self._raw = self._raw, None
+            if raw is not None:
+                _ffi.sipp_run_free(raw)
+        ex, self._executor = self._executor, None
+        if ex is not None:
+            ex.shutdown(wait=False)
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- asyncio --
+
+    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]":
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="sipp-run")
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def __aiter__(self) -> AsyncIterator[TokenBatch]:
+        try:
+            while not self._finished:
+                b = await self._in_thread(self._pull, _SLICE_MS)
+                if b:
+                    yield b
+        except asyncio.CancelledError:
+            self.cancel()  # the task reading the run was cancelled: so is the run
+            raise
+        if self._error is not None:
+            raise self._error
+
+    async def aresult(self) -> Response:
+        """result() for asyncio: the wait runs on the run's worker thread."""
+        try:
+            while not self._finished:
+                await self._in_thread(self._pull, _SLICE_MS)
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+        return self._outcome()
+
+    def __await__(self):
+        return self.aresult().__await__()
+
+
+def _now() -> float:
+    import time
+    return time.monotonic()
+
+
+# ---- client and endpoints --------------------------------------------------------------------
+
+
+class _Guard:
+    """Readers (requests, adds of new ids) run together; writers (remove, replace, close) wait
+    for them and exclude them, so no C call ever sees an endpoint or client being freed."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._readers = 0
+        self._writer = False
+
+    def read(self) -> "_Held":
+        with self._cv:
+            while self._writer:
+                self._cv.wait()
+            self._readers += 1
+        return _Held(self, False)
+
+    def write(self) -> "_Held":
+        with self._cv:
+            while self._writer:
+                self._cv.wait()
+            self._writer = True
+            while self._readers:
+                self._cv.wait()
+        return _Held(self, True)
+
+    def _release(self, writer: bool) -> None:
+        with self._cv:
+            if writer:
+                self._writer = False
+            else:
+                self._readers -= 1
+            self._cv.notify_all()
+
+
+class _Held:
+    def __init__(self, guard: _Guard, writer: bool) -> None:
+        self._guard, self._writer = guard, writer
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        self._guard._release(self._writer)
+
+
+class Endpoint:
+    """A registered endpoint. Valid until removed, replaced (same id added again) or the client
+    closes; using it after that raises SippError(kind="closed")."""
+
+    def __init__(self, client: "Client", id: str, raw: int) -> None:
+        self.client = client
+        self.id = id
+        self._raw: Optional[int] = raw
+
+    def _ptr(self) -> int:
+        if self._raw is None or self.client._raw is None:
+            raise SippError("closed", f"endpoint '{self.id}' was removed or its client closed",
+                            status=12)
+        return self._raw
+
+    def query(self, prompt: str, **options: "Unpack[TextOptions]") -> Run:
+        """Starts a raw completion of `prompt`. Option errors raise here (no run exists)."""
+        keep: list = []
+        p = _text_params(options, keep)
+        return self._submit(lambda raw, out, err: _ffi.sipp_query(
+            raw, _encode(prompt, "prompt"), ctypes.byref(p), out, err))
+
+    def chat(self, messages: Union[str, Iterable[MessageLike]],
+             **options: "Unpack[TextOptions]") -> Run:
+        """Starts a chat. `messages`: a str (one user message), or dicts {"role", "content"} or
+        (role, content) pairs; roles "system", "user", "assistant"."""
+        keep: list = []
+        arr, n = _messages(messages, keep)
+        p = _text_params(options, keep)
+        return self._submit(lambda raw, out, err: _ffi.sipp_chat(
+            raw, arr, n, ctypes.byref(p), out, err))
+
+    def embed(self, text: str, *, normalize: bool = True) -> Run:
+        """Starts an embedding of `text`; result().embedding holds the vector."""
+        p = _ffi.sipp_embed_params_default()
+        p.struct_size = ctypes.sizeof(_ffi.EmbedParams)
+        _fill(p, {"normalize": normalize}, [], "embed options")
+        return self._submit(lambda raw, out, err: _ffi.sipp_embed(
+            raw, _encode(text, "text"), ctypes.byref(p), out, err))
+
+    def _submit(self, call: Callable[[int, Any, Any], int]) -> Run:
+        with self.client._guard.read():
+            raw = self._ptr()
+            out = ctypes.c_void_p()
+            err = _ffi.new_error()
+            _check(call(raw, ctypes.byref(out), ctypes.byref(err)), err)
+            return Run(out.value, self)
+
+    def info(self) -> EndpointInfo:
+        with self.client._guard.read():
+            out = _ffi.EndpointInfoOut()
+            out.value.struct_size = ctypes.sizeof(_ffi.EndpointInfo)
+            err = _ffi.new_error()
+            _check(_ffi.sipp_endpoint_get_info(self._ptr(), ctypes.byref(out), ctypes.byref(err)), err)
+            return _plain(out.value, EndpointInfo)
+
+    def stats(self) -> EngineStats:
+        with self.client._guard.read():
+            out = _ffi.EngineStatsOut()
+            out.value.struct_size = ctypes.sizeof(_ffi.EngineStats)
+            err = _ffi.new_error()
+            _check(_ffi.sipp_endpoint_get_stats(self._ptr(), ctypes.byref(out), ctypes.byref(err)), err)
+            return _plain(out.value, EngineStats)
+
+    def __repr__(self) -> str:
+        state = "" if self._raw is not None else " (closed)"
+        return f"<sipp.Endpoint '{self.id}'{state}>"
+
+
+def _encode(s: str, what: str) -> bytes:
+    if not isinstance(s, str):
+        raise TypeError(f"{what} must be a str")
+    b = s.encode()
+    if b"\0" in b:
+        raise _invalid(f"{what} contains a NUL character")
+    return b
+
+
+class Client:
+    """A registry of endpoints (sipp_client). Close it (or use `with`) to cancel every run,
+    stop the engine threads and unload the models; runs stay readable after that."""
+
+    def __init__(self, *, log_level: Optional[str] = None) -> None:
+        self._guard = _Guard()
+        self._endpoints: dict[str, Endpoint] = {}
+        self._raw: Optional[int] = None
+        p = _ffi.sipp_client_params_default()
+        p.struct_size = ctypes.sizeof(_ffi.ClientParams)
+        if log_level is not None:
+            if log_level not in _ffi.LOG_LEVELS:
+                raise _invalid(f"log_level must be one of {', '.join(_ffi.LOG_LEVELS)}")
+            p.log_level = _ffi.LOG_LEVELS[log_level]
+        out = ctypes.c_void_p()
+        err = _ffi.new_error()
+        _check(_ffi.sipp_client_new(ctypes.byref(p), ctypes.byref(out), ctypes.byref(err)), err)
+        self._raw = out.value
+
+    def _client(self) -> int:
+        if self._raw is None:
+            raise SippError("closed", "the client is closed", status=12)
+        return self._raw
+
+    def _add(self, id: str, call: Callable[[int, bytes, Any, Any], int]) -> Endpoint:
+        """Runs one sipp_client_add_* call. A new id adds beside running requests; an existing
+        id is replaced, which frees the old endpoint, so that waits for requests in flight."""
+        bid = _encode(id, "id")
+        replacing = id in self._endpoints
+        with (self._guard.write() if replacing else self._guard.read()):
+            raw = self._client()
+            out = ctypes.c_void_p()
+            err = _ffi.new_error()
+            st = call(raw, bid, ctypes.byref(out), ctypes.byref(err))
+            if st == _ffi.OK:
+                old = self._endpoints.get(id)
+                if old is not None:
+                    old._raw = None  # freed by the library when it replaced it
+            _check(st, err)
+            ep = Endpoint(self, id, out.value)
+            self._endpoints[id] = ep
+            return ep
+
+    def add_local(self, id: str, model_path: Union[str, os.PathLike], *,
+                  progress: Optional[Callable[[float], bool]] = None, **params: Any) -> Endpoint:
+        """Registers a local GGUF model under `id` and loads it (blocking; the GIL is released).
+
+        `params` are fields of sipp_local_params by name: n_ctx, n_threads, n_batch,
+        n_gpu_layers, n_parallel, max_running, max_queued, tick_budget, prefill_chunk,
+        stream_buffer_bytes, context_shift, n_keep, cache_ram_bytes, cache_dir,
+        cache_disk_bytes. `progress(fraction)` is called on this thread; return False to abort.
+        """
+        keep: list = []
+        p = _ffi.sipp_local_params_default().value
+        p.struct_size = ctypes.sizeof(_ffi.LocalParams)
+        _fill(p, {"model_path": model_path, **params}, keep, "local params")
+        raised: list[BaseException] = []
+        if progress is not None:
+            def on_progress(frac: float, _ud: Any) -> bool:
+                try:
+                    return bool(progress(frac))
+                except BaseException as e:  # abort the load, re-raise below
+                    raised.append(e)
+                    return False
+            cb = _ffi.LoadProgressFn(on_progress)
+            keep.append(cb)
+            p.progress = cb
+        try:
+            return self._add(id, lambda raw, bid, out, err: _ffi.sipp_client_add_local(
+                raw, bid, ctypes.byref(p), out, err))
+        except SippError:
+            if raised:
+                raise raised[0]
+            raise
+
+    def add_provider(self, id: str, *, model: str, kind: str = "openai_compatible",
+                     base_url: Optional[str] = None, api_key: Optional[str] = None,
+                     api_key_env: Optional[str] = None, **params: Any) -> Endpoint:
+        """Registers a provider endpoint (kind "openai" or "openai_compatible"). Nothing is sent
+        until the first request. `params`: connect_timeout_ms, request_timeout_ms,
+        idle_timeout_ms and any later field of sipp_provider_params."""
+        if kind not in _ffi.PROVIDER_KINDS:
+            raise _invalid(f"provider kind must be one of {', '.join(_ffi.PROVIDER_KINDS)}")
+        keep: list = []
+        p = _ffi.sipp_provider_params_default().value
+        p.struct_size = ctypes.sizeof(_ffi.ProviderParams)
+        p.kind = _ffi.PROVIDER_KINDS[kind]
+        _fill(p, {"model": model, "base_url": base_url, "api_key": api_key,
+                  "api_key_env": api_key_env, **params}, keep, "provider params")
+        return self._add(id, lambda raw, bid, out, err: _ffi.sipp_client_add_provider(
+            raw, bid, ctypes.byref(p), out, err))
+
+    def endpoint(self, id: str) -> Endpoint:
+        """The endpoint registered under `id`; KeyError if none."""
+        return self._endpoints[id]
+
+    @property
+    def endpoints(self) -> dict[str, Endpoint]:
+        return dict(self._endpoints)
+
+    def remove(self, id: str) -> None:
+        """Removes an endpoint: cancels its runs and unloads its model."""
+        with self._guard.write():
+            err = _ffi.new_error()
+            _check(_ffi.sipp_client_remove(self._client(), _encode(id, "id"), ctypes.byref(err)), err)
+            ep = self._endpoints.pop(id, None)
+            if ep is not None:
+                ep._raw = None
+
+    def _resolve(self, endpoint: Union[str, Endpoint]) -> Endpoint:
+        if isinstance(endpoint, Endpoint):
+            return endpoint
+        ep = self._endpoints.get(endpoint)
+        if ep is None:
+            raise SippError("not_found", f"no endpoint '{endpoint}'", status=2)
+        return ep
+
+    def query(self, endpoint: Union[str, Endpoint], prompt: str,
+              **options: "Unpack[TextOptions]") -> Run:
+        return self._resolve(endpoint).query(prompt, **options)
+
+    def chat(self, endpoint: Union[str, Endpoint], messages: Union[str, Iterable[MessageLike]],
+             **options: "Unpack[TextOptions]") -> Run:
+        return self._resolve(endpoint).chat(messages, **options)
+
+    def embed(self, endpoint: Union[str, Endpoint], text: str, *, normalize: bool = True) -> Run:
+        return self._resolve(endpoint).embed(text, normalize=normalize)
+
+    def close(self) -> None:
+        """Cancels every run, stops the engines and frees the client. Idempotent."""
+        with self._guard.write():
+            raw, self._raw = self._raw, None
+            for ep in self._endpoints.values():
+                ep._raw = None
+            self._endpoints.clear()
+            if raw is not None:
+                _ffi.sipp_client_free(raw)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

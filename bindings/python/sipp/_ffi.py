@@ -1,0 +1,230 @@
+"""The raw layer: libsipp loaded with ctypes, mirrors of the plain-data structs of sipp.h and the
+prototypes of the functions the binding calls.
+
+Rules the rest of the package relies on:
+- Each mirror lists the fields of its struct in sipp.h order. Fields appended to sipp.h are
+  appended here; tests/bindings/abi_layout.c prints the C layout and the tests compare.
+- A struct passed in always carries struct_size = sizeof(mirror), so a library newer than the
+  mirror refuses it with "struct_size too small" instead of reading past it.
+- The *_default() functions return structs by value. For the large ones (returned through a
+  caller-provided buffer on every ABI we run on) the return type is the mirror followed by slack,
+  so a library whose struct grew writes into our slack rather than past our buffer.
+- Out-structs the library fills (sipp_token_batch) get the same slack.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import pathlib
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char, c_char_p, c_double, c_float,
+                    c_int, c_int32, c_size_t, c_uint32, c_uint64, c_void_p)
+
+# ---- the library ---------------------------------------------------------------------------
+
+
+def _candidates() -> list[str]:
+    env = os.environ.get("SIPP_LIBRARY")
+    if env:
+        return [env]
+    out = []
+    lib_dir = os.environ.get("SIPP_LIB_DIR")
+    if lib_dir:
+        out.append(str(pathlib.Path(lib_dir) / "libsipp.so"))
+    # A source checkout: bindings/python/sipp/_ffi.py -> build/lib/libsipp.so
+    out.append(str(pathlib.Path(__file__).resolve().parents[3] / "build" / "lib" / "libsipp.so"))
+    out.append("libsipp.so.0")  # installed system-wide
+    return out
+
+
+def _load() -> ctypes.CDLL:
+    errors = []
+    for path in _candidates():
+        if "/" in path and not os.path.exists(path):
+            errors.append(f"{path}: no such file")
+            continue
+        try:
+            return ctypes.CDLL(path)
+        except OSError as e:
+            errors.append(str(e))
+    raise ImportError("sipp: cannot load libsipp (set SIPP_LIBRARY to its path, or build it with "
+                      "scripts/setup): " + "; ".join(errors))
+
+
+lib = _load()
+
+# ---- structs -------------------------------------------------------------------------------
+
+ERROR_MESSAGE_CAP = 256
+SLACK = 512  # bytes after a by-value or out-struct the library may write in a newer version
+
+LoadProgressFn = CFUNCTYPE(c_bool, c_float, c_void_p)
+TokenFn = CFUNCTYPE(None, c_char_p, c_size_t, c_uint32, c_void_p)
+
+
+class Error(Structure):
+    _fields_ = [("struct_size", c_uint32), ("code", c_int), ("subcode", c_int32),
+                ("message", c_char * ERROR_MESSAGE_CAP)]
+
+
+class ClientParams(Structure):
+    _fields_ = [("struct_size", c_uint32), ("log_level", c_int)]
+
+
+class LocalParams(Structure):
+    _fields_ = [("struct_size", c_uint32), ("model_path", c_char_p), ("n_ctx", c_uint32),
+                ("n_threads", c_int32), ("n_batch", c_uint32), ("n_gpu_layers", c_int32),
+                ("n_parallel", c_uint32), ("progress", LoadProgressFn),
+                ("progress_user_data", c_void_p), ("max_running", c_uint32),
+                ("max_queued", c_uint32), ("tick_budget", c_uint32), ("prefill_chunk", c_uint32),
+                ("stream_buffer_bytes", c_uint32), ("context_shift", c_bool), ("n_keep", c_uint32),
+                ("cache_ram_bytes", c_uint64), ("cache_dir", c_char_p),
+                ("cache_disk_bytes", c_uint64)]
+
+
+class ProviderParams(Structure):
+    _fields_ = [("struct_size", c_uint32), ("kind", c_int), ("model", c_char_p),
+                ("base_url", c_char_p), ("api_key", c_char_p), ("api_key_env", c_char_p),
+                ("connect_timeout_ms", c_uint32), ("request_timeout_ms", c_uint32),
+                ("idle_timeout_ms", c_uint32)]
+
+
+class EndpointInfo(Structure):
+    _fields_ = [("struct_size", c_uint32), ("can_generate", c_bool), ("can_chat", c_bool),
+                ("can_embed", c_bool), ("n_ctx", c_uint32), ("n_ctx_train", c_uint32),
+                ("n_embd", c_uint32), ("n_parallel", c_uint32), ("n_params", c_uint64),
+                ("size_bytes", c_uint64), ("architecture", c_char * 64),
+                ("description", c_char * 128)]
+
+
+class EngineStats(Structure):
+    _fields_ = [("struct_size", c_uint32), ("running", c_uint32), ("queued", c_uint32),
+                ("completed", c_uint64), ("cancelled", c_uint64), ("failed", c_uint64),
+                ("rejected_busy", c_uint64), ("prompt_tokens", c_uint64),
+                ("generated_tokens", c_uint64), ("ticks", c_uint64), ("batch_tokens", c_uint64),
+                ("batch_fill", c_double), ("cache_hits", c_uint64), ("cache_misses", c_uint64),
+                ("cache_evictions", c_uint64), ("cache_ram_bytes", c_uint64),
+                ("cache_disk_bytes", c_uint64)]
+
+
+class TextParams(Structure):
+    _fields_ = [("struct_size", c_uint32), ("max_tokens", c_uint32), ("temperature", c_float),
+                ("top_k", c_int32), ("top_p", c_float), ("min_p", c_float),
+                ("repeat_penalty", c_float), ("seed", c_uint32), ("stop", POINTER(c_char_p)),
+                ("n_stop", c_size_t), ("context_key", c_char_p), ("cache_scope", c_char_p),
+                ("grammar", c_char_p), ("json_schema", c_char_p), ("on_tokens", TokenFn),
+                ("user_data", c_void_p), ("timeout_ms", c_uint32), ("ignore_eos", c_bool)]
+
+
+class Message(Structure):
+    _fields_ = [("role", c_char_p), ("content", c_char_p)]
+
+
+class EmbedParams(Structure):
+    _fields_ = [("struct_size", c_uint32), ("normalize", c_bool)]
+
+
+class Usage(Structure):
+    _fields_ = [("struct_size", c_uint32), ("input_tokens", c_uint32),
+                ("output_tokens", c_uint32), ("total_tokens", c_uint32)]
+
+
+class Stats(Structure):
+    _fields_ = [("struct_size", c_uint32), ("queue_ms", c_double), ("ttft_ms", c_double),
+                ("prefill_ms", c_double), ("decode_ms", c_double), ("prefill_tok_s", c_double),
+                ("decode_tok_s", c_double), ("total_ms", c_double), ("itl_avg_ms", c_double),
+                ("itl_p99_ms", c_double), ("prefill_tokens", c_uint32), ("cache_source", c_int),
+                ("cached_tokens", c_uint32)]
+
+
+class Response(Structure):
+    _fields_ = [("struct_size", c_uint32), ("status", c_int),
+                ("error_message", c_char * ERROR_MESSAGE_CAP), ("text", c_void_p),
+                ("text_len", c_size_t), ("finish_reason", c_int), ("embedding", POINTER(c_float)),
+                ("n_embd", c_uint32), ("normalized", c_bool), ("usage", Usage), ("stats", Stats),
+                ("http_status", c_uint32), ("retry_after_s", c_uint32),
+                ("request_id", c_char * 64)]
+
+
+class TokenBatch(Structure):
+    _fields_ = [("struct_size", c_uint32), ("text", c_void_p), ("len", c_size_t),
+                ("n_tokens", c_uint32), ("done", c_bool)]
+
+
+def _slack(mirror: type) -> type:
+    """A return/out type: `mirror` followed by SLACK bytes (see the module comment)."""
+    return type(mirror.__name__ + "Slack", (Structure,),
+                {"_fields_": [("value", mirror), ("_slack", c_char * SLACK)]})
+
+
+TextParamsRet = _slack(TextParams)
+LocalParamsRet = _slack(LocalParams)
+ProviderParamsRet = _slack(ProviderParams)
+TokenBatchOut = _slack(TokenBatch)
+EndpointInfoOut = _slack(EndpointInfo)
+EngineStatsOut = _slack(EngineStats)
+
+# ---- enums ---------------------------------------------------------------------------------
+
+OK = 0
+INVALID_ARGUMENT = 1
+TIMEOUT = 13
+LOG_LEVELS = {"none": 0, "error": 1, "warn": 2, "info": 3, "debug": 4}
+PROVIDER_KINDS = {"openai": 1, "openai_compatible": 2}
+FINISH_REASONS = {0: "none", 1: "stop", 2: "length", 3: "cancelled"}
+CACHE_SOURCES = {0: "none", 1: "live", 2: "snapshot"}
+
+# ---- functions -----------------------------------------------------------------------------
+
+
+def _fn(name: str, restype, *argtypes):
+    f = getattr(lib, name)
+    f.restype = restype
+    f.argtypes = list(argtypes)
+    return f
+
+
+c_client_p = c_void_p
+c_endpoint_p = c_void_p
+c_run_p = c_void_p
+ErrorP = POINTER(Error)
+
+sipp_version = _fn("sipp_version", c_char_p)
+sipp_status_name = _fn("sipp_status_name", c_char_p, c_int)
+sipp_status_str = _fn("sipp_status_str", c_char_p, c_int)
+sipp_client_params_default = _fn("sipp_client_params_default", ClientParams)
+sipp_client_new = _fn("sipp_client_new", c_int, POINTER(ClientParams), POINTER(c_client_p), ErrorP)
+sipp_client_free = _fn("sipp_client_free", None, c_client_p)
+sipp_local_params_default = _fn("sipp_local_params_default", LocalParamsRet)
+sipp_client_add_local = _fn("sipp_client_add_local", c_int, c_client_p, c_char_p,
+                            POINTER(LocalParams), POINTER(c_endpoint_p), ErrorP)
+sipp_provider_params_default = _fn("sipp_provider_params_default", ProviderParamsRet)
+sipp_client_add_provider = _fn("sipp_client_add_provider", c_int, c_client_p, c_char_p,
+                               POINTER(ProviderParams), POINTER(c_endpoint_p), ErrorP)
+sipp_client_remove = _fn("sipp_client_remove", c_int, c_client_p, c_char_p, ErrorP)
+sipp_endpoint_get_info = _fn("sipp_endpoint_get_info", c_int, c_endpoint_p,
+                             POINTER(EndpointInfoOut), ErrorP)
+sipp_endpoint_get_stats = _fn("sipp_endpoint_get_stats", c_int, c_endpoint_p,
+                              POINTER(EngineStatsOut), ErrorP)
+sipp_text_params_default = _fn("sipp_text_params_default", TextParamsRet)
+sipp_embed_params_default = _fn("sipp_embed_params_default", EmbedParams)
+sipp_query = _fn("sipp_query", c_int, c_endpoint_p, c_char_p, POINTER(TextParams),
+                 POINTER(c_run_p), ErrorP)
+sipp_chat = _fn("sipp_chat", c_int, c_endpoint_p, POINTER(Message), c_size_t, POINTER(TextParams),
+                POINTER(c_run_p), ErrorP)
+sipp_embed = _fn("sipp_embed", c_int, c_endpoint_p, c_char_p, POINTER(EmbedParams),
+                 POINTER(c_run_p), ErrorP)
+sipp_run_wait = _fn("sipp_run_wait", c_int, c_run_p, POINTER(POINTER(Response)), ErrorP)
+sipp_run_next = _fn("sipp_run_next", c_int, c_run_p, c_int, POINTER(TokenBatchOut), ErrorP)
+sipp_run_cancel = _fn("sipp_run_cancel", None, c_run_p)
+sipp_run_done = _fn("sipp_run_done", c_bool, c_run_p)
+sipp_run_free = _fn("sipp_run_free", None, c_run_p)
+
+
+def new_error() -> Error:
+    e = Error()
+    e.struct_size = ctypes.sizeof(Error)
+    return e
+
+
+def status_name(status: int) -> str:
+    return sipp_status_name(status).decode()

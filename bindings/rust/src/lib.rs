@@ -1,0 +1,919 @@
+//! Sipp for Rust: a safe layer over libsipp's C API (include/sipp.h); raw declarations in [`sys`].
+//!
+//! ```no_run
+//! use sipp::{Client, LocalOptions, Message, TextOptions};
+//! let client = Client::new()?;
+//! let ep = client.add_local("chat", &LocalOptions::new("model.gguf"))?;
+//! let mut run = ep.chat(&[Message::user("Hello!")], &TextOptions::new().max_tokens(32))?;
+//! for batch in &mut run {
+//!     print!("{}", batch?.text);
+//! }
+//! println!("\n{}", run.wait()?.finish_reason);
+//! # Ok::<(), sipp::Error>(())
+//! ```
+//!
+//! Threads, from the C contract: a [`Client`] and its [`Endpoint`]s are `Send + Sync` (requests
+//! may start on any thread; the registry has its own lock). Freeing a client needs no other call
+//! in flight, which `Drop` guarantees. Endpoints borrow the client, and only `&mut Client`
+//! methods ([`Client::remove`], [`Client::replace_local`]) free one, so no endpoint can dangle.
+//! A [`Run`] has one consumer (`&mut self`: iteration, [`Run::wait`]) and may move between
+//! threads; [`Run::canceller`] gives a `Send + Sync` handle that cancels from anywhere. Runs do
+//! not borrow the client: they stay readable after it is dropped (it cancels them).
+#![warn(missing_docs)]
+
+pub mod sys;
+
+use std::collections::HashSet;
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::mem;
+use std::os::raw::c_char;
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+// ---- errors -------------------------------------------------------------------------------------
+
+/// A failed call or run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    /// The status name of sipp.h ("invalid_argument", "not_found", "rate_limited", ...).
+    pub kind: &'static str,
+    /// The status number of sipp.h.
+    pub status: i32,
+    /// One line of detail (never a secret).
+    pub message: String,
+    /// The HTTP status of a remote answer, or the subcode (errno...) of a local error; 0: none.
+    pub code: i32,
+    /// The remote peer's request id, or "".
+    pub request_id: String,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.message.is_empty() {
+            f.write_str(self.kind)
+        } else {
+            write!(f, "{}: {}", self.kind, self.message)
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// `Result` of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn status_name(status: i32) -> &'static str {
+    // SAFETY: sipp_status_name returns a static NUL-terminated string for any value.
+    unsafe { CStr::from_ptr(sys::sipp_status_name(status)) }.to_str().unwrap_or("unknown")
+}
+
+impl Error {
+    fn new(status: i32, message: impl Into<String>) -> Error {
+        Error { kind: status_name(status), status, message: message.into(), code: 0,
+                request_id: String::new() }
+    }
+
+    fn invalid(message: impl Into<String>) -> Error {
+        Error::new(sys::SIPP_INVALID_ARGUMENT, message)
+    }
+}
+
+fn c_chars(buf: &[c_char]) -> String {
+    let bytes: Vec<u8> = buf.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn new_error() -> sys::sipp_error {
+    sys::sipp_error { struct_size: mem::size_of::<sys::sipp_error>() as u32, code: 0, subcode: 0,
+                      message: [0; sys::SIPP_ERROR_MESSAGE_CAP] }
+}
+
+fn check(status: sys::sipp_status, err: &sys::sipp_error) -> Result<()> {
+    if status == sys::SIPP_OK {
+        return Ok(());
+    }
+    let mut e = Error::new(status, c_chars(&err.message));
+    e.code = err.subcode;
+    Err(e)
+}
+
+fn cstring(s: &str, what: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::invalid(format!("{} contains a NUL character", what)))
+}
+
+fn path_cstring(p: &Path, what: &str) -> Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| Error::invalid(format!("{} contains a NUL character", what)))
+}
+
+/// The version of the loaded libsipp, "MAJOR.MINOR.PATCH".
+pub fn version() -> &'static str {
+    // SAFETY: a static string.
+    unsafe { CStr::from_ptr(sys::sipp_version()) }.to_str().unwrap_or("")
+}
+
+// ---- options ------------------------------------------------------------------------------------
+
+/// Declares chainable setters for `Option` fields: `.name(value)`.
+macro_rules! setters {
+    ($ty:ident { $($name:ident : $t:ty),* $(,)? }) => {
+        impl $ty {
+            $(
+                #[doc = concat!("Sets `", stringify!($name), "` (see sipp.h).")]
+                pub fn $name(mut self, v: $t) -> Self { self.$name = Some(v); self }
+            )*
+        }
+    };
+}
+
+/// Options of query and chat (`sipp_text_params`). `None` keeps the library's default.
+#[derive(Clone, Debug, Default)]
+#[allow(missing_docs)]
+pub struct TextOptions {
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_k: Option<i32>,
+    pub top_p: Option<f32>,
+    pub min_p: Option<f32>,
+    pub repeat_penalty: Option<f32>,
+    pub seed: Option<u32>,
+    pub stop: Vec<String>,
+    pub context_key: Option<String>,
+    pub cache_scope: Option<String>,
+    pub grammar: Option<String>,
+    pub json_schema: Option<String>,
+    pub timeout_ms: Option<u32>,
+    pub ignore_eos: Option<bool>,
+}
+
+setters!(TextOptions { max_tokens: u32, temperature: f32, top_k: i32, top_p: f32, min_p: f32,
+                       repeat_penalty: f32, seed: u32, context_key: String, cache_scope: String,
+                       grammar: String, json_schema: String, timeout_ms: u32, ignore_eos: bool });
+
+impl TextOptions {
+    /// All defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a stop string.
+    pub fn stop(mut self, s: impl Into<String>) -> Self {
+        self.stop.push(s.into());
+        self
+    }
+}
+
+/// C strings and the params struct built from TextOptions, alive for one call.
+struct CTextParams {
+    params: sys::sipp_text_params,
+    _strings: Vec<CString>,
+    _stops: Vec<*const c_char>,
+}
+
+impl TextOptions {
+    fn to_c(&self) -> Result<CTextParams> {
+        // SAFETY: returns a plain struct (into our buffer with slack).
+        let mut p = unsafe { sys::sipp_text_params_default() }.value;
+        p.struct_size = mem::size_of::<sys::sipp_text_params>() as u32;
+        macro_rules! copy { ($($f:ident),*) => { $( if let Some(v) = self.$f { p.$f = v; } )* } }
+        copy!(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, timeout_ms,
+              ignore_eos);
+        let mut strings = Vec::new();
+        let mut opt_str = |v: &Option<String>, what: &str| -> Result<*const c_char> {
+            match v {
+                None => Ok(ptr::null()),
+                Some(s) => {
+                    let c = cstring(s, what)?;
+                    let ptr = c.as_ptr();
+                    strings.push(c);
+                    Ok(ptr)
+                }
+            }
+        };
+        p.context_key = opt_str(&self.context_key, "context_key")?;
+        p.cache_scope = opt_str(&self.cache_scope, "cache_scope")?;
+        p.grammar = opt_str(&self.grammar, "grammar")?;
+        p.json_schema = opt_str(&self.json_schema, "json_schema")?;
+        let mut stops = Vec::with_capacity(self.stop.len());
+        for s in &self.stop {
+            let c = cstring(s, "stop")?;
+            stops.push(c.as_ptr());
+            strings.push(c);
+        }
+        if !stops.is_empty() {
+            p.stop = stops.as_ptr();
+            p.n_stop = stops.len();
+        }
+        Ok(CTextParams { params: p, _strings: strings, _stops: stops })
+    }
+}
+
+/// A local GGUF model endpoint (`sipp_local_params`). `None` keeps the library's default.
+#[derive(Clone, Debug)]
+#[allow(missing_docs)]
+pub struct LocalOptions {
+    pub model_path: PathBuf,
+    pub n_ctx: Option<u32>,
+    pub n_threads: Option<i32>,
+    pub n_batch: Option<u32>,
+    pub n_gpu_layers: Option<i32>,
+    pub n_parallel: Option<u32>,
+    pub max_running: Option<u32>,
+    pub max_queued: Option<u32>,
+    pub tick_budget: Option<u32>,
+    pub prefill_chunk: Option<u32>,
+    pub stream_buffer_bytes: Option<u32>,
+    pub context_shift: Option<bool>,
+    pub n_keep: Option<u32>,
+    pub cache_ram_bytes: Option<u64>,
+    pub cache_dir: Option<PathBuf>,
+    pub cache_disk_bytes: Option<u64>,
+}
+
+setters!(LocalOptions { n_ctx: u32, n_threads: i32, n_batch: u32, n_gpu_layers: i32,
+                        n_parallel: u32, max_running: u32, max_queued: u32, tick_budget: u32,
+                        prefill_chunk: u32, stream_buffer_bytes: u32, context_shift: bool,
+                        n_keep: u32, cache_ram_bytes: u64, cache_dir: PathBuf,
+                        cache_disk_bytes: u64 });
+
+impl LocalOptions {
+    /// Defaults for the model at `model_path`.
+    pub fn new(model_path: impl Into<PathBuf>) -> Self {
+        LocalOptions { model_path: model_path.into(), n_ctx: None, n_threads: None, n_batch: None,
+                       n_gpu_layers: None, n_parallel: None, max_running: None, max_queued: None,
+                       tick_budget: None, prefill_chunk: None, stream_buffer_bytes: None,
+                       context_shift: None, n_keep: None, cache_ram_bytes: None, cache_dir: None,
+                       cache_disk_bytes: None }
+    }
+}
+
+/// Provider kinds (`sipp_provider_kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// api.openai.com (or base_url)
+    OpenAi,
+    /// any OpenAI-shaped server
+    OpenAiCompatible,
+}
+
+/// A provider endpoint (`sipp_provider_params`).
+#[derive(Clone, Debug)]
+#[allow(missing_docs)]
+pub struct ProviderOptions {
+    pub kind: ProviderKind,
+    pub model: String,
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    pub api_key_env: Option<String>,
+    pub connect_timeout_ms: Option<u32>,
+    pub request_timeout_ms: Option<u32>,
+    pub idle_timeout_ms: Option<u32>,
+}
+
+setters!(ProviderOptions { base_url: String, api_key: String, api_key_env: String,
+                           connect_timeout_ms: u32, request_timeout_ms: u32,
+                           idle_timeout_ms: u32 });
+
+impl ProviderOptions {
+    /// A provider of `kind` serving `model`.
+    pub fn new(kind: ProviderKind, model: impl Into<String>) -> Self {
+        ProviderOptions { kind, model: model.into(), base_url: None, api_key: None,
+                          api_key_env: None, connect_timeout_ms: None, request_timeout_ms: None,
+                          idle_timeout_ms: None }
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+/// A chat message; roles "system", "user", "assistant".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// "system", "user" or "assistant"
+    pub role: String,
+    /// the text
+    pub content: String,
+}
+
+impl Message {
+    /// A message with any role.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Message { role: role.into(), content: content.into() }
+    }
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new("user", content)
+    }
+    /// A system message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new("system", content)
+    }
+    /// An assistant message.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new("assistant", content)
+    }
+}
+
+// ---- client -------------------------------------------------------------------------------------
+
+/// A registry of endpoints (`sipp_client`). Dropping it cancels every run, stops the engines and
+/// unloads the models.
+pub struct Client {
+    raw: *mut sys::sipp_client,
+    ids: Mutex<HashSet<String>>,
+}
+
+// SAFETY: sipp.h: client calls are safe from any thread (the registry has a lock), except
+// sipp_client_free, which Drop calls with no borrow (so no call) outstanding.
+unsafe impl Send for Client {}
+unsafe impl Sync for Client {}
+
+/// Log levels of [`Client::with_log_level`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum LogLevel {
+    None = 0,
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+}
+
+impl Client {
+    /// A client with default parameters.
+    pub fn new() -> Result<Client> {
+        Self::build(None)
+    }
+
+    /// A client logging at `level` to stderr.
+    pub fn with_log_level(level: LogLevel) -> Result<Client> {
+        Self::build(Some(level))
+    }
+
+    fn build(level: Option<LogLevel>) -> Result<Client> {
+        // SAFETY: plain struct by value.
+        let mut p = unsafe { sys::sipp_client_params_default() };
+        p.struct_size = mem::size_of::<sys::sipp_client_params>() as u32;
+        if let Some(l) = level {
+            p.log_level = l as i32;
+        }
+        let mut raw = ptr::null_mut();
+        let mut err = new_error();
+        // SAFETY: valid pointers for the call.
+        check(unsafe { sys::sipp_client_new(&p, &mut raw, &mut err) }, &err)?;
+        Ok(Client { raw, ids: Mutex::new(HashSet::new()) })
+    }
+
+    /// Reserves `id` for an add through `&self`: a taken id would make the library replace (free)
+    /// an endpoint that a borrowed [`Endpoint`] may still use.
+    fn reserve(&self, id: &str) -> Result<()> {
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        if !ids.insert(id.to_string()) {
+            return Err(Error::invalid(format!(
+                "endpoint '{}' exists; replace it with replace_local/replace_provider or remove it first",
+                id)));
+        }
+        Ok(())
+    }
+
+    fn unreserve(&self, id: &str) {
+        self.ids.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    /// Registers a local GGUF model under a new `id` and loads it (blocking).
+    pub fn add_local(&self, id: &str, options: &LocalOptions) -> Result<Endpoint<'_>> {
+        self.reserve(id)?;
+        let r = self.add_local_raw(id, options);
+        if r.is_err() {
+            self.unreserve(id);
+        }
+        r.map(|raw| Endpoint { client: self, raw, id: id.to_string() })
+    }
+
+    /// Registers a local model under `id`, replacing an endpoint of that id (its runs are
+    /// cancelled). Takes `&mut self`: no endpoint of this client is borrowed meanwhile.
+    pub fn replace_local(&mut self, id: &str, options: &LocalOptions) -> Result<Endpoint<'_>> {
+        let raw = self.add_local_raw(id, options)?;
+        self.ids.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string());
+        Ok(Endpoint { client: self, raw, id: id.to_string() })
+    }
+
+    fn add_local_raw(&self, id: &str, o: &LocalOptions) -> Result<*mut sys::sipp_endpoint> {
+        let cid = cstring(id, "id")?;
+        let path = path_cstring(&o.model_path, "model_path")?;
+        let dir = match &o.cache_dir {
+            Some(d) => Some(path_cstring(d, "cache_dir")?),
+            None => None,
+        };
+        // SAFETY: plain struct by value (into our buffer with slack).
+        let mut p = unsafe { sys::sipp_local_params_default() }.value;
+        p.struct_size = mem::size_of::<sys::sipp_local_params>() as u32;
+        p.model_path = path.as_ptr();
+        macro_rules! copy { ($($f:ident),*) => { $( if let Some(v) = o.$f { p.$f = v; } )* } }
+        copy!(n_ctx, n_threads, n_batch, n_gpu_layers, n_parallel, max_running, max_queued,
+              tick_budget, prefill_chunk, stream_buffer_bytes, context_shift, n_keep,
+              cache_ram_bytes, cache_disk_bytes);
+        if let Some(d) = &dir {
+            p.cache_dir = d.as_ptr();
+        }
+        let mut raw = ptr::null_mut();
+        let mut err = new_error();
+        // SAFETY: the strings outlive the call, which copies them.
+        check(unsafe { sys::sipp_client_add_local(self.raw, cid.as_ptr(), &p, &mut raw, &mut err) }, &err)?;
+        Ok(raw)
+    }
+
+    /// Registers a provider endpoint under a new `id`. Nothing is sent until the first request.
+    pub fn add_provider(&self, id: &str, options: &ProviderOptions) -> Result<Endpoint<'_>> {
+        self.reserve(id)?;
+        let r = self.add_provider_raw(id, options);
+        if r.is_err() {
+            self.unreserve(id);
+        }
+        r.map(|raw| Endpoint { client: self, raw, id: id.to_string() })
+    }
+
+    /// Registers a provider under `id`, replacing an endpoint of that id.
+    pub fn replace_provider(&mut self, id: &str, options: &ProviderOptions) -> Result<Endpoint<'_>> {
+        let raw = self.add_provider_raw(id, options)?;
+        self.ids.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string());
+        Ok(Endpoint { client: self, raw, id: id.to_string() })
+    }
+
+    fn add_provider_raw(&self, id: &str, o: &ProviderOptions) -> Result<*mut sys::sipp_endpoint> {
+        let cid = cstring(id, "id")?;
+        let model = cstring(&o.model, "model")?;
+        let opt = |v: &Option<String>, what: &str| -> Result<Option<CString>> {
+            v.as_deref().map(|s| cstring(s, what)).transpose()
+        };
+        let base_url = opt(&o.base_url, "base_url")?;
+        let api_key = opt(&o.api_key, "api_key")?;
+        let api_key_env = opt(&o.api_key_env, "api_key_env")?;
+        let as_ptr = |c: &Option<CString>| c.as_ref().map_or(ptr::null(), |c| c.as_ptr());
+        // SAFETY: plain struct by value (into our buffer with slack).
+        let mut p = unsafe { sys::sipp_provider_params_default() }.value;
+        p.struct_size = mem::size_of::<sys::sipp_provider_params>() as u32;
+        p.kind = match o.kind {
+            ProviderKind::OpenAi => sys::SIPP_PROVIDER_OPENAI,
+            ProviderKind::OpenAiCompatible => sys::SIPP_PROVIDER_OPENAI_COMPATIBLE,
+        };
+        p.model = model.as_ptr();
+        p.base_url = as_ptr(&base_url);
+        p.api_key = as_ptr(&api_key);
+        p.api_key_env = as_ptr(&api_key_env);
+        macro_rules! copy { ($($f:ident),*) => { $( if let Some(v) = o.$f { p.$f = v; } )* } }
+        copy!(connect_timeout_ms, request_timeout_ms, idle_timeout_ms);
+        let mut raw = ptr::null_mut();
+        let mut err = new_error();
+        // SAFETY: the strings outlive the call, which copies them.
+        check(unsafe { sys::sipp_client_add_provider(self.raw, cid.as_ptr(), &p, &mut raw, &mut err) }, &err)?;
+        Ok(raw)
+    }
+
+    /// The endpoint registered under `id`, if any.
+    pub fn endpoint(&self, id: &str) -> Option<Endpoint<'_>> {
+        let cid = CString::new(id).ok()?;
+        // SAFETY: any thread; the endpoint stays valid while &self is borrowed, since only
+        // &mut self methods (and Drop) remove or replace endpoints.
+        let raw = unsafe { sys::sipp_client_endpoint(self.raw, cid.as_ptr()) };
+        if raw.is_null() {
+            None
+        } else {
+            Some(Endpoint { client: self, raw, id: id.to_string() })
+        }
+    }
+
+    /// Removes an endpoint: cancels its runs and unloads its model.
+    pub fn remove(&mut self, id: &str) -> Result<()> {
+        let cid = cstring(id, "id")?;
+        let mut err = new_error();
+        // SAFETY: &mut self: no Endpoint borrows the client.
+        check(unsafe { sys::sipp_client_remove(self.raw, cid.as_ptr(), &mut err) }, &err)?;
+        self.unreserve(id);
+        Ok(())
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // SAFETY: no borrow of the client (endpoints) is left, so no call is in flight.
+        unsafe { sys::sipp_client_free(self.raw) }
+    }
+}
+
+// ---- endpoints ----------------------------------------------------------------------------------
+
+/// A registered endpoint, borrowed from its client.
+pub struct Endpoint<'c> {
+    client: &'c Client,
+    raw: *mut sys::sipp_endpoint,
+    id: String,
+}
+
+// SAFETY: sipp.h: requests, info and stats may be called from any thread.
+unsafe impl Send for Endpoint<'_> {}
+unsafe impl Sync for Endpoint<'_> {}
+
+/// What an endpoint can do (`sipp_endpoint_info`).
+#[derive(Clone, Debug, PartialEq)]
+#[allow(missing_docs)]
+pub struct EndpointInfo {
+    pub can_generate: bool,
+    pub can_chat: bool,
+    pub can_embed: bool,
+    pub n_ctx: u32,
+    pub n_ctx_train: u32,
+    pub n_embd: u32,
+    pub n_parallel: u32,
+    pub n_params: u64,
+    pub size_bytes: u64,
+    pub architecture: String,
+    pub description: String,
+}
+
+/// Engine counters of a local endpoint (`sipp_engine_stats`).
+#[derive(Clone, Debug, PartialEq)]
+#[allow(missing_docs)]
+pub struct EngineStats {
+    pub running: u32,
+    pub queued: u32,
+    pub completed: u64,
+    pub cancelled: u64,
+    pub failed: u64,
+    pub rejected_busy: u64,
+    pub prompt_tokens: u64,
+    pub generated_tokens: u64,
+    pub ticks: u64,
+    pub batch_tokens: u64,
+    pub batch_fill: f64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_evictions: u64,
+    pub cache_ram_bytes: u64,
+    pub cache_disk_bytes: u64,
+}
+
+impl<'c> Endpoint<'c> {
+    /// The id it was registered under.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The client it belongs to.
+    pub fn client(&self) -> &'c Client {
+        self.client
+    }
+
+    /// Starts a raw completion. Option errors come back here (no run exists then).
+    pub fn query(&self, prompt: &str, options: &TextOptions) -> Result<Run> {
+        let prompt = cstring(prompt, "prompt")?;
+        let p = options.to_c()?;
+        self.submit(|out, err| unsafe { sys::sipp_query(self.raw, prompt.as_ptr(), &p.params, out, err) })
+    }
+
+    /// Starts a chat, rendered with the model's chat template.
+    pub fn chat(&self, messages: &[Message], options: &TextOptions) -> Result<Run> {
+        let mut strings = Vec::with_capacity(messages.len() * 2);
+        let mut cmsgs = Vec::with_capacity(messages.len());
+        for m in messages {
+            let role = cstring(&m.role, "role")?;
+            let content = cstring(&m.content, "content")?;
+            cmsgs.push(sys::sipp_message { role: role.as_ptr(), content: content.as_ptr() });
+            strings.push(role);
+            strings.push(content);
+        }
+        let p = options.to_c()?;
+        self.submit(|out, err| unsafe {
+            sys::sipp_chat(self.raw, cmsgs.as_ptr(), cmsgs.len(), &p.params, out, err)
+        })
+    }
+
+    /// Starts an embedding; [`Response::embedding`] holds the vector.
+    pub fn embed(&self, text: &str, normalize: bool) -> Result<Run> {
+        let text = cstring(text, "text")?;
+        // SAFETY: plain struct by value.
+        let mut p = unsafe { sys::sipp_embed_params_default() };
+        p.struct_size = mem::size_of::<sys::sipp_embed_params>() as u32;
+        p.normalize = normalize;
+        self.submit(|out, err| unsafe { sys::sipp_embed(self.raw, text.as_ptr(), &p, out, err) })
+    }
+
+    fn submit(&self, call: impl FnOnce(*mut *mut sys::sipp_run, *mut sys::sipp_error) -> i32) -> Result<Run> {
+        let mut raw = ptr::null_mut();
+        let mut err = new_error();
+        check(call(&mut raw, &mut err), &err)?;
+        Ok(Run { inner: Arc::new(RunInner { raw }), finished: false, outcome: None, error_taken: false })
+    }
+
+    /// What the endpoint can do.
+    pub fn info(&self) -> Result<EndpointInfo> {
+        // SAFETY: a zeroed plain struct is valid; struct_size tells the library our size.
+        let mut out: sys::Slack<sys::sipp_endpoint_info> = unsafe { mem::zeroed() };
+        out.value.struct_size = mem::size_of::<sys::sipp_endpoint_info>() as u32;
+        let mut err = new_error();
+        check(unsafe { sys::sipp_endpoint_get_info(self.raw, &mut out, &mut err) }, &err)?;
+        let i = &out.value;
+        Ok(EndpointInfo { can_generate: i.can_generate, can_chat: i.can_chat, can_embed: i.can_embed,
+                          n_ctx: i.n_ctx, n_ctx_train: i.n_ctx_train, n_embd: i.n_embd,
+                          n_parallel: i.n_parallel, n_params: i.n_params, size_bytes: i.size_bytes,
+                          architecture: c_chars(&i.architecture),
+                          description: c_chars(&i.description) })
+    }
+
+    /// Engine counters (local endpoints; others answer `unsupported`).
+    pub fn stats(&self) -> Result<EngineStats> {
+        // SAFETY: as in info().
+        let mut out: sys::Slack<sys::sipp_engine_stats> = unsafe { mem::zeroed() };
+        out.value.struct_size = mem::size_of::<sys::sipp_engine_stats>() as u32;
+        let mut err = new_error();
+        check(unsafe { sys::sipp_endpoint_get_stats(self.raw, &mut out, &mut err) }, &err)?;
+        let s = &out.value;
+        Ok(EngineStats { running: s.running, queued: s.queued, completed: s.completed,
+                         cancelled: s.cancelled, failed: s.failed, rejected_busy: s.rejected_busy,
+                         prompt_tokens: s.prompt_tokens, generated_tokens: s.generated_tokens,
+                         ticks: s.ticks, batch_tokens: s.batch_tokens, batch_fill: s.batch_fill,
+                         cache_hits: s.cache_hits, cache_misses: s.cache_misses,
+                         cache_evictions: s.cache_evictions, cache_ram_bytes: s.cache_ram_bytes,
+                         cache_disk_bytes: s.cache_disk_bytes })
+    }
+}
+
+impl fmt::Debug for Endpoint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint").field("id", &self.id).finish()
+    }
+}
+
+// ---- runs ---------------------------------------------------------------------------------------
+
+struct RunInner {
+    raw: *mut sys::sipp_run,
+}
+
+// SAFETY: cancel and done are any-thread; the consumer calls go through &mut Run only, and the
+// free happens when the last Arc drops, when no consumer call can be in flight.
+unsafe impl Send for RunInner {}
+unsafe impl Sync for RunInner {}
+
+impl Drop for RunInner {
+    fn drop(&mut self) {
+        // SAFETY: the last owner; cancels a run still going, waits for its end, frees.
+        unsafe { sys::sipp_run_free(self.raw) }
+    }
+}
+
+/// A batch of generated text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenBatch {
+    /// complete UTF-8 text
+    pub text: String,
+    /// tokens it covers
+    pub n_tokens: u32,
+}
+
+/// Token counts of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct Usage {
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub total_tokens: u32,
+}
+
+/// Timings in ms and rates in tokens/s (`sipp_stats`).
+#[derive(Clone, Debug, PartialEq)]
+#[allow(missing_docs)]
+pub struct Stats {
+    pub queue_ms: f64,
+    pub ttft_ms: f64,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+    pub total_ms: f64,
+    pub itl_avg_ms: f64,
+    pub itl_p99_ms: f64,
+    pub prefill_tokens: u32,
+    /// "none", "live" or "snapshot"
+    pub cache_source: &'static str,
+    pub cached_tokens: u32,
+}
+
+/// The end of a successful run (a failed one is an [`Error`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response {
+    /// generated text (query/chat)
+    pub text: String,
+    /// "stop", "length" or "cancelled"
+    pub finish_reason: &'static str,
+    /// token counts
+    pub usage: Usage,
+    /// timings
+    pub stats: Stats,
+    /// embed only
+    pub embedding: Option<Vec<f32>>,
+    /// whether the embedding is L2-normalised
+    pub normalized: bool,
+    /// remote endpoints: the HTTP status (0 for local)
+    pub http_status: u32,
+    /// remote endpoints: the peer's request id (may be "")
+    pub request_id: String,
+}
+
+fn static_name(p: *const c_char) -> &'static str {
+    // SAFETY: the *_name functions return static strings.
+    unsafe { CStr::from_ptr(p) }.to_str().unwrap_or("none")
+}
+
+/// One request. Iterate it (`for b in &mut run`) for token batches, then [`Run::wait`].
+/// Dropping it cancels it if still going and frees it.
+pub struct Run {
+    inner: Arc<RunInner>,
+    finished: bool,
+    outcome: Option<Result<Response>>,
+    error_taken: bool,
+}
+
+/// Cancels a run from any thread; valid as long as it lives, even after the [`Run`] dropped.
+#[derive(Clone)]
+pub struct Canceller {
+    inner: Arc<RunInner>,
+}
+
+impl Canceller {
+    /// Asks the run to stop; it ends with finish reason "cancelled" and the text so far.
+    pub fn cancel(&self) {
+        // SAFETY: any thread; the run lives while this Arc does.
+        unsafe { sys::sipp_run_cancel(self.inner.raw) }
+    }
+}
+
+impl fmt::Debug for Canceller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Canceller")
+    }
+}
+
+impl Run {
+    /// Asks the run to stop (see [`Canceller::cancel`]).
+    pub fn cancel(&self) {
+        // SAFETY: any thread.
+        unsafe { sys::sipp_run_cancel(self.inner.raw) }
+    }
+
+    /// A handle that cancels this run from another thread.
+    pub fn canceller(&self) -> Canceller {
+        Canceller { inner: Arc::clone(&self.inner) }
+    }
+
+    /// True once the run has ended (text may still be unread).
+    pub fn is_done(&self) -> bool {
+        // SAFETY: any thread.
+        self.finished || unsafe { sys::sipp_run_done(self.inner.raw) }
+    }
+
+    /// Waits up to `timeout` (None: forever) for the next batch. `Ok(None)` on timeout; at the
+    /// end, `Ok(Some(batch))` with empty text and later calls return the same.
+    fn pull(&mut self, timeout: Option<Duration>) -> Result<Option<(TokenBatch, bool)>> {
+        if self.finished {
+            return Ok(Some((TokenBatch { text: String::new(), n_tokens: 0 }, true)));
+        }
+        let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
+        // SAFETY: a zeroed plain struct; the library fills it.
+        let mut out: sys::Slack<sys::sipp_token_batch> = unsafe { mem::zeroed() };
+        out.value.struct_size = mem::size_of::<sys::sipp_token_batch>() as u32;
+        let mut err = new_error();
+        // SAFETY: &mut self: the one consumer.
+        let st = unsafe { sys::sipp_run_next(self.inner.raw, ms, &mut out, &mut err) };
+        if st == sys::SIPP_TIMEOUT {
+            return Ok(None);
+        }
+        check(st, &err)?;
+        let b = &out.value;
+        let text = if b.len == 0 {
+            String::new()
+        } else {
+            // SAFETY: text/len valid until the next consumer call on the run.
+            let bytes = unsafe { std::slice::from_raw_parts(b.text as *const u8, b.len) };
+            String::from_utf8_lossy(bytes).into_owned()
+        };
+        let done = b.done;
+        let batch = TokenBatch { text, n_tokens: b.n_tokens };
+        if done {
+            self.finish()?;
+        }
+        Ok(Some((batch, done)))
+    }
+
+    /// Copies the response of an ended run.
+    fn finish(&mut self) -> Result<()> {
+        self.finished = true;
+        if self.outcome.is_some() {
+            return Ok(());
+        }
+        let mut resp: *const sys::sipp_response = ptr::null();
+        let mut err = new_error();
+        // SAFETY: the run ended; wait returns at once with a pointer valid until free.
+        check(unsafe { sys::sipp_run_wait(self.inner.raw, &mut resp, &mut err) }, &err)?;
+        let r = unsafe { &*resp };
+        let request_id = c_chars(&r.request_id);
+        self.outcome = Some(if r.status != sys::SIPP_OK {
+            Err(Error { kind: status_name(r.status), status: r.status,
+                        message: c_chars(&r.error_message), code: r.http_status as i32,
+                        request_id })
+        } else {
+            let text = if r.text_len == 0 {
+                String::new()
+            } else {
+                // SAFETY: text_len bytes owned by the run.
+                let bytes = unsafe { std::slice::from_raw_parts(r.text as *const u8, r.text_len) };
+                String::from_utf8_lossy(bytes).into_owned()
+            };
+            let embedding = if r.embedding.is_null() {
+                None
+            } else {
+                // SAFETY: n_embd floats owned by the run.
+                Some(unsafe { std::slice::from_raw_parts(r.embedding, r.n_embd as usize) }.to_vec())
+            };
+            let s = &r.stats;
+            Ok(Response {
+                text,
+                finish_reason: static_name(unsafe { sys::sipp_finish_reason_name(r.finish_reason) }),
+                usage: Usage { input_tokens: r.usage.input_tokens, output_tokens: r.usage.output_tokens,
+                               total_tokens: r.usage.total_tokens },
+                stats: Stats { queue_ms: s.queue_ms, ttft_ms: s.ttft_ms, prefill_ms: s.prefill_ms,
+                               decode_ms: s.decode_ms, prefill_tok_s: s.prefill_tok_s,
+                               decode_tok_s: s.decode_tok_s, total_ms: s.total_ms,
+                               itl_avg_ms: s.itl_avg_ms, itl_p99_ms: s.itl_p99_ms,
+                               prefill_tokens: s.prefill_tokens,
+                               cache_source: static_name(unsafe { sys::sipp_cache_source_name(s.cache_source) }),
+                               cached_tokens: s.cached_tokens },
+                embedding,
+                normalized: r.normalized,
+                http_status: r.http_status,
+                request_id,
+            })
+        });
+        Ok(())
+    }
+
+    /// The next batch within `timeout`: `Ok(None)` if nothing came (the run goes on) or the
+    /// run ended; see [`Run::is_done`].
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<TokenBatch>> {
+        match self.pull(Some(timeout))? {
+            Some((b, _)) if !b.text.is_empty() => Ok(Some(b)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Waits for the end (reading the rest of the stream) and returns the response, or the
+    /// run's error. May be called again: same answer.
+    pub fn wait(&mut self) -> Result<Response> {
+        while !self.finished {
+            self.pull(None)?;
+        }
+        self.error_taken = true;
+        self.outcome.clone().expect("an ended run has an outcome")
+    }
+}
+
+impl Iterator for Run {
+    type Item = Result<TokenBatch>;
+
+    /// The next batch of text; `Some(Err(..))` once if the run failed; then `None`.
+    fn next(&mut self) -> Option<Result<TokenBatch>> {
+        loop {
+            if self.finished {
+                if !self.error_taken {
+                    self.error_taken = true;
+                    if let Some(Err(e)) = &self.outcome {
+                        return Some(Err(e.clone()));
+                    }
+                }
+                return None;
+            }
+            match self.pull(None) {
+                Err(e) => {
+                    self.finished = true;
+                    self.error_taken = true;
+                    return Some(Err(e));
+                }
+                Ok(Some((b, _))) if !b.text.is_empty() => return Some(Ok(b)),
+                Ok(_) => continue,
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run").field("finished", &self.finished).finish()
+    }
+}

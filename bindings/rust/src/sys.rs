@@ -1,0 +1,265 @@
+//! Raw declarations of include/sipp.h. Structs mirror the C layout field for field (appended
+//! fields are appended here too; tests/abi.rs compares against the C compiler's layout).
+//!
+//! By-value `*_default()` functions of large structs are declared to return the struct followed
+//! by slack: these come back through a caller-provided buffer, so a library whose struct grew
+//! writes into the slack instead of past our value. Out-structs the library fills get the same.
+#![allow(non_camel_case_types, missing_docs)]
+
+use std::os::raw::{c_char, c_float, c_int, c_void};
+
+pub type sipp_status = c_int;
+pub const SIPP_OK: sipp_status = 0;
+pub const SIPP_INVALID_ARGUMENT: sipp_status = 1;
+pub const SIPP_NOT_FOUND: sipp_status = 2;
+pub const SIPP_CLOSED: sipp_status = 12;
+pub const SIPP_TIMEOUT: sipp_status = 13;
+
+pub const SIPP_ERROR_MESSAGE_CAP: usize = 256;
+pub const SLACK: usize = 512;
+
+#[repr(C)]
+pub struct Slack<T> {
+    pub value: T,
+    pub slack: [u8; SLACK],
+}
+
+#[repr(C)]
+pub struct sipp_error {
+    pub struct_size: u32,
+    pub code: sipp_status,
+    pub subcode: i32,
+    pub message: [c_char; SIPP_ERROR_MESSAGE_CAP],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct sipp_client_params {
+    pub struct_size: u32,
+    pub log_level: c_int,
+}
+
+pub type sipp_load_progress_fn = Option<unsafe extern "C" fn(f32, *mut c_void) -> bool>;
+pub type sipp_token_fn = Option<unsafe extern "C" fn(*const c_char, usize, u32, *mut c_void)>;
+
+#[repr(C)]
+pub struct sipp_local_params {
+    pub struct_size: u32,
+    pub model_path: *const c_char,
+    pub n_ctx: u32,
+    pub n_threads: i32,
+    pub n_batch: u32,
+    pub n_gpu_layers: i32,
+    pub n_parallel: u32,
+    pub progress: sipp_load_progress_fn,
+    pub progress_user_data: *mut c_void,
+    pub max_running: u32,
+    pub max_queued: u32,
+    pub tick_budget: u32,
+    pub prefill_chunk: u32,
+    pub stream_buffer_bytes: u32,
+    pub context_shift: bool,
+    pub n_keep: u32,
+    pub cache_ram_bytes: u64,
+    pub cache_dir: *const c_char,
+    pub cache_disk_bytes: u64,
+}
+
+pub const SIPP_PROVIDER_OPENAI: c_int = 1;
+pub const SIPP_PROVIDER_OPENAI_COMPATIBLE: c_int = 2;
+
+#[repr(C)]
+pub struct sipp_provider_params {
+    pub struct_size: u32,
+    pub kind: c_int,
+    pub model: *const c_char,
+    pub base_url: *const c_char,
+    pub api_key: *const c_char,
+    pub api_key_env: *const c_char,
+    pub connect_timeout_ms: u32,
+    pub request_timeout_ms: u32,
+    pub idle_timeout_ms: u32,
+}
+
+#[repr(C)]
+pub struct sipp_endpoint_info {
+    pub struct_size: u32,
+    pub can_generate: bool,
+    pub can_chat: bool,
+    pub can_embed: bool,
+    pub n_ctx: u32,
+    pub n_ctx_train: u32,
+    pub n_embd: u32,
+    pub n_parallel: u32,
+    pub n_params: u64,
+    pub size_bytes: u64,
+    pub architecture: [c_char; 64],
+    pub description: [c_char; 128],
+}
+
+#[repr(C)]
+pub struct sipp_engine_stats {
+    pub struct_size: u32,
+    pub running: u32,
+    pub queued: u32,
+    pub completed: u64,
+    pub cancelled: u64,
+    pub failed: u64,
+    pub rejected_busy: u64,
+    pub prompt_tokens: u64,
+    pub generated_tokens: u64,
+    pub ticks: u64,
+    pub batch_tokens: u64,
+    pub batch_fill: f64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_evictions: u64,
+    pub cache_ram_bytes: u64,
+    pub cache_disk_bytes: u64,
+}
+
+#[repr(C)]
+pub struct sipp_text_params {
+    pub struct_size: u32,
+    pub max_tokens: u32,
+    pub temperature: c_float,
+    pub top_k: i32,
+    pub top_p: c_float,
+    pub min_p: c_float,
+    pub repeat_penalty: c_float,
+    pub seed: u32,
+    pub stop: *const *const c_char,
+    pub n_stop: usize,
+    pub context_key: *const c_char,
+    pub cache_scope: *const c_char,
+    pub grammar: *const c_char,
+    pub json_schema: *const c_char,
+    pub on_tokens: sipp_token_fn,
+    pub user_data: *mut c_void,
+    pub timeout_ms: u32,
+    pub ignore_eos: bool,
+}
+
+#[repr(C)]
+pub struct sipp_message {
+    pub role: *const c_char,
+    pub content: *const c_char,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct sipp_embed_params {
+    pub struct_size: u32,
+    pub normalize: bool,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct sipp_usage {
+    pub struct_size: u32,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub total_tokens: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct sipp_stats {
+    pub struct_size: u32,
+    pub queue_ms: f64,
+    pub ttft_ms: f64,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+    pub total_ms: f64,
+    pub itl_avg_ms: f64,
+    pub itl_p99_ms: f64,
+    pub prefill_tokens: u32,
+    pub cache_source: c_int,
+    pub cached_tokens: u32,
+}
+
+#[repr(C)]
+pub struct sipp_response {
+    pub struct_size: u32,
+    pub status: sipp_status,
+    pub error_message: [c_char; SIPP_ERROR_MESSAGE_CAP],
+    pub text: *const c_char,
+    pub text_len: usize,
+    pub finish_reason: c_int,
+    pub embedding: *const c_float,
+    pub n_embd: u32,
+    pub normalized: bool,
+    pub usage: sipp_usage,
+    pub stats: sipp_stats,
+    pub http_status: u32,
+    pub retry_after_s: u32,
+    pub request_id: [c_char; 64],
+}
+
+#[repr(C)]
+pub struct sipp_token_batch {
+    pub struct_size: u32,
+    pub text: *const c_char,
+    pub len: usize,
+    pub n_tokens: u32,
+    pub done: bool,
+}
+
+#[repr(C)]
+pub struct sipp_client {
+    _private: [u8; 0],
+}
+#[repr(C)]
+pub struct sipp_endpoint {
+    _private: [u8; 0],
+}
+#[repr(C)]
+pub struct sipp_run {
+    _private: [u8; 0],
+}
+
+extern "C" {
+    pub fn sipp_version() -> *const c_char;
+    pub fn sipp_status_name(status: sipp_status) -> *const c_char;
+    pub fn sipp_client_params_default() -> sipp_client_params;
+    pub fn sipp_client_new(params: *const sipp_client_params, out: *mut *mut sipp_client,
+                           err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_client_free(client: *mut sipp_client);
+    pub fn sipp_local_params_default() -> Slack<sipp_local_params>;
+    pub fn sipp_client_add_local(client: *mut sipp_client, id: *const c_char,
+                                 params: *const sipp_local_params, out: *mut *mut sipp_endpoint,
+                                 err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_provider_params_default() -> Slack<sipp_provider_params>;
+    pub fn sipp_client_add_provider(client: *mut sipp_client, id: *const c_char,
+                                    params: *const sipp_provider_params,
+                                    out: *mut *mut sipp_endpoint, err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_client_endpoint(client: *mut sipp_client, id: *const c_char) -> *mut sipp_endpoint;
+    pub fn sipp_client_remove(client: *mut sipp_client, id: *const c_char,
+                              err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_endpoint_get_info(ep: *const sipp_endpoint, out: *mut Slack<sipp_endpoint_info>,
+                                  err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_endpoint_get_stats(ep: *const sipp_endpoint, out: *mut Slack<sipp_engine_stats>,
+                                   err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_text_params_default() -> Slack<sipp_text_params>;
+    pub fn sipp_embed_params_default() -> sipp_embed_params;
+    pub fn sipp_query(ep: *mut sipp_endpoint, prompt: *const c_char,
+                      params: *const sipp_text_params, out: *mut *mut sipp_run,
+                      err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_chat(ep: *mut sipp_endpoint, messages: *const sipp_message, n_messages: usize,
+                     params: *const sipp_text_params, out: *mut *mut sipp_run,
+                     err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_embed(ep: *mut sipp_endpoint, text: *const c_char,
+                      params: *const sipp_embed_params, out: *mut *mut sipp_run,
+                      err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_finish_reason_name(reason: c_int) -> *const c_char;
+    pub fn sipp_cache_source_name(source: c_int) -> *const c_char;
+    pub fn sipp_run_wait(run: *mut sipp_run, out: *mut *const sipp_response,
+                         err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_run_next(run: *mut sipp_run, timeout_ms: c_int,
+                         out: *mut Slack<sipp_token_batch>, err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_run_cancel(run: *mut sipp_run);
+    pub fn sipp_run_done(run: *const sipp_run) -> bool;
+    pub fn sipp_run_free(run: *mut sipp_run);
+}
