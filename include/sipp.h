@@ -329,7 +329,13 @@ SIPP_API sipp_status sipp_client_add_gateway(sipp_client *client, const char *id
 /** Looks an endpoint up by id; NULL if none. Thread-safety: any thread. Since 0.1. */
 SIPP_API sipp_endpoint *sipp_client_endpoint(sipp_client *client, const char *id);
 
-/** Removes an endpoint: cancels its runs and unloads its model. Since 0.1. */
+/**
+ * Removes an endpoint: cancels its runs, waits for their end and unloads its model. The
+ * endpoint pointer is invalid afterwards, as is the old pointer of an id that
+ * sipp_client_add_*() replaced: the caller must make sure no other thread is still submitting
+ * on it (look endpoints up by id with sipp_client_endpoint(), or serialise add/remove with your
+ * own submissions). Since 0.1.
+ */
 SIPP_API sipp_status sipp_client_remove(sipp_client *client, const char *id, sipp_error *err);
 
 /** What an endpoint can do. */
@@ -591,7 +597,9 @@ typedef struct sipp_token_batch {
 /**
  * Pull iterator: waits up to `timeout_ms` (-1 forever, 0 poll) for new text. On SIPP_OK, `out`
  * holds the text since the last pull (possibly empty with done set). SIPP_TIMEOUT when nothing
- * arrived in time; the run goes on. Thread-safety: one consumer per run. Since 0.1.
+ * arrived in time; the run goes on. Set out->struct_size = sizeof *out first: the library
+ * writes no more than that (a later version's larger struct never overruns an older caller's).
+ * Thread-safety: one consumer per run. Since 0.1.
  */
 SIPP_API sipp_status sipp_run_next(sipp_run *run, int timeout_ms, sipp_token_batch *out,
                                    sipp_error *err);

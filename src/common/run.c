@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +201,9 @@ static uint32_t take_pending_locked(sipp_run *r) {
     return n;
 }
 
+/* sizeof(sipp_token_batch) in the first release */
+#define SIPP__TOKEN_BATCH_V01_SIZE (offsetof(sipp_token_batch, done) + sizeof(bool))
+
 sipp_status sipp_run_next(sipp_run *r, int timeout_ms, sipp_token_batch *out, sipp_error *err) {
     if (!r || !out) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "run and out are required");
     double deadline = timeout_ms < 0 ? -1.0 : sipp__now_ms() + timeout_ms;
@@ -211,11 +215,17 @@ sipp_status sipp_run_next(sipp_run *r, int timeout_ms, sipp_token_batch *out, si
     uint32_t n = take_pending_locked(r);
     bool done = r->done;
     pthread_mutex_unlock(&r->mu);
-    out->struct_size = sizeof *out;
-    out->text = r->delivered.data ? r->delivered.data : "";
-    out->len = r->delivered.len;
-    out->n_tokens = n;
-    out->done = done;
+    /* Write no more than the caller's struct holds (a caller built against an older header
+     * passes its smaller struct_size); anything below the first released size is today's. */
+    sipp_token_batch b = {.struct_size = sizeof b};
+    b.text = r->delivered.data ? r->delivered.data : "";
+    b.len = r->delivered.len;
+    b.n_tokens = n;
+    b.done = done;
+    size_t size = out->struct_size >= SIPP__TOKEN_BATCH_V01_SIZE && out->struct_size < sizeof b
+                      ? out->struct_size : sizeof b;
+    b.struct_size = (uint32_t)size;
+    memcpy(out, &b, size);
     return SIPP_OK;
 }
 

@@ -510,7 +510,7 @@ static void execute_finite_text(gw_req *r) {
         fail_with(r, code_for_status(st), NULL, "%s", err.message);
         return;
     }
-    sipp_token_batch b;
+    sipp_token_batch b = {.struct_size = sizeof b};
     for (;;) {
         if (pull_batch(r, &b) == SIPP_OK && b.done) break;
         if (sipp__httpd_peer_closed(r->http)) {
@@ -782,7 +782,7 @@ static long stream_pull(void *ctx, sipp__httpd_req *http, char *buf, size_t cap)
             r->shutdown_cut = true;
             sipp_run_cancel(r->run);
         }
-        sipp_token_batch b;
+        sipp_token_batch b = {.struct_size = sizeof b};
         if (pull_batch(r, &b) == SIPP_OK) {
             if (b.len) emit_text(r, b.text, b.len, b.n_tokens);
             if (b.done) emit_end(r);

@@ -162,7 +162,7 @@ static void cancel_during_decode(void **state) {
     sipp_text_params endless = endless_params(100000);
     sipp_run *run;
     assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &run, NULL), SIPP_OK);
-    sipp_token_batch b;
+    sipp_token_batch b = {.struct_size = sizeof b};
     assert_int_equal(sipp_run_next(run, -1, &b, NULL), SIPP_OK); /* it is decoding */
     sipp_run_cancel(run);
     const sipp_response *r = wait_run(run);
@@ -204,7 +204,7 @@ static void overload_answers_busy_at_once(void **state) {
     sipp_text_params endless = endless_params(100000);
     sipp_run *running, *queued, *third = NULL;
     assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &running, NULL), SIPP_OK);
-    sipp_token_batch b;
+    sipp_token_batch b = {.struct_size = sizeof b};
     assert_int_equal(sipp_run_next(running, -1, &b, NULL), SIPP_OK); /* admitted */
     assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &queued, NULL), SIPP_OK);
     sipp_error err = sipp_error_default();
@@ -267,7 +267,7 @@ static void stalled_consumer_pauses_only_its_run(void **state) {
     assert_true(r->usage.output_tokens > 0);
     sleep_ms(20);
     assert_false(sipp_run_done(stalled));
-    sipp_token_batch b;
+    sipp_token_batch b = {.struct_size = sizeof b};
     assert_int_equal(sipp_run_next(stalled, 0, &b, NULL), SIPP_OK);
     assert_true(b.len >= 64 && b.len < 64 + 64); /* paused at the cap (plus one piece) */
     /* reading resumes it; it then runs to its token limit */

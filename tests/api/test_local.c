@@ -149,7 +149,7 @@ static void pull_iterator_delivers_the_whole_text(void **state) {
     assert_int_equal(sipp_query(f->story, "Once upon a time", &p, &run, NULL), SIPP_OK);
     char buf[8192];
     size_t len = 0;
-    sipp_token_batch b;
+    sipp_token_batch b = {.struct_size = sizeof b};
     for (;;) {
         assert_int_equal(sipp_run_next(run, -1, &b, NULL), SIPP_OK);
         memcpy(buf + len, b.text, b.len);
@@ -169,7 +169,7 @@ static void cancel_ends_the_run_as_cancelled(void **state) {
     p.grammar = "root ::= [a-z ] root"; /* never complete, so the model can never end it */
     sipp_run *run = NULL;
     assert_int_equal(sipp_query(f->story, "Once upon a time", &p, &run, NULL), SIPP_OK);
-    sipp_token_batch b;
+    sipp_token_batch b = {.struct_size = sizeof b};
     assert_int_equal(sipp_run_next(run, -1, &b, NULL), SIPP_OK); /* it is decoding */
     sipp_run_cancel(run);
     const sipp_response *r = NULL;
