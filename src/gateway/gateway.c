@@ -1235,9 +1235,6 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
     }
     gw->n_trusted = c->n_trusted_proxy_cidrs;
     gw->n_blocklist = c->n_ip_blocklist;
-    gw->admin = sipp__gw_admin_new(gw);
-    if (c->admin_password_env && !gw->admin)
-        sipp__gw_log("warn", "admin dashboard off: its password variable is not set", NULL);
 
     sipp_client_params cp = sipp_client_params_default();
     sipp_error err = sipp_error_default();
@@ -1257,6 +1254,10 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
         if (c->targets[i].type != SIPP__GW_LOCAL && add_provider(gw, &gw->targets[i], errbuf, errcap) != 0)
             return -1;
     }
+
+    gw->admin = sipp__gw_admin_new(gw); /* after n_targets and n_callers are known */
+    if (c->admin_password_env && !gw->admin)
+        sipp__gw_log("warn", "admin dashboard off: its password variable is not set", NULL);
 
     sipp__httpd_params hp = {
         .header_timeout_s = c->header_timeout_seconds,
