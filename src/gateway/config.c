@@ -598,6 +598,7 @@ int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__
     cfg->max_json_depth = 32;
     cfg->max_connections = 512;
     cfg->shutdown_grace_seconds = 10;
+    cfg->redis_timeout_ms = 50;
     int route_lines[SIPP__GW_N_ROUTES] = {0};
     int pub_line = 0, mgmt_line = 0;
 
@@ -643,12 +644,32 @@ int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__
             ok = want(&c, n, "redis", SIPP__TOML_TABLE, "a table");
             for (size_t j = 0; ok && j < n->n_items; j++) {
                 const sipp__toml_node *m = &n->items[j];
-                if (strcmp(m->key, "url") != 0) ok = unknown(&c, m, "redis");
-                else ok = get_str(&c, m, "redis.url", &cfg->redis_url);
-                if (ok && strncmp(cfg->redis_url, "redis://", 8) != 0 &&
-                    strncmp(cfg->redis_url, "unix://", 7) != 0)
-                    ok = fail(&c, m->line, "key 'redis.url' must start with redis:// or unix://");
+                if (strcmp(m->key, "url") == 0) {
+                    ok = get_str(&c, m, "redis.url", &cfg->redis_url);
+                    sipp__gw_redis_addr a;
+                    char why[200];
+                    if (ok && !sipp__gw_redis_url_parse(cfg->redis_url, &a, why, sizeof why))
+                        ok = fail(&c, m->line, "key 'redis.url': %s", why);
+                } else if (strcmp(m->key, "password_env") == 0) {
+                    ok = get_str(&c, m, "redis.password_env", &cfg->redis_password_env);
+                    if (ok && !valid_env_name(cfg->redis_password_env))
+                        ok = fail(&c, m->line, "key 'redis.password_env' must be an environment "
+                                  "variable name");
+                } else if (strcmp(m->key, "timeout_ms") == 0) {
+                    ok = get_u32(&c, m, "redis.timeout_ms", 1, 10000, &cfg->redis_timeout_ms);
+                } else if (strcmp(m->key, "on_error") == 0) {
+                    char *mode = NULL;
+                    ok = get_str(&c, m, "redis.on_error", &mode);
+                    if (ok && strcmp(mode, "open") != 0 && strcmp(mode, "closed") != 0)
+                        ok = fail(&c, m->line, "key 'redis.on_error' must be \"open\" or \"closed\"");
+                    if (ok) cfg->redis_fail_closed = strcmp(mode, "closed") == 0;
+                    free(mode);
+                } else if (strcmp(m->key, "key_prefix") == 0) {
+                    ok = get_str(&c, m, "redis.key_prefix", &cfg->redis_key_prefix);
+                } else
+                    ok = unknown(&c, m, "redis");
             }
+            if (ok && !cfg->redis_url) ok = fail(&c, n->line, "[redis] needs a url");
         } else if (strcmp(k, "targets") == 0 || strcmp(k, "tokens") == 0) {
             bool targets = k[1] == 'a';
             ok = want(&c, n, k, SIPP__TOML_ARRAY, targets ? "an array of tables ([[targets]])"
@@ -734,6 +755,8 @@ void sipp__gw_config_free(sipp__gw_config *cfg) {
     free_strv(cfg->trusted_proxy_cidrs, cfg->n_trusted_proxy_cidrs);
     free_strv(cfg->ip_blocklist, cfg->n_ip_blocklist);
     free(cfg->redis_url);
+    free(cfg->redis_password_env);
+    free(cfg->redis_key_prefix);
     for (size_t i = 0; i < cfg->n_targets; i++) target_free(&cfg->targets[i]);
     free(cfg->targets);
     for (size_t i = 0; i < cfg->n_tokens; i++) {
@@ -743,4 +766,75 @@ void sipp__gw_config_free(sipp__gw_config *cfg) {
     }
     free(cfg->tokens);
     memset(cfg, 0, sizeof *cfg);
+}
+
+bool sipp__gw_redis_url_parse(const char *url, sipp__gw_redis_addr *out, char *errbuf,
+                              size_t errcap) {
+    memset(out, 0, sizeof *out);
+    out->port = 6379;
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *p = url + 7;
+        if (p[0] != '/' || strlen(p) >= sizeof out->path) {
+            snprintf(errbuf, errcap, "a unix URL is unix:///absolute/path (under %zu bytes)",
+                     sizeof out->path);
+            return false;
+        }
+        memcpy(out->path, p, strlen(p) + 1);
+        return true;
+    }
+    if (strncmp(url, "redis://", 8) != 0) {
+        snprintf(errbuf, errcap, "must start with redis:// or unix://");
+        return false;
+    }
+    const char *h = url + 8;
+    const char *end = h + strcspn(h, "/");
+    if (memchr(h, '@', (size_t)(end - h))) {
+        snprintf(errbuf, errcap, "no credentials in the URL: put the password's env var name in "
+                 "redis.password_env");
+        return false;
+    }
+    const char *colon = NULL, *hend = end;
+    if (*h == '[') {
+        const char *rb = memchr(h, ']', (size_t)(end - h));
+        if (!rb) goto bad;
+        h++;
+        hend = rb;
+        if (rb + 1 < end) {
+            if (rb[1] != ':') goto bad;
+            colon = rb + 1;
+        }
+    } else {
+        colon = memchr(h, ':', (size_t)(end - h));
+        if (colon) hend = colon;
+    }
+    if (hend == h || (size_t)(hend - h) >= sizeof out->host) goto bad;
+    memcpy(out->host, h, (size_t)(hend - h));
+    out->host[hend - h] = '\0';
+    for (const char *q = out->host; *q; q++)
+        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+              *q == '.' || *q == '-' || *q == ':' || *q == '_'))
+            goto bad;
+    if (colon) {
+        long port = 0;
+        const char *q = colon + 1;
+        if (q == end) goto bad;
+        for (; q < end; q++) {
+            if (*q < '0' || *q > '9' || port > 65535) goto bad;
+            port = port * 10 + (*q - '0');
+        }
+        if (port < 1 || port > 65535) goto bad;
+        out->port = (int)port;
+    }
+    if (*end == '/' && end[1]) {
+        long db = 0;
+        for (const char *q = end + 1; *q; q++) {
+            if (*q < '0' || *q > '9' || db > 1000000) goto bad;
+            db = db * 10 + (*q - '0');
+        }
+        out->db = (int)db;
+    }
+    return true;
+bad:
+    snprintf(errbuf, errcap, "expected redis://HOST[:PORT][/DB] or unix:///PATH");
+    return false;
 }

@@ -147,7 +147,12 @@ typedef struct sipp__gw_config {
     bool rate_limit_enabled;
     uint32_t rate_limit_rpm, rate_limit_burst, rate_limit_tpm;
 
+    /* [redis] (redis_url NULL = limits in memory) */
     char *redis_url;
+    char *redis_password_env; /* env var of the AUTH password; never in the URL */
+    uint32_t redis_timeout_ms; /* connect and command timeout */
+    bool redis_fail_closed;    /* on_error = "closed": 503 while Redis is unreachable */
+    char *redis_key_prefix;
 
     sipp__gw_target *targets;
     size_t n_targets;
@@ -167,6 +172,17 @@ int sipp__gw_config_load(const char *path, sipp__gw_config *cfg, char *errbuf, s
 void sipp__gw_config_free(sipp__gw_config *cfg);
 
 const char *sipp__gw_target_type_name(sipp__gw_target_type t);
+
+/* A parsed [redis] url: `redis://HOST[:PORT][/DB]` (HOST may be `[v6]`) or `unix:///PATH`.
+ * A password in the URL is refused (it belongs in redis.password_env). */
+typedef struct sipp__gw_redis_addr {
+    char host[256]; /* "" for unix */
+    int port;
+    char path[108]; /* unix socket path, else "" */
+    int db;
+} sipp__gw_redis_addr;
+bool sipp__gw_redis_url_parse(const char *url, sipp__gw_redis_addr *out, char *errbuf,
+                              size_t errcap);
 
 #ifdef __cplusplus
 }

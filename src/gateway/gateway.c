@@ -125,6 +125,8 @@ typedef struct gw_req {
     double first_token, last_token;
     uint32_t sequence;
     bool client_gone, shutdown_cut;
+    bool live; /* listed among the dashboard's live requests */
+    uint64_t live_tokens;
     /* streaming */
     char *out;
     size_t out_len, out_off, out_cap;
@@ -219,6 +221,42 @@ __attribute__((format(printf, 4, 5))) static bool fail_with(gw_req *r, gw_code c
     return false;
 }
 
+/* ---- the rate-limit store: memory or Redis ------------------------------------------------------ */
+
+static void redis_failed(sipp__gw *gw) {
+    unsigned long n = atomic_fetch_add(&gw->redis_errors, 1) + 1;
+    long now = (long)sipp__gw_now(), last = atomic_load(&gw->redis_logged_s);
+    if (last && now - last < 5) return; /* one line per 5 s at most */
+    if (!atomic_compare_exchange_strong(&gw->redis_logged_s, &last, now ? now : 1)) return;
+    json_t *x = json_pack("{s:I, s:s}", "redis_errors", (json_int_t)n, "on_error",
+                          gw->cfg.redis_fail_closed ? "closed" : "open");
+    sipp__gw_log("error",
+                 gw->cfg.redis_fail_closed
+                     ? "redis unreachable: rate-limited requests are refused with 503"
+                     : "redis unreachable: rate limits are not enforced until it answers",
+                 x);
+    json_decref(x);
+}
+
+/* 1 = allowed, 0 = refused (*wait set), -1 = the store is down and on_error is closed. */
+static int limit_take(sipp__gw *gw, const char *key, sipp__gw_rate req, sipp__gw_rate tok,
+                      uint32_t *wait) {
+    if (!gw->redis)
+        return sipp__gw_limiter_take(gw->limiter, key, req, tok, sipp__gw_now(), wait) ? 1 : 0;
+    int rc = sipp__gw_redis_take(gw->redis, key, req, tok, wait);
+    if (rc >= 0) return rc;
+    redis_failed(gw);
+    return gw->cfg.redis_fail_closed ? -1 : 1;
+}
+
+static void limit_charge(sipp__gw *gw, const char *key, sipp__gw_rate tok, uint64_t tokens) {
+    if (!gw->redis) {
+        sipp__gw_limiter_charge(gw->limiter, key, tok, tokens, sipp__gw_now());
+        return;
+    }
+    if (sipp__gw_redis_charge(gw->redis, key, tok, tokens) < 0) redis_failed(gw);
+}
+
 /* ---- finish: permits, limits, metrics, log ---------------------------------------------------- */
 
 static void finish(gw_req *r) {
@@ -228,19 +266,31 @@ static void finish(gw_req *r) {
                                                                              : SIZE_MAX);
     uint64_t total = r->in_tok + r->out_tok;
     if (total) {
-        if (gw->cfg.rate_limit_enabled && gw->cfg.rate_limit_tpm) {
+        pthread_rwlock_rdlock(&gw->set_mu);
+        uint32_t ip_tpm = gw->cfg.rate_limit_enabled ? gw->cfg.rate_limit_tpm : 0;
+        uint32_t caller_tpm = r->caller >= 0 ? gw->cfg.tokens[r->caller].tokens_per_minute : 0;
+        pthread_rwlock_unlock(&gw->set_mu);
+        if (ip_tpm) {
             char key[96];
             snprintf(key, sizeof key, "ip:%s", r->client_ip);
-            sipp__gw_limiter_charge(gw->limiter, key,
-                                    (sipp__gw_rate){gw->cfg.rate_limit_tpm, 0}, total, t);
+            limit_charge(gw, key, (sipp__gw_rate){ip_tpm, 0}, total);
         }
-        if (r->caller >= 0 && gw->callers[r->caller].cfg->tokens_per_minute) {
+        if (caller_tpm) {
             char key[160];
             snprintf(key, sizeof key, "caller:%s", caller_name(r));
-            sipp__gw_limiter_charge(gw->limiter, key,
-                                    (sipp__gw_rate){gw->callers[r->caller].cfg->tokens_per_minute, 0},
-                                    total, t);
+            limit_charge(gw, key, (sipp__gw_rate){caller_tpm, 0}, total);
         }
+    }
+    if (gw->admin && r->op != GW_N_OPS) {
+        gw_done d = {.caller = r->caller, .target = r->target, .op = r->op, .status = r->status,
+                     .code = r->code, .latency_ms = (t - r->t0) * 1000.0,
+                     .ttft_ms = r->first_token > 0 ? (r->first_token - r->t0) * 1000.0 : -1,
+                     .in_tok = r->in_tok, .out_tok = r->out_tok, .stream = r->call.stream};
+        struct timespec rt;
+        clock_gettime(CLOCK_REALTIME, &rt);
+        d.t_end = (double)rt.tv_sec + rt.tv_nsec / 1e9;
+        memcpy(d.id, r->id, sizeof d.id);
+        sipp__gw_admin_done(gw->admin, r->live ? r : NULL, &d);
     }
     if (r->op != GW_N_OPS) {
         sipp__gw_metrics_request(gw->metrics, r->op, r->target, r->status, r->code, r->in_tok,
@@ -294,20 +344,32 @@ static bool match_route(sipp__gw *gw, const char *path, route_info *out) {
 }
 
 static bool phase_blocklist(gw_req *r, const sipp__gw_ip *ip) {
-    if (sipp__gw_cidr_list_match(r->gw->blocklist, r->gw->n_blocklist, ip))
-        return fail_with(r, GW_BLOCKED, NULL, "the client address is blocked");
+    pthread_rwlock_rdlock(&r->gw->set_mu);
+    bool blocked = sipp__gw_cidr_list_match(r->gw->blocklist, r->gw->n_blocklist, ip);
+    pthread_rwlock_unlock(&r->gw->set_mu);
+    if (blocked) return fail_with(r, GW_BLOCKED, NULL, "the client address is blocked");
     return true;
+}
+
+static bool store_down(gw_req *r) {
+    r->retry_after = 1;
+    return fail_with(r, GW_UNAVAILABLE, NULL,
+                     "the rate-limit store is unreachable; retry shortly");
 }
 
 static bool phase_rate_limit_ip(gw_req *r) {
     sipp__gw_config *c = &r->gw->cfg;
-    if (!c->rate_limit_enabled) return true;
+    pthread_rwlock_rdlock(&r->gw->set_mu);
+    bool on = c->rate_limit_enabled;
+    sipp__gw_rate req = {c->rate_limit_rpm, c->rate_limit_burst}, tok = {c->rate_limit_tpm, 0};
+    pthread_rwlock_unlock(&r->gw->set_mu);
+    if (!on) return true;
     char key[96];
     snprintf(key, sizeof key, "ip:%s", r->client_ip);
     uint32_t wait = 0;
-    if (!sipp__gw_limiter_take(r->gw->limiter, key,
-                               (sipp__gw_rate){c->rate_limit_rpm, c->rate_limit_burst},
-                               (sipp__gw_rate){c->rate_limit_tpm, 0}, sipp__gw_now(), &wait)) {
+    int rc = limit_take(r->gw, key, req, tok, &wait);
+    if (rc < 0) return store_down(r);
+    if (rc == 0) {
         r->retry_after = wait;
         return fail_with(r, GW_RATE_LIMITED, NULL,
                          "rate limit of this client address reached; retry in %u s", wait);
@@ -331,13 +393,16 @@ static bool phase_auth(gw_req *r) {
     if (found < 0) return fail_with(r, GW_AUTHENTICATION, NULL, "unknown bearer token");
     r->caller = found;
     const sipp__gw_token *t = gw->callers[found].cfg;
-    if (t->requests_per_minute || t->tokens_per_minute) {
+    pthread_rwlock_rdlock(&gw->set_mu);
+    sipp__gw_rate req = {t->requests_per_minute, 0}, tpm = {t->tokens_per_minute, 0};
+    pthread_rwlock_unlock(&gw->set_mu);
+    if (req.per_minute || tpm.per_minute) {
         char key[160];
         snprintf(key, sizeof key, "caller:%s", t->caller);
         uint32_t wait = 0;
-        if (!sipp__gw_limiter_take(gw->limiter, key, (sipp__gw_rate){t->requests_per_minute, 0},
-                                   (sipp__gw_rate){t->tokens_per_minute, 0}, sipp__gw_now(),
-                                   &wait)) {
+        int rc = limit_take(gw, key, req, tpm, &wait);
+        if (rc < 0) return store_down(r);
+        if (rc == 0) {
             r->retry_after = wait;
             return fail_with(r, GW_RATE_LIMITED, NULL,
                              "rate limit of caller '%s' reached; retry in %u s", t->caller, wait);
@@ -479,6 +544,10 @@ static sipp_status pull_batch(gw_req *r, sipp_token_batch *b) {
             sipp__gw_metrics_observe_itl(r->gw->metrics, r->target, t - r->last_token);
         }
         r->last_token = t;
+        r->live_tokens += b->n_tokens;
+        if (r->live)
+            sipp__gw_admin_live_update(r->gw->admin, r, r->target, r->op, r->call.stream,
+                                       r->live_tokens);
     }
     return st;
 }
@@ -916,6 +985,10 @@ static void handle_public(sipp__httpd_req *http, void *ud) {
         goto done;
     }
     if (!phase_rate_limit_ip(r) || !phase_auth(r)) goto done;
+    if (gw->admin) {
+        sipp__gw_admin_live_add(gw->admin, r, r->id, r->caller);
+        r->live = true;
+    }
     if (r->op == GW_OP_MODELS) {
         answer_models(r);
         goto done;
@@ -923,6 +996,7 @@ static void handle_public(sipp__httpd_req *http, void *ud) {
     if (!phase_decode(r) || !phase_authorize(r) || !phase_resolve(r) || !phase_validate(r) ||
         !phase_admission(r))
         goto done;
+    if (r->live) sipp__gw_admin_live_update(gw->admin, r, r->target, r->op, r->call.stream, 0);
     if (r->op == GW_OP_EMBED) execute_embed(r);
     else if (r->call.stream) {
         execute_stream(r); /* finish() runs when the stream is released */
@@ -943,6 +1017,13 @@ static void handle_mgmt(sipp__httpd_req *http, void *ud) {
     int slot = -1;
     for (int s = SIPP__GW_R_HEALTHZ; s <= SIPP__GW_R_METRICS; s++)
         if (strcmp(gw->cfg.routes[s], path) == 0) slot = s;
+    const char *admin = gw->cfg.routes[SIPP__GW_R_ADMIN];
+    size_t alen = strlen(admin);
+    if (alen > 1 && admin[alen - 1] == '/') alen--; /* "/admin" and "/admin/..." */
+    if (slot < 0 && strncmp(path, admin, alen) == 0 && (path[alen] == '\0' || path[alen] == '/')) {
+        sipp__gw_admin_handle(gw, http);
+        return;
+    }
     if (slot < 0) {
         static const char nf[] = "{\"error\":{\"code\":\"not_found\",\"message\":\"no such route\"}}";
         sipp__httpd_header j = {"content-type", "application/json"};
@@ -1086,11 +1167,6 @@ static int parse_cidrs(char **in, size_t n, sipp__gw_cidr **out) {
 
 int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errcap) {
     *out = NULL;
-    if (cfg->redis_url) {
-        snprintf(errbuf, errcap, "[redis] url is set, but Redis-shared limits are not supported "
-                 "yet: remove it to keep limits in memory");
-        return -1;
-    }
     sipp__gw *gw = calloc(1, sizeof *gw);
     if (!gw) {
         snprintf(errbuf, errcap, "out of memory");
@@ -1099,7 +1175,31 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
     gw->cfg = *cfg;
     memset(cfg, 0, sizeof *cfg);
     sipp__gw_config *c = &gw->cfg;
+    pthread_rwlock_init(&gw->set_mu, NULL);
     *out = gw;
+    if (c->redis_url) {
+        sipp__gw_redis_addr addr;
+        char why[200];
+        if (!sipp__gw_redis_url_parse(c->redis_url, &addr, why, sizeof why)) {
+            snprintf(errbuf, errcap, "redis.url: %s", why);
+            return -1;
+        }
+        const char *pw = NULL;
+        if (c->redis_password_env) {
+            pw = getenv(c->redis_password_env);
+            if (!pw || !*pw) {
+                snprintf(errbuf, errcap, "redis: the environment variable %s is not set",
+                         c->redis_password_env);
+                return -1;
+            }
+        }
+        /* Never connects here: a gateway starts while Redis is down (see redis.on_error). */
+        gw->redis = sipp__gw_redis_new(&addr, pw, c->redis_timeout_ms, c->redis_key_prefix);
+        if (!gw->redis) {
+            snprintf(errbuf, errcap, "out of memory");
+            return -1;
+        }
+    }
 
     /* bearer secrets: read once, kept only as digests */
     gw->n_callers = c->n_tokens;
@@ -1155,6 +1255,10 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
             return -1;
     }
 
+    gw->admin = sipp__gw_admin_new(gw); /* after n_targets and n_callers are known */
+    if (c->admin_password_env && !gw->admin)
+        sipp__gw_log("warn", "admin dashboard off: its password variable is not set", NULL);
+
     sipp__httpd_params hp = {
         .header_timeout_s = c->header_timeout_seconds,
         .body_timeout_s = c->body_timeout_seconds,
@@ -1174,7 +1278,7 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
     }
     hp.bind = c->management_bind;
     hp.handler = handle_mgmt;
-    hp.max_body_bytes = 4096;
+    hp.max_body_bytes = 256 * 1024; /* dashboard settings (blocklists) */
     hp.max_connections = 64;
     gw->mgmt_srv = sipp__httpd_start(&hp, herr, sizeof herr);
     if (!gw->mgmt_srv) {
@@ -1219,6 +1323,9 @@ void sipp__gw_free(sipp__gw *gw) {
     sipp_client_free(gw->client);
     if (gw->callers) sipp__gw_admission_destroy(&gw->admission);
     sipp__gw_limiter_free(gw->limiter);
+    sipp__gw_redis_free(gw->redis);
+    sipp__gw_admin_free(gw->admin);
+    pthread_rwlock_destroy(&gw->set_mu);
     sipp__gw_metrics_free(gw->metrics);
     free(gw->trusted);
     free(gw->blocklist);

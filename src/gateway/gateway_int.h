@@ -10,6 +10,7 @@
 #include "config.h"
 #include "gateway.h"
 #include "policy.h"
+#include "redis_store.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -113,8 +114,19 @@ char *sipp__gw_metrics_render(gw_metrics *m, sipp__gw *gw);
 
 /* ---- the gateway ------------------------------------------------------------------------- */
 
+typedef struct gw_admin gw_admin; /* admin.c */
+
+/* Mutable settings: the dashboard edits cfg.rate_limit_*, cfg.tokens[i].requests_per_minute
+ * and .tokens_per_minute, cfg.ip_blocklist and blocklist/n_blocklist while requests read them;
+ * both sides hold set_mu (read side: copy, unlock, then act). The global concurrency limit lives
+ * in admission (its own mutex). Everything else in cfg is read-only after start. */
 struct sipp__gw {
     sipp__gw_config cfg;
+    pthread_rwlock_t set_mu;
+    sipp__gw_redis *redis; /* NULL: limits in memory */
+    atomic_ulong redis_errors;
+    atomic_long redis_logged_s; /* last "redis unreachable" log line, monotonic seconds */
+    gw_admin *admin;        /* NULL: no admin_password_env or its variable is empty */
     sipp_client *client;
     gw_target *targets;
     size_t n_targets;
@@ -133,6 +145,32 @@ struct sipp__gw {
 };
 
 double sipp__gw_now(void);
+
+/* ---- the admin dashboard (admin.c) ------------------------------------------------------- */
+
+/* One finished request as the dashboard lists it. */
+typedef struct gw_done {
+    double t_end;           /* realtime seconds */
+    char id[72];
+    int caller, target;     /* -1 = anonymous / none */
+    gw_op op;
+    int status;
+    gw_code code;
+    double latency_ms, ttft_ms; /* ttft_ms < 0: none */
+    uint64_t in_tok, out_tok;
+    bool stream;
+} gw_done;
+
+/* Reads the password from admin_password_env; NULL (dashboard off) when unset or empty. */
+gw_admin *sipp__gw_admin_new(sipp__gw *gw);
+void sipp__gw_admin_free(gw_admin *a);
+/* A request entered (live) / left (recent); `key` is any unique pointer. */
+void sipp__gw_admin_live_add(gw_admin *a, const void *key, const char *id, int caller);
+void sipp__gw_admin_live_update(gw_admin *a, const void *key, int target, gw_op op, bool stream,
+                                uint64_t out_tokens);
+void sipp__gw_admin_done(gw_admin *a, const void *key, const gw_done *d);
+/* Serves everything under the admin route on the management listener. */
+void sipp__gw_admin_handle(sipp__gw *gw, sipp__httpd_req *http);
 /* Thread-safe read of a target's engine counters for /metrics. */
 bool sipp__gw_target_stats(sipp__gw *gw, size_t i, sipp_engine_stats *out);
 

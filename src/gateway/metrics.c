@@ -202,6 +202,11 @@ char *sipp__gw_metrics_render(gw_metrics *m, sipp__gw *gw) {
     put(&o, "# HELP sipp_requests_active Requests admitted and not yet finished.\n"
             "# TYPE sipp_requests_active gauge\nsipp_requests_active %u\n",
         sipp__gw_admission_active(&gw->admission));
+    if (gw->redis)
+        put(&o, "# HELP sipp_redis_errors_total Rate-limit operations that found Redis "
+                "unreachable or failing.\n# TYPE sipp_redis_errors_total counter\n"
+                "sipp_redis_errors_total %lu\n",
+            (unsigned long)atomic_load(&gw->redis_errors));
     uint64_t queued = 0;
     sipp_engine_stats *st = calloc(gw->n_targets + 1, sizeof *st);
     bool *have = calloc(gw->n_targets + 1, sizeof *have);

@@ -330,3 +330,16 @@ uint32_t sipp__gw_admission_active(sipp__gw_admission *a) {
     pthread_mutex_unlock(&a->mu);
     return n;
 }
+
+uint32_t sipp__gw_admission_global_max(sipp__gw_admission *a) {
+    pthread_mutex_lock(&a->mu);
+    uint32_t n = a->global_max;
+    pthread_mutex_unlock(&a->mu);
+    return n;
+}
+
+void sipp__gw_admission_set_global_max(sipp__gw_admission *a, uint32_t max) {
+    pthread_mutex_lock(&a->mu);
+    a->global_max = max;
+    pthread_mutex_unlock(&a->mu);
+}

@@ -4,8 +4,8 @@
  * client IP or caller (requests and tokens per minute), and the admission counters
  * (global and per-caller concurrency). Unit-tested in tests/unit/test_gw_policy.c.
  *
- * The limiter keeps its state in memory behind one mutex. Its interface (take/charge by key)
- * is what a Redis-backed store would implement for [redis] url (not yet supported).
+ * The limiter keeps its state in memory behind one mutex. redis_store.h implements the same
+ * take/charge interface in Redis for [redis] url.
  */
 #ifndef SIPP_GATEWAY_POLICY_H
 #define SIPP_GATEWAY_POLICY_H
@@ -92,5 +92,8 @@ void sipp__gw_admission_destroy(sipp__gw_admission *a);
 bool sipp__gw_admission_acquire(sipp__gw_admission *a, size_t caller);
 void sipp__gw_admission_release(sipp__gw_admission *a, size_t caller);
 uint32_t sipp__gw_admission_active(sipp__gw_admission *a);
+/* Reads / changes the global limit (0 = none); permits already taken stay valid. */
+uint32_t sipp__gw_admission_global_max(sipp__gw_admission *a);
+void sipp__gw_admission_set_global_max(sipp__gw_admission *a, uint32_t max);
 
 #endif

@@ -94,7 +94,7 @@ api_key_env = "NOT_SET_ANYWHERE"
     assert r.returncode == 2 and "usage" in r.stderr
 
 
-def test_serve_refuses_missing_secret_and_redis(tmp_path):
+def test_serve_refuses_missing_secrets(tmp_path):
     cfg = tmp_path / "g.toml"
     cfg.write_text(local_target() + story_target() + TOKENS)
     r = subprocess.run([str(GATEWAY), "serve", "--config", str(cfg)], capture_output=True,
@@ -102,10 +102,10 @@ def test_serve_refuses_missing_secret_and_redis(tmp_path):
     assert r.returncode == 1
     assert "caller 'bob': the environment variable TOK_BOB is not set" in r.stderr
     assert SECRET_A not in r.stderr
-    cfg.write_text(local_target() + '[redis]\nurl = "redis://127.0.0.1:1"\n')
+    cfg.write_text(local_target() + '[redis]\nurl = "redis://127.0.0.1:1"\npassword_env = "RPW"\n')
     r = subprocess.run([str(GATEWAY), "serve", "--config", str(cfg)], capture_output=True,
                        text=True, timeout=30)
-    assert r.returncode == 1 and "not supported yet" in r.stderr
+    assert r.returncode == 1 and "redis: the environment variable RPW is not set" in r.stderr
 
 
 # ---- the status table, in the order of checks ----------------------------------------------

@@ -117,6 +117,12 @@ static void test_types_and_ranges(void **state) {
     refused("[security]\nip_blocklist = [\"banana\"]\n" TARGET, "not an address or CIDR");
     refused("[security.rate_limit]\nenabled = true\n" TARGET, "sets neither");
     refused("[redis]\nurl = \"http://x\"\n" TARGET, "redis://");
+    refused("[redis]\nurl = \"redis://:pw@h:6379\"\n" TARGET, "redis.password_env");
+    refused("[redis]\nurl = \"redis://h:99999\"\n" TARGET, "redis://HOST[:PORT][/DB]");
+    refused("[redis]\nurl = \"unix://relative\"\n" TARGET, "unix:///absolute/path");
+    refused("[redis]\nurl = \"redis://h\"\non_error = \"maybe\"\n" TARGET, "\"open\" or \"closed\"");
+    refused("[redis]\nurl = \"redis://h\"\ntimeout_ms = 0\n" TARGET, "redis.timeout_ms");
+    refused("[redis]\ntimeout_ms = 10\n" TARGET, "[redis] needs a url");
     refused("t = 1979-05-27T07:32:00Z\n" TARGET, "unknown key 't'");
 }
 
