@@ -434,8 +434,21 @@ async function abandonOne() {
   await new Promise((r) => setTimeout(r, 10)); // FinalizationRegistry callbacks come later
 }
 
+// The live native run count once earlier tests' ended runs have been collected: it stops moving.
+async function settledLiveRuns() {
+  let last = -1;
+  for (let k = 0, same = 0; k < 60 && same < 3; k++) {
+    global.gc();
+    await new Promise((r) => setTimeout(r, 50));
+    const n = diagnostics().liveRuns;
+    same = n === last ? same + 1 : 0;
+    last = n;
+  }
+  return last;
+}
+
 test('a dropped run is cancelled and freed once collected', async () => {
-  const before = diagnostics().liveRuns;
+  const before = await settledLiveRuns();
   for (let i = 0; i < 6; i++) await abandonOne(); // more than the endpoint's 4 sequences
   // collection and FinalizationRegistry callbacks come when V8 decides: allow a loaded machine time
   for (let k = 0; k < 100 && diagnostics().liveRuns > before; k++) {
