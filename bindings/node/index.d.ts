@@ -14,8 +14,13 @@ export class SippError extends Error {
   readonly kind: SippErrorKind;
   /** The status number of sipp.h. */
   readonly status: number;
-  /** The HTTP status of a remote answer, or the subcode of a local error (0: none). */
-  readonly code: number;
+  /** The remote peer's error code (sipp_response.error_code: a gateway envelope's
+   *  'authentication', 'authorization', 'admission'..., an OpenAI code), or "". */
+  readonly code: string;
+  /** The HTTP status of a remote answer, or 0. */
+  readonly httpStatus: number;
+  /** The errno or HTTP status a failing call reported (sipp_error.subcode), or 0. */
+  readonly subcode: number;
   /** The remote peer's request id, or "". */
   readonly requestId: string;
   /** Seconds the peer asked to wait (rate limits), when it said. */
@@ -37,14 +42,28 @@ export interface TextOptions {
   jsonSchema?: string | object;
   timeoutMs?: number;
   ignoreEos?: boolean;
+  /** Remote only: endpoint-specific options merged into the request body. */
+  extra?: Record<string, unknown>;
+  /** The same as `extra`, already JSON-encoded (give one of the two). */
+  extraJson?: string;
+  /** Remote only: sent as x-request-id (printable ASCII, at most 128 bytes). */
+  requestId?: string;
   /** Aborting it cancels the run (the response then has finishReason 'cancelled'). */
   signal?: AbortSignal;
 }
 
 export interface EmbedOptions {
   normalize?: boolean;
+  /** Remote only: merged into the request body, e.g. {dimensions: 256}. */
+  extra?: Record<string, unknown>;
+  extraJson?: string;
+  /** Remote only: sent as x-request-id. */
+  requestId?: string;
   signal?: AbortSignal;
 }
+
+/** Static headers sent with every request (values are treated as secrets). */
+export type Headers = Record<string, string> | string[];
 
 export interface LocalOptions {
   nCtx?: number;
@@ -65,11 +84,31 @@ export interface LocalOptions {
 }
 
 export interface ProviderOptions {
-  provider?: 'openai' | 'openai_compatible';
+  provider?: 'openai' | 'openai_compatible' | 'anthropic';
   model: string;
   baseUrl?: string;
   apiKey?: string;
   apiKeyEnv?: string;
+  /** Anthropic only: the anthropic-version header. */
+  version?: string;
+  headers?: Headers;
+  connectTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  idleTimeoutMs?: number;
+}
+
+export interface GatewayOptions {
+  /** The gateway's public listener, e.g. 'https://gw.example.com'. */
+  baseUrl: string;
+  /** The gateway's target name. */
+  target: string;
+  /** 'bearer' (default): Authorization: Bearer; 'header': `${authHeader}: token`; 'none'. */
+  auth?: 'none' | 'bearer' | 'header';
+  token?: string;
+  /** Environment variable holding the token (default SIPP_GATEWAY_TOKEN). */
+  tokenEnv?: string;
+  authHeader?: string;
+  headers?: Headers;
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
   idleTimeoutMs?: number;
@@ -77,7 +116,8 @@ export interface ProviderOptions {
 
 export type EndpointDescriptor =
   | ({ kind: 'local'; id: string; modelPath: string } & LocalOptions)
-  | ({ kind: 'provider'; id: string } & ProviderOptions);
+  | ({ kind: 'provider'; id: string } & ProviderOptions)
+  | ({ kind: 'gateway'; id: string } & GatewayOptions);
 
 export interface Message {
   role: 'system' | 'user' | 'assistant';
@@ -118,9 +158,10 @@ export interface Response {
   /** embed only */
   embedding: Float32Array | null;
   normalized: boolean;
-  /** remote endpoints: the HTTP status (0 for local) and the peer's request id */
+  /** remote endpoints: the HTTP status (0 for local), the peer's request id and error code */
   httpStatus: number;
   requestId: string;
+  errorCode: string;
 }
 
 export interface EndpointInfo {
@@ -174,7 +215,7 @@ export class Run implements AsyncIterable<TokenBatch> {
 export class Endpoint {
   readonly client: Client;
   readonly id: string;
-  readonly kind: 'local' | 'provider';
+  readonly kind: 'local' | 'provider' | 'gateway';
   /** True once removed, replaced or its client closed. */
   readonly closed: boolean;
   query(prompt: string, options?: TextOptions): Run;
@@ -190,6 +231,7 @@ export class Client {
   add(descriptor: EndpointDescriptor): Promise<Endpoint>;
   addLocal(id: string, modelPath: string, options?: LocalOptions): Promise<Endpoint>;
   addProvider(id: string, options: ProviderOptions): Promise<Endpoint>;
+  addGateway(id: string, options: GatewayOptions): Promise<Endpoint>;
   endpoint(id: string): Endpoint | undefined;
   remove(id: string): void;
   query(endpoint: Endpoint | string, prompt: string, options?: TextOptions): Run;

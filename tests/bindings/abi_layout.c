@@ -3,9 +3,14 @@
  * JSON object. The binding tests (Python ctypes, Rust repr(C)) compare their mirrors of these
  * structs against it, so a field appended to sipp.h without updating a mirror fails a test
  * instead of corrupting memory.
+ *
+ * Invariant: every struct lists all its fields, the last one with L(). L() asserts at compile time
+ * that this field ends the struct (up to tail padding), so a field appended to sipp.h but not here
+ * breaks the build of this program rather than slipping past the binding tests.
  */
 #include <sipp.h>
 
+#include <stdalign.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -25,15 +30,24 @@ static void field(const char *name, size_t off) {
 
 static void end(void) { printf("}}"); }
 
+#define ROUND_UP(n, a) (((n) + (a) - 1) / (a) * (a))
 #define S(type) begin(#type, sizeof(type))
 #define F(type, f) field(#f, offsetof(type, f))
+/* The last field: it must end the struct, else sipp.h grew a field this list lacks. */
+#define L(type, f)                                                                                \
+    do {                                                                                          \
+        _Static_assert(ROUND_UP(offsetof(type, f) + sizeof(((type *)0)->f), alignof(type)) ==     \
+                           sizeof(type),                                                          \
+                       #type " has fields after " #f ": list them here and in the bindings");     \
+        F(type, f);                                                                               \
+        end();                                                                                    \
+    } while (0)
 
 int main(void) {
     printf("{\n");
     S(sipp_error); F(sipp_error, struct_size); F(sipp_error, code); F(sipp_error, subcode);
-    F(sipp_error, message); end();
-    S(sipp_client_params); F(sipp_client_params, struct_size); F(sipp_client_params, log_level);
-    end();
+    L(sipp_error, message);
+    S(sipp_client_params); F(sipp_client_params, struct_size); L(sipp_client_params, log_level);
     S(sipp_local_params); F(sipp_local_params, struct_size); F(sipp_local_params, model_path);
     F(sipp_local_params, n_ctx); F(sipp_local_params, n_threads); F(sipp_local_params, n_batch);
     F(sipp_local_params, n_gpu_layers); F(sipp_local_params, n_parallel);
@@ -42,18 +56,25 @@ int main(void) {
     F(sipp_local_params, tick_budget); F(sipp_local_params, prefill_chunk);
     F(sipp_local_params, stream_buffer_bytes); F(sipp_local_params, context_shift);
     F(sipp_local_params, n_keep); F(sipp_local_params, cache_ram_bytes);
-    F(sipp_local_params, cache_dir); F(sipp_local_params, cache_disk_bytes); end();
+    F(sipp_local_params, cache_dir); L(sipp_local_params, cache_disk_bytes);
     S(sipp_provider_params); F(sipp_provider_params, struct_size); F(sipp_provider_params, kind);
     F(sipp_provider_params, model); F(sipp_provider_params, base_url);
     F(sipp_provider_params, api_key); F(sipp_provider_params, api_key_env);
     F(sipp_provider_params, connect_timeout_ms); F(sipp_provider_params, request_timeout_ms);
-    F(sipp_provider_params, idle_timeout_ms); end();
+    F(sipp_provider_params, idle_timeout_ms); F(sipp_provider_params, version);
+    F(sipp_provider_params, headers); L(sipp_provider_params, n_headers);
+    S(sipp_gateway_params); F(sipp_gateway_params, struct_size); F(sipp_gateway_params, base_url);
+    F(sipp_gateway_params, target); F(sipp_gateway_params, auth); F(sipp_gateway_params, token);
+    F(sipp_gateway_params, token_env); F(sipp_gateway_params, auth_header);
+    F(sipp_gateway_params, headers); F(sipp_gateway_params, n_headers);
+    F(sipp_gateway_params, connect_timeout_ms); F(sipp_gateway_params, request_timeout_ms);
+    L(sipp_gateway_params, idle_timeout_ms);
     S(sipp_endpoint_info); F(sipp_endpoint_info, struct_size); F(sipp_endpoint_info, can_generate);
     F(sipp_endpoint_info, can_chat); F(sipp_endpoint_info, can_embed); F(sipp_endpoint_info, n_ctx);
     F(sipp_endpoint_info, n_ctx_train); F(sipp_endpoint_info, n_embd);
     F(sipp_endpoint_info, n_parallel); F(sipp_endpoint_info, n_params);
     F(sipp_endpoint_info, size_bytes); F(sipp_endpoint_info, architecture);
-    F(sipp_endpoint_info, description); end();
+    L(sipp_endpoint_info, description);
     S(sipp_engine_stats); F(sipp_engine_stats, struct_size); F(sipp_engine_stats, running);
     F(sipp_engine_stats, queued); F(sipp_engine_stats, completed); F(sipp_engine_stats, cancelled);
     F(sipp_engine_stats, failed); F(sipp_engine_stats, rejected_busy);
@@ -61,31 +82,33 @@ int main(void) {
     F(sipp_engine_stats, ticks); F(sipp_engine_stats, batch_tokens); F(sipp_engine_stats, batch_fill);
     F(sipp_engine_stats, cache_hits); F(sipp_engine_stats, cache_misses);
     F(sipp_engine_stats, cache_evictions); F(sipp_engine_stats, cache_ram_bytes);
-    F(sipp_engine_stats, cache_disk_bytes); end();
+    L(sipp_engine_stats, cache_disk_bytes);
     S(sipp_text_params); F(sipp_text_params, struct_size); F(sipp_text_params, max_tokens);
     F(sipp_text_params, temperature); F(sipp_text_params, top_k); F(sipp_text_params, top_p);
     F(sipp_text_params, min_p); F(sipp_text_params, repeat_penalty); F(sipp_text_params, seed);
     F(sipp_text_params, stop); F(sipp_text_params, n_stop); F(sipp_text_params, context_key);
     F(sipp_text_params, cache_scope); F(sipp_text_params, grammar); F(sipp_text_params, json_schema);
     F(sipp_text_params, on_tokens); F(sipp_text_params, user_data); F(sipp_text_params, timeout_ms);
-    F(sipp_text_params, ignore_eos); end();
-    S(sipp_message); F(sipp_message, role); F(sipp_message, content); end();
-    S(sipp_embed_params); F(sipp_embed_params, struct_size); F(sipp_embed_params, normalize); end();
+    F(sipp_text_params, ignore_eos); F(sipp_text_params, extra_json);
+    L(sipp_text_params, request_id);
+    S(sipp_message); F(sipp_message, role); L(sipp_message, content);
+    S(sipp_embed_params); F(sipp_embed_params, struct_size); F(sipp_embed_params, normalize);
+    F(sipp_embed_params, extra_json); L(sipp_embed_params, request_id);
     S(sipp_usage); F(sipp_usage, struct_size); F(sipp_usage, input_tokens);
-    F(sipp_usage, output_tokens); F(sipp_usage, total_tokens); end();
+    F(sipp_usage, output_tokens); L(sipp_usage, total_tokens);
     S(sipp_stats); F(sipp_stats, struct_size); F(sipp_stats, queue_ms); F(sipp_stats, ttft_ms);
     F(sipp_stats, prefill_ms); F(sipp_stats, decode_ms); F(sipp_stats, prefill_tok_s);
     F(sipp_stats, decode_tok_s); F(sipp_stats, total_ms); F(sipp_stats, itl_avg_ms);
     F(sipp_stats, itl_p99_ms); F(sipp_stats, prefill_tokens); F(sipp_stats, cache_source);
-    F(sipp_stats, cached_tokens); end();
+    L(sipp_stats, cached_tokens);
     S(sipp_response); F(sipp_response, struct_size); F(sipp_response, status);
     F(sipp_response, error_message); F(sipp_response, text); F(sipp_response, text_len);
     F(sipp_response, finish_reason); F(sipp_response, embedding); F(sipp_response, n_embd);
     F(sipp_response, normalized); F(sipp_response, usage); F(sipp_response, stats);
     F(sipp_response, http_status); F(sipp_response, retry_after_s); F(sipp_response, request_id);
-    end();
+    L(sipp_response, error_code);
     S(sipp_token_batch); F(sipp_token_batch, struct_size); F(sipp_token_batch, text);
-    F(sipp_token_batch, len); F(sipp_token_batch, n_tokens); F(sipp_token_batch, done); end();
+    F(sipp_token_batch, len); F(sipp_token_batch, n_tokens); L(sipp_token_batch, done);
     printf("\n}\n");
     return 0;
 }

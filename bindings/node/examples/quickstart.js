@@ -1,11 +1,18 @@
-// Quick start: stream a chat answer from a local model, then the same call on a remote endpoint.
+// Quick start: stream a chat answer from a local model, then the same call through a Sipp gateway
+// (and an OpenAI-compatible server) when one is given.
 //   SIPP_MODEL=path/to/model.gguf node examples/quickstart.js
+//   SIPP_GATEWAY_URL=http://127.0.0.1:8080 SIPP_GATEWAY_TARGET=local SIPP_GATEWAY_TOKEN=... ...
 //   SIPP_REMOTE_URL=http://127.0.0.1:8080/v1 ...   # also ask an OpenAI-compatible server
 const { Client } = require('..'); // require('sipp') once installed
 
 async function main() {
   const client = new Client();
   const endpoints = [await client.add({ kind: 'local', id: 'local', modelPath: process.env.SIPP_MODEL || 'model.gguf' })];
+  if (process.env.SIPP_GATEWAY_URL) {
+    // the token comes from SIPP_GATEWAY_TOKEN unless token or tokenEnv says otherwise
+    endpoints.push(await client.add({ kind: 'gateway', id: 'gateway', baseUrl: process.env.SIPP_GATEWAY_URL,
+      target: process.env.SIPP_GATEWAY_TARGET || 'local' }));
+  }
   if (process.env.SIPP_REMOTE_URL) {
     endpoints.push(await client.add({ kind: 'provider', id: 'remote', provider: 'openai_compatible',
       baseUrl: process.env.SIPP_REMOTE_URL, model: 'any' }));

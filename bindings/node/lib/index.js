@@ -23,15 +23,21 @@ function loadAddon() {
 
 const native = loadAddon();
 
-/** A failed call or run. kind: the status name of sipp.h; code: HTTP status or subcode. */
+/**
+ * A failed call or run. kind: the status name of sipp.h; status: its number; code: the remote
+ * peer's error code (a gateway envelope's 'authentication', an OpenAI code...) or ''; httpStatus:
+ * the HTTP status of a remote answer or 0; subcode: the errno/HTTP status a failing call reported.
+ */
 class SippError extends Error {
-  constructor(kind, message, status = -1, code = 0, requestId = '') {
+  constructor(kind, message, status = -1, code = '', requestId = '', httpStatus = 0, subcode = 0) {
     super(message || kind);
     this.name = 'SippError';
     this.kind = kind;
     this.status = status;
     this.code = code;
     this.requestId = requestId;
+    this.httpStatus = httpStatus;
+    this.subcode = subcode;
   }
 }
 
@@ -231,11 +237,9 @@ class Endpoint {
 
   /** Starts an embedding; `(await run.response).embedding` is a Float32Array. */
   embed(text, options = {}) {
-    const { normalize = true, signal, ...rest } = options;
-    const unknown = Object.keys(rest);
-    if (unknown.length) throw new TypeError(`unknown option '${unknown[0]}'`);
-    if (typeof normalize !== 'boolean') throw new TypeError('normalize must be a boolean');
-    return new Run(native.embed(this._handle(), text, normalize), this, signal);
+    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+    const { signal, ...rest } = options;
+    return new Run(native.embed(this._handle(), text, extraOptions(rest)), this, signal);
   }
 
   info() {
@@ -249,14 +253,37 @@ class Endpoint {
 
 function textOptions(options) {
   if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
-  if (options.jsonSchema !== undefined && typeof options.jsonSchema !== 'string') {
-    return { ...options, jsonSchema: JSON.stringify(options.jsonSchema) };
+  const out = extraOptions(options);
+  if (out.jsonSchema !== undefined && typeof out.jsonSchema !== 'string') {
+    return { ...out, jsonSchema: JSON.stringify(out.jsonSchema) };
   }
-  return options;
+  return out;
+}
+
+/** `extra` (a plain object merged into a remote request body) becomes the extraJson string. */
+function extraOptions(options) {
+  if (options.extra === undefined) return options;
+  const { extra, ...rest } = options;
+  if (extra === null || typeof extra !== 'object' || Array.isArray(extra)) {
+    throw new TypeError('extra must be a plain object (a JSON object)');
+  }
+  if (rest.extraJson !== undefined) throw new TypeError("give 'extra' or 'extraJson', not both");
+  return { ...rest, extraJson: JSON.stringify(extra) };
+}
+
+/** Static headers: {name: value} or ['Name: value'] become the array the addon reads. */
+function headerOptions(options) {
+  const h = options.headers;
+  if (h === undefined || Array.isArray(h)) return options;
+  if (h === null || typeof h !== 'object') {
+    throw new TypeError("headers must be an object {name: value} or an array of 'Name: value' strings");
+  }
+  return { ...options, headers: Object.entries(h).map(([k, v]) => `${k}: ${v}`) };
 }
 
 const LOG_LEVELS = { none: 0, error: 1, warn: 2, info: 3, debug: 4 };
-const PROVIDER_KINDS = { openai: 1, openai_compatible: 2 };
+const PROVIDER_KINDS = { openai: 1, openai_compatible: 2, anthropic: 3 };
+const GATEWAY_AUTH = { none: 0, bearer: 1, header: 2 };
 
 /** A registry of endpoints (sipp_client). */
 class Client {
@@ -282,7 +309,8 @@ class Client {
   /**
    * Registers an endpoint and resolves to it:
    *   {kind: 'local', id, modelPath, ...local options}  (loads on a worker thread)
-   *   {kind: 'provider', id, provider, model, baseUrl, apiKey, apiKeyEnv, ...timeouts}
+   *   {kind: 'provider', id, provider, model, baseUrl, apiKey, apiKeyEnv, headers, version, ...timeouts}
+   *   {kind: 'gateway', id, baseUrl, target, auth, token, tokenEnv, authHeader, headers, ...timeouts}
    * Adding an id again replaces that endpoint (its runs are cancelled).
    */
   async add(descriptor) {
@@ -290,7 +318,8 @@ class Client {
     const { kind, id, ...rest } = descriptor;
     if (kind === 'local') return this.addLocal(id, rest.modelPath, rest);
     if (kind === 'provider') return this.addProvider(id, rest);
-    throw sippError('invalid_argument', `unknown endpoint kind '${kind}' (local or provider)`);
+    if (kind === 'gateway') return this.addGateway(id, rest);
+    throw sippError('invalid_argument', `unknown endpoint kind '${kind}' (local, provider or gateway)`);
   }
 
   /** Registers a local GGUF model; the load runs off the JS thread. */
@@ -313,17 +342,36 @@ class Client {
     }
   }
 
-  /** Registers a provider endpoint (provider: 'openai' or 'openai_compatible'). */
+  /** Registers a provider endpoint (provider: 'openai', 'openai_compatible' or 'anthropic'). */
   async addProvider(id, options = {}) {
     this.#check(id);
     const { provider = 'openai_compatible', ...rest } = options;
-    if (!(provider in PROVIDER_KINDS)) {
+    if (!Object.hasOwn(PROVIDER_KINDS, provider)) {
       throw sippError('invalid_argument', `provider must be one of ${Object.keys(PROVIDER_KINDS).join(', ')}`);
     }
-    const h = native.addProvider(this.#h, id, PROVIDER_KINDS[provider], rest);
+    return this.#registered(id, 'provider',
+      native.addProvider(this.#h, id, PROVIDER_KINDS[provider], headerOptions(rest)));
+  }
+
+  /**
+   * Registers a Sipp gateway endpoint: baseUrl is the gateway's public listener, target its
+   * target name; auth 'bearer' (default), 'header' (authHeader: token) or 'none'; the token is
+   * `token`, else the environment variable `tokenEnv` (default SIPP_GATEWAY_TOKEN).
+   */
+  async addGateway(id, options = {}) {
+    this.#check(id);
+    const { auth = 'bearer', ...rest } = options;
+    if (!Object.hasOwn(GATEWAY_AUTH, auth)) {
+      throw sippError('invalid_argument', `auth must be one of ${Object.keys(GATEWAY_AUTH).join(', ')}`);
+    }
+    return this.#registered(id, 'gateway',
+      native.addGateway(this.#h, id, GATEWAY_AUTH[auth], headerOptions(rest)));
+  }
+
+  #registered(id, kind, h) {
     const old = this.#endpoints.get(id);
     if (old) old._kill();
-    const ep = new Endpoint(this, id, 'provider', h);
+    const ep = new Endpoint(this, id, kind, h);
     this.#endpoints.set(id, ep);
     return ep;
   }

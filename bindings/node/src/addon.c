@@ -53,25 +53,28 @@ static module_state *state_of(napi_env env) {
     return st;
 }
 
-/* Builds SippError(kind, message, status, code, requestId) (falls back to a plain Error). */
-static napi_value make_error(napi_env env, int status, const char *message, int code,
-                             const char *request_id) {
-    napi_value args[5], cls, out = NULL;
+/* Builds SippError(kind, message, status, code, requestId, httpStatus, subcode) (falls back to a
+ * plain Error). `code` is the peer's error code (sipp_response.error_code), "" for none. */
+static napi_value make_error(napi_env env, int status, const char *message, const char *code,
+                             uint32_t http_status, int32_t subcode, const char *request_id) {
+    napi_value args[7], cls, out = NULL;
     napi_create_string_utf8(env, sipp_status_name((sipp_status)status), NAPI_AUTO_LENGTH, &args[0]);
     napi_create_string_utf8(env, message ? message : "", NAPI_AUTO_LENGTH, &args[1]);
     napi_create_int32(env, status, &args[2]);
-    napi_create_int32(env, code, &args[3]);
+    napi_create_string_utf8(env, code ? code : "", NAPI_AUTO_LENGTH, &args[3]);
     napi_create_string_utf8(env, request_id ? request_id : "", NAPI_AUTO_LENGTH, &args[4]);
+    napi_create_uint32(env, http_status, &args[5]);
+    napi_create_int32(env, subcode, &args[6]);
     module_state *st = state_of(env);
     if (st && st->error_class && napi_get_reference_value(env, st->error_class, &cls) == napi_ok &&
-        napi_new_instance(env, cls, 5, args, &out) == napi_ok)
+        napi_new_instance(env, cls, 7, args, &out) == napi_ok)
         return out;
     napi_create_error(env, NULL, args[1], &out);
     return out;
 }
 
 static void throw_sipp(napi_env env, int status, const sipp_error *err) {
-    napi_throw(env, make_error(env, status, err->message, err->subcode, ""));
+    napi_throw(env, make_error(env, status, err->message, "", 0, err->subcode, ""));
 }
 
 static sipp_error new_error(void) {
@@ -139,6 +142,8 @@ static const field_def text_fields[] = {
     FIELD(sipp_text_params, "jsonSchema", F_STR, json_schema),
     FIELD(sipp_text_params, "timeoutMs", F_U32, timeout_ms),
     FIELD(sipp_text_params, "ignoreEos", F_BOOL, ignore_eos),
+    FIELD(sipp_text_params, "extraJson", F_STR, extra_json),
+    FIELD(sipp_text_params, "requestId", F_STR, request_id),
     {NULL, 0, 0}};
 
 static const field_def local_fields[] = {
@@ -168,7 +173,28 @@ static const field_def provider_fields[] = {
     FIELD(sipp_provider_params, "connectTimeoutMs", F_U32, connect_timeout_ms),
     FIELD(sipp_provider_params, "requestTimeoutMs", F_U32, request_timeout_ms),
     FIELD(sipp_provider_params, "idleTimeoutMs", F_U32, idle_timeout_ms),
+    FIELD(sipp_provider_params, "version", F_STR, version),
     {NULL, 0, 0}};
+
+static const field_def gateway_fields[] = {
+    FIELD(sipp_gateway_params, "baseUrl", F_STR, base_url),
+    FIELD(sipp_gateway_params, "target", F_STR, target),
+    FIELD(sipp_gateway_params, "token", F_STR, token),
+    FIELD(sipp_gateway_params, "tokenEnv", F_STR, token_env),
+    FIELD(sipp_gateway_params, "authHeader", F_STR, auth_header),
+    FIELD(sipp_gateway_params, "connectTimeoutMs", F_U32, connect_timeout_ms),
+    FIELD(sipp_gateway_params, "requestTimeoutMs", F_U32, request_timeout_ms),
+    FIELD(sipp_gateway_params, "idleTimeoutMs", F_U32, idle_timeout_ms),
+    {NULL, 0, 0}};
+
+static const field_def embed_fields[] = {
+    FIELD(sipp_embed_params, "normalize", F_BOOL, normalize),
+    FIELD(sipp_embed_params, "extraJson", F_STR, extra_json),
+    FIELD(sipp_embed_params, "requestId", F_STR, request_id),
+    {NULL, 0, 0}};
+
+/* Static headers of a provider or gateway: at most this many "Name: value" lines. */
+#define MAX_HEADERS 32
 
 /* Strings made for one call; freed after it. */
 typedef struct strings {
@@ -278,6 +304,49 @@ static bool fill_from(napi_env env, napi_value obj, void *base, const field_def 
     return true;
 }
 
+/* Reads options.headers (an array of "Name: value" strings; lib/index.js turns an object into
+ * one) into `lines`; strings go to `keep`. Absent: *n = 0. */
+static bool headers_from(napi_env env, napi_value opts, const char **lines, size_t *n,
+                         strings *keep) {
+    *n = 0;
+    napi_valuetype t;
+    bool has = false, is_array = false;
+    napi_value h;
+    if (napi_typeof(env, opts, &t) != napi_ok || t != napi_object) return true;
+    napi_has_named_property(env, opts, "headers", &has);
+    if (!has) return true;
+    napi_get_named_property(env, opts, "headers", &h);
+    napi_typeof(env, h, &t);
+    if (t == napi_undefined) return true;
+    napi_is_array(env, h, &is_array);
+    if (!is_array) {
+        napi_throw_type_error(env, NULL, "headers must be an array of 'Name: value' strings");
+        return false;
+    }
+    uint32_t len;
+    napi_get_array_length(env, h, &len);
+    if (len > MAX_HEADERS) {
+        napi_throw_range_error(env, NULL, "too many headers (at most 32)");
+        return false;
+    }
+    for (uint32_t i = 0; i < len; i++) {
+        napi_value v;
+        napi_get_element(env, h, i, &v);
+        if (keep->n >= (int)(sizeof keep->items / sizeof keep->items[0])) {
+            napi_throw_error(env, NULL, "too many string options");
+            return false;
+        }
+        char *line = get_string(env, v, "header");
+        if (!line) return false;
+        keep->items[keep->n++] = line;
+        lines[i] = line;
+    }
+    *n = len;
+    return true;
+}
+
+static const char *const headers_extra[] = {"headers", NULL};
+
 static napi_value undefined(napi_env env) {
     napi_value u;
     napi_get_undefined(env, &u);
@@ -370,11 +439,11 @@ static void add_complete(napi_env env, napi_status status, void *data) {
     c->pending_adds--;
     napi_value v;
     if (status != napi_ok) {
-        napi_reject_deferred(env, w->deferred, make_error(env, SIPP_CANCELLED, "model load was cancelled", 0, ""));
+        napi_reject_deferred(env, w->deferred, make_error(env, SIPP_CANCELLED, "model load was cancelled", "", 0, 0, ""));
     } else if (w->status != SIPP_OK) {
-        napi_reject_deferred(env, w->deferred, make_error(env, w->status, w->err.message, w->err.subcode, ""));
+        napi_reject_deferred(env, w->deferred, make_error(env, w->status, w->err.message, "", 0, w->err.subcode, ""));
     } else if (c->closed) {
-        napi_reject_deferred(env, w->deferred, make_error(env, SIPP_CLOSED, "the client was closed during the load", 0, ""));
+        napi_reject_deferred(env, w->deferred, make_error(env, SIPP_CLOSED, "the client was closed during the load", "", 0, 0, ""));
     } else {
         napi_create_external(env, w->ep, NULL, NULL, &v);
         napi_resolve_deferred(env, w->deferred, v);
@@ -433,11 +502,45 @@ static napi_value js_add_provider(napi_env env, napi_callback_info info) {
     CHECK(napi_get_value_int32(env, argv[2], &kind));
     p.kind = (sipp_provider_kind)kind;
     strings keep = {.n = 0};
+    const char *headers[MAX_HEADERS];
     char *id = get_string(env, argv[1], "id");
-    if (id && fill_from(env, argv[3], &p, provider_fields, NULL, &keep)) {
+    if (id && fill_from(env, argv[3], &p, provider_fields, headers_extra, &keep) &&
+        headers_from(env, argv[3], headers, &p.n_headers, &keep)) {
+        p.headers = headers;
         sipp_endpoint *ep;
         sipp_error err = new_error();
         sipp_status st = sipp_client_add_provider(c->client, id, &p, &ep, &err);
+        if (st != SIPP_OK) throw_sipp(env, st, &err);
+        else napi_create_external(env, ep, NULL, NULL, &out);
+    }
+    strings_free(&keep);
+    free(id);
+    return out;
+fail:
+    return NULL;
+}
+
+/* addGateway(client, id, auth, options) -> endpoint external (nothing is sent yet). */
+static napi_value js_add_gateway(napi_env env, napi_callback_info info) {
+    size_t argc = 4;
+    napi_value argv[4], out = NULL;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    client_h *c = get_external(env, argv[0]);
+    if (!c) return NULL;
+    sipp_gateway_params p = sipp_gateway_params_default();
+    p.struct_size = sizeof p;
+    int32_t auth;
+    CHECK(napi_get_value_int32(env, argv[2], &auth));
+    p.auth = (sipp_gateway_auth)auth;
+    strings keep = {.n = 0};
+    const char *headers[MAX_HEADERS];
+    char *id = get_string(env, argv[1], "id");
+    if (id && fill_from(env, argv[3], &p, gateway_fields, headers_extra, &keep) &&
+        headers_from(env, argv[3], headers, &p.n_headers, &keep)) {
+        p.headers = headers;
+        sipp_endpoint *ep;
+        sipp_error err = new_error();
+        sipp_status st = sipp_client_add_gateway(c->client, id, &p, &ep, &err);
         if (st != SIPP_OK) throw_sipp(env, st, &err);
         else napi_create_external(env, ep, NULL, NULL, &out);
     }
@@ -700,6 +803,7 @@ static napi_value response_object(napi_env env, const item *it) {
     set_bool(env, o, "normalized", it->resp.normalized);
     set_num(env, o, "httpStatus", it->resp.http_status);
     set_str(env, o, "requestId", it->resp.request_id, NAPI_AUTO_LENGTH);
+    set_str(env, o, "errorCode", it->resp.error_code, NAPI_AUTO_LENGTH);
     return o;
 }
 
@@ -726,11 +830,12 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
             napi_create_string_utf8(env, "end", NAPI_AUTO_LENGTH, &args[1]);
             if (it->next_status != SIPP_OK) {
                 napi_get_null(env, &args[2]);
-                args[3] = make_error(env, it->next_status, it->next_message, 0, "");
+                args[3] = make_error(env, it->next_status, it->next_message, "", 0, 0, "");
             } else if (it->resp.status != SIPP_OK) {
                 napi_get_null(env, &args[2]);
                 args[3] = make_error(env, it->resp.status, it->resp.error_message,
-                                     (int)it->resp.http_status, it->resp.request_id);
+                                     it->resp.error_code, it->resp.http_status, 0,
+                                     it->resp.request_id);
                 napi_value ra;
                 napi_create_uint32(env, it->resp.retry_after_s, &ra);
                 napi_set_named_property(env, args[3], "retryAfterS", ra);
@@ -993,7 +1098,7 @@ fail:
     return NULL;
 }
 
-/* embed(endpoint, text, normalize) -> run external */
+/* embed(endpoint, text, {normalize, extraJson, requestId}) -> run external */
 static napi_value js_embed(napi_env env, napi_callback_info info) {
     size_t argc = 3;
     napi_value argv[3], out = NULL;
@@ -1002,17 +1107,16 @@ static napi_value js_embed(napi_env env, napi_callback_info info) {
     if (!ep) return NULL;
     sipp_embed_params p = sipp_embed_params_default();
     p.struct_size = sizeof p;
-    bool normalize = true;
-    napi_get_value_bool(env, argv[2], &normalize);
-    p.normalize = normalize;
+    strings keep = {.n = 0};
     char *text = get_string(env, argv[1], "text");
-    if (text) {
+    if (text && fill_from(env, argv[2], &p, embed_fields, NULL, &keep)) {
         sipp_run *run = NULL;
         sipp_error err = new_error();
         sipp_status st = sipp_embed(ep, text, &p, &run, &err);
         out = finish_submit(env, st, &err, run);
     }
     free(text);
+    strings_free(&keep);
     return out;
 fail:
     return NULL;
@@ -1095,6 +1199,7 @@ NAPI_MODULE_INIT() {
         FN("clientClose", js_client_close),
         FN("addLocal", js_add_local),
         FN("addProvider", js_add_provider),
+        FN("addGateway", js_add_gateway),
         FN("remove", js_remove),
         FN("endpointInfo", js_endpoint_info),
         FN("endpointStats", js_endpoint_stats),

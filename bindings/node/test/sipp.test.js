@@ -5,6 +5,8 @@ const assert = require('node:assert/strict');
 const path = require('node:path');
 const http = require('node:http');
 const net = require('node:net');
+const fs = require('node:fs');
+const os = require('node:os');
 const { spawn, execFileSync } = require('node:child_process');
 
 const { Client, SippError, version, diagnostics } = require('..');
@@ -14,6 +16,7 @@ const MODELS = process.env.SIPP_TEST_MODELS_DIR || path.join(ROOT, '..', 'shared
 const CHAT_MODEL = path.join(MODELS, 'tinystories-instruct-3m-soda-chat-Q4_0.gguf');
 const STORY_MODEL = path.join(MODELS, 'stories260K.gguf');
 const LLAMA_SERVER = process.env.SIPP_LLAMA_SERVER || path.join(ROOT, 'build', 'bin', 'llama-server');
+const BIN_DIR = process.env.SIPP_BIN_DIR || path.join(ROOT, 'build', 'bin');
 const GREEDY = { temperature: 0 };
 
 let client;
@@ -24,7 +27,10 @@ test.before(async () => {
   // runs that go on until cancelled: the context shifts instead of filling up
   await client.addLocal('long', STORY_MODEL, { nCtx: 128, nThreads: 1, contextShift: true });
 });
-test.after(() => client.close());
+test.after(() => {
+  client.close();
+  if (gatewayStarted) gatewayStarted.then((g) => g.stop(), () => {});
+});
 
 async function collect(run) {
   const batches = [];
@@ -251,7 +257,8 @@ test('provider endpoint against llama-server', async () => {
 
     const bad = await c.addProvider('bad', { baseUrl: url, model: 'tiny', apiKey: 'sk-wrong-key-0000' });
     const e = await rejects(bad.chat('hi', { maxTokens: 4 }).response, 'authentication');
-    assert.equal(e.code, 401);
+    assert.equal(e.httpStatus, 401);
+    assert.equal(typeof e.code, 'string');
     assert.ok(!e.message.includes('sk-wrong-key-0000'));
     await rejects(() => c.addProvider('x', { baseUrl: 'http://example.com/v1', model: 'm' }), 'invalid_argument');
     const g = await rejects(() => bad.query('x', { grammar: 'root ::= "a"' }), 'invalid_argument');
@@ -259,6 +266,159 @@ test('provider endpoint against llama-server', async () => {
   } finally {
     c.close();
     proc.kill();
+  }
+});
+
+test('remote-only options: extra, requestId, headers; refused where they do not apply', async () => {
+  const { proc, url } = await startLlamaServer('--api-key', 'peer-secret-4242');
+  const c = new Client();
+  try {
+    const remote = await c.add({ kind: 'provider', id: 'r', baseUrl: url, model: 'tiny', apiKey: 'peer-secret-4242',
+      headers: { 'X-Trace': 't-1' } });
+    const r = await remote.chat('Hi', { maxTokens: 4, ...GREEDY, extra: { presence_penalty: 0 }, requestId: 'node-req-7' }).response;
+    assert.ok(r.text && r.httpStatus === 200 && r.errorCode === '');
+    const e = await rejects(() => remote.chat('Hi', { extra: { max_tokens: 3 } }), 'invalid_argument');
+    assert.match(e.message, /max_tokens/);
+    assert.throws(() => remote.chat('Hi', { extra: ['x'] }), TypeError);
+    assert.throws(() => remote.chat('Hi', { extra: {}, extraJson: '{}' }), TypeError);
+    const h = await rejects(() => c.addProvider('h', { baseUrl: url, model: 'tiny', headers: ['Authorization: Bearer x'] }),
+      'invalid_argument');
+    assert.match(h.message, /Authorization/);
+    await rejects(() => client.chat('chat', 'Hi', { extra: { presence_penalty: 0.5 } }), 'invalid_argument');
+    await rejects(() => client.embed('chat', 'Hi', { extra: { dimensions: 8 } }), 'invalid_argument');
+    assert.throws(() => client.embed('chat', 'Hi', { bogus: 1 }), TypeError);
+    const ant = await c.add({ kind: 'provider', id: 'claude', provider: 'anthropic', model: 'claude-x',
+      baseUrl: 'http://127.0.0.1:9/v1', apiKey: 'sk-ant-unused', version: '2023-06-01' });
+    await rejects(() => ant.query('Once'), 'unsupported');
+  } finally {
+    c.close();
+    proc.kill();
+  }
+});
+
+// ---- a gateway endpoint against a real sipp-gateway ------------------------------------------
+
+const GW_TOKEN = 'sk-gw-bind-node-5d1e';
+const GW_TOKEN_STORY_ONLY = 'sk-gw-story-only-8c2a';
+
+// sipp-gateway on free loopback ports: targets "local" (the chat model), "story" and "long" (the
+// story model with a shifting context: runs go on until cancelled); caller "app" may use all,
+// caller "story" only "story". Started once, by the first test that needs it.
+let gatewayStarted = null;
+function gateway() {
+  if (!gatewayStarted) gatewayStarted = startGateway();
+  return gatewayStarted;
+}
+
+async function startGateway() {
+  const [port, mport] = [await freePort(), await freePort()];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sipp-node-gw-'));
+  const rt = '[targets.runtime]\nn_ctx = 256\nn_parallel = 2\nn_threads = 1\n';
+  const target = (name, model, runtime) =>
+    `[[targets]]\nname = "${name}"\ntype = "local"\nmodel = "${model}"\nbackend = "cpu"\n${runtime}\n`;
+  fs.writeFileSync(path.join(dir, 'gateway.toml'),
+    `public_bind = "127.0.0.1:${port}"\nmanagement_bind = "127.0.0.1:${mport}"\n\n` +
+    target('local', CHAT_MODEL, rt) + target('story', STORY_MODEL, rt) +
+    target('long', STORY_MODEL, '[targets.runtime]\nn_ctx = 128\nn_threads = 1\ncontext_shift = true\n') +
+    '[[tokens]]\nenv = "GW_TOK_APP"\ncaller = "app"\n\n' +
+    '[[tokens]]\nenv = "GW_TOK_STORY"\ncaller = "story"\ntargets = ["story"]\n');
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SIPP_')));
+  const log = fs.openSync(path.join(dir, 'gateway.log'), 'w');
+  const proc = spawn(path.join(BIN_DIR, 'sipp-gateway'), ['serve', '--config', path.join(dir, 'gateway.toml')], {
+    stdio: ['ignore', 'ignore', log], env: { ...env, GW_TOK_APP: GW_TOKEN, GW_TOK_STORY: GW_TOKEN_STORY_ONLY },
+  });
+  fs.closeSync(log);
+  const stop = () => {
+    if (proc.exitCode === null) proc.kill('SIGTERM');
+  };
+  const deadline = Date.now() + 60000;
+  for (;;) { // ready once the local targets are loaded
+    const ok = await new Promise((resolve) => {
+      http.get(`http://127.0.0.1:${mport}/readyz`, (res) => { res.resume(); resolve(res.statusCode === 200); })
+        .on('error', () => resolve(false));
+    });
+    if (ok) break;
+    if (Date.now() > deadline || proc.exitCode !== null) {
+      stop();
+      throw new Error('sipp-gateway did not start: ' + fs.readFileSync(path.join(dir, 'gateway.log'), 'utf8'));
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { url: `http://127.0.0.1:${port}`, stop };
+}
+
+test('a gateway endpoint gives the local answers, streamed', async () => {
+  const gw = await gateway();
+  const c = new Client();
+  try {
+    const ep = await c.add({ kind: 'gateway', id: 'gw', baseUrl: gw.url, target: 'local', token: GW_TOKEN });
+    assert.equal(ep.kind, 'gateway');
+    for (const [op, arg] of [['chat', 'Do you like to play outside?'], ['query', 'Once upon a time']]) {
+      const run = ep[op](arg, { maxTokens: 16, requestId: `node-${op}-1`, ...GREEDY });
+      const batches = await collect(run);
+      const r = await run.response;
+      const local = await client[op]('chat', arg, { maxTokens: 16, ...GREEDY }).response;
+      assert.equal(r.text, local.text);
+      assert.ok(batches.length > 1);
+      assert.equal(batches.map((b) => b.text).join(''), r.text);
+      assert.equal(r.httpStatus, 200);
+      assert.equal(r.requestId, `node-${op}-1`);
+      assert.equal(r.usage.outputTokens, local.usage.outputTokens);
+    }
+    const remote = (await ep.embed('hello world').response).embedding;
+    const local = (await client.embed('chat', 'hello world').response).embedding;
+    assert.equal(remote.length, local.length);
+    for (let i = 0; i < local.length; i++) assert.ok(Math.abs(remote[i] - local[i]) < 1e-5, `dim ${i}`);
+  } finally {
+    c.close();
+  }
+});
+
+test('a gateway run is cancelled by its AbortSignal; the token may come from the environment', async () => {
+  const gw = await gateway();
+  const c = new Client();
+  process.env.NODE_GW_TOKEN = GW_TOKEN;
+  try {
+    const ep = await c.addGateway('gw', { baseUrl: gw.url, target: 'long', tokenEnv: 'NODE_GW_TOKEN' });
+    const ac = new AbortController();
+    const run = ep.query('Once upon a time', { maxTokens: 4000, signal: ac.signal });
+    const first = await run[Symbol.asyncIterator]().next();
+    ac.abort();
+    const r = await run.response;
+    assert.ok(first.value.text);
+    assert.equal(r.finishReason, 'cancelled');
+    assert.ok(r.text.startsWith(first.value.text));
+  } finally {
+    delete process.env.NODE_GW_TOKEN;
+    c.close();
+  }
+});
+
+test('gateway 401 and 403 reject with kind, code and httpStatus', async () => {
+  const gw = await gateway();
+  const c = new Client();
+  try {
+    const wrong = await c.add({ kind: 'gateway', id: 'w', baseUrl: gw.url, target: 'local', token: 'sk-wrong-999' });
+    const run = wrong.chat('Hi', { maxTokens: 4 });
+    let e;
+    try {
+      for await (const _ of run); // eslint-disable-line no-unused-vars
+    } catch (err) {
+      e = err;
+    }
+    assert.ok(e instanceof SippError);
+    assert.deepEqual([e.kind, e.code, e.httpStatus], ['authentication', 'authentication', 401]);
+    assert.ok(!e.message.includes('sk-wrong-999'));
+    const denied = await c.addGateway('d', { baseUrl: gw.url, target: 'local', token: GW_TOKEN_STORY_ONLY });
+    const d = await rejects(denied.chat('Hi', { maxTokens: 4 }).response, 'authorization');
+    assert.deepEqual([d.code, d.httpStatus], ['authorization', 403]);
+    assert.ok(d.requestId);
+    await rejects(() => c.addGateway('x', { baseUrl: gw.url, target: 'local', auth: 'basic' }), 'invalid_argument');
+    const g = await rejects(() => denied.query('x', { grammar: 'root ::= "a"' }), 'invalid_argument');
+    assert.match(g.message, /grammar/);
+    await assert.rejects(c.addGateway('y', { baseUrl: gw.url, target: 'local', bogus: 1 }), TypeError);
+  } finally {
+    c.close();
   }
 });
 
@@ -274,8 +434,21 @@ async function abandonOne() {
   await new Promise((r) => setTimeout(r, 10)); // FinalizationRegistry callbacks come later
 }
 
+// The live native run count once earlier tests' ended runs have been collected: it stops moving.
+async function settledLiveRuns() {
+  let last = -1;
+  for (let k = 0, same = 0; k < 60 && same < 3; k++) {
+    global.gc();
+    await new Promise((r) => setTimeout(r, 50));
+    const n = diagnostics().liveRuns;
+    same = n === last ? same + 1 : 0;
+    last = n;
+  }
+  return last;
+}
+
 test('a dropped run is cancelled and freed once collected', async () => {
-  const before = diagnostics().liveRuns;
+  const before = await settledLiveRuns();
   for (let i = 0; i < 6; i++) await abandonOne(); // more than the endpoint's 4 sequences
   // collection and FinalizationRegistry callbacks come when V8 decides: allow a loaded machine time
   for (let k = 0; k < 100 && diagnostics().liveRuns > before; k++) {
@@ -318,9 +491,15 @@ test('200 runs do not grow the process', async () => {
 
 // ---- the README example -------------------------------------------------------------------
 
-test('the quick-start example runs', () => {
+test('the quick-start example runs: the same answer locally and through the gateway', async () => {
+  const gw = await gateway();
   const out = execFileSync(process.execPath, [path.join(__dirname, '..', 'examples', 'quickstart.js')], {
-    env: { ...process.env, SIPP_MODEL: CHAT_MODEL }, encoding: 'utf8', timeout: 120000,
+    env: { ...process.env, SIPP_MODEL: CHAT_MODEL, SIPP_GATEWAY_URL: gw.url, SIPP_GATEWAY_TARGET: 'local',
+      SIPP_GATEWAY_TOKEN: GW_TOKEN },
+    encoding: 'utf8', timeout: 120000,
   });
-  assert.match(out, /finish: (stop|length)/);
+  const answers = [...out.matchAll(/(.*)\n\[(local|gateway)\] finish: (stop|length)/g)];
+  assert.deepEqual(answers.map((m) => m[2]), ['local', 'gateway'], out);
+  assert.ok(answers[0][1]);
+  assert.equal(answers[1][1], answers[0][1]);
 });

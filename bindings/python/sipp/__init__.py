@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ctypes
+import json
 import math
 import os
 import threading
@@ -53,20 +54,26 @@ def version() -> str:
 class SippError(Exception):
     """A failed Sipp call or run.
 
-    kind:       the status name of sipp.h ("invalid_argument", "not_found", "rate_limited", ...)
-    status:     the status number
-    code:       the HTTP status of a remote answer, or the errno/subcode of a local error (0: none)
-    request_id: the remote peer's request id when there was one, else ""
-    message:    one line of detail (never a secret)
+    kind:        the status name of sipp.h ("invalid_argument", "not_found", "rate_limited", ...)
+    status:      the status number
+    code:        the remote peer's error code (sipp_response.error_code: a gateway envelope's
+                 "authentication", an OpenAI `code`/`type`, ...), else ""
+    http_status: the HTTP status of a remote answer, else 0
+    subcode:     the errno or HTTP status a failing call reported (sipp_error.subcode), else 0
+    request_id:  the remote peer's request id when there was one, else ""
+    message:     one line of detail (never a secret)
     """
 
-    def __init__(self, kind: str, message: str, *, status: int = -1, code: int = 0,
-                 request_id: str = "", retry_after_s: int = 0) -> None:
+    def __init__(self, kind: str, message: str, *, status: int = -1, code: str = "",
+                 http_status: int = 0, subcode: int = 0, request_id: str = "",
+                 retry_after_s: int = 0) -> None:
         super().__init__(f"{kind}: {message}" if message else kind)
         self.kind = kind
         self.message = message
         self.status = status
         self.code = code
+        self.http_status = http_status
+        self.subcode = subcode
         self.request_id = request_id
         self.retry_after_s = retry_after_s
 
@@ -86,7 +93,7 @@ def _invalid(message: str) -> InvalidArgumentError:
 
 def _check(status: int, err: _ffi.Error) -> None:
     if status != _ffi.OK:
-        raise SippError._make(status, err.message.decode("utf-8", "replace"), code=err.subcode)
+        raise SippError._make(status, err.message.decode("utf-8", "replace"), subcode=err.subcode)
 
 
 # ---- results ---------------------------------------------------------------------------------
@@ -138,6 +145,7 @@ class Response:
     normalized: bool = False
     http_status: int = 0  # remote endpoints
     request_id: str = ""
+    error_code: str = ""  # remote endpoints: the peer's error code, when it sent one
 
 
 @dataclass(frozen=True)
@@ -206,11 +214,14 @@ class TextOptions(TypedDict, total=False):
     json_schema: Union[str, Mapping[str, Any]]
     timeout_ms: int
     ignore_eos: bool
+    extra: Mapping[str, Any]  # remote only: merged into the request body (sent as extra_json)
+    extra_json: str           # the same, already encoded
+    request_id: str           # remote only: sent as x-request-id
 
 
 # Fields a caller may not set by keyword: the binding owns them.
 _PRIVATE_FIELDS = {"struct_size", "stop", "n_stop", "on_tokens", "user_data", "progress",
-                   "progress_user_data", "kind"}
+                   "progress_user_data", "kind", "headers", "n_headers", "auth"}
 
 
 def _fill(struct: ctypes.Structure, options: Mapping[str, Any], keep: list, what: str) -> None:
@@ -253,23 +264,57 @@ def _fill(struct: ctypes.Structure, options: Mapping[str, Any], keep: list, what
             setattr(struct, name, value)
 
 
+def _extra(opts: dict, what: str) -> None:
+    """Turns the `extra` option (a JSON object as a Mapping) into extra_json."""
+    extra = opts.pop("extra", None)
+    if extra is None:
+        return
+    if not isinstance(extra, Mapping):
+        raise TypeError(f"{what}: 'extra' must be a mapping (a JSON object)")
+    if opts.get("extra_json") is not None:
+        raise TypeError(f"{what}: give 'extra' or 'extra_json', not both")
+    try:
+        opts["extra_json"] = json.dumps(extra)
+    except (TypeError, ValueError) as e:
+        raise _invalid(f"{what}: 'extra' is not JSON-serialisable: {e}") from None
+
+
+def _strings(items: Sequence[str], keep: list, what: str):
+    """A C array of strings kept alive in `keep`: (pointer, count)."""
+    enc = [_encode(s, what) for s in items]
+    arr = (ctypes.c_char_p * max(1, len(enc)))(*enc)
+    keep.extend([enc, arr])
+    return ctypes.cast(arr, ctypes.POINTER(ctypes.c_char_p)), len(enc)
+
+
+def _headers(struct: ctypes.Structure, headers: Any, keep: list, what: str) -> None:
+    """Sets headers/n_headers from a mapping {name: value} or "Name: value" lines."""
+    if headers is None:
+        return
+    if isinstance(headers, Mapping):
+        lines = [f"{k}: {v}" for k, v in headers.items()]
+    elif isinstance(headers, str):
+        lines = [headers]
+    else:
+        lines = list(headers)
+    if not all(isinstance(x, str) for x in lines):
+        raise TypeError(f"{what}: headers must be a mapping of str or a list of 'Name: value' str")
+    struct.headers, struct.n_headers = _strings(lines, keep, f"{what}: header")
+
+
 def _text_params(options: Mapping[str, Any], keep: list) -> _ffi.TextParams:
     p = _ffi.sipp_text_params_default().value
     p.struct_size = ctypes.sizeof(_ffi.TextParams)
     opts = dict(options)
     stop = opts.pop("stop", None)
     if isinstance(opts.get("json_schema"), Mapping):
-        import json
         opts["json_schema"] = json.dumps(opts["json_schema"])
+    _extra(opts, "text options")
     _fill(p, opts, keep, "text options")
     if stop is not None:
         if isinstance(stop, str):
             stop = [stop]
-        enc = [s.encode() for s in stop]
-        arr = (ctypes.c_char_p * max(1, len(enc)))(*enc)
-        keep.extend([enc, arr])
-        p.stop = ctypes.cast(arr, ctypes.POINTER(ctypes.c_char_p))
-        p.n_stop = len(enc)
+        p.stop, p.n_stop = _strings(list(stop), keep, "stop string")
     return p
 
 
@@ -348,10 +393,11 @@ class Run:
         r = resp_p.contents
         self._finished = True
         request_id = r.request_id.decode("utf-8", "replace")
+        error_code = r.error_code.decode("utf-8", "replace")
         if r.status != _ffi.OK:
             self._error = SippError._make(r.status, r.error_message.decode("utf-8", "replace"),
-                                          code=r.http_status, request_id=request_id,
-                                          retry_after_s=r.retry_after_s)
+                                          code=error_code, http_status=r.http_status,
+                                          request_id=request_id, retry_after_s=r.retry_after_s)
             return
         text = ctypes.string_at(r.text, r.text_len).decode("utf-8", "replace") if r.text_len else ""
         emb = r.embedding[:r.n_embd] if r.embedding else None
@@ -361,7 +407,7 @@ class Run:
             stats=_plain(r.stats, Stats,
                          cache_source=_ffi.CACHE_SOURCES.get(r.stats.cache_source, "none")),
             embedding=emb, normalized=bool(r.normalized), http_status=r.http_status,
-            request_id=request_id)
+            request_id=request_id, error_code=error_code)
 
     def _outcome(self) -> Response:
         if self._error is not None:
@@ -548,11 +594,19 @@ class Endpoint:
         return self._submit(lambda raw, out, err: _ffi.sipp_chat(
             raw, arr, n, ctypes.byref(p), out, err))
 
-    def embed(self, text: str, *, normalize: bool = True) -> Run:
-        """Starts an embedding of `text`; result().embedding holds the vector."""
-        p = _ffi.sipp_embed_params_default()
+    def embed(self, text: str, *, normalize: bool = True,
+              extra: Optional[Mapping[str, Any]] = None, extra_json: Optional[str] = None,
+              request_id: Optional[str] = None) -> Run:
+        """Starts an embedding of `text`; result().embedding holds the vector. `extra` (remote
+        only) is merged into the request body, e.g. {"dimensions": 256}; `request_id` (remote
+        only) is sent as x-request-id."""
+        keep: list = []
+        p = _ffi.sipp_embed_params_default().value
         p.struct_size = ctypes.sizeof(_ffi.EmbedParams)
-        _fill(p, {"normalize": normalize}, [], "embed options")
+        opts = {"normalize": normalize, "extra": extra, "extra_json": extra_json,
+                "request_id": request_id}
+        _extra(opts, "embed options")
+        _fill(p, opts, keep, "embed options")
         return self._submit(lambda raw, out, err: _ffi.sipp_embed(
             raw, _encode(text, "text"), ctypes.byref(p), out, err))
 
@@ -602,15 +656,18 @@ class Client:
         self._guard = _Guard()
         self._endpoints: dict[str, Endpoint] = {}
         self._raw: Optional[int] = None
-        p = _ffi.sipp_client_params_default()
-        p.struct_size = ctypes.sizeof(_ffi.ClientParams)
+        # Built here, not by sipp_client_params_default(): see _ffi's module comment. No level:
+        # NULL params, so the library's default (and SIPP_LOG) apply.
+        p = None
         if log_level is not None:
             if log_level not in _ffi.LOG_LEVELS:
                 raise _invalid(f"log_level must be one of {', '.join(_ffi.LOG_LEVELS)}")
-            p.log_level = _ffi.LOG_LEVELS[log_level]
+            p = _ffi.ClientParams(struct_size=ctypes.sizeof(_ffi.ClientParams),
+                                  log_level=_ffi.LOG_LEVELS[log_level])
         out = ctypes.c_void_p()
         err = _ffi.new_error()
-        _check(_ffi.sipp_client_new(ctypes.byref(p), ctypes.byref(out), ctypes.byref(err)), err)
+        _check(_ffi.sipp_client_new(ctypes.byref(p) if p is not None else None,
+                                    ctypes.byref(out), ctypes.byref(err)), err)
         self._raw = out.value
 
     def _client(self) -> int:
@@ -671,10 +728,14 @@ class Client:
 
     def add_provider(self, id: str, *, model: str, kind: str = "openai_compatible",
                      base_url: Optional[str] = None, api_key: Optional[str] = None,
-                     api_key_env: Optional[str] = None, **params: Any) -> Endpoint:
-        """Registers a provider endpoint (kind "openai" or "openai_compatible"). Nothing is sent
-        until the first request. `params`: connect_timeout_ms, request_timeout_ms,
-        idle_timeout_ms and any later field of sipp_provider_params."""
+                     api_key_env: Optional[str] = None,
+                     headers: Union[Mapping[str, str], Sequence[str], None] = None,
+                     **params: Any) -> Endpoint:
+        """Registers a provider endpoint (kind "openai", "openai_compatible" or "anthropic").
+        Nothing is sent until the first request. `headers`: static headers sent with every
+        request, {name: value} or "Name: value" lines (treated as secrets). `params`:
+        connect_timeout_ms, request_timeout_ms, idle_timeout_ms, version (Anthropic's
+        anthropic-version) and any later field of sipp_provider_params."""
         if kind not in _ffi.PROVIDER_KINDS:
             raise _invalid(f"provider kind must be one of {', '.join(_ffi.PROVIDER_KINDS)}")
         keep: list = []
@@ -683,7 +744,31 @@ class Client:
         p.kind = _ffi.PROVIDER_KINDS[kind]
         _fill(p, {"model": model, "base_url": base_url, "api_key": api_key,
                   "api_key_env": api_key_env, **params}, keep, "provider params")
+        _headers(p, headers, keep, "provider params")
         return self._add(id, lambda raw, bid, out, err: _ffi.sipp_client_add_provider(
+            raw, bid, ctypes.byref(p), out, err))
+
+    def add_gateway(self, id: str, *, base_url: str, target: str, auth: str = "bearer",
+                    token: Optional[str] = None, token_env: Optional[str] = None,
+                    auth_header: Optional[str] = None,
+                    headers: Union[Mapping[str, str], Sequence[str], None] = None,
+                    **params: Any) -> Endpoint:
+        """Registers a Sipp gateway endpoint: `base_url` is the gateway's public listener,
+        `target` its target name. `auth`: "bearer" (default; `Authorization: Bearer <token>`),
+        "header" (`<auth_header>: <token>`) or "none". The token is `token`, else the environment
+        variable `token_env` (default SIPP_GATEWAY_TOKEN); it never appears in errors. `headers`
+        as for add_provider. `params`: connect_timeout_ms, request_timeout_ms, idle_timeout_ms.
+        Nothing is sent until the first request."""
+        if auth not in _ffi.GATEWAY_AUTH:
+            raise _invalid(f"gateway auth must be one of {', '.join(_ffi.GATEWAY_AUTH)}")
+        keep: list = []
+        p = _ffi.sipp_gateway_params_default().value
+        p.struct_size = ctypes.sizeof(_ffi.GatewayParams)
+        p.auth = _ffi.GATEWAY_AUTH[auth]
+        _fill(p, {"base_url": base_url, "target": target, "token": token, "token_env": token_env,
+                  "auth_header": auth_header, **params}, keep, "gateway params")
+        _headers(p, headers, keep, "gateway params")
+        return self._add(id, lambda raw, bid, out, err: _ffi.sipp_client_add_gateway(
             raw, bid, ctypes.byref(p), out, err))
 
     def endpoint(self, id: str) -> Endpoint:
@@ -719,8 +804,9 @@ class Client:
              **options: "Unpack[TextOptions]") -> Run:
         return self._resolve(endpoint).chat(messages, **options)
 
-    def embed(self, endpoint: Union[str, Endpoint], text: str, *, normalize: bool = True) -> Run:
-        return self._resolve(endpoint).embed(text, normalize=normalize)
+    def embed(self, endpoint: Union[str, Endpoint], text: str, *, normalize: bool = True,
+              **options: Any) -> Run:
+        return self._resolve(endpoint).embed(text, normalize=normalize, **options)
 
     def close(self) -> None:
         """Cancels every run, stops the engines and frees the client. Idempotent."""

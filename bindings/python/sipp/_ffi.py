@@ -7,9 +7,15 @@ Rules the rest of the package relies on:
 - A struct passed in always carries struct_size = sizeof(mirror), so a library newer than the
   mirror refuses it with "struct_size too small" instead of reading past it.
 - The *_default() functions return structs by value. For the large ones (returned through a
-  caller-provided buffer on every ABI we run on) the return type is the mirror followed by slack,
-  so a library whose struct grew writes into our slack rather than past our buffer.
-- Out-structs the library fills (sipp_token_batch) get the same slack.
+  caller-provided buffer on every ABI we run on: more than 16 bytes on x86-64 and AArch64) the
+  return type is the mirror followed by slack, so a library whose struct grew writes into our
+  slack rather than past our buffer. Small structs (sipp_client_params) change their calling
+  convention when they grow past 16 bytes, so their *_default() is never called: the binding
+  builds them itself (the library gives fields past struct_size their defaults).
+- Each default is checked once at import: a struct_size below the mirror's means the library is
+  older than this binding, and the import fails instead of sending fields it cannot read.
+- Out-structs the library fills (sipp_token_batch, sipp_endpoint_info, sipp_engine_stats) get
+  the same slack.
 """
 from __future__ import annotations
 
@@ -85,7 +91,16 @@ class ProviderParams(Structure):
     _fields_ = [("struct_size", c_uint32), ("kind", c_int), ("model", c_char_p),
                 ("base_url", c_char_p), ("api_key", c_char_p), ("api_key_env", c_char_p),
                 ("connect_timeout_ms", c_uint32), ("request_timeout_ms", c_uint32),
-                ("idle_timeout_ms", c_uint32)]
+                ("idle_timeout_ms", c_uint32), ("version", c_char_p),
+                ("headers", POINTER(c_char_p)), ("n_headers", c_size_t)]
+
+
+class GatewayParams(Structure):
+    _fields_ = [("struct_size", c_uint32), ("base_url", c_char_p), ("target", c_char_p),
+                ("auth", c_int), ("token", c_char_p), ("token_env", c_char_p),
+                ("auth_header", c_char_p), ("headers", POINTER(c_char_p)),
+                ("n_headers", c_size_t), ("connect_timeout_ms", c_uint32),
+                ("request_timeout_ms", c_uint32), ("idle_timeout_ms", c_uint32)]
 
 
 class EndpointInfo(Structure):
@@ -112,7 +127,8 @@ class TextParams(Structure):
                 ("repeat_penalty", c_float), ("seed", c_uint32), ("stop", POINTER(c_char_p)),
                 ("n_stop", c_size_t), ("context_key", c_char_p), ("cache_scope", c_char_p),
                 ("grammar", c_char_p), ("json_schema", c_char_p), ("on_tokens", TokenFn),
-                ("user_data", c_void_p), ("timeout_ms", c_uint32), ("ignore_eos", c_bool)]
+                ("user_data", c_void_p), ("timeout_ms", c_uint32), ("ignore_eos", c_bool),
+                ("extra_json", c_char_p), ("request_id", c_char_p)]
 
 
 class Message(Structure):
@@ -120,7 +136,8 @@ class Message(Structure):
 
 
 class EmbedParams(Structure):
-    _fields_ = [("struct_size", c_uint32), ("normalize", c_bool)]
+    _fields_ = [("struct_size", c_uint32), ("normalize", c_bool), ("extra_json", c_char_p),
+                ("request_id", c_char_p)]
 
 
 class Usage(Structure):
@@ -142,7 +159,7 @@ class Response(Structure):
                 ("text_len", c_size_t), ("finish_reason", c_int), ("embedding", POINTER(c_float)),
                 ("n_embd", c_uint32), ("normalized", c_bool), ("usage", Usage), ("stats", Stats),
                 ("http_status", c_uint32), ("retry_after_s", c_uint32),
-                ("request_id", c_char * 64)]
+                ("request_id", c_char * 64), ("error_code", c_char * 48)]
 
 
 class TokenBatch(Structure):
@@ -152,6 +169,9 @@ class TokenBatch(Structure):
 
 def _slack(mirror: type) -> type:
     """A return/out type: `mirror` followed by SLACK bytes (see the module comment)."""
+    # Only for structs returned in memory already: adding slack to a register-returned one would
+    # change the calling convention.
+    assert ctypes.sizeof(mirror) > 16, mirror.__name__
     return type(mirror.__name__ + "Slack", (Structure,),
                 {"_fields_": [("value", mirror), ("_slack", c_char * SLACK)]})
 
@@ -159,6 +179,8 @@ def _slack(mirror: type) -> type:
 TextParamsRet = _slack(TextParams)
 LocalParamsRet = _slack(LocalParams)
 ProviderParamsRet = _slack(ProviderParams)
+GatewayParamsRet = _slack(GatewayParams)
+EmbedParamsRet = _slack(EmbedParams)
 TokenBatchOut = _slack(TokenBatch)
 EndpointInfoOut = _slack(EndpointInfo)
 EngineStatsOut = _slack(EngineStats)
@@ -169,7 +191,8 @@ OK = 0
 INVALID_ARGUMENT = 1
 TIMEOUT = 13
 LOG_LEVELS = {"none": 0, "error": 1, "warn": 2, "info": 3, "debug": 4}
-PROVIDER_KINDS = {"openai": 1, "openai_compatible": 2}
+PROVIDER_KINDS = {"openai": 1, "openai_compatible": 2, "anthropic": 3}
+GATEWAY_AUTH = {"none": 0, "bearer": 1, "header": 2}
 FINISH_REASONS = {0: "none", 1: "stop", 2: "length", 3: "cancelled"}
 CACHE_SOURCES = {0: "none", 1: "live", 2: "snapshot"}
 
@@ -191,7 +214,6 @@ ErrorP = POINTER(Error)
 sipp_version = _fn("sipp_version", c_char_p)
 sipp_status_name = _fn("sipp_status_name", c_char_p, c_int)
 sipp_status_str = _fn("sipp_status_str", c_char_p, c_int)
-sipp_client_params_default = _fn("sipp_client_params_default", ClientParams)
 sipp_client_new = _fn("sipp_client_new", c_int, POINTER(ClientParams), POINTER(c_client_p), ErrorP)
 sipp_client_free = _fn("sipp_client_free", None, c_client_p)
 sipp_local_params_default = _fn("sipp_local_params_default", LocalParamsRet)
@@ -200,13 +222,16 @@ sipp_client_add_local = _fn("sipp_client_add_local", c_int, c_client_p, c_char_p
 sipp_provider_params_default = _fn("sipp_provider_params_default", ProviderParamsRet)
 sipp_client_add_provider = _fn("sipp_client_add_provider", c_int, c_client_p, c_char_p,
                                POINTER(ProviderParams), POINTER(c_endpoint_p), ErrorP)
+sipp_gateway_params_default = _fn("sipp_gateway_params_default", GatewayParamsRet)
+sipp_client_add_gateway = _fn("sipp_client_add_gateway", c_int, c_client_p, c_char_p,
+                              POINTER(GatewayParams), POINTER(c_endpoint_p), ErrorP)
 sipp_client_remove = _fn("sipp_client_remove", c_int, c_client_p, c_char_p, ErrorP)
 sipp_endpoint_get_info = _fn("sipp_endpoint_get_info", c_int, c_endpoint_p,
                              POINTER(EndpointInfoOut), ErrorP)
 sipp_endpoint_get_stats = _fn("sipp_endpoint_get_stats", c_int, c_endpoint_p,
                               POINTER(EngineStatsOut), ErrorP)
 sipp_text_params_default = _fn("sipp_text_params_default", TextParamsRet)
-sipp_embed_params_default = _fn("sipp_embed_params_default", EmbedParams)
+sipp_embed_params_default = _fn("sipp_embed_params_default", EmbedParamsRet)
 sipp_query = _fn("sipp_query", c_int, c_endpoint_p, c_char_p, POINTER(TextParams),
                  POINTER(c_run_p), ErrorP)
 sipp_chat = _fn("sipp_chat", c_int, c_endpoint_p, POINTER(Message), c_size_t, POINTER(TextParams),
@@ -218,6 +243,24 @@ sipp_run_next = _fn("sipp_run_next", c_int, c_run_p, c_int, POINTER(TokenBatchOu
 sipp_run_cancel = _fn("sipp_run_cancel", None, c_run_p)
 sipp_run_done = _fn("sipp_run_done", c_bool, c_run_p)
 sipp_run_free = _fn("sipp_run_free", None, c_run_p)
+
+
+def _check_library_is_not_older() -> None:
+    """A default whose struct_size is below the mirror's comes from an older libsipp: it would
+    refuse (or, for out-structs, not fill) what the binding sends, so stop at import."""
+    for fn, mirror in ((sipp_local_params_default, LocalParams),
+                       (sipp_provider_params_default, ProviderParams),
+                       (sipp_gateway_params_default, GatewayParams),
+                       (sipp_text_params_default, TextParams),
+                       (sipp_embed_params_default, EmbedParams)):
+        got = fn().value.struct_size
+        if got < ctypes.sizeof(mirror):
+            raise ImportError(f"sipp: libsipp {sipp_version().decode()} is older than this binding "
+                              f"({fn.__name__} gives struct_size {got}, the binding needs "
+                              f"{ctypes.sizeof(mirror)})")
+
+
+_check_library_is_not_older()
 
 
 def new_error() -> Error:

@@ -65,3 +65,67 @@ def llama_server():
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+# ---- a real sipp-gateway ------------------------------------------------------------------------
+
+BIN_DIR = pathlib.Path(os.environ.get("SIPP_BIN_DIR", ROOT / "build" / "bin"))
+GW_TOKEN, GW_TOKEN_STORY_ONLY = "sk-gw-bind-py-7f3a9c", "sk-gw-story-only-2b8d"
+
+
+class Gateway:
+    """sipp-gateway on two free loopback ports: targets "local" (the chat model), "story" and
+    "long" (the story model, its context shifting so runs go on until cancelled); caller "app"
+    (GW_TOKEN) may use all, caller "story" (GW_TOKEN_STORY_ONLY) only "story"."""
+
+    def __init__(self, tmp: pathlib.Path) -> None:
+        self.port, mport = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        runtime = "[targets.runtime]\nn_ctx = 256\nn_parallel = 2\nn_threads = 1\n"
+        config = tmp / "gateway.toml"
+        config.write_text(
+            f'public_bind = "127.0.0.1:{self.port}"\nmanagement_bind = "127.0.0.1:{mport}"\n\n'
+            f'[[targets]]\nname = "local"\ntype = "local"\nmodel = "{CHAT_MODEL}"\n'
+            f'backend = "cpu"\n{runtime}\n'
+            f'[[targets]]\nname = "story"\ntype = "local"\nmodel = "{STORY_MODEL}"\n'
+            f'backend = "cpu"\n{runtime}\n'
+            f'[[targets]]\nname = "long"\ntype = "local"\nmodel = "{STORY_MODEL}"\n'
+            f'backend = "cpu"\n[targets.runtime]\nn_ctx = 128\nn_threads = 1\n'
+            'context_shift = true\n\n'
+            '[[tokens]]\nenv = "GW_TOK_APP"\ncaller = "app"\n\n'
+            '[[tokens]]\nenv = "GW_TOK_STORY"\ncaller = "story"\ntargets = ["story"]\n')
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIPP_")}
+        env.update(GW_TOK_APP=GW_TOKEN, GW_TOK_STORY=GW_TOKEN_STORY_ONLY)
+        self.log = open(tmp / "gateway.log", "w")
+        self.proc = subprocess.Popen([str(BIN_DIR / "sipp-gateway"), "serve", "--config",
+                                      str(config)], stdout=subprocess.DEVNULL, stderr=self.log,
+                                     env=env)
+        deadline = time.time() + 60
+        while True:  # ready once both local targets are loaded
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{mport}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.stop()
+                pytest.fail("sipp-gateway did not start: " + (tmp / "gateway.log").read_text())
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    g = Gateway(tmp_path_factory.mktemp("gw"))
+    yield g
+    g.stop()

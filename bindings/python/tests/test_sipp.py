@@ -5,6 +5,7 @@ import gc
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -12,7 +13,8 @@ import time
 
 import pytest
 
-from conftest import CHAT_MODEL, ROOT, STORY_MODEL, start_llama_server
+from conftest import (CHAT_MODEL, GW_TOKEN, GW_TOKEN_STORY_ONLY, ROOT, STORY_MODEL,
+                      start_llama_server)
 import sipp
 from sipp import _ffi
 
@@ -24,6 +26,7 @@ GREEDY = {"temperature": 0.0}
 MIRRORS = {
     "sipp_error": _ffi.Error, "sipp_client_params": _ffi.ClientParams,
     "sipp_local_params": _ffi.LocalParams, "sipp_provider_params": _ffi.ProviderParams,
+    "sipp_gateway_params": _ffi.GatewayParams,
     "sipp_endpoint_info": _ffi.EndpointInfo, "sipp_engine_stats": _ffi.EngineStats,
     "sipp_text_params": _ffi.TextParams, "sipp_message": _ffi.Message,
     "sipp_embed_params": _ffi.EmbedParams, "sipp_usage": _ffi.Usage, "sipp_stats": _ffi.Stats,
@@ -31,18 +34,43 @@ MIRRORS = {
 }
 
 
-@pytest.mark.skipif(not os.environ.get("SIPP_ABI_LAYOUT"), reason="SIPP_ABI_LAYOUT not set")
-def test_struct_mirrors_match_the_c_layout():
-    layout = json.loads(subprocess.run([os.environ["SIPP_ABI_LAYOUT"]], capture_output=True,
-                                       check=True, text=True).stdout)
-    assert set(layout) == set(MIRRORS)
-    for name, mirror in MIRRORS.items():
-        c = layout[name]
+def c_layout():
+    """The C layout printed by sipp_abi_layout (tests/bindings/abi_layout.c), built by CMake."""
+    path = os.environ.get("SIPP_ABI_LAYOUT", str(ROOT / "build" / "tests" / "sipp_abi_layout"))
+    return json.loads(subprocess.run([path], capture_output=True, check=True, text=True).stdout)
+
+
+def layout_mismatches(layout, mirrors):
+    """Every difference between the C layout and the ctypes mirrors, as readable lines."""
+    bad = [f"{n}: no mirror" for n in set(layout) - set(mirrors)]
+    bad += [f"{n}: not in sipp.h" for n in set(mirrors) - set(layout)]
+    for name in set(layout) & set(mirrors):
+        c, mirror = layout[name], mirrors[name]
         fields = [f[0] for f in mirror._fields_]
-        assert fields == list(c["fields"]), name
-        assert ctypes.sizeof(mirror) == c["size"], name
+        if fields != list(c["fields"]):
+            bad.append(f"{name}: fields {fields} != {list(c['fields'])}")
+        if ctypes.sizeof(mirror) != c["size"]:
+            bad.append(f"{name}: size {ctypes.sizeof(mirror)} != {c['size']}")
         for f, off in c["fields"].items():
-            assert getattr(mirror, f).offset == off, f"{name}.{f}"
+            if hasattr(mirror, f) and getattr(mirror, f).offset != off:
+                bad.append(f"{name}.{f}: offset {getattr(mirror, f).offset} != {off}")
+    return bad
+
+
+def test_struct_mirrors_match_the_c_layout():
+    assert layout_mismatches(c_layout(), MIRRORS) == []
+
+
+def test_the_layout_check_catches_a_stale_mirror():
+    """A mirror that lacks the fields appended last (the old sipp_text_params) is reported."""
+    class OldTextParams(ctypes.Structure):
+        _fields_ = _ffi.TextParams._fields_[:-2]
+    reported = layout_mismatches(c_layout(), dict(MIRRORS, sipp_text_params=OldTextParams))
+    assert any(r.startswith("sipp_text_params: fields") for r in reported)
+    assert any(r.startswith("sipp_text_params: size") for r in reported)
+    reported = layout_mismatches(c_layout(), {k: v for k, v in MIRRORS.items()
+                                              if k != "sipp_gateway_params"})
+    assert reported == ["sipp_gateway_params: no mirror"]
 
 
 def test_defaults_come_from_the_library():
@@ -343,7 +371,8 @@ def test_provider_errors_carry_http_status(llama_server):
                              api_key="sk-wrong-key-0000")
         with pytest.raises(sipp.SippError) as e:
             bad.chat("hi", max_tokens=4).result()
-        assert e.value.kind == "authentication" and e.value.code == 401
+        assert e.value.kind == "authentication" and e.value.http_status == 401
+        assert isinstance(e.value.code, str)  # the peer's error code, when it sent one
         assert "sk-wrong-key-0000" not in str(e.value)
         with pytest.raises(sipp.SippError) as e:
             c.add_provider("x", model="m", base_url="http://example.com/v1")  # not loopback, not https
@@ -351,6 +380,94 @@ def test_provider_errors_carry_http_status(llama_server):
         with pytest.raises(sipp.SippError) as e:
             bad.query("x", grammar="root ::= \"a\"")  # local-only option on a remote endpoint
         assert e.value.kind == "invalid_argument" and "grammar" in e.value.message
+
+
+def test_remote_only_options_reach_the_peer_or_are_refused(llama_server, client):
+    with sipp.Client() as c:
+        remote = c.add_provider("remote", model="tiny", base_url=llama_server,
+                                api_key="peer-secret-4242", headers={"X-Trace": "t-1"})
+        # extra options merge into the body: llama-server honours n_probs-like extras silently,
+        # and a key Sipp types itself is refused by name
+        r = remote.chat("Hi", max_tokens=4, temperature=0, extra={"presence_penalty": 0.0},
+                        request_id="py-req-7").result()
+        assert r.text and r.http_status == 200
+        with pytest.raises(sipp.InvalidArgumentError) as e:
+            remote.chat("Hi", extra={"max_tokens": 3})
+        assert "max_tokens" in e.value.message
+        with pytest.raises(TypeError):
+            remote.chat("Hi", extra=["not", "an", "object"])
+        with pytest.raises(sipp.InvalidArgumentError) as e:  # a header the adapter owns
+            c.add_provider("h", model="tiny", base_url=llama_server,
+                           headers=["Authorization: Bearer x"])
+        assert "Authorization" in e.value.message
+    # local endpoints refuse extra options
+    with pytest.raises(sipp.InvalidArgumentError):
+        client.chat("chat", "Hi", extra={"presence_penalty": 0.5})
+    with pytest.raises(sipp.InvalidArgumentError):
+        client.embed("chat", "Hi", extra={"dimensions": 8})
+
+
+def test_anthropic_kind_is_accepted_and_refuses_query(client):
+    with sipp.Client() as c:
+        ant = c.add_provider("claude", kind="anthropic", model="claude-x",
+                             base_url="http://127.0.0.1:9/v1", api_key="sk-ant-unused",
+                             version="2023-06-01")
+        with pytest.raises(sipp.SippError) as e:
+            ant.query("Once")
+        assert e.value.kind == "unsupported"
+
+
+# ---- gateway endpoint against a real sipp-gateway ----------------------------------------------
+
+
+def test_gateway_gives_the_local_answers(gateway, client):
+    with sipp.Client() as c:
+        gw = c.add_gateway("gw", base_url=gateway.url, target="local", token=GW_TOKEN)
+        for op, arg in (("chat", "Do you like to play outside?"), ("query", "Once upon a time")):
+            with getattr(gw, op)(arg, max_tokens=16, request_id=f"py-{op}-1", **GREEDY) as run:
+                batches = list(run)
+                r = run.result()
+            local = getattr(client, op)("chat", arg, max_tokens=16, **GREEDY).result()
+            assert r.text == local.text and "".join(batches) == r.text and len(batches) > 1
+            assert r.http_status == 200 and r.request_id == f"py-{op}-1" and r.error_code == ""
+            assert r.usage.output_tokens == local.usage.output_tokens
+        remote = gw.embed("hello world").result().embedding
+        local = client.embed("chat", "hello world").result().embedding
+        assert remote == pytest.approx(local, abs=1e-5)
+
+
+def test_gateway_token_from_the_environment_and_cancel(gateway, monkeypatch):
+    monkeypatch.setenv("PY_GW_TOKEN", GW_TOKEN)
+    with sipp.Client() as c:
+        gw = c.add_gateway("gw", base_url=gateway.url, target="long", token_env="PY_GW_TOKEN")
+        with gw.query("Once upon a time", max_tokens=4000) as run:
+            first = next(iter(run))
+            run.cancel()
+            r = run.result()
+        assert first and r.finish_reason == "cancelled" and r.text.startswith(first)
+
+
+def test_gateway_auth_errors_carry_kind_code_and_http_status(gateway):
+    with sipp.Client() as c:
+        wrong = c.add_gateway("wrong", base_url=gateway.url, target="local", token="sk-wrong-999")
+        with pytest.raises(sipp.SippError) as e:
+            for _ in wrong.chat("Hi", max_tokens=4):
+                pass
+        assert (e.value.kind, e.value.code, e.value.http_status) == \
+            ("authentication", "authentication", 401)
+        assert "sk-wrong-999" not in str(e.value)
+        denied = c.add_gateway("denied", base_url=gateway.url, target="local",
+                               token=GW_TOKEN_STORY_ONLY)
+        with pytest.raises(sipp.SippError) as e:
+            denied.chat("Hi", max_tokens=4).result()
+        assert (e.value.kind, e.value.code, e.value.http_status) == \
+            ("authorization", "authorization", 403)
+        assert e.value.request_id  # the gateway's x-request-id
+        with pytest.raises(sipp.InvalidArgumentError):
+            c.add_gateway("x", base_url=gateway.url, target="local", auth="basic")
+        with pytest.raises(sipp.InvalidArgumentError) as e:  # local-only option on a gateway
+            denied.query("x", grammar='root ::= "a"')
+        assert "grammar" in e.value.message
 
 
 # ---- memory --------------------------------------------------------------------------------------
@@ -409,9 +526,14 @@ async def _async_one(client):
 # ---- the README example ----------------------------------------------------------------------------
 
 
-def test_quickstart_example_runs():
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "bindings" / "python"), SIPP_MODEL=str(CHAT_MODEL))
+def test_quickstart_example_runs(gateway):
+    """The example asks the local model and then the gateway: the same answer twice."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "bindings" / "python"), SIPP_MODEL=str(CHAT_MODEL),
+               SIPP_GATEWAY_URL=gateway.url, SIPP_GATEWAY_TARGET="local",
+               SIPP_GATEWAY_TOKEN=GW_TOKEN)
     r = subprocess.run([sys.executable, str(ROOT / "bindings/python/examples/quickstart.py")],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "finish: stop" in r.stdout or "finish: length" in r.stdout
+    answers = re.findall(r"(.*)\n\[(local|gateway)\] finish: (stop|length)", r.stdout)
+    assert [a[1] for a in answers] == ["local", "gateway"], r.stdout
+    assert answers[0][0] and answers[0][0] == answers[1][0]

@@ -9,6 +9,12 @@
 //!     print!("{}", batch?.text);
 //! }
 //! println!("\n{}", run.wait()?.finish_reason);
+//! // the same call through a Sipp gateway (token from $SIPP_GATEWAY_TOKEN)
+//! let gw = client.add_gateway("gw", &sipp::GatewayOptions::new("http://127.0.0.1:8080", "local"))?;
+//! match gw.chat(&[Message::user("Hello!")], &TextOptions::new().request_id("req-1"))?.wait() {
+//!     Ok(r) => println!("{}", r.text),
+//!     Err(e) => eprintln!("{} {} {}", e.kind, e.code, e.http_status), // authentication authentication 401
+//! }
 //! # Ok::<(), sipp::Error>(())
 //! ```
 //!
@@ -44,8 +50,15 @@ pub struct Error {
     pub status: i32,
     /// One line of detail (never a secret).
     pub message: String,
-    /// The HTTP status of a remote answer, or the subcode (errno...) of a local error; 0: none.
-    pub code: i32,
+    /// The remote peer's error code (`sipp_response.error_code`: a gateway envelope's
+    /// "authentication", "authorization", "admission"..., an OpenAI `code`), or "".
+    pub code: String,
+    /// The HTTP status of a remote answer, or 0.
+    pub http_status: u32,
+    /// The errno or HTTP status a failing call reported (`sipp_error.subcode`), or 0.
+    pub subcode: i32,
+    /// Seconds the peer asked to wait (rate limits), or 0.
+    pub retry_after_s: u32,
     /// The remote peer's request id, or "".
     pub request_id: String,
 }
@@ -72,8 +85,8 @@ fn status_name(status: i32) -> &'static str {
 
 impl Error {
     fn new(status: i32, message: impl Into<String>) -> Error {
-        Error { kind: status_name(status), status, message: message.into(), code: 0,
-                request_id: String::new() }
+        Error { kind: status_name(status), status, message: message.into(), code: String::new(),
+                http_status: 0, subcode: 0, retry_after_s: 0, request_id: String::new() }
     }
 
     fn invalid(message: impl Into<String>) -> Error {
@@ -96,8 +109,58 @@ fn check(status: sys::sipp_status, err: &sys::sipp_error) -> Result<()> {
         return Ok(());
     }
     let mut e = Error::new(status, c_chars(&err.message));
-    e.code = err.subcode;
+    e.subcode = err.subcode;
     Err(e)
+}
+
+/// The value of a `*_default()` call, refused when the library is older than this crate (its
+/// struct_size is below our mirror's: it would not read the fields we set).
+fn defaults<T>(d: sys::Slack<T>, what: &str) -> Result<T> {
+    // SAFETY: every params struct starts with uint32_t struct_size.
+    let size = unsafe { *(&d.value as *const T as *const u32) } as usize;
+    if size < mem::size_of::<T>() {
+        return Err(Error::new(sys::SIPP_INVALID_ARGUMENT, format!(
+            "libsipp {} is older than this crate ({} has struct_size {}, the crate needs {})",
+            version(), what, size, mem::size_of::<T>())));
+    }
+    Ok(d.value)
+}
+
+/// C strings and pointer arrays kept alive for one call.
+#[derive(Default)]
+struct Keep {
+    strings: Vec<CString>,
+    arrays: Vec<Vec<*const c_char>>,
+}
+
+impl Keep {
+    fn opt(&mut self, v: &Option<String>, what: &str) -> Result<*const c_char> {
+        match v {
+            None => Ok(ptr::null()),
+            Some(s) => self.str(s, what),
+        }
+    }
+
+    fn str(&mut self, s: &str, what: &str) -> Result<*const c_char> {
+        let c = cstring(s, what)?;
+        let p = c.as_ptr();
+        self.strings.push(c);
+        Ok(p)
+    }
+
+    /// A C array of `items` (null and 0 when empty).
+    fn array(&mut self, items: &[String], what: &str) -> Result<(*const *const c_char, usize)> {
+        if items.is_empty() {
+            return Ok((ptr::null(), 0));
+        }
+        let mut ptrs = Vec::with_capacity(items.len());
+        for s in items {
+            ptrs.push(self.str(s, what)?);
+        }
+        let p = ptrs.as_ptr();
+        self.arrays.push(ptrs);
+        Ok((p, items.len()))
+    }
 }
 
 fn cstring(s: &str, what: &str) -> Result<CString> {
@@ -118,14 +181,19 @@ pub fn version() -> &'static str {
 
 // ---- options ------------------------------------------------------------------------------------
 
-/// Declares chainable setters for `Option` fields: `.name(value)`.
+/// Declares chainable setters for `Option` fields: `.name(value)`; the fields after `into`
+/// (strings, paths) take anything that converts: `.base_url("http://...")`.
 macro_rules! setters {
-    ($ty:ident { $($name:ident : $t:ty),* $(,)? }) => {
+    ($ty:ident { $($name:ident : $t:ty),* $(,)? } $(into { $($iname:ident : $it:ty),* $(,)? })?) => {
         impl $ty {
             $(
                 #[doc = concat!("Sets `", stringify!($name), "` (see sipp.h).")]
                 pub fn $name(mut self, v: $t) -> Self { self.$name = Some(v); self }
             )*
+            $($(
+                #[doc = concat!("Sets `", stringify!($iname), "` (see sipp.h).")]
+                pub fn $iname(mut self, v: impl Into<$it>) -> Self { self.$iname = Some(v.into()); self }
+            )*)?
         }
     };
 }
@@ -148,11 +216,37 @@ pub struct TextOptions {
     pub json_schema: Option<String>,
     pub timeout_ms: Option<u32>,
     pub ignore_eos: Option<bool>,
+    /// Remote only: a JSON object merged into the request body, e.g. `{"presence_penalty": 0.5}`
+    /// (no serde needed: any JSON text; the library parses and checks it).
+    pub extra_json: Option<String>,
+    /// Remote only: sent as `x-request-id`.
+    pub request_id: Option<String>,
 }
 
 setters!(TextOptions { max_tokens: u32, temperature: f32, top_k: i32, top_p: f32, min_p: f32,
-                       repeat_penalty: f32, seed: u32, context_key: String, cache_scope: String,
-                       grammar: String, json_schema: String, timeout_ms: u32, ignore_eos: bool });
+                       repeat_penalty: f32, seed: u32, timeout_ms: u32, ignore_eos: bool }
+         into { context_key: String, cache_scope: String, grammar: String, json_schema: String,
+                extra_json: String, request_id: String });
+
+/// Options of embed (`sipp_embed_params`). `None` keeps the library's default.
+#[derive(Clone, Debug, Default)]
+pub struct EmbedOptions {
+    /// L2-normalise the vector (default true).
+    pub normalize: Option<bool>,
+    /// Remote only: a JSON object merged into the request body, e.g. `{"dimensions": 256}`.
+    pub extra_json: Option<String>,
+    /// Remote only: sent as `x-request-id`.
+    pub request_id: Option<String>,
+}
+
+setters!(EmbedOptions { normalize: bool } into { extra_json: String, request_id: String });
+
+impl EmbedOptions {
+    /// All defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
 
 impl TextOptions {
     /// All defaults.
@@ -170,45 +264,26 @@ impl TextOptions {
 /// C strings and the params struct built from TextOptions, alive for one call.
 struct CTextParams {
     params: sys::sipp_text_params,
-    _strings: Vec<CString>,
-    _stops: Vec<*const c_char>,
+    _keep: Keep,
 }
 
 impl TextOptions {
     fn to_c(&self) -> Result<CTextParams> {
         // SAFETY: returns a plain struct (into our buffer with slack).
-        let mut p = unsafe { sys::sipp_text_params_default() }.value;
+        let mut p = defaults(unsafe { sys::sipp_text_params_default() }, "sipp_text_params")?;
         p.struct_size = mem::size_of::<sys::sipp_text_params>() as u32;
         macro_rules! copy { ($($f:ident),*) => { $( if let Some(v) = self.$f { p.$f = v; } )* } }
         copy!(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, timeout_ms,
               ignore_eos);
-        let mut strings = Vec::new();
-        let mut opt_str = |v: &Option<String>, what: &str| -> Result<*const c_char> {
-            match v {
-                None => Ok(ptr::null()),
-                Some(s) => {
-                    let c = cstring(s, what)?;
-                    let ptr = c.as_ptr();
-                    strings.push(c);
-                    Ok(ptr)
-                }
-            }
-        };
-        p.context_key = opt_str(&self.context_key, "context_key")?;
-        p.cache_scope = opt_str(&self.cache_scope, "cache_scope")?;
-        p.grammar = opt_str(&self.grammar, "grammar")?;
-        p.json_schema = opt_str(&self.json_schema, "json_schema")?;
-        let mut stops = Vec::with_capacity(self.stop.len());
-        for s in &self.stop {
-            let c = cstring(s, "stop")?;
-            stops.push(c.as_ptr());
-            strings.push(c);
-        }
-        if !stops.is_empty() {
-            p.stop = stops.as_ptr();
-            p.n_stop = stops.len();
-        }
-        Ok(CTextParams { params: p, _strings: strings, _stops: stops })
+        let mut keep = Keep::default();
+        p.context_key = keep.opt(&self.context_key, "context_key")?;
+        p.cache_scope = keep.opt(&self.cache_scope, "cache_scope")?;
+        p.grammar = keep.opt(&self.grammar, "grammar")?;
+        p.json_schema = keep.opt(&self.json_schema, "json_schema")?;
+        p.extra_json = keep.opt(&self.extra_json, "extra_json")?;
+        p.request_id = keep.opt(&self.request_id, "request_id")?;
+        (p.stop, p.n_stop) = keep.array(&self.stop, "stop")?;
+        Ok(CTextParams { params: p, _keep: keep })
     }
 }
 
@@ -237,8 +312,8 @@ pub struct LocalOptions {
 setters!(LocalOptions { n_ctx: u32, n_threads: i32, n_batch: u32, n_gpu_layers: i32,
                         n_parallel: u32, max_running: u32, max_queued: u32, tick_budget: u32,
                         prefill_chunk: u32, stream_buffer_bytes: u32, context_shift: bool,
-                        n_keep: u32, cache_ram_bytes: u64, cache_dir: PathBuf,
-                        cache_disk_bytes: u64 });
+                        n_keep: u32, cache_ram_bytes: u64, cache_disk_bytes: u64 }
+         into { cache_dir: PathBuf });
 
 impl LocalOptions {
     /// Defaults for the model at `model_path`.
@@ -258,10 +333,12 @@ pub enum ProviderKind {
     OpenAi,
     /// any OpenAI-shaped server
     OpenAiCompatible,
+    /// Anthropic's messages API (chat only)
+    Anthropic,
 }
 
-/// A provider endpoint (`sipp_provider_params`).
-#[derive(Clone, Debug)]
+/// A provider endpoint (`sipp_provider_params`). `Debug` hides the key and header values.
+#[derive(Clone)]
 #[allow(missing_docs)]
 pub struct ProviderOptions {
     pub kind: ProviderKind,
@@ -272,18 +349,105 @@ pub struct ProviderOptions {
     pub connect_timeout_ms: Option<u32>,
     pub request_timeout_ms: Option<u32>,
     pub idle_timeout_ms: Option<u32>,
+    /// Anthropic only: the `anthropic-version` header.
+    pub version: Option<String>,
+    /// Static headers, "Name: value" lines (values are secrets).
+    pub headers: Vec<String>,
 }
 
-setters!(ProviderOptions { base_url: String, api_key: String, api_key_env: String,
-                           connect_timeout_ms: u32, request_timeout_ms: u32,
-                           idle_timeout_ms: u32 });
+setters!(ProviderOptions { connect_timeout_ms: u32, request_timeout_ms: u32, idle_timeout_ms: u32 }
+         into { base_url: String, api_key: String, api_key_env: String, version: String });
 
 impl ProviderOptions {
     /// A provider of `kind` serving `model`.
     pub fn new(kind: ProviderKind, model: impl Into<String>) -> Self {
         ProviderOptions { kind, model: model.into(), base_url: None, api_key: None,
                           api_key_env: None, connect_timeout_ms: None, request_timeout_ms: None,
-                          idle_timeout_ms: None }
+                          idle_timeout_ms: None, version: None, headers: Vec::new() }
+    }
+
+    /// Adds a static header sent with every request.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push(format!("{}: {}", name, value));
+        self
+    }
+}
+
+/// Header lines with their values hidden, for `Debug`.
+fn header_names(headers: &[String]) -> Vec<String> {
+    headers.iter().map(|h| format!("{}: ***", h.split(':').next().unwrap_or(""))).collect()
+}
+
+impl fmt::Debug for ProviderOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderOptions").field("kind", &self.kind).field("model", &self.model)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("api_key_env", &self.api_key_env).field("version", &self.version)
+            .field("headers", &header_names(&self.headers)).finish_non_exhaustive()
+    }
+}
+
+/// How a gateway endpoint authenticates (`sipp_gateway_auth`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GatewayAuth {
+    /// no credentials
+    None,
+    /// `Authorization: Bearer <token>` (the default)
+    Bearer,
+    /// `<name>: <token>` (a proxy in front of the gateway)
+    Header(String),
+}
+
+/// A Sipp gateway endpoint (`sipp_gateway_params`). `Debug` hides the token and header values.
+#[derive(Clone)]
+#[allow(missing_docs)]
+pub struct GatewayOptions {
+    /// The gateway's public listener, e.g. "https://gw.example.com".
+    pub base_url: String,
+    /// The gateway's target name.
+    pub target: String,
+    pub auth: GatewayAuth,
+    /// The token; `None` reads it from `token_env` (default SIPP_GATEWAY_TOKEN).
+    pub token: Option<String>,
+    pub token_env: Option<String>,
+    /// Static headers, "Name: value" lines (values are secrets).
+    pub headers: Vec<String>,
+    pub connect_timeout_ms: Option<u32>,
+    pub request_timeout_ms: Option<u32>,
+    pub idle_timeout_ms: Option<u32>,
+}
+
+setters!(GatewayOptions { connect_timeout_ms: u32, request_timeout_ms: u32, idle_timeout_ms: u32 }
+         into { token: String, token_env: String });
+
+impl GatewayOptions {
+    /// The gateway at `base_url`, its target `target`, bearer auth.
+    pub fn new(base_url: impl Into<String>, target: impl Into<String>) -> Self {
+        GatewayOptions { base_url: base_url.into(), target: target.into(), auth: GatewayAuth::Bearer,
+                         token: None, token_env: None, headers: Vec::new(), connect_timeout_ms: None,
+                         request_timeout_ms: None, idle_timeout_ms: None }
+    }
+
+    /// Sets how the token is sent.
+    pub fn auth(mut self, auth: GatewayAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Adds a static header sent with every request.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push(format!("{}: {}", name, value));
+        self
+    }
+}
+
+impl fmt::Debug for GatewayOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayOptions").field("base_url", &self.base_url)
+            .field("target", &self.target).field("auth", &self.auth)
+            .field("token", &self.token.as_ref().map(|_| "***")).field("token_env", &self.token_env)
+            .field("headers", &header_names(&self.headers)).finish_non_exhaustive()
     }
 }
 
@@ -358,16 +522,17 @@ impl Client {
     }
 
     fn build(level: Option<LogLevel>) -> Result<Client> {
-        // SAFETY: plain struct by value.
-        let mut p = unsafe { sys::sipp_client_params_default() };
-        p.struct_size = mem::size_of::<sys::sipp_client_params>() as u32;
-        if let Some(l) = level {
-            p.log_level = l as i32;
-        }
+        // Built here rather than by sipp_client_params_default() (see sys): fields past our
+        // struct_size take the library's defaults; no level at all passes NULL.
+        let p = level.map(|l| sys::sipp_client_params {
+            struct_size: mem::size_of::<sys::sipp_client_params>() as u32,
+            log_level: l as i32,
+        });
+        let pp = p.as_ref().map_or(ptr::null(), |p| p as *const _);
         let mut raw = ptr::null_mut();
         let mut err = new_error();
         // SAFETY: valid pointers for the call.
-        check(unsafe { sys::sipp_client_new(&p, &mut raw, &mut err) }, &err)?;
+        check(unsafe { sys::sipp_client_new(pp, &mut raw, &mut err) }, &err)?;
         Ok(Client { raw, ids: Mutex::new(HashSet::new()) })
     }
 
@@ -377,7 +542,7 @@ impl Client {
         let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
         if !ids.insert(id.to_string()) {
             return Err(Error::invalid(format!(
-                "endpoint '{}' exists; replace it with replace_local/replace_provider or remove it first",
+                "endpoint '{}' exists; replace it with a replace_* method or remove it first",
                 id)));
         }
         Ok(())
@@ -413,7 +578,7 @@ impl Client {
             None => None,
         };
         // SAFETY: plain struct by value (into our buffer with slack).
-        let mut p = unsafe { sys::sipp_local_params_default() }.value;
+        let mut p = defaults(unsafe { sys::sipp_local_params_default() }, "sipp_local_params")?;
         p.struct_size = mem::size_of::<sys::sipp_local_params>() as u32;
         p.model_path = path.as_ptr();
         macro_rules! copy { ($($f:ident),*) => { $( if let Some(v) = o.$f { p.$f = v; } )* } }
@@ -449,31 +614,70 @@ impl Client {
 
     fn add_provider_raw(&self, id: &str, o: &ProviderOptions) -> Result<*mut sys::sipp_endpoint> {
         let cid = cstring(id, "id")?;
-        let model = cstring(&o.model, "model")?;
-        let opt = |v: &Option<String>, what: &str| -> Result<Option<CString>> {
-            v.as_deref().map(|s| cstring(s, what)).transpose()
-        };
-        let base_url = opt(&o.base_url, "base_url")?;
-        let api_key = opt(&o.api_key, "api_key")?;
-        let api_key_env = opt(&o.api_key_env, "api_key_env")?;
-        let as_ptr = |c: &Option<CString>| c.as_ref().map_or(ptr::null(), |c| c.as_ptr());
+        let mut keep = Keep::default();
         // SAFETY: plain struct by value (into our buffer with slack).
-        let mut p = unsafe { sys::sipp_provider_params_default() }.value;
+        let mut p = defaults(unsafe { sys::sipp_provider_params_default() }, "sipp_provider_params")?;
         p.struct_size = mem::size_of::<sys::sipp_provider_params>() as u32;
         p.kind = match o.kind {
             ProviderKind::OpenAi => sys::SIPP_PROVIDER_OPENAI,
             ProviderKind::OpenAiCompatible => sys::SIPP_PROVIDER_OPENAI_COMPATIBLE,
+            ProviderKind::Anthropic => sys::SIPP_PROVIDER_ANTHROPIC,
         };
-        p.model = model.as_ptr();
-        p.base_url = as_ptr(&base_url);
-        p.api_key = as_ptr(&api_key);
-        p.api_key_env = as_ptr(&api_key_env);
+        p.model = keep.str(&o.model, "model")?;
+        p.base_url = keep.opt(&o.base_url, "base_url")?;
+        p.api_key = keep.opt(&o.api_key, "api_key")?;
+        p.api_key_env = keep.opt(&o.api_key_env, "api_key_env")?;
+        p.version = keep.opt(&o.version, "version")?;
+        (p.headers, p.n_headers) = keep.array(&o.headers, "header")?;
         macro_rules! copy { ($($f:ident),*) => { $( if let Some(v) = o.$f { p.$f = v; } )* } }
         copy!(connect_timeout_ms, request_timeout_ms, idle_timeout_ms);
         let mut raw = ptr::null_mut();
         let mut err = new_error();
         // SAFETY: the strings outlive the call, which copies them.
         check(unsafe { sys::sipp_client_add_provider(self.raw, cid.as_ptr(), &p, &mut raw, &mut err) }, &err)?;
+        Ok(raw)
+    }
+
+    /// Registers a Sipp gateway endpoint under a new `id`. Nothing is sent until the first
+    /// request.
+    pub fn add_gateway(&self, id: &str, options: &GatewayOptions) -> Result<Endpoint<'_>> {
+        self.reserve(id)?;
+        let r = self.add_gateway_raw(id, options);
+        if r.is_err() {
+            self.unreserve(id);
+        }
+        r.map(|raw| Endpoint { client: self, raw, id: id.to_string() })
+    }
+
+    /// Registers a gateway under `id`, replacing an endpoint of that id.
+    pub fn replace_gateway(&mut self, id: &str, options: &GatewayOptions) -> Result<Endpoint<'_>> {
+        let raw = self.add_gateway_raw(id, options)?;
+        self.ids.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string());
+        Ok(Endpoint { client: self, raw, id: id.to_string() })
+    }
+
+    fn add_gateway_raw(&self, id: &str, o: &GatewayOptions) -> Result<*mut sys::sipp_endpoint> {
+        let cid = cstring(id, "id")?;
+        let mut keep = Keep::default();
+        // SAFETY: plain struct by value (into our buffer with slack).
+        let mut p = defaults(unsafe { sys::sipp_gateway_params_default() }, "sipp_gateway_params")?;
+        p.struct_size = mem::size_of::<sys::sipp_gateway_params>() as u32;
+        p.base_url = keep.str(&o.base_url, "base_url")?;
+        p.target = keep.str(&o.target, "target")?;
+        (p.auth, p.auth_header) = match &o.auth {
+            GatewayAuth::None => (sys::SIPP_GATEWAY_AUTH_NONE, ptr::null()),
+            GatewayAuth::Bearer => (sys::SIPP_GATEWAY_AUTH_BEARER, ptr::null()),
+            GatewayAuth::Header(name) => (sys::SIPP_GATEWAY_AUTH_HEADER, keep.str(name, "auth_header")?),
+        };
+        p.token = keep.opt(&o.token, "token")?;
+        p.token_env = keep.opt(&o.token_env, "token_env")?;
+        (p.headers, p.n_headers) = keep.array(&o.headers, "header")?;
+        macro_rules! copy { ($($f:ident),*) => { $( if let Some(v) = o.$f { p.$f = v; } )* } }
+        copy!(connect_timeout_ms, request_timeout_ms, idle_timeout_ms);
+        let mut raw = ptr::null_mut();
+        let mut err = new_error();
+        // SAFETY: the strings outlive the call, which copies them.
+        check(unsafe { sys::sipp_client_add_gateway(self.raw, cid.as_ptr(), &p, &mut raw, &mut err) }, &err)?;
         Ok(raw)
     }
 
@@ -597,11 +801,21 @@ impl<'c> Endpoint<'c> {
 
     /// Starts an embedding; [`Response::embedding`] holds the vector.
     pub fn embed(&self, text: &str, normalize: bool) -> Result<Run> {
+        self.embed_with(text, &EmbedOptions::new().normalize(normalize))
+    }
+
+    /// Starts an embedding with options (remote endpoints: extra JSON, request id).
+    pub fn embed_with(&self, text: &str, options: &EmbedOptions) -> Result<Run> {
         let text = cstring(text, "text")?;
-        // SAFETY: plain struct by value.
-        let mut p = unsafe { sys::sipp_embed_params_default() };
+        let mut keep = Keep::default();
+        // SAFETY: plain struct by value (into our buffer with slack).
+        let mut p = defaults(unsafe { sys::sipp_embed_params_default() }, "sipp_embed_params")?;
         p.struct_size = mem::size_of::<sys::sipp_embed_params>() as u32;
-        p.normalize = normalize;
+        if let Some(n) = options.normalize {
+            p.normalize = n;
+        }
+        p.extra_json = keep.opt(&options.extra_json, "extra_json")?;
+        p.request_id = keep.opt(&options.request_id, "request_id")?;
         self.submit(|out, err| unsafe { sys::sipp_embed(self.raw, text.as_ptr(), &p, out, err) })
     }
 
@@ -725,6 +939,8 @@ pub struct Response {
     pub http_status: u32,
     /// remote endpoints: the peer's request id (may be "")
     pub request_id: String,
+    /// remote endpoints: the peer's error code when it sent one, else ""
+    pub error_code: String,
 }
 
 fn static_name(p: *const c_char) -> &'static str {
@@ -824,9 +1040,11 @@ impl Run {
         check(unsafe { sys::sipp_run_wait(self.inner.raw, &mut resp, &mut err) }, &err)?;
         let r = unsafe { &*resp };
         let request_id = c_chars(&r.request_id);
+        let error_code = c_chars(&r.error_code);
         self.outcome = Some(if r.status != sys::SIPP_OK {
             Err(Error { kind: status_name(r.status), status: r.status,
-                        message: c_chars(&r.error_message), code: r.http_status as i32,
+                        message: c_chars(&r.error_message), code: error_code,
+                        http_status: r.http_status, subcode: 0, retry_after_s: r.retry_after_s,
                         request_id })
         } else {
             let text = if r.text_len == 0 {
@@ -859,6 +1077,7 @@ impl Run {
                 normalized: r.normalized,
                 http_status: r.http_status,
                 request_id,
+                error_code,
             })
         });
         Ok(())

@@ -2,8 +2,11 @@
 //! fields are appended here too; tests/abi.rs compares against the C compiler's layout).
 //!
 //! By-value `*_default()` functions of large structs are declared to return the struct followed
-//! by slack: these come back through a caller-provided buffer, so a library whose struct grew
-//! writes into the slack instead of past our value. Out-structs the library fills get the same.
+//! by slack: these come back through a caller-provided buffer (structs over 16 bytes on x86-64
+//! and AArch64), so a library whose struct grew writes into the slack instead of past our value.
+//! Out-structs the library fills get the same. `sipp_client_params_default` is declared as in C
+//! but the safe layer never calls it: a small struct that grows past 16 bytes changes how it is
+//! returned, which slack cannot absorb (the safe layer builds sipp_client_params itself).
 #![allow(non_camel_case_types, missing_docs)]
 
 use std::os::raw::{c_char, c_float, c_int, c_void};
@@ -67,6 +70,7 @@ pub struct sipp_local_params {
 
 pub const SIPP_PROVIDER_OPENAI: c_int = 1;
 pub const SIPP_PROVIDER_OPENAI_COMPATIBLE: c_int = 2;
+pub const SIPP_PROVIDER_ANTHROPIC: c_int = 3;
 
 #[repr(C)]
 pub struct sipp_provider_params {
@@ -76,6 +80,29 @@ pub struct sipp_provider_params {
     pub base_url: *const c_char,
     pub api_key: *const c_char,
     pub api_key_env: *const c_char,
+    pub connect_timeout_ms: u32,
+    pub request_timeout_ms: u32,
+    pub idle_timeout_ms: u32,
+    pub version: *const c_char,
+    pub headers: *const *const c_char,
+    pub n_headers: usize,
+}
+
+pub const SIPP_GATEWAY_AUTH_NONE: c_int = 0;
+pub const SIPP_GATEWAY_AUTH_BEARER: c_int = 1;
+pub const SIPP_GATEWAY_AUTH_HEADER: c_int = 2;
+
+#[repr(C)]
+pub struct sipp_gateway_params {
+    pub struct_size: u32,
+    pub base_url: *const c_char,
+    pub target: *const c_char,
+    pub auth: c_int,
+    pub token: *const c_char,
+    pub token_env: *const c_char,
+    pub auth_header: *const c_char,
+    pub headers: *const *const c_char,
+    pub n_headers: usize,
     pub connect_timeout_ms: u32,
     pub request_timeout_ms: u32,
     pub idle_timeout_ms: u32,
@@ -138,6 +165,8 @@ pub struct sipp_text_params {
     pub user_data: *mut c_void,
     pub timeout_ms: u32,
     pub ignore_eos: bool,
+    pub extra_json: *const c_char,
+    pub request_id: *const c_char,
 }
 
 #[repr(C)]
@@ -147,10 +176,11 @@ pub struct sipp_message {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy)]
 pub struct sipp_embed_params {
     pub struct_size: u32,
     pub normalize: bool,
+    pub extra_json: *const c_char,
+    pub request_id: *const c_char,
 }
 
 #[repr(C)]
@@ -196,6 +226,7 @@ pub struct sipp_response {
     pub http_status: u32,
     pub retry_after_s: u32,
     pub request_id: [c_char; 64],
+    pub error_code: [c_char; 48],
 }
 
 #[repr(C)]
@@ -235,6 +266,10 @@ extern "C" {
     pub fn sipp_client_add_provider(client: *mut sipp_client, id: *const c_char,
                                     params: *const sipp_provider_params,
                                     out: *mut *mut sipp_endpoint, err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_gateway_params_default() -> Slack<sipp_gateway_params>;
+    pub fn sipp_client_add_gateway(client: *mut sipp_client, id: *const c_char,
+                                   params: *const sipp_gateway_params,
+                                   out: *mut *mut sipp_endpoint, err: *mut sipp_error) -> sipp_status;
     pub fn sipp_client_endpoint(client: *mut sipp_client, id: *const c_char) -> *mut sipp_endpoint;
     pub fn sipp_client_remove(client: *mut sipp_client, id: *const c_char,
                               err: *mut sipp_error) -> sipp_status;
@@ -243,7 +278,7 @@ extern "C" {
     pub fn sipp_endpoint_get_stats(ep: *const sipp_endpoint, out: *mut Slack<sipp_engine_stats>,
                                    err: *mut sipp_error) -> sipp_status;
     pub fn sipp_text_params_default() -> Slack<sipp_text_params>;
-    pub fn sipp_embed_params_default() -> sipp_embed_params;
+    pub fn sipp_embed_params_default() -> Slack<sipp_embed_params>;
     pub fn sipp_query(ep: *mut sipp_endpoint, prompt: *const c_char,
                       params: *const sipp_text_params, out: *mut *mut sipp_run,
                       err: *mut sipp_error) -> sipp_status;

@@ -4,7 +4,8 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
-use sipp::{sys, Client, LocalOptions, Message, TextOptions};
+use sipp::{sys, Client, EmbedOptions, GatewayAuth, GatewayOptions, LocalOptions, Message, ProviderKind,
+           ProviderOptions, TextOptions};
 
 fn models() -> PathBuf {
     match std::env::var_os("SIPP_TEST_MODELS_DIR") {
@@ -41,33 +42,109 @@ fn greedy() -> TextOptions {
     TextOptions::new().temperature(0.0)
 }
 
-#[test]
-fn struct_sizes_match_the_c_layout() {
-    let path = match std::env::var("SIPP_ABI_LAYOUT") {
-        Ok(p) => p,
-        Err(_) => return, // built by CMake; ctest sets it
-    };
-    let out = std::process::Command::new(path).output().unwrap();
+/// The C layout printed by sipp_abi_layout (tests/bindings/abi_layout.c, built by CMake):
+/// struct name -> (size, [(field, offset)] in order). A small parser for its fixed JSON shape.
+fn c_layout() -> Vec<(String, usize, Vec<(String, usize)>)> {
+    let path = std::env::var("SIPP_ABI_LAYOUT").unwrap_or_else(|_| {
+        format!("{}/../../build/tests/sipp_abi_layout", env!("CARGO_MANIFEST_DIR"))
+    });
+    let out = std::process::Command::new(&path).output().unwrap_or_else(|e| panic!("{}: {}", path, e));
     let json = String::from_utf8(out.stdout).unwrap();
-    let size_of = |name: &str| -> usize {
-        let key = format!("\"{}\": {{\"size\": ", name);
-        let at = json.find(&key).unwrap_or_else(|| panic!("{} missing", name)) + key.len();
-        json[at..].split(',').next().unwrap().trim().parse().unwrap()
+    let mut structs = Vec::new();
+    for line in json.lines().filter(|l| l.contains("\"size\"")) {
+        let name = line.split('"').nth(1).unwrap().to_string();
+        let size = line.split("\"size\": ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+        let body = line.split("\"fields\": {").nth(1).unwrap().split('}').next().unwrap();
+        let fields = body.split(", ").map(|kv| {
+            let (k, v) = kv.split_once(": ").unwrap();
+            (k.trim_matches('"').to_string(), v.parse().unwrap())
+        }).collect();
+        structs.push((name, size, fields));
+    }
+    structs
+}
+
+/// Differences between one struct of the C layout and a Rust mirror's (size, fields).
+fn mismatches(layout: &[(String, usize, Vec<(String, usize)>)], name: &str, size: usize,
+              fields: &[(&str, usize)]) -> Vec<String> {
+    let Some((_, c_size, c_fields)) = layout.iter().find(|s| s.0 == name) else {
+        return vec![format!("{}: not in sipp.h", name)];
     };
-    use std::mem::size_of as sz;
-    assert_eq!(sz::<sys::sipp_error>(), size_of("sipp_error"));
-    assert_eq!(sz::<sys::sipp_client_params>(), size_of("sipp_client_params"));
-    assert_eq!(sz::<sys::sipp_local_params>(), size_of("sipp_local_params"));
-    assert_eq!(sz::<sys::sipp_provider_params>(), size_of("sipp_provider_params"));
-    assert_eq!(sz::<sys::sipp_endpoint_info>(), size_of("sipp_endpoint_info"));
-    assert_eq!(sz::<sys::sipp_engine_stats>(), size_of("sipp_engine_stats"));
-    assert_eq!(sz::<sys::sipp_text_params>(), size_of("sipp_text_params"));
-    assert_eq!(sz::<sys::sipp_message>(), size_of("sipp_message"));
-    assert_eq!(sz::<sys::sipp_embed_params>(), size_of("sipp_embed_params"));
-    assert_eq!(sz::<sys::sipp_usage>(), size_of("sipp_usage"));
-    assert_eq!(sz::<sys::sipp_stats>(), size_of("sipp_stats"));
-    assert_eq!(sz::<sys::sipp_response>(), size_of("sipp_response"));
-    assert_eq!(sz::<sys::sipp_token_batch>(), size_of("sipp_token_batch"));
+    let mut bad = Vec::new();
+    if *c_size != size {
+        bad.push(format!("{}: size {} != {}", name, size, c_size));
+    }
+    let ours: Vec<(String, usize)> = fields.iter().map(|(f, o)| (f.to_string(), *o)).collect();
+    if &ours != c_fields {
+        bad.push(format!("{}: fields {:?} != {:?}", name, ours, c_fields));
+    }
+    bad
+}
+
+/// (name, size, [(field, offset)]) of a sys mirror, its fields listed in order.
+macro_rules! mirror {
+    ($t:ident { $($f:ident),* $(,)? }) => {
+        (stringify!($t), std::mem::size_of::<sys::$t>(),
+         vec![$((stringify!($f), std::mem::offset_of!(sys::$t, $f))),*])
+    };
+}
+
+fn mirrors() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
+    vec![
+        mirror!(sipp_error { struct_size, code, subcode, message }),
+        mirror!(sipp_client_params { struct_size, log_level }),
+        mirror!(sipp_local_params { struct_size, model_path, n_ctx, n_threads, n_batch, n_gpu_layers,
+            n_parallel, progress, progress_user_data, max_running, max_queued, tick_budget,
+            prefill_chunk, stream_buffer_bytes, context_shift, n_keep, cache_ram_bytes, cache_dir,
+            cache_disk_bytes }),
+        mirror!(sipp_provider_params { struct_size, kind, model, base_url, api_key, api_key_env,
+            connect_timeout_ms, request_timeout_ms, idle_timeout_ms, version, headers, n_headers }),
+        mirror!(sipp_gateway_params { struct_size, base_url, target, auth, token, token_env,
+            auth_header, headers, n_headers, connect_timeout_ms, request_timeout_ms,
+            idle_timeout_ms }),
+        mirror!(sipp_endpoint_info { struct_size, can_generate, can_chat, can_embed, n_ctx,
+            n_ctx_train, n_embd, n_parallel, n_params, size_bytes, architecture, description }),
+        mirror!(sipp_engine_stats { struct_size, running, queued, completed, cancelled, failed,
+            rejected_busy, prompt_tokens, generated_tokens, ticks, batch_tokens, batch_fill,
+            cache_hits, cache_misses, cache_evictions, cache_ram_bytes, cache_disk_bytes }),
+        mirror!(sipp_text_params { struct_size, max_tokens, temperature, top_k, top_p, min_p,
+            repeat_penalty, seed, stop, n_stop, context_key, cache_scope, grammar, json_schema,
+            on_tokens, user_data, timeout_ms, ignore_eos, extra_json, request_id }),
+        mirror!(sipp_message { role, content }),
+        mirror!(sipp_embed_params { struct_size, normalize, extra_json, request_id }),
+        mirror!(sipp_usage { struct_size, input_tokens, output_tokens, total_tokens }),
+        mirror!(sipp_stats { struct_size, queue_ms, ttft_ms, prefill_ms, decode_ms, prefill_tok_s,
+            decode_tok_s, total_ms, itl_avg_ms, itl_p99_ms, prefill_tokens, cache_source,
+            cached_tokens }),
+        mirror!(sipp_response { struct_size, status, error_message, text, text_len, finish_reason,
+            embedding, n_embd, normalized, usage, stats, http_status, retry_after_s, request_id,
+            error_code }),
+        mirror!(sipp_token_batch { struct_size, text, len, n_tokens, done }),
+    ]
+}
+
+#[test]
+fn struct_mirrors_match_the_c_layout() {
+    let layout = c_layout();
+    let ours = mirrors();
+    let mut bad: Vec<String> = layout.iter().filter(|c| !ours.iter().any(|m| m.0 == c.0))
+        .map(|c| format!("{}: no mirror", c.0)).collect();
+    for (name, size, fields) in &ours {
+        bad.extend(mismatches(&layout, name, *size, fields));
+    }
+    assert!(bad.is_empty(), "{:#?}", bad);
+}
+
+#[test]
+fn the_layout_check_catches_a_stale_mirror() {
+    // the mirror as it was before extra_json and request_id were appended
+    let layout = c_layout();
+    let (name, size, fields) = mirror!(sipp_text_params { struct_size, max_tokens, temperature,
+        top_k, top_p, min_p, repeat_penalty, seed, stop, n_stop, context_key, cache_scope, grammar,
+        json_schema, on_tokens, user_data, timeout_ms, ignore_eos });
+    let bad = mismatches(&layout, name, size - 16, &fields);
+    assert_eq!(bad.len(), 2, "{:?}", bad);
+    assert!(bad[0].starts_with("sipp_text_params: size") && bad[1].starts_with("sipp_text_params: fields"));
 }
 
 #[test]
@@ -252,4 +329,197 @@ fn the_quickstart_example_runs() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("finish: stop") || stdout.contains("finish: length"), "{}", stdout);
+}
+
+// ---- remote-only options and a gateway endpoint against a real sipp-gateway ----------------------
+
+#[test]
+fn remote_only_options_are_refused_by_local_endpoints_and_anthropic_has_no_query() {
+    let e = ep("chat").chat(&[Message::user("Hi")], &TextOptions::new().extra_json(r#"{"presence_penalty": 0.5}"#))
+        .unwrap_err();
+    assert_eq!(e.kind, "invalid_argument");
+    let e = ep("chat").embed_with("Hi", &EmbedOptions::new().extra_json(r#"{"dimensions": 8}"#)).unwrap_err();
+    assert_eq!(e.kind, "invalid_argument");
+    let c = Client::new().unwrap();
+    let ant = c.add_provider("claude", &ProviderOptions::new(ProviderKind::Anthropic, "claude-x")
+        .base_url("http://127.0.0.1:9/v1").api_key("sk-ant-unused").version("2023-06-01")).unwrap();
+    assert_eq!(ant.query("Once", &TextOptions::new()).unwrap_err().kind, "unsupported");
+    let e = c.add_provider("h", &ProviderOptions::new(ProviderKind::OpenAiCompatible, "m")
+        .base_url("http://127.0.0.1:9/v1").header("Authorization", "Bearer x")).unwrap_err();
+    assert!(e.kind == "invalid_argument" && e.message.contains("Authorization"), "{}", e);
+    // Debug never shows a secret
+    let shown = format!("{:?} {:?}",
+        ProviderOptions::new(ProviderKind::OpenAi, "m").api_key("sk-secret-1").header("X-K", "hv-secret-2"),
+        GatewayOptions::new("http://127.0.0.1:1", "t").token("gw-secret-3").header("X-K", "hv-secret-4"));
+    for s in ["sk-secret-1", "hv-secret-2", "gw-secret-3", "hv-secret-4"] {
+        assert!(!shown.contains(s), "{}", shown);
+    }
+}
+
+const GW_TOKEN: &str = "sk-gw-bind-rust-3e9f";
+const GW_TOKEN_STORY_ONLY: &str = "sk-gw-story-only-71b0";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// sipp-gateway on free loopback ports: targets "local" (the chat model), "story" and "long" (the
+/// story model with a shifting context: runs go on until cancelled); caller "app" (GW_TOKEN) may
+/// use all, caller "story" only "story". Stopped on drop.
+struct Gateway {
+    proc: std::process::Child,
+    url: String,
+}
+
+impl Gateway {
+    fn start() -> Gateway {
+        let (port, mport) = (free_port(), free_port());
+        let dir = std::env::temp_dir().join(format!("sipp-rust-gw-{}-{}", std::process::id(), port));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rt = "[targets.runtime]\nn_ctx = 256\nn_parallel = 2\nn_threads = 1\n";
+        let target = |name: &str, model: PathBuf, runtime: &str| {
+            format!("[[targets]]\nname = \"{}\"\ntype = \"local\"\nmodel = \"{}\"\nbackend = \"cpu\"\n{}\n",
+                    name, model.display(), runtime)
+        };
+        let config = dir.join("gateway.toml");
+        std::fs::write(&config, format!(
+            "public_bind = \"127.0.0.1:{}\"\nmanagement_bind = \"127.0.0.1:{}\"\n\n{}{}{}{}",
+            port, mport, target("local", chat_model(), rt), target("story", story_model(), rt),
+            target("long", story_model(), "[targets.runtime]\nn_ctx = 128\nn_threads = 1\ncontext_shift = true\n"),
+            "[[tokens]]\nenv = \"GW_TOK_APP\"\ncaller = \"app\"\n\n\
+             [[tokens]]\nenv = \"GW_TOK_STORY\"\ncaller = \"story\"\ntargets = [\"story\"]\n")).unwrap();
+        let bin = std::env::var("SIPP_BIN_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../build/bin"));
+        let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
+        let mut cmd = std::process::Command::new(bin.join("sipp-gateway"));
+        cmd.args(["serve", "--config"]).arg(&config).env("GW_TOK_APP", GW_TOKEN)
+            .env("GW_TOK_STORY", GW_TOKEN_STORY_ONLY).stdout(std::process::Stdio::null()).stderr(log);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("SIPP_") {
+                cmd.env_remove(k);
+            }
+        }
+        let mut gw = Gateway { proc: cmd.spawn().expect("sipp-gateway"), url: format!("http://127.0.0.1:{}", port) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !ready(mport) {
+            let exited = gw.proc.try_wait().unwrap().is_some();
+            if exited || std::time::Instant::now() > deadline {
+                gw.stop();
+                panic!("sipp-gateway did not start: {}",
+                       std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        gw
+    }
+
+    fn stop(&mut self) {
+        if let Ok(None) = self.proc.try_wait() {
+            // SIGTERM, so the gateway drains and exits on its own
+            let _ = std::process::Command::new("kill").arg(self.proc.id().to_string()).status();
+            for _ in 0..200 {
+                if let Ok(Some(_)) = self.proc.try_wait() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.proc.kill();
+            let _ = self.proc.wait();
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// GET /readyz on the management port answers 200 (both local targets loaded).
+fn ready(mport: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", mport)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.1 200")
+}
+
+#[test]
+fn gateway_endpoint_against_a_real_sipp_gateway() {
+    let gw = Gateway::start();
+    let c = Client::new().unwrap();
+
+    // the same answers as the local endpoint at temperature 0, streamed
+    let remote = c.add_gateway("gw", &GatewayOptions::new(&gw.url, "local").token(GW_TOKEN)).unwrap();
+    for op in ["chat", "query"] {
+        let opts = greedy().max_tokens(16).request_id(format!("rust-{}-1", op));
+        let (mut run, local) = if op == "chat" {
+            let m = [Message::user("Do you like to play outside?")];
+            (remote.chat(&m, &opts).unwrap(), ep("chat").chat(&m, &greedy().max_tokens(16)).unwrap().wait().unwrap())
+        } else {
+            (remote.query("Once upon a time", &opts).unwrap(),
+             ep("chat").query("Once upon a time", &greedy().max_tokens(16)).unwrap().wait().unwrap())
+        };
+        let batches: Vec<String> = (&mut run).map(|b| b.unwrap().text).collect();
+        let r = run.wait().unwrap();
+        assert_eq!(r.text, local.text, "{}", op);
+        assert!(batches.len() > 1);
+        assert_eq!(batches.concat(), r.text);
+        assert_eq!((r.http_status, r.request_id.as_str(), r.error_code.as_str()), (200, format!("rust-{}-1", op).as_str(), ""));
+        assert_eq!(r.usage.output_tokens, local.usage.output_tokens);
+    }
+    let a = remote.embed("hello world", true).unwrap().wait().unwrap().embedding.unwrap();
+    let b = ep("chat").embed("hello world", true).unwrap().wait().unwrap().embedding.unwrap();
+    assert_eq!(a.len(), b.len());
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5));
+
+    // cancel mid-stream, from another thread; the token read from the environment
+    std::env::set_var("RUST_GW_TOKEN", GW_TOKEN);
+    let long = c.add_gateway("long", &GatewayOptions::new(&gw.url, "long").token_env("RUST_GW_TOKEN")).unwrap();
+    let mut run = long.query("Once upon a time", &TextOptions::new().max_tokens(4000)).unwrap();
+    let first = run.next().unwrap().unwrap().text;
+    let canceller = run.canceller();
+    thread::spawn(move || canceller.cancel()).join().unwrap();
+    let r = run.wait().unwrap();
+    assert_eq!(r.finish_reason, "cancelled");
+    assert!(!first.is_empty() && r.text.starts_with(&first));
+
+    // 401 and 403 as errors with kind, code and HTTP status; the token never shows
+    let wrong = c.add_gateway("wrong", &GatewayOptions::new(&gw.url, "local").token("sk-wrong-999")).unwrap();
+    let mut run = wrong.chat(&[Message::user("Hi")], &TextOptions::new().max_tokens(4)).unwrap();
+    let e = (&mut run).find_map(|b| b.err()).expect("an error");
+    assert_eq!((e.kind, e.code.as_str(), e.http_status), ("authentication", "authentication", 401));
+    assert!(!format!("{} {:?}", e, e).contains("sk-wrong-999"));
+    let denied = c.add_gateway("denied", &GatewayOptions::new(&gw.url, "local").token(GW_TOKEN_STORY_ONLY)).unwrap();
+    let e = denied.chat(&[Message::user("Hi")], &TextOptions::new().max_tokens(4)).unwrap().wait().unwrap_err();
+    assert_eq!((e.kind, e.code.as_str(), e.http_status), ("authorization", "authorization", 403));
+    assert!(!e.request_id.is_empty());
+    let e = denied.query("x", &TextOptions::new().grammar("root ::= \"a\"")).unwrap_err();
+    assert!(e.kind == "invalid_argument" && e.message.contains("grammar"), "{}", e);
+    // header auth reaches the gateway as a header it does not know: 401 too
+    let hdr = c.add_gateway("hdr", &GatewayOptions::new(&gw.url, "local")
+        .auth(GatewayAuth::Header("X-Api-Key".into())).token(GW_TOKEN)).unwrap();
+    let e = hdr.chat(&[Message::user("Hi")], &TextOptions::new().max_tokens(4)).unwrap().wait().unwrap_err();
+    assert_eq!((e.kind, e.http_status), ("authentication", 401));
+
+    // the quick-start example: the same answer locally and through the gateway
+    let exe = std::env::current_exe().unwrap();
+    let example = exe.parent().unwrap().parent().unwrap().join("examples").join("quickstart");
+    let out = std::process::Command::new(&example).env("SIPP_MODEL", chat_model())
+        .env("SIPP_GATEWAY_URL", &gw.url).env("SIPP_GATEWAY_TARGET", "local").env("SIPP_GATEWAY_TOKEN", GW_TOKEN)
+        .output().unwrap_or_else(|e| panic!("{}: {}", example.display(), e));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let answer = |id: &str| -> String {
+        let tag = format!("\n[{}] finish: ", id);
+        let end = stdout.find(&tag).unwrap_or_else(|| panic!("no [{}] in {}", id, stdout));
+        stdout[..end].rsplit('\n').next().unwrap().to_string()
+    };
+    assert!(!answer("local").is_empty());
+    assert_eq!(answer("gateway"), answer("local"));
 }
