@@ -92,6 +92,7 @@ describe('local models (single-thread artifact)', () => {
     });
     assert.equal(got.info.loadedFrom, 'network');
     assert.equal(got.info.runtime.threads, 'st');
+    assert.ok(got.info.warmupMs > 0, 'warmed up at load by default');
     assert.deepEqual(got.phases, ['download', 'load']);
     assert.equal(got.r.status, 'ok');
     assert.equal(got.r.text, want.text);
@@ -103,11 +104,12 @@ describe('local models (single-thread artifact)', () => {
 
   test('chat renders the model template and matches the native library', async () => {
     const want = native(['chat', '-m', join(modelsDir, CHAT), '--temperature', '0', '-n', '48', 'Do you like to play outside?']);
-    const r = await inPage(page, async () => {
-      await window.client.add('chat', { kind: 'local', source: '/models/tinystories-instruct-3m-soda-chat-Q4_0.gguf' });
-      return window.client.chat([{ role: 'user', content: 'Do you like to play outside?' }],
-        { endpoint: 'chat', temperature: 0, maxTokens: 48 }).response;
+    const { info, r } = await inPage(page, async () => {
+      const info = await window.client.add('chat', { kind: 'local', source: '/models/tinystories-instruct-3m-soda-chat-Q4_0.gguf', warmup: false });
+      return { info, r: await window.client.chat([{ role: 'user', content: 'Do you like to play outside?' }],
+        { endpoint: 'chat', temperature: 0, maxTokens: 48 }).response };
     });
+    assert.equal(info.warmupMs, 0);
     assert.equal(r.status, 'ok');
     assert.equal(r.text, want.text);
   });
