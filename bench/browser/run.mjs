@@ -4,7 +4,10 @@
 // per model with the ratios. Not a test: timing never gates anything (docs/benchmarks.md).
 //
 //   node bench/browser/run.mjs [--models tiny,l135] [--reps 5] [--gen 128] [--temperature 0]
-//                              [--only sipp,wllama,native] [--chromium-arg=--js-flags=...]
+//                              [--only sipp,wllama,native] [--no-warmup] [--chromium-arg=--js-flags=...]
+//
+// --no-warmup loads Sipp with warmup: false (docs/browser.md, Speed): compare the "first run"
+// column with and without it. SIPP_BENCH_VERBOSE=1 adds every run's figures as comments.
 //
 // Models: tiny = the 3.4M-parameter chat model in SIPP_TEST_MODELS_DIR (default ../shared/models),
 // l135 = a random-weight llama-135m Q8_0 made with sipp-make-model into /tmp/l135.gguf (made once).
@@ -34,7 +37,7 @@ const llamaSrc = process.env.SIPP_LLAMA_SRC ??
 const { values: a } = parseArgs({ options: {
   models: { type: 'string', default: 'tiny,l135' }, reps: { type: 'string', default: '5' },
   gen: { type: 'string', default: '128' }, temperature: { type: 'string', default: '0' },
-  'chromium-arg': { type: 'string', multiple: true, default: [] }, only: { type: 'string', default: '' },
+  'chromium-arg': { type: 'string', multiple: true, default: [] }, 'no-warmup': { type: 'boolean', default: false }, only: { type: 'string', default: '' },
 } });
 const reps = Number(a.reps), nGen = Number(a.gen), temperature = Number(a.temperature);
 const only = a.only ? new Set(a.only.split(',')) : null;
@@ -97,10 +100,10 @@ async function main() {
       // Each side: open() once, then run() per rep. The browser sides share one page.
       const page = await openPage(plain);
       const sides = [];
-      if (want('sipp')) sides.push({ key: 'sipp-st', ...(await page.evaluate(([k, x]) => window.openSipp(k, x), ['sipp-st', { url, threads: 'st' }])), page });
+      if (want('sipp')) sides.push({ key: 'sipp-st', ...(await page.evaluate(([k, x]) => window.openSipp(k, x), ['sipp-st', { url, threads: 'st', warmup: !a['no-warmup'] }])), page });
       if (want('sipp') && isolated) {
         const ip = await openPage(isolated);
-        sides.push({ key: 'sipp-mt', ...(await ip.evaluate(([k, x]) => window.openSipp(k, x), ['sipp-mt', { url, threads: 'mt' }])), page: ip });
+        sides.push({ key: 'sipp-mt', ...(await ip.evaluate(([k, x]) => window.openSipp(k, x), ['sipp-mt', { url, threads: 'mt', warmup: !a['no-warmup'] }])), page: ip });
       }
       if (want('wllama')) sides.push({ key: 'wllama', ...(await page.evaluate(([k, x]) => window.openWllama(k, x), ['wllama', { url, nThreads: 1 }])), page });
       if (want('native')) sides.push({ key: 'native', runtime: 'native 1 thread', native: true });

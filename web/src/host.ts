@@ -16,11 +16,12 @@ type Module = any;
 const SLICE_MS = 8;
 // The load-time warm-up (see warmup()): runs of a prompt of about 14 tokens x REPEAT, each
 // generating WARMUP_TOKENS, until one is no faster than the one before, at most
-// WARMUP_MAX_RUNS runs and about WARMUP_MAX_MS.
+// WARMUP_MAX_RUNS runs; a run still going after WARMUP_MAX_MS is cancelled at its next step,
+// so a large model pays at most one short prefill step more than that.
 const WARMUP_MAX_RUNS = 12;
-const WARMUP_MAX_MS = 3000;
-const WARMUP_PROMPT_REPEAT = 4;
-const WARMUP_TOKENS = 16;
+const WARMUP_MAX_MS = 1500;
+const WARMUP_PROMPT_REPEAT = 2;
+const WARMUP_TOKENS = 8;
 
 interface Model { ptr: number; dir: string; mount: boolean }
 interface RunState { ptr: number; model: Model; kind: string; cancelled: boolean }
@@ -201,7 +202,8 @@ export class Host {
         const run = mod._sippw_query(engine, prompt, opts);
         if (!run) return performance.now() - t0; // best effort: the real request will say why
         try {
-          for (;;) {
+          for (let cancelled = false; ;) {
+            if (!cancelled && performance.now() - t0 > WARMUP_MAX_MS) { cancelled = true; mod._sippw_run_cancel(run); }
             if (this.variant === 'st') mod._sippw_step(engine);
             const rc = mod._sippw_run_next(run, this.variant === 'mt' ? 2 : 0, this.batch);
             if (rc < 0 || (rc === 1 && new DataView(mod.HEAPU8.buffer).getUint32(this.batch + 12, true) !== 0)) break;
@@ -214,7 +216,7 @@ export class Host {
         const took = performance.now() - t1;
         if (i > 0 && took > 0.85 * best) break;
         best = Math.min(best, took);
-        if (performance.now() - t0 > WARMUP_MAX_MS) break;
+        if (took > WARMUP_MAX_MS || performance.now() - t0 > WARMUP_MAX_MS) break;
         await yieldToEventLoop(); // let abort and other messages through between runs
       }
     } finally {
