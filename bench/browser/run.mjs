@@ -1,21 +1,24 @@
 // bench/browser/run.mjs: Sipp's WebAssembly runtime in headless Chromium against the native
 // library and against wllama (web/node_modules/@wllama/wllama, pinned in web/package-lock.json),
-// on the same model file, prompt, sampling (greedy by default) and generated-token count. Prints one table
-// per model with the ratios. Not a test: timing never gates anything (docs/benchmarks.md).
+// on the same model file, prompt, sampling (greedy by default) and generated-token count.
+// Prints one table per model with the ratios. Not a test: timing never gates anything
+// (docs/benchmarks.md, Browser).
 //
 //   node bench/browser/run.mjs [--models tiny,l135] [--reps 5] [--gen 128] [--temperature 0]
-//                              [--only sipp,wllama,native] [--no-warmup] [--chromium-arg=--js-flags=...]
+//        [--only sipp,wllama,native] [--no-warmup] [--chromium-arg=--js-flags=...]
 //
 // --no-warmup loads Sipp with warmup: false (docs/browser.md, Speed): compare the "first run"
 // column with and without it. SIPP_BENCH_VERBOSE=1 adds every run's figures as comments.
 //
-// Models: tiny = the 3.4M-parameter chat model in SIPP_TEST_MODELS_DIR (default ../shared/models),
-// l135 = a random-weight llama-135m Q8_0 made with sipp-make-model into /tmp/l135.gguf (made once).
-// Sides: sipp st (always), sipp mt (when web/dist/wasm/sipp-mt.wasm exists; on a cross-origin
-// isolated page), wllama single thread (n_threads 1, no WebGPU layers), native `sipp query
-// --json --threads 1` (one core, as the single-thread artifact). Browser numbers are taken where the page sees
+// Models: tiny = the 3.4M-parameter chat model in SIPP_TEST_MODELS_DIR (default
+// ../shared/models); l135 = a random-weight llama-135m Q8_0 made with sipp-make-model into
+// /tmp/l135.gguf (once). Sides: sipp st (always), sipp mt (when web/dist/wasm/sipp-mt.wasm
+// exists; on a cross-origin isolated page), wllama single thread (n_threads 1, no WebGPU
+// layers), native `sipp query --json --threads 1` (one core, as the single-thread artifact).
+// Each side is loaded once, then the sides take turns run by run, so that a change in the
+// shared machine's load hits all of them alike. Browser numbers are taken where the page sees
 // the tokens: TTFT from the call to the first text, decode tok/s over the tokens after it. The
-// native numbers and "sipp engine" are the engine's own stats (ttft_ms, decode_tok_s).
+// native numbers and the "engine" columns are the engine's own stats.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
