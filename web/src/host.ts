@@ -202,8 +202,10 @@ export class Host {
         const run = mod._sippw_query(engine, prompt, opts);
         if (!run) return performance.now() - t0; // best effort: the real request will say why
         try {
-          for (let cancelled = false; ;) {
-            if (!cancelled && performance.now() - t0 > WARMUP_MAX_MS) { cancelled = true; mod._sippw_run_cancel(run); }
+          for (let cancelled = false, slice = performance.now(); ;) {
+            const now = performance.now();
+            if (!cancelled && now - t0 > WARMUP_MAX_MS) { cancelled = true; mod._sippw_run_cancel(run); }
+            if (now - slice > SLICE_MS) { await yieldToEventLoop(); slice = performance.now(); } // main-thread mode stays responsive
             if (this.variant === 'st') mod._sippw_step(engine);
             const rc = mod._sippw_run_next(run, this.variant === 'mt' ? 2 : 0, this.batch);
             if (rc < 0 || (rc === 1 && new DataView(mod.HEAPU8.buffer).getUint32(this.batch + 12, true) !== 0)) break;
