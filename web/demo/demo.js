@@ -20,7 +20,7 @@ function add(role, text) {
 
 async function start() {
   $('status').textContent = 'loading the local model…';
-  const info = await client.add('local', { kind: 'local', source: modelUrl, nCtx: 1024,
+  const info = await client.add('local', { kind: 'local', source: modelUrl, nCtx: 1024, warmup: params.get('warmup') !== '0',
     onProgress: (e) => { $('status').textContent = `${e.phase} ${(e.loaded / 1e6).toFixed(1)} MB`; } });
   const b = await client.backend();
   $('status').textContent = `ready: ${info.description} (${info.loadedFrom}, ${info.runtime.threads === 'mt' ? info.runtime.nThreads + ' threads' : 'single thread'}; ${b.reason})`;

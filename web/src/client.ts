@@ -183,7 +183,7 @@ export class SippClient {
     };
     const p = this.request<any>({
       type: 'load', endpoint: id, source, cache: spec.cache !== false, nCtx: spec.nCtx,
-      nParallel: spec.nParallel, shardThresholdBytes: this.opts.shardThresholdBytes,
+      nParallel: spec.nParallel, warmup: spec.warmup !== false, shardThresholdBytes: this.opts.shardThresholdBytes,
       shardSizeBytes: this.opts.shardSizeBytes,
     }, progress);
     const onAbort = () => this.send({ type: 'abortLoad', loadReq: p.reqId });
@@ -194,7 +194,7 @@ export class SippClient {
       kind: 'local', architecture: v.architecture, description: v.description, nCtx: v.nCtx,
       nEmbd: v.nEmbd, nParams: v.nParams, sizeBytes: v.sizeBytes, canGenerate: v.canGenerate,
       canChat: v.canChat, canEmbed: v.canEmbed, cacheId: v.cacheId, loadedFrom: v.loadedFrom,
-      shards: v.shards,
+      shards: v.shards, warmupMs: v.warmupMs,
       runtime: { threads: rt.variant, nThreads: rt.nThreads, backend: 'cpu', backendReason: backend.reason },
     };
     this.endpoints.set(id, { kind: 'local', info });

@@ -12,7 +12,7 @@ export type LoadSource =
 export type HostRequest =
   | { type: 'init'; reqId: number; wasmBaseUrl: string; variant: 'st' | 'mt'; nThreads: number }
   | { type: 'load'; reqId: number; endpoint: string; source: LoadSource; cache: boolean;
-      nCtx?: number; nParallel?: number; shardThresholdBytes: number; shardSizeBytes: number }
+      nCtx?: number; nParallel?: number; warmup: boolean; shardThresholdBytes: number; shardSizeBytes: number }
   | { type: 'abortLoad'; loadReq: number }
   | { type: 'unload'; reqId: number; endpoint: string }
   | { type: 'listLocal'; reqId: number }

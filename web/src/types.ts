@@ -48,6 +48,10 @@ export interface LocalEndpointSpec {
   nParallel?: number;
   /** Keep the downloaded file in OPFS (default true). */
   cache?: boolean;
+  /** Run the model briefly right after loading (default true) so the browser compiles the hot
+   *  WebAssembly functions with its optimizing tier before the first request; see
+   *  docs/browser.md. The time it took is `warmupMs` in the endpoint info. */
+  warmup?: boolean;
   onProgress?: (event: ProgressEvent) => void;
   signal?: AbortSignal;
 }
@@ -170,6 +174,8 @@ export interface EndpointInfo {
   cacheId?: string;
   loadedFrom?: 'network' | 'opfs' | 'file';
   shards?: number;
+  /** Milliseconds the load-time warm-up took (0 when off; local endpoints). */
+  warmupMs?: number;
 }
 
 export interface LocalModel {

@@ -2,8 +2,9 @@
 // playwright-core), against pages served on 127.0.0.1 by the test itself. Run by ctest (label
 // `browser`) or `node web/test/browser.test.mjs`. Environment: SIPP_BIN_DIR (native sipp and
 // sipp-make-model, for the reference outputs), SIPP_TEST_MODELS_DIR, SIPP_LLAMA_SRC,
-// SIPP_CHROMIUM (default /usr/bin/chromium), SIPP_GATEWAY_URL + SIPP_GATEWAY_TARGET +
-// SIPP_GATEWAY_TOKEN (the real-gateway test; skipped without them).
+// SIPP_CHROMIUM (default /usr/bin/chromium). The gateway client runs against the real
+// sipp-gateway from SIPP_BIN_DIR (real-gateway.mjs) and, for the faults a real gateway does not
+// produce (oversized SSE event, redirect, an echoed secret), a scripted server (fake-gateway.mjs).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -14,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startStatic } from './server.mjs';
 import { startFakeGateway, TOKEN } from './fake-gateway.mjs';
+import { LIMITED_TOKEN, REAL_TOKEN, startRealGateway } from './real-gateway.mjs';
 
 const webDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 const repo = join(webDir, '..');
@@ -92,6 +94,7 @@ describe('local models (single-thread artifact)', () => {
     });
     assert.equal(got.info.loadedFrom, 'network');
     assert.equal(got.info.runtime.threads, 'st');
+    assert.ok(got.info.warmupMs > 0, 'warmed up at load by default');
     assert.deepEqual(got.phases, ['download', 'load']);
     assert.equal(got.r.status, 'ok');
     assert.equal(got.r.text, want.text);
@@ -103,11 +106,12 @@ describe('local models (single-thread artifact)', () => {
 
   test('chat renders the model template and matches the native library', async () => {
     const want = native(['chat', '-m', join(modelsDir, CHAT), '--temperature', '0', '-n', '48', 'Do you like to play outside?']);
-    const r = await inPage(page, async () => {
-      await window.client.add('chat', { kind: 'local', source: '/models/tinystories-instruct-3m-soda-chat-Q4_0.gguf' });
-      return window.client.chat([{ role: 'user', content: 'Do you like to play outside?' }],
-        { endpoint: 'chat', temperature: 0, maxTokens: 48 }).response;
+    const { info, r } = await inPage(page, async () => {
+      const info = await window.client.add('chat', { kind: 'local', source: '/models/tinystories-instruct-3m-soda-chat-Q4_0.gguf', warmup: false });
+      return { info, r: await window.client.chat([{ role: 'user', content: 'Do you like to play outside?' }],
+        { endpoint: 'chat', temperature: 0, maxTokens: 48 }).response };
     });
+    assert.equal(info.warmupMs, 0);
     assert.equal(r.status, 'ok');
     assert.equal(r.text, want.text);
   });
@@ -292,13 +296,15 @@ describe('gateway client (scripted SSE server)', () => {
     assert.ok(gw.seen.every((s) => s.cookie === null), 'credentials: omit');
   });
 
-  test('401 and 429 map to statuses with the secret redacted; oversized event, redirect and stream errors fail cleanly', async () => {
+  // What sipp-gateway does not do on demand: echo a secret, send an oversized event, redirect,
+  // fail mid-stream. (Streaming, 401, 429 and CORS run against the real gateway below.)
+  test('an echoed secret is redacted; oversized event, redirect and stream errors fail cleanly', async () => {
     const r = await inPage(page, async ({ url, token }) => {
       const c = new window.Sipp.SippClient();
       await c.add('bad', { kind: 'gateway', baseUrl: url, target: 't', authentication: { kind: 'bearer', token: 'wrong-secret-value' } });
       await c.add('hdr', { kind: 'gateway', baseUrl: url, target: 't', authentication: { kind: 'header', name: 'x-api-key', value: token } });
       const q = (ep, p) => c.query(p, { endpoint: ep }).response;
-      return { unauth: await q('bad', 'hi'), rate: await q('hdr', 'rate'), big: await q('hdr', 'big'),
+      return { unauth: await q('bad', 'hi'), big: await q('hdr', 'big'),
                redirect: await q('hdr', 'redirect'), fail: await q('hdr', 'fail'), ok: await q('hdr', 'hi') };
     }, { url: gw.url, token: TOKEN });
     assert.equal(r.unauth.status, 'authentication');
@@ -306,8 +312,6 @@ describe('gateway client (scripted SSE server)', () => {
     assert.equal(r.unauth.errorCode, 'authentication');
     assert.ok(!r.unauth.errorMessage.includes('wrong-secret-value'), r.unauth.errorMessage);
     assert.match(r.unauth.errorMessage, /\[redacted\]/);
-    assert.equal(r.rate.status, 'rate_limited');
-    assert.equal(r.rate.retryAfterS, 7);
     assert.equal(r.big.status, 'upstream_error');
     assert.match(r.big.errorMessage, /over 1 MiB/);
     assert.equal(r.redirect.status, 'transport');
@@ -340,25 +344,71 @@ describe('gateway client (scripted SSE server)', () => {
   });
 });
 
-// The lead points this at a real sipp-gateway (with this page's origin in allowed_origins).
-test('real gateway: chat streams through sipp-gateway', { skip: !process.env.SIPP_GATEWAY_URL && 'SIPP_GATEWAY_URL not set' }, async () => {
-  const { ctx, page } = await openPage(plain);
-  const r = await inPage(page, async (env) => {
-    const c = new window.Sipp.SippClient();
-    await c.add('gw', { kind: 'gateway', baseUrl: env.url, target: env.target,
-                        authentication: env.token ? { kind: 'bearer', token: env.token } : { kind: 'none' } });
-    const run = c.chat([{ role: 'user', content: 'Hello!' }], { maxTokens: 16, temperature: 0 });
-    let n = 0;
-    for await (const _ of run.tokens) n++;
-    const bad = new window.Sipp.SippClient();
-    await bad.add('gw', { kind: 'gateway', baseUrl: env.url, target: env.target, authentication: { kind: 'bearer', token: 'not-the-token-xyz' } });
-    return { r: await run.response, n, unauth: await bad.query('x').response };
-  }, { url: process.env.SIPP_GATEWAY_URL, target: process.env.SIPP_GATEWAY_TARGET ?? 'default', token: process.env.SIPP_GATEWAY_TOKEN ?? '' });
-  assert.equal(r.r.status, 'ok');
-  assert.ok(r.n >= 1);
-  assert.equal(r.unauth.status, 'authentication');
-  assert.ok(!r.unauth.errorMessage.includes('not-the-token-xyz'));
-  await ctx.close();
+describe('gateway client (the real sipp-gateway)', () => {
+  // sipp-gateway with a local target on the tiny chat model, this page's origin in
+  // allowed_origins (the isolated server's is not: another origin), two bearer tokens.
+  let gw, ctx, page;
+  before(async () => {
+    gw = await startRealGateway({ binDir, model: join(modelsDir, CHAT), origins: [plain.origin], tmp });
+    ({ ctx, page } = await openPage(plain));
+  });
+  after(async () => { await ctx?.close(); await gw?.close(); });
+
+  test('chat streams through sipp-gateway and matches the native library', async () => {
+    const want = native(['chat', '-m', join(modelsDir, CHAT), '--temperature', '0', '-n', '24', 'Do you like to play outside?']);
+    const r = await inPage(page, async ({ url, token }) => {
+      const c = new window.Sipp.SippClient();
+      await c.add('gw', { kind: 'gateway', baseUrl: url, target: 'tiny', authentication: { kind: 'bearer', token: async () => token } });
+      const run = c.chat([{ role: 'user', content: 'Do you like to play outside?' }], { maxTokens: 24, temperature: 0 });
+      const pieces = [];
+      for await (const t of run.tokens) pieces.push(t);
+      return { r: await run.response, pieces };
+    }, { url: gw.url, token: REAL_TOKEN });
+    assert.equal(r.r.status, 'ok', r.r.errorMessage);
+    assert.equal(r.r.text, want.text);
+    assert.ok(r.pieces.length > 1, 'streamed in several events');
+    assert.equal(r.pieces.join(''), r.r.text);
+    assert.equal(r.r.usage.outputTokens, want.usage.output_tokens);
+    assert.match(r.r.requestId, /^req-/);
+  });
+
+  test('a wrong token is 401 with the token redacted; requests_per_minute gives 429 with retryAfterS', async () => {
+    const r = await inPage(page, async ({ url, limited }) => {
+      const c = new window.Sipp.SippClient();
+      const wrong = 'not-the-token-xyz-' + 'q'.repeat(8);
+      await c.add('bad', { kind: 'gateway', baseUrl: url, target: 'tiny', authentication: { kind: 'bearer', token: wrong } });
+      await c.add('lim', { kind: 'gateway', baseUrl: url, target: 'tiny', authentication: { kind: 'bearer', token: limited } });
+      const q = (ep) => c.query('Once upon a time', { endpoint: ep, maxTokens: 4, temperature: 0 }).response;
+      return { wrong, unauth: await q('bad'), first: await q('lim'), second: await q('lim') };
+    }, { url: gw.url, limited: LIMITED_TOKEN });
+    assert.equal(r.unauth.status, 'authentication');
+    assert.equal(r.unauth.httpStatus, 401);
+    assert.equal(r.unauth.errorCode, 'authentication');
+    assert.ok(!r.unauth.errorMessage.includes(r.wrong), r.unauth.errorMessage);
+    assert.equal(r.first.status, 'ok', r.first.errorMessage);
+    assert.equal(r.second.status, 'rate_limited');
+    assert.equal(r.second.httpStatus, 429);
+    assert.ok(r.second.retryAfterS >= 1 && r.second.retryAfterS <= 60, `retryAfterS ${r.second.retryAfterS}`);
+    assert.ok(!r.second.errorMessage.includes(LIMITED_TOKEN), r.second.errorMessage);
+    assert.ok(!gw.log().includes(LIMITED_TOKEN) && !gw.log().includes(r.wrong), 'no secret in the gateway log');
+  });
+
+  test('a page of another origin is refused by CORS', async () => {
+    const other = await openPage(isolated); // another port: another origin, not in allowed_origins
+    const r = await inPage(other.page, async ({ url, token }) => {
+      const c = new window.Sipp.SippClient();
+      await c.add('gw', { kind: 'gateway', baseUrl: url, target: 'tiny', authentication: { kind: 'bearer', token } });
+      return c.query('Once upon a time', { maxTokens: 4 }).response;
+    }, { url: gw.url, token: REAL_TOKEN });
+    await other.ctx.close();
+    assert.equal(r.status, 'transport');
+    assert.ok(!r.errorMessage.includes(REAL_TOKEN), r.errorMessage);
+    // The preflight itself is refused by the gateway (no CORS headers for that origin).
+    const pre = await fetch(`${gw.url}/v1/query`, { method: 'OPTIONS', headers: {
+      origin: isolated.origin, 'access-control-request-method': 'POST' } });
+    assert.equal(pre.headers.get('access-control-allow-origin'), null);
+    assert.notEqual(pre.status, 204);
+  });
 });
 
 test('demo page: a local chat, TTFT and tok/s shown, screenshot saved', async () => {

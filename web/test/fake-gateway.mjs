@@ -37,7 +37,6 @@ export async function startFakeGateway(allowedOrigin) {
       return;
     }
     const prompt = j.prompt ?? j.messages?.at(-1)?.content ?? '';
-    if (prompt === 'rate') return envelope(429, 'rate_limited', 'slow down', { 'retry-after': '7' });
     if (prompt === 'redirect') { res.writeHead(302, { location: 'http://127.0.0.1:9/elsewhere' }); res.end(); return; }
     if (!j.stream) {
       res.writeHead(200, { 'content-type': 'application/json', 'x-request-id': 'req-3' });

@@ -1,6 +1,7 @@
 // Static pages for the browser tests on 127.0.0.1: web/dist, web/demo, web/test/pages and the
 // models directory (/models/NAME, with ETag). Every request is logged so tests can assert what
-// went over the network. `isolated` adds COOP/COEP (a cross-origin isolated page).
+// went over the network. `isolated` adds COOP/COEP (a cross-origin isolated page); `extraRoots`
+// maps more URL prefixes to directories (the benchmark's page).
 import { createServer } from 'node:http';
 import { createReadStream, statSync } from 'node:fs';
 import { extname, join, normalize, resolve } from 'node:path';
@@ -11,11 +12,11 @@ const TYPES = {
   '.gguf': 'application/octet-stream', '.json': 'application/json', '.png': 'image/png',
 };
 
-export async function startStatic({ webDir, modelsDirs, isolated = false, extraFiles = {} }) {
+export async function startStatic({ webDir, modelsDirs, isolated = false, extraFiles = {}, extraRoots = {} }) {
   const log = [];
   const roots = {
     '/dist/': join(webDir, 'dist'), '/demo/': join(webDir, 'demo'), '/test/': join(webDir, 'test', 'pages'),
-    '/node_modules/': join(webDir, 'node_modules'),
+    '/node_modules/': join(webDir, 'node_modules'), ...extraRoots,
   };
   const server = createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
