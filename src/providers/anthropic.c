@@ -12,9 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static sipp_status build_chat(const sipp__remote *rm, const sipp_message *messages,
-                              size_t n_messages, const sipp_text_params *p, const char **path,
-                              json_t **body, sipp_error *err) {
+/* Chat only (query_path is NULL): `prompt` is never set. */
+static sipp_status build_chat(const sipp__remote *rm, const char *prompt,
+                              const sipp_message *messages, size_t n_messages,
+                              const sipp_text_params *p, json_t **body, sipp_error *err) {
+    (void)prompt;
     json_t *b = json_pack("{s:s,s:I,s:f,s:b}", "model", rm->model, "max_tokens",
                           (json_int_t)p->max_tokens, "temperature", (double)p->temperature,
                           "stream", 1);
@@ -52,7 +54,6 @@ static sipp_status build_chat(const sipp__remote *rm, const sipp_message *messag
         return st;
     }
     json_object_set_new(b, "messages", msgs);
-    *path = "/messages";
     *body = b;
     return SIPP_OK;
 }
@@ -122,8 +123,9 @@ static const char *const own_fields[] = {"system", "stop_sequences", NULL};
 const sipp__dialect sipp__dialect_anthropic = {
     .name = "provider",
     .end_marker = "message_stop",
-    .build_query = NULL, /* no raw completion API */
-    .build_chat = build_chat,
+    .query_path = NULL, /* no raw completion API */
+    .chat_path = "/messages",
+    .build_text = build_chat,
     .build_embed = NULL, /* no embeddings API */
     .on_event = on_event,
     .read_error = read_error,

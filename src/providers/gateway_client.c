@@ -64,20 +64,6 @@ static sipp_status build_text(const sipp__remote *rm, const char *prompt,
     return st;
 }
 
-static sipp_status build_query(const sipp__remote *rm, const char *prompt,
-                               const sipp_text_params *p, const char **path, json_t **body,
-                               sipp_error *err) {
-    *path = "/v1/query";
-    return build_text(rm, prompt, NULL, 0, p, body, err);
-}
-
-static sipp_status build_chat(const sipp__remote *rm, const sipp_message *messages,
-                              size_t n_messages, const sipp_text_params *p, const char **path,
-                              json_t **body, sipp_error *err) {
-    *path = "/v1/chat";
-    return build_text(rm, NULL, messages, n_messages, p, body, err);
-}
-
 static sipp_status build_embed(const sipp__remote *rm, const char *text, const char **path,
                                json_t **body, sipp_error *err) {
     json_t *b = json_pack("{s:s,s:s}", "model", rm->model, "input", text);
@@ -160,8 +146,9 @@ static sipp_status read_embedding(sipp__remote_run *rr, json_t *j, float **vec, 
 const sipp__dialect sipp__dialect_gateway = {
     .name = "gateway",
     .end_marker = "a done event",
-    .build_query = build_query,
-    .build_chat = build_chat,
+    .query_path = "/v1/query",
+    .chat_path = "/v1/chat",
+    .build_text = build_text,
     .build_embed = build_embed,
     .on_event = on_event,
     .read_error = read_error,

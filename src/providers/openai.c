@@ -41,20 +41,6 @@ static sipp_status build_text(const sipp__remote *rm, const char *prompt,
     return st;
 }
 
-static sipp_status build_query(const sipp__remote *rm, const char *prompt,
-                               const sipp_text_params *p, const char **path, json_t **body,
-                               sipp_error *err) {
-    *path = "/completions";
-    return build_text(rm, prompt, NULL, 0, p, body, err);
-}
-
-static sipp_status build_chat(const sipp__remote *rm, const sipp_message *messages,
-                              size_t n_messages, const sipp_text_params *p, const char **path,
-                              json_t **body, sipp_error *err) {
-    *path = "/chat/completions";
-    return build_text(rm, NULL, messages, n_messages, p, body, err);
-}
-
 static sipp_status build_embed(const sipp__remote *rm, const char *text, const char **path,
                                json_t **body, sipp_error *err) {
     json_t *b = json_pack("{s:s,s:s}", "model", rm->model, "input", text);
@@ -140,8 +126,9 @@ static const char *const own_fields[] = {"stream_options", "seed", NULL};
 const sipp__dialect sipp__dialect_openai = {
     .name = "provider",
     .end_marker = "[DONE] or a finish reason",
-    .build_query = build_query,
-    .build_chat = build_chat,
+    .query_path = "/completions",
+    .chat_path = "/chat/completions",
+    .build_text = build_text,
     .build_embed = build_embed,
     .on_event = on_event,
     .read_error = read_error,

@@ -55,15 +55,14 @@ typedef struct sipp__remote_run {
 struct sipp__dialect {
     const char *name;       /* in messages: "provider", "gateway" */
     const char *end_marker; /* what ends a stream, for messages: "[DONE] or a finish reason" */
-    /* Builds a text request: `messages` NULL = a query of `prompt`. Sets *path (static, appended
-     * to the base URL) and *body (new reference). A NULL build_query means query is
-     * unsupported. */
-    sipp_status (*build_query)(const sipp__remote *rm, const char *prompt,
-                               const sipp_text_params *p, const char **path, json_t **body,
-                               sipp_error *err);
-    sipp_status (*build_chat)(const sipp__remote *rm, const sipp_message *messages,
-                              size_t n_messages, const sipp_text_params *p, const char **path,
-                              json_t **body, sipp_error *err);
+    /* The routes of query and chat, appended to the base URL; a NULL query_path means the API
+     * has no raw completion (query is unsupported). */
+    const char *query_path, *chat_path;
+    /* Builds a text request body (new reference in *body): `messages` NULL = a query of
+     * `prompt`. */
+    sipp_status (*build_text)(const sipp__remote *rm, const char *prompt,
+                              const sipp_message *messages, size_t n_messages,
+                              const sipp_text_params *p, json_t **body, sipp_error *err);
     /* NULL = embed is unsupported. */
     sipp_status (*build_embed)(const sipp__remote *rm, const char *text, const char **path,
                                json_t **body, sipp_error *err);

@@ -665,14 +665,11 @@ sipp_status sipp__remote_submit_text(sipp__remote *rm, const char *prompt,
     const sipp__dialect *d = rm->dialect;
     const char *path = NULL;
     json_t *body = NULL;
-    if (messages) {
-        st = d->build_chat(rm, messages, n_messages, p, &path, &body, err);
-    } else if (!d->build_query) {
+    path = messages ? d->chat_path : d->query_path;
+    if (!path)
         return sipp__fail(err, SIPP_UNSUPPORTED, 0,
                           "query: this %s has no raw completion API; use chat", d->name);
-    } else {
-        st = d->build_query(rm, prompt, p, &path, &body, err);
-    }
+    st = d->build_text(rm, prompt, messages, n_messages, p, &body, err);
     if (st == SIPP_OK) st = merge_extra(rm, body, p->extra_json, err);
     if (st != SIPP_OK) {
         json_decref(body);
