@@ -8,7 +8,7 @@
 static const char usage[] =
     "usage: sipp <command> [options] [TEXT]\n"
     "\n"
-    "Run local GGUF models with Sipp.\n"
+    "Run GGUF models locally with Sipp, or send the same requests to a Sipp gateway or a\nprovider (query/chat/embed --gateway URL --target NAME, --provider KIND --remote-model M).\n"
     "\n"
     "commands:\n"
     "  query   complete a raw prompt (no template)\n"

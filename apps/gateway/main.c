@@ -19,7 +19,7 @@ static void usage(FILE *f) {
           "\n"
           "  check   validate the configuration (TOML) without reading secrets or loading models\n"
           "  serve   run the gateway: the public listener (Sipp and OpenAI routes) and the\n"
-          "          management listener (/healthz, /readyz, /metrics); SIGTERM or SIGINT drains\n"
+          "          management listener (/healthz, /readyz, /metrics, /admin/); SIGTERM or SIGINT drains\n"
           "          open requests (up to shutdown_grace_seconds) and exits\n"
           "\n"
           "Keys are documented in docs/gateway.md. Logs are JSON lines on stderr.\n",
