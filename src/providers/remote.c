@@ -329,13 +329,15 @@ static void remote_finish(sipp__remote_run *rr, sipp_status st, const char *msg,
     }
     sipp__run_set_remote(rr->run, (uint32_t)rr->status, rr->retry_after, rr->request_id,
                          rr->error_code);
-    sipp_run *run = rr->run;
     sipp_usage usage = rr->usage;
     usage.struct_size = sizeof usage;
     if (!usage.total_tokens) usage.total_tokens = usage.input_tokens + usage.output_tokens;
-    live_unlink(rr->rm, rr); /* rm is not touched after this */
+    /* End the run first, then leave the live list: removing the endpoint waits for the list to
+     * empty, so when it returns every run has ended. `msg` may point into rr: finish before
+     * freeing. rm is not touched after live_unlink. */
+    sipp__run_finish(rr->run, st, msg, reason, &usage, &stats);
+    live_unlink(rr->rm, rr);
     remote_run_free(rr);
-    sipp__run_finish(run, st, msg, reason, &usage, &stats);
 }
 
 void sipp__remote_push_text(sipp__remote_run *rr, const char *text, size_t len, uint32_t n_tokens) {
