@@ -489,10 +489,47 @@ fail:
     return NULL;
 }
 
+/* What addProvider and addGateway share: `params` (defaults filled) gets the options of argv[3]
+ * through `fields` plus the static headers, then `add` registers it under id argv[1]. Returns
+ * the endpoint external, or NULL with a JS exception pending. */
+typedef sipp_status (*add_remote_fn)(sipp_client *c, const char *id, const void *params,
+                                     sipp_endpoint **out, sipp_error *err);
+
+static napi_value add_remote(napi_env env, client_h *c, napi_value *argv, void *params,
+                             const field_def *fields, const char *const **headers_field,
+                             size_t *n_headers_field, add_remote_fn add) {
+    napi_value out = NULL;
+    strings keep = {.n = 0};
+    const char *headers[MAX_HEADERS];
+    char *id = get_string(env, argv[1], "id");
+    if (id && fill_from(env, argv[3], params, fields, headers_extra, &keep) &&
+        headers_from(env, argv[3], headers, n_headers_field, &keep)) {
+        *headers_field = headers;
+        sipp_endpoint *ep;
+        sipp_error err = new_error();
+        sipp_status st = add(c->client, id, params, &ep, &err);
+        if (st != SIPP_OK) throw_sipp(env, st, &err);
+        else napi_create_external(env, ep, NULL, NULL, &out);
+    }
+    strings_free(&keep);
+    free(id);
+    return out;
+}
+
+static sipp_status add_provider(sipp_client *c, const char *id, const void *p, sipp_endpoint **out,
+                                sipp_error *err) {
+    return sipp_client_add_provider(c, id, p, out, err);
+}
+
+static sipp_status add_gateway(sipp_client *c, const char *id, const void *p, sipp_endpoint **out,
+                               sipp_error *err) {
+    return sipp_client_add_gateway(c, id, p, out, err);
+}
+
 /* addProvider(client, id, kind, options) -> endpoint external (nothing is sent yet). */
 static napi_value js_add_provider(napi_env env, napi_callback_info info) {
     size_t argc = 4;
-    napi_value argv[4], out = NULL;
+    napi_value argv[4];
     CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
     client_h *c = get_external(env, argv[0]);
     if (!c) return NULL;
@@ -501,21 +538,7 @@ static napi_value js_add_provider(napi_env env, napi_callback_info info) {
     int32_t kind;
     CHECK(napi_get_value_int32(env, argv[2], &kind));
     p.kind = (sipp_provider_kind)kind;
-    strings keep = {.n = 0};
-    const char *headers[MAX_HEADERS];
-    char *id = get_string(env, argv[1], "id");
-    if (id && fill_from(env, argv[3], &p, provider_fields, headers_extra, &keep) &&
-        headers_from(env, argv[3], headers, &p.n_headers, &keep)) {
-        p.headers = headers;
-        sipp_endpoint *ep;
-        sipp_error err = new_error();
-        sipp_status st = sipp_client_add_provider(c->client, id, &p, &ep, &err);
-        if (st != SIPP_OK) throw_sipp(env, st, &err);
-        else napi_create_external(env, ep, NULL, NULL, &out);
-    }
-    strings_free(&keep);
-    free(id);
-    return out;
+    return add_remote(env, c, argv, &p, provider_fields, &p.headers, &p.n_headers, add_provider);
 fail:
     return NULL;
 }
@@ -523,7 +546,7 @@ fail:
 /* addGateway(client, id, auth, options) -> endpoint external (nothing is sent yet). */
 static napi_value js_add_gateway(napi_env env, napi_callback_info info) {
     size_t argc = 4;
-    napi_value argv[4], out = NULL;
+    napi_value argv[4];
     CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
     client_h *c = get_external(env, argv[0]);
     if (!c) return NULL;
@@ -532,21 +555,7 @@ static napi_value js_add_gateway(napi_env env, napi_callback_info info) {
     int32_t auth;
     CHECK(napi_get_value_int32(env, argv[2], &auth));
     p.auth = (sipp_gateway_auth)auth;
-    strings keep = {.n = 0};
-    const char *headers[MAX_HEADERS];
-    char *id = get_string(env, argv[1], "id");
-    if (id && fill_from(env, argv[3], &p, gateway_fields, headers_extra, &keep) &&
-        headers_from(env, argv[3], headers, &p.n_headers, &keep)) {
-        p.headers = headers;
-        sipp_endpoint *ep;
-        sipp_error err = new_error();
-        sipp_status st = sipp_client_add_gateway(c->client, id, &p, &ep, &err);
-        if (st != SIPP_OK) throw_sipp(env, st, &err);
-        else napi_create_external(env, ep, NULL, NULL, &out);
-    }
-    strings_free(&keep);
-    free(id);
-    return out;
+    return add_remote(env, c, argv, &p, gateway_fields, &p.headers, &p.n_headers, add_gateway);
 fail:
     return NULL;
 }
