@@ -35,42 +35,15 @@ static sipp_status status_of_code(const char *code, long http_status) {
     return sipp__provider_classify(http_status ? http_status : 500, NULL, NULL);
 }
 
-static sipp_status text_body(const sipp__remote *rm, const sipp_text_params *p, json_t **out,
-                             sipp_error *err) {
-    json_t *b = json_pack("{s:s,s:I,s:f,s:f,s:b}", "model", rm->model, "max_tokens",
-                          (json_int_t)p->max_tokens, "temperature", (double)p->temperature,
-                          "top_p", (double)p->top_p, "stream", 1);
-    if (!b) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
-    if (p->n_stop) {
-        json_t *stops = sipp__remote_stop_array(p);
-        if (!stops) {
-            json_decref(b);
-            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "a stop string is not valid UTF-8");
-        }
-        json_object_set_new(b, "stop", stops);
-    }
-    *out = b;
-    return SIPP_OK;
-}
-
 static sipp_status build_text(const sipp__remote *rm, const char *prompt,
                               const sipp_message *messages, size_t n, const sipp_text_params *p,
                               json_t **body, sipp_error *err) {
     if (p->seed != 0xFFFFFFFFu)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "seed is not part of the gateway protocol; a gateway endpoint cannot honour it");
-    sipp_status st = text_body(rm, p, body, err);
+    sipp_status st = sipp__remote_text_body(rm, p, body, err);
     if (st == SIPP_OK) st = sipp__remote_add_input(*body, prompt, messages, n, err);
     return st;
-}
-
-static sipp_status build_embed(const sipp__remote *rm, const char *text, const char **path,
-                               json_t **body, sipp_error *err) {
-    json_t *b = json_pack("{s:s,s:s}", "model", rm->model, "input", text);
-    if (!b) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "embed: the text is not valid UTF-8");
-    *path = "/v1/embed";
-    *body = b;
-    return SIPP_OK;
 }
 
 static void read_usage(sipp__remote_run *rr, json_t *u) {
@@ -149,7 +122,7 @@ const sipp__dialect sipp__dialect_gateway = {
     .query_path = "/v1/query",
     .chat_path = "/v1/chat",
     .build_text = build_text,
-    .build_embed = build_embed,
+    .embed_path = "/v1/embed",
     .on_event = on_event,
     .read_error = read_error,
     .read_embedding = read_embedding,

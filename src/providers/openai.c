@@ -11,43 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The fields of both text routes. */
-static sipp_status common_body(const sipp__remote *rm, const sipp_text_params *p, json_t **out,
-                               sipp_error *err) {
-    json_t *body = json_pack("{s:s,s:I,s:f,s:f,s:b,s:{s:b}}", "model", rm->model, "max_tokens",
-                             (json_int_t)p->max_tokens, "temperature", (double)p->temperature,
-                             "top_p", (double)p->top_p, "stream", 1, "stream_options",
-                             "include_usage", 1);
-    if (!body) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
-    if (p->seed != 0xFFFFFFFFu) json_object_set_new(body, "seed", json_integer(p->seed));
-    if (p->n_stop) {
-        json_t *stops = sipp__remote_stop_array(p);
-        if (!stops) {
-            json_decref(body);
-            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "a stop string is not valid UTF-8");
-        }
-        json_object_set_new(body, "stop", stops);
-    }
-    *out = body;
-    return SIPP_OK;
-}
-
-/* Both text routes: the typed fields, then the prompt or the messages. */
+/* Both text routes: the shared typed fields, usage in the stream, the seed, then the prompt or
+ * the messages. */
 static sipp_status build_text(const sipp__remote *rm, const char *prompt,
                               const sipp_message *messages, size_t n, const sipp_text_params *p,
                               json_t **body, sipp_error *err) {
-    sipp_status st = common_body(rm, p, body, err);
-    if (st == SIPP_OK) st = sipp__remote_add_input(*body, prompt, messages, n, err);
-    return st;
-}
-
-static sipp_status build_embed(const sipp__remote *rm, const char *text, const char **path,
-                               json_t **body, sipp_error *err) {
-    json_t *b = json_pack("{s:s,s:s}", "model", rm->model, "input", text);
-    if (!b) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "embed: the text is not valid UTF-8");
-    *path = "/embeddings";
-    *body = b;
-    return SIPP_OK;
+    sipp_status st = sipp__remote_text_body(rm, p, body, err);
+    if (st != SIPP_OK) return st;
+    json_object_set_new(*body, "stream_options", json_pack("{s:b}", "include_usage", 1));
+    if (p->seed != 0xFFFFFFFFu) json_object_set_new(*body, "seed", json_integer(p->seed));
+    return sipp__remote_add_input(*body, prompt, messages, n, err);
 }
 
 static void read_usage(sipp__remote_run *rr, json_t *u) {
@@ -129,7 +102,7 @@ const sipp__dialect sipp__dialect_openai = {
     .query_path = "/completions",
     .chat_path = "/chat/completions",
     .build_text = build_text,
-    .build_embed = build_embed,
+    .embed_path = "/embeddings",
     .on_event = on_event,
     .read_error = read_error,
     .read_embedding = read_embedding,

@@ -63,9 +63,9 @@ struct sipp__dialect {
     sipp_status (*build_text)(const sipp__remote *rm, const char *prompt,
                               const sipp_message *messages, size_t n_messages,
                               const sipp_text_params *p, json_t **body, sipp_error *err);
-    /* NULL = embed is unsupported. */
-    sipp_status (*build_embed)(const sipp__remote *rm, const char *text, const char **path,
-                               json_t **body, sipp_error *err);
+    /* The embeddings route, whose body is {"model", "input"} on every API that has one; NULL =
+     * embed is unsupported. */
+    const char *embed_path;
     /* One SSE event: push text with sipp__remote_push_text, record usage, finish reason and
      * done_seen; return false after filling stream_error (and stream_status) to fail the run. */
     bool (*on_event)(sipp__remote_run *rr, const sipp__sse_event *ev);
@@ -129,6 +129,10 @@ bool sipp__remote_stream_fail(sipp__remote_run *rr, sipp_status st, const char *
  * overloaded, other 5xx upstream_error. */
 sipp_status sipp__provider_classify(long http_status, const char *code, const char *type);
 
+/* For dialects: the typed fields every text API shares — model, max_tokens, temperature,
+ * top_p, stream: true, and `stop` when there are stop strings — as a new object in *out. */
+sipp_status sipp__remote_text_body(const sipp__remote *rm, const sipp_text_params *p,
+                                   json_t **out, sipp_error *err);
 /* For dialects: a JSON array of the stop strings (NULL when one is not UTF-8). */
 json_t *sipp__remote_stop_array(const sipp_text_params *p);
 /* For dialects: [{"role", "content"}] of the messages (skipping role "system" when

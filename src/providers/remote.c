@@ -360,6 +360,24 @@ bool sipp__remote_stream_fail(sipp__remote_run *rr, sipp_status st, const char *
     return false;
 }
 
+sipp_status sipp__remote_text_body(const sipp__remote *rm, const sipp_text_params *p,
+                                   json_t **out, sipp_error *err) {
+    json_t *b = json_pack("{s:s,s:I,s:f,s:f,s:b}", "model", rm->model, "max_tokens",
+                          (json_int_t)p->max_tokens, "temperature", (double)p->temperature,
+                          "top_p", (double)p->top_p, "stream", 1);
+    if (!b) return oom(err);
+    if (p->n_stop) {
+        json_t *stops = sipp__remote_stop_array(p);
+        if (!stops) {
+            json_decref(b);
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "a stop string is not valid UTF-8");
+        }
+        json_object_set_new(b, "stop", stops);
+    }
+    *out = b;
+    return SIPP_OK;
+}
+
 json_t *sipp__remote_stop_array(const sipp_text_params *p) {
     json_t *stops = json_array();
     for (size_t i = 0; stops && i < p->n_stop; i++) {
@@ -685,13 +703,13 @@ sipp_status sipp__remote_submit_embed(sipp__remote *rm, const char *text,
                                       const sipp_embed_params *p, sipp_run **out,
                                       sipp_error *err) {
     const sipp__dialect *d = rm->dialect;
-    if (!d->build_embed)
+    if (!d->embed_path)
         return sipp__fail(err, SIPP_UNSUPPORTED, 0, "embed: this %s has no embeddings API",
                           d->name);
-    const char *path = NULL;
-    json_t *body = NULL;
-    sipp_status st = d->build_embed(rm, text, &path, &body, err);
-    if (st == SIPP_OK) st = merge_extra(rm, body, p->extra_json, err);
+    const char *path = d->embed_path;
+    json_t *body = json_pack("{s:s,s:s}", "model", rm->model, "input", text);
+    if (!body) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "embed: the text is not valid UTF-8");
+    sipp_status st = merge_extra(rm, body, p->extra_json, err);
     if (st != SIPP_OK) {
         json_decref(body);
         return st;
