@@ -844,11 +844,13 @@ static sipp_status list_repo(const char *models_dir, const char *owner, const ch
     return st;
 }
 
-sipp_status sipp__hub_list(const char *models_dir, sipp__hub_item **items, size_t *n,
-                           sipp_error *err) {
-    *items = NULL;
-    *n = 0;
-    size_t cap = 0;
+/* Calls fn(models_dir, owner, repo, ud, err) for each manifests/OWNER/REPO.json, stopping at
+ * the first status other than SIPP_OK. */
+typedef sipp_status (*manifest_fn)(const char *models_dir, const char *owner, const char *repo,
+                                   void *ud, sipp_error *err);
+
+static sipp_status each_manifest(const char *models_dir, manifest_fn fn, void *ud,
+                                 sipp_error *err) {
     char dir[PATH_MAX];
     hub_path(dir, sizeof dir, models_dir, "manifests");
     DIR *d = opendir(dir);
@@ -864,16 +866,38 @@ sipp_status sipp__hub_list(const char *models_dir, sipp__hub_item **items, size_
         struct dirent *re;
         while (st == SIPP_OK && (re = readdir(od)) != NULL) {
             size_t stem;
-            if (re->d_name[0] == '.' || !is_json_name(re->d_name, &stem)) continue;
+            if (re->d_name[0] == '.' || !is_json_name(re->d_name, &stem) ||
+                stem > SIPP__HUB_NAME_MAX)
+                continue;
             char repo[SIPP__HUB_NAME_MAX + 1];
-            if (stem > SIPP__HUB_NAME_MAX || strlen(de->d_name) > SIPP__HUB_NAME_MAX) continue;
             memcpy(repo, re->d_name, stem);
             repo[stem] = '\0';
-            st = list_repo(models_dir, de->d_name, repo, items, n, &cap, err);
+            st = fn(models_dir, de->d_name, repo, ud, err);
         }
         closedir(od);
     }
     closedir(d);
+    return st;
+}
+
+typedef struct list_acc {
+    sipp__hub_item **items;
+    size_t *n, cap;
+} list_acc;
+
+static sipp_status list_one(const char *models_dir, const char *owner, const char *repo,
+                            void *ud, sipp_error *err) {
+    list_acc *acc = ud;
+    if (strlen(owner) > SIPP__HUB_NAME_MAX) return SIPP_OK;
+    return list_repo(models_dir, owner, repo, acc->items, acc->n, &acc->cap, err);
+}
+
+sipp_status sipp__hub_list(const char *models_dir, sipp__hub_item **items, size_t *n,
+                           sipp_error *err) {
+    *items = NULL;
+    *n = 0;
+    list_acc acc = {items, n, 0};
+    sipp_status st = each_manifest(models_dir, list_one, &acc, err);
     if (st != SIPP_OK) {
         sipp__hub_list_free(*items, *n);
         *items = NULL;
@@ -919,45 +943,26 @@ static bool refs_has(const refs *r, const char *sha) {
     return false;
 }
 
+static sipp_status refs_of(const char *models_dir, const char *owner, const char *repo,
+                           void *ud, sipp_error *err) {
+    refs *r = ud;
+    sipp__hub_manifest m;
+    sipp_status st = manifest_load(models_dir, owner, repo, &m, err);
+    for (size_t i = 0; i < m.n && st == SIPP_OK; i++) {
+        for (size_t k = 0; k < m.entries[i].n_files && st == SIPP_OK; k++)
+            if (!refs_add(r, m.entries[i].files[k].sha256)) st = SIPP_OUT_OF_MEMORY;
+        if (m.entries[i].mmproj.path && !refs_add(r, m.entries[i].mmproj.sha256))
+            st = SIPP_OUT_OF_MEMORY;
+    }
+    if (st == SIPP_OUT_OF_MEMORY) sipp__fail(err, st, 0, "out of memory");
+    if (st == SIPP_OK || st == SIPP_OUT_OF_MEMORY) sipp__hub_manifest_free(&m);
+    return st;
+}
+
 /* Collects the blobs every manifest names. A manifest that cannot be read stops the collection
  * (deleting blobs it may name would lose data). */
 static sipp_status collect_refs(const char *models_dir, refs *r, sipp_error *err) {
-    char dir[PATH_MAX];
-    hub_path(dir, sizeof dir, models_dir, "manifests");
-    DIR *d = opendir(dir);
-    if (!d) return SIPP_OK;
-    sipp_status st = SIPP_OK;
-    struct dirent *de;
-    while (st == SIPP_OK && (de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.') continue;
-        char sub[PATH_MAX];
-        if (snprintf(sub, sizeof sub, "%s/%s", dir, de->d_name) >= (int)sizeof sub) continue;
-        DIR *od = opendir(sub);
-        if (!od) continue;
-        struct dirent *re;
-        while (st == SIPP_OK && (re = readdir(od)) != NULL) {
-            size_t stem;
-            if (re->d_name[0] == '.' || !is_json_name(re->d_name, &stem) ||
-                stem > SIPP__HUB_NAME_MAX)
-                continue;
-            char repo[SIPP__HUB_NAME_MAX + 1];
-            memcpy(repo, re->d_name, stem);
-            repo[stem] = '\0';
-            sipp__hub_manifest m;
-            st = manifest_load(models_dir, de->d_name, repo, &m, err);
-            for (size_t i = 0; i < m.n && st == SIPP_OK; i++) {
-                for (size_t k = 0; k < m.entries[i].n_files && st == SIPP_OK; k++)
-                    if (!refs_add(r, m.entries[i].files[k].sha256)) st = SIPP_OUT_OF_MEMORY;
-                if (m.entries[i].mmproj.path && !refs_add(r, m.entries[i].mmproj.sha256))
-                    st = SIPP_OUT_OF_MEMORY;
-            }
-            if (st == SIPP_OUT_OF_MEMORY) sipp__fail(err, st, 0, "out of memory");
-            if (st == SIPP_OK || st == SIPP_OUT_OF_MEMORY) sipp__hub_manifest_free(&m);
-        }
-        closedir(od);
-    }
-    closedir(d);
-    return st;
+    return each_manifest(models_dir, refs_of, r, err);
 }
 
 /* Deletes links under `dir` whose blob no manifest names, then directories left empty. */
