@@ -26,7 +26,7 @@ import os
 import threading
 from dataclasses import dataclass
 from typing import (Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, Optional,
-                    Sequence, TypedDict, Union)
+                    Sequence, TypedDict, TypeVar, Union)
 
 try:  # Python 3.11+
     from typing import Unpack
@@ -342,7 +342,30 @@ def _messages(messages: Union[str, Iterable[MessageLike]], keep: list):
 # ---- runs ------------------------------------------------------------------------------------
 
 
-class Run:
+_C = TypeVar("_C", bound="_Closing")
+
+
+class _Closing:
+    """Context-manager and finalizer behaviour of objects that own a C handle: `with` and
+    garbage collection both end in close()."""
+
+    def close(self) -> None:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Run(_Closing):
     """One request: iterate it for token batches, then `result()`; or `await run` in asyncio.
 
     Iteration and result() consume the run's stream: each piece of text is delivered once,
@@ -463,17 +486,6 @@ class Run:
         if ex is not None:
             ex.shutdown(wait=False)
 
-    def __enter__(self) -> "Run":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     # -- asyncio --
 
@@ -648,7 +660,7 @@ def _encode(s: str, what: str) -> bytes:
     return b
 
 
-class Client:
+class Client(_Closing):
     """A registry of endpoints (sipp_client). Close it (or use `with`) to cancel every run,
     stop the engine threads and unload the models; runs stay readable after that."""
 
@@ -818,14 +830,3 @@ class Client:
             if raw is not None:
                 _ffi.sipp_client_free(raw)
 
-    def __enter__(self) -> "Client":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
