@@ -366,7 +366,9 @@ describe('gateway client (the real sipp-gateway)', () => {
     }, { url: gw.url, token: REAL_TOKEN });
     assert.equal(r.r.status, 'ok', r.r.errorMessage);
     assert.equal(r.r.text, want.text);
-    assert.ok(r.pieces.length > 1, 'streamed in several events');
+    // How many tokens share one SSE event depends on timing (the gateway sends what the engine
+    // has produced); one piece per event is proven against the scripted server above.
+    assert.ok(r.pieces.length >= 1 && r.pieces.every((p) => p.length > 0), 'streamed non-empty pieces');
     assert.equal(r.pieces.join(''), r.r.text);
     assert.equal(r.r.usage.outputTokens, want.usage.output_tokens);
     assert.match(r.r.requestId, /^req-/);
