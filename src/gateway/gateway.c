@@ -420,16 +420,9 @@ static bool phase_decode(gw_req *r) {
     if (rej) return fail_with(r, GW_INVALID_JSON, NULL, "%s", why);
     size_t len;
     const char *body = sipp__httpd_body(r->http, &len);
-    if (sipp__gw_json_depth(body, len, r->gw->cfg.max_json_depth) > r->gw->cfg.max_json_depth)
-        return fail_with(r, GW_INVALID_JSON, NULL, "the JSON nests deeper than %u levels",
-                         r->gw->cfg.max_json_depth);
-    json_error_t je;
-    r->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
-    if (!r->root)
-        return fail_with(r, GW_INVALID_JSON, NULL, "the body is not valid JSON: %s (line %d)",
-                         je.text, je.line);
     char msg[256], param[64];
-    if (!sipp__gw_decode(r->prof, r->op, r->root, &r->call, msg, sizeof msg, param, sizeof param))
+    if (!sipp__gw_decode_body(r->prof, r->op, body, len, r->gw->cfg.max_json_depth, &r->root,
+                              &r->call, msg, sizeof msg, param, sizeof param))
         return fail_with(r, GW_INVALID_JSON, param, "%s", msg);
     return true;
 }

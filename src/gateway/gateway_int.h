@@ -96,6 +96,13 @@ bool sipp__gw_decode(gw_profile prof, gw_op op, json_t *root, gw_call *call, cha
                      size_t cap, char *param, size_t pcap);
 /* Depth of nested arrays/objects in JSON text, stopping early past `limit`. */
 unsigned sipp__gw_json_depth(const char *s, size_t len, unsigned limit);
+/* Everything the gateway does with a request body before the pipeline goes on: the depth cap
+ * (on the raw text, before jansson builds anything), the parse (duplicate keys refused) and
+ * sipp__gw_decode. On success *root holds the document `call` points into (the caller
+ * decrefs it, and frees call->messages and call->inputs, also after a failure). */
+bool sipp__gw_decode_body(gw_profile prof, gw_op op, const char *body, size_t len,
+                          unsigned max_depth, json_t **root, gw_call *call, char *msg, size_t cap,
+                          char *param, size_t pcap);
 
 /* ---- metrics ------------------------------------------------------------------------------ */
 

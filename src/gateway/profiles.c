@@ -334,3 +334,16 @@ bool sipp__gw_decode(gw_profile prof, gw_op op, json_t *root, gw_call *call, cha
     return prof == GW_PROFILE_SIPP ? decode_sipp(op, root, call, msg, cap, param, pcap)
                                    : decode_openai(op, root, call, msg, cap, param, pcap);
 }
+
+bool sipp__gw_decode_body(gw_profile prof, gw_op op, const char *body, size_t len,
+                          unsigned max_depth, json_t **root, gw_call *call, char *msg, size_t cap,
+                          char *param, size_t pcap) {
+    *root = NULL;
+    if (param && pcap) param[0] = '\0';
+    if (sipp__gw_json_depth(body, len, max_depth) > max_depth)
+        return bad(msg, cap, "the JSON nests deeper than %u levels", max_depth);
+    json_error_t je;
+    *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!*root) return bad(msg, cap, "the body is not valid JSON: %s (line %d)", je.text, je.line);
+    return sipp__gw_decode(prof, op, *root, call, msg, cap, param, pcap);
+}
