@@ -255,6 +255,15 @@ typedef struct sipp_provider_params {
      *  rejected. Values are treated as secrets. Since 0.1. */
     const char *const *headers;
     size_t n_headers;
+    /** The network policy of this endpoint's connections, checked on every address connected
+     *  to (after DNS, so a name that resolves to a refused address is refused too) and on an
+     *  IP-literal base_url when the endpoint is added. Loopback and public addresses are always
+     *  allowed; cloud metadata services (169.254.169.254, fd00:ec2::254, ...) and reserved
+     *  addresses never. false (default): private networks (10/8, 172.16/12, 192.168/16,
+     *  100.64/10, fc00::/7) and link-local addresses (169.254/16, fe80::/10) are refused with
+     *  INVALID_ARGUMENT. true: they are allowed, and plain http is allowed to them (a vLLM on
+     *  the LAN); plain http to a public address is still refused. Since 0.1. */
+    bool allow_private_network;
 } sipp_provider_params;
 
 SIPP_API sipp_provider_params sipp_provider_params_default(void);
@@ -307,6 +316,9 @@ typedef struct sipp_gateway_params {
     uint32_t connect_timeout_ms;
     uint32_t request_timeout_ms;
     uint32_t idle_timeout_ms;
+    /** The network policy, as sipp_provider_params.allow_private_network: false refuses a
+     *  gateway on a private or link-local address. Since 0.1. */
+    bool allow_private_network;
 } sipp_gateway_params;
 
 /** Default gateway parameters (auth BEARER from SIPP_GATEWAY_TOKEN). Since 0.1. */

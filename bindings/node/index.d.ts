@@ -95,6 +95,8 @@ export interface ProviderOptions {
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
   idleTimeoutMs?: number;
+  /** Allow private-network and link-local addresses (and plain http to them); default false. */
+  allowPrivateNetwork?: boolean;
 }
 
 export interface GatewayOptions {
@@ -112,6 +114,8 @@ export interface GatewayOptions {
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
   idleTimeoutMs?: number;
+  /** Allow private-network and link-local addresses (and plain http to them); default false. */
+  allowPrivateNetwork?: boolean;
 }
 
 export type EndpointDescriptor =

@@ -313,10 +313,12 @@ static void target_free(sipp__gw_target *t) {
 /* Which keys each target type takes (beyond name and type). */
 static bool key_allowed(sipp__gw_target_type type, const char *key) {
     static const char *const local[] = {"model", "backend", "runtime", NULL};
-    static const char *const openai[] = {"model", "api_key_env", "base_url", "timeout_seconds", NULL};
-    static const char *const compat[] = {"model", "base_url", "token_env", "timeout_seconds", NULL};
+    static const char *const openai[] = {"model", "api_key_env", "base_url", "timeout_seconds",
+                                         "allow_private_network", NULL};
+    static const char *const compat[] = {"model", "base_url", "token_env", "timeout_seconds",
+                                         "allow_private_network", NULL};
     static const char *const anthropic[] = {"model", "api_key_env", "base_url", "version",
-                                            "timeout_seconds", NULL};
+                                            "timeout_seconds", "allow_private_network", NULL};
     const char *const *list = type == SIPP__GW_LOCAL    ? local
                               : type == SIPP__GW_OPENAI ? openai
                               : type == SIPP__GW_OPENAI_COMPATIBLE ? compat
@@ -389,6 +391,8 @@ static bool parse_target(ctx *c, const sipp__toml_node *t, sipp__gw_target *out)
         } else if (strcmp(n->key, "version") == 0) ok = get_str(c, n, path, &out->version);
         else if (strcmp(n->key, "timeout_seconds") == 0)
             ok = get_u32(c, n, path, 1, 86400, &out->timeout_seconds);
+        else if (strcmp(n->key, "allow_private_network") == 0)
+            ok = get_bool(c, n, path, &out->allow_private_network);
         else if (strcmp(n->key, "runtime") == 0) ok = parse_runtime(c, n, &out->runtime);
         if (!ok) return false;
     }
@@ -597,6 +601,7 @@ int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__
     cfg->max_header_bytes = 16384;
     cfg->max_json_depth = 32;
     cfg->max_connections = 512;
+    cfg->max_connections_per_ip = 64;
     cfg->shutdown_grace_seconds = 10;
     cfg->redis_timeout_ms = 50;
     int route_lines[SIPP__GW_N_ROUTES] = {0};
@@ -634,6 +639,8 @@ int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__
             ok = get_u32(&c, n, k, 2, 256, &cfg->max_json_depth);
         else if (strcmp(k, "max_connections") == 0)
             ok = get_u32(&c, n, k, 1, 65536, &cfg->max_connections);
+        else if (strcmp(k, "max_connections_per_ip") == 0)
+            ok = get_u32(&c, n, k, 0, 65536, &cfg->max_connections_per_ip);
         else if (strcmp(k, "shutdown_grace_seconds") == 0)
             ok = get_u32(&c, n, k, 1, 3600, &cfg->shutdown_grace_seconds);
         else if (strcmp(k, "routes") == 0)

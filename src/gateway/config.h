@@ -81,6 +81,7 @@ typedef struct sipp__gw_target {
     char *base_url;
     char *version;     /* anthropic */
     uint32_t timeout_seconds; /* 0 = the client's default */
+    bool allow_private_network; /* providers: private and link-local addresses allowed */
     sipp__gw_runtime runtime;
     int line;
 } sipp__gw_target;
@@ -135,6 +136,7 @@ typedef struct sipp__gw_config {
     uint32_t max_header_bytes;
     uint32_t max_json_depth;
     uint32_t max_connections;
+    uint32_t max_connections_per_ip; /* public listener, per TCP peer; 0 = no limit */
     uint32_t shutdown_grace_seconds;
     char *routes[SIPP__GW_N_ROUTES];
 

@@ -1139,6 +1139,7 @@ static int add_provider(sipp__gw *gw, gw_target *t, char *errbuf, size_t errcap)
     }
     pp.model = t->cfg->model;
     pp.base_url = t->cfg->base_url;
+    pp.allow_private_network = t->cfg->allow_private_network;
     if (t->cfg->timeout_seconds) pp.request_timeout_ms = t->cfg->timeout_seconds * 1000u;
     sipp_error err = sipp_error_default();
     if (sipp_client_add_provider(gw->client, t->cfg->name, &pp, &t->ep, &err) != SIPP_OK) {
@@ -1259,6 +1260,7 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
         .max_header_bytes = c->max_header_bytes,
         .max_body_bytes = c->max_request_bytes,
         .max_connections = c->max_connections,
+        .max_connections_per_ip = c->max_connections_per_ip,
     };
     char herr[256];
     hp.bind = c->public_bind;
@@ -1273,6 +1275,7 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
     hp.handler = handle_mgmt;
     hp.max_body_bytes = 256 * 1024; /* dashboard settings (blocklists) */
     hp.max_connections = 64;
+    hp.max_connections_per_ip = 0; /* loopback by default; the dashboard opens a few at once */
     gw->mgmt_srv = sipp__httpd_start(&hp, herr, sizeof herr);
     if (!gw->mgmt_srv) {
         snprintf(errbuf, errcap, "management listener: %s", herr);

@@ -4,13 +4,17 @@
  * no thread each. Callers hand requests over through a locked list and wake the thread with
  * curl_multi_wakeup(); all handler callbacks run on the transfer thread.
  *
- * Safety: redirects are never followed, only http and https are allowed, and no message this
- * file produces contains a header value (where secrets live).
+ * Safety: redirects are never followed, only http and https are allowed, every address
+ * connected to passes the network policy (net_policy.c; checked after DNS, so rebinding cannot
+ * bypass it), and no message this file produces contains a header value (where secrets live).
  */
 #define _GNU_SOURCE
 #include "http_int.h"
 
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +29,8 @@ struct sipp__http_xfer {
     long status;
     bool status_sent;
     bool aborted;
+    bool allow_private, plain_http;
+    char refused[160]; /* set when the network policy refused every address */
     char error[CURL_ERROR_SIZE];
 };
 
@@ -73,9 +79,27 @@ sipp_status sipp__http_url_check_ex(const char *url, unsigned flags, sipp_error 
                             "the URL must not carry credentials (userinfo); use the API key setting");
         else if (fragment || (query && !(flags & SIPP__URL_ALLOW_QUERY)))
             st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "the URL must not have a query or fragment");
-        else if (strcmp(scheme, "http") == 0 && (!host || !is_loopback(host)))
+        else if (strcmp(scheme, "http") == 0 && !(flags & SIPP__URL_ALLOW_PRIVATE) &&
+                 (!host || !is_loopback(host)))
             st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
-                            "plain http is allowed only to loopback; use https");
+                            "plain http is allowed only to loopback (or, with "
+                            "allow_private_network, to private addresses); use https");
+        else if (host) {
+            int fam;
+            uint8_t a[16];
+            if (sipp__net_host_literal(host, &fam, a)) {
+                sipp__net_class c = sipp__net_classify(fam, a);
+                const char *why = sipp__net_refusal(c, flags & SIPP__URL_ALLOW_PRIVATE);
+                if (!why && strcmp(scheme, "http") == 0 && c == SIPP__NET_PUBLIC)
+                    why = "a public address: use https";
+                if (why) {
+                    char shown[64];
+                    sipp__net_format(fam, a, shown, sizeof shown);
+                    st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                                    "the URL's host %s is %s", shown, why);
+                }
+            }
+        }
     }
     curl_free(scheme);
     curl_free(host);
@@ -87,6 +111,29 @@ sipp_status sipp__http_url_check_ex(const char *url, unsigned flags, sipp_error 
 }
 
 /* ---- curl callbacks (transfer thread) ------------------------------------------------------ */
+
+/* Every socket curl opens (after DNS, for each address it tries): the network policy. A
+ * refused address is not connected to; curl tries the next one or fails, and the transfer
+ * ends with the policy's reason instead of a connect error. */
+static curl_socket_t on_open_socket(void *p, curlsocktype purpose, struct curl_sockaddr *a) {
+    sipp__http_xfer *x = p;
+    (void)purpose;
+    const void *addr = NULL;
+    if (a->family == AF_INET) addr = &((const struct sockaddr_in *)&a->addr)->sin_addr;
+    else if (a->family == AF_INET6) addr = &((const struct sockaddr_in6 *)&a->addr)->sin6_addr;
+    sipp__net_class c = addr ? sipp__net_classify(a->family, addr) : SIPP__NET_RESERVED;
+    const char *why = sipp__net_refusal(c, x->allow_private);
+    if (!why && x->plain_http && c != SIPP__NET_LOOPBACK && c != SIPP__NET_PRIVATE &&
+        c != SIPP__NET_LINK_LOCAL)
+        why = "a public address, and plain http goes only to loopback or private addresses";
+    if (why) {
+        char shown[64] = "?";
+        if (addr) sipp__net_format(a->family, addr, shown, sizeof shown);
+        snprintf(x->refused, sizeof x->refused, "refused to connect to %s: %s", shown, why);
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype, a->protocol);
+}
 
 static void send_status(sipp__http_xfer *x) {
     if (x->status_sent) return;
@@ -148,6 +195,8 @@ static void xfer_finished(sipp__http *h, sipp__http_xfer *x, CURLcode rc) {
         xfer_end(h, x, SIPP_OK, NULL);
     } else if (x->aborted) {
         xfer_end(h, x, SIPP_CANCELLED, "cancelled");
+    } else if (x->refused[0]) {
+        xfer_end(h, x, SIPP_INVALID_ARGUMENT, x->refused);
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
         snprintf(msg, sizeof msg, "timed out: %s", x->error[0] ? x->error : curl_easy_strerror(rc));
         xfer_end(h, x, SIPP_TIMEOUT, msg);
@@ -272,6 +321,10 @@ sipp_status sipp__http_start(sipp__http *h, const sipp__http_request *req,
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    x->allow_private = req->allow_private_network;
+    x->plain_http = strncasecmp(req->url, "http://", 7) == 0;
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
     if (strcmp(req->method, "POST") == 0) {
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body ? x->body : "");

@@ -46,6 +46,25 @@ sipp_status sipp__sse_feed(sipp__sse *p, const char *chunk, size_t len, sipp__ss
 bool sipp__sse_pending(const sipp__sse *p);
 void sipp__sse_free(sipp__sse *p);
 
+/* ---- outbound network policy (net_policy.c): which addresses a connection may reach ------- */
+
+typedef enum sipp__net_class {
+    SIPP__NET_PUBLIC,
+    SIPP__NET_LOOPBACK,   /* 127/8, ::1: always allowed */
+    SIPP__NET_PRIVATE,    /* RFC 1918, 100.64/10, fc00::/7, fec0::/10: allow_private_network */
+    SIPP__NET_LINK_LOCAL, /* 169.254/16, fe80::/10: allow_private_network */
+    SIPP__NET_METADATA,   /* cloud metadata services: never */
+    SIPP__NET_RESERVED,   /* 0/8, ::, multicast, 240/4, broadcast: never */
+} sipp__net_class;
+
+/* The class of an address (`addr`: struct in_addr or in6_addr bytes of `family`). */
+sipp__net_class sipp__net_classify(int family, const void *addr);
+/* NULL when a connection to an address of class `c` is allowed, else why not (static text). */
+const char *sipp__net_refusal(sipp__net_class c, bool allow_private);
+/* True when `host` (as in a URL: "10.0.0.1", "[fe80::1]") is an IP literal; fills the address. */
+bool sipp__net_host_literal(const char *host, int *family, uint8_t addr[16]);
+void sipp__net_format(int family, const void *addr, char *out, size_t cap);
+
 /* ---- HTTP client (http_client.c): one transfer thread per sipp_client over libcurl multi --- */
 
 /* Largest error body read from a peer. */
@@ -80,6 +99,9 @@ typedef struct sipp__http_request {
     const char *body;          /* may be NULL */
     size_t body_len;
     uint32_t connect_timeout_ms, total_timeout_ms, idle_timeout_ms; /* 0 = none */
+    /* The network policy of every address connected to (net_policy.c): private and link-local
+     * addresses only when set; plain http only to loopback, or to private addresses when set. */
+    bool allow_private_network;
 } sipp__http_request;
 
 sipp_status sipp__http_new(sipp__http **out, sipp_error *err);
@@ -92,11 +114,15 @@ sipp_status sipp__http_start(sipp__http *h, const sipp__http_request *req,
 void sipp__http_wake(sipp__http *h);
 
 /* Checks a base URL: http or https only, https unless the host is loopback, no userinfo,
- * query or fragment. */
+ * query or fragment; an IP-literal host must pass the network policy (no private or link-local
+ * address, never a metadata or reserved one). */
 sipp_status sipp__http_url_check(const char *url, sipp_error *err);
 /* The same check with options: SIPP__URL_ALLOW_QUERY accepts a query (a download URL a hub
- * redirects to carries its signature there). */
+ * redirects to carries its signature there); SIPP__URL_ALLOW_PRIVATE accepts private and
+ * link-local literals, and plain http to any host (the connection itself is then checked:
+ * plain http only to loopback or private addresses). */
 #define SIPP__URL_ALLOW_QUERY 1u
+#define SIPP__URL_ALLOW_PRIVATE 2u
 sipp_status sipp__http_url_check_ex(const char *url, unsigned flags, sipp_error *err);
 
 /* ---- blocking transfers (http_fetch.c): the hub client of `sipp pull` ------------------- */

@@ -474,6 +474,7 @@ sipp__httpd *sipp__httpd_start(const sipp__httpd_params *p, char *errbuf, size_t
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)p->idle_timeout_s,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)p->max_connections,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)p->max_connections_per_ip,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
                             MHD_OPTION_STRICT_FOR_CLIENT, (int)1,

@@ -39,6 +39,7 @@ typedef struct sipp__httpd_params {
     size_t max_header_bytes;
     size_t max_body_bytes;
     uint32_t max_connections;
+    uint32_t max_connections_per_ip; /* open connections from one TCP peer; 0 = no limit */
     sipp__httpd_handler handler;
     void *user_data;
 } sipp__httpd_params;

@@ -93,6 +93,7 @@ struct sipp__remote {
     char **headers;  /* "Name: value" lines sent with every request (credentials included) */
     size_t n_headers;
     uint32_t connect_ms, total_ms, idle_ms;
+    bool allow_private; /* allow_private_network: the network policy of its connections */
     sipp__http *http;
     pthread_mutex_t mu;
     pthread_cond_t cv;

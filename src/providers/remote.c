@@ -160,8 +160,10 @@ static sipp_status add_static_headers(sipp__remote *rm, const char *const *heade
 /* The part of endpoint creation every kind shares. */
 static sipp_status remote_alloc(const sipp__dialect *d, const char *model, const char *base,
                                 uint32_t connect_ms, uint32_t total_ms, uint32_t idle_ms,
-                                sipp__http *http, sipp__remote **out, sipp_error *err) {
-    sipp_status st = sipp__http_url_check(base, err);
+                                bool allow_private, sipp__http *http, sipp__remote **out,
+                                sipp_error *err) {
+    sipp_status st =
+        sipp__http_url_check_ex(base, allow_private ? SIPP__URL_ALLOW_PRIVATE : 0, err);
     if (st != SIPP_OK) return st;
     sipp__remote *rm = calloc(1, sizeof *rm);
     if (!rm) return oom(err);
@@ -179,6 +181,7 @@ static sipp_status remote_alloc(const sipp__dialect *d, const char *model, const
     rm->connect_ms = connect_ms ? connect_ms : DEFAULT_CONNECT_MS;
     rm->total_ms = total_ms;
     rm->idle_ms = idle_ms ? idle_ms : DEFAULT_IDLE_MS;
+    rm->allow_private = allow_private;
     rm->http = http;
     *out = rm;
     return SIPP_OK;
@@ -232,7 +235,7 @@ sipp_status sipp__remote_new_provider(const sipp_provider_params *params, sipp__
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "provider: version is empty or malformed");
     sipp__remote *rm = NULL;
     st = remote_alloc(d, p.model, base, p.connect_timeout_ms, p.request_timeout_ms,
-                      p.idle_timeout_ms, http, &rm, err);
+                      p.idle_timeout_ms, p.allow_private_network, http, &rm, err);
     if (st != SIPP_OK) return st;
     static const char *const reserved[] = {"Authorization", "x-api-key", "anthropic-version",
                                            "Content-Type", "Accept", "Content-Length", NULL};
@@ -256,7 +259,9 @@ sipp_status sipp__remote_new_gateway(const sipp_gateway_params *params, sipp__ht
                                      sipp__remote **out, sipp_error *err) {
     if (!params) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "gateway params are required");
     sipp_gateway_params p = sipp_gateway_params_default();
-    sipp_status st = sipp__params_in(&p, sizeof p, params, sizeof p, "gateway params", err);
+    sipp_status st = sipp__params_in(&p, sizeof p, params,
+                                     offsetof(sipp_gateway_params, allow_private_network),
+                                     "gateway params", err);
     if (st != SIPP_OK) return st;
     if (!p.base_url) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "gateway: base_url is required");
     if (!p.target || !p.target[0])
@@ -280,7 +285,8 @@ sipp_status sipp__remote_new_gateway(const sipp_gateway_params *params, sipp__ht
                           "gateway: auth HEADER needs a valid auth_header name");
     sipp__remote *rm = NULL;
     st = remote_alloc(&sipp__dialect_gateway, p.target, p.base_url, p.connect_timeout_ms,
-                      p.request_timeout_ms, p.idle_timeout_ms, http, &rm, err);
+                      p.request_timeout_ms, p.idle_timeout_ms, p.allow_private_network, http,
+                      &rm, err);
     if (st != SIPP_OK) return st;
     static const char *const reserved[] = {"Authorization", "Content-Type", "Accept",
                                            "Content-Length", NULL};
@@ -536,6 +542,8 @@ static void h_done(sipp_status st, const char *message, void *ud) {
                       SIPP_FINISH_NONE);
     } else if (st == SIPP_TIMEOUT) {
         remote_finish(rr, SIPP_UPSTREAM_TIMEOUT, message, SIPP_FINISH_NONE);
+    } else if (st == SIPP_INVALID_ARGUMENT) { /* the network policy refused the address */
+        remote_finish(rr, SIPP_INVALID_ARGUMENT, message, SIPP_FINISH_NONE);
     } else if (st != SIPP_OK) {
         remote_finish(rr, SIPP_TRANSPORT, message, SIPP_FINISH_NONE);
     } else if (rr->status >= 400) {
@@ -653,7 +661,7 @@ static sipp_status start(sipp__remote *rm, sipp__remote_op op, bool normalize, c
     for (size_t i = 0; i < rm->n_headers; i++) headers[n_headers++] = rm->headers[i];
     if (id_header) headers[n_headers++] = id_header;
     sipp__http_request req = {"POST", url, headers, n_headers, text, strlen(text),
-                              rm->connect_ms, rm->total_ms, rm->idle_ms};
+                              rm->connect_ms, rm->total_ms, rm->idle_ms, rm->allow_private};
     sipp__http_handlers h = {h_status, h_header, h_body, h_abort, h_done};
     rr->t_submit = sipp__now_ms();
     pthread_mutex_lock(&rm->mu);

@@ -121,6 +121,75 @@ static void extra_json_rules(void **state) {
     sipp_client_free(c);
 }
 
+/* H1 (SSRF): the network policy on IP-literal base URLs, at registration (nothing is sent).
+ * Loopback and public addresses pass; private and link-local ones only with
+ * allow_private_network; metadata and reserved addresses never. A refused URL fails at once
+ * with INVALID_ARGUMENT naming the address and why. */
+static void network_policy_on_base_urls(void **state) {
+    (void)state;
+    sipp_client *c = NULL;
+    assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+    sipp_error err = sipp_error_default();
+    sipp_provider_params pp = sipp_provider_params_default();
+    pp.model = "m";
+    static const struct {
+        const char *url;
+        sipp_status by_default, allowed; /* without / with allow_private_network */
+        const char *why;                 /* in the default refusal */
+    } cases[] = {
+        {"https://169.254.169.254/latest/meta-data", SIPP_INVALID_ARGUMENT, SIPP_INVALID_ARGUMENT, "metadata"},
+        {"http://169.254.169.254/v1", SIPP_INVALID_ARGUMENT, SIPP_INVALID_ARGUMENT, "loopback"},
+        {"https://[fd00:ec2::254]/v1", SIPP_INVALID_ARGUMENT, SIPP_INVALID_ARGUMENT, "metadata"},
+        {"https://[::ffff:169.254.169.254]/v1", SIPP_INVALID_ARGUMENT, SIPP_INVALID_ARGUMENT, "metadata"},
+        {"https://100.100.100.200/v1", SIPP_INVALID_ARGUMENT, SIPP_INVALID_ARGUMENT, "metadata"},
+        {"https://10.0.0.1/v1", SIPP_INVALID_ARGUMENT, SIPP_OK, "private-network"},
+        {"https://172.16.5.4/v1", SIPP_INVALID_ARGUMENT, SIPP_OK, "private-network"},
+        {"https://192.168.1.10:8000/v1", SIPP_INVALID_ARGUMENT, SIPP_OK, "private-network"},
+        {"https://[fd12:3456::1]/v1", SIPP_INVALID_ARGUMENT, SIPP_OK, "private-network"},
+        {"https://169.254.10.1/v1", SIPP_INVALID_ARGUMENT, SIPP_OK, "link-local"},
+        {"https://[fe80::1]/v1", SIPP_INVALID_ARGUMENT, SIPP_OK, "link-local"},
+        {"http://10.1.2.3:8000/v1", SIPP_INVALID_ARGUMENT, SIPP_OK, "loopback"}, /* plain http */
+        {"https://0.0.0.0/v1", SIPP_INVALID_ARGUMENT, SIPP_INVALID_ARGUMENT, "not a server"},
+        {"https://224.0.0.1/v1", SIPP_INVALID_ARGUMENT, SIPP_INVALID_ARGUMENT, "not a server"},
+        {"http://8.8.8.8/v1", SIPP_INVALID_ARGUMENT, SIPP_INVALID_ARGUMENT, "loopback"},
+        {"file:///etc/passwd", SIPP_INVALID_ARGUMENT, SIPP_INVALID_ARGUMENT, "http or https"},
+        {"gopher://127.0.0.1/", SIPP_INVALID_ARGUMENT, SIPP_INVALID_ARGUMENT, "http or https"},
+        {"http://127.0.0.1:8080/v1", SIPP_OK, SIPP_OK, NULL},
+        {"http://[::1]:8080/v1", SIPP_OK, SIPP_OK, NULL},
+        {"https://8.8.8.8/v1", SIPP_OK, SIPP_OK, NULL},
+        {"https://api.example.com/v1", SIPP_OK, SIPP_OK, NULL}, /* names: checked at connect */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pp.base_url = cases[i].url;
+        pp.allow_private_network = false;
+        sipp_status st = sipp_client_add_provider(c, "p", &pp, NULL, &err);
+        if (st != cases[i].by_default) fail_msg("%s: got %d (%s)", cases[i].url, st, err.message);
+        if (cases[i].why && !strstr(err.message, cases[i].why))
+            fail_msg("%s: message '%s' lacks '%s'", cases[i].url, err.message, cases[i].why);
+        pp.allow_private_network = true;
+        st = sipp_client_add_provider(c, "p", &pp, NULL, &err);
+        if (st != cases[i].allowed) fail_msg("%s (allowed): got %d (%s)", cases[i].url, st, err.message);
+    }
+    /* the gateway endpoint follows the same policy */
+    sipp_gateway_params gp = sipp_gateway_params_default();
+    gp.auth = SIPP_GATEWAY_AUTH_NONE;
+    gp.target = "t";
+    gp.base_url = "https://10.0.0.1";
+    assert_int_equal(add_gateway(c, &gp, &err), SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "allow_private_network"));
+    gp.allow_private_network = true;
+    assert_int_equal(add_gateway(c, &gp, &err), SIPP_OK);
+    gp.base_url = "https://169.254.169.254";
+    assert_int_equal(add_gateway(c, &gp, &err), SIPP_INVALID_ARGUMENT);
+    /* a caller built against the header before the field: the default (refuse) applies */
+    gp.struct_size = (uint32_t)offsetof(sipp_gateway_params, allow_private_network);
+    gp.base_url = "https://10.0.0.1";
+    assert_int_equal(add_gateway(c, &gp, &err), SIPP_INVALID_ARGUMENT);
+    gp.base_url = "http://127.0.0.1:9";
+    assert_int_equal(add_gateway(c, &gp, &err), SIPP_OK);
+    sipp_client_free(c);
+}
+
 /* A caller compiled against the first header has no extra_json field: its struct_size is
  * smaller, and the missing fields take their defaults. */
 static void older_smaller_params_are_accepted(void **state) {
@@ -149,6 +218,7 @@ int main(void) {
         cmocka_unit_test(provider_params_are_validated),
         cmocka_unit_test(extra_json_rules),
         cmocka_unit_test(older_smaller_params_are_accepted),
+        cmocka_unit_test(network_policy_on_base_urls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

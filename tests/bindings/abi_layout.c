@@ -62,13 +62,14 @@ int main(void) {
     F(sipp_provider_params, api_key); F(sipp_provider_params, api_key_env);
     F(sipp_provider_params, connect_timeout_ms); F(sipp_provider_params, request_timeout_ms);
     F(sipp_provider_params, idle_timeout_ms); F(sipp_provider_params, version);
-    F(sipp_provider_params, headers); L(sipp_provider_params, n_headers);
+    F(sipp_provider_params, headers); F(sipp_provider_params, n_headers);
+    L(sipp_provider_params, allow_private_network);
     S(sipp_gateway_params); F(sipp_gateway_params, struct_size); F(sipp_gateway_params, base_url);
     F(sipp_gateway_params, target); F(sipp_gateway_params, auth); F(sipp_gateway_params, token);
     F(sipp_gateway_params, token_env); F(sipp_gateway_params, auth_header);
     F(sipp_gateway_params, headers); F(sipp_gateway_params, n_headers);
     F(sipp_gateway_params, connect_timeout_ms); F(sipp_gateway_params, request_timeout_ms);
-    L(sipp_gateway_params, idle_timeout_ms);
+    F(sipp_gateway_params, idle_timeout_ms); L(sipp_gateway_params, allow_private_network);
     S(sipp_endpoint_info); F(sipp_endpoint_info, struct_size); F(sipp_endpoint_info, can_generate);
     F(sipp_endpoint_info, can_chat); F(sipp_endpoint_info, can_embed); F(sipp_endpoint_info, n_ctx);
     F(sipp_endpoint_info, n_ctx_train); F(sipp_endpoint_info, n_embd);

@@ -174,6 +174,7 @@ static const field_def provider_fields[] = {
     FIELD(sipp_provider_params, "requestTimeoutMs", F_U32, request_timeout_ms),
     FIELD(sipp_provider_params, "idleTimeoutMs", F_U32, idle_timeout_ms),
     FIELD(sipp_provider_params, "version", F_STR, version),
+    FIELD(sipp_provider_params, "allowPrivateNetwork", F_BOOL, allow_private_network),
     {NULL, 0, 0}};
 
 static const field_def gateway_fields[] = {
@@ -185,6 +186,7 @@ static const field_def gateway_fields[] = {
     FIELD(sipp_gateway_params, "connectTimeoutMs", F_U32, connect_timeout_ms),
     FIELD(sipp_gateway_params, "requestTimeoutMs", F_U32, request_timeout_ms),
     FIELD(sipp_gateway_params, "idleTimeoutMs", F_U32, idle_timeout_ms),
+    FIELD(sipp_gateway_params, "allowPrivateNetwork", F_BOOL, allow_private_network),
     {NULL, 0, 0}};
 
 static const field_def embed_fields[] = {

@@ -747,7 +747,8 @@ class Client(_Closing):
         Nothing is sent until the first request. `headers`: static headers sent with every
         request, {name: value} or "Name: value" lines (treated as secrets). `params`:
         connect_timeout_ms, request_timeout_ms, idle_timeout_ms, version (Anthropic's
-        anthropic-version) and any later field of sipp_provider_params."""
+        anthropic-version), allow_private_network (private and link-local addresses, refused by
+        default) and any later field of sipp_provider_params."""
         if kind not in _ffi.PROVIDER_KINDS:
             raise _invalid(f"provider kind must be one of {', '.join(_ffi.PROVIDER_KINDS)}")
         keep: list = []
@@ -769,8 +770,8 @@ class Client(_Closing):
         `target` its target name. `auth`: "bearer" (default; `Authorization: Bearer <token>`),
         "header" (`<auth_header>: <token>`) or "none". The token is `token`, else the environment
         variable `token_env` (default SIPP_GATEWAY_TOKEN); it never appears in errors. `headers`
-        as for add_provider. `params`: connect_timeout_ms, request_timeout_ms, idle_timeout_ms.
-        Nothing is sent until the first request."""
+        as for add_provider. `params`: connect_timeout_ms, request_timeout_ms, idle_timeout_ms,
+        allow_private_network. Nothing is sent until the first request."""
         if auth not in _ffi.GATEWAY_AUTH:
             raise _invalid(f"gateway auth must be one of {', '.join(_ffi.GATEWAY_AUTH)}")
         keep: list = []

@@ -92,7 +92,8 @@ class ProviderParams(Structure):
                 ("base_url", c_char_p), ("api_key", c_char_p), ("api_key_env", c_char_p),
                 ("connect_timeout_ms", c_uint32), ("request_timeout_ms", c_uint32),
                 ("idle_timeout_ms", c_uint32), ("version", c_char_p),
-                ("headers", POINTER(c_char_p)), ("n_headers", c_size_t)]
+                ("headers", POINTER(c_char_p)), ("n_headers", c_size_t),
+                ("allow_private_network", c_bool)]
 
 
 class GatewayParams(Structure):
@@ -100,7 +101,8 @@ class GatewayParams(Structure):
                 ("auth", c_int), ("token", c_char_p), ("token_env", c_char_p),
                 ("auth_header", c_char_p), ("headers", POINTER(c_char_p)),
                 ("n_headers", c_size_t), ("connect_timeout_ms", c_uint32),
-                ("request_timeout_ms", c_uint32), ("idle_timeout_ms", c_uint32)]
+                ("request_timeout_ms", c_uint32), ("idle_timeout_ms", c_uint32),
+                ("allow_private_network", c_bool)]
 
 
 class EndpointInfo(Structure):

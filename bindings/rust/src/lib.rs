@@ -353,6 +353,8 @@ pub struct ProviderOptions {
     pub version: Option<String>,
     /// Static headers, "Name: value" lines (values are secrets).
     pub headers: Vec<String>,
+    /// Allow private-network and link-local addresses (and plain http to them).
+    pub allow_private_network: bool,
 }
 
 setters!(ProviderOptions { connect_timeout_ms: u32, request_timeout_ms: u32, idle_timeout_ms: u32 }
@@ -363,7 +365,14 @@ impl ProviderOptions {
     pub fn new(kind: ProviderKind, model: impl Into<String>) -> Self {
         ProviderOptions { kind, model: model.into(), base_url: None, api_key: None,
                           api_key_env: None, connect_timeout_ms: None, request_timeout_ms: None,
-                          idle_timeout_ms: None, version: None, headers: Vec::new() }
+                          idle_timeout_ms: None, version: None, headers: Vec::new(),
+                          allow_private_network: false }
+    }
+
+    /// Allows (or refuses, the default) private-network and link-local addresses.
+    pub fn allow_private_network(mut self, yes: bool) -> Self {
+        self.allow_private_network = yes;
+        self
     }
 
     /// Adds a static header sent with every request.
@@ -416,6 +425,8 @@ pub struct GatewayOptions {
     pub connect_timeout_ms: Option<u32>,
     pub request_timeout_ms: Option<u32>,
     pub idle_timeout_ms: Option<u32>,
+    /// Allow private-network and link-local addresses (and plain http to them).
+    pub allow_private_network: bool,
 }
 
 setters!(GatewayOptions { connect_timeout_ms: u32, request_timeout_ms: u32, idle_timeout_ms: u32 }
@@ -426,7 +437,14 @@ impl GatewayOptions {
     pub fn new(base_url: impl Into<String>, target: impl Into<String>) -> Self {
         GatewayOptions { base_url: base_url.into(), target: target.into(), auth: GatewayAuth::Bearer,
                          token: None, token_env: None, headers: Vec::new(), connect_timeout_ms: None,
-                         request_timeout_ms: None, idle_timeout_ms: None }
+                         request_timeout_ms: None, idle_timeout_ms: None,
+                         allow_private_network: false }
+    }
+
+    /// Allows (or refuses, the default) private-network and link-local addresses.
+    pub fn allow_private_network(mut self, yes: bool) -> Self {
+        self.allow_private_network = yes;
+        self
     }
 
     /// Sets how the token is sent.
@@ -629,6 +647,7 @@ impl Client {
         p.api_key_env = keep.opt(&o.api_key_env, "api_key_env")?;
         p.version = keep.opt(&o.version, "version")?;
         (p.headers, p.n_headers) = keep.array(&o.headers, "header")?;
+        p.allow_private_network = o.allow_private_network;
         macro_rules! copy { ($($f:ident),*) => { $( if let Some(v) = o.$f { p.$f = v; } )* } }
         copy!(connect_timeout_ms, request_timeout_ms, idle_timeout_ms);
         let mut raw = ptr::null_mut();
@@ -672,6 +691,7 @@ impl Client {
         p.token = keep.opt(&o.token, "token")?;
         p.token_env = keep.opt(&o.token_env, "token_env")?;
         (p.headers, p.n_headers) = keep.array(&o.headers, "header")?;
+        p.allow_private_network = o.allow_private_network;
         macro_rules! copy { ($($f:ident),*) => { $( if let Some(v) = o.$f { p.$f = v; } )* } }
         copy!(connect_timeout_ms, request_timeout_ms, idle_timeout_ms);
         let mut raw = ptr::null_mut();

@@ -86,6 +86,7 @@ pub struct sipp_provider_params {
     pub version: *const c_char,
     pub headers: *const *const c_char,
     pub n_headers: usize,
+    pub allow_private_network: bool,
 }
 
 pub const SIPP_GATEWAY_AUTH_NONE: c_int = 0;
@@ -106,6 +107,7 @@ pub struct sipp_gateway_params {
     pub connect_timeout_ms: u32,
     pub request_timeout_ms: u32,
     pub idle_timeout_ms: u32,
+    pub allow_private_network: bool,
 }
 
 #[repr(C)]

@@ -1,0 +1,148 @@
+/*
+ * test_net_policy.c — the outbound network policy (src/http/net_policy.c): the class of each
+ * kind of address, what each class may reach, and the enforcement at connect time in the HTTP
+ * client (libcurl's open-socket callback), which is what stops a host name that resolves (or
+ * re-resolves, DNS rebinding) to a refused address. The connect-time cases use IP literals
+ * straight through sipp__http_start, past the registration check, so the callback is the only
+ * thing that can refuse them; a refused address is never connected to, so no network is needed.
+ */
+#define _GNU_SOURCE
+#include "http/http_int.h"
+
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static sipp__net_class cls(const char *text) {
+    uint8_t a[16];
+    int fam;
+    if (!sipp__net_host_literal(text, &fam, a)) fail_msg("not a literal: %s", text);
+    return sipp__net_classify(fam, a);
+}
+
+static void classes(void **state) {
+    (void)state;
+    static const struct {
+        const char *addr;
+        sipp__net_class want;
+    } cases[] = {
+        {"127.0.0.1", SIPP__NET_LOOPBACK},       {"127.255.0.9", SIPP__NET_LOOPBACK},
+        {"[::1]", SIPP__NET_LOOPBACK},           {"::ffff:127.0.0.1", SIPP__NET_LOOPBACK},
+        {"10.0.0.1", SIPP__NET_PRIVATE},         {"172.16.0.1", SIPP__NET_PRIVATE},
+        {"172.31.255.255", SIPP__NET_PRIVATE},   {"172.32.0.1", SIPP__NET_PUBLIC},
+        {"192.168.0.1", SIPP__NET_PRIVATE},      {"100.64.0.1", SIPP__NET_PRIVATE},
+        {"100.128.0.1", SIPP__NET_PUBLIC},       {"fc00::1", SIPP__NET_PRIVATE},
+        {"fd12:3456::1", SIPP__NET_PRIVATE},     {"::ffff:10.1.2.3", SIPP__NET_PRIVATE},
+        {"64:ff9b::a00:1", SIPP__NET_PRIVATE},   /* NAT64 of 10.0.0.1 */
+        {"169.254.1.1", SIPP__NET_LINK_LOCAL},   {"fe80::1", SIPP__NET_LINK_LOCAL},
+        {"[fe80::1%25eth0]", SIPP__NET_LINK_LOCAL},
+        {"169.254.169.254", SIPP__NET_METADATA}, {"169.254.170.2", SIPP__NET_METADATA},
+        {"fd00:ec2::254", SIPP__NET_METADATA},   {"100.100.100.200", SIPP__NET_METADATA},
+        {"::ffff:169.254.169.254", SIPP__NET_METADATA},
+        {"0.0.0.0", SIPP__NET_RESERVED},         {"::", SIPP__NET_RESERVED},
+        {"224.0.0.1", SIPP__NET_RESERVED},       {"255.255.255.255", SIPP__NET_RESERVED},
+        {"ff02::1", SIPP__NET_RESERVED},         {"::10.0.0.1", SIPP__NET_RESERVED},
+        {"8.8.8.8", SIPP__NET_PUBLIC},           {"2606:4700::1111", SIPP__NET_PUBLIC},
+        {"192.0.2.2", SIPP__NET_PUBLIC},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (cls(cases[i].addr) != cases[i].want)
+            fail_msg("%s: class %d, want %d", cases[i].addr, cls(cases[i].addr), cases[i].want);
+    uint8_t a[16];
+    int fam;
+    assert_false(sipp__net_host_literal("api.openai.com", &fam, a));
+    assert_false(sipp__net_host_literal("10.0.0.1.nip.io", &fam, a));
+}
+
+static void refusals(void **state) {
+    (void)state;
+    assert_null(sipp__net_refusal(SIPP__NET_PUBLIC, false));
+    assert_null(sipp__net_refusal(SIPP__NET_LOOPBACK, false));
+    assert_non_null(sipp__net_refusal(SIPP__NET_PRIVATE, false));
+    assert_null(sipp__net_refusal(SIPP__NET_PRIVATE, true));
+    assert_non_null(sipp__net_refusal(SIPP__NET_LINK_LOCAL, false));
+    assert_null(sipp__net_refusal(SIPP__NET_LINK_LOCAL, true));
+    assert_non_null(strstr(sipp__net_refusal(SIPP__NET_METADATA, true), "metadata"));
+    assert_non_null(sipp__net_refusal(SIPP__NET_RESERVED, true));
+}
+
+/* ---- connect time ---------------------------------------------------------------------- */
+
+typedef struct done {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool ended;
+    sipp_status st;
+    char msg[256];
+} done;
+
+static void on_done(sipp_status st, const char *message, void *ud) {
+    done *d = ud;
+    pthread_mutex_lock(&d->mu);
+    d->st = st;
+    snprintf(d->msg, sizeof d->msg, "%s", message ? message : "");
+    d->ended = true;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* One GET through the transfer thread; returns its end status (message in d->msg). */
+static sipp_status fetch(sipp__http *h, const char *url, bool allow_private, done *d) {
+    memset(d, 0, sizeof *d);
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    sipp__http_request req = {.method = "GET", .url = url, .connect_timeout_ms = 500,
+                              .total_timeout_ms = 2000, .allow_private_network = allow_private};
+    sipp__http_handlers hd = {.on_done = on_done};
+    sipp_error err = sipp_error_default();
+    assert_int_equal(sipp__http_start(h, &req, &hd, d, &err), SIPP_OK);
+    pthread_mutex_lock(&d->mu);
+    while (!d->ended) pthread_cond_wait(&d->cv, &d->mu);
+    pthread_mutex_unlock(&d->mu);
+    pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->cv);
+    return d->st;
+}
+
+static void refused_at_connect_time(void **state) {
+    (void)state;
+    sipp__http *h = NULL;
+    assert_int_equal(sipp__http_new(&h, NULL), SIPP_OK);
+    done d;
+    assert_int_equal(fetch(h, "http://169.254.169.254/latest/meta-data/", true, &d),
+                     SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(d.msg, "refused to connect to 169.254.169.254"));
+    assert_non_null(strstr(d.msg, "metadata"));
+    assert_int_equal(fetch(h, "https://10.0.0.1/v1", false, &d), SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(d.msg, "allow_private_network"));
+    assert_int_equal(fetch(h, "https://[fe80::1]/v1", false, &d), SIPP_INVALID_ARGUMENT);
+    assert_int_equal(fetch(h, "https://[::ffff:10.0.0.1]/v1", false, &d), SIPP_INVALID_ARGUMENT);
+    assert_int_equal(fetch(h, "http://0.0.0.0:1/", true, &d), SIPP_INVALID_ARGUMENT);
+    /* plain http goes only to loopback or (allowed) private addresses */
+    assert_int_equal(fetch(h, "http://8.8.8.8/", true, &d), SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(d.msg, "plain http"));
+    /* allowed: loopback is connected to (nothing listens on port 1: a transport error) */
+    assert_int_equal(fetch(h, "http://127.0.0.1:1/", false, &d), SIPP_IO);
+    assert_null(strstr(d.msg, "refused to connect to"));
+    /* a private address with the flag: the policy lets it through (whatever the network does) */
+    fetch(h, "http://10.255.255.1:9/", true, &d);
+    assert_null(strstr(d.msg, "refused to connect to"));
+    /* "localhost" is a name: resolved, then checked (loopback: allowed) */
+    assert_int_equal(fetch(h, "http://localhost:1/", false, &d), SIPP_IO);
+    sipp__http_free(h);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(classes),
+        cmocka_unit_test(refusals),
+        cmocka_unit_test(refused_at_connect_time),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
