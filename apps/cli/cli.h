@@ -33,6 +33,7 @@ typedef struct cli_options {
     const char *remote_model;
     const char *api_key_env;
     uint32_t request_timeout_ms, idle_timeout_ms;
+    bool allow_private_network; /* --allow-private-network */
     const char *stops[SIPP_MAX_STOP_STRINGS];
     size_t n_stop;
     sipp_text_params text;

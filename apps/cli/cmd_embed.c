@@ -19,7 +19,7 @@ static const char usage[] =
     "  --provider P --base-url URL --remote-model NAME [--api-key-env VAR]   a provider instead\n"
     "  --gateway URL --target NAME [--token-env VAR]   a Sipp gateway instead\n"
     "  --extra-json JSON         extra request fields for the remote API\n"
-    "  --header 'Name: value', --request-id ID   as in `sipp query --help`\n"
+    "  --header 'Name: value', --request-id ID, --allow-private-network   as in `sipp query --help`\n"
     "  --json                    print {\"embedding\": [...], \"dims\": N, \"normalized\": bool}\n"
     "  --stats                   print timings to stderr\n"
     "  -h, --help                show this help\n";

@@ -51,6 +51,8 @@ static const char query_usage[] =
     "                            '{\"presence_penalty\":0.5}' (typed fields are refused)\n"
     "  --request-timeout-ms N    whole-request limit (default none)\n"
     "  --idle-timeout-ms N       limit of silence within a stream (default 60000)\n"
+    "  --allow-private-network   let the remote endpoint be on a private or link-local\n"
+    "                            address (10.x, 192.168.x, fd00::/8...), plain http included\n"
     "output:\n"
     "  --json                    print one JSON object: text, finish_reason, usage, stats\n"
     "  --stats                   print timings to stderr after the answer\n"

@@ -107,7 +107,7 @@ enum {
     OPT_BATCH_SIZE, OPT_GPU_LAYERS, OPT_CONTEXT_KEY, OPT_JSON, OPT_STATS, OPT_NO_NORMALIZE,
     OPT_CACHE_DIR, OPT_CONTEXT_SHIFT, OPT_PROVIDER, OPT_BASE_URL, OPT_REMOTE_MODEL, OPT_API_KEY_ENV,
     OPT_REQUEST_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_GATEWAY, OPT_TARGET, OPT_TOKEN_ENV, OPT_EXTRA_JSON,
-    OPT_HEADER, OPT_REQUEST_ID,
+    OPT_HEADER, OPT_REQUEST_ID, OPT_ALLOW_PRIVATE,
 };
 
 static const struct option long_opts[] = {
@@ -136,6 +136,7 @@ static const struct option long_opts[] = {
     {"api-key-env", required_argument, 0, OPT_API_KEY_ENV},
     {"request-timeout-ms", required_argument, 0, OPT_REQUEST_TIMEOUT},
     {"idle-timeout-ms", required_argument, 0, OPT_IDLE_TIMEOUT},
+    {"allow-private-network", no_argument, 0, OPT_ALLOW_PRIVATE},
     {"gateway", required_argument, 0, OPT_GATEWAY},
     {"target", required_argument, 0, OPT_TARGET},
     {"token-env", required_argument, 0, OPT_TOKEN_ENV},
@@ -231,6 +232,7 @@ static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name
         if (!parse_long(name, arg, 0, INT_MAX, &v)) return false;
         o->idle_timeout_ms = (uint32_t)v;
         return true;
+    case OPT_ALLOW_PRIVATE: o->allow_private_network = true; return true;
     case OPT_GATEWAY: o->gateway = arg; return true;
     case OPT_TARGET: o->target = arg; return true;
     case OPT_TOKEN_ENV: o->token_env = arg; return true;
@@ -424,6 +426,7 @@ int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep) {
             pp.api_key_env = o->api_key_env;
             pp.request_timeout_ms = o->request_timeout_ms;
             pp.idle_timeout_ms = o->idle_timeout_ms;
+            pp.allow_private_network = o->allow_private_network;
             pp.headers = o->headers;
             pp.n_headers = o->n_headers;
             st = sipp_client_add_provider(*client, "remote", &pp, ep, &err);
@@ -437,6 +440,7 @@ int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep) {
             if (!o->token_env && !getenv(env)) gp.auth = SIPP_GATEWAY_AUTH_NONE;
             gp.request_timeout_ms = o->request_timeout_ms;
             gp.idle_timeout_ms = o->idle_timeout_ms;
+            gp.allow_private_network = o->allow_private_network;
             gp.headers = o->headers;
             gp.n_headers = o->n_headers;
             st = sipp_client_add_gateway(*client, "remote", &gp, ep, &err);

@@ -321,9 +321,38 @@ static void live_unlink(sipp__remote *rm, sipp__remote_run *rr) {
     pthread_mutex_unlock(&rm->mu);
 }
 
+/* Replaces every occurrence of `secret` (when long enough to be one) in `buf` with "***". */
+static void redact_one(char *buf, const char *secret, size_t len) {
+    if (len < 6) return; /* short values ("1", "json") are not secrets and would maul the text */
+    for (char *p = buf; (p = strstr(p, secret)) != NULL;) {
+        memcpy(p, "***", 3);
+        memmove(p + 3, p + len, strlen(p + len) + 1);
+        p += 3;
+    }
+}
+
+/* A peer may quote the credentials it was sent in its error message (a careless
+ * OpenAI-compatible server, a proxy). The endpoint's header values, and the token after
+ * "Bearer ", never reach a message: they are cut out here, whatever the peer said. */
+static void redact_secrets(const sipp__remote *rm, char *buf) {
+    for (size_t i = 0; i < rm->n_headers; i++) {
+        const char *v = strchr(rm->headers[i], ':');
+        if (!v) continue;
+        for (v++; *v == ' '; v++) {}
+        redact_one(buf, v, strlen(v));
+        if (strncasecmp(v, "Bearer ", 7) == 0) redact_one(buf, v + 7, strlen(v + 7));
+    }
+}
+
 /* Finishes the run, leaves the endpoint's live list and frees the remote run. */
 static void remote_finish(sipp__remote_run *rr, sipp_status st, const char *msg,
                           sipp_finish_reason reason) {
+    char clean[SIPP_ERROR_MESSAGE_CAP];
+    if (msg) {
+        snprintf(clean, sizeof clean, "%s", msg);
+        redact_secrets(rr->rm, clean);
+        msg = clean;
+    }
     double now = sipp__now_ms();
     sipp_stats stats = {.struct_size = sizeof stats};
     stats.total_ms = now - rr->t_submit;
@@ -501,9 +530,13 @@ static void finish_http_error(sipp__remote_run *rr) {
     if (rr->retry_after) snprintf(retry, sizeof retry, " (retry after %u s)", rr->retry_after);
     if (code && strcmp(code, sipp_status_name(st)) != 0)
         snprintf(code_note, sizeof code_note, " [%.48s]", code);
+    /* secrets out before the cut below, so none survives as a truncated prefix */
+    char peer[1024];
+    snprintf(peer, sizeof peer, "%s", msg ? msg : "(no message)");
+    redact_secrets(rr->rm, peer);
     sipp_error full = sipp_error_default(); /* formats and truncates to the message cap */
     sipp__fail(&full, st, 0, "%s answered %ld (%s)%s: %.160s%s", rr->rm->dialect->name,
-               rr->status, sipp_status_name(st), retry, msg ? msg : "(no message)", code_note);
+               rr->status, sipp_status_name(st), retry, peer, code_note);
     json_decref(j);
     remote_finish(rr, st, full.message, SIPP_FINISH_NONE);
 }

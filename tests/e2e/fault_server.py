@@ -59,6 +59,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         err = {"error": {"message": "scripted failure", "type": "test", "code": None}}
         if scenario == "unauthorized":
             self._json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})
+        elif scenario == "echo_key":  # a careless peer that quotes the credential back
+            auth = self.headers.get("Authorization", "")
+            self._json(401, {"error": {"message": f"Incorrect API key provided: {auth} (header {auth.split(' ')[-1]})",
+                                       "type": "invalid_request_error", "code": "invalid_api_key"}})
         elif scenario == "rate_limited":
             self._json(429, err, [("Retry-After", "7"), ("x-request-id", "req-fault-429")])
         elif scenario == "quota":

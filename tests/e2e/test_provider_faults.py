@@ -62,3 +62,40 @@ def test_a_stalled_stream_hits_the_idle_timeout(sipp, faults):
     assert r.returncode == 1
     assert "timed out" in r.stderr
     assert took < 10
+
+
+def test_a_peer_that_quotes_the_key_back_has_it_cut_out(sipp, faults):
+    """H4/H5: a careless peer's 401 message carries the bearer header and the bare key; the
+    message reaches the user with both replaced, the rest of it kept."""
+    r, _ = chat(sipp, faults.url("echo_key"))
+    assert r.returncode == 1
+    assert "401 (authentication): Incorrect API key provided: ***" in r.stderr, r.stderr
+    assert SECRET not in r.stdout + r.stderr and SECRET[:12] not in r.stderr
+
+
+@pytest.mark.parametrize("url,needle", [
+    ("https://169.254.169.254/latest/meta-data", "cloud metadata service address"),
+    ("https://[fd00:ec2::254]/v1", "cloud metadata service address"),
+    ("https://10.0.0.1/v1", "private-network address (set allow_private_network"),
+    ("https://[fe80::1]/v1", "link-local address"),
+    ("http://192.168.1.20:8000/v1", "plain http is allowed only to loopback"),
+    ("file:///etc/passwd", "must be http or https"),
+])
+def test_ssrf_targets_refused_before_any_connection(sipp, url, needle):
+    """H1: metadata, private, link-local and non-http URLs fail at once with the reason."""
+    r = sipp("chat", "--provider", "openai_compatible", "--base-url", url, "--remote-model", "m",
+             "hi", timeout=10)
+    assert r.returncode == 1 and needle in r.stderr, r.stderr
+
+
+def test_allow_private_network_lets_a_lan_server_through(sipp):
+    """H1: with --allow-private-network the private address passes the policy (what the network
+    then does is not the policy's business: the refusal message must be absent); the metadata
+    address stays refused."""
+    r = sipp("chat", "--provider", "openai_compatible", "--base-url", "http://10.255.255.1:9/v1",
+             "--remote-model", "m", "--allow-private-network", "--request-timeout-ms", "1500", "hi",
+             timeout=20)
+    assert "allow_private_network" not in r.stderr and "refused to connect" not in r.stderr, r.stderr
+    r = sipp("chat", "--provider", "openai_compatible", "--base-url", "https://169.254.169.254/v1",
+             "--remote-model", "m", "--allow-private-network", "hi", timeout=10)
+    assert r.returncode == 1 and "cloud metadata" in r.stderr
