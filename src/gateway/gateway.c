@@ -377,8 +377,22 @@ static bool phase_rate_limit_ip(gw_req *r) {
     return true;
 }
 
+/* Credentials in the URL end up in access logs, proxies and browser history: a request that
+ * carries one in its query string is refused, whatever the token, even on an open gateway. */
+static bool phase_no_url_credentials(gw_req *r) {
+    static const char *const names[] = {"access_token", "api_key", "apikey", "api-key", "key",
+                                        "token", "auth", "authorization", "bearer", NULL};
+    for (const char *const *n = names; *n; n++)
+        if (sipp__httpd_has_query_arg(r->http, *n))
+            return fail_with(r, GW_AUTHENTICATION, NULL,
+                             "credentials in the query string ('%s') are not accepted; send "
+                             "'Authorization: Bearer <token>'", *n);
+    return true;
+}
+
 static bool phase_auth(gw_req *r) {
     sipp__gw *gw = r->gw;
+    if (!phase_no_url_credentials(r)) return false;
     if (gw->n_callers == 0) return true; /* no [[tokens]]: an open gateway */
     const char *h = sipp__httpd_header_get(r->http, "authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)

@@ -212,6 +212,22 @@ static void check_framing(sipp__httpd_req *r) {
     }
 }
 
+static enum MHD_Result add_header_bytes(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value) {
+    (void)kind;
+    size_t *n = cls;
+    *n += (key ? strlen(key) : 0) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+    return MHD_YES;
+}
+
+/* The request line and headers, in bytes as sent (near enough: folded whitespace aside). MHD's
+ * own limit is its connection memory pool, which is larger than max_header_bytes. */
+static size_t header_bytes(sipp__httpd_req *r, const char *url) {
+    size_t n = strlen(r->method) + strlen(url) + 12;
+    MHD_get_connection_values(r->c, MHD_HEADER_KIND, add_header_bytes, &n);
+    return n;
+}
+
 static void dispatch(sipp__httpd_req *r) {
     set_phase(r->s, r->cr, PHASE_ACTIVE);
     r->s->p.handler(r, r->s->p.user_data);
@@ -253,6 +269,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
                           sizeof r->peer);
         }
         set_phase(s, r->cr, PHASE_BODY);
+        if (s->p.max_header_bytes && header_bytes(r, url ? url : "/") > s->p.max_header_bytes) {
+            /* Refused here, before the handler: nothing of the request is trusted yet. */
+            static const char body[] = "{\"error\":{\"code\":\"header_too_large\",\"message\":"
+                                       "\"the request headers are larger than max_header_bytes\"}}";
+            sipp__httpd_header h = {"content-type", "application/json"};
+            r->reject = 431;
+            r->reject_msg = "the request headers are larger than max_header_bytes";
+            sipp__httpd_respond(r, 431, &h, 1, body, sizeof body - 1);
+            return MHD_YES;
+        }
         check_framing(r);
         /* Answer at once, without reading the body: MHD then closes the connection. */
         if (r->reject) dispatch(r);
@@ -313,6 +339,24 @@ const char *sipp__httpd_path(const sipp__httpd_req *r) { return r->path; }
 const char *sipp__httpd_header_get(const sipp__httpd_req *r, const char *name) {
     return MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, name);
 }
+static enum MHD_Result find_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value) {
+    (void)kind;
+    (void)value;
+    const char **want = cls;
+    if (*want && key && strcasecmp(key, *want) == 0) {
+        *want = NULL; /* found */
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+bool sipp__httpd_has_query_arg(const sipp__httpd_req *r, const char *name) {
+    const char *want = name;
+    MHD_get_connection_values(r->c, MHD_GET_ARGUMENT_KIND, find_arg, &want);
+    return want == NULL;
+}
+
 const char *sipp__httpd_body(const sipp__httpd_req *r, size_t *len) {
     *len = r->len;
     return r->body ? r->body : "";

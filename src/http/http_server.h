@@ -9,7 +9,7 @@
  *
  * The wrapper enforces what must happen before the handler: a header deadline and a body
  * deadline counted from the connection's first byte (slowloris), an idle timeout, a header
- * size limit, a body size limit, and framing rules (Content-Length with Transfer-Encoding, two
+ * size limit (431 answered here, before the handler), a body size limit, and framing rules (Content-Length with Transfer-Encoding, two
  * different Content-Lengths, a Transfer-Encoding other than chunked). A request that breaks the
  * body limit or the framing rules still reaches the handler, with sipp__httpd_rejected() set,
  * so the application answers in its own error format.
@@ -59,6 +59,8 @@ uint32_t sipp__httpd_connections(sipp__httpd *s);
 const char *sipp__httpd_method(const sipp__httpd_req *r);
 /* The path without the query string. */
 const char *sipp__httpd_path(const sipp__httpd_req *r);
+/* True when the query string has a parameter of this name (with or without a value). */
+bool sipp__httpd_has_query_arg(const sipp__httpd_req *r, const char *name);
 /* A request header by case-insensitive name, or NULL. */
 const char *sipp__httpd_header_get(const sipp__httpd_req *r, const char *name);
 const char *sipp__httpd_body(const sipp__httpd_req *r, size_t *len);

@@ -96,6 +96,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     time.sleep(0.05)
             except OSError:
                 pass
+        elif scenario == "silent_start":  # headers, then nothing for a long prefill
+            self._stream_start()
+            self.wfile.flush()
+            time.sleep(30)
         elif scenario == "stalls":
             self._stream_start()
             self.wfile.write(CHUNK.encode())

@@ -626,3 +626,270 @@ def test_example_configs_check():
         r = subprocess.run([str(GATEWAY), "check", "--config", str(f)], capture_output=True,
                            text=True, env={})
         assert r.returncode == 0, (f, r.stderr)
+
+
+# ---- HTTP layer: bad input on the wire (matrix F), raw sockets --------------------------------
+
+@pytest.fixture(scope="module")
+def hard(tmp_path_factory):
+    """A gateway with tight wire limits and no rate limit (raw requests all come from
+    127.0.0.1): 2 KiB of headers, a 1 s body deadline, 4 connections per client address."""
+    g = Gateway(tmp_path_factory.mktemp("hard"), story_target() + ALICE,
+                top="max_request_bytes = 4096\nmax_header_bytes = 2048\nheader_timeout_seconds = 3\n"
+                    "body_timeout_seconds = 1\nmax_connections_per_ip = 4\n", env=ENV)
+    yield g
+    assert g.stop() == 0
+
+
+def statuses(out):
+    return [int(x) for x in __import__("re").findall(rb"HTTP/1\.1 (\d{3}) ", out)]
+
+
+def hraw(g, data, wait=5.0):
+    """Sends `data` on a fresh connection and reads until the server closes it (or `wait`)."""
+    s = socket.create_connection(("127.0.0.1", g.port), timeout=wait)
+    t0 = time.time()
+    try:
+        s.sendall(data)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except socket.timeout:
+        out += b"<still open>"
+    except OSError:
+        pass
+    finally:
+        s.close()
+    return out, time.time() - t0
+
+
+AUTH = b"Authorization: Bearer " + SECRET_A.encode() + b"\r\n"
+QUERY = b'{"model":"story","prompt":"Once","max_tokens":1}'
+
+
+def still_serving(g):
+    st, _, b = g.post("/v1/query", {"model": "story", "prompt": "a", "max_tokens": 1}, token=SECRET_A)
+    assert st == 200, b
+
+
+def test_slow_body_closed_by_body_deadline(hard):
+    """F2: the headers arrive at once, the body one byte at a time: closed at body_timeout
+    (1 s) however steadily the bytes come."""
+    s = socket.create_connection(("127.0.0.1", hard.port), timeout=10)
+    s.sendall(b"POST /v1/query HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: 200\r\n\r\n")
+    t0, closed = time.time(), False
+    while time.time() - t0 < 6:
+        try:
+            s.sendall(b"{")
+            s.settimeout(0.25)
+            if s.recv(1024) == b"":
+                closed = True
+                break
+        except socket.timeout:
+            continue
+        except OSError:
+            closed = True
+            break
+    s.close()
+    assert closed and time.time() - t0 < 3.5
+    still_serving(hard)
+
+
+def test_header_limits(hard):
+    """F3: a long header line, many headers, headers over max_header_bytes in total: 431 and
+    close; a request line past MHD's buffer: 414."""
+    cases = [
+        b"X-Big: " + b"a" * 3000 + b"\r\n",                                   # one line
+        b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(30)),       # total
+        b"".join(b"X%d: v\r\n" % i for i in range(5000)),                     # count
+    ]
+    for extra in cases:
+        out, _ = hraw(hard, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + AUTH + extra + b"\r\n")
+        assert statuses(out) == [431], out[:200]
+        assert b'"header_too_large"' in out or b"Request Header Fields Too Large" in out
+    out, _ = hraw(hard, b"GET /v1/models?" + b"a" * 40000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert statuses(out) == [414], out[:200]
+    # just under the limit is fine
+    out, _ = hraw(hard, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + AUTH + b"X-Ok: " + b"a" * 1500 +
+                  b"\r\nConnection: close\r\n\r\n")
+    assert statuses(out) == [200], out[:200]
+
+
+def test_framing_variants_refused(hard):
+    """F5/F6: CL with TE, two differing Content-Lengths, TE other than exactly `chunked`:
+    400 in the JSON envelope, and the connection is closed (no second request is read)."""
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(QUERY), QUERY)
+    follow = b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n"
+    for framing, body in [
+        (b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n" % len(chunked), chunked),
+        (b"Content-Length: %d\r\nContent-Length: %d\r\n" % (len(QUERY), len(QUERY) + 1), QUERY + b" "),
+        (b"Transfer-Encoding: chunkedx\r\n", chunked),
+        (b"Transfer-Encoding: chunked, gzip\r\n", chunked),
+        (b"Transfer-Encoding: gzip, chunked\r\n", chunked),
+        (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", chunked),
+    ]:
+        out, took = hraw(hard, b"POST /v1/query HTTP/1.1\r\nHost: x\r\n" + AUTH + framing + b"\r\n" +
+                         body + follow)
+        assert statuses(out) == [400], (framing, out[:300])
+        assert b'"invalid_json"' in out and b"Connection: close" in out, out[:400]
+        assert took < 3  # closed at once, not at a timeout
+    # a Content-Length that is not a number never reaches Sipp: libmicrohttpd answers 400 itself
+    # (its 0.9.75 writes that status block twice) and closes; the next request is never read
+    for cl in (b"-5", b"1e3", b"0x10", b"99999999999999999999999"):
+        out, took = hraw(hard, b"POST /v1/query HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: " +
+                         cl + b"\r\n\r\n" + QUERY + follow)
+        assert statuses(out) and set(statuses(out)) <= {400, 413}, (cl, out[:300])
+        assert b"HTTP/1.1 200" not in out and took < 3, (cl, out[:300])
+    still_serving(hard)
+
+
+def test_malformed_chunked_bodies(hard):
+    """F7: chunk-size overflow, a chunk size of 2^64-1, bad CRLF after a chunk, a missing last
+    chunk, a 100 kB chunk extension: an error status or the body deadline closes it; never a
+    crash, and the server goes on."""
+    head = b"POST /v1/query HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Transfer-Encoding: chunked\r\n\r\n"
+    for body, want in [
+        (b"ffffffffffffffffffff\r\nhello\r\n0\r\n\r\n", {400, 413}),       # overflows 64 bits
+        (b"5\r\nhelloXX0\r\n\r\n", {400}),                                  # no CRLF after data
+        (b"5;" + b"e" * 100000 + b"\r\nhello\r\n0\r\n\r\n", {400, 413, 431, 500}),  # extension
+        (b"ffffffffffffffff\r\nhello\r\n0\r\n\r\n", {413, None}),           # 2^64-1: never ends
+        (b"5\r\nhello\r\n", {None}),                                        # no last chunk
+    ]:
+        out, took = hraw(hard, head + body, wait=6)
+        st = statuses(out)
+        got = st[0] if st else None
+        assert got in want and len(st) <= 1, (body[:30], out[:200])
+        assert b"<still open>" not in out and took < 4, (body[:30], took)
+    still_serving(hard)
+
+
+def test_pipelining_and_keep_alive_after_an_error(hard):
+    """F8: three pipelined requests get three answers in order; a request refused by the
+    application (400 bad JSON) keeps the connection, the next one on it is served."""
+    get = b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n"
+    out, _ = hraw(hard, get + b"GET /v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n" +
+                  get.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    assert statuses(out) == [200, 404, 200], out
+    bad = b"POST /v1/query HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: 9\r\n\r\n{not json"
+    out, _ = hraw(hard, bad + get.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    assert statuses(out) == [400, 200], out
+
+
+def test_huge_numbers_and_duplicate_keys(hard):
+    """F9: numbers jansson cannot hold and duplicate keys: 400 invalid_json, never a wrap."""
+    for body in ['{"model":"story","prompt":"x","max_tokens":99999999999999999999999}',
+                 '{"model":"story","prompt":"x","temperature":1e999}',
+                 '{"model":"story","prompt":"x","max_tokens":-99999999999999999999999}',
+                 '{"model":"story","prompt":"x","prompt":"y"}',
+                 '{"model":"story","prompt":"x","stop":["a"],"stop":["b"]}']:
+        st, _, b = hard.post("/v1/query", body, token=SECRET_A)
+        assert (st, error_of(b)) == (400, "invalid_json"), (body, b)
+    # representable but absurd: decoded, then refused in validation, never wrapped
+    st, _, b = hard.post("/v1/query", '{"model":"story","prompt":"x","max_tokens":-9223372036854775808}',
+                         token=SECRET_A)
+    assert (st, error_of(b)) == (400, "invalidrequest"), b
+
+
+ROUTES = [("POST", "/v1/query"), ("POST", "/v1/chat"), ("POST", "/v1/embed"),
+          ("POST", "/v1/completions"), ("POST", "/v1/chat/completions"),
+          ("POST", "/v1/embeddings"), ("GET", "/v1/models")]
+
+
+def test_every_public_route_needs_the_token(hard):
+    """F10: every route of the public listener answers 401 without a valid bearer token:
+    none, another scheme, an empty or a wrong token, a token with a trailing byte."""
+    for method, path in ROUTES:
+        for auth in [None, "Basic " + SECRET_A, "Bearer", "Bearer ", "Bearer sk-wrong",
+                     "Bearer " + SECRET_A + "x", "Token " + SECRET_A, SECRET_A]:
+            h = {"authorization": auth} if auth is not None else {}
+            st, _, b = hard.request(method, path, body="{}" if method == "POST" else None, headers=h)
+            assert st == 401 and error_of(json.loads(b)) == "authentication", (path, auth, b)
+
+
+def test_token_in_the_query_string_is_refused(hard):
+    """F11: a credential in the URL is refused (401) even when it is the right token, and even
+    with a valid header beside it; it never reaches the log."""
+    for q in ("access_token", "api_key", "key", "token", "apikey"):
+        st, _, b = hard.request("GET", f"/v1/models?{q}={SECRET_A}")
+        msg = json.loads(b)["error"]["message"]
+        assert st == 401 and "query string" in msg and SECRET_A not in msg, b
+        st, _, b = hard.request("GET", f"/v1/models?{q}={SECRET_A}", token=SECRET_A)
+        assert st == 401, b
+    st, _, _ = hard.request("GET", "/v1/models?limit=5", token=SECRET_A)  # other parameters: fine
+    assert st == 200
+    assert SECRET_A not in hard.log_path.read_text()
+
+
+def test_connections_per_client_address_are_capped(hard):
+    """F14: max_connections_per_ip = 4: a fifth open connection from the same address is
+    closed at once without an answer; when one closes, a new one is served."""
+    held = [socket.create_connection(("127.0.0.1", hard.port), timeout=5) for _ in range(4)]
+    try:
+        time.sleep(0.2)
+        extra = socket.create_connection(("127.0.0.1", hard.port), timeout=2)
+        try:
+            extra.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n")
+            assert extra.recv(1024) == b""
+        except OSError:
+            pass  # reset: refused the same way
+        extra.close()
+        held.pop().close()
+        time.sleep(0.3)
+        out, _ = hraw(hard, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Connection: close\r\n\r\n")
+        assert statuses(out) == [200], out[:200]
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_spoofed_forwarded_for_is_ignored_without_trusted_proxies(tmp_path):
+    """F15: the per-IP limiter keys on the TCP peer unless the peer is a trusted proxy: a
+    client that changes X-Forwarded-For (or X-Real-IP) on every request stays one client."""
+    for client_ip in ("", '[security.client_ip]\nsource = "x_forwarded_for"\n'):
+        g = Gateway(tmp_path, story_target() + "[security]\n" + client_ip + """
+[security.rate_limit]
+enabled = true
+requests_per_minute = 2
+burst = 2
+""")
+        try:
+            got = []
+            for i in range(3):
+                st, _, _ = g.post("/v1/query", {"model": "story", "prompt": "a", "max_tokens": 1},
+                                  headers={"x-forwarded-for": f"203.0.113.{i}", "x-real-ip": f"198.51.100.{i}"})
+                got.append(st)
+            assert got == [200, 200, 429], (client_ip, got)
+        finally:
+            g.stop()
+
+
+def test_headers_flushed_before_the_first_token(tmp_path):
+    """G1: an upstream that says nothing for a long time (a long prefill): the client has the
+    status and SSE headers at once and a `: ping` comment every sse_heartbeat_seconds, so a
+    proxy's read timeout never fires."""
+    fs = FaultServer()
+    try:
+        g = Gateway(tmp_path, f"""
+[[targets]]
+name = "silent"
+type = "openai_compatible"
+model = "any"
+base_url = "{fs.url('silent_start')}"
+""", top="sse_heartbeat_seconds = 1\n")
+        try:
+            t0 = time.time()
+            s = Stream(g, "/v1/chat/completions", {"model": "silent", "stream": True,
+                                                   "messages": [{"role": "user", "content": "x"}]})
+            assert s.status == 200 and time.time() - t0 < 1.5
+            assert s.headers["content-type"] == "text/event-stream"
+            assert s.headers["x-accel-buffering"] == "no" and s.headers["cache-control"] == "no-cache"
+            e, d, comment = next(s.frames())
+            assert comment == ": ping" and time.time() - t0 < 3
+            s.close()
+        finally:
+            g.stop()
+    finally:
+        fs.close()
