@@ -9,6 +9,7 @@
 #include "gateway.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <sipp.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,13 +18,42 @@ static void usage(FILE *f) {
     fputs("usage: sipp-gateway check --config FILE\n"
           "       sipp-gateway serve --config FILE\n"
           "\n"
-          "  check   validate the configuration (TOML) without reading secrets or loading models\n"
+          "  check   validate the configuration (TOML) and provider URLs (network policy) without\n"
+          "          reading secrets or loading models\n"
           "  serve   run the gateway: the public listener (Sipp and OpenAI routes) and the\n"
           "          management listener (/healthz, /readyz, /metrics, /admin/); SIGTERM or SIGINT drains\n"
           "          open requests (up to shutdown_grace_seconds) and exits\n"
           "\n"
           "Keys are documented in docs/gateway.md. Logs are JSON lines on stderr.\n",
           f);
+}
+
+/* `check`: each provider target's base URL through libsipp's own rules (scheme, network
+ * policy), with a stand-in key so that no secret is read. Returns false after printing why. */
+static bool check_provider_urls(const sipp__gw_config *cfg) {
+    sipp_client *client = NULL;
+    if (sipp_client_new(NULL, &client, NULL) != SIPP_OK) return true; /* serve will say */
+    bool ok = true;
+    for (size_t i = 0; i < cfg->n_targets && ok; i++) {
+        const sipp__gw_target *t = &cfg->targets[i];
+        if (t->type == SIPP__GW_LOCAL) continue;
+        sipp_provider_params pp = sipp_provider_params_default();
+        pp.kind = t->type == SIPP__GW_OPENAI      ? SIPP_PROVIDER_OPENAI
+                  : t->type == SIPP__GW_ANTHROPIC ? SIPP_PROVIDER_ANTHROPIC
+                                                  : SIPP_PROVIDER_OPENAI_COMPATIBLE;
+        pp.model = t->model;
+        pp.base_url = t->base_url;
+        pp.api_key = "check";
+        pp.allow_private_network = t->allow_private_network;
+        sipp_error err = sipp_error_default();
+        if (sipp_client_add_provider(client, "check", &pp, NULL, &err) == SIPP_INVALID_ARGUMENT) {
+            fprintf(stderr, "sipp-gateway: target '%s' (line %d): %s\n", t->name, t->line,
+                    err.message);
+            ok = false;
+        }
+    }
+    sipp_client_free(client);
+    return ok;
 }
 
 int main(int argc, char **argv) {
@@ -58,6 +88,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (strcmp(cmd, "check") == 0) {
+        if (!check_provider_urls(&cfg)) {
+            sipp__gw_config_free(&cfg);
+            return 1;
+        }
         printf("%s: ok (%zu targets, %zu callers; public %s, management %s)\n", config,
                cfg.n_targets, cfg.n_tokens, cfg.public_bind, cfg.management_bind);
         sipp__gw_config_free(&cfg);

@@ -893,3 +893,27 @@ base_url = "{fs.url('silent_start')}"
             g.stop()
     finally:
         fs.close()
+
+
+def test_provider_targets_follow_the_network_policy(tmp_path):
+    """H1: a target on a metadata or private address is refused by `check` and `serve` with the
+    reason; `allow_private_network = true` admits the private one (the gateway starts), never
+    the metadata one."""
+    def target(url, allow=None):
+        extra = f"allow_private_network = {'true' if allow else 'false'}\n" if allow is not None else ""
+        return f'[[targets]]\nname = "lan"\ntype = "openai_compatible"\nmodel = "m"\nbase_url = "{url}"\n' + extra
+    cfg = tmp_path / "g.toml"
+    for url, allow, needle in [
+        ("https://169.254.169.254/v1", None, "cloud metadata service address"),
+        ("https://169.254.169.254/v1", True, "cloud metadata service address"),
+        ("https://10.0.0.1/v1", None, "private-network address"),
+        ("http://192.168.1.5:8000/v1", False, "plain http is allowed only to loopback"),
+    ]:
+        cfg.write_text(target(url, allow))
+        r = subprocess.run([str(GATEWAY), "check", "--config", str(cfg)], capture_output=True, text=True)
+        assert r.returncode == 1 and "target 'lan' (line 1)" in r.stderr and needle in r.stderr, r.stderr
+    g = Gateway(tmp_path, target("http://10.255.255.1:8000/v1", True))
+    try:
+        assert g.mgmt("GET", "/readyz")[0] == 200
+    finally:
+        g.stop()
