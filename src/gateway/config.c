@@ -564,6 +564,35 @@ static bool nesting_ok(const char *s, size_t len) {
     return true;
 }
 
+/* TOML is UTF-8. toml11 (3.7, Debian's) reads past the end of its buffer when a string holds
+ * bytes that are not (found by fuzz_gw_config: `'\xff'`), so nothing else reaches it. Returns
+ * 0 when `s` is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF), else
+ * the 1-based line of the first bad byte. */
+static int utf8_bad_line(const char *text, size_t len) {
+    const unsigned char *s = (const unsigned char *)text;
+    int line = 1;
+    for (size_t i = 0; i < len;) {
+        unsigned char b = s[i];
+        if (b < 0x80) {
+            if (b == '\n') line++;
+            i++;
+            continue;
+        }
+        size_t n = b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+        if (n == 0 || i + n > len) return line;
+        unsigned char lo = 0x80, hi = 0xBF; /* the second byte's range */
+        if (b == 0xE0) lo = 0xA0;
+        else if (b == 0xED) hi = 0x9F;
+        else if (b == 0xF0) lo = 0x90;
+        else if (b == 0xF4) hi = 0x8F;
+        if (s[i + 1] < lo || s[i + 1] > hi) return line;
+        for (size_t k = 2; k < n; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return line;
+        i += n;
+    }
+    return 0;
+}
+
 static char *dup_default(const char *s, ctx *c) {
     char *p = strdup(s);
     if (!p) fail(c, 0, "out of memory");
@@ -581,6 +610,11 @@ int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__
     }
     if (memchr(text, '\0', len)) {
         fail(&c, 0, "the configuration contains a NUL byte");
+        return -1;
+    }
+    int bad_line = utf8_bad_line(text, len);
+    if (bad_line) {
+        fail(&c, bad_line, "the configuration is not valid UTF-8");
         return -1;
     }
     if (!nesting_ok(text, len)) {

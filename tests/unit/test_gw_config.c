@@ -155,6 +155,17 @@ static void test_bad_toml(void **state) {
     refused("[[targets]\n", "not valid TOML");
     refused("x = [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
             "nests brackets deeper");
+    /* regression (fuzz_gw_config): a byte that is not UTF-8 in a literal string made toml11
+     * read past its buffer; such input is refused before the parser, with its line */
+    refused("'\xff'", "not valid UTF-8");
+    refused("a = 1\nb = '\xc0\xaf'\n", "line 2");
+    refused("a = \"\xed\xa0\x80\"\n", "not valid UTF-8"); /* a surrogate */
+    refused("a = '\xf4\x90\x80\x80'\n", "not valid UTF-8"); /* past U+10FFFF */
+    refused("a = '\xe2\x82'\n", "not valid UTF-8");        /* cut short */
+    sipp__gw_config ok;
+    assert_int_equal(parse("# caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\n[[targets]]\nname = \"l\"\n"
+                           "type = \"local\"\nmodel = \"m\xc3\xa9.gguf\"\n", &ok), 0);
+    sipp__gw_config_free(&ok);
     char nul[] = "a = 1\n\0b = 2\n";
     sipp__gw_config cfg;
     assert_int_equal(sipp__gw_config_parse(nul, sizeof nul - 1, "t", &cfg, err, sizeof err), -1);
