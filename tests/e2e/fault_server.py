@@ -63,6 +63,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             auth = self.headers.get("Authorization", "")
             self._json(401, {"error": {"message": f"Incorrect API key provided: {auth} (header {auth.split(' ')[-1]})",
                                        "type": "invalid_request_error", "code": "invalid_api_key"}})
+        elif scenario == "redirect":  # to a scenario that would succeed: must not be followed
+            self.send_response(307)
+            self.send_header("Location", self.path.replace("/redirect/", "/ok/", 1))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif scenario == "rate_limited":
             self._json(429, err, [("Retry-After", "7"), ("x-request-id", "req-fault-429")])
         elif scenario == "quota":

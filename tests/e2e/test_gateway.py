@@ -917,3 +917,37 @@ def test_provider_targets_follow_the_network_policy(tmp_path):
         assert g.mgmt("GET", "/readyz")[0] == 200
     finally:
         g.stop()
+
+
+def test_provider_key_never_reaches_clients_or_logs(tmp_path):
+    """H4/H5: a provider that answers 401 quoting the key back: the gateway's client gets 500
+    `execution` (streaming: an error event) without the key, and the JSON-lines log has
+    neither the provider key nor the caller's bearer secret."""
+    key = "sk-provider-key-9d8c7b6a5f4e"
+    fs = FaultServer()
+    try:
+        g = Gateway(tmp_path, f"""
+[[targets]]
+name = "careless"
+type = "openai_compatible"
+model = "m"
+base_url = "{fs.url('echo_key')}"
+token_env = "PROV_KEY"
+""" + ALICE, env={**ENV, "PROV_KEY": key})
+        try:
+            msg = [{"role": "user", "content": "x"}]
+            st, _, b = g.post("/v1/chat", {"model": "careless", "messages": msg}, token=SECRET_A)
+            assert (st, error_of(b)) == (500, "execution") and "401" in b["error"]["message"], b
+            assert key not in json.dumps(b) and "***" in b["error"]["message"]
+            s = Stream(g, "/v1/chat/completions", {"model": "careless", "messages": msg, "stream": True},
+                       token=SECRET_A)
+            frames = [d for e, d, c in s.frames() if d]
+            s.close()
+            assert frames and key not in "".join(frames)
+            assert fs.seen_auth[-1] == "Bearer " + key  # it was sent, only upstream
+        finally:
+            g.stop()
+        log = g.log_path.read_text()
+        assert key not in log and key[:12] not in log and SECRET_A not in log
+    finally:
+        fs.close()

@@ -99,3 +99,12 @@ def test_allow_private_network_lets_a_lan_server_through(sipp):
     r = sipp("chat", "--provider", "openai_compatible", "--base-url", "https://169.254.169.254/v1",
              "--remote-model", "m", "--allow-private-network", "hi", timeout=10)
     assert r.returncode == 1 and "cloud metadata" in r.stderr
+
+
+def test_redirects_are_not_followed(sipp, faults):
+    """H1: a 307 to a URL that would answer is not followed (a redirect could point anywhere);
+    the run fails naming the status, and the key went only to the first URL."""
+    n = len(faults.seen)
+    r, _ = chat(sipp, faults.url("redirect"))
+    assert r.returncode == 1 and "unexpected HTTP status 307" in r.stderr, r.stderr
+    assert [s["path"].split("/")[1] for s in faults.seen[n:]] == ["redirect"]
