@@ -13,11 +13,11 @@
 
 #include <curl/curl.h>
 #include <netinet/in.h>
-#include <strings.h>
-#include <sys/socket.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 
 struct sipp__http_xfer {
     struct sipp__http_xfer *next;
@@ -30,7 +30,7 @@ struct sipp__http_xfer {
     bool status_sent;
     bool aborted;
     bool allow_private, plain_http;
-    char refused[160]; /* set when the network policy refused every address */
+    char refused[SIPP_ERROR_MESSAGE_CAP]; /* why the network policy refused an address */
     char error[CURL_ERROR_SIZE];
 };
 
@@ -195,7 +195,7 @@ static void xfer_finished(sipp__http *h, sipp__http_xfer *x, CURLcode rc) {
         xfer_end(h, x, SIPP_OK, NULL);
     } else if (x->aborted) {
         xfer_end(h, x, SIPP_CANCELLED, "cancelled");
-    } else if (x->refused[0]) {
+    } else if (x->refused[0] && rc == CURLE_COULDNT_CONNECT) { /* no address was allowed */
         xfer_end(h, x, SIPP_INVALID_ARGUMENT, x->refused);
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
         snprintf(msg, sizeof msg, "timed out: %s", x->error[0] ? x->error : curl_easy_strerror(rc));
