@@ -56,6 +56,7 @@ class Gateway:
         cfg.write_text(f"""public_bind = "127.0.0.1:{self.port}"
 management_bind = "127.0.0.1:{self.mport}"
 max_connections = 256
+max_connections_per_ip = 0
 [[targets]]
 name = "bench"
 type = "local"
