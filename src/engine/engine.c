@@ -257,11 +257,16 @@ static void engine_release(sipp__engine *e) {
     free(e);
 }
 
-sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, sipp_error *err) {
+sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **out,
+                              sipp_error *err) {
     *out = NULL;
-    if (!p || p->struct_size < sizeof(sipp_local_params))
-        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
-                          "local params missing or struct_size too small");
+    if (!params) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "local params are required");
+    /* older callers' structs end before `sha256` (the last field appended) */
+    sipp_local_params lp = sipp_local_params_default();
+    sipp_status st = sipp__params_in(&lp, sizeof lp, params, offsetof(sipp_local_params, sha256),
+                                     "local params", err);
+    if (st != SIPP_OK) return st;
+    const sipp_local_params *p = &lp;
     if (!p->model_path || !p->model_path[0])
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "model_path is required");
     if (p->n_parallel > 64)
@@ -271,7 +276,12 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "n_ctx %u is too large", p->n_ctx);
     if (p->n_threads < 0)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "n_threads must be >= 0");
-    sipp_status st = sipp__gguf_precheck(p->model_path, err);
+    if (p->sha256 && !sipp__sha256_hex_valid(p->sha256))
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "sha256 pin must be 64 hex digits (got %zu characters)", strlen(p->sha256));
+    if (p->sha256 && (st = sipp__model_verify_sha256(p->model_path, p->sha256, err)) != SIPP_OK)
+        return st;
+    st = sipp__gguf_precheck(p->model_path, err);
     if (st != SIPP_OK) return st;
 
     sipp__llama_init_once();
