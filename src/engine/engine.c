@@ -108,7 +108,8 @@ struct sipp__engine {
     struct llama_model *model;
     struct llama_context *ctx;
     const struct llama_vocab *vocab;
-    sipp__chat_templates *templates; /* NULL when the model has none */
+    sipp__chat_templates *templates; /* NULL when the model has none or it was refused */
+    char template_error[SIPP_ERROR_MESSAGE_CAP]; /* why a model's template was refused */
     pthread_mutex_t templates_mu;
 
     sipp_endpoint_info info;
@@ -365,8 +366,10 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
         char msg[SIPP_ERROR_MESSAGE_CAP] = "";
         e->templates = sipp__chat_templates_new(e->model, msg, sizeof msg);
         e->info.can_chat = e->templates != NULL;
-        if (!e->templates && llama_model_chat_template(e->model, NULL))
+        if (!e->templates && llama_model_chat_template(e->model, NULL)) {
             sipp__log(SIPP_LOG_WARN, "%s", msg);
+            snprintf(e->template_error, sizeof e->template_error, "%s", msg);
+        }
     }
 
     e->slots = calloc(e->n_parallel ? e->n_parallel : 1, sizeof *e->slots);
@@ -634,6 +637,8 @@ sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
 
 sipp_status sipp__engine_render_chat(sipp__engine *e, const sipp_message *messages, size_t n,
                                      char **out, sipp_error *err) {
+    if (!e->templates && e->template_error[0])
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0, "chat: %s", e->template_error);
     if (!e->templates)
         return sipp__fail(err, SIPP_UNSUPPORTED, 0,
                           "chat: the model has no chat template; use query for raw prompts");
