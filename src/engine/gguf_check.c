@@ -246,8 +246,8 @@ static sipp_status walk_array(check *c, kv_entry *e, const char *key) {
             return FAIL(c, "GGUF string %llu of key '%s' is cut off (truncated file)",
                         (unsigned long long)i, key);
         if (len > remaining(&c->r))
-            return FAIL(c, "GGUF string %llu of key '%s' claims %llu bytes, more than the %llu left "
-                        "in the file", (unsigned long long)i, key, (unsigned long long)len,
+            return FAIL(c, "GGUF string %llu of key '%s' claims %llu bytes, more than the %llu "
+                        "left in the file", (unsigned long long)i, key, (unsigned long long)len,
                         (unsigned long long)remaining(&c->r));
         if (tokens) {
             bool ok = false;
@@ -691,6 +691,7 @@ sipp_status sipp__model_verify_sha256(const char *path, const char *hex, sipp_er
     want[64] = '\0';
     if (strcmp(got, want) != 0)
         return sipp__fail(err, SIPP_MODEL_INVALID, 0,
-                          "sha256 mismatch: expected %s, file has %s (model '%s')", want, got, path);
+                          "sha256 mismatch: expected %s, file has %s (model '%s')", want, got,
+                          path);
     return SIPP_OK;
 }

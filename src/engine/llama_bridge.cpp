@@ -7,7 +7,8 @@
 // import/include/extends do not parse), but it has no bound on work: `range(1000000000)` or
 // `'x' * 1000000000` allocate gigabytes and nested loops run for hours. So before a template is
 // accepted it is parsed and rendered once on a sample conversation in a forked child process
-// with a CPU-time limit, an address-space limit and a wall-clock deadline (template_probe());
+// with a CPU-time limit (3 s), an address-space limit (+1 GiB) and a wall-clock deadline (10 s)
+// (template_probe());
 // a template that does not finish inside them is refused like one that does not parse. Renders
 // of real conversations later run in-process without a bound (docs/reliability.md, A11).
 
@@ -24,6 +25,7 @@
 #include <exception>
 #include <new>
 #include <string>
+#include <utility>
 
 #ifndef __EMSCRIPTEN__
 #include <signal.h>
@@ -35,7 +37,8 @@
 
 // Limits of the load-time template check.
 static const size_t TEMPLATE_MAX_BYTES = 256 * 1024;  // real templates are under 64 KiB
-static const int PROBE_SECONDS = 3;                    // wall clock and CPU time of the probe
+static const int PROBE_SECONDS = 3;       // CPU time of the probe
+static const int PROBE_WALL_SECONDS = 10; // wall clock: generous, other processes share the CPU
 static const unsigned long long PROBE_EXTRA_BYTES = 1ull << 30; // address space over the parent's
 
 struct sipp__chat_templates {
@@ -84,10 +87,11 @@ static unsigned long long vm_size() {
 }
 #endif
 
-// Runs template_sample_render() in a child process under PROBE_SECONDS of CPU and wall-clock
-// time and PROBE_EXTRA_BYTES of address space. Returns 0 when the template finished (or did not
-// parse: the in-process attempt then reports why), -1 with errbuf when it ran out of a budget or
-// crashed. The child runs only the render and leaves with _exit(); fork() failing skips the probe.
+// Runs template_sample_render() in a child process under PROBE_SECONDS of CPU time,
+// PROBE_WALL_SECONDS of wall-clock time and PROBE_EXTRA_BYTES of address space. Returns 0 when
+// the template finished (or did not parse: the in-process attempt then reports why), -1 with
+// errbuf when it ran out of a budget or crashed. The child runs only the render and leaves with
+// _exit(); fork() failing skips the probe.
 static int template_probe(const llama_model *model, char *errbuf, size_t errcap) {
 #ifdef __EMSCRIPTEN__
     (void)model, (void)errbuf, (void)errcap;
@@ -121,11 +125,11 @@ static int template_probe(const llama_model *model, char *errbuf, size_t errcap)
         if (r == pid) break;
         if (r < 0) return 0; /* SIGCHLD ignored by the application: no status to read */
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec - start.tv_sec >= PROBE_SECONDS + 1) {
+        if (now.tv_sec - start.tv_sec >= PROBE_WALL_SECONDS) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             set_err(errbuf, errcap, "the model's chat template did not finish rendering a sample "
-                                    "conversation within " + std::to_string(PROBE_SECONDS) +
+                                    "conversation within " + std::to_string(PROBE_WALL_SECONDS) +
                                     " s (refused: runaway loop)");
             return -1;
         }
@@ -141,7 +145,8 @@ static int template_probe(const llama_model *model, char *errbuf, size_t errcap)
     if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU) {
         set_err(errbuf, errcap, "the model's chat template used more than " +
                                     std::to_string(PROBE_SECONDS) +
-                                    " s of CPU rendering a sample conversation (refused: runaway loop)");
+                                    " s of CPU rendering a sample conversation "
+                                    "(refused: runaway loop)");
         return -1;
     }
     set_err(errbuf, errcap, "the model's chat template crashed the renderer on a sample "
@@ -166,8 +171,10 @@ extern "C" sipp__chat_templates *sipp__chat_templates_new(const llama_model *mod
     }
     if (template_probe(model, errbuf, errcap) != 0) return nullptr;
     try {
+        // parse first: a template that throws must not leave a wrapper behind
+        common_chat_templates_ptr parsed = common_chat_templates_init(model, "");
         auto *t = new sipp__chat_templates;
-        t->ptr = common_chat_templates_init(model, "");
+        t->ptr = std::move(parsed);
         return t;
     } catch (const std::exception &e) {
         // llama.cpp rethrows a copy sliced to std::exception, whose what() says nothing
