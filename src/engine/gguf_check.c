@@ -253,7 +253,9 @@ static sipp_status walk_array(check *c, kv_entry *e, const char *key) {
             bool ok = false;
             if (len == 6) {
                 char t[6];
-                rd_bytes(&c->r, t, 6);
+                if (!rd_bytes(&c->r, t, 6))
+                    return FAIL(c, "GGUF string %llu of key '%s' cannot be read",
+                                (unsigned long long)i, key);
                 ok = memcmp(t, "<0x", 3) == 0 && t[5] == '>' &&
                      strchr("0123456789abcdefABCDEF", t[3]) && t[3] &&
                      strchr("0123456789abcdefABCDEF", t[4]) && t[4];
@@ -282,7 +284,8 @@ static sipp_status walk_kv(check *c, uint64_t index) {
                     "left in the file)", (unsigned long long)index, (unsigned long long)klen,
                     GGUF_MAX_KEY_LEN, (unsigned long long)remaining(&c->r));
     char kbuf[GGUF_MAX_KEY_LEN + 1];
-    rd_bytes(&c->r, kbuf, (size_t)klen);
+    if (!rd_bytes(&c->r, kbuf, (size_t)klen))
+        return FAIL(c, "GGUF metadata entry %llu cannot be read", (unsigned long long)index);
     kbuf[klen] = '\0';
     char key[96];
     printable(key, sizeof key, kbuf, (size_t)klen);
@@ -312,7 +315,8 @@ static sipp_status walk_kv(check *c, uint64_t index) {
             if (len >= sizeof c->arch)
                 return FAIL(c, "GGUF key 'general.architecture' is %llu bytes long (limit %zu)",
                             (unsigned long long)len, sizeof c->arch - 1);
-            rd_bytes(&c->r, c->arch, (size_t)len);
+            if (!rd_bytes(&c->r, c->arch, (size_t)len))
+                return FAIL(c, "GGUF key 'general.architecture' cannot be read");
             c->arch[len] = '\0';
             if (strlen(c->arch) != len)
                 return FAIL(c, "GGUF key 'general.architecture' holds a NUL byte");

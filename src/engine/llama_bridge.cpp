@@ -37,9 +37,6 @@
 
 // Limits of the load-time template check.
 static const size_t TEMPLATE_MAX_BYTES = 256 * 1024;  // real templates are under 64 KiB
-static const int PROBE_SECONDS = 3;       // CPU time of the probe
-static const int PROBE_WALL_SECONDS = 10; // wall clock: generous, other processes share the CPU
-static const unsigned long long PROBE_EXTRA_BYTES = 1ull << 30; // address space over the parent's
 
 struct sipp__chat_templates {
     common_chat_templates_ptr ptr;
@@ -58,6 +55,11 @@ static char *dup_string(const std::string &s) {
     return p;
 }
 
+#ifndef __EMSCRIPTEN__
+static const int PROBE_SECONDS = 3;       // CPU time of the probe
+static const int PROBE_WALL_SECONDS = 10; // wall clock: generous, other processes share the CPU
+static const unsigned long long PROBE_EXTRA_BYTES = 1ull << 30; // address space over the parent's
+
 // Parses the template and renders a sample conversation with it, in this process.
 static void template_sample_render(const llama_model *model) {
     common_chat_templates_ptr t = common_chat_templates_init(model, "");
@@ -75,7 +77,6 @@ static void template_sample_render(const llama_model *model) {
     (void)common_chat_templates_apply(t.get(), in);
 }
 
-#ifndef __EMSCRIPTEN__
 // The process's address-space size in bytes (0 when unknown).
 static unsigned long long vm_size() {
     unsigned long long pages = 0;
