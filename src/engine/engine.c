@@ -262,8 +262,11 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
                               sipp_error *err) {
     *out = NULL;
     if (!params) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "local params are required");
-    /* older callers' structs end before `sha256` (the last field appended) */
-    sipp_local_params lp = sipp_local_params_default();
+    /* older callers' structs end before `sha256` (the last field appended); fields past their
+     * struct_size stay zero, the default of every appended field (no sipp_local_params_default
+     * here: the wasm build has no client.c) */
+    sipp_local_params lp;
+    memset(&lp, 0, sizeof lp);
     sipp_status st = sipp__params_in(&lp, sizeof lp, params, offsetof(sipp_local_params, sha256),
                                      "local params", err);
     if (st != SIPP_OK) return st;
