@@ -202,6 +202,12 @@ typedef struct sipp_local_params {
     const char *cache_dir;
     /** Disk budget of the snapshot directory in bytes. 0 = 4 GiB. Since 0.1. */
     uint64_t cache_disk_bytes;
+    /** Pin: the SHA-256 the model file must have, as 64 hex digits (either case), or NULL for
+     *  no pin. When set, the whole file is hashed before anything else reads it; a different
+     *  hash is SIPP_MODEL_INVALID ("sha256 mismatch: expected ..., file has ...") and the model
+     *  is not loaded. Text that is not 64 hex digits is SIPP_INVALID_ARGUMENT. Copied. Since 0.1
+     *  (appended: callers built with an older header keep working, with no pin). */
+    const char *sha256;
 } sipp_local_params;
 
 /** Value of sipp_local_params.cache_ram_bytes that turns prefix snapshots off. */
@@ -214,8 +220,10 @@ SIPP_API sipp_local_params sipp_local_params_default(void);
  * Registers a local model endpoint under `id` and loads the model (blocking).
  * Re-adding an existing id replaces that endpoint (its runs are cancelled).
  * @param out  optional; receives the endpoint, owned by the client.
- * Errors: NOT_FOUND (no such file), MODEL_INVALID (not a GGUF, truncated, absurd header, or
- * llama.cpp refused it), INVALID_ARGUMENT.
+ * Before llama.cpp reads the file, Sipp checks the pin (`sha256`, when set) and the file's
+ * whole GGUF structure (docs/reliability.md, section A).
+ * Errors: NOT_FOUND (no such file), MODEL_INVALID (not a GGUF, truncated, inconsistent metadata
+ * or tensor table, sha256 mismatch, or llama.cpp refused it), INVALID_ARGUMENT.
  * Thread-safety: calls on one client are serialised internally. Since 0.1.
  */
 SIPP_API sipp_status sipp_client_add_local(sipp_client *client, const char *id,

@@ -17,6 +17,7 @@ static const char query_usage[] =
     "  -m, --model NAME|PATH     GGUF file, a name in the models directory, or a  [SIPP_MODEL]\n"
     "                            pulled OWNER/REPO[:QUANT] (see `sipp pull --help`)\n"
     "                            (default: the first model there that fits)\n"
+    "  --model-sha256 HEX        refuse to load unless the file's SHA-256 is HEX [SIPP_MODEL_SHA256]\n"
     "  --ctx-size N              context tokens per sequence (0 = model's, max 4096) [SIPP_CTX_SIZE]\n"
     "  --threads N               CPU threads (0 = all cores)                   [SIPP_THREADS]\n"
     "  --batch-size N            tokens per llama.cpp step (default 512)       [SIPP_BATCH_SIZE]\n"

@@ -107,11 +107,12 @@ enum {
     OPT_BATCH_SIZE, OPT_GPU_LAYERS, OPT_CONTEXT_KEY, OPT_JSON, OPT_STATS, OPT_NO_NORMALIZE,
     OPT_CACHE_DIR, OPT_CONTEXT_SHIFT, OPT_PROVIDER, OPT_BASE_URL, OPT_REMOTE_MODEL, OPT_API_KEY_ENV,
     OPT_REQUEST_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_GATEWAY, OPT_TARGET, OPT_TOKEN_ENV, OPT_EXTRA_JSON,
-    OPT_HEADER, OPT_REQUEST_ID, OPT_ALLOW_PRIVATE,
+    OPT_HEADER, OPT_REQUEST_ID, OPT_ALLOW_PRIVATE, OPT_MODEL_SHA256,
 };
 
 static const struct option long_opts[] = {
     {"model", required_argument, 0, OPT_MODEL},
+    {"model-sha256", required_argument, 0, OPT_MODEL_SHA256},
     {"max-tokens", required_argument, 0, OPT_MAX_TOKENS},
     {"temperature", required_argument, 0, OPT_TEMPERATURE},
     {"top-k", required_argument, 0, OPT_TOP_K},
@@ -161,13 +162,22 @@ static const struct {
     {"SIPP_REPEAT_PENALTY", OPT_REPEAT_PENALTY}, {"SIPP_SEED", OPT_SEED},
     {"SIPP_THREADS", OPT_THREADS},       {"SIPP_CTX_SIZE", OPT_CTX_SIZE},
     {"SIPP_BATCH_SIZE", OPT_BATCH_SIZE}, {"SIPP_GPU_LAYERS", OPT_GPU_LAYERS},
-    {"SIPP_CACHE_DIR", OPT_CACHE_DIR},
+    {"SIPP_CACHE_DIR", OPT_CACHE_DIR},   {"SIPP_MODEL_SHA256", OPT_MODEL_SHA256},
 };
 
 static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name) {
     long v;
     switch (opt) {
     case OPT_MODEL: o->model = arg; return true;
+    case OPT_MODEL_SHA256: {
+        size_t n = strspn(arg, "0123456789abcdefABCDEF");
+        if (n != 64 || arg[n]) {
+            cli_error("%s must be 64 hex digits (the model file's SHA-256)", name);
+            return false;
+        }
+        o->local.sha256 = arg;
+        return true;
+    }
     case OPT_MAX_TOKENS:
         if (!parse_long(name, arg, 0, INT_MAX, &v)) return false;
         o->text.max_tokens = (uint32_t)v;

@@ -81,6 +81,8 @@ export interface LocalOptions {
   cacheRamBytes?: number;
   cacheDir?: string;
   cacheDiskBytes?: number;
+  /** Pin: the SHA-256 (64 hex digits) the model file must have; checked before loading. */
+  sha256?: string;
 }
 
 export interface ProviderOptions {

@@ -108,7 +108,8 @@ struct sipp__engine {
     struct llama_model *model;
     struct llama_context *ctx;
     const struct llama_vocab *vocab;
-    sipp__chat_templates *templates; /* NULL when the model has none */
+    sipp__chat_templates *templates; /* NULL when the model has none or it was refused */
+    char template_error[SIPP_ERROR_MESSAGE_CAP]; /* why a model's template was refused */
     pthread_mutex_t templates_mu;
 
     sipp_endpoint_info info;
@@ -257,11 +258,19 @@ static void engine_release(sipp__engine *e) {
     free(e);
 }
 
-sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, sipp_error *err) {
+sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **out,
+                              sipp_error *err) {
     *out = NULL;
-    if (!p || p->struct_size < sizeof(sipp_local_params))
-        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
-                          "local params missing or struct_size too small");
+    if (!params) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "local params are required");
+    /* older callers' structs end before `sha256` (the last field appended); fields past their
+     * struct_size stay zero, the default of every appended field (no sipp_local_params_default
+     * here: the wasm build has no client.c) */
+    sipp_local_params lp;
+    memset(&lp, 0, sizeof lp);
+    sipp_status st = sipp__params_in(&lp, sizeof lp, params, offsetof(sipp_local_params, sha256),
+                                     "local params", err);
+    if (st != SIPP_OK) return st;
+    const sipp_local_params *p = &lp;
     if (!p->model_path || !p->model_path[0])
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "model_path is required");
     if (p->n_parallel > 64)
@@ -271,7 +280,12 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "n_ctx %u is too large", p->n_ctx);
     if (p->n_threads < 0)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "n_threads must be >= 0");
-    sipp_status st = sipp__gguf_precheck(p->model_path, err);
+    if (p->sha256 && !sipp__sha256_hex_valid(p->sha256))
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "sha256 pin must be 64 hex digits (got %zu characters)", strlen(p->sha256));
+    if (p->sha256 && (st = sipp__model_verify_sha256(p->model_path, p->sha256, err)) != SIPP_OK)
+        return st;
+    st = sipp__gguf_precheck(p->model_path, err);
     if (st != SIPP_OK) return st;
 
     sipp__llama_init_once();
@@ -355,8 +369,10 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
         char msg[SIPP_ERROR_MESSAGE_CAP] = "";
         e->templates = sipp__chat_templates_new(e->model, msg, sizeof msg);
         e->info.can_chat = e->templates != NULL;
-        if (!e->templates && llama_model_chat_template(e->model, NULL))
+        if (!e->templates && llama_model_chat_template(e->model, NULL)) {
             sipp__log(SIPP_LOG_WARN, "%s", msg);
+            snprintf(e->template_error, sizeof e->template_error, "%s", msg);
+        }
     }
 
     e->slots = calloc(e->n_parallel ? e->n_parallel : 1, sizeof *e->slots);
@@ -624,6 +640,8 @@ sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
 
 sipp_status sipp__engine_render_chat(sipp__engine *e, const sipp_message *messages, size_t n,
                                      char **out, sipp_error *err) {
+    if (!e->templates && e->template_error[0])
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0, "chat: %s", e->template_error);
     if (!e->templates)
         return sipp__fail(err, SIPP_UNSUPPORTED, 0,
                           "chat: the model has no chat template; use query for raw prompts");

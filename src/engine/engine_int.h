@@ -40,15 +40,22 @@ sipp_status sipp__engine_submit_embed(sipp__engine *e, const char *text,
 bool sipp__engine_step(sipp__engine *e);
 #endif
 
-/* Cheap checks of a GGUF file's header before llama.cpp reads it (gguf_check.c): magic,
- * version, and tensor/metadata counts that the file size can hold. */
+/* Structural validation of a GGUF file before llama.cpp reads it (gguf_check.c; its header
+ * comment lists every check): SIPP_OK, or SIPP_MODEL_INVALID with a one-line message naming the
+ * key, tensor or token at fault (SIPP_NOT_FOUND/SIPP_IO when the file cannot be read). */
 sipp_status sipp__gguf_precheck(const char *path, sipp_error *err);
+/* Checks a model file against a SHA-256 pin (`hex`: 64 hex digits, either case), hashing the
+ * whole file in bounded reads: SIPP_OK, INVALID_ARGUMENT for malformed hex, MODEL_INVALID
+ * "sha256 mismatch: expected ..., file has ...", or IO/NOT_FOUND. */
+sipp_status sipp__model_verify_sha256(const char *path, const char *hex, sipp_error *err);
+/* True when `hex` is exactly 64 hex digits (the form of a pin). */
+bool sipp__sha256_hex_valid(const char *hex);
 /* model.c: the quantization of a GGUF (general.file_type, else its dominant weight type), e.g.
  * "Q4_K_M", into buf; "" when unknown. */
 void sipp__model_quant_name(const char *path, char *buf, size_t cap);
-/* The same checks on bytes in memory (used by the file check and by the fuzz target). */
-sipp_status sipp__gguf_precheck_bytes(const unsigned char *data, size_t len, uint64_t file_size,
-                                      sipp_error *err);
+/* The same checks on a whole GGUF file held in memory (`len` is the file size); used by the
+ * unit tests and the fuzz target. */
+sipp_status sipp__gguf_check_buffer(const unsigned char *data, size_t len, sipp_error *err);
 
 /* Routes llama.cpp's log through Sipp's log level. Idempotent. */
 void sipp__llama_init_once(void);

@@ -303,6 +303,7 @@ static void target_free(sipp__gw_target *t) {
     free(t->name);
     free(t->model);
     free(t->backend);
+    free(t->sha256);
     free(t->api_key_env);
     free(t->token_env);
     free(t->base_url);
@@ -312,7 +313,7 @@ static void target_free(sipp__gw_target *t) {
 
 /* Which keys each target type takes (beyond name and type). */
 static bool key_allowed(sipp__gw_target_type type, const char *key) {
-    static const char *const local[] = {"model", "backend", "runtime", NULL};
+    static const char *const local[] = {"model", "backend", "runtime", "sha256", NULL};
     static const char *const openai[] = {"model", "api_key_env", "base_url", "timeout_seconds",
                                          "allow_private_network", NULL};
     static const char *const compat[] = {"model", "base_url", "token_env", "timeout_seconds",
@@ -381,6 +382,13 @@ static bool parse_target(ctx *c, const sipp__toml_node *t, sipp__gw_target *out)
             if (ok && strcmp(out->backend, "auto") != 0 && strcmp(out->backend, "cpu") != 0 &&
                 strcmp(out->backend, "cuda") != 0 && strcmp(out->backend, "vulkan") != 0)
                 return fail(c, n->line, "key 'targets.backend' must be auto, cpu, cuda or vulkan");
+        } else if (strcmp(n->key, "sha256") == 0) {
+            /* the format only: the file is hashed when the gateway loads it */
+            ok = get_str(c, n, path, &out->sha256);
+            if (ok && (strlen(out->sha256) != 64 ||
+                       strspn(out->sha256, "0123456789abcdefABCDEF") != 64))
+                return fail(c, n->line, "key 'targets.sha256' must be 64 hex digits (the model "
+                            "file's SHA-256)");
         } else if (strcmp(n->key, "api_key_env") == 0) ok = get_str(c, n, path, &out->api_key_env);
         else if (strcmp(n->key, "token_env") == 0) ok = get_str(c, n, path, &out->token_env);
         else if (strcmp(n->key, "base_url") == 0) {

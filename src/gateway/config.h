@@ -76,6 +76,7 @@ typedef struct sipp__gw_target {
     sipp__gw_target_type type;
     char *model;       /* GGUF path (local) or the provider's model name */
     char *backend;     /* local: auto|cpu|cuda|vulkan */
+    char *sha256;      /* local: the model file's pinned SHA-256 (64 hex digits), or NULL */
     char *api_key_env; /* openai, anthropic */
     char *token_env;   /* openai_compatible (optional) */
     char *base_url;

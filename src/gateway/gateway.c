@@ -1097,6 +1097,7 @@ static void *loader_main(void *arg) {
         const sipp__gw_runtime *rt = &t->cfg->runtime;
         sipp_local_params lp = sipp_local_params_default();
         lp.model_path = t->cfg->model;
+        lp.sha256 = t->cfg->sha256;
         lp.n_ctx = rt->n_ctx;
         lp.n_batch = rt->n_batch;
         lp.n_parallel = rt->n_parallel;

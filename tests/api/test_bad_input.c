@@ -1,11 +1,17 @@
 /*
  * test_bad_input.c — bad files and bad requests get a clear error and no crash or leak:
- * missing file, non-GGUF file, truncated GGUF, absurd header counts, empty prompt, max_tokens 0,
- * NaN or negative temperature, top_p outside [0, 1], chat with no messages, unknown role.
- * After all of it the endpoint still answers.
+ * missing file, non-GGUF file, truncated GGUF, absurd header counts, crafted GGUF files for
+ * each structural case of docs/reliability.md section A (A2-A10), the sha256 pin (A12), chat
+ * templates that try to escape the Jinja sandbox (A11), empty prompt, max_tokens 0, NaN or
+ * negative temperature, top_p outside [0, 1], chat with no messages, unknown role.
+ * A failed load leaves the endpoint set as it was; after all of it the endpoint still answers.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "helpers.h"
+
+#include "common/common_int.h"
+#include "gguf.h"
+#include "../unit/gguf_builder.h"
 
 #include <math.h>
 #include <unistd.h>
@@ -88,6 +94,165 @@ static void absurd_counts(void **state) {
     expect_load_error(*state, path, SIPP_MODEL_INVALID, "not plausible");
 }
 
+/* Writes a crafted image and expects the load to fail naming `needle`, under id "bad" and as a
+ * replacement of the loaded "chat" endpoint (which must stay the same endpoint). */
+static void expect_crafted_error(sipp_client *c, const char *name, gb *b, const char *needle) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s.gguf", tmpdir, name);
+    assert_int_equal(gb_write(b, path), 0);
+    gb_free(b);
+    expect_load_error(c, path, SIPP_MODEL_INVALID, needle);
+    sipp_endpoint *before = sipp_client_endpoint(c, "chat");
+    assert_non_null(before);
+    sipp_local_params lp = sipp_local_params_default();
+    lp.model_path = path;
+    sipp_error err = sipp_error_default();
+    assert_int_equal(sipp_client_add_local(c, "chat", &lp, NULL, &err), SIPP_MODEL_INVALID);
+    assert_ptr_equal(sipp_client_endpoint(c, "chat"), before);
+}
+
+/* Section A of the matrix through the public API: each crafted file gets MODEL_INVALID with a
+ * message naming the key, tensor or token; the endpoint set is unchanged (ASan: no leak). */
+static void crafted_files(void **state) {
+    sipp_client *c = *state;
+    gb b;
+    gb_init(&b); /* A1: the header claims tensors, then EOF */
+    gb_header(&b, 3, 2, 0);
+    expect_crafted_error(c, "a1", &b, "truncated");
+
+    gb_init(&b); /* A2 */
+    gb_header(&b, 3, 0, 0xFFFFFFFFull);
+    expect_crafted_error(c, "a2", &b, "not plausible");
+
+    gb_init(&b); /* A3 */
+    gb_header(&b, 3, 0, 1);
+    gb_str(&b, "general.name");
+    gb_le(&b, GB_STR, 4);
+    gb_le(&b, 1ull << 63, 8);
+    gb_raw(&b, "xx", 2);
+    expect_crafted_error(c, "a3", &b, "key 'general.name' claims 9223372036854775808 bytes");
+
+    gb_init(&b); /* A4 */
+    gb_header(&b, 3, 1, 0);
+    uint64_t big[] = {1ull << 31, 1ull << 31, 1ull << 31};
+    gb_tensor(&b, "w", 3, big, 0, 0);
+    gb_data(&b, 32, 64);
+    expect_crafted_error(c, "a4", &b, "tensor 0 ('w'): the product of its dimensions overflows");
+
+    gb_init(&b); /* A5 */
+    gb_header(&b, 3, 1, 0);
+    uint64_t ne[] = {32};
+    gb_tensor(&b, "w", 1, ne, 4000, 0);
+    gb_data(&b, 32, 128);
+    expect_crafted_error(c, "a5", &b, "tensor 0 ('w') has unknown type id 4000");
+
+    gb_init(&b); /* A6 */
+    gb_header(&b, 3, 1, 0);
+    gb_tensor(&b, "w", 1, ne, 0, 1ull << 40);
+    gb_data(&b, 32, 128);
+    expect_crafted_error(c, "a6", &b, "runs past the end of the file");
+
+    gb_init(&b); /* A7 */
+    gb_header(&b, 3, 0, 1);
+    gb_kv_u32(&b, "general.alignment", 0);
+    expect_crafted_error(c, "a7", &b, "'general.alignment' is 0");
+
+    static const char *const toks[] = {"a", "b", "<0x4G>"};
+    static const int32_t types[] = {1, 1, 6};
+    gb_init(&b); /* A8 */
+    gb_header(&b, 3, 0, 2);
+    gb_kv_strs(&b, "tokenizer.ggml.tokens", toks, 3);
+    gb_kv_u32(&b, "tokenizer.ggml.eos_token_id", 14018);
+    expect_crafted_error(c, "a8", &b,
+                         "'tokenizer.ggml.eos_token_id' is token id 14018, outside the vocabulary");
+
+    gb_init(&b); /* A9 */
+    gb_header(&b, 3, 0, 2);
+    gb_kv_strs(&b, "tokenizer.ggml.tokens", toks, 3);
+    gb_kv_i32s(&b, "tokenizer.ggml.token_type", types, 3);
+    expect_crafted_error(c, "a9", &b, "token 2 is marked as a byte token");
+
+    gb_init(&b); /* A10 */
+    gb_header(&b, 3, 0, 2);
+    gb_kv_str(&b, "general.architecture", "gpt2");
+    gb_kv_str(&b, "general.architecture", "llama");
+    expect_crafted_error(c, "a10", &b, "key 'general.architecture' appears twice");
+
+    /* a structurally valid image with no model in it gets past the check; llama.cpp refuses */
+    gb_valid(&b);
+    char path[300];
+    snprintf(path, sizeof path, "%s/valid-structure.gguf", tmpdir);
+    assert_int_equal(gb_write(&b, path), 0);
+    gb_free(&b);
+    expect_load_error(c, path, SIPP_MODEL_INVALID, "llama.cpp could not load");
+}
+
+/* The hex SHA-256 of a file, through the library's own hash. */
+static void file_sha256(const char *path, char hex[65]) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    sipp__sha256 *h = sipp__sha256_begin();
+    unsigned char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sipp__sha256_update(h, buf, n);
+    fclose(f);
+    uint8_t sum[32];
+    sipp__sha256_end(h, sum);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+}
+
+/* A12: the pin loads a matching file (either case), refuses another with both hashes named,
+ * refuses malformed hex; a caller built before the field existed loads without a pin. */
+static void sha256_pin(void **state) {
+    sipp_client *c = *state;
+    char good[65], upper[65];
+    file_sha256(STORY_MODEL, good);
+    for (int i = 0; i < 65; i++)
+        upper[i] = (char)(good[i] >= 'a' && good[i] <= 'f' ? good[i] - 'a' + 'A' : good[i]);
+    sipp_local_params lp = sipp_local_params_default();
+    lp.model_path = STORY_MODEL;
+    lp.n_parallel = 1;
+    lp.sha256 = good;
+    sipp_error err = sipp_error_default();
+    sipp_endpoint *ep = NULL;
+    assert_int_equal(sipp_client_add_local(c, "pinned", &lp, &ep, &err), SIPP_OK);
+    assert_non_null(ep);
+    lp.sha256 = upper;
+    assert_int_equal(sipp_client_add_local(c, "pinned", &lp, &ep, &err), SIPP_OK);
+    assert_int_equal(sipp_client_remove(c, "pinned", &err), SIPP_OK);
+
+    char bad[65];
+    memcpy(bad, good, 65);
+    bad[0] = bad[0] == '0' ? '1' : '0';
+    lp.sha256 = bad;
+    assert_int_equal(sipp_client_add_local(c, "pinned", &lp, &ep, &err), SIPP_MODEL_INVALID);
+    assert_null(ep);
+    char want[200];
+    snprintf(want, sizeof want, "sha256 mismatch: expected %s, file has %s", bad, good);
+    if (!strstr(err.message, want)) fail_msg("message '%s' lacks '%s'", err.message, want);
+    assert_null(sipp_client_endpoint(c, "pinned"));
+
+    const char *malformed[] = {"", "abc", "zz", "0x1234"};
+    for (size_t i = 0; i < 4; i++) {
+        lp.sha256 = malformed[i];
+        assert_int_equal(sipp_client_add_local(c, "pinned", &lp, &ep, &err),
+                         SIPP_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.message, "sha256 pin must be 64 hex digits"));
+    }
+    char long_hex[66];
+    snprintf(long_hex, sizeof long_hex, "%s0", good);
+    lp.sha256 = long_hex;
+    assert_int_equal(sipp_client_add_local(c, "pinned", &lp, &ep, &err), SIPP_INVALID_ARGUMENT);
+
+    /* an older caller: struct_size ends before `sha256`, whatever lies beyond is ignored */
+    lp.sha256 = bad;
+    lp.struct_size = (uint32_t)offsetof(sipp_local_params, sha256);
+    assert_int_equal(sipp_client_add_local(c, "pinned", &lp, &ep, &err), SIPP_OK);
+    assert_int_equal(sipp_client_remove(c, "pinned", &err), SIPP_OK);
+    lp.struct_size = 8;
+    assert_int_equal(sipp_client_add_local(c, "pinned", &lp, &ep, &err), SIPP_INVALID_ARGUMENT);
+}
+
 static void expect_query_error(sipp_endpoint *ep, const char *prompt, sipp_text_params p,
                                const char *needle) {
     sipp_run *run = (sipp_run *)0x1;
@@ -144,6 +309,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(missing_file),   cmocka_unit_test(not_a_gguf),
         cmocka_unit_test(truncated_gguf), cmocka_unit_test(absurd_counts),
+        cmocka_unit_test(crafted_files),  cmocka_unit_test(sha256_pin),
         cmocka_unit_test(bad_requests),   cmocka_unit_test(bad_chats),
         cmocka_unit_test(endpoint_still_answers),
     };

@@ -56,7 +56,8 @@ int main(void) {
     F(sipp_local_params, tick_budget); F(sipp_local_params, prefill_chunk);
     F(sipp_local_params, stream_buffer_bytes); F(sipp_local_params, context_shift);
     F(sipp_local_params, n_keep); F(sipp_local_params, cache_ram_bytes);
-    F(sipp_local_params, cache_dir); L(sipp_local_params, cache_disk_bytes);
+    F(sipp_local_params, cache_dir); F(sipp_local_params, cache_disk_bytes);
+    L(sipp_local_params, sha256);
     S(sipp_provider_params); F(sipp_provider_params, struct_size); F(sipp_provider_params, kind);
     F(sipp_provider_params, model); F(sipp_provider_params, base_url);
     F(sipp_provider_params, api_key); F(sipp_provider_params, api_key_env);

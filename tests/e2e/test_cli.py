@@ -100,6 +100,25 @@ def test_errors_exit_non_zero_with_one_line(sipp, args, needle):
     assert needle in lines[0]
 
 
+def test_model_sha256_pin(sipp):
+    """A12: --model-sha256 (and SIPP_MODEL_SHA256) load a file with that hash and refuse any
+    other, naming both hashes; malformed hex is a usage error."""
+    import hashlib
+    good = hashlib.sha256(STORY_MODEL.read_bytes()).hexdigest()
+    r = sipp("query", "--json", "-n", "2", "-m", str(STORY_MODEL), "--model-sha256", good.upper(),
+             "Once")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["usage"]["output_tokens"] == 2
+    wrong = "f" * 64
+    r = sipp("query", "-n", "2", "-m", str(STORY_MODEL), "Once", env={"SIPP_MODEL_SHA256": wrong})
+    assert r.returncode != 0 and r.stdout == ""
+    assert f"sha256 mismatch: expected {wrong}, file has {good}" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = sipp("query", "-m", str(STORY_MODEL), "--model-sha256", "12ab", "Once")
+    assert r.returncode == 2, r.stderr
+    assert "--model-sha256 must be 64 hex digits" in r.stderr
+
+
 @pytest.mark.parametrize("cmd", ["query", "chat", "embed", "info", "models"])
 def test_help_on_every_subcommand(sipp, cmd):
     r = sipp(cmd, "--help")

@@ -94,6 +94,52 @@ api_key_env = "NOT_SET_ANYWHERE"
     assert r.returncode == 2 and "usage" in r.stderr
 
 
+def test_check_validates_the_sha256_pin_format_without_reading_the_file(tmp_path):
+    """A12: `check` refuses a malformed pin and accepts a well-formed one for a file that does
+    not exist (it never hashes)."""
+    cfg = tmp_path / "pin.toml"
+    pin = "ab" * 32
+    cfg.write_text(local_target(model="/does/not/exist.gguf").replace(
+        'backend = "cpu"', f'backend = "cpu"\nsha256 = "{pin}"'))
+    r = subprocess.run([str(GATEWAY), "check", "--config", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for bad, why in (("ab" * 31, "must be 64 hex digits"), ("xy" * 32, "must be 64 hex digits"),
+                     ("ab" * 33, "must be 64 hex digits"), ("", "must not be empty")):
+        cfg.write_text(local_target().replace('backend = "cpu"', f'backend = "cpu"\nsha256 = "{bad}"'))
+        r = subprocess.run([str(GATEWAY), "check", "--config", str(cfg)], capture_output=True,
+                           text=True)
+        assert r.returncode == 1
+        assert f"key 'targets.sha256' {why}" in r.stderr
+
+
+def test_serve_refuses_a_model_whose_hash_differs_from_the_pin(tmp_path):
+    """A12: a pinned local target whose file hashes differently never loads; the log says why;
+    the correctly pinned target beside it serves."""
+    import hashlib
+    good = hashlib.sha256(pathlib.Path(CHAT_MODEL).read_bytes()).hexdigest()
+    wrong = "0" * 64
+    body = (local_target("pinned").replace('backend = "cpu"', f'backend = "cpu"\nsha256 = "{good}"')
+            + local_target("wrongpin").replace('backend = "cpu"',
+                                               f'backend = "cpu"\nsha256 = "{wrong}"'))
+    g = Gateway(tmp_path, body, wait_ready=False)
+    try:
+        deadline = time.time() + 30
+        while "target ready" not in g.log_path.read_text() or \
+                "target failed to load" not in g.log_path.read_text():
+            assert time.time() < deadline, g.log_path.read_text()
+            time.sleep(0.05)
+        log = g.log_path.read_text()
+        assert f"sha256 mismatch: expected {wrong}, file has {good}" in log
+        st, _, out = g.post("/v1/chat/completions", {"model": "pinned", "max_tokens": 2,
+                                                     "messages": [{"role": "user", "content": "hi"}]})
+        assert st == 200, out
+        st, _, out = g.post("/v1/chat/completions", {"model": "wrongpin", "max_tokens": 2,
+                                                     "messages": [{"role": "user", "content": "hi"}]})
+        assert st >= 400, out
+    finally:
+        assert g.stop() == 0
+
+
 def test_serve_refuses_missing_secrets(tmp_path):
     cfg = tmp_path / "g.toml"
     cfg.write_text(local_target() + story_target() + TOKENS)

@@ -111,6 +111,22 @@ static void test_types_and_ranges(void **state) {
     refused("allowed_origins = [\"https://a.example/\"]\n" TARGET, "exact origin");
     refused(TARGET "[targets.runtime]\nn_parallel = 100000\n", "targets.runtime.n_parallel");
     refused(TARGET "backend = \"tpu\"\n", "auto, cpu, cuda or vulkan");
+    /* the model pin: 64 hex digits, checked without reading the file */
+    refused(TARGET "sha256 = \"abc\"\n", "key 'targets.sha256' must be 64 hex digits");
+    refused(TARGET "sha256 = \"" "zz00000000000000000000000000000000000000000000000000000000000000"
+            "\"\n", "key 'targets.sha256' must be 64 hex digits");
+    refused(TARGET "sha256 = 12\n", "targets.sha256");
+    refused("[[targets]]\nname = \"o\"\ntype = \"openai\"\nmodel = \"m\"\napi_key_env = \"K\"\n"
+            "sha256 = \"00\"\n", "unknown key 'targets.sha256' for a target of type openai");
+    {
+        sipp__gw_config cfg;
+        const char *pin = "E28CA6C7371AF7AA396FA18936BCDBC222190C96B259348D5A5F6ADEBD0870C2";
+        char text[512];
+        snprintf(text, sizeof text, TARGET "sha256 = \"%s\"\n", pin);
+        assert_int_equal(parse(text, &cfg), 0);
+        assert_string_equal(cfg.targets[0].sha256, pin);
+        sipp__gw_config_free(&cfg);
+    }
     refused("[[targets]]\nname = \"t\"\ntype = \"mystery\"\nmodel = \"m\"\n", "key 'targets.type' must be");
     refused("[security.client_ip]\nsource = \"header\"\n" TARGET, "peer, x_forwarded_for or x_real_ip");
     refused("[security.client_ip]\ntrusted_proxy_cidrs = [\"10.0.0.1/8\"]\n" TARGET, "not an address or CIDR");

@@ -163,6 +163,7 @@ static const field_def local_fields[] = {
     FIELD(sipp_local_params, "cacheRamBytes", F_U64, cache_ram_bytes),
     FIELD(sipp_local_params, "cacheDir", F_STR, cache_dir),
     FIELD(sipp_local_params, "cacheDiskBytes", F_U64, cache_disk_bytes),
+    FIELD(sipp_local_params, "sha256", F_STR, sha256),
     {NULL, 0, 0}};
 
 static const field_def provider_fields[] = {

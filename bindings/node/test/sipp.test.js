@@ -184,6 +184,15 @@ test('a missing model is not_found', async () => {
   c.close();
 });
 
+test('a sha256 pin loads a matching file and refuses another', async () => {
+  const good = require('node:crypto').createHash('sha256').update(fs.readFileSync(STORY_MODEL)).digest('hex');
+  const c = new Client();
+  await c.addLocal('pinned', STORY_MODEL, { nCtx: 128, nThreads: 1, sha256: good });
+  const e = await rejects(c.addLocal('other', STORY_MODEL, { sha256: '0'.repeat(64) }), 'model_invalid');
+  assert.ok(e.message.includes(`sha256 mismatch: expected ${'0'.repeat(64)}, file has ${good}`), e.message);
+  c.close();
+});
+
 test('closed client, removed and replaced endpoints', async () => {
   const c = new Client();
   const old = await c.addLocal('m', STORY_MODEL);

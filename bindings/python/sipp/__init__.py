@@ -713,7 +713,8 @@ class Client(_Closing):
         `params` are fields of sipp_local_params by name: n_ctx, n_threads, n_batch,
         n_gpu_layers, n_parallel, max_running, max_queued, tick_budget, prefill_chunk,
         stream_buffer_bytes, context_shift, n_keep, cache_ram_bytes, cache_dir,
-        cache_disk_bytes. `progress(fraction)` is called on this thread; return False to abort.
+        cache_disk_bytes, sha256 (a pin: 64 hex digits the file's SHA-256 must match).
+        `progress(fraction)` is called on this thread; return False to abort.
         """
         keep: list = []
         p = _ffi.sipp_local_params_default().value

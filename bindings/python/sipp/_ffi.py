@@ -84,7 +84,7 @@ class LocalParams(Structure):
                 ("max_queued", c_uint32), ("tick_budget", c_uint32), ("prefill_chunk", c_uint32),
                 ("stream_buffer_bytes", c_uint32), ("context_shift", c_bool), ("n_keep", c_uint32),
                 ("cache_ram_bytes", c_uint64), ("cache_dir", c_char_p),
-                ("cache_disk_bytes", c_uint64)]
+                ("cache_disk_bytes", c_uint64), ("sha256", c_char_p)]
 
 
 class ProviderParams(Structure):

@@ -182,6 +182,17 @@ def test_result_timeout_leaves_the_run_going(client):
 # ---- errors --------------------------------------------------------------------------------------
 
 
+def test_sha256_pin_loads_a_match_and_refuses_another_file():
+    import hashlib
+    good = hashlib.sha256(STORY_MODEL.read_bytes()).hexdigest()
+    with sipp.Client() as c:
+        c.add_local("pinned", STORY_MODEL, n_ctx=128, n_threads=1, sha256=good)
+        with pytest.raises(sipp.SippError) as e:
+            c.add_local("other", STORY_MODEL, n_ctx=128, n_threads=1, sha256="0" * 64)
+        assert e.value.kind == "model_invalid"
+        assert f"sha256 mismatch: expected {'0' * 64}, file has {good}" in e.value.message
+
+
 def test_submission_errors_are_sipp_errors_with_kind(client):
     with pytest.raises(sipp.InvalidArgumentError) as e:
         client.query("story", "")

@@ -307,13 +307,15 @@ pub struct LocalOptions {
     pub cache_ram_bytes: Option<u64>,
     pub cache_dir: Option<PathBuf>,
     pub cache_disk_bytes: Option<u64>,
+    /// Pin: the SHA-256 (64 hex digits) the model file must have, checked before loading.
+    pub sha256: Option<String>,
 }
 
 setters!(LocalOptions { n_ctx: u32, n_threads: i32, n_batch: u32, n_gpu_layers: i32,
                         n_parallel: u32, max_running: u32, max_queued: u32, tick_budget: u32,
                         prefill_chunk: u32, stream_buffer_bytes: u32, context_shift: bool,
                         n_keep: u32, cache_ram_bytes: u64, cache_disk_bytes: u64 }
-         into { cache_dir: PathBuf });
+         into { cache_dir: PathBuf, sha256: String });
 
 impl LocalOptions {
     /// Defaults for the model at `model_path`.
@@ -322,7 +324,7 @@ impl LocalOptions {
                        n_gpu_layers: None, n_parallel: None, max_running: None, max_queued: None,
                        tick_budget: None, prefill_chunk: None, stream_buffer_bytes: None,
                        context_shift: None, n_keep: None, cache_ram_bytes: None, cache_dir: None,
-                       cache_disk_bytes: None }
+                       cache_disk_bytes: None, sha256: None }
     }
 }
 
@@ -595,6 +597,10 @@ impl Client {
             Some(d) => Some(path_cstring(d, "cache_dir")?),
             None => None,
         };
+        let pin = match &o.sha256 {
+            Some(h) => Some(cstring(h, "sha256")?),
+            None => None,
+        };
         // SAFETY: plain struct by value (into our buffer with slack).
         let mut p = defaults(unsafe { sys::sipp_local_params_default() }, "sipp_local_params")?;
         p.struct_size = mem::size_of::<sys::sipp_local_params>() as u32;
@@ -605,6 +611,9 @@ impl Client {
               cache_ram_bytes, cache_disk_bytes);
         if let Some(d) = &dir {
             p.cache_dir = d.as_ptr();
+        }
+        if let Some(h) = &pin {
+            p.sha256 = h.as_ptr();
         }
         let mut raw = ptr::null_mut();
         let mut err = new_error();

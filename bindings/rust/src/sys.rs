@@ -66,6 +66,7 @@ pub struct sipp_local_params {
     pub cache_ram_bytes: u64,
     pub cache_dir: *const c_char,
     pub cache_disk_bytes: u64,
+    pub sha256: *const c_char,
 }
 
 pub const SIPP_PROVIDER_OPENAI: c_int = 1;

@@ -96,7 +96,7 @@ fn mirrors() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
         mirror!(sipp_local_params { struct_size, model_path, n_ctx, n_threads, n_batch, n_gpu_layers,
             n_parallel, progress, progress_user_data, max_running, max_queued, tick_budget,
             prefill_chunk, stream_buffer_bytes, context_shift, n_keep, cache_ram_bytes, cache_dir,
-            cache_disk_bytes }),
+            cache_disk_bytes, sha256 }),
         mirror!(sipp_provider_params { struct_size, kind, model, base_url, api_key, api_key_env,
             connect_timeout_ms, request_timeout_ms, idle_timeout_ms, version, headers, n_headers,
             allow_private_network }),
@@ -242,6 +242,12 @@ fn errors_carry_kind_and_message() {
     let e = Client::new().unwrap().add_local("x", &LocalOptions::new("/nonexistent/model.gguf")).unwrap_err();
     assert_eq!(e.kind, "not_found");
     assert!(format!("{}", e).starts_with("not_found: "));
+    // a sha256 pin that the file does not match refuses the load, naming both hashes
+    let e = Client::new().unwrap()
+        .add_local("x", &LocalOptions::new(story_model()).sha256("0".repeat(64))).unwrap_err();
+    assert_eq!(e.kind, "model_invalid");
+    assert!(e.message.contains(&format!("sha256 mismatch: expected {}, file has ", "0".repeat(64))),
+            "{}", e.message);
 }
 
 #[test]
