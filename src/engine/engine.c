@@ -428,6 +428,8 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
                                                                      : DEFAULT_CACHE_DISK,
                                    &e->kv, err);
         if (st != SIPP_OK) goto fail;
+        /* what the disk tier indexed counts from the start, not from the first tick */
+        sipp__kvstore_usage(e->kv, &e->stats.cache_ram_bytes, &e->stats.cache_disk_bytes);
     }
 
 #ifndef SIPP_ENGINE_MANUAL
