@@ -478,25 +478,23 @@ static void engine_wake(void *producer) {
     pthread_mutex_unlock(&e->mu);
 }
 
-/* Tokenizes `text` into a malloc'd array. */
-static sipp_status tokenize(sipp__engine *e, const char *text, llama_token **out, int32_t *n_out,
-                            sipp_error *err) {
+/* Tokenizes `text` into a malloc'd array of at most `limit` tokens: a text of more tokens
+ * fails with CONTEXT_OVERFLOW (its count in *n_out) and never gets a buffer of its size, so a
+ * huge input is refused before anything proportional to it is allocated here. */
+static sipp_status tokenize(sipp__engine *e, const char *text, uint32_t limit, llama_token **out,
+                            int32_t *n_out, sipp_error *err) {
     size_t len = strlen(text);
     if (len > (size_t)INT32_MAX / 2)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "input of %zu bytes is too long", len);
     int32_t cap = (int32_t)len + 8;
+    if ((uint32_t)cap > limit) cap = (int32_t)limit;
     llama_token *toks = malloc((size_t)cap * sizeof *toks);
     if (!toks) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     int32_t n = llama_tokenize(e->vocab, text, (int32_t)len, toks, cap, true, true);
-    if (n < 0) {
-        cap = -n;
-        llama_token *t2 = realloc(toks, (size_t)cap * sizeof *toks);
-        if (!t2) {
-            free(toks);
-            return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
-        }
-        toks = t2;
-        n = llama_tokenize(e->vocab, text, (int32_t)len, toks, cap, true, true);
+    if (n < 0) { /* -n tokens, more than the limit */
+        free(toks);
+        *n_out = -n;
+        return SIPP_CONTEXT_OVERFLOW;
     }
     if (n <= 0) {
         free(toks);
@@ -635,8 +633,8 @@ sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
         }
         j->key_len = (size_t)n;
     }
-    st = tokenize(e, prompt, &j->tokens, &j->n_tokens, err);
-    if (st == SIPP_OK && (uint32_t)j->n_tokens >= e->n_ctx_seq)
+    st = tokenize(e, prompt, e->n_ctx_seq, &j->tokens, &j->n_tokens, err);
+    if (st == SIPP_CONTEXT_OVERFLOW || (st == SIPP_OK && (uint32_t)j->n_tokens >= e->n_ctx_seq))
         st = sipp__fail(err, SIPP_CONTEXT_OVERFLOW, 0,
                         "the prompt is too long: n_prompt_tokens = %d, n_ctx = %u (the context "
                         "must hold the prompt plus at least one generated token)",
@@ -695,8 +693,9 @@ sipp_status sipp__engine_submit_embed(sipp__engine *e, const char *text,
     if (!j) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     j->kind = JOB_EMBED;
     j->normalize = p->normalize;
-    sipp_status st = tokenize(e, text, &j->tokens, &j->n_tokens, err);
-    if (st == SIPP_OK && ((uint32_t)j->n_tokens > e->n_batch || (uint32_t)j->n_tokens > e->n_ctx_seq))
+    uint32_t most = e->n_batch < e->n_ctx_seq ? e->n_batch : e->n_ctx_seq;
+    sipp_status st = tokenize(e, text, most, &j->tokens, &j->n_tokens, err);
+    if (st == SIPP_CONTEXT_OVERFLOW || (st == SIPP_OK && (uint32_t)j->n_tokens > most))
         st = sipp__fail(err, SIPP_CONTEXT_OVERFLOW, 0,
                         "the input has %d tokens but one embedding batch holds %u",
                         j->n_tokens, e->n_batch < e->n_ctx_seq ? e->n_batch : e->n_ctx_seq);

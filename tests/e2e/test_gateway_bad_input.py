@@ -237,3 +237,29 @@ def test_c8_a_caller_never_reuses_another_callers_kv(gw):
     h2, m2 = counts()
     assert (h2, m2) == (h1, m1 + 1)  # carol's identical first prompt computes everything
     assert first["text"] == again["text"] == other["text"]
+
+
+# ---- E. concurrency -------------------------------------------------------------------------
+
+def test_e2_disconnect_mid_decode_cancels_only_that_stream(gw):
+    body = {"model": "endless", "prompt": "Once upon a time", "max_tokens": 100000,
+            "stream": True}
+    before = gw.metric("sipp_engine_cancelled_total", target="endless")
+    a = Stream(gw, "/v1/query", body, token=SECRET_A)
+    b = Stream(gw, "/v1/completions", body, token=SECRET_B)
+    fa, fb = a.frames(), b.frames()
+    for frames in (fa, fb):
+        assert next(f for f in frames if f[0] or f[1])  # both are generating
+    a.close()
+    assert gw.wait_metric("sipp_engine_cancelled_total", lambda v: v == before + 1,
+                          target="endless") == before + 1
+    # the other stream goes on: more tokens arrive after the first one was cancelled
+    got = sum(1 for _, (e, d, c) in zip(range(20), fb) if d)
+    assert got == 20
+    assert gw.metric("sipp_engine_running", target="endless") == 1
+    # and the server answers others meanwhile
+    st, _, r = post(gw, "/v1/query", {"model": "local", "prompt": "hi", "max_tokens": 1})
+    assert st == 200, r
+    b.close()
+    assert gw.wait_metric("sipp_engine_running", lambda v: v == 0, target="endless") == 0
+    assert gw.metric("sipp_engine_cancelled_total", target="endless") == before + 2
