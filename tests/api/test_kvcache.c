@@ -243,14 +243,14 @@ static void concurrent_requests_on_one_key_both_complete(void **state) {
 static void context_shift_keeps_generating(void **state) {
     (void)state;
     /* the chat model's context holds 256 tokens per sequence */
-    for (int shift = 0; shift < 2; shift++) {
+    for (int shift = 0; shift < 3; shift++) {
         sipp_client *c = NULL;
         assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
         sipp_local_params lp = sipp_local_params_default();
         lp.model_path = CHAT_MODEL;
         lp.n_parallel = 1;
         lp.context_shift = shift;
-        lp.n_keep = 4;
+        lp.n_keep = shift == 2 ? UINT32_MAX : 4; /* C1: past the context: capped at half */
         sipp_endpoint *ep = NULL;
         assert_int_equal(sipp_client_add_local(c, "m", &lp, &ep, NULL), SIPP_OK);
         sipp_text_params p = greedy(400);
