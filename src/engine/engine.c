@@ -330,9 +330,11 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
     /* The CPUs this process may run on (affinity mask, as taskset/cgroup cpusets set it):
      * the default, and the cap, since more threads than CPUs only contend. */
     long allowed = sysconf(_SC_NPROCESSORS_ONLN);
+#if defined(__linux__) && !defined(__EMSCRIPTEN__)
     cpu_set_t cpus;
     if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) > 0)
         allowed = CPU_COUNT(&cpus);
+#endif
     if (allowed <= 0) allowed = 4;
     int32_t threads = p->n_threads;
     if (threads == 0) threads = (int32_t)(allowed > 16 ? 16 : allowed);
