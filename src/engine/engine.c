@@ -328,17 +328,20 @@ sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, si
     if (e->embed_only) e->n_parallel = 0;
     uint32_t n_seq = e->n_parallel + 1;
     /* The CPUs this process may run on (affinity mask, as taskset/cgroup cpusets set it):
-     * the default, and the cap, since more threads than CPUs only contend. */
+     * the default, and on Linux the cap, since more threads than CPUs only contend. */
     long allowed = sysconf(_SC_NPROCESSORS_ONLN);
+    bool known = false;
 #if defined(__linux__) && !defined(__EMSCRIPTEN__)
     cpu_set_t cpus;
-    if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) > 0)
+    if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) > 0) {
         allowed = CPU_COUNT(&cpus);
+        known = true;
+    }
 #endif
     if (allowed <= 0) allowed = 4;
     int32_t threads = p->n_threads;
     if (threads == 0) threads = (int32_t)(allowed > 16 ? 16 : allowed);
-    if (threads > allowed) {
+    if (known && threads > allowed) {
         sipp__log(SIPP_LOG_WARN, "n_threads %d is more than the %ld CPUs this process may use; "
                   "using %ld", threads, allowed, allowed);
         threads = (int32_t)allowed;
