@@ -1,6 +1,7 @@
 /*
  * text.c — pure text logic of generation: UTF-8 completeness, stop strings across token
- * boundaries, and validation of text options. No state, no allocation; unit-tested directly.
+ * boundaries, validation of text options, and the nesting-depth scan that guards grammars and
+ * schemas. No state, no allocation; unit-tested directly.
  */
 #include "common_int.h"
 

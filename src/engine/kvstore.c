@@ -6,6 +6,10 @@
  * a file on disk, or both. Budgets: `ram_used` counts RAM state bytes, `disk_used` counts file
  * sizes; past a budget the least recently used entries leave that tier (RAM entries move to
  * disk when there is a directory).
+ *
+ * Crash safety: a file is complete under its `.kv` name or absent (temp + fsync + rename +
+ * directory fsync). Opening a directory removes temp files of writers that are gone and `.kv`
+ * files of this version cut short; checksums catch the rest when a file is restored.
  */
 #define _GNU_SOURCE
 #include "kvstore.h"
