@@ -19,7 +19,7 @@ static const char query_usage[] =
     "                            (default: the first model there that fits)\n"
     "  --model-sha256 HEX        refuse to load unless the file's SHA-256 is HEX [SIPP_MODEL_SHA256]\n"
     "  --ctx-size N              context tokens per sequence (0 = model's, max 4096) [SIPP_CTX_SIZE]\n"
-    "  --threads N               CPU threads (0 = all cores)                   [SIPP_THREADS]\n"
+    "  --threads N               CPU threads (0 = the CPUs it may use, max 16) [SIPP_THREADS]\n"
     "  --batch-size N            tokens per llama.cpp step (default 512)       [SIPP_BATCH_SIZE]\n"
     "  --gpu-layers N            layers on the GPU, -1 = all (GPU builds)      [SIPP_GPU_LAYERS]\n"
     "sampling:\n"

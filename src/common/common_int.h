@@ -88,6 +88,11 @@ sipp__stop_scan sipp__stop_scan_text(const char *const *stops, size_t n_stops, c
 /* Validates text params; fills err naming the field on failure. */
 sipp_status sipp__text_params_check(const sipp_text_params *p, sipp_error *err);
 
+/* Deepest nesting of `s` (NUL-terminated), counted without recursion: GBNF groups when `gbnf`,
+ * else JSON objects and arrays; brackets inside strings, character classes and comments do not
+ * count. Returns early with a value > limit once the limit is passed. */
+unsigned sipp__nesting_depth(const char *s, bool gbnf, unsigned limit);
+
 /* Copies a caller's parameter struct over `dst` (already filled with defaults, `full` bytes):
  * the first struct_size bytes when the caller's header was older and smaller, so appended
  * fields keep their defaults; dst->struct_size becomes `full`. A struct_size below `min` (the

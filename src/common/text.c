@@ -1,6 +1,7 @@
 /*
  * text.c — pure text logic of generation: UTF-8 completeness, stop strings across token
- * boundaries, and validation of text options. No state, no allocation; unit-tested directly.
+ * boundaries, validation of text options, and the nesting-depth scan that guards grammars and
+ * schemas. No state, no allocation; unit-tested directly.
  */
 #include "common_int.h"
 
@@ -119,4 +120,28 @@ sipp_status sipp__text_params_check(const sipp_text_params *p, sipp_error *err) 
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "grammar and json_schema are exclusive: give one");
     return SIPP_OK;
+}
+
+/* GBNF: only parentheses nest (llama.cpp's parser recurses once per group); string literals,
+ * character classes and comments are skipped so brackets inside them do not count.
+ * JSON: objects and arrays nest; strings are skipped. Stops counting past `limit`. */
+unsigned sipp__nesting_depth(const char *s, bool gbnf, unsigned limit) {
+    unsigned depth = 0, max = 0;
+    for (size_t i = 0; s && s[i]; i++) {
+        char c = s[i];
+        if (c == '"' || (gbnf && c == '[')) {
+            char end = c == '"' ? '"' : ']';
+            for (i++; s[i] && s[i] != end; i++)
+                if (s[i] == '\\' && s[i + 1]) i++;
+            if (!s[i]) break;
+        } else if (gbnf && c == '#') {
+            while (s[i + 1] && s[i + 1] != '\n') i++;
+        } else if (gbnf ? c == '(' : (c == '{' || c == '[')) {
+            if (++depth > max) max = depth;
+            if (max > limit) return max;
+        } else if ((gbnf ? c == ')' : (c == '}' || c == ']')) && depth > 0) {
+            depth--;
+        }
+    }
+    return max;
 }

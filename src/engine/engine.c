@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,8 @@
 #define DEFAULT_CACHE_RAM ((uint64_t)1 << 30)
 #define DEFAULT_CACHE_DISK ((uint64_t)4 << 30)
 #define PENALTY_LAST_N 64
+#define MAX_GRAMMAR_DEPTH 128 /* nested GBNF groups */
+#define MAX_SCHEMA_DEPTH 128  /* nested JSON objects/arrays of a json_schema */
 
 /* ============================================================================================
  * Jobs and slots
@@ -144,6 +147,8 @@ struct sipp__engine {
     float *gap_scratch; /* n_ctx_seq floats, for the p99 of one request */
     llama_logit_bias *eog_bias; /* -inf for every end-of-generation token (ignore_eos) */
     int32_t n_eog;
+    llama_token *control; /* control tokens with text: chat content may not spell them */
+    int32_t n_control;
     bool partial_reuse; /* false for recurrent/hybrid models: exact continuations only */
     bool context_shift;
     uint32_t n_keep;
@@ -247,6 +252,7 @@ static void engine_release(sipp__engine *e) {
     if (e->batch.token) llama_batch_free(e->batch);
     free(e->gap_scratch);
     free(e->eog_bias);
+    free(e->control);
     sipp__kvstore_free(e->kv); /* writes RAM-only snapshots to the disk tier */
     sipp__chat_templates_free(e->templates);
     if (e->ctx) llama_free(e->ctx);
@@ -335,10 +341,24 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     /* Embedding-only models generate nothing: no slots, one sequence for embeddings. */
     if (e->embed_only) e->n_parallel = 0;
     uint32_t n_seq = e->n_parallel + 1;
+    /* The CPUs this process may run on (affinity mask, as taskset/cgroup cpusets set it):
+     * the default, and on Linux the cap, since more threads than CPUs only contend. */
+    long allowed = sysconf(_SC_NPROCESSORS_ONLN);
+    bool known = false;
+#if defined(__linux__) && !defined(__EMSCRIPTEN__)
+    cpu_set_t cpus;
+    if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) > 0) {
+        allowed = CPU_COUNT(&cpus);
+        known = true;
+    }
+#endif
+    if (allowed <= 0) allowed = 4;
     int32_t threads = p->n_threads;
-    if (threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n > 0 ? (int32_t)(n > 16 ? 16 : n) : 4;
+    if (threads == 0) threads = (int32_t)(allowed > 16 ? 16 : allowed);
+    if (known && threads > allowed) {
+        sipp__log(SIPP_LOG_WARN, "n_threads %d is more than the %ld CPUs this process may use; "
+                  "using %ld", threads, allowed, allowed);
+        threads = (int32_t)allowed;
     }
 
     struct llama_context_params cp = llama_context_default_params();
@@ -405,6 +425,16 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     }
     for (int32_t t = 0, k = 0; t < n_vocab; t++)
         if (llama_vocab_is_eog(e->vocab, t)) e->eog_bias[k++] = (llama_logit_bias){t, -INFINITY};
+    e->control = malloc((size_t)(n_vocab > 0 ? n_vocab : 1) * sizeof *e->control);
+    if (!e->control) {
+        st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        goto fail;
+    }
+    for (int32_t t = 0; t < n_vocab; t++) {
+        const char *text = llama_vocab_get_text(e->vocab, t);
+        if ((llama_vocab_get_attr(e->vocab, t) & LLAMA_TOKEN_ATTR_CONTROL) && text && text[0])
+            e->control[e->n_control++] = t;
+    }
 
     e->partial_reuse = !llama_model_is_recurrent(e->model) && !llama_model_is_hybrid(e->model);
     e->context_shift = p->context_shift && e->partial_reuse;
@@ -419,6 +449,8 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
                                                                      : DEFAULT_CACHE_DISK,
                                    &e->kv, err);
         if (st != SIPP_OK) goto fail;
+        /* what the disk tier indexed counts from the start, not from the first tick */
+        sipp__kvstore_usage(e->kv, &e->stats.cache_ram_bytes, &e->stats.cache_disk_bytes);
     }
 
 #ifndef SIPP_ENGINE_MANUAL
@@ -467,25 +499,23 @@ static void engine_wake(void *producer) {
     pthread_mutex_unlock(&e->mu);
 }
 
-/* Tokenizes `text` into a malloc'd array. */
-static sipp_status tokenize(sipp__engine *e, const char *text, llama_token **out, int32_t *n_out,
-                            sipp_error *err) {
+/* Tokenizes `text` into a malloc'd array of at most `limit` tokens: a text of more tokens
+ * fails with CONTEXT_OVERFLOW (its count in *n_out) and never gets a buffer of its size, so a
+ * huge input is refused before anything proportional to it is allocated here. */
+static sipp_status tokenize(sipp__engine *e, const char *text, uint32_t limit, llama_token **out,
+                            int32_t *n_out, sipp_error *err) {
     size_t len = strlen(text);
     if (len > (size_t)INT32_MAX / 2)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "input of %zu bytes is too long", len);
     int32_t cap = (int32_t)len + 8;
+    if ((uint32_t)cap > limit) cap = (int32_t)limit;
     llama_token *toks = malloc((size_t)cap * sizeof *toks);
     if (!toks) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     int32_t n = llama_tokenize(e->vocab, text, (int32_t)len, toks, cap, true, true);
-    if (n < 0) {
-        cap = -n;
-        llama_token *t2 = realloc(toks, (size_t)cap * sizeof *toks);
-        if (!t2) {
-            free(toks);
-            return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
-        }
-        toks = t2;
-        n = llama_tokenize(e->vocab, text, (int32_t)len, toks, cap, true, true);
+    if (n < 0) { /* -n tokens, more than the limit */
+        free(toks);
+        *n_out = -n;
+        return SIPP_CONTEXT_OVERFLOW;
     }
     if (n <= 0) {
         free(toks);
@@ -589,6 +619,15 @@ sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
     sipp_status st = sipp__text_params_check(p, err);
     if (st != SIPP_OK) return st;
 
+    /* Depth caps before anything recursive sees the text: llama.cpp's GBNF parser recurses
+     * once per group and the schema converter once per JSON level. */
+    if (p->grammar && sipp__nesting_depth(p->grammar, true, MAX_GRAMMAR_DEPTH) > MAX_GRAMMAR_DEPTH)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "grammar: groups nested deeper than %d", MAX_GRAMMAR_DEPTH);
+    if (p->json_schema &&
+        sipp__nesting_depth(p->json_schema, false, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "json_schema: nested deeper than %d levels", MAX_SCHEMA_DEPTH);
     char *schema_grammar = NULL;
     if (p->json_schema) {
         char msg[SIPP_ERROR_MESSAGE_CAP];
@@ -615,11 +654,11 @@ sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
         }
         j->key_len = (size_t)n;
     }
-    st = tokenize(e, prompt, &j->tokens, &j->n_tokens, err);
-    if (st == SIPP_OK && (uint32_t)j->n_tokens >= e->n_ctx_seq)
+    st = tokenize(e, prompt, e->n_ctx_seq, &j->tokens, &j->n_tokens, err);
+    if (st == SIPP_CONTEXT_OVERFLOW || (st == SIPP_OK && (uint32_t)j->n_tokens >= e->n_ctx_seq))
         st = sipp__fail(err, SIPP_CONTEXT_OVERFLOW, 0,
-                        "the prompt has %d tokens but the context holds %u (prompt plus at least "
-                        "one generated token)",
+                        "the prompt is too long: n_prompt_tokens = %d, n_ctx = %u (the context "
+                        "must hold the prompt plus at least one generated token)",
                         j->n_tokens, e->n_ctx_seq);
     if (st == SIPP_OK) {
         j->sampler = build_sampler(e, p, schema_grammar ? schema_grammar : p->grammar, err);
@@ -645,6 +684,20 @@ sipp_status sipp__engine_render_chat(sipp__engine *e, const sipp_message *messag
     if (!e->templates)
         return sipp__fail(err, SIPP_UNSUPPORTED, 0,
                           "chat: the model has no chat template; use query for raw prompts");
+    /* The rendered prompt is tokenized with special-token parsing on (the template's own
+     * markers must become control tokens), so message content that spells a control token
+     * could forge a turn or a role: refuse it rather than guess what the caller meant. */
+    for (size_t i = 0; i < n; i++) {
+        const char *content = messages[i].content ? messages[i].content : "";
+        for (int32_t k = 0; k < e->n_control; k++) {
+            const char *text = llama_vocab_get_text(e->vocab, e->control[k]);
+            if (strstr(content, text))
+                return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                                  "chat: messages[%zu] contains the special token text '%.32s'; "
+                                  "message content may not spell the model's control tokens",
+                                  i, text);
+        }
+    }
     char msg[SIPP_ERROR_MESSAGE_CAP];
     pthread_mutex_lock(&e->templates_mu);
     int rc = sipp__chat_render(e->templates, messages, n, out, msg, sizeof msg);
@@ -663,8 +716,9 @@ sipp_status sipp__engine_submit_embed(sipp__engine *e, const char *text,
     if (!j) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     j->kind = JOB_EMBED;
     j->normalize = p->normalize;
-    sipp_status st = tokenize(e, text, &j->tokens, &j->n_tokens, err);
-    if (st == SIPP_OK && ((uint32_t)j->n_tokens > e->n_batch || (uint32_t)j->n_tokens > e->n_ctx_seq))
+    uint32_t most = e->n_batch < e->n_ctx_seq ? e->n_batch : e->n_ctx_seq;
+    sipp_status st = tokenize(e, text, most, &j->tokens, &j->n_tokens, err);
+    if (st == SIPP_CONTEXT_OVERFLOW || (st == SIPP_OK && (uint32_t)j->n_tokens > most))
         st = sipp__fail(err, SIPP_CONTEXT_OVERFLOW, 0,
                         "the input has %d tokens but one embedding batch holds %u",
                         j->n_tokens, e->n_batch < e->n_ctx_seq ? e->n_batch : e->n_ctx_seq);

@@ -6,6 +6,10 @@
  * a file on disk, or both. Budgets: `ram_used` counts RAM state bytes, `disk_used` counts file
  * sizes; past a budget the least recently used entries leave that tier (RAM entries move to
  * disk when there is a directory).
+ *
+ * Crash safety: a file is complete under its `.kv` name or absent (temp + fsync + rename +
+ * directory fsync). Opening a directory removes temp files of writers that are gone and `.kv`
+ * files of this version cut short; checksums catch the rest when a file is restored.
  */
 #define _GNU_SOURCE
 #include "kvstore.h"
@@ -16,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -191,6 +196,14 @@ static bool write_all(int fd, const void *data, size_t len) {
     return true;
 }
 
+static void sync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
 /* Writes the entry's RAM state to its file (temp + fsync + rename). */
 static bool entry_write_file(sipp__kvstore *s, sipp__kv_entry *e) {
     if (!s->dir || !e->state || e->path) return e->path != NULL;
@@ -228,6 +241,7 @@ static bool entry_write_file(sipp__kvstore *s, sipp__kv_entry *e) {
               fsync(fd) == 0;
     if (fd >= 0) close(fd);
     ok = ok && rename(tmp, path) == 0;
+    if (ok) sync_dir(s->dir); /* the rename itself survives a power cut */
     if (!ok) {
         unlink(tmp);
         free(path);
@@ -267,15 +281,26 @@ static void enforce_ram_budget(sipp__kvstore *s) {
     enforce_disk_budget(s);
 }
 
-/* Reads a file's header and its scope and tokens into a new disk-only entry. */
-static sipp__kv_entry *index_file(sipp__kvstore *s, const char *path) {
+/* Reads a file's header and its scope and tokens into a new disk-only entry. Sets *torn when
+ * the file is ours (magic and version) but its lengths do not match its size: a file cut short
+ * (files are renamed into place only when complete, so this is damage, not a write in
+ * progress). A file of another version or with another magic is left alone. */
+static sipp__kv_entry *index_file(sipp__kvstore *s, const char *path, bool *torn) {
+    *torn = false;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return NULL;
     struct stat st;
     uint8_t hdr[H_END];
     sipp__kv_file f;
     sipp__kv_entry *e = NULL;
-    if (fstat(fd, &st) == 0 && pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr &&
+    bool stat_ok = fstat(fd, &st) == 0;
+    ssize_t got = stat_ok ? pread(fd, hdr, sizeof hdr, 0) : -1;
+    if (stat_ok && got >= 12 && memcmp(hdr, KV_MAGIC, 8) == 0 &&
+        rd32(hdr + H_VERSION) == SIPP__KV_FILE_VERSION &&
+        (got != (ssize_t)sizeof hdr ||
+         sipp__kv_header_parse(hdr, sizeof hdr, (uint64_t)st.st_size, &f, NULL) != SIPP_OK))
+        *torn = true;
+    if (stat_ok && got == (ssize_t)sizeof hdr &&
         sipp__kv_header_parse(hdr, sizeof hdr, (uint64_t)st.st_size, &f, NULL) == SIPP_OK &&
         memcmp(&f.compat, &s->compat, sizeof f.compat) == 0) {
         e = calloc(1, sizeof *e);
@@ -306,6 +331,21 @@ static sipp__kv_entry *index_file(sipp__kvstore *s, const char *path) {
  * Store
  * ========================================================================================== */
 
+/* The writer's pid when `name` is a temporary file of entry_write_file ("<64 hex>.kv.tmp.PID"),
+ * else 0. */
+static long stale_temp_pid(const char *name) {
+    size_t l = strlen(name);
+    if (l <= 64 + 8 || strncmp(name + 64, ".kv.tmp.", 8) != 0) return 0;
+    for (int i = 0; i < 64; i++)
+        if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f'))) return 0;
+    long pid = 0;
+    for (const char *p = name + 72; *p; p++) {
+        if (*p < '0' || *p > '9' || pid > 1000000000L) return 0;
+        pid = pid * 10 + (*p - '0');
+    }
+    return pid;
+}
+
 sipp_status sipp__kvstore_new(const sipp__kv_compat *compat, uint64_t ram_budget, const char *dir,
                               uint64_t disk_budget, sipp__kvstore **out, sipp_error *err) {
     sipp__kvstore *s = calloc(1, sizeof *s);
@@ -330,9 +370,25 @@ sipp_status sipp__kvstore_new(const sipp__kv_compat *compat, uint64_t ram_budget
         while ((de = readdir(d)) != NULL) {
             size_t l = strlen(de->d_name);
             char *path = NULL;
+            long pid = stale_temp_pid(de->d_name);
+            if (pid > 0) { /* a writer killed mid-write leaves its temp file behind */
+                if (kill((pid_t)pid, 0) != 0 && errno == ESRCH &&
+                    asprintf(&path, "%s/%s", dir, de->d_name) >= 0) {
+                    sipp__log(SIPP_LOG_INFO, "snapshot: removing %s (its writer %ld is gone)",
+                              path, pid);
+                    unlink(path);
+                    free(path);
+                }
+                continue;
+            }
             if (l < 4 || strcmp(de->d_name + l - 3, ".kv") != 0) continue;
             if (asprintf(&path, "%s/%s", dir, de->d_name) < 0) continue;
-            sipp__kv_entry *e = index_file(s, path);
+            bool torn;
+            sipp__kv_entry *e = index_file(s, path, &torn);
+            if (torn) {
+                sipp__log(SIPP_LOG_WARN, "snapshot: removing %s (cut short)", path);
+                unlink(path);
+            }
             free(path);
             if (!e) continue; /* foreign, torn or corrupt: ignored, recomputed on demand */
             list_push_front(s, e);

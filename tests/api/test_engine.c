@@ -2,7 +2,9 @@
  * test_engine.c — the scheduler under concurrency: batched output equals sequential output,
  * cancellation in every phase frees the sequence, admission limits answer `busy`, deadlines
  * end runs, a stalled consumer pauses only its own sequence, engine counters add up, and
- * 1,000 requests with cancellations leave nothing behind (run under ASan and TSan).
+ * 1,000 requests with cancellations leave nothing behind (run under ASan and TSan); removing an
+ * endpoint ends runs other threads wait on; long generations end at their context; more
+ * threads than CPUs; hundreds of sequential prefix-heavy chats.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "helpers.h"
@@ -383,6 +385,148 @@ static void thousand_requests_with_cancellations(void **state) {
     sipp_client_free(c);
 }
 
+/* ---- lifecycle: removal while runs wait, KV exhaustion, threads, long sequential load ----- */
+
+typedef struct waiter {
+    sipp_run *run;
+    bool pull; /* pull with sipp_run_next instead of waiting */
+    sipp_finish_reason reason;
+    sipp_status status;
+} waiter;
+
+static void *waiter_main(void *arg) {
+    waiter *w = arg;
+    if (w->pull) {
+        for (;;) {
+            sipp_token_batch b = {.struct_size = sizeof b};
+            if (sipp_run_next(w->run, -1, &b, NULL) != SIPP_OK || b.done) break;
+        }
+    }
+    const sipp_response *r = NULL;
+    sipp_run_wait(w->run, &r, NULL);
+    w->reason = r->finish_reason;
+    w->status = r->status;
+    return NULL;
+}
+
+/* E4: removing an endpoint while runs are running, queued and being read on other threads
+ * ends every run (cancelled) and wakes every reader; the id is gone; re-adding it serves. */
+static void removing_an_endpoint_ends_its_runs(void **state) {
+    (void)state;
+    sipp_client *c = new_client();
+    sipp_local_params lp = sipp_local_params_default();
+    lp.n_parallel = 2;
+    sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
+    sipp_text_params endless = endless_params(100000);
+    enum { N = 5 };
+    waiter w[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        w[i] = (waiter){.pull = i % 2 == 1};
+        assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &w[i].run, NULL), SIPP_OK);
+        pthread_create(&th[i], NULL, waiter_main, &w[i]);
+    }
+    sleep_ms(20); /* two run, three wait in the queue */
+    assert_int_equal(sipp_client_remove(c, "m", NULL), SIPP_OK);
+    assert_null(sipp_client_endpoint(c, "m"));
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].status, SIPP_OK);
+        assert_int_equal(w[i].reason, SIPP_FINISH_CANCELLED);
+        sipp_run_free(w[i].run);
+    }
+    ep = add_with(c, STORY_MODEL, lp); /* reload under the same id */
+    assert_ptr_equal(sipp_client_endpoint(c, "m"), ep);
+    assert_next_request_completes(ep);
+    sipp_client_free(c);
+}
+
+/* E5/E6: more long generations than sequences, each able to fill its context: every sequence
+ * has its own context cells, so each run ends with `length` when its context is full (no loop,
+ * no failure), the waiting ones run after, and the endpoint goes on serving. */
+static void long_generations_fill_their_contexts_and_end(void **state) {
+    (void)state;
+    sipp_client *c = new_client();
+    sipp_local_params lp = sipp_local_params_default();
+    lp.n_parallel = 2;
+    sipp_endpoint *ep = add_with(c, CHAT_MODEL, lp); /* 256 tokens per sequence */
+    sipp_text_params p = greedy(1000000);
+    p.ignore_eos = true;
+    enum { N = 4 };
+    sipp_run *runs[N];
+    for (int i = 0; i < N; i++)
+        assert_int_equal(sipp_query(ep, "User: tell me a long story\nBot:", &p, &runs[i], NULL),
+                         SIPP_OK);
+    for (int i = 0; i < N; i++) {
+        const sipp_response *r = wait_run(runs[i]);
+        assert_int_equal(r->status, SIPP_OK);
+        assert_int_equal(r->finish_reason, SIPP_FINISH_LENGTH);
+        assert_true(r->usage.total_tokens <= 256 && r->usage.output_tokens > 200);
+        sipp_run_free(runs[i]);
+    }
+    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_int_equal(es.failed, 0);
+    assert_int_equal(es.running, 0);
+    assert_next_request_completes(ep);
+    sipp_client_free(c);
+}
+
+/* E7: far more threads than CPUs: the engine caps them to the CPUs it may use and serves. */
+static void more_threads_than_cpus_still_serves(void **state) {
+    (void)state;
+    sipp_client *c = new_client();
+    sipp_local_params lp = sipp_local_params_default();
+    lp.model_path = STORY_MODEL;
+    lp.n_threads = 4096;
+    sipp_endpoint *ep = NULL;
+    sipp_error err = sipp_error_default();
+    assert_int_equal(sipp_client_add_local(c, "m", &lp, &ep, &err), SIPP_OK);
+    assert_next_request_completes(ep);
+    lp.n_threads = -1;
+    assert_int_equal(sipp_client_add_local(c, "bad", &lp, &ep, &err), SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "n_threads"));
+    sipp_client_free(c);
+}
+
+/* E8: several hundred sequential chats that share prefixes, on more conversations than
+ * sequences (every few turns a conversation is evicted and comes back from its snapshot):
+ * none hangs, every one completes, nothing is left running. */
+static void hundreds_of_prefix_heavy_chats(void **state) {
+    (void)state;
+    sipp_client *c = new_client();
+    sipp_local_params lp = sipp_local_params_default();
+    lp.n_parallel = 2;
+    sipp_endpoint *ep = add_with(c, CHAT_MODEL, lp);
+    const char *keys[3] = {"c0", "c1", "c2"};
+    const char *lines[3] = {"hi", "how are you?", "tell me about the sea"};
+    double t0 = (double)time(NULL);
+    int hits = 0;
+    enum { N = 300 };
+    for (int i = 0; i < N; i++) {
+        /* a rolling window of the conversation: the first turns repeat, so prefixes match */
+        sipp_message m[4];
+        size_t n = (size_t)(i / 3 % 2) * 2 + 1; /* 1 or 3 messages, the user's last */
+        for (size_t k = 0; k < n; k++) m[k] = (sipp_message){k % 2 ? "assistant" : "user", lines[k]};
+        sipp_text_params p = greedy(3);
+        p.context_key = keys[i % 3];
+        sipp_run *run = NULL;
+        assert_int_equal(sipp_chat(ep, m, n, &p, &run, NULL), SIPP_OK);
+        const sipp_response *r = wait_run(run);
+        assert_int_equal(r->status, SIPP_OK);
+        hits += r->stats.cache_source != SIPP_CACHE_NONE;
+        sipp_run_free(run);
+    }
+    assert_true((double)time(NULL) - t0 < 120);
+    assert_true(hits > N / 2);
+    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_int_equal(es.completed, N);
+    assert_int_equal(es.running + es.queued, 0);
+    assert_true(es.cache_evictions > 0);
+    sipp_client_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(batched_equals_sequential),
@@ -395,6 +539,10 @@ int main(void) {
         cmocka_unit_test(stalled_consumer_pauses_only_its_run),
         cmocka_unit_test(stats_carry_inter_token_latency),
         cmocka_unit_test(thousand_requests_with_cancellations),
+        cmocka_unit_test(removing_an_endpoint_ends_its_runs),
+        cmocka_unit_test(long_generations_fill_their_contexts_and_end),
+        cmocka_unit_test(more_threads_than_cpus_still_serves),
+        cmocka_unit_test(hundreds_of_prefix_heavy_chats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,12 +3,14 @@
  * answer as an uncached run would; LRU eviction with more keys than sequences; snapshot restore
  * after eviction, and in a new client from the disk tier; corrupted, truncated and foreign
  * snapshot files are rejected and the answer is still right; scopes never share state; two
- * requests on one key at once both complete; context shift.
+ * requests on one key at once both complete; context shift; hostile keys never leave the cache
+ * directory; eviction under a tight RAM budget while two threads restore.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "helpers.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -241,14 +243,14 @@ static void concurrent_requests_on_one_key_both_complete(void **state) {
 static void context_shift_keeps_generating(void **state) {
     (void)state;
     /* the chat model's context holds 256 tokens per sequence */
-    for (int shift = 0; shift < 2; shift++) {
+    for (int shift = 0; shift < 3; shift++) {
         sipp_client *c = NULL;
         assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
         sipp_local_params lp = sipp_local_params_default();
         lp.model_path = CHAT_MODEL;
         lp.n_parallel = 1;
         lp.context_shift = shift;
-        lp.n_keep = 4;
+        lp.n_keep = shift == 2 ? UINT32_MAX : 4; /* C1: past the context: capped at half */
         sipp_endpoint *ep = NULL;
         assert_int_equal(sipp_client_add_local(c, "m", &lp, &ep, NULL), SIPP_OK);
         sipp_text_params p = greedy(400);
@@ -264,6 +266,138 @@ static void context_shift_keeps_generating(void **state) {
     }
 }
 
+/* D3: hostile keys and scopes never become paths: every file of the disk tier is
+ * "<64 hex>.kv" inside the cache directory, nothing appears next to it, and a hostile key's
+ * snapshot restores like any other. */
+static void hostile_keys_stay_inside_the_cache_dir(void **state) {
+    (void)state;
+    char parent[300], cache[320];
+    snprintf(parent, sizeof parent, "%s/d3", tmpdir);
+    assert_int_equal(mkdir(parent, 0700), 0);
+    snprintf(cache, sizeof cache, "%s/cache", parent);
+    static char long_key[70000];
+    memset(long_key, 'k', sizeof long_key - 1);
+    const char *hostile[] = {"../../escape", "/tmp/absolute", "a/../../b\\..\\c", long_key,
+                             "..", "%2e%2e%2f", "\xff\xfe/\n"};
+    enum { N = sizeof hostile / sizeof *hostile };
+    char prompts[N][200];
+    sipp_endpoint *ep;
+    sipp_client *c = open_model(STORY_MODEL, 1, cache, &ep);
+    sipp_response r;
+    for (int i = 0; i < N; i++) {
+        snprintf(prompts[i], sizeof prompts[i], BASE " and toy %d", i);
+        free(ask(ep, hostile[i], hostile[(i + 1) % N], prompts[i], &r));
+    }
+    sipp_client_free(c); /* every key's state goes to disk */
+    DIR *d = opendir(parent);
+    assert_non_null(d);
+    struct dirent *de;
+    int entries = 0;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.') {
+            entries++;
+            assert_string_equal(de->d_name, "cache");
+        }
+    closedir(d);
+    assert_int_equal(entries, 1);
+    d = opendir(cache);
+    assert_non_null(d);
+    int files = 0;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        files++;
+        assert_int_equal(strlen(de->d_name), 67);
+        assert_int_equal(strspn(de->d_name, "0123456789abcdef"), 64);
+        assert_string_equal(de->d_name + 64, ".kv");
+    }
+    closedir(d);
+    assert_int_equal(files, N);
+    assert_int_equal(access("/tmp/absolute", F_OK), -1);
+    c = open_model(STORY_MODEL, 1, cache, &ep);
+    char follow[300];
+    snprintf(follow, sizeof follow, "%s. Then", prompts[0]);
+    char *t = ask(ep, hostile[0], hostile[1], follow, &r);
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_SNAPSHOT);
+    expect_same_as_uncached(ep, follow, t);
+    free(t);
+    sipp_client_free(c);
+}
+
+/* D6: eviction under a RAM budget that holds about one snapshot while requests on two threads
+ * keep restoring and evicting (run under ASan): every answer equals the uncached one. */
+typedef struct churn {
+    sipp_endpoint *ep;
+    const char *const *want;
+    int id, bad;
+} churn;
+
+static const char *const churn_prompts[4] = {BASE " with a ball", BASE " with a dog",
+                                             BASE " with a cat", BASE " with a bird"};
+
+static void *churn_main(void *arg) {
+    churn *w = arg;
+    for (int i = 0; i < 12; i++) {
+        int k = (i * 3 + w->id) % 4;
+        char key[8];
+        snprintf(key, sizeof key, "k%d", k);
+        sipp_text_params p = greedy(8);
+        p.context_key = key;
+        sipp_run *run = NULL;
+        if (sipp_query(w->ep, churn_prompts[k], &p, &run, NULL) != SIPP_OK) {
+            w->bad++;
+            continue;
+        }
+        const sipp_response *r = NULL;
+        sipp_run_wait(run, &r, NULL);
+        if (r->status != SIPP_OK || strcmp(r->text, w->want[k]) != 0) w->bad++;
+        sipp_run_free(run);
+    }
+    return NULL;
+}
+
+static void eviction_while_requests_restore(void **state) {
+    (void)state;
+    sipp_client *c = NULL;
+    assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+    sipp_local_params lp = sipp_local_params_default();
+    lp.model_path = STORY_MODEL;
+    lp.n_threads = 2;
+    lp.n_parallel = 2;
+    sipp_endpoint *ep = NULL;
+    assert_int_equal(sipp_client_add_local(c, "m", &lp, &ep, NULL), SIPP_OK);
+    char *want[4];
+    for (int k = 0; k < 4; k++) {
+        sipp_text_params g = greedy(8);
+        want[k] = query_text(ep, churn_prompts[k], &g, NULL);
+    }
+    /* learn one snapshot's size, then reopen with a budget of about one and a half */
+    sipp_response r;
+    for (int k = 0; k < 3; k++) {
+        const char *key[3] = {"a", "b", "c"};
+        free(ask(ep, key[k], NULL, churn_prompts[k], &r));
+    }
+    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_true(es.cache_ram_bytes > 0);
+    lp.cache_ram_bytes = es.cache_ram_bytes * 3 / 2;
+    assert_int_equal(sipp_client_add_local(c, "m", &lp, &ep, NULL), SIPP_OK);
+    pthread_t th[2];
+    churn w[2];
+    for (int i = 0; i < 2; i++) {
+        w[i] = (churn){ep, (const char *const *)want, i, 0};
+        pthread_create(&th[i], NULL, churn_main, &w[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].bad, 0);
+    }
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_true(es.cache_evictions > 4);
+    assert_true(es.cache_ram_bytes <= lp.cache_ram_bytes);
+    for (int k = 0; k < 4; k++) free(want[k]);
+    sipp_client_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(warm_follow_up_computes_only_the_new_tokens),
@@ -272,6 +406,8 @@ int main(void) {
         cmocka_unit_test(disk_tier_survives_a_restart_and_rejects_bad_files),
         cmocka_unit_test(concurrent_requests_on_one_key_both_complete),
         cmocka_unit_test(context_shift_keeps_generating),
+        cmocka_unit_test(hostile_keys_stay_inside_the_cache_dir),
+        cmocka_unit_test(eviction_while_requests_restore),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -289,12 +289,35 @@ static void prompt_longer_than_context_fails_alone(void **state) {
         n += 6;
     }
     prompt[n] = '\0';
+    /* a stream is running when the long prompt arrives */
+    sipp_text_params g = greedy(24);
+    sipp_response alone;
+    char *want = query_text(f->chat, "User: tell me a story\nBot:", &g, &alone);
+    sipp_run *other = NULL;
+    assert_int_equal(sipp_query(f->chat, "User: tell me a story\nBot:", &g, &other, NULL), SIPP_OK);
+    sipp_token_batch b = {.struct_size = sizeof b};
+    assert_int_equal(sipp_run_next(other, -1, &b, NULL), SIPP_OK); /* it is generating */
+
     sipp_text_params p = greedy(4);
-    sipp_run *run = NULL;
+    sipp_run *run = (sipp_run *)0x1;
     sipp_error err = sipp_error_default();
     assert_int_equal(sipp_query(f->chat, prompt, &p, &run, &err), SIPP_CONTEXT_OVERFLOW);
-    assert_non_null(strstr(err.message, "tokens"));
-    /* the endpoint still serves others */
+    assert_null(run);
+    /* both numbers, by name: n_prompt_tokens = 1366 (or so), n_ctx = 256 */
+    if (!strstr(err.message, "n_prompt_tokens = ") || !strstr(err.message, "n_ctx = 256"))
+        fail_msg("message: %s", err.message);
+    /* the running stream is untouched: it ends as it would have alone */
+    const sipp_response *r1 = NULL;
+    assert_int_equal(sipp_run_wait(other, &r1, NULL), SIPP_OK);
+    assert_int_equal(r1->status, SIPP_OK);
+    assert_string_equal(r1->text, want);
+    sipp_run_free(other);
+    free(want);
+    /* nothing was admitted for the refused prompt, and the endpoint still serves others */
+    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_endpoint_get_stats(f->chat, &es, NULL);
+    assert_int_equal(es.running, 0);
+    assert_int_equal(es.queued, 0);
     sipp_response r;
     free(query_text(f->chat, "User: hi\nBot:", &p, &r));
     assert_int_equal(r.status, SIPP_OK);

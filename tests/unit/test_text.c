@@ -161,6 +161,20 @@ static void buf_respects_its_maximum(void **state) {
     sipp__buf_free(&b);
 }
 
+static void nesting_depth_skips_literals_classes_and_comments(void **state) {
+    (void)state;
+    assert_int_equal(sipp__nesting_depth("root ::= ((\"a\") | \"b\")", true, 100), 2);
+    assert_int_equal(sipp__nesting_depth("root ::= \"(((\\\"(((\" [(((\\]((] x", true, 100), 0);
+    assert_int_equal(sipp__nesting_depth("# (((((\nroot ::= (x)", true, 100), 1);
+    assert_int_equal(sipp__nesting_depth("root ::= x{2,3} [a-z]", true, 100), 0);
+    assert_int_equal(sipp__nesting_depth("{\"a\":[{\"b\":\"{[{[\"}]}", false, 100), 3);
+    assert_int_equal(sipp__nesting_depth("{\"a\\\"{\":1}", false, 100), 1);
+    assert_int_equal(sipp__nesting_depth("))((", true, 100), 2); /* stray closers do not go below 0 */
+    assert_int_equal(sipp__nesting_depth("\"unterminated ((((", true, 100), 0);
+    assert_int_equal(sipp__nesting_depth("((((((", true, 3), 4); /* stops just past the limit */
+    assert_int_equal(sipp__nesting_depth(NULL, true, 3), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(utf8_complete_ascii),
@@ -175,6 +189,7 @@ int main(void) {
         cmocka_unit_test(params_rejects_bad_values),
         cmocka_unit_test(status_names_are_stable),
         cmocka_unit_test(buf_respects_its_maximum),
+        cmocka_unit_test(nesting_depth_skips_literals_classes_and_comments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
