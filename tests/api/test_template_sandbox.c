@@ -138,11 +138,11 @@ static void escapes_render_safely(void **state) {
 }
 
 /* Templates that never finish or allocate without bound are refused at load by the probe
- * (llama_bridge.cpp: a forked render under CPU, memory and wall-clock limits), in seconds. */
+ * (llama_bridge.cpp: a forked render under CPU, memory and wall-clock limits), in seconds.
+ * One CPU runaway is enough: each costs the probe's full CPU budget. */
 static const char *const runaways[] = {
     "{% for i in range(1000000000) %}{% endfor %}{{ messages[0].content }}",
     "{{ 'x' * 1000000000 }}",
-    "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
     "{% macro f(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(1) }}",
     "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
     "{% endfor %}"
@@ -172,7 +172,8 @@ static void runaway_templates_are_refused(void **state) {
     }
 }
 
-/* Through the public API: a model with an escape or runaway template still loads and serves raw
+/* Through the public API (with the runaways the probe stops fast: memory and stack): a model
+ * with an escape or runaway template still loads and serves raw
  * queries; chat either works without leaking anything or fails with the refusal; the endpoint
  * set holds exactly what was added. */
 static void public_api_survives_hostile_templates(void **state) {
@@ -180,8 +181,8 @@ static void public_api_survives_hostile_templates(void **state) {
     sipp_client *c = NULL;
     assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
     char path[300];
-    const char *tmpls[] = {escapes[0], escapes[2], escapes[6], escapes[18], runaways[0],
-                           runaways[1]};
+    const char *tmpls[] = {escapes[0], escapes[2], escapes[6], escapes[18], runaways[1],
+                           runaways[2]};
     for (size_t i = 0; i < sizeof tmpls / sizeof tmpls[0]; i++) {
         snprintf(path, sizeof path, "%s/api-%zu.gguf", tmpdir, i);
         model_with_template(tmpls[i], path);
