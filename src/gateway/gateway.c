@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #include "gateway_int.h"
 
+#include <errno.h>
 #include <math.h>
 #include <openssl/sha.h>
 #include <signal.h>
@@ -97,9 +98,16 @@ static atomic_ulong log_dropped;
 static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 static bool log_threaded; /* set once, before any reader, under log_once */
 
+/* write(2) on fd 2, not stdio: a writer stuck on a full pipe must not hold stderr's FILE lock,
+ * which exit() takes to flush the streams (the process would never exit). */
 static void log_write(const char *s, size_t n) {
-    fwrite(s, 1, n, stderr);
-    fflush(stderr);
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, s, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return;
+        s += w;
+        n -= (size_t)w;
+    }
 }
 
 static void *log_writer(void *arg) {
