@@ -106,6 +106,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     sipp__gw *gw;
     if (sipp__gw_new(&cfg, &gw, err, sizeof err) != 0) {
+        sipp__gw_log_flush(2.0);
         fprintf(stderr, "sipp-gateway: %s\n", err);
         sipp__gw_free(gw);
         sipp__gw_config_free(&cfg);
@@ -115,5 +116,6 @@ int main(int argc, char **argv) {
     sigwait(&set, &sig);
     sipp__gw_shutdown(gw);
     sipp__gw_free(gw);
+    sipp__gw_log_flush(2.0); /* the last lines, unless nobody reads stderr */
     return 0;
 }

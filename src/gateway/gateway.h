@@ -29,4 +29,10 @@ void sipp__gw_free(sipp__gw *gw);
  * it is a jansson object (json_t *) whose keys are copied into the line. */
 void sipp__gw_log(const char *level, const char *msg, void *extra);
 
+/* Log lines are queued and written by one thread; a full queue (stderr not being read) drops
+ * lines instead of blocking the caller. flush waits up to timeout_s for the queue to empty (call
+ * it before exiting); dropped is the count of lines dropped so far. */
+void sipp__gw_log_flush(double timeout_s);
+unsigned long sipp__gw_log_dropped(void);
+
 #endif

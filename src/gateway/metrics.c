@@ -202,6 +202,10 @@ char *sipp__gw_metrics_render(gw_metrics *m, sipp__gw *gw) {
     put(&o, "# HELP sipp_requests_active Requests admitted and not yet finished.\n"
             "# TYPE sipp_requests_active gauge\nsipp_requests_active %u\n",
         sipp__gw_admission_active(&gw->admission));
+    put(&o, "# HELP sipp_log_dropped_lines_total Log lines dropped because stderr was not "
+            "being read fast enough.\n# TYPE sipp_log_dropped_lines_total counter\n"
+            "sipp_log_dropped_lines_total %lu\n",
+        sipp__gw_log_dropped());
     if (gw->redis)
         put(&o, "# HELP sipp_redis_errors_total Rate-limit operations that found Redis "
                 "unreachable or failing.\n# TYPE sipp_redis_errors_total counter\n"

@@ -47,8 +47,8 @@ def toml_value(v):
 class Gateway:
     """A running sipp-gateway. `top` holds top-level TOML lines, `body` the tables."""
 
-    def __init__(self, tmp_path, body, top="", env=None, wait_ready=True):
-        self.port, self.mport = free_port(), free_port()
+    def __init__(self, tmp_path, body, top="", env=None, wait_ready=True, ports=None):
+        self.port, self.mport = ports or (free_port(), free_port())
         self.config = tmp_path / f"gw-{self.port}.toml"
         self.config.write_text(
             f'public_bind = "127.0.0.1:{self.port}"\nmanagement_bind = "127.0.0.1:{self.mport}"\n'
