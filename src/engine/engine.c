@@ -338,6 +338,15 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
         n_ctx = e->info.n_ctx_train ? e->info.n_ctx_train : DEFAULT_N_CTX_CAP;
         if (n_ctx > DEFAULT_N_CTX_CAP) n_ctx = DEFAULT_N_CTX_CAP;
     }
+    /* A learned position table has no row past the training context: a longer context would
+     * let a sequence reach a position llama.cpp aborts on (found by bench/soak). */
+    if (e->info.n_ctx_train && n_ctx > e->info.n_ctx_train &&
+        sipp__model_has_position_table(p->model_path)) {
+        sipp__log(SIPP_LOG_WARN, "n_ctx %u is more than the %u positions '%s' was trained with "
+                  "(a learned position table); using %u", n_ctx, e->info.n_ctx_train,
+                  p->model_path, e->info.n_ctx_train);
+        n_ctx = e->info.n_ctx_train;
+    }
     /* Embedding-only models generate nothing: no slots, one sequence for embeddings. */
     if (e->embed_only) e->n_parallel = 0;
     uint32_t n_seq = e->n_parallel + 1;

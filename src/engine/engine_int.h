@@ -53,6 +53,10 @@ bool sipp__sha256_hex_valid(const char *hex);
 /* model.c: the quantization of a GGUF (general.file_type, else its dominant weight type), e.g.
  * "Q4_K_M", into buf; "" when unknown. */
 void sipp__model_quant_name(const char *path, char *buf, size_t cap);
+/* model.c: true when the model looks positions up in a learned table (a `position_embd.weight`
+ * tensor: GPT-2, BERT, ...). Such a model has no row for a position at or past its training
+ * context, and llama.cpp aborts the process on one, so its context must not exceed n_ctx_train. */
+bool sipp__model_has_position_table(const char *path);
 /* The same checks on a whole GGUF file held in memory (`len` is the file size); used by the
  * unit tests and the fuzz target. */
 sipp_status sipp__gguf_check_buffer(const unsigned char *data, size_t len, sipp_error *err);

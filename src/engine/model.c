@@ -46,6 +46,15 @@ static void read_gguf_meta(const char *path, sipp_endpoint_info *in) {
     gguf_free(g);
 }
 
+bool sipp__model_has_position_table(const char *path) {
+    struct gguf_init_params gp = {.no_alloc = true, .ctx = NULL};
+    struct gguf_context *g = gguf_init_from_file(path, gp);
+    if (!g) return false;
+    bool found = gguf_find_tensor(g, "position_embd.weight") >= 0;
+    gguf_free(g);
+    return found;
+}
+
 sipp_status sipp_model_inspect(const char *path, sipp_endpoint_info *info, char **chat_template_out,
                                sipp_error *err) {
     if (chat_template_out) *chat_template_out = NULL;

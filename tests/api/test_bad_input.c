@@ -455,6 +455,36 @@ static void special_token_text_policy(void **state) {
     assert_int_equal(b.usage.input_tokens, a.usage.input_tokens + 1);
 }
 
+/* A context past the model's learned position table (the chat model is GPT-2: 256 positions)
+ * is capped to the table: a sequence that would reach position 256 ends with `length` (or
+ * shifts), where llama.cpp would abort the whole process (found by bench/soak). */
+static void context_past_the_position_table_is_capped(void **state) {
+    (void)state;
+    sipp_client *c = NULL;
+    assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+    sipp_local_params lp = sipp_local_params_default();
+    lp.model_path = CHAT_MODEL;
+    lp.n_threads = 2;
+    lp.n_ctx = 1024;
+    sipp_endpoint *ep = NULL;
+    sipp_error err = sipp_error_default();
+    assert_int_equal(sipp_client_add_local(c, "long", &lp, &ep, &err), SIPP_OK);
+    sipp_endpoint_info info = sipp_endpoint_info_default();
+    assert_int_equal(sipp_endpoint_get_info(ep, &info, &err), SIPP_OK);
+    assert_int_equal(info.n_ctx_train, 256);
+    assert_int_equal(info.n_ctx, info.n_ctx_train);
+
+    char prompt[2048] = "";
+    for (int i = 0; i < 16; i++) strcat(prompt, "the dog ran to the park and played with a ball ");
+    sipp_text_params p = greedy(400);
+    p.ignore_eos = true;
+    sipp_response r;
+    free(query_text(ep, prompt, &p, &r));
+    assert_int_equal(r.finish_reason, SIPP_FINISH_LENGTH);
+    assert_true(r.usage.input_tokens + r.usage.output_tokens <= 256);
+    sipp_client_free(c);
+}
+
 static void endpoint_still_answers(void **state) {
     sipp_endpoint *ep = sipp_client_endpoint(*state, "chat");
     sipp_text_params p = greedy(8);
@@ -473,6 +503,7 @@ int main(void) {
         cmocka_unit_test(bad_requests),   cmocka_unit_test(bad_chats),
         cmocka_unit_test(extreme_sampling_values), cmocka_unit_test(grammar_and_schema_depth_caps),
         cmocka_unit_test(invalid_utf8_input),      cmocka_unit_test(special_token_text_policy),
+        cmocka_unit_test(context_past_the_position_table_is_capped),
         cmocka_unit_test(endpoint_still_answers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
