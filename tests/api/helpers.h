@@ -20,6 +20,19 @@
 #define CHAT_MODEL SIPP_TEST_MODELS_DIR "/tinystories-instruct-3m-soda-chat-Q4_0.gguf"
 #define STORY_MODEL SIPP_TEST_MODELS_DIR "/stories260K.gguf"
 
+/* A scratch directory for a test group: /tmp/sipp-NAME-XXXXXX into `dir` (0 on success), and
+ * its removal with everything in it (0 on success). */
+static inline int scratch_dir_make(char *dir, size_t cap, const char *name) {
+    snprintf(dir, cap, "/tmp/sipp-%s-XXXXXX", name);
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static inline int scratch_dir_remove(const char *dir) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 /* Adds `path` as endpoint `id` with small settings; fails the test on error. */
 static inline sipp_endpoint *add_model(sipp_client *c, const char *id, const char *path,
                                        uint32_t n_parallel) {

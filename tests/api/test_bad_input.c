@@ -39,8 +39,7 @@ static int utf8_valid(const char *s) {
 static char tmpdir[256];
 
 static int setup(void **state) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/sipp-bad-input-XXXXXX");
-    assert_non_null(mkdtemp(tmpdir));
+    assert_int_equal(scratch_dir_make(tmpdir, sizeof tmpdir, "bad-input"), 0);
     sipp_client *c = NULL;
     assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
     add_model(c, "chat", CHAT_MODEL, 1);
@@ -50,9 +49,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     sipp_client_free(*state);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return scratch_dir_remove(tmpdir);
 }
 
 static void write_file(const char *path, const void *data, size_t len) {

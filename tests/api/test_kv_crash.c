@@ -204,14 +204,11 @@ static void kill_9_mid_write_leaves_a_usable_tier(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return scratch_dir_remove(dir);
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/sipp-kv-crash-XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (scratch_dir_make(dir, sizeof dir, "kv-crash") != 0) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(kill_9_mid_write_leaves_a_usable_tier),
     };

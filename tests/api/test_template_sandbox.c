@@ -23,16 +23,13 @@ static char tmpdir[256];
 
 static int setup(void **state) {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/sipp-template-XXXXXX");
-    assert_non_null(mkdtemp(tmpdir));
+    assert_int_equal(scratch_dir_make(tmpdir, sizeof tmpdir, "template"), 0);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return scratch_dir_remove(tmpdir);
 }
 
 /* Writes a copy of the chat model whose chat template is `tmpl` to `path`: the new metadata
