@@ -71,6 +71,15 @@ bool sipp__sha256_once(const void *data, size_t len, uint8_t out[32]);
  * Invalid bytes count as complete (they are passed through, never held forever). */
 size_t sipp__utf8_complete_len(const char *s, size_t len);
 
+/* Length of the longest prefix of `s` that is valid UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF); `len` when all of it is. */
+size_t sipp__utf8_valid_len(const char *s, size_t len);
+
+/* Appends `s` to `out` with each maximal invalid subpart replaced by U+FFFD (Unicode's
+ * "substitution of maximal subparts", as browsers and Python decode). Generated text goes
+ * through it, so every answer is valid UTF-8 whatever bytes the model's tokens hold. */
+sipp_status sipp__utf8_append_clean(sipp__buf *out, const char *s, size_t len);
+
 /* Result of scanning not-yet-emitted text against the stop strings. */
 typedef struct sipp__stop_scan {
     bool matched;      /* a stop string occurs in the text */

@@ -26,6 +26,73 @@ size_t sipp__utf8_complete_len(const char *s, size_t len) {
     return len; /* only continuation bytes (invalid): pass through */
 }
 
+/* Decodes the character at p[0, n), n >= 1: its length when valid (*ok set), otherwise the
+ * length of its maximal invalid subpart (>= 1, *ok cleared). */
+static size_t utf8_char(const unsigned char *p, size_t n, bool *ok) {
+    unsigned char c = p[0];
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF; /* the allowed range of the second byte */
+    *ok = false;
+    if (c < 0x80) {
+        *ok = true;
+        return 1;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+        need = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        if (c == 0xE0) lo = 0xA0;      /* overlong */
+        if (c == 0xED) hi = 0x9F;      /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        if (c == 0xF0) lo = 0x90;      /* overlong */
+        if (c == 0xF4) hi = 0x8F;      /* past U+10FFFF */
+    } else {
+        return 1; /* a continuation byte, C0/C1 or F5..FF: never a lead */
+    }
+    size_t i = 1;
+    for (; i < need; i++) {
+        if (i >= n) return i;
+        unsigned char b = p[i];
+        if (i == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return i;
+    }
+    *ok = true;
+    return need;
+}
+
+size_t sipp__utf8_valid_len(const char *s, size_t len) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        if (p[i] < 0x80) { /* ASCII runs are the common case */
+            i++;
+            continue;
+        }
+        bool ok;
+        size_t n = utf8_char(p + i, len - i, &ok);
+        if (!ok) return i;
+        i += n;
+    }
+    return len;
+}
+
+sipp_status sipp__utf8_append_clean(sipp__buf *out, const char *s, size_t len) {
+    static const char replacement[] = "\xEF\xBF\xBD";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        size_t v = sipp__utf8_valid_len(s + i, len - i);
+        sipp_status st = sipp__buf_append(out, s + i, v);
+        if (st != SIPP_OK) return st;
+        i += v;
+        if (i == len) break;
+        bool ok;
+        i += utf8_char(p + i, len - i, &ok);
+        st = sipp__buf_append(out, replacement, 3);
+        if (st != SIPP_OK) return st;
+    }
+    return SIPP_OK;
+}
+
 sipp__stop_scan sipp__stop_scan_text(const char *const *stops, size_t n_stops, const char *text,
                                      size_t len) {
     sipp__stop_scan r = {false, len};

@@ -95,6 +95,7 @@ typedef struct slot {
     int32_t i_batch;     /* row of this slot's logits in the current batch, -1 if none */
     int32_t n_in_batch;  /* tokens this slot put in the current batch */
     sipp__buf held;      /* generated text not emitted yet (stop-string / UTF-8 hold-back) */
+    sipp__buf clean;     /* held text with invalid UTF-8 replaced, when it has any (reused) */
     uint32_t held_tokens;
     double t_start, t_prefilled, t_first, t_last;
     float *gaps;         /* inter-token gaps in ms, n_ctx_seq capacity, allocated at open */
@@ -243,6 +244,7 @@ static void engine_release(sipp__engine *e) {
     if (e->slots) {
         for (uint32_t i = 0; i < e->n_parallel; i++) {
             sipp__buf_free(&e->slots[i].held);
+            sipp__buf_free(&e->slots[i].clean);
             free(e->slots[i].gaps);
             free(e->slots[i].cached);
             free(e->slots[i].key);
@@ -412,6 +414,7 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     for (uint32_t i = 0; i < e->n_parallel; i++) {
         e->slots[i].seq = (llama_seq_id)i;
         sipp__buf_init(&e->slots[i].held, SIPP__RUN_TEXT_MAX);
+        sipp__buf_init(&e->slots[i].clean, 3 * (size_t)SIPP__RUN_TEXT_MAX);
         e->slots[i].gaps = malloc(e->n_ctx_seq * sizeof(float));
         e->slots[i].cached = malloc(e->n_ctx_seq * sizeof(llama_token));
         if (!e->slots[i].gaps || !e->slots[i].cached) {
@@ -930,7 +933,18 @@ static void slot_finish(sipp__engine *e, slot *s, sipp_status st, const char *ms
  * towards the batch that first carries their text. */
 static void emit_held(slot *s, size_t len) {
     if (len == 0) return;
-    sipp__run_push_text(s->job->run, s->held.data, len, s->held_tokens);
+    /* A model's byte tokens can spell invalid UTF-8 (a lone lead byte, 0xFF): the caller gets
+     * U+FFFD in their place, never bytes a JSON encoder or a UI would refuse. */
+    const char *text = s->held.data;
+    size_t n = len;
+    if (sipp__utf8_valid_len(text, len) < len) {
+        sipp__buf_reset(&s->clean);
+        if (sipp__utf8_append_clean(&s->clean, text, len) == SIPP_OK) {
+            text = s->clean.data;
+            n = s->clean.len;
+        }
+    }
+    sipp__run_push_text(s->job->run, text, n, s->held_tokens);
     s->held_tokens = 0;
     memmove(s->held.data, s->held.data + len, s->held.len - len + 1);
     s->held.len -= len;

@@ -37,6 +37,43 @@ static void utf8_passes_invalid_bytes(void **state) {
     assert_int_equal(sipp__utf8_complete_len("ab\x80\x80\x80\x80", 6), 6);
 }
 
+/* Cleans `in` (len bytes) and compares with `want` (a C string). */
+static void expect_clean(const char *in, size_t len, const char *want) {
+    sipp__buf b;
+    sipp__buf_init(&b, 1024);
+    assert_int_equal(sipp__utf8_append_clean(&b, in, len), SIPP_OK);
+    assert_int_equal(b.len, strlen(want));
+    assert_memory_equal(b.data, want, b.len);
+    assert_int_equal(sipp__utf8_valid_len(b.data, b.len), b.len);
+    sipp__buf_free(&b);
+}
+
+#define FFFD "\xEF\xBF\xBD"
+
+static void utf8_valid_text_is_unchanged(void **state) {
+    (void)state;
+    const char *ok = "plain, caf\xC3\xA9, \xE2\x82\xAC, \xF0\x9F\x98\x80, \xF4\x8F\xBF\xBF";
+    assert_int_equal(sipp__utf8_valid_len(ok, strlen(ok)), strlen(ok));
+    expect_clean(ok, strlen(ok), ok);
+    expect_clean("", 0, "");
+}
+
+/* Each maximal invalid subpart becomes one U+FFFD (Unicode 15, section 3.9, table 3-8). */
+static void utf8_invalid_subparts_become_replacement_characters(void **state) {
+    (void)state;
+    assert_int_equal(sipp__utf8_valid_len("ab\xFF" "cd", 5), 2);
+    expect_clean("ab\xFF" "cd", 5, "ab" FFFD "cd");
+    expect_clean("\x80\xBF", 2, FFFD FFFD);                 /* lone continuations */
+    expect_clean("\xC0\xAF", 2, FFFD FFFD);                 /* overlong lead: never valid */
+    expect_clean("\xE0\x80\xAF", 3, FFFD FFFD FFFD);       /* overlong three-byte form */
+    expect_clean("\xED\xA0\x80", 3, FFFD FFFD FFFD);       /* a UTF-16 surrogate */
+    expect_clean("\xF4\x90\x80\x80", 4, FFFD FFFD FFFD FFFD); /* past U+10FFFF */
+    expect_clean("\xE2\x82" "a", 3, FFFD "a");              /* truncated: one replacement */
+    expect_clean("\xF0\x9F\x98", 3, FFFD);                 /* truncated at the end */
+    expect_clean("x\xC3", 2, "x" FFFD);
+    expect_clean("\xF5\xFE\xFF", 3, FFFD FFFD FFFD);
+}
+
 static void stop_full_match(void **state) {
     (void)state;
     const char *stops[] = {"END"};
@@ -180,6 +217,8 @@ int main(void) {
         cmocka_unit_test(utf8_complete_ascii),
         cmocka_unit_test(utf8_holds_incomplete_sequences),
         cmocka_unit_test(utf8_passes_invalid_bytes),
+        cmocka_unit_test(utf8_valid_text_is_unchanged),
+        cmocka_unit_test(utf8_invalid_subparts_become_replacement_characters),
         cmocka_unit_test(stop_full_match),
         cmocka_unit_test(stop_earliest_of_several),
         cmocka_unit_test(stop_holds_partial_prefix),
