@@ -321,27 +321,43 @@ static void live_unlink(sipp__remote *rm, sipp__remote_run *rr) {
     pthread_mutex_unlock(&rm->mu);
 }
 
-/* Replaces every occurrence of `secret` (when long enough to be one) in `buf` with "***". */
-static void redact_one(char *buf, const char *secret, size_t len) {
-    if (len < 6) return; /* short values ("1", "json") are not secrets and would maul the text */
-    for (char *p = buf; (p = strstr(p, secret)) != NULL;) {
-        memcpy(p, "***", 3);
-        memmove(p + 3, p + len, strlen(p + len) + 1);
-        p += 3;
-    }
-}
+/* What stands in a message where a secret was cut out. */
+#define REDACTED "[redacted]"
 
-/* A peer may quote the credentials it was sent in its error message (a careless
- * OpenAI-compatible server, a proxy). The endpoint's header values, and the token after
- * "Bearer ", never reach a message: they are cut out here, whatever the peer said. */
-static void redact_secrets(const sipp__remote *rm, char *buf) {
+/* The length of the longest secret of the endpoint that starts at `p`, 0 when none does. A
+ * secret is a header value, or the token after "Bearer ", when long enough to be one: short
+ * values ("1", "json") are not secrets and would maul the text. */
+static size_t secret_at(const sipp__remote *rm, const char *p) {
+    size_t best = 0;
     for (size_t i = 0; i < rm->n_headers; i++) {
         const char *v = strchr(rm->headers[i], ':');
         if (!v) continue;
         for (v++; *v == ' '; v++) {}
-        redact_one(buf, v, strlen(v));
-        if (strncasecmp(v, "Bearer ", 7) == 0) redact_one(buf, v + 7, strlen(v + 7));
+        size_t len = strlen(v);
+        if (len >= 6 && len > best && strncmp(p, v, len) == 0) best = len;
+        if (strncasecmp(v, "Bearer ", 7) == 0 && len - 7 >= 6 && len - 7 > best &&
+            strncmp(p, v + 7, len - 7) == 0)
+            best = len - 7;
     }
+    return best;
+}
+
+/* A peer may quote the credentials it was sent in its error message (a careless
+ * OpenAI-compatible server, a proxy). Copies `in` into `out` (capacity `cap`, > 0) with every
+ * secret of the endpoint replaced by "[redacted]", whatever the peer said. The copy is cut
+ * where the next piece does not fit, never inside a secret, so none survives as a prefix. */
+static void redact_secrets(const sipp__remote *rm, const char *in, char *out, size_t cap) {
+    size_t n = 0;
+    while (*in) {
+        size_t len = secret_at(rm, in);
+        const char *piece = len ? REDACTED : in;
+        size_t piece_len = len ? sizeof REDACTED - 1 : 1;
+        if (n + piece_len >= cap) break;
+        memcpy(out + n, piece, piece_len);
+        n += piece_len;
+        in += len ? len : 1;
+    }
+    out[n] = '\0';
 }
 
 /* Finishes the run, leaves the endpoint's live list and frees the remote run. */
@@ -349,8 +365,7 @@ static void remote_finish(sipp__remote_run *rr, sipp_status st, const char *msg,
                           sipp_finish_reason reason) {
     char clean[SIPP_ERROR_MESSAGE_CAP];
     if (msg) {
-        snprintf(clean, sizeof clean, "%s", msg);
-        redact_secrets(rr->rm, clean);
+        redact_secrets(rr->rm, msg, clean, sizeof clean);
         msg = clean;
     }
     double now = sipp__now_ms();
@@ -532,8 +547,7 @@ static void finish_http_error(sipp__remote_run *rr) {
         snprintf(code_note, sizeof code_note, " [%.48s]", code);
     /* secrets out before the cut below, so none survives as a truncated prefix */
     char peer[1024];
-    snprintf(peer, sizeof peer, "%s", msg ? msg : "(no message)");
-    redact_secrets(rr->rm, peer);
+    redact_secrets(rr->rm, msg ? msg : "(no message)", peer, sizeof peer);
     sipp_error full = sipp_error_default(); /* formats and truncates to the message cap */
     sipp__fail(&full, st, 0, "%s answered %ld (%s)%s: %.160s%s", rr->rm->dialect->name,
                rr->status, sipp_status_name(st), retry, peer, code_note);

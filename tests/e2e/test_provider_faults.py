@@ -69,7 +69,7 @@ def test_a_peer_that_quotes_the_key_back_has_it_cut_out(sipp, faults):
     message reaches the user with both replaced, the rest of it kept."""
     r, _ = chat(sipp, faults.url("echo_key"))
     assert r.returncode == 1
-    assert "401 (authentication): Incorrect API key provided: ***" in r.stderr, r.stderr
+    assert "401 (authentication): Incorrect API key provided: [redacted] (header [redacted])" in r.stderr, r.stderr
     assert SECRET not in r.stdout + r.stderr and SECRET[:12] not in r.stderr
 
 

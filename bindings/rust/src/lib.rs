@@ -386,14 +386,14 @@ impl ProviderOptions {
 
 /// Header lines with their values hidden, for `Debug`.
 fn header_names(headers: &[String]) -> Vec<String> {
-    headers.iter().map(|h| format!("{}: ***", h.split(':').next().unwrap_or(""))).collect()
+    headers.iter().map(|h| format!("{}: [redacted]", h.split(':').next().unwrap_or(""))).collect()
 }
 
 impl fmt::Debug for ProviderOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProviderOptions").field("kind", &self.kind).field("model", &self.model)
             .field("base_url", &self.base_url)
-            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
             .field("api_key_env", &self.api_key_env).field("version", &self.version)
             .field("headers", &header_names(&self.headers)).finish_non_exhaustive()
     }
@@ -466,7 +466,7 @@ impl fmt::Debug for GatewayOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GatewayOptions").field("base_url", &self.base_url)
             .field("target", &self.target).field("auth", &self.auth)
-            .field("token", &self.token.as_ref().map(|_| "***")).field("token_env", &self.token_env)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]")).field("token_env", &self.token_env)
             .field("headers", &header_names(&self.headers)).finish_non_exhaustive()
     }
 }

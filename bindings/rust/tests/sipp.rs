@@ -354,13 +354,14 @@ fn remote_only_options_are_refused_by_local_endpoints_and_anthropic_has_no_query
     let e = c.add_provider("h", &ProviderOptions::new(ProviderKind::OpenAiCompatible, "m")
         .base_url("http://127.0.0.1:9/v1").header("Authorization", "Bearer x")).unwrap_err();
     assert!(e.kind == "invalid_argument" && e.message.contains("Authorization"), "{}", e);
-    // Debug never shows a secret
+    // Debug never shows a secret: each reads [redacted]
     let shown = format!("{:?} {:?}",
         ProviderOptions::new(ProviderKind::OpenAi, "m").api_key("sk-secret-1").header("X-K", "hv-secret-2"),
         GatewayOptions::new("http://127.0.0.1:1", "t").token("gw-secret-3").header("X-K", "hv-secret-4"));
     for s in ["sk-secret-1", "hv-secret-2", "gw-secret-3", "hv-secret-4"] {
         assert!(!shown.contains(s), "{}", shown);
     }
+    assert_eq!(shown.matches("[redacted]").count(), 4, "{}", shown);
 }
 
 const GW_TOKEN: &str = "sk-gw-bind-rust-3e9f";
