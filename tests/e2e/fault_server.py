@@ -63,6 +63,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             auth = self.headers.get("Authorization", "")
             self._json(401, {"error": {"message": f"Incorrect API key provided: {auth} (header {auth.split(' ')[-1]})",
                                        "type": "invalid_request_error", "code": "invalid_api_key"}})
+        elif scenario == "forbidden":  # a key without access to the model or route
+            self._json(403, {"error": {"message": "You are not allowed to use this model", "type": "invalid_request_error", "code": "model_not_allowed"}})
+        elif scenario == "bad_request":
+            self._json(400, {"error": {"message": "Unrecognized request argument supplied: foo", "type": "invalid_request_error", "code": None}})
         elif scenario == "redirect":  # to a scenario that would succeed: must not be followed
             self.send_response(307)
             self.send_header("Location", self.path.replace("/redirect/", "/ok/", 1))
@@ -140,6 +144,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                           ("message_stop", {"type": "message_stop"})])
         elif scenario == "unauthorized":
             error(401, "authentication_error", "invalid x-api-key")
+        elif scenario == "forbidden":
+            error(403, "permission_error", "Your API key does not have permission to use the specified resource")
+        elif scenario == "bad_request":
+            error(400, "invalid_request_error", "messages: at least one message is required")
         elif scenario == "rate_limited":
             error(429, "rate_limit_error", "Number of requests has exceeded your rate limit",
                   [("retry-after", "9")])

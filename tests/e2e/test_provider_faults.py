@@ -25,6 +25,8 @@ def chat(sipp, url, *extra):
 
 @pytest.mark.parametrize("scenario,needle", [
     ("unauthorized", "401 (authentication): Incorrect API key provided"),
+    ("forbidden", "403 (authorization): You are not allowed to use this model [model_not_allowed]"),
+    ("bad_request", "400 (invalid_argument): Unrecognized request argument supplied: foo [invalid_request_error]"),
     ("rate_limited", "429 (rate_limited) (retry after 7 s)"),
     ("quota", "429 (quota_exceeded)"),
     ("server_error", "500 (upstream_error)"),

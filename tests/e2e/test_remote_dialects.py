@@ -67,6 +67,8 @@ def test_anthropic_chat_streams_and_maps_usage_and_length(sipp, srv):
 
 @pytest.mark.parametrize("scenario,status,needle", [
     ("unauthorized", "authentication", "401 (authentication): invalid x-api-key"),
+    ("forbidden", "authorization", "403 (authorization): Your API key does not have permission"),
+    ("bad_request", "invalid_argument", "400 (invalid_argument): messages: at least one message"),
     ("rate_limited", "rate_limited", "429 (rate_limited) (retry after 9 s)"),
     ("overloaded", "overloaded", "529 (overloaded)"),
     ("billing", "quota_exceeded", "400 (quota_exceeded)"),
