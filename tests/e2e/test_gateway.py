@@ -466,6 +466,43 @@ tokens_per_minute = 30
         g.stop()
 
 
+def test_per_ip_token_limit(tmp_path):
+    """[security.rate_limit] tokens_per_minute: a request's tokens are charged to its client
+    address when it ends; once the address is in debt its next request is refused with 429
+    `rate_limited`, `retry-after` and the JSON envelope, before auth is even looked at. Another
+    address is not affected."""
+    g = Gateway(tmp_path, story_target() + ALICE + """
+[security.client_ip]
+source = "x_forwarded_for"
+trusted_proxy_cidrs = ["127.0.0.1"]
+[security.rate_limit]
+enabled = true
+tokens_per_minute = 30
+""", env=ENV)
+    try:
+        q = {"model": "story", "prompt": "Once upon a time", "max_tokens": 2}
+        st, _, b = g.post("/v1/query", q, token=SECRET_A, headers=ip(1))
+        assert st == 200, b  # within the budget
+        st, _, b = g.post("/v1/query", {**q, "max_tokens": 40}, token=SECRET_A, headers=ip(1))
+        assert st == 200 and b["usage"]["total_tokens"] > 30, b  # this one puts ip 1 in debt
+        st, h, b = g.post("/v1/query", q, token=SECRET_A, headers=ip(1))
+        assert (st, error_of(b)) == (429, "rate_limited"), b
+        assert h["content-type"] == "application/json" and set(b["error"]) >= {"code", "message"}
+        wait = int(h["retry-after"])
+        assert wait >= 1 and f"client address reached; retry in {wait} s" in b["error"]["message"]
+        # per IP, ahead of auth: no token at all still meets the limit, not a 401
+        st, _, b = g.post("/v1/query", q, headers=ip(1))
+        assert (st, error_of(b)) == (429, "rate_limited")
+        # the OpenAI profile answers the same limit in its own envelope
+        st, h, b = g.post("/v1/completions", q, token=SECRET_A, headers=ip(1))
+        assert st == 429 and b["error"]["code"] == "rate_limited" and int(h["retry-after"]) >= 1
+        # the same caller from another address still runs
+        st, _, b = g.post("/v1/query", q, token=SECRET_A, headers=ip(2))
+        assert st == 200, b
+    finally:
+        g.stop()
+
+
 def test_concurrency_limit_and_disconnect_cancels(tmp_path):
     """max_concurrent_requests = 1: a second request while a stream runs gets 429 admission.
     Closing the stream cancels the engine run (engine counters) and frees the permit."""
