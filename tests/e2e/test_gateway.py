@@ -4,7 +4,8 @@ models as local targets, a real llama-server as an openai_compatible provider ta
 Covers the protocol's status table in its order of checks, both profiles (finite and
 streaming), auth and per-caller target lists, CORS, 413, framing, slowloris, rate limits
 (requests and tokens, per IP and per caller), concurrency 429, disconnect and slow-reader
-cancellation proved by the engine counters in /metrics, and SIGTERM draining."""
+cancellation proved by the engine counters in /metrics, /readyz while targets load, and
+SIGTERM draining."""
 import json
 import os
 import pathlib
@@ -136,6 +137,47 @@ def test_serve_refuses_a_model_whose_hash_differs_from_the_pin(tmp_path):
         st, _, out = g.post("/v1/chat/completions", {"model": "wrongpin", "max_tokens": 2,
                                                      "messages": [{"role": "user", "content": "hi"}]})
         assert st >= 400, out
+    finally:
+        assert g.stop() == 0
+
+
+def test_readyz_is_503_while_targets_load_then_200(tmp_path):
+    """/readyz answers 503 `loading` until every local target is loaded, then 200 `ready`; a
+    request for a target still loading gets 503 `unavailable` with `retry-after: 1`. The tiny
+    models load in milliseconds, so the loader gets real work: six targets of a 145 MB
+    random-weight model (sipp-make-model), each pinned by SHA-256, which `serve` hashes and
+    loads one after the other (about 2 s here, against the ~50 ms the listener takes)."""
+    import hashlib
+    if not os.environ.get("SIPP_LLAMA_SRC"):
+        pytest.fail("SIPP_LLAMA_SRC must point at the llama.cpp source (ctest sets it)")
+    model = tmp_path / "llama-135m-q8_0.gguf"
+    r = subprocess.run([str(GATEWAY.parent / "sipp-make-model"), "--shape", "llama-135m",
+                        "--type", "q8_0", "--out", str(model)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    pin = hashlib.sha256(model.read_bytes()).hexdigest()
+    n = 6
+    body = "".join(local_target(f"big{i}", str(model), n_parallel=1).replace(
+        'backend = "cpu"', f'backend = "cpu"\nsha256 = "{pin}"') for i in range(n))
+    g = Gateway(tmp_path, body, wait_ready=False)  # returns once /healthz answers
+    try:
+        last = {"model": f"big{n - 1}", "prompt": "Once", "max_tokens": 1}
+        st, _, text = g.mgmt("GET", "/readyz")
+        assert (st, text) == (503, "loading")
+        st, h, b = g.post("/v1/query", last)
+        assert (st, error_of(b), h["retry-after"]) == (503, "unavailable", "1"), b
+        assert b["error"]["message"] == f"target 'big{n - 1}' is still loading"
+        assert g.metric("sipp_target_ready", target=f"big{n - 1}", type="local") == 0
+        deadline = time.time() + 60
+        while (st, text) == (503, "loading"):
+            assert time.time() < deadline, g.log_path.read_text()
+            time.sleep(0.02)
+            st, _, text = g.mgmt("GET", "/readyz")
+        assert (st, text) == (200, "ready")
+        assert g.log_path.read_text().count('"target ready"') == n
+        assert g.metric("sipp_target_ready", target=f"big{n - 1}", type="local") == 1
+        st, _, b = g.post("/v1/query", last)
+        assert st == 200 and b["usage"]["output_tokens"] == 1, b
     finally:
         assert g.stop() == 0
 
