@@ -27,6 +27,7 @@ typedef struct cli_options {
     const char *gateway;       /* a Sipp gateway's base URL: a gateway endpoint */
     const char *target;        /* the gateway's target name */
     const char *token_env;     /* the variable holding the gateway token */
+    const char *auth_header;   /* send the token as "<auth_header>: <token>", not as Bearer */
     const char *headers[CLI_MAX_HEADERS];   /* --header "Name: value" lines of a remote endpoint */
     size_t n_headers;
     const char *base_url;

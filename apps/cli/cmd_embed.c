@@ -19,6 +19,7 @@ static const char usage[] =
     "  --no-normalize            return the raw pooled vector\n"
     "  --provider P --base-url URL --remote-model NAME [--api-key-env VAR]   a provider instead\n"
     "  --gateway URL --target NAME [--token-env VAR]   a Sipp gateway instead\n"
+    "  --auth-header NAME        send the gateway token as 'NAME: <token>', not as Bearer\n"
     "  --extra-json JSON         extra request fields for the remote API\n"
     "  --header 'Name: value', --request-id ID, --allow-private-network   as in `sipp query --help`\n"
     "  --json                    print {\"embedding\": [...], \"dims\": N, \"normalized\": bool}\n"

@@ -46,6 +46,8 @@ static const char query_usage[] =
     "  --target NAME             the gateway's target\n"
     "  --token-env VAR           env var holding the gateway's bearer token\n"
     "                            (default SIPP_GATEWAY_TOKEN; unset = no token)\n"
+    "  --auth-header NAME        send the token as 'NAME: <token>' instead of\n"
+    "                            'Authorization: Bearer' (a proxy in front of the gateway)\n"
     "  --header 'Name: value'    an extra HTTP header for the remote endpoint; repeatable\n"
     "  --request-id ID           sent as x-request-id (a gateway passes it on upstream)\n"
     "  --extra-json JSON         extra request fields for the remote API, e.g.\n"

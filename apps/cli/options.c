@@ -107,7 +107,7 @@ enum {
     OPT_BATCH_SIZE, OPT_GPU_LAYERS, OPT_CONTEXT_KEY, OPT_JSON, OPT_STATS, OPT_NO_NORMALIZE,
     OPT_CACHE_DIR, OPT_CONTEXT_SHIFT, OPT_PROVIDER, OPT_BASE_URL, OPT_REMOTE_MODEL, OPT_API_KEY_ENV,
     OPT_REQUEST_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_GATEWAY, OPT_TARGET, OPT_TOKEN_ENV, OPT_EXTRA_JSON,
-    OPT_HEADER, OPT_REQUEST_ID, OPT_ALLOW_PRIVATE, OPT_MODEL_SHA256,
+    OPT_HEADER, OPT_REQUEST_ID, OPT_ALLOW_PRIVATE, OPT_MODEL_SHA256, OPT_AUTH_HEADER,
 };
 
 static const struct option long_opts[] = {
@@ -141,6 +141,7 @@ static const struct option long_opts[] = {
     {"gateway", required_argument, 0, OPT_GATEWAY},
     {"target", required_argument, 0, OPT_TARGET},
     {"token-env", required_argument, 0, OPT_TOKEN_ENV},
+    {"auth-header", required_argument, 0, OPT_AUTH_HEADER},
     {"extra-json", required_argument, 0, OPT_EXTRA_JSON},
     {"header", required_argument, 0, OPT_HEADER},
     {"request-id", required_argument, 0, OPT_REQUEST_ID},
@@ -246,6 +247,7 @@ static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name
     case OPT_GATEWAY: o->gateway = arg; return true;
     case OPT_TARGET: o->target = arg; return true;
     case OPT_TOKEN_ENV: o->token_env = arg; return true;
+    case OPT_AUTH_HEADER: o->auth_header = arg; return true;
     case OPT_EXTRA_JSON: o->text.extra_json = arg; return true;
     case OPT_HEADER:
         if (o->n_headers >= CLI_MAX_HEADERS) {
@@ -313,6 +315,10 @@ int cli_parse(int argc, char **argv, const char *cmd, const char *usage, cli_opt
     }
     if (o->n_headers && !cli_is_remote(o)) {
         cli_error("%s: --header is for --provider or --gateway endpoints", cmd);
+        return CLI_USAGE;
+    }
+    if (o->auth_header && !o->gateway) {
+        cli_error("%s: --auth-header is for --gateway endpoints", cmd);
         return CLI_USAGE;
     }
     if (o->gateway && !o->target) {
@@ -444,10 +450,15 @@ int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep) {
             sipp_gateway_params gp = sipp_gateway_params_default();
             gp.base_url = o->gateway;
             gp.target = o->target;
-            /* no --token-env and no SIPP_GATEWAY_TOKEN: an open gateway */
+            /* no --token-env, no --auth-header and no SIPP_GATEWAY_TOKEN: an open gateway */
             const char *env = o->token_env ? o->token_env : "SIPP_GATEWAY_TOKEN";
             gp.token_env = env;
-            if (!o->token_env && !getenv(env)) gp.auth = SIPP_GATEWAY_AUTH_NONE;
+            if (o->auth_header) {
+                gp.auth = SIPP_GATEWAY_AUTH_HEADER; /* `<name>: <token>`, for a proxy in front */
+                gp.auth_header = o->auth_header;
+            } else if (!o->token_env && !getenv(env)) {
+                gp.auth = SIPP_GATEWAY_AUTH_NONE;
+            }
             gp.request_timeout_ms = o->request_timeout_ms;
             gp.idle_timeout_ms = o->idle_timeout_ms;
             gp.allow_private_network = o->allow_private_network;

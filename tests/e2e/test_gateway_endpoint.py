@@ -1,7 +1,8 @@
 """libsipp's gateway endpoint (through the `sipp` CLI) against the real sipp-gateway: the three
 operations give what the local endpoint gives, streaming included; every protocol error a
 client can run into surfaces with its status, HTTP status and code; x-request-id travels from
-the client through the gateway to the provider and back; tokens never show."""
+the client through the gateway to the provider and back; tokens never show, and go out in a
+custom header when asked to."""
 import json
 import os
 import signal
@@ -178,6 +179,31 @@ def test_protocol_errors_surface_with_status_and_code(sipp, gw):
     assert err(run(sipp, gw, "chat", "dead", "hi")) == ("upstream_error", 200, "execution")
     assert err(run(sipp, gw, "chat", "local", "hi", base=f"http://127.0.0.1:{gw.port}/nope")) == \
         ("upstream_error", 404, "not_found")
+
+
+def test_custom_header_auth_sends_the_token_in_that_header(sipp, gw, peer):
+    """SIPP_GATEWAY_AUTH_HEADER (`--auth-header NAME`): the token goes out as `NAME: <token>`
+    and no Authorization header goes with it; a peer that takes that header (here the
+    scripted server, as a proxy in front of a gateway would) answers. The real gateway itself
+    takes only bearer tokens, so there the same request is 401."""
+    r = run(sipp, gw, "chat", "tiny", "hi", "--auth-header", "X-Api-Key", base=peer.root("ok"))
+    assert r.returncode == 0, r.stderr
+    assert out(r)["text"] == "Hello"
+    seen = peer.seen[-1]
+    assert seen["path"] == "/ok/v1/chat"
+    assert seen["headers"].get("X-Api-Key") == ALICE
+    assert "Authorization" not in seen["headers"]
+    r = run(sipp, gw, "chat", "local", "hi", "--auth-header", "X-Api-Key")
+    assert err(r) == ("authentication", 401, "authentication")
+    assert "missing 'Authorization: Bearer' header" in out(r)["error"]["message"]
+    # a name that is no HTTP token, or no token to send, fails before anything is sent
+    n = len(peer.seen)
+    bad = run(sipp, gw, "chat", "tiny", "hi", "--auth-header", "X Api", base=peer.root("ok"))
+    assert bad.returncode == 1 and "auth_header" in bad.stderr, bad.stderr
+    unset = sipp("chat", "--gateway", peer.root("ok"), "--target", "tiny", "--auth-header",
+                 "X-Api-Key", "hi")
+    assert unset.returncode == 1 and "SIPP_GATEWAY_TOKEN is not set" in unset.stderr, unset.stderr
+    assert len(peer.seen) == n
 
 
 def test_rate_limit_reports_retry_after(sipp, gw):
