@@ -78,6 +78,9 @@ ip_blocklist = ["203.0.113.0/24"]
 [security.client_ip]
 source = "x_forwarded_for"
 trusted_proxy_cidrs = ["127.0.0.1"]
+
+[routes]
+models = "/alt/v1/chat"
 """, top="max_request_bytes = 4096\n",
                 env={"TOK_ALICE": ALICE, "TOK_BOB": BOB, "TOK_CAROL": CAROL, "TOK_DAVE": DAVE, "ANT_KEY": "sk-ant-x"})
     yield g
@@ -179,6 +182,10 @@ def test_protocol_errors_surface_with_status_and_code(sipp, gw):
     assert err(run(sipp, gw, "chat", "dead", "hi")) == ("upstream_error", 200, "execution")
     assert err(run(sipp, gw, "chat", "local", "hi", base=f"http://127.0.0.1:{gw.port}/nope")) == \
         ("upstream_error", 404, "not_found")
+    # [routes] put the GET-only models route where this base URL's chat path lands
+    r = run(sipp, gw, "chat", "local", "hi", base=f"http://127.0.0.1:{gw.port}/alt")
+    assert err(r) == ("upstream_error", 405, "method_not_allowed")
+    assert "/alt/v1/chat takes GET" in out(r)["error"]["message"]
 
 
 def test_custom_header_auth_sends_the_token_in_that_header(sipp, gw, peer):
