@@ -6,6 +6,8 @@
 #define _GNU_SOURCE
 #include "cli.h"
 
+#include "hub/hub_int.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -332,18 +334,7 @@ int cli_parse(int argc, char **argv, const char *cmd, const char *usage, cli_opt
 /* ---- models ------------------------------------------------------------------------------ */
 
 void cli_models_dir(char *buf, size_t cap) {
-    const char *d = getenv("SIPP_MODELS_DIR");
-    if (d && *d) {
-        snprintf(buf, cap, "%s", d);
-        return;
-    }
-    const char *xdg = getenv("XDG_CACHE_HOME");
-    if (xdg && *xdg) {
-        snprintf(buf, cap, "%s/sipp/models", xdg);
-        return;
-    }
-    const char *home = getenv("HOME");
-    snprintf(buf, cap, "%s/.cache/sipp/models", home ? home : ".");
+    sipp__hub_models_dir(buf, cap); /* libsipp's rule, the one sipp_model_resolve() reads */
 }
 
 static bool is_file(const char *p) {

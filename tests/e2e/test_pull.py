@@ -17,6 +17,9 @@ CHAT = CHAT_MODEL.read_bytes()
 STORY = STORY_MODEL.read_bytes()
 CHAT_SHA = hashlib.sha256(CHAT).hexdigest()
 STORY_SHA = hashlib.sha256(STORY).hexdigest()
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BINDINGS_PY = ROOT / "bindings" / "python"
+LIBSIPP = BIN_DIR.parent / "lib" / "libsipp.so"
 MMPROJ = b"GGUF" + bytes(range(256)) * 64  # stands in for a projector: only stored, not loaded
 
 
@@ -306,6 +309,32 @@ def test_a_missing_model_says_how_to_pull_it(pull, hub):
     assert r.returncode == 1
     assert "sipp pull someone/some-GGUF:Q4_K_M" in r.stderr
     assert hub.log == []  # offline: nothing touched the network
+
+
+def test_the_library_resolves_pulled_names_for_add_local(pull, models_dir):
+    """libsipp itself (here through the Python binding) takes a pulled name as model_path;
+    an unpulled one fails with not_found and the pull command, offline."""
+    assert pull("pull", "--no-mmproj", "sipp-test/tiny-GGUF:Q4_0").returncode == 0
+    script = """
+import sipp
+with sipp.Client() as c:
+    ep = c.add_local("pulled", "sipp-test/tiny-GGUF:q4_0", n_ctx=128, n_threads=1)
+    print("arch", ep.info().architecture)
+    try:
+        c.add_local("missing", "sipp-test/tiny-GGUF:Q2_K")
+    except sipp.SippError as e:
+        print("error", e.kind, e.message)
+"""
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("SIPP_", "HF_"))}
+    e.update({"SIPP_MODELS_DIR": str(models_dir), "PYTHONPATH": str(BINDINGS_PY),
+              "SIPP_LIBRARY": str(LIBSIPP)})
+    r = subprocess.run(["/usr/bin/python3", "-c", script], capture_output=True, text=True, env=e,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "arch gpt2" in r.stdout
+    err = next(l for l in r.stdout.splitlines() if l.startswith("error "))
+    assert err.startswith("error not_found ")
+    assert "pull it with: sipp pull sipp-test/tiny-GGUF:Q2_K" in err
 
 
 def test_models_json_lists_pulled_models(pull):
