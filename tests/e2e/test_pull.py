@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import BIN_DIR, CHAT_MODEL, STORY_MODEL
+from gateway_util import GATEWAY, Gateway, local_target
 from hub_server import Hub, Repo
 
 CHAT = CHAT_MODEL.read_bytes()
@@ -309,6 +310,33 @@ def test_a_missing_model_says_how_to_pull_it(pull, hub):
     assert r.returncode == 1
     assert "sipp pull someone/some-GGUF:Q4_K_M" in r.stderr
     assert hub.log == []  # offline: nothing touched the network
+
+
+def test_check_and_a_gateway_take_a_pulled_name(pull, models_dir, tmp_path):
+    """A gateway target's `model` may be a pulled name: `check` reads the manifests (an unpulled
+    name is an error that says how to pull it) and `serve` loads the pulled file."""
+    env = {"SIPP_MODELS_DIR": str(models_dir)}
+    cfg = tmp_path / "check.toml"
+    cfg.write_text(local_target(model="sipp-test/tiny-GGUF:Q4_0"))
+    r = subprocess.run([str(GATEWAY), "check", "--config", str(cfg)], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 1
+    assert "target 'local' (line 1)" in r.stderr  # its [[targets]] line
+    assert "pull it with: sipp pull sipp-test/tiny-GGUF:Q4_0" in r.stderr
+
+    assert pull("pull", "--no-mmproj", "sipp-test/tiny-GGUF:Q4_0").returncode == 0
+    r = subprocess.run([str(GATEWAY), "check", "--config", str(cfg)], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 0, r.stderr
+
+    g = Gateway(tmp_path, local_target(model="sipp-test/tiny-GGUF:Q4_0"), env=env)
+    try:
+        st, _, body = g.post("/v1/chat", {"model": "local", "max_tokens": 4, "temperature": 0,
+                                          "messages": [{"role": "user", "content": "Hello"}]})
+        assert st == 200, body
+        assert body["usage"]["output_tokens"] > 0
+    finally:
+        assert g.stop() == 0
 
 
 def test_the_library_resolves_pulled_names_for_add_local(pull, models_dir):
