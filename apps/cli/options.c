@@ -366,8 +366,13 @@ int cli_resolve_model(const char *name, cli_need need, char *buf, size_t cap) {
         if (is_file(buf)) return CLI_OK;
         snprintf(buf, cap, "%s/%s.gguf", dir, name);
         if (is_file(buf)) return CLI_OK;
-        snprintf(buf, cap, "%s", name); /* let the library report it as not found */
-        return CLI_OK;
+        if (access(name, F_OK) == 0) { /* there but not a file: the library says what it is */
+            snprintf(buf, cap, "%s", name);
+            return CLI_OK;
+        }
+        cli_error("cannot open model '%s': no such file, and none of that name in %s (pull one "
+                  "with: sipp pull OWNER/REPO[:QUANT])", name, dir);
+        return CLI_FAILED;
     }
     DIR *d = opendir(dir);
     char *names[256];

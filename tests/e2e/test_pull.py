@@ -312,6 +312,13 @@ def test_a_missing_model_says_how_to_pull_it(pull, hub):
     assert hub.log == []  # offline: nothing touched the network
 
 
+def test_a_bare_name_that_is_not_there_says_how_to_pull_one(pull):
+    r = pull("query", "--model", "no-such-model", "-n", "2", "Hi")
+    assert r.returncode == 1
+    assert "'no-such-model'" in r.stderr
+    assert "(pull one with: sipp pull OWNER/REPO[:QUANT])" in r.stderr
+
+
 def test_check_and_a_gateway_take_a_pulled_name(pull, models_dir, tmp_path):
     """A gateway target's `model` may be a pulled name: `check` reads the manifests (an unpulled
     name is an error that says how to pull it) and `serve` loads the pulled file."""
@@ -373,6 +380,7 @@ def test_models_json_lists_pulled_models(pull):
     assert len(hub_items) == 1
     it = hub_items[0]
     assert it["name"] == "sipp-test/tiny-GGUF:Q4_0" and it["quantization"] == "Q4_0"
+    assert it["architecture"] == "gpt2"
     assert it["capabilities"]["chat"] and it["mmproj"].endswith("mmproj-tiny-F16.gguf")
     assert it["size_bytes"] == len(CHAT) + len(MMPROJ)
     local = [i for i in items if i["source"] == "local"]
