@@ -159,7 +159,9 @@ typedef bool (*sipp_load_progress_fn)(float progress, void *user_data);
 /** A local GGUF model run by Sipp's engine. */
 typedef struct sipp_local_params {
     uint32_t struct_size;
-    /** Path to the GGUF file (the first shard for split models). Required. Copied. */
+    /** Path to the GGUF file (the first shard for split models), or the name of a model pulled
+     *  with `sipp pull` (OWNER/REPO[:QUANT], OWNER/REPO/FILE.gguf; see sipp_model_resolve()).
+     *  Required. Copied. */
     const char *model_path;
     /** Context size in tokens per sequence. 0 = the model's training context, capped at 4096. */
     uint32_t n_ctx;
@@ -222,7 +224,9 @@ SIPP_API sipp_local_params sipp_local_params_default(void);
  * @param out  optional; receives the endpoint, owned by the client.
  * Before llama.cpp reads the file, Sipp checks the pin (`sha256`, when set) and the file's
  * whole GGUF structure (docs/reliability.md, section A).
- * Errors: NOT_FOUND (no such file), MODEL_INVALID (not a GGUF, truncated, inconsistent metadata
+ * `model_path` goes through sipp_model_resolve() first, so a pulled name works.
+ * Errors: NOT_FOUND (no such file, or a name that was not pulled: the message says
+ * `sipp pull NAME`), MODEL_INVALID (not a GGUF, truncated, inconsistent metadata
  * or tensor table, sha256 mismatch, or llama.cpp refused it), INVALID_ARGUMENT.
  * Thread-safety: calls on one client are serialised internally. Since 0.1.
  */
@@ -644,10 +648,26 @@ SIPP_API void sipp_run_free(sipp_run *run);
 /**
  * Reads a model's metadata without loading its weights: fills `info` and, when non-NULL,
  * `*chat_template_out` with the model's chat template (free with sipp_free(); NULL if none).
- * Since 0.1.
+ * `path` may be a pulled name (sipp_model_resolve()). Since 0.1.
  */
 SIPP_API sipp_status sipp_model_inspect(const char *path, sipp_endpoint_info *info,
                                         char **chat_template_out, sipp_error *err);
+
+/**
+ * Resolves a model name the way every model path of this API is read, into `buf` (`cap` bytes,
+ * NUL-terminated):
+ * - an existing path, or a name that does not look like a pulled model's, is copied unchanged;
+ * - OWNER/REPO, OWNER/REPO:QUANT or OWNER/REPO/FILE.gguf (also spelled hf.co/OWNER/REPO...) is
+ *   looked up among the models pulled with `sipp pull` into the models directory
+ *   ($SIPP_MODELS_DIR, else ${XDG_CACHE_HOME:-$HOME/.cache}/sipp/models; docs/models.md) and
+ *   gives the path of its first file.
+ * Offline: reads the local manifests only, never the network, never a model file.
+ * Errors: NOT_FOUND (a name that was not pulled, or whose files are gone; the message names the
+ * models directory and says `sipp pull NAME`), IO (an unreadable or corrupt manifest),
+ * INVALID_ARGUMENT (NULL or empty name, `buf` too small). Not in the WebAssembly build.
+ * Thread-safety: any thread. Since 0.1.
+ */
+SIPP_API sipp_status sipp_model_resolve(const char *name, char *buf, size_t cap, sipp_error *err);
 
 #ifdef __cplusplus
 }

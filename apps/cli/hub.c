@@ -1,7 +1,8 @@
 /*
  * hub.c — pulled model names (OWNER/REPO[:QUANT], OWNER/REPO/FILE.gguf) wherever the CLI takes
- * a model: the bridge from cli_resolve_model() to the store of src/hub (hub_int.h). The hub is
- * internal to the CLI build (see apps/cli/CMakeLists.txt); nothing else here leaves sipp.h.
+ * a model: the bridge from cli_resolve_model() to libsipp's sipp_model_resolve() (a name given
+ * with --model) and to the store's list (hub_int.h: the first pulled model that fits, when no
+ * --model is given). Pull, list and remove are internal to libsipp; `sipp` links it statically.
  */
 #include "cli.h"
 
@@ -12,18 +13,13 @@
 bool cli_hub_lookup(const char *name, char *buf, size_t cap, int *rc) {
     sipp__hub_ref ref;
     if (sipp__hub_ref_parse(name, &ref, NULL) != SIPP_OK) return false; /* a path or file name */
-    char dir[4096];
-    cli_models_dir(dir, sizeof dir);
+    /* the library's resolution, the same as every model path of sipp.h takes */
     sipp_error err = sipp_error_default();
-    if (sipp__hub_resolve(dir, name, buf, cap, &err) == SIPP_OK) {
+    if (sipp_model_resolve(name, buf, cap, &err) == SIPP_OK) {
         *rc = CLI_OK;
         return true;
     }
-    if (err.code == SIPP_NOT_FOUND && strchr(name, ':') == NULL)
-        cli_error("no file '%s', and no pulled model of that name; pull it with: sipp pull %s",
-                  name, name);
-    else
-        cli_error("%s", err.message);
+    cli_error("%s", err.message);
     *rc = CLI_FAILED;
     return true;
 }

@@ -6,6 +6,8 @@
 #define _GNU_SOURCE
 #include "cli.h"
 
+#include "hub/hub_int.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -338,18 +340,7 @@ int cli_parse(int argc, char **argv, const char *cmd, const char *usage, cli_opt
 /* ---- models ------------------------------------------------------------------------------ */
 
 void cli_models_dir(char *buf, size_t cap) {
-    const char *d = getenv("SIPP_MODELS_DIR");
-    if (d && *d) {
-        snprintf(buf, cap, "%s", d);
-        return;
-    }
-    const char *xdg = getenv("XDG_CACHE_HOME");
-    if (xdg && *xdg) {
-        snprintf(buf, cap, "%s/sipp/models", xdg);
-        return;
-    }
-    const char *home = getenv("HOME");
-    snprintf(buf, cap, "%s/.cache/sipp/models", home ? home : ".");
+    sipp__hub_models_dir(buf, cap); /* libsipp's rule, the one sipp_model_resolve() reads */
 }
 
 static bool is_file(const char *p) {
@@ -381,8 +372,13 @@ int cli_resolve_model(const char *name, cli_need need, char *buf, size_t cap) {
         if (is_file(buf)) return CLI_OK;
         snprintf(buf, cap, "%s/%s.gguf", dir, name);
         if (is_file(buf)) return CLI_OK;
-        snprintf(buf, cap, "%s", name); /* let the library report it as not found */
-        return CLI_OK;
+        if (access(name, F_OK) == 0) { /* there but not a file: the library says what it is */
+            snprintf(buf, cap, "%s", name);
+            return CLI_OK;
+        }
+        cli_error("cannot open model '%s': no such file, and none of that name in %s (pull one "
+                  "with: sipp pull OWNER/REPO[:QUANT])", name, dir);
+        return CLI_FAILED;
     }
     DIR *d = opendir(dir);
     char *names[256];

@@ -2,7 +2,8 @@
  * sipp-gateway — the thin shell over the gateway library (src/gateway/gateway.h): parses the
  * command line, loads the config, handles signals. Everything else lives in the library.
  *
- *   sipp-gateway check --config FILE   validate only (no secrets read, no model loaded)
+ *   sipp-gateway check --config FILE   validate only (no secrets read, no model loaded; pulled
+ *                                      model names must be in the models directory)
  *   sipp-gateway serve --config FILE   run until SIGTERM or SIGINT, then drain and exit
  */
 #define _POSIX_C_SOURCE 200809L
@@ -18,7 +19,8 @@ static void usage(FILE *f) {
     fputs("usage: sipp-gateway check --config FILE\n"
           "       sipp-gateway serve --config FILE\n"
           "\n"
-          "  check   validate the configuration (TOML) and provider URLs (network policy) without\n"
+          "  check   validate the configuration (TOML), provider URLs (network policy) and pulled\n"
+          "          model names (OWNER/REPO[:QUANT] must be in the models directory) without\n"
           "          reading secrets or loading models\n"
           "  serve   run the gateway: the public listener (Sipp and OpenAI routes) and the\n"
           "          management listener (/healthz, /readyz, /metrics, /admin/); SIGTERM or SIGINT drains\n"
@@ -56,6 +58,25 @@ static bool check_provider_urls(const sipp__gw_config *cfg) {
     return ok;
 }
 
+/* `check`: each local target's model. A pulled name (OWNER/REPO[:QUANT]) must be in the models
+ * directory: its manifest is read, no model file is opened. A path is not looked at (check may
+ * run where the model file is not). Returns false after printing why. */
+static bool check_local_models(const sipp__gw_config *cfg) {
+    bool ok = true;
+    for (size_t i = 0; i < cfg->n_targets; i++) {
+        const sipp__gw_target *t = &cfg->targets[i];
+        if (t->type != SIPP__GW_LOCAL || !t->model) continue;
+        char path[4096];
+        sipp_error err = sipp_error_default();
+        if (sipp_model_resolve(t->model, path, sizeof path, &err) != SIPP_OK) {
+            fprintf(stderr, "sipp-gateway: target '%s' (line %d): %s\n", t->name, t->line,
+                    err.message);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
 int main(int argc, char **argv) {
     const char *cmd = NULL, *config = NULL;
     for (int i = 1; i < argc; i++) {
@@ -88,7 +109,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (strcmp(cmd, "check") == 0) {
-        if (!check_provider_urls(&cfg)) {
+        bool local_ok = check_local_models(&cfg);
+        if (!check_provider_urls(&cfg) || !local_ok) {
             sipp__gw_config_free(&cfg);
             return 1;
         }

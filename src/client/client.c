@@ -4,7 +4,9 @@
  *
  * Endpoint kinds: local (an engine) and remote (a provider or a Sipp gateway: src/providers,
  * over the client's HTTP transfer thread, created with the first remote endpoint). The registry is guarded by one mutex;
- * requests on an endpoint do not take it.
+ * requests on an endpoint do not take it. A local endpoint's model_path may be a pulled name,
+ * resolved here through the models directory (src/hub, sipp_model_resolve) before the engine
+ * opens it.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "../common/common_int.h"
@@ -126,10 +128,23 @@ sipp_status sipp_client_add_local(sipp_client *c, const char *id, const sipp_loc
     if (out) *out = NULL;
     if (!c || !id || !id[0])
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "client and a non-empty id are required");
+    if (!params) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "local params are required");
+    /* A pulled name (OWNER/REPO[:QUANT]) becomes the path of its file in the models directory;
+     * the engine (shared with the wasm build, which has no store) only ever sees paths. */
+    sipp_local_params lp;
+    memset(&lp, 0, sizeof lp);
+    sipp_status st = sipp__params_in(&lp, sizeof lp, params, offsetof(sipp_local_params, sha256),
+                                     "local params", err);
+    if (st != SIPP_OK) return st;
+    char path[4096];
+    if (lp.model_path && lp.model_path[0]) {
+        if ((st = sipp_model_resolve(lp.model_path, path, sizeof path, err)) != SIPP_OK) return st;
+        lp.model_path = path;
+    }
     sipp_endpoint *ep = endpoint_alloc(id, ENDPOINT_LOCAL);
     if (!ep) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     /* Load outside the registry lock: loading can take long. */
-    sipp_status st = sipp__engine_open(params, &ep->engine, err);
+    st = sipp__engine_open(&lp, &ep->engine, err);
     if (st != SIPP_OK) {
         endpoint_free(ep);
         return st;

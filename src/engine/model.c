@@ -60,7 +60,13 @@ sipp_status sipp_model_inspect(const char *path, sipp_endpoint_info *info, char 
     if (chat_template_out) *chat_template_out = NULL;
     if (!path || !info || info->struct_size < sizeof *info)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "path and an initialised info are required");
-    sipp_status st = sipp__gguf_precheck(path, err);
+    sipp_status st;
+#ifndef __EMSCRIPTEN__ /* the wasm build has no store of pulled models (src/hub) */
+    char resolved[4096];
+    if ((st = sipp_model_resolve(path, resolved, sizeof resolved, err)) != SIPP_OK) return st;
+    path = resolved;
+#endif
+    st = sipp__gguf_precheck(path, err);
     if (st != SIPP_OK) return st;
     sipp__llama_init_once();
     struct llama_model_params mp = llama_model_default_params();

@@ -1,6 +1,7 @@
 /*
  * hub.c — the I/O half of the hub client: `sipp pull` (resolve through the hub's API, download,
- * verify, store), and the store's reads and removals (`sipp models`, `sipp rm`, --model NAME).
+ * verify, store), the store's reads and removals (`sipp models`, `sipp rm`), and
+ * sipp_model_resolve(): pulled names wherever libsipp takes a model path (add_local, inspect).
  * The layout of the store is in hub_int.h.
  *
  * Invariants:
@@ -765,9 +766,16 @@ sipp_status sipp__hub_resolve(const char *models_dir, const char *name, char *pa
     const sipp__hub_entry *e = sipp__hub_manifest_find(&m, &ref);
     char canon[sizeof(((sipp__hub_pulled *)0)->name)];
     sipp__hub_ref_name(&ref, canon, sizeof canon);
-    if (!e) {
-        st = sipp__fail(err, SIPP_NOT_FOUND, 0, "'%s' was not pulled; get it with: sipp pull %s",
-                        canon, canon);
+    if (!e && ref.kind == SIPP__HUB_DEFAULT && !strchr(name, ':')) {
+        /* OWNER/REPO may as well be a mistyped relative path: say both */
+        st = sipp__fail(err, SIPP_NOT_FOUND, 0,
+                        "no file '%s', and no pulled model of that name; pull it with: sipp pull "
+                        "%s (models directory: %s)",
+                        name, canon, models_dir);
+    } else if (!e) {
+        st = sipp__fail(err, SIPP_NOT_FOUND, 0,
+                        "'%s' was not pulled; pull it with: sipp pull %s (models directory: %s)",
+                        canon, canon, models_dir);
     } else {
         link_path(path, cap, models_dir, ref.owner, ref.repo, e->commit, e->files[0].path);
         struct stat sb;
@@ -782,6 +790,37 @@ sipp_status sipp__hub_resolve(const char *models_dir, const char *name, char *pa
     }
     sipp__hub_manifest_free(&m);
     return st;
+}
+
+void sipp__hub_models_dir(char *buf, size_t cap) {
+    const char *d = getenv("SIPP_MODELS_DIR");
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    if (d && *d) snprintf(buf, cap, "%s", d);
+    else if (xdg && *xdg) snprintf(buf, cap, "%s/sipp/models", xdg);
+    else snprintf(buf, cap, "%s/.cache/sipp/models", home ? home : ".");
+}
+
+/* A model name where a path is accepted. Offline: an existing path or a name that is not a
+ * reference is returned as it is (the engine reports a missing file); a reference is looked up
+ * in the local manifests only, never on the hub. */
+sipp_status sipp_model_resolve(const char *name, char *buf, size_t cap, sipp_error *err) {
+    if (!name || !name[0] || !buf || cap == 0)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "a model name and a buffer are required");
+    struct stat sb;
+    sipp__hub_ref ref;
+    if (stat(name, &sb) == 0 || sipp__hub_ref_parse(name, &ref, NULL) != SIPP_OK) {
+        if ((size_t)snprintf(buf, cap, "%s", name) >= cap)
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "model path too long for the buffer");
+        return SIPP_OK;
+    }
+    char dir[PATH_MAX], path[PATH_MAX];
+    sipp__hub_models_dir(dir, sizeof dir);
+    sipp_status st = sipp__hub_resolve(dir, name, path, sizeof path, err);
+    if (st != SIPP_OK) return st;
+    if ((size_t)snprintf(buf, cap, "%s", path) >= cap)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "model path too long for the buffer");
+    return SIPP_OK;
 }
 
 static int cmp_item(const void *a, const void *b) {

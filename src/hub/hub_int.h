@@ -3,9 +3,10 @@
  * references (OWNER/REPO[:QUANT], OWNER/REPO/FILE.gguf), the hub's JSON answers, the choice of
  * files in a repo, and the local store of pulled models.
  *
- * Internal to the CLI build for now (libsipp_hub.a, linked by `sipp`): nothing here is in
- * include/sipp.h. hub_parse.c is pure (no I/O: fuzzed); hub.c does the I/O through
- * src/http/http_fetch.c.
+ * Part of libsipp, whose only public entry into it is sipp_model_resolve() (pulled names where a
+ * model path is accepted: sipp_client_add_local, sipp_model_inspect); pulling, listing and
+ * removing stay internal (used by `sipp`). hub_parse.c is pure (no I/O: fuzzed); hub.c does the
+ * I/O through src/http/http_fetch.c.
  *
  * The store, under <models dir>/hub/:
  *   blobs/sha256-<hex>            verified file content, read-only; one copy per content
@@ -177,10 +178,15 @@ typedef struct sipp__hub_pulled {
 sipp_status sipp__hub_pull(const sipp__hub_params *p, const char *name, sipp__hub_pulled *out,
                            sipp_error *err);
 
-/* The local path of a pulled name. SIPP_NOT_FOUND when it was not pulled; SIPP_INVALID_ARGUMENT
- * when `name` is not a reference at all. */
+/* The local path of a pulled name, from the local manifests only (no network). SIPP_NOT_FOUND
+ * when it was not pulled or its files are gone (the message says how to pull it);
+ * SIPP_INVALID_ARGUMENT when `name` is not a reference at all. sipp_model_resolve() (sipp.h) is
+ * the entry point for names given where a model path is accepted. */
 sipp_status sipp__hub_resolve(const char *models_dir, const char *name, char *path, size_t cap,
                               sipp_error *err);
+
+/* The models directory: $SIPP_MODELS_DIR, else ${XDG_CACHE_HOME:-$HOME/.cache}/sipp/models. */
+void sipp__hub_models_dir(char *buf, size_t cap);
 
 typedef struct sipp__hub_item {
     char *name;      /* canonical */

@@ -11,12 +11,16 @@ import time
 import pytest
 
 from conftest import BIN_DIR, CHAT_MODEL, STORY_MODEL
+from gateway_util import GATEWAY, Gateway, local_target
 from hub_server import Hub, Repo
 
 CHAT = CHAT_MODEL.read_bytes()
 STORY = STORY_MODEL.read_bytes()
 CHAT_SHA = hashlib.sha256(CHAT).hexdigest()
 STORY_SHA = hashlib.sha256(STORY).hexdigest()
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BINDINGS_PY = ROOT / "bindings" / "python"
+LIBSIPP = BIN_DIR.parent / "lib" / "libsipp.so"
 MMPROJ = b"GGUF" + bytes(range(256)) * 64  # stands in for a projector: only stored, not loaded
 
 
@@ -308,6 +312,66 @@ def test_a_missing_model_says_how_to_pull_it(pull, hub):
     assert hub.log == []  # offline: nothing touched the network
 
 
+def test_a_bare_name_that_is_not_there_says_how_to_pull_one(pull):
+    r = pull("query", "--model", "no-such-model", "-n", "2", "Hi")
+    assert r.returncode == 1
+    assert "'no-such-model'" in r.stderr
+    assert "(pull one with: sipp pull OWNER/REPO[:QUANT])" in r.stderr
+
+
+def test_check_and_a_gateway_take_a_pulled_name(pull, models_dir, tmp_path):
+    """A gateway target's `model` may be a pulled name: `check` reads the manifests (an unpulled
+    name is an error that says how to pull it) and `serve` loads the pulled file."""
+    env = {"SIPP_MODELS_DIR": str(models_dir)}
+    cfg = tmp_path / "check.toml"
+    cfg.write_text(local_target(model="sipp-test/tiny-GGUF:Q4_0"))
+    r = subprocess.run([str(GATEWAY), "check", "--config", str(cfg)], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 1
+    assert "target 'local' (line 1)" in r.stderr  # its [[targets]] line
+    assert "pull it with: sipp pull sipp-test/tiny-GGUF:Q4_0" in r.stderr
+
+    assert pull("pull", "--no-mmproj", "sipp-test/tiny-GGUF:Q4_0").returncode == 0
+    r = subprocess.run([str(GATEWAY), "check", "--config", str(cfg)], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 0, r.stderr
+
+    g = Gateway(tmp_path, local_target(model="sipp-test/tiny-GGUF:Q4_0"), env=env)
+    try:
+        st, _, body = g.post("/v1/chat", {"model": "local", "max_tokens": 4, "temperature": 0,
+                                          "messages": [{"role": "user", "content": "Hello"}]})
+        assert st == 200, body
+        assert body["usage"]["output_tokens"] > 0
+    finally:
+        assert g.stop() == 0
+
+
+def test_the_library_resolves_pulled_names_for_add_local(pull, models_dir):
+    """libsipp itself (here through the Python binding) takes a pulled name as model_path;
+    an unpulled one fails with not_found and the pull command, offline."""
+    assert pull("pull", "--no-mmproj", "sipp-test/tiny-GGUF:Q4_0").returncode == 0
+    script = """
+import sipp
+with sipp.Client() as c:
+    ep = c.add_local("pulled", "sipp-test/tiny-GGUF:q4_0", n_ctx=128, n_threads=1)
+    print("arch", ep.info().architecture)
+    try:
+        c.add_local("missing", "sipp-test/tiny-GGUF:Q2_K")
+    except sipp.SippError as e:
+        print("error", e.kind, e.message)
+"""
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("SIPP_", "HF_"))}
+    e.update({"SIPP_MODELS_DIR": str(models_dir), "PYTHONPATH": str(BINDINGS_PY),
+              "SIPP_LIBRARY": str(LIBSIPP)})
+    r = subprocess.run(["/usr/bin/python3", "-c", script], capture_output=True, text=True, env=e,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "arch gpt2" in r.stdout
+    err = next(l for l in r.stdout.splitlines() if l.startswith("error "))
+    assert err.startswith("error not_found ")
+    assert "pull it with: sipp pull sipp-test/tiny-GGUF:Q2_K" in err
+
+
 def test_models_json_lists_pulled_models(pull):
     import json
     assert pull("pull", "sipp-test/tiny-GGUF:Q4_0").returncode == 0
@@ -316,6 +380,7 @@ def test_models_json_lists_pulled_models(pull):
     assert len(hub_items) == 1
     it = hub_items[0]
     assert it["name"] == "sipp-test/tiny-GGUF:Q4_0" and it["quantization"] == "Q4_0"
+    assert it["architecture"] == "gpt2"
     assert it["capabilities"]["chat"] and it["mmproj"].endswith("mmproj-tiny-F16.gguf")
     assert it["size_bytes"] == len(CHAT) + len(MMPROJ)
     local = [i for i in items if i["source"] == "local"]

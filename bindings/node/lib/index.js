@@ -11,8 +11,7 @@ const path = require('path');
 function loadAddon() {
   const candidates = [
     process.env.SIPP_NODE_ADDON,
-    path.join(__dirname, '..', '..', '..', 'build', 'lib', 'sipp.node'), // scripts/setup's build
-    path.join(__dirname, '..', 'build', 'Release', 'sipp.node'), // node-gyp
+    path.join(__dirname, '..', '..', '..', 'build', 'lib', 'sipp.node'), // the CMake build
   ].filter(Boolean);
   for (const p of candidates) {
     if (fs.existsSync(p)) return require(p);
