@@ -454,7 +454,7 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     if (p->cache_ram_bytes != SIPP_CACHE_DISABLED && !e->embed_only) {
         sipp__kv_compat compat = {.type_k = (uint32_t)cp.type_k, .type_v = (uint32_t)cp.type_v,
                                   .n_ctx = e->n_ctx_seq};
-        st = sipp__model_fingerprint(p->model_path, compat.fingerprint, err);
+        st = sipp__model_fingerprint(p->model_path, p->cache_dir, compat.fingerprint, err);
         if (st == SIPP_OK)
             st = sipp__kvstore_new(&compat, p->cache_ram_bytes ? p->cache_ram_bytes : DEFAULT_CACHE_RAM,
                                    p->cache_dir, p->cache_disk_bytes ? p->cache_disk_bytes

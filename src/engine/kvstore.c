@@ -331,15 +331,22 @@ static sipp__kv_entry *index_file(sipp__kvstore *s, const char *path, bool *torn
  * Store
  * ========================================================================================== */
 
-/* The writer's pid when `name` is a temporary file of entry_write_file ("<64 hex>.kv.tmp.PID"),
- * else 0. */
+/* The writer's pid when `name` is a temporary file of entry_write_file ("<64 hex>.kv.tmp.PID")
+ * or of a fingerprint memo ("fp-<32 hex>.tmp.PID"), else 0. */
 static long stale_temp_pid(const char *name) {
-    size_t l = strlen(name);
-    if (l <= 64 + 8 || strncmp(name + 64, ".kv.tmp.", 8) != 0) return 0;
-    for (int i = 0; i < 64; i++)
-        if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f'))) return 0;
+    size_t l = strlen(name), n_hex;
+    const char *hex, *rest;
+    if (strncmp(name, "fp-", 3) == 0 && l > 3 + 32 + 5 && strncmp(name + 35, ".tmp.", 5) == 0) {
+        hex = name + 3, n_hex = 32, rest = name + 40;
+    } else if (l > 64 + 8 && strncmp(name + 64, ".kv.tmp.", 8) == 0) {
+        hex = name, n_hex = 64, rest = name + 72;
+    } else {
+        return 0;
+    }
+    for (size_t i = 0; i < n_hex; i++)
+        if (!((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f'))) return 0;
     long pid = 0;
-    for (const char *p = name + 72; *p; p++) {
+    for (const char *p = rest; *p; p++) {
         if (*p < '0' || *p > '9' || pid > 1000000000L) return 0;
         pid = pid * 10 + (*p - '0');
     }
@@ -521,36 +528,136 @@ void sipp__kvstore_usage(const sipp__kvstore *s, uint64_t *ram_bytes, uint64_t *
  * Model fingerprint
  * ========================================================================================== */
 
-sipp_status sipp__model_fingerprint(const char *path, uint8_t out[32], sipp_error *err) {
+/* The sampled fingerprint: SHA-256 over the size, the first 8 MiB and 64 blocks of 64 KiB. */
+static sipp_status fingerprint_sampled(int fd, uint64_t size, uint8_t out[32], sipp_error *err) {
+    enum { HEAD = 8 << 20, BLOCK = 64 << 10, N_BLOCKS = 64 };
+    uint8_t *buf = malloc(HEAD);
+    sipp__sha256 *h = buf ? sipp__sha256_begin() : NULL;
+    if (!h) {
+        free(buf);
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    }
+    uint8_t size_le[8];
+    wr64(size_le, size);
+    sipp__sha256_update(h, size_le, 8);
+    ssize_t n = pread(fd, buf, HEAD, 0);
+    if (n > 0) sipp__sha256_update(h, buf, (size_t)n);
+    if (size > HEAD) {
+        uint64_t rest = size - HEAD;
+        for (int i = 0; i < N_BLOCKS; i++) {
+            n = pread(fd, buf, BLOCK, (off_t)(HEAD + rest / N_BLOCKS * (uint64_t)i));
+            if (n > 0) sipp__sha256_update(h, buf, (size_t)n);
+        }
+    }
+    sipp__sha256_end(h, out);
+    free(buf);
+    return SIPP_OK;
+}
+
+/* SHA-256 of the whole file (the same digest as `sha256sum` and the sha256 pin). */
+static sipp_status fingerprint_full(int fd, const char *path, uint8_t out[32], sipp_error *err) {
+    enum { CHUNK = 4 << 20 };
+    uint8_t *buf = malloc(CHUNK);
+    sipp__sha256 *h = buf ? sipp__sha256_begin() : NULL;
+    if (!h) {
+        free(buf);
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    }
+    off_t off = 0;
+    ssize_t n;
+    while ((n = pread(fd, buf, CHUNK, off)) > 0) {
+        sipp__sha256_update(h, buf, (size_t)n);
+        off += n;
+    }
+    int saved = errno;
+    sipp__sha256_end(h, out);
+    free(buf);
+    if (n < 0)
+        return sipp__fail(err, SIPP_IO, saved, "cannot read model '%s': %s", path,
+                          strerror(saved));
+    return SIPP_OK;
+}
+
+/* The memo of a full fingerprint in the cache directory: "fp-<hex of the identity>", holding
+ * FP_MAGIC, the identity record and the digest. The identity is the file's device, inode, size,
+ * mtime and ctime (ns): a rewritten, replaced or touched file gets a new identity and is hashed
+ * again; a stale memo is never read for another file. */
+static const char FP_MAGIC[8] = {'S', 'I', 'P', 'P', 'F', 'P', '1', '\0'};
+enum { FP_ID = 8 * 7, FP_FILE = 8 + FP_ID + 32 };
+
+static void fingerprint_identity(const struct stat *st, uint8_t id[FP_ID]) {
+    wr64(id, (uint64_t)st->st_dev);
+    wr64(id + 8, (uint64_t)st->st_ino);
+    wr64(id + 16, (uint64_t)st->st_size);
+    wr64(id + 24, (uint64_t)st->st_mtim.tv_sec);
+    wr64(id + 32, (uint64_t)st->st_mtim.tv_nsec);
+    wr64(id + 40, (uint64_t)st->st_ctim.tv_sec);
+    wr64(id + 48, (uint64_t)st->st_ctim.tv_nsec);
+}
+
+static char *fingerprint_memo_path(const char *dir, const uint8_t id[FP_ID]) {
+    uint8_t d[32];
+    if (!sipp__sha256_once(id, FP_ID, d)) return NULL;
+    char hex[33];
+    for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    char *p = NULL;
+    return asprintf(&p, "%s/fp-%s", dir, hex) < 0 ? NULL : p;
+}
+
+static bool fingerprint_memo_read(const char *memo, const uint8_t id[FP_ID], uint8_t out[32]) {
+    int fd = open(memo, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    uint8_t rec[FP_FILE + 1];
+    ssize_t n = read(fd, rec, sizeof rec);
+    close(fd);
+    if (n != FP_FILE || memcmp(rec, FP_MAGIC, 8) != 0 || memcmp(rec + 8, id, FP_ID) != 0)
+        return false;
+    memcpy(out, rec + 8 + FP_ID, 32);
+    return true;
+}
+
+/* Best effort: a memo that cannot be written only means hashing again next time. */
+static void fingerprint_memo_write(const char *dir, const char *memo, const uint8_t id[FP_ID],
+                                   const uint8_t digest[32]) {
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) return;
+    uint8_t rec[FP_FILE];
+    memcpy(rec, FP_MAGIC, 8);
+    memcpy(rec + 8, id, FP_ID);
+    memcpy(rec + 8 + FP_ID, digest, 32);
+    char *tmp = NULL;
+    if (asprintf(&tmp, "%s.tmp.%ld", memo, (long)getpid()) < 0) return;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, rec, sizeof rec) == (ssize_t)sizeof rec && fsync(fd) == 0;
+    if (fd >= 0) close(fd);
+    if (!ok || rename(tmp, memo) != 0) unlink(tmp);
+    free(tmp);
+}
+
+sipp_status sipp__model_fingerprint(const char *path, const char *cache_dir, uint8_t out[32],
+                                    sipp_error *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
         if (fd >= 0) close(fd);
         return sipp__fail(err, SIPP_IO, errno, "cannot read model '%s': %s", path, strerror(errno));
     }
-    enum { HEAD = 8 << 20, BLOCK = 64 << 10, N_BLOCKS = 64 };
-    uint8_t *buf = malloc(HEAD);
-    sipp__sha256 *h = buf ? sipp__sha256_begin() : NULL;
-    if (!h) {
-        free(buf);
-        close(fd);
-        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
-    }
-    uint8_t size_le[8];
-    wr64(size_le, (uint64_t)st.st_size);
-    sipp__sha256_update(h, size_le, 8);
-    ssize_t n = pread(fd, buf, HEAD, 0);
-    if (n > 0) sipp__sha256_update(h, buf, (size_t)n);
-    if ((uint64_t)st.st_size > HEAD) {
-        uint64_t rest = (uint64_t)st.st_size - HEAD;
-        for (int i = 0; i < N_BLOCKS; i++) {
-            off_t off = (off_t)(HEAD + rest / N_BLOCKS * (uint64_t)i);
-            n = pread(fd, buf, BLOCK, off);
-            if (n > 0) sipp__sha256_update(h, buf, (size_t)n);
+    sipp_status rc;
+    if (!cache_dir || !cache_dir[0]) {
+        rc = fingerprint_sampled(fd, (uint64_t)st.st_size, out, err);
+    } else {
+        uint8_t id[FP_ID];
+        fingerprint_identity(&st, id);
+        char *memo = fingerprint_memo_path(cache_dir, id);
+        if (memo && fingerprint_memo_read(memo, id, out)) {
+            rc = SIPP_OK;
+        } else {
+            sipp__log(SIPP_LOG_INFO, "snapshot: hashing model '%s' (%.1f MiB) for the disk tier",
+                      path, (double)st.st_size / (1 << 20));
+            rc = fingerprint_full(fd, path, out, err);
+            if (rc == SIPP_OK && memo) fingerprint_memo_write(cache_dir, memo, id, out);
         }
+        free(memo);
     }
-    sipp__sha256_end(h, out);
-    free(buf);
     close(fd);
-    return SIPP_OK;
+    return rc;
 }

@@ -82,8 +82,12 @@ sipp_status sipp__kvstore_load(sipp__kvstore *s, const sipp__kv_entry *e, const 
 
 void sipp__kvstore_usage(const sipp__kvstore *s, uint64_t *ram_bytes, uint64_t *disk_bytes);
 
-/* Content fingerprint of a model file: SHA-256 over its size, its first 8 MiB (the GGUF header,
- * metadata and tensor table) and 64 blocks of 64 KiB spread evenly over the rest. */
-sipp_status sipp__model_fingerprint(const char *path, uint8_t out[32], sipp_error *err);
+/* Content fingerprint of a model file. With a disk tier (`cache_dir`), the SHA-256 of the whole
+ * file: snapshots outlive the process, so two files that differ anywhere never share one. It is
+ * computed once per file identity (device, inode, size, mtime, ctime) and memoised as
+ * `fp-<hex>` in the directory. Without one (RAM snapshots live only as long as this loaded
+ * model), SHA-256 over the size, the first 8 MiB and 64 blocks of 64 KiB spread over the rest. */
+sipp_status sipp__model_fingerprint(const char *path, const char *cache_dir, uint8_t out[32],
+                                    sipp_error *err);
 
 #endif

@@ -67,7 +67,7 @@ static void child_main(int rounds) {
 }
 
 typedef struct listing {
-    int kv, tmp_dead, tmp_live, other;
+    int kv, tmp_dead, tmp_live, memo, other;
     uint64_t kv_bytes;
 } listing;
 
@@ -80,14 +80,17 @@ static listing list_dir(pid_t live) {
         const char *n = de->d_name;
         if (n[0] == '.') continue;
         size_t len = strlen(n);
-        const char *t = strstr(n, ".kv.tmp.");
+        /* snapshot temps "<hex>.kv.tmp.PID", fingerprint memos "fp-<hex>" and their temps */
+        const char *t = strncmp(n, "fp-", 3) == 0 ? strstr(n, ".tmp.") : strstr(n, ".kv.tmp.");
         char path[600];
         snprintf(path, sizeof path, "%s/%s", dir, n);
         struct stat st;
         assert_int_equal(stat(path, &st), 0);
         if (t) {
-            pid_t pid = (pid_t)atol(t + 8);
+            pid_t pid = (pid_t)atol(strstr(t, ".tmp.") + 5);
             if (pid == live) l.tmp_live++; else l.tmp_dead++;
+        } else if (strncmp(n, "fp-", 3) == 0) {
+            l.memo++;
         } else if (len > 3 && strcmp(n + len - 3, ".kv") == 0) {
             l.kv++;
             l.kv_bytes += (uint64_t)st.st_size;
@@ -173,6 +176,7 @@ static void kill_9_mid_write_leaves_a_usable_tier(void **state) {
     assert_int_equal(after.tmp_dead, 0);
     assert_int_equal(after.tmp_live, 1);
     assert_int_equal(after.other, 0);
+    assert_int_equal(after.memo, 1); /* one model, one fingerprint memo */
     assert_int_equal(access(p3, F_OK), -1); /* the torn snapshot is gone */
     sipp_engine_stats es = sipp_engine_stats_default();
     sipp_endpoint_get_stats(ep, &es, NULL);

@@ -2,7 +2,8 @@
  * test_kvcache.c — the KV cache as runtime state: warm follow-ups compute only what is new and
  * answer as an uncached run would; LRU eviction with more keys than sequences; snapshot restore
  * after eviction, and in a new client from the disk tier; corrupted, truncated and foreign
- * snapshot files are rejected and the answer is still right; scopes never share state; two
+ * snapshot files are rejected and the answer is still right; disk snapshots need the same model
+ * bytes and context size, and the disk tier keeps to its budget; scopes never share state; two
  * requests on one key at once both complete; context shift; hostile keys never leave the cache
  * directory; eviction under a tight RAM budget while two threads restore.
  */
@@ -29,18 +30,28 @@ static int teardown(void **state) {
     return scratch_dir_remove(tmpdir);
 }
 
-static sipp_client *open_model(const char *path, uint32_t n_parallel, const char *cache_dir,
-                               sipp_endpoint **ep) {
+static sipp_client *open_params(const sipp_local_params *lp, sipp_endpoint **ep) {
     sipp_client *c = NULL;
     assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+    sipp_error err = sipp_error_default();
+    if (sipp_client_add_local(c, "m", lp, ep, &err) != SIPP_OK) fail_msg("%s", err.message);
+    return c;
+}
+
+static sipp_local_params model_params(const char *path, uint32_t n_parallel,
+                                      const char *cache_dir) {
     sipp_local_params lp = sipp_local_params_default();
     lp.model_path = path;
     lp.n_threads = 2;
     lp.n_parallel = n_parallel;
     lp.cache_dir = cache_dir;
-    sipp_error err = sipp_error_default();
-    if (sipp_client_add_local(c, "m", &lp, ep, &err) != SIPP_OK) fail_msg("%s", err.message);
-    return c;
+    return lp;
+}
+
+static sipp_client *open_model(const char *path, uint32_t n_parallel, const char *cache_dir,
+                               sipp_endpoint **ep) {
+    sipp_local_params lp = model_params(path, n_parallel, cache_dir);
+    return open_params(&lp, ep);
 }
 
 /* Runs a greedy query on `key` (NULL for none) and returns its response copy and text. */
@@ -240,6 +251,163 @@ static void disk_tier_survives_a_restart_and_rejects_bad_files(void **state) {
     free(t);
 }
 
+/* Copies `from` to `to` with `pad` zero bytes appended (llama.cpp ignores bytes after the
+ * tensor data); when `poke` is non-zero, the byte at that offset becomes 0x5a. */
+static void write_padded_copy(const char *from, const char *to, size_t pad, long poke) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
+    memset(buf, 0, sizeof buf);
+    for (size_t left = pad; left > 0; left -= n) {
+        n = left < sizeof buf ? left : sizeof buf;
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    }
+    if (poke) {
+        assert_int_equal(fseek(out, poke, SEEK_SET), 0);
+        fputc(0x5a, out);
+    }
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* Disk snapshots belong to the exact bytes of a model file: a copy that differs in one byte
+ * 8 MiB + 64 KiB into the file, where no sampled hash looks, restores nothing the original
+ * wrote, while the original restores its own; the fingerprint is memoised per file. */
+static void disk_snapshots_need_the_same_model_bytes(void **state) {
+    (void)state;
+    char a[300], b[300], cache[300];
+    snprintf(a, sizeof a, "%s/fp-a.gguf", tmpdir);
+    snprintf(b, sizeof b, "%s/fp-b.gguf", tmpdir);
+    snprintf(cache, sizeof cache, "%s/fp-cache", tmpdir);
+    write_padded_copy(STORY_MODEL, a, 16u << 20, 0);
+    write_padded_copy(STORY_MODEL, b, 16u << 20, (8L << 20) + (64L << 10) + 7);
+    const char *follow = BASE " and the sun. Then she ran home";
+    sipp_endpoint *ep;
+    sipp_response r;
+    sipp_client *c = open_model(a, 1, cache, &ep);
+    char *t = ask(ep, "doc", NULL, BASE " and the sun", &r);
+    free(t);
+    sipp_client_free(c); /* the warm sequence goes to disk */
+
+    c = open_model(b, 1, cache, &ep);
+    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_int_equal(es.cache_disk_bytes, 0); /* a's snapshot is foreign to b */
+    t = ask(ep, "doc", NULL, follow, &r);
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_NONE);
+    free(t);
+    sipp_client_free(c);
+
+    c = open_model(a, 1, cache, &ep);
+    t = ask(ep, "doc", NULL, follow, &r);
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_SNAPSHOT);
+    expect_same_as_uncached(ep, follow, t);
+    free(t);
+    sipp_client_free(c);
+
+    int memos = 0;
+    DIR *d = opendir(cache);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d))) memos += strncmp(de->d_name, "fp-", 3) == 0;
+    closedir(d);
+    assert_int_equal(memos, 2); /* one per model file, reused by the second open of a */
+}
+
+/* The disk tier keeps to cache_disk_bytes, dropping the least recently used snapshots. */
+static void disk_tier_keeps_to_its_budget(void **state) {
+    (void)state;
+    char cache[300];
+    snprintf(cache, sizeof cache, "%s/budget", tmpdir);
+    char prompt[6][200];
+    for (int i = 0; i < 6; i++) snprintf(prompt[i], sizeof prompt[i], BASE " and toy %d", i);
+    char key[6][8];
+    for (int i = 0; i < 6; i++) snprintf(key[i], sizeof key[i], "k%d", i);
+
+    /* the size of one snapshot file of these prompts */
+    sipp_endpoint *ep;
+    sipp_response r;
+    sipp_client *c = open_model(STORY_MODEL, 1, cache, &ep);
+    free(ask(ep, key[0], NULL, prompt[0], &r));
+    sipp_client_free(c);
+    sipp_engine_stats es = sipp_engine_stats_default();
+    c = open_model(STORY_MODEL, 1, cache, &ep);
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    sipp_client_free(c);
+    uint64_t one = es.cache_disk_bytes;
+    assert_true(one > 0);
+
+    /* one snapshot fits in RAM, two and a half on disk; one sequence, so each new key sends
+     * the previous one's state to RAM, and the one before that to disk */
+    sipp_local_params lp = model_params(STORY_MODEL, 1, cache);
+    lp.cache_ram_bytes = one;
+    lp.cache_disk_bytes = one * 5 / 2;
+    c = open_params(&lp, &ep);
+    for (int i = 1; i < 6; i++) {
+        free(ask(ep, key[i], NULL, prompt[i], &r));
+        sipp_endpoint_get_stats(ep, &es, NULL);
+        assert_true(es.cache_disk_bytes <= lp.cache_disk_bytes);
+    }
+    assert_true(es.cache_disk_bytes >= one); /* the tier is in use, not just empty */
+    /* k3 (recent, on disk) restores; k0 and k1 (the oldest) were dropped */
+    free(ask(ep, key[3], NULL, prompt[3], &r));
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_SNAPSHOT);
+    free(ask(ep, key[0], NULL, prompt[0], &r));
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_NONE);
+    sipp_client_free(c);
+
+    uint64_t on_disk = 0;
+    DIR *d = opendir(cache);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l > 3 && strcmp(de->d_name + l - 3, ".kv") == 0) {
+            char path[600];
+            struct stat st;
+            snprintf(path, sizeof path, "%s/%s", cache, de->d_name);
+            assert_int_equal(stat(path, &st), 0);
+            on_disk += (uint64_t)st.st_size;
+        }
+    }
+    closedir(d);
+    assert_true(on_disk <= lp.cache_disk_bytes); /* also after shutdown wrote what was warm */
+}
+
+/* A snapshot made under another context size is never restored (the KV layout differs). */
+static void snapshots_of_another_context_size_are_ignored(void **state) {
+    (void)state;
+    char cache[300];
+    snprintf(cache, sizeof cache, "%s/nctx", tmpdir);
+    sipp_local_params lp = model_params(STORY_MODEL, 1, cache);
+    lp.n_ctx = 512;
+    sipp_endpoint *ep;
+    sipp_response r;
+    sipp_client *c = open_params(&lp, &ep);
+    free(ask(ep, "doc", NULL, BASE " and the sun", &r));
+    sipp_client_free(c);
+
+    lp.n_ctx = 256;
+    c = open_params(&lp, &ep);
+    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_int_equal(es.cache_disk_bytes, 0);
+    char *t = ask(ep, "doc", NULL, BASE " and the sun. Then", &r);
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_NONE);
+    free(t);
+    sipp_client_free(c);
+
+    lp.n_ctx = 512; /* the original settings still restore it */
+    c = open_params(&lp, &ep);
+    t = ask(ep, "doc", NULL, BASE " and the sun. Then", &r);
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_SNAPSHOT);
+    free(t);
+    sipp_client_free(c);
+}
+
 static void concurrent_requests_on_one_key_both_complete(void **state) {
     (void)state;
     sipp_endpoint *ep;
@@ -296,8 +464,9 @@ static void context_shift_keeps_generating(void **state) {
     }
 }
 
-/* D3: hostile keys and scopes never become paths: every file of the disk tier is
- * "<64 hex>.kv" inside the cache directory, nothing appears next to it, and a hostile key's
+/* D3: hostile keys and scopes never become paths: every snapshot of the disk tier is
+ * "<64 hex>.kv" inside the cache directory (beside the model's fingerprint memo "fp-<32 hex>"),
+ * nothing appears next to it, and a hostile key's
  * snapshot restores like any other. */
 static void hostile_keys_stay_inside_the_cache_dir(void **state) {
     (void)state;
@@ -332,9 +501,14 @@ static void hostile_keys_stay_inside_the_cache_dir(void **state) {
     assert_int_equal(entries, 1);
     d = opendir(cache);
     assert_non_null(d);
-    int files = 0;
+    int files = 0, memos = 0;
     while ((de = readdir(d))) {
         if (de->d_name[0] == '.') continue;
+        if (strncmp(de->d_name, "fp-", 3) == 0) { /* the model's fingerprint memo */
+            memos++;
+            assert_int_equal(strlen(de->d_name), 3 + 32);
+            continue;
+        }
         files++;
         assert_int_equal(strlen(de->d_name), 67);
         assert_int_equal(strspn(de->d_name, "0123456789abcdef"), 64);
@@ -342,6 +516,7 @@ static void hostile_keys_stay_inside_the_cache_dir(void **state) {
     }
     closedir(d);
     assert_int_equal(files, N);
+    assert_int_equal(memos, 1);
     assert_int_equal(access("/tmp/absolute", F_OK), -1);
     c = open_model(STORY_MODEL, 1, cache, &ep);
     char follow[300];
@@ -435,6 +610,9 @@ int main(void) {
         cmocka_unit_test(alternating_sessions_keep_their_prefixes),
         cmocka_unit_test(scopes_never_share_state),
         cmocka_unit_test(disk_tier_survives_a_restart_and_rejects_bad_files),
+        cmocka_unit_test(disk_snapshots_need_the_same_model_bytes),
+        cmocka_unit_test(disk_tier_keeps_to_its_budget),
+        cmocka_unit_test(snapshots_of_another_context_size_are_ignored),
         cmocka_unit_test(concurrent_requests_on_one_key_both_complete),
         cmocka_unit_test(context_shift_keeps_generating),
         cmocka_unit_test(hostile_keys_stay_inside_the_cache_dir),
