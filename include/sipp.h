@@ -15,6 +15,8 @@
  *    A parameter struct whose struct_size is smaller than this header's (a caller built against
  *    an older version) is accepted: the fields it lacks take their defaults.
  *  - `sipp_X_free(NULL)` is a no-op.
+ *  - Thread-safety: `*_default()`, `*_name()`, `sipp_status_str()` and `sipp_free()` touch no
+ *    shared state and may be called from any thread; every other function says what it allows.
  *  - Strings are UTF-8, NUL-terminated unless a length is given.
  *
  * This header includes only <stddef.h>, <stdint.h> and <stdbool.h>: no dependency types leak.
@@ -291,7 +293,7 @@ SIPP_API sipp_provider_params sipp_provider_params_default(void);
  *   front with UNSUPPORTED. top_p is sent only when changed from its default.
  * Options of the local engine (context_key, cache_scope, grammar, json_schema, ignore_eos, and
  * top_k/min_p/repeat_penalty changed from their defaults) are rejected with INVALID_ARGUMENT
- * naming the field. Since 0.1.
+ * naming the field. Thread-safety: as sipp_client_add_local(). Since 0.1.
  */
 SIPP_API sipp_status sipp_client_add_provider(sipp_client *client, const char *id,
                                               const sipp_provider_params *params,
@@ -344,7 +346,8 @@ SIPP_API sipp_gateway_params sipp_gateway_params_default(void);
  * BUSY, resolution -> MODEL_NOT_FOUND, invalid_json / invalidrequest / payload_too_large ->
  * INVALID_ARGUMENT, execution -> UPSTREAM, cancelled -> CANCELLED; the response keeps the HTTP
  * status and the envelope's code (sipp_response.error_code). An incoming x-request-id is kept in
- * sipp_response.request_id. Local-only options are rejected as for providers. Since 0.1.
+ * sipp_response.request_id. Local-only options are rejected as for providers.
+ * Thread-safety: as sipp_client_add_local(). Since 0.1.
  */
 SIPP_API sipp_status sipp_client_add_gateway(sipp_client *client, const char *id,
                                              const sipp_gateway_params *params,
@@ -358,7 +361,8 @@ SIPP_API sipp_endpoint *sipp_client_endpoint(sipp_client *client, const char *id
  * endpoint pointer is invalid afterwards, as is the old pointer of an id that
  * sipp_client_add_*() replaced: the caller must make sure no other thread is still submitting
  * on it (look endpoints up by id with sipp_client_endpoint(), or serialise add/remove with your
- * own submissions). Since 0.1.
+ * own submissions). Thread-safety: calls on one client are serialised internally, within the
+ * rule above. Since 0.1.
  */
 SIPP_API sipp_status sipp_client_remove(sipp_client *client, const char *id, sipp_error *err);
 
@@ -404,7 +408,8 @@ SIPP_API sipp_engine_stats sipp_engine_stats_default(void);
 SIPP_API sipp_status sipp_endpoint_get_stats(const sipp_endpoint *ep, sipp_engine_stats *out,
                                              sipp_error *err);
 
-/** Fills `out` (caller-owned, struct_size set by sipp_endpoint_info_default()). Since 0.1. */
+/** Fills `out` (caller-owned, struct_size set by sipp_endpoint_info_default()). Thread-safety:
+ *  any thread. Since 0.1. */
 SIPP_API sipp_endpoint_info sipp_endpoint_info_default(void);
 SIPP_API sipp_status sipp_endpoint_get_info(const sipp_endpoint *ep, sipp_endpoint_info *out,
                                             sipp_error *err);
@@ -514,7 +519,8 @@ SIPP_API sipp_status sipp_query(sipp_endpoint *ep, const char *prompt,
 /**
  * Starts a chat: `messages` are rendered with the model's own chat template (Jinja included) and
  * a generation prompt is appended. Errors as sipp_query(), plus UNSUPPORTED when the model has
- * no chat template and INVALID_ARGUMENT for no messages or an unknown role. Since 0.1.
+ * no chat template and INVALID_ARGUMENT for no messages or an unknown role.
+ * Thread-safety: any thread. Since 0.1.
  */
 SIPP_API sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_messages,
                                const sipp_text_params *params, sipp_run **out, sipp_error *err);
@@ -522,7 +528,7 @@ SIPP_API sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, 
 /**
  * Starts an embedding of `text`. Pooling comes from the model (mean when it declares none).
  * Errors: INVALID_ARGUMENT (empty text), UNSUPPORTED (the model cannot embed), CONTEXT_OVERFLOW.
- * Since 0.1.
+ * Thread-safety: any thread. Since 0.1.
  */
 SIPP_API sipp_status sipp_embed(sipp_endpoint *ep, const char *text,
                                 const sipp_embed_params *params, sipp_run **out, sipp_error *err);
@@ -638,7 +644,8 @@ SIPP_API void sipp_run_cancel(sipp_run *run);
 /** True once the run ended. Thread-safety: any thread. Since 0.1. */
 SIPP_API bool sipp_run_done(const sipp_run *run);
 
-/** Cancels the run if still going, waits for its end and frees it. NULL is a no-op. Since 0.1. */
+/** Cancels the run if still going, waits for its end and frees it. NULL is a no-op.
+ *  Thread-safety: any one thread, once no other thread uses the run. Since 0.1. */
 SIPP_API void sipp_run_free(sipp_run *run);
 
 /* ============================================================================================
@@ -648,7 +655,7 @@ SIPP_API void sipp_run_free(sipp_run *run);
 /**
  * Reads a model's metadata without loading its weights: fills `info` and, when non-NULL,
  * `*chat_template_out` with the model's chat template (free with sipp_free(); NULL if none).
- * `path` may be a pulled name (sipp_model_resolve()). Since 0.1.
+ * `path` may be a pulled name (sipp_model_resolve()). Thread-safety: any thread. Since 0.1.
  */
 SIPP_API sipp_status sipp_model_inspect(const char *path, sipp_endpoint_info *info,
                                         char **chat_template_out, sipp_error *err);
