@@ -13,6 +13,7 @@
  *   llama-1b    Llama-3.2-1B dims with the Llama-3 BPE vocab (~1.2B)
  *   llama-8b    Llama-3.1-8B dims with the Llama-3 BPE vocab (~8B)
  *   bert-small  bge-small dims with the BERT (bge) vocab     (~33M), mean pooling
+ *   bert-rerank bert-small declared a reranker (rank pooling): scores pairs, cannot embed
  */
 #define _POSIX_C_SOURCE 200809L
 #include "ggml.h"
@@ -32,14 +33,16 @@ typedef struct shape {
     const char *vocab_file; /* in llama.cpp's models/ */
     int n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx;
     int tied; /* output projection shares token_embd (no output.weight), as in the original */
+    int pooling; /* encoders: llama.cpp's pooling type (1 mean, 4 rank) */
 } shape;
 
 static const shape shapes[] = {
-    {"llama-135m", "llama", "ggml-vocab-gpt-2.gguf", 576, 30, 9, 3, 1536, 8192, 1},
-    {"llama-0.5b", "llama", "ggml-vocab-gpt-2.gguf", 896, 24, 14, 2, 4864, 32768, 1},
-    {"llama-1b", "llama", "ggml-vocab-llama-bpe.gguf", 2048, 16, 32, 8, 8192, 131072, 1},
-    {"llama-8b", "llama", "ggml-vocab-llama-bpe.gguf", 4096, 32, 32, 8, 14336, 131072, 0},
-    {"bert-small", "bert", "ggml-vocab-bert-bge.gguf", 384, 12, 12, 12, 1536, 512, 0},
+    {"llama-135m", "llama", "ggml-vocab-gpt-2.gguf", 576, 30, 9, 3, 1536, 8192, 1, 0},
+    {"llama-0.5b", "llama", "ggml-vocab-gpt-2.gguf", 896, 24, 14, 2, 4864, 32768, 1, 0},
+    {"llama-1b", "llama", "ggml-vocab-llama-bpe.gguf", 2048, 16, 32, 8, 8192, 131072, 1, 0},
+    {"llama-8b", "llama", "ggml-vocab-llama-bpe.gguf", 4096, 32, 32, 8, 14336, 131072, 0, 0},
+    {"bert-small", "bert", "ggml-vocab-bert-bge.gguf", 384, 12, 12, 12, 1536, 512, 0, 1},
+    {"bert-rerank", "bert", "ggml-vocab-bert-bge.gguf", 384, 12, 12, 12, 1536, 512, 0, 4},
 };
 
 typedef enum wtype { W_F16, W_Q8_0, W_Q4_K_M } wtype;
@@ -186,7 +189,7 @@ static const char usage[] =
     "                       [--vocab-dir DIR] --out FILE.gguf\n"
     "\n"
     "Write a random-weight GGUF of a real model shape for tests and benchmarks.\n"
-    "shapes: llama-135m llama-0.5b llama-1b llama-8b bert-small\n"
+    "shapes: llama-135m llama-0.5b llama-1b llama-8b bert-small bert-rerank\n"
     "--vocab-dir: llama.cpp's models/ folder with the vocab-only GGUFs (default $SIPP_LLAMA_SRC/models)\n";
 
 int main(int argc, char **argv) {
@@ -276,7 +279,7 @@ int main(int argc, char **argv) {
         gguf_set_val_f32(g, k, 1e-12f);
         snprintf(k, sizeof k, "%s.attention.causal", s->arch);
         gguf_set_val_bool(g, k, false);
-        set_arch_u32(g, s->arch, "pooling_type", 1); /* mean */
+        set_arch_u32(g, s->arch, "pooling_type", (uint32_t)s->pooling);
         plan_bert(s, w, n_vocab);
     }
 

@@ -126,6 +126,7 @@ struct sipp__engine {
     uint32_t prefill_chunk;
     uint32_t stream_cap;
     bool embed_only; /* non-causal encoder: embeddings only */
+    bool reranker;   /* rank pooling: scores pairs, cannot embed */
     bool add_bos_text;
 
     pthread_t thread;
@@ -326,6 +327,7 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     bool can_embed = false;
     enum llama_pooling_type pool =
         model_pooling(e->model, e->info.architecture, &e->embed_only, &can_embed);
+    e->reranker = pool == LLAMA_POOLING_TYPE_RANK;
 
     e->n_parallel = p->n_parallel ? p->n_parallel : DEFAULT_N_PARALLEL;
     e->n_batch = p->n_batch ? p->n_batch : DEFAULT_N_BATCH;
@@ -722,8 +724,11 @@ sipp_status sipp__engine_submit_embed(sipp__engine *e, const char *text,
                                       const sipp_embed_params *p, sipp_run **out,
                                       sipp_error *err) {
     if (!e->info.can_embed)
-        return sipp__fail(err, SIPP_UNSUPPORTED, 0, "embed: the model '%s' cannot produce embeddings",
-                          e->info.architecture);
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "embed: the model '%s' cannot produce embeddings (%s)",
+                          e->info.architecture,
+                          e->reranker ? "it is a reranker: rank pooling scores pairs"
+                                      : "recurrent and hybrid models have none in llama.cpp");
     job *j = calloc(1, sizeof *j);
     if (!j) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     j->kind = JOB_EMBED;

@@ -40,6 +40,19 @@ def test_bert_encoder_embeds_and_cannot_generate(sipp, tmp_path):
     assert "embedding model" in r.stderr
 
 
+def test_embed_on_a_reranker_is_unsupported(sipp, tmp_path):
+    """Capability gating: a model that cannot embed (a reranker) says so for the operation, up
+    front, with the `unsupported` status; nothing is computed."""
+    model = make(tmp_path, "bert-rerank", "f16")
+    info = json.loads(sipp("info", "--json", str(model)).stdout)
+    assert info["capabilities"] == {"query": False, "chat": False, "embed": False}
+    r = sipp("embed", "--json", "-m", str(model), "hello world")
+    assert r.returncode != 0
+    assert r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "embed: the model 'bert' cannot produce embeddings (it is a reranker" in r.stderr
+
+
 def test_llama_135m_shape_generates(sipp, tmp_path):
     model = make(tmp_path, "llama-135m", "q8_0")
     info = json.loads(sipp("info", "--json", str(model)).stdout)
