@@ -163,20 +163,55 @@ class Writer {
 export interface ShardPlan {
   count: number;
   groups: GgufTensor[][];
+  /** The size of each shard file, header included (what writeShard writes). */
+  sizes: number[];
 }
 
-/** Groups tensors in file order into shards of at most `maxBytes` of data (a single tensor
- *  larger than that gets a shard of its own). */
+const SPLIT_KEYS = ['split.no', 'split.count', 'split.tensors.count'];
+
+/** Bytes of a GGUF string key. */
+function keyBytes(k: string) { return 8 + new TextEncoder().encode(k).byteLength; }
+
+/** The bytes of a shard's header before its tensor infos: the fixed fields, the metadata (all
+ *  of it in the first shard; in the others only general.alignment, when it is not 32) and the
+ *  three split.* keys. Mirrors shardHeader(). */
+function headerBase(h: GgufHeader, first: boolean): number {
+  let n = 4 + 4 + 8 + 8;
+  if (first) n += h.kvBytes.byteLength;
+  else if (h.alignment !== 32) n += keyBytes('general.alignment') + 4 + 4;
+  n += keyBytes(SPLIT_KEYS[0]) + 4 + 2 + keyBytes(SPLIT_KEYS[1]) + 4 + 2 + keyBytes(SPLIT_KEYS[2]) + 4 + 4;
+  return n;
+}
+
+const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
+
+/** Groups tensors in file order into shards whose files (header, tensor infos, padding and
+ *  data) are at most `maxBytes` each. Throws when a tensor with its shard's header cannot fit
+ *  in `maxBytes` (raise the shard size). */
 export function planShards(h: GgufHeader, maxBytes: number): ShardPlan {
   const groups: GgufTensor[][] = [];
-  let cur: GgufTensor[] = [], size = 0;
+  const sizes: number[] = [];
+  let cur: GgufTensor[] = [], infos = 0, data = 0;
+  const size = (infoBytes: number, dataBytes: number) =>
+    alignUp(headerBase(h, groups.length === 0) + infoBytes, h.alignment) + dataBytes;
   for (const t of h.tensors) {
-    if (cur.length && size + t.size > maxBytes) { groups.push(cur); cur = []; size = 0; }
+    const info = t.infoBytes.byteLength + 8, bytes = alignUp(t.size, h.alignment);
+    if (cur.length && size(infos + info, data + bytes) > maxBytes) {
+      sizes.push(size(infos, data));
+      groups.push(cur);
+      cur = []; infos = 0; data = 0;
+    }
+    if (size(info, bytes) > maxBytes) {
+      throw Object.assign(new Error(`GGUF: tensor '${t.name}' (${t.size} bytes${groups.length === 0 ? ', with the model\'s metadata' : ''}) ` +
+                                    `does not fit in a shard of ${maxBytes} bytes; use a larger shardSizeBytes`),
+                          { status: 'invalid_argument' });
+    }
     cur.push(t);
-    size += t.size;
+    infos += info;
+    data += bytes;
   }
-  if (cur.length || !groups.length) groups.push(cur);
-  return { count: groups.length, groups };
+  if (cur.length || !groups.length) { sizes.push(size(infos, data)); groups.push(cur); }
+  return { count: groups.length, groups, sizes };
 }
 
 export function shardName(prefix: string, i: number, n: number): string {
@@ -196,9 +231,9 @@ export function shardHeader(h: GgufHeader, plan: ShardPlan, i: number): Uint8Arr
   w.u64((i === 0 ? h.kvCount : extra) + 3);
   if (i === 0) w.bytes(h.kvBytes);
   else if (extra) { w.str('general.alignment'); w.u32(TYPE_U32); w.u32(h.alignment); }
-  w.str('split.no'); w.u32(TYPE_U16); w.u16(i);
-  w.str('split.count'); w.u32(TYPE_U16); w.u16(plan.count);
-  w.str('split.tensors.count'); w.u32(TYPE_I32); w.i32(h.tensors.length);
+  w.str(SPLIT_KEYS[0]); w.u32(TYPE_U16); w.u16(i);
+  w.str(SPLIT_KEYS[1]); w.u32(TYPE_U16); w.u16(plan.count);
+  w.str(SPLIT_KEYS[2]); w.u32(TYPE_I32); w.i32(h.tensors.length);
   let off = 0;
   for (const t of tensors) {
     w.bytes(t.infoBytes);
@@ -225,5 +260,6 @@ export async function writeShard(src: Blob, h: GgufHeader, plan: ShardPlan, i: n
     const pad = (h.alignment - (t.size % h.alignment)) % h.alignment;
     if (pad) { await write(new Uint8Array(pad)); n += pad; }
   }
+  if (n !== plan.sizes[i]) throw new Error(`GGUF: shard ${i + 1} has ${n} bytes, planned ${plan.sizes[i]}`);
   return n;
 }

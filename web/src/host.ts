@@ -58,7 +58,7 @@ export class Host {
     } catch (e) {
       const err = e as Error;
       if ('reqId' in m) this.post({ type: 'reply', reqId: m.reqId, error: { status: (err as any).status ?? 'internal', message: err.message ?? String(e) } });
-      else if (m.type === 'run') this.post({ type: 'runError', runId: m.runId, error: { status: 'internal', message: err.message } });
+      else if (m.type === 'run') this.post({ type: 'runError', runId: m.runId, error: { status: (err as any).status ?? 'internal', message: err.message } });
     }
   }
 
@@ -130,8 +130,14 @@ export class Host {
       }
       this.progress(m.reqId, 'load', 0, stored.meta.bytes);
       const path = `${dir}/${stored.files[0].name}`;
-      const ptr = mod.ccall('sippw_open', 'number', ['string', 'number', 'number', 'number', 'number'],
-        [path, m.nCtx ?? 0, this.nThreads, m.nParallel ?? 1, 0]);
+      let ptr = 0;
+      try {
+        ptr = mod.ccall('sippw_open', 'number', ['string', 'number', 'number', 'number', 'number'],
+          [path, m.nCtx ?? 0, this.nThreads, m.nParallel ?? 1, 0]);
+      } catch (e) {
+        this.dropDir(dir, mount);
+        throw cxxException(e, 'internal', 'the model could not be loaded');
+      }
       if (!ptr) {
         this.dropDir(dir, mount);
         throw Object.assign(new Error(mod.UTF8ToString(mod._sippw_last_error())), { status: this.statusName() });
@@ -285,6 +291,10 @@ export class Host {
           ptr = mod._sippw_chat(md.ptr, keep(this.packed(flat)), msgs.length, opts);
         }
       }
+    } catch (e) {
+      const o = m.opts;
+      throw cxxException(e, o.grammar != null || o.jsonSchema != null ? 'invalid_argument' : 'internal',
+        `${m.kind}: the request could not start${o.grammar != null ? ' (is the grammar valid GBNF with a \'root\' rule?)' : o.jsonSchema != null ? ' (is the JSON schema valid?)' : ''}`);
     } finally {
       for (const p of frees) mod._free(p);
     }
@@ -354,6 +364,19 @@ export class Host {
       this.pumping = false;
     }
   }
+}
+
+/**
+ * What a wasm call threw, as an Error. The artifacts are built without C++ exception catching
+ * (emscripten's default), so where llama.cpp reports a failure by throwing (a grammar that does
+ * not parse, a JSON schema it cannot convert, a chat template error, a file it cannot load) the
+ * exception leaves the module as a bare number (the exception object's address) and llama.cpp's
+ * own handler never runs. Such a call is reported here with `status` and what the caller was
+ * doing; its native message is not recoverable.
+ */
+function cxxException(e: unknown, status: string, what: string): Error {
+  if (e instanceof Error) return e;
+  return Object.assign(new Error(`${what}: llama.cpp raised a C++ exception, which the browser build cannot catch`), { status });
 }
 
 /** Resolves on the next turn of the event loop (no 4 ms clamp as with nested setTimeout). */

@@ -121,12 +121,18 @@ async function maybeShard(dir: FileSystemDirectoryHandle, name: string, opts: St
   for (let i = 0; i < plan.count; i++) {
     const sn = shardName('model', i, plan.count);
     const w = await (await dir.getFileHandle(sn, { create: true })).createWritable();
-    await writeShard(file, h, plan, i, async (chunk) => {
-      await w.write(chunk as Uint8Array<ArrayBuffer>);
-      done += chunk.byteLength;
-      opts.progress('store', done, file.size);
-    });
-    await w.close();
+    try {
+      await writeShard(file, h, plan, i, async (chunk) => {
+        if (opts.signal?.aborted) throw opts.signal.reason ?? new DOMException('aborted', 'AbortError');
+        await w.write(chunk as Uint8Array<ArrayBuffer>);
+        done += chunk.byteLength;
+        opts.progress('store', done, file.size);
+      });
+      await w.close();
+    } catch (e) {
+      await w.abort().catch(() => {});
+      throw e;
+    }
     names.push(sn);
   }
   await dir.removeEntry(name);
@@ -146,6 +152,18 @@ async function freshDir(id: string): Promise<FileSystemDirectoryHandle> {
   return root.getDirectoryHandle(id, { create: true });
 }
 
+/** Runs `fill` on a fresh entry `id`; the entry is removed when it fails (no partial files
+ *  left taking space: without meta.json they would never be used). */
+async function fillEntry<T>(id: string, fill: (dir: FileSystemDirectoryHandle) => Promise<T>): Promise<T> {
+  const dir = await freshDir(id);
+  try {
+    return await fill(dir);
+  } catch (e) {
+    await (await rootDir()).removeEntry(id, { recursive: true }).catch(() => {});
+    throw e;
+  }
+}
+
 /** Downloads `url` into OPFS (sharding it when large). */
 export async function storeUrl(url: string, opts: StoreOptions): Promise<{ meta: LocalModel; files: File[] }> {
   const res = await fetch(url, { signal: opts.signal, credentials: 'same-origin' });
@@ -154,36 +172,39 @@ export async function storeUrl(url: string, opts: StoreOptions): Promise<{ meta:
     `${res.headers.get('content-length') ?? ''}/${res.headers.get('last-modified') ?? ''}`;
   const total = Number(res.headers.get('content-length') ?? 0);
   const id = await sha256Hex(`${url}\n${etag}`);
-  const dir = await freshDir(id);
-  const bytes = await writeStream(dir, 'download.part', res.body, total, opts.progress, opts.signal);
-  const files = await maybeShard(dir, 'download.part', opts);
-  if (files.length === 1) {
-    // @ts-ignore: FileSystemHandle.move() is in Chromium, not yet in TypeScript's DOM lib
-    await (await dir.getFileHandle('download.part')).move('model.gguf');
-    files[0] = 'model.gguf';
-  }
-  const meta = { id, source: url, etag, bytes, files, storedAt: new Date().toISOString() };
-  return { meta, files: await finish(dir, meta) };
+  const body = res.body;
+  return fillEntry(id, async (dir) => {
+    const bytes = await writeStream(dir, 'download.part', body, total, opts.progress, opts.signal);
+    const files = await maybeShard(dir, 'download.part', opts);
+    if (files.length === 1) {
+      // @ts-ignore: FileSystemHandle.move() is in Chromium, not yet in TypeScript's DOM lib
+      await (await dir.getFileHandle('download.part')).move('model.gguf');
+      files[0] = 'model.gguf';
+    }
+    const meta = { id, source: url, etag, bytes, files, storedAt: new Date().toISOString() };
+    return { meta, files: await finish(dir, meta) };
+  });
 }
 
 /** Downloads pre-split shards (already GGUF shards, named by llama.cpp's convention). */
 export async function storeShards(urls: string[], opts: StoreOptions): Promise<{ meta: LocalModel; files: File[] }> {
   const source = urls.join('\n');
   const id = await sha256Hex(source);
-  const dir = await freshDir(id);
-  let bytes = 0;
-  const files: string[] = [];
-  for (let i = 0; i < urls.length; i++) {
-    const res = await fetch(urls[i], { signal: opts.signal, credentials: 'same-origin' });
-    if (!res.ok || !res.body) throw new Error(`shard ${i + 1} download failed: HTTP ${res.status}`);
-    const name = shardName('model', i, urls.length);
-    const base = bytes;
-    bytes += await writeStream(dir, name, res.body, 0,
-      (p, n) => opts.progress(p, base + n, 0), opts.signal);
-    files.push(name);
-  }
-  const meta = { id, source, etag: '', bytes, files, storedAt: new Date().toISOString() };
-  return { meta, files: await finish(dir, meta) };
+  return fillEntry(id, async (dir) => {
+    let bytes = 0;
+    const files: string[] = [];
+    for (let i = 0; i < urls.length; i++) {
+      const res = await fetch(urls[i], { signal: opts.signal, credentials: 'same-origin' });
+      if (!res.ok || !res.body) throw new Error(`shard ${i + 1} download failed: HTTP ${res.status}`);
+      const name = shardName('model', i, urls.length);
+      const base = bytes;
+      bytes += await writeStream(dir, name, res.body, 0,
+        (p, n) => opts.progress(p, base + n, 0), opts.signal);
+      files.push(name);
+    }
+    const meta = { id, source, etag: '', bytes, files, storedAt: new Date().toISOString() };
+    return { meta, files: await finish(dir, meta) };
+  });
 }
 
 /** Fingerprint of a File: its size and first and last MiB (hashing gigabytes would take
@@ -205,15 +226,16 @@ export async function storeFile(file: Blob, opts: StoreOptions): Promise<{ meta:
   const source = `file:${id}`;
   const existing = await findBySource(source);
   if (existing) return existing;
-  const dir = await freshDir(id);
-  const bytes = await writeStream(dir, 'download.part', file.stream(), file.size,
-    (_p, n, t) => opts.progress('store', n, t), opts.signal);
-  const files = await maybeShard(dir, 'download.part', opts);
-  if (files.length === 1) {
-    // @ts-ignore: see storeUrl
-    await (await dir.getFileHandle('download.part')).move('model.gguf');
-    files[0] = 'model.gguf';
-  }
-  const meta = { id, source, etag: '', bytes, files, storedAt: new Date().toISOString() };
-  return { meta, files: await finish(dir, meta) };
+  return fillEntry(id, async (dir) => {
+    const bytes = await writeStream(dir, 'download.part', file.stream(), file.size,
+      (_p, n, t) => opts.progress('store', n, t), opts.signal);
+    const files = await maybeShard(dir, 'download.part', opts);
+    if (files.length === 1) {
+      // @ts-ignore: see storeUrl
+      await (await dir.getFileHandle('download.part')).move('model.gguf');
+      files[0] = 'model.gguf';
+    }
+    const meta = { id, source, etag: '', bytes, files, storedAt: new Date().toISOString() };
+    return { meta, files: await finish(dir, meta) };
+  });
 }

@@ -1,9 +1,11 @@
 // Static pages for the browser tests on 127.0.0.1: web/dist, web/demo, web/test/pages and the
 // models directory (/models/NAME, with ETag). Every request is logged so tests can assert what
 // went over the network. `isolated` adds COOP/COEP (a cross-origin isolated page); `extraRoots`
-// maps more URL prefixes to directories (the benchmark's page).
+// maps more URL prefixes to directories (the benchmark's page); `uploadDir` accepts
+// `PUT /upload/NAME` into that directory (files a page made, e.g. the GGUF shards it wrote to
+// OPFS), served back as /models/NAME.
 import { createServer } from 'node:http';
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, statSync } from 'node:fs';
 import { extname, join, normalize, resolve } from 'node:path';
 
 const TYPES = {
@@ -12,7 +14,7 @@ const TYPES = {
   '.gguf': 'application/octet-stream', '.json': 'application/json', '.png': 'image/png',
 };
 
-export async function startStatic({ webDir, modelsDirs, isolated = false, extraFiles = {}, extraRoots = {} }) {
+export async function startStatic({ webDir, modelsDirs, isolated = false, extraFiles = {}, extraRoots = {}, uploadDir = null }) {
   const log = [];
   const roots = {
     '/dist/': join(webDir, 'dist'), '/demo/': join(webDir, 'demo'), '/test/': join(webDir, 'test', 'pages'),
@@ -26,11 +28,20 @@ export async function startStatic({ webDir, modelsDirs, isolated = false, extraF
       res.setHeader('Cross-Origin-Embedder-Policy', 'require-corp');
     }
     res.setHeader('Cache-Control', 'no-store');
+    if (req.method === 'PUT' && uploadDir && url.pathname.startsWith('/upload/')) {
+      const name = decodeURIComponent(url.pathname.slice(8));
+      if (!/^[A-Za-z0-9_.-]+$/.test(name) || name.startsWith('.')) { res.writeHead(400); res.end('bad name'); return; }
+      const out = createWriteStream(join(uploadDir, name));
+      req.pipe(out);
+      out.on('finish', () => { res.writeHead(201); res.end(); });
+      out.on('error', () => { res.writeHead(500); res.end(); });
+      return;
+    }
     let file = null;
     if (url.pathname.startsWith('/models/')) {
       const name = decodeURIComponent(url.pathname.slice(8));
       if (extraFiles[name]) file = extraFiles[name];
-      else for (const d of modelsDirs) {
+      else for (const d of uploadDir ? [...modelsDirs, uploadDir] : modelsDirs) {
         const f = join(d, name);
         if (!name.includes('/') && safeStat(f)) { file = f; break; }
       }
