@@ -212,7 +212,16 @@ typedef struct sipp_local_params {
      *  is not loaded. Text that is not 64 hex digits is SIPP_INVALID_ARGUMENT. Copied. Since 0.1
      *  (appended: callers built with an older header keep working, with no pin). */
     const char *sha256;
+    /** Watchdog: when requests are waiting or running and the scheduler has not finished a round
+     *  for this long (a llama_decode that does not return, a wedged GPU driver), the engine logs
+     *  an error, counts a stall (sipp_engine_stats.stalls) and reports `stalled` until the next
+     *  round ends, when it logs the recovery. It only observes: nothing is cancelled. 0 = 60000
+     *  ms; SIPP_STALL_ALARM_OFF = no watchdog. Since 0.1 (appended). */
+    uint32_t stall_alarm_ms;
 } sipp_local_params;
+
+/** Value of sipp_local_params.stall_alarm_ms that turns the engine watchdog off. */
+#define SIPP_STALL_ALARM_OFF UINT32_MAX
 
 /** Value of sipp_local_params.cache_ram_bytes that turns prefix snapshots off. */
 #define SIPP_CACHE_DISABLED UINT64_MAX
@@ -401,6 +410,9 @@ typedef struct sipp_engine_stats {
     uint64_t cache_evictions;  /**< warm sequences given to another key */
     uint64_t cache_ram_bytes;  /**< snapshot bytes in RAM */
     uint64_t cache_disk_bytes; /**< snapshot bytes on disk */
+    /* appended; a caller's smaller struct (struct_size) gets the fields it has */
+    uint64_t stalls;           /**< times the watchdog saw no round for stall_alarm_ms with work */
+    uint32_t stalled;          /**< 1 while it sees that now */
 } sipp_engine_stats;
 
 SIPP_API sipp_engine_stats sipp_engine_stats_default(void);

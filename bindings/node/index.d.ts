@@ -83,6 +83,9 @@ export interface LocalOptions {
   cacheDiskBytes?: number;
   /** Pin: the SHA-256 (64 hex digits) the model file must have; checked before loading. */
   sha256?: string;
+  /** Engine watchdog: no scheduler round for this long with work pending is a stall (logged,
+   *  counted in `stats().stalls`); 0 = 60 s, 4294967295 = off. */
+  stallAlarmMs?: number;
 }
 
 export interface ProviderOptions {
@@ -201,6 +204,10 @@ export interface EngineStats {
   cacheEvictions: number;
   cacheRamBytes: number;
   cacheDiskBytes: number;
+  /** Times the watchdog saw no scheduler round for stallAlarmMs with work pending. */
+  stalls: number;
+  /** True while it sees that now. */
+  stalled: boolean;
 }
 
 /** One request. Iterate it for token batches; await `response` for the end. */

@@ -22,6 +22,13 @@
  * started; the host calls sipp__engine_step() to run one round (admission + one tick) on its own
  * thread, which then is the engine thread. Native builds never define it.
  *
+ * Watchdog (native builds): a second thread per engine wakes every quarter of stall_alarm_ms and
+ * compares the time the last scheduler round ended with now. With work waiting or running and no
+ * round for stall_alarm_ms, the engine is stalled (a decode that does not return): it logs, counts
+ * and reports; it never touches llama.cpp state. A round always ends within one tick, and a
+ * sequence paused on a slow consumer still goes through rounds (2 ms polls), so only a real hang
+ * trips it.
+ *
  * Sequence ids: slot i uses seq i (0 <= i < n_parallel); seq n_parallel is for embeddings.
  * An embedding-only model has no slots and one sequence (id 0). The KV cache is not unified,
  * so each sequence has its own n_ctx cells.
@@ -50,6 +57,7 @@
 #define DEFAULT_MAX_QUEUED 256
 #define DEFAULT_PREFILL_CHUNK 256
 #define DEFAULT_STREAM_BUFFER (256u * 1024u)
+#define DEFAULT_STALL_ALARM_MS 60000u
 #define DEFAULT_CACHE_RAM ((uint64_t)1 << 30)
 #define DEFAULT_CACHE_DISK ((uint64_t)4 << 30)
 #define PENALTY_LAST_N 64
@@ -139,6 +147,16 @@ struct sipp__engine {
 
     pthread_mutex_t stats_mu; /* guards `stats`; the engine thread publishes once per tick */
     sipp_engine_stats stats;
+    double heartbeat_ms;      /* under stats_mu: when the last round ended (or the engine idled) */
+    bool busy;                /* under stats_mu: requests were waiting or running at that time */
+
+    /* the watchdog; `watchdog_stop` under mu */
+    uint32_t stall_alarm_ms;  /* 0 = off */
+    bool has_watchdog;
+    bool watchdog_stop;
+    pthread_t watchdog;
+    pthread_cond_t watchdog_cv;
+    unsigned failpoint_stall_ms; /* SIPP_FAILPOINT_ENGINE_STALL_MS: tests only, see engine_round */
 
     /* engine-thread only */
     slot *slots;
@@ -235,6 +253,9 @@ static enum llama_pooling_type model_pooling(const struct llama_model *m, const 
 
 #ifndef SIPP_ENGINE_MANUAL
 static void *engine_main(void *arg);
+#ifndef __EMSCRIPTEN__
+static void *watchdog_main(void *arg);
+#endif
 #else
 static void drain_all(sipp__engine *e);
 #endif
@@ -264,6 +285,7 @@ static void engine_release(sipp__engine *e) {
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->stats_mu);
     pthread_cond_destroy(&e->cv);
+    pthread_cond_destroy(&e->watchdog_cv);
     free(e);
 }
 
@@ -271,7 +293,7 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
                               sipp_error *err) {
     *out = NULL;
     if (!params) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "local params are required");
-    /* older callers' structs end before `sha256` (the last field appended); fields past their
+    /* older callers' structs end before `sha256` (the first field appended); fields past their
      * struct_size stay zero, the default of every appended field (no sipp_local_params_default
      * here: the wasm build has no client.c) */
     sipp_local_params lp;
@@ -304,6 +326,7 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->stats_mu, NULL);
     pthread_cond_init(&e->cv, NULL);
+    pthread_cond_init(&e->watchdog_cv, NULL);
     e->stats = sipp_engine_stats_default();
 
     struct llama_model_params mp = llama_model_default_params();
@@ -337,6 +360,11 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     e->tick_budget = p->tick_budget && p->tick_budget < e->n_batch ? p->tick_budget : e->n_batch;
     e->prefill_chunk = p->prefill_chunk ? p->prefill_chunk : DEFAULT_PREFILL_CHUNK;
     e->stream_cap = p->stream_buffer_bytes ? p->stream_buffer_bytes : DEFAULT_STREAM_BUFFER;
+    e->stall_alarm_ms = p->stall_alarm_ms == SIPP_STALL_ALARM_OFF ? 0
+                        : p->stall_alarm_ms                   ? p->stall_alarm_ms
+                                                              : DEFAULT_STALL_ALARM_MS;
+    const char *fp = getenv("SIPP_FAILPOINT_ENGINE_STALL_MS");
+    e->failpoint_stall_ms = fp ? (unsigned)strtoul(fp, NULL, 10) : 0;
     uint32_t n_ctx = p->n_ctx;
     if (n_ctx == 0) {
         n_ctx = e->info.n_ctx_train ? e->info.n_ctx_train : DEFAULT_N_CTX_CAP;
@@ -472,6 +500,10 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
         st = sipp__fail(err, SIPP_INTERNAL, errno, "cannot start the engine thread");
         goto fail;
     }
+#ifndef __EMSCRIPTEN__ /* in the browser a thread is a worker from a fixed pool: none to spare */
+    e->has_watchdog = e->stall_alarm_ms > 0 &&
+                      pthread_create(&e->watchdog, NULL, watchdog_main, e) == 0;
+#endif
 #endif
     *out = e;
     return SIPP_OK;
@@ -485,8 +517,11 @@ void sipp__engine_close(sipp__engine *e) {
     if (!e) return;
     pthread_mutex_lock(&e->mu);
     e->stopping = true;
+    e->watchdog_stop = true; /* first: draining (snapshot writes) is not a stall */
     pthread_cond_broadcast(&e->cv);
+    pthread_cond_signal(&e->watchdog_cv);
     pthread_mutex_unlock(&e->mu);
+    if (e->has_watchdog) pthread_join(e->watchdog, NULL);
 #ifndef SIPP_ENGINE_MANUAL
     pthread_join(e->thread, NULL);
 #else
@@ -1297,6 +1332,10 @@ static void wait_for_work_locked(sipp__engine *e) {
 /* One round of the engine loop: ends reaped queued jobs, admits what can start, runs one tick.
  * Returns false when the tick had nothing to decode (the caller may sleep). */
 static bool engine_round(sipp__engine *e) {
+    pthread_mutex_lock(&e->stats_mu);
+    e->heartbeat_ms = sipp__now_ms();
+    e->busy = true;
+    pthread_mutex_unlock(&e->stats_mu);
     pthread_mutex_lock(&e->mu);
     e->woken = false;
     job *reaped = NULL;
@@ -1326,7 +1365,18 @@ static bool engine_round(sipp__engine *e) {
     e->stats.running = e->n_running;
     sipp__kvstore_usage(e->kv, &e->stats.cache_ram_bytes, &e->stats.cache_disk_bytes);
     pthread_mutex_unlock(&e->stats_mu);
-    return tick(e);
+    if (e->failpoint_stall_ms && e->n_running > 0) { /* a hung decode, for the watchdog's test */
+        struct timespec ts = {e->failpoint_stall_ms / 1000,
+                              (long)(e->failpoint_stall_ms % 1000) * 1000000L};
+        e->failpoint_stall_ms = 0;
+        nanosleep(&ts, NULL);
+    }
+    bool decoded = tick(e);
+    pthread_mutex_lock(&e->stats_mu);
+    e->heartbeat_ms = sipp__now_ms();
+    e->busy = e->n_running > 0;
+    pthread_mutex_unlock(&e->stats_mu);
+    return decoded;
 }
 
 #ifndef SIPP_ENGINE_MANUAL
@@ -1344,6 +1394,59 @@ static void *engine_main(void *arg) {
     drain_all(e);
     return NULL;
 }
+
+#ifndef __EMSCRIPTEN__
+/* One look at the engine's progress (see the file comment). `stall_since` is the watchdog
+ * thread's own: when the round in the stall began. Both lines are errors, so an operator who
+ * sees the alarm also sees it end. */
+static void watchdog_check(sipp__engine *e, double *stall_since) {
+    double now = sipp__now_ms();
+    pthread_mutex_lock(&e->stats_mu);
+    double since = e->heartbeat_ms;
+    bool stalled = e->busy && now - since >= (double)e->stall_alarm_ms;
+    bool was = e->stats.stalled != 0;
+    uint32_t running = e->stats.running;
+    if (stalled && !was) e->stats.stalls++;
+    e->stats.stalled = stalled;
+    pthread_mutex_unlock(&e->stats_mu);
+    if (stalled && !was) {
+        *stall_since = since;
+        sipp__log(SIPP_LOG_ERROR,
+                  "engine stalled: no scheduler round for %.1f s with %u requests running "
+                  "(a llama_decode that does not return?); runs wait until it does",
+                  (now - since) / 1000.0, running);
+    } else if (!stalled && was) {
+        sipp__log(SIPP_LOG_ERROR, "engine recovered: scheduler rounds go on after %.1f s",
+                  (now - *stall_since) / 1000.0);
+    }
+}
+
+static void *watchdog_main(void *arg) {
+    sipp__engine *e = arg;
+    double stall_since = 0;
+    uint32_t period = e->stall_alarm_ms / 4;
+    if (period > 1000) period = 1000;
+    if (period < 10) period = 10;
+    pthread_mutex_lock(&e->mu);
+    while (!e->watchdog_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += period / 1000;
+        ts.tv_nsec += (long)(period % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&e->watchdog_cv, &e->mu, &ts);
+        if (e->watchdog_stop) break;
+        pthread_mutex_unlock(&e->mu);
+        watchdog_check(e, &stall_since);
+        pthread_mutex_lock(&e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+#endif /* __EMSCRIPTEN__ */
 #else
 bool sipp__engine_step(sipp__engine *e) {
     engine_round(e);
@@ -1358,17 +1461,20 @@ bool sipp__engine_step(sipp__engine *e) {
  * Stats (any thread)
  * ========================================================================================== */
 
+/* Fills the first out->struct_size bytes (a caller built against an older header has fewer
+ * fields). */
 void sipp__engine_get_stats(sipp__engine *e, sipp_engine_stats *out) {
     uint32_t size = out->struct_size;
+    sipp_engine_stats s;
     pthread_mutex_lock(&e->stats_mu);
-    *out = e->stats;
+    s = e->stats;
     pthread_mutex_unlock(&e->stats_mu);
     pthread_mutex_lock(&e->mu);
-    out->queued = (uint32_t)e->n_queued;
+    s.queued = (uint32_t)e->n_queued;
     pthread_mutex_unlock(&e->mu);
-    out->batch_fill = out->ticks ? (double)out->batch_tokens /
-                                       ((double)out->ticks * (double)e->tick_budget)
-                                 : 0.0;
+    s.batch_fill = s.ticks ? (double)s.batch_tokens / ((double)s.ticks * (double)e->tick_budget)
+                           : 0.0;
+    memcpy(out, &s, size < sizeof s ? size : sizeof s);
     out->struct_size = size;
 }
 

@@ -255,6 +255,7 @@ static bool parse_runtime(ctx *c, const sipp__toml_node *t, sipp__gw_runtime *rt
         {"prefill_chunk", &rt->prefill_chunk, 0, 1u << 20},
         {"stream_buffer_bytes", &rt->stream_buffer_bytes, 0, 1u << 30},
         {"n_keep", &rt->n_keep, 0, 1u << 24},
+        {"stall_alarm_ms", &rt->stall_alarm_ms, 0, UINT32_MAX},
     };
     for (size_t i = 0; i < t->n_items; i++) {
         const sipp__toml_node *n = &t->items[i];

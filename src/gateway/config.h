@@ -60,7 +60,7 @@ typedef enum sipp__gw_target_type {
 /* [targets.runtime]: the engine settings of a local target (sipp_local_params; 0 = default). */
 typedef struct sipp__gw_runtime {
     uint32_t n_ctx, n_batch, n_parallel, max_running, max_queued, tick_budget, prefill_chunk;
-    uint32_t stream_buffer_bytes, n_keep;
+    uint32_t stream_buffer_bytes, n_keep, stall_alarm_ms;
     int32_t n_threads;
     int32_t n_gpu_layers; /* from `backend` unless set: cpu = 0, else -1 */
     bool has_n_gpu_layers;

@@ -1170,11 +1170,13 @@ static void handle_mgmt(sipp__httpd_req *http, void *ud) {
     if (slot == SIPP__GW_R_HEALTHZ) {
         sipp__httpd_respond(http, 200, &text, 1, "ok", 2);
     } else if (slot == SIPP__GW_R_READYZ) {
-        bool loading = false, failed = false;
+        bool loading = false, failed = false, stalled = false;
         for (size_t i = 0; i < gw->n_targets; i++) {
             int st = atomic_load(&gw->targets[i].state);
             loading |= st == GW_TARGET_LOADING;
             failed |= st == GW_TARGET_FAILED;
+            sipp_engine_stats es = sipp_engine_stats_default();
+            stalled |= sipp__gw_target_stats(gw, i, &es) && es.stalled;
         }
         if (atomic_load(&gw->shutting_down))
             sipp__httpd_respond(http, 503, &text, 1, "shutting down", 13);
@@ -1182,6 +1184,8 @@ static void handle_mgmt(sipp__httpd_req *http, void *ud) {
             sipp__httpd_respond(http, 503, &text, 1, "loading", 7);
         else if (failed)
             sipp__httpd_respond(http, 503, &text, 1, "a target failed to load", 23);
+        else if (stalled)
+            sipp__httpd_respond(http, 503, &text, 1, "a target's engine is stalled", 28);
         else
             sipp__httpd_respond(http, 200, &text, 1, "ready", 5);
     } else {
@@ -1233,6 +1237,7 @@ static void *loader_main(void *arg) {
         lp.stream_buffer_bytes = rt->stream_buffer_bytes;
         lp.context_shift = rt->context_shift;
         lp.n_keep = rt->n_keep;
+        lp.stall_alarm_ms = rt->stall_alarm_ms;
         lp.cache_ram_bytes = rt->cache ? rt->cache_ram_bytes : SIPP_CACHE_DISABLED;
         lp.cache_dir = rt->cache_dir;
         lp.cache_disk_bytes = rt->cache_disk_bytes;

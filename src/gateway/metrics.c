@@ -254,6 +254,11 @@ char *sipp__gw_metrics_render(gw_metrics *m, sipp__gw *gw) {
          offsetof(sipp_engine_stats, cache_hits), false},
         {"sipp_engine_cache_misses_total", "counter", "Keyed requests that computed everything.",
          offsetof(sipp_engine_stats, cache_misses), false},
+        {"sipp_engine_stalls_total", "counter",
+         "Times the watchdog saw no scheduler round for stall_alarm_ms with work pending.",
+         offsetof(sipp_engine_stats, stalls), false},
+        {"sipp_engine_stalled", "gauge", "1 while the engine watchdog sees a stall.",
+         offsetof(sipp_engine_stats, stalled), true},
     };
     for (size_t e = 0; st && have && e < sizeof eng / sizeof eng[0]; e++) {
         put(&o, "# HELP %s %s\n# TYPE %s %s\n", eng[e].name, eng[e].help, eng[e].name, eng[e].type);

@@ -527,6 +527,83 @@ static void hundreds_of_prefix_heavy_chats(void **state) {
     sipp_client_free(c);
 }
 
+/* ---- E8: the watchdog --------------------------------------------------------------------- */
+
+static sipp_engine_stats stats_of(sipp_endpoint *ep) {
+    sipp_engine_stats es = sipp_engine_stats_default();
+    assert_int_equal(sipp_endpoint_get_stats(ep, &es, NULL), SIPP_OK);
+    return es;
+}
+
+/* A failpoint holds the first scheduler round of a run for 1.5 s, as a decode that does not
+ * return would; with stall_alarm_ms 200 the engine reports the stall while it lasts (one stall
+ * counted, `stalled` set), clears it once rounds go on, and the run completes as usual. An
+ * idle engine, and one whose only run is paused on a reader that does not read, never count a
+ * stall; nor does an engine without the watchdog. */
+static void watchdog_reports_a_stalled_scheduler(void **state) {
+    (void)state;
+    sipp_client *c = new_client();
+    sipp_local_params lp = sipp_local_params_default();
+    lp.n_parallel = 1;
+    lp.stall_alarm_ms = 200;
+    lp.stream_buffer_bytes = 64;
+    setenv("SIPP_FAILPOINT_ENGINE_STALL_MS", "1500", 1);
+    sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
+    unsetenv("SIPP_FAILPOINT_ENGINE_STALL_MS"); /* read once, when the engine opens */
+
+    sipp_text_params p = greedy(16);
+    sipp_run *run;
+    assert_int_equal(sipp_query(ep, "Once upon a time", &p, &run, NULL), SIPP_OK);
+    bool seen = false;
+    for (int i = 0; i < 150 && !sipp_run_done(run); i++) {
+        seen |= stats_of(ep).stalled != 0;
+        sleep_ms(10);
+    }
+    assert_true(seen);
+    const sipp_response *r = wait_run(run);
+    assert_int_equal(r->status, SIPP_OK);
+    assert_int_equal(r->usage.output_tokens, 16);
+    sipp_run_free(run);
+    sipp_engine_stats es = stats_of(ep);
+    for (int i = 0; i < 100 && es.stalled; i++) {
+        sleep_ms(10);
+        es = stats_of(ep);
+    }
+    assert_int_equal(es.stalled, 0);
+    assert_int_equal(es.stalls, 1);
+
+    /* idle for 3 alarm periods, then a run nobody reads (paused at its 64-byte buffer) */
+    sleep_ms(600);
+    sipp_text_params endless = endless_params(2000);
+    assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &run, NULL), SIPP_OK);
+    sleep_ms(600);
+    assert_false(sipp_run_done(run));
+    es = stats_of(ep);
+    assert_int_equal(es.stalls, 1);
+    assert_int_equal(es.stalled, 0);
+    sipp_run_free(run);
+
+    /* an older caller's smaller stats struct gets the fields it has */
+    sipp_engine_stats old = sipp_engine_stats_default();
+    old.struct_size = (uint32_t)offsetof(sipp_engine_stats, stalls);
+    old.stalls = 77;
+    assert_int_equal(sipp_endpoint_get_stats(ep, &old, NULL), SIPP_OK);
+    assert_int_equal(old.stalls, 77);
+    assert_true(old.completed >= 1);
+    sipp_client_free(c);
+
+    /* without the watchdog the same hold counts nothing */
+    c = new_client();
+    lp.stall_alarm_ms = SIPP_STALL_ALARM_OFF;
+    setenv("SIPP_FAILPOINT_ENGINE_STALL_MS", "500", 1);
+    ep = add_with(c, STORY_MODEL, lp);
+    unsetenv("SIPP_FAILPOINT_ENGINE_STALL_MS");
+    free(query_text(ep, "Once upon a time", &p, NULL));
+    es = stats_of(ep);
+    assert_int_equal(es.stalls, 0);
+    sipp_client_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(batched_equals_sequential),
@@ -543,6 +620,7 @@ int main(void) {
         cmocka_unit_test(long_generations_fill_their_contexts_and_end),
         cmocka_unit_test(more_threads_than_cpus_still_serves),
         cmocka_unit_test(hundreds_of_prefix_heavy_chats),
+        cmocka_unit_test(watchdog_reports_a_stalled_scheduler),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -57,7 +57,8 @@ int main(void) {
     F(sipp_local_params, stream_buffer_bytes); F(sipp_local_params, context_shift);
     F(sipp_local_params, n_keep); F(sipp_local_params, cache_ram_bytes);
     F(sipp_local_params, cache_dir); F(sipp_local_params, cache_disk_bytes);
-    L(sipp_local_params, sha256);
+    F(sipp_local_params, sha256);
+    L(sipp_local_params, stall_alarm_ms);
     S(sipp_provider_params); F(sipp_provider_params, struct_size); F(sipp_provider_params, kind);
     F(sipp_provider_params, model); F(sipp_provider_params, base_url);
     F(sipp_provider_params, api_key); F(sipp_provider_params, api_key_env);
@@ -84,7 +85,8 @@ int main(void) {
     F(sipp_engine_stats, ticks); F(sipp_engine_stats, batch_tokens); F(sipp_engine_stats, batch_fill);
     F(sipp_engine_stats, cache_hits); F(sipp_engine_stats, cache_misses);
     F(sipp_engine_stats, cache_evictions); F(sipp_engine_stats, cache_ram_bytes);
-    L(sipp_engine_stats, cache_disk_bytes);
+    F(sipp_engine_stats, cache_disk_bytes); F(sipp_engine_stats, stalls);
+    L(sipp_engine_stats, stalled);
     S(sipp_text_params); F(sipp_text_params, struct_size); F(sipp_text_params, max_tokens);
     F(sipp_text_params, temperature); F(sipp_text_params, top_k); F(sipp_text_params, top_p);
     F(sipp_text_params, min_p); F(sipp_text_params, repeat_penalty); F(sipp_text_params, seed);

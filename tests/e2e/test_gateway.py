@@ -12,6 +12,7 @@ import pathlib
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -178,6 +179,42 @@ def test_readyz_is_503_while_targets_load_then_200(tmp_path):
         assert g.metric("sipp_target_ready", target=f"big{n - 1}", type="local") == 1
         st, _, b = g.post("/v1/query", last)
         assert st == 200 and b["usage"]["output_tokens"] == 1, b
+    finally:
+        assert g.stop() == 0
+
+
+def test_a_stalled_engine_shows_in_readyz_metrics_and_log(tmp_path):
+    """E8, the engine watchdog: a failpoint holds the target's first scheduler round for 2 s, as
+    a decode that does not return would. With `stall_alarm_ms = 200`, /readyz answers 503 `a
+    target's engine is stalled` and `sipp_engine_stalled` is 1 while it lasts, and the log says
+    so; then the request completes, /readyz is 200 again and `sipp_engine_stalls_total` is 1."""
+    g = Gateway(tmp_path, local_target(stall_alarm_ms=200),
+                env={"SIPP_FAILPOINT_ENGINE_STALL_MS": "2000"})
+    try:
+        result = {}
+        t = threading.Thread(target=lambda: result.update(r=g.post(
+            "/v1/query", {"model": "local", "prompt": "Once", "max_tokens": 4})))
+        t.start()
+        seen = False
+        deadline = time.time() + 10
+        while t.is_alive() and time.time() < deadline and not seen:
+            st, _, text = g.mgmt("GET", "/readyz")
+            if (st, text) == (503, "a target's engine is stalled"):
+                seen = True
+                assert g.metric("sipp_engine_stalled", target="local") == 1
+            time.sleep(0.02)
+        t.join(30)
+        assert seen, g.log_path.read_text()
+        st, _, b = result["r"]
+        assert st == 200 and b["usage"]["output_tokens"] == 4, b
+        deadline = time.time() + 5
+        while g.mgmt("GET", "/readyz")[0] != 200:
+            assert time.time() < deadline
+            time.sleep(0.02)
+        assert g.metric("sipp_engine_stalled", target="local") == 0
+        assert g.metric("sipp_engine_stalls_total", target="local") == 1
+        log = g.log_path.read_text()
+        assert "engine stalled" in log and "engine recovered" in log
     finally:
         assert g.stop() == 0
 

@@ -164,6 +164,7 @@ static const field_def local_fields[] = {
     FIELD(sipp_local_params, "cacheDir", F_STR, cache_dir),
     FIELD(sipp_local_params, "cacheDiskBytes", F_U64, cache_disk_bytes),
     FIELD(sipp_local_params, "sha256", F_STR, sha256),
+    FIELD(sipp_local_params, "stallAlarmMs", F_U32, stall_alarm_ms),
     {NULL, 0, 0}};
 
 static const field_def provider_fields[] = {
@@ -655,6 +656,8 @@ static napi_value js_endpoint_stats(napi_env env, napi_callback_info info) {
     set_num(env, o, "cacheEvictions", (double)s.cache_evictions);
     set_num(env, o, "cacheRamBytes", (double)s.cache_ram_bytes);
     set_num(env, o, "cacheDiskBytes", (double)s.cache_disk_bytes);
+    set_num(env, o, "stalls", (double)s.stalls);
+    set_bool(env, o, "stalled", s.stalled != 0);
     return o;
 fail:
     return NULL;

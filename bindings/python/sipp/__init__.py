@@ -181,6 +181,8 @@ class EngineStats:
     cache_evictions: int
     cache_ram_bytes: int
     cache_disk_bytes: int
+    stalls: int
+    stalled: int
 
 
 def _plain(struct: ctypes.Structure, cls: type, **override: Any) -> Any:
@@ -713,7 +715,8 @@ class Client(_Closing):
         `params` are fields of sipp_local_params by name: n_ctx, n_threads, n_batch,
         n_gpu_layers, n_parallel, max_running, max_queued, tick_budget, prefill_chunk,
         stream_buffer_bytes, context_shift, n_keep, cache_ram_bytes, cache_dir,
-        cache_disk_bytes, sha256 (a pin: 64 hex digits the file's SHA-256 must match).
+        cache_disk_bytes, sha256 (a pin: 64 hex digits the file's SHA-256 must match),
+        stall_alarm_ms (the engine watchdog; see docs/engine.md).
         `progress(fraction)` is called on this thread; return False to abort.
         """
         keep: list = []

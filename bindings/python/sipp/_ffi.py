@@ -84,7 +84,8 @@ class LocalParams(Structure):
                 ("max_queued", c_uint32), ("tick_budget", c_uint32), ("prefill_chunk", c_uint32),
                 ("stream_buffer_bytes", c_uint32), ("context_shift", c_bool), ("n_keep", c_uint32),
                 ("cache_ram_bytes", c_uint64), ("cache_dir", c_char_p),
-                ("cache_disk_bytes", c_uint64), ("sha256", c_char_p)]
+                ("cache_disk_bytes", c_uint64), ("sha256", c_char_p),
+                ("stall_alarm_ms", c_uint32)]
 
 
 class ProviderParams(Structure):
@@ -120,7 +121,7 @@ class EngineStats(Structure):
                 ("generated_tokens", c_uint64), ("ticks", c_uint64), ("batch_tokens", c_uint64),
                 ("batch_fill", c_double), ("cache_hits", c_uint64), ("cache_misses", c_uint64),
                 ("cache_evictions", c_uint64), ("cache_ram_bytes", c_uint64),
-                ("cache_disk_bytes", c_uint64)]
+                ("cache_disk_bytes", c_uint64), ("stalls", c_uint64), ("stalled", c_uint32)]
 
 
 class TextParams(Structure):

@@ -309,12 +309,16 @@ pub struct LocalOptions {
     pub cache_disk_bytes: Option<u64>,
     /// Pin: the SHA-256 (64 hex digits) the model file must have, checked before loading.
     pub sha256: Option<String>,
+    /// Engine watchdog: no scheduler round for this long with work pending is a stall (logged,
+    /// counted in [`EngineStats::stalls`]); 0 = 60 s, `u32::MAX` = off.
+    pub stall_alarm_ms: Option<u32>,
 }
 
 setters!(LocalOptions { n_ctx: u32, n_threads: i32, n_batch: u32, n_gpu_layers: i32,
                         n_parallel: u32, max_running: u32, max_queued: u32, tick_budget: u32,
                         prefill_chunk: u32, stream_buffer_bytes: u32, context_shift: bool,
-                        n_keep: u32, cache_ram_bytes: u64, cache_disk_bytes: u64 }
+                        n_keep: u32, cache_ram_bytes: u64, cache_disk_bytes: u64,
+                        stall_alarm_ms: u32 }
          into { cache_dir: PathBuf, sha256: String });
 
 impl LocalOptions {
@@ -324,7 +328,7 @@ impl LocalOptions {
                        n_gpu_layers: None, n_parallel: None, max_running: None, max_queued: None,
                        tick_budget: None, prefill_chunk: None, stream_buffer_bytes: None,
                        context_shift: None, n_keep: None, cache_ram_bytes: None, cache_dir: None,
-                       cache_disk_bytes: None, sha256: None }
+                       cache_disk_bytes: None, sha256: None, stall_alarm_ms: None }
     }
 }
 
@@ -608,7 +612,7 @@ impl Client {
         macro_rules! copy { ($($f:ident),*) => { $( if let Some(v) = o.$f { p.$f = v; } )* } }
         copy!(n_ctx, n_threads, n_batch, n_gpu_layers, n_parallel, max_running, max_queued,
               tick_budget, prefill_chunk, stream_buffer_bytes, context_shift, n_keep,
-              cache_ram_bytes, cache_disk_bytes);
+              cache_ram_bytes, cache_disk_bytes, stall_alarm_ms);
         if let Some(d) = &dir {
             p.cache_dir = d.as_ptr();
         }
@@ -791,6 +795,8 @@ pub struct EngineStats {
     pub cache_evictions: u64,
     pub cache_ram_bytes: u64,
     pub cache_disk_bytes: u64,
+    pub stalls: u64,
+    pub stalled: bool,
 }
 
 impl<'c> Endpoint<'c> {
@@ -884,7 +890,8 @@ impl<'c> Endpoint<'c> {
                          ticks: s.ticks, batch_tokens: s.batch_tokens, batch_fill: s.batch_fill,
                          cache_hits: s.cache_hits, cache_misses: s.cache_misses,
                          cache_evictions: s.cache_evictions, cache_ram_bytes: s.cache_ram_bytes,
-                         cache_disk_bytes: s.cache_disk_bytes })
+                         cache_disk_bytes: s.cache_disk_bytes, stalls: s.stalls,
+                         stalled: s.stalled != 0 })
     }
 }
 

@@ -67,6 +67,7 @@ pub struct sipp_local_params {
     pub cache_dir: *const c_char,
     pub cache_disk_bytes: u64,
     pub sha256: *const c_char,
+    pub stall_alarm_ms: u32,
 }
 
 pub const SIPP_PROVIDER_OPENAI: c_int = 1;
@@ -146,6 +147,8 @@ pub struct sipp_engine_stats {
     pub cache_evictions: u64,
     pub cache_ram_bytes: u64,
     pub cache_disk_bytes: u64,
+    pub stalls: u64,
+    pub stalled: u32,
 }
 
 #[repr(C)]
