@@ -363,6 +363,12 @@ with sipp.Client() as c:
     e = {k: v for k, v in os.environ.items() if not k.startswith(("SIPP_", "HF_"))}
     e.update({"SIPP_MODELS_DIR": str(models_dir), "PYTHONPATH": str(BINDINGS_PY),
               "SIPP_LIBRARY": str(LIBSIPP)})
+    # An ASan build of libsipp (scripts/test's build-asan) loads into an uninstrumented python
+    # only with the ASan runtime preloaded; CPython's own allocations at exit are not ours.
+    ldd = subprocess.run(["ldd", str(LIBSIPP)], capture_output=True, text=True).stdout
+    asan = [l.split("=>")[1].split()[0] for l in ldd.splitlines() if "libasan" in l and "=>" in l]
+    if asan:
+        e.update({"LD_PRELOAD": asan[0], "ASAN_OPTIONS": "detect_leaks=0"})
     r = subprocess.run(["/usr/bin/python3", "-c", script], capture_output=True, text=True, env=e,
                        timeout=120)
     assert r.returncode == 0, r.stderr
