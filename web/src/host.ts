@@ -367,16 +367,15 @@ export class Host {
 }
 
 /**
- * What a wasm call threw, as an Error. The artifacts are built without C++ exception catching
- * (emscripten's default), so where llama.cpp reports a failure by throwing (a grammar that does
- * not parse, a JSON schema it cannot convert, a chat template error, a file it cannot load) the
- * exception leaves the module as a bare number (the exception object's address) and llama.cpp's
- * own handler never runs. Such a call is reported here with `status` and what the caller was
- * doing; its native message is not recoverable.
+ * What a wasm call threw, as an Error. The artifacts catch C++ exceptions (-fwasm-exceptions),
+ * so llama.cpp's failures reported by throwing (a grammar that does not parse, a template
+ * error) come back as ordinary errors with their native messages. Should an exception still
+ * leave the module (one thrown where no C++ frame catches it), it arrives here as a bare value
+ * and is reported with `status` and what the caller was doing.
  */
 function cxxException(e: unknown, status: string, what: string): Error {
   if (e instanceof Error) return e;
-  return Object.assign(new Error(`${what}: llama.cpp raised a C++ exception, which the browser build cannot catch`), { status });
+  return Object.assign(new Error(`${what}: llama.cpp raised a C++ exception that nothing caught`), { status });
 }
 
 /** Resolves on the next turn of the event loop (no 4 ms clamp as with nested setTimeout). */
