@@ -67,6 +67,23 @@ def ip(n):
     return {"x-forwarded-for": f"198.51.100.{n}"}
 
 
+def drip_until_closed(s, byte, pause, limit=6):
+    """Sends `byte` every `pause` seconds until the server closes the connection or `limit`
+    seconds pass; returns (closed, seconds taken)."""
+    t0 = time.time()
+    while time.time() - t0 < limit:
+        try:
+            s.sendall(byte)
+            s.settimeout(pause)
+            if s.recv(1024) == b"":
+                return True, time.time() - t0
+        except socket.timeout:
+            continue
+        except OSError:
+            return True, time.time() - t0
+    return False, time.time() - t0
+
+
 # ---- check ---------------------------------------------------------------------------------
 
 def test_check_validates_without_secrets(tmp_path):
@@ -656,21 +673,9 @@ def test_slowloris_closed_by_header_deadline(tmp_path):
     try:
         s = socket.create_connection(("127.0.0.1", g.port), timeout=10)
         s.sendall(b"POST /v1/query HTTP/1.1\r\nHost: x\r\n")
-        t0 = time.time()
-        closed = False
-        while time.time() - t0 < 6:
-            try:
-                s.sendall(b"X")  # one header byte at a time keeps MHD's idle timer alive
-                s.settimeout(0.3)
-                if s.recv(1024) == b"":
-                    closed = True
-                    break
-            except socket.timeout:
-                continue
-            except OSError:
-                closed = True
-                break
-        assert closed and time.time() - t0 < 4
+        # one header byte at a time keeps MHD's idle timer alive
+        closed, took = drip_until_closed(s, b"X", 0.3)
+        assert closed and took < 4
         s.close()
         # the server is still fine
         st, _, b = g.post("/v1/query", {"model": "story", "prompt": "a", "max_tokens": 1})
@@ -842,21 +847,9 @@ def test_slow_body_closed_by_body_deadline(hard):
     (1 s) however steadily the bytes come."""
     s = socket.create_connection(("127.0.0.1", hard.port), timeout=10)
     s.sendall(b"POST /v1/query HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: 200\r\n\r\n")
-    t0, closed = time.time(), False
-    while time.time() - t0 < 6:
-        try:
-            s.sendall(b"{")
-            s.settimeout(0.25)
-            if s.recv(1024) == b"":
-                closed = True
-                break
-        except socket.timeout:
-            continue
-        except OSError:
-            closed = True
-            break
+    closed, took = drip_until_closed(s, b"{", 0.25)
     s.close()
-    assert closed and time.time() - t0 < 3.5
+    assert closed and took < 3.5
     still_serving(hard)
 
 
