@@ -64,6 +64,9 @@ sipp__sha256 *sipp__sha256_begin(void);
 void sipp__sha256_update(sipp__sha256 *h, const void *data, size_t len);
 void sipp__sha256_end(sipp__sha256 *h, uint8_t out[32]);
 bool sipp__sha256_once(const void *data, size_t len, uint8_t out[32]);
+/* SHA-256 of everything `fd` holds from offset 0 (the digest `sha256sum` prints). Returns 0, or
+ * an errno value (ENOMEM, a read error). */
+int sipp__sha256_fd(int fd, uint8_t out[32]);
 
 /* ---- text: UTF-8 and stop strings -------------------------------------------------------- */
 

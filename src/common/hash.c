@@ -2,7 +2,12 @@
  * hash.c — SHA-256 through OpenSSL's libcrypto (model fingerprints, snapshot names and
  * checksums). The EVP context is hidden so no OpenSSL type leaves this file.
  */
+#define _POSIX_C_SOURCE 200809L
 #include "common_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -25,6 +30,26 @@ void sipp__sha256_end(sipp__sha256 *h, uint8_t out[32]) {
     unsigned int n = 32;
     EVP_DigestFinal_ex((EVP_MD_CTX *)h, out, &n);
     EVP_MD_CTX_free((EVP_MD_CTX *)h);
+}
+
+int sipp__sha256_fd(int fd, uint8_t out[32]) {
+    enum { CHUNK = 4 << 20 };
+    uint8_t *buf = malloc(CHUNK);
+    sipp__sha256 *h = buf ? sipp__sha256_begin() : NULL;
+    if (!h) {
+        free(buf);
+        return ENOMEM;
+    }
+    off_t off = 0;
+    ssize_t n;
+    while ((n = pread(fd, buf, CHUNK, off)) > 0) {
+        sipp__sha256_update(h, buf, (size_t)n);
+        off += n;
+    }
+    int rc = n < 0 ? errno : 0;
+    sipp__sha256_end(h, out);
+    free(buf);
+    return rc;
 }
 
 bool sipp__sha256_once(const void *data, size_t len, uint8_t out[32]) {

@@ -314,7 +314,9 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     if (p->sha256 && !sipp__sha256_hex_valid(p->sha256))
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "sha256 pin must be 64 hex digits (got %zu characters)", strlen(p->sha256));
-    if (p->sha256 && (st = sipp__model_verify_sha256(p->model_path, p->sha256, err)) != SIPP_OK)
+    uint8_t pinned[32]; /* the file's SHA-256 once the pin is checked: also its fingerprint */
+    if (p->sha256 &&
+        (st = sipp__model_verify_sha256(p->model_path, p->sha256, pinned, err)) != SIPP_OK)
         return st;
     st = sipp__gguf_precheck(p->model_path, err);
     if (st != SIPP_OK) return st;
@@ -484,7 +486,8 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     if (p->cache_ram_bytes != SIPP_CACHE_DISABLED && !e->embed_only) {
         sipp__kv_compat compat = {.type_k = (uint32_t)cp.type_k, .type_v = (uint32_t)cp.type_v,
                                   .n_ctx = e->n_ctx_seq};
-        st = sipp__model_fingerprint(p->model_path, p->cache_dir, compat.fingerprint, err);
+        st = sipp__model_fingerprint(p->model_path, p->cache_dir, p->sha256 ? pinned : NULL,
+                                     compat.fingerprint, err);
         if (st == SIPP_OK)
             st = sipp__kvstore_new(&compat, p->cache_ram_bytes ? p->cache_ram_bytes : DEFAULT_CACHE_RAM,
                                    p->cache_dir, p->cache_disk_bytes ? p->cache_disk_bytes

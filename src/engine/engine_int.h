@@ -45,9 +45,11 @@ bool sipp__engine_step(sipp__engine *e);
  * key, tensor or token at fault (SIPP_NOT_FOUND/SIPP_IO when the file cannot be read). */
 sipp_status sipp__gguf_precheck(const char *path, sipp_error *err);
 /* Checks a model file against a SHA-256 pin (`hex`: 64 hex digits, either case), hashing the
- * whole file in bounded reads: SIPP_OK, INVALID_ARGUMENT for malformed hex, MODEL_INVALID
- * "sha256 mismatch: expected ..., file has ...", or IO/NOT_FOUND. */
-sipp_status sipp__model_verify_sha256(const char *path, const char *hex, sipp_error *err);
+ * whole file in bounded reads; `digest` receives the file's SHA-256. SIPP_OK, INVALID_ARGUMENT
+ * for malformed hex, MODEL_INVALID "sha256 mismatch: expected ..., file has ...", or
+ * IO/NOT_FOUND. */
+sipp_status sipp__model_verify_sha256(const char *path, const char *hex, uint8_t digest[32],
+                                      sipp_error *err);
 /* True when `hex` is exactly 64 hex digits (the form of a pin). */
 bool sipp__sha256_hex_valid(const char *hex);
 /* model.c: the quantization of a GGUF (general.file_type, else its dominant weight type), e.g.

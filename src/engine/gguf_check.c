@@ -30,10 +30,12 @@
 #include "ggml.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define GGUF_HEADER_LEN 24
 #define GGUF_MAX_COUNT (1u << 24)  /* tensors or key-values: far beyond any real model */
@@ -663,33 +665,21 @@ bool sipp__sha256_hex_valid(const char *hex) {
     return n == 64;
 }
 
-sipp_status sipp__model_verify_sha256(const char *path, const char *hex, sipp_error *err) {
+sipp_status sipp__model_verify_sha256(const char *path, const char *hex, uint8_t digest[32],
+                                      sipp_error *err) {
     if (!sipp__sha256_hex_valid(hex))
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "sha256 pin must be 64 hex digits");
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return sipp__fail(err, errno == ENOENT ? SIPP_NOT_FOUND : SIPP_IO, errno,
                           "cannot open model '%s': %s", path, strerror(errno));
-    unsigned char *buf = malloc(GGUF_READ_WINDOW * 4);
-    sipp__sha256 *h = buf ? sipp__sha256_begin() : NULL;
-    if (!h) {
-        free(buf);
-        fclose(f);
-        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "cannot hash model '%s'", path);
-    }
-    size_t n;
-    while ((n = fread(buf, 1, GGUF_READ_WINDOW * 4, f)) > 0) sipp__sha256_update(h, buf, n);
-    bool io_error = ferror(f) != 0;
-    int saved = errno;
-    uint8_t sum[32];
-    sipp__sha256_end(h, sum);
-    free(buf);
-    fclose(f);
-    if (io_error)
-        return sipp__fail(err, SIPP_IO, saved, "cannot read model '%s': %s", path,
-                          strerror(saved));
+    int rc = sipp__sha256_fd(fd, digest);
+    close(fd);
+    if (rc == ENOMEM) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "cannot hash model '%s'", path);
+    if (rc != 0)
+        return sipp__fail(err, SIPP_IO, rc, "cannot read model '%s': %s", path, strerror(rc));
     char got[65], want[65];
-    for (int i = 0; i < 32; i++) snprintf(got + 2 * i, 3, "%02x", sum[i]);
+    for (int i = 0; i < 32; i++) snprintf(got + 2 * i, 3, "%02x", digest[i]);
     for (int i = 0; i < 64; i++)
         want[i] = (char)(hex[i] >= 'A' && hex[i] <= 'F' ? hex[i] - 'A' + 'a' : hex[i]);
     want[64] = '\0';

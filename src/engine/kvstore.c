@@ -554,30 +554,6 @@ static sipp_status fingerprint_sampled(int fd, uint64_t size, uint8_t out[32], s
     return SIPP_OK;
 }
 
-/* SHA-256 of the whole file (the same digest as `sha256sum` and the sha256 pin). */
-static sipp_status fingerprint_full(int fd, const char *path, uint8_t out[32], sipp_error *err) {
-    enum { CHUNK = 4 << 20 };
-    uint8_t *buf = malloc(CHUNK);
-    sipp__sha256 *h = buf ? sipp__sha256_begin() : NULL;
-    if (!h) {
-        free(buf);
-        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
-    }
-    off_t off = 0;
-    ssize_t n;
-    while ((n = pread(fd, buf, CHUNK, off)) > 0) {
-        sipp__sha256_update(h, buf, (size_t)n);
-        off += n;
-    }
-    int saved = errno;
-    sipp__sha256_end(h, out);
-    free(buf);
-    if (n < 0)
-        return sipp__fail(err, SIPP_IO, saved, "cannot read model '%s': %s", path,
-                          strerror(saved));
-    return SIPP_OK;
-}
-
 /* The memo of a full fingerprint in the cache directory: "fp-<hex of the identity>", holding
  * FP_MAGIC, the identity record and the digest. The identity is the file's device, inode, size,
  * mtime and ctime (ns): a rewritten, replaced or touched file gets a new identity and is hashed
@@ -633,8 +609,13 @@ static void fingerprint_memo_write(const char *dir, const char *memo, const uint
     free(tmp);
 }
 
-sipp_status sipp__model_fingerprint(const char *path, const char *cache_dir, uint8_t out[32],
+sipp_status sipp__model_fingerprint(const char *path, const char *cache_dir,
+                                    const uint8_t *known_sha256, uint8_t out[32],
                                     sipp_error *err) {
+    if (known_sha256 && cache_dir && cache_dir[0]) { /* the pin check just hashed the file */
+        memcpy(out, known_sha256, 32);
+        return SIPP_OK;
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
@@ -653,7 +634,11 @@ sipp_status sipp__model_fingerprint(const char *path, const char *cache_dir, uin
         } else {
             sipp__log(SIPP_LOG_INFO, "snapshot: hashing model '%s' (%.1f MiB) for the disk tier",
                       path, (double)st.st_size / (1 << 20));
-            rc = fingerprint_full(fd, path, out, err);
+            int e = sipp__sha256_fd(fd, out);
+            rc = e == 0        ? SIPP_OK
+                 : e == ENOMEM ? sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory")
+                               : sipp__fail(err, SIPP_IO, e, "cannot read model '%s': %s", path,
+                                            strerror(e));
             if (rc == SIPP_OK && memo) fingerprint_memo_write(cache_dir, memo, id, out);
         }
         free(memo);

@@ -86,8 +86,11 @@ void sipp__kvstore_usage(const sipp__kvstore *s, uint64_t *ram_bytes, uint64_t *
  * file: snapshots outlive the process, so two files that differ anywhere never share one. It is
  * computed once per file identity (device, inode, size, mtime, ctime) and memoised as
  * `fp-<hex>` in the directory. Without one (RAM snapshots live only as long as this loaded
- * model), SHA-256 over the size, the first 8 MiB and 64 blocks of 64 KiB spread over the rest. */
-sipp_status sipp__model_fingerprint(const char *path, const char *cache_dir, uint8_t out[32],
+ * model), SHA-256 over the size, the first 8 MiB and 64 blocks of 64 KiB spread over the rest.
+ * `known_sha256`, when not NULL, is the file's SHA-256 already computed (the sha256 pin check):
+ * with a disk tier it is the fingerprint, and the file is not read again. */
+sipp_status sipp__model_fingerprint(const char *path, const char *cache_dir,
+                                    const uint8_t *known_sha256, uint8_t out[32],
                                     sipp_error *err);
 
 #endif
