@@ -38,14 +38,28 @@ extern "C" {
 #define SIPP_API
 #endif
 
+/* The version, written here and nowhere else: CMake, sipp.pc, the CMake package and the bindings
+ * read it from these three lines. */
 #define SIPP_VERSION_MAJOR 0
 #define SIPP_VERSION_MINOR 1
 #define SIPP_VERSION_PATCH 0
-#define SIPP_VERSION_STRING "0.1.0"
+
+#define SIPP_STRINGIFY_(x) #x
+#define SIPP_VERSION_STRING_(a, b, c) SIPP_STRINGIFY_(a) "." SIPP_STRINGIFY_(b) "." SIPP_STRINGIFY_(c)
+/** "MAJOR.MINOR.PATCH" of this header. */
+#define SIPP_VERSION_STRING                                                                         \
+    SIPP_VERSION_STRING_(SIPP_VERSION_MAJOR, SIPP_VERSION_MINOR, SIPP_VERSION_PATCH)
+/** This header's version as one comparable number, MAJOR * 10000 + MINOR * 100 + PATCH
+ *  (0.1.0 is 100), for `#if SIPP_VERSION_NUM >= ...`. */
+#define SIPP_VERSION_NUM (SIPP_VERSION_MAJOR * 10000 + SIPP_VERSION_MINOR * 100 + SIPP_VERSION_PATCH)
 
 /** Returns the library version as "MAJOR.MINOR.PATCH". Static string. Thread-safety: any thread.
  *  Since 0.1. */
 SIPP_API const char *sipp_version(void);
+
+/** Returns the loaded library's SIPP_VERSION_NUM, which may differ from the header's when an app
+ *  runs against a newer libsipp than it was built with. Thread-safety: any thread. Since 0.1. */
+SIPP_API int sipp_version_num(void);
 
 /* ============================================================================================
  * Status and errors
@@ -315,7 +329,7 @@ typedef enum sipp_gateway_auth {
     SIPP_GATEWAY_AUTH_HEADER = 2, /**< `<auth_header>: <token>` (a proxy in front of the gateway) */
 } sipp_gateway_auth;
 
-/** A Sipp gateway endpoint (../docs/gateway-protocol.md, Sipp profile). Strings are copied. */
+/** A Sipp gateway endpoint (docs/gateway-protocol.md, Sipp profile). Strings are copied. */
 typedef struct sipp_gateway_params {
     uint32_t struct_size;
     /** The gateway's public listener, e.g. "https://gw.example.com" (routes /v1/query, /v1/chat,

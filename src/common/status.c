@@ -14,6 +14,8 @@
 
 const char *sipp_version(void) { return SIPP_VERSION_STRING; }
 
+int sipp_version_num(void) { return SIPP_VERSION_NUM; }
+
 const char *sipp_status_name(sipp_status status) {
     switch (status) {
 #define SIPP_STATUS_NAME_(name, num, short_name, desc) \

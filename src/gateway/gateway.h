@@ -1,6 +1,6 @@
 /*
  * gateway.h — sipp-gateway as a library: the policy and operations boundary in front of local
- * models and providers (docs/gateway.md, ../shared/docs/gateway-protocol.md). apps/gateway is a
+ * models and providers (docs/gateway.md, docs/gateway-protocol.md). apps/gateway is a
  * thin shell over this header: it loads the config, calls sipp__gw_new, waits for a signal and
  * calls sipp__gw_shutdown.
  */

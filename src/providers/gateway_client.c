@@ -1,6 +1,6 @@
 /*
  * gateway_client.c — the dialect of a Sipp gateway endpoint: the Sipp profile of
- * ../shared/docs/gateway-protocol.md. POST {base}/v1/query, /v1/chat (always streamed:
+ * docs/gateway-protocol.md. POST {base}/v1/query, /v1/chat (always streamed:
  * `token` {text, sequence}, `usage`, `done` {finish_reason}, `error` {error: {code, message}},
  * `: ping` heartbeats) and /v1/embed (a finite JSON answer). Errors outside a stream are the
  * envelope {"error": {"code", "message"}}; each code maps to one status (sipp.h,

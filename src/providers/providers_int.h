@@ -7,7 +7,7 @@
  * finishing each run exactly once. A dialect is the wire format on top of it, one file each:
  *   openai.c          OpenAI and any OpenAI-compatible server (vLLM, llama-server, Ollama...)
  *   anthropic.c       Anthropic's messages API
- *   gateway_client.c  a Sipp gateway (../shared/docs/gateway-protocol.md, Sipp profile)
+ *   gateway_client.c  a Sipp gateway (docs/gateway-protocol.md, Sipp profile)
  *
  * Secrets: credentials and static headers go only into request headers; no message built here
  * contains a header, and peer error messages are copied only from the JSON error body.

@@ -11,6 +11,7 @@ const path = require('path');
 function loadAddon() {
   const candidates = [
     process.env.SIPP_NODE_ADDON,
+    path.join(__dirname, '..', 'build', 'Release', 'sipp.node'), // node-gyp, at package install
     path.join(__dirname, '..', '..', '..', 'build', 'lib', 'sipp.node'), // the CMake build
   ].filter(Boolean);
   for (const p of candidates) {

@@ -22,24 +22,40 @@ from __future__ import annotations
 import ctypes
 import os
 import pathlib
+import subprocess
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char, c_char_p, c_double, c_float,
                     c_int, c_int32, c_size_t, c_uint32, c_uint64, c_void_p)
+from typing import Iterator
 
 # ---- the library ---------------------------------------------------------------------------
 
 
-def _candidates() -> list[str]:
+def _pkg_config_libdir() -> "str | None":
+    """The libdir that `pkg-config sipp` names (an install the loader does not search, e.g.
+    `cmake --install --prefix P` with P/lib/pkgconfig on PKG_CONFIG_PATH), or None."""
+    try:
+        out = subprocess.run(["pkg-config", "--variable=libdir", "sipp"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
+
+
+def _candidates() -> Iterator[str]:
+    """Where libsipp may be, in order; lazy, so pkg-config runs only when all else failed."""
     env = os.environ.get("SIPP_LIBRARY")
     if env:
-        return [env]
-    out = []
+        yield env
+        return
     lib_dir = os.environ.get("SIPP_LIB_DIR")
     if lib_dir:
-        out.append(str(pathlib.Path(lib_dir) / "libsipp.so"))
+        yield str(pathlib.Path(lib_dir) / "libsipp.so")
     # A source checkout: bindings/python/sipp/_ffi.py -> build/lib/libsipp.so
-    out.append(str(pathlib.Path(__file__).resolve().parents[3] / "build" / "lib" / "libsipp.so"))
-    out.append("libsipp.so.0")  # installed system-wide
-    return out
+    yield str(pathlib.Path(__file__).resolve().parents[3] / "build" / "lib" / "libsipp.so")
+    yield "libsipp.so.0"  # installed where the loader looks (ld.so.conf, LD_LIBRARY_PATH)
+    libdir = _pkg_config_libdir()
+    if libdir:
+        yield str(pathlib.Path(libdir) / "libsipp.so.0")
 
 
 def _load() -> ctypes.CDLL:
@@ -52,8 +68,9 @@ def _load() -> ctypes.CDLL:
             return ctypes.CDLL(path)
         except OSError as e:
             errors.append(str(e))
-    raise ImportError("sipp: cannot load libsipp (set SIPP_LIBRARY to its path, or build it with "
-                      "scripts/setup): " + "; ".join(errors))
+    raise ImportError("sipp: cannot load libsipp (set SIPP_LIBRARY to its path, install it with "
+                      "`cmake --install` where the loader or pkg-config finds it, or build it "
+                      "with scripts/setup): " + "; ".join(errors))
 
 
 lib = _load()
