@@ -1,11 +1,14 @@
 """`sipp pull`, `sipp models`, `sipp rm` and pulled names in --model, against a Hugging
 Face-shaped hub on loopback (hub_server.py) that serves the tiny models."""
 import hashlib
+import ipaddress
 import os
 import pathlib
 import pty
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -269,6 +272,134 @@ def test_a_redirect_to_plain_http_off_loopback_is_refused(pull, hub):
 def test_https_is_required_off_loopback(pull):
     r = pull("pull", "a/b", env={"SIPP_HUB_URL": "http://example.com"})
     assert r.returncode == 1 and "only to loopback" in r.stderr
+
+
+def test_a_host_name_that_starts_with_127_is_not_loopback(pull, hub):
+    """Issue 19, finding 7: loopback was matched by a prefix of the host name, so plain http went
+    to any name starting with "127."; loopback is a name only as localhost or a loopback literal."""
+    r = pull("pull", "a/b", env={"SIPP_HUB_URL": "http://127.hub.sipp-test.invalid:8080"})
+    assert r.returncode == 1 and "only to loopback" in r.stderr, r.stderr
+    port = hub.url.rsplit(":", 1)[1]
+    hub.redirect_to = f"http://127.0.0.1.sipp-test.invalid:{port}/cdn/{CHAT_SHA}?sig=x"
+    r = pull("pull", "--no-mmproj", "sipp-test/tiny-GGUF:Q4_0")
+    assert r.returncode == 1, r.stderr
+    assert "refused a redirect" in r.stderr and "only to loopback" in r.stderr, r.stderr
+    assert cdn_requests(hub) == []
+
+
+def local_private_address():
+    """A unique-local (fc00::/7) address of one of this machine's own interfaces, or None."""
+    try:
+        lines = pathlib.Path("/proc/net/if_inet6").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 6 and fields[5] != "lo" and int(fields[0][:2], 16) & 0xFE == 0xFC:
+            return str(ipaddress.IPv6Address(int(fields[0], 16)))
+    return None
+
+
+def test_a_redirect_off_a_hub_elsewhere_may_not_reach_loopback(pull, hub):
+    """Issue 19, finding 7: the connect-time policy on every hop. A hub that is not on loopback
+    (here a mirror on this machine's own private address, allowed with --allow-private-network)
+    redirects to `localhost`: a name, which passes the URL check and resolves to loopback, a
+    class that hub's redirects may not reach. It is refused when connecting: the service
+    listening there never sees a connection."""
+    addr = local_private_address()
+    if addr is None:
+        pytest.skip("this machine has no unique-local (fc00::/7) address to host a mirror on")
+    lan, local = Hub(host=addr), Hub()
+    try:
+        lan.repos = hub.repos
+        local.blobs[CHAT_SHA] = CHAT
+        lan.redirect_to = f"http://localhost:{local.url.rsplit(':', 1)[1]}/cdn/{CHAT_SHA}?sig=x"
+        env = {"SIPP_HUB_URL": lan.url}
+        r = pull("pull", "--no-mmproj", "sipp-test/tiny-GGUF:Q4_0", env=env)
+        assert r.returncode == 1 and "allow_private_network" in r.stderr, r.stderr
+        assert lan.log == []
+        r = pull("pull", "--allow-private-network", "--no-mmproj", "sipp-test/tiny-GGUF:Q4_0",
+                 env=env)
+        assert r.returncode == 1, r.stderr
+        assert "refused a redirect: refused to connect to" in r.stderr, r.stderr
+        assert "loopback" in r.stderr
+        assert any("/resolve/" in x["path"] for x in lan.log)
+        assert local.log == []  # never connected to
+        lan.redirect_to = None  # the mirror serving its files itself: allowed
+        r = pull("pull", "--allow-private-network", "--no-mmproj", "sipp-test/tiny-GGUF:Q4_0",
+                 env=env)
+        assert r.returncode == 0, r.stderr
+    finally:
+        lan.close()
+        local.close()
+
+
+class SilentProxy:
+    """A listening socket the test owns where a proxy from the environment would be: it counts
+    the connections it gets and closes each at once."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.connections = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            self.connections += 1
+            c.close()
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        self.sock.setblocking(False)
+        while True:  # connections still in the backlog count too
+            try:
+                self.sock.accept()[0].close()
+            except BlockingIOError:
+                break
+            self.connections += 1
+        self.sock.close()
+
+
+def test_proxy_environment_variables_are_ignored(pull, hub):
+    """Issue 19, finding 7: libcurl honours http_proxy, https_proxy and ALL_PROXY by default; a
+    pull ignores them (SIPP_HUB_PROXY names a proxy) and goes to the hub directly."""
+    proxy = SilentProxy()
+    try:
+        env = {k: proxy.url for k in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+                                      "all_proxy", "ALL_PROXY")}
+        env.update({"no_proxy": "", "NO_PROXY": ""})
+        r = pull("pull", "--no-mmproj", "sipp-test/tiny-GGUF:Q4_0", env=env)
+    finally:
+        proxy.close()
+    assert r.returncode == 0, r.stderr
+    assert proxy.connections == 0
+    assert cdn_requests(hub)
+
+
+def test_sipp_hub_proxy_carries_every_request(pull, hub):
+    """SIPP_HUB_PROXY is the one way to use a proxy: every request goes through it."""
+    proxy = Hub()  # answers absolute-form requests for the hub's URLs, as a forward proxy would
+    try:
+        proxy.repos = hub.repos
+        r = pull("pull", "--no-mmproj", "sipp-test/tiny-GGUF:Q4_0",
+                 env={"SIPP_HUB_PROXY": proxy.url, "http_proxy": "http://127.0.0.1:1"})
+        assert r.returncode == 0, r.stderr
+        assert hub.log == []
+        assert proxy.log and all(x["target"].startswith(hub.url + "/") for x in proxy.log)
+        assert any(x["path"].startswith("/cdn/") for x in proxy.log)
+    finally:
+        proxy.close()
 
 
 def test_split_models_come_as_a_set(pull, hub, models_dir):
