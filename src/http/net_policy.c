@@ -122,7 +122,7 @@ bool sipp__net_connect_check(const sipp__net_rules *r, const struct sockaddr *sa
     sipp__net_class c = addr ? sipp__net_classify(family, addr) : SIPP__NET_RESERVED;
     const char *why = sipp__net_refusal(c, r->allow_private);
     if (!why && c == SIPP__NET_LOOPBACK && r->refuse_loopback)
-        why = "loopback, and a redirect from a hub that is not itself on loopback may not go there";
+        why = "loopback, which a redirect from a server not itself on loopback may not reach";
     if (!why && r->plain_http && c != SIPP__NET_LOOPBACK && c != SIPP__NET_PRIVATE &&
         c != SIPP__NET_LINK_LOCAL)
         why = "a public address, and plain http goes only to loopback or private addresses";
