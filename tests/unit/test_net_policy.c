@@ -211,9 +211,8 @@ static void refused_at_connect_time(void **state) {
     /* allowed: loopback is connected to (nothing listens on port 1: a transport error) */
     assert_int_equal(fetch(h, "http://127.0.0.1:1/", false, &d), SIPP_IO);
     assert_null(strstr(d.msg, "refused to connect to"));
-    /* a private address with the flag: the policy lets it through (whatever the network does) */
-    fetch(h, "http://10.255.255.1:9/", true, &d);
-    assert_null(strstr(d.msg, "refused to connect to"));
+    /* (a private address with the flag passes the policy: connect_rules checks that without
+     * connecting, since tests send traffic to loopback only) */
     /* "localhost" is a name: resolved, then checked (loopback: allowed) */
     assert_int_equal(fetch(h, "http://localhost:1/", false, &d), SIPP_IO);
     sipp__http_free(h);
