@@ -2,7 +2,8 @@
  * cmd_pull.c — `sipp pull`: download a model from a Hugging Face-style hub into the models
  * directory (src/hub does the work), with a progress bar on a terminal and plain progress lines
  * otherwise. Ctrl-C stops the download and keeps what arrived for the next pull to resume.
- * HF_TOKEN is handed to the hub client and never printed.
+ * HF_TOKEN is handed to the hub client and never printed. Proxy environment variables are not
+ * read (SIPP_HUB_PROXY names a proxy); private addresses need --allow-private-network.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
@@ -31,6 +32,9 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  --no-mmproj     do not fetch the projector\n"
+    "  --allow-private-network\n"
+    "                  let the hub (and its redirects) be on a private or link-local address\n"
+    "                  (a mirror on the LAN), plain http included; refused by default\n"
     "  -q, --quiet     no progress output\n"
     "  -h, --help      this help\n"
     "\n"
@@ -38,6 +42,8 @@ static const char usage[] =
     "  SIPP_MODELS_DIR   where models go (default ~/.cache/sipp/models; pulled ones under hub/)\n"
     "  SIPP_HUB_URL      the hub (default https://huggingface.co; HF_ENDPOINT is read too);\n"
     "                    https required except for loopback\n"
+    "  SIPP_HUB_PROXY    a proxy for every hub request (http://HOST:PORT, socks5h://...);\n"
+    "                    http_proxy, https_proxy and ALL_PROXY are ignored\n"
     "  HF_TOKEN          access token for gated or private repos (sent only to the hub)\n";
 
 /* ---- progress -------------------------------------------------------------------------- */
@@ -163,7 +169,7 @@ static void on_event(const sipp__hub_event *ev, void *ud) {
 
 int cmd_pull(int argc, char **argv) {
     const char *name = NULL;
-    bool quiet = false, mmproj = true;
+    bool quiet = false, mmproj = true, allow_private = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -172,6 +178,7 @@ int cmd_pull(int argc, char **argv) {
         }
         if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) quiet = true;
         else if (strcmp(a, "--no-mmproj") == 0) mmproj = false;
+        else if (strcmp(a, "--allow-private-network") == 0) allow_private = true;
         else if (a[0] == '-') {
             cli_error("pull: unknown option '%s' (see sipp pull --help)", a);
             return CLI_USAGE;
@@ -197,7 +204,8 @@ int cmd_pull(int argc, char **argv) {
     if (!base || !*base) base = getenv("HF_ENDPOINT");
     progress pr = {.tty = isatty(STDERR_FILENO) != 0, .quiet = quiet};
     sipp__hub_params p = {.models_dir = dir, .base_url = base, .token = getenv("HF_TOKEN"),
-                          .with_mmproj = mmproj, .on_event = on_event,
+                          .with_mmproj = mmproj, .allow_private_network = allow_private,
+                          .proxy = getenv("SIPP_HUB_PROXY"), .on_event = on_event,
                           .should_abort = should_abort, .ud = &pr};
     struct sigaction sa = {.sa_handler = on_sigint}, old_int, old_term;
     sigemptyset(&sa.sa_mask);

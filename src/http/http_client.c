@@ -12,7 +12,6 @@
 #include "http_int.h"
 
 #include <curl/curl.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,11 +47,6 @@ static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 /* ---- URL checks --------------------------------------------------------------------------- */
 
-static bool is_loopback(const char *host) {
-    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-           strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
-}
-
 sipp_status sipp__http_url_check(const char *url, sipp_error *err) {
     return sipp__http_url_check_ex(url, 0, err);
 }
@@ -80,7 +74,7 @@ sipp_status sipp__http_url_check_ex(const char *url, unsigned flags, sipp_error 
         else if (fragment || (query && !(flags & SIPP__URL_ALLOW_QUERY)))
             st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "the URL must not have a query or fragment");
         else if (strcmp(scheme, "http") == 0 && !(flags & SIPP__URL_ALLOW_PRIVATE) &&
-                 (!host || !is_loopback(host)))
+                 !sipp__net_host_is_loopback(host))
             st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                             "plain http is allowed only to loopback (or, with "
                             "allow_private_network, to private addresses); use https");
@@ -118,20 +112,9 @@ sipp_status sipp__http_url_check_ex(const char *url, unsigned flags, sipp_error 
 static curl_socket_t on_open_socket(void *p, curlsocktype purpose, struct curl_sockaddr *a) {
     sipp__http_xfer *x = p;
     (void)purpose;
-    const void *addr = NULL;
-    if (a->family == AF_INET) addr = &((const struct sockaddr_in *)&a->addr)->sin_addr;
-    else if (a->family == AF_INET6) addr = &((const struct sockaddr_in6 *)&a->addr)->sin6_addr;
-    sipp__net_class c = addr ? sipp__net_classify(a->family, addr) : SIPP__NET_RESERVED;
-    const char *why = sipp__net_refusal(c, x->allow_private);
-    if (!why && x->plain_http && c != SIPP__NET_LOOPBACK && c != SIPP__NET_PRIVATE &&
-        c != SIPP__NET_LINK_LOCAL)
-        why = "a public address, and plain http goes only to loopback or private addresses";
-    if (why) {
-        char shown[64] = "?";
-        if (addr) sipp__net_format(a->family, addr, shown, sizeof shown);
-        snprintf(x->refused, sizeof x->refused, "refused to connect to %s: %s", shown, why);
+    sipp__net_rules r = {.allow_private = x->allow_private, .plain_http = x->plain_http};
+    if (!sipp__net_connect_check(&r, &a->addr, x->refused, sizeof x->refused))
         return CURL_SOCKET_BAD;
-    }
     return socket(a->family, a->socktype, a->protocol);
 }
 

@@ -3,10 +3,14 @@
  * listings read into memory and model files streamed to disk, with an optional Range start.
  *
  * Redirects are followed here, not by libcurl, so that every hop is checked: only http and
- * https, plain http only to loopback, no userinfo; and the Authorization header is sent only to
- * the origin (scheme, host, port) of the first URL: a hub's redirect to a CDN never carries the
- * token. Bodies of redirects are dropped; only a final 2xx body reaches the caller. Messages
- * this file produces never contain a header value (where secrets live).
+ * https, no userinfo, IP literals by the network policy; and the Authorization header is sent
+ * only to the origin (scheme, host, port) of the first URL: a hub's redirect to a CDN never
+ * carries the token. Every address connected to, on every hop, passes the network policy
+ * (net_policy.c) in libcurl's open-socket callback, after DNS, as in http_client.c: plain http
+ * only to loopback (or allowed private) addresses, and loopback on a redirect only when the
+ * first hop itself connected to loopback. Proxies from the environment (http_proxy, ...) are
+ * ignored: only an explicit `proxy` is used. Bodies of redirects are dropped; only a final 2xx
+ * body reaches the caller. Messages this file produces never contain a header value.
  */
 #define _GNU_SOURCE
 #include "http_int.h"
@@ -17,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
 static void fetch_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
@@ -28,6 +33,9 @@ typedef struct fetch {
     long status;       /* of the hop in progress, once its status line arrived */
     bool aborted;
     sipp_status body_st; /* SIPP_OUT_OF_MEMORY when the error body cap was hit (ignored) */
+    bool plain_http;     /* the hop in progress is http:// */
+    bool origin_loopback; /* the first hop connected to a loopback address */
+    char refused[SIPP_ERROR_MESSAGE_CAP]; /* why the network policy refused an address */
 } fetch;
 
 /* The status line starts each hop's headers: "HTTP/1.1 302 Found". */
@@ -80,6 +88,30 @@ static int on_progress(void *p, curl_off_t dltotal, curl_off_t dlnow, curl_off_t
         return 1;
     }
     return 0;
+}
+
+/* Every socket curl opens, for each address it tries: the network policy. Through an explicit
+ * proxy the address is the proxy's, which the user named: only metadata and reserved addresses
+ * are refused there (the proxy resolves and reaches the target). */
+static curl_socket_t on_open_socket(void *p, curlsocktype purpose, struct curl_sockaddr *a) {
+    fetch *f = p;
+    (void)purpose;
+    bool proxy = f->req->proxy && f->req->proxy[0];
+    sipp__net_rules r = {.allow_private = f->req->allow_private_network || proxy,
+                         .refuse_loopback = !proxy && f->hop > 0 && !f->origin_loopback,
+                         .plain_http = !proxy && f->plain_http};
+    if (!sipp__net_connect_check(&r, &a->addr, f->refused, sizeof f->refused))
+        return CURL_SOCKET_BAD;
+    return socket(a->family, a->socktype, a->protocol);
+}
+
+/* True when the address curl connected to (CURLINFO_PRIMARY_IP) is loopback. */
+static bool connected_to_loopback(CURL *e) {
+    char *ip = NULL;
+    int fam;
+    uint8_t a[16];
+    return curl_easy_getinfo(e, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip &&
+           sipp__net_host_literal(ip, &fam, a) && sipp__net_classify(fam, a) == SIPP__NET_LOOPBACK;
 }
 
 /* True when a and b have the same scheme, host and port. */
@@ -150,6 +182,14 @@ sipp_status sipp__http_get_run(const sipp__http_get *req, long *status, sipp_err
     curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(e, CURLOPT_XFERINFODATA, &f);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "sipp/" SIPP_VERSION_STRING);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &f);
+    if (req->proxy && req->proxy[0]) {
+        curl_easy_setopt(e, CURLOPT_PROXY, req->proxy);
+        curl_easy_setopt(e, CURLOPT_NOPROXY, ""); /* no_proxy from the environment: ignored */
+    } else {
+        curl_easy_setopt(e, CURLOPT_PROXY, ""); /* "": no proxy, whatever the environment says */
+    }
     if (req->connect_timeout_ms)
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
     if (req->idle_timeout_ms) {
@@ -159,13 +199,19 @@ sipp_status sipp__http_get_run(const sipp__http_get *req, long *status, sipp_err
     }
     for (;; f.hop++) {
         errbuf[0] = '\0';
+        f.refused[0] = '\0';
         f.status = 0;
+        f.plain_http = strncasecmp(url, "http://", 7) == 0;
         bool auth = req->auth_header && same_origin(req->url, url);
         curl_easy_setopt(e, CURLOPT_URL, url);
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, auth ? with_auth : base);
         CURLcode rc = curl_easy_perform(e);
         if (rc != CURLE_OK) {
             if (f.aborted) st = sipp__fail(err, SIPP_CANCELLED, 0, "cancelled");
+            else if (f.refused[0] && rc == CURLE_COULDNT_CONNECT) /* no address was allowed */
+                st = f.hop == 0 ? sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "%s", f.refused)
+                                : sipp__fail(err, SIPP_UPSTREAM, 0, "refused a redirect: %s",
+                                             f.refused);
             else if (rc == CURLE_OPERATION_TIMEDOUT)
                 st = sipp__fail(err, SIPP_TIMEOUT, 0, "timed out: %s",
                                 errbuf[0] ? errbuf : curl_easy_strerror(rc));
@@ -174,6 +220,7 @@ sipp_status sipp__http_get_run(const sipp__http_get *req, long *status, sipp_err
                                 errbuf[0] ? errbuf : curl_easy_strerror(rc));
             break;
         }
+        if (f.hop == 0) f.origin_loopback = connected_to_loopback(e);
         long code = 0;
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
         *status = code;
@@ -187,7 +234,9 @@ sipp_status sipp__http_get_run(const sipp__http_get *req, long *status, sipp_err
             break;
         }
         sipp_error uerr = sipp_error_default();
-        if (sipp__http_url_check_ex(next, SIPP__URL_ALLOW_QUERY, &uerr) != SIPP_OK) {
+        unsigned flags = SIPP__URL_ALLOW_QUERY |
+                         (req->allow_private_network ? SIPP__URL_ALLOW_PRIVATE : 0u);
+        if (sipp__http_url_check_ex(next, flags, &uerr) != SIPP_OK) {
             st = sipp__fail(err, SIPP_UPSTREAM, (int)code, "refused a redirect: %s", uerr.message);
             break;
         }

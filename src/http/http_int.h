@@ -64,6 +64,22 @@ const char *sipp__net_refusal(sipp__net_class c, bool allow_private);
 /* True when `host` (as in a URL: "10.0.0.1", "[fe80::1]") is an IP literal; fills the address. */
 bool sipp__net_host_literal(const char *host, int *family, uint8_t addr[16]);
 void sipp__net_format(int family, const void *addr, char *out, size_t cap);
+/* True when a URL's `host` is loopback by name: "localhost" or a loopback IP literal ("127.0.0.1",
+ * "[::1]"). A name that merely starts with "127." is not. */
+bool sipp__net_host_is_loopback(const char *host);
+
+/* What one connection may reach, beyond sipp__net_refusal(). */
+typedef struct sipp__net_rules {
+    bool allow_private;   /* private and link-local addresses (allow_private_network) */
+    bool refuse_loopback; /* loopback too is refused (a hub's redirect off a non-loopback hub) */
+    bool plain_http;      /* the URL is plain http: only loopback or (allowed) private addresses */
+} sipp__net_rules;
+
+struct sockaddr;
+/* The check of libcurl's open-socket callback, on the address about to be connected to (after
+ * DNS). True when allowed; else false with "refused to connect to ADDR: why" in why_out. */
+bool sipp__net_connect_check(const sipp__net_rules *r, const struct sockaddr *sa, char *why_out,
+                             size_t cap);
 
 /* ---- HTTP client (http_client.c): one transfer thread per sipp_client over libcurl multi --- */
 
@@ -113,7 +129,8 @@ sipp_status sipp__http_start(sipp__http *h, const sipp__http_request *req,
 /* Wakes the transfer thread so it polls should_abort now (any thread). */
 void sipp__http_wake(sipp__http *h);
 
-/* Checks a base URL: http or https only, https unless the host is loopback, no userinfo,
+/* Checks a base URL: http or https only, https unless the host is loopback by name
+ * (sipp__net_host_is_loopback: "localhost" or a loopback literal), no userinfo,
  * query or fragment; an IP-literal host must pass the network policy (no private or link-local
  * address, never a metadata or reserved one). */
 sipp_status sipp__http_url_check(const char *url, sipp_error *err);
@@ -131,9 +148,14 @@ sipp_status sipp__http_url_check_ex(const char *url, unsigned flags, sipp_error 
 #define SIPP__HTTP_FETCH_ERROR_MAX (64u * 1024u)
 
 /* One GET, run on the calling thread. Redirects are followed by hand (at most max_redirects):
- * each target must pass sipp__http_url_check_ex(.., SIPP__URL_ALLOW_QUERY), and `auth_header`
- * goes only to hops on the origin (scheme, host, port) of `url`, never to a CDN it redirects
- * to. Headers of every hop reach on_header; only a final 2xx body reaches on_body; the body of
+ * each target must pass sipp__http_url_check_ex(.., SIPP__URL_ALLOW_QUERY, plus
+ * SIPP__URL_ALLOW_PRIVATE with allow_private_network), and `auth_header` goes only to hops on
+ * the origin (scheme, host, port) of `url`, never to a CDN it redirects to. Every address
+ * connected to passes the network policy, as for sipp__http_request: loopback and public
+ * addresses; private and link-local ones with allow_private_network; plain http only to
+ * loopback (or allowed private) addresses; and a redirect reaches loopback only when the first
+ * hop connected to loopback (a local mirror), never off a hub elsewhere. Proxy environment
+ * variables are ignored; `proxy` names the only proxy used. Headers of every hop reach on_header; only a final 2xx body reaches on_body; the body of
  * a final error status is kept (up to SIPP__HTTP_FETCH_ERROR_MAX) in `error_body`. */
 typedef struct sipp__http_get {
     const char *url;               /* checked with sipp__http_url_check_ex() by the caller */
@@ -144,6 +166,12 @@ typedef struct sipp__http_get {
     uint32_t connect_timeout_ms;   /* 0 = curl's default */
     uint32_t idle_timeout_ms;      /* no byte for this long ends the transfer; 0 = never */
     uint32_t max_redirects;
+    bool allow_private_network;    /* private and link-local addresses may be reached */
+    /* A proxy URL ("http://host:port", "socks5h://host:port") for every hop, or NULL: none, and
+     * http_proxy, https_proxy, ALL_PROXY and no_proxy are ignored. Through a proxy the address
+     * checked is the proxy's (any class but metadata and reserved): the proxy reaches the
+     * target, so the policy on targets is then only the check of IP-literal URLs. */
+    const char *proxy;
     /* The status line of each hop (hop: 0 for the first response, 1 after a redirect...). */
     void (*on_status)(int hop, long status, void *ud);
     /* Each header of each hop. */
@@ -158,8 +186,10 @@ typedef struct sipp__http_get {
 } sipp__http_get;
 
 /* Runs the GET. SIPP_OK means a response arrived: *status is its HTTP status (any). Errors:
- * SIPP_INVALID_ARGUMENT (a redirect to a refused URL, too many redirects), SIPP_TIMEOUT,
- * SIPP_CANCELLED, SIPP_TRANSPORT (connection), SIPP_OUT_OF_MEMORY. Messages carry no header. */
+ * SIPP_INVALID_ARGUMENT (the network policy refused every address of `url`: "refused to connect
+ * to ADDR: why"), SIPP_UPSTREAM (a redirect to a refused URL or address, too many redirects),
+ * SIPP_TIMEOUT, SIPP_CANCELLED, SIPP_TRANSPORT (connection), SIPP_OUT_OF_MEMORY. Messages carry
+ * no header. */
 sipp_status sipp__http_get_run(const sipp__http_get *req, long *status, sipp_error *err);
 
 #endif

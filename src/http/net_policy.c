@@ -14,6 +14,10 @@
  * 169.254.170.2, fd00:ec2::254, 100.100.100.200) and addresses that are never a server
  * (0/8, ::, multicast, 240/4, broadcast) never. IPv4-mapped and NAT64 IPv6 addresses are
  * judged by the IPv4 address they carry. Everything else is public and allowed.
+ *
+ * Loopback is a class of addresses, not of names: a URL host is loopback by name only when it
+ * is "localhost" or a loopback IP literal (127.anything.example is a DNS name like any other),
+ * and what decides is the address connected to (sipp__net_connect_check).
  */
 #define _GNU_SOURCE
 #include "http_int.h"
@@ -22,6 +26,8 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 
 static sipp__net_class classify_v4(const uint8_t a[4]) {
     uint32_t x = (uint32_t)a[0] << 24 | (uint32_t)a[1] << 16 | (uint32_t)a[2] << 8 | a[3];
@@ -97,4 +103,32 @@ bool sipp__net_host_literal(const char *host, int *family, uint8_t addr[16]) {
 
 void sipp__net_format(int family, const void *addr, char *out, size_t cap) {
     if (!inet_ntop(family, addr, out, (socklen_t)cap)) snprintf(out, cap, "?");
+}
+
+bool sipp__net_host_is_loopback(const char *host) {
+    int fam;
+    uint8_t a[16];
+    if (!host) return false;
+    if (strcasecmp(host, "localhost") == 0) return true; /* resolved, then checked at connect */
+    return sipp__net_host_literal(host, &fam, a) && sipp__net_classify(fam, a) == SIPP__NET_LOOPBACK;
+}
+
+bool sipp__net_connect_check(const sipp__net_rules *r, const struct sockaddr *sa, char *why_out,
+                             size_t cap) {
+    const void *addr = NULL;
+    int family = sa ? sa->sa_family : AF_UNSPEC;
+    if (family == AF_INET) addr = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    else if (family == AF_INET6) addr = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    sipp__net_class c = addr ? sipp__net_classify(family, addr) : SIPP__NET_RESERVED;
+    const char *why = sipp__net_refusal(c, r->allow_private);
+    if (!why && c == SIPP__NET_LOOPBACK && r->refuse_loopback)
+        why = "loopback, which a redirect from a server not itself on loopback may not reach";
+    if (!why && r->plain_http && c != SIPP__NET_LOOPBACK && c != SIPP__NET_PRIVATE &&
+        c != SIPP__NET_LINK_LOCAL)
+        why = "a public address, and plain http goes only to loopback or private addresses";
+    if (!why) return true;
+    char shown[64] = "?";
+    if (addr) sipp__net_format(family, addr, shown, sizeof shown);
+    snprintf(why_out, cap, "refused to connect to %s: %s", shown, why);
+    return false;
 }

@@ -324,8 +324,9 @@ static sipp_status api_get(hub_ctx *c, const char *url, const char *what, sipp__
     sipp__http_get g = {.url = url, .auth_header = c->auth[0] ? c->auth : NULL,
                         .headers = headers, .n_headers = 1,
                         .connect_timeout_ms = CONNECT_TIMEOUT_MS, .idle_timeout_ms = IDLE_TIMEOUT_MS,
-                        .max_redirects = MAX_REDIRECTS, .on_header = api_header,
-                        .on_body = api_body, .should_abort = api_abort, .ud = &r,
+                        .max_redirects = MAX_REDIRECTS,
+                        .allow_private_network = c->p->allow_private_network, .proxy = c->p->proxy,
+                        .on_header = api_header, .on_body = api_body, .should_abort = api_abort, .ud = &r,
                         .error_body = &ebody};
     c->next_page[0] = '\0';
     long status = 0;
@@ -524,6 +525,8 @@ static sipp_status fetch_blob(hub_ctx *c, const char *commit, const sipp__hub_fi
         sipp__http_get g = {.url = url, .auth_header = c->auth[0] ? c->auth : NULL,
                             .range_from = d.have, .connect_timeout_ms = CONNECT_TIMEOUT_MS,
                             .idle_timeout_ms = IDLE_TIMEOUT_MS, .max_redirects = MAX_REDIRECTS,
+                            .allow_private_network = c->p->allow_private_network,
+                            .proxy = c->p->proxy,
                             .on_status = dl_status, .on_header = dl_header, .on_body = dl_body,
                             .should_abort = dl_abort, .ud = &d, .error_body = &ebody};
         d.body_started = d.range_seen = false;
@@ -631,7 +634,8 @@ static sipp_status ctx_init(hub_ctx *c, const sipp__hub_params *p, sipp_error *e
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "the hub URL is empty or too long");
     memcpy(c->base, base, bl);
     sipp_error uerr = sipp_error_default();
-    if (sipp__http_url_check(c->base, &uerr) != SIPP_OK)
+    if (sipp__http_url_check_ex(c->base, p->allow_private_network ? SIPP__URL_ALLOW_PRIVATE : 0,
+                                &uerr) != SIPP_OK)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "the hub URL (SIPP_HUB_URL): %s",
                           uerr.message);
     if (p->token && *p->token) {

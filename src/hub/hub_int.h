@@ -154,9 +154,13 @@ typedef struct sipp__hub_event {
 
 typedef struct sipp__hub_params {
     const char *models_dir;
-    const char *base_url;   /* e.g. https://huggingface.co; checked with sipp__http_url_check */
+    const char *base_url;   /* e.g. https://huggingface.co; checked with sipp__http_url_check_ex */
     const char *token;      /* may be NULL; sent as a bearer token to the hub's origin only */
     bool with_mmproj;       /* fetch the projector when the repo has one */
+    /* The network policy of every connection (src/http/net_policy.c): loopback and public
+     * addresses; private and link-local ones only when this is set. */
+    bool allow_private_network;
+    const char *proxy;      /* a proxy for every request, or NULL: none (environment ignored) */
     void (*on_event)(const sipp__hub_event *ev, void *ud);
     bool (*should_abort)(void *ud);
     void *ud;

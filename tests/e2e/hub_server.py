@@ -11,10 +11,14 @@ layout, headers and LFS metadata as the real hub:
 Knobs for faults a real hub cannot produce on demand: `throttle` (bytes per second on /cdn),
 `corrupt` (sha256s served with one byte flipped), `page_size`, `redirect_to` (a Location for
 resolve). Repos marked private answer 401 without the right bearer token, unknown ones 404.
-Every request is logged with its headers in `log`. Only for tests."""
+Every request is logged with its headers in `log` (`target`: the request target as sent, an
+absolute URL when it came through a proxy: the server answers those too, so it can stand in for
+a forward proxy in front of another hub with the same repos). It listens on 127.0.0.1 unless
+given another address (an IPv6 one too). Only for tests."""
 import hashlib
 import http.server
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -71,7 +75,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         hub = self.server.hub
         url = urllib.parse.urlsplit(self.path)
         hub.log.append({"method": self.command, "path": url.path, "query": url.query,
-                        "headers": dict(self.headers.items())})
+                        "target": self.path, "headers": dict(self.headers.items())})
         parts = [urllib.parse.unquote(p) for p in url.path.split("/")[1:]]
         if parts[:2] == ["api", "models"] and len(parts) >= 5:
             repo = self._repo(parts[2], parts[3])
@@ -180,17 +184,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
             pass
 
 
+class _Server6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class Hub:
-    def __init__(self):
+    def __init__(self, host="127.0.0.1"):
         self.repos = {}
         self.blobs = {}
         self.log = []
         self.token = "hf_testtoken_0123456789abcdef"
         self.reset()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        v6 = ":" in host
+        server = _Server6 if v6 else http.server.ThreadingHTTPServer
+        self.server = server((host, 0), Handler)
         self.server.daemon_threads = True
         self.server.hub = self
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        shown = f"[{host}]" if v6 else host
+        self.url = f"http://{shown}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

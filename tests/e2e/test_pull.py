@@ -5,7 +5,9 @@ import os
 import pathlib
 import pty
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -269,6 +271,87 @@ def test_a_redirect_to_plain_http_off_loopback_is_refused(pull, hub):
 def test_https_is_required_off_loopback(pull):
     r = pull("pull", "a/b", env={"SIPP_HUB_URL": "http://example.com"})
     assert r.returncode == 1 and "only to loopback" in r.stderr
+
+
+def test_a_host_name_that_starts_with_127_is_not_loopback(pull, hub):
+    """Issue 19, finding 7: loopback was matched by a prefix of the host name, so plain http went
+    to any name starting with "127."; loopback is a name only as localhost or a loopback literal."""
+    r = pull("pull", "a/b", env={"SIPP_HUB_URL": "http://127.hub.sipp-test.invalid:8080"})
+    assert r.returncode == 1 and "only to loopback" in r.stderr, r.stderr
+    port = hub.url.rsplit(":", 1)[1]
+    hub.redirect_to = f"http://127.0.0.1.sipp-test.invalid:{port}/cdn/{CHAT_SHA}?sig=x"
+    r = pull("pull", "--no-mmproj", "sipp-test/tiny-GGUF:Q4_0")
+    assert r.returncode == 1, r.stderr
+    assert "refused a redirect" in r.stderr and "only to loopback" in r.stderr, r.stderr
+    assert cdn_requests(hub) == []
+
+
+class SilentProxy:
+    """A listening socket the test owns where a proxy from the environment would be: it counts
+    the connections it gets and closes each at once."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.connections = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            self.connections += 1
+            c.close()
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        self.sock.setblocking(False)
+        while True:  # connections still in the backlog count too
+            try:
+                self.sock.accept()[0].close()
+            except BlockingIOError:
+                break
+            self.connections += 1
+        self.sock.close()
+
+
+def test_proxy_environment_variables_are_ignored(pull, hub):
+    """Issue 19, finding 7: libcurl honours http_proxy, https_proxy and ALL_PROXY by default; a
+    pull ignores them (SIPP_HUB_PROXY names a proxy) and goes to the hub directly."""
+    proxy = SilentProxy()
+    try:
+        env = {k: proxy.url for k in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+                                      "all_proxy", "ALL_PROXY")}
+        env.update({"no_proxy": "", "NO_PROXY": ""})
+        r = pull("pull", "--no-mmproj", "sipp-test/tiny-GGUF:Q4_0", env=env)
+    finally:
+        proxy.close()
+    assert r.returncode == 0, r.stderr
+    assert proxy.connections == 0
+    assert cdn_requests(hub)
+
+
+def test_sipp_hub_proxy_carries_every_request(pull, hub):
+    """SIPP_HUB_PROXY is the one way to use a proxy: every request goes through it."""
+    proxy = Hub()  # answers absolute-form requests for the hub's URLs, as a forward proxy would
+    try:
+        proxy.repos = hub.repos
+        r = pull("pull", "--no-mmproj", "sipp-test/tiny-GGUF:Q4_0",
+                 env={"SIPP_HUB_PROXY": proxy.url, "http_proxy": "http://127.0.0.1:1"})
+        assert r.returncode == 0, r.stderr
+        assert hub.log == []
+        assert proxy.log and all(x["target"].startswith(hub.url + "/") for x in proxy.log)
+        assert any(x["path"].startswith("/cdn/") for x in proxy.log)
+    finally:
+        proxy.close()
 
 
 def test_split_models_come_as_a_set(pull, hub, models_dir):

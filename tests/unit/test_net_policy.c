@@ -5,17 +5,24 @@
  * re-resolves, DNS rebinding) to a refused address. The connect-time cases use IP literals
  * straight through sipp__http_start, past the registration check, so the callback is the only
  * thing that can refuse them; a refused address is never connected to, so no network is needed.
+ * The hub's blocking fetch (http_fetch.c) gets the same check, shown with a listener the test
+ * owns: 0.0.0.0 as a destination reaches a 127.0.0.1 listener on Linux, so a fetch that is not
+ * refused would show up there.
  */
 #define _GNU_SOURCE
 #include "http/http_int.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -70,6 +77,80 @@ static void refusals(void **state) {
     assert_null(sipp__net_refusal(SIPP__NET_LINK_LOCAL, true));
     assert_non_null(strstr(sipp__net_refusal(SIPP__NET_METADATA, true), "metadata"));
     assert_non_null(sipp__net_refusal(SIPP__NET_RESERVED, true));
+}
+
+/* Loopback is a class of addresses: a host name is loopback only as "localhost" or a loopback
+ * literal, never because it starts with "127." (127.anything.example resolves wherever its DNS
+ * says). Issue 19, finding 7. */
+static void loopback_by_name(void **state) {
+    (void)state;
+    const char *yes[] = {"127.0.0.1", "127.8.9.10", "[::1]", "::1", "localhost", "LocalHost",
+                         "[::ffff:127.0.0.1]", NULL};
+    const char *no[] = {"127.anything.example", "127.0.0.1.nip.io", "127.", "localhost.example",
+                        "10.0.0.1", "example.com", "", NULL};
+    for (int i = 0; yes[i]; i++)
+        if (!sipp__net_host_is_loopback(yes[i])) fail_msg("%s: not loopback", yes[i]);
+    for (int i = 0; no[i]; i++)
+        if (sipp__net_host_is_loopback(no[i])) fail_msg("%s: loopback", no[i]);
+}
+
+/* The URL check lets plain http through only to loopback by name. */
+static void plain_http_to_a_name_starting_with_127(void **state) {
+    (void)state;
+    sipp_error err = sipp_error_default();
+    assert_int_equal(sipp__http_url_check("http://127.anything.example:8080/v1", &err),
+                     SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "only to loopback"));
+    assert_int_equal(sipp__http_url_check("http://127.0.0.1.nip.io/v1", NULL), SIPP_INVALID_ARGUMENT);
+    assert_int_equal(sipp__http_url_check("http://127.0.0.1:8080/v1", NULL), SIPP_OK);
+    assert_int_equal(sipp__http_url_check("http://127.1.2.3:8080", NULL), SIPP_OK);
+    assert_int_equal(sipp__http_url_check("http://[::1]:8080", NULL), SIPP_OK);
+    assert_int_equal(sipp__http_url_check("http://localhost:8080", NULL), SIPP_OK);
+    assert_int_equal(sipp__http_url_check("https://127.anything.example", NULL), SIPP_OK);
+}
+
+static bool allowed(const sipp__net_rules *r, const char *addr, char *why, size_t cap) {
+    struct sockaddr_storage ss = {0};
+    uint8_t a[16];
+    int fam;
+    if (!sipp__net_host_literal(addr, &fam, a)) fail_msg("not a literal: %s", addr);
+    if (fam == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        in->sin_family = AF_INET;
+        memcpy(&in->sin_addr, a, 4);
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        in6->sin6_family = AF_INET6;
+        memcpy(&in6->sin6_addr, a, 16);
+    }
+    why[0] = '\0';
+    return sipp__net_connect_check(r, (const struct sockaddr *)&ss, why, cap);
+}
+
+/* The decision at connect time, on the address: class, plain http, loopback off a remote hub. */
+static void connect_rules(void **state) {
+    (void)state;
+    char why[256];
+    sipp__net_rules dflt = {0}, priv = {.allow_private = true}, http = {.plain_http = true},
+                    http_priv = {.allow_private = true, .plain_http = true},
+                    no_lo = {.refuse_loopback = true};
+    assert_true(allowed(&dflt, "127.0.0.1", why, sizeof why));
+    assert_true(allowed(&dflt, "::1", why, sizeof why));
+    assert_true(allowed(&dflt, "8.8.8.8", why, sizeof why));
+    assert_false(allowed(&dflt, "10.0.0.1", why, sizeof why));
+    assert_non_null(strstr(why, "refused to connect to 10.0.0.1"));
+    assert_true(allowed(&priv, "10.0.0.1", why, sizeof why));
+    assert_false(allowed(&priv, "169.254.169.254", why, sizeof why));
+    assert_false(allowed(&priv, "0.0.0.0", why, sizeof why));
+    assert_true(allowed(&http, "127.0.0.1", why, sizeof why));
+    assert_false(allowed(&http, "8.8.8.8", why, sizeof why));
+    assert_non_null(strstr(why, "plain http"));
+    assert_false(allowed(&http, "10.0.0.1", why, sizeof why));
+    assert_true(allowed(&http_priv, "10.0.0.1", why, sizeof why));
+    assert_false(allowed(&no_lo, "127.0.0.1", why, sizeof why));
+    assert_non_null(strstr(why, "loopback"));
+    assert_false(allowed(&no_lo, "::ffff:127.0.0.1", why, sizeof why));
+    assert_true(allowed(&no_lo, "8.8.8.8", why, sizeof why));
 }
 
 /* ---- connect time ---------------------------------------------------------------------- */
@@ -130,12 +211,58 @@ static void refused_at_connect_time(void **state) {
     /* allowed: loopback is connected to (nothing listens on port 1: a transport error) */
     assert_int_equal(fetch(h, "http://127.0.0.1:1/", false, &d), SIPP_IO);
     assert_null(strstr(d.msg, "refused to connect to"));
-    /* a private address with the flag: the policy lets it through (whatever the network does) */
-    fetch(h, "http://10.255.255.1:9/", true, &d);
-    assert_null(strstr(d.msg, "refused to connect to"));
+    /* (a private address with the flag passes the policy: connect_rules checks that without
+     * connecting, since tests send traffic to loopback only) */
     /* "localhost" is a name: resolved, then checked (loopback: allowed) */
     assert_int_equal(fetch(h, "http://localhost:1/", false, &d), SIPP_IO);
     sipp__http_free(h);
+}
+
+/* A listener on 127.0.0.1 that never answers; *port gets its port. */
+static int listener(int *port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static sipp_status get(const char *url, sipp_error *err) {
+    sipp__http_get g = {.url = url, .connect_timeout_ms = 2000, .idle_timeout_ms = 1000};
+    long status = 0;
+    *err = sipp_error_default();
+    return sipp__http_get_run(&g, &status, err);
+}
+
+/* The hub's fetch (sipp pull): every address connected to passes the policy, as for providers.
+ * Issue 19, finding 7: the fetch set no connect-time check, so 0.0.0.0 (here: the test's own
+ * listener) was connected to. */
+static void fetch_refused_at_connect_time(void **state) {
+    (void)state;
+    int port, ls = listener(&port);
+    char url[64];
+    sipp_error err;
+    snprintf(url, sizeof url, "http://0.0.0.0:%d/", port);
+    assert_int_equal(get(url, &err), SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "refused to connect to 0.0.0.0"));
+    assert_int_equal(accept(ls, NULL, NULL), -1); /* nothing was connected to */
+    assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+    close(ls);
+    assert_int_equal(get("https://10.0.0.1/", &err), SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "allow_private_network"));
+    assert_int_equal(get("https://[fe80::1]/", &err), SIPP_INVALID_ARGUMENT);
+    assert_int_equal(get("http://169.254.169.254/latest/meta-data/", &err), SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "metadata"));
+    assert_int_equal(get("http://8.8.8.8/", &err), SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "plain http"));
+    /* loopback is connected to (nothing listens on port 1: a transport error) */
+    assert_int_equal(get("http://127.0.0.1:1/", &err), SIPP_TRANSPORT);
+    assert_null(strstr(err.message, "refused to connect to"));
+    assert_int_equal(get("http://localhost:1/", &err), SIPP_TRANSPORT);
 }
 
 int main(void) {
@@ -143,6 +270,10 @@ int main(void) {
         cmocka_unit_test(classes),
         cmocka_unit_test(refusals),
         cmocka_unit_test(refused_at_connect_time),
+        cmocka_unit_test(loopback_by_name),
+        cmocka_unit_test(plain_http_to_a_name_starting_with_127),
+        cmocka_unit_test(connect_rules),
+        cmocka_unit_test(fetch_refused_at_connect_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
