@@ -827,8 +827,9 @@ static bool execute_embed(gw_req *r) {
         account(r, resp);
         if (resp->status != SIPP_OK || !resp->embedding) {
             free(vecs);
-            return fail_with(r, resp->status != SIPP_OK ? code_for_status(resp->status) : GW_CANCELLED,
-                             NULL, "%s", resp->status != SIPP_OK ? resp->error_message : "cancelled");
+            bool failed = resp->status != SIPP_OK;
+            return fail_with(r, failed ? code_for_status(resp->status) : GW_CANCELLED, NULL, "%s",
+                             failed ? resp->error_message : "cancelled");
         }
         if (i == 0) { /* a provider's size is known only now */
             dim = resp->n_embd;

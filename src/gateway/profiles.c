@@ -490,7 +490,8 @@ static bool next_piece(sipp__gw_embed_writer *w) {
     case EW_OPEN: {
         int n = 0;
         if (w->openai)
-            n = snprintf(p, sizeof w->pend, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
+            n = snprintf(p, sizeof w->pend,
+                         "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
                          w->vec ? "," : "", w->vec);
         p[n++] = w->base64 ? '"' : '[';
         w->out_len = (size_t)n;
