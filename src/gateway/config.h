@@ -136,6 +136,7 @@ typedef struct sipp__gw_config {
     uint32_t idle_timeout_seconds;    /* no progress (read or write) for this long: closed */
     uint32_t max_header_bytes;
     uint32_t max_json_depth;
+    uint64_t max_embedding_floats; /* inputs x dimensions of one embeddings request */
     uint32_t max_connections;
     uint32_t max_connections_per_ip; /* public listener, per TCP peer; 0 = no limit */
     uint32_t shutdown_grace_seconds;

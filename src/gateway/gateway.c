@@ -257,6 +257,7 @@ typedef struct gw_req {
     bool ended; /* the terminal event is queued */
     bool role_sent;
     long created;
+    sipp__gw_embed_writer *embed; /* an embeddings answer being sent */
 } gw_req;
 
 static const char *caller_name(const gw_req *r) {
@@ -436,6 +437,7 @@ static void finish(gw_req *r) {
     free(r->call.messages);
     free(r->call.inputs);
     free(r->out);
+    sipp__gw_embed_writer_free(r->embed);
     if (r->counted) atomic_fetch_sub(&gw->in_flight, 1);
     free(r);
 }
@@ -599,12 +601,24 @@ static bool phase_resolve(gw_req *r) {
     return fail_with(r, GW_RESOLUTION, "model", "unknown target '%.128s'", r->call.model);
 }
 
+/* The cap on one embeddings request: inputs x dimensions within max_embedding_floats (the
+ * answer's float array is 4 bytes a float and its text ~12). Answers 400 naming the limit. */
+static bool embed_fits(gw_req *r, uint32_t dim) {
+    uint64_t need = (uint64_t)r->call.n_inputs * dim, max = r->gw->cfg.max_embedding_floats;
+    if (need <= max) return true;
+    return fail_with(r, GW_INVALID_REQUEST, "input",
+                     "%zu input(s) x %u dimensions = %llu floats is more than this gateway's "
+                     "max_embedding_floats (%llu)",
+                     r->call.n_inputs, dim, (unsigned long long)need, (unsigned long long)max);
+}
+
 static bool phase_validate(gw_req *r) {
     gw_call *c = &r->call;
     if (c->invalid[0]) return fail_with(r, GW_INVALID_REQUEST, c->invalid_param, "%s", c->invalid);
     gw_target *t = &r->gw->targets[r->target];
     if (c->op == GW_OP_EMBED && !t->can_embed)
         return fail_with(r, GW_INVALID_REQUEST, "model", "target '%s' cannot embed", t->cfg->name);
+    if (c->op == GW_OP_EMBED && t->n_embd && !embed_fits(r, t->n_embd)) return false;
     if (c->op == GW_OP_QUERY && !t->can_generate)
         return fail_with(r, GW_INVALID_REQUEST, "model", "target '%s' cannot generate text",
                          t->cfg->name);
@@ -762,29 +776,30 @@ static void execute_finite_text(gw_req *r) {
     respond_json(r, 200, body);
 }
 
-static char *base64_floats(const float *v, size_t n) {
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t len = n * 4;
-    const uint8_t *in = (const uint8_t *)v; /* little-endian hosts: OpenAI's wire order */
-    char *out = malloc((len + 2) / 3 * 4 + 1), *p = out;
-    if (!out) return NULL;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t x = (uint32_t)in[i] << 16;
-        if (i + 1 < len) x |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < len) x |= in[i + 2];
-        *p++ = tbl[(x >> 18) & 63];
-        *p++ = tbl[(x >> 12) & 63];
-        *p++ = i + 1 < len ? tbl[(x >> 6) & 63] : '=';
-        *p++ = i + 2 < len ? tbl[x & 63] : '=';
-    }
-    *p = '\0';
-    return out;
+static long embed_pull(void *ctx, sipp__httpd_req *http, char *buf, size_t cap) {
+    (void)http;
+    gw_req *r = ctx;
+    return (long)sipp__gw_embed_writer_read(r->embed, buf, cap);
 }
 
-static void execute_embed(gw_req *r) {
+static void embed_release(void *ctx, bool completed) {
+    gw_req *r = ctx;
+    if (!completed) {
+        r->client_gone = true; /* write error or idle timeout */
+        if (r->code == GW_OK) r->code = GW_CANCELLED;
+    }
+    finish(r);
+}
+
+/* Runs the inputs one after the other into one float array (bounded by max_embedding_floats),
+ * then streams the answer out through the writer (profiles.c) in the HTTP layer's blocks:
+ * never a JSON tree of every float nor a copy of the whole text. Everything that can fail
+ * (a run, the cap when the size is only known from the first vector, a NaN) fails before the
+ * status line. Returns true when the answer streams (finish() then runs at its release). */
+static bool execute_embed(gw_req *r) {
     gw_target *t = &r->gw->targets[r->target];
-    json_t *data = json_array();
-    json_t *single = NULL;
+    float *vecs = NULL;
+    uint32_t dim = 0;
     sipp_embed_params ep = sipp_embed_params_default();
     ep.request_id = r->id;
     for (size_t i = 0; i < r->call.n_inputs; i++) {
@@ -792,9 +807,8 @@ static void execute_embed(gw_req *r) {
         sipp_run *run = NULL;
         sipp_status st = sipp_embed(t->ep, r->call.inputs[i], &ep, &run, &err);
         if (st != SIPP_OK) {
-            json_decref(data);
-            fail_with(r, code_for_status(st), "input", "%s", err.message);
-            return;
+            free(vecs);
+            return fail_with(r, code_for_status(st), "input", "%s", err.message);
         }
         const sipp_response *resp;
         r->run = run;
@@ -812,39 +826,39 @@ static void execute_embed(gw_req *r) {
         sipp_run_wait(run, &resp, NULL);
         account(r, resp);
         if (resp->status != SIPP_OK || !resp->embedding) {
-            json_decref(data);
-            fail_with(r, resp->status != SIPP_OK ? code_for_status(resp->status) : GW_CANCELLED,
-                      NULL, "%s", resp->status != SIPP_OK ? resp->error_message : "cancelled");
-            return;
+            free(vecs);
+            bool failed = resp->status != SIPP_OK;
+            return fail_with(r, failed ? code_for_status(resp->status) : GW_CANCELLED, NULL, "%s",
+                             failed ? resp->error_message : "cancelled");
         }
-        json_t *vec;
-        if (r->call.base64) {
-            char *b64 = base64_floats(resp->embedding, resp->n_embd);
-            vec = b64 ? json_string(b64) : NULL;
-            free(b64);
-        } else {
-            vec = json_array();
-            for (uint32_t k = 0; vec && k < resp->n_embd; k++)
-                json_array_append_new(vec, json_real(resp->embedding[k]));
+        if (i == 0) { /* a provider's size is known only now */
+            dim = resp->n_embd;
+            if (!embed_fits(r, dim)) return false;
+            vecs = malloc((r->call.n_inputs * dim + 1) * sizeof *vecs);
+            if (!vecs) return fail_with(r, GW_EXECUTION, NULL, "out of memory");
+        } else if (resp->n_embd != dim) {
+            free(vecs);
+            return fail_with(r, GW_EXECUTION, NULL, "the target answered vectors of %u and %u "
+                             "dimensions in one request", dim, resp->n_embd);
         }
-        if (r->prof == GW_PROFILE_SIPP) single = vec;
-        else
-            json_array_append_new(data, json_pack("{s:s, s:I, s:o}", "object", "embedding", "index",
-                                                  (json_int_t)i, "embedding", vec));
+        if (!sipp__gw_embed_finite(resp->embedding, dim)) {
+            free(vecs);
+            return fail_with(r, GW_EXECUTION, NULL,
+                             "the target produced a NaN or infinite embedding value");
+        }
+        memcpy(vecs + i * dim, resp->embedding, dim * sizeof *vecs);
         sipp_run_free(run);
         r->run = NULL;
     }
-    json_t *body;
-    if (r->prof == GW_PROFILE_SIPP) {
-        json_decref(data);
-        body = json_pack("{s:s, s:s, s:o, s:o}", "id", r->id, "model", t->cfg->name, "embedding",
-                         single, "usage", usage_json(r, false));
-    } else {
-        body = json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data, "model",
-                         t->cfg->name, "usage", "prompt_tokens", (json_int_t)r->in_tok,
-                         "total_tokens", (json_int_t)r->in_tok);
-    }
-    respond_json(r, 200, body);
+    r->embed = sipp__gw_embed_writer_new(r->prof, r->call.base64, r->id, t->cfg->name, r->in_tok,
+                                         r->out_tok, vecs, r->call.n_inputs, dim);
+    if (!r->embed) return fail_with(r, GW_EXECUTION, NULL, "out of memory");
+    r->status = 200;
+    sipp__httpd_header h[10];
+    char retry[16];
+    size_t n = base_headers(r, h, "application/json", retry);
+    sipp__httpd_stream(r->http, 200, h, n, embed_pull, embed_release, r);
+    return true;
 }
 
 /* ---- streaming --------------------------------------------------------------------------------- */
@@ -1127,8 +1141,9 @@ static void handle_public(sipp__httpd_req *http, void *ud) {
         !phase_admission(r))
         goto done;
     if (r->live) sipp__gw_admin_live_update(gw->admin, r, r->target, r->op, r->call.stream, 0);
-    if (r->op == GW_OP_EMBED) execute_embed(r);
-    else if (r->call.stream) {
+    if (r->op == GW_OP_EMBED) {
+        if (execute_embed(r)) return; /* finish() runs when the answer is released */
+    } else if (r->call.stream) {
         execute_stream(r); /* finish() runs when the stream is released */
         return;
     } else
@@ -1213,6 +1228,7 @@ static void set_caps(gw_target *t) {
         t->can_generate = info.can_generate;
         t->can_chat = info.can_chat;
         t->can_embed = info.can_embed;
+        t->n_embd = info.can_embed ? info.n_embd : 0;
     }
 }
 

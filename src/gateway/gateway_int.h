@@ -57,6 +57,7 @@ typedef struct gw_target {
     sipp_endpoint *ep;  /* set once ready */
     atomic_int state;
     bool can_generate, can_chat, can_embed;
+    uint32_t n_embd; /* embedding size when known up front (local targets), else 0 */
 } gw_target;
 
 typedef struct gw_caller {
@@ -82,7 +83,7 @@ typedef struct gw_call {
     size_t n_stop;
     bool stream;
     bool include_usage;
-    bool base64; /* OpenAI embeddings: encoding_format base64 */
+    bool base64; /* embeddings: encoding_format base64 */
     /* a validation failure found while decoding, reported in the validate phase (after
      * authorize and resolve, so it reveals nothing to a caller who may not use the target) */
     char invalid[200];
@@ -103,6 +104,22 @@ unsigned sipp__gw_json_depth(const char *s, size_t len, unsigned limit);
 bool sipp__gw_decode_body(gw_profile prof, gw_op op, const char *body, size_t len,
                           unsigned max_depth, json_t **root, gw_call *call, char *msg, size_t cap,
                           char *param, size_t pcap);
+
+/* The embeddings answer of a profile, written incrementally (profiles.c): the envelope, then
+ * each vector as JSON numbers ("%.9g": each float reads back exactly) or as base64 of its
+ * little-endian float32 bytes, without a JSON tree or a copy of the whole text. */
+typedef struct sipp__gw_embed_writer sipp__gw_embed_writer;
+/* Takes ownership of `v` (n_vec x dim floats, malloc'd; freed also when this fails). Returns
+ * NULL when out of memory. */
+sipp__gw_embed_writer *sipp__gw_embed_writer_new(gw_profile prof, bool base64, const char *id,
+                                                 const char *model, uint64_t in_tok,
+                                                 uint64_t out_tok, float *v, size_t n_vec,
+                                                 uint32_t dim);
+/* Writes up to `cap` next bytes of the answer to buf; returns how many (0: the end). */
+size_t sipp__gw_embed_writer_read(sipp__gw_embed_writer *w, char *buf, size_t cap);
+void sipp__gw_embed_writer_free(sipp__gw_embed_writer *w);
+/* True when no value is NaN or infinite (JSON has no such numbers). */
+bool sipp__gw_embed_finite(const float *v, size_t n);
 
 /* ---- metrics ------------------------------------------------------------------------------ */
 

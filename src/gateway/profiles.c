@@ -8,11 +8,16 @@
  * local-only key or a value out of range is recorded in call->invalid and reported later, in
  * the validate phase after authorize and resolve (400 invalidrequest). Key names quoted in
  * messages are cut to 40 bytes so a message never carries much of the caller's input.
+ *
+ * The embeddings answer of both profiles is not built as a JSON tree: a writer hands it out in
+ * pieces of a few hundred bytes from the float array (4 bytes a float), so memory stays the
+ * vectors themselves however many floats a request asks for (within max_embedding_floats).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "gateway_int.h"
 
 #include <math.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -203,6 +208,18 @@ static bool decode_messages(gw_call *c, json_t *v, bool openai, char *msg, size_
     return true;
 }
 
+/* `encoding_format` of both embedding routes: null or "float" (JSON numbers), "base64" (the
+ * little-endian float32 bytes, base64, as OpenAI sends them). */
+static bool encoding_format(gw_call *c, json_t *v, char *msg, size_t cap) {
+    if (json_is_null(v)) return true;
+    if (!json_is_string(v)) return bad(msg, cap, "field 'encoding_format' must be a string");
+    const char *f = json_string_value(v);
+    if (strcmp(f, "base64") == 0) c->base64 = true;
+    else if (strcmp(f, "float") != 0)
+        invalid(c, "encoding_format", "'encoding_format' must be float or base64");
+    return true;
+}
+
 static bool decode_sipp(gw_op op, json_t *root, gw_call *c, char *msg, size_t cap, char *param,
                         size_t pcap) {
     const char *k;
@@ -222,6 +239,8 @@ static bool decode_sipp(gw_op op, json_t *root, gw_call *c, char *msg, size_t ca
             if (!c->inputs) return bad(msg, cap, "out of memory");
             c->inputs[0] = json_string_value(v);
             c->n_inputs = 1;
+        } else if (op == GW_OP_EMBED && strcmp(k, "encoding_format") == 0) {
+            if (!encoding_format(c, v, msg, cap)) return false;
         } else if (is_local_only(k)) {
             invalid(c, k, "field '%s' is local-only: the gateway does not let clients steer "
                     "server KV state or local sampling", k);
@@ -282,12 +301,7 @@ static bool decode_openai(gw_op op, json_t *root, gw_call *c, char *msg, size_t 
             c->n_inputs = n;
             param[0] = '\0';
         } else if (op == GW_OP_EMBED && strcmp(k, "encoding_format") == 0) {
-            if (null) continue;
-            if (!json_is_string(v)) return bad(msg, cap, "field 'encoding_format' must be a string");
-            const char *f = json_string_value(v);
-            if (strcmp(f, "base64") == 0) c->base64 = true;
-            else if (strcmp(f, "float") != 0)
-                invalid(c, k, "'encoding_format' must be float or base64");
+            if (!encoding_format(c, v, msg, cap)) return false;
         } else if (op != GW_OP_EMBED && strcmp(k, "stream_options") == 0) {
             if (null) continue;
             if (!json_is_object(v)) return bad(msg, cap, "field 'stream_options' must be an object");
@@ -346,4 +360,197 @@ bool sipp__gw_decode_body(gw_profile prof, gw_op op, const char *body, size_t le
     *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (!*root) return bad(msg, cap, "the body is not valid JSON: %s (line %d)", je.text, je.line);
     return sipp__gw_decode(prof, op, *root, call, msg, cap, param, pcap);
+}
+
+/* ---- the embeddings answer, written in pieces --------------------------------------------- */
+
+/* Floats per base64 block: 192 bytes, a multiple of 3, so a vector's blocks join without
+ * padding and only its last block pads. */
+#define EMB_B64_FLOATS 48
+/* Floats per piece of the float form: each is at most 15 bytes ("-1.17549435e-38"; an
+ * integer-looking one gets ".0": "-123456789.0") plus a comma. */
+#define EMB_TEXT_FLOATS 32
+
+struct sipp__gw_embed_writer {
+    bool openai, base64;
+    float *v; /* n_vec x dim, owned */
+    size_t n_vec;
+    uint32_t dim;
+    char *head, *tail; /* the envelope before the first vector and after the last one */
+    enum { EW_HEAD, EW_OPEN, EW_BODY, EW_CLOSE, EW_TAIL, EW_DONE } part;
+    size_t vec, k;     /* the vector being written and its next float */
+    const char *out;   /* the current piece (into pend, head or tail) */
+    size_t out_len, out_off;
+    char pend[EMB_TEXT_FLOATS * 24 + 64];
+};
+
+/* A JSON value's compact text, or NULL. Takes `v`. */
+static char *json_text(json_t *v) {
+    char *s = v ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) : NULL;
+    json_decref(v);
+    return s;
+}
+
+/* malloc'd a + b + c, or NULL when any is NULL. Frees b. */
+static char *join3(const char *a, char *b, const char *c) {
+    char *s = NULL;
+    if (b) {
+        size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+        s = malloc(la + lb + lc + 1);
+        if (s) {
+            memcpy(s, a, la);
+            memcpy(s + la, b, lb);
+            memcpy(s + la + lb, c, lc + 1);
+        }
+    }
+    free(b);
+    return s;
+}
+
+bool sipp__gw_embed_finite(const float *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return false;
+    return true;
+}
+
+sipp__gw_embed_writer *sipp__gw_embed_writer_new(gw_profile prof, bool base64, const char *id,
+                                                 const char *model, uint64_t in_tok,
+                                                 uint64_t out_tok, float *v, size_t n_vec,
+                                                 uint32_t dim) {
+    sipp__gw_embed_writer *w = calloc(1, sizeof *w);
+    if (!w) {
+        free(v);
+        return NULL;
+    }
+    w->openai = prof == GW_PROFILE_OPENAI;
+    w->base64 = base64;
+    w->v = v;
+    w->n_vec = n_vec;
+    w->dim = dim;
+    if (w->openai) {
+        w->head = strdup("{\"object\":\"list\",\"data\":[");
+        /* the tail is `],` + the rest of an object {"model", "usage"} without its `{` */
+        char *rest = json_text(json_pack("{s:s, s:{s:I, s:I}}", "model", model, "usage",
+                                         "prompt_tokens", (json_int_t)in_tok, "total_tokens",
+                                         (json_int_t)in_tok));
+        w->tail = rest ? join3("],", strdup(rest + 1), "") : NULL;
+        free(rest);
+    } else {
+        char *idm = json_text(json_pack("{s:s, s:s}", "id", id, "model", model));
+        if (idm) idm[strlen(idm) - 1] = '\0'; /* drop the `}`: `"embedding":` follows */
+        w->head = join3("", idm, ",\"embedding\":");
+        w->tail = join3(",\"usage\":",
+                        json_text(json_pack("{s:I, s:I, s:I}", "input_tokens", (json_int_t)in_tok,
+                                            "output_tokens", (json_int_t)out_tok,
+                                            "total_tokens", (json_int_t)(in_tok + out_tok))),
+                        "}");
+    }
+    if (!w->head || !w->tail) {
+        sipp__gw_embed_writer_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void sipp__gw_embed_writer_free(sipp__gw_embed_writer *w) {
+    if (!w) return;
+    free(w->v);
+    free(w->head);
+    free(w->tail);
+    free(w);
+}
+
+/* Writes one float so that it reads back as the same float32 (%.9g) and stays a JSON float
+ * (".0" where %g wrote an integer). Non-finite values never reach here (the gateway refuses
+ * them before the answer starts); `null` keeps the JSON valid if one did. */
+static size_t put_float(char *p, float x) {
+    if (!isfinite(x)) {
+        memcpy(p, "null", 4);
+        return 4;
+    }
+    int n = snprintf(p, 24, "%.9g", (double)x);
+    if (!strpbrk(p, ".e")) {
+        memcpy(p + n, ".0", 2);
+        n += 2;
+    }
+    return (size_t)n;
+}
+
+/* Makes the next piece current. Returns false at the end. */
+static bool next_piece(sipp__gw_embed_writer *w) {
+    char *p = w->pend;
+    w->out = p;
+    w->out_off = w->out_len = 0;
+    switch (w->part) {
+    case EW_HEAD:
+        w->out = w->head;
+        w->out_len = strlen(w->head);
+        w->part = w->n_vec ? EW_OPEN : EW_TAIL;
+        return true;
+    case EW_OPEN: {
+        int n = 0;
+        if (w->openai)
+            n = snprintf(p, sizeof w->pend,
+                         "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
+                         w->vec ? "," : "", w->vec);
+        p[n++] = w->base64 ? '"' : '[';
+        w->out_len = (size_t)n;
+        w->k = 0;
+        w->part = w->dim ? EW_BODY : EW_CLOSE;
+        return true;
+    }
+    case EW_BODY: {
+        const float *x = w->v + w->vec * w->dim + w->k;
+        size_t left = w->dim - w->k;
+        if (w->base64) {
+            size_t m = left < EMB_B64_FLOATS ? left : EMB_B64_FLOATS;
+            unsigned char raw[EMB_B64_FLOATS * 4];
+            for (size_t i = 0; i < m; i++) { /* little-endian on every host */
+                uint32_t u;
+                memcpy(&u, &x[i], 4);
+                raw[4 * i] = (unsigned char)u;
+                raw[4 * i + 1] = (unsigned char)(u >> 8);
+                raw[4 * i + 2] = (unsigned char)(u >> 16);
+                raw[4 * i + 3] = (unsigned char)(u >> 24);
+            }
+            w->out_len = (size_t)EVP_EncodeBlock((unsigned char *)p, raw, (int)(m * 4));
+            w->k += m;
+        } else {
+            size_t m = left < EMB_TEXT_FLOATS ? left : EMB_TEXT_FLOATS, n = 0;
+            for (size_t i = 0; i < m; i++) {
+                if (w->k + i) p[n++] = ',';
+                n += put_float(p + n, x[i]);
+            }
+            w->out_len = n;
+            w->k += m;
+        }
+        if (w->k == w->dim) w->part = EW_CLOSE;
+        return true;
+    }
+    case EW_CLOSE:
+        p[0] = w->base64 ? '"' : ']';
+        p[1] = '}';
+        w->out_len = w->openai ? 2 : 1;
+        w->part = ++w->vec < w->n_vec ? EW_OPEN : EW_TAIL;
+        return true;
+    case EW_TAIL:
+        w->out = w->tail;
+        w->out_len = strlen(w->tail);
+        w->part = EW_DONE;
+        return true;
+    default: return false;
+    }
+}
+
+size_t sipp__gw_embed_writer_read(sipp__gw_embed_writer *w, char *buf, size_t cap) {
+    size_t n = 0;
+    while (n < cap) {
+        if (w->out_off == w->out_len && !next_piece(w)) break;
+        size_t m = w->out_len - w->out_off;
+        if (m > cap - n) m = cap - n;
+        memcpy(buf + n, w->out + w->out_off, m);
+        w->out_off += m;
+        n += m;
+    }
+    return n;
 }

@@ -57,6 +57,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path.split("/")[-2:-1] == ["v1"] and self.path.split("/")[-1] in ("query", "chat", "embed"):
             return self._gateway(scenario, self.path.split("/")[-1])
         err = {"error": {"message": "scripted failure", "type": "test", "code": None}}
+        if scenario == "ok" and self.path.endswith("/v1/embeddings"):
+            return self._json(200, {"object": "list", "model": "m", "data": [
+                {"object": "embedding", "index": 0, "embedding": [3.0, 4.0]}],
+                "usage": {"prompt_tokens": 2, "total_tokens": 2}})
         if scenario == "unauthorized":
             self._json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})
         elif scenario == "echo_key":  # a careless peer that quotes the credential back
