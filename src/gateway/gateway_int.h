@@ -25,7 +25,8 @@ typedef enum gw_profile { GW_PROFILE_SIPP, GW_PROFILE_OPENAI } gw_profile;
 const char *sipp__gw_op_name(gw_op op);
 
 /* The error codes of the protocol's table (plus `not_found`, `method_not_allowed`,
- * `payload_too_large`, `unavailable` and `internal`). */
+ * `payload_too_large`, `unavailable`, `internal` and the browser refusals `host_not_allowed`,
+ * `origin_not_allowed` and `unsupported_media_type`). */
 typedef enum gw_code {
     GW_OK,
     GW_BLOCKED,
@@ -42,6 +43,9 @@ typedef enum gw_code {
     GW_METHOD_NOT_ALLOWED,
     GW_NOT_FOUND,
     GW_UNAVAILABLE,
+    GW_HOST_NOT_ALLOWED,
+    GW_ORIGIN_NOT_ALLOWED,
+    GW_UNSUPPORTED_MEDIA_TYPE,
     GW_N_CODES
 } gw_code;
 
@@ -145,6 +149,11 @@ struct sipp__gw {
     sipp__gw_admission admission;
     gw_metrics *metrics;
     sipp__httpd *public_srv, *mgmt_srv;
+    /* The Host check per listener (GW_PUBLIC, GW_MGMT): on when the bind address is loopback
+     * or allowed_hosts is set. bind_host is the bind's address as a Host header writes it
+     * (lower case, IPv6 in brackets). */
+    bool host_check[2];
+    char bind_host[2][72];
     pthread_t loader;
     bool loader_started;
     atomic_bool shutting_down;
@@ -152,6 +161,22 @@ struct sipp__gw {
 };
 
 double sipp__gw_now(void);
+
+/* ---- requests from browsers (gateway.c; docs/gateway.md "Browsers and DNS rebinding") ----- */
+
+enum { GW_PUBLIC, GW_MGMT };
+
+/* Host and Origin rules of listener `which`: GW_OK, GW_HOST_NOT_ALLOWED or
+ * GW_ORIGIN_NOT_ALLOWED. *listed (may be NULL) is set to the allowed_origins entry the Origin
+ * matched, else NULL (no Origin, or the listener's own origin). */
+gw_code sipp__gw_browser_check(sipp__gw *gw, int which, sipp__httpd_req *http,
+                               const char **listed);
+const char *sipp__gw_browser_message(gw_code c);
+/* True when a Content-Type value is application/json (parameters such as charset allowed). */
+bool sipp__gw_is_json_type(const char *content_type);
+/* The client address: the TCP peer, or the forwarded address when the peer is a trusted proxy
+ * ([security.client_ip]). */
+sipp__gw_ip sipp__gw_request_ip(sipp__gw *gw, sipp__httpd_req *http);
 
 /* ---- the admin dashboard (admin.c) ------------------------------------------------------- */
 
