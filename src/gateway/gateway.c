@@ -1064,119 +1064,18 @@ static void answer_models(gw_req *r) {
  * A page the user visits can send requests to a gateway on the user's loopback or LAN; CORS only
  * stops it from reading most answers, not from causing effects. Two tricks matter:
  *  - DNS rebinding: the page's own name is re-resolved to 127.0.0.1, so its requests are
- *    same-origin for the browser and carry `Host: attacker.example`. Refused by the Host check:
- *    on a loopback bind (or whenever allowed_hosts is set) Host must be localhost, *.localhost,
- *    a loopback address, the bind address or an allowed_hosts entry. An address literal or
- *    *.localhost cannot be rebound; any other name must be listed. The port is not compared
- *    (an SSH tunnel or a proxy may put another one there).
+ *    same-origin for the browser and carry `Host: attacker.example`. Refused by the Host rule
+ *    of browser.c (on loopback binds, or whenever allowed_hosts is set).
  *  - plain cross-site requests (forms, `fetch` with a "simple" content type): they carry an
  *    Origin. A present Origin must be in allowed_origins or be the listener's own origin (the
  *    admin page posting to its own API); `null` and any other value are refused on every route.
  * Clients that are not browsers send no Origin and a Host naming what they connected to. */
 
-static bool ip_is_loopback(const sipp__gw_ip *ip) {
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    static const uint8_t one[16] = {[15] = 1};
-    if (memcmp(ip->b, mapped, 12) == 0) return ip->b[12] == 127;
-    return memcmp(ip->b, one, 16) == 0;
-}
-
-/* Splits "NAME[:PORT]" or "[V6][:PORT]" into its name (lower case, brackets kept) and port (-1
- * when absent). False when malformed. */
-static bool host_split(const char *h, size_t len, char *name, size_t cap, long *port) {
-    const char *end = h + len, *nend;
-    if (len && h[0] == '[') {
-        nend = memchr(h, ']', len);
-        if (!nend) return false;
-        nend++;
-    } else {
-        nend = memchr(h, ':', len);
-        if (!nend) nend = end;
-    }
-    size_t n = (size_t)(nend - h);
-    if (n == 0 || n >= cap) return false;
-    *port = -1;
-    if (nend < end) {
-        if (*nend != ':' || end - nend < 2 || end - nend > 6) return false;
-        long p = 0;
-        for (const char *q = nend + 1; q < end; q++) {
-            if (*q < '0' || *q > '9') return false;
-            p = p * 10 + (*q - '0');
-        }
-        if (p > 65535) return false;
-        *port = p;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)h[i];
-        if (c <= 0x20 || c >= 0x7f) return false;
-        name[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-    }
-    name[n] = '\0';
-    return true;
-}
-
-/* The address of a host name, brackets stripped; false when it is a DNS name. */
-static bool host_ip(const char *name, sipp__gw_ip *ip) {
-    char a[72];
-    size_t n = strlen(name);
-    if (name[0] == '[' && n >= 2 && n - 2 < sizeof a) {
-        memcpy(a, name + 1, n - 2);
-        a[n - 2] = '\0';
-        return strchr(a, ':') && sipp__gw_ip_parse(a, ip);
-    }
-    return !strchr(name, ':') && sipp__gw_ip_parse(name, ip);
-}
-
-static bool host_listed(sipp__gw *gw, int which, const char *name) {
-    static const char lh[] = ".localhost";
-    size_t n = strlen(name);
-    if (strcmp(name, "localhost") == 0 ||
-        (n > sizeof lh - 1 && strcmp(name + n - (sizeof lh - 1), lh) == 0))
-        return true;
-    sipp__gw_ip ip, other;
-    bool is_ip = host_ip(name, &ip);
-    if (is_ip && ip_is_loopback(&ip)) return true;
-    if (strcmp(name, gw->bind_host[which]) == 0) return true;
-    if (is_ip && host_ip(gw->bind_host[which], &other) && memcmp(&ip, &other, sizeof ip) == 0)
-        return true;
-    for (size_t i = 0; i < gw->cfg.n_allowed_hosts; i++) {
-        const char *e = gw->cfg.allowed_hosts[i];
-        if (strcmp(e, "*") == 0 || strcasecmp(e, name) == 0) return true;
-        if (is_ip && host_ip(e, &other) && memcmp(&ip, &other, sizeof ip) == 0) return true;
-    }
-    return false;
-}
-
-/* Whether `origin` is scheme://the same host and port as the Host header. */
-static bool same_origin(const char *origin, const char *host) {
-    long dport;
-    if (strncasecmp(origin, "http://", 7) == 0) {
-        origin += 7;
-        dport = 80;
-    } else if (strncasecmp(origin, "https://", 8) == 0) {
-        origin += 8;
-        dport = 443;
-    } else
-        return false;
-    char on[256], hn[256];
-    long op, hp;
-    if (!host || !host_split(origin, strlen(origin), on, sizeof on, &op) ||
-        !host_split(host, strlen(host), hn, sizeof hn, &hp))
-        return false;
-    return strcmp(on, hn) == 0 && (op < 0 ? dport : op) == (hp < 0 ? dport : hp);
-}
-
 gw_code sipp__gw_browser_check(sipp__gw *gw, int which, sipp__httpd_req *http,
                                const char **listed) {
     if (listed) *listed = NULL;
     const char *host = sipp__httpd_header_get(http, "host");
-    if (gw->host_check[which] && host) { /* no Host at all: HTTP/1.0, never a browser */
-        char name[256];
-        long port;
-        if (!host_split(host, strlen(host), name, sizeof name, &port) ||
-            !host_listed(gw, which, name))
-            return GW_HOST_NOT_ALLOWED;
-    }
+    if (!sipp__gw_host_ok(&gw->hosts[which], host)) return GW_HOST_NOT_ALLOWED;
     const char *origin = sipp__httpd_header_get(http, "origin");
     if (!origin) return GW_OK;
     for (size_t i = 0; i < gw->cfg.n_allowed_origins; i++)
@@ -1184,7 +1083,7 @@ gw_code sipp__gw_browser_check(sipp__gw *gw, int which, sipp__httpd_req *http,
             if (listed) *listed = gw->cfg.allowed_origins[i];
             return GW_OK;
         }
-    return same_origin(origin, host) ? GW_OK : GW_ORIGIN_NOT_ALLOWED;
+    return sipp__gw_same_origin(origin, host) ? GW_OK : GW_ORIGIN_NOT_ALLOWED;
 }
 
 const char *sipp__gw_browser_message(gw_code c) {
@@ -1192,16 +1091,6 @@ const char *sipp__gw_browser_message(gw_code c) {
                ? "the Host header names neither this gateway's address nor localhost (DNS "
                  "rebinding?); list the name in allowed_hosts to serve it"
                : "this Origin is not in allowed_origins";
-}
-
-bool sipp__gw_is_json_type(const char *ct) {
-    static const char want[] = "application/json";
-    if (!ct) return false;
-    while (*ct == ' ' || *ct == '\t') ct++;
-    if (strncasecmp(ct, want, sizeof want - 1) != 0) return false;
-    ct += sizeof want - 1;
-    while (*ct == ' ' || *ct == '\t') ct++;
-    return *ct == '\0' || *ct == ';';
 }
 
 sipp__gw_ip sipp__gw_request_ip(sipp__gw *gw, sipp__httpd_req *http) {
@@ -1214,22 +1103,6 @@ sipp__gw_ip sipp__gw_request_ip(sipp__gw *gw, sipp__httpd_req *http) {
                           : NULL;
     return sipp__gw_client_ip(&peer, fwd, gw->cfg.client_ip_source == SIPP__GW_IP_X_FORWARDED_FOR,
                               gw->trusted, gw->n_trusted);
-}
-
-/* Reads a bind ("HOST:PORT", "[V6]:PORT") into the listener's Host-check settings. */
-static void host_check_init(sipp__gw *gw, int which, const char *bind) {
-    const char *colon = strrchr(bind, ':');
-    char name[72];
-    long port;
-    gw->bind_host[which][0] = '\0';
-    if (colon && host_split(bind, (size_t)(colon - bind), name, sizeof name, &port))
-        memcpy(gw->bind_host[which], name, strlen(name) + 1);
-    sipp__gw_ip ip;
-    bool loopback = host_ip(gw->bind_host[which], &ip) && ip_is_loopback(&ip);
-    bool any = false;
-    for (size_t i = 0; i < gw->cfg.n_allowed_hosts; i++)
-        any |= strcmp(gw->cfg.allowed_hosts[i], "*") == 0;
-    gw->host_check[which] = !any && (loopback || gw->cfg.n_allowed_hosts > 0);
 }
 
 /* ---- the public listener ------------------------------------------------------------------------- */
@@ -1573,8 +1446,10 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
     }
     gw->n_trusted = c->n_trusted_proxy_cidrs;
     gw->n_blocklist = c->n_ip_blocklist;
-    host_check_init(gw, GW_PUBLIC, c->public_bind);
-    host_check_init(gw, GW_MGMT, c->management_bind);
+    sipp__gw_hosts_init(&gw->hosts[GW_PUBLIC], c->public_bind, c->allowed_hosts,
+                        c->n_allowed_hosts);
+    sipp__gw_hosts_init(&gw->hosts[GW_MGMT], c->management_bind, c->allowed_hosts,
+                        c->n_allowed_hosts);
 
     sipp_client_params cp = sipp_client_params_default();
     sipp_error err = sipp_error_default();

@@ -7,6 +7,7 @@
 #define SIPP_GATEWAY_INT_H
 
 #include "../http/http_server.h"
+#include "browser.h"
 #include "config.h"
 #include "gateway.h"
 #include "policy.h"
@@ -149,11 +150,7 @@ struct sipp__gw {
     sipp__gw_admission admission;
     gw_metrics *metrics;
     sipp__httpd *public_srv, *mgmt_srv;
-    /* The Host check per listener (GW_PUBLIC, GW_MGMT): on when the bind address is loopback
-     * or allowed_hosts is set. bind_host is the bind's address as a Host header writes it
-     * (lower case, IPv6 in brackets). */
-    bool host_check[2];
-    char bind_host[2][72];
+    sipp__gw_hosts hosts[2]; /* the Host rule per listener (GW_PUBLIC, GW_MGMT) */
     pthread_t loader;
     bool loader_started;
     atomic_bool shutting_down;
@@ -172,8 +169,6 @@ enum { GW_PUBLIC, GW_MGMT };
 gw_code sipp__gw_browser_check(sipp__gw *gw, int which, sipp__httpd_req *http,
                                const char **listed);
 const char *sipp__gw_browser_message(gw_code c);
-/* True when a Content-Type value is application/json (parameters such as charset allowed). */
-bool sipp__gw_is_json_type(const char *content_type);
 /* The client address: the TCP peer, or the forwarded address when the peer is a trusted proxy
  * ([security.client_ip]). */
 sipp__gw_ip sipp__gw_request_ip(sipp__gw *gw, sipp__httpd_req *http);

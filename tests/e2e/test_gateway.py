@@ -633,7 +633,8 @@ def test_concurrency_limit_and_disconnect_cancels(tmp_path):
         # a finite request whose client goes away is cancelled too
         c = g.conn()
         c.request("POST", "/v1/query", body=json.dumps({"model": "local", "prompt": "Once",
-                  "max_tokens": 100000}), headers={"authorization": "Bearer " + SECRET_A})
+                  "max_tokens": 100000}), headers={"authorization": "Bearer " + SECRET_A,
+                                                   "content-type": "application/json"})
         assert g.wait_metric("sipp_engine_running", lambda v: v == 1, target="local") == 1
         c.sock.shutdown(socket.SHUT_RDWR)
         c.close()
@@ -771,7 +772,7 @@ def test_sigterm_drains(tmp_path):
     assert next(frames)[0] == "token"
     c = g.conn()
     c.request("POST", "/v1/query", body=json.dumps({"model": "local", "prompt": "Once",
-              "max_tokens": 100000}))
+              "max_tokens": 100000}), headers={"content-type": "application/json"})
     assert g.wait_metric("sipp_engine_running", lambda v: v == 2, target="local") == 2
     t0 = time.time()
     g.proc.send_signal(signal.SIGTERM)

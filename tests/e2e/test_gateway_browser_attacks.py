@@ -72,7 +72,8 @@ def test_dns_rebinding_host_is_refused_on_every_route(gw):
     assert (st, error_of(b)) == (403, "host_not_allowed") and "set-cookie" not in h
     # a name that only looks local, and malformed Hosts
     for host in ("localhost.attacker.example", "127.0.0.1.nip.io", "attacker.example",
-                 f"127.0.0.1:{gw.port}:1", "[::1", "a b", f"evil:{10**6}", ""):
+                 f"127.0.0.1:{gw.port}:1", "[::1", "a b", f"evil:{10**6}", "", "a/.localhost",
+                 "x.localhost@attacker.example", "[::1]x"):
         st, _, b = call(gw.port, "GET", "/v1/models", None, {"host": host})
         assert (st, error_of(b)) == (403, "host_not_allowed"), host
     # the refusal is logged like any other request

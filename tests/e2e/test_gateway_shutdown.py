@@ -239,7 +239,8 @@ def test_unread_stderr_never_blocks_requests(tmp_path):
                              if l.startswith("sipp_log_dropped_lines_total ")))
         body = {"model": "local", "prompt": "Hi", "max_tokens": 2}
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        c.request("POST", "/v1/query", body=json.dumps(body))
+        c.request("POST", "/v1/query", body=json.dumps(body),
+                  headers={"content-type": "application/json"})
         assert c.getresponse().status == 200
         c.close()
         rss = int(next(l.split()[1] for l in open(f"/proc/{proc.pid}/status")
