@@ -11,10 +11,13 @@
  *
  * Security invariants: the password is read once from admin_password_env and kept only as a
  * SHA-256 digest, compared in constant time; a failed login is logged without the attempt and
- * logins are throttled (20 a minute). The session is a random 256-bit token in an HttpOnly,
- * SameSite=Strict cookie scoped to the admin path; every POST needs `x-sipp-admin-csrf`: any
- * value for login (a custom header cannot be sent cross-site without a CORS preflight, which
- * the gateway never grants), the session's own random CSRF token for everything else. Nothing
+ * logins are throttled (20 a minute per client address, IPv6 per /64, in a table of 1024
+ * addresses: one address cannot lock the others out). The session is a random 256-bit token
+ * in an HttpOnly, SameSite=Strict cookie scoped to the admin path; every POST needs
+ * `x-sipp-admin-csrf`: any value for login (a custom header cannot be sent cross-site without
+ * a CORS preflight, which the gateway never grants), the session's own random CSRF token for
+ * everything else; and a JSON Content-Type (415 otherwise). Host and Origin are checked before
+ * any of this, on every route of the management listener (sipp__gw_browser_check). Nothing
  * rendered comes from a secret: callers and targets by name and type only (no env var names,
  * no URLs). Every answer carries a strict CSP (no inline script, no third-party origin).
  *
@@ -86,7 +89,7 @@ gw_admin *sipp__gw_admin_new(sipp__gw *gw) {
     if (!a) return NULL;
     a->gw = gw;
     SHA256((const unsigned char *)pw, strlen(pw), a->pw_digest);
-    a->login_limit = sipp__gw_limiter_new(16);
+    a->login_limit = sipp__gw_limiter_new(1024);
     a->by_target = calloc(gw->n_targets + 1, sizeof *a->by_target);
     a->by_caller = calloc(gw->n_callers + 1, sizeof *a->by_caller);
     if (!a->login_limit || !a->by_target || !a->by_caller) {
@@ -252,9 +255,24 @@ static void cookie_header(gw_admin *a, const char *token, int max_age, char *buf
              a->gw->cfg.routes[SIPP__GW_R_ADMIN], max_age);
 }
 
+/* The client address as logged, and the login throttle's key for it: the address itself, or
+ * for IPv6 its /64 (one host usually holds a whole /64 and could rotate through it). */
+static void login_who(gw_admin *a, sipp__httpd_req *http, char *addr, size_t acap, char *key,
+                      size_t kcap) {
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    sipp__gw_ip ip = sipp__gw_request_ip(a->gw, http);
+    sipp__gw_ip_format(&ip, addr, acap);
+    if (memcmp(ip.b, mapped, sizeof mapped) != 0) memset(ip.b + 8, 0, 8);
+    char net[64];
+    sipp__gw_ip_format(&ip, net, sizeof net);
+    snprintf(key, kcap, "login:%s", net);
+}
+
 static void do_login(gw_admin *a, sipp__httpd_req *http) {
     uint32_t wait = 0;
-    if (!sipp__gw_limiter_take(a->login_limit, "login", (sipp__gw_rate){20, 0},
+    char addr[64], key[80];
+    login_who(a, http, addr, sizeof addr, key, sizeof key);
+    if (!sipp__gw_limiter_take(a->login_limit, key, (sipp__gw_rate){20, 0},
                                (sipp__gw_rate){0, 0}, sipp__gw_now(), &wait)) {
         send_error(http, 429, "rate_limited", "too many login attempts; wait a minute");
         return;
@@ -274,7 +292,7 @@ static void do_login(gw_admin *a, sipp__httpd_req *http) {
     bool ok = sipp__gw_digest_equal(d, a->pw_digest);
     explicit_bzero(d, sizeof d);
     if (!ok) {
-        json_t *x = json_pack("{s:s}", "client_ip", sipp__httpd_peer(http));
+        json_t *x = json_pack("{s:s}", "client_ip", addr);
         sipp__gw_log("warn", "admin login failed", x);
         json_decref(x);
         send_error(http, 401, "authentication", "wrong password");
@@ -539,6 +557,11 @@ void sipp__gw_admin_handle(sipp__gw *gw, sipp__httpd_req *http) {
         const char *why;
         if (sipp__httpd_rejected(http, &why)) {
             send_error(http, 400, "invalid_json", why);
+            return;
+        }
+        if (!sipp__gw_is_json_type(sipp__httpd_header_get(http, "content-type"))) {
+            send_error(http, 415, "unsupported_media_type",
+                       "the body must be sent with 'Content-Type: application/json'");
             return;
         }
     }

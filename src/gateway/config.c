@@ -336,6 +336,39 @@ static bool valid_name(const char *s) {
     return true;
 }
 
+/* An allowed_hosts entry: "*", a DNS name or IPv4 address ([A-Za-z0-9._-]), or a bracketed
+ * IPv6 address; never a scheme, a port or a path. */
+static bool host_name_ok(const char *s) {
+    size_t n = strlen(s);
+    if (strcmp(s, "*") == 0) return true;
+    if (n == 0 || n > 253) return false;
+    if (s[0] == '[') {
+        if (n < 3 || s[n - 1] != ']') return false;
+        for (size_t i = 1; i + 1 < n; i++)
+            if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
+                  (s[i] >= 'A' && s[i] <= 'F') || s[i] == ':' || s[i] == '.'))
+                return false;
+        return true;
+    }
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '-' || *p == '_'))
+            return false;
+    return true;
+}
+
+/* An HTTP header name as a front would set it: letters, digits and '-' (a subset of RFC 9110's
+ * token), at most 64 characters. */
+static bool header_name_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 64) return false;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-'))
+            return false;
+    return true;
+}
+
 static bool valid_env_name(const char *s) {
     if (!(*s == '_' || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z'))) return false;
     for (const char *p = s; *p; p++)
@@ -665,7 +698,15 @@ int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__
             ok = get_u64(&c, n, k, 1024, 1u << 30, &cfg->max_request_bytes);
         else if (strcmp(k, "allowed_origins") == 0)
             ok = get_strv(&c, n, k, &cfg->allowed_origins, &cfg->n_allowed_origins);
-        else if (strcmp(k, "admin_password_env") == 0)
+        else if (strcmp(k, "allowed_hosts") == 0) {
+            ok = get_strv(&c, n, k, &cfg->allowed_hosts, &cfg->n_allowed_hosts);
+            for (size_t j = 0; ok && j < cfg->n_allowed_hosts; j++)
+                if (!host_name_ok(cfg->allowed_hosts[j]))
+                    ok = fail(&c, n->line,
+                              "key 'allowed_hosts': '%s' must be a host name or address without "
+                              "scheme or port (gw.example, 10.0.0.5, [fd00::1]) or \"*\"",
+                              cfg->allowed_hosts[j]);
+        }        else if (strcmp(k, "admin_password_env") == 0)
             ok = get_str(&c, n, k, &cfg->admin_password_env);
         else if (strcmp(k, "max_concurrent_requests") == 0)
             ok = get_u32(&c, n, k, 1, 100000, &cfg->max_concurrent_requests);
@@ -693,7 +734,19 @@ int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__
             ok = parse_routes(&c, n, cfg, route_lines);
         else if (strcmp(k, "security") == 0)
             ok = parse_security(&c, n, cfg);
-        else if (strcmp(k, "redis") == 0) {
+        else if (strcmp(k, "cache") == 0) {
+            ok = want(&c, n, "cache", SIPP__TOML_TABLE, "a table");
+            for (size_t j = 0; ok && j < n->n_items; j++) {
+                const sipp__toml_node *m = &n->items[j];
+                if (strcmp(m->key, "scope_header") == 0) {
+                    ok = get_str(&c, m, "cache.scope_header", &cfg->cache_scope_header);
+                    if (ok && !header_name_ok(cfg->cache_scope_header))
+                        ok = fail(&c, m->line, "key 'cache.scope_header' must be an HTTP header "
+                                  "name (letters, digits and -, at most 64 characters)");
+                } else
+                    ok = unknown(&c, m, "cache");
+            }
+        } else if (strcmp(k, "redis") == 0) {
             ok = want(&c, n, "redis", SIPP__TOML_TABLE, "a table");
             for (size_t j = 0; ok && j < n->n_items; j++) {
                 const sipp__toml_node *m = &n->items[j];
@@ -803,6 +856,8 @@ void sipp__gw_config_free(sipp__gw_config *cfg) {
     free(cfg->public_bind);
     free(cfg->management_bind);
     free_strv(cfg->allowed_origins, cfg->n_allowed_origins);
+    free_strv(cfg->allowed_hosts, cfg->n_allowed_hosts);
+    free(cfg->cache_scope_header);
     free(cfg->admin_password_env);
     for (size_t r = 0; r < SIPP__GW_N_ROUTES; r++) free(cfg->routes[r]);
     free_strv(cfg->trusted_proxy_cidrs, cfg->n_trusted_proxy_cidrs);

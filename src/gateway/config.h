@@ -128,6 +128,10 @@ typedef struct sipp__gw_config {
     uint64_t max_request_bytes;
     char **allowed_origins;
     size_t n_allowed_origins;
+    /* Host names (no port) a request's Host header may name besides the built-in loopback
+     * ones; "*" = any. Checked on loopback binds always, on other binds only when set. */
+    char **allowed_hosts;
+    size_t n_allowed_hosts;
     char *admin_password_env;
     uint32_t max_concurrent_requests; /* 0 = no limit */
     uint32_t sse_heartbeat_seconds;
@@ -150,6 +154,9 @@ typedef struct sipp__gw_config {
     size_t n_ip_blocklist;
     bool rate_limit_enabled;
     uint32_t rate_limit_rpm, rate_limit_burst, rate_limit_tpm;
+
+    /* [cache] */
+    char *cache_scope_header; /* header naming the end user (set by a trusted front), or NULL */
 
     /* [redis] (redis_url NULL = limits in memory) */
     char *redis_url;

@@ -4,8 +4,9 @@
  * Every public request goes through the phases in the protocol's order, each one a function
  * that either passes or answers with an error:
  *
- *   blocklist -> rate limit (client IP) -> auth (bearer; then the caller's own limits) ->
- *   decode (413, framing, JSON depth, shape) -> authorize (caller's target list) ->
+ *   blocklist -> Host and Origin (browsers, see "requests from browsers") -> rate limit
+ *   (client IP) -> auth (bearer; then the caller's own limits) -> decode (413, framing,
+ *   Content-Type, JSON depth, shape) -> authorize (caller's target list) ->
  *   resolve (target) -> validate (ranges, unknown and local-only keys, capability) ->
  *   admission (global and per-caller concurrency) -> execute -> stream -> log
  *
@@ -58,6 +59,9 @@ static const struct {
     [GW_METHOD_NOT_ALLOWED] = {"method_not_allowed", 405, "invalid_request_error"},
     [GW_NOT_FOUND] = {"not_found", 404, "not_found_error"},
     [GW_UNAVAILABLE] = {"unavailable", 503, "unavailable_error"},
+    [GW_HOST_NOT_ALLOWED] = {"host_not_allowed", 403, "permission_error"},
+    [GW_ORIGIN_NOT_ALLOWED] = {"origin_not_allowed", 403, "permission_error"},
+    [GW_UNSUPPORTED_MEDIA_TYPE] = {"unsupported_media_type", 415, "invalid_request_error"},
 };
 
 const char *sipp__gw_code_name(gw_code c) { return c < GW_N_CODES ? CODES[c].name : "internal"; }
@@ -557,6 +561,11 @@ static bool phase_decode(gw_req *r) {
         return fail_with(r, GW_PAYLOAD_TOO_LARGE, NULL, "the request body is larger than %llu bytes",
                          (unsigned long long)r->gw->cfg.max_request_bytes);
     if (rej) return fail_with(r, GW_INVALID_JSON, NULL, "%s", why);
+    /* Only JSON: a browser sends text/plain, form and header-less bodies cross-site without a
+     * CORS preflight, application/json never. */
+    if (!sipp__gw_is_json_type(sipp__httpd_header_get(r->http, "content-type")))
+        return fail_with(r, GW_UNSUPPORTED_MEDIA_TYPE, NULL,
+                         "the body must be sent with 'Content-Type: application/json'");
     size_t len;
     const char *body = sipp__httpd_body(r->http, &len);
     char msg[256], param[64];
@@ -663,11 +672,28 @@ static sipp_status submit_text(gw_req *r, sipp_error *err) {
     tp.stop = c->stop;
     tp.n_stop = c->n_stop;
     tp.request_id = r->id; /* providers get the same x-request-id as the caller */
+    char scope[200];
     if (t->cfg->type == SIPP__GW_LOCAL) {
         /* Prefix reuse per caller, never across callers: one workflow key per caller, scoped
-         * by the caller's name (the engine keys KV state by scope + key). */
-        tp.cache_scope = caller_name(r);
-        tp.context_key = "gateway";
+         * by the caller's name (the engine keys KV state by scope + key). With
+         * cache.scope_header, per end user: the scope is "<caller> <SHA-256 of the header>"
+         * (caller names have no spaces, so no scope collides with another caller's; the
+         * digest keeps user ids out of snapshot files). Without the header: no key, so the
+         * request reuses nothing and leaves nothing for others. */
+        const char *hdr = r->gw->cfg.cache_scope_header;
+        const char *who = hdr ? sipp__httpd_header_get(r->http, hdr) : NULL;
+        if (!hdr) {
+            tp.cache_scope = caller_name(r);
+            tp.context_key = "gateway";
+        } else if (who && *who) {
+            uint8_t d[32];
+            SHA256((const unsigned char *)who, strlen(who), d);
+            int n = snprintf(scope, sizeof scope, "%s ", caller_name(r));
+            for (size_t i = 0; i < sizeof d && n > 0 && (size_t)n + 2 < sizeof scope; i++)
+                n += snprintf(scope + n, sizeof scope - (size_t)n, "%02x", d[i]);
+            tp.cache_scope = scope;
+            tp.context_key = "gateway";
+        }
         tp.ignore_eos = t->cfg->runtime.ignore_eos;
     }
     return c->op == GW_OP_CHAT ? sipp_chat(t->ep, c->messages, c->n_messages, &tp, &r->run, err)
@@ -1047,14 +1073,53 @@ static void answer_models(gw_req *r) {
     respond_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
-/* ---- the public listener ------------------------------------------------------------------------- */
+/* ---- requests from browsers: Host and Origin ---------------------------------------------------
+ *
+ * A page the user visits can send requests to a gateway on the user's loopback or LAN; CORS only
+ * stops it from reading most answers, not from causing effects. Two tricks matter:
+ *  - DNS rebinding: the page's own name is re-resolved to 127.0.0.1, so its requests are
+ *    same-origin for the browser and carry `Host: attacker.example`. Refused by the Host rule
+ *    of browser.c (on loopback binds, or whenever allowed_hosts is set).
+ *  - plain cross-site requests (forms, `fetch` with a "simple" content type): they carry an
+ *    Origin. A present Origin must be in allowed_origins or be the listener's own origin (the
+ *    admin page posting to its own API); `null` and any other value are refused on every route.
+ * Clients that are not browsers send no Origin and a Host naming what they connected to. */
 
-static const char *allowed_origin(sipp__gw *gw, const char *origin) {
-    if (!origin) return NULL;
+gw_code sipp__gw_browser_check(sipp__gw *gw, int which, sipp__httpd_req *http,
+                               const char **listed) {
+    if (listed) *listed = NULL;
+    const char *host = sipp__httpd_header_get(http, "host");
+    if (!sipp__gw_host_ok(&gw->hosts[which], host)) return GW_HOST_NOT_ALLOWED;
+    const char *origin = sipp__httpd_header_get(http, "origin");
+    if (!origin) return GW_OK;
     for (size_t i = 0; i < gw->cfg.n_allowed_origins; i++)
-        if (strcmp(gw->cfg.allowed_origins[i], origin) == 0) return gw->cfg.allowed_origins[i];
-    return NULL;
+        if (strcmp(gw->cfg.allowed_origins[i], origin) == 0) {
+            if (listed) *listed = gw->cfg.allowed_origins[i];
+            return GW_OK;
+        }
+    return sipp__gw_same_origin(origin, host) ? GW_OK : GW_ORIGIN_NOT_ALLOWED;
 }
+
+const char *sipp__gw_browser_message(gw_code c) {
+    return c == GW_HOST_NOT_ALLOWED
+               ? "the Host header names neither this gateway's address nor localhost (DNS "
+                 "rebinding?); list the name in allowed_hosts to serve it"
+               : "this Origin is not in allowed_origins";
+}
+
+sipp__gw_ip sipp__gw_request_ip(sipp__gw *gw, sipp__httpd_req *http) {
+    sipp__gw_ip peer;
+    if (!sipp__gw_ip_parse(sipp__httpd_peer(http), &peer)) memset(&peer, 0, sizeof peer);
+    const char *fwd = gw->cfg.client_ip_source == SIPP__GW_IP_X_FORWARDED_FOR
+                          ? sipp__httpd_header_get(http, "x-forwarded-for")
+                      : gw->cfg.client_ip_source == SIPP__GW_IP_X_REAL_IP
+                          ? sipp__httpd_header_get(http, "x-real-ip")
+                          : NULL;
+    return sipp__gw_client_ip(&peer, fwd, gw->cfg.client_ip_source == SIPP__GW_IP_X_FORWARDED_FOR,
+                              gw->trusted, gw->n_trusted);
+}
+
+/* ---- the public listener ------------------------------------------------------------------------- */
 
 static void handle_public(sipp__httpd_req *http, void *ud) {
     sipp__gw *gw = ud;
@@ -1077,17 +1142,10 @@ static void handle_public(sipp__httpd_req *http, void *ud) {
     r->counted = true;
     make_request_id(r);
 
-    sipp__gw_ip peer, client;
-    if (!sipp__gw_ip_parse(sipp__httpd_peer(http), &peer)) memset(&peer, 0, sizeof peer);
-    const char *fwd = gw->cfg.client_ip_source == SIPP__GW_IP_X_FORWARDED_FOR
-                          ? sipp__httpd_header_get(http, "x-forwarded-for")
-                      : gw->cfg.client_ip_source == SIPP__GW_IP_X_REAL_IP
-                          ? sipp__httpd_header_get(http, "x-real-ip")
-                          : NULL;
-    client = sipp__gw_client_ip(&peer, fwd, gw->cfg.client_ip_source == SIPP__GW_IP_X_FORWARDED_FOR,
-                                gw->trusted, gw->n_trusted);
+    sipp__gw_ip client = sipp__gw_request_ip(gw, http);
     sipp__gw_ip_format(&client, r->client_ip, sizeof r->client_ip);
-    const char *origin = allowed_origin(gw, sipp__httpd_header_get(http, "origin"));
+    const char *origin = NULL;
+    gw_code browser = sipp__gw_browser_check(gw, GW_PUBLIC, http, &origin);
     if (origin) snprintf(r->origin, sizeof r->origin, "%s", origin);
 
     route_info ri;
@@ -1097,10 +1155,15 @@ static void handle_public(sipp__httpd_req *http, void *ud) {
         r->op = ri.op;
     }
     if (!phase_blocklist(r, &client)) goto done;
+    if (browser != GW_OK) {
+        fail_with(r, browser, NULL, "%s", sipp__gw_browser_message(browser));
+        goto done;
+    }
     if (strcmp(r->method, "OPTIONS") == 0 &&
         sipp__httpd_header_get(http, "access-control-request-method")) {
-        if (!origin) {
-            fail_with(r, GW_AUTHORIZATION, NULL, "this origin is not in allowed_origins");
+        if (!origin) { /* no Origin, or the listener's own: nothing to grant */
+            fail_with(r, GW_ORIGIN_NOT_ALLOWED, NULL, "%s",
+                      sipp__gw_browser_message(GW_ORIGIN_NOT_ALLOWED));
             goto done;
         }
         sipp__httpd_header h[] = {
@@ -1159,6 +1222,17 @@ static void handle_mgmt(sipp__httpd_req *http, void *ud) {
     const char *path = sipp__httpd_path(http);
     const char *method = sipp__httpd_method(http);
     sipp__httpd_header text = {"content-type", "text/plain; charset=utf-8"};
+    gw_code browser = sipp__gw_browser_check(gw, GW_MGMT, http, NULL);
+    if (browser != GW_OK) { /* every route: /metrics and the dashboard included */
+        json_t *e = json_pack("{s:{s:s, s:s}}", "error", "code", sipp__gw_code_name(browser),
+                              "message", sipp__gw_browser_message(browser));
+        char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+        json_decref(e);
+        sipp__httpd_header j = {"content-type", "application/json"};
+        sipp__httpd_respond(http, 403, &j, 1, s ? s : "", s ? strlen(s) : 0);
+        free(s);
+        return;
+    }
     int slot = -1;
     for (int s = SIPP__GW_R_HEALTHZ; s <= SIPP__GW_R_METRICS; s++)
         if (strcmp(gw->cfg.routes[s], path) == 0) slot = s;
@@ -1388,6 +1462,10 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
     }
     gw->n_trusted = c->n_trusted_proxy_cidrs;
     gw->n_blocklist = c->n_ip_blocklist;
+    sipp__gw_hosts_init(&gw->hosts[GW_PUBLIC], c->public_bind, c->allowed_hosts,
+                        c->n_allowed_hosts);
+    sipp__gw_hosts_init(&gw->hosts[GW_MGMT], c->management_bind, c->allowed_hosts,
+                        c->n_allowed_hosts);
 
     sipp_client_params cp = sipp_client_params_default();
     sipp_error err = sipp_error_default();

@@ -7,6 +7,7 @@
 #define SIPP_GATEWAY_INT_H
 
 #include "../http/http_server.h"
+#include "browser.h"
 #include "config.h"
 #include "gateway.h"
 #include "policy.h"
@@ -25,7 +26,8 @@ typedef enum gw_profile { GW_PROFILE_SIPP, GW_PROFILE_OPENAI } gw_profile;
 const char *sipp__gw_op_name(gw_op op);
 
 /* The error codes of the protocol's table (plus `not_found`, `method_not_allowed`,
- * `payload_too_large`, `unavailable` and `internal`). */
+ * `payload_too_large`, `unavailable`, `internal` and the browser refusals `host_not_allowed`,
+ * `origin_not_allowed` and `unsupported_media_type`). */
 typedef enum gw_code {
     GW_OK,
     GW_BLOCKED,
@@ -42,6 +44,9 @@ typedef enum gw_code {
     GW_METHOD_NOT_ALLOWED,
     GW_NOT_FOUND,
     GW_UNAVAILABLE,
+    GW_HOST_NOT_ALLOWED,
+    GW_ORIGIN_NOT_ALLOWED,
+    GW_UNSUPPORTED_MEDIA_TYPE,
     GW_N_CODES
 } gw_code;
 
@@ -162,6 +167,7 @@ struct sipp__gw {
     sipp__gw_admission admission;
     gw_metrics *metrics;
     sipp__httpd *public_srv, *mgmt_srv;
+    sipp__gw_hosts hosts[2]; /* the Host rule per listener (GW_PUBLIC, GW_MGMT) */
     pthread_t loader;
     bool loader_started;
     atomic_bool shutting_down;
@@ -169,6 +175,20 @@ struct sipp__gw {
 };
 
 double sipp__gw_now(void);
+
+/* ---- requests from browsers (gateway.c; docs/gateway.md "Browsers and DNS rebinding") ----- */
+
+enum { GW_PUBLIC, GW_MGMT };
+
+/* Host and Origin rules of listener `which`: GW_OK, GW_HOST_NOT_ALLOWED or
+ * GW_ORIGIN_NOT_ALLOWED. *listed (may be NULL) is set to the allowed_origins entry the Origin
+ * matched, else NULL (no Origin, or the listener's own origin). */
+gw_code sipp__gw_browser_check(sipp__gw *gw, int which, sipp__httpd_req *http,
+                               const char **listed);
+const char *sipp__gw_browser_message(gw_code c);
+/* The client address: the TCP peer, or the forwarded address when the peer is a trusted proxy
+ * ([security.client_ip]). */
+sipp__gw_ip sipp__gw_request_ip(sipp__gw *gw, sipp__httpd_req *http);
 
 /* ---- the admin dashboard (admin.c) ------------------------------------------------------- */
 

@@ -47,11 +47,12 @@ def toml_value(v):
 class Gateway:
     """A running sipp-gateway. `top` holds top-level TOML lines, `body` the tables."""
 
-    def __init__(self, tmp_path, body, top="", env=None, wait_ready=True, ports=None):
+    def __init__(self, tmp_path, body, top="", env=None, wait_ready=True, ports=None,
+                 bind="127.0.0.1"):
         self.port, self.mport = ports or (free_port(), free_port())
         self.config = tmp_path / f"gw-{self.port}.toml"
         self.config.write_text(
-            f'public_bind = "127.0.0.1:{self.port}"\nmanagement_bind = "127.0.0.1:{self.mport}"\n'
+            f'public_bind = "{bind}:{self.port}"\nmanagement_bind = "{bind}:{self.mport}"\n'
             + top + "\n" + body)
         self.log_path = tmp_path / f"gw-{self.port}.log"
         e = {k: v for k, v in os.environ.items() if not k.startswith("SIPP_")}

@@ -374,16 +374,16 @@ def raw(gw, data, wait=5.0):
 
 def test_conflicting_framing_rejected(gw):
     body = b'{"model":"local","prompt":"x"}'
-    req = (b"POST /v1/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + SECRET_A.encode() +
+    req = (b"POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + SECRET_A.encode() +
            b"\r\nX-Forwarded-For: 198.51.100.46\r\nContent-Length: %d\r\n"
            b"Transfer-Encoding: chunked\r\n\r\n" % len(body) + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
     out = raw(gw, req)
     assert out.startswith(b"HTTP/1.1 400"), out[:200]
-    req = (b"POST /v1/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + SECRET_A.encode() +
+    req = (b"POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + SECRET_A.encode() +
            b"\r\nX-Forwarded-For: 198.51.100.46\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nabcdefg")
     assert raw(gw, req).startswith(b"HTTP/1.1 400")
     # oversized headers are refused, not buffered
-    req = b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n"
+    req = b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n"
     out = raw(gw, req)
     assert out == b"" or out.split(b" ")[1] in (b"400", b"413", b"431"), out[:100]
 
@@ -504,9 +504,11 @@ def test_cors(gw):
     st, h, _ = gw.post("/v1/query", {"model": "story", "prompt": "a", "max_tokens": 1},
                        token=SECRET_A, headers={"origin": "https://app.example", **ip(71)})
     assert st == 200 and h["access-control-allow-origin"] == "https://app.example"
-    st, h, _ = gw.post("/v1/query", {"model": "story", "prompt": "a", "max_tokens": 1},
+    # an origin not in the list is refused, not just denied the CORS headers
+    # (test_gateway_browser_attacks.py has the rest)
+    st, h, b = gw.post("/v1/query", {"model": "story", "prompt": "a", "max_tokens": 1},
                        token=SECRET_A, headers={"origin": "https://app.example.evil", **ip(71)})
-    assert st == 200 and "access-control-allow-origin" not in h
+    assert (st, error_of(b)) == (403, "origin_not_allowed") and "access-control-allow-origin" not in h
 
 
 # ---- metrics and logs -------------------------------------------------------------------------
@@ -631,7 +633,8 @@ def test_concurrency_limit_and_disconnect_cancels(tmp_path):
         # a finite request whose client goes away is cancelled too
         c = g.conn()
         c.request("POST", "/v1/query", body=json.dumps({"model": "local", "prompt": "Once",
-                  "max_tokens": 100000}), headers={"authorization": "Bearer " + SECRET_A})
+                  "max_tokens": 100000}), headers={"authorization": "Bearer " + SECRET_A,
+                                                   "content-type": "application/json"})
         assert g.wait_metric("sipp_engine_running", lambda v: v == 1, target="local") == 1
         c.sock.shutdown(socket.SHUT_RDWR)
         c.close()
@@ -653,7 +656,7 @@ def test_slow_reader_is_cut_and_engine_goes_on(tmp_path):
         s.connect(("127.0.0.1", g.port))
         body = json.dumps({"model": "local", "prompt": "Once upon a time", "max_tokens": 100000,
                            "stream": True}).encode()
-        s.sendall(b"POST /v1/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + SECRET_A.encode()
+        s.sendall(b"POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + SECRET_A.encode()
                   + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
         # never read: the socket buffers fill, then the run's buffer, then the sequence pauses
         assert g.wait_metric("sipp_engine_running", lambda v: v == 1, target="local") == 1
@@ -672,7 +675,7 @@ def test_slowloris_closed_by_header_deadline(tmp_path):
     g = Gateway(tmp_path, story_target(), top="header_timeout_seconds = 1\nidle_timeout_seconds = 30\n")
     try:
         s = socket.create_connection(("127.0.0.1", g.port), timeout=10)
-        s.sendall(b"POST /v1/query HTTP/1.1\r\nHost: x\r\n")
+        s.sendall(b"POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         # one header byte at a time keeps MHD's idle timer alive
         closed, took = drip_until_closed(s, b"X", 0.3)
         assert closed and took < 4
@@ -769,7 +772,7 @@ def test_sigterm_drains(tmp_path):
     assert next(frames)[0] == "token"
     c = g.conn()
     c.request("POST", "/v1/query", body=json.dumps({"model": "local", "prompt": "Once",
-              "max_tokens": 100000}))
+              "max_tokens": 100000}), headers={"content-type": "application/json"})
     assert g.wait_metric("sipp_engine_running", lambda v: v == 2, target="local") == 2
     t0 = time.time()
     g.proc.send_signal(signal.SIGTERM)
@@ -846,7 +849,7 @@ def test_slow_body_closed_by_body_deadline(hard):
     """F2: the headers arrive at once, the body one byte at a time: closed at body_timeout
     (1 s) however steadily the bytes come."""
     s = socket.create_connection(("127.0.0.1", hard.port), timeout=10)
-    s.sendall(b"POST /v1/query HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: 200\r\n\r\n")
+    s.sendall(b"POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH + b"Content-Length: 200\r\n\r\n")
     closed, took = drip_until_closed(s, b"{", 0.25)
     s.close()
     assert closed and took < 3.5
@@ -862,13 +865,13 @@ def test_header_limits(hard):
         b"".join(b"X%d: v\r\n" % i for i in range(5000)),                     # count
     ]
     for extra in cases:
-        out, _ = hraw(hard, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + AUTH + extra + b"\r\n")
+        out, _ = hraw(hard, b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH + extra + b"\r\n")
         assert statuses(out) == [431], out[:200]
         assert b'"header_too_large"' in out or b"Request Header Fields Too Large" in out
-    out, _ = hraw(hard, b"GET /v1/models?" + b"a" * 40000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    out, _ = hraw(hard, b"GET /v1/models?" + b"a" * 40000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert statuses(out) == [414], out[:200]
     # just under the limit is fine
-    out, _ = hraw(hard, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + AUTH + b"X-Ok: " + b"a" * 1500 +
+    out, _ = hraw(hard, b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH + b"X-Ok: " + b"a" * 1500 +
                   b"\r\nConnection: close\r\n\r\n")
     assert statuses(out) == [200], out[:200]
 
@@ -877,7 +880,7 @@ def test_framing_variants_refused(hard):
     """F5/F6: CL with TE, two differing Content-Lengths, TE other than exactly `chunked`:
     400 in the JSON envelope, and the connection is closed (no second request is read)."""
     chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(QUERY), QUERY)
-    follow = b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n"
+    follow = b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH + b"\r\n"
     for framing, body in [
         (b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n" % len(chunked), chunked),
         (b"Content-Length: %d\r\nContent-Length: %d\r\n" % (len(QUERY), len(QUERY) + 1), QUERY + b" "),
@@ -886,7 +889,7 @@ def test_framing_variants_refused(hard):
         (b"Transfer-Encoding: gzip, chunked\r\n", chunked),
         (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", chunked),
     ]:
-        out, took = hraw(hard, b"POST /v1/query HTTP/1.1\r\nHost: x\r\n" + AUTH + framing + b"\r\n" +
+        out, took = hraw(hard, b"POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH + framing + b"\r\n" +
                          body + follow)
         assert statuses(out) == [400], (framing, out[:300])
         assert b'"invalid_json"' in out and b"Connection: close" in out, out[:400]
@@ -894,7 +897,7 @@ def test_framing_variants_refused(hard):
     # a Content-Length that is not a number never reaches Sipp: libmicrohttpd answers 400 itself
     # (its 0.9.75 writes that status block twice) and closes; the next request is never read
     for cl in (b"-5", b"1e3", b"0x10", b"99999999999999999999999"):
-        out, took = hraw(hard, b"POST /v1/query HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: " +
+        out, took = hraw(hard, b"POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH + b"Content-Length: " +
                          cl + b"\r\n\r\n" + QUERY + follow)
         assert statuses(out) and set(statuses(out)) <= {400, 413}, (cl, out[:300])
         assert b"HTTP/1.1 200" not in out and took < 3, (cl, out[:300])
@@ -905,7 +908,7 @@ def test_malformed_chunked_bodies(hard):
     """F7: chunk-size overflow, a chunk size of 2^64-1, bad CRLF after a chunk, a missing last
     chunk, a 100 kB chunk extension: an error status or the body deadline closes it; never a
     crash, and the server goes on."""
-    head = b"POST /v1/query HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Transfer-Encoding: chunked\r\n\r\n"
+    head = b"POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH + b"Transfer-Encoding: chunked\r\n\r\n"
     for body, want in [
         (b"ffffffffffffffffffff\r\nhello\r\n0\r\n\r\n", {400, 413}),       # overflows 64 bits
         (b"5\r\nhelloXX0\r\n\r\n", {400}),                                  # no CRLF after data
@@ -924,11 +927,12 @@ def test_malformed_chunked_bodies(hard):
 def test_pipelining_and_keep_alive_after_an_error(hard):
     """F8: three pipelined requests get three answers in order; a request refused by the
     application (400 bad JSON) keeps the connection, the next one on it is served."""
-    get = b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n"
-    out, _ = hraw(hard, get + b"GET /v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n" +
+    get = b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH + b"\r\n"
+    out, _ = hraw(hard, get + b"GET /v1/nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" +
                   get.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
     assert statuses(out) == [200, 404, 200], out
-    bad = b"POST /v1/query HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: 9\r\n\r\n{not json"
+    bad = (b"POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH +
+           b"Content-Type: application/json\r\nContent-Length: 9\r\n\r\n{not json")
     out, _ = hraw(hard, bad + get.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
     assert statuses(out) == [400, 200], out
 
@@ -986,14 +990,14 @@ def test_connections_per_client_address_are_capped(hard):
         time.sleep(0.2)
         extra = socket.create_connection(("127.0.0.1", hard.port), timeout=2)
         try:
-            extra.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n")
+            extra.sendall(b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH + b"\r\n")
             assert extra.recv(1024) == b""
         except OSError:
             pass  # reset: refused the same way
         extra.close()
         held.pop().close()
         time.sleep(0.3)
-        out, _ = hraw(hard, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Connection: close\r\n\r\n")
+        out, _ = hraw(hard, b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH + b"Connection: close\r\n\r\n")
         assert statuses(out) == [200], out[:200]
     finally:
         for s in held:

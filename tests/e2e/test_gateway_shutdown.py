@@ -126,7 +126,7 @@ def test_sigterm_under_load_then_restart(tmp_path):
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.connect(("127.0.0.1", g.port))
     req = json.dumps({"model": "local", "prompt": "Never read", "max_tokens": 100000, "stream": True})
-    stalled.sendall(f"POST /v1/query HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+    stalled.sendall(f"POST /v1/query HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
                     f"content-length: {len(req)}\r\n\r\n{req}".encode())
 
     assert g.wait_metric("sipp_engine_running", lambda v: v == 4, timeout=20, target="local") == 4
@@ -239,7 +239,8 @@ def test_unread_stderr_never_blocks_requests(tmp_path):
                              if l.startswith("sipp_log_dropped_lines_total ")))
         body = {"model": "local", "prompt": "Hi", "max_tokens": 2}
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        c.request("POST", "/v1/query", body=json.dumps(body))
+        c.request("POST", "/v1/query", body=json.dumps(body),
+                  headers={"content-type": "application/json"})
         assert c.getresponse().status == 200
         c.close()
         rss = int(next(l.split()[1] for l in open(f"/proc/{proc.pid}/status")

@@ -40,9 +40,11 @@ static void test_full_config(void **state) {
         "management_bind = \"[::1]:9091\"\n"
         "max_request_bytes = 2048\n"
         "allowed_origins = [\"https://app.example\"]\n"
+        "allowed_hosts = [\"gw.example\", \"10.0.0.5\", \"[fd00::1]\"]\n"
         "max_concurrent_requests = 8\n"
         "sse_heartbeat_seconds = 5\n"
         "[routes]\nquery = \"/q\"\n"
+        "[cache]\nscope_header = \"X-Sipp-User\"\n"
         "[security.client_ip]\nsource = \"x_forwarded_for\"\ntrusted_proxy_cidrs = [\"10.0.0.0/8\"]\n"
         "[security.rate_limit]\nenabled = true\nrequests_per_minute = 60\nburst = 10\n"
         "[[targets]]\nname = \"local\"\ntype = \"local\"\nmodel = \"m.gguf\"\nbackend = \"cpu\"\n"
@@ -56,6 +58,9 @@ static void test_full_config(void **state) {
     assert_string_equal(cfg.management_bind, "[::1]:9091");
     assert_int_equal(cfg.max_request_bytes, 2048);
     assert_int_equal(cfg.n_allowed_origins, 1);
+    assert_int_equal(cfg.n_allowed_hosts, 3);
+    assert_string_equal(cfg.allowed_hosts[2], "[fd00::1]");
+    assert_string_equal(cfg.cache_scope_header, "X-Sipp-User");
     assert_string_equal(cfg.routes[SIPP__GW_R_QUERY], "/q");
     assert_string_equal(cfg.routes[SIPP__GW_R_CHAT], "/v1/chat");
     assert_int_equal(cfg.client_ip_source, SIPP__GW_IP_X_FORWARDED_FOR);
@@ -84,6 +89,8 @@ static void test_defaults(void **state) {
     assert_string_equal(cfg.targets[0].backend, "auto");
     assert_int_equal(cfg.targets[0].runtime.n_gpu_layers, -1);
     assert_true(cfg.targets[0].runtime.cache);
+    assert_int_equal(cfg.n_allowed_hosts, 0);
+    assert_null(cfg.cache_scope_header); /* one scope per caller */
     sipp__gw_config_free(&cfg);
 }
 
@@ -96,6 +103,7 @@ static void test_unknown_keys_name_key_and_line(void **state) {
     refused(TARGET "[security.rate_limit]\nrpm = 1\n", "unknown key 'security.rate_limit.rpm'");
     refused(TARGET "[[tokens]]\nenv = \"A\"\ncaller = \"a\"\nrole = \"x\"\n", "unknown key 'tokens.role'");
     refused(TARGET "[redis]\nhost = \"x\"\n", "unknown key 'redis.host'");
+    refused(TARGET "[cache]\nheader = \"x\"\n", "unknown key 'cache.header'");
     /* a key of another target type */
     refused("[[targets]]\nname = \"t\"\ntype = \"openai_compatible\"\nmodel = \"m\"\nbase_url = \"http://x\"\napi_key_env = \"K\"\n",
             "unknown key 'targets.api_key_env' for a target of type openai_compatible");
@@ -109,6 +117,19 @@ static void test_types_and_ranges(void **state) {
     refused("allowed_origins = \"https://a\"\n" TARGET, "must be an array of strings");
     refused("allowed_origins = [\"*\"]\n" TARGET, "exact origin");
     refused("allowed_origins = [\"https://a.example/\"]\n" TARGET, "exact origin");
+    /* allowed_hosts: names or addresses, never a scheme, a port or a path */
+    refused("allowed_hosts = \"gw.example\"\n" TARGET, "must be an array of strings");
+    refused("allowed_hosts = [\"gw.example:8080\"]\n" TARGET, "without scheme or port");
+    refused("allowed_hosts = [\"http://gw.example\"]\n" TARGET, "without scheme or port");
+    refused("allowed_hosts = [\"gw.example/x\"]\n" TARGET, "without scheme or port");
+    refused("allowed_hosts = [\"[::1]:80\"]\n" TARGET, "without scheme or port");
+    refused("allowed_hosts = [\"*.example\"]\n" TARGET, "without scheme or port");
+    /* the scope header: a plain header name */
+    refused("[cache]\nscope_header = \"x user\"\n" TARGET, "key 'cache.scope_header' must be an HTTP header name");
+    refused("[cache]\nscope_header = \"x:y\"\n" TARGET, "cache.scope_header");
+    refused("[cache]\nscope_header = \"\"\n" TARGET, "cache.scope_header");
+    refused("[cache]\nscope_header = 1\n" TARGET, "cache.scope_header");
+    refused("cache = 1\n" TARGET, "key 'cache' must be a table");
     refused(TARGET "[targets.runtime]\nn_parallel = 100000\n", "targets.runtime.n_parallel");
     refused(TARGET "backend = \"tpu\"\n", "auto, cpu, cuda or vulkan");
     /* the model pin: 64 hex digits, checked without reading the file */
