@@ -151,7 +151,6 @@ def test_short_redis_stall_does_not_switch_modes(tmp_path, redis):  # noqa: F811
             assert models(g) == 200  # timed out (50 ms): decided by the local table
         finally:
             os.kill(pid, signal.SIGCONT)
-        assert g.metric("sipp_rate_limit_fallback_total") == 1
         got = [models(g) for _ in range(3)]
         assert got[-1] == 429 and got.count(200) <= 2, got  # Redis's count, not "no limit"
         assert g.metric("sipp_rate_limit_fallback_active") == 0
