@@ -363,11 +363,36 @@ static void token_rates(gw_req *r, uint32_t *ip_tpm, uint32_t *caller_tpm) {
     pthread_rwlock_unlock(&gw->set_mu);
 }
 
+/* The prompt's tokens at one token per byte (there is no tokenizer before the run; byte-level
+ * tokenizers never make more tokens than bytes) plus an allowance for the template's and the
+ * model's own tokens. */
+static uint64_t prompt_estimate(const gw_call *c) {
+    uint64_t n = 16;
+    if (c->prompt) n += strlen(c->prompt);
+    for (size_t i = 0; i < c->n_messages; i++)
+        n += 8 + (c->messages[i].content ? strlen(c->messages[i].content) : 0);
+    for (size_t i = 0; i < c->n_inputs; i++) n += 4 + (c->inputs[i] ? strlen(c->inputs[i]) : 0);
+    return n;
+}
+
+/* Tokens a request may spend, reserved before it runs: its prompt estimate plus max_tokens (the
+ * engine's default when absent). A request that uses more is charged the rest as debt. */
+static uint64_t token_estimate(const gw_call *c) {
+    uint64_t n = prompt_estimate(c);
+    if (c->op != GW_OP_EMBED)
+        n += c->has_max_tokens ? (c->max_tokens > 1000000 ? 1000000 : (uint64_t)c->max_tokens)
+                               : sipp_text_params_default().max_tokens;
+    return n;
+}
+
 /* Gives back what the request reserved and did not use, or charges what it used beyond. */
 static void settle_tokens(gw_req *r) {
     uint32_t ip_tpm, caller_tpm;
     token_rates(r, &ip_tpm, &caller_tpm);
     uint64_t used = r->in_tok + r->out_tok;
+    /* A stream cut before its end (client gone, idle timeout) never got its usage: it is
+     * charged what it generated so far plus its prompt estimate, not refunded whole. */
+    if (r->call.stream && r->run && !r->ended) used += r->live_tokens + prompt_estimate(&r->call);
     if (ip_tpm) {
         char id[64];
         ip_rate_id(r, id, sizeof id);
@@ -595,22 +620,6 @@ static bool phase_validate(gw_req *r) {
         return fail_with(r, GW_INVALID_REQUEST, "model", "target '%s' has no chat template",
                          t->cfg->name);
     return true;
-}
-
-/* Tokens a request may spend, reserved before it runs: the prompt at one token per byte (there is
- * no tokenizer this early; byte-level tokenizers never make more tokens than bytes) plus an
- * allowance for the template's and the model's own tokens, plus max_tokens (the engine's default
- * when absent). A request that uses more is charged the rest as debt when it ends. */
-static uint64_t token_estimate(const gw_call *c) {
-    uint64_t n = 16;
-    if (c->prompt) n += strlen(c->prompt);
-    for (size_t i = 0; i < c->n_messages; i++)
-        n += 8 + (c->messages[i].content ? strlen(c->messages[i].content) : 0);
-    for (size_t i = 0; i < c->n_inputs; i++) n += 4 + (c->inputs[i] ? strlen(c->inputs[i]) : 0);
-    if (c->op != GW_OP_EMBED)
-        n += c->has_max_tokens ? (c->max_tokens > 1000000 ? 1000000 : (uint64_t)c->max_tokens)
-                               : sipp_text_params_default().max_tokens;
-    return n;
 }
 
 /* Reserves the request's tokens from the per-IP and the caller's token budgets, so parallel

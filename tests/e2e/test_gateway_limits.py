@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from gateway_util import Gateway, error_of, local_target, story_target
+from gateway_util import Gateway, Stream, error_of, local_target, story_target
 from conftest import STORY_MODEL
 from test_gateway_redis import redis, redis_cmd, redis_section, start_redis  # noqa: F401 (fixture)
 
@@ -94,6 +94,27 @@ def test_unused_reservation_comes_back(request, tmp_path, kind):
             st, _, b = g.post("/v1/query", Q, token=SECRET_B)
             assert st == 200, (i, b)
             assert b["usage"]["total_tokens"] < BUDGET / 3
+    finally:
+        g.stop()
+
+
+def test_a_cut_stream_is_charged(tmp_path):
+    """A stream the client hangs up on never reaches its usage. Refunding its whole reservation
+    would let a client spend without limit by hanging up before the end; it is charged what it
+    generated plus its prompt estimate instead."""
+    g = Gateway(tmp_path, EXACT + TOKENS, env=ENV)
+    try:
+        s = Stream(g, "/v1/query", {**Q, "max_tokens": 2000, "stream": True}, token=SECRET_B)
+        assert s.status == 200
+        for event, _, _ in s.frames():
+            if event == "token":
+                break
+        s.close()
+        assert g.wait_metric("sipp_requests_total", lambda v: v >= 1, timeout=20,
+                             operation="query", target="story", status="2xx") == 1
+        # this one reserves 16 + 16 + 58 = 90 of the 100: it fits only if the cut stream was free
+        st, h, b = g.post("/v1/query", {**Q, "max_tokens": 58}, token=SECRET_B)
+        assert (st, error_of(b)) == (429, "rate_limited") and int(h["retry-after"]) >= 1, b
     finally:
         g.stop()
 
