@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from gateway_util import Gateway, Stream, error_of, local_target, story_target
+from gateway_util import Gateway, Stream, error_of, local_target, prom_ok, story_target
 from conftest import STORY_MODEL
 from test_gateway_redis import redis, redis_cmd, redis_section, start_redis  # noqa: F401 (fixture)
 
@@ -142,6 +142,9 @@ def test_redis_down_falls_back_to_local_limits(tmp_path):
         assert got == [200, 200, 200, 429, 429, 429], got  # limited, by this process alone
         assert g.metric("sipp_rate_limit_fallback_active") == 1
         assert g.metric("sipp_rate_limit_fallback_total") >= 6
+        typed = prom_ok(g.metrics())
+        assert typed["sipp_rate_limit_fallback_active"] == "gauge"
+        assert typed["sipp_rate_limit_fallback_total"] == "counter"
         lines = fallback_lines(g)
         assert [(l["msg"].split(":")[0], l["mode"], l["on_error"]) for l in lines] == [
             ("redis unreachable", "local", "open")], lines  # one line, not one per request
