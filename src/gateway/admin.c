@@ -372,7 +372,7 @@ static json_t *settings_json(sipp__gw *gw) {
                           (json_int_t)gw->cfg.rate_limit_rpm, "burst",
                           (json_int_t)gw->cfg.rate_limit_burst, "tokens_per_minute",
                           (json_int_t)gw->cfg.rate_limit_tpm, "callers", callers, "ip_blocklist",
-                          block, "redis", gw->redis != NULL);
+                          block, "redis", gw->cfg.redis_url != NULL);
     pthread_rwlock_unlock(&gw->set_mu);
     json_object_set_new(o, "max_concurrent_requests",
                         json_integer(sipp__gw_admission_global_max(&gw->admission)));

@@ -8,13 +8,13 @@
  *   (client IP) -> auth (bearer; then the caller's own limits) -> decode (413, framing,
  *   Content-Type, JSON depth, shape) -> authorize (caller's target list) ->
  *   resolve (target) -> validate (ranges, unknown and local-only keys, capability) ->
- *   admission (global and per-caller concurrency) -> execute -> stream -> log
+ *   admission (token reservation, global and per-caller concurrency) -> execute -> stream -> log
  *
  * A request runs on its connection's thread (see src/http/http_server.c for the threading
  * model). Finite requests wait on their run there in 20 ms slices, watching for a client
  * hang-up and shutdown; streams hand a pull function to the HTTP layer which does the same
  * between events. Whatever ends a request (answer sent, client gone, idle timeout, shutdown)
- * reaches finish(), which releases the admission permit, charges tokens to the rate limits,
+ * reaches finish(), which releases the admission permit, settles the token reservations,
  * records metrics and writes the log line, exactly once.
  *
  * Secrets: bearer secrets are read from their env vars once at start and kept only as SHA-256
@@ -247,6 +247,7 @@ typedef struct gw_req {
     gw_code code;
     uint32_t retry_after;
     uint64_t in_tok, out_tok;
+    sipp__gw_hold hold[SIPP__GW_N_SCOPES]; /* tokens reserved at admission, settled by finish */
     /* execution */
     sipp_run *run;
     double first_token, last_token;
@@ -349,40 +350,64 @@ __attribute__((format(printf, 4, 5))) static bool fail_with(gw_req *r, gw_code c
     return false;
 }
 
-/* ---- the rate-limit store: memory or Redis ------------------------------------------------------ */
+/* ---- rate limits: keys and token reservations ------------------------------------------------ */
 
-static void redis_failed(sipp__gw *gw) {
-    unsigned long n = atomic_fetch_add(&gw->redis_errors, 1) + 1;
-    long now = (long)sipp__gw_now(), last = atomic_load(&gw->redis_logged_s);
-    if (last && now - last < 5) return; /* one line per 5 s at most */
-    if (!atomic_compare_exchange_strong(&gw->redis_logged_s, &last, now ? now : 1)) return;
-    json_t *x = json_pack("{s:I, s:s}", "redis_errors", (json_int_t)n, "on_error",
-                          gw->cfg.redis_fail_closed ? "closed" : "open");
-    sipp__gw_log("error",
-                 gw->cfg.redis_fail_closed
-                     ? "redis unreachable: rate-limited requests are refused with 503"
-                     : "redis unreachable: rate limits are not enforced until it answers",
-                 x);
-    json_decref(x);
+/* The per-IP limits' key: the address, or its /64 for IPv6 (policy.h). */
+static void ip_rate_id(const gw_req *r, char *buf, size_t cap) {
+    sipp__gw_ip ip;
+    if (!sipp__gw_ip_parse(r->client_ip, &ip)) memset(&ip, 0, sizeof ip);
+    sipp__gw_ip_rate_key(&ip, buf, cap);
 }
 
-/* 1 = allowed, 0 = refused (*wait set), -1 = the store is down and on_error is closed. */
-static int limit_take(sipp__gw *gw, const char *key, sipp__gw_rate req, sipp__gw_rate tok,
-                      uint32_t *wait) {
-    if (!gw->redis)
-        return sipp__gw_limiter_take(gw->limiter, key, req, tok, sipp__gw_now(), wait) ? 1 : 0;
-    int rc = sipp__gw_redis_take(gw->redis, key, req, tok, wait);
-    if (rc >= 0) return rc;
-    redis_failed(gw);
-    return gw->cfg.redis_fail_closed ? -1 : 1;
+/* The token budgets (per minute) that apply to this request now; 0 = none. */
+static void token_rates(gw_req *r, uint32_t *ip_tpm, uint32_t *caller_tpm) {
+    sipp__gw *gw = r->gw;
+    pthread_rwlock_rdlock(&gw->set_mu);
+    *ip_tpm = gw->cfg.rate_limit_enabled ? gw->cfg.rate_limit_tpm : 0;
+    *caller_tpm = r->caller >= 0 ? gw->cfg.tokens[r->caller].tokens_per_minute : 0;
+    pthread_rwlock_unlock(&gw->set_mu);
 }
 
-static void limit_charge(sipp__gw *gw, const char *key, sipp__gw_rate tok, uint64_t tokens) {
-    if (!gw->redis) {
-        sipp__gw_limiter_charge(gw->limiter, key, tok, tokens, sipp__gw_now());
-        return;
+/* The prompt's tokens at one token per byte (there is no tokenizer before the run; byte-level
+ * tokenizers never make more tokens than bytes) plus an allowance for the template's and the
+ * model's own tokens. */
+static uint64_t prompt_estimate(const gw_call *c) {
+    uint64_t n = 16;
+    if (c->prompt) n += strlen(c->prompt);
+    for (size_t i = 0; i < c->n_messages; i++)
+        n += 8 + (c->messages[i].content ? strlen(c->messages[i].content) : 0);
+    for (size_t i = 0; i < c->n_inputs; i++) n += 4 + (c->inputs[i] ? strlen(c->inputs[i]) : 0);
+    return n;
+}
+
+/* Tokens a request may spend, reserved before it runs: its prompt estimate plus max_tokens (the
+ * engine's default when absent). A request that uses more is charged the rest as debt. */
+static uint64_t token_estimate(const gw_call *c) {
+    uint64_t n = prompt_estimate(c);
+    if (c->op != GW_OP_EMBED)
+        n += c->has_max_tokens ? (c->max_tokens > 1000000 ? 1000000 : (uint64_t)c->max_tokens)
+                               : sipp_text_params_default().max_tokens;
+    return n;
+}
+
+/* Gives back what the request reserved and did not use, or charges what it used beyond. */
+static void settle_tokens(gw_req *r) {
+    uint32_t ip_tpm, caller_tpm;
+    token_rates(r, &ip_tpm, &caller_tpm);
+    uint64_t used = r->in_tok + r->out_tok;
+    /* A stream cut before its end (client gone, idle timeout) never got its usage: it is
+     * charged what it generated so far plus its prompt estimate, not refunded whole. */
+    if (r->call.stream && r->run && !r->ended) used += r->live_tokens + prompt_estimate(&r->call);
+    if (ip_tpm) {
+        char id[64];
+        ip_rate_id(r, id, sizeof id);
+        sipp__gw_limits_settle(r->gw->limits, SIPP__GW_SCOPE_IP, id, (sipp__gw_rate){ip_tpm, 0},
+                               &r->hold[SIPP__GW_SCOPE_IP], used);
     }
-    if (sipp__gw_redis_charge(gw->redis, key, tok, tokens) < 0) redis_failed(gw);
+    if (caller_tpm)
+        sipp__gw_limits_settle(r->gw->limits, SIPP__GW_SCOPE_CALLER, caller_name(r),
+                               (sipp__gw_rate){caller_tpm, 0}, &r->hold[SIPP__GW_SCOPE_CALLER],
+                               used);
 }
 
 /* ---- finish: permits, limits, metrics, log ---------------------------------------------------- */
@@ -392,23 +417,7 @@ static void finish(gw_req *r) {
     double t = sipp__gw_now();
     if (r->permit) sipp__gw_admission_release(&gw->admission, r->caller >= 0 ? (size_t)r->caller
                                                                              : SIZE_MAX);
-    uint64_t total = r->in_tok + r->out_tok;
-    if (total) {
-        pthread_rwlock_rdlock(&gw->set_mu);
-        uint32_t ip_tpm = gw->cfg.rate_limit_enabled ? gw->cfg.rate_limit_tpm : 0;
-        uint32_t caller_tpm = r->caller >= 0 ? gw->cfg.tokens[r->caller].tokens_per_minute : 0;
-        pthread_rwlock_unlock(&gw->set_mu);
-        if (ip_tpm) {
-            char key[96];
-            snprintf(key, sizeof key, "ip:%s", r->client_ip);
-            limit_charge(gw, key, (sipp__gw_rate){ip_tpm, 0}, total);
-        }
-        if (caller_tpm) {
-            char key[160];
-            snprintf(key, sizeof key, "caller:%s", caller_name(r));
-            limit_charge(gw, key, (sipp__gw_rate){caller_tpm, 0}, total);
-        }
-    }
+    settle_tokens(r);
     if (gw->admin && r->op != GW_N_OPS) {
         gw_done d = {.caller = r->caller, .target = r->target, .op = r->op, .status = r->status,
                      .code = r->code, .latency_ms = (t - r->t0) * 1000.0,
@@ -493,10 +502,10 @@ static bool phase_rate_limit_ip(gw_req *r) {
     sipp__gw_rate req = {c->rate_limit_rpm, c->rate_limit_burst}, tok = {c->rate_limit_tpm, 0};
     pthread_rwlock_unlock(&r->gw->set_mu);
     if (!on) return true;
-    char key[96];
-    snprintf(key, sizeof key, "ip:%s", r->client_ip);
+    char id[64];
+    ip_rate_id(r, id, sizeof id);
     uint32_t wait = 0;
-    int rc = limit_take(r->gw, key, req, tok, &wait);
+    int rc = sipp__gw_limits_take(r->gw->limits, SIPP__GW_SCOPE_IP, id, req, tok, &wait);
     if (rc < 0) return store_down(r);
     if (rc == 0) {
         r->retry_after = wait;
@@ -540,10 +549,9 @@ static bool phase_auth(gw_req *r) {
     sipp__gw_rate req = {t->requests_per_minute, 0}, tpm = {t->tokens_per_minute, 0};
     pthread_rwlock_unlock(&gw->set_mu);
     if (req.per_minute || tpm.per_minute) {
-        char key[160];
-        snprintf(key, sizeof key, "caller:%s", t->caller);
         uint32_t wait = 0;
-        int rc = limit_take(gw, key, req, tpm, &wait);
+        int rc =
+            sipp__gw_limits_take(gw->limits, SIPP__GW_SCOPE_CALLER, t->caller, req, tpm, &wait);
         if (rc < 0) return store_down(r);
         if (rc == 0) {
             r->retry_after = wait;
@@ -637,7 +645,38 @@ static bool phase_validate(gw_req *r) {
     return true;
 }
 
+/* Reserves the request's tokens from the per-IP and the caller's token budgets, so parallel
+ * requests cannot all spend the same budget; finish() settles. */
+static bool phase_reserve(gw_req *r) {
+    uint32_t ip_tpm, caller_tpm;
+    token_rates(r, &ip_tpm, &caller_tpm);
+    if (!ip_tpm && !caller_tpm) return true;
+    uint64_t need = token_estimate(&r->call);
+    uint32_t wait = 0;
+    int rc = 1;
+    if (ip_tpm) {
+        char id[64];
+        ip_rate_id(r, id, sizeof id);
+        rc = sipp__gw_limits_reserve(r->gw->limits, SIPP__GW_SCOPE_IP, id,
+                                     (sipp__gw_rate){ip_tpm, 0}, need,
+                                     &r->hold[SIPP__GW_SCOPE_IP], &wait);
+    }
+    if (rc == 1 && caller_tpm)
+        rc = sipp__gw_limits_reserve(r->gw->limits, SIPP__GW_SCOPE_CALLER, caller_name(r),
+                                     (sipp__gw_rate){caller_tpm, 0}, need,
+                                     &r->hold[SIPP__GW_SCOPE_CALLER], &wait);
+    if (rc < 0) return store_down(r);
+    if (rc == 0) {
+        r->retry_after = wait;
+        return fail_with(r, GW_RATE_LIMITED, NULL,
+                         "token budget reached (this request reserves up to %llu tokens); retry "
+                         "in %u s", (unsigned long long)need, wait);
+    }
+    return true;
+}
+
 static bool phase_admission(gw_req *r) {
+    if (!phase_reserve(r)) return false;
     if (!sipp__gw_admission_acquire(&r->gw->admission,
                                     r->caller >= 0 ? (size_t)r->caller : SIZE_MAX)) {
         r->retry_after = 1;
@@ -1404,6 +1443,7 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
     sipp__gw_config *c = &gw->cfg;
     pthread_rwlock_init(&gw->set_mu, NULL);
     *out = gw;
+    sipp__gw_redis *redis = NULL;
     if (c->redis_url) {
         sipp__gw_redis_addr addr;
         char why[200];
@@ -1421,11 +1461,18 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
             }
         }
         /* Never connects here: a gateway starts while Redis is down (see redis.on_error). */
-        gw->redis = sipp__gw_redis_new(&addr, pw, c->redis_timeout_ms, c->redis_key_prefix);
-        if (!gw->redis) {
+        redis = sipp__gw_redis_new(&addr, pw, c->redis_timeout_ms, c->redis_key_prefix);
+        if (!redis) {
             snprintf(errbuf, errcap, "out of memory");
             return -1;
         }
+    }
+    /* Separate tables: 100k client addresses (LRU), and room for every caller so that no
+     * caller's state is ever evicted. */
+    gw->limits = sipp__gw_limits_new(redis, c->redis_fail_closed, 100000, c->n_tokens + 1);
+    if (!gw->limits) {
+        snprintf(errbuf, errcap, "out of memory");
+        return -1;
     }
 
     /* bearer secrets: read once, kept only as digests */
@@ -1452,9 +1499,8 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
     int arc = sipp__gw_admission_init(&gw->admission, c->max_concurrent_requests, caller_max,
                                       c->n_tokens);
     free(caller_max);
-    gw->limiter = sipp__gw_limiter_new(100000);
     gw->metrics = sipp__gw_metrics_new(c->n_targets);
-    if (arc != 0 || !gw->limiter || !gw->metrics ||
+    if (arc != 0 || !gw->metrics ||
         parse_cidrs(c->trusted_proxy_cidrs, c->n_trusted_proxy_cidrs, &gw->trusted) != 0 ||
         parse_cidrs(c->ip_blocklist, c->n_ip_blocklist, &gw->blocklist) != 0) {
         snprintf(errbuf, errcap, "out of memory");
@@ -1555,8 +1601,7 @@ void sipp__gw_free(sipp__gw *gw) {
     sipp__httpd_stop(gw->mgmt_srv);
     sipp_client_free(gw->client);
     if (gw->callers) sipp__gw_admission_destroy(&gw->admission);
-    sipp__gw_limiter_free(gw->limiter);
-    sipp__gw_redis_free(gw->redis);
+    sipp__gw_limits_free(gw->limits);
     sipp__gw_admin_free(gw->admin);
     pthread_rwlock_destroy(&gw->set_mu);
     sipp__gw_metrics_free(gw->metrics);

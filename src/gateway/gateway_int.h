@@ -152,9 +152,7 @@ typedef struct gw_admin gw_admin; /* admin.c */
 struct sipp__gw {
     sipp__gw_config cfg;
     pthread_rwlock_t set_mu;
-    sipp__gw_redis *redis; /* NULL: limits in memory */
-    atomic_ulong redis_errors;
-    atomic_long redis_logged_s; /* last "redis unreachable" log line, monotonic seconds */
+    sipp__gw_limits *limits; /* rate limits: in-process tables, Redis in front when configured */
     gw_admin *admin;        /* NULL: no admin_password_env or its variable is empty */
     sipp_client *client;
     gw_target *targets;
@@ -163,7 +161,6 @@ struct sipp__gw {
     size_t n_callers;
     sipp__gw_cidr *trusted, *blocklist;
     size_t n_trusted, n_blocklist;
-    sipp__gw_limiter *limiter;
     sipp__gw_admission admission;
     gw_metrics *metrics;
     sipp__httpd *public_srv, *mgmt_srv;

@@ -206,11 +206,24 @@ char *sipp__gw_metrics_render(gw_metrics *m, sipp__gw *gw) {
             "being read fast enough.\n# TYPE sipp_log_dropped_lines_total counter\n"
             "sipp_log_dropped_lines_total %lu\n",
         sipp__gw_log_dropped());
-    if (gw->redis)
+    sipp__gw_limits_stats ls;
+    sipp__gw_limits_get_stats(gw->limits, &ls);
+    if (ls.shared) {
         put(&o, "# HELP sipp_redis_errors_total Rate-limit operations that found Redis "
                 "unreachable or failing.\n# TYPE sipp_redis_errors_total counter\n"
-                "sipp_redis_errors_total %lu\n",
-            (unsigned long)atomic_load(&gw->redis_errors));
+                "sipp_redis_errors_total %llu\n",
+            (unsigned long long)ls.redis_errors);
+        put(&o, "# HELP sipp_rate_limit_fallback_total Rate-limit operations decided by this "
+                "process's own counters because Redis failed or was being skipped.\n"
+                "# TYPE sipp_rate_limit_fallback_total counter\nsipp_rate_limit_fallback_total "
+                "%llu\n",
+            (unsigned long long)ls.fallbacks);
+        put(&o, "# HELP sipp_rate_limit_fallback_active 1 while repeated Redis failures have "
+                "switched every rate-limit operation to this process's own counters.\n"
+                "# TYPE sipp_rate_limit_fallback_active gauge\nsipp_rate_limit_fallback_active "
+                "%d\n",
+            ls.local_mode ? 1 : 0);
+    }
     uint64_t queued = 0;
     sipp_engine_stats *st = calloc(gw->n_targets + 1, sizeof *st);
     bool *have = calloc(gw->n_targets + 1, sizeof *have);

@@ -1,12 +1,15 @@
 /*
  * policy.c — pure policy logic of the gateway (policy.h): addresses and CIDR ranges, the
- * token-bucket limiter and the admission counters.
+ * token-bucket limiter, the shared-store breaker and the admission counters.
  *
  * Limiter invariants: each key has a request bucket and a token bucket; levels refill at
  * per_minute/60 per second up to their burst and are updated lazily when the key is touched.
  * The request bucket never goes below zero (a refused request takes nothing); the token bucket
- * may (tokens are charged after the request ran). Entries live in a chained hash table bounded
- * by max_keys; one mutex guards it (each operation is O(1) and never blocks on I/O).
+ * may (a reservation larger than the bucket, or a request that used more than it reserved),
+ * down to ten minutes of refill. Entries live in a chained hash table (a power-of-two bucket
+ * array at least as large as max_keys, so chains stay short) and on one doubly-linked LRU list,
+ * newest first; a lookup moves its entry to the front and a new key past max_keys evicts the
+ * tail. One mutex per table guards both; every operation is O(1) and never blocks on I/O.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "policy.h"
@@ -16,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 /* ---- addresses ----------------------------------------------------------------------------- */
 
@@ -90,6 +94,18 @@ void sipp__gw_ip_format(const sipp__gw_ip *ip, char *buf, size_t cap) {
     snprintf(buf, cap, "%s", tmp);
 }
 
+void sipp__gw_ip_rate_key(const sipp__gw_ip *ip, char *buf, size_t cap) {
+    if (is_mapped_v4(ip)) {
+        sipp__gw_ip_format(ip, buf, cap);
+        return;
+    }
+    uint8_t net[16] = {0};
+    memcpy(net, ip->b, 8);
+    char tmp[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, net, tmp, sizeof tmp);
+    snprintf(buf, cap, "%s/64", tmp);
+}
+
 /* Copies one comma-separated item of `s` (trimmed) into buf; false if it does not fit. */
 static bool item(const char *s, size_t len, char *buf, size_t cap) {
     while (len && (*s == ' ' || *s == '\t')) s++, len--;
@@ -133,97 +149,132 @@ bool sipp__gw_digest_equal(const uint8_t a[32], const uint8_t b[32]) {
 /* ---- limiter ------------------------------------------------------------------------------ */
 
 typedef struct entry {
-    struct entry *next;
+    struct entry *hnext;         /* hash chain */
+    struct entry *newer, *older; /* LRU list */
     double req_level, tok_level, last_s;
+    bool has_req, has_tok; /* the bucket has been used (a level never used reads as full) */
     char key[];
 } entry;
 
-#define N_BUCKETS 4096
-
 struct sipp__gw_limiter {
     pthread_mutex_t mu;
-    entry *buckets[N_BUCKETS];
+    entry **buckets;
+    size_t mask;           /* bucket count - 1 (a power of two) */
+    entry *newest, *oldest;
     size_t n, max;
+    uint64_t seed;         /* per table: chains cannot be lined up by choosing keys */
 };
 
 sipp__gw_limiter *sipp__gw_limiter_new(size_t max_keys) {
     sipp__gw_limiter *l = calloc(1, sizeof *l);
     if (!l) return NULL;
-    pthread_mutex_init(&l->mu, NULL);
     l->max = max_keys ? max_keys : 1;
+    size_t nb = 16;
+    while (nb < l->max) nb *= 2;
+    l->buckets = calloc(nb, sizeof *l->buckets);
+    if (!l->buckets) {
+        free(l);
+        return NULL;
+    }
+    l->mask = nb - 1;
+    if (getrandom(&l->seed, sizeof l->seed, GRND_NONBLOCK) != (ssize_t)sizeof l->seed)
+        l->seed = (uint64_t)(uintptr_t)l * 0x9e3779b97f4a7c15ull;
+    pthread_mutex_init(&l->mu, NULL);
     return l;
 }
 
 void sipp__gw_limiter_free(sipp__gw_limiter *l) {
     if (!l) return;
-    for (size_t i = 0; i < N_BUCKETS; i++)
-        for (entry *e = l->buckets[i], *nx; e; e = nx) {
-            nx = e->next;
-            free(e);
-        }
+    for (entry *e = l->newest, *nx; e; e = nx) {
+        nx = e->older;
+        free(e);
+    }
+    free(l->buckets);
     pthread_mutex_destroy(&l->mu);
     free(l);
 }
 
-static size_t hash_key(const char *s) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+static size_t slot_of(const sipp__gw_limiter *l, const char *s) {
+    uint64_t h = 1469598103934665603ull ^ l->seed; /* FNV-1a, seeded */
     for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return (size_t)(h % N_BUCKETS);
+    return (size_t)(h ^ (h >> 32)) & l->mask;
 }
 
 static double cap_of(sipp__gw_rate r) { return r.burst ? r.burst : r.per_minute; }
 
-/* Drops entries idle for over a minute (their buckets are full again, so forgetting them
- * changes nothing); if none is that old, the oldest. Called with the lock held. */
-static void evict(sipp__gw_limiter *l, double now_s) {
-    entry **oldest = NULL;
-    for (size_t i = 0; i < N_BUCKETS; i++)
-        for (entry **pe = &l->buckets[i]; *pe;) {
-            if (now_s - (*pe)->last_s > 60.0 && (*pe)->tok_level >= 0) {
-                entry *dead = *pe;
-                *pe = dead->next;
-                free(dead);
-                l->n--;
-                continue;
-            }
-            if (!oldest || (*pe)->last_s < (*oldest)->last_s) oldest = pe;
-            pe = &(*pe)->next;
-        }
-    if (l->n >= l->max && oldest) {
-        entry *dead = *oldest;
-        *oldest = dead->next;
-        free(dead);
-        l->n--;
-    }
+static void lru_unlink(sipp__gw_limiter *l, entry *e) {
+    if (e->newer) e->newer->older = e->older;
+    else l->newest = e->older;
+    if (e->older) e->older->newer = e->newer;
+    else l->oldest = e->newer;
+    e->newer = e->older = NULL;
 }
 
+static void lru_push_front(sipp__gw_limiter *l, entry *e) {
+    e->newer = NULL;
+    e->older = l->newest;
+    if (l->newest) l->newest->newer = e;
+    l->newest = e;
+    if (!l->oldest) l->oldest = e;
+}
+
+static entry *find(sipp__gw_limiter *l, const char *key) {
+    for (entry *e = l->buckets[slot_of(l, key)]; e; e = e->hnext)
+        if (strcmp(e->key, key) == 0) return e;
+    return NULL;
+}
+
+/* Drops the least recently used entry. Called with the lock held and n > 0. */
+static void evict_oldest(sipp__gw_limiter *l) {
+    entry *dead = l->oldest;
+    lru_unlink(l, dead);
+    for (entry **pe = &l->buckets[slot_of(l, dead->key)]; *pe; pe = &(*pe)->hnext)
+        if (*pe == dead) {
+            *pe = dead->hnext;
+            break;
+        }
+    free(dead);
+    l->n--;
+}
+
+/* The entry of `key`, refilled to now_s and made the most recent; created (full) when absent.
+ * NULL only when out of memory. Called with the lock held. */
 static entry *lookup(sipp__gw_limiter *l, const char *key, sipp__gw_rate req, sipp__gw_rate tok,
                      double now_s) {
-    size_t h = hash_key(key);
-    for (entry *e = l->buckets[h]; e; e = e->next)
-        if (strcmp(e->key, key) == 0) {
-            double dt = now_s > e->last_s ? now_s - e->last_s : 0;
-            if (req.per_minute) {
-                e->req_level += dt * req.per_minute / 60.0;
-                if (e->req_level > cap_of(req)) e->req_level = cap_of(req);
-            }
-            if (tok.per_minute) {
-                e->tok_level += dt * tok.per_minute / 60.0;
-                if (e->tok_level > cap_of(tok)) e->tok_level = cap_of(tok);
-            }
-            e->last_s = now_s;
-            return e;
+    entry *e = find(l, key);
+    if (e) {
+        double dt = now_s > e->last_s ? now_s - e->last_s : 0;
+        if (req.per_minute) {
+            e->req_level = e->has_req ? e->req_level + dt * req.per_minute / 60.0 : cap_of(req);
+            if (e->req_level > cap_of(req)) e->req_level = cap_of(req);
+            e->has_req = true;
         }
-    if (l->n >= l->max) evict(l, now_s);
+        if (tok.per_minute) {
+            e->tok_level = e->has_tok ? e->tok_level + dt * tok.per_minute / 60.0 : cap_of(tok);
+            if (e->tok_level > cap_of(tok)) e->tok_level = cap_of(tok);
+            e->has_tok = true;
+        }
+        e->last_s = now_s;
+        if (e != l->newest) {
+            lru_unlink(l, e);
+            lru_push_front(l, e);
+        }
+        return e;
+    }
+    if (l->n >= l->max) evict_oldest(l);
     size_t kl = strlen(key);
-    entry *e = malloc(sizeof *e + kl + 1);
+    e = malloc(sizeof *e + kl + 1);
     if (!e) return NULL;
     memcpy(e->key, key, kl + 1);
     e->req_level = cap_of(req);
     e->tok_level = cap_of(tok);
+    e->has_req = req.per_minute != 0;
+    e->has_tok = tok.per_minute != 0;
     e->last_s = now_s;
-    e->next = l->buckets[h];
+    size_t h = slot_of(l, key);
+    e->hnext = l->buckets[h];
     l->buckets[h] = e;
+    lru_push_front(l, e);
     l->n++;
     return e;
 }
@@ -261,17 +312,45 @@ bool sipp__gw_limiter_take(sipp__gw_limiter *l, const char *key, sipp__gw_rate r
     return ok;
 }
 
-void sipp__gw_limiter_charge(sipp__gw_limiter *l, const char *key, sipp__gw_rate tok,
-                             uint64_t tokens, double now_s) {
-    if (!tok.per_minute || tokens == 0) return;
-    pthread_mutex_lock(&l->mu);
+static double debt_floor(sipp__gw_rate tok) { return -10.0 * tok.per_minute; }
+
+bool sipp__gw_limiter_reserve(sipp__gw_limiter *l, const char *key, sipp__gw_rate tok,
+                              uint64_t tokens, double now_s, uint64_t *held,
+                              uint32_t *retry_after_s) {
+    *held = 0;
+    if (!tok.per_minute || tokens == 0) return true;
     sipp__gw_rate none = {0, 0};
+    pthread_mutex_lock(&l->mu);
+    entry *e = lookup(l, key, none, tok, now_s);
+    bool ok = true;
+    uint32_t wait = 0;
+    if (e) { /* out of memory: fail open, as take */
+        double need = (double)tokens < cap_of(tok) ? (double)tokens : cap_of(tok);
+        if (e->tok_level >= need) {
+            double room = floor(e->tok_level - debt_floor(tok));
+            double take = (double)tokens < room ? (double)tokens : room;
+            e->tok_level -= take;
+            *held = (uint64_t)take;
+        } else {
+            ok = false;
+            wait = seconds_until(need - e->tok_level, tok.per_minute);
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (!ok && retry_after_s) *retry_after_s = wait;
+    return ok;
+}
+
+void sipp__gw_limiter_settle(sipp__gw_limiter *l, const char *key, sipp__gw_rate tok,
+                             uint64_t held, uint64_t used, double now_s) {
+    if (!tok.per_minute || held == used) return;
+    sipp__gw_rate none = {0, 0};
+    pthread_mutex_lock(&l->mu);
     entry *e = lookup(l, key, none, tok, now_s);
     if (e) {
-        e->tok_level -= (double)tokens;
-        /* bounded debt: at most ten minutes of refill */
-        double floor_level = -10.0 * tok.per_minute;
-        if (e->tok_level < floor_level) e->tok_level = floor_level;
+        e->tok_level += (double)held - (double)used;
+        if (e->tok_level < debt_floor(tok)) e->tok_level = debt_floor(tok);
+        if (e->tok_level > cap_of(tok)) e->tok_level = cap_of(tok);
     }
     pthread_mutex_unlock(&l->mu);
 }
@@ -281,6 +360,52 @@ size_t sipp__gw_limiter_size(sipp__gw_limiter *l) {
     size_t n = l->n;
     pthread_mutex_unlock(&l->mu);
     return n;
+}
+
+bool sipp__gw_limiter_has(sipp__gw_limiter *l, const char *key) {
+    pthread_mutex_lock(&l->mu);
+    bool has = find(l, key) != NULL;
+    pthread_mutex_unlock(&l->mu);
+    return has;
+}
+
+/* ---- breaker ------------------------------------------------------------------------------ */
+
+void sipp__gw_breaker_init(sipp__gw_breaker *b, unsigned trip_after, double probe_every_s) {
+    memset(b, 0, sizeof *b);
+    b->trip_after = trip_after ? trip_after : 1;
+    b->probe_every_s = probe_every_s;
+    b->last_fail_s = -INFINITY;
+}
+
+bool sipp__gw_breaker_allow(sipp__gw_breaker *b, double now_s, bool *probe) {
+    *probe = false;
+    if (!b->open) return true;
+    if (b->probing || now_s < b->next_probe_s) return false;
+    b->probing = true;
+    *probe = true;
+    return true;
+}
+
+bool sipp__gw_breaker_done(sipp__gw_breaker *b, bool ok, bool probe, double started_s,
+                           double now_s) {
+    if (probe) b->probing = false;
+    if (ok) {
+        b->fails = 0;
+        if (!b->open) return false;
+        b->open = false; /* the store answers again */
+        return true;
+    }
+    if (started_s >= b->last_fail_s) b->fails++; /* else: the same stall as the last failure */
+    if (now_s > b->last_fail_s) b->last_fail_s = now_s;
+    if (b->open) {
+        if (probe) b->next_probe_s = now_s + b->probe_every_s;
+        return false;
+    }
+    if (b->fails < b->trip_after) return false;
+    b->open = true;
+    b->next_probe_s = now_s + b->probe_every_s;
+    return true;
 }
 
 /* ---- admission ---------------------------------------------------------------------------- */

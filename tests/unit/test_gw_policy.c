@@ -1,7 +1,8 @@
 /*
  * test_gw_policy.c — the gateway's pure policy logic (src/gateway/policy.c): CIDR parsing and
- * matching, client IP selection behind trusted proxies, the token-bucket limiter (requests and
- * token-aware), admission counters and the constant-time digest compare.
+ * matching, client IP selection behind trusted proxies, rate-limit keys (IPv6 by /64), the
+ * token-bucket limiter (requests, token reservations, LRU eviction), the shared-store breaker,
+ * admission counters and the constant-time digest compare.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -105,10 +106,65 @@ static void test_token_bucket(void **state) {
     sipp__gw_rate none = {0, 0}, tok = {600, 0}; /* 10 tokens per second, 600 burst */
     uint32_t wait = 0;
     assert_true(sipp__gw_limiter_take(l, "c", none, tok, 0, &wait));
-    sipp__gw_limiter_charge(l, "c", tok, 900, 0); /* one request burnt 900 tokens */
+    sipp__gw_limiter_settle(l, "c", tok, 0, 900, 0); /* nothing reserved, 900 tokens used */
     assert_false(sipp__gw_limiter_take(l, "c", none, tok, 1.0, &wait));
     assert_true(wait >= 20 && wait <= 31); /* 300 in debt minus 10 refilled: ~29 s */
     assert_true(sipp__gw_limiter_take(l, "c", none, tok, 40.0, &wait));
+    sipp__gw_limiter_free(l);
+}
+
+/* Finding 5 of issue 19: admission reserved nothing, so parallel requests all saw a positive
+ * level and spent the budget many times over. */
+static void test_token_reservation(void **state) {
+    (void)state;
+    sipp__gw_limiter *l = sipp__gw_limiter_new(100);
+    sipp__gw_rate tok = {100, 0}; /* 100 a minute; the clock stands still below */
+    uint32_t wait = 0;
+    uint64_t held[8];
+    /* eight parallel requests that may each spend 36: two fit, six are refused */
+    int admitted = 0;
+    for (int i = 0; i < 8; i++) {
+        bool ok = sipp__gw_limiter_reserve(l, "p", tok, 36, 5.0, &held[i], &wait);
+        admitted += ok;
+        if (ok) assert_int_equal(held[i], 36);
+        else {
+            assert_int_equal(held[i], 0);
+            assert_int_equal(wait, 5); /* 8 more tokens at 100/min: 4.8 s */
+        }
+    }
+    assert_int_equal(admitted, 2);
+    /* the unused part comes back: the first used 22, so 28 + 14 = 42 and a third fits */
+    sipp__gw_limiter_settle(l, "p", tok, 36, 22, 5.0);
+    assert_true(sipp__gw_limiter_reserve(l, "p", tok, 36, 5.0, &held[2], &wait));
+    assert_false(sipp__gw_limiter_reserve(l, "p", tok, 36, 5.0, &held[3], &wait));
+
+    /* debt is kept: reserved 50, used 130 -> level -30; nothing passes until it refills */
+    assert_true(sipp__gw_limiter_reserve(l, "d", tok, 50, 0, &held[0], &wait));
+    sipp__gw_limiter_settle(l, "d", tok, held[0], 130, 0);
+    assert_false(sipp__gw_limiter_take(l, "d", (sipp__gw_rate){0, 0}, tok, 0, &wait));
+    assert_int_equal(wait, 19); /* 31 tokens at 100/min */
+    assert_false(sipp__gw_limiter_reserve(l, "d", tok, 1, 0, &held[1], &wait));
+    assert_true(sipp__gw_limiter_reserve(l, "d", tok, 1, 19.0, &held[1], &wait));
+
+    /* a request larger than the whole bucket runs when the bucket is full, and alone */
+    assert_true(sipp__gw_limiter_reserve(l, "big", tok, 500, 0, &held[0], &wait));
+    assert_int_equal(held[0], 500);
+    assert_false(sipp__gw_limiter_reserve(l, "big", tok, 1, 0, &held[1], &wait));
+    sipp__gw_limiter_settle(l, "big", tok, 500, 40, 0); /* -400 + 460 = 60 */
+    assert_true(sipp__gw_limiter_reserve(l, "big", tok, 60, 0, &held[1], &wait));
+    assert_false(sipp__gw_limiter_reserve(l, "big", tok, 1, 0, &held[1], &wait));
+
+    /* the debt floor (ten minutes = -1000) bounds what is held, so the refund cannot credit
+     * more than was taken: 100 - 1100 + 1050 = 50 */
+    assert_true(sipp__gw_limiter_reserve(l, "huge", tok, 1000000000, 0, &held[0], &wait));
+    assert_int_equal(held[0], 1100);
+    sipp__gw_limiter_settle(l, "huge", tok, held[0], 50, 0);
+    assert_true(sipp__gw_limiter_reserve(l, "huge", tok, 50, 0, &held[1], &wait));
+    assert_false(sipp__gw_limiter_reserve(l, "huge", tok, 1, 0, &held[1], &wait));
+
+    /* unlimited: nothing held */
+    assert_true(sipp__gw_limiter_reserve(l, "u", (sipp__gw_rate){0, 0}, 99, 0, &held[0], &wait));
+    assert_int_equal(held[0], 0);
     sipp__gw_limiter_free(l);
 }
 
@@ -123,6 +179,122 @@ static void test_limiter_bounded(void **state) {
         assert_true(sipp__gw_limiter_size(l) <= 10);
     }
     sipp__gw_limiter_free(l);
+}
+
+/* Finding 8 of issue 19: a full table scanned every entry to find one to drop; now it drops the
+ * least recently used, whatever the clock says. */
+static void test_limiter_lru_eviction(void **state) {
+    (void)state;
+    sipp__gw_limiter *l = sipp__gw_limiter_new(3);
+    sipp__gw_rate req = {60, 1}, none = {0, 0};
+    uint32_t wait;
+    /* the same instant for every operation: recency alone decides */
+    assert_true(sipp__gw_limiter_take(l, "a", req, none, 7.0, &wait));
+    assert_true(sipp__gw_limiter_take(l, "b", req, none, 7.0, &wait));
+    assert_true(sipp__gw_limiter_take(l, "c", req, none, 7.0, &wait));
+    assert_false(sipp__gw_limiter_take(l, "a", req, none, 7.0, &wait)); /* a is used again */
+    assert_true(sipp__gw_limiter_take(l, "d", req, none, 7.0, &wait)); /* evicts b */
+    assert_int_equal(sipp__gw_limiter_size(l), 3);
+    assert_false(sipp__gw_limiter_has(l, "b"));
+    assert_true(sipp__gw_limiter_has(l, "a") && sipp__gw_limiter_has(l, "c") &&
+                sipp__gw_limiter_has(l, "d"));
+    /* order now (newest first): d a c; touching c makes a the oldest */
+    assert_false(sipp__gw_limiter_take(l, "c", req, none, 7.0, &wait)); /* kept its state */
+    assert_true(sipp__gw_limiter_take(l, "b", req, none, 7.0, &wait)); /* fresh; evicts a */
+    assert_false(sipp__gw_limiter_has(l, "a"));
+    assert_true(sipp__gw_limiter_has(l, "c") && sipp__gw_limiter_has(l, "d"));
+    /* reservations and settlements count as use too */
+    uint64_t held;
+    assert_true(sipp__gw_limiter_reserve(l, "d", (sipp__gw_rate){100, 0}, 1, 7.0, &held, &wait));
+    assert_true(sipp__gw_limiter_take(l, "e", req, none, 7.0, &wait)); /* evicts c, not d */
+    assert_false(sipp__gw_limiter_has(l, "c"));
+    assert_true(sipp__gw_limiter_has(l, "d"));
+    sipp__gw_limiter_free(l);
+}
+
+/* A big table stays O(1) per operation: 200k distinct keys through a 100k table. */
+static void test_limiter_churn(void **state) {
+    (void)state;
+    sipp__gw_limiter *l = sipp__gw_limiter_new(100000);
+    sipp__gw_rate req = {60, 1}, none = {0, 0};
+    char key[32];
+    for (int i = 0; i < 200000; i++) {
+        snprintf(key, sizeof key, "10.%d.%d.%d", i >> 16, (i >> 8) & 255, i & 255);
+        assert_true(sipp__gw_limiter_take(l, key, req, none, 1.0, NULL));
+    }
+    assert_int_equal(sipp__gw_limiter_size(l), 100000);
+    assert_false(sipp__gw_limiter_has(l, "10.0.0.0"));
+    assert_true(sipp__gw_limiter_has(l, "10.3.13.63")); /* key 199999 */
+    sipp__gw_limiter_free(l);
+}
+
+static void rate_key(const char *addr, char *buf) {
+    sipp__gw_ip x = ip(addr);
+    sipp__gw_ip_rate_key(&x, buf, 64);
+}
+
+/* Finding 8 of issue 19: an IPv6 client holds a whole /64 and could use a fresh bucket per
+ * address. */
+static void test_ip_rate_key(void **state) {
+    (void)state;
+    char a[64], b[64];
+    rate_key("203.0.113.9", a);
+    assert_string_equal(a, "203.0.113.9");
+    rate_key("203.0.113.10", b);
+    assert_string_equal(b, "203.0.113.10"); /* IPv4: every address its own */
+    rate_key("::ffff:203.0.113.9", b);
+    assert_string_equal(b, "203.0.113.9"); /* mapped = plain IPv4 */
+    rate_key("2001:db8:1:2::1", a);
+    assert_string_equal(a, "2001:db8:1:2::/64");
+    rate_key("2001:db8:1:2:ffff:ffff:ffff:ffff", b);
+    assert_string_equal(a, b);
+    rate_key("2001:db8:1:3::1", b);
+    assert_string_equal(b, "2001:db8:1:3::/64");
+    rate_key("::1", a);
+    assert_string_equal(a, "::/64");
+    rate_key("fe80::1:2:3:4", a);
+    assert_string_equal(a, "fe80::/64");
+}
+
+/* Finding 6 of issue 19: one slow Redis answer switched every request to "no limit" for a
+ * second. The breaker switches only after separate, consecutive failures. */
+static void test_breaker(void **state) {
+    (void)state;
+    sipp__gw_breaker b;
+    sipp__gw_breaker_init(&b, 3, 1.0);
+    bool probe;
+    /* one 50 ms stall catches eight operations at once: one failure, no switch */
+    for (int i = 0; i < 8; i++) {
+        assert_true(sipp__gw_breaker_allow(&b, 0.001 * i, &probe));
+        assert_false(probe);
+    }
+    for (int i = 0; i < 8; i++)
+        assert_false(sipp__gw_breaker_done(&b, false, false, 0.001 * i, 0.05 + 0.001 * i));
+    assert_false(b.open);
+    assert_int_equal(b.fails, 1);
+    /* then Redis answers: the count starts over */
+    assert_false(sipp__gw_breaker_done(&b, true, false, 0.1, 0.101));
+    assert_int_equal(b.fails, 0);
+    /* three failures one after another: switch (reported once) */
+    assert_false(sipp__gw_breaker_done(&b, false, false, 1.00, 1.05));
+    assert_false(sipp__gw_breaker_done(&b, false, false, 1.06, 1.11));
+    assert_true(sipp__gw_breaker_done(&b, false, false, 1.12, 1.17));
+    assert_true(b.open);
+    /* a late failure of the same outage changes nothing */
+    assert_false(sipp__gw_breaker_done(&b, false, false, 1.13, 1.18));
+    /* open: skipped until the probe time, then one probe at a time */
+    assert_false(sipp__gw_breaker_allow(&b, 1.5, &probe));
+    assert_true(sipp__gw_breaker_allow(&b, 2.2, &probe));
+    assert_true(probe);
+    assert_false(sipp__gw_breaker_allow(&b, 2.2, &probe));
+    assert_false(sipp__gw_breaker_done(&b, false, true, 2.2, 2.25)); /* probe failed */
+    assert_false(sipp__gw_breaker_allow(&b, 3.0, &probe));
+    assert_true(sipp__gw_breaker_allow(&b, 3.3, &probe));
+    assert_true(probe);
+    assert_true(sipp__gw_breaker_done(&b, true, true, 3.3, 3.31)); /* back (reported once) */
+    assert_false(b.open);
+    assert_true(sipp__gw_breaker_allow(&b, 3.4, &probe));
+    assert_false(probe);
 }
 
 static void test_admission(void **state) {
@@ -156,8 +328,10 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cidr),           cmocka_unit_test(test_client_ip),
         cmocka_unit_test(test_request_bucket), cmocka_unit_test(test_token_bucket),
-        cmocka_unit_test(test_limiter_bounded), cmocka_unit_test(test_admission),
-        cmocka_unit_test(test_digest_equal),
+        cmocka_unit_test(test_token_reservation), cmocka_unit_test(test_limiter_bounded),
+        cmocka_unit_test(test_limiter_lru_eviction), cmocka_unit_test(test_limiter_churn),
+        cmocka_unit_test(test_ip_rate_key),     cmocka_unit_test(test_breaker),
+        cmocka_unit_test(test_admission),       cmocka_unit_test(test_digest_equal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
