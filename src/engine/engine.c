@@ -318,8 +318,16 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     if (p->sha256 &&
         (st = sipp__model_verify_sha256(p->model_path, p->sha256, pinned, err)) != SIPP_OK)
         return st;
-    st = sipp__gguf_precheck(p->model_path, err);
+    uint32_t n_parts = 1;
+    st = sipp__gguf_precheck(p->model_path, &n_parts, err);
     if (st != SIPP_OK) return st;
+    /* A pin is the digest of one file, and llama.cpp opens parts 2..N of a split model by their
+     * names alone: no pin covers them, so a pinned split model is refused, not half verified. */
+    if (p->sha256 && n_parts > 1)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "sha256 pin: '%s' is the first of %u parts of a split model and a pin "
+                          "covers one file; merge the parts (llama-gguf-split --merge) and pin "
+                          "the merged file, or load it without a pin", p->model_path, n_parts);
 
     sipp__llama_init_once();
     sipp__engine *e = calloc(1, sizeof *e);
