@@ -167,8 +167,8 @@ struct sipp__engine {
     float *gap_scratch; /* n_ctx_seq floats, for the p99 of one request */
     llama_logit_bias *eog_bias; /* -inf for every end-of-generation token (ignore_eos) */
     int32_t n_eog;
-    llama_token *control; /* control tokens with text: chat content may not spell them */
-    int32_t n_control;
+    llama_token *special; /* tokens chat content may not spell (content_may_not_spell) */
+    int32_t n_special;
     bool partial_reuse; /* false for recurrent/hybrid models: exact continuations only */
     bool context_shift;
     uint32_t n_keep;
@@ -235,6 +235,28 @@ static void fill_info(sipp__engine *e) {
 }
 
 /* Decides the embedding-only flag and the pooling to use from model metadata. */
+/* True when chat message content may not contain the text of token t. llama.cpp's tokenizer
+ * matches the text of every CONTROL, USER_DEFINED and UNKNOWN token before anything else and
+ * emits that token: CONTROL and UNKNOWN ones when it parses specials (the rendered chat prompt
+ * is), USER_DEFINED ones always; models re-mark turn markers as USER_DEFINED (gpt-oss's
+ * <|start|>, <|message|>, <|end|>; Qwen's <tool_call>, <think>). Spared: USER_DEFINED and
+ * UNKNOWN tokens of a single character or of whitespace only, which real vocabularies mark so
+ * (deepseek's 'ö', gpt-neox's runs of spaces) and which spell nothing but themselves. */
+static bool content_may_not_spell(const struct llama_vocab *v, llama_token t) {
+    const char *text = llama_vocab_get_text(v, t);
+    if (!text || !text[0]) return false;
+    enum llama_token_attr a = llama_vocab_get_attr(v, t);
+    if (a & LLAMA_TOKEN_ATTR_CONTROL) return true;
+    if (!(a & (LLAMA_TOKEN_ATTR_USER_DEFINED | LLAMA_TOKEN_ATTR_UNKNOWN))) return false;
+    size_t chars = 0;
+    bool blank = true;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        chars += (*p & 0xC0) != 0x80; /* UTF-8 lead bytes */
+        blank = blank && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r');
+    }
+    return chars > 1 && !blank;
+}
+
 static enum llama_pooling_type model_pooling(const struct llama_model *m, const char *arch,
                                              bool *embed_only, bool *can_embed) {
     char buf[32];
@@ -276,7 +298,7 @@ static void engine_release(sipp__engine *e) {
     if (e->batch.token) llama_batch_free(e->batch);
     free(e->gap_scratch);
     free(e->eog_bias);
-    free(e->control);
+    free(e->special);
     sipp__kvstore_free(e->kv); /* writes RAM-only snapshots to the disk tier */
     sipp__chat_templates_free(e->templates);
     if (e->ctx) llama_free(e->ctx);
@@ -477,16 +499,13 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     }
     for (int32_t t = 0, k = 0; t < n_vocab; t++)
         if (llama_vocab_is_eog(e->vocab, t)) e->eog_bias[k++] = (llama_logit_bias){t, -INFINITY};
-    e->control = malloc((size_t)(n_vocab > 0 ? n_vocab : 1) * sizeof *e->control);
-    if (!e->control) {
+    e->special = malloc((size_t)(n_vocab > 0 ? n_vocab : 1) * sizeof *e->special);
+    if (!e->special) {
         st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
         goto fail;
     }
-    for (int32_t t = 0; t < n_vocab; t++) {
-        const char *text = llama_vocab_get_text(e->vocab, t);
-        if ((llama_vocab_get_attr(e->vocab, t) & LLAMA_TOKEN_ATTR_CONTROL) && text && text[0])
-            e->control[e->n_control++] = t;
-    }
+    for (int32_t t = 0; t < n_vocab; t++)
+        if (content_may_not_spell(e->vocab, t)) e->special[e->n_special++] = t;
 
     e->partial_reuse = !llama_model_is_recurrent(e->model) && !llama_model_is_hybrid(e->model);
     e->context_shift = p->context_shift && e->partial_reuse;
@@ -745,16 +764,16 @@ sipp_status sipp__engine_render_chat(sipp__engine *e, const sipp_message *messag
         return sipp__fail(err, SIPP_UNSUPPORTED, 0,
                           "chat: the model has no chat template; use query for raw prompts");
     /* The rendered prompt is tokenized with special-token parsing on (the template's own
-     * markers must become control tokens), so message content that spells a control token
+     * markers must become special tokens), so message content that spells a special token
      * could forge a turn or a role: refuse it rather than guess what the caller meant. */
     for (size_t i = 0; i < n; i++) {
         const char *content = messages[i].content ? messages[i].content : "";
-        for (int32_t k = 0; k < e->n_control; k++) {
-            const char *text = llama_vocab_get_text(e->vocab, e->control[k]);
+        for (int32_t k = 0; k < e->n_special; k++) {
+            const char *text = llama_vocab_get_text(e->vocab, e->special[k]);
             if (strstr(content, text))
                 return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                                   "chat: messages[%zu] contains the special token text '%.32s'; "
-                                  "message content may not spell the model's control tokens",
+                                  "message content may not spell the model's special tokens",
                                   i, text);
         }
     }
