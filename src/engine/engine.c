@@ -350,6 +350,10 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
                           "sha256 pin: '%s' is the first of %u parts of a split model and a pin "
                           "covers one file; merge the parts (llama-gguf-split --merge) and pin "
                           "the merged file, or load it without a pin", p->model_path, n_parts);
+    /* An unsafe snapshot directory is refused before the model is loaded (kvstore.h). */
+    if (p->cache_dir && p->cache_dir[0] && p->cache_ram_bytes != SIPP_CACHE_DISABLED &&
+        (st = sipp__kvstore_dir_check(p->cache_dir, err)) != SIPP_OK)
+        return st;
 
     sipp__llama_init_once();
     sipp__engine *e = calloc(1, sizeof *e);
