@@ -311,6 +311,33 @@ static void engine_release(sipp__engine *e) {
     free(e);
 }
 
+/* The fingerprint of the model's bytes for the snapshot store (sipp__model_fingerprint): of its
+ * one file, or for a split model the SHA-256 over its parts' fingerprints in order, so that a
+ * change to any part makes another model whose snapshots are never restored. */
+static sipp_status model_fingerprint(const sipp_local_params *p, uint32_t n_parts,
+                                     const uint8_t *pinned, uint8_t out[32], sipp_error *err) {
+    if (n_parts <= 1) return sipp__model_fingerprint(p->model_path, p->cache_dir, pinned, out, err);
+    size_t cap = strlen(p->model_path) + 1;
+    char *part = malloc(cap);
+    sipp__sha256 *h = part ? sipp__sha256_begin() : NULL;
+    if (!h) {
+        free(part);
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    }
+    sipp_status st = SIPP_OK;
+    for (uint32_t i = 0; i < n_parts && st == SIPP_OK; i++) {
+        uint8_t fp[32];
+        if (!sipp__gguf_part_path(p->model_path, i, n_parts, part, cap))
+            st = sipp__fail(err, SIPP_MODEL_INVALID, 0, "model '%s': no name for split part %u",
+                            p->model_path, i + 1);
+        else if ((st = sipp__model_fingerprint(part, p->cache_dir, NULL, fp, err)) == SIPP_OK)
+            sipp__sha256_update(h, fp, sizeof fp);
+    }
+    sipp__sha256_end(h, out);
+    free(part);
+    return st;
+}
+
 sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **out,
                               sipp_error *err) {
     *out = NULL;
@@ -517,8 +544,7 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     if (p->cache_ram_bytes != SIPP_CACHE_DISABLED && !e->embed_only) {
         sipp__kv_compat compat = {.type_k = (uint32_t)cp.type_k, .type_v = (uint32_t)cp.type_v,
                                   .n_ctx = e->n_ctx_seq};
-        st = sipp__model_fingerprint(p->model_path, p->cache_dir, p->sha256 ? pinned : NULL,
-                                     compat.fingerprint, err);
+        st = model_fingerprint(p, n_parts, p->sha256 ? pinned : NULL, compat.fingerprint, err);
         if (st == SIPP_OK)
             st = sipp__kvstore_new(&compat, p->cache_ram_bytes ? p->cache_ram_bytes : DEFAULT_CACHE_RAM,
                                    p->cache_dir, p->cache_disk_bytes ? p->cache_disk_bytes

@@ -744,6 +744,15 @@ static sipp_status precheck_file(const char *path, int64_t *split_no, int64_t *s
     return rc;
 }
 
+bool sipp__gguf_part_path(const char *first, uint32_t i, uint32_t n, char *buf, size_t cap) {
+    char suffix[32];
+    snprintf(suffix, sizeof suffix, "-%05d-of-%05u.gguf", 1, n);
+    size_t len = strlen(first), slen = strlen(suffix);
+    if (i >= n || len <= slen || strcmp(first + len - slen, suffix) != 0) return false;
+    int w = snprintf(buf, cap, "%.*s-%05u-of-%05u.gguf", (int)(len - slen), first, i + 1, n);
+    return w > 0 && (size_t)w < cap;
+}
+
 /* The parts of a split model. llama.cpp (llama_model_loader) opens them itself once the first
  * part declares split.count > 1: it derives their names from the first part's with
  * llama_split_prefix/llama_split_path ("<prefix>-%05d-of-%05d.gguf", 1-based) and reads
@@ -760,20 +769,19 @@ static sipp_status precheck_parts(const char *path, int64_t no, int64_t count, s
                           "model '%s' is part %lld of %lld of a split model: load the first part "
                           "(-00001-of-%05lld.gguf)", path, (long long)no + 1, (long long)count,
                           (long long)count);
-    char suffix[32];
-    snprintf(suffix, sizeof suffix, "-%05d-of-%05d.gguf", 1, (int)count);
-    size_t len = strlen(path), slen = strlen(suffix);
-    if (len <= slen || strcmp(path + len - slen, suffix) != 0)
+    size_t cap = strlen(path) + 1;
+    char *part = malloc(cap);
+    if (!part) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    if (!sipp__gguf_part_path(path, 0, (uint32_t)count, part, cap)) {
+        free(part);
         return sipp__fail(err, SIPP_MODEL_INVALID, 0,
                           "model '%s' is the first of %lld parts of a split model, but its name "
-                          "does not end in '%s' (llama.cpp finds the other parts by name)",
-                          path, (long long)count, suffix);
-    char *part = malloc(len + 1);
-    if (!part) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+                          "does not end in '-00001-of-%05lld.gguf' (llama.cpp finds the other "
+                          "parts by name)", path, (long long)count, (long long)count);
+    }
     sipp_status st = SIPP_OK;
     for (int64_t i = 1; i < count && st == SIPP_OK; i++) {
-        snprintf(part, len + 1, "%.*s-%05d-of-%05d.gguf", (int)(len - slen), path, (int)i + 1,
-                 (int)count);
+        sipp__gguf_part_path(path, (uint32_t)i, (uint32_t)count, part, cap);
         int64_t part_no, part_count;
         st = precheck_file(part, &part_no, &part_count, err);
         if (st == SIPP_NOT_FOUND)

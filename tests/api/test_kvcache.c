@@ -10,6 +10,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "helpers.h"
 
+#include "ggml.h"
+#include "gguf.h"
+
 #include <dirent.h>
 #include <pthread.h>
 #include <sys/stat.h>
@@ -662,6 +665,84 @@ static void planted_symlinks_are_not_followed(void **state) {
     sipp_client_free(c);
 }
 
+/* Writes STORY_MODEL as a split model of two parts, as llama-gguf-split does: every key-value
+ * and the first half of the tensors in `<prefix>-00001-of-00002.gguf`, the rest in part 2, the
+ * split.* keys in both. The first part's path goes to `first`. */
+static void write_split_story(const char *prefix, char *first, size_t cap) {
+    struct ggml_context *meta = NULL;
+    struct gguf_init_params ip = {.no_alloc = false, .ctx = &meta};
+    struct gguf_context *src = gguf_init_from_file(STORY_MODEL, ip);
+    assert_non_null(src);
+    int64_t n = gguf_get_n_tensors(src);
+    for (int part = 0; part < 2; part++) {
+        struct gguf_context *g = gguf_init_empty();
+        if (part == 0) gguf_set_kv(g, src);
+        gguf_set_val_u16(g, "split.no", (uint16_t)part);
+        gguf_set_val_u16(g, "split.count", 2);
+        gguf_set_val_i32(g, "split.tensors.count", (int32_t)n);
+        for (int64_t i = part ? n / 2 : 0; i < (part ? n : n / 2); i++)
+            gguf_add_tensor(g, ggml_get_tensor(meta, gguf_get_tensor_name(src, i)));
+        char path[400];
+        snprintf(path, sizeof path, "%s-%05d-of-00002.gguf", prefix, part + 1);
+        assert_true(gguf_write_to_file(g, path, false));
+        gguf_free(g);
+        if (part == 0) snprintf(first, cap, "%s", path);
+    }
+    gguf_free(src);
+    ggml_free(meta);
+}
+
+/* A split model loads and answers as the whole file does, and its disk snapshots belong to
+ * the bytes of every part: after a byte of part 2's tensor data changes, nothing the split
+ * model wrote is restored (the fingerprint of a split model covers all its parts). */
+static void split_model_snapshots_cover_every_part(void **state) {
+    (void)state;
+    char prefix[300], first[400], cache[300];
+    snprintf(prefix, sizeof prefix, "%s/split-story", tmpdir);
+    snprintf(cache, sizeof cache, "%s/split-cache", tmpdir);
+    write_split_story(prefix, first, sizeof first);
+    const char *follow = BASE " and the sun. Then she ran home";
+    sipp_endpoint *ep;
+    sipp_response r;
+    sipp_client *c = open_model(STORY_MODEL, 1, NULL, &ep);
+    char *whole = ask(ep, NULL, NULL, follow, &r);
+    sipp_client_free(c);
+    c = open_model(first, 1, cache, &ep);
+    char *t = ask(ep, "doc", NULL, BASE " and the sun", &r);
+    free(t);
+    t = ask(ep, NULL, NULL, follow, &r);
+    assert_string_equal(t, whole);
+    free(t);
+    sipp_client_free(c); /* the warm sequence goes to disk */
+
+    /* the same parts restore their snapshot */
+    c = open_model(first, 1, cache, &ep);
+    t = ask(ep, "doc", NULL, follow, &r);
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_SNAPSHOT);
+    assert_string_equal(t, whole);
+    free(t);
+    sipp_client_free(c);
+
+    /* part 2 changes in its last byte (tensor data); part 1 is the same file */
+    char second[400];
+    snprintf(second, sizeof second, "%s-00002-of-00002.gguf", prefix);
+    FILE *f = fopen(second, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, -1, SEEK_END), 0);
+    int ch = fgetc(f);
+    assert_int_equal(fseek(f, -1, SEEK_END), 0);
+    fputc(ch ^ 0x01, f);
+    assert_int_equal(fclose(f), 0);
+    c = open_model(first, 1, cache, &ep);
+    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_int_equal(es.cache_disk_bytes, 0);
+    free(ask(ep, "doc", NULL, follow, &r));
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_NONE);
+    sipp_client_free(c);
+    free(whole);
+}
+
 /* D6: eviction under a RAM budget that holds about one snapshot while requests on two threads
  * keep restoring and evicting (run under ASan): every answer equals the uncached one. */
 typedef struct churn {
@@ -752,6 +833,7 @@ int main(void) {
         cmocka_unit_test(hostile_keys_stay_inside_the_cache_dir),
         cmocka_unit_test(unsafe_cache_dirs_are_refused),
         cmocka_unit_test(planted_symlinks_are_not_followed),
+        cmocka_unit_test(split_model_snapshots_cover_every_part),
         cmocka_unit_test(eviction_while_requests_restore),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
