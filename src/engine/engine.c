@@ -167,8 +167,8 @@ struct sipp__engine {
     float *gap_scratch; /* n_ctx_seq floats, for the p99 of one request */
     llama_logit_bias *eog_bias; /* -inf for every end-of-generation token (ignore_eos) */
     int32_t n_eog;
-    llama_token *control; /* control tokens with text: chat content may not spell them */
-    int32_t n_control;
+    llama_token *special; /* tokens chat content may not spell (content_may_not_spell) */
+    int32_t n_special;
     bool partial_reuse; /* false for recurrent/hybrid models: exact continuations only */
     bool context_shift;
     uint32_t n_keep;
@@ -235,6 +235,28 @@ static void fill_info(sipp__engine *e) {
 }
 
 /* Decides the embedding-only flag and the pooling to use from model metadata. */
+/* True when chat message content may not contain the text of token t. llama.cpp's tokenizer
+ * matches the text of every CONTROL, USER_DEFINED and UNKNOWN token before anything else and
+ * emits that token: CONTROL and UNKNOWN ones when it parses specials (the rendered chat prompt
+ * is), USER_DEFINED ones always; models re-mark turn markers as USER_DEFINED (gpt-oss's
+ * <|start|>, <|message|>, <|end|>; Qwen's <tool_call>, <think>). Spared: USER_DEFINED and
+ * UNKNOWN tokens of a single character or of whitespace only, which real vocabularies mark so
+ * (deepseek's 'ö', gpt-neox's runs of spaces) and which spell nothing but themselves. */
+static bool content_may_not_spell(const struct llama_vocab *v, llama_token t) {
+    const char *text = llama_vocab_get_text(v, t);
+    if (!text || !text[0]) return false;
+    enum llama_token_attr a = llama_vocab_get_attr(v, t);
+    if (a & LLAMA_TOKEN_ATTR_CONTROL) return true;
+    if (!(a & (LLAMA_TOKEN_ATTR_USER_DEFINED | LLAMA_TOKEN_ATTR_UNKNOWN))) return false;
+    size_t chars = 0;
+    bool blank = true;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        chars += (*p & 0xC0) != 0x80; /* UTF-8 lead bytes */
+        blank = blank && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r');
+    }
+    return chars > 1 && !blank;
+}
+
 static enum llama_pooling_type model_pooling(const struct llama_model *m, const char *arch,
                                              bool *embed_only, bool *can_embed) {
     char buf[32];
@@ -276,7 +298,7 @@ static void engine_release(sipp__engine *e) {
     if (e->batch.token) llama_batch_free(e->batch);
     free(e->gap_scratch);
     free(e->eog_bias);
-    free(e->control);
+    free(e->special);
     sipp__kvstore_free(e->kv); /* writes RAM-only snapshots to the disk tier */
     sipp__chat_templates_free(e->templates);
     if (e->ctx) llama_free(e->ctx);
@@ -287,6 +309,33 @@ static void engine_release(sipp__engine *e) {
     pthread_cond_destroy(&e->cv);
     pthread_cond_destroy(&e->watchdog_cv);
     free(e);
+}
+
+/* The fingerprint of the model's bytes for the snapshot store (sipp__model_fingerprint): of its
+ * one file, or for a split model the SHA-256 over its parts' fingerprints in order, so that a
+ * change to any part makes another model whose snapshots are never restored. */
+static sipp_status model_fingerprint(const sipp_local_params *p, uint32_t n_parts,
+                                     const uint8_t *pinned, uint8_t out[32], sipp_error *err) {
+    if (n_parts <= 1) return sipp__model_fingerprint(p->model_path, p->cache_dir, pinned, out, err);
+    size_t cap = strlen(p->model_path) + 1;
+    char *part = malloc(cap);
+    sipp__sha256 *h = part ? sipp__sha256_begin() : NULL;
+    if (!h) {
+        free(part);
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    }
+    sipp_status st = SIPP_OK;
+    for (uint32_t i = 0; i < n_parts && st == SIPP_OK; i++) {
+        uint8_t fp[32];
+        if (!sipp__gguf_part_path(p->model_path, i, n_parts, part, cap))
+            st = sipp__fail(err, SIPP_MODEL_INVALID, 0, "model '%s': no name for split part %u",
+                            p->model_path, i + 1);
+        else if ((st = sipp__model_fingerprint(part, p->cache_dir, NULL, fp, err)) == SIPP_OK)
+            sipp__sha256_update(h, fp, sizeof fp);
+    }
+    sipp__sha256_end(h, out);
+    free(part);
+    return st;
 }
 
 sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **out,
@@ -318,8 +367,20 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     if (p->sha256 &&
         (st = sipp__model_verify_sha256(p->model_path, p->sha256, pinned, err)) != SIPP_OK)
         return st;
-    st = sipp__gguf_precheck(p->model_path, err);
+    uint32_t n_parts = 1;
+    st = sipp__gguf_precheck(p->model_path, &n_parts, err);
     if (st != SIPP_OK) return st;
+    /* A pin is the digest of one file, and llama.cpp opens parts 2..N of a split model by their
+     * names alone: no pin covers them, so a pinned split model is refused, not half verified. */
+    if (p->sha256 && n_parts > 1)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "sha256 pin: '%s' is the first of %u parts of a split model and a pin "
+                          "covers one file; merge the parts (llama-gguf-split --merge) and pin "
+                          "the merged file, or load it without a pin", p->model_path, n_parts);
+    /* An unsafe snapshot directory is refused before the model is loaded (kvstore.h). */
+    if (p->cache_dir && p->cache_dir[0] && p->cache_ram_bytes != SIPP_CACHE_DISABLED &&
+        (st = sipp__kvstore_dir_check(p->cache_dir, err)) != SIPP_OK)
+        return st;
 
     sipp__llama_init_once();
     sipp__engine *e = calloc(1, sizeof *e);
@@ -469,16 +530,13 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     }
     for (int32_t t = 0, k = 0; t < n_vocab; t++)
         if (llama_vocab_is_eog(e->vocab, t)) e->eog_bias[k++] = (llama_logit_bias){t, -INFINITY};
-    e->control = malloc((size_t)(n_vocab > 0 ? n_vocab : 1) * sizeof *e->control);
-    if (!e->control) {
+    e->special = malloc((size_t)(n_vocab > 0 ? n_vocab : 1) * sizeof *e->special);
+    if (!e->special) {
         st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
         goto fail;
     }
-    for (int32_t t = 0; t < n_vocab; t++) {
-        const char *text = llama_vocab_get_text(e->vocab, t);
-        if ((llama_vocab_get_attr(e->vocab, t) & LLAMA_TOKEN_ATTR_CONTROL) && text && text[0])
-            e->control[e->n_control++] = t;
-    }
+    for (int32_t t = 0; t < n_vocab; t++)
+        if (content_may_not_spell(e->vocab, t)) e->special[e->n_special++] = t;
 
     e->partial_reuse = !llama_model_is_recurrent(e->model) && !llama_model_is_hybrid(e->model);
     e->context_shift = p->context_shift && e->partial_reuse;
@@ -486,8 +544,7 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     if (p->cache_ram_bytes != SIPP_CACHE_DISABLED && !e->embed_only) {
         sipp__kv_compat compat = {.type_k = (uint32_t)cp.type_k, .type_v = (uint32_t)cp.type_v,
                                   .n_ctx = e->n_ctx_seq};
-        st = sipp__model_fingerprint(p->model_path, p->cache_dir, p->sha256 ? pinned : NULL,
-                                     compat.fingerprint, err);
+        st = model_fingerprint(p, n_parts, p->sha256 ? pinned : NULL, compat.fingerprint, err);
         if (st == SIPP_OK)
             st = sipp__kvstore_new(&compat, p->cache_ram_bytes ? p->cache_ram_bytes : DEFAULT_CACHE_RAM,
                                    p->cache_dir, p->cache_disk_bytes ? p->cache_disk_bytes
@@ -737,16 +794,16 @@ sipp_status sipp__engine_render_chat(sipp__engine *e, const sipp_message *messag
         return sipp__fail(err, SIPP_UNSUPPORTED, 0,
                           "chat: the model has no chat template; use query for raw prompts");
     /* The rendered prompt is tokenized with special-token parsing on (the template's own
-     * markers must become control tokens), so message content that spells a control token
+     * markers must become special tokens), so message content that spells a special token
      * could forge a turn or a role: refuse it rather than guess what the caller meant. */
     for (size_t i = 0; i < n; i++) {
         const char *content = messages[i].content ? messages[i].content : "";
-        for (int32_t k = 0; k < e->n_control; k++) {
-            const char *text = llama_vocab_get_text(e->vocab, e->control[k]);
+        for (int32_t k = 0; k < e->n_special; k++) {
+            const char *text = llama_vocab_get_text(e->vocab, e->special[k]);
             if (strstr(content, text))
                 return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                                   "chat: messages[%zu] contains the special token text '%.32s'; "
-                                  "message content may not spell the model's control tokens",
+                                  "message content may not spell the model's special tokens",
                                   i, text);
         }
     }

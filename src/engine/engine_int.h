@@ -42,8 +42,15 @@ bool sipp__engine_step(sipp__engine *e);
 
 /* Structural validation of a GGUF file before llama.cpp reads it (gguf_check.c; its header
  * comment lists every check): SIPP_OK, or SIPP_MODEL_INVALID with a one-line message naming the
- * key, tensor or token at fault (SIPP_NOT_FOUND/SIPP_IO when the file cannot be read). */
-sipp_status sipp__gguf_precheck(const char *path, sipp_error *err);
+ * key, tensor or token at fault (SIPP_NOT_FOUND/SIPP_IO when the file cannot be read). The first
+ * part of a split model brings every part llama.cpp would open into the check (each one whole,
+ * split.no its index, split.count the first part's; a missing part is SIPP_NOT_FOUND), and
+ * *n_parts (may be NULL) receives the number of files: 1 for a model that is not split. */
+sipp_status sipp__gguf_precheck(const char *path, uint32_t *n_parts, sipp_error *err);
+/* The path of part i (0-based) of an n-part split model whose first part is `first`, as
+ * llama.cpp names it (llama_split_path: "<prefix>-%05d-of-%05d.gguf"). False when `first` is
+ * not named as a first part of n, i >= n, or `cap` is too small. */
+bool sipp__gguf_part_path(const char *first, uint32_t i, uint32_t n, char *buf, size_t cap);
 /* Checks a model file against a SHA-256 pin (`hex`: 64 hex digits, either case), hashing the
  * whole file in bounded reads; `digest` receives the file's SHA-256. SIPP_OK, INVALID_ARGUMENT
  * for malformed hex, MODEL_INVALID "sha256 mismatch: expected ..., file has ...", or

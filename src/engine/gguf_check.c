@@ -20,9 +20,15 @@
  * keys); known keys have the type llama.cpp expects; general.alignment is a power of two;
  * <arch>.block_count is nonzero; tokenizer.ggml.*_token_id ids lie inside the tokens array
  * (0xFFFFFFFF, "none", excepted);
- * token_type/scores arrays match the tokens array; BYTE tokens read exactly "<0xHH>"; every
- * tensor (name of 1..63 bytes, unique, 1-4 dims each > 0, type known, byte size without
- * overflow, offset aligned, data inside the file, no overlap).
+ * token_type/scores arrays match the tokens array; BYTE tokens read exactly "<0xHH>"; no two
+ * tokens share a text (as llama.cpp reads it: up to the first NUL, "[EMPTY_<i>]" when empty;
+ * llama.cpp asserts this); split.no/split.count are uint16; every tensor (name of 1..63 bytes,
+ * unique, 1-4 dims each > 0, type known, byte size without overflow, offset aligned, data
+ * inside the file, no overlap).
+ *
+ * Split models: sipp__gguf_precheck() on the first part of a llama-gguf-split model checks every
+ * part llama.cpp would open (named as llama_split_path names them), each one whole, plus that
+ * part i's split.no is i and its split.count the first part's (precheck_parts).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "engine_int.h"
@@ -131,6 +137,24 @@ typedef struct kv_entry {
     const char *key;    /* set once every key is read (c->keys no longer moves) */
 } kv_entry;
 
+/* A token's text as llama.cpp keys it (up to its first NUL; an empty one is "[EMPTY_<i>]"),
+ * by two 64-bit hashes of it: equal texts always hash equal, so no duplicate can pass, and
+ * memory stays 24 bytes a token whatever the strings' lengths. Two different texts collide in
+ * both hashes with a chance near 2^-128 (a crafted collision only refuses its own file). No
+ * SHA-256 here: the browser build has none. */
+typedef struct token_digest {
+    uint64_t a, b;
+    uint64_t index;
+} token_digest;
+
+static void hash_update(token_digest *t, const unsigned char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        t->a = (t->a ^ p[i]) * 0x100000001b3ull; /* FNV-1a */
+        t->b = (t->b ^ p[i]) * 0xff51afd7ed558ccdull;
+        t->b = t->b << 29 | t->b >> 35;
+    }
+}
+
 typedef struct tensor_entry {
     uint64_t offset, nbytes, index;
     char name[GGUF_TENSOR_NAME_MAX];
@@ -147,7 +171,10 @@ typedef struct check {
     unsigned char *byte_ok;  /* bit i: token i reads "<0xHH>" */
     unsigned char *is_byte;  /* bit i: token_type[i] == BYTE */
     uint64_t n_byte_ok, n_is_byte;
+    token_digest *tok;       /* one per token of tokenizer.ggml.tokens */
+    size_t n_tok, cap_tok;
     char arch[64];
+    int64_t split_no, split_count; /* the split.* keys (uint16), -1 when absent */
 } check;
 
 static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
@@ -214,6 +241,55 @@ static sipp_status read_str_len(check *c, uint64_t *len, const char *what, const
     return SIPP_OK;
 }
 
+/* Reads token i's text (`len` bytes at the current position): notes whether it is a
+ * well-formed byte token ("<0xHH>") and appends the digest of the text llama.cpp keys it by. */
+static sipp_status read_token(check *c, uint64_t i, uint64_t len, const char *key) {
+    unsigned char chunk[4096];
+    bool ok = false, nul = false;
+    uint64_t text_len = 0;
+    token_digest h = {0xcbf29ce484222325ull, 0x9e3779b97f4a7c15ull, i};
+    for (uint64_t left = len; left > 0;) {
+        size_t n = left < sizeof chunk ? (size_t)left : sizeof chunk;
+        if (!rd_bytes(&c->r, chunk, n))
+            return FAIL(c, "GGUF string %llu of key '%s' cannot be read", (unsigned long long)i,
+                        key);
+        if (left == len && len == 6)
+            ok = memcmp(chunk, "<0x", 3) == 0 && chunk[5] == '>' && chunk[3] && chunk[4] &&
+                 strchr("0123456789abcdefABCDEF", chunk[3]) &&
+                 strchr("0123456789abcdefABCDEF", chunk[4]);
+        if (!nul) { /* llama.cpp reads the text as a C string */
+            const unsigned char *z = memchr(chunk, '\0', n);
+            size_t take = z ? (size_t)(z - chunk) : n;
+            hash_update(&h, chunk, take);
+            text_len += take;
+            nul = z != NULL;
+        }
+        left -= n;
+    }
+    if (text_len == 0) { /* llama.cpp names an empty token "[EMPTY_<i>]" */
+        char name[40];
+        int n = snprintf(name, sizeof name, "[EMPTY_%llu]", (unsigned long long)i);
+        hash_update(&h, (const unsigned char *)name, (size_t)n);
+        text_len = (uint64_t)n;
+    }
+    h.b ^= text_len; /* finish b (a murmur3 finaliser) so every input bit reaches every bit */
+    h.b ^= h.b >> 33;
+    h.b *= 0xc4ceb9fe1a85ec53ull;
+    h.b ^= h.b >> 33;
+    if (!bit_set(&c->byte_ok, i, ok)) return OOM(c);
+    c->n_byte_ok = i + 1;
+    if (!grow((void **)&c->tok, &c->cap_tok, c->n_tok + 1, sizeof *c->tok)) return OOM(c);
+    c->tok[c->n_tok++] = h;
+    return SIPP_OK;
+}
+
+static int cmp_token_digest(const void *a, const void *b) {
+    const token_digest *x = a, *y = b;
+    if (x->a != y->a) return x->a < y->a ? -1 : 1;
+    if (x->b != y->b) return x->b < y->b ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
 /* Walks one array value: element type, count, elements. Strings of tokenizer.ggml.tokens are
  * read (6 bytes at most) to note which ones are well-formed byte tokens; token_type values are
  * read to note BYTE tokens. */
@@ -252,20 +328,8 @@ static sipp_status walk_array(check *c, kv_entry *e, const char *key) {
                         "left in the file", (unsigned long long)i, key, (unsigned long long)len,
                         (unsigned long long)remaining(&c->r));
         if (tokens) {
-            bool ok = false;
-            if (len == 6) {
-                char t[6];
-                if (!rd_bytes(&c->r, t, 6))
-                    return FAIL(c, "GGUF string %llu of key '%s' cannot be read",
-                                (unsigned long long)i, key);
-                ok = memcmp(t, "<0x", 3) == 0 && t[5] == '>' &&
-                     strchr("0123456789abcdefABCDEF", t[3]) && t[3] &&
-                     strchr("0123456789abcdefABCDEF", t[4]) && t[4];
-            } else {
-                rd_skip(&c->r, len);
-            }
-            if (!bit_set(&c->byte_ok, i, ok)) return OOM(c);
-            c->n_byte_ok = i + 1;
+            sipp_status st = read_token(c, i, len, key);
+            if (st != SIPP_OK) return st;
         } else {
             rd_skip(&c->r, len);
         }
@@ -385,6 +449,11 @@ static const struct {
     {"tokenizer.ggml.merges", T_ARRAY, T_STRING},
     {"tokenizer.ggml.add_bos_token", T_BOOL, 0},
     {"tokenizer.ggml.add_eos_token", T_BOOL, 0},
+    /* a split model (llama-gguf-split): llama.cpp reads split.no of parts 2..N with
+     * gguf_get_val_u16, which aborts the process on any other type */
+    {"split.no", T_U16, 0},
+    {"split.count", T_U16, 0},
+    {"split.tensors.count", T_I32, 0},
 };
 /* <arch>.<suffix> keys that llama.cpp reads as uint32. */
 static const char *const arch_u32_keys[] = {"block_count", "context_length", "embedding_length"};
@@ -425,6 +494,8 @@ static sipp_status check_keys(check *c, uint32_t *alignment) {
                         (long long)e->ival);
         *alignment = (uint32_t)e->ival;
     }
+    c->split_no = (e = find_kv(c, "split.no")) ? e->ival : -1;
+    c->split_count = (e = find_kv(c, "split.count")) ? e->ival : -1;
     if (c->arch[0]) {
         char key[128];
         for (size_t i = 0; i < sizeof arch_u32_keys / sizeof arch_u32_keys[0]; i++) {
@@ -457,6 +528,16 @@ static sipp_status check_keys(check *c, uint32_t *alignment) {
         if (tokens && (e = find_kv(c, parallel[i])) && e->n != n_tokens)
             return FAIL(c, "GGUF key '%s' has %llu entries but the vocabulary has %llu tokens",
                         parallel[i], (unsigned long long)e->n, (unsigned long long)n_tokens);
+    /* llama.cpp maps text to id and asserts (aborts the process) when two tokens share one */
+    if (c->n_tok > 1) {
+        qsort(c->tok, c->n_tok, sizeof *c->tok, cmp_token_digest);
+        for (size_t i = 1; i < c->n_tok; i++)
+            if (c->tok[i - 1].a == c->tok[i].a && c->tok[i - 1].b == c->tok[i].b)
+                return FAIL(c, "GGUF tokens %llu and %llu have the same text "
+                            "(tokenizer.ggml.tokens): every token's text must be unique",
+                            (unsigned long long)c->tok[i - 1].index,
+                            (unsigned long long)c->tok[i].index);
+    }
     uint64_t n = c->n_is_byte < c->n_byte_ok ? c->n_is_byte : c->n_byte_ok;
     for (uint64_t i = 0; i < n; i++)
         if (bit_get(c->is_byte, i) && !bit_get(c->byte_ok, i))
@@ -616,6 +697,7 @@ static sipp_status run_check(check *c) {
     free(c->kv);
     free(c->tensors);
     free(c->byte_ok);
+    free(c->tok);
     free(c->is_byte);
     return st;
 }
@@ -629,7 +711,10 @@ sipp_status sipp__gguf_check_buffer(const unsigned char *data, size_t len, sipp_
     return run_check(&c);
 }
 
-sipp_status sipp__gguf_precheck(const char *path, sipp_error *err) {
+/* Checks one file; on SIPP_OK *split_no and *split_count hold its split.* keys (-1 when
+ * absent). A MODEL_INVALID message is prefixed with the path. */
+static sipp_status precheck_file(const char *path, int64_t *split_no, int64_t *split_count,
+                                 sipp_error *err) {
     struct stat st;
     if (stat(path, &st) != 0)
         return sipp__fail(err, errno == ENOENT ? SIPP_NOT_FOUND : SIPP_IO, errno,
@@ -639,6 +724,7 @@ sipp_status sipp__gguf_precheck(const char *path, sipp_error *err) {
     check c;
     memset(&c, 0, sizeof c);
     c.err = err;
+    c.split_no = c.split_count = -1;
     c.r.f = fopen(path, "rb");
     if (!c.r.f)
         return sipp__fail(err, SIPP_IO, errno, "cannot open model '%s': %s", path,
@@ -653,7 +739,81 @@ sipp_status sipp__gguf_precheck(const char *path, sipp_error *err) {
         snprintf(msg, sizeof msg, "%s", err->message);
         sipp__fail(err, rc, 0, "model '%s': %s", path, msg);
     }
+    *split_no = c.split_no;
+    *split_count = c.split_count;
     return rc;
+}
+
+bool sipp__gguf_part_path(const char *first, uint32_t i, uint32_t n, char *buf, size_t cap) {
+    char suffix[32];
+    snprintf(suffix, sizeof suffix, "-%05d-of-%05u.gguf", 1, n);
+    size_t len = strlen(first), slen = strlen(suffix);
+    if (i >= n || len <= slen || strcmp(first + len - slen, suffix) != 0) return false;
+    int w = snprintf(buf, cap, "%.*s-%05u-of-%05u.gguf", (int)(len - slen), first, i + 1, n);
+    return w > 0 && (size_t)w < cap;
+}
+
+/* The parts of a split model. llama.cpp (llama_model_loader) opens them itself once the first
+ * part declares split.count > 1: it derives their names from the first part's with
+ * llama_split_prefix/llama_split_path ("<prefix>-%05d-of-%05d.gguf", 1-based) and reads
+ * split.no of each with gguf_get_val_u16, which aborts on another type. So every part gets the
+ * same check as the first, and its split.no (uint16, type checked by the walk) must be its
+ * index and its split.count, when present, the first part's. */
+static sipp_status precheck_parts(const char *path, int64_t no, int64_t count, sipp_error *err) {
+    if (no < 0)
+        return sipp__fail(err, SIPP_MODEL_INVALID, 0,
+                          "model '%s': GGUF key 'split.count' is %lld but 'split.no' is missing",
+                          path, (long long)count);
+    if (no != 0)
+        return sipp__fail(err, SIPP_MODEL_INVALID, 0,
+                          "model '%s' is part %lld of %lld of a split model: load the first part "
+                          "(-00001-of-%05lld.gguf)", path, (long long)no + 1, (long long)count,
+                          (long long)count);
+    size_t cap = strlen(path) + 1;
+    char *part = malloc(cap);
+    if (!part) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    if (!sipp__gguf_part_path(path, 0, (uint32_t)count, part, cap)) {
+        free(part);
+        return sipp__fail(err, SIPP_MODEL_INVALID, 0,
+                          "model '%s' is the first of %lld parts of a split model, but its name "
+                          "does not end in '-00001-of-%05lld.gguf' (llama.cpp finds the other "
+                          "parts by name)", path, (long long)count, (long long)count);
+    }
+    sipp_status st = SIPP_OK;
+    for (int64_t i = 1; i < count && st == SIPP_OK; i++) {
+        sipp__gguf_part_path(path, (uint32_t)i, (uint32_t)count, part, cap);
+        int64_t part_no, part_count;
+        st = precheck_file(part, &part_no, &part_count, err);
+        if (st == SIPP_NOT_FOUND)
+            st = sipp__fail(err, SIPP_NOT_FOUND, ENOENT,
+                            "model '%s': split part %lld of %lld ('%s') is missing", path,
+                            (long long)i + 1, (long long)count, part);
+        else if (st == SIPP_OK && part_no < 0)
+            st = sipp__fail(err, SIPP_MODEL_INVALID, 0,
+                            "model '%s': GGUF key 'split.no' is missing (split part %lld of %lld)",
+                            part, (long long)i + 1, (long long)count);
+        else if (st == SIPP_OK && part_no != i)
+            st = sipp__fail(err, SIPP_MODEL_INVALID, 0,
+                            "model '%s': GGUF key 'split.no' is %lld, expected %lld (split part "
+                            "%lld of %lld)", part, (long long)part_no, (long long)i,
+                            (long long)i + 1, (long long)count);
+        else if (st == SIPP_OK && part_count >= 0 && part_count != count)
+            st = sipp__fail(err, SIPP_MODEL_INVALID, 0,
+                            "model '%s': GGUF key 'split.count' is %lld, but the first part "
+                            "declares %lld", part, (long long)part_count, (long long)count);
+    }
+    free(part);
+    return st;
+}
+
+sipp_status sipp__gguf_precheck(const char *path, uint32_t *n_parts, sipp_error *err) {
+    if (n_parts) *n_parts = 1;
+    int64_t no, count;
+    sipp_status st = precheck_file(path, &no, &count, err);
+    if (st != SIPP_OK || count <= 1) return st; /* llama.cpp reads 0 and 1 as "not split" */
+    if ((st = precheck_parts(path, no, count, err)) != SIPP_OK) return st;
+    if (n_parts) *n_parts = (uint32_t)count;
+    return SIPP_OK;
 }
 
 /* ---- the sha256 pin ----------------------------------------------------------------------- */

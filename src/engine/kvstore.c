@@ -10,6 +10,10 @@
  * Crash safety: a file is complete under its `.kv` name or absent (temp + fsync + rename +
  * directory fsync). Opening a directory removes temp files of writers that are gone and `.kv`
  * files of this version cut short; checksums catch the rest when a file is restored.
+ *
+ * Hardening: the directory must belong to this uid and be writable by no one else
+ * (sipp__kvstore_dir_check); temporary files are created O_EXCL|O_NOFOLLOW, and every file read
+ * back is opened O_NOFOLLOW and must be a regular file.
  */
 #define _GNU_SOURCE
 #include "kvstore.h"
@@ -204,6 +208,30 @@ static void sync_dir(const char *dir) {
     }
 }
 
+/* Creates the temporary file `tmp` for writing (0600). O_EXCL|O_NOFOLLOW: whatever already
+ * has that name (a symlink planted there, the file of a dead writer whose pid this process now
+ * has) is never opened; such a leftover is removed (unlink does not follow a link) and the
+ * create tried once more. -1 with errno on failure. */
+static int create_temp(const char *tmp) {
+    const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    int fd = open(tmp, flags, 0600);
+    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0) fd = open(tmp, flags, 0600);
+    return fd;
+}
+
+/* Opens a snapshot or memo file for reading: never through a symlink, and only a regular file
+ * (O_NONBLOCK: a FIFO planted under a snapshot's name must not block the open). -1 otherwise. */
+static int open_regular(const char *path) {
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+        close(fd);
+        errno = EINVAL;
+        fd = -1;
+    }
+    return fd;
+}
+
 /* Writes the entry's RAM state to its file (temp + fsync + rename). */
 static bool entry_write_file(sipp__kvstore *s, sipp__kv_entry *e) {
     if (!s->dir || !e->state || e->path) return e->path != NULL;
@@ -235,7 +263,7 @@ static bool entry_write_file(sipp__kvstore *s, sipp__kv_entry *e) {
         free(path);
         return false;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = create_temp(tmp);
     bool ok = fd >= 0 && write_all(fd, hdr, sizeof hdr) && write_all(fd, e->scope, e->scope_len) &&
               write_all(fd, e->tokens, e->n_tokens * 4u) && write_all(fd, e->state, e->state_len) &&
               fsync(fd) == 0;
@@ -287,7 +315,7 @@ static void enforce_ram_budget(sipp__kvstore *s) {
  * progress). A file of another version or with another magic is left alone. */
 static sipp__kv_entry *index_file(sipp__kvstore *s, const char *path, bool *torn) {
     *torn = false;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open_regular(path);
     if (fd < 0) return NULL;
     struct stat st;
     uint8_t hdr[H_END];
@@ -353,6 +381,28 @@ static long stale_temp_pid(const char *name) {
     return pid;
 }
 
+sipp_status sipp__kvstore_dir_check(const char *dir, sipp_error *err) {
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return sipp__fail(err, SIPP_IO, errno, "cache directory '%s': %s", dir, strerror(errno));
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return sipp__fail(err, SIPP_IO, errno, "cache directory '%s': %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return sipp__fail(err, SIPP_IO, ENOTDIR, "cache directory '%s' is not a directory", dir);
+    if (st.st_uid != geteuid())
+        return sipp__fail(err, SIPP_IO, EPERM,
+                          "cache directory '%s' is owned by uid %ld, not by this process's uid "
+                          "%ld: another user could plant or read snapshots there; use a "
+                          "directory of your own", dir, (long)st.st_uid, (long)geteuid());
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        return sipp__fail(err, SIPP_IO, EPERM,
+                          "cache directory '%s' is writable by %s (mode %04o): other users could "
+                          "plant snapshots or symlinks there; chmod go-w it or use another",
+                          dir, (st.st_mode & S_IWOTH) ? "others" : "its group",
+                          (unsigned)(st.st_mode & 07777));
+    return SIPP_OK;
+}
+
 sipp_status sipp__kvstore_new(const sipp__kv_compat *compat, uint64_t ram_budget, const char *dir,
                               uint64_t disk_budget, sipp__kvstore **out, sipp_error *err) {
     sipp__kvstore *s = calloc(1, sizeof *s);
@@ -361,9 +411,10 @@ sipp_status sipp__kvstore_new(const sipp__kv_compat *compat, uint64_t ram_budget
     s->ram_budget = ram_budget;
     s->disk_budget = disk_budget;
     if (dir && dir[0]) {
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        sipp_status st = sipp__kvstore_dir_check(dir, err);
+        if (st != SIPP_OK) {
             free(s);
-            return sipp__fail(err, SIPP_IO, errno, "cache directory '%s': %s", dir, strerror(errno));
+            return st;
         }
         s->dir = strdup(dir);
         DIR *d = opendir(dir);
@@ -492,7 +543,7 @@ sipp_status sipp__kvstore_load(sipp__kvstore *s, const sipp__kv_entry *ce, const
     free(s->load_buf);
     s->load_buf = NULL;
     sipp_status st = SIPP_IO;
-    int fd = open(e->path, O_RDONLY | O_CLOEXEC);
+    int fd = open_regular(e->path);
     struct stat sb;
     if (fd >= 0 && fstat(fd, &sb) == 0 && (uint64_t)sb.st_size == e->file_len &&
         e->file_len <= SIPP__KV_FILE_MAX && (s->load_buf = malloc(e->file_len)) != NULL &&
@@ -581,7 +632,7 @@ static char *fingerprint_memo_path(const char *dir, const uint8_t id[FP_ID]) {
 }
 
 static bool fingerprint_memo_read(const char *memo, const uint8_t id[FP_ID], uint8_t out[32]) {
-    int fd = open(memo, O_RDONLY | O_CLOEXEC);
+    int fd = open_regular(memo);
     if (fd < 0) return false;
     uint8_t rec[FP_FILE + 1];
     ssize_t n = read(fd, rec, sizeof rec);
@@ -602,7 +653,7 @@ static void fingerprint_memo_write(const char *dir, const char *memo, const uint
     memcpy(rec + 8 + FP_ID, digest, 32);
     char *tmp = NULL;
     if (asprintf(&tmp, "%s.tmp.%ld", memo, (long)getpid()) < 0) return;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = create_temp(tmp);
     bool ok = fd >= 0 && write(fd, rec, sizeof rec) == (ssize_t)sizeof rec && fsync(fd) == 0;
     if (fd >= 0) close(fd);
     if (!ok || rename(tmp, memo) != 0) unlink(tmp);

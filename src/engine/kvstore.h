@@ -52,8 +52,17 @@ sipp_status sipp__kv_header_parse(const uint8_t *data, size_t len, uint64_t file
 typedef struct sipp__kvstore sipp__kvstore;
 typedef struct sipp__kv_entry sipp__kv_entry;
 
-/* `dir` may be NULL (RAM tier only). Creates the directory if needed and indexes the snapshot
- * files already there (headers only). */
+/* Creates `dir` (mode 0700) when it does not exist and checks that it may hold snapshots: a
+ * directory (a symlink to one is followed) owned by this process's effective uid and writable
+ * by neither its group nor others. Snapshots are restored into sequences as they are and their
+ * names are predictable, so a directory another user can write to would let that user plant
+ * state or symlinks. SIPP_OK, or SIPP_IO naming the directory and what is wrong with it. */
+sipp_status sipp__kvstore_dir_check(const char *dir, sipp_error *err);
+
+/* `dir` may be NULL (RAM tier only). Checks the directory (sipp__kvstore_dir_check) and indexes
+ * the snapshot files already there (headers only). Files are created with O_EXCL|O_NOFOLLOW and
+ * renamed into place; snapshot and memo files are opened with O_NOFOLLOW and must be regular
+ * files, so a symlink in the directory is never followed. */
 sipp_status sipp__kvstore_new(const sipp__kv_compat *compat, uint64_t ram_budget, const char *dir,
                               uint64_t disk_budget, sipp__kvstore **out, sipp_error *err);
 /* Writes what is only in RAM to disk (when a directory is set), then frees everything. */

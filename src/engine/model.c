@@ -66,7 +66,7 @@ sipp_status sipp_model_inspect(const char *path, sipp_endpoint_info *info, char 
     if ((st = sipp_model_resolve(path, resolved, sizeof resolved, err)) != SIPP_OK) return st;
     path = resolved;
 #endif
-    st = sipp__gguf_precheck(path, err);
+    st = sipp__gguf_precheck(path, NULL, err);
     if (st != SIPP_OK) return st;
     sipp__llama_init_once();
     struct llama_model_params mp = llama_model_default_params();
@@ -123,7 +123,7 @@ static const struct {
 
 void sipp__model_quant_name(const char *path, char *buf, size_t cap) {
     buf[0] = '\0';
-    if (sipp__gguf_precheck(path, NULL) != SIPP_OK) return;
+    if (sipp__gguf_precheck(path, NULL, NULL) != SIPP_OK) return;
     struct ggml_context *meta = NULL;
     struct gguf_init_params gp = {.no_alloc = true, .ctx = &meta};
     struct gguf_context *g = gguf_init_from_file(path, gp);

@@ -10,6 +10,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "helpers.h"
 
+#include "ggml.h"
+#include "gguf.h"
+
 #include <dirent.h>
 #include <pthread.h>
 #include <sys/stat.h>
@@ -170,18 +173,23 @@ static void scopes_never_share_state(void **state) {
 }
 
 /* Lists the snapshot files of the cache directory into names (returns the count). */
-static int list_snapshots(char names[][512], int cap) {
-    DIR *d = opendir(tmpdir);
+/* The paths of the `.kv` files in `dir` (at most cap); returns how many. */
+static int list_snapshots_in(const char *dir, char names[][512], int cap) {
+    DIR *d = opendir(dir);
     assert_non_null(d);
     int n = 0;
     struct dirent *de;
     while ((de = readdir(d)) && n < cap) {
         size_t l = strlen(de->d_name);
         if (l > 3 && strcmp(de->d_name + l - 3, ".kv") == 0)
-            snprintf(names[n++], 512, "%s/%s", tmpdir, de->d_name);
+            snprintf(names[n++], 512, "%s/%s", dir, de->d_name);
     }
     closedir(d);
     return n;
+}
+
+static int list_snapshots(char names[][512], int cap) {
+    return list_snapshots_in(tmpdir, names, cap);
 }
 
 static void disk_tier_survives_a_restart_and_rejects_bad_files(void **state) {
@@ -528,6 +536,213 @@ static void hostile_keys_stay_inside_the_cache_dir(void **state) {
     sipp_client_free(c);
 }
 
+/* Expects opening STORY_MODEL with `cache` as the snapshot directory to fail with SIPP_IO and
+ * a message containing `needle`, leaving nothing in the directory. */
+static void expect_cache_dir_refused(const char *cache, const char *needle) {
+    sipp_client *c = NULL;
+    assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+    sipp_local_params lp = model_params(STORY_MODEL, 1, cache);
+    sipp_endpoint *ep = (sipp_endpoint *)0x1;
+    sipp_error err = sipp_error_default();
+    assert_int_equal(sipp_client_add_local(c, "m", &lp, &ep, &err), SIPP_IO);
+    assert_null(ep);
+    if (!strstr(err.message, needle)) fail_msg("message '%s' lacks '%s'", err.message, needle);
+    sipp_client_free(c);
+    DIR *d = opendir(cache);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.') fail_msg("'%s' was written to a refused directory", de->d_name);
+    closedir(d);
+}
+
+/* A snapshot directory that another user owns or that its group or others may write to is
+ * refused (SIPP_IO naming the directory and the problem) before anything is written there:
+ * another user could plant a snapshot, which would be restored into a sequence as it is, or a
+ * symlink. Modes 0755 and 0700 of one's own are fine. */
+static void unsafe_cache_dirs_are_refused(void **state) {
+    (void)state;
+    char cache[300];
+    snprintf(cache, sizeof cache, "%s/shared", tmpdir);
+    assert_int_equal(mkdir(cache, 0700), 0);
+    assert_int_equal(chmod(cache, 0777), 0);
+    expect_cache_dir_refused(cache, "is writable by others (mode 0777)");
+    assert_int_equal(chmod(cache, 01777), 0); /* sticky, as /tmp: others still create names */
+    expect_cache_dir_refused(cache, "is writable by others (mode 1777)");
+    assert_int_equal(chmod(cache, 0770), 0);
+    expect_cache_dir_refused(cache, "is writable by its group (mode 0770)");
+    if (geteuid() == 0) { /* only root can give a directory away */
+        assert_int_equal(chmod(cache, 0700), 0);
+        assert_int_equal(chown(cache, 65534, 65534), 0);
+        expect_cache_dir_refused(cache, "is owned by uid 65534, not by this process's uid 0");
+        assert_int_equal(chown(cache, 0, 0), 0);
+    }
+    assert_int_equal(chmod(cache, 0755), 0);
+    sipp_endpoint *ep;
+    sipp_client *c = open_model(STORY_MODEL, 1, cache, &ep);
+    sipp_client_free(c);
+    /* a file where the directory should be */
+    char file[320];
+    snprintf(file, sizeof file, "%s/not-a-dir", tmpdir);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+    sipp_client *c2 = NULL;
+    assert_int_equal(sipp_client_new(NULL, &c2, NULL), SIPP_OK);
+    sipp_local_params lp = model_params(STORY_MODEL, 1, file);
+    assert_int_equal(sipp_client_add_local(c2, "m", &lp, NULL, NULL), SIPP_IO);
+    sipp_client_free(c2);
+}
+
+/* Reads a whole small file into buf (NUL-terminated). */
+static void read_small(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+/* Symlinks planted in the snapshot directory are never followed: one at a snapshot's name is
+ * not indexed or restored (the state it points to lies outside the directory), and one at the
+ * temporary name a snapshot is written under is not written through (its target keeps its
+ * bytes; the snapshot is written as a file of its own). */
+static void planted_symlinks_are_not_followed(void **state) {
+    (void)state;
+    char cache[300], outside[300], victim[300];
+    snprintf(cache, sizeof cache, "%s/links", tmpdir);
+    snprintf(outside, sizeof outside, "%s/outside.kv.bak", tmpdir);
+    snprintf(victim, sizeof victim, "%s/victim", tmpdir);
+    const char *prompt = BASE " and the sun", *follow = BASE " and the sun. Then she ran home";
+    sipp_endpoint *ep;
+    sipp_response r;
+    sipp_client *c = open_model(STORY_MODEL, 1, cache, &ep);
+    free(ask(ep, "doc", NULL, prompt, &r));
+    sipp_client_free(c); /* the warm sequence goes to disk */
+    char files[4][512];
+    assert_int_equal(list_snapshots_in(cache, files, 4), 1);
+    char snap[512];
+    snprintf(snap, sizeof snap, "%s", files[0]);
+
+    /* the snapshot moved out and a symlink to it left at its name */
+    assert_int_equal(rename(snap, outside), 0);
+    assert_int_equal(symlink(outside, snap), 0);
+    c = open_model(STORY_MODEL, 1, cache, &ep);
+    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_int_equal(es.cache_disk_bytes, 0);
+    char *t = ask(ep, "doc", NULL, follow, &r);
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_NONE);
+    free(t);
+    sipp_client_free(c);
+
+    /* a symlink at the temporary name of the snapshot this process writes next */
+    int n = list_snapshots_in(cache, files, 4);
+    for (int i = 0; i < n; i++) assert_int_equal(unlink(files[i]), 0);
+    FILE *f = fopen(victim, "w");
+    assert_non_null(f);
+    fputs("precious", f);
+    fclose(f);
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", snap, (int)getpid());
+    assert_int_equal(symlink(victim, tmp), 0);
+    c = open_model(STORY_MODEL, 1, cache, &ep);
+    free(ask(ep, "doc", NULL, prompt, &r));
+    sipp_client_free(c); /* writes `snap` again, through its temporary name */
+    char got[64];
+    read_small(victim, got, sizeof got);
+    assert_string_equal(got, "precious");
+    struct stat st;
+    assert_int_equal(lstat(snap, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(lstat(tmp, &st), -1);
+    /* and the snapshot written past the link restores */
+    c = open_model(STORY_MODEL, 1, cache, &ep);
+    t = ask(ep, "doc", NULL, follow, &r);
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_SNAPSHOT);
+    expect_same_as_uncached(ep, follow, t);
+    free(t);
+    sipp_client_free(c);
+}
+
+/* Writes STORY_MODEL as a split model of two parts, as llama-gguf-split does: every key-value
+ * and the first half of the tensors in `<prefix>-00001-of-00002.gguf`, the rest in part 2, the
+ * split.* keys in both. The first part's path goes to `first`. */
+static void write_split_story(const char *prefix, char *first, size_t cap) {
+    struct ggml_context *meta = NULL;
+    struct gguf_init_params ip = {.no_alloc = false, .ctx = &meta};
+    struct gguf_context *src = gguf_init_from_file(STORY_MODEL, ip);
+    assert_non_null(src);
+    int64_t n = gguf_get_n_tensors(src);
+    for (int part = 0; part < 2; part++) {
+        struct gguf_context *g = gguf_init_empty();
+        if (part == 0) gguf_set_kv(g, src);
+        gguf_set_val_u16(g, "split.no", (uint16_t)part);
+        gguf_set_val_u16(g, "split.count", 2);
+        gguf_set_val_i32(g, "split.tensors.count", (int32_t)n);
+        for (int64_t i = part ? n / 2 : 0; i < (part ? n : n / 2); i++)
+            gguf_add_tensor(g, ggml_get_tensor(meta, gguf_get_tensor_name(src, i)));
+        char path[400];
+        snprintf(path, sizeof path, "%s-%05d-of-00002.gguf", prefix, part + 1);
+        assert_true(gguf_write_to_file(g, path, false));
+        gguf_free(g);
+        if (part == 0) snprintf(first, cap, "%s", path);
+    }
+    gguf_free(src);
+    ggml_free(meta);
+}
+
+/* A split model loads and answers as the whole file does, and its disk snapshots belong to
+ * the bytes of every part: after a byte of part 2's tensor data changes, nothing the split
+ * model wrote is restored (the fingerprint of a split model covers all its parts). */
+static void split_model_snapshots_cover_every_part(void **state) {
+    (void)state;
+    char prefix[300], first[400], cache[300];
+    snprintf(prefix, sizeof prefix, "%s/split-story", tmpdir);
+    snprintf(cache, sizeof cache, "%s/split-cache", tmpdir);
+    write_split_story(prefix, first, sizeof first);
+    const char *follow = BASE " and the sun. Then she ran home";
+    sipp_endpoint *ep;
+    sipp_response r;
+    sipp_client *c = open_model(STORY_MODEL, 1, NULL, &ep);
+    char *whole = ask(ep, NULL, NULL, follow, &r);
+    sipp_client_free(c);
+    c = open_model(first, 1, cache, &ep);
+    char *t = ask(ep, "doc", NULL, BASE " and the sun", &r);
+    free(t);
+    t = ask(ep, NULL, NULL, follow, &r);
+    assert_string_equal(t, whole);
+    free(t);
+    sipp_client_free(c); /* the warm sequence goes to disk */
+
+    /* the same parts restore their snapshot */
+    c = open_model(first, 1, cache, &ep);
+    t = ask(ep, "doc", NULL, follow, &r);
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_SNAPSHOT);
+    assert_string_equal(t, whole);
+    free(t);
+    sipp_client_free(c);
+
+    /* part 2 changes in its last byte (tensor data); part 1 is the same file */
+    char second[400];
+    snprintf(second, sizeof second, "%s-00002-of-00002.gguf", prefix);
+    FILE *f = fopen(second, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, -1, SEEK_END), 0);
+    int ch = fgetc(f);
+    assert_int_equal(fseek(f, -1, SEEK_END), 0);
+    fputc(ch ^ 0x01, f);
+    assert_int_equal(fclose(f), 0);
+    c = open_model(first, 1, cache, &ep);
+    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_int_equal(es.cache_disk_bytes, 0);
+    free(ask(ep, "doc", NULL, follow, &r));
+    assert_int_equal(r.stats.cache_source, SIPP_CACHE_NONE);
+    sipp_client_free(c);
+    free(whole);
+}
+
 /* D6: eviction under a RAM budget that holds about one snapshot while requests on two threads
  * keep restoring and evicting (run under ASan): every answer equals the uncached one. */
 typedef struct churn {
@@ -616,6 +831,9 @@ int main(void) {
         cmocka_unit_test(concurrent_requests_on_one_key_both_complete),
         cmocka_unit_test(context_shift_keeps_generating),
         cmocka_unit_test(hostile_keys_stay_inside_the_cache_dir),
+        cmocka_unit_test(unsafe_cache_dirs_are_refused),
+        cmocka_unit_test(planted_symlinks_are_not_followed),
+        cmocka_unit_test(split_model_snapshots_cover_every_part),
         cmocka_unit_test(eviction_while_requests_restore),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

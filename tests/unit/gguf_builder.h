@@ -134,6 +134,23 @@ static GB_UNUSED void gb_valid(gb *b) {
     gb_data(b, 32, 64 + 32);
 }
 
+/* One part of a split model as llama-gguf-split writes it: architecture "llama", split.no of
+ * type `no_type` (a scalar type; GB_U16 in a well-formed part), split.count `count` (uint16),
+ * split.tensors.count 2 (int32), and one F32 tensor of 8 floats named `tensor`. */
+static GB_UNUSED void gb_split_part(gb *b, uint32_t no_type, uint64_t no, uint16_t count,
+                                    const char *tensor) {
+    gb_init(b);
+    gb_header(b, 3, 1, 4);
+    gb_kv_str(b, "general.architecture", "llama");
+    static const int size[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    gb_kv_typed(b, "split.no", no_type, no, no_type < 13 ? size[no_type] : 4);
+    gb_kv_typed(b, "split.count", GB_U16, count, 2);
+    gb_kv_typed(b, "split.tensors.count", GB_I32, 2, 4);
+    uint64_t ne[] = {8};
+    gb_tensor(b, tensor, 1, ne, 0 /* F32 */, 0);
+    gb_data(b, 32, 32);
+}
+
 static GB_UNUSED int gb_write(const gb *b, const char *path) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;

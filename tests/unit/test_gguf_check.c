@@ -3,12 +3,15 @@
  * a small valid image passes, and each case of the bad-input matrix, section A (A1-A10), is
  * refused with SIPP_MODEL_INVALID and a message that names the key, tensor or token at fault.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/engine_int.h"
@@ -345,14 +348,19 @@ static void a9_byte_tokens(void **state) {
         assert_int_equal(sipp__gguf_check_buffer(b.p, b.len, NULL), SIPP_OK);
         gb_free(&b);
     }
-    /* a vocabulary past one bitmap step (32768 tokens) with the bad byte token at the end */
+    /* a vocabulary past one bitmap step (32768 tokens) with the bad byte token at the end (the
+     * texts are distinct: A14) */
     enum { N = 40000 };
     static const char *toks[N];
+    static char texts[N][8];
     static int32_t types[N];
     for (size_t i = 0; i < N; i++) {
-        toks[i] = "<0x41>";
-        types[i] = 6;
+        snprintf(texts[i], sizeof texts[i], "t%zu", i);
+        toks[i] = texts[i];
+        types[i] = 1;
     }
+    toks[0] = "<0x41>";
+    types[0] = types[N - 1] = 6;
     toks[N - 1] = "<0xG1>";
     gb b;
     with_kvs(&b, 2);
@@ -421,6 +429,157 @@ static void a10_keys_and_types(void **state) {
     gb_free(&b);
 }
 
+/* A14: no two tokens may share a text (llama.cpp asserts it while mapping text to id); the
+ * text is what llama.cpp reads: up to the first NUL, and "[EMPTY_<i>]" for an empty token. */
+static void a14_duplicate_token_texts(void **state) {
+    (void)state;
+    gb b;
+    static const char *const dup[] = {"<s>", "hi", "</s>", "hi"};
+    with_kvs(&b, 1);
+    gb_kv_strs(&b, "tokenizer.ggml.tokens", dup, 4);
+    expect_invalid(&b, "GGUF tokens 1 and 3 have the same text (tokenizer.ggml.tokens)");
+    gb_free(&b);
+    static const char *const empty[] = {"a", "[EMPTY_2]", ""};
+    with_kvs(&b, 1);
+    gb_kv_strs(&b, "tokenizer.ggml.tokens", empty, 3);
+    expect_invalid(&b, "GGUF tokens 1 and 2 have the same text");
+    gb_free(&b);
+    /* "hi\0x" is read as "hi" */
+    with_kvs(&b, 1);
+    gb_str(&b, "tokenizer.ggml.tokens");
+    gb_le(&b, GB_ARR, 4);
+    gb_le(&b, GB_STR, 4);
+    gb_le(&b, 2, 8);
+    gb_str(&b, "hi");
+    gb_le(&b, 4, 8);
+    gb_raw(&b, "hi\0x", 4);
+    expect_invalid(&b, "GGUF tokens 0 and 1 have the same text");
+    gb_free(&b);
+    /* distinct texts, one empty, are fine */
+    static const char *const fine[] = {"a", "", "[EMPTY_0]", "b"};
+    with_kvs(&b, 1);
+    gb_kv_strs(&b, "tokenizer.ggml.tokens", fine, 4);
+    sipp_error err = sipp_error_default();
+    assert_int_equal(sipp__gguf_check_buffer(b.p, b.len, &err), SIPP_OK);
+    gb_free(&b);
+}
+
+/* A13: the split.* keys have the types llama.cpp reads them with (split.no of a later part is
+ * read with gguf_get_val_u16, which aborts the process on any other type). */
+static void a13_split_key_types(void **state) {
+    (void)state;
+    gb b;
+    gb_split_part(&b, GB_U16, 1, 2, "w");
+    sipp_error err = sipp_error_default();
+    assert_int_equal(sipp__gguf_check_buffer(b.p, b.len, &err), SIPP_OK);
+    gb_free(&b);
+    gb_split_part(&b, GB_I32, 1, 2, "w");
+    expect_invalid(&b, "key 'split.no' has type int32, expected uint16");
+    gb_free(&b);
+    gb_split_part(&b, GB_U8, 1, 2, "w");
+    expect_invalid(&b, "key 'split.no' has type uint8, expected uint16");
+    gb_free(&b);
+    with_kvs(&b, 1);
+    gb_kv_u32(&b, "split.count", 2);
+    expect_invalid(&b, "key 'split.count' has type uint32, expected uint16");
+    gb_free(&b);
+    with_kvs(&b, 1);
+    gb_kv_typed(&b, "split.tensors.count", GB_U16, 2, 2);
+    expect_invalid(&b, "key 'split.tensors.count' has type uint16, expected int32");
+    gb_free(&b);
+}
+
+/* Writes `b` to dir/name and frees it. */
+static void write_part(const char *dir, const char *name, gb *b) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    assert_int_equal(gb_write(b, path), 0);
+    gb_free(b);
+}
+
+/* Asserts that precheck of dir/name fails with `want` and a message containing `needle`. */
+static void expect_precheck(const char *dir, const char *name, sipp_status want,
+                            const char *needle) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    sipp_error err = sipp_error_default();
+    uint32_t n_parts = 99;
+    sipp_status st = sipp__gguf_precheck(path, &n_parts, &err);
+    if (st != want || !strstr(err.message, needle))
+        fail_msg("%s: want %s with '%s', got %s: %s", name, sipp_status_name(want), needle,
+                 sipp_status_name(st), err.message);
+    assert_null(strchr(err.message, '\n'));
+}
+
+/* A13: the first part of a split model brings every part llama.cpp would open into the check:
+ * a part whose split.no has the wrong type (llama.cpp would abort), the wrong index or the
+ * wrong split.count, a missing part, a first part loaded as a later one or misnamed. A
+ * well-formed pair passes and counts its parts. */
+static void a13_split_parts(void **state) {
+    (void)state;
+    char dir[] = "/tmp/sipp-gguf-split-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    gb b;
+    gb_split_part(&b, GB_U16, 0, 2, "a");
+    write_part(dir, "ok-00001-of-00002.gguf", &b);
+    gb_split_part(&b, GB_U16, 1, 2, "b");
+    write_part(dir, "ok-00002-of-00002.gguf", &b);
+    char path[512];
+    snprintf(path, sizeof path, "%s/ok-00001-of-00002.gguf", dir);
+    sipp_error err = sipp_error_default();
+    uint32_t n_parts = 0;
+    if (sipp__gguf_precheck(path, &n_parts, &err) != SIPP_OK) fail_msg("%s", err.message);
+    assert_int_equal(n_parts, 2);
+
+    gb_split_part(&b, GB_U16, 0, 2, "a");
+    write_part(dir, "type-00001-of-00002.gguf", &b);
+    gb_split_part(&b, GB_I32, 1, 2, "b");
+    write_part(dir, "type-00002-of-00002.gguf", &b);
+    expect_precheck(dir, "type-00001-of-00002.gguf", SIPP_MODEL_INVALID,
+                    "type-00002-of-00002.gguf': GGUF key 'split.no' has type int32, expected "
+                    "uint16");
+
+    gb_split_part(&b, GB_U16, 0, 3, "a");
+    write_part(dir, "index-00001-of-00003.gguf", &b);
+    gb_split_part(&b, GB_U16, 1, 3, "b");
+    write_part(dir, "index-00002-of-00003.gguf", &b);
+    gb_split_part(&b, GB_U16, 1, 3, "c");
+    write_part(dir, "index-00003-of-00003.gguf", &b);
+    expect_precheck(dir, "index-00001-of-00003.gguf", SIPP_MODEL_INVALID,
+                    "index-00003-of-00003.gguf': GGUF key 'split.no' is 1, expected 2 (split part "
+                    "3 of 3)");
+
+    gb_split_part(&b, GB_U16, 0, 2, "a");
+    write_part(dir, "count-00001-of-00002.gguf", &b);
+    gb_split_part(&b, GB_U16, 1, 5, "b");
+    write_part(dir, "count-00002-of-00002.gguf", &b);
+    expect_precheck(dir, "count-00001-of-00002.gguf", SIPP_MODEL_INVALID,
+                    "GGUF key 'split.count' is 5, but the first part declares 2");
+
+    gb_split_part(&b, GB_U16, 0, 2, "a");
+    write_part(dir, "lone-00001-of-00002.gguf", &b);
+    expect_precheck(dir, "lone-00001-of-00002.gguf", SIPP_NOT_FOUND,
+                    "split part 2 of 2 ('");
+    expect_precheck(dir, "ok-00002-of-00002.gguf", SIPP_MODEL_INVALID,
+                    "is part 2 of 2 of a split model: load the first part");
+
+    gb_split_part(&b, GB_U16, 0, 2, "a");
+    write_part(dir, "renamed.gguf", &b);
+    expect_precheck(dir, "renamed.gguf", SIPP_MODEL_INVALID,
+                    "its name does not end in '-00001-of-00002.gguf'");
+
+    gb_init(&b); /* split.count without split.no: llama.cpp requires it */
+    gb_header(&b, 3, 0, 1);
+    gb_kv_typed(&b, "split.count", GB_U16, 2, 2);
+    write_part(dir, "nono-00001-of-00002.gguf", &b);
+    expect_precheck(dir, "nono-00001-of-00002.gguf", SIPP_MODEL_INVALID,
+                    "'split.count' is 2 but 'split.no' is missing");
+
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* The fuzz seeds (tests/fuzz/make_gguf_seeds.py) pass, so the fuzzer starts inside the walker;
  * the two real models pass as files. */
 static void seeds_and_real_models_pass(void **state) {
@@ -443,7 +602,7 @@ static void seeds_and_real_models_pass(void **state) {
                             SIPP_TEST_MODELS_DIR "/tinystories-instruct-3m-soda-chat-Q4_0.gguf"};
     for (size_t i = 0; i < 2; i++) {
         sipp_error err = sipp_error_default();
-        if (sipp__gguf_precheck(models[i], &err) != SIPP_OK)
+        if (sipp__gguf_precheck(models[i], NULL, &err) != SIPP_OK)
             fail_msg("%s refused: %s", models[i], err.message);
     }
 }
@@ -462,6 +621,9 @@ int main(void) {
         cmocka_unit_test(a8_special_token_ids),
         cmocka_unit_test(a9_byte_tokens),
         cmocka_unit_test(a10_keys_and_types),
+        cmocka_unit_test(a13_split_key_types),
+        cmocka_unit_test(a13_split_parts),
+        cmocka_unit_test(a14_duplicate_token_texts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
