@@ -144,14 +144,16 @@ static int g_n_ctx_train = 1 << 30; /* the model's training context, read at cal
 static void *sipp_stream(void *arg) {
     stream *s = arg;
     wait_to_start(s);
-    sipp_text_params p = sipp_text_params_default();
+    sipp_text_params p;
+    sipp_text_params_init(&p, sizeof p);
     p.temperature = 0;
     p.max_tokens = (uint32_t)s->n_predict;
     p.ignore_eos = true;
     p.context_key = s->key;
     sipp_run *run = NULL;
     s->t_submit = now_ms();
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp_query(g_ep, s->prompt, &p, &run, &err) != SIPP_OK) {
         fprintf(stderr, "sipp: %s\n", err.message);
         return NULL;
@@ -164,9 +166,9 @@ static void *sipp_stream(void *arg) {
     s->t_end = now_ms();
     const sipp_response *r;
     sipp_run_wait(run, &r, NULL);
-    s->n_prompt = (int)r->usage.input_tokens;
+    s->n_prompt = (int)r->usage->input_tokens;
     /* tokens whose text was empty were counted in later batches; use the engine's count */
-    s->ok = r->status == SIPP_OK && (int)r->usage.output_tokens == s->n_predict;
+    s->ok = r->status == SIPP_OK && (int)r->usage->output_tokens == s->n_predict;
     sipp_run_free(run);
     return NULL;
 }
@@ -315,7 +317,8 @@ static void run_streams(side sd, stream *ss, int n) {
 static const char *g_cache_dir; /* disk tier for the next open_sipp, NULL for none */
 
 static void open_sipp(sipp_client **c, int n_parallel, uint32_t n_ctx) {
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.model_path = g_model;
     lp.n_threads = g_threads;
     lp.n_parallel = (uint32_t)n_parallel;
@@ -323,7 +326,8 @@ static void open_sipp(sipp_client **c, int n_parallel, uint32_t n_ctx) {
     lp.n_gpu_layers = g_gpu_layers;
     lp.prefill_chunk = g_prefill_chunk;
     lp.cache_dir = g_cache_dir;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp_client_new(NULL, c, &err) != SIPP_OK ||
         sipp_client_add_local(*c, "m", &lp, &g_ep, &err) != SIPP_OK)
         die(err.message);
@@ -334,15 +338,18 @@ static void calibrate_prompt_length(void) {
     sipp_client *c = NULL;
     open_sipp(&c, 1, 4096);
     char *prompt = make_prompt(400, 1);
-    sipp_text_params p = sipp_text_params_default();
+    sipp_text_params p;
+    sipp_text_params_init(&p, sizeof p);
     p.max_tokens = 1;
     sipp_run *run = NULL;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp_query(g_ep, prompt, &p, &run, &err) != SIPP_OK) die(err.message);
     const sipp_response *r;
     sipp_run_wait(run, &r, NULL);
-    g_tokens_per_word = r->usage.input_tokens / 400.0;
-    sipp_endpoint_info info = sipp_endpoint_info_default();
+    g_tokens_per_word = r->usage->input_tokens / 400.0;
+    sipp_endpoint_info info;
+    sipp_endpoint_info_init(&info, sizeof info);
     if (sipp_endpoint_get_info(g_ep, &info, NULL) == SIPP_OK && info.n_ctx_train > 0)
         g_n_ctx_train = (int)info.n_ctx_train;
     sipp_run_free(run);

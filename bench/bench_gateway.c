@@ -85,14 +85,16 @@ static double via_gateway(CURL *c, const char *url, const char *body, bool strea
 
 static double direct(sipp_endpoint *ep, const char *prompt, uint32_t max_tokens, bool stream,
                      long *out_tok) {
-    sipp_text_params tp = sipp_text_params_default();
+    sipp_text_params tp;
+    sipp_text_params_init(&tp, sizeof tp);
     tp.max_tokens = max_tokens;
     tp.temperature = 0;
     tp.ignore_eos = true;
     tp.cache_scope = "anonymous"; /* what the gateway uses for an open gateway */
     tp.context_key = "gateway";
     sipp_run *run = NULL;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     double t0 = now_ms();
     if (sipp_query(ep, prompt, &tp, &run, &err) != SIPP_OK) die(err.message);
     if (stream) {
@@ -106,7 +108,7 @@ static double direct(sipp_endpoint *ep, const char *prompt, uint32_t max_tokens,
     sipp_run_wait(run, &resp, NULL);
     double t = now_ms() - t0;
     if (resp->status != SIPP_OK) die(resp->error_message);
-    *out_tok = (long)resp->usage.output_tokens;
+    *out_tok = (long)resp->usage->output_tokens;
     sipp_run_free(run);
     return t;
 }
@@ -141,10 +143,13 @@ int main(int argc, char **argv) {
     if (max_tokens < 0) max_tokens = relay ? 512 : 8;
 
     sipp_client *client;
-    sipp_client_params cp = sipp_client_params_default();
-    sipp_error err = sipp_error_default();
+    sipp_client_params cp;
+    sipp_client_params_init(&cp, sizeof cp);
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp_client_new(&cp, &client, &err) != SIPP_OK) die(err.message);
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.model_path = model;
     lp.n_ctx = relay ? 1024 : 256;
     lp.n_parallel = 1;

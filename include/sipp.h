@@ -10,13 +10,23 @@
  * Conventions used throughout:
  *  - Every function that can fail returns a sipp_status (SIPP_OK = 0) and takes an optional
  *    caller-owned `sipp_error *err` as its last argument, filled on failure (may be NULL).
- *  - Plain-data structs start with `uint32_t struct_size`; fill them with the matching
- *    `*_default()` function so fields can be appended in later versions without breaking callers.
- *    A parameter struct whose struct_size is smaller than this header's (a caller built against
- *    an older version) is accepted: the fields it lacks take their defaults.
- *  - `sipp_X_free(NULL)` is a no-op.
- *  - Thread-safety: `*_default()`, `*_name()`, `sipp_status_str()` and `sipp_free()` touch no
- *    shared state and may be called from any thread; every other function says what it allows.
+ *  - Plain-data structs start with `uint32_t struct_size`. Fill one with its init function,
+ *    `sipp_X_init(&x, sizeof x)`: it writes the defaults of every field the caller's struct has
+ *    and sets struct_size to `sizeof x`, so the size the caller was compiled with travels with
+ *    the struct and is never baked into a call. One rule for struct sizes holds at every entry
+ *    point: a struct_size smaller than this header's (a caller built against an older version,
+ *    down to the first release's layout) is accepted and the fields it lacks take their
+ *    defaults; a larger one (a caller built against a newer header than this library) is
+ *    refused with SIPP_INVALID_ARGUMENT saying so. Structs the library fills (stats, info, token
+ *    batches) are written only up to the caller's struct_size. Fields are only ever appended.
+ *  - Names: `sipp_<noun>_<verb>` (sipp_client_add_local, sipp_run_wait, sipp_endpoint_get_info);
+ *    the three operations an app runs are verbs on an endpoint: sipp_query(ep, ...),
+ *    sipp_chat(ep, ...), sipp_embed(ep, ...). Status constants are SIPP_ plus their short name
+ *    in capitals (SIPP_DEADLINE_EXCEEDED is "deadline_exceeded").
+ *  - `sipp_X_free(NULL)` is a no-op. `*out` is NULL after every failed call that has one.
+ *  - Thread-safety: the init functions, `*_name()`, `sipp_status_str()`, `sipp_version*()` and
+ *    `sipp_free()` touch no shared state and may be called from any thread; every other function
+ *    says what it allows.
  *  - Strings are UTF-8, NUL-terminated unless a length is given.
  *
  * This header includes only <stddef.h>, <stdint.h> and <stdbool.h>: no dependency types leak.
@@ -66,8 +76,8 @@ SIPP_API int sipp_version_num(void);
  * ========================================================================================== */
 
 /*
- * The stable status table: X(NAME, number, short_name, description). Numbers are never reused;
- * new statuses are appended.
+ * The stable status table: X(NAME, number, short_name, description). NAME is short_name in
+ * capitals; numbers are never reused; new statuses are appended.
  */
 #define SIPP_STATUS_TABLE(X)                                                                        \
     X(OK, 0, "ok", "success")                                                                       \
@@ -78,19 +88,19 @@ SIPP_API int sipp_version_num(void);
     X(OUT_OF_MEMORY, 5, "out_of_memory", "memory could not be allocated")                          \
     X(BUSY, 6, "busy", "too many requests are queued or running")                                  \
     X(CANCELLED, 7, "cancelled", "the run was cancelled")                                          \
-    X(DEADLINE, 8, "deadline_exceeded", "the run did not finish before its deadline")              \
+    X(DEADLINE_EXCEEDED, 8, "deadline_exceeded", "the run did not finish before its deadline")              \
     X(CONTEXT_OVERFLOW, 9, "context_overflow", "the prompt does not fit the context")              \
-    X(IO, 10, "io_error", "a file could not be read or written")                                   \
+    X(IO_ERROR, 10, "io_error", "a file could not be read or written")                                   \
     X(INTERNAL, 11, "internal", "an internal error occurred")                                      \
     X(CLOSED, 12, "closed", "the client or endpoint was closed")                                   \
     X(TIMEOUT, 13, "timeout", "the wait timed out; the run goes on")                               \
     X(AUTHENTICATION, 14, "authentication", "the remote peer rejected the credentials")            \
     X(AUTHORIZATION, 15, "authorization", "the credentials may not use this model or route")       \
     X(RATE_LIMITED, 16, "rate_limited", "the remote peer's rate limit was hit; retry later")      \
-    X(QUOTA, 17, "quota_exceeded", "the account's quota or budget is used up")                    \
+    X(QUOTA_EXCEEDED, 17, "quota_exceeded", "the account's quota or budget is used up")                    \
     X(MODEL_NOT_FOUND, 18, "model_not_found", "the remote peer does not know the model")          \
     X(OVERLOADED, 19, "overloaded", "the remote peer is overloaded or unavailable")               \
-    X(UPSTREAM, 20, "upstream_error", "the remote peer failed or answered something invalid")     \
+    X(UPSTREAM_ERROR, 20, "upstream_error", "the remote peer failed or answered something invalid")     \
     X(TRANSPORT, 21, "transport", "the connection failed or broke")                               \
     X(UPSTREAM_TIMEOUT, 22, "upstream_timeout", "the remote request timed out")
 
@@ -109,8 +119,7 @@ SIPP_API const char *sipp_status_str(sipp_status status);
 #define SIPP_ERROR_MESSAGE_CAP 256
 
 /**
- * Error details, owned by the caller. Initialise with sipp_error_default() (or zero it and set
- * struct_size). Filled by a failing call: `code` repeats the returned status, `subcode` carries an
+ * Error details, owned by the caller. Initialise with sipp_error_init(&err, sizeof err). Filled by a failing call: `code` repeats the returned status, `subcode` carries an
  * errno or HTTP status when one applies (else 0), `message` is a one-line explanation.
  */
 typedef struct sipp_error {
@@ -120,8 +129,14 @@ typedef struct sipp_error {
     char message[SIPP_ERROR_MESSAGE_CAP];
 } sipp_error;
 
-/** Returns an empty sipp_error with struct_size set. Since 0.1. */
-SIPP_API sipp_error sipp_error_default(void);
+/**
+ * Fills the caller's struct with defaults and sets its struct_size to `size` (pass `sizeof *p`).
+ * The same contract holds for every `sipp_X_init` below: `size` smaller than this library's
+ * struct (an older header) fills the fields that fit, down to the first release's layout;
+ * larger (a newer header) or smaller than that is SIPP_INVALID_ARGUMENT and writes nothing, as
+ * is a NULL `p`. Thread-safety: any thread. Since 0.1.
+ */
+SIPP_API sipp_status sipp_error_init(sipp_error *p, size_t size);
 
 /** Frees memory that Sipp handed to the caller with "free with sipp_free()". NULL is a no-op. */
 SIPP_API void sipp_free(void *ptr);
@@ -131,10 +146,17 @@ SIPP_API void sipp_free(void *ptr);
  * ========================================================================================== */
 
 typedef struct sipp_client sipp_client;
-/** A registered endpoint. Owned by its client; valid until removed or the client is freed. */
+/**
+ * A registered endpoint: a handle owned by its client and valid until sipp_client_free(),
+ * whatever happens to the endpoint meanwhile (libuv's handles and their close are the model).
+ * Removing the endpoint, or re-adding its id, closes it: its runs are cancelled, its model is
+ * unloaded, and every later call on the handle fails with SIPP_CLOSED instead of touching freed
+ * memory, so a thread that still holds the handle after another removed it is safe. A closed
+ * handle keeps only its small shell until the client is freed.
+ */
 typedef struct sipp_endpoint sipp_endpoint;
 
-/** Log levels for sipp_client_params.log_level. Messages from llama.cpp are included. */
+/** Log levels. Messages from llama.cpp are included. */
 typedef enum sipp_log_level {
     SIPP_LOG_NONE = 0,
     SIPP_LOG_ERROR = 1,
@@ -143,20 +165,28 @@ typedef enum sipp_log_level {
     SIPP_LOG_DEBUG = 4,
 } sipp_log_level;
 
+/**
+ * Sets the log level of the whole process: messages at or above it go to stderr, from every
+ * client and from llama.cpp (whose logging is process-wide too). The default is SIPP_LOG_ERROR,
+ * or what the environment variable SIPP_LOG (none|error|warn|info|debug) says.
+ * Thread-safety: any thread; it takes effect for messages logged after it returns. Since 0.1.
+ */
+SIPP_API void sipp_log_set(sipp_log_level level);
+
 typedef struct sipp_client_params {
     uint32_t struct_size;
-    /** Messages at or above this level go to stderr. Default SIPP_LOG_ERROR; the environment
-     *  variable SIPP_LOG (none|error|warn|info|debug) overrides the default. */
+    /** Kept for the first release's layout. A value other than SIPP_LOG_ERROR (the default)
+     *  calls sipp_log_set() with it: the level is the process's, never this client's. */
     sipp_log_level log_level;
 } sipp_client_params;
 
-/** Default client parameters. Since 0.1. */
-SIPP_API sipp_client_params sipp_client_params_default(void);
+/** Default client parameters (see sipp_error_init() for the contract). Since 0.1. */
+SIPP_API sipp_status sipp_client_params_init(sipp_client_params *p, size_t size);
 
 /**
  * Creates a client.
  * @param params  may be NULL for defaults.
- * @param out     receives the client; free it with sipp_client_free().
+ * @param out     receives the client (NULL on failure); free it with sipp_client_free().
  * Thread-safety: any thread. Since 0.1.
  */
 SIPP_API sipp_status sipp_client_new(const sipp_client_params *params, sipp_client **out,
@@ -240,8 +270,9 @@ typedef struct sipp_local_params {
 /** Value of sipp_local_params.cache_ram_bytes that turns prefix snapshots off. */
 #define SIPP_CACHE_DISABLED UINT64_MAX
 
-/** Default local-endpoint parameters (model_path NULL). Since 0.1. */
-SIPP_API sipp_local_params sipp_local_params_default(void);
+/** Default local-endpoint parameters (model_path NULL; see sipp_error_init() for the
+ *  contract). Since 0.1. */
+SIPP_API sipp_status sipp_local_params_init(sipp_local_params *p, size_t size);
 
 /**
  * Registers a local model endpoint under `id` and loads the model (blocking).
@@ -303,7 +334,8 @@ typedef struct sipp_provider_params {
     bool allow_private_network;
 } sipp_provider_params;
 
-SIPP_API sipp_provider_params sipp_provider_params_default(void);
+/** Default provider parameters (see sipp_error_init() for the contract). Since 0.1. */
+SIPP_API sipp_status sipp_provider_params_init(sipp_provider_params *p, size_t size);
 
 /**
  * Registers a provider endpoint under `id` (replacing an endpoint of that id). Nothing is sent
@@ -358,8 +390,9 @@ typedef struct sipp_gateway_params {
     bool allow_private_network;
 } sipp_gateway_params;
 
-/** Default gateway parameters (auth BEARER from SIPP_GATEWAY_TOKEN). Since 0.1. */
-SIPP_API sipp_gateway_params sipp_gateway_params_default(void);
+/** Default gateway parameters (auth BEARER from SIPP_GATEWAY_TOKEN; see sipp_error_init() for
+ *  the contract). Since 0.1. */
+SIPP_API sipp_status sipp_gateway_params_init(sipp_gateway_params *p, size_t size);
 
 /**
  * Registers a Sipp gateway endpoint under `id` (replacing an endpoint of that id). Nothing is
@@ -376,16 +409,16 @@ SIPP_API sipp_status sipp_client_add_gateway(sipp_client *client, const char *id
                                              const sipp_gateway_params *params,
                                              sipp_endpoint **out, sipp_error *err);
 
-/** Looks an endpoint up by id; NULL if none. Thread-safety: any thread. Since 0.1. */
-SIPP_API sipp_endpoint *sipp_client_endpoint(sipp_client *client, const char *id);
+/** Looks an endpoint up by id: the open endpoint registered under `id`, or NULL if none.
+ *  Thread-safety: any thread. Since 0.1. */
+SIPP_API sipp_endpoint *sipp_client_get_endpoint(sipp_client *client, const char *id);
 
 /**
- * Removes an endpoint: cancels its runs, waits for their end and unloads its model. The
- * endpoint pointer is invalid afterwards, as is the old pointer of an id that
- * sipp_client_add_*() replaced: the caller must make sure no other thread is still submitting
- * on it (look endpoints up by id with sipp_client_endpoint(), or serialise add/remove with your
- * own submissions). Thread-safety: calls on one client are serialised internally, within the
- * rule above. Since 0.1.
+ * Removes an endpoint: closes it (see sipp_endpoint), cancels its runs, waits for their end and
+ * unloads its model. Handles to it stay valid and answer SIPP_CLOSED; so does the handle of an
+ * id that sipp_client_add_*() replaced. A run submitted on another thread while the endpoint
+ * closes either started before (and is cancelled) or fails with SIPP_CLOSED.
+ * Errors: NOT_FOUND (no open endpoint has that id). Thread-safety: any thread. Since 0.1.
  */
 SIPP_API sipp_status sipp_client_remove(sipp_client *client, const char *id, sipp_error *err);
 
@@ -429,14 +462,16 @@ typedef struct sipp_engine_stats {
     uint32_t stalled;          /**< 1 while it sees that now */
 } sipp_engine_stats;
 
-SIPP_API sipp_engine_stats sipp_engine_stats_default(void);
+/** An empty stats struct to fill (see sipp_error_init() for the contract). Since 0.1. */
+SIPP_API sipp_status sipp_engine_stats_init(sipp_engine_stats *p, size_t size);
 /** Reads the engine counters of an endpoint. Thread-safety: any thread. Since 0.1. */
 SIPP_API sipp_status sipp_endpoint_get_stats(const sipp_endpoint *ep, sipp_engine_stats *out,
                                              sipp_error *err);
 
-/** Fills `out` (caller-owned, struct_size set by sipp_endpoint_info_default()). Thread-safety:
- *  any thread. Since 0.1. */
-SIPP_API sipp_endpoint_info sipp_endpoint_info_default(void);
+/** An empty info struct to fill (see sipp_error_init() for the contract). Since 0.1. */
+SIPP_API sipp_status sipp_endpoint_info_init(sipp_endpoint_info *p, size_t size);
+/** Fills `out` (caller-owned, from sipp_endpoint_info_init()) up to its struct_size.
+ *  Thread-safety: any thread. Since 0.1. */
 SIPP_API sipp_status sipp_endpoint_get_info(const sipp_endpoint *ep, sipp_endpoint_info *out,
                                             sipp_error *err);
 
@@ -453,7 +488,7 @@ SIPP_API sipp_status sipp_endpoint_get_info(const sipp_endpoint *ep, sipp_endpoi
  */
 typedef void (*sipp_token_fn)(const char *text, size_t len, uint32_t n_tokens, void *user_data);
 
-/** Options of query and chat. Fill with sipp_text_params_default(). */
+/** Options of query and chat. Fill with sipp_text_params_init(). */
 typedef struct sipp_text_params {
     uint32_t struct_size;
     /** Maximum tokens to generate; must be >= 1. Default 256. */
@@ -488,7 +523,7 @@ typedef struct sipp_text_params {
     sipp_token_fn on_tokens;
     void *user_data;
     /** Deadline in milliseconds from submission; 0 = none. A run past it ends with status
-     *  SIPP_DEADLINE (the text so far is kept). Since 0.1. */
+     *  SIPP_DEADLINE_EXCEEDED (the text so far is kept). Since 0.1. */
     uint32_t timeout_ms;
     /** Local-only: never sample an end-of-generation token, so the run always produces
      *  max_tokens (benchmarks; llama-server's `ignore_eos`). Since 0.1. */
@@ -506,7 +541,8 @@ typedef struct sipp_text_params {
     const char *request_id;
 } sipp_text_params;
 
-SIPP_API sipp_text_params sipp_text_params_default(void);
+/** Default text options (see sipp_error_init() for the contract). Since 0.1. */
+SIPP_API sipp_status sipp_text_params_init(sipp_text_params *p, size_t size);
 
 /** A chat message. Roles: "system", "user", "assistant". */
 typedef struct sipp_message {
@@ -526,7 +562,8 @@ typedef struct sipp_embed_params {
     const char *request_id;
 } sipp_embed_params;
 
-SIPP_API sipp_embed_params sipp_embed_params_default(void);
+/** Default embed options (see sipp_error_init() for the contract). Since 0.1. */
+SIPP_API sipp_status sipp_embed_params_init(sipp_embed_params *p, size_t size);
 
 typedef struct sipp_run sipp_run;
 
@@ -618,8 +655,10 @@ typedef struct sipp_response {
     const float *embedding;       /**< embed only, else NULL */
     uint32_t n_embd;
     bool normalized;
-    sipp_usage usage;
-    sipp_stats stats;
+    /** Token counts and timings: never NULL, owned by the run like the response. Pointers, so
+     *  that sipp_usage and sipp_stats can grow without moving the fields after them. */
+    const sipp_usage *usage;
+    const sipp_stats *stats;
     /** Remote endpoints: the HTTP status of the answer (0 for local), the peer's retry-after in
      *  seconds when it sent one, and the request id it echoed or made (may be ""). */
     uint32_t http_status;
@@ -640,8 +679,8 @@ typedef struct sipp_response {
  */
 SIPP_API sipp_status sipp_run_wait(sipp_run *run, const sipp_response **out, sipp_error *err);
 
-/** A batch of text from sipp_run_next(). `text` is owned by the run, valid until the next
- *  sipp_run_next(), sipp_run_wait() or sipp_run_free() on it. */
+/** A batch of text from sipp_run_next(); fill it with sipp_token_batch_init(). `text` is owned
+ *  by the run, valid until the next sipp_run_next(), sipp_run_wait() or sipp_run_free() on it. */
 typedef struct sipp_token_batch {
     uint32_t struct_size;
     const char *text;
@@ -650,11 +689,15 @@ typedef struct sipp_token_batch {
     bool done; /**< true once the run ended and all text was delivered */
 } sipp_token_batch;
 
+/** An empty batch to fill (see sipp_error_init() for the contract). Since 0.1. */
+SIPP_API sipp_status sipp_token_batch_init(sipp_token_batch *p, size_t size);
+
 /**
  * Pull iterator: waits up to `timeout_ms` (-1 forever, 0 poll) for new text. On SIPP_OK, `out`
  * holds the text since the last pull (possibly empty with done set). SIPP_TIMEOUT when nothing
- * arrived in time; the run goes on. Set out->struct_size = sizeof *out first: the library
- * writes no more than that (a later version's larger struct never overruns an older caller's).
+ * arrived in time; the run goes on. `out` comes from sipp_token_batch_init(): the library
+ * writes no more than its struct_size (a later version's larger struct never overruns an older
+ * caller's).
  * Thread-safety: one consumer per run. Since 0.1.
  */
 SIPP_API sipp_status sipp_run_next(sipp_run *run, int timeout_ms, sipp_token_batch *out,
@@ -668,7 +711,7 @@ SIPP_API sipp_status sipp_run_next(sipp_run *run, int timeout_ms, sipp_token_bat
 SIPP_API void sipp_run_cancel(sipp_run *run);
 
 /** True once the run ended. Thread-safety: any thread. Since 0.1. */
-SIPP_API bool sipp_run_done(const sipp_run *run);
+SIPP_API bool sipp_run_is_done(const sipp_run *run);
 
 /** Cancels the run if still going, waits for its end and frees it. NULL is a no-op.
  *  Thread-safety: any one thread, once no other thread uses the run. Since 0.1. */

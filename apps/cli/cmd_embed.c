@@ -40,9 +40,11 @@ int cmd_embed(int argc, char **argv) {
         rc = cli_open(&o, &client, &ep);
     }
     sipp_run *run = NULL;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (rc == CLI_OK) {
-        sipp_embed_params p = sipp_embed_params_default();
+        sipp_embed_params p;
+        sipp_embed_params_init(&p, sizeof p);
         p.normalize = o.normalize;
         p.extra_json = o.text.extra_json;
         p.request_id = o.text.request_id;
@@ -72,8 +74,8 @@ int cmd_embed(int argc, char **argv) {
             for (uint32_t i = 0; i < r->n_embd; i++) printf("%.9g\n", r->embedding[i]);
         }
         if (rc == CLI_OK && o.stats)
-            fprintf(stderr, "[%u tokens | %.1f ms | %.0f tok/s]\n", r->usage.input_tokens,
-                    r->stats.total_ms, r->stats.prefill_tok_s);
+            fprintf(stderr, "[%u tokens | %.1f ms | %.0f tok/s]\n", r->usage->input_tokens,
+                    r->stats->total_ms, r->stats->prefill_tok_s);
     }
     sipp_run_free(run);
     sipp_client_free(client);

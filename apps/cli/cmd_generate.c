@@ -76,7 +76,7 @@ static void on_tokens(const char *text, size_t len, uint32_t n_tokens, void *ud)
 }
 
 static json_t *stats_json(const sipp_response *r) {
-    const sipp_stats *s = &r->stats;
+    const sipp_stats *s = r->stats;
     return json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:i,s:s,s:i}", "queue_ms", s->queue_ms,
                      "ttft_ms", s->ttft_ms, "prefill_ms", s->prefill_ms, "decode_ms",
                      s->decode_ms, "prefill_tokens_per_s", s->prefill_tok_s,
@@ -90,27 +90,28 @@ static json_t *stats_json(const sipp_response *r) {
 static void print_json(const sipp_response *r) {
     json_t *o = json_pack("{s:s%,s:s,s:{s:i,s:i,s:i},s:o,s:s}", "text", r->text, r->text_len,
                           "finish_reason", sipp_finish_reason_name(r->finish_reason), "usage",
-                          "input_tokens", (json_int_t)r->usage.input_tokens, "output_tokens",
-                          (json_int_t)r->usage.output_tokens, "total_tokens",
-                          (json_int_t)r->usage.total_tokens, "stats", stats_json(r),
+                          "input_tokens", (json_int_t)r->usage->input_tokens, "output_tokens",
+                          (json_int_t)r->usage->output_tokens, "total_tokens",
+                          (json_int_t)r->usage->total_tokens, "stats", stats_json(r),
                           "request_id", r->request_id);
     cli_print_json(o);
 }
 
 static void print_stats(const sipp_response *r, const sipp_endpoint *ep) {
-    const sipp_stats *s = &r->stats;
+    const sipp_stats *s = r->stats;
     fprintf(stderr,
             "\nrequest: %u prompt + %u generated tokens, finish %s\n"
             "  queue %.2f ms | ttft %.2f ms | prefill %.2f ms (%.0f tok/s) | decode %.2f ms "
             "(%.0f tok/s)\n"
             "  inter-token latency avg %.2f ms, p99 %.2f ms | total %.2f ms\n"
             "  cache %s: %u prompt tokens reused, %u computed\n",
-            r->usage.input_tokens, r->usage.output_tokens,
+            r->usage->input_tokens, r->usage->output_tokens,
             sipp_finish_reason_name(r->finish_reason), s->queue_ms, s->ttft_ms, s->prefill_ms,
             s->prefill_tok_s, s->decode_ms, s->decode_tok_s, s->itl_avg_ms, s->itl_p99_ms,
             s->total_ms, sipp_cache_source_name(s->cache_source), s->cached_tokens,
             s->prefill_tokens);
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     if (sipp_endpoint_get_stats(ep, &es, NULL) == SIPP_OK)
         fprintf(stderr,
                 "engine: %u running, %u queued, %llu completed, %llu failed | %llu prompt + %llu "
@@ -147,7 +148,8 @@ int cmd_generate(int argc, char **argv, bool chat) {
         rc = cli_open(&o, &client, &ep);
     }
     sipp_run *run = NULL;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (rc == CLI_OK) {
         sipp_status st;
         if (chat) {

@@ -41,9 +41,11 @@ int cmd_info(int argc, char **argv) {
     }
     char path[4096];
     if (cli_resolve_model(name, NEED_GENERATE, path, sizeof path) != CLI_OK) return CLI_FAILED;
-    sipp_endpoint_info in = sipp_endpoint_info_default();
+    sipp_endpoint_info in;
+    sipp_endpoint_info_init(&in, sizeof in);
     char *tmpl = NULL;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp_model_inspect(path, &in, &tmpl, &err) != SIPP_OK) {
         cli_error("%s", err.message);
         return CLI_FAILED;

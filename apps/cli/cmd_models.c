@@ -53,7 +53,8 @@ int cmd_models(int argc, char **argv) {
     qsort(names, n, sizeof names[0], cmp_str);
     sipp__hub_item *pulled = NULL;
     size_t n_pulled = 0;
-    sipp_error herr = sipp_error_default();
+    sipp_error herr;
+    sipp_error_init(&herr, sizeof herr);
     if (sipp__hub_list(dir, &pulled, &n_pulled, &herr) != SIPP_OK)
         cli_error("models: the store of pulled models: %s", herr.message);
     json_t *arr = json ? json_array() : NULL;
@@ -71,8 +72,10 @@ int cmd_models(int argc, char **argv) {
         if (hub) snprintf(path, sizeof path, "%s", it->path);
         else snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         const char *name = hub ? it->name : names[i];
-        sipp_endpoint_info in = sipp_endpoint_info_default();
-        sipp_error err = sipp_error_default();
+        sipp_endpoint_info in;
+        sipp_endpoint_info_init(&in, sizeof in);
+        sipp_error err;
+        sipp_error_init(&err, sizeof err);
         bool ok = false;
         if (hub && !it->complete)
             snprintf(err.message, sizeof err.message, "files missing; pull it again");

@@ -193,7 +193,8 @@ int cmd_pull(int argc, char **argv) {
         return CLI_USAGE;
     }
     sipp__hub_ref ref;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp__hub_ref_parse(name, &ref, &err) != SIPP_OK) {
         cli_error("pull: %s", err.message);
         return CLI_USAGE;

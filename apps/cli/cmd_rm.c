@@ -69,7 +69,8 @@ int cmd_rm(int argc, char **argv) {
             continue;
         }
         uint64_t freed = 0;
-        sipp_error err = sipp_error_default();
+        sipp_error err;
+        sipp_error_init(&err, sizeof err);
         if (sipp__hub_remove(dir, argv[i], &freed, &err) != SIPP_OK) {
             cli_error("rm: %s", err.message);
             rc = CLI_FAILED;

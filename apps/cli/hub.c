@@ -14,7 +14,8 @@ bool cli_hub_lookup(const char *name, char *buf, size_t cap, int *rc) {
     sipp__hub_ref ref;
     if (sipp__hub_ref_parse(name, &ref, NULL) != SIPP_OK) return false; /* a path or file name */
     /* the library's resolution, the same as every model path of sipp.h takes */
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp_model_resolve(name, buf, cap, &err) == SIPP_OK) {
         *rc = CLI_OK;
         return true;
@@ -32,7 +33,8 @@ int cli_hub_first(cli_need need, char *buf, size_t cap) {
     if (sipp__hub_list(dir, &items, &n, NULL) != SIPP_OK) return CLI_FAILED;
     int rc = CLI_FAILED;
     for (size_t i = 0; i < n && rc != CLI_OK; i++) {
-        sipp_endpoint_info in = sipp_endpoint_info_default();
+        sipp_endpoint_info in;
+        sipp_endpoint_info_init(&in, sizeof in);
         if (!items[i].complete || sipp_model_inspect(items[i].path, &in, NULL, NULL) != SIPP_OK)
             continue;
         bool fits = need == NEED_CHAT ? in.can_chat : need == NEED_EMBED ? in.can_embed

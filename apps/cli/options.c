@@ -275,8 +275,8 @@ static const char *opt_name(int c) {
 int cli_parse(int argc, char **argv, const char *cmd, const char *usage, cli_options *o,
               bool *exit_now) {
     memset(o, 0, sizeof *o);
-    o->text = sipp_text_params_default();
-    o->local = sipp_local_params_default();
+    sipp_text_params_init(&o->text, sizeof o->text);
+    sipp_local_params_init(&o->local, sizeof o->local);
     o->normalize = true;
     *exit_now = false;
     for (size_t i = 0; i < sizeof env_opts / sizeof env_opts[0]; i++) {
@@ -353,7 +353,8 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 static bool fits(const char *path, cli_need need) {
-    sipp_endpoint_info in = sipp_endpoint_info_default();
+    sipp_endpoint_info in;
+    sipp_endpoint_info_init(&in, sizeof in);
     if (sipp_model_inspect(path, &in, NULL, NULL) != SIPP_OK) return false;
     return need == NEED_CHAT ? in.can_chat : need == NEED_EMBED ? in.can_embed : in.can_generate;
 }
@@ -421,7 +422,8 @@ static bool progress_bar(float p, void *ud) {
 }
 
 int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep) {
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp_client_new(NULL, client, &err) != SIPP_OK) {
         cli_error("%s", err.message);
         return CLI_FAILED;
@@ -429,7 +431,8 @@ int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep) {
     if (o->provider || o->gateway) {
         sipp_status st;
         if (o->provider) {
-            sipp_provider_params pp = sipp_provider_params_default();
+            sipp_provider_params pp;
+            sipp_provider_params_init(&pp, sizeof pp);
             pp.kind = strcmp(o->provider, "openai") == 0      ? SIPP_PROVIDER_OPENAI
                       : strcmp(o->provider, "anthropic") == 0 ? SIPP_PROVIDER_ANTHROPIC
                                                               : SIPP_PROVIDER_OPENAI_COMPATIBLE;
@@ -443,7 +446,8 @@ int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep) {
             pp.n_headers = o->n_headers;
             st = sipp_client_add_provider(*client, "remote", &pp, ep, &err);
         } else {
-            sipp_gateway_params gp = sipp_gateway_params_default();
+            sipp_gateway_params gp;
+            sipp_gateway_params_init(&gp, sizeof gp);
             gp.base_url = o->gateway;
             gp.target = o->target;
             /* no --token-env, no --auth-header and no SIPP_GATEWAY_TOKEN: an open gateway */

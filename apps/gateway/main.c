@@ -39,7 +39,8 @@ static bool check_provider_urls(const sipp__gw_config *cfg) {
     for (size_t i = 0; i < cfg->n_targets && ok; i++) {
         const sipp__gw_target *t = &cfg->targets[i];
         if (t->type == SIPP__GW_LOCAL) continue;
-        sipp_provider_params pp = sipp_provider_params_default();
+        sipp_provider_params pp;
+        sipp_provider_params_init(&pp, sizeof pp);
         pp.kind = t->type == SIPP__GW_OPENAI      ? SIPP_PROVIDER_OPENAI
                   : t->type == SIPP__GW_ANTHROPIC ? SIPP_PROVIDER_ANTHROPIC
                                                   : SIPP_PROVIDER_OPENAI_COMPATIBLE;
@@ -47,7 +48,8 @@ static bool check_provider_urls(const sipp__gw_config *cfg) {
         pp.base_url = t->base_url;
         pp.api_key = "check";
         pp.allow_private_network = t->allow_private_network;
-        sipp_error err = sipp_error_default();
+        sipp_error err;
+        sipp_error_init(&err, sizeof err);
         if (sipp_client_add_provider(client, "check", &pp, NULL, &err) == SIPP_INVALID_ARGUMENT) {
             fprintf(stderr, "sipp-gateway: target '%s' (line %d): %s\n", t->name, t->line,
                     err.message);
@@ -67,7 +69,8 @@ static bool check_local_models(const sipp__gw_config *cfg) {
         const sipp__gw_target *t = &cfg->targets[i];
         if (t->type != SIPP__GW_LOCAL || !t->model) continue;
         char path[4096];
-        sipp_error err = sipp_error_default();
+        sipp_error err;
+        sipp_error_init(&err, sizeof err);
         if (sipp_model_resolve(t->model, path, sizeof path, &err) != SIPP_OK) {
             fprintf(stderr, "sipp-gateway: target '%s' (line %d): %s\n", t->name, t->line,
                     err.message);

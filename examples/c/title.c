@@ -20,14 +20,16 @@
 
 static sipp_status add_local(sipp_client *c, const char *model, sipp_endpoint **ep,
                              sipp_error *err) {
-    sipp_local_params p = sipp_local_params_default();
+    sipp_local_params p;
+    sipp_local_params_init(&p, sizeof p);
     p.model_path = model;
     return sipp_client_add_local(c, "title", &p, ep, err);
 }
 
 static sipp_status add_gateway(sipp_client *c, const char *url, const char *target,
                                sipp_endpoint **ep, sipp_error *err) {
-    sipp_gateway_params p = sipp_gateway_params_default();
+    sipp_gateway_params p;
+    sipp_gateway_params_init(&p, sizeof p);
     p.base_url = url;
     p.target = target;
     if (!getenv("SIPP_GATEWAY_TOKEN")) p.auth = SIPP_GATEWAY_AUTH_NONE; /* an open gateway */
@@ -36,7 +38,8 @@ static sipp_status add_gateway(sipp_client *c, const char *url, const char *targ
 
 static sipp_status add_provider(sipp_client *c, const char *kind, const char *base_url,
                                 const char *model, sipp_endpoint **ep, sipp_error *err) {
-    sipp_provider_params p = sipp_provider_params_default();
+    sipp_provider_params p;
+    sipp_provider_params_init(&p, sizeof p);
     p.kind = strcmp(kind, "openai") == 0      ? SIPP_PROVIDER_OPENAI
              : strcmp(kind, "anthropic") == 0 ? SIPP_PROVIDER_ANTHROPIC
                                               : SIPP_PROVIDER_OPENAI_COMPATIBLE;
@@ -61,7 +64,8 @@ static int suggest_title(sipp_endpoint *ep, const char *text) {
         {"system", "You suggest a short title for the user's text. Answer with the title only."},
         {"user", text},
     };
-    sipp_text_params p = sipp_text_params_default();
+    sipp_text_params p;
+    sipp_text_params_init(&p, sizeof p);
     p.max_tokens = 24;
     p.temperature = 0.2f;
     p.stop = (const char *[]){"\n"};
@@ -69,7 +73,8 @@ static int suggest_title(sipp_endpoint *ep, const char *text) {
     p.on_tokens = print_batch;
     p.user_data = stdout;
     sipp_run *run = NULL;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp_chat(ep, messages, 2, &p, &run, &err) != SIPP_OK) {
         fprintf(stderr, "title: %s\n", err.message);
         return 1;
@@ -82,7 +87,7 @@ static int suggest_title(sipp_endpoint *ep, const char *text) {
         rc = 1;
     } else {
         printf("\n[%s, %u tokens, %.0f ms]\n", sipp_finish_reason_name(r->finish_reason),
-               r->usage.output_tokens, r->stats.total_ms);
+               r->usage->output_tokens, r->stats->total_ms);
     }
     sipp_run_free(run);
     return rc;
@@ -91,7 +96,8 @@ static int suggest_title(sipp_endpoint *ep, const char *text) {
 int main(int argc, char **argv) {
     sipp_client *client = NULL;
     sipp_endpoint *ep = NULL;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp_client_new(NULL, &client, &err) != SIPP_OK) {
         fprintf(stderr, "title: %s\n", err.message);
         return 1;

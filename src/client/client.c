@@ -4,7 +4,13 @@
  *
  * Endpoint kinds: local (an engine) and remote (a provider or a Sipp gateway: src/providers,
  * over the client's HTTP transfer thread, created with the first remote endpoint). The registry is guarded by one mutex;
- * requests on an endpoint do not take it. A local endpoint's model_path may be a pulled name,
+ * requests on an endpoint do not take it.
+ *
+ * Endpoint lifetime (sipp.h, sipp_endpoint): a handle stays valid until sipp_client_free.
+ * Removing or replacing an endpoint closes it: under its `life` lock taken for writing it is
+ * marked closed and its engine or remote is detached, then freed outside the lock; every call
+ * on the handle holds `life` for reading while it uses them, so it either finishes first or sees
+ * `closed` and fails with SIPP_CLOSED. The closed shell moves to the client's `closed` list. A local endpoint's model_path may be a pulled name,
  * resolved here through the models directory (src/hub, sipp_model_resolve) before the engine
  * opens it.
  */
@@ -25,43 +31,31 @@ struct sipp_endpoint {
     struct sipp_endpoint *next;
     char *id;
     endpoint_kind kind;
+    pthread_rwlock_t life;    /* read: a call using engine/remote; write: closing */
+    bool closed;              /* under life; engine and remote are NULL once set */
     sipp__engine *engine;     /* local */
     sipp__remote *remote;     /* provider or gateway */
 };
 
 struct sipp_client {
     pthread_mutex_t mu;
-    sipp_endpoint *endpoints;
+    sipp_endpoint *endpoints; /* open, found by id */
+    sipp_endpoint *closed;    /* removed or replaced: shells kept until the client is freed */
     sipp__http *http; /* the transfer thread of remote endpoints; NULL until the first one */
 };
-
-sipp_client_params sipp_client_params_default(void) {
-    sipp_client_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.log_level = SIPP_LOG_ERROR;
-    return p;
-}
-
-sipp_local_params sipp_local_params_default(void) {
-    sipp_local_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.n_gpu_layers = -1;
-    return p;
-}
 
 sipp_status sipp_client_new(const sipp_client_params *params, sipp_client **out,
                             sipp_error *err) {
     if (!out) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "out is required");
     *out = NULL;
-    sipp_client_params p = sipp_client_params_default();
+    sipp_client_params p = sipp__client_params_defaults();
     if (params) {
-        if (params->struct_size < sizeof p)
-            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "client params: struct_size too small");
-        p = *params;
-        /* An explicit level wins over SIPP_LOG only when it differs from the default. */
-        if (p.log_level != SIPP_LOG_ERROR) sipp__log_set_level(p.log_level);
+        sipp_status st = sipp__params_in(&p, sizeof p, params, SIPP__FIRST_SIZE(client_params),
+                                         "client params", err);
+        if (st != SIPP_OK) return st;
+        /* The level is the process's (sipp_log_set); only an explicit one is applied, so a
+         * default never overrides SIPP_LOG. */
+        if (p.log_level != SIPP_LOG_ERROR) sipp_log_set(p.log_level);
     }
     sipp_client *c = calloc(1, sizeof *c);
     if (!c) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
@@ -70,22 +64,55 @@ sipp_status sipp_client_new(const sipp_client_params *params, sipp_client **out,
     return SIPP_OK;
 }
 
+/* Closes an endpoint (see the file comment): waits for calls in progress on it, detaches its
+ * engine or remote, then cancels their runs and frees them outside the lock. Idempotent. */
+static void endpoint_close(sipp_endpoint *ep) {
+    pthread_rwlock_wrlock(&ep->life);
+    sipp__engine *engine = ep->engine;
+    sipp__remote *remote = ep->remote;
+    ep->engine = NULL;
+    ep->remote = NULL;
+    ep->closed = true;
+    pthread_rwlock_unlock(&ep->life);
+    sipp__engine_close(engine);
+    sipp__remote_free(remote);
+}
+
 static void endpoint_free(sipp_endpoint *ep) {
     if (!ep) return;
-    sipp__engine_close(ep->engine);
-    sipp__remote_free(ep->remote);
+    endpoint_close(ep);
+    pthread_rwlock_destroy(&ep->life);
     free(ep->id);
     free(ep);
 }
 
-void sipp_client_free(sipp_client *c) {
-    if (!c) return;
-    sipp_endpoint *ep = c->endpoints;
+static void endpoint_list_free(sipp_endpoint *ep) {
     while (ep) {
         sipp_endpoint *next = ep->next;
         endpoint_free(ep);
         ep = next;
     }
+}
+
+/* Starts a call that uses the endpoint's engine or remote: SIPP_OK with `life` held for
+ * reading (end it with endpoint_leave), or SIPP_CLOSED. `life` is the handle's mutable state,
+ * so a const handle may take it. */
+static sipp_status endpoint_enter(const sipp_endpoint *cep, sipp_error *err) {
+    sipp_endpoint *ep = (sipp_endpoint *)cep;
+    pthread_rwlock_rdlock(&ep->life);
+    if (!ep->closed) return SIPP_OK;
+    pthread_rwlock_unlock(&ep->life);
+    return sipp__fail(err, SIPP_CLOSED, 0, "endpoint '%s' was removed or replaced", ep->id);
+}
+
+static void endpoint_leave(const sipp_endpoint *ep) {
+    pthread_rwlock_unlock(&((sipp_endpoint *)ep)->life);
+}
+
+void sipp_client_free(sipp_client *c) {
+    if (!c) return;
+    endpoint_list_free(c->endpoints);
+    endpoint_list_free(c->closed);
     sipp__http_free(c->http); /* after the endpoints: their runs end on its thread */
     pthread_mutex_destroy(&c->mu);
     free(c);
@@ -103,23 +130,34 @@ static sipp_endpoint *unlink_locked(sipp_client *c, const char *id) {
     return NULL;
 }
 
-/* Links a built endpoint under its id, replacing (and freeing) an older one. */
+/* Closes an unlinked endpoint and keeps its shell on the closed list. */
+static void retire(sipp_client *c, sipp_endpoint *ep) {
+    endpoint_close(ep);
+    pthread_mutex_lock(&c->mu);
+    ep->next = c->closed;
+    c->closed = ep;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Links a built endpoint under its id, replacing (and closing) an older one. */
 static void register_endpoint(sipp_client *c, sipp_endpoint *ep) {
     pthread_mutex_lock(&c->mu);
     sipp_endpoint *old = unlink_locked(c, ep->id);
     ep->next = c->endpoints;
     c->endpoints = ep;
     pthread_mutex_unlock(&c->mu);
-    endpoint_free(old);
+    if (old) retire(c, old);
 }
 
 static sipp_endpoint *endpoint_alloc(const char *id, endpoint_kind kind) {
     sipp_endpoint *ep = calloc(1, sizeof *ep);
-    if (ep && !(ep->id = sipp__strdup(id))) {
+    if (!ep) return NULL;
+    if (!(ep->id = sipp__strdup(id)) || pthread_rwlock_init(&ep->life, NULL) != 0) {
+        free(ep->id);
         free(ep);
         return NULL;
     }
-    if (ep) ep->kind = kind;
+    ep->kind = kind;
     return ep;
 }
 
@@ -131,9 +169,8 @@ sipp_status sipp_client_add_local(sipp_client *c, const char *id, const sipp_loc
     if (!params) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "local params are required");
     /* A pulled name (OWNER/REPO[:QUANT]) becomes the path of its file in the models directory;
      * the engine (shared with the wasm build, which has no store) only ever sees paths. */
-    sipp_local_params lp;
-    memset(&lp, 0, sizeof lp);
-    sipp_status st = sipp__params_in(&lp, sizeof lp, params, offsetof(sipp_local_params, sha256),
+    sipp_local_params lp = sipp__local_params_defaults();
+    sipp_status st = sipp__params_in(&lp, sizeof lp, params, SIPP__FIRST_SIZE(local_params),
                                      "local params", err);
     if (st != SIPP_OK) return st;
     char path[4096];
@@ -201,7 +238,7 @@ sipp_status sipp_client_add_gateway(sipp_client *c, const char *id,
     return add_remote(c, id, params, make_gateway, out, err);
 }
 
-sipp_endpoint *sipp_client_endpoint(sipp_client *c, const char *id) {
+sipp_endpoint *sipp_client_get_endpoint(sipp_client *c, const char *id) {
     if (!c || !id) return NULL;
     pthread_mutex_lock(&c->mu);
     sipp_endpoint *ep = c->endpoints;
@@ -216,38 +253,44 @@ sipp_status sipp_client_remove(sipp_client *c, const char *id, sipp_error *err) 
     sipp_endpoint *ep = unlink_locked(c, id);
     pthread_mutex_unlock(&c->mu);
     if (!ep) return sipp__fail(err, SIPP_NOT_FOUND, 0, "no endpoint '%s'", id);
-    endpoint_free(ep);
+    retire(c, ep);
     return SIPP_OK;
 }
 
 sipp_status sipp_endpoint_get_info(const sipp_endpoint *ep, sipp_endpoint_info *out,
                                    sipp_error *err) {
-    if (!ep || !out || out->struct_size < sizeof *out)
-        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
-                          "endpoint and an info from sipp_endpoint_info_default() are required");
+    if (!ep || !out)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "endpoint and out are required");
+    sipp_status st = sipp__struct_size_ok(out->struct_size, SIPP__FIRST_SIZE(endpoint_info),
+                                          sizeof *out, "endpoint info", err);
+    if (st != SIPP_OK || (st = endpoint_enter(ep, err)) != SIPP_OK) return st;
+    sipp_endpoint_info in = sipp__endpoint_info_defaults();
     if (ep->kind == ENDPOINT_LOCAL) {
-        sipp__engine_get_info(ep->engine, out);
+        sipp__engine_get_info(ep->engine, &in);
     } else {
-        sipp_endpoint_info in = sipp_endpoint_info_default();
         in.can_generate = in.can_chat = in.can_embed = true; /* the peer decides per model */
         snprintf(in.architecture, sizeof in.architecture, "remote");
-        uint32_t size = out->struct_size;
-        *out = in;
-        out->struct_size = size;
     }
-    return SIPP_OK;
+    endpoint_leave(ep);
+    return sipp__struct_out(out, &in, sizeof in, SIPP__FIRST_SIZE(endpoint_info), "endpoint info",
+                            err);
 }
 
 sipp_status sipp_endpoint_get_stats(const sipp_endpoint *ep, sipp_engine_stats *out,
                                     sipp_error *err) {
-    /* a caller built against 0.1's header has no watchdog fields: it gets the ones it has */
-    if (!ep || !out || out->struct_size < offsetof(sipp_engine_stats, stalls))
-        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
-                          "endpoint and stats from sipp_engine_stats_default() are required");
+    if (!ep || !out)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "endpoint and out are required");
+    sipp_status st = sipp__struct_size_ok(out->struct_size, SIPP__FIRST_SIZE(engine_stats),
+                                          sizeof *out, "engine stats", err);
+    if (st != SIPP_OK) return st;
     if (ep->kind != ENDPOINT_LOCAL)
         return sipp__fail(err, SIPP_UNSUPPORTED, 0, "engine stats exist only for local endpoints");
-    sipp__engine_get_stats(ep->engine, out);
-    return SIPP_OK;
+    if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
+    sipp_engine_stats s = sipp__engine_stats_defaults();
+    sipp__engine_get_stats(ep->engine, &s);
+    endpoint_leave(ep);
+    /* a caller built against 0.1's header has no watchdog fields: it gets the ones it has */
+    return sipp__struct_out(out, &s, sizeof s, SIPP__FIRST_SIZE(engine_stats), "engine stats", err);
 }
 
 /* ---- requests ---------------------------------------------------------------------------- */
@@ -264,10 +307,10 @@ static sipp_status check_request(sipp_endpoint *ep, sipp_run **out, sipp_error *
  * directly), so local ones are not checked twice. */
 static sipp_status text_params_in(const sipp_endpoint *ep, const sipp_text_params *params,
                                   sipp_text_params *p, sipp_error *err) {
-    *p = sipp_text_params_default();
+    *p = sipp__text_params_defaults();
     if (params) {
-        sipp_status st = sipp__params_in(p, sizeof *p, params,
-                                         offsetof(sipp_text_params, extra_json), "text params", err);
+        sipp_status st = sipp__params_in(p, sizeof *p, params, SIPP__FIRST_SIZE(text_params),
+                                         "text params", err);
         if (st != SIPP_OK) return st;
     }
     if (ep->kind == ENDPOINT_LOCAL && p->extra_json)
@@ -285,9 +328,13 @@ sipp_status sipp_query(sipp_endpoint *ep, const char *prompt, const sipp_text_pa
     sipp_text_params p;
     st = text_params_in(ep, params, &p, err);
     if (st != SIPP_OK) return st;
+    if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
     if (ep->kind == ENDPOINT_REMOTE)
-        return sipp__remote_submit_text(ep->remote, prompt, NULL, 0, &p, out, err);
-    return sipp__engine_submit_text(ep->engine, prompt, &p, out, err);
+        st = sipp__remote_submit_text(ep->remote, prompt, NULL, 0, &p, out, err);
+    else
+        st = sipp__engine_submit_text(ep->engine, prompt, &p, out, err);
+    endpoint_leave(ep);
+    return st;
 }
 
 static bool known_role(const char *role) {
@@ -312,13 +359,16 @@ sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_
     sipp_text_params p;
     st = text_params_in(ep, params, &p, err);
     if (st != SIPP_OK) return st;
-    if (ep->kind == ENDPOINT_REMOTE)
-        return sipp__remote_submit_text(ep->remote, NULL, messages, n_messages, &p, out, err);
-    char *prompt = NULL;
-    st = sipp__engine_render_chat(ep->engine, messages, n_messages, &prompt, err);
-    if (st != SIPP_OK) return st;
-    st = sipp__engine_submit_text(ep->engine, prompt, &p, out, err);
-    free(prompt);
+    if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
+    if (ep->kind == ENDPOINT_REMOTE) {
+        st = sipp__remote_submit_text(ep->remote, NULL, messages, n_messages, &p, out, err);
+    } else {
+        char *prompt = NULL;
+        st = sipp__engine_render_chat(ep->engine, messages, n_messages, &prompt, err);
+        if (st == SIPP_OK) st = sipp__engine_submit_text(ep->engine, prompt, &p, out, err);
+        free(prompt);
+    }
+    endpoint_leave(ep);
     return st;
 }
 
@@ -328,15 +378,20 @@ sipp_status sipp_embed(sipp_endpoint *ep, const char *text, const sipp_embed_par
     if (st != SIPP_OK) return st;
     if (!text || !text[0])
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "embed: the text is empty");
-    sipp_embed_params p = sipp_embed_params_default();
+    sipp_embed_params p = sipp__embed_params_defaults();
     if (params) {
-        st = sipp__params_in(&p, sizeof p, params, offsetof(sipp_embed_params, extra_json),
-                             "embed params", err);
+        st = sipp__params_in(&p, sizeof p, params, SIPP__FIRST_SIZE(embed_params), "embed params",
+                             err);
         if (st != SIPP_OK) return st;
     }
-    if (ep->kind == ENDPOINT_REMOTE) return sipp__remote_submit_embed(ep->remote, text, &p, out, err);
-    if (p.extra_json)
+    if (ep->kind == ENDPOINT_LOCAL && p.extra_json)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "extra_json is for remote endpoints; a local endpoint has typed options only");
-    return sipp__engine_submit_embed(ep->engine, text, &p, out, err);
+    if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
+    if (ep->kind == ENDPOINT_REMOTE)
+        st = sipp__remote_submit_embed(ep->remote, text, &p, out, err);
+    else
+        st = sipp__engine_submit_embed(ep->engine, text, &p, out, err);
+    endpoint_leave(ep);
+    return st;
 }

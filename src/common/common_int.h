@@ -105,12 +105,48 @@ sipp_status sipp__text_params_check(const sipp_text_params *p, sipp_error *err);
  * count. Returns early with a value > limit once the limit is passed. */
 unsigned sipp__nesting_depth(const char *s, bool gbnf, unsigned limit);
 
-/* Copies a caller's parameter struct over `dst` (already filled with defaults, `full` bytes):
- * the first struct_size bytes when the caller's header was older and smaller, so appended
- * fields keep their defaults; dst->struct_size becomes `full`. A struct_size below `min` (the
- * first released size) is INVALID_ARGUMENT naming `what`. */
-sipp_status sipp__params_in(void *dst, size_t full, const void *src, size_t min, const char *what,
-                            sipp_error *err);
+/* ---- versioned public structs (params.c): defaults and the one struct_size rule --------- */
+
+/* Every versioned struct of sipp.h: X(name, size in the first release). A struct_size below it
+ * is refused; appending a field changes nothing here (the first release's size stays). */
+#define SIPP__STRUCTS(X)                                                                         \
+    X(error, sizeof(sipp_error))                                                                 \
+    X(client_params, sizeof(sipp_client_params))                                                 \
+    X(local_params, offsetof(sipp_local_params, sha256))                                         \
+    X(provider_params, offsetof(sipp_provider_params, version))                                  \
+    X(gateway_params, offsetof(sipp_gateway_params, allow_private_network))                      \
+    X(text_params, offsetof(sipp_text_params, extra_json))                                       \
+    X(embed_params, offsetof(sipp_embed_params, extra_json))                                     \
+    X(engine_stats, offsetof(sipp_engine_stats, stalls))                                         \
+    X(endpoint_info, sizeof(sipp_endpoint_info))                                                 \
+    X(token_batch, offsetof(sipp_token_batch, done) + sizeof(bool))
+
+/* The first-release size of struct `name`, e.g. SIPP__FIRST_SIZE(local_params). */
+#define SIPP__FIRST_SIZE(name) SIPP__FIRST_SIZE_##name
+#define SIPP__FIRST_SIZE_ENUM_(name, first) SIPP__FIRST_SIZE_##name = first,
+enum { SIPP__STRUCTS(SIPP__FIRST_SIZE_ENUM_) };
+#undef SIPP__FIRST_SIZE_ENUM_
+
+/* The defaults of each struct, as values (inside the library sizes never cross the ABI). */
+#define SIPP__DEFAULTS_DECL_(name, first) sipp_##name sipp__##name##_defaults(void);
+SIPP__STRUCTS(SIPP__DEFAULTS_DECL_)
+#undef SIPP__DEFAULTS_DECL_
+
+/* The rule: `size` (a caller's struct_size) must lie in [first, full]; otherwise
+ * INVALID_ARGUMENT naming `what` and saying which way it is off. */
+sipp_status sipp__struct_size_ok(uint32_t size, size_t first, size_t full, const char *what,
+                                 sipp_error *err);
+
+/* An in-struct: copies the caller's struct over `dst` (filled with defaults, `full` bytes), its
+ * first struct_size bytes, so fields the caller's header lacked keep their defaults;
+ * dst->struct_size becomes `full`. The rule above first. */
+sipp_status sipp__params_in(void *dst, size_t full, const void *src, size_t first,
+                            const char *what, sipp_error *err);
+
+/* An out-struct: copies `value` (`full` bytes) into the caller's `out`, no more than its
+ * struct_size, which stays as the caller set it. The rule above first. */
+sipp_status sipp__struct_out(void *out, const void *value, size_t full, size_t first,
+                             const char *what, sipp_error *err);
 
 /* ---- run channel (run.c) ----------------------------------------------------------------- */
 

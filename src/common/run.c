@@ -33,7 +33,9 @@ struct sipp_run {
     bool done;
     sipp__buf text;            /* the response's full text */
     float *embedding;
-    sipp_response resp;
+    sipp_response resp; /* resp.usage and resp.stats point at the two below */
+    sipp_usage usage;
+    sipp_stats stats;
 
     /* consumer-only */
     sipp__buf delivered;       /* the batch last handed out by sipp_run_next */
@@ -63,8 +65,10 @@ sipp_run *sipp__run_new(sipp_token_fn on_tokens, void *user_data) {
     r->user_data = user_data;
     atomic_init(&r->cancel, false);
     r->resp.struct_size = sizeof r->resp;
-    r->resp.usage.struct_size = sizeof r->resp.usage;
-    r->resp.stats.struct_size = sizeof r->resp.stats;
+    r->usage.struct_size = sizeof r->usage;
+    r->stats.struct_size = sizeof r->stats;
+    r->resp.usage = &r->usage;
+    r->resp.stats = &r->stats;
     r->resp.text = "";
     return r;
 }
@@ -146,12 +150,12 @@ void sipp__run_finish(sipp_run *r, sipp_status status, const char *message,
     }
     r->resp.finish_reason = reason;
     if (usage) {
-        r->resp.usage = *usage;
-        r->resp.usage.struct_size = sizeof r->resp.usage;
+        r->usage = *usage;
+        r->usage.struct_size = sizeof r->usage;
     }
     if (stats) {
-        r->resp.stats = *stats;
-        r->resp.stats.struct_size = sizeof r->resp.stats;
+        r->stats = *stats;
+        r->stats.struct_size = sizeof r->stats;
     }
     r->resp.text = r->text.data ? r->text.data : "";
     r->resp.text_len = r->text.len;
@@ -201,11 +205,11 @@ static uint32_t take_pending_locked(sipp_run *r) {
     return n;
 }
 
-/* sizeof(sipp_token_batch) in the first release */
-#define SIPP__TOKEN_BATCH_V01_SIZE (offsetof(sipp_token_batch, done) + sizeof(bool))
-
 sipp_status sipp_run_next(sipp_run *r, int timeout_ms, sipp_token_batch *out, sipp_error *err) {
     if (!r || !out) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "run and out are required");
+    sipp_status st = sipp__struct_size_ok(out->struct_size, SIPP__FIRST_SIZE(token_batch),
+                                          sizeof(sipp_token_batch), "token batch", err);
+    if (st != SIPP_OK) return st; /* before taking text that could then not be handed out */
     double deadline = timeout_ms < 0 ? -1.0 : sipp__now_ms() + timeout_ms;
     pthread_mutex_lock(&r->mu);
     if (!wait_locked(r, deadline)) {
@@ -215,18 +219,13 @@ sipp_status sipp_run_next(sipp_run *r, int timeout_ms, sipp_token_batch *out, si
     uint32_t n = take_pending_locked(r);
     bool done = r->done;
     pthread_mutex_unlock(&r->mu);
-    /* Write no more than the caller's struct holds (a caller built against an older header
-     * passes its smaller struct_size); anything below the first released size is today's. */
-    sipp_token_batch b = {.struct_size = sizeof b};
+    /* Written no further than the caller's struct goes (an older header's is smaller). */
+    sipp_token_batch b = sipp__token_batch_defaults();
     b.text = r->delivered.data ? r->delivered.data : "";
     b.len = r->delivered.len;
     b.n_tokens = n;
     b.done = done;
-    size_t size = out->struct_size >= SIPP__TOKEN_BATCH_V01_SIZE && out->struct_size < sizeof b
-                      ? out->struct_size : sizeof b;
-    b.struct_size = (uint32_t)size;
-    memcpy(out, &b, size);
-    return SIPP_OK;
+    return sipp__struct_out(out, &b, sizeof b, SIPP__FIRST_SIZE(token_batch), "token batch", err);
 }
 
 sipp_status sipp_run_wait(sipp_run *r, const sipp_response **out, sipp_error *err) {
@@ -261,7 +260,7 @@ void sipp_run_cancel(sipp_run *r) {
     if (wake) wake(producer);
 }
 
-bool sipp_run_done(const sipp_run *r) {
+bool sipp_run_is_done(const sipp_run *r) {
     sipp_run *m = (sipp_run *)r;
     pthread_mutex_lock(&m->mu);
     bool d = m->done;

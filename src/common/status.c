@@ -38,12 +38,6 @@ const char *sipp_status_str(sipp_status status) {
     return "unknown status";
 }
 
-sipp_error sipp_error_default(void) {
-    sipp_error e;
-    memset(&e, 0, sizeof e);
-    e.struct_size = sizeof e;
-    return e;
-}
 
 void sipp_free(void *ptr) { free(ptr); }
 
@@ -82,6 +76,8 @@ bool sipp__log_level_parse(const char *s, sipp_log_level *out) {
 
 void sipp__log_set_level(sipp_log_level level) { atomic_store(&g_log_level, (int)level); }
 
+void sipp_log_set(sipp_log_level level) { sipp__log_set_level(level); }
+
 sipp_log_level sipp__log_level(void) {
     int lvl = atomic_load(&g_log_level);
     if (lvl < 0) {
@@ -110,15 +106,3 @@ double sipp__now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-sipp_status sipp__params_in(void *dst, size_t full, const void *src, size_t min, const char *what,
-                            sipp_error *err) {
-    uint32_t size;
-    memcpy(&size, src, sizeof size); /* every params struct starts with uint32_t struct_size */
-    if (size < min)
-        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
-                          "%s: struct_size %u is too small (fill it with the *_default() function)",
-                          what, size);
-    memcpy(dst, src, size < full ? size : full);
-    memcpy(dst, &(uint32_t){(uint32_t)full}, sizeof(uint32_t));
-    return SIPP_OK;
-}

@@ -130,32 +130,10 @@ sipp__stop_scan sipp__stop_scan_text(const char *const *stops, size_t n_stops, c
     return r;
 }
 
-sipp_text_params sipp_text_params_default(void) {
-    sipp_text_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.max_tokens = 256;
-    p.temperature = 0.8f;
-    p.top_k = 40;
-    p.top_p = 0.95f;
-    p.min_p = 0.05f;
-    p.repeat_penalty = 1.0f;
-    p.seed = 0xFFFFFFFFu;
-    return p;
-}
-
-sipp_embed_params sipp_embed_params_default(void) {
-    sipp_embed_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.normalize = true;
-    return p;
-}
-
 sipp_status sipp__text_params_check(const sipp_text_params *p, sipp_error *err) {
     if (p->struct_size < sizeof(sipp_text_params))
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
-                          "text params: struct_size %u is too small (use sipp_text_params_default)",
+                          "text params: struct_size %u is too small (use sipp_text_params_init)",
                           p->struct_size);
     if (p->max_tokens == 0)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "max_tokens must be at least 1");

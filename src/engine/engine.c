@@ -224,7 +224,7 @@ static bool arch_meta(const struct llama_model *m, const char *arch, const char 
 
 static void fill_info(sipp__engine *e) {
     sipp_endpoint_info *in = &e->info;
-    *in = sipp_endpoint_info_default();
+    *in = sipp__endpoint_info_defaults();
     llama_model_meta_val_str(e->model, "general.architecture", in->architecture,
                              sizeof in->architecture);
     llama_model_desc(e->model, in->description, sizeof in->description);
@@ -342,12 +342,10 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
                               sipp_error *err) {
     *out = NULL;
     if (!params) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "local params are required");
-    /* older callers' structs end before `sha256` (the first field appended); fields past their
-     * struct_size stay zero, the default of every appended field (no sipp_local_params_default
-     * here: the wasm build has no client.c) */
-    sipp_local_params lp;
-    memset(&lp, 0, sizeof lp);
-    sipp_status st = sipp__params_in(&lp, sizeof lp, params, offsetof(sipp_local_params, sha256),
+    /* the caller's struct over the defaults (an older header's smaller struct keeps the
+     * defaults of the fields it lacks); the wasm host calls this directly */
+    sipp_local_params lp = sipp__local_params_defaults();
+    sipp_status st = sipp__params_in(&lp, sizeof lp, params, SIPP__FIRST_SIZE(local_params),
                                      "local params", err);
     if (st != SIPP_OK) return st;
     const sipp_local_params *p = &lp;
@@ -390,7 +388,7 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     pthread_mutex_init(&e->stats_mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     pthread_cond_init(&e->watchdog_cv, NULL);
-    e->stats = sipp_engine_stats_default();
+    e->stats = sipp__engine_stats_defaults();
 
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = p->n_gpu_layers;
@@ -1194,7 +1192,7 @@ static void reap_slots(sipp__engine *e, double now) {
             char msg[64];
             deadline_message(s->job, msg, sizeof msg);
             flush_held(s);
-            slot_finish(e, s, SIPP_DEADLINE, msg, SIPP_FINISH_NONE);
+            slot_finish(e, s, SIPP_DEADLINE_EXCEEDED, msg, SIPP_FINISH_NONE);
         }
     }
 }
@@ -1343,7 +1341,7 @@ static void end_reaped(sipp__engine *e, job *j) {
     } else {
         char msg[64];
         deadline_message(j, msg, sizeof msg);
-        finish_job(e, j, SIPP_DEADLINE, msg, SIPP_FINISH_NONE, NULL, NULL);
+        finish_job(e, j, SIPP_DEADLINE_EXCEEDED, msg, SIPP_FINISH_NONE, NULL, NULL);
     }
 }
 
@@ -1538,16 +1536,3 @@ void sipp__engine_get_stats(sipp__engine *e, sipp_engine_stats *out) {
     out->struct_size = size;
 }
 
-sipp_engine_stats sipp_engine_stats_default(void) {
-    sipp_engine_stats s;
-    memset(&s, 0, sizeof s);
-    s.struct_size = sizeof s;
-    return s;
-}
-
-sipp_endpoint_info sipp_endpoint_info_default(void) {
-    sipp_endpoint_info in;
-    memset(&in, 0, sizeof in);
-    in.struct_size = sizeof in;
-    return in;
-}

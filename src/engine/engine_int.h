@@ -42,7 +42,7 @@ bool sipp__engine_step(sipp__engine *e);
 
 /* Structural validation of a GGUF file before llama.cpp reads it (gguf_check.c; its header
  * comment lists every check): SIPP_OK, or SIPP_MODEL_INVALID with a one-line message naming the
- * key, tensor or token at fault (SIPP_NOT_FOUND/SIPP_IO when the file cannot be read). The first
+ * key, tensor or token at fault (SIPP_NOT_FOUND/SIPP_IO_ERROR when the file cannot be read). The first
  * part of a split model brings every part llama.cpp would open into the check (each one whole,
  * split.no its index, split.count the first part's; a missing part is SIPP_NOT_FOUND), and
  * *n_parts (may be NULL) receives the number of files: 1 for a model that is not split. */

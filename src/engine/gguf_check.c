@@ -717,7 +717,7 @@ static sipp_status precheck_file(const char *path, int64_t *split_no, int64_t *s
                                  sipp_error *err) {
     struct stat st;
     if (stat(path, &st) != 0)
-        return sipp__fail(err, errno == ENOENT ? SIPP_NOT_FOUND : SIPP_IO, errno,
+        return sipp__fail(err, errno == ENOENT ? SIPP_NOT_FOUND : SIPP_IO_ERROR, errno,
                           "cannot open model '%s': %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode))
         return sipp__fail(err, SIPP_MODEL_INVALID, 0, "model '%s' is not a regular file", path);
@@ -727,7 +727,7 @@ static sipp_status precheck_file(const char *path, int64_t *split_no, int64_t *s
     c.split_no = c.split_count = -1;
     c.r.f = fopen(path, "rb");
     if (!c.r.f)
-        return sipp__fail(err, SIPP_IO, errno, "cannot open model '%s': %s", path,
+        return sipp__fail(err, SIPP_IO_ERROR, errno, "cannot open model '%s': %s", path,
                           strerror(errno));
     c.r.size = (uint64_t)st.st_size;
     c.r.win = malloc(GGUF_READ_WINDOW);
@@ -831,13 +831,13 @@ sipp_status sipp__model_verify_sha256(const char *path, const char *hex, uint8_t
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "sha256 pin must be 64 hex digits");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return sipp__fail(err, errno == ENOENT ? SIPP_NOT_FOUND : SIPP_IO, errno,
+        return sipp__fail(err, errno == ENOENT ? SIPP_NOT_FOUND : SIPP_IO_ERROR, errno,
                           "cannot open model '%s': %s", path, strerror(errno));
     int rc = sipp__sha256_fd(fd, digest);
     close(fd);
     if (rc == ENOMEM) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "cannot hash model '%s'", path);
     if (rc != 0)
-        return sipp__fail(err, SIPP_IO, rc, "cannot read model '%s': %s", path, strerror(rc));
+        return sipp__fail(err, SIPP_IO_ERROR, rc, "cannot read model '%s': %s", path, strerror(rc));
     char got[65], want[65];
     for (int i = 0; i < 32; i++) snprintf(got + 2 * i, 3, "%02x", digest[i]);
     for (int i = 0; i < 64; i++)

@@ -76,12 +76,12 @@ _Static_assert(H_END == SIPP__KV_HEADER_LEN, "header length");
 
 sipp_status sipp__kv_header_parse(const uint8_t *d, size_t len, uint64_t file_len,
                                   sipp__kv_file *out, sipp_error *err) {
-    if (len < H_END) return sipp__fail(err, SIPP_IO, 0, "snapshot: truncated header");
+    if (len < H_END) return sipp__fail(err, SIPP_IO_ERROR, 0, "snapshot: truncated header");
     if (memcmp(d + H_MAGIC, KV_MAGIC, 8) != 0)
-        return sipp__fail(err, SIPP_IO, 0, "snapshot: bad magic");
+        return sipp__fail(err, SIPP_IO_ERROR, 0, "snapshot: bad magic");
     uint32_t version = rd32(d + H_VERSION);
     if (version != SIPP__KV_FILE_VERSION)
-        return sipp__fail(err, SIPP_IO, 0, "snapshot: unsupported version %u", version);
+        return sipp__fail(err, SIPP_IO_ERROR, 0, "snapshot: unsupported version %u", version);
     memset(out, 0, sizeof *out);
     memcpy(out->compat.fingerprint, d + H_FINGERPRINT, 32);
     out->compat.type_k = rd32(d + H_TYPE_K);
@@ -91,13 +91,13 @@ sipp_status sipp__kv_header_parse(const uint8_t *d, size_t len, uint64_t file_le
     out->n_tokens = rd32(d + H_N_TOKENS);
     out->state_len = rd64(d + H_STATE_LEN);
     if (file_len > SIPP__KV_FILE_MAX)
-        return sipp__fail(err, SIPP_IO, 0, "snapshot: file too large");
+        return sipp__fail(err, SIPP_IO_ERROR, 0, "snapshot: file too large");
     uint64_t need = (uint64_t)H_END + out->scope_len + (uint64_t)out->n_tokens * 4 + out->state_len;
     if (out->scope_len > (1u << 20) || out->n_tokens > (1u << 24) ||
         out->state_len > SIPP__KV_FILE_MAX || need != file_len)
-        return sipp__fail(err, SIPP_IO, 0, "snapshot: lengths do not match the file");
+        return sipp__fail(err, SIPP_IO_ERROR, 0, "snapshot: lengths do not match the file");
     if (out->n_tokens == 0 || out->state_len == 0)
-        return sipp__fail(err, SIPP_IO, 0, "snapshot: empty");
+        return sipp__fail(err, SIPP_IO_ERROR, 0, "snapshot: empty");
     return SIPP_OK;
 }
 
@@ -109,9 +109,9 @@ sipp_status sipp__kv_file_parse(const uint8_t *d, size_t len, const sipp__kv_com
     if (!sipp__sha256_once(d + H_END, len - H_END, sum))
         return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "snapshot: out of memory");
     if (memcmp(sum, d + H_CHECKSUM, 32) != 0)
-        return sipp__fail(err, SIPP_IO, 0, "snapshot: checksum mismatch (corrupt file)");
+        return sipp__fail(err, SIPP_IO_ERROR, 0, "snapshot: checksum mismatch (corrupt file)");
     if (want && memcmp(want, &out->compat, sizeof *want) != 0)
-        return sipp__fail(err, SIPP_IO, 0, "snapshot: made for another model or context");
+        return sipp__fail(err, SIPP_IO_ERROR, 0, "snapshot: made for another model or context");
     out->scope = (const char *)(d + H_END);
     out->tokens = (const int32_t *)(const void *)(d + H_END + out->scope_len);
     out->state = d + H_END + out->scope_len + (size_t)out->n_tokens * 4;
@@ -383,19 +383,19 @@ static long stale_temp_pid(const char *name) {
 
 sipp_status sipp__kvstore_dir_check(const char *dir, sipp_error *err) {
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return sipp__fail(err, SIPP_IO, errno, "cache directory '%s': %s", dir, strerror(errno));
+        return sipp__fail(err, SIPP_IO_ERROR, errno, "cache directory '%s': %s", dir, strerror(errno));
     struct stat st;
     if (stat(dir, &st) != 0)
-        return sipp__fail(err, SIPP_IO, errno, "cache directory '%s': %s", dir, strerror(errno));
+        return sipp__fail(err, SIPP_IO_ERROR, errno, "cache directory '%s': %s", dir, strerror(errno));
     if (!S_ISDIR(st.st_mode))
-        return sipp__fail(err, SIPP_IO, ENOTDIR, "cache directory '%s' is not a directory", dir);
+        return sipp__fail(err, SIPP_IO_ERROR, ENOTDIR, "cache directory '%s' is not a directory", dir);
     if (st.st_uid != geteuid())
-        return sipp__fail(err, SIPP_IO, EPERM,
+        return sipp__fail(err, SIPP_IO_ERROR, EPERM,
                           "cache directory '%s' is owned by uid %ld, not by this process's uid "
                           "%ld: another user could plant or read snapshots there; use a "
                           "directory of your own", dir, (long)st.st_uid, (long)geteuid());
     if (st.st_mode & (S_IWGRP | S_IWOTH))
-        return sipp__fail(err, SIPP_IO, EPERM,
+        return sipp__fail(err, SIPP_IO_ERROR, EPERM,
                           "cache directory '%s' is writable by %s (mode %04o): other users could "
                           "plant snapshots or symlinks there; chmod go-w it or use another",
                           dir, (st.st_mode & S_IWOTH) ? "others" : "its group",
@@ -422,7 +422,7 @@ sipp_status sipp__kvstore_new(const sipp__kv_compat *compat, uint64_t ram_budget
             if (d) closedir(d);
             free(s->dir);
             free(s);
-            return sipp__fail(err, SIPP_IO, errno, "cache directory '%s': %s", dir, strerror(errno));
+            return sipp__fail(err, SIPP_IO_ERROR, errno, "cache directory '%s': %s", dir, strerror(errno));
         }
         struct dirent *de;
         while ((de = readdir(d)) != NULL) {
@@ -542,7 +542,7 @@ sipp_status sipp__kvstore_load(sipp__kvstore *s, const sipp__kv_entry *ce, const
     }
     free(s->load_buf);
     s->load_buf = NULL;
-    sipp_status st = SIPP_IO;
+    sipp_status st = SIPP_IO_ERROR;
     int fd = open_regular(e->path);
     struct stat sb;
     if (fd >= 0 && fstat(fd, &sb) == 0 && (uint64_t)sb.st_size == e->file_len &&
@@ -553,13 +553,13 @@ sipp_status sipp__kvstore_load(sipp__kvstore *s, const sipp__kv_entry *ce, const
         if (st == SIPP_OK &&
             (f.scope_len != e->scope_len || memcmp(f.scope, e->scope, e->scope_len) != 0 ||
              f.n_tokens != e->n_tokens || memcmp(f.tokens, e->tokens, e->n_tokens * 4u) != 0))
-            st = sipp__fail(err, SIPP_IO, 0, "snapshot: file changed since it was indexed");
+            st = sipp__fail(err, SIPP_IO_ERROR, 0, "snapshot: file changed since it was indexed");
         if (st == SIPP_OK) {
             *state = f.state;
             *state_len = (size_t)f.state_len;
         }
     } else {
-        sipp__fail(err, SIPP_IO, errno, "snapshot: cannot read %s", e->path);
+        sipp__fail(err, SIPP_IO_ERROR, errno, "snapshot: cannot read %s", e->path);
     }
     if (fd >= 0) close(fd);
     if (st != SIPP_OK) {
@@ -671,7 +671,7 @@ sipp_status sipp__model_fingerprint(const char *path, const char *cache_dir,
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
         if (fd >= 0) close(fd);
-        return sipp__fail(err, SIPP_IO, errno, "cannot read model '%s': %s", path, strerror(errno));
+        return sipp__fail(err, SIPP_IO_ERROR, errno, "cannot read model '%s': %s", path, strerror(errno));
     }
     sipp_status rc;
     if (!cache_dir || !cache_dir[0]) {
@@ -688,7 +688,7 @@ sipp_status sipp__model_fingerprint(const char *path, const char *cache_dir,
             int e = sipp__sha256_fd(fd, out);
             rc = e == 0        ? SIPP_OK
                  : e == ENOMEM ? sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory")
-                               : sipp__fail(err, SIPP_IO, e, "cannot read model '%s': %s", path,
+                               : sipp__fail(err, SIPP_IO_ERROR, e, "cannot read model '%s': %s", path,
                                             strerror(e));
             if (rc == SIPP_OK && memo) fingerprint_memo_write(cache_dir, memo, id, out);
         }

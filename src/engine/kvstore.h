@@ -56,7 +56,7 @@ typedef struct sipp__kv_entry sipp__kv_entry;
  * directory (a symlink to one is followed) owned by this process's effective uid and writable
  * by neither its group nor others. Snapshots are restored into sequences as they are and their
  * names are predictable, so a directory another user can write to would let that user plant
- * state or symlinks. SIPP_OK, or SIPP_IO naming the directory and what is wrong with it. */
+ * state or symlinks. SIPP_OK, or SIPP_IO_ERROR naming the directory and what is wrong with it. */
 sipp_status sipp__kvstore_dir_check(const char *dir, sipp_error *err);
 
 /* `dir` may be NULL (RAM tier only). Checks the directory (sipp__kvstore_dir_check) and indexes

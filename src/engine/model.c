@@ -77,7 +77,7 @@ sipp_status sipp_model_inspect(const char *path, sipp_endpoint_info *info, char 
         return sipp__fail(err, SIPP_MODEL_INVALID, 0,
                           "llama.cpp could not read '%s' (corrupt, truncated or unsupported model)",
                           path);
-    sipp_endpoint_info in = sipp_endpoint_info_default();
+    sipp_endpoint_info in = sipp__endpoint_info_defaults();
     llama_model_meta_val_str(m, "general.architecture", in.architecture, sizeof in.architecture);
     read_gguf_meta(path, &in);
     in.n_ctx = in.n_ctx_train;

@@ -380,13 +380,20 @@ static uint64_t prompt_estimate(const gw_call *c) {
     return n;
 }
 
+/* libsipp's default max_tokens, which a request without one runs with. */
+static uint32_t default_max_tokens(void) {
+    sipp_text_params d;
+    sipp_text_params_init(&d, sizeof d);
+    return d.max_tokens;
+}
+
 /* Tokens a request may spend, reserved before it runs: its prompt estimate plus max_tokens (the
  * engine's default when absent). A request that uses more is charged the rest as debt. */
 static uint64_t token_estimate(const gw_call *c) {
     uint64_t n = prompt_estimate(c);
     if (c->op != GW_OP_EMBED)
         n += c->has_max_tokens ? (c->max_tokens > 1000000 ? 1000000 : (uint64_t)c->max_tokens)
-                               : sipp_text_params_default().max_tokens;
+                               : default_max_tokens();
     return n;
 }
 
@@ -696,7 +703,7 @@ static gw_code code_for_status(sipp_status st) {
     case SIPP_CONTEXT_OVERFLOW: return GW_INVALID_REQUEST;
     case SIPP_BUSY: return GW_ADMISSION;
     case SIPP_CANCELLED:
-    case SIPP_DEADLINE: return GW_CANCELLED;
+    case SIPP_DEADLINE_EXCEEDED: return GW_CANCELLED;
     default: return GW_EXECUTION;
     }
 }
@@ -704,7 +711,8 @@ static gw_code code_for_status(sipp_status st) {
 static sipp_status submit_text(gw_req *r, sipp_error *err) {
     gw_target *t = &r->gw->targets[r->target];
     gw_call *c = &r->call;
-    sipp_text_params tp = sipp_text_params_default();
+    sipp_text_params tp;
+    sipp_text_params_init(&tp, sizeof tp);
     if (c->has_max_tokens) tp.max_tokens = c->max_tokens > 1000000 ? 1000000 : (uint32_t)c->max_tokens;
     if (c->has_temperature) tp.temperature = (float)c->temperature;
     if (c->has_top_p) tp.top_p = (float)c->top_p;
@@ -762,10 +770,10 @@ static sipp_status pull_batch(gw_req *r, sipp_token_batch *b) {
 }
 
 static void account(gw_req *r, const sipp_response *resp) {
-    r->in_tok += resp->usage.input_tokens;
-    r->out_tok += resp->usage.output_tokens;
-    if (resp->stats.queue_ms > 0)
-        sipp__gw_metrics_observe_queue(r->gw->metrics, r->target, resp->stats.queue_ms / 1000.0);
+    r->in_tok += resp->usage->input_tokens;
+    r->out_tok += resp->usage->output_tokens;
+    if (resp->stats->queue_ms > 0)
+        sipp__gw_metrics_observe_queue(r->gw->metrics, r->target, resp->stats->queue_ms / 1000.0);
 }
 
 static json_t *usage_json(const gw_req *r, bool openai) {
@@ -782,7 +790,8 @@ static const char *finish_name(sipp_finish_reason f) {
 }
 
 static void execute_finite_text(gw_req *r) {
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     sipp_status st = submit_text(r, &err);
     if (st != SIPP_OK) {
         fail_with(r, code_for_status(st), NULL, "%s", err.message);
@@ -865,10 +874,12 @@ static bool execute_embed(gw_req *r) {
     gw_target *t = &r->gw->targets[r->target];
     float *vecs = NULL;
     uint32_t dim = 0;
-    sipp_embed_params ep = sipp_embed_params_default();
+    sipp_embed_params ep;
+    sipp_embed_params_init(&ep, sizeof ep);
     ep.request_id = r->id;
     for (size_t i = 0; i < r->call.n_inputs; i++) {
-        sipp_error err = sipp_error_default();
+        sipp_error err;
+        sipp_error_init(&err, sizeof err);
         sipp_run *run = NULL;
         sipp_status st = sipp_embed(t->ep, r->call.inputs[i], &ep, &run, &err);
         if (st != SIPP_OK) {
@@ -877,7 +888,7 @@ static bool execute_embed(gw_req *r) {
         }
         const sipp_response *resp;
         r->run = run;
-        while (!sipp_run_done(run)) {
+        while (!sipp_run_is_done(run)) {
             sipp_token_batch b = {.struct_size = sizeof b};
             if (sipp_run_next(run, 20, &b, NULL) == SIPP_OK && b.done) break;
             if (sipp__httpd_peer_closed(r->http)) {
@@ -1074,13 +1085,14 @@ static long stream_pull(void *ctx, sipp__httpd_req *http, char *buf, size_t cap)
 static void stream_release(void *ctx, bool completed) {
     gw_req *r = ctx;
     if (!completed && !r->client_gone) r->client_gone = true; /* idle timeout or write error */
-    if (r->run && !sipp_run_done(r->run)) sipp_run_cancel(r->run);
+    if (r->run && !sipp_run_is_done(r->run)) sipp_run_cancel(r->run);
     if (!completed && r->code == GW_OK) r->code = GW_CANCELLED;
     finish(r);
 }
 
 static void execute_stream(gw_req *r) {
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     sipp_status st = submit_text(r, &err);
     if (st != SIPP_OK) {
         fail_with(r, code_for_status(st), NULL, "%s", err.message);
@@ -1303,7 +1315,8 @@ static void handle_mgmt(sipp__httpd_req *http, void *ud) {
             int st = atomic_load(&gw->targets[i].state);
             loading |= st == GW_TARGET_LOADING;
             failed |= st == GW_TARGET_FAILED;
-            sipp_engine_stats es = sipp_engine_stats_default();
+            sipp_engine_stats es;
+            sipp_engine_stats_init(&es, sizeof es);
             stalled |= sipp__gw_target_stats(gw, i, &es) && es.stalled;
         }
         if (atomic_load(&gw->shutting_down))
@@ -1331,12 +1344,13 @@ bool sipp__gw_target_stats(sipp__gw *gw, size_t i, sipp_engine_stats *out) {
     if (i >= gw->n_targets || gw->targets[i].cfg->type != SIPP__GW_LOCAL ||
         atomic_load(&gw->targets[i].state) != GW_TARGET_READY)
         return false;
-    *out = sipp_engine_stats_default();
+    sipp_engine_stats_init(out, sizeof *out);
     return sipp_endpoint_get_stats(gw->targets[i].ep, out, NULL) == SIPP_OK;
 }
 
 static void set_caps(gw_target *t) {
-    sipp_endpoint_info info = sipp_endpoint_info_default();
+    sipp_endpoint_info info;
+    sipp_endpoint_info_init(&info, sizeof info);
     if (sipp_endpoint_get_info(t->ep, &info, NULL) == SIPP_OK) {
         t->can_generate = info.can_generate;
         t->can_chat = info.can_chat;
@@ -1351,7 +1365,8 @@ static void *loader_main(void *arg) {
         gw_target *t = &gw->targets[i];
         if (t->cfg->type != SIPP__GW_LOCAL) continue;
         const sipp__gw_runtime *rt = &t->cfg->runtime;
-        sipp_local_params lp = sipp_local_params_default();
+        sipp_local_params lp;
+        sipp_local_params_init(&lp, sizeof lp);
         lp.model_path = t->cfg->model;
         lp.sha256 = t->cfg->sha256;
         lp.n_ctx = rt->n_ctx;
@@ -1370,7 +1385,8 @@ static void *loader_main(void *arg) {
         lp.cache_ram_bytes = rt->cache ? rt->cache_ram_bytes : SIPP_CACHE_DISABLED;
         lp.cache_dir = rt->cache_dir;
         lp.cache_disk_bytes = rt->cache_disk_bytes;
-        sipp_error err = sipp_error_default();
+        sipp_error err;
+        sipp_error_init(&err, sizeof err);
         double t0 = sipp__gw_now();
         if (atomic_load(&gw->shutting_down)) break;
         if (sipp_client_add_local(gw->client, t->cfg->name, &lp, &t->ep, &err) != SIPP_OK) {
@@ -1392,7 +1408,8 @@ static void *loader_main(void *arg) {
 
 /* Registers a provider target (synchronously: nothing is sent until the first request). */
 static int add_provider(sipp__gw *gw, gw_target *t, char *errbuf, size_t errcap) {
-    sipp_provider_params pp = sipp_provider_params_default();
+    sipp_provider_params pp;
+    sipp_provider_params_init(&pp, sizeof pp);
     switch (t->cfg->type) {
     case SIPP__GW_OPENAI:
         pp.kind = SIPP_PROVIDER_OPENAI;
@@ -1413,7 +1430,8 @@ static int add_provider(sipp__gw *gw, gw_target *t, char *errbuf, size_t errcap)
     pp.base_url = t->cfg->base_url;
     pp.allow_private_network = t->cfg->allow_private_network;
     if (t->cfg->timeout_seconds) pp.request_timeout_ms = t->cfg->timeout_seconds * 1000u;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp_client_add_provider(gw->client, t->cfg->name, &pp, &t->ep, &err) != SIPP_OK) {
         snprintf(errbuf, errcap, "target '%s': %s", t->cfg->name, err.message);
         return -1;
@@ -1513,8 +1531,10 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
     sipp__gw_hosts_init(&gw->hosts[GW_MGMT], c->management_bind, c->allowed_hosts,
                         c->n_allowed_hosts);
 
-    sipp_client_params cp = sipp_client_params_default();
-    sipp_error err = sipp_error_default();
+    sipp_client_params cp;
+    sipp_client_params_init(&cp, sizeof cp);
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp_client_new(&cp, &gw->client, &err) != SIPP_OK) {
         snprintf(errbuf, errcap, "%s", err.message);
         return -1;

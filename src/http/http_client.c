@@ -185,7 +185,7 @@ static void xfer_finished(sipp__http *h, sipp__http_xfer *x, CURLcode rc) {
         xfer_end(h, x, SIPP_TIMEOUT, msg);
     } else {
         snprintf(msg, sizeof msg, "transport error: %s", x->error[0] ? x->error : curl_easy_strerror(rc));
-        xfer_end(h, x, SIPP_IO, msg);
+        xfer_end(h, x, SIPP_IO_ERROR, msg);
     }
 }
 

@@ -210,7 +210,7 @@ sipp_status sipp__http_get_run(const sipp__http_get *req, long *status, sipp_err
             if (f.aborted) st = sipp__fail(err, SIPP_CANCELLED, 0, "cancelled");
             else if (f.refused[0] && rc == CURLE_COULDNT_CONNECT) /* no address was allowed */
                 st = f.hop == 0 ? sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "%s", f.refused)
-                                : sipp__fail(err, SIPP_UPSTREAM, 0, "refused a redirect: %s",
+                                : sipp__fail(err, SIPP_UPSTREAM_ERROR, 0, "refused a redirect: %s",
                                              f.refused);
             else if (rc == CURLE_OPERATION_TIMEDOUT)
                 st = sipp__fail(err, SIPP_TIMEOUT, 0, "timed out: %s",
@@ -229,15 +229,15 @@ sipp_status sipp__http_get_run(const sipp__http_get *req, long *status, sipp_err
         curl_easy_getinfo(e, CURLINFO_REDIRECT_URL, &next); /* absolute; owned by the handle */
         if (!next) break; /* a 3xx without Location: the caller sees the status */
         if ((uint32_t)f.hop >= req->max_redirects) {
-            st = sipp__fail(err, SIPP_UPSTREAM, (int)code, "too many redirects (more than %u)",
+            st = sipp__fail(err, SIPP_UPSTREAM_ERROR, (int)code, "too many redirects (more than %u)",
                             req->max_redirects);
             break;
         }
-        sipp_error uerr = sipp_error_default();
+        sipp_error uerr = sipp__error_defaults();
         unsigned flags = SIPP__URL_ALLOW_QUERY |
                          (req->allow_private_network ? SIPP__URL_ALLOW_PRIVATE : 0u);
         if (sipp__http_url_check_ex(next, flags, &uerr) != SIPP_OK) {
-            st = sipp__fail(err, SIPP_UPSTREAM, (int)code, "refused a redirect: %s", uerr.message);
+            st = sipp__fail(err, SIPP_UPSTREAM_ERROR, (int)code, "refused a redirect: %s", uerr.message);
             break;
         }
         char *copy = sipp__strdup(next);

@@ -102,7 +102,7 @@ typedef struct sipp__http_handlers {
      * connection is closed) and it ends with SIPP_CANCELLED. */
     bool (*should_abort)(void *ud);
     /* The end, exactly once: SIPP_OK (any HTTP status), SIPP_CANCELLED, SIPP_TIMEOUT (connect,
-     * whole-request or idle), or SIPP_IO (transport) with a message without secrets. After it
+     * whole-request or idle), or SIPP_IO_ERROR (transport) with a message without secrets. After it
      * returns the transfer is gone. */
     void (*on_done)(sipp_status st, const char *message, void *ud);
 } sipp__http_handlers;
@@ -187,7 +187,7 @@ typedef struct sipp__http_get {
 
 /* Runs the GET. SIPP_OK means a response arrived: *status is its HTTP status (any). Errors:
  * SIPP_INVALID_ARGUMENT (the network policy refused every address of `url`: "refused to connect
- * to ADDR: why"), SIPP_UPSTREAM (a redirect to a refused URL or address, too many redirects),
+ * to ADDR: why"), SIPP_UPSTREAM_ERROR (a redirect to a refused URL or address, too many redirects),
  * SIPP_TIMEOUT, SIPP_CANCELLED, SIPP_TRANSPORT (connection), SIPP_OUT_OF_MEMORY. Messages carry
  * no header. */
 sipp_status sipp__http_get_run(const sipp__http_get *req, long *status, sipp_error *err);

@@ -41,7 +41,7 @@
 /* ---- small file helpers ------------------------------------------------------------------ */
 
 static sipp_status io_fail(sipp_error *err, const char *what, const char *path) {
-    return sipp__fail(err, SIPP_IO, errno, "cannot %s '%s': %s", what, path, strerror(errno));
+    return sipp__fail(err, SIPP_IO_ERROR, errno, "cannot %s '%s': %s", what, path, strerror(errno));
 }
 
 static sipp_status mkdir_p(const char *path, sipp_error *err) {
@@ -76,7 +76,7 @@ static sipp_status read_all(const char *path, size_t max, char **out, size_t *le
     while ((n = read(fd, chunk, sizeof chunk)) > 0)
         if ((st = sipp__buf_append(&b, chunk, (size_t)n)) != SIPP_OK) break;
     if (n < 0) st = io_fail(err, "read", path);
-    else if (st != SIPP_OK) st = sipp__fail(err, SIPP_IO, 0, "'%s' is too large", path);
+    else if (st != SIPP_OK) st = sipp__fail(err, SIPP_IO_ERROR, 0, "'%s' is too large", path);
     close(fd);
     if (st != SIPP_OK) {
         sipp__buf_free(&b);
@@ -181,7 +181,7 @@ static sipp_status manifest_load(const char *models_dir, const char *owner, cons
         return SIPP_OK;
     }
     if (st != SIPP_OK) return st;
-    sipp_error perr = sipp_error_default();
+    sipp_error perr = sipp__error_defaults();
     st = sipp__hub_manifest_parse(data, len, m, &perr);
     free(data);
     if (st == SIPP_OK && (strcmp(m->owner, owner) != 0 || strcmp(m->repo, repo) != 0)) {
@@ -189,7 +189,7 @@ static sipp_status manifest_load(const char *models_dir, const char *owner, cons
         st = SIPP_INVALID_ARGUMENT;
     }
     if (st != SIPP_OK)
-        return sipp__fail(err, SIPP_IO, 0, "the manifest '%s' is corrupt; delete it and pull again",
+        return sipp__fail(err, SIPP_IO_ERROR, 0, "the manifest '%s' is corrupt; delete it and pull again",
                           path);
     return SIPP_OK;
 }
@@ -279,7 +279,7 @@ static sipp_status http_fail(hub_ctx *c, long status, const sipp__buf *body, con
     if (status == 429)
         return sipp__fail(err, SIPP_RATE_LIMITED, code,
                           "the hub's rate limit was hit (429); try again later%s%s%s", sep, hub, end);
-    return sipp__fail(err, SIPP_UPSTREAM, code, "the hub answered HTTP %ld for %s%s%s%s", status,
+    return sipp__fail(err, SIPP_UPSTREAM_ERROR, code, "the hub answered HTTP %ld for %s%s%s%s", status,
                       what, sep, hub, end);
 }
 
@@ -332,7 +332,7 @@ static sipp_status api_get(hub_ctx *c, const char *url, const char *what, sipp__
     long status = 0;
     sipp_status st = sipp__http_get_run(&g, &status, err);
     if (st == SIPP_CANCELLED && r.too_big)
-        st = sipp__fail(err, SIPP_UPSTREAM, 0, "the hub's answer for %s is over %u MiB", what,
+        st = sipp__fail(err, SIPP_UPSTREAM_ERROR, 0, "the hub's answer for %s is over %u MiB", what,
                         SIPP__HUB_JSON_MAX >> 20);
     if (st == SIPP_OK && (status < 200 || status >= 300)) st = http_fail(c, status, &ebody, what, err);
     sipp__buf_free(&ebody);
@@ -366,10 +366,10 @@ static sipp_status list_files(hub_ctx *c, char commit[41], sipp__hub_files *file
         /* the next page must stay on the hub's origin: it gets the token */
         if (strncmp(c->next_page, c->base, strlen(c->base)) != 0 ||
             c->next_page[strlen(c->base)] != '/')
-            return sipp__fail(err, SIPP_UPSTREAM, 0, "the hub's next page is on another host");
+            return sipp__fail(err, SIPP_UPSTREAM_ERROR, 0, "the hub's next page is on another host");
         snprintf(url, sizeof url, "%s", c->next_page);
     }
-    return sipp__fail(err, SIPP_UPSTREAM, 0, "the repo's file list has more than %d pages",
+    return sipp__fail(err, SIPP_UPSTREAM_ERROR, 0, "the repo's file list has more than %d pages",
                       MAX_PAGES);
 }
 
@@ -435,25 +435,25 @@ static bool dl_body(const char *data, size_t len, void *ud) {
         d->body_started = true;
         if (d->status == 200 && d->have > 0) { /* the range was ignored: start over */
             if (ftruncate(d->fd, 0) != 0 || lseek(d->fd, 0, SEEK_SET) != 0)
-                return dl_fail(d, SIPP_IO, "cannot truncate the partial file");
+                return dl_fail(d, SIPP_IO_ERROR, "cannot truncate the partial file");
             sipp__sha256_end(d->sha, (uint8_t[32]){0});
             if (!(d->sha = sipp__sha256_begin())) return dl_fail(d, SIPP_OUT_OF_MEMORY, "out of memory");
             d->have = 0;
             d->restarted = true;
             emit(d->c, SIPP__HUB_EV_RESTART, d->f->path, d->index, d->count, 0, d->f->size);
         } else if (d->status == 206 && (!d->range_seen || d->range_start != d->have)) {
-            return dl_fail(d, SIPP_UPSTREAM, "the hub answered a different range than asked");
+            return dl_fail(d, SIPP_UPSTREAM_ERROR, "the hub answered a different range than asked");
         }
     }
     if (len > d->f->size - d->have)
-        return dl_fail(d, SIPP_UPSTREAM, "the hub sent more bytes than the file's size");
+        return dl_fail(d, SIPP_UPSTREAM_ERROR, "the hub sent more bytes than the file's size");
     for (size_t off = 0; off < len;) {
         ssize_t n = write(d->fd, data + off, len - off);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             char m[200];
             snprintf(m, sizeof m, "cannot write the partial file: %s", strerror(errno));
-            return dl_fail(d, SIPP_IO, m);
+            return dl_fail(d, SIPP_IO_ERROR, m);
         }
         off += (size_t)n;
     }
@@ -550,11 +550,11 @@ static sipp_status fetch_blob(hub_ctx *c, const char *commit, const sipp__hub_fi
         sipp__buf_free(&ebody);
         if (st == SIPP_OK && d.linked_etag[0] && sipp__hub_hex_ok(d.linked_etag, 64) &&
             strcmp(d.linked_etag, f->sha256) != 0)
-            st = sipp__fail(err, SIPP_UPSTREAM, 0,
+            st = sipp__fail(err, SIPP_UPSTREAM_ERROR, 0,
                             "%s: the hub's file list and its download disagree on the sha256",
                             f->path);
         if (st == SIPP_OK && d.linked_size && d.linked_size != f->size)
-            st = sipp__fail(err, SIPP_UPSTREAM, 0,
+            st = sipp__fail(err, SIPP_UPSTREAM_ERROR, 0,
                             "%s: the hub's file list and its download disagree on the size", f->path);
         break;
     }
@@ -576,7 +576,7 @@ static sipp_status fetch_blob(hub_ctx *c, const char *commit, const sipp__hub_fi
         if (strcmp(got, f->sha256) != 0) {
             close(d.fd);
             unlink(part);
-            return sipp__fail(err, SIPP_UPSTREAM, 0,
+            return sipp__fail(err, SIPP_UPSTREAM_ERROR, 0,
                               "%s failed its sha256 check (expected %.12s..., got %.12s...); the "
                               "download was deleted",
                               f->path, f->sha256, got);
@@ -633,7 +633,7 @@ static sipp_status ctx_init(hub_ctx *c, const sipp__hub_params *p, sipp_error *e
     if (bl == 0 || bl >= sizeof c->base)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "the hub URL is empty or too long");
     memcpy(c->base, base, bl);
-    sipp_error uerr = sipp_error_default();
+    sipp_error uerr = sipp__error_defaults();
     if (sipp__http_url_check_ex(c->base, p->allow_private_network ? SIPP__URL_ALLOW_PRIVATE : 0,
                                 &uerr) != SIPP_OK)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "the hub URL (SIPP_HUB_URL): %s",
@@ -689,7 +689,7 @@ sipp_status sipp__hub_pull(const sipp__hub_params *p, const char *name, sipp__hu
         }
         for (size_t i = 0; i < n_todo && st == SIPP_OK; i++)
             if (!todo[i]->sha256[0])
-                st = sipp__fail(err, SIPP_UPSTREAM, 0,
+                st = sipp__fail(err, SIPP_UPSTREAM_ERROR, 0,
                                 "the hub gives no sha256 for %s (not an LFS file); Sipp stores "
                                 "only verified files", todo[i]->path);
     }
@@ -707,7 +707,7 @@ sipp_status sipp__hub_pull(const sipp__hub_params *p, const char *name, sipp__hu
         struct statvfs vfs;
         hub_path(path, sizeof path, p->models_dir, "blobs");
         if (statvfs(path, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < need)
-            st = sipp__fail(err, SIPP_IO, 0, "not enough disk space in %s: %llu MiB needed, %llu MiB free",
+            st = sipp__fail(err, SIPP_IO_ERROR, 0, "not enough disk space in %s: %llu MiB needed, %llu MiB free",
                             p->models_dir, (unsigned long long)(need >> 20),
                             (unsigned long long)(((uint64_t)vfs.f_bavail * vfs.f_frsize) >> 20));
     }

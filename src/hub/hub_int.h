@@ -176,9 +176,9 @@ typedef struct sipp__hub_pulled {
 
 /* Pulls `name`. Errors: SIPP_INVALID_ARGUMENT (bad name, URL or token), SIPP_AUTHENTICATION
  * (401), SIPP_AUTHORIZATION (403: gated), SIPP_NOT_FOUND (404, no matching file),
- * SIPP_RATE_LIMITED, SIPP_UPSTREAM (bad answer, sha256 mismatch), SIPP_TRANSPORT, SIPP_TIMEOUT,
+ * SIPP_RATE_LIMITED, SIPP_UPSTREAM_ERROR (bad answer, sha256 mismatch), SIPP_TRANSPORT, SIPP_TIMEOUT,
  * SIPP_CANCELLED (should_abort: the partial file stays for a resume), SIPP_BUSY (another pull
- * downloads the same file), SIPP_IO. No message contains the token. */
+ * downloads the same file), SIPP_IO_ERROR. No message contains the token. */
 sipp_status sipp__hub_pull(const sipp__hub_params *p, const char *name, sipp__hub_pulled *out,
                            sipp_error *err);
 

@@ -129,20 +129,20 @@ void sipp__hub_ref_name(const sipp__hub_ref *r, char *buf, size_t cap) {
 
 static json_t *load_json(const char *json, size_t len, const char *what, sipp_error *err) {
     if (len > SIPP__HUB_JSON_MAX) {
-        sipp__fail(err, SIPP_UPSTREAM, 0, "the %s is larger than %u MiB", what,
+        sipp__fail(err, SIPP_UPSTREAM_ERROR, 0, "the %s is larger than %u MiB", what,
                    SIPP__HUB_JSON_MAX >> 20);
         return NULL;
     }
     json_error_t je;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
-    if (!root) sipp__fail(err, SIPP_UPSTREAM, 0, "the %s is not valid JSON (%s)", what, je.text);
+    if (!root) sipp__fail(err, SIPP_UPSTREAM_ERROR, 0, "the %s is not valid JSON (%s)", what, je.text);
     return root;
 }
 
 sipp_status sipp__hub_refs_parse(const char *json, size_t len, char commit[41], sipp_error *err) {
     commit[0] = '\0';
     json_t *root = load_json(json, len, "hub's list of branches", err);
-    if (!root) return err ? err->code : SIPP_UPSTREAM;
+    if (!root) return err ? err->code : SIPP_UPSTREAM_ERROR;
     json_t *branches = json_object_get(root, "branches");
     size_t i;
     json_t *b;
@@ -157,7 +157,7 @@ sipp_status sipp__hub_refs_parse(const char *json, size_t len, char commit[41], 
     }
     json_decref(root);
     if (!commit[0])
-        return sipp__fail(err, SIPP_UPSTREAM, 0, "the hub listed no branch with a valid commit");
+        return sipp__fail(err, SIPP_UPSTREAM_ERROR, 0, "the hub listed no branch with a valid commit");
     return SIPP_OK;
 }
 
@@ -188,10 +188,10 @@ static sipp_status files_push(sipp__hub_files *out, const char *path, const char
 sipp_status sipp__hub_files_parse(const char *json, size_t len, sipp__hub_files *out,
                                   sipp_error *err) {
     json_t *root = load_json(json, len, "hub's file list", err);
-    if (!root) return err ? err->code : SIPP_UPSTREAM;
+    if (!root) return err ? err->code : SIPP_UPSTREAM_ERROR;
     if (!json_is_array(root)) {
         json_decref(root);
-        return sipp__fail(err, SIPP_UPSTREAM, 0, "the hub's file list is not a JSON array");
+        return sipp__fail(err, SIPP_UPSTREAM_ERROR, 0, "the hub's file list is not a JSON array");
     }
     size_t i;
     json_t *it;
@@ -210,7 +210,7 @@ sipp_status sipp__hub_files_parse(const char *json, size_t len, sipp__hub_files 
         }
         if (!sha && !json_size(json_object_get(it, "size"), &size)) size = 0;
         if (out->n >= SIPP__HUB_MAX_FILES) {
-            st = sipp__fail(err, SIPP_UPSTREAM, 0, "the repo lists more than %u files",
+            st = sipp__fail(err, SIPP_UPSTREAM_ERROR, 0, "the repo lists more than %u files",
                             SIPP__HUB_MAX_FILES);
             break;
         }

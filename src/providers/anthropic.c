@@ -41,7 +41,7 @@ static sipp_status build_chat(const sipp__remote *rm, const char *prompt,
     }
     sipp__buf_free(&system);
     /* Newer models refuse temperature and top_p together: send top_p only when asked for. */
-    if (st == SIPP_OK && p->top_p != sipp_text_params_default().top_p)
+    if (st == SIPP_OK && p->top_p != sipp__text_params_defaults().top_p)
         json_object_set_new(b, "top_p", json_real(p->top_p));
     if (st == SIPP_OK && p->n_stop) {
         json_t *stops = sipp__remote_stop_array(p);

@@ -22,11 +22,11 @@ static const struct { const char *code; sipp_status status; } code_map[] = {
     {"resolution", SIPP_MODEL_NOT_FOUND},
     {"admission", SIPP_BUSY},
     {"invalidrequest", SIPP_INVALID_ARGUMENT},
-    {"execution", SIPP_UPSTREAM},
+    {"execution", SIPP_UPSTREAM_ERROR},
     {"cancelled", SIPP_CANCELLED},
     {"payload_too_large", SIPP_INVALID_ARGUMENT},
-    {"method_not_allowed", SIPP_UPSTREAM},
-    {"not_found", SIPP_UPSTREAM},
+    {"method_not_allowed", SIPP_UPSTREAM_ERROR},
+    {"not_found", SIPP_UPSTREAM_ERROR},
 };
 
 static sipp_status status_of_code(const char *code, long http_status) {
@@ -58,12 +58,12 @@ static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
     if (!j) return false;
     bool ok = true;
     if (rr->done_seen) {
-        ok = sipp__remote_stream_fail(rr, SIPP_UPSTREAM, NULL,
+        ok = sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
                                       "the gateway sent an event after done");
     } else if (strcmp(ev->event, "token") == 0) {
         json_t *t = json_object_get(j, "text");
         if (!json_is_string(t))
-            ok = sipp__remote_stream_fail(rr, SIPP_UPSTREAM, NULL,
+            ok = sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
                                           "the gateway sent a token event without text");
         else
             sipp__remote_push_text(rr, json_string_value(t), json_string_length(t), 1);
@@ -101,12 +101,12 @@ static sipp_status read_embedding(sipp__remote_run *rr, json_t *j, float **vec, 
     json_t *v = json_object_get(j, "embedding");
     size_t len = json_array_size(v);
     float *out = len ? malloc(len * sizeof *out) : NULL;
-    if (!out) return sipp__fail(err, SIPP_UPSTREAM, 0, "the gateway's embed answer has no vector");
+    if (!out) return sipp__fail(err, SIPP_UPSTREAM_ERROR, 0, "the gateway's embed answer has no vector");
     for (size_t i = 0; i < len; i++) {
         json_t *x = json_array_get(v, i);
         if (!json_is_number(x)) {
             free(out);
-            return sipp__fail(err, SIPP_UPSTREAM, 0, "the gateway's embedding has a non-number");
+            return sipp__fail(err, SIPP_UPSTREAM_ERROR, 0, "the gateway's embedding has a non-number");
         }
         out[i] = (float)json_number_value(x);
     }

@@ -43,7 +43,7 @@ static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
         const char *m = json_string_value(json_object_get(e, "message"));
         const char *code = json_string_value(json_object_get(e, "code"));
         if (!code) code = json_string_value(json_object_get(e, "type"));
-        bool ok = sipp__remote_stream_fail(rr, SIPP_UPSTREAM, code,
+        bool ok = sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, code,
                                            "the provider failed mid-stream: %s",
                                            m ? m : "(no message)");
         json_decref(j);
@@ -86,7 +86,7 @@ static sipp_status read_embedding(sipp__remote_run *rr, json_t *j, float **vec, 
     size_t len = json_array_size(v);
     float *out = len ? malloc(len * sizeof *out) : NULL;
     if (!out)
-        return sipp__fail(err, SIPP_UPSTREAM, 0, "the provider's embeddings answer has no vector");
+        return sipp__fail(err, SIPP_UPSTREAM_ERROR, 0, "the provider's embeddings answer has no vector");
     for (size_t i = 0; i < len; i++) out[i] = (float)json_number_value(json_array_get(v, i));
     read_usage(rr, json_object_get(j, "usage"));
     *vec = out;

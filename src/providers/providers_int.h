@@ -43,7 +43,7 @@ typedef struct sipp__remote_run {
     sipp_finish_reason reason;
     sipp_usage usage;
     uint32_t n_chunks;
-    /* A failure the dialect saw in the stream: its status (0 = SIPP_UPSTREAM), message, and the
+    /* A failure the dialect saw in the stream: its status (0 = SIPP_UPSTREAM_ERROR), message, and the
      * peer's error code when it named one. */
     sipp_status stream_status;
     char stream_error[SIPP_ERROR_MESSAGE_CAP];

@@ -36,39 +36,23 @@ static bool has(const char *s, const char *needle) { return s && strstr(s, needl
 sipp_status sipp__provider_classify(long http_status, const char *code, const char *type) {
     if (has(code, "insufficient_quota") || has(type, "insufficient_quota") ||
         has(code, "billing") || has(type, "billing"))
-        return SIPP_QUOTA;
+        return SIPP_QUOTA_EXCEEDED;
     switch (http_status) {
     case 400: case 413: case 422: return SIPP_INVALID_ARGUMENT;
     case 401: return SIPP_AUTHENTICATION;
-    case 402: return SIPP_QUOTA;
+    case 402: return SIPP_QUOTA_EXCEEDED;
     case 403: return SIPP_AUTHORIZATION;
     case 404: return SIPP_MODEL_NOT_FOUND;
     case 408: case 504: return SIPP_UPSTREAM_TIMEOUT;
     case 429: return SIPP_RATE_LIMITED;
     case 503: case 529: return SIPP_OVERLOADED;
-    default: return http_status >= 500 ? SIPP_UPSTREAM : SIPP_INVALID_ARGUMENT;
+    default: return http_status >= 500 ? SIPP_UPSTREAM_ERROR : SIPP_INVALID_ARGUMENT;
     }
 }
 
 /* ============================================================================================
  * Endpoints
  * ========================================================================================== */
-
-sipp_provider_params sipp_provider_params_default(void) {
-    sipp_provider_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.kind = SIPP_PROVIDER_OPENAI_COMPATIBLE;
-    return p;
-}
-
-sipp_gateway_params sipp_gateway_params_default(void) {
-    sipp_gateway_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.auth = SIPP_GATEWAY_AUTH_BEARER;
-    return p;
-}
 
 static void wipe_free(char *s) {
     if (!s) return;
@@ -197,7 +181,7 @@ static const char *secret_from(const char *value, const char *env) {
 sipp_status sipp__remote_new_provider(const sipp_provider_params *params, sipp__http *http,
                                       sipp__remote **out, sipp_error *err) {
     if (!params) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "provider params are required");
-    sipp_provider_params p = sipp_provider_params_default();
+    sipp_provider_params p = sipp__provider_params_defaults();
     sipp_status st = sipp__params_in(&p, sizeof p, params,
                                      offsetof(sipp_provider_params, version), "provider params", err);
     if (st != SIPP_OK) return st;
@@ -258,7 +242,7 @@ sipp_status sipp__remote_new_provider(const sipp_provider_params *params, sipp__
 sipp_status sipp__remote_new_gateway(const sipp_gateway_params *params, sipp__http *http,
                                      sipp__remote **out, sipp_error *err) {
     if (!params) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "gateway params are required");
-    sipp_gateway_params p = sipp_gateway_params_default();
+    sipp_gateway_params p = sipp__gateway_params_defaults();
     sipp_status st = sipp__params_in(&p, sizeof p, params,
                                      offsetof(sipp_gateway_params, allow_private_network),
                                      "gateway params", err);
@@ -479,7 +463,7 @@ json_t *sipp__remote_event_json(sipp__remote_run *rr, const sipp__sse_event *ev)
     json_t *j = json_loadb(ev->data, ev->data_len, 0, &je);
     if (json_is_object(j)) return j;
     json_decref(j);
-    sipp__remote_stream_fail(rr, SIPP_UPSTREAM, NULL, "the %s's stream carried invalid JSON: %s",
+    sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL, "the %s's stream carried invalid JSON: %s",
                              rr->rm->dialect->name, je.text);
     return NULL;
 }
@@ -517,15 +501,15 @@ static bool h_body(const char *data, size_t len, void *ud) {
         size_t room = rr->body.max - rr->body.len;
         sipp__buf_append(&rr->body, data, len < room ? len : room);
         if (rr->op == SIPP__OP_EMBED && rr->status < 400 && len > room) /* an answer must be whole */
-            return sipp__remote_stream_fail(rr, SIPP_UPSTREAM, NULL,
+            return sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
                                             "the %s's embeddings answer exceeds %zu bytes",
                                             rr->rm->dialect->name, rr->body.max);
         return true;
     }
-    sipp_error err = sipp_error_default();
+    sipp_error err = sipp__error_defaults();
     sipp_status st = sipp__sse_feed(&rr->sse, data, len, on_sse, rr, &err);
     if (st == SIPP_OUT_OF_MEMORY)
-        return sipp__remote_stream_fail(rr, SIPP_UPSTREAM, NULL, "%s", err.message);
+        return sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL, "%s", err.message);
     return st == SIPP_OK;
 }
 
@@ -548,7 +532,7 @@ static void finish_http_error(sipp__remote_run *rr) {
     /* secrets out before the cut below, so none survives as a truncated prefix */
     char peer[1024];
     redact_secrets(rr->rm, msg ? msg : "(no message)", peer, sizeof peer);
-    sipp_error full = sipp_error_default(); /* formats and truncates to the message cap */
+    sipp_error full = sipp__error_defaults(); /* formats and truncates to the message cap */
     sipp__fail(&full, st, 0, "%s answered %ld (%s)%s: %.160s%s", rr->rm->dialect->name,
                rr->status, sipp_status_name(st), retry, peer, code_note);
     json_decref(j);
@@ -559,7 +543,7 @@ static void finish_embedding(sipp__remote_run *rr) {
     json_t *j = load_body(rr);
     float *vec = NULL;
     uint32_t n = 0;
-    sipp_error err = sipp_error_default();
+    sipp_error err = sipp__error_defaults();
     sipp_status st = rr->rm->dialect->read_embedding(rr, j, &vec, &n, &err);
     json_decref(j);
     if (st != SIPP_OK) {
@@ -585,7 +569,7 @@ static void h_done(sipp_status st, const char *message, void *ud) {
         remote_finish(rr, SIPP_OK, NULL, SIPP_FINISH_CANCELLED);
     } else if (rr->stream_error[0]) {
         snprintf(msg, sizeof msg, "%s", rr->stream_error);
-        remote_finish(rr, rr->stream_status ? rr->stream_status : SIPP_UPSTREAM, msg,
+        remote_finish(rr, rr->stream_status ? rr->stream_status : SIPP_UPSTREAM_ERROR, msg,
                       SIPP_FINISH_NONE);
     } else if (st == SIPP_TIMEOUT) {
         remote_finish(rr, SIPP_UPSTREAM_TIMEOUT, message, SIPP_FINISH_NONE);
@@ -597,13 +581,13 @@ static void h_done(sipp_status st, const char *message, void *ud) {
         finish_http_error(rr);
     } else if (rr->status < 200 || rr->status >= 300) {
         snprintf(msg, sizeof msg, "unexpected HTTP status %ld from the %s", rr->status, who);
-        remote_finish(rr, SIPP_UPSTREAM, msg, SIPP_FINISH_NONE);
+        remote_finish(rr, SIPP_UPSTREAM_ERROR, msg, SIPP_FINISH_NONE);
     } else if (rr->op == SIPP__OP_EMBED) {
         finish_embedding(rr);
     } else if (!rr->done_seen) {
         snprintf(msg, sizeof msg, "the %s's stream ended without %s", who,
                  rr->rm->dialect->end_marker);
-        remote_finish(rr, SIPP_UPSTREAM, msg, SIPP_FINISH_NONE);
+        remote_finish(rr, SIPP_UPSTREAM_ERROR, msg, SIPP_FINISH_NONE);
     } else {
         if (!rr->usage.output_tokens) rr->usage.output_tokens = rr->n_chunks;
         remote_finish(rr, SIPP_OK, NULL, rr->reason ? rr->reason : SIPP_FINISH_STOP);
@@ -617,7 +601,7 @@ static void run_wake(void *producer) { sipp__http_wake(producer); }
 /* Rejects options of the local engine, naming the field. */
 static sipp_status reject_local_only(const sipp__remote *rm, const sipp_text_params *p,
                                      sipp_error *err) {
-    sipp_text_params d = sipp_text_params_default();
+    sipp_text_params d = sipp__text_params_defaults();
     const char *field = p->context_key ? "context_key"
                         : p->cache_scope ? "cache_scope"
                         : p->grammar ? "grammar"

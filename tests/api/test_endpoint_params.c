@@ -18,8 +18,10 @@ static void gateway_params_are_validated(void **state) {
     (void)state;
     sipp_client *c = NULL;
     assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
-    sipp_error err = sipp_error_default();
-    sipp_gateway_params gp = sipp_gateway_params_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    sipp_gateway_params gp;
+    sipp_gateway_params_init(&gp, sizeof gp);
     gp.base_url = "http://127.0.0.1:9";
     gp.target = "tiny";
     gp.token = SECRET;
@@ -72,8 +74,10 @@ static void provider_params_are_validated(void **state) {
     (void)state;
     sipp_client *c = NULL;
     assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
-    sipp_error err = sipp_error_default();
-    sipp_provider_params pp = sipp_provider_params_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    sipp_provider_params pp;
+    sipp_provider_params_init(&pp, sizeof pp);
     pp.kind = SIPP_PROVIDER_ANTHROPIC;
     pp.model = "claude";
     pp.api_key_env = "SIPP_TEST_NO_SUCH_KEY_VAR";
@@ -108,13 +112,15 @@ static void extra_json_rules(void **state) {
     sipp_client *c = NULL;
     assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
     sipp_endpoint *local = add_model(c, "story", STORY_MODEL, 1);
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     sipp_run *run = NULL;
     sipp_text_params p = greedy(4);
     p.extra_json = "{\"presence_penalty\": 1}";
     assert_int_equal(sipp_query(local, "Once", &p, &run, &err), SIPP_INVALID_ARGUMENT);
     assert_non_null(strstr(err.message, "extra_json"));
-    sipp_embed_params ep = sipp_embed_params_default();
+    sipp_embed_params ep;
+    sipp_embed_params_init(&ep, sizeof ep);
     ep.extra_json = "{}";
     assert_int_equal(sipp_embed(local, "Once", &ep, &run, &err), SIPP_INVALID_ARGUMENT);
     assert_null(run);
@@ -129,8 +135,10 @@ static void network_policy_on_base_urls(void **state) {
     (void)state;
     sipp_client *c = NULL;
     assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
-    sipp_error err = sipp_error_default();
-    sipp_provider_params pp = sipp_provider_params_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    sipp_provider_params pp;
+    sipp_provider_params_init(&pp, sizeof pp);
     pp.model = "m";
     static const struct {
         const char *url;
@@ -171,7 +179,8 @@ static void network_policy_on_base_urls(void **state) {
         if (st != cases[i].allowed) fail_msg("%s (allowed): got %d (%s)", cases[i].url, st, err.message);
     }
     /* the gateway endpoint follows the same policy */
-    sipp_gateway_params gp = sipp_gateway_params_default();
+    sipp_gateway_params gp;
+    sipp_gateway_params_init(&gp, sizeof gp);
     gp.auth = SIPP_GATEWAY_AUTH_NONE;
     gp.target = "t";
     gp.base_url = "https://10.0.0.1";
@@ -200,12 +209,13 @@ static void older_smaller_params_are_accepted(void **state) {
     sipp_text_params p = greedy(4);
     p.extra_json = (const char *)(uintptr_t)1; /* garbage beyond the old size: never read */
     p.struct_size = (uint32_t)offsetof(sipp_text_params, extra_json);
-    sipp_response r;
+    test_response r;
     free(query_text(local, "Once upon a time", &p, &r));
     assert_int_equal(r.usage.output_tokens, 4);
 
     p.struct_size = 8; /* below the first released size */
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     sipp_run *run = NULL;
     assert_int_equal(sipp_query(local, "Once", &p, &run, &err), SIPP_INVALID_ARGUMENT);
     assert_non_null(strstr(err.message, "struct_size"));

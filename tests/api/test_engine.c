@@ -30,7 +30,8 @@ static sipp_endpoint *add_with(sipp_client *c, const char *path, sipp_local_para
     lp.model_path = path;
     lp.n_threads = 2;
     sipp_endpoint *ep = NULL;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp_client_add_local(c, "m", &lp, &ep, &err) != SIPP_OK) fail_msg("%s", err.message);
     return ep;
 }
@@ -44,7 +45,8 @@ static sipp_text_params endless_params(uint32_t max_tokens) {
 
 /* An endpoint of the story model with one sequence (and the given tick budget, 0 = default). */
 static sipp_endpoint *one_sequence(sipp_client *c, uint32_t tick_budget) {
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.n_parallel = 1;
     lp.tick_budget = tick_budget;
     return add_with(c, STORY_MODEL, lp);
@@ -53,7 +55,7 @@ static sipp_endpoint *one_sequence(sipp_client *c, uint32_t tick_budget) {
 /* The sequence a cancelled run held is free: a following request runs to its token limit. */
 static void assert_next_request_completes(sipp_endpoint *ep) {
     sipp_text_params p = greedy(4);
-    sipp_response r;
+    test_response r;
     free(query_text(ep, "Once upon a time", &p, &r));
     assert_int_equal(r.finish_reason, SIPP_FINISH_LENGTH);
     assert_int_equal(r.usage.output_tokens, 4);
@@ -77,7 +79,8 @@ static const char *const prompts[] = {
 static void batched_equals_sequential(void **state) {
     (void)state;
     sipp_client *c = new_client();
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.n_parallel = 4;
     lp.prefill_chunk = 4; /* prompts span several ticks, so arrivals interleave with decoding */
     sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
@@ -101,7 +104,8 @@ static void batched_equals_sequential(void **state) {
             sipp_run_free(runs[i]);
         }
     }
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     assert_int_equal(sipp_endpoint_get_stats(ep, &es, NULL), SIPP_OK);
     assert_int_equal(es.completed, 16);
     assert_int_equal(es.failed, 0);
@@ -123,12 +127,12 @@ static void cancel_while_queued(void **state) {
     sipp_text_params p = greedy(8);
     assert_int_equal(sipp_query(ep, "Once upon a time", &p, &queued, NULL), SIPP_OK);
     sleep_ms(20);
-    assert_false(sipp_run_done(queued)); /* waiting behind the endless run */
+    assert_false(sipp_run_is_done(queued)); /* waiting behind the endless run */
     sipp_run_cancel(queued);
     const sipp_response *r = wait_run(queued);
     assert_int_equal(r->finish_reason, SIPP_FINISH_CANCELLED);
-    assert_int_equal(r->usage.output_tokens, 0);
-    assert_false(sipp_run_done(busy_run)); /* the running one is undisturbed */
+    assert_int_equal(r->usage->output_tokens, 0);
+    assert_false(sipp_run_is_done(busy_run)); /* the running one is undisturbed */
     sipp_run_free(queued);
     sipp_run_cancel(busy_run);
     assert_int_equal(wait_run(busy_run)->finish_reason, SIPP_FINISH_CANCELLED);
@@ -142,7 +146,9 @@ static void cancel_while_queued(void **state) {
 static const sipp_response *cancel_a_prefill(sipp_endpoint *ep, sipp_run **run) {
     char prompt[4000] = "";
     for (int i = 0; i < 150; i++) strcat(prompt, "the dog ");
-    sipp_engine_stats before = sipp_engine_stats_default(), now = sipp_engine_stats_default();
+    sipp_engine_stats before, now;
+    sipp_engine_stats_init(&before, sizeof before);
+    sipp_engine_stats_init(&now, sizeof now);
     sipp_endpoint_get_stats(ep, &before, NULL);
     sipp_text_params p = greedy(8);
     assert_int_equal(sipp_query(ep, prompt, &p, run, NULL), SIPP_OK);
@@ -166,8 +172,8 @@ static void cancel_during_prefill(void **state) {
         sipp_run *run;
         const sipp_response *r = cancel_a_prefill(ep, &run);
         assert_int_equal(r->finish_reason, SIPP_FINISH_CANCELLED);
-        assert_int_equal(r->usage.output_tokens, 0); /* it never reached decoding */
-        stopped_in_prefill = r->stats.prefill_tokens < r->usage.input_tokens;
+        assert_int_equal(r->usage->output_tokens, 0); /* it never reached decoding */
+        stopped_in_prefill = r->stats->prefill_tokens < r->usage->input_tokens;
         sipp_run_free(run);
         assert_next_request_completes(ep);
     }
@@ -187,7 +193,7 @@ static void cancel_during_decode(void **state) {
     sipp_run_cancel(run);
     const sipp_response *r = wait_run(run);
     assert_int_equal(r->finish_reason, SIPP_FINISH_CANCELLED);
-    assert_true(r->usage.output_tokens > 0);
+    assert_true(r->usage->output_tokens > 0);
     sipp_run_free(run);
     assert_next_request_completes(ep);
     sipp_client_free(c);
@@ -196,7 +202,8 @@ static void cancel_during_decode(void **state) {
 static void closing_the_client_ends_every_run(void **state) {
     (void)state;
     sipp_client *c = new_client();
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.n_parallel = 2;
     sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
     sipp_text_params endless = endless_params(100000);
@@ -206,7 +213,7 @@ static void closing_the_client_ends_every_run(void **state) {
     sleep_ms(10);
     sipp_client_free(c);
     for (int i = 0; i < 5; i++) {
-        assert_true(sipp_run_done(runs[i]));
+        assert_true(sipp_run_is_done(runs[i]));
         assert_int_equal(wait_run(runs[i])->finish_reason, SIPP_FINISH_CANCELLED);
         sipp_run_free(runs[i]);
     }
@@ -217,7 +224,8 @@ static void closing_the_client_ends_every_run(void **state) {
 static void overload_answers_busy_at_once(void **state) {
     (void)state;
     sipp_client *c = new_client();
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.n_parallel = 1;
     lp.max_queued = 1;
     sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
@@ -227,11 +235,13 @@ static void overload_answers_busy_at_once(void **state) {
     sipp_token_batch b = {.struct_size = sizeof b};
     assert_int_equal(sipp_run_next(running, -1, &b, NULL), SIPP_OK); /* admitted */
     assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &queued, NULL), SIPP_OK);
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &third, &err), SIPP_BUSY);
     assert_null(third);
     assert_non_null(strstr(err.message, "busy"));
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     sipp_endpoint_get_stats(ep, &es, NULL);
     assert_int_equal(es.rejected_busy, 1);
     assert_int_equal(es.running, 1);
@@ -244,7 +254,8 @@ static void overload_answers_busy_at_once(void **state) {
 static void deadline_ends_running_and_queued_runs(void **state) {
     (void)state;
     sipp_client *c = new_client();
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.n_parallel = 1;
     sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
     sipp_text_params endless = endless_params(100000);
@@ -255,15 +266,16 @@ static void deadline_ends_running_and_queued_runs(void **state) {
     q.timeout_ms = 50;
     assert_int_equal(sipp_query(ep, "Once upon a time", &q, &queued, NULL), SIPP_OK);
     const sipp_response *r = wait_run(queued);
-    assert_int_equal(r->status, SIPP_DEADLINE);
+    assert_int_equal(r->status, SIPP_DEADLINE_EXCEEDED);
     assert_non_null(strstr(r->error_message, "deadline of 50 ms"));
     r = wait_run(running);
-    assert_int_equal(r->status, SIPP_DEADLINE);
+    assert_int_equal(r->status, SIPP_DEADLINE_EXCEEDED);
     assert_true(r->text_len > 0); /* the text so far is kept */
-    assert_true(r->stats.total_ms >= 100);
+    assert_true(r->stats->total_ms >= 100);
     sipp_run_free(queued);
     sipp_run_free(running);
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     sipp_endpoint_get_stats(ep, &es, NULL);
     assert_int_equal(es.failed, 2);
     sipp_client_free(c);
@@ -272,7 +284,8 @@ static void deadline_ends_running_and_queued_runs(void **state) {
 static void stalled_consumer_pauses_only_its_run(void **state) {
     (void)state;
     sipp_client *c = new_client();
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.n_parallel = 2;
     lp.stream_buffer_bytes = 64;
     sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
@@ -284,9 +297,9 @@ static void stalled_consumer_pauses_only_its_run(void **state) {
     /* nobody reads `stalled`: `other` still completes */
     const sipp_response *r = wait_run(other);
     assert_int_equal(r->status, SIPP_OK);
-    assert_true(r->usage.output_tokens > 0);
+    assert_true(r->usage->output_tokens > 0);
     sleep_ms(20);
-    assert_false(sipp_run_done(stalled));
+    assert_false(sipp_run_is_done(stalled));
     sipp_token_batch b = {.struct_size = sizeof b};
     assert_int_equal(sipp_run_next(stalled, 0, &b, NULL), SIPP_OK);
     assert_true(b.len >= 64 && b.len < 64 + 64); /* paused at the cap (plus one piece) */
@@ -298,7 +311,7 @@ static void stalled_consumer_pauses_only_its_run(void **state) {
     } while (!b.done);
     r = wait_run(stalled);
     assert_int_equal(r->finish_reason, SIPP_FINISH_LENGTH);
-    assert_int_equal(r->usage.output_tokens, 2000);
+    assert_int_equal(r->usage->output_tokens, 2000);
     assert_int_equal(total, r->text_len);
     sipp_run_free(stalled);
     sipp_run_free(other);
@@ -308,9 +321,11 @@ static void stalled_consumer_pauses_only_its_run(void **state) {
 static void stats_carry_inter_token_latency(void **state) {
     (void)state;
     sipp_client *c = new_client();
-    sipp_endpoint *ep = add_with(c, STORY_MODEL, sipp_local_params_default());
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
+    sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
     sipp_text_params p = greedy(32);
-    sipp_response r;
+    test_response r;
     free(query_text(ep, "Once upon a time", &p, &r));
     assert_int_equal(r.usage.output_tokens, 32);
     assert_true(r.stats.itl_avg_ms > 0);
@@ -357,7 +372,8 @@ static void *worker_main(void *arg) {
 static void thousand_requests_with_cancellations(void **state) {
     (void)state;
     sipp_client *c = new_client();
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.n_parallel = 4;
     sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
     pthread_t th[4];
@@ -377,7 +393,8 @@ static void thousand_requests_with_cancellations(void **state) {
     }
     assert_int_equal(cancelled + finished, 1000);
     assert_true(cancelled > 0);
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     sipp_endpoint_get_stats(ep, &es, NULL);
     assert_int_equal(es.completed, 1000);
     assert_int_equal(es.cancelled, (uint64_t)cancelled);
@@ -414,7 +431,8 @@ static void *waiter_main(void *arg) {
 static void removing_an_endpoint_ends_its_runs(void **state) {
     (void)state;
     sipp_client *c = new_client();
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.n_parallel = 2;
     sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
     sipp_text_params endless = endless_params(100000);
@@ -428,7 +446,7 @@ static void removing_an_endpoint_ends_its_runs(void **state) {
     }
     sleep_ms(20); /* two run, three wait in the queue */
     assert_int_equal(sipp_client_remove(c, "m", NULL), SIPP_OK);
-    assert_null(sipp_client_endpoint(c, "m"));
+    assert_null(sipp_client_get_endpoint(c, "m"));
     for (int i = 0; i < N; i++) {
         pthread_join(th[i], NULL);
         assert_int_equal(w[i].status, SIPP_OK);
@@ -436,7 +454,7 @@ static void removing_an_endpoint_ends_its_runs(void **state) {
         sipp_run_free(w[i].run);
     }
     ep = add_with(c, STORY_MODEL, lp); /* reload under the same id */
-    assert_ptr_equal(sipp_client_endpoint(c, "m"), ep);
+    assert_ptr_equal(sipp_client_get_endpoint(c, "m"), ep);
     assert_next_request_completes(ep);
     sipp_client_free(c);
 }
@@ -447,7 +465,8 @@ static void removing_an_endpoint_ends_its_runs(void **state) {
 static void long_generations_fill_their_contexts_and_end(void **state) {
     (void)state;
     sipp_client *c = new_client();
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.n_parallel = 2;
     sipp_endpoint *ep = add_with(c, CHAT_MODEL, lp); /* 256 tokens per sequence */
     sipp_text_params p = greedy(1000000);
@@ -461,10 +480,11 @@ static void long_generations_fill_their_contexts_and_end(void **state) {
         const sipp_response *r = wait_run(runs[i]);
         assert_int_equal(r->status, SIPP_OK);
         assert_int_equal(r->finish_reason, SIPP_FINISH_LENGTH);
-        assert_true(r->usage.total_tokens <= 256 && r->usage.output_tokens > 200);
+        assert_true(r->usage->total_tokens <= 256 && r->usage->output_tokens > 200);
         sipp_run_free(runs[i]);
     }
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     sipp_endpoint_get_stats(ep, &es, NULL);
     assert_int_equal(es.failed, 0);
     assert_int_equal(es.running, 0);
@@ -476,11 +496,13 @@ static void long_generations_fill_their_contexts_and_end(void **state) {
 static void more_threads_than_cpus_still_serves(void **state) {
     (void)state;
     sipp_client *c = new_client();
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.model_path = STORY_MODEL;
     lp.n_threads = 4096;
     sipp_endpoint *ep = NULL;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     assert_int_equal(sipp_client_add_local(c, "m", &lp, &ep, &err), SIPP_OK);
     assert_next_request_completes(ep);
     lp.n_threads = -1;
@@ -495,7 +517,8 @@ static void more_threads_than_cpus_still_serves(void **state) {
 static void hundreds_of_prefix_heavy_chats(void **state) {
     (void)state;
     sipp_client *c = new_client();
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.n_parallel = 2;
     sipp_endpoint *ep = add_with(c, CHAT_MODEL, lp);
     const char *keys[3] = {"c0", "c1", "c2"};
@@ -514,12 +537,13 @@ static void hundreds_of_prefix_heavy_chats(void **state) {
         assert_int_equal(sipp_chat(ep, m, n, &p, &run, NULL), SIPP_OK);
         const sipp_response *r = wait_run(run);
         assert_int_equal(r->status, SIPP_OK);
-        hits += r->stats.cache_source != SIPP_CACHE_NONE;
+        hits += r->stats->cache_source != SIPP_CACHE_NONE;
         sipp_run_free(run);
     }
     assert_true((double)time(NULL) - t0 < 120);
     assert_true(hits > N / 2);
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     sipp_endpoint_get_stats(ep, &es, NULL);
     assert_int_equal(es.completed, N);
     assert_int_equal(es.running + es.queued, 0);
@@ -530,7 +554,8 @@ static void hundreds_of_prefix_heavy_chats(void **state) {
 /* ---- E8: the watchdog --------------------------------------------------------------------- */
 
 static sipp_engine_stats stats_of(sipp_endpoint *ep) {
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     assert_int_equal(sipp_endpoint_get_stats(ep, &es, NULL), SIPP_OK);
     return es;
 }
@@ -543,7 +568,8 @@ static sipp_engine_stats stats_of(sipp_endpoint *ep) {
 static void watchdog_reports_a_stalled_scheduler(void **state) {
     (void)state;
     sipp_client *c = new_client();
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.n_parallel = 1;
     lp.stall_alarm_ms = 200;
     lp.stream_buffer_bytes = 64;
@@ -555,14 +581,14 @@ static void watchdog_reports_a_stalled_scheduler(void **state) {
     sipp_run *run;
     assert_int_equal(sipp_query(ep, "Once upon a time", &p, &run, NULL), SIPP_OK);
     bool seen = false;
-    for (int i = 0; i < 150 && !sipp_run_done(run); i++) {
+    for (int i = 0; i < 150 && !sipp_run_is_done(run); i++) {
         seen |= stats_of(ep).stalled != 0;
         sleep_ms(10);
     }
     assert_true(seen);
     const sipp_response *r = wait_run(run);
     assert_int_equal(r->status, SIPP_OK);
-    assert_int_equal(r->usage.output_tokens, 16);
+    assert_int_equal(r->usage->output_tokens, 16);
     sipp_run_free(run);
     sipp_engine_stats es = stats_of(ep);
     for (int i = 0; i < 100 && es.stalled; i++) {
@@ -577,14 +603,15 @@ static void watchdog_reports_a_stalled_scheduler(void **state) {
     sipp_text_params endless = endless_params(2000);
     assert_int_equal(sipp_query(ep, "Once upon a time", &endless, &run, NULL), SIPP_OK);
     sleep_ms(600);
-    assert_false(sipp_run_done(run));
+    assert_false(sipp_run_is_done(run));
     es = stats_of(ep);
     assert_int_equal(es.stalls, 1);
     assert_int_equal(es.stalled, 0);
     sipp_run_free(run);
 
     /* an older caller's smaller stats struct gets the fields it has */
-    sipp_engine_stats old = sipp_engine_stats_default();
+    sipp_engine_stats old;
+    sipp_engine_stats_init(&old, sizeof old);
     old.struct_size = (uint32_t)offsetof(sipp_engine_stats, stalls);
     old.stalls = 77;
     assert_int_equal(sipp_endpoint_get_stats(ep, &old, NULL), SIPP_OK);

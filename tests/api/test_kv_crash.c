@@ -28,14 +28,16 @@ static char dir[256];
 
 static sipp_endpoint *open_ep(sipp_client **c, uint64_t ram) {
     assert_int_equal(sipp_client_new(NULL, c, NULL), SIPP_OK);
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.model_path = STORY_MODEL;
     lp.n_threads = 1;
     lp.n_parallel = 1;
     lp.cache_dir = dir;
     lp.cache_ram_bytes = ram;
     sipp_endpoint *ep = NULL;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp_client_add_local(*c, "m", &lp, &ep, &err) != SIPP_OK) fail_msg("%s", err.message);
     return ep;
 }
@@ -45,7 +47,8 @@ static void child_main(int rounds) {
     for (int r = 0; rounds <= 0 || r < rounds; r++) {
         sipp_client *c = NULL;
         if (sipp_client_new(NULL, &c, NULL) != SIPP_OK) _exit(2);
-        sipp_local_params lp = sipp_local_params_default();
+        sipp_local_params lp;
+        sipp_local_params_init(&lp, sizeof lp);
         lp.model_path = STORY_MODEL;
         lp.n_threads = 1;
         lp.n_parallel = 1;
@@ -178,7 +181,8 @@ static void kill_9_mid_write_leaves_a_usable_tier(void **state) {
     assert_int_equal(after.other, 0);
     assert_int_equal(after.memo, 1); /* one model, one fingerprint memo */
     assert_int_equal(access(p3, F_OK), -1); /* the torn snapshot is gone */
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     sipp_endpoint_get_stats(ep, &es, NULL);
     assert_int_equal(es.cache_disk_bytes, after.kv_bytes); /* every .kv left is a valid one */
 
@@ -191,7 +195,7 @@ static void kill_9_mid_write_leaves_a_usable_tier(void **state) {
         snprintf(follow, sizeof follow, "%s. Then she ran home", prompts[i]);
         sipp_text_params p = greedy(12);
         p.context_key = keys[i];
-        sipp_response r;
+        test_response r;
         char *t = query_text(ep, follow, &p, &r);
         restored += r.stats.cache_source == SIPP_CACHE_SNAPSHOT;
         sipp_text_params g = greedy(12);

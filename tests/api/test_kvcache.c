@@ -36,14 +36,16 @@ static int teardown(void **state) {
 static sipp_client *open_params(const sipp_local_params *lp, sipp_endpoint **ep) {
     sipp_client *c = NULL;
     assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp_client_add_local(c, "m", lp, ep, &err) != SIPP_OK) fail_msg("%s", err.message);
     return c;
 }
 
 static sipp_local_params model_params(const char *path, uint32_t n_parallel,
                                       const char *cache_dir) {
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.model_path = path;
     lp.n_threads = 2;
     lp.n_parallel = n_parallel;
@@ -59,7 +61,7 @@ static sipp_client *open_model(const char *path, uint32_t n_parallel, const char
 
 /* Runs a greedy query on `key` (NULL for none) and returns its response copy and text. */
 static char *ask(sipp_endpoint *ep, const char *key, const char *scope, const char *prompt,
-                 sipp_response *r) {
+                 test_response *r) {
     sipp_text_params p = greedy(8);
     p.context_key = key;
     p.cache_scope = scope;
@@ -67,7 +69,7 @@ static char *ask(sipp_endpoint *ep, const char *key, const char *scope, const ch
 }
 
 static void expect_same_as_uncached(sipp_endpoint *ep, const char *prompt, const char *text) {
-    sipp_response r;
+    test_response r;
     char *fresh = ask(ep, NULL, NULL, prompt, &r);
     assert_int_equal(r.stats.cache_source, SIPP_CACHE_NONE);
     assert_string_equal(text, fresh);
@@ -78,7 +80,7 @@ static void warm_follow_up_computes_only_the_new_tokens(void **state) {
     (void)state;
     sipp_endpoint *ep;
     sipp_client *c = open_model(STORY_MODEL, 1, NULL, &ep);
-    sipp_response r1, r2;
+    test_response r1, r2;
     free(ask(ep, "doc", NULL, BASE " and the sun", &r1));
     assert_int_equal(r1.stats.cache_source, SIPP_CACHE_NONE);
     assert_int_equal(r1.stats.prefill_tokens, r1.usage.input_tokens);
@@ -92,7 +94,8 @@ static void warm_follow_up_computes_only_the_new_tokens(void **state) {
     expect_same_as_uncached(ep, follow, t2);
     free(t2);
 
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     sipp_endpoint_get_stats(ep, &es, NULL);
     assert_int_equal(es.cache_hits, 1);
     assert_int_equal(es.cache_misses, 1);
@@ -103,12 +106,13 @@ static void lru_eviction_and_snapshot_restore(void **state) {
     (void)state;
     sipp_endpoint *ep;
     sipp_client *c = open_model(STORY_MODEL, 2, NULL, &ep);
-    sipp_response r;
+    test_response r;
     const char *prompts[] = {BASE " with a ball", BASE " with a dog", BASE " with a cat"};
     const char *keys[] = {"A", "B", "C"};
     for (int i = 0; i < 3; i++) free(ask(ep, keys[i], NULL, prompts[i], &r));
     /* 3 keys, 2 sequences: A (least recently used) was evicted when C came */
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     sipp_endpoint_get_stats(ep, &es, NULL);
     assert_int_equal(es.cache_evictions, 1);
     assert_true(es.cache_ram_bytes > 0);
@@ -142,7 +146,7 @@ static void alternating_sessions_keep_their_prefixes(void **state) {
     for (int turn = 0; turn < 5; turn++) {
         for (int k = 0; k < 2; k++) {
             strcat(conv[k], more[turn]);
-            sipp_response r;
+            test_response r;
             char *t = ask(ep, keys[k], NULL, conv[k], &r);
             if (turn > 0) {
                 assert_int_equal(r.stats.cache_source, SIPP_CACHE_SNAPSHOT);
@@ -163,7 +167,7 @@ static void scopes_never_share_state(void **state) {
     (void)state;
     sipp_endpoint *ep;
     sipp_client *c = open_model(STORY_MODEL, 2, NULL, &ep);
-    sipp_response r;
+    test_response r;
     free(ask(ep, "doc", "alice", BASE, &r));
     free(ask(ep, "doc", "bob", BASE, &r));
     assert_int_equal(r.stats.cache_source, SIPP_CACHE_NONE);
@@ -196,7 +200,7 @@ static void disk_tier_survives_a_restart_and_rejects_bad_files(void **state) {
     (void)state;
     const char *follow = BASE " and the sun. Then she ran home";
     sipp_endpoint *ep;
-    sipp_response r;
+    test_response r;
     /* process 1: leaves its warm sequence on disk when it closes */
     sipp_client *c = open_model(STORY_MODEL, 1, tmpdir, &ep);
     free(ask(ep, "doc", NULL, BASE " and the sun", &r));
@@ -206,7 +210,8 @@ static void disk_tier_survives_a_restart_and_rejects_bad_files(void **state) {
 
     /* process 2: restores from disk */
     c = open_model(STORY_MODEL, 1, tmpdir, &ep);
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     sipp_endpoint_get_stats(ep, &es, NULL);
     char *t = ask(ep, "doc", NULL, follow, &r);
     assert_int_equal(r.stats.cache_source, SIPP_CACHE_SNAPSHOT);
@@ -294,14 +299,15 @@ static void disk_snapshots_need_the_same_model_bytes(void **state) {
     write_padded_copy(STORY_MODEL, b, 16u << 20, (8L << 20) + (64L << 10) + 7);
     const char *follow = BASE " and the sun. Then she ran home";
     sipp_endpoint *ep;
-    sipp_response r;
+    test_response r;
     sipp_client *c = open_model(a, 1, cache, &ep);
     char *t = ask(ep, "doc", NULL, BASE " and the sun", &r);
     free(t);
     sipp_client_free(c); /* the warm sequence goes to disk */
 
     c = open_model(b, 1, cache, &ep);
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     sipp_endpoint_get_stats(ep, &es, NULL);
     assert_int_equal(es.cache_disk_bytes, 0); /* a's snapshot is foreign to b */
     t = ask(ep, "doc", NULL, follow, &r);
@@ -337,11 +343,12 @@ static void disk_tier_keeps_to_its_budget(void **state) {
 
     /* the size of one snapshot file of these prompts */
     sipp_endpoint *ep;
-    sipp_response r;
+    test_response r;
     sipp_client *c = open_model(STORY_MODEL, 1, cache, &ep);
     free(ask(ep, key[0], NULL, prompt[0], &r));
     sipp_client_free(c);
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     c = open_model(STORY_MODEL, 1, cache, &ep);
     sipp_endpoint_get_stats(ep, &es, NULL);
     sipp_client_free(c);
@@ -393,14 +400,15 @@ static void snapshots_of_another_context_size_are_ignored(void **state) {
     sipp_local_params lp = model_params(STORY_MODEL, 1, cache);
     lp.n_ctx = 512;
     sipp_endpoint *ep;
-    sipp_response r;
+    test_response r;
     sipp_client *c = open_params(&lp, &ep);
     free(ask(ep, "doc", NULL, BASE " and the sun", &r));
     sipp_client_free(c);
 
     lp.n_ctx = 256;
     c = open_params(&lp, &ep);
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     sipp_endpoint_get_stats(ep, &es, NULL);
     assert_int_equal(es.cache_disk_bytes, 0);
     char *t = ask(ep, "doc", NULL, BASE " and the sun. Then", &r);
@@ -420,7 +428,7 @@ static void concurrent_requests_on_one_key_both_complete(void **state) {
     (void)state;
     sipp_endpoint *ep;
     sipp_client *c = open_model(STORY_MODEL, 2, NULL, &ep);
-    sipp_response r;
+    test_response r;
     free(ask(ep, "shared", NULL, BASE, &r)); /* the key is warm */
     const char *prompts[2] = {BASE " and a dog", BASE " and a cat"};
     sipp_run *runs[2];
@@ -432,8 +440,8 @@ static void concurrent_requests_on_one_key_both_complete(void **state) {
         const sipp_response *rr = NULL;
         sipp_run_wait(runs[i], &rr, NULL);
         assert_int_equal(rr->status, SIPP_OK);
-        live += rr->stats.cache_source == SIPP_CACHE_LIVE;
-        none += rr->stats.cache_source == SIPP_CACHE_NONE;
+        live += rr->stats->cache_source == SIPP_CACHE_LIVE;
+        none += rr->stats->cache_source == SIPP_CACHE_NONE;
         sipp_text_params g = greedy(24);
         char *fresh = query_text(ep, prompts[i], &g, NULL);
         assert_string_equal(rr->text, fresh); /* both answer as uncached runs */
@@ -452,7 +460,8 @@ static void context_shift_keeps_generating(void **state) {
     for (int shift = 0; shift < 3; shift++) {
         sipp_client *c = NULL;
         assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
-        sipp_local_params lp = sipp_local_params_default();
+        sipp_local_params lp;
+        sipp_local_params_init(&lp, sizeof lp);
         lp.model_path = CHAT_MODEL;
         lp.n_parallel = 1;
         lp.context_shift = shift;
@@ -461,7 +470,7 @@ static void context_shift_keeps_generating(void **state) {
         assert_int_equal(sipp_client_add_local(c, "m", &lp, &ep, NULL), SIPP_OK);
         sipp_text_params p = greedy(400);
         p.ignore_eos = true;
-        sipp_response r;
+        test_response r;
         free(query_text(ep, "User: tell me a long story\nBot:", &p, &r));
         assert_int_equal(r.finish_reason, SIPP_FINISH_LENGTH);
         if (shift)
@@ -490,7 +499,7 @@ static void hostile_keys_stay_inside_the_cache_dir(void **state) {
     char prompts[N][200];
     sipp_endpoint *ep;
     sipp_client *c = open_model(STORY_MODEL, 1, cache, &ep);
-    sipp_response r;
+    test_response r;
     for (int i = 0; i < N; i++) {
         snprintf(prompts[i], sizeof prompts[i], BASE " and toy %d", i);
         free(ask(ep, hostile[i], hostile[(i + 1) % N], prompts[i], &r));
@@ -536,15 +545,16 @@ static void hostile_keys_stay_inside_the_cache_dir(void **state) {
     sipp_client_free(c);
 }
 
-/* Expects opening STORY_MODEL with `cache` as the snapshot directory to fail with SIPP_IO and
+/* Expects opening STORY_MODEL with `cache` as the snapshot directory to fail with SIPP_IO_ERROR and
  * a message containing `needle`, leaving nothing in the directory. */
 static void expect_cache_dir_refused(const char *cache, const char *needle) {
     sipp_client *c = NULL;
     assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
     sipp_local_params lp = model_params(STORY_MODEL, 1, cache);
     sipp_endpoint *ep = (sipp_endpoint *)0x1;
-    sipp_error err = sipp_error_default();
-    assert_int_equal(sipp_client_add_local(c, "m", &lp, &ep, &err), SIPP_IO);
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    assert_int_equal(sipp_client_add_local(c, "m", &lp, &ep, &err), SIPP_IO_ERROR);
     assert_null(ep);
     if (!strstr(err.message, needle)) fail_msg("message '%s' lacks '%s'", err.message, needle);
     sipp_client_free(c);
@@ -557,7 +567,7 @@ static void expect_cache_dir_refused(const char *cache, const char *needle) {
 }
 
 /* A snapshot directory that another user owns or that its group or others may write to is
- * refused (SIPP_IO naming the directory and the problem) before anything is written there:
+ * refused (SIPP_IO_ERROR naming the directory and the problem) before anything is written there:
  * another user could plant a snapshot, which would be restored into a sequence as it is, or a
  * symlink. Modes 0755 and 0700 of one's own are fine. */
 static void unsafe_cache_dirs_are_refused(void **state) {
@@ -590,7 +600,7 @@ static void unsafe_cache_dirs_are_refused(void **state) {
     sipp_client *c2 = NULL;
     assert_int_equal(sipp_client_new(NULL, &c2, NULL), SIPP_OK);
     sipp_local_params lp = model_params(STORY_MODEL, 1, file);
-    assert_int_equal(sipp_client_add_local(c2, "m", &lp, NULL, NULL), SIPP_IO);
+    assert_int_equal(sipp_client_add_local(c2, "m", &lp, NULL, NULL), SIPP_IO_ERROR);
     sipp_client_free(c2);
 }
 
@@ -615,7 +625,7 @@ static void planted_symlinks_are_not_followed(void **state) {
     snprintf(victim, sizeof victim, "%s/victim", tmpdir);
     const char *prompt = BASE " and the sun", *follow = BASE " and the sun. Then she ran home";
     sipp_endpoint *ep;
-    sipp_response r;
+    test_response r;
     sipp_client *c = open_model(STORY_MODEL, 1, cache, &ep);
     free(ask(ep, "doc", NULL, prompt, &r));
     sipp_client_free(c); /* the warm sequence goes to disk */
@@ -628,7 +638,8 @@ static void planted_symlinks_are_not_followed(void **state) {
     assert_int_equal(rename(snap, outside), 0);
     assert_int_equal(symlink(outside, snap), 0);
     c = open_model(STORY_MODEL, 1, cache, &ep);
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     sipp_endpoint_get_stats(ep, &es, NULL);
     assert_int_equal(es.cache_disk_bytes, 0);
     char *t = ask(ep, "doc", NULL, follow, &r);
@@ -703,7 +714,7 @@ static void split_model_snapshots_cover_every_part(void **state) {
     write_split_story(prefix, first, sizeof first);
     const char *follow = BASE " and the sun. Then she ran home";
     sipp_endpoint *ep;
-    sipp_response r;
+    test_response r;
     sipp_client *c = open_model(STORY_MODEL, 1, NULL, &ep);
     char *whole = ask(ep, NULL, NULL, follow, &r);
     sipp_client_free(c);
@@ -734,7 +745,8 @@ static void split_model_snapshots_cover_every_part(void **state) {
     fputc(ch ^ 0x01, f);
     assert_int_equal(fclose(f), 0);
     c = open_model(first, 1, cache, &ep);
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     sipp_endpoint_get_stats(ep, &es, NULL);
     assert_int_equal(es.cache_disk_bytes, 0);
     free(ask(ep, "doc", NULL, follow, &r));
@@ -779,7 +791,8 @@ static void eviction_while_requests_restore(void **state) {
     (void)state;
     sipp_client *c = NULL;
     assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
-    sipp_local_params lp = sipp_local_params_default();
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
     lp.model_path = STORY_MODEL;
     lp.n_threads = 2;
     lp.n_parallel = 2;
@@ -791,12 +804,13 @@ static void eviction_while_requests_restore(void **state) {
         want[k] = query_text(ep, churn_prompts[k], &g, NULL);
     }
     /* learn one snapshot's size, then reopen with a budget of about one and a half */
-    sipp_response r;
+    test_response r;
     for (int k = 0; k < 3; k++) {
         const char *key[3] = {"a", "b", "c"};
         free(ask(ep, key[k], NULL, churn_prompts[k], &r));
     }
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     sipp_endpoint_get_stats(ep, &es, NULL);
     assert_true(es.cache_ram_bytes > 0);
     lp.cache_ram_bytes = es.cache_ram_bytes * 3 / 2;

@@ -44,7 +44,7 @@ static void greedy_query_is_deterministic(void **state) {
 static void finish_reason_length_at_max_tokens(void **state) {
     fixture *f = *state;
     sipp_text_params p = greedy(5);
-    sipp_response r;
+    test_response r;
     char *t = query_text(f->story, "Once upon a time", &p, &r);
     assert_int_equal(r.finish_reason, SIPP_FINISH_LENGTH);
     assert_int_equal(r.usage.output_tokens, 5);
@@ -61,7 +61,8 @@ static void chat_renders_the_jinja_template(void **state) {
     sipp_text_params p = greedy(24);
     sipp_message msgs[] = {{"user", "Do you like to play outside?"}};
     sipp_run *run = NULL;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     assert_int_equal(sipp_chat(f->chat, msgs, 1, &p, &run, &err), SIPP_OK);
     const sipp_response *r = NULL;
     sipp_run_wait(run, &r, NULL);
@@ -79,7 +80,7 @@ static void chat_renders_the_jinja_template(void **state) {
 static void ignore_eos_generates_to_max_tokens(void **state) {
     fixture *f = *state;
     sipp_text_params p = greedy(40);
-    sipp_response r;
+    test_response r;
     char *t = query_text(f->chat, "User: hi\nBot:", &p, &r);
     assert_int_equal(r.finish_reason, SIPP_FINISH_STOP); /* the model ends its turn early */
     assert_true(r.usage.output_tokens < 40);
@@ -100,7 +101,7 @@ static void stop_string_ends_the_run_before_it(void **state) {
     const char *stops[] = {"."};
     p.stop = stops;
     p.n_stop = 1;
-    sipp_response r;
+    test_response r;
     char *cut = query_text(f->story, "Once upon a time", &p, &r);
     assert_int_equal(r.finish_reason, SIPP_FINISH_STOP);
     assert_int_equal(strlen(cut), (size_t)(dot - full));
@@ -138,7 +139,7 @@ static void streaming_callback_delivers_the_whole_text(void **state) {
     assert_true(c.calls >= 1);
     assert_int_equal(c.len, r->text_len);
     assert_memory_equal(c.text, r->text, c.len);
-    assert_true(c.n_tokens <= r->usage.output_tokens);
+    assert_true(c.n_tokens <= r->usage->output_tokens);
     sipp_run_free(run);
 }
 
@@ -175,12 +176,12 @@ static void cancel_ends_the_run_as_cancelled(void **state) {
     const sipp_response *r = NULL;
     sipp_run_wait(run, &r, NULL);
     assert_int_equal(r->finish_reason, SIPP_FINISH_CANCELLED);
-    assert_true(r->usage.output_tokens < 1000);
+    assert_true(r->usage->output_tokens < 1000);
     assert_int_equal(r->status, SIPP_OK);
     sipp_run_free(run);
     /* the sequence is free again: a following request completes */
     sipp_text_params g = greedy(4);
-    sipp_response r2;
+    test_response r2;
     free(query_text(f->story, "Once upon a time", &g, &r2));
     assert_int_equal(r2.finish_reason, SIPP_FINISH_LENGTH);
 }
@@ -189,7 +190,7 @@ static void grammar_constrains_the_output(void **state) {
     fixture *f = *state;
     sipp_text_params p = greedy(16);
     p.grammar = "root ::= (\"yes\" | \"no\") \" \" [a-z]+ \".\"";
-    sipp_response r;
+    test_response r;
     char *t = query_text(f->story, "Once upon a time", &p, &r);
     assert_true(strncmp(t, "yes ", 4) == 0 || strncmp(t, "no ", 3) == 0);
     free(t);
@@ -200,7 +201,7 @@ static void json_schema_constrains_the_output(void **state) {
     sipp_text_params p = greedy(64);
     p.json_schema = "{\"type\":\"object\",\"properties\":{\"ok\":{\"type\":\"boolean\"}},"
                     "\"required\":[\"ok\"],\"additionalProperties\":false}";
-    sipp_response r;
+    test_response r;
     char *t = query_text(f->story, "Once upon a time", &p, &r);
     assert_int_equal(r.finish_reason, SIPP_FINISH_STOP);
     /* whitespace is allowed by the grammar; strip it and compare */
@@ -218,7 +219,8 @@ static void bad_grammar_and_schema_are_errors(void **state) {
     sipp_text_params p = greedy(4);
     p.grammar = "this is not gbnf";
     sipp_run *run = NULL;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     assert_int_equal(sipp_query(f->story, "x", &p, &run, &err), SIPP_INVALID_ARGUMENT);
     assert_null(run);
     assert_non_null(strstr(err.message, "grammar"));
@@ -232,7 +234,8 @@ static void embed_has_model_dims_and_unit_norm(void **state) {
     fixture *f = *state;
     sipp_endpoint *eps[] = {f->chat, f->story};
     for (int i = 0; i < 2; i++) {
-        sipp_endpoint_info info = sipp_endpoint_info_default();
+        sipp_endpoint_info info;
+        sipp_endpoint_info_init(&info, sizeof info);
         assert_int_equal(sipp_endpoint_get_info(eps[i], &info, NULL), SIPP_OK);
         assert_true(info.can_embed);
         sipp_run *run = NULL;
@@ -252,7 +255,8 @@ static void embed_has_model_dims_and_unit_norm(void **state) {
 
 static void embed_without_normalize_is_raw(void **state) {
     fixture *f = *state;
-    sipp_embed_params p = sipp_embed_params_default();
+    sipp_embed_params p;
+    sipp_embed_params_init(&p, sizeof p);
     p.normalize = false;
     sipp_run *run = NULL;
     assert_int_equal(sipp_embed(f->story, "hello world", &p, &run, NULL), SIPP_OK);
@@ -269,11 +273,13 @@ static void chat_without_template_is_unsupported(void **state) {
     fixture *f = *state;
     sipp_message msgs[] = {{"user", "hi"}};
     sipp_run *run = NULL;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     assert_int_equal(sipp_chat(f->story, msgs, 1, NULL, &run, &err), SIPP_UNSUPPORTED);
     assert_null(run);
     assert_non_null(strstr(err.message, "chat"));
-    sipp_endpoint_info info = sipp_endpoint_info_default();
+    sipp_endpoint_info info;
+    sipp_endpoint_info_init(&info, sizeof info);
     sipp_endpoint_get_info(f->story, &info, NULL);
     assert_false(info.can_chat);
     assert_true(info.can_generate);
@@ -291,7 +297,7 @@ static void prompt_longer_than_context_fails_alone(void **state) {
     prompt[n] = '\0';
     /* a stream is running when the long prompt arrives */
     sipp_text_params g = greedy(24);
-    sipp_response alone;
+    test_response alone;
     char *want = query_text(f->chat, "User: tell me a story\nBot:", &g, &alone);
     sipp_run *other = NULL;
     assert_int_equal(sipp_query(f->chat, "User: tell me a story\nBot:", &g, &other, NULL), SIPP_OK);
@@ -300,7 +306,8 @@ static void prompt_longer_than_context_fails_alone(void **state) {
 
     sipp_text_params p = greedy(4);
     sipp_run *run = (sipp_run *)0x1;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     assert_int_equal(sipp_query(f->chat, prompt, &p, &run, &err), SIPP_CONTEXT_OVERFLOW);
     assert_null(run);
     /* both numbers, by name: n_prompt_tokens = 1366 (or so), n_ctx = 256 */
@@ -314,18 +321,20 @@ static void prompt_longer_than_context_fails_alone(void **state) {
     sipp_run_free(other);
     free(want);
     /* nothing was admitted for the refused prompt, and the endpoint still serves others */
-    sipp_engine_stats es = sipp_engine_stats_default();
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
     sipp_endpoint_get_stats(f->chat, &es, NULL);
     assert_int_equal(es.running, 0);
     assert_int_equal(es.queued, 0);
-    sipp_response r;
+    test_response r;
     free(query_text(f->chat, "User: hi\nBot:", &p, &r));
     assert_int_equal(r.status, SIPP_OK);
 }
 
 static void inspect_reads_metadata_without_loading(void **state) {
     (void)state;
-    sipp_endpoint_info info = sipp_endpoint_info_default();
+    sipp_endpoint_info info;
+    sipp_endpoint_info_init(&info, sizeof info);
     char *tmpl = NULL;
     assert_int_equal(sipp_model_inspect(CHAT_MODEL, &info, &tmpl, NULL), SIPP_OK);
     assert_string_equal(info.architecture, "gpt2");

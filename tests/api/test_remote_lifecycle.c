@@ -122,12 +122,14 @@ static int count_threads(void) {
 static sipp_endpoint *add_peer(sipp_client *c, const char *id, const stall_peer *p) {
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", p->port);
-    sipp_provider_params pp = sipp_provider_params_default();
+    sipp_provider_params pp;
+    sipp_provider_params_init(&pp, sizeof pp);
     pp.kind = SIPP_PROVIDER_OPENAI_COMPATIBLE;
     pp.base_url = url;
     pp.model = "m";
     sipp_endpoint *ep = NULL;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp_client_add_provider(c, id, &pp, &ep, &err) != SIPP_OK) fail_msg("%s", err.message);
     return ep;
 }
@@ -135,7 +137,8 @@ static sipp_endpoint *add_peer(sipp_client *c, const char *id, const stall_peer 
 static sipp_run *start_chat(sipp_endpoint *ep) {
     sipp_message m = {"user", "hi"};
     sipp_run *run = NULL;
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     if (sipp_chat(ep, &m, 1, NULL, &run, &err) != SIPP_OK) fail_msg("%s", err.message);
     return run;
 }
@@ -171,7 +174,7 @@ static void many_runs_share_one_thread_and_removal_cancels_them(void **state) {
     assert_int_equal(sipp_client_remove(c, "peer", NULL), SIPP_OK);
     assert_true(now_ms() - t0 < 5000);
     for (int i = 0; i < N_RUNS; i++) {
-        assert_true(sipp_run_done(runs[i])); /* removal waited for every run's end */
+        assert_true(sipp_run_is_done(runs[i])); /* removal waited for every run's end */
         const sipp_response *r = NULL;
         sipp_run_wait(runs[i], &r, NULL);
         assert_int_equal(r->status, SIPP_OK);
@@ -209,11 +212,11 @@ static void cancel_closes_the_connection_and_readding_replaces(void **state) {
     run = start_chat(ep);
     wait_streaming(p, 2, &run, 1);
     sipp_endpoint *again = add_peer(c, "peer", p);
-    assert_true(sipp_run_done(run));
+    assert_true(sipp_run_is_done(run));
     sipp_run_wait(run, &r, NULL);
     assert_int_equal(r->finish_reason, SIPP_FINISH_CANCELLED);
     sipp_run_free(run);
-    assert_ptr_equal(sipp_client_endpoint(c, "peer"), again);
+    assert_ptr_equal(sipp_client_get_endpoint(c, "peer"), again);
     sipp_client_free(c);
     peer_stop(p);
 }

@@ -187,7 +187,8 @@ static void public_api_survives_hostile_templates(void **state) {
         sipp_message m[] = {{"user", "hello"}};
         sipp_text_params p = greedy(4);
         sipp_run *run = NULL;
-        sipp_error err = sipp_error_default();
+        sipp_error err;
+        sipp_error_init(&err, sizeof err);
         sipp_status st = sipp_chat(ep, m, 1, &p, &run, &err);
         if (st == SIPP_OK) {
             const sipp_response *r = NULL;
@@ -208,9 +209,9 @@ static void public_api_survives_hostile_templates(void **state) {
         }
         char *t = query_text(ep, "Once upon a time", &p, NULL); /* raw prompts still work */
         free(t);
-        assert_ptr_equal(sipp_client_endpoint(c, "hostile"), ep);
+        assert_ptr_equal(sipp_client_get_endpoint(c, "hostile"), ep);
         assert_int_equal(sipp_client_remove(c, "hostile", &err), SIPP_OK);
-        assert_null(sipp_client_endpoint(c, "hostile"));
+        assert_null(sipp_client_get_endpoint(c, "hostile"));
     }
     sipp_client_free(c);
 }

@@ -7,7 +7,8 @@
 #include "engine/engine_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     sipp_status st = sipp__gguf_check_buffer(data, len, &err);
     /* the contract: OK, or MODEL_INVALID (OUT_OF_MEMORY only if malloc fails) with a message */
     if (st != SIPP_OK && st != SIPP_MODEL_INVALID && st != SIPP_OUT_OF_MEMORY) __builtin_trap();

@@ -20,7 +20,8 @@
 
 /* Asserts that the image is refused and that the message contains `want`. */
 static void expect_invalid(const gb *b, const char *want) {
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     sipp_status st = sipp__gguf_check_buffer(b->p, b->len, &err);
     if (st != SIPP_MODEL_INVALID || !strstr(err.message, want))
         fail_msg("want MODEL_INVALID with '%s', got %s: %s", want, sipp_status_name(st),
@@ -41,7 +42,8 @@ static void accepts_valid_image(void **state) {
     (void)state;
     gb b;
     gb_valid(&b);
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     assert_int_equal(sipp__gguf_check_buffer(b.p, b.len, &err), SIPP_OK);
     /* no tensors and no metadata at all is structurally fine too (found by the fuzzer: the
      * empty tables must not reach qsort, which UBSan refuses a NULL base) */
@@ -58,7 +60,8 @@ static void a1_truncated_anywhere(void **state) {
     gb b;
     gb_valid(&b);
     for (size_t len = 0; len < b.len; len++) {
-        sipp_error err = sipp_error_default();
+        sipp_error err;
+        sipp_error_init(&err, sizeof err);
         sipp_status st = sipp__gguf_check_buffer(b.p, len, &err);
         if (st != SIPP_MODEL_INVALID) fail_msg("prefix of %zu bytes accepted", len);
     }
@@ -459,7 +462,8 @@ static void a14_duplicate_token_texts(void **state) {
     static const char *const fine[] = {"a", "", "[EMPTY_0]", "b"};
     with_kvs(&b, 1);
     gb_kv_strs(&b, "tokenizer.ggml.tokens", fine, 4);
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     assert_int_equal(sipp__gguf_check_buffer(b.p, b.len, &err), SIPP_OK);
     gb_free(&b);
 }
@@ -470,7 +474,8 @@ static void a13_split_key_types(void **state) {
     (void)state;
     gb b;
     gb_split_part(&b, GB_U16, 1, 2, "w");
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     assert_int_equal(sipp__gguf_check_buffer(b.p, b.len, &err), SIPP_OK);
     gb_free(&b);
     gb_split_part(&b, GB_I32, 1, 2, "w");
@@ -502,7 +507,8 @@ static void expect_precheck(const char *dir, const char *name, sipp_status want,
                             const char *needle) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     uint32_t n_parts = 99;
     sipp_status st = sipp__gguf_precheck(path, &n_parts, &err);
     if (st != want || !strstr(err.message, needle))
@@ -526,7 +532,8 @@ static void a13_split_parts(void **state) {
     write_part(dir, "ok-00002-of-00002.gguf", &b);
     char path[512];
     snprintf(path, sizeof path, "%s/ok-00001-of-00002.gguf", dir);
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     uint32_t n_parts = 0;
     if (sipp__gguf_precheck(path, &n_parts, &err) != SIPP_OK) fail_msg("%s", err.message);
     assert_int_equal(n_parts, 2);
@@ -594,14 +601,16 @@ static void seeds_and_real_models_pass(void **state) {
         static unsigned char buf[65536];
         size_t n = fread(buf, 1, sizeof buf, f);
         fclose(f);
-        sipp_error err = sipp_error_default();
+        sipp_error err;
+        sipp_error_init(&err, sizeof err);
         if (sipp__gguf_check_buffer(buf, n, &err) != SIPP_OK)
             fail_msg("seed %s refused: %s", seeds[i], err.message);
     }
     const char *models[] = {SIPP_TEST_MODELS_DIR "/stories260K.gguf",
                             SIPP_TEST_MODELS_DIR "/tinystories-instruct-3m-soda-chat-Q4_0.gguf"};
     for (size_t i = 0; i < 2; i++) {
-        sipp_error err = sipp_error_default();
+        sipp_error err;
+        sipp_error_init(&err, sizeof err);
         if (sipp__gguf_precheck(models[i], NULL, &err) != SIPP_OK)
             fail_msg("%s refused: %s", models[i], err.message);
     }

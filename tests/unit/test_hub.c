@@ -39,7 +39,8 @@ static void test_refs(void **state) {
                          "models/x.gguf", "-a/b", "a/b//x.gguf", "a/b/x y.gguf", "a b/c",
                          "a/b:x.gguf", "huggingface.co/hf.co/x", "hf.co/hf.co/x", NULL};
     for (int i = 0; bad[i]; i++) {
-        sipp_error err = sipp_error_default();
+        sipp_error err;
+        sipp_error_init(&err, sizeof err);
         if (sipp__hub_ref_parse(bad[i], &r, &err) == SIPP_OK) fail_msg("accepted '%s'", bad[i]);
         assert_true(err.message[0] != '\0');
     }
@@ -117,7 +118,8 @@ static void test_plan(void **state) {
     assert_int_equal(sipp__hub_plan_make(&files, &r, plan, NULL), SIPP_OK);
     assert_string_equal(plan->model[0]->path, "m-IQ4_XS.gguf");
 
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     sipp__hub_ref_parse("o/r:Q4_XS", &r, NULL);
     assert_int_equal(sipp__hub_plan_make(&files, &r, plan, &err), SIPP_NOT_FOUND);
     assert_non_null(strstr(err.message, "has no Q4_XS model file; it has: "));
@@ -133,8 +135,8 @@ static void test_plan(void **state) {
 
     sipp__hub_files none = {0};
     const char *not_array = "{\"error\":\"x\"}";
-    assert_int_equal(sipp__hub_files_parse(not_array, strlen(not_array), &none, NULL), SIPP_UPSTREAM);
-    assert_int_equal(sipp__hub_files_parse("[", 1, &none, NULL), SIPP_UPSTREAM);
+    assert_int_equal(sipp__hub_files_parse(not_array, strlen(not_array), &none, NULL), SIPP_UPSTREAM_ERROR);
+    assert_int_equal(sipp__hub_files_parse("[", 1, &none, NULL), SIPP_UPSTREAM_ERROR);
     sipp__hub_files_free(&none);
 }
 
@@ -146,7 +148,7 @@ static void test_refs_answer(void **state) {
     assert_int_equal(sipp__hub_refs_parse(ok, strlen(ok), commit, NULL), SIPP_OK);
     assert_string_equal(commit, "0123456789abcdef0123456789abcdef01234567");
     const char *bad = "{\"branches\":[{\"name\":\"main\",\"targetCommit\":\"../../etc\"}]}";
-    assert_int_equal(sipp__hub_refs_parse(bad, strlen(bad), commit, NULL), SIPP_UPSTREAM);
+    assert_int_equal(sipp__hub_refs_parse(bad, strlen(bad), commit, NULL), SIPP_UPSTREAM_ERROR);
 }
 
 static void test_manifest(void **state) {

@@ -94,7 +94,8 @@ static void oversized_event_is_an_error(void **state) {
     seen s = {0};
     sipp__sse p;
     sipp__sse_init(&p, 100);
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     assert_int_equal(sipp__sse_feed(&p, big, sizeof big, record, &s, &err), SIPP_OUT_OF_MEMORY);
     assert_non_null(strstr(err.message, "exceeds 100 bytes"));
     sipp__sse_free(&p);

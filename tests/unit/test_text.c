@@ -122,12 +122,14 @@ static void stop_with_no_stops_emits_complete_utf8(void **state) {
 
 static void params_defaults_are_valid(void **state) {
     (void)state;
-    sipp_text_params p = sipp_text_params_default();
+    sipp_text_params p;
+    sipp_text_params_init(&p, sizeof p);
     assert_int_equal(sipp__text_params_check(&p, NULL), SIPP_OK);
 }
 
 static void expect_invalid(sipp_text_params p, const char *needle) {
-    sipp_error err = sipp_error_default();
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
     assert_int_equal(sipp__text_params_check(&p, &err), SIPP_INVALID_ARGUMENT);
     assert_int_equal(err.code, SIPP_INVALID_ARGUMENT);
     assert_non_null(strstr(err.message, needle));
@@ -135,44 +137,45 @@ static void expect_invalid(sipp_text_params p, const char *needle) {
 
 static void params_rejects_bad_values(void **state) {
     (void)state;
-    sipp_text_params p = sipp_text_params_default();
+    sipp_text_params p;
+    sipp_text_params_init(&p, sizeof p);
     p.max_tokens = 0;
     expect_invalid(p, "max_tokens");
-    p = sipp_text_params_default();
+    sipp_text_params_init(&p, sizeof p);
     p.temperature = NAN;
     expect_invalid(p, "temperature");
     p.temperature = -0.5f;
     expect_invalid(p, "temperature");
     p.temperature = INFINITY;
     expect_invalid(p, "temperature");
-    p = sipp_text_params_default();
+    sipp_text_params_init(&p, sizeof p);
     p.top_p = 1.5f;
     expect_invalid(p, "top_p");
     p.top_p = -0.1f;
     expect_invalid(p, "top_p");
-    p = sipp_text_params_default();
+    sipp_text_params_init(&p, sizeof p);
     p.min_p = 2.0f;
     expect_invalid(p, "min_p");
-    p = sipp_text_params_default();
+    sipp_text_params_init(&p, sizeof p);
     p.top_k = -1;
     expect_invalid(p, "top_k");
-    p = sipp_text_params_default();
+    sipp_text_params_init(&p, sizeof p);
     p.repeat_penalty = 0.0f;
     expect_invalid(p, "repeat_penalty");
-    p = sipp_text_params_default();
+    sipp_text_params_init(&p, sizeof p);
     const char *stops[] = {"ok", ""};
     p.stop = stops;
     p.n_stop = 2;
     expect_invalid(p, "stop string 1");
-    p = sipp_text_params_default();
+    sipp_text_params_init(&p, sizeof p);
     p.n_stop = SIPP_MAX_STOP_STRINGS + 1;
     p.stop = stops;
     expect_invalid(p, "stop strings");
-    p = sipp_text_params_default();
+    sipp_text_params_init(&p, sizeof p);
     p.grammar = "root ::= \"a\"";
     p.json_schema = "{}";
     expect_invalid(p, "exclusive");
-    p = sipp_text_params_default();
+    sipp_text_params_init(&p, sizeof p);
     p.struct_size = 4;
     expect_invalid(p, "struct_size");
 }

@@ -97,7 +97,7 @@ static const char *jw_finish(jw *w) {
  * downloaded blob there; the first shard of a split model). n_threads 0 = engine default. */
 EXPORT sipp__engine *sippw_open(const char *path, uint32_t n_ctx, int32_t n_threads,
                                 uint32_t n_parallel, uint32_t n_batch) {
-    last_error = sipp_error_default();
+    last_error = sipp__error_defaults();
     sipp_local_params p;
     memset(&p, 0, sizeof p);
     p.struct_size = sizeof p;
@@ -119,7 +119,7 @@ EXPORT void sippw_close(sipp__engine *e) { sipp__engine_close(e); }
 
 /* The endpoint's info as JSON. */
 EXPORT const char *sippw_info(sipp__engine *e) {
-    sipp_endpoint_info in = sipp_endpoint_info_default();
+    sipp_endpoint_info in = sipp__endpoint_info_defaults();
     sipp__engine_get_info(e, &in);
     jw w = {.ok = true};
     sipp__buf_init(&w.b, sizeof json_out);
@@ -171,7 +171,7 @@ typedef struct sippw_text_opts {
 
 /* Fills sipp_text_params from the worker's options; stop points into `stops`. */
 static void text_params(const sippw_text_opts *o, sipp_text_params *p, const char **stops) {
-    *p = sipp_text_params_default();
+    *p = sipp__text_params_defaults();
     p->max_tokens = o->max_tokens;
     p->temperature = o->temperature;
     p->top_k = o->top_k;
@@ -195,7 +195,7 @@ static void text_params(const sippw_text_opts *o, sipp_text_params *p, const cha
 }
 
 EXPORT sipp_run *sippw_query(sipp__engine *e, const char *prompt, const sippw_text_opts *o) {
-    last_error = sipp_error_default();
+    last_error = sipp__error_defaults();
     if (!prompt || !prompt[0]) {
         sipp__fail(&last_error, SIPP_INVALID_ARGUMENT, 0, "query: the prompt is empty");
         return NULL;
@@ -216,7 +216,7 @@ EXPORT sipp_run *sippw_query(sipp__engine *e, const char *prompt, const sippw_te
 /* `messages`: n_messages pairs of packed strings, role then content. */
 EXPORT sipp_run *sippw_chat(sipp__engine *e, const char *messages, uint32_t n_messages,
                             const sippw_text_opts *o) {
-    last_error = sipp_error_default();
+    last_error = sipp__error_defaults();
     if (n_messages == 0 || n_messages > 4096) {
         sipp__fail(&last_error, SIPP_INVALID_ARGUMENT, 0, "chat: %s",
                    n_messages ? "too many messages" : "no messages");
@@ -260,12 +260,12 @@ EXPORT sipp_run *sippw_chat(sipp__engine *e, const char *messages, uint32_t n_me
 }
 
 EXPORT sipp_run *sippw_embed(sipp__engine *e, const char *text, int normalize) {
-    last_error = sipp_error_default();
+    last_error = sipp__error_defaults();
     if (!text || !text[0]) {
         sipp__fail(&last_error, SIPP_INVALID_ARGUMENT, 0, "embed: the text is empty");
         return NULL;
     }
-    sipp_embed_params p = sipp_embed_params_default();
+    sipp_embed_params p = sipp__embed_params_defaults();
     p.normalize = normalize != 0;
     sipp_run *run = NULL;
     if (sipp__engine_submit_embed(e, text, &p, &run, &last_error) != SIPP_OK) return NULL;
@@ -303,7 +303,7 @@ EXPORT void sippw_run_free(sipp_run *run) { sipp_run_free(run); }
 EXPORT const char *sippw_run_response(sipp_run *run) {
     const sipp_response *r = NULL;
     if (sipp_run_wait(run, &r, &last_error) != SIPP_OK || !r) return NULL;
-    const sipp_stats *s = &r->stats;
+    const sipp_stats *s = r->stats;
     jw w = {.ok = true};
     sipp__buf_init(&w.b, sizeof json_out);
     jw_raw(&w, "{\"status\":");
@@ -314,9 +314,9 @@ EXPORT const char *sippw_run_response(sipp_run *run) {
     jw_str(&w, sipp_finish_reason_name(r->finish_reason));
     jw_fmt(&w, ",\"nEmbd\":%.0f", r->n_embd);
     jw_raw(&w, r->normalized ? ",\"normalized\":true" : ",\"normalized\":false");
-    jw_fmt(&w, ",\"usage\":{\"inputTokens\":%.0f", r->usage.input_tokens);
-    jw_fmt(&w, ",\"outputTokens\":%.0f", r->usage.output_tokens);
-    jw_fmt(&w, ",\"totalTokens\":%.0f}", r->usage.total_tokens);
+    jw_fmt(&w, ",\"usage\":{\"inputTokens\":%.0f", r->usage->input_tokens);
+    jw_fmt(&w, ",\"outputTokens\":%.0f", r->usage->output_tokens);
+    jw_fmt(&w, ",\"totalTokens\":%.0f}", r->usage->total_tokens);
     jw_fmt(&w, ",\"stats\":{\"queueMs\":%.3f", s->queue_ms);
     jw_fmt(&w, ",\"ttftMs\":%.3f", s->ttft_ms);
     jw_fmt(&w, ",\"prefillMs\":%.3f", s->prefill_ms);

@@ -79,8 +79,7 @@ static void throw_sipp(napi_env env, int status, const sipp_error *err) {
 
 static sipp_error new_error(void) {
     sipp_error e;
-    memset(&e, 0, sizeof e);
-    e.struct_size = sizeof e;
+    sipp_error_init(&e, sizeof e);
     return e;
 }
 
@@ -382,15 +381,13 @@ static napi_value js_client_new(napi_env env, napi_callback_info info) {
     size_t argc = 1;
     napi_value argv[1], out;
     CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-    sipp_client_params p = sipp_client_params_default();
-    p.struct_size = sizeof p;
     int32_t level = -1;
     if (argc > 0) napi_get_value_int32(env, argv[0], &level);
-    if (level >= 0) p.log_level = (sipp_log_level)level;
+    if (level >= 0) sipp_log_set((sipp_log_level)level); /* the process's level */
     client_h *c = calloc(1, sizeof *c);
     if (!c) return napi_throw_error(env, NULL, "out of memory"), NULL;
     sipp_error err = new_error();
-    sipp_status st = sipp_client_new(&p, &c->client, &err);
+    sipp_status st = sipp_client_new(NULL, &c->client, &err);
     if (st != SIPP_OK) {
         free(c);
         throw_sipp(env, st, &err);
@@ -474,8 +471,7 @@ static napi_value js_add_local(napi_env env, napi_callback_info info) {
     if (!w) return napi_throw_error(env, NULL, "out of memory"), NULL;
     w->c = c;
     w->err = new_error();
-    w->params = sipp_local_params_default();
-    w->params.struct_size = sizeof w->params;
+    sipp_local_params_init(&w->params, sizeof w->params);
     if (!(w->id = get_string(env, argv[1], "id")) ||
         !fill_from(env, argv[2], &w->params, local_fields, NULL, &w->keep)) {
         strings_free(&w->keep);
@@ -537,8 +533,8 @@ static napi_value js_add_provider(napi_env env, napi_callback_info info) {
     CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
     client_h *c = get_external(env, argv[0]);
     if (!c) return NULL;
-    sipp_provider_params p = sipp_provider_params_default();
-    p.struct_size = sizeof p;
+    sipp_provider_params p;
+    sipp_provider_params_init(&p, sizeof p);
     int32_t kind;
     CHECK(napi_get_value_int32(env, argv[2], &kind));
     p.kind = (sipp_provider_kind)kind;
@@ -554,8 +550,8 @@ static napi_value js_add_gateway(napi_env env, napi_callback_info info) {
     CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
     client_h *c = get_external(env, argv[0]);
     if (!c) return NULL;
-    sipp_gateway_params p = sipp_gateway_params_default();
-    p.struct_size = sizeof p;
+    sipp_gateway_params p;
+    sipp_gateway_params_init(&p, sizeof p);
     int32_t auth;
     CHECK(napi_get_value_int32(env, argv[2], &auth));
     p.auth = (sipp_gateway_auth)auth;
@@ -606,8 +602,8 @@ static napi_value js_endpoint_info(napi_env env, napi_callback_info info) {
     CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
     sipp_endpoint *ep = get_external(env, argv[0]);
     if (!ep) return NULL;
-    sipp_endpoint_info in = sipp_endpoint_info_default();
-    in.struct_size = sizeof in;
+    sipp_endpoint_info in;
+    sipp_endpoint_info_init(&in, sizeof in);
     sipp_error err = new_error();
     sipp_status st = sipp_endpoint_get_info(ep, &in, &err);
     if (st != SIPP_OK) return throw_sipp(env, st, &err), NULL;
@@ -634,8 +630,8 @@ static napi_value js_endpoint_stats(napi_env env, napi_callback_info info) {
     CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
     sipp_endpoint *ep = get_external(env, argv[0]);
     if (!ep) return NULL;
-    sipp_engine_stats s = sipp_engine_stats_default();
-    s.struct_size = sizeof s;
+    sipp_engine_stats s;
+    sipp_engine_stats_init(&s, sizeof s);
     sipp_error err = new_error();
     sipp_status st = sipp_endpoint_get_stats(ep, &s, &err);
     if (st != SIPP_OK) return throw_sipp(env, st, &err), NULL;
@@ -673,7 +669,10 @@ typedef struct item {
     char *text;
     size_t len;
     uint32_t n_tokens;
-    sipp_response resp; /* ITEM_END: scalars copied; text and embedding below */
+    sipp_response resp; /* ITEM_END: scalars copied (usage and stats below, which the response
+                         * only points at); text and embedding below */
+    sipp_usage usage;
+    sipp_stats stats;
     float *embedding;
     sipp_status next_status; /* sipp_run_next failing (not expected) */
     char next_message[SIPP_ERROR_MESSAGE_CAP];
@@ -721,8 +720,7 @@ static void *pump_main(void *arg) {
         pthread_mutex_unlock(&r->mu);
         if (stop) break;
         sipp_token_batch b;
-        memset(&b, 0, sizeof b);
-        b.struct_size = sizeof b;
+        sipp_token_batch_init(&b, sizeof b);
         sipp_error err = new_error();
         item *it = calloc(1, sizeof *it);
         if (!it) break;
@@ -757,6 +755,10 @@ static void *pump_main(void *arg) {
             it->kind = ITEM_END;
             it->resp = *resp;
             it->resp.struct_size = sizeof it->resp;
+            it->usage = *resp->usage;
+            it->stats = *resp->stats;
+            it->resp.usage = &it->usage;
+            it->resp.stats = &it->stats;
             it->text = malloc(resp->text_len + 1);
             if (it->text) memcpy(it->text, resp->text, resp->text_len);
             it->len = it->text ? resp->text_len : 0;
@@ -784,11 +786,11 @@ static napi_value response_object(napi_env env, const item *it) {
     const char *fr = sipp_finish_reason_name(it->resp.finish_reason);
     set_str(env, o, "finishReason", fr, NAPI_AUTO_LENGTH);
     napi_create_object(env, &usage);
-    set_num(env, usage, "inputTokens", it->resp.usage.input_tokens);
-    set_num(env, usage, "outputTokens", it->resp.usage.output_tokens);
-    set_num(env, usage, "totalTokens", it->resp.usage.total_tokens);
+    set_num(env, usage, "inputTokens", it->usage.input_tokens);
+    set_num(env, usage, "outputTokens", it->usage.output_tokens);
+    set_num(env, usage, "totalTokens", it->usage.total_tokens);
     napi_set_named_property(env, o, "usage", usage);
-    const sipp_stats *s = &it->resp.stats;
+    const sipp_stats *s = &it->stats;
     napi_create_object(env, &stats);
     set_num(env, stats, "queueMs", s->queue_ms);
     set_num(env, stats, "ttftMs", s->ttft_ms);
@@ -1004,8 +1006,7 @@ static const char *const text_extra[] = {"stop", "signal", NULL};
 /* Fills text params from options (stop strings included); strings go to `keep`. */
 static bool text_params_from(napi_env env, napi_value opts, sipp_text_params *p, strings *keep,
                              const char **stops) {
-    *p = sipp_text_params_default();
-    p->struct_size = sizeof *p;
+    sipp_text_params_init(p, sizeof *p);
     if (!fill_from(env, opts, p, text_fields, text_extra, keep)) return false;
     napi_valuetype t;
     napi_typeof(env, opts, &t);
@@ -1120,8 +1121,8 @@ static napi_value js_embed(napi_env env, napi_callback_info info) {
     CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
     sipp_endpoint *ep = get_external(env, argv[0]);
     if (!ep) return NULL;
-    sipp_embed_params p = sipp_embed_params_default();
-    p.struct_size = sizeof p;
+    sipp_embed_params p;
+    sipp_embed_params_init(&p, sizeof p);
     strings keep = {.n = 0};
     char *text = get_string(env, argv[1], "text");
     if (text && fill_from(env, argv[2], &p, embed_fields, NULL, &keep)) {

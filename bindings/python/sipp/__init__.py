@@ -37,10 +37,18 @@ from . import _ffi
 
 __all__ = ["Client", "Endpoint", "Run", "Response", "Usage", "Stats", "EndpointInfo",
            "EngineStats", "TokenBatch", "SippError", "InvalidArgumentError", "TextOptions",
-           "version"]
+           "set_log_level", "version"]
 
 # The wait slice of blocking pulls: short enough that Ctrl-C and close() are noticed quickly.
 _SLICE_MS = 200
+
+
+def set_log_level(level: str) -> None:
+    """Sets the log level of the whole process (sipp_log_set): none, error, warn, info or debug.
+    Messages at or above it go to stderr, from every client and from llama.cpp."""
+    if level not in _ffi.LOG_LEVELS:
+        raise _invalid(f"log level must be one of {', '.join(_ffi.LOG_LEVELS)}")
+    _ffi.sipp_log_set(_ffi.LOG_LEVELS[level])
 
 
 def version() -> str:
@@ -305,7 +313,7 @@ def _headers(struct: ctypes.Structure, headers: Any, keep: list, what: str) -> N
 
 
 def _text_params(options: Mapping[str, Any], keep: list) -> _ffi.TextParams:
-    p = _ffi.sipp_text_params_default().value
+    p = _ffi.new(_ffi.TextParams)
     p.struct_size = ctypes.sizeof(_ffi.TextParams)
     opts = dict(options)
     stop = opts.pop("stop", None)
@@ -394,14 +402,13 @@ class Run(_Closing):
             if self._finished or self._raw is None:
                 self._finished = True
                 return TokenBatch("", 0)
-            out = _ffi.TokenBatchOut()
-            out.value.struct_size = ctypes.sizeof(_ffi.TokenBatch)
+            out = _ffi.new(_ffi.TokenBatch)
             err = _ffi.new_error()
             st = _ffi.sipp_run_next(self._raw, timeout_ms, ctypes.byref(out), ctypes.byref(err))
             if st == _ffi.TIMEOUT:
                 return None
             _check(st, err)
-            b = out.value
+            b = out
             text = ctypes.string_at(b.text, b.len).decode("utf-8", "replace") if b.len else ""
             if b.done:
                 self._finish_locked()
@@ -428,9 +435,10 @@ class Run(_Closing):
         emb = r.embedding[:r.n_embd] if r.embedding else None
         self._response = Response(
             text=text, finish_reason=_ffi.FINISH_REASONS.get(r.finish_reason, "none"),
-            usage=_plain(r.usage, Usage),
-            stats=_plain(r.stats, Stats,
-                         cache_source=_ffi.CACHE_SOURCES.get(r.stats.cache_source, "none")),
+            usage=_plain(r.usage.contents, Usage),
+            stats=_plain(r.stats.contents, Stats,
+                         cache_source=_ffi.CACHE_SOURCES.get(r.stats.contents.cache_source,
+                                                             "none")),
             embedding=emb, normalized=bool(r.normalized), http_status=r.http_status,
             request_id=request_id, error_code=error_code)
 
@@ -475,7 +483,7 @@ class Run(_Closing):
     def done(self) -> bool:
         """True once the run has ended (it may still hold text not yet read)."""
         with self._lock:
-            return self._finished or self._raw is None or bool(_ffi.sipp_run_done(self._raw))
+            return self._finished or self._raw is None or bool(_ffi.sipp_run_is_done(self._raw))
 
     def close(self) -> None:
         """Cancels the run if still going and frees it. Idempotent."""
@@ -615,7 +623,7 @@ class Endpoint:
         only) is merged into the request body, e.g. {"dimensions": 256}; `request_id` (remote
         only) is sent as x-request-id."""
         keep: list = []
-        p = _ffi.sipp_embed_params_default().value
+        p = _ffi.new(_ffi.EmbedParams)
         p.struct_size = ctypes.sizeof(_ffi.EmbedParams)
         opts = {"normalize": normalize, "extra": extra, "extra_json": extra_json,
                 "request_id": request_id}
@@ -634,19 +642,17 @@ class Endpoint:
 
     def info(self) -> EndpointInfo:
         with self.client._guard.read():
-            out = _ffi.EndpointInfoOut()
-            out.value.struct_size = ctypes.sizeof(_ffi.EndpointInfo)
+            out = _ffi.new(_ffi.EndpointInfo)
             err = _ffi.new_error()
             _check(_ffi.sipp_endpoint_get_info(self._ptr(), ctypes.byref(out), ctypes.byref(err)), err)
-            return _plain(out.value, EndpointInfo)
+            return _plain(out, EndpointInfo)
 
     def stats(self) -> EngineStats:
         with self.client._guard.read():
-            out = _ffi.EngineStatsOut()
-            out.value.struct_size = ctypes.sizeof(_ffi.EngineStats)
+            out = _ffi.new(_ffi.EngineStats)
             err = _ffi.new_error()
             _check(_ffi.sipp_endpoint_get_stats(self._ptr(), ctypes.byref(out), ctypes.byref(err)), err)
-            return _plain(out.value, EngineStats)
+            return _plain(out, EngineStats)
 
     def __repr__(self) -> str:
         state = "" if self._raw is not None else " (closed)"
@@ -670,18 +676,11 @@ class Client(_Closing):
         self._guard = _Guard()
         self._endpoints: dict[str, Endpoint] = {}
         self._raw: Optional[int] = None
-        # Built here, not by sipp_client_params_default(): see _ffi's module comment. No level:
-        # NULL params, so the library's default (and SIPP_LOG) apply.
-        p = None
-        if log_level is not None:
-            if log_level not in _ffi.LOG_LEVELS:
-                raise _invalid(f"log_level must be one of {', '.join(_ffi.LOG_LEVELS)}")
-            p = _ffi.ClientParams(struct_size=ctypes.sizeof(_ffi.ClientParams),
-                                  log_level=_ffi.LOG_LEVELS[log_level])
+        if log_level is not None:  # the process's level (set_log_level), not this client's
+            set_log_level(log_level)
         out = ctypes.c_void_p()
         err = _ffi.new_error()
-        _check(_ffi.sipp_client_new(ctypes.byref(p) if p is not None else None,
-                                    ctypes.byref(out), ctypes.byref(err)), err)
+        _check(_ffi.sipp_client_new(None, ctypes.byref(out), ctypes.byref(err)), err)
         self._raw = out.value
 
     def _client(self) -> int:
@@ -720,7 +719,7 @@ class Client(_Closing):
         `progress(fraction)` is called on this thread; return False to abort.
         """
         keep: list = []
-        p = _ffi.sipp_local_params_default().value
+        p = _ffi.new(_ffi.LocalParams)
         p.struct_size = ctypes.sizeof(_ffi.LocalParams)
         _fill(p, {"model_path": model_path, **params}, keep, "local params")
         raised: list[BaseException] = []
@@ -756,7 +755,7 @@ class Client(_Closing):
         if kind not in _ffi.PROVIDER_KINDS:
             raise _invalid(f"provider kind must be one of {', '.join(_ffi.PROVIDER_KINDS)}")
         keep: list = []
-        p = _ffi.sipp_provider_params_default().value
+        p = _ffi.new(_ffi.ProviderParams)
         p.struct_size = ctypes.sizeof(_ffi.ProviderParams)
         p.kind = _ffi.PROVIDER_KINDS[kind]
         _fill(p, {"model": model, "base_url": base_url, "api_key": api_key,
@@ -779,7 +778,7 @@ class Client(_Closing):
         if auth not in _ffi.GATEWAY_AUTH:
             raise _invalid(f"gateway auth must be one of {', '.join(_ffi.GATEWAY_AUTH)}")
         keep: list = []
-        p = _ffi.sipp_gateway_params_default().value
+        p = _ffi.new(_ffi.GatewayParams)
         p.struct_size = ctypes.sizeof(_ffi.GatewayParams)
         p.auth = _ffi.GATEWAY_AUTH[auth]
         _fill(p, {"base_url": base_url, "target": target, "token": token, "token_env": token_env,

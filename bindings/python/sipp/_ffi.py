@@ -4,18 +4,13 @@ prototypes of the functions the binding calls.
 Rules the rest of the package relies on:
 - Each mirror lists the fields of its struct in sipp.h order. Fields appended to sipp.h are
   appended here; tests/bindings/abi_layout.c prints the C layout and the tests compare.
-- A struct passed in always carries struct_size = sizeof(mirror), so a library newer than the
-  mirror refuses it with "struct_size too small" instead of reading past it.
-- The *_default() functions return structs by value. For the large ones (returned through a
-  caller-provided buffer on every ABI we run on: more than 16 bytes on x86-64 and AArch64) the
-  return type is the mirror followed by slack, so a library whose struct grew writes into our
-  slack rather than past our buffer. Small structs (sipp_client_params) change their calling
-  convention when they grow past 16 bytes, so their *_default() is never called: the binding
-  builds them itself (the library gives fields past struct_size their defaults).
-- Each default is checked once at import: a struct_size below the mirror's means the library is
-  older than this binding, and the import fails instead of sending fields it cannot read.
-- Out-structs the library fills (sipp_token_batch, sipp_endpoint_info, sipp_engine_stats) get
-  the same slack.
+- Every struct comes from new(Mirror): the mirror filled by its sipp_*_init() with
+  struct_size = sizeof(mirror). A newer library accepts it (fields it has past the mirror take
+  their defaults); the library writes no more than that into out-structs (token batches, info,
+  stats).
+- Each init is called once at import: a library older than this binding refuses a mirror larger
+  than its own struct, and the import fails instead of sending fields the library cannot read.
+- sipp_response holds pointers to its usage and stats, owned by the run.
 """
 from __future__ import annotations
 
@@ -78,7 +73,6 @@ lib = _load()
 # ---- structs -------------------------------------------------------------------------------
 
 ERROR_MESSAGE_CAP = 256
-SLACK = 512  # bytes after a by-value or out-struct the library may write in a newer version
 
 LoadProgressFn = CFUNCTYPE(c_bool, c_float, c_void_p)
 TokenFn = CFUNCTYPE(None, c_char_p, c_size_t, c_uint32, c_void_p)
@@ -177,7 +171,8 @@ class Response(Structure):
     _fields_ = [("struct_size", c_uint32), ("status", c_int),
                 ("error_message", c_char * ERROR_MESSAGE_CAP), ("text", c_void_p),
                 ("text_len", c_size_t), ("finish_reason", c_int), ("embedding", POINTER(c_float)),
-                ("n_embd", c_uint32), ("normalized", c_bool), ("usage", Usage), ("stats", Stats),
+                ("n_embd", c_uint32), ("normalized", c_bool), ("usage", POINTER(Usage)),
+                ("stats", POINTER(Stats)),
                 ("http_status", c_uint32), ("retry_after_s", c_uint32),
                 ("request_id", c_char * 64), ("error_code", c_char * 48)]
 
@@ -186,24 +181,6 @@ class TokenBatch(Structure):
     _fields_ = [("struct_size", c_uint32), ("text", c_void_p), ("len", c_size_t),
                 ("n_tokens", c_uint32), ("done", c_bool)]
 
-
-def _slack(mirror: type) -> type:
-    """A return/out type: `mirror` followed by SLACK bytes (see the module comment)."""
-    # Only for structs returned in memory already: adding slack to a register-returned one would
-    # change the calling convention.
-    assert ctypes.sizeof(mirror) > 16, mirror.__name__
-    return type(mirror.__name__ + "Slack", (Structure,),
-                {"_fields_": [("value", mirror), ("_slack", c_char * SLACK)]})
-
-
-TextParamsRet = _slack(TextParams)
-LocalParamsRet = _slack(LocalParams)
-ProviderParamsRet = _slack(ProviderParams)
-GatewayParamsRet = _slack(GatewayParams)
-EmbedParamsRet = _slack(EmbedParams)
-TokenBatchOut = _slack(TokenBatch)
-EndpointInfoOut = _slack(EndpointInfo)
-EngineStatsOut = _slack(EngineStats)
 
 # ---- enums ---------------------------------------------------------------------------------
 
@@ -236,22 +213,18 @@ sipp_status_name = _fn("sipp_status_name", c_char_p, c_int)
 sipp_status_str = _fn("sipp_status_str", c_char_p, c_int)
 sipp_client_new = _fn("sipp_client_new", c_int, POINTER(ClientParams), POINTER(c_client_p), ErrorP)
 sipp_client_free = _fn("sipp_client_free", None, c_client_p)
-sipp_local_params_default = _fn("sipp_local_params_default", LocalParamsRet)
+sipp_log_set = _fn("sipp_log_set", None, c_int)
 sipp_client_add_local = _fn("sipp_client_add_local", c_int, c_client_p, c_char_p,
                             POINTER(LocalParams), POINTER(c_endpoint_p), ErrorP)
-sipp_provider_params_default = _fn("sipp_provider_params_default", ProviderParamsRet)
 sipp_client_add_provider = _fn("sipp_client_add_provider", c_int, c_client_p, c_char_p,
                                POINTER(ProviderParams), POINTER(c_endpoint_p), ErrorP)
-sipp_gateway_params_default = _fn("sipp_gateway_params_default", GatewayParamsRet)
 sipp_client_add_gateway = _fn("sipp_client_add_gateway", c_int, c_client_p, c_char_p,
                               POINTER(GatewayParams), POINTER(c_endpoint_p), ErrorP)
 sipp_client_remove = _fn("sipp_client_remove", c_int, c_client_p, c_char_p, ErrorP)
 sipp_endpoint_get_info = _fn("sipp_endpoint_get_info", c_int, c_endpoint_p,
-                             POINTER(EndpointInfoOut), ErrorP)
+                             POINTER(EndpointInfo), ErrorP)
 sipp_endpoint_get_stats = _fn("sipp_endpoint_get_stats", c_int, c_endpoint_p,
-                              POINTER(EngineStatsOut), ErrorP)
-sipp_text_params_default = _fn("sipp_text_params_default", TextParamsRet)
-sipp_embed_params_default = _fn("sipp_embed_params_default", EmbedParamsRet)
+                              POINTER(EngineStats), ErrorP)
 sipp_query = _fn("sipp_query", c_int, c_endpoint_p, c_char_p, POINTER(TextParams),
                  POINTER(c_run_p), ErrorP)
 sipp_chat = _fn("sipp_chat", c_int, c_endpoint_p, POINTER(Message), c_size_t, POINTER(TextParams),
@@ -259,34 +232,38 @@ sipp_chat = _fn("sipp_chat", c_int, c_endpoint_p, POINTER(Message), c_size_t, PO
 sipp_embed = _fn("sipp_embed", c_int, c_endpoint_p, c_char_p, POINTER(EmbedParams),
                  POINTER(c_run_p), ErrorP)
 sipp_run_wait = _fn("sipp_run_wait", c_int, c_run_p, POINTER(POINTER(Response)), ErrorP)
-sipp_run_next = _fn("sipp_run_next", c_int, c_run_p, c_int, POINTER(TokenBatchOut), ErrorP)
+sipp_run_next = _fn("sipp_run_next", c_int, c_run_p, c_int, POINTER(TokenBatch), ErrorP)
 sipp_run_cancel = _fn("sipp_run_cancel", None, c_run_p)
-sipp_run_done = _fn("sipp_run_done", c_bool, c_run_p)
+sipp_run_is_done = _fn("sipp_run_is_done", c_bool, c_run_p)
 sipp_run_free = _fn("sipp_run_free", None, c_run_p)
 
 
-def _check_library_is_not_older() -> None:
-    """A default whose struct_size is below the mirror's comes from an older libsipp: it would
-    refuse (or, for out-structs, not fill) what the binding sends, so stop at import."""
-    for fn, mirror in ((sipp_local_params_default, LocalParams),
-                       (sipp_provider_params_default, ProviderParams),
-                       (sipp_gateway_params_default, GatewayParams),
-                       (sipp_text_params_default, TextParams),
-                       (sipp_embed_params_default, EmbedParams)):
-        got = fn().value.struct_size
-        if got < ctypes.sizeof(mirror):
-            raise ImportError(f"sipp: libsipp {sipp_version().decode()} is older than this binding "
-                              f"({fn.__name__} gives struct_size {got}, the binding needs "
-                              f"{ctypes.sizeof(mirror)})")
+# One init function per mirror (sipp.h: `sipp_status sipp_X_init(sipp_X *p, size_t size)`).
+_INITS = {}
+for _mirror, _name in ((Error, "error"), (ClientParams, "client_params"),
+                       (LocalParams, "local_params"), (ProviderParams, "provider_params"),
+                       (GatewayParams, "gateway_params"), (TextParams, "text_params"),
+                       (EmbedParams, "embed_params"), (EndpointInfo, "endpoint_info"),
+                       (EngineStats, "engine_stats"), (TokenBatch, "token_batch")):
+    _INITS[_mirror] = _fn(f"sipp_{_name}_init", c_int, POINTER(_mirror), c_size_t)
 
 
-_check_library_is_not_older()
+def new(mirror: type):
+    """A struct filled by its sipp_*_init(): defaults, struct_size = sizeof(mirror)."""
+    p = mirror()
+    rc = _INITS[mirror](ctypes.byref(p), ctypes.sizeof(p))
+    if rc != OK:
+        raise ImportError(f"sipp: libsipp {sipp_version().decode()} is older than this binding "
+                          f"(it refuses a {mirror.__name__} of {ctypes.sizeof(mirror)} bytes)")
+    return p
+
+
+for _mirror in _INITS:  # at import: a library older than this binding stops here
+    new(_mirror)
 
 
 def new_error() -> Error:
-    e = Error()
-    e.struct_size = ctypes.sizeof(Error)
-    return e
+    return new(Error)
 
 
 def status_name(status: int) -> str:

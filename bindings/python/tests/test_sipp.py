@@ -74,10 +74,15 @@ def test_the_layout_check_catches_a_stale_mirror():
 
 
 def test_defaults_come_from_the_library():
-    p = _ffi.sipp_text_params_default().value
+    p = _ffi.new(_ffi.TextParams)
     assert p.struct_size == ctypes.sizeof(_ffi.TextParams)
     assert p.max_tokens == 256 and p.top_k == 40 and math.isclose(p.temperature, 0.8, rel_tol=1e-6)
     assert sipp.version().count(".") == 2
+    # a struct larger than the library's (a binding newer than libsipp) is refused, not written
+    big = (ctypes.c_char * (ctypes.sizeof(_ffi.TextParams) + 8))()
+    init = _ffi._INITS[_ffi.TextParams]
+    assert init(ctypes.cast(big, ctypes.POINTER(_ffi.TextParams)), ctypes.sizeof(big)) == _ffi.INVALID_ARGUMENT
+    assert bytes(big) == bytes(len(big))
 
 
 # ---- requests ------------------------------------------------------------------------------------

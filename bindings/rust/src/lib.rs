@@ -113,17 +113,18 @@ fn check(status: sys::sipp_status, err: &sys::sipp_error) -> Result<()> {
     Err(e)
 }
 
-/// The value of a `*_default()` call, refused when the library is older than this crate (its
-/// struct_size is below our mirror's: it would not read the fields we set).
-fn defaults<T>(d: sys::Slack<T>, what: &str) -> Result<T> {
-    // SAFETY: every params struct starts with uint32_t struct_size.
-    let size = unsafe { *(&d.value as *const T as *const u32) } as usize;
-    if size < mem::size_of::<T>() {
+/// A struct filled by its `sipp_*_init` with this crate's size; an error when the library is
+/// older than this crate (it refuses a struct larger than its own).
+fn init<T>(f: unsafe extern "C" fn(*mut T, usize) -> sys::sipp_status, what: &str) -> Result<T> {
+    // SAFETY: the versioned structs are plain data for which all-zero is a valid value; the
+    // library writes at most size_of::<T>() bytes.
+    let mut v: T = unsafe { mem::zeroed() };
+    if unsafe { f(&mut v, mem::size_of::<T>()) } != sys::SIPP_OK {
         return Err(Error::new(sys::SIPP_INVALID_ARGUMENT, format!(
-            "libsipp {} is older than this crate ({} has struct_size {}, the crate needs {})",
-            version(), what, size, mem::size_of::<T>())));
+            "libsipp {} is older than this crate (it refuses a {} of {} bytes)",
+            version(), what, mem::size_of::<T>())));
     }
-    Ok(d.value)
+    Ok(v)
 }
 
 /// C strings and pointer arrays kept alive for one call.
@@ -171,6 +172,13 @@ fn path_cstring(p: &Path, what: &str) -> Result<CString> {
     use std::os::unix::ffi::OsStrExt;
     CString::new(p.as_os_str().as_bytes())
         .map_err(|_| Error::invalid(format!("{} contains a NUL character", what)))
+}
+
+/// Sets the log level of the whole process (`sipp_log_set`): messages at or above it go to
+/// stderr, from every client and from llama.cpp.
+pub fn set_log_level(level: LogLevel) {
+    // SAFETY: no pointers; any thread.
+    unsafe { sys::sipp_log_set(level as i32) }
 }
 
 /// The version of the loaded libsipp, "MAJOR.MINOR.PATCH".
@@ -269,8 +277,7 @@ struct CTextParams {
 
 impl TextOptions {
     fn to_c(&self) -> Result<CTextParams> {
-        // SAFETY: returns a plain struct (into our buffer with slack).
-        let mut p = defaults(unsafe { sys::sipp_text_params_default() }, "sipp_text_params")?;
+        let mut p = init(sys::sipp_text_params_init, "sipp_text_params")?;
         p.struct_size = mem::size_of::<sys::sipp_text_params>() as u32;
         macro_rules! copy { ($($f:ident),*) => { $( if let Some(v) = self.$f { p.$f = v; } )* } }
         copy!(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, timeout_ms,
@@ -523,7 +530,7 @@ pub struct Client {
 unsafe impl Send for Client {}
 unsafe impl Sync for Client {}
 
-/// Log levels of [`Client::with_log_level`].
+/// Log levels of [`set_log_level`] and [`Client::with_log_level`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub enum LogLevel {
@@ -540,23 +547,20 @@ impl Client {
         Self::build(None)
     }
 
-    /// A client logging at `level` to stderr.
+    /// A client, with the process's log level set to `level` (see [`set_log_level`]: the level
+    /// is process-wide).
     pub fn with_log_level(level: LogLevel) -> Result<Client> {
         Self::build(Some(level))
     }
 
     fn build(level: Option<LogLevel>) -> Result<Client> {
-        // Built here rather than by sipp_client_params_default() (see sys): fields past our
-        // struct_size take the library's defaults; no level at all passes NULL.
-        let p = level.map(|l| sys::sipp_client_params {
-            struct_size: mem::size_of::<sys::sipp_client_params>() as u32,
-            log_level: l as i32,
-        });
-        let pp = p.as_ref().map_or(ptr::null(), |p| p as *const _);
+        if let Some(l) = level {
+            set_log_level(l); // the process's level, not this client's
+        }
         let mut raw = ptr::null_mut();
         let mut err = new_error();
-        // SAFETY: valid pointers for the call.
-        check(unsafe { sys::sipp_client_new(pp, &mut raw, &mut err) }, &err)?;
+        // SAFETY: valid pointers for the call; NULL params are the defaults.
+        check(unsafe { sys::sipp_client_new(ptr::null(), &mut raw, &mut err) }, &err)?;
         Ok(Client { raw, ids: Mutex::new(HashSet::new()) })
     }
 
@@ -605,8 +609,7 @@ impl Client {
             Some(h) => Some(cstring(h, "sha256")?),
             None => None,
         };
-        // SAFETY: plain struct by value (into our buffer with slack).
-        let mut p = defaults(unsafe { sys::sipp_local_params_default() }, "sipp_local_params")?;
+        let mut p = init(sys::sipp_local_params_init, "sipp_local_params")?;
         p.struct_size = mem::size_of::<sys::sipp_local_params>() as u32;
         p.model_path = path.as_ptr();
         macro_rules! copy { ($($f:ident),*) => { $( if let Some(v) = o.$f { p.$f = v; } )* } }
@@ -646,8 +649,7 @@ impl Client {
     fn add_provider_raw(&self, id: &str, o: &ProviderOptions) -> Result<*mut sys::sipp_endpoint> {
         let cid = cstring(id, "id")?;
         let mut keep = Keep::default();
-        // SAFETY: plain struct by value (into our buffer with slack).
-        let mut p = defaults(unsafe { sys::sipp_provider_params_default() }, "sipp_provider_params")?;
+        let mut p = init(sys::sipp_provider_params_init, "sipp_provider_params")?;
         p.struct_size = mem::size_of::<sys::sipp_provider_params>() as u32;
         p.kind = match o.kind {
             ProviderKind::OpenAi => sys::SIPP_PROVIDER_OPENAI,
@@ -691,8 +693,7 @@ impl Client {
     fn add_gateway_raw(&self, id: &str, o: &GatewayOptions) -> Result<*mut sys::sipp_endpoint> {
         let cid = cstring(id, "id")?;
         let mut keep = Keep::default();
-        // SAFETY: plain struct by value (into our buffer with slack).
-        let mut p = defaults(unsafe { sys::sipp_gateway_params_default() }, "sipp_gateway_params")?;
+        let mut p = init(sys::sipp_gateway_params_init, "sipp_gateway_params")?;
         p.struct_size = mem::size_of::<sys::sipp_gateway_params>() as u32;
         p.base_url = keep.str(&o.base_url, "base_url")?;
         p.target = keep.str(&o.target, "target")?;
@@ -719,7 +720,7 @@ impl Client {
         let cid = CString::new(id).ok()?;
         // SAFETY: any thread; the endpoint stays valid while &self is borrowed, since only
         // &mut self methods (and Drop) remove or replace endpoints.
-        let raw = unsafe { sys::sipp_client_endpoint(self.raw, cid.as_ptr()) };
+        let raw = unsafe { sys::sipp_client_get_endpoint(self.raw, cid.as_ptr()) };
         if raw.is_null() {
             None
         } else {
@@ -843,8 +844,7 @@ impl<'c> Endpoint<'c> {
     pub fn embed_with(&self, text: &str, options: &EmbedOptions) -> Result<Run> {
         let text = cstring(text, "text")?;
         let mut keep = Keep::default();
-        // SAFETY: plain struct by value (into our buffer with slack).
-        let mut p = defaults(unsafe { sys::sipp_embed_params_default() }, "sipp_embed_params")?;
+        let mut p = init(sys::sipp_embed_params_init, "sipp_embed_params")?;
         p.struct_size = mem::size_of::<sys::sipp_embed_params>() as u32;
         if let Some(n) = options.normalize {
             p.normalize = n;
@@ -863,12 +863,11 @@ impl<'c> Endpoint<'c> {
 
     /// What the endpoint can do.
     pub fn info(&self) -> Result<EndpointInfo> {
-        // SAFETY: a zeroed plain struct is valid; struct_size tells the library our size.
-        let mut out: sys::Slack<sys::sipp_endpoint_info> = unsafe { mem::zeroed() };
-        out.value.struct_size = mem::size_of::<sys::sipp_endpoint_info>() as u32;
+        let mut out = init(sys::sipp_endpoint_info_init, "sipp_endpoint_info")?;
         let mut err = new_error();
+        // SAFETY: the library writes no more than out's struct_size.
         check(unsafe { sys::sipp_endpoint_get_info(self.raw, &mut out, &mut err) }, &err)?;
-        let i = &out.value;
+        let i = &out;
         Ok(EndpointInfo { can_generate: i.can_generate, can_chat: i.can_chat, can_embed: i.can_embed,
                           n_ctx: i.n_ctx, n_ctx_train: i.n_ctx_train, n_embd: i.n_embd,
                           n_parallel: i.n_parallel, n_params: i.n_params, size_bytes: i.size_bytes,
@@ -878,12 +877,11 @@ impl<'c> Endpoint<'c> {
 
     /// Engine counters (local endpoints; others answer `unsupported`).
     pub fn stats(&self) -> Result<EngineStats> {
-        // SAFETY: as in info().
-        let mut out: sys::Slack<sys::sipp_engine_stats> = unsafe { mem::zeroed() };
-        out.value.struct_size = mem::size_of::<sys::sipp_engine_stats>() as u32;
+        let mut out = init(sys::sipp_engine_stats_init, "sipp_engine_stats")?;
         let mut err = new_error();
+        // SAFETY: as in info().
         check(unsafe { sys::sipp_endpoint_get_stats(self.raw, &mut out, &mut err) }, &err)?;
-        let s = &out.value;
+        let s = &out;
         Ok(EngineStats { running: s.running, queued: s.queued, completed: s.completed,
                          cancelled: s.cancelled, failed: s.failed, rejected_busy: s.rejected_busy,
                          prompt_tokens: s.prompt_tokens, generated_tokens: s.generated_tokens,
@@ -1028,7 +1026,7 @@ impl Run {
     /// True once the run has ended (text may still be unread).
     pub fn is_done(&self) -> bool {
         // SAFETY: any thread.
-        self.finished || unsafe { sys::sipp_run_done(self.inner.raw) }
+        self.finished || unsafe { sys::sipp_run_is_done(self.inner.raw) }
     }
 
     /// Waits up to `timeout` (None: forever) for the next batch. `Ok(None)` on timeout; at the
@@ -1038,9 +1036,7 @@ impl Run {
             return Ok(Some((TokenBatch { text: String::new(), n_tokens: 0 }, true)));
         }
         let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
-        // SAFETY: a zeroed plain struct; the library fills it.
-        let mut out: sys::Slack<sys::sipp_token_batch> = unsafe { mem::zeroed() };
-        out.value.struct_size = mem::size_of::<sys::sipp_token_batch>() as u32;
+        let mut out = init(sys::sipp_token_batch_init, "sipp_token_batch")?;
         let mut err = new_error();
         // SAFETY: &mut self: the one consumer.
         let st = unsafe { sys::sipp_run_next(self.inner.raw, ms, &mut out, &mut err) };
@@ -1048,7 +1044,7 @@ impl Run {
             return Ok(None);
         }
         check(st, &err)?;
-        let b = &out.value;
+        let b = &out;
         let text = if b.len == 0 {
             String::new()
         } else {
@@ -1096,12 +1092,13 @@ impl Run {
                 // SAFETY: n_embd floats owned by the run.
                 Some(unsafe { std::slice::from_raw_parts(r.embedding, r.n_embd as usize) }.to_vec())
             };
-            let s = &r.stats;
+            // SAFETY: never NULL, owned by the run like the response.
+            let (s, u) = unsafe { (&*r.stats, &*r.usage) };
             Ok(Response {
                 text,
                 finish_reason: static_name(unsafe { sys::sipp_finish_reason_name(r.finish_reason) }),
-                usage: Usage { input_tokens: r.usage.input_tokens, output_tokens: r.usage.output_tokens,
-                               total_tokens: r.usage.total_tokens },
+                usage: Usage { input_tokens: u.input_tokens, output_tokens: u.output_tokens,
+                               total_tokens: u.total_tokens },
                 stats: Stats { queue_ms: s.queue_ms, ttft_ms: s.ttft_ms, prefill_ms: s.prefill_ms,
                                decode_ms: s.decode_ms, prefill_tok_s: s.prefill_tok_s,
                                decode_tok_s: s.decode_tok_s, total_ms: s.total_ms,

@@ -1,12 +1,9 @@
 //! Raw declarations of include/sipp.h. Structs mirror the C layout field for field (appended
 //! fields are appended here too; tests/abi.rs compares against the C compiler's layout).
 //!
-//! By-value `*_default()` functions of large structs are declared to return the struct followed
-//! by slack: these come back through a caller-provided buffer (structs over 16 bytes on x86-64
-//! and AArch64), so a library whose struct grew writes into the slack instead of past our value.
-//! Out-structs the library fills get the same. `sipp_client_params_default` is declared as in C
-//! but the safe layer never calls it: a small struct that grows past 16 bytes changes how it is
-//! returned, which slack cannot absorb (the safe layer builds sipp_client_params itself).
+//! Every versioned struct is filled by its `sipp_*_init(p, size_of::<T>())`, so the library knows
+//! the size this crate was built with: it gives fields past it their defaults, writes no more
+//! than that into out-structs, and refuses a struct larger than its own (an older library).
 #![allow(non_camel_case_types, missing_docs)]
 
 use std::os::raw::{c_char, c_float, c_int, c_void};
@@ -19,13 +16,6 @@ pub const SIPP_CLOSED: sipp_status = 12;
 pub const SIPP_TIMEOUT: sipp_status = 13;
 
 pub const SIPP_ERROR_MESSAGE_CAP: usize = 256;
-pub const SLACK: usize = 512;
-
-#[repr(C)]
-pub struct Slack<T> {
-    pub value: T,
-    pub slack: [u8; SLACK],
-}
 
 #[repr(C)]
 pub struct sipp_error {
@@ -227,8 +217,8 @@ pub struct sipp_response {
     pub embedding: *const c_float,
     pub n_embd: u32,
     pub normalized: bool,
-    pub usage: sipp_usage,
-    pub stats: sipp_stats,
+    pub usage: *const sipp_usage,
+    pub stats: *const sipp_stats,
     pub http_status: u32,
     pub retry_after_s: u32,
     pub request_id: [c_char; 64],
@@ -260,31 +250,36 @@ pub struct sipp_run {
 extern "C" {
     pub fn sipp_version() -> *const c_char;
     pub fn sipp_status_name(status: sipp_status) -> *const c_char;
-    pub fn sipp_client_params_default() -> sipp_client_params;
+    pub fn sipp_log_set(level: c_int);
+    pub fn sipp_error_init(p: *mut sipp_error, size: usize) -> sipp_status;
+    pub fn sipp_client_params_init(p: *mut sipp_client_params, size: usize) -> sipp_status;
+    pub fn sipp_local_params_init(p: *mut sipp_local_params, size: usize) -> sipp_status;
+    pub fn sipp_provider_params_init(p: *mut sipp_provider_params, size: usize) -> sipp_status;
+    pub fn sipp_gateway_params_init(p: *mut sipp_gateway_params, size: usize) -> sipp_status;
+    pub fn sipp_text_params_init(p: *mut sipp_text_params, size: usize) -> sipp_status;
+    pub fn sipp_embed_params_init(p: *mut sipp_embed_params, size: usize) -> sipp_status;
+    pub fn sipp_endpoint_info_init(p: *mut sipp_endpoint_info, size: usize) -> sipp_status;
+    pub fn sipp_engine_stats_init(p: *mut sipp_engine_stats, size: usize) -> sipp_status;
+    pub fn sipp_token_batch_init(p: *mut sipp_token_batch, size: usize) -> sipp_status;
     pub fn sipp_client_new(params: *const sipp_client_params, out: *mut *mut sipp_client,
                            err: *mut sipp_error) -> sipp_status;
     pub fn sipp_client_free(client: *mut sipp_client);
-    pub fn sipp_local_params_default() -> Slack<sipp_local_params>;
     pub fn sipp_client_add_local(client: *mut sipp_client, id: *const c_char,
                                  params: *const sipp_local_params, out: *mut *mut sipp_endpoint,
                                  err: *mut sipp_error) -> sipp_status;
-    pub fn sipp_provider_params_default() -> Slack<sipp_provider_params>;
     pub fn sipp_client_add_provider(client: *mut sipp_client, id: *const c_char,
                                     params: *const sipp_provider_params,
                                     out: *mut *mut sipp_endpoint, err: *mut sipp_error) -> sipp_status;
-    pub fn sipp_gateway_params_default() -> Slack<sipp_gateway_params>;
     pub fn sipp_client_add_gateway(client: *mut sipp_client, id: *const c_char,
                                    params: *const sipp_gateway_params,
                                    out: *mut *mut sipp_endpoint, err: *mut sipp_error) -> sipp_status;
-    pub fn sipp_client_endpoint(client: *mut sipp_client, id: *const c_char) -> *mut sipp_endpoint;
+    pub fn sipp_client_get_endpoint(client: *mut sipp_client, id: *const c_char) -> *mut sipp_endpoint;
     pub fn sipp_client_remove(client: *mut sipp_client, id: *const c_char,
                               err: *mut sipp_error) -> sipp_status;
-    pub fn sipp_endpoint_get_info(ep: *const sipp_endpoint, out: *mut Slack<sipp_endpoint_info>,
+    pub fn sipp_endpoint_get_info(ep: *const sipp_endpoint, out: *mut sipp_endpoint_info,
                                   err: *mut sipp_error) -> sipp_status;
-    pub fn sipp_endpoint_get_stats(ep: *const sipp_endpoint, out: *mut Slack<sipp_engine_stats>,
+    pub fn sipp_endpoint_get_stats(ep: *const sipp_endpoint, out: *mut sipp_engine_stats,
                                    err: *mut sipp_error) -> sipp_status;
-    pub fn sipp_text_params_default() -> Slack<sipp_text_params>;
-    pub fn sipp_embed_params_default() -> Slack<sipp_embed_params>;
     pub fn sipp_query(ep: *mut sipp_endpoint, prompt: *const c_char,
                       params: *const sipp_text_params, out: *mut *mut sipp_run,
                       err: *mut sipp_error) -> sipp_status;
@@ -299,8 +294,8 @@ extern "C" {
     pub fn sipp_run_wait(run: *mut sipp_run, out: *mut *const sipp_response,
                          err: *mut sipp_error) -> sipp_status;
     pub fn sipp_run_next(run: *mut sipp_run, timeout_ms: c_int,
-                         out: *mut Slack<sipp_token_batch>, err: *mut sipp_error) -> sipp_status;
+                         out: *mut sipp_token_batch, err: *mut sipp_error) -> sipp_status;
     pub fn sipp_run_cancel(run: *mut sipp_run);
-    pub fn sipp_run_done(run: *const sipp_run) -> bool;
+    pub fn sipp_run_is_done(run: *const sipp_run) -> bool;
     pub fn sipp_run_free(run: *mut sipp_run);
 }
