@@ -4,9 +4,10 @@
  *
  * Endpoint kinds: local (an engine) and remote (a provider or a Sipp gateway: src/providers,
  * over the client's HTTP transfer thread, created with the first remote endpoint). The registry is guarded by one mutex;
- * requests on an endpoint do not take it. A local endpoint's model_path may be a pulled name,
- * resolved here through the models directory (src/hub, sipp_model_resolve) before the engine
- * opens it.
+ * requests on an endpoint do not take it. A local endpoint's model_path, and the path given to
+ * sipp_model_inspect, may be a pulled name, resolved here through the models directory (src/hub,
+ * sipp_model_resolve) before the engine sees it: the engine never calls the hub. The public
+ * default constructors are in params.c.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "../common/common_int.h"
@@ -34,22 +35,6 @@ struct sipp_client {
     sipp_endpoint *endpoints;
     sipp__http *http; /* the transfer thread of remote endpoints; NULL until the first one */
 };
-
-sipp_client_params sipp_client_params_default(void) {
-    sipp_client_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.log_level = SIPP_LOG_ERROR;
-    return p;
-}
-
-sipp_local_params sipp_local_params_default(void) {
-    sipp_local_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.n_gpu_layers = -1;
-    return p;
-}
 
 sipp_status sipp_client_new(const sipp_client_params *params, sipp_client **out,
                             sipp_error *err) {
@@ -152,6 +137,19 @@ sipp_status sipp_client_add_local(sipp_client *c, const char *id, const sipp_loc
     register_endpoint(c, ep);
     if (out) *out = ep;
     return SIPP_OK;
+}
+
+/* Inspection without an endpoint: like add_local, a pulled name is resolved here, so the
+ * engine's model.c only ever sees paths. */
+sipp_status sipp_model_inspect(const char *path, sipp_endpoint_info *info, char **chat_template_out,
+                               sipp_error *err) {
+    if (chat_template_out) *chat_template_out = NULL;
+    if (!path || !info || info->struct_size < sizeof *info)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "path and an initialised info are required");
+    char resolved[4096];
+    sipp_status st = sipp_model_resolve(path, resolved, sizeof resolved, err);
+    if (st != SIPP_OK) return st;
+    return sipp__model_inspect(resolved, info, chat_template_out, err);
 }
 
 /* Registers a remote endpoint built by `make` over the client's transfer thread. */
