@@ -105,7 +105,7 @@ void sipp__hub_blob_path(char *buf, size_t cap, const char *models_dir, const ch
 }
 
 void sipp__hub_link_path(char *buf, size_t cap, const char *models_dir, const char *owner,
-                      const char *repo, const char *commit, const char *path) {
+                         const char *repo, const char *commit, const char *path) {
     snprintf(buf, cap, "%s/hub/files/%s/%s/%s/%s", models_dir, owner, repo, commit, path);
 }
 
@@ -116,7 +116,7 @@ static void manifest_path(char *buf, size_t cap, const char *models_dir, const c
 
 /* Loads a repo's manifest; a missing one is an empty manifest. */
 sipp_status sipp__hub_manifest_load(const char *models_dir, const char *owner, const char *repo,
-                                 sipp__hub_manifest *m, sipp_error *err) {
+                                    sipp__hub_manifest *m, sipp_error *err) {
     char path[PATH_MAX];
     manifest_path(path, sizeof path, models_dir, owner, repo);
     char *data;
@@ -143,7 +143,7 @@ sipp_status sipp__hub_manifest_load(const char *models_dir, const char *owner, c
 }
 
 sipp_status sipp__hub_manifest_save(const char *models_dir, const sipp__hub_manifest *m,
-                                 sipp_error *err) {
+                                    sipp_error *err) {
     char path[PATH_MAX];
     manifest_path(path, sizeof path, models_dir, m->owner, m->repo);
     if (m->n == 0) {
