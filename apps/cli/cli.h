@@ -1,6 +1,7 @@
 /*
- * cli.h — shared pieces of the `sipp` command-line tool: option parsing (flags and SIPP_* env
- * vars), model resolution against the models directory, loading with a progress bar, output.
+ * cli.h — shared pieces of the `sipp` command-line tool: option parsing (options.c: flags and
+ * SIPP_* env vars), model resolution against the models directory (resolve.c), opening the
+ * endpoint (endpoint.c) and output (output.c).
  * The CLI uses only the public API in sipp.h (plus jansson for --json output).
  */
 #ifndef SIPP_CLI_H
@@ -13,6 +14,7 @@
 
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
 enum { CLI_MAX_HEADERS = 16 };
+enum { CLI_MAX_MODEL_FILES = 1024 }; /* .gguf files of the models directory looked at */
 
 typedef enum cli_need { NEED_GENERATE, NEED_CHAT, NEED_EMBED } cli_need;
 
@@ -59,7 +61,11 @@ int cli_resolve_model(const char *name, cli_need need, char *buf, size_t cap);
 /* The models directory: $SIPP_MODELS_DIR or ${XDG_CACHE_HOME:-~/.cache}/sipp/models. */
 void cli_models_dir(char *buf, size_t cap);
 
-/* Pulled models (hub.c). cli_hub_lookup: false when `name` is not a hub name (OWNER/REPO...);
+/* The .gguf files directly in `dir`, sorted by name: at most `cap` names (each freed with
+ * free()) into names[]; returns their count (0 when dir cannot be read). */
+size_t cli_models_scan(const char *dir, char **names, size_t cap);
+
+/* Pulled models (resolve.c). cli_hub_lookup: false when `name` is not a hub name (OWNER/REPO...);
  * else true with *rc set and, on CLI_OK, the model's path in buf (an error is printed when it
  * was not pulled). cli_hub_first: the first complete pulled model that can do `need`. */
 bool cli_hub_lookup(const char *name, char *buf, size_t cap, int *rc);
@@ -69,6 +75,8 @@ int cli_hub_first(cli_need need, char *buf, size_t cap);
  * `o->model` loaded as a local endpoint (with a progress bar on a TTY). */
 int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep);
 
+/* A sipp_progress_fn drawing a loading bar on stderr (output.c). */
+bool cli_progress_bar(float p, void *ud);
 /* Prints "sipp: error: <msg>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints a JSON value (taken) as one compact line on stdout. */

@@ -8,7 +8,6 @@
 
 #include "hub/hub_int.h"
 
-#include <dirent.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +18,6 @@ static const char usage[] =
     "List the models in the models directory ($SIPP_MODELS_DIR, default ~/.cache/sipp/models):\n"
     "its .gguf files and the models pulled with `sipp pull` (listed by the name that runs them:\n"
     "--model OWNER/REPO:QUANT), with size, architecture, quantization and capabilities.\n";
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 int cmd_models(int argc, char **argv) {
     bool json = false;
@@ -39,18 +34,8 @@ int cmd_models(int argc, char **argv) {
     }
     char dir[4096];
     cli_models_dir(dir, sizeof dir);
-    DIR *d = opendir(dir);
-    char *names[1024];
-    size_t n = 0;
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d)) && n < 1024) {
-            size_t l = strlen(de->d_name);
-            if (l > 5 && strcmp(de->d_name + l - 5, ".gguf") == 0) names[n++] = strdup(de->d_name);
-        }
-        closedir(d);
-    }
-    qsort(names, n, sizeof names[0], cmp_str);
+    char *names[CLI_MAX_MODEL_FILES];
+    size_t n = cli_models_scan(dir, names, CLI_MAX_MODEL_FILES);
     sipp__hub_item *pulled = NULL;
     size_t n_pulled = 0;
     sipp_error herr;

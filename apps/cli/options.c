@@ -1,50 +1,20 @@
 /*
- * options.c — option parsing shared by query, chat and embed; model resolution; loading.
+ * options.c — parsing the options of query, chat and embed: flags, their SIPP_* environment
+ * variables, and the files they name (--grammar-file, --json-schema-file).
  *
- * Precedence: command-line flag > SIPP_* environment variable > library default.
+ * Precedence: command-line flag > SIPP_* environment variable > library default. Values are
+ * parsed here (numbers, enumerations, the sha256 pin's form); ranges of sampling values are
+ * the library's checks, one set of rules. Model names are resolved in resolve.c, output in
+ * output.c, the endpoint opened in endpoint.c.
  */
 #define _GNU_SOURCE
 #include "cli.h"
 
-#include "hub/hub_int.h"
-
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
-#include <jansson.h>
 #include <limits.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-void cli_error(const char *fmt, ...) {
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    for (char *p = msg; *p; p++)
-        if (*p == '\n') *p = ' ';
-    fprintf(stderr, "sipp: error: %s\n", msg);
-}
-
-void cli_print_json(json_t *o) {
-    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-    if (s) puts(s);
-    free(s);
-    json_decref(o);
-}
-
-void cli_print_error_json(const sipp_response *r) {
-    cli_print_json(json_pack("{s:{s:s,s:s,s:i,s:s,s:s,s:i}}", "error", "status",
-                             sipp_status_name(r->status), "message", r->error_message,
-                             "http_status", (json_int_t)r->http_status, "code", r->error_code,
-                             "request_id", r->request_id, "retry_after_s",
-                             (json_int_t)r->retry_after_s));
-}
 
 char *cli_read_file(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -334,154 +304,5 @@ int cli_parse(int argc, char **argv, const char *cmd, const char *usage, cli_opt
     o->text.stop = o->stops;
     o->text.n_stop = o->n_stop;
     o->text.context_key = o->context_key;
-    return CLI_OK;
-}
-
-/* ---- models ------------------------------------------------------------------------------ */
-
-void cli_models_dir(char *buf, size_t cap) {
-    sipp__hub_models_dir(buf, cap); /* libsipp's rule, the one sipp_model_resolve() reads */
-}
-
-static bool is_file(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static bool fits(const char *path, cli_need need) {
-    sipp_endpoint_info in;
-    sipp_endpoint_info_init(&in, sizeof in);
-    if (sipp_model_inspect(path, &in, NULL, NULL) != SIPP_OK) return false;
-    return need == NEED_CHAT ? in.can_chat : need == NEED_EMBED ? in.can_embed : in.can_generate;
-}
-
-int cli_resolve_model(const char *name, cli_need need, char *buf, size_t cap) {
-    char dir[PATH_MAX];
-    cli_models_dir(dir, sizeof dir);
-    if (name) {
-        int hub_rc; /* a pulled name: OWNER/REPO[:QUANT] or OWNER/REPO/FILE.gguf (hub.c) */
-        if (!is_file(name) && cli_hub_lookup(name, buf, cap, &hub_rc)) return hub_rc;
-        if (is_file(name) || strchr(name, '/')) {
-            snprintf(buf, cap, "%s", name);
-            return CLI_OK;
-        }
-        snprintf(buf, cap, "%s/%s", dir, name);
-        if (is_file(buf)) return CLI_OK;
-        snprintf(buf, cap, "%s/%s.gguf", dir, name);
-        if (is_file(buf)) return CLI_OK;
-        if (access(name, F_OK) == 0) { /* there but not a file: the library says what it is */
-            snprintf(buf, cap, "%s", name);
-            return CLI_OK;
-        }
-        cli_error("cannot open model '%s': no such file, and none of that name in %s (pull one "
-                  "with: sipp pull OWNER/REPO[:QUANT])", name, dir);
-        return CLI_FAILED;
-    }
-    DIR *d = opendir(dir);
-    char *names[256];
-    size_t n = 0;
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d)) && n < 256) {
-            size_t l = strlen(de->d_name);
-            if (l > 5 && strcmp(de->d_name + l - 5, ".gguf") == 0) names[n++] = strdup(de->d_name);
-        }
-        closedir(d);
-    }
-    qsort(names, n, sizeof names[0], cmp_str);
-    int rc = CLI_FAILED;
-    for (size_t i = 0; i < n; i++) {
-        if (rc != CLI_OK) {
-            snprintf(buf, cap, "%s/%s", dir, names[i]);
-            if (fits(buf, need)) rc = CLI_OK;
-        }
-        free(names[i]);
-    }
-    if (rc != CLI_OK) rc = cli_hub_first(need, buf, cap); /* then the pulled ones (hub.c) */
-    if (rc != CLI_OK)
-        cli_error("no model given and none in %s can %s; pass --model PATH, set SIPP_MODEL, "
-                  "or pull one (sipp pull OWNER/REPO[:QUANT])", dir, need == NEED_CHAT ? "chat" : need == NEED_EMBED ? "embed" : "generate");
-    return rc;
-}
-
-/* ---- loading ----------------------------------------------------------------------------- */
-
-static bool progress_bar(float p, void *ud) {
-    (void)ud;
-    int width = 30, filled = (int)(p * (float)width + 0.5f);
-    if (filled > width) filled = width;
-    fprintf(stderr, "\rloading [%.*s%*s] %3d%%", filled, "##############################",
-            width - filled, "", (int)(p * 100.0f + 0.5f));
-    if (p >= 1.0f) fputs("\r\033[K", stderr);
-    fflush(stderr);
-    return true;
-}
-
-int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep) {
-    sipp_error err;
-    sipp_error_init(&err, sizeof err);
-    if (sipp_client_new(NULL, client, &err) != SIPP_OK) {
-        cli_error("%s", err.message);
-        return CLI_FAILED;
-    }
-    if (o->provider || o->gateway) {
-        sipp_status st;
-        if (o->provider) {
-            sipp_provider_params pp;
-            sipp_provider_params_init(&pp, sizeof pp);
-            pp.kind = strcmp(o->provider, "openai") == 0      ? SIPP_PROVIDER_OPENAI
-                      : strcmp(o->provider, "anthropic") == 0 ? SIPP_PROVIDER_ANTHROPIC
-                                                              : SIPP_PROVIDER_OPENAI_COMPATIBLE;
-            pp.model = o->remote_model;
-            pp.base_url = o->base_url;
-            pp.api_key_env = o->api_key_env;
-            pp.request_timeout_ms = o->request_timeout_ms;
-            pp.idle_timeout_ms = o->idle_timeout_ms;
-            pp.allow_private_network = o->allow_private_network;
-            pp.headers = o->headers;
-            pp.n_headers = o->n_headers;
-            st = sipp_client_add_provider(*client, "remote", &pp, ep, &err);
-        } else {
-            sipp_gateway_params gp;
-            sipp_gateway_params_init(&gp, sizeof gp);
-            gp.base_url = o->gateway;
-            gp.target = o->target;
-            /* no --token-env, no --auth-header and no SIPP_GATEWAY_TOKEN: an open gateway */
-            const char *env = o->token_env ? o->token_env : "SIPP_GATEWAY_TOKEN";
-            gp.token_env = env;
-            if (o->auth_header) {
-                gp.auth = SIPP_GATEWAY_AUTH_HEADER; /* `<name>: <token>`, for a proxy in front */
-                gp.auth_header = o->auth_header;
-            } else if (!o->token_env && !getenv(env)) {
-                gp.auth = SIPP_GATEWAY_AUTH_NONE;
-            }
-            gp.request_timeout_ms = o->request_timeout_ms;
-            gp.idle_timeout_ms = o->idle_timeout_ms;
-            gp.allow_private_network = o->allow_private_network;
-            gp.headers = o->headers;
-            gp.n_headers = o->n_headers;
-            st = sipp_client_add_gateway(*client, "remote", &gp, ep, &err);
-        }
-        if (st != SIPP_OK) {
-            cli_error("%s", err.message);
-            sipp_client_free(*client);
-            *client = NULL;
-            return CLI_FAILED;
-        }
-        return CLI_OK;
-    }
-    o->local.model_path = o->model;
-    if (isatty(STDERR_FILENO)) o->local.progress = progress_bar;
-    if (sipp_client_add_local(*client, "local", &o->local, ep, &err) != SIPP_OK) {
-        if (isatty(STDERR_FILENO)) fputs("\r\033[K", stderr);
-        cli_error("%s", err.message);
-        sipp_client_free(*client);
-        *client = NULL;
-        return CLI_FAILED;
-    }
     return CLI_OK;
 }

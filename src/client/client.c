@@ -4,15 +4,15 @@
  *
  * Endpoint kinds: local (an engine) and remote (a provider or a Sipp gateway: src/providers,
  * over the client's HTTP transfer thread, created with the first remote endpoint). The registry is guarded by one mutex;
- * requests on an endpoint do not take it.
+ * requests on an endpoint do not take it. A local endpoint's model_path, and the path given to
+ * sipp_model_inspect, may be a pulled name, resolved here through the models directory (src/hub,
+ * sipp_model_resolve) before the engine sees it: the engine never calls the hub.
  *
  * Endpoint lifetime (sipp.h, sipp_endpoint): a handle stays valid until sipp_client_free.
  * Removing or replacing an endpoint closes it: under its `life` lock taken for writing it is
  * marked closed and its engine or remote is detached, then freed outside the lock; every call
  * on the handle holds `life` for reading while it uses them, so it either finishes first or sees
- * `closed` and fails with SIPP_CLOSED. The closed shell moves to the client's `closed` list. A local endpoint's model_path may be a pulled name,
- * resolved here through the models directory (src/hub, sipp_model_resolve) before the engine
- * opens it.
+ * `closed` and fails with SIPP_CLOSED. The closed shell moves to the client's `closed` list.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "../common/common_int.h"
@@ -189,6 +189,25 @@ sipp_status sipp_client_add_local(sipp_client *c, const char *id, const sipp_loc
     register_endpoint(c, ep);
     if (out) *out = ep;
     return SIPP_OK;
+}
+
+/* Inspection without an endpoint: like add_local, a pulled name is resolved here, so the
+ * engine's model.c only ever sees paths. */
+sipp_status sipp_model_inspect(const char *path, sipp_endpoint_info *info, char **chat_template_out,
+                               sipp_error *err) {
+    if (chat_template_out) *chat_template_out = NULL;
+    if (!path || !info)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "path and an initialised info are required");
+    sipp_status st = sipp__struct_size_ok(info->struct_size, SIPP__FIRST_SIZE(endpoint_info),
+                                          sizeof *info, "endpoint info", err);
+    if (st != SIPP_OK) return st;
+    char resolved[4096];
+    if ((st = sipp_model_resolve(path, resolved, sizeof resolved, err)) != SIPP_OK) return st;
+    sipp_endpoint_info in = sipp__endpoint_info_defaults();
+    st = sipp__model_inspect(resolved, &in, chat_template_out, err);
+    if (st != SIPP_OK) return st;
+    return sipp__struct_out(info, &in, sizeof in, SIPP__FIRST_SIZE(endpoint_info), "endpoint info",
+                            err);
 }
 
 /* Registers a remote endpoint built by `make` over the client's transfer thread. */

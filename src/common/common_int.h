@@ -68,6 +68,24 @@ bool sipp__sha256_once(const void *data, size_t len, uint8_t out[32]);
  * an errno value (ENOMEM, a read error). */
 int sipp__sha256_fd(int fd, uint8_t out[32]);
 
+/* ---- files (file.c) ---------------------------------------------------------------------- */
+
+/* One piece of a file written by sipp__file_write_atomic. */
+typedef struct sipp__file_part {
+    const void *data;
+    size_t len;
+} sipp__file_part;
+
+/* Replaces `path` with the concatenation of `parts` so that a crash leaves either the old file
+ * or the whole new one: a temporary "<path>.tmp.<pid>" beside it (created O_EXCL|O_NOFOLLOW
+ * with `mode`; a leftover of that name is removed first), fsync, rename, fsync of the
+ * directory. Returns 0, or -1 with errno set and the temporary file removed. */
+int sipp__file_write_atomic(const char *path, const sipp__file_part *parts, size_t n_parts,
+                            unsigned mode);
+/* fsync of the directory holding `path`, so that a rename into it survives a power cut (best
+ * effort: errors are ignored). */
+void sipp__file_sync_parent(const char *path);
+
 /* ---- text: UTF-8 and stop strings -------------------------------------------------------- */
 
 /* Length of the longest prefix of `s` that does not end inside an incomplete UTF-8 sequence.

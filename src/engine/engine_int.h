@@ -59,6 +59,18 @@ sipp_status sipp__model_verify_sha256(const char *path, const char *hex, uint8_t
                                       sipp_error *err);
 /* True when `hex` is exactly 64 hex digits (the form of a pin). */
 bool sipp__sha256_hex_valid(const char *hex);
+/* model.c: a model's capabilities from its metadata, the one rule for open and inspection. */
+struct llama_model;
+typedef struct sipp__model_caps {
+    bool embed_only; /* no decoder, or a non-causal encoder: embeddings only */
+    bool can_embed;  /* false for recurrent and hybrid models and for rerankers */
+    bool reranker;   /* rank pooling: scores pairs, cannot embed */
+    int pooling;     /* the llama_pooling_type to ask for: the model's, else MEAN */
+} sipp__model_caps;
+void sipp__model_caps_read(const struct llama_model *m, const char *arch, sipp__model_caps *out);
+/* model.c: sipp_model_inspect on a file path (the client resolves pulled names first). */
+sipp_status sipp__model_inspect(const char *path, sipp_endpoint_info *info,
+                                char **chat_template_out, sipp_error *err);
 /* model.c: the quantization of a GGUF (general.file_type, else its dominant weight type), e.g.
  * "Q4_K_M", into buf; "" when unknown. */
 void sipp__model_quant_name(const char *path, char *buf, size_t cap);
@@ -70,7 +82,8 @@ bool sipp__model_has_position_table(const char *path);
  * unit tests and the fuzz target. */
 sipp_status sipp__gguf_check_buffer(const unsigned char *data, size_t len, sipp_error *err);
 
-/* Routes llama.cpp's log through Sipp's log level. Idempotent. */
+/* llama_init.c: initialises llama.cpp's backend and routes its log through Sipp's log level.
+ * Idempotent; any thread. */
 void sipp__llama_init_once(void);
 
 #endif

@@ -13,7 +13,8 @@
  *
  * Hardening: the directory must belong to this uid and be writable by no one else
  * (sipp__kvstore_dir_check); temporary files are created O_EXCL|O_NOFOLLOW, and every file read
- * back is opened O_NOFOLLOW and must be a regular file.
+ * back is opened O_NOFOLLOW and must be a regular file. Files are written by
+ * sipp__file_write_atomic (src/common/file.c), which gives both properties.
  */
 #define _GNU_SOURCE
 #include "kvstore.h"
@@ -188,37 +189,6 @@ static char *entry_path(const sipp__kvstore *s, const char *scope, size_t scope_
     return p;
 }
 
-static bool write_all(int fd, const void *data, size_t len) {
-    const uint8_t *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        p += n;
-        len -= (size_t)n;
-    }
-    return true;
-}
-
-static void sync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
-/* Creates the temporary file `tmp` for writing (0600). O_EXCL|O_NOFOLLOW: whatever already
- * has that name (a symlink planted there, the file of a dead writer whose pid this process now
- * has) is never opened; such a leftover is removed (unlink does not follow a link) and the
- * create tried once more. -1 with errno on failure. */
-static int create_temp(const char *tmp) {
-    const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-    int fd = open(tmp, flags, 0600);
-    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0) fd = open(tmp, flags, 0600);
-    return fd;
-}
-
 /* Opens a snapshot or memo file for reading: never through a symlink, and only a regular file
  * (O_NONBLOCK: a FIFO planted under a snapshot's name must not block the open). -1 otherwise. */
 static int open_regular(const char *path) {
@@ -258,20 +228,13 @@ static bool entry_write_file(sipp__kvstore *s, sipp__kv_entry *e) {
     sipp__sha256_update(h, e->state, e->state_len);
     sipp__sha256_end(h, hdr + H_CHECKSUM);
 
-    char *tmp = NULL;
-    if (asprintf(&tmp, "%s.tmp.%d", path, (int)getpid()) < 0) {
-        free(path);
-        return false;
-    }
-    int fd = create_temp(tmp);
-    bool ok = fd >= 0 && write_all(fd, hdr, sizeof hdr) && write_all(fd, e->scope, e->scope_len) &&
-              write_all(fd, e->tokens, e->n_tokens * 4u) && write_all(fd, e->state, e->state_len) &&
-              fsync(fd) == 0;
-    if (fd >= 0) close(fd);
-    ok = ok && rename(tmp, path) == 0;
-    if (ok) sync_dir(s->dir); /* the rename itself survives a power cut */
+    /* temp + fsync + rename + directory fsync: sipp__file_write_atomic (src/common/file.c) */
+    const sipp__file_part parts[] = {{hdr, sizeof hdr},
+                                     {e->scope, e->scope_len},
+                                     {e->tokens, e->n_tokens * 4u},
+                                     {e->state, e->state_len}};
+    bool ok = sipp__file_write_atomic(path, parts, sizeof parts / sizeof parts[0], 0600) == 0;
     if (!ok) {
-        unlink(tmp);
         free(path);
         sipp__log(SIPP_LOG_WARN, "snapshot: cannot write to %s: %s", s->dir, strerror(errno));
     } else {
@@ -279,7 +242,6 @@ static bool entry_write_file(sipp__kvstore *s, sipp__kv_entry *e) {
         e->file_len = sizeof hdr + e->scope_len + e->n_tokens * 4u + e->state_len;
         s->disk_used += e->file_len;
     }
-    free(tmp);
     return ok;
 }
 
@@ -651,13 +613,8 @@ static void fingerprint_memo_write(const char *dir, const char *memo, const uint
     memcpy(rec, FP_MAGIC, 8);
     memcpy(rec + 8, id, FP_ID);
     memcpy(rec + 8 + FP_ID, digest, 32);
-    char *tmp = NULL;
-    if (asprintf(&tmp, "%s.tmp.%ld", memo, (long)getpid()) < 0) return;
-    int fd = create_temp(tmp);
-    bool ok = fd >= 0 && write(fd, rec, sizeof rec) == (ssize_t)sizeof rec && fsync(fd) == 0;
-    if (fd >= 0) close(fd);
-    if (!ok || rename(tmp, memo) != 0) unlink(tmp);
-    free(tmp);
+    const sipp__file_part part = {rec, sizeof rec};
+    (void)sipp__file_write_atomic(memo, &part, 1, 0600);
 }
 
 sipp_status sipp__model_fingerprint(const char *path, const char *cache_dir,

@@ -1,6 +1,12 @@
 /*
- * model.c — model inspection without an endpoint: metadata, capabilities and the chat
- * template, read by loading the model with llama.cpp's no_alloc mode (no weights in memory).
+ * model.c — what Sipp reads from a model without running it: capabilities (one rule, used by
+ * the engine at open and by inspection), inspection without an endpoint (metadata,
+ * capabilities and the chat template, read with llama.cpp's vocab-only load: no weights in
+ * memory), the position-table check and the quantization name.
+ *
+ * Any thread; no state of its own. Takes file paths only: pulled names are resolved by the
+ * client layer (sipp_model_inspect in src/client) before they get here, so the engine never
+ * calls the hub. Depends on gguf_check.c and llama_init.c, never on the engine's files.
  */
 #include "engine_int.h"
 
@@ -46,6 +52,32 @@ static void read_gguf_meta(const char *path, sipp_endpoint_info *in) {
     gguf_free(g);
 }
 
+/* Reads "<arch>.<suffix>" metadata as a string; returns false when absent. */
+static bool arch_meta(const struct llama_model *m, const char *arch, const char *suffix,
+                      char *buf, size_t cap) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return llama_model_meta_val_str(m, key, buf, cap) >= 0;
+}
+
+void sipp__model_caps_read(const struct llama_model *m, const char *arch, sipp__model_caps *out) {
+    char buf[32];
+    out->embed_only = !llama_model_has_decoder(m) ||
+                      (arch_meta(m, arch, "attention.causal", buf, sizeof buf) &&
+                       strcmp(buf, "false") == 0);
+    out->can_embed = !llama_model_is_recurrent(m) && !llama_model_is_hybrid(m);
+    out->reranker = false;
+    out->pooling = LLAMA_POOLING_TYPE_MEAN;
+    if (arch_meta(m, arch, "pooling_type", buf, sizeof buf)) {
+        int v = atoi(buf);
+        if (v == LLAMA_POOLING_TYPE_RANK) { /* a reranker scores, it does not embed */
+            out->can_embed = false;
+            out->reranker = true;
+        }
+        if (v > LLAMA_POOLING_TYPE_NONE) out->pooling = v;
+    }
+}
+
 bool sipp__model_has_position_table(const char *path) {
     struct gguf_init_params gp = {.no_alloc = true, .ctx = NULL};
     struct gguf_context *g = gguf_init_from_file(path, gp);
@@ -55,18 +87,10 @@ bool sipp__model_has_position_table(const char *path) {
     return found;
 }
 
-sipp_status sipp_model_inspect(const char *path, sipp_endpoint_info *info, char **chat_template_out,
-                               sipp_error *err) {
+sipp_status sipp__model_inspect(const char *path, sipp_endpoint_info *info,
+                                char **chat_template_out, sipp_error *err) {
     if (chat_template_out) *chat_template_out = NULL;
-    if (!path || !info || info->struct_size < sizeof *info)
-        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "path and an initialised info are required");
-    sipp_status st;
-#ifndef __EMSCRIPTEN__ /* the wasm build has no store of pulled models (src/hub) */
-    char resolved[4096];
-    if ((st = sipp_model_resolve(path, resolved, sizeof resolved, err)) != SIPP_OK) return st;
-    path = resolved;
-#endif
-    st = sipp__gguf_precheck(path, NULL, err);
+    sipp_status st = sipp__gguf_precheck(path, NULL, err);
     if (st != SIPP_OK) return st;
     sipp__llama_init_once();
     struct llama_model_params mp = llama_model_default_params();
@@ -77,23 +101,17 @@ sipp_status sipp_model_inspect(const char *path, sipp_endpoint_info *info, char 
         return sipp__fail(err, SIPP_MODEL_INVALID, 0,
                           "llama.cpp could not read '%s' (corrupt, truncated or unsupported model)",
                           path);
-    sipp_endpoint_info in = sipp__endpoint_info_defaults();
+    sipp_endpoint_info in = {.struct_size = sizeof in};
     llama_model_meta_val_str(m, "general.architecture", in.architecture, sizeof in.architecture);
     read_gguf_meta(path, &in);
     in.n_ctx = in.n_ctx_train;
 
-    char key[128], buf[32];
-    snprintf(key, sizeof key, "%s.attention.causal", in.architecture);
-    bool embed_only = !llama_model_has_decoder(m) ||
-                      (llama_model_meta_val_str(m, key, buf, sizeof buf) >= 0 &&
-                       strcmp(buf, "false") == 0);
-    snprintf(key, sizeof key, "%s.pooling_type", in.architecture);
-    bool rank = llama_model_meta_val_str(m, key, buf, sizeof buf) >= 0 &&
-                atoi(buf) == LLAMA_POOLING_TYPE_RANK;
+    sipp__model_caps caps;
+    sipp__model_caps_read(m, in.architecture, &caps);
     const char *tmpl = llama_model_chat_template(m, NULL);
-    in.can_generate = !embed_only;
-    in.can_chat = !embed_only && tmpl != NULL;
-    in.can_embed = !rank && !llama_model_is_recurrent(m) && !llama_model_is_hybrid(m);
+    in.can_generate = !caps.embed_only;
+    in.can_chat = !caps.embed_only && tmpl != NULL;
+    in.can_embed = caps.can_embed;
     if (chat_template_out && tmpl) {
         *chat_template_out = sipp__strdup(tmpl);
         if (!*chat_template_out) st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");

@@ -5,8 +5,9 @@
  *
  * Part of libsipp, whose only public entry into it is sipp_model_resolve() (pulled names where a
  * model path is accepted: sipp_client_add_local, sipp_model_inspect); pulling, listing and
- * removing stay internal (used by `sipp`). hub_parse.c is pure (no I/O: fuzzed); hub.c does the
- * I/O through src/http/http_fetch.c.
+ * removing stay internal (used by `sipp`). hub_parse.c is pure (no I/O: fuzzed); hub_store.c is
+ * the local store, offline (manifests, resolve, list, remove); hub_pull.c is the network half
+ * (`sipp pull`, through src/http/http_fetch.c), writing into the store through hub_store.c.
  *
  * The store, under <models dir>/hub/:
  *   blobs/sha256-<hex>            verified file content, read-only; one copy per content
@@ -132,7 +133,32 @@ const sipp__hub_entry *sipp__hub_manifest_find(const sipp__hub_manifest *m,
 sipp_status sipp__hub_manifest_put(sipp__hub_manifest *m, sipp__hub_entry *e);
 void sipp__hub_entry_free(sipp__hub_entry *e);
 
-/* ---- pull, list, resolve, remove (hub.c) ------------------------------------------------- */
+/* ---- the store's files and locks (hub_store.c; used by hub_pull.c) ----------------------- */
+
+/* Fills `err` with "cannot <what> '<path>': <strerror(errno)>" and returns SIPP_IO_ERROR. */
+sipp_status sipp__hub_io_fail(sipp_error *err, const char *what, const char *path);
+/* mkdir -p with mode 0755. */
+sipp_status sipp__hub_mkdir_p(const char *path, sipp_error *err);
+/* Opens (creating) a lock file and takes the flock `how` (LOCK_SH/LOCK_EX); returns the fd, or
+ * -1 with errno (EWOULDBLOCK when `nb` and someone holds it). */
+int sipp__hub_lock(const char *path, int how, bool nb);
+/* Drops a lock taken by sipp__hub_lock (-1 is a no-op). */
+void sipp__hub_unlock(int fd);
+/* <models_dir>/hub[/sub], <models_dir>/hub/blobs/sha256-<sha>, and
+ * <models_dir>/hub/files/<owner>/<repo>/<commit>/<path>. */
+void sipp__hub_path(char *buf, size_t cap, const char *models_dir, const char *sub);
+void sipp__hub_blob_path(char *buf, size_t cap, const char *models_dir, const char *sha);
+void sipp__hub_link_path(char *buf, size_t cap, const char *models_dir, const char *owner,
+                         const char *repo, const char *commit, const char *path);
+/* Loads a repo's manifest (a missing one is an empty manifest); SIPP_IO_ERROR when it is corrupt. */
+sipp_status sipp__hub_manifest_load(const char *models_dir, const char *owner, const char *repo,
+                                    sipp__hub_manifest *m, sipp_error *err);
+/* Writes a repo's manifest atomically, or deletes it when it has no entries. Hold the manifest
+ * lock (hub/.manifest.lock) exclusive around load + save. */
+sipp_status sipp__hub_manifest_save(const char *models_dir, const sipp__hub_manifest *m,
+                                    sipp_error *err);
+
+/* ---- pull (hub_pull.c); resolve, list, remove (hub_store.c) ------------------------------- */
 
 typedef enum sipp__hub_event_kind {
     SIPP__HUB_EV_RESOLVED, /* the plan is known: file = the model's first file */

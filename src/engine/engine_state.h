@@ -1,0 +1,187 @@
+/*
+ * engine_state.h — the state of one engine, shared by the files of src/engine that make it up,
+ * and the functions they give each other. Private to src/engine (llama.cpp types): the client
+ * sees only engine_int.h.
+ *
+ * Who owns what (each file's header says the same for its part):
+ *   engine_open.c    open, close, info and stats: the opening/closing caller's thread
+ *   engine_submit.c  submission: any caller thread; touches only the queue (under `mu`)
+ *   engine_slots.c   slots and their KV state (reuse, snapshots, finishing): engine thread
+ *   engine_text.c    generated text: hold-back, stop strings, limits: engine thread
+ *   engine_tick.c    one batch per tick, and embeddings: engine thread
+ *   engine_loop.c    admission, the loop, the watchdog: engine thread (+ the watchdog thread)
+ * Fields marked "engine-thread only" are touched by no other thread once the engine thread
+ * runs; `mu` guards the queue, `stopping`, `woken`, `watchdog_stop`; `stats_mu` the stats.
+ */
+#ifndef SIPP_ENGINE_STATE_H
+#define SIPP_ENGINE_STATE_H
+
+#include "engine_int.h"
+#include "kvstore.h"
+#include "llama_bridge.h"
+
+#include "llama.h"
+
+#include <pthread.h>
+
+/* ============================================================================================
+ * Jobs and slots
+ * ========================================================================================== */
+
+typedef enum job_kind { JOB_TEXT, JOB_EMBED } job_kind;
+
+typedef struct job {
+    struct job *next;
+    job_kind kind;
+    sipp_run *run;
+    llama_token *tokens; /* the prompt */
+    int32_t n_tokens;
+    struct llama_sampler *sampler; /* text jobs; owned */
+    uint32_t max_tokens;
+    char *stop[SIPP_MAX_STOP_STRINGS];
+    size_t n_stop;
+    bool normalize; /* embed jobs */
+    double t_submit;
+    double deadline; /* absolute, sipp__now_ms() clock; 0 = none */
+    uint32_t timeout_ms;
+    char *key;       /* scoped context key ("<scope length>:<scope><key>"), NULL if none */
+    size_t key_len;
+    sipp_cache_source cache_source;
+    uint32_t cached_tokens;
+} job;
+
+typedef enum slot_state { SLOT_FREE, SLOT_PREFILL, SLOT_DECODE } slot_state;
+
+typedef struct slot {
+    llama_seq_id seq;
+    slot_state state;
+    job *job;
+    int32_t n_past;      /* tokens of this sequence in the KV cache */
+    int32_t n_prefilled; /* prompt tokens submitted so far */
+    uint32_t n_generated;
+    llama_token next;    /* sampled, decoded next tick */
+    int32_t i_batch;     /* row of this slot's logits in the current batch, -1 if none */
+    int32_t n_in_batch;  /* tokens this slot put in the current batch */
+    sipp__buf held;      /* generated text not emitted yet (stop-string / UTF-8 hold-back) */
+    sipp__buf clean;     /* held text with invalid UTF-8 replaced, when it has any (reused) */
+    uint32_t held_tokens;
+    double t_start, t_prefilled, t_first, t_last;
+    float *gaps;         /* inter-token gaps in ms, n_ctx_seq capacity, allocated at open */
+    uint32_t n_gaps;
+    /* KV state: cached[0, n_past) are the tokens in this sequence's cache. While the slot is
+     * free, a non-NULL key means it is warm (resident for that key). */
+    llama_token *cached; /* n_ctx_seq capacity, allocated at open */
+    char *key;
+    size_t key_len;
+    double last_used;
+} slot;
+
+struct sipp__engine {
+    struct llama_model *model;
+    struct llama_context *ctx;
+    const struct llama_vocab *vocab;
+    sipp__chat_templates *templates; /* NULL when the model has none or it was refused */
+    char template_error[SIPP_ERROR_MESSAGE_CAP]; /* why a model's template was refused */
+    pthread_mutex_t templates_mu;
+
+    sipp_endpoint_info info;
+    uint32_t n_ctx_seq;
+    uint32_t n_batch;
+    uint32_t n_parallel;
+    uint32_t max_running;
+    uint32_t max_queued;
+    uint32_t tick_budget;
+    uint32_t prefill_chunk;
+    uint32_t stream_cap;
+    bool embed_only; /* non-causal encoder: embeddings only */
+    bool reranker;   /* rank pooling: scores pairs, cannot embed */
+    bool add_bos_text;
+
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards the queue, `stopping` and `woken` */
+    pthread_cond_t cv;
+    job *queue_head, *queue_tail;
+    size_t n_queued;
+    bool stopping;
+    bool woken;
+
+    pthread_mutex_t stats_mu; /* guards `stats`; the engine thread publishes once per tick */
+    sipp_engine_stats stats;
+    double heartbeat_ms;      /* under stats_mu: when the last round ended (or the engine idled) */
+    bool busy;                /* under stats_mu: requests were waiting or running at that time */
+
+    /* the watchdog; `watchdog_stop` under mu */
+    uint32_t stall_alarm_ms;  /* 0 = off */
+    bool has_watchdog;
+    bool watchdog_stop;
+    pthread_t watchdog;
+    pthread_cond_t watchdog_cv;
+    unsigned failpoint_stall_ms; /* SIPP_FAILPOINT_ENGINE_STALL_MS: tests only, see engine_round */
+
+    /* engine-thread only */
+    slot *slots;
+    struct llama_batch batch;
+    uint32_t rr; /* round-robin start for prefill sharing */
+    uint32_t n_running;
+    char piece[512];
+    float *gap_scratch; /* n_ctx_seq floats, for the p99 of one request */
+    llama_logit_bias *eog_bias; /* -inf for every end-of-generation token (ignore_eos) */
+    int32_t n_eog;
+    llama_token *special; /* tokens chat content may not spell (content_may_not_spell) */
+    int32_t n_special;
+    bool partial_reuse; /* false for recurrent/hybrid models: exact continuations only */
+    bool context_shift;
+    uint32_t n_keep;
+    sipp__kvstore *kv;  /* prefix snapshots; NULL when disabled */
+};
+
+/* ---- engine_submit.c -------------------------------------------------------------------- */
+
+/* Frees a job and everything it owns (not its run). NULL is a no-op. */
+void sipp__job_free(job *j);
+
+/* ---- engine_slots.c (engine thread) ----------------------------------------------------- */
+
+/* Ends a job's run and counts it. Every job ends here exactly once. Takes ownership of j. */
+void sipp__engine_finish_job(sipp__engine *e, job *j, sipp_status st, const char *msg,
+                             sipp_finish_reason reason, const sipp_usage *usage,
+                             const sipp_stats *stats);
+/* Saves a warm slot's state as a prefix snapshot (when the store is on). */
+void sipp__slot_snapshot(sipp__engine *e, slot *s);
+/* The sequence for a text job: the key's warm one, else an empty one, else the LRU warm one. */
+slot *sipp__slot_pick(sipp__engine *e, const job *j);
+/* Reuses the live prefix of the key's sequence or restores a snapshot into slot s for job j;
+ * sets n_past to the reused length and counts the hit or miss. */
+void sipp__slot_prepare_cache(sipp__engine *e, slot *s, job *j);
+/* Ends the slot's run (usage, stats) and frees the slot, leaving it warm under the job's key. */
+void sipp__slot_finish(sipp__engine *e, slot *s, sipp_status st, const char *msg,
+                       sipp_finish_reason reason);
+/* Makes room in a full sequence (context shift): keeps n_keep, drops the older half. */
+void sipp__slot_shift(sipp__engine *e, slot *s);
+
+/* ---- engine_text.c (engine thread) ------------------------------------------------------ */
+
+/* Flushes held text at the end of a run, dropping an incomplete trailing UTF-8 sequence. */
+void sipp__slot_flush_held(slot *s);
+/* Processes a sampled token: streams its text, or finishes on EOG, a stop string or a limit. */
+void sipp__slot_accept(sipp__engine *e, slot *s, llama_token tok, double now);
+
+/* ---- engine_tick.c (engine thread) ------------------------------------------------------ */
+
+/* Builds and decodes one batch. Returns false when there was nothing to decode. */
+bool sipp__engine_tick(sipp__engine *e);
+/* Runs an embedding job to its end on the reserved sequence. Takes ownership of j. */
+void sipp__engine_run_embed(sipp__engine *e, job *j);
+/* "deadline of N ms exceeded" for a job past its deadline. */
+void sipp__job_deadline_message(const job *j, char *buf, size_t cap);
+
+/* ---- engine_loop.c ---------------------------------------------------------------------- */
+
+/* Starts the engine thread and (native builds, stall_alarm_ms > 0) the watchdog. Manual mode
+ * starts nothing. */
+sipp_status sipp__engine_start(sipp__engine *e, sipp_error *err);
+/* Stops the threads sipp__engine_start started; every queued or running run gets its terminal
+ * state and warm sequences are kept as snapshots. Afterwards no thread touches e. */
+void sipp__engine_stop(sipp__engine *e);
+
+#endif
