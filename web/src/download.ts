@@ -11,7 +11,8 @@
 // event. A body that breaks off is retried with bounded backoff from the bytes done; after
 // `maxRetries` failed attempts in a row without new bytes it fails and the partial stays for
 // the next attempt. Partials not updated for `maxAgeMs` are removed when a store operation
-// starts (expirePartials).
+// starts (expirePartials). With `hash`, the SHA-256 is computed while the bytes arrive (the
+// prefix of a resumed partial is read back once), so verifying costs no second pass.
 
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
@@ -26,7 +27,7 @@ const BACKOFF_MAX_MS = 4000;
 /** Restarts from 0 within one call (a server whose file keeps changing). */
 const MAX_RESTARTS = 3;
 /** Tries to take the partial's write lock (another tab, or the worker of a page just closed). */
-const LOCK_TRIES = 8;
+const LOCK_TRIES = 6;
 
 export interface Journal {
   v: 1;
@@ -50,6 +51,10 @@ export interface DownloadOptions {
   event: (kind: DownloadEventKind, reason: string, loaded: number, total: number) => void;
   /** Failed attempts in a row without new bytes before giving up. */
   maxRetries: number;
+  /** Compute the file's SHA-256 (Downloaded.sha256); `hashing` reports reading back a
+   *  resumed partial's prefix into the hash. */
+  hash?: boolean;
+  hashing?: (loaded: number, total: number) => void;
 }
 
 /** A download error with a C status name (sipp_status_name). */
@@ -131,6 +136,8 @@ export async function expirePartials(maxAgeMs: number): Promise<void> {
  *  file in Chromium, so its commits are spaced geometrically: O(size) copying in all). */
 interface PartWriter {
   size(): Promise<number>;
+  /** Reads `n` committed bytes at `at`. */
+  read(at: number, n: number): Promise<Uint8Array>;
   truncate(n: number): Promise<void>;
   write(chunk: Uint8Array, at: number): Promise<void>;
   /** Makes every byte written so far durable. */
@@ -153,6 +160,12 @@ async function openWriter(fh: FileSystemFileHandle): Promise<PartWriter> {
     }
     return {
       size: async () => sync.getSize(),
+      read: async (at, n) => {
+        const buf = new Uint8Array(n);
+        const got = sync.read(buf, { at });
+        if (got !== n) throw new Error(`short read at ${at}: ${got} of ${n} bytes`);
+        return buf;
+      },
       truncate: async (n) => { await sync.truncate(n); },
       write: async (chunk, at) => {
         for (let o = 0; o < chunk.byteLength;) {
@@ -170,6 +183,7 @@ async function openWriter(fh: FileSystemFileHandle): Promise<PartWriter> {
   const open = async () => (w ??= await fh.createWritable({ keepExistingData: true }));
   return {
     size: async () => (await fh.getFile()).size,
+    read: async (at, n) => new Uint8Array(await (await fh.getFile()).slice(at, at + n).arrayBuffer()),
     truncate: async (n) => { await (await open()).truncate(n); },
     write: async (chunk, at) => { await (await open()).write({ type: 'write', position: at, data: chunk as Uint8Array<ArrayBuffer> }); },
     flush: async () => { if (w) { const c = w; w = null; await c.close(); } },
@@ -226,6 +240,8 @@ export interface Downloaded {
   take(dir: FileSystemDirectoryHandle, name: string): Promise<void>;
   /** Removes the partial (a sha256 mismatch). */
   discard(): Promise<void>;
+  /** Lowercase hex SHA-256 of the file, with `hash`. */
+  sha256?: string;
 }
 
 /** Downloads `url` into its partial, resuming from the journal; resolves once it is complete. */
@@ -234,6 +250,7 @@ export async function download(url: string, opts: DownloadOptions): Promise<Down
   const fh = await dir.getFileHandle(DATA, { create: true });
   const out = await openWriter(fh);
   let j: Journal | null = null;
+  let hasher = opts.hash ? sha256.create() : null;
   try {
     const had = await readJournal(dir);
     const onDisk = await out.size();
@@ -248,6 +265,13 @@ export async function download(url: string, opts: DownloadOptions): Promise<Down
       }
     }
     if (!j && onDisk > 0) await out.truncate(0);
+    if (hasher && j && j.bytes > 0) { // the bytes kept, into the hash (they are committed)
+      for (let o = 0; o < j.bytes; o += HASH_CHUNK) {
+        if (opts.signal?.aborted) throw aborted(opts.signal);
+        hasher.update(await out.read(o, Math.min(HASH_CHUNK, j.bytes - o)));
+        opts.hashing?.(Math.min(j.bytes, o + HASH_CHUNK), j.bytes);
+      }
+    }
 
     let failures = 0;
     let restarts = 0;
@@ -256,6 +280,7 @@ export async function download(url: string, opts: DownloadOptions): Promise<Down
       opts.event('restart', reason, 0, j?.size ?? 0);
       await out.truncate(0);
       j = null;
+      if (hasher) hasher = sha256.create();
     };
     const commit = async () => {
       if (!j) return;
@@ -346,6 +371,7 @@ export async function download(url: string, opts: DownloadOptions): Promise<Down
           try { await out.write(value, jj.bytes); } catch (e) {
             throw fail('io_error', `writing the download to OPFS failed: ${(e as Error).message}`);
           }
+          hasher?.update(value);
           jj.bytes += value.byteLength;
           opts.progress(jj.bytes, jj.size);
           if (jj.bytes >= next) { await commit(); next = jj.bytes + out.interval(jj.bytes); }
@@ -373,7 +399,7 @@ export async function download(url: string, opts: DownloadOptions): Promise<Down
   }
   const journal = j!;
   return {
-    file: fh, journal,
+    file: fh, journal, ...(hasher ? { sha256: bytesToHex(hasher.digest()) } : {}),
     take: async (to, as) => {
       // @ts-ignore: FileSystemHandle.move() is in Chromium, not yet in TypeScript's DOM lib
       await fh.move(to, as);

@@ -97,7 +97,8 @@ export interface StoreOptions {
 
 function dlOpts(opts: StoreOptions, base: number, total: number): DownloadOptions {
   return {
-    signal: opts.signal, maxRetries: opts.maxRetries,
+    signal: opts.signal, maxRetries: opts.maxRetries, hash: opts.sha256 != null,
+    hashing: (n, t) => opts.progress('verify', n, t),
     progress: (n, t) => opts.progress('download', base + n, total || t),
     event: (kind, reason, n, t) => opts.progress('download', base + n, total || t, kind, reason),
   };
@@ -107,12 +108,13 @@ function fail(status: string, message: string): Error {
   return Object.assign(new Error(message), { status });
 }
 
-/** Hashes `file` and refuses a mismatch (`model_invalid`); `drop` removes the bytes. */
-async function verify(file: Blob, what: string, want: string, opts: StoreOptions, drop?: () => Promise<void>) {
-  const got = await hashBlob(file, (n, t) => opts.progress('verify', n, t), opts.signal);
-  if (got === want) return;
-  await drop?.();
-  throw fail('model_invalid', `sha256 mismatch for ${what}: expected ${want}, got ${got}${drop ? '; the download was deleted' : ''}`);
+/** Refuses a download whose SHA-256 (computed while it arrived) is not `want` (`model_invalid`),
+ *  deleting it. */
+async function verify(d: Downloaded, what: string, want: string, opts: StoreOptions) {
+  opts.progress('verify', d.journal.bytes, d.journal.bytes);
+  if (d.sha256 === want) return;
+  await d.discard();
+  throw fail('model_invalid', `sha256 mismatch for ${what}: expected ${want}, got ${d.sha256}; the download was deleted`);
 }
 
 async function writeStream(dir: FileSystemDirectoryHandle, name: string,
@@ -197,7 +199,7 @@ export async function storeUrl(url: string, opts: StoreOptions): Promise<{ meta:
   await expirePartials(opts.partialMaxAgeMs);
   const d = await download(url, dlOpts(opts, 0, 0));
   const want = typeof opts.sha256 === 'string' ? opts.sha256 : undefined;
-  if (want) await verify(await d.file.getFile(), url, want, opts, d.discard);
+  if (want) await verify(d, url, want, opts);
   const id = await sha256Hex(`${url}\n${d.journal.idKey}`);
   return fillEntry(id, async (dir) => {
     await d.take(dir, 'download.part');
@@ -225,7 +227,7 @@ export async function storeShards(urls: string[], opts: StoreOptions): Promise<{
   for (let i = 0; i < urls.length; i++) {
     try {
       const d = await download(urls[i], dlOpts(opts, bytes, 0));
-      if (want) await verify(await d.file.getFile(), `shard ${i + 1} (${urls[i]})`, want[i], opts, d.discard);
+      if (want) await verify(d, `shard ${i + 1} (${urls[i]})`, want[i], opts);
       bytes += d.journal.bytes;
       got.push(d);
     } catch (e) {
@@ -261,7 +263,10 @@ export async function fileId(file: Blob): Promise<string> {
 
 /** Copies a File into OPFS (sharding it when large). */
 export async function storeFile(file: Blob, opts: StoreOptions): Promise<{ meta: LocalModel; files: File[] }> {
-  if (typeof opts.sha256 === 'string') await verify(file, 'the file', opts.sha256, opts);
+  if (typeof opts.sha256 === 'string') {
+    const got = await hashBlob(file, (n, t) => opts.progress('verify', n, t), opts.signal);
+    if (got !== opts.sha256) throw fail('model_invalid', `sha256 mismatch for the file: expected ${opts.sha256}, got ${got}`);
+  }
   const id = await fileId(file);
   const source = `file:${id}`;
   const existing = await findBySource(source);

@@ -379,13 +379,18 @@ describe('resumable downloads', () => {
     dl.closeStalled();
   }
 
-  test('a connection dropped half way is resumed with Range and If-Range; the bytes are the original', async () => {
+  // The worker writes the partial through a sync access handle; main-thread mode has none and
+  // uses a writable stream (docs/browser.md).
+  for (const mode of ['worker', 'main-thread']) test(`${mode} mode: a connection dropped half way is resumed with Range and If-Range; the bytes are the original`, async () => {
     const file = join(modelsDir, STORY);
     const half = Math.floor(storySize() / 2);
-    dl.set('drop.gguf', { file, etag: '"d1"', plan: [{ stall: half }] });
+    const name = `drop-${mode}.gguf`;
+    dl.set(name, { file, etag: '"d1"', plan: [{ stall: half }] });
     const want = native(['query', '-m', file, '--temperature', '0', '-n', '16', 'Once upon a time']);
     const { ctx, page } = await openPage(plain);
-    await inPage(page, () => window.startAdd({ threads: 'st' }, { kind: 'local', source: '/dl/drop.gguf', warmup: false }));
+    // sha256: hashed as the bytes arrive, across the retry.
+    await inPage(page, ({ mode, name, sha256 }) => window.startAdd({ threads: 'st', mode }, { kind: 'local', source: `/dl/${name}`, warmup: false, sha256 }),
+                 { mode, name, sha256: sha(file) });
     await dropAfter(page, half);
     const r = await inPage(page, async () => {
       const r = await window.loading;
@@ -394,7 +399,7 @@ describe('resumable downloads', () => {
     });
     await ctx.close();
     assert.equal(r.err, undefined);
-    const reqs = dl.of('drop.gguf');
+    const reqs = dl.of(name);
     assert.equal(reqs.length, 2, JSON.stringify(reqs));
     assert.equal(reqs[0].range, null);
     assert.equal(rangeStart(reqs[1].range), half, 'resumed at the first byte not received');
@@ -408,28 +413,31 @@ describe('resumable downloads', () => {
     assert.equal(r.q.text, want.text);
   });
 
-  test('retries are bounded: the add fails with transport, the partial stays, and the next add resumes it', async () => {
+  for (const mode of ['worker', 'main-thread']) test(`${mode} mode: retries are bounded: the add fails with transport, the partial stays, and the next add resumes it`, async () => {
     const file = join(modelsDir, STORY);
     const third = Math.floor(storySize() / 3);
-    dl.set('flaky.gguf', { file, etag: '"f1"', plan: [{ stall: third }, { drop: 0 }] });
+    const name = `flaky-${mode}.gguf`;
+    dl.set(name, { file, etag: '"f1"', plan: [{ stall: third }, { drop: 0 }] });
     const { ctx, page } = await openPage(plain);
-    await inPage(page, () => window.startAdd({ threads: 'st', downloadRetries: 1 }, { kind: 'local', source: '/dl/flaky.gguf', warmup: false }));
+    await inPage(page, ({ mode, name }) => window.startAdd({ threads: 'st', mode, downloadRetries: 1 }, { kind: 'local', source: `/dl/${name}`, warmup: false }), { mode, name });
     await dropAfter(page, third);
-    const r = await inPage(page, async () => {
+    // The resumed add verifies a sha256: the kept bytes are read back into the hash.
+    const r = await inPage(page, async ({ mode, name, sha256 }) => {
       const failed = await window.loading;
       const kept = await window.partials();
-      window.startAdd({ threads: 'st' }, { kind: 'local', source: '/dl/flaky.gguf', warmup: false });
+      window.startAdd({ threads: 'st', mode }, { kind: 'local', source: `/dl/${name}`, warmup: false, sha256 });
       return { failed, kept, ...(await window.loading), events: window.events };
-    });
+    }, { mode, name, sha256: sha(file) });
     await ctx.close();
     assert.equal(r.failed.err?.status, 'transport', JSON.stringify(r.failed));
+    assert.equal(r.err, undefined, JSON.stringify(r.err));
     assert.match(r.failed.err.message, new RegExp(`failed 2 time\\(s\\) in a row .*; ${third} of ${storySize()} bytes are kept in OPFS and the next attempt resumes there$`));
     assert.equal(r.kept.length, 1);
     const kept = r.kept[0].journal;
     assert.equal(kept.bytes, third, `journal: ${JSON.stringify(kept)}`);
     assert.equal(kept.size, storySize());
     assert.equal(kept.validator, '"f1"');
-    const reqs = dl.of('flaky.gguf');
+    const reqs = dl.of(name);
     assert.deepEqual(reqs.map((q) => [rangeStart(q.range), q.status]), [[null, 200], [third, 206], [third, 206]]);
     assert.deepEqual(r.events.map((e) => [e.kind, e.reason, e.loaded]), [['resume', 'journal', third]]);
     assert.equal(r.digest, sha(file));
@@ -459,13 +467,13 @@ describe('resumable downloads', () => {
     await first.page.close();
     dl.closeStalled();
     const second = await openPage(plain, ctx);
-    const r = await inPage(second.page, async () => {
+    const r = await inPage(second.page, async (sha256) => {
       const c = new window.Sipp.SippClient({ threads: 'st' });
       const events = [];
-      const info = await c.add('b', { kind: 'local', source: '/dl/big.gguf', nCtx: 256, warmup: false,
+      const info = await c.add('b', { kind: 'local', source: '/dl/big.gguf', nCtx: 256, warmup: false, sha256,
                                       onProgress: (e) => { if (e.kind) events.push(e); } });
       return { info, events, digest: await window.digestEntry(info.cacheId) };
-    });
+    }, sha(bigModel));
     await ctx.close();
     const reqs = dl.of('big.gguf');
     assert.equal(reqs.length, 2, JSON.stringify(reqs));
@@ -482,7 +490,8 @@ describe('resumable downloads', () => {
     const half = Math.floor(storySize() / 2);
     dl.set('norange.gguf', { file, etag: '"n1"', ignoreRange: true, plan: [{ stall: half }] });
     const { ctx, page } = await openPage(plain);
-    await inPage(page, () => window.startAdd({ threads: 'st' }, { kind: 'local', source: '/dl/norange.gguf', warmup: false }));
+    // sha256: the hash restarts with the bytes.
+    await inPage(page, (sha256) => window.startAdd({ threads: 'st' }, { kind: 'local', source: '/dl/norange.gguf', warmup: false, sha256 }), sha(file));
     await dropAfter(page, half);
     const r = await inPage(page, async () => ({ ...(await window.loading), events: window.events }));
     await ctx.close();
@@ -499,7 +508,7 @@ describe('resumable downloads', () => {
     const half = Math.floor(storySize() / 2);
     dl.set('changing.gguf', { file: oldFile, etag: '"c1"', plan: [{ stall: half, then: { file: newFile, etag: '"c2"' } }] });
     const { ctx, page } = await openPage(plain);
-    await inPage(page, () => window.startAdd({ threads: 'st' }, { kind: 'local', source: '/dl/changing.gguf', warmup: false }));
+    await inPage(page, (sha256) => window.startAdd({ threads: 'st' }, { kind: 'local', source: '/dl/changing.gguf', warmup: false, sha256 }), sha(newFile));
     await dropAfter(page, half);
     const r = await inPage(page, async () => ({ ...(await window.loading), events: window.events }));
     await ctx.close();
