@@ -303,6 +303,7 @@ export async function download(url: string, opts: DownloadOptions): Promise<Down
       if (opts.signal?.aborted) throw aborted(opts.signal);
       const done: number = j?.bytes ?? 0;
       if (j && j.size > 0 && done === j.size) break; // complete (a reload after the last byte)
+      if (j && done > 0 && !j.validator) { await restart('no-validator'); continue; } // nothing to resume against
       const ranged = !!j && done > 0;
       const headers: Record<string, string> = {};
       if (ranged) {
