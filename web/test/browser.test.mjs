@@ -521,6 +521,21 @@ describe('resumable downloads', () => {
     assert.equal(r.info.canChat, true, 'the new file (the chat model) was loaded');
   });
 
+  test('a file without a validator (no ETag, no Last-Modified) is not resumed: a drop restarts it from 0', async () => {
+    const file = join(modelsDir, STORY);
+    const half = Math.floor(storySize() / 2);
+    dl.set('novalidator.gguf', { file, etag: null, plan: [{ stall: half }] });
+    const { ctx, page } = await openPage(plain);
+    await inPage(page, () => window.startAdd({ threads: 'st' }, { kind: 'local', source: '/dl/novalidator.gguf', warmup: false }));
+    await dropAfter(page, half);
+    const r = await inPage(page, async () => ({ ...(await window.loading), events: window.events }));
+    await ctx.close();
+    assert.equal(r.err, undefined);
+    assert.deepEqual(dl.of('novalidator.gguf').map((q) => [q.range, q.ifRange]), [[null, null], [null, null]], 'no Range without a validator');
+    assert.deepEqual(r.events.map((e) => [e.kind, e.kind === 'restart' ? e.reason : '']), [['retry', ''], ['restart', 'no-validator']]);
+    assert.equal(r.digest, sha(file));
+  });
+
   test('a wrong sha256 is refused and deleted; the right one is verified; a malformed one is invalid_argument', async () => {
     const file = join(modelsDir, STORY);
     dl.set('sum.gguf', { file, etag: '"s1"' });

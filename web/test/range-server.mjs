@@ -1,6 +1,6 @@
 // Scripted model downloads for the resumable-download tests, served under /dl/NAME by the test's
 // static server (same origin as the page). Each name is set up by the test with `set(name,
-// {file, etag, ignoreRange, plan})`: `file` and `etag` are what is served now; `plan` lists what
+// {file, etag, ignoreRange, plan})`: `file` and `etag` (null: no ETag) are what is served now; `plan` lists what
 // the next requests do, one entry each, in order (after it runs out, requests are answered
 // normally): `{drop: N}` sends the headers and N bytes of the body, then closes the
 // connection; `{stall: N}` sends N bytes and then nothing more, holding the connection open;
@@ -37,8 +37,8 @@ export function createRangeFiles() {
     }
     const step = f.plan.shift() ?? {};
     seen.push({ name, range, ifRange, status, ...(step.drop != null ? { drop: step.drop } : {}), ...(step.stall != null ? { stall: step.stall } : {}) });
-    const headers = { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length - start, ETag: f.etag,
-                      'Accept-Ranges': f.ignoreRange ? 'none' : 'bytes' };
+    const headers = { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length - start,
+                      ...(f.etag ? { ETag: f.etag } : {}), 'Accept-Ranges': f.ignoreRange ? 'none' : 'bytes' };
     if (status === 206) headers['Content-Range'] = `bytes ${start}-${body.length - 1}/${body.length}`;
     res.writeHead(status, headers);
     if (step.then) set(name, { ...f, ...step.then, plan: f.plan });
