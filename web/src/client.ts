@@ -63,6 +63,21 @@ export async function detectBackend(want: 'cpu' | 'webgpu' | 'auto' = 'auto'): P
   return { selected: 'cpu', reason, webgpu };
 }
 
+/** The `sha256` of a local spec, lowercased: one hash for a URL or a File, one per shard. */
+function checkSha256(v: unknown, source: LoadSource): string | string[] | undefined {
+  if (v == null) return undefined;
+  const one = (h: unknown) => {
+    if (typeof h !== 'string' || !/^[0-9a-fA-F]{64}$/.test(h)) throw new SippError('invalid_argument', 'sha256 must be 64 hex digits');
+    return h.toLowerCase();
+  };
+  if (source.kind === 'shards') {
+    if (!Array.isArray(v) || v.length !== source.urls.length) throw new SippError('invalid_argument', 'sha256 of a shard list must be a list with one hash per shard');
+    return v.map(one);
+  }
+  if (Array.isArray(v)) throw new SippError('invalid_argument', 'sha256 must be one hash for a URL or a File');
+  return one(v);
+}
+
 export class SippClient {
   private opts: Required<Pick<SippClientOptions, 'mode' | 'backend' | 'threads' | 'shardThresholdBytes' | 'shardSizeBytes'>> & SippClientOptions;
   private worker: Worker | null = null;
@@ -80,6 +95,10 @@ export class SippClient {
       shardThresholdBytes: 2 * GiB, shardSizeBytes: 512 * 1024 * 1024, ...options,
     };
     if (this.opts.shardSizeBytes < 1024 * 1024) throw new SippError('invalid_argument', 'shardSizeBytes must be at least 1 MiB');
+    const r = this.opts.downloadRetries;
+    if (r != null && !(Number.isInteger(r) && r >= 0 && r <= 100)) throw new SippError('invalid_argument', 'downloadRetries must be an integer in [0, 100]');
+    const age = this.opts.partialMaxAgeMs;
+    if (age != null && !(typeof age === 'number' && age >= 0)) throw new SippError('invalid_argument', 'partialMaxAgeMs must be a number >= 0');
   }
 
   /** The backend decision ('auto' reports the WebGPU adapter). */
@@ -107,7 +126,8 @@ export class SippClient {
         else r.ok(e.value);
         return;
       }
-      case 'progress': this.replies.get(e.reqId)?.progress?.({ endpoint: '', phase: e.phase, loaded: e.loaded, total: e.total }); return;
+      case 'progress': this.replies.get(e.reqId)?.progress?.({ endpoint: '', phase: e.phase, loaded: e.loaded, total: e.total,
+                                                               ...(e.kind ? { kind: e.kind, reason: e.reason } : {}) }); return;
       case 'started': return;
       case 'runError': {
         const r = this.runs.get(e.runId);
@@ -176,6 +196,7 @@ export class SippClient {
       source = { kind: 'shards', urls: s.map((u) => new URL(u, globalThis.location?.href).href) };
     } else if (s instanceof Blob) source = { kind: 'blob', blob: s };
     else throw new SippError('invalid_argument', 'local source must be a URL, a File or a list of shard URLs');
+    const sha256 = checkSha256(spec.sha256, source);
     const progress = (e: ProgressEvent) => {
       const ev = { ...e, endpoint: id };
       spec.onProgress?.(ev);
@@ -184,7 +205,8 @@ export class SippClient {
     const p = this.request<any>({
       type: 'load', endpoint: id, source, cache: spec.cache !== false, nCtx: spec.nCtx,
       nParallel: spec.nParallel, warmup: spec.warmup !== false, shardThresholdBytes: this.opts.shardThresholdBytes,
-      shardSizeBytes: this.opts.shardSizeBytes,
+      shardSizeBytes: this.opts.shardSizeBytes, sha256, maxRetries: this.opts.downloadRetries ?? 5,
+      partialMaxAgeMs: this.opts.partialMaxAgeMs ?? 7 * 24 * 3600 * 1000,
     }, progress);
     const onAbort = () => this.send({ type: 'abortLoad', loadReq: p.reqId });
     spec.signal?.addEventListener('abort', onAbort, { once: true });

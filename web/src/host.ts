@@ -87,8 +87,9 @@ export class Host {
     return { variant, nThreads: this.nThreads };
   }
 
-  private progress(reqId: number, phase: 'download' | 'store' | 'load', loaded: number, total: number) {
-    this.post({ type: 'progress', reqId, phase, loaded, total });
+  private progress(reqId: number, phase: 'download' | 'verify' | 'store' | 'load', loaded: number, total: number,
+                   kind?: 'resume' | 'retry' | 'restart', reason?: string) {
+    this.post({ type: 'progress', reqId, phase, loaded, total, ...(kind ? { kind, reason } : {}) });
   }
 
   private async load(m: Extract<HostRequest, { type: 'load' }>) {
@@ -100,8 +101,9 @@ export class Host {
     try {
       const opts = {
         shardThresholdBytes: m.shardThresholdBytes, shardSizeBytes: m.shardSizeBytes,
-        progress: (p: 'download' | 'store', n: number, t: number) => this.progress(m.reqId, p, n, t),
-        signal: ac.signal,
+        progress: (p: 'download' | 'verify' | 'store', n: number, t: number, kind?: 'resume' | 'retry' | 'restart', reason?: string) =>
+          this.progress(m.reqId, p, n, t, kind, reason),
+        signal: ac.signal, sha256: m.sha256, maxRetries: m.maxRetries, partialMaxAgeMs: m.partialMaxAgeMs,
       };
       let stored: { meta: any; files: File[] } | null = null;
       let loadedFrom: 'network' | 'opfs' | 'file' = 'opfs';
@@ -109,6 +111,8 @@ export class Host {
       if (src.kind === 'url' || src.kind === 'shards') {
         const key = src.kind === 'url' ? src.url : src.urls.join('\n');
         stored = m.cache ? await findBySource(key) : null;
+        // An entry not verified against the sha256 asked for now is fetched (and verified) again.
+        if (stored && m.sha256 && JSON.stringify(stored.meta.sha256) !== JSON.stringify(m.sha256)) stored = null;
         if (!stored) {
           loadedFrom = 'network';
           stored = src.kind === 'url' ? await storeUrl(src.url, opts) : await storeShards(src.urls, opts);

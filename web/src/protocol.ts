@@ -12,7 +12,8 @@ export type LoadSource =
 export type HostRequest =
   | { type: 'init'; reqId: number; wasmBaseUrl: string; variant: 'st' | 'mt'; nThreads: number }
   | { type: 'load'; reqId: number; endpoint: string; source: LoadSource; cache: boolean;
-      nCtx?: number; nParallel?: number; warmup: boolean; shardThresholdBytes: number; shardSizeBytes: number }
+      nCtx?: number; nParallel?: number; warmup: boolean; shardThresholdBytes: number; shardSizeBytes: number;
+      sha256?: string | string[]; maxRetries: number; partialMaxAgeMs: number }
   | { type: 'abortLoad'; loadReq: number }
   | { type: 'unload'; reqId: number; endpoint: string }
   | { type: 'listLocal'; reqId: number }
@@ -23,7 +24,8 @@ export type HostRequest =
 
 export type HostEvent =
   | { type: 'reply'; reqId: number; value?: unknown; error?: { status: string; message: string } }
-  | { type: 'progress'; reqId: number; phase: 'download' | 'store' | 'load'; loaded: number; total: number }
+  | { type: 'progress'; reqId: number; phase: 'download' | 'verify' | 'store' | 'load'; loaded: number; total: number;
+      kind?: 'resume' | 'retry' | 'restart'; reason?: string }
   | { type: 'started'; runId: number }
   | { type: 'runError'; runId: number; error: { status: string; message: string } }
   | { type: 'tokens'; runId: number; text: string; nTokens: number }

@@ -2,23 +2,25 @@
 // is only used once meta.json exists (written last), so a download cut short is never loaded.
 // Ids are stable: SHA-256 of the URL and its ETag (or length + Last-Modified) for URLs, of the
 // URL list for shards, and of the size plus the first and last MiB of content for files.
+// Downloads go through download.ts first (a resumable partial per URL under /sipp-downloads/),
+// and the complete file is moved into its entry.
 
 import type { LocalModel } from './types.js';
 import { planShards, readGgufHeader, shardName, writeShard } from './gguf.js';
+import { download, expirePartials, hashBlob, sha256Hex } from './download.js';
+import type { DownloadEventKind, DownloadOptions, Downloaded } from './download.js';
+
+export { sha256Hex } from './download.js';
 
 const ROOT = 'sipp-models';
 
-export interface StoreProgress { (phase: 'download' | 'store', loaded: number, total: number): void }
+export interface StoreProgress {
+  (phase: 'download' | 'verify' | 'store', loaded: number, total: number, kind?: DownloadEventKind, reason?: string): void
+}
 
 async function rootDir(): Promise<FileSystemDirectoryHandle> {
   const opfs = await navigator.storage.getDirectory();
   return opfs.getDirectoryHandle(ROOT, { create: true });
-}
-
-export async function sha256Hex(data: BufferSource | string): Promise<string> {
-  const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
-  const d = await crypto.subtle.digest('SHA-256', bytes);
-  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, '0')).join('').slice(0, 32);
 }
 
 async function readMeta(dir: FileSystemDirectoryHandle): Promise<LocalModel | null> {
@@ -85,6 +87,34 @@ export interface StoreOptions {
   shardSizeBytes: number;
   progress: StoreProgress;
   signal?: AbortSignal;
+  /** Expected SHA-256 (lowercase hex) of the file, or of each shard; verified before storing. */
+  sha256?: string | string[];
+  /** Failed download attempts in a row without new bytes before giving up. */
+  maxRetries: number;
+  /** Partial downloads not updated for this long are removed when a store starts. */
+  partialMaxAgeMs: number;
+}
+
+function dlOpts(opts: StoreOptions, base: number, total: number): DownloadOptions {
+  return {
+    signal: opts.signal, maxRetries: opts.maxRetries, hash: opts.sha256 != null,
+    hashing: (n, t) => opts.progress('verify', n, t),
+    progress: (n, t) => opts.progress('download', base + n, total || t),
+    event: (kind, reason, n, t) => opts.progress('download', base + n, total || t, kind, reason),
+  };
+}
+
+function fail(status: string, message: string): Error {
+  return Object.assign(new Error(message), { status });
+}
+
+/** Refuses a download whose SHA-256 (computed while it arrived) is not `want` (`model_invalid`),
+ *  deleting it. */
+async function verify(d: Downloaded, what: string, want: string, opts: StoreOptions) {
+  opts.progress('verify', d.journal.bytes, d.journal.bytes);
+  if (d.sha256 === want) return;
+  await d.discard();
+  throw fail('model_invalid', `sha256 mismatch for ${what}: expected ${want}, got ${d.sha256}; the download was deleted`);
 }
 
 async function writeStream(dir: FileSystemDirectoryHandle, name: string,
@@ -164,45 +194,56 @@ async function fillEntry<T>(id: string, fill: (dir: FileSystemDirectoryHandle) =
   }
 }
 
-/** Downloads `url` into OPFS (sharding it when large). */
+/** Downloads `url` into OPFS (resuming a partial download; sharding it when large). */
 export async function storeUrl(url: string, opts: StoreOptions): Promise<{ meta: LocalModel; files: File[] }> {
-  const res = await fetch(url, { signal: opts.signal, credentials: 'same-origin' });
-  if (!res.ok || !res.body) throw new Error(`model download failed: HTTP ${res.status}`);
-  const etag = res.headers.get('etag') ??
-    `${res.headers.get('content-length') ?? ''}/${res.headers.get('last-modified') ?? ''}`;
-  const total = Number(res.headers.get('content-length') ?? 0);
-  const id = await sha256Hex(`${url}\n${etag}`);
-  const body = res.body;
+  await expirePartials(opts.partialMaxAgeMs);
+  const d = await download(url, dlOpts(opts, 0, 0));
+  const want = typeof opts.sha256 === 'string' ? opts.sha256 : undefined;
+  if (want) await verify(d, url, want, opts);
+  const id = await sha256Hex(`${url}\n${d.journal.idKey}`);
   return fillEntry(id, async (dir) => {
-    const bytes = await writeStream(dir, 'download.part', body, total, opts.progress, opts.signal);
+    await d.take(dir, 'download.part');
     const files = await maybeShard(dir, 'download.part', opts);
     if (files.length === 1) {
       // @ts-ignore: FileSystemHandle.move() is in Chromium, not yet in TypeScript's DOM lib
       await (await dir.getFileHandle('download.part')).move('model.gguf');
       files[0] = 'model.gguf';
     }
-    const meta = { id, source: url, etag, bytes, files, storedAt: new Date().toISOString() };
+    const meta: LocalModel = { id, source: url, etag: d.journal.idKey, bytes: d.journal.bytes, files,
+                               storedAt: new Date().toISOString(), ...(want ? { sha256: want } : {}) };
     return { meta, files: await finish(dir, meta) };
   });
 }
 
-/** Downloads pre-split shards (already GGUF shards, named by llama.cpp's convention). */
+/** Downloads pre-split shards (already GGUF shards, named by llama.cpp's convention); each
+ *  shard is a resumable download of its own. */
 export async function storeShards(urls: string[], opts: StoreOptions): Promise<{ meta: LocalModel; files: File[] }> {
+  await expirePartials(opts.partialMaxAgeMs);
   const source = urls.join('\n');
   const id = await sha256Hex(source);
+  const want = Array.isArray(opts.sha256) ? opts.sha256 : undefined;
+  const got: Downloaded[] = [];
+  let bytes = 0;
+  for (let i = 0; i < urls.length; i++) {
+    try {
+      const d = await download(urls[i], dlOpts(opts, bytes, 0));
+      if (want) await verify(d, `shard ${i + 1} (${urls[i]})`, want[i], opts);
+      bytes += d.journal.bytes;
+      got.push(d);
+    } catch (e) {
+      if (e instanceof Error && !(e instanceof DOMException)) e.message = `shard ${i + 1}: ${e.message}`;
+      throw e;
+    }
+  }
   return fillEntry(id, async (dir) => {
-    let bytes = 0;
     const files: string[] = [];
-    for (let i = 0; i < urls.length; i++) {
-      const res = await fetch(urls[i], { signal: opts.signal, credentials: 'same-origin' });
-      if (!res.ok || !res.body) throw new Error(`shard ${i + 1} download failed: HTTP ${res.status}`);
+    for (let i = 0; i < got.length; i++) {
       const name = shardName('model', i, urls.length);
-      const base = bytes;
-      bytes += await writeStream(dir, name, res.body, 0,
-        (p, n) => opts.progress(p, base + n, 0), opts.signal);
+      await got[i].take(dir, name);
       files.push(name);
     }
-    const meta = { id, source, etag: '', bytes, files, storedAt: new Date().toISOString() };
+    const meta: LocalModel = { id, source, etag: '', bytes, files, storedAt: new Date().toISOString(),
+                               ...(want ? { sha256: want } : {}) };
     return { meta, files: await finish(dir, meta) };
   });
 }
@@ -222,6 +263,10 @@ export async function fileId(file: Blob): Promise<string> {
 
 /** Copies a File into OPFS (sharding it when large). */
 export async function storeFile(file: Blob, opts: StoreOptions): Promise<{ meta: LocalModel; files: File[] }> {
+  if (typeof opts.sha256 === 'string') {
+    const got = await hashBlob(file, (n, t) => opts.progress('verify', n, t), opts.signal);
+    if (got !== opts.sha256) throw fail('model_invalid', `sha256 mismatch for the file: expected ${opts.sha256}, got ${got}`);
+  }
   const id = await fileId(file);
   const source = `file:${id}`;
   const existing = await findBySource(source);

@@ -25,15 +25,32 @@ export interface SippClientOptions {
   shardSizeBytes?: number;
   /** Load progress of every local endpoint. */
   onProgress?: (event: ProgressEvent) => void;
+  /** Partial downloads (kept in OPFS to be resumed) not updated for this long are removed when
+   *  the next download starts. Default 7 days. */
+  partialMaxAgeMs?: number;
+  /** A download whose connection breaks is resumed after a backoff (250 ms doubling, at most
+   *  4 s); it fails after this many failed attempts in a row without new bytes. Default 5. */
+  downloadRetries?: number;
 }
 
 export interface ProgressEvent {
   endpoint: string;
-  phase: 'download' | 'store' | 'load';
+  /** 'verify': hashing the download against the `sha256` given. */
+  phase: 'download' | 'verify' | 'store' | 'load';
   /** Bytes done in this phase (load: 0..total as a fraction of the model). */
   loaded: number;
   /** Bytes of this phase, 0 when unknown. */
   total: number;
+  /** Download only, on the events that report a change of course (see docs/browser.md):
+   *  'resume' (a partial download continues at `loaded`), 'retry' (the connection broke or
+   *  the server answered 408/429/5xx; the download resumes after a backoff), 'restart' (the
+   *  partial was dropped and the download starts from 0). */
+  kind?: 'resume' | 'retry' | 'restart';
+  /** Why, with `kind`: resume 'journal'; restart 'range-not-supported' (the server answered
+   *  a Range request with the whole file), 'changed' (the validator changed), 'range-mismatch'
+   *  (a 206 for other bytes), 'no-validator' (nothing to check a resume against); retry a
+   *  description of the failure. */
+  reason?: string;
 }
 
 export type LocalSource = string | File | Blob | string[];
@@ -48,6 +65,11 @@ export interface LocalEndpointSpec {
   nParallel?: number;
   /** Keep the downloaded file in OPFS (default true). */
   cache?: boolean;
+  /** Expected SHA-256 (64 hex digits) of the file: one for a URL or a File, one per shard for a
+   *  list of shards. The download is hashed before it is stored; a mismatch fails the add()
+   *  with 'model_invalid' and deletes the download. A cached entry stored without this hash
+   *  (or with another) is downloaded again. */
+  sha256?: string | string[];
   /** Run the model briefly right after loading (default true) so the browser compiles the hot
    *  WebAssembly functions with its optimizing tier before the first request; see
    *  docs/browser.md. The time it took is `warmupMs` in the endpoint info. */
@@ -185,6 +207,8 @@ export interface LocalModel {
   bytes: number;
   files: string[];
   storedAt: string;
+  /** The SHA-256 the download was verified against (one per shard for shards), if given. */
+  sha256?: string | string[];
 }
 
 export interface BackendReport {

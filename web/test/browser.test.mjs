@@ -9,12 +9,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startStatic } from './server.mjs';
+import { createRangeFiles } from './range-server.mjs';
 import { startFakeGateway, TOKEN } from './fake-gateway.mjs';
 import { LIMITED_TOKEN, REAL_TOKEN, startRealGateway } from './real-gateway.mjs';
 
@@ -38,7 +40,7 @@ function native(args) {
   }));
 }
 
-let browser, plain, isolated, tmp, bigModel, uploads;
+let browser, plain, isolated, tmp, bigModel, uploads, dl;
 
 before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'sipp-web-'));
@@ -49,7 +51,9 @@ before(async () => {
   const extraFiles = { 'random-135m.gguf': bigModel };
   uploads = join(tmp, 'uploads'); // the shards a page wrote to OPFS, served back as /models/NAME
   mkdirSync(uploads);
-  plain = await startStatic({ webDir, modelsDirs: [modelsDir], extraFiles, uploadDir: uploads });
+  dl = createRangeFiles(); // /dl/NAME: scripted downloads (drops, stalls, ignored ranges)
+  plain = await startStatic({ webDir, modelsDirs: [modelsDir], extraFiles, uploadDir: uploads,
+                              handlers: { '/dl/': dl.handle } });
   isolated = await startStatic({ webDir, modelsDirs: [modelsDir], extraFiles, isolated: true });
   browser = await chromium.launch({
     executablePath: process.env.SIPP_CHROMIUM ?? '/usr/bin/chromium',
@@ -357,6 +361,231 @@ describe('OPFS model cache', () => {
     assert.equal(r.r.status, 'ok');
     assert.equal(r.r.text, want.text);
     await ctx.close();
+  });
+});
+
+describe('resumable downloads', () => {
+  // Every test gets a fresh context (an empty OPFS) and a model under /dl/ scripted by
+  // range-server.mjs; the stored bytes are compared with the original by SHA-256.
+  const sha = (f) => createHash('sha256').update(readFileSync(f)).digest('hex');
+  const rangeStart = (r) => { const m = /^bytes=(\d+)-$/.exec(r ?? ''); return m ? Number(m[1]) : null; };
+  const storySize = () => statSync(join(modelsDir, STORY)).size;
+
+  // The page has all `n` bytes the server sent before holding the connection ({stall: n}):
+  // break the connection now. (A connection closed right after sending loses what Chromium had
+  // buffered but not yet handed to the page: the resume point would be anywhere below n.)
+  async function dropAfter(page, n) {
+    await page.waitForFunction((n) => window.loaded >= n, n);
+    dl.closeStalled();
+  }
+
+  // The worker writes the partial through a sync access handle; main-thread mode has none and
+  // uses a writable stream (docs/browser.md).
+  for (const mode of ['worker', 'main-thread']) test(`${mode} mode: a connection dropped half way is resumed with Range and If-Range; the bytes are the original`, async () => {
+    const file = join(modelsDir, STORY);
+    const half = Math.floor(storySize() / 2);
+    const name = `drop-${mode}.gguf`;
+    dl.set(name, { file, etag: '"d1"', plan: [{ stall: half }] });
+    const want = native(['query', '-m', file, '--temperature', '0', '-n', '16', 'Once upon a time']);
+    const { ctx, page } = await openPage(plain);
+    // sha256: hashed as the bytes arrive, across the retry.
+    await inPage(page, ({ mode, name, sha256 }) => window.startAdd({ threads: 'st', mode }, { kind: 'local', source: `/dl/${name}`, warmup: false, sha256 }),
+                 { mode, name, sha256: sha(file) });
+    await dropAfter(page, half);
+    const r = await inPage(page, async () => {
+      const r = await window.loading;
+      const q = r.info && await window.client.query('Once upon a time', { temperature: 0, maxTokens: 16 }).response;
+      return { ...r, q, events: window.events, partials: await window.partials() };
+    });
+    await ctx.close();
+    assert.equal(r.err, undefined);
+    const reqs = dl.of(name);
+    assert.equal(reqs.length, 2, JSON.stringify(reqs));
+    assert.equal(reqs[0].range, null);
+    assert.equal(rangeStart(reqs[1].range), half, 'resumed at the first byte not received');
+    assert.equal(reqs[1].ifRange, '"d1"');
+    assert.equal(reqs[1].status, 206);
+    assert.deepEqual(r.events.map((e) => [e.kind, e.loaded]), [['retry', half]]);
+    assert.match(r.events[0].reason, /connection broke at byte \d+/);
+    assert.equal(r.digest, sha(file));
+    assert.deepEqual(r.partials, [], 'the partial became the cache entry');
+    assert.equal(r.info.loadedFrom, 'network');
+    assert.equal(r.q.text, want.text);
+  });
+
+  for (const mode of ['worker', 'main-thread']) test(`${mode} mode: retries are bounded: the add fails with transport, the partial stays, and the next add resumes it`, async () => {
+    const file = join(modelsDir, STORY);
+    const third = Math.floor(storySize() / 3);
+    const name = `flaky-${mode}.gguf`;
+    dl.set(name, { file, etag: '"f1"', plan: [{ stall: third }, { drop: 0 }] });
+    const { ctx, page } = await openPage(plain);
+    await inPage(page, ({ mode, name }) => window.startAdd({ threads: 'st', mode, downloadRetries: 1 }, { kind: 'local', source: `/dl/${name}`, warmup: false }), { mode, name });
+    await dropAfter(page, third);
+    // The resumed add verifies a sha256: the kept bytes are read back into the hash.
+    const r = await inPage(page, async ({ mode, name, sha256 }) => {
+      const failed = await window.loading;
+      const kept = await window.partials();
+      window.startAdd({ threads: 'st', mode }, { kind: 'local', source: `/dl/${name}`, warmup: false, sha256 });
+      return { failed, kept, ...(await window.loading), events: window.events };
+    }, { mode, name, sha256: sha(file) });
+    await ctx.close();
+    assert.equal(r.failed.err?.status, 'transport', JSON.stringify(r.failed));
+    assert.equal(r.err, undefined, JSON.stringify(r.err));
+    assert.match(r.failed.err.message, new RegExp(`failed 2 time\\(s\\) in a row .*; ${third} of ${storySize()} bytes are kept in OPFS and the next attempt resumes there$`));
+    assert.equal(r.kept.length, 1);
+    const kept = r.kept[0].journal;
+    assert.equal(kept.bytes, third, `journal: ${JSON.stringify(kept)}`);
+    assert.equal(kept.size, storySize());
+    assert.equal(kept.validator, '"f1"');
+    const reqs = dl.of(name);
+    assert.deepEqual(reqs.map((q) => [rangeStart(q.range), q.status]), [[null, 200], [third, 206], [third, 206]]);
+    assert.deepEqual(r.events.map((e) => [e.kind, e.reason, e.loaded]), [['resume', 'journal', third]]);
+    assert.equal(r.digest, sha(file));
+  });
+
+  test('a page closed mid-download: a new page resumes from the journal, not from 0', async () => {
+    const size = statSync(bigModel).size;
+    const half = Math.floor(size / 2);
+    dl.set('big.gguf', { file: bigModel, etag: '"b1"', plan: [{ stall: half }] });
+    const ctx = await browser.newContext();
+    const first = await openPage(plain, ctx);
+    await inPage(first.page, () => {
+      const c = new window.Sipp.SippClient({ threads: 'st' });
+      window.loading = c.add('b', { kind: 'local', source: '/dl/big.gguf', nCtx: 256, warmup: false }).catch((e) => e.message);
+    });
+    // Wait until the journal counts some bytes (the server has sent half the file and holds
+    // the connection open), then close the page: its worker dies mid-download.
+    const journal = await inPage(first.page, async () => {
+      for (let i = 0; i < 1200; i++) {
+        const j = (await window.partials())[0]?.journal;
+        if (j && j.bytes > 0) return j;
+        await new Promise((ok) => setTimeout(ok, 100));
+      }
+      return { error: 'no journal with bytes after 120 s', loading: await Promise.race([window.loading, 'pending']) };
+    });
+    assert.ok(journal.bytes > 0, `the journal records the bytes done: ${JSON.stringify(journal)}`);
+    await first.page.close();
+    dl.closeStalled();
+    const second = await openPage(plain, ctx);
+    const r = await inPage(second.page, async (sha256) => {
+      const c = new window.Sipp.SippClient({ threads: 'st' });
+      const events = [];
+      const info = await c.add('b', { kind: 'local', source: '/dl/big.gguf', nCtx: 256, warmup: false, sha256,
+                                      onProgress: (e) => { if (e.kind) events.push(e); } });
+      return { info, events, digest: await window.digestEntry(info.cacheId) };
+    }, sha(bigModel));
+    await ctx.close();
+    const reqs = dl.of('big.gguf');
+    assert.equal(reqs.length, 2, JSON.stringify(reqs));
+    const from = rangeStart(reqs[1].range);
+    assert.ok(from >= journal.bytes && from > 0 && from <= half, `the new page asked for bytes from ${from} (journal ${journal.bytes}, sent ${half})`);
+    assert.equal(reqs[1].ifRange, '"b1"');
+    assert.equal(reqs[1].status, 206);
+    assert.deepEqual(r.events.map((e) => [e.kind, e.loaded]), [['resume', from]]);
+    assert.equal(r.digest, sha(bigModel));
+  });
+
+  test('a server that ignores Range: the whole file again, with a restart event', async () => {
+    const file = join(modelsDir, STORY);
+    const half = Math.floor(storySize() / 2);
+    dl.set('norange.gguf', { file, etag: '"n1"', ignoreRange: true, plan: [{ stall: half }] });
+    const { ctx, page } = await openPage(plain);
+    // sha256: the hash restarts with the bytes.
+    await inPage(page, (sha256) => window.startAdd({ threads: 'st' }, { kind: 'local', source: '/dl/norange.gguf', warmup: false, sha256 }), sha(file));
+    await dropAfter(page, half);
+    const r = await inPage(page, async () => ({ ...(await window.loading), events: window.events }));
+    await ctx.close();
+    assert.equal(r.err, undefined);
+    const reqs = dl.of('norange.gguf');
+    assert.deepEqual(reqs.map((q) => [rangeStart(q.range), q.status]), [[null, 200], [half, 200]], 'a Range request answered with the whole file');
+    assert.deepEqual(r.events.map((e) => [e.kind, e.loaded]), [['retry', half], ['restart', 0]]);
+    assert.equal(r.events[1].reason, 'range-not-supported');
+    assert.equal(r.digest, sha(file));
+  });
+
+  test('a file that changed on the server (another ETag) restarts and stores the new file', async () => {
+    const oldFile = join(modelsDir, STORY), newFile = join(modelsDir, CHAT);
+    const half = Math.floor(storySize() / 2);
+    dl.set('changing.gguf', { file: oldFile, etag: '"c1"', plan: [{ stall: half, then: { file: newFile, etag: '"c2"' } }] });
+    const { ctx, page } = await openPage(plain);
+    await inPage(page, (sha256) => window.startAdd({ threads: 'st' }, { kind: 'local', source: '/dl/changing.gguf', warmup: false, sha256 }), sha(newFile));
+    await dropAfter(page, half);
+    const r = await inPage(page, async () => ({ ...(await window.loading), events: window.events }));
+    await ctx.close();
+    assert.equal(r.err, undefined);
+    const reqs = dl.of('changing.gguf');
+    assert.deepEqual(reqs.map((q) => [rangeStart(q.range), q.ifRange, q.status]), [[null, null, 200], [half, '"c1"', 200]]);
+    assert.deepEqual(r.events.map((e) => [e.kind, e.loaded]), [['retry', half], ['restart', 0]]);
+    assert.equal(r.events[1].reason, 'changed');
+    assert.equal(r.digest, sha(newFile));
+    assert.equal(r.info.canChat, true, 'the new file (the chat model) was loaded');
+  });
+
+  test('a file without a validator (no ETag, no Last-Modified) is not resumed: a drop restarts it from 0', async () => {
+    const file = join(modelsDir, STORY);
+    const half = Math.floor(storySize() / 2);
+    dl.set('novalidator.gguf', { file, etag: null, plan: [{ stall: half }] });
+    const { ctx, page } = await openPage(plain);
+    await inPage(page, () => window.startAdd({ threads: 'st' }, { kind: 'local', source: '/dl/novalidator.gguf', warmup: false }));
+    await dropAfter(page, half);
+    const r = await inPage(page, async () => ({ ...(await window.loading), events: window.events }));
+    await ctx.close();
+    assert.equal(r.err, undefined);
+    assert.deepEqual(dl.of('novalidator.gguf').map((q) => [q.range, q.ifRange]), [[null, null], [null, null]], 'no Range without a validator');
+    assert.deepEqual(r.events.map((e) => [e.kind, e.kind === 'restart' ? e.reason : '']), [['retry', ''], ['restart', 'no-validator']]);
+    assert.equal(r.digest, sha(file));
+  });
+
+  test('a wrong sha256 is refused and deleted; the right one is verified; a malformed one is invalid_argument', async () => {
+    const file = join(modelsDir, STORY);
+    dl.set('sum.gguf', { file, etag: '"s1"' });
+    const { ctx, page } = await openPage(plain);
+    const r = await inPage(page, async (good) => {
+      const c = new window.Sipp.SippClient({ threads: 'st' });
+      const out = {};
+      try { await c.add('bad', { kind: 'local', source: '/dl/sum.gguf', warmup: false, sha256: '0'.repeat(64) }); out.bad = 'resolved'; } catch (e) { out.bad = `${e.status}: ${e.message}`; }
+      out.partials = await window.partials();
+      out.entries = await window.entries();
+      try { await c.add('m', { kind: 'local', source: '/dl/sum.gguf', sha256: 'xyz' }); out.malformed = 'resolved'; } catch (e) { out.malformed = `${e.status}: ${e.message}`; }
+      const phases = new Set();
+      const info = await c.add('ok', { kind: 'local', source: '/dl/sum.gguf', warmup: false, sha256: good.toUpperCase(),
+                                       onProgress: (e) => phases.add(e.phase) });
+      out.phases = [...phases];
+      out.list = (await c.listLocal()).find((m) => m.id === info.cacheId);
+      return out;
+    }, sha(file));
+    await ctx.close();
+    assert.match(r.bad, new RegExp(`^model_invalid: sha256 mismatch for .*/dl/sum\\.gguf: expected 0{64}, got ${sha(file)}; the download was deleted$`));
+    assert.deepEqual(r.partials, [], 'no partial left');
+    assert.deepEqual(r.entries, [], 'no cache entry');
+    assert.match(r.malformed, /^invalid_argument: sha256 must be 64 hex digits/);
+    assert.deepEqual(r.phases, ['download', 'verify', 'load']);
+    assert.equal(r.list.sha256, sha(file));
+    assert.deepEqual(dl.of('sum.gguf').map((q) => q.range), [null, null], 'two full downloads, nothing resumed');
+  });
+
+  test('a stale partial (journal older than partialMaxAgeMs, default 7 days) is expired, not resumed', async () => {
+    const file = join(modelsDir, STORY);
+    const half = Math.floor(storySize() / 2);
+    dl.set('stale.gguf', { file, etag: '"t1"', plan: [{ stall: half }] });
+    const { ctx, page } = await openPage(plain);
+    await inPage(page, () => window.startAdd({ threads: 'st', downloadRetries: 0 }, { kind: 'local', source: '/dl/stale.gguf', warmup: false }));
+    await dropAfter(page, half);
+    const r = await inPage(page, async () => {
+      const failed = await window.loading;
+      const [p] = await window.partials();
+      // Eight days ago: older than the default age limit.
+      await window.setJournal(p.name, { ...p.journal, updatedAt: new Date(Date.now() - 8 * 86400e3).toISOString() });
+      window.startAdd({ threads: 'st' }, { kind: 'local', source: '/dl/stale.gguf', warmup: false });
+      return { failed, before: p.journal, ...(await window.loading), events: window.events, after: await window.partials() };
+    });
+    await ctx.close();
+    assert.equal(r.failed.err?.status, 'transport');
+    assert.equal(r.before.bytes, half, 'there was a partial to resume');
+    assert.deepEqual(r.events, [], 'nothing resumed');
+    assert.deepEqual(dl.of('stale.gguf').map((q) => q.range), [null, null], 'the second download started from 0');
+    assert.equal(r.digest, sha(file));
+    assert.deepEqual(r.after, []);
   });
 });
 

@@ -3,7 +3,8 @@
 // went over the network. `isolated` adds COOP/COEP (a cross-origin isolated page); `extraRoots`
 // maps more URL prefixes to directories (the benchmark's page); `uploadDir` accepts
 // `PUT /upload/NAME` into that directory (files a page made, e.g. the GGUF shards it wrote to
-// OPFS), served back as /models/NAME.
+// OPFS), served back as /models/NAME. `handlers` maps more URL prefixes to functions
+// `(req, res, url)` that answer the request themselves (the scripted downloads of range-server.mjs).
 import { createServer } from 'node:http';
 import { createReadStream, createWriteStream, statSync } from 'node:fs';
 import { extname, join, normalize, resolve } from 'node:path';
@@ -14,7 +15,7 @@ const TYPES = {
   '.gguf': 'application/octet-stream', '.json': 'application/json', '.png': 'image/png',
 };
 
-export async function startStatic({ webDir, modelsDirs, isolated = false, extraFiles = {}, extraRoots = {}, uploadDir = null }) {
+export async function startStatic({ webDir, modelsDirs, isolated = false, extraFiles = {}, extraRoots = {}, uploadDir = null, handlers = {} }) {
   const log = [];
   const roots = {
     '/dist/': join(webDir, 'dist'), '/demo/': join(webDir, 'demo'), '/test/': join(webDir, 'test', 'pages'),
@@ -28,6 +29,7 @@ export async function startStatic({ webDir, modelsDirs, isolated = false, extraF
       res.setHeader('Cross-Origin-Embedder-Policy', 'require-corp');
     }
     res.setHeader('Cache-Control', 'no-store');
+    for (const [prefix, h] of Object.entries(handlers)) if (url.pathname.startsWith(prefix)) { h(req, res, url); return; }
     if (req.method === 'PUT' && uploadDir && url.pathname.startsWith('/upload/')) {
       const name = decodeURIComponent(url.pathname.slice(8));
       if (!/^[A-Za-z0-9_.-]+$/.test(name) || name.startsWith('.')) { res.writeHead(400); res.end('bad name'); return; }
