@@ -133,7 +133,6 @@ int main(int argc, char **argv) {
     if (sipp__gw_new(&cfg, &gw, err, sizeof err) != 0) {
         sipp__gw_log_flush(2.0);
         fprintf(stderr, "sipp-gateway: %s\n", err);
-        sipp__gw_free(gw);
         sipp__gw_config_free(&cfg);
         return 1;
     }

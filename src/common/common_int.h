@@ -122,6 +122,9 @@ sipp_status sipp__text_params_check(const sipp_text_params *p, sipp_error *err);
  * else JSON objects and arrays; brackets inside strings, character classes and comments do not
  * count. Returns early with a value > limit once the limit is passed. */
 unsigned sipp__nesting_depth(const char *s, bool gbnf, unsigned limit);
+/* The same over s[0, len), which need not be NUL-terminated (NUL bytes count as ordinary bytes):
+ * the gateway's cap on request bodies before jansson parses them. */
+unsigned sipp__nesting_depth_len(const char *s, size_t len, bool gbnf, unsigned limit);
 
 /* ---- versioned public structs (params.c): defaults and the one struct_size rule --------- */
 

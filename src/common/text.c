@@ -169,18 +169,19 @@ sipp_status sipp__text_params_check(const sipp_text_params *p, sipp_error *err) 
 
 /* GBNF: only parentheses nest (llama.cpp's parser recurses once per group); string literals,
  * character classes and comments are skipped so brackets inside them do not count.
- * JSON: objects and arrays nest; strings are skipped. Stops counting past `limit`. */
-unsigned sipp__nesting_depth(const char *s, bool gbnf, unsigned limit) {
+ * JSON: objects and arrays nest; strings are skipped. Stops counting past `limit`. A NUL byte is
+ * an ordinary byte here (sipp__nesting_depth stops at the first one by passing strlen). */
+unsigned sipp__nesting_depth_len(const char *s, size_t len, bool gbnf, unsigned limit) {
     unsigned depth = 0, max = 0;
-    for (size_t i = 0; s && s[i]; i++) {
+    for (size_t i = 0; s && i < len; i++) {
         char c = s[i];
         if (c == '"' || (gbnf && c == '[')) {
             char end = c == '"' ? '"' : ']';
-            for (i++; s[i] && s[i] != end; i++)
-                if (s[i] == '\\' && s[i + 1]) i++;
-            if (!s[i]) break;
+            for (i++; i < len && s[i] != end; i++)
+                if (s[i] == '\\' && i + 1 < len) i++;
+            if (i >= len) break;
         } else if (gbnf && c == '#') {
-            while (s[i + 1] && s[i + 1] != '\n') i++;
+            while (i + 1 < len && s[i + 1] != '\n') i++;
         } else if (gbnf ? c == '(' : (c == '{' || c == '[')) {
             if (++depth > max) max = depth;
             if (max > limit) return max;
@@ -189,4 +190,8 @@ unsigned sipp__nesting_depth(const char *s, bool gbnf, unsigned limit) {
         }
     }
     return max;
+}
+
+unsigned sipp__nesting_depth(const char *s, bool gbnf, unsigned limit) {
+    return sipp__nesting_depth_len(s, s ? strlen(s) : 0, gbnf, limit);
 }

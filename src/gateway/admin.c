@@ -23,10 +23,17 @@
  *
  * State: one mutex guards the live table, the ring of recent requests, the usage counters and
  * the sessions. Requests touch it three times (start, each token batch while streaming, end).
+ * The gateway is seen only through sipp__gw_admin_host (admin.h): names given at creation,
+ * callbacks for the client address, the settings and the active count. No callback is called
+ * with a->mu held.
  */
 #define _GNU_SOURCE
-#include "admin_settings.h"
-#include "gateway_int.h"
+#include "admin.h"
+
+#include "browser.h"
+#include "logger.h"
+
+#include <pthread.h>
 
 #include <math.h>
 #include <openssl/sha.h>
@@ -68,7 +75,7 @@ typedef struct session {
 } session;
 
 struct gw_admin {
-    sipp__gw *gw;
+    sipp__gw_admin_host host;
     uint8_t pw_digest[32];
     sipp__gw_limiter *login_limit;
     pthread_mutex_t mu;
@@ -81,17 +88,15 @@ struct gw_admin {
     session sessions[N_SESSIONS];
 };
 
-gw_admin *sipp__gw_admin_new(sipp__gw *gw) {
-    if (!gw->cfg.admin_password_env) return NULL;
-    const char *pw = getenv(gw->cfg.admin_password_env);
+gw_admin *sipp__gw_admin_new(const sipp__gw_admin_host *host, const char *pw) {
     if (!pw || !*pw) return NULL;
     gw_admin *a = calloc(1, sizeof *a);
     if (!a) return NULL;
-    a->gw = gw;
+    a->host = *host;
     SHA256((const unsigned char *)pw, strlen(pw), a->pw_digest);
     a->login_limit = sipp__gw_limiter_new(1024);
-    a->by_target = calloc(gw->n_targets + 1, sizeof *a->by_target);
-    a->by_caller = calloc(gw->n_callers + 1, sizeof *a->by_caller);
+    a->by_target = calloc(host->n_targets + 1, sizeof *a->by_target);
+    a->by_caller = calloc(host->n_callers + 1, sizeof *a->by_caller);
     if (!a->login_limit || !a->by_target || !a->by_caller) {
         sipp__gw_admin_free(a);
         return NULL;
@@ -153,8 +158,8 @@ void sipp__gw_admin_done(gw_admin *a, const void *key, const gw_done *d) {
     a->recent_next = (a->recent_next + 1) % N_RECENT;
     if (a->n_recent < N_RECENT) a->n_recent++;
     usage *u[3] = {&a->total,
-                   &a->by_target[d->target >= 0 ? (size_t)d->target : a->gw->n_targets],
-                   &a->by_caller[d->caller >= 0 ? (size_t)d->caller : a->gw->n_callers]};
+                   &a->by_target[d->target >= 0 ? (size_t)d->target : a->host.n_targets],
+                   &a->by_caller[d->caller >= 0 ? (size_t)d->caller : a->host.n_callers]};
     for (int i = 0; i < 3; i++) {
         u[i]->requests++;
         u[i]->errors += d->status >= 400;
@@ -252,7 +257,7 @@ static bool csrf_ok(const session *s, const char *hdr) {
 
 static void cookie_header(gw_admin *a, const char *token, int max_age, char *buf, size_t cap) {
     snprintf(buf, cap, "sipp_admin=%s; Path=%s; Max-Age=%d; HttpOnly; SameSite=Strict", token,
-             a->gw->cfg.routes[SIPP__GW_R_ADMIN], max_age);
+             a->host.route, max_age);
 }
 
 /* The client address as logged, and the login throttle's key for it: the address itself, or
@@ -260,7 +265,7 @@ static void cookie_header(gw_admin *a, const char *token, int max_age, char *buf
 static void login_who(gw_admin *a, sipp__httpd_req *http, char *addr, size_t acap, char *key,
                       size_t kcap) {
     static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    sipp__gw_ip ip = sipp__gw_request_ip(a->gw, http);
+    sipp__gw_ip ip = a->host.client_ip(a->host.ctx, http);
     sipp__gw_ip_format(&ip, addr, acap);
     if (memcmp(ip.b, mapped, sizeof mapped) != 0) memset(ip.b + 8, 0, 8);
     char net[64];
@@ -345,42 +350,16 @@ static json_t *usage_json(const usage *u) {
                      "output_tokens", (json_int_t)u->out_tok);
 }
 
-static const char *caller_label(sipp__gw *gw, int c) {
-    return c >= 0 ? gw->callers[c].cfg->caller : "anonymous";
+static const char *caller_label(const gw_admin *a, int c) {
+    return c >= 0 && (size_t)c < a->host.n_callers ? a->host.caller_names[c] : "anonymous";
 }
 
-static const char *target_label(sipp__gw *gw, int t) {
-    return t >= 0 ? gw->targets[t].cfg->name : "";
-}
-
-static json_t *settings_json(sipp__gw *gw) {
-    pthread_rwlock_rdlock(&gw->set_mu);
-    json_t *callers = json_array(), *block = json_array();
-    for (size_t i = 0; i < gw->n_callers; i++) {
-        const sipp__gw_token *t = &gw->cfg.tokens[i];
-        json_array_append_new(callers, json_pack("{s:s, s:I, s:I, s:I}", "caller", t->caller,
-                                                 "requests_per_minute",
-                                                 (json_int_t)t->requests_per_minute,
-                                                 "tokens_per_minute",
-                                                 (json_int_t)t->tokens_per_minute,
-                                                 "max_concurrent", (json_int_t)t->max_concurrent));
-    }
-    for (size_t i = 0; i < gw->cfg.n_ip_blocklist; i++)
-        json_array_append_new(block, json_string(gw->cfg.ip_blocklist[i]));
-    json_t *o = json_pack("{s:{s:b, s:I, s:I, s:I}, s:o, s:o, s:b}", "rate_limit", "enabled",
-                          gw->cfg.rate_limit_enabled, "requests_per_minute",
-                          (json_int_t)gw->cfg.rate_limit_rpm, "burst",
-                          (json_int_t)gw->cfg.rate_limit_burst, "tokens_per_minute",
-                          (json_int_t)gw->cfg.rate_limit_tpm, "callers", callers, "ip_blocklist",
-                          block, "redis", gw->cfg.redis_url != NULL);
-    pthread_rwlock_unlock(&gw->set_mu);
-    json_object_set_new(o, "max_concurrent_requests",
-                        json_integer(sipp__gw_admission_global_max(&gw->admission)));
-    return o;
+static const char *target_label(const gw_admin *a, int t) {
+    return t >= 0 && (size_t)t < a->host.n_targets ? a->host.target_names[t] : "";
 }
 
 static void do_state(gw_admin *a, sipp__httpd_req *http) {
-    sipp__gw *gw = a->gw;
+    const sipp__gw_admin_host *h = &a->host;
     json_t *live = json_array(), *recent = json_array(), *targets = json_array(),
            *callers = json_array();
     double lat[N_RECENT], ttft[N_RECENT];
@@ -392,7 +371,7 @@ static void do_state(gw_admin *a, sipp__httpd_req *http) {
         if (!l->key) continue;
         json_array_append_new(
             live, json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:f}", "id", l->id, "caller",
-                            caller_label(gw, l->caller), "target", target_label(gw, l->target),
+                            caller_label(a, l->caller), "target", target_label(a, l->target),
                             "operation", l->op < GW_N_OPS ? sipp__gw_op_name(l->op) : "",
                             "stream", l->stream, "output_tokens", (json_int_t)l->out_tok,
                             "age_ms", (now - l->t0) * 1000.0));
@@ -400,8 +379,8 @@ static void do_state(gw_admin *a, sipp__httpd_req *http) {
     for (size_t k = 0; k < a->n_recent; k++) { /* newest first */
         const gw_done *d = &a->recent[(a->recent_next + N_RECENT - 1 - k) % N_RECENT];
         json_t *e = json_pack("{s:s, s:f, s:s, s:s, s:s, s:i, s:s, s:f, s:I, s:I, s:b}", "id",
-                              d->id, "time", d->t_end, "caller", caller_label(gw, d->caller),
-                              "target", target_label(gw, d->target), "operation",
+                              d->id, "time", d->t_end, "caller", caller_label(a, d->caller),
+                              "target", target_label(a, d->target), "operation",
                               d->op < GW_N_OPS ? sipp__gw_op_name(d->op) : "", "status", d->status,
                               "code", sipp__gw_code_name(d->code), "latency_ms", d->latency_ms,
                               "input_tokens", (json_int_t)d->in_tok, "output_tokens",
@@ -414,77 +393,45 @@ static void do_state(gw_admin *a, sipp__httpd_req *http) {
             if (d->ttft_ms >= 0) ttft[n_ttft++] = d->ttft_ms;
         }
     }
-    for (size_t t = 0; t <= gw->n_targets; t++) {
-        if (t == gw->n_targets && !a->by_target[t].requests) continue;
+    for (size_t t = 0; t <= h->n_targets; t++) {
+        if (t == h->n_targets && !a->by_target[t].requests) continue;
         json_t *u = usage_json(&a->by_target[t]);
-        json_object_set_new(u, "target", json_string(t < gw->n_targets ? gw->targets[t].cfg->name
-                                                                       : "(none)"));
-        if (t < gw->n_targets)
-            json_object_set_new(u, "type",
-                                json_string(sipp__gw_target_type_name(gw->targets[t].cfg->type)));
+        json_object_set_new(u, "target", json_string(t < h->n_targets ? h->target_names[t]
+                                                                      : "(none)"));
+        if (t < h->n_targets) json_object_set_new(u, "type", json_string(h->target_types[t]));
         json_array_append_new(targets, u);
     }
-    for (size_t c = 0; c <= gw->n_callers; c++) {
-        if (c == gw->n_callers && gw->n_callers) continue; /* anonymous only on open gateways */
+    for (size_t c = 0; c <= h->n_callers; c++) {
+        if (c == h->n_callers && h->n_callers) continue; /* anonymous only on open gateways */
         json_t *u = usage_json(&a->by_caller[c]);
-        json_object_set_new(u, "caller", json_string(caller_label(gw, c < gw->n_callers ? (int)c : -1)));
+        json_object_set_new(u, "caller",
+                            json_string(caller_label(a, c < h->n_callers ? (int)c : -1)));
         json_array_append_new(callers, u);
     }
     json_t *total = usage_json(&a->total);
     pthread_mutex_unlock(&a->mu);
     json_t *o = json_pack("{s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "total", total,
-                          "active", (json_int_t)sipp__gw_admission_active(&gw->admission), "live",
+                          "active", (json_int_t)h->active(h->ctx), "live",
                           live, "recent", recent, "latency_ms", percentiles(lat, n_lat), "ttft_ms",
                           percentiles(ttft, n_ttft), "targets", targets, "callers", callers,
-                          "settings", settings_json(gw));
+                          "settings", h->settings(h->ctx));
     send_json(http, 200, o, NULL);
 }
 
 static void do_settings(gw_admin *a, sipp__httpd_req *http) {
-    sipp__gw *gw = a->gw;
+    const sipp__gw_admin_host *h = &a->host;
     size_t len;
     const char *body = sipp__httpd_body(http, &len);
-    const char **names = calloc(gw->n_callers + 1, sizeof *names);
-    if (!names) {
-        send_error(http, 500, "internal", "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < gw->n_callers; i++) names[i] = gw->cfg.tokens[i].caller;
     sipp__gw_admin_settings s;
     char err[256];
-    int rc = sipp__gw_admin_settings_parse(body, len, names, gw->n_callers, &s, err, sizeof err);
-    free(names);
-    if (rc != 0) {
+    if (sipp__gw_admin_settings_parse(body, len, h->caller_names, h->n_callers, &s, err,
+                                      sizeof err) != 0) {
         send_error(http, 400, "invalid_json", err);
         return;
     }
-    pthread_rwlock_wrlock(&gw->set_mu);
-    if (s.has_rate_limit) {
-        gw->cfg.rate_limit_enabled = s.rl_enabled;
-        gw->cfg.rate_limit_rpm = s.rl_rpm;
-        gw->cfg.rate_limit_burst = s.rl_burst;
-        gw->cfg.rate_limit_tpm = s.rl_tpm;
-    }
-    for (size_t i = 0; i < s.n_callers; i++) {
-        sipp__gw_token *t = &gw->cfg.tokens[s.callers[i].index];
-        if (s.callers[i].has_rpm) t->requests_per_minute = s.callers[i].rpm;
-        if (s.callers[i].has_tpm) t->tokens_per_minute = s.callers[i].tpm;
-    }
-    if (s.has_blocklist) { /* swap the arrays: the old ones are freed with s */
-        char **ob = gw->cfg.ip_blocklist;
-        sipp__gw_cidr *oc = gw->blocklist;
-        size_t on = gw->cfg.n_ip_blocklist;
-        gw->cfg.ip_blocklist = s.blocklist;
-        gw->blocklist = s.cidrs;
-        gw->cfg.n_ip_blocklist = gw->n_blocklist = s.n_blocklist;
-        s.blocklist = ob;
-        s.cidrs = oc;
-        s.n_blocklist = on;
-    }
-    pthread_rwlock_unlock(&gw->set_mu);
-    if (s.has_max_concurrent) sipp__gw_admission_set_global_max(&gw->admission, s.max_concurrent);
+    h->apply(h->ctx, &s);
     sipp__gw_admin_settings_free(&s);
-    json_t *now = settings_json(gw);
+    json_t *now = h->settings(h->ctx);
     char *txt = json_dumps(now, JSON_COMPACT);
     json_t *x = json_pack("{s:s}", "settings", txt ? txt : "");
     sipp__gw_log("info", "admin changed settings", x);
@@ -495,20 +442,19 @@ static void do_settings(gw_admin *a, sipp__httpd_req *http) {
 
 /* ---- routing --------------------------------------------------------------------------------- */
 
-void sipp__gw_admin_handle(sipp__gw *gw, sipp__httpd_req *http) {
-    gw_admin *a = gw->admin;
-    const char *route = gw->cfg.routes[SIPP__GW_R_ADMIN];
+void sipp__gw_admin_handle(gw_admin *a, sipp__httpd_req *http) {
+    if (!a) {
+        send_error(http, 404, "not_found",
+                   "the admin dashboard is off: set admin_password_env and its variable");
+        return;
+    }
+    const char *route = a->host.route;
     size_t rlen = strlen(route);
     if (rlen > 1 && route[rlen - 1] == '/') rlen--;
     const char *path = sipp__httpd_path(http), *rel = path + rlen;
     const char *method = sipp__httpd_method(http);
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     bool post = strcmp(method, "POST") == 0;
-    if (!a) {
-        send_error(http, 404, "not_found",
-                   "the admin dashboard is off: set admin_password_env and its variable");
-        return;
-    }
     if (*rel == '\0') { /* "/admin" -> "/admin/" so relative asset paths resolve */
         char loc[300];
         snprintf(loc, sizeof loc, "%.*s/", (int)rlen, route);
@@ -529,7 +475,8 @@ void sipp__gw_admin_handle(sipp__gw *gw, sipp__httpd_req *http) {
         return;
     }
     if ((strcmp(want, "GET") == 0 && !get) || (strcmp(want, "POST") == 0 && !post)) {
-        send_error(http, 405, "method_not_allowed", strcmp(want, "GET") == 0 ? "use GET" : "use POST");
+        send_error(http, 405, "method_not_allowed",
+                   strcmp(want, "GET") == 0 ? "use GET" : "use POST");
         return;
     }
     if (strcmp(rel, "") == 0) {

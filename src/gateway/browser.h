@@ -2,8 +2,8 @@
  * browser.h — the gateway's checks of the headers through which a web page the user visits
  * could reach a gateway on the user's machine or LAN (docs/gateway.md, "Browsers, DNS
  * rebinding and shared scopes"): Host (DNS rebinding), Origin (same-origin test) and
- * Content-Type (JSON only). Pure functions over strings, no I/O; gateway.c applies them to
- * requests, tests/fuzz/fuzz_gw_browser.c fuzzes them.
+ * Content-Type (JSON only). Pure functions over strings, no I/O; listeners.c and admin.c apply
+ * them to requests, tests/fuzz/fuzz_gw_browser.c fuzzes them.
  */
 #ifndef SIPP_GATEWAY_BROWSER_H
 #define SIPP_GATEWAY_BROWSER_H

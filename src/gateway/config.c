@@ -13,6 +13,9 @@
 
 #include "policy.h"
 
+#include "../common/common_int.h"
+
+#include <curl/curl.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -608,31 +611,14 @@ static bool nesting_ok(const char *s, size_t len) {
 
 /* TOML is UTF-8. toml11 (3.7, Debian's) reads past the end of its buffer when a string holds
  * bytes that are not (found by fuzz_gw_config: `'\xff'`), so nothing else reaches it. Returns
- * 0 when `s` is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF), else
- * the 1-based line of the first bad byte. */
+ * 0 when `s` is well-formed UTF-8 (src/common's validator: no overlongs, surrogates or code
+ * points past U+10FFFF), else the 1-based line of the first bad byte. */
 static int utf8_bad_line(const char *text, size_t len) {
-    const unsigned char *s = (const unsigned char *)text;
+    size_t bad = sipp__utf8_valid_len(text, len);
+    if (bad == len) return 0;
     int line = 1;
-    for (size_t i = 0; i < len;) {
-        unsigned char b = s[i];
-        if (b < 0x80) {
-            if (b == '\n') line++;
-            i++;
-            continue;
-        }
-        size_t n = b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
-        if (n == 0 || i + n > len) return line;
-        unsigned char lo = 0x80, hi = 0xBF; /* the second byte's range */
-        if (b == 0xE0) lo = 0xA0;
-        else if (b == 0xED) hi = 0x9F;
-        else if (b == 0xF0) lo = 0x90;
-        else if (b == 0xF4) hi = 0x8F;
-        if (s[i + 1] < lo || s[i + 1] > hi) return line;
-        for (size_t k = 2; k < n; k++)
-            if ((s[i + k] & 0xC0) != 0x80) return line;
-        i += n;
-    }
-    return 0;
+    for (size_t i = 0; i < bad; i++) line += text[i] == '\n';
+    return line;
 }
 
 static char *dup_default(const char *s, ctx *c) {
@@ -876,6 +862,9 @@ void sipp__gw_config_free(sipp__gw_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
 }
 
+/* `redis://` URLs go through libcurl's URL API (curl_url); what is left here are the rules of
+ * this one use: no credentials, no query or fragment, a DB number as the whole path, a host of
+ * name or address characters. `unix://` is a prefix and an absolute path, nothing to parse. */
 bool sipp__gw_redis_url_parse(const char *url, sipp__gw_redis_addr *out, char *errbuf,
                               size_t errcap) {
     memset(out, 0, sizeof *out);
@@ -894,55 +883,64 @@ bool sipp__gw_redis_url_parse(const char *url, sipp__gw_redis_addr *out, char *e
         snprintf(errbuf, errcap, "must start with redis:// or unix://");
         return false;
     }
-    const char *h = url + 8;
-    const char *end = h + strcspn(h, "/");
-    if (memchr(h, '@', (size_t)(end - h))) {
+    bool ok = false;
+    char *user = NULL, *pass = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL,
+         *frag = NULL;
+    CURLU *u = curl_url();
+    /* No '%' anywhere: nothing in a Redis URL needs escaping, and curl would decode the host
+     * (and take `%25` as an IPv6 zone) before the checks below see it. */
+    if (!u || strchr(url, '%') ||
+        curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK)
+        goto done;
+    if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PASSWORD, &pass, 0) == CURLUE_OK) {
         snprintf(errbuf, errcap, "no credentials in the URL: put the password's env var name in "
                  "redis.password_env");
+        curl_url_cleanup(u);
+        curl_free(user);
+        curl_free(pass);
         return false;
     }
-    const char *colon = NULL, *hend = end;
-    if (*h == '[') {
-        const char *rb = memchr(h, ']', (size_t)(end - h));
-        if (!rb) goto bad;
+    if (curl_url_get(u, CURLUPART_QUERY, &query, 0) != CURLUE_NO_QUERY ||
+        curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0) != CURLUE_NO_FRAGMENT ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+        goto done;
+    const char *h = host;
+    size_t hlen = strlen(host);
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') { /* curl keeps IPv6 brackets */
         h++;
-        hend = rb;
-        if (rb + 1 < end) {
-            if (rb[1] != ':') goto bad;
-            colon = rb + 1;
-        }
-    } else {
-        colon = memchr(h, ':', (size_t)(end - h));
-        if (colon) hend = colon;
+        hlen -= 2;
     }
-    if (hend == h || (size_t)(hend - h) >= sizeof out->host) goto bad;
-    memcpy(out->host, h, (size_t)(hend - h));
-    out->host[hend - h] = '\0';
-    for (const char *q = out->host; *q; q++)
-        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
-              *q == '.' || *q == '-' || *q == ':' || *q == '_'))
-            goto bad;
-    if (colon) {
-        long port = 0;
-        const char *q = colon + 1;
-        if (q == end) goto bad;
-        for (; q < end; q++) {
-            if (*q < '0' || *q > '9' || port > 65535) goto bad;
-            port = port * 10 + (*q - '0');
-        }
-        if (port < 1 || port > 65535) goto bad;
-        out->port = (int)port;
+    if (hlen == 0 || hlen >= sizeof out->host) goto done;
+    for (size_t i = 0; i < hlen; i++)
+        if (!((h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z') ||
+              (h[i] >= '0' && h[i] <= '9') || h[i] == '.' || h[i] == '-' || h[i] == ':' ||
+              h[i] == '_'))
+            goto done;
+    memcpy(out->host, h, hlen);
+    out->host[hlen] = '\0';
+    if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK) { /* curl checked 0..65535 */
+        long n = strtol(port, NULL, 10);
+        if (n < 1) goto done;
+        out->port = (int)n;
     }
-    if (*end == '/' && end[1]) {
+    if (path[0] == '/' && path[1]) { /* "/" or none: DB 0 */
         long db = 0;
-        for (const char *q = end + 1; *q; q++) {
-            if (*q < '0' || *q > '9' || db > 1000000) goto bad;
+        for (const char *q = path + 1; *q; q++) {
+            if (*q < '0' || *q > '9' || db > 1000000) goto done;
             db = db * 10 + (*q - '0');
         }
         out->db = (int)db;
     }
-    return true;
-bad:
-    snprintf(errbuf, errcap, "expected redis://HOST[:PORT][/DB] or unix:///PATH");
-    return false;
+    ok = true;
+done:
+    curl_url_cleanup(u);
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
+    curl_free(query);
+    curl_free(frag);
+    if (!ok) snprintf(errbuf, errcap, "expected redis://HOST[:PORT][/DB] or unix:///PATH");
+    return ok;
 }

@@ -184,8 +184,9 @@ void sipp__gw_config_free(sipp__gw_config *cfg);
 
 const char *sipp__gw_target_type_name(sipp__gw_target_type t);
 
-/* A parsed [redis] url: `redis://HOST[:PORT][/DB]` (HOST may be `[v6]`) or `unix:///PATH`.
- * A password in the URL is refused (it belongs in redis.password_env). */
+/* A parsed [redis] url: `redis://HOST[:PORT][/DB]` (HOST may be `[v6]`; parsed by libcurl's
+ * URL API) or `unix:///PATH`. A password in the URL is refused (it belongs in
+ * redis.password_env), and so are a query, a fragment and any `%`. */
 typedef struct sipp__gw_redis_addr {
     char host[256]; /* "" for unix */
     int port;

@@ -8,6 +8,7 @@
 #define SIPP_GATEWAY_H
 
 #include "config.h"
+#include "logger.h" /* sipp__gw_log, sipp__gw_log_flush: part of this library's API */
 
 #include <stddef.h>
 
@@ -16,7 +17,8 @@ typedef struct sipp__gw sipp__gw;
 /* Reads the secrets named by the config (token env vars, provider keys), creates the libsipp
  * client, starts both listeners and starts loading local targets in the background (/readyz is
  * 503 until they are loaded). Takes ownership of *cfg (it is emptied). On failure returns -1
- * with a message that names env vars but never shows a secret. */
+ * with a message that names env vars but never shows a secret, and *out is NULL (what was
+ * built is freed). */
 int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errcap);
 
 /* Graceful shutdown: stops accepting, ends open streams with a terminal `error` event and
@@ -24,15 +26,5 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
  * both listeners. */
 void sipp__gw_shutdown(sipp__gw *gw);
 void sipp__gw_free(sipp__gw *gw);
-
-/* Writes one JSON log line to stderr: {"ts", "level", "msg", ...extra}. `extra` may be NULL;
- * it is a jansson object (json_t *) whose keys are copied into the line. */
-void sipp__gw_log(const char *level, const char *msg, void *extra);
-
-/* Log lines are queued and written by one thread; a full queue (stderr not being read) drops
- * lines instead of blocking the caller. flush waits up to timeout_s for the queue to empty (call
- * it before exiting); dropped is the count of lines dropped so far. */
-void sipp__gw_log_flush(double timeout_s);
-unsigned long sipp__gw_log_dropped(void);
 
 #endif

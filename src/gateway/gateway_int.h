@@ -1,57 +1,30 @@
 /*
- * gateway_int.h — shared pieces of the gateway's files: the gateway object, the per-request
- * context that flows through the pipeline phases, the profile codecs (profiles.c) and the
- * metrics registry (metrics.c).
+ * gateway_int.h — the gateway object and what its own files share: targets and callers, the
+ * per-request context that flows through the pipeline phases, and the functions each file
+ * offers the others. Private to the gateway's pipeline files (gateway.c, targets.c,
+ * listeners.c, request.c, phases.c, execute.c, stream.c); the modules below it (profiles,
+ * metrics, admin, policy, redis_store, browser, config, logger) have headers of their own and
+ * never include this one, so dependencies point one way: pipeline -> modules.
  */
 #ifndef SIPP_GATEWAY_INT_H
 #define SIPP_GATEWAY_INT_H
 
 #include "../http/http_server.h"
+#include "admin.h"
 #include "browser.h"
+#include "codes.h"
 #include "config.h"
 #include "gateway.h"
+#include "logger.h"
+#include "metrics.h"
 #include "policy.h"
+#include "profiles.h"
 #include "redis_store.h"
 
 #include <jansson.h>
 #include <pthread.h>
 #include <sipp.h>
 #include <stdatomic.h>
-
-/* ---- operations and profiles ------------------------------------------------------------- */
-
-typedef enum gw_op { GW_OP_QUERY, GW_OP_CHAT, GW_OP_EMBED, GW_OP_MODELS, GW_N_OPS } gw_op;
-typedef enum gw_profile { GW_PROFILE_SIPP, GW_PROFILE_OPENAI } gw_profile;
-
-const char *sipp__gw_op_name(gw_op op);
-
-/* The error codes of the protocol's table (plus `not_found`, `method_not_allowed`,
- * `payload_too_large`, `unavailable`, `internal` and the browser refusals `host_not_allowed`,
- * `origin_not_allowed` and `unsupported_media_type`). */
-typedef enum gw_code {
-    GW_OK,
-    GW_BLOCKED,
-    GW_RATE_LIMITED,
-    GW_AUTHENTICATION,
-    GW_INVALID_JSON,
-    GW_AUTHORIZATION,
-    GW_RESOLUTION,
-    GW_ADMISSION,
-    GW_INVALID_REQUEST,
-    GW_EXECUTION,
-    GW_CANCELLED,
-    GW_PAYLOAD_TOO_LARGE,
-    GW_METHOD_NOT_ALLOWED,
-    GW_NOT_FOUND,
-    GW_UNAVAILABLE,
-    GW_HOST_NOT_ALLOWED,
-    GW_ORIGIN_NOT_ALLOWED,
-    GW_UNSUPPORTED_MEDIA_TYPE,
-    GW_N_CODES
-} gw_code;
-
-const char *sipp__gw_code_name(gw_code c);
-int sipp__gw_code_status(gw_code c);
 
 /* ---- targets and callers ----------------------------------------------------------------- */
 
@@ -70,80 +43,9 @@ typedef struct gw_caller {
     uint8_t digest[32]; /* SHA-256 of the bearer secret */
 } gw_caller;
 
-/* ---- the decoded request: one shape for both profiles ------------------------------------ */
-
-typedef struct gw_call {
-    gw_op op;
-    const char *model;
-    const char *prompt;
-    sipp_message *messages;
-    size_t n_messages;
-    const char **inputs; /* embed: one or more texts */
-    size_t n_inputs;
-    bool input_is_array;
-    bool has_max_tokens, has_temperature, has_top_p;
-    json_int_t max_tokens;
-    double temperature, top_p;
-    const char *stop[SIPP_MAX_STOP_STRINGS];
-    size_t n_stop;
-    bool stream;
-    bool include_usage;
-    bool base64; /* embeddings: encoding_format base64 */
-    /* a validation failure found while decoding, reported in the validate phase (after
-     * authorize and resolve, so it reveals nothing to a caller who may not use the target) */
-    char invalid[200];
-    char invalid_param[64];
-} gw_call;
-
-/* Decodes a body of the given profile and operation. Returns false with a message (and the
- * offending parameter when there is one) for 400 invalid_json. Strings in `call` point into
- * `root`. */
-bool sipp__gw_decode(gw_profile prof, gw_op op, json_t *root, gw_call *call, char *msg,
-                     size_t cap, char *param, size_t pcap);
-/* Depth of nested arrays/objects in JSON text, stopping early past `limit`. */
-unsigned sipp__gw_json_depth(const char *s, size_t len, unsigned limit);
-/* Everything the gateway does with a request body before the pipeline goes on: the depth cap
- * (on the raw text, before jansson builds anything), the parse (duplicate keys refused) and
- * sipp__gw_decode. On success *root holds the document `call` points into (the caller
- * decrefs it, and frees call->messages and call->inputs, also after a failure). */
-bool sipp__gw_decode_body(gw_profile prof, gw_op op, const char *body, size_t len,
-                          unsigned max_depth, json_t **root, gw_call *call, char *msg, size_t cap,
-                          char *param, size_t pcap);
-
-/* The embeddings answer of a profile, written incrementally (profiles.c): the envelope, then
- * each vector as JSON numbers ("%.9g": each float reads back exactly) or as base64 of its
- * little-endian float32 bytes, without a JSON tree or a copy of the whole text. */
-typedef struct sipp__gw_embed_writer sipp__gw_embed_writer;
-/* Takes ownership of `v` (n_vec x dim floats, malloc'd; freed also when this fails). Returns
- * NULL when out of memory. */
-sipp__gw_embed_writer *sipp__gw_embed_writer_new(gw_profile prof, bool base64, const char *id,
-                                                 const char *model, uint64_t in_tok,
-                                                 uint64_t out_tok, float *v, size_t n_vec,
-                                                 uint32_t dim);
-/* Writes up to `cap` next bytes of the answer to buf; returns how many (0: the end). */
-size_t sipp__gw_embed_writer_read(sipp__gw_embed_writer *w, char *buf, size_t cap);
-void sipp__gw_embed_writer_free(sipp__gw_embed_writer *w);
-/* True when no value is NaN or infinite (JSON has no such numbers). */
-bool sipp__gw_embed_finite(const float *v, size_t n);
-
-/* ---- metrics ------------------------------------------------------------------------------ */
-
-typedef struct gw_metrics gw_metrics;
-gw_metrics *sipp__gw_metrics_new(size_t n_targets);
-void sipp__gw_metrics_free(gw_metrics *m);
-/* target: index or -1 (none resolved). */
-void sipp__gw_metrics_request(gw_metrics *m, gw_op op, int target, int status, gw_code code,
-                              uint64_t in_tokens, uint64_t out_tokens);
-void sipp__gw_metrics_observe_ttft(gw_metrics *m, int target, double seconds);
-void sipp__gw_metrics_observe_itl(gw_metrics *m, int target, double seconds);
-void sipp__gw_metrics_observe_e2e(gw_metrics *m, int target, double seconds);
-void sipp__gw_metrics_observe_queue(gw_metrics *m, int target, double seconds);
-/* Appends the Prometheus text of everything to `out` (jansson-free, a growable string). */
-char *sipp__gw_metrics_render(gw_metrics *m, sipp__gw *gw);
-
 /* ---- the gateway ------------------------------------------------------------------------- */
 
-typedef struct gw_admin gw_admin; /* admin.c */
+enum { GW_PUBLIC, GW_MGMT }; /* the listeners */
 
 /* Mutable settings: the dashboard edits cfg.rate_limit_*, cfg.tokens[i].requests_per_minute
  * and .tokens_per_minute, cfg.ip_blocklist and blocklist/n_blocklist while requests read them;
@@ -157,8 +59,10 @@ struct sipp__gw {
     sipp_client *client;
     gw_target *targets;
     size_t n_targets;
+    const char **target_names, **target_types; /* for metrics and the dashboard */
     gw_caller *callers;
     size_t n_callers;
+    const char **caller_names;
     sipp__gw_cidr *trusted, *blocklist;
     size_t n_trusted, n_blocklist;
     sipp__gw_admission admission;
@@ -171,15 +75,25 @@ struct sipp__gw {
     atomic_uint in_flight; /* requests inside the pipeline or streaming */
 };
 
-double sipp__gw_now(void);
+/* ---- targets (targets.c) ------------------------------------------------------------------ */
 
-/* ---- requests from browsers (gateway.c; docs/gateway.md "Browsers and DNS rebinding") ----- */
+/* Allocates gw->targets (all loading) and registers the provider targets at once (nothing is
+ * sent before the first request). -1 with a message naming the target. */
+int sipp__gw_targets_init(sipp__gw *gw, char *errbuf, size_t errcap);
+/* Starts the thread that loads the local targets one after the other. */
+int sipp__gw_targets_start_loader(sipp__gw *gw);
+/* Thread-safe read of a target's engine counters (a loaded local target). */
+bool sipp__gw_target_stats(sipp__gw *gw, size_t i, sipp_engine_stats *out);
+/* The /readyz answer: its status (200 or 503) and text. */
+int sipp__gw_readiness(sipp__gw *gw, const char **text);
 
-enum { GW_PUBLIC, GW_MGMT };
+/* ---- listeners and browsers (listeners.c) -------------------------------------------------- */
 
-/* Host and Origin rules of listener `which`: GW_OK, GW_HOST_NOT_ALLOWED or
- * GW_ORIGIN_NOT_ALLOWED. *listed (may be NULL) is set to the allowed_origins entry the Origin
- * matched, else NULL (no Origin, or the listener's own origin). */
+void sipp__gw_handle_public(sipp__httpd_req *http, void *gw);
+void sipp__gw_handle_mgmt(sipp__httpd_req *http, void *gw);
+/* Host and Origin rules of listener `which` (docs/gateway.md "Browsers and DNS rebinding"):
+ * GW_OK, GW_HOST_NOT_ALLOWED or GW_ORIGIN_NOT_ALLOWED. *listed (may be NULL) is set to the
+ * allowed_origins entry the Origin matched, else NULL (no Origin, or the listener's own). */
 gw_code sipp__gw_browser_check(sipp__gw *gw, int which, sipp__httpd_req *http,
                                const char **listed);
 const char *sipp__gw_browser_message(gw_code c);
@@ -187,32 +101,105 @@ const char *sipp__gw_browser_message(gw_code c);
  * ([security.client_ip]). */
 sipp__gw_ip sipp__gw_request_ip(sipp__gw *gw, sipp__httpd_req *http);
 
-/* ---- the admin dashboard (admin.c) ------------------------------------------------------- */
+/* ---- the request context (request.c) ------------------------------------------------------- */
 
-/* One finished request as the dashboard lists it. */
-typedef struct gw_done {
-    double t_end;           /* realtime seconds */
-    char id[72];
-    int caller, target;     /* -1 = anonymous / none */
+typedef struct gw_req {
+    sipp__gw *gw;
+    sipp__httpd_req *http;
+    gw_profile prof;
     gw_op op;
+    double t0;
+    char id[72];
+    char client_ip[64];
+    char origin[256]; /* the Origin when it is allowed, else "" */
+    char method[16];
+    char path[256]; /* copies: the HTTP request is gone when a stream is released */
+    int caller; /* index into gw->callers, -1 = anonymous (no [[tokens]]) */
+    int target; /* index into gw->targets, -1 = none resolved */
+    json_t *root;
+    gw_call call;
+    bool permit;
+    bool counted; /* in gw->in_flight */
     int status;
     gw_code code;
-    double latency_ms, ttft_ms; /* ttft_ms < 0: none */
+    uint32_t retry_after;
     uint64_t in_tok, out_tok;
-    bool stream;
-} gw_done;
+    sipp__gw_hold hold[SIPP__GW_N_SCOPES]; /* tokens reserved at admission, settled by finish */
+    /* execution */
+    sipp_run *run;
+    double first_token, last_token;
+    bool client_gone, shutdown_cut;
+    bool live; /* listed among the dashboard's live requests */
+    uint64_t live_tokens;
+    /* streaming */
+    sipp__buf out;    /* SSE bytes not yet handed to the HTTP layer, from out_off */
+    size_t out_off;
+    double last_write;
+    bool ended; /* the terminal event is queued */
+    long created;
+    gw_stream_state st;
+    sipp__gw_embed_writer *embed; /* an embeddings answer being sent */
+} gw_req;
 
-/* Reads the password from admin_password_env; NULL (dashboard off) when unset or empty. */
-gw_admin *sipp__gw_admin_new(sipp__gw *gw);
-void sipp__gw_admin_free(gw_admin *a);
-/* A request entered (live) / left (recent); `key` is any unique pointer. */
-void sipp__gw_admin_live_add(gw_admin *a, const void *key, const char *id, int caller);
-void sipp__gw_admin_live_update(gw_admin *a, const void *key, int target, gw_op op, bool stream,
-                                uint64_t out_tokens);
-void sipp__gw_admin_done(gw_admin *a, const void *key, const gw_done *d);
-/* Serves everything under the admin route on the management listener. */
-void sipp__gw_admin_handle(sipp__gw *gw, sipp__httpd_req *http);
-/* Thread-safe read of a target's engine counters for /metrics. */
-bool sipp__gw_target_stats(sipp__gw *gw, size_t i, sipp_engine_stats *out);
+/* A new context for a request on the public listener (counted in in_flight, request id and
+ * client address set), or NULL when out of memory. */
+gw_req *sipp__gw_req_new(sipp__gw *gw, sipp__httpd_req *http);
+/* Releases the admission permit, settles the token reservations, records metrics, the
+ * dashboard's entry and the log line, and frees r. Exactly once per request. */
+void sipp__gw_req_finish(gw_req *r);
+const char *sipp__gw_req_caller_name(const gw_req *r);
+bool sipp__gw_req_may_use(const gw_req *r, const char *target);
+/* The envelope of the request's answers (profiles.h). */
+gw_answer sipp__gw_req_answer(const gw_req *r);
+/* Common headers: content type, request id, CORS, retry-after. Returns how many were written
+ * to h (room for 8); `retry` is 16 bytes of storage for the retry-after value. */
+size_t sipp__gw_req_headers(gw_req *r, sipp__httpd_header *h, const char *ctype, char *retry);
+/* Answers `body` (taken) with `status`. */
+void sipp__gw_req_respond(gw_req *r, int status, json_t *body);
+/* Answers with an error in the envelope of the request's profile. Returns false, so phases can
+ * `return sipp__gw_req_fail(...)`. */
+bool sipp__gw_req_fail(gw_req *r, gw_code code, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The per-IP limits' key of the request: the address, or its /64 for IPv6. */
+void sipp__gw_req_ip_key(const gw_req *r, char *buf, size_t cap);
+/* The token budgets (per minute) that apply to this request now; 0 = none. */
+void sipp__gw_req_token_rates(gw_req *r, uint32_t *ip_tpm, uint32_t *caller_tpm);
+/* Tokens a request may spend, reserved before it runs. */
+uint64_t sipp__gw_req_token_estimate(const gw_call *c);
+
+/* ---- phases (phases.c) ------------------------------------------------------------------------ */
+
+typedef struct gw_route {
+    gw_profile prof;
+    gw_op op;
+    const char *method;
+} gw_route;
+
+bool sipp__gw_match_route(sipp__gw *gw, const char *path, gw_route *out);
+/* Each phase passes (true) or has answered with an error (false). */
+bool sipp__gw_phase_blocklist(gw_req *r, const sipp__gw_ip *ip);
+bool sipp__gw_phase_rate_limit_ip(gw_req *r);
+bool sipp__gw_phase_auth(gw_req *r);
+bool sipp__gw_phase_decode(gw_req *r);
+bool sipp__gw_phase_authorize(gw_req *r);
+bool sipp__gw_phase_resolve(gw_req *r);
+bool sipp__gw_phase_validate(gw_req *r);
+bool sipp__gw_phase_admission(gw_req *r);
+/* The cap on one embeddings request (max_embedding_floats); answers 400 when over it. */
+bool sipp__gw_embed_fits(gw_req *r, uint32_t dim);
+
+/* ---- execution (execute.c, stream.c) ---------------------------------------------------------- */
+
+sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err);
+/* Pulls what the run produced within ~20 ms (TTFT and inter-token gaps recorded). */
+sipp_status sipp__gw_pull_batch(gw_req *r, sipp_token_batch *b);
+/* Adds a finished run's usage to the request and records its queue wait. */
+void sipp__gw_account(gw_req *r, const sipp_response *resp);
+void sipp__gw_execute_text(gw_req *r);
+/* True when the answer streams (finish runs at its release). */
+bool sipp__gw_execute_embed(gw_req *r);
+void sipp__gw_answer_models(gw_req *r);
+/* Starts an SSE stream; finish runs at its release (also when it fails here). */
+void sipp__gw_execute_stream(gw_req *r);
 
 #endif

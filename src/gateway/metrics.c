@@ -5,10 +5,13 @@
  * gateway starts, so no label ever comes from what a client sends: a request for an unknown
  * target is counted under target="" . Histograms (TTFT, inter-token latency, end-to-end latency,
  * queue wait) are per target with one fixed bucket list. Engine counters of local targets are
- * read from libsipp at render time.
+ * read from libsipp at render time, by the gateway, which hands them over as a snapshot
+ * (metrics.h): this file does not know the gateway object.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "gateway_int.h"
+#include "metrics.h"
+
+#include <pthread.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,16 +41,20 @@ static const char *const HISTO_HELP[N_HISTOS] = {
 struct gw_metrics {
     pthread_mutex_t mu;
     size_t n_t; /* targets + 1 (index n_targets = none) */
+    const char *const *names, *const *types; /* n_targets each, not owned */
     uint64_t *requests; /* [op][t][class 0..4 for 1xx..5xx] */
     uint64_t *errors;   /* [op][t][code] */
     uint64_t *tokens;   /* [op][t][in/out] */
     histo *h;           /* [kind][t] */
 };
 
-gw_metrics *sipp__gw_metrics_new(size_t n_targets) {
+gw_metrics *sipp__gw_metrics_new(size_t n_targets, const char *const *names,
+                                 const char *const *types) {
     gw_metrics *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->n_t = n_targets + 1;
+    m->names = names;
+    m->types = types;
     m->requests = calloc(GW_N_OPS * m->n_t * 5, sizeof *m->requests);
     m->errors = calloc(GW_N_OPS * m->n_t * GW_N_CODES, sizeof *m->errors);
     m->tokens = calloc(GW_N_OPS * m->n_t * 2, sizeof *m->tokens);
@@ -138,11 +145,11 @@ __attribute__((format(printf, 2, 3))) static void put(out *o, const char *fmt, .
     }
 }
 
-static const char *tname(sipp__gw *gw, size_t t) {
-    return t < gw->n_targets ? gw->targets[t].cfg->name : "";
+static const char *tname(const gw_metrics *m, size_t t) {
+    return t < m->n_t - 1 ? m->names[t] : "";
 }
 
-char *sipp__gw_metrics_render(gw_metrics *m, sipp__gw *gw) {
+char *sipp__gw_metrics_render(gw_metrics *m, const sipp__gw_metrics_live *live) {
     out o = {malloc(8192), 0, 8192, false};
     if (!o.s) return NULL;
     o.s[0] = '\0';
@@ -156,7 +163,7 @@ char *sipp__gw_metrics_render(gw_metrics *m, sipp__gw *gw) {
                 uint64_t v = m->requests[(op * m->n_t + t) * 5 + c];
                 if (v)
                     put(&o, "sipp_requests_total{operation=\"%s\",target=\"%s\",status=\"%s\"} %llu\n",
-                        sipp__gw_op_name((gw_op)op), tname(gw, t), cls[c], (unsigned long long)v);
+                        sipp__gw_op_name((gw_op)op), tname(m, t), cls[c], (unsigned long long)v);
             }
     put(&o, "# HELP sipp_errors_total Requests that failed, by operation, target and error code.\n"
             "# TYPE sipp_errors_total counter\n");
@@ -166,7 +173,7 @@ char *sipp__gw_metrics_render(gw_metrics *m, sipp__gw *gw) {
                 uint64_t v = m->errors[(op * m->n_t + t) * GW_N_CODES + c];
                 if (v)
                     put(&o, "sipp_errors_total{operation=\"%s\",target=\"%s\",code=\"%s\"} %llu\n",
-                        sipp__gw_op_name((gw_op)op), tname(gw, t), sipp__gw_code_name((gw_code)c),
+                        sipp__gw_op_name((gw_op)op), tname(m, t), sipp__gw_code_name((gw_code)c),
                         (unsigned long long)v);
             }
     put(&o, "# HELP sipp_tokens_total Tokens processed, by operation, target and kind.\n"
@@ -177,7 +184,7 @@ char *sipp__gw_metrics_render(gw_metrics *m, sipp__gw *gw) {
                 uint64_t v = m->tokens[(op * m->n_t + t) * 2 + k];
                 if (v)
                     put(&o, "sipp_tokens_total{operation=\"%s\",target=\"%s\",kind=\"%s\"} %llu\n",
-                        sipp__gw_op_name((gw_op)op), tname(gw, t), k ? "output" : "input",
+                        sipp__gw_op_name((gw_op)op), tname(m, t), k ? "output" : "input",
                         (unsigned long long)v);
             }
     for (int k = 0; k < N_HISTOS; k++) {
@@ -187,59 +194,56 @@ char *sipp__gw_metrics_render(gw_metrics *m, sipp__gw *gw) {
             uint64_t cum = 0;
             for (size_t b = 0; b < N_BUCKETS; b++) {
                 cum += h->counts[b];
-                put(&o, "%s_bucket{target=\"%s\",le=\"%g\"} %llu\n", HISTO_NAME[k], tname(gw, t),
+                put(&o, "%s_bucket{target=\"%s\",le=\"%g\"} %llu\n", HISTO_NAME[k], tname(m, t),
                     BUCKETS[b], (unsigned long long)cum);
             }
             cum += h->counts[N_BUCKETS];
-            put(&o, "%s_bucket{target=\"%s\",le=\"+Inf\"} %llu\n", HISTO_NAME[k], tname(gw, t),
+            put(&o, "%s_bucket{target=\"%s\",le=\"+Inf\"} %llu\n", HISTO_NAME[k], tname(m, t),
                 (unsigned long long)cum);
             put(&o, "%s_sum{target=\"%s\"} %.6f\n%s_count{target=\"%s\"} %llu\n", HISTO_NAME[k],
-                tname(gw, t), h->sum, HISTO_NAME[k], tname(gw, t), (unsigned long long)h->n);
+                tname(m, t), h->sum, HISTO_NAME[k], tname(m, t), (unsigned long long)h->n);
         }
     }
     pthread_mutex_unlock(&m->mu);
 
     put(&o, "# HELP sipp_requests_active Requests admitted and not yet finished.\n"
             "# TYPE sipp_requests_active gauge\nsipp_requests_active %u\n",
-        sipp__gw_admission_active(&gw->admission));
+        live->active);
     put(&o, "# HELP sipp_log_dropped_lines_total Log lines dropped because stderr was not "
             "being read fast enough.\n# TYPE sipp_log_dropped_lines_total counter\n"
             "sipp_log_dropped_lines_total %lu\n",
-        sipp__gw_log_dropped());
-    sipp__gw_limits_stats ls;
-    sipp__gw_limits_get_stats(gw->limits, &ls);
-    if (ls.shared) {
+        live->log_dropped);
+    const sipp__gw_limits_stats *ls = &live->limits;
+    if (ls->shared) {
         put(&o, "# HELP sipp_redis_errors_total Rate-limit operations that found Redis "
                 "unreachable or failing.\n# TYPE sipp_redis_errors_total counter\n"
                 "sipp_redis_errors_total %llu\n",
-            (unsigned long long)ls.redis_errors);
+            (unsigned long long)ls->redis_errors);
         put(&o, "# HELP sipp_rate_limit_fallback_total Rate-limit operations decided by this "
                 "process's own counters because Redis failed or was being skipped.\n"
                 "# TYPE sipp_rate_limit_fallback_total counter\nsipp_rate_limit_fallback_total "
                 "%llu\n",
-            (unsigned long long)ls.fallbacks);
+            (unsigned long long)ls->fallbacks);
         put(&o, "# HELP sipp_rate_limit_fallback_active 1 while repeated Redis failures have "
                 "switched every rate-limit operation to this process's own counters.\n"
                 "# TYPE sipp_rate_limit_fallback_active gauge\nsipp_rate_limit_fallback_active "
                 "%d\n",
-            ls.local_mode ? 1 : 0);
+            ls->local_mode ? 1 : 0);
     }
+    size_t n_targets = m->n_t - 1;
+    const sipp_engine_stats *st = live->engine;
+    const bool *have = live->have_engine;
     uint64_t queued = 0;
-    sipp_engine_stats *st = calloc(gw->n_targets + 1, sizeof *st);
-    bool *have = calloc(gw->n_targets + 1, sizeof *have);
-    for (size_t t = 0; st && have && t < gw->n_targets; t++) {
-        have[t] = sipp__gw_target_stats(gw, t, &st[t]);
+    for (size_t t = 0; t < n_targets; t++)
         if (have[t]) queued += st[t].queued;
-    }
     put(&o, "# HELP sipp_requests_queued Requests waiting in a local engine's queue.\n"
             "# TYPE sipp_requests_queued gauge\nsipp_requests_queued %llu\n",
         (unsigned long long)queued);
     put(&o, "# HELP sipp_target_ready 1 when a target is loaded and serving.\n"
             "# TYPE sipp_target_ready gauge\n");
-    for (size_t t = 0; t < gw->n_targets; t++)
-        put(&o, "sipp_target_ready{target=\"%s\",type=\"%s\"} %d\n", tname(gw, t),
-            sipp__gw_target_type_name(gw->targets[t].cfg->type),
-            atomic_load(&gw->targets[t].state) == GW_TARGET_READY);
+    for (size_t t = 0; t < n_targets; t++)
+        put(&o, "sipp_target_ready{target=\"%s\",type=\"%s\"} %d\n", tname(m, t), m->types[t],
+            live->ready[t]);
     struct {
         const char *name, *type, *help;
         size_t off;
@@ -273,17 +277,15 @@ char *sipp__gw_metrics_render(gw_metrics *m, sipp__gw *gw) {
         {"sipp_engine_stalled", "gauge", "1 while the engine watchdog sees a stall.",
          offsetof(sipp_engine_stats, stalled), true},
     };
-    for (size_t e = 0; st && have && e < sizeof eng / sizeof eng[0]; e++) {
+    for (size_t e = 0; e < sizeof eng / sizeof eng[0]; e++) {
         put(&o, "# HELP %s %s\n# TYPE %s %s\n", eng[e].name, eng[e].help, eng[e].name, eng[e].type);
-        for (size_t t = 0; t < gw->n_targets; t++) {
+        for (size_t t = 0; t < n_targets; t++) {
             if (!have[t]) continue;
             const char *p = (const char *)&st[t] + eng[e].off;
             unsigned long long v = eng[e].u32 ? *(const uint32_t *)p : *(const uint64_t *)p;
-            put(&o, "%s{target=\"%s\"} %llu\n", eng[e].name, tname(gw, t), v);
+            put(&o, "%s{target=\"%s\"} %llu\n", eng[e].name, tname(m, t), v);
         }
     }
-    free(st);
-    free(have);
     if (o.oom) {
         free(o.s);
         return NULL;

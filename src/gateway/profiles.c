@@ -1,58 +1,36 @@
 /*
- * profiles.c — decoding request bodies of the two public profiles into one gw_call.
+ * profiles.c — what the two public profiles share (profiles.h): the body's depth cap and parse,
+ * the option fields and chat messages both decoders read, the SSE frame, and the embeddings
+ * answer writer that streams a profile's envelope around the raw vectors.
  *
- * Sipp profile (/v1/query, /v1/chat, /v1/embed) and OpenAI profile (/v1/completions,
- * /v1/chat/completions, /v1/embeddings). Two kinds of failure, kept apart because the protocol
- * orders them differently: a body that is not the expected shape (not an object, a missing or
- * mistyped field, an unknown role) fails here at once (400 invalid_json); an unknown or
- * local-only key or a value out of range is recorded in call->invalid and reported later, in
- * the validate phase after authorize and resolve (400 invalidrequest). Key names quoted in
- * messages are cut to 40 bytes so a message never carries much of the caller's input.
+ * Sipp profile (/v1/query, /v1/chat, /v1/embed, profile_sipp.c) and OpenAI profile
+ * (/v1/completions, /v1/chat/completions, /v1/embeddings, profile_openai.c). Two kinds of
+ * failure, kept apart because the protocol orders them differently: a body that is not the
+ * expected shape (not an object, a missing or mistyped field, an unknown role) fails here at
+ * once (400 invalid_json); an unknown or local-only key or a value out of range is recorded in
+ * call->invalid and reported later, in the validate phase after authorize and resolve (400
+ * invalidrequest). Key names quoted in messages are cut to 40 bytes so a message never carries
+ * much of the caller's input.
  *
  * The embeddings answer of both profiles is not built as a JSON tree: a writer hands it out in
  * pieces of a few hundred bytes from the float array (4 bytes a float), so memory stays the
  * vectors themselves however many floats a request asks for (within max_embedding_floats).
  */
 #define _POSIX_C_SOURCE 200809L
-#include "gateway_int.h"
+#include "profiles.h"
 
 #include <math.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-const char *sipp__gw_op_name(gw_op op) {
-    switch (op) {
-    case GW_OP_QUERY: return "query";
-    case GW_OP_CHAT: return "chat";
-    case GW_OP_EMBED: return "embed";
-    case GW_OP_MODELS: return "models";
-    default: return "unknown";
-    }
+const gw_codec *sipp__gw_codec(gw_profile prof) {
+    return prof == GW_PROFILE_OPENAI ? &sipp__gw_openai_codec : &sipp__gw_sipp_codec;
 }
 
-unsigned sipp__gw_json_depth(const char *s, size_t len, unsigned limit) {
-    unsigned depth = 0, max = 0;
-    bool in_str = false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (in_str) {
-            if (c == '\\') i++;
-            else if (c == '"') in_str = false;
-            continue;
-        }
-        if (c == '"') in_str = true;
-        else if (c == '[' || c == '{') {
-            if (++depth > max) max = depth;
-            if (max > limit) return max;
-        } else if ((c == ']' || c == '}') && depth > 0)
-            depth--;
-    }
-    return max;
-}
-
-__attribute__((format(printf, 3, 4))) static bool bad(char *msg, size_t cap, const char *fmt, ...) {
+bool sipp__gw_bad(char *msg, size_t cap, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, cap, fmt, ap);
@@ -60,8 +38,7 @@ __attribute__((format(printf, 3, 4))) static bool bad(char *msg, size_t cap, con
     return false;
 }
 
-__attribute__((format(printf, 3, 4))) static void invalid(gw_call *c, const char *param,
-                                                          const char *fmt, ...) {
+void sipp__gw_invalid(gw_call *c, const char *param, const char *fmt, ...) {
     if (c->invalid[0]) return; /* the first one wins */
     va_list ap;
     va_start(ap, fmt);
@@ -70,7 +47,7 @@ __attribute__((format(printf, 3, 4))) static void invalid(gw_call *c, const char
     snprintf(c->invalid_param, sizeof c->invalid_param, "%.40s", param ? param : "");
 }
 
-static bool is_local_only(const char *k) {
+bool sipp__gw_is_local_only(const char *k) {
     static const char *const keys[] = {"context_key", "contextKey", "grammar", "json_schema",
                                        "jsonSchema",  "sampling",   "media",   "normalize",
                                        "local",       NULL};
@@ -83,37 +60,38 @@ static bool role_ok(const char *r) {
     return strcmp(r, "system") == 0 || strcmp(r, "user") == 0 || strcmp(r, "assistant") == 0;
 }
 
-/* Shared option fields. Returns 1 when `key` was one of them (0 = not an option, -1 = bad
- * type, msg set). */
-static int option(gw_call *c, const char *key, json_t *v, char *msg, size_t cap, char *param,
-                  size_t pcap, bool openai) {
+/* Shared option fields (profiles.h). */
+int sipp__gw_decode_option(gw_call *c, const char *key, json_t *v, char *msg, size_t cap,
+                           char *param, size_t pcap, bool openai) {
     bool null = json_is_null(v);
     if (strcmp(key, "max_tokens") == 0 || (openai && strcmp(key, "max_completion_tokens") == 0)) {
         if (null) return 1;
         if (!json_is_integer(v)) {
             snprintf(param, pcap, "%s", key);
-            return bad(msg, cap, "field '%s' must be an integer or null", key) ? 1 : -1;
+            return sipp__gw_bad(msg, cap, "field '%s' must be an integer or null", key) ? 1 : -1;
         }
         c->has_max_tokens = true;
         c->max_tokens = json_integer_value(v);
-        if (c->max_tokens <= 0) invalid(c, key, "'%s' must be greater than 0", key);
+        if (c->max_tokens <= 0) sipp__gw_invalid(c, key, "'%s' must be greater than 0", key);
         return 1;
     }
     if (strcmp(key, "temperature") == 0 || strcmp(key, "top_p") == 0) {
         if (null) return 1;
         if (!json_is_number(v)) {
             snprintf(param, pcap, "%s", key);
-            return bad(msg, cap, "field '%s' must be a number or null", key) ? 1 : -1;
+            return sipp__gw_bad(msg, cap, "field '%s' must be a number or null", key) ? 1 : -1;
         }
         double x = json_number_value(v);
         if (key[0] == 't' && key[1] == 'e') {
             c->has_temperature = true;
             c->temperature = x;
-            if (!isfinite(x) || x < 0) invalid(c, key, "'temperature' must be finite and >= 0");
+            if (!isfinite(x) || x < 0)
+                sipp__gw_invalid(c, key, "'temperature' must be finite and >= 0");
         } else {
             c->has_top_p = true;
             c->top_p = x;
-            if (!isfinite(x) || x < 0 || x > 1) invalid(c, key, "'top_p' must be in [0, 1]");
+            if (!isfinite(x) || x < 0 || x > 1)
+                sipp__gw_invalid(c, key, "'top_p' must be in [0, 1]");
         }
         return 1;
     }
@@ -126,20 +104,21 @@ static int option(gw_call *c, const char *key, json_t *v, char *msg, size_t cap,
         }
         if (!json_is_array(v)) {
             snprintf(param, pcap, "stop");
-            return bad(msg, cap, "field 'stop' must be an array of strings") ? 1 : -1;
+            return sipp__gw_bad(msg, cap, "field 'stop' must be an array of strings") ? 1 : -1;
         }
         size_t i;
         json_t *s;
         json_array_foreach(v, i, s) {
             if (!json_is_string(s)) {
                 snprintf(param, pcap, "stop");
-                return bad(msg, cap, "field 'stop' must be an array of strings") ? 1 : -1;
+                return sipp__gw_bad(msg, cap, "field 'stop' must be an array of strings") ? 1 : -1;
             }
             if (i >= SIPP_MAX_STOP_STRINGS) {
-                invalid(c, "stop", "at most %d stop strings", SIPP_MAX_STOP_STRINGS);
+                sipp__gw_invalid(c, "stop", "at most %d stop strings", SIPP_MAX_STOP_STRINGS);
                 return 1;
             }
-            if (json_string_length(s) == 0) invalid(c, "stop", "stop strings must not be empty");
+            if (json_string_length(s) == 0)
+                sipp__gw_invalid(c, "stop", "stop strings must not be empty");
             c->stop[i] = json_string_value(s);
             c->n_stop = i + 1;
         }
@@ -149,7 +128,7 @@ static int option(gw_call *c, const char *key, json_t *v, char *msg, size_t cap,
         if (openai && null) return 1;
         if (!json_is_boolean(v)) {
             snprintf(param, pcap, "stream");
-            return bad(msg, cap, "field 'stream' must be a boolean") ? 1 : -1;
+            return sipp__gw_bad(msg, cap, "field 'stream' must be a boolean") ? 1 : -1;
         }
         c->stream = json_is_true(v);
         return 1;
@@ -165,25 +144,28 @@ static bool text_of(json_t *content, const char **out) {
     return false;
 }
 
-static bool decode_messages(gw_call *c, json_t *v, bool openai, char *msg, size_t cap,
+bool sipp__gw_decode_messages(gw_call *c, json_t *v, bool openai, char *msg, size_t cap,
                             char *param, size_t pcap) {
     snprintf(param, pcap, "messages");
     if (!json_is_array(v) || json_array_size(v) == 0)
-        return bad(msg, cap, "field 'messages' must be a non-empty array");
-    if (json_array_size(v) > 4096) return bad(msg, cap, "field 'messages' has too many entries");
+        return sipp__gw_bad(msg, cap, "field 'messages' must be a non-empty array");
+    if (json_array_size(v) > 4096)
+        return sipp__gw_bad(msg, cap, "field 'messages' has too many entries");
     c->n_messages = json_array_size(v);
     c->messages = calloc(c->n_messages, sizeof *c->messages);
-    if (!c->messages) return bad(msg, cap, "out of memory");
+    if (!c->messages) return sipp__gw_bad(msg, cap, "out of memory");
     size_t i;
     json_t *m;
     json_array_foreach(v, i, m) {
-        if (!json_is_object(m)) return bad(msg, cap, "messages[%zu] must be an object", i);
+        if (!json_is_object(m)) return sipp__gw_bad(msg, cap, "messages[%zu] must be an object", i);
         json_t *role = json_object_get(m, "role"), *content = json_object_get(m, "content");
-        if (!json_is_string(role)) return bad(msg, cap, "messages[%zu].role must be a string", i);
+        if (!json_is_string(role))
+            return sipp__gw_bad(msg, cap, "messages[%zu].role must be a string", i);
         const char *r = json_string_value(role);
         if (openai && strcmp(r, "developer") == 0) r = "system";
         if (!role_ok(r))
-            return bad(msg, cap, "messages[%zu].role must be system, user or assistant", i);
+            return sipp__gw_bad(msg, cap, "messages[%zu].role must be system, user or assistant",
+                                i);
         const char *text = NULL;
         if (!text_of(content, &text) && openai && json_is_array(content) &&
             json_array_size(content) == 1) {
@@ -193,7 +175,7 @@ static bool decode_messages(gw_call *c, json_t *v, bool openai, char *msg, size_
             if (json_is_string(type) && strcmp(json_string_value(type), "text") == 0)
                 text_of(json_object_get(part, "text"), &text);
         }
-        if (!text) return bad(msg, cap, "messages[%zu].content must be a string", i);
+        if (!text) return sipp__gw_bad(msg, cap, "messages[%zu].content must be a string", i);
         c->messages[i].role = r;
         c->messages[i].content = text;
         const char *k;
@@ -201,7 +183,7 @@ static bool decode_messages(gw_call *c, json_t *v, bool openai, char *msg, size_
         json_object_foreach(m, k, x) {
             if (strcmp(k, "role") == 0 || strcmp(k, "content") == 0) continue;
             if (openai && strcmp(k, "name") == 0) continue;
-            invalid(c, "messages", "unknown field 'messages[%zu].%.40s'", i, k);
+            sipp__gw_invalid(c, "messages", "unknown field 'messages[%zu].%.40s'", i, k);
         }
     }
     param[0] = '\0';
@@ -210,133 +192,23 @@ static bool decode_messages(gw_call *c, json_t *v, bool openai, char *msg, size_
 
 /* `encoding_format` of both embedding routes: null or "float" (JSON numbers), "base64" (the
  * little-endian float32 bytes, base64, as OpenAI sends them). */
-static bool encoding_format(gw_call *c, json_t *v, char *msg, size_t cap) {
+bool sipp__gw_decode_encoding(gw_call *c, json_t *v, char *msg, size_t cap) {
     if (json_is_null(v)) return true;
-    if (!json_is_string(v)) return bad(msg, cap, "field 'encoding_format' must be a string");
+    if (!json_is_string(v))
+        return sipp__gw_bad(msg, cap, "field 'encoding_format' must be a string");
     const char *f = json_string_value(v);
-    if (strcmp(f, "base64") == 0) c->base64 = true;
+    if (strcmp(f, "base64") == 0)
+        c->base64 = true;
     else if (strcmp(f, "float") != 0)
-        invalid(c, "encoding_format", "'encoding_format' must be float or base64");
+        sipp__gw_invalid(c, "encoding_format", "'encoding_format' must be float or base64");
     return true;
 }
 
-static bool decode_sipp(gw_op op, json_t *root, gw_call *c, char *msg, size_t cap, char *param,
-                        size_t pcap) {
-    const char *k;
-    json_t *v;
-    json_object_foreach(root, k, v) {
-        if (strcmp(k, "model") == 0) {
-            if (!json_is_string(v)) return bad(msg, cap, "field 'model' must be a string");
-            c->model = json_string_value(v);
-        } else if (op == GW_OP_QUERY && strcmp(k, "prompt") == 0) {
-            if (!json_is_string(v)) return bad(msg, cap, "field 'prompt' must be a string");
-            c->prompt = json_string_value(v);
-        } else if (op == GW_OP_CHAT && strcmp(k, "messages") == 0) {
-            if (!decode_messages(c, v, false, msg, cap, param, pcap)) return false;
-        } else if (op == GW_OP_EMBED && strcmp(k, "input") == 0) {
-            if (!json_is_string(v)) return bad(msg, cap, "field 'input' must be a string");
-            c->inputs = calloc(1, sizeof *c->inputs);
-            if (!c->inputs) return bad(msg, cap, "out of memory");
-            c->inputs[0] = json_string_value(v);
-            c->n_inputs = 1;
-        } else if (op == GW_OP_EMBED && strcmp(k, "encoding_format") == 0) {
-            if (!encoding_format(c, v, msg, cap)) return false;
-        } else if (is_local_only(k)) {
-            invalid(c, k, "field '%s' is local-only: the gateway does not let clients steer "
-                    "server KV state or local sampling", k);
-        } else {
-            int r = op == GW_OP_EMBED ? 0 : option(c, k, v, msg, cap, param, pcap, false);
-            if (r < 0) return false;
-            if (r == 0) invalid(c, k, "unknown field '%.40s'", k);
-        }
-    }
-    if (!c->model) return bad(msg, cap, "missing field 'model'");
-    if (op == GW_OP_QUERY && !c->prompt) return bad(msg, cap, "missing field 'prompt'");
-    if (op == GW_OP_CHAT && !c->messages) return bad(msg, cap, "missing field 'messages'");
-    if (op == GW_OP_EMBED && !c->inputs) return bad(msg, cap, "missing field 'input'");
-    return true;
-}
-
-static bool decode_openai(gw_op op, json_t *root, gw_call *c, char *msg, size_t cap, char *param,
-                          size_t pcap) {
-    const char *k;
-    json_t *v;
-    json_object_foreach(root, k, v) {
-        bool null = json_is_null(v);
-        if (strcmp(k, "model") == 0) {
-            if (!json_is_string(v)) return bad(msg, cap, "field 'model' must be a string");
-            c->model = json_string_value(v);
-        } else if (op == GW_OP_CHAT && strcmp(k, "messages") == 0) {
-            if (!decode_messages(c, v, true, msg, cap, param, pcap)) return false;
-        } else if (op == GW_OP_QUERY && strcmp(k, "prompt") == 0) {
-            if (json_is_array(v) && json_array_size(v) == 1 &&
-                json_is_string(json_array_get(v, 0)))
-                v = json_array_get(v, 0);
-            if (!json_is_string(v)) {
-                snprintf(param, pcap, "prompt");
-                return bad(msg, cap, "field 'prompt' must be a string (or an array of one)");
-            }
-            c->prompt = json_string_value(v);
-        } else if (op == GW_OP_EMBED && strcmp(k, "input") == 0) {
-            snprintf(param, pcap, "input");
-            size_t n = json_is_array(v) ? json_array_size(v) : 1;
-            if (json_is_array(v) && (n == 0 || n > 2048))
-                return bad(msg, cap, "field 'input' must hold 1 to 2048 strings");
-            c->inputs = calloc(n, sizeof *c->inputs);
-            if (!c->inputs) return bad(msg, cap, "out of memory");
-            if (json_is_string(v)) {
-                c->inputs[0] = json_string_value(v);
-            } else if (json_is_array(v)) {
-                c->input_is_array = true;
-                for (size_t i = 0; i < n; i++) {
-                    json_t *s = json_array_get(v, i);
-                    if (!json_is_string(s))
-                        return bad(msg, cap, "field 'input' must be a string or an array of "
-                                   "strings");
-                    c->inputs[i] = json_string_value(s);
-                }
-            } else {
-                return bad(msg, cap, "field 'input' must be a string or an array of strings");
-            }
-            c->n_inputs = n;
-            param[0] = '\0';
-        } else if (op == GW_OP_EMBED && strcmp(k, "encoding_format") == 0) {
-            if (!encoding_format(c, v, msg, cap)) return false;
-        } else if (op != GW_OP_EMBED && strcmp(k, "stream_options") == 0) {
-            if (null) continue;
-            if (!json_is_object(v)) return bad(msg, cap, "field 'stream_options' must be an object");
-            const char *k2;
-            json_t *v2;
-            json_object_foreach(v, k2, v2) {
-                if (strcmp(k2, "include_usage") == 0 && json_is_boolean(v2))
-                    c->include_usage = json_is_true(v2);
-                else
-                    invalid(c, "stream_options", "unsupported field 'stream_options.%.40s'", k2);
-            }
-        } else if (strcmp(k, "user") == 0) {
-            if (!null && !json_is_string(v)) return bad(msg, cap, "field 'user' must be a string");
-        } else if (op != GW_OP_EMBED && strcmp(k, "n") == 0) {
-            if (!null && !(json_is_integer(v) && json_integer_value(v) == 1))
-                invalid(c, k, "only n = 1 is supported");
-        } else if (op != GW_OP_EMBED &&
-                   (strcmp(k, "presence_penalty") == 0 || strcmp(k, "frequency_penalty") == 0)) {
-            if (!null && !(json_is_number(v) && json_number_value(v) == 0))
-                invalid(c, k, "'%s' is not supported (only 0)", k);
-        } else if (op != GW_OP_EMBED && (strcmp(k, "logprobs") == 0 || strcmp(k, "echo") == 0)) {
-            if (!null && !json_is_false(v)) invalid(c, k, "'%s' is not supported", k);
-        } else if (is_local_only(k)) {
-            invalid(c, k, "field '%s' is local-only: the gateway does not let clients steer "
-                    "server KV state or local sampling", k);
-        } else {
-            int r = op == GW_OP_EMBED ? 0 : option(c, k, v, msg, cap, param, pcap, true);
-            if (r < 0) return false;
-            if (r == 0) invalid(c, k, "unsupported parameter '%.40s'", k);
-        }
-    }
-    if (!c->model) return bad(msg, cap, "missing field 'model'");
-    if (op == GW_OP_QUERY && !c->prompt) return bad(msg, cap, "missing field 'prompt'");
-    if (op == GW_OP_CHAT && !c->messages) return bad(msg, cap, "missing field 'messages'");
-    if (op == GW_OP_EMBED && !c->inputs) return bad(msg, cap, "missing field 'input'");
+bool sipp__gw_decode_required(gw_op op, const gw_call *c, char *msg, size_t cap) {
+    if (!c->model) return sipp__gw_bad(msg, cap, "missing field 'model'");
+    if (op == GW_OP_QUERY && !c->prompt) return sipp__gw_bad(msg, cap, "missing field 'prompt'");
+    if (op == GW_OP_CHAT && !c->messages) return sipp__gw_bad(msg, cap, "missing field 'messages'");
+    if (op == GW_OP_EMBED && !c->inputs) return sipp__gw_bad(msg, cap, "missing field 'input'");
     return true;
 }
 
@@ -344,9 +216,8 @@ bool sipp__gw_decode(gw_profile prof, gw_op op, json_t *root, gw_call *call, cha
                      size_t cap, char *param, size_t pcap) {
     call->op = op;
     if (param && pcap) param[0] = '\0';
-    if (!json_is_object(root)) return bad(msg, cap, "the body must be a JSON object");
-    return prof == GW_PROFILE_SIPP ? decode_sipp(op, root, call, msg, cap, param, pcap)
-                                   : decode_openai(op, root, call, msg, cap, param, pcap);
+    if (!json_is_object(root)) return sipp__gw_bad(msg, cap, "the body must be a JSON object");
+    return sipp__gw_codec(prof)->decode(op, root, call, msg, cap, param, pcap);
 }
 
 bool sipp__gw_decode_body(gw_profile prof, gw_op op, const char *body, size_t len,
@@ -354,12 +225,40 @@ bool sipp__gw_decode_body(gw_profile prof, gw_op op, const char *body, size_t le
                           char *param, size_t pcap) {
     *root = NULL;
     if (param && pcap) param[0] = '\0';
-    if (sipp__gw_json_depth(body, len, max_depth) > max_depth)
-        return bad(msg, cap, "the JSON nests deeper than %u levels", max_depth);
+    if (sipp__nesting_depth_len(body, len, false, max_depth) > max_depth)
+        return sipp__gw_bad(msg, cap, "the JSON nests deeper than %u levels", max_depth);
     json_error_t je;
     *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
-    if (!*root) return bad(msg, cap, "the body is not valid JSON: %s (line %d)", je.text, je.line);
+    if (!*root)
+        return sipp__gw_bad(msg, cap, "the body is not valid JSON: %s (line %d)", je.text, je.line);
     return sipp__gw_decode(prof, op, *root, call, msg, cap, param, pcap);
+}
+
+/* ---- encoding helpers ------------------------------------------------------------------------ */
+
+void sipp__gw_sse_frame(sipp__buf *out, const char *event, json_t *data) {
+    char *s = data ? json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(data);
+    if (!s) return;
+    if (event) {
+        sipp__buf_append(out, "event: ", 7);
+        sipp__buf_append(out, event, strlen(event));
+        sipp__buf_append(out, "\n", 1);
+    }
+    sipp__buf_append(out, "data: ", 6);
+    sipp__buf_append(out, s, strlen(s));
+    sipp__buf_append(out, "\n\n", 2);
+    free(s);
+}
+
+const char *sipp__gw_finish_name(sipp_finish_reason f) {
+    return f == SIPP_FINISH_LENGTH ? "length" : f == SIPP_FINISH_CANCELLED ? "cancelled" : "stop";
+}
+
+char *sipp__gw_json_text(json_t *v) {
+    char *s = v ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) : NULL;
+    json_decref(v);
+    return s;
 }
 
 /* ---- the embeddings answer, written in pieces --------------------------------------------- */
@@ -372,7 +271,8 @@ bool sipp__gw_decode_body(gw_profile prof, gw_op op, const char *body, size_t le
 #define EMB_TEXT_FLOATS 32
 
 struct sipp__gw_embed_writer {
-    bool openai, base64;
+    const gw_codec *codec; /* the envelope: head, tail, each vector's opening and closing */
+    bool base64;
     float *v; /* n_vec x dim, owned */
     size_t n_vec;
     uint32_t dim;
@@ -383,29 +283,6 @@ struct sipp__gw_embed_writer {
     size_t out_len, out_off;
     char pend[EMB_TEXT_FLOATS * 24 + 64];
 };
-
-/* A JSON value's compact text, or NULL. Takes `v`. */
-static char *json_text(json_t *v) {
-    char *s = v ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) : NULL;
-    json_decref(v);
-    return s;
-}
-
-/* malloc'd a + b + c, or NULL when any is NULL. Frees b. */
-static char *join3(const char *a, char *b, const char *c) {
-    char *s = NULL;
-    if (b) {
-        size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
-        s = malloc(la + lb + lc + 1);
-        if (s) {
-            memcpy(s, a, la);
-            memcpy(s + la, b, lb);
-            memcpy(s + la + lb, c, lc + 1);
-        }
-    }
-    free(b);
-    return s;
-}
 
 bool sipp__gw_embed_finite(const float *v, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -422,29 +299,15 @@ sipp__gw_embed_writer *sipp__gw_embed_writer_new(gw_profile prof, bool base64, c
         free(v);
         return NULL;
     }
-    w->openai = prof == GW_PROFILE_OPENAI;
+    w->codec = sipp__gw_codec(prof);
     w->base64 = base64;
     w->v = v;
     w->n_vec = n_vec;
     w->dim = dim;
-    if (w->openai) {
-        w->head = strdup("{\"object\":\"list\",\"data\":[");
-        /* the tail is `],` + the rest of an object {"model", "usage"} without its `{` */
-        char *rest = json_text(json_pack("{s:s, s:{s:I, s:I}}", "model", model, "usage",
-                                         "prompt_tokens", (json_int_t)in_tok, "total_tokens",
-                                         (json_int_t)in_tok));
-        w->tail = rest ? join3("],", strdup(rest + 1), "") : NULL;
-        free(rest);
-    } else {
-        char *idm = json_text(json_pack("{s:s, s:s}", "id", id, "model", model));
-        if (idm) idm[strlen(idm) - 1] = '\0'; /* drop the `}`: `"embedding":` follows */
-        w->head = join3("", idm, ",\"embedding\":");
-        w->tail = join3(",\"usage\":",
-                        json_text(json_pack("{s:I, s:I, s:I}", "input_tokens", (json_int_t)in_tok,
-                                            "output_tokens", (json_int_t)out_tok,
-                                            "total_tokens", (json_int_t)(in_tok + out_tok))),
-                        "}");
-    }
+    gw_answer ans = {.op = GW_OP_EMBED, .id = id, .model = model, .in_tok = in_tok,
+                     .out_tok = out_tok};
+    w->head = w->codec->embed_head(&ans);
+    w->tail = w->codec->embed_tail(&ans);
     if (!w->head || !w->tail) {
         sipp__gw_embed_writer_free(w);
         return NULL;
@@ -488,13 +351,9 @@ static bool next_piece(sipp__gw_embed_writer *w) {
         w->part = w->n_vec ? EW_OPEN : EW_TAIL;
         return true;
     case EW_OPEN: {
-        int n = 0;
-        if (w->openai)
-            n = snprintf(p, sizeof w->pend,
-                         "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
-                         w->vec ? "," : "", w->vec);
+        size_t n = w->codec->embed_open(p, sizeof w->pend - 1, w->vec);
         p[n++] = w->base64 ? '"' : '[';
-        w->out_len = (size_t)n;
+        w->out_len = n;
         w->k = 0;
         w->part = w->dim ? EW_BODY : EW_CLOSE;
         return true;
@@ -529,8 +388,7 @@ static bool next_piece(sipp__gw_embed_writer *w) {
     }
     case EW_CLOSE:
         p[0] = w->base64 ? '"' : ']';
-        p[1] = '}';
-        w->out_len = w->openai ? 2 : 1;
+        w->out_len = 1 + (size_t)snprintf(p + 1, sizeof w->pend - 1, "%s", w->codec->embed_close);
         w->part = ++w->vec < w->n_vec ? EW_OPEN : EW_TAIL;
         return true;
     case EW_TAIL:

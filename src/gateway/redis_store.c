@@ -23,7 +23,7 @@
 #define _GNU_SOURCE
 #include "redis_store.h"
 
-#include "gateway.h"
+#include "logger.h"
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>

@@ -1,6 +1,6 @@
 /*
  * fuzz_gw_request.c — libFuzzer target for the gateway's request-body path
- * (src/gateway/profiles.c: sipp__gw_decode_body, the same call the gateway's decode phase makes:
+ * (src/gateway/profiles.c and profile_*.c: sipp__gw_decode_body, the same call the gateway's decode phase makes:
  * the depth cap on the raw text, the jansson parse with duplicate keys refused, and the profile
  * decoder). The first byte picks the profile (bit 0: Sipp or OpenAI), the operation (bits 1-2:
  * query, chat, embed; 3 wraps to query) and a small or the default depth cap (bit 3); the rest
@@ -8,7 +8,7 @@
  * input and a model, and every message has a known role and content.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "gateway/gateway_int.h"
+#include "gateway/profiles.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
         if (!msg[0]) __builtin_trap(); /* a refusal always says why */
     } else {
         if (!root || call.op != op || !call.model) __builtin_trap();
-        if (sipp__gw_json_depth(body, n, depth) > depth) __builtin_trap(); /* cap bypassed */
+        if (sipp__nesting_depth_len(body, n, false, depth) > depth) __builtin_trap(); /* cap bypassed */
         if (op == GW_OP_QUERY && !call.prompt) __builtin_trap();
         if (op == GW_OP_CHAT && (!call.messages || call.n_messages == 0)) __builtin_trap();
         if (op == GW_OP_EMBED && (!call.inputs || call.n_inputs == 0)) __builtin_trap();

@@ -209,6 +209,65 @@ static void test_bad_toml(void **state) {
     assert_non_null(strstr(err, "NUL"));
 }
 
+/* Every form [redis] url accepts, and the refusals (pinned before the hand-written parser was
+ * replaced by libcurl's URL API: the accepted forms and the messages stay the same). */
+static void url_ok(const char *url, const char *host, int port, const char *path, int db) {
+    sipp__gw_redis_addr a;
+    char why[200] = "";
+    if (!sipp__gw_redis_url_parse(url, &a, why, sizeof why)) {
+        fprintf(stderr, "url '%s' refused: %s\n", url, why);
+        fail();
+    }
+    assert_string_equal(a.host, host);
+    assert_int_equal(a.port, port);
+    assert_string_equal(a.path, path);
+    assert_int_equal(a.db, db);
+}
+
+static void url_bad(const char *url, const char *needle) {
+    sipp__gw_redis_addr a;
+    char why[200] = "";
+    if (sipp__gw_redis_url_parse(url, &a, why, sizeof why) || !strstr(why, needle)) {
+        fprintf(stderr, "url '%s': why='%s' (wanted '%s')\n", url, why, needle);
+        fail();
+    }
+}
+
+static void test_redis_url_forms(void **state) {
+    (void)state;
+    url_ok("redis://localhost", "localhost", 6379, "", 0);
+    url_ok("redis://localhost/", "localhost", 6379, "", 0);
+    url_ok("redis://redis.internal:6380", "redis.internal", 6380, "", 0);
+    url_ok("redis://10.0.0.5:7000/3", "10.0.0.5", 7000, "", 3);
+    url_ok("redis://my_host-1/15", "my_host-1", 6379, "", 15);
+    url_ok("redis://[::1]", "::1", 6379, "", 0);
+    url_ok("redis://[fd00::5]:6390/2", "fd00::5", 6390, "", 2);
+    url_ok("unix:///run/redis/redis.sock", "", 6379, "/run/redis/redis.sock", 0);
+    const char *shape = "expected redis://HOST[:PORT][/DB] or unix:///PATH";
+    url_bad("http://h", "must start with redis:// or unix://");
+    url_bad("rediss://h", "must start with redis:// or unix://");
+    url_bad("localhost:6379", "must start with redis:// or unix://");
+    url_bad("redis://:pw@h:6379", "redis.password_env");
+    url_bad("redis://user:pw@h", "redis.password_env");
+    url_bad("redis://user@h", "redis.password_env");
+    url_bad("redis://", shape);
+    url_bad("redis://h:0", shape);
+    url_bad("redis://h:99999", shape);
+    url_bad("redis://h:12x", shape);
+    url_bad("redis://h/x", shape);
+    url_bad("redis://h/1/2", shape);
+    url_bad("redis://h?db=1", shape);
+    url_bad("redis://h/1#x", shape);
+    url_bad("redis://h o", shape);
+    url_bad("redis://h%41", shape);
+    url_bad("redis://[::1", shape);
+    url_bad("unix://relative", "unix:///absolute/path");
+    char long_path[200] = "unix:///";
+    memset(long_path + 8, 'a', 150);
+    long_path[158] = '\0';
+    url_bad(long_path, "unix:///absolute/path");
+}
+
 static void test_load_missing_file(void **state) {
     (void)state;
     sipp__gw_config cfg;
@@ -225,6 +284,7 @@ int main(void) {
         cmocka_unit_test(test_whole_config_rules),
         cmocka_unit_test(test_bad_toml),
         cmocka_unit_test(test_load_missing_file),
+        cmocka_unit_test(test_redis_url_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,5 @@
 /*
- * test_gw_embed.c — the gateway's incremental embeddings answer (src/gateway/profiles.c): read
+ * test_gw_embed.c — the gateway's incremental embeddings answer (src/gateway/profiles.c with each profile's envelope): read
  * in blocks of any size (1 byte up) it is the same text, valid JSON of the profile's shape, and
  * every float comes back exactly, as a JSON number or as base64 of its little-endian bytes.
  */
@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "gateway_int.h"
+#include "profiles.h"
 
 #include <math.h>
 #include <openssl/evp.h>

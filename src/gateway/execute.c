@@ -1,0 +1,236 @@
+/*
+ * execute.c — running an admitted request on its target: the submission (sampling options,
+ * per-caller KV scope), the wait on the run in 20 ms slices, finite text answers, embeddings
+ * (every input run, then the answer streamed from the vectors) and /v1/models. SSE streams are
+ * stream.c's.
+ *
+ * A request runs on its connection's thread (src/http/http_server.c has the threading model).
+ * While it waits it watches for a client hang-up and for shutdown, and cancels its run on
+ * either. Everything that can fail fails before the status line; answers are encoded by the
+ * request's profile (profiles.h). Invariants: r->run is NULL or owned by r (finish frees it);
+ * usage is accounted once per run (sipp__gw_account).
+ */
+#define _GNU_SOURCE
+#include "gateway_int.h"
+
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
+    gw_target *t = &r->gw->targets[r->target];
+    gw_call *c = &r->call;
+    sipp_text_params tp;
+    sipp_text_params_init(&tp, sizeof tp);
+    if (c->has_max_tokens)
+        tp.max_tokens = c->max_tokens > 1000000 ? 1000000 : (uint32_t)c->max_tokens;
+    if (c->has_temperature) tp.temperature = (float)c->temperature;
+    if (c->has_top_p) tp.top_p = (float)c->top_p;
+    tp.stop = c->stop;
+    tp.n_stop = c->n_stop;
+    tp.request_id = r->id; /* providers get the same x-request-id as the caller */
+    char scope[200];
+    if (t->cfg->type == SIPP__GW_LOCAL) {
+        /* Prefix reuse per caller, never across callers: one workflow key per caller, scoped
+         * by the caller's name (the engine keys KV state by scope + key). With
+         * cache.scope_header, per end user: the scope is "<caller> <SHA-256 of the header>"
+         * (caller names have no spaces, so no scope collides with another caller's; the
+         * digest keeps user ids out of snapshot files). Without the header: no key, so the
+         * request reuses nothing and leaves nothing for others. */
+        const char *hdr = r->gw->cfg.cache_scope_header;
+        const char *who = hdr ? sipp__httpd_header_get(r->http, hdr) : NULL;
+        if (!hdr) {
+            tp.cache_scope = sipp__gw_req_caller_name(r);
+            tp.context_key = "gateway";
+        } else if (who && *who) {
+            uint8_t d[32];
+            SHA256((const unsigned char *)who, strlen(who), d);
+            int n = snprintf(scope, sizeof scope, "%s ", sipp__gw_req_caller_name(r));
+            for (size_t i = 0; i < sizeof d && n > 0 && (size_t)n + 2 < sizeof scope; i++)
+                n += snprintf(scope + n, sizeof scope - (size_t)n, "%02x", d[i]);
+            tp.cache_scope = scope;
+            tp.context_key = "gateway";
+        }
+        tp.ignore_eos = t->cfg->runtime.ignore_eos;
+    }
+    return c->op == GW_OP_CHAT ? sipp_chat(t->ep, c->messages, c->n_messages, &tp, &r->run, err)
+                               : sipp_query(t->ep, c->prompt, &tp, &r->run, err);
+}
+
+/* Pulls what the run produced within ~20 ms. Returns the batch (text may be empty). Records
+ * TTFT and inter-token gaps. */
+sipp_status sipp__gw_pull_batch(gw_req *r, sipp_token_batch *b) {
+    *b = (sipp_token_batch){.struct_size = sizeof *b};
+    sipp_status st = sipp_run_next(r->run, 20, b, NULL);
+    if (st == SIPP_OK && b->n_tokens > 0) {
+        double t = sipp__gw_now();
+        if (r->first_token == 0) {
+            r->first_token = t;
+            sipp__gw_metrics_observe_ttft(r->gw->metrics, r->target, t - r->t0);
+        } else {
+            sipp__gw_metrics_observe_itl(r->gw->metrics, r->target, t - r->last_token);
+        }
+        r->last_token = t;
+        r->live_tokens += b->n_tokens;
+        if (r->live)
+            sipp__gw_admin_live_update(r->gw->admin, r, r->target, r->op, r->call.stream,
+                                       r->live_tokens);
+    }
+    return st;
+}
+
+void sipp__gw_account(gw_req *r, const sipp_response *resp) {
+    r->in_tok += resp->usage->input_tokens;
+    r->out_tok += resp->usage->output_tokens;
+    if (resp->stats->queue_ms > 0)
+        sipp__gw_metrics_observe_queue(r->gw->metrics, r->target, resp->stats->queue_ms / 1000.0);
+}
+
+
+void sipp__gw_execute_text(gw_req *r) {
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    sipp_status st = sipp__gw_submit_text(r, &err);
+    if (st != SIPP_OK) {
+        sipp__gw_req_fail(r, sipp__gw_code_for_status(st), NULL, "%s", err.message);
+        return;
+    }
+    sipp_token_batch b = {.struct_size = sizeof b};
+    for (;;) {
+        if (sipp__gw_pull_batch(r, &b) == SIPP_OK && b.done) break;
+        if (sipp__httpd_peer_closed(r->http)) {
+            r->client_gone = true;
+            sipp_run_cancel(r->run);
+        } else if (atomic_load(&r->gw->shutting_down) && !r->shutdown_cut) {
+            r->shutdown_cut = true;
+            sipp_run_cancel(r->run);
+        }
+    }
+    const sipp_response *resp;
+    sipp_run_wait(r->run, &resp, NULL);
+    sipp__gw_account(r, resp);
+    if (resp->status != SIPP_OK) {
+        sipp__gw_req_fail(r, sipp__gw_code_for_status(resp->status), NULL, "%s",
+                          resp->error_message);
+        return;
+    }
+    if (resp->finish_reason == SIPP_FINISH_CANCELLED) {
+        sipp__gw_req_fail(r, GW_CANCELLED, NULL,
+                          r->shutdown_cut ? "the gateway is shutting down"
+                                          : "the run was cancelled");
+        return;
+    }
+    gw_answer ans = sipp__gw_req_answer(r);
+    ans.created = (long)time(NULL);
+    json_t *body = sipp__gw_codec(r->prof)->text(&ans, resp->text, resp->text_len,
+                                                 resp->finish_reason);
+    if (!body) {
+        sipp__gw_req_fail(r, GW_EXECUTION, NULL,
+                          "the answer could not be encoded (invalid UTF-8?)");
+        return;
+    }
+    sipp__gw_req_respond(r, 200, body);
+}
+
+static long embed_pull(void *ctx, sipp__httpd_req *http, char *buf, size_t cap) {
+    (void)http;
+    gw_req *r = ctx;
+    return (long)sipp__gw_embed_writer_read(r->embed, buf, cap);
+}
+
+static void embed_release(void *ctx, bool completed) {
+    gw_req *r = ctx;
+    if (!completed) {
+        r->client_gone = true; /* write error or idle timeout */
+        if (r->code == GW_OK) r->code = GW_CANCELLED;
+    }
+    sipp__gw_req_finish(r);
+}
+
+/* Runs the inputs one after the other into one float array (bounded by max_embedding_floats),
+ * then streams the answer out through the writer (profiles.c) in the HTTP layer's blocks:
+ * never a JSON tree of every float nor a copy of the whole text. Everything that can fail
+ * (a run, the cap when the size is only known from the first vector, a NaN) fails before the
+ * status line. Returns true when the answer streams (finish() then runs at its release). */
+bool sipp__gw_execute_embed(gw_req *r) {
+    gw_target *t = &r->gw->targets[r->target];
+    float *vecs = NULL;
+    uint32_t dim = 0;
+    sipp_embed_params ep;
+    sipp_embed_params_init(&ep, sizeof ep);
+    ep.request_id = r->id;
+    for (size_t i = 0; i < r->call.n_inputs; i++) {
+        sipp_error err;
+        sipp_error_init(&err, sizeof err);
+        sipp_run *run = NULL;
+        sipp_status st = sipp_embed(t->ep, r->call.inputs[i], &ep, &run, &err);
+        if (st != SIPP_OK) {
+            free(vecs);
+            return sipp__gw_req_fail(r, sipp__gw_code_for_status(st), "input", "%s", err.message);
+        }
+        const sipp_response *resp;
+        r->run = run;
+        while (!sipp_run_is_done(run)) {
+            sipp_token_batch b = {.struct_size = sizeof b};
+            if (sipp_run_next(run, 20, &b, NULL) == SIPP_OK && b.done) break;
+            if (sipp__httpd_peer_closed(r->http)) {
+                r->client_gone = true;
+                sipp_run_cancel(run);
+            } else if (atomic_load(&r->gw->shutting_down)) {
+                r->shutdown_cut = true;
+                sipp_run_cancel(run);
+            }
+        }
+        sipp_run_wait(run, &resp, NULL);
+        sipp__gw_account(r, resp);
+        if (resp->status != SIPP_OK || !resp->embedding) {
+            free(vecs);
+            bool failed = resp->status != SIPP_OK;
+            return sipp__gw_req_fail(r,
+                                     failed ? sipp__gw_code_for_status(resp->status) : GW_CANCELLED,
+                                     NULL, "%s", failed ? resp->error_message : "cancelled");
+        }
+        if (i == 0) { /* a provider's size is known only now */
+            dim = resp->n_embd;
+            if (!sipp__gw_embed_fits(r, dim)) return false;
+            vecs = malloc((r->call.n_inputs * dim + 1) * sizeof *vecs);
+            if (!vecs) return sipp__gw_req_fail(r, GW_EXECUTION, NULL, "out of memory");
+        } else if (resp->n_embd != dim) {
+            free(vecs);
+            return sipp__gw_req_fail(r, GW_EXECUTION, NULL,
+                                     "the target answered vectors of %u and %u "
+                                     "dimensions in one request",
+                                     dim, resp->n_embd);
+        }
+        if (!sipp__gw_embed_finite(resp->embedding, dim)) {
+            free(vecs);
+            return sipp__gw_req_fail(r, GW_EXECUTION, NULL,
+                                     "the target produced a NaN or infinite embedding value");
+        }
+        memcpy(vecs + i * dim, resp->embedding, dim * sizeof *vecs);
+        sipp_run_free(run);
+        r->run = NULL;
+    }
+    r->embed = sipp__gw_embed_writer_new(r->prof, r->call.base64, r->id, t->cfg->name, r->in_tok,
+                                         r->out_tok, vecs, r->call.n_inputs, dim);
+    if (!r->embed) return sipp__gw_req_fail(r, GW_EXECUTION, NULL, "out of memory");
+    r->status = 200;
+    sipp__httpd_header h[10];
+    char retry[16];
+    size_t n = sipp__gw_req_headers(r, h, "application/json", retry);
+    sipp__httpd_stream(r->http, 200, h, n, embed_pull, embed_release, r);
+    return true;
+}
+
+void sipp__gw_answer_models(gw_req *r) {
+    json_t *data = json_array();
+    for (size_t i = 0; i < r->gw->n_targets; i++) {
+        const sipp__gw_target *t = r->gw->targets[i].cfg;
+        if (!sipp__gw_req_may_use(r, t->name)) continue;
+        json_array_append_new(data, sipp__gw_openai_model(t->name,
+                                                          sipp__gw_target_type_name(t->type)));
+    }
+    sipp__gw_req_respond(r, 200, sipp__gw_openai_model_list(data));
+}
