@@ -67,8 +67,8 @@ static void test_full_config(void **state) {
     assert_true(cfg.rate_limit_enabled);
     assert_int_equal(cfg.rate_limit_burst, 10);
     assert_int_equal(cfg.n_targets, 3);
-    assert_int_equal(cfg.targets[0].runtime.n_ctx, 512);
-    assert_int_equal(cfg.targets[0].runtime.n_gpu_layers, 0); /* backend cpu */
+    assert_int_equal(cfg.targets[0].runtime.local.n_ctx, 512);
+    assert_int_equal(cfg.targets[0].runtime.local.n_gpu_layers, 0); /* backend cpu */
     assert_false(cfg.targets[0].runtime.cache);
     assert_int_equal(cfg.targets[2].type, SIPP__GW_ANTHROPIC);
     assert_int_equal(cfg.n_tokens, 1);
@@ -87,7 +87,7 @@ static void test_defaults(void **state) {
     assert_int_equal(cfg.sse_heartbeat_seconds, 15);
     assert_string_equal(cfg.routes[SIPP__GW_R_CHAT_COMPLETIONS], "/v1/chat/completions");
     assert_string_equal(cfg.targets[0].backend, "auto");
-    assert_int_equal(cfg.targets[0].runtime.n_gpu_layers, -1);
+    assert_int_equal(cfg.targets[0].runtime.local.n_gpu_layers, -1);
     assert_true(cfg.targets[0].runtime.cache);
     assert_int_equal(cfg.n_allowed_hosts, 0);
     assert_null(cfg.cache_scope_header); /* one scope per caller */
