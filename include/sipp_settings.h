@@ -5,8 +5,9 @@
  * the library's defaults (src/common/params.c), the CLI's options and --help lines
  * (apps/cli/options.c), the gateway's [targets.runtime] keys and the copy into
  * sipp_local_params (src/gateway/config.c, targets.c), the Node addon's options, the layout
- * test (tests/bindings/abi_layout.c), and, through tests/bindings/settings_gen.c, the Python
- * and Rust mirrors (bindings/python/sipp/_fields.py, bindings/rust/src/fields.rs).
+ * test (tests/bindings/abi_layout.c), and, through tests/bindings/settings_gen.c, the Python,
+ * Rust and TypeScript copies (bindings/python/sipp/_fields.py, bindings/rust/src/fields.rs,
+ * bindings/node/local_options.d.ts).
  *
  * Adding a field to sipp_local_params is one row here, in struct order, plus its docs
  * (docs/api.md, and docs/cli.md / docs/gateway.md when it has a flag or a key); then

@@ -3,12 +3,14 @@
  * (include/sipp_settings.h) for the languages that cannot include C:
  *   sipp_settings_gen python  > bindings/python/sipp/_fields.py
  *   sipp_settings_gen rust    > bindings/rust/src/fields.rs
+ *   sipp_settings_gen node    > bindings/node/local_options.d.ts
  * scripts/gen-settings runs both; the ctest `settings_generated` fails while a committed file
  * differs from this program's output, so a row added to the table reaches every binding.
  */
 #include <sipp.h>
 #include <sipp_settings.h>
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -80,11 +82,43 @@ static void rust(void) {
     printf(" })\n    };\n}\n");
 }
 
+/* prefill_chunk -> prefillChunk, as the addon names its options. */
+static void camel(const char *s) {
+    for (; *s; s++) {
+        if (*s == '_' && s[1]) putchar(*++s - 'a' + 'A');
+        else putchar(*s);
+    }
+}
+
+static void node(void) {
+    printf("// ");
+    printf(header, "// ");
+    printf("\n/** Options of a local model endpoint (`sipp_local_params`; the model path is addLocal's\n"
+           " *  argument). Absent = the library's default. */\nexport interface LocalOptions {\n");
+    for (size_t i = 0; i < N_LOCAL; i++) {
+        const char *ts;
+        switch (local[i].kind) {
+        case SIPP_SETTING_U32:
+        case SIPP_SETTING_I32:
+        case SIPP_SETTING_U64: ts = "number"; break;
+        case SIPP_SETTING_BOOL: ts = "boolean"; break;
+        case SIPP_SETTING_STR: ts = "string"; break;
+        default: continue;
+        }
+        if (local[i].offset == offsetof(sipp_local_params, model_path)) continue;
+        printf("  /** %s */\n  ", local[i].help);
+        camel(local[i].field);
+        printf("?: %s;\n", ts);
+    }
+    printf("}\n");
+}
+
 int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "python") == 0) python();
     else if (argc == 2 && strcmp(argv[1], "rust") == 0) rust();
+    else if (argc == 2 && strcmp(argv[1], "node") == 0) node();
     else {
-        fprintf(stderr, "usage: sipp_settings_gen python|rust\n");
+        fprintf(stderr, "usage: sipp_settings_gen python|rust|node\n");
         return 2;
     }
     return 0;
