@@ -3,6 +3,7 @@
 #   lib/sipp/lib*.so*             the llama.cpp runtime it was built with, private to Sipp (kept
 #                                 out of lib/ so it never shadows another llama.cpp install)
 #   include/sipp.h                the whole public API
+#   include/sipp_settings.h       the table of sipp_local_params (flags, env vars, keys)
 #   lib/pkgconfig/sipp.pc         `pkg-config --cflags --libs sipp`
 #   lib/cmake/Sipp/               `find_package(Sipp)` gives the target Sipp::sipp
 #   bin/sipp, bin/sipp-gateway    the CLI and the gateway
@@ -19,7 +20,8 @@ set_target_properties(sipp_cli sipp_gateway_bin PROPERTIES
 install(TARGETS sipp EXPORT SippTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(FILES ${PROJECT_SOURCE_DIR}/include/sipp.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(FILES ${PROJECT_SOURCE_DIR}/include/sipp.h ${PROJECT_SOURCE_DIR}/include/sipp_settings.h
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS sipp_cli sipp_gateway_bin RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 # The shared libraries of the llama.cpp build in the cache (libllama, libggml*, libllama-common):
 # built by scripts/setup from the pinned release, never copied into this repository.

@@ -50,6 +50,11 @@ typedef struct cli_options {
 /* True when the options name a provider or gateway endpoint instead of a local model. */
 static inline bool cli_is_remote(const cli_options *o) { return o->provider || o->gateway; }
 
+/* In a usage text, this line stands for the --help lines of the engine settings (one per flag of
+ * SIPP_LOCAL_SETTINGS, include/sipp_settings.h); cli_print_usage() prints them there. */
+#define CLI_SETTINGS_HELP "@settings\n"
+void cli_print_usage(const char *usage, FILE *out);
+
 /* Parses argv for a text or embed subcommand. Returns CLI_OK, or CLI_USAGE after printing
  * an error (or help, with *exit_now set and CLI_OK). */
 int cli_parse(int argc, char **argv, const char *cmd, const char *usage, cli_options *o,

@@ -14,8 +14,7 @@ static const char usage[] =
     "\n"
     "  -m, --model NAME|PATH     GGUF file, a name in the models directory, or a  [SIPP_MODEL]\n"
     "                            pulled OWNER/REPO[:QUANT] (see `sipp pull --help`)\n"
-    "  --ctx-size N, --threads N, --batch-size N, --gpu-layers N, --model-sha256 HEX\n"
-    "                            as in `sipp query --help`\n"
+    CLI_SETTINGS_HELP
     "  --no-normalize            return the raw pooled vector\n"
     "  --provider P --base-url URL --remote-model NAME [--api-key-env VAR]   a provider instead\n"
     "  --gateway URL --target NAME [--token-env VAR]   a Sipp gateway instead\n"

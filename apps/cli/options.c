@@ -6,9 +6,13 @@
  * parsed here (numbers, enumerations, the sha256 pin's form); ranges of sampling values are
  * the library's checks, one set of rules. Model names are resolved in resolve.c, output in
  * output.c, the endpoint opened in endpoint.c.
+ *
+ * The engine settings (--ctx-size, --threads, ...: sipp_local_params) are not written here: their
+ * flags, variables, ranges and --help lines come from SIPP_LOCAL_SETTINGS (sipp_settings.h).
  */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "sipp_settings.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -75,16 +79,20 @@ static bool parse_float(const char *opt, const char *s, float *out) {
 enum {
     OPT_MODEL = 'm', OPT_HELP = 'h', OPT_MAX_TOKENS = 'n',
     OPT_TEMPERATURE = 1000, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_SEED,
-    OPT_STOP, OPT_SYSTEM, OPT_GRAMMAR_FILE, OPT_JSON_SCHEMA_FILE, OPT_THREADS, OPT_CTX_SIZE,
-    OPT_BATCH_SIZE, OPT_GPU_LAYERS, OPT_CONTEXT_KEY, OPT_JSON, OPT_STATS, OPT_NO_NORMALIZE,
-    OPT_CACHE_DIR, OPT_CONTEXT_SHIFT, OPT_PROVIDER, OPT_BASE_URL, OPT_REMOTE_MODEL, OPT_API_KEY_ENV,
+    OPT_STOP, OPT_SYSTEM, OPT_GRAMMAR_FILE, OPT_JSON_SCHEMA_FILE, OPT_CONTEXT_KEY, OPT_JSON,
+    OPT_STATS, OPT_NO_NORMALIZE, OPT_PROVIDER, OPT_BASE_URL, OPT_REMOTE_MODEL, OPT_API_KEY_ENV,
     OPT_REQUEST_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_GATEWAY, OPT_TARGET, OPT_TOKEN_ENV, OPT_EXTRA_JSON,
-    OPT_HEADER, OPT_REQUEST_ID, OPT_ALLOW_PRIVATE, OPT_MODEL_SHA256, OPT_AUTH_HEADER,
+    OPT_HEADER, OPT_REQUEST_ID, OPT_ALLOW_PRIVATE, OPT_AUTH_HEADER,
+    OPT_SETTING = 2000, /* OPT_SETTING + i: the flag of settings[i] */
 };
 
-static const struct option long_opts[] = {
+/* The engine settings (sipp_local_params) come from their table: flag, env var, range, help. */
+static const sipp_setting settings[] = {SIPP_LOCAL_SETTINGS(SIPP_LOCAL_SETTING_ROW)};
+enum { N_SETTINGS = sizeof settings / sizeof settings[0] };
+
+/* The flags that are not settings; cli_parse() appends the settings' flags to them. */
+static const struct option fixed_opts[] = {
     {"model", required_argument, 0, OPT_MODEL},
-    {"model-sha256", required_argument, 0, OPT_MODEL_SHA256},
     {"max-tokens", required_argument, 0, OPT_MAX_TOKENS},
     {"temperature", required_argument, 0, OPT_TEMPERATURE},
     {"top-k", required_argument, 0, OPT_TOP_K},
@@ -96,13 +104,7 @@ static const struct option long_opts[] = {
     {"system", required_argument, 0, OPT_SYSTEM},
     {"grammar-file", required_argument, 0, OPT_GRAMMAR_FILE},
     {"json-schema-file", required_argument, 0, OPT_JSON_SCHEMA_FILE},
-    {"threads", required_argument, 0, OPT_THREADS},
-    {"ctx-size", required_argument, 0, OPT_CTX_SIZE},
-    {"batch-size", required_argument, 0, OPT_BATCH_SIZE},
-    {"gpu-layers", required_argument, 0, OPT_GPU_LAYERS},
     {"context-key", required_argument, 0, OPT_CONTEXT_KEY},
-    {"cache-dir", required_argument, 0, OPT_CACHE_DIR},
-    {"context-shift", no_argument, 0, OPT_CONTEXT_SHIFT},
     {"provider", required_argument, 0, OPT_PROVIDER},
     {"base-url", required_argument, 0, OPT_BASE_URL},
     {"remote-model", required_argument, 0, OPT_REMOTE_MODEL},
@@ -121,10 +123,24 @@ static const struct option long_opts[] = {
     {"stats", no_argument, 0, OPT_STATS},
     {"no-normalize", no_argument, 0, OPT_NO_NORMALIZE},
     {"help", no_argument, 0, OPT_HELP},
-    {0, 0, 0, 0},
 };
+enum { N_FIXED = sizeof fixed_opts / sizeof fixed_opts[0] };
+static struct option long_opts[N_FIXED + N_SETTINGS + 1];
 
-/* Environment variables mirror the flags: SIPP_<FLAG> with dashes as underscores. */
+static void long_opts_build(void) {
+    size_t n = 0;
+    for (size_t i = 0; i < N_FIXED; i++) long_opts[n++] = fixed_opts[i];
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (settings[i].flag)
+            long_opts[n++] = (struct option){settings[i].flag,
+                                             settings[i].kind == SIPP_SETTING_BOOL ? no_argument
+                                                                                   : required_argument,
+                                             0, OPT_SETTING + (int)i};
+    long_opts[n] = (struct option){0, 0, 0, 0};
+}
+
+/* Environment variables mirror the flags: SIPP_<FLAG> with dashes as underscores (the
+ * settings' variables are in their table). */
 static const struct {
     const char *env;
     int opt;
@@ -133,24 +149,61 @@ static const struct {
     {"SIPP_TEMPERATURE", OPT_TEMPERATURE}, {"SIPP_TOP_K", OPT_TOP_K},
     {"SIPP_TOP_P", OPT_TOP_P},           {"SIPP_MIN_P", OPT_MIN_P},
     {"SIPP_REPEAT_PENALTY", OPT_REPEAT_PENALTY}, {"SIPP_SEED", OPT_SEED},
-    {"SIPP_THREADS", OPT_THREADS},       {"SIPP_CTX_SIZE", OPT_CTX_SIZE},
-    {"SIPP_BATCH_SIZE", OPT_BATCH_SIZE}, {"SIPP_GPU_LAYERS", OPT_GPU_LAYERS},
-    {"SIPP_CACHE_DIR", OPT_CACHE_DIR},   {"SIPP_MODEL_SHA256", OPT_MODEL_SHA256},
 };
+
+/* Sets settings[i] in o->local from its flag or variable (`name`, for errors). `arg` is NULL for
+ * a BOOL flag, which takes no value; strings point into argv or the environment. */
+static bool apply_setting(cli_options *o, const sipp_setting *s, const char *arg,
+                          const char *name) {
+    char *dst = (char *)&o->local + s->offset;
+    long v;
+    switch (s->kind) {
+    case SIPP_SETTING_U32:
+    case SIPP_SETTING_I32:
+    case SIPP_SETTING_U64: {
+        /* long is 64-bit here: it holds every min and max of the table (at most INT64_MAX) */
+        if (!parse_long(name, arg, (long)s->min, (long)s->max, &v)) return false;
+        if (s->kind == SIPP_SETTING_U32) {
+            uint32_t x = (uint32_t)v;
+            memcpy(dst, &x, sizeof x);
+        } else if (s->kind == SIPP_SETTING_I32) {
+            int32_t x = (int32_t)v;
+            memcpy(dst, &x, sizeof x);
+        } else {
+            uint64_t x = (uint64_t)v;
+            memcpy(dst, &x, sizeof x);
+        }
+        return true;
+    }
+    case SIPP_SETTING_BOOL: {
+        bool b = !arg || strcmp(arg, "1") == 0 || strcmp(arg, "true") == 0;
+        if (arg && !b && strcmp(arg, "0") != 0 && strcmp(arg, "false") != 0) {
+            cli_error("%s expects 1, true, 0 or false, got '%s'", name, arg);
+            return false;
+        }
+        memcpy(dst, &b, sizeof b);
+        return true;
+    }
+    case SIPP_SETTING_STR:
+        if (s->offset == offsetof(sipp_local_params, sha256)) {
+            size_t n = strspn(arg, "0123456789abcdefABCDEF");
+            if (n != 64 || arg[n]) {
+                cli_error("%s must be 64 hex digits (the model file's SHA-256)", name);
+                return false;
+            }
+        }
+        memcpy(dst, &arg, sizeof arg);
+        return true;
+    default: return false; /* SIZE, FN, PTR: never a flag */
+    }
+}
 
 static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name) {
     long v;
+    if (opt >= OPT_SETTING && opt < OPT_SETTING + N_SETTINGS)
+        return apply_setting(o, &settings[opt - OPT_SETTING], arg, name);
     switch (opt) {
     case OPT_MODEL: o->model = arg; return true;
-    case OPT_MODEL_SHA256: {
-        size_t n = strspn(arg, "0123456789abcdefABCDEF");
-        if (n != 64 || arg[n]) {
-            cli_error("%s must be 64 hex digits (the model file's SHA-256)", name);
-            return false;
-        }
-        o->local.sha256 = arg;
-        return true;
-    }
     case OPT_MAX_TOKENS:
         if (!parse_long(name, arg, 0, INT_MAX, &v)) return false;
         o->text.max_tokens = (uint32_t)v;
@@ -177,25 +230,7 @@ static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name
     case OPT_SYSTEM: o->system = arg; return true;
     case OPT_GRAMMAR_FILE: o->grammar_file = arg; return true;
     case OPT_JSON_SCHEMA_FILE: o->json_schema_file = arg; return true;
-    case OPT_THREADS:
-        if (!parse_long(name, arg, 0, 1024, &v)) return false;
-        o->local.n_threads = (int32_t)v;
-        return true;
-    case OPT_CTX_SIZE:
-        if (!parse_long(name, arg, 0, 1 << 20, &v)) return false;
-        o->local.n_ctx = (uint32_t)v;
-        return true;
-    case OPT_BATCH_SIZE:
-        if (!parse_long(name, arg, 0, 1 << 16, &v)) return false;
-        o->local.n_batch = (uint32_t)v;
-        return true;
-    case OPT_GPU_LAYERS:
-        if (!parse_long(name, arg, -1, 100000, &v)) return false;
-        o->local.n_gpu_layers = (int32_t)v;
-        return true;
     case OPT_CONTEXT_KEY: o->context_key = arg; return true;
-    case OPT_CACHE_DIR: o->local.cache_dir = arg; return true;
-    case OPT_CONTEXT_SHIFT: o->local.context_shift = true; return true;
     case OPT_PROVIDER:
         if (strcmp(arg, "openai") != 0 && strcmp(arg, "openai_compatible") != 0 &&
             strcmp(arg, "anthropic") != 0) {
@@ -236,6 +271,25 @@ static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name
     return false;
 }
 
+void cli_print_usage(const char *usage, FILE *out) {
+    const char *mark = strstr(usage, CLI_SETTINGS_HELP);
+    if (!mark) {
+        fputs(usage, out);
+        return;
+    }
+    fwrite(usage, 1, (size_t)(mark - usage), out);
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const sipp_setting *s = &settings[i];
+        if (!s->flag) continue;
+        char opt[64];
+        snprintf(opt, sizeof opt, "--%s%s%s", s->flag, *s->arg ? " " : "", s->arg);
+        fprintf(out, "  %-25s %s", opt, s->help);
+        if (s->env) fprintf(out, " [%s]", s->env);
+        fputc('\n', out);
+    }
+    fputs(mark + strlen(CLI_SETTINGS_HELP), out);
+}
+
 static const char *opt_name(int c) {
     for (const struct option *lo = long_opts; lo->name; lo++)
         if (lo->val == c) return lo->name;
@@ -249,16 +303,21 @@ int cli_parse(int argc, char **argv, const char *cmd, const char *usage, cli_opt
     sipp_local_params_init(&o->local, sizeof o->local);
     o->normalize = true;
     *exit_now = false;
+    long_opts_build();
     for (size_t i = 0; i < sizeof env_opts / sizeof env_opts[0]; i++) {
         const char *v = getenv(env_opts[i].env);
         if (v && *v && !apply_opt(o, env_opts[i].opt, v, env_opts[i].env)) return CLI_USAGE;
+    }
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const char *v = settings[i].env ? getenv(settings[i].env) : NULL;
+        if (v && *v && !apply_setting(o, &settings[i], v, settings[i].env)) return CLI_USAGE;
     }
     optind = 1;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "m:n:h", long_opts, NULL)) != -1) {
         if (c == OPT_HELP) {
-            fputs(usage, stdout);
+            cli_print_usage(usage, stdout);
             *exit_now = true;
             return CLI_OK;
         }

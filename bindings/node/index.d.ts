@@ -65,28 +65,9 @@ export interface EmbedOptions {
 /** Static headers sent with every request (values are treated as secrets). */
 export type Headers = Record<string, string> | string[];
 
-export interface LocalOptions {
-  nCtx?: number;
-  nThreads?: number;
-  nBatch?: number;
-  nGpuLayers?: number;
-  nParallel?: number;
-  maxRunning?: number;
-  maxQueued?: number;
-  tickBudget?: number;
-  prefillChunk?: number;
-  streamBufferBytes?: number;
-  contextShift?: boolean;
-  nKeep?: number;
-  cacheRamBytes?: number;
-  cacheDir?: string;
-  cacheDiskBytes?: number;
-  /** Pin: the SHA-256 (64 hex digits) the model file must have; checked before loading. */
-  sha256?: string;
-  /** Engine watchdog: no scheduler round for this long with work pending is a stall (logged,
-   *  counted in `stats().stalls`); 0 = 60 s, 4294967295 = off. */
-  stallAlarmMs?: number;
-}
+// LocalOptions is generated from include/sipp_settings.h (scripts/gen-settings).
+import { LocalOptions } from './local_options';
+export { LocalOptions };
 
 export interface ProviderOptions {
   provider?: 'openai' | 'openai_compatible' | 'anthropic';

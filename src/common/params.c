@@ -15,6 +15,7 @@
  * Inside the library defaults are plain values (sipp__X_defaults()); sizes never cross the ABI.
  */
 #include "common_int.h"
+#include "sipp_settings.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -28,9 +29,12 @@ sipp_client_params sipp__client_params_defaults(void) {
                                 .log_level = SIPP_LOG_ERROR};
 }
 
+/* The defaults of sipp_local_params are a column of its table (include/sipp_settings.h). */
+#define LOCAL_DEFAULT(field, kind, def, ...) .field = def,
 sipp_local_params sipp__local_params_defaults(void) {
-    return (sipp_local_params){.struct_size = sizeof(sipp_local_params), .n_gpu_layers = -1};
+    return (sipp_local_params){SIPP_LOCAL_SETTINGS(LOCAL_DEFAULT)};
 }
+#undef LOCAL_DEFAULT
 
 sipp_provider_params sipp__provider_params_defaults(void) {
     return (sipp_provider_params){.struct_size = sizeof(sipp_provider_params),

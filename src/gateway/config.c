@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include "policy.h"
+#include "sipp_settings.h"
 
 #include "../common/common_int.h"
 
@@ -242,63 +243,76 @@ static bool parse_security(ctx *c, const sipp__toml_node *t, sipp__gw_config *cf
     return true;
 }
 
+/* [targets.runtime]: the rows of SIPP_LOCAL_SETTINGS with a TOML key, each with its range. */
+static const sipp_setting runtime_keys[] = {SIPP_LOCAL_SETTINGS(SIPP_LOCAL_SETTING_ROW)};
+enum { N_RUNTIME_KEYS = sizeof runtime_keys / sizeof runtime_keys[0] };
+
+/* Parses one [targets.runtime] value into its field of `p`, as the row says. A string replaces
+ * (and frees) the one there: the config owns the strings of its `local` params. */
+static bool get_setting(ctx *c, const sipp__toml_node *n, const char *path, const sipp_setting *s,
+                        sipp_local_params *p) {
+    char *dst = (char *)p + s->offset;
+    switch (s->kind) {
+    case SIPP_SETTING_U32: {
+        uint32_t v;
+        if (!get_u32(c, n, path, (uint32_t)s->min, (uint32_t)s->max, &v)) return false;
+        memcpy(dst, &v, sizeof v);
+        return true;
+    }
+    case SIPP_SETTING_U64: {
+        uint64_t v;
+        if (!get_u64(c, n, path, (uint64_t)s->min, s->max, &v)) return false;
+        memcpy(dst, &v, sizeof v);
+        return true;
+    }
+    case SIPP_SETTING_I32: {
+        if (!want(c, n, path, SIPP__TOML_INT, "an integer")) return false;
+        if (n->i < s->min || n->i > (int64_t)s->max)
+            return fail(c, n->line, "key '%s' must be between %lld and %llu", path,
+                        (long long)s->min, (unsigned long long)s->max);
+        int32_t v = (int32_t)n->i;
+        memcpy(dst, &v, sizeof v);
+        return true;
+    }
+    case SIPP_SETTING_BOOL: {
+        bool v;
+        if (!get_bool(c, n, path, &v)) return false;
+        memcpy(dst, &v, sizeof v);
+        return true;
+    }
+    case SIPP_SETTING_STR: {
+        char *v;
+        memcpy(&v, dst, sizeof v);
+        if (!get_str(c, n, path, &v)) return false;
+        memcpy(dst, &v, sizeof v);
+        return true;
+    }
+    default: return fail(c, n->line, "key '%s' cannot be set", path);
+    }
+}
+
 static bool parse_runtime(ctx *c, const sipp__toml_node *t, sipp__gw_runtime *rt) {
     if (!want(c, t, "targets.runtime", SIPP__TOML_TABLE, "a table")) return false;
-    struct {
-        const char *key;
-        uint32_t *dst;
-        uint32_t lo, hi;
-    } u32s[] = {
-        {"n_ctx", &rt->n_ctx, 0, 1u << 24},
-        {"n_batch", &rt->n_batch, 0, 1u << 20},
-        {"n_parallel", &rt->n_parallel, 0, 256},
-        {"max_running", &rt->max_running, 0, 256},
-        {"max_queued", &rt->max_queued, 0, 1u << 20},
-        {"tick_budget", &rt->tick_budget, 0, 1u << 20},
-        {"prefill_chunk", &rt->prefill_chunk, 0, 1u << 20},
-        {"stream_buffer_bytes", &rt->stream_buffer_bytes, 0, 1u << 30},
-        {"n_keep", &rt->n_keep, 0, 1u << 24},
-        {"stall_alarm_ms", &rt->stall_alarm_ms, 0, UINT32_MAX},
-    };
     for (size_t i = 0; i < t->n_items; i++) {
         const sipp__toml_node *n = &t->items[i];
         char path[96];
         snprintf(path, sizeof path, "targets.runtime.%s", n->key);
-        bool done = false, ok = true;
-        for (size_t k = 0; k < sizeof u32s / sizeof u32s[0] && !done; k++)
-            if (strcmp(n->key, u32s[k].key) == 0) {
-                ok = get_u32(c, n, path, u32s[k].lo, u32s[k].hi, u32s[k].dst);
-                done = true;
-            }
-        if (done) {
-            if (!ok) return false;
-            continue;
-        }
-        uint64_t v = 0;
-        if (strcmp(n->key, "n_threads") == 0) {
-            if (!get_u64(c, n, path, 0, 1024, &v)) return false;
-            rt->n_threads = (int32_t)v;
-        } else if (strcmp(n->key, "n_gpu_layers") == 0) {
-            if (!want(c, n, path, SIPP__TOML_INT, "an integer")) return false;
-            if (n->i < -1 || n->i > 100000)
-                return fail(c, n->line, "key '%s' must be -1 (all) or between 0 and 100000", path);
-            rt->n_gpu_layers = (int32_t)n->i;
-            rt->has_n_gpu_layers = true;
-        } else if (strcmp(n->key, "context_shift") == 0) {
-            if (!get_bool(c, n, path, &rt->context_shift)) return false;
-        } else if (strcmp(n->key, "ignore_eos") == 0) {
-            if (!get_bool(c, n, path, &rt->ignore_eos)) return false;
+        const sipp_setting *s = NULL;
+        for (size_t k = 0; k < N_RUNTIME_KEYS && !s; k++)
+            if (runtime_keys[k].toml && strcmp(n->key, runtime_keys[k].toml) == 0)
+                s = &runtime_keys[k];
+        bool ok;
+        if (s) {
+            ok = get_setting(c, n, path, s, &rt->local);
+            if (s->offset == offsetof(sipp_local_params, n_gpu_layers)) rt->has_n_gpu_layers = true;
+        } else if (strcmp(n->key, "ignore_eos") == 0) { /* the gateway's own keys */
+            ok = get_bool(c, n, path, &rt->ignore_eos);
         } else if (strcmp(n->key, "cache") == 0) {
-            if (!get_bool(c, n, path, &rt->cache)) return false;
-        } else if (strcmp(n->key, "cache_ram_bytes") == 0) {
-            if (!get_u64(c, n, path, 0, UINT64_MAX / 2, &rt->cache_ram_bytes)) return false;
-        } else if (strcmp(n->key, "cache_disk_bytes") == 0) {
-            if (!get_u64(c, n, path, 0, UINT64_MAX / 2, &rt->cache_disk_bytes)) return false;
-        } else if (strcmp(n->key, "cache_dir") == 0) {
-            if (!get_str(c, n, path, &rt->cache_dir)) return false;
+            ok = get_bool(c, n, path, &rt->cache);
         } else {
             return unknown(c, n, "targets.runtime");
         }
+        if (!ok) return false;
     }
     return true;
 }
@@ -312,7 +326,12 @@ static void target_free(sipp__gw_target *t) {
     free(t->token_env);
     free(t->base_url);
     free(t->version);
-    free(t->runtime.cache_dir);
+    for (size_t k = 0; k < N_RUNTIME_KEYS; k++)
+        if (runtime_keys[k].kind == SIPP_SETTING_STR) {
+            char *v;
+            memcpy(&v, (char *)&t->runtime.local + runtime_keys[k].offset, sizeof v);
+            free(v);
+        }
 }
 
 /* Which keys each target type takes (beyond name and type). */
@@ -383,6 +402,9 @@ static bool valid_env_name(const char *s) {
 
 static bool parse_target(ctx *c, const sipp__toml_node *t, sipp__gw_target *out) {
     out->line = t->line;
+#define RUNTIME_DEFAULT(field, kind, def, ...) .field = def,
+    out->runtime.local = (sipp_local_params){SIPP_LOCAL_SETTINGS(RUNTIME_DEFAULT)};
+#undef RUNTIME_DEFAULT
     out->runtime.cache = true;
     if (!want(c, t, "targets", SIPP__TOML_TABLE, "a table ([[targets]])")) return false;
     const sipp__toml_node *type = NULL, *name = NULL;
@@ -454,7 +476,7 @@ static bool parse_target(ctx *c, const sipp__toml_node *t, sipp__gw_target *out)
         if (!out->backend) out->backend = strdup("auto");
         if (!out->backend) return fail(c, t->line, "out of memory");
         if (!out->runtime.has_n_gpu_layers)
-            out->runtime.n_gpu_layers = strcmp(out->backend, "cpu") == 0 ? 0 : -1;
+            out->runtime.local.n_gpu_layers = strcmp(out->backend, "cpu") == 0 ? 0 : -1;
     }
     return true;
 }

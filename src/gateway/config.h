@@ -8,6 +8,8 @@
 #ifndef SIPP_GATEWAY_CONFIG_H
 #define SIPP_GATEWAY_CONFIG_H
 
+#include "sipp.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,18 +59,14 @@ typedef enum sipp__gw_target_type {
     SIPP__GW_ANTHROPIC,
 } sipp__gw_target_type;
 
-/* [targets.runtime]: the engine settings of a local target (sipp_local_params; 0 = default). */
+/* [targets.runtime]: the engine settings of a local target. Its keys are the rows of
+ * SIPP_LOCAL_SETTINGS (include/sipp_settings.h) that name a TOML key, parsed into `local` over
+ * the table's defaults; the strings there are owned by the config. */
 typedef struct sipp__gw_runtime {
-    uint32_t n_ctx, n_batch, n_parallel, max_running, max_queued, tick_budget, prefill_chunk;
-    uint32_t stream_buffer_bytes, n_keep, stall_alarm_ms;
-    int32_t n_threads;
-    int32_t n_gpu_layers; /* from `backend` unless set: cpu = 0, else -1 */
-    bool has_n_gpu_layers;
-    bool context_shift;
-    bool ignore_eos;      /* never sample end-of-generation (benchmarks, tests) */
-    bool cache;           /* false = snapshots off */
-    uint64_t cache_ram_bytes, cache_disk_bytes;
-    char *cache_dir;
+    sipp_local_params local; /* model_path and sha256 are the target's own keys, not set here */
+    bool has_n_gpu_layers; /* else n_gpu_layers comes from `backend`: cpu = 0, else -1 */
+    bool ignore_eos;       /* never sample end-of-generation (benchmarks, tests) */
+    bool cache;            /* false = snapshots off */
 } sipp__gw_runtime;
 
 typedef struct sipp__gw_target {

@@ -41,26 +41,10 @@ static void *loader_main(void *arg) {
         gw_target *t = &gw->targets[i];
         if (t->cfg->type != SIPP__GW_LOCAL) continue;
         const sipp__gw_runtime *rt = &t->cfg->runtime;
-        sipp_local_params lp;
-        sipp_local_params_init(&lp, sizeof lp);
+        sipp_local_params lp = rt->local; /* the [targets.runtime] keys over the defaults */
         lp.model_path = t->cfg->model;
         lp.sha256 = t->cfg->sha256;
-        lp.n_ctx = rt->n_ctx;
-        lp.n_batch = rt->n_batch;
-        lp.n_parallel = rt->n_parallel;
-        lp.n_threads = rt->n_threads;
-        lp.n_gpu_layers = rt->n_gpu_layers;
-        lp.max_running = rt->max_running;
-        lp.max_queued = rt->max_queued;
-        lp.tick_budget = rt->tick_budget;
-        lp.prefill_chunk = rt->prefill_chunk;
-        lp.stream_buffer_bytes = rt->stream_buffer_bytes;
-        lp.context_shift = rt->context_shift;
-        lp.n_keep = rt->n_keep;
-        lp.stall_alarm_ms = rt->stall_alarm_ms;
-        lp.cache_ram_bytes = rt->cache ? rt->cache_ram_bytes : SIPP_CACHE_DISABLED;
-        lp.cache_dir = rt->cache_dir;
-        lp.cache_disk_bytes = rt->cache_disk_bytes;
+        if (!rt->cache) lp.cache_ram_bytes = SIPP_CACHE_DISABLED;
         sipp_error err;
         sipp_error_init(&err, sizeof err);
         double t0 = sipp__gw_now();

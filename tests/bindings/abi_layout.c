@@ -7,8 +7,10 @@
  * Invariant: every struct lists all its fields, the last one with L(). L() asserts at compile time
  * that this field ends the struct (up to tail padding), so a field appended to sipp.h but not here
  * breaks the build of this program rather than slipping past the binding tests.
+ * sipp_local_params comes from its settings table (sipp_settings.h), which makes the same check.
  */
 #include <sipp.h>
+#include <sipp_settings.h>
 
 #include <stdalign.h>
 #include <stddef.h>
@@ -48,17 +50,12 @@ int main(void) {
     S(sipp_error); F(sipp_error, struct_size); F(sipp_error, code); F(sipp_error, subcode);
     L(sipp_error, message);
     S(sipp_client_params); F(sipp_client_params, struct_size); L(sipp_client_params, log_level);
-    S(sipp_local_params); F(sipp_local_params, struct_size); F(sipp_local_params, model_path);
-    F(sipp_local_params, n_ctx); F(sipp_local_params, n_threads); F(sipp_local_params, n_batch);
-    F(sipp_local_params, n_gpu_layers); F(sipp_local_params, n_parallel);
-    F(sipp_local_params, progress); F(sipp_local_params, progress_user_data);
-    F(sipp_local_params, max_running); F(sipp_local_params, max_queued);
-    F(sipp_local_params, tick_budget); F(sipp_local_params, prefill_chunk);
-    F(sipp_local_params, stream_buffer_bytes); F(sipp_local_params, context_shift);
-    F(sipp_local_params, n_keep); F(sipp_local_params, cache_ram_bytes);
-    F(sipp_local_params, cache_dir); F(sipp_local_params, cache_disk_bytes);
-    F(sipp_local_params, sha256);
-    L(sipp_local_params, stall_alarm_ms);
+    /* sipp_local_params: its table lists every field (sipp_settings.h checks that) */
+    S(sipp_local_params);
+#define LOCAL_FIELD(field, ...) F(sipp_local_params, field);
+    SIPP_LOCAL_SETTINGS(LOCAL_FIELD)
+#undef LOCAL_FIELD
+    end();
     S(sipp_provider_params); F(sipp_provider_params, struct_size); F(sipp_provider_params, kind);
     F(sipp_provider_params, model); F(sipp_provider_params, base_url);
     F(sipp_provider_params, api_key); F(sipp_provider_params, api_key_env);

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "sipp_settings.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -67,14 +68,70 @@ static void test_full_config(void **state) {
     assert_true(cfg.rate_limit_enabled);
     assert_int_equal(cfg.rate_limit_burst, 10);
     assert_int_equal(cfg.n_targets, 3);
-    assert_int_equal(cfg.targets[0].runtime.n_ctx, 512);
-    assert_int_equal(cfg.targets[0].runtime.n_gpu_layers, 0); /* backend cpu */
+    assert_int_equal(cfg.targets[0].runtime.local.n_ctx, 512);
+    assert_int_equal(cfg.targets[0].runtime.local.n_gpu_layers, 0); /* backend cpu */
     assert_false(cfg.targets[0].runtime.cache);
     assert_int_equal(cfg.targets[2].type, SIPP__GW_ANTHROPIC);
     assert_int_equal(cfg.n_tokens, 1);
     assert_int_equal(cfg.tokens[0].n_targets, 1);
     assert_int_equal(cfg.tokens[0].max_concurrent, 2);
     sipp__gw_config_free(&cfg);
+}
+
+/* Every row of SIPP_LOCAL_SETTINGS with a TOML key is a [targets.runtime] key: its max is
+ * accepted and lands in its field of runtime.local, max + 1 (or min - 1) is refused naming the
+ * key, and the other fields keep the table's defaults. */
+static void test_runtime_keys_come_from_the_settings_table(void **state) {
+    (void)state;
+    static const sipp_setting rows[] = {SIPP_LOCAL_SETTINGS(SIPP_LOCAL_SETTING_ROW)};
+    size_t n_keys = 0;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        const sipp_setting *s = &rows[i];
+        if (!s->toml) continue;
+        n_keys++;
+        char text[512], want[96];
+        const char *value = s->kind == SIPP_SETTING_BOOL ? "true"
+                            : s->kind == SIPP_SETTING_STR ? "\"/tmp/x\""
+                                                          : NULL;
+        if (value)
+            snprintf(text, sizeof text, TARGET "[targets.runtime]\n%s = %s\n", s->toml, value);
+        else
+            snprintf(text, sizeof text, TARGET "[targets.runtime]\n%s = %llu\n", s->toml,
+                     (unsigned long long)s->max);
+        sipp__gw_config cfg;
+        if (parse(text, &cfg) != 0) {
+            fprintf(stderr, "%s: %s\n", s->toml, err);
+            fail();
+        }
+        const char *f = (const char *)&cfg.targets[0].runtime.local + s->offset;
+        if (s->kind == SIPP_SETTING_U32 || s->kind == SIPP_SETTING_I32) {
+            uint32_t v;
+            memcpy(&v, f, sizeof v);
+            assert_int_equal(v, (uint32_t)s->max);
+        } else if (s->kind == SIPP_SETTING_U64) {
+            uint64_t v;
+            memcpy(&v, f, sizeof v);
+            assert_true(v == s->max);
+        } else if (s->kind == SIPP_SETTING_BOOL) {
+            assert_true(*(const bool *)f);
+        } else {
+            const char *v;
+            memcpy(&v, f, sizeof v);
+            assert_string_equal(v, "/tmp/x");
+        }
+        assert_int_equal(cfg.targets[0].runtime.local.struct_size, sizeof(sipp_local_params));
+        sipp__gw_config_free(&cfg);
+        snprintf(want, sizeof want, "targets.runtime.%s", s->toml);
+        if (s->kind == SIPP_SETTING_U32 || s->kind == SIPP_SETTING_I32) {
+            snprintf(text, sizeof text, TARGET "[targets.runtime]\n%s = %llu\n", s->toml,
+                     (unsigned long long)s->max + 1);
+            refused(text, want);
+            snprintf(text, sizeof text, TARGET "[targets.runtime]\n%s = %lld\n", s->toml,
+                     (long long)s->min - 1);
+            refused(text, want);
+        }
+    }
+    assert_true(n_keys >= 15);
 }
 
 static void test_defaults(void **state) {
@@ -87,7 +144,7 @@ static void test_defaults(void **state) {
     assert_int_equal(cfg.sse_heartbeat_seconds, 15);
     assert_string_equal(cfg.routes[SIPP__GW_R_CHAT_COMPLETIONS], "/v1/chat/completions");
     assert_string_equal(cfg.targets[0].backend, "auto");
-    assert_int_equal(cfg.targets[0].runtime.n_gpu_layers, -1);
+    assert_int_equal(cfg.targets[0].runtime.local.n_gpu_layers, -1);
     assert_true(cfg.targets[0].runtime.cache);
     assert_int_equal(cfg.n_allowed_hosts, 0);
     assert_null(cfg.cache_scope_header); /* one scope per caller */
@@ -279,6 +336,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_runtime_keys_come_from_the_settings_table),
         cmocka_unit_test(test_unknown_keys_name_key_and_line),
         cmocka_unit_test(test_types_and_ranges),
         cmocka_unit_test(test_whole_config_rules),

@@ -17,6 +17,7 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <sipp.h>
+#include <sipp_settings.h>
 
 #include <math.h>
 #if defined(__GLIBC__) || defined(__linux__)
@@ -116,7 +117,8 @@ static void *get_external(napi_env env, napi_value v) {
 }
 
 /* ---- options: one table per params struct ------------------------------------------------------
- * A field appended to sipp.h becomes a JS option by adding one line to its table. */
+ * A field appended to sipp.h becomes a JS option by adding one line to its table (for
+ * sipp_local_params: its row in sipp_settings.h). */
 
 typedef enum { F_U32, F_I32, F_F32, F_U64, F_BOOL, F_STR } field_type;
 typedef struct field_def {
@@ -145,26 +147,38 @@ static const field_def text_fields[] = {
     FIELD(sipp_text_params, "requestId", F_STR, request_id),
     {NULL, 0, 0}};
 
-static const field_def local_fields[] = {
-    FIELD(sipp_local_params, "modelPath", F_STR, model_path),
-    FIELD(sipp_local_params, "nCtx", F_U32, n_ctx),
-    FIELD(sipp_local_params, "nThreads", F_I32, n_threads),
-    FIELD(sipp_local_params, "nBatch", F_U32, n_batch),
-    FIELD(sipp_local_params, "nGpuLayers", F_I32, n_gpu_layers),
-    FIELD(sipp_local_params, "nParallel", F_U32, n_parallel),
-    FIELD(sipp_local_params, "maxRunning", F_U32, max_running),
-    FIELD(sipp_local_params, "maxQueued", F_U32, max_queued),
-    FIELD(sipp_local_params, "tickBudget", F_U32, tick_budget),
-    FIELD(sipp_local_params, "prefillChunk", F_U32, prefill_chunk),
-    FIELD(sipp_local_params, "streamBufferBytes", F_U32, stream_buffer_bytes),
-    FIELD(sipp_local_params, "contextShift", F_BOOL, context_shift),
-    FIELD(sipp_local_params, "nKeep", F_U32, n_keep),
-    FIELD(sipp_local_params, "cacheRamBytes", F_U64, cache_ram_bytes),
-    FIELD(sipp_local_params, "cacheDir", F_STR, cache_dir),
-    FIELD(sipp_local_params, "cacheDiskBytes", F_U64, cache_disk_bytes),
-    FIELD(sipp_local_params, "sha256", F_STR, sha256),
-    FIELD(sipp_local_params, "stallAlarmMs", F_U32, stall_alarm_ms),
-    {NULL, 0, 0}};
+/* sipp_local_params: built from its table (sipp_settings.h) once, each field's JS name its C name
+ * in camelCase (prefill_chunk -> prefillChunk). SIZE, FN and PTR rows are no options. */
+static const sipp_setting local_settings[] = {SIPP_LOCAL_SETTINGS(SIPP_LOCAL_SETTING_ROW)};
+enum { N_LOCAL_SETTINGS = sizeof local_settings / sizeof local_settings[0] };
+static char local_js_names[N_LOCAL_SETTINGS][48];
+static field_def local_fields[N_LOCAL_SETTINGS + 1];
+static pthread_once_t local_fields_once = PTHREAD_ONCE_INIT;
+
+static void local_fields_build(void) {
+    size_t n = 0;
+    for (size_t i = 0; i < N_LOCAL_SETTINGS; i++) {
+        const sipp_setting *s = &local_settings[i];
+        field_type type;
+        switch (s->kind) {
+        case SIPP_SETTING_U32: type = F_U32; break;
+        case SIPP_SETTING_I32: type = F_I32; break;
+        case SIPP_SETTING_U64: type = F_U64; break;
+        case SIPP_SETTING_BOOL: type = F_BOOL; break;
+        case SIPP_SETTING_STR: type = F_STR; break;
+        default: continue;
+        }
+        char *js = local_js_names[i];
+        size_t k = 0;
+        for (const char *c = s->field; *c && k + 1 < sizeof local_js_names[i]; c++) {
+            if (*c == '_' && c[1]) js[k++] = (char)(c[1] - 'a' + 'A'), c++;
+            else js[k++] = *c;
+        }
+        js[k] = '\0';
+        local_fields[n++] = (field_def){js, type, s->offset};
+    }
+    local_fields[n] = (field_def){NULL, 0, 0};
+}
 
 static const field_def provider_fields[] = {
     FIELD(sipp_provider_params, "model", F_STR, model),
@@ -1203,6 +1217,7 @@ static napi_value js_status_names(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
+    pthread_once(&local_fields_once, local_fields_build);
     module_state *st = calloc(1, sizeof *st);
     if (!st || napi_set_instance_data(env, st, state_finalize, NULL) != napi_ok) return NULL;
     napi_property_descriptor props[] = {

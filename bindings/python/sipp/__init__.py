@@ -711,10 +711,9 @@ class Client(_Closing):
                   progress: Optional[Callable[[float], bool]] = None, **params: Any) -> Endpoint:
         """Registers a local GGUF model under `id` and loads it (blocking; the GIL is released).
 
-        `params` are fields of sipp_local_params by name: n_ctx, n_threads, n_batch,
-        n_gpu_layers, n_parallel, max_running, max_queued, tick_budget, prefill_chunk,
-        stream_buffer_bytes, context_shift, n_keep, cache_ram_bytes, cache_dir,
-        cache_disk_bytes, sha256 (a pin: 64 hex digits the file's SHA-256 must match),
+        `params` are fields of sipp_local_params by name (the rows of include/sipp_settings.h,
+        listed in sipp/_fields.py), e.g. n_ctx, n_threads, n_parallel, prefill_chunk,
+        cache_dir, sha256 (a pin: 64 hex digits the file's SHA-256 must match),
         stall_alarm_ms (the engine watchdog; see docs/engine.md).
         `progress(fraction)` is called on this thread; return False to abort.
         """

@@ -3,7 +3,8 @@ prototypes of the functions the binding calls.
 
 Rules the rest of the package relies on:
 - Each mirror lists the fields of its struct in sipp.h order. Fields appended to sipp.h are
-  appended here; tests/bindings/abi_layout.c prints the C layout and the tests compare.
+  appended here (sipp_local_params: a row of include/sipp_settings.h, then scripts/gen-settings);
+  tests/bindings/abi_layout.c prints the C layout and the tests compare.
 - Every struct comes from new(Mirror): the mirror filled by its sipp_*_init() with
   struct_size = sizeof(mirror). A newer library accepts it (fields it has past the mirror take
   their defaults); the library writes no more than that into out-structs (token batches, info,
@@ -21,6 +22,8 @@ import subprocess
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char, c_char_p, c_double, c_float,
                     c_int, c_int32, c_size_t, c_uint32, c_uint64, c_void_p)
 from typing import Iterator
+
+from . import _fields
 
 # ---- the library ---------------------------------------------------------------------------
 
@@ -87,16 +90,14 @@ class ClientParams(Structure):
     _fields_ = [("struct_size", c_uint32), ("log_level", c_int)]
 
 
+# sipp_local_params comes from its table (include/sipp_settings.h) through _fields.py, which
+# scripts/gen-settings writes: the kinds of the table as ctypes.
+_KIND_CTYPES = {"size": c_uint32, "u32": c_uint32, "i32": c_int32, "u64": c_uint64,
+                "bool": c_bool, "str": c_char_p, "fn": LoadProgressFn, "ptr": c_void_p}
+
+
 class LocalParams(Structure):
-    _fields_ = [("struct_size", c_uint32), ("model_path", c_char_p), ("n_ctx", c_uint32),
-                ("n_threads", c_int32), ("n_batch", c_uint32), ("n_gpu_layers", c_int32),
-                ("n_parallel", c_uint32), ("progress", LoadProgressFn),
-                ("progress_user_data", c_void_p), ("max_running", c_uint32),
-                ("max_queued", c_uint32), ("tick_budget", c_uint32), ("prefill_chunk", c_uint32),
-                ("stream_buffer_bytes", c_uint32), ("context_shift", c_bool), ("n_keep", c_uint32),
-                ("cache_ram_bytes", c_uint64), ("cache_dir", c_char_p),
-                ("cache_disk_bytes", c_uint64), ("sha256", c_char_p),
-                ("stall_alarm_ms", c_uint32)]
+    _fields_ = [(name, _KIND_CTYPES[kind]) for name, kind in _fields.LOCAL_PARAMS]
 
 
 class ProviderParams(Structure):

@@ -294,50 +294,39 @@ impl TextOptions {
     }
 }
 
-/// A local GGUF model endpoint (`sipp_local_params`). `None` keeps the library's default.
-#[derive(Clone, Debug)]
-#[allow(missing_docs)]
-pub struct LocalOptions {
-    pub model_path: PathBuf,
-    pub n_ctx: Option<u32>,
-    pub n_threads: Option<i32>,
-    pub n_batch: Option<u32>,
-    pub n_gpu_layers: Option<i32>,
-    pub n_parallel: Option<u32>,
-    pub max_running: Option<u32>,
-    pub max_queued: Option<u32>,
-    pub tick_budget: Option<u32>,
-    pub prefill_chunk: Option<u32>,
-    pub stream_buffer_bytes: Option<u32>,
-    pub context_shift: Option<bool>,
-    pub n_keep: Option<u32>,
-    pub cache_ram_bytes: Option<u64>,
-    pub cache_dir: Option<PathBuf>,
-    pub cache_disk_bytes: Option<u64>,
-    /// Pin: the SHA-256 (64 hex digits) the model file must have, checked before loading.
-    pub sha256: Option<String>,
-    /// Engine watchdog: no scheduler round for this long with work pending is a stall (logged,
-    /// counted in [`EngineStats::stalls`]); 0 = 60 s, `u32::MAX` = off.
-    pub stall_alarm_ms: Option<u32>,
-}
+/// Builds LocalOptions from the settings of `sipp_local_params` (the numbers and booleans come
+/// from its table, include/sipp_settings.h, through src/fields.rs); the strings are typed by hand.
+macro_rules! local_options {
+    ($(#[doc = $doc:literal] $name:ident : $t:ty),* $(,)?) => {
+        /// A local GGUF model endpoint (`sipp_local_params`). `None` keeps the library's default.
+        #[derive(Clone, Debug)]
+        pub struct LocalOptions {
+            /// The GGUF file, or a pulled model name.
+            pub model_path: PathBuf,
+            $(#[doc = $doc] pub $name: Option<$t>,)*
+            /// Disk tier of prefix snapshots (survives restarts).
+            pub cache_dir: Option<PathBuf>,
+            /// Pin: the SHA-256 (64 hex digits) the model file must have, checked before loading.
+            pub sha256: Option<String>,
+        }
 
-setters!(LocalOptions { n_ctx: u32, n_threads: i32, n_batch: u32, n_gpu_layers: i32,
-                        n_parallel: u32, max_running: u32, max_queued: u32, tick_budget: u32,
-                        prefill_chunk: u32, stream_buffer_bytes: u32, context_shift: bool,
-                        n_keep: u32, cache_ram_bytes: u64, cache_disk_bytes: u64,
-                        stall_alarm_ms: u32 }
-         into { cache_dir: PathBuf, sha256: String });
+        setters!(LocalOptions { $($name: $t),* } into { cache_dir: PathBuf, sha256: String });
 
-impl LocalOptions {
-    /// Defaults for the model at `model_path`.
-    pub fn new(model_path: impl Into<PathBuf>) -> Self {
-        LocalOptions { model_path: model_path.into(), n_ctx: None, n_threads: None, n_batch: None,
-                       n_gpu_layers: None, n_parallel: None, max_running: None, max_queued: None,
-                       tick_budget: None, prefill_chunk: None, stream_buffer_bytes: None,
-                       context_shift: None, n_keep: None, cache_ram_bytes: None, cache_dir: None,
-                       cache_disk_bytes: None, sha256: None, stall_alarm_ms: None }
-    }
+        impl LocalOptions {
+            /// Defaults for the model at `model_path`.
+            pub fn new(model_path: impl Into<PathBuf>) -> Self {
+                LocalOptions { model_path: model_path.into(), $($name: None,)* cache_dir: None,
+                               sha256: None }
+            }
+
+            /// Copies the numbers and booleans that are set into `p`.
+            fn copy_scalars(&self, p: &mut sys::sipp_local_params) {
+                $(if let Some(v) = self.$name { p.$name = v; })*
+            }
+        }
+    };
 }
+crate::sipp_local_scalars!(local_options);
 
 /// Provider kinds (`sipp_provider_kind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -612,10 +601,7 @@ impl Client {
         let mut p = init(sys::sipp_local_params_init, "sipp_local_params")?;
         p.struct_size = mem::size_of::<sys::sipp_local_params>() as u32;
         p.model_path = path.as_ptr();
-        macro_rules! copy { ($($f:ident),*) => { $( if let Some(v) = o.$f { p.$f = v; } )* } }
-        copy!(n_ctx, n_threads, n_batch, n_gpu_layers, n_parallel, max_running, max_queued,
-              tick_budget, prefill_chunk, stream_buffer_bytes, context_shift, n_keep,
-              cache_ram_bytes, cache_disk_bytes, stall_alarm_ms);
+        o.copy_scalars(&mut p);
         if let Some(d) = &dir {
             p.cache_dir = d.as_ptr();
         }

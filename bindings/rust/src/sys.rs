@@ -35,30 +35,10 @@ pub struct sipp_client_params {
 pub type sipp_load_progress_fn = Option<unsafe extern "C" fn(f32, *mut c_void) -> bool>;
 pub type sipp_token_fn = Option<unsafe extern "C" fn(*const c_char, usize, u32, *mut c_void)>;
 
-#[repr(C)]
-pub struct sipp_local_params {
-    pub struct_size: u32,
-    pub model_path: *const c_char,
-    pub n_ctx: u32,
-    pub n_threads: i32,
-    pub n_batch: u32,
-    pub n_gpu_layers: i32,
-    pub n_parallel: u32,
-    pub progress: sipp_load_progress_fn,
-    pub progress_user_data: *mut c_void,
-    pub max_running: u32,
-    pub max_queued: u32,
-    pub tick_budget: u32,
-    pub prefill_chunk: u32,
-    pub stream_buffer_bytes: u32,
-    pub context_shift: bool,
-    pub n_keep: u32,
-    pub cache_ram_bytes: u64,
-    pub cache_dir: *const c_char,
-    pub cache_disk_bytes: u64,
-    pub sha256: *const c_char,
-    pub stall_alarm_ms: u32,
-}
+// sipp_local_params and the macros over its fields: generated from include/sipp_settings.h.
+#[path = "fields.rs"]
+mod fields;
+pub use fields::sipp_local_params;
 
 pub const SIPP_PROVIDER_OPENAI: c_int = 1;
 pub const SIPP_PROVIDER_OPENAI_COMPATIBLE: c_int = 2;

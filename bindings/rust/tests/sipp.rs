@@ -93,10 +93,7 @@ fn mirrors() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
     vec![
         mirror!(sipp_error { struct_size, code, subcode, message }),
         mirror!(sipp_client_params { struct_size, log_level }),
-        mirror!(sipp_local_params { struct_size, model_path, n_ctx, n_threads, n_batch, n_gpu_layers,
-            n_parallel, progress, progress_user_data, max_running, max_queued, tick_budget,
-            prefill_chunk, stream_buffer_bytes, context_shift, n_keep, cache_ram_bytes, cache_dir,
-            cache_disk_bytes, sha256, stall_alarm_ms }),
+        sipp::sipp_local_params_fields!(mirror), // from include/sipp_settings.h
         mirror!(sipp_provider_params { struct_size, kind, model, base_url, api_key, api_key_env,
             connect_timeout_ms, request_timeout_ms, idle_timeout_ms, version, headers, n_headers,
             allow_private_network }),

@@ -1,0 +1,65 @@
+// Generated from include/sipp_settings.h by tests/bindings/settings_gen.c: do not edit.
+// Update with scripts/gen-settings (the ctest settings_generated fails while it is stale).
+
+use super::sipp_load_progress_fn;
+use std::os::raw::{c_char, c_void};
+
+#[repr(C)]
+pub struct sipp_local_params {
+    pub struct_size: u32,
+    pub model_path: *const c_char,
+    pub n_ctx: u32,
+    pub n_threads: i32,
+    pub n_batch: u32,
+    pub n_gpu_layers: i32,
+    pub n_parallel: u32,
+    pub progress: sipp_load_progress_fn,
+    pub progress_user_data: *mut c_void,
+    pub max_running: u32,
+    pub max_queued: u32,
+    pub tick_budget: u32,
+    pub prefill_chunk: u32,
+    pub stream_buffer_bytes: u32,
+    pub context_shift: bool,
+    pub n_keep: u32,
+    pub cache_ram_bytes: u64,
+    pub cache_dir: *const c_char,
+    pub cache_disk_bytes: u64,
+    pub sha256: *const c_char,
+    pub stall_alarm_ms: u32,
+}
+
+/// Calls `$m!` with the numbers and booleans of `sipp_local_params` that are settings,
+/// each as `#[doc = "help"] name: type,` (lib.rs builds LocalOptions from them).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! sipp_local_scalars {
+    ($m:ident) => {
+        $m! {
+            #[doc = "context tokens per sequence (0 = model's, max 4096)"] n_ctx: u32,
+            #[doc = "CPU threads (0 = the CPUs it may use, max 16)"] n_threads: i32,
+            #[doc = "tokens per llama.cpp step (default 512)"] n_batch: u32,
+            #[doc = "layers on the GPU, -1 = all (GPU builds)"] n_gpu_layers: i32,
+            #[doc = "sequences decoded together (0 = 4)"] n_parallel: u32,
+            #[doc = "requests admitted into sequences at once (0 = n_parallel)"] max_running: u32,
+            #[doc = "requests waiting for a sequence before SIPP_BUSY (0 = 256)"] max_queued: u32,
+            #[doc = "tokens decoded per engine tick (0 = n_batch)"] tick_budget: u32,
+            #[doc = "most prompt tokens one request prefills per tick (0 = auto)"] prefill_chunk: u32,
+            #[doc = "generated text held for a consumer that does not read (0 = 256 KiB)"] stream_buffer_bytes: u32,
+            #[doc = "when the context fills, drop old tokens and go on"] context_shift: bool,
+            #[doc = "tokens kept at the start when the context shifts"] n_keep: u32,
+            #[doc = "RAM budget of prefix snapshots (0 = 1 GiB)"] cache_ram_bytes: u64,
+            #[doc = "disk budget of the snapshot directory (0 = 4 GiB)"] cache_disk_bytes: u64,
+            #[doc = "watchdog: no scheduler round for this long is a stall (0 = 60000)"] stall_alarm_ms: u32,
+        }
+    };
+}
+
+/// Calls `$m!(sipp_local_params { field, ... })` with every field in order (the layout test).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! sipp_local_params_fields {
+    ($m:ident) => {
+        $m!(sipp_local_params { struct_size, model_path, n_ctx, n_threads, n_batch, n_gpu_layers, n_parallel, progress, progress_user_data, max_running, max_queued, tick_budget, prefill_chunk, stream_buffer_bytes, context_shift, n_keep, cache_ram_bytes, cache_dir, cache_disk_bytes, sha256, stall_alarm_ms })
+    };
+}
