@@ -37,6 +37,7 @@
 #include "engine_int.h"
 #include "kvstore.h"
 #include "llama_bridge.h"
+#include "../common/test_control.h"
 
 #include "llama.h"
 
@@ -156,7 +157,7 @@ struct sipp__engine {
     bool watchdog_stop;
     pthread_t watchdog;
     pthread_cond_t watchdog_cv;
-    unsigned failpoint_stall_ms; /* SIPP_FAILPOINT_ENGINE_STALL_MS: tests only, see engine_round */
+    unsigned failpoint_stall_ms; /* SIPP__TESTCTRL_ENGINE_STALL_MS: tests only, see engine_round */
 
     /* engine-thread only */
     slot *slots;
@@ -426,8 +427,7 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
     e->stall_alarm_ms = p->stall_alarm_ms == SIPP_STALL_ALARM_OFF ? 0
                         : p->stall_alarm_ms                   ? p->stall_alarm_ms
                                                               : DEFAULT_STALL_ALARM_MS;
-    const char *fp = getenv("SIPP_FAILPOINT_ENGINE_STALL_MS");
-    e->failpoint_stall_ms = fp ? (unsigned)strtoul(fp, NULL, 10) : 0;
+    e->failpoint_stall_ms = sipp__test_engine_stall_ms();
     uint32_t n_ctx = p->n_ctx;
     if (n_ctx == 0) {
         n_ctx = e->info.n_ctx_train ? e->info.n_ctx_train : DEFAULT_N_CTX_CAP;
