@@ -2,8 +2,11 @@
  * buf.c — bounded growable byte buffers and small string helpers.
  *
  * Invariant: data is NULL or NUL-terminated at data[len]; len < cap <= max + 1.
+ * Allocations go through sipp__malloc/sipp__realloc (test_control.h), so the tests can make
+ * any one of them fail; a failed append leaves the buffer as it was.
  */
 #include "common_int.h"
+#include "test_control.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +25,7 @@ sipp_status sipp__buf_append(sipp__buf *b, const void *data, size_t len) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap < need) cap *= 2;
         if (b->max < SIZE_MAX && cap > b->max + 1) cap = b->max + 1; /* max + 1 may wrap */
-        char *p = realloc(b->data, cap);
+        char *p = sipp__realloc(b->data, cap);
         if (!p) return SIPP_OUT_OF_MEMORY;
         b->data = p;
         b->cap = cap;
@@ -46,7 +49,7 @@ void sipp__buf_free(sipp__buf *b) {
 char *sipp__strdup(const char *s) {
     if (!s) return NULL;
     size_t n = strlen(s) + 1;
-    char *p = malloc(n);
+    char *p = sipp__malloc(n);
     if (p) memcpy(p, s, n);
     return p;
 }

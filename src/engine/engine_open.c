@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "engine_state.h"
+#include "../common/test_control.h"
 
 #include <math.h>
 #include <sched.h>
@@ -231,8 +232,7 @@ static void limits_set(sipp__engine *e, const sipp_local_params *p) {
     e->stall_alarm_ms = p->stall_alarm_ms == SIPP_STALL_ALARM_OFF ? 0
                         : p->stall_alarm_ms                   ? p->stall_alarm_ms
                                                               : DEFAULT_STALL_ALARM_MS;
-    const char *fp = getenv("SIPP_FAILPOINT_ENGINE_STALL_MS");
-    e->failpoint_stall_ms = fp ? (unsigned)strtoul(fp, NULL, 10) : 0;
+    e->failpoint_stall_ms = sipp__test_engine_stall_ms();
     /* Embedding-only models generate nothing: no slots, one sequence for embeddings. */
     if (e->embed_only) e->n_parallel = 0;
 }

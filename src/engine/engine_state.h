@@ -116,7 +116,7 @@ struct sipp__engine {
     bool watchdog_stop;
     pthread_t watchdog;
     pthread_cond_t watchdog_cv;
-    unsigned failpoint_stall_ms; /* SIPP_FAILPOINT_ENGINE_STALL_MS: tests only, see engine_round */
+    unsigned failpoint_stall_ms; /* SIPP__TESTCTRL_ENGINE_STALL_MS: tests only, see engine_round */
 
     /* engine-thread only */
     slot *slots;

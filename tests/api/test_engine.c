@@ -8,6 +8,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "helpers.h"
+#include "common/test_control.h"
 
 #include <pthread.h>
 #include <time.h>
@@ -573,9 +574,9 @@ static void watchdog_reports_a_stalled_scheduler(void **state) {
     lp.n_parallel = 1;
     lp.stall_alarm_ms = 200;
     lp.stream_buffer_bytes = 64;
-    setenv("SIPP_FAILPOINT_ENGINE_STALL_MS", "1500", 1);
+    sipp__test_control(SIPP__TESTCTRL_ENGINE_STALL_MS, 1500u);
     sipp_endpoint *ep = add_with(c, STORY_MODEL, lp);
-    unsetenv("SIPP_FAILPOINT_ENGINE_STALL_MS"); /* read once, when the engine opens */
+    sipp__test_control(SIPP__TESTCTRL_ENGINE_STALL_MS, 0u); /* read once, when the engine opens */
 
     sipp_text_params p = greedy(16);
     sipp_run *run;
@@ -622,9 +623,9 @@ static void watchdog_reports_a_stalled_scheduler(void **state) {
     /* without the watchdog the same hold counts nothing */
     c = new_client();
     lp.stall_alarm_ms = SIPP_STALL_ALARM_OFF;
-    setenv("SIPP_FAILPOINT_ENGINE_STALL_MS", "500", 1);
+    sipp__test_control(SIPP__TESTCTRL_ENGINE_STALL_MS, 500u);
     ep = add_with(c, STORY_MODEL, lp);
-    unsetenv("SIPP_FAILPOINT_ENGINE_STALL_MS");
+    sipp__test_control(SIPP__TESTCTRL_ENGINE_STALL_MS, 0u);
     free(query_text(ep, "Once upon a time", &p, NULL));
     es = stats_of(ep);
     assert_int_equal(es.stalls, 0);

@@ -12,6 +12,9 @@ import time
 from conftest import BIN_DIR, CHAT_MODEL, STORY_MODEL
 
 GATEWAY = BIN_DIR / "sipp-gateway"
+# The test build of the gateway (tests/CMakeLists.txt): the same program, plus the library's test
+# hooks switched from the environment (tests/e2e/gateway_hooks.c).
+HOOKS_GATEWAY = BIN_DIR.parent / "tests" / "sipp-gateway-hooks"
 
 
 def free_port():
@@ -48,7 +51,7 @@ class Gateway:
     """A running sipp-gateway. `top` holds top-level TOML lines, `body` the tables."""
 
     def __init__(self, tmp_path, body, top="", env=None, wait_ready=True, ports=None,
-                 bind="127.0.0.1"):
+                 bind="127.0.0.1", binary=GATEWAY):
         self.port, self.mport = ports or (free_port(), free_port())
         self.config = tmp_path / f"gw-{self.port}.toml"
         self.config.write_text(
@@ -58,7 +61,7 @@ class Gateway:
         e = {k: v for k, v in os.environ.items() if not k.startswith("SIPP_")}
         e.update(env or {})
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([str(GATEWAY), "serve", "--config", str(self.config)],
+        self.proc = subprocess.Popen([str(binary), "serve", "--config", str(self.config)],
                                      stdout=subprocess.DEVNULL, stderr=self.log, env=e)
         deadline = time.time() + 30
         path = "/readyz" if wait_ready else "/healthz"

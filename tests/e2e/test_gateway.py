@@ -19,7 +19,7 @@ import pytest
 
 from conftest import CHAT_MODEL
 from fault_server import FaultServer
-from gateway_util import (GATEWAY, Gateway, Stream, error_of, local_target, prom_ok,
+from gateway_util import (GATEWAY, HOOKS_GATEWAY, Gateway, Stream, error_of, local_target, prom_ok,
                           story_target)
 from test_provider import start_llama_server
 
@@ -201,12 +201,13 @@ def test_readyz_is_503_while_targets_load_then_200(tmp_path):
 
 
 def test_a_stalled_engine_shows_in_readyz_metrics_and_log(tmp_path):
-    """E8, the engine watchdog: a failpoint holds the target's first scheduler round for 2 s, as
-    a decode that does not return would. With `stall_alarm_ms = 200`, /readyz answers 503 `a
+    """E8, the engine watchdog: a failpoint (the library's test hook, switched on in the test
+    build of the gateway) holds the target's first scheduler round for 2 s, as a decode that
+    does not return would. With `stall_alarm_ms = 200`, /readyz answers 503 `a
     target's engine is stalled` and `sipp_engine_stalled` is 1 while it lasts, and the log says
     so; then the request completes, /readyz is 200 again and `sipp_engine_stalls_total` is 1."""
     g = Gateway(tmp_path, local_target(stall_alarm_ms=200),
-                env={"SIPP_FAILPOINT_ENGINE_STALL_MS": "2000"})
+                env={"SIPP_FAILPOINT_ENGINE_STALL_MS": "2000"}, binary=HOOKS_GATEWAY)
     try:
         result = {}
         t = threading.Thread(target=lambda: result.update(r=g.post(

@@ -16,10 +16,12 @@
  * Errors: a call that fails returns 0/NULL and leaves its message in sippw_last_error().
  */
 #include "../../src/common/common_int.h"
+#include "../../src/common/json_writer.h"
 #include "../../src/engine/engine_int.h"
 
 #include <emscripten/emscripten.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,53 +43,38 @@ EXPORT int sippw_threaded(void) {
 
 EXPORT void sippw_set_log_level(int level) { sipp__log_set_level((sipp_log_level)level); }
 
-/* ---- small JSON writer (the answers the worker parses) ------------------------------------ */
+/* ---- answers as JSON (the worker parses them) --------------------------------------------- */
+/* Written with src/common's bounded writer (json_writer.c: escaping, invalid UTF-8, NaN/Inf and
+ * the maximum handled and tested natively, fuzzed); jansson has no emscripten build here. */
 
-typedef struct jw {
-    sipp__buf b;
-    bool ok;
-} jw;
+#define JSON_MAX (64u * 1024u)
+static char *json_out; /* the last answer: valid until the next call that returns JSON */
 
-static void jw_raw(jw *w, const char *s) {
-    if (w->ok && sipp__buf_append(&w->b, s, strlen(s)) != SIPP_OK) w->ok = false;
+static void kv_str(sipp__jw *w, const char *k, const char *v) {
+    sipp__jw_key(w, k);
+    sipp__jw_string(w, v);
+}
+static void kv_uint(sipp__jw *w, const char *k, uint64_t v) {
+    sipp__jw_key(w, k);
+    sipp__jw_uint(w, v);
+}
+static void kv_bool(sipp__jw *w, const char *k, bool v) {
+    sipp__jw_key(w, k);
+    sipp__jw_bool(w, v);
+}
+/* A measured value; null when it is not a finite number (JSON has none other). */
+static void kv_num(sipp__jw *w, const char *k, double v) {
+    sipp__jw_key(w, k);
+    if (isfinite(v)) sipp__jw_double(w, v);
+    else sipp__jw_null(w);
 }
 
-static void jw_fmt(jw *w, const char *fmt, double v) {
-    char tmp[64];
-    snprintf(tmp, sizeof tmp, fmt, v);
-    jw_raw(w, tmp);
-}
-
-static void jw_str(jw *w, const char *s) {
-    jw_raw(w, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char tmp[8];
-        if (*p == '"' || *p == '\\') {
-            tmp[0] = '\\';
-            tmp[1] = (char)*p;
-            tmp[2] = 0;
-        } else if (*p < 0x20) {
-            snprintf(tmp, sizeof tmp, "\\u%04x", *p);
-        } else {
-            tmp[0] = (char)*p;
-            tmp[1] = 0;
-        }
-        jw_raw(w, tmp);
-    }
-    jw_raw(w, "\"");
-}
-
-static char json_out[8192];
-
-/* Copies the writer's text into the static answer buffer (valid until the next call). */
-static const char *jw_finish(jw *w) {
-    if (!w->ok || w->b.len >= sizeof json_out) {
-        sipp__buf_free(&w->b);
-        return "{\"error\":\"out of memory\"}";
-    }
-    memcpy(json_out, w->b.data, w->b.len);
-    json_out[w->b.len] = 0;
-    sipp__buf_free(&w->b);
+/* Ends the answer: the text (kept in json_out until the next answer), or when the writer
+ * failed an error object naming the status (the one failure possible here: out of memory). */
+static const char *answer(sipp__jw *w) {
+    free(json_out);
+    json_out = NULL;
+    if (sipp__jw_finish(w, &json_out, NULL) != SIPP_OK) return "{\"error\":\"out of memory\"}";
     return json_out;
 }
 
@@ -121,22 +108,22 @@ EXPORT void sippw_close(sipp__engine *e) { sipp__engine_close(e); }
 EXPORT const char *sippw_info(sipp__engine *e) {
     sipp_endpoint_info in = sipp__endpoint_info_defaults();
     sipp__engine_get_info(e, &in);
-    jw w = {.ok = true};
-    sipp__buf_init(&w.b, sizeof json_out);
-    jw_raw(&w, "{\"architecture\":");
-    jw_str(&w, in.architecture);
-    jw_raw(&w, ",\"description\":");
-    jw_str(&w, in.description);
-    jw_fmt(&w, ",\"nCtx\":%.0f", in.n_ctx);
-    jw_fmt(&w, ",\"nCtxTrain\":%.0f", in.n_ctx_train);
-    jw_fmt(&w, ",\"nEmbd\":%.0f", in.n_embd);
-    jw_fmt(&w, ",\"nParams\":%.0f", (double)in.n_params);
-    jw_fmt(&w, ",\"sizeBytes\":%.0f", (double)in.size_bytes);
-    jw_fmt(&w, ",\"nParallel\":%.0f", in.n_parallel);
-    jw_raw(&w, in.can_generate ? ",\"canGenerate\":true" : ",\"canGenerate\":false");
-    jw_raw(&w, in.can_chat ? ",\"canChat\":true" : ",\"canChat\":false");
-    jw_raw(&w, in.can_embed ? ",\"canEmbed\":true}" : ",\"canEmbed\":false}");
-    return jw_finish(&w);
+    sipp__jw w;
+    sipp__jw_init(&w, JSON_MAX);
+    sipp__jw_object_begin(&w);
+    kv_str(&w, "architecture", in.architecture);
+    kv_str(&w, "description", in.description);
+    kv_uint(&w, "nCtx", in.n_ctx);
+    kv_uint(&w, "nCtxTrain", in.n_ctx_train);
+    kv_uint(&w, "nEmbd", in.n_embd);
+    kv_uint(&w, "nParams", in.n_params);
+    kv_uint(&w, "sizeBytes", in.size_bytes);
+    kv_uint(&w, "nParallel", in.n_parallel);
+    kv_bool(&w, "canGenerate", in.can_generate);
+    kv_bool(&w, "canChat", in.can_chat);
+    kv_bool(&w, "canEmbed", in.can_embed);
+    sipp__jw_object_end(&w);
+    return answer(&w);
 }
 
 /* Runs one engine round in the single-thread artifact; returns 1 while work is left. The
@@ -304,33 +291,37 @@ EXPORT const char *sippw_run_response(sipp_run *run) {
     const sipp_response *r = NULL;
     if (sipp_run_wait(run, &r, &last_error) != SIPP_OK || !r) return NULL;
     const sipp_stats *s = r->stats;
-    jw w = {.ok = true};
-    sipp__buf_init(&w.b, sizeof json_out);
-    jw_raw(&w, "{\"status\":");
-    jw_str(&w, sipp_status_name(r->status));
-    jw_raw(&w, ",\"errorMessage\":");
-    jw_str(&w, r->error_message);
-    jw_raw(&w, ",\"finishReason\":");
-    jw_str(&w, sipp_finish_reason_name(r->finish_reason));
-    jw_fmt(&w, ",\"nEmbd\":%.0f", r->n_embd);
-    jw_raw(&w, r->normalized ? ",\"normalized\":true" : ",\"normalized\":false");
-    jw_fmt(&w, ",\"usage\":{\"inputTokens\":%.0f", r->usage->input_tokens);
-    jw_fmt(&w, ",\"outputTokens\":%.0f", r->usage->output_tokens);
-    jw_fmt(&w, ",\"totalTokens\":%.0f}", r->usage->total_tokens);
-    jw_fmt(&w, ",\"stats\":{\"queueMs\":%.3f", s->queue_ms);
-    jw_fmt(&w, ",\"ttftMs\":%.3f", s->ttft_ms);
-    jw_fmt(&w, ",\"prefillMs\":%.3f", s->prefill_ms);
-    jw_fmt(&w, ",\"decodeMs\":%.3f", s->decode_ms);
-    jw_fmt(&w, ",\"prefillTokS\":%.3f", s->prefill_tok_s);
-    jw_fmt(&w, ",\"decodeTokS\":%.3f", s->decode_tok_s);
-    jw_fmt(&w, ",\"totalMs\":%.3f", s->total_ms);
-    jw_fmt(&w, ",\"itlAvgMs\":%.3f", s->itl_avg_ms);
-    jw_fmt(&w, ",\"itlP99Ms\":%.3f", s->itl_p99_ms);
-    jw_fmt(&w, ",\"prefillTokens\":%.0f", s->prefill_tokens);
-    jw_raw(&w, ",\"cacheSource\":");
-    jw_str(&w, sipp_cache_source_name(s->cache_source));
-    jw_fmt(&w, ",\"cachedTokens\":%.0f}}", s->cached_tokens);
-    return jw_finish(&w);
+    sipp__jw w;
+    sipp__jw_init(&w, JSON_MAX);
+    sipp__jw_object_begin(&w);
+    kv_str(&w, "status", sipp_status_name(r->status));
+    kv_str(&w, "errorMessage", r->error_message);
+    kv_str(&w, "finishReason", sipp_finish_reason_name(r->finish_reason));
+    kv_uint(&w, "nEmbd", r->n_embd);
+    kv_bool(&w, "normalized", r->normalized);
+    sipp__jw_key(&w, "usage");
+    sipp__jw_object_begin(&w);
+    kv_uint(&w, "inputTokens", r->usage->input_tokens);
+    kv_uint(&w, "outputTokens", r->usage->output_tokens);
+    kv_uint(&w, "totalTokens", r->usage->total_tokens);
+    sipp__jw_object_end(&w);
+    sipp__jw_key(&w, "stats");
+    sipp__jw_object_begin(&w);
+    kv_num(&w, "queueMs", s->queue_ms);
+    kv_num(&w, "ttftMs", s->ttft_ms);
+    kv_num(&w, "prefillMs", s->prefill_ms);
+    kv_num(&w, "decodeMs", s->decode_ms);
+    kv_num(&w, "prefillTokS", s->prefill_tok_s);
+    kv_num(&w, "decodeTokS", s->decode_tok_s);
+    kv_num(&w, "totalMs", s->total_ms);
+    kv_num(&w, "itlAvgMs", s->itl_avg_ms);
+    kv_num(&w, "itlP99Ms", s->itl_p99_ms);
+    kv_uint(&w, "prefillTokens", s->prefill_tokens);
+    kv_str(&w, "cacheSource", sipp_cache_source_name(s->cache_source));
+    kv_uint(&w, "cachedTokens", s->cached_tokens);
+    sipp__jw_object_end(&w);
+    sipp__jw_object_end(&w);
+    return answer(&w);
 }
 
 /* The response text (valid until sippw_run_free); length in *len. */
