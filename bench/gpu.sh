@@ -51,6 +51,12 @@ bring_deps() {
 }
 
 bring_deps
+# The debs' .pc files as a machine without their -dev closure can use them (idempotent):
+# libmicrohttpd's names gnutls as Requires.private (only static links need it), hiredis's names
+# /usr/lib while the library is in the multiarch directory.
+sed -i '/^Requires.private:/d' "$deps"/root/usr/lib/x86_64-linux-gnu/pkgconfig/libmicrohttpd.pc
+sed -i 's|^libdir=/usr/lib$|libdir=/usr/lib/x86_64-linux-gnu|' \
+  "$deps"/root/usr/lib/x86_64-linux-gnu/pkgconfig/hiredis.pc
 export LD_LIBRARY_PATH=$deps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PATH=$PATH:$deps/root/usr/bin
 export PKG_CONFIG_SYSROOT_DIR=$deps/root
