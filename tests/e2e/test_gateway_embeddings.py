@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from fault_server import FaultServer
-from gateway_util import Gateway, error_of, story_target
+from gateway_util import GATEWAY, Gateway, error_of, story_target
 
 DIM = 64  # stories260K's embedding size
 
@@ -130,6 +130,12 @@ def test_max_embedding_floats_is_validated(tmp_path):
         Gateway(tmp_path, story_target(), top="max_embedding_floats = 0\n")
 
 
+def sanitized(binary):
+    """True for a binary built with ASan (its memory use says nothing about ours)."""
+    with open(binary, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def test_a_large_answer_is_streamed_not_built_in_memory(tmp_path):
     """2048 inputs (OpenAI's maximum) x 64 dimensions: the old answer was a jansson tree of
     131072 reals plus its dumped text plus the HTTP layer's copy, some 80-100 bytes a float
@@ -152,7 +158,10 @@ def test_a_large_answer_is_streamed_not_built_in_memory(tmp_path):
         assert all(len(d["embedding"]) == DIM for d in body["data"])
         floats = n * DIM
         grown = (after - before) * 1024
-        # measured: ~106 bytes a float with the tree, ~6.5 written incrementally
-        assert grown < floats * 24, f"peak RSS grew {grown} bytes for {floats} floats"
+        # measured: ~106 bytes a float with the tree, ~6.5 written incrementally. Under ASan
+        # (scripts/test's build-asan) the allocator's quarantine and shadow dwarf both, so there
+        # the answer's correctness is what this test checks.
+        if not sanitized(GATEWAY):
+            assert grown < floats * 24, f"peak RSS grew {grown} bytes for {floats} floats"
     finally:
         assert g.stop() == 0
