@@ -6,6 +6,7 @@ gateway's memory does not grow with a JSON tree of every float."""
 import base64
 import json
 import struct
+import time
 
 import pytest
 
@@ -34,8 +35,15 @@ def peak_rss_kib(pid):
     raise AssertionError("no VmHWM")
 
 
-def request_log(g, rid):
-    return [l for l in g.logs() if l.get("msg") == "request" and l["request_id"] == rid]
+def request_log(g, rid, timeout=5.0):
+    """The request's log lines. The log is written by its own thread after the answer is sent,
+    so the line may arrive a moment after the response: wait for it, within `timeout`."""
+    deadline = time.time() + timeout
+    while True:
+        lines = [l for l in g.logs() if l.get("msg") == "request" and l["request_id"] == rid]
+        if lines or time.time() > deadline:
+            return lines
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
