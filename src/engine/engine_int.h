@@ -82,7 +82,7 @@ bool sipp__model_has_position_table(const char *path);
  * unit tests and the fuzz target. */
 sipp_status sipp__gguf_check_buffer(const unsigned char *data, size_t len, sipp_error *err);
 
-/* llama_init.c: initialises llama.cpp's backend and routes its log through Sipp's log level.
+/* backend_init.c: initialises llama.cpp's backend and routes its log through Sipp's log level.
  * Idempotent; any thread. */
 void sipp__llama_init_once(void);
 

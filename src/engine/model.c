@@ -6,7 +6,7 @@
  *
  * Any thread; no state of its own. Takes file paths only: pulled names are resolved by the
  * client layer (sipp_model_inspect in src/client) before they get here, so the engine never
- * calls the hub. Depends on gguf_check.c and llama_init.c, never on the engine's files.
+ * calls the hub. Depends on gguf_check.c and backend_init.c, never on the engine's files.
  */
 #include "engine_int.h"
 

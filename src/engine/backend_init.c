@@ -1,5 +1,5 @@
 /*
- * llama_init.c — process-wide set-up of llama.cpp: its backend, initialised once, and its log
+ * backend_init.c — process-wide set-up of llama.cpp: its backend, initialised once, and its log
  * routed through Sipp's log level (SIPP_LOG / sipp_client_params.log_level).
  *
  * Any thread: sipp__llama_init_once runs the set-up exactly once (pthread_once) before the
