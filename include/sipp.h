@@ -262,6 +262,11 @@ typedef struct sipp_local_params {
      *  round ends, when it logs the recovery. It only observes: nothing is cancelled. 0 = 60000
      *  ms; SIPP_STALL_ALARM_OFF = no watchdog. Since 0.1 (appended). */
     uint32_t stall_alarm_ms;
+    /** Multimodal: the projector GGUF of the model (llama.cpp's `mmproj`: a vision projector
+     *  and/or an audio encoder), or NULL for a text-only endpoint. It must be made for this
+     *  model (its output width is the model's n_embd); a file that is not a GGUF or does not
+     *  match is SIPP_MODEL_INVALID naming it. Copied. Appended (docs/multimodal.md). */
+    const char *mmproj;
 } sipp_local_params;
 
 /** Value of sipp_local_params.stall_alarm_ms that turns the engine watchdog off. */
@@ -436,6 +441,10 @@ typedef struct sipp_endpoint_info {
     uint64_t size_bytes;
     char architecture[64];
     char description[128]; /**< llama.cpp's model description, e.g. "llama 1B Q4_K - Medium" */
+    /* appended (multimodal, docs/multimodal.md) */
+    bool vision;    /**< images in query/chat (a vision projector is loaded) */
+    bool audio_in;  /**< audio in query/chat (an audio encoder is loaded) */
+    bool audio_out; /**< speech out (not yet: always false for local endpoints) */
 } sipp_endpoint_info;
 
 /** Engine counters of an endpoint since it was added. */
@@ -460,6 +469,9 @@ typedef struct sipp_engine_stats {
     /* appended; a caller's smaller struct (struct_size) gets the fields it has */
     uint64_t stalls;           /**< times the watchdog saw no round for stall_alarm_ms with work */
     uint32_t stalled;          /**< 1 while it sees that now */
+    /* appended (multimodal) */
+    uint64_t media_encoded;    /**< media chunks encoded (images, audio clips) */
+    double media_encode_ms;    /**< time spent encoding them */
 } sipp_engine_stats;
 
 /** An empty stats struct to fill (see sipp_error_init() for the contract). Since 0.1. */
@@ -487,6 +499,34 @@ SIPP_API sipp_status sipp_endpoint_get_info(const sipp_endpoint *ep, sipp_endpoi
  * Called on the thread that calls sipp_run_wait() (see there).
  */
 typedef void (*sipp_token_fn)(const char *text, size_t len, uint32_t n_tokens, void *user_data);
+
+/* ---- Multimodal: media parts (docs/multimodal.md) ----------------------------------------- */
+
+/** The text that marks where a media part goes in a query prompt or a chat message. */
+#define SIPP_MEDIA_MARKER "<__media__>"
+
+typedef enum sipp_media_kind {
+    SIPP_MEDIA_IMAGE = 1, /**< an encoded image: PNG, JPEG, GIF or BMP */
+    SIPP_MEDIA_AUDIO = 2, /**< encoded audio: WAV, MP3 or FLAC */
+} sipp_media_kind;
+
+/**
+ * One media part of a query or chat (sipp_text_params.media). The bytes are the encoded file;
+ * they are read during the call (not kept). Placement: each SIPP_MEDIA_MARKER in the prompt (or
+ * in the content of the message the part belongs to) takes the next part, in order; a prompt or
+ * message with parts and no marker gets one marker per part in front of its text, as llama.cpp's
+ * own tools do. A marker count that is neither 0 nor the part count is INVALID_ARGUMENT.
+ */
+typedef struct sipp_media {
+    sipp_media_kind kind;
+    const void *data;
+    size_t len;
+    /** "image/png", "image/jpeg", "audio/wav", ...; NULL = told by the bytes. A type that the
+     *  bytes contradict is INVALID_ARGUMENT. */
+    const char *mime_type;
+    /** chat: the index of the message the part belongs to; query: ignored */
+    size_t message_index;
+} sipp_media;
 
 /** Options of query and chat. Fill with sipp_text_params_init(). */
 typedef struct sipp_text_params {
@@ -539,6 +579,11 @@ typedef struct sipp_text_params {
      *  agree (a gateway passes its own request id on this way). Printable ASCII, at most 128
      *  bytes; NULL = none. Local endpoints ignore it. Since 0.1. */
     const char *request_id;
+    /** Multimodal (appended): media parts, see sipp_media. An endpoint that cannot take a part's
+     *  kind fails with SIPP_UNSUPPORTED naming it (a text-only model, a provider without
+     *  images). Not copied: valid until the call returns. */
+    const sipp_media *media;
+    size_t n_media;
 } sipp_text_params;
 
 /** Default text options (see sipp_error_init() for the contract). Since 0.1. */
@@ -642,6 +687,9 @@ typedef struct sipp_stats {
     uint32_t prefill_tokens; /**< prompt tokens computed for this request */
     sipp_cache_source cache_source;
     uint32_t cached_tokens;  /**< prompt tokens reused instead of computed */
+    /* appended (multimodal) */
+    double encode_ms;        /**< media encoding (vision/audio encoder) within prefill_ms */
+    uint32_t media_chunks;   /**< media parts encoded for this request (not reused) */
 } sipp_stats;
 
 /** The final result of a run. Owned by the run; valid until sipp_run_free(). */

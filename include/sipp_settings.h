@@ -101,7 +101,9 @@ typedef enum sipp_setting_kind {
     X(sha256, STR, NULL, "model-sha256", "HEX", "SIPP_MODEL_SHA256", NULL, 0, 0,                  \
       "refuse to load unless the file's SHA-256 is HEX")                                          \
     X(stall_alarm_ms, U32, 0, NULL, NULL, NULL, "stall_alarm_ms", 0, UINT32_MAX,                  \
-      "watchdog: no scheduler round for this long is a stall (0 = 60000)")
+      "watchdog: no scheduler round for this long is a stall (0 = 60000)")                      \
+    X(mmproj, STR, NULL, "mmproj", "FILE", "SIPP_MMPROJ", "mmproj", 0, 0,                         \
+      "the model's projector GGUF: images/audio in (llama.cpp's mmproj)")
 
 /** One row of a settings table as data, for code that walks it at run time. */
 typedef struct sipp_setting {

@@ -15,7 +15,7 @@
  *   bert-small  bge-small dims with the BERT (bge) vocab     (~33M), mean pooling
  *   bert-rerank bert-small declared a reranker (rank pooling): scores pairs, cannot embed
  *   llava-text  a small Llama-architecture decoder with the Qwen2 vocab and its (ChatML) chat
- *               template, n_embd 256: the text half of a LLaVA pair
+ *               template, n_embd 256, untied output: the text half of a LLaVA pair
  *   llava-mmproj a LLaVA-1.5-style vision projector for llava-text (llama.cpp's `mlp`
  *               projector type, as tools/mtmd/clip.cpp loads it): a CLIP ViT (patch 14,
  *               224x224 input, class embedding, pre-LN, 3 blocks of width 128) and the
@@ -45,8 +45,10 @@ typedef struct shape {
     float scale; /* of the random weights; 0 = 0.02 */
 } shape;
 
-/* The LLaVA pair's weights are larger, so that the image visibly steers the (random) text:
- * at 0.02 the residual stream is the last token's embedding and every image reads the same. */
+/* The LLaVA pair's weights are larger and its output is untied, so that the image visibly
+ * steers the (random) text and greedy picks are not near-ties: at 0.02 with a tied output the
+ * residual stream is the last token's embedding, every image reads the same, and two argmax
+ * candidates sit so close that a thread count flips them. */
 #define SCALE_LLAVA 0.1f
 
 static const shape shapes[] = {
@@ -56,7 +58,7 @@ static const shape shapes[] = {
     {"llama-8b", "llama", "ggml-vocab-llama-bpe.gguf", 4096, 32, 32, 8, 14336, 131072, 0, 0, 0, 0, 0, 0},
     {"bert-small", "bert", "ggml-vocab-bert-bge.gguf", 384, 12, 12, 12, 1536, 512, 0, 1, 0, 0, 0, 0},
     {"bert-rerank", "bert", "ggml-vocab-bert-bge.gguf", 384, 12, 12, 12, 1536, 512, 0, 4, 0, 0, 0, 0},
-    {"llava-text", "llama", "ggml-vocab-qwen2.gguf", 256, 2, 4, 4, 512, 4096, 1, 0, 0, 0, 0, SCALE_LLAVA},
+    {"llava-text", "llama", "ggml-vocab-qwen2.gguf", 256, 2, 4, 4, 512, 4096, 0, 0, 0, 0, 0, SCALE_LLAVA},
     {"llava-mmproj", "clip", NULL, 128, 3, 4, 4, 512, 0, 0, 0, 224, 14, 256, SCALE_LLAVA},
 };
 

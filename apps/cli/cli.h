@@ -14,6 +14,7 @@
 
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
 enum { CLI_MAX_HEADERS = 16 };
+enum { CLI_MAX_MEDIA = 8 }; /* --image/--audio files of one request */
 enum { CLI_MAX_MODEL_FILES = 1024 }; /* .gguf files of the models directory looked at */
 
 typedef enum cli_need { NEED_GENERATE, NEED_CHAT, NEED_EMBED } cli_need;
@@ -45,6 +46,9 @@ typedef struct cli_options {
     bool json;
     bool stats;
     const char *input; /* the positional TEXT */
+    const char *media_files[CLI_MAX_MEDIA]; /* --image/--audio, in order */
+    sipp_media_kind media_kinds[CLI_MAX_MEDIA];
+    size_t n_media;
 } cli_options;
 
 /* True when the options name a provider or gateway endpoint instead of a local model. */
@@ -92,6 +96,8 @@ void cli_print_json(struct json_t *o);
 void cli_print_error_json(const sipp_response *r);
 /* Reads a whole file into a malloc'd string, or NULL with an error printed. */
 char *cli_read_file(const char *path);
+/* The whole file as bytes (NUL-appended, malloc'd) and its length; NULL after printing why. */
+char *cli_read_bytes(const char *path, size_t *len);
 
 int cmd_generate(int argc, char **argv, bool chat);
 int cmd_embed(int argc, char **argv);

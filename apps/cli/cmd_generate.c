@@ -30,6 +30,10 @@ static const char query_usage[] =
     "  --grammar-file FILE       constrain output with a GBNF grammar\n"
     "  --json-schema-file FILE   constrain output to a JSON schema\n"
     "  --context-key KEY         workflow key: a later request on KEY computes only what is new\n"
+    "media (a model with a projector: --mmproj FILE):\n"
+    "  --image FILE              an image (PNG, JPEG, GIF, BMP) for the model; repeatable. It\n"
+    "                            goes where the text has <__media__>, else in front\n"
+    "  --audio FILE              audio (WAV, MP3, FLAC), placed the same way; repeatable\n"
     "remote (instead of --model):\n"
     "  --provider openai|openai_compatible|anthropic   run on a provider endpoint\n"
     "  --base-url URL            e.g. http://127.0.0.1:8080/v1 (openai, anthropic: their API)\n"
@@ -131,6 +135,20 @@ int cmd_generate(int argc, char **argv, bool chat) {
     }
     o.text.grammar = grammar;
     o.text.json_schema = schema;
+    sipp_media media[CLI_MAX_MEDIA];
+    char *media_bytes[CLI_MAX_MEDIA] = {0};
+    for (size_t i = 0; i < o.n_media; i++) {
+        size_t len = 0;
+        if (!(media_bytes[i] = cli_read_bytes(o.media_files[i], &len))) {
+            for (size_t k = 0; k < i; k++) free(media_bytes[k]);
+            free(grammar);
+            free(schema);
+            return CLI_FAILED;
+        }
+        media[i] = (sipp_media){o.media_kinds[i], media_bytes[i], len, NULL, 0};
+    }
+    o.text.media = o.n_media ? media : NULL;
+    o.text.n_media = o.n_media;
     if (!o.json) o.text.on_tokens = on_tokens;
 
     char model[4096];
@@ -150,6 +168,7 @@ int cmd_generate(int argc, char **argv, bool chat) {
             sipp_message msgs[2];
             size_t n = 0;
             if (o.system) msgs[n++] = (sipp_message){"system", o.system};
+            for (size_t i = 0; i < o.n_media; i++) media[i].message_index = n; /* the user turn */
             msgs[n++] = (sipp_message){"user", o.input};
             st = sipp_chat(ep, msgs, n, &o.text, &run, &err);
         } else {
@@ -179,5 +198,6 @@ int cmd_generate(int argc, char **argv, bool chat) {
     sipp_client_free(client);
     free(grammar);
     free(schema);
+    for (size_t i = 0; i < o.n_media; i++) free(media_bytes[i]);
     return rc;
 }

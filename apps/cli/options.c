@@ -20,7 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *cli_read_file(const char *path) {
+char *cli_read_file(const char *path) { return cli_read_bytes(path, NULL); }
+
+char *cli_read_bytes(const char *path, size_t *len_out) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         cli_error("cannot read '%s': %s", path, strerror(errno));
@@ -45,6 +47,7 @@ char *cli_read_file(const char *path) {
     }
     fclose(f);
     if (buf) buf[len] = '\0';
+    if (len_out) *len_out = len;
     return buf;
 }
 
@@ -82,7 +85,7 @@ enum {
     OPT_STOP, OPT_SYSTEM, OPT_GRAMMAR_FILE, OPT_JSON_SCHEMA_FILE, OPT_CONTEXT_KEY, OPT_JSON,
     OPT_STATS, OPT_NO_NORMALIZE, OPT_PROVIDER, OPT_BASE_URL, OPT_REMOTE_MODEL, OPT_API_KEY_ENV,
     OPT_REQUEST_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_GATEWAY, OPT_TARGET, OPT_TOKEN_ENV, OPT_EXTRA_JSON,
-    OPT_HEADER, OPT_REQUEST_ID, OPT_ALLOW_PRIVATE, OPT_AUTH_HEADER,
+    OPT_HEADER, OPT_REQUEST_ID, OPT_ALLOW_PRIVATE, OPT_AUTH_HEADER, OPT_IMAGE, OPT_AUDIO,
     OPT_SETTING = 2000, /* OPT_SETTING + i: the flag of settings[i] */
 };
 
@@ -122,6 +125,8 @@ static const struct option fixed_opts[] = {
     {"json", no_argument, 0, OPT_JSON},
     {"stats", no_argument, 0, OPT_STATS},
     {"no-normalize", no_argument, 0, OPT_NO_NORMALIZE},
+    {"image", required_argument, 0, OPT_IMAGE},
+    {"audio", required_argument, 0, OPT_AUDIO},
     {"help", no_argument, 0, OPT_HELP},
 };
 enum { N_FIXED = sizeof fixed_opts / sizeof fixed_opts[0] };
@@ -228,6 +233,15 @@ static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name
         o->stops[o->n_stop++] = arg;
         return true;
     case OPT_SYSTEM: o->system = arg; return true;
+    case OPT_IMAGE:
+    case OPT_AUDIO:
+        if (o->n_media >= CLI_MAX_MEDIA) {
+            cli_error("at most %d --image/--audio files", CLI_MAX_MEDIA);
+            return false;
+        }
+        o->media_files[o->n_media] = arg;
+        o->media_kinds[o->n_media++] = opt == OPT_IMAGE ? SIPP_MEDIA_IMAGE : SIPP_MEDIA_AUDIO;
+        return true;
     case OPT_GRAMMAR_FILE: o->grammar_file = arg; return true;
     case OPT_JSON_SCHEMA_FILE: o->json_schema_file = arg; return true;
     case OPT_CONTEXT_KEY: o->context_key = arg; return true;

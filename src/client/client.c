@@ -16,6 +16,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "../common/common_int.h"
+#include "../common/media_parse.h"
 #include "../engine/engine_int.h"
 #include "../providers/providers_int.h"
 
@@ -335,6 +336,8 @@ static sipp_status text_params_in(const sipp_endpoint *ep, const sipp_text_param
     if (ep->kind == ENDPOINT_LOCAL && p->extra_json)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "extra_json is for remote endpoints; a local endpoint has typed options only");
+    if (p->n_media > 0 && !p->media)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "n_media is %zu but media is NULL", p->n_media);
     return ep->kind == ENDPOINT_LOCAL ? SIPP_OK : sipp__text_params_check(p, err);
 }
 
@@ -361,6 +364,50 @@ static bool known_role(const char *role) {
                     strcmp(role, "assistant") == 0);
 }
 
+/* Multimodal: a copy of the messages in which each message with media parts has its markers
+ * (sipp__media_place_markers: the app's, or one per part in front), so the template renders
+ * them where they belong. Parts must name an existing message. */
+static sipp_status chat_place_markers(const sipp_message *messages, size_t n,
+                                      const sipp_text_params *p, sipp_message **out,
+                                      sipp_error *err) {
+    *out = NULL;
+    for (size_t i = 0; i < p->n_media; i++)
+        if (p->media[i].message_index >= n)
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                              "chat: media[%zu] names message %zu of %zu", i,
+                              p->media[i].message_index, n);
+    sipp_message *m = calloc(n, sizeof *m);
+    if (!m) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    sipp_status st = SIPP_OK;
+    for (size_t i = 0; i < n && st == SIPP_OK; i++) {
+        size_t parts = 0;
+        for (size_t k = 0; k < p->n_media; k++) parts += p->media[k].message_index == i;
+        m[i].role = messages[i].role;
+        char what[48];
+        snprintf(what, sizeof what, "chat: messages[%zu]", i);
+        char *content = NULL;
+        if (parts > 0 || sipp__media_count_markers(messages[i].content) > 0)
+            st = sipp__media_place_markers(messages[i].content, parts, what, &content, err);
+        else
+            content = sipp__strdup(messages[i].content);
+        if (st == SIPP_OK && !content) st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        m[i].content = content;
+    }
+    if (st != SIPP_OK) {
+        for (size_t i = 0; i < n; i++) free((char *)m[i].content);
+        free(m);
+        return st;
+    }
+    *out = m;
+    return SIPP_OK;
+}
+
+static void chat_markers_free(sipp_message *m, size_t n) {
+    if (!m) return;
+    for (size_t i = 0; i < n; i++) free((char *)m[i].content);
+    free(m);
+}
+
 sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_messages,
                       const sipp_text_params *params, sipp_run **out, sipp_error *err) {
     sipp_status st = check_request(ep, out, err);
@@ -383,8 +430,13 @@ sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_
         st = sipp__remote_submit_text(ep->remote, NULL, messages, n_messages, &p, out, err);
     } else {
         char *prompt = NULL;
-        st = sipp__engine_render_chat(ep->engine, messages, n_messages, &prompt, err);
+        sipp_message *marked = NULL;
+        if (p.n_media > 0) st = chat_place_markers(messages, n_messages, &p, &marked, err);
+        if (st == SIPP_OK)
+            st = sipp__engine_render_chat(ep->engine, marked ? marked : messages, n_messages,
+                                          &prompt, err);
         if (st == SIPP_OK) st = sipp__engine_submit_text(ep->engine, prompt, &p, out, err);
+        chat_markers_free(marked, n_messages);
         free(prompt);
     }
     endpoint_leave(ep);

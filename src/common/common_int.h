@@ -139,7 +139,7 @@ unsigned sipp__nesting_depth_len(const char *s, size_t len, bool gbnf, unsigned 
     X(text_params, offsetof(sipp_text_params, extra_json))                                       \
     X(embed_params, offsetof(sipp_embed_params, extra_json))                                     \
     X(engine_stats, offsetof(sipp_engine_stats, stalls))                                         \
-    X(endpoint_info, sizeof(sipp_endpoint_info))                                                 \
+    X(endpoint_info, offsetof(sipp_endpoint_info, vision))                                                 \
     X(token_batch, offsetof(sipp_token_batch, done) + sizeof(bool))
 
 /* The first-release size of struct `name`, e.g. SIPP__FIRST_SIZE(local_params). */

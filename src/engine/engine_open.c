@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "engine_state.h"
+#include "media.h"
 #include "../common/test_control.h"
 
 #include <math.h>
@@ -90,6 +91,7 @@ static void engine_release(sipp__engine *e) {
     free(e->special);
     sipp__kvstore_free(e->kv); /* writes RAM-only snapshots to the disk tier */
     sipp__chat_templates_free(e->templates);
+    sipp__media_close(e);
     if (e->ctx) llama_free(e->ctx);
     if (e->model) llama_model_free(e->model);
     pthread_mutex_destroy(&e->templates_mu);
@@ -402,6 +404,7 @@ sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **ou
         templates_load(e);
         st = buffers_alloc(e, err);
     }
+    if (st == SIPP_OK) st = sipp__media_open(e, &p, err);
     if (st == SIPP_OK) st = kvstore_open(e, &p, n_parts, pinned, &cp, err);
     if (st == SIPP_OK) st = sipp__engine_start(e, err);
     if (st != SIPP_OK) {

@@ -12,6 +12,7 @@
  * the last prompt token is always computed again (its logits start the generation).
  */
 #include "engine_state.h"
+#include "media.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -49,6 +50,7 @@ static void slot_stats(sipp__engine *e, const slot *s, double now, sipp_stats *o
     out->prefill_tokens = (uint32_t)s->n_prefilled - j->cached_tokens;
     out->cache_source = j->cache_source;
     out->cached_tokens = j->cached_tokens;
+    sipp__media_stats(j, out);
     double pf_end = s->t_prefilled > 0 ? s->t_prefilled : now;
     out->prefill_ms = pf_end - s->t_start;
     if (out->prefill_ms > 0 && s->t_prefilled > 0)
@@ -127,6 +129,7 @@ void sipp__slot_prepare_cache(sipp__engine *e, slot *s, job *j) {
     if (same_key(s, j)) {
         reuse = common_prefix(s->cached, (uint32_t)s->n_past, j->tokens, n_prompt);
         if (reuse > max_reuse) reuse = max_reuse;
+        reuse = sipp__media_align(j, reuse);
         bool exact = reuse == (uint32_t)s->n_past; /* the cache is a prefix of the prompt */
         if (reuse > 0 && (exact || e->partial_reuse) &&
             llama_memory_seq_rm(mem, s->seq, (llama_pos)reuse, -1)) {
@@ -148,7 +151,7 @@ void sipp__slot_prepare_cache(sipp__engine *e, slot *s, job *j) {
                                                  !e->partial_reuse, &n_common)
                             : NULL;
         uint32_t n_snap = snap ? sipp__kv_entry_tokens(snap) : 0;
-        uint32_t want = n_common < max_reuse ? n_common : max_reuse;
+        uint32_t want = sipp__media_align(j, n_common < max_reuse ? n_common : max_reuse);
         const uint8_t *state;
         size_t state_len;
         /* Restore, then cut the state back to the common prefix (whole-state models only take a

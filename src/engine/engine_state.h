@@ -48,6 +48,7 @@ typedef struct job {
     size_t key_len;
     sipp_cache_source cache_source;
     uint32_t cached_tokens;
+    struct sipp__media_prompt *media; /* media chunks of the prompt (media.h), NULL if none */
 } job;
 
 typedef enum slot_state { SLOT_FREE, SLOT_PREFILL, SLOT_DECODE } slot_state;
@@ -133,6 +134,8 @@ struct sipp__engine {
     bool context_shift;
     uint32_t n_keep;
     sipp__kvstore *kv;  /* prefix snapshots; NULL when disabled */
+    struct mtmd_context *mtmd; /* the projector (media.c); NULL for a text-only endpoint */
+    uint8_t media_salt[32];    /* the projector's identity in media placeholder ids */
 };
 
 /* ---- engine_submit.c -------------------------------------------------------------------- */

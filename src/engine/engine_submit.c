@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include "engine_state.h"
+#include "media.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ void sipp__job_free(job *j) {
     if (!j) return;
     free(j->key);
     free(j->tokens);
+    sipp__media_prompt_free(j->media);
     if (j->sampler) llama_sampler_free(j->sampler);
     for (size_t i = 0; i < j->n_stop; i++) free(j->stop[i]);
     free(j);
@@ -192,8 +194,11 @@ sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
         }
         j->key_len = (size_t)n;
     }
-    st = tokenize(e, prompt, e->n_ctx_seq, &j->tokens, &j->n_tokens, err);
-    if (st == SIPP_CONTEXT_OVERFLOW || (st == SIPP_OK && (uint32_t)j->n_tokens >= e->n_ctx_seq))
+    if (p->n_media > 0) /* media.c: mtmd's tokenizer; it checks the context itself */
+        st = sipp__media_tokenize(e, prompt, p->media, p->n_media, "request", j, err);
+    else if ((st = tokenize(e, prompt, e->n_ctx_seq, &j->tokens, &j->n_tokens, err)) ==
+                 SIPP_CONTEXT_OVERFLOW ||
+             (st == SIPP_OK && (uint32_t)j->n_tokens >= e->n_ctx_seq))
         st = sipp__fail(err, SIPP_CONTEXT_OVERFLOW, 0,
                         "the prompt is too long: n_prompt_tokens = %d, n_ctx = %u (the context "
                         "must hold the prompt plus at least one generated token)",

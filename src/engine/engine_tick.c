@@ -11,6 +11,7 @@
  * embedding-only model, which has no slots).
  */
 #include "engine_state.h"
+#include "media.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -105,6 +106,7 @@ bool sipp__engine_tick(sipp__engine *e) {
     struct llama_batch *b = &e->batch;
     b->n_tokens = 0;
     uint32_t n_prefilling = 0;
+    bool did_media = false;
     reap_slots(e, sipp__now_ms());
 
     /* Decode first: every ready sequence contributes its next token, unless its consumer
@@ -135,7 +137,12 @@ bool sipp__engine_tick(sipp__engine *e) {
         if (share == 0) share = 1;
         if (share > chunk) share = chunk;
         seen++;
-        uint32_t left = (uint32_t)(s->job->n_tokens - s->n_prefilled);
+        if (s->job->media) { /* media chunks are their own decode, then text goes on */
+            int r = sipp__media_eval(e, s);
+            if (r < 0) continue;
+            did_media |= r > 0;
+        }
+        uint32_t left = (uint32_t)sipp__media_text_run(s->job, s->n_prefilled);
         uint32_t take = left < share ? left : share;
         for (uint32_t t = 0; t < take; t++) {
             int32_t pos = s->n_prefilled + (int32_t)t;
@@ -148,7 +155,7 @@ bool sipp__engine_tick(sipp__engine *e) {
         budget -= take;
     }
     e->rr = e->n_parallel ? (e->rr + 1) % e->n_parallel : 0;
-    if (b->n_tokens == 0) return false;
+    if (b->n_tokens == 0) return did_media;
 
     int rc = llama_decode(e->ctx, *b);
     if (rc != 0) {

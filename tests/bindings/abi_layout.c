@@ -74,7 +74,8 @@ int main(void) {
     F(sipp_endpoint_info, n_ctx_train); F(sipp_endpoint_info, n_embd);
     F(sipp_endpoint_info, n_parallel); F(sipp_endpoint_info, n_params);
     F(sipp_endpoint_info, size_bytes); F(sipp_endpoint_info, architecture);
-    L(sipp_endpoint_info, description);
+    F(sipp_endpoint_info, description); F(sipp_endpoint_info, vision);
+    F(sipp_endpoint_info, audio_in); L(sipp_endpoint_info, audio_out);
     S(sipp_engine_stats); F(sipp_engine_stats, struct_size); F(sipp_engine_stats, running);
     F(sipp_engine_stats, queued); F(sipp_engine_stats, completed); F(sipp_engine_stats, cancelled);
     F(sipp_engine_stats, failed); F(sipp_engine_stats, rejected_busy);
@@ -83,7 +84,8 @@ int main(void) {
     F(sipp_engine_stats, cache_hits); F(sipp_engine_stats, cache_misses);
     F(sipp_engine_stats, cache_evictions); F(sipp_engine_stats, cache_ram_bytes);
     F(sipp_engine_stats, cache_disk_bytes); F(sipp_engine_stats, stalls);
-    L(sipp_engine_stats, stalled);
+    F(sipp_engine_stats, stalled); F(sipp_engine_stats, media_encoded);
+    L(sipp_engine_stats, media_encode_ms);
     S(sipp_text_params); F(sipp_text_params, struct_size); F(sipp_text_params, max_tokens);
     F(sipp_text_params, temperature); F(sipp_text_params, top_k); F(sipp_text_params, top_p);
     F(sipp_text_params, min_p); F(sipp_text_params, repeat_penalty); F(sipp_text_params, seed);
@@ -91,7 +93,9 @@ int main(void) {
     F(sipp_text_params, cache_scope); F(sipp_text_params, grammar); F(sipp_text_params, json_schema);
     F(sipp_text_params, on_tokens); F(sipp_text_params, user_data); F(sipp_text_params, timeout_ms);
     F(sipp_text_params, ignore_eos); F(sipp_text_params, extra_json);
-    L(sipp_text_params, request_id);
+    F(sipp_text_params, request_id); F(sipp_text_params, media); L(sipp_text_params, n_media);
+    S(sipp_media); F(sipp_media, kind); F(sipp_media, data); F(sipp_media, len);
+    F(sipp_media, mime_type); L(sipp_media, message_index);
     S(sipp_message); F(sipp_message, role); L(sipp_message, content);
     S(sipp_embed_params); F(sipp_embed_params, struct_size); F(sipp_embed_params, normalize);
     F(sipp_embed_params, extra_json); L(sipp_embed_params, request_id);
@@ -101,7 +105,7 @@ int main(void) {
     F(sipp_stats, prefill_ms); F(sipp_stats, decode_ms); F(sipp_stats, prefill_tok_s);
     F(sipp_stats, decode_tok_s); F(sipp_stats, total_ms); F(sipp_stats, itl_avg_ms);
     F(sipp_stats, itl_p99_ms); F(sipp_stats, prefill_tokens); F(sipp_stats, cache_source);
-    L(sipp_stats, cached_tokens);
+    F(sipp_stats, cached_tokens); F(sipp_stats, encode_ms); L(sipp_stats, media_chunks);
     S(sipp_response); F(sipp_response, struct_size); F(sipp_response, status);
     F(sipp_response, error_message); F(sipp_response, text); F(sipp_response, text_len);
     F(sipp_response, finish_reason); F(sipp_response, embedding); F(sipp_response, n_embd);

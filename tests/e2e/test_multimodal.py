@@ -3,6 +3,7 @@
 The models are random weights of real shapes from sipp-make-model (llava-text + llava-mmproj);
 the oracle is llama.cpp's own `llama-mtmd-cli` on the same files: at temperature 0, Sipp's text
 for an image equals its text token for token. PNGs are written here with zlib (no PIL)."""
+import json
 import os
 import pathlib
 import struct
@@ -48,12 +49,13 @@ def llava(tmp_path_factory):
     return d
 
 
-def oracle(d, image, prompt):
+def oracle(d, image, prompt, *extra):
     """llama-mtmd-cli's greedy text for one image and a user prompt (marker in front)."""
     assert MTMD_CLI.exists(), f"{MTMD_CLI} is missing: scripts/setup builds it"
     r = subprocess.run([str(MTMD_CLI), "-m", str(d / "text.gguf"), "--mmproj", str(d / "mmproj.gguf"),
                         "--image", str(image), "-p", prompt, "--temp", "0", "-n", str(N_PREDICT),
-                        "-t", "2"], capture_output=True, text=True, timeout=300)
+                        "-t", "2", *extra], capture_output=True, text=True, timeout=300,
+                       stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout.strip("\n")
 
@@ -64,3 +66,57 @@ def test_llama_cpp_loads_the_random_pair_and_the_image_steers_it(llava):
     a = oracle(llava, llava / "a.png", "Describe the picture.")
     b = oracle(llava, llava / "b.png", "Describe the picture.")
     assert a and b and a != b
+
+
+def sipp_run(sipp, *args):
+    return sipp(*args, env={"OMP_WAIT_POLICY": "passive"}, timeout=300)
+
+
+RAW = "<|im_start|>user\n<__media__>Describe the picture.<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_query_with_an_image_equals_llama_mtmd_cli(sipp, llava):
+    """The oracle: Sipp's engine (mtmd tokenize, encode, embeddings into the sequence, greedy)
+    gives llama-mtmd-cli's text token for token, for the prompt mtmd-cli renders (ChatML, no
+    system turn, the marker in front of the user text)."""
+    for img in ("a.png", "b.png"):
+        want = oracle(llava, llava / img, "Describe the picture.")
+        r = sipp_run(sipp, "query", "--json", "-m", str(llava / "text.gguf"), "--mmproj",
+                     str(llava / "mmproj.gguf"), "--image", str(llava / img), "--temperature", "0",
+                     "-n", str(N_PREDICT), RAW)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["text"] == want
+        assert out["usage"]["output_tokens"] == N_PREDICT
+        # 256 image positions (224/14 squared) and the text around them
+        assert out["usage"]["input_tokens"] > 256
+
+
+def test_chat_with_an_image_and_a_system_turn_equals_llama_mtmd_cli(sipp, llava):
+    """sipp chat --image: the marker goes in front of the user turn, the template renders it."""
+    want = oracle(llava, llava / "a.png", "Describe the picture.", "-sys", "You look at pictures.")
+    r = sipp_run(sipp, "chat", "-m", str(llava / "text.gguf"), "--mmproj", str(llava / "mmproj.gguf"),
+                 "--image", str(llava / "a.png"), "--system", "You look at pictures.",
+                 "--temperature", "0", "-n", str(N_PREDICT), "Describe the picture.")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip("\n") == want
+
+
+def test_the_same_image_reuses_the_cached_prefix(sipp, llava, tmp_path):
+    """Media chunks carry their content hash: a second request with the same image under the
+    same context key reuses the prefix (image included) and gives the same text; another image
+    diverges at the image and computes it."""
+    base = ["query", "--json", "-m", str(llava / "text.gguf"), "--mmproj", str(llava / "mmproj.gguf"),
+            "--temperature", "0", "-n", "4", "--context-key", "k", "--cache-dir", str(tmp_path)]
+    r1 = sipp_run(sipp, *base, "--image", str(llava / "a.png"), RAW)
+    assert r1.returncode == 0, r1.stderr
+    r2 = sipp_run(sipp, *base, "--image", str(llava / "a.png"), RAW)
+    assert r2.returncode == 0, r2.stderr
+    s1, s2 = json.loads(r1.stdout), json.loads(r2.stdout)
+    assert s1["stats"]["cache_source"] == "none"
+    assert s2["stats"]["cache_source"] == "snapshot"
+    assert s2["stats"]["cached_tokens"] > 256  # the image's 256 positions came from the cache
+    assert s2["text"] == s1["text"]
+    r3 = sipp_run(sipp, *base, "--image", str(llava / "b.png"), RAW)
+    s3 = json.loads(r3.stdout)
+    assert s3["stats"]["cached_tokens"] < 20  # only the text before the image matched

@@ -25,4 +25,5 @@ LOCAL_PARAMS = [
     ("cache_disk_bytes", "u64"),
     ("sha256", "str"),
     ("stall_alarm_ms", "u32"),
+    ("mmproj", "str"),
 ]

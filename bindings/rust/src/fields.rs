@@ -27,6 +27,7 @@ pub struct sipp_local_params {
     pub cache_disk_bytes: u64,
     pub sha256: *const c_char,
     pub stall_alarm_ms: u32,
+    pub mmproj: *const c_char,
 }
 
 /// Calls `$m!` with the numbers and booleans of `sipp_local_params` that are settings,
@@ -60,6 +61,6 @@ macro_rules! sipp_local_scalars {
 #[macro_export]
 macro_rules! sipp_local_params_fields {
     ($m:ident) => {
-        $m!(sipp_local_params { struct_size, model_path, n_ctx, n_threads, n_batch, n_gpu_layers, n_parallel, progress, progress_user_data, max_running, max_queued, tick_budget, prefill_chunk, stream_buffer_bytes, context_shift, n_keep, cache_ram_bytes, cache_dir, cache_disk_bytes, sha256, stall_alarm_ms })
+        $m!(sipp_local_params { struct_size, model_path, n_ctx, n_threads, n_batch, n_gpu_layers, n_parallel, progress, progress_user_data, max_running, max_queued, tick_budget, prefill_chunk, stream_buffer_bytes, context_shift, n_keep, cache_ram_bytes, cache_dir, cache_disk_bytes, sha256, stall_alarm_ms, mmproj })
     };
 }
