@@ -33,8 +33,30 @@ struct sipp__media_prompt {
     uint32_t n_encoded;
 };
 
+/* stb_image as libmtmd exports it (mtmd-helper.cpp compiles it in). Sipp decodes images with
+ * it directly rather than through mtmd_helper_bitmap_init_from_buf, which hands bytes that stb
+ * cannot read to ffprobe/ffmpeg as a video when libmtmd is built with MTMD_VIDEO: untrusted
+ * bytes must never reach an external program. The pixels are the helper's (same decoder). */
+extern unsigned char *stbi_load_from_memory(const unsigned char *buf, int len, int *x, int *y,
+                                            int *channels, int desired_channels);
+extern void stbi_image_free(void *p);
+
+/* While a projector loads, mtmd's first error line is kept for the error message instead of
+ * being printed (one clear line, not a log dump and a summary). */
+static _Thread_local char *log_capture;
+static _Thread_local size_t log_capture_cap;
+
 static void mtmd_log_cb(enum ggml_log_level level, const char *text, void *ud) {
     (void)ud;
+    if (log_capture) {
+        if (level == GGML_LOG_LEVEL_ERROR && !log_capture[0]) {
+            const char *t = strstr(text, "error: ");
+            t = t ? t + 7 : text;
+            size_t n = strcspn(t, "\n");
+            snprintf(log_capture, log_capture_cap, "%.*s", (int)n, t);
+        }
+        return;
+    }
     sipp_log_level l = level == GGML_LOG_LEVEL_ERROR  ? SIPP_LOG_ERROR
                        : level == GGML_LOG_LEVEL_WARN ? SIPP_LOG_WARN
                                                       : SIPP_LOG_DEBUG;
@@ -86,18 +108,21 @@ sipp_status sipp__media_open(sipp__engine *e, const sipp_local_params *p, sipp_e
         return st;
     }
     mtmd_helper_log_set(mtmd_log_cb, NULL);
+    char why[160] = "";
+    log_capture = why;
+    log_capture_cap = sizeof why;
     struct mtmd_context_params mp = mtmd_context_params_default();
     mp.use_gpu = p->n_gpu_layers != 0;
     mp.n_threads = llama_n_threads(e->ctx);
     mp.print_timings = false;
     mp.media_marker = SIPP_MEDIA_MARKER;
     e->mtmd = mtmd_init_from_file(p->mmproj, e->model, mp);
+    log_capture = NULL;
     if (!e->mtmd)
         return sipp__fail(err, SIPP_MODEL_INVALID, 0,
-                          "mmproj '%s' cannot be loaded for this model: not a projector llama.cpp "
-                          "knows, or made for another model (its output width must equal the "
-                          "model's n_embd, %u)",
-                          p->mmproj, e->info.n_embd);
+                          "mmproj '%s' cannot be loaded for this model (n_embd %u): %s", p->mmproj,
+                          e->info.n_embd,
+                          why[0] ? why : "not a projector llama.cpp knows, or made for another model");
     e->info.vision = mtmd_support_vision(e->mtmd);
     e->info.audio_in = mtmd_support_audio(e->mtmd);
     return SIPP_OK;
@@ -134,6 +159,36 @@ static void placeholders(const sipp__engine *e, const char *id, llama_token *out
     }
 }
 
+/* A bitmap of one part, its id the SHA-256 of the bytes in hex (as mtmd's helper sets it);
+ * NULL when the bytes do not decode. Images through stb (see above), audio through the helper
+ * (the sniff has checked its container). */
+static mtmd_bitmap *bitmap_from_bytes(const sipp__engine *e, const sipp_media *m) {
+    if (m->kind == SIPP_MEDIA_AUDIO) {
+        struct mtmd_helper_bitmap_wrapper w = mtmd_helper_bitmap_init_from_buf(
+            e->mtmd, m->data, m->len, false, mtmd_helper_init_opt_default());
+        if (w.video_ctx) mtmd_helper_video_free(w.video_ctx);
+        return w.bitmap;
+    }
+    if (m->len > (size_t)INT32_MAX) return NULL;
+    int nx = 0, ny = 0, nc = 0;
+    unsigned char *px = stbi_load_from_memory(m->data, (int)m->len, &nx, &ny, &nc, 3);
+    if (!px) return NULL;
+    mtmd_bitmap *b = mtmd_bitmap_init((uint32_t)nx, (uint32_t)ny, px);
+    stbi_image_free(px);
+    uint8_t d[32];
+    sipp__sha256 *h = b ? sipp__sha256_begin() : NULL;
+    if (!h) {
+        if (b) mtmd_bitmap_free(b);
+        return NULL;
+    }
+    sipp__sha256_update(h, m->data, m->len);
+    sipp__sha256_end(h, d);
+    char hex[65];
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    mtmd_bitmap_set_id(b, hex);
+    return b;
+}
+
 sipp_status sipp__media_tokenize(sipp__engine *e, const char *prompt, const sipp_media *media,
                                  size_t n_media, const char *what, job *j, sipp_error *err) {
     if (!e->mtmd)
@@ -168,11 +223,8 @@ sipp_status sipp__media_tokenize(sipp__engine *e, const char *prompt, const sipp
     if (mp) mp->chunks = mtmd_input_chunks_init();
     if (!bitmaps || !mp || !mp->chunks) st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     for (size_t i = 0; st == SIPP_OK && i < n_media; i++) {
-        struct mtmd_helper_bitmap_wrapper w = mtmd_helper_bitmap_init_from_buf(
-            e->mtmd, media[i].data, media[i].len, false, mtmd_helper_init_opt_default());
-        if (w.video_ctx) mtmd_helper_video_free(w.video_ctx);
-        bitmaps[i] = w.bitmap;
-        if (!w.bitmap)
+        bitmaps[i] = bitmap_from_bytes(e, &media[i]);
+        if (!bitmaps[i])
             st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                             "%s: media[%zu]: the %s cannot be decoded (truncated or corrupt)", what,
                             i, media[i].kind == SIPP_MEDIA_IMAGE ? "image" : "audio");

@@ -120,3 +120,69 @@ def test_the_same_image_reuses_the_cached_prefix(sipp, llava, tmp_path):
     r3 = sipp_run(sipp, *base, "--image", str(llava / "b.png"), RAW)
     s3 = json.loads(r3.stdout)
     assert s3["stats"]["cached_tokens"] < 20  # only the text before the image matched
+
+
+def chat_image(sipp, llava, image_path, *extra, model=None, mmproj=None):
+    args = ["chat", "-m", str(model or llava / "text.gguf")]
+    if mmproj is not False:
+        args += ["--mmproj", str(mmproj or llava / "mmproj.gguf")]
+    return sipp_run(sipp, *args, "--image", str(image_path), "--temperature", "0", "-n", "2",
+                    *extra, "Describe the picture.")
+
+
+def one_line_error(r):
+    assert r.returncode != 0 and r.stdout.strip() == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr[-2000:]
+    return lines[0]
+
+
+def test_media_on_a_text_only_endpoint_is_unsupported(sipp, llava):
+    r = chat_image(sipp, llava, llava / "a.png", mmproj=False)
+    msg = one_line_error(r)
+    assert "without a projector (mmproj)" in msg
+
+
+@pytest.mark.parametrize("name,data,expect", [
+    ("truncated.png", lambda: png(64, 48)[:40], "cannot be decoded"),
+    ("header-only.png", lambda: png(64, 48)[:20], "header is truncated or corrupt"),
+    ("corrupt.jpg", lambda: b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 20, "truncated or corrupt"),
+    ("bomb.png", lambda: png(1, 1)[:16] + struct.pack(">II", 100000, 100000) + png(1, 1)[24:],
+     "over the limit of 16777216 pixels per image"),
+    ("zero.png", lambda: png(1, 1)[:16] + struct.pack(">II", 0, 5) + png(1, 1)[24:], "declares a 0x5 image"),
+    ("text.png", lambda: b"hello, I am not an image at all\n" * 10, "not an image"),
+    ("wave.png", lambda: b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 40, "not an image"),
+    ("empty.png", lambda: b"", "empty (0 bytes)"),
+])
+def test_bad_images_are_clear_errors(sipp, llava, tmp_path, name, data, expect):
+    """Each bad image is refused with one clear line, before or by the decoder, and the process
+    exits normally (no crash: returncode 1, not a signal)."""
+    p = tmp_path / name
+    p.write_bytes(data())
+    r = chat_image(sipp, llava, p)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert expect in one_line_error(r)
+
+
+def test_more_media_than_markers(sipp, llava):
+    r = sipp_run(sipp, "query", "-m", str(llava / "text.gguf"), "--mmproj", str(llava / "mmproj.gguf"),
+                 "--image", str(llava / "a.png"), "--image", str(llava / "b.png"), "-n", "2",
+                 "<__media__> one marker for two images")
+    assert "1 media marker(s) but 2 media part(s)" in one_line_error(r)
+
+
+def test_a_projector_that_is_not_a_gguf(sipp, llava, tmp_path):
+    bad = tmp_path / "mmproj.gguf"
+    bad.write_bytes(b"not a gguf file at all" * 100)
+    msg = one_line_error(chat_image(sipp, llava, llava / "a.png", mmproj=bad))
+    assert "is not a GGUF file" in msg
+
+
+def test_a_projector_for_another_model(sipp, llava, tmp_path):
+    """llava-mmproj projects into 256 dimensions; llama-135m has 576."""
+    r = subprocess.run([str(BIN_DIR / "sipp-make-model"), "--shape", "llama-135m", "--out",
+                        str(tmp_path / "other.gguf")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    msg = one_line_error(chat_image(sipp, llava, llava / "a.png", model=tmp_path / "other.gguf"))
+    assert "cannot be loaded for this model (n_embd 576): mismatch between text model (n_embd = 576) " \
+           "and mmproj (n_embd = 256)" in msg
