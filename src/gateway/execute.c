@@ -55,6 +55,8 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
         }
         tp.ignore_eos = t->cfg->runtime.ignore_eos;
     }
+    tp.media = c->media; /* multimodal parts (OpenAI image_url), owned by the call */
+    tp.n_media = c->n_media;
     return c->op == GW_OP_CHAT ? sipp_chat(t->ep, c->messages, c->n_messages, &tp, &r->run, err)
                                : sipp_query(t->ep, c->prompt, &tp, &r->run, err);
 }

@@ -143,6 +143,10 @@ bool sipp__gw_phase_decode(gw_req *r) {
     if (!sipp__gw_decode_body(r->prof, r->op, body, len, r->gw->cfg.max_json_depth, &r->root,
                               &r->call, msg, sizeof msg, param, sizeof param))
         return sipp__gw_req_fail(r, GW_INVALID_JSON, param, "%s", msg);
+    if (r->call.media_too_large)
+        return sipp__gw_req_fail(r, GW_PAYLOAD_TOO_LARGE, "messages",
+                                 "the request's media are larger than %u bytes (max_media_bytes)",
+                                 SIPP__GW_MAX_MEDIA_BYTES);
     return true;
 }
 

@@ -40,7 +40,24 @@ typedef struct gw_call {
      * authorize and resolve, so it reveals nothing to a caller who may not use the target) */
     char invalid[200];
     char invalid_param[64];
+    /* multimodal: the media parts of the messages (OpenAI `image_url` data URLs), decoded. A
+     * message with parts has its text rebuilt with SIPP_MEDIA_MARKER where each part was; those
+     * texts and the bytes are owned here (sipp__gw_call_free_media). */
+    sipp_media *media;
+    size_t n_media;
+    char **owned;
+    size_t n_owned;
+    uint64_t media_bytes;
+    bool media_too_large; /* over SIPP__GW_MAX_MEDIA_BYTES: 413 naming the limit */
 } gw_call;
+
+/* Limits of media in one request (docs/gateway.md): decoded bytes of all parts, and the declared
+ * pixels of one image (the engine checks the same before decoding). */
+#define SIPP__GW_MAX_MEDIA_BYTES (20u << 20)
+#define SIPP__GW_MAX_IMAGE_PIXELS (4096u * 4096u)
+
+/* Frees what the media parts of `c` own (NULL-safe; call after every decode). */
+void sipp__gw_call_free_media(gw_call *c);
 
 /* Decodes a body of the given profile and operation. Returns false with a message (and the
  * offending parameter when there is one) for 400 invalid_json. Strings in `call` point into

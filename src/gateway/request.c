@@ -241,6 +241,7 @@ void sipp__gw_req_finish(gw_req *r) {
     json_decref(r->root);
     free(r->call.messages);
     free(r->call.inputs);
+    sipp__gw_call_free_media(&r->call);
     sipp__buf_free(&r->out);
     sipp__gw_embed_writer_free(r->embed);
     if (r->counted) atomic_fetch_sub(&gw->in_flight, 1);

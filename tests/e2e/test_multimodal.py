@@ -3,6 +3,7 @@
 The models are random weights of real shapes from sipp-make-model (llava-text + llava-mmproj);
 the oracle is llama.cpp's own `llama-mtmd-cli` on the same files: at temperature 0, Sipp's text
 for an image equals its text token for token. PNGs are written here with zlib (no PIL)."""
+import base64
 import json
 import os
 import pathlib
@@ -186,3 +187,60 @@ def test_a_projector_for_another_model(sipp, llava, tmp_path):
     msg = one_line_error(chat_image(sipp, llava, llava / "a.png", model=tmp_path / "other.gguf"))
     assert "cannot be loaded for this model (n_embd 576): mismatch between text model (n_embd = 576) " \
            "and mmproj (n_embd = 256)" in msg
+
+
+@pytest.fixture(scope="module")
+def llava_gw(llava, tmp_path_factory):
+    """A gateway with the llava pair as target 'vision' (mmproj in [targets.runtime])."""
+    from gateway_util import Gateway, local_target
+    g = Gateway(tmp_path_factory.mktemp("gwmm"),
+                local_target("vision", llava / "text.gguf", mmproj=str(llava / "mmproj.gguf"),
+                             n_ctx=1024, n_parallel=2, n_threads=2, context_shift=False),
+                top="max_request_bytes = 41943040\n", env={"OMP_WAIT_POLICY": "passive"})
+    yield g
+    g.stop()
+
+
+def data_url(b, mime="image/png"):
+    return f"data:{mime};base64," + base64.b64encode(b).decode()
+
+
+def openai_chat(parts, **extra):
+    body = {"model": "vision", "temperature": 0, "max_tokens": N_PREDICT,
+            "messages": [{"role": "system", "content": "You look at pictures."},
+                         {"role": "user", "content": parts}]}
+    body.update(extra)
+    return body
+
+
+def test_gateway_openai_image_url_equals_llama_mtmd_cli(llava, llava_gw):
+    """OpenAI content parts: an image_url data URL before the text gives llama.cpp's answer
+    for the same image and prompt, token for token."""
+    want = oracle(llava, llava / "a.png", "Describe the picture.", "-sys", "You look at pictures.")
+    st, _, out = llava_gw.post("/v1/chat/completions", openai_chat([
+        {"type": "image_url", "image_url": {"url": data_url((llava / "a.png").read_bytes())}},
+        {"type": "text", "text": "Describe the picture."}]))
+    assert st == 200, out
+    assert out["choices"][0]["message"]["content"] == want
+
+
+@pytest.mark.parametrize("part,status,code,expect", [
+    ({"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}, 400, "invalid_json",
+     "remote image URLs are not fetched"),
+    ({"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@@"}}, 400, "invalid_json",
+     "invalid character"),
+    ({"type": "image_url", "image_url": {"url": data_url(b"GIF89a" + struct.pack("<HH", 60000, 60000) + b"\0" * 8, "image/gif")}},
+     400, "invalid_json", "over the limit of 16777216 pixels per image (max_image_pixels)"),
+    ({"type": "image_url", "image_url": {"url": data_url(b"plain text, not a picture", "image/png")}},
+     400, "invalid_json", "not an image"),
+    ({"type": "image_url", "image_url": {"url": data_url(b"\x89PNG\r\n\x1a\n" + b"\0" * (21 << 20))}},
+     413, "payload_too_large", "max_media_bytes"),
+    ({"type": "video", "video": "x"}, 400, "invalid_json", "type must be text or image_url"),
+])
+def test_gateway_refuses_bad_image_parts(llava_gw, part, status, code, expect):
+    st, _, out = llava_gw.post("/v1/chat/completions", openai_chat([part, {"type": "text", "text": "hi"}]))
+    assert st == status, out
+    assert out["error"]["code"] == code and expect in out["error"]["message"], out
+    # the gateway goes on serving
+    st, _, out = llava_gw.post("/v1/chat/completions", openai_chat("hello", max_tokens=2))
+    assert st == 200, out

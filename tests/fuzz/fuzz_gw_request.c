@@ -52,5 +52,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
     json_decref(root);
     free(call.messages);
     free(call.inputs);
+    sipp__gw_call_free_media(&call);
     return 0;
 }
