@@ -35,6 +35,7 @@ typedef struct gw_target {
     sipp_endpoint *ep;  /* set once ready */
     atomic_int state;
     bool can_generate, can_chat, can_embed;
+    bool vision; /* the target's projector takes images (multimodal) */
     uint32_t n_embd; /* embedding size when known up front (local targets), else 0 */
 } gw_target;
 

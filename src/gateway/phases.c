@@ -204,6 +204,10 @@ bool sipp__gw_phase_validate(gw_req *r) {
     if (c->op == GW_OP_CHAT && !t->can_chat)
         return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "model", "target '%s' has no chat template",
                                  t->cfg->name);
+    if (c->n_media > 0 && t->cfg->type == SIPP__GW_LOCAL && !t->vision)
+        return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "messages",
+                                 "target '%s' takes no images: it has no vision projector (mmproj)",
+                                 t->cfg->name);
     return true;
 }
 

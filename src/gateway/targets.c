@@ -31,6 +31,7 @@ static void set_caps(gw_target *t) {
         t->can_generate = info.can_generate;
         t->can_chat = info.can_chat;
         t->can_embed = info.can_embed;
+        t->vision = info.vision;
         t->n_embd = info.can_embed ? info.n_embd : 0;
     }
 }

@@ -244,3 +244,19 @@ def test_gateway_refuses_bad_image_parts(llava_gw, part, status, code, expect):
     # the gateway goes on serving
     st, _, out = llava_gw.post("/v1/chat/completions", openai_chat("hello", max_tokens=2))
     assert st == 200, out
+
+
+def test_gateway_image_to_a_target_without_a_projector(llava, tmp_path):
+    """The target's capabilities (sipp_endpoint_info.vision) gate images up front: a text-only
+    target answers 400 naming the missing projector, before anything runs."""
+    from gateway_util import Gateway, local_target
+    g = Gateway(tmp_path, local_target())
+    try:
+        st, _, out = g.post("/v1/chat/completions", {
+            "model": "local", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": data_url((llava / "a.png").read_bytes())}},
+                {"type": "text", "text": "hi"}]}]})
+        assert st == 400, out
+        assert "takes no images: it has no vision projector (mmproj)" in out["error"]["message"]
+    finally:
+        g.stop()
