@@ -341,14 +341,6 @@ static sipp_status text_params_in(const sipp_endpoint *ep, const sipp_text_param
     return ep->kind == ENDPOINT_LOCAL ? SIPP_OK : sipp__text_params_check(p, err);
 }
 
-/* Media parts on a remote endpoint: refused before anything is sent (the providers' image and
- * audio mappings are not written yet; docs/multimodal.md). */
-static sipp_status remote_media_refused(const sipp_text_params *p, sipp_error *err) {
-    return sipp__fail(err, SIPP_UNSUPPORTED, 0,
-                      "media parts (%s) are not sent to remote endpoints yet; nothing was sent",
-                      p->media[0].kind == SIPP_MEDIA_AUDIO ? "audio" : "images");
-}
-
 sipp_status sipp_query(sipp_endpoint *ep, const char *prompt, const sipp_text_params *params,
                        sipp_run **out, sipp_error *err) {
     sipp_status st = check_request(ep, out, err);
@@ -359,9 +351,7 @@ sipp_status sipp_query(sipp_endpoint *ep, const char *prompt, const sipp_text_pa
     st = text_params_in(ep, params, &p, err);
     if (st != SIPP_OK) return st;
     if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
-    if (ep->kind == ENDPOINT_REMOTE && p.n_media > 0)
-        st = remote_media_refused(&p, err);
-    else if (ep->kind == ENDPOINT_REMOTE)
+    if (ep->kind == ENDPOINT_REMOTE)
         st = sipp__remote_submit_text(ep->remote, prompt, NULL, 0, &p, out, err);
     else
         st = sipp__engine_submit_text(ep->engine, prompt, &p, out, err);
@@ -436,9 +426,7 @@ sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_
     st = text_params_in(ep, params, &p, err);
     if (st != SIPP_OK) return st;
     if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
-    if (ep->kind == ENDPOINT_REMOTE && p.n_media > 0) {
-        st = remote_media_refused(&p, err);
-    } else if (ep->kind == ENDPOINT_REMOTE) {
+    if (ep->kind == ENDPOINT_REMOTE) {
         st = sipp__remote_submit_text(ep->remote, NULL, messages, n_messages, &p, out, err);
     } else {
         char *prompt = NULL;

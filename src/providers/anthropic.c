@@ -25,6 +25,8 @@ static sipp_status build_chat(const sipp__remote *rm, const char *prompt,
     sipp__buf_init(&system, 64u << 20); /* the request body is capped by the peer anyway */
     sipp_status st = b ? sipp__remote_messages(messages, n_messages, true, &msgs, err)
                        : sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    if (st == SIPP_OK && p->n_media > 0)
+        st = sipp__remote_add_media(msgs, messages, n_messages, true, p, true, "Anthropic", err);
     for (size_t i = 0; st == SIPP_OK && i < n_messages; i++) {
         if (strcmp(messages[i].role, "system") != 0) continue;
         if ((system.len && sipp__buf_append(&system, "\n\n", 2) != SIPP_OK) ||

@@ -41,6 +41,9 @@ static sipp_status build_text(const sipp__remote *rm, const char *prompt,
     if (p->seed != 0xFFFFFFFFu)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "seed is not part of the gateway protocol; a gateway endpoint cannot honour it");
+    if (p->n_media > 0)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "media parts are not part of the Sipp gateway protocol yet; nothing was sent");
     sipp_status st = sipp__remote_text_body(rm, p, body, err);
     if (st == SIPP_OK) st = sipp__remote_add_input(*body, prompt, messages, n, err);
     return st;

@@ -20,7 +20,18 @@ static sipp_status build_text(const sipp__remote *rm, const char *prompt,
     if (st != SIPP_OK) return st;
     json_object_set_new(*body, "stream_options", json_pack("{s:b}", "include_usage", 1));
     if (p->seed != 0xFFFFFFFFu) json_object_set_new(*body, "seed", json_integer(p->seed));
-    return sipp__remote_add_input(*body, prompt, messages, n, err);
+    if (p->n_media > 0 && !messages)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "query: the completions API takes no media; use chat (nothing was sent)");
+    st = sipp__remote_add_input(*body, prompt, messages, n, err);
+    if (st != SIPP_OK) {
+        *body = NULL; /* add_input has released it */
+        return st;
+    }
+    if (p->n_media > 0)
+        st = sipp__remote_add_media(json_object_get(*body, "messages"), messages, n, false, p,
+                                    false, "OpenAI", err);
+    return st;
 }
 
 static void read_usage(sipp__remote_run *rr, json_t *u) {

@@ -140,6 +140,14 @@ json_t *sipp__remote_stop_array(const sipp_text_params *p);
  * `skip_system`), as a new reference in *out. */
 sipp_status sipp__remote_messages(const sipp_message *messages, size_t n, bool skip_system,
                                   json_t **out, sipp_error *err);
+/* media_parts.c (multimodal): gives the messages of `msgs` (built by sipp__remote_messages with
+ * the same skip_system) that have media parts a content array in the provider's shape (OpenAI
+ * image_url data URLs, or Anthropic image blocks). UNSUPPORTED, before anything is sent, for
+ * audio and for images in an Anthropic system prompt; INVALID_ARGUMENT for a part that is not
+ * what it says. `provider` names the provider in messages. */
+sipp_status sipp__remote_add_media(json_t *msgs, const sipp_message *messages, size_t n,
+                                   bool skip_system, const sipp_text_params *p, bool anthropic,
+                                   const char *provider, sipp_error *err);
 /* For dialects: adds "prompt" (messages NULL) or "messages" to `body`, taking `body` on error. */
 sipp_status sipp__remote_add_input(json_t *body, const char *prompt, const sipp_message *messages,
                                    size_t n, sipp_error *err);

@@ -260,3 +260,61 @@ def test_gateway_image_to_a_target_without_a_projector(llava, tmp_path):
         assert "takes no images: it has no vision projector (mmproj)" in out["error"]["message"]
     finally:
         g.stop()
+
+
+# ---- remote providers: images in their shapes, refused before sending what they cannot take ----
+
+@pytest.fixture(scope="module")
+def fake_peer():
+    from fault_server import FaultServer
+    s = FaultServer()
+    yield s
+    s.close()
+
+
+def remote_chat(sipp, args, image, *extra):
+    return sipp("chat", *args, "--image", str(image), "--system", "be brief", *extra,
+                "What is <__media__> this?", env={"K": "k-0123456789"}, timeout=30)
+
+
+def test_openai_provider_sends_an_image_url_data_part(sipp, llava, fake_peer):
+    before = len(fake_peer.seen)
+    r = remote_chat(sipp, ["--provider", "openai_compatible", "--base-url", fake_peer.url("ok"),
+                           "--remote-model", "m", "--api-key-env", "K"], llava / "a.png")
+    assert r.returncode == 0, r.stderr
+    req = fake_peer.seen[-1]
+    assert len(fake_peer.seen) == before + 1
+    msgs = req["body"]["messages"]
+    assert msgs[0] == {"role": "system", "content": "be brief"}
+    assert msgs[1]["content"] == [
+        {"type": "text", "text": "What is "},
+        {"type": "image_url", "image_url": {"url": data_url((llava / "a.png").read_bytes())}},
+        {"type": "text", "text": " this?"}]
+
+
+def test_anthropic_provider_sends_an_image_block(sipp, llava, fake_peer):
+    r = remote_chat(sipp, ["--provider", "anthropic", "--base-url", fake_peer.url("ok"),
+                           "--remote-model", "claude-test", "--api-key-env", "K"], llava / "a.png")
+    assert r.returncode == 0, r.stderr
+    b = fake_peer.seen[-1]["body"]
+    assert b["system"] == "be brief"
+    assert b["messages"][0]["content"][1] == {
+        "type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                    "data": base64.b64encode((llava / "a.png").read_bytes()).decode()}}
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--provider", "openai_compatible", "--remote-model", "m"], "not an image"),
+    (["--gateway", None, "--target", "t"], "not part of the Sipp gateway protocol yet"),
+])
+def test_remote_media_refused_before_sending(sipp, llava, fake_peer, tmp_path, args, expect):
+    """A part the provider cannot take (or that is not what it says) fails before any request."""
+    args = [a if a is not None else fake_peer.root("ok") for a in args]
+    if "--provider" in args:
+        args += ["--base-url", fake_peer.url("ok"), "--api-key-env", "K"]
+    bad = tmp_path / "x.png"
+    bad.write_bytes(b"hello" * 20 if "image" in expect else (llava / "a.png").read_bytes())
+    before = len(fake_peer.seen)
+    r = remote_chat(sipp, args, bad)
+    assert r.returncode != 0 and expect in r.stderr, r.stderr
+    assert len(fake_peer.seen) == before
