@@ -274,9 +274,8 @@ bool sipp__gw_decode_messages(gw_call *c, json_t *v, bool openai, char *msg, siz
             return sipp__gw_bad(msg, cap, "messages[%zu].role must be system, user or assistant",
                                 i);
         const char *text = NULL;
-        if (!text_of(content, &text) && openai && json_is_array(content) &&
-            json_array_size(content) > 0) {
-            /* OpenAI content parts: text, and images as data: URLs (multimodal) */
+        if (!text_of(content, &text) && json_is_array(content) && json_array_size(content) > 0) {
+            /* content parts (both profiles, OpenAI's shapes): text, and images as data: URLs */
             msg[0] = '\0';
             if (json_array_size(content) > 256)
                 return sipp__gw_bad(msg, cap, "messages[%zu].content has too many parts", i);

@@ -41,11 +41,18 @@ static sipp_status build_text(const sipp__remote *rm, const char *prompt,
     if (p->seed != 0xFFFFFFFFu)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "seed is not part of the gateway protocol; a gateway endpoint cannot honour it");
-    if (p->n_media > 0)
+    if (p->n_media > 0 && !messages)
         return sipp__fail(err, SIPP_UNSUPPORTED, 0,
-                          "media parts are not part of the Sipp gateway protocol yet; nothing was sent");
+                          "query: the gateway's /v1/query takes no media; use chat (nothing was sent)");
     sipp_status st = sipp__remote_text_body(rm, p, body, err);
-    if (st == SIPP_OK) st = sipp__remote_add_input(*body, prompt, messages, n, err);
+    if (st == SIPP_OK) {
+        st = sipp__remote_add_input(*body, prompt, messages, n, err);
+        if (st != SIPP_OK) *body = NULL; /* add_input has released it */
+    }
+    /* the Sipp protocol's content parts have OpenAI's shapes (docs/gateway-protocol.md) */
+    if (st == SIPP_OK && p->n_media > 0)
+        st = sipp__remote_add_media(json_object_get(*body, "messages"), messages, n, false, p,
+                                    false, "gateway", err);
     return st;
 }
 

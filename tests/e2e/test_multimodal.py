@@ -303,18 +303,30 @@ def test_anthropic_provider_sends_an_image_block(sipp, llava, fake_peer):
                                     "data": base64.b64encode((llava / "a.png").read_bytes()).decode()}}
 
 
-@pytest.mark.parametrize("args,expect", [
-    (["--provider", "openai_compatible", "--remote-model", "m"], "not an image"),
-    (["--gateway", None, "--target", "t"], "not part of the Sipp gateway protocol yet"),
+@pytest.mark.parametrize("cmd,args,data,expect", [
+    ("chat", ["--provider", "openai_compatible", "--remote-model", "m"], b"hello" * 20, "not an image"),
+    ("chat", ["--provider", "anthropic", "--remote-model", "c"], b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 40,
+     "is audio, which is not sent to Anthropic endpoints yet"),
+    ("query", ["--provider", "openai_compatible", "--remote-model", "m"], None, "completions API takes no media"),
 ])
-def test_remote_media_refused_before_sending(sipp, llava, fake_peer, tmp_path, args, expect):
+def test_remote_media_refused_before_sending(sipp, llava, fake_peer, tmp_path, cmd, args, data, expect):
     """A part the provider cannot take (or that is not what it says) fails before any request."""
-    args = [a if a is not None else fake_peer.root("ok") for a in args]
-    if "--provider" in args:
-        args += ["--base-url", fake_peer.url("ok"), "--api-key-env", "K"]
-    bad = tmp_path / "x.png"
-    bad.write_bytes(b"hello" * 20 if "image" in expect else (llava / "a.png").read_bytes())
+    args += ["--base-url", fake_peer.url("ok"), "--api-key-env", "K"]
+    f = tmp_path / "x.bin"
+    f.write_bytes(data if data is not None else (llava / "a.png").read_bytes())
     before = len(fake_peer.seen)
-    r = remote_chat(sipp, args, bad)
+    flag = "--audio" if data and data.startswith(b"RIFF") else "--image"
+    r = sipp(cmd, *args, flag, str(f), "hi", env={"K": "k-0123456789"}, timeout=30)
     assert r.returncode != 0 and expect in r.stderr, r.stderr
     assert len(fake_peer.seen) == before
+
+
+def test_gateway_endpoint_sends_images_through_the_sipp_protocol(sipp, llava, llava_gw):
+    """sipp chat --gateway --image: the Sipp profile's content parts carry the image to the
+    gateway's local target; the answer is llama.cpp's, token for token."""
+    want = oracle(llava, llava / "a.png", "Describe the picture.", "-sys", "You look at pictures.")
+    r = sipp("chat", "--gateway", f"http://127.0.0.1:{llava_gw.port}", "--target", "vision",
+             "--image", str(llava / "a.png"), "--system", "You look at pictures.", "--temperature", "0",
+             "-n", str(N_PREDICT), "Describe the picture.", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip("\n") == want
