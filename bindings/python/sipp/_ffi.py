@@ -123,7 +123,8 @@ class EndpointInfo(Structure):
                 ("can_embed", c_bool), ("n_ctx", c_uint32), ("n_ctx_train", c_uint32),
                 ("n_embd", c_uint32), ("n_parallel", c_uint32), ("n_params", c_uint64),
                 ("size_bytes", c_uint64), ("architecture", c_char * 64),
-                ("description", c_char * 128)]
+                ("description", c_char * 128), ("vision", c_bool), ("audio_in", c_bool),
+                ("audio_out", c_bool)]
 
 
 class EngineStats(Structure):
@@ -133,7 +134,13 @@ class EngineStats(Structure):
                 ("generated_tokens", c_uint64), ("ticks", c_uint64), ("batch_tokens", c_uint64),
                 ("batch_fill", c_double), ("cache_hits", c_uint64), ("cache_misses", c_uint64),
                 ("cache_evictions", c_uint64), ("cache_ram_bytes", c_uint64),
-                ("cache_disk_bytes", c_uint64), ("stalls", c_uint64), ("stalled", c_uint32)]
+                ("cache_disk_bytes", c_uint64), ("stalls", c_uint64), ("stalled", c_uint32),
+                ("media_encoded", c_uint64), ("media_encode_ms", c_double)]
+
+
+class Media(Structure):
+    _fields_ = [("kind", c_int), ("data", c_void_p), ("len", c_size_t), ("mime_type", c_char_p),
+                ("message_index", c_size_t)]
 
 
 class TextParams(Structure):
@@ -143,7 +150,8 @@ class TextParams(Structure):
                 ("n_stop", c_size_t), ("context_key", c_char_p), ("cache_scope", c_char_p),
                 ("grammar", c_char_p), ("json_schema", c_char_p), ("on_tokens", TokenFn),
                 ("user_data", c_void_p), ("timeout_ms", c_uint32), ("ignore_eos", c_bool),
-                ("extra_json", c_char_p), ("request_id", c_char_p)]
+                ("extra_json", c_char_p), ("request_id", c_char_p),
+                ("media", POINTER(Media)), ("n_media", c_size_t)]
 
 
 class Message(Structure):
@@ -165,7 +173,7 @@ class Stats(Structure):
                 ("prefill_ms", c_double), ("decode_ms", c_double), ("prefill_tok_s", c_double),
                 ("decode_tok_s", c_double), ("total_ms", c_double), ("itl_avg_ms", c_double),
                 ("itl_p99_ms", c_double), ("prefill_tokens", c_uint32), ("cache_source", c_int),
-                ("cached_tokens", c_uint32)]
+                ("cached_tokens", c_uint32), ("encode_ms", c_double), ("media_chunks", c_uint32)]
 
 
 class Response(Structure):

@@ -96,6 +96,9 @@ pub struct sipp_endpoint_info {
     pub size_bytes: u64,
     pub architecture: [c_char; 64],
     pub description: [c_char; 128],
+    pub vision: bool,
+    pub audio_in: bool,
+    pub audio_out: bool,
 }
 
 #[repr(C)]
@@ -119,6 +122,8 @@ pub struct sipp_engine_stats {
     pub cache_disk_bytes: u64,
     pub stalls: u64,
     pub stalled: u32,
+    pub media_encoded: u64,
+    pub media_encode_ms: f64,
 }
 
 #[repr(C)]
@@ -143,6 +148,18 @@ pub struct sipp_text_params {
     pub ignore_eos: bool,
     pub extra_json: *const c_char,
     pub request_id: *const c_char,
+    pub media: *const sipp_media,
+    pub n_media: usize,
+}
+
+/// A media part (multimodal; sipp.h's sipp_media).
+#[repr(C)]
+pub struct sipp_media {
+    pub kind: c_int,
+    pub data: *const c_void,
+    pub len: usize,
+    pub mime_type: *const c_char,
+    pub message_index: usize,
 }
 
 #[repr(C)]
@@ -184,6 +201,8 @@ pub struct sipp_stats {
     pub prefill_tokens: u32,
     pub cache_source: c_int,
     pub cached_tokens: u32,
+    pub encode_ms: f64,
+    pub media_chunks: u32,
 }
 
 #[repr(C)]
