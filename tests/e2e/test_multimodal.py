@@ -9,6 +9,7 @@ import os
 import pathlib
 import struct
 import subprocess
+import sys
 import zlib
 
 import pytest
@@ -330,3 +331,21 @@ def test_gateway_endpoint_sends_images_through_the_sipp_protocol(sipp, llava, ll
              "-n", str(N_PREDICT), "Describe the picture.", timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip("\n") == want
+
+
+def test_python_binding_chat_with_an_image_equals_llama_mtmd_cli(llava):
+    """The Python binding's `images=` option: bytes of the image for the last user turn."""
+    want = oracle(llava, llava / "a.png", "Describe the picture.", "-sys", "You look at pictures.")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import sipp\n"
+        "c = sipp.Client()\n"
+        "ep = c.add_local('v', sys.argv[2], mmproj=sys.argv[3], n_threads=2)\n"
+        "r = ep.chat([('system', 'You look at pictures.'), ('user', 'Describe the picture.')],\n"
+        "            images=[open(sys.argv[4], 'rb').read()], temperature=0, max_tokens=%d).result()\n"
+        "sys.stdout.write(r.text)\n" % N_PREDICT)
+    root = pathlib.Path(__file__).parents[2]
+    r = subprocess.run([sys.executable, "-c", code, str(root / "bindings/python"), str(llava / "text.gguf"),
+                        str(llava / "mmproj.gguf"), str(llava / "a.png")], capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, SIPP_LIBRARY=str(BIN_DIR.parent / "lib/libsipp.so")))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == want

@@ -227,6 +227,7 @@ class TextOptions(TypedDict, total=False):
     extra: Mapping[str, Any]  # remote only: merged into the request body (sent as extra_json)
     extra_json: str           # the same, already encoded
     request_id: str           # remote only: sent as x-request-id
+    images: Sequence[bytes]   # multimodal: encoded images (PNG, JPEG, ...); chat: the last user turn
 
 
 # Fields a caller may not set by keyword: the binding owns them.
@@ -312,11 +313,21 @@ def _headers(struct: ctypes.Structure, headers: Any, keep: list, what: str) -> N
     struct.headers, struct.n_headers = _strings(lines, keep, f"{what}: header")
 
 
-def _text_params(options: Mapping[str, Any], keep: list) -> _ffi.TextParams:
+def _text_params(options: Mapping[str, Any], keep: list, media_message: int = 0) -> _ffi.TextParams:
     p = _ffi.new(_ffi.TextParams)
     p.struct_size = ctypes.sizeof(_ffi.TextParams)
     opts = dict(options)
     stop = opts.pop("stop", None)
+    images = opts.pop("images", None)
+    if images:
+        if not all(isinstance(b, (bytes, bytearray)) for b in images):
+            raise TypeError("images: each image must be bytes (the encoded file)")
+        bufs = [ctypes.create_string_buffer(bytes(b), len(b)) for b in images]
+        arr = (_ffi.Media * len(bufs))(*[
+            _ffi.Media(1, ctypes.cast(b, ctypes.c_void_p), len(img), None, media_message)
+            for b, img in zip(bufs, images)])
+        keep.extend([bufs, arr])
+        p.media, p.n_media = ctypes.cast(arr, ctypes.POINTER(_ffi.Media)), len(bufs)
     if isinstance(opts.get("json_schema"), Mapping):
         opts["json_schema"] = json.dumps(opts["json_schema"])
     _extra(opts, "text options")
@@ -612,7 +623,8 @@ class Endpoint:
         (role, content) pairs; roles "system", "user", "assistant"."""
         keep: list = []
         arr, n = _messages(messages, keep)
-        p = _text_params(options, keep)
+        users = [i for i in range(n) if arr[i].role == b"user"]
+        p = _text_params(options, keep, users[-1] if users else 0)
         return self._submit(lambda raw, out, err: _ffi.sipp_chat(
             raw, arr, n, ctypes.byref(p), out, err))
 
