@@ -75,14 +75,15 @@ static void on_tokens(const char *text, size_t len, uint32_t n_tokens, void *ud)
 
 static json_t *stats_json(const sipp_response *r) {
     const sipp_stats *s = r->stats;
-    return json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:i,s:s,s:i}", "queue_ms", s->queue_ms,
+    return json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:i,s:s,s:i,s:f,s:i}", "queue_ms", s->queue_ms,
                      "ttft_ms", s->ttft_ms, "prefill_ms", s->prefill_ms, "decode_ms",
                      s->decode_ms, "prefill_tokens_per_s", s->prefill_tok_s,
                      "decode_tokens_per_s", s->decode_tok_s, "total_ms", s->total_ms,
                      "itl_avg_ms", s->itl_avg_ms, "itl_p99_ms", s->itl_p99_ms, "prefill_tokens",
                      (json_int_t)s->prefill_tokens, "cache_source",
                      sipp_cache_source_name(s->cache_source), "cached_tokens",
-                     (json_int_t)s->cached_tokens);
+                     (json_int_t)s->cached_tokens, "encode_ms", s->encode_ms, "media_chunks",
+                     (json_int_t)s->media_chunks);
 }
 
 static void print_json(const sipp_response *r) {
@@ -102,12 +103,13 @@ static void print_stats(const sipp_response *r, const sipp_endpoint *ep) {
             "  queue %.2f ms | ttft %.2f ms | prefill %.2f ms (%.0f tok/s) | decode %.2f ms "
             "(%.0f tok/s)\n"
             "  inter-token latency avg %.2f ms, p99 %.2f ms | total %.2f ms\n"
-            "  cache %s: %u prompt tokens reused, %u computed\n",
+            "  cache %s: %u prompt tokens reused, %u computed\n"
+            "  media: %u encoded in %.2f ms\n",
             r->usage->input_tokens, r->usage->output_tokens,
             sipp_finish_reason_name(r->finish_reason), s->queue_ms, s->ttft_ms, s->prefill_ms,
             s->prefill_tok_s, s->decode_ms, s->decode_tok_s, s->itl_avg_ms, s->itl_p99_ms,
             s->total_ms, sipp_cache_source_name(s->cache_source), s->cached_tokens,
-            s->prefill_tokens);
+            s->prefill_tokens, s->media_chunks, s->encode_ms);
     sipp_engine_stats es;
     sipp_engine_stats_init(&es, sizeof es);
     if (sipp_endpoint_get_stats(ep, &es, NULL) == SIPP_OK)

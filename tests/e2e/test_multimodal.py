@@ -116,12 +116,15 @@ def test_the_same_image_reuses_the_cached_prefix(sipp, llava, tmp_path):
     assert r2.returncode == 0, r2.stderr
     s1, s2 = json.loads(r1.stdout), json.loads(r2.stdout)
     assert s1["stats"]["cache_source"] == "none"
+    assert s1["stats"]["media_chunks"] == 1 and s1["stats"]["encode_ms"] > 0
     assert s2["stats"]["cache_source"] == "snapshot"
+    assert s2["stats"]["media_chunks"] == 0  # not encoded again: its positions were cached
     assert s2["stats"]["cached_tokens"] > 256  # the image's 256 positions came from the cache
     assert s2["text"] == s1["text"]
     r3 = sipp_run(sipp, *base, "--image", str(llava / "b.png"), RAW)
     s3 = json.loads(r3.stdout)
     assert s3["stats"]["cached_tokens"] < 20  # only the text before the image matched
+    assert s3["stats"]["media_chunks"] == 1
 
 
 def chat_image(sipp, llava, image_path, *extra, model=None, mmproj=None):
