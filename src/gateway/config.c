@@ -26,12 +26,12 @@
 #include <strings.h>
 
 const char *const sipp__gw_route_keys[SIPP__GW_N_ROUTES] = {
-    "query",  "chat",    "embed",  "chat_completions", "completions", "embeddings",
-    "models", "healthz", "readyz", "metrics",          "admin",
+    "query",  "chat",     "embed",  "chat_completions", "completions", "embeddings",
+    "models", "messages", "healthz", "readyz",          "metrics",     "admin",
 };
 const char *const sipp__gw_route_defaults[SIPP__GW_N_ROUTES] = {
     "/v1/query",  "/v1/chat", "/v1/embed", "/v1/chat/completions", "/v1/completions",
-    "/v1/embeddings", "/v1/models", "/healthz", "/readyz", "/metrics", "/admin/",
+    "/v1/embeddings", "/v1/models", "/v1/messages", "/healthz", "/readyz", "/metrics", "/admin/",
 };
 
 const char *sipp__gw_target_type_name(sipp__gw_target_type t) {

@@ -109,6 +109,7 @@ typedef enum sipp__gw_route {
     SIPP__GW_R_COMPLETIONS,
     SIPP__GW_R_EMBEDDINGS,
     SIPP__GW_R_MODELS,
+    SIPP__GW_R_MESSAGES,
     SIPP__GW_R_HEALTHZ,
     SIPP__GW_R_READYZ,
     SIPP__GW_R_METRICS,

@@ -99,7 +99,8 @@ void sipp__gw_handle_public(sipp__httpd_req *http, void *ud) {
             {"access-control-allow-origin", origin},
             {"vary", "Origin"},
             {"access-control-allow-methods", "GET, POST, OPTIONS"},
-            {"access-control-allow-headers", "authorization, content-type, x-request-id"},
+            {"access-control-allow-headers",
+             "authorization, content-type, x-request-id, x-api-key, anthropic-version"},
             {"access-control-max-age", "600"},
             {"x-request-id", r->id},
         };

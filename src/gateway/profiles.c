@@ -27,7 +27,11 @@
 #include <string.h>
 
 const gw_codec *sipp__gw_codec(gw_profile prof) {
-    return prof == GW_PROFILE_OPENAI ? &sipp__gw_openai_codec : &sipp__gw_sipp_codec;
+    switch (prof) {
+    case GW_PROFILE_OPENAI: return &sipp__gw_openai_codec;
+    case GW_PROFILE_ANTHROPIC: return &sipp__gw_anthropic_codec;
+    default: return &sipp__gw_sipp_codec;
+    }
 }
 
 bool sipp__gw_bad(char *msg, size_t cap, const char *fmt, ...) {

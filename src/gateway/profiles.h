@@ -1,9 +1,10 @@
 /*
- * profiles.h — the two public profiles as codecs: each one decodes its request bodies into one
+ * profiles.h — the public profiles as codecs: each one decodes its request bodies into one
  * shape (gw_call) and encodes every answer the gateway sends in its envelope (finite answers,
- * error envelopes, stream events, the embeddings answer). profiles.c holds what both share
- * (the body cap and parse, the option fields, the embeddings writer); profile_sipp.c and
- * profile_openai.c hold one profile each, decoder next to encoder.
+ * error envelopes, stream events, the embeddings answer). profiles.c holds what they share
+ * (the body cap and parse, the option fields, the embeddings writer); profile_sipp.c,
+ * profile_openai.c and profile_anthropic.c (Messages, chat only) hold one profile each,
+ * decoder next to encoder.
  *
  * Pure: jansson, OpenSSL's base64 and src/common's buffer and depth scan, no I/O, no gateway
  * state; tests/unit/test_gw_embed.c and tests/fuzz/fuzz_gw_request.c link these files alone.
@@ -117,6 +118,7 @@ typedef struct gw_codec {
 
 extern const gw_codec sipp__gw_sipp_codec;   /* profile_sipp.c */
 extern const gw_codec sipp__gw_openai_codec; /* profile_openai.c */
+extern const gw_codec sipp__gw_anthropic_codec; /* profile_anthropic.c */
 const gw_codec *sipp__gw_codec(gw_profile prof);
 
 /* Appends one SSE frame, `event: NAME\n` (when event is not NULL) then `data: JSON\n\n`. Takes
