@@ -10,6 +10,8 @@
 
 #include "sipp.h"
 
+#include <pthread.h>
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -140,7 +142,8 @@ unsigned sipp__nesting_depth_len(const char *s, size_t len, bool gbnf, unsigned 
     X(embed_params, offsetof(sipp_embed_params, extra_json))                                     \
     X(engine_stats, offsetof(sipp_engine_stats, stalls))                                         \
     X(endpoint_info, sizeof(sipp_endpoint_info))                                                 \
-    X(token_batch, offsetof(sipp_token_batch, done) + sizeof(bool))
+    X(token_batch, offsetof(sipp_token_batch, done) + sizeof(bool))                              \
+    X(estimate, sizeof(sipp_estimate))
 
 /* The first-release size of struct `name`, e.g. SIPP__FIRST_SIZE(local_params). */
 #define SIPP__FIRST_SIZE(name) SIPP__FIRST_SIZE_##name
@@ -202,5 +205,35 @@ void sipp__run_set_remote(sipp_run *run, uint32_t http_status, uint32_t retry_af
  * stats. After this call the producer must not touch `run`. */
 void sipp__run_finish(sipp_run *run, sipp_status status, const char *message,
                       sipp_finish_reason reason, const sipp_usage *usage, const sipp_stats *stats);
+/* Calls `fn(ctx, response)` once when the run has ended (at once, on this thread, if it already
+ * has; else on the producer's thread as it finishes, under the run's lock and before any waiter
+ * wakes: fn must not call back into the run). `ctx` must outlive the run's producer:
+ * the client layer passes its endpoint's signals (endpoints outlive their runs' producers). */
+typedef void (*sipp__run_observer_fn)(void *ctx, const sipp_response *resp);
+void sipp__run_observe(sipp_run *run, sipp__run_observer_fn fn, void *ctx);
+
+/* ---- what an endpoint measured of its requests (signals.c) -------------------------------- */
+
+typedef struct sipp__signals {
+    pthread_mutex_t mu;
+    double ttft_ms, total_ms, decode_tok_s, prefill_tok_s, error_rate, busy_rate;
+    uint32_t n_ttft, n_total, n_decode, n_prefill, n_outcomes;
+    uint32_t consecutive_failures;
+    double last_failure_ms;
+    double price_in, price_out; /* per million tokens; negative: not configured */
+} sipp__signals;
+
+typedef struct sipp__signals_view {
+    sipp_figure ttft_ms, total_ms, decode_tok_s, prefill_tok_s, error_rate, busy_rate;
+    sipp_figure price_in, price_out;
+    bool healthy;
+} sipp__signals_view;
+
+void sipp__signals_init(sipp__signals *s);
+void sipp__signals_destroy(sipp__signals *s);
+/* One finished run (cancelled runs are not counted). */
+void sipp__signals_record(sipp__signals *s, const sipp_response *r, double now_ms);
+void sipp__signals_set_prices(sipp__signals *s, double in, double out);
+void sipp__signals_read(sipp__signals *s, double now_ms, sipp__signals_view *out);
 
 #endif

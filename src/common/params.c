@@ -69,6 +69,10 @@ sipp_endpoint_info sipp__endpoint_info_defaults(void) {
     return (sipp_endpoint_info){.struct_size = sizeof(sipp_endpoint_info)};
 }
 
+sipp_estimate sipp__estimate_defaults(void) {
+    return (sipp_estimate){.struct_size = sizeof(sipp_estimate)};
+}
+
 sipp_token_batch sipp__token_batch_defaults(void) {
     return (sipp_token_batch){.struct_size = sizeof(sipp_token_batch)};
 }

@@ -46,6 +46,10 @@ struct sipp_run {
     atomic_bool cancel;
     sipp__run_wake_fn wake;
     void *producer;
+
+    /* under mu: told once when the run ends (sipp__run_observe) */
+    sipp__run_observer_fn observer;
+    void *observer_ctx;
 };
 
 sipp_run *sipp__run_new(sipp_token_fn on_tokens, void *user_data) {
@@ -159,11 +163,26 @@ void sipp__run_finish(sipp_run *r, sipp_status status, const char *message,
     }
     r->resp.text = r->text.data ? r->text.data : "";
     r->resp.text_len = r->text.len;
+    /* The response is final: the observer sees it before any waiter wakes, so a caller that
+     * saw the run end also sees it counted (it takes only its own lock: no order to keep). */
+    if (r->observer) r->observer(r->observer_ctx, &r->resp);
+    r->observer = NULL;
     r->done = true;
     r->wake = NULL; /* the producer may go away now */
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     run_release(r);
+}
+
+void sipp__run_observe(sipp_run *r, sipp__run_observer_fn fn, void *ctx) {
+    pthread_mutex_lock(&r->mu);
+    bool done = r->done;
+    if (!done) {
+        r->observer = fn;
+        r->observer_ctx = ctx;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (done) fn(ctx, &r->resp); /* the caller's reference keeps it alive */
 }
 
 void sipp__run_discard(sipp_run *r, sipp_status st) {

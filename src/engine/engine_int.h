@@ -28,6 +28,10 @@ sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
 /* Renders chat messages with the model's template. *out freed with free(). */
 sipp_status sipp__engine_render_chat(sipp__engine *e, const sipp_message *messages, size_t n,
                                      char **out, sipp_error *err);
+/* Fills the local part of a routing estimate for a (rendered) prompt: token counts, cached
+ * prefix for p's context key and scope, the load now (engine_estimate.c). */
+sipp_status sipp__engine_estimate(sipp__engine *e, const char *prompt, const sipp_text_params *p,
+                                  sipp_estimate *out, sipp_error *err);
 sipp_status sipp__engine_submit_embed(sipp__engine *e, const char *text,
                                       const sipp_embed_params *p, sipp_run **out,
                                       sipp_error *err);

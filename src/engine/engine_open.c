@@ -89,6 +89,7 @@ static void engine_release(sipp__engine *e) {
     free(e->eog_bias);
     free(e->special);
     sipp__kvstore_free(e->kv); /* writes RAM-only snapshots to the disk tier */
+    sipp__estimate_state_free(e);
     sipp__chat_templates_free(e->templates);
     if (e->ctx) llama_free(e->ctx);
     if (e->model) llama_model_free(e->model);
@@ -344,7 +345,8 @@ static sipp_status buffers_alloc(sipp__engine *e, sipp_error *err) {
             return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     }
     e->gap_scratch = malloc(e->n_ctx_seq * sizeof(float));
-    if (!e->gap_scratch) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    if (!e->gap_scratch || sipp__estimate_state_init(e) != SIPP_OK)
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     e->batch = llama_batch_init((int32_t)e->n_batch, 0, 1);
     int32_t n_vocab = llama_vocab_n_tokens(e->vocab);
     for (int32_t t = 0; t < n_vocab; t++) e->n_eog += llama_vocab_is_eog(e->vocab, t);

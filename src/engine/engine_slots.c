@@ -165,6 +165,8 @@ void sipp__slot_prepare_cache(sipp__engine *e, slot *s, job *j) {
     if (reuse > 0) memcpy(s->cached, j->tokens, reuse * sizeof(llama_token));
     s->n_past = (int32_t)reuse;
     j->cached_tokens = reuse;
+    /* to estimates, the sequence already holds what this run's prefill puts in it */
+    sipp__warm_publish(e, s, j->key, j->key_len, j->tokens, (uint32_t)n_prompt);
     if (j->key) {
         pthread_mutex_lock(&e->stats_mu);
         if (reuse > 0) e->stats.cache_hits++;
@@ -188,8 +190,10 @@ void sipp__slot_finish(sipp__engine *e, slot *s, sipp_status st, const char *msg
         s->key_len = j->key_len;
         j->key = NULL;
         s->last_used = now;
+        sipp__warm_publish(e, s, s->key, s->key_len, s->cached, (uint32_t)s->n_past);
     } else {
         slot_clear(e, s);
+        sipp__warm_publish(e, s, NULL, 0, NULL, 0);
     }
     s->job = NULL;
     s->state = SLOT_FREE;

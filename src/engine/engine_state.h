@@ -133,6 +133,15 @@ struct sipp__engine {
     bool context_shift;
     uint32_t n_keep;
     sipp__kvstore *kv;  /* prefix snapshots; NULL when disabled */
+
+    /* Routing estimates (engine_estimate.c), under warm_mu: what each slot holds or is about
+     * to (published by the engine thread when a slot starts and ends a run), and the tokens of
+     * the last estimated prompt, kept for the submission of the same text that follows. */
+    pthread_mutex_t warm_mu;
+    struct sipp__warm_view *warm; /* n_parallel entries */
+    char *est_prompt;             /* NULL when none */
+    llama_token *est_tokens;
+    int32_t n_est_tokens;
 };
 
 /* ---- engine_submit.c -------------------------------------------------------------------- */
@@ -174,6 +183,21 @@ bool sipp__engine_tick(sipp__engine *e);
 void sipp__engine_run_embed(sipp__engine *e, job *j);
 /* "deadline of N ms exceeded" for a job past its deadline. */
 void sipp__job_deadline_message(const job *j, char *buf, size_t cap);
+
+/* ---- engine_estimate.c ------------------------------------------------------------------ */
+
+/* The key a text job carries for params p ("<len(scope)>:<scope><context_key>"); *key is NULL
+ * when p has no context key. SIPP_OUT_OF_MEMORY only. */
+sipp_status sipp__job_key(const sipp_text_params *p, char **key, size_t *key_len);
+sipp_status sipp__estimate_state_init(sipp__engine *e);
+void sipp__estimate_state_free(sipp__engine *e);
+/* Engine thread: slot s now holds (or is filling with) `tokens` under `key` (NULL: nothing
+ * reusable). */
+void sipp__warm_publish(sipp__engine *e, const slot *s, const char *key, size_t key_len,
+                        const llama_token *tokens, uint32_t n);
+/* Submission: takes the tokens an estimate kept for exactly this prompt text, if any. */
+bool sipp__estimate_take_tokens(sipp__engine *e, const char *prompt, llama_token **tokens,
+                                int32_t *n);
 
 /* ---- engine_loop.c ---------------------------------------------------------------------- */
 

@@ -180,19 +180,14 @@ sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
     j->kind = JOB_TEXT;
     j->max_tokens = p->max_tokens;
     j->timeout_ms = p->timeout_ms;
-    if (p->context_key) {
-        /* The scope's length goes first, so no (scope, key) pair can collide with another. */
-        const char *scope = p->cache_scope ? p->cache_scope : "";
-        int n = asprintf(&j->key, "%zu:%s%s", strlen(scope), scope, p->context_key);
-        if (n < 0) {
-            j->key = NULL;
-            sipp__job_free(j);
-            free(schema_grammar);
-            return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
-        }
-        j->key_len = (size_t)n;
+    if (sipp__job_key(p, &j->key, &j->key_len) != SIPP_OK) {
+        sipp__job_free(j);
+        free(schema_grammar);
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     }
-    st = tokenize(e, prompt, e->n_ctx_seq, &j->tokens, &j->n_tokens, err);
+    /* An estimate of the same text just tokenized it (engine_estimate.c): take its tokens. */
+    if (!sipp__estimate_take_tokens(e, prompt, &j->tokens, &j->n_tokens))
+        st = tokenize(e, prompt, e->n_ctx_seq, &j->tokens, &j->n_tokens, err);
     if (st == SIPP_CONTEXT_OVERFLOW || (st == SIPP_OK && (uint32_t)j->n_tokens >= e->n_ctx_seq))
         st = sipp__fail(err, SIPP_CONTEXT_OVERFLOW, 0,
                         "the prompt is too long: n_prompt_tokens = %d, n_ctx = %u (the context "
