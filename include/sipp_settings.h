@@ -181,7 +181,7 @@ typedef enum sipp_setting_kind {
     X(struct_size, SIZE, sizeof(sipp_embed_params), NULL, NULL, NULL, NULL, 0, 0,                 \
       "the size of the struct")                                                                   \
     X(normalize, BOOL, true, "no-normalize", "", NULL, NULL, 0, 1,                                \
-      "L2-normalise the vector (the CLI's --no-normalize returns the raw pooled vector)")         \
+      "return the raw pooled vector (default: L2-normalised)")         \
     X(extra_json, STR, NULL, "extra-json", "JSON", NULL, NULL, 0, 0,                              \
       "extra request fields for the remote API, e.g. '{\"dimensions\":256}'")                    \
     X(request_id, STR, NULL, "request-id", "ID", NULL, NULL, 0, 0,                                \
@@ -195,7 +195,7 @@ typedef enum sipp_setting_kind {
     X(kind, PROVIDER_KIND, SIPP_PROVIDER_OPENAI_COMPATIBLE, NULL, NULL, NULL, NULL, 1, 3,          \
       "openai, openai_compatible or anthropic (the CLI's --provider, a target's type)")           \
     X(model, STR, NULL, "remote-model", "NAME", NULL, NULL, 0, 0,                                 \
-      "the provider's model name (a target's model)")                                             \
+      "the provider's model name")                                             \
     X(base_url, STR, NULL, "base-url", "URL", NULL, "base_url", 0, 0,                             \
       "e.g. http://127.0.0.1:8080/v1 (openai, anthropic: their API)")                             \
     X(api_key, STR, NULL, NULL, NULL, NULL, NULL, 0, 0, "the API key (else from api_key_env)")    \
