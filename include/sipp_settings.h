@@ -256,6 +256,19 @@ typedef struct sipp_setting {
     const char *help;
 } sipp_setting;
 
+/** The size of a field of kind `k`, for code that copies fields by row. */
+static inline size_t sipp_setting_size(sipp_setting_kind k) {
+    switch (k) {
+#define SIPP__KIND_SIZE(k) case SIPP_SETTING_##k: return sizeof(SIPP_SETTING_CTYPE_##k);
+        SIPP__KIND_SIZE(SIZE) SIPP__KIND_SIZE(U32) SIPP__KIND_SIZE(I32) SIPP__KIND_SIZE(U64)
+        SIPP__KIND_SIZE(BOOL) SIPP__KIND_SIZE(STR) SIPP__KIND_SIZE(FN) SIPP__KIND_SIZE(PTR)
+        SIPP__KIND_SIZE(F32) SIPP__KIND_SIZE(STRV) SIPP__KIND_SIZE(COUNT) SIPP__KIND_SIZE(TOKEN_FN)
+        SIPP__KIND_SIZE(PROVIDER_KIND) SIPP__KIND_SIZE(GATEWAY_AUTH)
+#undef SIPP__KIND_SIZE
+    }
+    return 0;
+}
+
 /** Makes a sipp_setting initializer of a row of the table of struct T:
  *  `#define ROW(...) SIPP_SETTING_ROW(sipp_text_params, __VA_ARGS__)` then
  *  `static const sipp_setting t[] = {SIPP_TEXT_SETTINGS(ROW)};`. The _ROW macros below are

@@ -12,12 +12,16 @@
  */
 #define _GNU_SOURCE
 #include "gateway_int.h"
+#include "sipp_settings.h"
 
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* The text rows: those with a [targets.runtime] key are the target's request defaults. */
+static const sipp_setting text_keys[] = {SIPP_TEXT_SETTINGS(SIPP_TEXT_SETTING_ROW)};
 
 sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
     gw_target *t = &r->gw->targets[r->target];
@@ -53,7 +57,12 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
             tp.cache_scope = scope;
             tp.context_key = "gateway";
         }
-        tp.ignore_eos = t->cfg->runtime.ignore_eos;
+        /* the target's request defaults: the text rows with a [targets.runtime] key */
+        for (size_t i = 0; i < sizeof text_keys / sizeof text_keys[0]; i++)
+            if (text_keys[i].toml)
+                memcpy((char *)&tp + text_keys[i].offset,
+                       (const char *)&t->cfg->runtime.text + text_keys[i].offset,
+                       sipp_setting_size(text_keys[i].kind));
     }
     return c->op == GW_OP_CHAT ? sipp_chat(t->ep, c->messages, c->n_messages, &tp, &r->run, err)
                                : sipp_query(t->ep, c->prompt, &tp, &r->run, err);
