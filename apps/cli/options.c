@@ -111,7 +111,7 @@ enum {
              N_OF(gateway_rows)
 };
 
-/* Every row of every table, with where its struct is: rows[OPT_SETTING - opt]. */
+/* Every row of every table, with where its struct is; flag `opt` is rows[opt - OPT_SETTING]. */
 static struct row {
     const sipp_setting *s;
     size_t base;
@@ -149,14 +149,14 @@ static int row_of_flag(const char *flag) {
 static void long_opts_build(void) {
     size_t n = 0, r = 0;
     for (size_t t = 0; t < N_TABLES; t++)
-        for (size_t i = 0; i < tables[t].n; i++) rows[r++] = (struct row){&tables[t].rows[i], tables[t].base};
+        for (size_t i = 0; i < tables[t].n; i++)
+            rows[r++] = (struct row){&tables[t].rows[i], tables[t].base};
     for (size_t i = 0; i < N_FIXED; i++) long_opts[n++] = fixed_opts[i];
     for (size_t i = 0; i < N_ROWS; i++) {
         const sipp_setting *s = rows[i].s;
-        if (!s->flag || row_of_flag(s->flag) != (int)i) continue; /* a flag of several tables once */
-        long_opts[n++] = (struct option){s->flag,
-                                         s->kind == SIPP_SETTING_BOOL ? no_argument : required_argument,
-                                         0, OPT_SETTING + (int)i};
+        if (!s->flag || row_of_flag(s->flag) != (int)i) continue; /* a shared flag: once */
+        int has_arg = s->kind == SIPP_SETTING_BOOL ? no_argument : required_argument;
+        long_opts[n++] = (struct option){s->flag, has_arg, 0, OPT_SETTING + (int)i};
     }
     long_opts[n] = (struct option){0, 0, 0, 0};
 }

@@ -471,7 +471,8 @@ static bool parse_target(ctx *c, const sipp__toml_node *t, sipp__gw_target *out)
             if (ok && strcmp(n->key, "base_url") == 0 &&
                 strncmp(out->provider.base_url, "http://", 7) != 0 &&
                 strncmp(out->provider.base_url, "https://", 8) != 0)
-                return fail(c, n->line, "key 'targets.base_url' must be an http:// or https:// URL");
+                return fail(c, n->line,
+                            "key 'targets.base_url' must be an http:// or https:// URL");
         } else if (strcmp(n->key, "runtime") == 0) {
             ok = parse_runtime(c, n, &out->runtime);
         }

@@ -5,8 +5,9 @@
  *   sipp_settings_gen rust    > bindings/rust/src/fields.rs
  *   sipp_settings_gen node    > bindings/node/local_options.d.ts
  * (Python and Rust get the field lists of all five structs, TypeScript the options of
- * sipp_local_params.) scripts/gen-settings runs all three; the ctest `settings_generated` fails while a committed file
- * differs from this program's output, so a row added to the table reaches every binding.
+ * sipp_local_params.) scripts/gen-settings runs all three; the ctest `settings_generated` fails
+ * while a committed file differs from this program's output, so a row added to a table reaches
+ * every binding.
  */
 #include <sipp.h>
 #include <sipp_settings.h>
