@@ -28,6 +28,13 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
     gw_call *c = &r->call;
     sipp_text_params tp;
     sipp_text_params_init(&tp, sizeof tp);
+    /* A local target's request defaults, under what the request says: the text rows with a
+     * [targets.runtime] key (ignore_eos). */
+    for (size_t i = 0; i < sizeof text_keys / sizeof text_keys[0]; i++)
+        if (t->cfg->type == SIPP__GW_LOCAL && text_keys[i].toml)
+            memcpy((char *)&tp + text_keys[i].offset,
+                   (const char *)&t->cfg->runtime.text + text_keys[i].offset,
+                   sipp_setting_size(text_keys[i].kind));
     if (c->has_max_tokens)
         tp.max_tokens = c->max_tokens > 1000000 ? 1000000 : (uint32_t)c->max_tokens;
     if (c->has_temperature) tp.temperature = (float)c->temperature;
@@ -57,12 +64,6 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
             tp.cache_scope = scope;
             tp.context_key = "gateway";
         }
-        /* the target's request defaults: the text rows with a [targets.runtime] key */
-        for (size_t i = 0; i < sizeof text_keys / sizeof text_keys[0]; i++)
-            if (text_keys[i].toml)
-                memcpy((char *)&tp + text_keys[i].offset,
-                       (const char *)&t->cfg->runtime.text + text_keys[i].offset,
-                       sipp_setting_size(text_keys[i].kind));
     }
     return c->op == GW_OP_CHAT ? sipp_chat(t->ep, c->messages, c->n_messages, &tp, &r->run, err)
                                : sipp_query(t->ep, c->prompt, &tp, &r->run, err);
