@@ -39,15 +39,12 @@ static bool check_provider_urls(const sipp__gw_config *cfg) {
     for (size_t i = 0; i < cfg->n_targets && ok; i++) {
         const sipp__gw_target *t = &cfg->targets[i];
         if (t->type == SIPP__GW_LOCAL) continue;
-        sipp_provider_params pp;
-        sipp_provider_params_init(&pp, sizeof pp);
+        sipp_provider_params pp = t->provider; /* its TOML keys, as serve adds it */
         pp.kind = t->type == SIPP__GW_OPENAI      ? SIPP_PROVIDER_OPENAI
                   : t->type == SIPP__GW_ANTHROPIC ? SIPP_PROVIDER_ANTHROPIC
                                                   : SIPP_PROVIDER_OPENAI_COMPATIBLE;
         pp.model = t->model;
-        pp.base_url = t->base_url;
         pp.api_key = "check";
-        pp.allow_private_network = t->allow_private_network;
         sipp_error err;
         sipp_error_init(&err, sizeof err);
         if (sipp_client_add_provider(client, "check", &pp, NULL, &err) == SIPP_INVALID_ARGUMENT) {

@@ -243,15 +243,36 @@ static bool parse_security(ctx *c, const sipp__toml_node *t, sipp__gw_config *cf
     return true;
 }
 
-/* [targets.runtime]: the rows of SIPP_LOCAL_SETTINGS with a TOML key, each with its range. */
-static const sipp_setting runtime_keys[] = {SIPP_LOCAL_SETTINGS(SIPP_LOCAL_SETTING_ROW)};
-enum { N_RUNTIME_KEYS = sizeof runtime_keys / sizeof runtime_keys[0] };
+/* The TOML keys of targets, from the tables of sipp_settings.h (each row with a TOML key, with its
+ * range): [targets.runtime] takes the local rows (the engine) and the text rows (defaults of the
+ * target's requests); a provider target's own table takes the provider rows. */
+static const sipp_setting local_keys[] = {SIPP_LOCAL_SETTINGS(SIPP_LOCAL_SETTING_ROW)};
+static const sipp_setting text_keys[] = {SIPP_TEXT_SETTINGS(SIPP_TEXT_SETTING_ROW)};
+static const sipp_setting provider_keys[] = {SIPP_PROVIDER_SETTINGS(SIPP_PROVIDER_SETTING_ROW)};
+#define N_KEYS(t) (sizeof t / sizeof t[0])
 
-/* Parses one [targets.runtime] value into its field of `p`, as the row says. A string replaces
- * (and frees) the one there: the config owns the strings of its `local` params. */
+/* The row of `rows` whose TOML key is `key`, or NULL. */
+static const sipp_setting *key_row(const sipp_setting *rows, size_t n, const char *key) {
+    for (size_t k = 0; k < n; k++)
+        if (rows[k].toml && strcmp(key, rows[k].toml) == 0) return &rows[k];
+    return NULL;
+}
+
+/* Frees the strings that the rows with a TOML key hold in `base` (a struct of their table). */
+static void keys_free(const sipp_setting *rows, size_t n, void *base) {
+    for (size_t k = 0; k < n; k++)
+        if (rows[k].toml && rows[k].kind == SIPP_SETTING_STR) {
+            char *v;
+            memcpy(&v, (char *)base + rows[k].offset, sizeof v);
+            free(v);
+        }
+}
+
+/* Parses one TOML value into its field of `base` (a struct of the row's table), as the row says. A
+ * string replaces (and frees) the one there: the config owns the strings of these structs. */
 static bool get_setting(ctx *c, const sipp__toml_node *n, const char *path, const sipp_setting *s,
-                        sipp_local_params *p) {
-    char *dst = (char *)p + s->offset;
+                        void *base) {
+    char *dst = (char *)base + s->offset;
     switch (s->kind) {
     case SIPP_SETTING_U32: {
         uint32_t v;
@@ -297,17 +318,14 @@ static bool parse_runtime(ctx *c, const sipp__toml_node *t, sipp__gw_runtime *rt
         const sipp__toml_node *n = &t->items[i];
         char path[96];
         snprintf(path, sizeof path, "targets.runtime.%s", n->key);
-        const sipp_setting *s = NULL;
-        for (size_t k = 0; k < N_RUNTIME_KEYS && !s; k++)
-            if (runtime_keys[k].toml && strcmp(n->key, runtime_keys[k].toml) == 0)
-                s = &runtime_keys[k];
+        const sipp_setting *s;
         bool ok;
-        if (s) {
+        if ((s = key_row(local_keys, N_KEYS(local_keys), n->key))) {
             ok = get_setting(c, n, path, s, &rt->local);
             if (s->offset == offsetof(sipp_local_params, n_gpu_layers)) rt->has_n_gpu_layers = true;
-        } else if (strcmp(n->key, "ignore_eos") == 0) { /* the gateway's own keys */
-            ok = get_bool(c, n, path, &rt->ignore_eos);
-        } else if (strcmp(n->key, "cache") == 0) {
+        } else if ((s = key_row(text_keys, N_KEYS(text_keys), n->key))) {
+            ok = get_setting(c, n, path, s, &rt->text);
+        } else if (strcmp(n->key, "cache") == 0) { /* the gateway's own key */
             ok = get_bool(c, n, path, &rt->cache);
         } else {
             return unknown(c, n, "targets.runtime");
@@ -322,34 +340,28 @@ static void target_free(sipp__gw_target *t) {
     free(t->model);
     free(t->backend);
     free(t->sha256);
-    free(t->api_key_env);
     free(t->token_env);
-    free(t->base_url);
-    free(t->version);
-    for (size_t k = 0; k < N_RUNTIME_KEYS; k++)
-        if (runtime_keys[k].kind == SIPP_SETTING_STR) {
-            char *v;
-            memcpy(&v, (char *)&t->runtime.local + runtime_keys[k].offset, sizeof v);
-            free(v);
-        }
+    keys_free(local_keys, N_KEYS(local_keys), &t->runtime.local);
+    keys_free(text_keys, N_KEYS(text_keys), &t->runtime.text);
+    keys_free(provider_keys, N_KEYS(provider_keys), &t->provider);
 }
 
-/* Which keys each target type takes (beyond name and type). */
+/* Which keys each target type takes (beyond name and type): a local target its own; a provider
+ * target `model`, `timeout_seconds` and the TOML keys of the provider rows, less those its type
+ * has no use for (an openai_compatible target names its key `token_env`; only anthropic has a
+ * `version`). */
 static bool key_allowed(sipp__gw_target_type type, const char *key) {
     static const char *const local[] = {"model", "backend", "runtime", "sha256", NULL};
-    static const char *const openai[] = {"model", "api_key_env", "base_url", "timeout_seconds",
-                                         "allow_private_network", NULL};
-    static const char *const compat[] = {"model", "base_url", "token_env", "timeout_seconds",
-                                         "allow_private_network", NULL};
-    static const char *const anthropic[] = {"model", "api_key_env", "base_url", "version",
-                                            "timeout_seconds", "allow_private_network", NULL};
-    const char *const *list = type == SIPP__GW_LOCAL    ? local
-                              : type == SIPP__GW_OPENAI ? openai
-                              : type == SIPP__GW_OPENAI_COMPATIBLE ? compat
-                                                                   : anthropic;
-    for (; *list; list++)
-        if (strcmp(*list, key) == 0) return true;
-    return false;
+    static const char *const provider[] = {"model", "timeout_seconds", NULL};
+    for (const char *const *k = type == SIPP__GW_LOCAL ? local : provider; *k; k++)
+        if (strcmp(*k, key) == 0) return true;
+    if (type == SIPP__GW_LOCAL) return false;
+    if (type == SIPP__GW_OPENAI_COMPATIBLE)
+        return strcmp(key, "token_env") == 0 ||
+               (strcmp(key, "api_key_env") != 0 && strcmp(key, "version") != 0 &&
+                key_row(provider_keys, N_KEYS(provider_keys), key));
+    if (type == SIPP__GW_OPENAI && strcmp(key, "version") == 0) return false;
+    return key_row(provider_keys, N_KEYS(provider_keys), key) != NULL;
 }
 
 static bool valid_name(const char *s) {
@@ -402,9 +414,9 @@ static bool valid_env_name(const char *s) {
 
 static bool parse_target(ctx *c, const sipp__toml_node *t, sipp__gw_target *out) {
     out->line = t->line;
-#define RUNTIME_DEFAULT(field, kind, def, ...) .field = def,
-    out->runtime.local = (sipp_local_params){SIPP_LOCAL_SETTINGS(RUNTIME_DEFAULT)};
-#undef RUNTIME_DEFAULT
+    out->runtime.local = (sipp_local_params){SIPP_LOCAL_SETTINGS(SIPP_SETTING_DEFAULT)};
+    out->runtime.text = (sipp_text_params){SIPP_TEXT_SETTINGS(SIPP_SETTING_DEFAULT)};
+    out->provider = (sipp_provider_params){SIPP_PROVIDER_SETTINGS(SIPP_SETTING_DEFAULT)};
     out->runtime.cache = true;
     if (!want(c, t, "targets", SIPP__TOML_TABLE, "a table ([[targets]])")) return false;
     const sipp__toml_node *type = NULL, *name = NULL;
@@ -448,27 +460,31 @@ static bool parse_target(ctx *c, const sipp__toml_node *t, sipp__gw_target *out)
                        strspn(out->sha256, "0123456789abcdefABCDEF") != 64))
                 return fail(c, n->line, "key 'targets.sha256' must be 64 hex digits (the model "
                             "file's SHA-256)");
-        } else if (strcmp(n->key, "api_key_env") == 0) ok = get_str(c, n, path, &out->api_key_env);
-        else if (strcmp(n->key, "token_env") == 0) ok = get_str(c, n, path, &out->token_env);
-        else if (strcmp(n->key, "base_url") == 0) {
-            ok = get_str(c, n, path, &out->base_url);
-            if (ok && strncmp(out->base_url, "http://", 7) != 0 &&
-                strncmp(out->base_url, "https://", 8) != 0)
-                return fail(c, n->line, "key 'targets.base_url' must be an http:// or https:// URL");
-        } else if (strcmp(n->key, "version") == 0) ok = get_str(c, n, path, &out->version);
-        else if (strcmp(n->key, "timeout_seconds") == 0)
+        } else if (strcmp(n->key, "token_env") == 0) {
+            ok = get_str(c, n, path, &out->token_env);
+        } else if (strcmp(n->key, "timeout_seconds") == 0) {
             ok = get_u32(c, n, path, 1, 86400, &out->timeout_seconds);
-        else if (strcmp(n->key, "allow_private_network") == 0)
-            ok = get_bool(c, n, path, &out->allow_private_network);
-        else if (strcmp(n->key, "runtime") == 0) ok = parse_runtime(c, n, &out->runtime);
+        } else if (key_row(provider_keys, N_KEYS(provider_keys), n->key)) {
+            /* base_url, api_key_env, version, allow_private_network: sipp_provider_params */
+            ok = get_setting(c, n, path, key_row(provider_keys, N_KEYS(provider_keys), n->key),
+                             &out->provider);
+            if (ok && strcmp(n->key, "base_url") == 0 &&
+                strncmp(out->provider.base_url, "http://", 7) != 0 &&
+                strncmp(out->provider.base_url, "https://", 8) != 0)
+                return fail(c, n->line,
+                            "key 'targets.base_url' must be an http:// or https:// URL");
+        } else if (strcmp(n->key, "runtime") == 0) {
+            ok = parse_runtime(c, n, &out->runtime);
+        }
         if (!ok) return false;
     }
     if (!out->model) return fail(c, t->line, "target '%s' needs 'model'", out->name);
-    if ((out->type == SIPP__GW_OPENAI || out->type == SIPP__GW_ANTHROPIC) && !out->api_key_env)
+    const sipp_provider_params *pp = &out->provider;
+    if ((out->type == SIPP__GW_OPENAI || out->type == SIPP__GW_ANTHROPIC) && !pp->api_key_env)
         return fail(c, t->line, "target '%s' needs 'api_key_env'", out->name);
-    if (out->type == SIPP__GW_OPENAI_COMPATIBLE && !out->base_url)
+    if (out->type == SIPP__GW_OPENAI_COMPATIBLE && !pp->base_url)
         return fail(c, t->line, "target '%s' needs 'base_url'", out->name);
-    const char *env = out->api_key_env ? out->api_key_env : out->token_env;
+    const char *env = pp->api_key_env ? pp->api_key_env : out->token_env;
     if (env && !valid_env_name(env))
         return fail(c, t->line, "target '%s': '%s' is not an environment variable name", out->name,
                     env);

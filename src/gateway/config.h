@@ -59,13 +59,14 @@ typedef enum sipp__gw_target_type {
     SIPP__GW_ANTHROPIC,
 } sipp__gw_target_type;
 
-/* [targets.runtime]: the engine settings of a local target. Its keys are the rows of
- * SIPP_LOCAL_SETTINGS (include/sipp_settings.h) that name a TOML key, parsed into `local` over
- * the table's defaults; the strings there are owned by the config. */
+/* [targets.runtime]: the engine settings of a local target and the defaults of its requests. Its
+ * keys are the rows of SIPP_LOCAL_SETTINGS and SIPP_TEXT_SETTINGS (include/sipp_settings.h)
+ * that name a TOML key, parsed into `local` and `text` over the tables' defaults; the strings
+ * there are owned by the config. */
 typedef struct sipp__gw_runtime {
     sipp_local_params local; /* model_path and sha256 are the target's own keys, not set here */
+    sipp_text_params text;   /* its fields with a TOML key (ignore_eos) go into every request */
     bool has_n_gpu_layers; /* else n_gpu_layers comes from `backend`: cpu = 0, else -1 */
-    bool ignore_eos;       /* never sample end-of-generation (benchmarks, tests) */
     bool cache;            /* false = snapshots off */
 } sipp__gw_runtime;
 
@@ -75,12 +76,12 @@ typedef struct sipp__gw_target {
     char *model;       /* GGUF path (local) or the provider's model name */
     char *backend;     /* local: auto|cpu|cuda|vulkan */
     char *sha256;      /* local: the model file's pinned SHA-256 (64 hex digits), or NULL */
-    char *api_key_env; /* openai, anthropic */
-    char *token_env;   /* openai_compatible (optional) */
-    char *base_url;
-    char *version;     /* anthropic */
+    char *token_env;   /* openai_compatible (optional): its api_key_env */
     uint32_t timeout_seconds; /* 0 = the client's default */
-    bool allow_private_network; /* providers: private and link-local addresses allowed */
+    /* Providers: the keys of the rows of SIPP_PROVIDER_SETTINGS that name a TOML key (base_url,
+     * api_key_env, version, allow_private_network), over the table's defaults; the strings are
+     * owned by the config. kind, model and the timeouts are set when the target is added. */
+    sipp_provider_params provider;
     sipp__gw_runtime runtime;
     int line;
 } sipp__gw_target;

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "gateway_int.h"
+#include "sipp_settings.h"
 
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -19,11 +20,21 @@
 #include <string.h>
 #include <time.h>
 
+/* The text rows: those with a [targets.runtime] key are the target's request defaults. */
+static const sipp_setting text_keys[] = {SIPP_TEXT_SETTINGS(SIPP_TEXT_SETTING_ROW)};
+
 sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
     gw_target *t = &r->gw->targets[r->target];
     gw_call *c = &r->call;
     sipp_text_params tp;
     sipp_text_params_init(&tp, sizeof tp);
+    /* A local target's request defaults, under what the request says: the text rows with a
+     * [targets.runtime] key (ignore_eos). */
+    for (size_t i = 0; i < sizeof text_keys / sizeof text_keys[0]; i++)
+        if (t->cfg->type == SIPP__GW_LOCAL && text_keys[i].toml)
+            memcpy((char *)&tp + text_keys[i].offset,
+                   (const char *)&t->cfg->runtime.text + text_keys[i].offset,
+                   sipp_setting_size(text_keys[i].kind));
     if (c->has_max_tokens)
         tp.max_tokens = c->max_tokens > 1000000 ? 1000000 : (uint32_t)c->max_tokens;
     if (c->has_temperature) tp.temperature = (float)c->temperature;
@@ -53,7 +64,6 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
             tp.cache_scope = scope;
             tp.context_key = "gateway";
         }
-        tp.ignore_eos = t->cfg->runtime.ignore_eos;
     }
     return c->op == GW_OP_CHAT ? sipp_chat(t->ep, c->messages, c->n_messages, &tp, &r->run, err)
                                : sipp_query(t->ep, c->prompt, &tp, &r->run, err);

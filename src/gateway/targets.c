@@ -68,27 +68,17 @@ static void *loader_main(void *arg) {
 
 /* Registers a provider target (synchronously: nothing is sent until the first request). */
 static int add_provider(sipp__gw *gw, gw_target *t, char *errbuf, size_t errcap) {
-    sipp_provider_params pp;
-    sipp_provider_params_init(&pp, sizeof pp);
+    sipp_provider_params pp = t->cfg->provider; /* its TOML keys, over the defaults */
     switch (t->cfg->type) {
-    case SIPP__GW_OPENAI:
-        pp.kind = SIPP_PROVIDER_OPENAI;
-        pp.api_key_env = t->cfg->api_key_env;
-        break;
+    case SIPP__GW_OPENAI: pp.kind = SIPP_PROVIDER_OPENAI; break;
     case SIPP__GW_OPENAI_COMPATIBLE:
         pp.kind = SIPP_PROVIDER_OPENAI_COMPATIBLE;
         pp.api_key_env = t->cfg->token_env; /* NULL: no key */
         break;
-    case SIPP__GW_ANTHROPIC:
-        pp.kind = SIPP_PROVIDER_ANTHROPIC;
-        pp.api_key_env = t->cfg->api_key_env;
-        pp.version = t->cfg->version; /* NULL: the library's default */
-        break;
+    case SIPP__GW_ANTHROPIC: pp.kind = SIPP_PROVIDER_ANTHROPIC; break;
     default: snprintf(errbuf, errcap, "target '%s': not a provider", t->cfg->name); return -1;
     }
     pp.model = t->cfg->model;
-    pp.base_url = t->cfg->base_url;
-    pp.allow_private_network = t->cfg->allow_private_network;
     if (t->cfg->timeout_seconds) pp.request_timeout_ms = t->cfg->timeout_seconds * 1000u;
     sipp_error err;
     sipp_error_init(&err, sizeof err);

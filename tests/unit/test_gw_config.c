@@ -134,6 +134,42 @@ static void test_runtime_keys_come_from_the_settings_table(void **state) {
     assert_true(n_keys >= 15);
 }
 
+/* A provider target's keys past model and timeout_seconds are the rows of SIPP_PROVIDER_SETTINGS
+ * with a TOML key, parsed into the target's sipp_provider_params over the table's defaults; the
+ * text rows with a TOML key (ignore_eos) are [targets.runtime] keys, parsed into runtime.text. */
+static void test_provider_and_text_keys_come_from_the_settings_tables(void **state) {
+    (void)state;
+    sipp__gw_config cfg;
+    assert_int_equal(parse("[[targets]]\nname = \"a\"\ntype = \"anthropic\"\nmodel = \"m\"\n"
+                           "api_key_env = \"K\"\nbase_url = \"http://10.0.0.1/v1\"\n"
+                           "version = \"2024-01-01\"\nallow_private_network = true\n"
+                           "timeout_seconds = 5\n",
+                           &cfg),
+                     0);
+    const sipp_provider_params *pp = &cfg.targets[0].provider;
+    assert_string_equal(pp->api_key_env, "K");
+    assert_string_equal(pp->base_url, "http://10.0.0.1/v1");
+    assert_string_equal(pp->version, "2024-01-01");
+    assert_true(pp->allow_private_network);
+    assert_int_equal(pp->struct_size, sizeof(sipp_provider_params));
+    assert_int_equal(pp->connect_timeout_ms, 0); /* no key: the table's default */
+    assert_int_equal(cfg.targets[0].timeout_seconds, 5);
+    sipp__gw_config_free(&cfg);
+    /* each type takes the provider keys it has a use for */
+    refused("[[targets]]\nname = \"o\"\ntype = \"openai\"\nmodel = \"m\"\napi_key_env = \"K\"\n"
+            "version = \"x\"\n",
+            "unknown key 'targets.version' for a target of type openai");
+    refused(TARGET "base_url = \"http://x\"\n", "unknown key 'targets.base_url' for a target of type local");
+    refused("[[targets]]\nname = \"o\"\ntype = \"openai\"\nmodel = \"m\"\napi_key_env = \"K\"\n"
+            "allow_private_network = 1\n",
+            "key 'targets.allow_private_network' must be a boolean");
+    assert_int_equal(parse(TARGET "[targets.runtime]\nignore_eos = true\n", &cfg), 0);
+    assert_true(cfg.targets[0].runtime.text.ignore_eos);
+    assert_int_equal(cfg.targets[0].runtime.text.max_tokens, 256); /* the table's default */
+    sipp__gw_config_free(&cfg);
+    refused(TARGET "[targets.runtime]\nignore_eos = 1\n", "key 'targets.runtime.ignore_eos' must be a boolean");
+}
+
 static void test_defaults(void **state) {
     (void)state;
     sipp__gw_config cfg;
@@ -337,6 +373,7 @@ int main(void) {
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_runtime_keys_come_from_the_settings_table),
+        cmocka_unit_test(test_provider_and_text_keys_come_from_the_settings_tables),
         cmocka_unit_test(test_unknown_keys_name_key_and_line),
         cmocka_unit_test(test_types_and_ranges),
         cmocka_unit_test(test_whole_config_rules),

@@ -90,27 +90,18 @@ macro_rules! mirror {
 }
 
 fn mirrors() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
-    vec![
+    // the params structs come from include/sipp_settings.h (src/fields.rs)
+    let mut v = Vec::from(sipp::sipp_params_fields!(mirror));
+    v.extend(vec![
         mirror!(sipp_error { struct_size, code, subcode, message }),
         mirror!(sipp_client_params { struct_size, log_level }),
-        sipp::sipp_local_params_fields!(mirror), // from include/sipp_settings.h
-        mirror!(sipp_provider_params { struct_size, kind, model, base_url, api_key, api_key_env,
-            connect_timeout_ms, request_timeout_ms, idle_timeout_ms, version, headers, n_headers,
-            allow_private_network }),
-        mirror!(sipp_gateway_params { struct_size, base_url, target, auth, token, token_env,
-            auth_header, headers, n_headers, connect_timeout_ms, request_timeout_ms,
-            idle_timeout_ms, allow_private_network }),
         mirror!(sipp_endpoint_info { struct_size, can_generate, can_chat, can_embed, n_ctx,
             n_ctx_train, n_embd, n_parallel, n_params, size_bytes, architecture, description }),
         mirror!(sipp_engine_stats { struct_size, running, queued, completed, cancelled, failed,
             rejected_busy, prompt_tokens, generated_tokens, ticks, batch_tokens, batch_fill,
             cache_hits, cache_misses, cache_evictions, cache_ram_bytes, cache_disk_bytes, stalls,
             stalled }),
-        mirror!(sipp_text_params { struct_size, max_tokens, temperature, top_k, top_p, min_p,
-            repeat_penalty, seed, stop, n_stop, context_key, cache_scope, grammar, json_schema,
-            on_tokens, user_data, timeout_ms, ignore_eos, extra_json, request_id }),
         mirror!(sipp_message { role, content }),
-        mirror!(sipp_embed_params { struct_size, normalize, extra_json, request_id }),
         mirror!(sipp_usage { struct_size, input_tokens, output_tokens, total_tokens }),
         mirror!(sipp_stats { struct_size, queue_ms, ttft_ms, prefill_ms, decode_ms, prefill_tok_s,
             decode_tok_s, total_ms, itl_avg_ms, itl_p99_ms, prefill_tokens, cache_source,
@@ -119,7 +110,8 @@ fn mirrors() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
             embedding, n_embd, normalized, usage, stats, http_status, retry_after_s, request_id,
             error_code }),
         mirror!(sipp_token_batch { struct_size, text, len, n_tokens, done }),
-    ]
+    ]);
+    v
 }
 
 #[test]
