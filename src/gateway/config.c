@@ -326,6 +326,9 @@ static void target_free(sipp__gw_target *t) {
     free(t->token_env);
     free(t->base_url);
     free(t->version);
+    free_strv(t->base_urls, t->n_base_urls);
+    free(t->pool.health_path);
+    free(t->pool.affinity_header);
     for (size_t k = 0; k < N_RUNTIME_KEYS; k++)
         if (runtime_keys[k].kind == SIPP_SETTING_STR) {
             char *v;
@@ -338,11 +341,12 @@ static void target_free(sipp__gw_target *t) {
 static bool key_allowed(sipp__gw_target_type type, const char *key) {
     static const char *const local[] = {"model", "backend", "runtime", "sha256", NULL};
     static const char *const openai[] = {"model", "api_key_env", "base_url", "timeout_seconds",
-                                         "allow_private_network", NULL};
+                                         "allow_private_network", "base_urls", "pool", NULL};
     static const char *const compat[] = {"model", "base_url", "token_env", "timeout_seconds",
-                                         "allow_private_network", NULL};
+                                         "allow_private_network", "base_urls", "pool", NULL};
     static const char *const anthropic[] = {"model", "api_key_env", "base_url", "version",
-                                            "timeout_seconds", "allow_private_network", NULL};
+                                            "timeout_seconds", "allow_private_network",
+                                            "base_urls", "pool", NULL};
     const char *const *list = type == SIPP__GW_LOCAL    ? local
                               : type == SIPP__GW_OPENAI ? openai
                               : type == SIPP__GW_OPENAI_COMPATIBLE ? compat
@@ -400,12 +404,71 @@ static bool valid_env_name(const char *s) {
     return true;
 }
 
+/* Nothing that would break a metrics label, a log line or a request line: no spaces, controls,
+ * quotes or backslashes. */
+static bool url_chars_ok(const char *u) {
+    for (const unsigned char *p = (const unsigned char *)u; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f || *p == '"' || *p == '\\') return false;
+    return true;
+}
+
+/* A replica's base URL: http(s) and url_chars_ok. */
+static bool base_url_ok(const char *u) {
+    return (strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0) && url_chars_ok(u);
+}
+
+static bool parse_pool(ctx *c, const sipp__toml_node *t, sipp__gw_pool_cfg *pc, bool *no_probe) {
+    if (!want(c, t, "targets.pool", SIPP__TOML_TABLE, "a table")) return false;
+    for (size_t i = 0; i < t->n_items; i++) {
+        const sipp__toml_node *n = &t->items[i];
+        char path[96];
+        snprintf(path, sizeof path, "targets.pool.%s", n->key);
+        bool ok;
+        if (strcmp(n->key, "health_path") == 0) {
+            if (n->kind == SIPP__TOML_STRING && n->str[0] == '\0') { /* "" = no probe */
+                *no_probe = true;
+                continue;
+            }
+            ok = get_str(c, n, path, &pc->health_path);
+            if (ok && (pc->health_path[0] != '/' || !url_chars_ok(pc->health_path) ||
+                       strchr(pc->health_path, '#')))
+                return fail(c, n->line, "key 'targets.pool.health_path' must be a path starting "
+                            "with '/' (or \"\" for no probe)");
+        } else if (strcmp(n->key, "health_interval_seconds") == 0)
+            ok = get_u32(c, n, path, 1, 3600, &pc->health_interval_seconds);
+        else if (strcmp(n->key, "health_timeout_seconds") == 0)
+            ok = get_u32(c, n, path, 1, 300, &pc->health_timeout_seconds);
+        else if (strcmp(n->key, "failure_threshold") == 0)
+            ok = get_u32(c, n, path, 1, 1000, &pc->failure_threshold);
+        else if (strcmp(n->key, "backoff_initial_seconds") == 0)
+            ok = get_u32(c, n, path, 1, 3600, &pc->backoff_initial_seconds);
+        else if (strcmp(n->key, "backoff_max_seconds") == 0)
+            ok = get_u32(c, n, path, 1, 86400, &pc->backoff_max_seconds);
+        else if (strcmp(n->key, "max_retries") == 0)
+            ok = get_u32(c, n, path, 0, 16, &pc->max_retries);
+        else if (strcmp(n->key, "retry_lost") == 0)
+            ok = get_bool(c, n, path, &pc->retry_lost);
+        else if (strcmp(n->key, "affinity_header") == 0) {
+            ok = get_str(c, n, path, &pc->affinity_header);
+            if (ok && !header_name_ok(pc->affinity_header))
+                return fail(c, n->line, "key 'targets.pool.affinity_header' must be an HTTP "
+                            "header name (letters, digits, '-'; at most 64)");
+        } else
+            return unknown(c, n, "targets.pool");
+        if (!ok) return false;
+    }
+    return true;
+}
+
 static bool parse_target(ctx *c, const sipp__toml_node *t, sipp__gw_target *out) {
     out->line = t->line;
 #define RUNTIME_DEFAULT(field, kind, def, ...) .field = def,
     out->runtime.local = (sipp_local_params){SIPP_LOCAL_SETTINGS(RUNTIME_DEFAULT)};
 #undef RUNTIME_DEFAULT
     out->runtime.cache = true;
+    out->pool.max_retries = 2;
+    out->pool.retry_lost = true;
+    bool no_probe = false;
     if (!want(c, t, "targets", SIPP__TOML_TABLE, "a table ([[targets]])")) return false;
     const sipp__toml_node *type = NULL, *name = NULL;
     for (size_t i = 0; i < t->n_items; i++) {
@@ -461,13 +524,58 @@ static bool parse_target(ctx *c, const sipp__toml_node *t, sipp__gw_target *out)
         else if (strcmp(n->key, "allow_private_network") == 0)
             ok = get_bool(c, n, path, &out->allow_private_network);
         else if (strcmp(n->key, "runtime") == 0) ok = parse_runtime(c, n, &out->runtime);
+        else if (strcmp(n->key, "base_urls") == 0) {
+            ok = get_strv(c, n, path, &out->base_urls, &out->n_base_urls);
+            if (ok && (out->n_base_urls == 0 || out->n_base_urls > SIPP__GW_MAX_REPLICAS))
+                return fail(c, n->line, "key 'targets.base_urls' must list 1 to %d URLs",
+                            SIPP__GW_MAX_REPLICAS);
+            for (size_t k = 0; ok && k < out->n_base_urls; k++) {
+                if (!base_url_ok(out->base_urls[k]))
+                    return fail(c, n->line, "key 'targets.base_urls': '%.200s' is not an http:// "
+                                "or https:// URL", out->base_urls[k]);
+                for (size_t j = 0; j < k; j++)
+                    if (strcmp(out->base_urls[j], out->base_urls[k]) == 0)
+                        return fail(c, n->line, "key 'targets.base_urls' lists '%.200s' twice",
+                                    out->base_urls[k]);
+            }
+        } else if (strcmp(n->key, "pool") == 0) ok = parse_pool(c, n, &out->pool, &no_probe);
         if (!ok) return false;
     }
+    if (out->base_url && out->base_urls)
+        return fail(c, t->line, "target '%s': give 'base_url' or 'base_urls', not both",
+                    out->name);
+    if (out->base_url) { /* one replica */
+        if (!base_url_ok(out->base_url))
+            return fail(c, t->line, "key 'targets.base_url' must be an http:// or https:// URL");
+        out->base_urls = calloc(2, sizeof *out->base_urls);
+        if (!out->base_urls || !(out->base_urls[0] = strdup(out->base_url)))
+            return fail(c, t->line, "out of memory");
+        out->n_base_urls = 1;
+    } else if (out->base_urls) {
+        out->base_url = strdup(out->base_urls[0]);
+        if (!out->base_url) return fail(c, t->line, "out of memory");
+    }
+    sipp__gw_pool_cfg *pc = &out->pool;
+    if (!pc->health_path && !no_probe && out->n_base_urls > 1) {
+        pc->health_path = strdup("/models");
+        if (!pc->health_path) return fail(c, t->line, "out of memory");
+    }
+    if (pc->health_path && !out->n_base_urls)
+        return fail(c, t->line, "target '%s': a health probe needs 'base_url' or 'base_urls'",
+                    out->name);
+    if (!pc->health_interval_seconds) pc->health_interval_seconds = 10;
+    if (!pc->health_timeout_seconds) pc->health_timeout_seconds = 5;
+    if (!pc->failure_threshold) pc->failure_threshold = 3;
+    if (!pc->backoff_initial_seconds) pc->backoff_initial_seconds = 1;
+    if (!pc->backoff_max_seconds) pc->backoff_max_seconds = 60;
+    if (pc->backoff_max_seconds < pc->backoff_initial_seconds)
+        return fail(c, t->line, "target '%s': pool.backoff_max_seconds is below "
+                    "backoff_initial_seconds", out->name);
     if (!out->model) return fail(c, t->line, "target '%s' needs 'model'", out->name);
     if ((out->type == SIPP__GW_OPENAI || out->type == SIPP__GW_ANTHROPIC) && !out->api_key_env)
         return fail(c, t->line, "target '%s' needs 'api_key_env'", out->name);
     if (out->type == SIPP__GW_OPENAI_COMPATIBLE && !out->base_url)
-        return fail(c, t->line, "target '%s' needs 'base_url'", out->name);
+        return fail(c, t->line, "target '%s' needs 'base_url' or 'base_urls'", out->name);
     const char *env = out->api_key_env ? out->api_key_env : out->token_env;
     if (env && !valid_env_name(env))
         return fail(c, t->line, "target '%s': '%s' is not an environment variable name", out->name,
