@@ -42,7 +42,8 @@ typedef struct gw_target {
     sipp_endpoint **eps;
     size_t n_eps;
     sipp__gw_pool *pool;
-    const char **replica_labels; /* the base URLs, "(default)" for the provider's own */
+    const char **replica_urls; /* the base URLs, "(default)" for the provider's own */
+    char **replica_hosts;      /* their "host:port" (metrics and dashboard labels), owned */
 } gw_target;
 
 typedef struct gw_caller {

@@ -139,7 +139,7 @@ typedef struct replica_stats {
 
 struct sipp__gw_pool {
     const char *target;
-    const char *const *urls;
+    const char *const *urls, *const *hosts;
     size_t n;
     char *health_path; /* NULL = no probe */
     char **probe_headers;
@@ -208,7 +208,7 @@ void sipp__gw_pool_count_retry(sipp__gw_pool *pool) {
     pthread_mutex_unlock(&pool->mu);
 }
 
-/* ---- the probe thread ------------------------------------------------------------------------ */
+/* ---- the probe thread ---------------------------------------------------------------------- */
 
 static size_t drop_body(char *data, size_t size, size_t n, void *ud) {
     (void)data;
@@ -241,7 +241,8 @@ static bool probe(const sipp__gw_pool *pool, const char *url) {
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, drop_body);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, &total);
-        if (curl_easy_perform(e) == CURLE_OK) curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        if (curl_easy_perform(e) == CURLE_OK)
+            curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
         curl_easy_cleanup(e);
     }
     curl_slist_free_all(h);
@@ -291,7 +292,7 @@ static void *probe_main(void *arg) {
     return NULL;
 }
 
-/* ---- lifecycle ------------------------------------------------------------------------------- */
+/* ---- lifecycle ----------------------------------------------------------------------------- */
 
 sipp__gw_pool *sipp__gw_pool_new(const sipp__gw_pool_params *p) {
     if (!p->n || p->n > SIPP__POOL_MAX_REPLICAS) return NULL;
@@ -299,6 +300,7 @@ sipp__gw_pool *sipp__gw_pool_new(const sipp__gw_pool_params *p) {
     if (!pool) return NULL;
     pool->target = p->target;
     pool->urls = p->urls;
+    pool->hosts = p->hosts ? p->hosts : p->urls;
     pool->n = p->n;
     pool->interval_ms = p->probe_interval_ms ? p->probe_interval_ms : 10000;
     pool->timeout_ms = p->probe_timeout_ms ? p->probe_timeout_ms : 5000;
@@ -356,7 +358,7 @@ void sipp__gw_pool_free(sipp__gw_pool *pool) {
     free(pool);
 }
 
-/* ---- metrics and the dashboard ----------------------------------------------------------------- */
+/* ---- metrics and the dashboard ------------------------------------------------------------- */
 
 __attribute__((format(printf, 2, 3))) static void put(FILE *f, const char *fmt, ...) {
     va_list ap;
@@ -373,11 +375,13 @@ static const struct {
 } FAMILY[N_FAMILIES] = {
     {"sipp_upstream_requests_total", "counter", "Attempts sent to a replica of an upstream pool."},
     {"sipp_upstream_errors_total", "counter",
-     "Attempts on a replica that failed: connection (none made, broken, or a timeout), busy (429 or "
-     "503), server (another 5xx or a broken stream)."},
+     "Attempts on a replica that failed: connection (none made, broken, or a timeout), busy "
+     "(429 or 503), server (another 5xx or a broken stream)."},
     {"sipp_upstream_ejections_total", "counter", "Times a replica was taken out of its pool."},
-    {"sipp_upstream_probes_failed_total", "counter", "Active health probes of a replica that failed."},
-    {"sipp_upstream_request_seconds", "histogram", "Time from sending an attempt to a replica to its end."},
+    {"sipp_upstream_probes_failed_total", "counter",
+     "Active health probes of a replica that failed."},
+    {"sipp_upstream_request_seconds", "histogram",
+     "Time from sending an attempt to a replica to its end."},
     {"sipp_upstream_healthy", "gauge", "1 while a replica is in its pool, 0 while it is out."},
     {"sipp_upstream_outstanding", "gauge", "Attempts in progress on a replica."},
     {"sipp_upstream_retries_total", "counter",
@@ -394,46 +398,38 @@ static void render_family(FILE *f, sipp__gw_pool *pool, int fam) {
     }
     for (size_t i = 0; i < pool->n; i++) {
         const replica_stats *s = &pool->stats[i];
-        const char *t = pool->target, *u = pool->urls[i], *name = FAMILY[fam].name;
+        const char *name = FAMILY[fam].name;
+        char l[512]; /* the replica's labels */
+        snprintf(l, sizeof l, "target=\"%s\",replica=\"%zu\",host=\"%s\"", pool->target, i,
+                 pool->hosts[i]);
         switch (fam) {
-        case F_REQUESTS:
-            put(f, "%s{target=\"%s\",replica=\"%s\"} %llu\n", name, t, u,
-                (unsigned long long)s->requests);
-            break;
+        case F_REQUESTS: put(f, "%s{%s} %llu\n", name, l, (unsigned long long)s->requests); break;
         case F_ERRORS:
             for (int k = 0; k < N_ERR_KINDS; k++)
-                put(f, "%s{target=\"%s\",replica=\"%s\",kind=\"%s\"} %llu\n", name, t, u,
-                    ERR_KIND[k], (unsigned long long)s->errors[k]);
+                put(f, "%s{%s,kind=\"%s\"} %llu\n", name, l, ERR_KIND[k],
+                    (unsigned long long)s->errors[k]);
             break;
         case F_EJECTIONS:
-            put(f, "%s{target=\"%s\",replica=\"%s\"} %llu\n", name, t, u,
-                (unsigned long long)s->ejections);
+            put(f, "%s{%s} %llu\n", name, l, (unsigned long long)s->ejections);
             break;
         case F_PROBES_FAILED:
-            put(f, "%s{target=\"%s\",replica=\"%s\"} %llu\n", name, t, u,
-                (unsigned long long)s->probes_failed);
+            put(f, "%s{%s} %llu\n", name, l, (unsigned long long)s->probes_failed);
             break;
         case F_SECONDS: {
             uint64_t cum = 0;
             for (size_t b = 0; b < N_BUCKETS; b++) {
                 cum += s->buckets[b];
-                put(f, "%s_bucket{target=\"%s\",replica=\"%s\",le=\"%g\"} %llu\n", name, t, u,
-                    BUCKETS[b], (unsigned long long)cum);
+                put(f, "%s_bucket{%s,le=\"%g\"} %llu\n", name, l, BUCKETS[b],
+                    (unsigned long long)cum);
             }
             cum += s->buckets[N_BUCKETS];
-            put(f, "%s_bucket{target=\"%s\",replica=\"%s\",le=\"+Inf\"} %llu\n", name, t, u,
-                (unsigned long long)cum);
-            put(f, "%s_sum{target=\"%s\",replica=\"%s\"} %.6f\n", name, t, u, s->sum);
-            put(f, "%s_count{target=\"%s\",replica=\"%s\"} %llu\n", name, t, u,
-                (unsigned long long)cum);
+            put(f, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, l, (unsigned long long)cum);
+            put(f, "%s_sum{%s} %.6f\n", name, l, s->sum);
+            put(f, "%s_count{%s} %llu\n", name, l, (unsigned long long)cum);
             break;
         }
-        case F_HEALTHY:
-            put(f, "%s{target=\"%s\",replica=\"%s\"} %d\n", name, t, u, pool->reps[i].healthy);
-            break;
-        case F_OUTSTANDING:
-            put(f, "%s{target=\"%s\",replica=\"%s\"} %u\n", name, t, u, pool->reps[i].outstanding);
-            break;
+        case F_HEALTHY: put(f, "%s{%s} %d\n", name, l, pool->reps[i].healthy); break;
+        case F_OUTSTANDING: put(f, "%s{%s} %u\n", name, l, pool->reps[i].outstanding); break;
         }
     }
     pthread_mutex_unlock(&pool->mu);
@@ -467,11 +463,12 @@ json_t *sipp__gw_pool_json(sipp__gw_pool *pool) {
         const sipp__pool_replica *r = &pool->reps[i];
         const replica_stats *s = &pool->stats[i];
         uint64_t errors = s->errors[E_CONNECT] + s->errors[E_BUSY] + s->errors[E_SERVER];
-        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "target", pool->target,
-                              "replica", pool->urls[i], "state", r->healthy ? "healthy" : "out",
-                              "outstanding", (json_int_t)r->outstanding, "requests",
-                              (json_int_t)s->requests, "errors", (json_int_t)errors,
-                              "ejections", (json_int_t)s->ejections);
+        json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I}", "target",
+                              pool->target, "replica", (json_int_t)i, "host", pool->hosts[i],
+                              "state", r->healthy ? "healthy" : "out", "outstanding",
+                              (json_int_t)r->outstanding, "requests", (json_int_t)s->requests,
+                              "errors", (json_int_t)errors, "ejections",
+                              (json_int_t)s->ejections);
         if (o && !r->healthy)
             json_object_set_new(o, "retry_in_s",
                                 json_real(r->retry_at > now ? r->retry_at - now : 0));

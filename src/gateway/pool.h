@@ -72,7 +72,9 @@ typedef struct sipp__gw_pool sipp__gw_pool;
 
 typedef struct sipp__gw_pool_params {
     const char *target;             /* the target's name (metrics labels), outlives the pool */
-    const char *const *urls;        /* n base URLs (labels, probes), outlive the pool */
+    const char *const *urls;        /* n base URLs (probes, affinity hashing), outlive the pool */
+    const char *const *hosts;       /* n "host:port" of the URLs: labels of metrics and the
+                                     * dashboard (never a path or a query); outlive the pool */
     size_t n;
     const char *health_path;        /* appended to each URL by the probe; NULL = no probe: an
                                      * out replica comes back when its backoff ends */
@@ -97,7 +99,8 @@ void sipp__gw_pool_release(sipp__gw_pool *pool, int i, sipp__pool_outcome o, dou
 /* A retry of a request on another replica (metrics). */
 void sipp__gw_pool_count_retry(sipp__gw_pool *pool);
 /* The Prometheus text of every pool's series (NULL entries skipped), each family's HELP and
- * TYPE once: malloc'd, "" when there is no pool, NULL when out of memory. */
+ * TYPE once, labelled target, replica (its index in base_urls) and host: malloc'd, "" when
+ * there is no pool, NULL when out of memory. */
 char *sipp__gw_pools_render(sipp__gw_pool *const *pools, size_t n);
 /* The replicas as the dashboard lists them (a JSON array, new reference). */
 json_t *sipp__gw_pool_json(sipp__gw_pool *pool);

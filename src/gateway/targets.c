@@ -83,6 +83,20 @@ static void probe_headers(const sipp__gw_target *c, char **h, size_t *n) {
     }
 }
 
+/* "host:port" of a base URL (malloc'd): the label that metrics and the dashboard show, never
+ * a path or a query of it. */
+static char *url_host(const char *url) {
+    const char *h = strstr(url, "://");
+    h = h ? h + 3 : url;
+    size_t n = strcspn(h, "/?#");
+    const char *at = memchr(h, '@', n); /* userinfo is refused earlier; never shown anyway */
+    if (at) {
+        n -= (size_t)(at + 1 - h);
+        h = at + 1;
+    }
+    return strndup(h, n);
+}
+
 /* The pool of a remote target over its endpoints (docs/gateway.md "Upstream pools"). */
 static int make_pool(gw_target *t, char *errbuf, size_t errcap) {
     const sipp__gw_target *c = t->cfg;
@@ -92,7 +106,8 @@ static int make_pool(gw_target *t, char *errbuf, size_t errcap) {
     if (pc->health_path) probe_headers(c, h, &nh);
     sipp__gw_pool_params pp = {
         .target = c->name,
-        .urls = t->replica_labels,
+        .urls = t->replica_urls,
+        .hosts = (const char *const *)t->replica_hosts,
         .n = t->n_eps,
         .health_path = pc->health_path,
         .probe_headers = (const char *const *)h,
@@ -142,14 +157,20 @@ static int add_provider(sipp__gw *gw, gw_target *t, char *errbuf, size_t errcap)
     if (t->cfg->timeout_seconds) pp.request_timeout_ms = t->cfg->timeout_seconds * 1000u;
     size_t n = t->cfg->n_base_urls ? t->cfg->n_base_urls : 1;
     t->eps = calloc(n, sizeof *t->eps);
-    t->replica_labels = calloc(n, sizeof *t->replica_labels);
-    if (!t->eps || !t->replica_labels) {
+    t->replica_urls = calloc(n, sizeof *t->replica_urls);
+    t->replica_hosts = calloc(n, sizeof *t->replica_hosts);
+    if (!t->eps || !t->replica_urls || !t->replica_hosts) {
         snprintf(errbuf, errcap, "out of memory");
         return -1;
     }
     for (size_t k = 0; k < n; k++) {
         pp.base_url = t->cfg->n_base_urls ? t->cfg->base_urls[k] : NULL;
-        t->replica_labels[k] = pp.base_url ? pp.base_url : "(default)";
+        t->replica_urls[k] = pp.base_url ? pp.base_url : "(default)";
+        t->replica_hosts[k] = pp.base_url ? url_host(pp.base_url) : strdup("(default)");
+        if (!t->replica_hosts[k]) {
+            snprintf(errbuf, errcap, "out of memory");
+            return -1;
+        }
         char id[160];
         if (k == 0) snprintf(id, sizeof id, "%s", t->cfg->name);
         else snprintf(id, sizeof id, "%s %zu", t->cfg->name, k);
@@ -157,7 +178,7 @@ static int add_provider(sipp__gw *gw, gw_target *t, char *errbuf, size_t errcap)
         sipp_error_init(&err, sizeof err);
         if (sipp_client_add_provider(gw->client, id, &pp, &t->eps[k], &err) != SIPP_OK) {
             snprintf(errbuf, errcap, "target '%s'%s%.200s: %s", t->cfg->name,
-                     n > 1 ? ", replica " : "", n > 1 ? t->replica_labels[k] : "", err.message);
+                     n > 1 ? ", replica " : "", n > 1 ? t->replica_hosts[k] : "", err.message);
             return -1;
         }
         t->n_eps = k + 1;
@@ -170,11 +191,15 @@ static int add_provider(sipp__gw *gw, gw_target *t, char *errbuf, size_t errcap)
 }
 
 void sipp__gw_targets_free(sipp__gw *gw) {
-    for (size_t i = 0; gw->targets && i < gw->n_targets; i++) {
+    for (size_t i = 0; gw->targets && i < gw->n_targets && gw->targets[i].cfg; i++) {
         sipp__gw_pool_free(gw->targets[i].pool);
         gw->targets[i].pool = NULL;
         free(gw->targets[i].eps);
-        free(gw->targets[i].replica_labels);
+        size_t n = gw->targets[i].cfg->n_base_urls ? gw->targets[i].cfg->n_base_urls : 1;
+        for (size_t k = 0; gw->targets[i].replica_hosts && k < n; k++)
+            free(gw->targets[i].replica_hosts[k]);
+        free(gw->targets[i].replica_hosts);
+        free(gw->targets[i].replica_urls);
     }
 }
 

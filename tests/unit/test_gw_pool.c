@@ -173,8 +173,8 @@ static void test_affinity_is_rendezvous_hashing(void **state) {
 
 static void test_pool_object_counts_and_renders(void **state) {
     (void)state;
-    const char *urls[] = {"http://a/v1", "http://b/v1"};
-    sipp__gw_pool_params p = {.target = "t", .urls = urls, .n = 2,
+    const char *urls[] = {"http://a/v1", "http://b:81/v1"}, *hosts[] = {"a", "b:81"};
+    sipp__gw_pool_params p = {.target = "t", .urls = urls, .hosts = hosts, .n = 2,
                               .policy = {.failure_threshold = 1, .backoff_initial_s = 3600,
                                          .backoff_max_s = 3600}};
     sipp__gw_pool *pool = sipp__gw_pool_new(&p);
@@ -196,25 +196,34 @@ static void test_pool_object_counts_and_renders(void **state) {
     char *text = sipp__gw_pools_render(pools, 2);
     assert_non_null(text);
     char want[256];
-    snprintf(want, sizeof want, "sipp_upstream_requests_total{target=\"t\",replica=\"%s\"} 5\n",
-             urls[a]);
-    assert_non_null(strstr(text, want));
-    snprintf(want, sizeof want, "sipp_upstream_healthy{target=\"t\",replica=\"%s\"} 0\n", urls[b]);
+    snprintf(want, sizeof want,
+             "sipp_upstream_requests_total{target=\"t\",replica=\"%d\",host=\"%s\"} 5\n", a,
+             hosts[a]);
     assert_non_null(strstr(text, want));
     snprintf(want, sizeof want,
-             "sipp_upstream_errors_total{target=\"t\",replica=\"%s\",kind=\"connection\"} 1\n",
-             urls[b]);
+             "sipp_upstream_healthy{target=\"t\",replica=\"%d\",host=\"%s\"} 0\n", b, hosts[b]);
+    assert_non_null(strstr(text, want));
+    snprintf(want, sizeof want,
+             "sipp_upstream_errors_total{target=\"t\",replica=\"%d\",host=\"%s\","
+             "kind=\"connection\"} 1\n",
+             b, hosts[b]);
     assert_non_null(strstr(text, want));
     assert_non_null(strstr(text, "sipp_upstream_retries_total{target=\"t\"} 1\n"));
     assert_non_null(strstr(text, "# TYPE sipp_upstream_request_seconds histogram\n"));
     snprintf(want, sizeof want,
-             "sipp_upstream_request_seconds_count{target=\"t\",replica=\"%s\"} 5\n", urls[a]);
+             "sipp_upstream_request_seconds_count{target=\"t\",replica=\"%d\",host=\"%s\"} 5\n", a,
+             hosts[a]);
     assert_non_null(strstr(text, want));
     free(text);
     json_t *rows = sipp__gw_pool_json(pool);
     assert_int_equal(json_array_size(rows), 2);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(rows, (size_t)b), "state")),
-                        "out");
+    json_t *row_b = json_array_get(rows, 1);
+    assert_string_equal(json_string_value(json_object_get(row_b, "host")), "b:81");
+    char *dump = json_dumps(rows, 0);
+    assert_null(strstr(dump, "/v1")); /* no path of a URL is shown */
+    free(dump);
+    json_t *out_row = json_array_get(rows, (size_t)b);
+    assert_string_equal(json_string_value(json_object_get(out_row, "state")), "out");
     json_decref(rows);
     sipp__gw_pool_free(pool);
     /* no pool at all: no text */
