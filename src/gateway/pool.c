@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,7 +149,7 @@ struct sipp__gw_pool {
     sipp__pool_policy policy;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool stop;
+    atomic_bool stop; /* written under mu; read by a probe in progress without it */
     bool thread_started;
     pthread_t thread;
     size_t rotate;
@@ -217,8 +218,14 @@ static size_t drop_body(char *data, size_t size, size_t n, void *ud) {
     return *total > (64u << 10) ? 0 : size * n; /* a health answer is small */
 }
 
+/* libcurl's progress callback: a probe in progress ends when the pool is freed. */
+static int probe_abort(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
+    (void)dt, (void)dn, (void)ut, (void)un;
+    return atomic_load(&((const sipp__gw_pool *)ud)->stop) ? 1 : 0;
+}
+
 /* One GET of url + health_path: true on a 2xx. */
-static bool probe(const sipp__gw_pool *pool, const char *url) {
+static bool probe(sipp__gw_pool *pool, const char *url) {
     char *full = NULL;
     if (asprintf(&full, "%s%s", url, pool->health_path) < 0) return false;
     CURL *e = curl_easy_init();
@@ -241,6 +248,9 @@ static bool probe(const sipp__gw_pool *pool, const char *url) {
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, drop_body);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, &total);
+        curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, probe_abort);
+        curl_easy_setopt(e, CURLOPT_XFERINFODATA, (void *)pool);
         if (curl_easy_perform(e) == CURLE_OK)
             curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
         curl_easy_cleanup(e);
@@ -258,7 +268,7 @@ static double due(const sipp__gw_pool *pool, size_t i) {
 static void *probe_main(void *arg) {
     sipp__gw_pool *pool = arg;
     pthread_mutex_lock(&pool->mu);
-    while (!pool->stop) {
+    while (!atomic_load(&pool->stop)) {
         double now = now_s(), next = now + 3600;
         int pick = -1;
         for (size_t i = 0; i < pool->n; i++) {
@@ -298,6 +308,7 @@ sipp__gw_pool *sipp__gw_pool_new(const sipp__gw_pool_params *p) {
     if (!p->n || p->n > SIPP__POOL_MAX_REPLICAS) return NULL;
     sipp__gw_pool *pool = calloc(1, sizeof *pool);
     if (!pool) return NULL;
+    atomic_init(&pool->stop, false);
     pool->target = p->target;
     pool->urls = p->urls;
     pool->hosts = p->hosts ? p->hosts : p->urls;
@@ -338,7 +349,7 @@ void sipp__gw_pool_free(sipp__gw_pool *pool) {
     if (!pool) return;
     if (pool->thread_started) {
         pthread_mutex_lock(&pool->mu);
-        pool->stop = true;
+        atomic_store(&pool->stop, true);
         pthread_cond_broadcast(&pool->cv);
         pthread_mutex_unlock(&pool->mu);
         pthread_join(pool->thread, NULL);
