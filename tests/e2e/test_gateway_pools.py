@@ -6,13 +6,14 @@ conversation key keeps its requests on one replica. A dead URL and a peer that a
 the retry on another replica. No timing thresholds: states are waited for through the metrics
 with generous deadlines."""
 import json
+import subprocess
 import threading
 import time
 
 import pytest
 
 from fault_server import FaultServer
-from gateway_util import Gateway, Stream, free_port
+from gateway_util import GATEWAY, Gateway, Stream, free_port
 from test_gateway_admin import Admin
 from test_provider import start_llama_server
 
@@ -235,3 +236,17 @@ def test_a_single_base_url_works_as_before(tmp_path, replicas):
         assert replica_metric(gw, "sipp_upstream_requests_total", replicas[0][1], urls) == 1
     finally:
         gw.stop()
+
+
+def test_check_applies_the_network_policy_to_every_replica(tmp_path):
+    cfg = tmp_path / "pool.toml"
+    cfg.write_text(pool_target(["http://127.0.0.1:9/v1", "https://169.254.169.254/v1"]))
+    r = subprocess.run([str(GATEWAY), "check", "--config", str(cfg)], capture_output=True,
+                       text=True)
+    assert r.returncode != 0
+    assert "target 'pool' (line 1), base_urls[1]" in r.stderr, r.stderr
+    assert "169.254.169.254" in r.stderr, r.stderr
+    cfg.write_text(pool_target(["http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1"]))
+    r = subprocess.run([str(GATEWAY), "check", "--config", str(cfg)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
