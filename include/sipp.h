@@ -746,8 +746,7 @@ SIPP_API sipp_status sipp_model_inspect(const char *path, sipp_endpoint_info *in
  */
 SIPP_API sipp_status sipp_model_resolve(const char *name, char *buf, size_t cap, sipp_error *err);
 
-/* ============================================================================================
- * Routing signals and policy (docs/routing.md)
+/* ===================================================================================== * Routing signals and policy (docs/routing.md)
  *
  * Sipp never moves a request to another endpoint by itself. These calls give the app what it
  * needs to choose: sipp_estimate_*() answers, for a prepared request, what the endpoint knows
@@ -885,6 +884,17 @@ SIPP_API sipp_status sipp_policy_choose(const sipp_policy *policy,
                                         uint32_t max_tokens, sipp_route_choice *out,
                                         sipp_error *err);
 SIPP_API void sipp_route_choice_free(sipp_route_choice *choice);
+
+/* ==== Upstream pools: retry safety of remote runs ============================================ */
+
+/**
+ * True when the run ended and its request never reached its remote peer: no connection was
+ * made, or the connection failed before any byte of the request was written. Sending the
+ * request again (to another replica) cannot run it twice. False while the run goes on, for
+ * local endpoints, and for NULL. The gateway's upstream pools retry on it (docs/gateway.md).
+ * Thread-safety: any thread. Since 0.1.
+ */
+SIPP_API bool sipp_run_not_sent(const sipp_run *run);
 
 #ifdef __cplusplus
 }

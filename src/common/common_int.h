@@ -201,6 +201,8 @@ void sipp__run_discard(sipp_run *run, sipp_status st);
  * the answer (strings may be NULL). */
 void sipp__run_set_remote(sipp_run *run, uint32_t http_status, uint32_t retry_after_s,
                           const char *request_id, const char *error_code);
+/* The request never reached the peer (sipp_run_not_sent). Before sipp__run_finish. */
+void sipp__run_set_not_sent(sipp_run *run);
 /* Ends the run: status and message (message may be NULL on success), finish reason, usage,
  * stats. After this call the producer must not touch `run`. */
 void sipp__run_finish(sipp_run *run, sipp_status status, const char *message,

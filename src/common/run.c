@@ -44,6 +44,7 @@ struct sipp_run {
     void *user_data;
 
     atomic_bool cancel;
+    bool not_sent; /* remote: the request never reached the peer (under mu) */
     sipp__run_wake_fn wake;
     void *producer;
 
@@ -140,6 +141,12 @@ void sipp__run_set_remote(sipp_run *r, uint32_t http_status, uint32_t retry_afte
         snprintf(r->resp.request_id, sizeof r->resp.request_id, "%s", request_id);
     if (error_code)
         snprintf(r->resp.error_code, sizeof r->resp.error_code, "%s", error_code);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void sipp__run_set_not_sent(sipp_run *r) {
+    pthread_mutex_lock(&r->mu);
+    r->not_sent = true;
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -285,6 +292,15 @@ bool sipp_run_is_done(const sipp_run *r) {
     bool d = m->done;
     pthread_mutex_unlock(&m->mu);
     return d;
+}
+
+bool sipp_run_not_sent(const sipp_run *r) {
+    if (!r) return false;
+    sipp_run *m = (sipp_run *)r;
+    pthread_mutex_lock(&m->mu);
+    bool v = m->done && m->not_sent;
+    pthread_mutex_unlock(&m->mu);
+    return v;
 }
 
 void sipp_run_free(sipp_run *r) {

@@ -344,6 +344,9 @@ static void target_free(sipp__gw_target *t) {
     keys_free(local_keys, N_KEYS(local_keys), &t->runtime.local);
     keys_free(text_keys, N_KEYS(text_keys), &t->runtime.text);
     keys_free(provider_keys, N_KEYS(provider_keys), &t->provider);
+    free_strv(t->base_urls, t->n_base_urls);
+    free(t->pool.health_path);
+    free(t->pool.affinity_header);
 }
 
 /* Which keys each target type takes (beyond name and type): a local target its own; a provider
@@ -352,7 +355,7 @@ static void target_free(sipp__gw_target *t) {
  * `version`). */
 static bool key_allowed(sipp__gw_target_type type, const char *key) {
     static const char *const local[] = {"model", "backend", "runtime", "sha256", NULL};
-    static const char *const provider[] = {"model", "timeout_seconds", NULL};
+    static const char *const provider[] = {"model", "timeout_seconds", "base_urls", "pool", NULL};
     for (const char *const *k = type == SIPP__GW_LOCAL ? local : provider; *k; k++)
         if (strcmp(*k, key) == 0) return true;
     if (type == SIPP__GW_LOCAL) return false;
@@ -412,12 +415,71 @@ static bool valid_env_name(const char *s) {
     return true;
 }
 
+/* Nothing that would break a metrics label, a log line or a request line: no spaces, controls,
+ * quotes or backslashes. */
+static bool url_chars_ok(const char *u) {
+    for (const unsigned char *p = (const unsigned char *)u; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f || *p == '"' || *p == '\\') return false;
+    return true;
+}
+
+/* A replica's base URL: http(s) and url_chars_ok. */
+static bool base_url_ok(const char *u) {
+    return (strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0) && url_chars_ok(u);
+}
+
+static bool parse_pool(ctx *c, const sipp__toml_node *t, sipp__gw_pool_cfg *pc, bool *no_probe) {
+    if (!want(c, t, "targets.pool", SIPP__TOML_TABLE, "a table")) return false;
+    for (size_t i = 0; i < t->n_items; i++) {
+        const sipp__toml_node *n = &t->items[i];
+        char path[96];
+        snprintf(path, sizeof path, "targets.pool.%s", n->key);
+        bool ok;
+        if (strcmp(n->key, "health_path") == 0) {
+            if (n->kind == SIPP__TOML_STRING && n->str[0] == '\0') { /* "" = no probe */
+                *no_probe = true;
+                continue;
+            }
+            ok = get_str(c, n, path, &pc->health_path);
+            if (ok && (pc->health_path[0] != '/' || !url_chars_ok(pc->health_path) ||
+                       strchr(pc->health_path, '#')))
+                return fail(c, n->line, "key 'targets.pool.health_path' must be a path starting "
+                            "with '/' (or \"\" for no probe)");
+        } else if (strcmp(n->key, "health_interval_seconds") == 0)
+            ok = get_u32(c, n, path, 1, 3600, &pc->health_interval_seconds);
+        else if (strcmp(n->key, "health_timeout_seconds") == 0)
+            ok = get_u32(c, n, path, 1, 300, &pc->health_timeout_seconds);
+        else if (strcmp(n->key, "failure_threshold") == 0)
+            ok = get_u32(c, n, path, 1, 1000, &pc->failure_threshold);
+        else if (strcmp(n->key, "backoff_initial_seconds") == 0)
+            ok = get_u32(c, n, path, 1, 3600, &pc->backoff_initial_seconds);
+        else if (strcmp(n->key, "backoff_max_seconds") == 0)
+            ok = get_u32(c, n, path, 1, 86400, &pc->backoff_max_seconds);
+        else if (strcmp(n->key, "max_retries") == 0)
+            ok = get_u32(c, n, path, 0, 16, &pc->max_retries);
+        else if (strcmp(n->key, "retry_lost") == 0)
+            ok = get_bool(c, n, path, &pc->retry_lost);
+        else if (strcmp(n->key, "affinity_header") == 0) {
+            ok = get_str(c, n, path, &pc->affinity_header);
+            if (ok && !header_name_ok(pc->affinity_header))
+                return fail(c, n->line, "key 'targets.pool.affinity_header' must be an HTTP "
+                            "header name (letters, digits, '-'; at most 64)");
+        } else
+            return unknown(c, n, "targets.pool");
+        if (!ok) return false;
+    }
+    return true;
+}
+
 static bool parse_target(ctx *c, const sipp__toml_node *t, sipp__gw_target *out) {
     out->line = t->line;
     out->runtime.local = (sipp_local_params){SIPP_LOCAL_SETTINGS(SIPP_SETTING_DEFAULT)};
     out->runtime.text = (sipp_text_params){SIPP_TEXT_SETTINGS(SIPP_SETTING_DEFAULT)};
     out->provider = (sipp_provider_params){SIPP_PROVIDER_SETTINGS(SIPP_SETTING_DEFAULT)};
     out->runtime.cache = true;
+    out->pool.max_retries = 2;
+    out->pool.retry_lost = true;
+    bool no_probe = false;
     if (!want(c, t, "targets", SIPP__TOML_TABLE, "a table ([[targets]])")) return false;
     const sipp__toml_node *type = NULL, *name = NULL;
     for (size_t i = 0; i < t->n_items; i++) {
@@ -468,22 +530,65 @@ static bool parse_target(ctx *c, const sipp__toml_node *t, sipp__gw_target *out)
             /* base_url, api_key_env, version, allow_private_network: sipp_provider_params */
             ok = get_setting(c, n, path, key_row(provider_keys, N_KEYS(provider_keys), n->key),
                              &out->provider);
-            if (ok && strcmp(n->key, "base_url") == 0 &&
-                strncmp(out->provider.base_url, "http://", 7) != 0 &&
-                strncmp(out->provider.base_url, "https://", 8) != 0)
+            if (ok && strcmp(n->key, "base_url") == 0 && !base_url_ok(out->provider.base_url))
                 return fail(c, n->line,
                             "key 'targets.base_url' must be an http:// or https:// URL");
         } else if (strcmp(n->key, "runtime") == 0) {
             ok = parse_runtime(c, n, &out->runtime);
+        } else if (strcmp(n->key, "base_urls") == 0) {
+            ok = get_strv(c, n, path, &out->base_urls, &out->n_base_urls);
+            if (ok && (out->n_base_urls == 0 || out->n_base_urls > SIPP__GW_MAX_REPLICAS))
+                return fail(c, n->line, "key 'targets.base_urls' must list 1 to %d URLs",
+                            SIPP__GW_MAX_REPLICAS);
+            for (size_t k = 0; ok && k < out->n_base_urls; k++) {
+                if (!base_url_ok(out->base_urls[k]))
+                    return fail(c, n->line, "key 'targets.base_urls': '%.200s' is not an http:// "
+                                "or https:// URL", out->base_urls[k]);
+                for (size_t j = 0; j < k; j++)
+                    if (strcmp(out->base_urls[j], out->base_urls[k]) == 0)
+                        return fail(c, n->line, "key 'targets.base_urls' lists '%.200s' twice",
+                                    out->base_urls[k]);
+            }
+        } else if (strcmp(n->key, "pool") == 0) {
+            ok = parse_pool(c, n, &out->pool, &no_probe);
         }
         if (!ok) return false;
     }
+    if (out->provider.base_url && out->base_urls)
+        return fail(c, t->line, "target '%s': give 'base_url' or 'base_urls', not both",
+                    out->name);
+    if (out->provider.base_url) { /* one replica */
+        out->base_urls = calloc(2, sizeof *out->base_urls);
+        if (!out->base_urls || !(out->base_urls[0] = strdup(out->provider.base_url)))
+            return fail(c, t->line, "out of memory");
+        out->n_base_urls = 1;
+    } else if (out->base_urls) {
+        /* the provider params carry the first replica (owned by the config like the key's) */
+        out->provider.base_url = strdup(out->base_urls[0]);
+        if (!out->provider.base_url) return fail(c, t->line, "out of memory");
+    }
+    sipp__gw_pool_cfg *pc = &out->pool;
+    if (!pc->health_path && !no_probe && out->n_base_urls > 1) {
+        pc->health_path = strdup("/models");
+        if (!pc->health_path) return fail(c, t->line, "out of memory");
+    }
+    if (pc->health_path && !out->n_base_urls)
+        return fail(c, t->line, "target '%s': a health probe needs 'base_url' or 'base_urls'",
+                    out->name);
+    if (!pc->health_interval_seconds) pc->health_interval_seconds = 10;
+    if (!pc->health_timeout_seconds) pc->health_timeout_seconds = 5;
+    if (!pc->failure_threshold) pc->failure_threshold = 3;
+    if (!pc->backoff_initial_seconds) pc->backoff_initial_seconds = 1;
+    if (!pc->backoff_max_seconds) pc->backoff_max_seconds = 60;
+    if (pc->backoff_max_seconds < pc->backoff_initial_seconds)
+        return fail(c, t->line, "target '%s': pool.backoff_max_seconds is below "
+                    "backoff_initial_seconds", out->name);
     if (!out->model) return fail(c, t->line, "target '%s' needs 'model'", out->name);
     const sipp_provider_params *pp = &out->provider;
     if ((out->type == SIPP__GW_OPENAI || out->type == SIPP__GW_ANTHROPIC) && !pp->api_key_env)
         return fail(c, t->line, "target '%s' needs 'api_key_env'", out->name);
     if (out->type == SIPP__GW_OPENAI_COMPATIBLE && !pp->base_url)
-        return fail(c, t->line, "target '%s' needs 'base_url'", out->name);
+        return fail(c, t->line, "target '%s' needs 'base_url' or 'base_urls'", out->name);
     const char *env = pp->api_key_env ? pp->api_key_env : out->token_env;
     if (env && !valid_env_name(env))
         return fail(c, t->line, "target '%s': '%s' is not an environment variable name", out->name,

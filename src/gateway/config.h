@@ -70,6 +70,23 @@ typedef struct sipp__gw_runtime {
     bool cache;            /* false = snapshots off */
 } sipp__gw_runtime;
 
+#define SIPP__GW_MAX_REPLICAS 64
+
+/* [targets.pool]: how a remote target spreads requests over its replicas. */
+typedef struct sipp__gw_pool_cfg {
+    char *health_path;       /* appended to each base URL by the active probe; NULL = none
+                              * (default "/models" with several replicas, none with one) */
+    uint32_t health_interval_seconds;  /* probes of healthy replicas (default 10) */
+    uint32_t health_timeout_seconds;   /* one probe (default 5) */
+    uint32_t failure_threshold;        /* consecutive 5xx/busy that take a replica out (3) */
+    uint32_t backoff_initial_seconds;  /* first time out, doubled per failed return (1) */
+    uint32_t backoff_max_seconds;      /* (60) */
+    uint32_t max_retries;              /* other replicas tried for a request never sent (2) */
+    char *affinity_header;   /* conversation key header; NULL = [cache] scope_header if set */
+    bool retry_lost;         /* also retry a request whose connection broke before its first
+                              * token (the replica died with it queued); default true */
+} sipp__gw_pool_cfg;
+
 typedef struct sipp__gw_target {
     char *name;
     sipp__gw_target_type type;
@@ -84,6 +101,11 @@ typedef struct sipp__gw_target {
     sipp_provider_params provider;
     sipp__gw_runtime runtime;
     int line;
+    /* ---- upstream pools (remote targets; docs/gateway.md "Upstream pools") ---- */
+    char **base_urls;   /* the replicas: `base_urls`, or `base_url` alone (then base_urls[0] is
+                         * a copy of it); empty = the provider's default URL */
+    size_t n_base_urls;
+    sipp__gw_pool_cfg pool; /* [targets.pool] */
 } sipp__gw_target;
 
 typedef struct sipp__gw_token {

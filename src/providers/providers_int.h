@@ -49,6 +49,7 @@ typedef struct sipp__remote_run {
     char stream_error[SIPP_ERROR_MESSAGE_CAP];
     char error_code[48];
     double t_submit, t_first, t_last;
+    bool not_sent; /* the transfer failed before any byte of the request was written */
 } sipp__remote_run;
 
 /* The wire format of a remote endpoint. */

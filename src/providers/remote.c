@@ -363,6 +363,7 @@ static void remote_finish(sipp__remote_run *rr, sipp_status st, const char *msg,
     }
     sipp__run_set_remote(rr->run, (uint32_t)rr->status, rr->retry_after, rr->request_id,
                          rr->error_code);
+    if (rr->not_sent) sipp__run_set_not_sent(rr->run);
     sipp_usage usage = rr->usage;
     usage.struct_size = sizeof usage;
     if (!usage.total_tokens) usage.total_tokens = usage.input_tokens + usage.output_tokens;
@@ -512,6 +513,8 @@ static bool h_body(const char *data, size_t len, void *ud) {
         return sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL, "%s", err.message);
     return st == SIPP_OK;
 }
+
+static void h_not_sent(void *ud) { ((sipp__remote_run *)ud)->not_sent = true; }
 
 static bool h_abort(void *ud) { return sipp__run_cancel_requested(((sipp__remote_run *)ud)->run); }
 
@@ -693,7 +696,7 @@ static sipp_status start(sipp__remote *rm, sipp__remote_op op, bool normalize, c
     if (id_header) headers[n_headers++] = id_header;
     sipp__http_request req = {"POST", url, headers, n_headers, text, strlen(text),
                               rm->connect_ms, rm->total_ms, rm->idle_ms, rm->allow_private};
-    sipp__http_handlers h = {h_status, h_header, h_body, h_abort, h_done};
+    sipp__http_handlers h = {h_status, h_header, h_body, h_abort, h_done, h_not_sent};
     rr->t_submit = sipp__now_ms();
     pthread_mutex_lock(&rm->mu);
     rr->next = rm->live;

@@ -361,6 +361,60 @@ static void test_redis_url_forms(void **state) {
     url_bad(long_path, "unix:///absolute/path");
 }
 
+#define COMPAT "[[targets]]\nname = \"p\"\ntype = \"openai_compatible\"\nmodel = \"m\"\n"
+
+static void test_upstream_pools(void **state) {
+    (void)state;
+    sipp__gw_config cfg;
+    /* several replicas: the list, base_url = the first, a probe of /models by default */
+    assert_int_equal(parse(COMPAT "base_urls = [\"http://a:1/v1\", \"https://b/v1\"]\n"
+                           "[targets.pool]\naffinity_header = \"X-Conversation\"\nmax_retries = 0\n",
+                           &cfg), 0);
+    const sipp__gw_target *t = &cfg.targets[0];
+    assert_int_equal(t->n_base_urls, 2);
+    assert_string_equal(t->base_urls[1], "https://b/v1");
+    assert_string_equal(t->provider.base_url, "http://a:1/v1");
+    assert_string_equal(t->pool.health_path, "/models");
+    assert_string_equal(t->pool.affinity_header, "X-Conversation");
+    assert_int_equal(t->pool.max_retries, 0);
+    assert_int_equal(t->pool.health_interval_seconds, 10);
+    assert_int_equal(t->pool.failure_threshold, 3);
+    assert_true(t->pool.retry_lost);
+    sipp__gw_config_free(&cfg);
+    /* one base_url: a pool of one, as before, no probe unless asked for */
+    assert_int_equal(parse(COMPAT "base_url = \"http://a:1/v1\"\n", &cfg), 0);
+    assert_int_equal(cfg.targets[0].n_base_urls, 1);
+    assert_string_equal(cfg.targets[0].base_urls[0], "http://a:1/v1");
+    assert_null(cfg.targets[0].pool.health_path);
+    assert_int_equal(cfg.targets[0].pool.max_retries, 2);
+    sipp__gw_config_free(&cfg);
+    /* "" turns the probe off */
+    assert_int_equal(parse(COMPAT "base_urls = [\"http://a/v1\", \"http://b/v1\"]\n"
+                           "[targets.pool]\nhealth_path = \"\"\nretry_lost = false\n", &cfg), 0);
+    assert_null(cfg.targets[0].pool.health_path);
+    assert_false(cfg.targets[0].pool.retry_lost);
+    sipp__gw_config_free(&cfg);
+    refused(COMPAT "base_url = \"http://a/v1\"\nbase_urls = [\"http://b/v1\"]\n", "not both");
+    refused(COMPAT "base_urls = []\n", "1 to 64 URLs");
+    refused(COMPAT "base_urls = [\"ftp://a/v1\"]\n", "is not an http:// or https:// URL");
+    refused(COMPAT "base_urls = [\"http://a/v\\\"1\"]\n", "is not an http:// or https:// URL");
+    refused(COMPAT "base_urls = [\"http://a/v1\", \"http://a/v1\"]\n", "twice");
+    refused(COMPAT "base_urls = [\"http://a/v1\"]\n[targets.pool]\nhealth_path = \"models\"\n",
+            "must be a path starting with '/'");
+    refused(COMPAT "base_urls = [\"http://a/v1\"]\n[targets.pool]\naffinity_header = \"a b\"\n",
+            "targets.pool.affinity_header");
+    refused(COMPAT "base_urls = [\"http://a/v1\"]\n[targets.pool]\nmax_retries = 17\n",
+            "targets.pool.max_retries' must be between 0 and 16");
+    refused(COMPAT "base_urls = [\"http://a/v1\"]\n[targets.pool]\nbackoff_initial_seconds = 9\n"
+            "backoff_max_seconds = 3\n", "below");
+    refused(COMPAT "base_urls = [\"http://a/v1\"]\n[targets.pool]\nweight = 1\n",
+            "unknown key 'targets.pool.weight'");
+    refused(TARGET "base_urls = [\"http://a/v1\"]\n", "unknown key 'targets.base_urls'");
+    refused("[[targets]]\nname = \"g\"\ntype = \"openai\"\nmodel = \"m\"\n"
+            "api_key_env = \"K\"\n[targets.pool]\nhealth_path = \"/models\"\n",
+            "a health probe needs 'base_url' or 'base_urls'");
+}
+
 static void test_load_missing_file(void **state) {
     (void)state;
     sipp__gw_config cfg;
@@ -380,6 +434,7 @@ int main(void) {
         cmocka_unit_test(test_bad_toml),
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_redis_url_forms),
+        cmocka_unit_test(test_upstream_pools),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
