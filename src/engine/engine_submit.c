@@ -180,6 +180,8 @@ sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
     j->kind = JOB_TEXT;
     j->max_tokens = p->max_tokens;
     j->timeout_ms = p->timeout_ms;
+    j->logprobs = p->logprobs;
+    j->top_logprobs = p->top_logprobs;
     if (p->context_key) {
         /* The scope's length goes first, so no (scope, key) pair can collide with another. */
         const char *scope = p->cache_scope ? p->cache_scope : "";
