@@ -31,6 +31,8 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
     tp.stop = c->stop;
     tp.n_stop = c->n_stop;
     tp.request_id = r->id; /* providers get the same x-request-id as the caller */
+    tp.logprobs = c->logprobs;
+    tp.top_logprobs = c->has_top_logprobs && c->top_logprobs > 0 ? (uint32_t)c->top_logprobs : 0;
     char scope[200];
     if (t->cfg->type == SIPP__GW_LOCAL) {
         /* Prefix reuse per caller, never across callers: one workflow key per caller, scoped
@@ -124,6 +126,8 @@ void sipp__gw_execute_text(gw_req *r) {
     }
     gw_answer ans = sipp__gw_req_answer(r);
     ans.created = (long)time(NULL);
+    ans.logprobs = resp->logprobs;
+    ans.n_logprobs = resp->n_logprobs;
     json_t *body = sipp__gw_codec(r->prof)->text(&ans, resp->text, resp->text_len,
                                                  resp->finish_reason);
     if (!body) {

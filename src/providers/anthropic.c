@@ -17,6 +17,9 @@ static sipp_status build_chat(const sipp__remote *rm, const char *prompt,
                               const sipp_message *messages, size_t n_messages,
                               const sipp_text_params *p, json_t **body, sipp_error *err) {
     (void)prompt;
+    if (p->logprobs) /* issue 18: never ignored silently */
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "logprobs: Anthropic's messages API returns no log-probabilities");
     json_t *b = json_pack("{s:s,s:I,s:f,s:b}", "model", rm->model, "max_tokens",
                           (json_int_t)p->max_tokens, "temperature", (double)p->temperature,
                           "stream", 1);

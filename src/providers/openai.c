@@ -11,6 +11,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Log-probabilities (issue 18): chat asks with `logprobs: true` and `top_logprobs: N`, the
+ * legacy completions route with the integer `logprobs: N`. */
+static void add_logprobs(json_t *body, bool completions, const sipp_text_params *p) {
+    if (!p->logprobs) return;
+    /* At least 1: llama-server reads 0 as "no probabilities at all" (n_probs); the adapter
+     * keeps only the top_logprobs asked for (remote.c). */
+    json_int_t n = p->top_logprobs ? p->top_logprobs : 1;
+    if (completions) {
+        json_object_set_new(body, "logprobs", json_integer(n));
+        return;
+    }
+    json_object_set_new(body, "logprobs", json_true());
+    json_object_set_new(body, "top_logprobs", json_integer(n));
+}
+
 /* Both text routes: the shared typed fields, usage in the stream, the seed, then the prompt or
  * the messages. */
 static sipp_status build_text(const sipp__remote *rm, const char *prompt,
@@ -20,6 +35,7 @@ static sipp_status build_text(const sipp__remote *rm, const char *prompt,
     if (st != SIPP_OK) return st;
     json_object_set_new(*body, "stream_options", json_pack("{s:b}", "include_usage", 1));
     if (p->seed != 0xFFFFFFFFu) json_object_set_new(*body, "seed", json_integer(p->seed));
+    add_logprobs(*body, prompt != NULL, p);
     return sipp__remote_add_input(*body, prompt, messages, n, err);
 }
 
@@ -55,7 +71,9 @@ static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
         json_t *text = rr->op == SIPP__OP_CHAT
                            ? json_object_get(json_object_get(c0, "delta"), "content")
                            : json_object_get(c0, "text");
-        sipp__remote_push_text(rr, json_string_value(text), json_string_length(text), 1);
+        uint32_t n_lp = sipp__remote_stage_logprobs(rr, json_object_get(c0, "logprobs"));
+        sipp__remote_push_text(rr, json_string_value(text), json_string_length(text),
+                               n_lp ? n_lp : 1);
         const char *fr = json_string_value(json_object_get(c0, "finish_reason"));
         if (fr) { /* some servers end without [DONE]; a finish reason is an end too */
             rr->reason = strcmp(fr, "length") == 0 ? SIPP_FINISH_LENGTH : SIPP_FINISH_STOP;
@@ -94,7 +112,8 @@ static sipp_status read_embedding(sipp__remote_run *rr, json_t *j, float **vec, 
     return SIPP_OK;
 }
 
-static const char *const own_fields[] = {"stream_options", "seed", NULL};
+static const char *const own_fields[] = {"stream_options", "seed", "logprobs", "top_logprobs",
+                                         NULL};
 
 const sipp__dialect sipp__dialect_openai = {
     .name = "provider",

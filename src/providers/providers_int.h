@@ -34,6 +34,7 @@ typedef struct sipp__remote_run {
     sipp_run *run;
     sipp__remote_op op;
     bool normalize;
+    int32_t top_logprobs; /* issue 18: alternatives kept per token; -1 = no logprobs asked for */
     long status;
     uint32_t retry_after;
     char request_id[64];
@@ -120,6 +121,13 @@ sipp_status sipp__remote_submit_embed(sipp__remote *rm, const char *text,
 /* For dialects: hands generated text to the run, timing the first and last chunk. */
 void sipp__remote_push_text(sipp__remote_run *rr, const char *text, size_t len,
                             uint32_t n_tokens);
+/* For dialects (issue 18): stages the log-probability entries a peer sent with a chunk, in
+ * either shape: an array of {"token", "logprob", "bytes"?, "top_logprobs": [{...}]} (OpenAI
+ * chat's `content`, llama-server's completions, the Sipp profile's `logprobs`), an object with
+ * such a `content` array, or OpenAI's legacy {"tokens", "token_logprobs", "top_logprobs"}.
+ * Malformed entries are skipped; at most SIPP_MAX_TOP_LOGPROBS alternatives are kept, sorted.
+ * Returns how many entries were staged (the n_tokens to push the chunk's text with). */
+uint32_t sipp__remote_stage_logprobs(sipp__remote_run *rr, json_t *lp);
 /* For dialects: fails the stream with `st` and a message (printf-style). Returns false. */
 bool sipp__remote_stream_fail(sipp__remote_run *rr, sipp_status st, const char *code,
                               const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -192,8 +192,7 @@ def test_c_unknown_and_unsupported_fields_are_400(gw, route, field, value):
 
 
 @pytest.mark.parametrize("route", [OAI_Q, OAI_C], ids=lambda r: r[0])
-@pytest.mark.parametrize("field,value", [("n", 2), ("n", 10 ** 6), ("n", 0), ("logprobs", True),
-                                         ("logprobs", 5), ("echo", True),
+@pytest.mark.parametrize("field,value", [("n", 2), ("n", 10 ** 6), ("n", 0), ("echo", True),
                                          ("presence_penalty", 0.5), ("frequency_penalty", -2)])
 def test_c3_c4_openai_fan_out_logprobs_and_penalties_are_400(gw, route, field, value):
     path, base = route
