@@ -346,7 +346,7 @@ SIPP_API sipp_status sipp_provider_params_init(sipp_provider_params *p, size_t s
  *   api_key or api_key_env, default ANTHROPIC_API_KEY, sent as `x-api-key`). System messages
  *   become the `system` field. query (raw completion) and embed do not exist there: they fail up
  *   front with UNSUPPORTED. top_p is sent only when changed from its default.
- * Options of the local engine (context_key, cache_scope, grammar, json_schema, ignore_eos, and
+ * Options of the local engine (context_key, cache_scope, grammar, ignore_eos, and
  * top_k/min_p/repeat_penalty changed from their defaults) are rejected with INVALID_ARGUMENT
  * naming the field. Thread-safety: as sipp_client_add_local(). Since 0.1.
  */
@@ -516,8 +516,11 @@ typedef struct sipp_text_params {
     const char *cache_scope;
     /** Local-only: a GBNF grammar constraining the output. */
     const char *grammar;
-    /** Local-only: a JSON schema, converted to a grammar with llama.cpp's converter. An
-     *  unenforceable schema is an INVALID_ARGUMENT error. Exclusive with `grammar`. */
+    /** Structured output: a JSON schema the answer must satisfy, on every endpoint kind (local:
+     *  llama.cpp's grammar; OpenAI-shaped: response_format; Anthropic: a forced tool; gateway:
+     *  its json_schema field; docs/api.md). It is converted with llama.cpp's converter for
+     *  every kind first: an unenforceable schema is INVALID_ARGUMENT with the reason, never
+     *  ignored. Exclusive with `grammar`. */
     const char *json_schema;
     /** Optional streaming callback. */
     sipp_token_fn on_tokens;

@@ -57,8 +57,18 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
         }
         tp.ignore_eos = t->cfg->runtime.ignore_eos;
     }
-    return c->op == GW_OP_CHAT ? sipp_chat(t->ep, c->messages, c->n_messages, &tp, &r->run, err)
-                               : sipp_query(t->ep, c->prompt, &tp, &r->run, err);
+    size_t schema_len; /* structured output (issue 18); its size was checked in validate */
+    char *schema = sipp__gw_schema_text(c, &schema_len);
+    if ((c->json_schema || c->json_object) && !schema) {
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return err->code = SIPP_OUT_OF_MEMORY;
+    }
+    tp.json_schema = schema;
+    sipp_status st = c->op == GW_OP_CHAT
+                         ? sipp_chat(t->ep, c->messages, c->n_messages, &tp, &r->run, err)
+                         : sipp_query(t->ep, c->prompt, &tp, &r->run, err);
+    free(schema);
+    return st;
 }
 
 /* Pulls what the run produced within ~20 ms. Returns the batch (text may be empty). Records

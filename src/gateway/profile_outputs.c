@@ -60,6 +60,59 @@ int sipp__gw_decode_logprobs(gw_call *c, gw_op op, const char *key, json_t *v, b
     return 0;
 }
 
+int sipp__gw_decode_schema(gw_call *c, gw_op op, const char *key, json_t *v, bool openai,
+                           char *msg, size_t cap, char *param, size_t pcap) {
+    if (op == GW_OP_EMBED) return 0;
+    if (!openai) {
+        if (strcmp(key, "json_schema") != 0 && strcmp(key, "jsonSchema") != 0) return 0;
+        if (json_is_null(v)) return 1;
+        if (!json_is_object(v)) {
+            snprintf(param, pcap, "%s", key);
+            return sipp__gw_bad(msg, cap, "field '%s' must be a JSON schema object", key) ? 1 : -1;
+        }
+        c->json_schema = v;
+        return 1;
+    }
+    if (strcmp(key, "response_format") != 0) return 0;
+    if (json_is_null(v)) return 1;
+    const char *type = json_string_value(json_object_get(v, "type"));
+    if (!json_is_object(v) || !type) {
+        snprintf(param, pcap, "response_format");
+        return sipp__gw_bad(msg, cap, "field 'response_format' must be an object with a 'type'")
+                   ? 1
+                   : -1;
+    }
+    if (strcmp(type, "text") == 0) return 1;
+    if (strcmp(type, "json_object") == 0) {
+        c->json_object = true;
+        return 1;
+    }
+    if (strcmp(type, "json_schema") != 0) {
+        sipp__gw_invalid(c, "response_format",
+                         "'response_format' type '%.32s' is not supported (text, json_object, "
+                         "json_schema)", type);
+        return 1;
+    }
+    json_t *schema = json_object_get(json_object_get(v, "json_schema"), "schema");
+    if (!json_is_object(schema)) {
+        snprintf(param, pcap, "response_format");
+        return sipp__gw_bad(msg, cap,
+                            "'response_format.json_schema.schema' must be a JSON schema object")
+                   ? 1
+                   : -1;
+    }
+    c->json_schema = schema;
+    return 1;
+}
+
+char *sipp__gw_schema_text(const gw_call *c, size_t *len) {
+    char *s = c->json_schema ? json_dumps(c->json_schema, JSON_COMPACT)
+              : c->json_object ? strdup("{\"type\":\"object\"}")
+                               : NULL;
+    *len = s ? strlen(s) : 0;
+    return s;
+}
+
 void sipp__gw_check_logprobs(gw_call *c) {
     if (c->has_top_logprobs && c->top_logprobs > 0 && !c->logprobs)
         sipp__gw_invalid(c, "top_logprobs", "'top_logprobs' needs 'logprobs': true");

@@ -44,6 +44,10 @@ typedef struct gw_call {
     bool logprobs;
     bool has_top_logprobs;
     int top_logprobs; /* -1 when negative was asked for (then `invalid` is set) */
+    /* structured output (issue 18; profile_outputs.c): the schema object (in `root`), or
+     * json_object: any JSON object */
+    json_t *json_schema;
+    bool json_object;
 } gw_call;
 
 /* Decodes a body of the given profile and operation. Returns false with a message (and the
@@ -165,6 +169,14 @@ bool sipp__gw_embed_finite(const float *v, size_t n);
  * bad type (msg, param set). Ranges go to call->invalid. */
 int sipp__gw_decode_logprobs(gw_call *c, gw_op op, const char *key, json_t *v, bool openai,
                              char *msg, size_t cap, char *param, size_t pcap);
+/* Structured output: OpenAI's `response_format` ({"type": "text" | "json_object" |
+ * "json_schema", "json_schema": {"name", "schema", "strict"?, "description"?}}) or the Sipp
+ * profile's `json_schema` object. Returns 1, 0 or -1 as sipp__gw_decode_logprobs. */
+int sipp__gw_decode_schema(gw_call *c, gw_op op, const char *key, json_t *v, bool openai,
+                           char *msg, size_t cap, char *param, size_t pcap);
+/* The schema to hand libsipp, compact (malloc'd; "{\"type\":\"object\"}" for json_object),
+ * or NULL when none; *len its length. */
+char *sipp__gw_schema_text(const gw_call *c, size_t *len);
 /* After the whole body: top_logprobs > 0 needs logprobs. */
 void sipp__gw_check_logprobs(gw_call *c);
 /* OpenAI chat's `content` array (also the Sipp profile's `logprobs`). NULL when out of memory. */

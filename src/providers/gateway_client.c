@@ -43,6 +43,9 @@ static sipp_status build_text(const sipp__remote *rm, const char *prompt,
                           "seed is not part of the gateway protocol; a gateway endpoint cannot honour it");
     sipp_status st = sipp__remote_text_body(rm, p, body, err);
     if (st == SIPP_OK) st = sipp__remote_add_input(*body, prompt, messages, n, err);
+    json_t *schema = NULL; /* issue 18: structured output, the protocol's json_schema object */
+    if (st == SIPP_OK && p->json_schema && (st = sipp__remote_schema(p, &schema, err)) == SIPP_OK)
+        json_object_set_new(*body, "json_schema", schema);
     if (st == SIPP_OK && p->logprobs) { /* issue 18: the gateway protocol's fields */
         json_object_set_new(*body, "logprobs", json_true());
         if (p->top_logprobs)

@@ -26,6 +26,30 @@ static void add_logprobs(json_t *body, bool completions, const sipp_text_params 
     json_object_set_new(body, "top_logprobs", json_integer(n));
 }
 
+/* Structured output (issue 18): `response_format` {"type": "json_schema", "json_schema":
+ * {"name", "schema", "strict": true}}, or {"type": "json_object"} for a schema that says only
+ * "an object" ({"type": "object"}, what the gateway makes of OpenAI's json_object). The
+ * completions route has no response_format at OpenAI; it also gets llama-server's own
+ * `json_schema` field, so an OpenAI-compatible server enforces it there (OpenAI itself refuses
+ * the unknown field: an error, never an unenforced schema). */
+static sipp_status add_response_format(json_t *body, bool completions, const sipp_text_params *p,
+                                       sipp_error *err) {
+    if (!p->json_schema) return SIPP_OK;
+    json_t *schema;
+    sipp_status st = sipp__remote_schema(p, &schema, err);
+    if (st != SIPP_OK) return st;
+    const char *type = json_string_value(json_object_get(schema, "type"));
+    bool any_object = json_object_size(schema) == 1 && type && strcmp(type, "object") == 0;
+    if (completions) json_object_set(body, "json_schema", schema);
+    json_object_set_new(body, "response_format",
+                        any_object ? json_pack("{s:s}", "type", "json_object")
+                                   : json_pack("{s:s, s:{s:s, s:O, s:b}}", "type", "json_schema",
+                                               "json_schema", "name", "output", "schema", schema,
+                                               "strict", 1));
+    json_decref(schema);
+    return SIPP_OK;
+}
+
 /* Both text routes: the shared typed fields, usage in the stream, the seed, then the prompt or
  * the messages. */
 static sipp_status build_text(const sipp__remote *rm, const char *prompt,
@@ -36,6 +60,12 @@ static sipp_status build_text(const sipp__remote *rm, const char *prompt,
     json_object_set_new(*body, "stream_options", json_pack("{s:b}", "include_usage", 1));
     if (p->seed != 0xFFFFFFFFu) json_object_set_new(*body, "seed", json_integer(p->seed));
     add_logprobs(*body, prompt != NULL, p);
+    sipp_status sst = add_response_format(*body, prompt != NULL, p, err);
+    if (sst != SIPP_OK) {
+        json_decref(*body);
+        *body = NULL;
+        return sst;
+    }
     return sipp__remote_add_input(*body, prompt, messages, n, err);
 }
 
@@ -113,7 +143,7 @@ static sipp_status read_embedding(sipp__remote_run *rr, json_t *j, float **vec, 
 }
 
 static const char *const own_fields[] = {"stream_options", "seed", "logprobs", "top_logprobs",
-                                         NULL};
+                                         "response_format", "json_schema", NULL};
 
 const sipp__dialect sipp__dialect_openai = {
     .name = "provider",

@@ -128,6 +128,9 @@ void sipp__remote_push_text(sipp__remote_run *rr, const char *text, size_t len,
  * Malformed entries are skipped; at most SIPP_MAX_TOP_LOGPROBS alternatives are kept, sorted.
  * Returns how many entries were staged (the n_tokens to push the chunk's text with). */
 uint32_t sipp__remote_stage_logprobs(sipp__remote_run *rr, json_t *lp);
+/* For dialects (issue 18, structured output): p->json_schema parsed (the caller checked that
+ * it converts); INVALID_ARGUMENT unless it is a JSON object. *out is a new reference. */
+sipp_status sipp__remote_schema(const sipp_text_params *p, json_t **out, sipp_error *err);
 /* For dialects: fails the stream with `st` and a message (printf-style). Returns false. */
 bool sipp__remote_stream_fail(sipp__remote_run *rr, sipp_status st, const char *code,
                               const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -383,6 +383,21 @@ void sipp__remote_push_text(sipp__remote_run *rr, const char *text, size_t len, 
     sipp__run_push_text(rr->run, text, len, n_tokens);
 }
 
+/* ---- structured output (issue 18) -------------------------------------------------------------- */
+
+sipp_status sipp__remote_schema(const sipp_text_params *p, json_t **out, sipp_error *err) {
+    json_error_t je;
+    json_t *s = json_loads(p->json_schema, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(s)) {
+        json_decref(s);
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "json_schema: a remote endpoint needs a JSON object (%s)",
+                          s ? "not an object" : je.text);
+    }
+    *out = s;
+    return SIPP_OK;
+}
+
 /* ---- log-probabilities from a peer (issue 18) ------------------------------------------------- */
 
 /* A token's bytes: its `bytes` array when it has one of byte values (exact, also for part of a
@@ -701,7 +716,6 @@ static sipp_status reject_local_only(const sipp__remote *rm, const sipp_text_par
     const char *field = p->context_key ? "context_key"
                         : p->cache_scope ? "cache_scope"
                         : p->grammar ? "grammar"
-                        : p->json_schema ? "json_schema"
                         : p->ignore_eos ? "ignore_eos"
                         : p->top_k != d.top_k ? "top_k"
                         : p->min_p != d.min_p ? "min_p"
