@@ -108,7 +108,8 @@ fn mirrors() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
             stalled }),
         mirror!(sipp_text_params { struct_size, max_tokens, temperature, top_k, top_p, min_p,
             repeat_penalty, seed, stop, n_stop, context_key, cache_scope, grammar, json_schema,
-            on_tokens, user_data, timeout_ms, ignore_eos, extra_json, request_id }),
+            on_tokens, user_data, timeout_ms, ignore_eos, extra_json, request_id, logprobs,
+            top_logprobs }),
         mirror!(sipp_message { role, content }),
         mirror!(sipp_embed_params { struct_size, normalize, extra_json, request_id }),
         mirror!(sipp_usage { struct_size, input_tokens, output_tokens, total_tokens }),
@@ -117,8 +118,10 @@ fn mirrors() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
             cached_tokens }),
         mirror!(sipp_response { struct_size, status, error_message, text, text_len, finish_reason,
             embedding, n_embd, normalized, usage, stats, http_status, retry_after_s, request_id,
-            error_code }),
-        mirror!(sipp_token_batch { struct_size, text, len, n_tokens, done }),
+            error_code, logprobs, n_logprobs }),
+        mirror!(sipp_token_batch { struct_size, text, len, n_tokens, done, logprobs, n_logprobs }),
+        mirror!(sipp_top_logprob { token, token_len, logprob }),
+        mirror!(sipp_token_logprob { token, token_len, logprob, top, n_top }),
     ]
 }
 
