@@ -246,12 +246,35 @@ static void top_logprobs_bounds(void **state) {
     sipp_run_free(run);
 }
 
+/* Anthropic has no log-probabilities: asking is UNSUPPORTED, at once (the endpoint points at a
+ * closed port: nothing is sent), never silently none. */
+static void anthropic_refuses_logprobs(void **state) {
+    fixture *f = *state;
+    sipp_provider_params pp;
+    sipp_provider_params_init(&pp, sizeof pp);
+    pp.kind = SIPP_PROVIDER_ANTHROPIC;
+    pp.model = "m";
+    pp.base_url = "http://127.0.0.1:1/v1";
+    pp.api_key = "k";
+    sipp_endpoint *ant;
+    assert_int_equal(sipp_client_add_provider(f->client, "ant", &pp, &ant, NULL), SIPP_OK);
+    sipp_text_params p = lp_params(0);
+    sipp_message msg = {"user", "hi"};
+    sipp_run *run = NULL;
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    assert_int_equal(sipp_chat(ant, &msg, 1, &p, &run, &err), SIPP_UNSUPPORTED);
+    assert_null(run);
+    assert_non_null(strstr(err.message, "log-probabilities"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(logprobs_match_an_independent_llama_computation),
         cmocka_unit_test(logprobs_stream_with_their_batches),
         cmocka_unit_test(logprobs_off_and_no_alternatives),
         cmocka_unit_test(top_logprobs_bounds),
+        cmocka_unit_test(anthropic_refuses_logprobs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -454,6 +454,33 @@ def test_anthropic_kind_is_accepted_and_refuses_query(client):
 # ---- gateway endpoint against a real sipp-gateway ----------------------------------------------
 
 
+def test_logprobs_and_json_schema_pass_through_remotes(gateway, llama_server, client):
+    """Issue 18: a Sipp gateway endpoint and an OpenAI-compatible provider (llama-server) carry
+    logprobs and enforce json_schema; the gateway's numbers are the local engine's."""
+    schema = {"type": "object", "properties": {"mood": {"enum": ["happy", "sad"]},
+                                               "n": {"type": "integer"}},
+              "required": ["mood", "n"], "additionalProperties": False}
+    with sipp.Client() as c:
+        gw = c.add_gateway("gw", base_url=gateway.url, target="local", token=GW_TOKEN)
+        remote = c.add_provider("remote", model="tiny", base_url=llama_server,
+                                api_key="peer-secret-4242")
+        local = client.query("chat", "Once upon a time", max_tokens=8, logprobs=True,
+                             top_logprobs=2, **GREEDY).result()
+        for ep in (gw, remote):
+            with ep.query("Once upon a time", max_tokens=8, logprobs=True, top_logprobs=2,
+                          **GREEDY) as run:
+                batches = list(run)
+                r = run.result()
+            assert [e.bytes for e in r.logprobs] == [e.bytes for e in local.logprobs]
+            for a, b in zip(r.logprobs, local.logprobs):
+                assert math.isclose(a.logprob, b.logprob, abs_tol=2e-2) and len(a.top) == 2
+            assert [e for b in batches for e in b.logprobs] == r.logprobs
+            out = ep.chat("How do you feel?", max_tokens=200, json_schema=schema,
+                          **GREEDY).result().text
+            v = json.loads(out)
+            assert set(v) == {"mood", "n"} and v["mood"] in ("happy", "sad") and isinstance(v["n"], int)
+
+
 def test_gateway_gives_the_local_answers(gateway, client):
     with sipp.Client() as c:
         gw = c.add_gateway("gw", base_url=gateway.url, target="local", token=GW_TOKEN)
