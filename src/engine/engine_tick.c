@@ -6,7 +6,7 @@
  * by stream_cap bytes: it pauses, the others go on), then prompt chunks of prefilling
  * sequences, shared round-robin within the tick's token budget; decodes it and samples one
  * token per sequence with logits. Invariants: a tick allocates nothing on the heap (the batch
- * is allocated at open); a failed decode ends only the sequences that were in the batch.
+ * is allocated at open) except the log-probability entries of runs that asked for them; a failed decode ends only the sequences that were in the batch.
  * Sequence ids: slot i uses seq i; seq n_parallel is for embeddings (seq 0 for an
  * embedding-only model, which has no slots).
  */

@@ -74,9 +74,8 @@ static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
             ok = sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
                                           "the gateway sent a token event without text");
         else {
-            uint32_t n_lp = sipp__remote_stage_logprobs(rr, json_object_get(j, "logprobs"));
-            sipp__remote_push_text(rr, json_string_value(t), json_string_length(t),
-                                   n_lp ? n_lp : 1);
+            sipp__remote_stage_logprobs(rr, json_object_get(j, "logprobs"));
+            sipp__remote_push_text(rr, json_string_value(t), json_string_length(t), 1);
         }
     } else if (strcmp(ev->event, "usage") == 0) {
         read_usage(rr, j);

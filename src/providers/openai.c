@@ -101,9 +101,8 @@ static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
         json_t *text = rr->op == SIPP__OP_CHAT
                            ? json_object_get(json_object_get(c0, "delta"), "content")
                            : json_object_get(c0, "text");
-        uint32_t n_lp = sipp__remote_stage_logprobs(rr, json_object_get(c0, "logprobs"));
-        sipp__remote_push_text(rr, json_string_value(text), json_string_length(text),
-                               n_lp ? n_lp : 1);
+        sipp__remote_stage_logprobs(rr, json_object_get(c0, "logprobs"));
+        sipp__remote_push_text(rr, json_string_value(text), json_string_length(text), 1);
         const char *fr = json_string_value(json_object_get(c0, "finish_reason"));
         if (fr) { /* some servers end without [DONE]; a finish reason is an end too */
             rr->reason = strcmp(fr, "length") == 0 ? SIPP_FINISH_LENGTH : SIPP_FINISH_STOP;

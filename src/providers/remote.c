@@ -380,6 +380,8 @@ void sipp__remote_push_text(sipp__remote_run *rr, const char *text, size_t len, 
     if (rr->t_first == 0) rr->t_first = now;
     rr->t_last = now;
     rr->n_chunks++;
+    if (rr->lp_staged > n_tokens) n_tokens = rr->lp_staged;
+    rr->lp_staged = 0;
     sipp__run_push_text(rr->run, text, len, n_tokens);
 }
 
@@ -472,6 +474,7 @@ uint32_t sipp__remote_stage_logprobs(sipp__remote_run *rr, json_t *lp) {
                                         n_top < want ? n_top : want) == SIPP_OK)
                 staged++;
         }
+        rr->lp_staged += staged;
         return staged;
     }
     json_t *toks = json_object_get(lp, "tokens"), *lps = json_object_get(lp, "token_logprobs");
@@ -491,6 +494,7 @@ uint32_t sipp__remote_stage_logprobs(sipp__remote_run *rr, json_t *lp) {
                                     lp_value(lpv), top, n_top < want ? n_top : want) == SIPP_OK)
             staged++;
     }
+    rr->lp_staged += staged;
     return staged;
 }
 
