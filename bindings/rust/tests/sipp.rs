@@ -150,6 +150,23 @@ fn the_layout_check_catches_a_stale_mirror() {
 }
 
 #[test]
+fn logprobs_spell_the_text() {
+    let r = ep("story")
+        .query("Once upon a time", &greedy().max_tokens(12).logprobs(true).top_logprobs(3))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(r.logprobs.len(), 12);
+    let bytes: Vec<u8> = r.logprobs.iter().flat_map(|e| e.token.clone()).collect();
+    assert_eq!(String::from_utf8_lossy(&bytes), r.text);
+    for e in &r.logprobs {
+        assert!(e.logprob <= 0.0 && e.top.len() == 3 && e.top[0].0 == e.token);
+        assert!(e.top.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
+    assert!(ep("story").query("Once", &greedy().max_tokens(2)).unwrap().wait().unwrap().logprobs.is_empty());
+}
+
+#[test]
 fn query_is_deterministic_when_greedy() {
     let story = ep("story");
     let a = story.query("Once upon a time", &greedy().max_tokens(24)).unwrap().wait().unwrap();
