@@ -974,8 +974,11 @@ pub struct Response {
 /// the most likely alternatives, most likely first, as (bytes, log-probability).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokenLogprob {
+    /// the token's bytes
     pub token: Vec<u8>,
+    /// natural log of its probability, <= 0
     pub logprob: f32,
+    /// the alternatives (bytes, log-probability), most likely first
     pub top: Vec<(Vec<u8>, f32)>,
 }
 
