@@ -347,7 +347,7 @@ SIPP_API sipp_status sipp_provider_params_init(sipp_provider_params *p, size_t s
  *   api_key or api_key_env, default ANTHROPIC_API_KEY, sent as `x-api-key`). System messages
  *   become the `system` field. query (raw completion) and embed do not exist there: they fail up
  *   front with UNSUPPORTED. top_p is sent only when changed from its default.
- * Options of the local engine (context_key, cache_scope, grammar, json_schema, ignore_eos, and
+ * Options of the local engine (context_key, cache_scope, grammar, ignore_eos, and
  * top_k/min_p/repeat_penalty changed from their defaults) are rejected with INVALID_ARGUMENT
  * naming the field. Thread-safety: as sipp_client_add_local(). Since 0.1.
  */
@@ -517,8 +517,11 @@ typedef struct sipp_text_params {
     const char *cache_scope;
     /** Local-only: a GBNF grammar constraining the output. */
     const char *grammar;
-    /** Local-only: a JSON schema, converted to a grammar with llama.cpp's converter. An
-     *  unenforceable schema is an INVALID_ARGUMENT error. Exclusive with `grammar`. */
+    /** Structured output: a JSON schema the answer must satisfy, on every endpoint kind (local:
+     *  llama.cpp's grammar; OpenAI-shaped: response_format; Anthropic: a forced tool; gateway:
+     *  its json_schema field; docs/api.md). It is converted with llama.cpp's converter for
+     *  every kind first: an unenforceable schema is INVALID_ARGUMENT with the reason, never
+     *  ignored. Exclusive with `grammar`. */
     const char *json_schema;
     /** Optional streaming callback. */
     sipp_token_fn on_tokens;
@@ -540,6 +543,15 @@ typedef struct sipp_text_params {
      *  agree (a gateway passes its own request id on this way). Printable ASCII, at most 128
      *  bytes; NULL = none. Local endpoints ignore it. Since 0.1. */
     const char *request_id;
+    /* appended (issue 18, log-probabilities; see "Log-probabilities" below) */
+    /** Report each output token's log-probability (sipp_response.logprobs and, per batch,
+     *  sipp_token_batch.logprobs / sipp_run_batch_logprobs()). Local endpoints and remotes that
+     *  return them (OpenAI, OpenAI-compatible, a Sipp gateway); Anthropic has none:
+     *  UNSUPPORTED. Default false. Since 0.1. */
+    bool logprobs;
+    /** With logprobs: the N most likely alternatives of each position, 0..SIPP_MAX_TOP_LOGPROBS
+     *  (more is INVALID_ARGUMENT, as is N > 0 without logprobs). Default 0. Since 0.1. */
+    uint32_t top_logprobs;
 } sipp_text_params;
 
 /** Default text options (see sipp_error_init() for the contract). Since 0.1. */
@@ -596,6 +608,36 @@ SIPP_API sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, 
  */
 SIPP_API sipp_status sipp_embed(sipp_endpoint *ep, const char *text,
                                 const sipp_embed_params *params, sipp_run **out, sipp_error *err);
+
+/* ============================================================================================
+ * Log-probabilities (issue 18)
+ * ========================================================================================== */
+
+/** The most alternatives sipp_text_params.top_logprobs may ask for (OpenAI's limit). */
+#define SIPP_MAX_TOP_LOGPROBS 20
+
+/** One alternative at an output position. Fixed layout (an array element: never grows). */
+typedef struct sipp_top_logprob {
+    const char *token;  /**< the token's bytes, NUL-terminated; may be part of a UTF-8 sequence */
+    size_t token_len;
+    float logprob;      /**< natural log of its probability, <= 0 */
+} sipp_top_logprob;
+
+/**
+ * One output token: its text, its log-probability and the top alternatives, most likely first.
+ * Fixed layout (an array element: never grows; new information would come as a new array).
+ * Local endpoints compute it as llama-server does by default: from the softmax of the model's
+ * raw logits over the whole vocabulary, before penalties, temperature, top-k/p, min-p and any
+ * grammar, so values do not depend on the sampling settings (a grammar-forced token can have a
+ * low log-probability). Remote endpoints pass through what the peer returned.
+ */
+typedef struct sipp_token_logprob {
+    const char *token;  /**< the token's bytes, NUL-terminated; may be part of a UTF-8 sequence */
+    size_t token_len;
+    float logprob;
+    const sipp_top_logprob *top; /**< n_top alternatives, sorted by logprob descending */
+    uint32_t n_top;
+} sipp_token_logprob;
 
 /* ============================================================================================
  * Runs and responses
@@ -668,6 +710,12 @@ typedef struct sipp_response {
     /** Remote endpoints: the peer's error code when it sent one (a gateway envelope's `code`
      *  such as "admission", an OpenAI `code`/`type`, an Anthropic error `type`), else "". */
     char error_code[48];
+    /* appended (issue 18) */
+    /** With sipp_text_params.logprobs: one entry per output token whose text is in `text`
+     *  (end-of-generation tokens and tokens of a matched stop string have none), owned by the
+     *  run. NULL and 0 otherwise (a remote that returned none also gives 0). Since 0.1. */
+    const sipp_token_logprob *logprobs;
+    size_t n_logprobs;
 } sipp_response;
 
 /**
@@ -688,6 +736,11 @@ typedef struct sipp_token_batch {
     size_t len;
     uint32_t n_tokens;
     bool done; /**< true once the run ended and all text was delivered */
+    /* appended (issue 18) */
+    /** With sipp_text_params.logprobs: the entries of the tokens this batch covers, owned by the
+     *  run and valid as `text`. Since 0.1. */
+    const sipp_token_logprob *logprobs;
+    size_t n_logprobs;
 } sipp_token_batch;
 
 /** An empty batch to fill (see sipp_error_init() for the contract). Since 0.1. */
@@ -703,6 +756,15 @@ SIPP_API sipp_status sipp_token_batch_init(sipp_token_batch *p, size_t size);
  */
 SIPP_API sipp_status sipp_run_next(sipp_run *run, int timeout_ms, sipp_token_batch *out,
                                    sipp_error *err);
+
+/**
+ * The log-probability entries of the batch last delivered: inside an on_tokens callback, those
+ * of the text it was just given; after sipp_run_next(), those of its batch (also in the batch's
+ * own fields). Owned by the run, valid until the next delivery. *out NULL and *n 0 when the
+ * run has none. Thread-safety: the consumer's thread. Since 0.1.
+ */
+SIPP_API void sipp_run_batch_logprobs(const sipp_run *run, const sipp_token_logprob **out,
+                                      size_t *n);
 
 /**
  * Asks the run to stop. Takes effect within one engine tick; the run ends with finish reason

@@ -174,7 +174,11 @@ typedef enum sipp_setting_kind {
       "extra request fields for the remote API, e.g. '{\"presence_penalty\":0.5}' (typed "        \
       "fields are refused)")                                                                      \
     X(request_id, STR, NULL, "request-id", "ID", NULL, NULL, 0, 0,                                \
-      "sent as x-request-id (a gateway passes it on upstream)")
+      "sent as x-request-id (a gateway passes it on upstream)")                                   \
+    X(logprobs, BOOL, false, NULL, NULL, NULL, NULL, 0, 1,                                        \
+      "report each output token's log-probability")                                               \
+    X(top_logprobs, U32, 0, NULL, NULL, NULL, NULL, 0, SIPP_MAX_TOP_LOGPROBS,                     \
+      "with logprobs: the N most likely alternatives per position (0..20)")
 
 /** sipp_embed_params: the options of embed (sipp_embed). */
 #define SIPP_EMBED_SETTINGS(X)                                                                    \

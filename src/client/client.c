@@ -323,7 +323,11 @@ static sipp_status text_params_in(const sipp_endpoint *ep, const sipp_text_param
     if (ep->kind == ENDPOINT_LOCAL && p->extra_json)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "extra_json is for remote endpoints; a local endpoint has typed options only");
-    return ep->kind == ENDPOINT_LOCAL ? SIPP_OK : sipp__text_params_check(p, err);
+    if (ep->kind == ENDPOINT_LOCAL) return SIPP_OK;
+    sipp_status st = sipp__text_params_check(p, err);
+    /* structured output: a schema a remote would get is held to the local rule (issue 18) */
+    if (st == SIPP_OK && p->json_schema) st = sipp__engine_check_schema(p->json_schema, err);
+    return st;
 }
 
 sipp_status sipp_query(sipp_endpoint *ep, const char *prompt, const sipp_text_params *params,

@@ -191,6 +191,12 @@ void sipp__run_set_waker(sipp_run *run, sipp__run_wake_fn wake, void *producer);
 /* Producer side. push_text appends generated text for the stream and the response. */
 sipp_status sipp__run_push_text(sipp_run *run, const char *text, size_t len, uint32_t n_tokens);
 size_t sipp__run_backlog(sipp_run *run);
+/* Log-probabilities (issue 18): stages one output token's entry (copied). push_text publishes
+ * staged entries in order, as many as its n_tokens (or fewer when fewer are staged), so each
+ * batch carries the entries of the tokens it covers; entries never published (a matched stop
+ * string's tokens) are not in the response. OUT_OF_MEMORY leaves the run as it was. */
+sipp_status sipp__run_stage_logprob(sipp_run *run, const char *tok, size_t len, float logprob,
+                                    const sipp_top_logprob *top, uint32_t n_top);
 bool sipp__run_cancel_requested(const sipp_run *run);
 /* Embedding result: takes ownership of `vec` (malloc'd, n floats). */
 void sipp__run_set_embedding(sipp_run *run, float *vec, uint32_t n, bool normalized);

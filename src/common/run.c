@@ -36,8 +36,15 @@ struct sipp_run {
     sipp_response resp; /* resp.usage and resp.stats point at the two below */
     sipp_usage usage;
     sipp_stats stats;
+    /* log-probabilities (issue 18), under mu: lp[0, lp_n) staged by the producer, of which
+     * [0, lp_published) went out with text and [0, lp_taken) were handed to the consumer.
+     * Each entry's strings are one malloc'd block starting at its `token` (lp_block_new). */
+    sipp_token_logprob *lp;
+    size_t lp_n, lp_cap, lp_published, lp_taken;
 
     /* consumer-only */
+    sipp_token_logprob *lp_delivered; /* the entries of the batch last handed out */
+    size_t lp_delivered_n, lp_delivered_cap;
     sipp__buf delivered;       /* the batch last handed out by sipp_run_next */
     bool delivered_done;
     sipp_token_fn on_tokens;
@@ -88,6 +95,9 @@ static void run_release(sipp_run *r) {
     sipp__buf_free(&r->pending);
     sipp__buf_free(&r->text);
     sipp__buf_free(&r->delivered);
+    for (size_t i = 0; i < r->lp_n; i++) free((char *)r->lp[i].token);
+    free(r->lp);
+    free(r->lp_delivered);
     free(r->embedding);
     free(r);
 }
@@ -105,10 +115,61 @@ sipp_status sipp__run_push_text(sipp_run *r, const char *text, size_t len, uint3
     pthread_mutex_lock(&r->mu);
     sipp_status st = sipp__buf_append(&r->text, text, len);
     if (st == SIPP_OK) st = sipp__buf_append(&r->pending, text, len);
-    if (st == SIPP_OK) r->pending_tokens += n_tokens;
+    if (st == SIPP_OK) {
+        r->pending_tokens += n_tokens;
+        size_t staged = r->lp_n - r->lp_published;
+        r->lp_published += n_tokens < staged ? n_tokens : staged;
+    }
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     return st;
+}
+
+/* One malloc'd block holding an entry's strings and its alternatives: the token's bytes and
+ * NUL first (so freeing `token` frees the block), then the sipp_top_logprob array at an
+ * aligned offset, then the alternatives' bytes. */
+static bool lp_block_new(sipp_token_logprob *e, const char *tok, size_t len, float logprob,
+                         const sipp_top_logprob *top, uint32_t n_top) {
+    const size_t align = _Alignof(sipp_top_logprob);
+    size_t head = (len + 1 + align - 1) / align * align;
+    size_t size = head + n_top * sizeof(sipp_top_logprob);
+    for (uint32_t i = 0; i < n_top; i++) size += top[i].token_len + 1;
+    char *b = malloc(size);
+    if (!b) return false;
+    memcpy(b, tok, len);
+    b[len] = '\0';
+    sipp_top_logprob *t = (sipp_top_logprob *)(void *)(b + head);
+    char *p = (char *)(t + n_top);
+    for (uint32_t i = 0; i < n_top; i++) {
+        memcpy(p, top[i].token, top[i].token_len);
+        p[top[i].token_len] = '\0';
+        t[i] = (sipp_top_logprob){p, top[i].token_len, top[i].logprob};
+        p += top[i].token_len + 1;
+    }
+    *e = (sipp_token_logprob){b, len, logprob, n_top ? t : NULL, n_top};
+    return true;
+}
+
+sipp_status sipp__run_stage_logprob(sipp_run *r, const char *tok, size_t len, float logprob,
+                                    const sipp_top_logprob *top, uint32_t n_top) {
+    sipp_token_logprob e;
+    if (!lp_block_new(&e, tok ? tok : "", tok ? len : 0, logprob, top, n_top))
+        return SIPP_OUT_OF_MEMORY;
+    pthread_mutex_lock(&r->mu);
+    if (r->lp_n == r->lp_cap) {
+        size_t cap = r->lp_cap ? 2 * r->lp_cap : 64;
+        sipp_token_logprob *grown = realloc(r->lp, cap * sizeof *grown);
+        if (!grown) {
+            pthread_mutex_unlock(&r->mu);
+            free((char *)e.token);
+            return SIPP_OUT_OF_MEMORY;
+        }
+        r->lp = grown;
+        r->lp_cap = cap;
+    }
+    r->lp[r->lp_n++] = e;
+    pthread_mutex_unlock(&r->mu);
+    return SIPP_OK;
 }
 
 size_t sipp__run_backlog(sipp_run *r) {
@@ -170,6 +231,8 @@ void sipp__run_finish(sipp_run *r, sipp_status status, const char *message,
     }
     r->resp.text = r->text.data ? r->text.data : "";
     r->resp.text_len = r->text.len;
+    r->resp.logprobs = r->lp_published ? r->lp : NULL;
+    r->resp.n_logprobs = r->lp_published;
     /* The response is final: the observer sees it before any waiter wakes, so a caller that
      * saw the run end also sees it counted (it takes only its own lock: no order to keep). */
     if (r->observer) r->observer(r->observer_ctx, &r->resp);
@@ -228,7 +291,27 @@ static uint32_t take_pending_locked(sipp_run *r) {
     sipp__buf_reset(&r->pending);
     uint32_t n = r->pending_tokens;
     r->pending_tokens = 0;
+    /* the entries published with that text: copied, as the producer may grow r->lp */
+    size_t k = r->lp_published - r->lp_taken;
+    r->lp_delivered_n = 0;
+    if (k > r->lp_delivered_cap) {
+        sipp_token_logprob *grown = realloc(r->lp_delivered, k * sizeof *grown);
+        if (grown) {
+            r->lp_delivered = grown;
+            r->lp_delivered_cap = k;
+        }
+    }
+    if (k <= r->lp_delivered_cap && k > 0) {
+        memcpy(r->lp_delivered, r->lp + r->lp_taken, k * sizeof *r->lp_delivered);
+        r->lp_delivered_n = k;
+    }
+    r->lp_taken = r->lp_published;
     return n;
+}
+
+void sipp_run_batch_logprobs(const sipp_run *r, const sipp_token_logprob **out, size_t *n) {
+    if (out) *out = r && r->lp_delivered_n ? r->lp_delivered : NULL;
+    if (n) *n = r ? r->lp_delivered_n : 0;
 }
 
 sipp_status sipp_run_next(sipp_run *r, int timeout_ms, sipp_token_batch *out, sipp_error *err) {
@@ -251,6 +334,8 @@ sipp_status sipp_run_next(sipp_run *r, int timeout_ms, sipp_token_batch *out, si
     b.len = r->delivered.len;
     b.n_tokens = n;
     b.done = done;
+    b.logprobs = r->lp_delivered_n ? r->lp_delivered : NULL;
+    b.n_logprobs = r->lp_delivered_n;
     return sipp__struct_out(out, &b, sizeof b, SIPP__FIRST_SIZE(token_batch), "token batch", err);
 }
 

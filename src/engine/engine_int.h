@@ -25,6 +25,10 @@ void sipp__engine_get_stats(sipp__engine *e, sipp_engine_stats *out);
 /* Submits a completion of `prompt` (already templated for chat). */
 sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
                                      const sipp_text_params *p, sipp_run **out, sipp_error *err);
+/* Structured output (issue 18): whether llama.cpp's converter can enforce `schema` (the
+ * same depth cap and conversion a local submission does), for every endpoint kind, so an
+ * unenforceable schema is INVALID_ARGUMENT everywhere. Any thread. */
+sipp_status sipp__engine_check_schema(const char *schema, sipp_error *err);
 /* Renders chat messages with the model's template. *out freed with free(). */
 sipp_status sipp__engine_render_chat(sipp__engine *e, const sipp_message *messages, size_t n,
                                      char **out, sipp_error *err);

@@ -48,6 +48,8 @@ typedef struct job {
     size_t key_len;
     sipp_cache_source cache_source;
     uint32_t cached_tokens;
+    bool logprobs;         /* stage each output token's log-probability (issue 18) */
+    uint32_t top_logprobs; /* alternatives per token, <= SIPP_MAX_TOP_LOGPROBS */
 } job;
 
 typedef enum slot_state { SLOT_FREE, SLOT_PREFILL, SLOT_DECODE } slot_state;
@@ -124,6 +126,7 @@ struct sipp__engine {
     uint32_t rr; /* round-robin start for prefill sharing */
     uint32_t n_running;
     char piece[512];
+    char lp_text[(SIPP_MAX_TOP_LOGPROBS + 1) * 256]; /* token pieces of one logprobs entry */
     float *gap_scratch; /* n_ctx_seq floats, for the p99 of one request */
     llama_logit_bias *eog_bias; /* -inf for every end-of-generation token (ignore_eos) */
     int32_t n_eog;

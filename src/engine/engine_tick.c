@@ -6,7 +6,7 @@
  * by stream_cap bytes: it pauses, the others go on), then prompt chunks of prefilling
  * sequences, shared round-robin within the tick's token budget; decodes it and samples one
  * token per sequence with logits. Invariants: a tick allocates nothing on the heap (the batch
- * is allocated at open); a failed decode ends only the sequences that were in the batch.
+ * is allocated at open) except the log-probability entries of runs that asked for them; a failed decode ends only the sequences that were in the batch.
  * Sequence ids: slot i uses seq i; seq n_parallel is for embeddings (seq 0 for an
  * embedding-only model, which has no slots).
  */
@@ -100,6 +100,57 @@ static void reap_slots(sipp__engine *e, double now) {
     }
 }
 
+/* Log-probabilities (issue 18): stages the entry of the token just sampled for slot s, from
+ * the softmax of the raw logits of its batch row over the whole vocabulary (llama-server's
+ * default, n_probs without post_sampling_probs): before penalties, temperature, truncation and
+ * grammar. log p(t) = logit(t) - logsumexp(logits), summed in double. The top N come from one
+ * pass with an insertion-sorted array of N <= 20. End-of-generation tokens get no entry (their
+ * text never reaches the caller). Allocates (the entry's copy in the run) only when asked for. */
+static void stage_logprobs(sipp__engine *e, slot *s, llama_token tok) {
+    const float *logits = llama_get_logits_ith(e->ctx, s->i_batch);
+    int32_t n_vocab = llama_vocab_n_tokens(e->vocab);
+    if (!logits || n_vocab <= 0 || llama_vocab_is_eog(e->vocab, tok)) return;
+    uint32_t n_top = s->job->top_logprobs;
+    llama_token ids[SIPP_MAX_TOP_LOGPROBS];
+    float vals[SIPP_MAX_TOP_LOGPROBS];
+    uint32_t have = 0;
+    float max = -INFINITY;
+    for (int32_t t = 0; t < n_vocab; t++) {
+        float v = logits[t];
+        if (v > max) max = v;
+        if (n_top == 0 || (have == n_top && !(v > vals[have - 1]))) continue;
+        uint32_t k = have < n_top ? have++ : have - 1; /* the slot to fill, then sift up */
+        while (k > 0 && v > vals[k - 1]) {
+            ids[k] = ids[k - 1];
+            vals[k] = vals[k - 1];
+            k--;
+        }
+        ids[k] = t;
+        vals[k] = v;
+    }
+    double sum = 0;
+    for (int32_t t = 0; t < n_vocab; t++) sum += exp((double)logits[t] - max);
+    double lse = (double)max + log(sum);
+    /* pieces: the chosen token's, then each alternative's, side by side in e->lp_text */
+    sipp_top_logprob top[SIPP_MAX_TOP_LOGPROBS];
+    size_t used = 0;
+    const size_t piece_cap = sizeof e->lp_text / (SIPP_MAX_TOP_LOGPROBS + 1);
+    for (uint32_t i = 0; i <= have; i++) {
+        llama_token id = i == 0 ? tok : ids[i - 1];
+        int32_t n = llama_token_to_piece(e->vocab, id, e->lp_text + used, (int32_t)piece_cap, 0,
+                                         false);
+        if (n < 0) n = 0; /* longer than piece_cap: no real vocabulary has one */
+        if (i > 0)
+            top[i - 1] = (sipp_top_logprob){e->lp_text + used, (size_t)n,
+                                            (float)((double)vals[i - 1] - lse)};
+        used += (size_t)n;
+    }
+    float lp = (float)((double)logits[tok] - lse);
+    size_t tok_len = have ? (size_t)(top[0].token - e->lp_text) : used;
+    /* OOM drops the entry; the text goes on and the caller sees fewer entries than tokens */
+    (void)sipp__run_stage_logprob(s->job->run, e->lp_text, tok_len, lp > 0 ? 0 : lp, top, have);
+}
+
 /* Builds and decodes one batch. Returns false when there was nothing to decode. */
 bool sipp__engine_tick(sipp__engine *e) {
     struct llama_batch *b = &e->batch;
@@ -174,6 +225,7 @@ bool sipp__engine_tick(sipp__engine *e) {
             s->t_prefilled = now;
         }
         llama_token tok = llama_sampler_sample(s->job->sampler, e->ctx, s->i_batch);
+        if (s->job->logprobs) stage_logprobs(e, s, tok);
         n_generated++;
         sipp__slot_accept(e, s, tok, now);
     }

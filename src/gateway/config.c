@@ -806,6 +806,7 @@ int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__
     cfg->max_header_bytes = 16384;
     cfg->max_json_depth = 32;
     cfg->max_embedding_floats = 4194304; /* 16 MiB of float32 */
+    cfg->max_schema_bytes = 65536;
     cfg->max_connections = 512;
     cfg->max_connections_per_ip = 64;
     cfg->shutdown_grace_seconds = 10;
@@ -853,6 +854,8 @@ int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__
             ok = get_u32(&c, n, k, 2, 256, &cfg->max_json_depth);
         else if (strcmp(k, "max_embedding_floats") == 0)
             ok = get_u64(&c, n, k, 1, 1u << 28, &cfg->max_embedding_floats);
+        else if (strcmp(k, "max_schema_bytes") == 0)
+            ok = get_u32(&c, n, k, 2, 16u << 20, &cfg->max_schema_bytes);
         else if (strcmp(k, "max_connections") == 0)
             ok = get_u32(&c, n, k, 1, 65536, &cfg->max_connections);
         else if (strcmp(k, "max_connections_per_ip") == 0)

@@ -163,6 +163,7 @@ typedef struct sipp__gw_config {
     uint32_t max_header_bytes;
     uint32_t max_json_depth;
     uint64_t max_embedding_floats; /* inputs x dimensions of one embeddings request */
+    uint32_t max_schema_bytes;     /* a request's JSON schema, compact (issue 18) */
     uint32_t max_connections;
     uint32_t max_connections_per_ip; /* public listener, per TCP peer; 0 = no limit */
     uint32_t shutdown_grace_seconds;

@@ -138,6 +138,8 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
     tp.stop = c->stop;
     tp.n_stop = c->n_stop;
     tp.request_id = r->id; /* providers get the same x-request-id as the caller */
+    tp.logprobs = c->logprobs;
+    tp.top_logprobs = c->has_top_logprobs && c->top_logprobs > 0 ? (uint32_t)c->top_logprobs : 0;
     char scope[200];
     if (t->cfg->type == SIPP__GW_LOCAL) {
         /* Prefix reuse per caller, never across callers: one workflow key per caller, scoped
@@ -161,9 +163,18 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
             tp.context_key = "gateway";
         }
     }
+    size_t schema_len; /* structured output (issue 18); its size was checked in validate */
+    char *schema = sipp__gw_schema_text(c, &schema_len);
+    if ((c->json_schema || c->json_object) && !schema) {
+        attempt_release(r, SIPP__POOL_NEUTRAL);
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return err->code = SIPP_OUT_OF_MEMORY;
+    }
+    tp.json_schema = schema;
     sipp_status st = c->op == GW_OP_CHAT
                          ? sipp_chat(ep, c->messages, c->n_messages, &tp, &r->run, err)
                          : sipp_query(ep, c->prompt, &tp, &r->run, err);
+    free(schema);
     if (st != SIPP_OK) attempt_release(r, SIPP__POOL_NEUTRAL); /* refused before any I/O */
     return st;
 }
@@ -235,6 +246,8 @@ void sipp__gw_execute_text(gw_req *r) {
     }
     gw_answer ans = sipp__gw_req_answer(r);
     ans.created = (long)time(NULL);
+    ans.logprobs = resp->logprobs;
+    ans.n_logprobs = resp->n_logprobs;
     json_t *body = sipp__gw_codec(r->prof)->text(&ans, resp->text, resp->text_len,
                                                  resp->finish_reason);
     if (!body) {

@@ -196,6 +196,14 @@ bool sipp__gw_phase_validate(gw_req *r) {
     gw_call *c = &r->call;
     if (c->invalid[0])
         return sipp__gw_req_fail(r, GW_INVALID_REQUEST, c->invalid_param, "%s", c->invalid);
+    /* structured output (issue 18): the schema's compact size within max_schema_bytes */
+    size_t schema_bytes = c->json_schema ? json_dumpb(c->json_schema, NULL, 0, JSON_COMPACT) : 0;
+    if (schema_bytes > r->gw->cfg.max_schema_bytes)
+        return sipp__gw_req_fail(r, GW_INVALID_REQUEST,
+                                 r->prof == GW_PROFILE_OPENAI ? "response_format" : "json_schema",
+                                 "the JSON schema is %zu bytes, more than this gateway's "
+                                 "max_schema_bytes (%u)",
+                                 schema_bytes, r->gw->cfg.max_schema_bytes);
     gw_target *t = &r->gw->targets[r->target];
     if (c->op == GW_OP_EMBED && !t->can_embed)
         return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "model", "target '%s' cannot embed",

@@ -52,9 +52,8 @@ void sipp__gw_invalid(gw_call *c, const char *param, const char *fmt, ...) {
 }
 
 bool sipp__gw_is_local_only(const char *k) {
-    static const char *const keys[] = {"context_key", "contextKey", "grammar", "json_schema",
-                                       "jsonSchema",  "sampling",   "media",   "normalize",
-                                       "local",       NULL};
+    static const char *const keys[] = {"context_key", "contextKey", "grammar",   "sampling",
+                                       "media",       "normalize",  "local",     NULL};
     for (const char *const *p = keys; *p; p++)
         if (strcmp(*p, k) == 0) return true;
     return false;

@@ -85,7 +85,8 @@ gw_answer sipp__gw_req_answer(const gw_req *r) {
     return (gw_answer){.op = r->op, .id = r->id, .model = t ? t->cfg->name : "",
                        .created = r->created, .in_tok = r->in_tok, .out_tok = r->out_tok,
                        .usage_known = t && t->cfg->type == SIPP__GW_LOCAL,
-                       .include_usage = r->call.include_usage};
+                       .include_usage = r->call.include_usage,
+                       .logprobs_on = r->call.logprobs};
 }
 
 /* ---- answers ----------------------------------------------------------------------------------- */

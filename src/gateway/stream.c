@@ -71,6 +71,8 @@ static long stream_pull(void *ctx, sipp__httpd_req *http, char *buf, size_t cap)
         if (sipp__gw_pull_batch(r, &b) == SIPP_OK) {
             if (b.len) {
                 gw_answer ans = sipp__gw_req_answer(r);
+                ans.logprobs = b.logprobs;
+                ans.n_logprobs = b.n_logprobs;
                 sipp__gw_codec(r->prof)->stream_text(&r->out, &ans, &r->st, b.text, b.len,
                                                      b.n_tokens);
             }

@@ -97,9 +97,14 @@ int main(void) {
     F(sipp_response, finish_reason); F(sipp_response, embedding); F(sipp_response, n_embd);
     F(sipp_response, normalized); F(sipp_response, usage); F(sipp_response, stats);
     F(sipp_response, http_status); F(sipp_response, retry_after_s); F(sipp_response, request_id);
-    L(sipp_response, error_code);
+    F(sipp_response, error_code); F(sipp_response, logprobs); L(sipp_response, n_logprobs);
     S(sipp_token_batch); F(sipp_token_batch, struct_size); F(sipp_token_batch, text);
-    F(sipp_token_batch, len); F(sipp_token_batch, n_tokens); L(sipp_token_batch, done);
+    F(sipp_token_batch, len); F(sipp_token_batch, n_tokens); F(sipp_token_batch, done);
+    F(sipp_token_batch, logprobs); L(sipp_token_batch, n_logprobs);
+    S(sipp_top_logprob); F(sipp_top_logprob, token); F(sipp_top_logprob, token_len);
+    L(sipp_top_logprob, logprob);
+    S(sipp_token_logprob); F(sipp_token_logprob, token); F(sipp_token_logprob, token_len);
+    F(sipp_token_logprob, logprob); F(sipp_token_logprob, top); L(sipp_token_logprob, n_top);
     printf("\n}\n");
     return 0;
 }

@@ -296,7 +296,7 @@ def test_order_of_checks(gw):
     assert (st, error_of(b)) == (400, "invalidrequest")
     st, _, b = gw.post(chat, {**good, "top_p": 1.5}, token=SECRET_A, headers=ip(16))
     assert (st, error_of(b)) == (400, "invalidrequest")
-    for key in ("grammar", "context_key", "contextKey", "json_schema", "local", "frobnicate"):
+    for key in ("grammar", "context_key", "contextKey", "local", "frobnicate"):
         st, _, b = gw.post(chat, {**good, key: "x"}, token=SECRET_A, headers=ip(17 + len(key)))
         assert (st, error_of(b)) == (400, "invalidrequest"), key
         assert f"'{key}'" in b["error"]["message"]

@@ -207,6 +207,8 @@ static void test_types_and_ranges(void **state) {
     refused("max_request_bytes = \"big\"\n" TARGET, "key 'max_request_bytes' must be an integer, not a string");
     refused("max_request_bytes = 10\n" TARGET, "key 'max_request_bytes' must be between");
     refused("sse_heartbeat_seconds = -1\n" TARGET, "sse_heartbeat_seconds");
+    refused("max_schema_bytes = 1\n" TARGET, "key 'max_schema_bytes' must be between");
+    refused("max_schema_bytes = 99999999\n" TARGET, "key 'max_schema_bytes' must be between");
     refused("allowed_origins = \"https://a\"\n" TARGET, "must be an array of strings");
     refused("allowed_origins = [\"*\"]\n" TARGET, "exact origin");
     refused("allowed_origins = [\"https://a.example/\"]\n" TARGET, "exact origin");

@@ -158,6 +158,15 @@ class Stats(Structure):
                 ("cached_tokens", c_uint32)]
 
 
+class TopLogprob(Structure):
+    _fields_ = [("token", c_void_p), ("token_len", c_size_t), ("logprob", c_float)]
+
+
+class TokenLogprob(Structure):
+    _fields_ = [("token", c_void_p), ("token_len", c_size_t), ("logprob", c_float),
+                ("top", POINTER(TopLogprob)), ("n_top", c_uint32)]
+
+
 class Response(Structure):
     _fields_ = [("struct_size", c_uint32), ("status", c_int),
                 ("error_message", c_char * ERROR_MESSAGE_CAP), ("text", c_void_p),
@@ -165,12 +174,14 @@ class Response(Structure):
                 ("n_embd", c_uint32), ("normalized", c_bool), ("usage", POINTER(Usage)),
                 ("stats", POINTER(Stats)),
                 ("http_status", c_uint32), ("retry_after_s", c_uint32),
-                ("request_id", c_char * 64), ("error_code", c_char * 48)]
+                ("request_id", c_char * 64), ("error_code", c_char * 48),
+                ("logprobs", POINTER(TokenLogprob)), ("n_logprobs", c_size_t)]
 
 
 class TokenBatch(Structure):
     _fields_ = [("struct_size", c_uint32), ("text", c_void_p), ("len", c_size_t),
-                ("n_tokens", c_uint32), ("done", c_bool)]
+                ("n_tokens", c_uint32), ("done", c_bool),
+                ("logprobs", POINTER(TokenLogprob)), ("n_logprobs", c_size_t)]
 
 
 # ---- enums ---------------------------------------------------------------------------------

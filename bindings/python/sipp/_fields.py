@@ -80,6 +80,8 @@ TEXT_PARAMS = [  # sipp_text_params
     ("ignore_eos", "bool"),
     ("extra_json", "str"),
     ("request_id", "str"),
+    ("logprobs", "bool"),
+    ("top_logprobs", "u32"),
 ]
 
 EMBED_PARAMS = [  # sipp_embed_params

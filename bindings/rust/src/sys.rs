@@ -139,6 +139,27 @@ pub struct sipp_response {
     pub retry_after_s: u32,
     pub request_id: [c_char; 64],
     pub error_code: [c_char; 48],
+    pub logprobs: *const sipp_token_logprob,
+    pub n_logprobs: usize,
+}
+
+/// Log-probabilities (issue 18): fixed layouts, array elements.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct sipp_top_logprob {
+    pub token: *const c_char,
+    pub token_len: usize,
+    pub logprob: c_float,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct sipp_token_logprob {
+    pub token: *const c_char,
+    pub token_len: usize,
+    pub logprob: c_float,
+    pub top: *const sipp_top_logprob,
+    pub n_top: u32,
 }
 
 #[repr(C)]
@@ -148,6 +169,8 @@ pub struct sipp_token_batch {
     pub len: usize,
     pub n_tokens: u32,
     pub done: bool,
+    pub logprobs: *const sipp_token_logprob,
+    pub n_logprobs: usize,
 }
 
 #[repr(C)]

@@ -108,8 +108,10 @@ fn mirrors() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
             cached_tokens }),
         mirror!(sipp_response { struct_size, status, error_message, text, text_len, finish_reason,
             embedding, n_embd, normalized, usage, stats, http_status, retry_after_s, request_id,
-            error_code }),
-        mirror!(sipp_token_batch { struct_size, text, len, n_tokens, done }),
+            error_code, logprobs, n_logprobs }),
+        mirror!(sipp_token_batch { struct_size, text, len, n_tokens, done, logprobs, n_logprobs }),
+        mirror!(sipp_top_logprob { token, token_len, logprob }),
+        mirror!(sipp_token_logprob { token, token_len, logprob, top, n_top }),
     ]);
     v
 }
@@ -136,6 +138,23 @@ fn the_layout_check_catches_a_stale_mirror() {
     let bad = mismatches(&layout, name, size - 16, &fields);
     assert_eq!(bad.len(), 2, "{:?}", bad);
     assert!(bad[0].starts_with("sipp_text_params: size") && bad[1].starts_with("sipp_text_params: fields"));
+}
+
+#[test]
+fn logprobs_spell_the_text() {
+    let r = ep("story")
+        .query("Once upon a time", &greedy().max_tokens(12).logprobs(true).top_logprobs(3))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(r.logprobs.len(), 12);
+    let bytes: Vec<u8> = r.logprobs.iter().flat_map(|e| e.token.clone()).collect();
+    assert_eq!(String::from_utf8_lossy(&bytes), r.text);
+    for e in &r.logprobs {
+        assert!(e.logprob <= 0.0 && e.top.len() == 3 && e.top[0].0 == e.token);
+        assert!(e.top.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
+    assert!(ep("story").query("Once", &greedy().max_tokens(2)).unwrap().wait().unwrap().logprobs.is_empty());
 }
 
 #[test]
@@ -499,9 +518,9 @@ fn gateway_endpoint_against_a_real_sipp_gateway() {
     assert!(!e.request_id.is_empty());
     let e = denied.query("x", &TextOptions::new().grammar("root ::= \"a\"")).unwrap_err();
     assert!(e.kind == "invalid_argument" && e.message.contains("grammar"), "{}", e);
-    // header auth reaches the gateway as a header it does not know: 401 too
+    // header auth in a header the gateway does not take (it takes Bearer and x-api-key): 401
     let hdr = c.add_gateway("hdr", &GatewayOptions::new(&gw.url, "local")
-        .auth(GatewayAuth::Header("X-Api-Key".into())).token(GW_TOKEN)).unwrap();
+        .auth(GatewayAuth::Header("X-Token".into())).token(GW_TOKEN)).unwrap();
     let e = hdr.chat(&[Message::user("Hi")], &TextOptions::new().max_tokens(4)).unwrap().wait().unwrap_err();
     assert_eq!((e.kind, e.http_status), ("authentication", 401));
 
