@@ -245,6 +245,8 @@ static void *watchdog_main(void *arg) {
 #endif /* __EMSCRIPTEN__ */
 #else
 bool sipp__engine_step(sipp__engine *e) {
+    /* a forward still pending (an external backend's, not committed yet): nothing else runs */
+    if (!sipp__engine_resume(e)) return true;
     engine_round(e);
     pthread_mutex_lock(&e->mu);
     bool more = e->queue_head != NULL || e->n_running > 0;
