@@ -400,8 +400,8 @@ static sipp_status kvstore_open(sipp__engine *e, const sipp_local_params *p, uin
 static sipp_status backend_attach(sipp__engine *e, const sipp_local_params *p,
                                   const sipp__backend *be, sipp__model_caps *caps,
                                   struct llama_context_params *cp, sipp_error *err) {
-    if (!be->forward || !be->n_vocab || !be->n_embd || !be->n_ctx_seq || !be->seq_remove || !be->seq_shift ||
-        !be->seq_copy || !be->state_save || !be->state_load)
+    if (!be->forward || !be->n_vocab || !be->n_embd || !be->n_ctx_seq || !be->seq_remove ||
+        !be->seq_shift || !be->seq_copy || !be->state_save || !be->state_load)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "external backend: every function but embed and destroy is required");
     if (e->embed_only)
@@ -457,7 +457,8 @@ static sipp_status engine_open_backend(const sipp_local_params *params, const si
         limits_set(e, p);
         st = be ? backend_attach(e, p, be, &caps, cp, err) : context_create(e, p, &caps, cp, err);
     }
-    if (st == SIPP_OK && !be && !sipp__backend_llama_new(e->model, e->ctx, false, e->embed_only, &e->be))
+    if (st == SIPP_OK && !be &&
+        !sipp__backend_llama_new(e->model, e->ctx, false, e->embed_only, &e->be))
         st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     if (st != SIPP_OK) {
         engine_release(e);

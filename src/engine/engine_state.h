@@ -102,7 +102,7 @@ struct sipp__engine {
     bool add_bos_text;
 
     pthread_t thread;
-    pthread_mutex_t mu; /* guards the queue, `stopping` and `woken` */
+    pthread_mutex_t mu; /* guards the queue, `stopping`, `woken`, fwd_committed, fwd_res */
     pthread_cond_t cv;
     job *queue_head, *queue_tail;
     size_t n_queued;
