@@ -94,8 +94,9 @@ typedef struct sipp__backend {
 } sipp__backend;
 
 /* Hands a pending forward's result back (any thread, exactly once per forward that returned
- * false): rc 0 and logits as in sipp__fwd_result (they stay valid until the engine calls the
- * backend again or is closed), or rc != 0 to fail the batch's sequences. */
+ * false, and before sipp__engine_close: a close waits for it): rc 0 and logits as in
+ * sipp__fwd_result (they stay valid until the engine calls the backend again or is closed),
+ * or rc != 0 to fail the batch's sequences. */
 void sipp__engine_commit(sipp__engine *e, int rc, const float *logits);
 
 #endif

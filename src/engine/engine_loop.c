@@ -285,6 +285,9 @@ void sipp__engine_stop(sipp__engine *e) {
 #ifndef SIPP_ENGINE_MANUAL
     pthread_join(e->thread, NULL);
 #else
-    drain_all(e); /* manual mode: the caller's thread is the engine thread */
+    /* manual mode: the caller's thread is the engine thread; a forward committed but not taken
+     * back yet is completed first (an external backend commits before the close) */
+    sipp__engine_resume(e);
+    drain_all(e);
 #endif
 }
