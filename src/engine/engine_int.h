@@ -10,11 +10,23 @@
 #define SIPP_ENGINE_INT_H
 
 #include "../common/common_int.h"
+#include "backend.h"
 
 typedef struct sipp__engine sipp__engine;
 
 /* Loads the model and starts the engine thread. */
 sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, sipp_error *err);
+/* Opens an engine whose forward and KV cache are the embedder's `be` (backend.h; copied, its
+ * state stays the embedder's unless be->destroy is set): the tokenizer and chat template come
+ * from a vocab-only load of p->model_path, which must be the model the backend runs (its
+ * vocabulary size must match). Embeddings need be->embed; an embedding-only model is refused. */
+sipp_status sipp__engine_open_external(const sipp_local_params *p, const sipp__backend *be,
+                                       sipp__engine **out, sipp_error *err);
+/* The llama.cpp backend alone, over the model and context sipp__engine_open would create for p
+ * (same sequences, context and batch): for an embedder that wraps it, e.g. the pass-through
+ * external backend of the tests. Freed with out->destroy(out->state). */
+sipp_status sipp__backend_llama_open(const sipp_local_params *p, sipp__backend *out,
+                                     sipp_error *err);
 /* Cancels everything queued or running (each run gets its terminal state), joins the engine
  * thread and frees the model. NULL is a no-op. */
 void sipp__engine_close(sipp__engine *e);

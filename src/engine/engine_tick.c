@@ -1,12 +1,15 @@
 /*
- * engine_tick.c — the tick: one llama_batch for every running sequence, and embeddings.
+ * engine_tick.c — the tick: plan one batch for every running sequence, run it through the
+ * backend (backend.h), sample and accept; and embeddings.
  *
  * Thread: the engine thread only. Each tick drops cancelled and expired sequences, then
- * builds one batch: the next token of every decoding sequence first (unless its consumer lags
+ * plans one batch: the next token of every decoding sequence first (unless its consumer lags
  * by stream_cap bytes: it pauses, the others go on), then prompt chunks of prefilling
- * sequences, shared round-robin within the tick's token budget; decodes it and samples one
- * token per sequence with logits. Invariants: a tick allocates nothing on the heap (the batch
- * is allocated at open) except the log-probability entries of runs that asked for them; a failed decode ends only the sequences that were in the batch.
+ * sequences, shared round-robin within the tick's token budget; the backend runs it (forward)
+ * and one token is sampled per sequence with logits. Invariants: a tick allocates nothing on
+ * the heap (the plan is allocated at open) except the log-probability entries of runs that
+ * asked for them; a failed forward ends only the sequences that were in the batch; while a
+ * forward is pending (an external backend, manual mode) nothing touches the slots it planned.
  * Sequence ids: slot i uses seq i; seq n_parallel is for embeddings (seq 0 for an
  * embedding-only model, which has no slots).
  */
@@ -16,23 +19,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+static void batch_add(sipp__plan *b, llama_token tok, llama_pos pos, llama_seq_id seq,
+                      bool logits);
+
 void sipp__engine_run_embed(sipp__engine *e, job *j) {
     double t0 = sipp__now_ms();
     llama_seq_id seq = (llama_seq_id)e->n_parallel;
-    struct llama_batch *b = &e->batch;
-    b->n_tokens = 0;
-    for (int32_t i = 0; i < j->n_tokens; i++) {
-        b->token[i] = j->tokens[i];
-        b->pos[i] = i;
-        b->n_seq_id[i] = 1;
-        b->seq_id[i][0] = seq;
-        b->logits[i] = 1;
-    }
-    b->n_tokens = j->n_tokens;
-    if (!e->embed_only) llama_set_embeddings(e->ctx, true);
-    int rc = e->embed_only && llama_model_has_encoder(e->model) ? llama_encode(e->ctx, *b)
-                                                                : llama_decode(e->ctx, *b);
-    const float *v = rc == 0 ? llama_get_embeddings_seq(e->ctx, seq) : NULL;
+    sipp__plan *b = &e->batch;
+    b->n_tokens = b->n_outputs = 0;
+    for (int32_t i = 0; i < j->n_tokens; i++) batch_add(b, j->tokens[i], i, seq, true);
+    const float *v = NULL;
+    int rc = e->be.embed ? e->be.embed(e->be.state, b, seq, &v) : -1;
     uint32_t n = e->info.n_embd;
     float *vec = v ? malloc(n * sizeof *vec) : NULL;
     if (vec) {
@@ -42,14 +39,13 @@ void sipp__engine_run_embed(sipp__engine *e, job *j) {
         for (uint32_t i = 0; i < n; i++)
             vec[i] = j->normalize && norm > 0 ? (float)(v[i] / norm) : v[i];
     }
-    if (!e->embed_only) llama_set_embeddings(e->ctx, false);
-    llama_memory_t mem = llama_get_memory(e->ctx);
-    if (mem) llama_memory_seq_rm(mem, seq, -1, -1);
-    b->n_tokens = 0;
+    e->be.seq_remove(e->be.state, seq, 0, -1);
+    b->n_tokens = b->n_outputs = 0;
 
     if (!vec) {
         char msg[96];
-        snprintf(msg, sizeof msg, "embedding failed (llama.cpp returned %d)", rc);
+        snprintf(msg, sizeof msg, "embedding failed (%s returned %d)",
+                 e->external ? "the backend" : "llama.cpp", rc);
         sipp__engine_finish_job(e, j, rc == 0 ? SIPP_OUT_OF_MEMORY : SIPP_INTERNAL, msg, SIPP_FINISH_NONE,
                    NULL, NULL);
         return;
@@ -69,14 +65,15 @@ void sipp__engine_run_embed(sipp__engine *e, job *j) {
     sipp__engine_finish_job(e, j, SIPP_OK, NULL, SIPP_FINISH_STOP, &u, &st);
 }
 
-static void batch_add(struct llama_batch *b, llama_token tok, llama_pos pos, llama_seq_id seq,
+/* Appends one row to the plan. */
+static void batch_add(sipp__plan *b, llama_token tok, llama_pos pos, llama_seq_id seq,
                       bool logits) {
     int32_t i = b->n_tokens++;
     b->token[i] = tok;
     b->pos[i] = pos;
-    b->n_seq_id[i] = 1;
-    b->seq_id[i][0] = seq;
+    b->seq_id[i] = seq;
     b->logits[i] = logits;
+    b->out_row[i] = logits ? b->n_outputs++ : -1;
 }
 
 void sipp__job_deadline_message(const job *j, char *buf, size_t cap) {
@@ -106,9 +103,8 @@ static void reap_slots(sipp__engine *e, double now) {
  * grammar. log p(t) = logit(t) - logsumexp(logits), summed in double. The top N come from one
  * pass with an insertion-sorted array of N <= 20. End-of-generation tokens get no entry (their
  * text never reaches the caller). Allocates (the entry's copy in the run) only when asked for. */
-static void stage_logprobs(sipp__engine *e, slot *s, llama_token tok) {
-    const float *logits = llama_get_logits_ith(e->ctx, s->i_batch);
-    int32_t n_vocab = llama_vocab_n_tokens(e->vocab);
+static void stage_logprobs(sipp__engine *e, slot *s, const float *logits, llama_token tok) {
+    int32_t n_vocab = e->n_vocab;
     if (!logits || n_vocab <= 0 || llama_vocab_is_eog(e->vocab, tok)) return;
     uint32_t n_top = s->job->top_logprobs;
     llama_token ids[SIPP_MAX_TOP_LOGPROBS];
@@ -151,10 +147,10 @@ static void stage_logprobs(sipp__engine *e, slot *s, llama_token tok) {
     (void)sipp__run_stage_logprob(s->job->run, e->lp_text, tok_len, lp > 0 ? 0 : lp, top, have);
 }
 
-/* Builds and decodes one batch. Returns false when there was nothing to decode. */
-bool sipp__engine_tick(sipp__engine *e) {
-    struct llama_batch *b = &e->batch;
-    b->n_tokens = 0;
+/* Plans one batch (the plan step). Returns false when there is nothing to run. */
+static bool tick_plan(sipp__engine *e) {
+    sipp__plan *b = &e->batch;
+    b->n_tokens = b->n_outputs = 0;
     uint32_t n_prefilling = 0;
     reap_slots(e, sipp__now_ms());
 
@@ -199,18 +195,23 @@ bool sipp__engine_tick(sipp__engine *e) {
         budget -= take;
     }
     e->rr = e->n_parallel ? (e->rr + 1) % e->n_parallel : 0;
-    if (b->n_tokens == 0) return false;
+    return b->n_tokens > 0;
+}
 
-    int rc = llama_decode(e->ctx, *b);
+/* Samples and accepts the forward's result for every sequence in the plan (the sample step). */
+static void tick_accept(sipp__engine *e, const sipp__fwd_result *res) {
+    const sipp__plan *b = &e->batch;
+    int rc = res->rc;
     if (rc != 0) {
         char msg[96];
-        snprintf(msg, sizeof msg, "llama_decode failed (%d)", rc);
+        if (e->external) snprintf(msg, sizeof msg, "the backend's forward failed (%d)", rc);
+        else snprintf(msg, sizeof msg, "llama_decode failed (%d)", rc);
         for (uint32_t i = 0; i < e->n_parallel; i++) {
             slot *s = &e->slots[i];
             if (s->state != SLOT_FREE && s->n_in_batch > 0)
                 sipp__slot_finish(e, s, SIPP_INTERNAL, msg, SIPP_FINISH_NONE);
         }
-        return true;
+        return;
     }
     double now = sipp__now_ms();
     uint32_t n_prompt = 0, n_generated = 0;
@@ -224,8 +225,9 @@ bool sipp__engine_tick(sipp__engine *e) {
             if (s->n_prefilled < s->job->n_tokens) continue;
             s->t_prefilled = now;
         }
-        llama_token tok = llama_sampler_sample(s->job->sampler, e->ctx, s->i_batch);
-        if (s->job->logprobs) stage_logprobs(e, s, tok);
+        const float *row = res->logits + (size_t)b->out_row[s->i_batch] * (size_t)e->n_vocab;
+        llama_token tok = sipp__engine_sample(e, s->job->sampler, row);
+        if (s->job->logprobs) stage_logprobs(e, s, row, tok);
         n_generated++;
         sipp__slot_accept(e, s, tok, now);
     }
@@ -235,5 +237,24 @@ bool sipp__engine_tick(sipp__engine *e) {
     e->stats.prompt_tokens += n_prompt;
     e->stats.generated_tokens += n_generated;
     pthread_mutex_unlock(&e->stats_mu);
+}
+
+/* plan -> forward -> sample and accept. */
+bool sipp__engine_tick(sipp__engine *e) {
+    if (!tick_plan(e)) return false;
+    sipp__fwd_result res;
+    if (sipp__engine_forward(e, &res)) tick_accept(e, &res);
+    return true;
+}
+
+bool sipp__engine_resume(sipp__engine *e) {
+    if (!e->fwd_pending) return true;
+    pthread_mutex_lock(&e->mu);
+    bool done = e->fwd_committed;
+    sipp__fwd_result res = e->fwd_res;
+    pthread_mutex_unlock(&e->mu);
+    if (!done) return false;
+    e->fwd_pending = false;
+    tick_accept(e, &res);
     return true;
 }
