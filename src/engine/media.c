@@ -1,6 +1,8 @@
 /*
  * media.c — multimodal prompts through llama.cpp's mtmd (see media.h for the design: media
  * chunks as hashed placeholder positions, encoded and decoded when a sequence reaches them).
+ * mtmd encodes; the embeddings reach the KV cache through the compute seam (backend.h), as a
+ * plan of embedding rows run by the backend's forward: no llama_decode here.
  *
  * Ownership: e->mtmd is the engine's (freed at close); a job's sipp__media_prompt owns its
  * mtmd chunks (the preprocessed media) and is freed with the job. Built without mtmd
@@ -92,6 +94,10 @@ static sipp_status projector_salt(const char *path, uint8_t out[32], sipp_error 
 
 sipp_status sipp__media_open(sipp__engine *e, const sipp_local_params *p, sipp_error *err) {
     if (!p->mmproj || !p->mmproj[0]) return SIPP_OK;
+    if (e->external) /* mtmd encodes with llama.cpp's model, which an external backend lacks */
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "mmproj: an external backend takes no projector (media need "
+                          "llama.cpp's)");
     if (e->embed_only)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "mmproj: '%s' is an embedding model; a projector needs a text decoder",
@@ -123,6 +129,15 @@ sipp_status sipp__media_open(sipp__engine *e, const sipp_local_params *p, sipp_e
                           "mmproj '%s' cannot be loaded for this model (n_embd %u): %s", p->mmproj,
                           e->info.n_embd,
                           why[0] ? why : "not a projector llama.cpp knows, or made for another model");
+    sipp__plan *plan = &e->media_plan;
+    plan->capacity = (int32_t)e->n_batch;
+    plan->pos = malloc(e->n_batch * sizeof *plan->pos);
+    plan->seq_id = malloc(e->n_batch * sizeof *plan->seq_id);
+    plan->logits = calloc(e->n_batch, sizeof *plan->logits); /* no row asks for logits */
+    plan->out_row = malloc(e->n_batch * sizeof *plan->out_row);
+    if (!plan->pos || !plan->seq_id || !plan->logits || !plan->out_row)
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    for (uint32_t i = 0; i < e->n_batch; i++) plan->out_row[i] = -1;
     e->info.vision = mtmd_support_vision(e->mtmd);
     e->info.audio_in = mtmd_support_audio(e->mtmd);
     return SIPP_OK;
@@ -131,6 +146,11 @@ sipp_status sipp__media_open(sipp__engine *e, const sipp_local_params *p, sipp_e
 void sipp__media_close(sipp__engine *e) {
     if (e->mtmd) mtmd_free(e->mtmd);
     e->mtmd = NULL;
+    free(e->media_plan.pos);
+    free(e->media_plan.seq_id);
+    free(e->media_plan.logits);
+    free(e->media_plan.out_row);
+    e->media_plan = (sipp__plan){0};
 }
 
 void sipp__media_prompt_free(sipp__media_prompt *m) {
@@ -342,6 +362,35 @@ static bool ended(sipp__engine *e, slot *s) {
     return false;
 }
 
+/* Feeds the embeddings mtmd_encode_chunk left (n_embd_inp floats a row) into s's sequence at
+ * s->n_past through the compute seam: plans of at most n_batch rows of `embd`, no logits, each
+ * run by the backend's forward (backend.h), as mtmd_helper_decode_image_chunk would with
+ * llama_decode. The llama.cpp backend completes at once (an external one never gets here:
+ * sipp__media_open refuses it). Returns 0, or the backend's code. */
+static int decode_embd(sipp__engine *e, slot *s, const media_span *sp) {
+    sipp__plan *p = &e->media_plan;
+    float *embd = mtmd_get_output_embd(e->mtmd);
+    size_t width = (size_t)llama_model_n_embd_inp(e->model);
+    if (!embd || width == 0) return -1;
+    p->non_causal = mtmd_decode_use_non_causal(e->mtmd, sp->chunk);
+    for (int32_t done = 0; done < sp->n;) {
+        int32_t n = sp->n - done < p->capacity ? sp->n - done : p->capacity;
+        p->n_tokens = n;
+        p->n_outputs = 0;
+        p->token = NULL;
+        p->embd = embd + (size_t)done * width;
+        for (int32_t i = 0; i < n; i++) {
+            p->pos[i] = s->n_past + done + i;
+            p->seq_id[i] = s->seq;
+        }
+        sipp__fwd_result res = {0};
+        if (!e->be.forward(e->be.state, e, p, &res)) return -1; /* cannot happen, see above */
+        if (res.rc != 0) return res.rc;
+        done += n;
+    }
+    return 0;
+}
+
 int sipp__media_eval(sipp__engine *e, slot *s) {
     sipp__media_prompt *m = s->job->media;
     int did = 0;
@@ -365,11 +414,8 @@ int sipp__media_eval(sipp__engine *e, slot *s) {
         }
         m->n_encoded++;
         if (ended(e, s)) return -1;
-        llama_pos new_past = s->n_past;
-        rc = mtmd_helper_decode_image_chunk(e->mtmd, e->ctx, sp->chunk, mtmd_get_output_embd(e->mtmd),
-                                            s->n_past, s->seq, (int32_t)e->n_batch, &new_past, NULL,
-                                            NULL);
-        if (rc != 0 || new_past != s->n_past + sp->n) {
+        rc = decode_embd(e, s, sp);
+        if (rc != 0) {
             snprintf(msg, sizeof msg, "media: decoding the embeddings failed (%d)", (int)rc);
             sipp__slot_finish(e, s, SIPP_INTERNAL, msg, SIPP_FINISH_NONE);
             return -1;

@@ -8,9 +8,10 @@
  * projector, so the slot cache and the snapshot store compare prompts with media exactly as
  * they compare text: a prompt with the same image reuses the cached prefix, another image
  * diverges at its first position. The tick prefills text as always and, when a sequence reaches
- * a media chunk, calls sipp__media_eval, which encodes the chunk and decodes its embeddings
- * into that sequence (llama.cpp takes tokens or embeddings per batch, not both, so a media
- * chunk is its own decode; the other sequences' tokens go in the tick's batch as usual).
+ * a media chunk, calls sipp__media_eval, which encodes the chunk (mtmd) and feeds its
+ * embeddings into that sequence through the compute seam: plans of embedding rows of their own,
+ * run by the backend's forward (a plan is tokens or embeddings, not both, so a media chunk is
+ * its own forward; the other sequences' tokens go in the tick's plan as usual).
  *
  * Threads: sipp__media_open/close on the opening thread, sipp__media_tokenize on the caller's
  * (mtmd_tokenize is thread-safe on a shared context), the rest on the engine thread.

@@ -30,7 +30,11 @@
 #include <strings.h>
 
 const gw_codec *sipp__gw_codec(gw_profile prof) {
-    return prof == GW_PROFILE_OPENAI ? &sipp__gw_openai_codec : &sipp__gw_sipp_codec;
+    switch (prof) {
+    case GW_PROFILE_OPENAI: return &sipp__gw_openai_codec;
+    case GW_PROFILE_ANTHROPIC: return &sipp__gw_anthropic_codec;
+    default: return &sipp__gw_sipp_codec;
+    }
 }
 
 bool sipp__gw_bad(char *msg, size_t cap, const char *fmt, ...) {
@@ -51,9 +55,8 @@ void sipp__gw_invalid(gw_call *c, const char *param, const char *fmt, ...) {
 }
 
 bool sipp__gw_is_local_only(const char *k) {
-    static const char *const keys[] = {"context_key", "contextKey", "grammar", "json_schema",
-                                       "jsonSchema",  "sampling",   "media",   "normalize",
-                                       "local",       NULL};
+    static const char *const keys[] = {"context_key", "contextKey", "grammar",   "sampling",
+                                       "media",       "normalize",  "local",     NULL};
     for (const char *const *p = keys; *p; p++)
         if (strcmp(*p, k) == 0) return true;
     return false;

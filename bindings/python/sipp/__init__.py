@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - older Pythons only lose the precise kw
 from . import _ffi
 
 __all__ = ["Client", "Endpoint", "Run", "Response", "Usage", "Stats", "EndpointInfo",
+           "TokenLogprob", "TopLogprob",
            "EngineStats", "TokenBatch", "SippError", "InvalidArgumentError", "TextOptions",
            "set_log_level", "version"]
 
@@ -107,14 +108,49 @@ def _check(status: int, err: _ffi.Error) -> None:
 # ---- results ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TopLogprob:
+    """An alternative at an output position (sipp_top_logprob)."""
+    token: str          # its text (invalid UTF-8 replaced)
+    bytes: bytes        # its exact bytes (may be part of a UTF-8 sequence)
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One output token's log-probability and its most likely alternatives (sipp_token_logprob;
+    options logprobs=True, top_logprobs=N)."""
+    token: str
+    bytes: bytes
+    logprob: float
+    top: tuple = ()     # TopLogprob, most likely first
+
+
+def _logprobs(entries: Any, n: int) -> list:
+    out = []
+    for i in range(n):
+        e = entries[i]
+        raw = ctypes.string_at(e.token, e.token_len) if e.token_len else b""
+        top = []
+        for k in range(e.n_top):
+            t = e.top[k]
+            tb = ctypes.string_at(t.token, t.token_len) if t.token_len else b""
+            top.append(TopLogprob(tb.decode("utf-8", "replace"), tb, t.logprob))
+        out.append(TokenLogprob(raw.decode("utf-8", "replace"), raw, e.logprob, tuple(top)))
+    return out
+
+
 class TokenBatch(str):
-    """A batch of generated text: a str, plus how many tokens it covers (`n_tokens`)."""
+    """A batch of generated text: a str, plus how many tokens it covers (`n_tokens`) and, with
+    logprobs=True, their TokenLogprob entries (`logprobs`)."""
 
     n_tokens: int
+    logprobs: list
 
-    def __new__(cls, text: str, n_tokens: int) -> "TokenBatch":
+    def __new__(cls, text: str, n_tokens: int, logprobs: Optional[list] = None) -> "TokenBatch":
         s = super().__new__(cls, text)
         s.n_tokens = n_tokens
+        s.logprobs = logprobs or []
         return s
 
 
@@ -154,6 +190,7 @@ class Response:
     http_status: int = 0  # remote endpoints
     request_id: str = ""
     error_code: str = ""  # remote endpoints: the peer's error code, when it sent one
+    logprobs: Optional[list] = None  # TokenLogprob per output token, with logprobs=True
 
 
 @dataclass(frozen=True)
@@ -224,6 +261,8 @@ class TextOptions(TypedDict, total=False):
     json_schema: Union[str, Mapping[str, Any]]
     timeout_ms: int
     ignore_eos: bool
+    logprobs: bool            # each output token's log-probability (Response.logprobs)
+    top_logprobs: int         # 0..20 alternatives per token
     extra: Mapping[str, Any]  # remote only: merged into the request body (sent as extra_json)
     extra_json: str           # the same, already encoded
     request_id: str           # remote only: sent as x-request-id
@@ -423,7 +462,7 @@ class Run(_Closing):
             text = ctypes.string_at(b.text, b.len).decode("utf-8", "replace") if b.len else ""
             if b.done:
                 self._finish_locked()
-            return TokenBatch(text, b.n_tokens)
+            return TokenBatch(text, b.n_tokens, _logprobs(b.logprobs, b.n_logprobs))
 
     def _finish_locked(self) -> None:
         """Copies the response of an ended run (under self._lock)."""
@@ -451,7 +490,8 @@ class Run(_Closing):
                          cache_source=_ffi.CACHE_SOURCES.get(r.stats.contents.cache_source,
                                                              "none")),
             embedding=emb, normalized=bool(r.normalized), http_status=r.http_status,
-            request_id=request_id, error_code=error_code)
+            request_id=request_id, error_code=error_code,
+            logprobs=_logprobs(r.logprobs, r.n_logprobs) if r.logprobs else None)
 
     def _outcome(self) -> Response:
         if self._error is not None:
