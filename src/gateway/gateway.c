@@ -65,6 +65,8 @@ static json_t *admin_settings(void *ctx) {
 
 /* Applies a validated settings change under set_mu (the blocklist arrays are swapped: the old
  * ones go back in *s, which the dashboard frees). */
+static json_t *admin_residency(void *ctx) { return sipp__gw_residency_json(ctx); }
+
 /* Every replica of every upstream pool, in target order (the dashboard's "Upstream replicas"). */
 static json_t *admin_replicas(void *ctx) {
     sipp__gw *gw = ctx;
@@ -129,6 +131,8 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
     gw->cfg = *cfg;
     memset(cfg, 0, sizeof *cfg);
     pthread_rwlock_init(&gw->set_mu, NULL);
+    pthread_mutex_init(&gw->res_mu, NULL);
+    pthread_cond_init(&gw->res_cv, NULL);
     if (gw_build(gw, errbuf, errcap) != 0) {
         sipp__gw_free(gw); /* frees what was built, and the config it took */
         return -1;
@@ -241,6 +245,7 @@ static int gw_build(sipp__gw *gw, char *errbuf, size_t errcap) {
         .apply = admin_apply,
         .active = admin_active,
         .replicas = admin_replicas,
+        .residency = admin_residency,
     };
     gw->admin = sipp__gw_admin_new(&host, c->admin_password_env ? getenv(c->admin_password_env)
                                                                 : NULL);
@@ -306,6 +311,7 @@ void sipp__gw_shutdown(sipp__gw *gw) {
 void sipp__gw_free(sipp__gw *gw) {
     if (!gw) return;
     atomic_store(&gw->shutting_down, true);
+    sipp__gw_residency_wake(gw);
     if (gw->loader_started) pthread_join(gw->loader, NULL);
     sipp__httpd_stop(gw->public_srv);
     sipp__httpd_stop(gw->mgmt_srv);
@@ -315,6 +321,8 @@ void sipp__gw_free(sipp__gw *gw) {
     sipp__gw_limits_free(gw->limits);
     sipp__gw_admin_free(gw->admin);
     pthread_rwlock_destroy(&gw->set_mu);
+    pthread_mutex_destroy(&gw->res_mu);
+    pthread_cond_destroy(&gw->res_cv);
     sipp__gw_metrics_free(gw->metrics);
     free(gw->trusted);
     free(gw->blocklist);

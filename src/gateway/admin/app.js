@@ -103,6 +103,8 @@
     fill("callers", s.callers, ["caller", "requests", "errors", "input_tokens", "output_tokens"]);
     fill("replicas", s.replicas || [], ["target", "replica", "state", "outstanding", "requests", "errors", "ejections",
       (x) => (x.state === "out" ? fmt(x.retry_in_s, 1) : "–")], (x) => (x.state === "out" ? "err" : ""));
+    fill("models", s.models || [], ["target", "status", "in_flight", (x) => fmt(x.footprint_bytes / 1048576, 1),
+      "loads", "unloads_idle", "unloads_budget", "refused"]);
     if (!settingsLoaded) { loadSettings(s.settings); settingsLoaded = true; }
   }
 
