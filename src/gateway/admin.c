@@ -470,7 +470,7 @@ void sipp__gw_admin_handle(gw_admin *a, sipp__httpd_req *http) {
         strcmp(rel, "api/session") == 0 || strcmp(rel, "api/state") == 0)
         want = "GET";
     else if (strcmp(rel, "api/login") == 0 || strcmp(rel, "api/logout") == 0 ||
-             strcmp(rel, "api/settings") == 0)
+             strcmp(rel, "api/settings") == 0 || strcmp(rel, "api/reload") == 0)
         want = "POST";
     if (!want) {
         send_error(http, 404, "not_found", "no such admin route");
@@ -542,6 +542,12 @@ void sipp__gw_admin_handle(gw_admin *a, sipp__httpd_req *http) {
         send_json(http, 200, json_pack("{s:s}", "csrf", csrf_copy), NULL);
     } else if (strcmp(rel, "api/state") == 0) {
         do_state(a, http);
+    } else if (strcmp(rel, "api/reload") == 0) {
+        char why[768] = "reload is not available";
+        if (a->host.reload && a->host.reload(a->host.ctx, why, sizeof why) == 0)
+            send_json(http, 200, json_pack("{s:b}", "ok", 1), NULL);
+        else
+            send_error(http, 400, "reload_refused", why);
     } else {
         do_settings(a, http);
     }

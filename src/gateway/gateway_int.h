@@ -95,6 +95,13 @@ struct sipp__gw {
      * requests waiting for a load and the loader thread (idle unloads, shutdown) */
     pthread_mutex_t res_mu;
     pthread_cond_t res_cv;
+    /* reload (gateway.c): the config file, and the last reload's outcome for the dashboard,
+     * under reload_mu (which also serialises reloads) */
+    pthread_mutex_t reload_mu;
+    char *config_path;
+    char reload_message[768]; /* "" = no reload yet */
+    bool reload_ok;
+    double reload_time; /* wall clock, seconds */
 };
 
 /* ---- targets (targets.c) ------------------------------------------------------------------ */

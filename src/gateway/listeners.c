@@ -164,9 +164,9 @@ static char *render_metrics(sipp__gw *gw) {
         sipp__gw_metrics_live live = {.active = sipp__gw_admission_active(&gw->admission),
                                       .log_dropped = sipp__gw_log_dropped(),
                                       .ready = ready, .have_engine = have, .engine = engine,
-                                      .res = res,
-                                      .memory_budget_bytes = gw->cfg.memory_budget_bytes};
+                                      .res = res};
         pthread_mutex_lock(&gw->res_mu);
+        live.memory_budget_bytes = gw->cfg.memory_budget_bytes; /* a reload changes it */
         for (size_t t = 0; t < n; t++) {
             const gw_target *g = &gw->targets[t];
             if (g->cfg->type != SIPP__GW_LOCAL) continue;
