@@ -442,10 +442,6 @@ typedef struct sipp_endpoint_info {
     uint64_t size_bytes;
     char architecture[64];
     char description[128]; /**< llama.cpp's model description, e.g. "llama 1B Q4_K - Medium" */
-    /* appended (issue 21, residency) */
-    /** Transformer blocks (GGUF `<arch>.block_count`), 0 when unknown: with n_ctx, n_parallel
-     *  and n_embd it sizes the KV cache (the gateway's memory budget). Since 0.1. */
-    uint32_t n_layer;
 } sipp_endpoint_info;
 
 /** Engine counters of an endpoint since it was added. */

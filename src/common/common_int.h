@@ -141,7 +141,7 @@ unsigned sipp__nesting_depth_len(const char *s, size_t len, bool gbnf, unsigned 
     X(text_params, offsetof(sipp_text_params, extra_json))                                       \
     X(embed_params, offsetof(sipp_embed_params, extra_json))                                     \
     X(engine_stats, offsetof(sipp_engine_stats, stalls))                                         \
-    X(endpoint_info, offsetof(sipp_endpoint_info, n_layer))                                      \
+    X(endpoint_info, sizeof(sipp_endpoint_info))                                                 \
     X(token_batch, offsetof(sipp_token_batch, done) + sizeof(bool))                              \
     X(estimate, sizeof(sipp_estimate))
 

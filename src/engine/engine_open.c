@@ -48,7 +48,6 @@ static void fill_info(sipp__engine *e) {
     in->n_embd = (uint32_t)llama_model_n_embd(e->model);
     in->n_params = llama_model_n_params(e->model);
     in->size_bytes = llama_model_size(e->model);
-    in->n_layer = (uint32_t)llama_model_n_layer(e->model);
 }
 
 /* True when chat message content may not contain the text of token t. llama.cpp's tokenizer

@@ -43,7 +43,6 @@ static void read_gguf_meta(const char *path, sipp_endpoint_info *in) {
     }
     in->n_ctx_train = gguf_u32(g, in->architecture, "context_length");
     in->n_embd = gguf_u32(g, in->architecture, "embedding_length");
-    in->n_layer = gguf_u32(g, in->architecture, "block_count");
     int64_t id = gguf_find_key(g, "general.name");
     const char *name = id >= 0 && gguf_get_kv_type(g, id) == GGUF_TYPE_STRING
                            ? gguf_get_val_str(g, id) : in->architecture;

@@ -182,6 +182,8 @@ typedef struct gw_req {
     /* residency: the local target's endpoint this request holds (sipp__gw_phase_resident) */
     sipp_endpoint *ep;
     bool resident;
+    bool res_load, res_wait; /* a stream's deferred load / wait (sipp__gw_resident_pending) */
+    char res_why[SIPP_ERROR_MESSAGE_CAP + 256]; /* why a deferred load failed */
 } gw_req;
 
 /* A new context for a request on the public listener (counted in in_flight, request id and
@@ -234,6 +236,13 @@ bool sipp__gw_phase_admission(gw_req *r);
  * first when the memory budget asks). False: answered 503 (the budget cannot be met) or 500
  * (the load failed). Sets r->ep and r->resident. */
 bool sipp__gw_phase_resident(gw_req *r);
+/* A stream's deferred residency (r->call.stream): sipp__gw_phase_resident answers 503 at once
+ * when the budget cannot be met, but leaves the load, or the wait for another request's load,
+ * to the stream, which sends a `: loading` comment first (stream.c). Pending: that is still to
+ * do. Complete (blocking, the stream's thread): GW_OK with the model held, else the code of the
+ * stream's error event with its message in why. */
+bool sipp__gw_resident_pending(const gw_req *r);
+gw_code sipp__gw_resident_complete(gw_req *r, char *why, size_t cap);
 /* Lets go of what sipp__gw_phase_resident took (finish). */
 void sipp__gw_resident_release(gw_req *r);
 /* "loaded", "loading" or "unloaded" for a local target, NULL for a remote one. */

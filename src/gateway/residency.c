@@ -15,6 +15,13 @@ uint64_t sipp__gw_res_footprint(uint64_t file_bytes, uint32_t n_layer, uint32_t 
     return file_bytes > UINT64_MAX - kv ? UINT64_MAX : file_bytes + kv;
 }
 
+uint32_t sipp__gw_res_layers(uint64_t n_params, uint32_t n_embd) {
+    if (!n_embd) return 0;
+    uint64_t per = 12u * (uint64_t)n_embd * n_embd;
+    uint64_t n = n_params / per;
+    return n == 0 ? 1 : n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
 uint64_t sipp__gw_res_used(const sipp__gw_res_entry *e, size_t n) {
     uint64_t used = 0;
     for (size_t i = 0; i < n; i++)

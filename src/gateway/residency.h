@@ -29,6 +29,10 @@ typedef struct sipp__gw_res_entry {
 /* The estimated bytes a loaded local model takes: its weights (the file size) plus its KV cache,
  * 2 (K and V) x n_layer x n_ctx x n_parallel x n_embd x 2 bytes (f16). n_layer 0 (unknown)
  * counts the KV cache as nothing. Saturates at UINT64_MAX. */
+/* The layer count of a transformer from its parameter count and width: a block has ~12 x
+ * n_embd^2 parameters (attention 4 d^2, MLP 8 d^2), so n_layer ~ n_params / (12 n_embd^2),
+ * at least 1 (0 when n_embd is 0). */
+uint32_t sipp__gw_res_layers(uint64_t n_params, uint32_t n_embd);
 uint64_t sipp__gw_res_footprint(uint64_t file_bytes, uint32_t n_layer, uint32_t n_embd,
                                 uint32_t n_ctx, uint32_t n_parallel);
 

@@ -65,13 +65,15 @@ static sipp_local_params local_params(const gw_target *t) {
 }
 
 /* The footprint estimate of a local target from its model's metadata and its settings: the
- * weights' bytes plus an f16 KV cache of n_ctx x n_parallel positions (the engine's defaults
+ * weights' bytes plus an f16 KV cache of n_ctx x n_parallel positions over the layer count
+ * estimated from the parameter count (residency.h) (the engine's defaults
  * when unset: n_ctx = the training context capped at 4096, 4 sequences). */
 static uint64_t footprint(const gw_target *t, const sipp_endpoint_info *info) {
     const sipp_local_params *lp = &t->cfg->runtime.local;
     uint32_t n_ctx = lp->n_ctx;
     if (!n_ctx) n_ctx = info->n_ctx_train && info->n_ctx_train < 4096 ? info->n_ctx_train : 4096;
-    return sipp__gw_res_footprint(info->size_bytes, info->n_layer, info->n_embd, n_ctx,
+    return sipp__gw_res_footprint(info->size_bytes, sipp__gw_res_layers(info->n_params, info->n_embd),
+                                  info->n_embd, n_ctx,
                                   lp->n_parallel ? lp->n_parallel : 4);
 }
 
@@ -135,15 +137,24 @@ static sipp__gw_res_entry *res_snapshot(sipp__gw *gw) {
     return e;
 }
 
-bool sipp__gw_phase_resident(gw_req *r) {
+/* The residency loop of a request for local target r->target: returns 0 with the model held
+ * (r->ep, r->resident), 1 when `defer` and the model is not loaded yet (r->res_load: this
+ * request loads it, the state is LOADING and the budget made room; r->res_wait: another one
+ * loads it), -1 when the budget cannot be met (503) and -2 when the load failed (500), with
+ * the message in why. */
+static int resident_loop(gw_req *r, bool defer, char *why, size_t cap) {
     sipp__gw *gw = r->gw;
     gw_target *t = &gw->targets[r->target];
-    if (t->cfg->type != SIPP__GW_LOCAL) return true;
     size_t i = (size_t)r->target;
     pthread_mutex_lock(&gw->res_mu);
     for (;;) {
         if (t->res == SIPP__GW_RES_LOADED) break;
         if (t->res == SIPP__GW_RES_LOADING) {
+            if (defer) {
+                r->res_wait = true;
+                pthread_mutex_unlock(&gw->res_mu);
+                return 1;
+            }
             pthread_cond_wait(&gw->res_cv, &gw->res_mu);
             continue;
         }
@@ -160,37 +171,80 @@ bool sipp__gw_phase_resident(gw_req *r) {
         if (!fits) {
             t->res_refused++;
             pthread_mutex_unlock(&gw->res_mu);
-            r->retry_after = 5;
-            return sipp__gw_req_fail(
-                r, GW_UNAVAILABLE, "model",
-                "busy: target '%s' needs ~%llu bytes and the memory budget (%llu, %llu in use) "
-                "cannot be met even after unloading idle models; retry later",
-                t->cfg->name, (unsigned long long)t->res_footprint,
-                (unsigned long long)gw->cfg.memory_budget_bytes, (unsigned long long)used);
+            snprintf(why, cap,
+                     "busy: target '%s' needs ~%llu bytes and the memory budget (%llu, %llu in "
+                     "use) cannot be met even after unloading idle models; retry later",
+                     t->cfg->name, (unsigned long long)t->res_footprint,
+                     (unsigned long long)gw->cfg.memory_budget_bytes, (unsigned long long)used);
+            return -1;
         }
         t->res = SIPP__GW_RES_LOADING;
+        if (defer) {
+            r->res_load = true;
+            pthread_mutex_unlock(&gw->res_mu);
+            return 1;
+        }
         pthread_mutex_unlock(&gw->res_mu);
-        char why[SIPP_ERROR_MESSAGE_CAP];
-        bool ok = load_target(gw, i, why, sizeof why);
+        char msg[SIPP_ERROR_MESSAGE_CAP];
+        bool ok = load_target(gw, i, msg, sizeof msg);
         pthread_mutex_lock(&gw->res_mu);
         if (!ok) {
             t->res = SIPP__GW_RES_UNLOADED;
             pthread_cond_broadcast(&gw->res_cv);
             pthread_mutex_unlock(&gw->res_mu);
-            return sipp__gw_req_fail(r, GW_EXECUTION, "model", "target '%s' failed to load: %s",
-                                     t->cfg->name, why);
+            snprintf(why, cap, "target '%s' failed to load: %s", t->cfg->name, msg);
+            return -2;
         }
     }
     t->res_in_use++;
     r->ep = t->ep;
     r->resident = true;
     pthread_mutex_unlock(&gw->res_mu);
-    return true;
+    return 0;
+}
+
+bool sipp__gw_phase_resident(gw_req *r) {
+    gw_target *t = &r->gw->targets[r->target];
+    if (t->cfg->type != SIPP__GW_LOCAL) return true;
+    char why[SIPP_ERROR_MESSAGE_CAP + 256];
+    int rc = resident_loop(r, r->call.stream && r->op != GW_OP_EMBED, why, sizeof why);
+    if (rc >= 0) return true;
+    if (rc == -1) r->retry_after = 5;
+    return sipp__gw_req_fail(r, rc == -1 ? GW_UNAVAILABLE : GW_EXECUTION, "model", "%s", why);
+}
+
+bool sipp__gw_resident_pending(const gw_req *r) { return r->res_load || r->res_wait; }
+
+gw_code sipp__gw_resident_complete(gw_req *r, char *why, size_t cap) {
+    sipp__gw *gw = r->gw;
+    gw_target *t = &gw->targets[r->target];
+    if (r->res_load) { /* this request loads it (the state is LOADING, room was made) */
+        r->res_load = false;
+        char msg[SIPP_ERROR_MESSAGE_CAP];
+        if (!load_target(gw, (size_t)r->target, msg, sizeof msg)) {
+            pthread_mutex_lock(&gw->res_mu);
+            t->res = SIPP__GW_RES_UNLOADED;
+            pthread_cond_broadcast(&gw->res_cv);
+            pthread_mutex_unlock(&gw->res_mu);
+            snprintf(why, cap, "target '%s' failed to load: %s", t->cfg->name, msg);
+            return GW_EXECUTION;
+        }
+    }
+    r->res_wait = false;
+    int rc = resident_loop(r, false, why, cap);
+    return rc == 0 ? GW_OK : rc == -1 ? GW_UNAVAILABLE : GW_EXECUTION;
 }
 
 void sipp__gw_resident_release(gw_req *r) {
-    if (!r->resident) return;
     sipp__gw *gw = r->gw;
+    if (r->res_load) { /* the stream ended before its load began: give the slot back */
+        r->res_load = false;
+        pthread_mutex_lock(&gw->res_mu);
+        gw->targets[r->target].res = SIPP__GW_RES_UNLOADED;
+        pthread_cond_broadcast(&gw->res_cv);
+        pthread_mutex_unlock(&gw->res_mu);
+    }
+    if (!r->resident) return;
     gw_target *t = &gw->targets[r->target];
     pthread_mutex_lock(&gw->res_mu);
     t->res_in_use--;

@@ -49,9 +49,11 @@ def test_load_on_first_use(tmp_path):
         s = Stream(gw, "/v1/chat/completions", {"model": "chat", "max_tokens": 4, "stream": True,
                                                  "messages": [{"role": "user", "content": "Hi"}]})
         assert s.status == 200
-        frames = [d for _, d, _ in s.frames() if d]
+        got = list(s.frames())
         s.close()
-        assert frames[-1] == "[DONE]"
+        assert got[0] == (None, None, ": loading"), got[:2]  # the progress comment comes first
+        frames = [d for _, d, _ in got if d]
+        assert frames[-1] == "[DONE]" and json.loads(frames[0])["choices"][0]["delta"]
         assert statuses(gw)["chat"] == "loaded"
     finally:
         gw.stop()
@@ -121,7 +123,9 @@ def test_budget_never_unloads_a_model_in_use(tmp_path):
         s = Stream(gw, "/v1/completions", {"model": "s1", "prompt": "Once upon a time",
                                            "max_tokens": 100000, "stream": True})
         assert s.status == 200
-        next(s.frames())  # s1 is streaming: a run in flight
+        frames = s.frames()
+        assert next(frames) == (None, None, ": loading")  # s1 was not loaded: it loads now
+        next(f for f in frames if f[1])  # and streams: a run in flight
         st, _, b = complete(gw, "s2")
         assert st == 503 and error_of(b) == "unavailable", b
         assert statuses(gw) == {"s1": "loaded", "s2": "unloaded"}

@@ -26,6 +26,14 @@ static void footprint_is_weights_plus_kv(void **state) {
                                        UINT32_MAX) == UINT64_MAX);
 }
 
+static void layers_from_parameters_and_width(void **state) {
+    (void)state;
+    /* a 32-layer 4096-wide model: 12 x 4096^2 x 32 = 6.4e9 parameters in its blocks */
+    assert_int_equal(sipp__gw_res_layers(12ull * 4096 * 4096 * 32 + 500000000ull, 4096), 34);
+    assert_int_equal(sipp__gw_res_layers(1000, 4096), 1); /* tiny: at least one */
+    assert_int_equal(sipp__gw_res_layers(1000, 0), 0);    /* width unknown: no KV counted */
+}
+
 static void used_counts_loaded_and_loading(void **state) {
     (void)state;
     sipp__gw_res_entry e[] = {{L, 10, 0, 1}, {G, 20, 0, 0}, {U, 40, 0, 0}};
@@ -78,6 +86,7 @@ static void refuses_a_model_over_the_whole_budget(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(footprint_is_weights_plus_kv),
+        cmocka_unit_test(layers_from_parameters_and_width),
         cmocka_unit_test(used_counts_loaded_and_loading),
         cmocka_unit_test(fits_without_unloading),
         cmocka_unit_test(unloads_least_recently_used_first),
