@@ -100,8 +100,11 @@ static bool load_target(sipp__gw *gw, size_t i, char *why, size_t cap) {
     }
     sipp_endpoint_info info;
     sipp_endpoint_info_init(&info, sizeof info);
-    if (sipp_endpoint_get_info(ep, &info, NULL) == SIPP_OK && !t->cfg->load_on_use)
-        set_caps_from(t, &info); /* an on_use target's came from inspection at start */
+    /* capabilities are written once, before the target turns READY (an on_use target's came
+     * from inspection at start; a reload after an unload leaves them) */
+    if (sipp_endpoint_get_info(ep, &info, NULL) == SIPP_OK && !t->cfg->load_on_use &&
+        atomic_load(&t->state) != GW_TARGET_READY)
+        set_caps_from(t, &info);
     pthread_mutex_lock(&gw->res_mu);
     t->ep = ep;
     if (!t->res_footprint) t->res_footprint = footprint(t, &info); /* on_use: from inspection */

@@ -150,3 +150,35 @@ def test_residency_config_errors(tmp_path):
             assert needle in str(e), str(e)
         else:
             raise AssertionError("accepted: " + body)
+
+
+def test_concurrent_requests_share_one_load(tmp_path):
+    """Requests that come while a model loads wait for that load (streams with `: loading`
+    first when they found it unloaded or loading): one load, every answer whole."""
+    import threading
+    gw = Gateway(tmp_path, res_target("story", n_parallel=4))
+    try:
+        out = [None] * 6
+
+        def stream(k):
+            s = Stream(gw, "/v1/completions", {"model": "story", "prompt": "Once",
+                                               "max_tokens": 4, "stream": True})
+            out[k] = (s.status, [d for _, d, _ in s.frames() if d])
+            s.close()
+
+        def finite(k):
+            st, _, b = complete(gw, "story")
+            out[k] = (st, b)
+
+        ts = [threading.Thread(target=stream if k % 2 else finite, args=(k,)) for k in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(120)
+        for k, (st, body) in enumerate(out):
+            assert st == 200, (k, body)
+            if k % 2:
+                assert body[-1] == "[DONE]", body
+        assert gw.metric("sipp_target_loads_total", target="story") == 1
+    finally:
+        gw.stop()
