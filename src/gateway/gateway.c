@@ -18,6 +18,7 @@
 #include "gateway_int.h"
 
 #include <openssl/sha.h>
+#include <sipp_settings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,6 +373,43 @@ static bool strv_eq(char **a, size_t na, char **b, size_t nb) {
     return true;
 }
 
+/* Field equality per settings kind (include/sipp_settings.h): numbers and strings compare,
+ * callbacks and pointers are never set from a config file. */
+#define RL_EQ_SIZE(a, b, f) ((a)->f == (b)->f)
+#define RL_EQ_U32 RL_EQ_SIZE
+#define RL_EQ_I32 RL_EQ_SIZE
+#define RL_EQ_U64 RL_EQ_SIZE
+#define RL_EQ_F32 RL_EQ_SIZE
+#define RL_EQ_BOOL RL_EQ_SIZE
+#define RL_EQ_PROVIDER_KIND RL_EQ_SIZE
+#define RL_EQ_GATEWAY_AUTH RL_EQ_SIZE
+#define RL_EQ_STR(a, b, f) str_eq((a)->f, (b)->f)
+#define RL_EQ_FN(a, b, f) true
+#define RL_EQ_PTR RL_EQ_FN
+#define RL_EQ_STRV RL_EQ_FN
+#define RL_EQ_COUNT RL_EQ_FN
+#define RL_EQ_TOKEN_FN RL_EQ_FN
+#define RL_ROW_EQ(field, KIND, ...) &&RL_EQ_##KIND(a, b, field)
+
+static bool local_eq(const sipp_local_params *a, const sipp_local_params *b) {
+    return true SIPP_LOCAL_SETTINGS(RL_ROW_EQ);
+}
+static bool text_eq(const sipp_text_params *a, const sipp_text_params *b) {
+    return true SIPP_TEXT_SETTINGS(RL_ROW_EQ);
+}
+static bool provider_eq(const sipp_provider_params *a, const sipp_provider_params *b) {
+    return true SIPP_PROVIDER_SETTINGS(RL_ROW_EQ);
+}
+static bool pool_eq(const sipp__gw_pool_cfg *a, const sipp__gw_pool_cfg *b) {
+    return str_eq(a->health_path, b->health_path) &&
+           a->health_interval_seconds == b->health_interval_seconds &&
+           a->health_timeout_seconds == b->health_timeout_seconds &&
+           a->failure_threshold == b->failure_threshold &&
+           a->backoff_initial_seconds == b->backoff_initial_seconds &&
+           a->backoff_max_seconds == b->backoff_max_seconds && a->max_retries == b->max_retries &&
+           str_eq(a->affinity_header, b->affinity_header) && a->retry_lost == b->retry_lost;
+}
+
 /* What a reload cannot change in place: "" when `n` differs from `o` only in reloadable
  * settings, else the first difference, in buf. */
 static void structural_diff(const sipp__gw_config *o, const sipp__gw_config *n, char *buf,
@@ -403,9 +441,11 @@ static void structural_diff(const sipp__gw_config *o, const sipp__gw_config *n, 
             !str_eq(a->sha256, b->sha256) || !str_eq(a->token_env, b->token_env) ||
             a->load_on_use != b->load_on_use ||
             !strv_eq(a->base_urls, a->n_base_urls, b->base_urls, b->n_base_urls) ||
-            !str_eq(a->provider.base_url, b->provider.base_url) ||
-            a->runtime.local.n_ctx != b->runtime.local.n_ctx ||
-            a->runtime.local.n_parallel != b->runtime.local.n_parallel) {
+            a->timeout_seconds != b->timeout_seconds ||
+            !provider_eq(&a->provider, &b->provider) || !pool_eq(&a->pool, &b->pool) ||
+            !local_eq(&a->runtime.local, &b->runtime.local) ||
+            !text_eq(&a->runtime.text, &b->runtime.text) || a->runtime.cache != b->runtime.cache ||
+            a->runtime.has_n_gpu_layers != b->runtime.has_n_gpu_layers) {
             snprintf(buf, cap, "target '%s' changed", a->name);
             return;
         }

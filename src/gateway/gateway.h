@@ -33,7 +33,8 @@ void sipp__gw_set_config_path(sipp__gw *gw, const char *path);
 /* Re-reads the config file and applies its changes to the settings that can change in place
  * (rate limits, callers' limits, the IP blocklist, max_concurrent_requests, [models]
  * memory_budget_bytes, targets' idle_unload_seconds). An invalid file, or one that adds,
- * removes or changes a target, a caller or a listener, is refused as a whole: -1 with the
+ * removes or changes a target (any key but idle_unload_seconds), a caller or a listener, is
+ * refused as a whole: -1 with the
  * reason (also logged and shown on the dashboard), the running configuration unchanged. */
 int sipp__gw_reload(sipp__gw *gw, char *errbuf, size_t errcap);
 

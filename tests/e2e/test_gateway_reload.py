@@ -90,6 +90,10 @@ def test_adding_or_removing_a_target_is_refused_without_touching_streams(tmp_pat
         gw.proc.send_signal(signal.SIGHUP)
         refused = wait_log(gw, "config reload refused", n=2)
         assert len(refused) == 2 and "target 'other' was added" in refused[1]["reason"], refused
+        rewrite(gw, story_target().replace("n_threads = 1", "n_threads = 2"))  # a runtime key
+        gw.proc.send_signal(signal.SIGHUP)
+        refused = wait_log(gw, "config reload refused", n=3)
+        assert len(refused) == 3 and "target 'story' changed" in refused[2]["reason"], refused
         rest = finish_stream(s, frames)
         assert rest[-1] == "[DONE]"
         st, _, b = gw.request("GET", "/v1/models")
