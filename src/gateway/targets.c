@@ -351,20 +351,22 @@ static void *loader_main(void *arg) {
 }
 
 /* An on_use target at start: its capabilities and footprint from the model's metadata (no
- * load); READY at once, unloaded until its first request. -1 when the model cannot be read. */
-static int inspect_on_use(gw_target *t, char *errbuf, size_t errcap) {
+ * load); READY at once, unloaded until its first request. A model that cannot be read leaves
+ * the target FAILED, logged as a failed load is (the others serve). */
+static void inspect_on_use(gw_target *t) {
     sipp_endpoint_info info;
     sipp_endpoint_info_init(&info, sizeof info);
     sipp_error err;
     sipp_error_init(&err, sizeof err);
     if (sipp_model_inspect(t->cfg->model, &info, NULL, &err) != SIPP_OK) {
-        snprintf(errbuf, errcap, "target '%s': %s", t->cfg->name, err.message);
-        return -1;
+        log_target("error", "target failed to load", t->cfg->name, "error",
+                   json_string(err.message));
+        atomic_store(&t->state, GW_TARGET_FAILED);
+        return;
     }
     set_caps_from(t, &info);
     t->res_footprint = footprint(t, &info);
     atomic_store(&t->state, GW_TARGET_READY);
-    return 0;
 }
 
 /* The credential headers of the active probe, as the provider sends them (malloc'd lines in
@@ -516,9 +518,8 @@ int sipp__gw_targets_init(sipp__gw *gw, char *errbuf, size_t errcap) {
             add_provider(gw, &gw->targets[i], errbuf, errcap) != 0)
             return -1;
     for (size_t i = 0; i < c->n_targets; i++)
-        if (c->targets[i].type == SIPP__GW_LOCAL && c->targets[i].load_on_use &&
-            inspect_on_use(&gw->targets[i], errbuf, errcap) != 0)
-            return -1;
+        if (c->targets[i].type == SIPP__GW_LOCAL && c->targets[i].load_on_use)
+            inspect_on_use(&gw->targets[i]);
     return 0;
 }
 

@@ -182,3 +182,16 @@ def test_concurrent_requests_share_one_load(tmp_path):
         assert gw.metric("sipp_target_loads_total", target="story") == 1
     finally:
         gw.stop()
+
+
+def test_an_unreadable_on_use_model_fails_its_target_only(tmp_path):
+    gw = Gateway(tmp_path, res_target("gone", model=str(tmp_path / "missing.gguf")) +
+                 res_target("story"), wait_ready=False)
+    try:
+        assert complete(gw, "story")[0] == 200
+        st, _, b = complete(gw, "gone")
+        assert st == 500 and error_of(b) == "execution", b
+        assert any(l.get("msg") == "target failed to load" and l.get("target") == "gone"
+                   for l in gw.logs())
+    finally:
+        gw.stop()
