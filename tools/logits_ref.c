@@ -4,7 +4,7 @@
  *
  *   sipp-logits-ref -m MODEL.gguf -t 1,2,3 [-g N] [--out FILE.bin] [--quantize TYPE OUT.gguf]
  *
- * Evaluates the tokens in one batch (one sequence, positions 0..n-1, logits for every row),
+ * Evaluates the tokens in one batch (F32 KV cache, no flash attention) (one sequence, positions 0..n-1, logits for every row),
  * then, with -g N, continues greedily N tokens (one decode per token). Writes to --out the
  * little-endian binary: u32 n_vocab, u32 n_rows, then n_rows x n_vocab f32 logits (the
  * prompt's rows, then one row per generated token, each the logits that chose the next
@@ -99,6 +99,7 @@ int main(int argc, char **argv) {
     cp.n_batch = cp.n_ubatch = (uint32_t)(n_prompt > 512 ? n_prompt : 512);
     cp.n_threads = cp.n_threads_batch = 2;
     cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    cp.type_k = cp.type_v = GGML_TYPE_F32; /* an F16 cache would round what is compared */
     struct llama_context *ctx = llama_init_from_model(model, cp);
     if (!ctx) {
         fprintf(stderr, "sipp-logits-ref: error: cannot create a context\n");
