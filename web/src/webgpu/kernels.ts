@@ -29,49 +29,47 @@ fn kscale(s: u32, j: u32) -> vec2<f32> {
 }
 `;
 
-/** deq(row, u): the 32 weights u*32.. of row `row`; K = P.u0 (row length), RB = P.u2 (row bytes). */
-function deqFn(type: number): string {
-  const head = 'fn deq(row: u32, u: u32) -> array<f32, 32> {\n  var o: array<f32, 32>;\n';
+type Emit = (i: string, v: string) => string;
+
+/**
+ * The body that produces the 32 weights u*32.. of row `row` (K = P.u0 the row length, P.u2
+ * the row bytes), calling emit(i, value) for each; zero(i) for the tail past K of an
+ * F32/F16/BF16 row. Straight-line code over scalars: no private arrays (which compilers such
+ * as SwiftShader's keep in memory when indexed dynamically).
+ */
+function deqBody(type: number, emit: Emit, zero: (i: string) => string): string {
+  const tail = (load: string) => `  for (var i = 0u; i < 32u; i++) {
+    if (u * 32u + i < P.u0) { ${load} ${emit('i', 'v')} } else { ${zero('i')} }
+  }`;
   switch (type) {
-    case GGML.F32: return head + `  let b = row * P.u2 / 4u + u * 32u;
-  for (var i = 0u; i < 32u; i++) { if (u * 32u + i < P.u0) { o[i] = bitcast<f32>(W[b + i]); } }
-  return o;\n}`;
-    case GGML.F16: return head + `  let b = row * P.u2 + u * 64u;
+    case GGML.F32: return `  let b = row * P.u2 / 4u + u * 32u;\n` + tail('let v = bitcast<f32>(W[b + i]);');
+    case GGML.F16: return `  let b = row * P.u2 + u * 64u;
   if ((b & 3u) == 0u && u * 32u + 32u <= P.u0) {
-    for (var i = 0u; i < 16u; i++) { let v = unpack2x16float(W[b / 4u + i]); o[2u * i] = v.x; o[2u * i + 1u] = v.y; }
-    return o;
-  }
-  for (var i = 0u; i < 32u; i++) { if (u * 32u + i < P.u0) { o[i] = rh(b + 2u * i); } }
-  return o;\n}`;
-    case GGML.BF16: return head + `  let b = row * P.u2 + u * 64u;
-  for (var i = 0u; i < 32u; i++) {
-    if (u * 32u + i < P.u0) { let o2 = b + 2u * i; let w = W[o2 >> 2u];
-      o[i] = bitcast<f32>(select(w << 16u, w & 0xffff0000u, (o2 & 2u) != 0u)); } }
-  return o;\n}`;
-    case GGML.Q8_0: return head + `  let b = row * P.u2 + u * 34u;
+    for (var i = 0u; i < 16u; i++) { let v2 = unpack2x16float(W[b / 4u + i]); ${emit('2u * i', 'v2.x')} ${emit('2u * i + 1u', 'v2.y')} }
+  } else {
+` + tail('let v = rh(b + 2u * i);') + '\n  }';
+    case GGML.BF16: return `  let b = row * P.u2 + u * 64u;\n` +
+      tail('let o2 = b + 2u * i; let w = W[o2 >> 2u]; let v = bitcast<f32>(select(w << 16u, w & 0xffff0000u, (o2 & 2u) != 0u));');
+    case GGML.Q8_0: return `  let b = row * P.u2 + u * 34u;
   let d = rh(b);
-  for (var i = 0u; i < 32u; i++) { o[i] = d * ri8(b + 2u + i); }
-  return o;\n}`;
-    case GGML.Q4_0: return head + `  let b = row * P.u2 + u * 18u;
+  for (var i = 0u; i < 32u; i++) { ${emit('i', 'd * ri8(b + 2u + i)')} }`;
+    case GGML.Q4_0: return `  let b = row * P.u2 + u * 18u;
   let d = rh(b);
   for (var i = 0u; i < 16u; i++) { let q = rb(b + 2u + i);
-    o[i] = d * (f32(q & 15u) - 8.0); o[i + 16u] = d * (f32(q >> 4u) - 8.0); }
-  return o;\n}`;
-    case GGML.Q4_K: return head + `  let b = row * P.u2 + (u / 8u) * 144u; let sb = u % 8u;
+    ${emit('i', 'd * (f32(q & 15u) - 8.0)')} ${emit('i + 16u', 'd * (f32(q >> 4u) - 8.0)')} }`;
+    case GGML.Q4_K: return `  let b = row * P.u2 + (u / 8u) * 144u; let sb = u % 8u;
   let sm = kscale(b + 4u, sb);
   let d = rh(b) * sm.x; let m = rh(b + 2u) * sm.y;
   let q0 = b + 16u + (sb / 2u) * 32u; let sh = (sb & 1u) * 4u;
-  for (var i = 0u; i < 32u; i++) { o[i] = d * f32((rb(q0 + i) >> sh) & 15u) - m; }
-  return o;\n}`;
-    case GGML.Q5_K: return head + `  let b = row * P.u2 + (u / 8u) * 176u; let sb = u % 8u;
+  for (var i = 0u; i < 32u; i++) { ${emit('i', 'd * f32((rb(q0 + i) >> sh) & 15u) - m')} }`;
+    case GGML.Q5_K: return `  let b = row * P.u2 + (u / 8u) * 176u; let sb = u % 8u;
   let sm = kscale(b + 4u, sb);
   let d = rh(b) * sm.x; let m = rh(b + 2u) * sm.y;
   let q0 = b + 48u + (sb / 2u) * 32u; let sh = (sb & 1u) * 4u;
   for (var i = 0u; i < 32u; i++) {
     let q = ((rb(q0 + i) >> sh) & 15u) | (((rb(b + 16u + i) >> sb) & 1u) << 4u);
-    o[i] = d * f32(q) - m; }
-  return o;\n}`;
-    case GGML.Q6_K: return head + `  let b = row * P.u2 + (u / 8u) * 210u; let su = u % 8u;
+    ${emit('i', 'd * f32(q) - m')} }`;
+    case GGML.Q6_K: return `  let b = row * P.u2 + (u / 8u) * 210u; let su = u % 8u;
   let h = su / 4u; let g = su % 4u;
   let d = rh(b + 208u);
   let ql = b + h * 64u + (g & 1u) * 32u; let qsh = (g / 2u) * 4u;
@@ -79,53 +77,84 @@ function deqFn(type: number): string {
   let sc = b + 192u + h * 8u + 2u * g;
   for (var i = 0u; i < 32u; i++) {
     let q = ((rb(ql + i) >> qsh) & 15u) | (((rb(qh + i) >> hsh) & 3u) << 4u);
-    o[i] = d * ri8(sc + i / 16u) * (f32(q) - 32.0); }
-  return o;\n}`;
+    ${emit('i', 'd * ri8(sc + i / 16u) * (f32(q) - 32.0)')} }`;
     default: throw new Error(`webgpu: no kernel for tensor type ${type}`);
   }
 }
 
-const WEIGHT = (type: number) => `@group(0) @binding(2) var<storage, read> W: array<u32>;\n${READS}\n${deqFn(type)}\n`;
+/** wdot(row, u, xb): sum over the unit's 32 weights of w[i] * X[xb + i]. */
+const dotFn = (type: number) => `fn wdot(row: u32, u: u32, xb: u32) -> f32 {\n  var s = 0.0;\n${
+  deqBody(type, (i, v) => `s += (${v}) * X[xb + ${i}];`, () => '')}\n  return s;\n}\n`;
+/** wtile(row, u, wb): the unit's weights into Ws[wb..wb+31] (zeros past K). */
+const tileFn = (type: number) => `fn wtile(row: u32, u: u32, wb: u32) {\n${
+  deqBody(type, (i, v) => `Ws[wb + ${i}] = ${v};`, (i) => `Ws[wb + ${i}] = 0.0;`)}\n}\n`;
+/** wrow(row, u, yb): the unit's weights into Y[yb..] (not past K). */
+const rowFn = (type: number) => `fn wrow(row: u32, u: u32, yb: u32) {\n${
+  deqBody(type, (i, v) => `Y[yb + ${i}] = ${v};`, () => '')}\n}\n`;
+
+const WEIGHT = (fn: string) => `@group(0) @binding(2) var<storage, read> W: array<u32>;\n${READS}\n${fn}\n`;
 
 /**
  * Matrix-vector product for up to 8 rows (decode): Y[r][n] (+)= sum_k X[r][k] W[n][k] (+ bias).
- * One workgroup per output n. P: u0 K, u1 N, u2 row bytes, u3 flags (1 accumulate, 2 bias,
- * 4 rows = B.n_out else B.n_tok), u4 ldx, u5 ldy, u6 workgroups per dispatch row.
+ * A workgroup of 64 computes 8 outputs n, 8 lanes each splitting K. P: u0 K, u1 N, u2 row
+ * bytes, u3 flags (1 accumulate, 2 bias, 4 rows = B.n_out else B.n_tok), u4 ldx, u5 ldy,
+ * u6 workgroups per dispatch row.
  */
 export function matvecWgsl(type: number): string {
-  return HEADER + WEIGHT(type) + /* wgsl */`
+  return HEADER + WEIGHT(dotFn(type)) + /* wgsl */`
 @group(0) @binding(3) var<storage, read> X: array<f32>;
 @group(0) @binding(4) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(5) var<storage, read> Bias: array<f32>;
 var<workgroup> red: array<f32, 512>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let n = wg.x + wg.y * P.u6;
+  let lane = t % 8u;
+  let n = (wg.x + wg.y * P.u6) * 8u + t / 8u;
   let M = min(select(B.n_tok, B.n_out, (P.u3 & 4u) != 0u), 8u);
-  var acc: array<f32, 8>;
   let nu = (P.u0 + 31u) / 32u;
-  if (n < P.u1) {
-    for (var u = t; u < nu; u += 64u) {
-      let w = deq(n, u);
-      let kmax = min(32u, P.u0 - u * 32u);
-      for (var r = 0u; r < M; r++) {
-        let xb = r * P.u4 + u * 32u;
-        var s = 0.0;
-        for (var i = 0u; i < kmax; i++) { s += w[i] * X[xb + i]; }
-        acc[r] += s;
-      }
+  for (var r = 0u; r < 8u; r++) {
+    var acc = 0.0;
+    if (n < P.u1 && r < M) {
+      for (var u = lane; u < nu; u += 8u) { acc += wdot(n, u, r * P.u4 + u * 32u); }
     }
+    red[r * 64u + t] = acc;
   }
-  for (var r = 0u; r < 8u; r++) { red[r * 64u + t] = acc[r]; }
   workgroupBarrier();
-  for (var s = 32u; s > 0u; s >>= 1u) {
-    if (t < s) { for (var r = 0u; r < 8u; r++) { red[r * 64u + t] += red[r * 64u + t + s]; } }
+  for (var s = 4u; s > 0u; s >>= 1u) {
+    if (lane < s) { for (var r = 0u; r < 8u; r++) { red[r * 64u + t] += red[r * 64u + t + s]; } }
     workgroupBarrier();
   }
-  if (t < M && n < P.u1) {
-    var v = red[t * 64u];
+  if (lane < M && n < P.u1) {
+    var v = red[lane * 64u + t - lane];
     if ((P.u3 & 2u) != 0u) { v += Bias[n]; }
-    let yi = t * P.u5 + n;
+    let yi = lane * P.u5 + n;
+    if ((P.u3 & 1u) != 0u) { v += Y[yi]; }
+    Y[yi] = v;
+  }
+}`;
+}
+
+/**
+ * Matrix-vector product, one thread per output (no workgroup memory, no barrier): for
+ * devices where barriers are costly (SwiftShader runs a workgroup's invocations as coroutines).
+ * Same P as matvecWgsl, but u6 counts workgroups of 64 outputs.
+ */
+export function matvecThreadWgsl(type: number): string {
+  return HEADER + WEIGHT(dotFn(type)) + /* wgsl */`
+@group(0) @binding(3) var<storage, read> X: array<f32>;
+@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(5) var<storage, read> Bias: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let n = (wg.x + wg.y * P.u6) * 64u + t;
+  let M = min(select(B.n_tok, B.n_out, (P.u3 & 4u) != 0u), 8u);
+  if (n >= P.u1) { return; }
+  let nu = (P.u0 + 31u) / 32u;
+  for (var r = 0u; r < M; r++) {
+    var v = 0.0;
+    for (var u = 0u; u < nu; u++) { v += wdot(n, u, r * P.u4 + u * 32u); }
+    if ((P.u3 & 2u) != 0u) { v += Bias[n]; }
+    let yi = r * P.u5 + n;
     if ((P.u3 & 1u) != 0u) { v += Y[yi]; }
     Y[yi] = v;
   }
@@ -137,7 +166,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
  * each), the W tile dequantized into workgroup memory once per 32 k. Same P as matvec.
  */
 export function matmulWgsl(type: number): string {
-  return HEADER + WEIGHT(type) + /* wgsl */`
+  return HEADER + WEIGHT(tileFn(type)) + /* wgsl */`
 @group(0) @binding(3) var<storage, read> X: array<f32>;
 @group(0) @binding(4) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(5) var<storage, read> Bias: array<f32>;
@@ -152,7 +181,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let nu = (P.u0 + 31u) / 32u;
   for (var u = 0u; u < nu; u++) {
     if (t < 32u) {
-      if (n0 + t < P.u1) { let w = deq(n0 + t, u); for (var i = 0u; i < 32u; i++) { Ws[t * 33u + i] = w[i]; } }
+      if (n0 + t < P.u1) { wtile(n0 + t, u, t * 33u); }
       else { for (var i = 0u; i < 32u; i++) { Ws[t * 33u + i] = 0.0; } }
     }
     for (var e = t; e < 1024u; e += 256u) {
@@ -169,11 +198,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     }
     workgroupBarrier();
   }
-  let acc = array<f32, 4>(a00, a01, a10, a11);
   for (var j = 0u; j < 4u; j++) {
     let m = m0 + ty * 2u + j / 2u; let n = n0 + tx * 2u + j % 2u;
     if (m < M && n < P.u1) {
-      var v = acc[j];
+      var v = select(select(a11, a10, j == 2u), select(a01, a00, j == 0u), j < 2u);
       if ((P.u3 & 2u) != 0u) { v += Bias[n]; }
       let yi = m * P.u5 + n;
       if ((P.u3 & 1u) != 0u) { v += Y[yi]; }
@@ -185,16 +213,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 
 /** Embedding rows: Y[t][k] = W[ids[t]][k]. P: u0 K, u2 row bytes. Dispatch (ceil(units/64), n_tok). */
 export function embedWgsl(type: number): string {
-  return HEADER + WEIGHT(type) + /* wgsl */`
+  return HEADER + WEIGHT(rowFn(type)) + /* wgsl */`
 @group(0) @binding(3) var<storage, read> Meta: array<u32>;
 @group(0) @binding(4) var<storage, read_write> Y: array<f32>;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
   let u = id.x; let t = id.y;
   if (t >= B.n_tok || u * 32u >= P.u0) { return; }
-  let w = deq(Meta[t], u);
-  let kmax = min(32u, P.u0 - u * 32u);
-  for (var i = 0u; i < kmax; i++) { Y[t * P.u0 + u * 32u + i] = w[i]; }
+  wrow(Meta[t], u, t * P.u0 + u * 32u);
 }`;
 }
 

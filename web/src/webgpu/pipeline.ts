@@ -9,7 +9,7 @@
 // (causal), so a sequence's tokens must arrive in position order with no gap.
 
 import { GGML, GgufFile, LlamaParams, TYPE_INFO, TensorInfo, llamaParams, parseGguf } from './model.js';
-import { attentionWgsl, embedWgsl, gatherWgsl, kvStoreWgsl, matmulWgsl, matvecWgsl, ropeWgsl, rmsnormWgsl, swigluWgsl } from './kernels.js';
+import { attentionWgsl, embedWgsl, gatherWgsl, kvStoreWgsl, matmulWgsl, matvecThreadWgsl, matvecWgsl, ropeWgsl, rmsnormWgsl, swigluWgsl } from './kernels.js';
 
 export interface ForwardBatch {
   tokens: ArrayLike<number>;
@@ -24,6 +24,10 @@ export interface PipelineOptions {
   nParallel?: number;  // sequences (default 1)
   nBatch?: number;     // tokens per forward step (default 512; larger batches are split)
   nOutputs?: number;   // logit rows per step (default 64)
+  /** Decode kernels: 'workgroup' (8 outputs per workgroup, K split across lanes: GPUs) or
+   *  'thread' (one output per thread, no barriers: SwiftShader). Default: 'thread' on a
+   *  fallback (CPU) adapter, else 'workgroup'. */
+  kernels?: 'workgroup' | 'thread';
 }
 
 // The WebGPU objects are typed loosely: the TypeScript DOM library has no WebGPU types and the
@@ -37,8 +41,10 @@ type GPUBindGroup = any;
 const U = { MAP_READ: 1, COPY_SRC: 4, COPY_DST: 8, UNIFORM: 64, STORAGE: 128 } as const;
 const MAP_READ = 1;
 const MAXWG = 65535;
+/** Compiled pipelines per device, shared by the models loaded on it (compiling is slow). */
+const PIPELINES = new WeakMap<object, Map<string, any>>();
 
-interface Op { pipeline: GPUComputePipeline; bind: GPUBindGroup; groups: (t: number, o: number) => [number, number] }
+interface Op { pipeline: GPUComputePipeline; bind: GPUBindGroup; groups: (t: number, o: number) => [number, number]; label?: string }
 
 export class WebGpuLlama {
   readonly hp: LlamaParams;
@@ -49,14 +55,17 @@ export class WebGpuLlama {
   /** Cached positions per sequence. */
   readonly seqLen: number[];
   readonly types: Set<string>;
+  readonly kernels: 'workgroup' | 'thread';
   private buffers: GPUBuffer[] = [];
-  private pipelines = new Map<string, GPUComputePipeline>();
+  private pipelines: Map<string, GPUComputePipeline>;
   private ops: { decode: Op[]; prefill: Op[] } = { decode: [], prefill: [] };
   private batchU!: GPUBuffer;
   private metaB!: GPUBuffer;
   private logitsB!: GPUBuffer;
   private readB!: GPUBuffer;
   private kc: GPUBuffer[] = [];
+  /** When set, forward() times each kernel into it (milliseconds by pipeline label). */
+  profile: Map<string, number> | null = null;
   private vc: GPUBuffer[] = [];
 
   private constructor(readonly device: GPUDevice, private g: GgufFile, private file: Uint8Array, opts: PipelineOptions) {
@@ -66,6 +75,11 @@ export class WebGpuLlama {
     this.nBatch = opts.nBatch ?? 512;
     this.nOutputs = Math.min(opts.nOutputs ?? 64, this.nBatch);
     this.seqLen = new Array(this.nParallel).fill(0);
+    const arch = String(device.adapterInfo?.architecture ?? '');
+    this.kernels = opts.kernels ?? (arch === 'swiftshader' || device.adapterInfo?.isFallbackAdapter ? 'thread' : 'workgroup');
+    let cache = PIPELINES.get(device);
+    if (!cache) PIPELINES.set(device, cache = new Map());
+    this.pipelines = cache;
     this.types = new Set();
   }
 
@@ -196,12 +210,14 @@ export class WebGpuLlama {
       if (w.info.dims[0] !== K || (w.info.dims[1] ?? 1) < N) throw new Error(`webgpu: tensor ${w.info.name} has shape ${w.info.dims} (expected ${K} x ${N})`);
       const rb = w.info.bytes / (w.info.dims[1] ?? 1);
       const flags = (o.acc ? 1 : 0) | (o.bias ? 2 : 0) | (o.out ? 4 : 0);
-      const [nx] = wide(N);
+      const per = this.kernels === 'thread' ? 64 : 8; // outputs per matvec workgroup
+      const [nx] = wide(Math.ceil(N / per));
       const P = this.params([K, N, rb, flags, K, N, nx]);
       const ty = w.info.type;
-      const mv = this.pipe(`mv${ty}`, () => matvecWgsl(ty)), mm = this.pipe(`mm${ty}`, () => matmulWgsl(ty));
+      const mv = this.kernels === 'thread' ? this.pipe(`mvt${ty}`, () => matvecThreadWgsl(ty)) : this.pipe(`mv${ty}`, () => matvecWgsl(ty));
+      const mm = this.pipe(`mm${ty}`, () => matmulWgsl(ty));
       const e = { 0: this.batchU, 1: P, 2: w.buf, 3: X, 4: Y, 5: o.bias ?? dummy };
-      this.ops.decode.push({ pipeline: mv, bind: this.bind(mv, e), groups: (_t, oo) => o.out && oo === 0 ? [0, 0] : wide(N) });
+      this.ops.decode.push({ pipeline: mv, bind: this.bind(mv, e), groups: (_t, oo) => o.out && oo === 0 ? [0, 0] : wide(Math.ceil(N / per)) });
       const rows = rowsOf(!!o.out);
       this.ops.prefill.push({ pipeline: mm, bind: this.bind(mm, e), groups: (t, oo) => [Math.ceil(N / 32), Math.ceil(rows(t, oo) / 32)] });
     };
@@ -297,10 +313,24 @@ export class WebGpuLlama {
       const q = this.device.queue;
       q.writeBuffer(this.batchU, 0, new Uint32Array([T, outs, 0, 0]));
       q.writeBuffer(this.metaB, 0, meta);
+      const ops = T <= 8 && outs <= 8 ? this.ops.decode : this.ops.prefill;
+      if (this.profile) {
+        // One submission per op, waited for: the time of each kernel (debugging only).
+        for (const op of ops) {
+          const [gx, gy] = op.groups(T, outs);
+          if (gx === 0 || gy === 0) continue;
+          const t0 = performance.now();
+          const e = this.device.createCommandEncoder(), p = e.beginComputePass();
+          p.setPipeline(op.pipeline); p.setBindGroup(0, op.bind); p.dispatchWorkgroups(gx, gy); p.end();
+          q.submit([e.finish()]);
+          await q.onSubmittedWorkDone();
+          const k = `${op.pipeline.label || '?'}:${gx}x${gy}`;
+          this.profile.set(k, (this.profile.get(k) ?? 0) + performance.now() - t0);
+        }
+      }
       const enc = this.device.createCommandEncoder();
       const pass = enc.beginComputePass();
-      const ops = T <= 8 && outs <= 8 ? this.ops.decode : this.ops.prefill;
-      for (const op of ops) {
+      for (const op of this.profile ? [] : ops) {
         const [gx, gy] = op.groups(T, outs);
         if (gx === 0 || gy === 0) continue;
         pass.setPipeline(op.pipeline);
