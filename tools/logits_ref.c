@@ -11,7 +11,12 @@
  * token); prints a JSON line {"n_vocab":..,"rows":..,"greedy":[..]} on stdout.
  * --quantize TYPE IN OUT (TYPE: q8_0 q4_0 q4_k_m q5_k_m q6_k) writes IN quantized with
  * llama.cpp's quantizer instead (the tests' quantized models) and exits.
+ * --dequantize IN OUT writes IN with every tensor converted to F32 by ggml's own dequantizers:
+ * llama.cpp on that file computes with exactly the weights a quantized file holds, in f32
+ * (on the quantized file itself it rounds the activations to 8 bits for its dot products).
  */
+#include "ggml.h"
+#include "gguf.h"
 #include "llama.h"
 
 #include <stdio.h>
@@ -45,6 +50,41 @@ static int quantize(const char *type, const char *in, const char *out) {
     return 2;
 }
 
+static int dequantize(const char *in, const char *out) {
+    struct ggml_context *data = NULL;
+    struct gguf_init_params ip = {.no_alloc = false, .ctx = &data};
+    struct gguf_context *g = gguf_init_from_file(in, ip);
+    if (!g) {
+        fprintf(stderr, "sipp-logits-ref: error: cannot read '%s'\n", in);
+        return 1;
+    }
+    int64_t n = gguf_get_n_tensors(g);
+    struct ggml_init_params cp = {.mem_size = ggml_get_mem_size(data) * 8 + (size_t)n * ggml_tensor_overhead(),
+                                  .mem_buffer = NULL, .no_alloc = false};
+    struct ggml_context *conv = ggml_init(cp);
+    struct gguf_context *o = gguf_init_empty();
+    gguf_set_kv(o, g);
+    gguf_set_val_u32(o, "general.file_type", 0); /* all F32 */
+    int rc = 0;
+    for (int64_t i = 0; i < n && rc == 0; i++) {
+        struct ggml_tensor *t = ggml_get_tensor(data, gguf_get_tensor_name(g, i));
+        struct ggml_tensor *f = ggml_new_tensor(conv, GGML_TYPE_F32, ggml_n_dims(t), t->ne);
+        ggml_set_name(f, t->name);
+        const struct ggml_type_traits *tr = ggml_get_type_traits(t->type);
+        if (t->type == GGML_TYPE_F32) memcpy(f->data, t->data, ggml_nbytes(t));
+        else if (tr->to_float) tr->to_float(t->data, f->data, ggml_nelements(t));
+        else rc = 1;
+        gguf_add_tensor(o, f);
+    }
+    if (rc == 0 && !gguf_write_to_file(o, out, false)) rc = 1;
+    if (rc) fprintf(stderr, "sipp-logits-ref: error: dequantizing '%s' failed\n", in);
+    gguf_free(o);
+    ggml_free(conv);
+    ggml_free(data);
+    gguf_free(g);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     const char *model_path = NULL, *tokens_arg = NULL, *out_path = NULL;
     int n_gen = 0;
@@ -53,7 +93,9 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) tokens_arg = argv[++i];
         else if (strcmp(argv[i], "-g") == 0 && i + 1 < argc) n_gen = atoi(argv[++i]);
         else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) out_path = argv[++i];
-        else if (strcmp(argv[i], "--quantize") == 0 && i + 3 < argc) {
+        else if (strcmp(argv[i], "--dequantize") == 0 && i + 2 < argc) {
+            return dequantize(argv[i + 1], argv[i + 2]);
+        } else if (strcmp(argv[i], "--quantize") == 0 && i + 3 < argc) {
             llama_log_set(quiet, NULL);
             llama_backend_init();
             int rc = quantize(argv[i + 1], argv[i + 2], argv[i + 3]);
@@ -61,7 +103,8 @@ int main(int argc, char **argv) {
             return rc;
         } else {
             fprintf(stderr, "usage: sipp-logits-ref -m MODEL.gguf -t T1,T2,... [-g N] [--out FILE]\n"
-                            "       sipp-logits-ref --quantize TYPE IN.gguf OUT.gguf\n");
+                            "       sipp-logits-ref --quantize TYPE IN.gguf OUT.gguf\n"
+                            "       sipp-logits-ref --dequantize IN.gguf OUT.gguf\n");
             return 2;
         }
     }

@@ -137,7 +137,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 /**
  * Matrix-vector product, one thread per output (no workgroup memory, no barrier): for
  * devices where barriers are costly (SwiftShader runs a workgroup's invocations as coroutines).
- * Same P as matvecWgsl, but u6 counts workgroups of 64 outputs.
+ * Same P as matvecWgsl; dispatch (ceil(N / 64), ceil(rows / 8)): 8 rows per workgroup row.
  */
 export function matvecThreadWgsl(type: number): string {
   return HEADER + WEIGHT(dotFn(type)) + /* wgsl */`
@@ -146,11 +146,11 @@ export function matvecThreadWgsl(type: number): string {
 @group(0) @binding(5) var<storage, read> Bias: array<f32>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let n = (wg.x + wg.y * P.u6) * 64u + t;
-  let M = min(select(B.n_tok, B.n_out, (P.u3 & 4u) != 0u), 8u);
+  let n = wg.x * 64u + t;
+  let M = select(B.n_tok, B.n_out, (P.u3 & 4u) != 0u);
   if (n >= P.u1) { return; }
   let nu = (P.u0 + 31u) / 32u;
-  for (var r = 0u; r < M; r++) {
+  for (var r = wg.y * 8u; r < min(M, wg.y * 8u + 8u); r++) {
     var v = 0.0;
     for (var u = 0u; u < nu; u++) { v += wdot(n, u, r * P.u4 + u * 32u); }
     if ((P.u3 & 2u) != 0u) { v += Bias[n]; }

@@ -210,15 +210,23 @@ export class WebGpuLlama {
       if (w.info.dims[0] !== K || (w.info.dims[1] ?? 1) < N) throw new Error(`webgpu: tensor ${w.info.name} has shape ${w.info.dims} (expected ${K} x ${N})`);
       const rb = w.info.bytes / (w.info.dims[1] ?? 1);
       const flags = (o.acc ? 1 : 0) | (o.bias ? 2 : 0) | (o.out ? 4 : 0);
-      const per = this.kernels === 'thread' ? 64 : 8; // outputs per matvec workgroup
-      const [nx] = wide(Math.ceil(N / per));
+      const thread = this.kernels === 'thread';
+      const [nx] = wide(Math.ceil(N / 8));
       const P = this.params([K, N, rb, flags, K, N, nx]);
       const ty = w.info.type;
-      const mv = this.kernels === 'thread' ? this.pipe(`mvt${ty}`, () => matvecThreadWgsl(ty)) : this.pipe(`mv${ty}`, () => matvecWgsl(ty));
-      const mm = this.pipe(`mm${ty}`, () => matmulWgsl(ty));
-      const e = { 0: this.batchU, 1: P, 2: w.buf, 3: X, 4: Y, 5: o.bias ?? dummy };
-      this.ops.decode.push({ pipeline: mv, bind: this.bind(mv, e), groups: (_t, oo) => o.out && oo === 0 ? [0, 0] : wide(Math.ceil(N / per)) });
       const rows = rowsOf(!!o.out);
+      const e = { 0: this.batchU, 1: P, 2: w.buf, 3: X, 4: Y, 5: o.bias ?? dummy };
+      if (thread) {
+        // SwiftShader: one thread per output for decode and prefill (no barriers).
+        if (N / 64 > MAXWG) throw new Error(`webgpu: ${w.info.name} has too many rows for the thread kernels`);
+        const mvt = this.pipe(`mvt${ty}`, () => matvecThreadWgsl(ty)), op = { pipeline: mvt, bind: this.bind(mvt, e) };
+        const g = (t: number, oo: number): [number, number] => [Math.ceil(N / 64), Math.ceil(rows(t, oo) / 8)];
+        this.ops.decode.push({ ...op, groups: g });
+        this.ops.prefill.push({ ...op, groups: g });
+        return;
+      }
+      const mv = this.pipe(`mv${ty}`, () => matvecWgsl(ty)), mm = this.pipe(`mm${ty}`, () => matmulWgsl(ty));
+      this.ops.decode.push({ pipeline: mv, bind: this.bind(mv, e), groups: (_t, oo) => o.out && oo === 0 ? [0, 0] : wide(Math.ceil(N / 8)) });
       this.ops.prefill.push({ pipeline: mm, bind: this.bind(mm, e), groups: (t, oo) => [Math.ceil(N / 32), Math.ceil(rows(t, oo) / 32)] });
     };
     const norm = (X: GPUBuffer, Y: GPUBuffer | null, w: GPUBuffer, K: number, mult: number, out = false) => {
