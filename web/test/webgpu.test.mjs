@@ -182,3 +182,80 @@ describe('quantized types: 256 teacher-forced positions against llama.cpp', () =
     });
   }
 });
+
+describe('kernels and the KV cache (stories260K)', () => {
+  test("the GPU kernels (workgroup matvec, tiled prefill matmul) give llama.cpp's greedy tokens", async () => {
+    // CI's SwiftShader uses the barrier-free thread kernels by default; this runs the ones a GPU gets.
+    const prompt = tokens(20, 512, 3);
+    const ref = reference('stories260K.gguf', prompt, 16);
+    const got = await page.evaluate(async ({ prompt, ref }) => {
+      const G = window.SippGpu;
+      const file = new Uint8Array(await (await fetch('/models/stories260K.gguf')).arrayBuffer());
+      const m = await G.WebGpuLlama.load(window.gpuDevice, file, { nCtx: 128, nBatch: 64, nOutputs: 64, kernels: 'workgroup' });
+      try {
+        const want = new Float32Array((await (await fetch(`/models/${ref}`)).arrayBuffer()).slice(8));
+        const V = m.hp.nVocab;
+        const am = (a) => { let b = 0; for (let i = 1; i < a.length; i++) if (a[i] > a[b]) b = i; return b; };
+        const lp = await m.forward({ tokens: prompt, pos: prompt.map((_, i) => i), seq: prompt.map(() => 0) });
+        let maxDiff = 0;
+        for (let i = 0; i < lp.length; i++) maxDiff = Math.max(maxDiff, Math.abs(lp[i] - want[i]));
+        const greedy = [am(lp.subarray((prompt.length - 1) * V))];
+        while (greedy.length < 16) {
+          const l = await m.forward({ tokens: [greedy.at(-1)], pos: [prompt.length + greedy.length - 1], seq: [0] });
+          greedy.push(am(l));
+        }
+        return { kernels: m.kernels, maxDiff, greedy };
+      } finally { m.destroy(); }
+    }, { prompt, ref: ref.ref });
+    assert.equal(got.kernels, 'workgroup');
+    assert.deepEqual(got.greedy, ref.greedy);
+    assert.ok(got.maxDiff <= 2e-4, `prefill logits differ by ${got.maxDiff}`);
+  });
+
+  test('batched sequences equal sequential runs; cut, copy prefix, save and restore', async () => {
+    const got = await page.evaluate(async () => {
+      const G = window.SippGpu;
+      const file = new Uint8Array(await (await fetch('/models/stories260K.gguf')).arrayBuffer());
+      const m = await G.WebGpuLlama.load(window.gpuDevice, file, { nCtx: 64, nParallel: 4, nBatch: 32, nOutputs: 8 });
+      const V = m.hp.nVocab;
+      const max = (a, b) => { let d = 0; for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i])); return d; };
+      const A = [1, 403, 261, 300, 280, 9, 70], Bt = [1, 33, 290, 350, 261];
+      const last = async (toks, seq) => (await m.forward({ tokens: toks, pos: toks.map((_, i) => i), seq: toks.map(() => seq),
+        logits: toks.map((_, i) => i === toks.length - 1) }));
+      try {
+        // Sequential: A alone in seq 0, B alone in seq 1.
+        const la = await last(A, 0), lb = await last(Bt, 1);
+        // Batched: A's prefix in seq 2 and B in seq 3 interleaved in one batch, then A's rest
+        // with one decode token of B.
+        m.clear(2); m.clear(3);
+        const b1 = await m.forward({ tokens: [...A.slice(0, 4), ...Bt], pos: [0, 1, 2, 3, 0, 1, 2, 3, 4], seq: [2, 2, 2, 2, 3, 3, 3, 3, 3],
+          logits: [0, 0, 0, 0, 0, 0, 0, 0, 1] });
+        const b2 = await m.forward({ tokens: [...A.slice(4)], pos: [4, 5, 6], seq: [2, 2, 2], logits: [0, 0, 1] });
+        // Cut seq 0 back to 4 and redo the tail: the same logits.
+        m.cut(0, 4);
+        const lcut = await m.forward({ tokens: A.slice(4), pos: [4, 5, 6], seq: [0, 0, 0], logits: [0, 0, 1] });
+        // Copy seq 0's first 4 positions into seq 3 and continue there.
+        m.copyPrefix(0, 3, 4);
+        const lcopy = await m.forward({ tokens: A.slice(4), pos: [4, 5, 6], seq: [3, 3, 3], logits: [0, 0, 1] });
+        // Save seq 0, clear it, restore it into seq 1, continue with one more token.
+        const bytes = await m.save(0);
+        const next = await m.forward({ tokens: [5], pos: [7], seq: [0] });
+        m.clear(0);
+        m.restore(1, bytes);
+        const restored = await m.forward({ tokens: [5], pos: [7], seq: [1] });
+        let badRestore = '';
+        try { m.restore(1, bytes.subarray(0, 10)); } catch (e) { badRestore = String(e.message); }
+        let gap = '';
+        try { await m.forward({ tokens: [5], pos: [9], seq: [2] }); } catch (e) { gap = String(e.message); }
+        return { batched: max(b1, lb), batched2: max(b2, la), cut: max(lcut, la), copy: max(lcopy, la), restore: max(restored, next),
+                 n: bytes.byteLength, len: m.seqLen.slice(), badRestore, gap, V };
+      } finally { m.destroy(); }
+    });
+    // The same operations in another order: only the sums' order may differ (none here: each
+    // row is computed alone), so the logits are equal to within f32 noise.
+    for (const k of ['batched', 'batched2', 'cut', 'copy', 'restore']) assert.ok(got[k] <= 1e-5, `${k}: logits differ by ${got[k]}`);
+    assert.deepEqual(got.len, [0, 8, 7, 7]);
+    assert.match(got.badRestore, /do not match/);
+    assert.match(got.gap, /leaves a gap/);
+  });
+});

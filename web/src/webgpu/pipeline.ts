@@ -380,9 +380,14 @@ export class WebGpuLlama {
     n = Math.min(n, this.seqLen[src]);
     if (src !== dst && n > 0) {
       const row = this.hp.nHeadKv * this.hp.headDim * 4, stride = this.nCtx * row;
+      // WebGPU does not copy within one buffer: through a scratch buffer.
+      const all = [...this.kc, ...this.vc], per = n * row;
+      const tmp = this.device.createBuffer({ size: per * all.length, usage: U.COPY_SRC | U.COPY_DST });
       const enc = this.device.createCommandEncoder();
-      for (const c of [...this.kc, ...this.vc]) enc.copyBufferToBuffer(c, src * stride, c, dst * stride, n * row);
+      all.forEach((c, i) => enc.copyBufferToBuffer(c, src * stride, tmp, i * per, per));
+      all.forEach((c, i) => enc.copyBufferToBuffer(tmp, i * per, c, dst * stride, per));
       this.device.queue.submit([enc.finish()]);
+      tmp.destroy();
     }
     this.seqLen[dst] = n;
   }
