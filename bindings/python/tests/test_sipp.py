@@ -32,6 +32,8 @@ MIRRORS = {
     "sipp_embed_params": _ffi.EmbedParams, "sipp_usage": _ffi.Usage, "sipp_stats": _ffi.Stats,
     "sipp_response": _ffi.Response, "sipp_token_batch": _ffi.TokenBatch,
     "sipp_top_logprob": _ffi.TopLogprob, "sipp_token_logprob": _ffi.TokenLogprob,
+    "sipp_figure": _ffi.Figure, "sipp_estimate": _ffi.Estimate, "sipp_rule": _ffi.Rule,
+    "sipp_route_candidate": _ffi.RouteCandidate, "sipp_route_choice": _ffi.RouteChoice,
 }
 
 
@@ -379,6 +381,53 @@ def test_async_errors(client):
     with pytest.raises(sipp.SippError) as e:
         asyncio.run(main())
     assert e.value.kind == "deadline_exceeded"
+
+
+# ---- routing: estimates and the policy ----------------------------------------------------------
+
+
+def test_estimate_then_policy_keeps_a_warm_request_local(client):
+    story = client.endpoint("story")
+    opts = dict(max_tokens=4, context_key="py-route", **GREEDY)
+    first = "Once upon a time there was a little girl named Lily."
+    cold = story.estimate(first, **opts)
+    assert cold.local and cold.loaded and cold.healthy
+    assert cold.prompt_tokens > 5 and cold.cached_tokens == 0 and cold.cache_source == "none"
+    assert cold.ttft_ms.source in ("unknown", "predicted")
+    answer = story.query(first, **opts).result()
+    assert answer.usage.input_tokens == cold.prompt_tokens  # the estimate's tokens were used
+    warm = story.estimate(first + answer.text + " She", **opts)
+    assert warm.cache_source == "live" and warm.cached_tokens >= cold.prompt_tokens
+    assert warm.ttft_ms.source == "predicted" and warm.ttft_ms.samples >= 1
+
+    with sipp.Client() as c:  # a remote: nothing is sent to estimate it
+        cloud = c.add_provider("cloud", model="m", base_url="http://127.0.0.1:9/v1",
+                               allow_private_network=True)
+        cloud.set_prices(3, 15)
+        remote = cloud.estimate(messages="hi", max_tokens=4)
+        assert not remote.local and remote.prompt_tokens == 0
+        assert remote.price_input_per_mtok == sipp.Figure(3.0, 0, "configured")
+        assert remote.ttft_ms == sipp.Figure(0.0, 0, "unknown") and not remote.ttft_ms.known
+
+        with sipp.Policy([("local_only_tag", "private"), "fit_context", ("prefer_warm", 0.5),
+                          ("max_cost", 1.0)]) as pol:
+            ch = pol.choose([("cloud", cloud, remote), ("local", story, warm)], max_tokens=4)
+            assert ch.endpoint is story and ch.index == 1 and ch.dropped == ()
+            assert "prefer_warm: chose local" in ch.reasons
+            # cold: the app's order decides; private: the cloud is dropped, nothing is left
+            ch = pol.choose({"cloud": (cloud, remote), "local": (story, cold)}, max_tokens=4)
+            assert ch.endpoint is cloud and "default: chose cloud" in ch.reasons
+            ch = pol.choose([(cloud, remote)], tags=["private"])
+            assert ch.endpoint is None and ch.index == -1 and ch.dropped == (0,)
+            assert "tagged 'private'" in ch.reasons
+            with pytest.raises(TypeError):
+                pol.choose([(cloud, "not an estimate")])
+    with pytest.raises(sipp.InvalidArgumentError, match="unknown kind"):
+        sipp.Policy(["prefer_nothing"])
+    with pytest.raises(sipp.InvalidArgumentError, match="fraction"):
+        sipp.Policy([("prefer_warm", 2.0)])
+    with pytest.raises(sipp.InvalidArgumentError, match="one of them"):
+        story.estimate()
 
 
 # ---- provider endpoint against a real peer -------------------------------------------------------
