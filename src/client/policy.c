@@ -11,7 +11,6 @@
 #include "client_int.h"
 
 #include <math.h>
-#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -321,7 +320,7 @@ void sipp_route_choice_free(sipp_route_choice *choice) {
     choice->reasons = NULL;
 }
 
-/* ---- after a run: confidence and draft-then-audit (issue 20) ---------------------------------- */
+/* ---- after a run: confidence and draft-then-audit (issue 20) -------------------------------- */
 
 double sipp_response_confidence(const sipp_response *r, double *min_prob, uint32_t *n_tokens) {
     if (min_prob) *min_prob = NAN;
@@ -387,7 +386,8 @@ sipp_status sipp_policy_check_draft(const sipp_policy *p, const sipp_response *d
                                     sipp_audit_decision *out, sipp_error *err) {
     if (!out) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "out is required");
     decision_reset(out);
-    if (!p || !draft) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "policy and draft are required");
+    if (!p || !draft)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "policy and draft are required");
     out->confidence = sipp_response_confidence(draft, &out->min_prob, &out->n_tokens);
     if (draft->status != SIPP_OK) {
         out->outcome = SIPP_AUDIT_DRAFT_FAILED;
@@ -436,20 +436,23 @@ sipp_status sipp_route_draft_audit(const sipp_policy *p, sipp_endpoint *draft_ep
                                    size_t n_messages, const sipp_text_params *params,
                                    bool send_draft, sipp_run **out, sipp_audit_decision *d,
                                    sipp_error *err) {
-    if (!out || !d) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "out and decision are required");
+    if (!out || !d)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "out and decision are required");
     *out = NULL;
     decision_reset(d);
     if (!p || !draft_ep || !target_ep || !messages || n_messages == 0 || n_messages > 4096)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "policy, both endpoints and 1 to 4096 messages are required");
+    /* the caller's params over the defaults, up to its struct_size (an older header's) */
     sipp_text_params dp;
+    sipp_text_params_init(&dp, sizeof dp);
     if (params) {
-        if (params->struct_size < offsetof(sipp_text_params, top_logprobs) + sizeof(uint32_t))
+        if (params->struct_size > sizeof dp || params->struct_size < sizeof(uint32_t))
             return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
-                              "params come from a header without logprobs: rebuild the caller");
-        dp = *params;
-    } else {
-        sipp_text_params_init(&dp, sizeof dp);
+                              "params: struct_size %u is not one this library knows",
+                              params->struct_size);
+        memcpy(&dp, params, params->struct_size);
+        dp.struct_size = sizeof dp;
     }
     sipp_text_params tp = dp; /* the target's: the caller's own, streaming included */
     /* the draft: with log-probabilities, never streamed to the caller */
@@ -492,7 +495,8 @@ sipp_status sipp_route_draft_audit(const sipp_policy *p, sipp_endpoint *draft_ep
     memcpy(m, messages, n_messages * sizeof *m);
     size_t n = n_messages;
     if (send_draft) m[n++] = (sipp_message){"user", ask};
-    decision_say(d, "escalated to the target%s", send_draft ? " with the draft" : " (question only)");
+    decision_say(d, "escalated to the target%s",
+                 send_draft ? " with the draft" : " (question only)");
     st = sipp_chat(target_ep, m, n, &tp, out, err); /* copies messages before it returns */
     free(ask);
     free(m);

@@ -436,7 +436,7 @@ static void policy_refuses_bad_rules(void **state) {
 }
 
 
-/* ---- after a run: confidence, the draft check and draft-then-audit ------------------------------ */
+/* ---- after a run: confidence, the draft check and draft-then-audit ---------------------------- */
 
 static sipp_policy *audit_policy(double threshold) {
     sipp_rule r[] = {{SIPP_RULE_LOCAL_ONLY_TAG, 0, "private"},
@@ -519,6 +519,20 @@ static void draft_check_decisions(void **state) {
     assert_int_equal(sipp_policy_new(big, 1, &bad, NULL), SIPP_INVALID_ARGUMENT);
     sipp_audit_decision d;
     assert_int_equal(sipp_policy_check_draft(lax, NULL, &d, NULL), SIPP_INVALID_ARGUMENT);
+    /* bad input to draft-then-audit: refused before anything is sent */
+    sipp_run *run = (sipp_run *)0x1;
+    assert_int_equal(sipp_route_draft_audit(lax, EP_LOCAL, EP_REMOTE, NULL, 0, NULL, false, &run,
+                                            &d, NULL),
+                     SIPP_INVALID_ARGUMENT);
+    assert_null(run);
+    sipp_message m = {"user", "x"};
+    sipp_text_params newer;
+    sipp_text_params_init(&newer, sizeof newer);
+    newer.struct_size = sizeof newer + 8; /* from a newer header */
+    assert_int_equal(sipp_route_draft_audit(lax, EP_LOCAL, EP_REMOTE, &m, 1, &newer, false, &run,
+                                            &d, NULL),
+                     SIPP_INVALID_ARGUMENT);
+    sipp_audit_decision_free(&d);
     sipp_policy_free(none);
     sipp_policy_free(lax);
     sipp_policy_free(strict);
