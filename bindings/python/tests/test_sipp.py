@@ -548,6 +548,28 @@ def test_gateway_gives_the_local_answers(gateway, client):
         assert remote == pytest.approx(local, abs=1e-5)
 
 
+def test_gateway_estimate_is_measured_from_this_clients_requests(gateway):
+    """A gateway endpoint's estimate: nothing known before a request, then measured moving
+    averages over this client's own requests (a real gateway binary on loopback)."""
+    with sipp.Client() as c:
+        gw = c.add_gateway("gw", base_url=gateway.url, target="local", token=GW_TOKEN)
+        before = gw.estimate("Once upon a time", max_tokens=4)
+        assert not before.local and before.loaded and before.healthy
+        assert before.prompt_tokens == 0 and before.n_ctx == 0  # a remote does not tokenize
+        for f in (before.ttft_ms, before.total_ms, before.error_rate, before.price_input_per_mtok):
+            assert f == sipp.Figure(0.0, 0, "unknown")
+        gw.set_prices(0.5, 1.5)
+        for _ in range(2):
+            gw.query("Once upon a time", max_tokens=4, **GREEDY).result()
+        after = gw.estimate("Once upon a time", max_tokens=4)
+        assert after.ttft_ms.source == "measured" and after.ttft_ms.samples == 2
+        assert after.ttft_ms.value > 0 and after.total_ms.value >= after.ttft_ms.value
+        assert after.error_rate == sipp.Figure(0.0, 2, "measured")
+        assert after.busy_rate == sipp.Figure(0.0, 2, "measured")
+        assert after.price_output_per_mtok == sipp.Figure(1.5, 0, "configured")
+        assert after.healthy
+
+
 def test_gateway_token_from_the_environment_and_cancel(gateway, monkeypatch):
     monkeypatch.setenv("PY_GW_TOKEN", GW_TOKEN)
     with sipp.Client() as c:
