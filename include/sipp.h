@@ -918,7 +918,8 @@ typedef struct sipp_rule {
 typedef struct sipp_policy sipp_policy;
 
 /** Builds a policy from `n` rules (copied). INVALID_ARGUMENT names a rule that makes no sense
- *  (unknown kind, a negative budget, a fraction outside [0, 1], a tag rule without a tag). */
+ *  (unknown kind, a negative budget, a fraction outside [0, 1], a tag rule without a tag, a
+ *  confidence threshold outside (0, 1]). */
 SIPP_API sipp_status sipp_policy_new(const sipp_rule *rules, size_t n, sipp_policy **out,
                                      sipp_error *err);
 SIPP_API void sipp_policy_free(sipp_policy *policy);
