@@ -283,6 +283,26 @@ def _estimate(raw: Any) -> Estimate:
     return Estimate(**vals, _raw=raw)
 
 
+def _estimate_to_c(e: Estimate) -> Any:
+    """The C estimate of `e`: the one it came from, or one built from its fields (an estimate
+    the app wrote itself, e.g. to test its rules)."""
+    if e._raw is not None:
+        return e._raw
+    raw = _ffi.new(_ffi.Estimate)
+    sources = {v: k for k, v in _ffi.FIGURE_SOURCES.items()}
+    caches = {v: k for k, v in _ffi.CACHE_SOURCES.items()}
+    for name, _ in raw._fields_:
+        if name == "struct_size":
+            continue
+        v = getattr(e, name)
+        if isinstance(v, Figure):
+            v = _ffi.Figure(v.value, v.samples, sources.get(v.source, 0))
+        elif name == "cache_source":
+            v = caches.get(v, 0)
+        setattr(raw, name, v)
+    return raw
+
+
 def _plain(struct: ctypes.Structure, cls: type, **override: Any) -> Any:
     """Builds the dataclass `cls` from the same-named fields of a ctypes struct."""
     vals = {}
@@ -1038,7 +1058,9 @@ class Policy(_Closing):
         arr = (_ffi.RouteCandidate * len(rows))()
         for i, (name, ep, est) in enumerate(rows):
             arr[i].endpoint = ep._ptr()
-            arr[i].estimate = ctypes.pointer(est._raw)
+            raw = _estimate_to_c(est)
+            keep.append(raw)
+            arr[i].estimate = ctypes.pointer(raw)
             if name is not None:
                 b = _encode(str(name), "name")
                 keep.append(b)

@@ -422,6 +422,12 @@ def test_estimate_then_policy_keeps_a_warm_request_local(client):
             assert "tagged 'private'" in ch.reasons
             with pytest.raises(TypeError):
                 pol.choose([(cloud, "not an estimate")])
+            # an estimate the app writes itself is read the same way
+            unknown = sipp.Figure(0.0, 0, "unknown")
+            built = sipp.Estimate(True, True, True, 100, 90, "snapshot", False, 10, 0, 0, 0, 1,
+                                  *([unknown] * 7))
+            ch = pol.choose([("cloud", cloud, remote), ("local", story, built)])
+            assert "90 of 100 prompt tokens cached (snapshot)" in ch.reasons
     with pytest.raises(sipp.InvalidArgumentError, match="unknown kind"):
         sipp.Policy(["prefer_nothing"])
     with pytest.raises(sipp.InvalidArgumentError, match="fraction"):
