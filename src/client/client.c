@@ -16,6 +16,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "../common/common_int.h"
+#include "client_int.h"
 #include "../engine/engine_int.h"
 #include "../providers/providers_int.h"
 
@@ -347,6 +348,8 @@ sipp_status sipp_query(sipp_endpoint *ep, const char *prompt, const sipp_text_pa
     sipp_text_params p;
     st = text_params_in(ep, params, &p, err);
     if (st != SIPP_OK) return st;
+    if (p.n_tools)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "query: tools are for chat");
     if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
     if (ep->kind == ENDPOINT_REMOTE)
         st = sipp__remote_submit_text(ep->remote, prompt, NULL, 0, &p, out, err);
@@ -377,15 +380,61 @@ sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_
     }
     sipp_text_params p;
     st = text_params_in(ep, params, &p, err);
+    if (st == SIPP_OK) st = sipp__tools_check(&p, err);
     if (st != SIPP_OK) return st;
+    if (ep->kind == ENDPOINT_REMOTE && p.n_tools)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "tools: not supported on remote endpoints by this version");
     if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
     if (ep->kind == ENDPOINT_REMOTE) {
         st = sipp__remote_submit_text(ep->remote, NULL, messages, n_messages, &p, out, err);
     } else {
-        char *prompt = NULL;
-        st = sipp__engine_render_chat(ep->engine, messages, n_messages, &prompt, err);
-        if (st == SIPP_OK) st = sipp__engine_submit_text(ep->engine, prompt, &p, out, err);
-        free(prompt);
+        /* the local chat goes through llama.cpp's chat layer (tools, reasoning, parsing) */
+        sipp_chat_message *cm = calloc(n_messages, sizeof *cm);
+        if (!cm) {
+            st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        } else {
+            for (size_t i = 0; i < n_messages; i++)
+                cm[i] = (sipp_chat_message){.role = messages[i].role,
+                                            .content = messages[i].content};
+            st = sipp__engine_submit_chat(ep->engine, cm, n_messages, &p, out, err);
+            free(cm);
+        }
+    }
+    endpoint_leave(ep);
+    return st;
+}
+
+sipp_status sipp_chat_ex(sipp_endpoint *ep, const sipp_chat_message *messages, size_t n_messages,
+                         const sipp_text_params *params, sipp_run **out, sipp_error *err) {
+    sipp_status st = check_request(ep, out, err);
+    if (st != SIPP_OK) return st;
+    if (!messages || n_messages == 0)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "chat: no messages");
+    if ((st = sipp__chat_messages_check(messages, n_messages, err)) != SIPP_OK) return st;
+    sipp_text_params p;
+    st = text_params_in(ep, params, &p, err);
+    if (st == SIPP_OK) st = sipp__tools_check(&p, err);
+    if (st != SIPP_OK) return st;
+    bool tool_messages = false;
+    for (size_t i = 0; i < n_messages; i++)
+        tool_messages = tool_messages || messages[i].n_tool_calls || messages[i].tool_call_id;
+    if (ep->kind == ENDPOINT_REMOTE && (p.n_tools || tool_messages))
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "tools: not supported on remote endpoints by this version");
+    if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
+    if (ep->kind == ENDPOINT_REMOTE) {
+        sipp_message *pm = calloc(n_messages, sizeof *pm);
+        if (!pm) {
+            st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        } else {
+            for (size_t i = 0; i < n_messages; i++)
+                pm[i] = (sipp_message){.role = messages[i].role, .content = messages[i].content};
+            st = sipp__remote_submit_text(ep->remote, NULL, pm, n_messages, &p, out, err);
+            free(pm);
+        }
+    } else {
+        st = sipp__engine_submit_chat(ep->engine, messages, n_messages, &p, out, err);
     }
     endpoint_leave(ep);
     return st;

@@ -54,7 +54,8 @@ sipp_text_params sipp__text_params_defaults(void) {
                               .top_p = 0.95f,
                               .min_p = 0.05f,
                               .repeat_penalty = 1.0f,
-                              .seed = 0xFFFFFFFFu};
+                              .seed = 0xFFFFFFFFu,
+                              .parallel_tool_calls = true};
 }
 
 sipp_embed_params sipp__embed_params_defaults(void) {

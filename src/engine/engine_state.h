@@ -48,6 +48,10 @@ typedef struct job {
     size_t key_len;
     sipp_cache_source cache_source;
     uint32_t cached_tokens;
+    /* chat jobs (issue 18): the output parser and the tokens whose text it must see; owned */
+    sipp__chat_parser *parser;
+    int32_t *preserved;
+    size_t n_preserved;
 } job;
 
 typedef enum slot_state { SLOT_FREE, SLOT_PREFILL, SLOT_DECODE } slot_state;
@@ -139,6 +143,10 @@ struct sipp__engine {
 
 /* Frees a job and everything it owns (not its run). NULL is a no-op. */
 void sipp__job_free(job *j);
+/* The parser's delta callback (sipp__delta_emit_fn): pushes the delta to the run `user_data`. */
+sipp_status sipp__job_emit_delta(void *user_data, sipp_delta_kind kind, uint32_t tool_index,
+                                 const char *tool_id, const char *tool_name, const char *text,
+                                 size_t len);
 
 /* ---- engine_slots.c (engine thread) ----------------------------------------------------- */
 

@@ -91,7 +91,21 @@ int main(void) {
     F(sipp_text_params, cache_scope); F(sipp_text_params, grammar); F(sipp_text_params, json_schema);
     F(sipp_text_params, on_tokens); F(sipp_text_params, user_data); F(sipp_text_params, timeout_ms);
     F(sipp_text_params, ignore_eos); F(sipp_text_params, extra_json);
-    L(sipp_text_params, request_id);
+    F(sipp_text_params, request_id);
+    /* tools and reasoning (issue 18) */
+    F(sipp_text_params, tools); F(sipp_text_params, n_tools); F(sipp_text_params, tool_choice);
+    F(sipp_text_params, tool_choice_name); F(sipp_text_params, parallel_tool_calls);
+    F(sipp_text_params, reasoning_mode); F(sipp_text_params, on_delta);
+    L(sipp_text_params, delta_user_data);
+    S(sipp_tool); F(sipp_tool, name); F(sipp_tool, description); L(sipp_tool, parameters);
+    S(sipp_tool_call); F(sipp_tool_call, id); F(sipp_tool_call, name);
+    L(sipp_tool_call, arguments);
+    S(sipp_chat_message); F(sipp_chat_message, role); F(sipp_chat_message, content);
+    F(sipp_chat_message, tool_calls); F(sipp_chat_message, n_tool_calls);
+    F(sipp_chat_message, tool_call_id); L(sipp_chat_message, reasoning);
+    S(sipp_delta); F(sipp_delta, struct_size); F(sipp_delta, kind); F(sipp_delta, text);
+    F(sipp_delta, len); F(sipp_delta, tool_index); F(sipp_delta, tool_id);
+    L(sipp_delta, tool_name);
     S(sipp_message); F(sipp_message, role); L(sipp_message, content);
     S(sipp_embed_params); F(sipp_embed_params, struct_size); F(sipp_embed_params, normalize);
     F(sipp_embed_params, extra_json); L(sipp_embed_params, request_id);
@@ -107,7 +121,9 @@ int main(void) {
     F(sipp_response, finish_reason); F(sipp_response, embedding); F(sipp_response, n_embd);
     F(sipp_response, normalized); F(sipp_response, usage); F(sipp_response, stats);
     F(sipp_response, http_status); F(sipp_response, retry_after_s); F(sipp_response, request_id);
-    L(sipp_response, error_code);
+    F(sipp_response, error_code);
+    F(sipp_response, tool_calls); F(sipp_response, n_tool_calls); F(sipp_response, reasoning);
+    L(sipp_response, reasoning_len);
     S(sipp_token_batch); F(sipp_token_batch, struct_size); F(sipp_token_batch, text);
     F(sipp_token_batch, len); F(sipp_token_batch, n_tokens); L(sipp_token_batch, done);
     printf("\n}\n");
