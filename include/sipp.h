@@ -520,8 +520,9 @@ typedef struct sipp_tool {
 /** A tool call: made by the model (sipp_response.tool_calls) or sent back in an assistant
  *  message (sipp_chat_message.tool_calls). An array element: its layout is frozen. */
 typedef struct sipp_tool_call {
-    const char *id;        /**< the call's id, unique in the conversation ("call_..." when Sipp
-                                makes one up because the model's format has none) */
+    const char *id;        /**< the call's id, unique in the conversation (9 letters and digits
+                                when Sipp makes one up because the model's format has none:
+                                Mistral's templates accept no other id) */
     const char *name;      /**< the tool's name */
     const char *arguments; /**< the arguments as JSON text (an object) */
 } sipp_tool_call;

@@ -71,7 +71,7 @@ void sipp__slot_accept(sipp__engine *e, slot *s, llama_token tok, double now) {
     sipp__stop_scan sc = sipp__stop_scan_text((const char *const *)j->stop, j->n_stop,
                                               s->held.data, s->held.len);
     emit_held(s, sc.emit_len);
-    if (sc.matched) {
+    if (sc.matched || (j->parser && sipp__chat_parser_complete(j->parser))) {
         sipp__slot_finish(e, s, SIPP_OK, NULL, SIPP_FINISH_STOP);
         return;
     }

@@ -256,13 +256,16 @@ struct sipp__chat_parser {
     std::set<size_t> sent_names;        // calls whose id and name were emitted
     bool drop_reasoning = false;
     std::vector<sipp_tool_call> calls;  // views of msg.tool_calls
+    bool single_call = false; // parallel calls off: a second call ends the answer
+    bool complete = false;    // ... and one was begun
 };
 
 static std::string make_call_id() {
     static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     thread_local std::mt19937_64 rng{std::random_device{}()};
-    std::string id = "call_";
-    for (int i = 0; i < 24; i++) id += alnum[rng() % (sizeof alnum - 1)];
+    // 9 letters and digits: Mistral's templates refuse any other id when the call comes back
+    std::string id;
+    for (int i = 0; i < 9; i++) id += alnum[rng() % (sizeof alnum - 1)];
     return id;
 }
 
@@ -415,7 +418,9 @@ extern "C" sipp_status sipp__chat_prepare(sipp__chat_templates *t, const llama_v
         ps->pp.parse_tool_calls = !in.tools.empty() && in.tool_choice != COMMON_CHAT_TOOL_CHOICE_NONE;
         if (!cp.parser.empty()) ps->pp.parser.load(cp.parser);
         ps->drop_reasoning = p->reasoning_mode == SIPP_REASONING_DROP;
+        ps->single_call = !in.parallel_tool_calls;
         ps->msg = common_chat_parse("", true, ps->pp);
+        if (!ps->pp.parse_tool_calls) ps->msg.tool_calls.clear();
 
         out->prompt = dup_string(cp.prompt);
         if (!out->prompt) throw std::bad_alloc();
@@ -507,6 +512,13 @@ extern "C" sipp_status sipp__chat_parser_feed(sipp__chat_parser *ps, const char 
             if (!final) return SIPP_OK; // not parseable yet: wait for more text
             m = ps->msg;                // the parser rejects the whole: keep the last parse
         }
+        if (!ps->pp.parse_tool_calls) m.tool_calls.clear(); // tool_choice none, or no tools
+        // Parallel calls off: llama.cpp's grammars of some formats still allow more than one
+        // call, so the answer ends where a second call begins, and the first is the answer's.
+        if (ps->single_call && m.tool_calls.size() > 1) {
+            m.tool_calls.resize(1);
+            ps->complete = true;
+        }
         if (m.empty() && !final) return SIPP_OK;
         m.set_tool_call_ids(ps->ids, make_call_id);
         std::vector<common_chat_msg_diff> diffs = common_chat_msg_diff::compute_diffs(ps->msg, m);
@@ -551,6 +563,8 @@ extern "C" sipp_status sipp__chat_parser_feed(sipp__chat_parser *ps, const char 
         return SIPP_INTERNAL;
     }
 }
+
+extern "C" bool sipp__chat_parser_complete(const sipp__chat_parser *ps) { return ps->complete; }
 
 extern "C" size_t sipp__chat_parser_calls(sipp__chat_parser *ps, const sipp_tool_call **calls) {
     *calls = ps->calls.empty() ? nullptr : ps->calls.data();

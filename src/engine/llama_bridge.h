@@ -72,6 +72,9 @@ typedef sipp_status (*sipp__delta_emit_fn)(void *user_data, sipp_delta_kind kind
  * partial parse. Returns the first non-OK status of `emit`, else SIPP_OK. */
 sipp_status sipp__chat_parser_feed(sipp__chat_parser *ps, const char *text, size_t len,
                                    bool final, sipp__delta_emit_fn emit, void *user_data);
+/* True once the answer is complete before its end: parallel calls are off and a second call
+ * began (the engine then ends the run; the answer is the first call). */
+bool sipp__chat_parser_complete(const sipp__chat_parser *ps);
 /* The tool calls of the last parse; the array and strings live as long as the parser. */
 size_t sipp__chat_parser_calls(sipp__chat_parser *ps, const sipp_tool_call **calls);
 void sipp__chat_parser_free(sipp__chat_parser *ps);

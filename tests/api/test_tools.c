@@ -8,6 +8,8 @@
  */
 #define _GNU_SOURCE
 #include "helpers.h"
+#include "engine/llama_bridge.h"
+#include "llama.h"
 
 #include <jansson.h>
 #include <unistd.h>
@@ -55,8 +57,14 @@ static const char *family_model(const family *f, char *path, size_t cap) {
     return path;
 }
 
+static void quiet_log(enum ggml_log_level level, const char *text, void *ud) {
+    (void)ud;
+    if (level == GGML_LOG_LEVEL_ERROR) fputs(text, stderr);
+}
+
 static int setup(void **state) {
     (void)state;
+    llama_log_set(quiet_log, NULL); /* the vocab-only loads of the parse tests */
     tools[0] = (sipp_tool){"get_weather", "The weather now, in a unit", WEATHER_SCHEMA};
     tools[1] = (sipp_tool){"get_time", "The time in a zone", TIME_SCHEMA};
     return scratch_dir_make(tmpdir, sizeof tmpdir, "tools");
@@ -86,11 +94,16 @@ static void append(char *dst, size_t cap, const char *s, size_t n) {
 static void on_delta(const sipp_delta *d, void *ud) {
     collected *c = ud;
     c->deltas++;
+    if (getenv("TOOLS_TEST_TRACE"))
+        fprintf(stderr, "delta %d #%u %s %s [%.*s]\n", d->kind, d->tool_index,
+                d->tool_id ? d->tool_id : "-", d->tool_name ? d->tool_name : "-", (int)d->len, d->text);
     switch (d->kind) {
     case SIPP_DELTA_CONTENT: append(c->content, sizeof c->content, d->text, d->len); break;
     case SIPP_DELTA_REASONING: append(c->reasoning, sizeof c->reasoning, d->text, d->len); break;
     case SIPP_DELTA_TOOL_CALL:
-        if (d->tool_index >= 4) fail_msg("tool index %u", d->tool_index);
+        if (d->tool_index >= 4)
+            fail_msg("tool index %u (id %s name %s text %.*s)", d->tool_index, d->tool_id ? d->tool_id : "-",
+                     d->tool_name ? d->tool_name : "-", (int)d->len, d->text);
         if (d->tool_name) {
             assert_int_equal(d->tool_index, c->n_calls); /* calls open in order */
             snprintf(c->ids[d->tool_index], 64, "%s", d->tool_id);
@@ -154,7 +167,12 @@ static void forced_calls_on_real_templates(void **state) {
                           r->reasoning);
             if (r->n_tool_calls != 1)
                 fail_msg("%s: %zu calls (text '%s')", f->template_file, r->n_tool_calls, r->text);
-            assert_int_equal(r->finish_reason, SIPP_FINISH_TOOL_CALLS);
+            /* Mistral Nemo's grammar lets whitespace follow the call, which random weights
+             * keep writing until max_tokens: the call is complete all the same */
+            if (r->finish_reason == SIPP_FINISH_LENGTH && strstr(f->template_file, "Mistral"))
+                assert_int_equal(strspn(r->text, " \t\r\n"), strlen(r->text));
+            else
+                assert_int_equal(r->finish_reason, SIPP_FINISH_TOOL_CALLS);
             const sipp_tool_call *call = &r->tool_calls[0];
             assert_string_equal(call->name, named ? "get_time" : call->name);
             assert_true(strcmp(call->name, "get_weather") == 0 || strcmp(call->name, "get_time") == 0);
@@ -194,8 +212,199 @@ static void forced_calls_on_real_templates(void **state) {
     }
 }
 
+/* ---- the parse path alone: known answers fed in pieces, as tokens would arrive ---------- */
+
+typedef struct parsed {
+    sipp__chat_templates *t;
+    struct llama_model *m;
+    sipp__chat_prepared pr;
+    collected col;
+} parsed;
+
+static sipp_status collect_delta(void *ud, sipp_delta_kind kind, uint32_t tool_index,
+                                 const char *tool_id, const char *tool_name, const char *text,
+                                 size_t len) {
+    sipp_delta d = {sizeof d, kind, text, len, tool_index, tool_id, tool_name};
+    on_delta(&d, ud);
+    return SIPP_OK;
+}
+
+/* Prepares a chat on family f's template with both tools (choice auto) and `mode`, then feeds
+ * `answer` three bytes at a time and finishes. */
+static void parse_answer(const family *f, sipp_reasoning_mode mode, const char *answer,
+                         parsed *out) {
+    char path[512];
+    memset(out, 0, sizeof *out);
+    struct llama_model_params mp = llama_model_default_params();
+    mp.vocab_only = true;
+    out->m = llama_model_load_from_file(family_model(f, path, sizeof path), mp);
+    assert_non_null(out->m);
+    char msg[SIPP_ERROR_MESSAGE_CAP];
+    out->t = sipp__chat_templates_new(out->m, msg, sizeof msg);
+    if (!out->t) fail_msg("%s: %s", f->template_file, msg);
+    sipp_text_params p;
+    sipp_text_params_init(&p, sizeof p);
+    p.tools = tools;
+    p.n_tools = 2;
+    p.reasoning_mode = mode;
+    sipp_chat_message m[] = {{.role = "user", .content = "What time is it?"}};
+    sipp_status st = sipp__chat_prepare(out->t, llama_model_get_vocab(out->m), m, 1, &p, &out->pr,
+                                        msg, sizeof msg);
+    if (st != SIPP_OK) fail_msg("%s: prepare: %s", f->template_file, msg);
+    size_t n = strlen(answer);
+    for (size_t i = 0; i < n; i += 3)
+        assert_int_equal(sipp__chat_parser_feed(out->pr.parser, answer + i, n - i < 3 ? n - i : 3,
+                                                false, collect_delta, &out->col), SIPP_OK);
+    assert_int_equal(sipp__chat_parser_feed(out->pr.parser, "", 0, true, collect_delta, &out->col),
+                     SIPP_OK);
+}
+
+static void parsed_free(parsed *p) {
+    sipp__chat_prepared_free(&p->pr);
+    sipp__chat_templates_free(p->t);
+    llama_model_free(p->m);
+}
+
+/* Qwen3's template: the thinking block becomes reasoning (separate), stays in the text
+ * (inline) or goes (drop); the call after it is parsed with its arguments either way. */
+static void qwen3_reasoning_modes(void **state) {
+    (void)state;
+    const family *qwen3 = &families[3];
+    const char *answer = "<think>\nThe user wants the time.\n</think>\n\nLet me look.\n"
+                         "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"zone\": \"utc\"}}\n"
+                         "</tool_call>";
+    for (int mode = SIPP_REASONING_SEPARATE; mode <= SIPP_REASONING_DROP; mode++) {
+        parsed p;
+        parse_answer(qwen3, (sipp_reasoning_mode)mode, answer, &p);
+        print_message("mode %d: reasoning '%s' content '%s' calls %d\n", mode, p.col.reasoning,
+                      p.col.content, p.col.n_calls);
+        if (mode == SIPP_REASONING_SEPARATE)
+            assert_non_null(strstr(p.col.reasoning, "The user wants the time."));
+        else
+            assert_string_equal(p.col.reasoning, "");
+        assert_null(strstr(p.col.reasoning, "<think>"));
+        if (mode == SIPP_REASONING_INLINE)
+            assert_non_null(strstr(p.col.content, "<think>\nThe user wants the time.\n</think>"));
+        else
+            assert_null(strstr(p.col.content, "The user wants"));
+        assert_non_null(strstr(p.col.content, "Let me look."));
+        assert_int_equal(p.col.n_calls, 1);
+        assert_false(p.col.args_before_name);
+        assert_string_equal(p.col.names[0], "get_time");
+        assert_int_equal(strlen(p.col.ids[0]), 9);
+        json_t *args = json_loads(p.col.args[0], 0, NULL);
+        assert_non_null(args);
+        assert_string_equal(json_string_value(json_object_get(args, "zone")), "utc");
+        json_decref(args);
+        const sipp_tool_call *calls;
+        assert_int_equal(sipp__chat_parser_calls(p.pr.parser, &calls), 1);
+        assert_string_equal(calls[0].arguments, p.col.args[0]);
+        assert_string_equal(calls[0].id, p.col.ids[0]);
+        parsed_free(&p);
+    }
+}
+
+/* Two calls in one answer (Hermes' format), streamed: each opens with its own id and name, in
+ * order, and the ids differ. Text only, no calls: all content. */
+static void hermes_parallel_calls_and_plain_text(void **state) {
+    (void)state;
+    const family *hermes = &families[4];
+    parsed p;
+    parse_answer(hermes, SIPP_REASONING_SEPARATE,
+                 "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"zone\": \"utc\"}}\n"
+                 "</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
+                 "{\"unit\": \"celsius\"}}\n</tool_call>", &p);
+    assert_int_equal(p.col.n_calls, 2);
+    assert_string_equal(p.col.names[0], "get_time");
+    assert_string_equal(p.col.names[1], "get_weather");
+    assert_string_not_equal(p.col.ids[0], p.col.ids[1]);
+    assert_non_null(strstr(p.col.args[1], "celsius"));
+    parsed_free(&p);
+    parse_answer(hermes, SIPP_REASONING_SEPARATE, "It is noon, no tool needed.", &p);
+    assert_int_equal(p.col.n_calls, 0);
+    assert_string_equal(p.col.content, "It is noon, no tool needed.");
+    parsed_free(&p);
+}
+
+/* Bad input: each a clear INVALID_ARGUMENT naming the problem, and a template without tool
+ * support is UNSUPPORTED naming tools. */
+static void bad_tool_input(void **state) {
+    (void)state;
+    char path[512];
+    sipp_client *c = NULL;
+    assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+    sipp_endpoint *ep = add_model(c, "m", family_model(&families[2], path, sizeof path), 1);
+    sipp_chat_message m[3] = {{.role = "user", .content = "hi"}};
+    sipp_tool bad_schema[] = {{"a", NULL, "[1,2]"}};
+    sipp_tool not_json[] = {{"a", NULL, "{nope"}};
+    sipp_tool bad_type[] = {{"a", NULL, "{\"type\":\"string\"}"}};
+    sipp_tool dup[] = {{"a", NULL, NULL}, {"a", NULL, NULL}};
+    sipp_tool bad_name[] = {{"a b", NULL, NULL}};
+    struct {
+        const sipp_tool *tools;
+        size_t n;
+        sipp_tool_choice choice;
+        const char *name;
+        const char *expect;
+    } cases[] = {
+        {bad_schema, 1, SIPP_TOOL_CHOICE_AUTO, NULL, "not a JSON object"},
+        {not_json, 1, SIPP_TOOL_CHOICE_AUTO, NULL, "not valid JSON"},
+        {bad_type, 1, SIPP_TOOL_CHOICE_AUTO, NULL, "\"type\": \"object\""},
+        {dup, 2, SIPP_TOOL_CHOICE_AUTO, NULL, "duplicate"},
+        {bad_name, 1, SIPP_TOOL_CHOICE_AUTO, NULL, "tools[0].name"},
+        {tools, 2, SIPP_TOOL_CHOICE_NAMED, "nope", "not among the tools"},
+        {NULL, 0, SIPP_TOOL_CHOICE_REQUIRED, NULL, "needs tools"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sipp_text_params p = greedy(4);
+        p.tools = cases[i].tools;
+        p.n_tools = cases[i].n;
+        p.tool_choice = cases[i].choice;
+        p.tool_choice_name = cases[i].name;
+        sipp_run *run = NULL;
+        sipp_error err;
+        sipp_error_init(&err, sizeof err);
+        assert_int_equal(sipp_chat_ex(ep, m, 1, &p, &run, &err), SIPP_INVALID_ARGUMENT);
+        assert_null(run);
+        if (!strstr(err.message, cases[i].expect))
+            fail_msg("case %zu: '%s' lacks '%s'", i, err.message, cases[i].expect);
+    }
+    /* a tool result for an unknown call id; arguments that are not JSON */
+    sipp_tool_call call = {"call_1", "get_time", "{\"zone\":\"utc\"}"};
+    sipp_tool_call bad_args = {"call_1", "get_time", "zone=utc"};
+    m[1] = (sipp_chat_message){.role = "assistant", .tool_calls = &call, .n_tool_calls = 1};
+    m[2] = (sipp_chat_message){.role = "tool", .content = "12:00", .tool_call_id = "call_2"};
+    sipp_text_params p = greedy(4);
+    sipp_run *run = NULL;
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    assert_int_equal(sipp_chat_ex(ep, m, 3, &p, &run, &err), SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "unknown call id"));
+    m[1].tool_calls = &bad_args;
+    m[2].tool_call_id = "call_1";
+    assert_int_equal(sipp_chat_ex(ep, m, 3, &p, &run, &err), SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "not a JSON object"));
+    /* the endpoint still serves */
+    m[1].tool_calls = &call;
+    assert_int_equal(sipp_chat_ex(ep, m, 3, &p, &run, &err), SIPP_OK);
+    sipp_run_free(run);
+    sipp_client_free(c);
+
+    /* the tiny chat model's template has no tool support */
+    assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+    ep = add_model(c, "chat", CHAT_MODEL, 1);
+    p.tools = tools;
+    p.n_tools = 2;
+    assert_int_equal(sipp_chat_ex(ep, m, 1, &p, &run, &err), SIPP_UNSUPPORTED);
+    assert_non_null(strstr(err.message, "tools"));
+    sipp_client_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(qwen3_reasoning_modes),
+        cmocka_unit_test(hermes_parallel_calls_and_plain_text),
+        cmocka_unit_test(bad_tool_input),
         cmocka_unit_test(forced_calls_on_real_templates),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
