@@ -136,6 +136,28 @@ class EngineStats(Structure):
                 ("cache_disk_bytes", c_uint64), ("stalls", c_uint64), ("stalled", c_uint32)]
 
 
+# tools and reasoning (issue 18): layout mirrors; no Pythonic API over them yet
+class Tool(Structure):
+    _fields_ = [("name", c_char_p), ("description", c_char_p), ("parameters", c_char_p)]
+
+
+class ToolCall(Structure):
+    _fields_ = [("id", c_char_p), ("name", c_char_p), ("arguments", c_char_p)]
+
+
+class ChatMessage(Structure):
+    _fields_ = [("role", c_char_p), ("content", c_char_p), ("tool_calls", POINTER(ToolCall)),
+                ("n_tool_calls", c_size_t), ("tool_call_id", c_char_p), ("reasoning", c_char_p)]
+
+
+class Delta(Structure):
+    _fields_ = [("struct_size", c_uint32), ("kind", c_int), ("text", c_void_p), ("len", c_size_t),
+                ("tool_index", c_uint32), ("tool_id", c_char_p), ("tool_name", c_char_p)]
+
+
+DeltaFn = CFUNCTYPE(None, POINTER(Delta), c_void_p)
+
+
 class TextParams(Structure):
     _fields_ = [("struct_size", c_uint32), ("max_tokens", c_uint32), ("temperature", c_float),
                 ("top_k", c_int32), ("top_p", c_float), ("min_p", c_float),
@@ -143,7 +165,10 @@ class TextParams(Structure):
                 ("n_stop", c_size_t), ("context_key", c_char_p), ("cache_scope", c_char_p),
                 ("grammar", c_char_p), ("json_schema", c_char_p), ("on_tokens", TokenFn),
                 ("user_data", c_void_p), ("timeout_ms", c_uint32), ("ignore_eos", c_bool),
-                ("extra_json", c_char_p), ("request_id", c_char_p)]
+                ("extra_json", c_char_p), ("request_id", c_char_p),
+                ("tools", POINTER(Tool)), ("n_tools", c_size_t), ("tool_choice", c_int),
+                ("tool_choice_name", c_char_p), ("parallel_tool_calls", c_bool),
+                ("reasoning_mode", c_int), ("on_delta", DeltaFn), ("delta_user_data", c_void_p)]
 
 
 class Message(Structure):
@@ -175,7 +200,9 @@ class Response(Structure):
                 ("n_embd", c_uint32), ("normalized", c_bool), ("usage", POINTER(Usage)),
                 ("stats", POINTER(Stats)),
                 ("http_status", c_uint32), ("retry_after_s", c_uint32),
-                ("request_id", c_char * 64), ("error_code", c_char * 48)]
+                ("request_id", c_char * 64), ("error_code", c_char * 48),
+                ("tool_calls", POINTER(ToolCall)), ("n_tool_calls", c_size_t),
+                ("reasoning", c_void_p), ("reasoning_len", c_size_t)]
 
 
 class TokenBatch(Structure):
@@ -191,7 +218,7 @@ TIMEOUT = 13
 LOG_LEVELS = {"none": 0, "error": 1, "warn": 2, "info": 3, "debug": 4}
 PROVIDER_KINDS = {"openai": 1, "openai_compatible": 2, "anthropic": 3}
 GATEWAY_AUTH = {"none": 0, "bearer": 1, "header": 2}
-FINISH_REASONS = {0: "none", 1: "stop", 2: "length", 3: "cancelled"}
+FINISH_REASONS = {0: "none", 1: "stop", 2: "length", 3: "cancelled", 4: "tool_calls"}
 CACHE_SOURCES = {0: "none", 1: "live", 2: "snapshot"}
 
 # ---- functions -----------------------------------------------------------------------------

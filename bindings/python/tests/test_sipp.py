@@ -31,6 +31,8 @@ MIRRORS = {
     "sipp_text_params": _ffi.TextParams, "sipp_message": _ffi.Message,
     "sipp_embed_params": _ffi.EmbedParams, "sipp_usage": _ffi.Usage, "sipp_stats": _ffi.Stats,
     "sipp_response": _ffi.Response, "sipp_token_batch": _ffi.TokenBatch,
+    "sipp_tool": _ffi.Tool, "sipp_tool_call": _ffi.ToolCall,
+    "sipp_chat_message": _ffi.ChatMessage, "sipp_delta": _ffi.Delta,
 }
 
 

@@ -143,7 +143,53 @@ pub struct sipp_text_params {
     pub ignore_eos: bool,
     pub extra_json: *const c_char,
     pub request_id: *const c_char,
+    // tools and reasoning (issue 18)
+    pub tools: *const sipp_tool,
+    pub n_tools: usize,
+    pub tool_choice: c_int,
+    pub tool_choice_name: *const c_char,
+    pub parallel_tool_calls: bool,
+    pub reasoning_mode: c_int,
+    pub on_delta: sipp_delta_fn,
+    pub delta_user_data: *mut c_void,
 }
+
+#[repr(C)]
+pub struct sipp_tool {
+    pub name: *const c_char,
+    pub description: *const c_char,
+    pub parameters: *const c_char,
+}
+
+#[repr(C)]
+pub struct sipp_tool_call {
+    pub id: *const c_char,
+    pub name: *const c_char,
+    pub arguments: *const c_char,
+}
+
+#[repr(C)]
+pub struct sipp_chat_message {
+    pub role: *const c_char,
+    pub content: *const c_char,
+    pub tool_calls: *const sipp_tool_call,
+    pub n_tool_calls: usize,
+    pub tool_call_id: *const c_char,
+    pub reasoning: *const c_char,
+}
+
+#[repr(C)]
+pub struct sipp_delta {
+    pub struct_size: u32,
+    pub kind: c_int,
+    pub text: *const c_char,
+    pub len: usize,
+    pub tool_index: u32,
+    pub tool_id: *const c_char,
+    pub tool_name: *const c_char,
+}
+
+pub type sipp_delta_fn = Option<unsafe extern "C" fn(*const sipp_delta, *mut c_void)>;
 
 #[repr(C)]
 pub struct sipp_message {
@@ -203,6 +249,10 @@ pub struct sipp_response {
     pub retry_after_s: u32,
     pub request_id: [c_char; 64],
     pub error_code: [c_char; 48],
+    pub tool_calls: *const sipp_tool_call,
+    pub n_tool_calls: usize,
+    pub reasoning: *const c_char,
+    pub reasoning_len: usize,
 }
 
 #[repr(C)]
