@@ -4,7 +4,8 @@
  *
  *   sipp-gateway check --config FILE   validate only (no secrets read, no model loaded; pulled
  *                                      model names must be in the models directory)
- *   sipp-gateway serve --config FILE   run until SIGTERM or SIGINT, then drain and exit
+ *   sipp-gateway serve --config FILE   run until SIGTERM or SIGINT, then drain and exit;
+ *                                      SIGHUP reloads the config file
  */
 #define _POSIX_C_SOURCE 200809L
 #include "gateway.h"
@@ -30,7 +31,7 @@ static void usage(FILE *f) {
           f);
 }
 
-/* `check`: each provider target's base URL through libsipp's own rules (scheme, network
+/* `check`: each provider target's base URL (every replica of a pool) through libsipp's own rules (scheme, network
  * policy), with a stand-in key so that no secret is read. Returns false after printing why. */
 static bool check_provider_urls(const sipp__gw_config *cfg) {
     sipp_client *client = NULL;
@@ -39,21 +40,26 @@ static bool check_provider_urls(const sipp__gw_config *cfg) {
     for (size_t i = 0; i < cfg->n_targets && ok; i++) {
         const sipp__gw_target *t = &cfg->targets[i];
         if (t->type == SIPP__GW_LOCAL) continue;
-        sipp_provider_params pp;
-        sipp_provider_params_init(&pp, sizeof pp);
+        sipp_provider_params pp = t->provider; /* its TOML keys, as serve adds it */
         pp.kind = t->type == SIPP__GW_OPENAI      ? SIPP_PROVIDER_OPENAI
                   : t->type == SIPP__GW_ANTHROPIC ? SIPP_PROVIDER_ANTHROPIC
                                                   : SIPP_PROVIDER_OPENAI_COMPATIBLE;
         pp.model = t->model;
-        pp.base_url = t->base_url;
         pp.api_key = "check";
-        pp.allow_private_network = t->allow_private_network;
-        sipp_error err;
-        sipp_error_init(&err, sizeof err);
-        if (sipp_client_add_provider(client, "check", &pp, NULL, &err) == SIPP_INVALID_ARGUMENT) {
-            fprintf(stderr, "sipp-gateway: target '%s' (line %d): %s\n", t->name, t->line,
-                    err.message);
-            ok = false;
+        for (size_t k = 0; k < (t->n_base_urls ? t->n_base_urls : 1) && ok; k++) { /* replicas */
+            pp.base_url = t->n_base_urls ? t->base_urls[k] : NULL;
+            sipp_error err;
+            sipp_error_init(&err, sizeof err);
+            if (sipp_client_add_provider(client, "check", &pp, NULL, &err) ==
+                SIPP_INVALID_ARGUMENT) {
+                if (t->n_base_urls > 1)
+                    fprintf(stderr, "sipp-gateway: target '%s' (line %d), base_urls[%zu]: %s\n",
+                            t->name, t->line, k, err.message);
+                else
+                    fprintf(stderr, "sipp-gateway: target '%s' (line %d): %s\n", t->name,
+                            t->line, err.message);
+                ok = false;
+            }
         }
     }
     sipp_client_free(client);
@@ -127,6 +133,7 @@ int main(int argc, char **argv) {
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP); /* reload (docs/gateway.md "Reload") */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     sipp__gw *gw;
@@ -136,8 +143,14 @@ int main(int argc, char **argv) {
         sipp__gw_config_free(&cfg);
         return 1;
     }
+    sipp__gw_set_config_path(gw, config);
     int sig = 0;
-    sigwait(&set, &sig);
+    for (;;) {
+        sigwait(&set, &sig);
+        if (sig != SIGHUP) break;
+        char why[768];
+        sipp__gw_reload(gw, why, sizeof why); /* the outcome is logged */
+    }
     sipp__gw_shutdown(gw);
     sipp__gw_free(gw);
     sipp__gw_log_flush(2.0); /* the last lines, unless nobody reads stderr */

@@ -38,4 +38,6 @@ export interface LocalOptions {
   sha256?: string;
   /** watchdog: no scheduler round for this long is a stall (0 = 60000) */
   stallAlarmMs?: number;
+  /** the model's projector GGUF: images/audio in (llama.cpp's mmproj) */
+  mmproj?: string;
 }

@@ -13,12 +13,19 @@
  * marked closed and its engine or remote is detached, then freed outside the lock; every call
  * on the handle holds `life` for reading while it uses them, so it either finishes first or sees
  * `closed` and fails with SIPP_CLOSED. The closed shell moves to the client's `closed` list.
+ *
+ * Swapping (issue 21): re-adding the id of a local endpoint loads the new model first (the old
+ * one keeps serving meanwhile), then closes the old handle without cancelling: its engine is
+ * detached like any close, but handed to a drain thread that waits until every run submitted on
+ * it has ended and only then frees it. Removing an endpoint, replacing a remote one and freeing
+ * the client still cancel. Drain threads are joined when the client is freed.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "../common/common_int.h"
-#include "client_int.h"
+#include "../common/media_parse.h"
 #include "../engine/engine_int.h"
 #include "../providers/providers_int.h"
+#include "client_int.h"
 
 #include <pthread.h>
 #include <stddef.h>
@@ -26,20 +33,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum endpoint_kind { ENDPOINT_LOCAL, ENDPOINT_REMOTE } endpoint_kind;
-
-struct sipp_endpoint {
-    struct sipp_endpoint *next;
-    char *id;
-    endpoint_kind kind;
-    pthread_rwlock_t life;    /* read: a call using engine/remote; write: closing */
-    bool closed;              /* under life; engine and remote are NULL once set */
-    sipp__engine *engine;     /* local */
-    sipp__remote *remote;     /* provider or gateway */
-};
+/* An old engine of a swapped local endpoint, freed by its own thread once its runs ended. */
+typedef struct draining {
+    struct draining *next;
+    sipp_client *client;
+    sipp__engine *engine;
+    pthread_t thread;
+    bool done; /* under the client's mu: the thread has freed the engine (join it) */
+} draining;
 
 struct sipp_client {
     pthread_mutex_t mu;
+    draining *draining; /* under mu */
+    bool freeing;       /* under mu: drain threads stop waiting and cancel */
     sipp_endpoint *endpoints; /* open, found by id */
     sipp_endpoint *closed;    /* removed or replaced: shells kept until the client is freed */
     sipp__http *http; /* the transfer thread of remote endpoints; NULL until the first one */
@@ -83,6 +89,7 @@ static void endpoint_free(sipp_endpoint *ep) {
     if (!ep) return;
     endpoint_close(ep);
     pthread_rwlock_destroy(&ep->life);
+    sipp__signals_destroy(&ep->signals);
     free(ep->id);
     free(ep);
 }
@@ -95,10 +102,7 @@ static void endpoint_list_free(sipp_endpoint *ep) {
     }
 }
 
-/* Starts a call that uses the endpoint's engine or remote: SIPP_OK with `life` held for
- * reading (end it with endpoint_leave), or SIPP_CLOSED. `life` is the handle's mutable state,
- * so a const handle may take it. */
-static sipp_status endpoint_enter(const sipp_endpoint *cep, sipp_error *err) {
+sipp_status sipp__endpoint_enter(const sipp_endpoint *cep, sipp_error *err) {
     sipp_endpoint *ep = (sipp_endpoint *)cep;
     pthread_rwlock_rdlock(&ep->life);
     if (!ep->closed) return SIPP_OK;
@@ -106,12 +110,39 @@ static sipp_status endpoint_enter(const sipp_endpoint *cep, sipp_error *err) {
     return sipp__fail(err, SIPP_CLOSED, 0, "endpoint '%s' was removed or replaced", ep->id);
 }
 
-static void endpoint_leave(const sipp_endpoint *ep) {
+void sipp__endpoint_leave(const sipp_endpoint *ep) {
     pthread_rwlock_unlock(&((sipp_endpoint *)ep)->life);
+}
+
+/* Joins the drain threads that are done (all of them, waiting, when `all`). */
+static void drains_join(sipp_client *c, bool all) {
+    pthread_mutex_lock(&c->mu);
+    draining **pp = &c->draining, *joinable = NULL;
+    while (*pp) {
+        draining *d = *pp;
+        if (all || d->done) {
+            *pp = d->next;
+            d->next = joinable;
+            joinable = d;
+        } else {
+            pp = &d->next;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    while (joinable) {
+        draining *d = joinable;
+        joinable = d->next;
+        pthread_join(d->thread, NULL);
+        free(d);
+    }
 }
 
 void sipp_client_free(sipp_client *c) {
     if (!c) return;
+    pthread_mutex_lock(&c->mu);
+    c->freeing = true; /* the drain threads cancel what is left (within one wait) */
+    pthread_mutex_unlock(&c->mu);
+    drains_join(c, true);
     endpoint_list_free(c->endpoints);
     endpoint_list_free(c->closed);
     sipp__http_free(c->http); /* after the endpoints: their runs end on its thread */
@@ -140,14 +171,61 @@ static void retire(sipp_client *c, sipp_endpoint *ep) {
     pthread_mutex_unlock(&c->mu);
 }
 
-/* Links a built endpoint under its id, replacing (and closing) an older one. */
+static void *drain_main(void *arg) {
+    draining *d = arg;
+    for (;;) {
+        if (sipp__engine_wait_idle(d->engine, 100)) break;
+        pthread_mutex_lock(&d->client->mu);
+        bool freeing = d->client->freeing;
+        pthread_mutex_unlock(&d->client->mu);
+        if (freeing) break;
+    }
+    sipp__engine_close(d->engine); /* cancels only what a freed client left running */
+    pthread_mutex_lock(&d->client->mu);
+    d->done = true;
+    pthread_mutex_unlock(&d->client->mu);
+    return NULL;
+}
+
+/* Closes an unlinked local endpoint that a new one replaced, letting its runs finish: the
+ * engine goes to a drain thread (see the file comment). Falls back to cancelling (retire) when
+ * no thread can be started. */
+static void retire_draining(sipp_client *c, sipp_endpoint *old) {
+    draining *d = calloc(1, sizeof *d);
+    if (d) {
+        pthread_rwlock_wrlock(&old->life); /* calls in progress on the handle finish first */
+        d->client = c;
+        d->engine = old->engine;
+        old->engine = NULL;
+        old->closed = true;
+        pthread_rwlock_unlock(&old->life);
+        pthread_mutex_lock(&c->mu);
+        if (pthread_create(&d->thread, NULL, drain_main, d) == 0) {
+            d->next = c->draining;
+            c->draining = d;
+            d = NULL;
+        }
+        pthread_mutex_unlock(&c->mu);
+        if (d) sipp__engine_close(d->engine); /* no thread: cancel now */
+        free(d);
+    }
+    retire(c, old); /* the shell to the closed list (closing again is a no-op) */
+    drains_join(c, false);
+}
+
+/* Links a built endpoint under its id, replacing (and closing) an older one: a local one
+ * replaced by a local one is drained (its runs finish), any other is cancelled. */
 static void register_endpoint(sipp_client *c, sipp_endpoint *ep) {
     pthread_mutex_lock(&c->mu);
     sipp_endpoint *old = unlink_locked(c, ep->id);
     ep->next = c->endpoints;
     c->endpoints = ep;
     pthread_mutex_unlock(&c->mu);
-    if (old) retire(c, old);
+    if (!old) return;
+    if (old->kind == ENDPOINT_LOCAL && ep->kind == ENDPOINT_LOCAL)
+        retire_draining(c, old);
+    else
+        retire(c, old);
 }
 
 static sipp_endpoint *endpoint_alloc(const char *id, endpoint_kind kind) {
@@ -159,6 +237,7 @@ static sipp_endpoint *endpoint_alloc(const char *id, endpoint_kind kind) {
         return NULL;
     }
     ep->kind = kind;
+    sipp__signals_init(&ep->signals);
     return ep;
 }
 
@@ -283,7 +362,7 @@ sipp_status sipp_endpoint_get_info(const sipp_endpoint *ep, sipp_endpoint_info *
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "endpoint and out are required");
     sipp_status st = sipp__struct_size_ok(out->struct_size, SIPP__FIRST_SIZE(endpoint_info),
                                           sizeof *out, "endpoint info", err);
-    if (st != SIPP_OK || (st = endpoint_enter(ep, err)) != SIPP_OK) return st;
+    if (st != SIPP_OK || (st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     sipp_endpoint_info in = sipp__endpoint_info_defaults();
     if (ep->kind == ENDPOINT_LOCAL) {
         sipp__engine_get_info(ep->engine, &in);
@@ -291,7 +370,7 @@ sipp_status sipp_endpoint_get_info(const sipp_endpoint *ep, sipp_endpoint_info *
         in.can_generate = in.can_chat = in.can_embed = true; /* the peer decides per model */
         snprintf(in.architecture, sizeof in.architecture, "remote");
     }
-    endpoint_leave(ep);
+    sipp__endpoint_leave(ep);
     return sipp__struct_out(out, &in, sizeof in, SIPP__FIRST_SIZE(endpoint_info), "endpoint info",
                             err);
 }
@@ -305,10 +384,10 @@ sipp_status sipp_endpoint_get_stats(const sipp_endpoint *ep, sipp_engine_stats *
     if (st != SIPP_OK) return st;
     if (ep->kind != ENDPOINT_LOCAL)
         return sipp__fail(err, SIPP_UNSUPPORTED, 0, "engine stats exist only for local endpoints");
-    if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
+    if ((st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     sipp_engine_stats s = sipp__engine_stats_defaults();
     sipp__engine_get_stats(ep->engine, &s);
-    endpoint_leave(ep);
+    sipp__endpoint_leave(ep);
     /* a caller built against 0.1's header has no watchdog fields: it gets the ones it has */
     return sipp__struct_out(out, &s, sizeof s, SIPP__FIRST_SIZE(engine_stats), "engine stats", err);
 }
@@ -336,7 +415,13 @@ static sipp_status text_params_in(const sipp_endpoint *ep, const sipp_text_param
     if (ep->kind == ENDPOINT_LOCAL && p->extra_json)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "extra_json is for remote endpoints; a local endpoint has typed options only");
-    return ep->kind == ENDPOINT_LOCAL ? SIPP_OK : sipp__text_params_check(p, err);
+    if (p->n_media > 0 && !p->media)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "n_media is %zu but media is NULL", p->n_media);
+    if (ep->kind == ENDPOINT_LOCAL) return SIPP_OK;
+    sipp_status st = sipp__text_params_check(p, err);
+    /* structured output: a schema a remote would get is held to the local rule (issue 18) */
+    if (st == SIPP_OK && p->json_schema) st = sipp__engine_check_schema(p->json_schema, err);
+    return st;
 }
 
 sipp_status sipp_query(sipp_endpoint *ep, const char *prompt, const sipp_text_params *params,
@@ -350,18 +435,90 @@ sipp_status sipp_query(sipp_endpoint *ep, const char *prompt, const sipp_text_pa
     if (st != SIPP_OK) return st;
     if (p.n_tools)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "query: tools are for chat");
-    if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
+    if ((st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     if (ep->kind == ENDPOINT_REMOTE)
         st = sipp__remote_submit_text(ep->remote, prompt, NULL, 0, &p, out, err);
     else
         st = sipp__engine_submit_text(ep->engine, prompt, &p, out, err);
-    endpoint_leave(ep);
+    if (st == SIPP_OK) sipp__endpoint_observe(ep, *out);
+    sipp__endpoint_leave(ep);
     return st;
 }
 
 static bool known_role(const char *role) {
     return role && (strcmp(role, "system") == 0 || strcmp(role, "user") == 0 ||
                     strcmp(role, "assistant") == 0);
+}
+
+/* Multimodal: a copy of the messages in which each message with media parts has its markers
+ * (sipp__media_place_markers: the app's, or one per part in front), so the template renders
+ * them where they belong. Parts must name an existing message. */
+static sipp_status chat_place_markers(const sipp_message *messages, size_t n,
+                                      const sipp_text_params *p, sipp_message **out,
+                                      sipp_error *err) {
+    *out = NULL;
+    for (size_t i = 0; i < p->n_media; i++)
+        if (p->media[i].message_index >= n)
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                              "chat: media[%zu] names message %zu of %zu", i,
+                              p->media[i].message_index, n);
+    sipp_message *m = calloc(n, sizeof *m);
+    if (!m) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    sipp_status st = SIPP_OK;
+    for (size_t i = 0; i < n && st == SIPP_OK; i++) {
+        size_t parts = 0;
+        for (size_t k = 0; k < p->n_media; k++) parts += p->media[k].message_index == i;
+        m[i].role = messages[i].role;
+        char what[48];
+        snprintf(what, sizeof what, "chat: messages[%zu]", i);
+        char *content = NULL;
+        if (parts > 0 || sipp__media_count_markers(messages[i].content) > 0)
+            st = sipp__media_place_markers(messages[i].content, parts, what, &content, err);
+        else
+            content = sipp__strdup(messages[i].content);
+        if (st == SIPP_OK && !content) st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        m[i].content = content;
+    }
+    if (st != SIPP_OK) {
+        for (size_t i = 0; i < n; i++) free((char *)m[i].content);
+        free(m);
+        return st;
+    }
+    *out = m;
+    return SIPP_OK;
+}
+
+static void chat_markers_free(sipp_message *m, size_t n) {
+    if (!m) return;
+    for (size_t i = 0; i < n; i++) free((char *)m[i].content);
+    free(m);
+}
+
+/* A local chat through llama.cpp's chat layer (tools, reasoning, parsing); with media, each
+ * message's content first gets its media markers (chat_place_markers). */
+static sipp_status chat_local(sipp__engine *e, const sipp_chat_message *messages, size_t n,
+                              const sipp_text_params *p, sipp_run **out, sipp_error *err) {
+    if (p->n_media == 0) return sipp__engine_submit_chat(e, messages, n, p, out, err);
+    sipp_message *plain = calloc(n, sizeof *plain);
+    sipp_chat_message *cm = calloc(n, sizeof *cm);
+    sipp_message *marked = NULL;
+    sipp_status st = SIPP_OK;
+    if (!plain || !cm) st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    for (size_t i = 0; st == SIPP_OK && i < n; i++)
+        plain[i] = (sipp_message){.role = messages[i].role,
+                                  .content = messages[i].content ? messages[i].content : ""};
+    if (st == SIPP_OK) st = chat_place_markers(plain, n, p, &marked, err);
+    if (st == SIPP_OK) {
+        for (size_t i = 0; i < n; i++) {
+            cm[i] = messages[i];
+            cm[i].content = marked[i].content;
+        }
+        st = sipp__engine_submit_chat(e, cm, n, p, out, err);
+    }
+    chat_markers_free(marked, n);
+    free(cm);
+    free(plain);
+    return st;
 }
 
 sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_messages,
@@ -385,7 +542,7 @@ sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_
     if (ep->kind == ENDPOINT_REMOTE && p.n_tools)
         return sipp__fail(err, SIPP_UNSUPPORTED, 0,
                           "tools: not supported on remote endpoints by this version");
-    if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
+    if ((st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     if (ep->kind == ENDPOINT_REMOTE) {
         st = sipp__remote_submit_text(ep->remote, NULL, messages, n_messages, &p, out, err);
     } else {
@@ -397,11 +554,12 @@ sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_
             for (size_t i = 0; i < n_messages; i++)
                 cm[i] = (sipp_chat_message){.role = messages[i].role,
                                             .content = messages[i].content};
-            st = sipp__engine_submit_chat(ep->engine, cm, n_messages, &p, out, err);
+            st = chat_local(ep->engine, cm, n_messages, &p, out, err);
             free(cm);
         }
     }
-    endpoint_leave(ep);
+    if (st == SIPP_OK) sipp__endpoint_observe(ep, *out);
+    sipp__endpoint_leave(ep);
     return st;
 }
 
@@ -422,7 +580,7 @@ sipp_status sipp_chat_ex(sipp_endpoint *ep, const sipp_chat_message *messages, s
     if (ep->kind == ENDPOINT_REMOTE && (p.n_tools || tool_messages))
         return sipp__fail(err, SIPP_UNSUPPORTED, 0,
                           "tools: not supported on remote endpoints by this version");
-    if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
+    if ((st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     if (ep->kind == ENDPOINT_REMOTE) {
         sipp_message *pm = calloc(n_messages, sizeof *pm);
         if (!pm) {
@@ -434,9 +592,10 @@ sipp_status sipp_chat_ex(sipp_endpoint *ep, const sipp_chat_message *messages, s
             free(pm);
         }
     } else {
-        st = sipp__engine_submit_chat(ep->engine, messages, n_messages, &p, out, err);
+        st = chat_local(ep->engine, messages, n_messages, &p, out, err);
     }
-    endpoint_leave(ep);
+    if (st == SIPP_OK) sipp__endpoint_observe(ep, *out);
+    sipp__endpoint_leave(ep);
     return st;
 }
 
@@ -455,11 +614,11 @@ sipp_status sipp_embed(sipp_endpoint *ep, const char *text, const sipp_embed_par
     if (ep->kind == ENDPOINT_LOCAL && p.extra_json)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "extra_json is for remote endpoints; a local endpoint has typed options only");
-    if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
+    if ((st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     if (ep->kind == ENDPOINT_REMOTE)
         st = sipp__remote_submit_embed(ep->remote, text, &p, out, err);
     else
         st = sipp__engine_submit_embed(ep->engine, text, &p, out, err);
-    endpoint_leave(ep);
+    sipp__endpoint_leave(ep);
     return st;
 }

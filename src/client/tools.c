@@ -3,6 +3,7 @@
  * endpoint kind before anything is submitted: the bad-input rules of docs/tools.md, each an
  * INVALID_ARGUMENT naming the offending field. Any thread; no state.
  */
+#define _POSIX_C_SOURCE 200809L
 #include "client_int.h"
 
 #include <jansson.h>

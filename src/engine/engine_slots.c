@@ -12,6 +12,7 @@
  * the last prompt token is always computed again (its logits start the generation).
  */
 #include "engine_state.h"
+#include "media.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -31,7 +32,8 @@ void sipp__engine_finish_job(sipp__engine *e, job *j, sipp_status st, const char
     pthread_mutex_unlock(&e->stats_mu);
     sipp_run *run = j->run;
     if (j->parser && run) { /* the final parse: what is left, and the calls */
-        sipp_status pst = sipp__chat_parser_feed(j->parser, "", 0, true, sipp__job_emit_delta, run);
+        sipp__job_emit em = {run, 0};
+        sipp_status pst = sipp__chat_parser_feed(j->parser, "", 0, true, sipp__job_emit_delta, &em);
         const sipp_tool_call *calls = NULL;
         size_t n = sipp__chat_parser_calls(j->parser, &calls);
         if (pst == SIPP_OK) pst = sipp__run_set_tool_calls(run, calls, n);
@@ -44,6 +46,9 @@ void sipp__engine_finish_job(sipp__engine *e, job *j, sipp_status st, const char
     j->run = NULL;
     sipp__job_free(j);
     sipp__run_finish(run, st, msg, reason, usage, stats);
+    pthread_mutex_lock(&e->mu); /* after the run's end: a drained engine has no run to reach */
+    if (e->n_live > 0 && --e->n_live == 0) pthread_cond_broadcast(&e->idle_cv);
+    pthread_mutex_unlock(&e->mu);
 }
 
 static int cmp_float(const void *a, const void *b) {
@@ -60,6 +65,7 @@ static void slot_stats(sipp__engine *e, const slot *s, double now, sipp_stats *o
     out->prefill_tokens = (uint32_t)s->n_prefilled - j->cached_tokens;
     out->cache_source = j->cache_source;
     out->cached_tokens = j->cached_tokens;
+    sipp__media_stats(j, out);
     double pf_end = s->t_prefilled > 0 ? s->t_prefilled : now;
     out->prefill_ms = pf_end - s->t_start;
     if (out->prefill_ms > 0 && s->t_prefilled > 0)
@@ -83,7 +89,7 @@ static void slot_stats(sipp__engine *e, const slot *s, double now, sipp_stats *o
 
 /* Empties a slot's sequence and forgets its key. */
 static void slot_clear(sipp__engine *e, slot *s) {
-    llama_memory_seq_rm(llama_get_memory(e->ctx), s->seq, -1, -1);
+    e->be.seq_remove(e->be.state, s->seq, 0, -1);
     s->n_past = 0;
     free(s->key);
     s->key = NULL;
@@ -93,14 +99,9 @@ static void slot_clear(sipp__engine *e, slot *s) {
 /* Saves a warm slot's state as a prefix snapshot (when the store is on). */
 void sipp__slot_snapshot(sipp__engine *e, slot *s) {
     if (!e->kv || !s->key || s->n_past <= 0) return;
-    size_t size = llama_state_seq_get_size(e->ctx, s->seq);
-    uint8_t *buf = size ? malloc(size) : NULL;
-    if (!buf) return;
-    size_t got = llama_state_seq_get_data(e->ctx, buf, size, s->seq);
-    if (got == 0) {
-        free(buf);
-        return;
-    }
+    uint8_t *buf;
+    size_t got;
+    if (!e->be.state_save(e->be.state, s->seq, &buf, &got)) return;
     sipp__kvstore_put(e->kv, s->key, s->key_len, s->cached, (uint32_t)s->n_past, buf, got);
 }
 
@@ -131,16 +132,16 @@ static uint32_t common_prefix(const llama_token *a, uint32_t na, const llama_tok
 /* Prepares a picked slot for job j: reuses the live prefix of the key's sequence or restores
  * a snapshot, else starts empty. Sets n_past to the reused length and counts hit or miss. */
 void sipp__slot_prepare_cache(sipp__engine *e, slot *s, job *j) {
-    llama_memory_t mem = llama_get_memory(e->ctx);
     uint32_t n_prompt = (uint32_t)j->n_tokens, reuse = 0;
     /* At least the last prompt token is computed again: its logits start the generation. */
     uint32_t max_reuse = n_prompt - 1;
     if (same_key(s, j)) {
         reuse = common_prefix(s->cached, (uint32_t)s->n_past, j->tokens, n_prompt);
         if (reuse > max_reuse) reuse = max_reuse;
+        reuse = sipp__media_align(j, reuse);
         bool exact = reuse == (uint32_t)s->n_past; /* the cache is a prefix of the prompt */
         if (reuse > 0 && (exact || e->partial_reuse) &&
-            llama_memory_seq_rm(mem, s->seq, (llama_pos)reuse, -1)) {
+            e->be.seq_remove(e->be.state, s->seq, (llama_pos)reuse, -1)) {
             j->cache_source = SIPP_CACHE_LIVE;
         } else {
             reuse = 0;
@@ -159,16 +160,17 @@ void sipp__slot_prepare_cache(sipp__engine *e, slot *s, job *j) {
                                                  !e->partial_reuse, &n_common)
                             : NULL;
         uint32_t n_snap = snap ? sipp__kv_entry_tokens(snap) : 0;
-        uint32_t want = n_common < max_reuse ? n_common : max_reuse;
+        uint32_t want = sipp__media_align(j, n_common < max_reuse ? n_common : max_reuse);
         const uint8_t *state;
         size_t state_len;
         /* Restore, then cut the state back to the common prefix (whole-state models only take a
          * snapshot they can continue exactly). */
         if (want > 0 && (e->partial_reuse || want == n_snap) &&
             sipp__kvstore_load(e->kv, snap, &state, &state_len, NULL) == SIPP_OK &&
-            llama_state_seq_set_data(e->ctx, state, state_len, s->seq) > 0) {
+            e->be.state_load(e->be.state, s->seq, state, state_len)) {
             reuse = want;
-            if (reuse < n_snap && !llama_memory_seq_rm(mem, s->seq, (llama_pos)reuse, -1)) reuse = 0;
+            if (reuse < n_snap && !e->be.seq_remove(e->be.state, s->seq, (llama_pos)reuse, -1))
+                reuse = 0;
             if (reuse > 0) j->cache_source = SIPP_CACHE_SNAPSHOT;
             else slot_clear(e, s);
         }
@@ -176,6 +178,8 @@ void sipp__slot_prepare_cache(sipp__engine *e, slot *s, job *j) {
     if (reuse > 0) memcpy(s->cached, j->tokens, reuse * sizeof(llama_token));
     s->n_past = (int32_t)reuse;
     j->cached_tokens = reuse;
+    /* to estimates, the sequence already holds what this run's prefill puts in it */
+    sipp__warm_publish(e, s, j->key, j->key_len, j->tokens, (uint32_t)n_prompt);
     if (j->key) {
         pthread_mutex_lock(&e->stats_mu);
         if (reuse > 0) e->stats.cache_hits++;
@@ -199,8 +203,10 @@ void sipp__slot_finish(sipp__engine *e, slot *s, sipp_status st, const char *msg
         s->key_len = j->key_len;
         j->key = NULL;
         s->last_used = now;
+        sipp__warm_publish(e, s, s->key, s->key_len, s->cached, (uint32_t)s->n_past);
     } else {
         slot_clear(e, s);
+        sipp__warm_publish(e, s, NULL, 0, NULL, 0);
     }
     s->job = NULL;
     s->state = SLOT_FREE;
@@ -211,12 +217,11 @@ void sipp__slot_finish(sipp__engine *e, slot *s, sipp_status st, const char *msg
 }
 
 /* Makes room in a full sequence: keeps the first n_keep tokens, drops the older half of the
- * rest and moves the newer half down (llama.cpp shifts the positions of its cache). */
+ * rest and moves the newer half down (the backend shifts the positions of its cache). */
 void sipp__slot_shift(sipp__engine *e, slot *s) {
     int32_t keep = (int32_t)e->n_keep, discard = (s->n_past - keep) / 2;
-    llama_memory_t mem = llama_get_memory(e->ctx);
-    llama_memory_seq_rm(mem, s->seq, keep, keep + discard);
-    llama_memory_seq_add(mem, s->seq, keep + discard, s->n_past, -discard);
+    e->be.seq_remove(e->be.state, s->seq, keep, keep + discard);
+    e->be.seq_shift(e->be.state, s->seq, keep + discard, s->n_past, -discard);
     memmove(s->cached + keep, s->cached + keep + discard,
             (size_t)(s->n_past - keep - discard) * sizeof(llama_token));
     s->n_past -= discard;

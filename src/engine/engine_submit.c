@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include "engine_state.h"
+#include "media.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ void sipp__job_free(job *j) {
     if (!j) return;
     free(j->key);
     free(j->tokens);
+    sipp__media_prompt_free(j->media);
     if (j->sampler) llama_sampler_free(j->sampler);
     sipp__chat_parser_free(j->parser);
     free(j->preserved);
@@ -126,6 +128,7 @@ static sipp_status enqueue(sipp__engine *e, job *j, sipp_error *err) {
         e->queue_head = j;
     e->queue_tail = j;
     e->n_queued++;
+    e->n_live++;
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
     return SIPP_OK;
@@ -154,6 +157,26 @@ static sipp_status finish_submit(sipp__engine *e, job *j, sipp_token_fn cb, void
     return SIPP_OK;
 }
 
+/* A json_schema to GBNF: the depth cap before llama.cpp's recursive converter sees it, then
+ * the conversion; a schema it cannot enforce is INVALID_ARGUMENT with its reason. */
+static sipp_status schema_grammar(const char *schema, char **out, sipp_error *err) {
+    if (sipp__nesting_depth(schema, false, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "json_schema: nested deeper than %d levels", MAX_SCHEMA_DEPTH);
+    char msg[SIPP_ERROR_MESSAGE_CAP];
+    if (sipp__json_schema_to_grammar(schema, out, msg, sizeof msg) != 0)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "json_schema: %s", msg);
+    return SIPP_OK;
+}
+
+sipp_status sipp__engine_check_schema(const char *schema, sipp_error *err) {
+    char *grammar = NULL;
+    sipp_status st = schema_grammar(schema, &grammar, err);
+    free(grammar);
+    return st;
+}
+
+
 /* A query (pr NULL) or a prepared chat, whose grammar, parser, preserved tokens and stops the
  * job takes (the fields taken are set to NULL in *pr). */
 static sipp_status submit_text(sipp__engine *e, const char *prompt, const sipp_text_params *p,
@@ -170,38 +193,31 @@ static sipp_status submit_text(sipp__engine *e, const char *prompt, const sipp_t
     if (p->grammar && sipp__nesting_depth(p->grammar, true, MAX_GRAMMAR_DEPTH) > MAX_GRAMMAR_DEPTH)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "grammar: groups nested deeper than %d", MAX_GRAMMAR_DEPTH);
-    if (p->json_schema &&
-        sipp__nesting_depth(p->json_schema, false, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH)
-        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
-                          "json_schema: nested deeper than %d levels", MAX_SCHEMA_DEPTH);
-    char *schema_grammar = NULL;
-    if (p->json_schema) {
-        char msg[SIPP_ERROR_MESSAGE_CAP];
-        if (sipp__json_schema_to_grammar(p->json_schema, &schema_grammar, msg, sizeof msg) != 0)
-            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "json_schema: %s", msg);
-    }
+    char *from_schema = NULL;
+    if (p->json_schema && (st = schema_grammar(p->json_schema, &from_schema, err)) != SIPP_OK)
+        return st;
     job *j = calloc(1, sizeof *j);
     if (!j) {
-        free(schema_grammar);
+        free(from_schema);
         return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     }
     j->kind = JOB_TEXT;
     j->max_tokens = p->max_tokens;
     j->timeout_ms = p->timeout_ms;
-    if (p->context_key) {
-        /* The scope's length goes first, so no (scope, key) pair can collide with another. */
-        const char *scope = p->cache_scope ? p->cache_scope : "";
-        int n = asprintf(&j->key, "%zu:%s%s", strlen(scope), scope, p->context_key);
-        if (n < 0) {
-            j->key = NULL;
-            sipp__job_free(j);
-            free(schema_grammar);
-            return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
-        }
-        j->key_len = (size_t)n;
+    j->logprobs = p->logprobs;
+    j->top_logprobs = p->top_logprobs;
+    if (sipp__job_key(p, &j->key, &j->key_len) != SIPP_OK) {
+        sipp__job_free(j);
+        free(from_schema);
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     }
-    st = tokenize(e, prompt, e->n_ctx_seq, &j->tokens, &j->n_tokens, err);
-    if (st == SIPP_CONTEXT_OVERFLOW || (st == SIPP_OK && (uint32_t)j->n_tokens >= e->n_ctx_seq))
+    if (p->n_media > 0) /* media.c: mtmd's tokenizer; it checks the context itself */
+        st = sipp__media_tokenize(e, prompt, p->media, p->n_media, "request", j, err);
+    /* An estimate of the same text just tokenized it (engine_estimate.c): take its tokens. */
+    else if (!sipp__estimate_take_tokens(e, prompt, &j->tokens, &j->n_tokens))
+        st = tokenize(e, prompt, e->n_ctx_seq, &j->tokens, &j->n_tokens, err);
+    if (p->n_media == 0 &&
+        (st == SIPP_CONTEXT_OVERFLOW || (st == SIPP_OK && (uint32_t)j->n_tokens >= e->n_ctx_seq)))
         st = sipp__fail(err, SIPP_CONTEXT_OVERFLOW, 0,
                         "the prompt is too long: n_prompt_tokens = %d, n_ctx = %u (the context "
                         "must hold the prompt plus at least one generated token)",
@@ -209,11 +225,11 @@ static sipp_status submit_text(sipp__engine *e, const char *prompt, const sipp_t
     if (st == SIPP_OK) {
         struct llama_sampler *chat_grammar = pr ? pr->grammar : NULL;
         if (pr) pr->grammar = NULL;
-        j->sampler = build_sampler(e, p, schema_grammar ? schema_grammar : p->grammar,
+        j->sampler = build_sampler(e, p, from_schema ? from_schema : p->grammar,
                                    chat_grammar, err);
         if (!j->sampler) st = err ? err->code : SIPP_INVALID_ARGUMENT;
     }
-    free(schema_grammar);
+    free(from_schema);
     for (size_t i = 0; st == SIPP_OK && i < p->n_stop; i++) {
         j->stop[i] = sipp__strdup(p->stop[i]);
         if (!j->stop[i]) st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
@@ -252,7 +268,10 @@ sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
 sipp_status sipp__job_emit_delta(void *user_data, sipp_delta_kind kind, uint32_t tool_index,
                                  const char *tool_id, const char *tool_name, const char *text,
                                  size_t len) {
-    return sipp__run_push_delta(user_data, kind, tool_index, tool_id, tool_name, text, len, 0);
+    sipp__job_emit *em = user_data;
+    uint32_t n_tokens = em->n_tokens;
+    em->n_tokens = 0;
+    return sipp__run_push_delta(em->run, kind, tool_index, tool_id, tool_name, text, len, n_tokens);
 }
 
 /* Refuses text that spells one of the model's special tokens (see sipp__engine_render_chat). */

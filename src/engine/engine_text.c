@@ -28,9 +28,13 @@ static void emit_held(slot *s, size_t len) {
             n = s->clean.len;
         }
     }
-    if (s->job->parser) /* a chat: the parser turns the text into deltas */
-        sipp__chat_parser_feed(s->job->parser, text, n, false, sipp__job_emit_delta, s->job->run);
-    else
+    if (s->job->parser) { /* a chat: the parser turns the text into deltas */
+        /* the first delta carries the tokens' count (and so their log-probabilities); when
+         * the parser holds everything back, they go out alone */
+        sipp__job_emit em = {s->job->run, s->held_tokens};
+        sipp__chat_parser_feed(s->job->parser, text, n, false, sipp__job_emit_delta, &em);
+        if (em.n_tokens) sipp__run_push_text(s->job->run, "", 0, em.n_tokens);
+    } else
         sipp__run_push_text(s->job->run, text, n, s->held_tokens);
     s->held_tokens = 0;
     memmove(s->held.data, s->held.data + len, s->held.len - len + 1);

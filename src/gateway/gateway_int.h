@@ -18,8 +18,10 @@
 #include "logger.h"
 #include "metrics.h"
 #include "policy.h"
+#include "pool.h"
 #include "profiles.h"
 #include "redis_store.h"
+#include "residency.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -35,7 +37,24 @@ typedef struct gw_target {
     sipp_endpoint *ep;  /* set once ready */
     atomic_int state;
     bool can_generate, can_chat, can_embed;
+    bool vision; /* the target's projector takes images (multimodal) */
     uint32_t n_embd; /* embedding size when known up front (local targets), else 0 */
+    /* remote targets: one endpoint per replica (eps[0] == ep) and the pool choosing among
+     * them; NULL / 0 for local targets */
+    sipp_endpoint **eps;
+    size_t n_eps;
+    sipp__gw_pool *pool;
+    const char **replica_urls; /* the base URLs, "(default)" for the provider's own */
+    char **replica_hosts;      /* their "host:port" (metrics and dashboard labels), owned */
+    /* residency (local targets; targets.c, docs/gateway.md "Residency"), under gw->res_mu:
+     * whether the model is in memory, the requests holding it, when the last one ended, its
+     * estimated footprint and counters. `ep` of a local target is written and read under
+     * res_mu too (an unload closes it, a load sets a new one). */
+    sipp__gw_res_state res;
+    unsigned res_in_use;
+    double res_last_used;
+    uint64_t res_footprint;
+    uint64_t res_loads, res_unloads_idle, res_unloads_budget, res_refused;
 } gw_target;
 
 typedef struct gw_caller {
@@ -73,6 +92,17 @@ struct sipp__gw {
     bool loader_started;
     atomic_bool shutting_down;
     atomic_uint in_flight; /* requests inside the pipeline or streaming */
+    /* residency: guards each target's res* fields and a local target's ep; res_cv wakes
+     * requests waiting for a load and the loader thread (idle unloads, shutdown) */
+    pthread_mutex_t res_mu;
+    pthread_cond_t res_cv;
+    /* reload (gateway.c): the config file, and the last reload's outcome for the dashboard,
+     * under reload_mu (which also serialises reloads) */
+    pthread_mutex_t reload_mu;
+    char *config_path;
+    char reload_message[768]; /* "" = no reload yet */
+    bool reload_ok;
+    double reload_time; /* wall clock, seconds */
 };
 
 /* ---- targets (targets.c) ------------------------------------------------------------------ */
@@ -86,6 +116,9 @@ int sipp__gw_targets_start_loader(sipp__gw *gw);
 bool sipp__gw_target_stats(sipp__gw *gw, size_t i, sipp_engine_stats *out);
 /* The /readyz answer: its status (200 or 503) and text. */
 int sipp__gw_readiness(sipp__gw *gw, const char **text);
+/* Stops the pools' probe threads and frees the per-replica arrays (before the client). */
+void sipp__gw_targets_free(sipp__gw *gw);
+
 
 /* ---- listeners and browsers (listeners.c) -------------------------------------------------- */
 
@@ -139,6 +172,19 @@ typedef struct gw_req {
     long created;
     gw_stream_state st;
     sipp__gw_embed_writer *embed; /* an embeddings answer being sent */
+    /* upstream pools: the replica of the attempt in progress (-1 = none or a local target),
+     * the replicas tried (bit set), retries so far, the attempt's start, the affinity key */
+    int replica;
+    uint64_t tried;
+    uint32_t retries;
+    double attempt_t0;
+    bool has_affinity;
+    uint8_t affinity[32];
+    /* residency: the local target's endpoint this request holds (sipp__gw_phase_resident) */
+    sipp_endpoint *ep;
+    bool resident;
+    bool res_load, res_wait; /* a stream's deferred load / wait (sipp__gw_resident_pending) */
+    char res_why[SIPP_ERROR_MESSAGE_CAP + 256]; /* why a deferred load failed */
 } gw_req;
 
 /* A new context for a request on the public listener (counted in in_flight, request id and
@@ -185,12 +231,44 @@ bool sipp__gw_phase_authorize(gw_req *r);
 bool sipp__gw_phase_resolve(gw_req *r);
 bool sipp__gw_phase_validate(gw_req *r);
 bool sipp__gw_phase_admission(gw_req *r);
+/* (targets.c) */
+/* Residency: a request for a local target holds its model in memory from here to finish,
+ * waiting for a load when it is not (loading it first, unloading idle ones least recently used
+ * first when the memory budget asks). False: answered 503 (the budget cannot be met) or 500
+ * (the load failed). Sets r->ep and r->resident. */
+bool sipp__gw_phase_resident(gw_req *r);
+/* A stream's deferred residency (r->call.stream): sipp__gw_phase_resident answers 503 at once
+ * when the budget cannot be met, but leaves the load, or the wait for another request's load,
+ * to the stream, which sends a `: loading` comment first (stream.c). Pending: that is still to
+ * do. Complete (blocking, the stream's thread): GW_OK with the model held, else the code of the
+ * stream's error event with its message in why. */
+bool sipp__gw_resident_pending(const gw_req *r);
+gw_code sipp__gw_resident_complete(gw_req *r, char *why, size_t cap);
+/* Lets go of what sipp__gw_phase_resident took (finish). */
+void sipp__gw_resident_release(gw_req *r);
+/* "loaded", "loading" or "unloaded" for a local target, NULL for a remote one. */
+const char *sipp__gw_target_residency(sipp__gw *gw, size_t i);
+/* The residency rows of the dashboard (a JSON array, new reference). */
+json_t *sipp__gw_residency_json(sipp__gw *gw);
+/* Wakes the loader thread (shutdown). */
+void sipp__gw_residency_wake(sipp__gw *gw);
 /* The cap on one embeddings request (max_embedding_floats); answers 400 when over it. */
 bool sipp__gw_embed_fits(gw_req *r, uint32_t dim);
 
 /* ---- execution (execute.c, stream.c) ---------------------------------------------------------- */
 
+/* Submits the request's text run (r->run) on its target, on a replica of its pool. */
 sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err);
+/* Upstream pools: the endpoint of the next attempt (a replica the request has not tried,
+ * counted outstanding; r->replica set), or the target's endpoint for a local target. NULL when
+ * every replica was tried. */
+sipp_endpoint *sipp__gw_attempt_begin(gw_req *r);
+/* Ends the attempt of r->run on its replica: reports the outcome to the pool. When the run
+ * failed without anything reaching the upstream or the caller (the request was never sent, or
+ * a 503 came before any body), no token was streamed, and another replica is left within
+ * max_retries, submits the request again there: true, r->run is the new run (the old one is
+ * freed). False: r->run is unchanged and its response stands. */
+bool sipp__gw_attempt_end(gw_req *r, const sipp_response *resp);
 /* Pulls what the run produced within ~20 ms (TTFT and inter-token gaps recorded). */
 sipp_status sipp__gw_pull_batch(gw_req *r, sipp_token_batch *b);
 /* Adds a finished run's usage to the request and records its queue wait. */

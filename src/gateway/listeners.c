@@ -99,7 +99,8 @@ void sipp__gw_handle_public(sipp__httpd_req *http, void *ud) {
             {"access-control-allow-origin", origin},
             {"vary", "Origin"},
             {"access-control-allow-methods", "GET, POST, OPTIONS"},
-            {"access-control-allow-headers", "authorization, content-type, x-request-id"},
+            {"access-control-allow-headers",
+             "authorization, content-type, x-request-id, x-api-key, anthropic-version"},
             {"access-control-max-age", "600"},
             {"x-request-id", r->id},
         };
@@ -130,7 +131,8 @@ void sipp__gw_handle_public(sipp__httpd_req *http, void *ud) {
         goto done;
     }
     if (!sipp__gw_phase_decode(r) || !sipp__gw_phase_authorize(r) || !sipp__gw_phase_resolve(r) ||
-        !sipp__gw_phase_validate(r) || !sipp__gw_phase_admission(r))
+        !sipp__gw_phase_validate(r) || !sipp__gw_phase_admission(r) ||
+        !sipp__gw_phase_resident(r))
         goto done;
     if (r->live) sipp__gw_admin_live_update(gw->admin, r, r->target, r->op, r->call.stream, 0);
     if (r->op == GW_OP_EMBED) {
@@ -152,21 +154,47 @@ static char *render_metrics(sipp__gw *gw) {
     size_t n = gw->n_targets;
     bool *ready = calloc(n + 1, sizeof *ready), *have = calloc(n + 1, sizeof *have);
     sipp_engine_stats *engine = calloc(n + 1, sizeof *engine);
+    sipp__gw_metrics_residency *res = calloc(n + 1, sizeof *res);
     char *s = NULL;
-    if (ready && have && engine) {
+    if (ready && have && engine && res) {
         for (size_t t = 0; t < n; t++) {
             ready[t] = atomic_load(&gw->targets[t].state) == GW_TARGET_READY;
             have[t] = sipp__gw_target_stats(gw, t, &engine[t]);
         }
         sipp__gw_metrics_live live = {.active = sipp__gw_admission_active(&gw->admission),
                                       .log_dropped = sipp__gw_log_dropped(),
-                                      .ready = ready, .have_engine = have, .engine = engine};
+                                      .ready = ready, .have_engine = have, .engine = engine,
+                                      .res = res};
+        pthread_mutex_lock(&gw->res_mu);
+        live.memory_budget_bytes = gw->cfg.memory_budget_bytes; /* a reload changes it */
+        for (size_t t = 0; t < n; t++) {
+            const gw_target *g = &gw->targets[t];
+            if (g->cfg->type != SIPP__GW_LOCAL) continue;
+            res[t] = (sipp__gw_metrics_residency){
+                .local = true, .loaded = g->res == SIPP__GW_RES_LOADED, .loads = g->res_loads,
+                .unloads_idle = g->res_unloads_idle, .unloads_budget = g->res_unloads_budget,
+                .refused = g->res_refused, .footprint = g->res_footprint};
+            if (g->res != SIPP__GW_RES_UNLOADED) live.memory_used_bytes += g->res_footprint;
+        }
+        pthread_mutex_unlock(&gw->res_mu);
         sipp__gw_limits_get_stats(gw->limits, &live.limits);
         s = sipp__gw_metrics_render(gw->metrics, &live);
     }
+    sipp__gw_pool **pools = calloc(n + 1, sizeof *pools);
+    char *p = NULL, *both = NULL;
+    if (s && pools) { /* the upstream pools' series after the registry's */
+        for (size_t t = 0; t < n; t++) pools[t] = gw->targets[t].pool;
+        p = sipp__gw_pools_render(pools, n);
+    }
+    if (s && (!p || asprintf(&both, "%s%s", s, p) < 0)) both = NULL;
+    free(s);
+    free(p);
+    free(pools);
+    s = both;
     free(ready);
     free(have);
     free(engine);
+    free(res);
     return s;
 }
 
