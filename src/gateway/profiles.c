@@ -185,15 +185,17 @@ static bool decode_image_part(gw_call *c, size_t i, json_t *part, char *msg, siz
                             "messages[%zu]: image_url must be a data: URL; remote image URLs are "
                             "not fetched",
                             i);
-    if (c->media_bytes >= SIPP__GW_MAX_MEDIA_BYTES) {
+    uint64_t max_bytes = c->max_media_bytes ? c->max_media_bytes : SIPP__GW_MAX_MEDIA_BYTES;
+    uint64_t max_pixels = c->max_image_pixels ? c->max_image_pixels : SIPP__GW_MAX_IMAGE_PIXELS;
+    if (c->media_bytes >= max_bytes) {
         c->media_too_large = true;
         return true;
     }
     char *mime = NULL, why[160];
     unsigned char *bytes = NULL;
     size_t n = 0;
-    int rc = sipp__data_url_parse(u, len, SIPP__GW_MAX_MEDIA_BYTES - c->media_bytes, &mime, &bytes,
-                                  &n, why, sizeof why);
+    int rc = sipp__data_url_parse(u, len, (size_t)(max_bytes - c->media_bytes), &mime, &bytes, &n,
+                                  why, sizeof why);
     if (rc == -2) {
         c->media_too_large = true;
         return true;
@@ -201,7 +203,7 @@ static bool decode_image_part(gw_call *c, size_t i, json_t *part, char *msg, siz
     if (rc != 0) return sipp__gw_bad(msg, cap, "messages[%zu]: image_url: %s", i, why);
     sipp__media_desc d;
     sipp_status st = sipp__media_sniff(bytes, n, SIPP_MEDIA_IMAGE, mime[0] ? mime : NULL,
-                                       SIPP__GW_MAX_IMAGE_PIXELS, &d, why, sizeof why);
+                                       max_pixels, &d, why, sizeof why);
     free(mime);
     if (st != SIPP_OK) {
         free(bytes);

@@ -250,6 +250,46 @@ def test_gateway_refuses_bad_image_parts(llava_gw, part, status, code, expect):
     assert st == 200, out
 
 
+def test_gateway_media_limits_are_configuration_keys(llava, llava_gw, tmp_path):
+    """max_media_bytes and max_image_pixels (top-level keys, docs/gateway.md): a lowered limit
+    refuses what is over it, naming the key and the configured value; what is under both limits
+    gets the same answer as from a gateway with the defaults, and text requests go on."""
+    from gateway_util import Gateway, local_target
+    small = png(32, 32, 3)  # 1024 pixels
+    limit = len(small) + 64  # one small image fits; two do not
+    g = Gateway(tmp_path, local_target("vision", llava / "text.gguf", mmproj=str(llava / "mmproj.gguf"),
+                                       n_ctx=1024, n_parallel=2, n_threads=2, context_shift=False),
+                top=f"max_media_bytes = {limit}\nmax_image_pixels = 2000\n", env={"OMP_WAIT_POLICY": "passive"})
+    try:
+        img = lambda b: {"type": "image_url", "image_url": {"url": data_url(b)}}
+        text = {"type": "text", "text": "Describe the picture."}
+        # a GIF header declaring 50x50 = 2500 pixels (18 bytes): over 2000 pixels only
+        gif = b"GIF89a" + struct.pack("<HH", 50, 50) + b"\0" * 8
+        st, _, out = g.post("/v1/chat/completions", openai_chat([{"type": "image_url", "image_url": {
+            "url": data_url(gif, "image/gif")}}, text]))
+        assert st == 400, out
+        assert out["error"]["code"] == "invalid_json", out
+        assert "over the limit of 2000 pixels per image (max_image_pixels)" in out["error"]["message"], out
+        # two small images: over the bytes limit (the body itself is far under max_request_bytes)
+        st, _, out = g.post("/v1/chat/completions", openai_chat([img(small), img(small), text]))
+        assert st == 413, out
+        assert out["error"]["code"] == "payload_too_large", out
+        assert f"larger than {limit} bytes (max_media_bytes)" in out["error"]["message"], out
+        # under both limits: the answer of the gateway with the default limits
+        st, _, out = g.post("/v1/chat/completions", openai_chat([img(small), text]))
+        assert st == 200, out
+        st2, _, want = llava_gw.post("/v1/chat/completions", openai_chat([img(small), text]))
+        assert st2 == 200, want
+        assert out["choices"][0]["message"]["content"] == want["choices"][0]["message"]["content"]
+        # the default gateway takes what the lowered one refuses
+        st, _, out = llava_gw.post("/v1/chat/completions", openai_chat([img(small), img(small), text]))
+        assert st == 200, out
+        st, _, out = g.post("/v1/chat/completions", openai_chat("hello", max_tokens=2))
+        assert st == 200, out
+    finally:
+        g.stop()
+
+
 def test_gateway_image_to_a_target_without_a_projector(llava, tmp_path):
     """The target's capabilities (sipp_endpoint_info.vision) gate images up front: a text-only
     target answers 400 naming the missing projector, before anything runs."""
