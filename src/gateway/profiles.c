@@ -171,20 +171,8 @@ static bool own(gw_call *c, void *p) {
     return true;
 }
 
-/* One OpenAI image_url part of messages[i]: a data: URL decoded and checked (type, declared
- * size). Remote URLs are refused: the gateway fetches nothing on a caller's behalf. */
-static bool decode_image_part(gw_call *c, size_t i, json_t *part, char *msg, size_t cap) {
-    json_t *iu = json_object_get(part, "image_url");
-    json_t *url = json_is_object(iu) ? json_object_get(iu, "url") : iu;
-    if (!json_is_string(url))
-        return sipp__gw_bad(msg, cap, "messages[%zu]: an image_url part needs image_url.url", i);
-    const char *u = json_string_value(url);
-    size_t len = json_string_length(url);
-    if (strncasecmp(u, "data:", 5) != 0)
-        return sipp__gw_bad(msg, cap,
-                            "messages[%zu]: image_url must be a data: URL; remote image URLs are "
-                            "not fetched",
-                            i);
+bool sipp__gw_call_add_image_url(gw_call *c, size_t index, const char *what, const char *u,
+                                 size_t len, char *msg, size_t cap) {
     uint64_t max_bytes = c->max_media_bytes ? c->max_media_bytes : SIPP__GW_MAX_MEDIA_BYTES;
     uint64_t max_pixels = c->max_image_pixels ? c->max_image_pixels : SIPP__GW_MAX_IMAGE_PIXELS;
     if (c->media_bytes >= max_bytes) {
@@ -200,14 +188,14 @@ static bool decode_image_part(gw_call *c, size_t i, json_t *part, char *msg, siz
         c->media_too_large = true;
         return true;
     }
-    if (rc != 0) return sipp__gw_bad(msg, cap, "messages[%zu]: image_url: %s", i, why);
+    if (rc != 0) return sipp__gw_bad(msg, cap, "%s: %s", what, why);
     sipp__media_desc d;
     sipp_status st = sipp__media_sniff(bytes, n, SIPP_MEDIA_IMAGE, mime[0] ? mime : NULL,
                                        max_pixels, &d, why, sizeof why);
     free(mime);
     if (st != SIPP_OK) {
         free(bytes);
-        return sipp__gw_bad(msg, cap, "messages[%zu]: image_url: %s", i, why);
+        return sipp__gw_bad(msg, cap, "%s: %s", what, why);
     }
     sipp_media *m = realloc(c->media, (c->n_media + 1) * sizeof *m);
     if (!m || !own(c, bytes)) {
@@ -216,9 +204,28 @@ static bool decode_image_part(gw_call *c, size_t i, json_t *part, char *msg, siz
         return sipp__gw_bad(msg, cap, "out of memory");
     }
     c->media = m;
-    c->media[c->n_media++] = (sipp_media){SIPP_MEDIA_IMAGE, bytes, n, d.mime, i};
+    c->media[c->n_media++] = (sipp_media){SIPP_MEDIA_IMAGE, bytes, n, d.mime, index};
     c->media_bytes += n;
     return true;
+}
+
+/* One OpenAI image_url part of messages[i]: a data: URL decoded and checked (type, declared
+ * size). Remote URLs are refused: the gateway fetches nothing on a caller's behalf. */
+static bool decode_image_part(gw_call *c, size_t i, json_t *part, char *msg, size_t cap) {
+    json_t *iu = json_object_get(part, "image_url");
+    json_t *url = json_is_object(iu) ? json_object_get(iu, "url") : iu;
+    if (!json_is_string(url))
+        return sipp__gw_bad(msg, cap, "messages[%zu]: an image_url part needs image_url.url", i);
+    const char *u = json_string_value(url);
+    size_t len = json_string_length(url);
+    if (strncasecmp(u, "data:", 5) != 0)
+        return sipp__gw_bad(msg, cap,
+                            "messages[%zu]: image_url must be a data: URL; remote image URLs are "
+                            "not fetched",
+                            i);
+    char what[48];
+    snprintf(what, sizeof what, "messages[%zu]: image_url", i);
+    return sipp__gw_call_add_image_url(c, i, what, u, len, msg, cap);
 }
 
 /* OpenAI content parts of messages[i]: text parts joined, each image_url part a media part

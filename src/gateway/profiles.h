@@ -67,6 +67,13 @@ typedef struct gw_call {
     uint64_t max_image_pixels;
 } gw_call;
 
+/* Adds one image to `c` from a data: URL (OpenAI's image_url parts; the Messages profile's
+ * base64 image blocks, rewritten as one): decoded within the call's media limits, checked (type,
+ * declared size) and appended as a part of messages[index], its bytes owned by `c`. `what`
+ * names the part in a refusal. Over the bytes limit: true, with c->media_too_large set. */
+bool sipp__gw_call_add_image_url(gw_call *c, size_t index, const char *what, const char *url,
+                                 size_t len, char *msg, size_t cap);
+
 /* Frees what the media parts of `c` own (NULL-safe; call after every decode). */
 void sipp__gw_call_free_media(gw_call *c);
 

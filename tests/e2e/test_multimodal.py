@@ -275,6 +275,11 @@ def test_gateway_media_limits_are_configuration_keys(llava, llava_gw, tmp_path):
         assert st == 413, out
         assert out["error"]["code"] == "payload_too_large", out
         assert f"larger than {limit} bytes (max_media_bytes)" in out["error"]["message"], out
+        # the Messages route's image blocks count against the same limit
+        st, _, out = g.post("/v1/messages", {"model": "vision", "max_tokens": 2, "messages": [{"role": "user", "content": [
+            anthropic_image(small), anthropic_image(small), text]}]})
+        assert st == 413, out
+        assert f"larger than {limit} bytes (max_media_bytes)" in out["error"]["message"], out
         # under both limits: the answer of the gateway with the default limits
         st, _, out = g.post("/v1/chat/completions", openai_chat([img(small), text]))
         assert st == 200, out
@@ -288,6 +293,75 @@ def test_gateway_media_limits_are_configuration_keys(llava, llava_gw, tmp_path):
         assert st == 200, out
     finally:
         g.stop()
+
+
+def anthropic_image(b, media_type="image/png"):
+    return {"type": "image", "source": {"type": "base64", "media_type": media_type,
+                                        "data": base64.b64encode(b).decode()}}
+
+
+def anthropic_chat(content, **extra):
+    body = {"model": "vision", "temperature": 0, "max_tokens": N_PREDICT, "system": "You look at pictures.",
+            "messages": [{"role": "user", "content": content}]}
+    body.update(extra)
+    return body
+
+
+def test_gateway_anthropic_image_blocks_equal_llama_mtmd_cli(llava, llava_gw):
+    """The Messages route: a user message's image block (base64 source) before its text is the
+    same media part as the OpenAI route's image_url: llama.cpp's answer, token for token, and
+    the OpenAI route's; streamed too."""
+    want = oracle(llava, llava / "a.png", "Describe the picture.", "-sys", "You look at pictures.")
+    a = (llava / "a.png").read_bytes()
+    st, _, out = llava_gw.post("/v1/messages", anthropic_chat([
+        anthropic_image(a), {"type": "text", "text": "Describe the picture."}]))
+    assert st == 200, out
+    assert out["content"][0]["text"] == want
+    assert out["usage"]["input_tokens"] > 256  # the image's positions count
+    # a second image block in the same message: each takes its place (two parts, two markers)
+    st, _, two = llava_gw.post("/v1/messages", anthropic_chat([
+        anthropic_image(a), {"type": "text", "text": "and"}, anthropic_image((llava / "b.png").read_bytes()),
+        {"type": "text", "text": "Describe the pictures."}], max_tokens=2))
+    assert st == 200, two
+    assert two["usage"]["input_tokens"] > 512
+    from gateway_util import Stream
+    s = Stream(llava_gw, "/v1/messages", anthropic_chat([
+        anthropic_image(a), {"type": "text", "text": "Describe the picture."}], stream=True))
+    assert s.status == 200
+    deltas = [json.loads(d)["delta"]["text"] for e, d, c in s.frames() if c is None and e == "content_block_delta"]
+    s.c.close()
+    assert "".join(deltas) == want
+
+
+@pytest.mark.parametrize("content,role,status,expect", [
+    ([{"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}], "user", 400,
+     "image sources must be base64; remote image URLs are not fetched"),
+    ([{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "@@@@"}}], "user", 400,
+     "messages[0].content[0]: image: the data: URL's base64 has an invalid character"),
+    ([{"type": "image", "source": {"type": "base64", "media_type": "image/png;base64,AAAA", "data": "AAAA"}}],
+     "user", 400, "an image block needs a source"),
+    ([{"type": "image", "source": {"type": "base64", "data": "AAAA"}}], "user", 400, "an image block needs a source"),
+    ([{"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
+                                   "data": base64.b64encode(png(8, 8)).decode()}}], "user", 400,
+     "declared type 'image/jpeg' but the bytes are image/png"),
+    ([{"type": "image", "source": {"type": "base64", "media_type": "image/gif", "data": base64.b64encode(
+        b"GIF89a" + struct.pack("<HH", 60000, 60000) + b"\0" * 8).decode()}}], "user", 400, "(max_image_pixels)"),
+    ([{"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                   "data": base64.b64encode(png(8, 8)).decode()}}], "assistant", 400,
+     "image blocks go in user messages"),
+    ([{"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                   "data": base64.b64encode(png(8, 8)).decode()}}, {"type": "document"}], "user", 400,
+     "content blocks of type 'document' are not supported (only text and image)"),
+])
+def test_gateway_anthropic_refuses_bad_image_blocks(llava_gw, content, role, status, expect):
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": content}] if role == "assistant" \
+        else [{"role": "user", "content": content + [{"type": "text", "text": "hi"}]}]
+    st, _, out = llava_gw.post("/v1/messages", {"model": "vision", "max_tokens": 2, "messages": msgs})
+    assert st == status, out
+    assert out["type"] == "error" and out["error"]["type"] == "invalid_request_error", out
+    assert expect in out["error"]["message"], out
+    st, _, out = llava_gw.post("/v1/messages", anthropic_chat("hello", max_tokens=2))
+    assert st == 200, out
 
 
 def test_gateway_image_to_a_target_without_a_projector(llava, tmp_path):
