@@ -147,13 +147,15 @@ bool sipp__gw_phase_decode(gw_req *r) {
     size_t len;
     const char *body = sipp__httpd_body(r->http, &len);
     char msg[256], param[64];
+    r->call.max_media_bytes = r->gw->cfg.max_media_bytes;
+    r->call.max_image_pixels = r->gw->cfg.max_image_pixels;
     if (!sipp__gw_decode_body(r->prof, r->op, body, len, r->gw->cfg.max_json_depth, &r->root,
                               &r->call, msg, sizeof msg, param, sizeof param))
         return sipp__gw_req_fail(r, GW_INVALID_JSON, param, "%s", msg);
     if (r->call.media_too_large)
         return sipp__gw_req_fail(r, GW_PAYLOAD_TOO_LARGE, "messages",
-                                 "the request's media are larger than %u bytes (max_media_bytes)",
-                                 SIPP__GW_MAX_MEDIA_BYTES);
+                                 "the request's media are larger than %llu bytes (max_media_bytes)",
+                                 (unsigned long long)r->gw->cfg.max_media_bytes);
     return true;
 }
 

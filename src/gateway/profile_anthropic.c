@@ -5,9 +5,10 @@
  * policy unchanged, as llama-server's and Ollama's /v1/messages let them.
  *
  * Requests: `model`, `messages` (role user or assistant; content a string or an array of text
- * blocks, joined with "\n"), `system` (a string or text blocks: the first, system message),
+ * blocks, joined with "\n"; a user message's `image` blocks with a base64 source become media
+ * parts, issue 17), `system` (a string or text blocks: the first, system message),
  * `max_tokens`, `temperature`, `top_p`, `stop_sequences`, `stream`, `metadata` (accepted and
- * not used). Everything else Anthropic defines (tools, images, thinking, top_k) is refused by
+ * not used). Everything else Anthropic defines (tools, URL images, thinking, top_k) is refused by
  * name in the validate phase, never ignored.
  *
  * Answers follow Anthropic's shapes: a `message` object with one text block, `stop_reason`
@@ -74,6 +75,85 @@ static bool content_text(json_t *holder, const char *key, const char *what, cons
     return true;
 }
 
+/* One image block of messages[i] (issue 17): {"type": "image", "source": {"type": "base64",
+ * "media_type", "data"}}, decoded as the OpenAI profile's data: URLs are (the same limits and
+ * checks) into a media part of the call's messages[index]. Remote `url` sources are refused: the
+ * gateway fetches nothing on a caller's behalf. */
+static bool image_block(gw_call *c, size_t i, size_t k, size_t index, json_t *b, char *msg,
+                        size_t cap) {
+    json_t *src = json_object_get(b, "source");
+    json_t *st = json_object_get(src, "type"), *mt = json_object_get(src, "media_type"),
+           *data = json_object_get(src, "data");
+    const char *t = json_is_string(st) ? json_string_value(st) : "";
+    if (strcmp(t, "url") == 0)
+        return sipp__gw_bad(msg, cap, "messages[%zu].content[%zu]: image sources must be base64; "
+                            "remote image URLs are not fetched", i, k);
+    const char *type = json_is_string(mt) ? json_string_value(mt) : "";
+    if (!json_is_object(src) || strcmp(t, "base64") != 0 || !json_is_string(data) || !type[0] ||
+        strlen(type) > 64 || strpbrk(type, ",; \t\r\n"))
+        return sipp__gw_bad(msg, cap, "messages[%zu].content[%zu]: an image block needs a source "
+                            "{\"type\": \"base64\", \"media_type\": \"image/...\", \"data\"}", i, k);
+    size_t len = json_string_length(data), ulen = 5 + strlen(type) + 8 + len;
+    char *url = malloc(ulen + 1);
+    if (!url) return sipp__gw_bad(msg, cap, "out of memory");
+    snprintf(url, ulen + 1, "data:%s;base64,", type);
+    memcpy(url + ulen - len, json_string_value(data), len);
+    url[ulen] = '\0';
+    char what[96];
+    snprintf(what, sizeof what, "messages[%zu].content[%zu]: image", i, k);
+    bool ok = sipp__gw_call_add_image_url(c, index, what, url, ulen, msg, cap);
+    free(url);
+    return ok;
+}
+
+/* The content of messages[i] when it holds image blocks (issue 17): each becomes a media part of
+ * the call's messages[index] with a marker where it stood, text blocks are joined with "\n" as
+ * content_text joins them (a marker takes no separator), and the text replaces the array in the
+ * document like content_text's. Without image blocks it is content_text's. */
+static bool content_with_images(gw_call *c, json_t *m, size_t i, size_t index, const char *what,
+                                const char **out, char *msg, size_t cap) {
+    json_t *v = json_object_get(m, "content"), *b;
+    size_t k, images = 0;
+    json_array_foreach(v, k, b) {
+        json_t *type = json_object_get(b, "type");
+        images += json_is_string(type) && strcmp(json_string_value(type), "image") == 0;
+    }
+    if (images == 0) return content_text(m, "content", what, out, msg, cap);
+    json_t *role = json_object_get(m, "role");
+    if (strcmp(json_string_value(role), "user") != 0)
+        return sipp__gw_bad(msg, cap, "%s: image blocks go in user messages", what);
+    sipp__buf text;
+    sipp__buf_init(&text, 64u << 20);
+    bool ok = true, after_text = false;
+    msg[0] = '\0';
+    json_array_foreach(v, k, b) {
+        json_t *type = json_object_get(b, "type"), *t = json_object_get(b, "text");
+        const char *ty = json_is_string(type) ? json_string_value(type) : "";
+        if (strcmp(ty, "image") == 0) {
+            ok = image_block(c, i, k, index, b, msg, cap) &&
+                 sipp__buf_append(&text, SIPP_MEDIA_MARKER, strlen(SIPP_MEDIA_MARKER)) == SIPP_OK;
+            after_text = false;
+        } else if (strcmp(ty, "text") == 0 && !json_is_string(t)) {
+            ok = sipp__gw_bad(msg, cap, "%s[%zu].text must be a string", what, k);
+        } else if (strcmp(ty, "text") == 0) {
+            ok = (!after_text || sipp__buf_append(&text, "\n", 1) == SIPP_OK) &&
+                 sipp__buf_append(&text, json_string_value(t), json_string_length(t)) == SIPP_OK;
+            after_text = true;
+        } else {
+            ok = sipp__gw_bad(msg, cap, "%s[%zu]: content blocks of type '%.40s' are not supported "
+                              "(only text and image)", what, k, ty);
+        }
+        if (!ok) break;
+    }
+    json_t *s = ok ? json_stringn_nocheck(text.data ? text.data : "", text.len) : NULL;
+    sipp__buf_free(&text);
+    if (!ok) return msg[0] ? false : sipp__gw_bad(msg, cap, "out of memory");
+    if (!s || json_object_set_new(m, "content", s) != 0)
+        return sipp__gw_bad(msg, cap, "out of memory");
+    *out = json_string_value(s);
+    return true;
+}
+
 static bool decode_messages(gw_call *c, json_t *root, char *msg, size_t cap, char *param,
                             size_t pcap) {
     json_t *v = json_object_get(root, "messages");
@@ -105,7 +185,7 @@ static bool decode_messages(gw_call *c, json_t *root, char *msg, size_t cap, cha
         char what[48];
         snprintf(what, sizeof what, "messages[%zu].content", i);
         c->messages[n].role = json_string_value(role);
-        if (!content_text(m, "content", what, &c->messages[n].content, msg, cap)) return false;
+        if (!content_with_images(c, m, i, n, what, &c->messages[n].content, msg, cap)) return false;
         n++;
         const char *k;
         json_t *x;

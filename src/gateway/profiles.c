@@ -171,6 +171,44 @@ static bool own(gw_call *c, void *p) {
     return true;
 }
 
+bool sipp__gw_call_add_image_url(gw_call *c, size_t index, const char *what, const char *u,
+                                 size_t len, char *msg, size_t cap) {
+    uint64_t max_bytes = c->max_media_bytes ? c->max_media_bytes : SIPP__GW_MAX_MEDIA_BYTES;
+    uint64_t max_pixels = c->max_image_pixels ? c->max_image_pixels : SIPP__GW_MAX_IMAGE_PIXELS;
+    if (c->media_bytes >= max_bytes) {
+        c->media_too_large = true;
+        return true;
+    }
+    char *mime = NULL, why[160];
+    unsigned char *bytes = NULL;
+    size_t n = 0;
+    int rc = sipp__data_url_parse(u, len, (size_t)(max_bytes - c->media_bytes), &mime, &bytes, &n,
+                                  why, sizeof why);
+    if (rc == -2) {
+        c->media_too_large = true;
+        return true;
+    }
+    if (rc != 0) return sipp__gw_bad(msg, cap, "%s: %s", what, why);
+    sipp__media_desc d;
+    sipp_status st = sipp__media_sniff(bytes, n, SIPP_MEDIA_IMAGE, mime[0] ? mime : NULL,
+                                       max_pixels, &d, why, sizeof why);
+    free(mime);
+    if (st != SIPP_OK) {
+        free(bytes);
+        return sipp__gw_bad(msg, cap, "%s: %s", what, why);
+    }
+    sipp_media *m = realloc(c->media, (c->n_media + 1) * sizeof *m);
+    if (!m || !own(c, bytes)) {
+        if (!m) free(bytes);
+        else c->media = m;
+        return sipp__gw_bad(msg, cap, "out of memory");
+    }
+    c->media = m;
+    c->media[c->n_media++] = (sipp_media){SIPP_MEDIA_IMAGE, bytes, n, d.mime, index};
+    c->media_bytes += n;
+    return true;
+}
+
 /* One OpenAI image_url part of messages[i]: a data: URL decoded and checked (type, declared
  * size). Remote URLs are refused: the gateway fetches nothing on a caller's behalf. */
 static bool decode_image_part(gw_call *c, size_t i, json_t *part, char *msg, size_t cap) {
@@ -185,38 +223,9 @@ static bool decode_image_part(gw_call *c, size_t i, json_t *part, char *msg, siz
                             "messages[%zu]: image_url must be a data: URL; remote image URLs are "
                             "not fetched",
                             i);
-    if (c->media_bytes >= SIPP__GW_MAX_MEDIA_BYTES) {
-        c->media_too_large = true;
-        return true;
-    }
-    char *mime = NULL, why[160];
-    unsigned char *bytes = NULL;
-    size_t n = 0;
-    int rc = sipp__data_url_parse(u, len, SIPP__GW_MAX_MEDIA_BYTES - c->media_bytes, &mime, &bytes,
-                                  &n, why, sizeof why);
-    if (rc == -2) {
-        c->media_too_large = true;
-        return true;
-    }
-    if (rc != 0) return sipp__gw_bad(msg, cap, "messages[%zu]: image_url: %s", i, why);
-    sipp__media_desc d;
-    sipp_status st = sipp__media_sniff(bytes, n, SIPP_MEDIA_IMAGE, mime[0] ? mime : NULL,
-                                       SIPP__GW_MAX_IMAGE_PIXELS, &d, why, sizeof why);
-    free(mime);
-    if (st != SIPP_OK) {
-        free(bytes);
-        return sipp__gw_bad(msg, cap, "messages[%zu]: image_url: %s", i, why);
-    }
-    sipp_media *m = realloc(c->media, (c->n_media + 1) * sizeof *m);
-    if (!m || !own(c, bytes)) {
-        if (!m) free(bytes);
-        else c->media = m;
-        return sipp__gw_bad(msg, cap, "out of memory");
-    }
-    c->media = m;
-    c->media[c->n_media++] = (sipp_media){SIPP_MEDIA_IMAGE, bytes, n, d.mime, i};
-    c->media_bytes += n;
-    return true;
+    char what[48];
+    snprintf(what, sizeof what, "messages[%zu]: image_url", i);
+    return sipp__gw_call_add_image_url(c, i, what, u, len, msg, cap);
 }
 
 /* OpenAI content parts of messages[i]: text parts joined, each image_url part a media part

@@ -14,6 +14,7 @@
 
 #include "../common/common_int.h"
 #include "codes.h"
+#include "config.h"
 
 #include <jansson.h>
 #include <sipp.h>
@@ -57,13 +58,21 @@ typedef struct gw_call {
     char **owned;
     size_t n_owned;
     uint64_t media_bytes;
-    bool media_too_large; /* over SIPP__GW_MAX_MEDIA_BYTES: 413 naming the limit */
+    bool media_too_large; /* over the media bytes limit: 413 naming max_media_bytes */
+    /* Limits of media in one request, set by the caller before decoding (the gateway: its
+     * max_media_bytes and max_image_pixels keys): decoded bytes of all parts, and the declared
+     * pixels of one image (the engine checks its own ceiling before decoding). 0 = the
+     * defaults, SIPP__GW_MAX_MEDIA_BYTES and SIPP__GW_MAX_IMAGE_PIXELS (config.h). */
+    uint64_t max_media_bytes;
+    uint64_t max_image_pixels;
 } gw_call;
 
-/* Limits of media in one request (docs/gateway.md): decoded bytes of all parts, and the declared
- * pixels of one image (the engine checks the same before decoding). */
-#define SIPP__GW_MAX_MEDIA_BYTES (20u << 20)
-#define SIPP__GW_MAX_IMAGE_PIXELS (4096u * 4096u)
+/* Adds one image to `c` from a data: URL (OpenAI's image_url parts; the Messages profile's
+ * base64 image blocks, rewritten as one): decoded within the call's media limits, checked (type,
+ * declared size) and appended as a part of messages[index], its bytes owned by `c`. `what`
+ * names the part in a refusal. Over the bytes limit: true, with c->media_too_large set. */
+bool sipp__gw_call_add_image_url(gw_call *c, size_t index, const char *what, const char *url,
+                                 size_t len, char *msg, size_t cap);
 
 /* Frees what the media parts of `c` own (NULL-safe; call after every decode). */
 void sipp__gw_call_free_media(gw_call *c);

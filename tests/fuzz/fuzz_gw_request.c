@@ -4,9 +4,11 @@
  * the depth cap on the raw text, the jansson parse with duplicate keys refused, and the profile
  * decoder). The first byte picks the profile (bit 0: Sipp or OpenAI; bit 4 set: Anthropic
  * Messages, whose decoder also joins text blocks into new strings), the operation (bits 1-2:
- * query, chat, embed; 3 wraps to query) and a small or the default depth cap (bit 3); the rest
- * is the body. Invariants: a refusal always says why; an accepted call has its operation's
- * input and a model, and every message has a known role and content.
+ * query, chat, embed; 3 wraps to query), a small or the default depth cap (bit 3) and small or
+ * the default media limits (bit 5: max_media_bytes 64, bit 6: max_image_pixels 16, as the
+ * gateway's configuration keys set them); the rest is the body. Invariants: a refusal always
+ * says why; an accepted call has its operation's input and a model, every message has a known
+ * role and content, and its media stay within the bytes limit unless flagged too large.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "gateway/profiles.h"
@@ -26,6 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
 
     gw_call call;
     memset(&call, 0, sizeof call);
+    call.max_media_bytes = (data[0] & 32) ? 64 : 0;   /* 0: the default */
+    call.max_image_pixels = (data[0] & 64) ? 16 : 0;
     json_t *root = NULL;
     char msg[256], param[64];
     msg[0] = '\0';
@@ -52,6 +56,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
         /* the strings point into root: touching them must be safe */
         for (size_t i = 0; i < call.n_stop; i++) (void)strlen(call.stop[i]);
         if (call.invalid[0] && strlen(call.invalid) >= sizeof call.invalid) __builtin_trap();
+        uint64_t max_bytes = call.max_media_bytes ? call.max_media_bytes : SIPP__GW_MAX_MEDIA_BYTES;
+        if (!call.media_too_large && call.media_bytes > max_bytes) __builtin_trap();
     }
     json_decref(root);
     free(call.messages);
