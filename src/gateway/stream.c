@@ -56,6 +56,36 @@ static bool start_run(gw_req *r) {
     return false;
 }
 
+/* One text batch of the run into events (the terminal one at its end). */
+static void pull_text(gw_req *r) {
+    sipp_token_batch b = {.struct_size = sizeof b};
+    if (sipp__gw_pull_batch(r, &b) != SIPP_OK) return;
+    if (b.len) {
+        gw_answer ans = sipp__gw_req_answer(r);
+        ans.logprobs = b.logprobs;
+        ans.n_logprobs = b.n_logprobs;
+        sipp__gw_codec(r->prof)->stream_text(&r->out, &ans, &r->st, b.text, b.len, b.n_tokens);
+    }
+    if (b.done) emit_end(r);
+}
+
+/* Issue 18: one delta of the run into an event: content as text, reasoning and tool calls
+ * through the profile's stream_delta (the terminal event at the end). */
+static void pull_deltas(gw_req *r) {
+    sipp_delta d;
+    bool done = false;
+    if (sipp__gw_pull_delta(r, &d, &done) != SIPP_OK) return;
+    if (done) {
+        emit_end(r);
+        return;
+    }
+    gw_answer ans = sipp__gw_req_answer(r);
+    if (d.kind != SIPP_DELTA_CONTENT)
+        sipp__gw_codec(r->prof)->stream_delta(&r->out, &ans, &r->st, &d);
+    else if (d.len)
+        sipp__gw_codec(r->prof)->stream_text(&r->out, &ans, &r->st, d.text, d.len, 1);
+}
+
 /* The HTTP layer's pull function: returns buffered bytes, or waits (20 ms slices) for the run,
  * a heartbeat deadline, a hang-up or shutdown. */
 static long stream_pull(void *ctx, sipp__httpd_req *http, char *buf, size_t cap) {
@@ -90,17 +120,8 @@ static long stream_pull(void *ctx, sipp__httpd_req *http, char *buf, size_t cap)
             r->shutdown_cut = true;
             sipp_run_cancel(r->run); /* a run: pending ones got theirs above */
         }
-        sipp_token_batch b = {.struct_size = sizeof b};
-        if (sipp__gw_pull_batch(r, &b) == SIPP_OK) {
-            if (b.len) {
-                gw_answer ans = sipp__gw_req_answer(r);
-                ans.logprobs = b.logprobs;
-                ans.n_logprobs = b.n_logprobs;
-                sipp__gw_codec(r->prof)->stream_text(&r->out, &ans, &r->st, b.text, b.len,
-                                                     b.n_tokens);
-            }
-            if (b.done) emit_end(r);
-        }
+        if (sipp__gw_delta_mode(r)) pull_deltas(r);
+        else pull_text(r);
         if (r->out.len == 0 &&
             sipp__gw_now() - r->last_write >= r->gw->cfg.sse_heartbeat_seconds)
             sipp__buf_append(&r->out, ": ping\n\n", 8);
