@@ -310,6 +310,14 @@ bool sipp__gw_decode_messages(gw_call *c, json_t *v, bool openai, char *msg, siz
             if (strcmp(k, "tool_calls") == 0 || strcmp(k, "tool_call_id") == 0) continue;
             if (strcmp(k, "reasoning_content") == 0 && (json_is_string(x) || json_is_null(x)))
                 continue;
+            /* what an OpenAI answer's message carries besides (and the SDKs' parsed copy),
+             * when a client sends an answer's message back as it came */
+            if (openai && strcmp(r, "assistant") == 0 &&
+                (strcmp(k, "refusal") == 0 || strcmp(k, "annotations") == 0 ||
+                 strcmp(k, "parsed") == 0 ||
+                 ((strcmp(k, "audio") == 0 || strcmp(k, "function_call") == 0) &&
+                  json_is_null(x))))
+                continue;
             sipp__gw_invalid(c, "messages", "unknown field 'messages[%zu].%.40s'", i, k);
         }
     }

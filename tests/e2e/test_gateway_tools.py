@@ -272,3 +272,32 @@ def test_template_without_tools_is_unsupported(tmp_path):
         assert st == 400 and "tools" in b["error"]["message"], b
     finally:
         g.stop()
+
+
+def test_openai_node_sdk_tool_helper_and_stream_accumulator(gw):
+    """The OpenAI Node SDK, unchanged (the version of scripts/deps.env, installed as
+    test_gateway_sdk.py does): runTools (finite and streaming) calls the function with the
+    parsed arguments and keeps the turn; its messages go back for the answer; the streaming
+    accumulator rebuilds the call from delta.tool_calls."""
+    import shutil
+    from test_gateway_sdk import sdk_dir
+    d = sdk_dir()
+    script = d / "gateway_tools_sdk.mjs"  # next to node_modules so `import "openai"` resolves
+    shutil.copy(pathlib.Path(__file__).with_name("gateway_tools_sdk.mjs"), script)
+    r = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "GW_URL": f"http://127.0.0.1:{gw.port}/v1",
+                            "GW_MODEL": "qwen"})
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["calls"] == [{"zone": "utc"}] * 2  # once per runTools
+    for run in (out["run"], out["stream_run"]):
+        assert json.loads(run["result"]) == {"time": "12:00", "zone": "utc"}
+        assert run["call"]["function"]["name"] == "get_time" and run["call"]["id"]
+    assert out["run"]["roles"] == ["user", "assistant", "tool"]
+    assert out["answer"]["finish"] in ("stop", "length") and out["answer"]["tool_calls"] is None
+    acc = out["accumulated"]
+    assert acc["finish"] == "tool_calls", acc
+    (call,) = acc["message"]["tool_calls"]
+    assert call["type"] == "function" and call["id"] and call["function"]["name"] == "get_time"
+    assert json.loads(call["function"]["arguments"]) == {"zone": "utc"}
+    assert acc["args_done"] == [call["function"]["arguments"]]
