@@ -269,7 +269,8 @@ def test_template_without_tools_is_unsupported(tmp_path):
     try:
         st, _, b = g.post("/v1/chat/completions", {"model": "local", "messages": ASK,
                                                    "tools": TOOLS, "max_tokens": 4})
-        assert st == 400 and "tools" in b["error"]["message"], b
+        assert st == 400 and b["error"]["code"] == "invalidrequest", b
+        assert "tools" in b["error"]["message"] and "no tool support" in b["error"]["message"]
     finally:
         g.stop()
 
