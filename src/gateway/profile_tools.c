@@ -72,14 +72,24 @@ static bool bad_field(char *msg, size_t cap, char *param, size_t pcap, const cha
     return false;
 }
 
-/* tools[i]: {"type": "function", "function": {...}} or (Sipp) the function object itself. */
-static int decode_tool(gw_call *c, size_t i, json_t *t, bool openai, char *msg, size_t cap,
+/* tools[i]: {"type": "function", "function": {...}} or (Sipp) the function object itself;
+ * (Anthropic) {"type"?: "custom", "name", "description"?, "input_schema"}. */
+static int decode_tool(gw_call *c, size_t i, json_t *t, int dialect, char *msg, size_t cap,
                        char *param, size_t pcap) {
     char at[64];
     snprintf(at, sizeof at, "tools[%zu]", i);
     if (!json_is_object(t)) return bad_at(msg, cap, param, pcap, at, "must be an object");
     json_t *type = json_object_get(t, "type"), *fn = json_object_get(t, "function");
-    if (openai || fn || type) {
+    const char *params_key = "parameters";
+    if (dialect == SIPP__GW_TOOLS_ANTHROPIC) {
+        /* Anthropic's server tools (web search, code execution...) are not ours to run */
+        if (type && !json_is_null(type) &&
+            !(json_is_string(type) && strcmp(json_string_value(type), "custom") == 0))
+            return bad_at(msg, cap, param, pcap, at,
+                          "must be a custom tool (server tools are not supported)");
+        fn = t;
+        params_key = "input_schema";
+    } else if (dialect == SIPP__GW_TOOLS_OPENAI || fn || type) {
         if (!json_is_string(type) || strcmp(json_string_value(type), "function") != 0)
             return bad_at(msg, cap, param, pcap, at, "must have \"type\": \"function\"");
         if (!json_is_object(fn))
@@ -90,7 +100,7 @@ static int decode_tool(gw_call *c, size_t i, json_t *t, bool openai, char *msg, 
     }
     char f[96];
     json_t *name = json_object_get(fn, "name"), *desc = json_object_get(fn, "description"),
-           *params = json_object_get(fn, "parameters");
+           *params = json_object_get(fn, params_key);
     snprintf(f, sizeof f, "%s.name", at);
     if (!json_is_string(name)) return bad_at(msg, cap, param, pcap, f, "must be a string");
     if (!tool_name_ok(json_string_value(name)))
@@ -98,7 +108,7 @@ static int decode_tool(gw_call *c, size_t i, json_t *t, bool openai, char *msg, 
     snprintf(f, sizeof f, "%s.description", at);
     if (desc && !json_is_null(desc) && !json_is_string(desc))
         return bad_at(msg, cap, param, pcap, f, "must be a string");
-    snprintf(f, sizeof f, "%s.parameters", at);
+    snprintf(f, sizeof f, "%s.%s", at, params_key);
     if (params && !json_is_null(params) && !json_is_object(params))
         return bad_at(msg, cap, param, pcap, f, "must be a JSON Schema object");
     sipp_tool *tool = &c->tools[i];
@@ -121,6 +131,58 @@ static int decode_tool(gw_call *c, size_t i, json_t *t, bool openai, char *msg, 
         tool->parameters = text;
         c->tool_schema_bytes += strlen(text);
     }
+    return 1;
+}
+
+/* `tools` of any dialect: the array, its cap, each tool. */
+static int decode_tool_array(gw_call *c, json_t *v, int dialect, char *msg, size_t cap,
+                             char *param, size_t pcap) {
+    if (json_is_null(v)) return 1;
+    if (!json_is_array(v)) return bad_at(msg, cap, param, pcap, "tools", "must be an array");
+    size_t n = json_array_size(v);
+    if (n > SIPP_MAX_TOOLS) {
+        sipp__gw_invalid(c, "tools", "%zu tools is more than this gateway takes (%d)", n,
+                         SIPP_MAX_TOOLS);
+        return 1;
+    }
+    if (n == 0) return 1;
+    c->tools = calloc(n, sizeof *c->tools);
+    if (!c->tools || !sipp__gw_call_own(c, c->tools)) {
+        c->tools = NULL;
+        snprintf(param, pcap, "tools");
+        return sipp__gw_bad(msg, cap, "out of memory") ? 1 : -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int r = decode_tool(c, i, json_array_get(v, i), dialect, msg, cap, param, pcap);
+        if (r < 0) return -1;
+    }
+    c->n_tools = n;
+    return 1;
+}
+
+int sipp__gw_decode_anthropic_tools(gw_call *c, const char *key, json_t *v, char *msg,
+                                    size_t cap, char *param, size_t pcap) {
+    if (strcmp(key, "tools") == 0)
+        return decode_tool_array(c, v, SIPP__GW_TOOLS_ANTHROPIC, msg, cap, param, pcap);
+    if (strcmp(key, "tool_choice") != 0) return 0;
+    if (json_is_null(v)) return 1;
+    /* {"type": "auto" | "any" | "none" | "tool", "name"?, "disable_parallel_tool_use"?} */
+    const char *type = json_string_value(json_object_get(v, "type"));
+    json_t *name = json_object_get(v, "name"), *dp = json_object_get(v, "disable_parallel_tool_use");
+    if (!json_is_object(v) || !type || (dp && !json_is_boolean(dp)))
+        return bad_at(msg, cap, param, pcap, key,
+                      "must be {\"type\": \"auto\" | \"any\" | \"none\" | \"tool\", "
+                      "\"name\"?, \"disable_parallel_tool_use\"?: bool}");
+    c->no_parallel_tool_calls = json_is_true(dp);
+    if (strcmp(type, "auto") == 0) c->tool_choice = SIPP_TOOL_CHOICE_AUTO;
+    else if (strcmp(type, "any") == 0) c->tool_choice = SIPP_TOOL_CHOICE_REQUIRED;
+    else if (strcmp(type, "none") == 0) c->tool_choice = SIPP_TOOL_CHOICE_NONE;
+    else if (strcmp(type, "tool") == 0 && json_is_string(name)) {
+        c->tool_choice = SIPP_TOOL_CHOICE_NAMED;
+        c->tool_choice_name = json_string_value(name);
+    } else
+        return bad_at(msg, cap, param, pcap, key,
+                      "type must be auto, any, none, or tool with a 'name'");
     return 1;
 }
 
@@ -163,27 +225,8 @@ int sipp__gw_decode_tools(gw_call *c, gw_op op, const char *key, json_t *v, bool
         return 1;
     }
     if (strcmp(key, "tools") != 0) return 0;
-    if (null) return 1;
-    if (!json_is_array(v)) return bad_at(msg, cap, param, pcap, key, "must be an array");
-    size_t n = json_array_size(v);
-    if (n > SIPP_MAX_TOOLS) {
-        sipp__gw_invalid(c, key, "%zu tools is more than this gateway takes (%d)", n,
-                         SIPP_MAX_TOOLS);
-        return 1;
-    }
-    if (n == 0) return 1;
-    c->tools = calloc(n, sizeof *c->tools);
-    if (!c->tools || !sipp__gw_call_own(c, c->tools)) {
-        c->tools = NULL;
-        snprintf(param, pcap, "tools");
-        return sipp__gw_bad(msg, cap, "out of memory") ? 1 : -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        int r = decode_tool(c, i, json_array_get(v, i), openai, msg, cap, param, pcap);
-        if (r < 0) return -1;
-    }
-    c->n_tools = n;
-    return 1;
+    return decode_tool_array(c, v, openai ? SIPP__GW_TOOLS_OPENAI : SIPP__GW_TOOLS_SIPP, msg, cap,
+                             param, pcap);
 }
 
 /* One call of an assistant message: OpenAI's {"id", "type": "function", "function": {"name",

@@ -143,6 +143,11 @@ typedef struct gw_stream_state {
     bool role_sent;    /* OpenAI chat: the first delta carried the role */
     size_t text_offset; /* bytes of text sent so far (legacy logprobs' text_offset) */
     bool tool_calls_sent; /* a tool-call delta went out (the finish reason is tool_calls) */
+    /* Anthropic: content blocks started so far, and the open one (text, or tool_use of call
+     * block_call) */
+    int n_blocks;
+    bool block_open, block_tool;
+    uint32_t block_call;
 } gw_stream_state;
 
 typedef struct gw_codec {
@@ -238,6 +243,13 @@ json_t *sipp__gw_logprobs_legacy(const sipp_token_logprob *e, size_t n, size_t *
  * schemas and duplicate names go to call->invalid. */
 int sipp__gw_decode_tools(gw_call *c, gw_op op, const char *key, json_t *v, bool openai,
                           char *msg, size_t cap, char *param, size_t pcap);
+/* The shapes of the tool decoders. */
+enum { SIPP__GW_TOOLS_SIPP, SIPP__GW_TOOLS_OPENAI, SIPP__GW_TOOLS_ANTHROPIC };
+/* The Anthropic profile's `tools` ([{"name", "description"?, "input_schema"}], custom tools
+ * only) and `tool_choice` ({"type": "auto" | "any" | "none" | "tool", "name"?,
+ * "disable_parallel_tool_use"?}); 1, 0 or -1 as sipp__gw_decode_tools. */
+int sipp__gw_decode_anthropic_tools(gw_call *c, const char *key, json_t *v, char *msg,
+                                    size_t cap, char *param, size_t pcap);
 /* The tool parts of messages[i] into c->chat[i] (allocated by the caller): an assistant's
  * `tool_calls` (id, function name, arguments as JSON text; the Sipp profile also takes a flat
  * {"id", "name", "arguments"} with arguments as an object) and a tool result's

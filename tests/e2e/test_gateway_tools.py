@@ -302,3 +302,87 @@ def test_openai_node_sdk_tool_helper_and_stream_accumulator(gw):
     assert call["type"] == "function" and call["id"] and call["function"]["name"] == "get_time"
     assert json.loads(call["function"]["arguments"]) == {"zone": "utc"}
     assert acc["args_done"] == [call["function"]["arguments"]]
+
+
+# ---- Anthropic Messages (/v1/messages): tools, tool_use and tool_result blocks ----------------
+
+A_TOOLS = [{"name": t["function"]["name"], "description": t["function"]["description"],
+            "input_schema": t["function"]["parameters"]} for t in TOOLS]
+
+
+def messages_body(**kw):
+    body = {"model": "qwen", "max_tokens": 400, "temperature": 0, "messages": ASK,
+            "tools": A_TOOLS, "tool_choice": {"type": "any", "disable_parallel_tool_use": True}}
+    body.update(kw)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def test_anthropic_tool_use_round_trip(gw):
+    """tool_choice any: the answer is a tool_use block (input an object), stop_reason tool_use;
+    the block goes back in the assistant turn and a tool_result block in the user turn, and the
+    model answers in text."""
+    st, _, b = gw.post("/v1/messages", messages_body())
+    assert st == 200, b
+    assert b["stop_reason"] == "tool_use", b
+    (use,) = [c for c in b["content"] if c["type"] == "tool_use"]
+    assert use["id"] and use["name"] in ("get_weather", "get_time")
+    assert use["input"] in ({"unit": "celsius"}, {"unit": "fahrenheit"}, {"zone": "utc"})
+    msgs = ASK + [{"role": "assistant", "content": b["content"]},
+                  {"role": "user", "content": [
+                      {"type": "tool_result", "tool_use_id": use["id"], "content": "21"},
+                      {"type": "text", "text": "Thanks"}]}]
+    st, _, b2 = gw.post("/v1/messages", messages_body(messages=msgs, tool_choice={"type": "none"},
+                                                      max_tokens=4))
+    assert st == 200, b2
+    assert b2["stop_reason"] in ("end_turn", "max_tokens")
+    assert [c["type"] for c in b2["content"]] == ["text"]
+
+
+def test_anthropic_named_tool_streams_input_json_deltas(gw):
+    """A named tool streams as a tool_use block: content_block_start carries its id and name,
+    input_json_delta pieces concatenate to the finite answer's input."""
+    body = messages_body(model="llama", tool_choice={"type": "tool", "name": "get_time"})
+    st, _, b = gw.post("/v1/messages", body)
+    assert st == 200, b
+    (use,) = [c for c in b["content"] if c["type"] == "tool_use"]
+    assert use["name"] == "get_time" and use["input"] == {"zone": "utc"}
+    s = Stream(gw, "/v1/messages", dict(body, stream=True))
+    frames = [(e, json.loads(d)) for e, d, c in s.frames() if c is None]
+    s.close()
+    assert all(d["type"] == e for e, d in frames)
+    starts = [d for e, d in frames if e == "content_block_start"]
+    tool_blocks = [d for d in starts if d["content_block"]["type"] == "tool_use"]
+    assert len(tool_blocks) == 1, starts
+    blk = tool_blocks[0]
+    assert blk["content_block"]["name"] == "get_time" and blk["content_block"]["id"]
+    assert blk["content_block"]["input"] == {}
+    pieces = [d["delta"]["partial_json"] for e, d in frames
+              if e == "content_block_delta" and d["index"] == blk["index"]]
+    assert pieces and json.loads("".join(pieces)) == use["input"]
+    assert all(d["delta"]["type"] == "input_json_delta" for e, d in frames
+               if e == "content_block_delta" and d["index"] == blk["index"])
+    # every started block stops, in order, before message_delta
+    stops = [d["index"] for e, d in frames if e == "content_block_stop"]
+    assert stops == [d["index"] for d in starts] == list(range(len(starts)))
+    end = [d for e, d in frames if e == "message_delta"][0]
+    assert end["delta"]["stop_reason"] == "tool_use" and frames[-1][0] == "message_stop"
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "server tools"),
+    ({"tools": [A_TOOLS[0], A_TOOLS[0]]}, "both named 'get_weather'"),
+    ({"tools": [{"name": "x", "input_schema": {"type": "string"}}]}, "tools[0].input_schema"),
+    ({"tool_choice": {"type": "tool", "name": "nope"}}, "names 'nope'"),
+    ({"tool_choice": {"type": "sometimes"}}, "tool_choice"),
+    ({"messages": ASK + [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "nope", "content": "1"}]}]}, "'nope'"),
+    ({"messages": ASK + [{"role": "assistant", "content": [
+        {"type": "tool_use", "id": "t1", "name": "get_time"}]}]}, "'input' object"),
+    ({"messages": [{"role": "user", "content": [
+        {"type": "tool_use", "id": "t1", "name": "get_time", "input": {}}]}]},
+     "'tool_use' are not supported in a user message"),
+])
+def test_anthropic_bad_tools_are_400(gw, change, needle):
+    st, _, b = gw.post("/v1/messages", messages_body(**change))
+    assert st == 400 and b["type"] == "error", b
+    assert b["error"]["type"] == "invalid_request_error" and needle in b["error"]["message"], b
