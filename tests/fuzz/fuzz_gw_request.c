@@ -48,9 +48,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
                  strcmp(r, "tool")))
                 __builtin_trap();
             (void)strlen(call.messages[i].content); /* joined text blocks live in root too */
-            if (!call.chat) continue; /* the Anthropic profile builds no tool messages */
+            if (!call.chat) __builtin_trap(); /* every profile builds the tool messages */
             const sipp_chat_message *cm = &call.chat[i];
-            if (cm->role != r || cm->content != call.messages[i].content) __builtin_trap();
+            if (strcmp(cm->role, r) || cm->content != call.messages[i].content) __builtin_trap();
             if (strcmp(r, "tool") == 0 && (!cm->tool_call_id || !cm->tool_call_id[0]))
                 __builtin_trap();
             if (cm->n_tool_calls && (strcmp(r, "assistant") || !cm->tool_calls)) __builtin_trap();
