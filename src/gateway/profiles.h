@@ -143,6 +143,7 @@ typedef struct gw_stream_state {
     bool role_sent;    /* OpenAI chat: the first delta carried the role */
     size_t text_offset; /* bytes of text sent so far (legacy logprobs' text_offset) */
     bool tool_calls_sent; /* a tool-call delta went out (the finish reason is tool_calls) */
+    bool deltas_seen;     /* a delta stream: the run produced a delta */
     /* Anthropic: content blocks started so far, and the open one (text, or tool_use of call
      * block_call) */
     int n_blocks;

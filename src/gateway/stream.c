@@ -75,15 +75,41 @@ static void pull_deltas(gw_req *r) {
     sipp_delta d;
     bool done = false;
     if (sipp__gw_pull_delta(r, &d, &done) != SIPP_OK) return;
+    gw_answer ans = sipp__gw_req_answer(r);
+    const gw_codec *codec = sipp__gw_codec(r->prof);
     if (done) {
+        /* A run that produced no deltas (an endpoint that streams text only): its answer goes
+         * out whole before the end, so nothing of it is lost. */
+        const sipp_response *resp;
+        sipp_run_wait(r->run, &resp, NULL);
+        if (!r->st.deltas_seen && resp->status == SIPP_OK) {
+            if (resp->reasoning && resp->reasoning[0])
+                codec->stream_delta(&r->out, &ans, &r->st,
+                                    &(sipp_delta){.struct_size = sizeof(sipp_delta),
+                                                  .kind = SIPP_DELTA_REASONING,
+                                                  .text = resp->reasoning,
+                                                  .len = strlen(resp->reasoning)});
+            if (resp->text_len)
+                codec->stream_text(&r->out, &ans, &r->st, resp->text, resp->text_len, 1);
+            for (size_t i = 0; i < resp->n_tool_calls; i++) {
+                const sipp_tool_call *t = &resp->tool_calls[i];
+                codec->stream_delta(&r->out, &ans, &r->st,
+                                    &(sipp_delta){.struct_size = sizeof(sipp_delta),
+                                                  .kind = SIPP_DELTA_TOOL_CALL,
+                                                  .text = t->arguments,
+                                                  .len = strlen(t->arguments),
+                                                  .tool_index = (uint32_t)i, .tool_id = t->id,
+                                                  .tool_name = t->name});
+            }
+        }
         emit_end(r);
         return;
     }
-    gw_answer ans = sipp__gw_req_answer(r);
+    r->st.deltas_seen = true;
     if (d.kind != SIPP_DELTA_CONTENT)
-        sipp__gw_codec(r->prof)->stream_delta(&r->out, &ans, &r->st, &d);
+        codec->stream_delta(&r->out, &ans, &r->st, &d);
     else if (d.len)
-        sipp__gw_codec(r->prof)->stream_text(&r->out, &ans, &r->st, d.text, d.len, 1);
+        codec->stream_text(&r->out, &ans, &r->st, d.text, d.len, 1);
 }
 
 /* The HTTP layer's pull function: returns buffered bytes, or waits (20 ms slices) for the run,
