@@ -386,3 +386,30 @@ def test_anthropic_bad_tools_are_400(gw, change, needle):
     st, _, b = gw.post("/v1/messages", messages_body(**change))
     assert st == 400 and b["type"] == "error", b
     assert b["error"]["type"] == "invalid_request_error" and needle in b["error"]["message"], b
+
+
+def test_anthropic_node_sdk_tools(gw):
+    """The Anthropic Node SDK, unchanged (the version of scripts/deps.env, installed as
+    test_gateway_anthropic.py does): a named tool's tool_use block, the round trip with a
+    tool_result, and messages.stream() assembling the tool_use input from input_json_delta."""
+    import shutil
+    from test_gateway_anthropic import sdk_dir
+    d = sdk_dir()
+    script = d / "gateway_tools_anthropic_sdk.mjs"  # next to node_modules
+    shutil.copy(pathlib.Path(__file__).with_name("gateway_tools_anthropic_sdk.mjs"), script)
+    r = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "GW_URL": f"http://127.0.0.1:{gw.port}",
+                            "GW_MODEL": "llama"})
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    m = out["message"]
+    assert m["stop_reason"] == "tool_use", m
+    (use,) = [b for b in m["content"] if b["type"] == "tool_use"]
+    assert use["name"] == "get_time" and use["input"] == {"zone": "utc"} and use["id"]
+    assert out["answer"]["stop_reason"] in ("end_turn", "max_tokens")
+    assert out["answer"]["types"] == ["text"]
+    s = out["stream"]
+    assert s["stop_reason"] == "tool_use" and s["pieces"] >= 1
+    (suse,) = [b for b in s["content"] if b["type"] == "tool_use"]
+    assert suse["name"] == "get_time" and suse["input"] == {"zone": "utc"}
+    assert json.loads(s["joined"]) == {"zone": "utc"}
