@@ -63,6 +63,16 @@ def test_bad_tool_file_is_an_error(sipp, qwen, tmp_path, content, needle):
     assert needle in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
+def test_json_has_the_separated_reasoning(sipp, tmp_path):
+    """A thinking template (QwQ's generation prompt opens <think>): --json has `reasoning`, the
+    text does not (sampled: greedy decoding of these weights writes only newlines)."""
+    qwq = make_model(tmp_path, "Qwen-QwQ-32B")
+    r = sipp("chat", "-m", str(qwq), "--ctx-size", "512", "-n", "12", "--json", "Hi")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["reasoning"].strip() and "<think>" not in out["reasoning"] and out["text"] == ""
+
+
 def test_tool_options_are_for_chat_with_a_file(sipp, qwen, tool_file):
     r = sipp("query", "-m", str(qwen), "--tool-file", str(tool_file), "Once")
     assert r.returncode == 2 and "--tool-file and --tool-choice are for chat" in r.stderr

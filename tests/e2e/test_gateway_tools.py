@@ -170,6 +170,8 @@ def test_reasoning_content_separated_and_streamed(gw):
     content, reasoning, calls, finish, _ = openai_stream(gw, body)
     assert reasoning.strip() and "<think>" not in reasoning
     assert (content, calls, finish) == ("", [], "length")
+    st, _, b = gw.post("/v1/chat", body)  # the Sipp profile: `reasoning`
+    assert st == 200 and b["reasoning"].strip() and b["text"] == "", b
 
 
 def test_sipp_profile_tools(gw):
