@@ -229,6 +229,25 @@ int sipp__gw_decode_tools(gw_call *c, gw_op op, const char *key, json_t *v, bool
                              param, pcap);
 }
 
+int sipp__gw_decode_reasoning(gw_call *c, gw_op op, const char *key, json_t *v, bool openai,
+                              char *msg, size_t cap, char *param, size_t pcap) {
+    if (op != GW_OP_CHAT || strcmp(key, openai ? "reasoning_format" : "reasoning_mode") != 0)
+        return 0;
+    if (json_is_null(v)) return 1;
+    if (!json_is_string(v)) return bad_at(msg, cap, param, pcap, key, "must be a string");
+    const char *s = json_string_value(v);
+    if (strcmp(s, openai ? "auto" : "separate") == 0 || (openai && strcmp(s, "deepseek") == 0))
+        c->reasoning_mode = SIPP_REASONING_SEPARATE;
+    else if (strcmp(s, openai ? "none" : "inline") == 0)
+        c->reasoning_mode = SIPP_REASONING_INLINE;
+    else if (strcmp(s, "drop") == 0)
+        c->reasoning_mode = SIPP_REASONING_DROP;
+    else
+        sipp__gw_invalid(c, key, "'%s' must be %s", key,
+                         openai ? "auto, deepseek, none or drop" : "separate, inline or drop");
+    return 1;
+}
+
 /* One call of an assistant message: OpenAI's {"id", "type": "function", "function": {"name",
  * "arguments": "<JSON text>"}}, or (Sipp) {"id", "name", "arguments": text or object}. */
 static bool decode_call(gw_call *c, const char *at, json_t *tc, bool openai, sipp_tool_call *out,

@@ -69,6 +69,7 @@ typedef struct gw_call {
     sipp_tool_choice tool_choice;
     const char *tool_choice_name;
     bool no_parallel_tool_calls; /* parallel_tool_calls: false */
+    sipp_reasoning_mode reasoning_mode; /* OpenAI reasoning_format, Sipp reasoning_mode */
 } gw_call;
 
 /* Limits of media in one request (docs/gateway.md): decoded bytes of all parts, and the declared
@@ -246,6 +247,12 @@ int sipp__gw_decode_tools(gw_call *c, gw_op op, const char *key, json_t *v, bool
                           char *msg, size_t cap, char *param, size_t pcap);
 /* The shapes of the tool decoders. */
 enum { SIPP__GW_TOOLS_SIPP, SIPP__GW_TOOLS_OPENAI, SIPP__GW_TOOLS_ANTHROPIC };
+/* A thinking model's reasoning: OpenAI's `reasoning_format` (llama-server's field: "auto" or
+ * "deepseek" separate it into reasoning_content, "none" leaves it inline; "drop" discards it)
+ * or the Sipp profile's `reasoning_mode` ("separate", "inline", "drop"). Returns 1, 0 or -1
+ * as sipp__gw_decode_tools; an unknown value goes to call->invalid. */
+int sipp__gw_decode_reasoning(gw_call *c, gw_op op, const char *key, json_t *v, bool openai,
+                              char *msg, size_t cap, char *param, size_t pcap);
 /* The Anthropic profile's `tools` ([{"name", "description"?, "input_schema"}], custom tools
  * only) and `tool_choice` ({"type": "auto" | "any" | "none" | "tool", "name"?,
  * "disable_parallel_tool_use"?}); 1, 0 or -1 as sipp__gw_decode_tools. */

@@ -174,6 +174,28 @@ def test_reasoning_content_separated_and_streamed(gw):
     assert st == 200 and b["reasoning"].strip() and b["text"] == "", b
 
 
+def test_reasoning_format_inline_and_drop(gw):
+    """llama-server's reasoning_format (OpenAI profile) and the Sipp profile's reasoning_mode:
+    inline leaves the thinking in the text, drop discards it; an unknown value is a 400."""
+    body = {"model": "qwq", "messages": ASK, "temperature": 1, "max_tokens": 12}
+    st, _, b = gw.post("/v1/chat/completions", dict(body, reasoning_format="none"))
+    assert st == 200, b
+    m = b["choices"][0]["message"]
+    assert m["content"].strip() and "reasoning_content" not in m, m
+    content, reasoning, _, _, _ = openai_stream(gw, dict(body, reasoning_format="none"))
+    assert content.strip() and reasoning == ""
+    st, _, b = gw.post("/v1/chat/completions", dict(body, reasoning_format="drop"))
+    m = b["choices"][0]["message"]
+    assert st == 200 and m["content"] == "" and "reasoning_content" not in m, b
+    st, _, b = gw.post("/v1/chat", dict(body, reasoning_mode="inline"))
+    assert st == 200 and b["text"].strip() and "reasoning" not in b, b
+    st, _, b = gw.post("/v1/chat", dict(body, reasoning_mode="drop"))
+    assert st == 200 and b["text"] == "" and "reasoning" not in b, b
+    for path, key in (("/v1/chat/completions", "reasoning_format"), ("/v1/chat", "reasoning_mode")):
+        st, _, b = gw.post(path, dict(body, **{key: "loud"}))
+        assert st == 400 and error_of(b) == "invalidrequest" and key in b["error"]["message"], b
+
+
 def test_sipp_profile_tools(gw):
     """/v1/chat takes the same fields; the answer has tool_calls [{id, name, arguments}] with
     arguments as an object, the stream `tool_call` events; a flat tool and a flat call (arguments
