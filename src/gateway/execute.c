@@ -22,6 +22,7 @@
 
 /* The text rows: those with a [targets.runtime] key are the target's request defaults. */
 static const sipp_setting text_keys[] = {SIPP_TEXT_SETTINGS(SIPP_TEXT_SETTING_ROW)};
+static void observe_tokens(gw_req *r, uint32_t n);
 /* ---- upstream pools: attempts on replicas ---------------------------------------------------- */
 
 /* The affinity key of the request: SHA-256 of "<caller> <value>" of the target's
@@ -173,9 +174,16 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
         return err->code = SIPP_OUT_OF_MEMORY;
     }
     tp.json_schema = schema;
-    sipp_status st = c->op == GW_OP_CHAT
-                         ? sipp_chat(ep, c->messages, c->n_messages, &tp, &r->run, err)
-                         : sipp_query(ep, c->prompt, &tp, &r->run, err);
+    /* tools (issue 18): the messages with their tool parts go through sipp_chat_ex */
+    tp.tools = c->tools;
+    tp.n_tools = c->n_tools;
+    tp.tool_choice = c->tool_choice;
+    tp.tool_choice_name = c->tool_choice_name;
+    tp.parallel_tool_calls = !c->no_parallel_tool_calls;
+    tp.reasoning_mode = c->reasoning_mode;
+    sipp_status st = c->op != GW_OP_CHAT ? sipp_query(ep, c->prompt, &tp, &r->run, err)
+                     : c->chat ? sipp_chat_ex(ep, c->chat, c->n_messages, &tp, &r->run, err)
+                               : sipp_chat(ep, c->messages, c->n_messages, &tp, &r->run, err);
     free(schema);
     if (st != SIPP_OK) attempt_release(r, SIPP__POOL_NEUTRAL); /* refused before any I/O */
     return st;
@@ -186,20 +194,37 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
 sipp_status sipp__gw_pull_batch(gw_req *r, sipp_token_batch *b) {
     *b = (sipp_token_batch){.struct_size = sizeof *b};
     sipp_status st = sipp_run_next(r->run, 20, b, NULL);
-    if (st == SIPP_OK && b->n_tokens > 0) {
-        double t = sipp__gw_now();
-        if (r->first_token == 0) {
-            r->first_token = t;
-            sipp__gw_metrics_observe_ttft(r->gw->metrics, r->target, t - r->t0);
-        } else {
-            sipp__gw_metrics_observe_itl(r->gw->metrics, r->target, t - r->last_token);
-        }
-        r->last_token = t;
-        r->live_tokens += b->n_tokens;
-        if (r->live)
-            sipp__gw_admin_live_update(r->gw->admin, r, r->target, r->op, r->call.stream,
-                                       r->live_tokens);
+    if (st == SIPP_OK && b->n_tokens > 0) observe_tokens(r, b->n_tokens);
+    return st;
+}
+
+/* Records the first token (TTFT) or an inter-token gap, and the live count. */
+static void observe_tokens(gw_req *r, uint32_t n) {
+    double t = sipp__gw_now();
+    if (r->first_token == 0) {
+        r->first_token = t;
+        sipp__gw_metrics_observe_ttft(r->gw->metrics, r->target, t - r->t0);
+    } else {
+        sipp__gw_metrics_observe_itl(r->gw->metrics, r->target, t - r->last_token);
     }
+    r->last_token = t;
+    r->live_tokens += n;
+    if (r->live)
+        sipp__gw_admin_live_update(r->gw->admin, r, r->target, r->op, r->call.stream,
+                                   r->live_tokens);
+}
+
+bool sipp__gw_delta_mode(const gw_req *r) {
+    const gw_call *c = &r->call;
+    if (c->op != GW_OP_CHAT || c->logprobs || !sipp__gw_codec(r->prof)->stream_delta) return false;
+    return c->n_tools > 0 || (r->prof == GW_PROFILE_OPENAI &&
+                              r->gw->targets[r->target].cfg->type == SIPP__GW_LOCAL);
+}
+
+sipp_status sipp__gw_pull_delta(gw_req *r, sipp_delta *d, bool *done) {
+    *d = (sipp_delta){.struct_size = sizeof *d};
+    sipp_status st = sipp_run_next_delta(r->run, 20, d, done, NULL);
+    if (st == SIPP_OK && !*done) observe_tokens(r, 1); /* a delta's tokens are not told: one */
     return st;
 }
 
@@ -250,6 +275,9 @@ void sipp__gw_execute_text(gw_req *r) {
     ans.created = (long)time(NULL);
     ans.logprobs = resp->logprobs;
     ans.n_logprobs = resp->n_logprobs;
+    ans.tool_calls = resp->tool_calls;
+    ans.n_tool_calls = resp->n_tool_calls;
+    ans.reasoning = resp->reasoning;
     json_t *body = sipp__gw_codec(r->prof)->text(&ans, resp->text, resp->text_len,
                                                  resp->finish_reason);
     if (!body) {

@@ -271,6 +271,12 @@ sipp_endpoint *sipp__gw_attempt_begin(gw_req *r);
 bool sipp__gw_attempt_end(gw_req *r, const sipp_response *resp);
 /* Pulls what the run produced within ~20 ms (TTFT and inter-token gaps recorded). */
 sipp_status sipp__gw_pull_batch(gw_req *r, sipp_token_batch *b);
+/* Issue 18: whether a stream reads its run as deltas (content, reasoning, tool calls) rather
+ * than text: a chat with tools, or an OpenAI-profile chat on a local target (reasoning_content),
+ * when the profile streams deltas and no logprobs were asked for. */
+bool sipp__gw_delta_mode(const gw_req *r);
+/* sipp__gw_pull_batch for a delta stream: the next delta within ~20 ms. */
+sipp_status sipp__gw_pull_delta(gw_req *r, sipp_delta *d, bool *done);
 /* Adds a finished run's usage to the request and records its queue wait. */
 void sipp__gw_account(gw_req *r, const sipp_response *resp);
 void sipp__gw_execute_text(gw_req *r);

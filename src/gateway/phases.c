@@ -210,6 +210,16 @@ bool sipp__gw_phase_validate(gw_req *r) {
                                  "the JSON schema is %zu bytes, more than this gateway's "
                                  "max_schema_bytes (%u)",
                                  schema_bytes, r->gw->cfg.max_schema_bytes);
+    /* tools (issue 18): their schemas together within max_schema_bytes too */
+    if (c->tool_schema_bytes > r->gw->cfg.max_schema_bytes)
+        return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "tools",
+                                 "the tools' parameter schemas are %zu bytes, more than this "
+                                 "gateway's max_schema_bytes (%u)",
+                                 c->tool_schema_bytes, r->gw->cfg.max_schema_bytes);
+    if (c->stream && c->n_tools && c->logprobs)
+        return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "logprobs",
+                                 "'logprobs' are not streamed together with 'tools'; ask without "
+                                 "stream or without logprobs");
     gw_target *t = &r->gw->targets[r->target];
     if (c->op == GW_OP_EMBED && !t->can_embed)
         return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "model", "target '%s' cannot embed",

@@ -63,7 +63,8 @@ bool sipp__gw_is_local_only(const char *k) {
 }
 
 static bool role_ok(const char *r) {
-    return strcmp(r, "system") == 0 || strcmp(r, "user") == 0 || strcmp(r, "assistant") == 0;
+    return strcmp(r, "system") == 0 || strcmp(r, "user") == 0 || strcmp(r, "assistant") == 0 ||
+           strcmp(r, "tool") == 0;
 }
 
 /* Shared option fields (profiles.h). */
@@ -159,8 +160,7 @@ void sipp__gw_call_free_media(gw_call *c) {
     c->n_owned = c->n_media = 0;
 }
 
-/* Keeps p (malloc'd) until sipp__gw_call_free_media; false (p freed) when out of memory. */
-static bool own(gw_call *c, void *p) {
+bool sipp__gw_call_own(gw_call *c, void *p) {
     char **o = p ? realloc(c->owned, (c->n_owned + 1) * sizeof *o) : NULL;
     if (!o) {
         free(p);
@@ -198,7 +198,7 @@ bool sipp__gw_call_add_image_url(gw_call *c, size_t index, const char *what, con
         return sipp__gw_bad(msg, cap, "%s: %s", what, why);
     }
     sipp_media *m = realloc(c->media, (c->n_media + 1) * sizeof *m);
-    if (!m || !own(c, bytes)) {
+    if (!m || !sipp__gw_call_own(c, bytes)) {
         if (!m) free(bytes);
         else c->media = m;
         return sipp__gw_bad(msg, cap, "out of memory");
@@ -258,7 +258,7 @@ static bool decode_parts(gw_call *c, size_t i, json_t *content, const char **tex
         return msg[0] ? false : sipp__gw_bad(msg, cap, "out of memory");
     }
     char *s = b.data ? b.data : sipp__strdup(""); /* the buffer's text becomes c's */
-    if (!s || !own(c, s)) return sipp__gw_bad(msg, cap, "out of memory");
+    if (!s || !sipp__gw_call_own(c, s)) return sipp__gw_bad(msg, cap, "out of memory");
     *text = s;
     return true;
 }
@@ -273,6 +273,12 @@ bool sipp__gw_decode_messages(gw_call *c, json_t *v, bool openai, char *msg, siz
     c->n_messages = json_array_size(v);
     c->messages = calloc(c->n_messages, sizeof *c->messages);
     if (!c->messages) return sipp__gw_bad(msg, cap, "out of memory");
+    /* the same messages with their tool parts, for sipp_chat_ex (issue 18) */
+    c->chat = calloc(c->n_messages, sizeof *c->chat);
+    if (!c->chat || !sipp__gw_call_own(c, c->chat)) {
+        c->chat = NULL;
+        return sipp__gw_bad(msg, cap, "out of memory");
+    }
     size_t i;
     json_t *m;
     json_array_foreach(v, i, m) {
@@ -283,8 +289,8 @@ bool sipp__gw_decode_messages(gw_call *c, json_t *v, bool openai, char *msg, siz
         const char *r = json_string_value(role);
         if (openai && strcmp(r, "developer") == 0) r = "system";
         if (!role_ok(r))
-            return sipp__gw_bad(msg, cap, "messages[%zu].role must be system, user or assistant",
-                                i);
+            return sipp__gw_bad(msg, cap,
+                                "messages[%zu].role must be system, user, assistant or tool", i);
         const char *text = NULL;
         if (!text_of(content, &text) && json_is_array(content) && json_array_size(content) > 0) {
             /* content parts (both profiles, OpenAI's shapes): text, and images as data: URLs */
@@ -293,14 +299,34 @@ bool sipp__gw_decode_messages(gw_call *c, json_t *v, bool openai, char *msg, siz
                 return sipp__gw_bad(msg, cap, "messages[%zu].content has too many parts", i);
             if (!decode_parts(c, i, content, &text, msg, cap)) return false;
         }
+        c->chat[i].role = r;
+        if (!sipp__gw_decode_message_tools(c, i, m, openai, msg, cap, param, pcap)) return false;
+        snprintf(param, pcap, "messages");
+        /* an assistant turn of calls only has no text (OpenAI: content null) */
+        if (!text && c->chat[i].n_tool_calls && (!content || json_is_null(content))) text = "";
         if (!text) return sipp__gw_bad(msg, cap, "messages[%zu].content must be a string", i);
         c->messages[i].role = r;
         c->messages[i].content = text;
+        c->chat[i].content = text;
+        json_t *rc = json_object_get(m, "reasoning_content");
+        if (strcmp(r, "assistant") == 0 && json_is_string(rc))
+            c->chat[i].reasoning = json_string_value(rc);
         const char *k;
         json_t *x;
         json_object_foreach(m, k, x) {
             if (strcmp(k, "role") == 0 || strcmp(k, "content") == 0) continue;
             if (openai && strcmp(k, "name") == 0) continue;
+            if (strcmp(k, "tool_calls") == 0 || strcmp(k, "tool_call_id") == 0) continue;
+            if (strcmp(k, "reasoning_content") == 0 && (json_is_string(x) || json_is_null(x)))
+                continue;
+            /* what an OpenAI answer's message carries besides (and the SDKs' parsed copy),
+             * when a client sends an answer's message back as it came */
+            if (openai && strcmp(r, "assistant") == 0 &&
+                (strcmp(k, "refusal") == 0 || strcmp(k, "annotations") == 0 ||
+                 strcmp(k, "parsed") == 0 ||
+                 ((strcmp(k, "audio") == 0 || strcmp(k, "function_call") == 0) &&
+                  json_is_null(x))))
+                continue;
             sipp__gw_invalid(c, "messages", "unknown field 'messages[%zu].%.40s'", i, k);
         }
     }
@@ -370,7 +396,10 @@ void sipp__gw_sse_frame(sipp__buf *out, const char *event, json_t *data) {
 }
 
 const char *sipp__gw_finish_name(sipp_finish_reason f) {
-    return f == SIPP_FINISH_LENGTH ? "length" : f == SIPP_FINISH_CANCELLED ? "cancelled" : "stop";
+    return f == SIPP_FINISH_LENGTH        ? "length"
+           : f == SIPP_FINISH_CANCELLED   ? "cancelled"
+           : f == SIPP_FINISH_TOOL_CALLS ? "tool_calls"
+                                          : "stop";
 }
 
 char *sipp__gw_json_text(json_t *v) {

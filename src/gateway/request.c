@@ -164,6 +164,7 @@ static uint64_t prompt_estimate(const gw_call *c) {
     for (size_t i = 0; i < c->n_messages; i++)
         n += 8 + (c->messages[i].content ? strlen(c->messages[i].content) : 0);
     for (size_t i = 0; i < c->n_inputs; i++) n += 4 + (c->inputs[i] ? strlen(c->inputs[i]) : 0);
+    n += c->tool_schema_bytes; /* the template describes the tools in the prompt (issue 18) */
     return n;
 }
 

@@ -8,7 +8,10 @@
  * the default media limits (bit 5: max_media_bytes 64, bit 6: max_image_pixels 16, as the
  * gateway's configuration keys set them); the rest is the body. Invariants: a refusal always
  * says why; an accepted call has its operation's input and a model, every message has a known
- * role and content, and its media stay within the bytes limit unless flagged too large.
+ * role and content, and its media stay within the bytes limit unless flagged too large; the
+ * tool path (issue 18: tools, tool_choice, assistant tool_calls, tool results) gives at most
+ * SIPP_MAX_TOOLS named tools, every call an id, a name and arguments, every tool result its
+ * call id, all readable.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "gateway/profiles.h"
@@ -46,10 +49,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
         for (size_t i = 0; i < call.n_messages; i++) {
             const char *r = call.messages[i].role;
             if (!r || !call.messages[i].content ||
-                (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")))
+                (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") &&
+                 strcmp(r, "tool")))
                 __builtin_trap();
             (void)strlen(call.messages[i].content); /* joined text blocks live in root too */
+            if (!call.chat) __builtin_trap(); /* every profile builds the tool messages */
+            const sipp_chat_message *cm = &call.chat[i];
+            if (strcmp(cm->role, r) || cm->content != call.messages[i].content) __builtin_trap();
+            if (strcmp(r, "tool") == 0 && (!cm->tool_call_id || !cm->tool_call_id[0]))
+                __builtin_trap();
+            if (cm->n_tool_calls && (strcmp(r, "assistant") || !cm->tool_calls)) __builtin_trap();
+            for (size_t k = 0; k < cm->n_tool_calls; k++) {
+                const sipp_tool_call *tc = &cm->tool_calls[k];
+                if (!tc->id || !tc->name || !tc->arguments) __builtin_trap();
+                (void)(strlen(tc->id) + strlen(tc->name) + strlen(tc->arguments));
+            }
         }
+        if (call.n_tools > SIPP_MAX_TOOLS || (call.n_tools && !call.tools)) __builtin_trap();
+        size_t schema_bytes = 0;
+        for (size_t i = 0; i < call.n_tools; i++) {
+            const sipp_tool *t = &call.tools[i];
+            if (!t->name || !t->name[0] || strlen(t->name) > 64) __builtin_trap();
+            if (t->description) (void)strlen(t->description);
+            if (t->parameters) schema_bytes += strlen(t->parameters);
+        }
+        if (schema_bytes != call.tool_schema_bytes) __builtin_trap();
+        if (call.tool_choice == SIPP_TOOL_CHOICE_NAMED && !call.tool_choice_name) __builtin_trap();
         for (size_t i = 0; i < call.n_inputs; i++)
             if (!call.inputs[i]) __builtin_trap();
         if (call.n_stop > SIPP_MAX_STOP_STRINGS) __builtin_trap();
