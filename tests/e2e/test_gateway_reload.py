@@ -293,3 +293,73 @@ def test_invalid_config_is_refused_by_the_dashboard_with_its_reason(tmp_path):
         assert gw.proc.poll() is None
     finally:
         gw.stop()
+
+
+def test_reloads_under_load_lose_no_request(tmp_path):
+    """Requests and streams from several threads while reloads add, remove and change targets
+    and callers: each request is answered from one whole configuration (200, or 404 for a
+    target that a reload removed, 401 for a key it removed), every stream ends normally, and
+    the gateway exits cleanly. Run with SIPP_BIN_DIR=build-tsan/bin (a -DSIPP_SANITIZE=thread
+    build of sipp_gateway_bin, TSAN_OPTIONS=halt_on_error=1) a race makes the exit status
+    non-zero."""
+    import threading
+    configs = [
+        story_target() + story_target("flip") + caller("app", "KEY_A") + caller("b", "KEY_B"),
+        story_target() + local_target("flip", CHAT_MODEL) + caller("app", "KEY_A"),
+        story_target() + caller("app", "KEY_A") + caller("b", "KEY_B", ["story"]),
+    ]
+    gw = Gateway(tmp_path, configs[0], env=KEYS)
+    stop, problems, counts = threading.Event(), [], {"ok": 0, "streams": 0}
+    lock = threading.Lock()
+
+    def worker(k):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            model = "story" if i % 2 else "flip"
+            token = KEYS["KEY_A"] if k % 2 else KEYS["KEY_B"]
+            try:
+                if i % 3 == 0:
+                    s = Stream(gw, "/v1/completions", {"model": model, "prompt": "Once",
+                                                       "max_tokens": 16, "stream": True}, token=token)
+                    if s.status == 200:
+                        datas = [d for _, d, _ in s.frames() if d]
+                        s.close()
+                        if datas[-1] != "[DONE]" or any("error" in json.loads(d) for d in datas[:-1]):
+                            problems.append(("stream", model, datas[-2:]))
+                        with lock:
+                            counts["streams"] += 1
+                        continue
+                    st = s.status
+                    s.close()
+                else:
+                    st, _, b = complete_as(gw, token, model)
+                allowed = {200, 404, 401, 403} if (model == "flip" or token == KEYS["KEY_B"]) else {200}
+                if st not in allowed:
+                    problems.append((model, token[:5], st))
+                elif st == 200:
+                    with lock:
+                        counts["ok"] += 1
+            except Exception as e:  # noqa: BLE001 - a dropped connection is the failure
+                problems.append((model, repr(e)))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for n in range(1, 7):
+            rewrite(gw, configs[n % 3])
+            reload_applied(gw, n=n)
+            before = counts["ok"] + counts["streams"]
+            deadline = time.time() + 30  # let requests run on this configuration
+            while counts["ok"] + counts["streams"] < before + 4 and time.time() < deadline:
+                time.sleep(0.01)
+        stop.set()
+        for t in threads:
+            t.join(60)
+        assert not problems, problems[:5]
+        assert counts["ok"] > 0 and counts["streams"] > 0, counts
+        assert complete_as(gw, KEYS["KEY_A"])[0] == 200
+    finally:
+        stop.set()
+        assert gw.stop() == 0
