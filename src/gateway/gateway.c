@@ -1,10 +1,18 @@
 /*
  * gateway.c — the gateway's lifecycle (gateway.h) and its mutable settings.
  *
- * sipp__gw_new wires the modules together: the rate-limit store (redis_store.h), callers (bearer
- * secrets read from their env vars once and kept only as SHA-256 digests, compared in constant
- * time), admission, targets (targets.c), metrics (metrics.h), the dashboard (admin.h, through
- * the callbacks below), both listeners (listeners.c) and the loader thread. Shutdown stops the
+ * sipp__gw_new wires the modules together: the rate-limit store (redis_store.h), admission,
+ * the first generation of callers (bearer secrets read from their env vars and kept only as
+ * SHA-256 digests, compared in constant time) and targets (targets.c), metrics (metrics.h), the
+ * dashboard (admin.h, through the callbacks below), both listeners (listeners.c) and the loader
+ * thread.
+ *
+ * Generations and reload (docs/gateway.md "Reload"): targets and callers form an immutable,
+ * reference-counted generation (gw_gen). Each request holds the one current when it started
+ * until its end; sipp__gw_reload builds and checks a complete new one from the file (sharing
+ * the targets that did not change, loading the new local ones), then swaps gw->gen under
+ * gen_mu. A refused reload changes nothing. Metrics, admission and the dashboard see targets
+ * and callers through name slots that a reload only appends to. Shutdown stops the
  * public listener from accepting, waits up to shutdown_grace_seconds for requests in flight
  * (open streams end with a terminal error event, stream.c) and frees in reverse order.
  *
@@ -151,7 +159,7 @@ gw_gen *sipp__gw_gen_get(sipp__gw *gw) {
     return g;
 }
 
-static void gen_box_put(gw_cfgbox *box) {
+void sipp__gw_box_put(gw_cfgbox *box) {
     if (atomic_fetch_sub(&box->refs, 1) != 1) return;
     if (box->owned) {
         sipp__gw_config_free(box->cfg);
@@ -166,7 +174,7 @@ void sipp__gw_gen_put(sipp__gw *gw, gw_gen *g) {
     free(g->targets);
     if (g->callers) explicit_bzero(g->callers, sizeof *g->callers * (g->n_callers + 1));
     free(g->callers);
-    gen_box_put(g->box);
+    sipp__gw_box_put(g->box);
     free(g);
 }
 
@@ -428,7 +436,7 @@ static int gw_build(sipp__gw *gw, char *errbuf, size_t errcap) {
     atomic_init(&box->refs, 1);
     box->cfg = c; /* not owned: freed with the gateway, after every generation */
     gw_gen *g0 = gen_build(gw, box, NULL, errbuf, errcap);
-    gen_box_put(box);
+    sipp__gw_box_put(box);
     if (!g0) return -1;
     gen_commit(gw, g0); /* there was none before */
     gw->metrics = sipp__gw_metrics_new(gw->cap_target_slots, gw->target_names, gw->target_types);
@@ -712,13 +720,13 @@ int sipp__gw_reload(sipp__gw *gw, char *errbuf, size_t errcap) {
     if (why[0]) {
         snprintf(errbuf, errcap, "%s: that needs a restart; nothing was applied", why);
         free(cidrs);
-        gen_box_put(box);
+        sipp__gw_box_put(box);
         return reload_refuse(gw, errbuf, errcap, errbuf);
     }
     /* the new generation, complete, before anything changes */
     gw_gen *old = sipp__gw_gen_get(gw);
     gw_gen *g = gen_build(gw, box, old, why, sizeof why);
-    gen_box_put(box); /* g holds it */
+    sipp__gw_box_put(box); /* g holds it */
     if (g) {
         size_t nt, ncl;
         pthread_mutex_lock(&gw->gen_mu);

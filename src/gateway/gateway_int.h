@@ -99,10 +99,12 @@ typedef struct gw_gen {
 
 enum { GW_PUBLIC, GW_MGMT }; /* the listeners */
 
-/* Mutable settings: the dashboard edits cfg.rate_limit_*, cfg.tokens[i].requests_per_minute
- * and .tokens_per_minute, cfg.ip_blocklist and blocklist/n_blocklist while requests read them;
- * both sides hold set_mu (read side: copy, unlock, then act). The global concurrency limit lives
- * in admission (its own mutex). Everything else in cfg is read-only after start. */
+/* Mutable settings: the dashboard edits cfg.rate_limit_*, the current generation's callers'
+ * requests_per_minute and tokens_per_minute, cfg.ip_blocklist and blocklist/n_blocklist while
+ * requests read them; both sides hold set_mu (read side: copy, unlock, then act). The global
+ * concurrency limit lives in admission (its own mutex). Targets and callers are in generations
+ * (gw_gen); cfg's own targets and tokens are those of the first one. Everything else in cfg is
+ * read-only after start, but for what a reload sets (docs/gateway.md "Reload"). */
 struct sipp__gw {
     sipp__gw_config cfg;
     pthread_rwlock_t set_mu;
@@ -156,6 +158,8 @@ gw_gen *sipp__gw_gen_get(sipp__gw *gw);
 /* Drops a reference; the last one frees the generation and its references to targets. Never
  * under res_mu (freeing a target takes it). NULL is a no-op. */
 void sipp__gw_gen_put(sipp__gw *gw, gw_gen *g);
+/* Drops a reference to a config box; the last one frees it (and its config when owned). */
+void sipp__gw_box_put(gw_cfgbox *box);
 
 /* ---- targets (targets.c) ------------------------------------------------------------------ */
 

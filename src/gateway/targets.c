@@ -18,6 +18,12 @@
  * memory_budget_bytes; when no plan fits the request gets 503. After the start loads the loader
  * thread stays to unload targets idle past their idle_unload_seconds. An unload is
  * sipp_client_remove: with no request holding the target, no run is cut.
+ *
+ * Targets are reference-counted instances shared by the generations that list them (gateway.c):
+ * a reload that leaves a target unchanged keeps the same instance, model and KV cache. One that
+ * changes it makes a new instance under a new client endpoint id ("name#k"); the old one is
+ * freed, its endpoints removed, when the last generation holding it goes, after its last
+ * request. The residency planner sees the targets of the requesting generation.
  */
 #define _GNU_SOURCE
 #include "gateway_int.h"
@@ -564,11 +570,7 @@ void sipp__gw_target_put(sipp__gw *gw, gw_target *t) {
     free(t->replica_urls);
     gw_cfgbox *box = t->box;
     free(t);
-    if (atomic_fetch_sub(&box->refs, 1) == 1 && box->owned) {
-        sipp__gw_config_free(box->cfg);
-        free(box->cfg);
-        free(box);
-    }
+    sipp__gw_box_put(box);
 }
 
 int sipp__gw_targets_start_loader(sipp__gw *gw) {
