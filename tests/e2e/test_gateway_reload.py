@@ -363,3 +363,25 @@ def test_reloads_under_load_lose_no_request(tmp_path):
     finally:
         stop.set()
         assert gw.stop() == 0
+
+
+def test_changed_local_model_under_a_memory_budget_loads_on_first_use(tmp_path):
+    """With [models] memory_budget_bytes the reload does not load the changed model beside the
+    old one: it is inspected, listed `unloaded`, and its first request loads it within the
+    budget (docs "Residency") while the old model finishes its stream."""
+    top = "[models]\nmemory_budget_bytes = 1073741824\n"
+    gw = Gateway(tmp_path, story_target("m"), top=top)
+    try:
+        s, frames, first = usage_stream(gw, "m")
+        rewrite(gw, local_target("m", CHAT_MODEL), top=top)
+        done = reload_applied(gw)
+        assert "changed: [m]" in done["changes"], done
+        st, _, b = gw.request("GET", "/v1/models")
+        assert [(m["id"], m["status"]) for m in json.loads(b)["data"]] == [("m", "unloaded")]
+        st, _, b = chat(gw)  # the chat model, loaded by this request
+        assert st == 200 and b["model"] == "m", b
+        st, _, b = gw.request("GET", "/v1/models")
+        assert [(m["id"], m["status"]) for m in json.loads(b)["data"]] == [("m", "loaded")]
+        drain(s, frames, first)
+    finally:
+        assert gw.stop() == 0
