@@ -41,7 +41,7 @@ static void affinity_key(gw_req *r, const gw_target *t) {
 }
 
 sipp_endpoint *sipp__gw_attempt_begin(gw_req *r) {
-    gw_target *t = &r->gw->targets[r->target];
+    gw_target *t = r->tgt;
     if (!t->pool) return r->ep ? r->ep : t->ep; /* a local target: what residency holds */
     if (!r->tried && !r->retries) affinity_key(r, t);
     int i = sipp__gw_pool_acquire(t->pool, r->has_affinity ? r->affinity : NULL, r->tried);
@@ -70,14 +70,14 @@ static sipp__pool_outcome outcome_of(const sipp_response *resp, bool not_sent) {
 /* Ends the attempt of `r->replica` (if any) with `o`. */
 static void attempt_release(gw_req *r, sipp__pool_outcome o) {
     if (r->replica < 0) return;
-    sipp__gw_pool_release(r->gw->targets[r->target].pool, r->replica, o,
+    sipp__gw_pool_release(r->tgt->pool, r->replica, o,
                           sipp__gw_now() - r->attempt_t0);
     r->replica = -1;
 }
 
 bool sipp__gw_attempt_end(gw_req *r, const sipp_response *resp) {
     if (r->replica < 0) return false;
-    gw_target *t = &r->gw->targets[r->target];
+    gw_target *t = r->tgt;
     bool not_sent = sipp_run_not_sent(r->run);
     attempt_release(r, outcome_of(resp, not_sent));
     /* Sent again only when the caller saw no token of it and the upstream never ran it or lost
@@ -114,7 +114,7 @@ bool sipp__gw_attempt_end(gw_req *r, const sipp_response *resp) {
 }
 
 sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
-    gw_target *t = &r->gw->targets[r->target];
+    gw_target *t = r->tgt;
     sipp_endpoint *ep = sipp__gw_attempt_begin(r);
     if (!ep) {
         err->code = SIPP_OVERLOADED;
@@ -218,7 +218,7 @@ bool sipp__gw_delta_mode(const gw_req *r) {
     const gw_call *c = &r->call;
     if (c->op != GW_OP_CHAT || c->logprobs || !sipp__gw_codec(r->prof)->stream_delta) return false;
     return c->n_tools > 0 || (r->prof == GW_PROFILE_OPENAI &&
-                              r->gw->targets[r->target].cfg->type == SIPP__GW_LOCAL);
+                              r->tgt->cfg->type == SIPP__GW_LOCAL);
 }
 
 sipp_status sipp__gw_pull_delta(gw_req *r, sipp_delta *d, bool *done) {
@@ -307,7 +307,7 @@ static void embed_release(void *ctx, bool completed) {
  * should go to another replica (never sent, or a 503) and one is left within max_retries. */
 static bool embed_again(gw_req *r, const sipp_response *resp) {
     if (r->replica < 0) return false;
-    gw_target *t = &r->gw->targets[r->target];
+    gw_target *t = r->tgt;
     bool not_sent = sipp_run_not_sent(r->run);
     attempt_release(r, outcome_of(resp, not_sent));
     bool again = not_sent || (resp->status == SIPP_OVERLOADED && resp->http_status == 503) ||
@@ -326,7 +326,7 @@ static bool embed_again(gw_req *r, const sipp_response *resp) {
  * (a run, the cap when the size is only known from the first vector, a NaN) fails before the
  * status line. Returns true when the answer streams (finish() then runs at its release). */
 bool sipp__gw_execute_embed(gw_req *r) {
-    gw_target *t = &r->gw->targets[r->target];
+    gw_target *t = r->tgt;
     float *vecs = NULL;
     uint32_t dim = 0;
     sipp_embed_params ep;
@@ -409,11 +409,12 @@ bool sipp__gw_execute_embed(gw_req *r) {
 
 void sipp__gw_answer_models(gw_req *r) {
     json_t *data = json_array();
-    for (size_t i = 0; i < r->gw->n_targets; i++) {
-        const sipp__gw_target *t = r->gw->targets[i].cfg;
+    for (size_t i = 0; i < r->gen->n_targets; i++) {
+        const sipp__gw_target *t = r->gen->targets[i]->cfg;
         if (!sipp__gw_req_may_use(r, t->name)) continue;
         json_t *m = sipp__gw_openai_model(t->name, sipp__gw_target_type_name(t->type));
-        const char *res = sipp__gw_target_residency(r->gw, i); /* local targets: residency */
+        /* local targets: residency */
+        const char *res = sipp__gw_target_residency(r->gw, r->gen->targets[i]);
         if (m && res) json_object_set_new(m, "status", json_string(res));
         json_array_append_new(data, m);
     }
