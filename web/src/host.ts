@@ -206,10 +206,17 @@ export class Host {
     if (this.variant !== 'st') return no("the WebGPU backend runs with the single-thread runtime (threads: 'st'), this one is 'mt'");
     const gpu = (globalThis as any).navigator?.gpu;
     if (!gpu) return no('no WebGPU in this browser (navigator.gpu is missing)');
-    this.gpu ??= (async () => {
+    let current: typeof this.gpu = null;
+    this.gpu ??= current = (async () => {
       const a = await inspectAdapter(gpu);
       if (!a) return null;
       const { device } = await requestDevice(gpu);
+      // A lost device fails the forwards in flight (their runs end with the reason); the next
+      // add() makes a new device, so removing and adding the endpoint again recovers.
+      device.lost?.then((l: any) => {
+        console.warn('[sipp] webgpu device lost:', l?.message);
+        if (this.gpu === current) this.gpu = null;
+      });
       return { device, info: a.info };
     })().catch(() => null);
     const dev = await this.gpu;
