@@ -983,12 +983,19 @@ describe('webgpu backend (SwiftShader)', () => {
         // a context key: the follow-up prefills only what is new
         out.warm = [await one(FOLLOW[0], { contextKey: 'k' }), await one(FOLLOW[1], { contextKey: 'k' })];
         out.cold = await one(FOLLOW[1]);
+        // cancelled mid-stream (a forward may be in flight on the GPU), then the endpoint goes on
+        const long = c.query(PROMPTS[1], { temperature: 0, maxTokens: 400, ignoreEos: true });
+        for await (const _ of long.tokens) { long.cancel(); break; }
+        out.cancelled = await long.response;
+        out.afterCancel = await one(PROMPTS[0]);
+        try { out.embed = { status: 'ok', r: await c.embed('hello').response }; }
+        catch (e) { out.embed = { status: e.status, message: e.message }; }
         return out;
       } finally { c.close(); }
     }, { clientOpts, spec, PROMPTS, FOLLOW, concurrent });
   }
 
-  test('the same tokens as the CPU backend at temperature 0: two concurrent streams, stop strings, a warm context key', async () => {
+  test('the same tokens as the CPU backend at temperature 0: two concurrent streams, stop strings, a warm context key, cancel; no embeddings', async () => {
     const cpu = await texts({ threads: 'st' }, { warmup: false }, false);
     const gpu = await texts({ backend: 'webgpu' }, {}, true);
     assert.equal(cpu.info.runtime.backend, 'cpu');
@@ -1015,6 +1022,10 @@ describe('webgpu backend (SwiftShader)', () => {
     assert.ok(w.cachedTokens > 0 && w.prefillTokens < gpu.warm[1].usage.inputTokens, JSON.stringify(w));
     assert.equal(gpu.cold.text, gpu.warm[1].text, 'the warm run gives the cold run\'s text');
     assert.equal(gpu.cold.stats.cachedTokens, 0);
+    assert.equal(gpu.cancelled.finishReason, 'cancelled');
+    assert.ok(gpu.cancelled.usage.outputTokens < 400);
+    assert.equal(gpu.afterCancel.text, cpu.runs[0].text, 'the endpoint works after a cancel');
+    assert.equal(gpu.embed.status, 'unsupported', 'no embeddings on the WebGPU backend');
   });
 
   test('auto falls back to the CPU with the reason; webgpu on an unsupported tensor type fails naming it', async () => {
