@@ -179,6 +179,11 @@ export class Host {
       this.progress(m.reqId, 'load', stored.meta.bytes, stored.meta.bytes);
       this.models.set(m.endpoint, { ptr, dir, mount, gpu });
       const info = JSON.parse(mod.UTF8ToString(mod._sippw_info(ptr)));
+      if (gpu) { // a vocab-only load knows no weights: the pipeline does
+        const L = gpu.llama;
+        if (!info.description) info.description = `${L.hp.arch} ${L.hp.nLayer} layers ${L.hp.nEmbd} wide, ${[...L.types].sort().join('/')}`;
+        if (!info.sizeBytes) info.sizeBytes = stored.meta.bytes;
+      }
       // The warm-up is for the wasm tiers (see warmup()); the GPU's pipelines are compiled at load.
       const warmupMs = m.warmup && info.canGenerate && !gpu ? await this.warmup(ptr) : 0;
       return { ...info, cacheId: stored.meta.id, loadedFrom, shards: stored.files.length,

@@ -53,7 +53,15 @@ before(async () => {
   const q50 = join(tmp, 'stories260K-q5_0.gguf');
   execFileSync(join(binDir, 'sipp-logits-ref'), ['--quantize', 'q4_k_m', join(modelsDir, STORY), q50],
     { stdio: 'ignore', env: { ...process.env, SIPP_LLAMA_SRC: llamaSrc } });
-  const extraFiles = { 'random-135m.gguf': bigModel, 'stories260K-q5_0.gguf': q50 };
+  // A chat model the WebGPU pipeline runs (the tiny chat model is gpt2): the pipeline's llama
+  // test shape with a ChatML template (random weights: the demo only shows what it says).
+  const chatml = join(tmp, 'chatml.jinja');
+  writeFileSync(chatml, '{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}' +
+    '{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}');
+  const tinyChat = join(tmp, 'llama-tiny-chat.gguf');
+  execFileSync(join(binDir, 'sipp-make-model'), ['--shape', 'llama-tiny', '--type', 'f16', '--chat-template', chatml, '--out', tinyChat],
+    { stdio: 'ignore', env: { ...process.env, SIPP_LLAMA_SRC: llamaSrc } });
+  const extraFiles = { 'random-135m.gguf': bigModel, 'stories260K-q5_0.gguf': q50, 'llama-tiny-chat.gguf': tinyChat };
   uploads = join(tmp, 'uploads'); // the shards a page wrote to OPFS, served back as /models/NAME
   mkdirSync(uploads);
   dl = createRangeFiles(); // /dl/NAME: scripted downloads (drops, stalls, ignored ranges)
@@ -851,10 +859,27 @@ test('demo page: a local chat, TTFT and tok/s shown, screenshot saved', async ()
   await page.waitForSelector('#metrics:has-text("tok/s")', { timeout: 60000 });
   const answer = await page.textContent('.msg.assistant:last-child');
   assert.ok(answer && answer.trim().length > 0, 'an answer is shown');
+  // auto on SwiftShader: the CPU, and the status says so and why
+  assert.match(await page.textContent('#status'), /on the CPU, single thread; the WebGPU adapter is a software one/);
+  assert.match(await page.textContent('#metrics'), /^CPU · TTFT/);
   const shot = join(outDir, 'demo.png');
   execFileSync('mkdir', ['-p', outDir]);
   await page.screenshot({ path: shot, fullPage: true });
   assert.ok(statSync(shot).size > 1000);
+  // the backend control: WebGPU chosen, a chat runs on the GPU pipeline (a llama model: the
+  // default chat model is gpt2, which the pipeline does not run; 8 tokens, SwiftShader is slow)
+  await page.goto(`${plain.origin}/demo/index.html?model=/models/llama-tiny-chat.gguf&maxTokens=8`);
+  await page.waitForSelector('#status:has-text("ready")', { timeout: 60000 });
+  await page.selectOption('#backend', 'webgpu');
+  await page.waitForURL(/backend=webgpu/);
+  await page.waitForSelector('#status:has-text("ready")', { timeout: 120000 });
+  assert.match(await page.textContent('#status'), /on WebGPU; WebGPU adapter /);
+  await page.fill('#prompt', 'Do you like to play outside?');
+  await page.click('#send');
+  await page.waitForSelector('#metrics:has-text("tok/s")', { timeout: 120000 });
+  assert.match(await page.textContent('#metrics'), /^WebGPU · TTFT/);
+  assert.ok((await page.textContent('.msg.assistant:last-child')).trim().length > 0, 'an answer is shown');
+  await page.screenshot({ path: join(outDir, 'demo-webgpu.png'), fullPage: true });
   assert.deepEqual(errors, []);
   await ctx.close();
 });
