@@ -4,6 +4,7 @@
 //
 //   node bench/webgpu/bench.mjs MODEL.gguf|synthetic:SHAPE:TYPE [--webgpu DIR] [--prefill 512]
 //        [--decode 64] [--streams 4] [--reps 3] [--kernels workgroup|thread] [--profile]
+//        [--limits pipeline|probe]
 //
 // synthetic:llama-1b:q4_k_m (shapes and types: bench/webgpu/synth.mjs) makes a random-weight
 // model in memory: the GPU machine receives at most 64 MiB, and speed does not depend on values.
@@ -45,7 +46,14 @@ const gpu = create([]);
     maxBufferSize: L.maxBufferSize, maxStorageBuffersPerShaderStage: L.maxStorageBuffersPerShaderStage,
     maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize } });
 }
-const { device, adapter } = await G.requestDevice(gpu);
+// --limits probe: ask only for the two buffer limits, as ../shared/tools/webgpu-probe.mjs does
+// (the pipeline's requestDevice also asks for storage buffers per stage and workgroup memory).
+let device, adapter;
+if (opt('--limits', 'pipeline') === 'probe') {
+  adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  const L = adapter.limits;
+  device = await adapter.requestDevice({ requiredLimits: { maxStorageBufferBindingSize: L.maxStorageBufferBindingSize, maxBufferSize: L.maxBufferSize } });
+} else ({ device, adapter } = await G.requestDevice(gpu));
 const info = adapter.info ?? {};
 phase('device', {});
 device.lost?.then((l) => phase('device-lost', { reason: l.reason, message: l.message }));
