@@ -1053,7 +1053,7 @@ describe('webgpu backend (SwiftShader)', () => {
     assert.equal(gpu.embed.status, 'unsupported', 'no embeddings on the WebGPU backend');
   });
 
-  test('auto falls back to the CPU with the reason; webgpu on an unsupported tensor type fails naming it', async () => {
+  test('auto falls back to the CPU with the reason; webgpu on an unsupported tensor type fails naming it; main-thread mode', async () => {
     const r = await inPage(page, async () => {
       const out = {};
       const a = new window.Sipp.SippClient({ backend: 'auto' });
@@ -1068,6 +1068,13 @@ describe('webgpu backend (SwiftShader)', () => {
       catch (e) { out.err = { status: e.status, message: e.message }; }
       out.after = (await c.add('ok', { kind: 'local', source: '/models/stories260K.gguf' })).runtime.backend;
       c.close();
+      // main-thread mode: the pipeline on the page itself, the same text as the CPU there
+      for (const backend of ['webgpu', 'cpu']) {
+        const m = new window.Sipp.SippClient({ backend, mode: 'main-thread' });
+        const info = await m.add('m', { kind: 'local', source: '/models/stories260K.gguf', warmup: false });
+        out[`main_${backend}`] = { backend: info.runtime.backend, r: await m.query('Once upon a time', { temperature: 0, maxTokens: 24 }).response };
+        m.close();
+      }
       return out;
     });
     assert.equal(r.soft.backend, 'cpu');
@@ -1079,5 +1086,9 @@ describe('webgpu backend (SwiftShader)', () => {
     assert.equal(r.err?.status, 'unsupported');
     assert.match(r.err.message, /^backend 'webgpu': tensor type Q5_0/);
     assert.equal(r.after, 'webgpu', 'the client stays usable after a refused load');
+    assert.equal(r.main_webgpu.backend, 'webgpu');
+    assert.equal(r.main_cpu.backend, 'cpu');
+    assert.equal(r.main_webgpu.r.status, 'ok', r.main_webgpu.r.errorMessage);
+    assert.equal(r.main_webgpu.r.text, r.main_cpu.r.text, 'main-thread mode: the CPU backend\'s text');
   });
 });
