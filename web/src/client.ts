@@ -2,7 +2,7 @@
 // see host.ts); gateway endpoints run here with fetch (gateway.ts). Both return the same Run.
 
 import { GatewayEndpoint } from './gateway.js';
-import { describeAdapter, inspectAdapter } from './gpu.js';
+import { describeAdapter, inspectAdapter } from './adapter.js';
 import { Host } from './host.js';
 import type { HostEvent, HostRequest, LoadSource } from './protocol.js';
 import type {

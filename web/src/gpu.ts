@@ -5,7 +5,7 @@
 // commits the logits back; the engine's KV operations reach the pipeline through
 // Module.sippKv, synchronously. Sampling, stop strings and streaming stay in the engine.
 
-import type { AdapterInfo } from './types.js';
+export { describeAdapter, inspectAdapter } from './adapter.js';
 import { WebGpuLlama, requestDevice } from './webgpu/index.js';
 import { SUPPORTED_ARCHS, TYPE_INFO, llamaParams, parseGguf } from './webgpu/model.js';
 
@@ -17,29 +17,6 @@ const GGML_NAMES: Record<number, string> = {
   17: 'IQ2_XS', 18: 'IQ3_XXS', 19: 'IQ1_S', 20: 'IQ4_NL', 21: 'IQ3_S', 22: 'IQ2_S', 23: 'IQ4_XS',
   24: 'I8', 25: 'I16', 26: 'I32', 27: 'I64', 28: 'F64', 29: 'IQ1_M', 34: 'TQ1_0', 35: 'TQ2_0', 39: 'MXFP4',
 };
-
-/** What the page or worker's WebGPU adapter is, or null when there is none. */
-export async function inspectAdapter(gpu: any): Promise<{ adapter: any; info: AdapterInfo } | null> {
-  if (!gpu) return null;
-  try {
-    const a = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-    if (!a) return null;
-    const i = a.info ?? (a.requestAdapterInfo ? await a.requestAdapterInfo() : {});
-    const features = [...(a.features ?? [])].map(String).sort();
-    const info: AdapterInfo = {
-      vendor: i.vendor ?? '', architecture: i.architecture ?? '', description: i.description ?? '', features,
-      shaderF16: features.includes('shader-f16'),
-      isFallback: !!(a.isFallbackAdapter ?? i.isFallbackAdapter) || i.architecture === 'swiftshader',
-    };
-    return { adapter: a, info };
-  } catch {
-    return null;
-  }
-}
-
-export function describeAdapter(a: AdapterInfo): string {
-  return `${a.vendor || 'unknown vendor'}${a.architecture ? ' ' + a.architecture : ''}${a.shaderF16 ? ', shader-f16' : ', no shader-f16'}`;
-}
 
 /**
  * Why the pipeline cannot run this GGUF, or null when it can: the architecture and
