@@ -998,8 +998,9 @@ describe('webgpu backend (SwiftShader)', () => {
         const one = async (p, o = {}) => {
           const run = c.query(p, { temperature: 0, maxTokens: 24, ...o });
           const pieces = [];
-          for await (const t of run.tokens) pieces.push(t);
-          return { ...(await run.response), pieces };
+          let first = 0, last = 0;
+          for await (const t of run.tokens) { pieces.push(t); last = performance.now(); first ||= last; }
+          return { ...(await run.response), pieces, first, last };
         };
         const out = { info };
         // two streams at once (one engine batch each tick), or one after the other
@@ -1038,6 +1039,9 @@ describe('webgpu backend (SwiftShader)', () => {
       assert.ok(gpu.runs[i].pieces.length > 1, 'streamed in several batches');
     }
     assert.ok(cpu.runs[0].text.length > 20 && cpu.runs[0].text !== cpu.runs[1].text, 'two different continuations');
+    // the two streams overlapped (each began before the other ended): decoded in the same ticks
+    const [a, b] = gpu.runs;
+    assert.ok(a.first < b.last && b.first < a.last, `streams overlap: ${JSON.stringify([a.first, a.last, b.first, b.last])}`);
     assert.equal(gpu.stop.text, cpu.stop.text);
     assert.equal(gpu.stop.finishReason, 'stop');
     for (let i = 0; i < 2; i++) assert.equal(gpu.warm[i].text, cpu.warm[i].text, `warm ${i}`);
