@@ -2,15 +2,23 @@
 // decode tok/s, prefill of N tokens, 4-stream decode, and the fraction of the device's measured
 // streaming read bandwidth that decode reaches (weight bytes read per token / step time).
 //
-//   node bench/webgpu/bench.mjs MODEL.gguf [--webgpu DIR] [--prefill 512] [--decode 64]
-//        [--streams 4] [--reps 3] [--kernels workgroup|thread] [--profile]
+//   node bench/webgpu/bench.mjs MODEL.gguf|synthetic:SHAPE:TYPE [--webgpu DIR] [--prefill 512]
+//        [--decode 64] [--streams 4] [--reps 3] [--kernels workgroup|thread] [--profile]
+//        [--limits pipeline|probe]
+//
+// synthetic:llama-1b:q4_k_m (shapes and types: bench/webgpu/synth.mjs) makes a random-weight
+// model in memory: the GPU machine receives at most 64 MiB, and speed does not depend on values.
+// Each phase prints a line as it ends ({"phase": ...}), so what ran survives a later failure;
+// the summary object comes last. The process ends with process.exit: letting Node exit with a
+// live Dawn device aborted in Dawn's teardown (`std::system_error: Invalid argument`) on the
+// H200.
 //
 // DIR is the unpacked `webgpu` package (default $SIPP_WEBGPU_PKG, else .gpu/package in the
 // repository root: ../shared/tools/webgpu-probe.md says how to carry it and Node to the GPU
 // machine). The pipeline is web/dist/sipp-webgpu.js (`node web/build.mjs`; carry web/dist).
 // Prints one JSON object; times are medians of --reps runs.
 import { createRequire } from 'node:module';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -27,8 +35,28 @@ const require = createRequire(import.meta.url);
 const { create, globals } = require(join(pkg, 'index.js'));
 Object.assign(globalThis, globals);
 const G = await import(join(repo, 'web', 'dist', 'sipp-webgpu.js'));
-const { device, adapter } = await G.requestDevice(create([]));
+const phase = (name, o) => console.log(JSON.stringify({ phase: name, ...o }));
+process.on('unhandledRejection', (e) => { phase('error', { message: String(e?.stack ?? e) }); process.exit(1); });
+const gpu = create([]);
+{
+  const a = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!a) { phase('error', { message: 'no WebGPU adapter' }); process.exit(1); }
+  const L = a.limits;
+  phase('adapter', { info: a.info, features: [...a.features], limits: { maxStorageBufferBindingSize: L.maxStorageBufferBindingSize,
+    maxBufferSize: L.maxBufferSize, maxStorageBuffersPerShaderStage: L.maxStorageBuffersPerShaderStage,
+    maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize } });
+}
+// --limits probe: ask only for the two buffer limits, as ../shared/tools/webgpu-probe.mjs does
+// (the pipeline's requestDevice also asks for storage buffers per stage and workgroup memory).
+let device, adapter;
+if (opt('--limits', 'pipeline') === 'probe') {
+  adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  const L = adapter.limits;
+  device = await adapter.requestDevice({ requiredLimits: { maxStorageBufferBindingSize: L.maxStorageBufferBindingSize, maxBufferSize: L.maxBufferSize } });
+} else ({ device, adapter } = await G.requestDevice(gpu));
 const info = adapter.info ?? {};
+phase('device', {});
+device.lost?.then((l) => phase('device-lost', { reason: l.reason, message: l.message }));
 const kernels = opt('--kernels', info.architecture === 'swiftshader' ? 'thread' : 'workgroup');
 device.addEventListener?.('uncapturederror', (e) => console.error('webgpu error:', e.error?.message));
 const median = (a) => { const s = [...a].sort((x, y) => x - y); return s[Math.floor(s.length / 2)]; };
@@ -58,10 +86,17 @@ async function bandwidth() {
 }
 
 const bw = await bandwidth();
-const file = new Uint8Array(readFileSync(model));
+phase('bandwidth', { GBs: +(bw / 1e9).toFixed(0) });
+let file;
+if (model.startsWith('synthetic:')) {
+  const [, shape, type] = model.split(':');
+  file = (await import('./synth.mjs')).makeSynthetic(shape, type ?? 'q4_k_m');
+} else file = new Uint8Array(readFileSync(model));
+phase('file', { bytes: file.byteLength });
 const t0 = performance.now();
 const m = await G.WebGpuLlama.load(device, file, { nCtx: Math.max(1024, nPrefill + nDecode + 8), nParallel: Math.max(1, nStreams), nBatch: 512, nOutputs: Math.max(8, nStreams), kernels });
 const loadMs = performance.now() - t0;
+phase('load', { ms: +loadMs.toFixed(0), types: [...m.types] });
 const V = m.hp.nVocab;
 const am = (a, off = 0) => { let b = 0; for (let i = 1; i < V; i++) if (a[off + i] > a[off + b]) b = i; return b; };
 const toks = (n, seed) => Array.from({ length: n }, (_, i) => 1 + ((i * 7919 + seed * 104729) % (V - 1)));
@@ -74,6 +109,7 @@ for (let r = 0; r < reps + 1; r++) {
   const s = performance.now();
   await m.forward({ tokens: p, pos: p.map((_, i) => i), seq: p.map(() => 0), logits: p.map((_, i) => i === p.length - 1) });
   if (r) prefillMs.push(performance.now() - s); // the first run compiles and warms up
+  phase('prefill', { rep: r, ms: +(performance.now() - s).toFixed(2) });
 }
 // Batch-1 decode: greedy, one forward (and one logits read-back) per token, as the engine does.
 async function decode(streams) {
@@ -96,6 +132,7 @@ async function decode(streams) {
   return median(times);
 }
 const stepMs = await decode(1);
+phase('decode', { ms: +stepMs.toFixed(3) });
 const stepMs4 = nStreams > 1 ? await decode(nStreams) : null;
 let profile;
 if (args.includes('--profile')) {
@@ -109,7 +146,7 @@ let weightBytes = 0;
 for (const t of g.tensors.values()) weightBytes += t.bytes;
 if (m.hp.tied) weightBytes += g.tensors.get('token_embd.weight').bytes;
 console.log(JSON.stringify({
-  model: model.split('/').pop(), modelBytes: statSync(model).size, arch: m.hp.arch, types: [...m.types],
+  model: model.split('/').pop(), modelBytes: file.byteLength, arch: m.hp.arch, types: [...m.types],
   adapter: { vendor: info.vendor, architecture: info.architecture, description: info.description }, kernels,
   loadMs: +loadMs.toFixed(0), streamGBs: +(bw / 1e9).toFixed(0),
   prefill: { tokens: nPrefill, ms: +median(prefillMs).toFixed(2), tokPerS: +(nPrefill / median(prefillMs) * 1000).toFixed(1) },
@@ -119,4 +156,7 @@ console.log(JSON.stringify({
   profile,
 }, null, 1));
 m.destroy();
+process.exit(0);
+m.destroy();
+device.destroy();
 process.exit(0);

@@ -2,6 +2,7 @@
 // see host.ts); gateway endpoints run here with fetch (gateway.ts). Both return the same Run.
 
 import { GatewayEndpoint } from './gateway.js';
+import { describeAdapter, inspectAdapter } from './adapter.js';
 import { Host } from './host.js';
 import type { HostEvent, HostRequest, LoadSource } from './protocol.js';
 import type {
@@ -40,27 +41,22 @@ export function pickVariant(want: 'auto' | 'st' | 'mt' = 'auto'): 'st' | 'mt' {
   return isolated ? 'mt' : 'st';
 }
 
-/** Reports the WebGPU adapter and the backend that will run: the CPU until a WebGPU
- *  inference path exists. */
-export async function detectBackend(want: 'cpu' | 'webgpu' | 'auto' = 'auto'): Promise<BackendReport> {
-  let webgpu: BackendReport['webgpu'] = null;
-  const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<any> } }).gpu;
-  if (gpu) {
-    try {
-      const a = await gpu.requestAdapter();
-      if (a) {
-        const info = a.info ?? (a.requestAdapterInfo ? await a.requestAdapterInfo() : {});
-        webgpu = { vendor: info.vendor ?? '', architecture: info.architecture ?? '',
-                   shaderF16: a.features?.has?.('shader-f16') ?? false, isFallback: !!(a.isFallbackAdapter ?? info.isFallbackAdapter) };
-      }
-    } catch { /* no adapter */ }
-  }
-  const noPath = 'Sipp has no WebGPU inference path yet (ggml\'s WebGPU backend needs a newer emscripten than the build uses)';
-  if (want === 'webgpu') throw new SippError('unsupported', `backend 'webgpu': ${noPath}`);
-  const reason = want === 'cpu' ? 'backend cpu requested'
-    : webgpu ? `WebGPU adapter found (${webgpu.vendor || 'unknown vendor'}${webgpu.architecture ? ' ' + webgpu.architecture : ''}${webgpu.shaderF16 ? ', shader-f16' : ', no shader-f16'}), but ${noPath}: using the CPU`
-    : `no WebGPU adapter; using the CPU`;
-  return { selected: 'cpu', reason, webgpu };
+/**
+ * Reports the page's WebGPU adapter and what `want` makes of it before any model is seen:
+ * 'cpu' selects the CPU; 'webgpu' selects WebGPU when there is an adapter (else throws
+ * 'unsupported'); 'auto' selects WebGPU on a hardware adapter (a software one, SwiftShader,
+ * counts as none unless `allowSoftwareAdapter`). Each add() then checks the model itself
+ * (architecture, tensor types, sizes) in the host; see EndpointInfo.runtime.
+ */
+export async function detectBackend(want: 'cpu' | 'webgpu' | 'auto' = 'auto', opts: { allowSoftwareAdapter?: boolean } = {}): Promise<BackendReport> {
+  const a = await inspectAdapter((navigator as unknown as { gpu?: unknown }).gpu);
+  const webgpu = a?.info ?? null;
+  if (want === 'webgpu' && !webgpu) throw new SippError('unsupported', "backend 'webgpu': no WebGPU adapter");
+  if (want === 'cpu') return { selected: 'cpu', reason: 'backend cpu requested', webgpu };
+  if (!webgpu) return { selected: 'cpu', reason: 'no WebGPU adapter: using the CPU', webgpu };
+  if (want === 'auto' && webgpu.isFallback && !opts.allowSoftwareAdapter)
+    return { selected: 'cpu', reason: `the WebGPU adapter is a software one (${describeAdapter(webgpu)}), counted as no GPU: using the CPU`, webgpu };
+  return { selected: 'webgpu', reason: `WebGPU adapter ${describeAdapter(webgpu)}`, webgpu };
 }
 
 /** The `sha256` of a local spec, lowercased: one hash for a URL or a File, one per shard. */
@@ -103,7 +99,7 @@ export class SippClient {
 
   /** The backend decision ('auto' reports the WebGPU adapter). */
   backend(): Promise<BackendReport> {
-    this.backendReport ??= detectBackend(this.opts.backend);
+    this.backendReport ??= detectBackend(this.opts.backend, { allowSoftwareAdapter: this.opts.allowSoftwareAdapter });
     return this.backendReport;
   }
 
@@ -161,7 +157,9 @@ export class SippClient {
   /** Starts the runtime (worker and wasm); add() calls it. */
   start(): Promise<{ variant: 'st' | 'mt'; nThreads: number }> {
     if (this.ready) return this.ready;
-    const variant = pickVariant(this.opts.threads);
+    // The WebGPU backend runs with the single-thread runtime (the engine's KV operations call
+    // the pipeline on the host's thread): 'webgpu' picks it when threads are 'auto'.
+    const variant = this.opts.backend === 'webgpu' && this.opts.threads === 'auto' ? 'st' : pickVariant(this.opts.threads);
     if (this.opts.mode === 'worker') {
       const url = this.opts.workerUrl ?? new URL('./sipp-worker.js', import.meta.url).href;
       this.worker = new Worker(url);
@@ -186,7 +184,12 @@ export class SippClient {
       return info;
     }
     if (spec.kind !== 'local') throw new SippError('invalid_argument', "endpoint kind must be 'local' or 'gateway'");
-    const backend = await this.backend();
+    const want = spec.backend ?? this.opts.backend;
+    if (want !== 'cpu' && want !== 'webgpu' && want !== 'auto') throw new SippError('invalid_argument', "backend must be 'cpu', 'webgpu' or 'auto'");
+    if (this.opts.backend === 'auto' && this.opts.threads === 'auto' && !this.ready) {
+      // 'auto' with a usable adapter: the single-thread runtime, which the GPU path needs.
+      if ((await this.backend()).selected === 'webgpu') this.opts.threads = 'st';
+    }
     const rt = await this.start();
     let source: LoadSource;
     const s = spec.source;
@@ -207,6 +210,7 @@ export class SippClient {
       nParallel: spec.nParallel, warmup: spec.warmup !== false, shardThresholdBytes: this.opts.shardThresholdBytes,
       shardSizeBytes: this.opts.shardSizeBytes, sha256, maxRetries: this.opts.downloadRetries ?? 5,
       partialMaxAgeMs: this.opts.partialMaxAgeMs ?? 7 * 24 * 3600 * 1000,
+      backend: want, allowSoftwareAdapter: this.opts.allowSoftwareAdapter === true,
     }, progress);
     const onAbort = () => this.send({ type: 'abortLoad', loadReq: p.reqId });
     spec.signal?.addEventListener('abort', onAbort, { once: true });
@@ -217,7 +221,7 @@ export class SippClient {
       nEmbd: v.nEmbd, nParams: v.nParams, sizeBytes: v.sizeBytes, canGenerate: v.canGenerate,
       canChat: v.canChat, canEmbed: v.canEmbed, cacheId: v.cacheId, loadedFrom: v.loadedFrom,
       shards: v.shards, warmupMs: v.warmupMs,
-      runtime: { threads: rt.variant, nThreads: rt.nThreads, backend: 'cpu', backendReason: backend.reason },
+      runtime: { threads: rt.variant, nThreads: rt.nThreads, backend: v.backend, backendReason: v.backendReason, adapter: v.adapter ?? null },
     };
     this.endpoints.set(id, { kind: 'local', info });
     return info;

@@ -9,6 +9,8 @@
 
 import type { HostRequest, HostEvent } from './protocol.js';
 import { findBySource, listLocal, removeLocal, storeFile, storeShards, storeUrl } from './store.js';
+import { GpuModel, WebGpuLlama, describeAdapter, gpuUnsupported, inspectAdapter, kvOp, launchForward, parseGguf, requestDevice } from './gpu.js';
+import type { AdapterInfo } from './types.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Module = any;
@@ -23,7 +25,7 @@ const WARMUP_MAX_MS = 1500;
 const WARMUP_PROMPT_REPEAT = 2;
 const WARMUP_TOKENS = 8;
 
-interface Model { ptr: number; dir: string; mount: boolean }
+interface Model { ptr: number; dir: string; mount: boolean; gpu?: GpuModel }
 interface RunState { ptr: number; model: Model; kind: string; cancelled: boolean }
 
 export class Host {
@@ -36,6 +38,11 @@ export class Host {
   private batch = 0; // sippw_batch scratch in the heap
   private aborts = new Map<number, AbortController>();
   private utf8 = new TextDecoder();
+  // WebGPU: one device per host, made on the first model that runs on it; the pipelines by
+  // Module.sippKv handle.
+  private gpu: Promise<{ device: any; info: AdapterInfo } | null> | null = null;
+  private gpuModels = new Map<number, WebGpuLlama>();
+  private nextGpuId = 1;
 
   constructor(private post: (e: HostEvent) => void, private mainThread: boolean) {}
 
@@ -84,6 +91,10 @@ export class Host {
     this.nThreads = variant === 'mt' ? Math.max(1, nThreads) : 1;
     this.batch = this.mod._malloc(16);
     this.mod.FS.mkdir('/models');
+    this.mod.sippKv = (id: number, op: string, a: number, b: number, c: number) => {
+      const m = this.gpuModels.get(id);
+      return m ? kvOp(this.mod, m, op, a, b, c) : false;
+    };
     return { variant, nThreads: this.nThreads };
   }
 
@@ -134,11 +145,30 @@ export class Host {
       }
       this.progress(m.reqId, 'load', 0, stored.meta.bytes);
       const path = `${dir}/${stored.files[0].name}`;
-      let ptr = 0;
+      let choice: { llama: WebGpuLlama | null; reason: string; adapter: AdapterInfo | null };
       try {
-        ptr = mod.ccall('sippw_open', 'number', ['string', 'number', 'number', 'number', 'number'],
-          [path, m.nCtx ?? 0, this.nThreads, m.nParallel ?? 1, 0]);
+        choice = await this.chooseBackend(m, stored.files);
       } catch (e) {
+        this.dropDir(dir, mount);
+        throw e;
+      }
+      let ptr = 0, gpu: GpuModel | undefined;
+      try {
+        if (choice.llama) {
+          const L = choice.llama, id = this.nextGpuId++;
+          const split = mod.ccall('sippw_open_external', 'number', ['string', 'number', 'number', 'number', 'number', 'number', 'number'],
+            [path, m.nParallel ?? 1, 0, L.hp.nVocab, L.hp.nEmbd, L.nCtx, id]);
+          if (split) {
+            gpu = { id, split, llama: L, inflight: null, logits: 0, logitsBytes: 0, lastError: '', closed: false };
+            this.gpuModels.set(id, L);
+            ptr = mod._sippw_split_engine(split);
+          } else L.destroy();
+        } else {
+          ptr = mod.ccall('sippw_open', 'number', ['string', 'number', 'number', 'number', 'number'],
+            [path, m.nCtx ?? 0, this.nThreads, m.nParallel ?? 1, 0]);
+        }
+      } catch (e) {
+        choice.llama?.destroy();
         this.dropDir(dir, mount);
         throw cxxException(e, 'internal', 'the model could not be loaded');
       }
@@ -147,13 +177,74 @@ export class Host {
         throw Object.assign(new Error(mod.UTF8ToString(mod._sippw_last_error())), { status: this.statusName() });
       }
       this.progress(m.reqId, 'load', stored.meta.bytes, stored.meta.bytes);
-      this.models.set(m.endpoint, { ptr, dir, mount });
+      this.models.set(m.endpoint, { ptr, dir, mount, gpu });
       const info = JSON.parse(mod.UTF8ToString(mod._sippw_info(ptr)));
-      const warmupMs = m.warmup && info.canGenerate ? await this.warmup(ptr) : 0;
+      if (gpu) { // a vocab-only load knows no weights: the pipeline does
+        const L = gpu.llama;
+        if (!info.description) info.description = `${L.hp.arch} ${L.hp.nLayer} layers ${L.hp.nEmbd} wide, ${[...L.types].sort().join('/')}`;
+        if (!info.sizeBytes) info.sizeBytes = stored.meta.bytes;
+      }
+      // The warm-up is for the wasm tiers (see warmup()); the GPU's pipelines are compiled at load.
+      const warmupMs = m.warmup && info.canGenerate && !gpu ? await this.warmup(ptr) : 0;
       return { ...info, cacheId: stored.meta.id, loadedFrom, shards: stored.files.length,
-               threads: this.variant, nThreads: this.nThreads, warmupMs };
+               threads: this.variant, nThreads: this.nThreads, warmupMs,
+               backend: gpu ? 'webgpu' : 'cpu', backendReason: choice.reason, adapter: choice.adapter };
     } finally {
       this.aborts.delete(m.reqId);
+    }
+  }
+
+  /**
+   * The backend of a model being loaded (docs/browser.md, Backends): for 'webgpu' or 'auto',
+   * the pipeline loaded on this host's device, or why not. 'webgpu' throws ('unsupported')
+   * naming what is missing; 'auto' falls back to the CPU with the reason.
+   */
+  private async chooseBackend(m: Extract<HostRequest, { type: 'load' }>, files: File[]):
+      Promise<{ llama: WebGpuLlama | null; reason: string; adapter: AdapterInfo | null }> {
+    const want = m.backend ?? 'cpu';
+    if (want === 'cpu') return { llama: null, reason: 'backend cpu requested', adapter: null };
+    let adapter: AdapterInfo | null = null;
+    const no = (reason: string) => {
+      if (want === 'webgpu') throw Object.assign(new Error(`backend 'webgpu': ${reason}`), { status: 'unsupported' });
+      return { llama: null, reason: `${reason}: using the CPU`, adapter };
+    };
+    if (this.variant !== 'st') return no("the WebGPU backend runs with the single-thread runtime (threads: 'st'), this one is 'mt'");
+    const gpu = (globalThis as any).navigator?.gpu;
+    if (!gpu) return no('no WebGPU in this browser (navigator.gpu is missing)');
+    let current: typeof this.gpu = null;
+    this.gpu ??= current = (async () => {
+      const a = await inspectAdapter(gpu);
+      if (!a) return null;
+      const { device } = await requestDevice(gpu);
+      // A lost device fails the forwards in flight (their runs end with the reason); the next
+      // add() makes a new device, so removing and adding the endpoint again recovers.
+      device.lost?.then((l: any) => {
+        console.warn('[sipp] webgpu device lost:', l?.message);
+        if (this.gpu === current) this.gpu = null;
+      });
+      return { device, info: a.info };
+    })().catch(() => null);
+    const dev = await this.gpu;
+    if (!dev) { this.gpu = null; return no('no WebGPU adapter (or its device could not be created)'); }
+    adapter = dev.info;
+    if (want === 'auto' && adapter.isFallback && !m.allowSoftwareAdapter)
+      return no(`the WebGPU adapter is a software one (${describeAdapter(adapter)}), counted as no GPU`);
+    if (files.length !== 1) return no('the WebGPU pipeline reads one GGUF file, this model is sharded');
+    const bytes = new Uint8Array(await files[0].arrayBuffer());
+    let reason: string | null;
+    try {
+      reason = gpuUnsupported(parseGguf(bytes), dev.device.limits.maxStorageBufferBindingSize);
+    } catch (e) {
+      reason = (e as Error).message;
+    }
+    if (reason) return no(reason);
+    const np = Math.max(1, m.nParallel ?? 1);
+    try {
+      // The engine's sequences: one per slot and one for embeddings (backend.h).
+      const llama = await WebGpuLlama.load(dev.device, bytes, { nCtx: m.nCtx || undefined, nParallel: np + 1 });
+      return { llama, reason: `WebGPU adapter ${describeAdapter(adapter)}${want === 'auto' ? '; the model is supported' : ''}`, adapter };
+    } catch (e) {
+      return no((e as Error).message.replace(/^webgpu: /, ''));
     }
   }
 
@@ -174,7 +265,14 @@ export class Host {
     const md = this.models.get(endpoint);
     if (!md) return false;
     for (const [id, r] of this.runs) if (r.model === md) { this.finishRun(id, r); }
-    this.mod._sippw_close(md.ptr);
+    if (md.gpu) {
+      const g = md.gpu;
+      g.closed = true; // a forward still in flight commits nothing; the close fails it
+      this.mod._sippw_close_split(g.split);
+      this.gpuModels.delete(g.id);
+      if (g.logits) this.mod._free(g.logits);
+      if (g.inflight) void g.inflight.then(() => g.llama.destroy()); else g.llama.destroy();
+    } else this.mod._sippw_close(md.ptr);
     this.dropDir(md.dir, md.mount);
     this.models.delete(endpoint);
     return true;
@@ -339,6 +437,8 @@ export class Host {
     const tlen = new DataView(mod.HEAPU8.buffer).getUint32(lenp, true);
     mod._free(lenp);
     resp.text = tp ? new TextDecoder().decode(mod.HEAPU8.slice(tp, tp + tlen)) : '';
+    if (resp.status !== 'ok' && r.model.gpu?.lastError && /backend's forward failed/.test(resp.errorMessage ?? ''))
+      resp.errorMessage += `: ${r.model.gpu.lastError}`;
     if (r.kind === 'embed' && resp.nEmbd > 0) {
       const ep = mod._sippw_run_embedding(r.ptr);
       if (ep) resp.embedding = new Float32Array(mod.HEAPU8.slice(ep, ep + 4 * resp.nEmbd).buffer);
@@ -355,14 +455,29 @@ export class Host {
     try {
       while (this.runs.size) {
         const t0 = performance.now();
+        let waiting: Promise<void>[] = [], active = 0;
         do {
+          waiting = [];
+          const models = new Set([...this.runs.values()].map((r) => r.model));
+          active = models.size;
           if (this.variant === 'st') {
-            for (const md of new Set([...this.runs.values()].map((r) => r.model))) this.mod._sippw_step(md.ptr);
+            for (const md of models) {
+              // A model on the GPU is not stepped while its forward is in flight: the step
+              // after the commit samples from the logits and plans the next batch.
+              if (!md.gpu?.inflight) {
+                this.mod._sippw_step(md.ptr);
+                if (md.gpu) launchForward(this.mod, md.gpu, () => {});
+              }
+              if (md.gpu?.inflight) waiting.push(md.gpu.inflight);
+            }
           }
           const wait = this.variant === 'mt' ? 2 : 0;
           for (const [id, r] of [...this.runs]) this.poll(id, r, wait);
-        } while (this.runs.size && performance.now() - t0 < SLICE_MS);
-        await yieldToEventLoop();
+        } while (this.runs.size && performance.now() - t0 < SLICE_MS && waiting.length < active);
+        // Every model waits for its GPU: sleep until one forward completes (messages such as
+        // cancel still get through meanwhile).
+        if (waiting.length && waiting.length >= active) await Promise.race(waiting);
+        else await yieldToEventLoop();
       }
     } finally {
       this.pumping = false;

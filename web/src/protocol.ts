@@ -13,7 +13,8 @@ export type HostRequest =
   | { type: 'init'; reqId: number; wasmBaseUrl: string; variant: 'st' | 'mt'; nThreads: number }
   | { type: 'load'; reqId: number; endpoint: string; source: LoadSource; cache: boolean;
       nCtx?: number; nParallel?: number; warmup: boolean; shardThresholdBytes: number; shardSizeBytes: number;
-      sha256?: string | string[]; maxRetries: number; partialMaxAgeMs: number }
+      sha256?: string | string[]; maxRetries: number; partialMaxAgeMs: number;
+      backend: 'cpu' | 'webgpu' | 'auto'; allowSoftwareAdapter: boolean }
   | { type: 'abortLoad'; loadReq: number }
   | { type: 'unload'; reqId: number; endpoint: string }
   | { type: 'listLocal'; reqId: number }

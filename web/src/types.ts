@@ -11,9 +11,15 @@ export interface SippClientOptions {
   workerUrl?: string;
   /** Run inference in a Web Worker (default) or on the page's own thread. */
   mode?: 'worker' | 'main-thread';
-  /** 'cpu' (default), 'webgpu' or 'auto'. There is no WebGPU inference path yet: 'auto' reports
-   *  the adapter and picks the CPU, saying why; 'webgpu' fails with that reason. */
+  /** Where local models compute: 'cpu' (default: llama.cpp in wasm), 'webgpu' (Sipp's WGSL
+   *  pipeline on the GPU; the add() fails naming what is missing when it cannot) or 'auto'
+   *  (WebGPU on a hardware adapter when the model's architecture and tensor types are
+   *  supported, else the CPU; the endpoint info's runtime says which and why). A local
+   *  endpoint's spec may override it. See docs/browser.md, Backends. */
   backend?: Backend;
+  /** 'auto' counts a software adapter (SwiftShader, a fallback adapter) as no GPU unless this
+   *  is true. Default false. */
+  allowSoftwareAdapter?: boolean;
   /** 'auto' (default): the pthread artifact when the page is cross-origin isolated, else the
    *  single-thread one. 'st' or 'mt' force one ('mt' fails without isolation). */
   threads?: 'auto' | 'st' | 'mt';
@@ -74,6 +80,8 @@ export interface LocalEndpointSpec {
    *  WebAssembly functions with its optimizing tier before the first request; see
    *  docs/browser.md. The time it took is `warmupMs` in the endpoint info. */
   warmup?: boolean;
+  /** This endpoint's backend; default: the client's `backend`. */
+  backend?: Backend;
   onProgress?: (event: ProgressEvent) => void;
   signal?: AbortSignal;
 }
@@ -192,7 +200,9 @@ export interface EndpointInfo {
   canChat: boolean;
   canEmbed: boolean;
   /** Local: which artifact runs it, and where the model came from. */
-  runtime?: { threads: 'st' | 'mt'; nThreads: number; backend: 'cpu'; backendReason: string };
+  runtime?: { threads: 'st' | 'mt'; nThreads: number; backend: 'cpu' | 'webgpu'; backendReason: string;
+             /** The WebGPU adapter looked at (null when none was, e.g. backend 'cpu'). */
+             adapter: AdapterInfo | null };
   cacheId?: string;
   loadedFrom?: 'network' | 'opfs' | 'file';
   shards?: number;
@@ -211,10 +221,22 @@ export interface LocalModel {
   sha256?: string | string[];
 }
 
+export interface AdapterInfo {
+  vendor: string;
+  architecture: string;
+  description: string;
+  features: string[];
+  shaderF16: boolean;
+  /** A software adapter (SwiftShader, or one the browser marks as fallback). */
+  isFallback: boolean;
+}
+
+/** The page's WebGPU adapter and what the client's `backend` makes of it before a model is
+ *  seen ('webgpu': a usable adapter; each add() then checks the model itself). */
 export interface BackendReport {
-  selected: 'cpu';
+  selected: 'cpu' | 'webgpu';
   reason: string;
-  webgpu: null | { vendor: string; architecture: string; shaderF16: boolean; isFallback: boolean };
+  webgpu: null | AdapterInfo;
 }
 
 export class SippError extends Error {

@@ -48,7 +48,20 @@ before(async () => {
   bigModel = join(tmp, 'random-135m.gguf');
   execFileSync(join(binDir, 'sipp-make-model'), ['--shape', 'llama-135m', '--type', 'q4_k_m', '--out', bigModel],
     { stdio: 'ignore', env: { ...process.env, SIPP_LLAMA_SRC: llamaSrc } });
-  const extraFiles = { 'random-135m.gguf': bigModel };
+  // A model the WebGPU pipeline cannot read: stories260K quantized to Q4_K_M by llama.cpp,
+  // whose rows of 64 are no multiple of Q4_K's 256, so llama.cpp falls back to Q5_0 for them.
+  const q50 = join(tmp, 'stories260K-q5_0.gguf');
+  execFileSync(join(binDir, 'sipp-logits-ref'), ['--quantize', 'q4_k_m', join(modelsDir, STORY), q50],
+    { stdio: 'ignore', env: { ...process.env, SIPP_LLAMA_SRC: llamaSrc } });
+  // A chat model the WebGPU pipeline runs (the tiny chat model is gpt2): the pipeline's llama
+  // test shape with a ChatML template (random weights: the demo only shows what it says).
+  const chatml = join(tmp, 'chatml.jinja');
+  writeFileSync(chatml, '{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}' +
+    '{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}');
+  const tinyChat = join(tmp, 'llama-tiny-chat.gguf');
+  execFileSync(join(binDir, 'sipp-make-model'), ['--shape', 'llama-tiny', '--type', 'f16', '--chat-template', chatml, '--out', tinyChat],
+    { stdio: 'ignore', env: { ...process.env, SIPP_LLAMA_SRC: llamaSrc } });
+  const extraFiles = { 'random-135m.gguf': bigModel, 'stories260K-q5_0.gguf': q50, 'llama-tiny-chat.gguf': tinyChat };
   uploads = join(tmp, 'uploads'); // the shards a page wrote to OPFS, served back as /models/NAME
   mkdirSync(uploads);
   dl = createRangeFiles(); // /dl/NAME: scripted downloads (drops, stalls, ignored ranges)
@@ -623,14 +636,14 @@ describe('main-thread mode', () => {
 });
 
 describe('runtime selection', () => {
-  test('backend auto reports the WebGPU adapter and picks the CPU, saying why', async () => {
+  test('backend auto reports the WebGPU adapter and, on a software one, picks the CPU, saying why', async () => {
     const { ctx, page } = await openPage(plain);
     const r = await inPage(page, async () => {
       const b = await window.Sipp.detectBackend('auto');
       const viaClient = await new window.Sipp.SippClient({ backend: 'auto' }).backend();
-      let webgpuErr = '';
-      try { await window.Sipp.detectBackend('webgpu'); } catch (e) { webgpuErr = e.message; }
-      return { b, viaClient, webgpuErr };
+      const webgpu = await window.Sipp.detectBackend('webgpu');
+      const soft = await window.Sipp.detectBackend('auto', { allowSoftwareAdapter: true });
+      return { b, viaClient, webgpu, soft };
     });
     // Chromium runs with --enable-unsafe-webgpu: an adapter is there (SwiftShader's, on a
     // machine without a GPU).
@@ -642,12 +655,16 @@ describe('runtime selection', () => {
       assert.equal(r.b.webgpu.shaderF16, false, 'SwiftShader has no shader-f16');
       assert.equal(r.b.webgpu.isFallback, true);
     }
+    assert.ok(Array.isArray(r.b.webgpu.features));
+    // SwiftShader (this machine has no GPU) counts as no GPU for 'auto'; 'webgpu' takes it.
+    assert.equal(r.b.webgpu.isFallback, true, 'the test machine has a software adapter only');
     assert.equal(r.b.selected, 'cpu');
     assert.ok(r.b.reason.includes(`${r.b.webgpu.vendor} ${r.b.webgpu.architecture}`), r.b.reason);
     assert.match(r.b.reason, r.b.webgpu.shaderF16 ? /, shader-f16\)/ : /no shader-f16/);
-    assert.match(r.b.reason, /no WebGPU inference path yet.*: using the CPU$/);
+    assert.match(r.b.reason, /software one .*counted as no GPU: using the CPU$/);
     assert.deepEqual(r.viaClient, r.b, 'SippClient.backend() gives the same report');
-    assert.match(r.webgpuErr, /no WebGPU inference path/);
+    assert.equal(r.webgpu.selected, 'webgpu');
+    assert.equal(r.soft.selected, 'webgpu');
     await ctx.close();
   });
 
@@ -842,10 +859,27 @@ test('demo page: a local chat, TTFT and tok/s shown, screenshot saved', async ()
   await page.waitForSelector('#metrics:has-text("tok/s")', { timeout: 60000 });
   const answer = await page.textContent('.msg.assistant:last-child');
   assert.ok(answer && answer.trim().length > 0, 'an answer is shown');
+  // auto on SwiftShader: the CPU, and the status says so and why
+  assert.match(await page.textContent('#status'), /on the CPU, single thread; the WebGPU adapter is a software one/);
+  assert.match(await page.textContent('#metrics'), /^CPU · TTFT/);
   const shot = join(outDir, 'demo.png');
   execFileSync('mkdir', ['-p', outDir]);
   await page.screenshot({ path: shot, fullPage: true });
   assert.ok(statSync(shot).size > 1000);
+  // the backend control: WebGPU chosen, a chat runs on the GPU pipeline (a llama model: the
+  // default chat model is gpt2, which the pipeline does not run; 8 tokens, SwiftShader is slow)
+  await page.goto(`${plain.origin}/demo/index.html?model=/models/llama-tiny-chat.gguf&maxTokens=8`);
+  await page.waitForSelector('#status:has-text("ready")', { timeout: 60000 });
+  await page.selectOption('#backend', 'webgpu');
+  await page.waitForURL(/backend=webgpu/);
+  await page.waitForSelector('#status:has-text("ready")', { timeout: 120000 });
+  assert.match(await page.textContent('#status'), /on WebGPU; WebGPU adapter /);
+  await page.fill('#prompt', 'Do you like to play outside?');
+  await page.click('#send');
+  await page.waitForSelector('#metrics:has-text("tok/s")', { timeout: 120000 });
+  assert.match(await page.textContent('#metrics'), /^WebGPU · TTFT/);
+  assert.ok((await page.textContent('.msg.assistant:last-child')).trim().length > 0, 'an answer is shown');
+  await page.screenshot({ path: join(outDir, 'demo-webgpu.png'), fullPage: true });
   assert.deepEqual(errors, []);
   await ctx.close();
 });
@@ -938,5 +972,127 @@ describe('split step (a forward run from JavaScript)', () => {
     assert.ok(r.splitWarm[1].resp.stats.cachedTokens > 0);
     assert.deepEqual(errors, []);
     await ctx.close();
+  });
+});
+
+// The WebGPU backend of local endpoints (web/src/gpu.ts, sippw_open_external): the engine is a
+// vocab-only load in wasm, every forward runs in Sipp's WGSL pipeline (here on SwiftShader),
+// the KV cache is the pipeline's. Compared with the CPU backend (llama.cpp in wasm, whose text
+// equals the native library's above) on stories260K: F32 weights, so both sides compute in f32
+// and differ only in the order of sums (logits within 2e-5 of llama.cpp's, web/test/
+// webgpu.test.mjs), far below the greedy margins of these prompts.
+describe('webgpu backend (SwiftShader)', () => {
+  let ctx, page;
+  const PROMPTS = ['Once upon a time', 'The little dog'];
+  const FOLLOW = ['Once upon a time there was', 'Once upon a time there was a girl. She'];
+  before(async () => {
+    ({ ctx, page } = await openPage(plain));
+  });
+  after(async () => { await ctx.close(); });
+
+  async function texts(clientOpts, spec, concurrent) {
+    return inPage(page, async ({ clientOpts, spec, PROMPTS, FOLLOW, concurrent }) => {
+      const c = new window.Sipp.SippClient(clientOpts);
+      try {
+        const info = await c.add('m', { kind: 'local', source: '/models/stories260K.gguf', nParallel: 2, ...spec });
+        const one = async (p, o = {}) => {
+          const run = c.query(p, { temperature: 0, maxTokens: 24, ...o });
+          const pieces = [];
+          let first = 0, last = 0;
+          for await (const t of run.tokens) { pieces.push(t); last = performance.now(); first ||= last; }
+          return { ...(await run.response), pieces, first, last };
+        };
+        const out = { info };
+        // two streams at once (one engine batch each tick), or one after the other
+        out.runs = concurrent ? await Promise.all(PROMPTS.map((p) => one(p))) : [await one(PROMPTS[0]), await one(PROMPTS[1])];
+        out.stop = await one(PROMPTS[0], { stop: ['was'] });
+        // a context key: the follow-up prefills only what is new
+        out.warm = [await one(FOLLOW[0], { contextKey: 'k' }), await one(FOLLOW[1], { contextKey: 'k' })];
+        out.cold = await one(FOLLOW[1]);
+        // cancelled mid-stream (a forward may be in flight on the GPU), then the endpoint goes on
+        const long = c.query(PROMPTS[1], { temperature: 0, maxTokens: 400, ignoreEos: true });
+        for await (const _ of long.tokens) { long.cancel(); break; }
+        out.cancelled = await long.response;
+        out.afterCancel = await one(PROMPTS[0]);
+        try { out.embed = { status: 'ok', r: await c.embed('hello').response }; }
+        catch (e) { out.embed = { status: e.status, message: e.message }; }
+        return out;
+      } finally { c.close(); }
+    }, { clientOpts, spec, PROMPTS, FOLLOW, concurrent });
+  }
+
+  test('the same tokens as the CPU backend at temperature 0: two concurrent streams, stop strings, a warm context key, cancel; no embeddings', async () => {
+    const cpu = await texts({ threads: 'st' }, { warmup: false }, false);
+    const gpu = await texts({ backend: 'webgpu' }, {}, true);
+    assert.equal(cpu.info.runtime.backend, 'cpu');
+    assert.equal(gpu.info.runtime.backend, 'webgpu', gpu.info.runtime.backendReason);
+    assert.equal(gpu.info.runtime.threads, 'st');
+    assert.equal(gpu.info.runtime.adapter.isFallback, true);
+    assert.match(gpu.info.runtime.backendReason, /^WebGPU adapter /);
+    assert.equal(gpu.info.warmupMs, 0, 'no wasm warm-up for a model on the GPU');
+    for (let i = 0; i < 2; i++) {
+      assert.equal(gpu.runs[i].status, 'ok', gpu.runs[i].errorMessage);
+      assert.equal(gpu.runs[i].text, cpu.runs[i].text, `prompt ${i}`);
+      assert.equal(gpu.runs[i].usage.outputTokens, cpu.runs[i].usage.outputTokens);
+      assert.equal(gpu.runs[i].finishReason, cpu.runs[i].finishReason);
+      assert.equal(gpu.runs[i].pieces.join(''), gpu.runs[i].text);
+      assert.ok(gpu.runs[i].pieces.length > 1, 'streamed in several batches');
+    }
+    assert.ok(cpu.runs[0].text.length > 20 && cpu.runs[0].text !== cpu.runs[1].text, 'two different continuations');
+    // the two streams overlapped (each began before the other ended): decoded in the same ticks
+    const [a, b] = gpu.runs;
+    assert.ok(a.first < b.last && b.first < a.last, `streams overlap: ${JSON.stringify([a.first, a.last, b.first, b.last])}`);
+    assert.equal(gpu.stop.text, cpu.stop.text);
+    assert.equal(gpu.stop.finishReason, 'stop');
+    for (let i = 0; i < 2; i++) assert.equal(gpu.warm[i].text, cpu.warm[i].text, `warm ${i}`);
+    const w = gpu.warm[1].stats;
+    assert.equal(w.cacheSource, 'live');
+    assert.equal(w.cachedTokens, cpu.warm[1].stats.cachedTokens);
+    assert.ok(w.cachedTokens > 0 && w.prefillTokens < gpu.warm[1].usage.inputTokens, JSON.stringify(w));
+    assert.equal(gpu.cold.text, gpu.warm[1].text, 'the warm run gives the cold run\'s text');
+    assert.equal(gpu.cold.stats.cachedTokens, 0);
+    assert.equal(gpu.cancelled.finishReason, 'cancelled');
+    assert.ok(gpu.cancelled.usage.outputTokens < 400);
+    assert.equal(gpu.afterCancel.text, cpu.runs[0].text, 'the endpoint works after a cancel');
+    assert.equal(gpu.embed.status, 'unsupported', 'no embeddings on the WebGPU backend');
+  });
+
+  test('auto falls back to the CPU with the reason; webgpu on an unsupported tensor type fails naming it; main-thread mode', async () => {
+    const r = await inPage(page, async () => {
+      const out = {};
+      const a = new window.Sipp.SippClient({ backend: 'auto' });
+      out.soft = (await a.add('m', { kind: 'local', source: '/models/stories260K.gguf', warmup: false })).runtime;
+      a.close();
+      const b = new window.Sipp.SippClient({ backend: 'auto', allowSoftwareAdapter: true });
+      out.type = (await b.add('m', { kind: 'local', source: '/models/stories260K-q5_0.gguf', warmup: false })).runtime;
+      out.typeRun = await b.query('Once upon a time', { temperature: 0, maxTokens: 8 }).response;
+      b.close();
+      const c = new window.Sipp.SippClient({ backend: 'webgpu' });
+      try { await c.add('m', { kind: 'local', source: '/models/stories260K-q5_0.gguf', warmup: false }); out.err = null; }
+      catch (e) { out.err = { status: e.status, message: e.message }; }
+      out.after = (await c.add('ok', { kind: 'local', source: '/models/stories260K.gguf' })).runtime.backend;
+      c.close();
+      // main-thread mode: the pipeline on the page itself, the same text as the CPU there
+      for (const backend of ['webgpu', 'cpu']) {
+        const m = new window.Sipp.SippClient({ backend, mode: 'main-thread' });
+        const info = await m.add('m', { kind: 'local', source: '/models/stories260K.gguf', warmup: false });
+        out[`main_${backend}`] = { backend: info.runtime.backend, r: await m.query('Once upon a time', { temperature: 0, maxTokens: 24 }).response };
+        m.close();
+      }
+      return out;
+    });
+    assert.equal(r.soft.backend, 'cpu');
+    assert.match(r.soft.backendReason, /software one .*counted as no GPU: using the CPU$/);
+    assert.equal(r.soft.adapter.isFallback, true);
+    assert.equal(r.type.backend, 'cpu');
+    assert.match(r.type.backendReason, /Q5_0 \(blk\.\d+\.\S+\) is not one the WebGPU pipeline reads.*: using the CPU$/);
+    assert.equal(r.typeRun.status, 'ok');
+    assert.equal(r.err?.status, 'unsupported');
+    assert.match(r.err.message, /^backend 'webgpu': tensor type Q5_0/);
+    assert.equal(r.after, 'webgpu', 'the client stays usable after a refused load');
+    assert.equal(r.main_webgpu.backend, 'webgpu');
+    assert.equal(r.main_cpu.backend, 'cpu');
+    assert.equal(r.main_webgpu.r.status, 'ok', r.main_webgpu.r.errorMessage);
+    assert.equal(r.main_webgpu.r.text, r.main_cpu.r.text, 'main-thread mode: the CPU backend\'s text');
   });
 });

@@ -212,6 +212,26 @@ describe('kernels and the KV cache (stories260K)', () => {
     assert.ok(got.maxDiff <= 2e-4, `prefill logits differ by ${got.maxDiff}`);
   });
 
+  test('a model with a type the pipeline does not read is refused by name, leaving nothing behind', async () => {
+    // stories260K quantized to Q4_K_M: its rows of 64 are no multiple of 256, so llama.cpp
+    // falls back to Q5_0 for them.
+    const out = join(tmp, 'stories260K-q4_k_m.gguf');
+    execFileSync(join(binDir, 'sipp-logits-ref'), ['--quantize', 'q4_k_m', join(modelsDir, 'stories260K.gguf'), out], { stdio: 'ignore', env });
+    files['stories260K-q4_k_m.gguf'] = out;
+    const r = await page.evaluate(async () => {
+      const d = window.gpuDevice;
+      const file = new Uint8Array(await (await fetch('/models/stories260K-q4_k_m.gguf')).arrayBuffer());
+      let message = null;
+      try { (await window.SippGpu.WebGpuLlama.load(d, file)).destroy(); } catch (e) { message = e.message; }
+      // load() pushed two error scopes: a refused load pops them (none is left to pop)
+      let leftScope = true;
+      try { await d.popErrorScope(); } catch { leftScope = false; }
+      return { message, leftScope };
+    });
+    assert.match(r.message ?? '', /has type 6, which the WebGPU pipeline does not read/);
+    assert.equal(r.leftScope, false, 'no error scope left pushed');
+  });
+
   test('batched sequences equal sequential runs; cut, copy prefix, save and restore', async () => {
     const got = await page.evaluate(async () => {
       const G = window.SippGpu;

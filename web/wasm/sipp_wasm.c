@@ -353,6 +353,9 @@ typedef struct sippw_split {
     sipp__engine *engine;
     sipp__backend inner;       /* llama.cpp: KV operations and the pass-through compute */
     const sipp__plan *pending; /* the plan of the forward in flight, NULL when none */
+    /* sippw_open_external: inner is unused (its destroy NULL), the host's backend instead */
+    int32_t host_id, n_vocab, n_embd;
+    uint32_t n_ctx_seq;
 } sippw_split;
 
 static bool split_forward(void *st, sipp__engine *e, const sipp__plan *plan,
@@ -442,7 +445,7 @@ EXPORT const sipp__plan *sippw_split_plan(sippw_split *s) { return s->pending; }
  * valid until the next call into the module that computes), or NULL when it failed or there
  * was none; the host then commits with rc != 0. */
 EXPORT const float *sippw_split_forward(sippw_split *s) {
-    if (!s->pending) return NULL;
+    if (!s->pending || !s->inner.forward) return NULL; /* sippw_open_external: no inner */
     sipp__fwd_result res;
     s->inner.forward(s->inner.state, NULL, s->pending, &res);
     return res.rc == 0 ? res.logits : NULL;
@@ -462,8 +465,90 @@ EXPORT void sippw_close_split(sippw_split *s) {
     if (!s) return;
     if (s->pending) sippw_split_commit(s, -1, NULL); /* the close takes it back, then drains */
     sipp__engine_close(s->engine);
-    s->inner.destroy(s->inner.state);
+    if (s->inner.destroy) s->inner.destroy(s->inner.state);
     free(s);
+}
+
+/* ---- an external backend in JavaScript: the WebGPU pipeline ------------------------------- */
+/* The same split step, with no llama.cpp context at all: the engine is a vocab-only load of the
+ * GGUF (tokenizer, chat template), the forward is the host's (WebGpuLlama.forward, on the GPU)
+ * and so is the KV cache, whose operations the engine calls synchronously through
+ * Module.sippKv(host_id, op, a, b, c) (web/src/host.ts). The host gives the widths at open: it
+ * has loaded the pipeline first. Sequences are the engine's n_parallel + 1.
+ * Not supported by the pipeline, and never asked for by the browser's engine: removing the
+ * middle of a sequence and shifting positions (a context shift: off here), and saving a
+ * sequence as bytes (the pipeline's save reads the GPU asynchronously; the browser has no
+ * snapshot store, so nothing saves). Restoring bytes is synchronous and goes to the host. */
+
+EM_JS(int, js_kv_op, (int32_t id, const char *op, int32_t a, int32_t b, int32_t c), {
+    return Module.sippKv ? (Module.sippKv(id, UTF8ToString(op), a, b, c) ? 1 : 0) : 0;
+});
+
+static bool js_seq_remove(void *st, int32_t seq, int32_t p0, int32_t p1) {
+    return js_kv_op(((sippw_split *)st)->host_id, "remove", seq, p0, p1) != 0;
+}
+static void js_seq_shift(void *st, int32_t seq, int32_t p0, int32_t p1, int32_t delta) {
+    (void)st;
+    (void)p0;
+    (void)p1;
+    (void)delta;
+    sipp__log(SIPP_LOG_ERROR, "webgpu backend: seq %d: shifting positions is not supported", seq);
+}
+static void js_seq_copy(void *st, int32_t src, int32_t dst, int32_t p1) {
+    js_kv_op(((sippw_split *)st)->host_id, "copy", src, dst, p1);
+}
+static bool js_state_save(void *st, int32_t seq, uint8_t **out, size_t *len) {
+    (void)st;
+    (void)seq;
+    *out = NULL;
+    *len = 0;
+    return false;
+}
+static bool js_state_load(void *st, int32_t seq, const uint8_t *data, size_t len) {
+    if (len > INT32_MAX) return false;
+    return js_kv_op(((sippw_split *)st)->host_id, "restore", seq, (int32_t)(uintptr_t)data,
+                    (int32_t)len) != 0;
+}
+static int32_t js_n_vocab(void *st) { return ((sippw_split *)st)->n_vocab; }
+static int32_t js_n_embd(void *st) { return ((sippw_split *)st)->n_embd; }
+static uint32_t js_n_ctx_seq(void *st) { return ((sippw_split *)st)->n_ctx_seq; }
+
+/* Opens `path` vocab-only with the host's backend `host_id` (n_vocab logits per row, n_embd
+ * wide, n_ctx_seq positions per sequence). Closed with sippw_close_split; the plan and the
+ * commit are sippw_split_plan and sippw_split_commit. NULL on failure (sippw_last_error). */
+EXPORT sippw_split *sippw_open_external(const char *path, uint32_t n_parallel, uint32_t n_batch,
+                                        int32_t n_vocab, int32_t n_embd, uint32_t n_ctx_seq,
+                                        int32_t host_id) {
+    last_error = sipp__error_defaults();
+    sipp_local_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.model_path = path;
+    p.n_ctx = n_ctx_seq;
+    p.n_threads = 1;
+    p.n_parallel = n_parallel;
+    p.n_batch = n_batch;
+    p.cache_ram_bytes = SIPP_CACHE_DISABLED;
+    p.context_shift = false; /* the pipeline cannot shift positions */
+    sippw_split *s = calloc(1, sizeof *s);
+    if (!s) {
+        sipp__fail(&last_error, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        return NULL;
+    }
+    s->host_id = host_id;
+    s->n_vocab = n_vocab;
+    s->n_embd = n_embd;
+    s->n_ctx_seq = n_ctx_seq;
+    sipp__backend be = {
+        .state = s, .n_vocab = js_n_vocab, .n_embd = js_n_embd, .n_ctx_seq = js_n_ctx_seq,
+        .forward = split_forward, .seq_remove = js_seq_remove, .seq_shift = js_seq_shift,
+        .seq_copy = js_seq_copy, .state_save = js_state_save, .state_load = js_state_load,
+    };
+    if (sipp__engine_open_external(&p, &be, &s->engine, &last_error) != SIPP_OK) {
+        free(s);
+        return NULL;
+    }
+    return s;
 }
 
 /* ---- SHA-256 ------------------------------------------------------------------------------ */

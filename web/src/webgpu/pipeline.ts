@@ -88,9 +88,11 @@ export class WebGpuLlama {
     const m = new WebGpuLlama(device, parseGguf(file), file, opts);
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
-    m.build();
+    let thrown: unknown = null;
+    try { m.build(); } catch (e) { thrown = e; } // an unsupported tensor: free what was built
     const valid = await device.popErrorScope();
     const oom = await device.popErrorScope();
+    if (thrown) { m.destroy(); throw thrown; }
     if (valid || oom) { m.destroy(); throw new Error(`webgpu: building the pipeline failed: ${(valid ?? oom)!.message}`); }
     m.file = new Uint8Array(0);
     return m;
