@@ -57,7 +57,9 @@ static bool is_busy(sipp_status st) {
 }
 
 void sipp__signals_record(sipp__signals *s, const sipp_response *r, double now_ms) {
-    if (r->status == SIPP_CANCELLED) return; /* says nothing about the endpoint */
+    /* Says nothing about the endpoint. A local run the caller cancelled ends OK with finish
+     * reason CANCELLED (a remote one with status CANCELLED): neither counts. */
+    if (r->status == SIPP_CANCELLED || r->finish_reason == SIPP_FINISH_CANCELLED) return;
     pthread_mutex_lock(&s->mu);
     double failed = is_failure(r->status) ? 1 : 0, busy = is_busy(r->status) ? 1 : 0;
     ewma(&s->error_rate, &s->n_outcomes, failed);
