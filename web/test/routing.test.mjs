@@ -5,7 +5,8 @@
 // tests/api/test_routing.c, whose C policy the TypeScript one ports), draft-then-audit and the
 // never-switch-a-stream guarantee (a scripted gateway, fake-gateway.mjs, whose 'fail' prompt
 // breaks a stream after its first token: a real gateway does not on demand).
-// Environment: as browser.test.mjs (SIPP_BIN_DIR, SIPP_TEST_MODELS_DIR, SIPP_CHROMIUM).
+// Environment: as browser.test.mjs (SIPP_BIN_DIR, SIPP_TEST_MODELS_DIR, SIPP_CHROMIUM,
+// SIPP_WASM_VARIANTS: the pthread artifact's test runs when it lists mt).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -22,6 +23,7 @@ const repo = join(webDir, '..');
 const binDir = process.env.SIPP_BIN_DIR ?? join(repo, 'build', 'bin');
 const modelsDir = process.env.SIPP_TEST_MODELS_DIR ?? join(repo, '..', 'shared', 'models');
 const CHAT = 'tinystories-instruct-3m-soda-chat-Q4_0.gguf';
+const wasmVariants = (process.env.SIPP_WASM_VARIANTS ?? 'st mt').trim().split(/\s+/);
 
 let browser, server, tmp, ctx, page;
 
@@ -345,6 +347,37 @@ describe('estimates', () => {
     assert.equal(r.choice.endpoint, 'gw');
     assert.match(r.choice.reasons, /rule 1 skip_unavailable: dropped down: unhealthy/);
   });
+});
+
+// The pthread artifact: runs end on the engine thread, which feeds the signals there.
+test('the pthread artifact estimates alike: cold, then warm with measured signals', { skip: !wasmVariants.includes('mt') && 'SIPP_WASM_VARIANTS has no mt' }, async () => {
+  const iso = await startStatic({ webDir, modelsDirs: [modelsDir], isolated: true });
+  const c2 = await browser.newContext();
+  try {
+    const p2 = await c2.newPage();
+    await p2.goto(`${iso.origin}/test/test.html`);
+    await p2.waitForFunction(() => window.sippReady === true);
+    const r = await p2.evaluate(async () => {
+      const c = new window.Sipp.SippClient({ threads: 'mt' });
+      const info = await c.add('story', { kind: 'local', source: '/models/stories260K.gguf' });
+      const o = { endpoint: 'story', temperature: 0, maxTokens: 8, contextKey: 'doc-1' };
+      const first = 'Once upon a time there was a little girl named Lily.';
+      const cold = await c.estimate(first, o);
+      const run = await c.query(first, o).response;
+      const warm = await c.estimate(`${first}${run.text} She liked`, o);
+      return { threads: info.runtime.threads, cold, warm };
+    });
+    assert.equal(r.threads, 'mt');
+    assert.equal(r.cold.cachedTokens, 0);
+    assert.equal(r.cold.ttftMs.source, 'unknown');
+    assert.equal(r.warm.cacheSource, 'live');
+    assert.ok(r.warm.cachedTokens >= r.cold.promptTokens);
+    assert.equal(r.warm.ttftMs.source, 'predicted');
+    assert.deepEqual(r.warm.errorRate, { value: 0, samples: 1, source: 'measured' });
+  } finally {
+    await c2.close();
+    await iso.close();
+  }
 });
 
 describe('never switching a stream; draft-then-audit', () => {
