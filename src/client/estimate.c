@@ -11,6 +11,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "client_int.h"
+#include "../common/signals.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,39 +25,12 @@ void sipp__endpoint_observe(sipp_endpoint *ep, sipp_run *run) {
     sipp__run_observe(run, observe, &ep->signals);
 }
 
-const char *sipp_figure_source_name(sipp_figure_source s) {
-    switch (s) {
-    case SIPP_FIGURE_MEASURED: return "measured";
-    case SIPP_FIGURE_CONFIGURED: return "configured";
-    case SIPP_FIGURE_PREDICTED: return "predicted";
-    default: return "unknown";
-    }
-}
-
 sipp_status sipp_endpoint_set_prices(sipp_endpoint *ep, double in, double out, sipp_error *err) {
     if (!ep) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "endpoint is required");
     if (in != in || out != out) /* NaN */
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "prices must be numbers");
     sipp__signals_set_prices(&ep->signals, in < 0 ? -1 : in, out < 0 ? -1 : out);
     return SIPP_OK;
-}
-
-/* Local TTFT: waiting for a sequence (when none is free: the mean whole-request time per
- * request ahead, shared by the sequences), the prefill at the measured rate, and one decode
- * step. Unknown until a run has measured the prefill rate. */
-static sipp_figure predict_ttft(const sipp_estimate *e, const sipp__signals_view *v) {
-    if (v->prefill_tok_s.source != SIPP_FIGURE_MEASURED || v->prefill_tok_s.value <= 0)
-        return (sipp_figure){0, 0, SIPP_FIGURE_UNKNOWN};
-    double ms = 1e3 * e->prefill_tokens / v->prefill_tok_s.value;
-    if (v->decode_tok_s.source == SIPP_FIGURE_MEASURED && v->decode_tok_s.value > 0)
-        ms += 1e3 / v->decode_tok_s.value;
-    if (e->free_slots == 0) {
-        if (v->total_ms.source != SIPP_FIGURE_MEASURED)
-            return (sipp_figure){0, 0, SIPP_FIGURE_UNKNOWN};
-        uint32_t lanes = e->running ? e->running : 1;
-        ms += v->total_ms.value * (double)(e->queued + 1) / lanes;
-    }
-    return (sipp_figure){ms, v->prefill_tok_s.samples, SIPP_FIGURE_PREDICTED};
 }
 
 static sipp_status estimate(sipp_endpoint *ep, const char *prompt, const sipp_message *messages,
@@ -93,7 +67,7 @@ static sipp_status estimate(sipp_endpoint *ep, const char *prompt, const sipp_me
     e.error_rate = v.error_rate;
     e.busy_rate = v.busy_rate;
     if (e.local) {
-        e.ttft_ms = predict_ttft(&e, &v);
+        e.ttft_ms = sipp__signals_predict_ttft(&e, &v);
     } else {
         e.ttft_ms = v.ttft_ms;
         e.healthy = v.healthy;

@@ -5,10 +5,12 @@
  * recent failures make a remote endpoint unhealthy.
  *
  * Fed by the run channel (run.c) when a run the client layer observes finishes; read by the
- * estimate calls. All functions lock `mu`: any thread.
+ * estimate calls. The browser host (web/wasm/sipp_wasm.c) keeps the same signals for its local
+ * engines, so both predict TTFT alike (sipp__signals_predict_ttft, signals.h). All functions
+ * that take a sipp__signals lock `mu`: any thread.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "common_int.h"
+#include "signals.h"
 
 #include <string.h>
 
@@ -24,6 +26,16 @@ static void ewma(double *v, uint32_t *n, double x) {
     (*n)++;
     double w = 1.0 / *n > EWMA_WEIGHT ? 1.0 / *n : EWMA_WEIGHT;
     *v += w * (x - *v);
+}
+
+/* Here, not in the client layer: the browser host (no client layer) names sources too. */
+const char *sipp_figure_source_name(sipp_figure_source s) {
+    switch (s) {
+    case SIPP_FIGURE_MEASURED: return "measured";
+    case SIPP_FIGURE_CONFIGURED: return "configured";
+    case SIPP_FIGURE_PREDICTED: return "predicted";
+    default: return "unknown";
+    }
 }
 
 void sipp__signals_init(sipp__signals *s) {
@@ -45,7 +57,9 @@ static bool is_busy(sipp_status st) {
 }
 
 void sipp__signals_record(sipp__signals *s, const sipp_response *r, double now_ms) {
-    if (r->status == SIPP_CANCELLED) return; /* says nothing about the endpoint */
+    /* Says nothing about the endpoint. A local run the caller cancelled ends OK with finish
+     * reason CANCELLED (a remote one with status CANCELLED): neither counts. */
+    if (r->status == SIPP_CANCELLED || r->finish_reason == SIPP_FINISH_CANCELLED) return;
     pthread_mutex_lock(&s->mu);
     double failed = is_failure(r->status) ? 1 : 0, busy = is_busy(r->status) ? 1 : 0;
     ewma(&s->error_rate, &s->n_outcomes, failed);
@@ -97,4 +111,19 @@ void sipp__signals_read(sipp__signals *s, double now_ms, sipp__signals_view *out
     out->healthy = !(s->consecutive_failures >= UNHEALTHY_AFTER &&
                      now_ms - s->last_failure_ms < UNHEALTHY_FOR_MS);
     pthread_mutex_unlock(&s->mu);
+}
+
+sipp_figure sipp__signals_predict_ttft(const sipp_estimate *e, const sipp__signals_view *v) {
+    if (v->prefill_tok_s.source != SIPP_FIGURE_MEASURED || v->prefill_tok_s.value <= 0)
+        return (sipp_figure){0, 0, SIPP_FIGURE_UNKNOWN};
+    double ms = 1e3 * e->prefill_tokens / v->prefill_tok_s.value;
+    if (v->decode_tok_s.source == SIPP_FIGURE_MEASURED && v->decode_tok_s.value > 0)
+        ms += 1e3 / v->decode_tok_s.value;
+    if (e->free_slots == 0) {
+        if (v->total_ms.source != SIPP_FIGURE_MEASURED)
+            return (sipp_figure){0, 0, SIPP_FIGURE_UNKNOWN};
+        uint32_t lanes = e->running ? e->running : 1;
+        ms += v->total_ms.value * (double)(e->queued + 1) / lanes;
+    }
+    return (sipp_figure){ms, v->prefill_tok_s.samples, SIPP_FIGURE_PREDICTED};
 }

@@ -89,6 +89,28 @@ static void local_estimate_tokens_cache_and_ttft(void **state) {
     sipp_client_free(c);
 }
 
+/* A cancelled run says nothing about the endpoint: its partial times and its outcome are not
+ * measured (a cancelled local run ends OK with finish reason CANCELLED). */
+static void local_cancelled_run_is_not_measured(void **state) {
+    (void)state;
+    sipp_client *c = NULL;
+    assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+    sipp_endpoint *ep = add_model(c, "story", STORY_MODEL, 1);
+    sipp_text_params p = greedy(400);
+    p.ignore_eos = true;
+    sipp_run *run = NULL;
+    assert_int_equal(sipp_query(ep, "Once upon a time", &p, &run, NULL), SIPP_OK);
+    sipp_run_cancel(run);
+    const sipp_response *r = NULL;
+    sipp_run_wait(run, &r, NULL);
+    assert_int_equal(r->finish_reason, SIPP_FINISH_CANCELLED);
+    sipp_run_free(run);
+    sipp_estimate e = estimate_query(ep, "Once upon a time", &p);
+    assert_int_equal(e.error_rate.source, SIPP_FIGURE_UNKNOWN);
+    assert_int_equal(e.total_ms.source, SIPP_FIGURE_UNKNOWN);
+    sipp_client_free(c);
+}
+
 /* One sequence and two keys: the second key evicts the first, whose prefix is then a snapshot
  * in RAM; the estimate says so, and the run restores it. */
 static void local_estimate_sees_snapshots(void **state) {
@@ -695,6 +717,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(local_estimate_tokens_cache_and_ttft),
         cmocka_unit_test(local_estimate_sees_snapshots),
+        cmocka_unit_test(local_cancelled_run_is_not_measured),
         cmocka_unit_test(chat_estimate_counts_the_rendered_prompt),
         cmocka_unit_test(remote_failures_make_it_unhealthy),
         cmocka_unit_test(policy_rules),

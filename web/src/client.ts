@@ -4,14 +4,19 @@
 import { GatewayEndpoint } from './gateway.js';
 import { describeAdapter, inspectAdapter } from './adapter.js';
 import { Host } from './host.js';
+import { Policy, Signals } from './routing.js';
 import type { HostEvent, HostRequest, LoadSource } from './protocol.js';
 import type {
-  BackendReport, EmbedOptions, EndpointInfo, EndpointSpec, LocalModel, Message, ProgressEvent,
-  RequestOptions, Run, SippClientOptions, SippResponse,
+  AuditDecision, BackendReport, EmbedOptions, EndpointInfo, EndpointSpec, Estimate, LocalModel,
+  Message, ProgressEvent, RequestOptions, Run, SippClientOptions, SippResponse,
 } from './types.js';
 import { SippError } from './types.js';
 
 const GiB = 1024 * 1024 * 1024;
+
+// The request draftThenAudit adds for the target when it sends the draft (as in C).
+const AUDIT_ASK = 'A quick draft answer to the question above follows. Check it; answer the ' +
+  'question correctly and completely, fixing the draft where it is wrong.\n\nDraft:\n';
 
 /** An async queue of text batches that ends when the run ends. */
 class TokenStream implements AsyncIterable<string> {
@@ -82,7 +87,7 @@ export class SippClient {
   private nextId = 1;
   private replies = new Map<number, { ok: (v: any) => void; fail: (e: Error) => void; progress?: (e: ProgressEvent) => void }>();
   private runs = new Map<number, PendingRun>();
-  private endpoints = new Map<string, { kind: 'local'; info: EndpointInfo } | { kind: 'gateway'; gw: GatewayEndpoint; info: EndpointInfo }>();
+  private endpoints = new Map<string, { kind: 'local'; info: EndpointInfo } | { kind: 'gateway'; gw: GatewayEndpoint; info: EndpointInfo; signals: Signals }>();
   private backendReport: Promise<BackendReport> | null = null;
 
   constructor(options: SippClientOptions = {}) {
@@ -180,7 +185,7 @@ export class SippClient {
     if (spec.kind === 'gateway') {
       const gw = new GatewayEndpoint(spec);
       const info: EndpointInfo = { kind: 'gateway', canGenerate: true, canChat: true, canEmbed: true };
-      this.endpoints.set(id, { kind: 'gateway', gw, info });
+      this.endpoints.set(id, { kind: 'gateway', gw, info, signals: new Signals() });
       return info;
     }
     if (spec.kind !== 'local') throw new SippError('invalid_argument', "endpoint kind must be 'local' or 'gateway'");
@@ -275,7 +280,9 @@ export class SippClient {
         o.signal?.addEventListener('abort', cancel, { once: true });
         try {
           const body = kind === 'embed' ? { model: ep.gw.target, input } : ep.gw.body(kind, input as string, o, true);
-          return await ep.gw.run(kind, body, ac.signal, (t) => stream.push(t));
+          const r = await ep.gw.run(kind, body, ac.signal, (t) => stream.push(t));
+          ep.signals.record(r); // this client's own requests: the gateway's routing signals
+          return r;
         } finally {
           o.signal?.removeEventListener('abort', cancel);
           stream.end();
@@ -294,6 +301,76 @@ export class SippClient {
     })();
     response.catch(() => stream.end());
     return { response, tokens: stream, cancel: () => cancel() };
+  }
+
+  // ---- routing (docs/routing.md "In the browser") ------------------------------------------
+
+  /**
+   * What `options.endpoint` expects of a query (a prompt) or a chat (messages), without running
+   * it. Local: from the engine (exact tokens, the prefix cached for `contextKey`, the load, TTFT
+   * predicted by its cost model); the tokens are kept for the run of the same text that
+   * follows. Gateway: moving averages of this client's own requests, configured prices,
+   * error and busy shares, health. Each figure says whether it is measured, configured,
+   * predicted or unknown. Rejects (SippError) on bad input or an unknown endpoint.
+   */
+  async estimate(input: string | Message[], options: RequestOptions = {}): Promise<Estimate> {
+    const [name, ep] = this.pick(options.endpoint);
+    const kind = Array.isArray(input) ? 'chat' : 'query';
+    if (kind === 'chat' && !(input as Message[]).length) throw new SippError('invalid_argument', 'estimate: no messages');
+    if (kind === 'query' && (typeof input !== 'string' || !input)) throw new SippError('invalid_argument', 'estimate: the prompt is empty');
+    if (ep.kind === 'gateway') return ep.signals.estimate();
+    const opts: Record<string, unknown> = { ...options };
+    delete opts.signal;
+    delete opts.endpoint;
+    return this.request<Estimate>({ type: 'estimate', endpoint: name, kind, input, opts });
+  }
+
+  /** Sets the prices an endpoint's estimates report, per million tokens in the app's currency
+   *  (null or negative: unknown). */
+  async setPrices(endpoint: string, inputPerMtok: number | null, outputPerMtok: number | null): Promise<void> {
+    const [name, ep] = this.pick(endpoint);
+    for (const p of [inputPerMtok, outputPerMtok]) {
+      if (p != null && (typeof p !== 'number' || Number.isNaN(p))) throw new SippError('invalid_argument', 'prices must be numbers or null');
+    }
+    if (ep.kind === 'gateway') { ep.signals.setPrices(inputPerMtok, outputPerMtok); return; }
+    await this.request({ type: 'setPrices', endpoint: name, inputPerMtok: inputPerMtok ?? -1, outputPerMtok: outputPerMtok ?? -1 });
+  }
+
+  /**
+   * Draft-then-audit (sipp_route_draft_audit): runs the chat on the local `draftEndpoint` with
+   * log-probabilities and without streaming it to the caller, checks it (policy.checkDraft)
+   * and then: 'draft': `run` is the finished draft; 'escalated': `run` is the chat on
+   * `targetEndpoint`, started (it streams as any run), with a last user message carrying the
+   * draft when `sendDraft` (the default), and without local-only options (contextKey, ...)
+   * when the target is a gateway; 'draft_failed': `run` is the failed draft, never sent
+   * elsewhere (decision.retrySafe says whether the app may). A draft refused at submission
+   * gives `run` null and 'draft_failed' with retrySafe. No stream the caller saw is switched.
+   */
+  async draftThenAudit(policy: Policy, draftEndpoint: string, targetEndpoint: string, messages: Message[],
+                       options: RequestOptions & { sendDraft?: boolean } = {}): Promise<{ run: Run | null; decision: AuditDecision }> {
+    if (!(policy instanceof Policy)) throw new SippError('invalid_argument', 'draftThenAudit: a Policy is required');
+    const [, draftEp] = this.pick(draftEndpoint);
+    const [, targetEp] = this.pick(targetEndpoint);
+    if (draftEp.kind !== 'local') throw new SippError('invalid_argument', 'draftThenAudit: the draft endpoint must be local (a gateway reports no log-probabilities)');
+    if (!Array.isArray(messages) || !messages.length) throw new SippError('invalid_argument', 'draftThenAudit: no messages');
+    const { sendDraft = true, ...o } = options;
+    const draft = this.chat(messages, { ...o, endpoint: draftEndpoint, logprobs: true });
+    let r: SippResponse;
+    try {
+      r = await draft.response;
+    } catch (e) {
+      const err = e as SippError;
+      return { run: null, decision: { outcome: 'draft_failed', confidence: NaN, minProb: NaN, nTokens: 0, retrySafe: true,
+        reasons: `draft refused at submission (${err.status ?? 'internal'}: ${err.message}): the app may send it elsewhere\n` } };
+    }
+    const decision = policy.checkDraft(r);
+    if (decision.outcome !== 'escalated') return { run: draft, decision };
+    const t: RequestOptions = { ...o, endpoint: targetEndpoint };
+    delete t.logprobs;
+    if (targetEp.kind === 'gateway') for (const k of ['contextKey', 'grammar', 'jsonSchema', 'ignoreEos'] as const) delete t[k];
+    const m = sendDraft ? [...messages, { role: 'user' as const, content: AUDIT_ASK + r.text }] : messages;
+    decision.reasons += `escalated to the target${sendDraft ? ' with the draft' : ' (question only)'}\n`;
+    return { run: this.chat(m, t), decision };
   }
 
   /** Ends the worker; every run in flight ends. */

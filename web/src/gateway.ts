@@ -113,7 +113,7 @@ export class GatewayEndpoint {
   }
 
   body(op: 'query' | 'chat', input: string | Message[], o: RequestOptions, stream: boolean): Record<string, unknown> {
-    for (const k of ['contextKey', 'grammar', 'jsonSchema', 'ignoreEos'] as const) {
+    for (const k of ['contextKey', 'grammar', 'jsonSchema', 'ignoreEos', 'logprobs'] as const) {
       if (o[k] != null && o[k] !== false) throw new SippError('invalid_argument', `${k} is for local endpoints; the gateway does not accept it`);
     }
     const b: Record<string, unknown> = { model: this.target };

@@ -24,6 +24,8 @@ const WARMUP_MAX_RUNS = 12;
 const WARMUP_MAX_MS = 1500;
 const WARMUP_PROMPT_REPEAT = 2;
 const WARMUP_TOKENS = 8;
+// sizeof(sippw_text_opts) in wasm32 (web/wasm/sipp_wasm.c); its fields are written below.
+const TEXT_OPTS_BYTES = 60;
 
 interface Model { ptr: number; dir: string; mount: boolean; gpu?: GpuModel }
 interface RunState { ptr: number; model: Model; kind: string; cancelled: boolean }
@@ -56,6 +58,8 @@ export class Host {
         case 'removeLocal': return this.reply(m.reqId, await removeLocal(m.id));
         case 'abortLoad': this.aborts.get(m.loadReq)?.abort(); return;
         case 'run': return this.startRun(m);
+        case 'estimate': return this.reply(m.reqId, this.estimate(m));
+        case 'setPrices': return this.reply(m.reqId, this.setPrices(m.endpoint, m.inputPerMtok, m.outputPerMtok));
         case 'cancel': {
           const r = this.runs.get(m.runId);
           if (r && !r.cancelled) { r.cancelled = true; this.mod._sippw_run_cancel(r.ptr); this.pump(); }
@@ -292,8 +296,8 @@ export class Host {
     const mod = this.mod;
     const t0 = performance.now();
     const prompt = this.cstr('Once upon a time, a little bird sang a song to the sun. '.repeat(WARMUP_PROMPT_REPEAT));
-    const opts = mod._malloc(56);
-    mod.HEAPU8.fill(0, opts, opts + 56);
+    const opts = mod._malloc(TEXT_OPTS_BYTES);
+    mod.HEAPU8.fill(0, opts, opts + TEXT_OPTS_BYTES);
     const dv = new DataView(mod.HEAPU8.buffer);
     dv.setUint32(opts + 0, WARMUP_TOKENS, true);
     dv.setFloat32(opts + 4, 0.8, true);
@@ -355,6 +359,68 @@ export class Host {
     return p;
   }
 
+  /** A sippw_text_opts for the request options `o` in the heap; what it allocates goes to `keep`. */
+  private textOpts(o: Record<string, any>, keep: (p: number) => number): number {
+    const mod = this.mod;
+    const opts = keep(mod._malloc(TEXT_OPTS_BYTES));
+    const dv = new DataView(mod.HEAPU8.buffer);
+    const stop = o.stop ?? [];
+    const str = (s: string | undefined) => (s == null ? 0 : keep(this.cstr(s)));
+    dv.setUint32(opts + 0, o.maxTokens ?? 256, true);
+    dv.setFloat32(opts + 4, o.temperature ?? 0.8, true);
+    dv.setInt32(opts + 8, o.topK ?? 40, true);
+    dv.setFloat32(opts + 12, o.topP ?? 0.95, true);
+    dv.setFloat32(opts + 16, o.minP ?? 0.05, true);
+    dv.setFloat32(opts + 20, o.repeatPenalty ?? 1.0, true);
+    dv.setUint32(opts + 24, o.seed ?? 0xffffffff, true);
+    dv.setUint32(opts + 28, o.timeoutMs ?? 0, true);
+    dv.setUint32(opts + 32, o.ignoreEos ? 1 : 0, true);
+    dv.setUint32(opts + 36, stop.length, true);
+    const packedStop = stop.length ? keep(this.packed(stop)) : 0; // may grow the heap: before the next write
+    const grammar = str(o.grammar), schema = str(o.jsonSchema), key = str(o.contextKey);
+    const dv2 = new DataView(mod.HEAPU8.buffer);
+    dv2.setUint32(opts + 40, packedStop, true);
+    dv2.setUint32(opts + 44, grammar, true);
+    dv2.setUint32(opts + 48, schema, true);
+    dv2.setUint32(opts + 52, key, true);
+    dv2.setUint32(opts + 56, o.logprobs ? 1 : 0, true);
+    return opts;
+  }
+
+  /** The routing estimate of a query or chat on a loaded model (sippw_estimate). */
+  private estimate(m: Extract<HostRequest, { type: 'estimate' }>) {
+    const mod = this.mod;
+    const md = this.models.get(m.endpoint);
+    if (!md) throw Object.assign(new Error(`no local endpoint '${m.endpoint}'`), { status: 'not_found' });
+    const frees: number[] = [];
+    const keep = (p: number) => { frees.push(p); return p; };
+    try {
+      const opts = this.textOpts(m.opts, keep);
+      let json: number;
+      if (m.kind === 'query') {
+        json = mod._sippw_estimate(md.ptr, keep(this.cstr(m.input as string)), 0, 0, opts);
+      } else {
+        const msgs = m.input as { role: string; content: string }[];
+        json = mod._sippw_estimate(md.ptr, 0, keep(this.packed(msgs.flatMap((x) => [String(x.role), String(x.content)]))), msgs.length, opts);
+      }
+      if (!json) throw Object.assign(new Error(mod.UTF8ToString(mod._sippw_last_error())), { status: this.statusName() });
+      return JSON.parse(mod.UTF8ToString(json));
+    } catch (e) {
+      throw cxxException(e, 'internal', `estimate: the ${m.kind} could not be estimated`);
+    } finally {
+      for (const p of frees) mod._free(p);
+    }
+  }
+
+  private setPrices(endpoint: string, inputPerMtok: number, outputPerMtok: number) {
+    const md = this.models.get(endpoint);
+    if (!md) throw Object.assign(new Error(`no local endpoint '${endpoint}'`), { status: 'not_found' });
+    if (!this.mod._sippw_set_prices(md.ptr, inputPerMtok, outputPerMtok)) {
+      throw Object.assign(new Error(this.mod.UTF8ToString(this.mod._sippw_last_error())), { status: this.statusName() });
+    }
+    return true;
+  }
+
   private startRun(m: Extract<HostRequest, { type: 'run' }>) {
     const mod = this.mod;
     const md = this.models.get(m.endpoint);
@@ -366,25 +432,7 @@ export class Host {
       if (m.kind === 'embed') {
         ptr = mod._sippw_embed(md.ptr, keep(this.cstr(m.input as string)), m.opts.normalize === false ? 0 : 1);
       } else {
-        const o = m.opts;
-        const opts = keep(mod._malloc(56));
-        const dv = new DataView(mod.HEAPU8.buffer);
-        const stop = o.stop ?? [];
-        const str = (s: string | undefined) => (s == null ? 0 : keep(this.cstr(s)));
-        dv.setUint32(opts + 0, o.maxTokens ?? 256, true);
-        dv.setFloat32(opts + 4, o.temperature ?? 0.8, true);
-        dv.setInt32(opts + 8, o.topK ?? 40, true);
-        dv.setFloat32(opts + 12, o.topP ?? 0.95, true);
-        dv.setFloat32(opts + 16, o.minP ?? 0.05, true);
-        dv.setFloat32(opts + 20, o.repeatPenalty ?? 1.0, true);
-        dv.setUint32(opts + 24, o.seed ?? 0xffffffff, true);
-        dv.setUint32(opts + 28, o.timeoutMs ?? 0, true);
-        dv.setUint32(opts + 32, o.ignoreEos ? 1 : 0, true);
-        dv.setUint32(opts + 36, stop.length, true);
-        dv.setUint32(opts + 40, stop.length ? keep(this.packed(stop)) : 0, true);
-        dv.setUint32(opts + 44, str(o.grammar), true);
-        dv.setUint32(opts + 48, str(o.jsonSchema), true);
-        dv.setUint32(opts + 52, str(o.contextKey), true);
+        const opts = this.textOpts(m.opts, keep);
         if (m.kind === 'query') {
           ptr = mod._sippw_query(md.ptr, keep(this.cstr(m.input as string)), opts);
         } else {
@@ -405,6 +453,7 @@ export class Host {
                   error: { status: this.statusName(), message: mod.UTF8ToString(mod._sippw_last_error()) } });
       return;
     }
+    mod._sippw_observe(md.ptr, ptr); // the app's runs feed the endpoint's routing signals
     this.runs.set(m.runId, { ptr, model: md, kind: m.kind, cancelled: false });
     this.post({ type: 'started', runId: m.runId });
     this.pump();

@@ -21,7 +21,9 @@ export type HostRequest =
   | { type: 'removeLocal'; reqId: number; id: string }
   | { type: 'run'; runId: number; endpoint: string; kind: 'query' | 'chat' | 'embed';
       input: unknown; opts: Record<string, any> }
-  | { type: 'cancel'; runId: number };
+  | { type: 'cancel'; runId: number }
+  | { type: 'estimate'; reqId: number; endpoint: string; kind: 'query' | 'chat'; input: unknown; opts: Record<string, any> }
+  | { type: 'setPrices'; reqId: number; endpoint: string; inputPerMtok: number; outputPerMtok: number };
 
 export type HostEvent =
   | { type: 'reply'; reqId: number; value?: unknown; error?: { status: string; message: string } }

@@ -132,6 +132,9 @@ export interface RequestOptions {
   timeoutMs?: number;
   /** Local only: never stop at end-of-generation (benchmarks). */
   ignoreEos?: boolean;
+  /** Local only: report each output token's log-probability (`SippResponse.logprobs`), the
+   *  signal of a draft's confidence (docs/routing.md). */
+  logprobs?: boolean;
 }
 
 export interface EmbedOptions {
@@ -172,6 +175,9 @@ export interface SippResponse {
   embedding?: Float32Array;
   usage: Usage;
   stats?: Stats;
+  /** With the `logprobs` option (local): each output token's log-probability; null for a
+   *  token the model gave no chance. */
+  logprobs?: (number | null)[];
   /** Gateway endpoints: HTTP status, retry-after seconds, request id, error code. */
   httpStatus?: number;
   retryAfterS?: number;
@@ -237,6 +243,96 @@ export interface BackendReport {
   selected: 'cpu' | 'webgpu';
   reason: string;
   webgpu: null | AdapterInfo;
+}
+
+// ---- routing (docs/routing.md "In the browser"; the C shapes of sipp_estimate and sipp_policy) --
+
+/** Where a figure comes from; 'unknown' has value 0: do not use it. */
+export type FigureSource = 'unknown' | 'measured' | 'configured' | 'predicted';
+
+export interface Figure {
+  value: number;
+  /** requests it was measured over (0 when not measured) */
+  samples: number;
+  source: FigureSource;
+}
+
+/** What an endpoint expects of one prepared request, without running it (sipp_estimate). */
+export interface Estimate {
+  /** a local model (else a gateway) */
+  local: boolean;
+  /** the model is loaded and accepts requests (gateway: true) */
+  loaded: boolean;
+  /** gateway: false after 3 failures in a row, for 30 s; local: false while the engine is stalled */
+  healthy: boolean;
+  /** local: the exact token count (the chat template rendered); gateway: 0 (unknown) */
+  promptTokens: number;
+  /** local: prompt tokens reusable for this contextKey (a warm sequence) */
+  cachedTokens: number;
+  cacheSource: 'none' | 'live' | 'snapshot';
+  cacheOnDisk: boolean;
+  /** local: promptTokens - cachedTokens */
+  prefillTokens: number;
+  /** local: the context of one sequence */
+  nCtx: number;
+  /** local: the engine's load now */
+  running: number;
+  queued: number;
+  freeSlots: number;
+  /** local: predicted by the engine's cost model (unknown until a run measured the prefill
+   *  rate); gateway: measured moving average */
+  ttftMs: Figure;
+  decodeTokensPerS: Figure;
+  /** measured moving average of whole requests (the round trip, for a gateway) */
+  totalMs: Figure;
+  /** configured with setPrices(), per million tokens */
+  priceInputPerMtok: Figure;
+  priceOutputPerMtok: Figure;
+  /** measured share of recent requests that failed (transport, upstream_*, overloaded, internal) */
+  errorRate: Figure;
+  /** measured share of recent requests refused as busy (busy, rate_limited, overloaded) */
+  busyRate: Figure;
+}
+
+export type RuleKind =
+  | 'local_only_tag' | 'skip_unavailable' | 'fit_context' | 'max_ttft_ms' | 'max_cost'
+  | 'prefer_warm' | 'prefer_local_under_ttft' | 'prefer_cheapest' | 'escalate_low_confidence';
+
+/** A rule: a name, [name, value] (['local_only_tag', tag]) or {kind, value, tag}. */
+export type Rule =
+  | RuleKind
+  | [RuleKind, number | string]
+  | { kind: RuleKind; value?: number; tag?: string };
+
+export interface RouteCandidate {
+  /** the endpoint id given to add() */
+  endpoint: string;
+  estimate: Estimate;
+  /** for the reasons; default the endpoint id */
+  name?: string;
+}
+
+export interface RouteChoice {
+  /** null when every candidate was dropped */
+  endpoint: string | null;
+  /** into the candidates; -1 when every candidate was dropped */
+  index: number;
+  /** the candidates a filter dropped */
+  dropped: number[];
+  /** one line per rule that acted, with the figures it used and their sources */
+  reasons: string;
+}
+
+/** What a draft check or a draft-then-audit did (sipp_audit_decision). */
+export interface AuditDecision {
+  outcome: 'draft' | 'escalated' | 'draft_failed';
+  /** the draft's confidence (geometric mean token probability); NaN when unknown */
+  confidence: number;
+  minProb: number;
+  nTokens: number;
+  /** draft_failed: nothing of the draft was produced, so the app may send it elsewhere */
+  retrySafe: boolean;
+  reasons: string;
 }
 
 export class SippError extends Error {

@@ -902,8 +902,8 @@ describe('split step (a forward run from JavaScript)', () => {
       mod.FS.writeFile('/m.gguf', new Uint8Array(await (await fetch('/models/stories260K.gguf')).arrayBuffer()));
       const cstr = (s) => { const n = mod.lengthBytesUTF8(s) + 1; const p = mod._malloc(n); mod.stringToUTF8(s, p, n); return p; };
       const path = cstr('/m.gguf');
-      const opts = mod._malloc(56);
-      mod.HEAPU8.fill(0, opts, opts + 56);
+      const opts = mod._malloc(60);
+      mod.HEAPU8.fill(0, opts, opts + 60);
       let dv = new DataView(mod.HEAPU8.buffer);
       dv.setUint32(opts + 0, 40, true); // max_tokens
       dv.setFloat32(opts + 4, 0, true); // temperature

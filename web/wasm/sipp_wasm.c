@@ -17,6 +17,7 @@
  */
 #include "../../src/common/common_int.h"
 #include "../../src/common/json_writer.h"
+#include "../../src/common/signals.h"
 #include "../../src/engine/engine_int.h"
 
 #include <emscripten/emscripten.h>
@@ -102,7 +103,12 @@ EXPORT sipp__engine *sippw_open(const char *path, uint32_t n_ctx, int32_t n_thre
     return e;
 }
 
-EXPORT void sippw_close(sipp__engine *e) { sipp__engine_close(e); }
+static void signals_drop(sipp__engine *e); /* routing signals, below */
+
+EXPORT void sippw_close(sipp__engine *e) {
+    sipp__engine_close(e);
+    signals_drop(e);
+}
 
 /* The endpoint's info as JSON. */
 EXPORT const char *sippw_info(sipp__engine *e) {
@@ -154,6 +160,7 @@ typedef struct sippw_text_opts {
     const char *grammar;     /* NULL = none */
     const char *json_schema; /* NULL = none */
     const char *context_key; /* NULL = none */
+    uint32_t logprobs;       /* report each output token's log-probability (routing: drafts) */
 } sippw_text_opts;
 
 /* Fills sipp_text_params from the worker's options; stop points into `stops`. */
@@ -171,6 +178,7 @@ static void text_params(const sippw_text_opts *o, sipp_text_params *p, const cha
     p->grammar = o->grammar;
     p->json_schema = o->json_schema;
     p->context_key = o->context_key;
+    p->logprobs = o->logprobs != 0;
     size_t n = o->n_stop < SIPP_MAX_STOP_STRINGS ? o->n_stop : SIPP_MAX_STOP_STRINGS;
     const char *s = o->stop;
     for (size_t i = 0; i < n && s; i++) {
@@ -200,18 +208,12 @@ EXPORT sipp_run *sippw_query(sipp__engine *e, const char *prompt, const sippw_te
     return run;
 }
 
-/* `messages`: n_messages pairs of packed strings, role then content. */
-EXPORT sipp_run *sippw_chat(sipp__engine *e, const char *messages, uint32_t n_messages,
-                            const sippw_text_opts *o) {
-    last_error = sipp__error_defaults();
+/* Unpacks `messages` (n_messages pairs of packed strings, role then content) into a new array
+ * (free it); NULL with last_error set when the list is empty, too long or has an unknown role. */
+static sipp_message *unpack_messages(const char *messages, uint32_t n_messages) {
     if (n_messages == 0 || n_messages > 4096) {
         sipp__fail(&last_error, SIPP_INVALID_ARGUMENT, 0, "chat: %s",
                    n_messages ? "too many messages" : "no messages");
-        return NULL;
-    }
-    if (o->n_stop > SIPP_MAX_STOP_STRINGS) {
-        sipp__fail(&last_error, SIPP_INVALID_ARGUMENT, 0, "at most %d stop strings",
-                   SIPP_MAX_STOP_STRINGS);
         return NULL;
     }
     sipp_message *msgs = calloc(n_messages, sizeof *msgs);
@@ -233,6 +235,20 @@ EXPORT sipp_run *sippw_chat(sipp__engine *e, const char *messages, uint32_t n_me
             return NULL;
         }
     }
+    return msgs;
+}
+
+/* `messages`: n_messages pairs of packed strings, role then content. */
+EXPORT sipp_run *sippw_chat(sipp__engine *e, const char *messages, uint32_t n_messages,
+                            const sippw_text_opts *o) {
+    last_error = sipp__error_defaults();
+    if (o->n_stop > SIPP_MAX_STOP_STRINGS) {
+        sipp__fail(&last_error, SIPP_INVALID_ARGUMENT, 0, "at most %d stop strings",
+                   SIPP_MAX_STOP_STRINGS);
+        return NULL;
+    }
+    sipp_message *msgs = unpack_messages(messages, n_messages);
+    if (!msgs) return NULL;
     char *prompt = NULL;
     sipp_run *run = NULL;
     if (sipp__engine_render_chat(e, msgs, n_messages, &prompt, &last_error) == SIPP_OK) {
@@ -257,6 +273,143 @@ EXPORT sipp_run *sippw_embed(sipp__engine *e, const char *text, int normalize) {
     sipp_run *run = NULL;
     if (sipp__engine_submit_embed(e, text, &p, &run, &last_error) != SIPP_OK) return NULL;
     return run;
+}
+
+/* ---- routing signals and estimates (issue 20, docs/routing.md "In the browser") ----------- */
+/* Each engine has the signals the native client keeps per endpoint (src/common/signals.c): what
+ * its own finished runs measured (the runs the host passes to sippw_observe: the app's, not the
+ * load-time warm-up) and the prices the app configured. sippw_estimate answers from the engine
+ * (sipp__engine_estimate: exact tokens, cached prefix for the key, load) and predicts TTFT with
+ * the native cost model (sipp__signals_predict_ttft), so both hosts give the same figures. */
+
+typedef struct sippw_signals {
+    sipp__engine *engine;
+    sipp__signals s;
+    struct sippw_signals *next;
+} sippw_signals;
+
+static sippw_signals *signals_list; /* touched on the host's thread only */
+
+/* The engine's signals, created on first use; NULL when out of memory. */
+static sipp__signals *signals_of(sipp__engine *e) {
+    for (sippw_signals *x = signals_list; x; x = x->next)
+        if (x->engine == e) return &x->s;
+    sippw_signals *x = calloc(1, sizeof *x);
+    if (!x) return NULL;
+    x->engine = e;
+    sipp__signals_init(&x->s);
+    x->next = signals_list;
+    signals_list = x;
+    return &x->s;
+}
+
+/* Drops the engine's signals: call once the engine is closed (no observer can fire then). */
+static void signals_drop(sipp__engine *e) {
+    for (sippw_signals **p = &signals_list; *p; p = &(*p)->next) {
+        if ((*p)->engine != e) continue;
+        sippw_signals *x = *p;
+        *p = x->next;
+        sipp__signals_destroy(&x->s);
+        free(x);
+        return;
+    }
+}
+
+static void observe(void *ctx, const sipp_response *r) {
+    sipp__signals_record(ctx, r, sipp__now_ms());
+}
+
+/* Counts `run` (just submitted on `e`) in the engine's signals when it ends. */
+EXPORT void sippw_observe(sipp__engine *e, sipp_run *run) {
+    sipp__signals *s = signals_of(e);
+    if (s && run) sipp__run_observe(run, observe, s);
+}
+
+/* The prices estimates report (per million tokens; negative = unknown). 0 on bad input. */
+EXPORT int sippw_set_prices(sipp__engine *e, double in, double out) {
+    last_error = sipp__error_defaults();
+    sipp__signals *s = signals_of(e);
+    if (!s) {
+        sipp__fail(&last_error, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        return 0;
+    }
+    if (isnan(in) || isnan(out)) {
+        sipp__fail(&last_error, SIPP_INVALID_ARGUMENT, 0, "prices must be numbers");
+        return 0;
+    }
+    sipp__signals_set_prices(s, in < 0 ? -1 : in, out < 0 ? -1 : out);
+    return 1;
+}
+
+static void kv_figure(sipp__jw *w, const char *k, sipp_figure f) {
+    sipp__jw_key(w, k);
+    sipp__jw_object_begin(w);
+    kv_num(w, "value", f.value);
+    kv_uint(w, "samples", f.samples);
+    kv_str(w, "source", sipp_figure_source_name(f.source));
+    sipp__jw_object_end(w);
+}
+
+/* The estimate of a query (`messages` NULL: `prompt`) or a chat (n_messages packed pairs) with
+ * the options `o` (its context key decides which cached prefix counts), as JSON with the field
+ * names of the Node binding's Estimate; NULL on bad input (sippw_last_error). No model run;
+ * the tokens are kept for a submission of the same text that follows. */
+EXPORT const char *sippw_estimate(sipp__engine *e, const char *prompt, const char *messages,
+                                  uint32_t n_messages, const sippw_text_opts *o) {
+    last_error = sipp__error_defaults();
+    if (!messages && (!prompt || !prompt[0])) {
+        sipp__fail(&last_error, SIPP_INVALID_ARGUMENT, 0, "estimate: the prompt is empty");
+        return NULL;
+    }
+    sipp__signals *sig = signals_of(e);
+    if (!sig) {
+        sipp__fail(&last_error, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        return NULL;
+    }
+    const char *stops[SIPP_MAX_STOP_STRINGS];
+    sipp_text_params p;
+    text_params(o, &p, stops);
+    sipp_estimate est = {.struct_size = sizeof est};
+    char *rendered = NULL;
+    if (messages) {
+        sipp_message *msgs = unpack_messages(messages, n_messages);
+        if (!msgs) return NULL;
+        sipp_status st = sipp__engine_render_chat(e, msgs, n_messages, &rendered, &last_error);
+        free(msgs);
+        if (st != SIPP_OK) return NULL;
+        prompt = rendered;
+    }
+    sipp_status st = sipp__engine_estimate(e, prompt, &p, &est, &last_error);
+    free(rendered);
+    if (st != SIPP_OK) return NULL;
+    sipp__signals_view v;
+    sipp__signals_read(sig, sipp__now_ms(), &v);
+    est.ttft_ms = sipp__signals_predict_ttft(&est, &v);
+
+    sipp__jw w;
+    sipp__jw_init(&w, JSON_MAX);
+    sipp__jw_object_begin(&w);
+    kv_bool(&w, "local", est.local);
+    kv_bool(&w, "loaded", est.loaded);
+    kv_bool(&w, "healthy", est.healthy);
+    kv_uint(&w, "promptTokens", est.prompt_tokens);
+    kv_uint(&w, "cachedTokens", est.cached_tokens);
+    kv_str(&w, "cacheSource", sipp_cache_source_name(est.cache_source));
+    kv_bool(&w, "cacheOnDisk", est.cache_on_disk);
+    kv_uint(&w, "prefillTokens", est.prefill_tokens);
+    kv_uint(&w, "nCtx", est.n_ctx);
+    kv_uint(&w, "running", est.running);
+    kv_uint(&w, "queued", est.queued);
+    kv_uint(&w, "freeSlots", est.free_slots);
+    kv_figure(&w, "ttftMs", est.ttft_ms);
+    kv_figure(&w, "decodeTokensPerS", v.decode_tok_s);
+    kv_figure(&w, "totalMs", v.total_ms);
+    kv_figure(&w, "priceInputPerMtok", v.price_in);
+    kv_figure(&w, "priceOutputPerMtok", v.price_out);
+    kv_figure(&w, "errorRate", v.error_rate);
+    kv_figure(&w, "busyRate", v.busy_rate);
+    sipp__jw_object_end(&w);
+    return answer(&w);
 }
 
 /* ---- runs --------------------------------------------------------------------------------- */
@@ -292,7 +445,7 @@ EXPORT const char *sippw_run_response(sipp_run *run) {
     if (sipp_run_wait(run, &r, &last_error) != SIPP_OK || !r) return NULL;
     const sipp_stats *s = r->stats;
     sipp__jw w;
-    sipp__jw_init(&w, JSON_MAX);
+    sipp__jw_init(&w, JSON_MAX + 32 * r->n_logprobs); /* room for every log-probability */
     sipp__jw_object_begin(&w);
     kv_str(&w, "status", sipp_status_name(r->status));
     kv_str(&w, "errorMessage", r->error_message);
@@ -320,6 +473,16 @@ EXPORT const char *sippw_run_response(sipp_run *run) {
     kv_str(&w, "cacheSource", sipp_cache_source_name(s->cache_source));
     kv_uint(&w, "cachedTokens", s->cached_tokens);
     sipp__jw_object_end(&w);
+    if (r->n_logprobs) { /* the output tokens' log-probabilities (text_opts.logprobs) */
+        sipp__jw_key(&w, "logprobs");
+        sipp__jw_array_begin(&w);
+        for (size_t i = 0; i < r->n_logprobs; i++) {
+            double lp = r->logprobs[i].logprob;
+            if (isfinite(lp)) sipp__jw_double(&w, lp);
+            else sipp__jw_null(&w); /* -inf: the page reads null as a token given no chance */
+        }
+        sipp__jw_array_end(&w);
+    }
     sipp__jw_object_end(&w);
     return answer(&w);
 }
@@ -465,6 +628,7 @@ EXPORT void sippw_close_split(sippw_split *s) {
     if (!s) return;
     if (s->pending) sippw_split_commit(s, -1, NULL); /* the close takes it back, then drains */
     sipp__engine_close(s->engine);
+    signals_drop(s->engine);
     if (s->inner.destroy) s->inner.destroy(s->inner.state);
     free(s);
 }
