@@ -155,7 +155,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         {"id": "call_b", "type": "function",
                          "function": {"name": "get_time", "arguments": '{"zone": "utc"}'}}]}}],
                 "usage": {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29}})
-        if scenario == "tools_answer":  # after the results came back: the final text
+        msgs = (self.server.seen[-1]["body"] or {}).get("messages") or [{}]
+        if scenario == "tools_answer" or msgs[-1].get("role") == "tool":
+            # after the results came back (an agent loop's second turn): the final text
             pieces = [{"role": "assistant", "content": "It is 21 C."}]
             finish = "stop"
         elif scenario == "tools_bad_args":
