@@ -161,6 +161,11 @@ void sipp__remote_push_reasoning(sipp__remote_run *rr, const char *text, size_t 
  * NULL) is a piece of its arguments' JSON text. Returns false after failing the stream. */
 bool sipp__remote_tool_piece(sipp__remote_run *rr, long key, const char *id, const char *name,
                              const char *args, size_t args_len);
+/* At the end of a good answer (issue 18): each call's arguments must be a JSON object (none at
+ * all is "{}"); the calls go into the run's response. False, with the message in `msg`, when
+ * one is not. sipp__remote_calls_free frees the calls being accumulated (the run's end does). */
+bool sipp__remote_calls_finish(sipp__remote_run *rr, char *msg, size_t cap);
+void sipp__remote_calls_free(sipp__remote_run *rr);
 /* For dialects (issue 18): an assistant message's tool call arguments as a JSON value (new
  * reference; the caller checked they are a JSON object). */
 json_t *sipp__remote_call_arguments(const sipp_tool_call *c);

@@ -292,13 +292,19 @@ sipp_status sipp__remote_new_gateway(const sipp_gateway_params *params, sipp__ht
  * Runs
  * ========================================================================================== */
 
-static void remote_run_free(sipp__remote_run *rr) {
+void sipp__remote_calls_free(sipp__remote_run *rr) {
     for (size_t i = 0; i < rr->n_calls; i++) {
         free(rr->calls[i].id);
         free(rr->calls[i].name);
         sipp__buf_free(&rr->calls[i].args);
     }
     free(rr->calls);
+    rr->calls = NULL;
+    rr->n_calls = rr->cap_calls = 0;
+}
+
+static void remote_run_free(sipp__remote_run *rr) {
+    sipp__remote_calls_free(rr);
     sipp__sse_free(&rr->sse);
     sipp__buf_free(&rr->body);
     free(rr);
@@ -473,9 +479,7 @@ bool sipp__remote_tool_piece(sipp__remote_run *rr, long key, const char *id, con
     return true;
 }
 
-/* At the end of a good answer: each call's arguments must be a JSON object (none at all is
- * "{}"); the calls go into the response. False (and the message in `msg`) when one is not. */
-static bool calls_finish(sipp__remote_run *rr, char *msg, size_t cap) {
+bool sipp__remote_calls_finish(sipp__remote_run *rr, char *msg, size_t cap) {
     if (rr->n_calls == 0) return true;
     sipp_tool_call *out = calloc(rr->n_calls, sizeof *out);
     if (!out) {
@@ -870,7 +874,7 @@ static void h_done(sipp_status st, const char *message, void *ud) {
         snprintf(msg, sizeof msg, "the %s's stream ended without %s", who,
                  rr->rm->dialect->end_marker);
         remote_finish(rr, SIPP_UPSTREAM_ERROR, msg, SIPP_FINISH_NONE);
-    } else if (!calls_finish(rr, msg, sizeof msg)) {
+    } else if (!sipp__remote_calls_finish(rr, msg, sizeof msg)) {
         remote_finish(rr, SIPP_UPSTREAM_ERROR, msg, SIPP_FINISH_NONE);
     } else {
         if (!rr->usage.output_tokens) rr->usage.output_tokens = rr->n_chunks;
