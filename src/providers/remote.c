@@ -516,8 +516,9 @@ json_t *sipp__remote_call_arguments(const sipp_tool_call *c) {
 }
 
 json_t *sipp__remote_tool_schema(const sipp_tool *t) {
-    json_t *j = json_loads(t->parameters, 0, NULL);
-    return j ? j : json_pack("{s:s}", "type", "object");
+    /* NULL parameters: a tool without arguments (APIs want an object schema still) */
+    json_t *j = t->parameters ? json_loads(t->parameters, 0, NULL) : NULL;
+    return j ? j : json_pack("{s:s, s:{}}", "type", "object", "properties");
 }
 
 /* ---- structured output (issue 18) -------------------------------------------------------------- */

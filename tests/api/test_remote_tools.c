@@ -323,6 +323,34 @@ static void openai_reasoning_modes(void **state) {
     }
 }
 
+/* A tool without parameters or description (both optional in the C API): an empty object
+ * schema goes out, in both shapes. */
+static void tool_without_parameters(void **state) {
+    fixture *f = *state;
+    const sipp_provider_kind kinds[] = {SIPP_PROVIDER_OPENAI, SIPP_PROVIDER_ANTHROPIC};
+    sipp_tool bare[] = {{"ping", NULL, NULL}};
+    for (int i = 0; i < 2; i++) {
+        sipp_endpoint *ep = provider(f, "bare", kinds[i], "ok");
+        sipp_chat_message m[] = {{.role = "user", .content = "ping?"}};
+        sipp_text_params p = tool_params(SIPP_TOOL_CHOICE_AUTO);
+        p.tools = bare;
+        p.n_tools = 1;
+        collected c;
+        const sipp_response *r;
+        sipp_run *run = chat(ep, m, 1, &p, &c, &r);
+        assert_int_equal(r->status, SIPP_OK);
+        sipp_run_free(run);
+        json_t *b = last_body(f);
+        json_t *t = json_array_get(json_object_get(b, "tools"), 0);
+        if (i == 0) t = json_object_get(t, "function");
+        json_t *want = json_loads("{\"type\":\"object\",\"properties\":{}}", 0, NULL);
+        assert_true(json_equal(json_object_get(t, i == 0 ? "parameters" : "input_schema"), want));
+        assert_null(json_object_get(t, "description"));
+        json_decref(want);
+        json_decref(b);
+    }
+}
+
 /* ---- Anthropic --------------------------------------------------------------------------- */
 
 static void anthropic_tools_out_and_calls_in(void **state) {
@@ -580,6 +608,7 @@ int main(void) {
         cmocka_unit_test(openai_tools_out_and_calls_in),
         cmocka_unit_test(openai_round_trip_and_named_choice),
         cmocka_unit_test(openai_reasoning_modes),
+        cmocka_unit_test(tool_without_parameters),
         cmocka_unit_test(anthropic_tools_out_and_calls_in),
         cmocka_unit_test(anthropic_choices_and_results),
         cmocka_unit_test(anthropic_schema_tool_still_text),
