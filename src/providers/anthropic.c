@@ -213,9 +213,15 @@ static bool block_start(sipp__remote_run *rr, json_t *j) {
     if (!json_is_integer(idx))
         return sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
                                         "the provider's tool_use block has no index");
-    return sipp__remote_tool_piece(rr, (long)json_integer_value(idx),
-                                   json_string_value(json_object_get(b, "id")),
-                                   json_string_value(json_object_get(b, "name")), NULL, 0);
+    /* the input normally follows as pieces ("input": {} here); some proxies put it all here */
+    json_t *input = json_object_get(b, "input");
+    char *args = json_object_size(input) ? json_dumps(input, JSON_COMPACT) : NULL;
+    bool ok = sipp__remote_tool_piece(rr, (long)json_integer_value(idx),
+                                      json_string_value(json_object_get(b, "id")),
+                                      json_string_value(json_object_get(b, "name")), args,
+                                      args ? strlen(args) : 0);
+    free(args);
+    return ok;
 }
 
 /* A content block's piece: text_delta, thinking_delta (reasoning), input_json_delta (a call's

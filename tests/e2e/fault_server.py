@@ -230,8 +230,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                          dl(2, {"type": "input_json_delta", "partial_json": ""}),
                          dl(2, {"type": "input_json_delta", "partial_json": '{"unit": '}),
                          dl(2, {"type": "input_json_delta", "partial_json": '"celsius"}'}), stop(2),
-                         blk(3, {"type": "tool_use", "id": "toolu_b", "name": "get_time", "input": {}}),
-                         dl(3, {"type": "input_json_delta", "partial_json": '{"zone": "utc"}'}), stop(3)]
+                         # a proxy's shape: the whole input in the block's start, no pieces
+                         blk(3, {"type": "tool_use", "id": "toolu_b", "name": "get_time", "input": {"zone": "utc"}}),
+                         stop(3)]
             else:
                 calls = [blk(2, {"type": "tool_use", "id": "toolu_a", "name": "get_weather", "input": {}}),
                          dl(2, {"type": "input_json_delta", "partial_json": '{"unit": '}), stop(2)]
