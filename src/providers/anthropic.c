@@ -5,6 +5,8 @@
  *   message_delta {delta: {stop_reason}, usage: {output_tokens}}, message_stop, ping, error.
  * System messages become the top-level `system` string. There is no raw completion and no
  * embeddings API: query and embed fail up front (remote.c sees the NULL builders).
+ * Tools (issue 18): content_block_start opens a text, thinking or tool_use block; their
+ * deltas are text_delta, thinking_delta (reasoning) and input_json_delta (a call's arguments).
  */
 #include "providers_int.h"
 

@@ -3,6 +3,9 @@
  * Ollama, OpenRouter...): POST {base}/completions (query), {base}/chat/completions (chat), both
  * streamed as SSE `data:` chunks ending in `data: [DONE]`, and {base}/embeddings.
  *
+ * Tools (issue 18): `tools`, `tool_choice`, `parallel_tool_calls` and tool messages out;
+ * `delta.tool_calls` pieces (by index), `reasoning_content` and whole answers in.
+ *
  * Only the wire format lives here; transfers, limits and run lifetimes are remote.c's.
  */
 #include "providers_int.h"

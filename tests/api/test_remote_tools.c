@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -48,6 +49,7 @@ static pid_t spawn(char *const argv[], int *in_fd, FILE **out, bool quiet) {
     if (pipe(in) != 0 || pipe(o) != 0) return -1;
     pid_t pid = fork();
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed test (longjmp, exit) leaves no server */
         dup2(in[0], 0);
         dup2(o[1], 1);
         if (quiet) {
