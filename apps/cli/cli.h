@@ -43,6 +43,9 @@ typedef struct cli_options {
     const char *media_files[CLI_MAX_MEDIA]; /* --image/--audio, in order */
     sipp_media_kind media_kinds[CLI_MAX_MEDIA];
     size_t n_media;
+    const char *tool_file;   /* --tool-file: a JSON array of tool definitions (chat) */
+    const char *tool_choice; /* --tool-choice auto|none|required|NAME */
+    bool no_parallel_tool_calls; /* --no-parallel-tool-calls: at most one call per answer */
 } cli_options;
 
 /* True when the options name a provider or gateway endpoint instead of a local model. */
@@ -99,6 +102,20 @@ void cli_print_error_json(const sipp_response *r);
 char *cli_read_file(const char *path);
 /* The whole file as bytes (NUL-appended, malloc'd) and its length; NULL after printing why. */
 char *cli_read_bytes(const char *path, size_t *len);
+
+/* --tool-file (tools.c): the file's tool definitions, pointing into its JSON document. */
+typedef struct cli_tools {
+    struct json_t *doc;
+    sipp_tool *tools; /* parameters: compact JSON text, malloc'd */
+    size_t n;
+} cli_tools;
+/* Reads the tool file: CLI_OK, or CLI_USAGE / CLI_FAILED after printing why. */
+int cli_tools_load(const char *path, cli_tools *t);
+void cli_tools_free(cli_tools *t);
+/* The answer's calls, one line each: `tool call NAME(ARGUMENTS) id=ID`. */
+void cli_tools_print(const sipp_response *r);
+/* The answer's calls as [{"id", "name", "arguments": JSON text}] for --json. */
+struct json_t *cli_tools_json(const sipp_response *r);
 
 int cmd_generate(int argc, char **argv, bool chat);
 int cmd_embed(int argc, char **argv);

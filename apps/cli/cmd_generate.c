@@ -42,7 +42,13 @@ static const char chat_usage[] =
     "\n"
     "Answer MESSAGE as the user turn, rendered with the model's own chat template (Jinja\n"
     "templates included), and stream the reply to stdout. Options as `sipp query --help`, plus:\n"
-    "  --system TEXT             a system message before MESSAGE\n";
+    "  --system TEXT             a system message before MESSAGE\n"
+    "  --tool-file FILE          tools the model may call: a JSON array of OpenAI-style tool\n"
+    "                            definitions; the answer's calls are printed, one a line:\n"
+    "                            `tool call NAME(ARGUMENTS) id=ID` (--json: `tool_calls`)\n"
+    "  --tool-choice auto|none|required|NAME   whether the model must call a tool (NAME: that\n"
+    "                            one); default auto\n"
+    "  --no-parallel-tool-calls  at most one tool call in an answer\n";
 
 static void on_tokens(const char *text, size_t len, uint32_t n_tokens, void *ud) {
     (void)n_tokens;
@@ -71,6 +77,9 @@ static void print_json(const sipp_response *r) {
                           (json_int_t)r->usage->output_tokens, "total_tokens",
                           (json_int_t)r->usage->total_tokens, "stats", stats_json(r),
                           "request_id", r->request_id);
+    if (o && r->n_tool_calls) json_object_set_new(o, "tool_calls", cli_tools_json(r));
+    if (o && r->reasoning && r->reasoning[0])
+        json_object_set_new(o, "reasoning", json_string(r->reasoning));
     cli_print_json(o);
 }
 
@@ -115,6 +124,22 @@ int cmd_generate(int argc, char **argv, bool chat) {
     }
     o.text.grammar = grammar;
     o.text.json_schema = schema;
+    cli_tools tools = {0};
+    if (o.tool_file && (rc = cli_tools_load(o.tool_file, &tools)) != CLI_OK) {
+        free(grammar);
+        free(schema);
+        return rc;
+    }
+    o.text.tools = tools.tools;
+    o.text.n_tools = tools.n;
+    if (o.tool_choice) {
+        const char *tc = o.tool_choice;
+        o.text.tool_choice = strcmp(tc, "auto") == 0       ? SIPP_TOOL_CHOICE_AUTO
+                             : strcmp(tc, "none") == 0     ? SIPP_TOOL_CHOICE_NONE
+                             : strcmp(tc, "required") == 0 ? SIPP_TOOL_CHOICE_REQUIRED
+                                                           : SIPP_TOOL_CHOICE_NAMED;
+        if (o.text.tool_choice == SIPP_TOOL_CHOICE_NAMED) o.text.tool_choice_name = tc;
+    }
     sipp_media media[CLI_MAX_MEDIA];
     char *media_bytes[CLI_MAX_MEDIA] = {0};
     for (size_t i = 0; i < o.n_media; i++) {
@@ -123,6 +148,7 @@ int cmd_generate(int argc, char **argv, bool chat) {
             for (size_t k = 0; k < i; k++) free(media_bytes[k]);
             free(grammar);
             free(schema);
+            cli_tools_free(&tools);
             return CLI_FAILED;
         }
         media[i] = (sipp_media){o.media_kinds[i], media_bytes[i], len, NULL, 0};
@@ -171,6 +197,7 @@ int cmd_generate(int argc, char **argv, bool chat) {
             print_json(r);
         } else {
             putchar('\n');
+            cli_tools_print(r);
             if (o.stats) print_stats(r, ep);
         }
     }
@@ -178,6 +205,7 @@ int cmd_generate(int argc, char **argv, bool chat) {
     sipp_client_free(client);
     free(grammar);
     free(schema);
+    cli_tools_free(&tools);
     for (size_t i = 0; i < o.n_media; i++) free(media_bytes[i]);
     return rc;
 }

@@ -84,7 +84,8 @@ static bool parse_float(const char *opt, const char *s, float *out) {
 enum {
     OPT_MODEL = 'm', OPT_HELP = 'h', OPT_SHORT_MAX_TOKENS = 'n',
     OPT_STOP = 1000, OPT_SYSTEM, OPT_GRAMMAR_FILE, OPT_JSON_SCHEMA_FILE, OPT_JSON, OPT_STATS,
-    OPT_PROVIDER, OPT_HEADER, OPT_IMAGE, OPT_AUDIO,
+    OPT_PROVIDER, OPT_HEADER, OPT_IMAGE, OPT_AUDIO, OPT_TOOL_FILE, OPT_TOOL_CHOICE,
+    OPT_NO_PARALLEL_TOOL_CALLS,
     OPT_SETTING = 2000, /* OPT_SETTING + i: the flag of rows[i] (and of every row of its name) */
 };
 
@@ -139,6 +140,9 @@ static const struct option fixed_opts[] = {
     {"stats", no_argument, 0, OPT_STATS},
     {"image", required_argument, 0, OPT_IMAGE},
     {"audio", required_argument, 0, OPT_AUDIO},
+    {"tool-file", required_argument, 0, OPT_TOOL_FILE},
+    {"tool-choice", required_argument, 0, OPT_TOOL_CHOICE},
+    {"no-parallel-tool-calls", no_argument, 0, OPT_NO_PARALLEL_TOOL_CALLS},
     {"help", no_argument, 0, OPT_HELP},
 };
 enum { N_FIXED = N_OF(fixed_opts) };
@@ -271,6 +275,9 @@ static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name
         }
         o->headers[o->n_headers++] = arg;
         return true;
+    case OPT_TOOL_FILE: o->tool_file = arg; return true;
+    case OPT_TOOL_CHOICE: o->tool_choice = arg; return true;
+    case OPT_NO_PARALLEL_TOOL_CALLS: o->no_parallel_tool_calls = true; return true;
     case OPT_JSON: o->json = true; return true;
     case OPT_STATS: o->stats = true; return true;
     }
@@ -420,6 +427,15 @@ int cli_parse(int argc, char **argv, const char *cmd, const char *usage, cli_opt
         cli_error("%s: --provider needs --remote-model NAME", cmd);
         return CLI_USAGE;
     }
+    if ((o->tool_file || o->tool_choice || o->no_parallel_tool_calls) && strcmp(cmd, "chat") != 0) {
+        cli_error("%s: --tool-file and --tool-choice are for chat", cmd);
+        return CLI_USAGE;
+    }
+    if ((o->tool_choice || o->no_parallel_tool_calls) && !o->tool_file) {
+        cli_error("%s: --tool-choice and --no-parallel-tool-calls need --tool-file", cmd);
+        return CLI_USAGE;
+    }
+    o->text.parallel_tool_calls = !o->no_parallel_tool_calls;
     o->text.stop = o->stops;
     o->text.n_stop = o->n_stop;
     return CLI_OK;

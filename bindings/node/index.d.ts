@@ -49,6 +49,12 @@ export interface TextOptions {
   extraJson?: string;
   /** Remote only: sent as x-request-id (printable ASCII, at most 128 bytes). */
   requestId?: string;
+  /**
+   * Multimodal (docs/multimodal.md): encoded images (PNG, JPEG, GIF, BMP), one part each; in a
+   * chat they go to the last user message, at its `<__media__>` markers or in front of its text.
+   * A local endpoint needs a projector (`mmproj`).
+   */
+  images?: Array<Uint8Array | ArrayBuffer>;
   /** Aborting it cancels the run (the response then has finishReason 'cancelled'). */
   signal?: AbortSignal;
   /** Each output token's log-probability (Response.logprobs). */
@@ -193,6 +199,10 @@ export interface Stats {
   prefillTokens: number;
   cacheSource: 'none' | 'live' | 'snapshot';
   cachedTokens: number;
+  /** Media encoding (the projector) within prefillMs. */
+  encodeMs: number;
+  /** Media parts encoded for this request (not reused from the cache). */
+  mediaChunks: number;
 }
 
 export interface Response {
@@ -229,6 +239,12 @@ export interface EndpointInfo {
   sizeBytes: number;
   architecture: string;
   description: string;
+  /** Images in query/chat (a vision projector is loaded). */
+  vision: boolean;
+  /** Audio in query/chat (an audio encoder is loaded). */
+  audioIn: boolean;
+  /** Speech out (not yet: always false for local endpoints). */
+  audioOut: boolean;
 }
 
 export interface EngineStats {
@@ -252,6 +268,9 @@ export interface EngineStats {
   stalls: number;
   /** True while it sees that now. */
   stalled: boolean;
+  /** Media chunks encoded (images, audio clips) and the time spent on them. */
+  mediaEncoded: number;
+  mediaEncodeMs: number;
 }
 
 /** One request. Iterate it for token batches; await `response` for the end. */

@@ -350,6 +350,14 @@ static json_t *usage_json(const usage *u) {
                      "output_tokens", (json_int_t)u->out_tok);
 }
 
+/* The names in use now (targets or callers). */
+static size_t slots_used(const gw_admin *a, bool callers) {
+    size_t cap = callers ? a->host.n_callers : a->host.n_targets;
+    if (!a->host.slots) return cap;
+    size_t n = a->host.slots(a->host.ctx, callers);
+    return n < cap ? n : cap;
+}
+
 static const char *caller_label(const gw_admin *a, int c) {
     return c >= 0 && (size_t)c < a->host.n_callers ? a->host.caller_names[c] : "anonymous";
 }
@@ -393,19 +401,19 @@ static void do_state(gw_admin *a, sipp__httpd_req *http) {
             if (d->ttft_ms >= 0) ttft[n_ttft++] = d->ttft_ms;
         }
     }
-    for (size_t t = 0; t <= h->n_targets; t++) {
-        if (t == h->n_targets && !a->by_target[t].requests) continue;
-        json_t *u = usage_json(&a->by_target[t]);
-        json_object_set_new(u, "target", json_string(t < h->n_targets ? h->target_names[t]
-                                                                      : "(none)"));
-        if (t < h->n_targets) json_object_set_new(u, "type", json_string(h->target_types[t]));
+    size_t nt = slots_used(a, false), nc = slots_used(a, true);
+    for (size_t t = 0; t <= nt; t++) {
+        size_t k = t < nt ? t : h->n_targets; /* the last row: none resolved */
+        if (t == nt && !a->by_target[k].requests) continue;
+        json_t *u = usage_json(&a->by_target[k]);
+        json_object_set_new(u, "target", json_string(t < nt ? h->target_names[t] : "(none)"));
+        if (t < nt) json_object_set_new(u, "type", json_string(h->target_types[t]));
         json_array_append_new(targets, u);
     }
-    for (size_t c = 0; c <= h->n_callers; c++) {
-        if (c == h->n_callers && h->n_callers) continue; /* anonymous only on open gateways */
-        json_t *u = usage_json(&a->by_caller[c]);
-        json_object_set_new(u, "caller",
-                            json_string(caller_label(a, c < h->n_callers ? (int)c : -1)));
+    for (size_t c = 0; c <= nc; c++) {
+        if (c == nc && nc) continue; /* anonymous only on open gateways */
+        json_t *u = usage_json(&a->by_caller[c < nc ? c : h->n_callers]);
+        json_object_set_new(u, "caller", json_string(caller_label(a, c < nc ? (int)c : -1)));
         json_array_append_new(callers, u);
     }
     json_t *total = usage_json(&a->total);
@@ -426,7 +434,7 @@ static void do_settings(gw_admin *a, sipp__httpd_req *http) {
     const char *body = sipp__httpd_body(http, &len);
     sipp__gw_admin_settings s;
     char err[256];
-    if (sipp__gw_admin_settings_parse(body, len, h->caller_names, h->n_callers, &s, err,
+    if (sipp__gw_admin_settings_parse(body, len, h->caller_names, slots_used(a, true), &s, err,
                                       sizeof err) != 0) {
         send_error(http, 400, "invalid_json", err);
         return;

@@ -31,7 +31,7 @@ typedef struct gw_done {
 } gw_done;
 
 /* What the dashboard may see and do of the gateway. The arrays and strings must outlive the
- * dashboard. The callbacks are called from request threads, without dashboard locks held. */
+ * dashboard; the names are those of targets and callers ever served (a reload adds some). The callbacks are called from request threads, without dashboard locks held. */
 typedef struct sipp__gw_admin_host {
     void *ctx;                       /* passed to every callback */
     const char *route;               /* the admin route ("/admin/") */
@@ -54,6 +54,9 @@ typedef struct sipp__gw_admin_host {
     json_t *(*residency)(void *ctx);
     /* Reloads the config file (POST <admin>/api/reload): 0, or -1 with the reason. */
     int (*reload)(void *ctx, char *errbuf, size_t errcap);
+    /* How many of the names are in use now (NULL: all of n_targets / n_callers): a reload adds
+     * names, so the arrays have room beyond those; the entries in use are never rewritten. */
+    size_t (*slots)(void *ctx, bool callers);
 } sipp__gw_admin_host;
 
 typedef struct gw_admin gw_admin;

@@ -815,6 +815,8 @@ int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__
     cfg->max_json_depth = 32;
     cfg->max_embedding_floats = 4194304; /* 16 MiB of float32 */
     cfg->max_schema_bytes = 65536;
+    cfg->max_media_bytes = SIPP__GW_MAX_MEDIA_BYTES;
+    cfg->max_image_pixels = SIPP__GW_MAX_IMAGE_PIXELS;
     cfg->max_connections = 512;
     cfg->max_connections_per_ip = 64;
     cfg->shutdown_grace_seconds = 10;
@@ -864,6 +866,10 @@ int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__
             ok = get_u64(&c, n, k, 1, 1u << 28, &cfg->max_embedding_floats);
         else if (strcmp(k, "max_schema_bytes") == 0)
             ok = get_u32(&c, n, k, 2, 16u << 20, &cfg->max_schema_bytes);
+        else if (strcmp(k, "max_media_bytes") == 0)
+            ok = get_u64(&c, n, k, 1, 1u << 30, &cfg->max_media_bytes);
+        else if (strcmp(k, "max_image_pixels") == 0)
+            ok = get_u64(&c, n, k, 1, SIPP__GW_MAX_IMAGE_PIXELS, &cfg->max_image_pixels);
         else if (strcmp(k, "max_connections") == 0)
             ok = get_u32(&c, n, k, 1, 65536, &cfg->max_connections);
         else if (strcmp(k, "max_connections_per_ip") == 0)

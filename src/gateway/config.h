@@ -147,6 +147,12 @@ typedef enum sipp__gw_route {
 extern const char *const sipp__gw_route_keys[SIPP__GW_N_ROUTES];
 extern const char *const sipp__gw_route_defaults[SIPP__GW_N_ROUTES];
 
+/* Defaults of the media limits (docs/gateway.md): decoded bytes of one request's media, and the
+ * declared pixels of one image, which is also the most a key may set (the engine and the
+ * providers refuse more themselves: SIPP__MEDIA_MAX_PIXELS). */
+#define SIPP__GW_MAX_MEDIA_BYTES (20u << 20)
+#define SIPP__GW_MAX_IMAGE_PIXELS (4096u * 4096u)
+
 typedef struct sipp__gw_config {
     char *public_bind;
     char *management_bind;
@@ -167,6 +173,8 @@ typedef struct sipp__gw_config {
     uint32_t max_json_depth;
     uint64_t max_embedding_floats; /* inputs x dimensions of one embeddings request */
     uint32_t max_schema_bytes;     /* a request's JSON schema, compact (issue 18) */
+    uint64_t max_media_bytes;      /* decoded media of one request (issue 17) */
+    uint64_t max_image_pixels;     /* declared width x height of one image (issue 17) */
     uint32_t max_connections;
     uint32_t max_connections_per_ip; /* public listener, per TCP peer; 0 = no limit */
     uint32_t shutdown_grace_seconds;

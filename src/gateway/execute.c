@@ -22,6 +22,7 @@
 
 /* The text rows: those with a [targets.runtime] key are the target's request defaults. */
 static const sipp_setting text_keys[] = {SIPP_TEXT_SETTINGS(SIPP_TEXT_SETTING_ROW)};
+static void observe_tokens(gw_req *r, uint32_t n);
 /* ---- upstream pools: attempts on replicas ---------------------------------------------------- */
 
 /* The affinity key of the request: SHA-256 of "<caller> <value>" of the target's
@@ -40,7 +41,7 @@ static void affinity_key(gw_req *r, const gw_target *t) {
 }
 
 sipp_endpoint *sipp__gw_attempt_begin(gw_req *r) {
-    gw_target *t = &r->gw->targets[r->target];
+    gw_target *t = r->tgt;
     if (!t->pool) return r->ep ? r->ep : t->ep; /* a local target: what residency holds */
     if (!r->tried && !r->retries) affinity_key(r, t);
     int i = sipp__gw_pool_acquire(t->pool, r->has_affinity ? r->affinity : NULL, r->tried);
@@ -69,14 +70,14 @@ static sipp__pool_outcome outcome_of(const sipp_response *resp, bool not_sent) {
 /* Ends the attempt of `r->replica` (if any) with `o`. */
 static void attempt_release(gw_req *r, sipp__pool_outcome o) {
     if (r->replica < 0) return;
-    sipp__gw_pool_release(r->gw->targets[r->target].pool, r->replica, o,
+    sipp__gw_pool_release(r->tgt->pool, r->replica, o,
                           sipp__gw_now() - r->attempt_t0);
     r->replica = -1;
 }
 
 bool sipp__gw_attempt_end(gw_req *r, const sipp_response *resp) {
     if (r->replica < 0) return false;
-    gw_target *t = &r->gw->targets[r->target];
+    gw_target *t = r->tgt;
     bool not_sent = sipp_run_not_sent(r->run);
     attempt_release(r, outcome_of(resp, not_sent));
     /* Sent again only when the caller saw no token of it and the upstream never ran it or lost
@@ -113,7 +114,7 @@ bool sipp__gw_attempt_end(gw_req *r, const sipp_response *resp) {
 }
 
 sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
-    gw_target *t = &r->gw->targets[r->target];
+    gw_target *t = r->tgt;
     sipp_endpoint *ep = sipp__gw_attempt_begin(r);
     if (!ep) {
         err->code = SIPP_OVERLOADED;
@@ -173,9 +174,16 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
         return err->code = SIPP_OUT_OF_MEMORY;
     }
     tp.json_schema = schema;
-    sipp_status st = c->op == GW_OP_CHAT
-                         ? sipp_chat(ep, c->messages, c->n_messages, &tp, &r->run, err)
-                         : sipp_query(ep, c->prompt, &tp, &r->run, err);
+    /* tools (issue 18): the messages with their tool parts go through sipp_chat_ex */
+    tp.tools = c->tools;
+    tp.n_tools = c->n_tools;
+    tp.tool_choice = c->tool_choice;
+    tp.tool_choice_name = c->tool_choice_name;
+    tp.parallel_tool_calls = !c->no_parallel_tool_calls;
+    tp.reasoning_mode = c->reasoning_mode;
+    sipp_status st = c->op != GW_OP_CHAT ? sipp_query(ep, c->prompt, &tp, &r->run, err)
+                     : c->chat ? sipp_chat_ex(ep, c->chat, c->n_messages, &tp, &r->run, err)
+                               : sipp_chat(ep, c->messages, c->n_messages, &tp, &r->run, err);
     free(schema);
     if (st != SIPP_OK) attempt_release(r, SIPP__POOL_NEUTRAL); /* refused before any I/O */
     return st;
@@ -186,20 +194,37 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
 sipp_status sipp__gw_pull_batch(gw_req *r, sipp_token_batch *b) {
     *b = (sipp_token_batch){.struct_size = sizeof *b};
     sipp_status st = sipp_run_next(r->run, 20, b, NULL);
-    if (st == SIPP_OK && b->n_tokens > 0) {
-        double t = sipp__gw_now();
-        if (r->first_token == 0) {
-            r->first_token = t;
-            sipp__gw_metrics_observe_ttft(r->gw->metrics, r->target, t - r->t0);
-        } else {
-            sipp__gw_metrics_observe_itl(r->gw->metrics, r->target, t - r->last_token);
-        }
-        r->last_token = t;
-        r->live_tokens += b->n_tokens;
-        if (r->live)
-            sipp__gw_admin_live_update(r->gw->admin, r, r->target, r->op, r->call.stream,
-                                       r->live_tokens);
+    if (st == SIPP_OK && b->n_tokens > 0) observe_tokens(r, b->n_tokens);
+    return st;
+}
+
+/* Records the first token (TTFT) or an inter-token gap, and the live count. */
+static void observe_tokens(gw_req *r, uint32_t n) {
+    double t = sipp__gw_now();
+    if (r->first_token == 0) {
+        r->first_token = t;
+        sipp__gw_metrics_observe_ttft(r->gw->metrics, r->target, t - r->t0);
+    } else {
+        sipp__gw_metrics_observe_itl(r->gw->metrics, r->target, t - r->last_token);
     }
+    r->last_token = t;
+    r->live_tokens += n;
+    if (r->live)
+        sipp__gw_admin_live_update(r->gw->admin, r, r->target, r->op, r->call.stream,
+                                   r->live_tokens);
+}
+
+bool sipp__gw_delta_mode(const gw_req *r) {
+    const gw_call *c = &r->call;
+    if (c->op != GW_OP_CHAT || c->logprobs || !sipp__gw_codec(r->prof)->stream_delta) return false;
+    return c->n_tools > 0 || (r->prof == GW_PROFILE_OPENAI &&
+                              r->tgt->cfg->type == SIPP__GW_LOCAL);
+}
+
+sipp_status sipp__gw_pull_delta(gw_req *r, sipp_delta *d, bool *done) {
+    *d = (sipp_delta){.struct_size = sizeof *d};
+    sipp_status st = sipp_run_next_delta(r->run, 20, d, done, NULL);
+    if (st == SIPP_OK && !*done) observe_tokens(r, 1); /* a delta's tokens are not told: one */
     return st;
 }
 
@@ -250,6 +275,9 @@ void sipp__gw_execute_text(gw_req *r) {
     ans.created = (long)time(NULL);
     ans.logprobs = resp->logprobs;
     ans.n_logprobs = resp->n_logprobs;
+    ans.tool_calls = resp->tool_calls;
+    ans.n_tool_calls = resp->n_tool_calls;
+    ans.reasoning = resp->reasoning;
     json_t *body = sipp__gw_codec(r->prof)->text(&ans, resp->text, resp->text_len,
                                                  resp->finish_reason);
     if (!body) {
@@ -279,7 +307,7 @@ static void embed_release(void *ctx, bool completed) {
  * should go to another replica (never sent, or a 503) and one is left within max_retries. */
 static bool embed_again(gw_req *r, const sipp_response *resp) {
     if (r->replica < 0) return false;
-    gw_target *t = &r->gw->targets[r->target];
+    gw_target *t = r->tgt;
     bool not_sent = sipp_run_not_sent(r->run);
     attempt_release(r, outcome_of(resp, not_sent));
     bool again = not_sent || (resp->status == SIPP_OVERLOADED && resp->http_status == 503) ||
@@ -298,7 +326,7 @@ static bool embed_again(gw_req *r, const sipp_response *resp) {
  * (a run, the cap when the size is only known from the first vector, a NaN) fails before the
  * status line. Returns true when the answer streams (finish() then runs at its release). */
 bool sipp__gw_execute_embed(gw_req *r) {
-    gw_target *t = &r->gw->targets[r->target];
+    gw_target *t = r->tgt;
     float *vecs = NULL;
     uint32_t dim = 0;
     sipp_embed_params ep;
@@ -381,11 +409,12 @@ bool sipp__gw_execute_embed(gw_req *r) {
 
 void sipp__gw_answer_models(gw_req *r) {
     json_t *data = json_array();
-    for (size_t i = 0; i < r->gw->n_targets; i++) {
-        const sipp__gw_target *t = r->gw->targets[i].cfg;
+    for (size_t i = 0; i < r->gen->n_targets; i++) {
+        const sipp__gw_target *t = r->gen->targets[i]->cfg;
         if (!sipp__gw_req_may_use(r, t->name)) continue;
         json_t *m = sipp__gw_openai_model(t->name, sipp__gw_target_type_name(t->type));
-        const char *res = sipp__gw_target_residency(r->gw, i); /* local targets: residency */
+        /* local targets: residency */
+        const char *res = sipp__gw_target_residency(r->gw, r->gen->targets[i]);
         if (m && res) json_object_set_new(m, "status", json_string(res));
         json_array_append_new(data, m);
     }

@@ -1,10 +1,18 @@
 /*
  * gateway.c — the gateway's lifecycle (gateway.h) and its mutable settings.
  *
- * sipp__gw_new wires the modules together: the rate-limit store (redis_store.h), callers (bearer
- * secrets read from their env vars once and kept only as SHA-256 digests, compared in constant
- * time), admission, targets (targets.c), metrics (metrics.h), the dashboard (admin.h, through
- * the callbacks below), both listeners (listeners.c) and the loader thread. Shutdown stops the
+ * sipp__gw_new wires the modules together: the rate-limit store (redis_store.h), admission,
+ * the first generation of callers (bearer secrets read from their env vars and kept only as
+ * SHA-256 digests, compared in constant time) and targets (targets.c), metrics (metrics.h), the
+ * dashboard (admin.h, through the callbacks below), both listeners (listeners.c) and the loader
+ * thread.
+ *
+ * Generations and reload (docs/gateway.md "Reload"): targets and callers form an immutable,
+ * reference-counted generation (gw_gen). Each request holds the one current when it started
+ * until its end; sipp__gw_reload builds and checks a complete new one from the file (sharing
+ * the targets that did not change, loading the new local ones), then swaps gw->gen under
+ * gen_mu. A refused reload changes nothing. Metrics, admission and the dashboard see targets
+ * and callers through name slots that a reload only appends to. Shutdown stops the
  * public listener from accepting, waits up to shutdown_grace_seconds for requests in flight
  * (open streams end with a terminal error event, stream.c) and frees in reverse order.
  *
@@ -39,10 +47,11 @@ static unsigned admin_active(void *ctx) {
  * Redis shares the limits, the global concurrency limit. */
 static json_t *admin_settings(void *ctx) {
     sipp__gw *gw = ctx;
+    gw_gen *g = sipp__gw_gen_get(gw);
     pthread_rwlock_rdlock(&gw->set_mu);
     json_t *callers = json_array(), *block = json_array();
-    for (size_t i = 0; i < gw->n_callers; i++) {
-        const sipp__gw_token *t = &gw->cfg.tokens[i];
+    for (size_t i = 0; i < g->n_callers; i++) {
+        const sipp__gw_token *t = g->callers[i].cfg;
         json_array_append_new(callers, json_pack("{s:s, s:I, s:I, s:I}", "caller", t->caller,
                                                  "requests_per_minute",
                                                  (json_int_t)t->requests_per_minute,
@@ -59,6 +68,7 @@ static json_t *admin_settings(void *ctx) {
                           (json_int_t)gw->cfg.rate_limit_tpm, "callers", callers, "ip_blocklist",
                           block, "redis", gw->cfg.redis_url != NULL);
     pthread_rwlock_unlock(&gw->set_mu);
+    sipp__gw_gen_put(gw, g);
     json_object_set_new(o, "max_concurrent_requests",
                         json_integer(sipp__gw_admission_global_max(&gw->admission)));
     pthread_mutex_lock(&gw->reload_mu);
@@ -82,17 +92,31 @@ static int admin_reload(void *ctx, char *errbuf, size_t errcap) {
 static json_t *admin_replicas(void *ctx) {
     sipp__gw *gw = ctx;
     json_t *all = json_array();
-    for (size_t i = 0; all && i < gw->n_targets; i++) {
-        if (!gw->targets[i].pool) continue;
-        json_t *a = sipp__gw_pool_json(gw->targets[i].pool);
+    gw_gen *g = sipp__gw_gen_get(gw);
+    for (size_t i = 0; all && i < g->n_targets; i++) {
+        if (!g->targets[i]->pool) continue;
+        json_t *a = sipp__gw_pool_json(g->targets[i]->pool);
         if (a) json_array_extend(all, a);
         json_decref(a);
     }
+    sipp__gw_gen_put(gw, g);
     return all;
 }
 
+/* Name slots in use now (the dashboard lists those). */
+static size_t admin_slots(void *ctx, bool callers) {
+    sipp__gw *gw = ctx;
+    pthread_mutex_lock(&gw->gen_mu);
+    size_t n = callers ? gw->n_caller_slots : gw->n_target_slots;
+    pthread_mutex_unlock(&gw->gen_mu);
+    return n;
+}
+
+/* A caller's limits are set on the current generation's caller of that slot (a caller not in
+ * it any more is left alone); a reload sets them from the file again. */
 static void admin_apply(void *ctx, sipp__gw_admin_settings *s) {
     sipp__gw *gw = ctx;
+    gw_gen *g = sipp__gw_gen_get(gw);
     pthread_rwlock_wrlock(&gw->set_mu);
     if (s->has_rate_limit) {
         gw->cfg.rate_limit_enabled = s->rl_enabled;
@@ -101,7 +125,11 @@ static void admin_apply(void *ctx, sipp__gw_admin_settings *s) {
         gw->cfg.rate_limit_tpm = s->rl_tpm;
     }
     for (size_t i = 0; i < s->n_callers; i++) {
-        sipp__gw_token *t = &gw->cfg.tokens[s->callers[i].index];
+        sipp__gw_token *t = NULL;
+        for (size_t k = 0; k < g->n_callers; k++)
+            if (g->callers[k].slot == s->callers[i].index)
+                t = &g->box->cfg->tokens[g->callers[k].cfg - g->box->cfg->tokens];
+        if (!t) continue;
         if (s->callers[i].has_rpm) t->requests_per_minute = s->callers[i].rpm;
         if (s->callers[i].has_tpm) t->tokens_per_minute = s->callers[i].tpm;
     }
@@ -117,7 +145,175 @@ static void admin_apply(void *ctx, sipp__gw_admin_settings *s) {
         s->n_blocklist = on;
     }
     pthread_rwlock_unlock(&gw->set_mu);
+    sipp__gw_gen_put(gw, g);
     if (s->has_max_concurrent) sipp__gw_admission_set_global_max(&gw->admission, s->max_concurrent);
+}
+
+/* ---- generations (docs/gateway.md "Reload") --------------------------------------------- */
+
+gw_gen *sipp__gw_gen_get(sipp__gw *gw) {
+    pthread_mutex_lock(&gw->gen_mu);
+    gw_gen *g = gw->gen;
+    if (g) atomic_fetch_add(&g->refs, 1);
+    pthread_mutex_unlock(&gw->gen_mu);
+    return g;
+}
+
+void sipp__gw_box_put(gw_cfgbox *box) {
+    if (atomic_fetch_sub(&box->refs, 1) != 1) return;
+    if (box->owned) {
+        sipp__gw_config_free(box->cfg);
+        free(box->cfg);
+    }
+    free(box);
+}
+
+void sipp__gw_gen_put(sipp__gw *gw, gw_gen *g) {
+    if (!g || atomic_fetch_sub(&g->refs, 1) != 1) return;
+    for (size_t i = 0; i < g->n_targets; i++) sipp__gw_target_put(gw, g->targets[i]);
+    free(g->targets);
+    if (g->callers) explicit_bzero(g->callers, sizeof *g->callers * (g->n_callers + 1));
+    free(g->callers);
+    sipp__gw_box_put(g->box);
+    free(g);
+}
+
+/* What makes a target another one: every setting of it but idle_unload_seconds (which changes
+ * in place). Equal targets are shared between generations, model and KV cache included. */
+static bool target_same(const sipp__gw_target *a, const sipp__gw_target *b);
+
+/* The old generation's target named `name`, or NULL. */
+static gw_target *gen_find(const gw_gen *g, const char *name) {
+    for (size_t i = 0; g && i < g->n_targets; i++)
+        if (strcmp(g->targets[i]->cfg->name, name) == 0) return g->targets[i];
+    return NULL;
+}
+
+/* Builds a complete generation from box's config (one reference; a reference to box taken):
+ * callers (secrets read from their variables now, kept as digests) and targets, sharing those
+ * of `old` (NULL at start) that did not change; new ones are registered (providers) or
+ * inspected (load = "on_use"); load = "start" ones are left LOADING for the caller to load.
+ * Nothing is published. NULL with the reason. */
+static gw_gen *gen_build(sipp__gw *gw, gw_cfgbox *box, const gw_gen *old, char *errbuf,
+                         size_t errcap) {
+    const sipp__gw_config *c = box->cfg;
+    gw_gen *g = calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(errbuf, errcap, "out of memory");
+        return NULL;
+    }
+    atomic_init(&g->refs, 1);
+    atomic_fetch_add(&box->refs, 1);
+    g->box = box;
+    g->callers = calloc(c->n_tokens + 1, sizeof *g->callers);
+    g->targets = calloc(c->n_targets + 1, sizeof *g->targets);
+    if (!g->callers || !g->targets) {
+        snprintf(errbuf, errcap, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < c->n_tokens; i++) {
+        const char *secret = getenv(c->tokens[i].env);
+        if (!secret || !*secret) {
+            snprintf(errbuf, errcap, "caller '%s': the environment variable %s is not set",
+                     c->tokens[i].caller, c->tokens[i].env);
+            goto fail;
+        }
+        gw_caller *k = &g->callers[g->n_callers++];
+        k->cfg = &c->tokens[i];
+        k->slot = SIZE_MAX;
+        SHA256((const unsigned char *)secret, strlen(secret), k->digest);
+    }
+    for (size_t i = 0; i < c->n_targets; i++) {
+        const sipp__gw_target *tc = &c->targets[i];
+        gw_target *t = gen_find(old, tc->name);
+        if (t && target_same(t->cfg, tc)) {
+            sipp__gw_target_ref(t);
+        } else {
+            char id[160];
+            if (!old) snprintf(id, sizeof id, "%s", tc->name);
+            else snprintf(id, sizeof id, "%s#%u", tc->name, atomic_fetch_add(&gw->ep_seq, 1) + 1);
+            t = sipp__gw_target_new(gw, box, tc, id, errbuf, errcap);
+            if (!t) goto fail;
+            t->slot = SIZE_MAX;
+        }
+        g->targets[g->n_targets++] = t;
+    }
+    return g;
+fail:
+    sipp__gw_gen_put(gw, g);
+    return NULL;
+}
+
+/* The slot of `name` in names[0..*n) (under gen_mu), SIZE_MAX when it has none. */
+static size_t slot_find(const char *const *names, size_t n, const char *name) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0) return i;
+    return SIZE_MAX;
+}
+
+/* How many names of g have no slot yet. Under gen_mu. */
+static void gen_new_slots(const sipp__gw *gw, const gw_gen *g, size_t *nt, size_t *nc) {
+    *nt = *nc = 0;
+    for (size_t i = 0; i < g->n_targets; i++)
+        if (slot_find(gw->target_names, gw->n_target_slots, g->targets[i]->cfg->name) == SIZE_MAX)
+            (*nt)++;
+    for (size_t i = 0; i < g->n_callers; i++)
+        if (slot_find(gw->caller_names, gw->n_caller_slots, g->callers[i].cfg->caller) == SIZE_MAX)
+            (*nc)++;
+}
+
+/* Gives the names of g their slots (room was checked: gen_new_slots) and publishes g as the
+ * current generation; requests that start from now on use it. Returns the previous one (the
+ * gateway's reference to it, for the caller to drop). */
+static gw_gen *gen_commit(sipp__gw *gw, gw_gen *g) {
+    pthread_mutex_lock(&gw->gen_mu);
+    for (size_t i = 0; i < g->n_targets; i++) {
+        gw_target *t = g->targets[i];
+        if (t->slot != SIZE_MAX) continue; /* shared: it has its slot */
+        size_t s = slot_find(gw->target_names, gw->n_target_slots, t->cfg->name);
+        if (s == SIZE_MAX && gw->n_target_slots < gw->cap_target_slots) {
+            char *name = strdup(t->cfg->name);
+            if (name) {
+                gw->slot_strings[gw->n_slot_strings++] = name;
+                s = gw->n_target_slots;
+                gw->target_names[s] = name;
+                gw->target_types[s] = sipp__gw_target_type_name(t->cfg->type);
+                gw->n_target_slots++;
+            }
+        }
+        t->slot = s;
+    }
+    for (size_t i = 0; i < g->n_callers; i++) {
+        gw_caller *k = &g->callers[i];
+        size_t s = slot_find(gw->caller_names, gw->n_caller_slots, k->cfg->caller);
+        if (s == SIZE_MAX && gw->n_caller_slots < gw->cap_caller_slots) {
+            char *name = strdup(k->cfg->caller);
+            if (name) {
+                gw->slot_strings[gw->n_slot_strings++] = name;
+                s = gw->n_caller_slots;
+                gw->caller_names[s] = name;
+                gw->n_caller_slots++;
+            }
+        }
+        k->slot = s;
+    }
+    /* per-caller concurrency by slot: the new callers' limits, none for callers gone */
+    for (size_t s = 0; s < gw->n_caller_slots; s++) {
+        uint32_t max = 0;
+        for (size_t i = 0; i < g->n_callers; i++)
+            if (g->callers[i].slot == s) max = g->callers[i].cfg->max_concurrent;
+        sipp__gw_admission_set_caller_max(&gw->admission, s, max);
+    }
+    gw_gen *old = gw->gen;
+    gw->gen = g;
+    pthread_mutex_unlock(&gw->gen_mu);
+    /* idle times change in place, shared targets included; the loader re-reads them */
+    pthread_mutex_lock(&gw->res_mu);
+    for (size_t i = 0; i < g->n_targets; i++)
+        g->targets[i]->idle_s = g->box->cfg->targets[i].idle_unload_seconds;
+    pthread_cond_broadcast(&gw->res_cv);
+    pthread_mutex_unlock(&gw->res_mu);
+    return old;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------------ */
@@ -144,6 +340,7 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
     pthread_rwlock_init(&gw->set_mu, NULL);
     pthread_mutex_init(&gw->res_mu, NULL);
     pthread_mutex_init(&gw->reload_mu, NULL);
+    pthread_mutex_init(&gw->gen_mu, NULL);
     pthread_cond_init(&gw->res_cv, NULL);
     if (gw_build(gw, errbuf, errcap) != 0) {
         sipp__gw_free(gw); /* frees what was built, and the config it took */
@@ -182,39 +379,32 @@ static int gw_build(sipp__gw *gw, char *errbuf, size_t errcap) {
             return -1;
         }
     }
-    /* Separate tables: 100k client addresses (LRU), and room for every caller so that no
-     * caller's state is ever evicted. */
-    gw->limits = sipp__gw_limits_new(redis, c->redis_fail_closed, 100000, c->n_tokens + 1);
-    if (!gw->limits) {
-        snprintf(errbuf, errcap, "out of memory");
-        return -1;
-    }
-
-    /* bearer secrets: read once, kept only as digests */
-    gw->n_callers = c->n_tokens;
-    gw->callers = calloc(c->n_tokens + 1, sizeof *gw->callers);
-    gw->caller_names = calloc(c->n_tokens + 1, sizeof *gw->caller_names);
-    uint32_t *caller_max = calloc(c->n_tokens + 1, sizeof *caller_max);
-    if (!gw->callers || !gw->caller_names || !caller_max) {
+    /* name slots: those of the file, and room for names that reloads add */
+    gw->cap_target_slots = c->n_targets + SIPP__GW_RELOAD_SLOTS;
+    gw->cap_caller_slots = c->n_tokens + SIPP__GW_RELOAD_SLOTS;
+    gw->target_names = calloc(gw->cap_target_slots + 1, sizeof *gw->target_names);
+    gw->target_types = calloc(gw->cap_target_slots + 1, sizeof *gw->target_types);
+    gw->caller_names = calloc(gw->cap_caller_slots + 1, sizeof *gw->caller_names);
+    gw->slot_strings = calloc(gw->cap_target_slots + gw->cap_caller_slots + 1,
+                              sizeof *gw->slot_strings);
+    uint32_t *caller_max = calloc(gw->cap_caller_slots + 1, sizeof *caller_max);
+    if (!gw->target_names || !gw->target_types || !gw->caller_names || !gw->slot_strings ||
+        !caller_max) {
         free(caller_max);
         snprintf(errbuf, errcap, "out of memory");
         return -1;
     }
-    for (size_t i = 0; i < c->n_tokens; i++) {
-        const char *secret = getenv(c->tokens[i].env);
-        if (!secret || !*secret) {
-            free(caller_max);
-            snprintf(errbuf, errcap, "caller '%s': the environment variable %s is not set",
-                     c->tokens[i].caller, c->tokens[i].env);
-            return -1;
-        }
-        gw->callers[i].cfg = &c->tokens[i];
-        gw->caller_names[i] = c->tokens[i].caller;
-        SHA256((const unsigned char *)secret, strlen(secret), gw->callers[i].digest);
-        caller_max[i] = c->tokens[i].max_concurrent;
+    /* Separate tables: 100k client addresses (LRU), and room for every caller so that no
+     * caller's state is ever evicted. */
+    gw->limits = sipp__gw_limits_new(redis, c->redis_fail_closed, 100000, gw->cap_caller_slots + 1);
+    if (!gw->limits) {
+        free(caller_max);
+        snprintf(errbuf, errcap, "out of memory");
+        return -1;
     }
+    for (size_t i = 0; i < c->n_tokens; i++) caller_max[i] = c->tokens[i].max_concurrent;
     int arc = sipp__gw_admission_init(&gw->admission, c->max_concurrent_requests, caller_max,
-                                      c->n_tokens);
+                                      gw->cap_caller_slots);
     free(caller_max);
     if (arc != 0 ||
         parse_cidrs(c->trusted_proxy_cidrs, c->n_trusted_proxy_cidrs, &gw->trusted) != 0 ||
@@ -237,8 +427,19 @@ static int gw_build(sipp__gw *gw, char *errbuf, size_t errcap) {
         snprintf(errbuf, errcap, "%s", err.message);
         return -1;
     }
-    if (sipp__gw_targets_init(gw, errbuf, errcap) != 0) return -1;
-    gw->metrics = sipp__gw_metrics_new(gw->n_targets, gw->target_names, gw->target_types);
+    /* the first generation: the file's targets and callers */
+    gw_cfgbox *box = calloc(1, sizeof *box);
+    if (!box) {
+        snprintf(errbuf, errcap, "out of memory");
+        return -1;
+    }
+    atomic_init(&box->refs, 1);
+    box->cfg = c; /* not owned: freed with the gateway, after every generation */
+    gw_gen *g0 = gen_build(gw, box, NULL, errbuf, errcap);
+    sipp__gw_box_put(box);
+    if (!g0) return -1;
+    gen_commit(gw, g0); /* there was none before */
+    gw->metrics = sipp__gw_metrics_new(gw->cap_target_slots, gw->target_names, gw->target_types);
     if (!gw->metrics) {
         snprintf(errbuf, errcap, "out of memory");
         return -1;
@@ -247,8 +448,8 @@ static int gw_build(sipp__gw *gw, char *errbuf, size_t errcap) {
     sipp__gw_admin_host host = {
         .ctx = gw,
         .route = c->routes[SIPP__GW_R_ADMIN],
-        .n_targets = gw->n_targets,
-        .n_callers = gw->n_callers,
+        .n_targets = gw->cap_target_slots,
+        .n_callers = gw->cap_caller_slots,
         .target_names = gw->target_names,
         .target_types = gw->target_types,
         .caller_names = gw->caller_names,
@@ -259,6 +460,7 @@ static int gw_build(sipp__gw *gw, char *errbuf, size_t errcap) {
         .replicas = admin_replicas,
         .residency = admin_residency,
         .reload = admin_reload,
+        .slots = admin_slots,
     };
     gw->admin = sipp__gw_admin_new(&host, c->admin_password_env ? getenv(c->admin_password_env)
                                                                 : NULL);
@@ -328,27 +530,29 @@ void sipp__gw_free(sipp__gw *gw) {
     if (gw->loader_started) pthread_join(gw->loader, NULL);
     sipp__httpd_stop(gw->public_srv);
     sipp__httpd_stop(gw->mgmt_srv);
-    sipp__gw_targets_free(gw);
+    pthread_mutex_lock(&gw->gen_mu);
+    gw_gen *g = gw->gen;
+    gw->gen = NULL;
+    pthread_mutex_unlock(&gw->gen_mu);
+    sipp__gw_gen_put(gw, g); /* the last reference: no request is left */
     sipp_client_free(gw->client);
-    if (gw->callers) sipp__gw_admission_destroy(&gw->admission);
+    if (gw->caller_names) sipp__gw_admission_destroy(&gw->admission);
     sipp__gw_limits_free(gw->limits);
     sipp__gw_admin_free(gw->admin);
     pthread_rwlock_destroy(&gw->set_mu);
     pthread_mutex_destroy(&gw->res_mu);
     pthread_mutex_destroy(&gw->reload_mu);
+    pthread_mutex_destroy(&gw->gen_mu);
     free(gw->config_path);
     pthread_cond_destroy(&gw->res_cv);
     sipp__gw_metrics_free(gw->metrics);
     free(gw->trusted);
     free(gw->blocklist);
-    free(gw->targets);
     free(gw->target_names);
     free(gw->target_types);
     free(gw->caller_names);
-    if (gw->callers) {
-        explicit_bzero(gw->callers, sizeof *gw->callers * gw->n_callers);
-        free(gw->callers);
-    }
+    for (size_t i = 0; i < gw->n_slot_strings; i++) free(gw->slot_strings[i]);
+    free(gw->slot_strings);
     sipp__gw_config_free(&gw->cfg);
     free(gw);
 }
@@ -415,61 +619,27 @@ static bool pool_eq(const sipp__gw_pool_cfg *a, const sipp__gw_pool_cfg *b) {
            str_eq(a->affinity_header, b->affinity_header) && a->retry_lost == b->retry_lost;
 }
 
+static bool target_same(const sipp__gw_target *a, const sipp__gw_target *b) {
+    return a->type == b->type && str_eq(a->name, b->name) && str_eq(a->model, b->model) &&
+           str_eq(a->backend, b->backend) && str_eq(a->sha256, b->sha256) &&
+           str_eq(a->token_env, b->token_env) && a->load_on_use == b->load_on_use &&
+           strv_eq(a->base_urls, a->n_base_urls, b->base_urls, b->n_base_urls) &&
+           a->timeout_seconds == b->timeout_seconds && provider_eq(&a->provider, &b->provider) &&
+           pool_eq(&a->pool, &b->pool) && local_eq(&a->runtime.local, &b->runtime.local) &&
+           text_eq(&a->runtime.text, &b->runtime.text) && a->runtime.cache == b->runtime.cache &&
+           a->runtime.has_n_gpu_layers == b->runtime.has_n_gpu_layers;
+}
+
 /* What a reload cannot change in place: "" when `n` differs from `o` only in reloadable
- * settings, else the first difference, in buf. */
+ * settings (everything but the listeners and what is read at start only), else the
+ * difference, in buf. */
 static void structural_diff(const sipp__gw_config *o, const sipp__gw_config *n, char *buf,
                             size_t cap) {
     buf[0] = '\0';
-    if (!str_eq(o->public_bind, n->public_bind) || !str_eq(o->management_bind, n->management_bind)) {
+    if (!str_eq(o->public_bind, n->public_bind) || !str_eq(o->management_bind, n->management_bind))
         snprintf(buf, cap, "the listeners changed");
-        return;
-    }
-    for (size_t i = 0; i < n->n_targets; i++) {
-        size_t j = 0;
-        while (j < o->n_targets && strcmp(o->targets[j].name, n->targets[i].name) != 0) j++;
-        if (j == o->n_targets) {
-            snprintf(buf, cap, "target '%s' was added", n->targets[i].name);
-            return;
-        }
-    }
-    for (size_t j = 0; j < o->n_targets; j++) {
-        if (j >= n->n_targets || strcmp(o->targets[j].name, n->targets[j].name) != 0) {
-            size_t i = 0;
-            while (i < n->n_targets && strcmp(o->targets[j].name, n->targets[i].name) != 0) i++;
-            snprintf(buf, cap, i == n->n_targets ? "target '%s' was removed"
-                                                 : "target '%s' moved in the file",
-                     o->targets[j].name);
-            return;
-        }
-        const sipp__gw_target *a = &o->targets[j], *b = &n->targets[j];
-        if (a->type != b->type || !str_eq(a->model, b->model) || !str_eq(a->backend, b->backend) ||
-            !str_eq(a->sha256, b->sha256) || !str_eq(a->token_env, b->token_env) ||
-            a->load_on_use != b->load_on_use ||
-            !strv_eq(a->base_urls, a->n_base_urls, b->base_urls, b->n_base_urls) ||
-            a->timeout_seconds != b->timeout_seconds ||
-            !provider_eq(&a->provider, &b->provider) || !pool_eq(&a->pool, &b->pool) ||
-            !local_eq(&a->runtime.local, &b->runtime.local) ||
-            !text_eq(&a->runtime.text, &b->runtime.text) || a->runtime.cache != b->runtime.cache ||
-            a->runtime.has_n_gpu_layers != b->runtime.has_n_gpu_layers) {
-            snprintf(buf, cap, "target '%s' changed", a->name);
-            return;
-        }
-    }
-    if (o->n_tokens != n->n_tokens) {
-        snprintf(buf, cap, "callers were added or removed");
-        return;
-    }
-    for (size_t k = 0; k < o->n_tokens; k++) {
-        const sipp__gw_token *a = &o->tokens[k], *b = &n->tokens[k];
-        if (!str_eq(a->caller, b->caller) || !str_eq(a->env, b->env) ||
-            !strv_eq(a->targets, a->n_targets, b->targets, b->n_targets) ||
-            a->max_concurrent != b->max_concurrent) {
-            snprintf(buf, cap, "caller '%s' was added, removed or changed (name, secret env, "
-                     "targets or max_concurrent)", a->caller);
-            return;
-        }
-    }
 }
+
 
 static void reload_record(sipp__gw *gw, bool ok, const char *msg) {
     struct timespec rt;
@@ -483,60 +653,131 @@ static void reload_record(sipp__gw *gw, bool ok, const char *msg) {
     json_decref(x);
 }
 
+/* Appends ", name" (or "name" first) to a summary list. */
+static void list_add(char *buf, size_t cap, const char *name) {
+    size_t n = strlen(buf);
+    if (n + 3 < cap) snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", name);
+}
+
+/* What the reload changes in targets and callers, for the log and the dashboard. */
+static void describe(const gw_gen *o, const gw_gen *g, char *buf, size_t cap) {
+    char add[256] = "", rem[256] = "", chg[256] = "", cadd[256] = "", crem[256] = "";
+    for (size_t i = 0; i < g->n_targets; i++) {
+        gw_target *t = gen_find(o, g->targets[i]->cfg->name);
+        if (!t) list_add(add, sizeof add, g->targets[i]->cfg->name);
+        else if (t != g->targets[i]) list_add(chg, sizeof chg, g->targets[i]->cfg->name);
+    }
+    for (size_t i = 0; i < o->n_targets; i++)
+        if (!gen_find(g, o->targets[i]->cfg->name)) list_add(rem, sizeof rem, o->targets[i]->cfg->name);
+    for (size_t i = 0; i < g->n_callers; i++) {
+        size_t k = 0;
+        while (k < o->n_callers && strcmp(o->callers[k].cfg->caller, g->callers[i].cfg->caller)) k++;
+        if (k == o->n_callers) list_add(cadd, sizeof cadd, g->callers[i].cfg->caller);
+    }
+    for (size_t k = 0; k < o->n_callers; k++) {
+        size_t i = 0;
+        while (i < g->n_callers && strcmp(o->callers[k].cfg->caller, g->callers[i].cfg->caller)) i++;
+        if (i == g->n_callers) list_add(crem, sizeof crem, o->callers[k].cfg->caller);
+    }
+    snprintf(buf, cap, "targets added: [%s], removed: [%s], changed: [%s]; callers added: [%s], "
+             "removed: [%s]; callers' keys, targets and limits, rate limits, ip_blocklist, "
+             "max_concurrent_requests, memory budget and idle times as in the file",
+             add, rem, chg, cadd, crem);
+}
+
+static int reload_refuse(sipp__gw *gw, char *errbuf, size_t errcap, const char *why) {
+    if (errbuf != why) snprintf(errbuf, errcap, "%s", why);
+    reload_record(gw, false, errbuf);
+    sipp__gw_metrics_reload(gw->metrics, false);
+    pthread_mutex_unlock(&gw->reload_mu);
+    return -1;
+}
+
 int sipp__gw_reload(sipp__gw *gw, char *errbuf, size_t errcap) {
     pthread_mutex_lock(&gw->reload_mu);
-    if (!gw->config_path) {
-        snprintf(errbuf, errcap, "no config file to reload");
-        reload_record(gw, false, errbuf);
-        pthread_mutex_unlock(&gw->reload_mu);
-        return -1;
+    if (!gw->config_path) return reload_refuse(gw, errbuf, errcap, "no config file to reload");
+    gw_cfgbox *box = calloc(1, sizeof *box);
+    sipp__gw_config *nc = calloc(1, sizeof *nc);
+    if (!box || !nc) {
+        free(box);
+        free(nc);
+        return reload_refuse(gw, errbuf, errcap, "out of memory");
     }
-    sipp__gw_config nc;
     char why[700];
-    if (sipp__gw_config_load(gw->config_path, &nc, why, sizeof why) != 0) {
+    if (sipp__gw_config_load(gw->config_path, nc, why, sizeof why) != 0) {
+        free(box);
+        free(nc);
         snprintf(errbuf, errcap, "invalid config: %s", why);
-        reload_record(gw, false, errbuf);
-        pthread_mutex_unlock(&gw->reload_mu);
-        return -1;
+        return reload_refuse(gw, errbuf, errcap, errbuf);
     }
-    structural_diff(&gw->cfg, &nc, why, sizeof why);
+    atomic_init(&box->refs, 1);
+    box->cfg = nc;
+    box->owned = true;
+    structural_diff(&gw->cfg, nc, why, sizeof why);
     sipp__gw_cidr *cidrs = NULL;
-    if (!why[0] && parse_cidrs(nc.ip_blocklist, nc.n_ip_blocklist, &cidrs) != 0)
+    if (!why[0] && parse_cidrs(nc->ip_blocklist, nc->n_ip_blocklist, &cidrs) != 0)
         snprintf(why, sizeof why, "an ip_blocklist range cannot be parsed");
     if (why[0]) {
         snprintf(errbuf, errcap, "%s: that needs a restart; nothing was applied", why);
         free(cidrs);
-        sipp__gw_config_free(&nc);
-        reload_record(gw, false, errbuf);
-        pthread_mutex_unlock(&gw->reload_mu);
-        return -1;
+        sipp__gw_box_put(box);
+        return reload_refuse(gw, errbuf, errcap, errbuf);
+    }
+    /* the new generation, complete, before anything changes */
+    gw_gen *old = sipp__gw_gen_get(gw);
+    gw_gen *g = gen_build(gw, box, old, why, sizeof why);
+    sipp__gw_box_put(box); /* g holds it */
+    if (g) {
+        size_t nt, ncl;
+        pthread_mutex_lock(&gw->gen_mu);
+        gen_new_slots(gw, g, &nt, &ncl);
+        bool room = gw->n_target_slots + nt <= gw->cap_target_slots &&
+                    gw->n_caller_slots + ncl <= gw->cap_caller_slots;
+        pthread_mutex_unlock(&gw->gen_mu);
+        if (!room)
+            snprintf(why, sizeof why, "more than %d target or caller names were added since the "
+                     "gateway started", SIPP__GW_RELOAD_SLOTS);
+        /* new load = "start" local targets load now, so requests move to them loaded; with a
+         * memory budget they load on their first request instead, as the budget allows */
+        for (size_t i = 0; room && i < g->n_targets; i++) {
+            gw_target *t = g->targets[i];
+            if (gen_find(old, t->cfg->name) == t || t->cfg->type != SIPP__GW_LOCAL ||
+                t->cfg->load_on_use)
+                continue;
+            bool ok = nc->memory_budget_bytes ? sipp__gw_target_inspect(t, why, sizeof why)
+                                              : sipp__gw_target_load(gw, t, why, sizeof why);
+            if (!ok) room = false;
+        }
+        if (!room) {
+            sipp__gw_gen_put(gw, g); /* frees the targets it made, its endpoints removed */
+            g = NULL;
+        }
+    }
+    if (!g) {
+        free(cidrs);
+        sipp__gw_gen_put(gw, old);
+        snprintf(errbuf, errcap, "%s; nothing was applied", why);
+        return reload_refuse(gw, errbuf, errcap, errbuf);
     }
     /* apply: the settings the dashboard edits, through the same path, then residency's */
-    sipp__gw_admin_settings s = {.has_rate_limit = true, .rl_enabled = nc.rate_limit_enabled,
-                                 .rl_rpm = nc.rate_limit_rpm, .rl_burst = nc.rate_limit_burst,
-                                 .rl_tpm = nc.rate_limit_tpm, .has_max_concurrent = true,
-                                 .max_concurrent = nc.max_concurrent_requests,
-                                 .has_blocklist = true, .blocklist = nc.ip_blocklist,
-                                 .cidrs = cidrs, .n_blocklist = nc.n_ip_blocklist};
-    s.callers = calloc(nc.n_tokens + 1, sizeof *s.callers);
-    for (size_t k = 0; s.callers && k < nc.n_tokens; k++)
-        s.callers[s.n_callers++] = (sipp__gw_admin_caller_set){
-            .index = k, .has_rpm = true, .has_tpm = true,
-            .rpm = nc.tokens[k].requests_per_minute, .tpm = nc.tokens[k].tokens_per_minute};
-    nc.ip_blocklist = NULL; /* now owned by s, swapped for the old ones */
-    nc.n_ip_blocklist = 0;
+    sipp__gw_admin_settings s = {.has_rate_limit = true, .rl_enabled = nc->rate_limit_enabled,
+                                 .rl_rpm = nc->rate_limit_rpm, .rl_burst = nc->rate_limit_burst,
+                                 .rl_tpm = nc->rate_limit_tpm, .has_max_concurrent = true,
+                                 .max_concurrent = nc->max_concurrent_requests,
+                                 .has_blocklist = true, .blocklist = nc->ip_blocklist,
+                                 .cidrs = cidrs, .n_blocklist = nc->n_ip_blocklist};
+    nc->ip_blocklist = NULL; /* now owned by s, swapped for the old ones */
+    nc->n_ip_blocklist = 0;
     admin_apply(gw, &s);
     sipp__gw_admin_settings_free(&s); /* the old blocklist */
     pthread_mutex_lock(&gw->res_mu);
-    gw->cfg.memory_budget_bytes = nc.memory_budget_bytes;
-    for (size_t i = 0; i < nc.n_targets; i++)
-        gw->cfg.targets[i].idle_unload_seconds = nc.targets[i].idle_unload_seconds;
-    pthread_cond_broadcast(&gw->res_cv); /* the loader re-reads idle times */
+    gw->cfg.memory_budget_bytes = nc->memory_budget_bytes;
     pthread_mutex_unlock(&gw->res_mu);
-    sipp__gw_config_free(&nc);
-    snprintf(errbuf, errcap, "rate limits, callers' limits, ip_blocklist, "
-             "max_concurrent_requests, memory budget and idle times");
+    describe(old, g, errbuf, errcap);
+    sipp__gw_gen_put(gw, gen_commit(gw, g)); /* the old one lives on while requests hold it */
+    sipp__gw_gen_put(gw, old);
     reload_record(gw, true, errbuf);
+    sipp__gw_metrics_reload(gw->metrics, true);
     pthread_mutex_unlock(&gw->reload_mu);
     return 0;
 }

@@ -32,8 +32,19 @@
 
 enum { GW_TARGET_LOADING, GW_TARGET_READY, GW_TARGET_FAILED };
 
+struct gw_cfgbox;
+
+/* A target instance (targets.c). Reference-counted: every generation that lists it holds one
+ * (an unchanged target is shared by the generations on both sides of a reload, model and KV
+ * cache included), and the last reference frees it: its endpoints are removed from the client
+ * then, when no request can use them any more. */
 typedef struct gw_target {
-    const sipp__gw_target *cfg;
+    const sipp__gw_target *cfg; /* points into box's config */
+    atomic_uint refs;
+    struct gw_cfgbox *box;      /* a reference */
+    size_t slot;                /* its name's row in metrics and the dashboard */
+    char ep_id[160];            /* the client endpoint id: the name, "name#k" after a reload */
+    uint32_t idle_s;            /* idle_unload_seconds, under gw->res_mu (a reload sets it) */
     sipp_endpoint *ep;  /* set once ready */
     atomic_int state;
     bool can_generate, can_chat, can_embed;
@@ -58,30 +69,61 @@ typedef struct gw_target {
 } gw_target;
 
 typedef struct gw_caller {
-    const sipp__gw_token *cfg;
+    const sipp__gw_token *cfg; /* points into the generation's config */
     uint8_t digest[32]; /* SHA-256 of the bearer secret */
+    size_t slot;        /* its name's row in admission, the dashboard */
 } gw_caller;
+
+/* A loaded config file, shared by the generation built from it and by the targets that point
+ * into it (the initial one is gw->cfg itself, not owned). */
+typedef struct gw_cfgbox {
+    atomic_uint refs;
+    sipp__gw_config *cfg;
+    bool owned;
+} gw_cfgbox;
+
+/* The routing state (docs/gateway.md "Reload"): targets and callers, immutable once published
+ * and reference-counted. A request takes a reference to the current generation when it starts
+ * and uses only it to its end, so a reload (which builds a complete new generation, then swaps
+ * gw->gen) never changes what an open request sees. */
+typedef struct gw_gen {
+    atomic_uint refs;
+    gw_cfgbox *box;
+    gw_target **targets;
+    size_t n_targets;
+    gw_caller *callers;
+    size_t n_callers;
+} gw_gen;
 
 /* ---- the gateway ------------------------------------------------------------------------- */
 
 enum { GW_PUBLIC, GW_MGMT }; /* the listeners */
 
-/* Mutable settings: the dashboard edits cfg.rate_limit_*, cfg.tokens[i].requests_per_minute
- * and .tokens_per_minute, cfg.ip_blocklist and blocklist/n_blocklist while requests read them;
- * both sides hold set_mu (read side: copy, unlock, then act). The global concurrency limit lives
- * in admission (its own mutex). Everything else in cfg is read-only after start. */
+/* Mutable settings: the dashboard edits cfg.rate_limit_*, the current generation's callers'
+ * requests_per_minute and tokens_per_minute, cfg.ip_blocklist and blocklist/n_blocklist while
+ * requests read them; both sides hold set_mu (read side: copy, unlock, then act). The global
+ * concurrency limit lives in admission (its own mutex). Targets and callers are in generations
+ * (gw_gen); cfg's own targets and tokens are those of the first one. Everything else in cfg is
+ * read-only after start, but for what a reload sets (docs/gateway.md "Reload"). */
 struct sipp__gw {
     sipp__gw_config cfg;
     pthread_rwlock_t set_mu;
     sipp__gw_limits *limits; /* rate limits: in-process tables, Redis in front when configured */
     gw_admin *admin;        /* NULL: no admin_password_env or its variable is empty */
     sipp_client *client;
-    gw_target *targets;
-    size_t n_targets;
-    const char **target_names, **target_types; /* for metrics and the dashboard */
-    gw_caller *callers;
-    size_t n_callers;
+    /* the current generation, under gen_mu (sipp__gw_gen_get / _put) */
+    pthread_mutex_t gen_mu;
+    gw_gen *gen;
+    /* name slots of targets and callers ever served, for metrics, admission and the dashboard
+     * (stable across reloads): fixed capacity, appended under gen_mu before a generation naming
+     * them is published, never rewritten */
+    const char **target_names, **target_types;
+    size_t n_target_slots, cap_target_slots;
     const char **caller_names;
+    size_t n_caller_slots, cap_caller_slots;
+    char **slot_strings; /* the names the slots point to that outlive their config, owned */
+    size_t n_slot_strings;
+    atomic_uint ep_seq; /* endpoint ids of targets made by a reload */
     sipp__gw_cidr *trusted, *blocklist;
     size_t n_trusted, n_blocklist;
     sipp__gw_admission admission;
@@ -105,19 +147,44 @@ struct sipp__gw {
     double reload_time; /* wall clock, seconds */
 };
 
+/* Name slots a reload may add beyond those of the file at start (a reload that needs more is
+ * refused; a restart starts over). */
+#define SIPP__GW_RELOAD_SLOTS 256
+
+/* ---- generations (gateway.c) ------------------------------------------------------------- */
+
+/* A new reference to the current generation (never NULL once the gateway is built). */
+gw_gen *sipp__gw_gen_get(sipp__gw *gw);
+/* Drops a reference; the last one frees the generation and its references to targets. Never
+ * under res_mu (freeing a target takes it). NULL is a no-op. */
+void sipp__gw_gen_put(sipp__gw *gw, gw_gen *g);
+/* Drops a reference to a config box; the last one frees it (and its config when owned). */
+void sipp__gw_box_put(gw_cfgbox *box);
+
 /* ---- targets (targets.c) ------------------------------------------------------------------ */
 
-/* Allocates gw->targets (all loading) and registers the provider targets at once (nothing is
- * sent before the first request). -1 with a message naming the target. */
-int sipp__gw_targets_init(sipp__gw *gw, char *errbuf, size_t errcap);
-/* Starts the thread that loads the local targets one after the other. */
+/* A new target instance (one reference) for config entry `cfg` of `box` (a reference taken),
+ * registered under endpoint id `ep_id`: a provider target is registered at once (nothing is
+ * sent before the first request), a load = "on_use" local one is inspected (READY, unloaded),
+ * a load = "start" one is LOADING (the loader or sipp__gw_target_load loads it). NULL with a
+ * message naming the target. */
+gw_target *sipp__gw_target_new(sipp__gw *gw, gw_cfgbox *box, const sipp__gw_target *cfg,
+                               const char *ep_id, char *errbuf, size_t errcap);
+/* Loads a LOADING local target now, on this thread (a reload, before the swap): true and
+ * READY, or false with the reason. */
+bool sipp__gw_target_load(sipp__gw *gw, gw_target *t, char *errbuf, size_t errcap);
+/* A local target's capabilities and footprint from its model's metadata, no load: READY and
+ * unloaded (its first request loads it), or FAILED and false with the reason. */
+bool sipp__gw_target_inspect(gw_target *t, char *errbuf, size_t errcap);
+void sipp__gw_target_ref(gw_target *t);
+/* Drops a reference; the last one removes its endpoints from the client and frees it. */
+void sipp__gw_target_put(sipp__gw *gw, gw_target *t);
+/* Starts the thread that loads the initial local targets one after the other. */
 int sipp__gw_targets_start_loader(sipp__gw *gw);
 /* Thread-safe read of a target's engine counters (a loaded local target). */
-bool sipp__gw_target_stats(sipp__gw *gw, size_t i, sipp_engine_stats *out);
+bool sipp__gw_target_stats(sipp__gw *gw, gw_target *t, sipp_engine_stats *out);
 /* The /readyz answer: its status (200 or 503) and text. */
 int sipp__gw_readiness(sipp__gw *gw, const char **text);
-/* Stops the pools' probe threads and frees the per-replica arrays (before the client). */
-void sipp__gw_targets_free(sipp__gw *gw);
 
 
 /* ---- listeners and browsers (listeners.c) -------------------------------------------------- */
@@ -147,8 +214,11 @@ typedef struct gw_req {
     char origin[256]; /* the Origin when it is allowed, else "" */
     char method[16];
     char path[256]; /* copies: the HTTP request is gone when a stream is released */
-    int caller; /* index into gw->callers, -1 = anonymous (no [[tokens]]) */
-    int target; /* index into gw->targets, -1 = none resolved */
+    gw_gen *gen; /* the routing state this request uses to its end (a reference) */
+    int caller; /* the caller's slot (gw->caller_names), -1 = anonymous (no [[tokens]]) */
+    int target; /* the target's slot (gw->target_names), -1 = none resolved */
+    const gw_caller *who; /* in gen, NULL = anonymous */
+    gw_target *tgt;       /* in gen, NULL = none resolved */
     json_t *root;
     gw_call call;
     bool permit;
@@ -247,7 +317,7 @@ gw_code sipp__gw_resident_complete(gw_req *r, char *why, size_t cap);
 /* Lets go of what sipp__gw_phase_resident took (finish). */
 void sipp__gw_resident_release(gw_req *r);
 /* "loaded", "loading" or "unloaded" for a local target, NULL for a remote one. */
-const char *sipp__gw_target_residency(sipp__gw *gw, size_t i);
+const char *sipp__gw_target_residency(sipp__gw *gw, const gw_target *t);
 /* The residency rows of the dashboard (a JSON array, new reference). */
 json_t *sipp__gw_residency_json(sipp__gw *gw);
 /* Wakes the loader thread (shutdown). */
@@ -271,6 +341,12 @@ sipp_endpoint *sipp__gw_attempt_begin(gw_req *r);
 bool sipp__gw_attempt_end(gw_req *r, const sipp_response *resp);
 /* Pulls what the run produced within ~20 ms (TTFT and inter-token gaps recorded). */
 sipp_status sipp__gw_pull_batch(gw_req *r, sipp_token_batch *b);
+/* Issue 18: whether a stream reads its run as deltas (content, reasoning, tool calls) rather
+ * than text: a chat with tools, or an OpenAI-profile chat on a local target (reasoning_content),
+ * when the profile streams deltas and no logprobs were asked for. */
+bool sipp__gw_delta_mode(const gw_req *r);
+/* sipp__gw_pull_batch for a delta stream: the next delta within ~20 ms. */
+sipp_status sipp__gw_pull_delta(gw_req *r, sipp_delta *d, bool *done);
 /* Adds a finished run's usage to the request and records its queue wait. */
 void sipp__gw_account(gw_req *r, const sipp_response *resp);
 void sipp__gw_execute_text(gw_req *r);

@@ -151,40 +151,48 @@ done:
 /* The registry's text with the gauges read now: admitted requests, dropped log lines, the
  * rate-limit store, each target's readiness and engine counters (metrics.h). */
 static char *render_metrics(sipp__gw *gw) {
-    size_t n = gw->n_targets;
+    /* rows by name slot: the current generation's targets; names no longer served read as not
+     * ready, with their counters kept */
+    gw_gen *g = sipp__gw_gen_get(gw);
+    pthread_mutex_lock(&gw->gen_mu);
+    size_t n = gw->n_target_slots;
+    pthread_mutex_unlock(&gw->gen_mu);
     bool *ready = calloc(n + 1, sizeof *ready), *have = calloc(n + 1, sizeof *have);
     sipp_engine_stats *engine = calloc(n + 1, sizeof *engine);
     sipp__gw_metrics_residency *res = calloc(n + 1, sizeof *res);
     char *s = NULL;
     if (ready && have && engine && res) {
-        for (size_t t = 0; t < n; t++) {
-            ready[t] = atomic_load(&gw->targets[t].state) == GW_TARGET_READY;
-            have[t] = sipp__gw_target_stats(gw, t, &engine[t]);
+        for (size_t i = 0; i < g->n_targets; i++) {
+            size_t t = g->targets[i]->slot;
+            if (t >= n) continue;
+            ready[t] = atomic_load(&g->targets[i]->state) == GW_TARGET_READY;
+            have[t] = sipp__gw_target_stats(gw, g->targets[i], &engine[t]);
         }
         sipp__gw_metrics_live live = {.active = sipp__gw_admission_active(&gw->admission),
                                       .log_dropped = sipp__gw_log_dropped(),
                                       .ready = ready, .have_engine = have, .engine = engine,
-                                      .res = res};
+                                      .res = res, .n_targets = n};
         pthread_mutex_lock(&gw->res_mu);
         live.memory_budget_bytes = gw->cfg.memory_budget_bytes; /* a reload changes it */
-        for (size_t t = 0; t < n; t++) {
-            const gw_target *g = &gw->targets[t];
-            if (g->cfg->type != SIPP__GW_LOCAL) continue;
+        for (size_t i = 0; i < g->n_targets; i++) {
+            const gw_target *x = g->targets[i];
+            size_t t = x->slot;
+            if (x->cfg->type != SIPP__GW_LOCAL || t >= n) continue;
             res[t] = (sipp__gw_metrics_residency){
-                .local = true, .loaded = g->res == SIPP__GW_RES_LOADED, .loads = g->res_loads,
-                .unloads_idle = g->res_unloads_idle, .unloads_budget = g->res_unloads_budget,
-                .refused = g->res_refused, .footprint = g->res_footprint};
-            if (g->res != SIPP__GW_RES_UNLOADED) live.memory_used_bytes += g->res_footprint;
+                .local = true, .loaded = x->res == SIPP__GW_RES_LOADED, .loads = x->res_loads,
+                .unloads_idle = x->res_unloads_idle, .unloads_budget = x->res_unloads_budget,
+                .refused = x->res_refused, .footprint = x->res_footprint};
+            if (x->res != SIPP__GW_RES_UNLOADED) live.memory_used_bytes += x->res_footprint;
         }
         pthread_mutex_unlock(&gw->res_mu);
         sipp__gw_limits_get_stats(gw->limits, &live.limits);
         s = sipp__gw_metrics_render(gw->metrics, &live);
     }
-    sipp__gw_pool **pools = calloc(n + 1, sizeof *pools);
+    sipp__gw_pool **pools = calloc(g->n_targets + 1, sizeof *pools);
     char *p = NULL, *both = NULL;
     if (s && pools) { /* the upstream pools' series after the registry's */
-        for (size_t t = 0; t < n; t++) pools[t] = gw->targets[t].pool;
-        p = sipp__gw_pools_render(pools, n);
+        for (size_t t = 0; t < g->n_targets; t++) pools[t] = g->targets[t]->pool;
+        p = sipp__gw_pools_render(pools, g->n_targets);
     }
     if (s && (!p || asprintf(&both, "%s%s", s, p) < 0)) both = NULL;
     free(s);
@@ -195,6 +203,7 @@ static char *render_metrics(sipp__gw *gw) {
     free(have);
     free(engine);
     free(res);
+    sipp__gw_gen_put(gw, g);
     return s;
 }
 

@@ -14,6 +14,7 @@
 #include <pthread.h>
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ struct gw_metrics {
     uint64_t *errors;   /* [op][t][code] */
     uint64_t *tokens;   /* [op][t][in/out] */
     histo *h;           /* [kind][t] */
+    atomic_ullong reloads[2]; /* applied, refused */
 };
 
 gw_metrics *sipp__gw_metrics_new(size_t n_targets, const char *const *names,
@@ -106,6 +108,10 @@ static void observe(gw_metrics *m, int kind, int target, double s) {
     pthread_mutex_unlock(&m->mu);
 }
 
+void sipp__gw_metrics_reload(gw_metrics *m, bool ok) {
+    if (m) atomic_fetch_add(&m->reloads[ok ? 0 : 1], 1);
+}
+
 void sipp__gw_metrics_observe_ttft(gw_metrics *m, int t, double s) { observe(m, H_TTFT, t, s); }
 void sipp__gw_metrics_observe_itl(gw_metrics *m, int t, double s) { observe(m, H_ITL, t, s); }
 void sipp__gw_metrics_observe_e2e(gw_metrics *m, int t, double s) { observe(m, H_E2E, t, s); }
@@ -154,6 +160,8 @@ char *sipp__gw_metrics_render(gw_metrics *m, const sipp__gw_metrics_live *live) 
     if (!o.s) return NULL;
     o.s[0] = '\0';
     static const char *const cls[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+    /* the slots in use (a reload adds some; the rest of the arrays is not written yet) */
+    size_t n_targets = live->n_targets < m->n_t - 1 ? live->n_targets : m->n_t - 1;
     pthread_mutex_lock(&m->mu);
     put(&o, "# HELP sipp_requests_total Requests answered, by operation, target and status class.\n"
             "# TYPE sipp_requests_total counter\n");
@@ -189,7 +197,7 @@ char *sipp__gw_metrics_render(gw_metrics *m, const sipp__gw_metrics_live *live) 
             }
     for (int k = 0; k < N_HISTOS; k++) {
         put(&o, "# HELP %s %s\n# TYPE %s histogram\n", HISTO_NAME[k], HISTO_HELP[k], HISTO_NAME[k]);
-        for (size_t t = 0; t < m->n_t - 1; t++) {
+        for (size_t t = 0; t < n_targets; t++) {
             histo *h = &m->h[k * m->n_t + t];
             uint64_t cum = 0;
             for (size_t b = 0; b < N_BUCKETS; b++) {
@@ -230,7 +238,12 @@ char *sipp__gw_metrics_render(gw_metrics *m, const sipp__gw_metrics_live *live) 
                 "%d\n",
             ls->local_mode ? 1 : 0);
     }
-    size_t n_targets = m->n_t - 1;
+    put(&o, "# HELP sipp_config_reloads_total Reloads of the config file (SIGHUP, the dashboard), "
+            "by result: applied, or refused (the old configuration stayed).\n"
+            "# TYPE sipp_config_reloads_total counter\n"
+            "sipp_config_reloads_total{result=\"applied\"} %llu\n"
+            "sipp_config_reloads_total{result=\"refused\"} %llu\n",
+        (unsigned long long)atomic_load(&m->reloads[0]), (unsigned long long)atomic_load(&m->reloads[1]));
     const sipp_engine_stats *st = live->engine;
     const bool *have = live->have_engine;
     uint64_t queued = 0;

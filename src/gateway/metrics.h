@@ -17,8 +17,8 @@
 
 typedef struct gw_metrics gw_metrics;
 
-/* `names` and `types` (n_targets each) must outlive the registry (they point into the
- * gateway's config). */
+/* `names` and `types` (n_targets each: room for the names a reload adds; those in use at
+ * render time are live->n_targets) must outlive the registry. */
 gw_metrics *sipp__gw_metrics_new(size_t n_targets, const char *const *names,
                                  const char *const *types);
 void sipp__gw_metrics_free(gw_metrics *m);
@@ -52,7 +52,12 @@ typedef struct sipp__gw_metrics_live {
      * models, and the budget (0 = none) */
     const sipp__gw_metrics_residency *res;
     uint64_t memory_used_bytes, memory_budget_bytes;
+    /* the targets' name slots in use (<= the registry's n_targets; the arrays have as many) */
+    size_t n_targets;
 } sipp__gw_metrics_live;
+
+/* A reload: applied (ok) or refused (docs/gateway.md "Reload"). */
+void sipp__gw_metrics_reload(gw_metrics *m, bool ok);
 
 /* The Prometheus text of everything (malloc'd), or NULL when out of memory. */
 char *sipp__gw_metrics_render(gw_metrics *m, const sipp__gw_metrics_live *live);

@@ -92,7 +92,8 @@ static bool phase_no_url_credentials(gw_req *r) {
 bool sipp__gw_phase_auth(gw_req *r) {
     sipp__gw *gw = r->gw;
     if (!phase_no_url_credentials(r)) return false;
-    if (gw->n_callers == 0) return true; /* no [[tokens]]: an open gateway */
+    const gw_gen *g = r->gen;
+    if (g->n_callers == 0) return true; /* no [[tokens]]: an open gateway */
     /* The token comes as `Authorization: Bearer <token>` or, as Anthropic's clients send it, as
      * `x-api-key: <token>` (the same tokens either way; Authorization wins when both come). */
     const char *h = sipp__httpd_header_get(r->http, "authorization");
@@ -108,11 +109,12 @@ bool sipp__gw_phase_auth(gw_req *r) {
     uint8_t d[32];
     SHA256((const unsigned char *)tok, strlen(tok), d);
     int found = -1;
-    for (size_t i = 0; i < gw->n_callers; i++) /* every digest is compared: no early exit */
-        if (sipp__gw_digest_equal(d, gw->callers[i].digest)) found = (int)i;
+    for (size_t i = 0; i < g->n_callers; i++) /* every digest is compared: no early exit */
+        if (sipp__gw_digest_equal(d, g->callers[i].digest)) found = (int)i;
     if (found < 0) return sipp__gw_req_fail(r, GW_AUTHENTICATION, NULL, "unknown bearer token");
-    r->caller = found;
-    const sipp__gw_token *t = gw->callers[found].cfg;
+    r->who = &g->callers[found];
+    r->caller = r->who->slot == SIZE_MAX ? -1 : (int)r->who->slot;
+    const sipp__gw_token *t = r->who->cfg;
     pthread_rwlock_rdlock(&gw->set_mu);
     sipp__gw_rate req = {t->requests_per_minute, 0}, tpm = {t->tokens_per_minute, 0};
     pthread_rwlock_unlock(&gw->set_mu);
@@ -147,13 +149,15 @@ bool sipp__gw_phase_decode(gw_req *r) {
     size_t len;
     const char *body = sipp__httpd_body(r->http, &len);
     char msg[256], param[64];
+    r->call.max_media_bytes = r->gw->cfg.max_media_bytes;
+    r->call.max_image_pixels = r->gw->cfg.max_image_pixels;
     if (!sipp__gw_decode_body(r->prof, r->op, body, len, r->gw->cfg.max_json_depth, &r->root,
                               &r->call, msg, sizeof msg, param, sizeof param))
         return sipp__gw_req_fail(r, GW_INVALID_JSON, param, "%s", msg);
     if (r->call.media_too_large)
         return sipp__gw_req_fail(r, GW_PAYLOAD_TOO_LARGE, "messages",
-                                 "the request's media are larger than %u bytes (max_media_bytes)",
-                                 SIPP__GW_MAX_MEDIA_BYTES);
+                                 "the request's media are larger than %llu bytes (max_media_bytes)",
+                                 (unsigned long long)r->gw->cfg.max_media_bytes);
     return true;
 }
 
@@ -166,19 +170,21 @@ bool sipp__gw_phase_authorize(gw_req *r) {
 }
 
 bool sipp__gw_phase_resolve(gw_req *r) {
-    sipp__gw *gw = r->gw;
-    for (size_t i = 0; i < gw->n_targets; i++)
-        if (strcmp(gw->targets[i].cfg->name, r->call.model) == 0) {
-            int st = atomic_load(&gw->targets[i].state);
-            r->target = (int)i;
+    const gw_gen *g = r->gen;
+    for (size_t i = 0; i < g->n_targets; i++)
+        if (strcmp(g->targets[i]->cfg->name, r->call.model) == 0) {
+            gw_target *t = g->targets[i];
+            int st = atomic_load(&t->state);
+            r->tgt = t;
+            r->target = t->slot == SIZE_MAX ? -1 : (int)t->slot;
             if (st == GW_TARGET_LOADING) {
                 r->retry_after = 1;
                 return sipp__gw_req_fail(r, GW_UNAVAILABLE, "model", "target '%s' is still loading",
-                                         gw->targets[i].cfg->name);
+                                         t->cfg->name);
             }
             if (st == GW_TARGET_FAILED)
                 return sipp__gw_req_fail(r, GW_EXECUTION, "model", "target '%s' failed to load",
-                                         gw->targets[i].cfg->name);
+                                         t->cfg->name);
             return true;
         }
     return sipp__gw_req_fail(r, GW_RESOLUTION, "model", "unknown target '%.128s'", r->call.model);
@@ -208,7 +214,17 @@ bool sipp__gw_phase_validate(gw_req *r) {
                                  "the JSON schema is %zu bytes, more than this gateway's "
                                  "max_schema_bytes (%u)",
                                  schema_bytes, r->gw->cfg.max_schema_bytes);
-    gw_target *t = &r->gw->targets[r->target];
+    /* tools (issue 18): their schemas together within max_schema_bytes too */
+    if (c->tool_schema_bytes > r->gw->cfg.max_schema_bytes)
+        return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "tools",
+                                 "the tools' parameter schemas are %zu bytes, more than this "
+                                 "gateway's max_schema_bytes (%u)",
+                                 c->tool_schema_bytes, r->gw->cfg.max_schema_bytes);
+    if (c->stream && c->n_tools && c->logprobs)
+        return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "logprobs",
+                                 "'logprobs' are not streamed together with 'tools'; ask without "
+                                 "stream or without logprobs");
+    gw_target *t = r->tgt;
     if (c->op == GW_OP_EMBED && !t->can_embed)
         return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "model", "target '%s' cannot embed",
                                  t->cfg->name);

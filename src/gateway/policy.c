@@ -468,3 +468,9 @@ void sipp__gw_admission_set_global_max(sipp__gw_admission *a, uint32_t max) {
     a->global_max = max;
     pthread_mutex_unlock(&a->mu);
 }
+
+void sipp__gw_admission_set_caller_max(sipp__gw_admission *a, size_t caller, uint32_t max) {
+    pthread_mutex_lock(&a->mu);
+    if (caller < a->n_callers) a->caller_max[caller] = max;
+    pthread_mutex_unlock(&a->mu);
+}

@@ -138,5 +138,7 @@ uint32_t sipp__gw_admission_active(sipp__gw_admission *a);
 /* Reads / changes the global limit (0 = none); permits already taken stay valid. */
 uint32_t sipp__gw_admission_global_max(sipp__gw_admission *a);
 void sipp__gw_admission_set_global_max(sipp__gw_admission *a, uint32_t max);
+/* Sets the concurrency limit of caller index `caller` (< n_callers; 0 = none): a reload. */
+void sipp__gw_admission_set_caller_max(sipp__gw_admission *a, size_t caller, uint32_t max);
 
 #endif

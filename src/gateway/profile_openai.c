@@ -97,7 +97,9 @@ static bool decode(gw_op op, json_t *root, gw_call *c, char *msg, size_t cap, ch
         } else if (op != GW_OP_EMBED && strcmp(k, "echo") == 0) {
             if (!null && !json_is_false(v)) sipp__gw_invalid(c, k, "'%s' is not supported", k);
         } else if ((r = sipp__gw_decode_logprobs(c, op, k, v, true, msg, cap, param, pcap)) != 0 ||
-                   (r = sipp__gw_decode_schema(c, op, k, v, true, msg, cap, param, pcap)) != 0) {
+                   (r = sipp__gw_decode_schema(c, op, k, v, true, msg, cap, param, pcap)) != 0 ||
+                   (r = sipp__gw_decode_tools(c, op, k, v, true, msg, cap, param, pcap)) != 0 ||
+                   (r = sipp__gw_decode_reasoning(c, op, k, v, true, msg, cap, param, pcap)) != 0) {
             if (r < 0) return false;
         } else if (sipp__gw_is_local_only(k)) {
             sipp__gw_invalid(c, k,
@@ -112,6 +114,7 @@ static bool decode(gw_op op, json_t *root, gw_call *c, char *msg, size_t cap, ch
         }
     }
     sipp__gw_check_logprobs(c);
+    sipp__gw_check_tools(c);
     return sipp__gw_decode_required(op, c, msg, cap);
 }
 
@@ -135,11 +138,20 @@ static json_t *text(const gw_answer *a, const char *s, size_t len, sipp_finish_r
     size_t offset = 0;
     if (a->op == GW_OP_CHAT) {
         snprintf(id, sizeof id, "chatcmpl-%s", a->id);
-        return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s%}, s:o, s:s}], s:o}", "id", id,
+        /* issue 18: a turn of calls only has content null (OpenAI's shape); the calls and the
+         * separated reasoning are added when there are any */
+        json_t *m = json_pack("{s:s, s:o}", "role", "assistant", "content",
+                              len == 0 && a->n_tool_calls ? json_null() : json_stringn(s, len));
+        if (m && a->reasoning && a->reasoning[0])
+            json_object_set_new(m, "reasoning_content", json_string(a->reasoning));
+        if (m && a->n_tool_calls)
+            json_object_set_new(m, "tool_calls",
+                                sipp__gw_tool_calls_json(a->tool_calls, a->n_tool_calls, true));
+        return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:o, s:s}], s:o}", "id", id,
                          "object", "chat.completion", "created", (json_int_t)a->created, "model",
-                         a->model, "choices", "index", 0, "message", "role", "assistant",
-                         "content", s, len, "logprobs", logprobs_value(a, &offset),
-                         "finish_reason", sipp__gw_finish_name(f), "usage", usage(a));
+                         a->model, "choices", "index", 0, "message", m, "logprobs",
+                         logprobs_value(a, &offset), "finish_reason", sipp__gw_finish_name(f),
+                         "usage", usage(a));
     }
     snprintf(id, sizeof id, "cmpl-%s", a->id);
     return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:s%, s:o, s:s}], s:o}", "id", id, "object",
@@ -180,6 +192,34 @@ static void stream_text(sipp__buf *out, const gw_answer *a, gw_stream_state *st,
 
 static void stream_error(sipp__buf *out, gw_code code, const char *msg) {
     sipp__gw_sse_frame(out, NULL, error(code, NULL, msg));
+}
+
+/* Issue 18: `delta.reasoning_content` (llama-server's and vLLM's field) and
+ * `delta.tool_calls` [{index, id, type, function: {name, arguments}}], id, type and name in the
+ * first chunk of a call and argument pieces after, as OpenAI streams them. */
+static void stream_delta(sipp__buf *out, const gw_answer *a, gw_stream_state *st,
+                         const sipp_delta *d) {
+    json_t *delta = json_object();
+    if (!delta) return;
+    if (!st->role_sent) json_object_set_new(delta, "role", json_string("assistant"));
+    st->role_sent = true;
+    if (d->kind == SIPP_DELTA_REASONING) {
+        json_object_set_new(delta, "reasoning_content", json_stringn(d->text, d->len));
+    } else {
+        json_t *fn = json_object();
+        json_t *call = json_pack("{s:i}", "index", (int)d->tool_index);
+        if (d->tool_id) {
+            json_object_set_new(call, "id", json_string(d->tool_id));
+            json_object_set_new(call, "type", json_string("function"));
+            json_object_set_new(fn, "name", json_string(d->tool_name ? d->tool_name : ""));
+        }
+        json_object_set_new(fn, "arguments", json_stringn(d->text, d->len));
+        json_object_set_new(call, "function", fn);
+        json_object_set_new(delta, "tool_calls", json_pack("[o]", call));
+        st->tool_calls_sent = true;
+    }
+    sipp__gw_sse_frame(out, NULL, chunk(a, json_pack("{s:i, s:o, s:n, s:n}", "index", 0, "delta",
+                                                     delta, "logprobs", "finish_reason")));
 }
 
 static void stream_end(sipp__buf *out, const gw_answer *a, gw_stream_state *st,
@@ -237,6 +277,7 @@ const gw_codec sipp__gw_openai_codec = {
     .stream_text = stream_text,
     .stream_error = stream_error,
     .stream_end = stream_end,
+    .stream_delta = stream_delta,
     .embed_head = embed_head,
     .embed_tail = embed_tail,
     .embed_open = embed_open,

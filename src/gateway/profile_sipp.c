@@ -41,7 +41,9 @@ static bool decode(gw_op op, json_t *root, gw_call *c, char *msg, size_t cap, ch
         } else if (op == GW_OP_EMBED && strcmp(k, "encoding_format") == 0) {
             if (!sipp__gw_decode_encoding(c, v, msg, cap)) return false;
         } else if ((r = sipp__gw_decode_logprobs(c, op, k, v, false, msg, cap, param, pcap)) != 0 ||
-                   (r = sipp__gw_decode_schema(c, op, k, v, false, msg, cap, param, pcap)) != 0) {
+                   (r = sipp__gw_decode_schema(c, op, k, v, false, msg, cap, param, pcap)) != 0 ||
+                   (r = sipp__gw_decode_tools(c, op, k, v, false, msg, cap, param, pcap)) != 0 ||
+                   (r = sipp__gw_decode_reasoning(c, op, k, v, false, msg, cap, param, pcap)) != 0) {
             if (r < 0) return false;
         } else if (sipp__gw_is_local_only(k)) {
             sipp__gw_invalid(c, k,
@@ -56,6 +58,7 @@ static bool decode(gw_op op, json_t *root, gw_call *c, char *msg, size_t cap, ch
         }
     }
     sipp__gw_check_logprobs(c);
+    sipp__gw_check_tools(c);
     return sipp__gw_decode_required(op, c, msg, cap);
 }
 
@@ -82,6 +85,12 @@ static json_t *text(const gw_answer *a, const char *s, size_t len, sipp_finish_r
     json_t *t = json_pack("{s:s, s:s, s:s%, s:s, s:o}", "id", a->id, "model", a->model, "text", s,
                           len, "finish_reason", sipp__gw_finish_name(f), "usage", usage(a));
     add_logprobs(t, a);
+    /* issue 18: the calls [{id, name, arguments}] and the separated reasoning, when any */
+    if (t && a->n_tool_calls)
+        json_object_set_new(t, "tool_calls",
+                            sipp__gw_tool_calls_json(a->tool_calls, a->n_tool_calls, false));
+    if (t && a->reasoning && a->reasoning[0])
+        json_object_set_new(t, "reasoning", json_string(a->reasoning));
     return t;
 }
 
@@ -95,6 +104,27 @@ static void stream_text(sipp__buf *out, const gw_answer *a, gw_stream_state *st,
 
 static void stream_error(sipp__buf *out, gw_code code, const char *msg) {
     sipp__gw_sse_frame(out, "error", error(code, NULL, msg));
+}
+
+/* Issue 18: `reasoning` {"text"} and `tool_call` {"index", "id", "name", "arguments"} (id and
+ * name on a call's first event, argument pieces after). Counted in `sequence` as one each. */
+static void stream_delta(sipp__buf *out, const gw_answer *a, gw_stream_state *st,
+                         const sipp_delta *d) {
+    (void)a;
+    json_t *ev;
+    if (d->kind == SIPP_DELTA_REASONING) {
+        ev = json_pack("{s:s%, s:I}", "text", d->text, d->len, "sequence",
+                       (json_int_t)st->sequence);
+    } else {
+        ev = json_pack("{s:i, s:s%}", "index", (int)d->tool_index, "arguments", d->text, d->len);
+        if (ev && d->tool_id) {
+            json_object_set_new(ev, "id", json_string(d->tool_id));
+            json_object_set_new(ev, "name", json_string(d->tool_name ? d->tool_name : ""));
+        }
+        st->tool_calls_sent = true;
+    }
+    sipp__gw_sse_frame(out, d->kind == SIPP_DELTA_REASONING ? "reasoning" : "tool_call", ev);
+    st->sequence++;
 }
 
 static void stream_end(sipp__buf *out, const gw_answer *a, gw_stream_state *st,
@@ -139,6 +169,7 @@ const gw_codec sipp__gw_sipp_codec = {
     .stream_text = stream_text,
     .stream_error = stream_error,
     .stream_end = stream_end,
+    .stream_delta = stream_delta,
     .embed_head = embed_head,
     .embed_tail = embed_tail,
     .embed_open = embed_open,

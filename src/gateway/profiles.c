@@ -63,7 +63,8 @@ bool sipp__gw_is_local_only(const char *k) {
 }
 
 static bool role_ok(const char *r) {
-    return strcmp(r, "system") == 0 || strcmp(r, "user") == 0 || strcmp(r, "assistant") == 0;
+    return strcmp(r, "system") == 0 || strcmp(r, "user") == 0 || strcmp(r, "assistant") == 0 ||
+           strcmp(r, "tool") == 0;
 }
 
 /* Shared option fields (profiles.h). */
@@ -159,8 +160,7 @@ void sipp__gw_call_free_media(gw_call *c) {
     c->n_owned = c->n_media = 0;
 }
 
-/* Keeps p (malloc'd) until sipp__gw_call_free_media; false (p freed) when out of memory. */
-static bool own(gw_call *c, void *p) {
+bool sipp__gw_call_own(gw_call *c, void *p) {
     char **o = p ? realloc(c->owned, (c->n_owned + 1) * sizeof *o) : NULL;
     if (!o) {
         free(p);
@@ -168,6 +168,44 @@ static bool own(gw_call *c, void *p) {
     }
     c->owned = o;
     c->owned[c->n_owned++] = p;
+    return true;
+}
+
+bool sipp__gw_call_add_image_url(gw_call *c, size_t index, const char *what, const char *u,
+                                 size_t len, char *msg, size_t cap) {
+    uint64_t max_bytes = c->max_media_bytes ? c->max_media_bytes : SIPP__GW_MAX_MEDIA_BYTES;
+    uint64_t max_pixels = c->max_image_pixels ? c->max_image_pixels : SIPP__GW_MAX_IMAGE_PIXELS;
+    if (c->media_bytes >= max_bytes) {
+        c->media_too_large = true;
+        return true;
+    }
+    char *mime = NULL, why[160];
+    unsigned char *bytes = NULL;
+    size_t n = 0;
+    int rc = sipp__data_url_parse(u, len, (size_t)(max_bytes - c->media_bytes), &mime, &bytes, &n,
+                                  why, sizeof why);
+    if (rc == -2) {
+        c->media_too_large = true;
+        return true;
+    }
+    if (rc != 0) return sipp__gw_bad(msg, cap, "%s: %s", what, why);
+    sipp__media_desc d;
+    sipp_status st = sipp__media_sniff(bytes, n, SIPP_MEDIA_IMAGE, mime[0] ? mime : NULL,
+                                       max_pixels, &d, why, sizeof why);
+    free(mime);
+    if (st != SIPP_OK) {
+        free(bytes);
+        return sipp__gw_bad(msg, cap, "%s: %s", what, why);
+    }
+    sipp_media *m = realloc(c->media, (c->n_media + 1) * sizeof *m);
+    if (!m || !sipp__gw_call_own(c, bytes)) {
+        if (!m) free(bytes);
+        else c->media = m;
+        return sipp__gw_bad(msg, cap, "out of memory");
+    }
+    c->media = m;
+    c->media[c->n_media++] = (sipp_media){SIPP_MEDIA_IMAGE, bytes, n, d.mime, index};
+    c->media_bytes += n;
     return true;
 }
 
@@ -185,38 +223,9 @@ static bool decode_image_part(gw_call *c, size_t i, json_t *part, char *msg, siz
                             "messages[%zu]: image_url must be a data: URL; remote image URLs are "
                             "not fetched",
                             i);
-    if (c->media_bytes >= SIPP__GW_MAX_MEDIA_BYTES) {
-        c->media_too_large = true;
-        return true;
-    }
-    char *mime = NULL, why[160];
-    unsigned char *bytes = NULL;
-    size_t n = 0;
-    int rc = sipp__data_url_parse(u, len, SIPP__GW_MAX_MEDIA_BYTES - c->media_bytes, &mime, &bytes,
-                                  &n, why, sizeof why);
-    if (rc == -2) {
-        c->media_too_large = true;
-        return true;
-    }
-    if (rc != 0) return sipp__gw_bad(msg, cap, "messages[%zu]: image_url: %s", i, why);
-    sipp__media_desc d;
-    sipp_status st = sipp__media_sniff(bytes, n, SIPP_MEDIA_IMAGE, mime[0] ? mime : NULL,
-                                       SIPP__GW_MAX_IMAGE_PIXELS, &d, why, sizeof why);
-    free(mime);
-    if (st != SIPP_OK) {
-        free(bytes);
-        return sipp__gw_bad(msg, cap, "messages[%zu]: image_url: %s", i, why);
-    }
-    sipp_media *m = realloc(c->media, (c->n_media + 1) * sizeof *m);
-    if (!m || !own(c, bytes)) {
-        if (!m) free(bytes);
-        else c->media = m;
-        return sipp__gw_bad(msg, cap, "out of memory");
-    }
-    c->media = m;
-    c->media[c->n_media++] = (sipp_media){SIPP_MEDIA_IMAGE, bytes, n, d.mime, i};
-    c->media_bytes += n;
-    return true;
+    char what[48];
+    snprintf(what, sizeof what, "messages[%zu]: image_url", i);
+    return sipp__gw_call_add_image_url(c, i, what, u, len, msg, cap);
 }
 
 /* OpenAI content parts of messages[i]: text parts joined, each image_url part a media part
@@ -249,7 +258,7 @@ static bool decode_parts(gw_call *c, size_t i, json_t *content, const char **tex
         return msg[0] ? false : sipp__gw_bad(msg, cap, "out of memory");
     }
     char *s = b.data ? b.data : sipp__strdup(""); /* the buffer's text becomes c's */
-    if (!s || !own(c, s)) return sipp__gw_bad(msg, cap, "out of memory");
+    if (!s || !sipp__gw_call_own(c, s)) return sipp__gw_bad(msg, cap, "out of memory");
     *text = s;
     return true;
 }
@@ -264,6 +273,12 @@ bool sipp__gw_decode_messages(gw_call *c, json_t *v, bool openai, char *msg, siz
     c->n_messages = json_array_size(v);
     c->messages = calloc(c->n_messages, sizeof *c->messages);
     if (!c->messages) return sipp__gw_bad(msg, cap, "out of memory");
+    /* the same messages with their tool parts, for sipp_chat_ex (issue 18) */
+    c->chat = calloc(c->n_messages, sizeof *c->chat);
+    if (!c->chat || !sipp__gw_call_own(c, c->chat)) {
+        c->chat = NULL;
+        return sipp__gw_bad(msg, cap, "out of memory");
+    }
     size_t i;
     json_t *m;
     json_array_foreach(v, i, m) {
@@ -274,8 +289,8 @@ bool sipp__gw_decode_messages(gw_call *c, json_t *v, bool openai, char *msg, siz
         const char *r = json_string_value(role);
         if (openai && strcmp(r, "developer") == 0) r = "system";
         if (!role_ok(r))
-            return sipp__gw_bad(msg, cap, "messages[%zu].role must be system, user or assistant",
-                                i);
+            return sipp__gw_bad(msg, cap,
+                                "messages[%zu].role must be system, user, assistant or tool", i);
         const char *text = NULL;
         if (!text_of(content, &text) && json_is_array(content) && json_array_size(content) > 0) {
             /* content parts (both profiles, OpenAI's shapes): text, and images as data: URLs */
@@ -284,14 +299,34 @@ bool sipp__gw_decode_messages(gw_call *c, json_t *v, bool openai, char *msg, siz
                 return sipp__gw_bad(msg, cap, "messages[%zu].content has too many parts", i);
             if (!decode_parts(c, i, content, &text, msg, cap)) return false;
         }
+        c->chat[i].role = r;
+        if (!sipp__gw_decode_message_tools(c, i, m, openai, msg, cap, param, pcap)) return false;
+        snprintf(param, pcap, "messages");
+        /* an assistant turn of calls only has no text (OpenAI: content null) */
+        if (!text && c->chat[i].n_tool_calls && (!content || json_is_null(content))) text = "";
         if (!text) return sipp__gw_bad(msg, cap, "messages[%zu].content must be a string", i);
         c->messages[i].role = r;
         c->messages[i].content = text;
+        c->chat[i].content = text;
+        json_t *rc = json_object_get(m, "reasoning_content");
+        if (strcmp(r, "assistant") == 0 && json_is_string(rc))
+            c->chat[i].reasoning = json_string_value(rc);
         const char *k;
         json_t *x;
         json_object_foreach(m, k, x) {
             if (strcmp(k, "role") == 0 || strcmp(k, "content") == 0) continue;
             if (openai && strcmp(k, "name") == 0) continue;
+            if (strcmp(k, "tool_calls") == 0 || strcmp(k, "tool_call_id") == 0) continue;
+            if (strcmp(k, "reasoning_content") == 0 && (json_is_string(x) || json_is_null(x)))
+                continue;
+            /* what an OpenAI answer's message carries besides (and the SDKs' parsed copy),
+             * when a client sends an answer's message back as it came */
+            if (openai && strcmp(r, "assistant") == 0 &&
+                (strcmp(k, "refusal") == 0 || strcmp(k, "annotations") == 0 ||
+                 strcmp(k, "parsed") == 0 ||
+                 ((strcmp(k, "audio") == 0 || strcmp(k, "function_call") == 0) &&
+                  json_is_null(x))))
+                continue;
             sipp__gw_invalid(c, "messages", "unknown field 'messages[%zu].%.40s'", i, k);
         }
     }
@@ -361,7 +396,10 @@ void sipp__gw_sse_frame(sipp__buf *out, const char *event, json_t *data) {
 }
 
 const char *sipp__gw_finish_name(sipp_finish_reason f) {
-    return f == SIPP_FINISH_LENGTH ? "length" : f == SIPP_FINISH_CANCELLED ? "cancelled" : "stop";
+    return f == SIPP_FINISH_LENGTH        ? "length"
+           : f == SIPP_FINISH_CANCELLED   ? "cancelled"
+           : f == SIPP_FINISH_TOOL_CALLS ? "tool_calls"
+                                          : "stop";
 }
 
 char *sipp__gw_json_text(json_t *v) {

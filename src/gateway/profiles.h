@@ -14,6 +14,7 @@
 
 #include "../common/common_int.h"
 #include "codes.h"
+#include "config.h"
 
 #include <jansson.h>
 #include <sipp.h>
@@ -57,16 +58,39 @@ typedef struct gw_call {
     char **owned;
     size_t n_owned;
     uint64_t media_bytes;
-    bool media_too_large; /* over SIPP__GW_MAX_MEDIA_BYTES: 413 naming the limit */
+    bool media_too_large; /* over the media bytes limit: 413 naming max_media_bytes */
+    /* Limits of media in one request, set by the caller before decoding (the gateway: its
+     * max_media_bytes and max_image_pixels keys): decoded bytes of all parts, and the declared
+     * pixels of one image (the engine checks its own ceiling before decoding). 0 = the
+     * defaults, SIPP__GW_MAX_MEDIA_BYTES and SIPP__GW_MAX_IMAGE_PIXELS (config.h). */
+    uint64_t max_media_bytes;
+    uint64_t max_image_pixels;
+    /* tools (issue 18; profile_tools.c). `chat` is the messages again with their tool parts
+     * (assistant tool_calls, tool results), for sipp_chat_ex.
+     * The arrays, the schemas' compact texts and arguments given as objects are owned like the
+     * media (sipp__gw_call_free_media); names, ids and descriptions point into `root`. */
+    sipp_chat_message *chat;
+    sipp_tool *tools;
+    size_t n_tools;
+    size_t tool_schema_bytes; /* all tools' parameters, compact: within max_schema_bytes */
+    sipp_tool_choice tool_choice;
+    const char *tool_choice_name;
+    bool no_parallel_tool_calls; /* parallel_tool_calls: false */
+    sipp_reasoning_mode reasoning_mode; /* OpenAI reasoning_format, Sipp reasoning_mode */
 } gw_call;
 
-/* Limits of media in one request (docs/gateway.md): decoded bytes of all parts, and the declared
- * pixels of one image (the engine checks the same before decoding). */
-#define SIPP__GW_MAX_MEDIA_BYTES (20u << 20)
-#define SIPP__GW_MAX_IMAGE_PIXELS (4096u * 4096u)
+/* Adds one image to `c` from a data: URL (OpenAI's image_url parts; the Messages profile's
+ * base64 image blocks, rewritten as one): decoded within the call's media limits, checked (type,
+ * declared size) and appended as a part of messages[index], its bytes owned by `c`. `what`
+ * names the part in a refusal. Over the bytes limit: true, with c->media_too_large set. */
+bool sipp__gw_call_add_image_url(gw_call *c, size_t index, const char *what, const char *url,
+                                 size_t len, char *msg, size_t cap);
 
 /* Frees what the media parts of `c` own (NULL-safe; call after every decode). */
 void sipp__gw_call_free_media(gw_call *c);
+
+/* Keeps p (malloc'd) until sipp__gw_call_free_media; false (p freed) when out of memory. */
+bool sipp__gw_call_own(gw_call *c, void *p);
 
 /* Decodes a body of the given profile and operation. Returns false with a message (and the
  * offending parameter when there is one) for 400 invalid_json. Strings in `call` point into
@@ -116,6 +140,11 @@ typedef struct gw_answer {
     bool logprobs_on;
     const sipp_token_logprob *logprobs;
     size_t n_logprobs;
+    /* tools and reasoning (issue 18): the answer's calls and separated reasoning ("" / NULL
+     * when none); owned by the run */
+    const sipp_tool_call *tool_calls;
+    size_t n_tool_calls;
+    const char *reasoning;
 } gw_answer;
 
 /* What a stream's events carry from one to the next. Zero-initialised at the stream's start. */
@@ -123,6 +152,13 @@ typedef struct gw_stream_state {
     uint32_t sequence; /* tokens sent so far (Sipp `token` events) */
     bool role_sent;    /* OpenAI chat: the first delta carried the role */
     size_t text_offset; /* bytes of text sent so far (legacy logprobs' text_offset) */
+    bool tool_calls_sent; /* a tool-call delta went out (the finish reason is tool_calls) */
+    bool deltas_seen;     /* a delta stream: the run produced a delta */
+    /* Anthropic: content blocks started so far, and the open one (text, or tool_use of call
+     * block_call) */
+    int n_blocks;
+    bool block_open, block_tool;
+    uint32_t block_call;
 } gw_stream_state;
 
 typedef struct gw_codec {
@@ -138,6 +174,10 @@ typedef struct gw_codec {
     void (*stream_error)(sipp__buf *out, gw_code code, const char *msg);
     void (*stream_end)(sipp__buf *out, const gw_answer *a, gw_stream_state *st,
                        sipp_finish_reason f);
+    /* A reasoning or tool-call delta of a chat streamed as deltas (issue 18; content deltas
+     * go to stream_text). NULL in a profile that takes no tools (then no delta stream). */
+    void (*stream_delta)(sipp__buf *out, const gw_answer *a, gw_stream_state *st,
+                         const sipp_delta *d);
     /* The embeddings answer around its vectors (malloc'd, NULL when out of memory), the text
      * before vector `index` (written to p, returns its length) and after each vector. NULL in
      * a profile whose routes serve no embeddings (Anthropic Messages). */
@@ -204,5 +244,40 @@ json_t *sipp__gw_logprobs_content(const sipp_token_logprob *e, size_t n);
 /* OpenAI completions' legacy object; *offset is the byte offset of the first token in the
  * answer's text and advances past the last. */
 json_t *sipp__gw_logprobs_legacy(const sipp_token_logprob *e, size_t n, size_t *offset);
+
+/* ---- tools (issue 18; profile_tools.c) ------------------------------------------------------ */
+
+/* `tools`, `tool_choice` and `parallel_tool_calls` of a chat (both profiles; OpenAI's shapes,
+ * the Sipp profile also takes a flat {"name", "description", "parameters"} tool and
+ * {"name": ...} as a named choice). Returns 1, 0 or -1 as sipp__gw_decode_logprobs: a value of
+ * the wrong shape is -1 (400 invalid_json naming it); caps, schemas that are not object
+ * schemas and duplicate names go to call->invalid. */
+int sipp__gw_decode_tools(gw_call *c, gw_op op, const char *key, json_t *v, bool openai,
+                          char *msg, size_t cap, char *param, size_t pcap);
+/* The shapes of the tool decoders. */
+enum { SIPP__GW_TOOLS_SIPP, SIPP__GW_TOOLS_OPENAI, SIPP__GW_TOOLS_ANTHROPIC };
+/* A thinking model's reasoning: OpenAI's `reasoning_format` (llama-server's field: "auto" or
+ * "deepseek" separate it into reasoning_content, "none" leaves it inline; "drop" discards it)
+ * or the Sipp profile's `reasoning_mode` ("separate", "inline", "drop"). Returns 1, 0 or -1
+ * as sipp__gw_decode_tools; an unknown value goes to call->invalid. */
+int sipp__gw_decode_reasoning(gw_call *c, gw_op op, const char *key, json_t *v, bool openai,
+                              char *msg, size_t cap, char *param, size_t pcap);
+/* The Anthropic profile's `tools` ([{"name", "description"?, "input_schema"}], custom tools
+ * only) and `tool_choice` ({"type": "auto" | "any" | "none" | "tool", "name"?,
+ * "disable_parallel_tool_use"?}); 1, 0 or -1 as sipp__gw_decode_tools. */
+int sipp__gw_decode_anthropic_tools(gw_call *c, const char *key, json_t *v, char *msg,
+                                    size_t cap, char *param, size_t pcap);
+/* The tool parts of messages[i] into c->chat[i] (allocated by the caller): an assistant's
+ * `tool_calls` (id, function name, arguments as JSON text; the Sipp profile also takes a flat
+ * {"id", "name", "arguments"} with arguments as an object) and a tool result's
+ * `tool_call_id`. False with msg/param set for a shape error. */
+bool sipp__gw_decode_message_tools(gw_call *c, size_t i, json_t *m, bool openai, char *msg,
+                                   size_t cap, char *param, size_t pcap);
+/* After the whole body: a named tool_choice names a tool, required/named have tools, every
+ * tool result answers an earlier assistant call. Failures go to call->invalid. */
+void sipp__gw_check_tools(gw_call *c);
+/* An answer's tool calls as OpenAI's message.tool_calls [{id, type, function: {name,
+ * arguments}}] (openai) or the Sipp profile's [{id, name, arguments}]. */
+json_t *sipp__gw_tool_calls_json(const sipp_tool_call *calls, size_t n, bool openai);
 
 #endif

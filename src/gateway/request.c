@@ -21,7 +21,7 @@
 #include <time.h>
 
 const char *sipp__gw_req_caller_name(const gw_req *r) {
-    return r->caller >= 0 ? r->gw->callers[r->caller].cfg->caller : "anonymous";
+    return r->who ? r->who->cfg->caller : "anonymous";
 }
 
 static void make_request_id(gw_req *r) {
@@ -67,13 +67,14 @@ gw_req *sipp__gw_req_new(sipp__gw *gw, sipp__httpd_req *http) {
         if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) *p = '?';
     atomic_fetch_add(&gw->in_flight, 1);
     r->counted = true;
+    r->gen = sipp__gw_gen_get(gw); /* the routing state of this request, to its end */
     make_request_id(r);
     return r;
 }
 
 bool sipp__gw_req_may_use(const gw_req *r, const char *target) {
-    if (r->caller < 0) return true;
-    const sipp__gw_token *t = r->gw->callers[r->caller].cfg;
+    if (!r->who) return true;
+    const sipp__gw_token *t = r->who->cfg;
     if (t->n_targets == 0) return true;
     for (size_t i = 0; i < t->n_targets; i++)
         if (strcmp(t->targets[i], target) == 0) return true;
@@ -81,7 +82,7 @@ bool sipp__gw_req_may_use(const gw_req *r, const char *target) {
 }
 
 gw_answer sipp__gw_req_answer(const gw_req *r) {
-    const gw_target *t = r->target >= 0 ? &r->gw->targets[r->target] : NULL;
+    const gw_target *t = r->tgt;
     return (gw_answer){.op = r->op, .id = r->id, .model = t ? t->cfg->name : "",
                        .created = r->created, .in_tok = r->in_tok, .out_tok = r->out_tok,
                        .usage_known = t && t->cfg->type == SIPP__GW_LOCAL,
@@ -151,7 +152,7 @@ void sipp__gw_req_token_rates(gw_req *r, uint32_t *ip_tpm, uint32_t *caller_tpm)
     sipp__gw *gw = r->gw;
     pthread_rwlock_rdlock(&gw->set_mu);
     *ip_tpm = gw->cfg.rate_limit_enabled ? gw->cfg.rate_limit_tpm : 0;
-    *caller_tpm = r->caller >= 0 ? gw->cfg.tokens[r->caller].tokens_per_minute : 0;
+    *caller_tpm = r->who ? r->who->cfg->tokens_per_minute : 0;
     pthread_rwlock_unlock(&gw->set_mu);
 }
 
@@ -164,6 +165,7 @@ static uint64_t prompt_estimate(const gw_call *c) {
     for (size_t i = 0; i < c->n_messages; i++)
         n += 8 + (c->messages[i].content ? strlen(c->messages[i].content) : 0);
     for (size_t i = 0; i < c->n_inputs; i++) n += 4 + (c->inputs[i] ? strlen(c->inputs[i]) : 0);
+    n += c->tool_schema_bytes; /* the template describes the tools in the prompt (issue 18) */
     return n;
 }
 
@@ -234,14 +236,14 @@ void sipp__gw_req_finish(gw_req *r) {
         "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:f, s:I, s:I, s:b}", "request_id", r->id,
         "client_ip", r->client_ip, "caller", sipp__gw_req_caller_name(r), "method", r->method,
         "path", r->path, "operation", r->op < GW_N_OPS ? sipp__gw_op_name(r->op) : "", "target",
-        r->target >= 0 ? gw->targets[r->target].cfg->name : "", "status", r->status, "code",
+        r->tgt ? r->tgt->cfg->name : "", "status", r->status, "code",
         sipp__gw_code_name(r->code), "latency_ms", (t - r->t0) * 1000.0, "input_tokens",
         (json_int_t)r->in_tok, "output_tokens", (json_int_t)r->out_tok, "stream", r->call.stream);
     if (x && r->client_gone) json_object_set_new(x, "client_gone", json_true());
     sipp__gw_log(r->status >= 500 ? "error" : "info", "request", x);
     json_decref(x);
     if (r->replica >= 0) /* an attempt cut short (the client left): says nothing of the replica */
-        sipp__gw_pool_release(gw->targets[r->target].pool, r->replica, SIPP__POOL_NEUTRAL,
+        sipp__gw_pool_release(r->tgt->pool, r->replica, SIPP__POOL_NEUTRAL,
                               t - r->attempt_t0);
     if (r->run) sipp_run_free(r->run); /* cancels a run still going */
     json_decref(r->root);
@@ -250,6 +252,7 @@ void sipp__gw_req_finish(gw_req *r) {
     sipp__gw_call_free_media(&r->call);
     sipp__buf_free(&r->out);
     sipp__gw_embed_writer_free(r->embed);
+    sipp__gw_gen_put(gw, r->gen); /* after the run: a target it frees has no run left */
     if (r->counted) atomic_fetch_sub(&gw->in_flight, 1);
     free(r);
 }

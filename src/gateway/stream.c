@@ -56,6 +56,62 @@ static bool start_run(gw_req *r) {
     return false;
 }
 
+/* One text batch of the run into events (the terminal one at its end). */
+static void pull_text(gw_req *r) {
+    sipp_token_batch b = {.struct_size = sizeof b};
+    if (sipp__gw_pull_batch(r, &b) != SIPP_OK) return;
+    if (b.len) {
+        gw_answer ans = sipp__gw_req_answer(r);
+        ans.logprobs = b.logprobs;
+        ans.n_logprobs = b.n_logprobs;
+        sipp__gw_codec(r->prof)->stream_text(&r->out, &ans, &r->st, b.text, b.len, b.n_tokens);
+    }
+    if (b.done) emit_end(r);
+}
+
+/* Issue 18: one delta of the run into an event: content as text, reasoning and tool calls
+ * through the profile's stream_delta (the terminal event at the end). */
+static void pull_deltas(gw_req *r) {
+    sipp_delta d;
+    bool done = false;
+    if (sipp__gw_pull_delta(r, &d, &done) != SIPP_OK) return;
+    gw_answer ans = sipp__gw_req_answer(r);
+    const gw_codec *codec = sipp__gw_codec(r->prof);
+    if (done) {
+        /* A run that produced no deltas (an endpoint that streams text only): its answer goes
+         * out whole before the end, so nothing of it is lost. */
+        const sipp_response *resp;
+        sipp_run_wait(r->run, &resp, NULL);
+        if (!r->st.deltas_seen && resp->status == SIPP_OK) {
+            if (resp->reasoning && resp->reasoning[0])
+                codec->stream_delta(&r->out, &ans, &r->st,
+                                    &(sipp_delta){.struct_size = sizeof(sipp_delta),
+                                                  .kind = SIPP_DELTA_REASONING,
+                                                  .text = resp->reasoning,
+                                                  .len = strlen(resp->reasoning)});
+            if (resp->text_len)
+                codec->stream_text(&r->out, &ans, &r->st, resp->text, resp->text_len, 1);
+            for (size_t i = 0; i < resp->n_tool_calls; i++) {
+                const sipp_tool_call *t = &resp->tool_calls[i];
+                codec->stream_delta(&r->out, &ans, &r->st,
+                                    &(sipp_delta){.struct_size = sizeof(sipp_delta),
+                                                  .kind = SIPP_DELTA_TOOL_CALL,
+                                                  .text = t->arguments,
+                                                  .len = strlen(t->arguments),
+                                                  .tool_index = (uint32_t)i, .tool_id = t->id,
+                                                  .tool_name = t->name});
+            }
+        }
+        emit_end(r);
+        return;
+    }
+    r->st.deltas_seen = true;
+    if (d.kind != SIPP_DELTA_CONTENT)
+        codec->stream_delta(&r->out, &ans, &r->st, &d);
+    else if (d.len)
+        codec->stream_text(&r->out, &ans, &r->st, d.text, d.len, 1);
+}
+
 /* The HTTP layer's pull function: returns buffered bytes, or waits (20 ms slices) for the run,
  * a heartbeat deadline, a hang-up or shutdown. */
 static long stream_pull(void *ctx, sipp__httpd_req *http, char *buf, size_t cap) {
@@ -90,17 +146,8 @@ static long stream_pull(void *ctx, sipp__httpd_req *http, char *buf, size_t cap)
             r->shutdown_cut = true;
             sipp_run_cancel(r->run); /* a run: pending ones got theirs above */
         }
-        sipp_token_batch b = {.struct_size = sizeof b};
-        if (sipp__gw_pull_batch(r, &b) == SIPP_OK) {
-            if (b.len) {
-                gw_answer ans = sipp__gw_req_answer(r);
-                ans.logprobs = b.logprobs;
-                ans.n_logprobs = b.n_logprobs;
-                sipp__gw_codec(r->prof)->stream_text(&r->out, &ans, &r->st, b.text, b.len,
-                                                     b.n_tokens);
-            }
-            if (b.done) emit_end(r);
-        }
+        if (sipp__gw_delta_mode(r)) pull_deltas(r);
+        else pull_text(r);
         if (r->out.len == 0 &&
             sipp__gw_now() - r->last_write >= r->gw->cfg.sse_heartbeat_seconds)
             sipp__buf_append(&r->out, ": ping\n\n", 8);

@@ -18,6 +18,12 @@
  * memory_budget_bytes; when no plan fits the request gets 503. After the start loads the loader
  * thread stays to unload targets idle past their idle_unload_seconds. An unload is
  * sipp_client_remove: with no request holding the target, no run is cut.
+ *
+ * Targets are reference-counted instances shared by the generations that list them (gateway.c):
+ * a reload that leaves a target unchanged keeps the same instance, model and KV cache. One that
+ * changes it makes a new instance under a new client endpoint id ("name#k"); the old one is
+ * freed, its endpoints removed, when the last generation holding it goes, after its last
+ * request. The residency planner sees the targets of the requesting generation.
  */
 #define _GNU_SOURCE
 #include "gateway_int.h"
@@ -27,12 +33,11 @@
 #include <string.h>
 #include <time.h>
 
-bool sipp__gw_target_stats(sipp__gw *gw, size_t i, sipp_engine_stats *out) {
-    if (i >= gw->n_targets || gw->targets[i].cfg->type != SIPP__GW_LOCAL ||
-        atomic_load(&gw->targets[i].state) != GW_TARGET_READY)
+bool sipp__gw_target_stats(sipp__gw *gw, gw_target *t, sipp_engine_stats *out) {
+    if (t->cfg->type != SIPP__GW_LOCAL || atomic_load(&t->state) != GW_TARGET_READY)
         return false;
     pthread_mutex_lock(&gw->res_mu);
-    sipp_endpoint *ep = gw->targets[i].res == SIPP__GW_RES_LOADED ? gw->targets[i].ep : NULL;
+    sipp_endpoint *ep = t->res == SIPP__GW_RES_LOADED ? t->ep : NULL;
     pthread_mutex_unlock(&gw->res_mu);
     if (!ep) return false; /* unloaded: no engine (a handle stays valid after an unload) */
     sipp_engine_stats_init(out, sizeof *out);
@@ -85,15 +90,14 @@ static void log_target(const char *level, const char *msg, const char *target, c
     json_decref(x);
 }
 
-/* Loads target i (its res is LOADING, set by the caller). Outside res_mu: takes long. */
-static bool load_target(sipp__gw *gw, size_t i, char *why, size_t cap) {
-    gw_target *t = &gw->targets[i];
+/* Loads target t (its res is LOADING, set by the caller). Outside res_mu: takes long. */
+static bool load_target(sipp__gw *gw, gw_target *t, char *why, size_t cap) {
     sipp_local_params lp = local_params(t);
     sipp_error err;
     sipp_error_init(&err, sizeof err);
     double t0 = sipp__gw_now();
     sipp_endpoint *ep = NULL;
-    if (sipp_client_add_local(gw->client, t->cfg->name, &lp, &ep, &err) != SIPP_OK) {
+    if (sipp_client_add_local(gw->client, t->ep_id, &lp, &ep, &err) != SIPP_OK) {
         snprintf(why, cap, "%s", err.message);
         log_target("error", "target failed to load", t->cfg->name, "error",
                    json_string(err.message));
@@ -119,22 +123,22 @@ static bool load_target(sipp__gw *gw, size_t i, char *why, size_t cap) {
     return true;
 }
 
-/* Unloads loaded target i (no request holds it). Under res_mu: removing an idle endpoint only
+/* Unloads loaded target t (no request holds it). Under res_mu: removing an idle endpoint only
  * joins its engine thread. */
-static void unload_locked(sipp__gw *gw, size_t i, const char *reason) {
-    gw_target *t = &gw->targets[i];
-    sipp_client_remove(gw->client, t->cfg->name, NULL);
+static void unload_locked(sipp__gw *gw, gw_target *t, const char *reason) {
+    sipp_client_remove(gw->client, t->ep_id, NULL);
     t->res = SIPP__GW_RES_UNLOADED;
     if (strcmp(reason, "idle") == 0) t->res_unloads_idle++;
     else t->res_unloads_budget++;
     log_target("info", "target unloaded", t->cfg->name, "reason", json_string(reason));
 }
 
-/* The planner's view of every target (remote ones count as nothing). Under res_mu. */
-static sipp__gw_res_entry *res_snapshot(sipp__gw *gw) {
-    sipp__gw_res_entry *e = calloc(gw->n_targets + 1, sizeof *e);
-    for (size_t i = 0; e && i < gw->n_targets; i++) {
-        const gw_target *t = &gw->targets[i];
+/* The planner's view of every target of generation g (remote ones count as nothing). Under
+ * res_mu. */
+static sipp__gw_res_entry *res_snapshot(const gw_gen *g) {
+    sipp__gw_res_entry *e = calloc(g->n_targets + 1, sizeof *e);
+    for (size_t i = 0; e && i < g->n_targets; i++) {
+        const gw_target *t = g->targets[i];
         if (t->cfg->type != SIPP__GW_LOCAL) continue;
         e[i] = (sipp__gw_res_entry){t->res, t->res_footprint, t->res_in_use, t->res_last_used};
     }
@@ -148,8 +152,10 @@ static sipp__gw_res_entry *res_snapshot(sipp__gw *gw) {
  * the message in why. */
 static int resident_loop(gw_req *r, bool defer, char *why, size_t cap) {
     sipp__gw *gw = r->gw;
-    gw_target *t = &gw->targets[r->target];
-    size_t i = (size_t)r->target;
+    gw_target *t = r->tgt;
+    const gw_gen *g = r->gen; /* the planner sees the request's generation */
+    size_t i = 0;
+    while (i < g->n_targets && g->targets[i] != t) i++;
     pthread_mutex_lock(&gw->res_mu);
     for (;;) {
         if (t->res == SIPP__GW_RES_LOADED) break;
@@ -163,13 +169,13 @@ static int resident_loop(gw_req *r, bool defer, char *why, size_t cap) {
             continue;
         }
         /* unloaded: make room, then load it on this request's thread */
-        sipp__gw_res_entry *e = res_snapshot(gw);
-        size_t *victims = calloc(gw->n_targets + 1, sizeof *victims), nv = 0;
+        sipp__gw_res_entry *e = res_snapshot(g);
+        size_t *victims = calloc(g->n_targets + 1, sizeof *victims), nv = 0;
         bool fits = e && victims &&
-                    sipp__gw_res_plan(e, gw->n_targets, i, gw->cfg.memory_budget_bytes,
+                    sipp__gw_res_plan(e, g->n_targets, i, gw->cfg.memory_budget_bytes,
                                       victims, &nv);
-        uint64_t used = e ? sipp__gw_res_used(e, gw->n_targets) : 0;
-        for (size_t k = 0; fits && k < nv; k++) unload_locked(gw, victims[k], "budget");
+        uint64_t used = e ? sipp__gw_res_used(e, g->n_targets) : 0;
+        for (size_t k = 0; fits && k < nv; k++) unload_locked(gw, g->targets[victims[k]], "budget");
         free(e);
         free(victims);
         if (!fits) {
@@ -190,7 +196,7 @@ static int resident_loop(gw_req *r, bool defer, char *why, size_t cap) {
         }
         pthread_mutex_unlock(&gw->res_mu);
         char msg[SIPP_ERROR_MESSAGE_CAP];
-        bool ok = load_target(gw, i, msg, sizeof msg);
+        bool ok = load_target(gw, t, msg, sizeof msg);
         pthread_mutex_lock(&gw->res_mu);
         if (!ok) {
             t->res = SIPP__GW_RES_UNLOADED;
@@ -208,7 +214,7 @@ static int resident_loop(gw_req *r, bool defer, char *why, size_t cap) {
 }
 
 bool sipp__gw_phase_resident(gw_req *r) {
-    gw_target *t = &r->gw->targets[r->target];
+    gw_target *t = r->tgt;
     if (t->cfg->type != SIPP__GW_LOCAL) return true;
     char why[SIPP_ERROR_MESSAGE_CAP + 256];
     int rc = resident_loop(r, r->call.stream && r->op != GW_OP_EMBED, why, sizeof why);
@@ -221,11 +227,11 @@ bool sipp__gw_resident_pending(const gw_req *r) { return r->res_load || r->res_w
 
 gw_code sipp__gw_resident_complete(gw_req *r, char *why, size_t cap) {
     sipp__gw *gw = r->gw;
-    gw_target *t = &gw->targets[r->target];
+    gw_target *t = r->tgt;
     if (r->res_load) { /* this request loads it (the state is LOADING, room was made) */
         r->res_load = false;
         char msg[SIPP_ERROR_MESSAGE_CAP];
-        if (!load_target(gw, (size_t)r->target, msg, sizeof msg)) {
+        if (!load_target(gw, t, msg, sizeof msg)) {
             pthread_mutex_lock(&gw->res_mu);
             t->res = SIPP__GW_RES_UNLOADED;
             pthread_cond_broadcast(&gw->res_cv);
@@ -244,12 +250,12 @@ void sipp__gw_resident_release(gw_req *r) {
     if (r->res_load) { /* the stream ended before its load began: give the slot back */
         r->res_load = false;
         pthread_mutex_lock(&gw->res_mu);
-        gw->targets[r->target].res = SIPP__GW_RES_UNLOADED;
+        r->tgt->res = SIPP__GW_RES_UNLOADED;
         pthread_cond_broadcast(&gw->res_cv);
         pthread_mutex_unlock(&gw->res_mu);
     }
     if (!r->resident) return;
-    gw_target *t = &gw->targets[r->target];
+    gw_target *t = r->tgt;
     pthread_mutex_lock(&gw->res_mu);
     t->res_in_use--;
     t->res_last_used = sipp__gw_now();
@@ -258,19 +264,20 @@ void sipp__gw_resident_release(gw_req *r) {
     r->resident = false;
 }
 
-const char *sipp__gw_target_residency(sipp__gw *gw, size_t i) {
-    if (i >= gw->n_targets || gw->targets[i].cfg->type != SIPP__GW_LOCAL) return NULL;
+const char *sipp__gw_target_residency(sipp__gw *gw, const gw_target *t) {
+    if (t->cfg->type != SIPP__GW_LOCAL) return NULL;
     pthread_mutex_lock(&gw->res_mu);
-    sipp__gw_res_state st = gw->targets[i].res;
+    sipp__gw_res_state st = t->res;
     pthread_mutex_unlock(&gw->res_mu);
     return st == SIPP__GW_RES_LOADED ? "loaded" : st == SIPP__GW_RES_LOADING ? "loading" : "unloaded";
 }
 
 json_t *sipp__gw_residency_json(sipp__gw *gw) {
     json_t *a = json_array();
+    gw_gen *g = sipp__gw_gen_get(gw);
     pthread_mutex_lock(&gw->res_mu);
-    for (size_t i = 0; a && i < gw->n_targets; i++) {
-        const gw_target *t = &gw->targets[i];
+    for (size_t i = 0; a && i < g->n_targets; i++) {
+        const gw_target *t = g->targets[i];
         if (t->cfg->type != SIPP__GW_LOCAL) continue;
         const char *st = t->res == SIPP__GW_RES_LOADED    ? "loaded"
                          : t->res == SIPP__GW_RES_LOADING ? "loading"
@@ -283,6 +290,7 @@ json_t *sipp__gw_residency_json(sipp__gw *gw) {
                          (json_int_t)t->res_unloads_budget, "refused", (json_int_t)t->res_refused));
     }
     pthread_mutex_unlock(&gw->res_mu);
+    sipp__gw_gen_put(gw, g);
     return a;
 }
 
@@ -292,29 +300,32 @@ void sipp__gw_residency_wake(sipp__gw *gw) {
     pthread_mutex_unlock(&gw->res_mu);
 }
 
-/* Unloads the idle targets past their idle_unload_seconds; returns the seconds until the next
- * one is due (at most 60). Under res_mu. */
-static double unload_idle_locked(sipp__gw *gw) {
+/* Unloads the idle targets of generation g past their idle_unload_seconds; returns the seconds
+ * until the next one is due (at most 60). Under res_mu. */
+static double unload_idle_locked(sipp__gw *gw, const gw_gen *g) {
     double now = sipp__gw_now(), next = 60.0;
-    for (size_t i = 0; i < gw->n_targets; i++) {
-        gw_target *t = &gw->targets[i];
-        uint32_t idle = t->cfg->idle_unload_seconds;
+    for (size_t i = 0; i < g->n_targets; i++) {
+        gw_target *t = g->targets[i];
+        uint32_t idle = t->idle_s;
         if (t->cfg->type != SIPP__GW_LOCAL || !idle || t->res != SIPP__GW_RES_LOADED ||
             t->res_in_use)
             continue;
         double due = t->res_last_used + idle - now;
-        if (due <= 0) unload_locked(gw, i, "idle");
+        if (due <= 0) unload_locked(gw, t, "idle");
         else if (due < next) next = due;
     }
     return next;
 }
 
-/* The loader: loads the load = "start" targets one after the other, then unloads idle ones as
- * they become due until the gateway shuts down. */
+/* The loader: loads the initial generation's load = "start" targets one after the other, then
+ * unloads idle ones of the current generation as they become due until the gateway shuts
+ * down. It holds a reference to a generation while it uses it, taken and dropped outside
+ * res_mu. */
 static void *loader_main(void *arg) {
     sipp__gw *gw = arg;
-    for (size_t i = 0; i < gw->n_targets; i++) {
-        gw_target *t = &gw->targets[i];
+    gw_gen *g0 = sipp__gw_gen_get(gw);
+    for (size_t i = 0; i < g0->n_targets; i++) {
+        gw_target *t = g0->targets[i];
         if (t->cfg->type != SIPP__GW_LOCAL || t->cfg->load_on_use) continue;
         if (atomic_load(&gw->shutting_down)) break;
         pthread_mutex_lock(&gw->res_mu);
@@ -323,7 +334,7 @@ static void *loader_main(void *arg) {
         pthread_mutex_unlock(&gw->res_mu);
         char why[SIPP_ERROR_MESSAGE_CAP];
         if (!go) continue;
-        if (!load_target(gw, i, why, sizeof why)) {
+        if (!load_target(gw, t, why, sizeof why)) {
             pthread_mutex_lock(&gw->res_mu);
             t->res = SIPP__GW_RES_UNLOADED;
             pthread_cond_broadcast(&gw->res_cv);
@@ -333,9 +344,11 @@ static void *loader_main(void *arg) {
         }
         atomic_store(&t->state, GW_TARGET_READY);
     }
-    pthread_mutex_lock(&gw->res_mu);
+    sipp__gw_gen_put(gw, g0);
     while (!atomic_load(&gw->shutting_down)) {
-        double wait = unload_idle_locked(gw);
+        gw_gen *g = sipp__gw_gen_get(gw);
+        pthread_mutex_lock(&gw->res_mu);
+        double wait = atomic_load(&gw->shutting_down) ? 0 : unload_idle_locked(gw, g);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         double w = wait < 0.05 ? 0.05 : wait;
@@ -345,16 +358,17 @@ static void *loader_main(void *arg) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }
-        pthread_cond_timedwait(&gw->res_cv, &gw->res_mu, &ts);
+        if (!atomic_load(&gw->shutting_down)) pthread_cond_timedwait(&gw->res_cv, &gw->res_mu, &ts);
+        pthread_mutex_unlock(&gw->res_mu);
+        sipp__gw_gen_put(gw, g);
     }
-    pthread_mutex_unlock(&gw->res_mu);
     return NULL;
 }
 
-/* An on_use target at start: its capabilities and footprint from the model's metadata (no
+/* An on_use target (or, on a reload under a memory budget, a start one): its capabilities and footprint from the model's metadata (no
  * load); READY at once, unloaded until its first request. A model that cannot be read leaves
  * the target FAILED, logged as a failed load is (the others serve). */
-static void inspect_on_use(gw_target *t) {
+bool sipp__gw_target_inspect(gw_target *t, char *errbuf, size_t errcap) {
     sipp_endpoint_info info;
     sipp_endpoint_info_init(&info, sizeof info);
     sipp_error err;
@@ -363,11 +377,13 @@ static void inspect_on_use(gw_target *t) {
         log_target("error", "target failed to load", t->cfg->name, "error",
                    json_string(err.message));
         atomic_store(&t->state, GW_TARGET_FAILED);
-        return;
+        snprintf(errbuf, errcap, "target '%s' failed to load: %s", t->cfg->name, err.message);
+        return false;
     }
     set_caps_from(t, &info);
     t->res_footprint = footprint(t, &info);
     atomic_store(&t->state, GW_TARGET_READY);
+    return true;
 }
 
 /* The credential headers of the active probe, as the provider sends them (malloc'd lines in
@@ -466,9 +482,9 @@ static int add_provider(sipp__gw *gw, gw_target *t, char *errbuf, size_t errcap)
             snprintf(errbuf, errcap, "out of memory");
             return -1;
         }
-        char id[160];
-        if (k == 0) snprintf(id, sizeof id, "%s", t->cfg->name);
-        else snprintf(id, sizeof id, "%s %zu", t->cfg->name, k);
+        char id[200];
+        if (k == 0) snprintf(id, sizeof id, "%s", t->ep_id);
+        else snprintf(id, sizeof id, "%s %zu", t->ep_id, k);
         sipp_error err;
         sipp_error_init(&err, sizeof err);
         if (sipp_client_add_provider(gw->client, id, &pp, &t->eps[k], &err) != SIPP_OK) {
@@ -485,43 +501,76 @@ static int add_provider(sipp__gw *gw, gw_target *t, char *errbuf, size_t errcap)
     return 0;
 }
 
-void sipp__gw_targets_free(sipp__gw *gw) {
-    for (size_t i = 0; gw->targets && i < gw->n_targets && gw->targets[i].cfg; i++) {
-        sipp__gw_pool_free(gw->targets[i].pool);
-        gw->targets[i].pool = NULL;
-        free(gw->targets[i].eps);
-        size_t n = gw->targets[i].cfg->n_base_urls ? gw->targets[i].cfg->n_base_urls : 1;
-        for (size_t k = 0; gw->targets[i].replica_hosts && k < n; k++)
-            free(gw->targets[i].replica_hosts[k]);
-        free(gw->targets[i].replica_hosts);
-        free(gw->targets[i].replica_urls);
+/* ---- instances: creation and the last reference ----------------------------------------- */
+
+gw_target *sipp__gw_target_new(sipp__gw *gw, gw_cfgbox *box, const sipp__gw_target *cfg,
+                               const char *ep_id, char *errbuf, size_t errcap) {
+    gw_target *t = calloc(1, sizeof *t);
+    if (!t) {
+        snprintf(errbuf, errcap, "out of memory");
+        return NULL;
     }
+    atomic_init(&t->refs, 1);
+    atomic_fetch_add(&box->refs, 1);
+    t->box = box;
+    t->cfg = cfg;
+    t->idle_s = cfg->idle_unload_seconds;
+    snprintf(t->ep_id, sizeof t->ep_id, "%s", ep_id);
+    atomic_init(&t->state, GW_TARGET_LOADING);
+    if (cfg->type != SIPP__GW_LOCAL) {
+        if (add_provider(gw, t, errbuf, errcap) != 0) {
+            sipp__gw_target_put(gw, t);
+            return NULL;
+        }
+    } else if (cfg->load_on_use) {
+        char why[SIPP_ERROR_MESSAGE_CAP + 64];
+        sipp__gw_target_inspect(t, why, sizeof why); /* FAILED when it fails */
+    }
+    return t;
 }
 
-int sipp__gw_targets_init(sipp__gw *gw, char *errbuf, size_t errcap) {
-    sipp__gw_config *c = &gw->cfg;
-    gw->n_targets = c->n_targets;
-    gw->targets = calloc(c->n_targets + 1, sizeof *gw->targets);
-    gw->target_names = calloc(c->n_targets + 1, sizeof *gw->target_names);
-    gw->target_types = calloc(c->n_targets + 1, sizeof *gw->target_types);
-    if (!gw->targets || !gw->target_names || !gw->target_types) {
-        snprintf(errbuf, errcap, "out of memory");
-        return -1;
+bool sipp__gw_target_load(sipp__gw *gw, gw_target *t, char *errbuf, size_t errcap) {
+    pthread_mutex_lock(&gw->res_mu);
+    t->res = SIPP__GW_RES_LOADING;
+    pthread_mutex_unlock(&gw->res_mu);
+    char why[SIPP_ERROR_MESSAGE_CAP];
+    if (!load_target(gw, t, why, sizeof why)) {
+        pthread_mutex_lock(&gw->res_mu);
+        t->res = SIPP__GW_RES_UNLOADED;
+        pthread_cond_broadcast(&gw->res_cv);
+        pthread_mutex_unlock(&gw->res_mu);
+        snprintf(errbuf, errcap, "target '%s' failed to load: %s", t->cfg->name, why);
+        return false;
     }
-    for (size_t i = 0; i < c->n_targets; i++) {
-        gw->targets[i].cfg = &c->targets[i];
-        gw->target_names[i] = c->targets[i].name;
-        gw->target_types[i] = sipp__gw_target_type_name(c->targets[i].type);
-        atomic_init(&gw->targets[i].state, GW_TARGET_LOADING);
+    atomic_store(&t->state, GW_TARGET_READY);
+    return true;
+}
+
+void sipp__gw_target_ref(gw_target *t) { atomic_fetch_add(&t->refs, 1); }
+
+void sipp__gw_target_put(sipp__gw *gw, gw_target *t) {
+    if (!t || atomic_fetch_sub(&t->refs, 1) != 1) return;
+    /* no generation lists it, so no request holds it: removing its endpoints cuts no run */
+    sipp__gw_pool_free(t->pool);
+    if (t->cfg->type == SIPP__GW_LOCAL) {
+        pthread_mutex_lock(&gw->res_mu);
+        if (t->res == SIPP__GW_RES_LOADED) sipp_client_remove(gw->client, t->ep_id, NULL);
+        pthread_mutex_unlock(&gw->res_mu);
     }
-    for (size_t i = 0; i < c->n_targets; i++)
-        if (c->targets[i].type != SIPP__GW_LOCAL &&
-            add_provider(gw, &gw->targets[i], errbuf, errcap) != 0)
-            return -1;
-    for (size_t i = 0; i < c->n_targets; i++)
-        if (c->targets[i].type == SIPP__GW_LOCAL && c->targets[i].load_on_use)
-            inspect_on_use(&gw->targets[i]);
-    return 0;
+    for (size_t k = 0; k < t->n_eps; k++) {
+        char id[200];
+        if (k == 0) snprintf(id, sizeof id, "%s", t->ep_id);
+        else snprintf(id, sizeof id, "%s %zu", t->ep_id, k);
+        sipp_client_remove(gw->client, id, NULL);
+    }
+    free(t->eps);
+    size_t n = t->cfg->n_base_urls ? t->cfg->n_base_urls : 1;
+    for (size_t k = 0; t->replica_hosts && k < n; k++) free(t->replica_hosts[k]);
+    free(t->replica_hosts);
+    free(t->replica_urls);
+    gw_cfgbox *box = t->box;
+    free(t);
+    sipp__gw_box_put(box);
 }
 
 int sipp__gw_targets_start_loader(sipp__gw *gw) {
@@ -532,14 +581,16 @@ int sipp__gw_targets_start_loader(sipp__gw *gw) {
 
 int sipp__gw_readiness(sipp__gw *gw, const char **text) {
     bool loading = false, failed = false, stalled = false;
-    for (size_t i = 0; i < gw->n_targets; i++) {
-        int st = atomic_load(&gw->targets[i].state);
+    gw_gen *g = sipp__gw_gen_get(gw);
+    for (size_t i = 0; i < g->n_targets; i++) {
+        int st = atomic_load(&g->targets[i]->state);
         loading |= st == GW_TARGET_LOADING;
         failed |= st == GW_TARGET_FAILED;
         sipp_engine_stats es;
         sipp_engine_stats_init(&es, sizeof es);
-        stalled |= sipp__gw_target_stats(gw, i, &es) && es.stalled;
+        stalled |= sipp__gw_target_stats(gw, g->targets[i], &es) && es.stalled;
     }
+    sipp__gw_gen_put(gw, g);
     *text = atomic_load(&gw->shutting_down) ? "shutting down"
             : loading                       ? "loading"
             : failed                        ? "a target failed to load"

@@ -119,11 +119,11 @@ def test_stream_frames_are_anthropic_events(gw):
     ({"model": "local", "max_tokens": 4, "messages": [{"role": "system", "content": "x"}]},
      400, "role must be user or assistant"),
     ({"model": "local", "max_tokens": 4, "messages": []}, 400, "non-empty array"),
-    ({"model": "local", "max_tokens": 4, "messages": [{"role": "user", "content": [
-        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}]}]},
+    ({"model": "local", "max_tokens": 4, "messages": HI, "system": [  # user images: test_multimodal.py
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}]},
      400, "type 'image' are not supported"),
     ({"model": "local", "max_tokens": 4, "messages": HI,
-      "tools": [{"name": "f", "input_schema": {"type": "object"}}]}, 400, "'tools'"),
+      "tools": [{"name": "f", "input_schema": {"type": "object"}}]}, 400, "no tool support"),
     ({"model": "local", "max_tokens": 4, "messages": HI, "stop": ["x"]}, 400, "stop_sequences"),
     ({"model": "local", "max_tokens": 0, "messages": HI}, 400, "max_tokens"),
     ({"model": "local", "max_tokens": 4, "messages": HI, "context_key": "k"}, 400, "local-only"),

@@ -250,6 +250,120 @@ def test_gateway_refuses_bad_image_parts(llava_gw, part, status, code, expect):
     assert st == 200, out
 
 
+def test_gateway_media_limits_are_configuration_keys(llava, llava_gw, tmp_path):
+    """max_media_bytes and max_image_pixels (top-level keys, docs/gateway.md): a lowered limit
+    refuses what is over it, naming the key and the configured value; what is under both limits
+    gets the same answer as from a gateway with the defaults, and text requests go on."""
+    from gateway_util import Gateway, local_target
+    small = png(32, 32, 3)  # 1024 pixels
+    limit = len(small) + 64  # one small image fits; two do not
+    g = Gateway(tmp_path, local_target("vision", llava / "text.gguf", mmproj=str(llava / "mmproj.gguf"),
+                                       n_ctx=1024, n_parallel=2, n_threads=2, context_shift=False),
+                top=f"max_media_bytes = {limit}\nmax_image_pixels = 2000\n", env={"OMP_WAIT_POLICY": "passive"})
+    try:
+        img = lambda b: {"type": "image_url", "image_url": {"url": data_url(b)}}
+        text = {"type": "text", "text": "Describe the picture."}
+        # a GIF header declaring 50x50 = 2500 pixels (18 bytes): over 2000 pixels only
+        gif = b"GIF89a" + struct.pack("<HH", 50, 50) + b"\0" * 8
+        st, _, out = g.post("/v1/chat/completions", openai_chat([{"type": "image_url", "image_url": {
+            "url": data_url(gif, "image/gif")}}, text]))
+        assert st == 400, out
+        assert out["error"]["code"] == "invalid_json", out
+        assert "over the limit of 2000 pixels per image (max_image_pixels)" in out["error"]["message"], out
+        # two small images: over the bytes limit (the body itself is far under max_request_bytes)
+        st, _, out = g.post("/v1/chat/completions", openai_chat([img(small), img(small), text]))
+        assert st == 413, out
+        assert out["error"]["code"] == "payload_too_large", out
+        assert f"larger than {limit} bytes (max_media_bytes)" in out["error"]["message"], out
+        # the Messages route's image blocks count against the same limit
+        st, _, out = g.post("/v1/messages", {"model": "vision", "max_tokens": 2, "messages": [{"role": "user", "content": [
+            anthropic_image(small), anthropic_image(small), text]}]})
+        assert st == 413, out
+        assert f"larger than {limit} bytes (max_media_bytes)" in out["error"]["message"], out
+        # under both limits: the answer of the gateway with the default limits
+        st, _, out = g.post("/v1/chat/completions", openai_chat([img(small), text]))
+        assert st == 200, out
+        st2, _, want = llava_gw.post("/v1/chat/completions", openai_chat([img(small), text]))
+        assert st2 == 200, want
+        assert out["choices"][0]["message"]["content"] == want["choices"][0]["message"]["content"]
+        # the default gateway takes what the lowered one refuses
+        st, _, out = llava_gw.post("/v1/chat/completions", openai_chat([img(small), img(small), text]))
+        assert st == 200, out
+        st, _, out = g.post("/v1/chat/completions", openai_chat("hello", max_tokens=2))
+        assert st == 200, out
+    finally:
+        g.stop()
+
+
+def anthropic_image(b, media_type="image/png"):
+    return {"type": "image", "source": {"type": "base64", "media_type": media_type,
+                                        "data": base64.b64encode(b).decode()}}
+
+
+def anthropic_chat(content, **extra):
+    body = {"model": "vision", "temperature": 0, "max_tokens": N_PREDICT, "system": "You look at pictures.",
+            "messages": [{"role": "user", "content": content}]}
+    body.update(extra)
+    return body
+
+
+def test_gateway_anthropic_image_blocks_equal_llama_mtmd_cli(llava, llava_gw):
+    """The Messages route: a user message's image block (base64 source) before its text is the
+    same media part as the OpenAI route's image_url: llama.cpp's answer, token for token, and
+    the OpenAI route's; streamed too."""
+    want = oracle(llava, llava / "a.png", "Describe the picture.", "-sys", "You look at pictures.")
+    a = (llava / "a.png").read_bytes()
+    st, _, out = llava_gw.post("/v1/messages", anthropic_chat([
+        anthropic_image(a), {"type": "text", "text": "Describe the picture."}]))
+    assert st == 200, out
+    assert out["content"][0]["text"] == want
+    assert out["usage"]["input_tokens"] > 256  # the image's positions count
+    # a second image block in the same message: each takes its place (two parts, two markers)
+    st, _, two = llava_gw.post("/v1/messages", anthropic_chat([
+        anthropic_image(a), {"type": "text", "text": "and"}, anthropic_image((llava / "b.png").read_bytes()),
+        {"type": "text", "text": "Describe the pictures."}], max_tokens=2))
+    assert st == 200, two
+    assert two["usage"]["input_tokens"] > 512
+    from gateway_util import Stream
+    s = Stream(llava_gw, "/v1/messages", anthropic_chat([
+        anthropic_image(a), {"type": "text", "text": "Describe the picture."}], stream=True))
+    assert s.status == 200
+    deltas = [json.loads(d)["delta"]["text"] for e, d, c in s.frames() if c is None and e == "content_block_delta"]
+    s.c.close()
+    assert "".join(deltas) == want
+
+
+@pytest.mark.parametrize("content,role,status,expect", [
+    ([{"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}], "user", 400,
+     "image sources must be base64; remote image URLs are not fetched"),
+    ([{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "@@@@"}}], "user", 400,
+     "messages[0].content[0]: image: the data: URL's base64 has an invalid character"),
+    ([{"type": "image", "source": {"type": "base64", "media_type": "image/png;base64,AAAA", "data": "AAAA"}}],
+     "user", 400, "an image block needs a source"),
+    ([{"type": "image", "source": {"type": "base64", "data": "AAAA"}}], "user", 400, "an image block needs a source"),
+    ([{"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
+                                   "data": base64.b64encode(png(8, 8)).decode()}}], "user", 400,
+     "declared type 'image/jpeg' but the bytes are image/png"),
+    ([{"type": "image", "source": {"type": "base64", "media_type": "image/gif", "data": base64.b64encode(
+        b"GIF89a" + struct.pack("<HH", 60000, 60000) + b"\0" * 8).decode()}}], "user", 400, "(max_image_pixels)"),
+    ([{"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                   "data": base64.b64encode(png(8, 8)).decode()}}], "assistant", 400,
+     "image blocks go in user messages"),
+    ([{"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                   "data": base64.b64encode(png(8, 8)).decode()}}, {"type": "document"}], "user", 400,
+     "content blocks of type 'document' are not supported (only text and image)"),
+])
+def test_gateway_anthropic_refuses_bad_image_blocks(llava_gw, content, role, status, expect):
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": content}] if role == "assistant" \
+        else [{"role": "user", "content": content + [{"type": "text", "text": "hi"}]}]
+    st, _, out = llava_gw.post("/v1/messages", {"model": "vision", "max_tokens": 2, "messages": msgs})
+    assert st == status, out
+    assert out["type"] == "error" and out["error"]["type"] == "invalid_request_error", out
+    assert expect in out["error"]["message"], out
+    st, _, out = llava_gw.post("/v1/messages", anthropic_chat("hello", max_tokens=2))
+    assert st == 200, out
+
+
 def test_gateway_image_to_a_target_without_a_projector(llava, tmp_path):
     """The target's capabilities (sipp_endpoint_info.vision) gate images up front: a text-only
     target answers 400 naming the missing projector, before anything runs."""

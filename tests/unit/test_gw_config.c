@@ -258,6 +258,25 @@ static void test_types_and_ranges(void **state) {
     refused("t = 1979-05-27T07:32:00Z\n" TARGET, "unknown key 't'");
 }
 
+/* Media limits (issue 17): the defaults are the former constants; a key lowers them; the pixel
+ * limit cannot go over the engine's own ceiling. */
+static void test_media_limits(void **state) {
+    (void)state;
+    sipp__gw_config cfg;
+    assert_int_equal(parse(TARGET, &cfg), 0);
+    assert_int_equal(cfg.max_media_bytes, 20u << 20);
+    assert_int_equal(cfg.max_image_pixels, 16777216);
+    sipp__gw_config_free(&cfg);
+    assert_int_equal(parse("max_media_bytes = 4096\nmax_image_pixels = 100\n" TARGET, &cfg), 0);
+    assert_int_equal(cfg.max_media_bytes, 4096);
+    assert_int_equal(cfg.max_image_pixels, 100);
+    sipp__gw_config_free(&cfg);
+    refused("max_media_bytes = 0\n" TARGET, "line 1: key 'max_media_bytes' must be between 1 and 1073741824");
+    refused("max_media_bytes = \"20M\"\n" TARGET, "key 'max_media_bytes' must be an integer");
+    refused("max_image_pixels = 0\n" TARGET, "key 'max_image_pixels' must be between 1 and 16777216");
+    refused("max_image_pixels = 16777217\n" TARGET, "key 'max_image_pixels' must be between 1 and 16777216");
+}
+
 static void test_whole_config_rules(void **state) {
     (void)state;
     refused("public_bind = \"127.0.0.1:9000\"\nmanagement_bind = \"127.0.0.1:9000\"\n" TARGET, "must differ");
@@ -432,6 +451,7 @@ int main(void) {
         cmocka_unit_test(test_provider_and_text_keys_come_from_the_settings_tables),
         cmocka_unit_test(test_unknown_keys_name_key_and_line),
         cmocka_unit_test(test_types_and_ranges),
+        cmocka_unit_test(test_media_limits),
         cmocka_unit_test(test_whole_config_rules),
         cmocka_unit_test(test_bad_toml),
         cmocka_unit_test(test_load_missing_file),

@@ -313,6 +313,24 @@ static void test_admission(void **state) {
     sipp__gw_admission_destroy(&a);
 }
 
+/* A reload sets a caller's concurrency limit in place; permits already held stay counted. */
+static void test_admission_set_caller_max(void **state) {
+    (void)state;
+    sipp__gw_admission a;
+    assert_int_equal(sipp__gw_admission_init(&a, 0, NULL, 2), 0);
+    assert_true(sipp__gw_admission_acquire(&a, 1));
+    assert_true(sipp__gw_admission_acquire(&a, 1)); /* no limit yet */
+    sipp__gw_admission_set_caller_max(&a, 1, 2);
+    assert_false(sipp__gw_admission_acquire(&a, 1)); /* the two it holds count */
+    sipp__gw_admission_release(&a, 1);
+    assert_true(sipp__gw_admission_acquire(&a, 1));
+    sipp__gw_admission_set_caller_max(&a, 1, 0); /* none again */
+    assert_true(sipp__gw_admission_acquire(&a, 1));
+    sipp__gw_admission_set_caller_max(&a, 7, 1); /* out of range: ignored */
+    assert_true(sipp__gw_admission_acquire(&a, 7));
+    sipp__gw_admission_destroy(&a);
+}
+
 static void test_digest_equal(void **state) {
     (void)state;
     uint8_t a[32] = {0}, b[32] = {0};
@@ -332,6 +350,7 @@ int main(void) {
         cmocka_unit_test(test_limiter_lru_eviction), cmocka_unit_test(test_limiter_churn),
         cmocka_unit_test(test_ip_rate_key),     cmocka_unit_test(test_breaker),
         cmocka_unit_test(test_admission),       cmocka_unit_test(test_digest_equal),
+        cmocka_unit_test(test_admission_set_caller_max),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -606,6 +606,9 @@ static napi_value js_endpoint_info(napi_env env, napi_callback_info info) {
     set_num(env, o, "sizeBytes", (double)in.size_bytes);
     set_str(env, o, "architecture", in.architecture, NAPI_AUTO_LENGTH);
     set_str(env, o, "description", in.description, NAPI_AUTO_LENGTH);
+    set_bool(env, o, "vision", in.vision); /* multimodal: a projector is loaded */
+    set_bool(env, o, "audioIn", in.audio_in);
+    set_bool(env, o, "audioOut", in.audio_out);
     return o;
 fail:
     return NULL;
@@ -641,6 +644,8 @@ static napi_value js_endpoint_stats(napi_env env, napi_callback_info info) {
     set_num(env, o, "cacheDiskBytes", (double)s.cache_disk_bytes);
     set_num(env, o, "stalls", (double)s.stalls);
     set_bool(env, o, "stalled", s.stalled != 0);
+    set_num(env, o, "mediaEncoded", (double)s.media_encoded);
+    set_num(env, o, "mediaEncodeMs", s.media_encode_ms);
     return o;
 fail:
     return NULL;
@@ -830,6 +835,8 @@ static napi_value response_object(napi_env env, const item *it) {
     set_num(env, stats, "prefillTokens", s->prefill_tokens);
     set_str(env, stats, "cacheSource", sipp_cache_source_name(s->cache_source), NAPI_AUTO_LENGTH);
     set_num(env, stats, "cachedTokens", s->cached_tokens);
+    set_num(env, stats, "encodeMs", s->encode_ms);
+    set_num(env, stats, "mediaChunks", s->media_chunks);
     napi_set_named_property(env, o, "stats", stats);
     napi_value emb;
     if (it->embedding) {
@@ -1086,7 +1093,75 @@ fail:
 
 /* ---- requests ------------------------------------------------------------------------------------ */
 
-static const char *const text_extra[] = {"stop", "signal", "tools", "toolChoice", "reasoning", NULL};
+static const char *const text_extra[] = {"stop", "signal", "images", "tools", "toolChoice",
+                                         "reasoning", NULL};
+
+/* options.images (multimodal, docs/multimodal.md): an array of Buffers, Uint8Arrays or
+ * ArrayBuffers, each an encoded image, as image parts of messages[message_index] (chat: the
+ * last user turn; query: ignored). The parts point into the JS memory, which stays in place for
+ * the call (sipp.h: the bytes are read during it, not kept). *media is malloc'd (NULL when there
+ * are none): the caller frees it after the call. */
+static bool images_from(napi_env env, napi_value opts, size_t message_index, sipp_text_params *p,
+                        sipp_media **media) {
+    *media = NULL;
+    napi_valuetype t;
+    bool has = false, is_array = false;
+    napi_value v;
+    if (napi_typeof(env, opts, &t) != napi_ok || t != napi_object) return true;
+    napi_has_named_property(env, opts, "images", &has);
+    if (!has) return true;
+    napi_get_named_property(env, opts, "images", &v);
+    napi_typeof(env, v, &t);
+    if (t == napi_undefined) return true;
+    napi_is_array(env, v, &is_array);
+    if (!is_array) {
+        napi_throw_type_error(env, NULL, "images must be an array of Buffers, Uint8Arrays or "
+                                         "ArrayBuffers (the encoded files)");
+        return false;
+    }
+    uint32_t n = 0;
+    napi_get_array_length(env, v, &n);
+    if (n == 0) return true;
+    sipp_media *m = calloc(n, sizeof *m);
+    if (!m) return napi_throw_error(env, NULL, "out of memory"), false;
+    for (uint32_t i = 0; i < n; i++) {
+        napi_value e;
+        bool is_ab = false, is_ta = false;
+        void *data = NULL;
+        size_t len = 0;
+        napi_typedarray_type tt = napi_int8_array;
+        napi_get_element(env, v, i, &e);
+        napi_is_arraybuffer(env, e, &is_ab);
+        napi_is_typedarray(env, e, &is_ta);
+        if (is_ab) {
+            napi_get_arraybuffer_info(env, e, &data, &len);
+        } else if (is_ta) {
+            napi_get_typedarray_info(env, e, &tt, &len, &data, NULL, NULL);
+        }
+        if (!is_ab && !(is_ta && (tt == napi_uint8_array || tt == napi_uint8_clamped_array))) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "images[%u] must be a Buffer, Uint8Array or ArrayBuffer "
+                     "(the encoded file)", i);
+            free(m);
+            napi_throw_type_error(env, NULL, msg);
+            return false;
+        }
+        m[i] = (sipp_media){SIPP_MEDIA_IMAGE, data, len, NULL, message_index};
+    }
+    p->media = m;
+    p->n_media = n;
+    *media = m;
+    return true;
+}
+
+/* The index of the last user message (0 when there is none): where a chat's images go, as in
+ * the Python binding. */
+static size_t last_user(const sipp_message *msgs, uint32_t n) {
+    size_t at = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (msgs[i].role && strcmp(msgs[i].role, "user") == 0) at = i;
+    return at;
+}
 
 /* An int option set by the JS layer (toolChoice, reasoning: lib/index.js maps their names). */
 static bool int_option(napi_env env, napi_value opts, const char *key, int *out) {
@@ -1165,12 +1240,15 @@ static napi_value js_query(napi_env env, napi_callback_info info) {
     const char *stops[SIPP_MAX_STOP_STRINGS + 1];
     sipp_text_params p;
     char *prompt = get_string(env, argv[1], "prompt");
-    if (prompt && text_params_from(env, argv[2], &p, &keep, stops)) {
+    sipp_media *media = NULL;
+    if (prompt && text_params_from(env, argv[2], &p, &keep, stops) &&
+        images_from(env, argv[2], 0, &p, &media)) {
         sipp_run *run = NULL;
         sipp_error err = new_error();
         sipp_status st = sipp_query(ep, prompt, &p, &run, &err);
         out = finish_submit(env, st, &err, run);
     }
+    free(media);
     free(prompt);
     strings_free(&keep);
     return out;
@@ -1299,7 +1377,9 @@ static napi_value js_chat(napi_env env, napi_callback_info info) {
     }
     const char *stops[SIPP_MAX_STOP_STRINGS + 1];
     sipp_text_params p;
-    if (ok && text_params_from(env, argv[2], &p, &keep, stops)) {
+    sipp_media *media = NULL;
+    if (ok && text_params_from(env, argv[2], &p, &keep, stops) &&
+        images_from(env, argv[2], last_user(msgs, n), &p, &media)) {
         p.tools = tools;
         p.n_tools = n_tools;
         sipp_run *run = NULL;
@@ -1308,6 +1388,7 @@ static napi_value js_chat(napi_env env, napi_callback_info info) {
                             : sipp_chat(ep, msgs, n, &p, &run, &err);
         out = finish_submit(env, st, &err, run);
     }
+    free(media);
     for (uint32_t i = 0; calls && i < n; i++) free(calls[i]);
     free(calls);
     free(tools);
@@ -1497,7 +1578,9 @@ static napi_value js_estimate(napi_env env, napi_callback_info info) {
     uint32_t n = 0;
     bool ok = is_query ? (prompt = get_string(env, argv[1], "prompt")) != NULL
                        : messages_from(env, argv[2], &msgs, &owned, &n);
-    if (ok && text_params_from(env, argv[3], &p, &keep, stops)) {
+    sipp_media *media = NULL;
+    if (ok && text_params_from(env, argv[3], &p, &keep, stops) &&
+        images_from(env, argv[3], is_query ? 0 : last_user(msgs, n), &p, &media)) {
         sipp_estimate e;
         sipp_estimate_init(&e, sizeof e);
         sipp_error err = new_error();
@@ -1506,6 +1589,7 @@ static napi_value js_estimate(napi_env env, napi_callback_info info) {
         if (st != SIPP_OK) throw_sipp(env, st, &err);
         else out = estimate_object(env, &e);
     }
+    free(media);
     free(prompt);
     messages_free(msgs, owned, n);
     strings_free(&keep);

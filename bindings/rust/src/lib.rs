@@ -210,6 +210,12 @@ fn c_messages(messages: &[Message]) -> Result<(Vec<sys::sipp_message>, Vec<CStri
     Ok((cmsgs, strings))
 }
 
+/// The index of the last user message (0 when there is none): where a chat's images go, as in
+/// the Python and Node bindings.
+fn last_user(messages: &[Message]) -> usize {
+    messages.iter().rposition(|m| m.role == "user").unwrap_or(0)
+}
+
 fn cstring(s: &str, what: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::invalid(format!("{} contains a NUL character", what)))
 }
@@ -287,6 +293,10 @@ pub struct TextOptions {
     pub parallel_tool_calls: Option<bool>,
     /// What becomes of a thinking model's reasoning (default [`ReasoningMode::Separate`]).
     pub reasoning: Option<ReasoningMode>,
+    /// Multimodal (docs/multimodal.md): encoded images (PNG, JPEG, GIF, BMP), one part each; in
+    /// a chat they go to the last user message, at its `<__media__>` markers or in front of its
+    /// text. A local endpoint needs a projector ([`LocalOptions::mmproj`]).
+    pub images: Vec<Vec<u8>>,
 }
 
 // ---- tools and reasoning (issue 18) ---------------------------------------------------------------
@@ -434,16 +444,24 @@ impl TextOptions {
         self.reasoning = Some(m);
         self
     }
+
+    /// Adds an image: the bytes of the encoded file.
+    pub fn image(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.images.push(bytes.into());
+        self
+    }
 }
 
-/// C strings and the params struct built from TextOptions, alive for one call.
+/// C strings, media parts and the params struct built from TextOptions, alive for one call.
 struct CTextParams {
     params: sys::sipp_text_params,
     _keep: Keep,
+    _media: Vec<sys::sipp_media>,
 }
 
 impl TextOptions {
-    fn to_c(&self) -> Result<CTextParams> {
+    /// The C params; the images become parts of messages[media_message] (query: ignored).
+    fn to_c(&self, media_message: usize) -> Result<CTextParams> {
         let mut p = init(sys::sipp_text_params_init, "sipp_text_params")?;
         p.struct_size = mem::size_of::<sys::sipp_text_params>() as u32;
         macro_rules! copy { ($($f:ident),*) => { $( if let Some(v) = self.$f { p.$f = v; } )* } }
@@ -484,7 +502,20 @@ impl TextOptions {
             p.reasoning_mode = match m { ReasoningMode::Separate => 0, ReasoningMode::Inline => 1,
                                          ReasoningMode::Drop => 2 };
         }
-        Ok(CTextParams { params: p, _keep: keep })
+        // the parts point into self.images, which outlives the call (the library reads the
+        // bytes during it and keeps nothing)
+        let media: Vec<sys::sipp_media> = self.images.iter().map(|b| sys::sipp_media {
+            kind: 1, // SIPP_MEDIA_IMAGE
+            data: b.as_ptr().cast(),
+            len: b.len(),
+            mime_type: ptr::null(),
+            message_index: media_message,
+        }).collect();
+        if !media.is_empty() {
+            p.media = media.as_ptr();
+            p.n_media = media.len();
+        }
+        Ok(CTextParams { params: p, _keep: keep, _media: media })
     }
 }
 
@@ -502,15 +533,18 @@ macro_rules! local_options {
             pub cache_dir: Option<PathBuf>,
             /// Pin: the SHA-256 (64 hex digits) the model file must have, checked before loading.
             pub sha256: Option<String>,
+            /// The model's projector GGUF (llama.cpp's mmproj): images in query and chat.
+            pub mmproj: Option<PathBuf>,
         }
 
-        setters!(LocalOptions { $($name: $t),* } into { cache_dir: PathBuf, sha256: String });
+        setters!(LocalOptions { $($name: $t),* } into { cache_dir: PathBuf, sha256: String,
+                                                        mmproj: PathBuf });
 
         impl LocalOptions {
             /// Defaults for the model at `model_path`.
             pub fn new(model_path: impl Into<PathBuf>) -> Self {
                 LocalOptions { model_path: model_path.into(), $($name: None,)* cache_dir: None,
-                               sha256: None }
+                               sha256: None, mmproj: None }
             }
 
             /// Copies the numbers and booleans that are set into `p`.
@@ -801,6 +835,10 @@ impl Client {
             Some(h) => Some(cstring(h, "sha256")?),
             None => None,
         };
+        let mmproj = match &o.mmproj {
+            Some(m) => Some(path_cstring(m, "mmproj")?),
+            None => None,
+        };
         let mut p = init(sys::sipp_local_params_init, "sipp_local_params")?;
         p.struct_size = mem::size_of::<sys::sipp_local_params>() as u32;
         p.model_path = path.as_ptr();
@@ -810,6 +848,9 @@ impl Client {
         }
         if let Some(h) = &pin {
             p.sha256 = h.as_ptr();
+        }
+        if let Some(m) = &mmproj {
+            p.mmproj = m.as_ptr();
         }
         let mut raw = ptr::null_mut();
         let mut err = new_error();
@@ -963,6 +1004,12 @@ pub struct EndpointInfo {
     pub size_bytes: u64,
     pub architecture: String,
     pub description: String,
+    /// images in query/chat (a vision projector is loaded)
+    pub vision: bool,
+    /// audio in query/chat (an audio encoder is loaded)
+    pub audio_in: bool,
+    /// speech out (not yet: always false for local endpoints)
+    pub audio_out: bool,
 }
 
 /// Engine counters of a local endpoint (`sipp_engine_stats`).
@@ -987,6 +1034,9 @@ pub struct EngineStats {
     pub cache_disk_bytes: u64,
     pub stalls: u64,
     pub stalled: bool,
+    /// media chunks encoded (images, audio clips) and the time spent on them
+    pub media_encoded: u64,
+    pub media_encode_ms: f64,
 }
 
 impl<'c> Endpoint<'c> {
@@ -1003,13 +1053,13 @@ impl<'c> Endpoint<'c> {
     /// Starts a raw completion. Option errors come back here (no run exists then).
     pub fn query(&self, prompt: &str, options: &TextOptions) -> Result<Run> {
         let prompt = cstring(prompt, "prompt")?;
-        let p = options.to_c()?;
+        let p = options.to_c(0)?;
         self.submit(|out, err| unsafe { sys::sipp_query(self.raw, prompt.as_ptr(), &p.params, out, err) })
     }
 
     /// Starts a chat, rendered with the model's chat template.
     pub fn chat(&self, messages: &[Message], options: &TextOptions) -> Result<Run> {
-        let p = options.to_c()?;
+        let p = options.to_c(last_user(messages))?;
         if messages.iter().any(|m| !m.tool_calls.is_empty() || m.tool_call_id.is_some()) {
             let mut keep = Keep::default();
             let cmsgs = c_chat_messages(messages, &mut keep)?;
@@ -1054,7 +1104,7 @@ impl<'c> Endpoint<'c> {
     /// the tokens for the query of the same text that follows.
     pub fn estimate_query(&self, prompt: &str, options: &TextOptions) -> Result<Estimate> {
         let prompt = cstring(prompt, "prompt")?;
-        let p = options.to_c()?;
+        let p = options.to_c(0)?;
         self.estimate_with(|out, err| unsafe {
             sys::sipp_estimate_query(self.raw, prompt.as_ptr(), &p.params, out, err)
         })
@@ -1063,7 +1113,7 @@ impl<'c> Endpoint<'c> {
     /// Estimates a chat without running it (the template rendered as a run would).
     pub fn estimate_chat(&self, messages: &[Message], options: &TextOptions) -> Result<Estimate> {
         let (cmsgs, _strings) = c_messages(messages)?;
-        let p = options.to_c()?;
+        let p = options.to_c(last_user(messages))?;
         self.estimate_with(|out, err| unsafe {
             sys::sipp_estimate_chat(self.raw, cmsgs.as_ptr(), cmsgs.len(), &p.params, out, err)
         })
@@ -1098,7 +1148,8 @@ impl<'c> Endpoint<'c> {
                           n_ctx: i.n_ctx, n_ctx_train: i.n_ctx_train, n_embd: i.n_embd,
                           n_parallel: i.n_parallel, n_params: i.n_params, size_bytes: i.size_bytes,
                           architecture: c_chars(&i.architecture),
-                          description: c_chars(&i.description) })
+                          description: c_chars(&i.description), vision: i.vision,
+                          audio_in: i.audio_in, audio_out: i.audio_out })
     }
 
     /// Engine counters (local endpoints; others answer `unsupported`).
@@ -1115,7 +1166,8 @@ impl<'c> Endpoint<'c> {
                          cache_hits: s.cache_hits, cache_misses: s.cache_misses,
                          cache_evictions: s.cache_evictions, cache_ram_bytes: s.cache_ram_bytes,
                          cache_disk_bytes: s.cache_disk_bytes, stalls: s.stalls,
-                         stalled: s.stalled != 0 })
+                         stalled: s.stalled != 0, media_encoded: s.media_encoded,
+                         media_encode_ms: s.media_encode_ms })
     }
 }
 
@@ -1178,6 +1230,10 @@ pub struct Stats {
     /// "none", "live" or "snapshot"
     pub cache_source: &'static str,
     pub cached_tokens: u32,
+    /// media encoding (the projector) within prefill_ms
+    pub encode_ms: f64,
+    /// media parts encoded for this request (not reused from the cache)
+    pub media_chunks: u32,
 }
 
 /// The end of a successful run (a failed one is an [`Error`]).
@@ -1394,7 +1450,8 @@ impl Run {
                                itl_avg_ms: s.itl_avg_ms, itl_p99_ms: s.itl_p99_ms,
                                prefill_tokens: s.prefill_tokens,
                                cache_source: static_name(unsafe { sys::sipp_cache_source_name(s.cache_source) }),
-                               cached_tokens: s.cached_tokens },
+                               cached_tokens: s.cached_tokens, encode_ms: s.encode_ms,
+                               media_chunks: s.media_chunks },
                 embedding,
                 normalized: r.normalized,
                 http_status: r.http_status,
