@@ -956,8 +956,8 @@ SIPP_API void sipp_run_batch_logprobs(const sipp_run *run, const sipp_token_logp
  * until the next call on the run). When the run has ended and every delta was handed out,
  * SIPP_OK with *done = true and an empty CONTENT delta. SIPP_TIMEOUT as sipp_run_next(). A run
  * is read either with deltas or with text (sipp_run_next): text read one way is not repeated
- * the other. Runs of query and of remote endpoints stream their text as CONTENT deltas only
- * when the endpoint produces deltas (local chat always does).
+ * the other. Chat runs (local and remote) always produce deltas; query runs stream their text
+ * as CONTENT deltas only when the endpoint produces deltas.
  * Thread-safety: one consumer per run. Since 0.1.
  */
 SIPP_API sipp_status sipp_run_next_delta(sipp_run *run, int timeout_ms, sipp_delta *out,

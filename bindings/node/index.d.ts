@@ -57,6 +57,50 @@ export interface TextOptions {
   images?: Array<Uint8Array | ArrayBuffer>;
   /** Aborting it cancels the run (the response then has finishReason 'cancelled'). */
   signal?: AbortSignal;
+  /** Each output token's log-probability (Response.logprobs). */
+  logprobs?: boolean;
+  /** With logprobs: 0..20 alternatives per token. */
+  topLogprobs?: number;
+  /** Chat: tools the model may call (issue 18). */
+  tools?: (Tool | { type: 'function'; function: Tool })[];
+  /** 'auto' (default), 'none', 'required' or a tool's name. */
+  toolChoice?: 'auto' | 'none' | 'required' | string;
+  /** More than one call per answer (default true). */
+  parallelToolCalls?: boolean;
+  /** A thinking model's reasoning: 'separate' (default: Response.reasoning), 'inline', 'drop'. */
+  reasoning?: 'separate' | 'inline' | 'drop';
+}
+
+/** A tool the model may call: a name ([A-Za-z0-9_-], 1-64), what it does, a JSON Schema of its
+ *  arguments (an object schema, as an object or JSON text). */
+export interface Tool {
+  name: string;
+  description?: string;
+  parameters?: object | string;
+}
+
+/** A call the model made; `arguments` is a JSON object as text. */
+export interface ToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
+
+/** One piece of a chat's stream (Run.deltas()). A call's first delta has toolId and toolName,
+ *  later ones (same toolIndex) pieces of its arguments. */
+export interface Delta {
+  kind: 'content' | 'reasoning' | 'toolCall';
+  text: string;
+  toolIndex?: number;
+  toolId?: string;
+  toolName?: string;
+}
+
+/** One output token's log-probability and its most likely alternatives. */
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+  top: { token: string; logprob: number }[];
 }
 
 export interface EmbedOptions {
@@ -117,9 +161,19 @@ export type EndpointDescriptor =
   | ({ kind: 'gateway'; id: string } & GatewayOptions);
 
 export interface Message {
-  role: 'system' | 'user' | 'assistant';
-  content: string;
+  role: 'system' | 'user' | 'assistant' | 'tool';
+  /** null: an assistant turn that only calls tools */
+  content: string | null;
+  /** assistant: the calls it made (arguments as JSON text or an object) */
+  toolCalls?: (ToolCall | { id: string; name: string; arguments: object })[];
+  /** tool: the id of the call this result answers */
+  toolCallId?: string;
 }
+
+/** The message that answers a tool call. */
+export function toolResult(call: ToolCall | string, content: string): Message;
+/** The answer of a response as an assistant message with its tool calls. */
+export function assistantMessage(response: Response): Message;
 
 export interface TokenBatch {
   text: string;
@@ -153,7 +207,7 @@ export interface Stats {
 
 export interface Response {
   text: string;
-  finishReason: 'stop' | 'length' | 'cancelled' | 'none';
+  finishReason: 'stop' | 'length' | 'cancelled' | 'tool_calls' | 'none';
   usage: Usage;
   stats: Stats;
   /** embed only */
@@ -163,6 +217,14 @@ export interface Response {
   httpStatus: number;
   requestId: string;
   errorCode: string;
+  /** the calls the answer ends with (finishReason 'tool_calls') */
+  toolCalls: ToolCall[];
+  /** a thinking model's reasoning (reasoning 'separate'), else '' */
+  reasoning: string;
+  /** with logprobs: one entry per output token, else null */
+  logprobs: TokenLogprob[] | null;
+  /** The answer as an assistant message (with its calls), to send back with the results. */
+  message(): Message;
 }
 
 export interface EndpointInfo {
@@ -224,6 +286,9 @@ export class Run implements AsyncIterable<TokenBatch> {
   cancel(): void;
   /** Leaving a for-await loop early cancels the run. */
   [Symbol.asyncIterator](): AsyncIterator<TokenBatch>;
+  /** The stream as deltas (content, reasoning, tool-call pieces) instead of batches: call it
+   *  before iterating the run. */
+  deltas(): AsyncIterator<Delta> & AsyncIterable<Delta>;
 }
 
 export class Endpoint {

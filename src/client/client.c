@@ -437,7 +437,7 @@ sipp_status sipp_query(sipp_endpoint *ep, const char *prompt, const sipp_text_pa
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "query: tools are for chat");
     if ((st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     if (ep->kind == ENDPOINT_REMOTE)
-        st = sipp__remote_submit_text(ep->remote, prompt, NULL, 0, &p, out, err);
+        st = sipp__remote_submit_text(ep->remote, prompt, NULL, 0, NULL, &p, out, err);
     else
         st = sipp__engine_submit_text(ep->engine, prompt, &p, out, err);
     if (st == SIPP_OK) sipp__endpoint_observe(ep, *out);
@@ -539,12 +539,9 @@ sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_
     st = text_params_in(ep, params, &p, err);
     if (st == SIPP_OK) st = sipp__tools_check(&p, err);
     if (st != SIPP_OK) return st;
-    if (ep->kind == ENDPOINT_REMOTE && p.n_tools)
-        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
-                          "tools: not supported on remote endpoints by this version");
     if ((st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     if (ep->kind == ENDPOINT_REMOTE) {
-        st = sipp__remote_submit_text(ep->remote, NULL, messages, n_messages, &p, out, err);
+        st = sipp__remote_submit_text(ep->remote, NULL, messages, n_messages, NULL, &p, out, err);
     } else {
         /* the local chat goes through llama.cpp's chat layer (tools, reasoning, parsing) */
         sipp_chat_message *cm = calloc(n_messages, sizeof *cm);
@@ -574,21 +571,19 @@ sipp_status sipp_chat_ex(sipp_endpoint *ep, const sipp_chat_message *messages, s
     st = text_params_in(ep, params, &p, err);
     if (st == SIPP_OK) st = sipp__tools_check(&p, err);
     if (st != SIPP_OK) return st;
-    bool tool_messages = false;
-    for (size_t i = 0; i < n_messages; i++)
-        tool_messages = tool_messages || messages[i].n_tool_calls || messages[i].tool_call_id;
-    if (ep->kind == ENDPOINT_REMOTE && (p.n_tools || tool_messages))
-        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
-                          "tools: not supported on remote endpoints by this version");
     if ((st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     if (ep->kind == ENDPOINT_REMOTE) {
         sipp_message *pm = calloc(n_messages, sizeof *pm);
         if (!pm) {
             st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
         } else {
+            /* the dialect adds the tool calls and results from `messages` (a remote endpoint
+             * without tools answers UNSUPPORTED) */
             for (size_t i = 0; i < n_messages; i++)
-                pm[i] = (sipp_message){.role = messages[i].role, .content = messages[i].content};
-            st = sipp__remote_submit_text(ep->remote, NULL, pm, n_messages, &p, out, err);
+                pm[i] = (sipp_message){.role = messages[i].role,
+                                       .content = messages[i].content ? messages[i].content : ""};
+            st = sipp__remote_submit_text(ep->remote, NULL, pm, n_messages, messages, &p, out,
+                                          err);
             free(pm);
         }
     } else {

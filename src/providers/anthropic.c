@@ -5,6 +5,8 @@
  *   message_delta {delta: {stop_reason}, usage: {output_tokens}}, message_stop, ping, error.
  * System messages become the top-level `system` string. There is no raw completion and no
  * embeddings API: query and embed fail up front (remote.c sees the NULL builders).
+ * Tools (issue 18): content_block_start opens a text, thinking or tool_use block; their
+ * deltas are text_delta, thinking_delta (reasoning) and input_json_delta (a call's arguments).
  */
 #include "providers_int.h"
 
@@ -90,10 +92,101 @@ static sipp_status build_chat(const sipp__remote *rm, const char *prompt,
     return SIPP_OK;
 }
 
-static sipp_finish_reason map_stop_reason(const char *s) {
+/* Tools (issue 18): `tools` with their `input_schema`, `tool_choice` {type: auto | any | tool
+ * (with its name) | none}, parallel calls off as disable_parallel_tool_use. An assistant's
+ * calls become tool_use blocks after its text; tool results become tool_result blocks of a user
+ * message, consecutive results in one message, as the API wants them. `body`'s messages skip
+ * the system ones (build_chat); they are rebuilt here from `cm`. */
+static sipp_status add_tools(const sipp_chat_message *cm, size_t n, const sipp_text_params *p,
+                             json_t *body, sipp_error *err) {
+    if (p->n_tools) {
+        json_t *tools = json_array();
+        for (size_t i = 0; i < p->n_tools; i++) {
+            const sipp_tool *t = &p->tools[i];
+            json_t *tool = json_pack("{s:s, s:o}", "name", t->name, "input_schema",
+                                     sipp__remote_tool_schema(t));
+            if (tool && t->description &&
+                json_object_set_new(tool, "description", json_string(t->description)) != 0) {
+                json_decref(tool);
+                tool = NULL;
+            }
+            if (!tool) {
+                json_decref(tools);
+                return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                                  "tools[%zu]: the description is not valid UTF-8", i);
+            }
+            json_array_append_new(tools, tool);
+        }
+        json_object_set_new(body, "tools", tools);
+        const char *type = p->tool_choice == SIPP_TOOL_CHOICE_NONE       ? "none"
+                           : p->tool_choice == SIPP_TOOL_CHOICE_REQUIRED ? "any"
+                           : p->tool_choice == SIPP_TOOL_CHOICE_NAMED    ? "tool"
+                                                                         : "auto";
+        json_t *choice = json_pack("{s:s}", "type", type);
+        if (p->tool_choice == SIPP_TOOL_CHOICE_NAMED)
+            json_object_set_new(choice, "name", json_string(p->tool_choice_name));
+        if (!p->parallel_tool_calls && p->tool_choice != SIPP_TOOL_CHOICE_NONE)
+            json_object_set_new(choice, "disable_parallel_tool_use", json_true());
+        json_object_set_new(body, "tool_choice", choice);
+    }
+    if (!cm) return SIPP_OK;
+    json_t *old = json_object_get(body, "messages"), *msgs = json_array();
+    bool results_open = false; /* the last message holds tool results: the next one joins it */
+    size_t k = 0;              /* the message of `old` that cm[i] became */
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(cm[i].role, "system") == 0) continue;
+        json_t *m = json_array_get(old, k++);
+        if (cm[i].tool_call_id) {
+            json_t *block = json_pack("{s:s, s:s, s:O}", "type", "tool_result", "tool_use_id",
+                                      cm[i].tool_call_id, "content", json_object_get(m, "content"));
+            if (!block) {
+                json_decref(msgs);
+                return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                                  "chat: message %zu's tool_call_id is not valid UTF-8", i);
+            }
+            if (results_open) {
+                json_array_append_new(json_object_get(json_array_get(msgs, json_array_size(msgs) - 1),
+                                                      "content"), block);
+            } else {
+                json_array_append_new(msgs, json_pack("{s:s, s:[o]}", "role", "user", "content", block));
+                results_open = true;
+            }
+            continue;
+        }
+        results_open = false;
+        if (cm[i].n_tool_calls) {
+            json_t *content = json_object_get(m, "content"), *blocks = json_array();
+            if (json_is_array(content))
+                json_array_extend(blocks, content);
+            else if (json_string_length(content))
+                json_array_append_new(blocks, json_pack("{s:s, s:O}", "type", "text", "text", content));
+            for (size_t c = 0; c < cm[i].n_tool_calls; c++) {
+                const sipp_tool_call *tc = &cm[i].tool_calls[c];
+                json_t *b = json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", tc->id,
+                                      "name", tc->name, "input", sipp__remote_call_arguments(tc));
+                if (!b) {
+                    json_decref(blocks);
+                    json_decref(msgs);
+                    return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                                      "chat: message %zu has a tool call that is not valid UTF-8", i);
+                }
+                json_array_append_new(blocks, b);
+            }
+            json_object_set_new(m, "content", blocks);
+        }
+        json_array_append(msgs, m);
+    }
+    json_object_set_new(body, "messages", msgs);
+    return SIPP_OK;
+}
+
+/* tool_use ends an answer with calls, except the forced tool of structured output, whose input
+ * is the answer's text. */
+static sipp_finish_reason map_stop_reason(const sipp__remote_run *rr, const char *s) {
     if (strcmp(s, "max_tokens") == 0 || strcmp(s, "model_context_window_exceeded") == 0)
         return SIPP_FINISH_LENGTH;
-    return SIPP_FINISH_STOP; /* end_turn, stop_sequence, tool_use, refusal, pause_turn */
+    if (strcmp(s, "tool_use") == 0 && !rr->schema_tool) return SIPP_FINISH_TOOL_CALLS;
+    return SIPP_FINISH_STOP; /* end_turn, stop_sequence, refusal, pause_turn */
 }
 
 /* Anthropic's error types, with the HTTP status each stands for. */
@@ -108,12 +201,95 @@ static long status_of_type(const char *type) {
     return 500;
 }
 
-/* The forced tool's streamed input (structured output): {"type": "input_json_delta",
- * "partial_json": "..."}, else NULL. */
-static json_t *schema_input(json_t *delta) {
-    const char *type = json_string_value(json_object_get(delta, "type"));
-    return type && strcmp(type, "input_json_delta") == 0 ? json_object_get(delta, "partial_json")
-                                                         : NULL;
+/* A content block's start (issue 18): a tool_use block opens a call (its input follows as
+ * input_json_delta pieces), unless it is the forced tool of structured output. */
+static bool block_start(sipp__remote_run *rr, json_t *j) {
+    json_t *b = json_object_get(j, "content_block");
+    const char *type = json_string_value(json_object_get(b, "type"));
+    json_t *idx = json_object_get(j, "index");
+    if (!type || strcmp(type, "tool_use") != 0 || rr->schema_tool) {
+        json_t *t = json_object_get(b, "text"); /* a text block may start with some */
+        sipp__remote_push_text(rr, json_string_value(t), json_string_length(t), 1);
+        return true;
+    }
+    if (!json_is_integer(idx))
+        return sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
+                                        "the provider's tool_use block has no index");
+    /* the input normally follows as pieces ("input": {} here); some proxies put it all here */
+    json_t *input = json_object_get(b, "input");
+    char *args = json_object_size(input) ? json_dumps(input, JSON_COMPACT) : NULL;
+    bool ok = sipp__remote_tool_piece(rr, (long)json_integer_value(idx),
+                                      json_string_value(json_object_get(b, "id")),
+                                      json_string_value(json_object_get(b, "name")), args,
+                                      args ? strlen(args) : 0);
+    free(args);
+    return ok;
+}
+
+/* A content block's piece: text_delta, thinking_delta (reasoning), input_json_delta (a call's
+ * arguments, or the structured answer's text), signature_delta (nothing for us). */
+static bool block_delta(sipp__remote_run *rr, json_t *j) {
+    json_t *d = json_object_get(j, "delta");
+    const char *type = json_string_value(json_object_get(d, "type"));
+    if (!type) type = "";
+    if (strcmp(type, "thinking_delta") == 0) {
+        json_t *t = json_object_get(d, "thinking");
+        sipp__remote_push_reasoning(rr, json_string_value(t), json_string_length(t));
+        return true;
+    }
+    if (strcmp(type, "input_json_delta") == 0) {
+        json_t *t = json_object_get(d, "partial_json");
+        if (rr->schema_tool) {
+            sipp__remote_push_text(rr, json_string_value(t), json_string_length(t), 1);
+            return true;
+        }
+        json_t *idx = json_object_get(j, "index");
+        if (!json_is_integer(idx))
+            return sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
+                                            "the provider's input_json_delta has no index");
+        return sipp__remote_tool_piece(rr, (long)json_integer_value(idx), NULL, NULL,
+                                       json_string_value(t), json_string_length(t));
+    }
+    json_t *t = json_object_get(d, "text");
+    sipp__remote_push_text(rr, json_string_value(t), json_string_length(t), 1);
+    return true;
+}
+
+/* A whole answer (issue 18): {"content": [text | thinking | tool_use blocks], "stop_reason",
+ * "usage"}. */
+static bool on_whole(sipp__remote_run *rr, json_t *j) {
+    json_t *u = json_object_get(j, "usage");
+    rr->usage.input_tokens = (uint32_t)json_integer_value(json_object_get(u, "input_tokens"));
+    rr->usage.output_tokens = (uint32_t)json_integer_value(json_object_get(u, "output_tokens"));
+    size_t i;
+    json_t *b;
+    json_array_foreach(json_object_get(j, "content"), i, b) {
+        const char *type = json_string_value(json_object_get(b, "type"));
+        if (!type) continue;
+        if (strcmp(type, "thinking") == 0) {
+            json_t *t = json_object_get(b, "thinking");
+            sipp__remote_push_reasoning(rr, json_string_value(t), json_string_length(t));
+        } else if (strcmp(type, "tool_use") == 0) {
+            json_t *input = json_object_get(b, "input");
+            char *args = input ? json_dumps(input, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+            bool ok = true;
+            if (rr->schema_tool)
+                sipp__remote_push_text(rr, args, args ? strlen(args) : 0, 1);
+            else
+                ok = sipp__remote_tool_piece(rr, (long)i, json_string_value(json_object_get(b, "id")),
+                                             json_string_value(json_object_get(b, "name")), args,
+                                             args ? strlen(args) : 0);
+            free(args);
+            if (!ok) return false;
+        } else {
+            json_t *t = json_object_get(b, "text");
+            sipp__remote_push_text(rr, json_string_value(t), json_string_length(t), 1);
+        }
+    }
+    const char *sr = json_string_value(json_object_get(j, "stop_reason"));
+    if (sr) rr->reason = map_stop_reason(rr, sr);
+    rr->done_seen = true;
+    return true;
 }
 
 static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
@@ -128,14 +304,13 @@ static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
     if (strcmp(name, "message_start") == 0) {
         json_t *u = json_object_get(json_object_get(j, "message"), "usage");
         rr->usage.input_tokens = (uint32_t)json_integer_value(json_object_get(u, "input_tokens"));
+    } else if (strcmp(name, "content_block_start") == 0) {
+        ok = block_start(rr, j);
     } else if (strcmp(name, "content_block_delta") == 0) {
-        json_t *d = json_object_get(j, "delta");
-        json_t *t = json_object_get(d, "text");
-        if (!t) t = schema_input(d);
-        sipp__remote_push_text(rr, json_string_value(t), json_string_length(t), 1);
+        ok = block_delta(rr, j);
     } else if (strcmp(name, "message_delta") == 0) {
         const char *sr = json_string_value(json_object_get(json_object_get(j, "delta"), "stop_reason"));
-        if (sr) rr->reason = map_stop_reason(sr);
+        if (sr) rr->reason = map_stop_reason(rr, sr);
         json_t *out = json_object_get(json_object_get(j, "usage"), "output_tokens");
         if (json_is_integer(out)) rr->usage.output_tokens = (uint32_t)json_integer_value(out);
     } else if (strcmp(name, "message_stop") == 0) {
@@ -147,7 +322,7 @@ static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
         ok = sipp__remote_stream_fail(rr, sipp__provider_classify(status_of_type(etype), NULL, etype),
                                       etype, "the provider failed mid-stream: %s",
                                       m ? m : "(no message)");
-    } /* content_block_start/stop and unknown events carry nothing we need */
+    } /* content_block_stop and unknown events carry nothing we need */
     json_decref(j);
     return ok;
 }
@@ -160,7 +335,7 @@ static sipp_status read_error(long http_status, json_t *j, const char **message,
     return sipp__provider_classify(http_status, NULL, *code);
 }
 
-static const char *const own_fields[] = {"system", "stop_sequences", NULL};
+static const char *const own_fields[] = {"system", "stop_sequences", "tools", "tool_choice", NULL};
 
 const sipp__dialect sipp__dialect_anthropic = {
     .name = "provider",
@@ -173,4 +348,6 @@ const sipp__dialect sipp__dialect_anthropic = {
     .read_error = read_error,
     .read_embedding = NULL,
     .own_fields = own_fields,
+    .add_tools = add_tools,
+    .on_whole = on_whole,
 };

@@ -3,6 +3,9 @@
  * Ollama, OpenRouter...): POST {base}/completions (query), {base}/chat/completions (chat), both
  * streamed as SSE `data:` chunks ending in `data: [DONE]`, and {base}/embeddings.
  *
+ * Tools (issue 18): `tools`, `tool_choice`, `parallel_tool_calls` and tool messages out;
+ * `delta.tool_calls` pieces (by index), `reasoning_content` and whole answers in.
+ *
  * Only the wire format lives here; transfers, limits and run lifetimes are remote.c's.
  */
 #include "providers_int.h"
@@ -87,6 +90,145 @@ static void read_usage(sipp__remote_run *rr, json_t *u) {
     rr->usage.total_tokens = (uint32_t)json_integer_value(json_object_get(u, "total_tokens"));
 }
 
+/* Tools (issue 18): `tools` as functions, `tool_choice`, `parallel_tool_calls`; assistant
+ * messages get their `tool_calls` (content null when empty), tool messages their
+ * `tool_call_id`. The messages of the body are parallel to `cm` (none was skipped). */
+static sipp_status add_tools(const sipp_chat_message *cm, size_t n, const sipp_text_params *p,
+                             json_t *body, sipp_error *err) {
+    if (p->n_tools) {
+        json_t *tools = json_array();
+        for (size_t i = 0; i < p->n_tools; i++) {
+            const sipp_tool *t = &p->tools[i];
+            json_t *fn = json_pack("{s:s, s:o}", "name", t->name, "parameters",
+                                   sipp__remote_tool_schema(t));
+            if (fn && t->description && json_object_set_new(fn, "description",
+                                                            json_string(t->description)) != 0) {
+                json_decref(fn);
+                fn = NULL;
+            }
+            if (!fn) {
+                json_decref(tools);
+                return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                                  "tools[%zu]: the description is not valid UTF-8", i);
+            }
+            json_array_append_new(tools, json_pack("{s:s, s:o}", "type", "function", "function", fn));
+        }
+        json_object_set_new(body, "tools", tools);
+        json_t *choice = p->tool_choice == SIPP_TOOL_CHOICE_NONE       ? json_string("none")
+                         : p->tool_choice == SIPP_TOOL_CHOICE_REQUIRED ? json_string("required")
+                         : p->tool_choice == SIPP_TOOL_CHOICE_NAMED
+                             ? json_pack("{s:s, s:{s:s}}", "type", "function", "function", "name",
+                                         p->tool_choice_name)
+                             : json_string("auto");
+        json_object_set_new(body, "tool_choice", choice);
+        json_object_set_new(body, "parallel_tool_calls", json_boolean(p->parallel_tool_calls));
+    }
+    json_t *msgs = json_object_get(body, "messages");
+    for (size_t i = 0; cm && i < n; i++) {
+        json_t *m = json_array_get(msgs, i);
+        if (cm[i].n_tool_calls) {
+            json_t *calls = json_array();
+            for (size_t k = 0; k < cm[i].n_tool_calls; k++) {
+                const sipp_tool_call *c = &cm[i].tool_calls[k];
+                json_array_append_new(calls, json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", c->id,
+                                                       "type", "function", "function", "name",
+                                                       c->name, "arguments",
+                                                       c->arguments ? c->arguments : "{}"));
+            }
+            if (json_array_size(calls) != cm[i].n_tool_calls) {
+                json_decref(calls);
+                return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                                  "chat: message %zu has a tool call that is not valid UTF-8", i);
+            }
+            json_object_set_new(m, "tool_calls", calls);
+            json_t *content = json_object_get(m, "content");
+            if (json_is_string(content) && json_string_length(content) == 0)
+                json_object_set_new(m, "content", json_null());
+        }
+        if (cm[i].tool_call_id) {
+            json_t *id = json_string(cm[i].tool_call_id);
+            if (!id)
+                return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                                  "chat: message %zu's tool_call_id is not valid UTF-8", i);
+            json_object_set_new(m, "tool_call_id", id);
+        }
+    }
+    return SIPP_OK;
+}
+
+static sipp_finish_reason map_finish(const char *fr) {
+    if (strcmp(fr, "length") == 0) return SIPP_FINISH_LENGTH;
+    if (strcmp(fr, "tool_calls") == 0 || strcmp(fr, "function_call") == 0)
+        return SIPP_FINISH_TOOL_CALLS;
+    return SIPP_FINISH_STOP;
+}
+
+/* A chat choice's `delta` (a chunk) or `message` (a whole answer): reasoning (llama-server's
+ * and DeepSeek's `reasoning_content`, vLLM's and OpenRouter's `reasoning`), content, then the
+ * tool calls: {index, id, function: {name, arguments}}, id and name on a call's first piece. A
+ * whole message's calls have no index: their position is. */
+static bool read_message(sipp__remote_run *rr, json_t *d) {
+    json_t *r = json_object_get(d, "reasoning_content");
+    if (!json_is_string(r)) r = json_object_get(d, "reasoning");
+    sipp__remote_push_reasoning(rr, json_string_value(r), json_string_length(r));
+    json_t *text = json_object_get(d, "content");
+    sipp__remote_push_text(rr, json_string_value(text), json_string_length(text), 1);
+    json_t *calls = json_object_get(d, "tool_calls");
+    if (calls && !json_is_array(calls))
+        return sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
+                                        "the provider's tool_calls is not an array");
+    size_t i;
+    json_t *c;
+    json_array_foreach(calls, i, c) {
+        json_t *idx = json_object_get(c, "index"), *fn = json_object_get(c, "function");
+        json_t *args = json_object_get(fn, "arguments");
+        if (!json_is_object(fn) || (idx && !json_is_integer(idx)) ||
+            (args && !json_is_string(args) && !json_is_object(args)))
+            return sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
+                                            "the provider's tool call %zu is malformed", i);
+        char *dumped = json_is_object(args) ? json_dumps(args, JSON_COMPACT) : NULL; /* Ollama */
+        bool ok = sipp__remote_tool_piece(
+            rr, idx ? (long)json_integer_value(idx) : (long)i,
+            json_string_value(json_object_get(c, "id")),
+            json_string_value(json_object_get(fn, "name")),
+            dumped ? dumped : json_string_value(args),
+            dumped ? strlen(dumped) : json_string_length(args));
+        free(dumped);
+        if (!ok) return false;
+    }
+    return true;
+}
+
+/* One choice of a chunk or of a whole answer. */
+static bool read_choice(sipp__remote_run *rr, json_t *c0, const char *key) {
+    sipp__remote_stage_logprobs(rr, json_object_get(c0, "logprobs"));
+    bool ok = true;
+    if (rr->op == SIPP__OP_CHAT) {
+        ok = read_message(rr, json_object_get(c0, key));
+    } else {
+        json_t *text = json_object_get(c0, "text");
+        sipp__remote_push_text(rr, json_string_value(text), json_string_length(text), 1);
+    }
+    const char *fr = json_string_value(json_object_get(c0, "finish_reason"));
+    if (fr) { /* some servers end without [DONE]; a finish reason is an end too */
+        rr->reason = map_finish(fr);
+        rr->done_seen = true;
+    }
+    return ok;
+}
+
+/* A whole answer (issue 18): {"choices": [{"message" | "text", "finish_reason"}], "usage"}. */
+static bool on_whole(sipp__remote_run *rr, json_t *j) {
+    read_usage(rr, json_object_get(j, "usage"));
+    json_t *c0 = json_array_get(json_object_get(j, "choices"), 0);
+    if (!c0)
+        return sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
+                                        "the provider's answer has no choices");
+    bool ok = read_choice(rr, c0, "message");
+    rr->done_seen = true;
+    return ok;
+}
+
 /* One chunk: {"choices": [{"text" | "delta": {"content"}, "finish_reason"}], "usage"}. */
 static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
     if (strcmp(ev->data, "[DONE]") == 0) {
@@ -108,20 +250,9 @@ static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
     }
     read_usage(rr, json_object_get(j, "usage"));
     json_t *c0 = json_array_get(json_object_get(j, "choices"), 0);
-    if (c0) {
-        json_t *text = rr->op == SIPP__OP_CHAT
-                           ? json_object_get(json_object_get(c0, "delta"), "content")
-                           : json_object_get(c0, "text");
-        sipp__remote_stage_logprobs(rr, json_object_get(c0, "logprobs"));
-        sipp__remote_push_text(rr, json_string_value(text), json_string_length(text), 1);
-        const char *fr = json_string_value(json_object_get(c0, "finish_reason"));
-        if (fr) { /* some servers end without [DONE]; a finish reason is an end too */
-            rr->reason = strcmp(fr, "length") == 0 ? SIPP_FINISH_LENGTH : SIPP_FINISH_STOP;
-            rr->done_seen = true;
-        }
-    }
+    bool ok = !c0 || read_choice(rr, c0, "delta");
     json_decref(j);
-    return true;
+    return ok;
 }
 
 /* {"error": {"message", "type", "code"}}, {"error": "text"} (Ollama), {"message"} (vLLM). */
@@ -153,7 +284,8 @@ static sipp_status read_embedding(sipp__remote_run *rr, json_t *j, float **vec, 
 }
 
 static const char *const own_fields[] = {"stream_options", "seed", "logprobs", "top_logprobs",
-                                         "response_format", "json_schema", NULL};
+                                         "response_format", "json_schema", "tools",
+                                         "tool_choice", "parallel_tool_calls", NULL};
 
 const sipp__dialect sipp__dialect_openai = {
     .name = "provider",
@@ -166,4 +298,6 @@ const sipp__dialect sipp__dialect_openai = {
     .read_error = read_error,
     .read_embedding = read_embedding,
     .own_fields = own_fields,
+    .add_tools = add_tools,
+    .on_whole = on_whole,
 };

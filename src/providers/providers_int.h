@@ -24,6 +24,13 @@
 typedef struct sipp__remote sipp__remote;
 typedef struct sipp__dialect sipp__dialect;
 
+/* One tool call a peer is making (issue 18): its arguments arrive in pieces. */
+typedef struct sipp__remote_call {
+    long key; /* the peer's index of the call */
+    char *id, *name;
+    sipp__buf args;
+} sipp__remote_call;
+
 typedef enum sipp__remote_op { SIPP__OP_QUERY, SIPP__OP_CHAT, SIPP__OP_EMBED } sipp__remote_op;
 
 /* One request in flight. Owned by the HTTP transfer thread from start to its end; the dialect's
@@ -52,6 +59,16 @@ typedef struct sipp__remote_run {
     char error_code[48];
     double t_submit, t_first, t_last;
     bool not_sent; /* the transfer failed before any byte of the request was written */
+    /* issue 18: tools and reasoning. The peer's tool calls as they stream in (`key` is the
+     * peer's own index: OpenAI's tool_calls[].index, Anthropic's content block index), what
+     * becomes of its reasoning, and whether the answer came whole (application/json) rather
+     * than as a stream. */
+    sipp__remote_call *calls;
+    size_t n_calls, cap_calls;
+    sipp_reasoning_mode reasoning_mode;
+    bool in_think;      /* INLINE: a "<think>" was pushed and not yet closed */
+    bool schema_tool;   /* Anthropic: json_schema as a forced tool; its input is the text */
+    bool whole;         /* the answer is one JSON document, not an SSE stream */
 } sipp__remote_run;
 
 /* The wire format of a remote endpoint. */
@@ -81,6 +98,15 @@ struct sipp__dialect {
                                   sipp_error *err);
     /* Body keys that extra_json may not set, NULL-terminated (beyond the common typed ones). */
     const char *const *own_fields;
+    /* issue 18, tools: adds the tools, tool choice and the tool messages of `cm` (NULL when the
+     * chat has plain messages; else parallel to `messages`) to the body build_text made. NULL =
+     * the API takes no tools (a chat with any is UNSUPPORTED before anything is sent). */
+    sipp_status (*add_tools)(const sipp_chat_message *cm, size_t n, const sipp_text_params *p,
+                             json_t *body, sipp_error *err);
+    /* issue 18: an answer that came whole (Content-Type application/json: a server that does
+     * not stream, or not with tools): decodes it as the events would have, setting done_seen.
+     * NULL = only streams are understood. */
+    bool (*on_whole)(sipp__remote_run *rr, json_t *body);
 };
 
 extern const sipp__dialect sipp__dialect_openai;
@@ -112,10 +138,13 @@ sipp_status sipp__remote_new_gateway(const sipp_gateway_params *p, sipp__http *h
 /* Cancels the endpoint's runs, waits until each has ended, frees it (secrets wiped). */
 void sipp__remote_free(sipp__remote *rm);
 
-/* `messages` NULL: a query of `prompt`; else a chat. `p` was checked by the caller. */
+/* `messages` NULL: a query of `prompt`; else a chat. `p` was checked by the caller (tools
+ * too: sipp__tools_check, sipp__chat_messages_check). `cm`: the same messages with their tool
+ * calls and results (sipp_chat_ex), or NULL. */
 sipp_status sipp__remote_submit_text(sipp__remote *rm, const char *prompt,
                                      const sipp_message *messages, size_t n_messages,
-                                     const sipp_text_params *p, sipp_run **out, sipp_error *err);
+                                     const sipp_chat_message *cm, const sipp_text_params *p,
+                                     sipp_run **out, sipp_error *err);
 sipp_status sipp__remote_submit_embed(sipp__remote *rm, const char *text,
                                       const sipp_embed_params *p, sipp_run **out,
                                       sipp_error *err);
@@ -124,6 +153,24 @@ sipp_status sipp__remote_submit_embed(sipp__remote *rm, const char *text,
  * counts at least the log-probability entries staged since the last one as its tokens. */
 void sipp__remote_push_text(sipp__remote_run *rr, const char *text, size_t len,
                             uint32_t n_tokens);
+/* For dialects (issue 18): a piece of the peer's reasoning; separated (a REASONING delta),
+ * inline (content inside <think></think>) or dropped, as the request's reasoning_mode says. */
+void sipp__remote_push_reasoning(sipp__remote_run *rr, const char *text, size_t len);
+/* For dialects (issue 18): a piece of tool call `key` (the peer's index). The first piece of a
+ * call must name the tool (`name`); `id` may be NULL there (one is made up). `args` (may be
+ * NULL) is a piece of its arguments' JSON text. Returns false after failing the stream. */
+bool sipp__remote_tool_piece(sipp__remote_run *rr, long key, const char *id, const char *name,
+                             const char *args, size_t args_len);
+/* At the end of a good answer (issue 18): each call's arguments must be a JSON object (none at
+ * all is "{}"); the calls go into the run's response. False, with the message in `msg`, when
+ * one is not. sipp__remote_calls_free frees the calls being accumulated (the run's end does). */
+bool sipp__remote_calls_finish(sipp__remote_run *rr, char *msg, size_t cap);
+void sipp__remote_calls_free(sipp__remote_run *rr);
+/* For dialects (issue 18): an assistant message's tool call arguments as a JSON value (new
+ * reference; the caller checked they are a JSON object). */
+json_t *sipp__remote_call_arguments(const sipp_tool_call *c);
+/* For dialects (issue 18): the tools' JSON Schemas, parsed (new reference; checked). */
+json_t *sipp__remote_tool_schema(const sipp_tool *t);
 /* For dialects (issue 18): stages the log-probability entries a peer sent with a chunk, in
  * either shape: an array of {"token", "logprob", "bytes"?, "top_logprobs": [{...}]} (OpenAI
  * chat's `content`, llama-server's completions, the Sipp profile's `logprobs`), an object with

@@ -24,6 +24,7 @@
 #define DEFAULT_CONNECT_MS 10000u
 #define DEFAULT_IDLE_MS 60000u
 #define EMBED_BODY_MAX (64u << 20)
+#define TEXT_BODY_MAX (64u << 20) /* a text answer that comes whole */
 #define MAX_STATIC_HEADERS 32
 #define ANTHROPIC_DEFAULT_VERSION "2023-06-01"
 
@@ -291,7 +292,19 @@ sipp_status sipp__remote_new_gateway(const sipp_gateway_params *params, sipp__ht
  * Runs
  * ========================================================================================== */
 
+void sipp__remote_calls_free(sipp__remote_run *rr) {
+    for (size_t i = 0; i < rr->n_calls; i++) {
+        free(rr->calls[i].id);
+        free(rr->calls[i].name);
+        sipp__buf_free(&rr->calls[i].args);
+    }
+    free(rr->calls);
+    rr->calls = NULL;
+    rr->n_calls = rr->cap_calls = 0;
+}
+
 static void remote_run_free(sipp__remote_run *rr) {
+    sipp__remote_calls_free(rr);
     sipp__sse_free(&rr->sse);
     sipp__buf_free(&rr->body);
     free(rr);
@@ -375,15 +388,137 @@ static void remote_finish(sipp__remote_run *rr, sipp_status st, const char *msg,
     remote_run_free(rr);
 }
 
-void sipp__remote_push_text(sipp__remote_run *rr, const char *text, size_t len, uint32_t n_tokens) {
-    if (len == 0) return;
+static void mark_chunk(sipp__remote_run *rr) {
     double now = sipp__now_ms();
     if (rr->t_first == 0) rr->t_first = now;
     rr->t_last = now;
     rr->n_chunks++;
+}
+
+/* INLINE reasoning: the "</think>" that ends it, before what follows it. */
+static void close_think(sipp__remote_run *rr) {
+    if (!rr->in_think) return;
+    rr->in_think = false;
+    sipp__run_push_delta(rr->run, SIPP_DELTA_CONTENT, 0, NULL, NULL, "</think>", 8, 0);
+}
+
+/* A chat's text goes out as CONTENT deltas (which are its text too), as a local chat's does, so
+ * a delta reader gets it in order with the reasoning and the tool calls. */
+void sipp__remote_push_text(sipp__remote_run *rr, const char *text, size_t len, uint32_t n_tokens) {
+    if (len == 0) return;
+    mark_chunk(rr);
     if (rr->lp_staged > n_tokens) n_tokens = rr->lp_staged;
     rr->lp_staged = 0;
-    sipp__run_push_text(rr->run, text, len, n_tokens);
+    if (rr->op != SIPP__OP_CHAT) {
+        sipp__run_push_text(rr->run, text, len, n_tokens);
+        return;
+    }
+    close_think(rr);
+    sipp__run_push_delta(rr->run, SIPP_DELTA_CONTENT, 0, NULL, NULL, text, len, n_tokens);
+}
+
+void sipp__remote_push_reasoning(sipp__remote_run *rr, const char *text, size_t len) {
+    if (len == 0 || rr->reasoning_mode == SIPP_REASONING_DROP) return;
+    mark_chunk(rr);
+    if (rr->reasoning_mode == SIPP_REASONING_SEPARATE) {
+        sipp__run_push_delta(rr->run, SIPP_DELTA_REASONING, 0, NULL, NULL, text, len, 1);
+        return;
+    }
+    if (!rr->in_think)
+        sipp__run_push_delta(rr->run, SIPP_DELTA_CONTENT, 0, NULL, NULL, "<think>", 7, 0);
+    rr->in_think = true;
+    sipp__run_push_delta(rr->run, SIPP_DELTA_CONTENT, 0, NULL, NULL, text, len, 1);
+}
+
+/* ---- tool calls from a peer (issue 18) --------------------------------------------------------- */
+
+#define MAX_REMOTE_CALLS 128
+#define MAX_CALL_ARGS (4u << 20) /* one call's arguments */
+
+bool sipp__remote_tool_piece(sipp__remote_run *rr, long key, const char *id, const char *name,
+                             const char *args, size_t args_len) {
+    size_t i = 0;
+    while (i < rr->n_calls && rr->calls[i].key != key) i++;
+    bool first = i == rr->n_calls;
+    if (first) {
+        if (!name || !name[0])
+            return sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
+                                            "the %s's tool call %ld has no function name",
+                                            rr->rm->dialect->name, key);
+        if (rr->n_calls == MAX_REMOTE_CALLS)
+            return sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
+                                            "the %s made more than %d tool calls",
+                                            rr->rm->dialect->name, MAX_REMOTE_CALLS);
+        if (rr->n_calls == rr->cap_calls) {
+            size_t cap = rr->cap_calls ? 2 * rr->cap_calls : 4;
+            sipp__remote_call *grown = realloc(rr->calls, cap * sizeof *grown);
+            if (!grown) return sipp__remote_stream_fail(rr, SIPP_OUT_OF_MEMORY, NULL, "out of memory");
+            rr->calls = grown;
+            rr->cap_calls = cap;
+        }
+        sipp__remote_call *c = &rr->calls[i];
+        char made[16];
+        snprintf(made, sizeof made, "call_%zu", i); /* a peer that gives no ids (some servers) */
+        *c = (sipp__remote_call){.key = key, .id = sipp__strdup(id && id[0] ? id : made),
+                                 .name = sipp__strdup(name)};
+        sipp__buf_init(&c->args, MAX_CALL_ARGS);
+        rr->n_calls++;
+        if (!c->id || !c->name)
+            return sipp__remote_stream_fail(rr, SIPP_OUT_OF_MEMORY, NULL, "out of memory");
+    }
+    sipp__remote_call *c = &rr->calls[i];
+    if (args_len && sipp__buf_append(&c->args, args, args_len) != SIPP_OK)
+        return sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
+                                        "the %s's tool call %s has arguments over %u bytes",
+                                        rr->rm->dialect->name, c->name, MAX_CALL_ARGS);
+    if (!first && !args_len) return true;
+    mark_chunk(rr);
+    close_think(rr);
+    sipp__run_push_delta(rr->run, SIPP_DELTA_TOOL_CALL, (uint32_t)i, first ? c->id : NULL,
+                         first ? c->name : NULL, args, args_len, 1);
+    return true;
+}
+
+bool sipp__remote_calls_finish(sipp__remote_run *rr, char *msg, size_t cap) {
+    if (rr->n_calls == 0) return true;
+    sipp_tool_call *out = calloc(rr->n_calls, sizeof *out);
+    if (!out) {
+        snprintf(msg, cap, "out of memory");
+        return false;
+    }
+    bool ok = true;
+    for (size_t i = 0; ok && i < rr->n_calls; i++) {
+        sipp__remote_call *c = &rr->calls[i];
+        if (c->args.len == 0 && sipp__buf_append(&c->args, "{}", 2) != SIPP_OK) ok = false;
+        if (ok && sipp__buf_append(&c->args, "", 1) != SIPP_OK) ok = false; /* NUL-terminated */
+        json_error_t je;
+        json_t *j = ok ? json_loadb(c->args.data, c->args.len - 1, 0, &je) : NULL;
+        if (!json_is_object(j)) {
+            snprintf(msg, cap,
+                     "the %s's tool call %zu (%.32s) has arguments that are not a JSON object%s%.60s",
+                     rr->rm->dialect->name, i, c->name, j ? "" : ": ", j ? "" : je.text);
+            ok = false;
+        }
+        json_decref(j);
+        out[i] = (sipp_tool_call){.id = c->id, .name = c->name, .arguments = c->args.data};
+    }
+    if (ok && sipp__run_set_tool_calls(rr->run, out, rr->n_calls) != SIPP_OK) {
+        snprintf(msg, cap, "out of memory");
+        ok = false;
+    }
+    free(out);
+    return ok;
+}
+
+json_t *sipp__remote_call_arguments(const sipp_tool_call *c) {
+    json_t *j = json_loads(c->arguments ? c->arguments : "{}", 0, NULL);
+    return j ? j : json_object();
+}
+
+json_t *sipp__remote_tool_schema(const sipp_tool *t) {
+    /* NULL parameters: a tool without arguments (APIs want an object schema still) */
+    json_t *j = t->parameters ? json_loads(t->parameters, 0, NULL) : NULL;
+    return j ? j : json_pack("{s:s, s:{}}", "type", "object", "properties");
 }
 
 /* ---- structured output (issue 18) -------------------------------------------------------------- */
@@ -601,6 +736,12 @@ static void h_header(const char *name, size_t nl, const char *value, size_t vl, 
         size_t n = vl < sizeof rr->request_id - 1 ? vl : sizeof rr->request_id - 1;
         memcpy(rr->request_id, value, n);
         rr->request_id[n] = '\0';
+    } else if (nl == 12 && strncasecmp(name, "content-type", 12) == 0 && rr->op != SIPP__OP_EMBED &&
+               rr->status < 300 && vl >= 16 && strncasecmp(value, "application/json", 16) == 0) {
+        /* issue 18: a text answer that comes whole, not streamed (a server that ignores
+         * `stream`, or does not stream tool calls); decoded at the end (h_done) */
+        rr->whole = true;
+        rr->body.max = TEXT_BODY_MAX;
     } else if (nl == 11 && strncasecmp(name, "retry-after", 11) == 0) {
         char buf[32];
         size_t n = vl < sizeof buf - 1 ? vl : sizeof buf - 1;
@@ -612,6 +753,13 @@ static void h_header(const char *name, size_t nl, const char *value, size_t vl, 
 
 static bool h_body(const char *data, size_t len, void *ud) {
     sipp__remote_run *rr = ud;
+    if (rr->whole && rr->status < 400) {
+        if (sipp__buf_append(&rr->body, data, len) != SIPP_OK)
+            return sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
+                                            "the %s's answer exceeds %zu bytes",
+                                            rr->rm->dialect->name, rr->body.max);
+        return true;
+    }
     if (rr->status >= 400 || rr->op == SIPP__OP_EMBED) {
         /* error bodies are capped; what is beyond the cap is dropped, not an error */
         size_t room = rr->body.max - rr->body.len;
@@ -679,6 +827,23 @@ static void finish_embedding(sipp__remote_run *rr) {
     remote_finish(rr, SIPP_OK, NULL, SIPP_FINISH_STOP);
 }
 
+/* A whole answer (rr->whole): the dialect decodes it; false after failing the stream. */
+static bool finish_whole(sipp__remote_run *rr) {
+    if (!rr->rm->dialect->on_whole)
+        return sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
+                                        "the %s answered JSON where a stream was asked for",
+                                        rr->rm->dialect->name);
+    json_error_t je;
+    json_t *j = json_loadb(rr->body.data ? rr->body.data : "", rr->body.len, 0, &je);
+    bool ok = json_is_object(j)
+                  ? rr->rm->dialect->on_whole(rr, j)
+                  : sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
+                                             "the %s's answer is not a JSON object: %s",
+                                             rr->rm->dialect->name, j ? "another value" : je.text);
+    json_decref(j);
+    return ok;
+}
+
 static void h_done(sipp_status st, const char *message, void *ud) {
     sipp__remote_run *rr = ud;
     const char *who = rr->rm->dialect->name;
@@ -702,13 +867,23 @@ static void h_done(sipp_status st, const char *message, void *ud) {
         remote_finish(rr, SIPP_UPSTREAM_ERROR, msg, SIPP_FINISH_NONE);
     } else if (rr->op == SIPP__OP_EMBED) {
         finish_embedding(rr);
+    } else if (rr->whole && !finish_whole(rr)) {
+        snprintf(msg, sizeof msg, "%s", rr->stream_error);
+        remote_finish(rr, rr->stream_status ? rr->stream_status : SIPP_UPSTREAM_ERROR, msg,
+                      SIPP_FINISH_NONE);
     } else if (!rr->done_seen) {
         snprintf(msg, sizeof msg, "the %s's stream ended without %s", who,
                  rr->rm->dialect->end_marker);
         remote_finish(rr, SIPP_UPSTREAM_ERROR, msg, SIPP_FINISH_NONE);
+    } else if (!sipp__remote_calls_finish(rr, msg, sizeof msg)) {
+        remote_finish(rr, SIPP_UPSTREAM_ERROR, msg, SIPP_FINISH_NONE);
     } else {
         if (!rr->usage.output_tokens) rr->usage.output_tokens = rr->n_chunks;
-        remote_finish(rr, SIPP_OK, NULL, rr->reason ? rr->reason : SIPP_FINISH_STOP);
+        close_think(rr);
+        sipp_finish_reason reason = rr->reason ? rr->reason : SIPP_FINISH_STOP;
+        /* an answer that ends with calls, whatever the peer called its end (some say "stop") */
+        if (rr->n_calls && reason == SIPP_FINISH_STOP) reason = SIPP_FINISH_TOOL_CALLS;
+        remote_finish(rr, SIPP_OK, NULL, reason);
     }
 }
 
@@ -768,8 +943,9 @@ static sipp_status merge_extra(const sipp__remote *rm, json_t *body, const char 
 
 /* Starts `body` (JSON, taken) at `path` as a remote run. */
 static sipp_status start(sipp__remote *rm, sipp__remote_op op, bool normalize,
-                         int32_t top_logprobs, const char *path, json_t *body, const char *request_id, sipp_token_fn cb, void *cb_ud,
-                         sipp_run **out, sipp_error *err) {
+                         const sipp_text_params *tp, const char *path, json_t *body,
+                         const char *request_id, sipp_token_fn cb, void *cb_ud, sipp_run **out,
+                         sipp_error *err) {
     if (request_id && (!request_id[0] || strlen(request_id) > 128 || !header_value_ok(request_id))) {
         json_decref(body);
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
@@ -791,7 +967,9 @@ static sipp_status start(sipp__remote *rm, sipp__remote_op op, bool normalize,
     rr->rm = rm;
     rr->op = op;
     rr->normalize = normalize;
-    rr->top_logprobs = top_logprobs;
+    rr->top_logprobs = tp && tp->logprobs ? (int32_t)tp->top_logprobs : -1;
+    rr->reasoning_mode = tp ? tp->reasoning_mode : SIPP_REASONING_SEPARATE;
+    rr->schema_tool = tp && tp->json_schema;
     sipp__sse_init(&rr->sse, SIPP__SSE_EVENT_MAX);
     sipp__buf_init(&rr->body, op == SIPP__OP_EMBED ? EMBED_BODY_MAX : SIPP__HTTP_ERROR_BODY_MAX);
     rr->run = sipp__run_new(cb, cb_ud);
@@ -804,6 +982,7 @@ static sipp_status start(sipp__remote *rm, sipp__remote_op op, bool normalize,
         return oom(err);
     }
     sipp__run_set_waker(rr->run, run_wake, rm->http);
+    if (tp && tp->on_delta) sipp__run_set_delta_fn(rr->run, tp->on_delta, tp->delta_user_data);
     headers[0] = "Content-Type: application/json";
     headers[1] = op == SIPP__OP_EMBED ? "Accept: application/json" : "Accept: text/event-stream";
     size_t n_headers = 2;
@@ -836,9 +1015,18 @@ static sipp_status start(sipp__remote *rm, sipp__remote_op op, bool normalize,
 
 sipp_status sipp__remote_submit_text(sipp__remote *rm, const char *prompt,
                                      const sipp_message *messages, size_t n_messages,
-                                     const sipp_text_params *p, sipp_run **out, sipp_error *err) {
+                                     const sipp_chat_message *cm, const sipp_text_params *p,
+                                     sipp_run **out, sipp_error *err) {
     sipp_status st = reject_local_only(rm, p, err);
     if (st != SIPP_OK) return st;
+    bool tool_messages = false;
+    for (size_t i = 0; cm && i < n_messages; i++)
+        tool_messages = tool_messages || cm[i].n_tool_calls || cm[i].tool_call_id;
+    if (!tool_messages) cm = NULL;
+    if ((p->n_tools || cm) && !rm->dialect->add_tools)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "tools: this %s endpoint takes no tools (nothing was sent)",
+                          rm->dialect->name);
     const sipp__dialect *d = rm->dialect;
     const char *path = NULL;
     json_t *body = NULL;
@@ -847,14 +1035,14 @@ sipp_status sipp__remote_submit_text(sipp__remote *rm, const char *prompt,
         return sipp__fail(err, SIPP_UNSUPPORTED, 0,
                           "query: this %s has no raw completion API; use chat", d->name);
     st = d->build_text(rm, prompt, messages, n_messages, p, &body, err);
+    if (st == SIPP_OK && (p->n_tools || cm)) st = d->add_tools(cm, n_messages, p, body, err);
     if (st == SIPP_OK) st = merge_extra(rm, body, p->extra_json, err);
     if (st != SIPP_OK) {
         json_decref(body);
         return st;
     }
-    return start(rm, messages ? SIPP__OP_CHAT : SIPP__OP_QUERY, false,
-                 p->logprobs ? (int32_t)p->top_logprobs : -1, path, body, p->request_id,
-                 p->on_tokens, p->user_data, out, err);
+    return start(rm, messages ? SIPP__OP_CHAT : SIPP__OP_QUERY, false, p, path, body,
+                 p->request_id, p->on_tokens, p->user_data, out, err);
 }
 
 sipp_status sipp__remote_submit_embed(sipp__remote *rm, const char *text,
@@ -872,6 +1060,6 @@ sipp_status sipp__remote_submit_embed(sipp__remote *rm, const char *text,
         json_decref(body);
         return st;
     }
-    return start(rm, SIPP__OP_EMBED, p->normalize, -1, path, body, p->request_id, NULL, NULL, out,
+    return start(rm, SIPP__OP_EMBED, p->normalize, NULL, path, body, p->request_id, NULL, NULL, out,
                  err);
 }

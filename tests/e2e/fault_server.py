@@ -51,6 +51,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body = None
         self.server.seen_auth.append(self.headers.get("Authorization", ""))
         self.server.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        if self.server.echo_seen:  # __main__: each request's path and body, a line each
+            print(json.dumps({"path": self.path, "body": body}), flush=True)
         scenario = self.path.strip("/").split("/")[0]
         if self.path.endswith("/v1/messages"):
             return self._anthropic(scenario)
@@ -121,9 +123,57 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif scenario == "ok":
             self._stream_start()
             self.wfile.write((CHUNK + 'data: {"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}\n\ndata: [DONE]\n\n').encode())
+        elif scenario.startswith("tools"):
+            self._openai_tools(scenario)
         else:
             self._json(404, {"error": {"message": "no such scenario"}})
 
+
+    # ---- tool calls and reasoning, OpenAI-shaped (issue 18) -----------------------------------
+    # Reasoning, text, then two calls: id and name first, the arguments in pieces (as
+    # llama-server and vLLM stream them); "tools_whole" is the same answer not streamed,
+    # "tools_bad_args" a call whose arguments are not JSON.
+    TOOL_PIECES = [
+        {"role": "assistant", "content": None, "reasoning_content": "Let me think"},
+        {"content": "Checking."},
+        {"tool_calls": [{"index": 0, "id": "call_a", "type": "function",
+                         "function": {"name": "get_weather", "arguments": ""}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": '{"unit": '}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": '"celsius"}'}}]},
+        {"tool_calls": [{"index": 1, "id": "call_b", "type": "function",
+                         "function": {"name": "get_time", "arguments": '{"zone": "utc"}'}}]},
+    ]
+
+    def _openai_tools(self, scenario):
+        if scenario == "tools_whole":
+            return self._json(200, {"id": "c1", "object": "chat.completion", "choices": [{
+                "index": 0, "finish_reason": "tool_calls", "message": {
+                    "role": "assistant", "content": "Checking.", "reasoning_content": "Let me think",
+                    "tool_calls": [
+                        {"id": "call_a", "type": "function",
+                         "function": {"name": "get_weather", "arguments": '{"unit": "celsius"}'}},
+                        {"id": "call_b", "type": "function",
+                         "function": {"name": "get_time", "arguments": '{"zone": "utc"}'}}]}}],
+                "usage": {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29}})
+        msgs = (self.server.seen[-1]["body"] or {}).get("messages") or [{}]
+        if scenario == "tools_answer" or msgs[-1].get("role") == "tool":
+            # after the results came back (an agent loop's second turn): the final text
+            pieces = [{"role": "assistant", "content": "It is 21 C."}]
+            finish = "stop"
+        elif scenario == "tools_bad_args":
+            pieces = [{"tool_calls": [{"index": 0, "id": "call_a", "type": "function",
+                                       "function": {"name": "get_weather", "arguments": "{unit: celsius"}}]}]
+            finish = "tool_calls"
+        else:
+            pieces = self.TOOL_PIECES
+            finish = "tool_calls"
+        self._stream_start()
+        for d in pieces:
+            chunk = {"choices": [{"index": 0, "delta": d, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(f"data: {json.dumps({'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n".encode())
+        self.wfile.write(f"data: {json.dumps({'choices': [], 'usage': {'prompt_tokens': 20, 'completion_tokens': 9, 'total_tokens': 29}})}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
 
     # ---- Anthropic messages API --------------------------------------------------------------
     def _anthropic(self, scenario):
@@ -155,6 +205,43 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                                     "name": "json_output", "input": {}}}),
                           part(""), part('{"mood": "ha'), part('ppy", "n'), part('": 3}'),
                           ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                          ("message_delta", {"type": "message_delta",
+                                             "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                                             "usage": {"output_tokens": 9}}),
+                          ("message_stop", {"type": "message_stop"})])
+        elif scenario == "tools_whole":  # issue 18: thinking, text and a call, not streamed
+            self._json(200, {"id": "msg_1", "type": "message", "role": "assistant", "content": [
+                {"type": "thinking", "thinking": "Let me think", "signature": "sig"},
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_a", "name": "get_weather", "input": {"unit": "celsius"}},
+                {"type": "tool_use", "id": "toolu_b", "name": "get_time", "input": {"zone": "utc"}}],
+                "stop_reason": "tool_use", "usage": {"input_tokens": 20, "output_tokens": 9}})
+        elif scenario in ("tools", "tools_bad_args"):  # issue 18: the same answer, streamed
+            def blk(i, b):
+                return ("content_block_start", {"type": "content_block_start", "index": i, "content_block": b})
+
+            def dl(i, d):
+                return ("content_block_delta", {"type": "content_block_delta", "index": i, "delta": d})
+
+            def stop(i):
+                return ("content_block_stop", {"type": "content_block_stop", "index": i})
+            if scenario == "tools":
+                calls = [blk(2, {"type": "tool_use", "id": "toolu_a", "name": "get_weather", "input": {}}),
+                         dl(2, {"type": "input_json_delta", "partial_json": ""}),
+                         dl(2, {"type": "input_json_delta", "partial_json": '{"unit": '}),
+                         dl(2, {"type": "input_json_delta", "partial_json": '"celsius"}'}), stop(2),
+                         # a proxy's shape: the whole input in the block's start, no pieces
+                         blk(3, {"type": "tool_use", "id": "toolu_b", "name": "get_time", "input": {"zone": "utc"}}),
+                         stop(3)]
+            else:
+                calls = [blk(2, {"type": "tool_use", "id": "toolu_a", "name": "get_weather", "input": {}}),
+                         dl(2, {"type": "input_json_delta", "partial_json": '{"unit": '}), stop(2)]
+            self._events([start, blk(0, {"type": "thinking", "thinking": ""}),
+                          dl(0, {"type": "thinking_delta", "thinking": "Let me "}),
+                          dl(0, {"type": "thinking_delta", "thinking": "think"}),
+                          dl(0, {"type": "signature_delta", "signature": "sig"}), stop(0),
+                          blk(1, {"type": "text", "text": ""}),
+                          dl(1, {"type": "text_delta", "text": "Checking."}), stop(1), *calls,
                           ("message_delta", {"type": "message_delta",
                                              "delta": {"stop_reason": "tool_use", "stop_sequence": None},
                                              "usage": {"output_tokens": 9}}),
@@ -235,6 +322,7 @@ class FaultServer(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.seen_auth = []
         self.seen = []
+        self.echo_seen = False
         self.stopping = False
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
@@ -250,3 +338,12 @@ class FaultServer(http.server.ThreadingHTTPServer):
         self.stopping = True
         self.shutdown()
         self.server_close()
+
+
+if __name__ == "__main__":  # for tests in other processes (tests/api): the port, then each
+    import sys                # request seen, a JSON line each, until stdin closes
+    srv = FaultServer()
+    srv.echo_seen = True
+    print(srv.server_address[1], flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+    srv.close()

@@ -2,9 +2,11 @@
  * fuzz_remote_stream.c — libFuzzer target for the remote endpoints' response decoders
  * (src/providers: the OpenAI, Anthropic and Sipp-gateway dialects). The first byte picks the
  * dialect, the operation and whether log-probabilities were asked for (then the peer's logprobs
- * objects, in every shape, are decoded too: issue 18); the rest is decoded as the peer's SSE
- * stream (events into a real run channel), as an error body and as an embeddings answer. Nothing may crash, leak or hang, and a
- * stream never yields more text than it carried.
+ * objects, in every shape, are decoded too: issue 18), whether a json_schema forced tool was
+ * asked for and the reasoning mode; the rest is decoded as the peer's SSE stream (events into a
+ * real run channel) with its tool calls checked at the end, as a whole (non-streamed) answer, as
+ * an error body and as an embeddings answer. Nothing may crash, leak or hang, and a stream never
+ * yields more text than it carried.
  */
 #include "providers/providers_int.h"
 
@@ -23,7 +25,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
     const sipp__dialect *d = dialects[data[0] % 3];
     sipp__remote rm = {.dialect = d, .model = "m"};
     sipp__remote_run rr = {.rm = &rm, .op = (data[0] >> 2) & 1 ? SIPP__OP_CHAT : SIPP__OP_QUERY,
-                           .top_logprobs = (data[0] >> 3) & 1 ? SIPP_MAX_TOP_LOGPROBS : -1};
+                           .top_logprobs = (data[0] >> 3) & 1 ? SIPP_MAX_TOP_LOGPROBS : -1,
+                           .schema_tool = (data[0] >> 4) & 1,
+                           .reasoning_mode = (sipp_reasoning_mode)(((data[0] >> 5) & 3) % 3)};
     rr.run = sipp__run_new(NULL, NULL);
     if (!rr.run) return 0;
     const char *body = (const char *)data + 1;
@@ -32,9 +36,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
     sipp__sse_init(&rr.sse, 4096);
     sipp__sse_feed(&rr.sse, body, n, on_sse, &rr, NULL);
     sipp__sse_free(&rr.sse);
-    if (sipp__run_backlog(rr.run) > n) abort(); /* text out of nothing */
+    /* INLINE reasoning adds its <think></think> tags: 15 bytes beyond what the peer sent */
+    if (sipp__run_backlog(rr.run) > n + 15) abort(); /* text out of nothing */
+    char why[SIPP_ERROR_MESSAGE_CAP];
+    sipp__remote_calls_finish(&rr, why, sizeof why); /* the calls' arguments checked */
+    sipp__remote_calls_free(&rr);
 
     json_t *j = json_loadb(body, n, 0, NULL);
+    if (d->on_whole && json_is_object(j)) { /* the same body as a whole answer */
+        d->on_whole(&rr, j);
+        sipp__remote_calls_finish(&rr, why, sizeof why);
+        sipp__remote_calls_free(&rr);
+    }
     const char *msg = NULL, *code = NULL;
     sipp_status st = d->read_error(400 + data[0] % 200, j, &msg, &code);
     if (st == SIPP_OK) abort(); /* an error answer is never OK */

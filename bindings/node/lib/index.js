@@ -55,6 +55,18 @@ native.init(SippError, (run, kind, a, b) => run._deliver(kind, a, b));
 
 const MODE_NEXT = 0;
 const MODE_DRAIN = 1;
+const MODE_DELTA = 3; // issue 18: the run is read as deltas
+
+/** The answer of a response as an assistant message (with its tool calls), to send back with
+ *  the tools' results. */
+function assistantMessage(response) {
+  return { role: 'assistant', content: response.text, toolCalls: response.toolCalls };
+}
+
+/** The message that answers a tool call: {role: 'tool', content, toolCallId}. */
+function toolResult(call, content) {
+  return { role: 'tool', content: String(content), toolCallId: typeof call === 'string' ? call : call.id };
+}
 
 /** One request: async-iterate it for token batches, await `response` for the end. */
 class Run {
@@ -70,6 +82,7 @@ class Run {
   #responsePromise = null;
   #signal = null;
   #onAbort = null;
+  #mode = MODE_NEXT;
 
   constructor(h, endpoint, signal) {
     this.#h = h;
@@ -119,6 +132,17 @@ class Run {
     return this.response;
   }
 
+  /**
+   * The stream as deltas instead of text batches (issue 18): {kind: 'content' | 'reasoning' |
+   * 'toolCall', text, toolIndex?, toolId?, toolName?}, in order. A call's first delta has its
+   * toolId and toolName, later ones pieces of its arguments. A run is read one way or the other:
+   * call this before iterating it.
+   */
+  deltas() {
+    this.#mode = MODE_DELTA;
+    return this[Symbol.asyncIterator]();
+  }
+
   [Symbol.asyncIterator]() {
     return {
       next: () => this.#next(),
@@ -150,19 +174,20 @@ class Run {
     return new Promise((resolve, reject) => {
       this.#waiters.push({ resolve, reject });
       active.add(this);
-      native.runPull(this.#h, this, MODE_NEXT);
+      native.runPull(this.#h, this, this.#mode);
     });
   }
 
   // Called by the addon on the JS thread.
   _deliver(kind, a, b) {
-    if (kind === 'batch') {
-      const batch = { text: a, nTokens: b };
+    if (kind === 'batch' || kind === 'delta') {
+      const batch = kind === 'batch' ? { text: a, nTokens: b } : a;
       const w = this.#waiters.shift();
       if (w) w.resolve({ value: batch, done: false });
       else this.#queue.push(batch);
     } else {
       this.#ended = true;
+      if (a) Object.defineProperty(a, 'message', { value: () => assistantMessage(a) });
       this.#response = a;
       this.#error = b;
       for (const w of this.#waiters.splice(0)) {
@@ -229,9 +254,14 @@ class Endpoint {
     return new Run(native.query(this._handle(), prompt, textOptions(options)), this, options.signal);
   }
 
-  /** Starts a chat: a string (one user message) or [{role, content}]. */
+  /**
+   * Starts a chat: a string (one user message) or [{role, content}]. Tools (issue 18): an
+   * assistant message may carry toolCalls [{id, name, arguments}] (arguments JSON text or an
+   * object), a tool message answers one: {role: 'tool', content, toolCallId} (toolResult()).
+   */
   chat(messages, options = {}) {
     if (typeof messages === 'string') messages = [{ role: 'user', content: messages }];
+    if (Array.isArray(messages)) messages = messages.map(chatMessage);
     return new Run(native.chat(this._handle(), messages, textOptions(options)), this, options.signal);
   }
 
@@ -271,9 +301,57 @@ class Endpoint {
   }
 }
 
+/** A message with tool calls: arguments as JSON text, content '' when there is none. */
+function chatMessage(m) {
+  if (m === null || typeof m !== 'object' || (m.toolCalls === undefined && m.content !== null)) return m;
+  const calls = m.toolCalls === undefined ? undefined : m.toolCalls.map((c) => ({
+    id: c.id,
+    name: c.name ?? c.function?.name,
+    arguments: (() => {
+      const a = c.arguments ?? c.function?.arguments ?? '{}';
+      return typeof a === 'string' ? a : JSON.stringify(a);
+    })(),
+  }));
+  return { ...m, content: m.content ?? '', toolCalls: calls };
+}
+
+const TOOL_CHOICES = { auto: 0, none: 1, required: 2 }; // else a tool's name: named (3)
+const REASONING = { separate: 0, inline: 1, drop: 2 };
+
+/** tools [{name, description, parameters}] (or OpenAI's {type: 'function', function}),
+ *  toolChoice 'auto' | 'none' | 'required' | a tool's name, reasoning 'separate' | 'inline' |
+ *  'drop': as the addon reads them. */
+function toolOptions(options) {
+  const out = { ...options };
+  if (options.tools !== undefined) {
+    if (!Array.isArray(options.tools)) throw new TypeError('tools must be an array');
+    out.tools = options.tools.map((t) => {
+      const f = t && t.type === 'function' && t.function ? t.function : t;
+      if (f === null || typeof f !== 'object') throw new TypeError('each tool must be an object {name, description, parameters}');
+      const params = f.parameters ?? { type: 'object', properties: {} };
+      return { name: f.name, description: f.description ?? '',
+               parameters: typeof params === 'string' ? params : JSON.stringify(params) };
+    });
+  }
+  if (options.toolChoice !== undefined) {
+    if (typeof options.toolChoice !== 'string') throw new TypeError("toolChoice must be 'auto', 'none', 'required' or a tool's name");
+    if (options.toolChoice in TOOL_CHOICES) {
+      out.toolChoice = TOOL_CHOICES[options.toolChoice];
+    } else {
+      out.toolChoice = 3;
+      out.toolChoiceName = options.toolChoice;
+    }
+  }
+  if (options.reasoning !== undefined) {
+    if (!(options.reasoning in REASONING)) throw new SippError('invalid_argument', "reasoning must be 'separate', 'inline' or 'drop'", statusOf('invalid_argument'));
+    out.reasoning = REASONING[options.reasoning];
+  }
+  return out;
+}
+
 function textOptions(options) {
   if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
-  const out = extraOptions(options);
+  const out = toolOptions(extraOptions(options));
   if (out.jsonSchema !== undefined && typeof out.jsonSchema !== 'string') {
     return { ...out, jsonSchema: JSON.stringify(out.jsonSchema) };
   }
@@ -487,7 +565,7 @@ class Client {
 }
 
 module.exports = {
-  Client, Endpoint, Run, SippError, Policy,
+  Client, Endpoint, Run, SippError, Policy, toolResult, assistantMessage,
   version: () => native.version(),
   /** Live native runs and glibc's malloc heap in use: for leak checks. */
   diagnostics: () => native.diag(),

@@ -653,7 +653,7 @@ fail:
 
 /* ---- runs ----------------------------------------------------------------------------------------- */
 
-enum { ITEM_BATCH, ITEM_END };
+enum { ITEM_BATCH, ITEM_END, ITEM_DELTA };
 
 /* What the pump hands to the JS thread: a batch, or the end (with a copy of the response). */
 typedef struct item {
@@ -668,6 +668,11 @@ typedef struct item {
     float *embedding;
     sipp_status next_status; /* sipp_run_next failing (not expected) */
     char next_message[SIPP_ERROR_MESSAGE_CAP];
+    /* ITEM_DELTA (issue 18): the delta's kind, call index, id and name (malloc'd, may be NULL);
+     * its text is `text` */
+    sipp_delta_kind delta_kind;
+    uint32_t tool_index;
+    char *tool_id, *tool_name;
 } item;
 
 typedef struct run_h {
@@ -678,6 +683,7 @@ typedef struct run_h {
     bool drain;   /* pull to the end without asking */
     bool stop;    /* the JS side is gone: exit */
     bool started; /* the pump exists */
+    bool deltas;  /* the pump reads deltas (sipp_run_next_delta), not batches (issue 18) */
     pthread_t thread;
     napi_threadsafe_function tsfn;
     napi_ref js_run; /* weak: the JS Run object */
@@ -695,8 +701,17 @@ static void run_h_release(run_h *r) {
     atomic_fetch_sub(&live_handles, 1);
 }
 
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
 static void item_free(item *it) {
     if (!it) return;
+    free(it->tool_id);
+    free(it->tool_name);
     free(it->text);
     free(it->embedding);
     free(it);
@@ -716,7 +731,31 @@ static void *pump_main(void *arg) {
         sipp_error err = new_error();
         item *it = calloc(1, sizeof *it);
         if (!it) break;
-        sipp_status st = sipp_run_next(r->run, -1, &b, &err);
+        sipp_status st;
+        if (r->deltas) { /* issue 18: a delta, or the end as an empty done batch */
+            sipp_delta d = {.struct_size = sizeof d};
+            bool done = false;
+            st = sipp_run_next_delta(r->run, -1, &d, &done, &err);
+            b.done = done;
+            b.len = 0;
+            if (st == SIPP_OK && !done) {
+                it->kind = ITEM_DELTA;
+                it->delta_kind = d.kind;
+                it->tool_index = d.tool_index;
+                it->tool_id = d.tool_id ? dup_str(d.tool_id) : NULL;
+                it->tool_name = d.tool_name ? dup_str(d.tool_name) : NULL;
+                it->text = malloc(d.len + 1);
+                if (it->text) memcpy(it->text, d.text, d.len);
+                it->len = it->text ? d.len : 0;
+                if (napi_call_threadsafe_function(r->tsfn, it, napi_tsfn_blocking) != napi_ok) {
+                    item_free(it);
+                    break;
+                }
+                continue;
+            }
+        } else {
+            st = sipp_run_next(r->run, -1, &b, &err);
+        }
         if (st != SIPP_OK) {
             it->kind = ITEM_END;
             it->next_status = st;
@@ -815,8 +854,49 @@ static napi_value response_object(napi_env env, const item *it) {
     set_num(env, o, "httpStatus", it->resp.http_status);
     set_str(env, o, "requestId", it->resp.request_id, NAPI_AUTO_LENGTH);
     set_str(env, o, "errorCode", it->resp.error_code, NAPI_AUTO_LENGTH);
+    /* issue 18: tool calls, reasoning and log-probabilities. They point into the run, which
+     * lives until the threadsafe function is finalized, after this last item. */
+    napi_value calls, lps;
+    napi_create_array_with_length(env, it->resp.n_tool_calls, &calls);
+    for (size_t i = 0; i < it->resp.n_tool_calls; i++) {
+        const sipp_tool_call *c = &it->resp.tool_calls[i];
+        napi_value call;
+        napi_create_object(env, &call);
+        set_str(env, call, "id", c->id, NAPI_AUTO_LENGTH);
+        set_str(env, call, "name", c->name, NAPI_AUTO_LENGTH);
+        set_str(env, call, "arguments", c->arguments, NAPI_AUTO_LENGTH);
+        napi_set_element(env, calls, (uint32_t)i, call);
+    }
+    napi_set_named_property(env, o, "toolCalls", calls);
+    set_str(env, o, "reasoning", it->resp.reasoning ? it->resp.reasoning : "",
+            it->resp.reasoning ? it->resp.reasoning_len : 0);
+    if (it->resp.logprobs) {
+        napi_create_array_with_length(env, it->resp.n_logprobs, &lps);
+        for (size_t i = 0; i < it->resp.n_logprobs; i++) {
+            const sipp_token_logprob *e = &it->resp.logprobs[i];
+            napi_value entry, top;
+            napi_create_object(env, &entry);
+            set_str(env, entry, "token", e->token, e->token_len);
+            set_num(env, entry, "logprob", e->logprob);
+            napi_create_array_with_length(env, e->n_top, &top);
+            for (uint32_t k = 0; k < e->n_top; k++) {
+                napi_value t;
+                napi_create_object(env, &t);
+                set_str(env, t, "token", e->top[k].token, e->top[k].token_len);
+                set_num(env, t, "logprob", e->top[k].logprob);
+                napi_set_element(env, top, k, t);
+            }
+            napi_set_named_property(env, entry, "top", top);
+            napi_set_element(env, lps, (uint32_t)i, entry);
+        }
+    } else {
+        napi_get_null(env, &lps);
+    }
+    napi_set_named_property(env, o, "logprobs", lps);
     return o;
 }
+
+static const char *const delta_kinds[] = {"content", "reasoning", "toolCall"};
 
 /* On the JS thread: dispatch(run, "batch", text, nTokens) or dispatch(run, "end", response, error). */
 static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
@@ -832,7 +912,20 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
         napi_value args[5], recv;
         napi_get_undefined(env, &recv);
         args[0] = target;
-        if (it->kind == ITEM_BATCH) {
+        if (it->kind == ITEM_DELTA) {
+            napi_create_string_utf8(env, "delta", NAPI_AUTO_LENGTH, &args[1]);
+            napi_create_object(env, &args[2]);
+            set_str(env, args[2], "kind", delta_kinds[it->delta_kind <= 2 ? it->delta_kind : 0],
+                    NAPI_AUTO_LENGTH);
+            set_str(env, args[2], "text", it->text ? it->text : "", it->len);
+            if (it->delta_kind == SIPP_DELTA_TOOL_CALL) {
+                set_num(env, args[2], "toolIndex", it->tool_index);
+                if (it->tool_id) set_str(env, args[2], "toolId", it->tool_id, NAPI_AUTO_LENGTH);
+                if (it->tool_name) set_str(env, args[2], "toolName", it->tool_name, NAPI_AUTO_LENGTH);
+            }
+            napi_get_undefined(env, &args[3]);
+            napi_get_undefined(env, &args[4]);
+        } else if (it->kind == ITEM_BATCH) {
             napi_create_string_utf8(env, "batch", NAPI_AUTO_LENGTH, &args[1]);
             napi_create_string_utf8(env, it->text ? it->text : "", it->len, &args[2]);
             napi_create_uint32(env, it->n_tokens, &args[3]);
@@ -942,7 +1035,8 @@ static bool ensure_pump(napi_env env, run_h *r, napi_value js_run) {
 }
 
 /* runPull(run, jsRun, mode): mode 0 = one more batch, 1 = drain to the end, 2 = abandon
- * (cancel, then drain so the pump finishes and frees). ref: whether node should stay alive. */
+ * (cancel, then drain so the pump finishes and frees), 3 = one more delta (issue 18: the run is
+ * then read as deltas; only before its pump started). ref: whether node should stay alive. */
 static napi_value js_run_pull(napi_env env, napi_callback_info info) {
     size_t argc = 3;
     napi_value argv[3];
@@ -952,6 +1046,10 @@ static napi_value js_run_pull(napi_env env, napi_callback_info info) {
     if (!r) return NULL;
     CHECK(napi_get_value_int32(env, argv[2], &mode));
     if (!r->run) return undefined(env);
+    if (mode == 3) {
+        if (!r->started) r->deltas = true;
+        mode = 0;
+    }
     if (mode == 2) {
         sipp_run_cancel(r->run);
         if (!r->started) return undefined(env); /* the external's finalizer frees it */
@@ -995,7 +1093,8 @@ fail:
 
 /* ---- requests ------------------------------------------------------------------------------------ */
 
-static const char *const text_extra[] = {"stop", "signal", "images", NULL};
+static const char *const text_extra[] = {"stop", "signal", "images", "tools", "toolChoice",
+                                         "reasoning", NULL};
 
 /* options.images (multimodal, docs/multimodal.md): an array of Buffers, Uint8Arrays or
  * ArrayBuffers, each an encoded image, as image parts of messages[message_index] (chat: the
@@ -1064,6 +1163,24 @@ static size_t last_user(const sipp_message *msgs, uint32_t n) {
     return at;
 }
 
+/* An int option set by the JS layer (toolChoice, reasoning: lib/index.js maps their names). */
+static bool int_option(napi_env env, napi_value opts, const char *key, int *out) {
+    bool has;
+    napi_value v;
+    napi_valuetype t;
+    if (napi_has_named_property(env, opts, key, &has) != napi_ok || !has) return true;
+    napi_get_named_property(env, opts, key, &v);
+    napi_typeof(env, v, &t);
+    if (t == napi_undefined) return true;
+    int32_t x;
+    if (napi_get_value_int32(env, v, &x) != napi_ok) {
+        napi_throw_type_error(env, NULL, "toolChoice and reasoning are set by the JS layer");
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
 /* Fills text params from options (stop strings included); strings go to `keep`. */
 static bool text_params_from(napi_env env, napi_value opts, sipp_text_params *p, strings *keep,
                              const char **stops) {
@@ -1072,6 +1189,12 @@ static bool text_params_from(napi_env env, napi_value opts, sipp_text_params *p,
     napi_valuetype t;
     napi_typeof(env, opts, &t);
     if (t != napi_object) return true;
+    int choice = (int)p->tool_choice, reasoning = (int)p->reasoning_mode;
+    if (!int_option(env, opts, "toolChoice", &choice) ||
+        !int_option(env, opts, "reasoning", &reasoning))
+        return false;
+    p->tool_choice = (sipp_tool_choice)choice;
+    p->reasoning_mode = (sipp_reasoning_mode)reasoning;
     bool has;
     napi_value stop;
     napi_has_named_property(env, opts, "stop", &has);
@@ -1133,7 +1256,66 @@ fail:
     return NULL;
 }
 
-/* chat(endpoint, [{role, content}], options) -> run external */
+/* Strings of one chat call (messages, tool calls, tools): freed after it. */
+typedef struct bag {
+    char **items;
+    size_t n, cap;
+} bag;
+
+static char *bag_string(napi_env env, bag *b, napi_value v, const char *what) {
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 16;
+        char **grown = realloc(b->items, cap * sizeof *grown);
+        if (!grown) return napi_throw_error(env, NULL, "out of memory"), NULL;
+        b->items = grown;
+        b->cap = cap;
+    }
+    char *s = get_string(env, v, what);
+    if (s) b->items[b->n++] = s;
+    return s;
+}
+
+static void bag_free(bag *b) {
+    for (size_t i = 0; i < b->n; i++) free(b->items[i]);
+    free(b->items);
+}
+
+/* An optional string property: NULL (no error) when absent or undefined. */
+static bool opt_string(napi_env env, bag *b, napi_value obj, const char *key, const char *what,
+                       const char **out) {
+    bool has;
+    napi_value v;
+    napi_valuetype t;
+    *out = NULL;
+    if (napi_has_named_property(env, obj, key, &has) != napi_ok || !has) return true;
+    napi_get_named_property(env, obj, key, &v);
+    napi_typeof(env, v, &t);
+    if (t == napi_undefined || t == napi_null) return true;
+    return (*out = bag_string(env, b, v, what)) != NULL;
+}
+
+/* An array property's length (0 when absent); false (TypeError) when it is not an array. */
+static bool opt_array(napi_env env, napi_value obj, const char *key, napi_value *arr, uint32_t *n) {
+    bool has, is_array;
+    napi_valuetype t;
+    *n = 0;
+    if (napi_has_named_property(env, obj, key, &has) != napi_ok || !has) return true;
+    napi_get_named_property(env, obj, key, arr);
+    napi_typeof(env, *arr, &t);
+    if (t == napi_undefined || t == napi_null) return true;
+    napi_is_array(env, *arr, &is_array);
+    if (!is_array) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "%s must be an array", key);
+        return napi_throw_type_error(env, NULL, msg), false;
+    }
+    napi_get_array_length(env, *arr, n);
+    return true;
+}
+
+/* chat(endpoint, [{role, content, toolCalls?, toolCallId?}], options) -> run external. With
+ * tool calls or results in the messages it is sipp_chat_ex (issue 18); lib/index.js has made
+ * each call's arguments and each tool's parameters JSON text. */
 static napi_value js_chat(napi_env env, napi_callback_info info) {
     size_t argc = 3;
     napi_value argv[3], out = NULL;
@@ -1146,19 +1328,51 @@ static napi_value js_chat(napi_env env, napi_callback_info info) {
     if (!is_array) return napi_throw_type_error(env, NULL, "messages must be an array"), NULL;
     napi_get_array_length(env, argv[1], &n);
     sipp_message *msgs = calloc(n ? n : 1, sizeof *msgs);
-    char **owned = calloc(2 * (size_t)(n ? n : 1), sizeof *owned);
+    sipp_chat_message *cm = calloc(n ? n : 1, sizeof *cm);
+    sipp_tool_call **calls = calloc(n ? n : 1, sizeof *calls);
+    sipp_tool *tools = NULL;
+    bag b = {0};
     strings keep = {.n = 0};
-    bool ok = msgs && owned;
+    bool ok = msgs && cm && calls, ex = false;
     for (uint32_t i = 0; ok && i < n; i++) {
-        napi_value m, role, content;
+        napi_value m, role, content, arr;
+        uint32_t n_calls = 0;
         napi_get_element(env, argv[1], i, &m);
         ok = napi_get_named_property(env, m, "role", &role) == napi_ok &&
              napi_get_named_property(env, m, "content", &content) == napi_ok &&
-             (owned[2 * i] = get_string(env, role, "message role")) != NULL &&
-             (owned[2 * i + 1] = get_string(env, content, "message content")) != NULL;
-        if (ok) {
-            msgs[i].role = owned[2 * i];
-            msgs[i].content = owned[2 * i + 1];
+             (msgs[i].role = bag_string(env, &b, role, "message role")) != NULL &&
+             (msgs[i].content = bag_string(env, &b, content, "message content")) != NULL &&
+             opt_string(env, &b, m, "toolCallId", "toolCallId", &cm[i].tool_call_id) &&
+             opt_array(env, m, "toolCalls", &arr, &n_calls);
+        cm[i].role = msgs[i].role;
+        cm[i].content = msgs[i].content;
+        if (ok && n_calls) {
+            ok = (calls[i] = calloc(n_calls, sizeof *calls[i])) != NULL;
+            for (uint32_t k = 0; ok && k < n_calls; k++) {
+                napi_value c;
+                napi_get_element(env, arr, k, &c);
+                ok = opt_string(env, &b, c, "id", "tool call id", &calls[i][k].id) &&
+                     opt_string(env, &b, c, "name", "tool call name", &calls[i][k].name) &&
+                     opt_string(env, &b, c, "arguments", "tool call arguments", &calls[i][k].arguments);
+            }
+            cm[i].tool_calls = calls[i];
+            cm[i].n_tool_calls = n_calls;
+        }
+        ex = ex || cm[i].tool_call_id || n_calls;
+    }
+    napi_value tarr;
+    uint32_t n_tools = 0;
+    napi_valuetype ot;
+    napi_typeof(env, argv[2], &ot);
+    if (ok && ot == napi_object) ok = opt_array(env, argv[2], "tools", &tarr, &n_tools);
+    if (ok && n_tools) {
+        ok = (tools = calloc(n_tools, sizeof *tools)) != NULL;
+        for (uint32_t k = 0; ok && k < n_tools; k++) {
+            napi_value t;
+            napi_get_element(env, tarr, k, &t);
+            ok = opt_string(env, &b, t, "name", "tool name", &tools[k].name) &&
+                 opt_string(env, &b, t, "description", "tool description", &tools[k].description) &&
+                 opt_string(env, &b, t, "parameters", "tool parameters", &tools[k].parameters);
         }
     }
     const char *stops[SIPP_MAX_STOP_STRINGS + 1];
@@ -1166,14 +1380,20 @@ static napi_value js_chat(napi_env env, napi_callback_info info) {
     sipp_media *media = NULL;
     if (ok && text_params_from(env, argv[2], &p, &keep, stops) &&
         images_from(env, argv[2], last_user(msgs, n), &p, &media)) {
+        p.tools = tools;
+        p.n_tools = n_tools;
         sipp_run *run = NULL;
         sipp_error err = new_error();
-        sipp_status st = sipp_chat(ep, msgs, n, &p, &run, &err);
+        sipp_status st = ex ? sipp_chat_ex(ep, cm, n, &p, &run, &err)
+                            : sipp_chat(ep, msgs, n, &p, &run, &err);
         out = finish_submit(env, st, &err, run);
     }
     free(media);
-    for (uint32_t i = 0; owned && i < 2 * n; i++) free(owned[i]);
-    free(owned);
+    for (uint32_t i = 0; calls && i < n; i++) free(calls[i]);
+    free(calls);
+    free(tools);
+    free(cm);
+    bag_free(&b);
     free(msgs);
     strings_free(&keep);
     return out;

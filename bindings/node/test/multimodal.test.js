@@ -117,6 +117,23 @@ test('chat with an image equals llama-mtmd-cli token for token', async () => {
   assert.ok(vision.stats().mediaEncoded >= 2);
 });
 
+test('a chat with tool calls and results carries its image too (sipp_chat_ex)', async () => {
+  // the tool parts send the chat through sipp_chat_ex; the image still goes to the last user turn
+  const history = [...MESSAGES,
+    { role: 'assistant', content: '', toolCalls: [{ id: 'c1', name: 'look', arguments: '{}' }] },
+    { role: 'tool', toolCallId: 'c1', content: 'a picture' },
+    { role: 'user', content: USER }];
+  const r = await vision.chat(history, { ...GREEDY, maxTokens: 4, images: [images['a.png']] }).response;
+  assert.equal(r.stats.mediaChunks, 1);
+  assert.ok(r.stats.encodeMs > 0);
+  // the image part names the last user message: one more part there is a marker mismatch
+  const err = await failure(() => vision.chat(
+    [...history.slice(0, -1), { role: 'user', content: `<__media__>${USER}` }],
+    { ...GREEDY, images: [images['a.png'], images['b.png']] }));
+  assert.equal(err.kind, 'invalid_argument');
+  assert.ok(err.message.includes('media marker'), err.message);
+});
+
 test('an image is a Buffer, a Uint8Array view or an ArrayBuffer alike', async () => {
   const buf = images['a.png'];
   // a view into a larger buffer at an offset: the part is the view's bytes only

@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - older Pythons only lose the precise kw
 from . import _ffi
 
 __all__ = ["Client", "Endpoint", "Run", "Response", "Usage", "Stats", "EndpointInfo",
-           "TokenLogprob", "TopLogprob",
+           "TokenLogprob", "TopLogprob", "Tool", "ToolCall", "Delta", "tool_result",
            "EngineStats", "TokenBatch", "SippError", "InvalidArgumentError", "TextOptions",
            "set_log_level", "version", "Figure", "Estimate", "Policy", "RouteChoice"]
 
@@ -191,6 +191,95 @@ class Response:
     request_id: str = ""
     error_code: str = ""  # remote endpoints: the peer's error code, when it sent one
     logprobs: Optional[list] = None  # TokenLogprob per output token, with logprobs=True
+    tool_calls: tuple = ()  # ToolCall: the calls the answer ends with (finish_reason "tool_calls")
+    reasoning: str = ""     # a thinking model's reasoning (reasoning="separate", the default)
+
+    def message(self) -> dict:
+        """The answer as an assistant message, to send back with the tools' results."""
+        return {"role": "assistant", "content": self.text, "tool_calls": list(self.tool_calls)}
+
+
+# ---- tools and reasoning (issue 18) ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tool:
+    """A tool the model may call (sipp_tool): a name ([A-Za-z0-9_-], 1-64 characters), what it
+    does, and a JSON Schema of its arguments, an object schema (a mapping or JSON text)."""
+    name: str
+    description: str = ""
+    parameters: Union[Mapping[str, Any], str] = field(
+        default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model made (sipp_tool_call): its id (a tool result names it), the tool's
+    name and the arguments as JSON text (`args` parses them)."""
+    id: str
+    name: str
+    arguments: str
+
+    @property
+    def args(self) -> Any:
+        return json.loads(self.arguments)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One piece of a chat's stream (sipp_delta), from Run.deltas(): kind "content",
+    "reasoning" or "tool_call". A call's first delta has its tool_id and tool_name; later ones
+    (same tool_index) carry pieces of its arguments in `text`."""
+    kind: str
+    text: str
+    tool_index: int = 0
+    tool_id: Optional[str] = None
+    tool_name: Optional[str] = None
+
+
+def tool_result(call: Union[ToolCall, str], content: str) -> dict:
+    """The message that answers a tool call: {"role": "tool", "content", "tool_call_id"}."""
+    return {"role": "tool", "content": content,
+            "tool_call_id": call.id if isinstance(call, ToolCall) else call}
+
+
+def _tools(tools: Any, keep: list):
+    """A C array of sipp_tool from Tool objects or mappings ({"name", "description",
+    "parameters"}, or OpenAI's {"type": "function", "function": {...}})."""
+    items = []
+    for t in tools:
+        if isinstance(t, Mapping):
+            t = t.get("function", t) if t.get("type") == "function" else t
+            t = Tool(t.get("name"), t.get("description") or "",
+                     t.get("parameters", {"type": "object", "properties": {}}))
+        if not isinstance(t, Tool) or not isinstance(t.name, str):
+            raise TypeError("tools: each tool must be a sipp.Tool or a mapping with a str name")
+        params = t.parameters if isinstance(t.parameters, str) else json.dumps(t.parameters)
+        items.append((_encode(t.name, "tool name"), _encode(t.description or "", "tool description"),
+                      _encode(params, "tool parameters")))
+    keep.append(items)
+    arr = (_ffi.Tool * max(1, len(items)))(*items)
+    keep.append(arr)
+    return ctypes.cast(arr, ctypes.POINTER(_ffi.Tool)), len(items)
+
+
+def _tool_calls(calls: Any, keep: list):
+    """A C array of sipp_tool_call from ToolCall objects or mappings ({"id", "name",
+    "arguments"}, arguments as JSON text or a mapping; or OpenAI's {"id", "function": {...}})."""
+    items = []
+    for c in calls:
+        if isinstance(c, Mapping):
+            fn = c.get("function", c)
+            args = fn.get("arguments", "{}")
+            c = ToolCall(c.get("id"), fn.get("name"),
+                         args if isinstance(args, str) else json.dumps(args))
+        if not isinstance(c, ToolCall):
+            raise TypeError("tool_calls: each call must be a sipp.ToolCall or a mapping")
+        items.append((_encode(c.id, "tool call id"), _encode(c.name, "tool call name"),
+                      _encode(c.arguments, "tool call arguments")))
+    keep.append(items)
+    arr = (_ffi.ToolCall * max(1, len(items)))(*items)
+    keep.append(arr)
+    return ctypes.cast(arr, ctypes.POINTER(_ffi.ToolCall)), len(items)
 
 
 @dataclass(frozen=True)
@@ -340,6 +429,10 @@ class TextOptions(TypedDict, total=False):
     extra_json: str           # the same, already encoded
     request_id: str           # remote only: sent as x-request-id
     images: Sequence[bytes]   # multimodal: encoded images (PNG, JPEG, ...); chat: the last user turn
+    tools: Sequence[Union[Tool, Mapping[str, Any]]]  # chat: tools the model may call
+    tool_choice: str          # "auto" (default), "none", "required" or a tool's name
+    parallel_tool_calls: bool # more than one call in an answer (default True)
+    reasoning: str            # "separate" (default: Response.reasoning), "inline" or "drop"
 
 
 # Fields a caller may not set by keyword: the binding owns them.
@@ -442,6 +535,23 @@ def _text_params(options: Mapping[str, Any], keep: list, media_message: int = 0)
         p.media, p.n_media = ctypes.cast(arr, ctypes.POINTER(_ffi.Media)), len(bufs)
     if isinstance(opts.get("json_schema"), Mapping):
         opts["json_schema"] = json.dumps(opts["json_schema"])
+    tools = opts.pop("tools", None)
+    if tools is not None:
+        p.tools, p.n_tools = _tools(tools, keep)
+    choice = opts.pop("tool_choice", None)
+    if choice is not None:
+        if not isinstance(choice, str):
+            raise TypeError("tool_choice must be a str: auto, none, required or a tool's name")
+        if choice in _ffi.TOOL_CHOICES:
+            p.tool_choice = _ffi.TOOL_CHOICES[choice]
+        else:
+            p.tool_choice = 3
+            opts["tool_choice_name"] = choice
+    reasoning = opts.pop("reasoning", None)
+    if reasoning is not None:
+        if reasoning not in _ffi.REASONING_MODES:
+            raise _invalid("reasoning must be separate, inline or drop")
+        p.reasoning_mode = _ffi.REASONING_MODES[reasoning]
     _extra(opts, "text options")
     _fill(p, opts, keep, "text options")
     if stop is not None:
@@ -452,6 +562,34 @@ def _text_params(options: Mapping[str, Any], keep: list, media_message: int = 0)
 
 
 MessageLike = Union[Mapping[str, str], Sequence[str]]
+
+
+def _chat_messages(messages: list, keep: list):
+    """sipp_chat_message array of mappings that may carry tool_calls, tool_call_id and
+    reasoning (sipp_chat_ex)."""
+    items = []
+    for m in messages:
+        if not isinstance(m, Mapping):
+            role, content = m
+            m = {"role": role, "content": content}
+        role, content = m.get("role"), m.get("content")
+        if not isinstance(role, str) or not (content is None or isinstance(content, str)):
+            raise TypeError("chat: each message needs a str role and a str (or None) content")
+        calls, n_calls = _tool_calls(m.get("tool_calls") or (), keep)
+        cid, reasoning = m.get("tool_call_id"), m.get("reasoning")
+        items.append(_ffi.ChatMessage(
+            _encode(role, "role"), None if content is None else content.encode(),
+            calls if n_calls else None, n_calls,
+            None if cid is None else _encode(cid, "tool_call_id"),
+            None if not reasoning else reasoning.encode()))
+    arr = (_ffi.ChatMessage * max(1, len(items)))(*items)
+    keep.extend([items, arr])
+    return arr, len(items)
+
+
+def _has_tool_messages(messages: list) -> bool:
+    return any(isinstance(m, Mapping) and (m.get("tool_calls") or m.get("tool_call_id"))
+               for m in messages)
 
 
 def _messages(messages: Union[str, Iterable[MessageLike]], keep: list):
@@ -556,7 +694,13 @@ class Run(_Closing):
             return
         text = ctypes.string_at(r.text, r.text_len).decode("utf-8", "replace") if r.text_len else ""
         emb = r.embedding[:r.n_embd] if r.embedding else None
+        calls = tuple(ToolCall(c.id.decode("utf-8", "replace"), c.name.decode("utf-8", "replace"),
+                               c.arguments.decode("utf-8", "replace"))
+                      for c in r.tool_calls[:r.n_tool_calls]) if r.tool_calls else ()
         self._response = Response(
+            tool_calls=calls,
+            reasoning=ctypes.string_at(r.reasoning, r.reasoning_len).decode("utf-8", "replace")
+            if r.reasoning_len else "",
             text=text, finish_reason=_ffi.FINISH_REASONS.get(r.finish_reason, "none"),
             usage=_plain(r.usage.contents, Usage),
             stats=_plain(r.stats.contents, Stats,
@@ -572,6 +716,41 @@ class Run(_Closing):
         if self._response is None:
             raise SippError("closed", "the run was closed before it ended", status=12)
         return self._response
+
+    def _pull_delta(self, timeout_ms: int) -> "Optional[Delta | bool]":
+        """One sipp_run_next_delta: a Delta, True when the stream is over, None on timeout."""
+        with self._lock:
+            if self._finished or self._raw is None:
+                self._finished = True
+                return True
+            out = _ffi.Delta(struct_size=ctypes.sizeof(_ffi.Delta))  # no init: an out-struct
+            done = ctypes.c_bool(False)
+            err = _ffi.new_error()
+            st = _ffi.sipp_run_next_delta(self._raw, timeout_ms, ctypes.byref(out),
+                                          ctypes.byref(done), ctypes.byref(err))
+            if st == _ffi.TIMEOUT:
+                return None
+            _check(st, err)
+            if done.value:
+                self._finish_locked()
+                return True
+            text = ctypes.string_at(out.text, out.len).decode("utf-8", "replace") if out.len else ""
+            return Delta(_ffi.DELTA_KINDS.get(out.kind, "content"), text, out.tool_index,
+                         out.tool_id.decode() if out.tool_id else None,
+                         out.tool_name.decode() if out.tool_name else None)
+
+    def deltas(self) -> Iterator[Delta]:
+        """The stream as deltas (content, reasoning and tool-call pieces, in order), instead of
+        text batches: a run is read one way or the other. Raises SippError at the end of a
+        failed run, as iteration does."""
+        while True:
+            d = self._pull_delta(_SLICE_MS)
+            if d is True:
+                break
+            if d is not None:
+                yield d
+        if self._error is not None:
+            raise self._error
 
     def __iter__(self) -> Iterator[TokenBatch]:
         while True:
@@ -733,13 +912,21 @@ class Endpoint:
     def chat(self, messages: Union[str, Iterable[MessageLike]],
              **options: "Unpack[TextOptions]") -> Run:
         """Starts a chat. `messages`: a str (one user message), or dicts {"role", "content"} or
-        (role, content) pairs; roles "system", "user", "assistant"."""
+        (role, content) pairs; roles "system", "user", "assistant" and "tool". An assistant
+        message may carry "tool_calls" (ToolCall, e.g. Response.message()), a tool message
+        answers one by "tool_call_id" (tool_result())."""
         keep: list = []
-        arr, n = _messages(messages, keep)
+        if not isinstance(messages, str):
+            messages = list(messages)
+        if not isinstance(messages, str) and _has_tool_messages(messages):
+            arr, n = _chat_messages(messages, keep)
+            chat = _ffi.sipp_chat_ex
+        else:
+            arr, n = _messages(messages, keep)
+            chat = _ffi.sipp_chat
         users = [i for i in range(n) if arr[i].role == b"user"]
         p = _text_params(options, keep, users[-1] if users else 0)
-        return self._submit(lambda raw, out, err: _ffi.sipp_chat(
-            raw, arr, n, ctypes.byref(p), out, err))
+        return self._submit(lambda raw, out, err: chat(raw, arr, n, ctypes.byref(p), out, err))
 
     def embed(self, text: str, *, normalize: bool = True,
               extra: Optional[Mapping[str, Any]] = None, extra_json: Optional[str] = None,

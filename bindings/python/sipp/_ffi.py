@@ -96,7 +96,7 @@ class Media(Structure):
                 ("message_index", c_size_t)]
 
 
-# tools and reasoning (issue 18): layout mirrors; no Pythonic API over them yet
+# tools and reasoning (issue 18): the Pythonic types are sipp.Tool, ToolCall, Delta
 class Tool(Structure):
     _fields_ = [("name", c_char_p), ("description", c_char_p), ("parameters", c_char_p)]
 
@@ -253,6 +253,9 @@ LOG_LEVELS = {"none": 0, "error": 1, "warn": 2, "info": 3, "debug": 4}
 PROVIDER_KINDS = {"openai": 1, "openai_compatible": 2, "anthropic": 3}
 GATEWAY_AUTH = {"none": 0, "bearer": 1, "header": 2}
 FINISH_REASONS = {0: "none", 1: "stop", 2: "length", 3: "cancelled", 4: "tool_calls"}
+TOOL_CHOICES = {"auto": 0, "none": 1, "required": 2}  # else a tool's name: NAMED (3)
+REASONING_MODES = {"separate": 0, "inline": 1, "drop": 2}
+DELTA_KINDS = {0: "content", 1: "reasoning", 2: "tool_call"}
 CACHE_SOURCES = {0: "none", 1: "live", 2: "snapshot"}
 FIGURE_SOURCES = {0: "unknown", 1: "measured", 2: "configured", 3: "predicted"}
 RULE_KINDS = {"local_only_tag": 1, "skip_unavailable": 2, "fit_context": 3, "max_ttft_ms": 4,
@@ -296,6 +299,10 @@ sipp_query = _fn("sipp_query", c_int, c_endpoint_p, c_char_p, POINTER(TextParams
                  POINTER(c_run_p), ErrorP)
 sipp_chat = _fn("sipp_chat", c_int, c_endpoint_p, POINTER(Message), c_size_t, POINTER(TextParams),
                 POINTER(c_run_p), ErrorP)
+sipp_chat_ex = _fn("sipp_chat_ex", c_int, c_endpoint_p, POINTER(ChatMessage), c_size_t,
+                   POINTER(TextParams), POINTER(c_run_p), ErrorP)
+sipp_run_next_delta = _fn("sipp_run_next_delta", c_int, c_run_p, c_int, POINTER(Delta),
+                          POINTER(c_bool), ErrorP)
 sipp_embed = _fn("sipp_embed", c_int, c_endpoint_p, c_char_p, POINTER(EmbedParams),
                  POINTER(c_run_p), ErrorP)
 sipp_run_wait = _fn("sipp_run_wait", c_int, c_run_p, POINTER(POINTER(Response)), ErrorP)

@@ -132,6 +132,8 @@ fn init<T>(f: unsafe extern "C" fn(*mut T, usize) -> sys::sipp_status, what: &st
 struct Keep {
     strings: Vec<CString>,
     arrays: Vec<Vec<*const c_char>>,
+    tools: Vec<Vec<sys::sipp_tool>>,
+    calls: Vec<Vec<sys::sipp_tool_call>>,
 }
 
 impl Keep {
@@ -162,6 +164,35 @@ impl Keep {
         self.arrays.push(ptrs);
         Ok((p, items.len()))
     }
+}
+
+/// The C form of chat messages with tool calls and results (`sipp_chat_message`), alive while
+/// `keep` is.
+fn c_chat_messages(messages: &[Message], keep: &mut Keep) -> Result<Vec<sys::sipp_chat_message>> {
+    let mut out = Vec::with_capacity(messages.len());
+    for m in messages {
+        let mut calls = Vec::with_capacity(m.tool_calls.len());
+        for c in &m.tool_calls {
+            calls.push(sys::sipp_tool_call { id: keep.str(&c.id, "tool call id")?,
+                                             name: keep.str(&c.name, "tool call name")?,
+                                             arguments: keep.str(&c.arguments, "tool call arguments")? });
+        }
+        let (tool_calls, n_tool_calls) = if calls.is_empty() { (ptr::null(), 0) } else {
+            let p = calls.as_ptr();
+            let n = calls.len();
+            keep.calls.push(calls);
+            (p, n)
+        };
+        out.push(sys::sipp_chat_message {
+            role: keep.str(&m.role, "role")?,
+            content: keep.str(&m.content, "content")?,
+            tool_calls,
+            n_tool_calls,
+            tool_call_id: keep.opt(&m.tool_call_id, "tool_call_id")?,
+            reasoning: ptr::null(),
+        });
+    }
+    Ok(out)
 }
 
 /// The C form of chat messages; the CStrings own the text the pointers point into, so keep
@@ -254,10 +285,102 @@ pub struct TextOptions {
     pub logprobs: Option<bool>,
     /// With `logprobs`: 0..=20 alternatives per token.
     pub top_logprobs: Option<u32>,
+    /// Chat: tools the model may call (see [`TextOptions::tool`]).
+    pub tools: Vec<Tool>,
+    /// Which tools the model may or must call (default [`ToolChoice::Auto`]).
+    pub tool_choice: Option<ToolChoice>,
+    /// More than one call in an answer (default true).
+    pub parallel_tool_calls: Option<bool>,
+    /// What becomes of a thinking model's reasoning (default [`ReasoningMode::Separate`]).
+    pub reasoning: Option<ReasoningMode>,
     /// Multimodal (docs/multimodal.md): encoded images (PNG, JPEG, GIF, BMP), one part each; in
     /// a chat they go to the last user message, at its `<__media__>` markers or in front of its
     /// text. A local endpoint needs a projector ([`LocalOptions::mmproj`]).
     pub images: Vec<Vec<u8>>,
+}
+
+// ---- tools and reasoning (issue 18) ---------------------------------------------------------------
+
+/// A tool the model may call (`sipp_tool`): a name (`[A-Za-z0-9_-]`, 1-64 bytes), what it does,
+/// and a JSON Schema of its arguments (an object schema, as JSON text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tool {
+    /// the tool's name
+    pub name: String,
+    /// what it does, for the model
+    pub description: String,
+    /// the JSON Schema of its arguments
+    pub parameters: String,
+}
+
+impl Tool {
+    /// A tool with its argument schema as JSON text.
+    pub fn new(name: impl Into<String>, description: impl Into<String>,
+               parameters: impl Into<String>) -> Self {
+        Tool { name: name.into(), description: description.into(), parameters: parameters.into() }
+    }
+}
+
+/// A call the model made (`sipp_tool_call`), or one sent back in an assistant message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolCall {
+    /// the call's id (a tool result names it)
+    pub id: String,
+    /// the tool's name
+    pub name: String,
+    /// the arguments, a JSON object as text
+    pub arguments: String,
+}
+
+/// Which tools the model may or must call (`sipp_tool_choice`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// text or calls, the model decides
+    Auto,
+    /// no calls
+    None,
+    /// at least one call
+    Required,
+    /// a call of this tool
+    Named(String),
+}
+
+/// What becomes of a thinking model's reasoning (`sipp_reasoning_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReasoningMode {
+    /// into `Response::reasoning` and reasoning deltas
+    Separate,
+    /// left in the text
+    Inline,
+    /// discarded
+    Drop,
+}
+
+/// What a stream delta carries (`sipp_delta_kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeltaKind {
+    /// answer text
+    Content,
+    /// reasoning text
+    Reasoning,
+    /// a piece of a tool call
+    ToolCall,
+}
+
+/// One piece of a chat's stream, from [`Run::next_delta`]. A call's first delta has its
+/// `tool_id` and `tool_name`; later ones (same `tool_index`) carry pieces of its arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delta {
+    /// what it carries
+    pub kind: DeltaKind,
+    /// content, reasoning or a piece of a call's arguments
+    pub text: String,
+    /// the call's index among the response's calls (tool-call deltas)
+    pub tool_index: u32,
+    /// the call's id, on its first delta
+    pub tool_id: Option<String>,
+    /// the tool's name, on its first delta
+    pub tool_name: Option<String>,
 }
 
 setters!(TextOptions { max_tokens: u32, temperature: f32, top_k: i32, top_p: f32, min_p: f32,
@@ -298,6 +421,30 @@ impl TextOptions {
         self
     }
 
+    /// Offers a tool to the model.
+    pub fn tool(mut self, t: Tool) -> Self {
+        self.tools.push(t);
+        self
+    }
+
+    /// Which tools the model may or must call.
+    pub fn tool_choice(mut self, c: ToolChoice) -> Self {
+        self.tool_choice = Some(c);
+        self
+    }
+
+    /// Allows (default) or forbids more than one call per answer.
+    pub fn parallel_tool_calls(mut self, yes: bool) -> Self {
+        self.parallel_tool_calls = Some(yes);
+        self
+    }
+
+    /// What becomes of a thinking model's reasoning.
+    pub fn reasoning(mut self, m: ReasoningMode) -> Self {
+        self.reasoning = Some(m);
+        self
+    }
+
     /// Adds an image: the bytes of the encoded file.
     pub fn image(mut self, bytes: impl Into<Vec<u8>>) -> Self {
         self.images.push(bytes.into());
@@ -328,6 +475,33 @@ impl TextOptions {
         p.extra_json = keep.opt(&self.extra_json, "extra_json")?;
         p.request_id = keep.opt(&self.request_id, "request_id")?;
         (p.stop, p.n_stop) = keep.array(&self.stop, "stop")?;
+        if !self.tools.is_empty() {
+            let mut tools = Vec::with_capacity(self.tools.len());
+            for t in &self.tools {
+                tools.push(sys::sipp_tool { name: keep.str(&t.name, "tool name")?,
+                                            description: keep.str(&t.description, "tool description")?,
+                                            parameters: keep.str(&t.parameters, "tool parameters")? });
+            }
+            p.tools = tools.as_ptr();
+            p.n_tools = tools.len();
+            keep.tools.push(tools);
+        }
+        match &self.tool_choice {
+            None | Some(ToolChoice::Auto) => {}
+            Some(ToolChoice::None) => p.tool_choice = 1,
+            Some(ToolChoice::Required) => p.tool_choice = 2,
+            Some(ToolChoice::Named(n)) => {
+                p.tool_choice = 3;
+                p.tool_choice_name = keep.str(n, "tool_choice")?;
+            }
+        }
+        if let Some(v) = self.parallel_tool_calls {
+            p.parallel_tool_calls = v;
+        }
+        if let Some(m) = self.reasoning {
+            p.reasoning_mode = match m { ReasoningMode::Separate => 0, ReasoningMode::Inline => 1,
+                                         ReasoningMode::Drop => 2 };
+        }
         // the parts point into self.images, which outlives the call (the library reads the
         // bytes during it and keeps nothing)
         let media: Vec<sys::sipp_media> = self.images.iter().map(|b| sys::sipp_media {
@@ -531,19 +705,28 @@ impl fmt::Debug for Client {
     }
 }
 
-/// A chat message; roles "system", "user", "assistant".
+/// A chat message; roles "system", "user", "assistant" and "tool" (a tool's result).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
-    /// "system", "user" or "assistant"
+    /// "system", "user", "assistant" or "tool"
     pub role: String,
-    /// the text
+    /// the text (a tool message: the result)
     pub content: String,
+    /// assistant: the calls it made ([`Response::message`])
+    pub tool_calls: Vec<ToolCall>,
+    /// tool: the id of the call this result answers
+    pub tool_call_id: Option<String>,
 }
 
 impl Message {
     /// A message with any role.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Message { role: role.into(), content: content.into() }
+        Message { role: role.into(), content: content.into(), tool_calls: Vec::new(),
+                  tool_call_id: None }
+    }
+    /// The result of tool call `call_id`.
+    pub fn tool_result(call_id: impl Into<String>, content: impl Into<String>) -> Self {
+        Message { tool_call_id: Some(call_id.into()), ..Self::new("tool", content) }
     }
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
@@ -876,8 +1059,15 @@ impl<'c> Endpoint<'c> {
 
     /// Starts a chat, rendered with the model's chat template.
     pub fn chat(&self, messages: &[Message], options: &TextOptions) -> Result<Run> {
-        let (cmsgs, _strings) = c_messages(messages)?;
         let p = options.to_c(last_user(messages))?;
+        if messages.iter().any(|m| !m.tool_calls.is_empty() || m.tool_call_id.is_some()) {
+            let mut keep = Keep::default();
+            let cmsgs = c_chat_messages(messages, &mut keep)?;
+            return self.submit(|out, err| unsafe {
+                sys::sipp_chat_ex(self.raw, cmsgs.as_ptr(), cmsgs.len(), &p.params, out, err)
+            });
+        }
+        let (cmsgs, _strings) = c_messages(messages)?;
         self.submit(|out, err| unsafe {
             sys::sipp_chat(self.raw, cmsgs.as_ptr(), cmsgs.len(), &p.params, out, err)
         })
@@ -1069,6 +1259,25 @@ pub struct Response {
     pub error_code: String,
     /// with `TextOptions::logprobs`: one entry per output token (`sipp_token_logprob`)
     pub logprobs: Vec<TokenLogprob>,
+    /// the calls the answer ends with (finish reason "tool_calls")
+    pub tool_calls: Vec<ToolCall>,
+    /// a thinking model's reasoning ([`ReasoningMode::Separate`]), else ""
+    pub reasoning: String,
+}
+
+impl Response {
+    /// The answer as an assistant message (with its calls), to send back with the results.
+    pub fn message(&self) -> Message {
+        Message { tool_calls: self.tool_calls.clone(), ..Message::assistant(self.text.clone()) }
+    }
+}
+
+fn c_string(p: *const c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: a NUL-terminated string owned by the run.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
 /// One output token: its bytes (which may be part of a UTF-8 sequence), its log-probability and
@@ -1249,6 +1458,15 @@ impl Run {
                 request_id,
                 error_code,
                 logprobs: logprobs_of(r.logprobs, r.n_logprobs),
+                tool_calls: if r.tool_calls.is_null() { Vec::new() } else {
+                    // SAFETY: n_tool_calls entries owned by the run.
+                    unsafe { std::slice::from_raw_parts(r.tool_calls, r.n_tool_calls) }
+                        .iter()
+                        .map(|c| ToolCall { id: c_string(c.id), name: c_string(c.name),
+                                            arguments: c_string(c.arguments) })
+                        .collect()
+                },
+                reasoning: String::from_utf8_lossy(&bytes_of(r.reasoning, r.reasoning_len)).into_owned(),
             })
         });
         Ok(())
@@ -1260,6 +1478,40 @@ impl Run {
         match self.pull(Some(timeout))? {
             Some((b, _)) if !b.text.is_empty() => Ok(Some(b)),
             _ => Ok(None),
+        }
+    }
+
+    /// The next piece of the stream as a delta (content, reasoning or a tool call's piece, in
+    /// order), instead of text batches: a run is read one way or the other. `Ok(None)` at the
+    /// end (then [`Run::wait`] gives the response or the run's error).
+    pub fn next_delta(&mut self) -> Result<Option<Delta>> {
+        loop {
+            if self.finished {
+                return Ok(None);
+            }
+            let mut out: sys::sipp_delta = unsafe { mem::zeroed() };
+            out.struct_size = mem::size_of::<sys::sipp_delta>() as u32;
+            let mut done = false;
+            let mut err = new_error();
+            // SAFETY: &mut self: the one consumer; strings valid until the next call.
+            let st = unsafe { sys::sipp_run_next_delta(self.inner.raw, -1, &mut out, &mut done, &mut err) };
+            if st == sys::SIPP_TIMEOUT {
+                continue;
+            }
+            check(st, &err)?;
+            if done {
+                self.finish()?;
+                return Ok(None);
+            }
+            let opt = |p: *const c_char| if p.is_null() { None } else { Some(c_string(p)) };
+            return Ok(Some(Delta {
+                kind: match out.kind { 1 => DeltaKind::Reasoning, 2 => DeltaKind::ToolCall,
+                                       _ => DeltaKind::Content },
+                text: String::from_utf8_lossy(&bytes_of(out.text, out.len)).into_owned(),
+                tool_index: out.tool_index,
+                tool_id: opt(out.tool_id),
+                tool_name: opt(out.tool_name),
+            }));
         }
     }
 

@@ -346,6 +346,11 @@ extern "C" {
     pub fn sipp_chat(ep: *mut sipp_endpoint, messages: *const sipp_message, n_messages: usize,
                      params: *const sipp_text_params, out: *mut *mut sipp_run,
                      err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_chat_ex(ep: *mut sipp_endpoint, messages: *const sipp_chat_message,
+                        n_messages: usize, params: *const sipp_text_params,
+                        out: *mut *mut sipp_run, err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_run_next_delta(run: *mut sipp_run, timeout_ms: c_int, out: *mut sipp_delta,
+                               done: *mut bool, err: *mut sipp_error) -> sipp_status;
     pub fn sipp_embed(ep: *mut sipp_endpoint, text: *const c_char,
                       params: *const sipp_embed_params, out: *mut *mut sipp_run,
                       err: *mut sipp_error) -> sipp_status;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
-use sipp::{Client, LocalOptions, Message, TextOptions};
+use sipp::{Client, LocalOptions, Message, TextOptions, ToolCall};
 
 const N_PREDICT: u32 = 12;
 const SYSTEM: &str = "You look at pictures.";
@@ -143,6 +143,21 @@ fn query_the_image_takes_the_marker_of_the_raw_prompt() {
         let r = ep.query(&raw, &greedy().image(image(name))).unwrap().wait().unwrap();
         assert_eq!(r.text, oracle(name, false));
     }
+}
+
+#[test]
+fn a_chat_with_tool_calls_and_results_carries_its_image_too() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ep = client().endpoint("vision").unwrap();
+    // the tool parts send the chat through sipp_chat_ex; the image still goes to the last user turn
+    let call = ToolCall { id: "c1".into(), name: "look".into(), arguments: "{}".into() };
+    let mut history = messages();
+    history.push(Message { tool_calls: vec![call], ..Message::assistant("") });
+    history.push(Message::tool_result("c1", "a picture"));
+    history.push(Message::new("user", USER));
+    let r = ep.chat(&history, &greedy().max_tokens(4).image(image("a.bmp"))).unwrap().wait().unwrap();
+    assert_eq!(r.stats.media_chunks, 1);
+    assert!(r.stats.encode_ms > 0.0);
 }
 
 /// The error of a run that fails, at submission or at its end.
