@@ -85,7 +85,7 @@ typedef enum sipp_setting_kind {
     X(tick_budget, U32, 0, NULL, NULL, NULL, "tick_budget", 0, 1u << 20,                          \
       "tokens decoded per engine tick (0 = n_batch)")                                             \
     X(prefill_chunk, U32, 0, NULL, NULL, NULL, "prefill_chunk", 0, 1u << 20,                      \
-      "most prompt tokens one request prefills per tick (0 = auto)")                              \
+      "most prompt tokens one request prefills per tick (0 = no cap)")                              \
     X(stream_buffer_bytes, U32, 0, NULL, NULL, NULL, "stream_buffer_bytes", 0, 1u << 30,          \
       "generated text held for a consumer that does not read (0 = 256 KiB)")                      \
     X(context_shift, BOOL, false, "context-shift", "", NULL, "context_shift", 0, 1,               \
@@ -101,7 +101,11 @@ typedef enum sipp_setting_kind {
     X(sha256, STR, NULL, "model-sha256", "HEX", "SIPP_MODEL_SHA256", NULL, 0, 0,                  \
       "refuse to load unless the file's SHA-256 is HEX")                                          \
     X(stall_alarm_ms, U32, 0, NULL, NULL, NULL, "stall_alarm_ms", 0, UINT32_MAX,                  \
-      "watchdog: no scheduler round for this long is a stall (0 = 60000)")
+      "watchdog: no scheduler round for this long is a stall (0 = 60000)")                       \
+    X(itl_target_ms, U32, 0, "itl-target", "MS", "SIPP_ITL_TARGET_MS", "itl_target_ms", 0,         \
+      600000, "inter-token latency target while a prompt prefills (0 = 400)")                     \
+    X(n_resident, U32, 0, NULL, NULL, NULL, "n_resident", 0, 64,                                  \
+      "sequences kept warm in memory (0 = n_parallel)")
 
 /** One row of a settings table as data, for code that walks it at run time. */
 typedef struct sipp_setting {

@@ -19,6 +19,7 @@
 #include "engine_int.h"
 #include "kvstore.h"
 #include "llama_bridge.h"
+#include "prefill_budget.h"
 
 #include "llama.h"
 
@@ -74,6 +75,7 @@ typedef struct slot {
     char *key;
     size_t key_len;
     double last_used;
+    bool kv_copy_pending; /* a shared prefix was copied in; llama.cpp copies at the next decode */
 } slot;
 
 struct sipp__engine {
@@ -87,11 +89,12 @@ struct sipp__engine {
     sipp_endpoint_info info;
     uint32_t n_ctx_seq;
     uint32_t n_batch;
-    uint32_t n_parallel;
+    uint32_t n_parallel; /* slots, i.e. resident sequences: max(n_parallel, n_resident) of the params */
+    uint32_t n_decode;   /* the params' n_parallel: sequences decoded together */
     uint32_t max_running;
     uint32_t max_queued;
     uint32_t tick_budget;
-    uint32_t prefill_chunk;
+    uint32_t prefill_chunk; /* 0 = no cap beyond the budget */
     uint32_t stream_cap;
     bool embed_only; /* non-causal encoder: embeddings only */
     bool reranker;   /* rank pooling: scores pairs, cannot embed */
@@ -133,6 +136,7 @@ struct sipp__engine {
     bool context_shift;
     uint32_t n_keep;
     sipp__kvstore *kv;  /* prefix snapshots; NULL when disabled */
+    sipp__prefill_budget pfb; /* per-tick prefill budget from the ITL target (prefill_budget.h) */
 };
 
 /* ---- engine_submit.c -------------------------------------------------------------------- */

@@ -4,7 +4,8 @@
  * Thread: the engine thread only. Each tick drops cancelled and expired sequences, then
  * builds one batch: the next token of every decoding sequence first (unless its consumer lags
  * by stream_cap bytes: it pauses, the others go on), then prompt chunks of prefilling
- * sequences, shared round-robin within the tick's token budget; decodes it and samples one
+ * sequences, shared round-robin within the tick's prefill budget (chosen from the ITL target by
+ * prefill_budget.c, which learns from each tick's time); decodes it and samples one
  * token per sequence with logits. Invariants: a tick allocates nothing on the heap (the batch
  * is allocated at open); a failed decode ends only the sequences that were in the batch.
  * Sequence ids: slot i uses seq i; seq n_parallel is for embeddings (seq 0 for an
@@ -122,12 +123,13 @@ bool sipp__engine_tick(sipp__engine *e) {
         batch_add(b, s->next, s->n_past, s->seq, true);
     }
 
-    /* Prefill: the rest of the budget, shared round-robin among prefilling sequences. While
-     * other sequences decode, each prompt takes at most prefill_chunk tokens per tick, so it
-     * delays their next token by at most one chunk; with nobody decoding it takes the budget. */
+    /* Prefill: the tick's prompt budget, shared round-robin among prefilling sequences. While
+     * other sequences decode, the budget is what the cost model predicts fits in the ITL target
+     * beside their tokens (prefill_budget.h), and prefill_chunk, when set, caps each prompt's
+     * share; with nobody decoding a prompt takes the whole tick_budget. */
     uint32_t n_decoding = (uint32_t)b->n_tokens;
-    uint32_t chunk = n_decoding > 0 ? e->prefill_chunk : e->tick_budget;
-    uint32_t budget = e->tick_budget > n_decoding ? e->tick_budget - n_decoding : 0;
+    uint32_t budget = n_prefilling ? sipp__pfb_budget(&e->pfb, n_decoding, e->tick_budget) : 0;
+    uint32_t chunk = n_decoding > 0 && e->prefill_chunk ? e->prefill_chunk : e->tick_budget;
     for (uint32_t k = 0, seen = 0; k < e->n_parallel && seen < n_prefilling && budget > 0; k++) {
         slot *s = &e->slots[(e->rr + k) % e->n_parallel];
         if (s->state != SLOT_PREFILL) continue;
@@ -150,6 +152,7 @@ bool sipp__engine_tick(sipp__engine *e) {
     e->rr = e->n_parallel ? (e->rr + 1) % e->n_parallel : 0;
     if (b->n_tokens == 0) return false;
 
+    double t_tick = sipp__now_ms();
     int rc = llama_decode(e->ctx, *b);
     if (rc != 0) {
         char msg[96];
@@ -165,6 +168,7 @@ bool sipp__engine_tick(sipp__engine *e) {
     uint32_t n_prompt = 0, n_generated = 0;
     for (uint32_t i = 0; i < e->n_parallel; i++) {
         slot *s = &e->slots[i];
+        s->kv_copy_pending = false; /* a decode ran llama.cpp's pending sequence copies */
         if (s->state == SLOT_FREE || s->n_in_batch == 0) continue;
         s->n_past += s->n_in_batch;
         if (s->state == SLOT_PREFILL) {
@@ -177,6 +181,8 @@ bool sipp__engine_tick(sipp__engine *e) {
         n_generated++;
         sipp__slot_accept(e, s, tok, now);
     }
+    /* what this tick cost, decode and sampling, as a decoding sequence's consumer sees it */
+    sipp__pfb_observe(&e->pfb, (uint32_t)b->n_tokens, sipp__now_ms() - t_tick);
     pthread_mutex_lock(&e->stats_mu);
     e->stats.ticks++;
     e->stats.batch_tokens += (uint64_t)b->n_tokens;

@@ -25,4 +25,6 @@ LOCAL_PARAMS = [
     ("cache_disk_bytes", "u64"),
     ("sha256", "str"),
     ("stall_alarm_ms", "u32"),
+    ("itl_target_ms", "u32"),
+    ("n_resident", "u32"),
 ]

@@ -27,6 +27,8 @@ pub struct sipp_local_params {
     pub cache_disk_bytes: u64,
     pub sha256: *const c_char,
     pub stall_alarm_ms: u32,
+    pub itl_target_ms: u32,
+    pub n_resident: u32,
 }
 
 /// Calls `$m!` with the numbers and booleans of `sipp_local_params` that are settings,
@@ -44,13 +46,15 @@ macro_rules! sipp_local_scalars {
             #[doc = "requests admitted into sequences at once (0 = n_parallel)"] max_running: u32,
             #[doc = "requests waiting for a sequence before SIPP_BUSY (0 = 256)"] max_queued: u32,
             #[doc = "tokens decoded per engine tick (0 = n_batch)"] tick_budget: u32,
-            #[doc = "most prompt tokens one request prefills per tick (0 = auto)"] prefill_chunk: u32,
+            #[doc = "most prompt tokens one request prefills per tick (0 = no cap)"] prefill_chunk: u32,
             #[doc = "generated text held for a consumer that does not read (0 = 256 KiB)"] stream_buffer_bytes: u32,
             #[doc = "when the context fills, drop old tokens and go on"] context_shift: bool,
             #[doc = "tokens kept at the start when the context shifts"] n_keep: u32,
             #[doc = "RAM budget of prefix snapshots (0 = 1 GiB)"] cache_ram_bytes: u64,
             #[doc = "disk budget of the snapshot directory (0 = 4 GiB)"] cache_disk_bytes: u64,
             #[doc = "watchdog: no scheduler round for this long is a stall (0 = 60000)"] stall_alarm_ms: u32,
+            #[doc = "inter-token latency target while a prompt prefills (0 = 400)"] itl_target_ms: u32,
+            #[doc = "sequences kept warm in memory (0 = n_parallel)"] n_resident: u32,
         }
     };
 }
@@ -60,6 +64,6 @@ macro_rules! sipp_local_scalars {
 #[macro_export]
 macro_rules! sipp_local_params_fields {
     ($m:ident) => {
-        $m!(sipp_local_params { struct_size, model_path, n_ctx, n_threads, n_batch, n_gpu_layers, n_parallel, progress, progress_user_data, max_running, max_queued, tick_budget, prefill_chunk, stream_buffer_bytes, context_shift, n_keep, cache_ram_bytes, cache_dir, cache_disk_bytes, sha256, stall_alarm_ms })
+        $m!(sipp_local_params { struct_size, model_path, n_ctx, n_threads, n_batch, n_gpu_layers, n_parallel, progress, progress_user_data, max_running, max_queued, tick_budget, prefill_chunk, stream_buffer_bytes, context_shift, n_keep, cache_ram_bytes, cache_dir, cache_disk_bytes, sha256, stall_alarm_ms, itl_target_ms, n_resident })
     };
 }
