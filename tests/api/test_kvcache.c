@@ -5,7 +5,8 @@
  * snapshot files are rejected and the answer is still right; disk snapshots need the same model
  * bytes and context size, and the disk tier keeps to its budget; scopes never share state; two
  * requests on one key at once both complete; context shift; hostile keys never leave the cache
- * directory; eviction under a tight RAM budget while two threads restore.
+ * directory; eviction under a tight RAM budget while two threads restore; a second request on
+ * a running key copies the prefix it shares with the first instead of computing it.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "helpers.h"
@@ -448,9 +449,54 @@ static void concurrent_requests_on_one_key_both_complete(void **state) {
         free(fresh);
         sipp_run_free(runs[i]);
     }
-    /* the first took the warm sequence; the second did not wait: it computed in another one */
-    assert_int_equal(live, 1);
-    assert_int_equal(none, 1);
+    /* the first took the warm sequence; the second did not wait: it copied the prefix the
+     * first shares with it into another sequence */
+    assert_int_equal(live, 2);
+    assert_int_equal(none, 0);
+    sipp_client_free(c);
+}
+
+/* A second request on a key whose first request is still running copies the shared prefix
+ * from the first's sequence: it prefills only its own suffix (counted by the engine), and
+ * answers as an uncached run would at temperature 0. */
+static void second_request_on_a_running_key_copies_the_prefix(void **state) {
+    (void)state;
+    sipp_local_params lp = model_params(STORY_MODEL, 2, NULL);
+    lp.stream_buffer_bytes = 1; /* the unread first request pauses: it stays running */
+    sipp_endpoint *ep;
+    sipp_client *c = open_params(&lp, &ep);
+    const char *first = BASE " and the sun was warm on the grass";
+    const char *second = BASE " and the sun was warm on the grass. Then she went home";
+    sipp_text_params p = greedy(64);
+    p.context_key = "doc";
+    p.ignore_eos = true;
+    sipp_run *run1 = NULL;
+    assert_int_equal(sipp_query(ep, first, &p, &run1, NULL), SIPP_OK);
+    sipp_token_batch b;
+    sipp_token_batch_init(&b, sizeof b);
+    assert_int_equal(sipp_run_next(run1, -1, &b, NULL), SIPP_OK); /* it is decoding */
+    assert_false(b.done);
+
+    sipp_engine_stats before, after;
+    sipp_engine_stats_init(&before, sizeof before);
+    sipp_engine_stats_init(&after, sizeof after);
+    sipp_endpoint_get_stats(ep, &before, NULL);
+    test_response r2;
+    char *t2 = ask(ep, "doc", NULL, second, &r2);
+    sipp_endpoint_get_stats(ep, &after, NULL);
+    assert_int_equal(r2.stats.cache_source, SIPP_CACHE_LIVE);
+    assert_true(r2.stats.cached_tokens > r2.usage.input_tokens / 2);
+    assert_int_equal(r2.stats.cached_tokens + r2.stats.prefill_tokens, r2.usage.input_tokens);
+    /* the engine computed the suffix only (the first is paused: it adds no prompt tokens) */
+    assert_int_equal(after.prompt_tokens - before.prompt_tokens, r2.stats.prefill_tokens);
+    assert_true(r2.stats.prefill_tokens < r2.usage.input_tokens / 2);
+
+    sipp_run_cancel(run1);
+    const sipp_response *rr = NULL;
+    sipp_run_wait(run1, &rr, NULL);
+    sipp_run_free(run1);
+    expect_same_as_uncached(ep, second, t2);
+    free(t2);
     sipp_client_free(c);
 }
 
@@ -843,6 +889,7 @@ int main(void) {
         cmocka_unit_test(disk_tier_keeps_to_its_budget),
         cmocka_unit_test(snapshots_of_another_context_size_are_ignored),
         cmocka_unit_test(concurrent_requests_on_one_key_both_complete),
+        cmocka_unit_test(second_request_on_a_running_key_copies_the_prefix),
         cmocka_unit_test(context_shift_keeps_generating),
         cmocka_unit_test(hostile_keys_stay_inside_the_cache_dir),
         cmocka_unit_test(unsafe_cache_dirs_are_refused),
