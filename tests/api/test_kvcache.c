@@ -456,6 +456,46 @@ static void concurrent_requests_on_one_key_both_complete(void **state) {
     sipp_client_free(c);
 }
 
+/* n_resident above n_parallel: three conversations over one decode slot all stay warm in
+ * memory (no eviction, every follow-up a live hit), while only one request runs at a time. */
+static void resident_sequences_beyond_the_decode_slots_stay_warm(void **state) {
+    (void)state;
+    sipp_local_params lp = model_params(STORY_MODEL, 1, NULL);
+    lp.n_resident = 3;
+    sipp_endpoint *ep;
+    sipp_client *c = open_params(&lp, &ep);
+    sipp_endpoint_info info;
+    sipp_endpoint_info_init(&info, sizeof info);
+    assert_int_equal(sipp_endpoint_get_info(ep, &info, NULL), SIPP_OK);
+    assert_int_equal(info.n_parallel, 1);
+    const char *prompts[] = {BASE " with a ball", BASE " with a dog", BASE " with a cat"};
+    const char *keys[] = {"A", "B", "C"};
+    test_response r;
+    for (int i = 0; i < 3; i++) free(ask(ep, keys[i], NULL, prompts[i], &r));
+    for (int i = 0; i < 3; i++) {
+        char follow[256];
+        snprintf(follow, sizeof follow, "%s and then they went home", prompts[i]);
+        char *t = ask(ep, keys[i], NULL, follow, &r);
+        assert_int_equal(r.stats.cache_source, SIPP_CACHE_LIVE);
+        free(t);
+    }
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_int_equal(es.cache_evictions, 0);
+    assert_int_equal(es.cache_hits, 3);
+    sipp_client_free(c);
+
+    lp.n_resident = 65; /* past the limit: a clear error */
+    sipp_client *c2 = NULL;
+    assert_int_equal(sipp_client_new(NULL, &c2, NULL), SIPP_OK);
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    assert_int_equal(sipp_client_add_local(c2, "m", &lp, NULL, &err), SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "n_resident"));
+    sipp_client_free(c2);
+}
+
 /* A second request on a key whose first request is still running copies the shared prefix
  * from the first's sequence: it prefills only its own suffix (counted by the engine), and
  * answers as an uncached run would at temperature 0. */
@@ -890,6 +930,7 @@ int main(void) {
         cmocka_unit_test(snapshots_of_another_context_size_are_ignored),
         cmocka_unit_test(concurrent_requests_on_one_key_both_complete),
         cmocka_unit_test(second_request_on_a_running_key_copies_the_prefix),
+        cmocka_unit_test(resident_sequences_beyond_the_decode_slots_stay_warm),
         cmocka_unit_test(context_shift_keeps_generating),
         cmocka_unit_test(hostile_keys_stay_inside_the_cache_dir),
         cmocka_unit_test(unsafe_cache_dirs_are_refused),
