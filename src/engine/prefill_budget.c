@@ -74,10 +74,15 @@ uint32_t sipp__pfb_budget(const sipp__prefill_budget *m, uint32_t n_decoding, ui
     if (largest == 0) {
         take = SIPP__PFB_COLD_TOKENS;
     } else {
-        /* the largest total n with predict(n) <= target, explored at most a doubling ahead */
+        /* the largest total n with predict(n) <= target, explored at most a doubling ahead.
+         * When the decode step alone takes more than half the target (a slow or overloaded
+         * machine, where the target cannot be met anyway), a prompt may still cost as much as
+         * the decode step: new requests are not starved to protect an unreachable target. */
+        double target = m->target_ms, step = sipp__pfb_predict(m, n_decoding);
+        if (2 * step > target) target = 2 * step;
         uint32_t cap = largest * 2 < (double)n_max ? (uint32_t)(largest * 2) : n_max;
         uint32_t n = cap;
-        while (n > n_decoding && sipp__pfb_predict(m, n) > m->target_ms) n--;
+        while (n > n_decoding && sipp__pfb_predict(m, n) > target) n--;
         take = n > n_decoding ? n - n_decoding : 0;
     }
     if (take < SIPP__PFB_MIN_TOKENS) take = SIPP__PFB_MIN_TOKENS;

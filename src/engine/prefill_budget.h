@@ -13,8 +13,10 @@
  * of n tokens by interpolating between those points (proportionally below the smallest and
  * with the last slope above the largest). The budget is the largest batch whose predicted time
  * fits the target, minus the decode tokens, never more than twice the largest batch seen (it
- * explores upwards a doubling at a time) and never less than SIPP__PFB_MIN_TOKENS, so a prompt
- * always progresses even when the decode step alone takes longer than the target.
+ * explores upwards a doubling at a time) and never less than SIPP__PFB_MIN_TOKENS. When the
+ * decode step alone is predicted to take more than half the target, the target becomes twice
+ * the decode step: a prompt may cost as much as the step itself, so new requests are not
+ * starved on a machine too slow (or too loaded) for the target.
  */
 #ifndef SIPP_PREFILL_BUDGET_H
 #define SIPP_PREFILL_BUDGET_H

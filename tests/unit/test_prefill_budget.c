@@ -99,7 +99,17 @@ static void a_slow_decode_step_still_lets_the_prompt_progress(void **state) {
     sipp__prefill_budget m;
     sipp__pfb_init(&m, 50);
     const uint32_t sizes[] = {4, 68};
-    teach_linear(&m, 80, 2, sizes, 2, 2); /* the decode step alone is over the target */
+    teach_linear(&m, 80, 2, sizes, 2, 2); /* the decode step alone (88 ms) is over the target */
+    /* the prompt may cost as much as the step: 80 + 2n <= 176, n = 48, 44 beside 4 decoders */
+    assert_int_equal(sipp__pfb_budget(&m, 4, 512), 44);
+    /* a step just over half the target: the same rule (2 x 40 ms beside 4 decoders) */
+    sipp__pfb_init(&m, 70);
+    teach_linear(&m, 32, 2, sizes, 2, 2);
+    assert_int_equal(sipp__pfb_budget(&m, 4, 512), 20);
+    /* and the floor: whatever the model says, 16 prompt tokens a tick */
+    sipp__pfb_init(&m, 50);
+    sipp__pfb_observe(&m, 4, 88);
+    sipp__pfb_observe(&m, 8, 1000);
     assert_int_equal(sipp__pfb_budget(&m, 4, 512), SIPP__PFB_MIN_TOKENS);
 }
 
