@@ -161,9 +161,11 @@ static void *sipp_stream(void *arg) {
         return NULL;
     }
     sipp_token_batch b;
-    sipp_token_batch_init(&b, sizeof b); /* run_next checks struct_size */
     do {
-        if (sipp_run_next(run, -1, &b, NULL) != SIPP_OK) break;
+        sipp_token_batch_init(&b, sizeof b);
+        sipp_status st = sipp_run_next(run, -1, &b, &err);
+        /* a stream that fails must end the benchmark: others may be waiting for it to decode */
+        if (st != SIPP_OK) die(err.message);
         stream_record(s, now_ms(), (int)b.n_tokens);
     } while (!b.done);
     s->t_end = now_ms();

@@ -3,7 +3,7 @@
 #   lib/sipp/lib*.so*             the llama.cpp runtime it was built with, private to Sipp (kept
 #                                 out of lib/ so it never shadows another llama.cpp install)
 #   include/sipp.h                the whole public API
-#   include/sipp_settings.h       the table of sipp_local_params (flags, env vars, keys)
+#   include/sipp_settings.h       the tables of the params structs (flags, env vars, keys)
 #   lib/pkgconfig/sipp.pc         `pkg-config --cflags --libs sipp`
 #   lib/cmake/Sipp/               `find_package(Sipp)` gives the target Sipp::sipp
 #   bin/sipp, bin/sipp-gateway    the CLI and the gateway

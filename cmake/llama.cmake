@@ -23,3 +23,16 @@ set_target_properties(llama::llama-common PROPERTIES
 # Binaries find the cached llama.cpp libraries through their run path.
 set(CMAKE_BUILD_RPATH "${_llama_bin};${CMAKE_BINARY_DIR}/lib")
 set(SIPP_LLAMA_BIN "${_llama_bin}")
+# llama.cpp's multimodal library (tools/mtmd): images and audio in (src/engine/media.c). A cache
+# built before Sipp used it lacks it: scripts/setup adds it; without it media is unsupported.
+if(EXISTS "${_llama_bin}/libmtmd.so")
+  add_library(llama::mtmd SHARED IMPORTED)
+  set_target_properties(llama::mtmd PROPERTIES IMPORTED_LOCATION "${_llama_bin}/libmtmd.so"
+    INTERFACE_INCLUDE_DIRECTORIES "${SIPP_LLAMA_SRC}/tools/mtmd"
+    INTERFACE_COMPILE_DEFINITIONS SIPP_HAVE_MTMD
+    INTERFACE_LINK_LIBRARIES "llama::llama")
+  set(SIPP_HAVE_MTMD ON)
+else()
+  message(WARNING "libmtmd.so is missing from ${_llama_bin}: multimodal requests will be unsupported (run scripts/setup)")
+  set(SIPP_HAVE_MTMD OFF)
+endif()

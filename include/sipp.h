@@ -102,7 +102,8 @@ SIPP_API int sipp_version_num(void);
     X(OVERLOADED, 19, "overloaded", "the remote peer is overloaded or unavailable")               \
     X(UPSTREAM_ERROR, 20, "upstream_error", "the remote peer failed or answered something invalid")     \
     X(TRANSPORT, 21, "transport", "the connection failed or broke")                               \
-    X(UPSTREAM_TIMEOUT, 22, "upstream_timeout", "the remote request timed out")
+    X(UPSTREAM_TIMEOUT, 22, "upstream_timeout", "the remote request timed out")                 \
+    X(NO_ROUTE, 23, "no_route", "no endpoint passes the routing policy's rules")
 
 /** Status codes. SIPP_OK is 0, errors are positive. */
 typedef enum sipp_status {
@@ -263,6 +264,11 @@ typedef struct sipp_local_params {
      *  round ends, when it logs the recovery. It only observes: nothing is cancelled. 0 = 60000
      *  ms; SIPP_STALL_ALARM_OFF = no watchdog. Since 0.1 (appended). */
     uint32_t stall_alarm_ms;
+    /** Multimodal: the projector GGUF of the model (llama.cpp's `mmproj`: a vision projector
+     *  and/or an audio encoder), or NULL for a text-only endpoint. It must be made for this
+     *  model (its output width is the model's n_embd); a file that is not a GGUF or does not
+     *  match is SIPP_MODEL_INVALID naming it. Copied. Appended (docs/multimodal.md). */
+    const char *mmproj;
     /* ---- latency-driven prefill budget and resident sequences (issue 15) ---- */
     /** Inter-token latency target in ms for decoding sequences while a prompt is prefilled:
      *  each tick carries as many prompt tokens as the engine's online cost model predicts fit
@@ -357,7 +363,7 @@ SIPP_API sipp_status sipp_provider_params_init(sipp_provider_params *p, size_t s
  *   api_key or api_key_env, default ANTHROPIC_API_KEY, sent as `x-api-key`). System messages
  *   become the `system` field. query (raw completion) and embed do not exist there: they fail up
  *   front with UNSUPPORTED. top_p is sent only when changed from its default.
- * Options of the local engine (context_key, cache_scope, grammar, json_schema, ignore_eos, and
+ * Options of the local engine (context_key, cache_scope, grammar, ignore_eos, and
  * top_k/min_p/repeat_penalty changed from their defaults) are rejected with INVALID_ARGUMENT
  * naming the field. Thread-safety: as sipp_client_add_local(). Since 0.1.
  */
@@ -447,6 +453,10 @@ typedef struct sipp_endpoint_info {
     uint64_t size_bytes;
     char architecture[64];
     char description[128]; /**< llama.cpp's model description, e.g. "llama 1B Q4_K - Medium" */
+    /* appended (multimodal, docs/multimodal.md) */
+    bool vision;    /**< images in query/chat (a vision projector is loaded) */
+    bool audio_in;  /**< audio in query/chat (an audio encoder is loaded) */
+    bool audio_out; /**< speech out (not yet: always false for local endpoints) */
 } sipp_endpoint_info;
 
 /** Engine counters of an endpoint since it was added. */
@@ -471,6 +481,9 @@ typedef struct sipp_engine_stats {
     /* appended; a caller's smaller struct (struct_size) gets the fields it has */
     uint64_t stalls;           /**< times the watchdog saw no round for stall_alarm_ms with work */
     uint32_t stalled;          /**< 1 while it sees that now */
+    /* appended (multimodal) */
+    uint64_t media_encoded;    /**< media chunks encoded (images, audio clips) */
+    double media_encode_ms;    /**< time spent encoding them */
 } sipp_engine_stats;
 
 /** An empty stats struct to fill (see sipp_error_init() for the contract). Since 0.1. */
@@ -498,6 +511,34 @@ SIPP_API sipp_status sipp_endpoint_get_info(const sipp_endpoint *ep, sipp_endpoi
  * Called on the thread that calls sipp_run_wait() (see there).
  */
 typedef void (*sipp_token_fn)(const char *text, size_t len, uint32_t n_tokens, void *user_data);
+
+/* ---- Multimodal: media parts (docs/multimodal.md) ----------------------------------------- */
+
+/** The text that marks where a media part goes in a query prompt or a chat message. */
+#define SIPP_MEDIA_MARKER "<__media__>"
+
+typedef enum sipp_media_kind {
+    SIPP_MEDIA_IMAGE = 1, /**< an encoded image: PNG, JPEG, GIF or BMP */
+    SIPP_MEDIA_AUDIO = 2, /**< encoded audio: WAV, MP3 or FLAC */
+} sipp_media_kind;
+
+/**
+ * One media part of a query or chat (sipp_text_params.media). The bytes are the encoded file;
+ * they are read during the call (not kept). Placement: each SIPP_MEDIA_MARKER in the prompt (or
+ * in the content of the message the part belongs to) takes the next part, in order; a prompt or
+ * message with parts and no marker gets one marker per part in front of its text, as llama.cpp's
+ * own tools do. A marker count that is neither 0 nor the part count is INVALID_ARGUMENT.
+ */
+typedef struct sipp_media {
+    sipp_media_kind kind;
+    const void *data;
+    size_t len;
+    /** "image/png", "image/jpeg", "audio/wav", ...; NULL = told by the bytes. A type that the
+     *  bytes contradict is INVALID_ARGUMENT. */
+    const char *mime_type;
+    /** chat: the index of the message the part belongs to; query: ignored */
+    size_t message_index;
+} sipp_media;
 
 /** Options of query and chat. Fill with sipp_text_params_init(). */
 typedef struct sipp_text_params {
@@ -527,8 +568,11 @@ typedef struct sipp_text_params {
     const char *cache_scope;
     /** Local-only: a GBNF grammar constraining the output. */
     const char *grammar;
-    /** Local-only: a JSON schema, converted to a grammar with llama.cpp's converter. An
-     *  unenforceable schema is an INVALID_ARGUMENT error. Exclusive with `grammar`. */
+    /** Structured output: a JSON schema the answer must satisfy, on every endpoint kind (local:
+     *  llama.cpp's grammar; OpenAI-shaped: response_format; Anthropic: a forced tool; gateway:
+     *  its json_schema field; docs/api.md). It is converted with llama.cpp's converter for
+     *  every kind first: an unenforceable schema is INVALID_ARGUMENT with the reason, never
+     *  ignored. Exclusive with `grammar`. */
     const char *json_schema;
     /** Optional streaming callback. */
     sipp_token_fn on_tokens;
@@ -550,6 +594,20 @@ typedef struct sipp_text_params {
      *  agree (a gateway passes its own request id on this way). Printable ASCII, at most 128
      *  bytes; NULL = none. Local endpoints ignore it. Since 0.1. */
     const char *request_id;
+    /* appended (issue 18, log-probabilities; see "Log-probabilities" below) */
+    /** Report each output token's log-probability (sipp_response.logprobs and, per batch,
+     *  sipp_token_batch.logprobs / sipp_run_batch_logprobs()). Local endpoints and remotes that
+     *  return them (OpenAI, OpenAI-compatible, a Sipp gateway); Anthropic has none:
+     *  UNSUPPORTED. Default false. Since 0.1. */
+    bool logprobs;
+    /** With logprobs: the N most likely alternatives of each position, 0..SIPP_MAX_TOP_LOGPROBS
+     *  (more is INVALID_ARGUMENT, as is N > 0 without logprobs). Default 0. Since 0.1. */
+    uint32_t top_logprobs;
+    /** Multimodal (appended): media parts, see sipp_media. An endpoint that cannot take a part's
+     *  kind fails with SIPP_UNSUPPORTED naming it (a text-only model, a provider without
+     *  images). Not copied: valid until the call returns. */
+    const sipp_media *media;
+    size_t n_media;
 } sipp_text_params;
 
 /** Default text options (see sipp_error_init() for the contract). Since 0.1. */
@@ -608,6 +666,36 @@ SIPP_API sipp_status sipp_embed(sipp_endpoint *ep, const char *text,
                                 const sipp_embed_params *params, sipp_run **out, sipp_error *err);
 
 /* ============================================================================================
+ * Log-probabilities (issue 18)
+ * ========================================================================================== */
+
+/** The most alternatives sipp_text_params.top_logprobs may ask for (OpenAI's limit). */
+#define SIPP_MAX_TOP_LOGPROBS 20
+
+/** One alternative at an output position. Fixed layout (an array element: never grows). */
+typedef struct sipp_top_logprob {
+    const char *token;  /**< the token's bytes, NUL-terminated; may be part of a UTF-8 sequence */
+    size_t token_len;
+    float logprob;      /**< natural log of its probability, <= 0 */
+} sipp_top_logprob;
+
+/**
+ * One output token: its text, its log-probability and the top alternatives, most likely first.
+ * Fixed layout (an array element: never grows; new information would come as a new array).
+ * Local endpoints compute it as llama-server does by default: from the softmax of the model's
+ * raw logits over the whole vocabulary, before penalties, temperature, top-k/p, min-p and any
+ * grammar, so values do not depend on the sampling settings (a grammar-forced token can have a
+ * low log-probability). Remote endpoints pass through what the peer returned.
+ */
+typedef struct sipp_token_logprob {
+    const char *token;  /**< the token's bytes, NUL-terminated; may be part of a UTF-8 sequence */
+    size_t token_len;
+    float logprob;
+    const sipp_top_logprob *top; /**< n_top alternatives, sorted by logprob descending */
+    uint32_t n_top;
+} sipp_token_logprob;
+
+/* ============================================================================================
  * Runs and responses
  * ========================================================================================== */
 
@@ -653,6 +741,9 @@ typedef struct sipp_stats {
     uint32_t prefill_tokens; /**< prompt tokens computed for this request */
     sipp_cache_source cache_source;
     uint32_t cached_tokens;  /**< prompt tokens reused instead of computed */
+    /* appended (multimodal) */
+    double encode_ms;        /**< media encoding (vision/audio encoder) within prefill_ms */
+    uint32_t media_chunks;   /**< media parts encoded for this request (not reused) */
 } sipp_stats;
 
 /** The final result of a run. Owned by the run; valid until sipp_run_free(). */
@@ -678,6 +769,12 @@ typedef struct sipp_response {
     /** Remote endpoints: the peer's error code when it sent one (a gateway envelope's `code`
      *  such as "admission", an OpenAI `code`/`type`, an Anthropic error `type`), else "". */
     char error_code[48];
+    /* appended (issue 18) */
+    /** With sipp_text_params.logprobs: one entry per output token whose text is in `text`
+     *  (end-of-generation tokens and tokens of a matched stop string have none), owned by the
+     *  run. NULL and 0 otherwise (a remote that returned none also gives 0). Since 0.1. */
+    const sipp_token_logprob *logprobs;
+    size_t n_logprobs;
 } sipp_response;
 
 /**
@@ -698,6 +795,11 @@ typedef struct sipp_token_batch {
     size_t len;
     uint32_t n_tokens;
     bool done; /**< true once the run ended and all text was delivered */
+    /* appended (issue 18) */
+    /** With sipp_text_params.logprobs: the entries of the tokens this batch covers, owned by the
+     *  run and valid as `text`. Since 0.1. */
+    const sipp_token_logprob *logprobs;
+    size_t n_logprobs;
 } sipp_token_batch;
 
 /** An empty batch to fill (see sipp_error_init() for the contract). Since 0.1. */
@@ -713,6 +815,15 @@ SIPP_API sipp_status sipp_token_batch_init(sipp_token_batch *p, size_t size);
  */
 SIPP_API sipp_status sipp_run_next(sipp_run *run, int timeout_ms, sipp_token_batch *out,
                                    sipp_error *err);
+
+/**
+ * The log-probability entries of the batch last delivered: inside an on_tokens callback, those
+ * of the text it was just given; after sipp_run_next(), those of its batch (also in the batch's
+ * own fields). Owned by the run, valid until the next delivery. *out NULL and *n 0 when the
+ * run has none. Thread-safety: the consumer's thread. Since 0.1.
+ */
+SIPP_API void sipp_run_batch_logprobs(const sipp_run *run, const sipp_token_logprob **out,
+                                      size_t *n);
 
 /**
  * Asks the run to stop. Takes effect within one engine tick; the run ends with finish reason
@@ -755,6 +866,156 @@ SIPP_API sipp_status sipp_model_inspect(const char *path, sipp_endpoint_info *in
  * Thread-safety: any thread. Since 0.1.
  */
 SIPP_API sipp_status sipp_model_resolve(const char *name, char *buf, size_t cap, sipp_error *err);
+
+/* ===================================================================================== * Routing signals and policy (docs/routing.md)
+ *
+ * Sipp never moves a request to another endpoint by itself. These calls give the app what it
+ * needs to choose: sipp_estimate_*() answers, for a prepared request, what the endpoint knows
+ * without running it, and a sipp_policy is an ordered, explainable set of rules the app builds
+ * and calls. The app then submits to the endpoint it (or the policy) chose.
+ * ========================================================================================== */
+
+/** Where a figure comes from. A figure with source UNKNOWN has value 0: do not use it. */
+typedef enum sipp_figure_source {
+    SIPP_FIGURE_UNKNOWN = 0,
+    SIPP_FIGURE_MEASURED = 1,   /**< from this client's own requests on the endpoint (`samples`) */
+    SIPP_FIGURE_CONFIGURED = 2, /**< set by the app (sipp_endpoint_set_prices()) */
+    SIPP_FIGURE_PREDICTED = 3,  /**< computed from measured rates and the current load */
+} sipp_figure_source;
+
+/** "unknown", "measured", "configured" or "predicted". Static string. */
+SIPP_API const char *sipp_figure_source_name(sipp_figure_source source);
+
+typedef struct sipp_figure {
+    double value;
+    uint32_t samples; /**< requests the figure was measured over (0 when not measured) */
+    sipp_figure_source source;
+} sipp_figure;
+
+/** What an endpoint expects of one prepared request, without running it. */
+typedef struct sipp_estimate {
+    uint32_t struct_size;
+    bool local;            /**< a local model (else a gateway or a provider) */
+    bool loaded;           /**< the model is loaded and accepts requests (remote: true) */
+    bool healthy;          /**< remote: false while its recent requests keep failing (see
+                                docs/routing.md); local: true while the engine runs */
+    uint32_t prompt_tokens;   /**< local: the exact token count; remote: 0 (unknown) */
+    uint32_t cached_tokens;   /**< local: prompt tokens reusable for this context key and scope */
+    sipp_cache_source cache_source; /**< where they are: LIVE sequence or a SNAPSHOT (RAM/disk) */
+    bool cache_on_disk;       /**< the snapshot is in the disk tier (restoring reads a file) */
+    uint32_t prefill_tokens;  /**< local: prompt_tokens - cached_tokens */
+    uint32_t n_ctx;           /**< local: the context of one sequence (0 remote) */
+    uint32_t running, queued; /**< local: the engine's load now */
+    uint32_t free_slots;      /**< local: sequences a new request could start on at once */
+    sipp_figure ttft_ms;      /**< local: PREDICTED; remote: MEASURED moving average */
+    sipp_figure decode_tokens_per_s;
+    sipp_figure total_ms;     /**< MEASURED moving average of whole requests */
+    sipp_figure price_input_per_mtok;  /**< CONFIGURED, in the app's currency per 1M tokens */
+    sipp_figure price_output_per_mtok;
+    sipp_figure error_rate;   /**< MEASURED: share of recent requests that failed (not cancelled) */
+    sipp_figure busy_rate;    /**< MEASURED: share of recent requests refused as busy/overloaded */
+} sipp_estimate;
+
+/** An empty estimate to fill (see sipp_error_init() for the contract). */
+SIPP_API sipp_status sipp_estimate_init(sipp_estimate *p, size_t size);
+
+/**
+ * Estimates a query (raw prompt) or a chat on `ep` with `params` (its context_key and
+ * cache_scope decide which cached prefix counts), filling `out` (from sipp_estimate_init()).
+ * Cheap: no model run. A local endpoint tokenizes the prompt once and keeps the tokens for the
+ * next submission of the same text on it, so estimate-then-run tokenizes once.
+ * Thread-safety: any thread.
+ */
+SIPP_API sipp_status sipp_estimate_query(sipp_endpoint *ep, const char *prompt,
+                                         const sipp_text_params *params, sipp_estimate *out,
+                                         sipp_error *err);
+SIPP_API sipp_status sipp_estimate_chat(sipp_endpoint *ep, const sipp_message *messages,
+                                        size_t n_messages, const sipp_text_params *params,
+                                        sipp_estimate *out, sipp_error *err);
+
+/** Sets the prices an estimate reports for `ep` (per million tokens, the app's currency;
+ *  negative = unknown). Thread-safety: any thread. */
+SIPP_API sipp_status sipp_endpoint_set_prices(sipp_endpoint *ep, double input_per_mtok,
+                                              double output_per_mtok, sipp_error *err);
+
+/** The rules of a policy, evaluated in the order given. Filters drop candidates; preferences
+ *  pick one of those left. Candidates keep the app's order, and the first one left wins when no
+ *  preference picks. */
+typedef enum sipp_rule_kind {
+    /** Filter: a request tagged `tag` may only go to local endpoints. */
+    SIPP_RULE_LOCAL_ONLY_TAG = 1,
+    /** Filter: drop remote endpoints that are not healthy, and local ones with no free slot
+     *  and a queue of at least `value` requests. */
+    SIPP_RULE_SKIP_UNAVAILABLE = 2,
+    /** Filter: drop local endpoints whose context cannot hold the prompt plus max_tokens. */
+    SIPP_RULE_FIT_CONTEXT = 3,
+    /** Filter: drop endpoints whose TTFT estimate is above `value` ms (unknown passes). */
+    SIPP_RULE_MAX_TTFT_MS = 4,
+    /** Filter: drop endpoints whose expected cost is above `value` (prices x tokens, output
+     *  counted as max_tokens; unknown price passes, local with no price costs 0). */
+    SIPP_RULE_MAX_COST = 5,
+    /** Preference: the local endpoint with the most cached tokens, when at least `value` of the
+     *  prompt (a fraction in [0, 1]) is cached there. */
+    SIPP_RULE_PREFER_WARM = 6,
+    /** Preference: the first local endpoint left whose predicted TTFT is below `value` ms. */
+    SIPP_RULE_PREFER_LOCAL_UNDER_TTFT = 7,
+    /** Preference: the endpoint left with the lowest expected cost (ties: the app's order). */
+    SIPP_RULE_PREFER_CHEAPEST = 8,
+} sipp_rule_kind;
+
+typedef struct sipp_rule {
+    sipp_rule_kind kind;
+    double value;
+    const char *tag; /**< SIPP_RULE_LOCAL_ONLY_TAG: the tag (copied) */
+} sipp_rule;
+
+typedef struct sipp_policy sipp_policy;
+
+/** Builds a policy from `n` rules (copied). INVALID_ARGUMENT names a rule that makes no sense
+ *  (unknown kind, a negative budget, a fraction outside [0, 1], a tag rule without a tag). */
+SIPP_API sipp_status sipp_policy_new(const sipp_rule *rules, size_t n, sipp_policy **out,
+                                     sipp_error *err);
+SIPP_API void sipp_policy_free(sipp_policy *policy);
+
+/** One candidate: an endpoint and its estimate for the request (from sipp_estimate_*()). */
+typedef struct sipp_route_candidate {
+    sipp_endpoint *endpoint;
+    const sipp_estimate *estimate;
+    const char *name; /**< for the reasons (e.g. the endpoint id); may be NULL */
+} sipp_route_candidate;
+
+/** The policy's answer. `reasons` has one line per rule that acted, with the figures it used
+ *  and their sources; owned by the choice, freed by sipp_route_choice_free(). */
+typedef struct sipp_route_choice {
+    int index;       /**< into the candidates; -1 when every candidate was dropped */
+    sipp_endpoint *endpoint;
+    char *reasons;
+    uint64_t dropped; /**< bit i set: candidate i was dropped by a filter */
+} sipp_route_choice;
+
+/**
+ * Chooses among `n` candidates (at most 64) for a request with `tags` (may be NULL) that may
+ * generate up to `max_tokens`. Returns SIPP_OK with a choice, or SIPP_NO_ROUTE when every
+ * candidate was dropped (out->index -1; the reasons say why). Pure: no I/O, no request sent.
+ * Thread-safety: a policy may be used from any number of threads at once.
+ */
+SIPP_API sipp_status sipp_policy_choose(const sipp_policy *policy,
+                                        const sipp_route_candidate *candidates, size_t n,
+                                        const char *const *tags, size_t n_tags,
+                                        uint32_t max_tokens, sipp_route_choice *out,
+                                        sipp_error *err);
+SIPP_API void sipp_route_choice_free(sipp_route_choice *choice);
+
+/* ==== Upstream pools: retry safety of remote runs ============================================ */
+
+/**
+ * True when the run ended and its request never reached its remote peer: no connection was
+ * made, or the connection failed before any byte of the request was written. Sending the
+ * request again (to another replica) cannot run it twice. False while the run goes on, for
+ * local endpoints, and for NULL. The gateway's upstream pools retry on it (docs/gateway.md).
+ * Thread-safety: any thread. Since 0.1.
+ */
+SIPP_API bool sipp_run_not_sent(const sipp_run *run);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,12 @@
  *   llama-8b    Llama-3.1-8B dims with the Llama-3 BPE vocab (~8B)
  *   bert-small  bge-small dims with the BERT (bge) vocab     (~33M), mean pooling
  *   bert-rerank bert-small declared a reranker (rank pooling): scores pairs, cannot embed
+ *   llava-text  a small Llama-architecture decoder with the Qwen2 vocab and its (ChatML) chat
+ *               template, n_embd 256, untied output: the text half of a LLaVA pair
+ *   llava-mmproj a LLaVA-1.5-style vision projector for llava-text (llama.cpp's `mlp`
+ *               projector type, as tools/mtmd/clip.cpp loads it): a CLIP ViT (patch 14,
+ *               224x224 input, class embedding, pre-LN, 3 blocks of width 128) and the
+ *               two-layer GELU MLP into the text model's 256-wide embedding space
  */
 #define _POSIX_C_SOURCE 200809L
 #include "ggml.h"
@@ -34,15 +40,26 @@ typedef struct shape {
     int n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx;
     int tied; /* output projection shares token_embd (no output.weight), as in the original */
     int pooling; /* encoders: llama.cpp's pooling type (1 mean, 4 rank) */
+    /* vision projectors (arch "clip"): n_embd/n_layer/n_head/n_ff are the ViT's */
+    int image_size, patch_size, proj_dim;
+    float scale; /* of the random weights; 0 = 0.02 */
 } shape;
 
+/* The LLaVA pair's weights are larger and its output is untied, so that the image visibly
+ * steers the (random) text and greedy picks are not near-ties: at 0.02 with a tied output the
+ * residual stream is the last token's embedding, every image reads the same, and two argmax
+ * candidates sit so close that a thread count flips them. */
+#define SCALE_LLAVA 0.1f
+
 static const shape shapes[] = {
-    {"llama-135m", "llama", "ggml-vocab-gpt-2.gguf", 576, 30, 9, 3, 1536, 8192, 1, 0},
-    {"llama-0.5b", "llama", "ggml-vocab-gpt-2.gguf", 896, 24, 14, 2, 4864, 32768, 1, 0},
-    {"llama-1b", "llama", "ggml-vocab-llama-bpe.gguf", 2048, 16, 32, 8, 8192, 131072, 1, 0},
-    {"llama-8b", "llama", "ggml-vocab-llama-bpe.gguf", 4096, 32, 32, 8, 14336, 131072, 0, 0},
-    {"bert-small", "bert", "ggml-vocab-bert-bge.gguf", 384, 12, 12, 12, 1536, 512, 0, 1},
-    {"bert-rerank", "bert", "ggml-vocab-bert-bge.gguf", 384, 12, 12, 12, 1536, 512, 0, 4},
+    {"llama-135m", "llama", "ggml-vocab-gpt-2.gguf", 576, 30, 9, 3, 1536, 8192, 1, 0, 0, 0, 0, 0},
+    {"llama-0.5b", "llama", "ggml-vocab-gpt-2.gguf", 896, 24, 14, 2, 4864, 32768, 1, 0, 0, 0, 0, 0},
+    {"llama-1b", "llama", "ggml-vocab-llama-bpe.gguf", 2048, 16, 32, 8, 8192, 131072, 1, 0, 0, 0, 0, 0},
+    {"llama-8b", "llama", "ggml-vocab-llama-bpe.gguf", 4096, 32, 32, 8, 14336, 131072, 0, 0, 0, 0, 0, 0},
+    {"bert-small", "bert", "ggml-vocab-bert-bge.gguf", 384, 12, 12, 12, 1536, 512, 0, 1, 0, 0, 0, 0},
+    {"bert-rerank", "bert", "ggml-vocab-bert-bge.gguf", 384, 12, 12, 12, 1536, 512, 0, 4, 0, 0, 0, 0},
+    {"llava-text", "llama", "ggml-vocab-qwen2.gguf", 256, 2, 4, 4, 512, 4096, 0, 0, 0, 0, 0, SCALE_LLAVA},
+    {"llava-mmproj", "clip", NULL, 128, 3, 4, 4, 512, 0, 0, 0, 224, 14, 256, SCALE_LLAVA},
 };
 
 typedef enum wtype { W_F16, W_Q8_0, W_Q4_K_M } wtype;
@@ -69,6 +86,7 @@ typedef enum fill { FILL_RANDOM, FILL_ONES, FILL_ZEROS } fill;
 typedef struct tensor_plan {
     char name[64];
     int64_t ne0, ne1; /* ne1 == 1 for vectors */
+    int64_t ne2, ne3; /* 1 except for convolution kernels */
     enum ggml_type type;
     fill fill;
 } tensor_plan;
@@ -93,6 +111,7 @@ static void add(const char *name, int64_t ne0, int64_t ne1, enum ggml_type type,
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ne0 = ne0;
     p->ne1 = ne1;
+    p->ne2 = p->ne3 = 1;
     p->type = type;
     p->fill = f;
 }
@@ -154,6 +173,67 @@ static void plan_bert(const shape *s, wtype w, int64_t n_vocab) {
     }
 }
 
+/* A LLaVA-1.5-style CLIP ViT and MLP projector, with llama.cpp's tensor names (clip-impl.h). */
+static void plan_clip_llava(const shape *s, wtype w) {
+    int64_t n = s->n_embd, n_pos = (int64_t)(s->image_size / s->patch_size) * (s->image_size / s->patch_size) + 1;
+    add("v.patch_embd.weight", s->patch_size, s->patch_size, GGML_TYPE_F16, FILL_RANDOM);
+    plan[n_plan - 1].ne2 = 3; /* conv2d kernel [patch, patch, 3 channels, n_embd] */
+    plan[n_plan - 1].ne3 = n;
+    add("v.class_embd", n, 1, GGML_TYPE_F32, FILL_RANDOM);
+    add("v.position_embd.weight", n, n_pos, GGML_TYPE_F32, FILL_RANDOM);
+    add("v.pre_ln.weight", n, 1, GGML_TYPE_F32, FILL_ONES);
+    add("v.pre_ln.bias", n, 1, GGML_TYPE_F32, FILL_ZEROS);
+    for (int i = 0; i < s->n_layer; i++) {
+        const char *mats[] = {"attn_q", "attn_k", "attn_v", "attn_out"};
+        char name[64];
+        for (int m = 0; m < 4; m++) {
+            snprintf(name, sizeof name, "v.blk.%d.%s.weight", i, mats[m]);
+            add_weight(w, name, n, n);
+            snprintf(name, sizeof name, "v.blk.%d.%s.bias", i, mats[m]);
+            add(name, n, 1, GGML_TYPE_F32, FILL_RANDOM);
+        }
+        const char *norms[] = {"ln1", "ln2"};
+        for (int m = 0; m < 2; m++) {
+            snprintf(name, sizeof name, "v.blk.%d.%s.weight", i, norms[m]);
+            add(name, n, 1, GGML_TYPE_F32, FILL_ONES);
+            snprintf(name, sizeof name, "v.blk.%d.%s.bias", i, norms[m]);
+            add(name, n, 1, GGML_TYPE_F32, FILL_ZEROS);
+        }
+        snprintf(name, sizeof name, "v.blk.%d.ffn_up.weight", i);
+        add_weight(w, name, n, s->n_ff);
+        snprintf(name, sizeof name, "v.blk.%d.ffn_up.bias", i);
+        add(name, s->n_ff, 1, GGML_TYPE_F32, FILL_RANDOM);
+        snprintf(name, sizeof name, "v.blk.%d.ffn_down.weight", i);
+        add_weight(w, name, s->n_ff, n);
+        snprintf(name, sizeof name, "v.blk.%d.ffn_down.bias", i);
+        add(name, n, 1, GGML_TYPE_F32, FILL_RANDOM);
+    }
+    add_weight(w, "mm.0.weight", n, s->proj_dim);
+    add("mm.0.bias", s->proj_dim, 1, GGML_TYPE_F32, FILL_RANDOM);
+    add_weight(w, "mm.2.weight", s->proj_dim, s->proj_dim);
+    add("mm.2.bias", s->proj_dim, 1, GGML_TYPE_F32, FILL_RANDOM);
+}
+
+/* The projector's keys (clip.cpp's load_hparams), for plan_clip_llava's tensors. */
+static void set_clip_keys(struct gguf_context *g, const shape *s) {
+    gguf_set_val_str(g, "clip.projector_type", "mlp");
+    gguf_set_val_bool(g, "clip.has_vision_encoder", true);
+    gguf_set_val_bool(g, "clip.has_audio_encoder", false);
+    gguf_set_val_u32(g, "clip.vision.embedding_length", (uint32_t)s->n_embd);
+    gguf_set_val_u32(g, "clip.vision.feed_forward_length", (uint32_t)s->n_ff);
+    gguf_set_val_u32(g, "clip.vision.block_count", (uint32_t)s->n_layer);
+    gguf_set_val_u32(g, "clip.vision.projection_dim", (uint32_t)s->proj_dim);
+    gguf_set_val_u32(g, "clip.vision.attention.head_count", (uint32_t)s->n_head);
+    gguf_set_val_f32(g, "clip.vision.attention.layer_norm_epsilon", 1e-5f);
+    gguf_set_val_u32(g, "clip.vision.image_size", (uint32_t)s->image_size);
+    gguf_set_val_u32(g, "clip.vision.patch_size", (uint32_t)s->patch_size);
+    /* CLIP's normalization constants, as LLaVA's converter writes them */
+    static const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+    static const float std_[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+    gguf_set_arr_data(g, "clip.vision.image_mean", GGUF_TYPE_FLOAT32, mean, 3);
+    gguf_set_arr_data(g, "clip.vision.image_std", GGUF_TYPE_FLOAT32, std_, 3);
+}
+
 /* ---- writing ------------------------------------------------------------------------------ */
 
 static void set_arch_u32(struct gguf_context *g, const char *arch, const char *key, uint32_t v) {
@@ -162,19 +242,19 @@ static void set_arch_u32(struct gguf_context *g, const char *arch, const char *k
     gguf_set_val_u32(g, k, v);
 }
 
-static int write_tensor(FILE *f, const tensor_plan *p, size_t alignment) {
-    size_t n = (size_t)(p->ne0 * p->ne1);
+static int write_tensor(FILE *f, const tensor_plan *p, size_t alignment, float scale) {
+    int64_t rows = p->ne1 * p->ne2 * p->ne3;
+    size_t n = (size_t)(p->ne0 * rows);
     float *src = malloc(n * sizeof *src);
-    size_t bytes = ggml_row_size(p->type, p->ne0) * (size_t)p->ne1;
+    size_t bytes = ggml_row_size(p->type, p->ne0) * (size_t)rows;
     void *dst = p->type == GGML_TYPE_F32 ? (void *)src : malloc(bytes);
     if (!src || !dst) return -1;
-    float scale = 0.02f;
     for (size_t i = 0; i < n; i++)
         src[i] = p->fill == FILL_ONES ? 1.0f : p->fill == FILL_ZEROS ? 0.0f : scale * rng_uniform();
     if (p->type == GGML_TYPE_F16)
         ggml_fp32_to_fp16_row(src, dst, (int64_t)n);
     else if (p->type != GGML_TYPE_F32)
-        ggml_quantize_chunk(p->type, src, dst, 0, p->ne1, p->ne0, NULL);
+        ggml_quantize_chunk(p->type, src, dst, 0, rows, p->ne0, NULL);
     int rc = fwrite(dst, 1, bytes, f) == bytes ? 0 : -1;
     static const char zeros[64] = {0};
     size_t pad = (alignment - bytes % alignment) % alignment;
@@ -189,7 +269,8 @@ static const char usage[] =
     "                       [--vocab-dir DIR] --out FILE.gguf\n"
     "\n"
     "Write a random-weight GGUF of a real model shape for tests and benchmarks.\n"
-    "shapes: llama-135m llama-0.5b llama-1b llama-8b bert-small bert-rerank\n"
+    "shapes: llama-135m llama-0.5b llama-1b llama-8b bert-small bert-rerank llava-text\n"
+    "        llava-mmproj (the vision projector for llava-text: pass it as mmproj)\n"
     "--vocab-dir: llama.cpp's models/ folder with the vocab-only GGUFs (default $SIPP_LLAMA_SRC/models)\n";
 
 int main(int argc, char **argv) {
@@ -228,7 +309,7 @@ int main(int argc, char **argv) {
     const shape *s = NULL;
     for (size_t i = 0; shape_name && i < sizeof shapes / sizeof shapes[0]; i++)
         if (strcmp(shapes[i].name, shape_name) == 0) s = &shapes[i];
-    if (!s || !out || !vocab_dir) {
+    if (!s || !out || (!vocab_dir && s->vocab_file)) {
         fprintf(stderr, "sipp-make-model: error: %s\n",
                 !s ? "--shape is missing or unknown" : !out ? "--out is required"
                                                          : "--vocab-dir (or SIPP_LLAMA_SRC) is required");
@@ -236,51 +317,64 @@ int main(int argc, char **argv) {
     }
     rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
 
-    char vocab_path[8192];
-    snprintf(vocab_path, sizeof vocab_path, "%s/%s", vocab_dir, s->vocab_file);
-    struct gguf_init_params vp = {.no_alloc = true, .ctx = NULL};
-    struct gguf_context *vocab = gguf_init_from_file(vocab_path, vp);
-    if (!vocab) {
-        fprintf(stderr, "sipp-make-model: error: cannot read vocab '%s'\n", vocab_path);
-        return 1;
-    }
-    int64_t tok_key = gguf_find_key(vocab, "tokenizer.ggml.tokens");
-    int64_t n_vocab = tok_key >= 0 ? (int64_t)gguf_get_arr_n(vocab, tok_key) : 0;
-    if (n_vocab <= 0) {
-        fprintf(stderr, "sipp-make-model: error: '%s' has no tokenizer.ggml.tokens\n", vocab_path);
-        return 1;
-    }
-
     struct gguf_context *g = gguf_init_empty();
-    gguf_set_kv(g, vocab); /* the tokenizer, and the vocab file's general.* keys (overwritten) */
-    gguf_set_val_str(g, "general.architecture", s->arch);
+    struct gguf_context *vocab = NULL;
+    int64_t n_vocab = 0;
     char name[128];
     snprintf(name, sizeof name, "sipp random %s %s", s->name, wtype_names[w]);
-    gguf_set_val_str(g, "general.name", name);
-    gguf_set_val_u32(g, "general.file_type", ftype_ids[w]);
-    gguf_set_val_u32(g, "general.quantization_version", GGML_QNT_VERSION);
-    set_arch_u32(g, s->arch, "context_length", (uint32_t)s->n_ctx);
-    set_arch_u32(g, s->arch, "embedding_length", (uint32_t)s->n_embd);
-    set_arch_u32(g, s->arch, "block_count", (uint32_t)s->n_layer);
-    set_arch_u32(g, s->arch, "feed_forward_length", (uint32_t)s->n_ff);
-    set_arch_u32(g, s->arch, "attention.head_count", (uint32_t)s->n_head);
-    char k[128];
-    if (strcmp(s->arch, "llama") == 0) {
-        set_arch_u32(g, s->arch, "attention.head_count_kv", (uint32_t)s->n_head_kv);
-        set_arch_u32(g, s->arch, "rope.dimension_count", (uint32_t)(s->n_embd / s->n_head));
-        set_arch_u32(g, s->arch, "vocab_size", (uint32_t)n_vocab);
-        snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", s->arch);
-        gguf_set_val_f32(g, k, 1e-5f);
-        snprintf(k, sizeof k, "%s.rope.freq_base", s->arch);
-        gguf_set_val_f32(g, k, 10000.0f);
-        plan_llama(s, w, n_vocab);
+    if (strcmp(s->arch, "clip") == 0) { /* a projector: no tokenizer, clip.* keys */
+        gguf_set_val_str(g, "general.architecture", s->arch);
+        gguf_set_val_str(g, "general.name", name);
+        gguf_set_val_u32(g, "general.file_type", ftype_ids[w]);
+        set_clip_keys(g, s);
+        plan_clip_llava(s, w);
     } else {
-        snprintf(k, sizeof k, "%s.attention.layer_norm_epsilon", s->arch);
-        gguf_set_val_f32(g, k, 1e-12f);
-        snprintf(k, sizeof k, "%s.attention.causal", s->arch);
-        gguf_set_val_bool(g, k, false);
-        set_arch_u32(g, s->arch, "pooling_type", (uint32_t)s->pooling);
-        plan_bert(s, w, n_vocab);
+        char vocab_path[8192];
+        snprintf(vocab_path, sizeof vocab_path, "%s/%s", vocab_dir, s->vocab_file);
+        struct gguf_init_params vp = {.no_alloc = true, .ctx = NULL};
+        vocab = gguf_init_from_file(vocab_path, vp);
+        if (!vocab) {
+            fprintf(stderr, "sipp-make-model: error: cannot read vocab '%s'\n", vocab_path);
+            gguf_free(g);
+            return 1;
+        }
+        int64_t tok_key = gguf_find_key(vocab, "tokenizer.ggml.tokens");
+        n_vocab = tok_key >= 0 ? (int64_t)gguf_get_arr_n(vocab, tok_key) : 0;
+        if (n_vocab <= 0) {
+            fprintf(stderr, "sipp-make-model: error: '%s' has no tokenizer.ggml.tokens\n", vocab_path);
+            gguf_free(g);
+            gguf_free(vocab);
+            return 1;
+        }
+
+        gguf_set_kv(g, vocab); /* the tokenizer, and the vocab file's general.* keys (overwritten) */
+        gguf_set_val_str(g, "general.architecture", s->arch);
+        gguf_set_val_str(g, "general.name", name);
+        gguf_set_val_u32(g, "general.file_type", ftype_ids[w]);
+        gguf_set_val_u32(g, "general.quantization_version", GGML_QNT_VERSION);
+        set_arch_u32(g, s->arch, "context_length", (uint32_t)s->n_ctx);
+        set_arch_u32(g, s->arch, "embedding_length", (uint32_t)s->n_embd);
+        set_arch_u32(g, s->arch, "block_count", (uint32_t)s->n_layer);
+        set_arch_u32(g, s->arch, "feed_forward_length", (uint32_t)s->n_ff);
+        set_arch_u32(g, s->arch, "attention.head_count", (uint32_t)s->n_head);
+        char k[128];
+        if (strcmp(s->arch, "llama") == 0) {
+            set_arch_u32(g, s->arch, "attention.head_count_kv", (uint32_t)s->n_head_kv);
+            set_arch_u32(g, s->arch, "rope.dimension_count", (uint32_t)(s->n_embd / s->n_head));
+            set_arch_u32(g, s->arch, "vocab_size", (uint32_t)n_vocab);
+            snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", s->arch);
+            gguf_set_val_f32(g, k, 1e-5f);
+            snprintf(k, sizeof k, "%s.rope.freq_base", s->arch);
+            gguf_set_val_f32(g, k, 10000.0f);
+            plan_llama(s, w, n_vocab);
+        } else {
+            snprintf(k, sizeof k, "%s.attention.layer_norm_epsilon", s->arch);
+            gguf_set_val_f32(g, k, 1e-12f);
+            snprintf(k, sizeof k, "%s.attention.causal", s->arch);
+            gguf_set_val_bool(g, k, false);
+            set_arch_u32(g, s->arch, "pooling_type", (uint32_t)s->pooling);
+            plan_bert(s, w, n_vocab);
+        }
     }
 
     /* Tensor infos: a no_alloc ggml context holds their shapes, gguf computes the offsets. */
@@ -288,9 +382,11 @@ int main(int argc, char **argv) {
                                   .mem_buffer = NULL, .no_alloc = true};
     struct ggml_context *meta = ggml_init(ip);
     for (int i = 0; i < n_plan; i++) {
-        struct ggml_tensor *t = plan[i].ne1 == 1
-                                    ? ggml_new_tensor_1d(meta, plan[i].type, plan[i].ne0)
-                                    : ggml_new_tensor_2d(meta, plan[i].type, plan[i].ne0, plan[i].ne1);
+        const tensor_plan *p = &plan[i];
+        struct ggml_tensor *t =
+            p->ne2 > 1 ? ggml_new_tensor_4d(meta, p->type, p->ne0, p->ne1, p->ne2, p->ne3)
+            : p->ne1 == 1 ? ggml_new_tensor_1d(meta, p->type, p->ne0)
+                          : ggml_new_tensor_2d(meta, p->type, p->ne0, p->ne1);
         ggml_set_name(t, plan[i].name);
         gguf_add_tensor(g, t);
     }
@@ -310,8 +406,8 @@ int main(int argc, char **argv) {
     size_t alignment = gguf_get_alignment(g);
     uint64_t n_params = 0;
     for (int i = 0; rc == 0 && i < n_plan; i++) {
-        rc = write_tensor(f, &plan[i], alignment);
-        n_params += (uint64_t)(plan[i].ne0 * plan[i].ne1);
+        rc = write_tensor(f, &plan[i], alignment, s->scale > 0 ? s->scale : 0.02f);
+        n_params += (uint64_t)(plan[i].ne0 * plan[i].ne1 * plan[i].ne2 * plan[i].ne3);
     }
     if (fclose(f) != 0) rc = -1;
     if (rc == 0 && rename(tmp, out) != 0) rc = -1;
@@ -324,6 +420,6 @@ int main(int argc, char **argv) {
     }
     ggml_free(meta);
     gguf_free(g);
-    gguf_free(vocab);
+    if (vocab) gguf_free(vocab);
     return rc == 0 ? 0 : 1;
 }

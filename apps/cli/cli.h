@@ -14,6 +14,7 @@
 
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
 enum { CLI_MAX_HEADERS = 16 };
+enum { CLI_MAX_MEDIA = 8 }; /* --image/--audio files of one request */
 enum { CLI_MAX_MODEL_FILES = 1024 }; /* .gguf files of the models directory looked at */
 
 typedef enum cli_need { NEED_GENERATE, NEED_CHAT, NEED_EMBED } cli_need;
@@ -23,36 +24,40 @@ typedef struct cli_options {
     const char *system;
     const char *grammar_file;
     const char *json_schema_file;
-    const char *context_key;
-    const char *cache_dir;
     const char *provider;      /* "openai" | "openai_compatible" | "anthropic": a provider */
-    const char *gateway;       /* a Sipp gateway's base URL: a gateway endpoint */
-    const char *target;        /* the gateway's target name */
-    const char *token_env;     /* the variable holding the gateway token */
-    const char *auth_header;   /* send the token as "<auth_header>: <token>", not as Bearer */
     const char *headers[CLI_MAX_HEADERS];   /* --header "Name: value" lines of a remote endpoint */
     size_t n_headers;
-    const char *base_url;
-    const char *remote_model;
-    const char *api_key_env;
-    uint32_t request_timeout_ms, idle_timeout_ms;
-    bool allow_private_network; /* --allow-private-network */
     const char *stops[SIPP_MAX_STOP_STRINGS];
     size_t n_stop;
+    /* The params structs: their fields' flags and variables come from sipp_settings.h. A remote
+     * endpoint is provider_params (with --provider) or gateway_params (with --gateway, its
+     * base_url); both get the remote flags they share (--request-timeout-ms, ...). */
     sipp_text_params text;
     sipp_local_params local;
-    bool normalize;
+    sipp_embed_params embed;
+    sipp_provider_params provider_params;
+    sipp_gateway_params gateway_params;
     bool json;
     bool stats;
     const char *input; /* the positional TEXT */
+    const char *media_files[CLI_MAX_MEDIA]; /* --image/--audio, in order */
+    sipp_media_kind media_kinds[CLI_MAX_MEDIA];
+    size_t n_media;
 } cli_options;
 
 /* True when the options name a provider or gateway endpoint instead of a local model. */
-static inline bool cli_is_remote(const cli_options *o) { return o->provider || o->gateway; }
+static inline bool cli_is_remote(const cli_options *o) {
+    return o->provider || o->gateway_params.base_url;
+}
 
-/* In a usage text, this line stands for the --help lines of the engine settings (one per flag of
- * SIPP_LOCAL_SETTINGS, include/sipp_settings.h); cli_print_usage() prints them there. */
-#define CLI_SETTINGS_HELP "@settings\n"
+/* In a usage text, these lines stand for the --help lines of a params struct's flags (one per row
+ * of its table in include/sipp_settings.h that has a flag; a flag shared with a table printed
+ * before is not repeated); cli_print_usage() prints them there. */
+#define CLI_SETTINGS_HELP "@local\n"
+#define CLI_TEXT_HELP "@text\n"
+#define CLI_EMBED_HELP "@embed\n"
+#define CLI_PROVIDER_HELP "@provider\n"
+#define CLI_GATEWAY_HELP "@gateway\n"
 void cli_print_usage(const char *usage, FILE *out);
 
 /* Parses argv for a text or embed subcommand. Returns CLI_OK, or CLI_USAGE after printing
@@ -92,6 +97,8 @@ void cli_print_json(struct json_t *o);
 void cli_print_error_json(const sipp_response *r);
 /* Reads a whole file into a malloc'd string, or NULL with an error printed. */
 char *cli_read_file(const char *path);
+/* The whole file as bytes (NUL-appended, malloc'd) and its length; NULL after printing why. */
+char *cli_read_bytes(const char *path, size_t *len);
 
 int cmd_generate(int argc, char **argv, bool chat);
 int cmd_embed(int argc, char **argv);

@@ -15,12 +15,12 @@ static const char usage[] =
     "  -m, --model NAME|PATH     GGUF file, a name in the models directory, or a  [SIPP_MODEL]\n"
     "                            pulled OWNER/REPO[:QUANT] (see `sipp pull --help`)\n"
     CLI_SETTINGS_HELP
-    "  --no-normalize            return the raw pooled vector\n"
+    CLI_EMBED_HELP
     "  --provider P --base-url URL --remote-model NAME [--api-key-env VAR]   a provider instead\n"
     "  --gateway URL --target NAME [--token-env VAR]   a Sipp gateway instead\n"
     "  --auth-header NAME        send the gateway token as 'NAME: <token>', not as Bearer\n"
-    "  --extra-json JSON         extra request fields for the remote API\n"
-    "  --header 'Name: value', --request-id ID, --allow-private-network   as in `sipp query --help`\n"
+    "  --header 'Name: value', --allow-private-network, --request-timeout-ms N,\n"
+    "  --idle-timeout-ms N       as in `sipp query --help`\n"
     "  --json                    print {\"embedding\": [...], \"dims\": N, \"normalized\": bool}\n"
     "  --stats                   print timings to stderr\n"
     "  -h, --help                show this help\n";
@@ -42,12 +42,7 @@ int cmd_embed(int argc, char **argv) {
     sipp_error err;
     sipp_error_init(&err, sizeof err);
     if (rc == CLI_OK) {
-        sipp_embed_params p;
-        sipp_embed_params_init(&p, sizeof p);
-        p.normalize = o.normalize;
-        p.extra_json = o.text.extra_json;
-        p.request_id = o.text.request_id;
-        if (sipp_embed(ep, o.input, &p, &run, &err) != SIPP_OK) {
+        if (sipp_embed(ep, o.input, &o.embed, &run, &err) != SIPP_OK) {
             cli_error("%s", err.message);
             rc = CLI_FAILED;
         }

@@ -19,37 +19,19 @@ static const char query_usage[] =
     "                            (default: the first model there that fits)\n"
     CLI_SETTINGS_HELP
     "sampling:\n"
-    "  -n, --max-tokens N        tokens to generate, >= 1 (default 256)        [SIPP_MAX_TOKENS]\n"
-    "  --temperature T           0 = greedy (default 0.8)                      [SIPP_TEMPERATURE]\n"
-    "  --top-k K                 0 = off (default 40)                          [SIPP_TOP_K]\n"
-    "  --top-p P                 in [0,1], 1 = off (default 0.95)              [SIPP_TOP_P]\n"
-    "  --min-p P                 in [0,1], 0 = off (default 0.05)              [SIPP_MIN_P]\n"
-    "  --repeat-penalty R        1 = off (default 1.0)                         [SIPP_REPEAT_PENALTY]\n"
-    "  --seed N                  sampler seed (default random)                 [SIPP_SEED]\n"
+    CLI_TEXT_HELP
     "  --stop TEXT               stop before TEXT; repeatable (up to 16)\n"
     "  --grammar-file FILE       constrain output with a GBNF grammar\n"
     "  --json-schema-file FILE   constrain output to a JSON schema\n"
-    "  --context-key KEY         workflow key: a later request on KEY computes only what is new\n"
+    "media (a model with a projector: --mmproj FILE):\n"
+    "  --image FILE              an image (PNG, JPEG, GIF, BMP) for the model; repeatable. It\n"
+    "                            goes where the text has <__media__>, else in front\n"
+    "  --audio FILE              audio (WAV, MP3, FLAC), placed the same way; repeatable\n"
     "remote (instead of --model):\n"
     "  --provider openai|openai_compatible|anthropic   run on a provider endpoint\n"
-    "  --base-url URL            e.g. http://127.0.0.1:8080/v1 (openai, anthropic: their API)\n"
-    "  --remote-model NAME       the provider's model name\n"
-    "  --api-key-env VAR         env var holding the API key (default OPENAI_API_KEY,\n"
-    "                            ANTHROPIC_API_KEY; none for openai_compatible)\n"
-    "  --gateway URL             run on a Sipp gateway, e.g. http://127.0.0.1:8080\n"
-    "  --target NAME             the gateway's target\n"
-    "  --token-env VAR           env var holding the gateway's bearer token\n"
-    "                            (default SIPP_GATEWAY_TOKEN; unset = no token)\n"
-    "  --auth-header NAME        send the token as 'NAME: <token>' instead of\n"
-    "                            'Authorization: Bearer' (a proxy in front of the gateway)\n"
+    CLI_PROVIDER_HELP
+    CLI_GATEWAY_HELP
     "  --header 'Name: value'    an extra HTTP header for the remote endpoint; repeatable\n"
-    "  --request-id ID           sent as x-request-id (a gateway passes it on upstream)\n"
-    "  --extra-json JSON         extra request fields for the remote API, e.g.\n"
-    "                            '{\"presence_penalty\":0.5}' (typed fields are refused)\n"
-    "  --request-timeout-ms N    whole-request limit (default none)\n"
-    "  --idle-timeout-ms N       limit of silence within a stream (default 60000)\n"
-    "  --allow-private-network   let the remote endpoint be on a private or link-local\n"
-    "                            address (10.x, 192.168.x, fd00::/8...), plain http included\n"
     "output:\n"
     "  --json                    print one JSON object: text, finish_reason, usage, stats\n"
     "  --stats                   print timings to stderr after the answer\n"
@@ -71,14 +53,15 @@ static void on_tokens(const char *text, size_t len, uint32_t n_tokens, void *ud)
 
 static json_t *stats_json(const sipp_response *r) {
     const sipp_stats *s = r->stats;
-    return json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:i,s:s,s:i}", "queue_ms", s->queue_ms,
+    return json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:i,s:s,s:i,s:f,s:i}", "queue_ms", s->queue_ms,
                      "ttft_ms", s->ttft_ms, "prefill_ms", s->prefill_ms, "decode_ms",
                      s->decode_ms, "prefill_tokens_per_s", s->prefill_tok_s,
                      "decode_tokens_per_s", s->decode_tok_s, "total_ms", s->total_ms,
                      "itl_avg_ms", s->itl_avg_ms, "itl_p99_ms", s->itl_p99_ms, "prefill_tokens",
                      (json_int_t)s->prefill_tokens, "cache_source",
                      sipp_cache_source_name(s->cache_source), "cached_tokens",
-                     (json_int_t)s->cached_tokens);
+                     (json_int_t)s->cached_tokens, "encode_ms", s->encode_ms, "media_chunks",
+                     (json_int_t)s->media_chunks);
 }
 
 static void print_json(const sipp_response *r) {
@@ -98,12 +81,13 @@ static void print_stats(const sipp_response *r, const sipp_endpoint *ep) {
             "  queue %.2f ms | ttft %.2f ms | prefill %.2f ms (%.0f tok/s) | decode %.2f ms "
             "(%.0f tok/s)\n"
             "  inter-token latency avg %.2f ms, p99 %.2f ms | total %.2f ms\n"
-            "  cache %s: %u prompt tokens reused, %u computed\n",
+            "  cache %s: %u prompt tokens reused, %u computed\n"
+            "  media: %u encoded in %.2f ms\n",
             r->usage->input_tokens, r->usage->output_tokens,
             sipp_finish_reason_name(r->finish_reason), s->queue_ms, s->ttft_ms, s->prefill_ms,
             s->prefill_tok_s, s->decode_ms, s->decode_tok_s, s->itl_avg_ms, s->itl_p99_ms,
             s->total_ms, sipp_cache_source_name(s->cache_source), s->cached_tokens,
-            s->prefill_tokens);
+            s->prefill_tokens, s->media_chunks, s->encode_ms);
     sipp_engine_stats es;
     sipp_engine_stats_init(&es, sizeof es);
     if (sipp_endpoint_get_stats(ep, &es, NULL) == SIPP_OK)
@@ -131,6 +115,20 @@ int cmd_generate(int argc, char **argv, bool chat) {
     }
     o.text.grammar = grammar;
     o.text.json_schema = schema;
+    sipp_media media[CLI_MAX_MEDIA];
+    char *media_bytes[CLI_MAX_MEDIA] = {0};
+    for (size_t i = 0; i < o.n_media; i++) {
+        size_t len = 0;
+        if (!(media_bytes[i] = cli_read_bytes(o.media_files[i], &len))) {
+            for (size_t k = 0; k < i; k++) free(media_bytes[k]);
+            free(grammar);
+            free(schema);
+            return CLI_FAILED;
+        }
+        media[i] = (sipp_media){o.media_kinds[i], media_bytes[i], len, NULL, 0};
+    }
+    o.text.media = o.n_media ? media : NULL;
+    o.text.n_media = o.n_media;
     if (!o.json) o.text.on_tokens = on_tokens;
 
     char model[4096];
@@ -150,6 +148,7 @@ int cmd_generate(int argc, char **argv, bool chat) {
             sipp_message msgs[2];
             size_t n = 0;
             if (o.system) msgs[n++] = (sipp_message){"system", o.system};
+            for (size_t i = 0; i < o.n_media; i++) media[i].message_index = n; /* the user turn */
             msgs[n++] = (sipp_message){"user", o.input};
             st = sipp_chat(ep, msgs, n, &o.text, &run, &err);
         } else {
@@ -179,5 +178,6 @@ int cmd_generate(int argc, char **argv, bool chat) {
     sipp_client_free(client);
     free(grammar);
     free(schema);
+    for (size_t i = 0; i < o.n_media; i++) free(media_bytes[i]);
     return rc;
 }

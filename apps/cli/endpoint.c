@@ -18,40 +18,25 @@ int cli_open(cli_options *o, sipp_client **client, sipp_endpoint **ep) {
         cli_error("%s", err.message);
         return CLI_FAILED;
     }
-    if (o->provider || o->gateway) {
+    if (cli_is_remote(o)) {
         sipp_status st;
         if (o->provider) {
-            sipp_provider_params pp;
-            sipp_provider_params_init(&pp, sizeof pp);
+            sipp_provider_params pp = o->provider_params; /* the flags filled it */
             pp.kind = strcmp(o->provider, "openai") == 0      ? SIPP_PROVIDER_OPENAI
                       : strcmp(o->provider, "anthropic") == 0 ? SIPP_PROVIDER_ANTHROPIC
                                                               : SIPP_PROVIDER_OPENAI_COMPATIBLE;
-            pp.model = o->remote_model;
-            pp.base_url = o->base_url;
-            pp.api_key_env = o->api_key_env;
-            pp.request_timeout_ms = o->request_timeout_ms;
-            pp.idle_timeout_ms = o->idle_timeout_ms;
-            pp.allow_private_network = o->allow_private_network;
             pp.headers = o->headers;
             pp.n_headers = o->n_headers;
             st = sipp_client_add_provider(*client, "remote", &pp, ep, &err);
         } else {
-            sipp_gateway_params gp;
-            sipp_gateway_params_init(&gp, sizeof gp);
-            gp.base_url = o->gateway;
-            gp.target = o->target;
+            sipp_gateway_params gp = o->gateway_params; /* the flags filled it */
             /* no --token-env, no --auth-header and no SIPP_GATEWAY_TOKEN: an open gateway */
-            const char *env = o->token_env ? o->token_env : "SIPP_GATEWAY_TOKEN";
-            gp.token_env = env;
-            if (o->auth_header) {
+            const char *env = gp.token_env ? gp.token_env : "SIPP_GATEWAY_TOKEN";
+            if (gp.auth_header)
                 gp.auth = SIPP_GATEWAY_AUTH_HEADER; /* `<name>: <token>`, for a proxy in front */
-                gp.auth_header = o->auth_header;
-            } else if (!o->token_env && !getenv(env)) {
+            else if (!gp.token_env && !getenv(env))
                 gp.auth = SIPP_GATEWAY_AUTH_NONE;
-            }
-            gp.request_timeout_ms = o->request_timeout_ms;
-            gp.idle_timeout_ms = o->idle_timeout_ms;
-            gp.allow_private_network = o->allow_private_network;
+            gp.token_env = env;
             gp.headers = o->headers;
             gp.n_headers = o->n_headers;
             st = sipp_client_add_gateway(*client, "remote", &gp, ep, &err);

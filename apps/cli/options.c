@@ -7,8 +7,11 @@
  * the library's checks, one set of rules. Model names are resolved in resolve.c, output in
  * output.c, the endpoint opened in endpoint.c.
  *
- * The engine settings (--ctx-size, --threads, ...: sipp_local_params) are not written here: their
- * flags, variables, ranges and --help lines come from SIPP_LOCAL_SETTINGS (sipp_settings.h).
+ * The settings (the engine's --ctx-size, the sampling --temperature, the remote endpoints'
+ * --request-timeout-ms, ...: fields of the five params structs) are not written here: their
+ * flags, variables, ranges and --help lines come from the tables of sipp_settings.h. Only the
+ * options that are no field of a params struct (--model, --system, the files, --json) and the
+ * lists (--stop, --header) are this file's own.
  */
 #define _GNU_SOURCE
 #include "cli.h"
@@ -16,11 +19,12 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-char *cli_read_file(const char *path) {
+char *cli_read_file(const char *path) { return cli_read_bytes(path, NULL); }
+
+char *cli_read_bytes(const char *path, size_t *len_out) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         cli_error("cannot read '%s': %s", path, strerror(errno));
@@ -45,6 +49,7 @@ char *cli_read_file(const char *path) {
     }
     fclose(f);
     if (buf) buf[len] = '\0';
+    if (len_out) *len_out = len;
     return buf;
 }
 
@@ -77,91 +82,102 @@ static bool parse_float(const char *opt, const char *s, float *out) {
 /* ---- options ----------------------------------------------------------------------------- */
 
 enum {
-    OPT_MODEL = 'm', OPT_HELP = 'h', OPT_MAX_TOKENS = 'n',
-    OPT_TEMPERATURE = 1000, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_SEED,
-    OPT_STOP, OPT_SYSTEM, OPT_GRAMMAR_FILE, OPT_JSON_SCHEMA_FILE, OPT_CONTEXT_KEY, OPT_JSON,
-    OPT_STATS, OPT_NO_NORMALIZE, OPT_PROVIDER, OPT_BASE_URL, OPT_REMOTE_MODEL, OPT_API_KEY_ENV,
-    OPT_REQUEST_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_GATEWAY, OPT_TARGET, OPT_TOKEN_ENV, OPT_EXTRA_JSON,
-    OPT_HEADER, OPT_REQUEST_ID, OPT_ALLOW_PRIVATE, OPT_AUTH_HEADER,
-    OPT_SETTING = 2000, /* OPT_SETTING + i: the flag of settings[i] */
+    OPT_MODEL = 'm', OPT_HELP = 'h', OPT_SHORT_MAX_TOKENS = 'n',
+    OPT_STOP = 1000, OPT_SYSTEM, OPT_GRAMMAR_FILE, OPT_JSON_SCHEMA_FILE, OPT_JSON, OPT_STATS,
+    OPT_PROVIDER, OPT_HEADER, OPT_IMAGE, OPT_AUDIO,
+    OPT_SETTING = 2000, /* OPT_SETTING + i: the flag of rows[i] (and of every row of its name) */
 };
 
-/* The engine settings (sipp_local_params) come from their table: flag, env var, range, help. */
-static const sipp_setting settings[] = {SIPP_LOCAL_SETTINGS(SIPP_LOCAL_SETTING_ROW)};
-enum { N_SETTINGS = sizeof settings / sizeof settings[0] };
+/* The settings of the five params structs come from their tables (sipp_settings.h): flag, env
+ * var, range, help. Each row sets its field in the struct of cli_options at `base`. */
+static const sipp_setting local_rows[] = {SIPP_LOCAL_SETTINGS(SIPP_LOCAL_SETTING_ROW)};
+static const sipp_setting text_rows[] = {SIPP_TEXT_SETTINGS(SIPP_TEXT_SETTING_ROW)};
+static const sipp_setting embed_rows[] = {SIPP_EMBED_SETTINGS(SIPP_EMBED_SETTING_ROW)};
+static const sipp_setting provider_rows[] = {SIPP_PROVIDER_SETTINGS(SIPP_PROVIDER_SETTING_ROW)};
+static const sipp_setting gateway_rows[] = {SIPP_GATEWAY_SETTINGS(SIPP_GATEWAY_SETTING_ROW)};
+#define N_OF(t) (sizeof t / sizeof t[0])
 
-/* The flags that are not settings; cli_parse() appends the settings' flags to them. */
+static const struct table {
+    const char *name; /* its help marker: "@name" in a usage text */
+    const sipp_setting *rows;
+    size_t n, base;   /* base: offsetof(cli_options, the struct) */
+} tables[] = {
+    {"local", local_rows, N_OF(local_rows), offsetof(cli_options, local)},
+    {"text", text_rows, N_OF(text_rows), offsetof(cli_options, text)},
+    {"embed", embed_rows, N_OF(embed_rows), offsetof(cli_options, embed)},
+    {"provider", provider_rows, N_OF(provider_rows), offsetof(cli_options, provider_params)},
+    {"gateway", gateway_rows, N_OF(gateway_rows), offsetof(cli_options, gateway_params)},
+};
+enum { N_TABLES = N_OF(tables) };
+enum {
+    N_ROWS = N_OF(local_rows) + N_OF(text_rows) + N_OF(embed_rows) + N_OF(provider_rows) +
+             N_OF(gateway_rows)
+};
+
+/* Every row of every table, with where its struct is; flag `opt` is rows[opt - OPT_SETTING]. */
+static struct row {
+    const sipp_setting *s;
+    size_t base;
+} rows[N_ROWS];
+
+/* Short options of settings' flags. */
+static const struct {
+    char c;
+    const char *flag;
+} shorts[] = {{OPT_SHORT_MAX_TOKENS, "max-tokens"}};
+
+/* The flags that are not settings; long_opts_build() appends the settings' flags to them. */
 static const struct option fixed_opts[] = {
     {"model", required_argument, 0, OPT_MODEL},
-    {"max-tokens", required_argument, 0, OPT_MAX_TOKENS},
-    {"temperature", required_argument, 0, OPT_TEMPERATURE},
-    {"top-k", required_argument, 0, OPT_TOP_K},
-    {"top-p", required_argument, 0, OPT_TOP_P},
-    {"min-p", required_argument, 0, OPT_MIN_P},
-    {"repeat-penalty", required_argument, 0, OPT_REPEAT_PENALTY},
-    {"seed", required_argument, 0, OPT_SEED},
     {"stop", required_argument, 0, OPT_STOP},
     {"system", required_argument, 0, OPT_SYSTEM},
     {"grammar-file", required_argument, 0, OPT_GRAMMAR_FILE},
     {"json-schema-file", required_argument, 0, OPT_JSON_SCHEMA_FILE},
-    {"context-key", required_argument, 0, OPT_CONTEXT_KEY},
     {"provider", required_argument, 0, OPT_PROVIDER},
-    {"base-url", required_argument, 0, OPT_BASE_URL},
-    {"remote-model", required_argument, 0, OPT_REMOTE_MODEL},
-    {"api-key-env", required_argument, 0, OPT_API_KEY_ENV},
-    {"request-timeout-ms", required_argument, 0, OPT_REQUEST_TIMEOUT},
-    {"idle-timeout-ms", required_argument, 0, OPT_IDLE_TIMEOUT},
-    {"allow-private-network", no_argument, 0, OPT_ALLOW_PRIVATE},
-    {"gateway", required_argument, 0, OPT_GATEWAY},
-    {"target", required_argument, 0, OPT_TARGET},
-    {"token-env", required_argument, 0, OPT_TOKEN_ENV},
-    {"auth-header", required_argument, 0, OPT_AUTH_HEADER},
-    {"extra-json", required_argument, 0, OPT_EXTRA_JSON},
     {"header", required_argument, 0, OPT_HEADER},
-    {"request-id", required_argument, 0, OPT_REQUEST_ID},
     {"json", no_argument, 0, OPT_JSON},
     {"stats", no_argument, 0, OPT_STATS},
-    {"no-normalize", no_argument, 0, OPT_NO_NORMALIZE},
+    {"image", required_argument, 0, OPT_IMAGE},
+    {"audio", required_argument, 0, OPT_AUDIO},
     {"help", no_argument, 0, OPT_HELP},
 };
-enum { N_FIXED = sizeof fixed_opts / sizeof fixed_opts[0] };
-static struct option long_opts[N_FIXED + N_SETTINGS + 1];
+enum { N_FIXED = N_OF(fixed_opts) };
+static struct option long_opts[N_FIXED + N_ROWS + 1];
+
+/* The first row whose flag is `flag`, or -1. */
+static int row_of_flag(const char *flag) {
+    for (size_t i = 0; i < N_ROWS; i++)
+        if (rows[i].s->flag && strcmp(rows[i].s->flag, flag) == 0) return (int)i;
+    return -1;
+}
 
 static void long_opts_build(void) {
-    size_t n = 0;
+    size_t n = 0, r = 0;
+    for (size_t t = 0; t < N_TABLES; t++)
+        for (size_t i = 0; i < tables[t].n; i++)
+            rows[r++] = (struct row){&tables[t].rows[i], tables[t].base};
     for (size_t i = 0; i < N_FIXED; i++) long_opts[n++] = fixed_opts[i];
-    for (size_t i = 0; i < N_SETTINGS; i++)
-        if (settings[i].flag)
-            long_opts[n++] = (struct option){settings[i].flag,
-                                             settings[i].kind == SIPP_SETTING_BOOL ? no_argument
-                                                                                   : required_argument,
-                                             0, OPT_SETTING + (int)i};
+    for (size_t i = 0; i < N_ROWS; i++) {
+        const sipp_setting *s = rows[i].s;
+        if (!s->flag || row_of_flag(s->flag) != (int)i) continue; /* a shared flag: once */
+        int has_arg = s->kind == SIPP_SETTING_BOOL ? no_argument : required_argument;
+        long_opts[n++] = (struct option){s->flag, has_arg, 0, OPT_SETTING + (int)i};
+    }
     long_opts[n] = (struct option){0, 0, 0, 0};
 }
 
-/* Environment variables mirror the flags: SIPP_<FLAG> with dashes as underscores (the
- * settings' variables are in their table). */
-static const struct {
-    const char *env;
-    int opt;
-} env_opts[] = {
-    {"SIPP_MODEL", OPT_MODEL},           {"SIPP_MAX_TOKENS", OPT_MAX_TOKENS},
-    {"SIPP_TEMPERATURE", OPT_TEMPERATURE}, {"SIPP_TOP_K", OPT_TOP_K},
-    {"SIPP_TOP_P", OPT_TOP_P},           {"SIPP_MIN_P", OPT_MIN_P},
-    {"SIPP_REPEAT_PENALTY", OPT_REPEAT_PENALTY}, {"SIPP_SEED", OPT_SEED},
-};
-
-/* Sets settings[i] in o->local from its flag or variable (`name`, for errors). `arg` is NULL for
- * a BOOL flag, which takes no value; strings point into argv or the environment. */
-static bool apply_setting(cli_options *o, const sipp_setting *s, const char *arg,
+/* Sets the field of row `r` in `o` from its flag or variable (`name`, for errors). `arg` is NULL
+ * for a BOOL flag, which takes no value; strings point into argv or the environment. */
+static bool apply_setting(cli_options *o, const struct row *r, const char *arg,
                           const char *name) {
-    char *dst = (char *)&o->local + s->offset;
+    const sipp_setting *s = r->s;
+    char *dst = (char *)o + r->base + s->offset;
     long v;
     switch (s->kind) {
     case SIPP_SETTING_U32:
     case SIPP_SETTING_I32:
     case SIPP_SETTING_U64: {
-        /* long is 64-bit here: it holds every min and max of the table (at most INT64_MAX) */
+        /* long is 64-bit here: it holds every min and max of the tables (at most INT64_MAX) */
         if (!parse_long(name, arg, (long)s->min, (long)s->max, &v)) return false;
         if (s->kind == SIPP_SETTING_U32) {
             uint32_t x = (uint32_t)v;
@@ -175,17 +191,25 @@ static bool apply_setting(cli_options *o, const sipp_setting *s, const char *arg
         }
         return true;
     }
+    case SIPP_SETTING_F32: {
+        float x;
+        if (!parse_float(name, arg, &x)) return false;
+        memcpy(dst, &x, sizeof x);
+        return true;
+    }
     case SIPP_SETTING_BOOL: {
         bool b = !arg || strcmp(arg, "1") == 0 || strcmp(arg, "true") == 0;
         if (arg && !b && strcmp(arg, "0") != 0 && strcmp(arg, "false") != 0) {
             cli_error("%s expects 1, true, 0 or false, got '%s'", name, arg);
             return false;
         }
+        if (!arg && s->flag && strncmp(s->flag, "no-", 3) == 0) b = false; /* --no-normalize */
         memcpy(dst, &b, sizeof b);
         return true;
     }
     case SIPP_SETTING_STR:
-        if (s->offset == offsetof(sipp_local_params, sha256)) {
+        if (r->base == offsetof(cli_options, local) &&
+            s->offset == offsetof(sipp_local_params, sha256)) { /* the pin: checked up front */
             size_t n = strspn(arg, "0123456789abcdefABCDEF");
             if (n != 64 || arg[n]) {
                 cli_error("%s must be 64 hex digits (the model file's SHA-256)", name);
@@ -194,32 +218,25 @@ static bool apply_setting(cli_options *o, const sipp_setting *s, const char *arg
         }
         memcpy(dst, &arg, sizeof arg);
         return true;
-    default: return false; /* SIZE, FN, PTR: never a flag */
+    default: return false; /* SIZE, callbacks, arrays, enums: never a flag */
     }
 }
 
+/* Sets every row whose flag (or variable, when `env`) is that of rows[i]. */
+static bool apply_rows(cli_options *o, size_t i, const char *arg, const char *name, bool env) {
+    const char *key = env ? rows[i].s->env : rows[i].s->flag;
+    for (size_t j = i; j < N_ROWS; j++) {
+        const char *k = env ? rows[j].s->env : rows[j].s->flag;
+        if (k && strcmp(k, key) == 0 && !apply_setting(o, &rows[j], arg, name)) return false;
+    }
+    return true;
+}
+
 static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name) {
-    long v;
-    if (opt >= OPT_SETTING && opt < OPT_SETTING + N_SETTINGS)
-        return apply_setting(o, &settings[opt - OPT_SETTING], arg, name);
+    if (opt >= OPT_SETTING && opt < OPT_SETTING + N_ROWS)
+        return apply_rows(o, (size_t)(opt - OPT_SETTING), arg, name, false);
     switch (opt) {
     case OPT_MODEL: o->model = arg; return true;
-    case OPT_MAX_TOKENS:
-        if (!parse_long(name, arg, 0, INT_MAX, &v)) return false;
-        o->text.max_tokens = (uint32_t)v;
-        return true;
-    case OPT_TEMPERATURE: return parse_float(name, arg, &o->text.temperature);
-    case OPT_TOP_K:
-        if (!parse_long(name, arg, 0, INT_MAX, &v)) return false;
-        o->text.top_k = (int32_t)v;
-        return true;
-    case OPT_TOP_P: return parse_float(name, arg, &o->text.top_p);
-    case OPT_MIN_P: return parse_float(name, arg, &o->text.min_p);
-    case OPT_REPEAT_PENALTY: return parse_float(name, arg, &o->text.repeat_penalty);
-    case OPT_SEED:
-        if (!parse_long(name, arg, 0, UINT32_MAX, &v)) return false;
-        o->text.seed = (uint32_t)v;
-        return true;
     case OPT_STOP:
         if (o->n_stop >= SIPP_MAX_STOP_STRINGS) {
             cli_error("at most %d --stop strings", SIPP_MAX_STOP_STRINGS);
@@ -228,9 +245,17 @@ static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name
         o->stops[o->n_stop++] = arg;
         return true;
     case OPT_SYSTEM: o->system = arg; return true;
+    case OPT_IMAGE:
+    case OPT_AUDIO:
+        if (o->n_media >= CLI_MAX_MEDIA) {
+            cli_error("at most %d --image/--audio files", CLI_MAX_MEDIA);
+            return false;
+        }
+        o->media_files[o->n_media] = arg;
+        o->media_kinds[o->n_media++] = opt == OPT_IMAGE ? SIPP_MEDIA_IMAGE : SIPP_MEDIA_AUDIO;
+        return true;
     case OPT_GRAMMAR_FILE: o->grammar_file = arg; return true;
     case OPT_JSON_SCHEMA_FILE: o->json_schema_file = arg; return true;
-    case OPT_CONTEXT_KEY: o->context_key = arg; return true;
     case OPT_PROVIDER:
         if (strcmp(arg, "openai") != 0 && strcmp(arg, "openai_compatible") != 0 &&
             strcmp(arg, "anthropic") != 0) {
@@ -239,23 +264,6 @@ static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name
         }
         o->provider = arg;
         return true;
-    case OPT_BASE_URL: o->base_url = arg; return true;
-    case OPT_REMOTE_MODEL: o->remote_model = arg; return true;
-    case OPT_API_KEY_ENV: o->api_key_env = arg; return true;
-    case OPT_REQUEST_TIMEOUT:
-        if (!parse_long(name, arg, 0, INT_MAX, &v)) return false;
-        o->request_timeout_ms = (uint32_t)v;
-        return true;
-    case OPT_IDLE_TIMEOUT:
-        if (!parse_long(name, arg, 0, INT_MAX, &v)) return false;
-        o->idle_timeout_ms = (uint32_t)v;
-        return true;
-    case OPT_ALLOW_PRIVATE: o->allow_private_network = true; return true;
-    case OPT_GATEWAY: o->gateway = arg; return true;
-    case OPT_TARGET: o->target = arg; return true;
-    case OPT_TOKEN_ENV: o->token_env = arg; return true;
-    case OPT_AUTH_HEADER: o->auth_header = arg; return true;
-    case OPT_EXTRA_JSON: o->text.extra_json = arg; return true;
     case OPT_HEADER:
         if (o->n_headers >= CLI_MAX_HEADERS) {
             cli_error("at most %d --header lines", CLI_MAX_HEADERS);
@@ -263,31 +271,76 @@ static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name
         }
         o->headers[o->n_headers++] = arg;
         return true;
-    case OPT_REQUEST_ID: o->text.request_id = arg; return true;
     case OPT_JSON: o->json = true; return true;
     case OPT_STATS: o->stats = true; return true;
-    case OPT_NO_NORMALIZE: o->normalize = false; return true;
     }
     return false;
 }
 
-void cli_print_usage(const char *usage, FILE *out) {
-    const char *mark = strstr(usage, CLI_SETTINGS_HELP);
-    if (!mark) {
-        fputs(usage, out);
-        return;
+/* Prints `text` from column `col` on, wrapped before column 96 with continuation lines indented
+ * to column 28 (the help column). */
+static void print_wrapped(const char *text, size_t col, FILE *out) {
+    enum { WIDTH = 96, INDENT = 28 };
+    while (*text) {
+        size_t room = col < WIDTH ? WIDTH - col : 0, n = strlen(text);
+        if (n > room) {
+            size_t cut = room;
+            while (cut > 0 && text[cut] != ' ') cut--;
+            if (cut == 0) cut = strcspn(text, " ");
+            n = cut;
+        }
+        fprintf(out, "%.*s", (int)n, text);
+        text += n;
+        while (*text == ' ') text++;
+        if (*text) {
+            fprintf(out, "\n%*s", INDENT, "");
+            col = INDENT;
+        }
     }
-    fwrite(usage, 1, (size_t)(mark - usage), out);
-    for (size_t i = 0; i < N_SETTINGS; i++) {
-        const sipp_setting *s = &settings[i];
+}
+
+/* The --help lines of a table's flags; printed[] marks the flags printed so far (by the row of
+ * their first table), so a flag of several tables is shown once. */
+static void print_table_help(const struct table *t, bool *printed, FILE *out) {
+    for (size_t i = 0; i < t->n; i++) {
+        const sipp_setting *s = &t->rows[i];
         if (!s->flag) continue;
+        int first = row_of_flag(s->flag);
+        if (printed[first]) continue;
+        printed[first] = true;
         char opt[64];
-        snprintf(opt, sizeof opt, "--%s%s%s", s->flag, *s->arg ? " " : "", s->arg);
-        fprintf(out, "  %-25s %s", opt, s->help);
-        if (s->env) fprintf(out, " [%s]", s->env);
+        const char *short_opt = "";
+        char sbuf[8];
+        for (size_t k = 0; k < N_OF(shorts); k++)
+            if (strcmp(shorts[k].flag, s->flag) == 0) {
+                snprintf(sbuf, sizeof sbuf, "-%c, ", shorts[k].c);
+                short_opt = sbuf;
+            }
+        snprintf(opt, sizeof opt, "%s--%s%s%s", short_opt, s->flag, *s->arg ? " " : "", s->arg);
+        fprintf(out, "  %-25s ", opt);
+        char help[512];
+        snprintf(help, sizeof help, "%s%s%s%s", s->help, s->env ? " [" : "", s->env ? s->env : "",
+                 s->env ? "]" : "");
+        print_wrapped(help, 28, out);
         fputc('\n', out);
     }
-    fputs(mark + strlen(CLI_SETTINGS_HELP), out);
+}
+
+void cli_print_usage(const char *usage, FILE *out) {
+    if (!rows[0].s) long_opts_build();
+    bool printed[N_ROWS] = {false};
+    const char *p = usage;
+    while (*p) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p + 1) : strlen(p);
+        const struct table *t = NULL;
+        for (size_t k = 0; k < N_TABLES && *p == '@'; k++)
+            if (len == strlen(tables[k].name) + 2 && strncmp(p + 1, tables[k].name, len - 2) == 0)
+                t = &tables[k];
+        if (t) print_table_help(t, printed, out);
+        else fwrite(p, 1, len, out);
+        p += len;
+    }
 }
 
 static const char *opt_name(int c) {
@@ -301,16 +354,20 @@ int cli_parse(int argc, char **argv, const char *cmd, const char *usage, cli_opt
     memset(o, 0, sizeof *o);
     sipp_text_params_init(&o->text, sizeof o->text);
     sipp_local_params_init(&o->local, sizeof o->local);
-    o->normalize = true;
+    sipp_embed_params_init(&o->embed, sizeof o->embed);
+    sipp_provider_params_init(&o->provider_params, sizeof o->provider_params);
+    sipp_gateway_params_init(&o->gateway_params, sizeof o->gateway_params);
     *exit_now = false;
     long_opts_build();
-    for (size_t i = 0; i < sizeof env_opts / sizeof env_opts[0]; i++) {
-        const char *v = getenv(env_opts[i].env);
-        if (v && *v && !apply_opt(o, env_opts[i].opt, v, env_opts[i].env)) return CLI_USAGE;
-    }
-    for (size_t i = 0; i < N_SETTINGS; i++) {
-        const char *v = settings[i].env ? getenv(settings[i].env) : NULL;
-        if (v && *v && !apply_setting(o, &settings[i], v, settings[i].env)) return CLI_USAGE;
+    const char *model = getenv("SIPP_MODEL");
+    if (model && *model) o->model = model;
+    for (size_t i = 0; i < N_ROWS; i++) {
+        const char *env = rows[i].s->env, *v = env ? getenv(env) : NULL;
+        if (!v || !*v) continue;
+        bool first = true; /* a variable of several tables: applied from its first row */
+        for (size_t j = 0; j < i && first; j++)
+            first = !(rows[j].s->env && strcmp(rows[j].s->env, env) == 0);
+        if (first && !apply_rows(o, i, v, env, true)) return CLI_USAGE;
     }
     optind = 1;
     opterr = 0;
@@ -327,6 +384,8 @@ int cli_parse(int argc, char **argv, const char *cmd, const char *usage, cli_opt
                       bad ? bad : "?", cmd);
             return CLI_USAGE;
         }
+        for (size_t k = 0; k < N_OF(shorts); k++)
+            if (c == shorts[k].c) c = OPT_SETTING + row_of_flag(shorts[k].flag);
         char name[48];
         snprintf(name, sizeof name, "--%s", opt_name(c));
         if (!apply_opt(o, c, optarg, name)) return CLI_USAGE;
@@ -340,7 +399,8 @@ int cli_parse(int argc, char **argv, const char *cmd, const char *usage, cli_opt
         cli_error("%s: TEXT is required (see sipp %s --help)", cmd, cmd);
         return CLI_USAGE;
     }
-    if (o->provider && o->gateway) {
+    const char *gateway = o->gateway_params.base_url;
+    if (o->provider && gateway) {
         cli_error("%s: --provider and --gateway are exclusive: pick one endpoint", cmd);
         return CLI_USAGE;
     }
@@ -348,20 +408,19 @@ int cli_parse(int argc, char **argv, const char *cmd, const char *usage, cli_opt
         cli_error("%s: --header is for --provider or --gateway endpoints", cmd);
         return CLI_USAGE;
     }
-    if (o->auth_header && !o->gateway) {
+    if (o->gateway_params.auth_header && !gateway) {
         cli_error("%s: --auth-header is for --gateway endpoints", cmd);
         return CLI_USAGE;
     }
-    if (o->gateway && !o->target) {
+    if (gateway && !o->gateway_params.target) {
         cli_error("%s: --gateway needs --target NAME (the gateway's target)", cmd);
         return CLI_USAGE;
     }
-    if (o->provider && !o->remote_model) {
+    if (o->provider && !o->provider_params.model) {
         cli_error("%s: --provider needs --remote-model NAME", cmd);
         return CLI_USAGE;
     }
     o->text.stop = o->stops;
     o->text.n_stop = o->n_stop;
-    o->text.context_key = o->context_key;
     return CLI_OK;
 }

@@ -30,7 +30,7 @@ static void usage(FILE *f) {
           f);
 }
 
-/* `check`: each provider target's base URL through libsipp's own rules (scheme, network
+/* `check`: each provider target's base URL (every replica of a pool) through libsipp's own rules (scheme, network
  * policy), with a stand-in key so that no secret is read. Returns false after printing why. */
 static bool check_provider_urls(const sipp__gw_config *cfg) {
     sipp_client *client = NULL;
@@ -39,21 +39,26 @@ static bool check_provider_urls(const sipp__gw_config *cfg) {
     for (size_t i = 0; i < cfg->n_targets && ok; i++) {
         const sipp__gw_target *t = &cfg->targets[i];
         if (t->type == SIPP__GW_LOCAL) continue;
-        sipp_provider_params pp;
-        sipp_provider_params_init(&pp, sizeof pp);
+        sipp_provider_params pp = t->provider; /* its TOML keys, as serve adds it */
         pp.kind = t->type == SIPP__GW_OPENAI      ? SIPP_PROVIDER_OPENAI
                   : t->type == SIPP__GW_ANTHROPIC ? SIPP_PROVIDER_ANTHROPIC
                                                   : SIPP_PROVIDER_OPENAI_COMPATIBLE;
         pp.model = t->model;
-        pp.base_url = t->base_url;
         pp.api_key = "check";
-        pp.allow_private_network = t->allow_private_network;
-        sipp_error err;
-        sipp_error_init(&err, sizeof err);
-        if (sipp_client_add_provider(client, "check", &pp, NULL, &err) == SIPP_INVALID_ARGUMENT) {
-            fprintf(stderr, "sipp-gateway: target '%s' (line %d): %s\n", t->name, t->line,
-                    err.message);
-            ok = false;
+        for (size_t k = 0; k < (t->n_base_urls ? t->n_base_urls : 1) && ok; k++) { /* replicas */
+            pp.base_url = t->n_base_urls ? t->base_urls[k] : NULL;
+            sipp_error err;
+            sipp_error_init(&err, sizeof err);
+            if (sipp_client_add_provider(client, "check", &pp, NULL, &err) ==
+                SIPP_INVALID_ARGUMENT) {
+                if (t->n_base_urls > 1)
+                    fprintf(stderr, "sipp-gateway: target '%s' (line %d), base_urls[%zu]: %s\n",
+                            t->name, t->line, k, err.message);
+                else
+                    fprintf(stderr, "sipp-gateway: target '%s' (line %d): %s\n", t->name,
+                            t->line, err.message);
+                ok = false;
+            }
         }
     }
     sipp_client_free(client);

@@ -5,7 +5,8 @@ export type SippErrorKind =
   | 'invalid_argument' | 'not_found' | 'unsupported' | 'model_invalid' | 'out_of_memory' | 'busy'
   | 'cancelled' | 'deadline_exceeded' | 'context_overflow' | 'io_error' | 'internal' | 'closed'
   | 'timeout' | 'authentication' | 'authorization' | 'rate_limited' | 'quota_exceeded'
-  | 'model_not_found' | 'overloaded' | 'upstream_error' | 'transport' | 'upstream_timeout';
+  | 'model_not_found' | 'overloaded' | 'upstream_error' | 'transport' | 'upstream_timeout'
+  | 'no_route';
 
 /** A failed call or run. */
 export class SippError extends Error {

@@ -38,6 +38,8 @@ export interface LocalOptions {
   sha256?: string;
   /** watchdog: no scheduler round for this long is a stall (0 = 60000) */
   stallAlarmMs?: number;
+  /** the model's projector GGUF: images/audio in (llama.cpp's mmproj) */
+  mmproj?: string;
   /** inter-token latency target while a prompt prefills (0 = 400) */
   itlTargetMs?: number;
   /** sequences kept warm in memory (0 = n_parallel) */

@@ -16,26 +16,16 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "../common/common_int.h"
+#include "../common/media_parse.h"
 #include "../engine/engine_int.h"
 #include "../providers/providers_int.h"
+#include "client_int.h"
 
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef enum endpoint_kind { ENDPOINT_LOCAL, ENDPOINT_REMOTE } endpoint_kind;
-
-struct sipp_endpoint {
-    struct sipp_endpoint *next;
-    char *id;
-    endpoint_kind kind;
-    pthread_rwlock_t life;    /* read: a call using engine/remote; write: closing */
-    bool closed;              /* under life; engine and remote are NULL once set */
-    sipp__engine *engine;     /* local */
-    sipp__remote *remote;     /* provider or gateway */
-};
 
 struct sipp_client {
     pthread_mutex_t mu;
@@ -82,6 +72,7 @@ static void endpoint_free(sipp_endpoint *ep) {
     if (!ep) return;
     endpoint_close(ep);
     pthread_rwlock_destroy(&ep->life);
+    sipp__signals_destroy(&ep->signals);
     free(ep->id);
     free(ep);
 }
@@ -94,10 +85,7 @@ static void endpoint_list_free(sipp_endpoint *ep) {
     }
 }
 
-/* Starts a call that uses the endpoint's engine or remote: SIPP_OK with `life` held for
- * reading (end it with endpoint_leave), or SIPP_CLOSED. `life` is the handle's mutable state,
- * so a const handle may take it. */
-static sipp_status endpoint_enter(const sipp_endpoint *cep, sipp_error *err) {
+sipp_status sipp__endpoint_enter(const sipp_endpoint *cep, sipp_error *err) {
     sipp_endpoint *ep = (sipp_endpoint *)cep;
     pthread_rwlock_rdlock(&ep->life);
     if (!ep->closed) return SIPP_OK;
@@ -105,7 +93,7 @@ static sipp_status endpoint_enter(const sipp_endpoint *cep, sipp_error *err) {
     return sipp__fail(err, SIPP_CLOSED, 0, "endpoint '%s' was removed or replaced", ep->id);
 }
 
-static void endpoint_leave(const sipp_endpoint *ep) {
+void sipp__endpoint_leave(const sipp_endpoint *ep) {
     pthread_rwlock_unlock(&((sipp_endpoint *)ep)->life);
 }
 
@@ -158,6 +146,7 @@ static sipp_endpoint *endpoint_alloc(const char *id, endpoint_kind kind) {
         return NULL;
     }
     ep->kind = kind;
+    sipp__signals_init(&ep->signals);
     return ep;
 }
 
@@ -282,7 +271,7 @@ sipp_status sipp_endpoint_get_info(const sipp_endpoint *ep, sipp_endpoint_info *
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "endpoint and out are required");
     sipp_status st = sipp__struct_size_ok(out->struct_size, SIPP__FIRST_SIZE(endpoint_info),
                                           sizeof *out, "endpoint info", err);
-    if (st != SIPP_OK || (st = endpoint_enter(ep, err)) != SIPP_OK) return st;
+    if (st != SIPP_OK || (st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     sipp_endpoint_info in = sipp__endpoint_info_defaults();
     if (ep->kind == ENDPOINT_LOCAL) {
         sipp__engine_get_info(ep->engine, &in);
@@ -290,7 +279,7 @@ sipp_status sipp_endpoint_get_info(const sipp_endpoint *ep, sipp_endpoint_info *
         in.can_generate = in.can_chat = in.can_embed = true; /* the peer decides per model */
         snprintf(in.architecture, sizeof in.architecture, "remote");
     }
-    endpoint_leave(ep);
+    sipp__endpoint_leave(ep);
     return sipp__struct_out(out, &in, sizeof in, SIPP__FIRST_SIZE(endpoint_info), "endpoint info",
                             err);
 }
@@ -304,10 +293,10 @@ sipp_status sipp_endpoint_get_stats(const sipp_endpoint *ep, sipp_engine_stats *
     if (st != SIPP_OK) return st;
     if (ep->kind != ENDPOINT_LOCAL)
         return sipp__fail(err, SIPP_UNSUPPORTED, 0, "engine stats exist only for local endpoints");
-    if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
+    if ((st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     sipp_engine_stats s = sipp__engine_stats_defaults();
     sipp__engine_get_stats(ep->engine, &s);
-    endpoint_leave(ep);
+    sipp__endpoint_leave(ep);
     /* a caller built against 0.1's header has no watchdog fields: it gets the ones it has */
     return sipp__struct_out(out, &s, sizeof s, SIPP__FIRST_SIZE(engine_stats), "engine stats", err);
 }
@@ -335,7 +324,13 @@ static sipp_status text_params_in(const sipp_endpoint *ep, const sipp_text_param
     if (ep->kind == ENDPOINT_LOCAL && p->extra_json)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "extra_json is for remote endpoints; a local endpoint has typed options only");
-    return ep->kind == ENDPOINT_LOCAL ? SIPP_OK : sipp__text_params_check(p, err);
+    if (p->n_media > 0 && !p->media)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "n_media is %zu but media is NULL", p->n_media);
+    if (ep->kind == ENDPOINT_LOCAL) return SIPP_OK;
+    sipp_status st = sipp__text_params_check(p, err);
+    /* structured output: a schema a remote would get is held to the local rule (issue 18) */
+    if (st == SIPP_OK && p->json_schema) st = sipp__engine_check_schema(p->json_schema, err);
+    return st;
 }
 
 sipp_status sipp_query(sipp_endpoint *ep, const char *prompt, const sipp_text_params *params,
@@ -347,18 +342,63 @@ sipp_status sipp_query(sipp_endpoint *ep, const char *prompt, const sipp_text_pa
     sipp_text_params p;
     st = text_params_in(ep, params, &p, err);
     if (st != SIPP_OK) return st;
-    if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
+    if ((st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     if (ep->kind == ENDPOINT_REMOTE)
         st = sipp__remote_submit_text(ep->remote, prompt, NULL, 0, &p, out, err);
     else
         st = sipp__engine_submit_text(ep->engine, prompt, &p, out, err);
-    endpoint_leave(ep);
+    if (st == SIPP_OK) sipp__endpoint_observe(ep, *out);
+    sipp__endpoint_leave(ep);
     return st;
 }
 
 static bool known_role(const char *role) {
     return role && (strcmp(role, "system") == 0 || strcmp(role, "user") == 0 ||
                     strcmp(role, "assistant") == 0);
+}
+
+/* Multimodal: a copy of the messages in which each message with media parts has its markers
+ * (sipp__media_place_markers: the app's, or one per part in front), so the template renders
+ * them where they belong. Parts must name an existing message. */
+static sipp_status chat_place_markers(const sipp_message *messages, size_t n,
+                                      const sipp_text_params *p, sipp_message **out,
+                                      sipp_error *err) {
+    *out = NULL;
+    for (size_t i = 0; i < p->n_media; i++)
+        if (p->media[i].message_index >= n)
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                              "chat: media[%zu] names message %zu of %zu", i,
+                              p->media[i].message_index, n);
+    sipp_message *m = calloc(n, sizeof *m);
+    if (!m) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    sipp_status st = SIPP_OK;
+    for (size_t i = 0; i < n && st == SIPP_OK; i++) {
+        size_t parts = 0;
+        for (size_t k = 0; k < p->n_media; k++) parts += p->media[k].message_index == i;
+        m[i].role = messages[i].role;
+        char what[48];
+        snprintf(what, sizeof what, "chat: messages[%zu]", i);
+        char *content = NULL;
+        if (parts > 0 || sipp__media_count_markers(messages[i].content) > 0)
+            st = sipp__media_place_markers(messages[i].content, parts, what, &content, err);
+        else
+            content = sipp__strdup(messages[i].content);
+        if (st == SIPP_OK && !content) st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        m[i].content = content;
+    }
+    if (st != SIPP_OK) {
+        for (size_t i = 0; i < n; i++) free((char *)m[i].content);
+        free(m);
+        return st;
+    }
+    *out = m;
+    return SIPP_OK;
+}
+
+static void chat_markers_free(sipp_message *m, size_t n) {
+    if (!m) return;
+    for (size_t i = 0; i < n; i++) free((char *)m[i].content);
+    free(m);
 }
 
 sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_messages,
@@ -378,16 +418,22 @@ sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_
     sipp_text_params p;
     st = text_params_in(ep, params, &p, err);
     if (st != SIPP_OK) return st;
-    if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
+    if ((st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     if (ep->kind == ENDPOINT_REMOTE) {
         st = sipp__remote_submit_text(ep->remote, NULL, messages, n_messages, &p, out, err);
     } else {
         char *prompt = NULL;
-        st = sipp__engine_render_chat(ep->engine, messages, n_messages, &prompt, err);
+        sipp_message *marked = NULL;
+        if (p.n_media > 0) st = chat_place_markers(messages, n_messages, &p, &marked, err);
+        if (st == SIPP_OK)
+            st = sipp__engine_render_chat(ep->engine, marked ? marked : messages, n_messages,
+                                          &prompt, err);
         if (st == SIPP_OK) st = sipp__engine_submit_text(ep->engine, prompt, &p, out, err);
+        chat_markers_free(marked, n_messages);
         free(prompt);
     }
-    endpoint_leave(ep);
+    if (st == SIPP_OK) sipp__endpoint_observe(ep, *out);
+    sipp__endpoint_leave(ep);
     return st;
 }
 
@@ -406,11 +452,11 @@ sipp_status sipp_embed(sipp_endpoint *ep, const char *text, const sipp_embed_par
     if (ep->kind == ENDPOINT_LOCAL && p.extra_json)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "extra_json is for remote endpoints; a local endpoint has typed options only");
-    if ((st = endpoint_enter(ep, err)) != SIPP_OK) return st;
+    if ((st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     if (ep->kind == ENDPOINT_REMOTE)
         st = sipp__remote_submit_embed(ep->remote, text, &p, out, err);
     else
         st = sipp__engine_submit_embed(ep->engine, text, &p, out, err);
-    endpoint_leave(ep);
+    sipp__endpoint_leave(ep);
     return st;
 }

@@ -10,6 +10,8 @@
 
 #include "sipp.h"
 
+#include <pthread.h>
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -139,8 +141,9 @@ unsigned sipp__nesting_depth_len(const char *s, size_t len, bool gbnf, unsigned 
     X(text_params, offsetof(sipp_text_params, extra_json))                                       \
     X(embed_params, offsetof(sipp_embed_params, extra_json))                                     \
     X(engine_stats, offsetof(sipp_engine_stats, stalls))                                         \
-    X(endpoint_info, sizeof(sipp_endpoint_info))                                                 \
-    X(token_batch, offsetof(sipp_token_batch, done) + sizeof(bool))
+    X(endpoint_info, offsetof(sipp_endpoint_info, vision))                                       \
+    X(token_batch, offsetof(sipp_token_batch, done) + sizeof(bool))                              \
+    X(estimate, sizeof(sipp_estimate))
 
 /* The first-release size of struct `name`, e.g. SIPP__FIRST_SIZE(local_params). */
 #define SIPP__FIRST_SIZE(name) SIPP__FIRST_SIZE_##name
@@ -188,6 +191,12 @@ void sipp__run_set_waker(sipp_run *run, sipp__run_wake_fn wake, void *producer);
 /* Producer side. push_text appends generated text for the stream and the response. */
 sipp_status sipp__run_push_text(sipp_run *run, const char *text, size_t len, uint32_t n_tokens);
 size_t sipp__run_backlog(sipp_run *run);
+/* Log-probabilities (issue 18): stages one output token's entry (copied). push_text publishes
+ * staged entries in order, as many as its n_tokens (or fewer when fewer are staged), so each
+ * batch carries the entries of the tokens it covers; entries never published (a matched stop
+ * string's tokens) are not in the response. OUT_OF_MEMORY leaves the run as it was. */
+sipp_status sipp__run_stage_logprob(sipp_run *run, const char *tok, size_t len, float logprob,
+                                    const sipp_top_logprob *top, uint32_t n_top);
 bool sipp__run_cancel_requested(const sipp_run *run);
 /* Embedding result: takes ownership of `vec` (malloc'd, n floats). */
 void sipp__run_set_embedding(sipp_run *run, float *vec, uint32_t n, bool normalized);
@@ -198,9 +207,41 @@ void sipp__run_discard(sipp_run *run, sipp_status st);
  * the answer (strings may be NULL). */
 void sipp__run_set_remote(sipp_run *run, uint32_t http_status, uint32_t retry_after_s,
                           const char *request_id, const char *error_code);
+/* The request never reached the peer (sipp_run_not_sent). Before sipp__run_finish. */
+void sipp__run_set_not_sent(sipp_run *run);
 /* Ends the run: status and message (message may be NULL on success), finish reason, usage,
  * stats. After this call the producer must not touch `run`. */
 void sipp__run_finish(sipp_run *run, sipp_status status, const char *message,
                       sipp_finish_reason reason, const sipp_usage *usage, const sipp_stats *stats);
+/* Calls `fn(ctx, response)` once when the run has ended (at once, on this thread, if it already
+ * has; else on the producer's thread as it finishes, under the run's lock and before any waiter
+ * wakes: fn must not call back into the run). `ctx` must outlive the run's producer:
+ * the client layer passes its endpoint's signals (endpoints outlive their runs' producers). */
+typedef void (*sipp__run_observer_fn)(void *ctx, const sipp_response *resp);
+void sipp__run_observe(sipp_run *run, sipp__run_observer_fn fn, void *ctx);
+
+/* ---- what an endpoint measured of its requests (signals.c) -------------------------------- */
+
+typedef struct sipp__signals {
+    pthread_mutex_t mu;
+    double ttft_ms, total_ms, decode_tok_s, prefill_tok_s, error_rate, busy_rate;
+    uint32_t n_ttft, n_total, n_decode, n_prefill, n_outcomes;
+    uint32_t consecutive_failures;
+    double last_failure_ms;
+    double price_in, price_out; /* per million tokens; negative: not configured */
+} sipp__signals;
+
+typedef struct sipp__signals_view {
+    sipp_figure ttft_ms, total_ms, decode_tok_s, prefill_tok_s, error_rate, busy_rate;
+    sipp_figure price_in, price_out;
+    bool healthy;
+} sipp__signals_view;
+
+void sipp__signals_init(sipp__signals *s);
+void sipp__signals_destroy(sipp__signals *s);
+/* One finished run (cancelled runs are not counted). */
+void sipp__signals_record(sipp__signals *s, const sipp_response *r, double now_ms);
+void sipp__signals_set_prices(sipp__signals *s, double in, double out);
+void sipp__signals_read(sipp__signals *s, double now_ms, sipp__signals_view *out);
 
 #endif

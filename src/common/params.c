@@ -29,36 +29,26 @@ sipp_client_params sipp__client_params_defaults(void) {
                                 .log_level = SIPP_LOG_ERROR};
 }
 
-/* The defaults of sipp_local_params are a column of its table (include/sipp_settings.h). */
-#define LOCAL_DEFAULT(field, kind, def, ...) .field = def,
+/* The defaults of the five params structs are a column of their tables
+ * (include/sipp_settings.h). */
 sipp_local_params sipp__local_params_defaults(void) {
-    return (sipp_local_params){SIPP_LOCAL_SETTINGS(LOCAL_DEFAULT)};
+    return (sipp_local_params){SIPP_LOCAL_SETTINGS(SIPP_SETTING_DEFAULT)};
 }
-#undef LOCAL_DEFAULT
 
 sipp_provider_params sipp__provider_params_defaults(void) {
-    return (sipp_provider_params){.struct_size = sizeof(sipp_provider_params),
-                                  .kind = SIPP_PROVIDER_OPENAI_COMPATIBLE};
+    return (sipp_provider_params){SIPP_PROVIDER_SETTINGS(SIPP_SETTING_DEFAULT)};
 }
 
 sipp_gateway_params sipp__gateway_params_defaults(void) {
-    return (sipp_gateway_params){.struct_size = sizeof(sipp_gateway_params),
-                                 .auth = SIPP_GATEWAY_AUTH_BEARER};
+    return (sipp_gateway_params){SIPP_GATEWAY_SETTINGS(SIPP_SETTING_DEFAULT)};
 }
 
 sipp_text_params sipp__text_params_defaults(void) {
-    return (sipp_text_params){.struct_size = sizeof(sipp_text_params),
-                              .max_tokens = 256,
-                              .temperature = 0.8f,
-                              .top_k = 40,
-                              .top_p = 0.95f,
-                              .min_p = 0.05f,
-                              .repeat_penalty = 1.0f,
-                              .seed = 0xFFFFFFFFu};
+    return (sipp_text_params){SIPP_TEXT_SETTINGS(SIPP_SETTING_DEFAULT)};
 }
 
 sipp_embed_params sipp__embed_params_defaults(void) {
-    return (sipp_embed_params){.struct_size = sizeof(sipp_embed_params), .normalize = true};
+    return (sipp_embed_params){SIPP_EMBED_SETTINGS(SIPP_SETTING_DEFAULT)};
 }
 
 sipp_engine_stats sipp__engine_stats_defaults(void) {
@@ -67,6 +57,10 @@ sipp_engine_stats sipp__engine_stats_defaults(void) {
 
 sipp_endpoint_info sipp__endpoint_info_defaults(void) {
     return (sipp_endpoint_info){.struct_size = sizeof(sipp_endpoint_info)};
+}
+
+sipp_estimate sipp__estimate_defaults(void) {
+    return (sipp_estimate){.struct_size = sizeof(sipp_estimate)};
 }
 
 sipp_token_batch sipp__token_batch_defaults(void) {

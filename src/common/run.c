@@ -36,16 +36,28 @@ struct sipp_run {
     sipp_response resp; /* resp.usage and resp.stats point at the two below */
     sipp_usage usage;
     sipp_stats stats;
+    /* log-probabilities (issue 18), under mu: lp[0, lp_n) staged by the producer, of which
+     * [0, lp_published) went out with text and [0, lp_taken) were handed to the consumer.
+     * Each entry's strings are one malloc'd block starting at its `token` (lp_block_new). */
+    sipp_token_logprob *lp;
+    size_t lp_n, lp_cap, lp_published, lp_taken;
 
     /* consumer-only */
+    sipp_token_logprob *lp_delivered; /* the entries of the batch last handed out */
+    size_t lp_delivered_n, lp_delivered_cap;
     sipp__buf delivered;       /* the batch last handed out by sipp_run_next */
     bool delivered_done;
     sipp_token_fn on_tokens;
     void *user_data;
 
     atomic_bool cancel;
+    bool not_sent; /* remote: the request never reached the peer (under mu) */
     sipp__run_wake_fn wake;
     void *producer;
+
+    /* under mu: told once when the run ends (sipp__run_observe) */
+    sipp__run_observer_fn observer;
+    void *observer_ctx;
 };
 
 sipp_run *sipp__run_new(sipp_token_fn on_tokens, void *user_data) {
@@ -83,6 +95,9 @@ static void run_release(sipp_run *r) {
     sipp__buf_free(&r->pending);
     sipp__buf_free(&r->text);
     sipp__buf_free(&r->delivered);
+    for (size_t i = 0; i < r->lp_n; i++) free((char *)r->lp[i].token);
+    free(r->lp);
+    free(r->lp_delivered);
     free(r->embedding);
     free(r);
 }
@@ -100,10 +115,61 @@ sipp_status sipp__run_push_text(sipp_run *r, const char *text, size_t len, uint3
     pthread_mutex_lock(&r->mu);
     sipp_status st = sipp__buf_append(&r->text, text, len);
     if (st == SIPP_OK) st = sipp__buf_append(&r->pending, text, len);
-    if (st == SIPP_OK) r->pending_tokens += n_tokens;
+    if (st == SIPP_OK) {
+        r->pending_tokens += n_tokens;
+        size_t staged = r->lp_n - r->lp_published;
+        r->lp_published += n_tokens < staged ? n_tokens : staged;
+    }
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     return st;
+}
+
+/* One malloc'd block holding an entry's strings and its alternatives: the token's bytes and
+ * NUL first (so freeing `token` frees the block), then the sipp_top_logprob array at an
+ * aligned offset, then the alternatives' bytes. */
+static bool lp_block_new(sipp_token_logprob *e, const char *tok, size_t len, float logprob,
+                         const sipp_top_logprob *top, uint32_t n_top) {
+    const size_t align = _Alignof(sipp_top_logprob);
+    size_t head = (len + 1 + align - 1) / align * align;
+    size_t size = head + n_top * sizeof(sipp_top_logprob);
+    for (uint32_t i = 0; i < n_top; i++) size += top[i].token_len + 1;
+    char *b = malloc(size);
+    if (!b) return false;
+    memcpy(b, tok, len);
+    b[len] = '\0';
+    sipp_top_logprob *t = (sipp_top_logprob *)(void *)(b + head);
+    char *p = (char *)(t + n_top);
+    for (uint32_t i = 0; i < n_top; i++) {
+        memcpy(p, top[i].token, top[i].token_len);
+        p[top[i].token_len] = '\0';
+        t[i] = (sipp_top_logprob){p, top[i].token_len, top[i].logprob};
+        p += top[i].token_len + 1;
+    }
+    *e = (sipp_token_logprob){b, len, logprob, n_top ? t : NULL, n_top};
+    return true;
+}
+
+sipp_status sipp__run_stage_logprob(sipp_run *r, const char *tok, size_t len, float logprob,
+                                    const sipp_top_logprob *top, uint32_t n_top) {
+    sipp_token_logprob e;
+    if (!lp_block_new(&e, tok ? tok : "", tok ? len : 0, logprob, top, n_top))
+        return SIPP_OUT_OF_MEMORY;
+    pthread_mutex_lock(&r->mu);
+    if (r->lp_n == r->lp_cap) {
+        size_t cap = r->lp_cap ? 2 * r->lp_cap : 64;
+        sipp_token_logprob *grown = realloc(r->lp, cap * sizeof *grown);
+        if (!grown) {
+            pthread_mutex_unlock(&r->mu);
+            free((char *)e.token);
+            return SIPP_OUT_OF_MEMORY;
+        }
+        r->lp = grown;
+        r->lp_cap = cap;
+    }
+    r->lp[r->lp_n++] = e;
+    pthread_mutex_unlock(&r->mu);
+    return SIPP_OK;
 }
 
 size_t sipp__run_backlog(sipp_run *r) {
@@ -139,6 +205,12 @@ void sipp__run_set_remote(sipp_run *r, uint32_t http_status, uint32_t retry_afte
     pthread_mutex_unlock(&r->mu);
 }
 
+void sipp__run_set_not_sent(sipp_run *r) {
+    pthread_mutex_lock(&r->mu);
+    r->not_sent = true;
+    pthread_mutex_unlock(&r->mu);
+}
+
 void sipp__run_finish(sipp_run *r, sipp_status status, const char *message,
                       sipp_finish_reason reason, const sipp_usage *usage,
                       const sipp_stats *stats) {
@@ -159,11 +231,28 @@ void sipp__run_finish(sipp_run *r, sipp_status status, const char *message,
     }
     r->resp.text = r->text.data ? r->text.data : "";
     r->resp.text_len = r->text.len;
+    r->resp.logprobs = r->lp_published ? r->lp : NULL;
+    r->resp.n_logprobs = r->lp_published;
+    /* The response is final: the observer sees it before any waiter wakes, so a caller that
+     * saw the run end also sees it counted (it takes only its own lock: no order to keep). */
+    if (r->observer) r->observer(r->observer_ctx, &r->resp);
+    r->observer = NULL;
     r->done = true;
     r->wake = NULL; /* the producer may go away now */
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     run_release(r);
+}
+
+void sipp__run_observe(sipp_run *r, sipp__run_observer_fn fn, void *ctx) {
+    pthread_mutex_lock(&r->mu);
+    bool done = r->done;
+    if (!done) {
+        r->observer = fn;
+        r->observer_ctx = ctx;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (done) fn(ctx, &r->resp); /* the caller's reference keeps it alive */
 }
 
 void sipp__run_discard(sipp_run *r, sipp_status st) {
@@ -202,7 +291,27 @@ static uint32_t take_pending_locked(sipp_run *r) {
     sipp__buf_reset(&r->pending);
     uint32_t n = r->pending_tokens;
     r->pending_tokens = 0;
+    /* the entries published with that text: copied, as the producer may grow r->lp */
+    size_t k = r->lp_published - r->lp_taken;
+    r->lp_delivered_n = 0;
+    if (k > r->lp_delivered_cap) {
+        sipp_token_logprob *grown = realloc(r->lp_delivered, k * sizeof *grown);
+        if (grown) {
+            r->lp_delivered = grown;
+            r->lp_delivered_cap = k;
+        }
+    }
+    if (k <= r->lp_delivered_cap && k > 0) {
+        memcpy(r->lp_delivered, r->lp + r->lp_taken, k * sizeof *r->lp_delivered);
+        r->lp_delivered_n = k;
+    }
+    r->lp_taken = r->lp_published;
     return n;
+}
+
+void sipp_run_batch_logprobs(const sipp_run *r, const sipp_token_logprob **out, size_t *n) {
+    if (out) *out = r && r->lp_delivered_n ? r->lp_delivered : NULL;
+    if (n) *n = r ? r->lp_delivered_n : 0;
 }
 
 sipp_status sipp_run_next(sipp_run *r, int timeout_ms, sipp_token_batch *out, sipp_error *err) {
@@ -225,6 +334,8 @@ sipp_status sipp_run_next(sipp_run *r, int timeout_ms, sipp_token_batch *out, si
     b.len = r->delivered.len;
     b.n_tokens = n;
     b.done = done;
+    b.logprobs = r->lp_delivered_n ? r->lp_delivered : NULL;
+    b.n_logprobs = r->lp_delivered_n;
     return sipp__struct_out(out, &b, sizeof b, SIPP__FIRST_SIZE(token_batch), "token batch", err);
 }
 
@@ -266,6 +377,15 @@ bool sipp_run_is_done(const sipp_run *r) {
     bool d = m->done;
     pthread_mutex_unlock(&m->mu);
     return d;
+}
+
+bool sipp_run_not_sent(const sipp_run *r) {
+    if (!r) return false;
+    sipp_run *m = (sipp_run *)r;
+    pthread_mutex_lock(&m->mu);
+    bool v = m->done && m->not_sent;
+    pthread_mutex_unlock(&m->mu);
+    return v;
 }
 
 void sipp_run_free(sipp_run *r) {

@@ -161,6 +161,13 @@ sipp_status sipp__text_params_check(const sipp_text_params *p, sipp_error *err) 
     for (size_t i = 0; i < p->n_stop; i++)
         if (!p->stop[i] || !p->stop[i][0])
             return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "stop string %zu is empty", i);
+    if (p->top_logprobs > SIPP_MAX_TOP_LOGPROBS)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "top_logprobs must be in [0, %d] (got %u)", SIPP_MAX_TOP_LOGPROBS,
+                          p->top_logprobs);
+    if (p->top_logprobs > 0 && !p->logprobs)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "top_logprobs needs logprobs: set logprobs to true");
     if (p->grammar && p->json_schema)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "grammar and json_schema are exclusive: give one");

@@ -10,11 +10,23 @@
 #define SIPP_ENGINE_INT_H
 
 #include "../common/common_int.h"
+#include "backend.h"
 
 typedef struct sipp__engine sipp__engine;
 
 /* Loads the model and starts the engine thread. */
 sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, sipp_error *err);
+/* Opens an engine whose forward and KV cache are the embedder's `be` (backend.h; copied, its
+ * state stays the embedder's unless be->destroy is set): the tokenizer and chat template come
+ * from a vocab-only load of p->model_path, which must be the model the backend runs (its
+ * vocabulary size must match). Embeddings need be->embed; an embedding-only model is refused. */
+sipp_status sipp__engine_open_external(const sipp_local_params *p, const sipp__backend *be,
+                                       sipp__engine **out, sipp_error *err);
+/* The llama.cpp backend alone, over the model and context sipp__engine_open would create for p
+ * (same sequences, context and batch): for an embedder that wraps it, e.g. the pass-through
+ * external backend of the tests. Freed with out->destroy(out->state). */
+sipp_status sipp__backend_llama_open(const sipp_local_params *p, sipp__backend *out,
+                                     sipp_error *err);
 /* Cancels everything queued or running (each run gets its terminal state), joins the engine
  * thread and frees the model. NULL is a no-op. */
 void sipp__engine_close(sipp__engine *e);
@@ -25,9 +37,17 @@ void sipp__engine_get_stats(sipp__engine *e, sipp_engine_stats *out);
 /* Submits a completion of `prompt` (already templated for chat). */
 sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
                                      const sipp_text_params *p, sipp_run **out, sipp_error *err);
+/* Structured output (issue 18): whether llama.cpp's converter can enforce `schema` (the
+ * same depth cap and conversion a local submission does), for every endpoint kind, so an
+ * unenforceable schema is INVALID_ARGUMENT everywhere. Any thread. */
+sipp_status sipp__engine_check_schema(const char *schema, sipp_error *err);
 /* Renders chat messages with the model's template. *out freed with free(). */
 sipp_status sipp__engine_render_chat(sipp__engine *e, const sipp_message *messages, size_t n,
                                      char **out, sipp_error *err);
+/* Fills the local part of a routing estimate for a (rendered) prompt: token counts, cached
+ * prefix for p's context key and scope, the load now (engine_estimate.c). */
+sipp_status sipp__engine_estimate(sipp__engine *e, const char *prompt, const sipp_text_params *p,
+                                  sipp_estimate *out, sipp_error *err);
 sipp_status sipp__engine_submit_embed(sipp__engine *e, const char *text,
                                       const sipp_embed_params *p, sipp_run **out,
                                       sipp_error *err);

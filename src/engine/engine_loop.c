@@ -245,6 +245,8 @@ static void *watchdog_main(void *arg) {
 #endif /* __EMSCRIPTEN__ */
 #else
 bool sipp__engine_step(sipp__engine *e) {
+    /* a forward still pending (an external backend's, not committed yet): nothing else runs */
+    if (!sipp__engine_resume(e)) return true;
     engine_round(e);
     pthread_mutex_lock(&e->mu);
     bool more = e->queue_head != NULL || e->n_running > 0;
@@ -283,6 +285,9 @@ void sipp__engine_stop(sipp__engine *e) {
 #ifndef SIPP_ENGINE_MANUAL
     pthread_join(e->thread, NULL);
 #else
-    drain_all(e); /* manual mode: the caller's thread is the engine thread */
+    /* manual mode: the caller's thread is the engine thread; a forward committed but not taken
+     * back yet is completed first (an external backend commits before the close) */
+    sipp__engine_resume(e);
+    drain_all(e);
 #endif
 }

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "engine_state.h"
+#include "media.h"
 #include "../common/test_control.h"
 
 #include <math.h>
@@ -84,12 +85,20 @@ static void engine_release(sipp__engine *e) {
         }
         free(e->slots);
     }
-    if (e->batch.token) llama_batch_free(e->batch);
+    free(e->batch.token);
+    free(e->batch.pos);
+    free(e->batch.seq_id);
+    free(e->batch.logits);
+    free(e->batch.out_row);
+    free(e->cur);
     free(e->gap_scratch);
     free(e->eog_bias);
     free(e->special);
     sipp__kvstore_free(e->kv); /* writes RAM-only snapshots to the disk tier */
+    sipp__estimate_state_free(e);
     sipp__chat_templates_free(e->templates);
+    sipp__media_close(e);
+    if (e->be.destroy) e->be.destroy(e->be.state); /* before the context it may use */
     if (e->ctx) llama_free(e->ctx);
     if (e->model) llama_model_free(e->model);
     pthread_mutex_destroy(&e->templates_mu);
@@ -199,10 +208,11 @@ static sipp__engine *engine_alloc(void) {
 }
 
 /* Loads the weights and reads the model's info and capabilities (*caps). */
-static sipp_status model_load(sipp__engine *e, const sipp_local_params *p, sipp__model_caps *caps,
-                              sipp_error *err) {
+static sipp_status model_load(sipp__engine *e, const sipp_local_params *p, bool vocab_only,
+                              sipp__model_caps *caps, sipp_error *err) {
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = p->n_gpu_layers;
+    mp.vocab_only = vocab_only; /* an external backend: tokenizer and template only */
 #ifdef __EMSCRIPTEN__
     mp.load_mode = LLAMA_LOAD_MODE_NONE; /* browser file systems cannot mmap: read into the heap */
 #endif
@@ -351,9 +361,20 @@ static sipp_status buffers_alloc(sipp__engine *e, sipp_error *err) {
             return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     }
     e->gap_scratch = malloc(e->n_ctx_seq * sizeof(float));
-    if (!e->gap_scratch) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
-    e->batch = llama_batch_init((int32_t)e->n_batch, 0, 1);
+    if (!e->gap_scratch || sipp__estimate_state_init(e) != SIPP_OK)
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    sipp__plan *b = &e->batch;
+    b->capacity = (int32_t)e->n_batch;
+    b->token = malloc(e->n_batch * sizeof *b->token);
+    b->pos = malloc(e->n_batch * sizeof *b->pos);
+    b->seq_id = malloc(e->n_batch * sizeof *b->seq_id);
+    b->logits = malloc(e->n_batch * sizeof *b->logits);
+    b->out_row = malloc(e->n_batch * sizeof *b->out_row);
     int32_t n_vocab = llama_vocab_n_tokens(e->vocab);
+    e->n_vocab = n_vocab;
+    e->cur = malloc((size_t)(n_vocab > 0 ? n_vocab : 1) * sizeof *e->cur);
+    if (!b->token || !b->pos || !b->seq_id || !b->logits || !b->out_row || !e->cur)
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     for (int32_t t = 0; t < n_vocab; t++) e->n_eog += llama_vocab_is_eog(e->vocab, t);
     e->eog_bias = calloc((size_t)(e->n_eog ? e->n_eog : 1), sizeof *e->eog_bias);
     if (!e->eog_bias) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
@@ -385,37 +406,134 @@ static sipp_status kvstore_open(sipp__engine *e, const sipp_local_params *p, uin
     return SIPP_OK;
 }
 
-sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **out,
-                              sipp_error *err) {
+/* An external backend in place of the context (sipp__engine_open_external): its context size,
+ * vocabulary and capabilities. */
+static sipp_status backend_attach(sipp__engine *e, const sipp_local_params *p,
+                                  const sipp__backend *be, sipp__model_caps *caps,
+                                  struct llama_context_params *cp, sipp_error *err) {
+    if (!be->forward || !be->n_vocab || !be->n_embd || !be->n_ctx_seq || !be->seq_remove ||
+        !be->seq_shift || !be->seq_copy || !be->state_save || !be->state_load)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "external backend: every function but embed and destroy is required");
+    if (e->embed_only)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "external backend: '%s' is an embedding-only model", p->model_path);
+    int32_t n_vocab = be->n_vocab(be->state);
+    if (n_vocab != llama_vocab_n_tokens(e->vocab))
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "external backend: %d logits per row, but '%s' has %d tokens", n_vocab,
+                          p->model_path, llama_vocab_n_tokens(e->vocab));
+    e->n_ctx_seq = be->n_ctx_seq(be->state);
+    if (e->n_ctx_seq < 2)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "external backend: n_ctx_seq %u",
+                          e->n_ctx_seq);
+    e->be = *be;
+    e->external = true;
+    /* a vocab-only load reads no hyperparameters: the widths are the backend's, the training
+     * context the file's */
+    e->info.n_embd = (uint32_t)be->n_embd(be->state);
+    char key[80], val[32];
+    snprintf(key, sizeof key, "%s.context_length", e->info.architecture);
+    if (llama_model_meta_val_str(e->model, key, val, sizeof val) > 0)
+        e->info.n_ctx_train = (uint32_t)strtoul(val, NULL, 10);
+    e->info.n_ctx = e->n_ctx_seq;
+    e->info.n_parallel = e->n_decode;
+    e->info.can_generate = true;
+    e->info.can_embed = caps->can_embed && be->embed;
+    e->partial_reuse = !llama_model_is_recurrent(e->model) && !llama_model_is_hybrid(e->model);
+    e->context_shift = p->context_shift && e->partial_reuse;
+    e->n_keep = p->n_keep < e->n_ctx_seq / 2 ? p->n_keep : e->n_ctx_seq / 2;
+    /* snapshots of an external backend's state never mix with llama.cpp's (type GGML_TYPE_COUNT) */
+    *cp = llama_context_default_params();
+    cp->type_k = cp->type_v = GGML_TYPE_COUNT;
+    return SIPP_OK;
+}
+
+/* The steps of an open up to a running backend: `be` NULL makes llama.cpp's over a context. */
+static sipp_status engine_open_backend(const sipp_local_params *params, const sipp__backend *be,
+                                       sipp__engine **out, uint32_t *n_parts, uint8_t pinned[32],
+                                       sipp_local_params *p, struct llama_context_params *cp,
+                                       sipp_error *err) {
     *out = NULL;
-    sipp_local_params p;
-    uint8_t pinned[32]; /* the file's SHA-256 once the pin is checked: also its fingerprint */
-    uint32_t n_parts = 1;
-    sipp_status st = params_take(params, &p, err);
-    if (st == SIPP_OK) st = model_check(&p, pinned, &n_parts, err);
+    sipp_status st = params_take(params, p, err);
+    if (st == SIPP_OK) st = model_check(p, pinned, n_parts, err);
     if (st != SIPP_OK) return st;
 
     sipp__llama_init_once();
     sipp__engine *e = engine_alloc();
     if (!e) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     sipp__model_caps caps;
-    struct llama_context_params cp;
-    st = model_load(e, &p, &caps, err);
+    st = model_load(e, p, be != NULL, &caps, err);
     if (st == SIPP_OK) {
-        limits_set(e, &p);
-        st = context_create(e, &p, &caps, &cp, err);
+        limits_set(e, p);
+        st = be ? backend_attach(e, p, be, &caps, cp, err) : context_create(e, p, &caps, cp, err);
     }
-    if (st == SIPP_OK) {
-        templates_load(e);
-        st = buffers_alloc(e, err);
-    }
-    if (st == SIPP_OK) st = kvstore_open(e, &p, n_parts, pinned, &cp, err);
-    if (st == SIPP_OK) st = sipp__engine_start(e, err);
+    if (st == SIPP_OK && !be &&
+        !sipp__backend_llama_new(e->model, e->ctx, false, e->embed_only, &e->be))
+        st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     if (st != SIPP_OK) {
         engine_release(e);
         return st;
     }
     *out = e;
+    return SIPP_OK;
+}
+
+static sipp_status engine_open(const sipp_local_params *params, const sipp__backend *be,
+                               sipp__engine **out, sipp_error *err) {
+    sipp_local_params p;
+    uint8_t pinned[32]; /* the file's SHA-256 once the pin is checked: also its fingerprint */
+    uint32_t n_parts = 1;
+    struct llama_context_params cp;
+    sipp__engine *e;
+    sipp_status st = engine_open_backend(params, be, &e, &n_parts, pinned, &p, &cp, err);
+    if (st != SIPP_OK) return st;
+    templates_load(e);
+    st = buffers_alloc(e, err);
+    if (st == SIPP_OK) st = sipp__media_open(e, &p, err);
+    if (st == SIPP_OK) st = kvstore_open(e, &p, n_parts, pinned, &cp, err);
+    if (st == SIPP_OK) st = sipp__engine_start(e, err);
+    if (st != SIPP_OK) {
+        if (be) e->be.destroy = NULL; /* a failed open leaves the embedder's state to it */
+        engine_release(e);
+        return st;
+    }
+    *out = e;
+    return SIPP_OK;
+}
+
+sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **out,
+                              sipp_error *err) {
+    *out = NULL;
+    return engine_open(params, NULL, out, err);
+}
+
+sipp_status sipp__engine_open_external(const sipp_local_params *params, const sipp__backend *be,
+                                       sipp__engine **out, sipp_error *err) {
+    *out = NULL;
+    if (!be) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "external backend is required");
+    return engine_open(params, be, out, err);
+}
+
+sipp_status sipp__backend_llama_open(const sipp_local_params *params, sipp__backend *out,
+                                     sipp_error *err) {
+    sipp_local_params p;
+    uint8_t pinned[32];
+    uint32_t n_parts = 1;
+    struct llama_context_params cp;
+    sipp__engine *e;
+    sipp_status st = engine_open_backend(params, NULL, &e, &n_parts, pinned, &p, &cp, err);
+    if (st != SIPP_OK) return st;
+    /* the backend takes the model and the context; the engine around them goes */
+    e->be.destroy(e->be.state);
+    e->be = (sipp__backend){0};
+    if (!sipp__backend_llama_new(e->model, e->ctx, true, e->embed_only, out)) {
+        engine_release(e);
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    }
+    e->model = NULL;
+    e->ctx = NULL;
+    engine_release(e);
     return SIPP_OK;
 }
 

@@ -12,6 +12,7 @@
  * the last prompt token is always computed again (its logits start the generation).
  */
 #include "engine_state.h"
+#include "media.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -49,6 +50,7 @@ static void slot_stats(sipp__engine *e, const slot *s, double now, sipp_stats *o
     out->prefill_tokens = (uint32_t)s->n_prefilled - j->cached_tokens;
     out->cache_source = j->cache_source;
     out->cached_tokens = j->cached_tokens;
+    sipp__media_stats(j, out);
     double pf_end = s->t_prefilled > 0 ? s->t_prefilled : now;
     out->prefill_ms = pf_end - s->t_start;
     if (out->prefill_ms > 0 && s->t_prefilled > 0)
@@ -72,7 +74,7 @@ static void slot_stats(sipp__engine *e, const slot *s, double now, sipp_stats *o
 
 /* Empties a slot's sequence and forgets its key. */
 static void slot_clear(sipp__engine *e, slot *s) {
-    llama_memory_seq_rm(llama_get_memory(e->ctx), s->seq, -1, -1);
+    e->be.seq_remove(e->be.state, s->seq, 0, -1);
     s->n_past = 0;
     free(s->key);
     s->key = NULL;
@@ -82,14 +84,9 @@ static void slot_clear(sipp__engine *e, slot *s) {
 /* Saves a warm slot's state as a prefix snapshot (when the store is on). */
 void sipp__slot_snapshot(sipp__engine *e, slot *s) {
     if (!e->kv || !s->key || s->n_past <= 0) return;
-    size_t size = llama_state_seq_get_size(e->ctx, s->seq);
-    uint8_t *buf = size ? malloc(size) : NULL;
-    if (!buf) return;
-    size_t got = llama_state_seq_get_data(e->ctx, buf, size, s->seq);
-    if (got == 0) {
-        free(buf);
-        return;
-    }
+    uint8_t *buf;
+    size_t got;
+    if (!e->be.state_save(e->be.state, s->seq, &buf, &got)) return;
     sipp__kvstore_put(e->kv, s->key, s->key_len, s->cached, (uint32_t)s->n_past, buf, got);
 }
 
@@ -118,14 +115,14 @@ static uint32_t common_prefix(const llama_token *a, uint32_t na, const llama_tok
 }
 
 /* Copies the first n tokens of sequence src's KV cache into the empty sequence dst. The one
- * place a prefix moves between sequences (the backend seam routes it). The cache is not
- * unified, so llama.cpp copies src's whole stream at the next decode; the tail is cut here.
- * False (dst left empty) when llama.cpp refuses. */
+ * place a prefix moves between sequences, through the backend's seq_copy and seq_remove. The
+ * whole sequence is copied (llama.cpp's cache is not unified: it copies src's whole stream at
+ * the next decode and refuses a partial cross-stream copy); the tail is cut here. False (dst
+ * left empty) when the backend cannot cut it. */
 static bool kv_copy_prefix(sipp__engine *e, llama_seq_id src, llama_seq_id dst, uint32_t n) {
-    llama_memory_t mem = llama_get_memory(e->ctx);
-    llama_memory_seq_cp(mem, src, dst, -1, -1);
-    if (llama_memory_seq_rm(mem, dst, (llama_pos)n, -1)) return true;
-    llama_memory_seq_rm(mem, dst, -1, -1);
+    e->be.seq_copy(e->be.state, src, dst, -1);
+    if (e->be.seq_remove(e->be.state, dst, (int32_t)n, -1)) return true;
+    e->be.seq_remove(e->be.state, dst, 0, -1);
     return false;
 }
 
@@ -152,16 +149,16 @@ static slot *shared_source(sipp__engine *e, const slot *s, const job *j, uint32_
  * prefix a running request on the key shares with it, or restores a snapshot, else starts
  * empty. Sets n_past to the reused length and counts hit or miss. */
 void sipp__slot_prepare_cache(sipp__engine *e, slot *s, job *j) {
-    llama_memory_t mem = llama_get_memory(e->ctx);
     uint32_t n_prompt = (uint32_t)j->n_tokens, reuse = 0;
     /* At least the last prompt token is computed again: its logits start the generation. */
     uint32_t max_reuse = n_prompt - 1;
     if (same_key(s, j)) {
         reuse = common_prefix(s->cached, (uint32_t)s->n_past, j->tokens, n_prompt);
         if (reuse > max_reuse) reuse = max_reuse;
+        reuse = sipp__media_align(j, reuse);
         bool exact = reuse == (uint32_t)s->n_past; /* the cache is a prefix of the prompt */
         if (reuse > 0 && (exact || e->partial_reuse) &&
-            llama_memory_seq_rm(mem, s->seq, (llama_pos)reuse, -1)) {
+            e->be.seq_remove(e->be.state, s->seq, (llama_pos)reuse, -1)) {
             j->cache_source = SIPP_CACHE_LIVE;
         } else {
             reuse = 0;
@@ -180,9 +177,9 @@ void sipp__slot_prepare_cache(sipp__engine *e, slot *s, job *j) {
                                                  !e->partial_reuse, &n_common)
                             : NULL;
         uint32_t n_snap = snap ? sipp__kv_entry_tokens(snap) : 0;
-        uint32_t want = n_common < max_reuse ? n_common : max_reuse;
+        uint32_t want = sipp__media_align(j, n_common < max_reuse ? n_common : max_reuse);
         slot *src = j->key && e->partial_reuse ? shared_source(e, s, j, &n_shared) : NULL;
-        if (n_shared > max_reuse) n_shared = max_reuse;
+        n_shared = sipp__media_align(j, n_shared < max_reuse ? n_shared : max_reuse);
         const uint8_t *state;
         size_t state_len;
         /* A running request's prefix when it is at least as long as the snapshot's; else
@@ -197,9 +194,10 @@ void sipp__slot_prepare_cache(sipp__engine *e, slot *s, job *j) {
             j->cache_source = SIPP_CACHE_LIVE;
         } else if (want > 0 && (e->partial_reuse || want == n_snap) && !s->kv_copy_pending &&
             sipp__kvstore_load(e->kv, snap, &state, &state_len, NULL) == SIPP_OK &&
-            llama_state_seq_set_data(e->ctx, state, state_len, s->seq) > 0) {
+            e->be.state_load(e->be.state, s->seq, state, state_len)) {
             reuse = want;
-            if (reuse < n_snap && !llama_memory_seq_rm(mem, s->seq, (llama_pos)reuse, -1)) reuse = 0;
+            if (reuse < n_snap && !e->be.seq_remove(e->be.state, s->seq, (llama_pos)reuse, -1))
+                reuse = 0;
             if (reuse > 0) j->cache_source = SIPP_CACHE_SNAPSHOT;
             else slot_clear(e, s);
         }
@@ -207,6 +205,8 @@ void sipp__slot_prepare_cache(sipp__engine *e, slot *s, job *j) {
     if (reuse > 0) memcpy(s->cached, j->tokens, reuse * sizeof(llama_token));
     s->n_past = (int32_t)reuse;
     j->cached_tokens = reuse;
+    /* to estimates, the sequence already holds what this run's prefill puts in it */
+    sipp__warm_publish(e, s, j->key, j->key_len, j->tokens, (uint32_t)n_prompt);
     if (j->key) {
         pthread_mutex_lock(&e->stats_mu);
         if (reuse > 0) e->stats.cache_hits++;
@@ -231,8 +231,10 @@ void sipp__slot_finish(sipp__engine *e, slot *s, sipp_status st, const char *msg
         s->key_len = j->key_len;
         j->key = NULL;
         s->last_used = now;
+        sipp__warm_publish(e, s, s->key, s->key_len, s->cached, (uint32_t)s->n_past);
     } else {
         slot_clear(e, s);
+        sipp__warm_publish(e, s, NULL, 0, NULL, 0);
     }
     s->job = NULL;
     s->state = SLOT_FREE;
@@ -243,12 +245,11 @@ void sipp__slot_finish(sipp__engine *e, slot *s, sipp_status st, const char *msg
 }
 
 /* Makes room in a full sequence: keeps the first n_keep tokens, drops the older half of the
- * rest and moves the newer half down (llama.cpp shifts the positions of its cache). */
+ * rest and moves the newer half down (the backend shifts the positions of its cache). */
 void sipp__slot_shift(sipp__engine *e, slot *s) {
     int32_t keep = (int32_t)e->n_keep, discard = (s->n_past - keep) / 2;
-    llama_memory_t mem = llama_get_memory(e->ctx);
-    llama_memory_seq_rm(mem, s->seq, keep, keep + discard);
-    llama_memory_seq_add(mem, s->seq, keep + discard, s->n_past, -discard);
+    e->be.seq_remove(e->be.state, s->seq, keep, keep + discard);
+    e->be.seq_shift(e->be.state, s->seq, keep + discard, s->n_past, -discard);
     memmove(s->cached + keep, s->cached + keep + discard,
             (size_t)(s->n_past - keep - discard) * sizeof(llama_token));
     s->n_past -= discard;

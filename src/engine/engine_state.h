@@ -8,14 +8,18 @@
  *   engine_submit.c  submission: any caller thread; touches only the queue (under `mu`)
  *   engine_slots.c   slots and their KV state (reuse, snapshots, finishing): engine thread
  *   engine_text.c    generated text: hold-back, stop strings, limits: engine thread
- *   engine_tick.c    one batch per tick, and embeddings: engine thread
+ *   engine_tick.c    one batch per tick (plan, forward, sample), and embeddings: engine thread
+ *   engine_seam.c    the compute seam (backend.h): forward, commit (any thread), sampling
+ *   backend_llama.c  the llama.cpp backend, the default: engine thread
  *   engine_loop.c    admission, the loop, the watchdog: engine thread (+ the watchdog thread)
  * Fields marked "engine-thread only" are touched by no other thread once the engine thread
- * runs; `mu` guards the queue, `stopping`, `woken`, `watchdog_stop`; `stats_mu` the stats.
+ * runs; `mu` guards the queue, `stopping`, `woken`, `watchdog_stop`, `fwd_committed` and
+ * `fwd_res`; `stats_mu` the stats.
  */
 #ifndef SIPP_ENGINE_STATE_H
 #define SIPP_ENGINE_STATE_H
 
+#include "backend.h"
 #include "engine_int.h"
 #include "kvstore.h"
 #include "llama_bridge.h"
@@ -49,6 +53,9 @@ typedef struct job {
     size_t key_len;
     sipp_cache_source cache_source;
     uint32_t cached_tokens;
+    bool logprobs;         /* stage each output token's log-probability (issue 18) */
+    uint32_t top_logprobs; /* alternatives per token, <= SIPP_MAX_TOP_LOGPROBS */
+    struct sipp__media_prompt *media; /* media chunks of the prompt (media.h), NULL if none */
 } job;
 
 typedef enum slot_state { SLOT_FREE, SLOT_PREFILL, SLOT_DECODE } slot_state;
@@ -101,7 +108,7 @@ struct sipp__engine {
     bool add_bos_text;
 
     pthread_t thread;
-    pthread_mutex_t mu; /* guards the queue, `stopping` and `woken` */
+    pthread_mutex_t mu; /* guards the queue, `stopping`, `woken`, fwd_committed, fwd_res */
     pthread_cond_t cv;
     job *queue_head, *queue_tail;
     size_t n_queued;
@@ -121,12 +128,24 @@ struct sipp__engine {
     pthread_cond_t watchdog_cv;
     unsigned failpoint_stall_ms; /* SIPP__TESTCTRL_ENGINE_STALL_MS: tests only, see engine_round */
 
+    /* the compute seam (backend.h): the backend, and a forward in flight (`fwd_committed` and
+     * `fwd_res` under mu: sipp__engine_commit may run on any thread) */
+    sipp__backend be;
+    bool external;      /* be is the embedder's; the model is a vocab-only load */
+    bool fwd_pending;   /* engine-thread only: a forward returned false, not yet accepted */
+    double t_forward;   /* engine-thread only: when the last forward started (the cost model) */
+    bool fwd_committed;
+    sipp__fwd_result fwd_res;
+    int32_t n_vocab;
+    llama_token_data *cur; /* n_vocab candidates, the sampler's input (allocated at open) */
+
     /* engine-thread only */
     slot *slots;
-    struct llama_batch batch;
+    sipp__plan batch;   /* the plan of the current tick (arrays allocated at open) */
     uint32_t rr; /* round-robin start for prefill sharing */
     uint32_t n_running;
     char piece[512];
+    char lp_text[(SIPP_MAX_TOP_LOGPROBS + 1) * 256]; /* token pieces of one logprobs entry */
     float *gap_scratch; /* n_ctx_seq floats, for the p99 of one request */
     llama_logit_bias *eog_bias; /* -inf for every end-of-generation token (ignore_eos) */
     int32_t n_eog;
@@ -137,6 +156,21 @@ struct sipp__engine {
     uint32_t n_keep;
     sipp__kvstore *kv;  /* prefix snapshots; NULL when disabled */
     sipp__prefill_budget pfb; /* per-tick prefill budget from the ITL target (prefill_budget.h) */
+
+    /* Routing estimates (engine_estimate.c), under warm_mu: what each slot holds or is about
+     * to (published by the engine thread when a slot starts and ends a run), and the tokens of
+     * the last estimated prompt, kept for the submission of the same text that follows. */
+    pthread_mutex_t warm_mu;
+    struct sipp__warm_view *warm; /* n_parallel entries (one per slot) */
+    char *est_prompt;             /* NULL when none */
+    llama_token *est_tokens;
+    int32_t n_est_tokens;
+
+    struct mtmd_context *mtmd; /* the projector (media.c); NULL for a text-only endpoint */
+    uint8_t media_salt[32];    /* the projector's identity in media placeholder ids */
+    sipp__plan media_plan;     /* a media chunk's embedding rows (media.c; arrays of n_batch rows,
+                                * allocated with the projector): its own plan, since a chunk is
+                                * fed while the tick's plan is being built */
 };
 
 /* ---- engine_submit.c -------------------------------------------------------------------- */
@@ -170,14 +204,47 @@ void sipp__slot_flush_held(slot *s);
 /* Processes a sampled token: streams its text, or finishes on EOG, a stop string or a limit. */
 void sipp__slot_accept(sipp__engine *e, slot *s, llama_token tok, double now);
 
+/* ---- backend_llama.c / engine_seam.c --------------------------------------------------- */
+
+/* The llama.cpp backend over a model and context (destroy frees them when `owns`); false when
+ * out of memory (nothing is freed then). */
+bool sipp__backend_llama_new(struct llama_model *model, struct llama_context *ctx, bool owns,
+                             bool embed_only, sipp__backend *out);
+/* Runs the current plan (e->batch) through the backend. True with *res filled when the result
+ * is here (a native engine waits for a pending one's commit); false in manual mode while a
+ * forward is pending (sipp__engine_resume completes it). */
+bool sipp__engine_forward(sipp__engine *e, sipp__fwd_result *res);
+/* Samples one token for sampler `smpl` from one logits row (n_vocab floats) and accepts it
+ * into the sampler: llama_sampler_sample's CPU path, over any backend's logits. */
+llama_token sipp__engine_sample(sipp__engine *e, struct llama_sampler *smpl, const float *row);
+
 /* ---- engine_tick.c (engine thread) ------------------------------------------------------ */
 
-/* Builds and decodes one batch. Returns false when there was nothing to decode. */
+/* Plans one batch, runs it through the backend, samples and accepts. Returns false when there
+ * was nothing to run. In manual mode a forward may still be pending when it returns true. */
 bool sipp__engine_tick(sipp__engine *e);
+/* Manual mode: completes a pending forward once committed (sample and accept). Returns false
+ * while it is still pending; true when none is pending (any more). */
+bool sipp__engine_resume(sipp__engine *e);
 /* Runs an embedding job to its end on the reserved sequence. Takes ownership of j. */
 void sipp__engine_run_embed(sipp__engine *e, job *j);
 /* "deadline of N ms exceeded" for a job past its deadline. */
 void sipp__job_deadline_message(const job *j, char *buf, size_t cap);
+
+/* ---- engine_estimate.c ------------------------------------------------------------------ */
+
+/* The key a text job carries for params p ("<len(scope)>:<scope><context_key>"); *key is NULL
+ * when p has no context key. SIPP_OUT_OF_MEMORY only. */
+sipp_status sipp__job_key(const sipp_text_params *p, char **key, size_t *key_len);
+sipp_status sipp__estimate_state_init(sipp__engine *e);
+void sipp__estimate_state_free(sipp__engine *e);
+/* Engine thread: slot s now holds (or is filling with) `tokens` under `key` (NULL: nothing
+ * reusable). */
+void sipp__warm_publish(sipp__engine *e, const slot *s, const char *key, size_t key_len,
+                        const llama_token *tokens, uint32_t n);
+/* Submission: takes the tokens an estimate kept for exactly this prompt text, if any. */
+bool sipp__estimate_take_tokens(sipp__engine *e, const char *prompt, llama_token **tokens,
+                                int32_t *n);
 
 /* ---- engine_loop.c ---------------------------------------------------------------------- */
 

@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include "engine_state.h"
+#include "media.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ void sipp__job_free(job *j) {
     if (!j) return;
     free(j->key);
     free(j->tokens);
+    sipp__media_prompt_free(j->media);
     if (j->sampler) llama_sampler_free(j->sampler);
     for (size_t i = 0; i < j->n_stop; i++) free(j->stop[i]);
     free(j);
@@ -148,6 +150,25 @@ static sipp_status finish_submit(sipp__engine *e, job *j, sipp_token_fn cb, void
     return SIPP_OK;
 }
 
+/* A json_schema to GBNF: the depth cap before llama.cpp's recursive converter sees it, then
+ * the conversion; a schema it cannot enforce is INVALID_ARGUMENT with its reason. */
+static sipp_status schema_grammar(const char *schema, char **out, sipp_error *err) {
+    if (sipp__nesting_depth(schema, false, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "json_schema: nested deeper than %d levels", MAX_SCHEMA_DEPTH);
+    char msg[SIPP_ERROR_MESSAGE_CAP];
+    if (sipp__json_schema_to_grammar(schema, out, msg, sizeof msg) != 0)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "json_schema: %s", msg);
+    return SIPP_OK;
+}
+
+sipp_status sipp__engine_check_schema(const char *schema, sipp_error *err) {
+    char *grammar = NULL;
+    sipp_status st = schema_grammar(schema, &grammar, err);
+    free(grammar);
+    return st;
+}
+
 sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
                                      const sipp_text_params *p, sipp_run **out, sipp_error *err) {
     if (e->embed_only)
@@ -162,47 +183,40 @@ sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
     if (p->grammar && sipp__nesting_depth(p->grammar, true, MAX_GRAMMAR_DEPTH) > MAX_GRAMMAR_DEPTH)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "grammar: groups nested deeper than %d", MAX_GRAMMAR_DEPTH);
-    if (p->json_schema &&
-        sipp__nesting_depth(p->json_schema, false, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH)
-        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
-                          "json_schema: nested deeper than %d levels", MAX_SCHEMA_DEPTH);
-    char *schema_grammar = NULL;
-    if (p->json_schema) {
-        char msg[SIPP_ERROR_MESSAGE_CAP];
-        if (sipp__json_schema_to_grammar(p->json_schema, &schema_grammar, msg, sizeof msg) != 0)
-            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "json_schema: %s", msg);
-    }
+    char *from_schema = NULL;
+    if (p->json_schema && (st = schema_grammar(p->json_schema, &from_schema, err)) != SIPP_OK)
+        return st;
     job *j = calloc(1, sizeof *j);
     if (!j) {
-        free(schema_grammar);
+        free(from_schema);
         return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     }
     j->kind = JOB_TEXT;
     j->max_tokens = p->max_tokens;
     j->timeout_ms = p->timeout_ms;
-    if (p->context_key) {
-        /* The scope's length goes first, so no (scope, key) pair can collide with another. */
-        const char *scope = p->cache_scope ? p->cache_scope : "";
-        int n = asprintf(&j->key, "%zu:%s%s", strlen(scope), scope, p->context_key);
-        if (n < 0) {
-            j->key = NULL;
-            sipp__job_free(j);
-            free(schema_grammar);
-            return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
-        }
-        j->key_len = (size_t)n;
+    j->logprobs = p->logprobs;
+    j->top_logprobs = p->top_logprobs;
+    if (sipp__job_key(p, &j->key, &j->key_len) != SIPP_OK) {
+        sipp__job_free(j);
+        free(from_schema);
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     }
-    st = tokenize(e, prompt, e->n_ctx_seq, &j->tokens, &j->n_tokens, err);
-    if (st == SIPP_CONTEXT_OVERFLOW || (st == SIPP_OK && (uint32_t)j->n_tokens >= e->n_ctx_seq))
+    if (p->n_media > 0) /* media.c: mtmd's tokenizer; it checks the context itself */
+        st = sipp__media_tokenize(e, prompt, p->media, p->n_media, "request", j, err);
+    /* An estimate of the same text just tokenized it (engine_estimate.c): take its tokens. */
+    else if (!sipp__estimate_take_tokens(e, prompt, &j->tokens, &j->n_tokens))
+        st = tokenize(e, prompt, e->n_ctx_seq, &j->tokens, &j->n_tokens, err);
+    if (p->n_media == 0 &&
+        (st == SIPP_CONTEXT_OVERFLOW || (st == SIPP_OK && (uint32_t)j->n_tokens >= e->n_ctx_seq)))
         st = sipp__fail(err, SIPP_CONTEXT_OVERFLOW, 0,
                         "the prompt is too long: n_prompt_tokens = %d, n_ctx = %u (the context "
                         "must hold the prompt plus at least one generated token)",
                         j->n_tokens, e->n_ctx_seq);
     if (st == SIPP_OK) {
-        j->sampler = build_sampler(e, p, schema_grammar ? schema_grammar : p->grammar, err);
+        j->sampler = build_sampler(e, p, from_schema ? from_schema : p->grammar, err);
         if (!j->sampler) st = err ? err->code : SIPP_INVALID_ARGUMENT;
     }
-    free(schema_grammar);
+    free(from_schema);
     for (size_t i = 0; st == SIPP_OK && i < p->n_stop; i++) {
         j->stop[i] = sipp__strdup(p->stop[i]);
         if (!j->stop[i]) st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");

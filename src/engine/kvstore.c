@@ -1,6 +1,7 @@
 /*
  * kvstore.c — prefix snapshots in RAM and on disk (see kvstore.h for the contract and the file
- * layout). Engine-thread only.
+ * layout). Engine-thread only, but for sipp__kvstore_peek (routing estimates, any thread): every
+ * public function that reads or changes the list holds `mu`, which only a peek ever contends.
  *
  * Both tiers are one list of entries, most recently used first. An entry has its state in RAM,
  * a file on disk, or both. Budgets: `ram_used` counts RAM state bytes, `disk_used` counts file
@@ -20,6 +21,7 @@
 #include "kvstore.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -50,6 +52,7 @@ struct sipp__kvstore {
     char *dir;
     sipp__kv_entry *head, *tail;
     uint8_t *load_buf; /* the bytes of the last disk load */
+    pthread_mutex_t mu;
 };
 
 /* ============================================================================================
@@ -369,6 +372,7 @@ sipp_status sipp__kvstore_new(const sipp__kv_compat *compat, uint64_t ram_budget
                               uint64_t disk_budget, sipp__kvstore **out, sipp_error *err) {
     sipp__kvstore *s = calloc(1, sizeof *s);
     if (!s) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    pthread_mutex_init(&s->mu, NULL);
     s->compat = *compat;
     s->ram_budget = ram_budget;
     s->disk_budget = disk_budget;
@@ -431,10 +435,11 @@ void sipp__kvstore_free(sipp__kvstore *s) {
     }
     free(s->load_buf);
     free(s->dir);
+    pthread_mutex_destroy(&s->mu);
     free(s);
 }
 
-void sipp__kvstore_put(sipp__kvstore *s, const char *scope, size_t scope_len,
+static void put_locked(sipp__kvstore *s, const char *scope, size_t scope_len,
                        const int32_t *tokens, uint32_t n_tokens, uint8_t *state,
                        size_t state_len) {
     /* An entry of the same scope whose tokens are a prefix of the new ones is superseded: any
@@ -469,9 +474,10 @@ void sipp__kvstore_put(sipp__kvstore *s, const char *scope, size_t scope_len,
     enforce_ram_budget(s);
 }
 
-const sipp__kv_entry *sipp__kvstore_find(sipp__kvstore *s, const char *scope, size_t scope_len,
-                                         const int32_t *prompt, uint32_t n_prompt, bool whole,
-                                         uint32_t *n_common) {
+/* The entry of `scope` sharing the longest prefix with `prompt` (see sipp__kvstore_find). */
+static sipp__kv_entry *best_entry(sipp__kvstore *s, const char *scope, size_t scope_len,
+                                  const int32_t *prompt, uint32_t n_prompt, bool whole,
+                                  uint32_t *n_common) {
     sipp__kv_entry *best = NULL;
     uint32_t best_n = 0;
     for (sipp__kv_entry *e = s->head; e; e = e->next) {
@@ -484,18 +490,47 @@ const sipp__kv_entry *sipp__kvstore_find(sipp__kvstore *s, const char *scope, si
             best_n = k;
         }
     }
-    if (best) { /* used: most recent now */
-        list_unlink(s, best);
-        list_push_front(s, best);
-    }
     *n_common = best_n;
     return best;
 }
 
+void sipp__kvstore_put(sipp__kvstore *s, const char *scope, size_t scope_len,
+                       const int32_t *tokens, uint32_t n_tokens, uint8_t *state,
+                       size_t state_len) {
+    pthread_mutex_lock(&s->mu);
+    put_locked(s, scope, scope_len, tokens, n_tokens, state, state_len);
+    pthread_mutex_unlock(&s->mu);
+}
+
+const sipp__kv_entry *sipp__kvstore_find(sipp__kvstore *s, const char *scope, size_t scope_len,
+                                         const int32_t *prompt, uint32_t n_prompt, bool whole,
+                                         uint32_t *n_common) {
+    pthread_mutex_lock(&s->mu);
+    uint32_t best_n = 0;
+    sipp__kv_entry *best = best_entry(s, scope, scope_len, prompt, n_prompt, whole, &best_n);
+    if (best) { /* used: most recent now */
+        list_unlink(s, best);
+        list_push_front(s, best);
+    }
+    pthread_mutex_unlock(&s->mu);
+    *n_common = best_n;
+    return best;
+}
+
+uint32_t sipp__kvstore_peek(sipp__kvstore *s, const char *scope, size_t scope_len,
+                            const int32_t *prompt, uint32_t n_prompt, bool whole, bool *on_disk) {
+    pthread_mutex_lock(&s->mu);
+    uint32_t n = 0;
+    const sipp__kv_entry *e = best_entry(s, scope, scope_len, prompt, n_prompt, whole, &n);
+    *on_disk = e && !e->state;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 uint32_t sipp__kv_entry_tokens(const sipp__kv_entry *e) { return e->n_tokens; }
 
-sipp_status sipp__kvstore_load(sipp__kvstore *s, const sipp__kv_entry *ce, const uint8_t **state,
-                               size_t *state_len, sipp_error *err) {
+static sipp_status load_locked(sipp__kvstore *s, const sipp__kv_entry *ce,
+                               const uint8_t **state, size_t *state_len, sipp_error *err) {
     sipp__kv_entry *e = (sipp__kv_entry *)ce;
     if (e->state) {
         *state = e->state;
@@ -529,6 +564,14 @@ sipp_status sipp__kvstore_load(sipp__kvstore *s, const sipp__kv_entry *ce, const
         entry_drop_file(s, e);
         entry_free(s, e);
     }
+    return st;
+}
+
+sipp_status sipp__kvstore_load(sipp__kvstore *s, const sipp__kv_entry *e, const uint8_t **state,
+                               size_t *state_len, sipp_error *err) {
+    pthread_mutex_lock(&s->mu);
+    sipp_status st = load_locked(s, e, state, state_len, err);
+    pthread_mutex_unlock(&s->mu);
     return st;
 }
 

@@ -82,6 +82,10 @@ const sipp__kv_entry *sipp__kvstore_find(sipp__kvstore *s, const char *scope, si
                                          const int32_t *prompt, uint32_t n_prompt, bool whole,
                                          uint32_t *n_common);
 uint32_t sipp__kv_entry_tokens(const sipp__kv_entry *e);
+/* The same search without using the entry (no LRU move), for routing estimates: any thread.
+ * Returns the common prefix length; *on_disk tells whether that entry's state is on disk only. */
+uint32_t sipp__kvstore_peek(sipp__kvstore *s, const char *scope, size_t scope_len,
+                            const int32_t *prompt, uint32_t n_prompt, bool whole, bool *on_disk);
 
 /* Loads an entry's state bytes (reading and verifying the file for disk entries). On success
  * *state points to bytes owned by the store, valid until the next call on it. A disk entry that

@@ -415,6 +415,7 @@ static void do_state(gw_admin *a, sipp__httpd_req *http) {
                           live, "recent", recent, "latency_ms", percentiles(lat, n_lat), "ttft_ms",
                           percentiles(ttft, n_ttft), "targets", targets, "callers", callers,
                           "settings", h->settings(h->ctx));
+    json_object_set_new(o, "replicas", h->replicas ? h->replicas(h->ctx) : json_array());
     send_json(http, 200, o, NULL);
 }
 

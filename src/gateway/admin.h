@@ -48,6 +48,8 @@ typedef struct sipp__gw_admin_host {
     void (*apply)(void *ctx, sipp__gw_admin_settings *s);
     /* Requests admitted and not finished. */
     unsigned (*active)(void *ctx);
+    /* The replicas of the upstream pools (a JSON array, new reference); NULL = none. */
+    json_t *(*replicas)(void *ctx);
 } sipp__gw_admin_host;
 
 typedef struct gw_admin gw_admin;

@@ -1,5 +1,5 @@
 /*
- * codes.h — the gateway's vocabulary: the operations, the two public profiles and the error
+ * codes.h — the gateway's vocabulary: the operations, the public profiles and the error
  * codes of the protocol's table (docs/gateway-protocol.md), with their HTTP status and OpenAI
  * error type. Leaf header: every other gateway file may include it, it includes only sipp.h.
  */
@@ -9,7 +9,7 @@
 #include <sipp.h>
 
 typedef enum gw_op { GW_OP_QUERY, GW_OP_CHAT, GW_OP_EMBED, GW_OP_MODELS, GW_N_OPS } gw_op;
-typedef enum gw_profile { GW_PROFILE_SIPP, GW_PROFILE_OPENAI } gw_profile;
+typedef enum gw_profile { GW_PROFILE_SIPP, GW_PROFILE_OPENAI, GW_PROFILE_ANTHROPIC } gw_profile;
 
 const char *sipp__gw_op_name(gw_op op);
 

@@ -26,12 +26,12 @@
 #include <strings.h>
 
 const char *const sipp__gw_route_keys[SIPP__GW_N_ROUTES] = {
-    "query",  "chat",    "embed",  "chat_completions", "completions", "embeddings",
-    "models", "healthz", "readyz", "metrics",          "admin",
+    "query",  "chat",     "embed",  "chat_completions", "completions", "embeddings",
+    "models", "messages", "healthz", "readyz",          "metrics",     "admin",
 };
 const char *const sipp__gw_route_defaults[SIPP__GW_N_ROUTES] = {
     "/v1/query",  "/v1/chat", "/v1/embed", "/v1/chat/completions", "/v1/completions",
-    "/v1/embeddings", "/v1/models", "/healthz", "/readyz", "/metrics", "/admin/",
+    "/v1/embeddings", "/v1/models", "/v1/messages", "/healthz", "/readyz", "/metrics", "/admin/",
 };
 
 const char *sipp__gw_target_type_name(sipp__gw_target_type t) {
@@ -243,15 +243,36 @@ static bool parse_security(ctx *c, const sipp__toml_node *t, sipp__gw_config *cf
     return true;
 }
 
-/* [targets.runtime]: the rows of SIPP_LOCAL_SETTINGS with a TOML key, each with its range. */
-static const sipp_setting runtime_keys[] = {SIPP_LOCAL_SETTINGS(SIPP_LOCAL_SETTING_ROW)};
-enum { N_RUNTIME_KEYS = sizeof runtime_keys / sizeof runtime_keys[0] };
+/* The TOML keys of targets, from the tables of sipp_settings.h (each row with a TOML key, with its
+ * range): [targets.runtime] takes the local rows (the engine) and the text rows (defaults of the
+ * target's requests); a provider target's own table takes the provider rows. */
+static const sipp_setting local_keys[] = {SIPP_LOCAL_SETTINGS(SIPP_LOCAL_SETTING_ROW)};
+static const sipp_setting text_keys[] = {SIPP_TEXT_SETTINGS(SIPP_TEXT_SETTING_ROW)};
+static const sipp_setting provider_keys[] = {SIPP_PROVIDER_SETTINGS(SIPP_PROVIDER_SETTING_ROW)};
+#define N_KEYS(t) (sizeof t / sizeof t[0])
 
-/* Parses one [targets.runtime] value into its field of `p`, as the row says. A string replaces
- * (and frees) the one there: the config owns the strings of its `local` params. */
+/* The row of `rows` whose TOML key is `key`, or NULL. */
+static const sipp_setting *key_row(const sipp_setting *rows, size_t n, const char *key) {
+    for (size_t k = 0; k < n; k++)
+        if (rows[k].toml && strcmp(key, rows[k].toml) == 0) return &rows[k];
+    return NULL;
+}
+
+/* Frees the strings that the rows with a TOML key hold in `base` (a struct of their table). */
+static void keys_free(const sipp_setting *rows, size_t n, void *base) {
+    for (size_t k = 0; k < n; k++)
+        if (rows[k].toml && rows[k].kind == SIPP_SETTING_STR) {
+            char *v;
+            memcpy(&v, (char *)base + rows[k].offset, sizeof v);
+            free(v);
+        }
+}
+
+/* Parses one TOML value into its field of `base` (a struct of the row's table), as the row says. A
+ * string replaces (and frees) the one there: the config owns the strings of these structs. */
 static bool get_setting(ctx *c, const sipp__toml_node *n, const char *path, const sipp_setting *s,
-                        sipp_local_params *p) {
-    char *dst = (char *)p + s->offset;
+                        void *base) {
+    char *dst = (char *)base + s->offset;
     switch (s->kind) {
     case SIPP_SETTING_U32: {
         uint32_t v;
@@ -297,17 +318,14 @@ static bool parse_runtime(ctx *c, const sipp__toml_node *t, sipp__gw_runtime *rt
         const sipp__toml_node *n = &t->items[i];
         char path[96];
         snprintf(path, sizeof path, "targets.runtime.%s", n->key);
-        const sipp_setting *s = NULL;
-        for (size_t k = 0; k < N_RUNTIME_KEYS && !s; k++)
-            if (runtime_keys[k].toml && strcmp(n->key, runtime_keys[k].toml) == 0)
-                s = &runtime_keys[k];
+        const sipp_setting *s;
         bool ok;
-        if (s) {
+        if ((s = key_row(local_keys, N_KEYS(local_keys), n->key))) {
             ok = get_setting(c, n, path, s, &rt->local);
             if (s->offset == offsetof(sipp_local_params, n_gpu_layers)) rt->has_n_gpu_layers = true;
-        } else if (strcmp(n->key, "ignore_eos") == 0) { /* the gateway's own keys */
-            ok = get_bool(c, n, path, &rt->ignore_eos);
-        } else if (strcmp(n->key, "cache") == 0) {
+        } else if ((s = key_row(text_keys, N_KEYS(text_keys), n->key))) {
+            ok = get_setting(c, n, path, s, &rt->text);
+        } else if (strcmp(n->key, "cache") == 0) { /* the gateway's own key */
             ok = get_bool(c, n, path, &rt->cache);
         } else {
             return unknown(c, n, "targets.runtime");
@@ -322,34 +340,31 @@ static void target_free(sipp__gw_target *t) {
     free(t->model);
     free(t->backend);
     free(t->sha256);
-    free(t->api_key_env);
     free(t->token_env);
-    free(t->base_url);
-    free(t->version);
-    for (size_t k = 0; k < N_RUNTIME_KEYS; k++)
-        if (runtime_keys[k].kind == SIPP_SETTING_STR) {
-            char *v;
-            memcpy(&v, (char *)&t->runtime.local + runtime_keys[k].offset, sizeof v);
-            free(v);
-        }
+    keys_free(local_keys, N_KEYS(local_keys), &t->runtime.local);
+    keys_free(text_keys, N_KEYS(text_keys), &t->runtime.text);
+    keys_free(provider_keys, N_KEYS(provider_keys), &t->provider);
+    free_strv(t->base_urls, t->n_base_urls);
+    free(t->pool.health_path);
+    free(t->pool.affinity_header);
 }
 
-/* Which keys each target type takes (beyond name and type). */
+/* Which keys each target type takes (beyond name and type): a local target its own; a provider
+ * target `model`, `timeout_seconds` and the TOML keys of the provider rows, less those its type
+ * has no use for (an openai_compatible target names its key `token_env`; only anthropic has a
+ * `version`). */
 static bool key_allowed(sipp__gw_target_type type, const char *key) {
     static const char *const local[] = {"model", "backend", "runtime", "sha256", NULL};
-    static const char *const openai[] = {"model", "api_key_env", "base_url", "timeout_seconds",
-                                         "allow_private_network", NULL};
-    static const char *const compat[] = {"model", "base_url", "token_env", "timeout_seconds",
-                                         "allow_private_network", NULL};
-    static const char *const anthropic[] = {"model", "api_key_env", "base_url", "version",
-                                            "timeout_seconds", "allow_private_network", NULL};
-    const char *const *list = type == SIPP__GW_LOCAL    ? local
-                              : type == SIPP__GW_OPENAI ? openai
-                              : type == SIPP__GW_OPENAI_COMPATIBLE ? compat
-                                                                   : anthropic;
-    for (; *list; list++)
-        if (strcmp(*list, key) == 0) return true;
-    return false;
+    static const char *const provider[] = {"model", "timeout_seconds", "base_urls", "pool", NULL};
+    for (const char *const *k = type == SIPP__GW_LOCAL ? local : provider; *k; k++)
+        if (strcmp(*k, key) == 0) return true;
+    if (type == SIPP__GW_LOCAL) return false;
+    if (type == SIPP__GW_OPENAI_COMPATIBLE)
+        return strcmp(key, "token_env") == 0 ||
+               (strcmp(key, "api_key_env") != 0 && strcmp(key, "version") != 0 &&
+                key_row(provider_keys, N_KEYS(provider_keys), key));
+    if (type == SIPP__GW_OPENAI && strcmp(key, "version") == 0) return false;
+    return key_row(provider_keys, N_KEYS(provider_keys), key) != NULL;
 }
 
 static bool valid_name(const char *s) {
@@ -400,12 +415,71 @@ static bool valid_env_name(const char *s) {
     return true;
 }
 
+/* Nothing that would break a metrics label, a log line or a request line: no spaces, controls,
+ * quotes or backslashes. */
+static bool url_chars_ok(const char *u) {
+    for (const unsigned char *p = (const unsigned char *)u; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f || *p == '"' || *p == '\\') return false;
+    return true;
+}
+
+/* A replica's base URL: http(s) and url_chars_ok. */
+static bool base_url_ok(const char *u) {
+    return (strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0) && url_chars_ok(u);
+}
+
+static bool parse_pool(ctx *c, const sipp__toml_node *t, sipp__gw_pool_cfg *pc, bool *no_probe) {
+    if (!want(c, t, "targets.pool", SIPP__TOML_TABLE, "a table")) return false;
+    for (size_t i = 0; i < t->n_items; i++) {
+        const sipp__toml_node *n = &t->items[i];
+        char path[96];
+        snprintf(path, sizeof path, "targets.pool.%s", n->key);
+        bool ok;
+        if (strcmp(n->key, "health_path") == 0) {
+            if (n->kind == SIPP__TOML_STRING && n->str[0] == '\0') { /* "" = no probe */
+                *no_probe = true;
+                continue;
+            }
+            ok = get_str(c, n, path, &pc->health_path);
+            if (ok && (pc->health_path[0] != '/' || !url_chars_ok(pc->health_path) ||
+                       strchr(pc->health_path, '#')))
+                return fail(c, n->line, "key 'targets.pool.health_path' must be a path starting "
+                            "with '/' (or \"\" for no probe)");
+        } else if (strcmp(n->key, "health_interval_seconds") == 0)
+            ok = get_u32(c, n, path, 1, 3600, &pc->health_interval_seconds);
+        else if (strcmp(n->key, "health_timeout_seconds") == 0)
+            ok = get_u32(c, n, path, 1, 300, &pc->health_timeout_seconds);
+        else if (strcmp(n->key, "failure_threshold") == 0)
+            ok = get_u32(c, n, path, 1, 1000, &pc->failure_threshold);
+        else if (strcmp(n->key, "backoff_initial_seconds") == 0)
+            ok = get_u32(c, n, path, 1, 3600, &pc->backoff_initial_seconds);
+        else if (strcmp(n->key, "backoff_max_seconds") == 0)
+            ok = get_u32(c, n, path, 1, 86400, &pc->backoff_max_seconds);
+        else if (strcmp(n->key, "max_retries") == 0)
+            ok = get_u32(c, n, path, 0, 16, &pc->max_retries);
+        else if (strcmp(n->key, "retry_lost") == 0)
+            ok = get_bool(c, n, path, &pc->retry_lost);
+        else if (strcmp(n->key, "affinity_header") == 0) {
+            ok = get_str(c, n, path, &pc->affinity_header);
+            if (ok && !header_name_ok(pc->affinity_header))
+                return fail(c, n->line, "key 'targets.pool.affinity_header' must be an HTTP "
+                            "header name (letters, digits, '-'; at most 64)");
+        } else
+            return unknown(c, n, "targets.pool");
+        if (!ok) return false;
+    }
+    return true;
+}
+
 static bool parse_target(ctx *c, const sipp__toml_node *t, sipp__gw_target *out) {
     out->line = t->line;
-#define RUNTIME_DEFAULT(field, kind, def, ...) .field = def,
-    out->runtime.local = (sipp_local_params){SIPP_LOCAL_SETTINGS(RUNTIME_DEFAULT)};
-#undef RUNTIME_DEFAULT
+    out->runtime.local = (sipp_local_params){SIPP_LOCAL_SETTINGS(SIPP_SETTING_DEFAULT)};
+    out->runtime.text = (sipp_text_params){SIPP_TEXT_SETTINGS(SIPP_SETTING_DEFAULT)};
+    out->provider = (sipp_provider_params){SIPP_PROVIDER_SETTINGS(SIPP_SETTING_DEFAULT)};
     out->runtime.cache = true;
+    out->pool.max_retries = 2;
+    out->pool.retry_lost = true;
+    bool no_probe = false;
     if (!want(c, t, "targets", SIPP__TOML_TABLE, "a table ([[targets]])")) return false;
     const sipp__toml_node *type = NULL, *name = NULL;
     for (size_t i = 0; i < t->n_items; i++) {
@@ -448,27 +522,74 @@ static bool parse_target(ctx *c, const sipp__toml_node *t, sipp__gw_target *out)
                        strspn(out->sha256, "0123456789abcdefABCDEF") != 64))
                 return fail(c, n->line, "key 'targets.sha256' must be 64 hex digits (the model "
                             "file's SHA-256)");
-        } else if (strcmp(n->key, "api_key_env") == 0) ok = get_str(c, n, path, &out->api_key_env);
-        else if (strcmp(n->key, "token_env") == 0) ok = get_str(c, n, path, &out->token_env);
-        else if (strcmp(n->key, "base_url") == 0) {
-            ok = get_str(c, n, path, &out->base_url);
-            if (ok && strncmp(out->base_url, "http://", 7) != 0 &&
-                strncmp(out->base_url, "https://", 8) != 0)
-                return fail(c, n->line, "key 'targets.base_url' must be an http:// or https:// URL");
-        } else if (strcmp(n->key, "version") == 0) ok = get_str(c, n, path, &out->version);
-        else if (strcmp(n->key, "timeout_seconds") == 0)
+        } else if (strcmp(n->key, "token_env") == 0) {
+            ok = get_str(c, n, path, &out->token_env);
+        } else if (strcmp(n->key, "timeout_seconds") == 0) {
             ok = get_u32(c, n, path, 1, 86400, &out->timeout_seconds);
-        else if (strcmp(n->key, "allow_private_network") == 0)
-            ok = get_bool(c, n, path, &out->allow_private_network);
-        else if (strcmp(n->key, "runtime") == 0) ok = parse_runtime(c, n, &out->runtime);
+        } else if (key_row(provider_keys, N_KEYS(provider_keys), n->key)) {
+            /* base_url, api_key_env, version, allow_private_network: sipp_provider_params */
+            ok = get_setting(c, n, path, key_row(provider_keys, N_KEYS(provider_keys), n->key),
+                             &out->provider);
+            if (ok && strcmp(n->key, "base_url") == 0 && !base_url_ok(out->provider.base_url))
+                return fail(c, n->line,
+                            "key 'targets.base_url' must be an http:// or https:// URL");
+        } else if (strcmp(n->key, "runtime") == 0) {
+            ok = parse_runtime(c, n, &out->runtime);
+        } else if (strcmp(n->key, "base_urls") == 0) {
+            ok = get_strv(c, n, path, &out->base_urls, &out->n_base_urls);
+            if (ok && (out->n_base_urls == 0 || out->n_base_urls > SIPP__GW_MAX_REPLICAS))
+                return fail(c, n->line, "key 'targets.base_urls' must list 1 to %d URLs",
+                            SIPP__GW_MAX_REPLICAS);
+            for (size_t k = 0; ok && k < out->n_base_urls; k++) {
+                if (!base_url_ok(out->base_urls[k]))
+                    return fail(c, n->line, "key 'targets.base_urls': '%.200s' is not an http:// "
+                                "or https:// URL", out->base_urls[k]);
+                for (size_t j = 0; j < k; j++)
+                    if (strcmp(out->base_urls[j], out->base_urls[k]) == 0)
+                        return fail(c, n->line, "key 'targets.base_urls' lists '%.200s' twice",
+                                    out->base_urls[k]);
+            }
+        } else if (strcmp(n->key, "pool") == 0) {
+            ok = parse_pool(c, n, &out->pool, &no_probe);
+        }
         if (!ok) return false;
     }
+    if (out->provider.base_url && out->base_urls)
+        return fail(c, t->line, "target '%s': give 'base_url' or 'base_urls', not both",
+                    out->name);
+    if (out->provider.base_url) { /* one replica */
+        out->base_urls = calloc(2, sizeof *out->base_urls);
+        if (!out->base_urls || !(out->base_urls[0] = strdup(out->provider.base_url)))
+            return fail(c, t->line, "out of memory");
+        out->n_base_urls = 1;
+    } else if (out->base_urls) {
+        /* the provider params carry the first replica (owned by the config like the key's) */
+        out->provider.base_url = strdup(out->base_urls[0]);
+        if (!out->provider.base_url) return fail(c, t->line, "out of memory");
+    }
+    sipp__gw_pool_cfg *pc = &out->pool;
+    if (!pc->health_path && !no_probe && out->n_base_urls > 1) {
+        pc->health_path = strdup("/models");
+        if (!pc->health_path) return fail(c, t->line, "out of memory");
+    }
+    if (pc->health_path && !out->n_base_urls)
+        return fail(c, t->line, "target '%s': a health probe needs 'base_url' or 'base_urls'",
+                    out->name);
+    if (!pc->health_interval_seconds) pc->health_interval_seconds = 10;
+    if (!pc->health_timeout_seconds) pc->health_timeout_seconds = 5;
+    if (!pc->failure_threshold) pc->failure_threshold = 3;
+    if (!pc->backoff_initial_seconds) pc->backoff_initial_seconds = 1;
+    if (!pc->backoff_max_seconds) pc->backoff_max_seconds = 60;
+    if (pc->backoff_max_seconds < pc->backoff_initial_seconds)
+        return fail(c, t->line, "target '%s': pool.backoff_max_seconds is below "
+                    "backoff_initial_seconds", out->name);
     if (!out->model) return fail(c, t->line, "target '%s' needs 'model'", out->name);
-    if ((out->type == SIPP__GW_OPENAI || out->type == SIPP__GW_ANTHROPIC) && !out->api_key_env)
+    const sipp_provider_params *pp = &out->provider;
+    if ((out->type == SIPP__GW_OPENAI || out->type == SIPP__GW_ANTHROPIC) && !pp->api_key_env)
         return fail(c, t->line, "target '%s' needs 'api_key_env'", out->name);
-    if (out->type == SIPP__GW_OPENAI_COMPATIBLE && !out->base_url)
-        return fail(c, t->line, "target '%s' needs 'base_url'", out->name);
-    const char *env = out->api_key_env ? out->api_key_env : out->token_env;
+    if (out->type == SIPP__GW_OPENAI_COMPATIBLE && !pp->base_url)
+        return fail(c, t->line, "target '%s' needs 'base_url' or 'base_urls'", out->name);
+    const char *env = pp->api_key_env ? pp->api_key_env : out->token_env;
     if (env && !valid_env_name(env))
         return fail(c, t->line, "target '%s': '%s' is not an environment variable name", out->name,
                     env);
@@ -685,6 +806,7 @@ int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__
     cfg->max_header_bytes = 16384;
     cfg->max_json_depth = 32;
     cfg->max_embedding_floats = 4194304; /* 16 MiB of float32 */
+    cfg->max_schema_bytes = 65536;
     cfg->max_connections = 512;
     cfg->max_connections_per_ip = 64;
     cfg->shutdown_grace_seconds = 10;
@@ -732,6 +854,8 @@ int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__
             ok = get_u32(&c, n, k, 2, 256, &cfg->max_json_depth);
         else if (strcmp(k, "max_embedding_floats") == 0)
             ok = get_u64(&c, n, k, 1, 1u << 28, &cfg->max_embedding_floats);
+        else if (strcmp(k, "max_schema_bytes") == 0)
+            ok = get_u32(&c, n, k, 2, 16u << 20, &cfg->max_schema_bytes);
         else if (strcmp(k, "max_connections") == 0)
             ok = get_u32(&c, n, k, 1, 65536, &cfg->max_connections);
         else if (strcmp(k, "max_connections_per_ip") == 0)

@@ -59,15 +59,33 @@ typedef enum sipp__gw_target_type {
     SIPP__GW_ANTHROPIC,
 } sipp__gw_target_type;
 
-/* [targets.runtime]: the engine settings of a local target. Its keys are the rows of
- * SIPP_LOCAL_SETTINGS (include/sipp_settings.h) that name a TOML key, parsed into `local` over
- * the table's defaults; the strings there are owned by the config. */
+/* [targets.runtime]: the engine settings of a local target and the defaults of its requests. Its
+ * keys are the rows of SIPP_LOCAL_SETTINGS and SIPP_TEXT_SETTINGS (include/sipp_settings.h)
+ * that name a TOML key, parsed into `local` and `text` over the tables' defaults; the strings
+ * there are owned by the config. */
 typedef struct sipp__gw_runtime {
     sipp_local_params local; /* model_path and sha256 are the target's own keys, not set here */
+    sipp_text_params text;   /* its fields with a TOML key (ignore_eos) go into every request */
     bool has_n_gpu_layers; /* else n_gpu_layers comes from `backend`: cpu = 0, else -1 */
-    bool ignore_eos;       /* never sample end-of-generation (benchmarks, tests) */
     bool cache;            /* false = snapshots off */
 } sipp__gw_runtime;
+
+#define SIPP__GW_MAX_REPLICAS 64
+
+/* [targets.pool]: how a remote target spreads requests over its replicas. */
+typedef struct sipp__gw_pool_cfg {
+    char *health_path;       /* appended to each base URL by the active probe; NULL = none
+                              * (default "/models" with several replicas, none with one) */
+    uint32_t health_interval_seconds;  /* probes of healthy replicas (default 10) */
+    uint32_t health_timeout_seconds;   /* one probe (default 5) */
+    uint32_t failure_threshold;        /* consecutive 5xx/busy that take a replica out (3) */
+    uint32_t backoff_initial_seconds;  /* first time out, doubled per failed return (1) */
+    uint32_t backoff_max_seconds;      /* (60) */
+    uint32_t max_retries;              /* other replicas tried for a request never sent (2) */
+    char *affinity_header;   /* conversation key header; NULL = [cache] scope_header if set */
+    bool retry_lost;         /* also retry a request whose connection broke before its first
+                              * token (the replica died with it queued); default true */
+} sipp__gw_pool_cfg;
 
 typedef struct sipp__gw_target {
     char *name;
@@ -75,14 +93,19 @@ typedef struct sipp__gw_target {
     char *model;       /* GGUF path (local) or the provider's model name */
     char *backend;     /* local: auto|cpu|cuda|vulkan */
     char *sha256;      /* local: the model file's pinned SHA-256 (64 hex digits), or NULL */
-    char *api_key_env; /* openai, anthropic */
-    char *token_env;   /* openai_compatible (optional) */
-    char *base_url;
-    char *version;     /* anthropic */
+    char *token_env;   /* openai_compatible (optional): its api_key_env */
     uint32_t timeout_seconds; /* 0 = the client's default */
-    bool allow_private_network; /* providers: private and link-local addresses allowed */
+    /* Providers: the keys of the rows of SIPP_PROVIDER_SETTINGS that name a TOML key (base_url,
+     * api_key_env, version, allow_private_network), over the table's defaults; the strings are
+     * owned by the config. kind, model and the timeouts are set when the target is added. */
+    sipp_provider_params provider;
     sipp__gw_runtime runtime;
     int line;
+    /* ---- upstream pools (remote targets; docs/gateway.md "Upstream pools") ---- */
+    char **base_urls;   /* the replicas: `base_urls`, or `base_url` alone (then base_urls[0] is
+                         * a copy of it); empty = the provider's default URL */
+    size_t n_base_urls;
+    sipp__gw_pool_cfg pool; /* [targets.pool] */
 } sipp__gw_target;
 
 typedef struct sipp__gw_token {
@@ -109,6 +132,7 @@ typedef enum sipp__gw_route {
     SIPP__GW_R_COMPLETIONS,
     SIPP__GW_R_EMBEDDINGS,
     SIPP__GW_R_MODELS,
+    SIPP__GW_R_MESSAGES,
     SIPP__GW_R_HEALTHZ,
     SIPP__GW_R_READYZ,
     SIPP__GW_R_METRICS,
@@ -139,6 +163,7 @@ typedef struct sipp__gw_config {
     uint32_t max_header_bytes;
     uint32_t max_json_depth;
     uint64_t max_embedding_floats; /* inputs x dimensions of one embeddings request */
+    uint32_t max_schema_bytes;     /* a request's JSON schema, compact (issue 18) */
     uint32_t max_connections;
     uint32_t max_connections_per_ip; /* public listener, per TCP peer; 0 = no limit */
     uint32_t shutdown_grace_seconds;

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include "gateway_int.h"
+#include "sipp_settings.h"
 
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -19,11 +20,117 @@
 #include <string.h>
 #include <time.h>
 
+/* The text rows: those with a [targets.runtime] key are the target's request defaults. */
+static const sipp_setting text_keys[] = {SIPP_TEXT_SETTINGS(SIPP_TEXT_SETTING_ROW)};
+/* ---- upstream pools: attempts on replicas ---------------------------------------------------- */
+
+/* The affinity key of the request: SHA-256 of "<caller> <value>" of the target's
+ * pool.affinity_header, else of [cache] scope_header (the same end-user key as the KV scope).
+ * Scoped by the caller like the KV scope, so one caller cannot aim at another's replica. */
+static void affinity_key(gw_req *r, const gw_target *t) {
+    const char *hdr = t->cfg->pool.affinity_header ? t->cfg->pool.affinity_header
+                                                   : r->gw->cfg.cache_scope_header;
+    const char *v = hdr ? sipp__httpd_header_get(r->http, hdr) : NULL;
+    if (!v || !*v) return;
+    char *key = NULL;
+    if (asprintf(&key, "%s %s", sipp__gw_req_caller_name(r), v) < 0) return; /* no affinity */
+    SHA256((const unsigned char *)key, strlen(key), r->affinity);
+    free(key);
+    r->has_affinity = true;
+}
+
+sipp_endpoint *sipp__gw_attempt_begin(gw_req *r) {
+    gw_target *t = &r->gw->targets[r->target];
+    if (!t->pool) return t->ep;
+    if (!r->tried && !r->retries) affinity_key(r, t);
+    int i = sipp__gw_pool_acquire(t->pool, r->has_affinity ? r->affinity : NULL, r->tried);
+    if (i < 0) return NULL;
+    r->replica = i;
+    r->tried |= (uint64_t)1 << i;
+    r->attempt_t0 = sipp__gw_now();
+    return t->eps[i];
+}
+
+/* How an attempt's end bears on its replica's health. */
+static sipp__pool_outcome outcome_of(const sipp_response *resp, bool not_sent) {
+    if (not_sent) return SIPP__POOL_HARD;
+    switch (resp->status) {
+    case SIPP_OK:
+        return resp->finish_reason == SIPP_FINISH_CANCELLED ? SIPP__POOL_NEUTRAL : SIPP__POOL_OK;
+    case SIPP_TRANSPORT:
+    case SIPP_UPSTREAM_TIMEOUT: return SIPP__POOL_HARD;
+    case SIPP_OVERLOADED:
+    case SIPP_RATE_LIMITED: return SIPP__POOL_BUSY;
+    case SIPP_UPSTREAM_ERROR: return SIPP__POOL_SOFT;
+    default: return SIPP__POOL_NEUTRAL; /* the request's own fault (400, 401, 404...) */
+    }
+}
+
+/* Ends the attempt of `r->replica` (if any) with `o`. */
+static void attempt_release(gw_req *r, sipp__pool_outcome o) {
+    if (r->replica < 0) return;
+    sipp__gw_pool_release(r->gw->targets[r->target].pool, r->replica, o,
+                          sipp__gw_now() - r->attempt_t0);
+    r->replica = -1;
+}
+
+bool sipp__gw_attempt_end(gw_req *r, const sipp_response *resp) {
+    if (r->replica < 0) return false;
+    gw_target *t = &r->gw->targets[r->target];
+    bool not_sent = sipp_run_not_sent(r->run);
+    attempt_release(r, outcome_of(resp, not_sent));
+    /* Sent again only when the caller saw no token of it and the upstream never ran it or lost
+     * it: never sent (no connection), refused outright (503), or (pool.retry_lost) the
+     * connection broke before the answer ended: the replica died with the request. A stream
+     * that has sent a token to its caller is never sent again. */
+    bool again = not_sent || (resp->status == SIPP_OVERLOADED && resp->http_status == 503) ||
+                 (resp->status == SIPP_TRANSPORT && t->cfg->pool.retry_lost);
+    /* a stream's caller has seen a token: never again; a finite answer is not out yet */
+    bool streamed = r->call.stream && r->first_token != 0;
+    if (!again || streamed || r->client_gone || r->shutdown_cut ||
+        r->retries >= t->cfg->pool.max_retries || atomic_load(&r->gw->shutting_down))
+        return false;
+    sipp_run *old = r->run;
+    r->run = NULL;
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    r->retries++;
+    if (sipp__gw_submit_text(r, &err) != SIPP_OK || !r->run) {
+        attempt_release(r, SIPP__POOL_NEUTRAL);
+        r->run = old; /* the first failure is the answer */
+        return false;
+    }
+    sipp__gw_pool_count_retry(t->pool);
+    r->first_token = r->last_token = 0; /* the timings are the new attempt's */
+    r->live_tokens = 0;
+    json_t *x = json_pack("{s:s, s:s, s:s, s:i}", "request_id", r->id, "target", t->cfg->name,
+                          "error", resp->error_message, "retry", (int)r->retries);
+    sipp__gw_log("info", "request sent again to another replica", x);
+    json_decref(x);
+    sipp__gw_account(r, resp);
+    sipp_run_free(old);
+    return true;
+}
+
 sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
     gw_target *t = &r->gw->targets[r->target];
+    sipp_endpoint *ep = sipp__gw_attempt_begin(r);
+    if (!ep) {
+        err->code = SIPP_OVERLOADED;
+        snprintf(err->message, sizeof err->message, "every replica of target '%s' was tried",
+                 t->cfg->name);
+        return SIPP_OVERLOADED;
+    }
     gw_call *c = &r->call;
     sipp_text_params tp;
     sipp_text_params_init(&tp, sizeof tp);
+    /* A local target's request defaults, under what the request says: the text rows with a
+     * [targets.runtime] key (ignore_eos). */
+    for (size_t i = 0; i < sizeof text_keys / sizeof text_keys[0]; i++)
+        if (t->cfg->type == SIPP__GW_LOCAL && text_keys[i].toml)
+            memcpy((char *)&tp + text_keys[i].offset,
+                   (const char *)&t->cfg->runtime.text + text_keys[i].offset,
+                   sipp_setting_size(text_keys[i].kind));
     if (c->has_max_tokens)
         tp.max_tokens = c->max_tokens > 1000000 ? 1000000 : (uint32_t)c->max_tokens;
     if (c->has_temperature) tp.temperature = (float)c->temperature;
@@ -31,6 +138,8 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
     tp.stop = c->stop;
     tp.n_stop = c->n_stop;
     tp.request_id = r->id; /* providers get the same x-request-id as the caller */
+    tp.logprobs = c->logprobs;
+    tp.top_logprobs = c->has_top_logprobs && c->top_logprobs > 0 ? (uint32_t)c->top_logprobs : 0;
     char scope[200];
     if (t->cfg->type == SIPP__GW_LOCAL) {
         /* Prefix reuse per caller, never across callers: one workflow key per caller, scoped
@@ -53,10 +162,23 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
             tp.cache_scope = scope;
             tp.context_key = "gateway";
         }
-        tp.ignore_eos = t->cfg->runtime.ignore_eos;
     }
-    return c->op == GW_OP_CHAT ? sipp_chat(t->ep, c->messages, c->n_messages, &tp, &r->run, err)
-                               : sipp_query(t->ep, c->prompt, &tp, &r->run, err);
+    tp.media = c->media; /* multimodal parts (OpenAI image_url), owned by the call */
+    tp.n_media = c->n_media;
+    size_t schema_len; /* structured output (issue 18); its size was checked in validate */
+    char *schema = sipp__gw_schema_text(c, &schema_len);
+    if ((c->json_schema || c->json_object) && !schema) {
+        attempt_release(r, SIPP__POOL_NEUTRAL);
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return err->code = SIPP_OUT_OF_MEMORY;
+    }
+    tp.json_schema = schema;
+    sipp_status st = c->op == GW_OP_CHAT
+                         ? sipp_chat(ep, c->messages, c->n_messages, &tp, &r->run, err)
+                         : sipp_query(ep, c->prompt, &tp, &r->run, err);
+    free(schema);
+    if (st != SIPP_OK) attempt_release(r, SIPP__POOL_NEUTRAL); /* refused before any I/O */
+    return st;
 }
 
 /* Pulls what the run produced within ~20 ms. Returns the batch (text may be empty). Records
@@ -98,18 +220,20 @@ void sipp__gw_execute_text(gw_req *r) {
         return;
     }
     sipp_token_batch b = {.struct_size = sizeof b};
-    for (;;) {
-        if (sipp__gw_pull_batch(r, &b) == SIPP_OK && b.done) break;
-        if (sipp__httpd_peer_closed(r->http)) {
-            r->client_gone = true;
-            sipp_run_cancel(r->run);
-        } else if (atomic_load(&r->gw->shutting_down) && !r->shutdown_cut) {
-            r->shutdown_cut = true;
-            sipp_run_cancel(r->run);
-        }
-    }
     const sipp_response *resp;
-    sipp_run_wait(r->run, &resp, NULL);
+    do { /* one attempt per round: another replica only when the first never got the request */
+        for (;;) {
+            if (sipp__gw_pull_batch(r, &b) == SIPP_OK && b.done) break;
+            if (sipp__httpd_peer_closed(r->http)) {
+                r->client_gone = true;
+                sipp_run_cancel(r->run);
+            } else if (atomic_load(&r->gw->shutting_down) && !r->shutdown_cut) {
+                r->shutdown_cut = true;
+                sipp_run_cancel(r->run);
+            }
+        }
+        sipp_run_wait(r->run, &resp, NULL);
+    } while (sipp__gw_attempt_end(r, resp));
     sipp__gw_account(r, resp);
     if (resp->status != SIPP_OK) {
         sipp__gw_req_fail(r, sipp__gw_code_for_status(resp->status), NULL, "%s",
@@ -124,6 +248,8 @@ void sipp__gw_execute_text(gw_req *r) {
     }
     gw_answer ans = sipp__gw_req_answer(r);
     ans.created = (long)time(NULL);
+    ans.logprobs = resp->logprobs;
+    ans.n_logprobs = resp->n_logprobs;
     json_t *body = sipp__gw_codec(r->prof)->text(&ans, resp->text, resp->text_len,
                                                  resp->finish_reason);
     if (!body) {
@@ -149,6 +275,23 @@ static void embed_release(void *ctx, bool completed) {
     sipp__gw_req_finish(r);
 }
 
+/* The embeddings side of sipp__gw_attempt_end: reports the outcome; true when the input
+ * should go to another replica (never sent, or a 503) and one is left within max_retries. */
+static bool embed_again(gw_req *r, const sipp_response *resp) {
+    if (r->replica < 0) return false;
+    gw_target *t = &r->gw->targets[r->target];
+    bool not_sent = sipp_run_not_sent(r->run);
+    attempt_release(r, outcome_of(resp, not_sent));
+    bool again = not_sent || (resp->status == SIPP_OVERLOADED && resp->http_status == 503) ||
+                 (resp->status == SIPP_TRANSPORT && t->cfg->pool.retry_lost);
+    if (!again || r->client_gone || r->shutdown_cut || r->retries >= t->cfg->pool.max_retries ||
+        __builtin_popcountll(r->tried) >= (int)t->n_eps)
+        return false;
+    r->retries++;
+    sipp__gw_pool_count_retry(t->pool);
+    return true;
+}
+
 /* Runs the inputs one after the other into one float array (bounded by max_embedding_floats),
  * then streams the answer out through the writer (profiles.c) in the HTTP layer's blocks:
  * never a JSON tree of every float nor a copy of the whole text. Everything that can fail
@@ -165,9 +308,16 @@ bool sipp__gw_execute_embed(gw_req *r) {
         sipp_error err;
         sipp_error_init(&err, sizeof err);
         sipp_run *run = NULL;
-        sipp_status st = sipp_embed(t->ep, r->call.inputs[i], &ep, &run, &err);
+        r->tried = 0; /* each input is a request of its own to the pool */
+        r->retries = 0;
+    again:;
+        sipp_endpoint *target_ep = sipp__gw_attempt_begin(r);
+        sipp_status st = target_ep ? sipp_embed(target_ep, r->call.inputs[i], &ep, &run, &err)
+                                   : SIPP_OVERLOADED;
         if (st != SIPP_OK) {
             free(vecs);
+            if (!target_ep) snprintf(err.message, sizeof err.message, "no replica is left");
+            attempt_release(r, SIPP__POOL_NEUTRAL);
             return sipp__gw_req_fail(r, sipp__gw_code_for_status(st), "input", "%s", err.message);
         }
         const sipp_response *resp;
@@ -184,6 +334,11 @@ bool sipp__gw_execute_embed(gw_req *r) {
             }
         }
         sipp_run_wait(run, &resp, NULL);
+        if (embed_again(r, resp)) {
+            sipp_run_free(run);
+            r->run = run = NULL;
+            goto again;
+        }
         sipp__gw_account(r, resp);
         if (resp->status != SIPP_OK || !resp->embedding) {
             free(vecs);

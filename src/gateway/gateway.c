@@ -65,6 +65,19 @@ static json_t *admin_settings(void *ctx) {
 
 /* Applies a validated settings change under set_mu (the blocklist arrays are swapped: the old
  * ones go back in *s, which the dashboard frees). */
+/* Every replica of every upstream pool, in target order (the dashboard's "Upstream replicas"). */
+static json_t *admin_replicas(void *ctx) {
+    sipp__gw *gw = ctx;
+    json_t *all = json_array();
+    for (size_t i = 0; all && i < gw->n_targets; i++) {
+        if (!gw->targets[i].pool) continue;
+        json_t *a = sipp__gw_pool_json(gw->targets[i].pool);
+        if (a) json_array_extend(all, a);
+        json_decref(a);
+    }
+    return all;
+}
+
 static void admin_apply(void *ctx, sipp__gw_admin_settings *s) {
     sipp__gw *gw = ctx;
     pthread_rwlock_wrlock(&gw->set_mu);
@@ -227,6 +240,7 @@ static int gw_build(sipp__gw *gw, char *errbuf, size_t errcap) {
         .settings = admin_settings,
         .apply = admin_apply,
         .active = admin_active,
+        .replicas = admin_replicas,
     };
     gw->admin = sipp__gw_admin_new(&host, c->admin_password_env ? getenv(c->admin_password_env)
                                                                 : NULL);
@@ -295,6 +309,7 @@ void sipp__gw_free(sipp__gw *gw) {
     if (gw->loader_started) pthread_join(gw->loader, NULL);
     sipp__httpd_stop(gw->public_srv);
     sipp__httpd_stop(gw->mgmt_srv);
+    sipp__gw_targets_free(gw);
     sipp_client_free(gw->client);
     if (gw->callers) sipp__gw_admission_destroy(&gw->admission);
     sipp__gw_limits_free(gw->limits);

@@ -18,6 +18,7 @@
 #include "logger.h"
 #include "metrics.h"
 #include "policy.h"
+#include "pool.h"
 #include "profiles.h"
 #include "redis_store.h"
 
@@ -35,7 +36,15 @@ typedef struct gw_target {
     sipp_endpoint *ep;  /* set once ready */
     atomic_int state;
     bool can_generate, can_chat, can_embed;
+    bool vision; /* the target's projector takes images (multimodal) */
     uint32_t n_embd; /* embedding size when known up front (local targets), else 0 */
+    /* remote targets: one endpoint per replica (eps[0] == ep) and the pool choosing among
+     * them; NULL / 0 for local targets */
+    sipp_endpoint **eps;
+    size_t n_eps;
+    sipp__gw_pool *pool;
+    const char **replica_urls; /* the base URLs, "(default)" for the provider's own */
+    char **replica_hosts;      /* their "host:port" (metrics and dashboard labels), owned */
 } gw_target;
 
 typedef struct gw_caller {
@@ -86,6 +95,8 @@ int sipp__gw_targets_start_loader(sipp__gw *gw);
 bool sipp__gw_target_stats(sipp__gw *gw, size_t i, sipp_engine_stats *out);
 /* The /readyz answer: its status (200 or 503) and text. */
 int sipp__gw_readiness(sipp__gw *gw, const char **text);
+/* Stops the pools' probe threads and frees the per-replica arrays (before the client). */
+void sipp__gw_targets_free(sipp__gw *gw);
 
 /* ---- listeners and browsers (listeners.c) -------------------------------------------------- */
 
@@ -139,6 +150,14 @@ typedef struct gw_req {
     long created;
     gw_stream_state st;
     sipp__gw_embed_writer *embed; /* an embeddings answer being sent */
+    /* upstream pools: the replica of the attempt in progress (-1 = none or a local target),
+     * the replicas tried (bit set), retries so far, the attempt's start, the affinity key */
+    int replica;
+    uint64_t tried;
+    uint32_t retries;
+    double attempt_t0;
+    bool has_affinity;
+    uint8_t affinity[32];
 } gw_req;
 
 /* A new context for a request on the public listener (counted in in_flight, request id and
@@ -190,7 +209,18 @@ bool sipp__gw_embed_fits(gw_req *r, uint32_t dim);
 
 /* ---- execution (execute.c, stream.c) ---------------------------------------------------------- */
 
+/* Submits the request's text run (r->run) on its target, on a replica of its pool. */
 sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err);
+/* Upstream pools: the endpoint of the next attempt (a replica the request has not tried,
+ * counted outstanding; r->replica set), or the target's endpoint for a local target. NULL when
+ * every replica was tried. */
+sipp_endpoint *sipp__gw_attempt_begin(gw_req *r);
+/* Ends the attempt of r->run on its replica: reports the outcome to the pool. When the run
+ * failed without anything reaching the upstream or the caller (the request was never sent, or
+ * a 503 came before any body), no token was streamed, and another replica is left within
+ * max_retries, submits the request again there: true, r->run is the new run (the old one is
+ * freed). False: r->run is unchanged and its response stands. */
+bool sipp__gw_attempt_end(gw_req *r, const sipp_response *resp);
 /* Pulls what the run produced within ~20 ms (TTFT and inter-token gaps recorded). */
 sipp_status sipp__gw_pull_batch(gw_req *r, sipp_token_batch *b);
 /* Adds a finished run's usage to the request and records its queue wait. */

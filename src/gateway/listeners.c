@@ -99,7 +99,8 @@ void sipp__gw_handle_public(sipp__httpd_req *http, void *ud) {
             {"access-control-allow-origin", origin},
             {"vary", "Origin"},
             {"access-control-allow-methods", "GET, POST, OPTIONS"},
-            {"access-control-allow-headers", "authorization, content-type, x-request-id"},
+            {"access-control-allow-headers",
+             "authorization, content-type, x-request-id, x-api-key, anthropic-version"},
             {"access-control-max-age", "600"},
             {"x-request-id", r->id},
         };
@@ -164,6 +165,17 @@ static char *render_metrics(sipp__gw *gw) {
         sipp__gw_limits_get_stats(gw->limits, &live.limits);
         s = sipp__gw_metrics_render(gw->metrics, &live);
     }
+    sipp__gw_pool **pools = calloc(n + 1, sizeof *pools);
+    char *p = NULL, *both = NULL;
+    if (s && pools) { /* the upstream pools' series after the registry's */
+        for (size_t t = 0; t < n; t++) pools[t] = gw->targets[t].pool;
+        p = sipp__gw_pools_render(pools, n);
+    }
+    if (s && (!p || asprintf(&both, "%s%s", s, p) < 0)) both = NULL;
+    free(s);
+    free(p);
+    free(pools);
+    s = both;
     free(ready);
     free(have);
     free(engine);

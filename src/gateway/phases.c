@@ -2,10 +2,10 @@
  * phases.c — the pipeline's phases, each a function that passes (true) or has answered the
  * request with an error (false), in the protocol's order (listeners.c calls them):
  *
- *   blocklist -> Host and Origin (listeners.c) -> rate limit (client IP) -> auth (bearer; then
- *   the caller's own limits) -> decode (413, framing, Content-Type, JSON depth, shape) ->
- *   authorize (caller's target list) -> resolve (target) -> validate (ranges, unknown and
- *   local-only keys, capability) -> admission (token reservation, global and per-caller
+ *   blocklist -> Host and Origin (listeners.c) -> rate limit (client IP) -> auth (bearer or
+ *   x-api-key; then the caller's own limits) -> decode (413, framing, Content-Type, JSON depth,
+ *   shape) -> authorize (caller's target list) -> resolve (target) -> validate (ranges, unknown
+ *   and local-only keys, capability) -> admission (token reservation, global and per-caller
  *   concurrency)
  *
  * Invariants: a phase that fails has answered (sipp__gw_req_fail) and set r->code; one that
@@ -30,8 +30,9 @@ bool sipp__gw_match_route(sipp__gw *gw, const char *path, gw_route *out) {
         [SIPP__GW_R_COMPLETIONS] = {GW_PROFILE_OPENAI, GW_OP_QUERY, "POST"},
         [SIPP__GW_R_EMBEDDINGS] = {GW_PROFILE_OPENAI, GW_OP_EMBED, "POST"},
         [SIPP__GW_R_MODELS] = {GW_PROFILE_OPENAI, GW_OP_MODELS, "GET"},
+        [SIPP__GW_R_MESSAGES] = {GW_PROFILE_ANTHROPIC, GW_OP_CHAT, "POST"},
     };
-    for (size_t s = 0; s <= SIPP__GW_R_MODELS; s++)
+    for (size_t s = 0; s <= SIPP__GW_R_MESSAGES; s++)
         if (strcmp(gw->cfg.routes[s], path) == 0) {
             *out = by_slot[s];
             return true;
@@ -92,11 +93,17 @@ bool sipp__gw_phase_auth(gw_req *r) {
     sipp__gw *gw = r->gw;
     if (!phase_no_url_credentials(r)) return false;
     if (gw->n_callers == 0) return true; /* no [[tokens]]: an open gateway */
+    /* The token comes as `Authorization: Bearer <token>` or, as Anthropic's clients send it, as
+     * `x-api-key: <token>` (the same tokens either way; Authorization wins when both come). */
     const char *h = sipp__httpd_header_get(r->http, "authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+    const char *tok = NULL;
+    if (h && strncasecmp(h, "Bearer ", 7) == 0)
+        tok = h + 7;
+    else if (!h)
+        tok = sipp__httpd_header_get(r->http, "x-api-key");
+    if (!tok)
         return sipp__gw_req_fail(r, GW_AUTHENTICATION, NULL,
-                                 "missing 'Authorization: Bearer' header");
-    const char *tok = h + 7;
+                                 "missing 'Authorization: Bearer' (or 'x-api-key') header");
     while (*tok == ' ') tok++;
     uint8_t d[32];
     SHA256((const unsigned char *)tok, strlen(tok), d);
@@ -143,6 +150,10 @@ bool sipp__gw_phase_decode(gw_req *r) {
     if (!sipp__gw_decode_body(r->prof, r->op, body, len, r->gw->cfg.max_json_depth, &r->root,
                               &r->call, msg, sizeof msg, param, sizeof param))
         return sipp__gw_req_fail(r, GW_INVALID_JSON, param, "%s", msg);
+    if (r->call.media_too_large)
+        return sipp__gw_req_fail(r, GW_PAYLOAD_TOO_LARGE, "messages",
+                                 "the request's media are larger than %u bytes (max_media_bytes)",
+                                 SIPP__GW_MAX_MEDIA_BYTES);
     return true;
 }
 
@@ -189,6 +200,14 @@ bool sipp__gw_phase_validate(gw_req *r) {
     gw_call *c = &r->call;
     if (c->invalid[0])
         return sipp__gw_req_fail(r, GW_INVALID_REQUEST, c->invalid_param, "%s", c->invalid);
+    /* structured output (issue 18): the schema's compact size within max_schema_bytes */
+    size_t schema_bytes = c->json_schema ? json_dumpb(c->json_schema, NULL, 0, JSON_COMPACT) : 0;
+    if (schema_bytes > r->gw->cfg.max_schema_bytes)
+        return sipp__gw_req_fail(r, GW_INVALID_REQUEST,
+                                 r->prof == GW_PROFILE_OPENAI ? "response_format" : "json_schema",
+                                 "the JSON schema is %zu bytes, more than this gateway's "
+                                 "max_schema_bytes (%u)",
+                                 schema_bytes, r->gw->cfg.max_schema_bytes);
     gw_target *t = &r->gw->targets[r->target];
     if (c->op == GW_OP_EMBED && !t->can_embed)
         return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "model", "target '%s' cannot embed",
@@ -199,6 +218,10 @@ bool sipp__gw_phase_validate(gw_req *r) {
                                  t->cfg->name);
     if (c->op == GW_OP_CHAT && !t->can_chat)
         return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "model", "target '%s' has no chat template",
+                                 t->cfg->name);
+    if (c->n_media > 0 && t->cfg->type == SIPP__GW_LOCAL && !t->vision)
+        return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "messages",
+                                 "target '%s' takes no images: it has no vision projector (mmproj)",
                                  t->cfg->name);
     return true;
 }

@@ -18,12 +18,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+static json_t *logprobs_value(const gw_answer *a, size_t *offset);
+
 /* ---- decoding ---------------------------------------------------------------------------------- */
 
 static bool decode(gw_op op, json_t *root, gw_call *c, char *msg, size_t cap, char *param,
                           size_t pcap) {
     const char *k;
     json_t *v;
+    int r;
     json_object_foreach(root, k, v) {
         bool null = json_is_null(v);
         if (strcmp(k, "model") == 0) {
@@ -91,21 +94,24 @@ static bool decode(gw_op op, json_t *root, gw_call *c, char *msg, size_t cap, ch
                    (strcmp(k, "presence_penalty") == 0 || strcmp(k, "frequency_penalty") == 0)) {
             if (!null && !(json_is_number(v) && json_number_value(v) == 0))
                 sipp__gw_invalid(c, k, "'%s' is not supported (only 0)", k);
-        } else if (op != GW_OP_EMBED && (strcmp(k, "logprobs") == 0 || strcmp(k, "echo") == 0)) {
+        } else if (op != GW_OP_EMBED && strcmp(k, "echo") == 0) {
             if (!null && !json_is_false(v)) sipp__gw_invalid(c, k, "'%s' is not supported", k);
+        } else if ((r = sipp__gw_decode_logprobs(c, op, k, v, true, msg, cap, param, pcap)) != 0 ||
+                   (r = sipp__gw_decode_schema(c, op, k, v, true, msg, cap, param, pcap)) != 0) {
+            if (r < 0) return false;
         } else if (sipp__gw_is_local_only(k)) {
             sipp__gw_invalid(c, k,
                              "field '%s' is local-only: the gateway does not let clients steer "
                              "server KV state or local sampling",
                              k);
         } else {
-            int r = op == GW_OP_EMBED
-                        ? 0
-                        : sipp__gw_decode_option(c, k, v, msg, cap, param, pcap, true);
+            r = op == GW_OP_EMBED ? 0
+                                  : sipp__gw_decode_option(c, k, v, msg, cap, param, pcap, true);
             if (r < 0) return false;
             if (r == 0) sipp__gw_invalid(c, k, "unsupported parameter '%.40s'", k);
         }
     }
+    sipp__gw_check_logprobs(c);
     return sipp__gw_decode_required(op, c, msg, cap);
 }
 
@@ -126,19 +132,21 @@ static json_t *error(gw_code code, const char *param, const char *msg) {
 
 static json_t *text(const gw_answer *a, const char *s, size_t len, sipp_finish_reason f) {
     char id[96];
+    size_t offset = 0;
     if (a->op == GW_OP_CHAT) {
         snprintf(id, sizeof id, "chatcmpl-%s", a->id);
-        return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s%}, s:n, s:s}], s:o}", "id", id,
+        return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s%}, s:o, s:s}], s:o}", "id", id,
                          "object", "chat.completion", "created", (json_int_t)a->created, "model",
                          a->model, "choices", "index", 0, "message", "role", "assistant",
-                         "content", s, len, "logprobs", "finish_reason", sipp__gw_finish_name(f),
-                         "usage", usage(a));
+                         "content", s, len, "logprobs", logprobs_value(a, &offset),
+                         "finish_reason", sipp__gw_finish_name(f), "usage", usage(a));
     }
     snprintf(id, sizeof id, "cmpl-%s", a->id);
-    return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:s%, s:n, s:s}], s:o}", "id", id, "object",
+    return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:s%, s:o, s:s}], s:o}", "id", id, "object",
                      "text_completion", "created", (json_int_t)a->created, "model", a->model,
-                     "choices", "index", 0, "text", s, len, "logprobs", "finish_reason",
-                     sipp__gw_finish_name(f), "usage", usage(a));
+                     "choices", "index", 0, "text", s, len, "logprobs",
+                     logprobs_value(a, &offset), "finish_reason", sipp__gw_finish_name(f),
+                     "usage", usage(a));
 }
 
 static json_t *chunk(const gw_answer *a, json_t *choice) {
@@ -157,13 +165,15 @@ static void stream_text(sipp__buf *out, const gw_answer *a, gw_stream_state *st,
                                       : json_pack("{s:s, s:s%}", "role", "assistant", "content",
                                                   s, len);
         st->role_sent = true;
-        sipp__gw_sse_frame(out, NULL, chunk(a, json_pack("{s:i, s:o, s:n, s:n}", "index", 0,
+        sipp__gw_sse_frame(out, NULL, chunk(a, json_pack("{s:i, s:o, s:o, s:n}", "index", 0,
                                                          "delta", delta, "logprobs",
+                                                         logprobs_value(a, &st->text_offset),
                                                          "finish_reason")));
     } else {
         sipp__gw_sse_frame(out, NULL,
-                           chunk(a, json_pack("{s:i, s:s%, s:n, s:n}", "index", 0, "text", s, len,
-                                              "logprobs", "finish_reason")));
+                           chunk(a, json_pack("{s:i, s:s%, s:o, s:n}", "index", 0, "text", s, len,
+                                              "logprobs", logprobs_value(a, &st->text_offset),
+                                              "finish_reason")));
     }
     st->sequence += n_tokens;
 }
@@ -232,6 +242,17 @@ const gw_codec sipp__gw_openai_codec = {
     .embed_open = embed_open,
     .embed_close = "}",
 };
+
+/* ---- log-probabilities (issue 18) ---------------------------------------------------------------- */
+
+/* A choice's `logprobs`: null unless asked for; chat {"content": [...], "refusal": null},
+ * completions the legacy object (profile_outputs.c). */
+static json_t *logprobs_value(const gw_answer *a, size_t *offset) {
+    if (!a->logprobs_on) return json_null();
+    if (a->op == GW_OP_QUERY) return sipp__gw_logprobs_legacy(a->logprobs, a->n_logprobs, offset);
+    return json_pack("{s:o, s:n}", "content", sipp__gw_logprobs_content(a->logprobs, a->n_logprobs),
+                     "refusal");
+}
 
 /* ---- /v1/models -------------------------------------------------------------------------------- */
 

@@ -21,6 +21,7 @@ static bool decode(gw_op op, json_t *root, gw_call *c, char *msg, size_t cap, ch
                         size_t pcap) {
     const char *k;
     json_t *v;
+    int r;
     json_object_foreach(root, k, v) {
         if (strcmp(k, "model") == 0) {
             if (!json_is_string(v)) return sipp__gw_bad(msg, cap, "field 'model' must be a string");
@@ -39,23 +40,33 @@ static bool decode(gw_op op, json_t *root, gw_call *c, char *msg, size_t cap, ch
             c->n_inputs = 1;
         } else if (op == GW_OP_EMBED && strcmp(k, "encoding_format") == 0) {
             if (!sipp__gw_decode_encoding(c, v, msg, cap)) return false;
+        } else if ((r = sipp__gw_decode_logprobs(c, op, k, v, false, msg, cap, param, pcap)) != 0 ||
+                   (r = sipp__gw_decode_schema(c, op, k, v, false, msg, cap, param, pcap)) != 0) {
+            if (r < 0) return false;
         } else if (sipp__gw_is_local_only(k)) {
             sipp__gw_invalid(c, k,
                              "field '%s' is local-only: the gateway does not let clients steer "
                              "server KV state or local sampling",
                              k);
         } else {
-            int r = op == GW_OP_EMBED
-                        ? 0
-                        : sipp__gw_decode_option(c, k, v, msg, cap, param, pcap, false);
+            r = op == GW_OP_EMBED ? 0
+                                  : sipp__gw_decode_option(c, k, v, msg, cap, param, pcap, false);
             if (r < 0) return false;
             if (r == 0) sipp__gw_invalid(c, k, "unknown field '%.40s'", k);
         }
     }
+    sipp__gw_check_logprobs(c);
     return sipp__gw_decode_required(op, c, msg, cap);
 }
 
 /* ---- encoding ---------------------------------------------------------------------------------- */
+
+/* Log-probabilities (issue 18): `logprobs`, an array of {token, logprob, bytes, top_logprobs},
+ * in the text answer and in each token event, when the request asked for them. */
+static void add_logprobs(json_t *obj, const gw_answer *a) {
+    if (obj && a->logprobs_on)
+        json_object_set_new(obj, "logprobs", sipp__gw_logprobs_content(a->logprobs, a->n_logprobs));
+}
 
 static json_t *usage(const gw_answer *a) {
     return json_pack("{s:I, s:I, s:I}", "input_tokens", (json_int_t)a->in_tok, "output_tokens",
@@ -68,15 +79,17 @@ static json_t *error(gw_code code, const char *param, const char *msg) {
 }
 
 static json_t *text(const gw_answer *a, const char *s, size_t len, sipp_finish_reason f) {
-    return json_pack("{s:s, s:s, s:s%, s:s, s:o}", "id", a->id, "model", a->model, "text", s, len,
-                     "finish_reason", sipp__gw_finish_name(f), "usage", usage(a));
+    json_t *t = json_pack("{s:s, s:s, s:s%, s:s, s:o}", "id", a->id, "model", a->model, "text", s,
+                          len, "finish_reason", sipp__gw_finish_name(f), "usage", usage(a));
+    add_logprobs(t, a);
+    return t;
 }
 
 static void stream_text(sipp__buf *out, const gw_answer *a, gw_stream_state *st, const char *s,
                         size_t len, uint32_t n_tokens) {
-    (void)a;
-    sipp__gw_sse_frame(out, "token", json_pack("{s:s%, s:I}", "text", s, len, "sequence",
-                                               (json_int_t)st->sequence));
+    json_t *ev = json_pack("{s:s%, s:I}", "text", s, len, "sequence", (json_int_t)st->sequence);
+    add_logprobs(ev, a);
+    sipp__gw_sse_frame(out, "token", ev);
     st->sequence += n_tokens;
 }
 

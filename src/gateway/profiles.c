@@ -19,15 +19,22 @@
 #define _POSIX_C_SOURCE 200809L
 #include "profiles.h"
 
+#include "../common/media_parse.h"
+
 #include <math.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const gw_codec *sipp__gw_codec(gw_profile prof) {
-    return prof == GW_PROFILE_OPENAI ? &sipp__gw_openai_codec : &sipp__gw_sipp_codec;
+    switch (prof) {
+    case GW_PROFILE_OPENAI: return &sipp__gw_openai_codec;
+    case GW_PROFILE_ANTHROPIC: return &sipp__gw_anthropic_codec;
+    default: return &sipp__gw_sipp_codec;
+    }
 }
 
 bool sipp__gw_bad(char *msg, size_t cap, const char *fmt, ...) {
@@ -48,9 +55,8 @@ void sipp__gw_invalid(gw_call *c, const char *param, const char *fmt, ...) {
 }
 
 bool sipp__gw_is_local_only(const char *k) {
-    static const char *const keys[] = {"context_key", "contextKey", "grammar", "json_schema",
-                                       "jsonSchema",  "sampling",   "media",   "normalize",
-                                       "local",       NULL};
+    static const char *const keys[] = {"context_key", "contextKey", "grammar",   "sampling",
+                                       "media",       "normalize",  "local",     NULL};
     for (const char *const *p = keys; *p; p++)
         if (strcmp(*p, k) == 0) return true;
     return false;
@@ -144,6 +150,110 @@ static bool text_of(json_t *content, const char **out) {
     return false;
 }
 
+void sipp__gw_call_free_media(gw_call *c) {
+    for (size_t i = 0; i < c->n_owned; i++) free(c->owned[i]);
+    free(c->owned);
+    free(c->media);
+    c->owned = NULL;
+    c->media = NULL;
+    c->n_owned = c->n_media = 0;
+}
+
+/* Keeps p (malloc'd) until sipp__gw_call_free_media; false (p freed) when out of memory. */
+static bool own(gw_call *c, void *p) {
+    char **o = p ? realloc(c->owned, (c->n_owned + 1) * sizeof *o) : NULL;
+    if (!o) {
+        free(p);
+        return false;
+    }
+    c->owned = o;
+    c->owned[c->n_owned++] = p;
+    return true;
+}
+
+/* One OpenAI image_url part of messages[i]: a data: URL decoded and checked (type, declared
+ * size). Remote URLs are refused: the gateway fetches nothing on a caller's behalf. */
+static bool decode_image_part(gw_call *c, size_t i, json_t *part, char *msg, size_t cap) {
+    json_t *iu = json_object_get(part, "image_url");
+    json_t *url = json_is_object(iu) ? json_object_get(iu, "url") : iu;
+    if (!json_is_string(url))
+        return sipp__gw_bad(msg, cap, "messages[%zu]: an image_url part needs image_url.url", i);
+    const char *u = json_string_value(url);
+    size_t len = json_string_length(url);
+    if (strncasecmp(u, "data:", 5) != 0)
+        return sipp__gw_bad(msg, cap,
+                            "messages[%zu]: image_url must be a data: URL; remote image URLs are "
+                            "not fetched",
+                            i);
+    if (c->media_bytes >= SIPP__GW_MAX_MEDIA_BYTES) {
+        c->media_too_large = true;
+        return true;
+    }
+    char *mime = NULL, why[160];
+    unsigned char *bytes = NULL;
+    size_t n = 0;
+    int rc = sipp__data_url_parse(u, len, SIPP__GW_MAX_MEDIA_BYTES - c->media_bytes, &mime, &bytes,
+                                  &n, why, sizeof why);
+    if (rc == -2) {
+        c->media_too_large = true;
+        return true;
+    }
+    if (rc != 0) return sipp__gw_bad(msg, cap, "messages[%zu]: image_url: %s", i, why);
+    sipp__media_desc d;
+    sipp_status st = sipp__media_sniff(bytes, n, SIPP_MEDIA_IMAGE, mime[0] ? mime : NULL,
+                                       SIPP__GW_MAX_IMAGE_PIXELS, &d, why, sizeof why);
+    free(mime);
+    if (st != SIPP_OK) {
+        free(bytes);
+        return sipp__gw_bad(msg, cap, "messages[%zu]: image_url: %s", i, why);
+    }
+    sipp_media *m = realloc(c->media, (c->n_media + 1) * sizeof *m);
+    if (!m || !own(c, bytes)) {
+        if (!m) free(bytes);
+        else c->media = m;
+        return sipp__gw_bad(msg, cap, "out of memory");
+    }
+    c->media = m;
+    c->media[c->n_media++] = (sipp_media){SIPP_MEDIA_IMAGE, bytes, n, d.mime, i};
+    c->media_bytes += n;
+    return true;
+}
+
+/* OpenAI content parts of messages[i]: text parts joined, each image_url part a media part
+ * with a marker where it stood. *text is owned by c. */
+static bool decode_parts(gw_call *c, size_t i, json_t *content, const char **text, char *msg,
+                         size_t cap) {
+    sipp__buf b;
+    sipp__buf_init(&b, 64u << 20);
+    size_t k;
+    json_t *part;
+    bool ok = true;
+    json_array_foreach(content, k, part) {
+        json_t *type = json_object_get(part, "type");
+        const char *t = json_is_string(type) ? json_string_value(type) : "";
+        const char *s = NULL;
+        if (strcmp(t, "text") == 0 && text_of(json_object_get(part, "text"), &s)) {
+            ok = sipp__buf_append(&b, s, strlen(s)) == SIPP_OK;
+        } else if (strcmp(t, "image_url") == 0) {
+            ok = decode_image_part(c, i, part, msg, cap) &&
+                 sipp__buf_append(&b, SIPP_MEDIA_MARKER, strlen(SIPP_MEDIA_MARKER)) == SIPP_OK;
+            if (!ok && !msg[0]) sipp__gw_bad(msg, cap, "out of memory");
+        } else {
+            ok = sipp__gw_bad(msg, cap,
+                              "messages[%zu].content[%zu]: type must be text or image_url", i, k);
+        }
+        if (!ok) break;
+    }
+    if (!ok) {
+        sipp__buf_free(&b);
+        return msg[0] ? false : sipp__gw_bad(msg, cap, "out of memory");
+    }
+    char *s = b.data ? b.data : sipp__strdup(""); /* the buffer's text becomes c's */
+    if (!s || !own(c, s)) return sipp__gw_bad(msg, cap, "out of memory");
+    *text = s;
+    return true;
+}
+
 bool sipp__gw_decode_messages(gw_call *c, json_t *v, bool openai, char *msg, size_t cap,
                             char *param, size_t pcap) {
     snprintf(param, pcap, "messages");
@@ -167,13 +277,12 @@ bool sipp__gw_decode_messages(gw_call *c, json_t *v, bool openai, char *msg, siz
             return sipp__gw_bad(msg, cap, "messages[%zu].role must be system, user or assistant",
                                 i);
         const char *text = NULL;
-        if (!text_of(content, &text) && openai && json_is_array(content) &&
-            json_array_size(content) == 1) {
-            /* OpenAI content parts: only a single text part */
-            json_t *part = json_array_get(content, 0);
-            json_t *type = json_object_get(part, "type");
-            if (json_is_string(type) && strcmp(json_string_value(type), "text") == 0)
-                text_of(json_object_get(part, "text"), &text);
+        if (!text_of(content, &text) && json_is_array(content) && json_array_size(content) > 0) {
+            /* content parts (both profiles, OpenAI's shapes): text, and images as data: URLs */
+            msg[0] = '\0';
+            if (json_array_size(content) > 256)
+                return sipp__gw_bad(msg, cap, "messages[%zu].content has too many parts", i);
+            if (!decode_parts(c, i, content, &text, msg, cap)) return false;
         }
         if (!text) return sipp__gw_bad(msg, cap, "messages[%zu].content must be a string", i);
         c->messages[i].role = r;

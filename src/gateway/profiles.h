@@ -1,9 +1,10 @@
 /*
- * profiles.h — the two public profiles as codecs: each one decodes its request bodies into one
+ * profiles.h — the public profiles as codecs: each one decodes its request bodies into one
  * shape (gw_call) and encodes every answer the gateway sends in its envelope (finite answers,
- * error envelopes, stream events, the embeddings answer). profiles.c holds what both share
- * (the body cap and parse, the option fields, the embeddings writer); profile_sipp.c and
- * profile_openai.c hold one profile each, decoder next to encoder.
+ * error envelopes, stream events, the embeddings answer). profiles.c holds what they share
+ * (the body cap and parse, the option fields, the embeddings writer); profile_sipp.c,
+ * profile_openai.c and profile_anthropic.c (Messages, chat only) hold one profile each,
+ * decoder next to encoder.
  *
  * Pure: jansson, OpenSSL's base64 and src/common's buffer and depth scan, no I/O, no gateway
  * state; tests/unit/test_gw_embed.c and tests/fuzz/fuzz_gw_request.c link these files alone.
@@ -40,7 +41,32 @@ typedef struct gw_call {
      * authorize and resolve, so it reveals nothing to a caller who may not use the target) */
     char invalid[200];
     char invalid_param[64];
+    /* log-probabilities (issue 18; profile_outputs.c) */
+    bool logprobs;
+    bool has_top_logprobs;
+    int top_logprobs; /* -1 when negative was asked for (then `invalid` is set) */
+    /* structured output (issue 18; profile_outputs.c): the schema object (in `root`), or
+     * json_object: any JSON object */
+    json_t *json_schema;
+    bool json_object;
+    /* multimodal: the media parts of the messages (OpenAI `image_url` data URLs), decoded. A
+     * message with parts has its text rebuilt with SIPP_MEDIA_MARKER where each part was; those
+     * texts and the bytes are owned here (sipp__gw_call_free_media). */
+    sipp_media *media;
+    size_t n_media;
+    char **owned;
+    size_t n_owned;
+    uint64_t media_bytes;
+    bool media_too_large; /* over SIPP__GW_MAX_MEDIA_BYTES: 413 naming the limit */
 } gw_call;
+
+/* Limits of media in one request (docs/gateway.md): decoded bytes of all parts, and the declared
+ * pixels of one image (the engine checks the same before decoding). */
+#define SIPP__GW_MAX_MEDIA_BYTES (20u << 20)
+#define SIPP__GW_MAX_IMAGE_PIXELS (4096u * 4096u)
+
+/* Frees what the media parts of `c` own (NULL-safe; call after every decode). */
+void sipp__gw_call_free_media(gw_call *c);
 
 /* Decodes a body of the given profile and operation. Returns false with a message (and the
  * offending parameter when there is one) for 400 invalid_json. Strings in `call` point into
@@ -86,12 +112,17 @@ typedef struct gw_answer {
     uint64_t in_tok, out_tok;
     bool usage_known;    /* the target reported usage (a local target always does) */
     bool include_usage;  /* OpenAI stream_options.include_usage */
+    /* log-probabilities (issue 18): asked for, and the entries of this answer or batch */
+    bool logprobs_on;
+    const sipp_token_logprob *logprobs;
+    size_t n_logprobs;
 } gw_answer;
 
 /* What a stream's events carry from one to the next. Zero-initialised at the stream's start. */
 typedef struct gw_stream_state {
     uint32_t sequence; /* tokens sent so far (Sipp `token` events) */
     bool role_sent;    /* OpenAI chat: the first delta carried the role */
+    size_t text_offset; /* bytes of text sent so far (legacy logprobs' text_offset) */
 } gw_stream_state;
 
 typedef struct gw_codec {
@@ -117,6 +148,7 @@ typedef struct gw_codec {
 
 extern const gw_codec sipp__gw_sipp_codec;   /* profile_sipp.c */
 extern const gw_codec sipp__gw_openai_codec; /* profile_openai.c */
+extern const gw_codec sipp__gw_anthropic_codec; /* profile_anthropic.c */
 const gw_codec *sipp__gw_codec(gw_profile prof);
 
 /* Appends one SSE frame, `event: NAME\n` (when event is not NULL) then `data: JSON\n\n`. Takes
@@ -148,5 +180,28 @@ size_t sipp__gw_embed_writer_read(sipp__gw_embed_writer *w, char *buf, size_t ca
 void sipp__gw_embed_writer_free(sipp__gw_embed_writer *w);
 /* True when no value is NaN or infinite (JSON has no such numbers). */
 bool sipp__gw_embed_finite(const float *v, size_t n);
+
+/* ---- log-probabilities (issue 18; profile_outputs.c) --------------------------------------- */
+
+/* `logprobs` and `top_logprobs` of a text request (OpenAI /v1/completions: `logprobs` is
+ * the integer N of alternatives). Returns 1 when `key` was one of them, 0 when not, -1 for a
+ * bad type (msg, param set). Ranges go to call->invalid. */
+int sipp__gw_decode_logprobs(gw_call *c, gw_op op, const char *key, json_t *v, bool openai,
+                             char *msg, size_t cap, char *param, size_t pcap);
+/* Structured output: OpenAI's `response_format` ({"type": "text" | "json_object" |
+ * "json_schema", "json_schema": {"name", "schema", "strict"?, "description"?}}) or the Sipp
+ * profile's `json_schema` object. Returns 1, 0 or -1 as sipp__gw_decode_logprobs. */
+int sipp__gw_decode_schema(gw_call *c, gw_op op, const char *key, json_t *v, bool openai,
+                           char *msg, size_t cap, char *param, size_t pcap);
+/* The schema to hand libsipp, compact (malloc'd; "{\"type\":\"object\"}" for json_object),
+ * or NULL when none; *len its length. */
+char *sipp__gw_schema_text(const gw_call *c, size_t *len);
+/* After the whole body: top_logprobs > 0 needs logprobs. */
+void sipp__gw_check_logprobs(gw_call *c);
+/* OpenAI chat's `content` array (also the Sipp profile's `logprobs`). NULL when out of memory. */
+json_t *sipp__gw_logprobs_content(const sipp_token_logprob *e, size_t n);
+/* OpenAI completions' legacy object; *offset is the byte offset of the first token in the
+ * answer's text and advances past the last. */
+json_t *sipp__gw_logprobs_legacy(const sipp_token_logprob *e, size_t n, size_t *offset);
 
 #endif

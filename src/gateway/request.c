@@ -55,6 +55,7 @@ gw_req *sipp__gw_req_new(sipp__gw *gw, sipp__httpd_req *http) {
     r->t0 = sipp__gw_now();
     r->caller = -1;
     r->target = -1;
+    r->replica = -1;
     r->op = GW_N_OPS;
     r->status = 200;
     sipp__buf_init(&r->out, SIZE_MAX);
@@ -84,7 +85,8 @@ gw_answer sipp__gw_req_answer(const gw_req *r) {
     return (gw_answer){.op = r->op, .id = r->id, .model = t ? t->cfg->name : "",
                        .created = r->created, .in_tok = r->in_tok, .out_tok = r->out_tok,
                        .usage_known = t && t->cfg->type == SIPP__GW_LOCAL,
-                       .include_usage = r->call.include_usage};
+                       .include_usage = r->call.include_usage,
+                       .logprobs_on = r->call.logprobs};
 }
 
 /* ---- answers ----------------------------------------------------------------------------------- */
@@ -237,10 +239,14 @@ void sipp__gw_req_finish(gw_req *r) {
     if (x && r->client_gone) json_object_set_new(x, "client_gone", json_true());
     sipp__gw_log(r->status >= 500 ? "error" : "info", "request", x);
     json_decref(x);
+    if (r->replica >= 0) /* an attempt cut short (the client left): says nothing of the replica */
+        sipp__gw_pool_release(gw->targets[r->target].pool, r->replica, SIPP__POOL_NEUTRAL,
+                              t - r->attempt_t0);
     if (r->run) sipp_run_free(r->run); /* cancels a run still going */
     json_decref(r->root);
     free(r->call.messages);
     free(r->call.inputs);
+    sipp__gw_call_free_media(&r->call);
     sipp__buf_free(&r->out);
     sipp__gw_embed_writer_free(r->embed);
     if (r->counted) atomic_fetch_sub(&gw->in_flight, 1);

@@ -16,10 +16,13 @@
 #include <string.h>
 #include <time.h>
 
+/* The run ended: queues the terminal event, unless the attempt goes to another replica (no
+ * token was streamed yet: sipp__gw_attempt_end) and the stream goes on with the new run. */
 static void emit_end(gw_req *r) {
     const gw_codec *codec = sipp__gw_codec(r->prof);
     const sipp_response *resp;
     sipp_run_wait(r->run, &resp, NULL);
+    if (sipp__gw_attempt_end(r, resp)) return;
     sipp__gw_account(r, resp);
     r->ended = true;
     if (resp->status != SIPP_OK) {
@@ -68,6 +71,8 @@ static long stream_pull(void *ctx, sipp__httpd_req *http, char *buf, size_t cap)
         if (sipp__gw_pull_batch(r, &b) == SIPP_OK) {
             if (b.len) {
                 gw_answer ans = sipp__gw_req_answer(r);
+                ans.logprobs = b.logprobs;
+                ans.n_logprobs = b.n_logprobs;
                 sipp__gw_codec(r->prof)->stream_text(&r->out, &ans, &r->st, b.text, b.len,
                                                      b.n_tokens);
             }

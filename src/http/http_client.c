@@ -172,8 +172,18 @@ static void xfer_end(sipp__http *h, sipp__http_xfer *x, sipp_status st, const ch
     xfer_free(x);
 }
 
+/* True when nothing of the request left this process: curl never connected, or wrote no
+ * byte of the request (CURLINFO_REQUEST_SIZE counts what was sent). */
+static bool nothing_sent(sipp__http_xfer *x, CURLcode rc) {
+    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST) return true;
+    long sent = -1;
+    return curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK && sent == 0;
+}
+
 static void xfer_finished(sipp__http *h, sipp__http_xfer *x, CURLcode rc) {
     char msg[SIPP_ERROR_MESSAGE_CAP + CURL_ERROR_SIZE]; /* cut to one line by sipp__fail later */
+    if (rc != CURLE_OK && !x->aborted && x->handlers.on_not_sent && nothing_sent(x, rc))
+        x->handlers.on_not_sent(x->ud);
     if (rc == CURLE_OK) {
         xfer_end(h, x, SIPP_OK, NULL);
     } else if (x->aborted) {

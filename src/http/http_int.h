@@ -105,6 +105,10 @@ typedef struct sipp__http_handlers {
      * whole-request or idle), or SIPP_IO_ERROR (transport) with a message without secrets. After it
      * returns the transfer is gone. */
     void (*on_done)(sipp_status st, const char *message, void *ud);
+    /* May be NULL. Runs just before on_done when the transfer failed before any byte of the
+     * request was written (no connection, or the connection failed first): the peer never saw
+     * the request, so sending it again elsewhere cannot run it twice (upstream pools). */
+    void (*on_not_sent)(void *ud);
 } sipp__http_handlers;
 
 typedef struct sipp__http_request {

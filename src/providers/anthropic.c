@@ -12,11 +12,40 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Structured output (issue 18): Anthropic has no response format, so the schema becomes the
+ * input schema of one tool the model is forced to call; its streamed input (input_json_delta)
+ * is the answer's text (on_event), the same result shape as every other endpoint kind. Tool
+ * inputs are objects: a schema whose root is not `type: object` cannot be enforced there. */
+#define SCHEMA_TOOL "json_output"
+
+static sipp_status add_schema_tool(json_t *b, const sipp_text_params *p, sipp_error *err) {
+    json_t *schema;
+    sipp_status st = sipp__remote_schema(p, &schema, err);
+    if (st != SIPP_OK) return st;
+    const char *type = json_string_value(json_object_get(schema, "type"));
+    if (!type || strcmp(type, "object") != 0) {
+        json_decref(schema);
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "json_schema: Anthropic enforces a schema as a tool's input, which must "
+                          "be an object: the schema's root needs \"type\": \"object\"");
+    }
+    json_object_set_new(b, "tools", json_pack("[{s:s, s:s, s:o}]", "name", SCHEMA_TOOL,
+                                              "description",
+                                              "Give the answer as this tool's input.",
+                                              "input_schema", schema));
+    json_object_set_new(b, "tool_choice", json_pack("{s:s, s:s}", "type", "tool", "name",
+                                                    SCHEMA_TOOL));
+    return SIPP_OK;
+}
+
 /* Chat only (query_path is NULL): `prompt` is never set. */
 static sipp_status build_chat(const sipp__remote *rm, const char *prompt,
                               const sipp_message *messages, size_t n_messages,
                               const sipp_text_params *p, json_t **body, sipp_error *err) {
     (void)prompt;
+    if (p->logprobs) /* issue 18: never ignored silently */
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "logprobs: Anthropic's messages API returns no log-probabilities");
     json_t *b = json_pack("{s:s,s:I,s:f,s:b}", "model", rm->model, "max_tokens",
                           (json_int_t)p->max_tokens, "temperature", (double)p->temperature,
                           "stream", 1);
@@ -25,6 +54,8 @@ static sipp_status build_chat(const sipp__remote *rm, const char *prompt,
     sipp__buf_init(&system, 64u << 20); /* the request body is capped by the peer anyway */
     sipp_status st = b ? sipp__remote_messages(messages, n_messages, true, &msgs, err)
                        : sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    if (st == SIPP_OK && p->n_media > 0)
+        st = sipp__remote_add_media(msgs, messages, n_messages, true, p, true, "Anthropic", err);
     for (size_t i = 0; st == SIPP_OK && i < n_messages; i++) {
         if (strcmp(messages[i].role, "system") != 0) continue;
         if ((system.len && sipp__buf_append(&system, "\n\n", 2) != SIPP_OK) ||
@@ -48,6 +79,7 @@ static sipp_status build_chat(const sipp__remote *rm, const char *prompt,
         if (!stops) st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "a stop string is not valid UTF-8");
         else json_object_set_new(b, "stop_sequences", stops);
     }
+    if (st == SIPP_OK && p->json_schema) st = add_schema_tool(b, p, err);
     if (st != SIPP_OK) {
         json_decref(b);
         json_decref(msgs);
@@ -76,6 +108,14 @@ static long status_of_type(const char *type) {
     return 500;
 }
 
+/* The forced tool's streamed input (structured output): {"type": "input_json_delta",
+ * "partial_json": "..."}, else NULL. */
+static json_t *schema_input(json_t *delta) {
+    const char *type = json_string_value(json_object_get(delta, "type"));
+    return type && strcmp(type, "input_json_delta") == 0 ? json_object_get(delta, "partial_json")
+                                                         : NULL;
+}
+
 static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
     const char *name = ev->event;
     if (strcmp(name, "ping") == 0) return true;
@@ -89,7 +129,9 @@ static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
         json_t *u = json_object_get(json_object_get(j, "message"), "usage");
         rr->usage.input_tokens = (uint32_t)json_integer_value(json_object_get(u, "input_tokens"));
     } else if (strcmp(name, "content_block_delta") == 0) {
-        json_t *t = json_object_get(json_object_get(j, "delta"), "text");
+        json_t *d = json_object_get(j, "delta");
+        json_t *t = json_object_get(d, "text");
+        if (!t) t = schema_input(d);
         sipp__remote_push_text(rr, json_string_value(t), json_string_length(t), 1);
     } else if (strcmp(name, "message_delta") == 0) {
         const char *sr = json_string_value(json_object_get(json_object_get(j, "delta"), "stop_reason"));

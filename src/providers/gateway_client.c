@@ -41,8 +41,26 @@ static sipp_status build_text(const sipp__remote *rm, const char *prompt,
     if (p->seed != 0xFFFFFFFFu)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                           "seed is not part of the gateway protocol; a gateway endpoint cannot honour it");
+    if (p->n_media > 0 && !messages)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "query: the gateway's /v1/query takes no media; use chat (nothing was sent)");
     sipp_status st = sipp__remote_text_body(rm, p, body, err);
-    if (st == SIPP_OK) st = sipp__remote_add_input(*body, prompt, messages, n, err);
+    if (st == SIPP_OK) {
+        st = sipp__remote_add_input(*body, prompt, messages, n, err);
+        if (st != SIPP_OK) *body = NULL; /* add_input has released it */
+    }
+    /* the Sipp protocol's content parts have OpenAI's shapes (docs/gateway-protocol.md) */
+    if (st == SIPP_OK && p->n_media > 0)
+        st = sipp__remote_add_media(json_object_get(*body, "messages"), messages, n, false, p,
+                                    false, "gateway", err);
+    json_t *schema = NULL; /* issue 18: structured output, the protocol's json_schema object */
+    if (st == SIPP_OK && p->json_schema && (st = sipp__remote_schema(p, &schema, err)) == SIPP_OK)
+        json_object_set_new(*body, "json_schema", schema);
+    if (st == SIPP_OK && p->logprobs) { /* issue 18: the gateway protocol's fields */
+        json_object_set_new(*body, "logprobs", json_true());
+        if (p->top_logprobs)
+            json_object_set_new(*body, "top_logprobs", json_integer(p->top_logprobs));
+    }
     return st;
 }
 
@@ -65,8 +83,10 @@ static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
         if (!json_is_string(t))
             ok = sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
                                           "the gateway sent a token event without text");
-        else
+        else {
+            sipp__remote_stage_logprobs(rr, json_object_get(j, "logprobs"));
             sipp__remote_push_text(rr, json_string_value(t), json_string_length(t), 1);
+        }
     } else if (strcmp(ev->event, "usage") == 0) {
         read_usage(rr, j);
     } else if (strcmp(ev->event, "done") == 0) {

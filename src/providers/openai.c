@@ -11,6 +11,45 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Log-probabilities (issue 18): chat asks with `logprobs: true` and `top_logprobs: N`, the
+ * legacy completions route with the integer `logprobs: N`. */
+static void add_logprobs(json_t *body, bool completions, const sipp_text_params *p) {
+    if (!p->logprobs) return;
+    /* At least 1: llama-server reads 0 as "no probabilities at all" (n_probs); the adapter
+     * keeps only the top_logprobs asked for (remote.c). */
+    json_int_t n = p->top_logprobs ? p->top_logprobs : 1;
+    if (completions) {
+        json_object_set_new(body, "logprobs", json_integer(n));
+        return;
+    }
+    json_object_set_new(body, "logprobs", json_true());
+    json_object_set_new(body, "top_logprobs", json_integer(n));
+}
+
+/* Structured output (issue 18): `response_format` {"type": "json_schema", "json_schema":
+ * {"name", "schema", "strict": true}}, or {"type": "json_object"} for a schema that says only
+ * "an object" ({"type": "object"}, what the gateway makes of OpenAI's json_object). The
+ * completions route has no response_format at OpenAI; it also gets llama-server's own
+ * `json_schema` field, so an OpenAI-compatible server enforces it there (OpenAI itself refuses
+ * the unknown field: an error, never an unenforced schema). */
+static sipp_status add_response_format(json_t *body, bool completions, const sipp_text_params *p,
+                                       sipp_error *err) {
+    if (!p->json_schema) return SIPP_OK;
+    json_t *schema;
+    sipp_status st = sipp__remote_schema(p, &schema, err);
+    if (st != SIPP_OK) return st;
+    const char *type = json_string_value(json_object_get(schema, "type"));
+    bool any_object = json_object_size(schema) == 1 && type && strcmp(type, "object") == 0;
+    if (completions) json_object_set(body, "json_schema", schema);
+    json_object_set_new(body, "response_format",
+                        any_object ? json_pack("{s:s}", "type", "json_object")
+                                   : json_pack("{s:s, s:{s:s, s:O, s:b}}", "type", "json_schema",
+                                               "json_schema", "name", "output", "schema", schema,
+                                               "strict", 1));
+    json_decref(schema);
+    return SIPP_OK;
+}
+
 /* Both text routes: the shared typed fields, usage in the stream, the seed, then the prompt or
  * the messages. */
 static sipp_status build_text(const sipp__remote *rm, const char *prompt,
@@ -20,7 +59,25 @@ static sipp_status build_text(const sipp__remote *rm, const char *prompt,
     if (st != SIPP_OK) return st;
     json_object_set_new(*body, "stream_options", json_pack("{s:b}", "include_usage", 1));
     if (p->seed != 0xFFFFFFFFu) json_object_set_new(*body, "seed", json_integer(p->seed));
-    return sipp__remote_add_input(*body, prompt, messages, n, err);
+    if (p->n_media > 0 && !messages)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "query: the completions API takes no media; use chat (nothing was sent)");
+    add_logprobs(*body, prompt != NULL, p);
+    sipp_status sst = add_response_format(*body, prompt != NULL, p, err);
+    if (sst != SIPP_OK) {
+        json_decref(*body);
+        *body = NULL;
+        return sst;
+    }
+    st = sipp__remote_add_input(*body, prompt, messages, n, err);
+    if (st != SIPP_OK) {
+        *body = NULL; /* add_input has released it */
+        return st;
+    }
+    if (p->n_media > 0)
+        st = sipp__remote_add_media(json_object_get(*body, "messages"), messages, n, false, p,
+                                    false, "OpenAI", err);
+    return st;
 }
 
 static void read_usage(sipp__remote_run *rr, json_t *u) {
@@ -55,6 +112,7 @@ static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
         json_t *text = rr->op == SIPP__OP_CHAT
                            ? json_object_get(json_object_get(c0, "delta"), "content")
                            : json_object_get(c0, "text");
+        sipp__remote_stage_logprobs(rr, json_object_get(c0, "logprobs"));
         sipp__remote_push_text(rr, json_string_value(text), json_string_length(text), 1);
         const char *fr = json_string_value(json_object_get(c0, "finish_reason"));
         if (fr) { /* some servers end without [DONE]; a finish reason is an end too */
@@ -94,7 +152,8 @@ static sipp_status read_embedding(sipp__remote_run *rr, json_t *j, float **vec, 
     return SIPP_OK;
 }
 
-static const char *const own_fields[] = {"stream_options", "seed", NULL};
+static const char *const own_fields[] = {"stream_options", "seed", "logprobs", "top_logprobs",
+                                         "response_format", "json_schema", NULL};
 
 const sipp__dialect sipp__dialect_openai = {
     .name = "provider",

@@ -34,6 +34,8 @@ typedef struct sipp__remote_run {
     sipp_run *run;
     sipp__remote_op op;
     bool normalize;
+    int32_t top_logprobs; /* issue 18: alternatives kept per token; -1 = no logprobs asked for */
+    uint32_t lp_staged;   /* entries staged since the last text push */
     long status;
     uint32_t retry_after;
     char request_id[64];
@@ -49,6 +51,7 @@ typedef struct sipp__remote_run {
     char stream_error[SIPP_ERROR_MESSAGE_CAP];
     char error_code[48];
     double t_submit, t_first, t_last;
+    bool not_sent; /* the transfer failed before any byte of the request was written */
 } sipp__remote_run;
 
 /* The wire format of a remote endpoint. */
@@ -117,9 +120,21 @@ sipp_status sipp__remote_submit_embed(sipp__remote *rm, const char *text,
                                       const sipp_embed_params *p, sipp_run **out,
                                       sipp_error *err);
 
-/* For dialects: hands generated text to the run, timing the first and last chunk. */
+/* For dialects: hands generated text to the run, timing the first and last chunk. The push
+ * counts at least the log-probability entries staged since the last one as its tokens. */
 void sipp__remote_push_text(sipp__remote_run *rr, const char *text, size_t len,
                             uint32_t n_tokens);
+/* For dialects (issue 18): stages the log-probability entries a peer sent with a chunk, in
+ * either shape: an array of {"token", "logprob", "bytes"?, "top_logprobs": [{...}]} (OpenAI
+ * chat's `content`, llama-server's completions, the Sipp profile's `logprobs`), an object with
+ * such a `content` array, or OpenAI's legacy {"tokens", "token_logprobs", "top_logprobs"}.
+ * Malformed entries are skipped; at most SIPP_MAX_TOP_LOGPROBS alternatives are kept, sorted.
+ * Returns how many entries were staged; the next sipp__remote_push_text with text covers them
+ * all (a chunk whose tokens spell no text yet hands them on to the next one). */
+uint32_t sipp__remote_stage_logprobs(sipp__remote_run *rr, json_t *lp);
+/* For dialects (issue 18, structured output): p->json_schema parsed (the caller checked that
+ * it converts); INVALID_ARGUMENT unless it is a JSON object. *out is a new reference. */
+sipp_status sipp__remote_schema(const sipp_text_params *p, json_t **out, sipp_error *err);
 /* For dialects: fails the stream with `st` and a message (printf-style). Returns false. */
 bool sipp__remote_stream_fail(sipp__remote_run *rr, sipp_status st, const char *code,
                               const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -140,6 +155,14 @@ json_t *sipp__remote_stop_array(const sipp_text_params *p);
  * `skip_system`), as a new reference in *out. */
 sipp_status sipp__remote_messages(const sipp_message *messages, size_t n, bool skip_system,
                                   json_t **out, sipp_error *err);
+/* media_parts.c (multimodal): gives the messages of `msgs` (built by sipp__remote_messages with
+ * the same skip_system) that have media parts a content array in the provider's shape (OpenAI
+ * image_url data URLs, or Anthropic image blocks). UNSUPPORTED, before anything is sent, for
+ * audio and for images in an Anthropic system prompt; INVALID_ARGUMENT for a part that is not
+ * what it says. `provider` names the provider in messages. */
+sipp_status sipp__remote_add_media(json_t *msgs, const sipp_message *messages, size_t n,
+                                   bool skip_system, const sipp_text_params *p, bool anthropic,
+                                   const char *provider, sipp_error *err);
 /* For dialects: adds "prompt" (messages NULL) or "messages" to `body`, taking `body` on error. */
 sipp_status sipp__remote_add_input(json_t *body, const char *prompt, const sipp_message *messages,
                                    size_t n, sipp_error *err);

@@ -363,6 +363,7 @@ static void remote_finish(sipp__remote_run *rr, sipp_status st, const char *msg,
     }
     sipp__run_set_remote(rr->run, (uint32_t)rr->status, rr->retry_after, rr->request_id,
                          rr->error_code);
+    if (rr->not_sent) sipp__run_set_not_sent(rr->run);
     sipp_usage usage = rr->usage;
     usage.struct_size = sizeof usage;
     if (!usage.total_tokens) usage.total_tokens = usage.input_tokens + usage.output_tokens;
@@ -380,7 +381,122 @@ void sipp__remote_push_text(sipp__remote_run *rr, const char *text, size_t len, 
     if (rr->t_first == 0) rr->t_first = now;
     rr->t_last = now;
     rr->n_chunks++;
+    if (rr->lp_staged > n_tokens) n_tokens = rr->lp_staged;
+    rr->lp_staged = 0;
     sipp__run_push_text(rr->run, text, len, n_tokens);
+}
+
+/* ---- structured output (issue 18) -------------------------------------------------------------- */
+
+sipp_status sipp__remote_schema(const sipp_text_params *p, json_t **out, sipp_error *err) {
+    json_error_t je;
+    json_t *s = json_loads(p->json_schema, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(s)) {
+        json_decref(s);
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "json_schema: a remote endpoint needs a JSON object (%s)",
+                          s ? "not an object" : je.text);
+    }
+    *out = s;
+    return SIPP_OK;
+}
+
+/* ---- log-probabilities from a peer (issue 18) ------------------------------------------------- */
+
+/* A token's bytes: its `bytes` array when it has one of byte values (exact, also for part of a
+ * UTF-8 sequence), else its `token` string. False when neither is there. */
+static bool lp_token(json_t *e, json_t *tok, char *buf, size_t cap, const char **s, size_t *len) {
+    json_t *bytes = e ? json_object_get(e, "bytes") : NULL;
+    size_t n = json_array_size(bytes);
+    if (n > 0 && n <= cap) {
+        for (size_t i = 0; i < n; i++) {
+            json_t *b = json_array_get(bytes, i);
+            if (!json_is_integer(b) || json_integer_value(b) < 0 || json_integer_value(b) > 255)
+                goto text;
+            buf[i] = (char)json_integer_value(b);
+        }
+        *s = buf;
+        *len = n;
+        return true;
+    }
+text:
+    if (!json_is_string(tok)) return false;
+    *s = json_string_value(tok);
+    *len = json_string_length(tok);
+    return true;
+}
+
+/* Inserts an alternative keeping top[0, *n) sorted by logprob, at most SIPP_MAX_TOP_LOGPROBS. */
+static void lp_insert(sipp_top_logprob *top, uint32_t *n, sipp_top_logprob t) {
+    if (*n == SIPP_MAX_TOP_LOGPROBS && !(t.logprob > top[*n - 1].logprob)) return;
+    uint32_t k = *n < SIPP_MAX_TOP_LOGPROBS ? (*n)++ : *n - 1;
+    while (k > 0 && t.logprob > top[k - 1].logprob) {
+        top[k] = top[k - 1];
+        k--;
+    }
+    top[k] = t;
+}
+
+static float lp_value(json_t *v) {
+    double x = json_number_value(v);
+    return x > 0 ? 0.0f : (float)x; /* a peer's rounding never makes a probability above 1 */
+}
+
+uint32_t sipp__remote_stage_logprobs(sipp__remote_run *rr, json_t *lp) {
+    char tbufs[SIPP_MAX_TOP_LOGPROBS + 1][256]; /* tokens given as `bytes` */
+    uint32_t staged = 0;
+    if (rr->top_logprobs < 0 || !lp) return 0; /* not asked for: a peer's extras are dropped */
+    uint32_t want = (uint32_t)rr->top_logprobs;
+    json_t *content = json_is_object(lp) ? json_object_get(lp, "content") : lp;
+    if (json_is_array(content)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(content, i, e) {
+            const char *s;
+            size_t len;
+            json_t *lpv = json_object_get(e, "logprob");
+            if (!json_is_number(lpv) ||
+                !lp_token(e, json_object_get(e, "token"), tbufs[0], sizeof tbufs[0], &s, &len))
+                continue;
+            sipp_top_logprob top[SIPP_MAX_TOP_LOGPROBS];
+            uint32_t n_top = 0;
+            json_t *alts = json_object_get(e, "top_logprobs");
+            /* the first SIPP_MAX_TOP_LOGPROBS alternatives, each with its own buffer */
+            for (size_t k = 0; k < json_array_size(alts) && k < SIPP_MAX_TOP_LOGPROBS; k++) {
+                json_t *t = json_array_get(alts, k), *tv = json_object_get(t, "logprob");
+                sipp_top_logprob x;
+                if (!json_is_number(tv) || !lp_token(t, json_object_get(t, "token"), tbufs[1 + k],
+                                                     sizeof tbufs[0], &x.token, &x.token_len))
+                    continue;
+                x.logprob = lp_value(tv);
+                lp_insert(top, &n_top, x);
+            }
+            if (sipp__run_stage_logprob(rr->run, s, len, lp_value(lpv), top,
+                                        n_top < want ? n_top : want) == SIPP_OK)
+                staged++;
+        }
+        rr->lp_staged += staged;
+        return staged;
+    }
+    json_t *toks = json_object_get(lp, "tokens"), *lps = json_object_get(lp, "token_logprobs");
+    json_t *tops = json_object_get(lp, "top_logprobs");
+    for (size_t i = 0; i < json_array_size(toks); i++) {
+        json_t *tok = json_array_get(toks, i), *lpv = json_array_get(lps, i);
+        if (!json_is_string(tok) || !json_is_number(lpv)) continue;
+        sipp_top_logprob top[SIPP_MAX_TOP_LOGPROBS];
+        uint32_t n_top = 0;
+        const char *key;
+        json_t *v;
+        json_object_foreach(json_array_get(tops, i), key, v) {
+            if (!json_is_number(v)) continue;
+            lp_insert(top, &n_top, (sipp_top_logprob){key, strlen(key), lp_value(v)});
+        }
+        if (sipp__run_stage_logprob(rr->run, json_string_value(tok), json_string_length(tok),
+                                    lp_value(lpv), top, n_top < want ? n_top : want) == SIPP_OK)
+            staged++;
+    }
+    rr->lp_staged += staged;
+    return staged;
 }
 
 bool sipp__remote_stream_fail(sipp__remote_run *rr, sipp_status st, const char *code,
@@ -513,6 +629,8 @@ static bool h_body(const char *data, size_t len, void *ud) {
     return st == SIPP_OK;
 }
 
+static void h_not_sent(void *ud) { ((sipp__remote_run *)ud)->not_sent = true; }
+
 static bool h_abort(void *ud) { return sipp__run_cancel_requested(((sipp__remote_run *)ud)->run); }
 
 static json_t *load_body(const sipp__remote_run *rr) {
@@ -605,7 +723,6 @@ static sipp_status reject_local_only(const sipp__remote *rm, const sipp_text_par
     const char *field = p->context_key ? "context_key"
                         : p->cache_scope ? "cache_scope"
                         : p->grammar ? "grammar"
-                        : p->json_schema ? "json_schema"
                         : p->ignore_eos ? "ignore_eos"
                         : p->top_k != d.top_k ? "top_k"
                         : p->min_p != d.min_p ? "min_p"
@@ -650,8 +767,8 @@ static sipp_status merge_extra(const sipp__remote *rm, json_t *body, const char 
 }
 
 /* Starts `body` (JSON, taken) at `path` as a remote run. */
-static sipp_status start(sipp__remote *rm, sipp__remote_op op, bool normalize, const char *path,
-                         json_t *body, const char *request_id, sipp_token_fn cb, void *cb_ud,
+static sipp_status start(sipp__remote *rm, sipp__remote_op op, bool normalize,
+                         int32_t top_logprobs, const char *path, json_t *body, const char *request_id, sipp_token_fn cb, void *cb_ud,
                          sipp_run **out, sipp_error *err) {
     if (request_id && (!request_id[0] || strlen(request_id) > 128 || !header_value_ok(request_id))) {
         json_decref(body);
@@ -674,6 +791,7 @@ static sipp_status start(sipp__remote *rm, sipp__remote_op op, bool normalize, c
     rr->rm = rm;
     rr->op = op;
     rr->normalize = normalize;
+    rr->top_logprobs = top_logprobs;
     sipp__sse_init(&rr->sse, SIPP__SSE_EVENT_MAX);
     sipp__buf_init(&rr->body, op == SIPP__OP_EMBED ? EMBED_BODY_MAX : SIPP__HTTP_ERROR_BODY_MAX);
     rr->run = sipp__run_new(cb, cb_ud);
@@ -693,7 +811,7 @@ static sipp_status start(sipp__remote *rm, sipp__remote_op op, bool normalize, c
     if (id_header) headers[n_headers++] = id_header;
     sipp__http_request req = {"POST", url, headers, n_headers, text, strlen(text),
                               rm->connect_ms, rm->total_ms, rm->idle_ms, rm->allow_private};
-    sipp__http_handlers h = {h_status, h_header, h_body, h_abort, h_done};
+    sipp__http_handlers h = {h_status, h_header, h_body, h_abort, h_done, h_not_sent};
     rr->t_submit = sipp__now_ms();
     pthread_mutex_lock(&rm->mu);
     rr->next = rm->live;
@@ -734,7 +852,8 @@ sipp_status sipp__remote_submit_text(sipp__remote *rm, const char *prompt,
         json_decref(body);
         return st;
     }
-    return start(rm, messages ? SIPP__OP_CHAT : SIPP__OP_QUERY, false, path, body, p->request_id,
+    return start(rm, messages ? SIPP__OP_CHAT : SIPP__OP_QUERY, false,
+                 p->logprobs ? (int32_t)p->top_logprobs : -1, path, body, p->request_id,
                  p->on_tokens, p->user_data, out, err);
 }
 
@@ -753,6 +872,6 @@ sipp_status sipp__remote_submit_embed(sipp__remote *rm, const char *text,
         json_decref(body);
         return st;
     }
-    return start(rm, SIPP__OP_EMBED, p->normalize, path, body, p->request_id, NULL, NULL, out,
+    return start(rm, SIPP__OP_EMBED, p->normalize, -1, path, body, p->request_id, NULL, NULL, out,
                  err);
 }

@@ -2,7 +2,8 @@
  * test_remote_lifecycle.c — remote runs against a peer that answers the headers and one chunk,
  * then stalls (a fault a real provider does not produce on demand; the peer is a thread of this
  * test on loopback). Removing or replacing the endpoint cancels its runs, a cancel closes the
- * connection at once, and many concurrent runs share one transfer thread.
+ * connection at once, and many concurrent runs share one transfer thread. sipp_run_not_sent
+ * tells a request that never left from one the peer had.
  */
 #define _GNU_SOURCE
 #include "helpers.h"
@@ -221,10 +222,45 @@ static void cancel_closes_the_connection_and_readding_replaces(void **state) {
     peer_stop(p);
 }
 
+/* sipp_run_not_sent: true only when the request never left (nothing listens on the port);
+ * false while a run goes on, and after a peer that had the request broke the connection. */
+static void not_sent_only_when_the_request_never_left(void **state) {
+    (void)state;
+    sipp_client *c = NULL;
+    assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+    assert_false(sipp_run_not_sent(NULL));
+    /* a port nothing listens on: bound, then closed */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    stall_peer dead = {.port = ntohs(a.sin_port)};
+    close(fd);
+    sipp_run *run = start_chat(add_peer(c, "dead", &dead));
+    const sipp_response *r = NULL;
+    sipp_run_wait(run, &r, NULL);
+    assert_int_equal(r->status, SIPP_TRANSPORT);
+    assert_true(sipp_run_not_sent(run));
+    sipp_run_free(run);
+    /* a peer that had the request and its first chunk out, then went away */
+    stall_peer *p = peer_start();
+    run = start_chat(add_peer(c, "peer", p));
+    wait_streaming(p, 1, &run, 1);
+    assert_false(sipp_run_not_sent(run)); /* still going */
+    peer_stop(p); /* its connection is closed mid-stream */
+    sipp_run_wait(run, &r, NULL);
+    assert_int_not_equal(r->status, SIPP_OK);
+    assert_false(sipp_run_not_sent(run));
+    sipp_run_free(run);
+    sipp_client_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(many_runs_share_one_thread_and_removal_cancels_them),
         cmocka_unit_test(cancel_closes_the_connection_and_readding_replaces),
+        cmocka_unit_test(not_sent_only_when_the_request_never_left),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,7 +7,8 @@
  * Invariant: every struct lists all its fields, the last one with L(). L() asserts at compile time
  * that this field ends the struct (up to tail padding), so a field appended to sipp.h but not here
  * breaks the build of this program rather than slipping past the binding tests.
- * sipp_local_params comes from its settings table (sipp_settings.h), which makes the same check.
+ * The five params structs come from their settings tables (sipp_settings.h), which make the same
+ * check.
  */
 #include <sipp.h>
 #include <sipp_settings.h>
@@ -50,31 +51,24 @@ int main(void) {
     S(sipp_error); F(sipp_error, struct_size); F(sipp_error, code); F(sipp_error, subcode);
     L(sipp_error, message);
     S(sipp_client_params); F(sipp_client_params, struct_size); L(sipp_client_params, log_level);
-    /* sipp_local_params: its table lists every field (sipp_settings.h checks that) */
-    S(sipp_local_params);
-#define LOCAL_FIELD(field, ...) F(sipp_local_params, field);
-    SIPP_LOCAL_SETTINGS(LOCAL_FIELD)
-#undef LOCAL_FIELD
-    end();
-    S(sipp_provider_params); F(sipp_provider_params, struct_size); F(sipp_provider_params, kind);
-    F(sipp_provider_params, model); F(sipp_provider_params, base_url);
-    F(sipp_provider_params, api_key); F(sipp_provider_params, api_key_env);
-    F(sipp_provider_params, connect_timeout_ms); F(sipp_provider_params, request_timeout_ms);
-    F(sipp_provider_params, idle_timeout_ms); F(sipp_provider_params, version);
-    F(sipp_provider_params, headers); F(sipp_provider_params, n_headers);
-    L(sipp_provider_params, allow_private_network);
-    S(sipp_gateway_params); F(sipp_gateway_params, struct_size); F(sipp_gateway_params, base_url);
-    F(sipp_gateway_params, target); F(sipp_gateway_params, auth); F(sipp_gateway_params, token);
-    F(sipp_gateway_params, token_env); F(sipp_gateway_params, auth_header);
-    F(sipp_gateway_params, headers); F(sipp_gateway_params, n_headers);
-    F(sipp_gateway_params, connect_timeout_ms); F(sipp_gateway_params, request_timeout_ms);
-    F(sipp_gateway_params, idle_timeout_ms); L(sipp_gateway_params, allow_private_network);
+    /* the params structs: their tables list every field (sipp_settings.h checks that) */
+#define TABLE_FIELD(f, ...) field(#f, offsetof(SIPP__LAYOUT_T, f));
+#define SIPP__LAYOUT_T sipp_local_params
+    S(sipp_local_params); SIPP_LOCAL_SETTINGS(TABLE_FIELD) end();
+#undef SIPP__LAYOUT_T
+#define SIPP__LAYOUT_T sipp_provider_params
+    S(sipp_provider_params); SIPP_PROVIDER_SETTINGS(TABLE_FIELD) end();
+#undef SIPP__LAYOUT_T
+#define SIPP__LAYOUT_T sipp_gateway_params
+    S(sipp_gateway_params); SIPP_GATEWAY_SETTINGS(TABLE_FIELD) end();
+#undef SIPP__LAYOUT_T
     S(sipp_endpoint_info); F(sipp_endpoint_info, struct_size); F(sipp_endpoint_info, can_generate);
     F(sipp_endpoint_info, can_chat); F(sipp_endpoint_info, can_embed); F(sipp_endpoint_info, n_ctx);
     F(sipp_endpoint_info, n_ctx_train); F(sipp_endpoint_info, n_embd);
     F(sipp_endpoint_info, n_parallel); F(sipp_endpoint_info, n_params);
     F(sipp_endpoint_info, size_bytes); F(sipp_endpoint_info, architecture);
-    L(sipp_endpoint_info, description);
+    F(sipp_endpoint_info, description); F(sipp_endpoint_info, vision);
+    F(sipp_endpoint_info, audio_in); L(sipp_endpoint_info, audio_out);
     S(sipp_engine_stats); F(sipp_engine_stats, struct_size); F(sipp_engine_stats, running);
     F(sipp_engine_stats, queued); F(sipp_engine_stats, completed); F(sipp_engine_stats, cancelled);
     F(sipp_engine_stats, failed); F(sipp_engine_stats, rejected_busy);
@@ -83,33 +77,38 @@ int main(void) {
     F(sipp_engine_stats, cache_hits); F(sipp_engine_stats, cache_misses);
     F(sipp_engine_stats, cache_evictions); F(sipp_engine_stats, cache_ram_bytes);
     F(sipp_engine_stats, cache_disk_bytes); F(sipp_engine_stats, stalls);
-    L(sipp_engine_stats, stalled);
-    S(sipp_text_params); F(sipp_text_params, struct_size); F(sipp_text_params, max_tokens);
-    F(sipp_text_params, temperature); F(sipp_text_params, top_k); F(sipp_text_params, top_p);
-    F(sipp_text_params, min_p); F(sipp_text_params, repeat_penalty); F(sipp_text_params, seed);
-    F(sipp_text_params, stop); F(sipp_text_params, n_stop); F(sipp_text_params, context_key);
-    F(sipp_text_params, cache_scope); F(sipp_text_params, grammar); F(sipp_text_params, json_schema);
-    F(sipp_text_params, on_tokens); F(sipp_text_params, user_data); F(sipp_text_params, timeout_ms);
-    F(sipp_text_params, ignore_eos); F(sipp_text_params, extra_json);
-    L(sipp_text_params, request_id);
+    F(sipp_engine_stats, stalled); F(sipp_engine_stats, media_encoded);
+    L(sipp_engine_stats, media_encode_ms);
+#define SIPP__LAYOUT_T sipp_text_params
+    S(sipp_text_params); SIPP_TEXT_SETTINGS(TABLE_FIELD) end();
+#undef SIPP__LAYOUT_T
+    S(sipp_media); F(sipp_media, kind); F(sipp_media, data); F(sipp_media, len);
+    F(sipp_media, mime_type); L(sipp_media, message_index);
     S(sipp_message); F(sipp_message, role); L(sipp_message, content);
-    S(sipp_embed_params); F(sipp_embed_params, struct_size); F(sipp_embed_params, normalize);
-    F(sipp_embed_params, extra_json); L(sipp_embed_params, request_id);
+#define SIPP__LAYOUT_T sipp_embed_params
+    S(sipp_embed_params); SIPP_EMBED_SETTINGS(TABLE_FIELD) end();
+#undef SIPP__LAYOUT_T
+#undef TABLE_FIELD
     S(sipp_usage); F(sipp_usage, struct_size); F(sipp_usage, input_tokens);
     F(sipp_usage, output_tokens); L(sipp_usage, total_tokens);
     S(sipp_stats); F(sipp_stats, struct_size); F(sipp_stats, queue_ms); F(sipp_stats, ttft_ms);
     F(sipp_stats, prefill_ms); F(sipp_stats, decode_ms); F(sipp_stats, prefill_tok_s);
     F(sipp_stats, decode_tok_s); F(sipp_stats, total_ms); F(sipp_stats, itl_avg_ms);
     F(sipp_stats, itl_p99_ms); F(sipp_stats, prefill_tokens); F(sipp_stats, cache_source);
-    L(sipp_stats, cached_tokens);
+    F(sipp_stats, cached_tokens); F(sipp_stats, encode_ms); L(sipp_stats, media_chunks);
     S(sipp_response); F(sipp_response, struct_size); F(sipp_response, status);
     F(sipp_response, error_message); F(sipp_response, text); F(sipp_response, text_len);
     F(sipp_response, finish_reason); F(sipp_response, embedding); F(sipp_response, n_embd);
     F(sipp_response, normalized); F(sipp_response, usage); F(sipp_response, stats);
     F(sipp_response, http_status); F(sipp_response, retry_after_s); F(sipp_response, request_id);
-    L(sipp_response, error_code);
+    F(sipp_response, error_code); F(sipp_response, logprobs); L(sipp_response, n_logprobs);
     S(sipp_token_batch); F(sipp_token_batch, struct_size); F(sipp_token_batch, text);
-    F(sipp_token_batch, len); F(sipp_token_batch, n_tokens); L(sipp_token_batch, done);
+    F(sipp_token_batch, len); F(sipp_token_batch, n_tokens); F(sipp_token_batch, done);
+    F(sipp_token_batch, logprobs); L(sipp_token_batch, n_logprobs);
+    S(sipp_top_logprob); F(sipp_top_logprob, token); F(sipp_top_logprob, token_len);
+    L(sipp_top_logprob, logprob);
+    S(sipp_token_logprob); F(sipp_token_logprob, token); F(sipp_token_logprob, token_len);
+    F(sipp_token_logprob, logprob); F(sipp_token_logprob, top); L(sipp_token_logprob, n_top);
     printf("\n}\n");
     return 0;
 }

@@ -1,11 +1,13 @@
 /*
- * settings_gen.c — writes the bindings' copies of the sipp_local_params table
+ * settings_gen.c — writes the bindings' copies of the params structs' tables
  * (include/sipp_settings.h) for the languages that cannot include C:
  *   sipp_settings_gen python  > bindings/python/sipp/_fields.py
  *   sipp_settings_gen rust    > bindings/rust/src/fields.rs
  *   sipp_settings_gen node    > bindings/node/local_options.d.ts
- * scripts/gen-settings runs both; the ctest `settings_generated` fails while a committed file
- * differs from this program's output, so a row added to the table reaches every binding.
+ * (Python and Rust get the field lists of all five structs, TypeScript the options of
+ * sipp_local_params.) scripts/gen-settings runs all three; the ctest `settings_generated` fails
+ * while a committed file differs from this program's output, so a row added to a table reaches
+ * every binding.
  */
 #include <sipp.h>
 #include <sipp_settings.h>
@@ -15,18 +17,54 @@
 #include <string.h>
 
 static const sipp_setting local[] = {SIPP_LOCAL_SETTINGS(SIPP_LOCAL_SETTING_ROW)};
+static const sipp_setting text[] = {SIPP_TEXT_SETTINGS(SIPP_TEXT_SETTING_ROW)};
+static const sipp_setting embed[] = {SIPP_EMBED_SETTINGS(SIPP_EMBED_SETTING_ROW)};
+static const sipp_setting provider[] = {SIPP_PROVIDER_SETTINGS(SIPP_PROVIDER_SETTING_ROW)};
+static const sipp_setting gateway[] = {SIPP_GATEWAY_SETTINGS(SIPP_GATEWAY_SETTING_ROW)};
 enum { N_LOCAL = sizeof local / sizeof local[0] };
 
+/* The five tables in sipp.h order, with the names each language gives them. */
+#define TABLE(rows, c, py) {#c, py, rows, sizeof rows / sizeof rows[0]}
+static const struct table {
+    const char *c_name, *py_name;
+    const sipp_setting *rows;
+    size_t n;
+} tables[] = {
+    TABLE(local, sipp_local_params, "LOCAL_PARAMS"),
+    TABLE(provider, sipp_provider_params, "PROVIDER_PARAMS"),
+    TABLE(gateway, sipp_gateway_params, "GATEWAY_PARAMS"),
+    TABLE(text, sipp_text_params, "TEXT_PARAMS"),
+    TABLE(embed, sipp_embed_params, "EMBED_PARAMS"),
+};
+enum { N_TABLES = sizeof tables / sizeof tables[0] };
+
 static const char *const kind_names[] = {
-    [SIPP_SETTING_SIZE] = "size", [SIPP_SETTING_U32] = "u32", [SIPP_SETTING_I32] = "i32",
-    [SIPP_SETTING_U64] = "u64",   [SIPP_SETTING_BOOL] = "bool", [SIPP_SETTING_STR] = "str",
-    [SIPP_SETTING_FN] = "fn",     [SIPP_SETTING_PTR] = "ptr",
+    [SIPP_SETTING_SIZE] = "size",   [SIPP_SETTING_U32] = "u32",
+    [SIPP_SETTING_I32] = "i32",     [SIPP_SETTING_U64] = "u64",
+    [SIPP_SETTING_BOOL] = "bool",   [SIPP_SETTING_STR] = "str",
+    [SIPP_SETTING_FN] = "fn",       [SIPP_SETTING_PTR] = "ptr",
+    [SIPP_SETTING_F32] = "f32",     [SIPP_SETTING_STRV] = "strv",
+    [SIPP_SETTING_COUNT] = "count", [SIPP_SETTING_TOKEN_FN] = "token_fn",
+    [SIPP_SETTING_PROVIDER_KIND] = "enum", [SIPP_SETTING_GATEWAY_AUTH] = "enum",
+    [SIPP_SETTING_MEDIA] = "media",
 };
 
 static const char *const rust_types[] = {
-    [SIPP_SETTING_SIZE] = "u32", [SIPP_SETTING_U32] = "u32", [SIPP_SETTING_I32] = "i32",
-    [SIPP_SETTING_U64] = "u64",  [SIPP_SETTING_BOOL] = "bool", [SIPP_SETTING_STR] = "*const c_char",
-    [SIPP_SETTING_FN] = "sipp_load_progress_fn", [SIPP_SETTING_PTR] = "*mut c_void",
+    [SIPP_SETTING_SIZE] = "u32",
+    [SIPP_SETTING_U32] = "u32",
+    [SIPP_SETTING_I32] = "i32",
+    [SIPP_SETTING_U64] = "u64",
+    [SIPP_SETTING_BOOL] = "bool",
+    [SIPP_SETTING_STR] = "*const c_char",
+    [SIPP_SETTING_FN] = "sipp_load_progress_fn",
+    [SIPP_SETTING_PTR] = "*mut c_void",
+    [SIPP_SETTING_F32] = "c_float",
+    [SIPP_SETTING_STRV] = "*const *const c_char",
+    [SIPP_SETTING_COUNT] = "usize",
+    [SIPP_SETTING_TOKEN_FN] = "sipp_token_fn",
+    [SIPP_SETTING_PROVIDER_KIND] = "c_int",
+    [SIPP_SETTING_GATEWAY_AUTH] = "c_int",
+    [SIPP_SETTING_MEDIA] = "*const sipp_media",
 };
 
 static const char header[] =
@@ -44,23 +82,30 @@ static void rust_str(const char *s) {
 static void python(void) {
     printf("# ");
     printf(header, "# ");
-    printf("\"\"\"The fields of sipp_local_params in struct order, as (name, kind); _ffi.py maps the\n"
-           "kinds to ctypes.\"\"\"\n\n");
-    printf("LOCAL_PARAMS = [\n");
-    for (size_t i = 0; i < N_LOCAL; i++)
-        printf("    (\"%s\", \"%s\"),\n", local[i].field, kind_names[local[i].kind]);
-    printf("]\n");
+    printf("\"\"\"The fields of the params structs in struct order, as (name, kind); _ffi.py maps the\n"
+           "kinds to ctypes.\"\"\"\n");
+    for (size_t t = 0; t < N_TABLES; t++) {
+        printf("\n%s = [  # %s\n", tables[t].py_name, tables[t].c_name);
+        for (size_t i = 0; i < tables[t].n; i++)
+            printf("    (\"%s\", \"%s\"),\n", tables[t].rows[i].field,
+                   kind_names[tables[t].rows[i].kind]);
+        printf("]\n");
+    }
 }
 
 static void rust(void) {
     printf("// ");
     printf(header, "// ");
-    printf("\nuse super::sipp_load_progress_fn;\n");
-    printf("use std::os::raw::{c_char, c_void};\n\n");
-    printf("#[repr(C)]\npub struct sipp_local_params {\n");
-    for (size_t i = 0; i < N_LOCAL; i++)
-        printf("    pub %s: %s,\n", local[i].field, rust_types[local[i].kind]);
-    printf("}\n\n");
+    printf("\nuse super::{sipp_load_progress_fn, sipp_media, sipp_token_fn};\n");
+    printf("use std::os::raw::{c_char, c_float, c_int, c_void};\n");
+    for (size_t t = 0; t < N_TABLES; t++) {
+        printf("\n#[repr(C)]\npub struct %s {\n", tables[t].c_name);
+        for (size_t i = 0; i < tables[t].n; i++)
+            printf("    pub %s: %s,\n", tables[t].rows[i].field,
+                   rust_types[tables[t].rows[i].kind]);
+        printf("}\n");
+    }
+    printf("\n");
     printf("/// Calls `$m!` with the numbers and booleans of `sipp_local_params` that are settings,\n"
            "/// each as `#[doc = \"help\"] name: type,` (lib.rs builds LocalOptions from them).\n"
            "#[doc(hidden)]\n#[macro_export]\nmacro_rules! sipp_local_scalars {\n"
@@ -75,11 +120,16 @@ static void rust(void) {
         printf("\"] %s: %s,\n", local[i].field, rust_types[k]);
     }
     printf("        }\n    };\n}\n\n");
-    printf("/// Calls `$m!(sipp_local_params { field, ... })` with every field in order (the layout "
-           "test).\n#[doc(hidden)]\n#[macro_export]\nmacro_rules! sipp_local_params_fields {\n"
-           "    ($m:ident) => {\n        $m!(sipp_local_params {");
-    for (size_t i = 0; i < N_LOCAL; i++) printf("%s%s", i ? ", " : " ", local[i].field);
-    printf(" })\n    };\n}\n");
+    printf("/// Calls `$m!(struct { field, ... })` with every field of each params struct in order\n"
+           "/// (the layout test).\n#[doc(hidden)]\n#[macro_export]\nmacro_rules! sipp_params_fields "
+           "{\n    ($m:ident) => {\n        [");
+    for (size_t t = 0; t < N_TABLES; t++) {
+        printf("\n            $m!(%s {", tables[t].c_name);
+        for (size_t i = 0; i < tables[t].n; i++)
+            printf("%s%s", i ? ", " : " ", tables[t].rows[i].field);
+        printf(" }),");
+    }
+    printf("\n        ]\n    };\n}\n");
 }
 
 /* prefill_chunk -> prefillChunk, as the addon names its options. */

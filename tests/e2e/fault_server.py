@@ -146,6 +146,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                              "delta": {"stop_reason": "max_tokens", "stop_sequence": None},
                                              "usage": {"output_tokens": 2}}),
                           ("message_stop", {"type": "message_stop"})])
+        elif scenario == "schema_tool":  # structured output: the forced tool's input, streamed
+            def part(js):
+                return ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                "delta": {"type": "input_json_delta", "partial_json": js}})
+            self._events([start, ("content_block_start", {"type": "content_block_start", "index": 0,
+                                  "content_block": {"type": "tool_use", "id": "toolu_1",
+                                                    "name": "json_output", "input": {}}}),
+                          part(""), part('{"mood": "ha'), part('ppy", "n'), part('": 3}'),
+                          ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                          ("message_delta", {"type": "message_delta",
+                                             "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                                             "usage": {"output_tokens": 9}}),
+                          ("message_stop", {"type": "message_stop"})])
         elif scenario == "unauthorized":
             error(401, "authentication_error", "invalid x-api-key")
         elif scenario == "forbidden":

@@ -296,7 +296,7 @@ def test_order_of_checks(gw):
     assert (st, error_of(b)) == (400, "invalidrequest")
     st, _, b = gw.post(chat, {**good, "top_p": 1.5}, token=SECRET_A, headers=ip(16))
     assert (st, error_of(b)) == (400, "invalidrequest")
-    for key in ("grammar", "context_key", "contextKey", "json_schema", "local", "frobnicate"):
+    for key in ("grammar", "context_key", "contextKey", "local", "frobnicate"):
         st, _, b = gw.post(chat, {**good, key: "x"}, token=SECRET_A, headers=ip(17 + len(key)))
         assert (st, error_of(b)) == (400, "invalidrequest"), key
         assert f"'{key}'" in b["error"]["message"]
@@ -663,9 +663,11 @@ def test_slow_reader_is_cut_and_engine_goes_on(tmp_path):
         assert g.wait_metric("sipp_engine_running", lambda v: v == 1, target="local") == 1
         st, _, b = g.post("/v1/query", {"model": "local", "prompt": "Hi", "max_tokens": 4}, token=SECRET_A)
         assert st == 200, b
-        before = g.metric("sipp_engine_cancelled_total", target="local")
-        assert g.wait_metric("sipp_engine_cancelled_total", lambda v: v >= before + 1, timeout=15,
-                             target="local") >= before + 1
+        # the stuck run is the only one that can be cancelled here; counting from 0 rather than
+        # from a reading taken now keeps a loaded machine, where the idle timeout may already
+        # have fired while the second request ran, from waiting for a second cancellation
+        assert g.wait_metric("sipp_engine_cancelled_total", lambda v: v >= 1, timeout=30,
+                             target="local") == 1
         assert g.wait_metric("sipp_requests_active", lambda v: v == 0) == 0
         s.close()
     finally:

@@ -87,10 +87,17 @@ def terminal_ok(path, res):
 def test_sigterm_under_load_then_restart(tmp_path):
     cache = tmp_path / "kv"
     target = local_target(ignore_eos=True, n_parallel=4, n_ctx=1024, cache_dir=str(cache))
+    # Only the warm conversation carries a cache scope (one end user's key); the load below has
+    # none. So the load's fourth run must evict the warm sequence, which leaves a snapshot in
+    # RAM, and the drain must write it to the disk tier for the restart to find. (Were the load
+    # on the same key, it would cut the warm sequence back to their common prefix instead, and
+    # what survived would depend on which runs the drain happened to catch.)
+    target += '[cache]\nscope_header = "x-sipp-user"\n'
+    user = {"x-sipp-user": "alice"}
     g = Gateway(tmp_path, target, top=f"shutdown_grace_seconds = {GRACE}\n")
     warm = {"model": "local", "max_tokens": 4,
             "messages": [{"role": "user", "content": "Remember the little red ball in the park"}]}
-    st, _, body = g.post("/v1/chat", warm)
+    st, _, body = g.post("/v1/chat", warm, headers=user)
     assert st == 200, body
     # a keep-alive connection that will try a new request during the drain
     keep = g.conn()
@@ -185,7 +192,7 @@ def test_sigterm_under_load_then_restart(tmp_path):
     (tmp_path / "second").mkdir()
     g2 = Gateway(tmp_path / "second", target, ports=(g.port, g.mport))
     try:
-        st, _, body = g2.post("/v1/chat", warm)
+        st, _, body = g2.post("/v1/chat", warm, headers=user)
         assert st == 200 and body["usage"]["output_tokens"] == 4, body
         assert g2.metric("sipp_engine_cache_hits_total", target="local") >= 1
     finally:

@@ -19,8 +19,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_llama_server(*extra):
-    port = free_port()
+def start_llama_server(*extra, port=None):
+    port = port or free_port()
     proc = subprocess.Popen(
         [os.environ.get("SIPP_LLAMA_SERVER", str(BIN_DIR / "llama-server")), "-m", str(CHAT_MODEL), "--host", "127.0.0.1", "--port", str(port),
          "-np", "2", "-c", "512", "-t", "2", "--no-webui", "--embeddings", "--pooling", "mean", *extra],

@@ -2,7 +2,8 @@
  * fuzz_gw_request.c — libFuzzer target for the gateway's request-body path
  * (src/gateway/profiles.c and profile_*.c: sipp__gw_decode_body, the same call the gateway's decode phase makes:
  * the depth cap on the raw text, the jansson parse with duplicate keys refused, and the profile
- * decoder). The first byte picks the profile (bit 0: Sipp or OpenAI), the operation (bits 1-2:
+ * decoder). The first byte picks the profile (bit 0: Sipp or OpenAI; bit 4 set: Anthropic
+ * Messages, whose decoder also joins text blocks into new strings), the operation (bits 1-2:
  * query, chat, embed; 3 wraps to query) and a small or the default depth cap (bit 3); the rest
  * is the body. Invariants: a refusal always says why; an accepted call has its operation's
  * input and a model, and every message has a known role and content.
@@ -15,7 +16,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
     if (len == 0) return 0;
-    gw_profile prof = (data[0] & 1) ? GW_PROFILE_OPENAI : GW_PROFILE_SIPP;
+    gw_profile prof = (data[0] & 16)  ? GW_PROFILE_ANTHROPIC
+                      : (data[0] & 1) ? GW_PROFILE_OPENAI
+                                      : GW_PROFILE_SIPP;
     gw_op op = (gw_op)(((data[0] >> 1) & 3) % 3);
     unsigned depth = (data[0] & 8) ? 4 : 32;
     const char *body = (const char *)data + 1;
@@ -41,6 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
             if (!r || !call.messages[i].content ||
                 (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")))
                 __builtin_trap();
+            (void)strlen(call.messages[i].content); /* joined text blocks live in root too */
         }
         for (size_t i = 0; i < call.n_inputs; i++)
             if (!call.inputs[i]) __builtin_trap();
@@ -52,5 +56,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
     json_decref(root);
     free(call.messages);
     free(call.inputs);
+    sipp__gw_call_free_media(&call);
     return 0;
 }

@@ -1,8 +1,9 @@
 /*
  * fuzz_remote_stream.c — libFuzzer target for the remote endpoints' response decoders
  * (src/providers: the OpenAI, Anthropic and Sipp-gateway dialects). The first byte picks the
- * dialect and operation; the rest is decoded as the peer's SSE stream (events into a real run
- * channel), as an error body and as an embeddings answer. Nothing may crash, leak or hang, and a
+ * dialect, the operation and whether log-probabilities were asked for (then the peer's logprobs
+ * objects, in every shape, are decoded too: issue 18); the rest is decoded as the peer's SSE
+ * stream (events into a real run channel), as an error body and as an embeddings answer. Nothing may crash, leak or hang, and a
  * stream never yields more text than it carried.
  */
 #include "providers/providers_int.h"
@@ -21,7 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
                                                     &sipp__dialect_gateway};
     const sipp__dialect *d = dialects[data[0] % 3];
     sipp__remote rm = {.dialect = d, .model = "m"};
-    sipp__remote_run rr = {.rm = &rm, .op = (data[0] >> 2) & 1 ? SIPP__OP_CHAT : SIPP__OP_QUERY};
+    sipp__remote_run rr = {.rm = &rm, .op = (data[0] >> 2) & 1 ? SIPP__OP_CHAT : SIPP__OP_QUERY,
+                           .top_logprobs = (data[0] >> 3) & 1 ? SIPP_MAX_TOP_LOGPROBS : -1};
     rr.run = sipp__run_new(NULL, NULL);
     if (!rr.run) return 0;
     const char *body = (const char *)data + 1;

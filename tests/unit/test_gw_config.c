@@ -134,6 +134,42 @@ static void test_runtime_keys_come_from_the_settings_table(void **state) {
     assert_true(n_keys >= 15);
 }
 
+/* A provider target's keys past model and timeout_seconds are the rows of SIPP_PROVIDER_SETTINGS
+ * with a TOML key, parsed into the target's sipp_provider_params over the table's defaults; the
+ * text rows with a TOML key (ignore_eos) are [targets.runtime] keys, parsed into runtime.text. */
+static void test_provider_and_text_keys_come_from_the_settings_tables(void **state) {
+    (void)state;
+    sipp__gw_config cfg;
+    assert_int_equal(parse("[[targets]]\nname = \"a\"\ntype = \"anthropic\"\nmodel = \"m\"\n"
+                           "api_key_env = \"K\"\nbase_url = \"http://10.0.0.1/v1\"\n"
+                           "version = \"2024-01-01\"\nallow_private_network = true\n"
+                           "timeout_seconds = 5\n",
+                           &cfg),
+                     0);
+    const sipp_provider_params *pp = &cfg.targets[0].provider;
+    assert_string_equal(pp->api_key_env, "K");
+    assert_string_equal(pp->base_url, "http://10.0.0.1/v1");
+    assert_string_equal(pp->version, "2024-01-01");
+    assert_true(pp->allow_private_network);
+    assert_int_equal(pp->struct_size, sizeof(sipp_provider_params));
+    assert_int_equal(pp->connect_timeout_ms, 0); /* no key: the table's default */
+    assert_int_equal(cfg.targets[0].timeout_seconds, 5);
+    sipp__gw_config_free(&cfg);
+    /* each type takes the provider keys it has a use for */
+    refused("[[targets]]\nname = \"o\"\ntype = \"openai\"\nmodel = \"m\"\napi_key_env = \"K\"\n"
+            "version = \"x\"\n",
+            "unknown key 'targets.version' for a target of type openai");
+    refused(TARGET "base_url = \"http://x\"\n", "unknown key 'targets.base_url' for a target of type local");
+    refused("[[targets]]\nname = \"o\"\ntype = \"openai\"\nmodel = \"m\"\napi_key_env = \"K\"\n"
+            "allow_private_network = 1\n",
+            "key 'targets.allow_private_network' must be a boolean");
+    assert_int_equal(parse(TARGET "[targets.runtime]\nignore_eos = true\n", &cfg), 0);
+    assert_true(cfg.targets[0].runtime.text.ignore_eos);
+    assert_int_equal(cfg.targets[0].runtime.text.max_tokens, 256); /* the table's default */
+    sipp__gw_config_free(&cfg);
+    refused(TARGET "[targets.runtime]\nignore_eos = 1\n", "key 'targets.runtime.ignore_eos' must be a boolean");
+}
+
 static void test_defaults(void **state) {
     (void)state;
     sipp__gw_config cfg;
@@ -171,6 +207,8 @@ static void test_types_and_ranges(void **state) {
     refused("max_request_bytes = \"big\"\n" TARGET, "key 'max_request_bytes' must be an integer, not a string");
     refused("max_request_bytes = 10\n" TARGET, "key 'max_request_bytes' must be between");
     refused("sse_heartbeat_seconds = -1\n" TARGET, "sse_heartbeat_seconds");
+    refused("max_schema_bytes = 1\n" TARGET, "key 'max_schema_bytes' must be between");
+    refused("max_schema_bytes = 99999999\n" TARGET, "key 'max_schema_bytes' must be between");
     refused("allowed_origins = \"https://a\"\n" TARGET, "must be an array of strings");
     refused("allowed_origins = [\"*\"]\n" TARGET, "exact origin");
     refused("allowed_origins = [\"https://a.example/\"]\n" TARGET, "exact origin");
@@ -325,6 +363,60 @@ static void test_redis_url_forms(void **state) {
     url_bad(long_path, "unix:///absolute/path");
 }
 
+#define COMPAT "[[targets]]\nname = \"p\"\ntype = \"openai_compatible\"\nmodel = \"m\"\n"
+
+static void test_upstream_pools(void **state) {
+    (void)state;
+    sipp__gw_config cfg;
+    /* several replicas: the list, base_url = the first, a probe of /models by default */
+    assert_int_equal(parse(COMPAT "base_urls = [\"http://a:1/v1\", \"https://b/v1\"]\n"
+                           "[targets.pool]\naffinity_header = \"X-Conversation\"\nmax_retries = 0\n",
+                           &cfg), 0);
+    const sipp__gw_target *t = &cfg.targets[0];
+    assert_int_equal(t->n_base_urls, 2);
+    assert_string_equal(t->base_urls[1], "https://b/v1");
+    assert_string_equal(t->provider.base_url, "http://a:1/v1");
+    assert_string_equal(t->pool.health_path, "/models");
+    assert_string_equal(t->pool.affinity_header, "X-Conversation");
+    assert_int_equal(t->pool.max_retries, 0);
+    assert_int_equal(t->pool.health_interval_seconds, 10);
+    assert_int_equal(t->pool.failure_threshold, 3);
+    assert_true(t->pool.retry_lost);
+    sipp__gw_config_free(&cfg);
+    /* one base_url: a pool of one, as before, no probe unless asked for */
+    assert_int_equal(parse(COMPAT "base_url = \"http://a:1/v1\"\n", &cfg), 0);
+    assert_int_equal(cfg.targets[0].n_base_urls, 1);
+    assert_string_equal(cfg.targets[0].base_urls[0], "http://a:1/v1");
+    assert_null(cfg.targets[0].pool.health_path);
+    assert_int_equal(cfg.targets[0].pool.max_retries, 2);
+    sipp__gw_config_free(&cfg);
+    /* "" turns the probe off */
+    assert_int_equal(parse(COMPAT "base_urls = [\"http://a/v1\", \"http://b/v1\"]\n"
+                           "[targets.pool]\nhealth_path = \"\"\nretry_lost = false\n", &cfg), 0);
+    assert_null(cfg.targets[0].pool.health_path);
+    assert_false(cfg.targets[0].pool.retry_lost);
+    sipp__gw_config_free(&cfg);
+    refused(COMPAT "base_url = \"http://a/v1\"\nbase_urls = [\"http://b/v1\"]\n", "not both");
+    refused(COMPAT "base_urls = []\n", "1 to 64 URLs");
+    refused(COMPAT "base_urls = [\"ftp://a/v1\"]\n", "is not an http:// or https:// URL");
+    refused(COMPAT "base_urls = [\"http://a/v\\\"1\"]\n", "is not an http:// or https:// URL");
+    refused(COMPAT "base_urls = [\"http://a/v1\", \"http://a/v1\"]\n", "twice");
+    refused(COMPAT "base_urls = [\"http://a/v1\"]\n[targets.pool]\nhealth_path = \"models\"\n",
+            "must be a path starting with '/'");
+    refused(COMPAT "base_urls = [\"http://a/v1\"]\n[targets.pool]\naffinity_header = \"a b\"\n",
+            "targets.pool.affinity_header");
+    refused(COMPAT "base_urls = [\"http://a/v1\"]\n[targets.pool]\nmax_retries = 17\n",
+            "targets.pool.max_retries' must be between 0 and 16");
+    refused(COMPAT "base_urls = [\"http://a/v1\"]\n[targets.pool]\nbackoff_initial_seconds = 9\n"
+            "backoff_max_seconds = 3\n", "below");
+    refused(COMPAT "base_urls = [\"http://a/v1\"]\n[targets.pool]\nweight = 1\n",
+            "unknown key 'targets.pool.weight'");
+    refused(TARGET "base_urls = [\"http://a/v1\"]\n", "unknown key 'targets.base_urls'");
+    refused("[[targets]]\nname = \"g\"\ntype = \"openai\"\nmodel = \"m\"\n"
+            "api_key_env = \"K\"\n[targets.pool]\nhealth_path = \"/models\"\n",
+            "a health probe needs 'base_url' or 'base_urls'");
+}
+
 static void test_load_missing_file(void **state) {
     (void)state;
     sipp__gw_config cfg;
@@ -337,12 +429,14 @@ int main(void) {
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_runtime_keys_come_from_the_settings_table),
+        cmocka_unit_test(test_provider_and_text_keys_come_from_the_settings_tables),
         cmocka_unit_test(test_unknown_keys_name_key_and_line),
         cmocka_unit_test(test_types_and_ranges),
         cmocka_unit_test(test_whole_config_rules),
         cmocka_unit_test(test_bad_toml),
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_redis_url_forms),
+        cmocka_unit_test(test_upstream_pools),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -849,3 +849,94 @@ test('demo page: a local chat, TTFT and tok/s shown, screenshot saved', async ()
   assert.deepEqual(errors, []);
   await ctx.close();
 });
+
+// The compute seam's split step (web/wasm/sipp_wasm.c, docs/engine.md): sippw_step plans a batch
+// and returns with the forward pending; the page reads the plan from the heap, lets the event
+// loop run (the forward completes later, as a GPU's would), runs the pass-through compute and
+// commits the logits; the next step samples from them. Same answers as the default backend.
+describe('split step (a forward run from JavaScript)', () => {
+  test('a pass-through forward committed asynchronously gives the default backend\'s text', async () => {
+    const want = native(['query', '-m', join(modelsDir, STORY), '--temperature', '0', '-n', '40', 'Once upon a time']);
+    const { ctx, page, errors } = await openPage(plain);
+    const r = await inPage(page, async () => {
+      await new Promise((ok, fail) => {
+        const s = document.createElement('script');
+        s.src = '/dist/wasm/sipp-st.js'; s.onload = () => ok(); s.onerror = () => fail(new Error('no sipp-st.js'));
+        document.head.appendChild(s);
+      });
+      const mod = await window.createSippModule({ locateFile: (p) => `/dist/wasm/${p}`, print: () => {}, printErr: () => {} });
+      mod.FS.writeFile('/m.gguf', new Uint8Array(await (await fetch('/models/stories260K.gguf')).arrayBuffer()));
+      const cstr = (s) => { const n = mod.lengthBytesUTF8(s) + 1; const p = mod._malloc(n); mod.stringToUTF8(s, p, n); return p; };
+      const path = cstr('/m.gguf');
+      const opts = mod._malloc(56);
+      mod.HEAPU8.fill(0, opts, opts + 56);
+      let dv = new DataView(mod.HEAPU8.buffer);
+      dv.setUint32(opts + 0, 40, true); // max_tokens
+      dv.setFloat32(opts + 4, 0, true); // temperature
+      dv.setInt32(opts + 8, 40, true);
+      dv.setFloat32(opts + 12, 0.95, true);
+      dv.setFloat32(opts + 16, 0.05, true);
+      dv.setFloat32(opts + 20, 1.0, true);
+      dv.setUint32(opts + 24, 0xffffffff, true);
+      const batch = mod._malloc(16), lenp = mod._malloc(4);
+      const plans = [];
+      async function generate(engine, split, prompt, key) {
+        dv = new DataView(mod.HEAPU8.buffer);
+        dv.setUint32(opts + 52, key ? cstr(key) : 0, true); // context_key
+        const run = mod._sippw_query(engine, cstr(prompt), opts);
+        if (!run) throw new Error(mod.UTF8ToString(mod._sippw_last_error()));
+        for (;;) {
+          mod._sippw_step(engine);
+          const plan = split ? mod._sippw_split_plan(split) : 0;
+          if (plan) {
+            dv = new DataView(mod.HEAPU8.buffer);
+            const n = dv.getInt32(plan, true), nOut = dv.getInt32(plan + 4, true);
+            const pos = new Int32Array(mod.HEAPU8.buffer, dv.getUint32(plan + 16, true), n);
+            const seq = new Int32Array(mod.HEAPU8.buffer, dv.getUint32(plan + 20, true), n);
+            plans.push({ n, nOut, first: pos[0], last: pos[n - 1], seq: seq[0] });
+            await new Promise((ok) => setTimeout(ok, 0)); // the forward completes later
+            const logits = mod._sippw_split_forward(split);
+            mod._sippw_split_commit(split, logits ? 0 : -1, logits);
+          }
+          const rc = mod._sippw_run_next(run, 0, batch);
+          if (rc < 0) throw new Error(mod.UTF8ToString(mod._sippw_last_error()));
+          if (rc === 1 && new DataView(mod.HEAPU8.buffer).getUint32(batch + 12, true)) break;
+        }
+        const tp = mod._sippw_run_text(run, lenp);
+        const text = mod.UTF8ToString(tp, new DataView(mod.HEAPU8.buffer).getUint32(lenp, true));
+        const resp = JSON.parse(mod.UTF8ToString(mod._sippw_run_response(run)));
+        mod._sippw_run_free(run);
+        return { text, resp };
+      }
+      const ref = mod._sippw_open(path, 0, 1, 1, 0);
+      const split = mod._sippw_open_split(path, 0, 1, 0);
+      if (!ref || !split) throw new Error(mod.UTF8ToString(mod._sippw_last_error()));
+      const engine = mod._sippw_split_engine(split);
+      const out = { plans };
+      out.ref = await generate(ref, 0, 'Once upon a time');
+      out.split = await generate(engine, split, 'Once upon a time');
+      // a warm prefix on a context key: the follow-up plans only the new tokens
+      const follow = 'Once upon a time there was a girl. She';
+      out.refWarm = [await generate(ref, 0, 'Once upon a time there was', 'k'), await generate(ref, 0, follow, 'k')];
+      const before = plans.length;
+      out.splitWarm = [await generate(engine, split, 'Once upon a time there was', 'k'), await generate(engine, split, follow, 'k')];
+      out.warmPlans = plans.slice(before);
+      mod._sippw_close_split(split);
+      mod._sippw_close(ref);
+      return out;
+    });
+    assert.equal(r.ref.text, want.text);
+    assert.equal(r.split.text, want.text);
+    assert.equal(r.split.resp.usage.outputTokens, want.usage.output_tokens);
+    // the page saw the plans: the prompt in one batch from position 0, then one row per token
+    const first = r.plans[0];
+    assert.ok(first.n > 1 && first.nOut === 1 && first.first === 0 && first.last === first.n - 1, JSON.stringify(first));
+    assert.ok(r.plans.slice(1, 5).every((p) => p.n === 1 && p.nOut === 1), JSON.stringify(r.plans.slice(1, 5)));
+    for (let i = 0; i < 2; i++) assert.equal(r.splitWarm[i].text, r.refWarm[i].text);
+    assert.equal(r.splitWarm[1].resp.stats.cacheSource, 'live');
+    assert.equal(r.splitWarm[1].resp.stats.cachedTokens, r.refWarm[1].resp.stats.cachedTokens);
+    assert.ok(r.splitWarm[1].resp.stats.cachedTokens > 0);
+    assert.deepEqual(errors, []);
+    await ctx.close();
+  });
+});

@@ -338,6 +338,134 @@ EXPORT const float *sippw_run_embedding(sipp_run *run) {
     return r->embedding;
 }
 
+/* ---- the split step: a forward that runs in JavaScript ------------------------------------ */
+/* An engine over an external backend (src/engine/backend.h) whose forward goes out to the
+ * host: the engine's tick plans a batch and sippw_step returns with the forward pending; the
+ * host reads the plan from the heap (sippw_split_plan: a sipp__plan in the wasm32 layout
+ * n_tokens@0 n_outputs@4 token*@8 embd*@12 pos*@16 seq_id*@20 logits*@24 out_row*@28, arrays
+ * of int32 except logits, int8), runs the forward, possibly asynchronously, and hands the
+ * logits back with sippw_split_commit (n_outputs rows of n_vocab floats in the heap, valid
+ * until the next sippw_step); the next sippw_step samples from them and goes on.
+ * Here the KV cache, and the compute the host's forward asks for (sippw_split_forward), are a
+ * llama.cpp backend of the same model: the pass-through of the browser suite, whose answers
+ * must equal sippw_open's. Single-thread artifact: one thread, the host's. */
+typedef struct sippw_split {
+    sipp__engine *engine;
+    sipp__backend inner;       /* llama.cpp: KV operations and the pass-through compute */
+    const sipp__plan *pending; /* the plan of the forward in flight, NULL when none */
+} sippw_split;
+
+static bool split_forward(void *st, sipp__engine *e, const sipp__plan *plan,
+                          sipp__fwd_result *res) {
+    (void)e;
+    (void)res;
+    ((sippw_split *)st)->pending = plan;
+    return false; /* the host runs it and commits */
+}
+static int32_t split_n_vocab(void *st) {
+    sippw_split *s = st;
+    return s->inner.n_vocab(s->inner.state);
+}
+static int32_t split_n_embd(void *st) {
+    sippw_split *s = st;
+    return s->inner.n_embd(s->inner.state);
+}
+static uint32_t split_n_ctx_seq(void *st) {
+    sippw_split *s = st;
+    return s->inner.n_ctx_seq(s->inner.state);
+}
+static bool split_seq_remove(void *st, int32_t seq, int32_t p0, int32_t p1) {
+    sippw_split *s = st;
+    return s->inner.seq_remove(s->inner.state, seq, p0, p1);
+}
+static void split_seq_shift(void *st, int32_t seq, int32_t p0, int32_t p1, int32_t delta) {
+    sippw_split *s = st;
+    s->inner.seq_shift(s->inner.state, seq, p0, p1, delta);
+}
+static void split_seq_copy(void *st, int32_t src, int32_t dst, int32_t p1) {
+    sippw_split *s = st;
+    s->inner.seq_copy(s->inner.state, src, dst, p1);
+}
+static bool split_state_save(void *st, int32_t seq, uint8_t **out, size_t *len) {
+    sippw_split *s = st;
+    return s->inner.state_save(s->inner.state, seq, out, len);
+}
+static bool split_state_load(void *st, int32_t seq, const uint8_t *data, size_t len) {
+    sippw_split *s = st;
+    return s->inner.state_load(s->inner.state, seq, data, len);
+}
+
+/* Opens `path` as sippw_open does, with the forward split out to the host. NULL on failure
+ * (sippw_last_error). */
+EXPORT sippw_split *sippw_open_split(const char *path, uint32_t n_ctx, uint32_t n_parallel,
+                                     uint32_t n_batch) {
+    last_error = sipp__error_defaults();
+    sipp_local_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.model_path = path;
+    p.n_ctx = n_ctx;
+    p.n_threads = 1;
+    p.n_parallel = n_parallel;
+    p.n_batch = n_batch;
+    p.cache_ram_bytes = SIPP_CACHE_DISABLED;
+    sippw_split *s = calloc(1, sizeof *s);
+    if (!s) {
+        sipp__fail(&last_error, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        return NULL;
+    }
+    if (sipp__backend_llama_open(&p, &s->inner, &last_error) != SIPP_OK) {
+        free(s);
+        return NULL;
+    }
+    sipp__backend be = {
+        .state = s, .n_vocab = split_n_vocab, .n_embd = split_n_embd,
+        .n_ctx_seq = split_n_ctx_seq, .forward = split_forward, .seq_remove = split_seq_remove,
+        .seq_shift = split_seq_shift, .seq_copy = split_seq_copy,
+        .state_save = split_state_save, .state_load = split_state_load,
+    };
+    if (sipp__engine_open_external(&p, &be, &s->engine, &last_error) != SIPP_OK) {
+        s->inner.destroy(s->inner.state);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* The engine, for sippw_query/sippw_chat/sippw_step/sippw_info. */
+EXPORT sipp__engine *sippw_split_engine(sippw_split *s) { return s->engine; }
+
+/* The pending forward's plan, NULL when none (sippw_step returned with nothing to run). */
+EXPORT const sipp__plan *sippw_split_plan(sippw_split *s) { return s->pending; }
+
+/* The pass-through compute of the pending plan: the logits (n_outputs rows of n_vocab floats,
+ * valid until the next call into the module that computes), or NULL when it failed or there
+ * was none; the host then commits with rc != 0. */
+EXPORT const float *sippw_split_forward(sippw_split *s) {
+    if (!s->pending) return NULL;
+    sipp__fwd_result res;
+    s->inner.forward(s->inner.state, NULL, s->pending, &res);
+    return res.rc == 0 ? res.logits : NULL;
+}
+
+/* Hands the pending forward's result back: rc 0 with `logits`, or rc != 0 to fail the batch's
+ * sequences. A commit with nothing pending is ignored. */
+EXPORT void sippw_split_commit(sippw_split *s, int rc, const float *logits) {
+    if (!s->pending) return;
+    s->pending = NULL;
+    sipp__engine_commit(s->engine, rc, logits);
+}
+
+/* Closes the engine (a pending forward is failed first: nothing may stay in flight) and the
+ * backend behind it. */
+EXPORT void sippw_close_split(sippw_split *s) {
+    if (!s) return;
+    if (s->pending) sippw_split_commit(s, -1, NULL); /* the close takes it back, then drains */
+    sipp__engine_close(s->engine);
+    s->inner.destroy(s->inner.state);
+    free(s);
+}
+
 /* ---- SHA-256 ------------------------------------------------------------------------------ */
 /* The native library hashes with OpenSSL for model fingerprints and KV snapshots; the browser
  * build has no snapshot store (sippw_open disables it), so nothing here ever hashes. These keep

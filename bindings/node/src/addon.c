@@ -116,9 +116,10 @@ static void *get_external(napi_env env, napi_value v) {
     return p;
 }
 
-/* ---- options: one table per params struct ------------------------------------------------------
- * A field appended to sipp.h becomes a JS option by adding one line to its table (for
- * sipp_local_params: its row in sipp_settings.h). */
+/* ---- options: the params structs' tables ------------------------------------------------------
+ * Each params struct's options come from its table in sipp_settings.h, built once at load: the
+ * settings (numbers, booleans, strings) are options, each with its C name in camelCase
+ * (prefill_chunk -> prefillChunk). A field appended to sipp.h becomes a JS option with its row. */
 
 typedef enum { F_U32, F_I32, F_F32, F_U64, F_BOOL, F_STR } field_type;
 typedef struct field_def {
@@ -127,88 +128,60 @@ typedef struct field_def {
     size_t offset;
 } field_def;
 
-#define FIELD(st, js, type, c) {js, type, offsetof(st, c)}
-
-static const field_def text_fields[] = {
-    FIELD(sipp_text_params, "maxTokens", F_U32, max_tokens),
-    FIELD(sipp_text_params, "temperature", F_F32, temperature),
-    FIELD(sipp_text_params, "topK", F_I32, top_k),
-    FIELD(sipp_text_params, "topP", F_F32, top_p),
-    FIELD(sipp_text_params, "minP", F_F32, min_p),
-    FIELD(sipp_text_params, "repeatPenalty", F_F32, repeat_penalty),
-    FIELD(sipp_text_params, "seed", F_U32, seed),
-    FIELD(sipp_text_params, "contextKey", F_STR, context_key),
-    FIELD(sipp_text_params, "cacheScope", F_STR, cache_scope),
-    FIELD(sipp_text_params, "grammar", F_STR, grammar),
-    FIELD(sipp_text_params, "jsonSchema", F_STR, json_schema),
-    FIELD(sipp_text_params, "timeoutMs", F_U32, timeout_ms),
-    FIELD(sipp_text_params, "ignoreEos", F_BOOL, ignore_eos),
-    FIELD(sipp_text_params, "extraJson", F_STR, extra_json),
-    FIELD(sipp_text_params, "requestId", F_STR, request_id),
-    {NULL, 0, 0}};
-
-/* sipp_local_params: built from its table (sipp_settings.h) once, each field's JS name its C name
- * in camelCase (prefill_chunk -> prefillChunk). SIZE, FN and PTR rows are no options. */
 static const sipp_setting local_settings[] = {SIPP_LOCAL_SETTINGS(SIPP_LOCAL_SETTING_ROW)};
-enum { N_LOCAL_SETTINGS = sizeof local_settings / sizeof local_settings[0] };
-static char local_js_names[N_LOCAL_SETTINGS][48];
-static field_def local_fields[N_LOCAL_SETTINGS + 1];
-static pthread_once_t local_fields_once = PTHREAD_ONCE_INIT;
+static const sipp_setting text_settings[] = {SIPP_TEXT_SETTINGS(SIPP_TEXT_SETTING_ROW)};
+static const sipp_setting embed_settings[] = {SIPP_EMBED_SETTINGS(SIPP_EMBED_SETTING_ROW)};
+static const sipp_setting provider_settings[] = {
+    SIPP_PROVIDER_SETTINGS(SIPP_PROVIDER_SETTING_ROW)};
+static const sipp_setting gateway_settings[] = {SIPP_GATEWAY_SETTINGS(SIPP_GATEWAY_SETTING_ROW)};
+#define N_ROWS(t) (sizeof t / sizeof t[0])
 
-static void local_fields_build(void) {
+/* Room for each table's options (names included) and the NULL entry that ends it. */
+#define FIELDS(name, table)                                                                     \
+    static char name##_js[N_ROWS(table)][48];                                                  \
+    static field_def name[N_ROWS(table) + 1]
+FIELDS(local_fields, local_settings);
+FIELDS(text_fields, text_settings);
+FIELDS(embed_fields, embed_settings);
+FIELDS(provider_fields, provider_settings);
+FIELDS(gateway_fields, gateway_settings);
+static pthread_once_t fields_once = PTHREAD_ONCE_INIT;
+
+/* Fills `out` with the options of a table. */
+static void fields_build(const sipp_setting *rows, size_t n_rows, char (*js)[48], field_def *out) {
     size_t n = 0;
-    for (size_t i = 0; i < N_LOCAL_SETTINGS; i++) {
-        const sipp_setting *s = &local_settings[i];
+    for (size_t i = 0; i < n_rows; i++) {
+        const sipp_setting *s = &rows[i];
         field_type type;
         switch (s->kind) {
         case SIPP_SETTING_U32: type = F_U32; break;
         case SIPP_SETTING_I32: type = F_I32; break;
         case SIPP_SETTING_U64: type = F_U64; break;
+        case SIPP_SETTING_F32: type = F_F32; break;
         case SIPP_SETTING_BOOL: type = F_BOOL; break;
         case SIPP_SETTING_STR: type = F_STR; break;
-        default: continue;
+        default: continue; /* SIZE, callbacks, arrays, enums: the addon sets them */
         }
-        char *js = local_js_names[i];
         size_t k = 0;
-        for (const char *c = s->field; *c && k + 1 < sizeof local_js_names[i]; c++) {
-            if (*c == '_' && c[1]) js[k++] = (char)(c[1] - 'a' + 'A'), c++;
-            else js[k++] = *c;
+        for (const char *c = s->field; *c && k + 1 < sizeof js[i]; c++) {
+            if (*c == '_' && c[1]) js[i][k++] = (char)(c[1] - 'a' + 'A'), c++;
+            else js[i][k++] = *c;
         }
-        js[k] = '\0';
-        local_fields[n++] = (field_def){js, type, s->offset};
+        js[i][k] = '\0';
+        out[n++] = (field_def){js[i], type, s->offset};
     }
-    local_fields[n] = (field_def){NULL, 0, 0};
+    out[n] = (field_def){NULL, 0, 0};
 }
 
-static const field_def provider_fields[] = {
-    FIELD(sipp_provider_params, "model", F_STR, model),
-    FIELD(sipp_provider_params, "baseUrl", F_STR, base_url),
-    FIELD(sipp_provider_params, "apiKey", F_STR, api_key),
-    FIELD(sipp_provider_params, "apiKeyEnv", F_STR, api_key_env),
-    FIELD(sipp_provider_params, "connectTimeoutMs", F_U32, connect_timeout_ms),
-    FIELD(sipp_provider_params, "requestTimeoutMs", F_U32, request_timeout_ms),
-    FIELD(sipp_provider_params, "idleTimeoutMs", F_U32, idle_timeout_ms),
-    FIELD(sipp_provider_params, "version", F_STR, version),
-    FIELD(sipp_provider_params, "allowPrivateNetwork", F_BOOL, allow_private_network),
-    {NULL, 0, 0}};
-
-static const field_def gateway_fields[] = {
-    FIELD(sipp_gateway_params, "baseUrl", F_STR, base_url),
-    FIELD(sipp_gateway_params, "target", F_STR, target),
-    FIELD(sipp_gateway_params, "token", F_STR, token),
-    FIELD(sipp_gateway_params, "tokenEnv", F_STR, token_env),
-    FIELD(sipp_gateway_params, "authHeader", F_STR, auth_header),
-    FIELD(sipp_gateway_params, "connectTimeoutMs", F_U32, connect_timeout_ms),
-    FIELD(sipp_gateway_params, "requestTimeoutMs", F_U32, request_timeout_ms),
-    FIELD(sipp_gateway_params, "idleTimeoutMs", F_U32, idle_timeout_ms),
-    FIELD(sipp_gateway_params, "allowPrivateNetwork", F_BOOL, allow_private_network),
-    {NULL, 0, 0}};
-
-static const field_def embed_fields[] = {
-    FIELD(sipp_embed_params, "normalize", F_BOOL, normalize),
-    FIELD(sipp_embed_params, "extraJson", F_STR, extra_json),
-    FIELD(sipp_embed_params, "requestId", F_STR, request_id),
-    {NULL, 0, 0}};
+static void all_fields_build(void) {
+#define BUILD(name, table) fields_build(table, N_ROWS(table), name##_js, name)
+    BUILD(local_fields, local_settings); /* modelPath included: the JS layer passes it */
+    BUILD(text_fields, text_settings);
+    BUILD(embed_fields, embed_settings);
+    BUILD(provider_fields, provider_settings);
+    BUILD(gateway_fields, gateway_settings);
+#undef BUILD
+}
 
 /* Static headers of a provider or gateway: at most this many "Name: value" lines. */
 #define MAX_HEADERS 32
@@ -1217,7 +1190,7 @@ static napi_value js_status_names(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-    pthread_once(&local_fields_once, local_fields_build);
+    pthread_once(&fields_once, all_fields_build);
     module_state *st = calloc(1, sizeof *st);
     if (!st || napi_set_instance_data(env, st, state_finalize, NULL) != napi_ok) return NULL;
     napi_property_descriptor props[] = {

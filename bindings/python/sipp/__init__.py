@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - older Pythons only lose the precise kw
 from . import _ffi
 
 __all__ = ["Client", "Endpoint", "Run", "Response", "Usage", "Stats", "EndpointInfo",
+           "TokenLogprob", "TopLogprob",
            "EngineStats", "TokenBatch", "SippError", "InvalidArgumentError", "TextOptions",
            "set_log_level", "version"]
 
@@ -107,14 +108,49 @@ def _check(status: int, err: _ffi.Error) -> None:
 # ---- results ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TopLogprob:
+    """An alternative at an output position (sipp_top_logprob)."""
+    token: str          # its text (invalid UTF-8 replaced)
+    bytes: bytes        # its exact bytes (may be part of a UTF-8 sequence)
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One output token's log-probability and its most likely alternatives (sipp_token_logprob;
+    options logprobs=True, top_logprobs=N)."""
+    token: str
+    bytes: bytes
+    logprob: float
+    top: tuple = ()     # TopLogprob, most likely first
+
+
+def _logprobs(entries: Any, n: int) -> list:
+    out = []
+    for i in range(n):
+        e = entries[i]
+        raw = ctypes.string_at(e.token, e.token_len) if e.token_len else b""
+        top = []
+        for k in range(e.n_top):
+            t = e.top[k]
+            tb = ctypes.string_at(t.token, t.token_len) if t.token_len else b""
+            top.append(TopLogprob(tb.decode("utf-8", "replace"), tb, t.logprob))
+        out.append(TokenLogprob(raw.decode("utf-8", "replace"), raw, e.logprob, tuple(top)))
+    return out
+
+
 class TokenBatch(str):
-    """A batch of generated text: a str, plus how many tokens it covers (`n_tokens`)."""
+    """A batch of generated text: a str, plus how many tokens it covers (`n_tokens`) and, with
+    logprobs=True, their TokenLogprob entries (`logprobs`)."""
 
     n_tokens: int
+    logprobs: list
 
-    def __new__(cls, text: str, n_tokens: int) -> "TokenBatch":
+    def __new__(cls, text: str, n_tokens: int, logprobs: Optional[list] = None) -> "TokenBatch":
         s = super().__new__(cls, text)
         s.n_tokens = n_tokens
+        s.logprobs = logprobs or []
         return s
 
 
@@ -154,6 +190,7 @@ class Response:
     http_status: int = 0  # remote endpoints
     request_id: str = ""
     error_code: str = ""  # remote endpoints: the peer's error code, when it sent one
+    logprobs: Optional[list] = None  # TokenLogprob per output token, with logprobs=True
 
 
 @dataclass(frozen=True)
@@ -224,9 +261,12 @@ class TextOptions(TypedDict, total=False):
     json_schema: Union[str, Mapping[str, Any]]
     timeout_ms: int
     ignore_eos: bool
+    logprobs: bool            # each output token's log-probability (Response.logprobs)
+    top_logprobs: int         # 0..20 alternatives per token
     extra: Mapping[str, Any]  # remote only: merged into the request body (sent as extra_json)
     extra_json: str           # the same, already encoded
     request_id: str           # remote only: sent as x-request-id
+    images: Sequence[bytes]   # multimodal: encoded images (PNG, JPEG, ...); chat: the last user turn
 
 
 # Fields a caller may not set by keyword: the binding owns them.
@@ -312,11 +352,21 @@ def _headers(struct: ctypes.Structure, headers: Any, keep: list, what: str) -> N
     struct.headers, struct.n_headers = _strings(lines, keep, f"{what}: header")
 
 
-def _text_params(options: Mapping[str, Any], keep: list) -> _ffi.TextParams:
+def _text_params(options: Mapping[str, Any], keep: list, media_message: int = 0) -> _ffi.TextParams:
     p = _ffi.new(_ffi.TextParams)
     p.struct_size = ctypes.sizeof(_ffi.TextParams)
     opts = dict(options)
     stop = opts.pop("stop", None)
+    images = opts.pop("images", None)
+    if images:
+        if not all(isinstance(b, (bytes, bytearray)) for b in images):
+            raise TypeError("images: each image must be bytes (the encoded file)")
+        bufs = [ctypes.create_string_buffer(bytes(b), len(b)) for b in images]
+        arr = (_ffi.Media * len(bufs))(*[
+            _ffi.Media(1, ctypes.cast(b, ctypes.c_void_p), len(img), None, media_message)
+            for b, img in zip(bufs, images)])
+        keep.extend([bufs, arr])
+        p.media, p.n_media = ctypes.cast(arr, ctypes.POINTER(_ffi.Media)), len(bufs)
     if isinstance(opts.get("json_schema"), Mapping):
         opts["json_schema"] = json.dumps(opts["json_schema"])
     _extra(opts, "text options")
@@ -412,7 +462,7 @@ class Run(_Closing):
             text = ctypes.string_at(b.text, b.len).decode("utf-8", "replace") if b.len else ""
             if b.done:
                 self._finish_locked()
-            return TokenBatch(text, b.n_tokens)
+            return TokenBatch(text, b.n_tokens, _logprobs(b.logprobs, b.n_logprobs))
 
     def _finish_locked(self) -> None:
         """Copies the response of an ended run (under self._lock)."""
@@ -440,7 +490,8 @@ class Run(_Closing):
                          cache_source=_ffi.CACHE_SOURCES.get(r.stats.contents.cache_source,
                                                              "none")),
             embedding=emb, normalized=bool(r.normalized), http_status=r.http_status,
-            request_id=request_id, error_code=error_code)
+            request_id=request_id, error_code=error_code,
+            logprobs=_logprobs(r.logprobs, r.n_logprobs) if r.logprobs else None)
 
     def _outcome(self) -> Response:
         if self._error is not None:
@@ -612,7 +663,8 @@ class Endpoint:
         (role, content) pairs; roles "system", "user", "assistant"."""
         keep: list = []
         arr, n = _messages(messages, keep)
-        p = _text_params(options, keep)
+        users = [i for i in range(n) if arr[i].role == b"user"]
+        p = _text_params(options, keep, users[-1] if users else 0)
         return self._submit(lambda raw, out, err: _ffi.sipp_chat(
             raw, arr, n, ctypes.byref(p), out, err))
 

@@ -2,8 +2,9 @@
 prototypes of the functions the binding calls.
 
 Rules the rest of the package relies on:
-- Each mirror lists the fields of its struct in sipp.h order. Fields appended to sipp.h are
-  appended here (sipp_local_params: a row of include/sipp_settings.h, then scripts/gen-settings);
+- Each mirror lists the fields of its struct in sipp.h order. The five params structs come from
+  their tables in include/sipp_settings.h through _fields.py (a row there, then
+  scripts/gen-settings); fields appended to the other structs are appended here.
   tests/bindings/abi_layout.c prints the C layout and the tests compare.
 - Every struct comes from new(Mirror): the mirror filled by its sipp_*_init() with
   struct_size = sizeof(mirror). A newer library accepts it (fields it has past the mirror take
@@ -90,32 +91,33 @@ class ClientParams(Structure):
     _fields_ = [("struct_size", c_uint32), ("log_level", c_int)]
 
 
-# sipp_local_params comes from its table (include/sipp_settings.h) through _fields.py, which
-# scripts/gen-settings writes: the kinds of the table as ctypes.
+class Media(Structure):
+    _fields_ = [("kind", c_int), ("data", c_void_p), ("len", c_size_t), ("mime_type", c_char_p),
+                ("message_index", c_size_t)]
+
+
+# The params structs come from their tables (include/sipp_settings.h) through _fields.py, which
+# scripts/gen-settings writes: the kinds of the tables as ctypes.
 _KIND_CTYPES = {"size": c_uint32, "u32": c_uint32, "i32": c_int32, "u64": c_uint64,
-                "bool": c_bool, "str": c_char_p, "fn": LoadProgressFn, "ptr": c_void_p}
+                "bool": c_bool, "str": c_char_p, "fn": LoadProgressFn, "ptr": c_void_p,
+                "f32": c_float, "strv": POINTER(c_char_p), "count": c_size_t,
+                "token_fn": TokenFn, "enum": c_int, "media": POINTER(Media)}
+
+
+def _mirror(fields: list) -> list:
+    return [(name, _KIND_CTYPES[kind]) for name, kind in fields]
 
 
 class LocalParams(Structure):
-    _fields_ = [(name, _KIND_CTYPES[kind]) for name, kind in _fields.LOCAL_PARAMS]
+    _fields_ = _mirror(_fields.LOCAL_PARAMS)
 
 
 class ProviderParams(Structure):
-    _fields_ = [("struct_size", c_uint32), ("kind", c_int), ("model", c_char_p),
-                ("base_url", c_char_p), ("api_key", c_char_p), ("api_key_env", c_char_p),
-                ("connect_timeout_ms", c_uint32), ("request_timeout_ms", c_uint32),
-                ("idle_timeout_ms", c_uint32), ("version", c_char_p),
-                ("headers", POINTER(c_char_p)), ("n_headers", c_size_t),
-                ("allow_private_network", c_bool)]
+    _fields_ = _mirror(_fields.PROVIDER_PARAMS)
 
 
 class GatewayParams(Structure):
-    _fields_ = [("struct_size", c_uint32), ("base_url", c_char_p), ("target", c_char_p),
-                ("auth", c_int), ("token", c_char_p), ("token_env", c_char_p),
-                ("auth_header", c_char_p), ("headers", POINTER(c_char_p)),
-                ("n_headers", c_size_t), ("connect_timeout_ms", c_uint32),
-                ("request_timeout_ms", c_uint32), ("idle_timeout_ms", c_uint32),
-                ("allow_private_network", c_bool)]
+    _fields_ = _mirror(_fields.GATEWAY_PARAMS)
 
 
 class EndpointInfo(Structure):
@@ -123,7 +125,8 @@ class EndpointInfo(Structure):
                 ("can_embed", c_bool), ("n_ctx", c_uint32), ("n_ctx_train", c_uint32),
                 ("n_embd", c_uint32), ("n_parallel", c_uint32), ("n_params", c_uint64),
                 ("size_bytes", c_uint64), ("architecture", c_char * 64),
-                ("description", c_char * 128)]
+                ("description", c_char * 128), ("vision", c_bool), ("audio_in", c_bool),
+                ("audio_out", c_bool)]
 
 
 class EngineStats(Structure):
@@ -133,17 +136,12 @@ class EngineStats(Structure):
                 ("generated_tokens", c_uint64), ("ticks", c_uint64), ("batch_tokens", c_uint64),
                 ("batch_fill", c_double), ("cache_hits", c_uint64), ("cache_misses", c_uint64),
                 ("cache_evictions", c_uint64), ("cache_ram_bytes", c_uint64),
-                ("cache_disk_bytes", c_uint64), ("stalls", c_uint64), ("stalled", c_uint32)]
+                ("cache_disk_bytes", c_uint64), ("stalls", c_uint64), ("stalled", c_uint32),
+                ("media_encoded", c_uint64), ("media_encode_ms", c_double)]
 
 
 class TextParams(Structure):
-    _fields_ = [("struct_size", c_uint32), ("max_tokens", c_uint32), ("temperature", c_float),
-                ("top_k", c_int32), ("top_p", c_float), ("min_p", c_float),
-                ("repeat_penalty", c_float), ("seed", c_uint32), ("stop", POINTER(c_char_p)),
-                ("n_stop", c_size_t), ("context_key", c_char_p), ("cache_scope", c_char_p),
-                ("grammar", c_char_p), ("json_schema", c_char_p), ("on_tokens", TokenFn),
-                ("user_data", c_void_p), ("timeout_ms", c_uint32), ("ignore_eos", c_bool),
-                ("extra_json", c_char_p), ("request_id", c_char_p)]
+    _fields_ = _mirror(_fields.TEXT_PARAMS)
 
 
 class Message(Structure):
@@ -151,8 +149,7 @@ class Message(Structure):
 
 
 class EmbedParams(Structure):
-    _fields_ = [("struct_size", c_uint32), ("normalize", c_bool), ("extra_json", c_char_p),
-                ("request_id", c_char_p)]
+    _fields_ = _mirror(_fields.EMBED_PARAMS)
 
 
 class Usage(Structure):
@@ -165,7 +162,16 @@ class Stats(Structure):
                 ("prefill_ms", c_double), ("decode_ms", c_double), ("prefill_tok_s", c_double),
                 ("decode_tok_s", c_double), ("total_ms", c_double), ("itl_avg_ms", c_double),
                 ("itl_p99_ms", c_double), ("prefill_tokens", c_uint32), ("cache_source", c_int),
-                ("cached_tokens", c_uint32)]
+                ("cached_tokens", c_uint32), ("encode_ms", c_double), ("media_chunks", c_uint32)]
+
+
+class TopLogprob(Structure):
+    _fields_ = [("token", c_void_p), ("token_len", c_size_t), ("logprob", c_float)]
+
+
+class TokenLogprob(Structure):
+    _fields_ = [("token", c_void_p), ("token_len", c_size_t), ("logprob", c_float),
+                ("top", POINTER(TopLogprob)), ("n_top", c_uint32)]
 
 
 class Response(Structure):
@@ -175,12 +181,14 @@ class Response(Structure):
                 ("n_embd", c_uint32), ("normalized", c_bool), ("usage", POINTER(Usage)),
                 ("stats", POINTER(Stats)),
                 ("http_status", c_uint32), ("retry_after_s", c_uint32),
-                ("request_id", c_char * 64), ("error_code", c_char * 48)]
+                ("request_id", c_char * 64), ("error_code", c_char * 48),
+                ("logprobs", POINTER(TokenLogprob)), ("n_logprobs", c_size_t)]
 
 
 class TokenBatch(Structure):
     _fields_ = [("struct_size", c_uint32), ("text", c_void_p), ("len", c_size_t),
-                ("n_tokens", c_uint32), ("done", c_bool)]
+                ("n_tokens", c_uint32), ("done", c_bool),
+                ("logprobs", POINTER(TokenLogprob)), ("n_logprobs", c_size_t)]
 
 
 # ---- enums ---------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ MIRRORS = {
     "sipp_text_params": _ffi.TextParams, "sipp_message": _ffi.Message,
     "sipp_embed_params": _ffi.EmbedParams, "sipp_usage": _ffi.Usage, "sipp_stats": _ffi.Stats,
     "sipp_response": _ffi.Response, "sipp_token_batch": _ffi.TokenBatch,
+    "sipp_top_logprob": _ffi.TopLogprob, "sipp_token_logprob": _ffi.TokenLogprob,
+    "sipp_media": _ffi.Media,
 }
 
 
@@ -108,6 +110,23 @@ def test_chat_streams_batches_that_add_up_to_the_text(client):
     assert "".join(batches) == resp.text and resp.text.strip()
     # the end-of-generation token is counted in usage but carries no text
     assert resp.usage.output_tokens - 1 <= sum(b.n_tokens for b in batches) <= resp.usage.output_tokens
+
+
+def test_logprobs_come_with_the_response_and_each_batch(client):
+    """Issue 18: logprobs=True, top_logprobs=N give TokenLogprob entries that spell the text."""
+    with client.query("story", "Once upon a time", max_tokens=12, logprobs=True, top_logprobs=3,
+                      **GREEDY) as run:
+        batches = list(run)
+        resp = run.result()
+    assert len(resp.logprobs) == 12
+    assert b"".join(e.bytes for e in resp.logprobs).decode("utf-8", "replace") == resp.text
+    for e in resp.logprobs:
+        assert e.logprob <= 0 and len(e.top) == 3 and e.top[0].bytes == e.bytes
+        assert [t.logprob for t in e.top] == sorted((t.logprob for t in e.top), reverse=True)
+    assert [e for b in batches for e in b.logprobs] == resp.logprobs
+    assert client.query("story", "Once", max_tokens=2).result().logprobs is None
+    with pytest.raises(sipp.SippError):
+        client.query("story", "Once", max_tokens=2, logprobs=True, top_logprobs=21)
 
 
 def test_chat_accepts_a_string_and_pairs(client):
@@ -434,6 +453,33 @@ def test_anthropic_kind_is_accepted_and_refuses_query(client):
 
 
 # ---- gateway endpoint against a real sipp-gateway ----------------------------------------------
+
+
+def test_logprobs_and_json_schema_pass_through_remotes(gateway, llama_server, client):
+    """Issue 18: a Sipp gateway endpoint and an OpenAI-compatible provider (llama-server) carry
+    logprobs and enforce json_schema; the gateway's numbers are the local engine's."""
+    schema = {"type": "object", "properties": {"mood": {"enum": ["happy", "sad"]},
+                                               "n": {"type": "integer"}},
+              "required": ["mood", "n"], "additionalProperties": False}
+    with sipp.Client() as c:
+        gw = c.add_gateway("gw", base_url=gateway.url, target="local", token=GW_TOKEN)
+        remote = c.add_provider("remote", model="tiny", base_url=llama_server,
+                                api_key="peer-secret-4242")
+        local = client.query("chat", "Once upon a time", max_tokens=8, logprobs=True,
+                             top_logprobs=2, **GREEDY).result()
+        for ep in (gw, remote):
+            with ep.query("Once upon a time", max_tokens=8, logprobs=True, top_logprobs=2,
+                          **GREEDY) as run:
+                batches = list(run)
+                r = run.result()
+            assert [e.bytes for e in r.logprobs] == [e.bytes for e in local.logprobs]
+            for a, b in zip(r.logprobs, local.logprobs):
+                assert math.isclose(a.logprob, b.logprob, abs_tol=2e-2) and len(a.top) == 2
+            assert [e for b in batches for e in b.logprobs] == r.logprobs
+            out = ep.chat("How do you feel?", max_tokens=200, json_schema=schema,
+                          **GREEDY).result().text
+            v = json.loads(out)
+            assert set(v) == {"mood", "n"} and v["mood"] in ("happy", "sad") and isinstance(v["n"], int)
 
 
 def test_gateway_gives_the_local_answers(gateway, client):

@@ -229,10 +229,15 @@ pub struct TextOptions {
     pub extra_json: Option<String>,
     /// Remote only: sent as `x-request-id`.
     pub request_id: Option<String>,
+    /// Each output token's log-probability (`Response::logprobs`).
+    pub logprobs: Option<bool>,
+    /// With `logprobs`: 0..=20 alternatives per token.
+    pub top_logprobs: Option<u32>,
 }
 
 setters!(TextOptions { max_tokens: u32, temperature: f32, top_k: i32, top_p: f32, min_p: f32,
-                       repeat_penalty: f32, seed: u32, timeout_ms: u32, ignore_eos: bool }
+                       repeat_penalty: f32, seed: u32, timeout_ms: u32, ignore_eos: bool,
+                       logprobs: bool, top_logprobs: u32 }
          into { context_key: String, cache_scope: String, grammar: String, json_schema: String,
                 extra_json: String, request_id: String });
 
@@ -281,7 +286,7 @@ impl TextOptions {
         p.struct_size = mem::size_of::<sys::sipp_text_params>() as u32;
         macro_rules! copy { ($($f:ident),*) => { $( if let Some(v) = self.$f { p.$f = v; } )* } }
         copy!(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, timeout_ms,
-              ignore_eos);
+              ignore_eos, logprobs, top_logprobs);
         let mut keep = Keep::default();
         p.context_key = keep.opt(&self.context_key, "context_key")?;
         p.cache_scope = keep.opt(&self.cache_scope, "cache_scope")?;
@@ -961,6 +966,50 @@ pub struct Response {
     pub request_id: String,
     /// remote endpoints: the peer's error code when it sent one, else ""
     pub error_code: String,
+    /// with `TextOptions::logprobs`: one entry per output token (`sipp_token_logprob`)
+    pub logprobs: Vec<TokenLogprob>,
+}
+
+/// One output token: its bytes (which may be part of a UTF-8 sequence), its log-probability and
+/// the most likely alternatives, most likely first, as (bytes, log-probability).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprob {
+    /// the token's bytes
+    pub token: Vec<u8>,
+    /// natural log of its probability, <= 0
+    pub logprob: f32,
+    /// the alternatives (bytes, log-probability), most likely first
+    pub top: Vec<(Vec<u8>, f32)>,
+}
+
+fn bytes_of(p: *const c_char, len: usize) -> Vec<u8> {
+    if len == 0 {
+        return Vec::new();
+    }
+    // SAFETY: len bytes owned by the run.
+    unsafe { std::slice::from_raw_parts(p as *const u8, len) }.to_vec()
+}
+
+fn logprobs_of(p: *const sys::sipp_token_logprob, n: usize) -> Vec<TokenLogprob> {
+    if p.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: n entries owned by the run, each with n_top alternatives.
+    unsafe { std::slice::from_raw_parts(p, n) }
+        .iter()
+        .map(|e| TokenLogprob {
+            token: bytes_of(e.token, e.token_len),
+            logprob: e.logprob,
+            top: if e.top.is_null() {
+                Vec::new()
+            } else {
+                unsafe { std::slice::from_raw_parts(e.top, e.n_top as usize) }
+                    .iter()
+                    .map(|t| (bytes_of(t.token, t.token_len), t.logprob))
+                    .collect()
+            },
+        })
+        .collect()
 }
 
 fn static_name(p: *const c_char) -> &'static str {
@@ -1097,6 +1146,7 @@ impl Run {
                 http_status: r.http_status,
                 request_id,
                 error_code,
+                logprobs: logprobs_of(r.logprobs, r.n_logprobs),
             })
         });
         Ok(())

@@ -35,52 +35,20 @@ pub struct sipp_client_params {
 pub type sipp_load_progress_fn = Option<unsafe extern "C" fn(f32, *mut c_void) -> bool>;
 pub type sipp_token_fn = Option<unsafe extern "C" fn(*const c_char, usize, u32, *mut c_void)>;
 
-// sipp_local_params and the macros over its fields: generated from include/sipp_settings.h.
+// The five params structs and the macros over their fields: generated from
+// include/sipp_settings.h (scripts/gen-settings).
 #[path = "fields.rs"]
 mod fields;
-pub use fields::sipp_local_params;
+pub use fields::{sipp_embed_params, sipp_gateway_params, sipp_local_params, sipp_provider_params,
+                 sipp_text_params};
 
 pub const SIPP_PROVIDER_OPENAI: c_int = 1;
 pub const SIPP_PROVIDER_OPENAI_COMPATIBLE: c_int = 2;
 pub const SIPP_PROVIDER_ANTHROPIC: c_int = 3;
 
-#[repr(C)]
-pub struct sipp_provider_params {
-    pub struct_size: u32,
-    pub kind: c_int,
-    pub model: *const c_char,
-    pub base_url: *const c_char,
-    pub api_key: *const c_char,
-    pub api_key_env: *const c_char,
-    pub connect_timeout_ms: u32,
-    pub request_timeout_ms: u32,
-    pub idle_timeout_ms: u32,
-    pub version: *const c_char,
-    pub headers: *const *const c_char,
-    pub n_headers: usize,
-    pub allow_private_network: bool,
-}
-
 pub const SIPP_GATEWAY_AUTH_NONE: c_int = 0;
 pub const SIPP_GATEWAY_AUTH_BEARER: c_int = 1;
 pub const SIPP_GATEWAY_AUTH_HEADER: c_int = 2;
-
-#[repr(C)]
-pub struct sipp_gateway_params {
-    pub struct_size: u32,
-    pub base_url: *const c_char,
-    pub target: *const c_char,
-    pub auth: c_int,
-    pub token: *const c_char,
-    pub token_env: *const c_char,
-    pub auth_header: *const c_char,
-    pub headers: *const *const c_char,
-    pub n_headers: usize,
-    pub connect_timeout_ms: u32,
-    pub request_timeout_ms: u32,
-    pub idle_timeout_ms: u32,
-    pub allow_private_network: bool,
-}
 
 #[repr(C)]
 pub struct sipp_endpoint_info {
@@ -96,6 +64,9 @@ pub struct sipp_endpoint_info {
     pub size_bytes: u64,
     pub architecture: [c_char; 64],
     pub description: [c_char; 128],
+    pub vision: bool,
+    pub audio_in: bool,
+    pub audio_out: bool,
 }
 
 #[repr(C)]
@@ -119,44 +90,24 @@ pub struct sipp_engine_stats {
     pub cache_disk_bytes: u64,
     pub stalls: u64,
     pub stalled: u32,
+    pub media_encoded: u64,
+    pub media_encode_ms: f64,
 }
 
+/// A media part (multimodal; sipp.h's sipp_media).
 #[repr(C)]
-pub struct sipp_text_params {
-    pub struct_size: u32,
-    pub max_tokens: u32,
-    pub temperature: c_float,
-    pub top_k: i32,
-    pub top_p: c_float,
-    pub min_p: c_float,
-    pub repeat_penalty: c_float,
-    pub seed: u32,
-    pub stop: *const *const c_char,
-    pub n_stop: usize,
-    pub context_key: *const c_char,
-    pub cache_scope: *const c_char,
-    pub grammar: *const c_char,
-    pub json_schema: *const c_char,
-    pub on_tokens: sipp_token_fn,
-    pub user_data: *mut c_void,
-    pub timeout_ms: u32,
-    pub ignore_eos: bool,
-    pub extra_json: *const c_char,
-    pub request_id: *const c_char,
+pub struct sipp_media {
+    pub kind: c_int,
+    pub data: *const c_void,
+    pub len: usize,
+    pub mime_type: *const c_char,
+    pub message_index: usize,
 }
 
 #[repr(C)]
 pub struct sipp_message {
     pub role: *const c_char,
     pub content: *const c_char,
-}
-
-#[repr(C)]
-pub struct sipp_embed_params {
-    pub struct_size: u32,
-    pub normalize: bool,
-    pub extra_json: *const c_char,
-    pub request_id: *const c_char,
 }
 
 #[repr(C)]
@@ -184,6 +135,8 @@ pub struct sipp_stats {
     pub prefill_tokens: u32,
     pub cache_source: c_int,
     pub cached_tokens: u32,
+    pub encode_ms: f64,
+    pub media_chunks: u32,
 }
 
 #[repr(C)]
@@ -203,6 +156,27 @@ pub struct sipp_response {
     pub retry_after_s: u32,
     pub request_id: [c_char; 64],
     pub error_code: [c_char; 48],
+    pub logprobs: *const sipp_token_logprob,
+    pub n_logprobs: usize,
+}
+
+/// Log-probabilities (issue 18): fixed layouts, array elements.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct sipp_top_logprob {
+    pub token: *const c_char,
+    pub token_len: usize,
+    pub logprob: c_float,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct sipp_token_logprob {
+    pub token: *const c_char,
+    pub token_len: usize,
+    pub logprob: c_float,
+    pub top: *const sipp_top_logprob,
+    pub n_top: u32,
 }
 
 #[repr(C)]
@@ -212,6 +186,8 @@ pub struct sipp_token_batch {
     pub len: usize,
     pub n_tokens: u32,
     pub done: bool,
+    pub logprobs: *const sipp_token_logprob,
+    pub n_logprobs: usize,
 }
 
 #[repr(C)]

@@ -90,36 +90,32 @@ macro_rules! mirror {
 }
 
 fn mirrors() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
-    vec![
+    // the params structs come from include/sipp_settings.h (src/fields.rs)
+    let mut v = Vec::from(sipp::sipp_params_fields!(mirror));
+    v.extend(vec![
         mirror!(sipp_error { struct_size, code, subcode, message }),
         mirror!(sipp_client_params { struct_size, log_level }),
-        sipp::sipp_local_params_fields!(mirror), // from include/sipp_settings.h
-        mirror!(sipp_provider_params { struct_size, kind, model, base_url, api_key, api_key_env,
-            connect_timeout_ms, request_timeout_ms, idle_timeout_ms, version, headers, n_headers,
-            allow_private_network }),
-        mirror!(sipp_gateway_params { struct_size, base_url, target, auth, token, token_env,
-            auth_header, headers, n_headers, connect_timeout_ms, request_timeout_ms,
-            idle_timeout_ms, allow_private_network }),
         mirror!(sipp_endpoint_info { struct_size, can_generate, can_chat, can_embed, n_ctx,
-            n_ctx_train, n_embd, n_parallel, n_params, size_bytes, architecture, description }),
+            n_ctx_train, n_embd, n_parallel, n_params, size_bytes, architecture, description, vision,
+            audio_in, audio_out }),
         mirror!(sipp_engine_stats { struct_size, running, queued, completed, cancelled, failed,
             rejected_busy, prompt_tokens, generated_tokens, ticks, batch_tokens, batch_fill,
             cache_hits, cache_misses, cache_evictions, cache_ram_bytes, cache_disk_bytes, stalls,
-            stalled }),
-        mirror!(sipp_text_params { struct_size, max_tokens, temperature, top_k, top_p, min_p,
-            repeat_penalty, seed, stop, n_stop, context_key, cache_scope, grammar, json_schema,
-            on_tokens, user_data, timeout_ms, ignore_eos, extra_json, request_id }),
+            stalled, media_encoded, media_encode_ms }),
+        mirror!(sipp_media { kind, data, len, mime_type, message_index }),
         mirror!(sipp_message { role, content }),
-        mirror!(sipp_embed_params { struct_size, normalize, extra_json, request_id }),
         mirror!(sipp_usage { struct_size, input_tokens, output_tokens, total_tokens }),
         mirror!(sipp_stats { struct_size, queue_ms, ttft_ms, prefill_ms, decode_ms, prefill_tok_s,
             decode_tok_s, total_ms, itl_avg_ms, itl_p99_ms, prefill_tokens, cache_source,
-            cached_tokens }),
+            cached_tokens, encode_ms, media_chunks }),
         mirror!(sipp_response { struct_size, status, error_message, text, text_len, finish_reason,
             embedding, n_embd, normalized, usage, stats, http_status, retry_after_s, request_id,
-            error_code }),
-        mirror!(sipp_token_batch { struct_size, text, len, n_tokens, done }),
-    ]
+            error_code, logprobs, n_logprobs }),
+        mirror!(sipp_token_batch { struct_size, text, len, n_tokens, done, logprobs, n_logprobs }),
+        mirror!(sipp_top_logprob { token, token_len, logprob }),
+        mirror!(sipp_token_logprob { token, token_len, logprob, top, n_top }),
+    ]);
+    v
 }
 
 #[test]
@@ -144,6 +140,23 @@ fn the_layout_check_catches_a_stale_mirror() {
     let bad = mismatches(&layout, name, size - 16, &fields);
     assert_eq!(bad.len(), 2, "{:?}", bad);
     assert!(bad[0].starts_with("sipp_text_params: size") && bad[1].starts_with("sipp_text_params: fields"));
+}
+
+#[test]
+fn logprobs_spell_the_text() {
+    let r = ep("story")
+        .query("Once upon a time", &greedy().max_tokens(12).logprobs(true).top_logprobs(3))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(r.logprobs.len(), 12);
+    let bytes: Vec<u8> = r.logprobs.iter().flat_map(|e| e.token.clone()).collect();
+    assert_eq!(String::from_utf8_lossy(&bytes), r.text);
+    for e in &r.logprobs {
+        assert!(e.logprob <= 0.0 && e.top.len() == 3 && e.top[0].0 == e.token);
+        assert!(e.top.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
+    assert!(ep("story").query("Once", &greedy().max_tokens(2)).unwrap().wait().unwrap().logprobs.is_empty());
 }
 
 #[test]
@@ -507,9 +520,9 @@ fn gateway_endpoint_against_a_real_sipp_gateway() {
     assert!(!e.request_id.is_empty());
     let e = denied.query("x", &TextOptions::new().grammar("root ::= \"a\"")).unwrap_err();
     assert!(e.kind == "invalid_argument" && e.message.contains("grammar"), "{}", e);
-    // header auth reaches the gateway as a header it does not know: 401 too
+    // header auth in a header the gateway does not take (it takes Bearer and x-api-key): 401
     let hdr = c.add_gateway("hdr", &GatewayOptions::new(&gw.url, "local")
-        .auth(GatewayAuth::Header("X-Api-Key".into())).token(GW_TOKEN)).unwrap();
+        .auth(GatewayAuth::Header("X-Token".into())).token(GW_TOKEN)).unwrap();
     let e = hdr.chat(&[Message::user("Hi")], &TextOptions::new().max_tokens(4)).unwrap().wait().unwrap_err();
     assert_eq!((e.kind, e.http_status), ("authentication", 401));
 

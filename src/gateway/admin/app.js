@@ -101,6 +101,8 @@
       (x) => (x.status >= 400 ? "err" : ""));
     fill("targets", s.targets, ["target", "type", "requests", "errors", "input_tokens", "output_tokens"]);
     fill("callers", s.callers, ["caller", "requests", "errors", "input_tokens", "output_tokens"]);
+    fill("replicas", s.replicas || [], ["target", "replica", "state", "outstanding", "requests", "errors", "ejections",
+      (x) => (x.state === "out" ? fmt(x.retry_in_s, 1) : "–")], (x) => (x.state === "out" ? "err" : ""));
     if (!settingsLoaded) { loadSettings(s.settings); settingsLoaded = true; }
   }
 

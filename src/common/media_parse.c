@@ -1,0 +1,182 @@
+/*
+ * media_parse.c — the parts of a media request Sipp reads itself (see media_parse.h): format
+ * sniffing with the declared image size, and media markers (data URLs: data_url.c, native
+ * only, as it needs OpenSSL). Everything is bounds-checked against `len`; nothing here decodes
+ * pixels. Also in the WebAssembly build.
+ */
+#define _GNU_SOURCE
+#include "media_parse.h"
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint32_t be16(const unsigned char *p) { return (uint32_t)p[0] << 8 | p[1]; }
+static uint32_t be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static uint32_t le16(const unsigned char *p) { return (uint32_t)p[1] << 8 | p[0]; }
+static uint32_t le32(const unsigned char *p) {
+    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+/* The JPEG frame header (SOFn) size: walks the marker segments up to the first SOFn. */
+static int jpeg_size(const unsigned char *d, size_t len, uint32_t *w, uint32_t *h) {
+    size_t i = 2;
+    while (i + 4 <= len) {
+        if (d[i] != 0xFF) return -1;
+        unsigned m = d[i + 1];
+        if (m == 0xFF) { /* fill byte */
+            i++;
+            continue;
+        }
+        if (m == 0xD8 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) { /* no length */
+            i += 2;
+            continue;
+        }
+        if (m == 0xD9 || m == 0xDA) return -1; /* end or scan data before any frame header */
+        uint32_t seg = be16(d + i + 2);
+        if (seg < 2) return -1;
+        bool sof = m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
+        if (sof) {
+            if (i + 9 > len || seg < 7) return -1;
+            *h = be16(d + i + 5);
+            *w = be16(d + i + 7);
+            return 0;
+        }
+        i += 2 + (size_t)seg;
+    }
+    return -1;
+}
+
+/* The declared type, lower-cased without parameters, into buf; aliases made canonical. */
+static const char *canonical_mime(const char *mime, char *buf, size_t cap) {
+    size_t n = 0;
+    while (mime[n] && mime[n] != ';' && n + 1 < cap) {
+        buf[n] = (char)tolower((unsigned char)mime[n]);
+        n++;
+    }
+    while (n > 0 && buf[n - 1] == ' ') n--;
+    buf[n] = '\0';
+    static const char *const alias[][2] = {
+        {"image/jpg", "image/jpeg"},   {"image/pjpeg", "image/jpeg"}, {"image/x-ms-bmp", "image/bmp"},
+        {"audio/x-wav", "audio/wav"},  {"audio/wave", "audio/wav"},   {"audio/vnd.wave", "audio/wav"},
+        {"audio/mp3", "audio/mpeg"},   {"audio/x-flac", "audio/flac"},
+    };
+    for (size_t i = 0; i < sizeof alias / sizeof alias[0]; i++)
+        if (strcmp(buf, alias[i][0]) == 0) return alias[i][1];
+    return buf;
+}
+
+sipp_status sipp__media_sniff(const void *data, size_t len, sipp_media_kind kind, const char *mime,
+                              uint64_t max_pixels, sipp__media_desc *out, char *msg, size_t cap) {
+    const unsigned char *d = data;
+    memset(out, 0, sizeof *out);
+    if (kind != SIPP_MEDIA_IMAGE && kind != SIPP_MEDIA_AUDIO) {
+        snprintf(msg, cap, "unknown media kind %d (image or audio)", (int)kind);
+        return SIPP_INVALID_ARGUMENT;
+    }
+    if (!d || len == 0) {
+        snprintf(msg, cap, "the %s is empty (0 bytes)", kind == SIPP_MEDIA_IMAGE ? "image" : "audio");
+        return SIPP_INVALID_ARGUMENT;
+    }
+    int bad = 0; /* 1: a known image format whose header is cut or broken */
+    if (len >= 8 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) {
+        out->kind = SIPP_MEDIA_IMAGE, out->mime = "image/png";
+        if (len >= 24 && memcmp(d + 12, "IHDR", 4) == 0)
+            out->width = be32(d + 16), out->height = be32(d + 20);
+        else
+            bad = 1;
+    } else if (len >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) {
+        out->kind = SIPP_MEDIA_IMAGE, out->mime = "image/jpeg";
+        bad = jpeg_size(d, len, &out->width, &out->height) != 0;
+    } else if (len >= 6 && (memcmp(d, "GIF87a", 6) == 0 || memcmp(d, "GIF89a", 6) == 0)) {
+        out->kind = SIPP_MEDIA_IMAGE, out->mime = "image/gif";
+        if (len >= 10) out->width = le16(d + 6), out->height = le16(d + 8);
+        else bad = 1;
+    } else if (len >= 2 && d[0] == 'B' && d[1] == 'M') {
+        out->kind = SIPP_MEDIA_IMAGE, out->mime = "image/bmp";
+        if (len >= 26) {
+            int32_t w = (int32_t)le32(d + 18), h = (int32_t)le32(d + 22);
+            out->width = w < 0 ? 0u - (uint32_t)w : (uint32_t)w;
+            out->height = h < 0 ? 0u - (uint32_t)h : (uint32_t)h;
+        } else {
+            bad = 1;
+        }
+    } else if (len >= 12 && memcmp(d, "RIFF", 4) == 0 && memcmp(d + 8, "WAVE", 4) == 0) {
+        out->kind = SIPP_MEDIA_AUDIO, out->mime = "audio/wav";
+    } else if (len >= 4 && memcmp(d, "fLaC", 4) == 0) {
+        out->kind = SIPP_MEDIA_AUDIO, out->mime = "audio/flac";
+    } else if ((len >= 3 && memcmp(d, "ID3", 3) == 0) ||
+               (len >= 2 && d[0] == 0xFF && (d[1] & 0xE0) == 0xE0)) {
+        out->kind = SIPP_MEDIA_AUDIO, out->mime = "audio/mpeg";
+    }
+    const char *want = kind == SIPP_MEDIA_IMAGE ? "an image (PNG, JPEG, GIF or BMP)"
+                                                : "audio (WAV, MP3 or FLAC)";
+    if (!out->mime) {
+        snprintf(msg, cap, "the bytes are not %s%s%s", want, mime ? " although typed " : "",
+                 mime ? mime : "");
+        return SIPP_INVALID_ARGUMENT;
+    }
+    if (out->kind != kind) {
+        snprintf(msg, cap, "the bytes are %s, not %s", out->mime, want);
+        return SIPP_INVALID_ARGUMENT;
+    }
+    if (mime && mime[0]) {
+        char buf[64];
+        const char *m = canonical_mime(mime, buf, sizeof buf);
+        if (strcmp(m, out->mime) != 0) {
+            snprintf(msg, cap, "declared type '%.48s' but the bytes are %s", mime, out->mime);
+            return SIPP_INVALID_ARGUMENT;
+        }
+    }
+    if (bad) {
+        snprintf(msg, cap, "the %s header is truncated or corrupt", out->mime);
+        return SIPP_INVALID_ARGUMENT;
+    }
+    if (kind == SIPP_MEDIA_IMAGE) {
+        if (out->width == 0 || out->height == 0) {
+            snprintf(msg, cap, "the %s declares a %ux%u image", out->mime, out->width, out->height);
+            return SIPP_INVALID_ARGUMENT;
+        }
+        uint64_t px = (uint64_t)out->width * out->height;
+        if (px > max_pixels) {
+            snprintf(msg, cap,
+                     "the %s declares %ux%u = %llu pixels, over the limit of %llu pixels per image "
+                     "(max_image_pixels)",
+                     out->mime, out->width, out->height, (unsigned long long)px,
+                     (unsigned long long)max_pixels);
+            return SIPP_INVALID_ARGUMENT;
+        }
+    }
+    return SIPP_OK;
+}
+
+size_t sipp__media_count_markers(const char *text) {
+    size_t n = 0, m = strlen(SIPP_MEDIA_MARKER);
+    for (const char *p = text; (p = strstr(p, SIPP_MEDIA_MARKER)) != NULL; p += m) n++;
+    return n;
+}
+
+sipp_status sipp__media_place_markers(const char *text, size_t n_parts, const char *what,
+                                      char **out, sipp_error *err) {
+    *out = NULL;
+    size_t have = sipp__media_count_markers(text);
+    if (have != 0 && have != n_parts)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "%s has %zu media marker(s) but %zu media part(s): put one %s per part, "
+                          "or none to have them added in front",
+                          what, have, n_parts, SIPP_MEDIA_MARKER);
+    size_t m = strlen(SIPP_MEDIA_MARKER), tl = strlen(text);
+    size_t extra = have == 0 ? n_parts : 0;
+    if (extra > (SIZE_MAX - tl - 1) / m)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "%s: too many media parts", what);
+    char *s = malloc(extra * m + tl + 1);
+    if (!s) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    for (size_t i = 0; i < extra; i++) memcpy(s + i * m, SIPP_MEDIA_MARKER, m);
+    memcpy(s + extra * m, text, tl + 1);
+    *out = s;
+    return SIPP_OK;
+}
