@@ -293,7 +293,11 @@ SIPP_API sipp_status sipp_local_params_init(sipp_local_params *p, size_t size);
 
 /**
  * Registers a local model endpoint under `id` and loads the model (blocking).
- * Re-adding an existing id replaces that endpoint (its runs are cancelled).
+ * Re-adding the id of a local endpoint swaps it: the new model loads first (the old one serves
+ * meanwhile), then the id names the new endpoint and the old handle answers SIPP_CLOSED to new
+ * requests, while runs already submitted on it stream on to their own end (not cancelled); its
+ * model is freed after the last one ended (or when the client is freed, which cancels them).
+ * Re-adding over a remote endpoint replaces it and cancels its runs.
  * @param out  optional; receives the endpoint, owned by the client.
  * Before llama.cpp reads the file, Sipp checks the pin (`sha256`, when set) and the file's
  * whole GGUF structure (docs/reliability.md, section A).
@@ -433,7 +437,8 @@ SIPP_API sipp_endpoint *sipp_client_get_endpoint(sipp_client *client, const char
 /**
  * Removes an endpoint: closes it (see sipp_endpoint), cancels its runs, waits for their end and
  * unloads its model. Handles to it stay valid and answer SIPP_CLOSED; so does the handle of an
- * id that sipp_client_add_*() replaced. A run submitted on another thread while the endpoint
+ * id that sipp_client_add_*() replaced (a swapped local one's runs finish: see
+ * sipp_client_add_local()). A run submitted on another thread while the endpoint
  * closes either started before (and is cancelled) or fails with SIPP_CLOSED.
  * Errors: NOT_FOUND (no open endpoint has that id). Thread-safety: any thread. Since 0.1.
  */

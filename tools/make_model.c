@@ -20,6 +20,11 @@
  *               projector type, as tools/mtmd/clip.cpp loads it): a CLIP ViT (patch 14,
  *               224x224 input, class embedding, pre-LN, 3 blocks of width 128) and the
  *               two-layer GELU MLP into the text model's 256-wide embedding space
+ *   llama-tiny  2 layers of 256, GQA 4/2, tied, Llama-3 rope_freqs (the WebGPU tests)
+ *   qwen2-tiny  the same dims as qwen2 (random QKV biases, NEOX rope)
+ *   qwen3-tiny  the same dims as qwen3 (QK norm, NEOX rope)
+ * The tiny shapes are test shapes: their norm weights and biases are random too (around 1 and
+ * 0), and their weights larger, so a pipeline that skips or misplaces one gives other logits.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "ggml.h"
@@ -43,6 +48,7 @@ typedef struct shape {
     /* vision projectors (arch "clip"): n_embd/n_layer/n_head/n_ff are the ViT's */
     int image_size, patch_size, proj_dim;
     float scale; /* of the random weights; 0 = 0.02 */
+    int varied;  /* test shapes: random norms and biases, rope_freqs, larger weights */
 } shape;
 
 /* The LLaVA pair's weights are larger and its output is untied, so that the image visibly
@@ -52,14 +58,17 @@ typedef struct shape {
 #define SCALE_LLAVA 0.1f
 
 static const shape shapes[] = {
-    {"llama-135m", "llama", "ggml-vocab-gpt-2.gguf", 576, 30, 9, 3, 1536, 8192, 1, 0, 0, 0, 0, 0},
-    {"llama-0.5b", "llama", "ggml-vocab-gpt-2.gguf", 896, 24, 14, 2, 4864, 32768, 1, 0, 0, 0, 0, 0},
-    {"llama-1b", "llama", "ggml-vocab-llama-bpe.gguf", 2048, 16, 32, 8, 8192, 131072, 1, 0, 0, 0, 0, 0},
-    {"llama-8b", "llama", "ggml-vocab-llama-bpe.gguf", 4096, 32, 32, 8, 14336, 131072, 0, 0, 0, 0, 0, 0},
-    {"bert-small", "bert", "ggml-vocab-bert-bge.gguf", 384, 12, 12, 12, 1536, 512, 0, 1, 0, 0, 0, 0},
-    {"bert-rerank", "bert", "ggml-vocab-bert-bge.gguf", 384, 12, 12, 12, 1536, 512, 0, 4, 0, 0, 0, 0},
-    {"llava-text", "llama", "ggml-vocab-qwen2.gguf", 256, 2, 4, 4, 512, 4096, 0, 0, 0, 0, 0, SCALE_LLAVA},
-    {"llava-mmproj", "clip", NULL, 128, 3, 4, 4, 512, 0, 0, 0, 224, 14, 256, SCALE_LLAVA},
+    {"llama-135m", "llama", "ggml-vocab-gpt-2.gguf", 576, 30, 9, 3, 1536, 8192, 1, 0, 0, 0, 0, 0, 0},
+    {"llama-0.5b", "llama", "ggml-vocab-gpt-2.gguf", 896, 24, 14, 2, 4864, 32768, 1, 0, 0, 0, 0, 0, 0},
+    {"llama-1b", "llama", "ggml-vocab-llama-bpe.gguf", 2048, 16, 32, 8, 8192, 131072, 1, 0, 0, 0, 0, 0, 0},
+    {"llama-8b", "llama", "ggml-vocab-llama-bpe.gguf", 4096, 32, 32, 8, 14336, 131072, 0, 0, 0, 0, 0, 0, 0},
+    {"bert-small", "bert", "ggml-vocab-bert-bge.gguf", 384, 12, 12, 12, 1536, 512, 0, 1, 0, 0, 0, 0, 0},
+    {"bert-rerank", "bert", "ggml-vocab-bert-bge.gguf", 384, 12, 12, 12, 1536, 512, 0, 4, 0, 0, 0, 0, 0},
+    {"llava-text", "llama", "ggml-vocab-qwen2.gguf", 256, 2, 4, 4, 512, 4096, 0, 0, 0, 0, 0, SCALE_LLAVA, 0},
+    {"llava-mmproj", "clip", NULL, 128, 3, 4, 4, 512, 0, 0, 0, 224, 14, 256, SCALE_LLAVA, 0},
+    {"llama-tiny", "llama", "ggml-vocab-gpt-2.gguf", 256, 2, 4, 2, 768, 2048, 1, 0, 0, 0, 0, 0, 1},
+    {"qwen2-tiny", "qwen2", "ggml-vocab-gpt-2.gguf", 256, 2, 4, 2, 768, 2048, 1, 0, 0, 0, 0, 0, 1},
+    {"qwen3-tiny", "qwen3", "ggml-vocab-gpt-2.gguf", 256, 2, 4, 2, 768, 2048, 0, 0, 0, 0, 0, 0, 1},
 };
 
 typedef enum wtype { W_F16, W_Q8_0, W_Q4_K_M } wtype;
@@ -81,7 +90,8 @@ static float rng_uniform(void) { /* in [-1, 1) */
 
 /* ---- tensor plan -------------------------------------------------------------------------- */
 
-typedef enum fill { FILL_RANDOM, FILL_ONES, FILL_ZEROS } fill;
+typedef enum fill { FILL_RANDOM, FILL_ONES, FILL_ZEROS, FILL_AROUND_ONE, FILL_FREQS } fill;
+static int varied; /* the shape's `varied` */
 
 typedef struct tensor_plan {
     char name[64];
@@ -124,26 +134,37 @@ static void add_layer(wtype w, int i, const char *suffix, int64_t ne0, int64_t n
     char name[64];
     snprintf(name, sizeof name, "blk.%d.%s", i, suffix);
     if (ne1 == 1)
-        add(name, ne0, 1, GGML_TYPE_F32, strstr(suffix, "bias") ? FILL_ZEROS : FILL_ONES);
+        add(name, ne0, 1, GGML_TYPE_F32,
+            strstr(suffix, "bias") ? (varied ? FILL_RANDOM : FILL_ZEROS) : varied ? FILL_AROUND_ONE : FILL_ONES);
     else
         add_weight(w, name, ne0, ne1);
 }
 
 static void plan_llama(const shape *s, wtype w, int64_t n_vocab) {
-    int64_t kv = (int64_t)s->n_embd / s->n_head * s->n_head_kv;
+    int64_t head = s->n_embd / s->n_head, kv = head * s->n_head_kv;
     add_weight(w, "token_embd.weight", s->n_embd, n_vocab);
+    if (varied && strcmp(s->arch, "llama") == 0) add("rope_freqs.weight", head / 2, 1, GGML_TYPE_F32, FILL_FREQS);
     for (int i = 0; i < s->n_layer; i++) {
         add_layer(w, i, "attn_norm.weight", s->n_embd, 1);
         add_layer(w, i, "attn_q.weight", s->n_embd, s->n_embd);
         add_layer(w, i, "attn_k.weight", s->n_embd, kv);
         add_layer(w, i, "attn_v.weight", s->n_embd, kv);
+        if (strcmp(s->arch, "qwen2") == 0) {
+            add_layer(w, i, "attn_q.bias", s->n_embd, 1);
+            add_layer(w, i, "attn_k.bias", kv, 1);
+            add_layer(w, i, "attn_v.bias", kv, 1);
+        }
+        if (strcmp(s->arch, "qwen3") == 0) {
+            add_layer(w, i, "attn_q_norm.weight", head, 1);
+            add_layer(w, i, "attn_k_norm.weight", head, 1);
+        }
         add_layer(w, i, "attn_output.weight", s->n_embd, s->n_embd);
         add_layer(w, i, "ffn_norm.weight", s->n_embd, 1);
         add_layer(w, i, "ffn_gate.weight", s->n_embd, s->n_ff);
         add_layer(w, i, "ffn_up.weight", s->n_embd, s->n_ff);
         add_layer(w, i, "ffn_down.weight", s->n_ff, s->n_embd);
     }
-    add("output_norm.weight", s->n_embd, 1, GGML_TYPE_F32, FILL_ONES);
+    add("output_norm.weight", s->n_embd, 1, GGML_TYPE_F32, varied ? FILL_AROUND_ONE : FILL_ONES);
     if (!s->tied) add_weight(w, "output.weight", s->n_embd, n_vocab);
 }
 
@@ -250,7 +271,11 @@ static int write_tensor(FILE *f, const tensor_plan *p, size_t alignment, float s
     void *dst = p->type == GGML_TYPE_F32 ? (void *)src : malloc(bytes);
     if (!src || !dst) return -1;
     for (size_t i = 0; i < n; i++)
-        src[i] = p->fill == FILL_ONES ? 1.0f : p->fill == FILL_ZEROS ? 0.0f : scale * rng_uniform();
+        src[i] = p->fill == FILL_ONES         ? 1.0f
+                 : p->fill == FILL_ZEROS      ? 0.0f
+                 : p->fill == FILL_AROUND_ONE ? 1.0f + 0.5f * rng_uniform()
+                 : p->fill == FILL_FREQS      ? 2.5f + 1.5f * rng_uniform()
+                                              : scale * rng_uniform();
     if (p->type == GGML_TYPE_F16)
         ggml_fp32_to_fp16_row(src, dst, (int64_t)n);
     else if (p->type != GGML_TYPE_F32)
@@ -271,6 +296,7 @@ static const char usage[] =
     "Write a random-weight GGUF of a real model shape for tests and benchmarks.\n"
     "shapes: llama-135m llama-0.5b llama-1b llama-8b bert-small bert-rerank llava-text\n"
     "        llava-mmproj (the vision projector for llava-text: pass it as mmproj)\n"
+    "        llama-tiny qwen2-tiny qwen3-tiny (WebGPU test shapes)\n"
     "--vocab-dir: llama.cpp's models/ folder with the vocab-only GGUFs (default $SIPP_LLAMA_SRC/models)\n";
 
 int main(int argc, char **argv) {
@@ -316,6 +342,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
+    varied = s->varied;
 
     struct gguf_context *g = gguf_init_empty();
     struct gguf_context *vocab = NULL;
@@ -358,14 +385,14 @@ int main(int argc, char **argv) {
         set_arch_u32(g, s->arch, "feed_forward_length", (uint32_t)s->n_ff);
         set_arch_u32(g, s->arch, "attention.head_count", (uint32_t)s->n_head);
         char k[128];
-        if (strcmp(s->arch, "llama") == 0) {
+        if (strcmp(s->arch, "bert") != 0) { /* llama, qwen2, qwen3 */
             set_arch_u32(g, s->arch, "attention.head_count_kv", (uint32_t)s->n_head_kv);
             set_arch_u32(g, s->arch, "rope.dimension_count", (uint32_t)(s->n_embd / s->n_head));
             set_arch_u32(g, s->arch, "vocab_size", (uint32_t)n_vocab);
             snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", s->arch);
             gguf_set_val_f32(g, k, 1e-5f);
             snprintf(k, sizeof k, "%s.rope.freq_base", s->arch);
-            gguf_set_val_f32(g, k, 10000.0f);
+            gguf_set_val_f32(g, k, varied ? 50000.0f : 10000.0f); /* tests: not the default */
             plan_llama(s, w, n_vocab);
         } else {
             snprintf(k, sizeof k, "%s.attention.layer_norm_epsilon", s->arch);
@@ -406,7 +433,8 @@ int main(int argc, char **argv) {
     size_t alignment = gguf_get_alignment(g);
     uint64_t n_params = 0;
     for (int i = 0; rc == 0 && i < n_plan; i++) {
-        rc = write_tensor(f, &plan[i], alignment, s->scale > 0 ? s->scale : 0.02f);
+        rc = write_tensor(f, &plan[i], alignment,
+                          s->scale > 0 ? s->scale : varied ? 0.08f : 0.02f);
         n_params += (uint64_t)(plan[i].ne0 * plan[i].ne1 * plan[i].ne2 * plan[i].ne3);
     }
     if (fclose(f) != 0) rc = -1;

@@ -12,3 +12,5 @@ execFileSync(process.execPath, [`${here}/node_modules/typescript/bin/tsc`, '-p',
 const common = { bundle: true, target: 'es2022', sourcemap: true, logLevel: 'warning' };
 await build({ ...common, entryPoints: [`${here}/src/index.ts`], format: 'esm', outfile: `${here}/dist/sipp.js` });
 await build({ ...common, entryPoints: [`${here}/src/worker.ts`], format: 'iife', outfile: `${here}/dist/sipp-worker.js` });
+// The WebGPU pipeline alone (the tests' pages and the Node benchmark load it directly).
+await build({ ...common, entryPoints: [`${here}/src/webgpu/index.ts`], format: 'esm', outfile: `${here}/dist/sipp-webgpu.js` });

@@ -4,7 +4,8 @@
  *
  *   sipp-gateway check --config FILE   validate only (no secrets read, no model loaded; pulled
  *                                      model names must be in the models directory)
- *   sipp-gateway serve --config FILE   run until SIGTERM or SIGINT, then drain and exit
+ *   sipp-gateway serve --config FILE   run until SIGTERM or SIGINT, then drain and exit;
+ *                                      SIGHUP reloads the config file
  */
 #define _POSIX_C_SOURCE 200809L
 #include "gateway.h"
@@ -132,6 +133,7 @@ int main(int argc, char **argv) {
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP); /* reload (docs/gateway.md "Reload") */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     sipp__gw *gw;
@@ -141,8 +143,14 @@ int main(int argc, char **argv) {
         sipp__gw_config_free(&cfg);
         return 1;
     }
+    sipp__gw_set_config_path(gw, config);
     int sig = 0;
-    sigwait(&set, &sig);
+    for (;;) {
+        sigwait(&set, &sig);
+        if (sig != SIGHUP) break;
+        char why[768];
+        sipp__gw_reload(gw, why, sizeof why); /* the outcome is logged */
+    }
     sipp__gw_shutdown(gw);
     sipp__gw_free(gw);
     sipp__gw_log_flush(2.0); /* the last lines, unless nobody reads stderr */

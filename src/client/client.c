@@ -13,6 +13,12 @@
  * marked closed and its engine or remote is detached, then freed outside the lock; every call
  * on the handle holds `life` for reading while it uses them, so it either finishes first or sees
  * `closed` and fails with SIPP_CLOSED. The closed shell moves to the client's `closed` list.
+ *
+ * Swapping (issue 21): re-adding the id of a local endpoint loads the new model first (the old
+ * one keeps serving meanwhile), then closes the old handle without cancelling: its engine is
+ * detached like any close, but handed to a drain thread that waits until every run submitted on
+ * it has ended and only then frees it. Removing an endpoint, replacing a remote one and freeing
+ * the client still cancel. Drain threads are joined when the client is freed.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "../common/common_int.h"
@@ -27,8 +33,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* An old engine of a swapped local endpoint, freed by its own thread once its runs ended. */
+typedef struct draining {
+    struct draining *next;
+    sipp_client *client;
+    sipp__engine *engine;
+    pthread_t thread;
+    bool done; /* under the client's mu: the thread has freed the engine (join it) */
+} draining;
+
 struct sipp_client {
     pthread_mutex_t mu;
+    draining *draining; /* under mu */
+    bool freeing;       /* under mu: drain threads stop waiting and cancel */
     sipp_endpoint *endpoints; /* open, found by id */
     sipp_endpoint *closed;    /* removed or replaced: shells kept until the client is freed */
     sipp__http *http; /* the transfer thread of remote endpoints; NULL until the first one */
@@ -97,8 +114,35 @@ void sipp__endpoint_leave(const sipp_endpoint *ep) {
     pthread_rwlock_unlock(&((sipp_endpoint *)ep)->life);
 }
 
+/* Joins the drain threads that are done (all of them, waiting, when `all`). */
+static void drains_join(sipp_client *c, bool all) {
+    pthread_mutex_lock(&c->mu);
+    draining **pp = &c->draining, *joinable = NULL;
+    while (*pp) {
+        draining *d = *pp;
+        if (all || d->done) {
+            *pp = d->next;
+            d->next = joinable;
+            joinable = d;
+        } else {
+            pp = &d->next;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    while (joinable) {
+        draining *d = joinable;
+        joinable = d->next;
+        pthread_join(d->thread, NULL);
+        free(d);
+    }
+}
+
 void sipp_client_free(sipp_client *c) {
     if (!c) return;
+    pthread_mutex_lock(&c->mu);
+    c->freeing = true; /* the drain threads cancel what is left (within one wait) */
+    pthread_mutex_unlock(&c->mu);
+    drains_join(c, true);
     endpoint_list_free(c->endpoints);
     endpoint_list_free(c->closed);
     sipp__http_free(c->http); /* after the endpoints: their runs end on its thread */
@@ -127,14 +171,61 @@ static void retire(sipp_client *c, sipp_endpoint *ep) {
     pthread_mutex_unlock(&c->mu);
 }
 
-/* Links a built endpoint under its id, replacing (and closing) an older one. */
+static void *drain_main(void *arg) {
+    draining *d = arg;
+    for (;;) {
+        if (sipp__engine_wait_idle(d->engine, 100)) break;
+        pthread_mutex_lock(&d->client->mu);
+        bool freeing = d->client->freeing;
+        pthread_mutex_unlock(&d->client->mu);
+        if (freeing) break;
+    }
+    sipp__engine_close(d->engine); /* cancels only what a freed client left running */
+    pthread_mutex_lock(&d->client->mu);
+    d->done = true;
+    pthread_mutex_unlock(&d->client->mu);
+    return NULL;
+}
+
+/* Closes an unlinked local endpoint that a new one replaced, letting its runs finish: the
+ * engine goes to a drain thread (see the file comment). Falls back to cancelling (retire) when
+ * no thread can be started. */
+static void retire_draining(sipp_client *c, sipp_endpoint *old) {
+    draining *d = calloc(1, sizeof *d);
+    if (d) {
+        pthread_rwlock_wrlock(&old->life); /* calls in progress on the handle finish first */
+        d->client = c;
+        d->engine = old->engine;
+        old->engine = NULL;
+        old->closed = true;
+        pthread_rwlock_unlock(&old->life);
+        pthread_mutex_lock(&c->mu);
+        if (pthread_create(&d->thread, NULL, drain_main, d) == 0) {
+            d->next = c->draining;
+            c->draining = d;
+            d = NULL;
+        }
+        pthread_mutex_unlock(&c->mu);
+        if (d) sipp__engine_close(d->engine); /* no thread: cancel now */
+        free(d);
+    }
+    retire(c, old); /* the shell to the closed list (closing again is a no-op) */
+    drains_join(c, false);
+}
+
+/* Links a built endpoint under its id, replacing (and closing) an older one: a local one
+ * replaced by a local one is drained (its runs finish), any other is cancelled. */
 static void register_endpoint(sipp_client *c, sipp_endpoint *ep) {
     pthread_mutex_lock(&c->mu);
     sipp_endpoint *old = unlink_locked(c, ep->id);
     ep->next = c->endpoints;
     c->endpoints = ep;
     pthread_mutex_unlock(&c->mu);
-    if (old) retire(c, old);
+    if (!old) return;
+    if (old->kind == ENDPOINT_LOCAL && ep->kind == ENDPOINT_LOCAL)
+        retire_draining(c, old);
+    else
+        retire(c, old);
 }
 
 static sipp_endpoint *endpoint_alloc(const char *id, endpoint_kind kind) {

@@ -30,6 +30,9 @@ sipp_status sipp__backend_llama_open(const sipp_local_params *p, sipp__backend *
 /* Cancels everything queued or running (each run gets its terminal state), joins the engine
  * thread and frees the model. NULL is a no-op. */
 void sipp__engine_close(sipp__engine *e);
+/* Endpoint swap (issue 21): waits up to timeout_ms for every submitted run to end (the caller
+ * submits no more); true when none is left. Any thread. */
+bool sipp__engine_wait_idle(sipp__engine *e, uint32_t timeout_ms);
 
 void sipp__engine_get_info(const sipp__engine *e, sipp_endpoint_info *out);
 void sipp__engine_get_stats(sipp__engine *e, sipp_engine_stats *out);

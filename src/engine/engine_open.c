@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_N_CTX_CAP 4096
@@ -105,6 +106,7 @@ static void engine_release(sipp__engine *e) {
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->stats_mu);
     pthread_cond_destroy(&e->cv);
+    pthread_cond_destroy(&e->idle_cv);
     pthread_cond_destroy(&e->watchdog_cv);
     free(e);
 }
@@ -202,6 +204,7 @@ static sipp__engine *engine_alloc(void) {
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->stats_mu, NULL);
     pthread_cond_init(&e->cv, NULL);
+    pthread_cond_init(&e->idle_cv, NULL);
     pthread_cond_init(&e->watchdog_cv, NULL);
     e->stats = (sipp_engine_stats){.struct_size = sizeof e->stats};
     return e;
@@ -541,6 +544,23 @@ void sipp__engine_close(sipp__engine *e) {
     if (!e) return;
     sipp__engine_stop(e);
     engine_release(e);
+}
+
+bool sipp__engine_wait_idle(sipp__engine *e, uint32_t timeout_ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&e->mu);
+    while (e->n_live > 0 && pthread_cond_timedwait(&e->idle_cv, &e->mu, &ts) == 0) {
+    }
+    bool idle = e->n_live == 0;
+    pthread_mutex_unlock(&e->mu);
+    return idle;
 }
 
 /* ============================================================================================

@@ -34,6 +34,9 @@ void sipp__engine_finish_job(sipp__engine *e, job *j, sipp_status st, const char
     j->run = NULL;
     sipp__job_free(j);
     sipp__run_finish(run, st, msg, reason, usage, stats);
+    pthread_mutex_lock(&e->mu); /* after the run's end: a drained engine has no run to reach */
+    if (e->n_live > 0 && --e->n_live == 0) pthread_cond_broadcast(&e->idle_cv);
+    pthread_mutex_unlock(&e->mu);
 }
 
 static int cmp_float(const void *a, const void *b) {

@@ -114,6 +114,8 @@ struct sipp__engine {
     size_t n_queued;
     bool stopping;
     bool woken;
+    uint64_t n_live;        /* under mu: jobs enqueued and not finished yet (sipp__engine_wait_idle) */
+    pthread_cond_t idle_cv; /* signalled when n_live drops to 0 */
 
     pthread_mutex_t stats_mu; /* guards `stats`; the engine thread publishes once per tick */
     sipp_engine_stats stats;

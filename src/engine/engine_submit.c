@@ -122,6 +122,7 @@ static sipp_status enqueue(sipp__engine *e, job *j, sipp_error *err) {
         e->queue_head = j;
     e->queue_tail = j;
     e->n_queued++;
+    e->n_live++;
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
     return SIPP_OK;

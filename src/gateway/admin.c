@@ -416,6 +416,7 @@ static void do_state(gw_admin *a, sipp__httpd_req *http) {
                           percentiles(ttft, n_ttft), "targets", targets, "callers", callers,
                           "settings", h->settings(h->ctx));
     json_object_set_new(o, "replicas", h->replicas ? h->replicas(h->ctx) : json_array());
+    json_object_set_new(o, "models", h->residency ? h->residency(h->ctx) : json_array());
     send_json(http, 200, o, NULL);
 }
 
@@ -469,7 +470,7 @@ void sipp__gw_admin_handle(gw_admin *a, sipp__httpd_req *http) {
         strcmp(rel, "api/session") == 0 || strcmp(rel, "api/state") == 0)
         want = "GET";
     else if (strcmp(rel, "api/login") == 0 || strcmp(rel, "api/logout") == 0 ||
-             strcmp(rel, "api/settings") == 0)
+             strcmp(rel, "api/settings") == 0 || strcmp(rel, "api/reload") == 0)
         want = "POST";
     if (!want) {
         send_error(http, 404, "not_found", "no such admin route");
@@ -541,6 +542,12 @@ void sipp__gw_admin_handle(gw_admin *a, sipp__httpd_req *http) {
         send_json(http, 200, json_pack("{s:s}", "csrf", csrf_copy), NULL);
     } else if (strcmp(rel, "api/state") == 0) {
         do_state(a, http);
+    } else if (strcmp(rel, "api/reload") == 0) {
+        char why[768] = "reload is not available";
+        if (a->host.reload && a->host.reload(a->host.ctx, why, sizeof why) == 0)
+            send_json(http, 200, json_pack("{s:b}", "ok", 1), NULL);
+        else
+            send_error(http, 400, "reload_refused", why);
     } else {
         do_settings(a, http);
     }

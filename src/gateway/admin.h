@@ -50,6 +50,10 @@ typedef struct sipp__gw_admin_host {
     unsigned (*active)(void *ctx);
     /* The replicas of the upstream pools (a JSON array, new reference); NULL = none. */
     json_t *(*replicas)(void *ctx);
+    /* The local targets' residency (a JSON array, new reference); NULL = none. */
+    json_t *(*residency)(void *ctx);
+    /* Reloads the config file (POST <admin>/api/reload): 0, or -1 with the reason. */
+    int (*reload)(void *ctx, char *errbuf, size_t errcap);
 } sipp__gw_admin_host;
 
 typedef struct gw_admin gw_admin;

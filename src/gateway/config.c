@@ -354,7 +354,8 @@ static void target_free(sipp__gw_target *t) {
  * has no use for (an openai_compatible target names its key `token_env`; only anthropic has a
  * `version`). */
 static bool key_allowed(sipp__gw_target_type type, const char *key) {
-    static const char *const local[] = {"model", "backend", "runtime", "sha256", NULL};
+    static const char *const local[] = {"model", "backend", "runtime", "sha256", "load",
+                                        "idle_unload_seconds", NULL};
     static const char *const provider[] = {"model", "timeout_seconds", "base_urls", "pool", NULL};
     for (const char *const *k = type == SIPP__GW_LOCAL ? local : provider; *k; k++)
         if (strcmp(*k, key) == 0) return true;
@@ -535,6 +536,13 @@ static bool parse_target(ctx *c, const sipp__toml_node *t, sipp__gw_target *out)
                             "key 'targets.base_url' must be an http:// or https:// URL");
         } else if (strcmp(n->key, "runtime") == 0) {
             ok = parse_runtime(c, n, &out->runtime);
+        } else if (strcmp(n->key, "load") == 0) { /* residency */
+            ok = want(c, n, path, SIPP__TOML_STRING, "a string");
+            if (ok && strcmp(n->str, "on_use") != 0 && strcmp(n->str, "start") != 0)
+                return fail(c, n->line, "key 'targets.load' must be start or on_use");
+            out->load_on_use = ok && strcmp(n->str, "on_use") == 0;
+        } else if (strcmp(n->key, "idle_unload_seconds") == 0) {
+            ok = get_u32(c, n, path, 0, 30u * 86400u, &out->idle_unload_seconds);
         } else if (strcmp(n->key, "base_urls") == 0) {
             ok = get_strv(c, n, path, &out->base_urls, &out->n_base_urls);
             if (ok && (out->n_base_urls == 0 || out->n_base_urls > SIPP__GW_MAX_REPLICAS))
@@ -877,6 +885,16 @@ int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__
                                   "name (letters, digits and -, at most 64 characters)");
                 } else
                     ok = unknown(&c, m, "cache");
+            }
+        } else if (strcmp(k, "models") == 0) { /* residency */
+            ok = want(&c, n, "models", SIPP__TOML_TABLE, "a table");
+            for (size_t j = 0; ok && j < n->n_items; j++) {
+                const sipp__toml_node *m = &n->items[j];
+                if (strcmp(m->key, "memory_budget_bytes") == 0)
+                    ok = get_u64(&c, m, "models.memory_budget_bytes", 0, UINT64_MAX / 2,
+                                 &cfg->memory_budget_bytes);
+                else
+                    ok = unknown(&c, m, "models");
             }
         } else if (strcmp(k, "redis") == 0) {
             ok = want(&c, n, "redis", SIPP__TOML_TABLE, "a table");

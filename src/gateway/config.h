@@ -106,6 +106,9 @@ typedef struct sipp__gw_target {
                          * a copy of it); empty = the provider's default URL */
     size_t n_base_urls;
     sipp__gw_pool_cfg pool; /* [targets.pool] */
+    /* ---- residency (local targets; docs/gateway.md "Residency") ---- */
+    bool load_on_use;             /* load = "on_use": loaded by the first request, not at start */
+    uint32_t idle_unload_seconds; /* unloaded after this long without a request; 0 = never */
 } sipp__gw_target;
 
 typedef struct sipp__gw_token {
@@ -192,6 +195,9 @@ typedef struct sipp__gw_config {
     size_t n_targets;
     sipp__gw_token *tokens;
     size_t n_tokens;
+
+    /* [models] (residency): the estimated bytes all loaded local targets may take; 0 = none */
+    uint64_t memory_budget_bytes;
 } sipp__gw_config;
 
 #define SIPP__GW_CONFIG_MAX_BYTES (1u << 20)

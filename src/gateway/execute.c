@@ -41,7 +41,7 @@ static void affinity_key(gw_req *r, const gw_target *t) {
 
 sipp_endpoint *sipp__gw_attempt_begin(gw_req *r) {
     gw_target *t = &r->gw->targets[r->target];
-    if (!t->pool) return t->ep;
+    if (!t->pool) return r->ep ? r->ep : t->ep; /* a local target: what residency holds */
     if (!r->tried && !r->retries) affinity_key(r, t);
     int i = sipp__gw_pool_acquire(t->pool, r->has_affinity ? r->affinity : NULL, r->tried);
     if (i < 0) return NULL;
@@ -384,8 +384,10 @@ void sipp__gw_answer_models(gw_req *r) {
     for (size_t i = 0; i < r->gw->n_targets; i++) {
         const sipp__gw_target *t = r->gw->targets[i].cfg;
         if (!sipp__gw_req_may_use(r, t->name)) continue;
-        json_array_append_new(data, sipp__gw_openai_model(t->name,
-                                                          sipp__gw_target_type_name(t->type)));
+        json_t *m = sipp__gw_openai_model(t->name, sipp__gw_target_type_name(t->type));
+        const char *res = sipp__gw_target_residency(r->gw, i); /* local targets: residency */
+        if (m && res) json_object_set_new(m, "status", json_string(res));
+        json_array_append_new(data, m);
     }
     sipp__gw_req_respond(r, 200, sipp__gw_openai_model_list(data));
 }

@@ -18,6 +18,7 @@
 #include "gateway_int.h"
 
 #include <openssl/sha.h>
+#include <sipp_settings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,11 +61,23 @@ static json_t *admin_settings(void *ctx) {
     pthread_rwlock_unlock(&gw->set_mu);
     json_object_set_new(o, "max_concurrent_requests",
                         json_integer(sipp__gw_admission_global_max(&gw->admission)));
+    pthread_mutex_lock(&gw->reload_mu);
+    if (gw->reload_message[0])
+        json_object_set_new(o, "reload", json_pack("{s:b, s:s, s:f}", "ok", gw->reload_ok,
+                                                   "message", gw->reload_message, "time",
+                                                   gw->reload_time));
+    pthread_mutex_unlock(&gw->reload_mu);
     return o;
 }
 
 /* Applies a validated settings change under set_mu (the blocklist arrays are swapped: the old
  * ones go back in *s, which the dashboard frees). */
+static json_t *admin_residency(void *ctx) { return sipp__gw_residency_json(ctx); }
+
+static int admin_reload(void *ctx, char *errbuf, size_t errcap) {
+    return sipp__gw_reload(ctx, errbuf, errcap);
+}
+
 /* Every replica of every upstream pool, in target order (the dashboard's "Upstream replicas"). */
 static json_t *admin_replicas(void *ctx) {
     sipp__gw *gw = ctx;
@@ -129,6 +142,9 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
     gw->cfg = *cfg;
     memset(cfg, 0, sizeof *cfg);
     pthread_rwlock_init(&gw->set_mu, NULL);
+    pthread_mutex_init(&gw->res_mu, NULL);
+    pthread_mutex_init(&gw->reload_mu, NULL);
+    pthread_cond_init(&gw->res_cv, NULL);
     if (gw_build(gw, errbuf, errcap) != 0) {
         sipp__gw_free(gw); /* frees what was built, and the config it took */
         return -1;
@@ -241,6 +257,8 @@ static int gw_build(sipp__gw *gw, char *errbuf, size_t errcap) {
         .apply = admin_apply,
         .active = admin_active,
         .replicas = admin_replicas,
+        .residency = admin_residency,
+        .reload = admin_reload,
     };
     gw->admin = sipp__gw_admin_new(&host, c->admin_password_env ? getenv(c->admin_password_env)
                                                                 : NULL);
@@ -306,6 +324,7 @@ void sipp__gw_shutdown(sipp__gw *gw) {
 void sipp__gw_free(sipp__gw *gw) {
     if (!gw) return;
     atomic_store(&gw->shutting_down, true);
+    sipp__gw_residency_wake(gw);
     if (gw->loader_started) pthread_join(gw->loader, NULL);
     sipp__httpd_stop(gw->public_srv);
     sipp__httpd_stop(gw->mgmt_srv);
@@ -315,6 +334,10 @@ void sipp__gw_free(sipp__gw *gw) {
     sipp__gw_limits_free(gw->limits);
     sipp__gw_admin_free(gw->admin);
     pthread_rwlock_destroy(&gw->set_mu);
+    pthread_mutex_destroy(&gw->res_mu);
+    pthread_mutex_destroy(&gw->reload_mu);
+    free(gw->config_path);
+    pthread_cond_destroy(&gw->res_cv);
     sipp__gw_metrics_free(gw->metrics);
     free(gw->trusted);
     free(gw->blocklist);
@@ -328,4 +351,188 @@ void sipp__gw_free(sipp__gw *gw) {
     }
     sipp__gw_config_free(&gw->cfg);
     free(gw);
+}
+
+/* ---- reload (docs/gateway.md "Reload") ----------------------------------------------------- */
+
+void sipp__gw_set_config_path(sipp__gw *gw, const char *path) {
+    pthread_mutex_lock(&gw->reload_mu);
+    free(gw->config_path);
+    gw->config_path = path ? strdup(path) : NULL;
+    pthread_mutex_unlock(&gw->reload_mu);
+}
+
+static bool str_eq(const char *a, const char *b) {
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool strv_eq(char **a, size_t na, char **b, size_t nb) {
+    if (na != nb) return false;
+    for (size_t i = 0; i < na; i++)
+        if (!str_eq(a[i], b[i])) return false;
+    return true;
+}
+
+/* Field equality per settings kind (include/sipp_settings.h): numbers and strings compare,
+ * callbacks and pointers are never set from a config file. */
+#define RL_EQ_SIZE(a, b, f) ((a)->f == (b)->f)
+#define RL_EQ_U32 RL_EQ_SIZE
+#define RL_EQ_I32 RL_EQ_SIZE
+#define RL_EQ_U64 RL_EQ_SIZE
+#define RL_EQ_F32 RL_EQ_SIZE
+#define RL_EQ_BOOL RL_EQ_SIZE
+#define RL_EQ_PROVIDER_KIND RL_EQ_SIZE
+#define RL_EQ_GATEWAY_AUTH RL_EQ_SIZE
+#define RL_EQ_STR(a, b, f) str_eq((a)->f, (b)->f)
+#define RL_EQ_FN(a, b, f) true
+#define RL_EQ_PTR RL_EQ_FN
+#define RL_EQ_STRV RL_EQ_FN
+#define RL_EQ_COUNT RL_EQ_FN
+#define RL_EQ_TOKEN_FN RL_EQ_FN
+#define RL_EQ_MEDIA RL_EQ_FN
+#define RL_ROW_EQ(field, KIND, ...) &&RL_EQ_##KIND(a, b, field)
+
+static bool local_eq(const sipp_local_params *a, const sipp_local_params *b) {
+    return true SIPP_LOCAL_SETTINGS(RL_ROW_EQ);
+}
+static bool text_eq(const sipp_text_params *a, const sipp_text_params *b) {
+    return true SIPP_TEXT_SETTINGS(RL_ROW_EQ);
+}
+static bool provider_eq(const sipp_provider_params *a, const sipp_provider_params *b) {
+    return true SIPP_PROVIDER_SETTINGS(RL_ROW_EQ);
+}
+static bool pool_eq(const sipp__gw_pool_cfg *a, const sipp__gw_pool_cfg *b) {
+    return str_eq(a->health_path, b->health_path) &&
+           a->health_interval_seconds == b->health_interval_seconds &&
+           a->health_timeout_seconds == b->health_timeout_seconds &&
+           a->failure_threshold == b->failure_threshold &&
+           a->backoff_initial_seconds == b->backoff_initial_seconds &&
+           a->backoff_max_seconds == b->backoff_max_seconds && a->max_retries == b->max_retries &&
+           str_eq(a->affinity_header, b->affinity_header) && a->retry_lost == b->retry_lost;
+}
+
+/* What a reload cannot change in place: "" when `n` differs from `o` only in reloadable
+ * settings, else the first difference, in buf. */
+static void structural_diff(const sipp__gw_config *o, const sipp__gw_config *n, char *buf,
+                            size_t cap) {
+    buf[0] = '\0';
+    if (!str_eq(o->public_bind, n->public_bind) || !str_eq(o->management_bind, n->management_bind)) {
+        snprintf(buf, cap, "the listeners changed");
+        return;
+    }
+    for (size_t i = 0; i < n->n_targets; i++) {
+        size_t j = 0;
+        while (j < o->n_targets && strcmp(o->targets[j].name, n->targets[i].name) != 0) j++;
+        if (j == o->n_targets) {
+            snprintf(buf, cap, "target '%s' was added", n->targets[i].name);
+            return;
+        }
+    }
+    for (size_t j = 0; j < o->n_targets; j++) {
+        if (j >= n->n_targets || strcmp(o->targets[j].name, n->targets[j].name) != 0) {
+            size_t i = 0;
+            while (i < n->n_targets && strcmp(o->targets[j].name, n->targets[i].name) != 0) i++;
+            snprintf(buf, cap, i == n->n_targets ? "target '%s' was removed"
+                                                 : "target '%s' moved in the file",
+                     o->targets[j].name);
+            return;
+        }
+        const sipp__gw_target *a = &o->targets[j], *b = &n->targets[j];
+        if (a->type != b->type || !str_eq(a->model, b->model) || !str_eq(a->backend, b->backend) ||
+            !str_eq(a->sha256, b->sha256) || !str_eq(a->token_env, b->token_env) ||
+            a->load_on_use != b->load_on_use ||
+            !strv_eq(a->base_urls, a->n_base_urls, b->base_urls, b->n_base_urls) ||
+            a->timeout_seconds != b->timeout_seconds ||
+            !provider_eq(&a->provider, &b->provider) || !pool_eq(&a->pool, &b->pool) ||
+            !local_eq(&a->runtime.local, &b->runtime.local) ||
+            !text_eq(&a->runtime.text, &b->runtime.text) || a->runtime.cache != b->runtime.cache ||
+            a->runtime.has_n_gpu_layers != b->runtime.has_n_gpu_layers) {
+            snprintf(buf, cap, "target '%s' changed", a->name);
+            return;
+        }
+    }
+    if (o->n_tokens != n->n_tokens) {
+        snprintf(buf, cap, "callers were added or removed");
+        return;
+    }
+    for (size_t k = 0; k < o->n_tokens; k++) {
+        const sipp__gw_token *a = &o->tokens[k], *b = &n->tokens[k];
+        if (!str_eq(a->caller, b->caller) || !str_eq(a->env, b->env) ||
+            !strv_eq(a->targets, a->n_targets, b->targets, b->n_targets) ||
+            a->max_concurrent != b->max_concurrent) {
+            snprintf(buf, cap, "caller '%s' was added, removed or changed (name, secret env, "
+                     "targets or max_concurrent)", a->caller);
+            return;
+        }
+    }
+}
+
+static void reload_record(sipp__gw *gw, bool ok, const char *msg) {
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    snprintf(gw->reload_message, sizeof gw->reload_message, "%s", msg);
+    gw->reload_ok = ok;
+    gw->reload_time = (double)rt.tv_sec + rt.tv_nsec / 1e9;
+    json_t *x = json_pack("{s:s, s:s}", "path", gw->config_path ? gw->config_path : "",
+                          ok ? "changes" : "reason", msg);
+    sipp__gw_log(ok ? "info" : "error", ok ? "config reloaded" : "config reload refused", x);
+    json_decref(x);
+}
+
+int sipp__gw_reload(sipp__gw *gw, char *errbuf, size_t errcap) {
+    pthread_mutex_lock(&gw->reload_mu);
+    if (!gw->config_path) {
+        snprintf(errbuf, errcap, "no config file to reload");
+        reload_record(gw, false, errbuf);
+        pthread_mutex_unlock(&gw->reload_mu);
+        return -1;
+    }
+    sipp__gw_config nc;
+    char why[700];
+    if (sipp__gw_config_load(gw->config_path, &nc, why, sizeof why) != 0) {
+        snprintf(errbuf, errcap, "invalid config: %s", why);
+        reload_record(gw, false, errbuf);
+        pthread_mutex_unlock(&gw->reload_mu);
+        return -1;
+    }
+    structural_diff(&gw->cfg, &nc, why, sizeof why);
+    sipp__gw_cidr *cidrs = NULL;
+    if (!why[0] && parse_cidrs(nc.ip_blocklist, nc.n_ip_blocklist, &cidrs) != 0)
+        snprintf(why, sizeof why, "an ip_blocklist range cannot be parsed");
+    if (why[0]) {
+        snprintf(errbuf, errcap, "%s: that needs a restart; nothing was applied", why);
+        free(cidrs);
+        sipp__gw_config_free(&nc);
+        reload_record(gw, false, errbuf);
+        pthread_mutex_unlock(&gw->reload_mu);
+        return -1;
+    }
+    /* apply: the settings the dashboard edits, through the same path, then residency's */
+    sipp__gw_admin_settings s = {.has_rate_limit = true, .rl_enabled = nc.rate_limit_enabled,
+                                 .rl_rpm = nc.rate_limit_rpm, .rl_burst = nc.rate_limit_burst,
+                                 .rl_tpm = nc.rate_limit_tpm, .has_max_concurrent = true,
+                                 .max_concurrent = nc.max_concurrent_requests,
+                                 .has_blocklist = true, .blocklist = nc.ip_blocklist,
+                                 .cidrs = cidrs, .n_blocklist = nc.n_ip_blocklist};
+    s.callers = calloc(nc.n_tokens + 1, sizeof *s.callers);
+    for (size_t k = 0; s.callers && k < nc.n_tokens; k++)
+        s.callers[s.n_callers++] = (sipp__gw_admin_caller_set){
+            .index = k, .has_rpm = true, .has_tpm = true,
+            .rpm = nc.tokens[k].requests_per_minute, .tpm = nc.tokens[k].tokens_per_minute};
+    nc.ip_blocklist = NULL; /* now owned by s, swapped for the old ones */
+    nc.n_ip_blocklist = 0;
+    admin_apply(gw, &s);
+    sipp__gw_admin_settings_free(&s); /* the old blocklist */
+    pthread_mutex_lock(&gw->res_mu);
+    gw->cfg.memory_budget_bytes = nc.memory_budget_bytes;
+    for (size_t i = 0; i < nc.n_targets; i++)
+        gw->cfg.targets[i].idle_unload_seconds = nc.targets[i].idle_unload_seconds;
+    pthread_cond_broadcast(&gw->res_cv); /* the loader re-reads idle times */
+    pthread_mutex_unlock(&gw->res_mu);
+    sipp__gw_config_free(&nc);
+    snprintf(errbuf, errcap, "rate limits, callers' limits, ip_blocklist, "
+             "max_concurrent_requests, memory budget and idle times");
+    reload_record(gw, true, errbuf);
+    pthread_mutex_unlock(&gw->reload_mu);
+    return 0;
 }

@@ -27,4 +27,15 @@ int sipp__gw_new(sipp__gw_config *cfg, sipp__gw **out, char *errbuf, size_t errc
 void sipp__gw_shutdown(sipp__gw *gw);
 void sipp__gw_free(sipp__gw *gw);
 
+/* Reload (SIGHUP, and the dashboard's "Reload config"; docs/gateway.md "Reload"): the file the
+ * configuration came from (copied; the admin action reloads it). */
+void sipp__gw_set_config_path(sipp__gw *gw, const char *path);
+/* Re-reads the config file and applies its changes to the settings that can change in place
+ * (rate limits, callers' limits, the IP blocklist, max_concurrent_requests, [models]
+ * memory_budget_bytes, targets' idle_unload_seconds). An invalid file, or one that adds,
+ * removes or changes a target (any key but idle_unload_seconds), a caller or a listener, is
+ * refused as a whole: -1 with the
+ * reason (also logged and shown on the dashboard), the running configuration unchanged. */
+int sipp__gw_reload(sipp__gw *gw, char *errbuf, size_t errcap);
+
 #endif

@@ -21,6 +21,7 @@
 #include "pool.h"
 #include "profiles.h"
 #include "redis_store.h"
+#include "residency.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -45,6 +46,15 @@ typedef struct gw_target {
     sipp__gw_pool *pool;
     const char **replica_urls; /* the base URLs, "(default)" for the provider's own */
     char **replica_hosts;      /* their "host:port" (metrics and dashboard labels), owned */
+    /* residency (local targets; targets.c, docs/gateway.md "Residency"), under gw->res_mu:
+     * whether the model is in memory, the requests holding it, when the last one ended, its
+     * estimated footprint and counters. `ep` of a local target is written and read under
+     * res_mu too (an unload closes it, a load sets a new one). */
+    sipp__gw_res_state res;
+    unsigned res_in_use;
+    double res_last_used;
+    uint64_t res_footprint;
+    uint64_t res_loads, res_unloads_idle, res_unloads_budget, res_refused;
 } gw_target;
 
 typedef struct gw_caller {
@@ -82,6 +92,17 @@ struct sipp__gw {
     bool loader_started;
     atomic_bool shutting_down;
     atomic_uint in_flight; /* requests inside the pipeline or streaming */
+    /* residency: guards each target's res* fields and a local target's ep; res_cv wakes
+     * requests waiting for a load and the loader thread (idle unloads, shutdown) */
+    pthread_mutex_t res_mu;
+    pthread_cond_t res_cv;
+    /* reload (gateway.c): the config file, and the last reload's outcome for the dashboard,
+     * under reload_mu (which also serialises reloads) */
+    pthread_mutex_t reload_mu;
+    char *config_path;
+    char reload_message[768]; /* "" = no reload yet */
+    bool reload_ok;
+    double reload_time; /* wall clock, seconds */
 };
 
 /* ---- targets (targets.c) ------------------------------------------------------------------ */
@@ -97,6 +118,7 @@ bool sipp__gw_target_stats(sipp__gw *gw, size_t i, sipp_engine_stats *out);
 int sipp__gw_readiness(sipp__gw *gw, const char **text);
 /* Stops the pools' probe threads and frees the per-replica arrays (before the client). */
 void sipp__gw_targets_free(sipp__gw *gw);
+
 
 /* ---- listeners and browsers (listeners.c) -------------------------------------------------- */
 
@@ -158,6 +180,11 @@ typedef struct gw_req {
     double attempt_t0;
     bool has_affinity;
     uint8_t affinity[32];
+    /* residency: the local target's endpoint this request holds (sipp__gw_phase_resident) */
+    sipp_endpoint *ep;
+    bool resident;
+    bool res_load, res_wait; /* a stream's deferred load / wait (sipp__gw_resident_pending) */
+    char res_why[SIPP_ERROR_MESSAGE_CAP + 256]; /* why a deferred load failed */
 } gw_req;
 
 /* A new context for a request on the public listener (counted in in_flight, request id and
@@ -204,6 +231,27 @@ bool sipp__gw_phase_authorize(gw_req *r);
 bool sipp__gw_phase_resolve(gw_req *r);
 bool sipp__gw_phase_validate(gw_req *r);
 bool sipp__gw_phase_admission(gw_req *r);
+/* (targets.c) */
+/* Residency: a request for a local target holds its model in memory from here to finish,
+ * waiting for a load when it is not (loading it first, unloading idle ones least recently used
+ * first when the memory budget asks). False: answered 503 (the budget cannot be met) or 500
+ * (the load failed). Sets r->ep and r->resident. */
+bool sipp__gw_phase_resident(gw_req *r);
+/* A stream's deferred residency (r->call.stream): sipp__gw_phase_resident answers 503 at once
+ * when the budget cannot be met, but leaves the load, or the wait for another request's load,
+ * to the stream, which sends a `: loading` comment first (stream.c). Pending: that is still to
+ * do. Complete (blocking, the stream's thread): GW_OK with the model held, else the code of the
+ * stream's error event with its message in why. */
+bool sipp__gw_resident_pending(const gw_req *r);
+gw_code sipp__gw_resident_complete(gw_req *r, char *why, size_t cap);
+/* Lets go of what sipp__gw_phase_resident took (finish). */
+void sipp__gw_resident_release(gw_req *r);
+/* "loaded", "loading" or "unloaded" for a local target, NULL for a remote one. */
+const char *sipp__gw_target_residency(sipp__gw *gw, size_t i);
+/* The residency rows of the dashboard (a JSON array, new reference). */
+json_t *sipp__gw_residency_json(sipp__gw *gw);
+/* Wakes the loader thread (shutdown). */
+void sipp__gw_residency_wake(sipp__gw *gw);
 /* The cap on one embeddings request (max_embedding_floats); answers 400 when over it. */
 bool sipp__gw_embed_fits(gw_req *r, uint32_t dim);
 

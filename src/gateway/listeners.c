@@ -131,7 +131,8 @@ void sipp__gw_handle_public(sipp__httpd_req *http, void *ud) {
         goto done;
     }
     if (!sipp__gw_phase_decode(r) || !sipp__gw_phase_authorize(r) || !sipp__gw_phase_resolve(r) ||
-        !sipp__gw_phase_validate(r) || !sipp__gw_phase_admission(r))
+        !sipp__gw_phase_validate(r) || !sipp__gw_phase_admission(r) ||
+        !sipp__gw_phase_resident(r))
         goto done;
     if (r->live) sipp__gw_admin_live_update(gw->admin, r, r->target, r->op, r->call.stream, 0);
     if (r->op == GW_OP_EMBED) {
@@ -153,15 +154,29 @@ static char *render_metrics(sipp__gw *gw) {
     size_t n = gw->n_targets;
     bool *ready = calloc(n + 1, sizeof *ready), *have = calloc(n + 1, sizeof *have);
     sipp_engine_stats *engine = calloc(n + 1, sizeof *engine);
+    sipp__gw_metrics_residency *res = calloc(n + 1, sizeof *res);
     char *s = NULL;
-    if (ready && have && engine) {
+    if (ready && have && engine && res) {
         for (size_t t = 0; t < n; t++) {
             ready[t] = atomic_load(&gw->targets[t].state) == GW_TARGET_READY;
             have[t] = sipp__gw_target_stats(gw, t, &engine[t]);
         }
         sipp__gw_metrics_live live = {.active = sipp__gw_admission_active(&gw->admission),
                                       .log_dropped = sipp__gw_log_dropped(),
-                                      .ready = ready, .have_engine = have, .engine = engine};
+                                      .ready = ready, .have_engine = have, .engine = engine,
+                                      .res = res};
+        pthread_mutex_lock(&gw->res_mu);
+        live.memory_budget_bytes = gw->cfg.memory_budget_bytes; /* a reload changes it */
+        for (size_t t = 0; t < n; t++) {
+            const gw_target *g = &gw->targets[t];
+            if (g->cfg->type != SIPP__GW_LOCAL) continue;
+            res[t] = (sipp__gw_metrics_residency){
+                .local = true, .loaded = g->res == SIPP__GW_RES_LOADED, .loads = g->res_loads,
+                .unloads_idle = g->res_unloads_idle, .unloads_budget = g->res_unloads_budget,
+                .refused = g->res_refused, .footprint = g->res_footprint};
+            if (g->res != SIPP__GW_RES_UNLOADED) live.memory_used_bytes += g->res_footprint;
+        }
+        pthread_mutex_unlock(&gw->res_mu);
         sipp__gw_limits_get_stats(gw->limits, &live.limits);
         s = sipp__gw_metrics_render(gw->metrics, &live);
     }
@@ -179,6 +194,7 @@ static char *render_metrics(sipp__gw *gw) {
     free(ready);
     free(have);
     free(engine);
+    free(res);
     return s;
 }
 

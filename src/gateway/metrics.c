@@ -244,6 +244,47 @@ char *sipp__gw_metrics_render(gw_metrics *m, const sipp__gw_metrics_live *live) 
     for (size_t t = 0; t < n_targets; t++)
         put(&o, "sipp_target_ready{target=\"%s\",type=\"%s\"} %d\n", tname(m, t), m->types[t],
             live->ready[t]);
+    if (live->res) { /* residency */
+        const sipp__gw_metrics_residency *r = live->res;
+        put(&o, "# HELP sipp_target_loaded 1 while a local target's model is in memory.\n"
+                "# TYPE sipp_target_loaded gauge\n");
+        for (size_t t = 0; t < n_targets; t++)
+            if (r[t].local) put(&o, "sipp_target_loaded{target=\"%s\"} %d\n", tname(m, t), r[t].loaded);
+        put(&o, "# HELP sipp_target_memory_bytes Estimated bytes of a local target's model while "
+                "loaded (weights + KV cache).\n# TYPE sipp_target_memory_bytes gauge\n");
+        for (size_t t = 0; t < n_targets; t++)
+            if (r[t].local)
+                put(&o, "sipp_target_memory_bytes{target=\"%s\"} %llu\n", tname(m, t),
+                    (unsigned long long)r[t].footprint);
+        put(&o, "# HELP sipp_target_loads_total Loads of a local target's model.\n"
+                "# TYPE sipp_target_loads_total counter\n");
+        for (size_t t = 0; t < n_targets; t++)
+            if (r[t].local)
+                put(&o, "sipp_target_loads_total{target=\"%s\"} %llu\n", tname(m, t),
+                    (unsigned long long)r[t].loads);
+        put(&o, "# HELP sipp_target_unloads_total Unloads of a local target's model, by reason "
+                "(idle: idle_unload_seconds; budget: room for another model).\n"
+                "# TYPE sipp_target_unloads_total counter\n");
+        for (size_t t = 0; t < n_targets; t++)
+            if (r[t].local)
+                put(&o, "sipp_target_unloads_total{target=\"%s\",reason=\"idle\"} %llu\n"
+                        "sipp_target_unloads_total{target=\"%s\",reason=\"budget\"} %llu\n",
+                    tname(m, t), (unsigned long long)r[t].unloads_idle, tname(m, t),
+                    (unsigned long long)r[t].unloads_budget);
+        put(&o, "# HELP sipp_target_load_refused_total Requests refused because the memory "
+                "budget could not be met.\n# TYPE sipp_target_load_refused_total counter\n");
+        for (size_t t = 0; t < n_targets; t++)
+            if (r[t].local)
+                put(&o, "sipp_target_load_refused_total{target=\"%s\"} %llu\n", tname(m, t),
+                    (unsigned long long)r[t].refused);
+        put(&o, "# HELP sipp_models_memory_bytes Estimated bytes of loaded and loading models.\n"
+                "# TYPE sipp_models_memory_bytes gauge\nsipp_models_memory_bytes %llu\n"
+                "# HELP sipp_models_memory_budget_bytes [models] memory_budget_bytes (0 = none).\n"
+                "# TYPE sipp_models_memory_budget_bytes gauge\nsipp_models_memory_budget_bytes "
+                "%llu\n",
+            (unsigned long long)live->memory_used_bytes,
+            (unsigned long long)live->memory_budget_bytes);
+    }
     struct {
         const char *name, *type, *help;
         size_t off;

@@ -30,6 +30,15 @@ void sipp__gw_metrics_observe_itl(gw_metrics *m, int target, double seconds);
 void sipp__gw_metrics_observe_e2e(gw_metrics *m, int target, double seconds);
 void sipp__gw_metrics_observe_queue(gw_metrics *m, int target, double seconds);
 
+/* Residency of one target at render time (docs/gateway.md "Residency"); `local` false for a
+ * remote target (no series). */
+typedef struct sipp__gw_metrics_residency {
+    bool local;
+    bool loaded;
+    uint64_t loads, unloads_idle, unloads_budget, refused;
+    uint64_t footprint; /* estimated bytes while loaded */
+} sipp__gw_metrics_residency;
+
 /* The gauges of one render, read by the gateway just before. Arrays have n_targets entries;
  * engine[i] is meaningful where have_engine[i] (a local target that is loaded). */
 typedef struct sipp__gw_metrics_live {
@@ -39,6 +48,10 @@ typedef struct sipp__gw_metrics_live {
     const bool *ready;
     const bool *have_engine;
     const sipp_engine_stats *engine;
+    /* residency: n_targets entries (NULL = none), the estimated bytes of loaded and loading
+     * models, and the budget (0 = none) */
+    const sipp__gw_metrics_residency *res;
+    uint64_t memory_used_bytes, memory_budget_bytes;
 } sipp__gw_metrics_live;
 
 /* The Prometheus text of everything (malloc'd), or NULL when out of memory. */

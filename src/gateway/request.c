@@ -209,6 +209,7 @@ static void settle_tokens(gw_req *r) {
 void sipp__gw_req_finish(gw_req *r) {
     sipp__gw *gw = r->gw;
     double t = sipp__gw_now();
+    sipp__gw_resident_release(r);
     if (r->permit) sipp__gw_admission_release(&gw->admission, r->caller >= 0 ? (size_t)r->caller
                                                                              : SIZE_MAX);
     settle_tokens(r);

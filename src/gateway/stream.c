@@ -39,6 +39,23 @@ static void emit_end(gw_req *r) {
     codec->stream_end(&r->out, &ans, &r->st, resp->finish_reason);
 }
 
+/* A stream whose model was not loaded (residency): waits for the load, or does it, then
+ * submits the run. False: r->code and r->res_why say why (the stream's error event). */
+static bool start_run(gw_req *r) {
+    gw_code c = sipp__gw_resident_complete(r, r->res_why, sizeof r->res_why);
+    if (c != GW_OK) {
+        r->code = c;
+        return false;
+    }
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    sipp_status st = sipp__gw_submit_text(r, &err);
+    if (st == SIPP_OK) return true;
+    r->code = sipp__gw_code_for_status(st);
+    snprintf(r->res_why, sizeof r->res_why, "%s", err.message);
+    return false;
+}
+
 /* The HTTP layer's pull function: returns buffered bytes, or waits (20 ms slices) for the run,
  * a heartbeat deadline, a hang-up or shutdown. */
 static long stream_pull(void *ctx, sipp__httpd_req *http, char *buf, size_t cap) {
@@ -60,12 +77,18 @@ static long stream_pull(void *ctx, sipp__httpd_req *http, char *buf, size_t cap)
         if (r->ended) return 0;
         if (sipp__httpd_peer_closed(http)) {
             r->client_gone = true;
-            sipp_run_cancel(r->run);
+            if (r->run) sipp_run_cancel(r->run);
             return -1;
+        }
+        if (!r->run) { /* residency: the `: loading` comment went out; load, then submit */
+            if (start_run(r)) continue;
+            r->ended = true;
+            sipp__gw_codec(r->prof)->stream_error(&r->out, r->code, r->res_why);
+            continue;
         }
         if (atomic_load(&r->gw->shutting_down) && !r->shutdown_cut) {
             r->shutdown_cut = true;
-            sipp_run_cancel(r->run);
+            sipp_run_cancel(r->run); /* a run: pending ones got theirs above */
         }
         sipp_token_batch b = {.struct_size = sizeof b};
         if (sipp__gw_pull_batch(r, &b) == SIPP_OK) {
@@ -95,7 +118,11 @@ static void stream_release(void *ctx, bool completed) {
 void sipp__gw_execute_stream(gw_req *r) {
     sipp_error err;
     sipp_error_init(&err, sizeof err);
-    sipp_status st = sipp__gw_submit_text(r, &err);
+    bool loading = sipp__gw_resident_pending(r);
+    /* residency: the model is not loaded yet; the stream starts with a `: loading` comment
+     * and stream_pull loads it and submits the run */
+    sipp_status st = loading ? SIPP_OK : sipp__gw_submit_text(r, &err);
+    if (loading) sipp__buf_append(&r->out, ": loading\n\n", 12);
     if (st != SIPP_OK) {
         sipp__gw_req_fail(r, sipp__gw_code_for_status(st), NULL, "%s", err.message);
         sipp__gw_req_finish(r);

@@ -5,9 +5,19 @@
  * /readyz says 503 `loading` until every target is loaded.
  *
  * A target's state goes LOADING -> READY or LOADING -> FAILED once (an atomic: request threads
- * read it without a lock); ep and the capabilities are written before the state turns READY
- * and never after. The loader stops between targets when the gateway shuts down. Engine
- * counters are read through libsipp (thread-safe) and only for loaded local targets.
+ * read it without a lock); the capabilities are written before the state turns READY and never
+ * after. The loader stops between targets when the gateway shuts down. Engine counters are read
+ * through libsipp (thread-safe) and only for loaded local targets.
+ *
+ * Residency (docs/gateway.md "Residency"): a local target's model is UNLOADED, LOADING or
+ * LOADED (res, under gw->res_mu with its ep, in-flight count and last use). load = "start"
+ * targets are loaded by the loader thread; load = "on_use" ones are READY at once (capabilities
+ * from sipp_model_inspect) and loaded by their first request, on its thread, while later ones
+ * wait on res_cv. Before a load, residency.c plans which idle loaded targets to unload (least
+ * recently used first, never one with requests in flight) to stay within [models]
+ * memory_budget_bytes; when no plan fits the request gets 503. After the start loads the loader
+ * thread stays to unload targets idle past their idle_unload_seconds. An unload is
+ * sipp_client_remove: with no request holding the target, no run is cut.
  */
 #define _GNU_SOURCE
 #include "gateway_int.h"
@@ -15,56 +25,349 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 bool sipp__gw_target_stats(sipp__gw *gw, size_t i, sipp_engine_stats *out) {
     if (i >= gw->n_targets || gw->targets[i].cfg->type != SIPP__GW_LOCAL ||
         atomic_load(&gw->targets[i].state) != GW_TARGET_READY)
         return false;
+    pthread_mutex_lock(&gw->res_mu);
+    sipp_endpoint *ep = gw->targets[i].res == SIPP__GW_RES_LOADED ? gw->targets[i].ep : NULL;
+    pthread_mutex_unlock(&gw->res_mu);
+    if (!ep) return false; /* unloaded: no engine (a handle stays valid after an unload) */
     sipp_engine_stats_init(out, sizeof *out);
-    return sipp_endpoint_get_stats(gw->targets[i].ep, out, NULL) == SIPP_OK;
+    return sipp_endpoint_get_stats(ep, out, NULL) == SIPP_OK;
+}
+
+static void set_caps_from(gw_target *t, const sipp_endpoint_info *info) {
+    t->can_generate = info->can_generate;
+    t->can_chat = info->can_chat;
+    t->can_embed = info->can_embed;
+    t->vision = info->vision;
+    t->n_embd = info->can_embed ? info->n_embd : 0;
 }
 
 static void set_caps(gw_target *t) {
     sipp_endpoint_info info;
     sipp_endpoint_info_init(&info, sizeof info);
-    if (sipp_endpoint_get_info(t->ep, &info, NULL) == SIPP_OK) {
-        t->can_generate = info.can_generate;
-        t->can_chat = info.can_chat;
-        t->can_embed = info.can_embed;
-        t->vision = info.vision;
-        t->n_embd = info.can_embed ? info.n_embd : 0;
-    }
+    if (sipp_endpoint_get_info(t->ep, &info, NULL) == SIPP_OK) set_caps_from(t, &info);
 }
 
+/* ---- residency (docs/gateway.md "Residency") ---------------------------------------------- */
+
+/* The engine settings a local target loads with: its [targets.runtime] keys over the defaults. */
+static sipp_local_params local_params(const gw_target *t) {
+    const sipp__gw_runtime *rt = &t->cfg->runtime;
+    sipp_local_params lp = rt->local;
+    lp.model_path = t->cfg->model;
+    lp.sha256 = t->cfg->sha256;
+    if (!rt->cache) lp.cache_ram_bytes = SIPP_CACHE_DISABLED;
+    return lp;
+}
+
+/* The footprint estimate of a local target from its model's metadata and its settings: the
+ * weights' bytes plus an f16 KV cache of n_ctx x n_parallel positions over the layer count
+ * estimated from the parameter count (residency.h) (the engine's defaults
+ * when unset: n_ctx = the training context capped at 4096, 4 sequences). */
+static uint64_t footprint(const gw_target *t, const sipp_endpoint_info *info) {
+    const sipp_local_params *lp = &t->cfg->runtime.local;
+    uint32_t n_ctx = lp->n_ctx;
+    if (!n_ctx) n_ctx = info->n_ctx_train && info->n_ctx_train < 4096 ? info->n_ctx_train : 4096;
+    return sipp__gw_res_footprint(info->size_bytes, sipp__gw_res_layers(info->n_params, info->n_embd),
+                                  info->n_embd, n_ctx,
+                                  lp->n_parallel ? lp->n_parallel : 4);
+}
+
+static void log_target(const char *level, const char *msg, const char *target, const char *k,
+                       json_t *v) {
+    json_t *x = json_pack("{s:s, s:o}", "target", target, k, v);
+    sipp__gw_log(level, msg, x);
+    json_decref(x);
+}
+
+/* Loads target i (its res is LOADING, set by the caller). Outside res_mu: takes long. */
+static bool load_target(sipp__gw *gw, size_t i, char *why, size_t cap) {
+    gw_target *t = &gw->targets[i];
+    sipp_local_params lp = local_params(t);
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    double t0 = sipp__gw_now();
+    sipp_endpoint *ep = NULL;
+    if (sipp_client_add_local(gw->client, t->cfg->name, &lp, &ep, &err) != SIPP_OK) {
+        snprintf(why, cap, "%s", err.message);
+        log_target("error", "target failed to load", t->cfg->name, "error",
+                   json_string(err.message));
+        return false;
+    }
+    sipp_endpoint_info info;
+    sipp_endpoint_info_init(&info, sizeof info);
+    /* capabilities are written once, before the target turns READY (an on_use target's came
+     * from inspection at start; a reload after an unload leaves them) */
+    if (sipp_endpoint_get_info(ep, &info, NULL) == SIPP_OK && !t->cfg->load_on_use &&
+        atomic_load(&t->state) != GW_TARGET_READY)
+        set_caps_from(t, &info);
+    pthread_mutex_lock(&gw->res_mu);
+    t->ep = ep;
+    if (!t->res_footprint) t->res_footprint = footprint(t, &info); /* on_use: from inspection */
+    t->res = SIPP__GW_RES_LOADED;
+    t->res_loads++;
+    t->res_last_used = sipp__gw_now();
+    pthread_cond_broadcast(&gw->res_cv);
+    pthread_mutex_unlock(&gw->res_mu);
+    log_target("info", "target ready", t->cfg->name, "load_ms",
+               json_real((sipp__gw_now() - t0) * 1000.0));
+    return true;
+}
+
+/* Unloads loaded target i (no request holds it). Under res_mu: removing an idle endpoint only
+ * joins its engine thread. */
+static void unload_locked(sipp__gw *gw, size_t i, const char *reason) {
+    gw_target *t = &gw->targets[i];
+    sipp_client_remove(gw->client, t->cfg->name, NULL);
+    t->res = SIPP__GW_RES_UNLOADED;
+    if (strcmp(reason, "idle") == 0) t->res_unloads_idle++;
+    else t->res_unloads_budget++;
+    log_target("info", "target unloaded", t->cfg->name, "reason", json_string(reason));
+}
+
+/* The planner's view of every target (remote ones count as nothing). Under res_mu. */
+static sipp__gw_res_entry *res_snapshot(sipp__gw *gw) {
+    sipp__gw_res_entry *e = calloc(gw->n_targets + 1, sizeof *e);
+    for (size_t i = 0; e && i < gw->n_targets; i++) {
+        const gw_target *t = &gw->targets[i];
+        if (t->cfg->type != SIPP__GW_LOCAL) continue;
+        e[i] = (sipp__gw_res_entry){t->res, t->res_footprint, t->res_in_use, t->res_last_used};
+    }
+    return e;
+}
+
+/* The residency loop of a request for local target r->target: returns 0 with the model held
+ * (r->ep, r->resident), 1 when `defer` and the model is not loaded yet (r->res_load: this
+ * request loads it, the state is LOADING and the budget made room; r->res_wait: another one
+ * loads it), -1 when the budget cannot be met (503) and -2 when the load failed (500), with
+ * the message in why. */
+static int resident_loop(gw_req *r, bool defer, char *why, size_t cap) {
+    sipp__gw *gw = r->gw;
+    gw_target *t = &gw->targets[r->target];
+    size_t i = (size_t)r->target;
+    pthread_mutex_lock(&gw->res_mu);
+    for (;;) {
+        if (t->res == SIPP__GW_RES_LOADED) break;
+        if (t->res == SIPP__GW_RES_LOADING) {
+            if (defer) {
+                r->res_wait = true;
+                pthread_mutex_unlock(&gw->res_mu);
+                return 1;
+            }
+            pthread_cond_wait(&gw->res_cv, &gw->res_mu);
+            continue;
+        }
+        /* unloaded: make room, then load it on this request's thread */
+        sipp__gw_res_entry *e = res_snapshot(gw);
+        size_t *victims = calloc(gw->n_targets + 1, sizeof *victims), nv = 0;
+        bool fits = e && victims &&
+                    sipp__gw_res_plan(e, gw->n_targets, i, gw->cfg.memory_budget_bytes,
+                                      victims, &nv);
+        uint64_t used = e ? sipp__gw_res_used(e, gw->n_targets) : 0;
+        for (size_t k = 0; fits && k < nv; k++) unload_locked(gw, victims[k], "budget");
+        free(e);
+        free(victims);
+        if (!fits) {
+            t->res_refused++;
+            pthread_mutex_unlock(&gw->res_mu);
+            snprintf(why, cap,
+                     "busy: target '%s' needs ~%llu bytes and the memory budget (%llu, %llu in "
+                     "use) cannot be met even after unloading idle models; retry later",
+                     t->cfg->name, (unsigned long long)t->res_footprint,
+                     (unsigned long long)gw->cfg.memory_budget_bytes, (unsigned long long)used);
+            return -1;
+        }
+        t->res = SIPP__GW_RES_LOADING;
+        if (defer) {
+            r->res_load = true;
+            pthread_mutex_unlock(&gw->res_mu);
+            return 1;
+        }
+        pthread_mutex_unlock(&gw->res_mu);
+        char msg[SIPP_ERROR_MESSAGE_CAP];
+        bool ok = load_target(gw, i, msg, sizeof msg);
+        pthread_mutex_lock(&gw->res_mu);
+        if (!ok) {
+            t->res = SIPP__GW_RES_UNLOADED;
+            pthread_cond_broadcast(&gw->res_cv);
+            pthread_mutex_unlock(&gw->res_mu);
+            snprintf(why, cap, "target '%s' failed to load: %s", t->cfg->name, msg);
+            return -2;
+        }
+    }
+    t->res_in_use++;
+    r->ep = t->ep;
+    r->resident = true;
+    pthread_mutex_unlock(&gw->res_mu);
+    return 0;
+}
+
+bool sipp__gw_phase_resident(gw_req *r) {
+    gw_target *t = &r->gw->targets[r->target];
+    if (t->cfg->type != SIPP__GW_LOCAL) return true;
+    char why[SIPP_ERROR_MESSAGE_CAP + 256];
+    int rc = resident_loop(r, r->call.stream && r->op != GW_OP_EMBED, why, sizeof why);
+    if (rc >= 0) return true;
+    if (rc == -1) r->retry_after = 5;
+    return sipp__gw_req_fail(r, rc == -1 ? GW_UNAVAILABLE : GW_EXECUTION, "model", "%s", why);
+}
+
+bool sipp__gw_resident_pending(const gw_req *r) { return r->res_load || r->res_wait; }
+
+gw_code sipp__gw_resident_complete(gw_req *r, char *why, size_t cap) {
+    sipp__gw *gw = r->gw;
+    gw_target *t = &gw->targets[r->target];
+    if (r->res_load) { /* this request loads it (the state is LOADING, room was made) */
+        r->res_load = false;
+        char msg[SIPP_ERROR_MESSAGE_CAP];
+        if (!load_target(gw, (size_t)r->target, msg, sizeof msg)) {
+            pthread_mutex_lock(&gw->res_mu);
+            t->res = SIPP__GW_RES_UNLOADED;
+            pthread_cond_broadcast(&gw->res_cv);
+            pthread_mutex_unlock(&gw->res_mu);
+            snprintf(why, cap, "target '%s' failed to load: %s", t->cfg->name, msg);
+            return GW_EXECUTION;
+        }
+    }
+    r->res_wait = false;
+    int rc = resident_loop(r, false, why, cap);
+    return rc == 0 ? GW_OK : rc == -1 ? GW_UNAVAILABLE : GW_EXECUTION;
+}
+
+void sipp__gw_resident_release(gw_req *r) {
+    sipp__gw *gw = r->gw;
+    if (r->res_load) { /* the stream ended before its load began: give the slot back */
+        r->res_load = false;
+        pthread_mutex_lock(&gw->res_mu);
+        gw->targets[r->target].res = SIPP__GW_RES_UNLOADED;
+        pthread_cond_broadcast(&gw->res_cv);
+        pthread_mutex_unlock(&gw->res_mu);
+    }
+    if (!r->resident) return;
+    gw_target *t = &gw->targets[r->target];
+    pthread_mutex_lock(&gw->res_mu);
+    t->res_in_use--;
+    t->res_last_used = sipp__gw_now();
+    pthread_cond_broadcast(&gw->res_cv); /* the loader re-arms its idle timer */
+    pthread_mutex_unlock(&gw->res_mu);
+    r->resident = false;
+}
+
+const char *sipp__gw_target_residency(sipp__gw *gw, size_t i) {
+    if (i >= gw->n_targets || gw->targets[i].cfg->type != SIPP__GW_LOCAL) return NULL;
+    pthread_mutex_lock(&gw->res_mu);
+    sipp__gw_res_state st = gw->targets[i].res;
+    pthread_mutex_unlock(&gw->res_mu);
+    return st == SIPP__GW_RES_LOADED ? "loaded" : st == SIPP__GW_RES_LOADING ? "loading" : "unloaded";
+}
+
+json_t *sipp__gw_residency_json(sipp__gw *gw) {
+    json_t *a = json_array();
+    pthread_mutex_lock(&gw->res_mu);
+    for (size_t i = 0; a && i < gw->n_targets; i++) {
+        const gw_target *t = &gw->targets[i];
+        if (t->cfg->type != SIPP__GW_LOCAL) continue;
+        const char *st = t->res == SIPP__GW_RES_LOADED    ? "loaded"
+                         : t->res == SIPP__GW_RES_LOADING ? "loading"
+                                                          : "unloaded";
+        json_array_append_new(
+            a, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "target", t->cfg->name,
+                         "status", st, "in_flight", (json_int_t)t->res_in_use, "footprint_bytes",
+                         (json_int_t)t->res_footprint, "loads", (json_int_t)t->res_loads,
+                         "unloads_idle", (json_int_t)t->res_unloads_idle, "unloads_budget",
+                         (json_int_t)t->res_unloads_budget, "refused", (json_int_t)t->res_refused));
+    }
+    pthread_mutex_unlock(&gw->res_mu);
+    return a;
+}
+
+void sipp__gw_residency_wake(sipp__gw *gw) {
+    pthread_mutex_lock(&gw->res_mu);
+    pthread_cond_broadcast(&gw->res_cv);
+    pthread_mutex_unlock(&gw->res_mu);
+}
+
+/* Unloads the idle targets past their idle_unload_seconds; returns the seconds until the next
+ * one is due (at most 60). Under res_mu. */
+static double unload_idle_locked(sipp__gw *gw) {
+    double now = sipp__gw_now(), next = 60.0;
+    for (size_t i = 0; i < gw->n_targets; i++) {
+        gw_target *t = &gw->targets[i];
+        uint32_t idle = t->cfg->idle_unload_seconds;
+        if (t->cfg->type != SIPP__GW_LOCAL || !idle || t->res != SIPP__GW_RES_LOADED ||
+            t->res_in_use)
+            continue;
+        double due = t->res_last_used + idle - now;
+        if (due <= 0) unload_locked(gw, i, "idle");
+        else if (due < next) next = due;
+    }
+    return next;
+}
+
+/* The loader: loads the load = "start" targets one after the other, then unloads idle ones as
+ * they become due until the gateway shuts down. */
 static void *loader_main(void *arg) {
     sipp__gw *gw = arg;
     for (size_t i = 0; i < gw->n_targets; i++) {
         gw_target *t = &gw->targets[i];
-        if (t->cfg->type != SIPP__GW_LOCAL) continue;
-        const sipp__gw_runtime *rt = &t->cfg->runtime;
-        sipp_local_params lp = rt->local; /* the [targets.runtime] keys over the defaults */
-        lp.model_path = t->cfg->model;
-        lp.sha256 = t->cfg->sha256;
-        if (!rt->cache) lp.cache_ram_bytes = SIPP_CACHE_DISABLED;
-        sipp_error err;
-        sipp_error_init(&err, sizeof err);
-        double t0 = sipp__gw_now();
+        if (t->cfg->type != SIPP__GW_LOCAL || t->cfg->load_on_use) continue;
         if (atomic_load(&gw->shutting_down)) break;
-        if (sipp_client_add_local(gw->client, t->cfg->name, &lp, &t->ep, &err) != SIPP_OK) {
-            json_t *x = json_pack("{s:s, s:s}", "target", t->cfg->name, "error", err.message);
-            sipp__gw_log("error", "target failed to load", x);
-            json_decref(x);
+        pthread_mutex_lock(&gw->res_mu);
+        bool go = t->res == SIPP__GW_RES_UNLOADED;
+        if (go) t->res = SIPP__GW_RES_LOADING;
+        pthread_mutex_unlock(&gw->res_mu);
+        char why[SIPP_ERROR_MESSAGE_CAP];
+        if (!go) continue;
+        if (!load_target(gw, i, why, sizeof why)) {
+            pthread_mutex_lock(&gw->res_mu);
+            t->res = SIPP__GW_RES_UNLOADED;
+            pthread_cond_broadcast(&gw->res_cv);
+            pthread_mutex_unlock(&gw->res_mu);
             atomic_store(&t->state, GW_TARGET_FAILED);
             continue;
         }
-        set_caps(t);
         atomic_store(&t->state, GW_TARGET_READY);
-        json_t *x = json_pack("{s:s, s:f}", "target", t->cfg->name, "load_ms",
-                              (sipp__gw_now() - t0) * 1000.0);
-        sipp__gw_log("info", "target ready", x);
-        json_decref(x);
     }
+    pthread_mutex_lock(&gw->res_mu);
+    while (!atomic_load(&gw->shutting_down)) {
+        double wait = unload_idle_locked(gw);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double w = wait < 0.05 ? 0.05 : wait;
+        ts.tv_sec += (time_t)w;
+        ts.tv_nsec += (long)((w - (double)(time_t)w) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&gw->res_cv, &gw->res_mu, &ts);
+    }
+    pthread_mutex_unlock(&gw->res_mu);
     return NULL;
+}
+
+/* An on_use target at start: its capabilities and footprint from the model's metadata (no
+ * load); READY at once, unloaded until its first request. A model that cannot be read leaves
+ * the target FAILED, logged as a failed load is (the others serve). */
+static void inspect_on_use(gw_target *t) {
+    sipp_endpoint_info info;
+    sipp_endpoint_info_init(&info, sizeof info);
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    if (sipp_model_inspect(t->cfg->model, &info, NULL, &err) != SIPP_OK) {
+        log_target("error", "target failed to load", t->cfg->name, "error",
+                   json_string(err.message));
+        atomic_store(&t->state, GW_TARGET_FAILED);
+        return;
+    }
+    set_caps_from(t, &info);
+    t->res_footprint = footprint(t, &info);
+    atomic_store(&t->state, GW_TARGET_READY);
 }
 
 /* The credential headers of the active probe, as the provider sends them (malloc'd lines in
@@ -215,6 +518,9 @@ int sipp__gw_targets_init(sipp__gw *gw, char *errbuf, size_t errcap) {
         if (c->targets[i].type != SIPP__GW_LOCAL &&
             add_provider(gw, &gw->targets[i], errbuf, errcap) != 0)
             return -1;
+    for (size_t i = 0; i < c->n_targets; i++)
+        if (c->targets[i].type == SIPP__GW_LOCAL && c->targets[i].load_on_use)
+            inspect_on_use(&gw->targets[i]);
     return 0;
 }
 

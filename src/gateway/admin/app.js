@@ -103,6 +103,10 @@
     fill("callers", s.callers, ["caller", "requests", "errors", "input_tokens", "output_tokens"]);
     fill("replicas", s.replicas || [], ["target", "replica", "state", "outstanding", "requests", "errors", "ejections",
       (x) => (x.state === "out" ? fmt(x.retry_in_s, 1) : "–")], (x) => (x.state === "out" ? "err" : ""));
+    fill("models", s.models || [], ["target", "status", "in_flight", (x) => fmt(x.footprint_bytes / 1048576, 1),
+      "loads", "unloads_idle", "unloads_budget", "refused"]);
+    const rl = s.settings && s.settings.reload;
+    $("reload-status").textContent = rl ? (rl.ok ? "Last reload applied: " : "Last reload refused: ") + rl.message : "";
     if (!settingsLoaded) { loadSettings(s.settings); settingsLoaded = true; }
   }
 
@@ -140,6 +144,13 @@
     const r = await api("POST", "settings", body);
     if (r.status === 200) { loadSettings(r.data); $("settings-status").textContent = "Saved."; }
     else $("settings-status").textContent = "Not saved: " + ((r.data && r.data.error && r.data.error.message) || r.status);
+  });
+
+  $("reload").addEventListener("click", async () => {
+    const r = await api("POST", "reload", {});
+    $("reload-status").textContent = r.status === 200 ? "Reloaded."
+      : "Refused: " + ((r.data && r.data.error && r.data.error.message) || r.status);
+    settingsLoaded = false; /* show what the file set */
   });
 
   (async () => {
