@@ -966,6 +966,11 @@ typedef enum sipp_rule_kind {
     SIPP_RULE_PREFER_LOCAL_UNDER_TTFT = 7,
     /** Preference: the endpoint left with the lowest expected cost (ties: the app's order). */
     SIPP_RULE_PREFER_CHEAPEST = 8,
+    /* appended (issue 20: confidence escalation; see "Routing: confidence and draft-then-audit") */
+    /** Audit: sipp_policy_check_draft() / sipp_route_draft_audit() escalate a finished draft
+     *  whose confidence (sipp_response_confidence()) is below `value`, in (0, 1].
+     *  sipp_policy_choose() ignores it (it acts after a run, not before). */
+    SIPP_RULE_ESCALATE_LOW_CONFIDENCE = 9,
 } sipp_rule_kind;
 
 typedef struct sipp_rule {
@@ -977,7 +982,8 @@ typedef struct sipp_rule {
 typedef struct sipp_policy sipp_policy;
 
 /** Builds a policy from `n` rules (copied). INVALID_ARGUMENT names a rule that makes no sense
- *  (unknown kind, a negative budget, a fraction outside [0, 1], a tag rule without a tag). */
+ *  (unknown kind, a negative budget, a fraction outside [0, 1], a tag rule without a tag, a
+ *  confidence threshold outside (0, 1]). */
 SIPP_API sipp_status sipp_policy_new(const sipp_rule *rules, size_t n, sipp_policy **out,
                                      sipp_error *err);
 SIPP_API void sipp_policy_free(sipp_policy *policy);
@@ -1010,6 +1016,81 @@ SIPP_API sipp_status sipp_policy_choose(const sipp_policy *policy,
                                         uint32_t max_tokens, sipp_route_choice *out,
                                         sipp_error *err);
 SIPP_API void sipp_route_choice_free(sipp_route_choice *choice);
+
+/* ==== Routing: confidence and draft-then-audit (issue 20, docs/routing.md) ==================== */
+
+/**
+ * The confidence of a finished text run, from its log-probabilities (sipp_text_params.logprobs):
+ * the geometric mean of its output tokens' probabilities, exp(mean logprob), in (0, 1]. It is
+ * length-normalised (a long answer is not penalised for its length, as a product would be) and
+ * uses every token (a minimum is decided by one token, often a legitimately open choice such
+ * as a name), and needs no top alternatives. `*min_prob` (may be NULL) gets the least likely
+ * token's probability, `*n_tokens` (may be NULL) the tokens counted. Returns NaN (and 0
+ * tokens) when the response has no log-probabilities. Thread-safety: any thread. Since 0.1.
+ */
+SIPP_API double sipp_response_confidence(const sipp_response *response, double *min_prob,
+                                         uint32_t *n_tokens);
+
+/** What a draft check or a draft-then-audit did. */
+typedef enum sipp_audit_outcome {
+    SIPP_AUDIT_NONE = 0,
+    /** The draft stands: it was confident enough (or the policy has no confidence rule). */
+    SIPP_AUDIT_DRAFT = 1,
+    /** The draft was unsure (or had no log-probabilities): the request goes to the target. */
+    SIPP_AUDIT_ESCALATED = 2,
+    /** The draft run failed. It is never sent elsewhere by Sipp; `retry_safe` says whether the
+     *  app may (no output token was produced). */
+    SIPP_AUDIT_DRAFT_FAILED = 3,
+} sipp_audit_outcome;
+
+/** "none", "draft", "escalated" or "draft_failed". Static string. */
+SIPP_API const char *sipp_audit_outcome_name(sipp_audit_outcome outcome);
+
+/** The decision of sipp_policy_check_draft() / sipp_route_draft_audit(). Free its reasons
+ *  with sipp_audit_decision_free(). */
+typedef struct sipp_audit_decision {
+    sipp_audit_outcome outcome;
+    double confidence;  /**< sipp_response_confidence() of the draft; NaN when unknown */
+    double min_prob;
+    uint32_t n_tokens;  /**< tokens the confidence was computed over */
+    /** DRAFT_FAILED: the draft failed before any output token (nothing reached the caller), so
+     *  the app may submit the request to another endpoint itself. False once a token came. */
+    bool retry_safe;
+    char *reasons;      /**< one line per rule or check that acted, with its figures */
+} sipp_audit_decision;
+
+SIPP_API void sipp_audit_decision_free(sipp_audit_decision *decision);
+
+/**
+ * Decides, by the policy's ESCALATE_LOW_CONFIDENCE rule (the first one; none = the draft always
+ * stands), whether a finished draft stands or is escalated: a failed draft is DRAFT_FAILED;
+ * a draft without log-probabilities, or below the threshold, is ESCALATED; otherwise DRAFT.
+ * Pure: no I/O. Thread-safety: any thread. Since 0.1.
+ */
+SIPP_API sipp_status sipp_policy_check_draft(const sipp_policy *policy,
+                                             const sipp_response *draft,
+                                             sipp_audit_decision *out, sipp_error *err);
+
+/**
+ * Draft-then-audit: runs the chat on `draft_ep` (a local model, usually) with log-probabilities
+ * on and without streaming, waits for it and checks it (sipp_policy_check_draft()):
+ * - DRAFT: `*out` is the finished draft run;
+ * - ESCALATED: `*out` is a new run of the chat on `target_ep`, started and not waited (it
+ *   streams to params->on_tokens when set). With `send_draft`, a last user message carries the
+ *   draft and asks the target to check and correct it; else the target gets the question only.
+ * - DRAFT_FAILED: `*out` is the failed draft run. Sipp never sends it elsewhere; the decision
+ *   says whether the app may (retry_safe).
+ * The caller's on_tokens never sees the draft, so no stream the caller saw is ever switched.
+ * A draft refused at submission (sipp_chat() fails: BUSY, ...) returns that error, *out NULL and
+ * outcome DRAFT_FAILED with retry_safe true: again the app decides. `params` as sipp_chat().
+ * Thread-safety: any thread. Since 0.1.
+ */
+SIPP_API sipp_status sipp_route_draft_audit(const sipp_policy *policy, sipp_endpoint *draft_ep,
+                                            sipp_endpoint *target_ep,
+                                            const sipp_message *messages, size_t n_messages,
+                                            const sipp_text_params *params, bool send_draft,
+                                            sipp_run **out, sipp_audit_decision *decision,
+                                            sipp_error *err);
 
 /* ==== Upstream pools: retry safety of remote runs ============================================ */
 

@@ -218,6 +218,75 @@ export class Endpoint {
   embed(text: string, options?: EmbedOptions): Run;
   info(): EndpointInfo;
   stats(): EngineStats;
+  /** Estimates a query or a chat without running it (docs/routing.md). */
+  estimate(prompt: string | { messages: string | Message[] }, options?: TextOptions): Estimate;
+  /** The prices estimates report, per million tokens (null = unknown). */
+  setPrices(inputPerMtok: number | null, outputPerMtok: number | null): void;
+}
+
+/** A figure and where it comes from; `unknown` has value 0: do not use it. */
+export interface Figure {
+  value: number;
+  /** requests it was measured over (0 when not measured) */
+  samples: number;
+  source: 'unknown' | 'measured' | 'configured' | 'predicted';
+}
+
+/** What an endpoint expects of one prepared request (sipp_estimate). */
+export interface Estimate {
+  local: boolean;
+  loaded: boolean;
+  healthy: boolean;
+  promptTokens: number;
+  cachedTokens: number;
+  cacheSource: 'none' | 'live' | 'snapshot';
+  cacheOnDisk: boolean;
+  prefillTokens: number;
+  nCtx: number;
+  running: number;
+  queued: number;
+  freeSlots: number;
+  ttftMs: Figure;
+  decodeTokensPerS: Figure;
+  totalMs: Figure;
+  priceInputPerMtok: Figure;
+  priceOutputPerMtok: Figure;
+  errorRate: Figure;
+  busyRate: Figure;
+}
+
+export type RuleKind =
+  | 'local_only_tag' | 'skip_unavailable' | 'fit_context' | 'max_ttft_ms' | 'max_cost'
+  | 'prefer_warm' | 'prefer_local_under_ttft' | 'prefer_cheapest' | 'escalate_low_confidence';
+
+export type Rule =
+  | RuleKind
+  | [RuleKind, number | string]
+  | { kind: RuleKind; value?: number; tag?: string };
+
+export interface RouteCandidate {
+  endpoint: Endpoint;
+  estimate: Estimate;
+  /** for the reasons; default the endpoint's id */
+  name?: string;
+}
+
+export interface RouteChoice {
+  /** null when every candidate was dropped */
+  endpoint: Endpoint | null;
+  /** into the candidates; -1 when every candidate was dropped */
+  index: number;
+  /** the candidates a filter dropped */
+  dropped: number[];
+  /** one line per rule that acted, with the figures it used and their sources */
+  reasons: string;
+}
+
+/** An ordered, explainable set of routing rules (sipp_policy). choose() sends nothing. */
+export class Policy {
+  constructor(rules: Rule[]);
+  choose(candidates: Array<RouteCandidate | [Endpoint, Estimate]>,
+    options?: { tags?: string[]; maxTokens?: number }): RouteChoice;
 }
 
 export class Client {

@@ -33,6 +33,7 @@ static const char *rule_name(sipp_rule_kind k) {
     case SIPP_RULE_PREFER_WARM: return "prefer_warm";
     case SIPP_RULE_PREFER_LOCAL_UNDER_TTFT: return "prefer_local_under_ttft";
     case SIPP_RULE_PREFER_CHEAPEST: return "prefer_cheapest";
+    case SIPP_RULE_ESCALATE_LOW_CONFIDENCE: return "escalate_low_confidence";
     }
     return NULL;
 }
@@ -60,6 +61,11 @@ sipp_status sipp_policy_new(const sipp_rule *rules, size_t n, sipp_policy **out,
         if (r->kind == SIPP_RULE_PREFER_WARM && r->value > 1)
             return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                               "rule %zu (prefer_warm): value is a fraction of the prompt, in [0, 1]",
+                              i);
+        if (r->kind == SIPP_RULE_ESCALATE_LOW_CONFIDENCE && (r->value <= 0 || r->value > 1))
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                              "rule %zu (escalate_low_confidence): value is a probability, in "
+                              "(0, 1]",
                               i);
         if (r->kind == SIPP_RULE_LOCAL_ONLY_TAG && (!r->tag || !r->tag[0]))
             return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
@@ -284,7 +290,8 @@ sipp_status sipp_policy_choose(const sipp_policy *p, const sipp_route_candidate 
     for (size_t k = 0; k < p->n_rules; k++)
         if (is_filter(p->rules[k].kind)) apply_filter(&v, k, &p->rules[k], tags, n_tags);
     for (size_t k = 0; k < p->n_rules && chosen < 0; k++)
-        if (!is_filter(p->rules[k].kind)) chosen = apply_preference(&v, k, &p->rules[k]);
+        if (!is_filter(p->rules[k].kind) && p->rules[k].kind != SIPP_RULE_ESCALATE_LOW_CONFIDENCE)
+            chosen = apply_preference(&v, k, &p->rules[k]);
     char nb[24];
     if (chosen < 0) {
         for (size_t i = 0; i < n && chosen < 0; i++)
@@ -311,4 +318,188 @@ void sipp_route_choice_free(sipp_route_choice *choice) {
     if (!choice) return;
     free(choice->reasons);
     choice->reasons = NULL;
+}
+
+/* ---- after a run: confidence and draft-then-audit (issue 20) -------------------------------- */
+
+double sipp_response_confidence(const sipp_response *r, double *min_prob, uint32_t *n_tokens) {
+    if (min_prob) *min_prob = NAN;
+    if (n_tokens) *n_tokens = 0;
+    if (!r || !r->logprobs || r->n_logprobs == 0) return NAN;
+    double sum = 0, min = 0;
+    for (size_t i = 0; i < r->n_logprobs; i++) {
+        double lp = r->logprobs[i].logprob;
+        if (!isfinite(lp)) lp = -1e4; /* -inf: a token the model gave no chance */
+        sum += lp;
+        if (i == 0 || lp < min) min = lp;
+    }
+    if (min_prob) *min_prob = exp(min);
+    if (n_tokens) *n_tokens = (uint32_t)r->n_logprobs;
+    return exp(sum / (double)r->n_logprobs);
+}
+
+const char *sipp_audit_outcome_name(sipp_audit_outcome o) {
+    switch (o) {
+    case SIPP_AUDIT_DRAFT: return "draft";
+    case SIPP_AUDIT_ESCALATED: return "escalated";
+    case SIPP_AUDIT_DRAFT_FAILED: return "draft_failed";
+    default: return "none";
+    }
+}
+
+void sipp_audit_decision_free(sipp_audit_decision *d) {
+    if (!d) return;
+    free(d->reasons);
+    d->reasons = NULL;
+}
+
+static void decision_reset(sipp_audit_decision *d) {
+    memset(d, 0, sizeof *d);
+    d->confidence = NAN;
+    d->min_prob = NAN;
+}
+
+static void decision_say(sipp_audit_decision *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void decision_say(sipp_audit_decision *d, const char *fmt, ...) {
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    size_t old = d->reasons ? strlen(d->reasons) : 0, add = strlen(line);
+    char *r = realloc(d->reasons, old + add + 2);
+    if (!r) return; /* the reasons are an explanation; the decision stands without them */
+    memcpy(r + old, line, add);
+    r[old + add] = '\n';
+    r[old + add + 1] = '\0';
+    d->reasons = r;
+}
+
+/* A failed run is safe to send elsewhere only when nothing of its answer was produced. */
+static bool failed_before_output(const sipp_response *r) {
+    return r->text_len == 0 && r->n_logprobs == 0 && (!r->usage || r->usage->output_tokens == 0);
+}
+
+sipp_status sipp_policy_check_draft(const sipp_policy *p, const sipp_response *draft,
+                                    sipp_audit_decision *out, sipp_error *err) {
+    if (!out) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "out is required");
+    decision_reset(out);
+    if (!p || !draft)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "policy and draft are required");
+    out->confidence = sipp_response_confidence(draft, &out->min_prob, &out->n_tokens);
+    if (draft->status != SIPP_OK) {
+        out->outcome = SIPP_AUDIT_DRAFT_FAILED;
+        out->retry_safe = failed_before_output(draft);
+        decision_say(out, "draft failed (%s: %s) %s", sipp_status_name(draft->status),
+                     draft->error_message,
+                     out->retry_safe ? "before any output token: the app may send it elsewhere"
+                                     : "after its output began: it is not sent elsewhere");
+        return SIPP_OK;
+    }
+    const sipp_rule *rule = NULL;
+    size_t k = 0;
+    for (; k < p->n_rules && !rule; k++)
+        if (p->rules[k].kind == SIPP_RULE_ESCALATE_LOW_CONFIDENCE) rule = &p->rules[k];
+    if (!rule) {
+        out->outcome = SIPP_AUDIT_DRAFT;
+        decision_say(out, "no escalate_low_confidence rule: the draft stands");
+    } else if (isnan(out->confidence)) {
+        out->outcome = SIPP_AUDIT_ESCALATED;
+        decision_say(out,
+                     "rule %zu escalate_low_confidence: escalate: the draft has no token "
+                     "log-probabilities, its confidence is unknown",
+                     k);
+    } else if (out->confidence < rule->value) {
+        out->outcome = SIPP_AUDIT_ESCALATED;
+        decision_say(out,
+                     "rule %zu escalate_low_confidence: escalate: confidence %.3f (geometric mean "
+                     "token probability over %u tokens, least likely %.3g) < %.3g",
+                     k, out->confidence, out->n_tokens, out->min_prob, rule->value);
+    } else {
+        out->outcome = SIPP_AUDIT_DRAFT;
+        decision_say(out,
+                     "rule %zu escalate_low_confidence: the draft stands: confidence %.3f "
+                     "(geometric mean token probability over %u tokens, least likely %.3g) >= %.3g",
+                     k, out->confidence, out->n_tokens, out->min_prob, rule->value);
+    }
+    return SIPP_OK;
+}
+
+#define AUDIT_ASK "A quick draft answer to the question above follows. Check it; answer the " \
+                  "question correctly and completely, fixing the draft where it is wrong.\n\n" \
+                  "Draft:\n"
+
+sipp_status sipp_route_draft_audit(const sipp_policy *p, sipp_endpoint *draft_ep,
+                                   sipp_endpoint *target_ep, const sipp_message *messages,
+                                   size_t n_messages, const sipp_text_params *params,
+                                   bool send_draft, sipp_run **out, sipp_audit_decision *d,
+                                   sipp_error *err) {
+    if (!out || !d)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "out and decision are required");
+    *out = NULL;
+    decision_reset(d);
+    if (!p || !draft_ep || !target_ep || !messages || n_messages == 0 || n_messages > 4096)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "policy, both endpoints and 1 to 4096 messages are required");
+    /* the caller's params over the defaults, up to its struct_size (an older header's) */
+    sipp_text_params dp;
+    sipp_text_params_init(&dp, sizeof dp);
+    if (params) {
+        if (params->struct_size > sizeof dp || params->struct_size < sizeof(uint32_t))
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                              "params: struct_size %u is not one this library knows",
+                              params->struct_size);
+        memcpy(&dp, params, params->struct_size);
+        dp.struct_size = sizeof dp;
+    }
+    sipp_text_params tp = dp; /* the target's: the caller's own, streaming included */
+    /* the draft: with log-probabilities, never streamed to the caller */
+    dp.struct_size = sizeof dp;
+    dp.logprobs = true;
+    dp.on_tokens = NULL;
+    dp.user_data = NULL;
+    sipp_run *draft = NULL;
+    sipp_status st = sipp_chat(draft_ep, messages, n_messages, &dp, &draft, err);
+    if (st != SIPP_OK) {
+        d->outcome = SIPP_AUDIT_DRAFT_FAILED;
+        d->retry_safe = true;
+        decision_say(d, "draft refused at submission (%s): the app may send it elsewhere",
+                     sipp_status_name(st));
+        return st;
+    }
+    const sipp_response *r = NULL;
+    if ((st = sipp_run_wait(draft, &r, err)) != SIPP_OK ||
+        (st = sipp_policy_check_draft(p, r, d, err)) != SIPP_OK) {
+        sipp_run_free(draft);
+        return st;
+    }
+    if (d->outcome != SIPP_AUDIT_ESCALATED) {
+        *out = draft;
+        return SIPP_OK;
+    }
+    /* escalate: the question (and the draft) to the target. A remote target gets no local
+     * cache hints (they say where a prefix is warm here, nothing about the answer). */
+    if (target_ep->kind != ENDPOINT_LOCAL) {
+        tp.context_key = NULL;
+        tp.cache_scope = NULL;
+    }
+    sipp_message *m = calloc(n_messages + 1, sizeof *m);
+    char *ask = NULL;
+    if (!m || (send_draft && asprintf(&ask, AUDIT_ASK "%s", r->text ? r->text : "") < 0)) {
+        free(m);
+        sipp_run_free(draft);
+        return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    }
+    memcpy(m, messages, n_messages * sizeof *m);
+    size_t n = n_messages;
+    if (send_draft) m[n++] = (sipp_message){"user", ask};
+    decision_say(d, "escalated to the target%s",
+                 send_draft ? " with the draft" : " (question only)");
+    st = sipp_chat(target_ep, m, n, &tp, out, err); /* copies messages before it returns */
+    free(ask);
+    free(m);
+    sipp_run_free(draft);
+    return st;
 }

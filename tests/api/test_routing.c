@@ -9,6 +9,7 @@
 #include "helpers.h"
 
 #include <arpa/inet.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -142,10 +143,20 @@ static void chat_estimate_counts_the_rendered_prompt(void **state) {
 
 /* ---- remote: a peer that answers 503 ----------------------------------------------------------- */
 
+enum peer_mode {
+    PEER_503 = 0,        /* refuses every request before any token */
+    PEER_ONE_TOKEN = 1,  /* streams one token, then the connection drops */
+    PEER_ANSWER = 2,     /* streams "audited answer" and ends */
+};
+
 typedef struct peer {
     int fd, port;
     pthread_t thread;
     atomic_bool stop;
+    /* appended for the draft-then-audit tests */
+    int mode;
+    atomic_int requests;
+    char last_body[16384];
 } peer;
 
 static void *peer_main(void *arg) {
@@ -170,7 +181,25 @@ static void *peer_main(void *arg) {
             if (end && (!cl || got >= (size_t)(end + 4 - buf) + strtoul(cl + 15, NULL, 10)))
                 break;
         }
-        send(c, busy, sizeof busy - 1, MSG_NOSIGNAL);
+        atomic_fetch_add(&p->requests, 1);
+        char *body = strstr(buf, "\r\n\r\n");
+        snprintf(p->last_body, sizeof p->last_body, "%s", body ? body + 4 : "");
+        static const char sse[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                                  "Connection: close\r\n\r\n";
+        static const char one[] =
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"logprobs\":"
+            "{\"content\":[{\"token\":\"Hel\",\"logprob\":-0.1,\"top_logprobs\":[]}]},"
+            "\"finish_reason\":null}]}\n\n";
+        static const char answer[] =
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"audited answer\"},"
+            "\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+        if (p->mode == PEER_503) {
+            send(c, busy, sizeof busy - 1, MSG_NOSIGNAL);
+        } else {
+            send(c, sse, sizeof sse - 1, MSG_NOSIGNAL);
+            if (p->mode == PEER_ONE_TOKEN) send(c, one, sizeof one - 1, MSG_NOSIGNAL);
+            else send(c, answer, sizeof answer - 1, MSG_NOSIGNAL);
+        }
         shutdown(c, SHUT_WR);
         while (recv(c, buf, sizeof buf, 0) > 0) {
         }
@@ -179,26 +208,33 @@ static void *peer_main(void *arg) {
     return NULL;
 }
 
-static void remote_failures_make_it_unhealthy(void **state) {
-    (void)state;
-    peer pr = {0};
-    pr.fd = socket(AF_INET, SOCK_STREAM, 0);
+static void peer_start(peer *pr, int mode) {
+    memset(pr, 0, sizeof *pr);
+    pr->mode = mode;
+    pr->fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(pr.fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(bind(pr->fd, (struct sockaddr *)&a, sizeof a), 0);
     socklen_t len = sizeof a;
-    getsockname(pr.fd, (struct sockaddr *)&a, &len);
-    pr.port = ntohs(a.sin_port);
-    listen(pr.fd, 16);
+    getsockname(pr->fd, (struct sockaddr *)&a, &len);
+    pr->port = ntohs(a.sin_port);
+    listen(pr->fd, 16);
     struct timeval tv = {0, 100 * 1000};
-    setsockopt(pr.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    pthread_create(&pr.thread, NULL, peer_main, &pr);
+    setsockopt(pr->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    pthread_create(&pr->thread, NULL, peer_main, pr);
+}
 
-    sipp_client *c = NULL;
-    assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+static void peer_stop(peer *pr) {
+    atomic_store(&pr->stop, true);
+    pthread_join(pr->thread, NULL);
+    close(pr->fd);
+}
+
+/* An OpenAI-compatible endpoint on the peer. */
+static sipp_endpoint *add_peer(sipp_client *c, const char *id, const peer *pr) {
     sipp_provider_params pp;
     sipp_provider_params_init(&pp, sizeof pp);
     char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", pr.port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", pr->port);
     pp.kind = SIPP_PROVIDER_OPENAI_COMPATIBLE;
     pp.base_url = url;
     pp.model = "m";
@@ -206,7 +242,17 @@ static void remote_failures_make_it_unhealthy(void **state) {
     sipp_endpoint *ep = NULL;
     sipp_error err;
     sipp_error_init(&err, sizeof err);
-    assert_int_equal(sipp_client_add_provider(c, "remote", &pp, &ep, &err), SIPP_OK);
+    if (sipp_client_add_provider(c, id, &pp, &ep, &err) != SIPP_OK) fail_msg("%s", err.message);
+    return ep;
+}
+
+static void remote_failures_make_it_unhealthy(void **state) {
+    (void)state;
+    peer pr;
+    peer_start(&pr, PEER_503);
+    sipp_client *c = NULL;
+    assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+    sipp_endpoint *ep = add_peer(c, "remote", &pr);
     assert_int_equal(sipp_endpoint_set_prices(ep, 3.0, 15.0, NULL), SIPP_OK);
 
     sipp_text_params p = greedy(4);
@@ -233,9 +279,7 @@ static void remote_failures_make_it_unhealthy(void **state) {
     assert_true(e.error_rate.value == 1.0 && e.busy_rate.value == 1.0);
     assert_int_equal(e.ttft_ms.source, SIPP_FIGURE_UNKNOWN); /* no answer, no TTFT */
     sipp_client_free(c);
-    atomic_store(&pr.stop, true);
-    pthread_join(pr.thread, NULL);
-    close(pr.fd);
+    peer_stop(&pr);
 }
 
 /* ---- the policy, on synthetic estimates --------------------------------------------------------- */
@@ -391,6 +435,262 @@ static void policy_refuses_bad_rules(void **state) {
     sipp_policy_free(p);
 }
 
+
+/* ---- after a run: confidence, the draft check and draft-then-audit ---------------------------- */
+
+static sipp_policy *audit_policy(double threshold) {
+    sipp_rule r[] = {{SIPP_RULE_LOCAL_ONLY_TAG, 0, "private"},
+                     {SIPP_RULE_ESCALATE_LOW_CONFIDENCE, threshold, NULL}};
+    sipp_policy *p = NULL;
+    assert_int_equal(sipp_policy_new(r, threshold > 0 ? 2 : 1, &p, NULL), SIPP_OK);
+    return p;
+}
+
+static sipp_audit_outcome check(const sipp_policy *p, const sipp_response *r, bool *retry_safe,
+                                char **why) {
+    sipp_audit_decision d;
+    assert_int_equal(sipp_policy_check_draft(p, r, &d, NULL), SIPP_OK);
+    assert_non_null(d.reasons);
+    if (retry_safe) *retry_safe = d.retry_safe;
+    if (why) *why = strdup(d.reasons);
+    sipp_audit_outcome o = d.outcome;
+    sipp_audit_decision_free(&d);
+    return o;
+}
+
+/* Each decision of the draft check, on synthetic responses. */
+static void draft_check_decisions(void **state) {
+    (void)state;
+    /* probabilities 0.8 and 0.2: geometric mean 0.4, least likely 0.2 */
+    sipp_token_logprob lp[] = {{"a", 1, logf(0.8f), NULL, 0}, {"b", 1, logf(0.2f), NULL, 0}};
+    sipp_usage u = {.struct_size = sizeof u, .output_tokens = 2};
+    sipp_response r = {.struct_size = sizeof r, .status = SIPP_OK, .text = "ab", .text_len = 2,
+                       .usage = &u, .logprobs = lp, .n_logprobs = 2};
+    double min = 0;
+    uint32_t n = 0;
+    assert_float_equal(sipp_response_confidence(&r, &min, &n), 0.4, 1e-6);
+    assert_float_equal(min, 0.2, 1e-6);
+    assert_int_equal(n, 2);
+
+    char *why = NULL;
+    sipp_policy *none = audit_policy(0), *lax = audit_policy(0.3), *strict = audit_policy(0.5);
+    /* no confidence rule: the draft always stands */
+    assert_int_equal(check(none, &r, NULL, &why), SIPP_AUDIT_DRAFT);
+    assert_non_null(strstr(why, "no escalate_low_confidence rule"));
+    free(why);
+    assert_int_equal(check(lax, &r, NULL, &why), SIPP_AUDIT_DRAFT);
+    assert_non_null(strstr(why, "confidence 0.400"));
+    free(why);
+    assert_int_equal(check(strict, &r, NULL, &why), SIPP_AUDIT_ESCALATED);
+    assert_non_null(strstr(why, "rule 2 escalate_low_confidence: escalate: confidence 0.400"));
+    free(why);
+    /* no log-probabilities: the confidence is unknown, the draft is not vouched for */
+    sipp_response bare = r;
+    bare.logprobs = NULL;
+    bare.n_logprobs = 0;
+    assert_true(isnan(sipp_response_confidence(&bare, NULL, NULL)));
+    assert_int_equal(check(lax, &bare, NULL, &why), SIPP_AUDIT_ESCALATED);
+    assert_non_null(strstr(why, "unknown"));
+    free(why);
+    /* a draft that failed after its output began may not go elsewhere... */
+    sipp_response broke = r;
+    broke.status = SIPP_TRANSPORT;
+    bool safe = true;
+    assert_int_equal(check(lax, &broke, &safe, NULL), SIPP_AUDIT_DRAFT_FAILED);
+    assert_false(safe);
+    /* ...one that failed before any output token may, by the app's call */
+    sipp_usage u0 = {.struct_size = sizeof u0};
+    sipp_response refused = {.struct_size = sizeof refused, .status = SIPP_OVERLOADED, .text = "",
+                             .usage = &u0};
+    assert_int_equal(check(lax, &refused, &safe, NULL), SIPP_AUDIT_DRAFT_FAILED);
+    assert_true(safe);
+
+    /* the rule acts after a run: sipp_policy_choose ignores it */
+    sipp_estimate e[] = {remote_est(100, 3, 15, true), local_est(100, 0, 50, 4096)};
+    sipp_rule only[] = {{SIPP_RULE_ESCALATE_LOW_CONFIDENCE, 0.9, NULL}};
+    assert_int_equal(choose(only, 1, e, 2, NULL, 0, 16, &why), 0);
+    assert_non_null(strstr(why, "default: chose first"));
+    free(why);
+    /* a threshold is a probability */
+    sipp_policy *bad = NULL;
+    sipp_rule zero[] = {{SIPP_RULE_ESCALATE_LOW_CONFIDENCE, 0, NULL}};
+    sipp_rule big[] = {{SIPP_RULE_ESCALATE_LOW_CONFIDENCE, 1.5, NULL}};
+    assert_int_equal(sipp_policy_new(zero, 1, &bad, NULL), SIPP_INVALID_ARGUMENT);
+    assert_int_equal(sipp_policy_new(big, 1, &bad, NULL), SIPP_INVALID_ARGUMENT);
+    sipp_audit_decision d;
+    assert_int_equal(sipp_policy_check_draft(lax, NULL, &d, NULL), SIPP_INVALID_ARGUMENT);
+    /* bad input to draft-then-audit: refused before anything is sent */
+    sipp_run *run = (sipp_run *)0x1;
+    assert_int_equal(sipp_route_draft_audit(lax, EP_LOCAL, EP_REMOTE, NULL, 0, NULL, false, &run,
+                                            &d, NULL),
+                     SIPP_INVALID_ARGUMENT);
+    assert_null(run);
+    sipp_message m = {"user", "x"};
+    sipp_text_params newer;
+    sipp_text_params_init(&newer, sizeof newer);
+    newer.struct_size = sizeof newer + 8; /* from a newer header */
+    assert_int_equal(sipp_route_draft_audit(lax, EP_LOCAL, EP_REMOTE, &m, 1, &newer, false, &run,
+                                            &d, NULL),
+                     SIPP_INVALID_ARGUMENT);
+    sipp_audit_decision_free(&d);
+    sipp_policy_free(none);
+    sipp_policy_free(lax);
+    sipp_policy_free(strict);
+}
+
+typedef struct seen {
+    char text[4096];
+    size_t len;
+} seen;
+
+static void on_seen(const char *text, size_t len, uint32_t n, void *ud) {
+    (void)n;
+    seen *s = ud;
+    if (s->len + len < sizeof s->text) {
+        memcpy(s->text + s->len, text, len);
+        s->len += len;
+        s->text[s->len] = '\0';
+    }
+}
+
+static sipp_audit_outcome audit(const sipp_policy *pol, sipp_endpoint *draft, sipp_endpoint *target,
+                                const sipp_message *m, sipp_text_params *p, bool send_draft,
+                                sipp_run **run, sipp_audit_decision *d, sipp_status want) {
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    sipp_status st = sipp_route_draft_audit(pol, draft, target, m, 1, p, send_draft, run, d, &err);
+    if (st != want) fail_msg("draft_audit: %s (%s)", sipp_status_name(st), err.message);
+    return d->outcome;
+}
+
+/* A local draft that is confident stands; one that is unsure goes, with the draft, to the
+ * target, whose run streams to the caller (who never sees the draft). */
+static void draft_audit_local_then_remote(void **state) {
+    (void)state;
+    peer pr;
+    peer_start(&pr, PEER_ANSWER);
+    sipp_client *c = NULL;
+    assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+    sipp_endpoint *local = add_model(c, "chat", CHAT_MODEL, 1);
+    sipp_endpoint *cloud = add_peer(c, "cloud", &pr);
+    sipp_message m[] = {{"user", "What did the cat see in the garden?"}};
+    sipp_text_params p = greedy(12);
+    p.logprobs = true;
+    sipp_run *run = NULL;
+    assert_int_equal(sipp_chat(local, m, 1, &p, &run, NULL), SIPP_OK);
+    const sipp_response *r = NULL;
+    sipp_run_wait(run, &r, NULL);
+    assert_int_equal(r->status, SIPP_OK);
+    uint32_t n = 0;
+    double conf = sipp_response_confidence(r, NULL, &n);
+    assert_true(n > 0 && conf > 0 && conf < 1);
+    char *draft_text = strdup(r->text);
+    sipp_run_free(run);
+
+    seen s = {0};
+    p.logprobs = false; /* the helper asks the draft for them itself */
+    p.on_tokens = on_seen;
+    p.user_data = &s;
+    p.context_key = "file:garden.txt"; /* local cache hint: not sent to the remote */
+    sipp_audit_decision d;
+    /* confident enough (greedy: the same draft): it stands, the cloud is not asked */
+    sipp_policy *lax = audit_policy(conf * 0.9);
+    assert_int_equal(audit(lax, local, cloud, m, &p, true, &run, &d, SIPP_OK), SIPP_AUDIT_DRAFT);
+    assert_float_equal(d.confidence, conf, 1e-6);
+    sipp_run_wait(run, &r, NULL);
+    assert_string_equal(r->text, draft_text);
+    assert_int_equal(s.len, 0); /* the draft was never streamed to the caller */
+    assert_int_equal(atomic_load(&pr.requests), 0);
+    sipp_run_free(run);
+    sipp_audit_decision_free(&d);
+
+    /* unsure: the question and the draft go to the cloud; its answer streams to the caller */
+    sipp_policy *strict = audit_policy((conf + 1) / 2);
+    assert_int_equal(audit(strict, local, cloud, m, &p, true, &run, &d, SIPP_OK),
+                     SIPP_AUDIT_ESCALATED);
+    assert_non_null(strstr(d.reasons, "escalated to the target with the draft"));
+    sipp_run_wait(run, &r, NULL);
+    assert_int_equal(r->status, SIPP_OK);
+    assert_string_equal(r->text, "audited answer");
+    assert_string_equal(s.text, "audited answer"); /* and nothing of the draft */
+    assert_int_equal(atomic_load(&pr.requests), 1);
+    assert_non_null(strstr(pr.last_body, "What did the cat see in the garden?"));
+    assert_non_null(strstr(pr.last_body, "Draft:"));
+    assert_null(strstr(pr.last_body, "garden.txt"));
+    sipp_run_free(run);
+    sipp_audit_decision_free(&d);
+    /* without the draft: the question only */
+    s.len = 0;
+    assert_int_equal(audit(strict, local, cloud, m, &p, false, &run, &d, SIPP_OK),
+                     SIPP_AUDIT_ESCALATED);
+    sipp_run_wait(run, &r, NULL);
+    assert_null(strstr(pr.last_body, "Draft:"));
+    sipp_run_free(run);
+    sipp_audit_decision_free(&d);
+    sipp_policy_free(lax);
+    sipp_policy_free(strict);
+    free(draft_text);
+    sipp_client_free(c);
+    peer_stop(&pr);
+}
+
+/* Never switch a stream: a draft that fails after its first token is returned failed and is
+ * not sent to the target; one refused before any token is not sent either, but the app may
+ * send it (retry_safe), and does so with its own explicit call. */
+static void draft_audit_never_switches_a_stream(void **state) {
+    (void)state;
+    peer broken, refusing, target;
+    peer_start(&broken, PEER_ONE_TOKEN);
+    peer_start(&refusing, PEER_503);
+    peer_start(&target, PEER_ANSWER);
+    sipp_client *c = NULL;
+    assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+    sipp_endpoint *b = add_peer(c, "broken", &broken), *rf = add_peer(c, "refusing", &refusing),
+                  *t = add_peer(c, "target", &target);
+    sipp_policy *pol = audit_policy(0.99);
+    sipp_message m[] = {{"user", "hi"}};
+    sipp_text_params p = greedy(8);
+    sipp_run *run = NULL;
+    sipp_audit_decision d;
+
+    assert_int_equal(audit(pol, b, t, m, &p, true, &run, &d, SIPP_OK), SIPP_AUDIT_DRAFT_FAILED);
+    assert_false(d.retry_safe);
+    const sipp_response *r = NULL;
+    sipp_run_wait(run, &r, NULL);
+    assert_int_not_equal(r->status, SIPP_OK);
+    assert_string_equal(r->text, "Hel"); /* the failed draft, as it was */
+    assert_int_equal(atomic_load(&target.requests), 0);
+    sipp_run_free(run);
+    sipp_audit_decision_free(&d);
+
+    assert_int_equal(audit(pol, rf, t, m, &p, true, &run, &d, SIPP_OK), SIPP_AUDIT_DRAFT_FAILED);
+    assert_true(d.retry_safe);
+    assert_int_equal(atomic_load(&target.requests), 0); /* Sipp did not move it */
+    sipp_run_free(run);
+    sipp_audit_decision_free(&d);
+    /* the app's explicit call */
+    assert_int_equal(sipp_chat(t, m, 1, &p, &run, NULL), SIPP_OK);
+    sipp_run_wait(run, &r, NULL);
+    assert_string_equal(r->text, "audited answer");
+    sipp_run_free(run);
+    assert_int_equal(atomic_load(&target.requests), 1);
+
+    /* refused at submission (a bad request here): the error, no run, the target untouched */
+    sipp_text_params bad = p;
+    bad.max_tokens = 0;
+    assert_int_equal(audit(pol, b, t, m, &bad, true, &run, &d, SIPP_INVALID_ARGUMENT),
+                     SIPP_AUDIT_DRAFT_FAILED);
+    assert_null(run);
+    assert_true(d.retry_safe);
+    sipp_audit_decision_free(&d);
+    assert_int_equal(atomic_load(&target.requests), 1);
+    sipp_policy_free(pol);
+    sipp_client_free(c);
+    peer_stop(&broken);
+    peer_stop(&refusing);
+    peer_stop(&target);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(local_estimate_tokens_cache_and_ttft),
@@ -399,6 +699,9 @@ int main(void) {
         cmocka_unit_test(remote_failures_make_it_unhealthy),
         cmocka_unit_test(policy_rules),
         cmocka_unit_test(policy_refuses_bad_rules),
+        cmocka_unit_test(draft_check_decisions),
+        cmocka_unit_test(draft_audit_local_then_remote),
+        cmocka_unit_test(draft_audit_never_switches_a_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -109,6 +109,21 @@ int main(void) {
     L(sipp_top_logprob, logprob);
     S(sipp_token_logprob); F(sipp_token_logprob, token); F(sipp_token_logprob, token_len);
     F(sipp_token_logprob, logprob); F(sipp_token_logprob, top); L(sipp_token_logprob, n_top);
+    /* routing signals and policy (issue 20) */
+    S(sipp_figure); F(sipp_figure, value); F(sipp_figure, samples); L(sipp_figure, source);
+    S(sipp_estimate); F(sipp_estimate, struct_size); F(sipp_estimate, local);
+    F(sipp_estimate, loaded); F(sipp_estimate, healthy); F(sipp_estimate, prompt_tokens);
+    F(sipp_estimate, cached_tokens); F(sipp_estimate, cache_source);
+    F(sipp_estimate, cache_on_disk); F(sipp_estimate, prefill_tokens); F(sipp_estimate, n_ctx);
+    F(sipp_estimate, running); F(sipp_estimate, queued); F(sipp_estimate, free_slots);
+    F(sipp_estimate, ttft_ms); F(sipp_estimate, decode_tokens_per_s); F(sipp_estimate, total_ms);
+    F(sipp_estimate, price_input_per_mtok); F(sipp_estimate, price_output_per_mtok);
+    F(sipp_estimate, error_rate); L(sipp_estimate, busy_rate);
+    S(sipp_rule); F(sipp_rule, kind); F(sipp_rule, value); L(sipp_rule, tag);
+    S(sipp_route_candidate); F(sipp_route_candidate, endpoint);
+    F(sipp_route_candidate, estimate); L(sipp_route_candidate, name);
+    S(sipp_route_choice); F(sipp_route_choice, index); F(sipp_route_choice, endpoint);
+    F(sipp_route_choice, reasons); L(sipp_route_choice, dropped);
     printf("\n}\n");
     return 0;
 }

@@ -242,6 +242,26 @@ class Endpoint {
     return new Run(native.embed(this._handle(), text, extraOptions(rest)), this, signal);
   }
 
+  /**
+   * Estimates a query (a string prompt) or a chat ({messages}: an array, or a string for one
+   * user message) without running it (docs/routing.md). `options` as for query/chat; their
+   * contextKey and cacheScope decide which cached prefix counts.
+   */
+  estimate(prompt, options = {}) {
+    if (prompt !== null && typeof prompt === 'object' && !Array.isArray(prompt)) {
+      let { messages, ...rest } = prompt;
+      if (typeof messages === 'string') messages = [{ role: 'user', content: messages }];
+      return native.estimate(this._handle(), null, messages, textOptions({ ...rest, ...options }));
+    }
+    if (typeof prompt !== 'string') throw new TypeError('estimate(prompt) or estimate({messages})');
+    return native.estimate(this._handle(), prompt, null, textOptions(options));
+  }
+
+  /** The prices estimates report, per million tokens (null = unknown). */
+  setPrices(inputPerMtok, outputPerMtok) {
+    native.setPrices(this._handle(), inputPerMtok ?? -1, outputPerMtok ?? -1);
+  }
+
   info() {
     return native.endpointInfo(this._handle());
   }
@@ -279,6 +299,53 @@ function headerOptions(options) {
     throw new TypeError("headers must be an object {name: value} or an array of 'Name: value' strings");
   }
   return { ...options, headers: Object.entries(h).map(([k, v]) => `${k}: ${v}`) };
+}
+
+const RULE_KINDS = {
+  local_only_tag: 1, skip_unavailable: 2, fit_context: 3, max_ttft_ms: 4, max_cost: 5,
+  prefer_warm: 6, prefer_local_under_ttft: 7, prefer_cheapest: 8, escalate_low_confidence: 9,
+};
+
+/**
+ * An ordered, explainable set of routing rules (sipp_policy; docs/routing.md). Each rule is a
+ * name ('fit_context'), [name, value] (['prefer_warm', 0.5], ['local_only_tag', 'private']) or
+ * {kind, value, tag}. choose() is pure: it sends nothing.
+ */
+class Policy {
+  #h;
+
+  constructor(rules) {
+    if (!Array.isArray(rules)) throw new TypeError('rules must be an array');
+    const raw = rules.map((r, i) => {
+      if (typeof r === 'string') r = { kind: r };
+      else if (Array.isArray(r)) {
+        r = r[0] === 'local_only_tag' ? { kind: r[0], tag: r[1] } : { kind: r[0], value: r[1] };
+      }
+      if (r === null || typeof r !== 'object' || !(r.kind in RULE_KINDS)) {
+        throw sippError('invalid_argument',
+          `rule ${i}: unknown kind ${JSON.stringify(r && r.kind)} (one of ${Object.keys(RULE_KINDS).join(', ')})`);
+      }
+      return { kind: RULE_KINDS[r.kind], value: r.value ?? 0, tag: r.tag };
+    });
+    this.#h = native.policyNew(raw);
+  }
+
+  /**
+   * Chooses among candidates: [{endpoint, estimate, name?}] or [[endpoint, estimate], ...].
+   * Returns {endpoint, index, dropped, reasons}; endpoint is null (index -1) when every
+   * candidate was dropped, and the reasons say why each one went.
+   */
+  choose(candidates, { tags = [], maxTokens = 256 } = {}) {
+    if (!Array.isArray(candidates)) throw new TypeError('candidates must be an array');
+    const list = candidates.map((c) => (Array.isArray(c) ? { endpoint: c[0], estimate: c[1] } : c));
+    for (const c of list) {
+      if (!(c && c.endpoint instanceof Endpoint)) throw new TypeError('a candidate needs an Endpoint');
+    }
+    const raw = list.map((c) => ({ endpoint: c.endpoint._handle(), estimate: c.estimate,
+      name: c.name ?? c.endpoint.id }));
+    const ch = native.policyChoose(this.#h, raw, tags, maxTokens);
+    return { endpoint: ch.index >= 0 ? list[ch.index].endpoint : null, ...ch };
+  }
 }
 
 const LOG_LEVELS = { none: 0, error: 1, warn: 2, info: 3, debug: 4 };
@@ -420,7 +487,7 @@ class Client {
 }
 
 module.exports = {
-  Client, Endpoint, Run, SippError,
+  Client, Endpoint, Run, SippError, Policy,
   version: () => native.version(),
   /** Live native runs and glibc's malloc heap in use: for leak checks. */
   diagnostics: () => native.diag(),

@@ -1127,6 +1127,307 @@ fail:
 
 /* ---- module -------------------------------------------------------------------------------------- */
 
+/* ---- routing: estimates and the policy (sipp.h "Routing signals and policy") --------------------
+ * An estimate crosses to JS as a plain object (camelCase fields, figures as {value, samples,
+ * source}) and comes back from it for policyChoose, so an app may also build one itself. */
+
+static const char *const figure_sources[] = {"unknown", "measured", "configured", "predicted"};
+static const char *const cache_sources[] = {"none", "live", "snapshot"};
+
+static void set_figure(napi_env env, napi_value obj, const char *key, const sipp_figure *f) {
+    napi_value o;
+    if (napi_create_object(env, &o) != napi_ok) return;
+    set_num(env, o, "value", f->value);
+    set_num(env, o, "samples", f->samples);
+    unsigned s = (unsigned)f->source < 4 ? (unsigned)f->source : 0;
+    set_str(env, o, "source", figure_sources[s], NAPI_AUTO_LENGTH);
+    napi_set_named_property(env, obj, key, o);
+}
+
+#define ESTIMATE_FIGURES(X)                                                                       \
+    X(ttft_ms, "ttftMs") X(decode_tokens_per_s, "decodeTokensPerS") X(total_ms, "totalMs")        \
+    X(price_input_per_mtok, "priceInputPerMtok") X(price_output_per_mtok, "priceOutputPerMtok")   \
+    X(error_rate, "errorRate") X(busy_rate, "busyRate")
+#define ESTIMATE_COUNTS(X)                                                                        \
+    X(prompt_tokens, "promptTokens") X(cached_tokens, "cachedTokens")                             \
+    X(prefill_tokens, "prefillTokens") X(n_ctx, "nCtx") X(running, "running")                     \
+    X(queued, "queued") X(free_slots, "freeSlots")
+#define ESTIMATE_FLAGS(X)                                                                         \
+    X(local, "local") X(loaded, "loaded") X(healthy, "healthy") X(cache_on_disk, "cacheOnDisk")
+
+static napi_value estimate_object(napi_env env, const sipp_estimate *e) {
+    napi_value o;
+    if (napi_create_object(env, &o) != napi_ok) return NULL;
+#define X(f, js) set_bool(env, o, js, e->f);
+    ESTIMATE_FLAGS(X)
+#undef X
+#define X(f, js) set_num(env, o, js, e->f);
+    ESTIMATE_COUNTS(X)
+#undef X
+    unsigned cs = (unsigned)e->cache_source < 3 ? (unsigned)e->cache_source : 0;
+    set_str(env, o, "cacheSource", cache_sources[cs], NAPI_AUTO_LENGTH);
+#define X(f, js) set_figure(env, o, js, &e->f);
+    ESTIMATE_FIGURES(X)
+#undef X
+    return o;
+}
+
+static double num_prop(napi_env env, napi_value o, const char *key) {
+    napi_value v;
+    double d = 0;
+    if (napi_get_named_property(env, o, key, &v) == napi_ok) napi_get_value_double(env, v, &d);
+    return d;
+}
+
+static bool bool_prop(napi_env env, napi_value o, const char *key) {
+    napi_value v;
+    bool b = false;
+    if (napi_get_named_property(env, o, key, &v) == napi_ok) napi_get_value_bool(env, v, &b);
+    return b;
+}
+
+static int name_index(napi_env env, napi_value o, const char *key, const char *const *names,
+                      int n) {
+    napi_value v;
+    char buf[24] = "";
+    size_t len = 0;
+    if (napi_get_named_property(env, o, key, &v) != napi_ok ||
+        napi_get_value_string_utf8(env, v, buf, sizeof buf, &len) != napi_ok)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (strcmp(buf, names[i]) == 0) return i;
+    return 0;
+}
+
+/* A JS estimate (from estimate_object or written by the app) back into C; missing = 0/unknown. */
+static bool estimate_from(napi_env env, napi_value o, sipp_estimate *e) {
+    napi_valuetype t;
+    if (napi_typeof(env, o, &t) != napi_ok || t != napi_object) {
+        napi_throw_type_error(env, NULL, "a candidate's estimate must be an object");
+        return false;
+    }
+    sipp_estimate_init(e, sizeof *e);
+#define X(f, js) e->f = bool_prop(env, o, js);
+    ESTIMATE_FLAGS(X)
+#undef X
+#define X(f, js) e->f = (uint32_t)num_prop(env, o, js);
+    ESTIMATE_COUNTS(X)
+#undef X
+    e->cache_source = (sipp_cache_source)name_index(env, o, "cacheSource", cache_sources, 3);
+#define X(f, js)                                                                                  \
+    {                                                                                             \
+        napi_value fv;                                                                            \
+        if (napi_get_named_property(env, o, js, &fv) == napi_ok &&                                \
+            napi_typeof(env, fv, &t) == napi_ok && t == napi_object) {                            \
+            e->f.value = num_prop(env, fv, "value");                                              \
+            e->f.samples = (uint32_t)num_prop(env, fv, "samples");                                \
+            e->f.source = (sipp_figure_source)name_index(env, fv, "source", figure_sources, 4);   \
+        }                                                                                         \
+    }
+    ESTIMATE_FIGURES(X)
+#undef X
+    return true;
+}
+
+/* Messages [{role, content}] into C; the strings go to `owned` (2n entries, caller frees). */
+static bool messages_from(napi_env env, napi_value arr, sipp_message **msgs, char ***owned,
+                          uint32_t *n) {
+    bool is_array;
+    *msgs = NULL;
+    *owned = NULL;
+    *n = 0;
+    napi_is_array(env, arr, &is_array);
+    if (!is_array) return napi_throw_type_error(env, NULL, "messages must be an array"), false;
+    napi_get_array_length(env, arr, n);
+    *msgs = calloc(*n ? *n : 1, sizeof **msgs);
+    *owned = calloc(2 * (size_t)(*n ? *n : 1), sizeof **owned);
+    bool ok = *msgs && *owned;
+    for (uint32_t i = 0; ok && i < *n; i++) {
+        napi_value m, role, content;
+        napi_get_element(env, arr, i, &m);
+        ok = napi_get_named_property(env, m, "role", &role) == napi_ok &&
+             napi_get_named_property(env, m, "content", &content) == napi_ok &&
+             ((*owned)[2 * i] = get_string(env, role, "message role")) != NULL &&
+             ((*owned)[2 * i + 1] = get_string(env, content, "message content")) != NULL;
+        if (ok) (*msgs)[i] = (sipp_message){(*owned)[2 * i], (*owned)[2 * i + 1]};
+    }
+    return ok;
+}
+
+static void messages_free(sipp_message *msgs, char **owned, uint32_t n) {
+    for (uint32_t i = 0; owned && i < 2 * n; i++) free(owned[i]);
+    free(owned);
+    free(msgs);
+}
+
+/* estimate(endpoint, prompt | null, messages | null, options) -> estimate object */
+static napi_value js_estimate(napi_env env, napi_callback_info info) {
+    size_t argc = 4;
+    napi_value argv[4], out = NULL;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    sipp_endpoint *ep = get_external(env, argv[0]);
+    if (!ep) return NULL;
+    napi_valuetype t;
+    napi_typeof(env, argv[1], &t);
+    bool is_query = t == napi_string;
+    strings keep = {.n = 0};
+    const char *stops[SIPP_MAX_STOP_STRINGS + 1];
+    sipp_text_params p;
+    sipp_message *msgs = NULL;
+    char **owned = NULL, *prompt = NULL;
+    uint32_t n = 0;
+    bool ok = is_query ? (prompt = get_string(env, argv[1], "prompt")) != NULL
+                       : messages_from(env, argv[2], &msgs, &owned, &n);
+    if (ok && text_params_from(env, argv[3], &p, &keep, stops)) {
+        sipp_estimate e;
+        sipp_estimate_init(&e, sizeof e);
+        sipp_error err = new_error();
+        sipp_status st = is_query ? sipp_estimate_query(ep, prompt, &p, &e, &err)
+                                  : sipp_estimate_chat(ep, msgs, n, &p, &e, &err);
+        if (st != SIPP_OK) throw_sipp(env, st, &err);
+        else out = estimate_object(env, &e);
+    }
+    free(prompt);
+    messages_free(msgs, owned, n);
+    strings_free(&keep);
+    return out;
+fail:
+    return NULL;
+}
+
+/* setPrices(endpoint, inputPerMtok, outputPerMtok); negative = unknown */
+static napi_value js_set_prices(napi_env env, napi_callback_info info) {
+    size_t argc = 3;
+    napi_value argv[3];
+    double in = -1, out = -1;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    sipp_endpoint *ep = get_external(env, argv[0]);
+    if (!ep) return NULL;
+    napi_get_value_double(env, argv[1], &in);
+    napi_get_value_double(env, argv[2], &out);
+    sipp_error err = new_error();
+    sipp_status st = sipp_endpoint_set_prices(ep, in, out, &err);
+    if (st != SIPP_OK) throw_sipp(env, st, &err);
+    return undefined(env);
+fail:
+    return NULL;
+}
+
+static void policy_finalize(napi_env env, void *data, void *hint) {
+    (void)env;
+    (void)hint;
+    sipp_policy_free(data);
+}
+
+/* policyNew([{kind: number, value, tag}]) -> policy external (freed by the GC) */
+static napi_value js_policy_new(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1], out = NULL;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    bool is_array;
+    uint32_t n = 0;
+    napi_is_array(env, argv[0], &is_array);
+    if (!is_array) return napi_throw_type_error(env, NULL, "rules must be an array"), NULL;
+    napi_get_array_length(env, argv[0], &n);
+    if (n > 256) return napi_throw_range_error(env, NULL, "at most 256 rules"), NULL;
+    sipp_rule rules[256];
+    char *tags[256] = {0};
+    bool ok = true;
+    for (uint32_t i = 0; ok && i < n; i++) {
+        napi_value r, tag;
+        napi_valuetype t;
+        napi_get_element(env, argv[0], i, &r);
+        rules[i] = (sipp_rule){(sipp_rule_kind)(int)num_prop(env, r, "kind"),
+                               num_prop(env, r, "value"), NULL};
+        if (napi_get_named_property(env, r, "tag", &tag) == napi_ok &&
+            napi_typeof(env, tag, &t) == napi_ok && t == napi_string)
+            ok = (rules[i].tag = tags[i] = get_string(env, tag, "tag")) != NULL;
+    }
+    if (ok) {
+        sipp_policy *pol = NULL;
+        sipp_error err = new_error();
+        sipp_status st = sipp_policy_new(rules, n, &pol, &err);
+        if (st != SIPP_OK) throw_sipp(env, st, &err);
+        else if (napi_create_external(env, pol, policy_finalize, NULL, &out) != napi_ok)
+            sipp_policy_free(pol);
+    }
+    for (uint32_t i = 0; i < n; i++) free(tags[i]);
+    return out;
+fail:
+    return NULL;
+}
+
+/* policyChoose(policy, [{endpoint, estimate, name}], [tags], maxTokens)
+ *   -> {index, reasons, dropped: [indexes]} (index -1 when every candidate was dropped) */
+static napi_value js_policy_choose(napi_env env, napi_callback_info info) {
+    size_t argc = 4;
+    napi_value argv[4], out = NULL;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    sipp_policy *pol = get_external(env, argv[0]);
+    if (!pol) return NULL;
+    bool is_array;
+    uint32_t n = 0, nt = 0;
+    napi_is_array(env, argv[1], &is_array);
+    if (is_array) napi_get_array_length(env, argv[1], &n);
+    if (!is_array || n == 0 || n > 64)
+        return napi_throw_type_error(env, NULL, "candidates: an array of 1 to 64"), NULL;
+    napi_is_array(env, argv[2], &is_array);
+    if (is_array) napi_get_array_length(env, argv[2], &nt);
+    if (nt > 64) return napi_throw_range_error(env, NULL, "at most 64 tags"), NULL;
+    sipp_route_candidate c[64];
+    sipp_estimate est[64];
+    char *names[64] = {0}, *tags[64] = {0};
+    bool ok = true;
+    for (uint32_t i = 0; ok && i < n; i++) {
+        napi_value o, v;
+        napi_valuetype t;
+        napi_get_element(env, argv[1], i, &o);
+        ok = napi_get_named_property(env, o, "endpoint", &v) == napi_ok &&
+             (c[i].endpoint = get_external(env, v)) != NULL &&
+             napi_get_named_property(env, o, "estimate", &v) == napi_ok &&
+             estimate_from(env, v, &est[i]);
+        c[i].estimate = &est[i];
+        c[i].name = NULL;
+        if (ok && napi_get_named_property(env, o, "name", &v) == napi_ok &&
+            napi_typeof(env, v, &t) == napi_ok && t == napi_string)
+            ok = (c[i].name = names[i] = get_string(env, v, "name")) != NULL;
+    }
+    for (uint32_t i = 0; ok && i < nt; i++) {
+        napi_value v;
+        napi_get_element(env, argv[2], i, &v);
+        ok = (tags[i] = get_string(env, v, "tag")) != NULL;
+    }
+    uint32_t max_tokens = 256;
+    napi_get_value_uint32(env, argv[3], &max_tokens);
+    if (ok) {
+        sipp_route_choice ch;
+        sipp_error err = new_error();
+        sipp_status st = sipp_policy_choose(pol, c, n, (const char *const *)tags, nt, max_tokens,
+                                            &ch, &err);
+        if (st != SIPP_OK && st != SIPP_NO_ROUTE) {
+            throw_sipp(env, st, &err);
+        } else if (napi_create_object(env, &out) == napi_ok) {
+            napi_value dropped;
+            set_num(env, out, "index", ch.index);
+            set_str(env, out, "reasons", ch.reasons ? ch.reasons : "", NAPI_AUTO_LENGTH);
+            napi_create_array(env, &dropped);
+            for (uint32_t i = 0, k = 0; i < n; i++)
+                if (ch.dropped >> i & 1) {
+                    napi_value x;
+                    napi_create_uint32(env, i, &x);
+                    napi_set_element(env, dropped, k++, x);
+                }
+            napi_set_named_property(env, out, "dropped", dropped);
+        }
+        sipp_route_choice_free(&ch);
+    }
+    for (uint32_t i = 0; i < n; i++) free(names[i]);
+    for (uint32_t i = 0; i < nt; i++) free(tags[i]);
+    return out;
+fail:
+    return NULL;
+}
+
 static void state_finalize(napi_env env, void *data, void *hint) {
     (void)hint;
     module_state *st = data;
@@ -1213,6 +1514,10 @@ NAPI_MODULE_INIT() {
         FN("runPull", js_run_pull),
         FN("runIdle", js_run_idle),
         FN("runCancel", js_run_cancel),
+        FN("estimate", js_estimate),
+        FN("setPrices", js_set_prices),
+        FN("policyNew", js_policy_new),
+        FN("policyChoose", js_policy_choose),
 #undef FN
     };
     if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)

@@ -9,7 +9,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const { spawn, execFileSync } = require('node:child_process');
 
-const { Client, SippError, version, diagnostics } = require('..');
+const { Client, SippError, Policy, version, diagnostics } = require('..');
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const MODELS = process.env.SIPP_TEST_MODELS_DIR || path.join(ROOT, '..', 'shared', 'models');
@@ -511,4 +511,55 @@ test('the quick-start example runs: the same answer locally and through the gate
   assert.deepEqual(answers.map((m) => m[2]), ['local', 'gateway'], out);
   assert.ok(answers[0][1]);
   assert.equal(answers[1][1], answers[0][1]);
+});
+
+test('estimate then policy: a warm request stays local, a private one never leaves', async () => {
+  const story = client.endpoint('story');
+  const opts = { maxTokens: 4, contextKey: 'js-route', ...GREEDY };
+  const first = 'Once upon a time there was a little girl named Lily.';
+  const cold = story.estimate(first, opts);
+  assert.equal(cold.local, true);
+  assert.ok(cold.promptTokens > 5);
+  assert.equal(cold.cachedTokens, 0);
+  assert.equal(cold.cacheSource, 'none');
+  const answer = await story.query(first, opts).response;
+  assert.equal(answer.usage.inputTokens, cold.promptTokens);
+  const warm = story.estimate(first + answer.text + ' She', opts);
+  assert.equal(warm.cacheSource, 'live');
+  assert.ok(warm.cachedTokens >= cold.promptTokens);
+  assert.equal(warm.ttftMs.source, 'predicted');
+
+  const c = new Client();
+  try {
+    const cloud = await c.addProvider('cloud', { model: 'm', baseUrl: 'http://127.0.0.1:9/v1',
+      allowPrivateNetwork: true });
+    cloud.setPrices(3, 15);
+    const remote = cloud.estimate({ messages: 'hi' }, { maxTokens: 4 });
+    assert.equal(remote.local, false);
+    assert.deepEqual(remote.priceInputPerMtok, { value: 3, samples: 0, source: 'configured' });
+    assert.deepEqual(remote.ttftMs, { value: 0, samples: 0, source: 'unknown' });
+
+    const pol = new Policy([['local_only_tag', 'private'], 'fit_context', ['prefer_warm', 0.5]]);
+    let ch = pol.choose([{ endpoint: cloud, estimate: remote }, { endpoint: story, estimate: warm }],
+      { maxTokens: 4 });
+    assert.equal(ch.endpoint, story);
+    assert.equal(ch.index, 1);
+    assert.match(ch.reasons, /prefer_warm: chose story/);
+    ch = pol.choose([[cloud, remote], [story, cold]], { maxTokens: 4 });
+    assert.equal(ch.endpoint, cloud);
+    ch = pol.choose([[cloud, remote]], { tags: ['private'] });
+    assert.equal(ch.endpoint, null);
+    assert.equal(ch.index, -1);
+    assert.deepEqual(ch.dropped, [0]);
+    assert.match(ch.reasons, /tagged 'private'/);
+    // an estimate the app writes itself is read the same way
+    ch = pol.choose([[cloud, remote], [story, { local: true, loaded: true, healthy: true,
+      promptTokens: 100, cachedTokens: 90, cacheSource: 'snapshot' }]]);
+    assert.match(ch.reasons, /90 of 100 prompt tokens cached \(snapshot\)/);
+  } finally {
+    c.close();
+  }
+  assert.throws(() => new Policy(['prefer_nothing']), (e) => e instanceof SippError && e.kind === 'invalid_argument');
+  assert.throws(() => new Policy([['prefer_warm', 2]]), (e) => e instanceof SippError && /fraction/.test(e.message));
+  assert.throws(() => story.estimate(42), TypeError);
 });

@@ -24,7 +24,7 @@ import json
 import math
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import (Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, Optional,
                     Sequence, TypedDict, TypeVar, Union)
 
@@ -38,7 +38,7 @@ from . import _ffi
 __all__ = ["Client", "Endpoint", "Run", "Response", "Usage", "Stats", "EndpointInfo",
            "TokenLogprob", "TopLogprob",
            "EngineStats", "TokenBatch", "SippError", "InvalidArgumentError", "TextOptions",
-           "set_log_level", "version"]
+           "set_log_level", "version", "Figure", "Estimate", "Policy", "RouteChoice"]
 
 # The wait slice of blocking pulls: short enough that Ctrl-C and close() are noticed quickly.
 _SLICE_MS = 200
@@ -228,6 +228,79 @@ class EngineStats:
     cache_disk_bytes: int
     stalls: int
     stalled: int
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure of an estimate and where it comes from: source "measured" (over `samples`
+    requests), "configured", "predicted" or "unknown" (value 0: do not use it)."""
+    value: float
+    samples: int
+    source: str
+
+    @property
+    def known(self) -> bool:
+        return self.source != "unknown"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What an endpoint expects of one prepared request, without running it (sipp_estimate;
+    docs/routing.md). Keep it to pass to Policy.choose: it holds the C estimate."""
+    local: bool
+    loaded: bool
+    healthy: bool
+    prompt_tokens: int
+    cached_tokens: int
+    cache_source: str
+    cache_on_disk: bool
+    prefill_tokens: int
+    n_ctx: int
+    running: int
+    queued: int
+    free_slots: int
+    ttft_ms: Figure
+    decode_tokens_per_s: Figure
+    total_ms: Figure
+    price_input_per_mtok: Figure
+    price_output_per_mtok: Figure
+    error_rate: Figure
+    busy_rate: Figure
+    _raw: Any = field(default=None, repr=False, compare=False)
+
+
+def _estimate(raw: Any) -> Estimate:
+    vals = {}
+    for name, _ in raw._fields_:
+        if name == "struct_size":
+            continue
+        v = getattr(raw, name)
+        if isinstance(v, _ffi.Figure):
+            v = Figure(v.value, v.samples, _ffi.FIGURE_SOURCES.get(v.source, "unknown"))
+        elif name == "cache_source":
+            v = _ffi.CACHE_SOURCES.get(v, "none")
+        vals[name] = v
+    return Estimate(**vals, _raw=raw)
+
+
+def _estimate_to_c(e: Estimate) -> Any:
+    """The C estimate of `e`: the one it came from, or one built from its fields (an estimate
+    the app wrote itself, e.g. to test its rules)."""
+    if e._raw is not None:
+        return e._raw
+    raw = _ffi.new(_ffi.Estimate)
+    sources = {v: k for k, v in _ffi.FIGURE_SOURCES.items()}
+    caches = {v: k for k, v in _ffi.CACHE_SOURCES.items()}
+    for name, _ in raw._fields_:
+        if name == "struct_size":
+            continue
+        v = getattr(e, name)
+        if isinstance(v, Figure):
+            v = _ffi.Figure(v.value, v.samples, sources.get(v.source, 0))
+        elif name == "cache_source":
+            v = caches.get(v, 0)
+        setattr(raw, name, v)
+    return raw
 
 
 def _plain(struct: ctypes.Structure, cls: type, **override: Any) -> Any:
@@ -692,6 +765,39 @@ class Endpoint:
             _check(call(raw, ctypes.byref(out), ctypes.byref(err)), err)
             return Run(out.value, self)
 
+    def estimate(self, prompt: Optional[str] = None, *,
+                 messages: Union[str, Iterable[MessageLike], None] = None,
+                 **options: "Unpack[TextOptions]") -> Estimate:
+        """Estimates a query (`prompt`) or a chat (`messages`) with `options` (context_key and
+        cache_scope decide which cached prefix counts) without running it. Cheap; a local
+        endpoint keeps the tokens for the query/chat of the same text that follows."""
+        if (prompt is None) == (messages is None):
+            raise _invalid("estimate needs a prompt or messages (one of them)")
+        keep: list = []
+        p = _text_params(options, keep)
+        out = _ffi.new(_ffi.Estimate)
+        err = _ffi.new_error()
+        with self.client._guard.read():
+            if prompt is not None:
+                st = _ffi.sipp_estimate_query(self._ptr(), _encode(prompt, "prompt"),
+                                              ctypes.byref(p), ctypes.byref(out), ctypes.byref(err))
+            else:
+                arr, n = _messages(messages, keep)
+                st = _ffi.sipp_estimate_chat(self._ptr(), arr, n, ctypes.byref(p),
+                                             ctypes.byref(out), ctypes.byref(err))
+            _check(st, err)
+        return _estimate(out)
+
+    def set_prices(self, input_per_mtok: Optional[float],
+                   output_per_mtok: Optional[float]) -> None:
+        """The prices estimates report (per million tokens, the app's currency; None = unknown)."""
+        with self.client._guard.read():
+            err = _ffi.new_error()
+            _check(_ffi.sipp_endpoint_set_prices(
+                self._ptr(), -1.0 if input_per_mtok is None else float(input_per_mtok),
+                -1.0 if output_per_mtok is None else float(output_per_mtok),
+                ctypes.byref(err)), err)
+
     def info(self) -> EndpointInfo:
         with self.client._guard.read():
             out = _ffi.new(_ffi.EndpointInfo)
@@ -885,3 +991,108 @@ class Client(_Closing):
             if raw is not None:
                 _ffi.sipp_client_free(raw)
 
+
+
+# ---- routing policy (docs/routing.md) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RouteChoice:
+    """Policy.choose's answer: the endpoint chosen (None when every candidate was dropped),
+    its index among the candidates, the indexes dropped by filters and the reasons, one line
+    per rule that acted with the figures it used."""
+    endpoint: Optional[Endpoint]
+    index: int
+    dropped: tuple
+    reasons: str
+
+
+RuleLike = Union[str, tuple, Mapping[str, Any]]
+
+
+class Policy(_Closing):
+    """An ordered, explainable set of routing rules (sipp_policy). Each rule is a name, a
+    (name, value) pair, ("local_only_tag", "private"), or {"kind", "value", "tag"}; names:
+    local_only_tag, skip_unavailable, fit_context, max_ttft_ms, max_cost (filters), prefer_warm,
+    prefer_local_under_ttft, prefer_cheapest (preferences), escalate_low_confidence (after a
+    run). Immutable; choose() is pure (no request is sent) and may run on any thread."""
+
+    def __init__(self, rules: Sequence[RuleLike]) -> None:
+        self._raw: Optional[int] = None
+        arr = (_ffi.Rule * max(1, len(rules)))()
+        keep: list = []
+        for i, r in enumerate(rules):
+            if isinstance(r, str):
+                r = {"kind": r}
+            elif isinstance(r, tuple):
+                if len(r) != 2:
+                    raise _invalid(f"rule {i}: a (name, value) pair")
+                r = {"kind": r[0], ("tag" if r[0] == "local_only_tag" else "value"): r[1]}
+            kind = r.get("kind")
+            if kind not in _ffi.RULE_KINDS:
+                raise _invalid(f"rule {i}: unknown kind {kind!r} (one of "
+                               f"{', '.join(_ffi.RULE_KINDS)})")
+            arr[i].kind = _ffi.RULE_KINDS[kind]
+            arr[i].value = float(r.get("value", 0) or 0)
+            if r.get("tag") is not None:
+                b = _encode(r["tag"], "tag")
+                keep.append(b)
+                arr[i].tag = b
+        out = ctypes.c_void_p()
+        err = _ffi.new_error()
+        _check(_ffi.sipp_policy_new(arr, len(rules), ctypes.byref(out), ctypes.byref(err)), err)
+        self._raw = out.value
+
+    def choose(self, candidates: Union[Sequence[tuple], Mapping[str, tuple]], *,
+               tags: Sequence[str] = (), max_tokens: int = 256) -> RouteChoice:
+        """Chooses among candidates, each (endpoint, estimate) or (name, endpoint, estimate), or
+        a {name: (endpoint, estimate)} mapping, for a request with `tags` that may generate up
+        to `max_tokens`. Never raises when every candidate is dropped: the choice's endpoint is
+        None and its reasons say why each one went."""
+        if self._raw is None:
+            raise SippError("closed", "the policy is closed", status=12)
+        items = list(candidates.items()) if isinstance(candidates, Mapping) else list(candidates)
+        rows = []
+        for c in items:
+            if isinstance(candidates, Mapping):
+                name, (ep, est) = c
+            elif len(c) == 3:
+                name, ep, est = c
+            else:
+                ep, est = c
+                name = ep.id if isinstance(ep, Endpoint) else None
+            if not isinstance(ep, Endpoint) or not isinstance(est, Estimate):
+                raise TypeError("a candidate is an (Endpoint, Estimate) pair")
+            rows.append((name, ep, est))
+        if not rows or len(rows) > 64:
+            raise _invalid("1 to 64 candidates are required")
+        keep: list = []
+        arr = (_ffi.RouteCandidate * len(rows))()
+        for i, (name, ep, est) in enumerate(rows):
+            arr[i].endpoint = ep._ptr()
+            raw = _estimate_to_c(est)
+            keep.append(raw)
+            arr[i].estimate = ctypes.pointer(raw)
+            if name is not None:
+                b = _encode(str(name), "name")
+                keep.append(b)
+                arr[i].name = b
+        tarr, nt = _strings(list(tags), keep, "tags") if tags else (None, 0)
+        out = _ffi.RouteChoice()
+        err = _ffi.new_error()
+        st = _ffi.sipp_policy_choose(self._raw, arr, len(rows), tarr, nt, int(max_tokens),
+                                     ctypes.byref(out), ctypes.byref(err))
+        try:
+            if st not in (_ffi.OK, _ffi.NO_ROUTE):
+                _check(st, err)
+            reasons = ctypes.string_at(out.reasons).decode("utf-8", "replace") if out.reasons else ""
+            dropped = tuple(i for i in range(len(rows)) if out.dropped >> i & 1)
+            idx = out.index
+            return RouteChoice(rows[idx][1] if idx >= 0 else None, idx, dropped, reasons)
+        finally:
+            _ffi.sipp_route_choice_free(ctypes.byref(out))
+
+    def close(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            _ffi.sipp_policy_free(raw)

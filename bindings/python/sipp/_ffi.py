@@ -191,6 +191,34 @@ class TokenBatch(Structure):
                 ("logprobs", POINTER(TokenLogprob)), ("n_logprobs", c_size_t)]
 
 
+# Routing signals and policy (sipp.h, "Routing signals and policy"; docs/routing.md)
+class Figure(Structure):
+    _fields_ = [("value", c_double), ("samples", c_uint32), ("source", c_int)]
+
+
+class Estimate(Structure):
+    _fields_ = [("struct_size", c_uint32), ("local", c_bool), ("loaded", c_bool),
+                ("healthy", c_bool), ("prompt_tokens", c_uint32), ("cached_tokens", c_uint32),
+                ("cache_source", c_int), ("cache_on_disk", c_bool), ("prefill_tokens", c_uint32),
+                ("n_ctx", c_uint32), ("running", c_uint32), ("queued", c_uint32),
+                ("free_slots", c_uint32), ("ttft_ms", Figure), ("decode_tokens_per_s", Figure),
+                ("total_ms", Figure), ("price_input_per_mtok", Figure),
+                ("price_output_per_mtok", Figure), ("error_rate", Figure), ("busy_rate", Figure)]
+
+
+class Rule(Structure):
+    _fields_ = [("kind", c_int), ("value", c_double), ("tag", c_char_p)]
+
+
+class RouteCandidate(Structure):
+    _fields_ = [("endpoint", c_void_p), ("estimate", POINTER(Estimate)), ("name", c_char_p)]
+
+
+class RouteChoice(Structure):
+    _fields_ = [("index", c_int), ("endpoint", c_void_p), ("reasons", c_void_p),
+                ("dropped", c_uint64)]
+
+
 # ---- enums ---------------------------------------------------------------------------------
 
 OK = 0
@@ -201,6 +229,11 @@ PROVIDER_KINDS = {"openai": 1, "openai_compatible": 2, "anthropic": 3}
 GATEWAY_AUTH = {"none": 0, "bearer": 1, "header": 2}
 FINISH_REASONS = {0: "none", 1: "stop", 2: "length", 3: "cancelled"}
 CACHE_SOURCES = {0: "none", 1: "live", 2: "snapshot"}
+FIGURE_SOURCES = {0: "unknown", 1: "measured", 2: "configured", 3: "predicted"}
+RULE_KINDS = {"local_only_tag": 1, "skip_unavailable": 2, "fit_context": 3, "max_ttft_ms": 4,
+              "max_cost": 5, "prefer_warm": 6, "prefer_local_under_ttft": 7,
+              "prefer_cheapest": 8, "escalate_low_confidence": 9}
+NO_ROUTE = 23
 
 # ---- functions -----------------------------------------------------------------------------
 
@@ -246,6 +279,18 @@ sipp_run_cancel = _fn("sipp_run_cancel", None, c_run_p)
 sipp_run_is_done = _fn("sipp_run_is_done", c_bool, c_run_p)
 sipp_run_free = _fn("sipp_run_free", None, c_run_p)
 
+sipp_estimate_query = _fn("sipp_estimate_query", c_int, c_endpoint_p, c_char_p,
+                          POINTER(TextParams), POINTER(Estimate), ErrorP)
+sipp_estimate_chat = _fn("sipp_estimate_chat", c_int, c_endpoint_p, POINTER(Message), c_size_t,
+                         POINTER(TextParams), POINTER(Estimate), ErrorP)
+sipp_endpoint_set_prices = _fn("sipp_endpoint_set_prices", c_int, c_endpoint_p, c_double,
+                               c_double, ErrorP)
+sipp_policy_new = _fn("sipp_policy_new", c_int, POINTER(Rule), c_size_t, POINTER(c_void_p), ErrorP)
+sipp_policy_free = _fn("sipp_policy_free", None, c_void_p)
+sipp_policy_choose = _fn("sipp_policy_choose", c_int, c_void_p, POINTER(RouteCandidate), c_size_t,
+                         POINTER(c_char_p), c_size_t, c_uint32, POINTER(RouteChoice), ErrorP)
+sipp_route_choice_free = _fn("sipp_route_choice_free", None, POINTER(RouteChoice))
+
 
 # One init function per mirror (sipp.h: `sipp_status sipp_X_init(sipp_X *p, size_t size)`).
 _INITS = {}
@@ -253,7 +298,8 @@ for _mirror, _name in ((Error, "error"), (ClientParams, "client_params"),
                        (LocalParams, "local_params"), (ProviderParams, "provider_params"),
                        (GatewayParams, "gateway_params"), (TextParams, "text_params"),
                        (EmbedParams, "embed_params"), (EndpointInfo, "endpoint_info"),
-                       (EngineStats, "engine_stats"), (TokenBatch, "token_batch")):
+                       (EngineStats, "engine_stats"), (TokenBatch, "token_batch"),
+                       (Estimate, "estimate")):
     _INITS[_mirror] = _fn(f"sipp_{_name}_init", c_int, POINTER(_mirror), c_size_t)
 
 

@@ -33,6 +33,8 @@ MIRRORS = {
     "sipp_response": _ffi.Response, "sipp_token_batch": _ffi.TokenBatch,
     "sipp_top_logprob": _ffi.TopLogprob, "sipp_token_logprob": _ffi.TokenLogprob,
     "sipp_media": _ffi.Media,
+    "sipp_figure": _ffi.Figure, "sipp_estimate": _ffi.Estimate, "sipp_rule": _ffi.Rule,
+    "sipp_route_candidate": _ffi.RouteCandidate, "sipp_route_choice": _ffi.RouteChoice,
 }
 
 
@@ -382,6 +384,59 @@ def test_async_errors(client):
     assert e.value.kind == "deadline_exceeded"
 
 
+# ---- routing: estimates and the policy ----------------------------------------------------------
+
+
+def test_estimate_then_policy_keeps_a_warm_request_local(client):
+    story = client.endpoint("story")
+    opts = dict(max_tokens=4, context_key="py-route", **GREEDY)
+    first = "Once upon a time there was a little girl named Lily."
+    cold = story.estimate(first, **opts)
+    assert cold.local and cold.loaded and cold.healthy
+    assert cold.prompt_tokens > 5 and cold.cached_tokens == 0 and cold.cache_source == "none"
+    assert cold.ttft_ms.source in ("unknown", "predicted")
+    answer = story.query(first, **opts).result()
+    assert answer.usage.input_tokens == cold.prompt_tokens  # the estimate's tokens were used
+    warm = story.estimate(first + answer.text + " She", **opts)
+    assert warm.cache_source == "live" and warm.cached_tokens >= cold.prompt_tokens
+    assert warm.ttft_ms.source == "predicted" and warm.ttft_ms.samples >= 1
+
+    with sipp.Client() as c:  # a remote: nothing is sent to estimate it
+        cloud = c.add_provider("cloud", model="m", base_url="http://127.0.0.1:9/v1",
+                               allow_private_network=True)
+        cloud.set_prices(3, 15)
+        remote = cloud.estimate(messages="hi", max_tokens=4)
+        assert not remote.local and remote.prompt_tokens == 0
+        assert remote.price_input_per_mtok == sipp.Figure(3.0, 0, "configured")
+        assert remote.ttft_ms == sipp.Figure(0.0, 0, "unknown") and not remote.ttft_ms.known
+
+        with sipp.Policy([("local_only_tag", "private"), "fit_context", ("prefer_warm", 0.5),
+                          ("max_cost", 1.0)]) as pol:
+            ch = pol.choose([("cloud", cloud, remote), ("local", story, warm)], max_tokens=4)
+            assert ch.endpoint is story and ch.index == 1 and ch.dropped == ()
+            assert "prefer_warm: chose local" in ch.reasons
+            # cold: the app's order decides; private: the cloud is dropped, nothing is left
+            ch = pol.choose({"cloud": (cloud, remote), "local": (story, cold)}, max_tokens=4)
+            assert ch.endpoint is cloud and "default: chose cloud" in ch.reasons
+            ch = pol.choose([(cloud, remote)], tags=["private"])
+            assert ch.endpoint is None and ch.index == -1 and ch.dropped == (0,)
+            assert "tagged 'private'" in ch.reasons
+            with pytest.raises(TypeError):
+                pol.choose([(cloud, "not an estimate")])
+            # an estimate the app writes itself is read the same way
+            unknown = sipp.Figure(0.0, 0, "unknown")
+            built = sipp.Estimate(True, True, True, 100, 90, "snapshot", False, 10, 0, 0, 0, 1,
+                                  *([unknown] * 7))
+            ch = pol.choose([("cloud", cloud, remote), ("local", story, built)])
+            assert "90 of 100 prompt tokens cached (snapshot)" in ch.reasons
+    with pytest.raises(sipp.InvalidArgumentError, match="unknown kind"):
+        sipp.Policy(["prefer_nothing"])
+    with pytest.raises(sipp.InvalidArgumentError, match="fraction"):
+        sipp.Policy([("prefer_warm", 2.0)])
+    with pytest.raises(sipp.InvalidArgumentError, match="one of them"):
+        story.estimate()
+
+
 # ---- provider endpoint against a real peer -------------------------------------------------------
 
 
@@ -498,6 +553,28 @@ def test_gateway_gives_the_local_answers(gateway, client):
         remote = gw.embed("hello world").result().embedding
         local = client.embed("chat", "hello world").result().embedding
         assert remote == pytest.approx(local, abs=1e-5)
+
+
+def test_gateway_estimate_is_measured_from_this_clients_requests(gateway):
+    """A gateway endpoint's estimate: nothing known before a request, then measured moving
+    averages over this client's own requests (a real gateway binary on loopback)."""
+    with sipp.Client() as c:
+        gw = c.add_gateway("gw", base_url=gateway.url, target="local", token=GW_TOKEN)
+        before = gw.estimate("Once upon a time", max_tokens=4)
+        assert not before.local and before.loaded and before.healthy
+        assert before.prompt_tokens == 0 and before.n_ctx == 0  # a remote does not tokenize
+        for f in (before.ttft_ms, before.total_ms, before.error_rate, before.price_input_per_mtok):
+            assert f == sipp.Figure(0.0, 0, "unknown")
+        gw.set_prices(0.5, 1.5)
+        for _ in range(2):
+            gw.query("Once upon a time", max_tokens=4, **GREEDY).result()
+        after = gw.estimate("Once upon a time", max_tokens=4)
+        assert after.ttft_ms.source == "measured" and after.ttft_ms.samples == 2
+        assert after.ttft_ms.value > 0 and after.total_ms.value >= after.ttft_ms.value
+        assert after.error_rate == sipp.Figure(0.0, 2, "measured")
+        assert after.busy_rate == sipp.Figure(0.0, 2, "measured")
+        assert after.price_output_per_mtok == sipp.Figure(1.5, 0, "configured")
+        assert after.healthy
 
 
 def test_gateway_token_from_the_environment_and_cancel(gateway, monkeypatch):

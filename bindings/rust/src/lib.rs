@@ -852,6 +852,52 @@ impl<'c> Endpoint<'c> {
         Ok(Run { inner: Arc::new(RunInner { raw }), finished: false, outcome: None, error_taken: false })
     }
 
+    /// Estimates a raw completion without running it (docs/routing.md): the options'
+    /// context_key and cache_scope decide which cached prefix counts. A local endpoint keeps
+    /// the tokens for the query of the same text that follows.
+    pub fn estimate_query(&self, prompt: &str, options: &TextOptions) -> Result<Estimate> {
+        let prompt = cstring(prompt, "prompt")?;
+        let p = options.to_c()?;
+        self.estimate_with(|out, err| unsafe {
+            sys::sipp_estimate_query(self.raw, prompt.as_ptr(), &p.params, out, err)
+        })
+    }
+
+    /// Estimates a chat without running it (the template rendered as a run would).
+    pub fn estimate_chat(&self, messages: &[Message], options: &TextOptions) -> Result<Estimate> {
+        let mut strings = Vec::with_capacity(messages.len() * 2);
+        let mut cmsgs = Vec::with_capacity(messages.len());
+        for m in messages {
+            let role = cstring(&m.role, "role")?;
+            let content = cstring(&m.content, "content")?;
+            cmsgs.push(sys::sipp_message { role: role.as_ptr(), content: content.as_ptr() });
+            strings.push(role);
+            strings.push(content);
+        }
+        let p = options.to_c()?;
+        self.estimate_with(|out, err| unsafe {
+            sys::sipp_estimate_chat(self.raw, cmsgs.as_ptr(), cmsgs.len(), &p.params, out, err)
+        })
+    }
+
+    fn estimate_with(&self, call: impl FnOnce(*mut sys::sipp_estimate, *mut sys::sipp_error) -> i32)
+                     -> Result<Estimate> {
+        let mut out = init(sys::sipp_estimate_init, "sipp_estimate")?;
+        let mut err = new_error();
+        check(call(&mut out, &mut err), &err)?;
+        Ok(Estimate::from_c(&out))
+    }
+
+    /// The prices its estimates report, per million tokens in the app's currency (None:
+    /// unknown).
+    pub fn set_prices(&self, input_per_mtok: Option<f64>, output_per_mtok: Option<f64>) -> Result<()> {
+        let mut err = new_error();
+        // SAFETY: no pointers kept; any thread.
+        check(unsafe { sys::sipp_endpoint_set_prices(self.raw, input_per_mtok.unwrap_or(-1.0),
+                                                      output_per_mtok.unwrap_or(-1.0), &mut err) },
+              &err)
+    }
+
     /// What the endpoint can do.
     pub fn info(&self) -> Result<EndpointInfo> {
         let mut out = init(sys::sipp_endpoint_info_init, "sipp_endpoint_info")?;
@@ -1203,5 +1249,252 @@ impl Iterator for Run {
 impl fmt::Debug for Run {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Run").field("finished", &self.finished).finish()
+    }
+}
+
+// ---- routing: estimates and the policy (docs/routing.md) ---------------------------------------
+
+/// Where a figure of an estimate comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FigureSource {
+    /// Not known: the value is 0, do not use it.
+    #[default]
+    Unknown,
+    /// From this client's own requests on the endpoint (over `samples` of them).
+    Measured,
+    /// Set by the app ([`Endpoint::set_prices`]).
+    Configured,
+    /// Computed from measured rates and the current load.
+    Predicted,
+}
+
+/// A figure and where it comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct Figure {
+    /// The value (0 when unknown).
+    pub value: f64,
+    /// Requests it was measured over (0 when not measured).
+    pub samples: u32,
+    /// Where it comes from.
+    pub source: FigureSource,
+}
+
+impl Figure {
+    fn from_c(f: &sys::sipp_figure) -> Figure {
+        let source = match f.source {
+            1 => FigureSource::Measured,
+            2 => FigureSource::Configured,
+            3 => FigureSource::Predicted,
+            _ => FigureSource::Unknown,
+        };
+        Figure { value: f.value, samples: f.samples, source }
+    }
+
+    fn to_c(self) -> sys::sipp_figure {
+        let source = match self.source {
+            FigureSource::Unknown => 0,
+            FigureSource::Measured => 1,
+            FigureSource::Configured => 2,
+            FigureSource::Predicted => 3,
+        };
+        sys::sipp_figure { value: self.value, samples: self.samples, source }
+    }
+
+    /// False for [`FigureSource::Unknown`].
+    pub fn is_known(&self) -> bool {
+        self.source != FigureSource::Unknown
+    }
+}
+
+/// What an endpoint expects of one prepared request, without running it (`sipp_estimate`).
+/// An app may also build one itself (e.g. for a test of its rules).
+#[derive(Clone, Debug, PartialEq, Default)]
+#[allow(missing_docs)]
+pub struct Estimate {
+    pub local: bool,
+    pub loaded: bool,
+    pub healthy: bool,
+    pub prompt_tokens: u32,
+    pub cached_tokens: u32,
+    /// "none", "live" or "snapshot"
+    pub cache_source: &'static str,
+    pub cache_on_disk: bool,
+    pub prefill_tokens: u32,
+    pub n_ctx: u32,
+    pub running: u32,
+    pub queued: u32,
+    pub free_slots: u32,
+    pub ttft_ms: Figure,
+    pub decode_tokens_per_s: Figure,
+    pub total_ms: Figure,
+    pub price_input_per_mtok: Figure,
+    pub price_output_per_mtok: Figure,
+    pub error_rate: Figure,
+    pub busy_rate: Figure,
+}
+
+impl Estimate {
+    fn from_c(e: &sys::sipp_estimate) -> Estimate {
+        Estimate {
+            local: e.local, loaded: e.loaded, healthy: e.healthy, prompt_tokens: e.prompt_tokens,
+            cached_tokens: e.cached_tokens,
+            // SAFETY: a static string for any value
+            cache_source: static_name(unsafe { sys::sipp_cache_source_name(e.cache_source) }),
+            cache_on_disk: e.cache_on_disk, prefill_tokens: e.prefill_tokens, n_ctx: e.n_ctx,
+            running: e.running, queued: e.queued, free_slots: e.free_slots,
+            ttft_ms: Figure::from_c(&e.ttft_ms),
+            decode_tokens_per_s: Figure::from_c(&e.decode_tokens_per_s),
+            total_ms: Figure::from_c(&e.total_ms),
+            price_input_per_mtok: Figure::from_c(&e.price_input_per_mtok),
+            price_output_per_mtok: Figure::from_c(&e.price_output_per_mtok),
+            error_rate: Figure::from_c(&e.error_rate), busy_rate: Figure::from_c(&e.busy_rate),
+        }
+    }
+
+    fn to_c(&self) -> sys::sipp_estimate {
+        let cache_source = match self.cache_source {
+            "live" => 1,
+            "snapshot" => 2,
+            _ => 0,
+        };
+        sys::sipp_estimate {
+            struct_size: mem::size_of::<sys::sipp_estimate>() as u32, local: self.local,
+            loaded: self.loaded, healthy: self.healthy, prompt_tokens: self.prompt_tokens,
+            cached_tokens: self.cached_tokens, cache_source, cache_on_disk: self.cache_on_disk,
+            prefill_tokens: self.prefill_tokens, n_ctx: self.n_ctx, running: self.running,
+            queued: self.queued, free_slots: self.free_slots, ttft_ms: self.ttft_ms.to_c(),
+            decode_tokens_per_s: self.decode_tokens_per_s.to_c(), total_ms: self.total_ms.to_c(),
+            price_input_per_mtok: self.price_input_per_mtok.to_c(),
+            price_output_per_mtok: self.price_output_per_mtok.to_c(),
+            error_rate: self.error_rate.to_c(), busy_rate: self.busy_rate.to_c(),
+        }
+    }
+}
+
+/// One rule of a [`Policy`] (`sipp_rule`; docs/routing.md). Filters drop candidates; preferences
+/// pick one of those left, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rule {
+    /// Filter: a request carrying the tag may only go to local endpoints.
+    LocalOnlyTag(String),
+    /// Filter: drop unhealthy remotes, and locals with no free sequence and this many queued.
+    SkipUnavailable(u32),
+    /// Filter: drop locals whose context cannot hold the prompt plus max_tokens.
+    FitContext,
+    /// Filter: drop endpoints whose TTFT figure is above this (ms; unknown passes).
+    MaxTtftMs(f64),
+    /// Filter: drop endpoints whose expected cost is above this.
+    MaxCost(f64),
+    /// Preference: the local endpoint with at least this fraction of the prompt cached.
+    PreferWarm(f64),
+    /// Preference: the first local endpoint whose TTFT figure is below this (ms).
+    PreferLocalUnderTtft(f64),
+    /// Preference: the lowest expected cost.
+    PreferCheapest,
+    /// After a run: escalate a draft whose confidence is below this probability.
+    EscalateLowConfidence(f64),
+}
+
+/// The answer of [`Policy::choose`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteChoice {
+    /// Index of the chosen candidate; None when every candidate was dropped.
+    pub index: Option<usize>,
+    /// The candidates a filter dropped.
+    pub dropped: Vec<usize>,
+    /// One line per rule that acted, with the figures it used and their sources.
+    pub reasons: String,
+}
+
+/// An ordered, explainable set of routing rules (`sipp_policy`). Immutable; [`Policy::choose`]
+/// is pure (it sends nothing) and may run on any thread.
+pub struct Policy {
+    raw: *mut sys::sipp_policy,
+}
+
+// SAFETY: sipp.h: a policy is immutable and may be used from any number of threads.
+unsafe impl Send for Policy {}
+unsafe impl Sync for Policy {}
+
+impl Policy {
+    /// Builds a policy; an error names a rule that makes no sense (a negative budget, a
+    /// fraction outside [0, 1], an empty tag).
+    pub fn new(rules: &[Rule]) -> Result<Policy> {
+        let mut keep = Keep::default();
+        let mut c = Vec::with_capacity(rules.len());
+        for r in rules {
+            let (kind, value, tag) = match r {
+                Rule::LocalOnlyTag(t) => (1, 0.0, keep.str(t, "tag")?),
+                Rule::SkipUnavailable(q) => (2, *q as f64, ptr::null()),
+                Rule::FitContext => (3, 0.0, ptr::null()),
+                Rule::MaxTtftMs(v) => (4, *v, ptr::null()),
+                Rule::MaxCost(v) => (5, *v, ptr::null()),
+                Rule::PreferWarm(v) => (6, *v, ptr::null()),
+                Rule::PreferLocalUnderTtft(v) => (7, *v, ptr::null()),
+                Rule::PreferCheapest => (8, 0.0, ptr::null()),
+                Rule::EscalateLowConfidence(v) => (9, *v, ptr::null()),
+            };
+            c.push(sys::sipp_rule { kind, value, tag });
+        }
+        let mut raw = ptr::null_mut();
+        let mut err = new_error();
+        // SAFETY: the rules and their tags live until the call returns; the library copies them.
+        check(unsafe { sys::sipp_policy_new(c.as_ptr(), c.len(), &mut raw, &mut err) }, &err)?;
+        Ok(Policy { raw })
+    }
+
+    /// Chooses among `candidates` (an endpoint and its estimate each) for a request with `tags`
+    /// that may generate up to `max_tokens`. A request every candidate refuses is not an error:
+    /// the choice has no index and its reasons say why each one went.
+    pub fn choose(&self, candidates: &[(&Endpoint<'_>, &Estimate)], tags: &[&str], max_tokens: u32)
+                  -> Result<RouteChoice> {
+        if candidates.is_empty() || candidates.len() > 64 {
+            return Err(Error::invalid("1 to 64 candidates are required"));
+        }
+        let mut keep = Keep::default();
+        let ests: Vec<sys::sipp_estimate> = candidates.iter().map(|(_, e)| e.to_c()).collect();
+        let mut c = Vec::with_capacity(candidates.len());
+        for (i, (ep, _)) in candidates.iter().enumerate() {
+            c.push(sys::sipp_route_candidate { endpoint: ep.raw, estimate: &ests[i],
+                                               name: keep.str(&ep.id, "name")? });
+        }
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let (tp, nt) = keep.array(&tags, "tag")?;
+        let mut out = sys::sipp_route_choice { index: -1, endpoint: ptr::null_mut(),
+                                               reasons: ptr::null_mut(), dropped: 0 };
+        let mut err = new_error();
+        // SAFETY: every pointer lives until the call returns; the choice is freed below.
+        let st = unsafe { sys::sipp_policy_choose(self.raw, c.as_ptr(), c.len(), tp, nt, max_tokens,
+                                                  &mut out, &mut err) };
+        let reasons = if out.reasons.is_null() {
+            String::new()
+        } else {
+            // SAFETY: a NUL-terminated string owned by the choice
+            unsafe { CStr::from_ptr(out.reasons) }.to_string_lossy().into_owned()
+        };
+        let choice = RouteChoice {
+            index: usize::try_from(out.index).ok(),
+            dropped: (0..candidates.len()).filter(|i| out.dropped >> i & 1 == 1).collect(),
+            reasons,
+        };
+        // SAFETY: frees what the library allocated in `out`
+        unsafe { sys::sipp_route_choice_free(&mut out) };
+        if st != sys::SIPP_NO_ROUTE {
+            check(st, &err)?;
+        }
+        Ok(choice)
+    }
+}
+
+impl Drop for Policy {
+    fn drop(&mut self) {
+        // SAFETY: owned; no borrow of it outlives self
+        unsafe { sys::sipp_policy_free(self.raw) };
+    }
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy").finish_non_exhaustive()
     }
 }

@@ -190,6 +190,69 @@ pub struct sipp_token_batch {
     pub n_logprobs: usize,
 }
 
+/// Routing signals and policy (sipp.h "Routing signals and policy", issue 20).
+pub const SIPP_NO_ROUTE: sipp_status = 23;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct sipp_figure {
+    pub value: f64,
+    pub samples: u32,
+    pub source: c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct sipp_estimate {
+    pub struct_size: u32,
+    pub local: bool,
+    pub loaded: bool,
+    pub healthy: bool,
+    pub prompt_tokens: u32,
+    pub cached_tokens: u32,
+    pub cache_source: c_int,
+    pub cache_on_disk: bool,
+    pub prefill_tokens: u32,
+    pub n_ctx: u32,
+    pub running: u32,
+    pub queued: u32,
+    pub free_slots: u32,
+    pub ttft_ms: sipp_figure,
+    pub decode_tokens_per_s: sipp_figure,
+    pub total_ms: sipp_figure,
+    pub price_input_per_mtok: sipp_figure,
+    pub price_output_per_mtok: sipp_figure,
+    pub error_rate: sipp_figure,
+    pub busy_rate: sipp_figure,
+}
+
+#[repr(C)]
+pub struct sipp_rule {
+    pub kind: c_int,
+    pub value: f64,
+    pub tag: *const c_char,
+}
+
+#[repr(C)]
+pub struct sipp_route_candidate {
+    pub endpoint: *mut sipp_endpoint,
+    pub estimate: *const sipp_estimate,
+    pub name: *const c_char,
+}
+
+#[repr(C)]
+pub struct sipp_route_choice {
+    pub index: c_int,
+    pub endpoint: *mut sipp_endpoint,
+    pub reasons: *mut c_char,
+    pub dropped: u64,
+}
+
+#[repr(C)]
+pub struct sipp_policy {
+    _private: [u8; 0],
+}
+
 #[repr(C)]
 pub struct sipp_client {
     _private: [u8; 0],
@@ -254,4 +317,21 @@ extern "C" {
     pub fn sipp_run_cancel(run: *mut sipp_run);
     pub fn sipp_run_is_done(run: *const sipp_run) -> bool;
     pub fn sipp_run_free(run: *mut sipp_run);
+    pub fn sipp_estimate_init(p: *mut sipp_estimate, size: usize) -> sipp_status;
+    pub fn sipp_estimate_query(ep: *mut sipp_endpoint, prompt: *const c_char,
+                               params: *const sipp_text_params, out: *mut sipp_estimate,
+                               err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_estimate_chat(ep: *mut sipp_endpoint, messages: *const sipp_message,
+                              n_messages: usize, params: *const sipp_text_params,
+                              out: *mut sipp_estimate, err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_endpoint_set_prices(ep: *mut sipp_endpoint, input_per_mtok: f64,
+                                    output_per_mtok: f64, err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_policy_new(rules: *const sipp_rule, n: usize, out: *mut *mut sipp_policy,
+                           err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_policy_free(policy: *mut sipp_policy);
+    pub fn sipp_policy_choose(policy: *const sipp_policy, candidates: *const sipp_route_candidate,
+                              n: usize, tags: *const *const c_char, n_tags: usize,
+                              max_tokens: u32, out: *mut sipp_route_choice,
+                              err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_route_choice_free(choice: *mut sipp_route_choice);
 }

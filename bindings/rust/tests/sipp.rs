@@ -4,8 +4,8 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
-use sipp::{sys, Client, EmbedOptions, GatewayAuth, GatewayOptions, LocalOptions, Message, ProviderKind,
-           ProviderOptions, TextOptions};
+use sipp::{sys, Client, EmbedOptions, Estimate, Figure, FigureSource, GatewayAuth, GatewayOptions,
+           LocalOptions, Message, Policy, ProviderKind, ProviderOptions, Rule, TextOptions};
 
 fn models() -> PathBuf {
     match std::env::var_os("SIPP_TEST_MODELS_DIR") {
@@ -114,6 +114,14 @@ fn mirrors() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
         mirror!(sipp_token_batch { struct_size, text, len, n_tokens, done, logprobs, n_logprobs }),
         mirror!(sipp_top_logprob { token, token_len, logprob }),
         mirror!(sipp_token_logprob { token, token_len, logprob, top, n_top }),
+        mirror!(sipp_figure { value, samples, source }),
+        mirror!(sipp_estimate { struct_size, local, loaded, healthy, prompt_tokens, cached_tokens,
+            cache_source, cache_on_disk, prefill_tokens, n_ctx, running, queued, free_slots,
+            ttft_ms, decode_tokens_per_s, total_ms, price_input_per_mtok, price_output_per_mtok,
+            error_rate, busy_rate }),
+        mirror!(sipp_rule { kind, value, tag }),
+        mirror!(sipp_route_candidate { endpoint, estimate, name }),
+        mirror!(sipp_route_choice { index, endpoint, reasons, dropped }),
     ]);
     v
 }
@@ -541,4 +549,47 @@ fn gateway_endpoint_against_a_real_sipp_gateway() {
     };
     assert!(!answer("local").is_empty());
     assert_eq!(answer("gateway"), answer("local"));
+}
+
+#[test]
+fn estimate_then_policy_keeps_a_warm_request_local() {
+    let story = ep("story");
+    let opts = greedy().max_tokens(4).context_key("rs-route");
+    let first = "Once upon a time there was a little girl named Lily.";
+    let cold = story.estimate_query(first, &opts).unwrap();
+    assert!(cold.local && cold.loaded && cold.healthy);
+    assert!(cold.prompt_tokens > 5);
+    assert_eq!((cold.cached_tokens, cold.cache_source), (0, "none"));
+    let answer = story.query(first, &opts).unwrap().wait().unwrap();
+    assert_eq!(answer.usage.input_tokens, cold.prompt_tokens);
+    let warm = story.estimate_query(&format!("{}{} She", first, answer.text), &opts).unwrap();
+    assert_eq!(warm.cache_source, "live");
+    assert!(warm.cached_tokens >= cold.prompt_tokens);
+    assert_eq!(warm.ttft_ms.source, FigureSource::Predicted);
+
+    let c = Client::new().unwrap();
+    let cloud = c.add_provider("cloud", &ProviderOptions::new(ProviderKind::OpenAiCompatible, "m")
+        .base_url("http://127.0.0.1:9/v1").allow_private_network(true)).unwrap();
+    cloud.set_prices(Some(3.0), Some(15.0)).unwrap();
+    let remote = cloud.estimate_chat(&[Message::user("hi")], &TextOptions::new().max_tokens(4)).unwrap();
+    assert!(!remote.local);
+    assert_eq!(remote.price_input_per_mtok, Figure { value: 3.0, samples: 0, source: FigureSource::Configured });
+    assert!(!remote.ttft_ms.is_known());
+
+    let pol = Policy::new(&[Rule::LocalOnlyTag("private".into()), Rule::FitContext,
+                            Rule::PreferWarm(0.5)]).unwrap();
+    let ch = pol.choose(&[(&cloud, &remote), (&story, &warm)], &[], 4).unwrap();
+    assert_eq!(ch.index, Some(1));
+    assert!(ch.reasons.contains("prefer_warm: chose story"), "{}", ch.reasons);
+    assert_eq!(pol.choose(&[(&cloud, &remote), (&story, &cold)], &[], 4).unwrap().index, Some(0));
+    let ch = pol.choose(&[(&cloud, &remote)], &["private"], 4).unwrap();
+    assert_eq!((ch.index, ch.dropped.clone()), (None, vec![0]));
+    assert!(ch.reasons.contains("tagged 'private'"), "{}", ch.reasons);
+    // an estimate the app builds itself
+    let built = Estimate { local: true, loaded: true, healthy: true, prompt_tokens: 100,
+                           cached_tokens: 90, cache_source: "snapshot", ..Default::default() };
+    let ch = pol.choose(&[(&cloud, &remote), (&story, &built)], &[], 4).unwrap();
+    assert!(ch.reasons.contains("90 of 100 prompt tokens cached (snapshot)"), "{}", ch.reasons);
+    let e = Policy::new(&[Rule::PreferWarm(2.0)]).unwrap_err();
+    assert!(e.kind == "invalid_argument" && e.message.contains("fraction"), "{}", e);
 }
