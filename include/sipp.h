@@ -510,6 +510,91 @@ SIPP_API sipp_status sipp_endpoint_get_info(const sipp_endpoint *ep, sipp_endpoi
 
 #define SIPP_MAX_STOP_STRINGS 16
 
+/* ============================================================================================
+ * Tools, reasoning and stream deltas (issue 18)
+ *
+ * A chat may offer the model tools (sipp_text_params.tools): each a name, a description and a
+ * JSON Schema of its arguments. The model answers with text, with tool calls, or both; the
+ * response's `tool_calls` lists the calls (finish reason SIPP_FINISH_TOOL_CALLS), and the app
+ * runs them and sends each result back as a message with role "tool" naming the call's id
+ * (sipp_chat_ex). A thinking model's reasoning is separated from the answer into `reasoning`
+ * unless reasoning_mode says otherwise. Local endpoints render tools with the model's own chat
+ * template and parse the output with llama.cpp's chat parser (docs/tools.md).
+ * ========================================================================================== */
+
+/** Which tools the model may or must call. */
+typedef enum sipp_tool_choice {
+    SIPP_TOOL_CHOICE_AUTO = 0,     /**< text or calls, the model decides (default) */
+    SIPP_TOOL_CHOICE_NONE = 1,     /**< no calls: the tools are still described to the model */
+    SIPP_TOOL_CHOICE_REQUIRED = 2, /**< at least one call (local: forced by a grammar) */
+    SIPP_TOOL_CHOICE_NAMED = 3,    /**< a call of tool_choice_name (local: forced by a grammar) */
+} sipp_tool_choice;
+
+/** What becomes of a thinking model's reasoning text. */
+typedef enum sipp_reasoning_mode {
+    SIPP_REASONING_SEPARATE = 0, /**< into sipp_response.reasoning and REASONING deltas (default) */
+    SIPP_REASONING_INLINE = 1,   /**< left in the text, as the model wrote it (tags included) */
+    SIPP_REASONING_DROP = 2,     /**< parsed out and discarded */
+} sipp_reasoning_mode;
+
+/** A tool the model may call. An element of an array: its layout is frozen (no struct_size). */
+typedef struct sipp_tool {
+    const char *name;        /**< required; [A-Za-z0-9_-], 1 to 64 bytes; unique in the array */
+    const char *description; /**< may be NULL */
+    /** JSON Schema of the arguments, as JSON text: an object schema ({"type": "object", ...}).
+     *  NULL = no arguments. */
+    const char *parameters;
+} sipp_tool;
+
+/** A tool call: made by the model (sipp_response.tool_calls) or sent back in an assistant
+ *  message (sipp_chat_message.tool_calls). An array element: its layout is frozen. */
+typedef struct sipp_tool_call {
+    const char *id;        /**< the call's id, unique in the conversation (9 letters and digits
+                                when Sipp makes one up because the model's format has none:
+                                Mistral's templates accept no other id) */
+    const char *name;      /**< the tool's name */
+    const char *arguments; /**< the arguments as JSON text (an object) */
+} sipp_tool_call;
+
+/** A chat message of sipp_chat_ex(). An array element: its layout is frozen. Roles: "system",
+ *  "user", "assistant" (content and/or tool_calls) and "tool" (a result: content is the
+ *  result's text, tool_call_id the id of the assistant's call it answers). */
+typedef struct sipp_chat_message {
+    const char *role;
+    const char *content;              /**< may be NULL for an assistant turn of calls only */
+    const sipp_tool_call *tool_calls; /**< assistant: the calls it made; NULL = none */
+    size_t n_tool_calls;
+    const char *tool_call_id;         /**< tool: the call this result answers */
+    const char *reasoning;            /**< assistant: its earlier reasoning (may be NULL) */
+} sipp_chat_message;
+
+/** What a stream delta carries. */
+typedef enum sipp_delta_kind {
+    SIPP_DELTA_CONTENT = 0,   /**< answer text (the same text on_tokens gets) */
+    SIPP_DELTA_REASONING = 1, /**< reasoning text (SIPP_REASONING_SEPARATE only) */
+    SIPP_DELTA_TOOL_CALL = 2, /**< a piece of tool call `tool_index`: the first delta of a call
+                                   carries its id and name, later ones pieces of the arguments */
+} sipp_delta_kind;
+
+/**
+ * One piece of a streamed chat, in the order the model produced it (OpenAI's stream shape:
+ * text, reasoning and tool calls interleave as generated; the arguments of one call arrive in
+ * order and concatenate to the final `arguments`). Strings are valid during the callback only.
+ */
+typedef struct sipp_delta {
+    uint32_t struct_size;
+    sipp_delta_kind kind;
+    const char *text;     /**< content, reasoning or an arguments piece; "" when none */
+    size_t len;
+    uint32_t tool_index;  /**< TOOL_CALL: index of the call in sipp_response.tool_calls */
+    const char *tool_id;  /**< TOOL_CALL: the call's id on its first delta, else NULL */
+    const char *tool_name; /**< TOOL_CALL: the tool's name on its first delta, else NULL */
+} sipp_delta;
+
+/** Called with each delta, on the thread that calls sipp_run_wait(), in order. */
+typedef void (*sipp_delta_fn)(const sipp_delta *delta, void *user_data);
+
+
 /**
  * Called with a batch of newly generated text: complete UTF-8, never containing end-of-generation
  * text or any part of a matched stop string. `n_tokens` is the number of tokens the batch covers.
@@ -613,6 +698,24 @@ typedef struct sipp_text_params {
      *  images). Not copied: valid until the call returns. */
     const sipp_media *media;
     size_t n_media;
+    /* ---- tools and reasoning (issue 18; see the section "Tools, reasoning and stream
+     * deltas"). Appended: callers built with an older header get no tools, tool_choice auto,
+     * parallel calls on, reasoning separated and no delta callback. ---- */
+    /** Tools the model may call; not copied (valid until the call returns, which copies
+     *  them). At most SIPP_MAX_TOOLS; names unique; parameters an object schema. */
+    const sipp_tool *tools;
+    size_t n_tools;
+    /** Default SIPP_TOOL_CHOICE_AUTO. REQUIRED and NAMED need tools. */
+    sipp_tool_choice tool_choice;
+    /** SIPP_TOOL_CHOICE_NAMED: the tool that must be called (one of `tools`). */
+    const char *tool_choice_name;
+    /** More than one call in one answer. Default true. */
+    bool parallel_tool_calls;
+    /** A thinking model's reasoning: separate (default), inline or drop. */
+    sipp_reasoning_mode reasoning_mode;
+    /** Optional: every streamed piece (content, reasoning, tool-call deltas) in order. */
+    sipp_delta_fn on_delta;
+    void *delta_user_data;
 } sipp_text_params;
 
 /** Default text options (see sipp_error_init() for the contract). Since 0.1. */
@@ -662,6 +765,26 @@ SIPP_API sipp_status sipp_query(sipp_endpoint *ep, const char *prompt,
 SIPP_API sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_messages,
                                const sipp_text_params *params, sipp_run **out, sipp_error *err);
 
+/** Limits on the tools of one request (larger is INVALID_ARGUMENT). */
+#define SIPP_MAX_TOOLS 128
+#define SIPP_MAX_TOOL_SCHEMA_BYTES (64 * 1024) /**< all tools' parameters together */
+
+/**
+ * Starts a chat whose messages may carry tool calls and tool results (issue 18): as
+ * sipp_chat(), with the roles of sipp_chat_message. The tools, tool_choice and reasoning
+ * options are in `params`. Errors as sipp_chat(), plus INVALID_ARGUMENT for a tool that is not
+ * an object schema or not JSON, duplicate tool names, more than SIPP_MAX_TOOLS tools or
+ * SIPP_MAX_TOOL_SCHEMA_BYTES of schemas, a tool_choice_name that names no tool, REQUIRED or
+ * NAMED without tools, a tool result whose tool_call_id answers no earlier assistant call, a
+ * call's arguments that are not a JSON object, or tools together with grammar/json_schema;
+ * UNSUPPORTED (naming `tools`) when the model's chat template has no tool support.
+ * sipp_chat() takes the same options (its messages have no calls or results).
+ * Thread-safety: any thread. Since 0.1.
+ */
+SIPP_API sipp_status sipp_chat_ex(sipp_endpoint *ep, const sipp_chat_message *messages,
+                                  size_t n_messages, const sipp_text_params *params,
+                                  sipp_run **out, sipp_error *err);
+
 /**
  * Starts an embedding of `text`. Pooling comes from the model (mean when it declares none).
  * Errors: INVALID_ARGUMENT (empty text), UNSUPPORTED (the model cannot embed), CONTEXT_OVERFLOW.
@@ -709,6 +832,7 @@ typedef enum sipp_finish_reason {
     SIPP_FINISH_STOP = 1,   /**< end-of-generation token or a stop string */
     SIPP_FINISH_LENGTH = 2, /**< max_tokens or the context filled */
     SIPP_FINISH_CANCELLED = 3,
+    SIPP_FINISH_TOOL_CALLS = 4, /**< the answer ends with tool calls (sipp_response.tool_calls) */
 } sipp_finish_reason;
 
 /** "stop", "length", "cancelled" or "none". Static string. */
@@ -780,6 +904,13 @@ typedef struct sipp_response {
      *  run. NULL and 0 otherwise (a remote that returned none also gives 0). Since 0.1. */
     const sipp_token_logprob *logprobs;
     size_t n_logprobs;
+    /* appended (issue 18): the parsed answer of a chat with tools or a thinking model */
+    /** The tool calls of the answer (NULL when none), owned by the run. */
+    const sipp_tool_call *tool_calls;
+    size_t n_tool_calls;
+    /** The reasoning text (SIPP_REASONING_SEPARATE), "" when none; owned by the run. */
+    const char *reasoning;
+    size_t reasoning_len;
 } sipp_response;
 
 /**
@@ -829,6 +960,19 @@ SIPP_API sipp_status sipp_run_next(sipp_run *run, int timeout_ms, sipp_token_bat
  */
 SIPP_API void sipp_run_batch_logprobs(const sipp_run *run, const sipp_token_logprob **out,
                                       size_t *n);
+
+/**
+ * Pull iterator of deltas (issue 18): waits up to `timeout_ms` (-1 forever, 0 poll) and hands
+ * out the next delta in `out` (fill its struct_size with sizeof(sipp_delta); strings valid
+ * until the next call on the run). When the run has ended and every delta was handed out,
+ * SIPP_OK with *done = true and an empty CONTENT delta. SIPP_TIMEOUT as sipp_run_next(). A run
+ * is read either with deltas or with text (sipp_run_next): text read one way is not repeated
+ * the other. Runs of query and of remote endpoints stream their text as CONTENT deltas only
+ * when the endpoint produces deltas (local chat always does).
+ * Thread-safety: one consumer per run. Since 0.1.
+ */
+SIPP_API sipp_status sipp_run_next_delta(sipp_run *run, int timeout_ms, sipp_delta *out,
+                                         bool *done, sipp_error *err);
 
 /**
  * Asks the run to stop. Takes effect within one engine tick; the run ends with finish reason

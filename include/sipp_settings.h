@@ -41,8 +41,9 @@
  *  of the struct that the program fills itself: SIZE (struct_size), FN and TOKEN_FN (callbacks),
  *  PTR (their user data), STRV and COUNT (a string array and its length, the row after it: the
  *  CLI's repeatable --stop and --header fill them), the enums PROVIDER_KIND and GATEWAY_AUTH
- *  (the CLI's --provider, --auth-header; the gateway's target type), and MEDIA with its COUNT
- *  (the media parts of a request: the CLI's --image and --audio). */
+ *  (the CLI's --provider, --auth-header; the gateway's target type), MEDIA with its COUNT
+ *  (the media parts of a request: the CLI's --image and --audio), and the tool-call fields
+ *  (issue 18): TOOLS with its COUNT, the enums TOOL_CHOICE and REASONING_MODE, DELTA_FN. */
 typedef enum sipp_setting_kind {
     SIPP_SETTING_SIZE,
     SIPP_SETTING_U32,
@@ -59,6 +60,10 @@ typedef enum sipp_setting_kind {
     SIPP_SETTING_PROVIDER_KIND,
     SIPP_SETTING_GATEWAY_AUTH,
     SIPP_SETTING_MEDIA,
+    SIPP_SETTING_TOOLS,
+    SIPP_SETTING_TOOL_CHOICE,
+    SIPP_SETTING_REASONING_MODE,
+    SIPP_SETTING_DELTA_FN,
 } sipp_setting_kind;
 
 #define SIPP_SETTING_CTYPE_SIZE uint32_t
@@ -76,6 +81,10 @@ typedef enum sipp_setting_kind {
 #define SIPP_SETTING_CTYPE_PROVIDER_KIND sipp_provider_kind
 #define SIPP_SETTING_CTYPE_GATEWAY_AUTH sipp_gateway_auth
 #define SIPP_SETTING_CTYPE_MEDIA const sipp_media *
+#define SIPP_SETTING_CTYPE_TOOLS const sipp_tool *
+#define SIPP_SETTING_CTYPE_TOOL_CHOICE sipp_tool_choice
+#define SIPP_SETTING_CTYPE_REASONING_MODE sipp_reasoning_mode
+#define SIPP_SETTING_CTYPE_DELTA_FN sipp_delta_fn
 
 /*
  * The row format, the same in every table, one row per field in struct order:
@@ -190,7 +199,21 @@ typedef enum sipp_setting_kind {
       "with logprobs: the N most likely alternatives per position (0..20)")                       \
     X(media, MEDIA, NULL, NULL, NULL, NULL, NULL, 0, 0,                                           \
       "media parts: images and audio (the CLI's --image and --audio)")                            \
-    X(n_media, COUNT, 0, NULL, NULL, NULL, NULL, 0, 0, "how many media parts")
+    X(n_media, COUNT, 0, NULL, NULL, NULL, NULL, 0, 0, "how many media parts")              \
+    X(tools, TOOLS, NULL, NULL, NULL, NULL, NULL, 0, 0,                                           \
+      "tools the model may call (the CLI's --tool-file)")                                         \
+    X(n_tools, COUNT, 0, NULL, NULL, NULL, NULL, 0, SIPP_MAX_TOOLS, "how many tools")             \
+    X(tool_choice, TOOL_CHOICE, SIPP_TOOL_CHOICE_AUTO, NULL, NULL, NULL, NULL, 0, 3,              \
+      "auto (default), none, required or one named tool")                                         \
+    X(tool_choice_name, STR, NULL, NULL, NULL, NULL, NULL, 0, 0,                                  \
+      "with tool_choice named: the tool that must be called")                                     \
+    X(parallel_tool_calls, BOOL, true, NULL, NULL, NULL, NULL, 0, 1,                              \
+      "more than one tool call in one answer (default true)")                                     \
+    X(reasoning_mode, REASONING_MODE, SIPP_REASONING_SEPARATE, NULL, NULL, NULL, NULL, 0, 2,      \
+      "a thinking model's reasoning: separate (default), inline or drop")                         \
+    X(on_delta, DELTA_FN, NULL, NULL, NULL, NULL, NULL, 0, 0,                                     \
+      "streaming callback of content, reasoning and tool-call deltas")                            \
+    X(delta_user_data, PTR, NULL, NULL, NULL, NULL, NULL, 0, 0, "the delta callback's user data")
 
 /** sipp_embed_params: the options of embed (sipp_embed). */
 #define SIPP_EMBED_SETTINGS(X)                                                                    \
@@ -280,6 +303,8 @@ static inline size_t sipp_setting_size(sipp_setting_kind k) {
         SIPP__KIND_SIZE(BOOL) SIPP__KIND_SIZE(STR) SIPP__KIND_SIZE(FN) SIPP__KIND_SIZE(PTR)
         SIPP__KIND_SIZE(F32) SIPP__KIND_SIZE(STRV) SIPP__KIND_SIZE(COUNT) SIPP__KIND_SIZE(TOKEN_FN)
         SIPP__KIND_SIZE(PROVIDER_KIND) SIPP__KIND_SIZE(GATEWAY_AUTH) SIPP__KIND_SIZE(MEDIA)
+        SIPP__KIND_SIZE(TOOLS) SIPP__KIND_SIZE(TOOL_CHOICE) SIPP__KIND_SIZE(REASONING_MODE)
+        SIPP__KIND_SIZE(DELTA_FN)
 #undef SIPP__KIND_SIZE
     }
     return 0;

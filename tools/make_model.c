@@ -25,6 +25,12 @@
  *   qwen3-tiny  the same dims as qwen3 (QK norm, NEOX rope)
  * The tiny shapes are test shapes: their norm weights and biases are random too (around 1 and
  * 0), and their weights larger, so a pipeline that skips or misplaces one gives other logits.
+ *   tiny-llama3 / tiny-qwen2 / tiny-gpt2  2 layers of 64 with the Llama-3, Qwen2 or GPT-2
+ *               vocab (~3-10M): chat template tests, where only the tokenizer and
+ *               the template matter (tiny-gpt2: the smallest vocab, the cheapest grammar sampling)
+ *
+ * --chat-template FILE sets tokenizer.chat_template from a Jinja file (the tool-call tests take
+ * real templates from llama.cpp's models/templates/).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "ggml.h"
@@ -69,6 +75,9 @@ static const shape shapes[] = {
     {"llama-tiny", "llama", "ggml-vocab-gpt-2.gguf", 256, 2, 4, 2, 768, 2048, 1, 0, 0, 0, 0, 0, 1},
     {"qwen2-tiny", "qwen2", "ggml-vocab-gpt-2.gguf", 256, 2, 4, 2, 768, 2048, 1, 0, 0, 0, 0, 0, 1},
     {"qwen3-tiny", "qwen3", "ggml-vocab-gpt-2.gguf", 256, 2, 4, 2, 768, 2048, 0, 0, 0, 0, 0, 0, 1},
+    {"tiny-llama3", "llama", "ggml-vocab-llama-bpe.gguf", 64, 2, 4, 2, 128, 4096, 1, 0, 0, 0, 0, 0, 0},
+    {"tiny-qwen2", "llama", "ggml-vocab-qwen2.gguf", 64, 2, 4, 2, 128, 4096, 1, 0, 0, 0, 0, 0, 0},
+    {"tiny-gpt2", "llama", "ggml-vocab-gpt-2.gguf", 64, 2, 4, 2, 128, 4096, 1, 0, 0, 0, 0, 0, 0},
 };
 
 typedef enum wtype { W_F16, W_Q8_0, W_Q4_K_M } wtype;
@@ -291,12 +300,14 @@ static int write_tensor(FILE *f, const tensor_plan *p, size_t alignment, float s
 
 static const char usage[] =
     "usage: sipp-make-model --shape NAME [--type f16|q8_0|q4_k_m] [--seed N]\n"
-    "                       [--vocab-dir DIR] --out FILE.gguf\n"
+    "                       [--vocab-dir DIR] [--chat-template FILE.jinja] --out FILE.gguf\n"
     "\n"
     "Write a random-weight GGUF of a real model shape for tests and benchmarks.\n"
     "shapes: llama-135m llama-0.5b llama-1b llama-8b bert-small bert-rerank llava-text\n"
     "        llava-mmproj (the vision projector for llava-text: pass it as mmproj)\n"
     "        llama-tiny qwen2-tiny qwen3-tiny (WebGPU test shapes)\n"
+    "        tiny-llama3 tiny-qwen2 tiny-gpt2 (chat template tests)\n"
+    "--chat-template: the model's tokenizer.chat_template, read from a file\n"
     "--vocab-dir: llama.cpp's models/ folder with the vocab-only GGUFs (default $SIPP_LLAMA_SRC/models)\n";
 
 int main(int argc, char **argv) {
@@ -308,10 +319,12 @@ int main(int argc, char **argv) {
     }
     wtype w = W_Q8_0;
     uint64_t seed = 42;
+    const char *template_path = NULL;
     static const struct option opts[] = {
         {"shape", required_argument, 0, 's'}, {"type", required_argument, 0, 't'},
         {"seed", required_argument, 0, 'r'},  {"vocab-dir", required_argument, 0, 'v'},
         {"out", required_argument, 0, 'o'},   {"help", no_argument, 0, 'h'},
+        {"chat-template", required_argument, 0, 'c'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -319,6 +332,7 @@ int main(int argc, char **argv) {
         case 's': shape_name = optarg; break;
         case 'o': out = optarg; break;
         case 'v': vocab_dir = optarg; break;
+        case 'c': template_path = optarg; break;
         case 'r': seed = strtoull(optarg, NULL, 10); break;
         case 't':
             for (w = 0; w < 3 && strcmp(optarg, wtype_names[w]) != 0; w++) {
@@ -376,6 +390,24 @@ int main(int argc, char **argv) {
 
         gguf_set_kv(g, vocab); /* the tokenizer, and the vocab file's general.* keys (overwritten) */
         gguf_set_val_str(g, "general.architecture", s->arch);
+        if (template_path) { /* --chat-template: tokenizer.chat_template from a file */
+            FILE *tf = fopen(template_path, "rb");
+            char *tmpl = NULL;
+            long tn = -1;
+            bool ok = tf && fseek(tf, 0, SEEK_END) == 0 && (tn = ftell(tf)) >= 0 &&
+                      fseek(tf, 0, SEEK_SET) == 0 && (tmpl = calloc(1, (size_t)tn + 1)) &&
+                      fread(tmpl, 1, (size_t)tn, tf) == (size_t)tn;
+            if (ok) gguf_set_val_str(g, "tokenizer.chat_template", tmpl);
+            free(tmpl);
+            if (tf) fclose(tf);
+            if (!ok) {
+                fprintf(stderr, "sipp-make-model: error: cannot read chat template '%s'\n",
+                        template_path);
+                gguf_free(g);
+                gguf_free(vocab);
+                return 1;
+            }
+        }
         gguf_set_val_str(g, "general.name", name);
         gguf_set_val_u32(g, "general.file_type", ftype_ids[w]);
         gguf_set_val_u32(g, "general.quantization_version", GGML_QNT_VERSION);

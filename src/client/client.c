@@ -433,6 +433,8 @@ sipp_status sipp_query(sipp_endpoint *ep, const char *prompt, const sipp_text_pa
     sipp_text_params p;
     st = text_params_in(ep, params, &p, err);
     if (st != SIPP_OK) return st;
+    if (p.n_tools)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "query: tools are for chat");
     if ((st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     if (ep->kind == ENDPOINT_REMOTE)
         st = sipp__remote_submit_text(ep->remote, prompt, NULL, 0, &p, out, err);
@@ -492,6 +494,33 @@ static void chat_markers_free(sipp_message *m, size_t n) {
     free(m);
 }
 
+/* A local chat through llama.cpp's chat layer (tools, reasoning, parsing); with media, each
+ * message's content first gets its media markers (chat_place_markers). */
+static sipp_status chat_local(sipp__engine *e, const sipp_chat_message *messages, size_t n,
+                              const sipp_text_params *p, sipp_run **out, sipp_error *err) {
+    if (p->n_media == 0) return sipp__engine_submit_chat(e, messages, n, p, out, err);
+    sipp_message *plain = calloc(n, sizeof *plain);
+    sipp_chat_message *cm = calloc(n, sizeof *cm);
+    sipp_message *marked = NULL;
+    sipp_status st = SIPP_OK;
+    if (!plain || !cm) st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+    for (size_t i = 0; st == SIPP_OK && i < n; i++)
+        plain[i] = (sipp_message){.role = messages[i].role,
+                                  .content = messages[i].content ? messages[i].content : ""};
+    if (st == SIPP_OK) st = chat_place_markers(plain, n, p, &marked, err);
+    if (st == SIPP_OK) {
+        for (size_t i = 0; i < n; i++) {
+            cm[i] = messages[i];
+            cm[i].content = marked[i].content;
+        }
+        st = sipp__engine_submit_chat(e, cm, n, p, out, err);
+    }
+    chat_markers_free(marked, n);
+    free(cm);
+    free(plain);
+    return st;
+}
+
 sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_messages,
                       const sipp_text_params *params, sipp_run **out, sipp_error *err) {
     sipp_status st = check_request(ep, out, err);
@@ -508,20 +537,62 @@ sipp_status sipp_chat(sipp_endpoint *ep, const sipp_message *messages, size_t n_
     }
     sipp_text_params p;
     st = text_params_in(ep, params, &p, err);
+    if (st == SIPP_OK) st = sipp__tools_check(&p, err);
     if (st != SIPP_OK) return st;
+    if (ep->kind == ENDPOINT_REMOTE && p.n_tools)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "tools: not supported on remote endpoints by this version");
     if ((st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     if (ep->kind == ENDPOINT_REMOTE) {
         st = sipp__remote_submit_text(ep->remote, NULL, messages, n_messages, &p, out, err);
     } else {
-        char *prompt = NULL;
-        sipp_message *marked = NULL;
-        if (p.n_media > 0) st = chat_place_markers(messages, n_messages, &p, &marked, err);
-        if (st == SIPP_OK)
-            st = sipp__engine_render_chat(ep->engine, marked ? marked : messages, n_messages,
-                                          &prompt, err);
-        if (st == SIPP_OK) st = sipp__engine_submit_text(ep->engine, prompt, &p, out, err);
-        chat_markers_free(marked, n_messages);
-        free(prompt);
+        /* the local chat goes through llama.cpp's chat layer (tools, reasoning, parsing) */
+        sipp_chat_message *cm = calloc(n_messages, sizeof *cm);
+        if (!cm) {
+            st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        } else {
+            for (size_t i = 0; i < n_messages; i++)
+                cm[i] = (sipp_chat_message){.role = messages[i].role,
+                                            .content = messages[i].content};
+            st = chat_local(ep->engine, cm, n_messages, &p, out, err);
+            free(cm);
+        }
+    }
+    if (st == SIPP_OK) sipp__endpoint_observe(ep, *out);
+    sipp__endpoint_leave(ep);
+    return st;
+}
+
+sipp_status sipp_chat_ex(sipp_endpoint *ep, const sipp_chat_message *messages, size_t n_messages,
+                         const sipp_text_params *params, sipp_run **out, sipp_error *err) {
+    sipp_status st = check_request(ep, out, err);
+    if (st != SIPP_OK) return st;
+    if (!messages || n_messages == 0)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "chat: no messages");
+    if ((st = sipp__chat_messages_check(messages, n_messages, err)) != SIPP_OK) return st;
+    sipp_text_params p;
+    st = text_params_in(ep, params, &p, err);
+    if (st == SIPP_OK) st = sipp__tools_check(&p, err);
+    if (st != SIPP_OK) return st;
+    bool tool_messages = false;
+    for (size_t i = 0; i < n_messages; i++)
+        tool_messages = tool_messages || messages[i].n_tool_calls || messages[i].tool_call_id;
+    if (ep->kind == ENDPOINT_REMOTE && (p.n_tools || tool_messages))
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "tools: not supported on remote endpoints by this version");
+    if ((st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
+    if (ep->kind == ENDPOINT_REMOTE) {
+        sipp_message *pm = calloc(n_messages, sizeof *pm);
+        if (!pm) {
+            st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
+        } else {
+            for (size_t i = 0; i < n_messages; i++)
+                pm[i] = (sipp_message){.role = messages[i].role, .content = messages[i].content};
+            st = sipp__remote_submit_text(ep->remote, NULL, pm, n_messages, &p, out, err);
+            free(pm);
+        }
+    } else {
+        st = chat_local(ep->engine, messages, n_messages, &p, out, err);
     }
     if (st == SIPP_OK) sipp__endpoint_observe(ep, *out);
     sipp__endpoint_leave(ep);

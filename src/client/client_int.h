@@ -1,6 +1,7 @@
 /*
  * client_int.h — the endpoint handle inside the client layer (client.c: registry, lifetime and
- * request entry points; estimate.c: routing estimates; policy.c: the routing policy).
+ * request entry points; estimate.c: routing estimates; policy.c: the routing policy) and the
+ * checks of tools and tool messages (tools.c, issue 18), shared by every endpoint kind.
  */
 #ifndef SIPP_CLIENT_INT_H
 #define SIPP_CLIENT_INT_H
@@ -31,5 +32,11 @@ sipp_status sipp__endpoint_enter(const sipp_endpoint *ep, sipp_error *err);
 void sipp__endpoint_leave(const sipp_endpoint *ep);
 /* Feeds a submitted run's outcome into its endpoint's signals when it ends (estimate.c). */
 void sipp__endpoint_observe(sipp_endpoint *ep, sipp_run *run);
+
+/* Tools, tool choice and reasoning mode of `p`: INVALID_ARGUMENT naming the field. */
+sipp_status sipp__tools_check(const sipp_text_params *p, sipp_error *err);
+/* Roles, contents, tool calls (arguments a JSON object) and tool results (an earlier call's
+ * id) of a chat's messages: INVALID_ARGUMENT naming the message. */
+sipp_status sipp__chat_messages_check(const sipp_chat_message *m, size_t n, sipp_error *err);
 
 #endif

@@ -209,6 +209,15 @@ void sipp__run_set_remote(sipp_run *run, uint32_t http_status, uint32_t retry_af
                           const char *request_id, const char *error_code);
 /* The request never reached the peer (sipp_run_not_sent). Before sipp__run_finish. */
 void sipp__run_set_not_sent(sipp_run *run);
+/* Tools and reasoning (issue 18). push_delta queues one stream delta (sipp_delta's fields);
+ * a CONTENT delta is also pushed as text (push_text), a REASONING delta also appended to the
+ * response's reasoning. set_tool_calls copies the final calls into the response. */
+sipp_status sipp__run_push_delta(sipp_run *run, sipp_delta_kind kind, uint32_t tool_index,
+                                 const char *tool_id, const char *tool_name, const char *text,
+                                 size_t len, uint32_t n_tokens);
+sipp_status sipp__run_set_tool_calls(sipp_run *run, const sipp_tool_call *calls, size_t n);
+/* Sets the delta callback of a run before it is handed out (submission). */
+void sipp__run_set_delta_fn(sipp_run *run, sipp_delta_fn fn, void *user_data);
 /* Ends the run: status and message (message may be NULL on success), finish reason, usage,
  * stats. After this call the producer must not touch `run`. */
 void sipp__run_finish(sipp_run *run, sipp_status status, const char *message,

@@ -50,6 +50,18 @@ struct sipp_run {
     sipp_token_fn on_tokens;
     void *user_data;
 
+    /* tools and reasoning (issue 18), under mu: queued deltas (delta_rec + strings), the
+     * response's reasoning and tool calls */
+    sipp__buf deltas;
+    sipp__buf reasoning;
+    sipp_tool_call *calls;
+    size_t n_calls;
+    /* consumer-only */
+    sipp__buf delta_taken;     /* deltas taken from the queue, handed out one at a time */
+    size_t delta_off;          /* next record in delta_taken */
+    sipp_delta_fn on_delta;
+    void *delta_user_data;
+
     atomic_bool cancel;
     bool not_sent; /* remote: the request never reached the peer (under mu) */
     sipp__run_wake_fn wake;
@@ -73,6 +85,10 @@ sipp_run *sipp__run_new(sipp_token_fn on_tokens, void *user_data) {
     sipp__buf_init(&r->pending, SIPP__RUN_TEXT_MAX);
     sipp__buf_init(&r->text, SIPP__RUN_TEXT_MAX);
     sipp__buf_init(&r->delivered, SIPP__RUN_TEXT_MAX);
+    sipp__buf_init(&r->deltas, SIPP__RUN_TEXT_MAX);
+    sipp__buf_init(&r->reasoning, SIPP__RUN_TEXT_MAX);
+    sipp__buf_init(&r->delta_taken, SIPP__RUN_TEXT_MAX);
+    r->resp.reasoning = "";
     r->on_tokens = on_tokens;
     r->user_data = user_data;
     atomic_init(&r->cancel, false);
@@ -83,6 +99,15 @@ sipp_run *sipp__run_new(sipp_token_fn on_tokens, void *user_data) {
     r->resp.stats = &r->stats;
     r->resp.text = "";
     return r;
+}
+
+static void free_calls(sipp_tool_call *calls, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free((char *)calls[i].id);
+        free((char *)calls[i].name);
+        free((char *)calls[i].arguments);
+    }
+    free(calls);
 }
 
 static void run_release(sipp_run *r) {
@@ -98,6 +123,10 @@ static void run_release(sipp_run *r) {
     for (size_t i = 0; i < r->lp_n; i++) free((char *)r->lp[i].token);
     free(r->lp);
     free(r->lp_delivered);
+    sipp__buf_free(&r->deltas);
+    sipp__buf_free(&r->reasoning);
+    sipp__buf_free(&r->delta_taken);
+    free_calls(r->calls, r->n_calls);
     free(r->embedding);
     free(r);
 }
@@ -172,9 +201,71 @@ sipp_status sipp__run_stage_logprob(sipp_run *r, const char *tok, size_t len, fl
     return SIPP_OK;
 }
 
+/* A queued delta: this header, then id_len + name_len + text_len bytes (id, name, text). */
+typedef struct delta_rec {
+    uint32_t kind, tool_index, has_id, id_len, name_len, n_tokens;
+    uint64_t text_len;
+} delta_rec;
+
+sipp_status sipp__run_push_delta(sipp_run *r, sipp_delta_kind kind, uint32_t tool_index,
+                                 const char *tool_id, const char *tool_name, const char *text,
+                                 size_t len, uint32_t n_tokens) {
+    if (!text) text = "";
+    delta_rec h = {.kind = (uint32_t)kind, .tool_index = tool_index,
+                   .has_id = tool_id || tool_name,
+                   .id_len = tool_id ? (uint32_t)strlen(tool_id) : 0,
+                   .name_len = tool_name ? (uint32_t)strlen(tool_name) : 0,
+                   .n_tokens = n_tokens, .text_len = len};
+    pthread_mutex_lock(&r->mu);
+    sipp_status st = sipp__buf_append(&r->deltas, &h, sizeof h);
+    if (st == SIPP_OK && h.id_len) st = sipp__buf_append(&r->deltas, tool_id, h.id_len);
+    if (st == SIPP_OK && h.name_len) st = sipp__buf_append(&r->deltas, tool_name, h.name_len);
+    if (st == SIPP_OK && len) st = sipp__buf_append(&r->deltas, text, len);
+    if (st == SIPP_OK && kind == SIPP_DELTA_REASONING && len)
+        st = sipp__buf_append(&r->reasoning, text, len);
+    if (st == SIPP_OK && kind == SIPP_DELTA_CONTENT) {
+        st = sipp__buf_append(&r->text, text, len);
+        if (st == SIPP_OK) st = sipp__buf_append(&r->pending, text, len);
+    }
+    if (st == SIPP_OK) {
+        r->pending_tokens += n_tokens;
+        /* the tokens' staged log-probabilities go out with them, as with push_text */
+        size_t staged = r->lp_n - r->lp_published;
+        r->lp_published += n_tokens < staged ? n_tokens : staged;
+    }
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return st;
+}
+
+sipp_status sipp__run_set_tool_calls(sipp_run *r, const sipp_tool_call *calls, size_t n) {
+    sipp_tool_call *copy = n ? calloc(n, sizeof *copy) : NULL;
+    if (n && !copy) return SIPP_OUT_OF_MEMORY;
+    for (size_t i = 0; i < n; i++) {
+        copy[i].id = sipp__strdup(calls[i].id ? calls[i].id : "");
+        copy[i].name = sipp__strdup(calls[i].name ? calls[i].name : "");
+        copy[i].arguments = sipp__strdup(calls[i].arguments ? calls[i].arguments : "{}");
+        if (!copy[i].id || !copy[i].name || !copy[i].arguments) {
+            free_calls(copy, i + 1);
+            return SIPP_OUT_OF_MEMORY;
+        }
+    }
+    pthread_mutex_lock(&r->mu);
+    free_calls(r->calls, r->n_calls);
+    r->calls = copy;
+    r->n_calls = n;
+    pthread_mutex_unlock(&r->mu);
+    return SIPP_OK;
+}
+
+void sipp__run_set_delta_fn(sipp_run *r, sipp_delta_fn fn, void *user_data) {
+    r->on_delta = fn;
+    r->delta_user_data = user_data;
+}
+
 size_t sipp__run_backlog(sipp_run *r) {
     pthread_mutex_lock(&r->mu);
-    size_t n = r->pending.len;
+    size_t n = r->pending.len > r->deltas.len ? r->pending.len : r->deltas.len;
     pthread_mutex_unlock(&r->mu);
     return n;
 }
@@ -231,6 +322,10 @@ void sipp__run_finish(sipp_run *r, sipp_status status, const char *message,
     }
     r->resp.text = r->text.data ? r->text.data : "";
     r->resp.text_len = r->text.len;
+    r->resp.reasoning = r->reasoning.data ? r->reasoning.data : "";
+    r->resp.reasoning_len = r->reasoning.len;
+    r->resp.tool_calls = r->calls;
+    r->resp.n_tool_calls = r->n_calls;
     r->resp.logprobs = r->lp_published ? r->lp : NULL;
     r->resp.n_logprobs = r->lp_published;
     /* The response is final: the observer sees it before any waiter wakes, so a caller that
@@ -264,7 +359,7 @@ void sipp__run_discard(sipp_run *r, sipp_status st) {
 
 /* Waits under r->mu until pending text, the end, or the deadline (abs_ms < 0: forever). */
 static bool wait_locked(sipp_run *r, double abs_ms) {
-    while (r->pending.len == 0 && !r->done) {
+    while (r->pending.len == 0 && r->deltas.len == 0 && !r->done) {
         if (abs_ms < 0) {
             pthread_cond_wait(&r->cv, &r->mu);
             continue;
@@ -277,9 +372,48 @@ static bool wait_locked(sipp_run *r, double abs_ms) {
         ts.tv_sec += (time_t)(ns / 1000000000LL);
         ts.tv_nsec = (long)(ns % 1000000000LL);
         if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT &&
-            r->pending.len == 0 && !r->done)
+            r->pending.len == 0 && r->deltas.len == 0 && !r->done)
             return false;
     }
+    return true;
+}
+
+/* Moves queued deltas after those not yet handed out in `delta_taken`. Under r->mu. A
+ * consumer reads text (sipp_run_next, on_tokens) or deltas (sipp_run_next_delta, on_delta);
+ * what the other kind of reader would have got is dropped as it is taken, so an unread queue
+ * never pauses the run. */
+static void take_deltas_locked(sipp_run *r) {
+    if (r->delta_off > 0) {
+        size_t left = r->delta_taken.len - r->delta_off;
+        memmove(r->delta_taken.data, r->delta_taken.data + r->delta_off, left);
+        r->delta_taken.len = left;
+        r->delta_off = 0;
+    }
+    if (r->deltas.len && sipp__buf_append(&r->delta_taken, r->deltas.data, r->deltas.len) == SIPP_OK)
+        sipp__buf_reset(&r->deltas);
+    else
+        sipp__buf_reset(&r->deltas);
+}
+
+/* The next taken delta into *d (strings into the taken buffer); false when none. */
+static bool pop_delta(sipp_run *r, sipp_delta *d) {
+    if (r->delta_off + sizeof(delta_rec) > r->delta_taken.len) return false;
+    delta_rec h;
+    memcpy(&h, r->delta_taken.data + r->delta_off, sizeof h);
+    const char *p = r->delta_taken.data + r->delta_off + sizeof h;
+    *d = (sipp_delta){.struct_size = sizeof *d, .kind = (sipp_delta_kind)h.kind,
+                      .tool_index = h.tool_index};
+    /* strings are NUL-terminated in a scratch copy: ids and names are short */
+    static _Thread_local char id[256], name[256];
+    if (h.has_id) {
+        snprintf(id, sizeof id, "%.*s", (int)h.id_len, p);
+        snprintf(name, sizeof name, "%.*s", (int)h.name_len, p + h.id_len);
+        d->tool_id = id;
+        d->tool_name = name;
+    }
+    d->text = p + h.id_len + h.name_len;
+    d->len = (size_t)h.text_len;
+    r->delta_off += sizeof h + h.id_len + h.name_len + (size_t)h.text_len;
     return true;
 }
 
@@ -326,6 +460,7 @@ sipp_status sipp_run_next(sipp_run *r, int timeout_ms, sipp_token_batch *out, si
         return sipp__fail(err, SIPP_TIMEOUT, 0, "no tokens within %d ms", timeout_ms);
     }
     uint32_t n = take_pending_locked(r);
+    sipp__buf_reset(&r->deltas); /* a text reader: deltas are not read */
     bool done = r->done;
     pthread_mutex_unlock(&r->mu);
     /* Written no further than the caller's struct goes (an older header's is smaller). */
@@ -339,11 +474,53 @@ sipp_status sipp_run_next(sipp_run *r, int timeout_ms, sipp_token_batch *out, si
     return sipp__struct_out(out, &b, sizeof b, SIPP__FIRST_SIZE(token_batch), "token batch", err);
 }
 
+sipp_status sipp_run_next_delta(sipp_run *r, int timeout_ms, sipp_delta *out, bool *done,
+                                sipp_error *err) {
+    if (!r || !out || !done)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "run, out and done are required");
+    if (out->struct_size < sizeof(sipp_delta))
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "delta: struct_size %u, expected %zu",
+                          out->struct_size, sizeof(sipp_delta));
+    *done = false;
+    if (pop_delta(r, out)) return SIPP_OK;
+    double deadline = timeout_ms < 0 ? -1.0 : sipp__now_ms() + timeout_ms;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        if (!wait_locked(r, deadline)) {
+            pthread_mutex_unlock(&r->mu);
+            return sipp__fail(err, SIPP_TIMEOUT, 0, "no deltas within %d ms", timeout_ms);
+        }
+        take_deltas_locked(r);
+        take_pending_locked(r); /* a delta reader: the text is in the content deltas */
+        if (pop_delta(r, out)) break;
+        if (r->done) {
+            *out = (sipp_delta){.struct_size = sizeof *out, .text = ""};
+            *done = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return SIPP_OK;
+}
+
 sipp_status sipp_run_wait(sipp_run *r, const sipp_response **out, sipp_error *err) {
     if (!r) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "run is required");
     pthread_mutex_lock(&r->mu);
     for (;;) {
         wait_locked(r, -1.0);
+        if (r->deltas.len > 0) {
+            take_deltas_locked(r);
+            if (r->on_delta) {
+                pthread_mutex_unlock(&r->mu);
+                sipp_delta d;
+                /* delta_taken is consumer-only: read without the lock */
+                while (pop_delta(r, &d)) r->on_delta(&d, r->delta_user_data);
+                pthread_mutex_lock(&r->mu);
+            }
+            r->delta_off = 0;
+            sipp__buf_reset(&r->delta_taken);
+            continue;
+        }
         if (r->pending.len > 0) {
             uint32_t n = take_pending_locked(r);
             if (r->on_tokens) {
@@ -402,6 +579,7 @@ const char *sipp_finish_reason_name(sipp_finish_reason reason) {
     case SIPP_FINISH_STOP: return "stop";
     case SIPP_FINISH_LENGTH: return "length";
     case SIPP_FINISH_CANCELLED: return "cancelled";
+    case SIPP_FINISH_TOOL_CALLS: return "tool_calls";
     default: return "none";
     }
 }

@@ -51,6 +51,10 @@ sipp_status sipp__engine_render_chat(sipp__engine *e, const sipp_message *messag
  * prefix for p's context key and scope, the load now (engine_estimate.c). */
 sipp_status sipp__engine_estimate(sipp__engine *e, const char *prompt, const sipp_text_params *p,
                                   sipp_estimate *out, sipp_error *err);
+/* Issue 18: a chat whose messages may carry tool calls and results, with p's tools and
+ * reasoning mode, rendered and parsed by llama.cpp's chat layer (llama_bridge.cpp). */
+sipp_status sipp__engine_submit_chat(sipp__engine *e, const sipp_chat_message *messages, size_t n,
+                                     const sipp_text_params *p, sipp_run **out, sipp_error *err);
 sipp_status sipp__engine_submit_embed(sipp__engine *e, const char *text,
                                       const sipp_embed_params *p, sipp_run **out,
                                       sipp_error *err);

@@ -31,6 +31,18 @@ void sipp__engine_finish_job(sipp__engine *e, job *j, sipp_status st, const char
     if (reason == SIPP_FINISH_CANCELLED) e->stats.cancelled++;
     pthread_mutex_unlock(&e->stats_mu);
     sipp_run *run = j->run;
+    if (j->parser && run) { /* the final parse: what is left, and the calls */
+        sipp__job_emit em = {run, 0};
+        sipp_status pst = sipp__chat_parser_feed(j->parser, "", 0, true, sipp__job_emit_delta, &em);
+        const sipp_tool_call *calls = NULL;
+        size_t n = sipp__chat_parser_calls(j->parser, &calls);
+        if (pst == SIPP_OK) pst = sipp__run_set_tool_calls(run, calls, n);
+        if (pst != SIPP_OK && st == SIPP_OK) {
+            st = pst;
+            msg = "the model's answer could not be parsed";
+        }
+        if (n > 0 && reason == SIPP_FINISH_STOP) reason = SIPP_FINISH_TOOL_CALLS;
+    }
     j->run = NULL;
     sipp__job_free(j);
     sipp__run_finish(run, st, msg, reason, usage, stats);

@@ -56,6 +56,10 @@ typedef struct job {
     bool logprobs;         /* stage each output token's log-probability (issue 18) */
     uint32_t top_logprobs; /* alternatives per token, <= SIPP_MAX_TOP_LOGPROBS */
     struct sipp__media_prompt *media; /* media chunks of the prompt (media.h), NULL if none */
+    /* chat jobs (issue 18): the output parser and the tokens whose text it must see; owned */
+    sipp__chat_parser *parser;
+    int32_t *preserved;
+    size_t n_preserved;
 } job;
 
 typedef enum slot_state { SLOT_FREE, SLOT_PREFILL, SLOT_DECODE } slot_state;
@@ -179,6 +183,15 @@ struct sipp__engine {
 
 /* Frees a job and everything it owns (not its run). NULL is a no-op. */
 void sipp__job_free(job *j);
+/* The parser's delta callback (sipp__delta_emit_fn): pushes the delta to em->run, the first
+ * one with em->n_tokens (then zeroed). `user_data` is a sipp__job_emit. */
+typedef struct sipp__job_emit {
+    sipp_run *run;
+    uint32_t n_tokens;
+} sipp__job_emit;
+sipp_status sipp__job_emit_delta(void *user_data, sipp_delta_kind kind, uint32_t tool_index,
+                                 const char *tool_id, const char *tool_name, const char *text,
+                                 size_t len);
 
 /* ---- engine_slots.c (engine thread) ----------------------------------------------------- */
 

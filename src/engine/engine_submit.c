@@ -27,6 +27,8 @@ void sipp__job_free(job *j) {
     free(j->tokens);
     sipp__media_prompt_free(j->media);
     if (j->sampler) llama_sampler_free(j->sampler);
+    sipp__chat_parser_free(j->parser);
+    free(j->preserved);
     for (size_t i = 0; i < j->n_stop; i++) free(j->stop[i]);
     free(j);
 }
@@ -66,11 +68,15 @@ static sipp_status tokenize(sipp__engine *e, const char *text, uint32_t limit, l
     return SIPP_OK;
 }
 
+/* `chat_grammar` (a chat's tool-call grammar, or NULL) goes first in the chain, which owns it
+ * from here on, even on failure. */
 static struct llama_sampler *build_sampler(sipp__engine *e, const sipp_text_params *p,
-                                           const char *grammar, sipp_error *err) {
+                                           const char *grammar,
+                                           struct llama_sampler *chat_grammar, sipp_error *err) {
     struct llama_sampler_chain_params cp = llama_sampler_chain_default_params();
     cp.no_perf = true;
     struct llama_sampler *chain = llama_sampler_chain_init(cp);
+    if (chat_grammar) llama_sampler_chain_add(chain, chat_grammar);
     if (grammar) {
         struct llama_sampler *g = llama_sampler_init_grammar(e->vocab, grammar, "root");
         if (!g) {
@@ -170,8 +176,11 @@ sipp_status sipp__engine_check_schema(const char *schema, sipp_error *err) {
     return st;
 }
 
-sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
-                                     const sipp_text_params *p, sipp_run **out, sipp_error *err) {
+
+/* A query (pr NULL) or a prepared chat, whose grammar, parser, preserved tokens and stops the
+ * job takes (the fields taken are set to NULL in *pr). */
+static sipp_status submit_text(sipp__engine *e, const char *prompt, const sipp_text_params *p,
+                               sipp__chat_prepared *pr, sipp_run **out, sipp_error *err) {
     if (e->embed_only)
         return sipp__fail(err, SIPP_UNSUPPORTED, 0,
                           "query/chat: '%s' is an embedding model and cannot generate text",
@@ -214,7 +223,10 @@ sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
                         "must hold the prompt plus at least one generated token)",
                         j->n_tokens, e->n_ctx_seq);
     if (st == SIPP_OK) {
-        j->sampler = build_sampler(e, p, from_schema ? from_schema : p->grammar, err);
+        struct llama_sampler *chat_grammar = pr ? pr->grammar : NULL;
+        if (pr) pr->grammar = NULL;
+        j->sampler = build_sampler(e, p, from_schema ? from_schema : p->grammar,
+                                   chat_grammar, err);
         if (!j->sampler) st = err ? err->code : SIPP_INVALID_ARGUMENT;
     }
     free(from_schema);
@@ -223,11 +235,89 @@ sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
         if (!j->stop[i]) st = sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
         j->n_stop = i + 1;
     }
+    /* the template's own stops, as far as the table goes */
+    for (size_t i = 0; st == SIPP_OK && pr && i < pr->n_stops && j->n_stop < SIPP_MAX_STOP_STRINGS;
+         i++) {
+        j->stop[j->n_stop] = pr->stops[i];
+        pr->stops[i] = NULL;
+        j->n_stop++;
+    }
     if (st != SIPP_OK) {
         sipp__job_free(j);
         return st;
     }
-    return finish_submit(e, j, p->on_tokens, p->user_data, out, err);
+    if (pr) {
+        j->parser = pr->parser;
+        pr->parser = NULL;
+        j->preserved = pr->preserved;
+        j->n_preserved = pr->n_preserved;
+        pr->preserved = NULL;
+        pr->n_preserved = 0;
+    }
+    bool delta_fn = pr && p->on_delta;
+    st = finish_submit(e, j, p->on_tokens, p->user_data, out, err);
+    if (st == SIPP_OK && delta_fn) sipp__run_set_delta_fn(*out, p->on_delta, p->delta_user_data);
+    return st;
+}
+
+sipp_status sipp__engine_submit_text(sipp__engine *e, const char *prompt,
+                                     const sipp_text_params *p, sipp_run **out, sipp_error *err) {
+    return submit_text(e, prompt, p, NULL, out, err);
+}
+
+sipp_status sipp__job_emit_delta(void *user_data, sipp_delta_kind kind, uint32_t tool_index,
+                                 const char *tool_id, const char *tool_name, const char *text,
+                                 size_t len) {
+    sipp__job_emit *em = user_data;
+    uint32_t n_tokens = em->n_tokens;
+    em->n_tokens = 0;
+    return sipp__run_push_delta(em->run, kind, tool_index, tool_id, tool_name, text, len, n_tokens);
+}
+
+/* Refuses text that spells one of the model's special tokens (see sipp__engine_render_chat). */
+static sipp_status check_special(sipp__engine *e, const char *text, size_t i, const char *what,
+                                 sipp_error *err) {
+    if (!text) return SIPP_OK;
+    for (int32_t k = 0; k < e->n_special; k++) {
+        const char *tok = llama_vocab_get_text(e->vocab, e->special[k]);
+        if (strstr(text, tok))
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                              "chat: messages[%zu] %s contains the special token text '%.32s'; "
+                              "message content may not spell the model's special tokens",
+                              i, what, tok);
+    }
+    return SIPP_OK;
+}
+
+sipp_status sipp__engine_submit_chat(sipp__engine *e, const sipp_chat_message *messages, size_t n,
+                                     const sipp_text_params *p, sipp_run **out, sipp_error *err) {
+    if (!e->templates && e->template_error[0])
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0, "chat: %s", e->template_error);
+    if (!e->templates)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "chat: the model has no chat template; use query for raw prompts");
+    if (e->embed_only)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "query/chat: '%s' is an embedding model and cannot generate text",
+                          e->info.architecture);
+    sipp_status st = SIPP_OK;
+    for (size_t i = 0; st == SIPP_OK && i < n; i++) {
+        st = check_special(e, messages[i].content, i, "content", err);
+        if (st == SIPP_OK) st = check_special(e, messages[i].reasoning, i, "reasoning", err);
+        for (size_t k = 0; st == SIPP_OK && k < messages[i].n_tool_calls; k++)
+            st = check_special(e, messages[i].tool_calls[k].arguments, i, "tool call arguments",
+                               err);
+    }
+    if (st != SIPP_OK) return st;
+    char msg[SIPP_ERROR_MESSAGE_CAP];
+    sipp__chat_prepared pr;
+    pthread_mutex_lock(&e->templates_mu);
+    st = sipp__chat_prepare(e->templates, e->vocab, messages, n, p, &pr, msg, sizeof msg);
+    pthread_mutex_unlock(&e->templates_mu);
+    if (st != SIPP_OK) return sipp__fail(err, st, 0, "%s", msg);
+    st = submit_text(e, pr.prompt, p, &pr, out, err);
+    sipp__chat_prepared_free(&pr);
+    return st;
 }
 
 sipp_status sipp__engine_render_chat(sipp__engine *e, const sipp_message *messages, size_t n,

@@ -28,7 +28,14 @@ static void emit_held(slot *s, size_t len) {
             n = s->clean.len;
         }
     }
-    sipp__run_push_text(s->job->run, text, n, s->held_tokens);
+    if (s->job->parser) { /* a chat: the parser turns the text into deltas */
+        /* the first delta carries the tokens' count (and so their log-probabilities); when
+         * the parser holds everything back, they go out alone */
+        sipp__job_emit em = {s->job->run, s->held_tokens};
+        sipp__chat_parser_feed(s->job->parser, text, n, false, sipp__job_emit_delta, &em);
+        if (em.n_tokens) sipp__run_push_text(s->job->run, "", 0, em.n_tokens);
+    } else
+        sipp__run_push_text(s->job->run, text, n, s->held_tokens);
     s->held_tokens = 0;
     memmove(s->held.data, s->held.data + len, s->held.len - len + 1);
     s->held.len -= len;
@@ -53,7 +60,11 @@ void sipp__slot_accept(sipp__engine *e, slot *s, llama_token tok, double now) {
         sipp__slot_finish(e, s, SIPP_OK, NULL, SIPP_FINISH_STOP);
         return;
     }
-    int32_t n = llama_token_to_piece(e->vocab, tok, e->piece, sizeof e->piece, 0, false);
+    /* a chat's preserved tokens (a tool-call marker that is a special token) keep their text
+     * for the parser */
+    bool special = false;
+    for (size_t i = 0; i < j->n_preserved && !special; i++) special = j->preserved[i] == tok;
+    int32_t n = llama_token_to_piece(e->vocab, tok, e->piece, sizeof e->piece, 0, special);
     if (n < 0) n = 0; /* a piece longer than the buffer: no real vocab has one */
     if (sipp__buf_append(&s->held, e->piece, (size_t)n) != SIPP_OK) {
         sipp__slot_finish(e, s, SIPP_OUT_OF_MEMORY, "generated text exceeds the response limit",
@@ -64,7 +75,7 @@ void sipp__slot_accept(sipp__engine *e, slot *s, llama_token tok, double now) {
     sipp__stop_scan sc = sipp__stop_scan_text((const char *const *)j->stop, j->n_stop,
                                               s->held.data, s->held.len);
     emit_held(s, sc.emit_len);
-    if (sc.matched) {
+    if (sc.matched || (j->parser && sipp__chat_parser_complete(j->parser))) {
         sipp__slot_finish(e, s, SIPP_OK, NULL, SIPP_FINISH_STOP);
         return;
     }

@@ -390,6 +390,10 @@ static bool strv_eq(char **a, size_t na, char **b, size_t nb) {
 #define RL_EQ_COUNT RL_EQ_FN
 #define RL_EQ_TOKEN_FN RL_EQ_FN
 #define RL_EQ_MEDIA RL_EQ_FN
+#define RL_EQ_TOOLS RL_EQ_FN
+#define RL_EQ_DELTA_FN RL_EQ_FN
+#define RL_EQ_TOOL_CHOICE RL_EQ_SIZE
+#define RL_EQ_REASONING_MODE RL_EQ_SIZE
 #define RL_ROW_EQ(field, KIND, ...) &&RL_EQ_##KIND(a, b, field)
 
 static bool local_eq(const sipp_local_params *a, const sipp_local_params *b) {

@@ -202,6 +202,38 @@ static void logprobs_stream_with_their_batches(void **state) {
     sipp_run_free(run);
 }
 
+/* A chat goes through llama.cpp's chat parser (issue 18's tools and reasoning): its batches
+ * still carry their tokens' count and entries, and the entries spell the answer. */
+static void logprobs_of_a_chat(void **state) {
+    fixture *f = *state;
+    sipp_endpoint *chat = add_model(f->client, "chat", CHAT_MODEL, 1);
+    sipp_message m = {"user", "Do you like to play outside?"};
+    sipp_text_params p = lp_params(2);
+    sipp_run *run;
+    assert_int_equal(sipp_chat(chat, &m, 1, &p, &run, NULL), SIPP_OK);
+    size_t total = 0, batches = 0;
+    for (;;) {
+        sipp_token_batch b;
+        sipp_token_batch_init(&b, sizeof b);
+        assert_int_equal(sipp_run_next(run, -1, &b, NULL), SIPP_OK);
+        if (b.len > 0) {
+            batches++;
+            assert_true(b.n_tokens >= 1);
+        }
+        assert_int_equal(b.n_logprobs, b.n_tokens);
+        total += b.n_logprobs;
+        if (b.done) break;
+    }
+    const sipp_response *r;
+    assert_int_equal(sipp_run_wait(run, &r, NULL), SIPP_OK);
+    assert_true(batches >= 1);
+    assert_int_equal(total, r->n_logprobs);
+    assert_int_equal(r->n_logprobs, r->usage->output_tokens -
+                                        (r->finish_reason == SIPP_FINISH_STOP ? 1 : 0));
+    sipp_run_free(run);
+    assert_int_equal(sipp_client_remove(f->client, "chat", NULL), SIPP_OK);
+}
+
 /* Without logprobs there are none; top_logprobs 0 gives entries without alternatives. */
 static void logprobs_off_and_no_alternatives(void **state) {
     fixture *f = *state;
@@ -272,6 +304,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(logprobs_match_an_independent_llama_computation),
         cmocka_unit_test(logprobs_stream_with_their_batches),
+        cmocka_unit_test(logprobs_of_a_chat),
         cmocka_unit_test(logprobs_off_and_no_alternatives),
         cmocka_unit_test(top_logprobs_bounds),
         cmocka_unit_test(anthropic_refuses_logprobs),

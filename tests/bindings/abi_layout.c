@@ -84,6 +84,16 @@ int main(void) {
 #undef SIPP__LAYOUT_T
     S(sipp_media); F(sipp_media, kind); F(sipp_media, data); F(sipp_media, len);
     F(sipp_media, mime_type); L(sipp_media, message_index);
+    /* tools and reasoning (issue 18) */
+    S(sipp_tool); F(sipp_tool, name); F(sipp_tool, description); L(sipp_tool, parameters);
+    S(sipp_tool_call); F(sipp_tool_call, id); F(sipp_tool_call, name);
+    L(sipp_tool_call, arguments);
+    S(sipp_chat_message); F(sipp_chat_message, role); F(sipp_chat_message, content);
+    F(sipp_chat_message, tool_calls); F(sipp_chat_message, n_tool_calls);
+    F(sipp_chat_message, tool_call_id); L(sipp_chat_message, reasoning);
+    S(sipp_delta); F(sipp_delta, struct_size); F(sipp_delta, kind); F(sipp_delta, text);
+    F(sipp_delta, len); F(sipp_delta, tool_index); F(sipp_delta, tool_id);
+    L(sipp_delta, tool_name);
     S(sipp_message); F(sipp_message, role); L(sipp_message, content);
 #define SIPP__LAYOUT_T sipp_embed_params
     S(sipp_embed_params); SIPP_EMBED_SETTINGS(TABLE_FIELD) end();
@@ -101,7 +111,9 @@ int main(void) {
     F(sipp_response, finish_reason); F(sipp_response, embedding); F(sipp_response, n_embd);
     F(sipp_response, normalized); F(sipp_response, usage); F(sipp_response, stats);
     F(sipp_response, http_status); F(sipp_response, retry_after_s); F(sipp_response, request_id);
-    F(sipp_response, error_code); F(sipp_response, logprobs); L(sipp_response, n_logprobs);
+    F(sipp_response, error_code); F(sipp_response, logprobs); F(sipp_response, n_logprobs);
+    F(sipp_response, tool_calls); F(sipp_response, n_tool_calls); F(sipp_response, reasoning);
+    L(sipp_response, reasoning_len);
     S(sipp_token_batch); F(sipp_token_batch, struct_size); F(sipp_token_batch, text);
     F(sipp_token_batch, len); F(sipp_token_batch, n_tokens); F(sipp_token_batch, done);
     F(sipp_token_batch, logprobs); L(sipp_token_batch, n_logprobs);

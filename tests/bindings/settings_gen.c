@@ -46,7 +46,9 @@ static const char *const kind_names[] = {
     [SIPP_SETTING_F32] = "f32",     [SIPP_SETTING_STRV] = "strv",
     [SIPP_SETTING_COUNT] = "count", [SIPP_SETTING_TOKEN_FN] = "token_fn",
     [SIPP_SETTING_PROVIDER_KIND] = "enum", [SIPP_SETTING_GATEWAY_AUTH] = "enum",
-    [SIPP_SETTING_MEDIA] = "media",
+    [SIPP_SETTING_MEDIA] = "media", [SIPP_SETTING_TOOLS] = "tools",
+    [SIPP_SETTING_TOOL_CHOICE] = "enum", [SIPP_SETTING_REASONING_MODE] = "enum",
+    [SIPP_SETTING_DELTA_FN] = "delta_fn",
 };
 
 static const char *const rust_types[] = {
@@ -65,6 +67,10 @@ static const char *const rust_types[] = {
     [SIPP_SETTING_PROVIDER_KIND] = "c_int",
     [SIPP_SETTING_GATEWAY_AUTH] = "c_int",
     [SIPP_SETTING_MEDIA] = "*const sipp_media",
+    [SIPP_SETTING_TOOLS] = "*const sipp_tool",
+    [SIPP_SETTING_TOOL_CHOICE] = "c_int",
+    [SIPP_SETTING_REASONING_MODE] = "c_int",
+    [SIPP_SETTING_DELTA_FN] = "sipp_delta_fn",
 };
 
 static const char header[] =
@@ -96,7 +102,8 @@ static void python(void) {
 static void rust(void) {
     printf("// ");
     printf(header, "// ");
-    printf("\nuse super::{sipp_load_progress_fn, sipp_media, sipp_token_fn};\n");
+    printf("\nuse super::{sipp_delta_fn, sipp_load_progress_fn, sipp_media, sipp_token_fn, "
+           "sipp_tool};\n");
     printf("use std::os::raw::{c_char, c_float, c_int, c_void};\n");
     for (size_t t = 0; t < N_TABLES; t++) {
         printf("\n#[repr(C)]\npub struct %s {\n", tables[t].c_name);

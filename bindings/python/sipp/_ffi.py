@@ -96,12 +96,35 @@ class Media(Structure):
                 ("message_index", c_size_t)]
 
 
+# tools and reasoning (issue 18): layout mirrors; no Pythonic API over them yet
+class Tool(Structure):
+    _fields_ = [("name", c_char_p), ("description", c_char_p), ("parameters", c_char_p)]
+
+
+class ToolCall(Structure):
+    _fields_ = [("id", c_char_p), ("name", c_char_p), ("arguments", c_char_p)]
+
+
+class ChatMessage(Structure):
+    _fields_ = [("role", c_char_p), ("content", c_char_p), ("tool_calls", POINTER(ToolCall)),
+                ("n_tool_calls", c_size_t), ("tool_call_id", c_char_p), ("reasoning", c_char_p)]
+
+
+class Delta(Structure):
+    _fields_ = [("struct_size", c_uint32), ("kind", c_int), ("text", c_void_p), ("len", c_size_t),
+                ("tool_index", c_uint32), ("tool_id", c_char_p), ("tool_name", c_char_p)]
+
+
+DeltaFn = CFUNCTYPE(None, POINTER(Delta), c_void_p)
+
+
 # The params structs come from their tables (include/sipp_settings.h) through _fields.py, which
 # scripts/gen-settings writes: the kinds of the tables as ctypes.
 _KIND_CTYPES = {"size": c_uint32, "u32": c_uint32, "i32": c_int32, "u64": c_uint64,
                 "bool": c_bool, "str": c_char_p, "fn": LoadProgressFn, "ptr": c_void_p,
                 "f32": c_float, "strv": POINTER(c_char_p), "count": c_size_t,
-                "token_fn": TokenFn, "enum": c_int, "media": POINTER(Media)}
+                "token_fn": TokenFn, "enum": c_int, "media": POINTER(Media),
+                "tools": POINTER(Tool), "delta_fn": DeltaFn}
 
 
 def _mirror(fields: list) -> list:
@@ -182,7 +205,9 @@ class Response(Structure):
                 ("stats", POINTER(Stats)),
                 ("http_status", c_uint32), ("retry_after_s", c_uint32),
                 ("request_id", c_char * 64), ("error_code", c_char * 48),
-                ("logprobs", POINTER(TokenLogprob)), ("n_logprobs", c_size_t)]
+                ("logprobs", POINTER(TokenLogprob)), ("n_logprobs", c_size_t),
+                ("tool_calls", POINTER(ToolCall)), ("n_tool_calls", c_size_t),
+                ("reasoning", c_void_p), ("reasoning_len", c_size_t)]
 
 
 class TokenBatch(Structure):
@@ -227,7 +252,7 @@ TIMEOUT = 13
 LOG_LEVELS = {"none": 0, "error": 1, "warn": 2, "info": 3, "debug": 4}
 PROVIDER_KINDS = {"openai": 1, "openai_compatible": 2, "anthropic": 3}
 GATEWAY_AUTH = {"none": 0, "bearer": 1, "header": 2}
-FINISH_REASONS = {0: "none", 1: "stop", 2: "length", 3: "cancelled"}
+FINISH_REASONS = {0: "none", 1: "stop", 2: "length", 3: "cancelled", 4: "tool_calls"}
 CACHE_SOURCES = {0: "none", 1: "live", 2: "snapshot"}
 FIGURE_SOURCES = {0: "unknown", 1: "measured", 2: "configured", 3: "predicted"}
 RULE_KINDS = {"local_only_tag": 1, "skip_unavailable": 2, "fit_context": 3, "max_ttft_ms": 4,

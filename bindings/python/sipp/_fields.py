@@ -87,6 +87,14 @@ TEXT_PARAMS = [  # sipp_text_params
     ("top_logprobs", "u32"),
     ("media", "media"),
     ("n_media", "count"),
+    ("tools", "tools"),
+    ("n_tools", "count"),
+    ("tool_choice", "enum"),
+    ("tool_choice_name", "str"),
+    ("parallel_tool_calls", "bool"),
+    ("reasoning_mode", "enum"),
+    ("on_delta", "delta_fn"),
+    ("delta_user_data", "ptr"),
 ]
 
 EMBED_PARAMS = [  # sipp_embed_params

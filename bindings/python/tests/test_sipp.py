@@ -35,6 +35,8 @@ MIRRORS = {
     "sipp_media": _ffi.Media,
     "sipp_figure": _ffi.Figure, "sipp_estimate": _ffi.Estimate, "sipp_rule": _ffi.Rule,
     "sipp_route_candidate": _ffi.RouteCandidate, "sipp_route_choice": _ffi.RouteChoice,
+    "sipp_tool": _ffi.Tool, "sipp_tool_call": _ffi.ToolCall,
+    "sipp_chat_message": _ffi.ChatMessage, "sipp_delta": _ffi.Delta,
 }
 
 

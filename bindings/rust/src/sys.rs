@@ -105,6 +105,43 @@ pub struct sipp_media {
 }
 
 #[repr(C)]
+pub struct sipp_tool {
+    pub name: *const c_char,
+    pub description: *const c_char,
+    pub parameters: *const c_char,
+}
+
+#[repr(C)]
+pub struct sipp_tool_call {
+    pub id: *const c_char,
+    pub name: *const c_char,
+    pub arguments: *const c_char,
+}
+
+#[repr(C)]
+pub struct sipp_chat_message {
+    pub role: *const c_char,
+    pub content: *const c_char,
+    pub tool_calls: *const sipp_tool_call,
+    pub n_tool_calls: usize,
+    pub tool_call_id: *const c_char,
+    pub reasoning: *const c_char,
+}
+
+#[repr(C)]
+pub struct sipp_delta {
+    pub struct_size: u32,
+    pub kind: c_int,
+    pub text: *const c_char,
+    pub len: usize,
+    pub tool_index: u32,
+    pub tool_id: *const c_char,
+    pub tool_name: *const c_char,
+}
+
+pub type sipp_delta_fn = Option<unsafe extern "C" fn(*const sipp_delta, *mut c_void)>;
+
+#[repr(C)]
 pub struct sipp_message {
     pub role: *const c_char,
     pub content: *const c_char,
@@ -158,6 +195,10 @@ pub struct sipp_response {
     pub error_code: [c_char; 48],
     pub logprobs: *const sipp_token_logprob,
     pub n_logprobs: usize,
+    pub tool_calls: *const sipp_tool_call,
+    pub n_tool_calls: usize,
+    pub reasoning: *const c_char,
+    pub reasoning_len: usize,
 }
 
 /// Log-probabilities (issue 18): fixed layouts, array elements.
