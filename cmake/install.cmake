@@ -23,10 +23,12 @@ install(TARGETS sipp EXPORT SippTargets
 install(FILES ${PROJECT_SOURCE_DIR}/include/sipp.h ${PROJECT_SOURCE_DIR}/include/sipp_settings.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS sipp_cli sipp_gateway_bin RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-# The shared libraries of the llama.cpp build in the cache (libllama, libggml*, libllama-common):
-# built by scripts/setup from the pinned release, never copied into this repository.
+# The shared libraries of the llama.cpp build in the cache (libllama, libggml*, libllama-common,
+# libmtmd for multimodal input): built by scripts/setup from the pinned release, never copied
+# into this repository.
 install(DIRECTORY "${SIPP_LLAMA_BIN}/" DESTINATION ${SIPP_INSTALL_PRIVATE_LIBDIR}
   FILES_MATCHING PATTERN "libllama.so*" PATTERN "libllama-common.so*" PATTERN "libggml*.so*"
+  PATTERN "libmtmd.so*"
   PATTERN "*.dir" EXCLUDE)
 
 install(EXPORT SippTargets NAMESPACE Sipp:: DESTINATION ${SIPP_INSTALL_CMAKEDIR}

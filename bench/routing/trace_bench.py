@@ -37,19 +37,19 @@ import json
 import os
 import pathlib
 import random
-import socket
 import socketserver
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = ROOT / "build" / "bin"
 sys.path.insert(0, str(ROOT / "bindings" / "python"))
+sys.path.insert(0, str(ROOT / "bench"))
 import sipp  # noqa: E402
+from gateway_bench import free_port, wait_http  # noqa: E402  (the gateway bench's helpers)
 
 MODELS = pathlib.Path(os.environ.get("SIPP_TEST_MODELS_DIR", ROOT.parent / "shared" / "models"))
 REMOTE_MODEL = MODELS / "stories260K.gguf"
@@ -123,25 +123,6 @@ def write_trace(path):
 
 
 # ---- the remote: llama-server behind a delaying proxy ----------------------------------------
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
 
 
 class DelayProxy(socketserver.ThreadingMixIn, http.server.HTTPServer):

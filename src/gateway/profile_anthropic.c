@@ -245,23 +245,6 @@ static void stream_end(sipp__buf *out, const gw_answer *a, gw_stream_state *st,
     event(out, "message_stop", json_pack("{s:s}", "type", "message_stop"));
 }
 
-/* The profile serves no embeddings: its route is chat only, so these are never called; they
- * answer an empty envelope rather than leave the codec with holes. */
-static char *embed_head(const gw_answer *a) {
-    (void)a;
-    return strdup("{\"data\":[");
-}
-
-static char *embed_tail(const gw_answer *a) {
-    (void)a;
-    return strdup("]}");
-}
-
-static size_t embed_open(char *p, size_t cap, size_t index) {
-    int n = snprintf(p, cap, "%s[", index ? "," : "");
-    return n < 0 ? 0 : (size_t)n;
-}
-
 const gw_codec sipp__gw_anthropic_codec = {
     .decode = decode,
     .error = error,
@@ -269,8 +252,5 @@ const gw_codec sipp__gw_anthropic_codec = {
     .stream_text = stream_text,
     .stream_error = stream_error,
     .stream_end = stream_end,
-    .embed_head = embed_head,
-    .embed_tail = embed_tail,
-    .embed_open = embed_open,
-    .embed_close = "]",
+    /* no embeddings: the Messages route is chat only (phases.c), so the embed hooks are NULL */
 };

@@ -409,6 +409,11 @@ sipp__gw_embed_writer *sipp__gw_embed_writer_new(gw_profile prof, bool base64, c
         return NULL;
     }
     w->codec = sipp__gw_codec(prof);
+    if (!w->codec->embed_head) { /* a chat-only profile: its routes never get here */
+        free(v);
+        free(w);
+        return NULL;
+    }
     w->base64 = base64;
     w->v = v;
     w->n_vec = n_vec;

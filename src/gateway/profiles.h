@@ -139,7 +139,8 @@ typedef struct gw_codec {
     void (*stream_end)(sipp__buf *out, const gw_answer *a, gw_stream_state *st,
                        sipp_finish_reason f);
     /* The embeddings answer around its vectors (malloc'd, NULL when out of memory), the text
-     * before vector `index` (written to p, returns its length) and after each vector. */
+     * before vector `index` (written to p, returns its length) and after each vector. NULL in
+     * a profile whose routes serve no embeddings (Anthropic Messages). */
     char *(*embed_head)(const gw_answer *a);
     char *(*embed_tail)(const gw_answer *a);
     size_t (*embed_open)(char *p, size_t cap, size_t index);

@@ -347,8 +347,16 @@ def test_python_binding_chat_with_an_image_equals_llama_mtmd_cli(llava):
         "            images=[open(sys.argv[4], 'rb').read()], temperature=0, max_tokens=%d).result()\n"
         "sys.stdout.write(r.text)\n" % N_PREDICT)
     root = pathlib.Path(__file__).parents[2]
+    lib = BIN_DIR.parent / "lib/libsipp.so"
+    env = dict(os.environ, SIPP_LIBRARY=str(lib))
+    # An ASan build of libsipp (scripts/test's build-asan) loads into an uninstrumented python
+    # only with the ASan runtime preloaded; CPython's own allocations at exit are not ours.
+    ldd = subprocess.run(["ldd", str(lib)], capture_output=True, text=True).stdout
+    asan = [l.split("=>")[1].split()[0] for l in ldd.splitlines() if "libasan" in l and "=>" in l]
+    if asan:
+        env.update({"LD_PRELOAD": asan[0], "ASAN_OPTIONS": "detect_leaks=0"})
     r = subprocess.run([sys.executable, "-c", code, str(root / "bindings/python"), str(llava / "text.gguf"),
                         str(llava / "mmproj.gguf"), str(llava / "a.png")], capture_output=True, text=True,
-                       timeout=300, env=dict(os.environ, SIPP_LIBRARY=str(BIN_DIR.parent / "lib/libsipp.so")))
+                       timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout == want

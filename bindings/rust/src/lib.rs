@@ -164,6 +164,21 @@ impl Keep {
     }
 }
 
+/// The C form of chat messages; the CStrings own the text the pointers point into, so keep
+/// them alive as long as the messages are used.
+fn c_messages(messages: &[Message]) -> Result<(Vec<sys::sipp_message>, Vec<CString>)> {
+    let mut strings = Vec::with_capacity(messages.len() * 2);
+    let mut cmsgs = Vec::with_capacity(messages.len());
+    for m in messages {
+        let role = cstring(&m.role, "role")?;
+        let content = cstring(&m.content, "content")?;
+        cmsgs.push(sys::sipp_message { role: role.as_ptr(), content: content.as_ptr() });
+        strings.push(role);
+        strings.push(content);
+    }
+    Ok((cmsgs, strings))
+}
+
 fn cstring(s: &str, what: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::invalid(format!("{} contains a NUL character", what)))
 }
@@ -811,15 +826,7 @@ impl<'c> Endpoint<'c> {
 
     /// Starts a chat, rendered with the model's chat template.
     pub fn chat(&self, messages: &[Message], options: &TextOptions) -> Result<Run> {
-        let mut strings = Vec::with_capacity(messages.len() * 2);
-        let mut cmsgs = Vec::with_capacity(messages.len());
-        for m in messages {
-            let role = cstring(&m.role, "role")?;
-            let content = cstring(&m.content, "content")?;
-            cmsgs.push(sys::sipp_message { role: role.as_ptr(), content: content.as_ptr() });
-            strings.push(role);
-            strings.push(content);
-        }
+        let (cmsgs, _strings) = c_messages(messages)?;
         let p = options.to_c()?;
         self.submit(|out, err| unsafe {
             sys::sipp_chat(self.raw, cmsgs.as_ptr(), cmsgs.len(), &p.params, out, err)
@@ -865,15 +872,7 @@ impl<'c> Endpoint<'c> {
 
     /// Estimates a chat without running it (the template rendered as a run would).
     pub fn estimate_chat(&self, messages: &[Message], options: &TextOptions) -> Result<Estimate> {
-        let mut strings = Vec::with_capacity(messages.len() * 2);
-        let mut cmsgs = Vec::with_capacity(messages.len());
-        for m in messages {
-            let role = cstring(&m.role, "role")?;
-            let content = cstring(&m.content, "content")?;
-            cmsgs.push(sys::sipp_message { role: role.as_ptr(), content: content.as_ptr() });
-            strings.push(role);
-            strings.push(content);
-        }
+        let (cmsgs, _strings) = c_messages(messages)?;
         let p = options.to_c()?;
         self.estimate_with(|out, err| unsafe {
             sys::sipp_estimate_chat(self.raw, cmsgs.as_ptr(), cmsgs.len(), &p.params, out, err)
