@@ -6,7 +6,8 @@
  * bytes and context size, and the disk tier keeps to its budget; scopes never share state; two
  * requests on one key at once both complete; context shift; hostile keys never leave the cache
  * directory; eviction under a tight RAM budget while two threads restore; a second request on
- * a running key copies the prefix it shares with the first instead of computing it.
+ * a running key copies the prefix it shares with the first instead of computing it, also when an
+ * embedding starts before that copy is applied.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "helpers.h"
@@ -15,6 +16,7 @@
 #include "gguf.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -547,6 +549,87 @@ static void second_request_on_a_running_key_copies_the_prefix(void **state) {
     sipp_client_free(c);
 }
 
+/* The embedding of `text` on ep, copied out (n_embd floats in *n). */
+static float *embed_vec(sipp_run *run, uint32_t *n) {
+    const sipp_response *r = NULL;
+    assert_int_equal(sipp_run_wait(run, &r, NULL), SIPP_OK);
+    assert_int_equal(r->status, SIPP_OK);
+    assert_non_null(r->embedding);
+    *n = r->n_embd;
+    float *v = malloc(r->n_embd * sizeof *v);
+    assert_non_null(v);
+    memcpy(v, r->embedding, r->n_embd * sizeof *v);
+    sipp_run_free(run);
+    return v;
+}
+
+/* Starts a greedy, unread (so paused: stream_buffer_bytes 1) request and waits for its first
+ * token: it is then running, decoding. */
+static sipp_run *start_paused(sipp_endpoint *ep, const char *key, const char *prompt) {
+    sipp_text_params p = greedy(64);
+    p.context_key = key;
+    p.ignore_eos = true;
+    sipp_run *run = NULL;
+    assert_int_equal(sipp_query(ep, prompt, &p, &run, NULL), SIPP_OK);
+    sipp_token_batch b;
+    sipp_token_batch_init(&b, sizeof b);
+    assert_int_equal(sipp_run_next(run, -1, &b, NULL), SIPP_OK);
+    assert_false(b.done);
+    return run;
+}
+
+static void cancel_and_free(sipp_run *run) {
+    sipp_run_cancel(run);
+    const sipp_response *r = NULL;
+    sipp_run_wait(run, &r, NULL);
+    sipp_run_free(run);
+}
+
+/* An embedding admitted in the same round as a request that copied a running key's prefix
+ * (the soak's crash): llama.cpp applies that copy at the next decode, here the embedding's,
+ * and re-reserving its graph with embeddings on aborted the process (n_seq_max 3 does not
+ * divide n_ubatch 512). Both are answered, the embedding as it is alone, the request as
+ * uncached. Both slots busy hold the two in the queue until one ends, so they start together. */
+static void embedding_beside_a_pending_prefix_copy(void **state) {
+    (void)state;
+    sipp_local_params lp = model_params(STORY_MODEL, 2, NULL);
+    lp.stream_buffer_bytes = 1;
+    sipp_endpoint *ep;
+    sipp_client *c = open_params(&lp, &ep);
+    const char *first = BASE " and the sun was warm on the grass";
+    const char *second = BASE " and the sun was warm on the grass. Then she went home";
+    const char *text = "a red ball in the garden";
+    uint32_t n_alone = 0, n = 0;
+    sipp_run *run = NULL;
+    assert_int_equal(sipp_embed(ep, text, NULL, &run, NULL), SIPP_OK);
+    float *alone = embed_vec(run, &n_alone);
+
+    sipp_run *a = start_paused(ep, "doc", first);
+    sipp_run *other = start_paused(ep, NULL, "The dog ran to the park"); /* both slots busy */
+    sipp_text_params p = greedy(8);
+    p.context_key = "doc";
+    sipp_run *b = NULL, *emb = NULL;
+    assert_int_equal(sipp_query(ep, second, &p, &b, NULL), SIPP_OK);
+    assert_int_equal(sipp_embed(ep, text, NULL, &emb, NULL), SIPP_OK);
+    cancel_and_free(other); /* frees a slot: the next round starts b (copying), then emb */
+
+    float *v = embed_vec(emb, &n);
+    assert_int_equal(n, n_alone);
+    for (uint32_t i = 0; i < n; i++) assert_true(fabsf(v[i] - alone[i]) < 1e-4f);
+    const sipp_response *r = NULL;
+    assert_int_equal(sipp_run_wait(b, &r, NULL), SIPP_OK);
+    assert_int_equal(r->status, SIPP_OK);
+    assert_int_equal(r->stats->cache_source, SIPP_CACHE_LIVE);
+    char *t2 = strdup(r->text);
+    sipp_run_free(b);
+    cancel_and_free(a);
+    expect_same_as_uncached(ep, second, t2);
+    free(t2);
+    free(v);
+    free(alone);
+    sipp_client_free(c);
+}
+
 static void context_shift_keeps_generating(void **state) {
     (void)state;
     /* the chat model's context holds 256 tokens per sequence */
@@ -938,6 +1021,7 @@ int main(void) {
         cmocka_unit_test(concurrent_requests_on_one_key_both_complete),
         cmocka_unit_test(second_request_on_a_running_key_copies_the_prefix),
         cmocka_unit_test(resident_sequences_beyond_the_decode_slots_stay_warm),
+        cmocka_unit_test(embedding_beside_a_pending_prefix_copy),
         cmocka_unit_test(context_shift_keeps_generating),
         cmocka_unit_test(hostile_keys_stay_inside_the_cache_dir),
         cmocka_unit_test(unsafe_cache_dirs_are_refused),
