@@ -10,6 +10,8 @@
  *   warm    follow-up TTFT on a warm context key with a 2,048-token shared prefix, vs cold
  *   rotate  16 conversations rotating over 4 sequences, 10 turns each: p50/p99 TTFT
  *   restart first-turn TTFT after a restart with the disk tier, vs cold (Sipp only)
+ *   shared  a second request on a key whose first request (2,048-token prefix) is decoding:
+ *           its TTFT vs a cold request of the same prompt (Sipp only)
  * The last three turn prompt reuse on: Sipp's context keys and snapshots, llama-server's
  * cache_prompt with its host-memory prompt cache (on by default).
  *
@@ -55,8 +57,8 @@ static void die(const char *msg) {
 
 static const char *g_model, *g_server_bin = "build/bin/llama-server";
 static int g_threads = 0, g_port = 18411, g_gpu_layers = 0, g_reps = 3;
-static uint32_t g_prefill_chunk = 0;
-static const char *g_scenarios = "single,mixed,burst,warm,rotate,restart";
+static uint32_t g_prefill_chunk = 0, g_itl_target = 0, g_resident = 0;
+static const char *g_scenarios = "single,mixed,burst,warm,rotate,restart,shared";
 
 /* ---- prompts: one common English word per token in GPT-2 and Llama-3 BPE vocabs ----------- */
 
@@ -318,6 +320,7 @@ static void run_streams(side sd, stream *ss, int n) {
 }
 
 static const char *g_cache_dir; /* disk tier for the next open_sipp, NULL for none */
+static uint32_t g_n_resident;    /* n_resident for the next open_sipp */
 
 static void open_sipp(sipp_client **c, int n_parallel, uint32_t n_ctx) {
     sipp_local_params lp;
@@ -328,6 +331,8 @@ static void open_sipp(sipp_client **c, int n_parallel, uint32_t n_ctx) {
     lp.n_ctx = n_ctx;
     lp.n_gpu_layers = g_gpu_layers;
     lp.prefill_chunk = g_prefill_chunk;
+    lp.itl_target_ms = g_itl_target;
+    lp.n_resident = g_n_resident;
     lp.cache_dir = g_cache_dir;
     sipp_error err;
     sipp_error_init(&err, sizeof err);
@@ -613,8 +618,13 @@ static void scenario_rotate(void) {
     for (int sd = 0; sd < 2; sd++) {
         sipp_client *c = NULL;
         pid_t pid = 0;
-        if (sd == SIDE_SIPP) open_sipp(&c, N_SEQ, 2048);
-        else pid = start_server(N_SEQ, 2048);
+        if (sd == SIDE_SIPP) {
+            g_n_resident = g_resident; /* --resident: warm conversations beyond the 4 slots */
+            open_sipp(&c, N_SEQ, 2048);
+            g_n_resident = 0;
+        } else {
+            pid = start_server(N_SEQ, 2048);
+        }
         char *conv[N_CONV];
         char keys[N_CONV][16];
         for (int k = 0; k < N_CONV; k++) {
@@ -683,10 +693,52 @@ static void scenario_restart(void) {
            "| restored / cold (target <= 0.2x) | %.3fx |\n", cc, rc, rc / cc);
 }
 
+/* A second request on a key while the first (a long prefix) decodes: it copies the shared
+ * prefix from the first's sequence. Against a cold request of the same prompt (no key). */
+static void scenario_shared(void) {
+    const int n_prefix = g_n_ctx_train - 300 < 2048 ? g_n_ctx_train - 300 : 2048;
+    double cold[16], shared[16];
+    char *second[16];
+    sipp_client *c = NULL;
+    open_sipp(&c, 2, 4096);
+    for (int r = 0; r < g_reps; r++) {
+        char key[32];
+        snprintf(key, sizeof key, "shared-%d", r);
+        char *prefix = make_prompt(n_prefix, (unsigned)r * 13u + 9u);
+        stream ss[2];
+        stream_init(&ss[0], prefix, 64);
+        ss[0].key = key;
+        stream_init(&ss[1], extend(prefix, 32, (unsigned)r + 21u), 8);
+        ss[1].key = key;
+        stream *first = &ss[0];
+        ss[1].wait_for = &first; /* arrives once the first is decoding */
+        ss[1].n_wait_for = 1;
+        run_streams(SIDE_SIPP, ss, 2);
+        shared[r] = ss[1].t_first - ss[1].t_submit;
+        second[r] = ss[1].prompt;
+        free(ss[0].tok_t);
+        free(ss[1].tok_t);
+        free(prefix);
+    }
+    sipp_client_free(c);
+    /* cold: the same prompts on a fresh engine with no key (nothing to evict or reuse) */
+    open_sipp(&c, 1, 4096);
+    for (int r = 0; r < g_reps; r++) {
+        cold[r] = ttft_of(SIDE_SIPP, second[r], NULL, 8);
+        free(second[r]);
+    }
+    sipp_client_free(c);
+    double sc = median_of(shared, g_reps), cc = median_of(cold, g_reps);
+    printf("\n### shared: second request on a key while the first decodes (%d-token prefix, +32 "
+           "tokens; 2 slots; Sipp only; median of %d)\n\n", n_prefix, g_reps);
+    printf("| metric | sipp |\n|---|---|\n| cold TTFT ms | %.2f |\n| shared-prefix TTFT ms | "
+           "%.2f |\n| shared / cold (target <= 0.2x) | %.3fx |\n", cc, sc, sc / cc);
+}
+
 static const char usage[] =
     "usage: sipp-bench-engine --model FILE [--threads N] [--gpu-layers N] [--reps N]\n"
-    "                         [--scenarios single,mixed,burst,warm,rotate,restart]\n"
-    "                         [--prefill-chunk N]\n"
+    "                         [--scenarios single,mixed,burst,warm,rotate,restart,shared]\n"
+    "                         [--prefill-chunk N] [--itl-target MS] [--resident N]\n"
     "                         [--server PATH] [--port N]\n"
     "\n"
     "Runs Sipp's engine and llama-server (same llama.cpp build) on the same model, threads and\n"
@@ -706,6 +758,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--reps")) g_reps = atoi(v);
         else if (!strcmp(a, "--scenarios")) g_scenarios = v;
         else if (!strcmp(a, "--prefill-chunk")) g_prefill_chunk = (uint32_t)atoi(v);
+        else if (!strcmp(a, "--itl-target")) g_itl_target = (uint32_t)atoi(v);
+        else if (!strcmp(a, "--resident")) g_resident = (uint32_t)atoi(v);
         else if (!strcmp(a, "--server")) g_server_bin = v;
         else if (!strcmp(a, "--port")) g_port = atoi(v);
         else die("unknown option (see --help)");
@@ -716,14 +770,16 @@ int main(int argc, char **argv) {
     if (g_threads <= 0) g_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     calibrate_prompt_length();
-    printf("model %s | threads %d | gpu layers %d | prefill chunk %s\n", g_model, g_threads,
-           g_gpu_layers, g_prefill_chunk ? "custom" : "default");
+    printf("model %s | threads %d | gpu layers %d | prefill chunk %u | itl target %u | resident "
+           "%u (0 = default)\n", g_model, g_threads, g_gpu_layers, g_prefill_chunk, g_itl_target,
+           g_resident);
     if (strstr(g_scenarios, "single")) scenario_single();
     if (strstr(g_scenarios, "mixed")) scenario_mixed();
     if (strstr(g_scenarios, "burst")) scenario_burst();
     if (strstr(g_scenarios, "warm")) scenario_warm();
     if (strstr(g_scenarios, "rotate")) scenario_rotate();
     if (strstr(g_scenarios, "restart")) scenario_restart();
+    if (strstr(g_scenarios, "shared")) scenario_shared();
     curl_global_cleanup();
     return 0;
 }

@@ -231,8 +231,9 @@ typedef struct sipp_local_params {
     /** Tokens decoded per engine tick (decode tokens first, prompt chunks fill the rest);
      *  0 = n_batch. Since 0.1. */
     uint32_t tick_budget;
-    /** Most prompt tokens one request prefills per tick, so a long prompt delays other
-     *  sequences' next token by at most one chunk; 0 = the default (see docs/engine.md). */
+    /** Most prompt tokens one request prefills per tick while other sequences decode: an
+     *  upper bound on top of the budget itl_target_ms chooses. 0 = no bound beyond it
+     *  (see docs/engine.md). */
     uint32_t prefill_chunk;
     /** Generated text a run holds for a consumer that does not read; when it is reached the
      *  run's sequence pauses (others go on) until the consumer reads. 0 = 256 KiB. */
@@ -268,6 +269,16 @@ typedef struct sipp_local_params {
      *  model (its output width is the model's n_embd); a file that is not a GGUF or does not
      *  match is SIPP_MODEL_INVALID naming it. Copied. Appended (docs/multimodal.md). */
     const char *mmproj;
+    /* ---- latency-driven prefill budget and resident sequences (issue 15) ---- */
+    /** Inter-token latency target in ms for decoding sequences while a prompt is prefilled:
+     *  each tick carries as many prompt tokens as the engine's online cost model predicts fit
+     *  in this time beside the decode tokens (with nobody decoding a prompt takes the whole
+     *  batch). 0 = 400 (see docs/engine.md). Since 0.2 (appended). */
+    uint32_t itl_target_ms;
+    /** Sequences kept in memory, warm under their context keys: more than n_parallel lets
+     *  more conversations than decode slots continue without a snapshot restore, at
+     *  n_ctx tokens of KV cache each. 0 = n_parallel. Since 0.2 (appended). */
+    uint32_t n_resident;
 } sipp_local_params;
 
 /** Value of sipp_local_params.stall_alarm_ms that turns the engine watchdog off. */

@@ -131,7 +131,7 @@ typedef enum sipp_setting_kind {
     X(tick_budget, U32, 0, NULL, NULL, NULL, "tick_budget", 0, 1u << 20,                          \
       "tokens decoded per engine tick (0 = n_batch)")                                             \
     X(prefill_chunk, U32, 0, NULL, NULL, NULL, "prefill_chunk", 0, 1u << 20,                      \
-      "most prompt tokens one request prefills per tick (0 = auto)")                              \
+      "most prompt tokens one request prefills per tick (0 = no cap)")                              \
     X(stream_buffer_bytes, U32, 0, NULL, NULL, NULL, "stream_buffer_bytes", 0, 1u << 30,          \
       "generated text held for a consumer that does not read (0 = 256 KiB)")                      \
     X(context_shift, BOOL, false, "context-shift", "", NULL, "context_shift", 0, 1,               \
@@ -149,7 +149,11 @@ typedef enum sipp_setting_kind {
     X(stall_alarm_ms, U32, 0, NULL, NULL, NULL, "stall_alarm_ms", 0, UINT32_MAX,                  \
       "watchdog: no scheduler round for this long is a stall (0 = 60000)")                        \
     X(mmproj, STR, NULL, "mmproj", "FILE", "SIPP_MMPROJ", "mmproj", 0, 0,                         \
-      "the model's projector GGUF: images/audio in (llama.cpp's mmproj)")
+      "the model's projector GGUF: images/audio in (llama.cpp's mmproj)")                         \
+    X(itl_target_ms, U32, 0, "itl-target", "MS", "SIPP_ITL_TARGET_MS", "itl_target_ms", 0,         \
+      600000, "inter-token latency target while a prompt prefills (0 = 400)")                     \
+    X(n_resident, U32, 0, NULL, NULL, NULL, "n_resident", 0, 64,                                  \
+      "sequences kept warm in memory (0 = n_parallel)")
 
 /** sipp_text_params: the options of query and chat (sipp_query, sipp_chat). */
 #define SIPP_TEXT_SETTINGS(X)                                                                     \

@@ -20,7 +20,7 @@ export interface LocalOptions {
   maxQueued?: number;
   /** tokens decoded per engine tick (0 = n_batch) */
   tickBudget?: number;
-  /** most prompt tokens one request prefills per tick (0 = auto) */
+  /** most prompt tokens one request prefills per tick (0 = no cap) */
   prefillChunk?: number;
   /** generated text held for a consumer that does not read (0 = 256 KiB) */
   streamBufferBytes?: number;
@@ -40,4 +40,8 @@ export interface LocalOptions {
   stallAlarmMs?: number;
   /** the model's projector GGUF: images/audio in (llama.cpp's mmproj) */
   mmproj?: string;
+  /** inter-token latency target while a prompt prefills (0 = 400) */
+  itlTargetMs?: number;
+  /** sequences kept warm in memory (0 = n_parallel) */
+  nResident?: number;
 }

@@ -11,6 +11,12 @@
  * non_causal flag turns causal attention off for that decode only, as mtmd's helper does.
  * Invariant: nothing is allocated per forward (the seq_id pointer table is allocated with the
  * backend, n_batch rows).
+ * Deferred KV updates: llama.cpp applies a copy between sequences (another stream of its
+ * non-unified cache) and a shift at the start of the next decode, then re-reserves its
+ * worst-case graph in the context's current mode. An embedding's decode runs with embeddings
+ * on, and that reserve builds mean pooling over n_ubatch rounded up to a multiple of n_seq_max
+ * tokens but n_ubatch outputs: ggml_mul_mat asserts and the process aborts. So embed applies
+ * pending updates first, with embeddings off (flush_pending).
  */
 #include "engine_state.h"
 
@@ -24,6 +30,7 @@ struct sipp__llama_backend {
     int32_t *n_seq_id; /* [n_batch] all 1 */
     llama_seq_id **seq_ptr; /* [n_batch] row i -> &plan->seq_id[i] */
     int32_t n_batch;
+    bool kv_pending; /* a seq_copy or seq_shift that llama.cpp applies at the next decode */
 };
 typedef struct sipp__llama_backend llb;
 
@@ -60,6 +67,7 @@ static bool llb_forward(void *st, sipp__engine *e, const sipp__plan *p, sipp__fw
     }
     if (p->non_causal) llama_set_causal_attn(b->ctx, false); /* a media chunk (media.c) */
     res->rc = llama_decode(b->ctx, as_batch(b, p));
+    if (res->rc == 0) b->kv_pending = false;
     if (p->non_causal) llama_set_causal_attn(b->ctx, true);
     res->logits = res->rc == 0 && p->n_outputs > 0 ? llama_get_logits(b->ctx) : NULL;
     if (res->rc == 0 && p->n_outputs > 0 && !res->logits) res->rc = -1;
@@ -74,12 +82,14 @@ static bool llb_seq_remove(void *st, int32_t seq, int32_t p0, int32_t p1) {
 
 static void llb_seq_shift(void *st, int32_t seq, int32_t p0, int32_t p1, int32_t delta) {
     llama_memory_seq_add(llama_get_memory(((llb *)st)->ctx), seq, p0, p1, delta);
+    ((llb *)st)->kv_pending = true;
 }
 
 static void llb_seq_copy(void *st, int32_t src, int32_t dst, int32_t p1) {
     llama_memory_t mem = llama_get_memory(((llb *)st)->ctx);
     llama_memory_seq_rm(mem, dst, -1, -1);
     llama_memory_seq_cp(mem, src, dst, 0, p1 < 0 ? -1 : p1);
+    ((llb *)st)->kv_pending = true;
 }
 
 static bool llb_state_save(void *st, int32_t seq, uint8_t **out, size_t *len) {
@@ -103,10 +113,28 @@ static bool llb_state_load(void *st, int32_t seq, const uint8_t *data, size_t le
     return llama_state_seq_set_data(((llb *)st)->ctx, data, len, seq) > 0;
 }
 
+/* Applies llama.cpp's deferred KV updates (see the file comment) with embeddings off: a decode
+ * of the plan's first row alone, no outputs, on the embedding's (empty) sequence, removed
+ * again. Returns llama_decode's status. */
+static int flush_pending(llb *b, const sipp__plan *p, int32_t seq) {
+    struct llama_batch one = as_batch(b, p);
+    int8_t no_output = 0;
+    one.n_tokens = 1;
+    one.logits = &no_output;
+    int rc = llama_decode(b->ctx, one);
+    llama_memory_seq_rm(llama_get_memory(b->ctx), seq, -1, -1);
+    if (rc == 0) b->kv_pending = false;
+    return rc;
+}
+
 static int llb_embed(void *st, const sipp__plan *p, int32_t seq, const float **out) {
     llb *b = st;
     *out = NULL;
-    if (p->n_tokens > b->n_batch) return -1;
+    if (p->n_tokens > b->n_batch || p->n_tokens < 1) return -1;
+    if (!b->embed_only && b->kv_pending) {
+        int rc = flush_pending(b, p, seq);
+        if (rc != 0) return rc;
+    }
     struct llama_batch batch = as_batch(b, p);
     if (!b->embed_only) llama_set_embeddings(b->ctx, true);
     int rc = b->embed_only && llama_model_has_encoder(b->model) ? llama_encode(b->ctx, batch)

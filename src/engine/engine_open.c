@@ -28,7 +28,7 @@
 #define DEFAULT_N_BATCH 512
 #define DEFAULT_N_PARALLEL 4
 #define DEFAULT_MAX_QUEUED 256
-#define DEFAULT_PREFILL_CHUNK 256
+#define DEFAULT_ITL_TARGET_MS 400
 #define DEFAULT_STREAM_BUFFER (256u * 1024u)
 #define DEFAULT_STALL_ALARM_MS 60000u
 #define DEFAULT_CACHE_RAM ((uint64_t)1 << 30)
@@ -158,6 +158,9 @@ static sipp_status params_take(const sipp_local_params *params, sipp_local_param
     if (p->n_parallel > 64)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "n_parallel must be at most 64 (got %u)",
                           p->n_parallel);
+    if (p->n_resident > 64)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "n_resident must be at most 64 (got %u)",
+                          p->n_resident);
     if (p->n_ctx > (1u << 20))
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "n_ctx %u is too large", p->n_ctx);
     if (p->n_threads < 0)
@@ -234,20 +237,24 @@ static sipp_status model_load(sipp__engine *e, const sipp_local_params *p, bool 
 
 /* The scheduler's limits from the params and their defaults. */
 static void limits_set(sipp__engine *e, const sipp_local_params *p) {
-    e->n_parallel = p->n_parallel ? p->n_parallel : DEFAULT_N_PARALLEL;
+    e->n_decode = p->n_parallel ? p->n_parallel : DEFAULT_N_PARALLEL;
+    /* More slots than decode slots keep more conversations resident; max_running still caps
+     * what runs at once at n_parallel. */
+    e->n_parallel = p->n_resident > e->n_decode ? p->n_resident : e->n_decode;
     e->n_batch = p->n_batch ? p->n_batch : DEFAULT_N_BATCH;
-    e->max_running = p->max_running && p->max_running < e->n_parallel ? p->max_running
-                                                                       : e->n_parallel;
+    e->max_running = p->max_running && p->max_running < e->n_decode ? p->max_running
+                                                                     : e->n_decode;
     e->max_queued = p->max_queued ? p->max_queued : DEFAULT_MAX_QUEUED;
     e->tick_budget = p->tick_budget && p->tick_budget < e->n_batch ? p->tick_budget : e->n_batch;
-    e->prefill_chunk = p->prefill_chunk ? p->prefill_chunk : DEFAULT_PREFILL_CHUNK;
+    e->prefill_chunk = p->prefill_chunk;
+    sipp__pfb_init(&e->pfb, p->itl_target_ms ? p->itl_target_ms : DEFAULT_ITL_TARGET_MS);
     e->stream_cap = p->stream_buffer_bytes ? p->stream_buffer_bytes : DEFAULT_STREAM_BUFFER;
     e->stall_alarm_ms = p->stall_alarm_ms == SIPP_STALL_ALARM_OFF ? 0
                         : p->stall_alarm_ms                   ? p->stall_alarm_ms
                                                               : DEFAULT_STALL_ALARM_MS;
     e->failpoint_stall_ms = sipp__test_engine_stall_ms();
     /* Embedding-only models generate nothing: no slots, one sequence for embeddings. */
-    if (e->embed_only) e->n_parallel = 0;
+    if (e->embed_only) e->n_parallel = e->n_decode = 0;
 }
 
 /* The context of one sequence: the params', else the training context capped at
@@ -321,7 +328,7 @@ static sipp_status context_create(sipp__engine *e, const sipp_local_params *p,
                           n_ctx, n_seq, p->model_path);
     e->n_ctx_seq = llama_n_ctx_seq(e->ctx);
     e->info.n_ctx = e->n_ctx_seq;
-    e->info.n_parallel = e->n_parallel;
+    e->info.n_parallel = e->n_decode;
     e->info.can_generate = !e->embed_only;
     e->info.can_embed = caps->can_embed;
     e->partial_reuse = !llama_model_is_recurrent(e->model) && !llama_model_is_hybrid(e->model);
@@ -433,7 +440,7 @@ static sipp_status backend_attach(sipp__engine *e, const sipp_local_params *p,
     if (llama_model_meta_val_str(e->model, key, val, sizeof val) > 0)
         e->info.n_ctx_train = (uint32_t)strtoul(val, NULL, 10);
     e->info.n_ctx = e->n_ctx_seq;
-    e->info.n_parallel = e->n_parallel;
+    e->info.n_parallel = e->n_decode;
     e->info.can_generate = true;
     e->info.can_embed = caps->can_embed && be->embed;
     e->partial_reuse = !llama_model_is_recurrent(e->model) && !llama_model_is_hybrid(e->model);

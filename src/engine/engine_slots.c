@@ -129,8 +129,40 @@ static uint32_t common_prefix(const llama_token *a, uint32_t na, const llama_tok
     return i;
 }
 
-/* Prepares a picked slot for job j: reuses the live prefix of the key's sequence or restores
- * a snapshot, else starts empty. Sets n_past to the reused length and counts hit or miss. */
+/* Copies the first n tokens of sequence src's KV cache into the empty sequence dst. The one
+ * place a prefix moves between sequences, through the backend's seq_copy and seq_remove. The
+ * whole sequence is copied (llama.cpp's cache is not unified: it copies src's whole stream at
+ * the next decode and refuses a partial cross-stream copy); the tail is cut here. False (dst
+ * left empty) when the backend cannot cut it. */
+static bool kv_copy_prefix(sipp__engine *e, llama_seq_id src, llama_seq_id dst, uint32_t n) {
+    e->be.seq_copy(e->be.state, src, dst, -1);
+    if (e->be.seq_remove(e->be.state, dst, (int32_t)n, -1)) return true;
+    e->be.seq_remove(e->be.state, dst, 0, -1);
+    return false;
+}
+
+/* A running sequence of job j's key (not s) and the tokens its cache shares with j's prompt:
+ * two requests on one key at once share their common prefix instead of computing it twice. */
+static slot *shared_source(sipp__engine *e, const slot *s, const job *j, uint32_t *n_shared) {
+    slot *best = NULL;
+    *n_shared = 0;
+    for (uint32_t i = 0; i < e->n_parallel; i++) {
+        slot *o = &e->slots[i];
+        if (o == s || o->state == SLOT_FREE || !o->job || !o->job->key || !j->key ||
+            o->job->key_len != j->key_len || memcmp(o->job->key, j->key, j->key_len) != 0)
+            continue;
+        uint32_t n = common_prefix(o->cached, (uint32_t)o->n_past, j->tokens, (uint32_t)j->n_tokens);
+        if (n > *n_shared) {
+            *n_shared = n;
+            best = o;
+        }
+    }
+    return best;
+}
+
+/* Prepares a picked slot for job j: reuses the live prefix of the key's sequence, copies the
+ * prefix a running request on the key shares with it, or restores a snapshot, else starts
+ * empty. Sets n_past to the reused length and counts hit or miss. */
 void sipp__slot_prepare_cache(sipp__engine *e, slot *s, job *j) {
     uint32_t n_prompt = (uint32_t)j->n_tokens, reuse = 0;
     /* At least the last prompt token is computed again: its logits start the generation. */
@@ -154,18 +186,28 @@ void sipp__slot_prepare_cache(sipp__engine *e, slot *s, job *j) {
     }
     if (reuse == 0) {
         slot_clear(e, s);
-        uint32_t n_common = 0;
+        uint32_t n_common = 0, n_shared = 0;
         const sipp__kv_entry *snap =
             j->key && e->kv ? sipp__kvstore_find(e->kv, j->key, j->key_len, j->tokens, n_prompt,
                                                  !e->partial_reuse, &n_common)
                             : NULL;
         uint32_t n_snap = snap ? sipp__kv_entry_tokens(snap) : 0;
         uint32_t want = sipp__media_align(j, n_common < max_reuse ? n_common : max_reuse);
+        slot *src = j->key && e->partial_reuse ? shared_source(e, s, j, &n_shared) : NULL;
+        n_shared = sipp__media_align(j, n_shared < max_reuse ? n_shared : max_reuse);
         const uint8_t *state;
         size_t state_len;
-        /* Restore, then cut the state back to the common prefix (whole-state models only take a
-         * snapshot they can continue exactly). */
-        if (want > 0 && (e->partial_reuse || want == n_snap) &&
+        /* A running request's prefix when it is at least as long as the snapshot's; else
+         * restore, then cut the state back to the common prefix (whole-state models only take
+         * a snapshot they can continue exactly). Neither while a copy into this sequence is
+         * still pending in llama.cpp (its cancelled request never decoded): the copy would
+         * land on top at the next decode; such a slot computes its prompt. */
+        if (src && n_shared > 0 && n_shared >= want && !s->kv_copy_pending &&
+            kv_copy_prefix(e, src->seq, s->seq, n_shared)) {
+            reuse = n_shared;
+            s->kv_copy_pending = true;
+            j->cache_source = SIPP_CACHE_LIVE;
+        } else if (want > 0 && (e->partial_reuse || want == n_snap) && !s->kv_copy_pending &&
             sipp__kvstore_load(e->kv, snap, &state, &state_len, NULL) == SIPP_OK &&
             e->be.state_load(e->be.state, s->seq, state, state_len)) {
             reuse = want;
@@ -196,7 +238,8 @@ void sipp__slot_finish(sipp__engine *e, slot *s, sipp_status st, const char *msg
     sipp_stats stt;
     double now = sipp__now_ms();
     slot_stats(e, s, now, &stt);
-    if (j->key && st != SIPP_INTERNAL) {
+    /* A copied prefix that no decode has applied yet would be snapshotted as garbage. */
+    if (j->key && st != SIPP_INTERNAL && !s->kv_copy_pending) {
         /* Stay warm under the key: the next request on it continues from cached[0, n_past). */
         free(s->key);
         s->key = j->key;

@@ -23,6 +23,7 @@
 #include "engine_int.h"
 #include "kvstore.h"
 #include "llama_bridge.h"
+#include "prefill_budget.h"
 
 #include "llama.h"
 
@@ -85,6 +86,7 @@ typedef struct slot {
     char *key;
     size_t key_len;
     double last_used;
+    bool kv_copy_pending; /* a shared prefix was copied in; llama.cpp copies at the next decode */
 } slot;
 
 struct sipp__engine {
@@ -98,11 +100,12 @@ struct sipp__engine {
     sipp_endpoint_info info;
     uint32_t n_ctx_seq;
     uint32_t n_batch;
-    uint32_t n_parallel;
+    uint32_t n_parallel; /* slots, i.e. resident sequences: max(n_parallel, n_resident) of the params */
+    uint32_t n_decode;   /* the params' n_parallel: sequences decoded together */
     uint32_t max_running;
     uint32_t max_queued;
     uint32_t tick_budget;
-    uint32_t prefill_chunk;
+    uint32_t prefill_chunk; /* 0 = no cap beyond the budget */
     uint32_t stream_cap;
     bool embed_only; /* non-causal encoder: embeddings only */
     bool reranker;   /* rank pooling: scores pairs, cannot embed */
@@ -136,6 +139,7 @@ struct sipp__engine {
     sipp__backend be;
     bool external;      /* be is the embedder's; the model is a vocab-only load */
     bool fwd_pending;   /* engine-thread only: a forward returned false, not yet accepted */
+    double t_forward;   /* engine-thread only: when the last forward started (the cost model) */
     bool fwd_committed;
     sipp__fwd_result fwd_res;
     int32_t n_vocab;
@@ -157,12 +161,13 @@ struct sipp__engine {
     bool context_shift;
     uint32_t n_keep;
     sipp__kvstore *kv;  /* prefix snapshots; NULL when disabled */
+    sipp__prefill_budget pfb; /* per-tick prefill budget from the ITL target (prefill_budget.h) */
 
     /* Routing estimates (engine_estimate.c), under warm_mu: what each slot holds or is about
      * to (published by the engine thread when a slot starts and ends a run), and the tokens of
      * the last estimated prompt, kept for the submission of the same text that follows. */
     pthread_mutex_t warm_mu;
-    struct sipp__warm_view *warm; /* n_parallel entries */
+    struct sipp__warm_view *warm; /* n_parallel entries (one per slot) */
     char *est_prompt;             /* NULL when none */
     llama_token *est_tokens;
     int32_t n_est_tokens;

@@ -5,11 +5,12 @@
  * Thread: the engine thread only. Each tick drops cancelled and expired sequences, then
  * plans one batch: the next token of every decoding sequence first (unless its consumer lags
  * by stream_cap bytes: it pauses, the others go on), then prompt chunks of prefilling
- * sequences, shared round-robin within the tick's token budget; the backend runs it (forward)
- * and one token is sampled per sequence with logits. Invariants: a tick allocates nothing on
- * the heap (the plan is allocated at open) except the log-probability entries of runs that
- * asked for them; a failed forward ends only the sequences that were in the batch; while a
- * forward is pending (an external backend, manual mode) nothing touches the slots it planned.
+ * sequences, shared round-robin within the tick's prefill budget (chosen from the ITL target by
+ * prefill_budget.c, which learns from each tick's time); the backend runs it (forward) and one
+ * token is sampled per sequence with logits. Invariants: a tick allocates nothing on the heap
+ * (the plan is allocated at open) except the log-probability entries of runs that asked for
+ * them; a failed forward ends only the sequences that were in the batch; while a forward is
+ * pending (an external backend, manual mode) nothing touches the slots it planned.
  * Sequence ids: slot i uses seq i; seq n_parallel is for embeddings (seq 0 for an
  * embedding-only model, which has no slots).
  */
@@ -173,12 +174,13 @@ static bool tick_plan(sipp__engine *e, bool *did_media) {
         batch_add(b, s->next, s->n_past, s->seq, true);
     }
 
-    /* Prefill: the rest of the budget, shared round-robin among prefilling sequences. While
-     * other sequences decode, each prompt takes at most prefill_chunk tokens per tick, so it
-     * delays their next token by at most one chunk; with nobody decoding it takes the budget. */
+    /* Prefill: the tick's prompt budget, shared round-robin among prefilling sequences. While
+     * other sequences decode, the budget is what the cost model predicts fits in the ITL target
+     * beside their tokens (prefill_budget.h), and prefill_chunk, when set, caps each prompt's
+     * share; with nobody decoding a prompt takes the whole tick_budget. */
     uint32_t n_decoding = (uint32_t)b->n_tokens;
-    uint32_t chunk = n_decoding > 0 ? e->prefill_chunk : e->tick_budget;
-    uint32_t budget = e->tick_budget > n_decoding ? e->tick_budget - n_decoding : 0;
+    uint32_t budget = n_prefilling ? sipp__pfb_budget(&e->pfb, n_decoding, e->tick_budget) : 0;
+    uint32_t chunk = n_decoding > 0 && e->prefill_chunk ? e->prefill_chunk : e->tick_budget;
     for (uint32_t k = 0, seen = 0; k < e->n_parallel && seen < n_prefilling && budget > 0; k++) {
         slot *s = &e->slots[(e->rr + k) % e->n_parallel];
         if (s->state != SLOT_PREFILL) continue;
@@ -227,6 +229,7 @@ static void tick_accept(sipp__engine *e, const sipp__fwd_result *res) {
     uint32_t n_prompt = 0, n_generated = 0;
     for (uint32_t i = 0; i < e->n_parallel; i++) {
         slot *s = &e->slots[i];
+        s->kv_copy_pending = false; /* a forward ran llama.cpp's pending sequence copies */
         if (s->state == SLOT_FREE || s->n_in_batch == 0) continue;
         s->n_past += s->n_in_batch;
         if (s->state == SLOT_PREFILL) {
@@ -241,6 +244,9 @@ static void tick_accept(sipp__engine *e, const sipp__fwd_result *res) {
         n_generated++;
         sipp__slot_accept(e, s, tok, now);
     }
+    /* what this tick cost, from the forward's start (an external backend: its commit, then
+     * resume) through sampling, as a decoding sequence's consumer sees it */
+    sipp__pfb_observe(&e->pfb, (uint32_t)b->n_tokens, sipp__now_ms() - e->t_forward);
     pthread_mutex_lock(&e->stats_mu);
     e->stats.ticks++;
     e->stats.batch_tokens += (uint64_t)b->n_tokens;
@@ -254,6 +260,7 @@ bool sipp__engine_tick(sipp__engine *e) {
     bool did_media = false;
     if (!tick_plan(e, &did_media)) return did_media;
     sipp__fwd_result res;
+    e->t_forward = sipp__now_ms();
     if (sipp__engine_forward(e, &res)) tick_accept(e, &res);
     return true;
 }

@@ -71,16 +71,18 @@ static sipp_local_params local_params(const gw_target *t) {
 }
 
 /* The footprint estimate of a local target from its model's metadata and its settings: the
- * weights' bytes plus an f16 KV cache of n_ctx x n_parallel positions over the layer count
- * estimated from the parameter count (residency.h) (the engine's defaults
- * when unset: n_ctx = the training context capped at 4096, 4 sequences). */
+ * weights' bytes plus an f16 KV cache of n_ctx x (resident sequences) positions over the layer
+ * count estimated from the parameter count (residency.h) (the engine's defaults
+ * when unset: n_ctx = the training context capped at 4096, 4 sequences; n_resident above
+ * n_parallel keeps that many sequences in memory). */
 static uint64_t footprint(const gw_target *t, const sipp_endpoint_info *info) {
     const sipp_local_params *lp = &t->cfg->runtime.local;
     uint32_t n_ctx = lp->n_ctx;
     if (!n_ctx) n_ctx = info->n_ctx_train && info->n_ctx_train < 4096 ? info->n_ctx_train : 4096;
+    uint32_t n_seq = lp->n_parallel ? lp->n_parallel : 4;
+    if (lp->n_resident > n_seq) n_seq = lp->n_resident;
     return sipp__gw_res_footprint(info->size_bytes, sipp__gw_res_layers(info->n_params, info->n_embd),
-                                  info->n_embd, n_ctx,
-                                  lp->n_parallel ? lp->n_parallel : 4);
+                                  info->n_embd, n_ctx, n_seq);
 }
 
 static void log_target(const char *level, const char *msg, const char *target, const char *k,

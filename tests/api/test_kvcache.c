@@ -5,7 +5,9 @@
  * snapshot files are rejected and the answer is still right; disk snapshots need the same model
  * bytes and context size, and the disk tier keeps to its budget; scopes never share state; two
  * requests on one key at once both complete; context shift; hostile keys never leave the cache
- * directory; eviction under a tight RAM budget while two threads restore.
+ * directory; eviction under a tight RAM budget while two threads restore; a second request on
+ * a running key copies the prefix it shares with the first instead of computing it, also when an
+ * embedding starts before that copy is applied.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "helpers.h"
@@ -14,8 +16,10 @@
 #include "gguf.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BASE "Once upon a time there was a little girl named Lily. She loved to play outside"
@@ -448,9 +452,181 @@ static void concurrent_requests_on_one_key_both_complete(void **state) {
         free(fresh);
         sipp_run_free(runs[i]);
     }
-    /* the first took the warm sequence; the second did not wait: it computed in another one */
-    assert_int_equal(live, 1);
-    assert_int_equal(none, 1);
+    /* the first took the warm sequence; the second did not wait: it copied the prefix the
+     * first shares with it into another sequence */
+    assert_int_equal(live, 2);
+    assert_int_equal(none, 0);
+    sipp_client_free(c);
+}
+
+/* n_resident above n_parallel: three conversations over one decode slot all stay warm in
+ * memory (no eviction, every follow-up a live hit), while only one request runs at a time. */
+static void resident_sequences_beyond_the_decode_slots_stay_warm(void **state) {
+    (void)state;
+    sipp_local_params lp = model_params(STORY_MODEL, 1, NULL);
+    lp.n_resident = 3;
+    sipp_endpoint *ep;
+    sipp_client *c = open_params(&lp, &ep);
+    sipp_endpoint_info info;
+    sipp_endpoint_info_init(&info, sizeof info);
+    assert_int_equal(sipp_endpoint_get_info(ep, &info, NULL), SIPP_OK);
+    assert_int_equal(info.n_parallel, 1);
+    const char *prompts[] = {BASE " with a ball", BASE " with a dog", BASE " with a cat"};
+    const char *keys[] = {"A", "B", "C"};
+    test_response r;
+    for (int i = 0; i < 3; i++) free(ask(ep, keys[i], NULL, prompts[i], &r));
+    for (int i = 0; i < 3; i++) {
+        char follow[256];
+        snprintf(follow, sizeof follow, "%s and then they went home", prompts[i]);
+        char *t = ask(ep, keys[i], NULL, follow, &r);
+        assert_int_equal(r.stats.cache_source, SIPP_CACHE_LIVE);
+        free(t);
+    }
+    sipp_engine_stats es;
+    sipp_engine_stats_init(&es, sizeof es);
+    sipp_endpoint_get_stats(ep, &es, NULL);
+    assert_int_equal(es.cache_evictions, 0);
+    assert_int_equal(es.cache_hits, 3);
+    sipp_client_free(c);
+
+    lp.n_resident = 65; /* past the limit: a clear error */
+    sipp_client *c2 = NULL;
+    assert_int_equal(sipp_client_new(NULL, &c2, NULL), SIPP_OK);
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    assert_int_equal(sipp_client_add_local(c2, "m", &lp, NULL, &err), SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "n_resident"));
+    sipp_client_free(c2);
+}
+
+/* A second request on a key whose first request is still running copies the shared prefix
+ * from the first's sequence: it prefills only its own suffix (counted by the engine), and
+ * answers as an uncached run would at temperature 0. */
+static void second_request_on_a_running_key_copies_the_prefix(void **state) {
+    (void)state;
+    sipp_local_params lp = model_params(STORY_MODEL, 2, NULL);
+    lp.stream_buffer_bytes = 1; /* the unread first request pauses: it stays running */
+    sipp_endpoint *ep;
+    sipp_client *c = open_params(&lp, &ep);
+    const char *first = BASE " and the sun was warm on the grass";
+    const char *second = BASE " and the sun was warm on the grass. Then she went home";
+    sipp_text_params p = greedy(64);
+    p.context_key = "doc";
+    p.ignore_eos = true;
+    sipp_run *run1 = NULL;
+    assert_int_equal(sipp_query(ep, first, &p, &run1, NULL), SIPP_OK);
+    sipp_token_batch b;
+    sipp_token_batch_init(&b, sizeof b);
+    assert_int_equal(sipp_run_next(run1, -1, &b, NULL), SIPP_OK); /* it is decoding */
+    assert_false(b.done);
+
+    sipp_engine_stats before, after;
+    sipp_engine_stats_init(&before, sizeof before);
+    sipp_engine_stats_init(&after, sizeof after);
+    /* the tick that delivered the first's token publishes its prompt tokens just after: wait
+     * for them, or they would count as the second's */
+    for (;;) {
+        sipp_endpoint_get_stats(ep, &before, NULL);
+        if (before.prompt_tokens > 0) break;
+        nanosleep(&(struct timespec){0, 1000 * 1000}, NULL);
+    }
+    test_response r2;
+    char *t2 = ask(ep, "doc", NULL, second, &r2);
+    sipp_endpoint_get_stats(ep, &after, NULL);
+    assert_int_equal(r2.stats.cache_source, SIPP_CACHE_LIVE);
+    assert_true(r2.stats.cached_tokens > r2.usage.input_tokens / 2);
+    assert_int_equal(r2.stats.cached_tokens + r2.stats.prefill_tokens, r2.usage.input_tokens);
+    /* the engine computed the suffix only (the first is paused: it adds no prompt tokens) */
+    assert_int_equal(after.prompt_tokens - before.prompt_tokens, r2.stats.prefill_tokens);
+    assert_true(r2.stats.prefill_tokens < r2.usage.input_tokens / 2);
+
+    sipp_run_cancel(run1);
+    const sipp_response *rr = NULL;
+    sipp_run_wait(run1, &rr, NULL);
+    sipp_run_free(run1);
+    expect_same_as_uncached(ep, second, t2);
+    free(t2);
+    sipp_client_free(c);
+}
+
+/* The embedding of `text` on ep, copied out (n_embd floats in *n). */
+static float *embed_vec(sipp_run *run, uint32_t *n) {
+    const sipp_response *r = NULL;
+    assert_int_equal(sipp_run_wait(run, &r, NULL), SIPP_OK);
+    assert_int_equal(r->status, SIPP_OK);
+    assert_non_null(r->embedding);
+    *n = r->n_embd;
+    float *v = malloc(r->n_embd * sizeof *v);
+    assert_non_null(v);
+    memcpy(v, r->embedding, r->n_embd * sizeof *v);
+    sipp_run_free(run);
+    return v;
+}
+
+/* Starts a greedy, unread (so paused: stream_buffer_bytes 1) request and waits for its first
+ * token: it is then running, decoding. */
+static sipp_run *start_paused(sipp_endpoint *ep, const char *key, const char *prompt) {
+    sipp_text_params p = greedy(64);
+    p.context_key = key;
+    p.ignore_eos = true;
+    sipp_run *run = NULL;
+    assert_int_equal(sipp_query(ep, prompt, &p, &run, NULL), SIPP_OK);
+    sipp_token_batch b;
+    sipp_token_batch_init(&b, sizeof b);
+    assert_int_equal(sipp_run_next(run, -1, &b, NULL), SIPP_OK);
+    assert_false(b.done);
+    return run;
+}
+
+static void cancel_and_free(sipp_run *run) {
+    sipp_run_cancel(run);
+    const sipp_response *r = NULL;
+    sipp_run_wait(run, &r, NULL);
+    sipp_run_free(run);
+}
+
+/* An embedding admitted in the same round as a request that copied a running key's prefix
+ * (the soak's crash): llama.cpp applies that copy at the next decode, here the embedding's,
+ * and re-reserving its graph with embeddings on aborted the process (n_seq_max 3 does not
+ * divide n_ubatch 512). Both are answered, the embedding as it is alone, the request as
+ * uncached. Both slots busy hold the two in the queue until one ends, so they start together. */
+static void embedding_beside_a_pending_prefix_copy(void **state) {
+    (void)state;
+    sipp_local_params lp = model_params(STORY_MODEL, 2, NULL);
+    lp.stream_buffer_bytes = 1;
+    sipp_endpoint *ep;
+    sipp_client *c = open_params(&lp, &ep);
+    const char *first = BASE " and the sun was warm on the grass";
+    const char *second = BASE " and the sun was warm on the grass. Then she went home";
+    const char *text = "a red ball in the garden";
+    uint32_t n_alone = 0, n = 0;
+    sipp_run *run = NULL;
+    assert_int_equal(sipp_embed(ep, text, NULL, &run, NULL), SIPP_OK);
+    float *alone = embed_vec(run, &n_alone);
+
+    sipp_run *a = start_paused(ep, "doc", first);
+    sipp_run *other = start_paused(ep, NULL, "The dog ran to the park"); /* both slots busy */
+    sipp_text_params p = greedy(8);
+    p.context_key = "doc";
+    sipp_run *b = NULL, *emb = NULL;
+    assert_int_equal(sipp_query(ep, second, &p, &b, NULL), SIPP_OK);
+    assert_int_equal(sipp_embed(ep, text, NULL, &emb, NULL), SIPP_OK);
+    cancel_and_free(other); /* frees a slot: the next round starts b (copying), then emb */
+
+    float *v = embed_vec(emb, &n);
+    assert_int_equal(n, n_alone);
+    for (uint32_t i = 0; i < n; i++) assert_true(fabsf(v[i] - alone[i]) < 1e-4f);
+    const sipp_response *r = NULL;
+    assert_int_equal(sipp_run_wait(b, &r, NULL), SIPP_OK);
+    assert_int_equal(r->status, SIPP_OK);
+    assert_int_equal(r->stats->cache_source, SIPP_CACHE_LIVE);
+    char *t2 = strdup(r->text);
+    sipp_run_free(b);
+    cancel_and_free(a);
+    expect_same_as_uncached(ep, second, t2);
+    free(t2);
+    free(v);
+    free(alone);
     sipp_client_free(c);
 }
 
@@ -843,6 +1019,9 @@ int main(void) {
         cmocka_unit_test(disk_tier_keeps_to_its_budget),
         cmocka_unit_test(snapshots_of_another_context_size_are_ignored),
         cmocka_unit_test(concurrent_requests_on_one_key_both_complete),
+        cmocka_unit_test(second_request_on_a_running_key_copies_the_prefix),
+        cmocka_unit_test(resident_sequences_beyond_the_decode_slots_stay_warm),
+        cmocka_unit_test(embedding_beside_a_pending_prefix_copy),
         cmocka_unit_test(context_shift_keeps_generating),
         cmocka_unit_test(hostile_keys_stay_inside_the_cache_dir),
         cmocka_unit_test(unsafe_cache_dirs_are_refused),

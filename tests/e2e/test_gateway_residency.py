@@ -96,6 +96,18 @@ def footprint(tmp_path):
         gw.stop()
 
 
+def test_footprint_counts_resident_sequences(tmp_path):
+    """n_resident above n_parallel keeps that many sequences' KV cache in memory: the estimate
+    counts them (two decode slots, four resident = twice the cache of two)."""
+    gw = Gateway(tmp_path, res_target("two") + res_target("four", n_resident=4))
+    try:
+        two = int(gw.metric("sipp_target_memory_bytes", target="two"))
+        four = int(gw.metric("sipp_target_memory_bytes", target="four"))
+    finally:
+        gw.stop()
+    assert four > two > 0
+
+
 def test_lru_unload_within_budget(tmp_path):
     f = footprint(tmp_path)
     assert f > 0

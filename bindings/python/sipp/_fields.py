@@ -26,6 +26,8 @@ LOCAL_PARAMS = [  # sipp_local_params
     ("sha256", "str"),
     ("stall_alarm_ms", "u32"),
     ("mmproj", "str"),
+    ("itl_target_ms", "u32"),
+    ("n_resident", "u32"),
 ]
 
 PROVIDER_PARAMS = [  # sipp_provider_params

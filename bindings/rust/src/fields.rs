@@ -28,6 +28,8 @@ pub struct sipp_local_params {
     pub sha256: *const c_char,
     pub stall_alarm_ms: u32,
     pub mmproj: *const c_char,
+    pub itl_target_ms: u32,
+    pub n_resident: u32,
 }
 
 #[repr(C)]
@@ -123,13 +125,15 @@ macro_rules! sipp_local_scalars {
             #[doc = "requests admitted into sequences at once (0 = n_parallel)"] max_running: u32,
             #[doc = "requests waiting for a sequence before SIPP_BUSY (0 = 256)"] max_queued: u32,
             #[doc = "tokens decoded per engine tick (0 = n_batch)"] tick_budget: u32,
-            #[doc = "most prompt tokens one request prefills per tick (0 = auto)"] prefill_chunk: u32,
+            #[doc = "most prompt tokens one request prefills per tick (0 = no cap)"] prefill_chunk: u32,
             #[doc = "generated text held for a consumer that does not read (0 = 256 KiB)"] stream_buffer_bytes: u32,
             #[doc = "when the context fills, drop old tokens and go on"] context_shift: bool,
             #[doc = "tokens kept at the start when the context shifts"] n_keep: u32,
             #[doc = "RAM budget of prefix snapshots (0 = 1 GiB)"] cache_ram_bytes: u64,
             #[doc = "disk budget of the snapshot directory (0 = 4 GiB)"] cache_disk_bytes: u64,
             #[doc = "watchdog: no scheduler round for this long is a stall (0 = 60000)"] stall_alarm_ms: u32,
+            #[doc = "inter-token latency target while a prompt prefills (0 = 400)"] itl_target_ms: u32,
+            #[doc = "sequences kept warm in memory (0 = n_parallel)"] n_resident: u32,
         }
     };
 }
@@ -141,7 +145,7 @@ macro_rules! sipp_local_scalars {
 macro_rules! sipp_params_fields {
     ($m:ident) => {
         [
-            $m!(sipp_local_params { struct_size, model_path, n_ctx, n_threads, n_batch, n_gpu_layers, n_parallel, progress, progress_user_data, max_running, max_queued, tick_budget, prefill_chunk, stream_buffer_bytes, context_shift, n_keep, cache_ram_bytes, cache_dir, cache_disk_bytes, sha256, stall_alarm_ms, mmproj }),
+            $m!(sipp_local_params { struct_size, model_path, n_ctx, n_threads, n_batch, n_gpu_layers, n_parallel, progress, progress_user_data, max_running, max_queued, tick_budget, prefill_chunk, stream_buffer_bytes, context_shift, n_keep, cache_ram_bytes, cache_dir, cache_disk_bytes, sha256, stall_alarm_ms, mmproj, itl_target_ms, n_resident }),
             $m!(sipp_provider_params { struct_size, kind, model, base_url, api_key, api_key_env, connect_timeout_ms, request_timeout_ms, idle_timeout_ms, version, headers, n_headers, allow_private_network }),
             $m!(sipp_gateway_params { struct_size, base_url, target, auth, token, token_env, auth_header, headers, n_headers, connect_timeout_ms, request_timeout_ms, idle_timeout_ms, allow_private_network }),
             $m!(sipp_text_params { struct_size, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop, n_stop, context_key, cache_scope, grammar, json_schema, on_tokens, user_data, timeout_ms, ignore_eos, extra_json, request_id, logprobs, top_logprobs, media, n_media, tools, n_tools, tool_choice, tool_choice_name, parallel_tool_calls, reasoning_mode, on_delta, delta_user_data }),
