@@ -403,7 +403,11 @@ static double median_of(double a[], int n) {
 }
 
 static void row(const char *what, double sipp, double server, bool lower_is_better) {
-    double ratio = server > 0 ? sipp / server : 0;
+    if (server <= 0) { /* e.g. no encode on either side: no ratio to give */
+        printf("| %-44s | %10.2f | %12.2f | %7s |\n", what, sipp, server, "-");
+        return;
+    }
+    double ratio = sipp / server;
     printf("| %-44s | %10.2f | %12.2f | %6.2fx %s |\n", what, sipp, server, ratio,
            lower_is_better ? "(lower is better)" : "(higher is better)");
 }

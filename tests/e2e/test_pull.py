@@ -524,6 +524,8 @@ def test_a_pulled_model_takes_its_pulled_projector(pull, llava_repo, models_dir,
     r = pull(*chat, "--model", "sipp-test/llava-GGUF", "--mmproj", item["mmproj"])
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["text"] == auto["text"]
+    r = pull(*chat, "--model", "sipp-test/llava-GGUF", "--mmproj", "")  # "": none
+    assert r.returncode != 0 and "without a projector (mmproj)" in r.stderr, r.stderr
 
     # a gateway target naming the pulled model takes images on the OpenAI route
     env = {"SIPP_MODELS_DIR": str(models_dir)}
