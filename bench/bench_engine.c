@@ -12,6 +12,11 @@
  *   restart first-turn TTFT after a restart with the disk tier, vs cold (Sipp only)
  *   shared  a second request on a key whose first request (2,048-token prefix) is decoding:
  *           its TTFT vs a cold request of the same prompt (Sipp only)
+ *   media   (with --mmproj and --image, not in the default set) image-encode ms and TTFT of a
+ *           chat with one image, then the same request again (Sipp: the context key's cached
+ *           prefix, image included; llama-server: cache_prompt), the two sides alternating
+ *           image by image; llama-server over /v1/chat/completions with a data: URL, its
+ *           encode time read from its log (server_log_encode_ms)
  * The last three turn prompt reuse on: Sipp's context keys and snapshots, llama-server's
  * cache_prompt with its host-memory prompt cache (on by default).
  *
@@ -26,6 +31,7 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -59,6 +65,10 @@ static const char *g_model, *g_server_bin = "build/bin/llama-server";
 static int g_threads = 0, g_port = 18411, g_gpu_layers = 0, g_reps = 3;
 static uint32_t g_prefill_chunk = 0, g_itl_target = 0, g_resident = 0;
 static const char *g_scenarios = "single,mixed,burst,warm,rotate,restart,shared";
+static const char *g_mmproj;         /* --mmproj: the projector of the media scenario */
+static const char *g_images[16];     /* --image (repeatable): the first one warms up */
+static int g_n_images;
+static char g_server_log[64];        /* llama-server's --log-file in the media scenario, else "" */
 
 /* ---- prompts: one common English word per token in GPT-2 and Llama-3 BPE vocabs ----------- */
 
@@ -278,9 +288,23 @@ static pid_t start_server(int n_parallel, uint32_t n_ctx) {
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, STDOUT_FILENO);
         if (!getenv("BENCH_SERVER_LOG")) dup2(devnull, STDERR_FILENO);
-        execl(g_server_bin, g_server_bin, "-m", g_model, "--host", "127.0.0.1", "--port", port,
-              "-t", th, "-tb", th, "-np", np, "-c", ctx, "-ngl", ngl, "--no-webui", "--log-disable",
-              (char *)NULL);
+        /* the media scenario adds the projector and keeps the log (its encode times) */
+        const char *argv[32] = {g_server_bin, "-m", g_model, "--host", "127.0.0.1", "--port",
+                                port, "-t", th, "-tb", th, "-np", np, "-c", ctx, "-ngl", ngl,
+                                "--no-webui"};
+        int n = 18;
+        if (g_server_log[0]) {
+            argv[n++] = "--mmproj";
+            argv[n++] = g_mmproj;
+            argv[n++] = "--log-file";
+            argv[n++] = g_server_log;
+            argv[n++] = "-lv"; /* mtmd's INFO lines are llama.cpp's verbosity 4 */
+            argv[n++] = "4";
+        } else {
+            argv[n++] = "--log-disable";
+        }
+        argv[n] = NULL;
+        execv(g_server_bin, (char *const *)argv);
         _exit(127);
     }
     g_server_pid = pid;
@@ -384,7 +408,11 @@ static double median_of(double a[], int n) {
 }
 
 static void row(const char *what, double sipp, double server, bool lower_is_better) {
-    double ratio = server > 0 ? sipp / server : 0;
+    if (server <= 0) { /* e.g. no encode on either side: no ratio to give */
+        printf("| %-44s | %10.2f | %12.2f | %7s |\n", what, sipp, server, "-");
+        return;
+    }
+    double ratio = sipp / server;
     printf("| %-44s | %10.2f | %12.2f | %6.2fx %s |\n", what, sipp, server, ratio,
            lower_is_better ? "(lower is better)" : "(higher is better)");
 }
@@ -735,9 +763,263 @@ static void scenario_shared(void) {
            "%.2f |\n| shared / cold (target <= 0.2x) | %.3fx |\n", cc, sc, sc / cc);
 }
 
+/* ---- media: image encode and TTFT with an image (issue 17) ---------------------------------- */
+
+static unsigned char *read_whole(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) die("cannot open an --image file");
+    unsigned char *b = NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n > 0 && fseek(f, 0, SEEK_SET) == 0 && (b = malloc((size_t)n)) &&
+        fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    if (!b) die("cannot read an --image file");
+    *len = (size_t)n;
+    return b;
+}
+
+typedef struct media_result {
+    double ttft, encode; /* ms; encode: the vision encoder's time for this request */
+    int encoded;         /* images encoded (0: reused from the cache) */
+    int cached;          /* prompt positions reused */
+} media_result;
+
+static const char g_media_prompt[] = "Describe the picture.";
+
+/* One chat with one image through the public API; the context key keeps the prefix. */
+static media_result media_sipp(const unsigned char *img, size_t len, const char *key) {
+    sipp_media m = {SIPP_MEDIA_IMAGE, img, len, NULL, 0};
+    sipp_message msg = {"user", g_media_prompt};
+    sipp_text_params p;
+    sipp_text_params_init(&p, sizeof p);
+    p.temperature = 0;
+    p.max_tokens = 8;
+    p.ignore_eos = true;
+    p.context_key = key;
+    p.media = &m;
+    p.n_media = 1;
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    sipp_run *run = NULL;
+    double t0 = now_ms(), t_first = 0;
+    if (sipp_chat(g_ep, &msg, 1, &p, &run, &err) != SIPP_OK) die(err.message);
+    sipp_token_batch b;
+    do {
+        sipp_token_batch_init(&b, sizeof b);
+        if (sipp_run_next(run, -1, &b, &err) != SIPP_OK) die(err.message);
+        if (t_first == 0 && b.n_tokens > 0) t_first = now_ms();
+    } while (!b.done);
+    const sipp_response *r;
+    sipp_run_wait(run, &r, NULL);
+    if (r->status != SIPP_OK) die("a Sipp media request failed");
+    media_result out = {t_first - t0, r->stats->encode_ms, (int)r->stats->media_chunks,
+                        (int)r->stats->cached_tokens};
+    sipp_run_free(run);
+    return out;
+}
+
+/* llama-server's log line time stamp ("M.SS.mmm.uuu "), in ms; -1 when the line has none. */
+static double log_stamp_ms(const char *line) {
+    int m, sec, ms, us;
+    if (sscanf(line, "%d.%d.%d.%d ", &m, &sec, &ms, &us) != 4) return -1;
+    return m * 60e3 + sec * 1e3 + ms + us / 1e3;
+}
+
+/* The images llama-server encoded after byte *off of its log, and their total encode time:
+ * from "encoding mtmd batch" (mtmd_batch_encode starts) to "decoding image batch" (the
+ * embeddings go into the model), both stamped by its logger at verbosity 4. */
+static double server_log_encode_ms(long *off, int *n_images) {
+    FILE *f = fopen(g_server_log, "r");
+    double total = 0, t_enc = -1;
+    *n_images = 0;
+    if (!f) return 0;
+    fseek(f, *off, SEEK_SET);
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        if (strstr(line, "encoding mtmd batch")) {
+            t_enc = log_stamp_ms(line);
+        } else if (t_enc >= 0 && strstr(line, "decoding image batch 1/")) {
+            double t = log_stamp_ms(line);
+            if (t >= t_enc) total += t - t_enc;
+            (*n_images)++;
+            t_enc = -1;
+        }
+    }
+    *off = ftell(f);
+    fclose(f);
+    return total;
+}
+
+typedef struct media_http {
+    char line[1 << 16];
+    size_t len;
+    double t_first;
+    int cache_n;
+} media_http;
+
+static size_t on_media_data(char *data, size_t size, size_t nmemb, void *ud) {
+    media_http *h = ud;
+    size_t n = size * nmemb;
+    for (size_t i = 0; i < n; i++) {
+        if (data[i] != '\n') {
+            if (h->len + 1 < sizeof h->line) h->line[h->len++] = data[i];
+            continue;
+        }
+        h->line[h->len] = '\0';
+        h->len = 0;
+        if (strncmp(h->line, "data: ", 6) != 0) continue;
+        json_t *j = json_loads(h->line + 6, 0, NULL);
+        if (!j) continue; /* "[DONE]" */
+        json_t *delta = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "delta");
+        const char *c = json_string_value(json_object_get(delta, "content"));
+        if (h->t_first == 0 && c) h->t_first = now_ms();
+        json_t *tm = json_object_get(j, "timings");
+        if (tm) h->cache_n = (int)json_integer_value(json_object_get(tm, "cache_n"));
+        json_decref(j);
+    }
+    return n;
+}
+
+/* The same chat over llama-server's /v1/chat/completions: the image as a data: URL. */
+static media_result media_server(const char *data_url, long *log_off) {
+    json_t *body = json_pack(
+        "{s:[{s:s,s:[{s:s,s:s},{s:s,s:{s:s}}]}],s:i,s:f,s:b,s:b,s:b}", "messages", "role", "user",
+        "content", "type", "text", "text", g_media_prompt, "type", "image_url", "image_url", "url",
+        data_url, "max_tokens", 8, "temperature", 0.0, "ignore_eos", 1, "stream", 1,
+        "cache_prompt", 1);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", g_port);
+    media_http *h = calloc(1, sizeof *h);
+    if (!h || !text) die("out of memory");
+    h->cache_n = -1;
+    CURL *c = curl_easy_init();
+    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, text);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_media_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, h);
+    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+    double t0 = now_ms();
+    CURLcode rc = curl_easy_perform(c);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(c);
+    free(text);
+    if (rc != CURLE_OK || code != 200 || h->t_first == 0) die("a llama-server media request failed");
+    int n_images;
+    double enc = server_log_encode_ms(log_off, &n_images);
+    media_result out = {h->t_first - t0, enc, n_images, h->cache_n};
+    free(h);
+    return out;
+}
+
+static char *data_url_of(const unsigned char *img, size_t len) {
+    const char *mime = len > 3 && img[0] == 0xFF && img[1] == 0xD8 ? "image/jpeg" : "image/png";
+    size_t head = strlen("data:;base64,") + strlen(mime);
+    char *u = malloc(head + 4 * ((len + 2) / 3) + 1);
+    if (!u) die("out of memory");
+    snprintf(u, head + 1, "data:%s;base64,", mime);
+    EVP_EncodeBlock((unsigned char *)u + head, img, (int)len);
+    return u;
+}
+
+static void scenario_media(void) {
+    if (!g_mmproj || g_n_images < 2) die("media: --mmproj and at least two --image files are needed");
+    snprintf(g_server_log, sizeof g_server_log, "/tmp/sipp-bench-media-%d.log", (int)getpid());
+    unlink(g_server_log);
+    /* both sides stay up and take turns, image by image, so that load on the machine falls on
+     * both alike */
+    sipp_client *c = NULL;
+    sipp_local_params lp;
+    sipp_local_params_init(&lp, sizeof lp);
+    lp.model_path = g_model;
+    lp.mmproj = g_mmproj;
+    lp.n_threads = g_threads;
+    lp.n_parallel = 1;
+    lp.n_ctx = 4096;
+    lp.n_gpu_layers = g_gpu_layers;
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    if (sipp_client_new(NULL, &c, &err) != SIPP_OK ||
+        sipp_client_add_local(c, "m", &lp, &g_ep, &err) != SIPP_OK)
+        die(err.message);
+    pid_t pid = start_server(1, 4096);
+    long log_off = 0;
+    enum { N = 16 };
+    media_result cold[2][N], again[2][N];
+    int n = 0;
+    for (int i = 0; i < g_n_images; i++) {
+        size_t len;
+        unsigned char *img = read_whole(g_images[i], &len);
+        char *url = data_url_of(img, len);
+        char key[32];
+        snprintf(key, sizeof key, "img-%d", i);
+        for (int k = 0; k < 2; k++) {
+            int sd = (i + k) % 2; /* alternate which side goes first */
+            media_result a, b;
+            if (sd == SIDE_SIPP) {
+                a = media_sipp(img, len, key);
+                b = media_sipp(img, len, key);
+            } else {
+                a = media_server(url, &log_off);
+                b = media_server(url, &log_off);
+            }
+            if (i > 0) { /* image 0 warms both sides up */
+                cold[sd][n] = a;
+                again[sd][n] = b;
+            }
+            if (getenv("BENCH_DUMP"))
+                fprintf(stderr, "media image %d %s: ttft %.1f/%.1f ms, encode %.1f/%.1f ms, "
+                        "encoded %d/%d, cached %d/%d\n", i, sd == SIDE_SIPP ? "sipp" : "server",
+                        a.ttft, b.ttft, a.encode, b.encode, a.encoded, b.encoded, a.cached, b.cached);
+        }
+        if (i > 0) n++;
+        free(url);
+        free(img);
+    }
+    stop_server(pid);
+    sipp_client_free(c);
+    if (getenv("BENCH_DUMP")) fprintf(stderr, "llama-server's log: %s\n", g_server_log);
+    else unlink(g_server_log);
+    g_server_log[0] = '\0';
+    double v[2][4][N];
+    int enc_again[2] = {0, 0}, cached_again[2][N];
+    for (int sd = 0; sd < 2; sd++)
+        for (int i = 0; i < n; i++) {
+            v[sd][0][i] = cold[sd][i].encode;
+            v[sd][1][i] = cold[sd][i].ttft;
+            v[sd][2][i] = again[sd][i].ttft;
+            v[sd][3][i] = again[sd][i].encode;
+            enc_again[sd] += again[sd][i].encoded;
+            cached_again[sd][i] = again[sd][i].cached;
+        }
+    printf("\n### media: one image per chat (%d images after a warm-up one; median; the sides "
+           "alternate)\n\n", n);
+    printf("| metric | sipp | llama-server | ratio |\n|---|---|---|---|\n");
+    row("image encode ms (first request)", median_of(v[0][0], n), median_of(v[1][0], n), true);
+    row("TTFT ms with one image (first request)", median_of(v[0][1], n), median_of(v[1][1], n), true);
+    row("TTFT ms, same image again", median_of(v[0][2], n), median_of(v[1][2], n), true);
+    row("image encode ms, same image again", median_of(v[0][3], n), median_of(v[1][3], n), true);
+    printf("| %-44s | %10d | %12d | |\n", "images re-encoded on the second requests", enc_again[0],
+           enc_again[1]);
+    double ca[2][N];
+    for (int sd = 0; sd < 2; sd++)
+        for (int i = 0; i < n; i++) ca[sd][i] = cached_again[sd][i];
+    printf("| %-44s | %10.0f | %12.0f | |\n", "prompt positions reused (second request)",
+           median_of(ca[0], n), median_of(ca[1], n));
+}
+
 static const char usage[] =
     "usage: sipp-bench-engine --model FILE [--threads N] [--gpu-layers N] [--reps N]\n"
-    "                         [--scenarios single,mixed,burst,warm,rotate,restart,shared]\n"
+    "                         [--scenarios single,mixed,burst,warm,rotate,restart,shared,media]\n"
+    "                         [--mmproj FILE --image FILE [--image FILE ...]]\n"
     "                         [--prefill-chunk N] [--itl-target MS] [--resident N]\n"
     "                         [--server PATH] [--port N]\n"
     "\n"
@@ -762,6 +1044,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--resident")) g_resident = (uint32_t)atoi(v);
         else if (!strcmp(a, "--server")) g_server_bin = v;
         else if (!strcmp(a, "--port")) g_port = atoi(v);
+        else if (!strcmp(a, "--mmproj")) g_mmproj = v;
+        else if (!strcmp(a, "--image")) {
+            if (g_n_images == (int)(sizeof g_images / sizeof g_images[0])) die("at most 16 --image");
+            g_images[g_n_images++] = v;
+        }
         else die("unknown option (see --help)");
         i++;
     }
@@ -780,6 +1067,7 @@ int main(int argc, char **argv) {
     if (strstr(g_scenarios, "rotate")) scenario_rotate();
     if (strstr(g_scenarios, "restart")) scenario_restart();
     if (strstr(g_scenarios, "shared")) scenario_shared();
+    if (strstr(g_scenarios, "media")) scenario_media();
     curl_global_cleanup();
     return 0;
 }

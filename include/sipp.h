@@ -267,7 +267,10 @@ typedef struct sipp_local_params {
     /** Multimodal: the projector GGUF of the model (llama.cpp's `mmproj`: a vision projector
      *  and/or an audio encoder), or NULL for a text-only endpoint. It must be made for this
      *  model (its output width is the model's n_embd); a file that is not a GGUF or does not
-     *  match is SIPP_MODEL_INVALID naming it. Copied. Appended (docs/multimodal.md). */
+     *  match is SIPP_MODEL_INVALID naming it. Copied. Appended (docs/multimodal.md).
+     *  NULL for a model pulled with `sipp pull` (its name, or the path the store gives it)
+     *  loads the projector the pull stored beside it, if any; one that cannot be loaded leaves
+     *  a text-only endpoint (media requests say why). "" loads none (docs/models.md). */
     const char *mmproj;
     /* ---- latency-driven prefill budget and resident sequences (issue 15) ---- */
     /** Inter-token latency target in ms for decoding sequences while a prompt is prefilled:

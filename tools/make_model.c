@@ -20,6 +20,11 @@
  *               projector type, as tools/mtmd/clip.cpp loads it): a CLIP ViT (patch 14,
  *               224x224 input, class embedding, pre-LN, 3 blocks of width 128) and the
  *               two-layer GELU MLP into the text model's 256-wide embedding space
+ *   llava-b-text / llava-b-mmproj  the benchmark pair (bench/media_bench.py): a CLIP ViT-B/16
+ *               projector (224x224, 12 blocks of width 768, 12 heads, FFN 3072: 196 image
+ *               positions, ~86M params) with the `mlp` projector into a 4-layer, 768-wide
+ *               decoder (Qwen2 vocab, tied output). Timing shapes: weights at the default scale,
+ *               their text is not checked against anything
  *   llama-tiny  2 layers of 256, GQA 4/2, tied, Llama-3 rope_freqs (the WebGPU tests)
  *   qwen2-tiny  the same dims as qwen2 (random QKV biases, NEOX rope)
  *   qwen3-tiny  the same dims as qwen3 (QK norm, NEOX rope)
@@ -72,6 +77,8 @@ static const shape shapes[] = {
     {"bert-rerank", "bert", "ggml-vocab-bert-bge.gguf", 384, 12, 12, 12, 1536, 512, 0, 4, 0, 0, 0, 0, 0},
     {"llava-text", "llama", "ggml-vocab-qwen2.gguf", 256, 2, 4, 4, 512, 4096, 0, 0, 0, 0, 0, SCALE_LLAVA, 0},
     {"llava-mmproj", "clip", NULL, 128, 3, 4, 4, 512, 0, 0, 0, 224, 14, 256, SCALE_LLAVA, 0},
+    {"llava-b-text", "llama", "ggml-vocab-qwen2.gguf", 768, 4, 12, 12, 2048, 4096, 1, 0, 0, 0, 0, 0, 0},
+    {"llava-b-mmproj", "clip", NULL, 768, 12, 12, 12, 3072, 0, 0, 0, 224, 16, 768, 0, 0},
     {"llama-tiny", "llama", "ggml-vocab-gpt-2.gguf", 256, 2, 4, 2, 768, 2048, 1, 0, 0, 0, 0, 0, 1},
     {"qwen2-tiny", "qwen2", "ggml-vocab-gpt-2.gguf", 256, 2, 4, 2, 768, 2048, 1, 0, 0, 0, 0, 0, 1},
     {"qwen3-tiny", "qwen3", "ggml-vocab-gpt-2.gguf", 256, 2, 4, 2, 768, 2048, 0, 0, 0, 0, 0, 0, 1},
@@ -305,6 +312,7 @@ static const char usage[] =
     "Write a random-weight GGUF of a real model shape for tests and benchmarks.\n"
     "shapes: llama-135m llama-0.5b llama-1b llama-8b bert-small bert-rerank llava-text\n"
     "        llava-mmproj (the vision projector for llava-text: pass it as mmproj)\n"
+    "        llava-b-text llava-b-mmproj (a ViT-B/16 pair for the media benchmark)\n"
     "        llama-tiny qwen2-tiny qwen3-tiny (WebGPU test shapes)\n"
     "        tiny-llama3 tiny-qwen2 tiny-gpt2 (chat template tests)\n"
     "--chat-template: the model's tokenizer.chat_template, read from a file\n"

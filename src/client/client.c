@@ -24,6 +24,7 @@
 #include "../common/common_int.h"
 #include "../common/media_parse.h"
 #include "../engine/engine_int.h"
+#include "../hub/hub_int.h"
 #include "../providers/providers_int.h"
 #include "client_int.h"
 
@@ -258,10 +259,19 @@ sipp_status sipp_client_add_local(sipp_client *c, const char *id, const sipp_loc
         if ((st = sipp_model_resolve(lp.model_path, path, sizeof path, err)) != SIPP_OK) return st;
         lp.model_path = path;
     }
+    /* A model opened from the store (its pulled name, or the path the store gives it) takes the
+     * projector its pull stored beside it when the caller names none: mmproj NULL ("" asks for
+     * none), as the original Sipp stages the projector beside the model (issue 17). */
+    char dir[4096], mmproj[4096];
+    const char *pulled_mmproj = NULL;
+    if (!lp.mmproj && lp.model_path && lp.model_path[0]) {
+        sipp__hub_models_dir(dir, sizeof dir);
+        if (sipp__hub_mmproj_for(dir, lp.model_path, mmproj, sizeof mmproj)) pulled_mmproj = mmproj;
+    }
     sipp_endpoint *ep = endpoint_alloc(id, ENDPOINT_LOCAL);
     if (!ep) return sipp__fail(err, SIPP_OUT_OF_MEMORY, 0, "out of memory");
     /* Load outside the registry lock: loading can take long. */
-    st = sipp__engine_open(&lp, &ep->engine, err);
+    st = sipp__engine_open_pulled(&lp, pulled_mmproj, &ep->engine, err);
     if (st != SIPP_OK) {
         endpoint_free(ep);
         return st;

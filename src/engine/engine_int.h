@@ -16,6 +16,11 @@ typedef struct sipp__engine sipp__engine;
 
 /* Loads the model and starts the engine thread. */
 sipp_status sipp__engine_open(const sipp_local_params *p, sipp__engine **out, sipp_error *err);
+/* sipp__engine_open for a model a pull stored with a projector (issue 17): when p->mmproj is
+ * NULL, `pulled_mmproj` is loaded in its place; one that cannot be leaves a text-only endpoint
+ * (media requests then say why) instead of failing the open. */
+sipp_status sipp__engine_open_pulled(const sipp_local_params *p, const char *pulled_mmproj,
+                                     sipp__engine **out, sipp_error *err);
 /* Opens an engine whose forward and KV cache are the embedder's `be` (backend.h; copied, its
  * state stays the embedder's unless be->destroy is set): the tokenizer and chat template come
  * from a vocab-only load of p->model_path, which must be the model the backend runs (its

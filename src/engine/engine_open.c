@@ -482,8 +482,31 @@ static sipp_status engine_open_backend(const sipp_local_params *params, const si
     return SIPP_OK;
 }
 
+/* The projector a pull stored beside the model (client.c gives it when the caller named none):
+ * loaded as p->mmproj would be, but one that cannot be (an external backend, an embedding
+ * model, a file that is no projector or is another model's) leaves a text-only endpoint, as
+ * the pull left the model itself usable; why is kept for a media request's error. Only running
+ * out of memory fails the open. */
+static sipp_status pulled_mmproj_open(sipp__engine *e, const sipp_local_params *p,
+                                      const char *mmproj, sipp_error *err) {
+    sipp_local_params q = *p;
+    q.mmproj = mmproj;
+    sipp_error why;
+    sipp_error_init(&why, sizeof why);
+    sipp_status st = sipp__media_open(e, &q, &why);
+    if (st == SIPP_OK || st == SIPP_OUT_OF_MEMORY) {
+        if (st != SIPP_OK && err) *err = why;
+        return st;
+    }
+    sipp__media_close(e);
+    snprintf(e->pulled_mmproj_error, sizeof e->pulled_mmproj_error, "%s", why.message);
+    sipp__log(SIPP_LOG_WARN, "the projector pulled with '%s' is not used: %s", p->model_path,
+              why.message);
+    return SIPP_OK;
+}
+
 static sipp_status engine_open(const sipp_local_params *params, const sipp__backend *be,
-                               sipp__engine **out, sipp_error *err) {
+                               const char *pulled_mmproj, sipp__engine **out, sipp_error *err) {
     sipp_local_params p;
     uint8_t pinned[32]; /* the file's SHA-256 once the pin is checked: also its fingerprint */
     uint32_t n_parts = 1;
@@ -494,6 +517,7 @@ static sipp_status engine_open(const sipp_local_params *params, const sipp__back
     templates_load(e);
     st = buffers_alloc(e, err);
     if (st == SIPP_OK) st = sipp__media_open(e, &p, err);
+    if (st == SIPP_OK && pulled_mmproj && !p.mmproj) st = pulled_mmproj_open(e, &p, pulled_mmproj, err);
     if (st == SIPP_OK) st = kvstore_open(e, &p, n_parts, pinned, &cp, err);
     if (st == SIPP_OK) st = sipp__engine_start(e, err);
     if (st != SIPP_OK) {
@@ -508,14 +532,20 @@ static sipp_status engine_open(const sipp_local_params *params, const sipp__back
 sipp_status sipp__engine_open(const sipp_local_params *params, sipp__engine **out,
                               sipp_error *err) {
     *out = NULL;
-    return engine_open(params, NULL, out, err);
+    return engine_open(params, NULL, NULL, out, err);
+}
+
+sipp_status sipp__engine_open_pulled(const sipp_local_params *params, const char *pulled_mmproj,
+                                     sipp__engine **out, sipp_error *err) {
+    *out = NULL;
+    return engine_open(params, NULL, pulled_mmproj, out, err);
 }
 
 sipp_status sipp__engine_open_external(const sipp_local_params *params, const sipp__backend *be,
                                        sipp__engine **out, sipp_error *err) {
     *out = NULL;
     if (!be) return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "external backend is required");
-    return engine_open(params, be, out, err);
+    return engine_open(params, be, NULL, out, err);
 }
 
 sipp_status sipp__backend_llama_open(const sipp_local_params *params, sipp__backend *out,

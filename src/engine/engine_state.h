@@ -177,6 +177,9 @@ struct sipp__engine {
     sipp__plan media_plan;     /* a media chunk's embedding rows (media.c; arrays of n_batch rows,
                                 * allocated with the projector): its own plan, since a chunk is
                                 * fed while the tick's plan is being built */
+    /* why the projector a pull stored beside the model was not loaded (engine_open.c), for
+     * the error of a media request; "" when it was, or when there was none */
+    char pulled_mmproj_error[SIPP_ERROR_MESSAGE_CAP];
 };
 
 /* ---- engine_submit.c -------------------------------------------------------------------- */

@@ -211,6 +211,11 @@ static mtmd_bitmap *bitmap_from_bytes(const sipp__engine *e, const sipp_media *m
 
 sipp_status sipp__media_tokenize(sipp__engine *e, const char *prompt, const sipp_media *media,
                                  size_t n_media, const char *what, job *j, sipp_error *err) {
+    if (!e->mtmd && e->pulled_mmproj_error[0])
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "%s: media parts need a multimodal endpoint; the projector pulled with "
+                          "this '%s' model could not be used: %s",
+                          what, e->info.architecture, e->pulled_mmproj_error);
     if (!e->mtmd)
         return sipp__fail(err, SIPP_UNSUPPORTED, 0,
                           "%s: media parts need a multimodal endpoint; this '%s' model was opened "

@@ -228,6 +228,12 @@ typedef struct sipp__hub_item {
     bool complete;   /* every blob is present */
 } sipp__hub_item;
 
+/* The projector a pull stored beside a model (issue 17): when `model_path` is the first file
+ * of a pulled name in models_dir (the path sipp__hub_resolve and sipp__hub_list give) and that
+ * pull stored a projector whose blob is present, its path goes into buf and true is returned;
+ * any other path, or a store that cannot be read, is false. Offline, reads manifests only. */
+bool sipp__hub_mmproj_for(const char *models_dir, const char *model_path, char *buf, size_t cap);
+
 /* Every pulled name, sorted by name. Free with sipp__hub_list_free. */
 sipp_status sipp__hub_list(const char *models_dir, sipp__hub_item **items, size_t *n,
                            sipp_error *err);

@@ -1,7 +1,8 @@
 /*
  * hub_store.c — the local store of pulled models, offline: its files and locks, manifests,
  * resolving a pulled name to its file (sipp__hub_resolve, and sipp_model_resolve(): pulled
- * names wherever libsipp takes a model path), listing (`sipp models`) and removing (`sipp rm`).
+ * names wherever libsipp takes a model path), the projector stored beside a pulled model
+ * (sipp__hub_mmproj_for), listing (`sipp models`) and removing (`sipp rm`).
  * Never touches the network (hub_pull.c does). The layout of the store is in hub_int.h.
  *
  * Any thread; state lives in the file system only. Invariants:
@@ -368,6 +369,24 @@ void sipp__hub_list_free(sipp__hub_item *items, size_t n) {
         free(items[i].commit);
     }
     free(items);
+}
+
+bool sipp__hub_mmproj_for(const char *models_dir, const char *model_path, char *buf, size_t cap) {
+    size_t dl = strlen(models_dir);
+    /* a path outside the store is no pulled model: no manifest is read for it */
+    if (strncmp(model_path, models_dir, dl) != 0 || model_path[dl] != '/') return false;
+    sipp__hub_item *items;
+    size_t n;
+    if (sipp__hub_list(models_dir, &items, &n, NULL) != SIPP_OK) return false;
+    bool found = false;
+    for (size_t i = 0; i < n && !found; i++) {
+        const sipp__hub_item *it = &items[i];
+        /* complete: every blob of the entry, the projector's included, is there */
+        if (it->mmproj && it->complete && strcmp(it->path, model_path) == 0)
+            found = (size_t)snprintf(buf, cap, "%s", it->mmproj) < cap;
+    }
+    sipp__hub_list_free(items, n);
+    return found;
 }
 
 /* ---- removing ------------------------------------------------------------------------------ */

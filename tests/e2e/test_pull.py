@@ -485,3 +485,76 @@ def test_pull_usage_errors(pull):
     assert r.returncode == 2 and "no '..'" in r.stderr
     r = pull("pull", "--help")
     assert r.returncode == 0 and "OWNER/REPO[:QUANT]" in r.stdout and "HF_TOKEN" in r.stdout
+
+
+@pytest.fixture(scope="module")
+def llava_repo(hub, tmp_path_factory):
+    """A vision repo on the test hub: a random-weight LLaVA pair from sipp-make-model (the
+    multimodal tests' shapes), the projector as mmproj-*.gguf beside the model, and a PNG."""
+    from test_multimodal import png
+    d = tmp_path_factory.mktemp("llava-hub")
+    for shape, name in (("llava-text", "llava-Q8_0.gguf"), ("llava-mmproj", "mmproj-llava-Q8_0.gguf")):
+        r = subprocess.run([str(BIN_DIR / "sipp-make-model"), "--shape", shape, "--out", str(d / name)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+    hub.repos["sipp-test/llava-GGUF"] = Repo({p.name: p.read_bytes() for p in d.glob("*.gguf")})
+    (d / "a.png").write_bytes(png(64, 48, 1))
+    return d
+
+
+def test_a_pulled_model_takes_its_pulled_projector(pull, llava_repo, models_dir, tmp_path):
+    """A local endpoint opened from a pulled model (its name, or the path the store gives) loads
+    the projector the pull stored beside it when the caller names none, as the original Sipp
+    stages it: an image works with no --mmproj and gives the text an explicit --mmproj gives.
+    Pulled with --no-mmproj there is none; a stored projector that cannot be loaded leaves the
+    model usable for text, and an image's error says why."""
+    import base64
+    import json
+    r = pull("pull", "sipp-test/llava-GGUF")
+    assert r.returncode == 0, r.stderr
+    assert "mmproj-llava-Q8_0.gguf" in r.stdout
+    item = next(i for i in json.loads(pull("models", "--json").stdout)
+                if i["name"].startswith("sipp-test/llava-GGUF"))
+    chat = ["chat", "--json", "-n", "4", "--temperature", "0", "--image", str(llava_repo / "a.png"),
+            "Describe the picture."]
+    r = pull(*chat, "--model", "sipp-test/llava-GGUF")
+    assert r.returncode == 0, r.stderr
+    auto = json.loads(r.stdout)
+    assert auto["stats"]["media_chunks"] == 1 and auto["stats"]["encode_ms"] > 0
+    r = pull(*chat, "--model", "sipp-test/llava-GGUF", "--mmproj", item["mmproj"])
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["text"] == auto["text"]
+    r = pull(*chat, "--model", "sipp-test/llava-GGUF", "--mmproj", "")  # "": none
+    assert r.returncode != 0 and "without a projector (mmproj)" in r.stderr, r.stderr
+
+    # a gateway target naming the pulled model takes images on the OpenAI route
+    env = {"SIPP_MODELS_DIR": str(models_dir)}
+    g = Gateway(tmp_path, local_target(model="sipp-test/llava-GGUF", n_ctx=512), env=env)
+    try:
+        url = "data:image/png;base64," + base64.b64encode((llava_repo / "a.png").read_bytes()).decode()
+        st, _, body = g.post("/v1/chat/completions", {
+            "model": "local", "max_tokens": 4, "temperature": 0, "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "Describe the picture."},
+                {"type": "image_url", "image_url": {"url": url}}]}]})
+        assert st == 200, body
+        assert body["choices"][0]["message"]["content"] == auto["text"]
+    finally:
+        assert g.stop() == 0
+
+    # the tiny repo's stored projector is no GGUF projector: text still works, images say why
+    assert pull("pull", "sipp-test/tiny-GGUF:Q4_0").returncode == 0
+    r = pull("chat", "--model", "sipp-test/tiny-GGUF:Q4_0", "-n", "4", "Hello")
+    assert r.returncode == 0, r.stderr
+    r = pull("chat", "--model", "sipp-test/tiny-GGUF:Q4_0", "-n", "4", "--image",
+             str(llava_repo / "a.png"), "Hello")
+    assert r.returncode != 0
+    assert "the projector pulled with this 'gpt2' model could not be used" in r.stderr, r.stderr
+
+
+def test_a_model_pulled_without_its_projector_takes_no_image(pull, llava_repo):
+    r = pull("pull", "--no-mmproj", "sipp-test/llava-GGUF:Q8_0")
+    assert r.returncode == 0, r.stderr
+    r = pull("chat", "--model", "sipp-test/llava-GGUF:Q8_0", "-n", "4", "--image",
+             str(llava_repo / "a.png"), "Describe the picture.")
+    assert r.returncode != 0
+    assert "without a projector (mmproj)" in r.stderr, r.stderr

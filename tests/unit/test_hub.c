@@ -1,7 +1,8 @@
 /*
  * test_hub.c — the pure half of the hub client (src/hub/hub_parse.c): model references, quant
  * matching as llama.cpp's -hf does it, split names, the choice of files in a repo listing
- * (default, quant, file, split sets, mmproj), the hub's JSON answers and manifests.
+ * (default, quant, file, split sets, mmproj), the hub's JSON answers and manifests; and, in a
+ * temporary store, which projector a pulled model's path takes (sipp__hub_mmproj_for).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hub/hub_int.h"
 
@@ -215,11 +217,65 @@ static void test_manifest(void **state) {
     sipp__hub_manifest_free(&m);
 }
 
+static void touch(const char *path) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+}
+
+/* A temporary store with one pulled name whose entry has a projector: the model's path (as the
+ * store gives it) takes that projector while its blob is there; any other path takes none. */
+static void test_mmproj_for(void **state) {
+    (void)state;
+    char dir[] = "/tmp/sipp-test-hub-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    const char *commit = "0123456789abcdef0123456789abcdef01234567";
+    sipp__hub_manifest m = {0};
+    strcpy(m.owner, "o");
+    strcpy(m.repo, "r");
+    sipp__hub_entry e = {.kind = SIPP__HUB_QUANT, .tag = strdup("Q4_0"), .n_files = 1};
+    strcpy(e.commit, commit);
+    e.files = calloc(1, sizeof *e.files);
+    e.files[0].path = strdup("m-Q4_0.gguf");
+    memset(e.files[0].sha256, 'a', 64);
+    e.mmproj.path = strdup("mmproj-m-F16.gguf");
+    memset(e.mmproj.sha256, 'b', 64);
+    assert_int_equal(sipp__hub_manifest_put(&m, &e), SIPP_OK); /* takes e's contents */
+    assert_int_equal(sipp__hub_manifest_save(dir, &m, NULL), SIPP_OK);
+    const sipp__hub_entry *in = &m.entries[0];
+    char blobs[256], model_blob[512], mmproj_blob[512], model[1024], mmproj[1024], got[1024];
+    snprintf(blobs, sizeof blobs, "%s/hub/blobs", dir);
+    assert_int_equal(sipp__hub_mkdir_p(blobs, NULL), SIPP_OK);
+    sipp__hub_blob_path(model_blob, sizeof model_blob, dir, in->files[0].sha256);
+    sipp__hub_blob_path(mmproj_blob, sizeof mmproj_blob, dir, in->mmproj.sha256);
+    touch(model_blob);
+    touch(mmproj_blob);
+    sipp__hub_link_path(model, sizeof model, dir, "o", "r", commit, "m-Q4_0.gguf");
+    sipp__hub_link_path(mmproj, sizeof mmproj, dir, "o", "r", commit, "mmproj-m-F16.gguf");
+
+    assert_true(sipp__hub_mmproj_for(dir, model, got, sizeof got));
+    assert_string_equal(got, mmproj);
+    assert_false(sipp__hub_mmproj_for(dir, "/elsewhere/m-Q4_0.gguf", got, sizeof got));
+    assert_false(sipp__hub_mmproj_for(dir, mmproj, got, sizeof got)); /* no model of that path */
+    char sibling[1100]; /* a directory whose name starts like the store's is not in it */
+    snprintf(sibling, sizeof sibling, "%s-x/hub/files/o/r/%s/m-Q4_0.gguf", dir, commit);
+    assert_false(sipp__hub_mmproj_for(dir, sibling, got, sizeof got));
+    assert_false(sipp__hub_mmproj_for(dir, model, got, 8)); /* too small a buffer: none */
+    unlink(mmproj_blob); /* the projector's blob is gone: none (the model alone still opens) */
+    assert_false(sipp__hub_mmproj_for(dir, model, got, sizeof got));
+
+    unlink(model_blob);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    sipp__hub_manifest_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refs),        cmocka_unit_test(test_quant_match_and_splits),
         cmocka_unit_test(test_plan),        cmocka_unit_test(test_refs_answer),
-        cmocka_unit_test(test_manifest),
+        cmocka_unit_test(test_manifest),    cmocka_unit_test(test_mmproj_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
