@@ -1859,8 +1859,9 @@ impl Policy {
         let mut r: sys::sipp_response = unsafe { mem::zeroed() };
         r.struct_size = mem::size_of::<sys::sipp_response>() as u32;
         r.status = sys::SIPP_OK;
-        r.text = draft.text.as_ptr() as *const c_char;
-        r.text_len = draft.text.len();
+        let text = CString::new(draft.text.replace('\0', "")).unwrap_or_default(); // NUL-terminated
+        r.text = text.as_ptr();
+        r.text_len = text.as_bytes().len();
         r.usage = &usage;
         if !lps.is_empty() {
             r.logprobs = lps.as_ptr();
