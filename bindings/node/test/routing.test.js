@@ -135,3 +135,22 @@ test('draft-then-audit never switches a stream: a failed draft is not re-sent', 
     for (const p of [broken, busy, target]) p.close();
   }
 });
+
+test('draft-then-audit: a client closed while the draft runs rejects, frees and does not crash', async () => {
+  const client = new Client();
+  const peer = await auditPeer('answer');
+  try {
+    const chat = await client.addLocal('chat', CHAT_MODEL, { nCtx: 256, nThreads: 1 });
+    const cloud = await client.addProvider('cloud', { model: 'm', baseUrl: peer.url, allowPrivateNetwork: true });
+    const pol = new Policy([['escalate_low_confidence', 0.99]]);
+    const pending = pol.draftAudit(chat, cloud, 'What did the cat see?', { maxTokens: 12, ...GREEDY });
+    await new Promise((resolve) => setImmediate(resolve)); // the work is queued, the draft runs
+    client.close();
+    await assert.rejects(pending, (e) => e instanceof SippError && e.kind === 'closed');
+    await assert.rejects(pol.draftAudit(chat, cloud, 'hi'), (e) => e instanceof SippError && e.kind === 'closed');
+    assert.equal(peer.bodies.length, 0);
+  } finally {
+    client.close();
+    peer.close();
+  }
+});
