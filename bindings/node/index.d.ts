@@ -366,11 +366,39 @@ export interface RouteChoice {
   reasons: string;
 }
 
+/** What a draft check or a draft-then-audit decided (sipp_audit_decision). */
+export interface AuditDecision {
+  /** 'draft': the draft stands; 'escalated': the request went to the target; 'draft_failed':
+   *  the draft failed and was not sent elsewhere */
+  outcome: 'none' | 'draft' | 'escalated' | 'draft_failed';
+  /** the draft's geometric mean token probability; NaN when unknown */
+  confidence: number;
+  /** its least likely token's probability; NaN when unknown */
+  minProb: number;
+  /** the tokens the confidence was computed over */
+  nTokens: number;
+  /** draft_failed: nothing of the draft was produced, the app may send it elsewhere */
+  retrySafe: boolean;
+  /** one line per rule or check that acted, with its figures */
+  reasons: string;
+}
+
 /** An ordered, explainable set of routing rules (sipp_policy). choose() sends nothing. */
 export class Policy {
   constructor(rules: Rule[]);
   choose(candidates: Array<RouteCandidate | [Endpoint, Estimate]>,
     options?: { tags?: string[]; maxTokens?: number }): RouteChoice;
+  /** sipp_policy_check_draft on a finished run's response. Pure. */
+  checkDraft(response: Response): AuditDecision;
+  /**
+   * Draft-then-audit (sipp_route_draft_audit): the draft runs (not streamed to the caller) and
+   * is checked off the JS thread; `run` is the finished draft ('draft'), the target's started
+   * run ('escalated', with the draft in a last user message when sendDraft, the default) or
+   * the failed draft ('draft_failed', never sent elsewhere). Rejects when the draft is refused
+   * at submission (nothing was sent anywhere).
+   */
+  draftAudit(draft: Endpoint, target: Endpoint, messages: string | Message[],
+    options?: TextOptions & { sendDraft?: boolean }): Promise<{ run: Run; decision: AuditDecision }>;
 }
 
 export class Client {

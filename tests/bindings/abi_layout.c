@@ -136,6 +136,9 @@ int main(void) {
     F(sipp_route_candidate, estimate); L(sipp_route_candidate, name);
     S(sipp_route_choice); F(sipp_route_choice, index); F(sipp_route_choice, endpoint);
     F(sipp_route_choice, reasons); L(sipp_route_choice, dropped);
+    S(sipp_audit_decision); F(sipp_audit_decision, outcome); F(sipp_audit_decision, confidence);
+    F(sipp_audit_decision, min_prob); F(sipp_audit_decision, n_tokens);
+    F(sipp_audit_decision, retry_safe); L(sipp_audit_decision, reasons);
     printf("\n}\n");
     return 0;
 }

@@ -424,6 +424,43 @@ class Policy {
     const ch = native.policyChoose(this.#h, raw, tags, maxTokens);
     return { endpoint: ch.index >= 0 ? list[ch.index].endpoint : null, ...ch };
   }
+
+  /**
+   * Decides whether a finished draft stands (sipp_policy_check_draft), by the first
+   * escalate_low_confidence rule (none: the draft always stands): 'escalated' for a draft
+   * without log-probabilities or below the threshold, else 'draft'. `response`: what
+   * `await run.response` gave. Returns {outcome, confidence, minProb, nTokens, retrySafe,
+   * reasons}; confidence is NaN when unknown. Pure: nothing is sent.
+   */
+  checkDraft(response) {
+    if (response === null || typeof response !== 'object') throw new TypeError('checkDraft: a response object is required');
+    return native.policyCheckDraft(this.#h, response);
+  }
+
+  /**
+   * Draft-then-audit (sipp_route_draft_audit): runs the chat on `draft` (a local endpoint,
+   * usually) with log-probabilities and without streaming it to the caller, waits for it off
+   * the JS thread and checks it (checkDraft). Resolves to {run, decision}:
+   * 'draft': run is the finished draft; 'escalated': run is the chat on `target`, started (read
+   * it as any run), with a last user message carrying the draft when `sendDraft` (the default)
+   * and without contextKey/cacheScope when the target is remote; 'draft_failed': run is the
+   * failed draft, never sent elsewhere (decision.retrySafe says whether the app may). A draft
+   * refused at submission (busy, a bad option) rejects: nothing was sent anywhere. No stream
+   * the caller saw is ever switched.
+   */
+  async draftAudit(draft, target, messages, options = {}) {
+    if (!(draft instanceof Endpoint) || !(target instanceof Endpoint)) {
+      throw new TypeError('draftAudit: the draft and the target are Endpoints');
+    }
+    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+    if (typeof messages === 'string') messages = [{ role: 'user', content: messages }];
+    if (!Array.isArray(messages)) throw new TypeError('messages must be a string or an array');
+    const { sendDraft = true, signal, ...rest } = options;
+    const { run, decision } = await native.draftAudit(this.#h, draft.client._native(), draft._handle(),
+      target.client._native(), target._handle(), messages, textOptions(rest), Boolean(sendDraft));
+    const owner = decision.outcome === 'escalated' ? target : draft;
+    return { run: new Run(run, owner, signal), decision };
+  }
 }
 
 const LOG_LEVELS = { none: 0, error: 1, warn: 2, info: 3, debug: 4 };
@@ -519,6 +556,12 @@ class Client {
     const ep = new Endpoint(this, id, kind, h);
     this.#endpoints.set(id, ep);
     return ep;
+  }
+
+  /** The native client, for calls that keep it alive while they run (draftAudit). */
+  _native() {
+    if (this.#closed) throw sippError('closed', 'the client is closed');
+    return this.#h;
   }
 
   /** The endpoint registered under `id`, or undefined. */

@@ -1731,6 +1731,200 @@ fail:
     return NULL;
 }
 
+/* ---- routing: the draft check and draft-then-audit (sipp.h "Routing: confidence and
+ * draft-then-audit") ---------------------------------------------------------------------------- */
+
+static const char *const audit_outcomes[] = {"none", "draft", "escalated", "draft_failed"};
+
+/* {outcome, confidence, minProb, nTokens, retrySafe, reasons}: the browser client's shape. */
+static napi_value decision_object(napi_env env, const sipp_audit_decision *d) {
+    napi_value o;
+    napi_create_object(env, &o);
+    const char *name = (unsigned)d->outcome < 4 ? audit_outcomes[d->outcome] : "none";
+    set_str(env, o, "outcome", name, NAPI_AUTO_LENGTH);
+    set_num(env, o, "confidence", d->confidence);
+    set_num(env, o, "minProb", d->min_prob);
+    set_num(env, o, "nTokens", d->n_tokens);
+    set_bool(env, o, "retrySafe", d->retry_safe);
+    set_str(env, o, "reasons", d->reasons ? d->reasons : "", NAPI_AUTO_LENGTH);
+    return o;
+}
+
+/* policyCheckDraft(policy, response) -> decision. `response`: a run's response object (what
+ * `await run.response` gives: text, usage.outputTokens, logprobs [{logprob}] or null); it is
+ * read back into a successful sipp_response. */
+static napi_value js_policy_check_draft(napi_env env, napi_callback_info info) {
+    size_t argc = 2;
+    napi_value argv[2], out = NULL, v;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    sipp_policy *pol = get_external(env, argv[0]);
+    if (!pol) return NULL;
+    napi_valuetype t;
+    napi_typeof(env, argv[1], &t);
+    if (t != napi_object)
+        return napi_throw_type_error(env, NULL, "checkDraft: a response object is required"), NULL;
+    sipp_response r = {.struct_size = sizeof r, .status = SIPP_OK};
+    sipp_usage usage = {.struct_size = sizeof usage};
+    sipp_token_logprob *lps = NULL;
+    char *text = NULL;
+    if (napi_get_named_property(env, argv[1], "text", &v) == napi_ok &&
+        napi_typeof(env, v, &t) == napi_ok && t == napi_string) {
+        if (!(text = get_string(env, v, "text"))) return NULL;
+        r.text = text;
+        r.text_len = strlen(text);
+    }
+    if (napi_get_named_property(env, argv[1], "usage", &v) == napi_ok &&
+        napi_typeof(env, v, &t) == napi_ok && t == napi_object) {
+        usage.input_tokens = (uint32_t)num_prop(env, v, "inputTokens");
+        usage.output_tokens = (uint32_t)num_prop(env, v, "outputTokens");
+        usage.total_tokens = (uint32_t)num_prop(env, v, "totalTokens");
+        r.usage = &usage;
+    }
+    bool is_array = false;
+    uint32_t n = 0;
+    if (napi_get_named_property(env, argv[1], "logprobs", &v) == napi_ok)
+        napi_is_array(env, v, &is_array);
+    if (is_array) napi_get_array_length(env, v, &n);
+    if (n && !(lps = calloc(n, sizeof *lps))) {
+        free(text);
+        return napi_throw_error(env, NULL, "out of memory"), NULL;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        napi_value e;
+        napi_get_element(env, v, i, &e);
+        lps[i].logprob = (float)num_prop(env, e, "logprob");
+    }
+    r.logprobs = lps;
+    r.n_logprobs = n;
+    sipp_audit_decision d;
+    sipp_error err = new_error();
+    sipp_status st = sipp_policy_check_draft(pol, &r, &d, &err);
+    if (st != SIPP_OK) throw_sipp(env, st, &err);
+    else out = decision_object(env, &d);
+    sipp_audit_decision_free(&d);
+    free(lps);
+    free(text);
+    return out;
+fail:
+    return NULL;
+}
+
+/* A client in use by async work is freed at the end of the last one (as add_work does). */
+static void client_unpend(client_h *c) {
+    if (--c->pending_adds > 0 || !c->closed) return;
+    sipp_client_free(c->client);
+    c->client = NULL;
+    if (c->finalized) free(c);
+}
+
+typedef struct audit_work {
+    client_h *clients[2]; /* the draft's and the target's (the same one twice: counted twice) */
+    napi_ref policy;      /* keeps the policy external (and so the policy) alive */
+    sipp_policy *pol;
+    sipp_endpoint *draft, *target;
+    sipp_message *msgs;
+    char **owned;
+    uint32_t n;
+    sipp_text_params p;
+    strings keep;
+    const char *stops[SIPP_MAX_STOP_STRINGS + 1];
+    sipp_media *media;
+    bool send_draft;
+    sipp_run *run;
+    sipp_audit_decision d;
+    sipp_status status;
+    sipp_error err;
+    napi_deferred deferred;
+    napi_async_work work;
+} audit_work;
+
+static void audit_work_free(napi_env env, audit_work *w) {
+    if (w->policy) napi_delete_reference(env, w->policy);
+    sipp_audit_decision_free(&w->d);
+    messages_free(w->msgs, w->owned, w->n);
+    strings_free(&w->keep);
+    free(w->media);
+    free(w);
+}
+
+static void audit_execute(napi_env env, void *data) {
+    (void)env;
+    audit_work *w = data;
+    w->status = sipp_route_draft_audit(w->pol, w->draft, w->target, w->msgs, w->n, &w->p,
+                                       w->send_draft, &w->run, &w->d, &w->err);
+}
+
+static void audit_complete(napi_env env, napi_status status, void *data) {
+    audit_work *w = data;
+    bool closed = w->clients[0]->closed || w->clients[1]->closed;
+    if (status != napi_ok || closed) {
+        sipp_run_free(w->run); /* before its client may be freed below */
+        napi_reject_deferred(env, w->deferred,
+                             make_error(env, status != napi_ok ? SIPP_CANCELLED : SIPP_CLOSED,
+                                        status != napi_ok ? "draft-then-audit was cancelled"
+                                                          : "the client was closed during the draft",
+                                        "", 0, 0, ""));
+    } else if (w->status != SIPP_OK) {
+        napi_reject_deferred(env, w->deferred,
+                             make_error(env, w->status, w->err.message, "", 0, w->err.subcode, ""));
+    } else {
+        napi_value o, run = w->run ? wrap_run(env, w->run) : NULL;
+        napi_create_object(env, &o);
+        if (run) napi_set_named_property(env, o, "run", run);
+        napi_set_named_property(env, o, "decision", decision_object(env, &w->d));
+        napi_resolve_deferred(env, w->deferred, o);
+    }
+    client_unpend(w->clients[0]);
+    client_unpend(w->clients[1]);
+    napi_delete_async_work(env, w->work);
+    audit_work_free(env, w);
+}
+
+/* draftAudit(policy, draftClient, draftEndpoint, targetClient, targetEndpoint, messages,
+ *            options, sendDraft) -> Promise<{run, decision}>. The draft runs and is waited for
+ * on a worker (sipp_route_draft_audit), never on the JS thread. */
+static napi_value js_draft_audit(napi_env env, napi_callback_info info) {
+    size_t argc = 8;
+    napi_value argv[8], promise, name;
+    audit_work *w = NULL;
+    CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    w = calloc(1, sizeof *w);
+    if (!w) return napi_throw_error(env, NULL, "out of memory"), NULL;
+    w->err = new_error();
+    bool ok = (w->pol = get_external(env, argv[0])) != NULL &&
+              (w->clients[0] = get_external(env, argv[1])) != NULL &&
+              (w->draft = get_external(env, argv[2])) != NULL &&
+              (w->clients[1] = get_external(env, argv[3])) != NULL &&
+              (w->target = get_external(env, argv[4])) != NULL &&
+              messages_from(env, argv[5], &w->msgs, &w->owned, &w->n) &&
+              text_params_from(env, argv[6], &w->p, &w->keep, w->stops) &&
+              images_from(env, argv[6], last_user(w->msgs, w->n), &w->p, &w->media) &&
+              napi_get_value_bool(env, argv[7], &w->send_draft) == napi_ok;
+    if (ok && (w->clients[0]->closed || w->clients[1]->closed)) {
+        napi_throw(env, make_error(env, SIPP_CLOSED, "the client is closed", "", 0, 0, ""));
+        ok = false;
+    }
+    if (!ok || napi_create_reference(env, argv[0], 1, &w->policy) != napi_ok ||
+        napi_create_promise(env, &w->deferred, &promise) != napi_ok ||
+        napi_create_string_utf8(env, "sipp.draftAudit", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+        napi_create_async_work(env, NULL, name, audit_execute, audit_complete, w, &w->work) !=
+            napi_ok) {
+        audit_work_free(env, w);
+        return NULL;
+    }
+    if (napi_queue_async_work(env, w->work) != napi_ok) {
+        napi_delete_async_work(env, w->work);
+        audit_work_free(env, w);
+        return NULL;
+    }
+    w->clients[0]->pending_adds++;
+    w->clients[1]->pending_adds++;
+    return promise;
+fail:
+    free(w);
+    return NULL;
+}
+
 static void state_finalize(napi_env env, void *data, void *hint) {
     (void)hint;
     module_state *st = data;
@@ -1821,6 +2015,8 @@ NAPI_MODULE_INIT() {
         FN("setPrices", js_set_prices),
         FN("policyNew", js_policy_new),
         FN("policyChoose", js_policy_choose),
+        FN("policyCheckDraft", js_policy_check_draft),
+        FN("draftAudit", js_draft_audit),
 #undef FN
     };
     if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import ctypes
 import json
 import math
@@ -38,7 +39,8 @@ from . import _ffi
 __all__ = ["Client", "Endpoint", "Run", "Response", "Usage", "Stats", "EndpointInfo",
            "TokenLogprob", "TopLogprob", "Tool", "ToolCall", "Delta", "tool_result",
            "EngineStats", "TokenBatch", "SippError", "InvalidArgumentError", "TextOptions",
-           "set_log_level", "version", "Figure", "Estimate", "Policy", "RouteChoice"]
+           "set_log_level", "version", "Figure", "Estimate", "Policy", "RouteChoice",
+           "AuditDecision", "route_draft_audit"]
 
 # The wait slice of blocking pulls: short enough that Ctrl-C and close() are noticed quickly.
 _SLICE_MS = 200
@@ -1279,7 +1281,123 @@ class Policy(_Closing):
         finally:
             _ffi.sipp_route_choice_free(ctypes.byref(out))
 
+    def check_draft(self, draft: Union["Run", Response]) -> "AuditDecision":
+        """Decides whether a finished draft stands (sipp_policy_check_draft), by the first
+        escalate_low_confidence rule (none: the draft always stands): "draft_failed" for a failed
+        run (retry_safe when nothing of it was produced), "escalated" for a draft without
+        log-probabilities or below the threshold, else "draft". `draft`: a Run (waited for here;
+        a failed one is read as it is, without raising) or a Response. Pure: nothing is sent."""
+        if self._raw is None:
+            raise SippError("closed", "the policy is closed", status=12)
+        out = _ffi.AuditDecision()
+        err = _ffi.new_error()
+        if isinstance(draft, Run):
+            with draft._lock:
+                if draft._raw is None:
+                    raise SippError("closed", "the run was closed", status=12)
+                resp_p = ctypes.POINTER(_ffi.Response)()
+                _check(_ffi.sipp_run_wait(draft._raw, ctypes.byref(resp_p), ctypes.byref(err)),
+                       err)
+                st = _ffi.sipp_policy_check_draft(self._raw, resp_p, ctypes.byref(out),
+                                                  ctypes.byref(err))
+        elif isinstance(draft, Response):
+            raw = _response_to_c(draft)
+            st = _ffi.sipp_policy_check_draft(self._raw, ctypes.byref(raw), ctypes.byref(out),
+                                              ctypes.byref(err))
+        else:
+            raise TypeError("check_draft: a Run or a Response is required")
+        return _audit_decision(out, st, err)
+
+    def draft_audit(self, draft: Endpoint, target: Endpoint,
+                    messages: Union[str, Iterable[MessageLike]], *, send_draft: bool = True,
+                    **options: "Unpack[TextOptions]") -> "tuple[Run, AuditDecision]":
+        """Draft-then-audit (sipp_route_draft_audit): runs the chat on `draft` (a local model,
+        usually) with log-probabilities and without streaming it to the caller, waits for it and
+        checks it (check_draft), then returns (run, decision):
+        - "draft": run is the finished draft;
+        - "escalated": run is the chat on `target`, started (read it as any run); with
+          `send_draft` a last user message carries the draft and asks the target to check and
+          correct it; a remote target gets no context_key/cache_scope;
+        - "draft_failed": run is the failed draft (its result() raises); it is never sent
+          elsewhere: decision.retry_safe says whether the app may.
+        A draft refused at submission (busy, a bad option) raises SippError: nothing was sent
+        anywhere, so the app may send it elsewhere itself. No stream the caller saw is switched.
+        Blocks while the draft runs (release the GIL: other threads go on)."""
+        if self._raw is None:
+            raise SippError("closed", "the policy is closed", status=12)
+        if not isinstance(draft, Endpoint) or not isinstance(target, Endpoint):
+            raise TypeError("draft_audit: the draft and the target are Endpoints")
+        keep: list = []
+        arr, n = _messages(messages, keep)
+        p = _text_params(options, keep)
+        out = ctypes.c_void_p()
+        dec = _ffi.AuditDecision()
+        err = _ffi.new_error()
+        # one hold per client: a second read of the same guard could wait on a queued writer
+        with contextlib.ExitStack() as held:
+            for c in {id(draft.client): draft.client, id(target.client): target.client}.values():
+                held.enter_context(c._guard.read())
+            st = _ffi.sipp_route_draft_audit(self._raw, draft._ptr(), target._ptr(), arr, n,
+                                             ctypes.byref(p), bool(send_draft), ctypes.byref(out),
+                                             ctypes.byref(dec), ctypes.byref(err))
+        decision = _audit_decision(dec, st, err)
+        owner = target if decision.outcome == "escalated" else draft
+        return Run(out.value, owner), decision
+
     def close(self) -> None:
         raw, self._raw = self._raw, None
         if raw is not None:
             _ffi.sipp_policy_free(raw)
+
+
+@dataclass(frozen=True)
+class AuditDecision:
+    """What a draft check or a draft-then-audit decided (sipp_audit_decision): outcome "draft",
+    "escalated" or "draft_failed"; the draft's confidence (geometric mean token probability,
+    NaN when unknown), its least likely token's probability and the tokens counted; retry_safe
+    (draft_failed: nothing of it was produced, the app may send it elsewhere); the reasons, one
+    line per rule or check that acted with its figures."""
+    outcome: str
+    confidence: float
+    min_prob: float
+    n_tokens: int
+    retry_safe: bool
+    reasons: str
+
+
+def _audit_decision(out: Any, st: int, err: Any) -> AuditDecision:
+    """The decision in `out` (freed here); raises for a status other than OK."""
+    try:
+        _check(st, err)
+        reasons = ctypes.string_at(out.reasons).decode("utf-8", "replace") if out.reasons else ""
+        return AuditDecision(_ffi.AUDIT_OUTCOMES.get(out.outcome, "none"), out.confidence,
+                             out.min_prob, out.n_tokens, bool(out.retry_safe), reasons)
+    finally:
+        _ffi.sipp_audit_decision_free(ctypes.byref(out))
+
+
+def _response_to_c(r: Response) -> Any:
+    """A C sipp_response of a (successful) Response: what the draft check reads of it."""
+    raw = _ffi.Response()
+    raw.struct_size = ctypes.sizeof(_ffi.Response)
+    raw.status = _ffi.OK
+    text = r.text.encode()
+    raw.text_len = len(text)
+    lps = list(r.logprobs or [])
+    arr = (_ffi.TokenLogprob * max(1, len(lps)))()
+    for i, lp in enumerate(lps):
+        arr[i].logprob = lp.logprob
+    if lps:
+        raw.logprobs, raw.n_logprobs = ctypes.cast(arr, ctypes.POINTER(_ffi.TokenLogprob)), len(lps)
+    usage = _ffi.Usage(ctypes.sizeof(_ffi.Usage), r.usage.input_tokens, r.usage.output_tokens,
+                       r.usage.total_tokens)
+    raw.usage = ctypes.pointer(usage)
+    raw._keep = (arr, usage)  # type: ignore[attr-defined]
+    return raw
+
+
+def route_draft_audit(policy: Policy, draft: Endpoint, target: Endpoint,
+                      messages: Union[str, Iterable[MessageLike]], *, send_draft: bool = True,
+                      **options: "Unpack[TextOptions]") -> "tuple[Run, AuditDecision]":
+    """sipp_route_draft_audit: the same as policy.draft_audit(draft, target, messages, ...)."""
+    return policy.draft_audit(draft, target, messages, send_draft=send_draft, **options)

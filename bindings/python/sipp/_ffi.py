@@ -244,6 +244,12 @@ class RouteChoice(Structure):
                 ("dropped", c_uint64)]
 
 
+# Routing: confidence and draft-then-audit (sipp.h; docs/routing.md)
+class AuditDecision(Structure):
+    _fields_ = [("outcome", c_int), ("confidence", c_double), ("min_prob", c_double),
+                ("n_tokens", c_uint32), ("retry_safe", c_bool), ("reasons", c_void_p)]
+
+
 # ---- enums ---------------------------------------------------------------------------------
 
 OK = 0
@@ -262,6 +268,7 @@ RULE_KINDS = {"local_only_tag": 1, "skip_unavailable": 2, "fit_context": 3, "max
               "max_cost": 5, "prefer_warm": 6, "prefer_local_under_ttft": 7,
               "prefer_cheapest": 8, "escalate_low_confidence": 9}
 NO_ROUTE = 23
+AUDIT_OUTCOMES = {0: "none", 1: "draft", 2: "escalated", 3: "draft_failed"}
 
 # ---- functions -----------------------------------------------------------------------------
 
@@ -322,6 +329,12 @@ sipp_policy_free = _fn("sipp_policy_free", None, c_void_p)
 sipp_policy_choose = _fn("sipp_policy_choose", c_int, c_void_p, POINTER(RouteCandidate), c_size_t,
                          POINTER(c_char_p), c_size_t, c_uint32, POINTER(RouteChoice), ErrorP)
 sipp_route_choice_free = _fn("sipp_route_choice_free", None, POINTER(RouteChoice))
+sipp_policy_check_draft = _fn("sipp_policy_check_draft", c_int, c_void_p, POINTER(Response),
+                              POINTER(AuditDecision), ErrorP)
+sipp_route_draft_audit = _fn("sipp_route_draft_audit", c_int, c_void_p, c_endpoint_p,
+                             c_endpoint_p, POINTER(Message), c_size_t, POINTER(TextParams),
+                             c_bool, POINTER(c_run_p), POINTER(AuditDecision), ErrorP)
+sipp_audit_decision_free = _fn("sipp_audit_decision_free", None, POINTER(AuditDecision))
 
 
 # One init function per mirror (sipp.h: `sipp_status sipp_X_init(sipp_X *p, size_t size)`).

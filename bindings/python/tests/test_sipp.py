@@ -35,6 +35,7 @@ MIRRORS = {
     "sipp_media": _ffi.Media,
     "sipp_figure": _ffi.Figure, "sipp_estimate": _ffi.Estimate, "sipp_rule": _ffi.Rule,
     "sipp_route_candidate": _ffi.RouteCandidate, "sipp_route_choice": _ffi.RouteChoice,
+    "sipp_audit_decision": _ffi.AuditDecision,
     "sipp_tool": _ffi.Tool, "sipp_tool_call": _ffi.ToolCall,
     "sipp_chat_message": _ffi.ChatMessage, "sipp_delta": _ffi.Delta,
 }
@@ -437,6 +438,145 @@ def test_estimate_then_policy_keeps_a_warm_request_local(client):
         sipp.Policy([("prefer_warm", 2.0)])
     with pytest.raises(sipp.InvalidArgumentError, match="one of them"):
         story.estimate()
+
+
+# ---- routing: the draft check and draft-then-audit -----------------------------------------------
+
+
+class AuditPeer:
+    """An OpenAI-compatible peer on loopback (the C test's): mode "answer" streams "audited
+    answer", "one_token" streams "Hel" and drops the connection, "busy" answers 503. It keeps
+    the request bodies it got."""
+
+    def __init__(self, mode):
+        import http.server
+        peer = self
+        self.mode, self.bodies = mode, []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("content-length", 0))
+                peer.bodies.append(json.loads(self.rfile.read(n)))
+                if peer.mode == "busy":
+                    body = b'{"error":{"message":"overloaded","type":"x"}}'
+                    self.send_response(503)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("connection", "close")
+                self.end_headers()
+                if peer.mode == "one_token":
+                    self.wfile.write(b'data: {"choices":[{"index":0,"delta":{"content":"Hel"},'
+                                     b'"logprobs":{"content":[{"token":"Hel","logprob":-0.1,'
+                                     b'"top_logprobs":[]}]},"finish_reason":null}]}\n\n')
+                else:
+                    self.wfile.write(b'data: {"choices":[{"index":0,"delta":{"content":'
+                                     b'"audited answer"},"finish_reason":"stop"}]}\n\n'
+                                     b'data: [DONE]\n\n')
+                self.close_connection = True
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def add_to(self, c, id):
+        return c.add_provider(id, model="m", base_url=self.url, allow_private_network=True)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _content(body):
+    return "\n".join(m["content"] for m in body["messages"])
+
+
+def test_draft_audit_keeps_a_confident_draft_and_escalates_an_unsure_one(client):
+    chat = client.endpoint("chat")
+    question = "What did the cat see in the garden?"
+    draft = chat.chat(question, max_tokens=12, logprobs=True, **GREEDY).result()
+    n = len(draft.logprobs)
+    conf = math.exp(sum(t.logprob for t in draft.logprobs) / n)
+    assert n > 0 and 0 < conf < 1
+    peer = AuditPeer("answer")
+    try:
+        with sipp.Client() as c, sipp.Policy([("escalate_low_confidence", conf * 0.9)]) as lax, \
+                sipp.Policy([("escalate_low_confidence", (conf + 1) / 2)]) as strict:
+            cloud = peer.add_to(c, "cloud")
+            # the draft check on a Response and on a Run
+            d = lax.check_draft(draft)
+            assert d.outcome == "draft" and d.confidence == pytest.approx(conf, rel=1e-5)
+            assert d.n_tokens == n and "the draft stands" in d.reasons
+            assert strict.check_draft(draft).outcome == "escalated"
+            with chat.chat(question, max_tokens=12, **GREEDY) as bare:  # no log-probabilities
+                d = lax.check_draft(bare)
+                assert d.outcome == "escalated" and math.isnan(d.confidence)
+                assert "no token log-probabilities" in d.reasons
+            with sipp.Policy(["fit_context"]) as none:
+                assert none.check_draft(draft).outcome == "draft"
+
+            # confident: the draft stands, the cloud is not asked
+            opts = dict(max_tokens=12, context_key="file:garden.txt", **GREEDY)
+            run, d = lax.draft_audit(chat, cloud, question, **opts)
+            with run:
+                assert d.outcome == "draft" and d.confidence == pytest.approx(conf, rel=1e-5)
+                assert run.result().text == draft.text
+            assert peer.bodies == []
+            # unsure: the question and the draft go to the cloud; only its answer is read
+            run, d = sipp.route_draft_audit(strict, chat, cloud, question, **opts)
+            with run:
+                assert d.outcome == "escalated"
+                assert "escalated to the target with the draft" in d.reasons
+                assert "".join(run) == "audited answer" and run.result().text == "audited answer"
+            assert len(peer.bodies) == 1
+            sent = _content(peer.bodies[0])
+            assert question in sent and "Draft:\n" + draft.text in sent
+            assert "garden.txt" not in json.dumps(peer.bodies[0])  # no local cache hint
+            # without the draft: the question only
+            run, d = strict.draft_audit(chat, cloud, [("user", question)], send_draft=False,
+                                        **opts)
+            with run:
+                assert run.result().text == "audited answer"
+            assert "(question only)" in d.reasons and "Draft:" not in _content(peer.bodies[1])
+    finally:
+        peer.close()
+
+
+def test_draft_audit_never_switches_a_stream():
+    """A draft that fails after its first token comes back failed and is not sent to the
+    target; one refused before any token is not sent either (retry_safe: the app may)."""
+    broken, busy, target = AuditPeer("one_token"), AuditPeer("busy"), AuditPeer("answer")
+    try:
+        with sipp.Client() as c, sipp.Policy([("escalate_low_confidence", 0.99)]) as pol:
+            b, rf, t = broken.add_to(c, "broken"), busy.add_to(c, "busy"), target.add_to(c, "t")
+            run, d = pol.draft_audit(b, t, "hi", max_tokens=8)
+            with run:
+                assert d.outcome == "draft_failed" and not d.retry_safe
+                with pytest.raises(sipp.SippError):
+                    run.result()
+                assert pol.check_draft(run).outcome == "draft_failed"  # a failed Run, read as is
+            run, d = pol.draft_audit(rf, t, "hi", max_tokens=8)
+            with run:
+                assert d.outcome == "draft_failed" and d.retry_safe
+                assert "before any output token" in d.reasons
+            assert target.bodies == []  # Sipp moved nothing
+            # refused at submission: an error, nothing sent anywhere
+            with pytest.raises(sipp.InvalidArgumentError):
+                pol.draft_audit(b, t, "hi", max_tokens=0)
+            with pytest.raises(TypeError):
+                pol.check_draft("not a response")
+            assert target.bodies == [] and len(broken.bodies) == 1
+    finally:
+        for p in (broken, busy, target):
+            p.close()
 
 
 # ---- provider endpoint against a real peer -------------------------------------------------------

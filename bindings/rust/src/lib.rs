@@ -1794,6 +1794,131 @@ impl Policy {
     }
 }
 
+/// What a draft check or a draft-then-audit decided (`sipp_audit_outcome`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditOutcome {
+    /// The draft stands: confident enough, or the policy has no confidence rule.
+    Draft,
+    /// The draft was unsure (or had no log-probabilities): the request went to the target.
+    Escalated,
+    /// The draft failed; it is never sent elsewhere ([`AuditDecision::retry_safe`]: the app may).
+    DraftFailed,
+}
+
+/// The decision of [`Policy::check_draft`] / [`Policy::draft_audit`] (`sipp_audit_decision`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditDecision {
+    /// what was decided
+    pub outcome: AuditOutcome,
+    /// the draft's geometric mean token probability; NaN when unknown
+    pub confidence: f64,
+    /// its least likely token's probability; NaN when unknown
+    pub min_prob: f64,
+    /// the tokens the confidence was computed over
+    pub n_tokens: u32,
+    /// DraftFailed: nothing of the draft was produced, the app may send it elsewhere
+    pub retry_safe: bool,
+    /// one line per rule or check that acted, with its figures
+    pub reasons: String,
+}
+
+fn new_decision() -> sys::sipp_audit_decision {
+    sys::sipp_audit_decision { outcome: 0, confidence: f64::NAN, min_prob: f64::NAN, n_tokens: 0,
+                               retry_safe: false, reasons: ptr::null_mut() }
+}
+
+/// The decision in `d` (freed here), or the error of `st`.
+fn take_decision(st: sys::sipp_status, d: &mut sys::sipp_audit_decision, err: &sys::sipp_error)
+                 -> Result<AuditDecision> {
+    let reasons = c_string(d.reasons);
+    let out = AuditDecision {
+        outcome: match d.outcome { 2 => AuditOutcome::Escalated, 3 => AuditOutcome::DraftFailed,
+                                   _ => AuditOutcome::Draft },
+        confidence: d.confidence, min_prob: d.min_prob, n_tokens: d.n_tokens,
+        retry_safe: d.retry_safe, reasons,
+    };
+    // SAFETY: frees what the library allocated in `d`
+    unsafe { sys::sipp_audit_decision_free(d) };
+    check(st, err)?;
+    Ok(out)
+}
+
+impl Policy {
+    /// Decides whether a finished draft stands (`sipp_policy_check_draft`), by the first
+    /// [`Rule::EscalateLowConfidence`] (none: the draft always stands): Escalated for a draft
+    /// without log-probabilities or below the threshold, else Draft. Pure: nothing is sent.
+    pub fn check_draft(&self, draft: &Response) -> Result<AuditDecision> {
+        let lps: Vec<sys::sipp_token_logprob> = draft.logprobs.iter().map(|t| sys::sipp_token_logprob {
+            token: ptr::null(), token_len: 0, logprob: t.logprob, top: ptr::null(), n_top: 0,
+        }).collect();
+        let usage = sys::sipp_usage { struct_size: mem::size_of::<sys::sipp_usage>() as u32,
+                                      input_tokens: draft.usage.input_tokens,
+                                      output_tokens: draft.usage.output_tokens,
+                                      total_tokens: draft.usage.total_tokens };
+        // SAFETY: a plain C struct: all zero is a valid value (null pointers, zero counts)
+        let mut r: sys::sipp_response = unsafe { mem::zeroed() };
+        r.struct_size = mem::size_of::<sys::sipp_response>() as u32;
+        r.status = sys::SIPP_OK;
+        let text = CString::new(draft.text.replace('\0', "")).unwrap_or_default(); // NUL-terminated
+        r.text = text.as_ptr();
+        r.text_len = text.as_bytes().len();
+        r.usage = &usage;
+        if !lps.is_empty() {
+            r.logprobs = lps.as_ptr();
+            r.n_logprobs = lps.len();
+        }
+        let mut d = new_decision();
+        let mut err = new_error();
+        // SAFETY: r and what it points at live until the call returns
+        let st = unsafe { sys::sipp_policy_check_draft(self.raw, &r, &mut d, &mut err) };
+        take_decision(st, &mut d, &err)
+    }
+
+    /// [`Policy::check_draft`] on a run: waits for its end (reading the rest of its stream) and
+    /// checks its response as it is, a failed run included (DraftFailed, with retry_safe).
+    pub fn check_draft_run(&self, draft: &mut Run) -> Result<AuditDecision> {
+        let _ = draft.wait(); // a failed run is what is checked, not an error here
+        let mut resp: *const sys::sipp_response = ptr::null();
+        let mut err = new_error();
+        // SAFETY: the run ended; wait returns at once with a pointer valid until its free,
+        // and &mut Run keeps it alive and unread by others during the check.
+        check(unsafe { sys::sipp_run_wait(draft.inner.raw, &mut resp, &mut err) }, &err)?;
+        let mut d = new_decision();
+        let st = unsafe { sys::sipp_policy_check_draft(self.raw, resp, &mut d, &mut err) };
+        take_decision(st, &mut d, &err)
+    }
+
+    /// Draft-then-audit (`sipp_route_draft_audit`): runs the chat on `draft` (a local model,
+    /// usually) with log-probabilities and without streaming it to the caller, waits for it
+    /// (blocking this thread) and checks it ([`Policy::check_draft`]), then returns the run and
+    /// the decision:
+    /// - Draft: the run is the finished draft;
+    /// - Escalated: the run is the chat on `target`, started (read it as any run); with
+    ///   `send_draft` a last user message carries the draft and asks the target to check and
+    ///   correct it; a remote target gets no context_key/cache_scope;
+    /// - DraftFailed: the run is the failed draft, never sent elsewhere (retry_safe: the app may).
+    ///
+    /// A draft refused at submission (busy, a bad option) is an `Err`: nothing was sent
+    /// anywhere, so the app may send it elsewhere itself. No stream the caller saw is switched.
+    pub fn draft_audit(&self, draft: &Endpoint<'_>, target: &Endpoint<'_>, messages: &[Message],
+                       options: &TextOptions, send_draft: bool) -> Result<(Run, AuditDecision)> {
+        let p = options.to_c(last_user(messages))?;
+        let (cmsgs, _strings) = c_messages(messages)?;
+        let mut raw = ptr::null_mut();
+        let mut d = new_decision();
+        let mut err = new_error();
+        // SAFETY: the messages and params live until the call returns (the library copies
+        // them); both endpoints are borrowed from live clients.
+        let st = unsafe {
+            sys::sipp_route_draft_audit(self.raw, draft.raw, target.raw, cmsgs.as_ptr(), cmsgs.len(),
+                                        &p.params, send_draft, &mut raw, &mut d, &mut err)
+        };
+        let decision = take_decision(st, &mut d, &err)?;
+        Ok((Run { inner: Arc::new(RunInner { raw }), finished: false, outcome: None,
+                  error_taken: false }, decision))
+    }
+}
+
 impl Drop for Policy {
     fn drop(&mut self) {
         // SAFETY: owned; no borrow of it outlives self

@@ -294,6 +294,17 @@ pub struct sipp_policy {
     _private: [u8; 0],
 }
 
+/// Routing: confidence and draft-then-audit (sipp.h, issue 20).
+#[repr(C)]
+pub struct sipp_audit_decision {
+    pub outcome: c_int,
+    pub confidence: f64,
+    pub min_prob: f64,
+    pub n_tokens: u32,
+    pub retry_safe: bool,
+    pub reasons: *mut c_char,
+}
+
 #[repr(C)]
 pub struct sipp_client {
     _private: [u8; 0],
@@ -380,4 +391,14 @@ extern "C" {
                               max_tokens: u32, out: *mut sipp_route_choice,
                               err: *mut sipp_error) -> sipp_status;
     pub fn sipp_route_choice_free(choice: *mut sipp_route_choice);
+    pub fn sipp_policy_check_draft(policy: *const sipp_policy, draft: *const sipp_response,
+                                   out: *mut sipp_audit_decision,
+                                   err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_route_draft_audit(policy: *const sipp_policy, draft_ep: *mut sipp_endpoint,
+                                  target_ep: *mut sipp_endpoint, messages: *const sipp_message,
+                                  n_messages: usize, params: *const sipp_text_params,
+                                  send_draft: bool, out: *mut *mut sipp_run,
+                                  decision: *mut sipp_audit_decision,
+                                  err: *mut sipp_error) -> sipp_status;
+    pub fn sipp_audit_decision_free(decision: *mut sipp_audit_decision);
 }

@@ -127,6 +127,7 @@ fn mirrors() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
         mirror!(sipp_rule { kind, value, tag }),
         mirror!(sipp_route_candidate { endpoint, estimate, name }),
         mirror!(sipp_route_choice { index, endpoint, reasons, dropped }),
+        mirror!(sipp_audit_decision { outcome, confidence, min_prob, n_tokens, retry_safe, reasons }),
     ]);
     v
 }
