@@ -217,8 +217,8 @@ static void observe_tokens(gw_req *r, uint32_t n) {
 bool sipp__gw_delta_mode(const gw_req *r) {
     const gw_call *c = &r->call;
     if (c->op != GW_OP_CHAT || c->logprobs || !sipp__gw_codec(r->prof)->stream_delta) return false;
-    return c->n_tools > 0 || (r->prof == GW_PROFILE_OPENAI &&
-                              r->tgt->cfg->type == SIPP__GW_LOCAL);
+    if (c->n_tools > 0 || (r->prof == GW_PROFILE_SIPP && c->reasoning_asked)) return true;
+    return r->prof == GW_PROFILE_OPENAI && r->tgt->cfg->type == SIPP__GW_LOCAL;
 }
 
 sipp_status sipp__gw_pull_delta(gw_req *r, sipp_delta *d, bool *done) {

@@ -235,6 +235,7 @@ int sipp__gw_decode_reasoning(gw_call *c, gw_op op, const char *key, json_t *v, 
         return 0;
     if (json_is_null(v)) return 1;
     if (!json_is_string(v)) return bad_at(msg, cap, param, pcap, key, "must be a string");
+    c->reasoning_asked = true;
     const char *s = json_string_value(v);
     if (strcmp(s, openai ? "auto" : "separate") == 0 || (openai && strcmp(s, "deepseek") == 0))
         c->reasoning_mode = SIPP_REASONING_SEPARATE;

@@ -77,6 +77,9 @@ typedef struct gw_call {
     const char *tool_choice_name;
     bool no_parallel_tool_calls; /* parallel_tool_calls: false */
     sipp_reasoning_mode reasoning_mode; /* OpenAI reasoning_format, Sipp reasoning_mode */
+    /* issue 18: the request named its reasoning mode: a Sipp-profile stream then carries
+     * `reasoning` events (a Sipp gateway endpoint always names it) */
+    bool reasoning_asked;
 } gw_call;
 
 /* Adds one image to `c` from a data: URL (OpenAI's image_url parts; the Messages profile's
