@@ -181,6 +181,7 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
     tp.tool_choice_name = c->tool_choice_name;
     tp.parallel_tool_calls = !c->no_parallel_tool_calls;
     tp.reasoning_mode = c->reasoning_mode;
+    tp.reasoning_budget = c->budget_set ? c->reasoning_budget : -1;
     sipp_status st = c->op != GW_OP_CHAT ? sipp_query(ep, c->prompt, &tp, &r->run, err)
                      : c->chat ? sipp_chat_ex(ep, c->chat, c->n_messages, &tp, &r->run, err)
                                : sipp_chat(ep, c->messages, c->n_messages, &tp, &r->run, err);

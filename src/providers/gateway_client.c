@@ -68,6 +68,8 @@ static sipp_status build_text(const sipp__remote *rm, const char *prompt,
                             json_string(p->reasoning_mode == SIPP_REASONING_INLINE ? "inline"
                                         : p->reasoning_mode == SIPP_REASONING_DROP ? "drop"
                                                                                    : "separate"));
+    if (st == SIPP_OK && messages && p->reasoning_budget != -1)
+        json_object_set_new(*body, "reasoning_budget", json_integer(p->reasoning_budget));
     if (st == SIPP_OK && p->logprobs) { /* issue 18: the gateway protocol's fields */
         json_object_set_new(*body, "logprobs", json_true());
         if (p->top_logprobs)
@@ -236,7 +238,7 @@ static sipp_status read_embedding(sipp__remote_run *rr, json_t *j, float **vec, 
 
 /* issue 18: the tool fields are typed (extra_json keeps whatever else it set before) */
 static const char *const own_fields[] = {"tools", "tool_choice", "parallel_tool_calls",
-                                         "reasoning_mode", NULL};
+                                         "reasoning_mode", "reasoning_budget", NULL};
 
 const sipp__dialect sipp__dialect_gateway = {
     .name = "gateway",

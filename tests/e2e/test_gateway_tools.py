@@ -513,3 +513,53 @@ def test_gateway_endpoint_reasoning_separated(gw, sipp_py):
         with ep.chat(ASK, temperature=1, max_tokens=12, reasoning="drop") as run:
             r = run.result()
         assert r.text == "" and r.reasoning == "", r
+
+
+# ---- reasoning budget ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path,extra", [
+    ("/v1/chat/completions", {"reasoning_budget": 0}),
+    ("/v1/chat/completions", {"chat_template_kwargs": {"enable_thinking": False}}),
+    ("/v1/chat", {"reasoning_budget": 0}),
+])
+def test_reasoning_budget_zero_closes_the_thinking(gw, path, extra):
+    """QwQ's generation prompt opens <think>: unlimited, random weights write only reasoning;
+    with budget 0 (or llama-server's enable_thinking false) llama.cpp's reasoning-budget sampler
+    closes the block at once and what follows is the answer's text."""
+    body = {"model": "qwq", "messages": ASK, "temperature": 1, "max_tokens": 12}
+    st, _, b = gw.post(path, dict(body, **extra))
+    assert st == 200, b
+    if path == "/v1/chat":
+        assert b["text"].strip() and "reasoning" not in b and "</think>" not in b["text"], b
+    else:
+        m = b["choices"][0]["message"]
+        assert m["content"].strip() and not m.get("reasoning_content"), m
+        assert "</think>" not in m["content"]
+
+
+@pytest.mark.parametrize("path,extra,code", [
+    ("/v1/chat", {"reasoning_budget": -2}, "invalidrequest"),
+    ("/v1/chat", {"reasoning_budget": "none"}, "invalid_json"),
+    ("/v1/chat/completions", {"chat_template_kwargs": {"foo": 1}}, "invalidrequest"),
+    ("/v1/chat/completions", {"chat_template_kwargs": {"enable_thinking": "no"}}, "invalid_json"),
+])
+def test_reasoning_budget_bad_input(gw, path, extra, code):
+    st, _, b = gw.post(path, dict({"model": "qwq", "messages": ASK, "max_tokens": 4}, **extra))
+    assert st == 400 and error_of(b) == code, b
+    assert list(extra)[0] in json.dumps(b), b
+
+
+def test_gateway_endpoint_reasoning_budget(gw, sipp_py):
+    """A gateway endpoint passes reasoning_budget on: 0 closes QwQ's thinking behind the
+    gateway; N > 0 on a template without a reasoning block (Qwen 2.5) is unsupported there."""
+    sipp = sipp_py
+    with sipp.Client() as client:
+        ep = gw_endpoint(client, gw, "qwq")
+        with ep.chat(ASK, temperature=1, max_tokens=12, reasoning_budget=0) as run:
+            r = run.result()
+        assert r.text.strip() and r.reasoning == "", r
+        ep = gw_endpoint(client, gw, "qwen")
+        with pytest.raises(sipp.SippError) as e:
+            with ep.chat(ASK, max_tokens=4, reasoning_budget=5) as run:
+                run.result()
+        assert "reasoning_budget" in str(e.value)
