@@ -612,6 +612,39 @@ static void gateway_arguments_that_are_not_json_are_an_error(void **state) {
     json_decref(last_body(f));
 }
 
+/* The reasoning budget: a gateway endpoint passes it on; a provider cannot enforce one
+ * (UNSUPPORTED naming it, nothing sent); a query has none. */
+static void reasoning_budget_on_remote_endpoints(void **state) {
+    fixture *f = *state;
+    sipp_endpoint *gw = gateway(f, "gw", "tools");
+    sipp_chat_message m[] = {{.role = "user", .content = "Weather and time?"}};
+    sipp_text_params p = tool_params(SIPP_TOOL_CHOICE_AUTO);
+    p.reasoning_budget = 0;
+    collected c;
+    const sipp_response *r;
+    sipp_run *run = chat(gw, m, 1, &p, &c, &r);
+    assert_int_equal(r->status, SIPP_OK);
+    sipp_run_free(run);
+    json_t *b = last_body(f);
+    assert_int_equal(json_integer_value(json_object_get(b, "reasoning_budget")), 0);
+    json_decref(b);
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    p.n_tools = 0;
+    assert_int_equal(sipp_query(gw, "hi", &p, &run, &err), SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "reasoning_budget"));
+    const sipp_provider_kind kinds[] = {SIPP_PROVIDER_OPENAI, SIPP_PROVIDER_ANTHROPIC};
+    for (int i = 0; i < 2; i++) {
+        sipp_endpoint *ep = provider(f, "oai", kinds[i], "tools");
+        p.reasoning_budget = 100;
+        assert_int_equal(sipp_chat_ex(ep, m, 1, &p, &run, &err), SIPP_UNSUPPORTED);
+        assert_non_null(strstr(err.message, "reasoning_budget"));
+    }
+    p.reasoning_budget = -2;
+    assert_int_equal(sipp_chat_ex(gw, m, 1, &p, &run, &err), SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "reasoning_budget"));
+}
+
 /* ---- OpenAI-compatible: the real llama-server ------------------------------------------ */
 
 static void llama_server_call_and_round_trip(void **state) {
@@ -725,6 +758,7 @@ int main(void) {
         cmocka_unit_test(gateway_tools_out_and_calls_in),
         cmocka_unit_test(gateway_round_trip_and_named_choice),
         cmocka_unit_test(gateway_arguments_that_are_not_json_are_an_error),
+        cmocka_unit_test(reasoning_budget_on_remote_endpoints),
         cmocka_unit_test(llama_server_call_and_round_trip),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
