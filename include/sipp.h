@@ -719,6 +719,15 @@ typedef struct sipp_text_params {
     /** Optional: every streamed piece (content, reasoning, tool-call deltas) in order. */
     sipp_delta_fn on_delta;
     void *delta_user_data;
+    /* ---- reasoning budget (issue 18). Appended: callers built with an older header get an
+     * unlimited budget. ---- */
+    /** A thinking model's reasoning, in tokens: -1 = unlimited (default); 0 = no thinking (a
+     *  template that reads `enable_thinking`, such as Qwen3's, renders the thinking closed; the
+     *  sampler closes any block the model opens); N > 0 = at most N tokens, then llama.cpp's
+     *  reasoning-budget sampler forces the end tag. Chat only. UNSUPPORTED when N > 0 and the
+     *  model's template has no reasoning block, and on provider endpoints (a Sipp gateway
+     *  endpoint passes it on). Below -1 is INVALID_ARGUMENT. Since 0.1. */
+    int32_t reasoning_budget;
 } sipp_text_params;
 
 /** Default text options (see sipp_error_init() for the contract). Since 0.1. */

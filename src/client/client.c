@@ -445,6 +445,10 @@ sipp_status sipp_query(sipp_endpoint *ep, const char *prompt, const sipp_text_pa
     if (st != SIPP_OK) return st;
     if (p.n_tools)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "query: tools are for chat");
+    if (p.reasoning_budget != -1)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "query: reasoning_budget is for chat (the chat template knows the "
+                          "reasoning block)");
     if ((st = sipp__endpoint_enter(ep, err)) != SIPP_OK) return st;
     if (ep->kind == ENDPOINT_REMOTE)
         st = sipp__remote_submit_text(ep->remote, prompt, NULL, 0, NULL, &p, out, err);

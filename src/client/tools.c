@@ -84,6 +84,10 @@ sipp_status sipp__tools_check(const sipp_text_params *p, sipp_error *err) {
     if ((unsigned)p->reasoning_mode > SIPP_REASONING_DROP)
         return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0, "reasoning_mode: unknown value %d",
                           (int)p->reasoning_mode);
+    if (p->reasoning_budget < -1)
+        return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                          "reasoning_budget: %d (-1 = unlimited, 0 = no thinking, N = tokens)",
+                          (int)p->reasoning_budget);
     size_t schema_bytes = 0;
     for (size_t i = 0; i < p->n_tools; i++) {
         const sipp_tool *t = &p->tools[i];

@@ -68,15 +68,18 @@ static sipp_status tokenize(sipp__engine *e, const char *text, uint32_t limit, l
     return SIPP_OK;
 }
 
-/* `chat_grammar` (a chat's tool-call grammar, or NULL) goes first in the chain, which owns it
- * from here on, even on failure. */
+/* `chat_grammar` (a chat's tool-call grammar, or NULL) goes first in the chain, then `budget`
+ * (llama.cpp's reasoning-budget sampler, or NULL); the chain owns both from here on, even on
+ * failure. */
 static struct llama_sampler *build_sampler(sipp__engine *e, const sipp_text_params *p,
                                            const char *grammar,
-                                           struct llama_sampler *chat_grammar, sipp_error *err) {
+                                           struct llama_sampler *chat_grammar,
+                                           struct llama_sampler *budget, sipp_error *err) {
     struct llama_sampler_chain_params cp = llama_sampler_chain_default_params();
     cp.no_perf = true;
     struct llama_sampler *chain = llama_sampler_chain_init(cp);
     if (chat_grammar) llama_sampler_chain_add(chain, chat_grammar);
+    if (budget) llama_sampler_chain_add(chain, budget);
     if (grammar) {
         struct llama_sampler *g = llama_sampler_init_grammar(e->vocab, grammar, "root");
         if (!g) {
@@ -224,9 +227,10 @@ static sipp_status submit_text(sipp__engine *e, const char *prompt, const sipp_t
                         j->n_tokens, e->n_ctx_seq);
     if (st == SIPP_OK) {
         struct llama_sampler *chat_grammar = pr ? pr->grammar : NULL;
-        if (pr) pr->grammar = NULL;
+        struct llama_sampler *budget = pr ? pr->budget : NULL;
+        if (pr) pr->grammar = pr->budget = NULL;
         j->sampler = build_sampler(e, p, from_schema ? from_schema : p->grammar,
-                                   chat_grammar, err);
+                                   chat_grammar, budget, err);
         if (!j->sampler) st = err ? err->code : SIPP_INVALID_ARGUMENT;
     }
     free(from_schema);

@@ -16,6 +16,7 @@
 
 #include "chat.h"
 #include "json-schema-to-grammar.h"
+#include "reasoning-budget.h"
 #include "json.h"
 #include "llama.h"
 
@@ -279,6 +280,7 @@ extern "C" void sipp__chat_prepared_free(sipp__chat_prepared *pr) {
     if (!pr) return;
     std::free(pr->prompt);
     if (pr->grammar) llama_sampler_free(pr->grammar);
+    if (pr->budget) llama_sampler_free(pr->budget);
     for (size_t i = 0; i < pr->n_stops; i++) std::free(pr->stops[i]);
     std::free(pr->stops);
     std::free(pr->preserved);
@@ -351,6 +353,37 @@ static llama_sampler *build_chat_grammar(const llama_vocab *vocab, const common_
     return g;
 }
 
+// The reasoning budget (issue 18) as llama-server sets it up: llama.cpp's reasoning-budget
+// sampler between the template's thinking start tag and its end tags, forcing the first end tag
+// once `budget` tokens of reasoning were written (at once for 0), the generation prompt accepted
+// first (a template may open the block itself). A template without a reasoning block: budget 0
+// has nothing to close (or the template closed it: enable_thinking); N > 0 cannot be enforced.
+static sipp_status build_budget(const llama_vocab *vocab, const common_chat_params &cp,
+                                int32_t budget, bool thinking, llama_sampler **out,
+                                char *errbuf, size_t errcap) {
+    std::vector<llama_tokens> ends;
+    for (const auto &tag : cp.thinking_end_tags)
+        if (!tag.empty()) ends.push_back(common_tokenize(vocab, tag, false, true));
+    if (cp.thinking_start_tag.empty() || ends.empty()) {
+        if (budget == 0 || !thinking) return SIPP_OK;
+        set_err(errbuf, errcap,
+                "reasoning_budget: the model's chat template has no reasoning block to budget");
+        return SIPP_UNSUPPORTED;
+    }
+    llama_tokens start = common_tokenize(vocab, cp.thinking_start_tag, false, true);
+    *out = common_reasoning_budget_init(vocab, {start}, ends, ends.front(), budget);
+    if (!*out) throw std::bad_alloc();
+    std::vector<llama_token> pre = common_tokenize(vocab, cp.generation_prompt, false, true);
+    for (size_t i = 0; i < pre.size(); i++) {
+        std::string piece = common_token_to_piece(vocab, pre[i], true);
+        if (i == 0 && !piece.empty() && std::isspace((unsigned char)piece[0]) &&
+            !std::isspace((unsigned char)cp.generation_prompt[0]))
+            continue;
+        llama_sampler_accept(*out, pre[i]);
+    }
+    return SIPP_OK;
+}
+
 extern "C" sipp_status sipp__chat_prepare(sipp__chat_templates *t, const llama_vocab *vocab,
                                           const sipp_chat_message *messages, size_t n,
                                           const sipp_text_params *p, sipp__chat_prepared *out,
@@ -409,6 +442,9 @@ extern "C" sipp_status sipp__chat_prepare(sipp__chat_templates *t, const llama_v
                                   : COMMON_REASONING_FORMAT_AUTO;
         in.add_generation_prompt = true;
         in.use_jinja = true;
+        // reasoning budget 0: templates that read enable_thinking (Qwen3) render it closed
+        if (p->reasoning_budget == 0 && common_chat_templates_support_enable_thinking(t->ptr.get()))
+            in.enable_thinking = false;
         common_chat_params cp = common_chat_templates_apply(t->ptr.get(), in);
 
         auto *ps = new sipp__chat_parser;
@@ -442,6 +478,14 @@ extern "C" sipp_status sipp__chat_prepare(sipp__chat_templates *t, const llama_v
                 out->stops[out->n_stops] = dup_string(s);
                 if (!out->stops[out->n_stops]) throw std::bad_alloc();
                 out->n_stops++;
+            }
+        }
+        if (p->reasoning_budget >= 0) {
+            sipp_status bst = build_budget(vocab, cp, p->reasoning_budget, in.enable_thinking,
+                                           &out->budget, errbuf, errcap);
+            if (bst != SIPP_OK) {
+                sipp__chat_prepared_free(out);
+                return bst;
             }
         }
         if (!cp.grammar.empty() && !cp.grammar_lazy &&

@@ -49,6 +49,9 @@ typedef struct sipp__chat_prepared {
     int32_t *preserved;            /* tokens whose text the parser must see (special tokens) */
     size_t n_preserved;
     sipp__chat_parser *parser;
+    /* issue 18: llama.cpp's reasoning-budget sampler (reasoning_budget >= 0 on a template with
+     * a reasoning block), the generation prompt already accepted; or NULL */
+    struct llama_sampler *budget;
 } sipp__chat_prepared;
 
 /* Renders `messages` with `p`'s tools, tool choice and reasoning mode and builds the grammar

@@ -181,6 +181,7 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
     tp.tool_choice_name = c->tool_choice_name;
     tp.parallel_tool_calls = !c->no_parallel_tool_calls;
     tp.reasoning_mode = c->reasoning_mode;
+    tp.reasoning_budget = c->budget_set ? c->reasoning_budget : -1;
     sipp_status st = c->op != GW_OP_CHAT ? sipp_query(ep, c->prompt, &tp, &r->run, err)
                      : c->chat ? sipp_chat_ex(ep, c->chat, c->n_messages, &tp, &r->run, err)
                                : sipp_chat(ep, c->messages, c->n_messages, &tp, &r->run, err);
@@ -217,8 +218,8 @@ static void observe_tokens(gw_req *r, uint32_t n) {
 bool sipp__gw_delta_mode(const gw_req *r) {
     const gw_call *c = &r->call;
     if (c->op != GW_OP_CHAT || c->logprobs || !sipp__gw_codec(r->prof)->stream_delta) return false;
-    return c->n_tools > 0 || (r->prof == GW_PROFILE_OPENAI &&
-                              r->tgt->cfg->type == SIPP__GW_LOCAL);
+    if (c->n_tools > 0 || (r->prof == GW_PROFILE_SIPP && c->reasoning_asked)) return true;
+    return r->prof == GW_PROFILE_OPENAI && r->tgt->cfg->type == SIPP__GW_LOCAL;
 }
 
 sipp_status sipp__gw_pull_delta(gw_req *r, sipp_delta *d, bool *done) {

@@ -43,7 +43,8 @@ static bool decode(gw_op op, json_t *root, gw_call *c, char *msg, size_t cap, ch
         } else if ((r = sipp__gw_decode_logprobs(c, op, k, v, false, msg, cap, param, pcap)) != 0 ||
                    (r = sipp__gw_decode_schema(c, op, k, v, false, msg, cap, param, pcap)) != 0 ||
                    (r = sipp__gw_decode_tools(c, op, k, v, false, msg, cap, param, pcap)) != 0 ||
-                   (r = sipp__gw_decode_reasoning(c, op, k, v, false, msg, cap, param, pcap)) != 0) {
+                   (r = sipp__gw_decode_reasoning(c, op, k, v, false, msg, cap, param, pcap)) != 0 ||
+                   (r = sipp__gw_decode_budget(c, op, k, v, false, msg, cap, param, pcap)) != 0) {
             if (r < 0) return false;
         } else if (sipp__gw_is_local_only(k)) {
             sipp__gw_invalid(c, k,

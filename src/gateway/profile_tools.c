@@ -18,6 +18,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "profiles.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +236,7 @@ int sipp__gw_decode_reasoning(gw_call *c, gw_op op, const char *key, json_t *v, 
         return 0;
     if (json_is_null(v)) return 1;
     if (!json_is_string(v)) return bad_at(msg, cap, param, pcap, key, "must be a string");
+    c->reasoning_asked = true;
     const char *s = json_string_value(v);
     if (strcmp(s, openai ? "auto" : "separate") == 0 || (openai && strcmp(s, "deepseek") == 0))
         c->reasoning_mode = SIPP_REASONING_SEPARATE;
@@ -245,6 +247,39 @@ int sipp__gw_decode_reasoning(gw_call *c, gw_op op, const char *key, json_t *v, 
     else
         sipp__gw_invalid(c, key, "'%s' must be %s", key,
                          openai ? "auto, deepseek, none or drop" : "separate, inline or drop");
+    return 1;
+}
+
+int sipp__gw_decode_budget(gw_call *c, gw_op op, const char *key, json_t *v, bool openai,
+                           char *msg, size_t cap, char *param, size_t pcap) {
+    if (op != GW_OP_CHAT) return 0;
+    if (strcmp(key, "reasoning_budget") == 0) {
+        if (json_is_null(v)) return 1;
+        if (!json_is_integer(v)) return bad_at(msg, cap, param, pcap, key, "must be an integer");
+        json_int_t n = json_integer_value(v);
+        if (n < -1 || n > INT32_MAX)
+            sipp__gw_invalid(c, key, "'%s' must be -1 (unlimited), 0 (no thinking) or a number "
+                                     "of tokens", key);
+        c->budget_set = true;
+        c->reasoning_budget = (int32_t)(n < -1 || n > INT32_MAX ? -1 : n);
+        return 1;
+    }
+    if (!openai || strcmp(key, "chat_template_kwargs") != 0) return 0;
+    if (json_is_null(v)) return 1;
+    if (!json_is_object(v)) return bad_at(msg, cap, param, pcap, key, "must be an object");
+    const char *k;
+    json_t *x;
+    json_object_foreach(v, k, x) {
+        if (strcmp(k, "enable_thinking") != 0) {
+            sipp__gw_invalid(c, key, "'%s.%.40s' is not taken: the gateway passes only "
+                                     "enable_thinking to the template", key, k);
+        } else if (!json_is_boolean(x)) {
+            return bad_at(msg, cap, param, pcap, key, "enable_thinking must be a boolean");
+        } else if (!c->budget_set || json_is_false(x)) {
+            c->budget_set = true;
+            c->reasoning_budget = json_is_false(x) ? 0 : -1;
+        }
+    }
     return 1;
 }
 

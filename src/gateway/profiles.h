@@ -77,6 +77,13 @@ typedef struct gw_call {
     const char *tool_choice_name;
     bool no_parallel_tool_calls; /* parallel_tool_calls: false */
     sipp_reasoning_mode reasoning_mode; /* OpenAI reasoning_format, Sipp reasoning_mode */
+    /* issue 18: the request named its reasoning mode: a Sipp-profile stream then carries
+     * `reasoning` events (a Sipp gateway endpoint always names it) */
+    bool reasoning_asked;
+    /* issue 18: the reasoning budget (`reasoning_budget`; OpenAI also llama-server's
+     * chat_template_kwargs.enable_thinking false = 0), when budget_set; else unlimited */
+    bool budget_set;
+    int32_t reasoning_budget;
 } gw_call;
 
 /* Adds one image to `c` from a data: URL (OpenAI's image_url parts; the Messages profile's
@@ -262,6 +269,12 @@ enum { SIPP__GW_TOOLS_SIPP, SIPP__GW_TOOLS_OPENAI, SIPP__GW_TOOLS_ANTHROPIC };
  * as sipp__gw_decode_tools; an unknown value goes to call->invalid. */
 int sipp__gw_decode_reasoning(gw_call *c, gw_op op, const char *key, json_t *v, bool openai,
                               char *msg, size_t cap, char *param, size_t pcap);
+/* The reasoning budget (issue 18): `reasoning_budget` (an integer >= -1; -1 unlimited, 0 no
+ * thinking, N tokens) on both profiles; the OpenAI profile also takes llama-server's
+ * `chat_template_kwargs` with only `enable_thinking` (false = budget 0, true = unlimited).
+ * Returns 1, 0 or -1 as sipp__gw_decode_tools; a value out of range goes to call->invalid. */
+int sipp__gw_decode_budget(gw_call *c, gw_op op, const char *key, json_t *v, bool openai,
+                           char *msg, size_t cap, char *param, size_t pcap);
 /* The Anthropic profile's `tools` ([{"name", "description"?, "input_schema"}], custom tools
  * only) and `tool_choice` ({"type": "auto" | "any" | "none" | "tool", "name"?,
  * "disable_parallel_tool_use"?}); 1, 0 or -1 as sipp__gw_decode_tools. */

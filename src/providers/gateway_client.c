@@ -2,7 +2,12 @@
  * gateway_client.c — the dialect of a Sipp gateway endpoint: the Sipp profile of
  * docs/gateway-protocol.md. POST {base}/v1/query, /v1/chat (always streamed:
  * `token` {text, sequence}, `usage`, `done` {finish_reason}, `error` {error: {code, message}},
- * `: ping` heartbeats) and /v1/embed (a finite JSON answer). Errors outside a stream are the
+ * `: ping` heartbeats) and /v1/embed (a finite JSON answer).
+ *
+ * Tools (issue 18): `tools` ({name, description, parameters}), `tool_choice`,
+ * `parallel_tool_calls`, `reasoning_mode`, assistant `tool_calls` ({id, name, arguments object})
+ * and `tool_call_id` out; the `tool_call` {index, id?, name?, arguments} and `reasoning` {text}
+ * events in, accumulated by remote.c into the same response fields and deltas as a local chat. Errors outside a stream are the
  * envelope {"error": {"code", "message"}}; each code maps to one status (sipp.h,
  * sipp_client_add_gateway) and is kept in sipp_response.error_code.
  */
@@ -56,12 +61,88 @@ static sipp_status build_text(const sipp__remote *rm, const char *prompt,
     json_t *schema = NULL; /* issue 18: structured output, the protocol's json_schema object */
     if (st == SIPP_OK && p->json_schema && (st = sipp__remote_schema(p, &schema, err)) == SIPP_OK)
         json_object_set_new(*body, "json_schema", schema);
+    /* issue 18: the gateway separates a thinking model's reasoning as asked; naming the mode
+     * makes it stream `reasoning` events (separated here by the same mode again) */
+    if (st == SIPP_OK && messages)
+        json_object_set_new(*body, "reasoning_mode",
+                            json_string(p->reasoning_mode == SIPP_REASONING_INLINE ? "inline"
+                                        : p->reasoning_mode == SIPP_REASONING_DROP ? "drop"
+                                                                                   : "separate"));
+    if (st == SIPP_OK && messages && p->reasoning_budget != -1)
+        json_object_set_new(*body, "reasoning_budget", json_integer(p->reasoning_budget));
     if (st == SIPP_OK && p->logprobs) { /* issue 18: the gateway protocol's fields */
         json_object_set_new(*body, "logprobs", json_true());
         if (p->top_logprobs)
             json_object_set_new(*body, "top_logprobs", json_integer(p->top_logprobs));
     }
     return st;
+}
+
+/* Tools (issue 18), the Sipp profile's shapes: `tools` [{name, description?, parameters}],
+ * `tool_choice` "auto" | "none" | "required" | {"name"}, `parallel_tool_calls`; assistant
+ * messages get `tool_calls` [{id, name, arguments: object}] (content null when empty), tool
+ * messages their `tool_call_id`. The body's messages are parallel to `cm`. */
+static sipp_status add_tools(const sipp_chat_message *cm, size_t n, const sipp_text_params *p,
+                             json_t *body, sipp_error *err) {
+    if (p->n_tools) {
+        json_t *tools = json_array();
+        for (size_t i = 0; i < p->n_tools; i++) {
+            const sipp_tool *t = &p->tools[i];
+            json_t *fn = json_pack("{s:s, s:o}", "name", t->name, "parameters",
+                                   sipp__remote_tool_schema(t));
+            if (fn && t->description && json_object_set_new(fn, "description",
+                                                            json_string(t->description)) != 0) {
+                json_decref(fn);
+                fn = NULL;
+            }
+            if (!fn) {
+                json_decref(tools);
+                return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                                  "tools[%zu]: the description is not valid UTF-8", i);
+            }
+            json_array_append_new(tools, fn);
+        }
+        json_object_set_new(body, "tools", tools);
+        json_t *choice = p->tool_choice == SIPP_TOOL_CHOICE_NONE       ? json_string("none")
+                         : p->tool_choice == SIPP_TOOL_CHOICE_REQUIRED ? json_string("required")
+                         : p->tool_choice == SIPP_TOOL_CHOICE_NAMED
+                             ? json_pack("{s:s}", "name", p->tool_choice_name)
+                             : json_string("auto");
+        json_object_set_new(body, "tool_choice", choice);
+        json_object_set_new(body, "parallel_tool_calls", json_boolean(p->parallel_tool_calls));
+    }
+    json_t *msgs = json_object_get(body, "messages");
+    for (size_t i = 0; cm && i < n; i++) {
+        json_t *m = json_array_get(msgs, i);
+        if (cm[i].n_tool_calls) {
+            json_t *calls = json_array();
+            for (size_t k = 0; k < cm[i].n_tool_calls; k++) {
+                const sipp_tool_call *c = &cm[i].tool_calls[k];
+                json_t *args = sipp__remote_call_arguments(c);
+                json_t *e = args ? json_pack("{s:s, s:s, s:o}", "id", c->id, "name", c->name,
+                                             "arguments", args)
+                                 : NULL;
+                if (e) json_array_append_new(calls, e);
+            }
+            if (json_array_size(calls) != cm[i].n_tool_calls) {
+                json_decref(calls);
+                return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                                  "chat: message %zu has a tool call that is not valid UTF-8", i);
+            }
+            json_object_set_new(m, "tool_calls", calls);
+            json_t *content = json_object_get(m, "content");
+            if (json_is_string(content) && json_string_length(content) == 0)
+                json_object_set_new(m, "content", json_null());
+        }
+        if (cm[i].tool_call_id) {
+            json_t *id = json_string(cm[i].tool_call_id);
+            if (!id)
+                return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                                  "chat: message %zu's tool_call_id is not valid UTF-8", i);
+            json_object_set_new(m, "tool_call_id", id);
+        }
+    }
+    return SIPP_OK;
 }
 
 static void read_usage(sipp__remote_run *rr, json_t *u) {
@@ -87,6 +168,24 @@ static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
             sipp__remote_stage_logprobs(rr, json_object_get(j, "logprobs"));
             sipp__remote_push_text(rr, json_string_value(t), json_string_length(t), 1);
         }
+    } else if (strcmp(ev->event, "reasoning") == 0) { /* issue 18 */
+        json_t *t = json_object_get(j, "text");
+        if (!json_is_string(t))
+            ok = sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
+                                          "the gateway sent a reasoning event without text");
+        else
+            sipp__remote_push_reasoning(rr, json_string_value(t), json_string_length(t));
+    } else if (strcmp(ev->event, "tool_call") == 0) { /* issue 18: id and name first */
+        json_t *idx = json_object_get(j, "index"), *args = json_object_get(j, "arguments");
+        if (!json_is_integer(idx) || json_integer_value(idx) < 0 ||
+            (args && !json_is_string(args)))
+            ok = sipp__remote_stream_fail(rr, SIPP_UPSTREAM_ERROR, NULL,
+                                          "the gateway sent a malformed tool_call event");
+        else
+            ok = sipp__remote_tool_piece(rr, (long)json_integer_value(idx),
+                                         json_string_value(json_object_get(j, "id")),
+                                         json_string_value(json_object_get(j, "name")),
+                                         json_string_value(args), json_string_length(args));
     } else if (strcmp(ev->event, "usage") == 0) {
         read_usage(rr, j);
     } else if (strcmp(ev->event, "done") == 0) {
@@ -94,6 +193,7 @@ static bool on_event(sipp__remote_run *rr, const sipp__sse_event *ev) {
         rr->reason = !fr                               ? SIPP_FINISH_STOP
                      : strcmp(fr, "length") == 0      ? SIPP_FINISH_LENGTH
                      : strcmp(fr, "cancelled") == 0   ? SIPP_FINISH_CANCELLED
+                     : strcmp(fr, "tool_calls") == 0  ? SIPP_FINISH_TOOL_CALLS
                                                       : SIPP_FINISH_STOP;
         rr->done_seen = true;
     } else if (strcmp(ev->event, "error") == 0) {
@@ -136,6 +236,10 @@ static sipp_status read_embedding(sipp__remote_run *rr, json_t *j, float **vec, 
     return SIPP_OK;
 }
 
+/* issue 18: the tool fields are typed (extra_json keeps whatever else it set before) */
+static const char *const own_fields[] = {"tools", "tool_choice", "parallel_tool_calls",
+                                         "reasoning_mode", "reasoning_budget", NULL};
+
 const sipp__dialect sipp__dialect_gateway = {
     .name = "gateway",
     .end_marker = "a done event",
@@ -146,5 +250,6 @@ const sipp__dialect sipp__dialect_gateway = {
     .on_event = on_event,
     .read_error = read_error,
     .read_embedding = read_embedding,
-    .own_fields = NULL,
+    .own_fields = own_fields,
+    .add_tools = add_tools,
 };

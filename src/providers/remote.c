@@ -1023,6 +1023,13 @@ sipp_status sipp__remote_submit_text(sipp__remote *rm, const char *prompt,
     for (size_t i = 0; cm && i < n_messages; i++)
         tool_messages = tool_messages || cm[i].n_tool_calls || cm[i].tool_call_id;
     if (!tool_messages) cm = NULL;
+    /* issue 18: a reasoning budget is llama.cpp's (a local endpoint, or one behind a Sipp
+     * gateway); providers have their own knobs, for extra_json */
+    if (p->reasoning_budget != -1 && messages && rm->dialect != &sipp__dialect_gateway)
+        return sipp__fail(err, SIPP_UNSUPPORTED, 0,
+                          "reasoning_budget: this %s endpoint cannot enforce one (nothing was "
+                          "sent); its own option, if any, goes in extra_json",
+                          rm->dialect->name);
     if ((p->n_tools || cm) && !rm->dialect->add_tools)
         return sipp__fail(err, SIPP_UNSUPPORTED, 0,
                           "tools: this %s endpoint takes no tools (nothing was sent)",

@@ -485,24 +485,164 @@ static void arguments_that_are_not_json_are_an_error(void **state) {
     }
 }
 
-/* A Sipp gateway endpoint takes no tools by this version: UNSUPPORTED, nothing sent. */
-static void gateway_endpoint_refuses_tools(void **state) {
-    fixture *f = *state;
+/* ---- a Sipp gateway endpoint ------------------------------------------------------------ */
+
+static sipp_endpoint *gateway(fixture *f, const char *id, const char *scenario) {
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/%s", f->port, scenario);
     sipp_gateway_params gp;
     sipp_gateway_params_init(&gp, sizeof gp);
-    gp.base_url = "http://127.0.0.1:1";
+    gp.base_url = url;
     gp.target = "t";
     gp.auth = SIPP_GATEWAY_AUTH_NONE;
     gp.allow_private_network = true;
-    sipp_endpoint *gw;
-    assert_int_equal(sipp_client_add_gateway(f->client, "gw", &gp, &gw, NULL), SIPP_OK);
-    sipp_chat_message m[] = {{.role = "user", .content = "Weather?"}};
-    sipp_text_params p = tool_params(SIPP_TOOL_CHOICE_AUTO);
-    sipp_run *run = NULL;
+    sipp_endpoint *ep = NULL;
     sipp_error err;
     sipp_error_init(&err, sizeof err);
-    assert_int_equal(sipp_chat_ex(gw, m, 1, &p, &run, &err), SIPP_UNSUPPORTED);
-    assert_non_null(strstr(err.message, "tools"));
+    sipp_client_remove(f->client, id, NULL);
+    if (sipp_client_add_gateway(f->client, id, &gp, &ep, &err) != SIPP_OK)
+        fail_msg("add_gateway: %s", err.message);
+    return ep;
+}
+
+/* The Sipp profile's shapes out (flat tools, tool_choice, parallel_tool_calls, reasoning_mode);
+ * its `reasoning` and `tool_call` events in, as the same response and deltas. */
+static void gateway_tools_out_and_calls_in(void **state) {
+    fixture *f = *state;
+    sipp_endpoint *ep = gateway(f, "gw", "tools");
+    sipp_chat_message m[] = {{.role = "user", .content = "Weather and time?"}};
+    sipp_text_params p = tool_params(SIPP_TOOL_CHOICE_REQUIRED);
+    collected c;
+    const sipp_response *r;
+    sipp_run *run = chat(ep, m, 1, &p, &c, &r);
+    expect_scripted_answer(r, &c, true, "call_a", "call_b");
+    sipp_run_free(run);
+    json_t *b = last_body(f);
+    json_t *t0 = json_array_get(json_object_get(b, "tools"), 0);
+    assert_string_equal(json_string_value(json_object_get(t0, "name")), "get_weather");
+    assert_string_equal(json_string_value(json_object_get(t0, "description")),
+                        "The weather now, in a unit");
+    json_t *want = json_loads(WEATHER_SCHEMA, 0, NULL);
+    assert_true(json_equal(json_object_get(t0, "parameters"), want));
+    json_decref(want);
+    assert_int_equal(json_array_size(json_object_get(b, "tools")), 2);
+    assert_string_equal(json_string_value(json_object_get(b, "tool_choice")), "required");
+    assert_true(json_is_true(json_object_get(b, "parallel_tool_calls")));
+    assert_string_equal(json_string_value(json_object_get(b, "reasoning_mode")), "separate");
+    json_decref(b);
+    /* reasoning kept inline or dropped: asked of the gateway, and applied to what comes back */
+    const struct { sipp_reasoning_mode mode; const char *name, *text; } cases[] = {
+        {SIPP_REASONING_INLINE, "inline", "<think>Let me think</think>Checking."},
+        {SIPP_REASONING_DROP, "drop", "Checking."},
+    };
+    for (int i = 0; i < 2; i++) {
+        p = tool_params(SIPP_TOOL_CHOICE_AUTO);
+        p.reasoning_mode = cases[i].mode;
+        run = chat(ep, m, 1, &p, &c, &r);
+        assert_int_equal(r->status, SIPP_OK);
+        assert_string_equal(r->text, cases[i].text);
+        assert_string_equal(r->reasoning, "");
+        assert_int_equal(r->n_tool_calls, 2);
+        sipp_run_free(run);
+        b = last_body(f);
+        assert_string_equal(json_string_value(json_object_get(b, "reasoning_mode")), cases[i].name);
+        assert_string_equal(json_string_value(json_object_get(b, "tool_choice")), "auto");
+        json_decref(b);
+    }
+}
+
+/* The round trip in the Sipp shape: calls {id, name, arguments as an object}, content null,
+ * tool messages with their tool_call_id; a named choice is {"name"}. */
+static void gateway_round_trip_and_named_choice(void **state) {
+    fixture *f = *state;
+    sipp_endpoint *ep = gateway(f, "gw", "tools_answer");
+    sipp_tool_call calls[] = {{"call_a", "get_weather", "{\"unit\":\"celsius\"}"},
+                              {"call_b", "get_time", "{\"zone\":\"utc\"}"}};
+    sipp_chat_message m[] = {
+        {.role = "user", .content = "Weather and time?"},
+        {.role = "assistant", .tool_calls = calls, .n_tool_calls = 2},
+        {.role = "tool", .content = "21 C", .tool_call_id = "call_a"},
+        {.role = "tool", .content = "12:00", .tool_call_id = "call_b"},
+    };
+    sipp_text_params p = tool_params(SIPP_TOOL_CHOICE_NAMED);
+    p.tool_choice_name = "get_time";
+    p.parallel_tool_calls = false;
+    collected c;
+    const sipp_response *r;
+    sipp_run *run = chat(ep, m, 4, &p, &c, &r);
+    if (r->status != SIPP_OK) fail_msg("run: %s", r->error_message);
+    assert_string_equal(r->text, "It is 21 C.");
+    assert_int_equal(r->finish_reason, SIPP_FINISH_STOP);
+    assert_int_equal(r->n_tool_calls, 0);
+    assert_string_equal(c.order, "c");
+    sipp_run_free(run);
+    json_t *b = last_body(f);
+    json_t *want = json_loads(
+        "[{\"role\":\"user\",\"content\":\"Weather and time?\"},"
+        "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":["
+        "{\"id\":\"call_a\",\"name\":\"get_weather\",\"arguments\":{\"unit\":\"celsius\"}},"
+        "{\"id\":\"call_b\",\"name\":\"get_time\",\"arguments\":{\"zone\":\"utc\"}}]},"
+        "{\"role\":\"tool\",\"content\":\"21 C\",\"tool_call_id\":\"call_a\"},"
+        "{\"role\":\"tool\",\"content\":\"12:00\",\"tool_call_id\":\"call_b\"}]",
+        0, NULL);
+    assert_non_null(want);
+    json_t *msgs = json_object_get(b, "messages");
+    if (!json_equal(msgs, want)) fail_msg("messages: %s", json_dumps(msgs, 0));
+    json_decref(want);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(b, "tool_choice"), "name")), "get_time");
+    assert_true(json_is_false(json_object_get(b, "parallel_tool_calls")));
+    json_decref(b);
+}
+
+/* A gateway's call whose arguments are not JSON fails the run naming the call (H8). */
+static void gateway_arguments_that_are_not_json_are_an_error(void **state) {
+    fixture *f = *state;
+    sipp_endpoint *ep = gateway(f, "gw", "tools_bad_args");
+    sipp_chat_message m[] = {{.role = "user", .content = "Weather?"}};
+    sipp_text_params p = tool_params(SIPP_TOOL_CHOICE_REQUIRED);
+    collected c;
+    const sipp_response *r;
+    sipp_run *run = chat(ep, m, 1, &p, &c, &r);
+    assert_int_equal(r->status, SIPP_UPSTREAM_ERROR);
+    if (!strstr(r->error_message, "tool call 0 (get_weather) has arguments that are not a JSON object"))
+        fail_msg("message: %s", r->error_message);
+    assert_int_equal(r->n_tool_calls, 0);
+    sipp_run_free(run);
+    json_decref(last_body(f));
+}
+
+/* The reasoning budget: a gateway endpoint passes it on; a provider cannot enforce one
+ * (UNSUPPORTED naming it, nothing sent); a query has none. */
+static void reasoning_budget_on_remote_endpoints(void **state) {
+    fixture *f = *state;
+    sipp_endpoint *gw = gateway(f, "gw", "tools");
+    sipp_chat_message m[] = {{.role = "user", .content = "Weather and time?"}};
+    sipp_text_params p = tool_params(SIPP_TOOL_CHOICE_AUTO);
+    p.reasoning_budget = 0;
+    collected c;
+    const sipp_response *r;
+    sipp_run *run = chat(gw, m, 1, &p, &c, &r);
+    assert_int_equal(r->status, SIPP_OK);
+    sipp_run_free(run);
+    json_t *b = last_body(f);
+    assert_int_equal(json_integer_value(json_object_get(b, "reasoning_budget")), 0);
+    json_decref(b);
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    p.n_tools = 0;
+    assert_int_equal(sipp_query(gw, "hi", &p, &run, &err), SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "reasoning_budget"));
+    const sipp_provider_kind kinds[] = {SIPP_PROVIDER_OPENAI, SIPP_PROVIDER_ANTHROPIC};
+    for (int i = 0; i < 2; i++) {
+        sipp_endpoint *ep = provider(f, "oai", kinds[i], "tools");
+        p.reasoning_budget = 100;
+        assert_int_equal(sipp_chat_ex(ep, m, 1, &p, &run, &err), SIPP_UNSUPPORTED);
+        assert_non_null(strstr(err.message, "reasoning_budget"));
+    }
+    p.reasoning_budget = -2;
+    assert_int_equal(sipp_chat_ex(gw, m, 1, &p, &run, &err), SIPP_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "reasoning_budget"));
 }
 
 /* ---- OpenAI-compatible: the real llama-server ------------------------------------------ */
@@ -615,7 +755,10 @@ int main(void) {
         cmocka_unit_test(anthropic_choices_and_results),
         cmocka_unit_test(anthropic_schema_tool_still_text),
         cmocka_unit_test(arguments_that_are_not_json_are_an_error),
-        cmocka_unit_test(gateway_endpoint_refuses_tools),
+        cmocka_unit_test(gateway_tools_out_and_calls_in),
+        cmocka_unit_test(gateway_round_trip_and_named_choice),
+        cmocka_unit_test(gateway_arguments_that_are_not_json_are_an_error),
+        cmocka_unit_test(reasoning_budget_on_remote_endpoints),
         cmocka_unit_test(llama_server_call_and_round_trip),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

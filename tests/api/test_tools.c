@@ -400,12 +400,115 @@ static void bad_tool_input(void **state) {
     sipp_client_free(c);
 }
 
+/* ---- reasoning budget (issue 18) ---------------------------------------------------------- */
+
+/* Prepares a one-message chat on a template with `budget`: the status, and on success the
+ * rendered prompt (copied to `prompt`) and whether a budget sampler was built. */
+static sipp_status prepare_budget(const family *f, int32_t budget, char *prompt, size_t cap,
+                                  bool *sampler, char *msg, size_t mcap) {
+    char path[512];
+    struct llama_model_params mp = llama_model_default_params();
+    mp.vocab_only = true;
+    struct llama_model *m = llama_model_load_from_file(family_model(f, path, sizeof path), mp);
+    assert_non_null(m);
+    sipp__chat_templates *t = sipp__chat_templates_new(m, msg, mcap);
+    if (!t) fail_msg("%s: %s", f->template_file, msg);
+    sipp_text_params p;
+    sipp_text_params_init(&p, sizeof p);
+    p.reasoning_budget = budget;
+    sipp_chat_message cm[] = {{.role = "user", .content = "What time is it?"}};
+    sipp__chat_prepared pr;
+    sipp_status st = sipp__chat_prepare(t, llama_model_get_vocab(m), cm, 1, &p, &pr, msg, mcap);
+    if (st == SIPP_OK) {
+        snprintf(prompt, cap, "%s", pr.prompt);
+        *sampler = pr.budget != NULL;
+        sipp__chat_prepared_free(&pr);
+    }
+    sipp__chat_templates_free(t);
+    llama_model_free(m);
+    return st;
+}
+
+static const family qwq = {"Qwen-QwQ-32B", "tiny-gpt2", true};
+
+/* Budget 0 on Qwen3 (its template reads enable_thinking): the prompt ends in the template's
+ * closed, empty thinking block; unlimited leaves it to the model. A budget of N tokens builds
+ * llama.cpp's reasoning-budget sampler on templates with a reasoning block; on one without
+ * (Qwen 2.5) N is UNSUPPORTED by name and 0 has nothing to close. */
+static void reasoning_budget_renders_and_budgets(void **state) {
+    (void)state;
+    char prompt[4096], msg[SIPP_ERROR_MESSAGE_CAP];
+    bool sampler = false;
+    const family *qwen3 = &families[3], *qwen25 = &families[2];
+    assert_int_equal(prepare_budget(qwen3, -1, prompt, sizeof prompt, &sampler, msg, sizeof msg),
+                     SIPP_OK);
+    assert_null(strstr(prompt, "</think>"));
+    assert_false(sampler);
+    assert_int_equal(prepare_budget(qwen3, 0, prompt, sizeof prompt, &sampler, msg, sizeof msg),
+                     SIPP_OK);
+    size_t n = strlen(prompt);
+    const char *closed = "<|im_start|>assistant\n<think>\n\n</think>\n\n";
+    if (n < strlen(closed) || strcmp(prompt + n - strlen(closed), closed) != 0)
+        fail_msg("budget 0: the prompt does not end in a closed thinking block: '%s'", prompt);
+    assert_int_equal(prepare_budget(qwen3, 8, prompt, sizeof prompt, &sampler, msg, sizeof msg),
+                     SIPP_OK);
+    assert_null(strstr(prompt, "</think>"));
+    assert_true(sampler);
+    assert_int_equal(prepare_budget(qwen25, 0, prompt, sizeof prompt, &sampler, msg, sizeof msg),
+                     SIPP_OK);
+    assert_false(sampler);
+    assert_int_equal(prepare_budget(qwen25, 8, prompt, sizeof prompt, &sampler, msg, sizeof msg),
+                     SIPP_UNSUPPORTED);
+    assert_non_null(strstr(msg, "reasoning_budget"));
+}
+
+/* The budget enforced on a run: QwQ's generation prompt opens <think>, so random weights write
+ * reasoning until max_tokens (all reasoning, no text); with a budget of 2 tokens the sampler
+ * forces </think> after them and the rest is the answer's text; with 0 at once. */
+static void reasoning_budget_enforced_on_a_run(void **state) {
+    (void)state;
+    char path[512];
+    sipp_client *c = NULL;
+    assert_int_equal(sipp_client_new(NULL, &c, NULL), SIPP_OK);
+    sipp_endpoint *ep = add_model(c, "qwq", family_model(&qwq, path, sizeof path), 1);
+    sipp_chat_message m[] = {{.role = "user", .content = "What is the weather?"}};
+    const int32_t budgets[] = {-1, 2, 0};
+    char unlimited[8192] = "";
+    for (int i = 0; i < 3; i++) {
+        sipp_text_params p = greedy(16);
+        p.temperature = 1.0f; /* greedy decoding of these weights writes only newlines */
+        p.seed = 7;
+        p.reasoning_budget = budgets[i];
+        collected col;
+        const sipp_response *r = NULL;
+        sipp_run *run = chat(ep, m, 1, &p, &col, &r);
+        print_message("budget %d: reasoning '%s' text '%s'\n", budgets[i], r->reasoning, r->text);
+        assert_null(strstr(r->reasoning, "</think>"));
+        assert_null(strstr(r->text, "</think>"));
+        if (budgets[i] == -1) {
+            assert_true(strlen(r->reasoning) > 0);
+            assert_string_equal(r->text, "");
+            snprintf(unlimited, sizeof unlimited, "%s", r->reasoning);
+        } else {
+            /* the same seed: the budgeted reasoning is the unlimited one, cut short */
+            assert_true(strlen(r->reasoning) < strlen(unlimited));
+            assert_int_equal(strncmp(unlimited, r->reasoning, strlen(r->reasoning)), 0);
+            assert_true(strlen(r->text) > 0); /* the block was closed: the rest is text */
+            if (budgets[i] == 0) assert_string_equal(r->reasoning, "");
+        }
+        sipp_run_free(run);
+    }
+    sipp_client_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(qwen3_reasoning_modes),
         cmocka_unit_test(hermes_parallel_calls_and_plain_text),
         cmocka_unit_test(bad_tool_input),
         cmocka_unit_test(forced_calls_on_real_templates),
+        cmocka_unit_test(reasoning_budget_renders_and_budgets),
+        cmocka_unit_test(reasoning_budget_enforced_on_a_run),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

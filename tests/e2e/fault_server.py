@@ -297,6 +297,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
                               ("usage", {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7}),
                               ("done", {"finish_reason": "length"})]:
                 self.wfile.write(f"event: {name}\ndata: {json.dumps(obj)}\n\n".encode())
+        elif scenario in ("tools", "tools_answer", "tools_bad_args"):
+            # issue 18, the Sipp profile's events: reasoning, text, then two calls (id and name
+            # first, the arguments in pieces); after tool results, the final text
+            msgs = (self.server.seen[-1]["body"] or {}).get("messages") or [{}]
+            if scenario == "tools_answer" or msgs[-1].get("role") == "tool":
+                evs, finish = [tok("It is 21 C.", 0)], "stop"
+            elif scenario == "tools_bad_args":
+                evs = [("tool_call", {"index": 0, "id": "call_a", "name": "get_weather",
+                                      "arguments": "{unit: celsius"})]
+                finish = "tool_calls"
+            else:
+                evs = [("reasoning", {"text": "Let me think", "sequence": 0}), tok("Checking.", 1),
+                       ("tool_call", {"index": 0, "id": "call_a", "name": "get_weather", "arguments": ""}),
+                       ("tool_call", {"index": 0, "arguments": '{"unit": '}),
+                       ("tool_call", {"index": 0, "arguments": '"celsius"}'}),
+                       ("tool_call", {"index": 1, "id": "call_b", "name": "get_time",
+                                      "arguments": '{"zone": "utc"}'})]
+                finish = "tool_calls"
+            self._events(evs + [("usage", {"input_tokens": 20, "output_tokens": 9, "total_tokens": 29}),
+                                ("done", {"finish_reason": finish})])
         elif scenario == "midstream_error":
             self._events([tok("Hel", 0), ("error", {"error": {"code": "execution", "message": "engine failed"}})])
         elif scenario == "no_done":

@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import subprocess
+import sys
 
 import pytest
 
@@ -437,3 +438,128 @@ def test_anthropic_node_sdk_tools(gw):
     (suse,) = [b for b in s["content"] if b["type"] == "tool_use"]
     assert suse["name"] == "get_time" and suse["input"] == {"zone": "utc"}
     assert json.loads(s["joined"]) == {"zone": "utc"}
+
+
+# ---- a Sipp gateway endpoint: libsipp as the gateway's client (through the Python binding) ----
+
+@pytest.fixture(scope="module")
+def sipp_py():
+    """The Python binding over this build's libsipp (ctypes: nothing to compile)."""
+    os.environ.setdefault("SIPP_LIBRARY", str(GATEWAY.parent.parent / "lib" / "libsipp.so"))
+    sys.path.insert(0, str(pathlib.Path(__file__).parents[2] / "bindings" / "python"))
+    import sipp
+    return sipp
+
+
+def gw_endpoint(client, gw, target):
+    return client.add_gateway(target, base_url=f"http://127.0.0.1:{gw.port}", target=target,
+                              auth="none", allow_private_network=True)
+
+
+@pytest.mark.parametrize("model,choice", [("qwen", "required"), ("llama", "get_time")])
+def test_gateway_endpoint_tool_call_deltas_and_round_trip(gw, sipp_py, model, choice):
+    """A gateway endpoint sends the tools in the Sipp profile's shape and reads its `tool_call`
+    events into the same response and deltas a local chat gives: one forced call with an id, the
+    tool's name and JSON arguments; its first delta carries id and name, the pieces after it
+    add up to the arguments; then the call and its result go back and the model answers."""
+    sipp = sipp_py
+    with sipp.Client() as client:
+        ep = gw_endpoint(client, gw, model)
+        opts = dict(tools=TOOLS, tool_choice=choice, parallel_tool_calls=False, temperature=0,
+                    max_tokens=400)
+        with ep.chat(ASK, **opts) as run:
+            deltas = list(run.deltas())
+            r = run.result()
+        assert r.finish_reason == "tool_calls" and len(r.tool_calls) == 1, r
+        call = r.tool_calls[0]
+        assert call.id and call.name in ("get_weather", "get_time"), call
+        assert choice == "required" or call.name == choice
+        args = json.loads(call.arguments)
+        assert args in ({"unit": "celsius"}, {"unit": "fahrenheit"}, {"zone": "utc"}), args
+        assert r.text == "" and all(d.kind == "tool_call" for d in deltas), deltas
+        assert (deltas[0].tool_id, deltas[0].tool_name) == (call.id, call.name)
+        assert all(d.tool_id is None and d.tool_name is None and d.tool_index == 0
+                   for d in deltas[1:]), deltas
+        assert len(deltas) > 1 and "".join(d.text for d in deltas) == call.arguments
+
+        # the same call as the gateway answers it to a plain HTTP client (greedy decoding)
+        st, _, b = gw.post("/v1/chat", chat(model, tools=[t["function"] for t in TOOLS],
+                                            tool_choice=choice if choice == "required"
+                                            else {"name": choice}))
+        assert st == 200 and b["tool_calls"][0]["name"] == call.name, b
+        assert b["tool_calls"][0]["arguments"] == args
+
+        msgs = ASK + [r.message(), sipp.tool_result(call, '{"temperature": 21}')]
+        with ep.chat(msgs, tools=TOOLS, tool_choice="none", max_tokens=4) as run:
+            r2 = run.result()
+        assert r2.finish_reason in ("stop", "length") and not r2.tool_calls, r2
+
+
+def test_gateway_endpoint_reasoning_separated(gw, sipp_py):
+    """A thinking template (QwQ) behind the gateway: the reasoning comes back separated
+    (response.reasoning, `reasoning` deltas), kept inline or dropped as the endpoint asks."""
+    sipp = sipp_py
+    with sipp.Client() as client:
+        ep = gw_endpoint(client, gw, "qwq")
+        with ep.chat(ASK, temperature=1, max_tokens=12) as run:
+            deltas = list(run.deltas())
+            r = run.result()
+        assert r.reasoning.strip() and "<think>" not in r.reasoning and r.text == "", r
+        assert deltas and all(d.kind == "reasoning" for d in deltas), deltas
+        assert "".join(d.text for d in deltas) == r.reasoning
+        with ep.chat(ASK, temperature=1, max_tokens=12, reasoning="inline") as run:
+            r = run.result()
+        assert r.text.strip() and r.reasoning == "", r
+        with ep.chat(ASK, temperature=1, max_tokens=12, reasoning="drop") as run:
+            r = run.result()
+        assert r.text == "" and r.reasoning == "", r
+
+
+# ---- reasoning budget ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path,extra", [
+    ("/v1/chat/completions", {"reasoning_budget": 0}),
+    ("/v1/chat/completions", {"chat_template_kwargs": {"enable_thinking": False}}),
+    ("/v1/chat", {"reasoning_budget": 0}),
+])
+def test_reasoning_budget_zero_closes_the_thinking(gw, path, extra):
+    """QwQ's generation prompt opens <think>: unlimited, random weights write only reasoning;
+    with budget 0 (or llama-server's enable_thinking false) llama.cpp's reasoning-budget sampler
+    closes the block at once and what follows is the answer's text."""
+    body = {"model": "qwq", "messages": ASK, "temperature": 1, "max_tokens": 12}
+    st, _, b = gw.post(path, dict(body, **extra))
+    assert st == 200, b
+    if path == "/v1/chat":
+        assert b["text"].strip() and "reasoning" not in b and "</think>" not in b["text"], b
+    else:
+        m = b["choices"][0]["message"]
+        assert m["content"].strip() and not m.get("reasoning_content"), m
+        assert "</think>" not in m["content"]
+
+
+@pytest.mark.parametrize("path,extra,code", [
+    ("/v1/chat", {"reasoning_budget": -2}, "invalidrequest"),
+    ("/v1/chat", {"reasoning_budget": "none"}, "invalid_json"),
+    ("/v1/chat/completions", {"chat_template_kwargs": {"foo": 1}}, "invalidrequest"),
+    ("/v1/chat/completions", {"chat_template_kwargs": {"enable_thinking": "no"}}, "invalid_json"),
+])
+def test_reasoning_budget_bad_input(gw, path, extra, code):
+    st, _, b = gw.post(path, dict({"model": "qwq", "messages": ASK, "max_tokens": 4}, **extra))
+    assert st == 400 and error_of(b) == code, b
+    assert list(extra)[0] in json.dumps(b), b
+
+
+def test_gateway_endpoint_reasoning_budget(gw, sipp_py):
+    """A gateway endpoint passes reasoning_budget on: 0 closes QwQ's thinking behind the
+    gateway; N > 0 on a template without a reasoning block (Qwen 2.5) is unsupported there."""
+    sipp = sipp_py
+    with sipp.Client() as client:
+        ep = gw_endpoint(client, gw, "qwq")
+        with ep.chat(ASK, temperature=1, max_tokens=12, reasoning_budget=0) as run:
+            r = run.result()
+        assert r.text.strip() and r.reasoning == "", r
+        ep = gw_endpoint(client, gw, "qwen")
+        with pytest.raises(sipp.SippError) as e:
+            with ep.chat(ASK, max_tokens=4, reasoning_budget=5) as run:
+                run.result()
+        assert "reasoning_budget" in str(e.value)

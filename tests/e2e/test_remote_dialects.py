@@ -118,7 +118,10 @@ def test_gateway_stream_request_shape_and_request_id(sipp, srv):
     assert req["headers"]["Authorization"] == "Bearer " + TOKEN
     assert req["body"] == {"model": "tiny", "messages": [{"role": "user", "content": "hi"}],
                            "max_tokens": 5, "temperature": pytest.approx(0.8), "top_p": pytest.approx(0.95),
-                           "stop": ["X"], "stream": True}
+                           "stop": ["X"], "stream": True,
+                           # issue 18: a chat names its reasoning mode (the gateway then streams
+                           # a thinking model's reasoning as `reasoning` events)
+                           "reasoning_mode": "separate"}
     q = gateway(sipp, srv, "ok", cmd="query")
     assert q.returncode == 0 and srv.seen[-1]["path"].endswith("/v1/query")
     assert srv.seen[-1]["body"]["prompt"] == "hi"

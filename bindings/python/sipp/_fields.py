@@ -95,6 +95,7 @@ TEXT_PARAMS = [  # sipp_text_params
     ("reasoning_mode", "enum"),
     ("on_delta", "delta_fn"),
     ("delta_user_data", "ptr"),
+    ("reasoning_budget", "i32"),
 ]
 
 EMBED_PARAMS = [  # sipp_embed_params

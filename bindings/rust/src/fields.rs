@@ -100,6 +100,7 @@ pub struct sipp_text_params {
     pub reasoning_mode: c_int,
     pub on_delta: sipp_delta_fn,
     pub delta_user_data: *mut c_void,
+    pub reasoning_budget: i32,
 }
 
 #[repr(C)]
@@ -148,7 +149,7 @@ macro_rules! sipp_params_fields {
             $m!(sipp_local_params { struct_size, model_path, n_ctx, n_threads, n_batch, n_gpu_layers, n_parallel, progress, progress_user_data, max_running, max_queued, tick_budget, prefill_chunk, stream_buffer_bytes, context_shift, n_keep, cache_ram_bytes, cache_dir, cache_disk_bytes, sha256, stall_alarm_ms, mmproj, itl_target_ms, n_resident }),
             $m!(sipp_provider_params { struct_size, kind, model, base_url, api_key, api_key_env, connect_timeout_ms, request_timeout_ms, idle_timeout_ms, version, headers, n_headers, allow_private_network }),
             $m!(sipp_gateway_params { struct_size, base_url, target, auth, token, token_env, auth_header, headers, n_headers, connect_timeout_ms, request_timeout_ms, idle_timeout_ms, allow_private_network }),
-            $m!(sipp_text_params { struct_size, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop, n_stop, context_key, cache_scope, grammar, json_schema, on_tokens, user_data, timeout_ms, ignore_eos, extra_json, request_id, logprobs, top_logprobs, media, n_media, tools, n_tools, tool_choice, tool_choice_name, parallel_tool_calls, reasoning_mode, on_delta, delta_user_data }),
+            $m!(sipp_text_params { struct_size, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop, n_stop, context_key, cache_scope, grammar, json_schema, on_tokens, user_data, timeout_ms, ignore_eos, extra_json, request_id, logprobs, top_logprobs, media, n_media, tools, n_tools, tool_choice, tool_choice_name, parallel_tool_calls, reasoning_mode, on_delta, delta_user_data, reasoning_budget }),
             $m!(sipp_embed_params { struct_size, normalize, extra_json, request_id }),
         ]
     };
