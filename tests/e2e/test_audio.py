@@ -1,0 +1,204 @@
+"""Audio input (issue 17): audio clips through llama.cpp's mtmd, checked against llama.cpp itself.
+
+The models are random weights of real shapes from sipp-make-model (llava-text + qwen2a-mmproj, a
+Qwen2-Audio-style Whisper encoder); the oracle is llama.cpp's own `llama-mtmd-cli` on the same
+files: at temperature 0, Sipp's text for a WAV equals its text token for token. WAVs are written
+here with Python's wave module (sines of different pitch)."""
+import json
+import math
+import os
+import pathlib
+import struct
+import subprocess
+import sys
+import wave
+
+import pytest
+
+from conftest import BIN_DIR
+
+LLAMA_BIN = pathlib.Path(os.environ.get("SIPP_LLAMA_SERVER", str(BIN_DIR / "llama-server"))).parent
+MTMD_CLI = LLAMA_BIN / "llama-mtmd-cli"
+N_PREDICT = 12
+PROMPT = "Transcribe the audio."
+RAW = "<|im_start|>user\n<__media__>" + PROMPT + "<|im_end|>\n<|im_start|>assistant\n"
+
+
+def sine_wav(path, hz, seconds=1.0, rate=16000):
+    """A mono 16-bit PCM WAV of a sine (the pitch picks the clip)."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * hz * i / rate)))
+                               for i in range(int(seconds * rate))))
+    return path
+
+
+def wav_bytes(tag, channels, rate, bits, data, block=None):
+    """A RIFF/WAVE file with any fmt fields (for the bad-input cases)."""
+    block = block if block is not None else channels * bits // 8
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * block, block, bits)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """(text model, audio projector, vision projector, two different WAVs) written once."""
+    if not os.environ.get("SIPP_LLAMA_SRC"):
+        pytest.fail("SIPP_LLAMA_SRC must point at the llama.cpp source (ctest sets it)")
+    d = tmp_path_factory.mktemp("audio")
+    for shape, name in (("llava-text", "text.gguf"), ("qwen2a-mmproj", "audio.gguf"),
+                        ("llava-mmproj", "vision.gguf")):
+        r = subprocess.run([str(BIN_DIR / "sipp-make-model"), "--shape", shape, "--out", str(d / name)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+    sine_wav(d / "a440.wav", 440)
+    sine_wav(d / "a1000.wav", 1000)
+    return d
+
+
+def oracle(d, audio, prompt, *extra):
+    """llama-mtmd-cli's greedy text for one clip and a user prompt (marker in front)."""
+    assert MTMD_CLI.exists(), f"{MTMD_CLI} is missing: scripts/setup builds it"
+    r = subprocess.run([str(MTMD_CLI), "-m", str(d / "text.gguf"), "--mmproj", str(d / "audio.gguf"),
+                        "--audio", str(audio), "-p", prompt, "--temp", "0", "-n", str(N_PREDICT),
+                        "-t", "2", *extra], capture_output=True, text=True, timeout=300,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout.strip("\n")
+
+
+def sipp_run(sipp, *args):
+    return sipp(*args, env={"OMP_WAIT_POLICY": "passive"}, timeout=300)
+
+
+def one_line_error(r):
+    assert r.returncode != 0 and r.stdout.strip() == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr[-2000:]
+    return lines[0]
+
+
+def test_llama_cpp_loads_the_audio_encoder_and_the_clip_steers_it(pair):
+    """qwen2a-mmproj is an encoder clip.cpp loads and pairs with llava-text (256 wide); two
+    clips give different text, so an oracle match means something."""
+    a = oracle(pair, pair / "a440.wav", PROMPT)
+    b = oracle(pair, pair / "a1000.wav", PROMPT)
+    assert a and b and a != b
+
+
+def test_query_with_audio_equals_llama_mtmd_cli(sipp, pair):
+    """The oracle: mtmd tokenizes the clip (Whisper mel, 750 positions for its 30 s chunk), the
+    engine encodes it and feeds the embeddings through the compute seam, greedy decoding gives
+    llama-mtmd-cli's text token for token."""
+    for clip in ("a440.wav", "a1000.wav"):
+        want = oracle(pair, pair / clip, PROMPT)
+        r = sipp_run(sipp, "query", "--json", "-m", str(pair / "text.gguf"), "--mmproj",
+                     str(pair / "audio.gguf"), "--audio", str(pair / clip), "--temperature", "0",
+                     "-n", str(N_PREDICT), RAW)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["text"] == want
+        assert out["usage"]["output_tokens"] == N_PREDICT
+        assert out["usage"]["input_tokens"] > 750
+        assert out["stats"]["media_chunks"] == 1 and out["stats"]["encode_ms"] > 0
+
+
+def test_chat_with_audio_and_a_system_turn_equals_llama_mtmd_cli(sipp, pair):
+    """sipp chat --audio: the marker goes in front of the user turn, the template renders it."""
+    want = oracle(pair, pair / "a440.wav", PROMPT, "-sys", "You listen.")
+    r = sipp_run(sipp, "chat", "-m", str(pair / "text.gguf"), "--mmproj", str(pair / "audio.gguf"),
+                 "--audio", str(pair / "a440.wav"), "--system", "You listen.",
+                 "--temperature", "0", "-n", str(N_PREDICT), PROMPT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip("\n") == want
+
+
+def chat_audio(sipp, pair, path, mmproj="audio.gguf", flag="--audio"):
+    args = ["chat", "-m", str(pair / "text.gguf")]
+    if mmproj:
+        args += ["--mmproj", str(pair / mmproj)]
+    return sipp_run(sipp, *args, flag, str(path), "--temperature", "0", "-n", "2", PROMPT)
+
+
+PCM = struct.pack("<160h", *([1000, -1000] * 80))
+
+
+@pytest.mark.parametrize("name,data,expect", [
+    ("zero.wav", lambda: wav_bytes(1, 1, 16000, 16, b""), "no samples (zero-length audio)"),
+    ("half-frame.wav", lambda: wav_bytes(1, 2, 16000, 16, b"\x01\x02"), "zero-length audio"),
+    ("float16.wav", lambda: wav_bytes(3, 1, 16000, 16, PCM), "unsupported WAV sample format (format tag 0x0003, 16 bits)"),
+    ("adpcm.wav", lambda: wav_bytes(2, 1, 16000, 4, PCM, block=256), "unsupported WAV sample format (format tag 0x0002"),
+    ("pcm12.wav", lambda: wav_bytes(1, 1, 16000, 12, PCM, block=2), "unsupported WAV sample format"),
+    ("rate0.wav", lambda: wav_bytes(1, 1, 0, 16, PCM), "fmt chunk is inconsistent"),
+    ("no-data.wav", lambda: wav_bytes(1, 1, 16000, 16, PCM)[:44 - 8], "no data chunk"),
+    ("no-fmt.wav", lambda: b"RIFF\x24\x00\x00\x00WAVEdata\x04\x00\x00\x00\x00\x00\x00\x00",
+     "data chunk comes before any fmt chunk"),
+    ("text.wav", lambda: b"hello, I am not audio at all\n" * 10, "not audio (WAV, MP3 or FLAC)"),
+    ("image.wav", lambda: b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "the bytes are image/png, not audio"),
+    ("tiny.flac", lambda: b"fLaC\x00\x00", "too short to be audio"),
+    ("empty.wav", lambda: b"", "the audio is empty (0 bytes)"),
+])
+def test_bad_audio_is_a_clear_error(sipp, pair, tmp_path, name, data, expect):
+    """Each bad clip is refused with one clear line before any decoder runs, and the process
+    exits normally (returncode 1, not a signal)."""
+    p = tmp_path / name
+    p.write_bytes(data())
+    r = chat_audio(sipp, pair, p)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert expect in one_line_error(r)
+
+
+def test_corrupt_samples_after_a_good_header_are_decoded_by_llama_cpp(sipp, pair, tmp_path):
+    """A WAV whose header is right but whose data chunk declares more than the file holds (a
+    stream that never wrote its size) is read for what is there, as llama.cpp's decoder does."""
+    full = (pair / "a440.wav").read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(full[:len(full) // 2])
+    r = chat_audio(sipp, pair, cut)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_audio_on_a_vision_projector_is_unsupported(sipp, pair):
+    msg = one_line_error(chat_audio(sipp, pair, pair / "a440.wav", mmproj="vision.gguf"))
+    assert "media[0] is audio but this endpoint's projector takes no audio" in msg
+
+
+def test_audio_on_a_text_only_model_is_unsupported(sipp, pair):
+    msg = one_line_error(chat_audio(sipp, pair, pair / "a440.wav", mmproj=None))
+    assert "without a projector (mmproj)" in msg
+
+
+def test_an_image_on_the_audio_projector_is_unsupported(sipp, pair, tmp_path):
+    from test_multimodal import png
+    p = tmp_path / "a.png"
+    p.write_bytes(png(8, 8))
+    msg = one_line_error(chat_audio(sipp, pair, p, flag="--image"))
+    assert "media[0] is an image but this endpoint's projector takes no images" in msg
+
+
+def python(code, *args):
+    root = pathlib.Path(__file__).parents[2]
+    lib = BIN_DIR.parent / "lib/libsipp.so"
+    env = dict(os.environ, SIPP_LIBRARY=str(lib))
+    ldd = subprocess.run(["ldd", str(lib)], capture_output=True, text=True).stdout
+    asan = [l.split("=>")[1].split()[0] for l in ldd.splitlines() if "libasan" in l and "=>" in l]
+    if asan:
+        env.update({"LD_PRELOAD": asan[0], "ASAN_OPTIONS": "detect_leaks=0"})
+    return subprocess.run([sys.executable, "-c", code, str(root / "bindings/python"), *map(str, args)],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_capabilities_report_audio_input(pair):
+    """sipp_endpoint_info.audio_in comes from the projector: the audio encoder says yes (and no
+    vision), the vision projector says no."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import sipp\n"
+            "c = sipp.Client()\n"
+            "for i, p in enumerate(sys.argv[3:]):\n"
+            "    n = c.add_local('e%d' % i, sys.argv[2], mmproj=p, n_threads=2).info()\n"
+            "    print(n.audio_in, n.vision, n.audio_out)\n")
+    r = python(code, pair / "text.gguf", pair / "audio.gguf", pair / "vision.gguf")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split("\n")[:2] == ["True False False", "False True False"]
