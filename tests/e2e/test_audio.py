@@ -64,14 +64,17 @@ def oracle(d, audio, prompt, *extra):
     assert MTMD_CLI.exists(), f"{MTMD_CLI} is missing: scripts/setup builds it"
     r = subprocess.run([str(MTMD_CLI), "-m", str(d / "text.gguf"), "--mmproj", str(d / "audio.gguf"),
                         "--audio", str(audio), "-p", prompt, "--temp", "0", "-n", str(N_PREDICT),
-                        "-t", "2", *extra], capture_output=True, text=True, timeout=300,
+                        "-t", "1", *extra], capture_output=True, text=True, timeout=300,
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout.strip("\n")
 
 
 def sipp_run(sipp, *args):
-    return sipp(*args, env={"OMP_WAIT_POLICY": "passive"}, timeout=300)
+    # One thread on both sides: the random pair's greedy picks can sit close enough that a
+    # different split of the work (threads) flips one; with one thread each, Sipp and
+    # llama-mtmd-cli compute the same sums.
+    return sipp(*args, env={"OMP_WAIT_POLICY": "passive", "SIPP_THREADS": "1"}, timeout=300)
 
 
 def one_line_error(r):
@@ -202,3 +205,48 @@ def test_capabilities_report_audio_input(pair):
     r = python(code, pair / "text.gguf", pair / "audio.gguf", pair / "vision.gguf")
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split("\n")[:2] == ["True False False", "False True False"]
+
+
+LISTEN = "Transcribe audio to text"  # SIPP_LISTEN_PROMPT, llama-server's transcription preset
+
+
+@pytest.mark.parametrize("clip,language", [("a440.wav", None), ("a1000.wav", None), ("a440.wav", "en")])
+def test_listen_equals_llama_mtmd_cli(sipp, pair, clip, language):
+    """sipp listen FILE (sipp_listen): one user turn, the instruction then the clip, rendered by the
+    chat template at temperature 0 — llama-mtmd-cli's text for the same turn, token for token."""
+    text = LISTEN + (f" (language: {language})" if language else "")
+    want = oracle(pair, pair / clip, text + "<__media__>")
+    extra = ["--language", language] if language else []
+    r = sipp_run(sipp, "listen", "--json", "-m", str(pair / "text.gguf"), "--mmproj", str(pair / "audio.gguf"),
+                 "-n", str(N_PREDICT), *extra, str(pair / clip))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["text"] == want
+    assert out["stats"]["media_chunks"] == 1
+
+
+def test_listen_with_a_prompt_and_streaming(sipp, pair):
+    """--prompt replaces the instruction; without --json the text streams to stdout."""
+    want = oracle(pair, pair / "a1000.wav", PROMPT + "<__media__>")
+    r = sipp_run(sipp, "listen", "-m", str(pair / "text.gguf"), "--mmproj", str(pair / "audio.gguf"),
+                 "-n", str(N_PREDICT), "--prompt", PROMPT, str(pair / "a1000.wav"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip("\n") == want
+
+
+@pytest.mark.parametrize("mmproj,expect", [
+    (None, "listen: this endpoint ('llama') takes no audio"),
+    ("vision.gguf", "listen: this endpoint ('llama') takes no audio"),
+])
+def test_listen_on_an_endpoint_without_audio_is_unsupported(sipp, pair, mmproj, expect):
+    args = ["listen", "-m", str(pair / "text.gguf")] + (["--mmproj", str(pair / mmproj)] if mmproj else [])
+    msg = one_line_error(sipp_run(sipp, *args, str(pair / "a440.wav")))
+    assert expect in msg
+
+
+def test_listen_refuses_bad_audio(sipp, pair, tmp_path):
+    p = tmp_path / "zero.wav"
+    p.write_bytes(wav_bytes(1, 1, 16000, 16, b""))
+    r = sipp_run(sipp, "listen", "-m", str(pair / "text.gguf"), "--mmproj", str(pair / "audio.gguf"), str(p))
+    assert r.returncode == 1
+    assert "zero-length audio" in one_line_error(r)
