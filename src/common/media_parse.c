@@ -131,6 +131,38 @@ static int flac_parse(const unsigned char *d, size_t len, sipp__media_desc *out,
     return 0;
 }
 
+/* An MP3's length: walks its MPEG audio frame headers (after an ID3v2 tag) and counts their
+ * samples; stops at the first byte that is not a frame header (a trailing ID3v1 tag, junk).
+ * out->frames, sample_rate and duration_ms stay 0 when no frame is found (told by decoding). */
+static void mp3_length(const unsigned char *d, size_t len, sipp__media_desc *out) {
+    static const uint16_t kbps[2][16] = { /* Layer III: MPEG-1; MPEG-2 and 2.5 */
+        {0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0},
+        {0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 0}};
+    static const uint32_t rates[3] = {44100, 48000, 32000};
+    size_t off = 0;
+    if (len >= 10 && memcmp(d, "ID3", 3) == 0) /* ID3v2: a 10-byte header, a syncsafe size */
+        off = 10 + ((size_t)(d[6] & 0x7F) << 21 | (size_t)(d[7] & 0x7F) << 14 |
+                    (size_t)(d[8] & 0x7F) << 7 | (d[9] & 0x7F)) + ((d[5] & 0x10) ? 10 : 0);
+    uint64_t samples = 0;
+    uint32_t rate = 0;
+    while (off + 4 <= len && d[off] == 0xFF && (d[off + 1] & 0xE0) == 0xE0) {
+        unsigned ver = (d[off + 1] >> 3) & 3, layer = (d[off + 1] >> 1) & 3;
+        unsigned bi = d[off + 2] >> 4, ri = (d[off + 2] >> 2) & 3, pad = (d[off + 2] >> 1) & 1;
+        if (ver == 1 || layer != 1 || bi == 0 || bi == 15 || ri == 3) break; /* not Layer III */
+        bool v1 = ver == 3;
+        uint32_t r = rates[ri] >> (v1 ? 0 : ver == 2 ? 1 : 2);
+        size_t flen = (size_t)(v1 ? 144 : 72) * kbps[v1 ? 0 : 1][bi] * 1000 / r + pad;
+        if (rate && r != rate) break;
+        rate = r;
+        samples += v1 ? 1152 : 576;
+        off += flen;
+    }
+    if (samples == 0) return;
+    out->sample_rate = rate;
+    out->frames = samples;
+    out->duration_ms = samples * 1000 / rate;
+}
+
 /* The declared type, lower-cased without parameters, into buf; aliases made canonical. */
 static const char *canonical_mime(const char *mime, char *buf, size_t cap) {
     size_t n = 0;
@@ -225,6 +257,7 @@ sipp_status sipp__media_sniff(const void *data, size_t len, sipp_media_kind kind
             return SIPP_INVALID_ARGUMENT;
         if (strcmp(out->mime, "audio/flac") == 0 && flac_parse(d, len, out, msg, cap) != 0)
             return SIPP_INVALID_ARGUMENT;
+        if (strcmp(out->mime, "audio/mpeg") == 0) mp3_length(d, len, out);
     }
     if (kind == SIPP_MEDIA_IMAGE) {
         if (out->width == 0 || out->height == 0) {

@@ -18,7 +18,8 @@ typedef struct sipp__media_desc {
     sipp_media_kind kind;
     const char *mime;        /* canonical type told by the bytes, e.g. "image/png" (static) */
     uint32_t width, height;  /* images: the header's declared size */
-    /* audio (WAV and FLAC headers; 0 = not told, as for MP3, whose length needs decoding) */
+    /* audio: WAV and FLAC headers; an MP3's frame headers walked (0 = not told: a FLAC that
+     * leaves its length out, an MP3 whose frames are not Layer III) */
     uint32_t sample_rate, channels, bits;
     uint64_t frames;      /* samples per channel */
     uint64_t duration_ms; /* frames / sample_rate */

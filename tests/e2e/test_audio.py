@@ -3,7 +3,13 @@
 The models are random weights of real shapes from sipp-make-model (llava-text + qwen2a-mmproj, a
 Qwen2-Audio-style Whisper encoder); the oracle is llama.cpp's own `llama-mtmd-cli` on the same
 files: at temperature 0, Sipp's text for a WAV equals its text token for token. WAVs are written
-here with Python's wave module (sines of different pitch)."""
+here with Python's wave module (a 1 s sine, a 20 s chirp).
+
+The random pair's greedy picks can sit close (its answers repeat one or two tokens, and two
+candidates may differ in the last bits): both sides run one thread, with llama-mtmd-cli's
+context size, and the clips are ones whose picks are not near-ties (a 1 s 1000 Hz sine is one:
+Sipp and llama-mtmd-cli then part after a few tokens, by float rounding, not by a bug)."""
+import base64
 import json
 import math
 import os
@@ -35,6 +41,18 @@ def sine_wav(path, hz, seconds=1.0, rate=16000):
     return path
 
 
+def chirp_wav(path, seconds=20.0, rate=16000):
+    """A mono 16-bit PCM WAV of a falling, pulsing chirp (fills most of a 30 s chunk)."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"".join(
+            struct.pack("<h", int(12000 * math.sin(2 * math.pi * (1500 - 30 * t) * t) * (0.5 + 0.5 * math.sin(3 * t))))
+            for t in (i / rate for i in range(int(seconds * rate)))))
+    return path
+
+
 def wav_bytes(tag, channels, rate, bits, data, block=None):
     """A RIFF/WAVE file with any fmt fields (for the bad-input cases)."""
     block = block if block is not None else channels * bits // 8
@@ -55,7 +73,7 @@ def pair(tmp_path_factory):
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
     sine_wav(d / "a440.wav", 440)
-    sine_wav(d / "a1000.wav", 1000)
+    chirp_wav(d / "chirp.wav")
     return d
 
 
@@ -88,7 +106,7 @@ def test_llama_cpp_loads_the_audio_encoder_and_the_clip_steers_it(pair):
     """qwen2a-mmproj is an encoder clip.cpp loads and pairs with llava-text (256 wide); two
     clips give different text, so an oracle match means something."""
     a = oracle(pair, pair / "a440.wav", PROMPT)
-    b = oracle(pair, pair / "a1000.wav", PROMPT)
+    b = oracle(pair, pair / "chirp.wav", PROMPT)
     assert a and b and a != b
 
 
@@ -96,7 +114,7 @@ def test_query_with_audio_equals_llama_mtmd_cli(sipp, pair):
     """The oracle: mtmd tokenizes the clip (Whisper mel, 750 positions for its 30 s chunk), the
     engine encodes it and feeds the embeddings through the compute seam, greedy decoding gives
     llama-mtmd-cli's text token for token."""
-    for clip in ("a440.wav", "a1000.wav"):
+    for clip in ("a440.wav", "chirp.wav"):
         want = oracle(pair, pair / clip, PROMPT)
         r = sipp_run(sipp, "query", "--json", "-m", str(pair / "text.gguf"), "--mmproj",
                      str(pair / "audio.gguf"), "--audio", str(pair / clip), "--temperature", "0",
@@ -210,7 +228,7 @@ def test_capabilities_report_audio_input(pair):
 LISTEN = "Transcribe audio to text"  # SIPP_LISTEN_PROMPT, llama-server's transcription preset
 
 
-@pytest.mark.parametrize("clip,language", [("a440.wav", None), ("a1000.wav", None), ("a440.wav", "en")])
+@pytest.mark.parametrize("clip,language", [("a440.wav", None), ("chirp.wav", None), ("a440.wav", "en")])
 def test_listen_equals_llama_mtmd_cli(sipp, pair, clip, language):
     """sipp listen FILE (sipp_listen): one user turn, the instruction then the clip, rendered by the
     chat template at temperature 0 — llama-mtmd-cli's text for the same turn, token for token."""
@@ -227,9 +245,9 @@ def test_listen_equals_llama_mtmd_cli(sipp, pair, clip, language):
 
 def test_listen_with_a_prompt_and_streaming(sipp, pair):
     """--prompt replaces the instruction; without --json the text streams to stdout."""
-    want = oracle(pair, pair / "a1000.wav", PROMPT + "<__media__>")
+    want = oracle(pair, pair / "chirp.wav", PROMPT + "<__media__>")
     r = sipp_run(sipp, "listen", "-m", str(pair / "text.gguf"), "--mmproj", str(pair / "audio.gguf"),
-                 "-n", str(N_PREDICT), "--prompt", PROMPT, str(pair / "a1000.wav"))
+                 "-n", str(N_PREDICT), "--prompt", PROMPT, str(pair / "chirp.wav"))
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip("\n") == want
 
@@ -250,3 +268,86 @@ def test_listen_refuses_bad_audio(sipp, pair, tmp_path):
     r = sipp_run(sipp, "listen", "-m", str(pair / "text.gguf"), "--mmproj", str(pair / "audio.gguf"), str(p))
     assert r.returncode == 1
     assert "zero-length audio" in one_line_error(r)
+
+
+# ---- gateway: OpenAI input_audio content parts ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def audio_gw(pair, tmp_path_factory):
+    """A gateway with the audio pair as target 'ears' and the vision pair as 'eyes'; one thread
+    and llama-mtmd-cli's context size (see sipp_run: the same sums on both sides)."""
+    from gateway_util import Gateway, local_target
+    g = Gateway(tmp_path_factory.mktemp("gwaudio"),
+                local_target("ears", pair / "text.gguf", mmproj=str(pair / "audio.gguf"),
+                             n_ctx=4096, n_parallel=1, n_threads=1, context_shift=False)
+                + "\n" + local_target("eyes", pair / "text.gguf", mmproj=str(pair / "vision.gguf"),
+                                      n_ctx=1024, n_parallel=1, n_threads=1, context_shift=False),
+                top="max_request_bytes = 41943040\nmax_audio_seconds = 30\n",
+                env={"OMP_WAIT_POLICY": "passive"})
+    yield g
+    g.stop()
+
+
+def input_audio(b, fmt="wav"):
+    return {"type": "input_audio", "input_audio": {"data": base64.b64encode(b).decode(), "format": fmt}}
+
+
+def audio_chat(parts, model="ears", **extra):
+    body = {"model": model, "temperature": 0, "max_tokens": N_PREDICT,
+            "messages": [{"role": "system", "content": "You listen."}, {"role": "user", "content": parts}]}
+    body.update(extra)
+    return body
+
+
+def test_gateway_openai_input_audio_equals_llama_mtmd_cli(pair, audio_gw):
+    """An input_audio part before the text gives llama.cpp's answer for the same clip, token for
+    token; the other clip gives other text."""
+    for clip in ("a440.wav", "chirp.wav"):
+        want = oracle(pair, pair / clip, PROMPT, "-sys", "You listen.")
+        st, _, out = audio_gw.post("/v1/chat/completions", audio_chat([
+            input_audio((pair / clip).read_bytes()), {"type": "text", "text": PROMPT}]))
+        assert st == 200, out
+        assert out["choices"][0]["message"]["content"] == want
+
+
+LONG = lambda: wav_bytes(1, 1, 8000, 8, b"\x80" * (8000 * 31))  # 31 s of 8-bit silence
+
+
+@pytest.mark.parametrize("part,model,status,code,expect", [
+    (lambda: input_audio(b"fLaC\x00\x00", "flac"), "ears", 400, "invalid_json", "too short to be audio"),
+    (lambda: input_audio(wav_bytes(1, 1, 16000, 16, b"")), "ears", 400, "invalid_json", "zero-length audio"),
+    (lambda: input_audio(wav_bytes(2, 1, 16000, 4, PCM, block=256)), "ears", 400, "invalid_json",
+     "unsupported WAV sample format"),
+    (lambda: input_audio(b"plain text, not a sound at all"), "ears", 400, "invalid_json", "not audio"),
+    (lambda: input_audio(wav_bytes(1, 1, 16000, 16, PCM), "mp3"), "ears", 400, "invalid_json",
+     "declared type 'audio/mpeg' but the bytes are audio/wav"),
+    (lambda: input_audio(wav_bytes(1, 1, 16000, 16, PCM), "ogg"), "ears", 400, "invalid_json",
+     "input_audio.format must be wav, mp3 or flac"),
+    (lambda: {"type": "input_audio", "input_audio": {"data": "@@@@", "format": "wav"}}, "ears", 400,
+     "invalid_json", "invalid character"),
+    (lambda: {"type": "input_audio", "input_audio": "x"}, "ears", 400, "invalid_json",
+     "needs input_audio.data (base64) and input_audio.format"),
+    (lambda: input_audio(LONG()), "ears", 400, "invalid_json",
+     "the request's audio is 31.0 seconds, over the limit of 30 seconds (max_audio_seconds)"),
+    (lambda: input_audio(wav_bytes(1, 1, 16000, 16, PCM)), "eyes", 400, "invalidrequest",
+     "target 'eyes' takes no audio"),
+])
+def test_gateway_refuses_bad_audio_parts(audio_gw, part, model, status, code, expect):
+    """Each bad clip: 400 naming the problem (the limit by its key); the gateway goes on serving,
+    text and audio alike."""
+    st, _, out = audio_gw.post("/v1/chat/completions", audio_chat([part(), {"type": "text", "text": "hi"}], model=model))
+    assert st == status, out
+    assert out["error"]["code"] == code and expect in out["error"]["message"], out
+    st, _, out = audio_gw.post("/v1/chat/completions", audio_chat("hello", max_tokens=2))
+    assert st == 200, out
+
+
+def test_gateway_audio_limit_counts_all_clips(pair, audio_gw):
+    """Two 16 s clips are 32 s of audio: over max_audio_seconds = 30 together; one is fine."""
+    clip16 = wav_bytes(1, 1, 8000, 8, b"\x80" * (8000 * 16))
+    st, _, out = audio_gw.post("/v1/chat/completions", audio_chat([input_audio(clip16), input_audio(clip16),
+                                                                   {"type": "text", "text": "hi"}]))
+    assert st == 400 and "32.0 seconds, over the limit of 30 seconds (max_audio_seconds)" in out["error"]["message"], out
+    st, _, out = audio_gw.post("/v1/chat/completions", audio_chat([input_audio(clip16), {"type": "text", "text": "hi"}],
+                                                                  max_tokens=2))
+    assert st == 200, out
