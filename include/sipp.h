@@ -1259,6 +1259,27 @@ SIPP_API sipp_status sipp_route_draft_audit(const sipp_policy *policy, sipp_endp
  */
 SIPP_API bool sipp_run_not_sent(const sipp_run *run);
 
+/* ==== Speech to text: listen (multimodal, issue 17) ========================================= */
+
+/** The instruction sipp_listen() sends when the caller gives none (llama-server's preset). */
+#define SIPP_LISTEN_PROMPT "Transcribe audio to text"
+
+/**
+ * Starts a transcription of `audio` (a SIPP_MEDIA_AUDIO part: WAV, MP3 or FLAC bytes, read during
+ * the call) as an ordinary run: the stream and response of a chat. The model's chat template
+ * renders one user turn: `prompt` (NULL or "" = SIPP_LISTEN_PROMPT), then " (language: LANG)" when
+ * `language` is given, then the media marker (unless `prompt` has one), as llama-server's
+ * /v1/audio/transcriptions does; a model without a chat template gets that text as a raw query.
+ * `params` as sipp_chat() (NULL = defaults with temperature 0; its media must be empty).
+ * Errors: INVALID_ARGUMENT (not an audio part, bad audio: see docs/multimodal.md), UNSUPPORTED
+ * naming listen (the endpoint takes no audio: a local model needs an audio encoder as its
+ * mmproj), and those of sipp_chat().
+ * Thread-safety: any thread. Since 0.1.
+ */
+SIPP_API sipp_status sipp_listen(sipp_endpoint *ep, const sipp_media *audio, const char *prompt,
+                                 const char *language, const sipp_text_params *params,
+                                 sipp_run **out, sipp_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -25,6 +25,13 @@
  *               positions, ~86M params) with the `mlp` projector into a 4-layer, 768-wide
  *               decoder (Qwen2 vocab, tied output). Timing shapes: weights at the default scale,
  *               their text is not checked against anything
+ *   qwen2a-mmproj a Qwen2-Audio-style audio encoder for llava-text (llama.cpp's `qwen2a`
+ *               projector, as clip.cpp loads it and models/whisper-enc.cpp runs it): a Whisper
+ *               encoder (128 mel bins, two conv1d, 1500 positions = 30 s, pre-LN, 2 blocks of
+ *               width 128, no K bias, final LN), average pooling by 2 and a linear projection
+ *               into the text model's 256-wide embedding space: 750 embeddings per 30 s chunk.
+ *               (Not Ultravox or Voxtral: in the pinned llama.cpp their frame stacking makes 188
+ *               embeddings a chunk where clip_n_output_tokens counts 187, and encoding aborts.)
  *   llama-tiny  2 layers of 256, GQA 4/2, tied, Llama-3 rope_freqs (the WebGPU tests)
  *   qwen2-tiny  the same dims as qwen2 (random QKV biases, NEOX rope)
  *   qwen3-tiny  the same dims as qwen3 (QK norm, NEOX rope)
@@ -67,6 +74,9 @@ typedef struct shape {
  * residual stream is the last token's embedding, every image reads the same, and two argmax
  * candidates sit so close that a thread count flips them. */
 #define SCALE_LLAVA 0.1f
+/* The audio encoder's: at 0.1 its embeddings (750 a chunk) swamp llava-text and every clip
+ * reads the same; at 0.04 two 1 s sines of other pitches give other text. */
+#define SCALE_AUDIO 0.04f
 
 static const shape shapes[] = {
     {"llama-135m", "llama", "ggml-vocab-gpt-2.gguf", 576, 30, 9, 3, 1536, 8192, 1, 0, 0, 0, 0, 0, 0},
@@ -79,6 +89,7 @@ static const shape shapes[] = {
     {"llava-mmproj", "clip", NULL, 128, 3, 4, 4, 512, 0, 0, 0, 224, 14, 256, SCALE_LLAVA, 0},
     {"llava-b-text", "llama", "ggml-vocab-qwen2.gguf", 768, 4, 12, 12, 2048, 4096, 1, 0, 0, 0, 0, 0, 0},
     {"llava-b-mmproj", "clip", NULL, 768, 12, 12, 12, 3072, 0, 0, 0, 224, 16, 768, 0, 0},
+    {"qwen2a-mmproj", "clip", NULL, 128, 2, 4, 4, 512, 0, 0, 0, 0, 0, 256, SCALE_AUDIO, 0},
     {"llama-tiny", "llama", "ggml-vocab-gpt-2.gguf", 256, 2, 4, 2, 768, 2048, 1, 0, 0, 0, 0, 0, 1},
     {"qwen2-tiny", "qwen2", "ggml-vocab-gpt-2.gguf", 256, 2, 4, 2, 768, 2048, 1, 0, 0, 0, 0, 0, 1},
     {"qwen3-tiny", "qwen3", "ggml-vocab-gpt-2.gguf", 256, 2, 4, 2, 768, 2048, 0, 0, 0, 0, 0, 0, 1},
@@ -251,6 +262,67 @@ static void plan_clip_llava(const shape *s, wtype w) {
     add("mm.2.bias", s->proj_dim, 1, GGML_TYPE_F32, FILL_RANDOM);
 }
 
+/* Qwen2-Audio (clip.cpp's PROJECTOR_TYPE_QWEN2A): a Whisper encoder under the "a." prefix,
+ * average-pooled by 2, then one linear layer into proj_dim (the text model's n_embd). */
+#define WHISPER_MELS 128
+#define WHISPER_POS 1500 /* 30 s of 10 ms frames, halved by the stride-2 conv */
+
+static void plan_whisper_qwen2a(const shape *s, wtype w) {
+    int64_t n = s->n_embd;
+    /* conv1d kernels [kernel 3, in channels, out channels] (F16, as im2col takes them); their
+     * biases [1, n] (the converter unsqueezes them so they broadcast over frames) */
+    add("a.conv1d.1.weight", 3, WHISPER_MELS, GGML_TYPE_F16, FILL_RANDOM);
+    plan[n_plan - 1].ne2 = n;
+    add("a.conv1d.1.bias", 1, n, GGML_TYPE_F32, FILL_RANDOM);
+    add("a.conv1d.2.weight", 3, n, GGML_TYPE_F16, FILL_RANDOM);
+    plan[n_plan - 1].ne2 = n;
+    add("a.conv1d.2.bias", 1, n, GGML_TYPE_F32, FILL_RANDOM);
+    add("a.position_embd.weight", n, WHISPER_POS, GGML_TYPE_F32, FILL_RANDOM);
+    for (int i = 0; i < s->n_layer; i++) {
+        const char *mats[] = {"attn_q", "attn_k", "attn_v", "attn_out"};
+        char name[64];
+        for (int m = 0; m < 4; m++) {
+            snprintf(name, sizeof name, "a.blk.%d.%s.weight", i, mats[m]);
+            add_weight(w, name, n, n);
+            if (m == 1) continue; /* Whisper's K projection has no bias */
+            snprintf(name, sizeof name, "a.blk.%d.%s.bias", i, mats[m]);
+            add(name, n, 1, GGML_TYPE_F32, FILL_RANDOM);
+        }
+        const char *norms[] = {"ln1", "ln2"};
+        for (int m = 0; m < 2; m++) {
+            snprintf(name, sizeof name, "a.blk.%d.%s.weight", i, norms[m]);
+            add(name, n, 1, GGML_TYPE_F32, FILL_ONES);
+            snprintf(name, sizeof name, "a.blk.%d.%s.bias", i, norms[m]);
+            add(name, n, 1, GGML_TYPE_F32, FILL_ZEROS);
+        }
+        snprintf(name, sizeof name, "a.blk.%d.ffn_up.weight", i);
+        add_weight(w, name, n, s->n_ff);
+        snprintf(name, sizeof name, "a.blk.%d.ffn_up.bias", i);
+        add(name, s->n_ff, 1, GGML_TYPE_F32, FILL_RANDOM);
+        snprintf(name, sizeof name, "a.blk.%d.ffn_down.weight", i);
+        add_weight(w, name, s->n_ff, n);
+        snprintf(name, sizeof name, "a.blk.%d.ffn_down.bias", i);
+        add(name, n, 1, GGML_TYPE_F32, FILL_RANDOM);
+    }
+    add("a.post_ln.weight", n, 1, GGML_TYPE_F32, FILL_ONES);
+    add("a.post_ln.bias", n, 1, GGML_TYPE_F32, FILL_ZEROS);
+    add_weight(w, "mm.a.fc.weight", n, s->proj_dim);
+    add("mm.a.fc.bias", s->proj_dim, 1, GGML_TYPE_F32, FILL_RANDOM);
+}
+
+static void set_qwen2a_keys(struct gguf_context *g, const shape *s) {
+    gguf_set_val_str(g, "clip.projector_type", "qwen2a");
+    gguf_set_val_bool(g, "clip.has_vision_encoder", false);
+    gguf_set_val_bool(g, "clip.has_audio_encoder", true);
+    gguf_set_val_u32(g, "clip.audio.embedding_length", (uint32_t)s->n_embd);
+    gguf_set_val_u32(g, "clip.audio.feed_forward_length", (uint32_t)s->n_ff);
+    gguf_set_val_u32(g, "clip.audio.block_count", (uint32_t)s->n_layer);
+    gguf_set_val_u32(g, "clip.audio.projection_dim", (uint32_t)s->proj_dim);
+    gguf_set_val_u32(g, "clip.audio.attention.head_count", (uint32_t)s->n_head);
+    gguf_set_val_f32(g, "clip.audio.attention.layer_norm_epsilon", 1e-5f);
+    gguf_set_val_u32(g, "clip.audio.num_mel_bins", WHISPER_MELS);
+}
+
 /* The projector's keys (clip.cpp's load_hparams), for plan_clip_llava's tensors. */
 static void set_clip_keys(struct gguf_context *g, const shape *s) {
     gguf_set_val_str(g, "clip.projector_type", "mlp");
@@ -313,6 +385,7 @@ static const char usage[] =
     "shapes: llama-135m llama-0.5b llama-1b llama-8b bert-small bert-rerank llava-text\n"
     "        llava-mmproj (the vision projector for llava-text: pass it as mmproj)\n"
     "        llava-b-text llava-b-mmproj (a ViT-B/16 pair for the media benchmark)\n"
+    "        qwen2a-mmproj (an audio encoder for llava-text: pass it as mmproj)\n"
     "        llama-tiny qwen2-tiny qwen3-tiny (WebGPU test shapes)\n"
     "        tiny-llama3 tiny-qwen2 tiny-gpt2 (chat template tests)\n"
     "--chat-template: the model's tokenizer.chat_template, read from a file\n"
@@ -375,8 +448,13 @@ int main(int argc, char **argv) {
         gguf_set_val_str(g, "general.architecture", s->arch);
         gguf_set_val_str(g, "general.name", name);
         gguf_set_val_u32(g, "general.file_type", ftype_ids[w]);
-        set_clip_keys(g, s);
-        plan_clip_llava(s, w);
+        if (strcmp(s->name, "qwen2a-mmproj") == 0) {
+            set_qwen2a_keys(g, s);
+            plan_whisper_qwen2a(s, w);
+        } else {
+            set_clip_keys(g, s);
+            plan_clip_llava(s, w);
+        }
     } else {
         char vocab_path[8192];
         snprintf(vocab_path, sizeof vocab_path, "%s/%s", vocab_dir, s->vocab_file);

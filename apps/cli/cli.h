@@ -46,6 +46,8 @@ typedef struct cli_options {
     const char *tool_file;   /* --tool-file: a JSON array of tool definitions (chat) */
     const char *tool_choice; /* --tool-choice auto|none|required|NAME */
     bool no_parallel_tool_calls; /* --no-parallel-tool-calls: at most one call per answer */
+    const char *listen_prompt; /* listen: --prompt TEXT (the transcription instruction) */
+    const char *language;      /* listen: --language LANG */
 } cli_options;
 
 /* True when the options name a provider or gateway endpoint instead of a local model. */
@@ -118,6 +120,7 @@ void cli_tools_print(const sipp_response *r);
 struct json_t *cli_tools_json(const sipp_response *r);
 
 int cmd_generate(int argc, char **argv, bool chat);
+int cmd_listen(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_models(int argc, char **argv);

@@ -109,6 +109,28 @@ static void print_stats(const sipp_response *r, const sipp_endpoint *ep) {
                 100.0 * es.batch_fill);
 }
 
+/* Waits for the run and prints its answer (streamed already unless --json) or its error. */
+static int finish_run(sipp_run *run, const cli_options *o, const sipp_endpoint *ep) {
+    const sipp_response *r = NULL;
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    sipp_run_wait(run, &r, &err);
+    if (r->status != SIPP_OK) {
+        if (!o->json && r->text_len) putchar('\n');
+        cli_error("%s", r->error_message[0] ? r->error_message : sipp_status_str(r->status));
+        if (o->json) cli_print_error_json(r);
+        return CLI_FAILED;
+    }
+    if (o->json) {
+        print_json(r);
+    } else {
+        putchar('\n');
+        cli_tools_print(r);
+        if (o->stats) print_stats(r, ep);
+    }
+    return CLI_OK;
+}
+
 int cmd_generate(int argc, char **argv, bool chat) {
     const char *cmd = chat ? "chat" : "query";
     cli_options o;
@@ -185,27 +207,68 @@ int cmd_generate(int argc, char **argv, bool chat) {
             rc = CLI_FAILED;
         }
     }
-    if (rc == CLI_OK) {
-        const sipp_response *r = NULL;
-        sipp_run_wait(run, &r, &err);
-        if (r->status != SIPP_OK) {
-            if (!o.json && r->text_len) putchar('\n');
-            cli_error("%s", r->error_message[0] ? r->error_message : sipp_status_str(r->status));
-            if (o.json) cli_print_error_json(r);
-            rc = CLI_FAILED;
-        } else if (o.json) {
-            print_json(r);
-        } else {
-            putchar('\n');
-            cli_tools_print(r);
-            if (o.stats) print_stats(r, ep);
-        }
-    }
+    if (rc == CLI_OK) rc = finish_run(run, &o, ep);
     sipp_run_free(run);
     sipp_client_free(client);
     free(grammar);
     free(schema);
     cli_tools_free(&tools);
     for (size_t i = 0; i < o.n_media; i++) free(media_bytes[i]);
+    return rc;
+}
+
+static const char listen_usage[] =
+    "usage: sipp listen [options] FILE\n"
+    "\n"
+    "Transcribe the audio FILE (WAV, MP3 or FLAC) and stream the text to stdout. The model needs an\n"
+    "audio encoder as its projector (--mmproj); the chat template renders one user turn: the\n"
+    "instruction, then the clip (a model without a template gets it as a raw prompt).\n"
+    "\n"
+    "  --prompt TEXT             the instruction (default \"" SIPP_LISTEN_PROMPT "\")\n"
+    "  --language LANG           appended to it as \" (language: LANG)\"\n"
+    "  --temperature, -n, ...    as `sipp query --help` (the default temperature here is 0)\n"
+    "  -m, --model, --mmproj, and the engine options as `sipp query --help`\n"
+    "  --json                    print one JSON object: text, finish_reason, usage, stats\n"
+    "  --stats                   print timings to stderr after the answer\n";
+
+int cmd_listen(int argc, char **argv) {
+    cli_options o;
+    bool exit_now;
+    /* the transcript is greedy unless --temperature or SIPP_TEMPERATURE says otherwise */
+    bool temperature_given = getenv("SIPP_TEMPERATURE") != NULL;
+    for (int i = 1; i < argc; i++)
+        if (strncmp(argv[i], "--temperature", 13) == 0) temperature_given = true;
+    int rc = cli_parse(argc, argv, "listen", listen_usage, &o, &exit_now);
+    if (rc != CLI_OK || exit_now) return rc;
+    if (!temperature_given) o.text.temperature = 0;
+    if (o.n_media) {
+        cli_error("listen: the audio is FILE; --image/--audio are for query and chat");
+        return CLI_USAGE;
+    }
+    size_t len = 0;
+    char *bytes = cli_read_bytes(o.input, &len);
+    if (!bytes) return CLI_FAILED;
+    sipp_media clip = {SIPP_MEDIA_AUDIO, bytes, len, NULL, 0};
+    if (!o.json) o.text.on_tokens = on_tokens;
+    char model[4096];
+    sipp_client *client = NULL;
+    sipp_endpoint *ep = NULL;
+    rc = cli_is_remote(&o) ? CLI_OK : cli_resolve_model(o.model, NEED_GENERATE, model, sizeof model);
+    if (rc == CLI_OK) {
+        if (!cli_is_remote(&o)) o.model = model;
+        rc = cli_open(&o, &client, &ep);
+    }
+    sipp_run *run = NULL;
+    sipp_error err;
+    sipp_error_init(&err, sizeof err);
+    if (rc == CLI_OK &&
+        sipp_listen(ep, &clip, o.listen_prompt, o.language, &o.text, &run, &err) != SIPP_OK) {
+        cli_error("%s", err.message);
+        rc = CLI_FAILED;
+    }
+    if (rc == CLI_OK) rc = finish_run(run, &o, ep);
+    sipp_run_free(run);
+    sipp_client_free(client);
+    free(bytes);
     return rc;
 }

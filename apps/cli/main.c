@@ -13,6 +13,7 @@ static const char usage[] =
     "commands:\n"
     "  query   complete a raw prompt (no template)\n"
     "  chat    answer a message, rendered with the model's own chat template\n"
+    "  listen  transcribe an audio file (a model with an audio encoder: --mmproj)\n"
     "  embed   print the embedding vector of a text\n"
     "  info    show a model's metadata, capabilities and chat template\n"
     "  models  list the models in the models directory, pulled ones included\n"
@@ -39,6 +40,7 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "query") == 0) return cmd_generate(argc - 1, argv + 1, false);
     if (strcmp(cmd, "chat") == 0) return cmd_generate(argc - 1, argv + 1, true);
+    if (strcmp(cmd, "listen") == 0) return cmd_listen(argc - 1, argv + 1);
     if (strcmp(cmd, "embed") == 0) return cmd_embed(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "models") == 0) return cmd_models(argc - 1, argv + 1);

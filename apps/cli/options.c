@@ -85,7 +85,7 @@ enum {
     OPT_MODEL = 'm', OPT_HELP = 'h', OPT_SHORT_MAX_TOKENS = 'n',
     OPT_STOP = 1000, OPT_SYSTEM, OPT_GRAMMAR_FILE, OPT_JSON_SCHEMA_FILE, OPT_JSON, OPT_STATS,
     OPT_PROVIDER, OPT_HEADER, OPT_IMAGE, OPT_AUDIO, OPT_TOOL_FILE, OPT_TOOL_CHOICE,
-    OPT_NO_PARALLEL_TOOL_CALLS,
+    OPT_NO_PARALLEL_TOOL_CALLS, OPT_PROMPT, OPT_LANGUAGE,
     OPT_SETTING = 2000, /* OPT_SETTING + i: the flag of rows[i] (and of every row of its name) */
 };
 
@@ -143,6 +143,8 @@ static const struct option fixed_opts[] = {
     {"tool-file", required_argument, 0, OPT_TOOL_FILE},
     {"tool-choice", required_argument, 0, OPT_TOOL_CHOICE},
     {"no-parallel-tool-calls", no_argument, 0, OPT_NO_PARALLEL_TOOL_CALLS},
+    {"prompt", required_argument, 0, OPT_PROMPT},
+    {"language", required_argument, 0, OPT_LANGUAGE},
     {"help", no_argument, 0, OPT_HELP},
 };
 enum { N_FIXED = N_OF(fixed_opts) };
@@ -249,6 +251,8 @@ static bool apply_opt(cli_options *o, int opt, const char *arg, const char *name
         o->stops[o->n_stop++] = arg;
         return true;
     case OPT_SYSTEM: o->system = arg; return true;
+    case OPT_PROMPT: o->listen_prompt = arg; return true;
+    case OPT_LANGUAGE: o->language = arg; return true;
     case OPT_IMAGE:
     case OPT_AUDIO:
         if (o->n_media >= CLI_MAX_MEDIA) {

@@ -51,6 +51,118 @@ static int jpeg_size(const unsigned char *d, size_t len, uint32_t *w, uint32_t *
     return -1;
 }
 
+/* Walks a RIFF/WAVE file's chunks (`fmt `, then `data`) into out's audio fields; 0, or -1 with
+ * a reason in msg. A data chunk that declares more than the file holds (a stream that never
+ * wrote its size) counts what is there. */
+static int wav_parse(const unsigned char *d, size_t len, sipp__media_desc *out, char *msg, size_t cap) {
+    size_t off = 12;
+    bool have_fmt = false;
+    uint32_t tag = 0, block = 0;
+    while (off + 8 <= len) {
+        const unsigned char *id = d + off;
+        uint32_t size = le32(d + off + 4);
+        size_t avail = len - off - 8;
+        if (memcmp(id, "fmt ", 4) == 0) {
+            if (size < 16 || avail < 16) {
+                snprintf(msg, cap, "the audio/wav fmt chunk is truncated (%u bytes)", size);
+                return -1;
+            }
+            const unsigned char *f = d + off + 8;
+            tag = le16(f);
+            out->channels = le16(f + 2);
+            out->sample_rate = le32(f + 4);
+            block = le16(f + 12);
+            out->bits = le16(f + 14);
+            if (tag == 0xFFFE && size >= 40 && avail >= 40) tag = le16(f + 24); /* EXTENSIBLE */
+            have_fmt = true;
+        } else if (memcmp(id, "data", 4) == 0) {
+            if (!have_fmt) {
+                snprintf(msg, cap, "the audio/wav data chunk comes before any fmt chunk");
+                return -1;
+            }
+            bool pcm = tag == 1 && (out->bits == 8 || out->bits == 16 || out->bits == 24 || out->bits == 32);
+            bool flt = tag == 3 && (out->bits == 32 || out->bits == 64);
+            if (!pcm && !flt) {
+                snprintf(msg, cap,
+                         "unsupported WAV sample format (format tag 0x%04x, %u bits): use PCM "
+                         "8/16/24/32-bit or IEEE float 32/64-bit",
+                         tag, out->bits);
+                return -1;
+            }
+            if (out->channels < 1 || out->channels > 16 || out->sample_rate < 1 ||
+                out->sample_rate > 384000 || block != out->channels * (out->bits / 8)) {
+                snprintf(msg, cap,
+                         "the audio/wav fmt chunk is inconsistent (%u channels, %u Hz, block %u)",
+                         out->channels, out->sample_rate, block);
+                return -1;
+            }
+            out->frames = (size < avail ? size : avail) / block;
+            if (out->frames == 0) {
+                snprintf(msg, cap, "the audio/wav has no samples (zero-length audio)");
+                return -1;
+            }
+            out->duration_ms = out->frames * 1000 / out->sample_rate;
+            return 0;
+        }
+        if (size > avail) break;
+        off += 8 + (size_t)size + (size & 1); /* chunks are padded to even sizes */
+    }
+    snprintf(msg, cap, "the audio/wav header is truncated or corrupt (no %s chunk)",
+             have_fmt ? "data" : "fmt");
+    return -1;
+}
+
+/* A FLAC's STREAMINFO (the first metadata block, 34 bytes) into out's audio fields. */
+static int flac_parse(const unsigned char *d, size_t len, sipp__media_desc *out, char *msg, size_t cap) {
+    if (len < 42 || (d[4] & 0x7F) != 0 || ((uint32_t)d[5] << 16 | be16(d + 6)) < 34) {
+        snprintf(msg, cap, "the audio/flac header is truncated or corrupt (no STREAMINFO)");
+        return -1;
+    }
+    const unsigned char *si = d + 8;
+    out->sample_rate = (uint32_t)si[10] << 12 | (uint32_t)si[11] << 4 | si[12] >> 4;
+    out->channels = ((si[12] >> 1) & 7u) + 1;
+    out->bits = (((si[12] & 1u) << 4) | (si[13] >> 4)) + 1;
+    out->frames = (uint64_t)(si[13] & 0xF) << 32 | be32(si + 14); /* 0: not told */
+    if (out->sample_rate == 0) {
+        snprintf(msg, cap, "the audio/flac STREAMINFO declares a sample rate of 0");
+        return -1;
+    }
+    out->duration_ms = out->frames * 1000 / out->sample_rate;
+    return 0;
+}
+
+/* An MP3's length: walks its MPEG audio frame headers (after an ID3v2 tag) and counts their
+ * samples; stops at the first byte that is not a frame header (a trailing ID3v1 tag, junk).
+ * out->frames, sample_rate and duration_ms stay 0 when no frame is found (told by decoding). */
+static void mp3_length(const unsigned char *d, size_t len, sipp__media_desc *out) {
+    static const uint16_t kbps[2][16] = { /* Layer III: MPEG-1; MPEG-2 and 2.5 */
+        {0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0},
+        {0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 0}};
+    static const uint32_t rates[3] = {44100, 48000, 32000};
+    size_t off = 0;
+    if (len >= 10 && memcmp(d, "ID3", 3) == 0) /* ID3v2: a 10-byte header, a syncsafe size */
+        off = 10 + ((size_t)(d[6] & 0x7F) << 21 | (size_t)(d[7] & 0x7F) << 14 |
+                    (size_t)(d[8] & 0x7F) << 7 | (d[9] & 0x7F)) + ((d[5] & 0x10) ? 10 : 0);
+    uint64_t samples = 0;
+    uint32_t rate = 0;
+    while (off + 4 <= len && d[off] == 0xFF && (d[off + 1] & 0xE0) == 0xE0) {
+        unsigned ver = (d[off + 1] >> 3) & 3, layer = (d[off + 1] >> 1) & 3;
+        unsigned bi = d[off + 2] >> 4, ri = (d[off + 2] >> 2) & 3, pad = (d[off + 2] >> 1) & 1;
+        if (ver == 1 || layer != 1 || bi == 0 || bi == 15 || ri == 3) break; /* not Layer III */
+        bool v1 = ver == 3;
+        uint32_t r = rates[ri] >> (v1 ? 0 : ver == 2 ? 1 : 2);
+        size_t flen = (size_t)(v1 ? 144 : 72) * kbps[v1 ? 0 : 1][bi] * 1000 / r + pad;
+        if (rate && r != rate) break;
+        rate = r;
+        samples += v1 ? 1152 : 576;
+        off += flen;
+    }
+    if (samples == 0) return;
+    out->sample_rate = rate;
+    out->frames = samples;
+    out->duration_ms = samples * 1000 / rate;
+}
+
 /* The declared type, lower-cased without parameters, into buf; aliases made canonical. */
 static const char *canonical_mime(const char *mime, char *buf, size_t cap) {
     size_t n = 0;
@@ -135,6 +247,17 @@ sipp_status sipp__media_sniff(const void *data, size_t len, sipp_media_kind kind
     if (bad) {
         snprintf(msg, cap, "the %s header is truncated or corrupt", out->mime);
         return SIPP_INVALID_ARGUMENT;
+    }
+    if (kind == SIPP_MEDIA_AUDIO) {
+        if (len < 12) {
+            snprintf(msg, cap, "the %s is too short to be audio (%zu bytes)", out->mime, len);
+            return SIPP_INVALID_ARGUMENT;
+        }
+        if (strcmp(out->mime, "audio/wav") == 0 && wav_parse(d, len, out, msg, cap) != 0)
+            return SIPP_INVALID_ARGUMENT;
+        if (strcmp(out->mime, "audio/flac") == 0 && flac_parse(d, len, out, msg, cap) != 0)
+            return SIPP_INVALID_ARGUMENT;
+        if (strcmp(out->mime, "audio/mpeg") == 0) mp3_length(d, len, out);
     }
     if (kind == SIPP_MEDIA_IMAGE) {
         if (out->width == 0 || out->height == 0) {

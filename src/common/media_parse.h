@@ -18,11 +18,21 @@ typedef struct sipp__media_desc {
     sipp_media_kind kind;
     const char *mime;        /* canonical type told by the bytes, e.g. "image/png" (static) */
     uint32_t width, height;  /* images: the header's declared size */
+    /* audio: WAV and FLAC headers; an MP3's frame headers walked (0 = not told: a FLAC that
+     * leaves its length out, an MP3 whose frames are not Layer III) */
+    uint32_t sample_rate, channels, bits;
+    uint64_t frames;      /* samples per channel */
+    uint64_t duration_ms; /* frames / sample_rate */
 } sipp__media_desc;
 
 /* Tells the format of `data` from its header: PNG, JPEG, GIF, BMP (images), WAV, MP3, FLAC
  * (audio). For an image the declared size must be non-zero and at most `max_pixels` pixels
- * (a decompression bomb declares billions and is refused before anything is decoded).
+ * (a decompression bomb declares billions and is refused before anything is decoded). A WAV's
+ * chunks are walked: its fmt must be PCM (8/16/24/32-bit) or IEEE float (32/64-bit), 1-16
+ * channels, a sample rate of 1-384000 Hz and a consistent block size, its data chunk at least
+ * one frame (zero-length audio is refused); a FLAC's STREAMINFO must be there. Audio parts are
+ * at least 12 bytes (what llama.cpp's audio sniff needs, so no audio part ever reaches its
+ * image or video fallbacks).
  * `mime` (may be NULL) is the caller's declared type: it must agree with the bytes ("image/jpg"
  * is read as image/jpeg). `kind` is the part's declared kind. SIPP_OK, or INVALID_ARGUMENT with
  * a one-line reason in msg ("media[i]: ..." is the caller's prefix). */

@@ -253,6 +253,9 @@ sipp_status sipp__media_tokenize(sipp__engine *e, const char *prompt, const sipp
             st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
                             "%s: media[%zu]: the %s cannot be decoded (truncated or corrupt)", what,
                             i, media[i].kind == SIPP_MEDIA_IMAGE ? "image" : "audio");
+        else if (media[i].kind == SIPP_MEDIA_AUDIO && mtmd_bitmap_get_n_bytes(bitmaps[i]) == 0)
+            st = sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                            "%s: media[%zu]: the audio has no samples (zero-length audio)", what, i);
     }
     if (st == SIPP_OK) {
         mtmd_input_text in = {text, strlen(text), true, true};

@@ -817,6 +817,7 @@ int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__
     cfg->max_schema_bytes = 65536;
     cfg->max_media_bytes = SIPP__GW_MAX_MEDIA_BYTES;
     cfg->max_image_pixels = SIPP__GW_MAX_IMAGE_PIXELS;
+    cfg->max_audio_seconds = SIPP__GW_MAX_AUDIO_SECONDS;
     cfg->max_connections = 512;
     cfg->max_connections_per_ip = 64;
     cfg->shutdown_grace_seconds = 10;
@@ -870,6 +871,8 @@ int sipp__gw_config_parse(const char *text, size_t len, const char *name, sipp__
             ok = get_u64(&c, n, k, 1, 1u << 30, &cfg->max_media_bytes);
         else if (strcmp(k, "max_image_pixels") == 0)
             ok = get_u64(&c, n, k, 1, SIPP__GW_MAX_IMAGE_PIXELS, &cfg->max_image_pixels);
+        else if (strcmp(k, "max_audio_seconds") == 0)
+            ok = get_u32(&c, n, k, 1, 86400, &cfg->max_audio_seconds);
         else if (strcmp(k, "max_connections") == 0)
             ok = get_u32(&c, n, k, 1, 65536, &cfg->max_connections);
         else if (strcmp(k, "max_connections_per_ip") == 0)

@@ -152,6 +152,7 @@ extern const char *const sipp__gw_route_defaults[SIPP__GW_N_ROUTES];
  * providers refuse more themselves: SIPP__MEDIA_MAX_PIXELS). */
 #define SIPP__GW_MAX_MEDIA_BYTES (20u << 20)
 #define SIPP__GW_MAX_IMAGE_PIXELS (4096u * 4096u)
+#define SIPP__GW_MAX_AUDIO_SECONDS 600u /* seconds of audio in one request (issue 17) */
 
 typedef struct sipp__gw_config {
     char *public_bind;
@@ -206,6 +207,8 @@ typedef struct sipp__gw_config {
 
     /* [models] (residency): the estimated bytes all loaded local targets may take; 0 = none */
     uint64_t memory_budget_bytes;
+
+    uint32_t max_audio_seconds; /* seconds of audio in one request (issue 17) */
 } sipp__gw_config;
 
 #define SIPP__GW_CONFIG_MAX_BYTES (1u << 20)

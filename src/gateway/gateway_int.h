@@ -49,6 +49,7 @@ typedef struct gw_target {
     atomic_int state;
     bool can_generate, can_chat, can_embed;
     bool vision; /* the target's projector takes images (multimodal) */
+    bool audio_in; /* ... and audio clips */
     uint32_t n_embd; /* embedding size when known up front (local targets), else 0 */
     /* remote targets: one endpoint per replica (eps[0] == ep) and the pool choosing among
      * them; NULL / 0 for local targets */

@@ -151,6 +151,7 @@ bool sipp__gw_phase_decode(gw_req *r) {
     char msg[256], param[64];
     r->call.max_media_bytes = r->gw->cfg.max_media_bytes;
     r->call.max_image_pixels = r->gw->cfg.max_image_pixels;
+    r->call.max_audio_seconds = r->gw->cfg.max_audio_seconds;
     if (!sipp__gw_decode_body(r->prof, r->op, body, len, r->gw->cfg.max_json_depth, &r->root,
                               &r->call, msg, sizeof msg, param, sizeof param))
         return sipp__gw_req_fail(r, GW_INVALID_JSON, param, "%s", msg);
@@ -235,10 +236,18 @@ bool sipp__gw_phase_validate(gw_req *r) {
     if (c->op == GW_OP_CHAT && !t->can_chat)
         return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "model", "target '%s' has no chat template",
                                  t->cfg->name);
-    if (c->n_media > 0 && t->cfg->type == SIPP__GW_LOCAL && !t->vision)
-        return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "messages",
-                                 "target '%s' takes no images: it has no vision projector (mmproj)",
-                                 t->cfg->name);
+    for (size_t i = 0; t->cfg->type == SIPP__GW_LOCAL && i < c->n_media; i++) {
+        if (c->media[i].kind == SIPP_MEDIA_IMAGE && !t->vision)
+            return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "messages",
+                                     "target '%s' takes no images: it has no vision projector "
+                                     "(mmproj)",
+                                     t->cfg->name);
+        if (c->media[i].kind == SIPP_MEDIA_AUDIO && !t->audio_in)
+            return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "messages",
+                                     "target '%s' takes no audio: it has no audio encoder as its "
+                                     "projector (mmproj)",
+                                     t->cfg->name);
+    }
     return true;
 }
 

@@ -209,6 +209,93 @@ bool sipp__gw_call_add_image_url(gw_call *c, size_t index, const char *what, con
     return true;
 }
 
+bool sipp__gw_call_add_audio(gw_call *c, size_t index, const char *what, const char *mime,
+                             const char *b64, size_t b64_len, size_t raw_len, char *msg, size_t cap) {
+    uint64_t max_bytes = c->max_media_bytes ? c->max_media_bytes : SIPP__GW_MAX_MEDIA_BYTES;
+    uint64_t max_s = c->max_audio_seconds ? c->max_audio_seconds : SIPP__GW_MAX_AUDIO_SECONDS;
+    if (c->media_bytes >= max_bytes) {
+        c->media_too_large = true;
+        return true;
+    }
+    char why[160];
+    unsigned char *bytes = NULL;
+    size_t n = 0;
+    if (b64_len == SIZE_MAX) { /* raw bytes (a multipart file) */
+        if (raw_len > max_bytes - c->media_bytes) {
+            c->media_too_large = true;
+            return true;
+        }
+        bytes = malloc(raw_len ? raw_len : 1);
+        if (!bytes) return sipp__gw_bad(msg, cap, "out of memory");
+        memcpy(bytes, b64, raw_len);
+        n = raw_len;
+    } else { /* base64: decoded (and its size checked first) as a data: URL's payload */
+        char *dmime = NULL, head[64];
+        int hl = snprintf(head, sizeof head, "data:%s;base64,", mime);
+        char *url = hl > 0 && b64_len < SIZE_MAX - (size_t)hl ? malloc((size_t)hl + b64_len) : NULL;
+        if (!url) return sipp__gw_bad(msg, cap, "out of memory");
+        memcpy(url, head, (size_t)hl);
+        memcpy(url + hl, b64, b64_len);
+        int rc = sipp__data_url_parse(url, (size_t)hl + b64_len, (size_t)(max_bytes - c->media_bytes),
+                                      &dmime, &bytes, &n, why, sizeof why);
+        free(url);
+        free(dmime);
+        if (rc == -2) {
+            c->media_too_large = true;
+            return true;
+        }
+        if (rc != 0) return sipp__gw_bad(msg, cap, "%s: %s", what, why);
+    }
+    sipp__media_desc d;
+    if (sipp__media_sniff(bytes, n, SIPP_MEDIA_AUDIO, mime, 0, &d, why, sizeof why) != SIPP_OK) {
+        free(bytes);
+        return sipp__gw_bad(msg, cap, "%s: %s", what, why);
+    }
+    if (c->audio_ms + d.duration_ms > max_s * 1000) {
+        free(bytes);
+        return sipp__gw_bad(msg, cap,
+                            "%s: the request's audio is %.1f seconds, over the limit of %llu seconds "
+                            "(max_audio_seconds)",
+                            what, (double)(c->audio_ms + d.duration_ms) / 1000.0,
+                            (unsigned long long)max_s);
+    }
+    sipp_media *m = realloc(c->media, (c->n_media + 1) * sizeof *m);
+    if (!m || !sipp__gw_call_own(c, bytes)) {
+        if (!m) free(bytes);
+        else c->media = m;
+        return sipp__gw_bad(msg, cap, "out of memory");
+    }
+    c->media = m;
+    c->media[c->n_media++] = (sipp_media){SIPP_MEDIA_AUDIO, bytes, n, d.mime, index};
+    c->media_bytes += n;
+    c->audio_ms += d.duration_ms;
+    return true;
+}
+
+/* One OpenAI input_audio part of messages[i]: {"data": base64, "format": "wav" | "mp3" |
+ * "flac"}, decoded and checked as a clip. */
+static bool decode_audio_part(gw_call *c, size_t i, json_t *part, char *msg, size_t cap) {
+    json_t *ia = json_object_get(part, "input_audio");
+    json_t *data = json_is_object(ia) ? json_object_get(ia, "data") : NULL;
+    json_t *format = json_is_object(ia) ? json_object_get(ia, "format") : NULL;
+    if (!json_is_string(data) || !json_is_string(format))
+        return sipp__gw_bad(msg, cap,
+                            "messages[%zu]: an input_audio part needs input_audio.data (base64) "
+                            "and input_audio.format",
+                            i);
+    const char *f = json_string_value(format);
+    const char *mime = strcmp(f, "wav") == 0    ? "audio/wav"
+                       : strcmp(f, "mp3") == 0  ? "audio/mpeg"
+                       : strcmp(f, "flac") == 0 ? "audio/flac"
+                                                : NULL;
+    if (!mime)
+        return sipp__gw_bad(msg, cap, "messages[%zu]: input_audio.format must be wav, mp3 or flac", i);
+    char what[48];
+    snprintf(what, sizeof what, "messages[%zu]: input_audio", i);
+    return sipp__gw_call_add_audio(c, i, what, mime, json_string_value(data),
+                                   json_string_length(data), 0, msg, cap);
+}
+
 /* One OpenAI image_url part of messages[i]: a data: URL decoded and checked (type, declared
  * size). Remote URLs are refused: the gateway fetches nothing on a caller's behalf. */
 static bool decode_image_part(gw_call *c, size_t i, json_t *part, char *msg, size_t cap) {
@@ -243,13 +330,16 @@ static bool decode_parts(gw_call *c, size_t i, json_t *content, const char **tex
         const char *s = NULL;
         if (strcmp(t, "text") == 0 && text_of(json_object_get(part, "text"), &s)) {
             ok = sipp__buf_append(&b, s, strlen(s)) == SIPP_OK;
-        } else if (strcmp(t, "image_url") == 0) {
-            ok = decode_image_part(c, i, part, msg, cap) &&
+        } else if (strcmp(t, "image_url") == 0 || strcmp(t, "input_audio") == 0) {
+            ok = (t[0] == 'i' && t[1] == 'm' ? decode_image_part(c, i, part, msg, cap)
+                                              : decode_audio_part(c, i, part, msg, cap)) &&
                  sipp__buf_append(&b, SIPP_MEDIA_MARKER, strlen(SIPP_MEDIA_MARKER)) == SIPP_OK;
             if (!ok && !msg[0]) sipp__gw_bad(msg, cap, "out of memory");
         } else {
             ok = sipp__gw_bad(msg, cap,
-                              "messages[%zu].content[%zu]: type must be text or image_url", i, k);
+                              "messages[%zu].content[%zu]: type must be text, image_url or "
+                              "input_audio",
+                              i, k);
         }
         if (!ok) break;
     }

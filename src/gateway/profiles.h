@@ -84,6 +84,10 @@ typedef struct gw_call {
      * chat_template_kwargs.enable_thinking false = 0), when budget_set; else unlimited */
     bool budget_set;
     int32_t reasoning_budget;
+    /* audio input (issue 17): the gateway's max_audio_seconds (0 = SIPP__GW_MAX_AUDIO_SECONDS),
+     * and the length of the audio parts decoded so far */
+    uint64_t max_audio_seconds;
+    uint64_t audio_ms;
 } gw_call;
 
 /* Adds one image to `c` from a data: URL (OpenAI's image_url parts; the Messages profile's
@@ -92,6 +96,14 @@ typedef struct gw_call {
  * names the part in a refusal. Over the bytes limit: true, with c->media_too_large set. */
 bool sipp__gw_call_add_image_url(gw_call *c, size_t index, const char *what, const char *url,
                                  size_t len, char *msg, size_t cap);
+
+/* Adds one audio clip to `c` (OpenAI's input_audio parts, the transcription route's file):
+ * `b64` base64 of a WAV, MP3 or FLAC file of type `mime`, or, with b64_len SIZE_MAX, `b64` raw
+ * bytes of `raw_len` (copied). Decoded within the media bytes limit, checked (container, sample
+ * format, zero length) and held to the call's max_audio_seconds over all its clips (400 naming
+ * the key). Over the bytes limit: true, with c->media_too_large set. */
+bool sipp__gw_call_add_audio(gw_call *c, size_t index, const char *what, const char *mime,
+                             const char *b64, size_t b64_len, size_t raw_len, char *msg, size_t cap);
 
 /* Frees what the media parts of `c` own (NULL-safe; call after every decode). */
 void sipp__gw_call_free_media(gw_call *c);

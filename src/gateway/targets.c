@@ -49,6 +49,7 @@ static void set_caps_from(gw_target *t, const sipp_endpoint_info *info) {
     t->can_chat = info->can_chat;
     t->can_embed = info->can_embed;
     t->vision = info->vision;
+    t->audio_in = info->audio_in;
     t->n_embd = info->can_embed ? info->n_embd : 0;
 }
 

@@ -239,7 +239,7 @@ def test_gateway_openai_image_url_equals_llama_mtmd_cli(llava, llava_gw):
      400, "invalid_json", "not an image"),
     ({"type": "image_url", "image_url": {"url": data_url(b"\x89PNG\r\n\x1a\n" + b"\0" * (21 << 20))}},
      413, "payload_too_large", "max_media_bytes"),
-    ({"type": "video", "video": "x"}, 400, "invalid_json", "type must be text or image_url"),
+    ({"type": "video", "video": "x"}, 400, "invalid_json", "type must be text, image_url or input_audio"),
 ])
 def test_gateway_refuses_bad_image_parts(llava_gw, part, status, code, expect):
     st, _, out = llava_gw.post("/v1/chat/completions", openai_chat([part, {"type": "text", "text": "hi"}]))

@@ -3,7 +3,10 @@
  * (src/common/media_parse.c, data_url.c): the first byte picks the declared kind and type, the
  * rest is sniffed as media bytes, parsed as a data: URL (whose decoded bytes are sniffed in
  * turn) and given markers. Properties: no crash, no leak; a sniffed image has a non-zero size
- * within the pixel limit; a decoded data URL is no longer than the limit and than its text.
+ * within the pixel limit; a sniffed WAV (its chunks walked) has at least one frame, a supported
+ * sample format and no more frames than its bytes hold; any audio part is at least 12 bytes; a
+ * decoded data URL is no longer than the limit and than its text. Seeds that start with a WAV
+ * header: tests/fuzz/corpus/fuzz_media.
  */
 #include "common/media_parse.h"
 
@@ -12,7 +15,8 @@
 #include <string.h>
 
 static const char *const mimes[] = {NULL, "image/png", "image/jpg", "image/gif", "image/bmp",
-                                    "audio/wav", "audio/mpeg", "IMAGE/PNG; q=1", "text/plain"};
+                                    "audio/wav", "audio/mpeg", "IMAGE/PNG; q=1", "text/plain",
+                                    "audio/flac", "audio/x-wav"};
 
 static void sniff(const unsigned char *d, size_t n, unsigned sel) {
     sipp__media_desc desc;
@@ -24,6 +28,15 @@ static void sniff(const unsigned char *d, size_t n, unsigned sel) {
         kind == SIPP_MEDIA_IMAGE) {
         assert(desc.width > 0 && desc.height > 0);
         assert((uint64_t)desc.width * desc.height <= max_px);
+    }
+    if (sipp__media_sniff(d, n, SIPP_MEDIA_AUDIO, NULL, max_px, &desc, msg, sizeof msg) == SIPP_OK) {
+        assert(n >= 12);
+        if (strcmp(desc.mime, "audio/wav") == 0) {
+            assert(desc.frames > 0 && desc.sample_rate > 0 && desc.channels > 0);
+            assert(desc.bits == 8 || desc.bits == 16 || desc.bits == 24 || desc.bits == 32 ||
+                   desc.bits == 64);
+            assert(desc.frames * desc.channels * (desc.bits / 8) <= n);
+        }
     }
 }
 

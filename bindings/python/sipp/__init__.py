@@ -297,6 +297,9 @@ class EndpointInfo:
     size_bytes: int
     architecture: str
     description: str
+    vision: bool = False     # multimodal capabilities (from the projector, mmproj)
+    audio_in: bool = False
+    audio_out: bool = False
 
 
 @dataclass(frozen=True)
