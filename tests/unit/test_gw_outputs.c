@@ -74,6 +74,8 @@ static gw_call decode_ok(gw_profile prof, gw_op op, const char *body) {
     bool ok = sipp__gw_decode_body(prof, op, body, strlen(body), 32, &root, &c, msg, sizeof msg,
                                    param, sizeof param);
     if (!ok) fail_msg("refused: %s", msg);
+    sipp__gw_call_free_media(&c); /* what the call owns (the chat copy of the messages, ...) */
+    c.chat = NULL;
     free(c.messages);
     free(c.inputs);
     c.json_schema = NULL; /* points into root */
