@@ -214,8 +214,9 @@ typedef enum sipp_setting_kind {
     X(on_delta, DELTA_FN, NULL, NULL, NULL, NULL, NULL, 0, 0,                                     \
       "streaming callback of content, reasoning and tool-call deltas")                            \
     X(delta_user_data, PTR, NULL, NULL, NULL, NULL, NULL, 0, 0, "the delta callback's user data") \
-    X(reasoning_budget, I32, -1, NULL, NULL, NULL, NULL, -1, INT32_MAX,                           \
-      "thinking tokens: -1 = unlimited (default), 0 = no thinking, N = at most N")
+    X(reasoning_budget, I32, -1, "reasoning-budget", "N", "SIPP_REASONING_BUDGET", NULL, -1,      \
+      INT32_MAX,                                                                                  \
+      "chat: thinking tokens, -1 = unlimited (default), 0 = no thinking, N = at most N")
 
 /** sipp_embed_params: the options of embed (sipp_embed). */
 #define SIPP_EMBED_SETTINGS(X)                                                                    \

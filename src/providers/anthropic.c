@@ -100,23 +100,9 @@ static sipp_status build_chat(const sipp__remote *rm, const char *prompt,
 static sipp_status add_tools(const sipp_chat_message *cm, size_t n, const sipp_text_params *p,
                              json_t *body, sipp_error *err) {
     if (p->n_tools) {
-        json_t *tools = json_array();
-        for (size_t i = 0; i < p->n_tools; i++) {
-            const sipp_tool *t = &p->tools[i];
-            json_t *tool = json_pack("{s:s, s:o}", "name", t->name, "input_schema",
-                                     sipp__remote_tool_schema(t));
-            if (tool && t->description &&
-                json_object_set_new(tool, "description", json_string(t->description)) != 0) {
-                json_decref(tool);
-                tool = NULL;
-            }
-            if (!tool) {
-                json_decref(tools);
-                return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
-                                  "tools[%zu]: the description is not valid UTF-8", i);
-            }
-            json_array_append_new(tools, tool);
-        }
+        json_t *tools;
+        sipp_status st = sipp__remote_tools(p, "input_schema", false, &tools, err);
+        if (st != SIPP_OK) return st;
         json_object_set_new(body, "tools", tools);
         const char *type = p->tool_choice == SIPP_TOOL_CHOICE_NONE       ? "none"
                            : p->tool_choice == SIPP_TOOL_CHOICE_REQUIRED ? "any"

@@ -92,68 +92,13 @@ static void read_usage(sipp__remote_run *rr, json_t *u) {
 
 /* Tools (issue 18): `tools` as functions, `tool_choice`, `parallel_tool_calls`; assistant
  * messages get their `tool_calls` (content null when empty), tool messages their
- * `tool_call_id`. The messages of the body are parallel to `cm` (none was skipped). */
+ * `tool_call_id` (remote.c). OpenAI's shape: a tool, a named tool_choice and a call wrapped in
+ * {"type": "function", "function": {...}}, a call's arguments as JSON text. */
+static const sipp__remote_tool_shape tool_shape = {.function_wrapped = true};
+
 static sipp_status add_tools(const sipp_chat_message *cm, size_t n, const sipp_text_params *p,
                              json_t *body, sipp_error *err) {
-    if (p->n_tools) {
-        json_t *tools = json_array();
-        for (size_t i = 0; i < p->n_tools; i++) {
-            const sipp_tool *t = &p->tools[i];
-            json_t *fn = json_pack("{s:s, s:o}", "name", t->name, "parameters",
-                                   sipp__remote_tool_schema(t));
-            if (fn && t->description && json_object_set_new(fn, "description",
-                                                            json_string(t->description)) != 0) {
-                json_decref(fn);
-                fn = NULL;
-            }
-            if (!fn) {
-                json_decref(tools);
-                return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
-                                  "tools[%zu]: the description is not valid UTF-8", i);
-            }
-            json_array_append_new(tools, json_pack("{s:s, s:o}", "type", "function", "function", fn));
-        }
-        json_object_set_new(body, "tools", tools);
-        json_t *choice = p->tool_choice == SIPP_TOOL_CHOICE_NONE       ? json_string("none")
-                         : p->tool_choice == SIPP_TOOL_CHOICE_REQUIRED ? json_string("required")
-                         : p->tool_choice == SIPP_TOOL_CHOICE_NAMED
-                             ? json_pack("{s:s, s:{s:s}}", "type", "function", "function", "name",
-                                         p->tool_choice_name)
-                             : json_string("auto");
-        json_object_set_new(body, "tool_choice", choice);
-        json_object_set_new(body, "parallel_tool_calls", json_boolean(p->parallel_tool_calls));
-    }
-    json_t *msgs = json_object_get(body, "messages");
-    for (size_t i = 0; cm && i < n; i++) {
-        json_t *m = json_array_get(msgs, i);
-        if (cm[i].n_tool_calls) {
-            json_t *calls = json_array();
-            for (size_t k = 0; k < cm[i].n_tool_calls; k++) {
-                const sipp_tool_call *c = &cm[i].tool_calls[k];
-                json_array_append_new(calls, json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", c->id,
-                                                       "type", "function", "function", "name",
-                                                       c->name, "arguments",
-                                                       c->arguments ? c->arguments : "{}"));
-            }
-            if (json_array_size(calls) != cm[i].n_tool_calls) {
-                json_decref(calls);
-                return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
-                                  "chat: message %zu has a tool call that is not valid UTF-8", i);
-            }
-            json_object_set_new(m, "tool_calls", calls);
-            json_t *content = json_object_get(m, "content");
-            if (json_is_string(content) && json_string_length(content) == 0)
-                json_object_set_new(m, "content", json_null());
-        }
-        if (cm[i].tool_call_id) {
-            json_t *id = json_string(cm[i].tool_call_id);
-            if (!id)
-                return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
-                                  "chat: message %zu's tool_call_id is not valid UTF-8", i);
-            json_object_set_new(m, "tool_call_id", id);
-        }
-    }
-    return SIPP_OK;
+    return sipp__remote_add_tools(cm, n, p, &tool_shape, body, err);
 }
 
 static sipp_finish_reason map_finish(const char *fr) {

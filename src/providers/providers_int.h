@@ -171,6 +171,24 @@ void sipp__remote_calls_free(sipp__remote_run *rr);
 json_t *sipp__remote_call_arguments(const sipp_tool_call *c);
 /* For dialects (issue 18): the tools' JSON Schemas, parsed (new reference; checked). */
 json_t *sipp__remote_tool_schema(const sipp_tool *t);
+/* For dialects (issue 18): the `tools` array, each tool {name, <schema_key>: its schema,
+ * description?} ("parameters" or Anthropic's "input_schema"), wrapped as {"type": "function",
+ * "function": tool} when `function_wrapped`. INVALID_ARGUMENT when a description is not UTF-8. */
+sipp_status sipp__remote_tools(const sipp_text_params *p, const char *schema_key,
+                               bool function_wrapped, json_t **out, sipp_error *err);
+/* How an OpenAI-shaped dialect spells its tool fields (issue 18). function_wrapped: OpenAI's
+ * {"type": "function", "function": {...}} around a tool, a named tool_choice and an assistant's
+ * call, whose arguments are JSON text; otherwise (the Sipp profile) they are bare: a tool
+ * {name, description?, parameters}, tool_choice {"name"}, a call {id, name, arguments object}. */
+typedef struct sipp__remote_tool_shape {
+    bool function_wrapped;
+} sipp__remote_tool_shape;
+/* For OpenAI-shaped dialects (issue 18): `tools`, `tool_choice` ("auto" | "none" | "required" |
+ * the named shape) and `parallel_tool_calls` into `body`; its messages, parallel to `cm`, get
+ * assistant `tool_calls` (content null when empty) and tool messages their `tool_call_id`. */
+sipp_status sipp__remote_add_tools(const sipp_chat_message *cm, size_t n,
+                                   const sipp_text_params *p, const sipp__remote_tool_shape *shape,
+                                   json_t *body, sipp_error *err);
 /* For dialects (issue 18): stages the log-probability entries a peer sent with a chunk, in
  * either shape: an array of {"token", "logprob", "bytes"?, "top_logprobs": [{...}]} (OpenAI
  * chat's `content`, llama-server's completions, the Sipp profile's `logprobs`), an object with

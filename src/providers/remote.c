@@ -521,6 +521,89 @@ json_t *sipp__remote_tool_schema(const sipp_tool *t) {
     return j ? j : json_pack("{s:s, s:{}}", "type", "object", "properties");
 }
 
+sipp_status sipp__remote_tools(const sipp_text_params *p, const char *schema_key,
+                               bool function_wrapped, json_t **out, sipp_error *err) {
+    json_t *tools = json_array();
+    for (size_t i = 0; i < p->n_tools; i++) {
+        const sipp_tool *t = &p->tools[i];
+        json_t *tool = json_pack("{s:s, s:o}", "name", t->name, schema_key,
+                                 sipp__remote_tool_schema(t));
+        if (tool && t->description &&
+            json_object_set_new(tool, "description", json_string(t->description)) != 0) {
+            json_decref(tool);
+            tool = NULL;
+        }
+        if (!tool) {
+            json_decref(tools);
+            return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                              "tools[%zu]: the description is not valid UTF-8", i);
+        }
+        json_array_append_new(tools, function_wrapped ? json_pack("{s:s, s:o}", "type", "function",
+                                                                  "function", tool)
+                                                      : tool);
+    }
+    *out = tools;
+    return SIPP_OK;
+}
+
+/* One assistant tool call in the shape's spelling; NULL when a string is not UTF-8. */
+static json_t *shaped_call(const sipp_tool_call *c, const sipp__remote_tool_shape *shape) {
+    if (shape->function_wrapped) /* arguments as JSON text */
+        return json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", c->id, "type", "function", "function",
+                         "name", c->name, "arguments", c->arguments ? c->arguments : "{}");
+    json_t *args = sipp__remote_call_arguments(c); /* an object */
+    return args ? json_pack("{s:s, s:s, s:o}", "id", c->id, "name", c->name, "arguments", args)
+                : NULL;
+}
+
+sipp_status sipp__remote_add_tools(const sipp_chat_message *cm, size_t n,
+                                   const sipp_text_params *p, const sipp__remote_tool_shape *shape,
+                                   json_t *body, sipp_error *err) {
+    if (p->n_tools) {
+        json_t *tools;
+        sipp_status st = sipp__remote_tools(p, "parameters", shape->function_wrapped, &tools, err);
+        if (st != SIPP_OK) return st;
+        json_object_set_new(body, "tools", tools);
+        json_t *choice = p->tool_choice == SIPP_TOOL_CHOICE_NONE       ? json_string("none")
+                         : p->tool_choice == SIPP_TOOL_CHOICE_REQUIRED ? json_string("required")
+                         : p->tool_choice != SIPP_TOOL_CHOICE_NAMED    ? json_string("auto")
+                         : shape->function_wrapped
+                             ? json_pack("{s:s, s:{s:s}}", "type", "function", "function", "name",
+                                         p->tool_choice_name)
+                             : json_pack("{s:s}", "name", p->tool_choice_name);
+        json_object_set_new(body, "tool_choice", choice);
+        json_object_set_new(body, "parallel_tool_calls", json_boolean(p->parallel_tool_calls));
+    }
+    json_t *msgs = json_object_get(body, "messages");
+    for (size_t i = 0; cm && i < n; i++) {
+        json_t *m = json_array_get(msgs, i);
+        if (cm[i].n_tool_calls) {
+            json_t *calls = json_array();
+            for (size_t k = 0; k < cm[i].n_tool_calls; k++) {
+                json_t *e = shaped_call(&cm[i].tool_calls[k], shape);
+                if (e) json_array_append_new(calls, e);
+            }
+            if (json_array_size(calls) != cm[i].n_tool_calls) {
+                json_decref(calls);
+                return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                                  "chat: message %zu has a tool call that is not valid UTF-8", i);
+            }
+            json_object_set_new(m, "tool_calls", calls);
+            json_t *content = json_object_get(m, "content");
+            if (json_is_string(content) && json_string_length(content) == 0)
+                json_object_set_new(m, "content", json_null());
+        }
+        if (cm[i].tool_call_id) {
+            json_t *id = json_string(cm[i].tool_call_id);
+            if (!id)
+                return sipp__fail(err, SIPP_INVALID_ARGUMENT, 0,
+                                  "chat: message %zu's tool_call_id is not valid UTF-8", i);
+            json_object_set_new(m, "tool_call_id", id);
+        }
+    }
+    return SIPP_OK;
+}
+
 /* ---- structured output (issue 18) -------------------------------------------------------------- */
 
 sipp_status sipp__remote_schema(const sipp_text_params *p, json_t **out, sipp_error *err) {

@@ -73,6 +73,36 @@ def test_json_has_the_separated_reasoning(sipp, tmp_path):
     assert out["reasoning"].strip() and "<think>" not in out["reasoning"] and out["text"] == ""
 
 
+def test_reasoning_budget_flag_cuts_the_reasoning(sipp, tmp_path):
+    """--reasoning-budget N (docs/cli.md, docs/tools.md "Reasoning budget"): on QwQ's template
+    (its generation prompt opens <think>) with one seed, the unlimited run is all reasoning; a
+    budget of 2 tokens cuts the same reasoning short and the rest is text; 0 leaves none. (Qwen3's
+    template opens no block, so these random weights write no reasoning there to cut.)"""
+    qwq = make_model(tmp_path, "Qwen-QwQ-32B")
+
+    def run(*budget):
+        r = sipp("chat", "-m", str(qwq), "--ctx-size", "512", "-n", "16", "--temperature", "1",
+                 "--seed", "7", *budget, "--json", "What is the weather?")
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        return out.get("reasoning", ""), out["text"]
+
+    unlimited, text = run()
+    assert unlimited.strip() and text == ""
+    assert run("--reasoning-budget", "-1") == (unlimited, text)
+    cut, text = run("--reasoning-budget", "2")
+    assert len(cut) < len(unlimited) and unlimited.startswith(cut) and text, (cut, text)
+    none, text = run("--reasoning-budget", "0")
+    assert none == "" and text
+
+
+def test_bad_reasoning_budget_is_an_error(sipp, qwen):
+    r = sipp("chat", "-m", str(qwen), "--reasoning-budget", "-2", "Hi")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "--reasoning-budget expects an integer in [-1, 2147483647], got '-2'" in r.stderr, \
+        r.stderr
+
+
 def test_tool_options_are_for_chat_with_a_file(sipp, qwen, tool_file):
     r = sipp("query", "-m", str(qwen), "--tool-file", str(tool_file), "Once")
     assert r.returncode == 2 and "--tool-file and --tool-choice are for chat" in r.stderr
