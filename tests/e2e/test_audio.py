@@ -459,3 +459,23 @@ def test_gateway_transcription_auth_and_permissions(pair, tmp_path):
         assert st == 200 and isinstance(out["text"], str), out
     finally:
         g.stop()
+
+
+def test_openai_node_sdk_transcription(pair, audio_gw):
+    """The OpenAI Node SDK, unchanged (installed as test_gateway_sdk.py does):
+    audio.transcriptions.create gives the route's text, as JSON and as text."""
+    import shutil
+    from test_gateway_sdk import sdk_dir
+    d = sdk_dir()
+    script = d / "gateway_audio_sdk.mjs"  # next to node_modules so `import "openai"` resolves
+    shutil.copy(pathlib.Path(__file__).with_name("gateway_audio_sdk.mjs"), script)
+    st, _, want = transcribe(audio_gw, {"model": "ears", "temperature": "0"},
+                             [("file", "a440.wav", "audio/wav", (pair / "a440.wav").read_bytes())])
+    assert st == 200, want
+    r = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "GW_URL": f"http://127.0.0.1:{audio_gw.port}/v1",
+                            "GW_MODEL": "ears", "GW_FILE": str(pair / "a440.wav")})
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["json"]["text"] == want["text"]
+    assert out["text"] == want["text"]
