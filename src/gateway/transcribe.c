@@ -30,7 +30,6 @@ typedef struct form {
     char *val[F_N];
     size_t len[F_N], cap[F_N];
     bool seen[F_N];
-    char *file_type; /* the file part's Content-Type, if it had one */
     uint64_t max_file; /* max_media_bytes: a larger file stops the read (413) */
     bool file_too_large, field_too_long, twice;
     int which_long;
@@ -39,6 +38,7 @@ typedef struct form {
 static bool on_field(void *cls, const char *key, const char *filename, const char *type,
                      uint64_t off, const char *data, size_t size) {
     (void)filename;
+    (void)type;
     form *f = cls;
     int k = 0;
     while (k < F_N && strcmp(key, field_names[k]) != 0) k++;
@@ -49,7 +49,6 @@ static bool on_field(void *cls, const char *key, const char *filename, const cha
         return false;
     }
     f->seen[k] = true;
-    if (k == F_FILE && type && !f->file_type) f->file_type = strdup(type);
     uint64_t max = k == F_FILE ? f->max_file : FIELD_MAX;
     if (size > max - f->len[k] || f->len[k] > max) {
         if (k == F_FILE) f->file_too_large = true;
@@ -73,7 +72,6 @@ static bool on_field(void *cls, const char *key, const char *filename, const cha
 
 static void form_free(form *f) {
     for (int k = 0; k < F_N; k++) free(f->val[k]);
-    free(f->file_type);
 }
 
 /* Moves field k's text to the call (owned there); "" when absent. NULL on out of memory. */
@@ -138,12 +136,11 @@ bool sipp__gw_transcribe_decode(gw_req *r) {
         }
         if (!c->language[0]) c->language = NULL;
         if (!c->prompt[0]) c->prompt = NULL;
-        const char *what = "file";
-        if (!sipp__gw_call_add_audio(c, 0, what, f.file_type && strncmp(f.file_type, "audio/", 6) == 0
-                                                     ? f.file_type
-                                                     : NULL,
-                                     f.val[F_FILE] ? f.val[F_FILE] : "", SIZE_MAX, f.len[F_FILE],
-                                     msg, sizeof msg))
+        /* The part's own Content-Type is not held against the bytes: clients send audio/x-wav,
+         * audio/wave, audio/mp3 or application/octet-stream for the same files; the sniff of
+         * the bytes decides (WAV, MP3 or FLAC), as for a file given to `sipp listen`. */
+        if (!sipp__gw_call_add_audio(c, 0, "file", NULL, f.val[F_FILE] ? f.val[F_FILE] : "",
+                                     SIZE_MAX, f.len[F_FILE], msg, sizeof msg))
             sipp__gw_invalid(c, "file", "%s", msg);
         else if (c->media_too_large)
             ok = sipp__gw_req_fail(r, GW_PAYLOAD_TOO_LARGE, "file",
