@@ -438,11 +438,14 @@ def test_gateway_transcription_malformed_multipart(audio_gw):
 
 def test_gateway_transcription_auth_and_permissions(pair, tmp_path):
     """Without a token: 401; a caller whose targets leave the audio target out: 403 naming it;
-    a caller with it: 200. Over max_media_bytes: 413 naming the key."""
+    a caller with it: 200. Over max_media_bytes: 413 naming the key. A remote target:
+    unsupported (400), refused before anything is sent."""
     from gateway_util import Gateway, local_target
     g = Gateway(tmp_path, local_target("ears", pair / "text.gguf", mmproj=str(pair / "audio.gguf"),
                                        n_ctx=4096, n_parallel=1, n_threads=1)
                 + "\n" + local_target("plain", pair / "text.gguf", n_ctx=512, n_parallel=1, n_threads=1)
+                + '\n[[targets]]\nname = "far"\ntype = "openai_compatible"\nmodel = "any"\n'
+                + 'base_url = "http://127.0.0.1:1/v1"\n'
                 + '\n[[tokens]]\nenv = "TOK_A"\ncaller = "alice"\n'
                 + '\n[[tokens]]\nenv = "TOK_B"\ncaller = "bob"\ntargets = ["plain"]\n',
                 top="max_media_bytes = 65536\n", env={"TOK_A": "secret-a", "TOK_B": "secret-b",
@@ -456,6 +459,8 @@ def test_gateway_transcription_auth_and_permissions(pair, tmp_path):
         big = [("file", "b.wav", "audio/wav", wav_bytes(1, 1, 16000, 16, b"\x00" * 70000))]
         st, _, out = transcribe(g, {"model": "ears"}, big, token="secret-a")
         assert st == 413 and "max_media_bytes" in out["error"]["message"], out
+        st, _, out = transcribe(g, {"model": "far"}, f, token="secret-a")
+        assert st == 400 and "target 'far' is remote: transcription is unsupported" in out["error"]["message"], out
         st, _, out = transcribe(g, {"model": "ears"}, f, token="secret-a")
         assert st == 200 and isinstance(out["text"], str), out
     finally:
