@@ -39,6 +39,7 @@ const char *sipp__gw_op_name(gw_op op) {
     case GW_OP_CHAT: return "chat";
     case GW_OP_EMBED: return "embed";
     case GW_OP_MODELS: return "models";
+    case GW_OP_TRANSCRIBE: return "transcribe";
     default: return "unknown";
     }
 }

@@ -8,7 +8,7 @@
 
 #include <sipp.h>
 
-typedef enum gw_op { GW_OP_QUERY, GW_OP_CHAT, GW_OP_EMBED, GW_OP_MODELS, GW_N_OPS } gw_op;
+typedef enum gw_op { GW_OP_QUERY, GW_OP_CHAT, GW_OP_EMBED, GW_OP_MODELS, GW_OP_TRANSCRIBE, GW_N_OPS } gw_op;
 typedef enum gw_profile { GW_PROFILE_SIPP, GW_PROFILE_OPENAI, GW_PROFILE_ANTHROPIC } gw_profile;
 
 const char *sipp__gw_op_name(gw_op op);

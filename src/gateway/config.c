@@ -28,10 +28,12 @@
 const char *const sipp__gw_route_keys[SIPP__GW_N_ROUTES] = {
     "query",  "chat",     "embed",  "chat_completions", "completions", "embeddings",
     "models", "messages", "healthz", "readyz",          "metrics",     "admin",
+    "transcriptions",
 };
 const char *const sipp__gw_route_defaults[SIPP__GW_N_ROUTES] = {
     "/v1/query",  "/v1/chat", "/v1/embed", "/v1/chat/completions", "/v1/completions",
     "/v1/embeddings", "/v1/models", "/v1/messages", "/healthz", "/readyz", "/metrics", "/admin/",
+    "/v1/audio/transcriptions",
 };
 
 const char *sipp__gw_target_type_name(sipp__gw_target_type t) {

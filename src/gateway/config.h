@@ -140,6 +140,7 @@ typedef enum sipp__gw_route {
     SIPP__GW_R_READYZ,
     SIPP__GW_R_METRICS,
     SIPP__GW_R_ADMIN,
+    SIPP__GW_R_TRANSCRIPTIONS, /* issue 17: OpenAI /v1/audio/transcriptions (multipart) */
     SIPP__GW_N_ROUTES
 } sipp__gw_route;
 

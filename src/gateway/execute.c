@@ -166,6 +166,14 @@ sipp_status sipp__gw_submit_text(gw_req *r, sipp_error *err) {
     }
     tp.media = c->media; /* multimodal parts (OpenAI image_url), owned by the call */
     tp.n_media = c->n_media;
+    if (c->op == GW_OP_TRANSCRIBE) { /* issue 17: the audio goes to sipp_listen, at temp 0 */
+        tp.media = NULL;
+        tp.n_media = 0;
+        tp.temperature = c->has_temperature ? (float)c->temperature : 0.0f;
+        sipp_status st = sipp_listen(ep, &c->media[0], c->prompt, c->language, &tp, &r->run, err);
+        if (st != SIPP_OK) attempt_release(r, SIPP__POOL_NEUTRAL);
+        return st;
+    }
     size_t schema_len; /* structured output (issue 18); its size was checked in validate */
     char *schema = sipp__gw_schema_text(c, &schema_len);
     if ((c->json_schema || c->json_object) && !schema) {
@@ -270,6 +278,10 @@ void sipp__gw_execute_text(gw_req *r) {
         sipp__gw_req_fail(r, GW_CANCELLED, NULL,
                           r->shutdown_cut ? "the gateway is shutting down"
                                           : "the run was cancelled");
+        return;
+    }
+    if (r->call.op == GW_OP_TRANSCRIBE) {
+        sipp__gw_transcribe_answer(r, resp->text, resp->text_len);
         return;
     }
     gw_answer ans = sipp__gw_req_answer(r);

@@ -298,6 +298,10 @@ bool sipp__gw_phase_blocklist(gw_req *r, const sipp__gw_ip *ip);
 bool sipp__gw_phase_rate_limit_ip(gw_req *r);
 bool sipp__gw_phase_auth(gw_req *r);
 bool sipp__gw_phase_decode(gw_req *r);
+/* transcribe.c (issue 17): the decode phase of the transcription route's multipart body, and
+ * its answer ({"text": ...} or, with response_format text, the text itself). */
+bool sipp__gw_transcribe_decode(gw_req *r);
+void sipp__gw_transcribe_answer(gw_req *r, const char *text, size_t len);
 bool sipp__gw_phase_authorize(gw_req *r);
 bool sipp__gw_phase_resolve(gw_req *r);
 bool sipp__gw_phase_validate(gw_req *r);

@@ -31,12 +31,17 @@ bool sipp__gw_match_route(sipp__gw *gw, const char *path, gw_route *out) {
         [SIPP__GW_R_EMBEDDINGS] = {GW_PROFILE_OPENAI, GW_OP_EMBED, "POST"},
         [SIPP__GW_R_MODELS] = {GW_PROFILE_OPENAI, GW_OP_MODELS, "GET"},
         [SIPP__GW_R_MESSAGES] = {GW_PROFILE_ANTHROPIC, GW_OP_CHAT, "POST"},
+        [SIPP__GW_R_TRANSCRIPTIONS] = {GW_PROFILE_OPENAI, GW_OP_TRANSCRIBE, "POST"},
     };
     for (size_t s = 0; s <= SIPP__GW_R_MESSAGES; s++)
         if (strcmp(gw->cfg.routes[s], path) == 0) {
             *out = by_slot[s];
             return true;
         }
+    if (strcmp(gw->cfg.routes[SIPP__GW_R_TRANSCRIPTIONS], path) == 0) {
+        *out = by_slot[SIPP__GW_R_TRANSCRIPTIONS];
+        return true;
+    }
     return false;
 }
 
@@ -141,6 +146,9 @@ bool sipp__gw_phase_decode(gw_req *r) {
                                  "the request body is larger than %llu bytes",
                                  (unsigned long long)r->gw->cfg.max_request_bytes);
     if (rej) return sipp__gw_req_fail(r, GW_INVALID_JSON, NULL, "%s", why);
+    /* the transcription route takes multipart/form-data (transcribe.c): Origin was checked
+     * for every route, so a cross-site form post is refused before this */
+    if (r->op == GW_OP_TRANSCRIBE) return sipp__gw_transcribe_decode(r);
     /* Only JSON: a browser sends text/plain, form and header-less bodies cross-site without a
      * CORS preflight, application/json never. */
     if (!sipp__gw_is_json_type(sipp__httpd_header_get(r->http, "content-type")))
@@ -226,6 +234,16 @@ bool sipp__gw_phase_validate(gw_req *r) {
                                  "'logprobs' are not streamed together with 'tools'; ask without "
                                  "stream or without logprobs");
     gw_target *t = r->tgt;
+    if (c->op == GW_OP_TRANSCRIBE && t->cfg->type != SIPP__GW_LOCAL)
+        return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "model",
+                                 "target '%s' is remote: transcription is unsupported on remote "
+                                 "targets",
+                                 t->cfg->name);
+    if (c->op == GW_OP_TRANSCRIBE && !t->audio_in)
+        return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "model",
+                                 "target '%s' takes no audio: it has no audio encoder as its "
+                                 "projector (mmproj)",
+                                 t->cfg->name);
     if (c->op == GW_OP_EMBED && !t->can_embed)
         return sipp__gw_req_fail(r, GW_INVALID_REQUEST, "model", "target '%s' cannot embed",
                                  t->cfg->name);

@@ -88,6 +88,10 @@ typedef struct gw_call {
      * and the length of the audio parts decoded so far */
     uint64_t max_audio_seconds;
     uint64_t audio_ms;
+    /* transcription (issue 17, transcribe.c): the form's `language` (owned) and
+     * response_format: plain text rather than {"text": ...} */
+    const char *language;
+    bool transcript_text;
 } gw_call;
 
 /* Adds one image to `c` from a data: URL (OpenAI's image_url parts; the Messages profile's

@@ -362,6 +362,43 @@ const char *sipp__httpd_body(const sipp__httpd_req *r, size_t *len) {
     return r->body ? r->body : "";
 }
 const char *sipp__httpd_peer(const sipp__httpd_req *r) { return r->peer; }
+
+typedef struct form_ctx {
+    sipp__httpd_form_fn fn;
+    void *cls;
+    bool stopped;
+} form_ctx;
+
+static enum MHD_Result on_form(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *filename, const char *content_type,
+                               const char *transfer_encoding, const char *data, uint64_t off,
+                               size_t size) {
+    (void)kind;
+    (void)transfer_encoding;
+    form_ctx *f = cls;
+    if (!f->fn(f->cls, key ? key : "", filename, content_type, off, data ? data : "", size)) {
+        f->stopped = true;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+int sipp__httpd_form_parse(sipp__httpd_req *r, sipp__httpd_form_fn fn, void *cls) {
+    const char *ct = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "content-type");
+    static const char mp[] = "multipart/form-data";
+    if (!ct || strncasecmp(ct, mp, sizeof mp - 1) != 0 ||
+        (ct[sizeof mp - 1] != '\0' && ct[sizeof mp - 1] != ';' && ct[sizeof mp - 1] != ' '))
+        return -1;
+    form_ctx f = {fn, cls, false};
+    /* The body is already whole in r->body (the handler runs after the upload): the post
+     * processor is fed it in one call on this same connection, which it reads the boundary of. */
+    struct MHD_PostProcessor *pp = MHD_create_post_processor(r->c, 64 * 1024, on_form, &f);
+    if (!pp) return 0; /* multipart without a boundary */
+    enum MHD_Result ok = r->len ? MHD_post_process(pp, r->body, r->len) : MHD_YES;
+    /* MHD_NO from destroy: the body ended inside a part (truncated, or no closing boundary) */
+    enum MHD_Result done = MHD_destroy_post_processor(pp);
+    return ok == MHD_YES && done == MHD_YES && !f.stopped ? 1 : 0;
+}
 int sipp__httpd_rejected(const sipp__httpd_req *r, const char **message) {
     if (message) *message = r->reject_msg;
     return r->reject;

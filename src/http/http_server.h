@@ -64,6 +64,15 @@ bool sipp__httpd_has_query_arg(const sipp__httpd_req *r, const char *name);
 /* A request header by case-insensitive name, or NULL. */
 const char *sipp__httpd_header_get(const sipp__httpd_req *r, const char *name);
 const char *sipp__httpd_body(const sipp__httpd_req *r, size_t *len);
+
+/* multipart/form-data (issue 17, the transcription route): the accumulated body (within
+ * max_body_bytes) fed to libmicrohttpd's post processor. `fn` gets each field's data in order,
+ * in pieces (`off` = the piece's offset in the field's value; `filename` and `type` NULL when the
+ * part has none); it returns false to stop. Returns 1 when the body was read whole, 0 when it is
+ * malformed or `fn` stopped, -1 when the Content-Type is not multipart/form-data. */
+typedef bool (*sipp__httpd_form_fn)(void *cls, const char *key, const char *filename,
+                                    const char *type, uint64_t off, const char *data, size_t size);
+int sipp__httpd_form_parse(sipp__httpd_req *r, sipp__httpd_form_fn fn, void *cls);
 /* The TCP peer's address in text form ("127.0.0.1", "::1"). */
 const char *sipp__httpd_peer(const sipp__httpd_req *r);
 /* 0, 413 (body over the limit) or 400 (conflicting or unsupported framing). The message says

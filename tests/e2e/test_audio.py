@@ -351,3 +351,137 @@ def test_gateway_audio_limit_counts_all_clips(pair, audio_gw):
     st, _, out = audio_gw.post("/v1/chat/completions", audio_chat([input_audio(clip16), {"type": "text", "text": "hi"}],
                                                                   max_tokens=2))
     assert st == 200, out
+
+
+# ---- gateway: OpenAI /v1/audio/transcriptions (multipart/form-data) -------------------------
+
+def multipart(fields, files=(), boundary="sippboundary7MA4YWxk"):
+    """A multipart/form-data body: fields {name: text}, files [(name, filename, type, bytes)]."""
+    out = b""
+    for k, v in fields.items():
+        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").encode()
+    for name, filename, ctype, data in files:
+        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n"
+                f"Content-Type: {ctype}\r\n\r\n").encode() + data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def transcribe(gw, fields, files=(), token=None, ctype=None):
+    body, ct = multipart(fields, files)
+    return gw.post("/v1/audio/transcriptions", body, token=token, headers={"content-type": ctype or ct})
+
+
+def test_gateway_transcription_equals_sipp_listen(sipp, pair, audio_gw):
+    """POST /v1/audio/transcriptions (model, file; temperature 0) gives `sipp listen`'s text for
+    the same clip (sipp_listen on the target's endpoint: llama-mtmd-cli's text, tested above);
+    response_format text gives the same text as text/plain; a prompt and a language reach the turn."""
+    for clip, extra, args in (("a440.wav", {}, []), ("chirp.wav", {"language": "en"}, ["--language", "en"]),
+                              ("a440.wav", {"prompt": PROMPT}, ["--prompt", PROMPT])):
+        r = sipp_run(sipp, "listen", "--json", "-m", str(pair / "text.gguf"), "--mmproj",
+                     str(pair / "audio.gguf"), *args, str(pair / clip))
+        assert r.returncode == 0, r.stderr
+        want = json.loads(r.stdout)["text"]
+        audio = (pair / clip).read_bytes()
+        # the part's type is not the bytes' judge: curl sends audio/x-wav for a .wav
+        st, _, out = transcribe(audio_gw, {"model": "ears", "temperature": "0", **extra},
+                                [("file", clip, "audio/x-wav" if extra else "audio/wav", audio)])
+        assert st == 200, out
+        assert out == {"text": want}
+    st, h, out = transcribe(audio_gw, {"model": "ears", "response_format": "text"},
+                            [("file", "a.wav", "application/octet-stream", (pair / "a440.wav").read_bytes())])
+    assert st == 200 and h["content-type"].startswith("text/plain"), out
+    r = sipp_run(sipp, "listen", "--json", "-m", str(pair / "text.gguf"), "--mmproj", str(pair / "audio.gguf"),
+                 str(pair / "a440.wav"))
+    assert out.decode() == json.loads(r.stdout)["text"]
+    assert 'sipp_requests_total{operation="transcribe",target="ears",status="2' in audio_gw.metrics()
+
+
+PCM1 = lambda: wav_bytes(1, 1, 16000, 16, b"\x00\x01" * 1600)
+
+
+@pytest.mark.parametrize("fields,files,ctype,status,code,expect", [
+    ({"model": "ears"}, [], None, 400, "invalidrequest", "missing field 'file'"),
+    ({}, [("file", "a.wav", "audio/wav", PCM1)], None, 400, "invalidrequest", "missing field 'model'"),
+    ({"model": "ears"}, [("file", "a.wav", "audio/wav", PCM1)], "application/json", 415,
+     "unsupported_media_type", "multipart/form-data"),
+    ({"model": "ears"}, [("file", "a.txt", "text/plain", lambda: b"plain text, not a sound at all")], None,
+     400, "invalidrequest", "not audio"),
+    ({"model": "ears"}, [("file", "z.wav", "audio/wav", lambda: wav_bytes(1, 1, 16000, 16, b""))], None,
+     400, "invalidrequest", "zero-length audio"),
+    ({"model": "ears"}, [("file", "long.wav", "audio/wav", LONG)], None, 400, "invalidrequest",
+     "over the limit of 30 seconds (max_audio_seconds)"),
+    ({"model": "nobody"}, [("file", "a.wav", "audio/wav", PCM1)], None, 404, "resolution",
+     "unknown target 'nobody'"),
+    ({"model": "eyes"}, [("file", "a.wav", "audio/wav", PCM1)], None, 400, "invalidrequest",
+     "target 'eyes' takes no audio"),
+    ({"model": "ears", "response_format": "verbose_json"}, [("file", "a.wav", "audio/wav", PCM1)], None, 400,
+     "invalidrequest", "response_format 'verbose_json' is not supported"),
+])
+def test_gateway_transcription_refusals(audio_gw, fields, files, ctype, status, code, expect):
+    """Each bad request: a 4xx naming the problem; the gateway serves on (a transcription too)."""
+    st, _, out = transcribe(audio_gw, fields, [(n, f, t, d()) for n, f, t, d in files], ctype=ctype)
+    assert st == status, out
+    assert out["error"]["code"] == code and expect in out["error"]["message"], out
+    st, _, out = transcribe(audio_gw, {"model": "ears"}, [("file", "a.wav", "audio/wav", PCM1())])
+    assert st == 200 and isinstance(out["text"], str), out
+
+
+def test_gateway_transcription_malformed_multipart(audio_gw):
+    """A body cut inside its part, and one without a boundary: 400, the gateway serves on."""
+    body, ct = multipart({"model": "ears"}, [("file", "a.wav", "audio/wav", PCM1())])
+    for b, c in ((body[:-40], ct), (body, "multipart/form-data")):
+        st, _, out = audio_gw.post("/v1/audio/transcriptions", b, headers={"content-type": c})
+        assert st == 400 and "malformed" in out["error"]["message"], out
+    st, _, out = transcribe(audio_gw, {"model": "ears"}, [("file", "a.wav", "audio/wav", PCM1())])
+    assert st == 200, out
+
+
+def test_gateway_transcription_auth_and_permissions(pair, tmp_path):
+    """Without a token: 401; a caller whose targets leave the audio target out: 403 naming it;
+    a caller with it: 200. Over max_media_bytes: 413 naming the key. A remote target:
+    unsupported (400), refused before anything is sent."""
+    from gateway_util import Gateway, local_target
+    g = Gateway(tmp_path, local_target("ears", pair / "text.gguf", mmproj=str(pair / "audio.gguf"),
+                                       n_ctx=4096, n_parallel=1, n_threads=1)
+                + "\n" + local_target("plain", pair / "text.gguf", n_ctx=512, n_parallel=1, n_threads=1)
+                + '\n[[targets]]\nname = "far"\ntype = "openai_compatible"\nmodel = "any"\n'
+                + 'base_url = "http://127.0.0.1:1/v1"\n'
+                + '\n[[tokens]]\nenv = "TOK_A"\ncaller = "alice"\n'
+                + '\n[[tokens]]\nenv = "TOK_B"\ncaller = "bob"\ntargets = ["plain"]\n',
+                top="max_media_bytes = 65536\n", env={"TOK_A": "secret-a", "TOK_B": "secret-b",
+                                                       "OMP_WAIT_POLICY": "passive"})
+    try:
+        f = [("file", "a.wav", "audio/wav", PCM1())]
+        st, _, out = transcribe(g, {"model": "ears"}, f)
+        assert st == 401, out
+        st, _, out = transcribe(g, {"model": "ears"}, f, token="secret-b")
+        assert st == 403 and "may not use target 'ears'" in out["error"]["message"], out
+        big = [("file", "b.wav", "audio/wav", wav_bytes(1, 1, 16000, 16, b"\x00" * 70000))]
+        st, _, out = transcribe(g, {"model": "ears"}, big, token="secret-a")
+        assert st == 413 and "max_media_bytes" in out["error"]["message"], out
+        st, _, out = transcribe(g, {"model": "far"}, f, token="secret-a")
+        assert st == 400 and "target 'far' is remote: transcription is unsupported" in out["error"]["message"], out
+        st, _, out = transcribe(g, {"model": "ears"}, f, token="secret-a")
+        assert st == 200 and isinstance(out["text"], str), out
+    finally:
+        g.stop()
+
+
+def test_openai_node_sdk_transcription(pair, audio_gw):
+    """The OpenAI Node SDK, unchanged (installed as test_gateway_sdk.py does):
+    audio.transcriptions.create gives the route's text, as JSON and as text."""
+    import shutil
+    from test_gateway_sdk import sdk_dir
+    d = sdk_dir()
+    script = d / "gateway_audio_sdk.mjs"  # next to node_modules so `import "openai"` resolves
+    shutil.copy(pathlib.Path(__file__).with_name("gateway_audio_sdk.mjs"), script)
+    st, _, want = transcribe(audio_gw, {"model": "ears", "temperature": "0"},
+                             [("file", "a440.wav", "audio/wav", (pair / "a440.wav").read_bytes())])
+    assert st == 200, want
+    r = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "GW_URL": f"http://127.0.0.1:{audio_gw.port}/v1",
+                            "GW_MODEL": "ears", "GW_FILE": str(pair / "a440.wav")})
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["json"]["text"] == want["text"]
+    assert out["text"] == want["text"]
